@@ -1,0 +1,238 @@
+//! The WIT bindings: converts WIT types to domain types and back.
+
+use crate::{error, evaluate, github, json_api, model, outcome};
+
+mod bindings {
+    wit_bindgen::generate!({ world: "redeployer", path: "../wit" });
+}
+
+use bindings::exports::redeploy::plugin::evaluator::Guest;
+use bindings::exports::redeploy::plugin::types as wit;
+
+struct Component;
+
+impl From<error::PluginError> for wit::Error {
+    fn from(e: error::PluginError) -> Self {
+        use error::PluginError as E;
+        match e {
+            E::UnknownProvider(m) => wit::Error::UnknownProvider(m),
+            E::MalformedPayload(m) => wit::Error::MalformedPayload(m),
+            E::MissingSignature(m) => wit::Error::MissingSignature(m),
+            E::BadSignature(m) => wit::Error::BadSignature(m),
+            E::UnsupportedMethod(m) => wit::Error::UnsupportedMethod(m),
+            E::BadRequest(m) => wit::Error::BadRequest(m),
+            E::InvalidStack(m) => wit::Error::InvalidStack(m),
+        }
+    }
+}
+
+fn service_from_wit(s: wit::Service) -> model::Service {
+    model::Service {
+        name: s.name,
+        repository: s.repository,
+        branch: s.branch,
+        tags: s.tags,
+        image: s.image,
+    }
+}
+
+fn stack_from_wit(s: wit::Stack) -> Result<model::Stack, error::PluginError> {
+    let top = model::Service {
+        name: String::new(),
+        repository: s.repository,
+        branch: s.branch,
+        tags: s.tags,
+        image: s.image,
+    };
+    let services = s.services.into_iter().map(service_from_wit).collect();
+    Ok(model::Stack {
+        services: evaluate::stack_services(&s.name, top, services)?,
+        name: s.name,
+        secrets: s.secrets,
+        ping: match s.ping {
+            wit::PingAction::Deploy => model::PingAction::Deploy,
+            wit::PingAction::Acknowledge => model::PingAction::Acknowledge,
+        },
+        paths: s.paths,
+        skip_markers: s.skip_markers,
+        profiles: s.profiles,
+        github: s.github.map(|g| model::GithubDeployments {
+            repository: g.repository,
+            environment: g.environment,
+            auto_merge: g.auto_merge,
+            required_contexts: g.required_contexts,
+            transient_environment: g.transient_environment,
+            production_environment: g.production_environment,
+            wait_for_event: g.wait_for_event,
+        }),
+    })
+}
+
+fn delivery_from_wit(d: wit::Delivery) -> evaluate::Delivery {
+    match d {
+        wit::Delivery::Http(r) => evaluate::Delivery::Http(evaluate::HttpRequest {
+            method: r.method,
+            path: r.path,
+            query: r.query,
+            headers: model::Headers::new(r.headers),
+            body: r.body,
+        }),
+        wit::Delivery::PostReceive(p) => evaluate::Delivery::PostReceive {
+            repository: p.repository,
+            updates: p
+                .updates
+                .into_iter()
+                .map(|u| evaluate::RefUpdate {
+                    old: u.old,
+                    new: u.new,
+                    name: u.name,
+                })
+                .collect(),
+            pusher: p.pusher,
+            query: p.query,
+        },
+        wit::Delivery::Manual(m) => evaluate::Delivery::Manual {
+            stack: m.stack,
+            query: m.query,
+        },
+    }
+}
+
+fn signature_to_wit(s: outcome::SignatureScheme) -> wit::SignatureScheme {
+    use outcome::SignatureScheme as S;
+    match s {
+        S::NotRequired => wit::SignatureScheme::NotRequired,
+        S::GithubSha256 => wit::SignatureScheme::GithubSha256,
+        S::GithubSha1 => wit::SignatureScheme::GithubSha1,
+        S::GiteaSha256 => wit::SignatureScheme::GiteaSha256,
+        S::PlainToken => wit::SignatureScheme::PlainToken,
+        S::BitbucketSha256 => wit::SignatureScheme::BitbucketSha256,
+    }
+}
+
+fn push_to_wit(p: model::Push) -> wit::Push {
+    let (kind, short) = p.ref_kind();
+    let (branch, tag) = match kind {
+        model::RefKind::Branch => (Some(short.to_string()), None),
+        model::RefKind::Tag => (None, Some(short.to_string())),
+        model::RefKind::Other => (None, None),
+    };
+    wit::Push {
+        repository: wit::Repository {
+            full_name: p.repository.full_name,
+            urls: p.repository.urls,
+        },
+        ref_: p.git_ref,
+        branch,
+        tag,
+        before: p.before,
+        after: p.after,
+        created: p.created,
+        deleted: p.deleted,
+        forced: p.forced,
+        pusher: p.pusher,
+        head_message: p.head_message,
+        changed_files: match p.changed_files {
+            model::ChangedFiles::Complete(f) => wit::ChangedFiles::Complete(f),
+            model::ChangedFiles::Unknown => wit::ChangedFiles::Unknown,
+        },
+    }
+}
+
+fn image_to_wit(i: model::ImagePush) -> wit::ImagePush {
+    wit::ImagePush {
+        registry: i.registry,
+        repository: i.repository,
+        tag: i.tag,
+        digest: i.digest,
+        pusher: i.pusher,
+        callback_url: i.callback_url,
+    }
+}
+
+fn deploy_to_wit(e: outcome::DeployEvent) -> wit::DeployEvent {
+    wit::DeployEvent {
+        stack: e.stack,
+        services: e.services,
+        profile: e.profile,
+        ref_: e.git_ref,
+        branch: e.branch,
+        tag: e.tag,
+        sha: e.sha,
+        repository: e.repository,
+        image: e.image,
+        provider: e.provider,
+        delivery: e.delivery,
+        reason: e.reason,
+        github_deployment_request: e.github_deployment_request,
+        github_deployment_id: e.github_deployment_id,
+        callback_url: e.callback_url,
+    }
+}
+
+fn outcome_to_wit(o: outcome::Outcome) -> wit::Outcome {
+    wit::Outcome {
+        provider: o.provider.as_str().to_string(),
+        event: o.event,
+        delivery: o.delivery,
+        signature: signature_to_wit(o.signature),
+        pushes: o.pushes.into_iter().map(push_to_wit).collect(),
+        images: o.images.into_iter().map(image_to_wit).collect(),
+        decisions: o
+            .decisions
+            .into_iter()
+            .map(|d| wit::Decision {
+                stack: d.stack,
+                action: match d.deploy {
+                    Some(e) => wit::Action::Deploy(deploy_to_wit(e)),
+                    None => wit::Action::Skip,
+                },
+                services: d.services,
+                reason: d.reason,
+            })
+            .collect(),
+    }
+}
+
+impl Guest for Component {
+    fn evaluate(
+        stacks: Vec<wit::Stack>,
+        delivery: wit::Delivery,
+    ) -> Result<wit::Outcome, wit::Error> {
+        let stacks = stacks
+            .into_iter()
+            .map(stack_from_wit)
+            .collect::<Result<Vec<_>, _>>()?;
+        let delivery = delivery_from_wit(delivery);
+        Ok(outcome_to_wit(evaluate::evaluate(&stacks, &delivery)?))
+    }
+
+    fn deployment_status(input: wit::StatusInput) -> String {
+        use outcome::DeployPhase as P;
+        let phase = match input.phase {
+            wit::DeployPhase::Queued => P::Queued,
+            wit::DeployPhase::Started => P::Started,
+            wit::DeployPhase::Succeeded => P::Succeeded,
+            wit::DeployPhase::Failed => P::Failed,
+            wit::DeployPhase::Cancelled => P::Cancelled,
+            wit::DeployPhase::Interrupted => P::Interrupted,
+        };
+        github::deployment_status(&outcome::StatusInput {
+            phase,
+            environment: input.environment,
+            log_url: input.log_url,
+            environment_url: input.environment_url,
+            detail: input.detail,
+        })
+    }
+
+    fn evaluate_json(input: String) -> Result<String, wit::Error> {
+        Ok(json_api::evaluate_json(&input)?)
+    }
+
+    fn version() -> String {
+        env!("CARGO_PKG_VERSION").to_string()
+    }
+}
+
+bindings::export!(Component with_types_in bindings);

@@ -1,0 +1,976 @@
+//! The evaluation pipeline: method → body decoding → provider detection →
+//! signature → modifiers → normalization → one decision per stack.
+
+use std::borrow::Cow;
+
+use crate::error::PluginError;
+use crate::github;
+use crate::matching::{image_reference, path_matches, repository_matches, Glob, ImageKey, RepoKey};
+use crate::model::{
+    ref_kind, Deployment, Event, Headers, ImagePush, Normalized, PingAction, Provider, Push,
+    RefKind, Repository, Service, Stack,
+};
+use crate::outcome::{Decision, DeployEvent, Outcome, SignatureScheme};
+use crate::providers::{self, common::is_zero_sha, Detected};
+use crate::signature;
+
+/// The longest hook-URL query the plugin parses. Real modifiers are a few
+/// dozen bytes; anything longer is a mistake or an attack.
+pub const MAX_QUERY_BYTES: usize = 4096;
+
+/// The most ref updates one post-receive delivery may carry. Git itself has
+/// no limit, but a push of more refs than this is a mirror, not a deploy.
+pub const MAX_POST_RECEIVE_UPDATES: usize = 10_000;
+
+/// An HTTP request to a hook URL.
+#[derive(Clone, Debug)]
+pub struct HttpRequest {
+    /// The method.
+    pub method: String,
+    /// The path (informational; the host already routed it).
+    pub path: String,
+    /// The raw query without `?`.
+    pub query: String,
+    /// The headers.
+    pub headers: Headers,
+    /// The raw body.
+    pub body: Vec<u8>,
+}
+
+/// One post-receive input line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefUpdate {
+    /// Old object id.
+    pub old: String,
+    /// New object id.
+    pub new: String,
+    /// Full ref name.
+    pub name: String,
+}
+
+/// A delivery to evaluate.
+#[derive(Clone, Debug)]
+pub enum Delivery {
+    /// A webhook request.
+    Http(HttpRequest),
+    /// git post-receive input.
+    PostReceive {
+        /// Repository path or mapped forge name.
+        repository: String,
+        /// The ref updates.
+        updates: Vec<RefUpdate>,
+        /// Who pushed.
+        pusher: Option<String>,
+        /// Modifiers.
+        query: String,
+    },
+    /// A manual trigger of one stack.
+    Manual {
+        /// The stack.
+        stack: String,
+        /// Modifiers.
+        query: String,
+    },
+}
+
+/// Turns a stack's top-level `repository`/`branch`/`tags`/`image` into its
+/// one service, or checks that a stack with `services` has no top-level source.
+pub fn stack_services(
+    name: &str,
+    top: Service,
+    services: Vec<Service>,
+) -> Result<Vec<Service>, PluginError> {
+    let has_top = top.repository.is_some()
+        || top.branch.is_some()
+        || top.tags.is_some()
+        || top.image.is_some();
+    match (has_top, services.is_empty()) {
+        (true, false) => Err(PluginError::InvalidStack(format!(
+            "stack \"{name}\": set repository/branch/image either at the top level or in services, not both"
+        ))),
+        (_, true) => Ok(vec![Service { name: name.to_string(), ..top }]),
+        (false, false) => Ok(services),
+    }
+}
+
+/// A service with its patterns compiled.
+struct PreparedService<'s> {
+    service: &'s Service,
+    repository: Option<RepoKey>,
+    branch: Option<Glob>,
+    tags: Option<Glob>,
+    image: Option<ImageKey>,
+}
+
+/// A stack with its patterns compiled and its modifiers applied.
+struct PreparedStack<'s> {
+    stack: &'s Stack,
+    services: Vec<PreparedService<'s>>,
+    paths: Vec<Glob>,
+    profile: Option<String>,
+}
+
+fn prepare<'s>(stack: &'s Stack, modifiers: &Modifiers) -> Result<PreparedStack<'s>, PluginError> {
+    let name = &stack.name;
+    if stack.services.is_empty() {
+        return Err(PluginError::InvalidStack(format!(
+            "stack \"{name}\" has no services"
+        )));
+    }
+    let mut services = Vec::with_capacity(stack.services.len());
+    for service in &stack.services {
+        let what = |key: &str| {
+            format!(
+                "stack \"{name}\" service \"{}\": {key} pattern",
+                service.name
+            )
+        };
+        let repository = match &service.repository {
+            Some(r) => Some(RepoKey::parse(r).ok_or_else(|| {
+                PluginError::InvalidStack(format!(
+                    "stack \"{name}\" service \"{}\": repository \"{r}\" is not a repository",
+                    service.name
+                ))
+            })?),
+            None => None,
+        };
+        if repository.is_some() && service.branch.is_none() && service.tags.is_none() {
+            return Err(PluginError::InvalidStack(format!(
+                "stack \"{name}\" service \"{}\": repository needs a branch (or tags) pattern",
+                service.name
+            )));
+        }
+        let image = match &service.image {
+            Some(i) => Some(ImageKey::parse(i).ok_or_else(|| {
+                PluginError::InvalidStack(format!(
+                    "stack \"{name}\" service \"{}\": image \"{i}\" is not an image",
+                    service.name
+                ))
+            })?),
+            None => None,
+        };
+        services.push(PreparedService {
+            service,
+            repository,
+            branch: service
+                .branch
+                .as_deref()
+                .map(|b| Glob::new(b, &what("branch")))
+                .transpose()?,
+            tags: service
+                .tags
+                .as_deref()
+                .map(|t| Glob::new(t, &what("tags")))
+                .transpose()?,
+            image,
+        });
+    }
+    let paths = stack
+        .paths
+        .iter()
+        .map(|p| Glob::new(p, &format!("stack \"{name}\": paths")))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(wanted) = &modifiers.services {
+        for w in wanted {
+            if !stack.services.iter().any(|s| &s.name == w) {
+                let known: Vec<&str> = stack.services.iter().map(|s| s.name.as_str()).collect();
+                return Err(PluginError::BadRequest(format!(
+                    "stack \"{name}\" has no service \"{w}\" (services: {})",
+                    known.join(", ")
+                )));
+            }
+        }
+        services.retain(|s| wanted.iter().any(|w| w == &s.service.name));
+    }
+    if let Some(profile) = &modifiers.profile {
+        if !stack.profiles.iter().any(|p| p == profile) {
+            return Err(PluginError::BadRequest(format!(
+                "stack \"{name}\" has no deploy profile \"{profile}\""
+            )));
+        }
+    }
+    Ok(PreparedStack {
+        stack,
+        services,
+        paths,
+        profile: modifiers.profile.clone(),
+    })
+}
+
+/// The hook URL's modifiers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Modifiers {
+    /// `services=web,api`: restrict to these services.
+    pub services: Option<Vec<String>>,
+    /// `deployment_profile=NAME`.
+    pub profile: Option<String>,
+}
+
+/// Parses `services=web,api&deployment_profile=fast`. Other keys are ignored
+/// (users add cache-busters; forges add nothing).
+pub fn parse_modifiers(query: &str) -> Result<Modifiers, PluginError> {
+    if query.len() > MAX_QUERY_BYTES {
+        return Err(PluginError::BadRequest(format!(
+            "query is longer than {MAX_QUERY_BYTES} bytes"
+        )));
+    }
+    let mut m = Modifiers::default();
+    for (key, value) in form_urlencoded::parse(query.trim_start_matches('?').as_bytes()) {
+        match key.as_ref() {
+            "services" => {
+                let list = m.services.get_or_insert_with(Vec::new);
+                for s in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                    if !list.iter().any(|x| x == s) {
+                        list.push(s.to_string());
+                    }
+                }
+                if list.is_empty() {
+                    return Err(PluginError::BadRequest("services= names no service".into()));
+                }
+            }
+            "deployment_profile" => {
+                let v = value.trim();
+                if v.is_empty() {
+                    return Err(PluginError::BadRequest(
+                        "deployment_profile= names no profile".into(),
+                    ));
+                }
+                if m.profile.as_deref().is_some_and(|p| p != v) {
+                    return Err(PluginError::BadRequest(
+                        "deployment_profile= is given twice".into(),
+                    ));
+                }
+                m.profile = Some(v.to_string());
+            }
+            _ => {}
+        }
+    }
+    Ok(m)
+}
+
+/// Decodes the body: the `payload` field of a form-encoded body, else the body.
+fn decode_body<'b>(headers: &Headers, body: &'b [u8]) -> Result<Cow<'b, [u8]>, PluginError> {
+    let content_type = headers
+        .get("content-type")
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let form = content_type.starts_with("application/x-www-form-urlencoded")
+        || (content_type.is_empty() && body.starts_with(b"payload="));
+    if !form {
+        return Ok(Cow::Borrowed(body));
+    }
+    form_urlencoded::parse(body)
+        .find(|(k, _)| k == "payload")
+        .map(|(_, v)| Cow::Owned(v.into_owned().into_bytes()))
+        .ok_or_else(|| {
+            PluginError::MalformedPayload("form-encoded body has no payload field".into())
+        })
+}
+
+/// Evaluates one delivery against `stacks`.
+pub fn evaluate(stacks: &[Stack], delivery: &Delivery) -> Result<Outcome, PluginError> {
+    let (normalized, signature, query) = match delivery {
+        Delivery::Http(req) => {
+            if !req.method.eq_ignore_ascii_case("POST") {
+                return Err(PluginError::UnsupportedMethod(format!(
+                    "{} cannot deliver a webhook; use POST",
+                    req.method
+                )));
+            }
+            let json = decode_body(&req.headers, &req.body)?;
+            let detected = providers::detect(&req.headers, &json)?;
+            let mut scheme = SignatureScheme::NotRequired;
+            for stack in stacks {
+                let s = signature::verify(
+                    &stack.name,
+                    &stack.secrets,
+                    detected.provider,
+                    &req.headers,
+                    &req.body,
+                    &json,
+                )?;
+                if scheme == SignatureScheme::NotRequired {
+                    scheme = s;
+                }
+            }
+            let modifiers = parse_modifiers(&req.query)?;
+            // Check modifiers against every stack before parsing the payload,
+            // so a bad modifier is a 400 whatever the event is.
+            for stack in stacks {
+                prepare(stack, &modifiers)?;
+            }
+            let event = providers::parse(&detected, &json)?;
+            (normalize(detected, event), scheme, req.query.as_str())
+        }
+        Delivery::PostReceive {
+            repository,
+            updates,
+            pusher,
+            query,
+        } => {
+            let pushes = post_receive_pushes(repository, updates, pusher.as_deref())?;
+            let n = Normalized {
+                provider: Provider::PostReceive,
+                event_name: "post-receive".into(),
+                delivery: None,
+                event: Event::Push(pushes),
+            };
+            (n, SignatureScheme::NotRequired, query.as_str())
+        }
+        Delivery::Manual { stack, query } => {
+            if !stacks.iter().any(|s| &s.name == stack) {
+                return Err(PluginError::BadRequest(format!(
+                    "no stack named \"{stack}\""
+                )));
+            }
+            let n = Normalized {
+                provider: Provider::Manual,
+                event_name: "manual".into(),
+                delivery: None,
+                event: Event::Manual,
+            };
+            (n, SignatureScheme::NotRequired, query.as_str())
+        }
+    };
+    let modifiers = parse_modifiers(query)?;
+    let manual_target = match delivery {
+        Delivery::Manual { stack, .. } => Some(stack.as_str()),
+        _ => None,
+    };
+    let mut decisions = Vec::with_capacity(stacks.len());
+    for stack in stacks {
+        let prepared = prepare(stack, &modifiers)?;
+        if manual_target.is_some_and(|t| t != stack.name) {
+            decisions.push(skip(
+                stack,
+                vec![],
+                "manual trigger of another stack".into(),
+            ));
+            continue;
+        }
+        decisions.push(decide(&prepared, &normalized));
+    }
+    let (pushes, images) = match normalized.event {
+        Event::Push(p) => (p, vec![]),
+        Event::ImagePush(i) => (vec![], i),
+        _ => (vec![], vec![]),
+    };
+    Ok(Outcome {
+        provider: normalized.provider,
+        event: normalized.event_name,
+        delivery: normalized.delivery,
+        signature,
+        pushes,
+        images,
+        decisions,
+    })
+}
+
+fn normalize(detected: Detected, event: Event) -> Normalized {
+    // GitHub's package events are GHCR image pushes.
+    let provider = match (&event, detected.provider) {
+        (Event::ImagePush(_), Provider::Github) => Provider::Ghcr,
+        (_, p) => p,
+    };
+    Normalized {
+        provider,
+        event_name: detected.event_name,
+        delivery: detected.delivery,
+        event,
+    }
+}
+
+fn is_object_id(s: &str) -> bool {
+    (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Turns post-receive lines into pushes. Both SHA-1 (40) and SHA-256 (64)
+/// object ids are accepted; the zero id marks creation and deletion.
+pub fn post_receive_pushes(
+    repository: &str,
+    updates: &[RefUpdate],
+    pusher: Option<&str>,
+) -> Result<Vec<Push>, PluginError> {
+    if repository.trim().is_empty() {
+        return Err(PluginError::MalformedPayload(
+            "post-receive: repository is empty".into(),
+        ));
+    }
+    if updates.len() > MAX_POST_RECEIVE_UPDATES {
+        return Err(PluginError::MalformedPayload(format!(
+            "post-receive: {} ref updates, more than {MAX_POST_RECEIVE_UPDATES}",
+            updates.len()
+        )));
+    }
+    updates
+        .iter()
+        .map(|u| {
+            if !is_object_id(&u.old) || !is_object_id(&u.new) || u.old.len() != u.new.len() {
+                return Err(PluginError::MalformedPayload(format!(
+                    "post-receive: \"{} {} {}\" is not an \"<old> <new> <ref>\" line",
+                    u.old, u.new, u.name
+                )));
+            }
+            if u.name.is_empty() || u.name.contains(char::is_whitespace) {
+                return Err(PluginError::MalformedPayload(format!(
+                    "post-receive: bad ref name \"{}\"",
+                    u.name
+                )));
+            }
+            let created = is_zero_sha(&u.old);
+            let deleted = is_zero_sha(&u.new);
+            Ok(Push {
+                repository: Repository {
+                    full_name: repository.to_string(),
+                    urls: vec![],
+                },
+                git_ref: u.name.clone(),
+                before: (!created).then(|| u.old.to_ascii_lowercase()),
+                after: (!deleted).then(|| u.new.to_ascii_lowercase()),
+                created,
+                deleted,
+                forced: false,
+                pusher: pusher.map(str::to_string),
+                head_message: None,
+                commit_messages: vec![],
+                commits_complete: false,
+                changed_files: crate::model::ChangedFiles::Unknown,
+            })
+        })
+        .collect()
+}
+
+fn skip(stack: &Stack, services: Vec<String>, reason: String) -> Decision {
+    Decision {
+        stack: stack.name.clone(),
+        deploy: None,
+        services,
+        reason,
+    }
+}
+
+fn service_names(services: &[&PreparedService<'_>]) -> Vec<String> {
+    services.iter().map(|s| s.service.name.clone()).collect()
+}
+
+fn decide(stack: &PreparedStack<'_>, n: &Normalized) -> Decision {
+    match &n.event {
+        Event::Push(pushes) => decide_push(stack, n, pushes),
+        Event::ImagePush(images) => decide_image(stack, n, images),
+        Event::Ping { repository } => decide_ping(stack, n, repository.as_ref()),
+        Event::Deployment(d) => decide_deployment(stack, n, d),
+        Event::Manual => {
+            let services: Vec<&PreparedService> = stack.services.iter().collect();
+            let branch = single_literal_branch(&services);
+            let reason = "manual trigger deploys every service".to_string();
+            deploy(
+                stack,
+                n,
+                &services,
+                DeployTarget {
+                    branch,
+                    ..Default::default()
+                },
+                reason,
+            )
+        }
+        Event::Ignored { reason } => skip(stack.stack, vec![], reason.clone()),
+    }
+}
+
+/// What a deploy is of, for the deploy event.
+#[derive(Default)]
+struct DeployTarget<'a> {
+    push: Option<&'a Push>,
+    branch: Option<String>,
+    image: Option<&'a ImagePush>,
+    deployment: Option<&'a Deployment>,
+}
+
+/// The one branch every git service follows, when it is a plain name, so
+/// that a ping or manual trigger can say which branch it deploys.
+fn single_literal_branch(services: &[&PreparedService<'_>]) -> Option<String> {
+    let mut branches = services.iter().filter_map(|s| s.branch.as_ref());
+    let first = branches.next()?.literal()?;
+    branches
+        .all(|b| b.literal() == Some(first))
+        .then(|| first.to_string())
+}
+
+fn deploy(
+    stack: &PreparedStack<'_>,
+    n: &Normalized,
+    services: &[&PreparedService<'_>],
+    target: DeployTarget<'_>,
+    reason: String,
+) -> Decision {
+    let names = service_names(services);
+    let mut event = DeployEvent {
+        stack: stack.stack.name.clone(),
+        services: names.clone(),
+        profile: stack.profile.clone(),
+        provider: n.provider.as_str().to_string(),
+        delivery: n.delivery.clone(),
+        reason: reason.clone(),
+        ..Default::default()
+    };
+    if let Some(push) = target.push {
+        let (kind, short) = push.ref_kind();
+        event.git_ref = Some(push.git_ref.clone());
+        match kind {
+            RefKind::Branch => event.branch = Some(short.to_string()),
+            RefKind::Tag => event.tag = Some(short.to_string()),
+            RefKind::Other => {}
+        }
+        event.sha = push.after.clone();
+        event.repository = Some(push.repository.full_name.clone());
+    } else if let Some(branch) = target.branch {
+        event.git_ref = Some(format!("refs/heads/{branch}"));
+        event.branch = Some(branch);
+    }
+    if let Some(image) = target.image {
+        event.image = Some(image_reference(image));
+        event.callback_url = image.callback_url.clone();
+    }
+    match target.deployment {
+        Some(d) => {
+            event.github_deployment_id = Some(d.id);
+            event.sha = Some(d.sha.clone());
+            event.repository = Some(d.repository.full_name.clone());
+            let (kind, short) = ref_kind(&d.git_ref);
+            match kind {
+                RefKind::Branch => {
+                    event.git_ref = Some(d.git_ref.clone());
+                    event.branch = Some(short.to_string());
+                }
+                RefKind::Tag => {
+                    event.git_ref = Some(d.git_ref.clone());
+                    event.tag = Some(short.to_string());
+                }
+                // A deployment's ref is often a bare branch name or a SHA.
+                RefKind::Other if d.git_ref != d.sha => {
+                    event.git_ref = Some(format!("refs/heads/{}", d.git_ref));
+                    event.branch = Some(d.git_ref.clone());
+                }
+                RefKind::Other => {}
+            }
+        }
+        None => {
+            if let Some(gh) = &stack.stack.github {
+                event.github_deployment_request = github::deployment_request(gh, &event);
+            }
+        }
+    }
+    Decision {
+        stack: stack.stack.name.clone(),
+        deploy: Some(event),
+        services: names,
+        reason,
+    }
+}
+
+fn decide_push(stack: &PreparedStack<'_>, n: &Normalized, pushes: &[Push]) -> Decision {
+    let git_services: Vec<&PreparedService> = stack
+        .services
+        .iter()
+        .filter(|s| s.repository.is_some())
+        .collect();
+    if git_services.is_empty() {
+        return skip(
+            stack.stack,
+            vec![],
+            "no service of this stack follows a git repository".into(),
+        );
+    }
+    if pushes.is_empty() {
+        return skip(stack.stack, vec![], "the push names no ref".into());
+    }
+    // The last push that matches wins: forges and git list ref updates in order.
+    let mut chosen: Option<(&Push, Vec<&PreparedService>)> = None;
+    let mut first_reason: Option<String> = None;
+    for push in pushes {
+        match match_push(&git_services, push) {
+            Ok(services) => chosen = Some((push, services)),
+            Err(reason) => {
+                first_reason.get_or_insert(reason);
+            }
+        }
+    }
+    let Some((push, services)) = chosen else {
+        return skip(
+            stack.stack,
+            vec![],
+            first_reason.unwrap_or_else(|| "no push matches".into()),
+        );
+    };
+    let names = service_names(&services);
+    let (kind, short) = push.ref_kind();
+    let what = match kind {
+        RefKind::Tag => format!("tag \"{short}\""),
+        _ => format!("push to \"{short}\""),
+    };
+    if !stack.stack.skip_markers.is_empty()
+        && push.commits_complete
+        && !push.commit_messages.is_empty()
+    {
+        let all_marked = push.commit_messages.iter().all(|m| {
+            stack
+                .stack
+                .skip_markers
+                .iter()
+                .any(|marker| m.contains(marker.as_str()))
+        });
+        if all_marked {
+            return skip(
+                stack.stack,
+                names,
+                format!("{what}: every commit carries a skip marker"),
+            );
+        }
+    }
+    if !stack.paths.is_empty() {
+        if let crate::model::ChangedFiles::Complete(files) = &push.changed_files {
+            let hit = files
+                .iter()
+                .any(|f| stack.paths.iter().any(|p| path_matches(p, f)));
+            if !hit {
+                let pats: Vec<&str> = stack.paths.iter().map(Glob::as_str).collect();
+                return skip(
+                    stack.stack,
+                    names,
+                    format!(
+                        "{what}: no changed file matches paths {}",
+                        quote_list(&pats)
+                    ),
+                );
+            }
+        }
+    }
+    let reason = match kind {
+        RefKind::Tag => {
+            let pat = services
+                .first()
+                .and_then(|s| s.tags.as_ref())
+                .map(Glob::as_str)
+                .unwrap_or("");
+            format!(
+                "tag \"{short}\" of {} matches tags \"{pat}\"",
+                push.repository.full_name
+            )
+        }
+        _ => {
+            let pat = services
+                .first()
+                .and_then(|s| s.branch.as_ref())
+                .map(Glob::as_str)
+                .unwrap_or("");
+            format!(
+                "push to \"{short}\" of {} matches branch \"{pat}\"",
+                push.repository.full_name
+            )
+        }
+    };
+    deploy(
+        stack,
+        n,
+        &services,
+        DeployTarget {
+            push: Some(push),
+            ..Default::default()
+        },
+        reason,
+    )
+}
+
+fn quote_list(items: &[&str]) -> String {
+    items
+        .iter()
+        .map(|i| format!("\"{i}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The services one push deploys, or why none.
+fn match_push<'a, 's>(
+    services: &[&'a PreparedService<'s>],
+    push: &Push,
+) -> Result<Vec<&'a PreparedService<'s>>, String> {
+    let in_repo: Vec<&PreparedService> = services
+        .iter()
+        .copied()
+        .filter(|s| {
+            s.repository
+                .as_ref()
+                .is_some_and(|r| repository_matches(r, &push.repository))
+        })
+        .collect();
+    if in_repo.is_empty() {
+        let wanted: Vec<&str> = services
+            .iter()
+            .filter_map(|s| s.service.repository.as_deref())
+            .collect();
+        return Err(format!(
+            "push to repository \"{}\" does not match repository {}",
+            push.repository.full_name,
+            quote_list(&wanted)
+        ));
+    }
+    let (kind, short) = push.ref_kind();
+    if push.deleted {
+        let what = match kind {
+            RefKind::Tag => "tag",
+            RefKind::Branch => "branch",
+            RefKind::Other => "ref",
+        };
+        return Err(format!(
+            "{what} \"{short}\" was deleted; deletions never deploy"
+        ));
+    }
+    let matched: Vec<&PreparedService> = match kind {
+        RefKind::Branch => in_repo
+            .iter()
+            .copied()
+            .filter(|s| s.branch.as_ref().is_some_and(|b| b.matches(short)))
+            .collect(),
+        RefKind::Tag => in_repo
+            .iter()
+            .copied()
+            .filter(|s| s.tags.as_ref().is_some_and(|t| t.matches(short)))
+            .collect(),
+        RefKind::Other => return Err(format!("ref \"{short}\" is neither a branch nor a tag")),
+    };
+    if !matched.is_empty() {
+        return Ok(matched);
+    }
+    Err(match kind {
+        RefKind::Branch => {
+            let pats: Vec<&str> = in_repo
+                .iter()
+                .filter_map(|s| s.branch.as_ref())
+                .map(Glob::as_str)
+                .collect();
+            if pats.len() == 1 {
+                format!("push to \"{short}\" does not match branch \"{}\"", pats[0])
+            } else {
+                format!(
+                    "push to \"{short}\" does not match branches {}",
+                    quote_list(&pats)
+                )
+            }
+        }
+        _ => {
+            let pats: Vec<&str> = in_repo
+                .iter()
+                .filter_map(|s| s.tags.as_ref())
+                .map(Glob::as_str)
+                .collect();
+            if pats.is_empty() {
+                format!("tag \"{short}\" pushed; this stack deploys no tags (no tags pattern)")
+            } else {
+                format!("tag \"{short}\" does not match tags {}", quote_list(&pats))
+            }
+        }
+    })
+}
+
+fn decide_image(stack: &PreparedStack<'_>, n: &Normalized, images: &[ImagePush]) -> Decision {
+    let image_services: Vec<&PreparedService> = stack
+        .services
+        .iter()
+        .filter(|s| s.image.is_some())
+        .collect();
+    if image_services.is_empty() {
+        return skip(
+            stack.stack,
+            vec![],
+            "no service of this stack follows an image".into(),
+        );
+    }
+    for image in images {
+        let matched: Vec<&PreparedService> = image_services
+            .iter()
+            .copied()
+            .filter(|s| s.image.as_ref().is_some_and(|k| k.matches(image)))
+            .collect();
+        if !matched.is_empty() {
+            let reason = format!(
+                "image {} pushed; followed by {}",
+                image_reference(image),
+                quote_list(
+                    &matched
+                        .iter()
+                        .map(|s| s.service.name.as_str())
+                        .collect::<Vec<_>>()
+                )
+            );
+            return deploy(
+                stack,
+                n,
+                &matched,
+                DeployTarget {
+                    image: Some(image),
+                    ..Default::default()
+                },
+                reason,
+            );
+        }
+    }
+    let pushed: Vec<String> = images.iter().map(image_reference).collect();
+    let wanted: Vec<&str> = image_services
+        .iter()
+        .filter_map(|s| s.service.image.as_deref())
+        .collect();
+    skip(
+        stack.stack,
+        vec![],
+        format!(
+            "image {} does not match image {}",
+            quote_list(&pushed.iter().map(String::as_str).collect::<Vec<_>>()),
+            quote_list(&wanted)
+        ),
+    )
+}
+
+fn decide_ping(
+    stack: &PreparedStack<'_>,
+    n: &Normalized,
+    repository: Option<&Repository>,
+) -> Decision {
+    if stack.stack.ping == PingAction::Acknowledge {
+        return skip(
+            stack.stack,
+            vec![],
+            "ping acknowledged; this stack does not deploy on pings (ping = \"acknowledge\")"
+                .into(),
+        );
+    }
+    let git_services: Vec<&PreparedService> = stack
+        .services
+        .iter()
+        .filter(|s| s.repository.is_some())
+        .collect();
+    let services: Vec<&PreparedService> = match repository {
+        Some(repo) if !git_services.is_empty() => {
+            let m: Vec<&PreparedService> = git_services
+                .iter()
+                .copied()
+                .filter(|s| {
+                    s.repository
+                        .as_ref()
+                        .is_some_and(|r| repository_matches(r, repo))
+                })
+                .collect();
+            if m.is_empty() {
+                let wanted: Vec<&str> = git_services
+                    .iter()
+                    .filter_map(|s| s.service.repository.as_deref())
+                    .collect();
+                return skip(
+                    stack.stack,
+                    vec![],
+                    format!(
+                        "ping from repository \"{}\" does not match repository {}",
+                        repo.full_name,
+                        quote_list(&wanted)
+                    ),
+                );
+            }
+            m
+        }
+        _ if !git_services.is_empty() => git_services,
+        _ => stack.services.iter().collect(),
+    };
+    let branch = single_literal_branch(&services);
+    let reason = match &branch {
+        Some(b) => format!("ping deploys branch \"{b}\" (ping = \"deploy\")"),
+        None => "ping deploys the stack (ping = \"deploy\")".to_string(),
+    };
+    deploy(
+        stack,
+        n,
+        &services,
+        DeployTarget {
+            branch,
+            ..Default::default()
+        },
+        reason,
+    )
+}
+
+fn decide_deployment(stack: &PreparedStack<'_>, n: &Normalized, d: &Deployment) -> Decision {
+    let Some(gh) = &stack.stack.github else {
+        return skip(
+            stack.stack,
+            vec![],
+            "deployment events deploy only stacks with GitHub continuous deployment".into(),
+        );
+    };
+    if !gh.repository.eq_ignore_ascii_case(&d.repository.full_name) {
+        return skip(
+            stack.stack,
+            vec![],
+            format!(
+                "deployment for repository \"{}\", not \"{}\"",
+                d.repository.full_name, gh.repository
+            ),
+        );
+    }
+    if d.environment != gh.environment {
+        return skip(
+            stack.stack,
+            vec![],
+            format!(
+                "deployment to environment \"{}\", not \"{}\"",
+                d.environment, gh.environment
+            ),
+        );
+    }
+    if let Some(owner) = &d.payload_stack {
+        if owner != &stack.stack.name {
+            return skip(
+                stack.stack,
+                vec![],
+                format!("deployment created for stack \"{owner}\""),
+            );
+        }
+    }
+    if !gh.wait_for_event {
+        return skip(
+            stack.stack,
+            vec![],
+            "this stack deploys on the push itself (wait_for_event = false); the deployment event is only acknowledged".into(),
+        );
+    }
+    let git_services: Vec<&PreparedService> = stack
+        .services
+        .iter()
+        .filter(|s| {
+            s.repository
+                .as_ref()
+                .is_some_and(|r| repository_matches(r, &d.repository))
+        })
+        .collect();
+    let services: Vec<&PreparedService> = if git_services.is_empty() {
+        stack.services.iter().collect()
+    } else {
+        git_services
+    };
+    let reason = format!(
+        "github deployment {} to environment \"{}\"",
+        d.id, d.environment
+    );
+    deploy(
+        stack,
+        n,
+        &services,
+        DeployTarget {
+            deployment: Some(d),
+            ..Default::default()
+        },
+        reason,
+    )
+}
+
+#[cfg(test)]
+#[path = "evaluate_tests.rs"]
+mod tests;

@@ -1,0 +1,529 @@
+//! Unit tests of the matching rules, through `evaluate`.
+
+use super::*;
+use crate::model::{GithubDeployments, Headers};
+
+const SHA1_A: &str = "1111111111111111111111111111111111111111";
+const SHA1_B: &str = "2222222222222222222222222222222222222222";
+const ZERO1: &str = "0000000000000000000000000000000000000000";
+const SHA256_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const ZERO256: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+fn stack(name: &str, repo: &str, branch: &str) -> Stack {
+    Stack {
+        name: name.into(),
+        services: vec![Service {
+            name: name.into(),
+            repository: Some(repo.into()),
+            branch: Some(branch.into()),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn post_receive(repo: &str, lines: &[(&str, &str, &str)], query: &str) -> Delivery {
+    Delivery::PostReceive {
+        repository: repo.into(),
+        updates: lines
+            .iter()
+            .map(|(o, n, r)| RefUpdate {
+                old: o.to_string(),
+                new: n.to_string(),
+                name: r.to_string(),
+            })
+            .collect(),
+        pusher: Some("alice".into()),
+        query: query.into(),
+    }
+}
+
+fn decision(stacks: &[Stack], d: &Delivery) -> Decision {
+    evaluate(stacks, d)
+        .unwrap()
+        .decisions
+        .into_iter()
+        .next()
+        .unwrap()
+}
+
+#[test]
+fn push_to_the_branch_deploys_with_ref_and_sha() {
+    let d = decision(
+        &[stack("web", "acme/web", "main")],
+        &post_receive("acme/web", &[(SHA1_A, SHA1_B, "refs/heads/main")], ""),
+    );
+    let e = d.deploy.expect("deploys");
+    assert_eq!(e.git_ref.as_deref(), Some("refs/heads/main"));
+    assert_eq!(e.branch.as_deref(), Some("main"));
+    assert_eq!(e.sha.as_deref(), Some(SHA1_B));
+    assert_eq!(e.services, vec!["web"]);
+    assert_eq!(e.provider, "post-receive");
+}
+
+#[test]
+fn other_branches_skip_and_say_why() {
+    let d = decision(
+        &[stack("web", "acme/web", "main")],
+        &post_receive("acme/web", &[(SHA1_A, SHA1_B, "refs/heads/feature/x")], ""),
+    );
+    assert!(d.deploy.is_none());
+    assert_eq!(
+        d.reason,
+        "push to \"feature/x\" does not match branch \"main\""
+    );
+}
+
+#[test]
+fn repository_matching_is_case_insensitive_and_exact_otherwise() {
+    let s = [stack("web", "Acme/Web", "main")];
+    assert!(decision(
+        &s,
+        &post_receive("acme/web", &[(SHA1_A, SHA1_B, "refs/heads/main")], "")
+    )
+    .deploy
+    .is_some());
+    let d = decision(
+        &s,
+        &post_receive("acme/web2", &[(SHA1_A, SHA1_B, "refs/heads/main")], ""),
+    );
+    assert!(d.deploy.is_none());
+    assert!(
+        d.reason.contains("does not match repository"),
+        "{}",
+        d.reason
+    );
+}
+
+#[test]
+fn globs_match_release_branches_but_not_deeper() {
+    let s = [stack("web", "acme/web", "release/*")];
+    assert!(decision(
+        &s,
+        &post_receive(
+            "acme/web",
+            &[(SHA1_A, SHA1_B, "refs/heads/release/1.2")],
+            ""
+        )
+    )
+    .deploy
+    .is_some());
+    assert!(decision(
+        &s,
+        &post_receive(
+            "acme/web",
+            &[(SHA1_A, SHA1_B, "refs/heads/release/1.2/hotfix")],
+            ""
+        )
+    )
+    .deploy
+    .is_none());
+    assert!(decision(
+        &s,
+        &post_receive("acme/web", &[(SHA1_A, SHA1_B, "refs/heads/release")], "")
+    )
+    .deploy
+    .is_none());
+}
+
+#[test]
+fn an_invalid_glob_is_an_invalid_stack_error() {
+    let err = evaluate(
+        &[stack("web", "acme/web", "release/[")],
+        &post_receive("acme/web", &[(SHA1_A, SHA1_B, "refs/heads/main")], ""),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, PluginError::InvalidStack(ref m) if m.contains("\"release/[\" is not a valid glob")),
+        "{err}"
+    );
+}
+
+#[test]
+fn deletions_never_deploy_sha1_or_sha256() {
+    let s = [stack("web", "acme/web", "main")];
+    let d = decision(
+        &s,
+        &post_receive("acme/web", &[(SHA1_A, ZERO1, "refs/heads/main")], ""),
+    );
+    assert!(d.deploy.is_none());
+    assert_eq!(
+        d.reason,
+        "branch \"main\" was deleted; deletions never deploy"
+    );
+    let d = decision(
+        &s,
+        &post_receive("acme/web", &[(SHA256_A, ZERO256, "refs/heads/main")], ""),
+    );
+    assert!(d.deploy.is_none());
+}
+
+#[test]
+fn sha256_branch_creation_deploys() {
+    let o = evaluate(
+        &[stack("web", "acme/web", "main")],
+        &post_receive("acme/web", &[(ZERO256, SHA256_A, "refs/heads/main")], ""),
+    )
+    .unwrap();
+    assert!(o.pushes[0].created);
+    assert_eq!(o.pushes[0].before, None);
+    assert_eq!(
+        o.decisions[0].deploy.as_ref().unwrap().sha.as_deref(),
+        Some(SHA256_A)
+    );
+}
+
+#[test]
+fn mixed_length_or_bad_ids_are_malformed() {
+    for (o, n) in [(SHA1_A, SHA256_A), ("xyz", SHA1_B), (SHA1_A, "")] {
+        let err = evaluate(
+            &[stack("web", "acme/web", "main")],
+            &post_receive("acme/web", &[(o, n, "refs/heads/main")], ""),
+        )
+        .unwrap_err();
+        assert!(matches!(err, PluginError::MalformedPayload(_)), "{err}");
+    }
+}
+
+#[test]
+fn tags_deploy_only_with_a_tag_pattern() {
+    let d = decision(
+        &[stack("web", "acme/web", "main")],
+        &post_receive("acme/web", &[(ZERO1, SHA1_B, "refs/tags/v1.0")], ""),
+    );
+    assert!(d.deploy.is_none());
+    assert!(d.reason.contains("deploys no tags"), "{}", d.reason);
+    let mut s = stack("web", "acme/web", "main");
+    s.services[0].tags = Some("v*".into());
+    let d = decision(
+        &[s.clone()],
+        &post_receive("acme/web", &[(ZERO1, SHA1_B, "refs/tags/v1.0")], ""),
+    );
+    assert_eq!(d.deploy.unwrap().tag.as_deref(), Some("v1.0"));
+    let d = decision(
+        &[s],
+        &post_receive("acme/web", &[(ZERO1, SHA1_B, "refs/tags/nightly")], ""),
+    );
+    assert_eq!(d.reason, "tag \"nightly\" does not match tags \"v*\"");
+}
+
+#[test]
+fn three_refs_in_one_push_pick_the_matching_one() {
+    let o = evaluate(
+        &[
+            stack("web", "acme/web", "main"),
+            stack("docs", "acme/web", "gh-pages"),
+        ],
+        &post_receive(
+            "acme/web",
+            &[
+                (SHA1_A, SHA1_B, "refs/heads/feature"),
+                (SHA1_A, ZERO1, "refs/heads/gh-pages"),
+                (SHA1_B, SHA1_A, "refs/heads/main"),
+            ],
+            "",
+        ),
+    )
+    .unwrap();
+    assert_eq!(o.pushes.len(), 3);
+    assert_eq!(
+        o.decisions[0].deploy.as_ref().unwrap().sha.as_deref(),
+        Some(SHA1_A)
+    );
+    assert!(o.decisions[1].deploy.is_none());
+    assert_eq!(
+        o.decisions[1].reason,
+        "push to \"feature\" does not match branch \"gh-pages\""
+    );
+}
+
+fn multi_service_stack() -> Stack {
+    Stack {
+        name: "shop".into(),
+        services: vec![
+            Service {
+                name: "web".into(),
+                repository: Some("acme/web".into()),
+                branch: Some("main".into()),
+                ..Default::default()
+            },
+            Service {
+                name: "worker".into(),
+                repository: Some("acme/worker".into()),
+                branch: Some("main".into()),
+                ..Default::default()
+            },
+            Service {
+                name: "proxy".into(),
+                image: Some("nginx".into()),
+                ..Default::default()
+            },
+        ],
+        profiles: vec!["fast".into()],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_push_deploys_only_the_services_of_that_repository() {
+    let d = decision(
+        &[multi_service_stack()],
+        &post_receive("acme/worker", &[(SHA1_A, SHA1_B, "refs/heads/main")], ""),
+    );
+    assert_eq!(d.deploy.unwrap().services, vec!["worker"]);
+}
+
+#[test]
+fn a_registry_push_deploys_only_the_image_services() {
+    let body = br#"{"callback_url":"https://registry.hub.docker.com/u/library/nginx/hook/x/","push_data":{"tag":"latest","pusher":"p"},"repository":{"repo_name":"library/nginx"}}"#;
+    let d = decision(
+        &[multi_service_stack()],
+        &Delivery::Http(HttpRequest {
+            method: "POST".into(),
+            path: "/".into(),
+            query: String::new(),
+            headers: Headers::default(),
+            body: body.to_vec(),
+        }),
+    );
+    let e = d.deploy.expect("deploys");
+    assert_eq!(e.services, vec!["proxy"]);
+    assert_eq!(
+        e.callback_url.as_deref(),
+        Some("https://registry.hub.docker.com/u/library/nginx/hook/x/")
+    );
+}
+
+#[test]
+fn a_manual_trigger_deploys_every_service_and_modifiers_restrict() {
+    let manual = |q: &str| Delivery::Manual {
+        stack: "shop".into(),
+        query: q.into(),
+    };
+    assert_eq!(
+        decision(&[multi_service_stack()], &manual(""))
+            .deploy
+            .unwrap()
+            .services,
+        vec!["web", "worker", "proxy"]
+    );
+    let e = decision(
+        &[multi_service_stack()],
+        &manual("services=proxy,web&deployment_profile=fast"),
+    )
+    .deploy
+    .unwrap();
+    assert_eq!(e.services, vec!["web", "proxy"]);
+    assert_eq!(e.profile.as_deref(), Some("fast"));
+}
+
+#[test]
+fn services_modifier_also_restricts_a_push() {
+    let d = decision(
+        &[multi_service_stack()],
+        &post_receive(
+            "acme/web",
+            &[(SHA1_A, SHA1_B, "refs/heads/main")],
+            "services=worker",
+        ),
+    );
+    assert!(d.deploy.is_none());
+}
+
+#[test]
+fn unknown_service_or_profile_is_an_error_naming_it() {
+    let err = evaluate(
+        &[multi_service_stack()],
+        &Delivery::Manual {
+            stack: "shop".into(),
+            query: "services=db".into(),
+        },
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        PluginError::BadRequest(
+            "stack \"shop\" has no service \"db\" (services: web, worker, proxy)".into()
+        )
+    );
+    let err = evaluate(
+        &[multi_service_stack()],
+        &Delivery::Manual {
+            stack: "shop".into(),
+            query: "deployment_profile=slow".into(),
+        },
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        PluginError::BadRequest("stack \"shop\" has no deploy profile \"slow\"".into())
+    );
+    assert!(parse_modifiers("services=").is_err());
+}
+
+fn github_push(body: &str) -> Delivery {
+    Delivery::Http(HttpRequest {
+        method: "POST".into(),
+        path: "/".into(),
+        query: String::new(),
+        headers: Headers::new([
+            ("X-GitHub-Event", "push"),
+            ("Content-Type", "application/json"),
+        ]),
+        body: body.as_bytes().to_vec(),
+    })
+}
+
+fn push_body(messages: &[&str], files: &[&str]) -> String {
+    let commits: Vec<serde_json::Value> = messages
+        .iter()
+        .map(|m| serde_json::json!({"id": SHA1_B, "message": m, "added": files, "removed": [], "modified": []}))
+        .collect();
+    serde_json::json!({
+        "ref": "refs/heads/main", "before": SHA1_A, "after": SHA1_B, "created": false, "deleted": false, "forced": false,
+        "repository": {"full_name": "acme/web", "clone_url": "https://github.com/acme/web.git"},
+        "pusher": {"name": "alice"}, "commits": commits, "head_commit": commits.last(),
+    })
+    .to_string()
+}
+
+#[test]
+fn skip_markers_skip_only_when_every_commit_has_one() {
+    let mut s = stack("web", "acme/web", "main");
+    s.skip_markers = vec!["[skip deploy]".into()];
+    let d = decision(
+        &[s.clone()],
+        &github_push(&push_body(&["a [skip deploy]", "b [skip deploy]"], &["x"])),
+    );
+    assert!(d.deploy.is_none());
+    assert!(d.reason.contains("skip marker"), "{}", d.reason);
+    let d = decision(
+        &[s],
+        &github_push(&push_body(&["a [skip deploy]", "b"], &["x"])),
+    );
+    assert!(d.deploy.is_some());
+}
+
+#[test]
+fn path_filters_apply_only_to_complete_file_lists() {
+    let mut s = stack("web", "acme/web", "main");
+    s.paths = vec!["src/**".into()];
+    let d = decision(
+        &[s.clone()],
+        &github_push(&push_body(&["a"], &["docs/readme.md"])),
+    );
+    assert!(d.deploy.is_none());
+    assert_eq!(
+        d.reason,
+        "push to \"main\": no changed file matches paths \"src/**\""
+    );
+    assert!(decision(
+        &[s.clone()],
+        &github_push(&push_body(&["a"], &["src/main.rs"]))
+    )
+    .deploy
+    .is_some());
+    // Post-receive pushes carry no file list: they deploy.
+    assert!(decision(
+        &[s],
+        &post_receive("acme/web", &[(SHA1_A, SHA1_B, "refs/heads/main")], "")
+    )
+    .deploy
+    .is_some());
+}
+
+fn ping(repo: &str) -> Delivery {
+    let body = serde_json::json!({"zen": "z", "hook_id": 1, "repository": {"full_name": repo}})
+        .to_string();
+    Delivery::Http(HttpRequest {
+        method: "POST".into(),
+        path: "/".into(),
+        query: String::new(),
+        headers: Headers::new([("X-GitHub-Event", "ping")]),
+        body: body.into_bytes(),
+    })
+}
+
+#[test]
+fn ping_deploys_the_branch_by_default_or_is_acknowledged() {
+    let s = stack("web", "acme/web", "main");
+    let e = decision(&[s.clone()], &ping("acme/web"))
+        .deploy
+        .expect("ping deploys");
+    assert_eq!(e.git_ref.as_deref(), Some("refs/heads/main"));
+    let mut ack = s;
+    ack.ping = PingAction::Acknowledge;
+    let d = decision(&[ack], &ping("acme/web"));
+    assert!(d.deploy.is_none());
+    assert!(d.reason.starts_with("ping acknowledged"), "{}", d.reason);
+}
+
+#[test]
+fn github_cd_stacks_get_a_deployment_request() {
+    let mut s = stack("web", "acme/web", "main");
+    s.github = Some(GithubDeployments {
+        repository: "acme/web".into(),
+        environment: "production".into(),
+        wait_for_event: true,
+        ..Default::default()
+    });
+    let e = decision(&[s], &github_push(&push_body(&["a"], &["x"])))
+        .deploy
+        .unwrap();
+    let body: serde_json::Value =
+        serde_json::from_str(e.github_deployment_request.as_deref().unwrap()).unwrap();
+    assert_eq!(body["ref"], SHA1_B);
+    assert_eq!(body["environment"], "production");
+    assert_eq!(body["payload"]["stack"], "web");
+}
+
+#[test]
+fn non_post_methods_are_rejected() {
+    let d = Delivery::Http(HttpRequest {
+        method: "GET".into(),
+        path: "/".into(),
+        query: String::new(),
+        headers: Headers::default(),
+        body: vec![],
+    });
+    assert!(matches!(
+        evaluate(&[stack("web", "acme/web", "main")], &d),
+        Err(PluginError::UnsupportedMethod(_))
+    ));
+}
+
+#[test]
+fn an_empty_post_is_a_manual_trigger_of_every_service() {
+    let d = Delivery::Http(HttpRequest {
+        method: "POST".into(),
+        path: "/".into(),
+        query: String::new(),
+        headers: Headers::default(),
+        body: vec![],
+    });
+    let o = evaluate(&[multi_service_stack()], &d).unwrap();
+    assert_eq!(o.provider, Provider::Manual);
+    assert_eq!(
+        o.decisions[0].deploy.as_ref().unwrap().services,
+        vec!["web", "worker", "proxy"]
+    );
+}
+
+#[test]
+fn top_level_and_services_cannot_mix() {
+    let top = Service {
+        repository: Some("a/b".into()),
+        branch: Some("main".into()),
+        ..Default::default()
+    };
+    assert!(stack_services(
+        "x",
+        top.clone(),
+        vec![Service {
+            name: "s".into(),
+            ..Default::default()
+        }]
+    )
+    .is_err());
+    assert_eq!(stack_services("x", top, vec![]).unwrap()[0].name, "x");
+}

@@ -1,0 +1,29 @@
+//! redeploy's plugin: all redeploy logic, pure, compiled to a WebAssembly
+//! component that imports nothing.
+//!
+//! Start at [`evaluate::evaluate`]: a delivery (HTTP request, post-receive
+//! lines or manual trigger) and the stacks go in; the provider, the normalized
+//! pushes and one decision per stack come out. The modules:
+//! - [`providers`]: detection and one parser per provider;
+//! - [`signature`]: HMAC and token verification;
+//! - [`matching`]: branch/tag globs, repository and image identities;
+//! - [`github`]: GitHub Deployments API request bodies;
+//! - [`report`]: the stable JSON form of an outcome;
+//! - `component` (wasm32 only): the WIT bindings, converting WIT types to domain types and back.
+
+pub mod error;
+pub mod evaluate;
+pub mod github;
+pub mod json_api;
+pub mod matching;
+pub mod model;
+pub mod outcome;
+pub mod providers;
+pub mod report;
+pub mod signature;
+
+// The bindings only exist in the component: a native cdylib cannot export
+// symbols whose names contain `:` (the linker's version script rejects them),
+// and native callers use the modules above directly.
+#[cfg(target_arch = "wasm32")]
+mod component;

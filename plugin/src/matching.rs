@@ -1,0 +1,414 @@
+//! Matching rules: branch and tag globs, repository identities, images.
+
+use glob::{MatchOptions, Pattern};
+
+use crate::error::PluginError;
+use crate::model::{ImagePush, Repository};
+
+/// Glob options for refs and paths: `*` and `?` stop at `/`, `**` crosses it,
+/// and matching is case-sensitive, as git ref names are.
+const GLOB_OPTIONS: MatchOptions = MatchOptions {
+    case_sensitive: true,
+    require_literal_separator: true,
+    require_literal_leading_dot: false,
+};
+
+/// A compiled branch, tag or path glob.
+#[derive(Clone, Debug)]
+pub struct Glob {
+    text: String,
+    pattern: Pattern,
+}
+
+impl Glob {
+    /// Compiles `text`; `what` names it in the error (`stack "web": branch pattern`).
+    pub fn new(text: &str, what: &str) -> Result<Glob, PluginError> {
+        if text.trim().is_empty() {
+            return Err(PluginError::InvalidStack(format!("{what} is empty")));
+        }
+        let pattern = Pattern::new(text).map_err(|e| {
+            PluginError::InvalidStack(format!("{what} \"{text}\" is not a valid glob: {}", e.msg))
+        })?;
+        Ok(Glob {
+            text: text.to_string(),
+            pattern,
+        })
+    }
+
+    /// Whether `name` matches.
+    pub fn matches(&self, name: &str) -> bool {
+        self.pattern.matches_with(name, GLOB_OPTIONS)
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether the pattern is a plain name (no glob characters), so it names
+    /// one branch a ping or manual trigger can deploy.
+    pub fn literal(&self) -> Option<&str> {
+        (!self.text.contains(['*', '?', '[', ']'])).then_some(self.text.as_str())
+    }
+}
+
+/// Whether a path glob matches a changed file. A pattern ending in `/`
+/// matches everything below that directory.
+pub fn path_matches(pattern: &Glob, file: &str) -> bool {
+    match pattern.as_str().strip_suffix('/') {
+        Some(dir) => file.starts_with(dir) && file[dir.len()..].starts_with('/'),
+        None => pattern.matches(file),
+    }
+}
+
+/// A repository identity reduced for comparison: an optional host and a
+/// lowercase path without `.git`, or an absolute local path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RepoKey {
+    host: Option<String>,
+    path: String,
+}
+
+impl RepoKey {
+    /// Parses `owner/name`, `https://host/owner/name(.git)`,
+    /// `ssh://git@host:port/owner/name.git`, `git@host:owner/name.git`, or an
+    /// absolute path (`/srv/git/app.git`, compared as written).
+    pub fn parse(text: &str) -> Option<RepoKey> {
+        let text = text.trim();
+        if text.is_empty() {
+            return None;
+        }
+        if text.starts_with('/') {
+            let path = text.trim_end_matches('/');
+            return Some(RepoKey {
+                host: None,
+                path: if path.is_empty() {
+                    "/".into()
+                } else {
+                    path.to_string()
+                },
+            });
+        }
+        let (host, path) = if let Some((_, rest)) = text.split_once("://") {
+            // scheme://[user@]host[:port]/path
+            let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+            let host = authority.rsplit('@').next().unwrap_or(authority);
+            let host = host.split(':').next().unwrap_or(host);
+            (Some(host.to_ascii_lowercase()), path)
+        } else if let Some((authority, path)) =
+            text.split_once(':').filter(|(a, _)| a.contains('@'))
+        {
+            // scp-like: git@host:owner/name.git
+            let host = authority.rsplit('@').next().unwrap_or(authority);
+            (Some(host.to_ascii_lowercase()), path)
+        } else {
+            (None, text)
+        };
+        let mut path = path.trim_matches('/').to_ascii_lowercase();
+        if let Some(stripped) = path.strip_suffix(".git") {
+            path = stripped.to_string();
+        }
+        // Bitbucket Server clones over HTTP from /scm/PROJECT/slug.
+        if host.is_some() {
+            if let Some(stripped) = path.strip_prefix("scm/") {
+                path = stripped.to_string();
+            }
+        }
+        if path.is_empty() {
+            return None;
+        }
+        Some(RepoKey { host, path })
+    }
+
+    fn matches(&self, other: &RepoKey) -> bool {
+        let hosts_agree = match (&self.host, &other.host) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
+        hosts_agree && self.path == other.path
+    }
+}
+
+/// Whether a stack's `repository` setting names the repository of a delivery:
+/// its full name or any of its URLs, case-insensitive.
+///
+/// When the setting names a host (a URL) and the delivery gives URLs with
+/// hosts, only those URLs count, so `https://gitlab.com/o/r` does not match
+/// GitHub's `o/r`.
+pub fn repository_matches(wanted: &RepoKey, repo: &Repository) -> bool {
+    let candidates: Vec<RepoKey> = std::iter::once(repo.full_name.as_str())
+        .chain(repo.urls.iter().map(String::as_str))
+        .filter_map(RepoKey::parse)
+        .collect();
+    let hosted = wanted.host.is_some() && candidates.iter().any(|c| c.host.is_some());
+    candidates
+        .iter()
+        .filter(|c| !hosted || c.host.is_some())
+        .any(|candidate| wanted.matches(candidate))
+}
+
+/// An image reference reduced for comparison.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageKey {
+    registry: Option<String>,
+    path: String,
+    tag: Option<String>,
+}
+
+/// Docker Hub's names for itself.
+const DOCKER_HUB_HOSTS: &[&str] = &[
+    "docker.io",
+    "index.docker.io",
+    "registry-1.docker.io",
+    "registry.hub.docker.com",
+    "hub.docker.com",
+];
+
+fn canonical_registry(host: &str) -> String {
+    let host = host.to_ascii_lowercase();
+    if DOCKER_HUB_HOSTS.contains(&host.as_str()) {
+        "docker.io".into()
+    } else {
+        host
+    }
+}
+
+fn canonical_path(registry: Option<&str>, path: &str) -> String {
+    let path = path.trim_matches('/').to_ascii_lowercase();
+    // Docker Hub's official images live under `library/`.
+    if registry.is_none_or(|r| r == "docker.io") && !path.contains('/') {
+        format!("library/{path}")
+    } else {
+        path
+    }
+}
+
+impl ImageKey {
+    /// Parses `name`, `owner/name`, `owner/name:tag`, `host[:port]/owner/name[:tag]`
+    /// (a first segment with a `.` or `:` or `localhost` is a registry host).
+    pub fn parse(text: &str) -> Option<ImageKey> {
+        let text = text.trim();
+        let text = text.split_once('@').map_or(text, |(name, _digest)| name);
+        if text.is_empty() {
+            return None;
+        }
+        let (registry, rest) = match text.split_once('/') {
+            Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => {
+                (Some(canonical_registry(first)), rest)
+            }
+            _ => (None, text),
+        };
+        let (path, tag) = match rest.rsplit_once(':') {
+            Some((p, t)) if !t.contains('/') => (p, Some(t.to_string())),
+            _ => (rest, None),
+        };
+        if path.is_empty() {
+            return None;
+        }
+        let path = canonical_path(registry.as_deref(), path);
+        Some(ImageKey {
+            registry,
+            path,
+            tag,
+        })
+    }
+
+    /// Whether a pushed image is this one: same path, the same registry when
+    /// this key names one, and the same tag when this key names one.
+    pub fn matches(&self, push: &ImagePush) -> bool {
+        let push_registry = push.registry.as_deref().map(canonical_registry);
+        if let (Some(want), Some(got)) = (&self.registry, &push_registry) {
+            if want != got {
+                return false;
+            }
+        }
+        if self.registry.is_some() && push_registry.is_none() {
+            return false;
+        }
+        let registry = push_registry.as_deref().or(self.registry.as_deref());
+        if canonical_path(registry, &push.repository) != self.path {
+            return false;
+        }
+        match &self.tag {
+            Some(tag) => push.tag.as_deref() == Some(tag.as_str()),
+            None => true,
+        }
+    }
+}
+
+/// `registry/repository:tag` for a pushed image, for deploy events.
+pub fn image_reference(push: &ImagePush) -> String {
+    let mut s = String::new();
+    if let Some(r) = &push.registry {
+        s.push_str(r);
+        s.push('/');
+    }
+    s.push_str(&push.repository);
+    if let Some(t) = &push.tag {
+        s.push(':');
+        s.push_str(t);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn glob(p: &str) -> Glob {
+        Glob::new(p, "branch pattern").unwrap()
+    }
+
+    #[test]
+    fn exact_branch_matches_only_itself() {
+        assert!(glob("main").matches("main"));
+        assert!(!glob("main").matches("main2"));
+        assert!(!glob("main").matches("Main"));
+        assert!(!glob("main").matches("feature/main"));
+    }
+
+    #[test]
+    fn star_stops_at_slash_and_double_star_crosses_it() {
+        assert!(glob("release/*").matches("release/1.0"));
+        assert!(!glob("release/*").matches("release/1.0/hotfix"));
+        assert!(!glob("release/*").matches("release"));
+        assert!(glob("release/**").matches("release/1.0/hotfix"));
+        assert!(glob("v?.*").matches("v1.2"));
+        assert!(glob("[ab]*").matches("beta"));
+        assert!(!glob("[ab]*").matches("gamma"));
+    }
+
+    #[test]
+    fn invalid_glob_names_the_pattern() {
+        let err = Glob::new("release/[", "stack \"web\": branch pattern").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("stack \"web\": branch pattern \"release/[\" is not a valid glob"),
+            "{err}"
+        );
+        assert!(Glob::new("", "branch pattern").is_err());
+    }
+
+    #[test]
+    fn literal_detects_plain_names() {
+        assert_eq!(glob("main").literal(), Some("main"));
+        assert_eq!(glob("release/*").literal(), None);
+    }
+
+    #[test]
+    fn path_filters() {
+        let g = Glob::new("docs/", "path").unwrap();
+        assert!(path_matches(&g, "docs/index.md"));
+        assert!(!path_matches(&g, "docsite/x"));
+        let g = Glob::new("src/**/*.rs", "path").unwrap();
+        assert!(path_matches(&g, "src/a/b.rs"));
+        assert!(!path_matches(&g, "tests/a.rs"));
+    }
+
+    fn repo(full: &str, urls: &[&str]) -> Repository {
+        Repository {
+            full_name: full.into(),
+            urls: urls.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn repositories_match_case_insensitively_and_by_url() {
+        let r = repo(
+            "Octocat/Hello-World",
+            &[
+                "https://github.com/Octocat/Hello-World.git",
+                "git@github.com:Octocat/Hello-World.git",
+            ],
+        );
+        for wanted in [
+            "octocat/hello-world",
+            "OCTOCAT/Hello-World",
+            "https://github.com/octocat/hello-world",
+            "https://github.com/octocat/hello-world.git",
+            "git@github.com:octocat/Hello-World.git",
+            "ssh://git@github.com/octocat/hello-world.git",
+        ] {
+            assert!(
+                repository_matches(&RepoKey::parse(wanted).unwrap(), &r),
+                "{wanted}"
+            );
+        }
+        for wanted in [
+            "octocat/hello",
+            "other/hello-world",
+            "https://gitlab.com/octocat/hello-world",
+        ] {
+            assert!(
+                !repository_matches(&RepoKey::parse(wanted).unwrap(), &r),
+                "{wanted}"
+            );
+        }
+    }
+
+    #[test]
+    fn bitbucket_server_clone_urls_drop_scm() {
+        let r = repo(
+            "PRJ/repo",
+            &[
+                "https://bitbucket.example.com/scm/prj/repo.git",
+                "ssh://git@bitbucket.example.com:7999/prj/repo.git",
+            ],
+        );
+        assert!(repository_matches(&RepoKey::parse("prj/repo").unwrap(), &r));
+        assert!(repository_matches(
+            &RepoKey::parse("ssh://git@bitbucket.example.com:7999/PRJ/repo.git").unwrap(),
+            &r
+        ));
+    }
+
+    #[test]
+    fn local_paths_compare_as_written() {
+        let r = repo("/srv/git/app.git", &[]);
+        assert!(repository_matches(
+            &RepoKey::parse("/srv/git/app.git/").unwrap(),
+            &r
+        ));
+        assert!(!repository_matches(
+            &RepoKey::parse("/srv/git/other.git").unwrap(),
+            &r
+        ));
+    }
+
+    fn image(registry: Option<&str>, repository: &str, tag: Option<&str>) -> ImagePush {
+        ImagePush {
+            registry: registry.map(str::to_string),
+            repository: repository.into(),
+            tag: tag.map(str::to_string),
+            digest: None,
+            pusher: None,
+            callback_url: None,
+        }
+    }
+
+    #[test]
+    fn images_match_by_path_registry_and_tag() {
+        let hub = image(Some("docker.io"), "acme/web", Some("latest"));
+        assert!(ImageKey::parse("acme/web").unwrap().matches(&hub));
+        assert!(ImageKey::parse("acme/web:latest").unwrap().matches(&hub));
+        assert!(ImageKey::parse("docker.io/acme/web").unwrap().matches(&hub));
+        assert!(ImageKey::parse("index.docker.io/acme/web:latest")
+            .unwrap()
+            .matches(&hub));
+        assert!(!ImageKey::parse("acme/web:v2").unwrap().matches(&hub));
+        assert!(!ImageKey::parse("ghcr.io/acme/web").unwrap().matches(&hub));
+        assert!(!ImageKey::parse("acme/api").unwrap().matches(&hub));
+        let official = image(Some("docker.io"), "nginx", Some("1.27"));
+        assert!(ImageKey::parse("library/nginx").unwrap().matches(&official));
+        assert!(ImageKey::parse("nginx:1.27").unwrap().matches(&official));
+        let ghcr = image(Some("ghcr.io"), "acme/web", Some("sha-1"));
+        assert!(ImageKey::parse("ghcr.io/Acme/web").unwrap().matches(&ghcr));
+        let local = image(Some("localhost:5000"), "web", None);
+        assert!(ImageKey::parse("localhost:5000/web")
+            .unwrap()
+            .matches(&local));
+        assert!(!ImageKey::parse("localhost:5000/web:v1")
+            .unwrap()
+            .matches(&local));
+    }
+}

@@ -1,0 +1,127 @@
+//! What an evaluation returns: the normalized delivery and one decision per stack.
+
+use crate::model::{ImagePush, Provider, Push};
+
+/// How a delivery's authenticity was established.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignatureScheme {
+    /// No stack evaluated has secrets (or the delivery is local).
+    NotRequired,
+    /// GitHub `X-Hub-Signature-256`.
+    GithubSha256,
+    /// GitHub `X-Hub-Signature` (SHA-1), used only without a SHA-256 header.
+    GithubSha1,
+    /// Gitea/Forgejo/Gogs bare-hex HMAC-SHA256.
+    GiteaSha256,
+    /// GitLab/Gitee plain token.
+    PlainToken,
+    /// Bitbucket Cloud/Server `X-Hub-Signature: sha256=`.
+    BitbucketSha256,
+}
+
+impl SignatureScheme {
+    /// The stable kebab-case name (WIT enum case and JSON value).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignatureScheme::NotRequired => "not-required",
+            SignatureScheme::GithubSha256 => "github-sha256",
+            SignatureScheme::GithubSha1 => "github-sha1",
+            SignatureScheme::GiteaSha256 => "gitea-sha256",
+            SignatureScheme::PlainToken => "plain-token",
+            SignatureScheme::BitbucketSha256 => "bitbucket-sha256",
+        }
+    }
+}
+
+/// What a deploy deploys and why.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct DeployEvent {
+    /// The stack.
+    pub stack: String,
+    /// The services chosen.
+    pub services: Vec<String>,
+    /// The deploy profile chosen with `deployment_profile=`.
+    pub profile: Option<String>,
+    /// The full ref, when known.
+    pub git_ref: Option<String>,
+    /// The branch, when the ref is one.
+    pub branch: Option<String>,
+    /// The tag, when the ref is one.
+    pub tag: Option<String>,
+    /// The commit, when known.
+    pub sha: Option<String>,
+    /// The repository, when known.
+    pub repository: Option<String>,
+    /// `registry/repository:tag` for registry pushes.
+    pub image: Option<String>,
+    /// The provider's kebab-case name.
+    pub provider: String,
+    /// The provider's delivery id.
+    pub delivery: Option<String>,
+    /// Why this deploys.
+    pub reason: String,
+    /// The JSON body for creating a GitHub deployment, when GitHub CD is on.
+    pub github_deployment_request: Option<String>,
+    /// The GitHub deployment to report statuses to.
+    pub github_deployment_id: Option<u64>,
+    /// Docker Hub's callback URL.
+    pub callback_url: Option<String>,
+}
+
+/// The decision for one stack.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// The stack.
+    pub stack: String,
+    /// `Some` to deploy.
+    pub deploy: Option<DeployEvent>,
+    /// The services concerned.
+    pub services: Vec<String>,
+    /// Why.
+    pub reason: String,
+}
+
+/// The result of evaluating one delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// Who sent it.
+    pub provider: Provider,
+    /// The provider's event name.
+    pub event: String,
+    /// The provider's delivery id.
+    pub delivery: Option<String>,
+    /// How it was authenticated.
+    pub signature: SignatureScheme,
+    /// Normalized ref updates.
+    pub pushes: Vec<Push>,
+    /// Normalized image pushes.
+    pub images: Vec<ImagePush>,
+    /// One per stack, in the order given.
+    pub decisions: Vec<Decision>,
+}
+
+/// A deploy's phase as the host's runner sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeployPhase {
+    Queued,
+    Started,
+    Succeeded,
+    Failed,
+    Cancelled,
+    Interrupted,
+}
+
+/// What to report in a GitHub deployment status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusInput {
+    /// The phase.
+    pub phase: DeployPhase,
+    /// The environment name.
+    pub environment: String,
+    /// The deploy log URL.
+    pub log_url: Option<String>,
+    /// The application URL.
+    pub environment_url: Option<String>,
+    /// Extra detail for the description.
+    pub detail: Option<String>,
+}

@@ -1,0 +1,534 @@
+//! Gitea, Forgejo and Gogs webhook payloads (they share Gogs' `PushPayload`).
+//!
+//! Follows Gitea's `modules/structs/hook.go` (`PushPayload`: `ref`, `before`,
+//! `after`, `compare_url`, `commits`, `total_commits`, `head_commit`,
+//! `repository`, `pusher`, `sender`), which Forgejo keeps, and Gogs' original
+//! shape (no `total_commits`, older versions no `head_commit`):
+//! - `push` → [`Event::Push`]. None of the three sends `created`, `deleted` or
+//!   `forced`: creation and deletion come from the zero ids, and a push is
+//!   never reported as forced. The commit list is capped by the server's
+//!   `FEED_MAX_COMMIT_NUM`, so it counts as whole only when `total_commits`
+//!   (Gitea ≥ 1.18, Forgejo) says so.
+//! - a `push` whose `before` equals `after` → [`Event::Ping`]: that is the
+//!   "Test Delivery" button (Gitea's `TestWebhook` sends the default branch's
+//!   last commit, or a fake commit with the zero id, as both `before` and
+//!   `after`); a real push never has `before == after`.
+//! - `create`, `delete`, `release`, `pull_request` and every other event →
+//!   [`Event::Ignored`].
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+
+use crate::error::{malformed, PluginError};
+use crate::model::{ChangedFiles, Event, Provider, Push, Repository};
+use crate::providers::common::{changed_files, is_zero_sha, real_sha};
+
+/// A string that borrows from the input unless it holds escapes.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(transparent)]
+struct Str<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl Str<'_> {
+    fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// `Some(&str)` for a present, non-empty string.
+fn non_empty<'s>(s: &'s Option<Str<'_>>) -> Option<&'s str> {
+    s.as_ref().map(Str::as_str).filter(|v| !v.is_empty())
+}
+
+#[derive(Deserialize)]
+struct User<'a> {
+    #[serde(borrow)]
+    login: Option<Str<'a>>,
+    #[serde(borrow)]
+    username: Option<Str<'a>>,
+    #[serde(borrow)]
+    full_name: Option<Str<'a>>,
+    #[serde(borrow)]
+    name: Option<Str<'a>>,
+}
+
+impl User<'_> {
+    fn display(&self) -> Option<&str> {
+        non_empty(&self.login)
+            .or(non_empty(&self.username))
+            .or(non_empty(&self.name))
+            .or(non_empty(&self.full_name))
+    }
+}
+
+#[derive(Deserialize)]
+struct Repo<'a> {
+    #[serde(borrow)]
+    full_name: Option<Str<'a>>,
+    #[serde(borrow)]
+    clone_url: Option<Str<'a>>,
+    #[serde(borrow)]
+    ssh_url: Option<Str<'a>>,
+    #[serde(borrow)]
+    html_url: Option<Str<'a>>,
+}
+
+impl Repo<'_> {
+    fn to_model(&self, what: &str) -> Result<Repository, PluginError> {
+        let full_name = non_empty(&self.full_name).ok_or_else(|| {
+            PluginError::MalformedPayload(format!("{what}: missing repository.full_name"))
+        })?;
+        let mut urls: Vec<String> = Vec::new();
+        for url in [&self.clone_url, &self.ssh_url, &self.html_url] {
+            if let Some(u) = non_empty(url) {
+                if !urls.iter().any(|x| x == u) {
+                    urls.push(u.to_string());
+                }
+            }
+        }
+        Ok(Repository {
+            full_name: full_name.to_string(),
+            urls,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct Commit<'a> {
+    #[serde(borrow)]
+    id: Option<Str<'a>>,
+    #[serde(borrow)]
+    message: Option<Str<'a>>,
+    #[serde(borrow)]
+    added: Option<Vec<Str<'a>>>,
+    #[serde(borrow)]
+    removed: Option<Vec<Str<'a>>>,
+    #[serde(borrow)]
+    modified: Option<Vec<Str<'a>>>,
+}
+
+impl Commit<'_> {
+    fn has_file_lists(&self) -> bool {
+        self.added.is_some() && self.removed.is_some() && self.modified.is_some()
+    }
+
+    fn files(&self) -> impl Iterator<Item = &str> {
+        [&self.added, &self.removed, &self.modified]
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(Str::as_str)
+    }
+}
+
+#[derive(Deserialize)]
+struct PushPayload<'a> {
+    #[serde(borrow, rename = "ref")]
+    git_ref: Option<Str<'a>>,
+    #[serde(borrow)]
+    before: Option<Str<'a>>,
+    #[serde(borrow)]
+    after: Option<Str<'a>>,
+    #[serde(borrow)]
+    commits: Option<Vec<Commit<'a>>>,
+    total_commits: Option<u64>,
+    #[serde(borrow)]
+    head_commit: Option<Commit<'a>>,
+    #[serde(borrow)]
+    repository: Option<Repo<'a>>,
+    #[serde(borrow)]
+    pusher: Option<User<'a>>,
+    #[serde(borrow)]
+    sender: Option<User<'a>>,
+}
+
+/// Normalizes one Gitea, Forgejo or Gogs delivery; `event` is the
+/// `X-Gitea-Event` / `X-Forgejo-Event` / `X-Gogs-Event` value.
+pub fn parse(provider: Provider, event: &str, json: &[u8]) -> Result<Event, PluginError> {
+    match event {
+        "push" => parse_push(provider, json),
+        "create" | "delete" => Ok(Event::Ignored {
+            reason: format!(
+                "{event} events are not pushes; the push event for the same ref decides"
+            ),
+        }),
+        other => Ok(Event::Ignored {
+            reason: format!("{other} events never deploy"),
+        }),
+    }
+}
+
+fn parse_push(provider: Provider, json: &[u8]) -> Result<Event, PluginError> {
+    let what = format!("{} push", provider.as_str());
+    let p: PushPayload = serde_json::from_slice(json).map_err(|e| malformed(&what, e))?;
+    let repository = p
+        .repository
+        .as_ref()
+        .ok_or_else(|| PluginError::MalformedPayload(format!("{what}: missing repository")))?
+        .to_model(&what)?;
+    let before_raw = non_empty(&p.before);
+    let after_raw = non_empty(&p.after);
+    if before_raw.is_some() && before_raw == after_raw {
+        // The "Test Delivery" button: a real push always moves the ref.
+        return Ok(Event::Ping {
+            repository: Some(repository),
+        });
+    }
+    let git_ref = non_empty(&p.git_ref)
+        .ok_or_else(|| PluginError::MalformedPayload(format!("{what}: missing ref")))?
+        .to_string();
+
+    let before = real_sha(before_raw);
+    let after = real_sha(after_raw);
+    let created = before.is_none();
+    let deleted = after_raw.is_some_and(is_zero_sha);
+    let forced = false;
+
+    let pusher = p
+        .pusher
+        .as_ref()
+        .and_then(User::display)
+        .or_else(|| p.sender.as_ref().and_then(User::display))
+        .map(str::to_string);
+
+    let commits: &[Commit] = p.commits.as_deref().unwrap_or(&[]);
+    // Listed newest first; `head_commit` is missing from older Gogs/Gitea.
+    let head_message = p
+        .head_commit
+        .as_ref()
+        .or_else(|| {
+            commits
+                .iter()
+                .find(|c| c.id.as_ref().map(Str::as_str) == after.as_deref())
+        })
+        .or_else(|| if deleted { None } else { commits.first() })
+        .and_then(|c| c.message.as_ref())
+        .map(|m| m.as_str().to_string());
+    let commit_messages: Vec<String> = commits
+        .iter()
+        .filter_map(|c| c.message.as_ref().map(|m| m.as_str().to_string()))
+        .collect();
+    let commits_complete = match p.total_commits {
+        Some(total) => commits.len() as u64 >= total,
+        // Without a total the list may have been cut at FEED_MAX_COMMIT_NUM;
+        // only a deletion is known to bring no commits.
+        None => deleted && commits.is_empty(),
+    };
+
+    let changed = if deleted {
+        ChangedFiles::Complete(Vec::new())
+    } else {
+        let trusted =
+            commits_complete && !created && !forced && commits.iter().all(Commit::has_file_lists);
+        changed_files(commits.iter().flat_map(Commit::files), trusted)
+    };
+
+    Ok(Event::Push(vec![Push {
+        repository,
+        git_ref,
+        before,
+        after,
+        created,
+        deleted,
+        forced,
+        pusher,
+        head_message,
+        commit_messages,
+        commits_complete,
+        changed_files: changed,
+    }]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(path: &str) -> Vec<u8> {
+        let path = format!(
+            "{}/../../shared/fixtures/{path}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(&path).unwrap_or_else(|e| panic!("read {path}: {e}"))
+    }
+
+    fn push(provider: Provider, path: &str) -> Push {
+        match parse(provider, "push", &fixture(path)) {
+            Ok(Event::Push(mut v)) if v.len() == 1 => v.remove(0),
+            other => panic!("{path}: expected one push, got {other:?}"),
+        }
+    }
+
+    fn ignored_reason(provider: Provider, event: &str, path: &str) -> String {
+        match parse(provider, event, &fixture(path)) {
+            Ok(Event::Ignored { reason }) => reason,
+            other => panic!("{path}: expected ignored, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn gitea_push_without_total_commits() {
+        let p = push(Provider::Gitea, "gitea/goscm-push.json");
+        assert_eq!(p.repository.full_name, "gogits/hello-world");
+        assert_eq!(
+            p.repository.urls,
+            vec![
+                "http://try.gitea.io/gogits/hello-world.git",
+                "git@localhost:gogits/hello-world.git",
+                "http://try.gitea.io/gogits/hello-world",
+            ]
+        );
+        assert_eq!(p.git_ref, "refs/heads/master");
+        assert_eq!(
+            p.before.as_deref(),
+            Some("9836a96a253cce25d17988fcf41b8c4205cf779f")
+        );
+        assert_eq!(
+            p.after.as_deref(),
+            Some("4522cbcefc20728a5b72b3a86af35e608622c514")
+        );
+        assert!(!p.created && !p.deleted && !p.forced);
+        assert_eq!(p.pusher.as_deref(), Some("unknwon"));
+        // No head_commit in this old payload: the listed commit with id == after.
+        assert_eq!(p.head_message.as_deref(), Some("Updated readme\n"));
+        assert_eq!(p.commit_messages, vec!["Updated readme\n"]);
+        // No total_commits: the list may have been cut at FEED_MAX_COMMIT_NUM.
+        assert!(!p.commits_complete);
+        assert_eq!(p.changed_files, ChangedFiles::Unknown);
+
+        let p = push(Provider::Gitea, "gitea/woodpecker-HookPush.json");
+        assert_eq!(p.repository.full_name, "gordon/hello-world");
+        assert_eq!(p.git_ref, "refs/heads/main");
+        assert_eq!(
+            p.before.as_deref(),
+            Some("4b2626259b5a97b6b4eab5e6cca66adb986b672b")
+        );
+        assert_eq!(
+            p.after.as_deref(),
+            Some("ef98532add3b2feb7a137426bba1248724367df5")
+        );
+        assert!(!p.created && !p.deleted && !p.forced);
+        assert_eq!(p.pusher.as_deref(), Some("gordon"));
+        assert_eq!(p.head_message.as_deref(), Some("bump\n"));
+        assert_eq!(p.commit_messages.len(), 1);
+        assert_eq!(p.changed_files, ChangedFiles::Unknown);
+    }
+
+    #[test]
+    fn gitea_push_with_total_commits() {
+        let p = push(Provider::Gitea, "gitea/woodpecker-HookPushMulti.json");
+        assert_eq!(p.repository.full_name, "Test-CI/multi-line-secrets");
+        assert_eq!(
+            p.repository.urls,
+            vec![
+                "http://127.0.0.1:3000/Test-CI/multi-line-secrets.git",
+                "ssh://git@127.0.0.1:2200/Test-CI/multi-line-secrets.git",
+                "http://127.0.0.1:3000/Test-CI/multi-line-secrets",
+            ]
+        );
+        assert_eq!(p.git_ref, "refs/heads/main");
+        assert_eq!(
+            p.before.as_deref(),
+            Some("6efcf5b7c98f3e7a491675164b7a2e7acac27941")
+        );
+        assert_eq!(
+            p.after.as_deref(),
+            Some("29be01c073851cf0db0c6a466e396b725a670453")
+        );
+        assert!(!p.created && !p.deleted && !p.forced);
+        assert_eq!(p.pusher.as_deref(), Some("test-user"));
+        assert_eq!(p.head_message.as_deref(), Some("add some text\n"));
+        assert_eq!(
+            p.commit_messages,
+            vec!["add some text\n", "rm a a file\n", "add some a files\n"]
+        );
+        assert!(p.commits_complete);
+        // modified aaa; removed aa; added aa, aaa.
+        assert_eq!(
+            p.changed_files,
+            ChangedFiles::Complete(vec!["aa".into(), "aaa".into()])
+        );
+    }
+
+    #[test]
+    fn gitea_branch_create_push() {
+        let p = push(Provider::Gitea, "gitea/woodpecker-HookPushBranch.json");
+        assert_eq!(p.repository.full_name, "meisam/woodpecktester");
+        assert_eq!(p.git_ref, "refs/heads/fdsafdsa");
+        assert_eq!(p.before, None);
+        assert_eq!(
+            p.after.as_deref(),
+            Some("28c3613ae62640216bea5e7dc71aa65356e4298b")
+        );
+        assert!(p.created && !p.deleted && !p.forced);
+        assert_eq!(p.pusher.as_deref(), Some("6543"));
+        assert_eq!(
+            p.head_message.as_deref(),
+            Some("Delete '.woodpecker/.check.yml'\n")
+        );
+        assert!(p.commit_messages.is_empty());
+        assert_eq!(p.changed_files, ChangedFiles::Unknown);
+    }
+
+    #[test]
+    fn forgejo_and_gogs_push() {
+        let p = push(Provider::Forgejo, "forgejo/woodpecker-HookPush.json");
+        assert_eq!(p.repository.full_name, "gordon/hello-world");
+        assert_eq!(
+            p.repository.urls[0],
+            "http://forgejo.golang.org/gordon/hello-world.git"
+        );
+        assert_eq!(p.git_ref, "refs/heads/main");
+        assert_eq!(
+            p.before.as_deref(),
+            Some("4b2626259b5a97b6b4eab5e6cca66adb986b672b")
+        );
+        assert_eq!(
+            p.after.as_deref(),
+            Some("ef98532add3b2feb7a137426bba1248724367df5")
+        );
+        assert_eq!(p.pusher.as_deref(), Some("gordon"));
+        assert_eq!(p.head_message.as_deref(), Some("bump\n"));
+        assert_eq!(p.changed_files, ChangedFiles::Unknown);
+
+        let p = push(Provider::Gogs, "gogs/goscm-push.json");
+        assert_eq!(p.repository.full_name, "gogits/hello-world");
+        assert_eq!(
+            p.repository.urls,
+            vec![
+                "http://try.gogs.io/gogits/hello-world.git",
+                "git@localhost:gogits/hello-world.git",
+                "http://try.gogs.io/gogits/hello-world",
+            ]
+        );
+        assert_eq!(p.git_ref, "refs/heads/master");
+        assert_eq!(
+            p.before.as_deref(),
+            Some("9836a96a253cce25d17988fcf41b8c4205cf779f")
+        );
+        assert_eq!(
+            p.after.as_deref(),
+            Some("4522cbcefc20728a5b72b3a86af35e608622c514")
+        );
+        assert!(!p.created && !p.deleted && !p.forced);
+        assert_eq!(p.pusher.as_deref(), Some("unknwon"));
+        assert_eq!(p.head_message.as_deref(), Some("Updated readme\n"));
+        assert_eq!(p.commit_messages.len(), 1);
+        assert!(!p.commits_complete);
+        assert_eq!(p.changed_files, ChangedFiles::Unknown);
+    }
+
+    #[test]
+    fn deletion_push() {
+        let body = br#"{"ref":"refs/tags/v1","before":"4522cbcefc20728a5b72b3a86af35e608622c514",
+            "after":"0000000000000000000000000000000000000000","commits":[],"head_commit":null,
+            "repository":{"full_name":"o/r"},"pusher":{"login":"me"}}"#;
+        let Ok(Event::Push(v)) = parse(Provider::Gitea, "push", body) else {
+            panic!("not a push")
+        };
+        let p = &v[0];
+        assert!(p.deleted && !p.created);
+        assert_eq!(p.after, None);
+        assert_eq!(p.head_message, None);
+        assert!(p.commits_complete);
+        assert_eq!(p.changed_files, ChangedFiles::Complete(vec![]));
+    }
+
+    #[test]
+    fn test_delivery_is_a_ping() {
+        // Gitea's "Test Delivery": the last commit as both before and after.
+        let body =
+            br#"{"ref":"refs/heads/main","before":"4522cbcefc20728a5b72b3a86af35e608622c514",
+            "after":"4522cbcefc20728a5b72b3a86af35e608622c514","total_commits":1,
+            "commits":[{"id":"4522cbcefc20728a5b72b3a86af35e608622c514","message":"x"}],
+            "repository":{"full_name":"o/r","clone_url":"https://g.example/o/r.git"}}"#;
+        let expected = Event::Ping {
+            repository: Some(Repository {
+                full_name: "o/r".into(),
+                urls: vec!["https://g.example/o/r.git".into()],
+            }),
+        };
+        assert_eq!(parse(Provider::Gitea, "push", body), Ok(expected.clone()));
+        assert_eq!(parse(Provider::Forgejo, "push", body), Ok(expected));
+        // Newer Gitea sends a fake commit with the zero id for both.
+        let body =
+            br#"{"ref":"refs/heads/main","before":"0000000000000000000000000000000000000000",
+            "after":"0000000000000000000000000000000000000000","repository":{"full_name":"o/r"}}"#;
+        assert!(matches!(
+            parse(Provider::Gitea, "push", body),
+            Ok(Event::Ping {
+                repository: Some(_)
+            })
+        ));
+    }
+
+    #[test]
+    fn malformed() {
+        let err = parse(Provider::Gogs, "push", b"[").unwrap_err();
+        assert!(
+            matches!(err, PluginError::MalformedPayload(ref m) if m.starts_with("gogs push: "))
+        );
+        let err = parse(Provider::Forgejo, "push", br#"{"ref":"refs/heads/x"}"#).unwrap_err();
+        assert_eq!(
+            err,
+            PluginError::MalformedPayload("forgejo push: missing repository".into())
+        );
+        let err = parse(
+            Provider::Gitea,
+            "push",
+            br#"{"repository":{"full_name":"o/r"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            PluginError::MalformedPayload("gitea push: missing ref".into())
+        );
+    }
+
+    #[test]
+    fn ignored_events() {
+        for (provider, path) in [
+            (Provider::Gitea, "gitea/goscm-branch_create.json"),
+            (Provider::Gitea, "gitea/goscm-tag_create.json"),
+            (Provider::Gitea, "gitea/woodpecker-HookTag.json"),
+            (Provider::Forgejo, "forgejo/woodpecker-HookTag.json"),
+            (Provider::Gogs, "gogs/goscm-branch_create.json"),
+            (Provider::Gogs, "gogs/goscm-tag_create.json"),
+        ] {
+            let r = ignored_reason(provider, "create", path);
+            assert!(r.starts_with("create events are not pushes"), "{path}: {r}");
+        }
+        for (provider, path) in [
+            (Provider::Gitea, "gitea/goscm-branch_delete.json"),
+            (Provider::Gitea, "gitea/goscm-tag_delete.json"),
+            (Provider::Gogs, "gogs/goscm-branch_delete.json"),
+            (Provider::Gogs, "gogs/goscm-tag_delete.json"),
+        ] {
+            let r = ignored_reason(provider, "delete", path);
+            assert!(r.starts_with("delete events are not pushes"), "{path}: {r}");
+        }
+        assert_eq!(
+            ignored_reason(
+                Provider::Gitea,
+                "pull_request",
+                "gitea/goscm-pull_request_opened.json"
+            ),
+            "pull_request events never deploy"
+        );
+        assert_eq!(
+            ignored_reason(
+                Provider::Gogs,
+                "pull_request",
+                "gogs/goscm-pull_request_opened.json"
+            ),
+            "pull_request events never deploy"
+        );
+        assert_eq!(
+            ignored_reason(
+                Provider::Gitea,
+                "release",
+                "gitea/woodpecker-HookRelease.json"
+            ),
+            "release events never deploy"
+        );
+    }
+}

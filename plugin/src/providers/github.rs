@@ -1,0 +1,1135 @@
+//! GitHub (github.com and GitHub Enterprise Server) webhook payloads.
+//!
+//! Follows GitHub's "Webhook events and payloads" reference:
+//! - `push` → [`Event::Push`] (one ref update). The `commits` array holds at
+//!   most 2048 commits and each commit reports at most 3000 changed files, so
+//!   the file list is only trusted below those limits.
+//! - `ping` → [`Event::Ping`], with the repository for repository hooks and
+//!   none for organization / app hooks.
+//! - `deployment` → [`Event::Deployment`]; `deployment.payload` may be an
+//!   object, an empty string or a string holding a JSON object.
+//! - `package` / `registry_package` with action `published` or `updated` for a
+//!   container image → [`Event::ImagePush`]; other package types are ignored.
+//! - `create`, `delete`, `deployment_status` and every other event →
+//!   [`Event::Ignored`].
+
+use std::borrow::Cow;
+
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+
+use crate::error::{malformed, PluginError};
+use crate::model::{ChangedFiles, Deployment, Event, ImagePush, Push, Repository};
+use crate::providers::common::{changed_files, is_zero_sha, real_sha};
+
+/// GitHub lists at most this many commits in a push payload.
+const MAX_PUSH_COMMITS: usize = 2048;
+/// GitHub reports at most this many changed files per commit.
+const MAX_COMMIT_FILES: usize = 3000;
+
+/// A string that borrows from the input unless it holds escapes.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(transparent)]
+struct Str<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl Str<'_> {
+    fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// `Some(&str)` for a present, non-empty string.
+fn non_empty<'s>(s: &'s Option<Str<'_>>) -> Option<&'s str> {
+    s.as_ref().map(Str::as_str).filter(|v| !v.is_empty())
+}
+
+#[derive(Deserialize)]
+struct User<'a> {
+    #[serde(borrow)]
+    login: Option<Str<'a>>,
+    #[serde(borrow)]
+    name: Option<Str<'a>>,
+    #[serde(borrow)]
+    username: Option<Str<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Repo<'a> {
+    #[serde(borrow)]
+    full_name: Option<Str<'a>>,
+    #[serde(borrow)]
+    clone_url: Option<Str<'a>>,
+    #[serde(borrow)]
+    ssh_url: Option<Str<'a>>,
+    #[serde(borrow)]
+    git_url: Option<Str<'a>>,
+    #[serde(borrow)]
+    html_url: Option<Str<'a>>,
+}
+
+impl Repo<'_> {
+    fn to_model(&self, what: &str) -> Result<Repository, PluginError> {
+        let full_name = non_empty(&self.full_name).ok_or_else(|| {
+            PluginError::MalformedPayload(format!("{what}: missing repository.full_name"))
+        })?;
+        let mut urls: Vec<String> = Vec::new();
+        for url in [
+            &self.clone_url,
+            &self.ssh_url,
+            &self.git_url,
+            &self.html_url,
+        ] {
+            if let Some(u) = non_empty(url) {
+                if !urls.iter().any(|x| x == u) {
+                    urls.push(u.to_string());
+                }
+            }
+        }
+        Ok(Repository {
+            full_name: full_name.to_string(),
+            urls,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct Commit<'a> {
+    #[serde(borrow)]
+    id: Option<Str<'a>>,
+    #[serde(borrow)]
+    message: Option<Str<'a>>,
+    #[serde(borrow)]
+    added: Option<Vec<Str<'a>>>,
+    #[serde(borrow)]
+    removed: Option<Vec<Str<'a>>>,
+    #[serde(borrow)]
+    modified: Option<Vec<Str<'a>>>,
+}
+
+impl Commit<'_> {
+    /// Whether the commit carries all three file lists, none of them capped.
+    fn has_full_file_lists(&self) -> bool {
+        match (&self.added, &self.removed, &self.modified) {
+            (Some(a), Some(r), Some(m)) => a.len() + r.len() + m.len() < MAX_COMMIT_FILES,
+            _ => false,
+        }
+    }
+
+    fn files(&self) -> impl Iterator<Item = &str> {
+        [&self.added, &self.removed, &self.modified]
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(Str::as_str)
+    }
+}
+
+#[derive(Deserialize)]
+struct PushPayload<'a> {
+    #[serde(borrow, rename = "ref")]
+    git_ref: Option<Str<'a>>,
+    #[serde(borrow)]
+    before: Option<Str<'a>>,
+    #[serde(borrow)]
+    after: Option<Str<'a>>,
+    created: Option<bool>,
+    deleted: Option<bool>,
+    forced: Option<bool>,
+    #[serde(borrow)]
+    commits: Option<Vec<Commit<'a>>>,
+    #[serde(borrow)]
+    head_commit: Option<Commit<'a>>,
+    #[serde(borrow)]
+    repository: Option<Repo<'a>>,
+    #[serde(borrow)]
+    pusher: Option<User<'a>>,
+    #[serde(borrow)]
+    sender: Option<User<'a>>,
+}
+
+/// Normalizes one GitHub delivery; `event` is the `X-GitHub-Event` value.
+pub fn parse(event: &str, json: &[u8]) -> Result<Event, PluginError> {
+    match event {
+        "push" => parse_push(json),
+        "ping" => parse_ping(json),
+        "deployment" => parse_deployment(json),
+        "package" | "registry_package" => parse_package(event, json),
+        "create" | "delete" => Ok(ignored(format!(
+            "{event} events are not pushes; the push event for the same ref decides"
+        ))),
+        "deployment_status" => Ok(ignored(
+            "deployment_status events are reports (including redeploy's own) and never deploy",
+        )),
+        other => Ok(ignored(format!("{other} events never deploy"))),
+    }
+}
+
+fn ignored(reason: impl Into<String>) -> Event {
+    Event::Ignored {
+        reason: reason.into(),
+    }
+}
+
+fn parse_push(json: &[u8]) -> Result<Event, PluginError> {
+    const WHAT: &str = "github push";
+    let p: PushPayload = serde_json::from_slice(json).map_err(|e| malformed(WHAT, e))?;
+    let git_ref = non_empty(&p.git_ref)
+        .ok_or_else(|| PluginError::MalformedPayload(format!("{WHAT}: missing ref")))?
+        .to_string();
+    let repository = p
+        .repository
+        .as_ref()
+        .ok_or_else(|| PluginError::MalformedPayload(format!("{WHAT}: missing repository")))?
+        .to_model(WHAT)?;
+
+    let before_raw = p.before.as_ref().map(Str::as_str);
+    let after_raw = p.after.as_ref().map(Str::as_str);
+    let before = real_sha(before_raw);
+    let after = real_sha(after_raw);
+    let created = p.created.unwrap_or(false) || before.is_none();
+    let deleted = p.deleted.unwrap_or(false) || after_raw.is_some_and(is_zero_sha);
+    let forced = p.forced.unwrap_or(false);
+
+    let pusher = p
+        .pusher
+        .as_ref()
+        .and_then(|u| {
+            non_empty(&u.name)
+                .or(non_empty(&u.login))
+                .or(non_empty(&u.username))
+        })
+        .or_else(|| p.sender.as_ref().and_then(|u| non_empty(&u.login)))
+        .map(str::to_string);
+
+    let commits: &[Commit] = p.commits.as_deref().unwrap_or(&[]);
+    let head_message = p
+        .head_commit
+        .as_ref()
+        .or_else(|| {
+            commits
+                .iter()
+                .find(|c| c.id.as_ref().map(Str::as_str) == after.as_deref())
+        })
+        .or_else(|| commits.last())
+        .and_then(|c| c.message.as_ref())
+        .map(|m| m.as_str().to_string());
+    let commit_messages: Vec<String> = commits
+        .iter()
+        .filter_map(|c| c.message.as_ref().map(|m| m.as_str().to_string()))
+        .collect();
+    let commits_complete = commits.len() < MAX_PUSH_COMMITS;
+
+    let changed = if deleted {
+        ChangedFiles::Complete(Vec::new())
+    } else {
+        let trusted = commits_complete
+            && !created
+            && !forced
+            && commits.iter().all(Commit::has_full_file_lists);
+        changed_files(commits.iter().flat_map(Commit::files), trusted)
+    };
+
+    Ok(Event::Push(vec![Push {
+        repository,
+        git_ref,
+        before,
+        after,
+        created,
+        deleted,
+        forced,
+        pusher,
+        head_message,
+        commit_messages,
+        commits_complete,
+        changed_files: changed,
+    }]))
+}
+
+#[derive(Deserialize)]
+struct PingPayload<'a> {
+    #[serde(borrow)]
+    repository: Option<Repo<'a>>,
+}
+
+fn parse_ping(json: &[u8]) -> Result<Event, PluginError> {
+    const WHAT: &str = "github ping";
+    let p: PingPayload = serde_json::from_slice(json).map_err(|e| malformed(WHAT, e))?;
+    let repository = match &p.repository {
+        Some(r) => Some(r.to_model(WHAT)?),
+        None => None,
+    };
+    Ok(Event::Ping { repository })
+}
+
+/// The fields redeploy reads from `deployment.payload`.
+#[derive(Deserialize, Default)]
+struct DeploymentExtra {
+    stack: Option<String>,
+    delivery: Option<String>,
+}
+
+/// `deployment.payload`: an object, or a string that may hold a JSON object.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum DeploymentPayloadField {
+    Object(DeploymentExtra),
+    Text(String),
+    Other(IgnoredAny),
+}
+
+impl DeploymentPayloadField {
+    fn extra(self) -> DeploymentExtra {
+        match self {
+            DeploymentPayloadField::Object(x) => x,
+            DeploymentPayloadField::Text(s) => {
+                serde_json::from_str::<DeploymentExtra>(&s).unwrap_or_default()
+            }
+            DeploymentPayloadField::Other(_) => DeploymentExtra::default(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct DeploymentObject<'a> {
+    id: Option<u64>,
+    #[serde(borrow)]
+    sha: Option<Str<'a>>,
+    #[serde(borrow, rename = "ref")]
+    git_ref: Option<Str<'a>>,
+    #[serde(borrow)]
+    task: Option<Str<'a>>,
+    #[serde(borrow)]
+    environment: Option<Str<'a>>,
+    payload: Option<DeploymentPayloadField>,
+    #[serde(borrow)]
+    creator: Option<User<'a>>,
+}
+
+#[derive(Deserialize)]
+struct DeploymentEvent<'a> {
+    #[serde(borrow)]
+    deployment: Option<DeploymentObject<'a>>,
+    #[serde(borrow)]
+    repository: Option<Repo<'a>>,
+}
+
+fn parse_deployment(json: &[u8]) -> Result<Event, PluginError> {
+    const WHAT: &str = "github deployment";
+    let missing = |field: &str| PluginError::MalformedPayload(format!("{WHAT}: missing {field}"));
+    let p: DeploymentEvent = serde_json::from_slice(json).map_err(|e| malformed(WHAT, e))?;
+    let d = p.deployment.ok_or_else(|| missing("deployment"))?;
+    let repository = p
+        .repository
+        .as_ref()
+        .ok_or_else(|| missing("repository"))?
+        .to_model(WHAT)?;
+    let id = d.id.ok_or_else(|| missing("deployment.id"))?;
+    let sha = non_empty(&d.sha)
+        .ok_or_else(|| missing("deployment.sha"))?
+        .to_string();
+    let git_ref = non_empty(&d.git_ref)
+        .ok_or_else(|| missing("deployment.ref"))?
+        .to_string();
+    let environment = non_empty(&d.environment)
+        .ok_or_else(|| missing("deployment.environment"))?
+        .to_string();
+    // GitHub's API defaults the task to `deploy`.
+    let task = non_empty(&d.task).unwrap_or("deploy").to_string();
+    let creator = d
+        .creator
+        .as_ref()
+        .and_then(|u| non_empty(&u.login))
+        .map(str::to_string);
+    let extra = d
+        .payload
+        .map(DeploymentPayloadField::extra)
+        .unwrap_or_default();
+    Ok(Event::Deployment(Deployment {
+        id,
+        repository,
+        environment,
+        git_ref,
+        sha,
+        task,
+        payload_stack: extra.stack.filter(|s| !s.is_empty()),
+        payload_delivery: extra.delivery.filter(|s| !s.is_empty()),
+        creator,
+    }))
+}
+
+#[derive(Deserialize)]
+struct ContainerTag<'a> {
+    #[serde(borrow)]
+    name: Option<Str<'a>>,
+    #[serde(borrow)]
+    digest: Option<Str<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ContainerManifest<'a> {
+    #[serde(borrow)]
+    digest: Option<Str<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ContainerMetadata<'a> {
+    #[serde(borrow)]
+    tag: Option<ContainerTag<'a>>,
+    #[serde(borrow)]
+    manifest: Option<ContainerManifest<'a>>,
+}
+
+#[derive(Deserialize)]
+struct PackageVersion<'a> {
+    #[serde(borrow)]
+    version: Option<Str<'a>>,
+    #[serde(borrow)]
+    name: Option<Str<'a>>,
+    #[serde(borrow)]
+    tag_name: Option<Str<'a>>,
+    #[serde(borrow)]
+    package_url: Option<Str<'a>>,
+    #[serde(borrow)]
+    installation_command: Option<Str<'a>>,
+    #[serde(borrow)]
+    container_metadata: Option<ContainerMetadata<'a>>,
+}
+
+#[derive(Deserialize)]
+struct PackageRegistry<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Option<Str<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Package<'a> {
+    #[serde(borrow)]
+    name: Option<Str<'a>>,
+    #[serde(borrow)]
+    namespace: Option<Str<'a>>,
+    #[serde(borrow)]
+    ecosystem: Option<Str<'a>>,
+    #[serde(borrow)]
+    package_type: Option<Str<'a>>,
+    #[serde(borrow)]
+    owner: Option<User<'a>>,
+    #[serde(borrow)]
+    package_version: Option<PackageVersion<'a>>,
+    #[serde(borrow)]
+    registry: Option<PackageRegistry<'a>>,
+}
+
+#[derive(Deserialize)]
+struct PackageEvent<'a> {
+    #[serde(borrow)]
+    action: Option<Str<'a>>,
+    #[serde(borrow)]
+    package: Option<Package<'a>>,
+    #[serde(borrow)]
+    registry_package: Option<Package<'a>>,
+    #[serde(borrow)]
+    sender: Option<User<'a>>,
+}
+
+fn is_container_type(t: &str) -> bool {
+    t.eq_ignore_ascii_case("container") || t.eq_ignore_ascii_case("docker")
+}
+
+/// Whether the package is a container image, and its type name otherwise.
+///
+/// `registry.type` and `package_type` are GitHub's own statements of the
+/// type; `ecosystem` and the presence of `container_metadata` only count when
+/// neither is given (GitHub's examples carry contradicting `ecosystem` values).
+fn container_kind(pkg: &Package) -> Result<(), String> {
+    let registry_type = pkg.registry.as_ref().and_then(|r| non_empty(&r.kind));
+    let package_type = non_empty(&pkg.package_type);
+    let stated = [registry_type, package_type];
+    if stated.iter().flatten().any(|t| is_container_type(t)) {
+        return Ok(());
+    }
+    if let Some(t) = package_type.or(registry_type) {
+        return Err(t.to_ascii_lowercase());
+    }
+    let has_container_metadata = pkg
+        .package_version
+        .as_ref()
+        .is_some_and(|v| v.container_metadata.is_some());
+    match non_empty(&pkg.ecosystem) {
+        Some(e) if is_container_type(e) => Ok(()),
+        Some(e) if !has_container_metadata => Err(e.to_ascii_lowercase()),
+        _ if has_container_metadata => Ok(()),
+        _ => Err("unknown".into()),
+    }
+}
+
+/// An image reference split into registry host, repository path, tag and digest.
+struct ImageRef {
+    registry: String,
+    repository: String,
+    tag: Option<String>,
+    digest: Option<String>,
+}
+
+/// Parses `ghcr.io/owner/name:tag` (also `...@sha256:...`); the first path
+/// component must be a registry host (contain a `.` or `:`).
+fn parse_image_ref(s: &str) -> Option<ImageRef> {
+    let s = s.trim();
+    let (host, rest) = s.split_once('/')?;
+    if host.is_empty() || !(host.contains('.') || host.contains(':')) || rest.is_empty() {
+        return None;
+    }
+    let (rest, digest) = match rest.split_once('@') {
+        Some((r, d)) => (r, Some(d)),
+        None => (rest, None),
+    };
+    let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
+    let (path, tag) = match rest[last_slash..].rfind(':') {
+        Some(i) => (&rest[..last_slash + i], Some(&rest[last_slash + i + 1..])),
+        None => (rest, None),
+    };
+    if path.is_empty() || path.ends_with('/') {
+        return None;
+    }
+    Some(ImageRef {
+        registry: host.to_ascii_lowercase(),
+        repository: path.to_ascii_lowercase(),
+        tag: tag.filter(|t| !t.is_empty()).map(str::to_string),
+        digest: digest.filter(|d| !d.is_empty()).map(str::to_string),
+    })
+}
+
+fn is_digest(s: &str) -> bool {
+    s.starts_with("sha256:") || s.starts_with("sha512:")
+}
+
+fn parse_package(event: &str, json: &[u8]) -> Result<Event, PluginError> {
+    let what = format!("github {event}");
+    let p: PackageEvent = serde_json::from_slice(json).map_err(|e| malformed(&what, e))?;
+    let action = non_empty(&p.action).unwrap_or("");
+    if action != "published" && action != "updated" {
+        let action = if action.is_empty() { "none" } else { action };
+        return Ok(ignored(format!(
+            "{event} events with action {action} never deploy"
+        )));
+    }
+    let (pkg, field) = if event == "package" {
+        (
+            p.package.as_ref().or(p.registry_package.as_ref()),
+            "package",
+        )
+    } else {
+        (
+            p.registry_package.as_ref().or(p.package.as_ref()),
+            "registry_package",
+        )
+    };
+    let pkg =
+        pkg.ok_or_else(|| PluginError::MalformedPayload(format!("{what}: missing {field}")))?;
+    if let Err(kind) = container_kind(pkg) {
+        return Ok(ignored(format!(
+            "{kind} packages never deploy; only container images do"
+        )));
+    }
+
+    let version = pkg.package_version.as_ref();
+    let image_ref = version.and_then(|v| {
+        non_empty(&v.package_url)
+            .and_then(parse_image_ref)
+            .or_else(|| {
+                non_empty(&v.installation_command)
+                    .and_then(|c| c.trim().strip_prefix("docker pull "))
+                    .and_then(parse_image_ref)
+            })
+    });
+    let (registry, repository, ref_tag, ref_digest) = match image_ref {
+        Some(r) => (r.registry, r.repository, r.tag, r.digest),
+        None => {
+            let name = non_empty(&pkg.name).ok_or_else(|| {
+                PluginError::MalformedPayload(format!("{what}: missing {field}.name"))
+            })?;
+            let owner = pkg
+                .owner
+                .as_ref()
+                .and_then(|o| non_empty(&o.login))
+                .or_else(|| non_empty(&pkg.namespace))
+                .ok_or_else(|| {
+                    PluginError::MalformedPayload(format!("{what}: missing {field}.owner.login"))
+                })?;
+            let repository = format!("{owner}/{name}").to_ascii_lowercase();
+            ("ghcr.io".to_string(), repository, None, None)
+        }
+    };
+
+    let metadata = version.and_then(|v| v.container_metadata.as_ref());
+    let meta_tag = metadata.and_then(|m| m.tag.as_ref());
+    let tag = meta_tag
+        .and_then(|t| non_empty(&t.name))
+        .map(str::to_string)
+        .or(ref_tag)
+        .or_else(|| {
+            version
+                .and_then(|v| non_empty(&v.version))
+                .filter(|v| !is_digest(v))
+                .map(str::to_string)
+        })
+        .or_else(|| {
+            version
+                .and_then(|v| non_empty(&v.tag_name))
+                .map(str::to_string)
+        });
+    let digest = meta_tag
+        .and_then(|t| non_empty(&t.digest))
+        .or_else(|| {
+            metadata
+                .and_then(|m| m.manifest.as_ref())
+                .and_then(|m| non_empty(&m.digest))
+        })
+        .map(str::to_string)
+        .or(ref_digest)
+        .or_else(|| {
+            version
+                .and_then(|v| {
+                    non_empty(&v.version)
+                        .filter(|s| is_digest(s))
+                        .or(non_empty(&v.name).filter(|s| is_digest(s)))
+                })
+                .map(str::to_string)
+        });
+    let pusher = p
+        .sender
+        .as_ref()
+        .and_then(|u| non_empty(&u.login))
+        .map(str::to_string);
+
+    Ok(Event::ImagePush(vec![ImagePush {
+        registry: Some(registry),
+        repository,
+        tag,
+        digest,
+        pusher,
+        callback_url: None,
+    }]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = format!(
+            "{}/../../shared/fixtures/github/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(&path).unwrap_or_else(|e| panic!("read {path}: {e}"))
+    }
+
+    fn push(name: &str) -> Push {
+        match parse("push", &fixture(name)) {
+            Ok(Event::Push(mut v)) if v.len() == 1 => v.remove(0),
+            other => panic!("{name}: expected one push, got {other:?}"),
+        }
+    }
+
+    fn files(list: &[&str]) -> ChangedFiles {
+        ChangedFiles::Complete(list.iter().map(|s| s.to_string()).collect())
+    }
+
+    fn ignored_reason(event: &str, name: &str) -> String {
+        match parse(event, &fixture(name)) {
+            Ok(Event::Ignored { reason }) => reason,
+            other => panic!("{name}: expected ignored, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn push_branch_update() {
+        let p = push("goscm-push.json");
+        assert_eq!(p.repository.full_name, "Codertocat/Hello-World");
+        assert_eq!(
+            p.repository.urls,
+            vec![
+                "https://github.com/Codertocat/Hello-World.git",
+                "git@github.com:Codertocat/Hello-World.git",
+                "git://github.com/Codertocat/Hello-World.git",
+                "https://github.com/Codertocat/Hello-World",
+            ]
+        );
+        assert_eq!(p.git_ref, "refs/heads/master");
+        assert_eq!(
+            p.before.as_deref(),
+            Some("a10867b14bb761a232cd80139fbd4c0d33264240")
+        );
+        assert_eq!(
+            p.after.as_deref(),
+            Some("199eddf46df50de8d02e99bf1c5fdb4101338224")
+        );
+        assert!(!p.created && !p.deleted && !p.forced);
+        assert_eq!(p.pusher.as_deref(), Some("Codertocat"));
+        assert_eq!(p.head_message.as_deref(), Some("Update README"));
+        assert_eq!(p.commit_messages, vec!["Update README"]);
+        assert!(p.commits_complete);
+        assert_eq!(p.changed_files, files(&["README.md"]));
+    }
+
+    #[test]
+    fn push_woodpecker_update() {
+        let p = push("woodpecker-HookPush.json");
+        assert_eq!(p.repository.full_name, "woodpecker-ci/woodpecker");
+        assert_eq!(p.git_ref, "refs/heads/main");
+        assert_eq!(
+            p.before.as_deref(),
+            Some("2f780193b136b72bfea4eeb640786a8c4450c7a2")
+        );
+        assert_eq!(
+            p.after.as_deref(),
+            Some("366701fde727cb7a9e7f21eb88264f59f6f9b89c")
+        );
+        assert!(!p.created && !p.deleted && !p.forced);
+        assert_eq!(p.pusher.as_deref(), Some("6543"));
+        assert_eq!(
+            p.head_message.as_deref(),
+            Some("Fix multiline secrets replacer (#700)\n\n* Fix multiline secrets replacer\r\n\r\n* Add tests")
+        );
+        assert_eq!(p.commit_messages.len(), 1);
+        assert_eq!(
+            p.changed_files,
+            files(&[
+                "pipeline/shared/replace_secrets.go",
+                "pipeline/shared/replace_secrets_test.go"
+            ])
+        );
+    }
+
+    #[test]
+    fn push_forced_has_unknown_files() {
+        let p = push("woodpecker-HookPushForced.json");
+        assert_eq!(p.repository.full_name, "6543/oxiduct");
+        assert_eq!(p.git_ref, "refs/heads/main");
+        assert_eq!(
+            p.before.as_deref(),
+            Some("5ea737297f2e2e88f4cdf796e72cbcb12d40fd9c")
+        );
+        assert_eq!(
+            p.after.as_deref(),
+            Some("f7220f1f753260bf6f1c533357c70213e9fd4abe")
+        );
+        assert!(p.forced && !p.created && !p.deleted);
+        assert_eq!(p.pusher.as_deref(), Some("6543"));
+        assert!(p
+            .head_message
+            .as_deref()
+            .is_some_and(|m| m.starts_with("feat: initial implementation\n")));
+        assert_eq!(p.commit_messages.len(), 1);
+        assert_eq!(p.changed_files, ChangedFiles::Unknown);
+    }
+
+    #[test]
+    fn push_branch_create() {
+        let p = push("goscm-push_branch_create.json");
+        assert_eq!(p.repository.full_name, "bradrydzewski/drone-test-go");
+        assert_eq!(p.git_ref, "refs/heads/feature-branch");
+        assert_eq!(p.before, None);
+        assert_eq!(
+            p.after.as_deref(),
+            Some("d2b75aa7797ec26b088fa2dd527e9d2c052fcedd")
+        );
+        assert!(p.created && !p.deleted && !p.forced);
+        assert_eq!(p.pusher.as_deref(), Some("bradrydzewski"));
+        assert_eq!(p.head_message.as_deref(), Some("Update .drone.yml"));
+        assert!(p.commit_messages.is_empty());
+        assert_eq!(p.changed_files, ChangedFiles::Unknown);
+
+        for name in [
+            "octokit-push-with-new-branch.json",
+            "octokit-push-with-no-username-committer.json",
+        ] {
+            let p = push(name);
+            assert_eq!(p.repository.full_name, "Codertocat/Hello-World");
+            assert_eq!(p.git_ref, "refs/heads/master");
+            assert_eq!(p.before, None);
+            assert_eq!(
+                p.after.as_deref(),
+                Some("6113728f27ae82c7b1a177c8d03f9e96e0adf246")
+            );
+            assert!(p.created && !p.deleted && !p.forced);
+            assert_eq!(p.pusher.as_deref(), Some("Codertocat"));
+            assert_eq!(p.head_message.as_deref(), Some("Initial commit"));
+            assert_eq!(p.commit_messages, vec!["Initial commit"]);
+            assert!(p.commits_complete);
+            assert_eq!(p.changed_files, ChangedFiles::Unknown, "{name}");
+        }
+    }
+
+    #[test]
+    fn push_branch_delete() {
+        let p = push("goscm-push_branch_delete.json");
+        assert_eq!(p.repository.full_name, "bradrydzewski/drone-test-go");
+        assert_eq!(p.git_ref, "refs/heads/feature-branch");
+        assert_eq!(
+            p.before.as_deref(),
+            Some("d2b75aa7797ec26b088fa2dd527e9d2c052fcedd")
+        );
+        assert_eq!(p.after, None);
+        assert!(p.deleted && !p.created && !p.forced);
+        assert_eq!(p.pusher.as_deref(), Some("bradrydzewski"));
+        assert_eq!(p.head_message, None);
+        assert!(p.commit_messages.is_empty());
+        assert_eq!(p.changed_files, ChangedFiles::Complete(vec![]));
+    }
+
+    #[test]
+    fn push_tags() {
+        let p = push("goscm-push_tag.json");
+        assert_eq!(p.git_ref, "refs/tags/v0.0.1");
+        assert_eq!(p.before, None);
+        assert_eq!(
+            p.after.as_deref(),
+            Some("d2b75aa7797ec26b088fa2dd527e9d2c052fcedd")
+        );
+        assert!(p.created && !p.deleted);
+        assert_eq!(p.head_message.as_deref(), Some("Update .drone.yml"));
+        assert_eq!(p.changed_files, ChangedFiles::Unknown);
+
+        let p = push("goscm-push_tag_delete.json");
+        assert_eq!(p.git_ref, "refs/tags/v0.0.1");
+        assert_eq!(
+            p.before.as_deref(),
+            Some("d2b75aa7797ec26b088fa2dd527e9d2c052fcedd")
+        );
+        assert_eq!(p.after, None);
+        assert!(p.deleted && !p.created);
+        assert_eq!(p.head_message, None);
+
+        let p = push("woodpecker-HookTag.json");
+        assert_eq!(p.repository.full_name, "6543/test_ci_tmp");
+        assert_eq!(p.git_ref, "refs/tags/the-tag-v1");
+        assert_eq!(p.before, None);
+        assert_eq!(
+            p.after.as_deref(),
+            Some("67012991d6c69b1c58378346fca366b864d8d1a1")
+        );
+        assert!(p.created && !p.deleted && !p.forced);
+        assert_eq!(p.pusher.as_deref(), Some("6543"));
+        assert_eq!(p.head_message.as_deref(), Some("Update .woodpecker.yml"));
+        assert!(p.commit_messages.is_empty());
+
+        let p = push("octokit-ghes35-push-default.json");
+        assert_eq!(p.repository.full_name, "Codertocat/Hello-World");
+        assert_eq!(
+            p.repository.urls[0],
+            "https://octocoders.github.io/Codertocat/Hello-World.git"
+        );
+        assert_eq!(p.git_ref, "refs/tags/simple-tag");
+        assert_eq!(p.before, None);
+        assert_eq!(
+            p.after.as_deref(),
+            Some("6113728f27ae82c7b1a177c8d03f9e96e0adf246")
+        );
+        assert!(p.created && !p.deleted);
+        assert_eq!(p.head_message.as_deref(), Some("Adding a .gitignore file"));
+        assert_eq!(p.changed_files, ChangedFiles::Unknown);
+
+        for name in [
+            "octokit-push-1.json",
+            "octokit-push-default.json",
+            "octokit-push-with-installation.json",
+            "octokit-push-with-organization.json",
+        ] {
+            let p = push(name);
+            assert_eq!(p.repository.full_name, "Codertocat/Hello-World", "{name}");
+            assert_eq!(p.git_ref, "refs/tags/simple-tag");
+            assert_eq!(
+                p.before.as_deref(),
+                Some("6113728f27ae82c7b1a177c8d03f9e96e0adf246")
+            );
+            assert_eq!(p.after, None);
+            assert!(p.deleted && !p.created && !p.forced);
+            assert_eq!(p.pusher.as_deref(), Some("Codertocat"));
+            assert_eq!(p.head_message, None);
+            assert!(p.commit_messages.is_empty());
+            assert_eq!(p.changed_files, ChangedFiles::Complete(vec![]));
+        }
+    }
+
+    #[test]
+    fn push_file_lists_at_the_limits_are_unknown() {
+        let many: Vec<String> = (0..MAX_COMMIT_FILES).map(|i| format!("\"f{i}\"")).collect();
+        let body = format!(
+            r#"{{"ref":"refs/heads/main","before":"{b}","after":"{a}","created":false,"deleted":false,"forced":false,
+            "repository":{{"full_name":"o/r"}},"pusher":{{"name":"p"}},
+            "commits":[{{"id":"{a}","message":"m","added":[{files}],"removed":[],"modified":[]}}]}}"#,
+            b = "1".repeat(40),
+            a = "2".repeat(40),
+            files = many.join(",")
+        );
+        let Ok(Event::Push(v)) = parse("push", body.as_bytes()) else {
+            panic!("not a push")
+        };
+        assert_eq!(v[0].changed_files, ChangedFiles::Unknown);
+        assert!(v[0].commits_complete);
+        // A commit without file lists (e.g. a minimal sender) also gives Unknown.
+        let body = r#"{"ref":"refs/heads/main","before":"1111111111111111111111111111111111111111",
+            "after":"2222222222222222222222222222222222222222","repository":{"full_name":"o/r"},
+            "commits":[{"id":"2222222222222222222222222222222222222222","message":"m"}],"sender":{"login":"s"}}"#;
+        let Ok(Event::Push(v)) = parse("push", body.as_bytes()) else {
+            panic!("not a push")
+        };
+        assert_eq!(v[0].changed_files, ChangedFiles::Unknown);
+        assert_eq!(v[0].pusher.as_deref(), Some("s"));
+        assert_eq!(v[0].head_message.as_deref(), Some("m"));
+    }
+
+    #[test]
+    fn push_malformed() {
+        let err = parse("push", b"{not json").unwrap_err();
+        assert!(
+            matches!(err, PluginError::MalformedPayload(ref m) if m.starts_with("github push: "))
+        );
+        let err = parse("push", br#"{"repository":{"full_name":"o/r"}}"#).unwrap_err();
+        assert_eq!(
+            err,
+            PluginError::MalformedPayload("github push: missing ref".into())
+        );
+        let err = parse("push", br#"{"ref":"refs/heads/x"}"#).unwrap_err();
+        assert_eq!(
+            err,
+            PluginError::MalformedPayload("github push: missing repository".into())
+        );
+        let err = parse(
+            "push",
+            br#"{"ref":"refs/heads/x","repository":{"full_name":null}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            PluginError::MalformedPayload("github push: missing repository.full_name".into())
+        );
+    }
+
+    #[test]
+    fn ping() {
+        for name in [
+            "octokit-ping-default.json",
+            "octokit-ping-with-app_id.json",
+            "octokit-ghes35-ping-default.json",
+        ] {
+            match parse("ping", &fixture(name)) {
+                Ok(Event::Ping {
+                    repository: Some(r),
+                }) => {
+                    assert_eq!(r.full_name, "Octocoders/Hello-World", "{name}")
+                }
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        assert_eq!(
+            parse("ping", &fixture("octokit-ping-with-organization.json")),
+            Ok(Event::Ping { repository: None })
+        );
+    }
+
+    fn deployment(name: &str) -> Deployment {
+        match parse("deployment", &fixture(name)) {
+            Ok(Event::Deployment(d)) => d,
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn deployments() {
+        let d = deployment("goscm-deployment.json");
+        assert_eq!(d.id, 87972451);
+        assert_eq!(d.repository.full_name, "Codertocat/Hello-World");
+        assert_eq!(d.environment, "production");
+        assert_eq!(d.git_ref, "master");
+        assert_eq!(d.sha, "a10867b14bb761a232cd80139fbd4c0d33264240");
+        assert_eq!(d.task, "deploy");
+        assert_eq!(d.payload_stack, None);
+        assert_eq!(d.payload_delivery, None);
+        assert_eq!(d.creator.as_deref(), Some("Codertocat"));
+
+        let d = deployment("goscm-deployment_commit.json");
+        assert_eq!(d.git_ref, "a10867b14bb761a232cd80139fbd4c0d33264240");
+        assert_eq!(d.sha, "a10867b14bb761a232cd80139fbd4c0d33264240");
+
+        for name in [
+            "octokit-deployment-default.json",
+            "octokit-deployment-with-installation.json",
+        ] {
+            let d = deployment(name);
+            assert_eq!(d.id, 145988746);
+            assert_eq!(d.repository.full_name, "Codertocat/Hello-World");
+            assert_eq!(d.environment, "production");
+            assert_eq!(d.git_ref, "master");
+            assert_eq!(d.sha, "f95f852bd8fca8fcc58a9a2d6c842781e32a215e");
+            assert_eq!(d.creator.as_deref(), Some("Codertocat"));
+        }
+        let d = deployment("octokit-deployment-gh-pages.json");
+        assert_eq!(d.environment, "github-pages");
+        assert_eq!(d.git_ref, "gh-pages");
+        assert_eq!(d.creator.as_deref(), Some("github-pages[bot]"));
+
+        let d = deployment("woodpecker-HookDeploy.json");
+        assert_eq!(d.id, 710692);
+        assert_eq!(d.repository.full_name, "baxterthehacker/public-repo");
+        assert_eq!(
+            d.repository.urls,
+            vec![
+                "https://github.com/baxterthehacker/public-repo.git",
+                "https://github.com/baxterthehacker/public-repo"
+            ]
+        );
+        assert_eq!(d.environment, "production");
+        assert_eq!(d.git_ref, "main");
+        assert_eq!(d.sha, "9049f1265b7d61be4a8904a9a27120d2064dab3b");
+        assert_eq!(d.creator.as_deref(), Some("baxterthehacker"));
+    }
+
+    #[test]
+    fn deployment_payload_shapes() {
+        let body = |payload: &str| {
+            format!(
+                r#"{{"deployment":{{"id":7,"sha":"abc","ref":"main","task":"deploy","environment":"prod",
+                "payload":{payload},"creator":{{"login":"bot"}}}},"repository":{{"full_name":"o/r"}}}}"#
+            )
+        };
+        let get = |payload: &str| match parse("deployment", body(payload).as_bytes()) {
+            Ok(Event::Deployment(d)) => (d.payload_stack, d.payload_delivery),
+            other => panic!("{payload}: {other:?}"),
+        };
+        let both = (Some("web".to_string()), Some("d-1".to_string()));
+        assert_eq!(get(r#"{"stack":"web","delivery":"d-1"}"#), both);
+        assert_eq!(get(r#""{\"stack\":\"web\",\"delivery\":\"d-1\"}""#), both);
+        assert_eq!(get(r#""""#), (None, None));
+        assert_eq!(get("null"), (None, None));
+        assert_eq!(get(r#""not json""#), (None, None));
+        assert_eq!(get(r#"{"stack":5}"#), (None, None));
+        let err = parse(
+            "deployment",
+            br#"{"deployment":{"id":1},"repository":{"full_name":"o/r"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            PluginError::MalformedPayload("github deployment: missing deployment.sha".into())
+        );
+    }
+
+    #[test]
+    fn packages() {
+        let expected = |pusher: &str| {
+            Event::ImagePush(vec![ImagePush {
+                registry: Some("ghcr.io".into()),
+                repository: "codertocat/hello-world".into(),
+                tag: None,
+                digest: Some("sha256:6c62fb45fe66bfb1ea9a66abc38f6a0cc974292b".into()),
+                pusher: Some(pusher.into()),
+                callback_url: None,
+            }])
+        };
+        assert_eq!(
+            parse("package", &fixture("octokit-package-published-docker.json")),
+            Ok(expected("Codertocat"))
+        );
+        assert_eq!(
+            parse(
+                "registry_package",
+                &fixture("octokit-registry_package-published-docker.json")
+            ),
+            Ok(expected("github-actions[bot]"))
+        );
+        let reason = ignored_reason("package", "octokit-package-published-npm.json");
+        assert!(reason.contains("npm"), "{reason}");
+    }
+
+    #[test]
+    fn package_shapes() {
+        // Current GHCR shape: the tag in container_metadata, the digest as version.
+        let body = br#"{"action":"published","package":{"name":"www","namespace":"Ryan","ecosystem":"CONTAINER",
+            "package_type":"CONTAINER","owner":{"login":"Ryan"},"package_version":{"version":"sha256:89",
+            "name":"sha256:89","container_metadata":{"tag":{"name":"0e2a89b","digest":"sha256:89"}},
+            "package_url":"ghcr.io/ryan/www:0e2a89b"}},"sender":{"login":"Ryan"}}"#;
+        let Ok(Event::ImagePush(v)) = parse("package", body) else {
+            panic!("not an image push")
+        };
+        assert_eq!(v[0].registry.as_deref(), Some("ghcr.io"));
+        assert_eq!(v[0].repository, "ryan/www");
+        assert_eq!(v[0].tag.as_deref(), Some("0e2a89b"));
+        assert_eq!(v[0].digest.as_deref(), Some("sha256:89"));
+        // Old docker.pkg.github.com shape: the tag as version, no package_url.
+        let body = br#"{"action":"updated","package":{"name":"Image","package_type":"docker",
+            "owner":{"login":"Andy"},"package_version":{"version":"latest",
+            "installation_command":"docker pull docker.pkg.github.com/andy/repo/image:latest"}}}"#;
+        let Ok(Event::ImagePush(v)) = parse("package", body) else {
+            panic!("not an image push")
+        };
+        assert_eq!(v[0].registry.as_deref(), Some("docker.pkg.github.com"));
+        assert_eq!(v[0].repository, "andy/repo/image");
+        assert_eq!(v[0].tag.as_deref(), Some("latest"));
+        // No URL at all: owner/name on ghcr.io.
+        let body = br#"{"action":"published","registry_package":{"name":"App/Web","package_type":"CONTAINER",
+            "owner":{"login":"Org"},"package_version":{"version":"v2"}}}"#;
+        let Ok(Event::ImagePush(v)) = parse("registry_package", body) else {
+            panic!("not an image push")
+        };
+        assert_eq!(v[0].registry.as_deref(), Some("ghcr.io"));
+        assert_eq!(v[0].repository, "org/app/web");
+        assert_eq!(v[0].tag.as_deref(), Some("v2"));
+        // Other actions and types.
+        let body = br#"{"action":"deleted","package":{"package_type":"CONTAINER"}}"#;
+        assert!(matches!(parse("package", body), Ok(Event::Ignored { .. })));
+        let body = br#"{"action":"published","package":{"package_type":"maven"}}"#;
+        let Ok(Event::Ignored { reason }) = parse("package", body) else {
+            panic!("not ignored")
+        };
+        assert!(reason.starts_with("maven packages"), "{reason}");
+        let err = parse("package", br#"{"action":"published"}"#).unwrap_err();
+        assert_eq!(
+            err,
+            PluginError::MalformedPayload("github package: missing package".into())
+        );
+    }
+
+    #[test]
+    fn ignored_events() {
+        let r = ignored_reason("create", "octokit-create-default.json");
+        assert!(r.starts_with("create events are not pushes"), "{r}");
+        let r = ignored_reason("delete", "goscm-branch_delete.json");
+        assert!(r.starts_with("delete events are not pushes"), "{r}");
+        let r = ignored_reason(
+            "deployment_status",
+            "octokit-deployment_status-default.json",
+        );
+        assert!(r.starts_with("deployment_status events"), "{r}");
+        assert_eq!(
+            ignored_reason("pull_request", "goscm-pr_opened.json"),
+            "pull_request events never deploy"
+        );
+        assert_eq!(
+            ignored_reason("release", "octokit-release-published.json"),
+            "release events never deploy"
+        );
+        assert_eq!(
+            ignored_reason("workflow_run", "octokit-workflow_run-completed.json"),
+            "workflow_run events never deploy"
+        );
+        assert_eq!(
+            ignored_reason("check_suite", "octokit-check_suite-completed.json"),
+            "check_suite events never deploy"
+        );
+        assert_eq!(
+            ignored_reason("status", "octokit-status-default.json"),
+            "status events never deploy"
+        );
+        assert_eq!(
+            ignored_reason("something_new", "goscm-status.json"),
+            "something_new events never deploy"
+        );
+    }
+
+    #[test]
+    fn strings_borrow_from_the_input() {
+        let p: PushPayload = serde_json::from_slice(br#"{"ref":"refs/heads/main"}"#).unwrap();
+        assert!(matches!(p.git_ref, Some(Str(Cow::Borrowed(_)))));
+    }
+}

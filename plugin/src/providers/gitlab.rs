@@ -1,0 +1,579 @@
+//! GitLab webhook payloads.
+//!
+//! Follows GitLab's "Webhook events" reference (push and tag events) and
+//! "System hooks" (whose `push` and `tag_push` events carry the same body):
+//! - `Push Hook`, `Tag Push Hook`, and `System Hook` / `Service Hook` whose
+//!   body has `object_kind` (or `event_name`) `push` or `tag_push` →
+//!   [`Event::Push`]. The body decides, not the header: go-scm and others
+//!   send tag deletions with the `Push Hook` header.
+//! - GitLab lists at most 20 commits (`commits`) and gives the real count in
+//!   `total_commits_count`; the list is whole only when the two agree.
+//!   GitLab has no `created` / `deleted` / `forced` flags: creation and
+//!   deletion come from the zero ids, and a push is never reported as forced.
+//! - Other system hook events (`repository_update`, `project_create`...) and
+//!   every other event (`Merge Request Hook`, `Pipeline Hook`, `Release Hook`,
+//!   `Job Hook`, `Note Hook`...) → [`Event::Ignored`].
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+
+use crate::error::{malformed, PluginError};
+use crate::model::{ChangedFiles, Event, Push, Repository};
+use crate::providers::common::{changed_files, is_zero_sha, real_sha};
+
+/// A string that borrows from the input unless it holds escapes.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(transparent)]
+struct Str<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl Str<'_> {
+    fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// `Some(&str)` for a present, non-empty string.
+fn non_empty<'s>(s: &'s Option<Str<'_>>) -> Option<&'s str> {
+    s.as_ref().map(Str::as_str).filter(|v| !v.is_empty())
+}
+
+/// Just the fields that say what a body is.
+#[derive(Deserialize)]
+struct Kind<'a> {
+    #[serde(borrow)]
+    object_kind: Option<Str<'a>>,
+    #[serde(borrow)]
+    event_name: Option<Str<'a>>,
+}
+
+impl Kind<'_> {
+    fn kind(&self) -> Option<&str> {
+        non_empty(&self.object_kind).or(non_empty(&self.event_name))
+    }
+}
+
+#[derive(Deserialize)]
+struct Project<'a> {
+    #[serde(borrow)]
+    path_with_namespace: Option<Str<'a>>,
+    #[serde(borrow)]
+    git_http_url: Option<Str<'a>>,
+    #[serde(borrow)]
+    git_ssh_url: Option<Str<'a>>,
+    #[serde(borrow)]
+    web_url: Option<Str<'a>>,
+    #[serde(borrow)]
+    homepage: Option<Str<'a>>,
+    #[serde(borrow)]
+    url: Option<Str<'a>>,
+    #[serde(borrow)]
+    ssh_url: Option<Str<'a>>,
+    #[serde(borrow)]
+    http_url: Option<Str<'a>>,
+}
+
+#[derive(Deserialize)]
+struct GlRepository<'a> {
+    #[serde(borrow)]
+    url: Option<Str<'a>>,
+    #[serde(borrow)]
+    homepage: Option<Str<'a>>,
+    #[serde(borrow)]
+    git_http_url: Option<Str<'a>>,
+    #[serde(borrow)]
+    git_ssh_url: Option<Str<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Commit<'a> {
+    #[serde(borrow)]
+    id: Option<Str<'a>>,
+    #[serde(borrow)]
+    message: Option<Str<'a>>,
+    #[serde(borrow)]
+    added: Option<Vec<Str<'a>>>,
+    #[serde(borrow)]
+    removed: Option<Vec<Str<'a>>>,
+    #[serde(borrow)]
+    modified: Option<Vec<Str<'a>>>,
+}
+
+impl Commit<'_> {
+    fn has_file_lists(&self) -> bool {
+        self.added.is_some() && self.removed.is_some() && self.modified.is_some()
+    }
+
+    fn files(&self) -> impl Iterator<Item = &str> {
+        [&self.added, &self.removed, &self.modified]
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(Str::as_str)
+    }
+}
+
+#[derive(Deserialize)]
+struct PushPayload<'a> {
+    #[serde(borrow)]
+    object_kind: Option<Str<'a>>,
+    #[serde(borrow)]
+    event_name: Option<Str<'a>>,
+    #[serde(borrow, rename = "ref")]
+    git_ref: Option<Str<'a>>,
+    #[serde(borrow)]
+    before: Option<Str<'a>>,
+    #[serde(borrow)]
+    after: Option<Str<'a>>,
+    #[serde(borrow)]
+    checkout_sha: Option<Str<'a>>,
+    #[serde(borrow)]
+    user_username: Option<Str<'a>>,
+    #[serde(borrow)]
+    user_name: Option<Str<'a>>,
+    total_commits_count: Option<u64>,
+    #[serde(borrow)]
+    commits: Option<Vec<Commit<'a>>>,
+    #[serde(borrow)]
+    project: Option<Project<'a>>,
+    #[serde(borrow)]
+    repository: Option<GlRepository<'a>>,
+}
+
+/// Normalizes one GitLab delivery; `event` is the `X-Gitlab-Event` value.
+pub fn parse(event: &str, json: &[u8]) -> Result<Event, PluginError> {
+    match event {
+        "Push Hook" | "Tag Push Hook" => parse_push(event, json),
+        "System Hook" | "Service Hook" => {
+            let what = format!("gitlab {}", event.to_ascii_lowercase());
+            let k: Kind = serde_json::from_slice(json).map_err(|e| malformed(&what, e))?;
+            match k.kind() {
+                Some("push" | "tag_push") => parse_push(event, json),
+                Some(kind) => Ok(Event::Ignored {
+                    reason: format!("{} {kind} events never deploy", event.to_ascii_lowercase()),
+                }),
+                None => Err(PluginError::MalformedPayload(format!(
+                    "{what}: missing object_kind and event_name"
+                ))),
+            }
+        }
+        other => Ok(Event::Ignored {
+            reason: format!("{other} events never deploy"),
+        }),
+    }
+}
+
+/// The path of an `http(s)://host/path` URL, without slashes around it.
+fn url_path(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let path = rest.split_once('/')?.1.trim_matches('/');
+    (!path.is_empty()).then_some(path)
+}
+
+fn repository(p: &PushPayload, what: &str) -> Result<Repository, PluginError> {
+    let project = p.project.as_ref();
+    let repo = p.repository.as_ref();
+    // Payloads older than GitLab 8.5 have no `project`; their homepage is the web URL.
+    let full_name = project
+        .and_then(|pr| non_empty(&pr.path_with_namespace))
+        .or_else(|| {
+            project
+                .and_then(|pr| non_empty(&pr.web_url))
+                .and_then(url_path)
+        })
+        .or_else(|| repo.and_then(|r| non_empty(&r.homepage)).and_then(url_path))
+        .ok_or_else(|| {
+            PluginError::MalformedPayload(format!("{what}: missing project.path_with_namespace"))
+        })?;
+    let mut candidates: Vec<&Option<Str>> = Vec::new();
+    if let Some(pr) = project {
+        candidates.extend([
+            &pr.git_http_url,
+            &pr.git_ssh_url,
+            &pr.web_url,
+            &pr.homepage,
+            &pr.url,
+            &pr.ssh_url,
+            &pr.http_url,
+        ]);
+    }
+    if let Some(r) = repo {
+        candidates.extend([&r.git_http_url, &r.git_ssh_url, &r.homepage, &r.url]);
+    }
+    let mut urls: Vec<String> = Vec::new();
+    for u in candidates.into_iter().filter_map(non_empty) {
+        if !urls.iter().any(|x| x == u) {
+            urls.push(u.to_string());
+        }
+    }
+    Ok(Repository {
+        full_name: full_name.to_string(),
+        urls,
+    })
+}
+
+fn parse_push(event: &str, json: &[u8]) -> Result<Event, PluginError> {
+    let mut what = format!("gitlab {}", event.to_ascii_lowercase());
+    let p: PushPayload = serde_json::from_slice(json).map_err(|e| malformed(&what, e))?;
+    let kind = non_empty(&p.object_kind).or(non_empty(&p.event_name));
+    match kind {
+        Some("push" | "tag_push") | None => {}
+        Some(kind) => {
+            return Ok(Event::Ignored {
+                reason: format!("gitlab {kind} events never deploy"),
+            })
+        }
+    }
+    if let Some(kind) = kind {
+        what = format!("gitlab {kind}");
+    }
+    let repository = repository(&p, &what)?;
+    let git_ref = non_empty(&p.git_ref)
+        .ok_or_else(|| PluginError::MalformedPayload(format!("{what}: missing ref")))?
+        .to_string();
+
+    let after_raw = non_empty(&p.after);
+    let before = real_sha(non_empty(&p.before));
+    let after = real_sha(after_raw);
+    let created = before.is_none();
+    let deleted = after_raw.is_some_and(is_zero_sha);
+    let forced = false;
+    let pusher = non_empty(&p.user_username)
+        .or(non_empty(&p.user_name))
+        .map(str::to_string);
+
+    let commits: &[Commit] = p.commits.as_deref().unwrap_or(&[]);
+    let checkout = real_sha(non_empty(&p.checkout_sha));
+    // Listed oldest first; for an annotated tag `after` is the tag object and
+    // `checkout_sha` the commit.
+    let head_message = commits
+        .iter()
+        .find(|c| {
+            let id = c.id.as_ref().map(Str::as_str);
+            id.is_some() && (id == after.as_deref() || id == checkout.as_deref())
+        })
+        .or_else(|| if deleted { None } else { commits.last() })
+        .and_then(|c| c.message.as_ref())
+        .map(|m| m.as_str().to_string());
+    let commit_messages: Vec<String> = commits
+        .iter()
+        .filter_map(|c| c.message.as_ref().map(|m| m.as_str().to_string()))
+        .collect();
+    let commits_complete = match p.total_commits_count {
+        Some(total) => commits.len() as u64 >= total,
+        None => deleted && commits.is_empty(),
+    };
+
+    let changed = if deleted {
+        ChangedFiles::Complete(Vec::new())
+    } else {
+        let trusted =
+            commits_complete && !created && !forced && commits.iter().all(Commit::has_file_lists);
+        changed_files(commits.iter().flat_map(Commit::files), trusted)
+    };
+
+    Ok(Event::Push(vec![Push {
+        repository,
+        git_ref,
+        before,
+        after,
+        created,
+        deleted,
+        forced,
+        pusher,
+        head_message,
+        commit_messages,
+        commits_complete,
+        changed_files: changed,
+    }]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = format!(
+            "{}/../../shared/fixtures/gitlab/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(&path).unwrap_or_else(|e| panic!("read {path}: {e}"))
+    }
+
+    fn push(event: &str, name: &str) -> Push {
+        match parse(event, &fixture(name)) {
+            Ok(Event::Push(mut v)) if v.len() == 1 => v.remove(0),
+            other => panic!("{name}: expected one push, got {other:?}"),
+        }
+    }
+
+    fn ignored_reason(event: &str, name: &str) -> String {
+        match parse(event, &fixture(name)) {
+            Ok(Event::Ignored { reason }) => reason,
+            other => panic!("{name}: expected ignored, got {other:?}"),
+        }
+    }
+
+    const HELLO: &str = "gitlab-org/hello-world";
+    const SUBGROUP: &str = "group1/group2/group3/grp2repo";
+
+    #[test]
+    fn push_branch_update() {
+        for (event, name, full_name) in [
+            ("Push Hook", "goscm-push.json", HELLO),
+            ("System Hook", "goscm-push.json", HELLO),
+            ("Push Hook", "goscm-push_subgroup.json", SUBGROUP),
+        ] {
+            let p = push(event, name);
+            assert_eq!(p.repository.full_name, full_name);
+            assert_eq!(
+                p.repository.urls,
+                vec![
+                    format!("https://gitlab.com/{full_name}.git"),
+                    format!("git@gitlab.com:{full_name}.git"),
+                    format!("https://gitlab.com/{full_name}"),
+                ]
+            );
+            assert_eq!(p.git_ref, "refs/heads/master");
+            assert_eq!(
+                p.before.as_deref(),
+                Some("9217710ce8c7e1eae7a5d1c45f6e43e1c769f866")
+            );
+            assert_eq!(
+                p.after.as_deref(),
+                Some("2adc9465c4edfc33834e173fe89436a7cb899a1d")
+            );
+            assert!(!p.created && !p.deleted && !p.forced);
+            assert_eq!(p.pusher.as_deref(), Some("sytses"));
+            assert_eq!(p.head_message.as_deref(), Some("added readme\n"));
+            assert_eq!(p.commit_messages, vec!["added readme\n"]);
+            assert!(p.commits_complete);
+            assert_eq!(
+                p.changed_files,
+                ChangedFiles::Complete(vec!["README.md".into()])
+            );
+        }
+    }
+
+    #[test]
+    fn push_merge_two_commits() {
+        let p = push("Push Hook", "goscm-push_merge.json");
+        assert_eq!(p.repository.full_name, HELLO);
+        assert_eq!(
+            p.before.as_deref(),
+            Some("2adc9465c4edfc33834e173fe89436a7cb899a1d")
+        );
+        assert_eq!(
+            p.after.as_deref(),
+            Some("78a76ee6b4992a6baf64c59fc4c44c7323d60438")
+        );
+        assert_eq!(
+            p.head_message.as_deref(),
+            Some("Merge branch 'feature' into 'master'\n\nupdate readme\n\nSee merge request gitlab-org/hello-world!1")
+        );
+        assert_eq!(p.commit_messages.len(), 2);
+        assert_eq!(p.commit_messages[0], "update readme\n");
+        assert!(p.commits_complete);
+        assert_eq!(
+            p.changed_files,
+            ChangedFiles::Complete(vec!["README.md".into()])
+        );
+    }
+
+    #[test]
+    fn service_hook_push_and_tag() {
+        let p = push("Service Hook", "woodpecker-HookPush.json");
+        assert_eq!(p.repository.full_name, "test/woodpecker");
+        assert_eq!(p.git_ref, "refs/heads/main");
+        assert_eq!(
+            p.before.as_deref(),
+            Some("ffe8eb4f91d1fe6bc49f1e610e50e4b5767f0104")
+        );
+        assert_eq!(
+            p.after.as_deref(),
+            Some("16862e368d8ab812e48833b741dad720d6e2cb7f")
+        );
+        assert!(!p.created && !p.deleted && !p.forced);
+        assert_eq!(p.pusher.as_deref(), Some("test"));
+        assert_eq!(p.head_message.as_deref(), Some("Update main.go"));
+        assert_eq!(p.commit_messages.len(), 1);
+        assert_eq!(
+            p.changed_files,
+            ChangedFiles::Complete(vec!["cmd/cli/main.go".into()])
+        );
+
+        // Annotated tag: `after` is the tag object, `checkout_sha` the commit.
+        let p = push("Service Hook", "woodpecker-HookTag.json");
+        assert_eq!(p.repository.full_name, "test/woodpecker");
+        assert_eq!(p.git_ref, "refs/tags/v22");
+        assert_eq!(p.before, None);
+        assert_eq!(
+            p.after.as_deref(),
+            Some("fabed3d94cd03e6c2b7958afa9569c18a24d301f")
+        );
+        assert!(p.created && !p.deleted);
+        assert_eq!(p.head_message.as_deref(), Some("Update main.go"));
+        assert_eq!(p.changed_files, ChangedFiles::Unknown);
+    }
+
+    #[test]
+    fn branch_create_and_delete() {
+        let p = push("Push Hook", "goscm-branch_create.json");
+        assert_eq!(p.repository.full_name, HELLO);
+        assert_eq!(p.git_ref, "refs/heads/feature");
+        assert_eq!(p.before, None);
+        assert_eq!(
+            p.after.as_deref(),
+            Some("c4c79227ed610f1151f05bbc5be33b4f340d39c8")
+        );
+        assert!(p.created && !p.deleted && !p.forced);
+        assert_eq!(p.pusher.as_deref(), Some("sytses"));
+        assert_eq!(p.head_message.as_deref(), Some("update readme\n"));
+        assert_eq!(p.commit_messages.len(), 1);
+        assert!(p.commits_complete);
+        assert_eq!(p.changed_files, ChangedFiles::Unknown);
+
+        for (name, full_name) in [
+            ("goscm-branch_delete.json", HELLO),
+            ("goscm-branch_delete_subgroup.json", SUBGROUP),
+        ] {
+            let p = push("Push Hook", name);
+            assert_eq!(p.repository.full_name, full_name);
+            assert_eq!(p.git_ref, "refs/heads/feature");
+            assert_eq!(
+                p.before.as_deref(),
+                Some("c4c79227ed610f1151f05bbc5be33b4f340d39c8")
+            );
+            assert_eq!(p.after, None);
+            assert!(p.deleted && !p.created);
+            assert_eq!(p.pusher.as_deref(), Some("sytses"));
+            assert_eq!(p.head_message, None);
+            assert!(p.commit_messages.is_empty());
+            assert_eq!(p.changed_files, ChangedFiles::Complete(vec![]));
+        }
+    }
+
+    #[test]
+    fn tags() {
+        let p = push("Tag Push Hook", "goscm-tag_create.json");
+        assert_eq!(p.repository.full_name, HELLO);
+        assert_eq!(p.git_ref, "refs/tags/v1.0.0");
+        assert_eq!(p.before, None);
+        assert_eq!(
+            p.after.as_deref(),
+            Some("2adc9465c4edfc33834e173fe89436a7cb899a1d")
+        );
+        assert!(p.created && !p.deleted);
+        assert_eq!(p.head_message.as_deref(), Some("added readme\n"));
+        assert_eq!(p.commit_messages.len(), 1);
+        assert_eq!(p.changed_files, ChangedFiles::Unknown);
+
+        // go-scm sends these tag deletions with the `Push Hook` header.
+        for (name, full_name) in [
+            ("goscm-tag_delete.json", HELLO),
+            ("goscm-tag_delete_subgroup.json", SUBGROUP),
+        ] {
+            let p = push("Push Hook", name);
+            assert_eq!(p.repository.full_name, full_name);
+            assert_eq!(p.git_ref, "refs/tags/v1.0.0");
+            assert_eq!(
+                p.before.as_deref(),
+                Some("2adc9465c4edfc33834e173fe89436a7cb899a1d")
+            );
+            assert_eq!(p.after, None);
+            assert!(p.deleted && !p.created);
+            assert_eq!(p.head_message, None);
+            assert_eq!(p.changed_files, ChangedFiles::Complete(vec![]));
+        }
+    }
+
+    #[test]
+    fn truncated_commit_list() {
+        let body = br#"{"object_kind":"push","ref":"refs/heads/main",
+            "before":"1111111111111111111111111111111111111111","after":"2222222222222222222222222222222222222222",
+            "user_name":"Jo","total_commits_count":25,"project":{"path_with_namespace":"a/b/c"},
+            "commits":[{"id":"2222222222222222222222222222222222222222","message":"last","added":[],"modified":["x"],"removed":[]}]}"#;
+        let Ok(Event::Push(v)) = parse("Push Hook", body) else {
+            panic!("not a push")
+        };
+        assert_eq!(v[0].repository.full_name, "a/b/c");
+        assert_eq!(v[0].pusher.as_deref(), Some("Jo"));
+        assert!(!v[0].commits_complete);
+        assert_eq!(v[0].changed_files, ChangedFiles::Unknown);
+    }
+
+    #[test]
+    fn system_hook_events() {
+        let body = br#"{"event_name":"repository_update","user_id":1,"project_id":1,
+            "project":{"path_with_namespace":"a/b"},"changes":[],"refs":["refs/heads/main"]}"#;
+        assert_eq!(
+            parse("System Hook", body),
+            Ok(Event::Ignored {
+                reason: "system hook repository_update events never deploy".into()
+            })
+        );
+        let body = br#"{"event_name":"tag_push","object_kind":"tag_push","ref":"refs/tags/v1",
+            "before":"0000000000000000000000000000000000000000","after":"2222222222222222222222222222222222222222",
+            "user_username":"jo","total_commits_count":0,"commits":[],
+            "project":{"path_with_namespace":"a/b","web_url":"https://gl.example/a/b"}}"#;
+        let Ok(Event::Push(v)) = parse("System Hook", body) else {
+            panic!("not a push")
+        };
+        assert_eq!(v[0].git_ref, "refs/tags/v1");
+        assert!(v[0].created);
+        assert_eq!(v[0].repository.urls, vec!["https://gl.example/a/b"]);
+        assert!(matches!(
+            parse("System Hook", b"{}"),
+            Err(PluginError::MalformedPayload(_))
+        ));
+    }
+
+    #[test]
+    fn malformed() {
+        let err = parse("Push Hook", b"nope").unwrap_err();
+        assert!(
+            matches!(err, PluginError::MalformedPayload(ref m) if m.starts_with("gitlab push hook: "))
+        );
+        let err = parse(
+            "Push Hook",
+            br#"{"object_kind":"push","ref":"refs/heads/x"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            PluginError::MalformedPayload(
+                "gitlab push: missing project.path_with_namespace".into()
+            )
+        );
+        let err = parse(
+            "Tag Push Hook",
+            br#"{"object_kind":"tag_push","project":{"path_with_namespace":"a/b"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            PluginError::MalformedPayload("gitlab tag_push: missing ref".into())
+        );
+    }
+
+    #[test]
+    fn ignored_events() {
+        assert_eq!(
+            ignored_reason("Pipeline Hook", "goscm-pipeline_hook.json"),
+            "Pipeline Hook events never deploy"
+        );
+        assert_eq!(
+            ignored_reason("Merge Request Hook", "goscm-pull_request_create.json"),
+            "Merge Request Hook events never deploy"
+        );
+        assert_eq!(
+            ignored_reason("Release Hook", "woodpecker-WebhookReleaseBody.json"),
+            "Release Hook events never deploy"
+        );
+        // The body decides for integration deliveries too.
+        assert_eq!(
+            ignored_reason("Service Hook", "goscm-pull_request_create.json"),
+            "service hook merge_request events never deploy"
+        );
+    }
+}

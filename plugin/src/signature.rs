@@ -1,0 +1,366 @@
+//! Webhook signature and token verification, constant-time.
+//!
+//! Which header a provider signs with, and what it signs:
+//! - GitHub: `X-Hub-Signature-256: sha256=<hex>` over the raw body as sent
+//!   (form-encoded or not); `X-Hub-Signature: sha1=<hex>` only when no
+//!   SHA-256 header is present.
+//! - Gitea / Forgejo / Gogs: bare-hex HMAC-SHA256 in `X-Gitea-Signature`,
+//!   `X-Forgejo-Signature` or `X-Gogs-Signature`. For form-encoded hooks the
+//!   signature covers the JSON inside `payload`, not the raw body.
+//! - GitLab (`X-Gitlab-Token`) and Gitee (`X-Gitee-Token`): the secret itself.
+//! - Bitbucket Cloud and Server: `X-Hub-Signature: sha256=<hex>` over the raw body.
+//!
+//! Providers without a signing scheme (registries, Azure DevOps, the legacy
+//! Bitbucket POST service, manual triggers) are only accepted by stacks
+//! without secrets, which rely on the secret hook URL alone.
+
+use hmac::digest::KeyInit;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::error::PluginError;
+use crate::model::{Headers, Provider};
+use crate::outcome::SignatureScheme;
+
+type HmacSha256 = Hmac<Sha256>;
+type HmacSha1 = Hmac<sha1::Sha1>;
+
+/// What a delivery carries to prove who sent it.
+#[derive(Debug, PartialEq, Eq)]
+enum Proof<'a> {
+    /// An HMAC-SHA256 (hex) over `signed`.
+    Sha256 {
+        header: &'static str,
+        hex: &'a str,
+        signed: Signed,
+    },
+    /// An HMAC-SHA1 (hex) over the raw body.
+    Sha1 { header: &'static str, hex: &'a str },
+    /// The secret itself.
+    Token {
+        header: &'static str,
+        token: &'a str,
+    },
+}
+
+/// Which bytes a signature covers.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+enum Signed {
+    RawBody,
+    DecodedJson,
+}
+
+fn prefixed<'a>(value: &'a str, prefix: &str) -> Option<&'a str> {
+    let (p, rest) = value.split_once('=')?;
+    p.trim().eq_ignore_ascii_case(prefix).then_some(rest.trim())
+}
+
+/// Finds the proof a provider's delivery carries, with the scheme it implies.
+fn find_proof<'a>(
+    provider: Provider,
+    headers: &'a Headers,
+) -> Result<Option<(SignatureScheme, Proof<'a>)>, PluginError> {
+    let hub256 = |scheme| -> Result<Option<(SignatureScheme, Proof<'a>)>, PluginError> {
+        match headers.get("x-hub-signature-256") {
+            Some(v) => {
+                let hex = prefixed(v, "sha256").ok_or_else(|| {
+                    PluginError::BadSignature(
+                        "X-Hub-Signature-256 does not start with \"sha256=\"".into(),
+                    )
+                })?;
+                Ok(Some((
+                    scheme,
+                    Proof::Sha256 {
+                        header: "X-Hub-Signature-256",
+                        hex,
+                        signed: Signed::RawBody,
+                    },
+                )))
+            }
+            None => Ok(None),
+        }
+    };
+    match provider {
+        Provider::Github | Provider::Ghcr => {
+            if let Some(p) = hub256(SignatureScheme::GithubSha256)? {
+                return Ok(Some(p));
+            }
+            match headers.get("x-hub-signature") {
+                Some(v) => {
+                    let hex = prefixed(v, "sha1").ok_or_else(|| {
+                        PluginError::BadSignature(
+                            "X-Hub-Signature does not start with \"sha1=\"".into(),
+                        )
+                    })?;
+                    Ok(Some((
+                        SignatureScheme::GithubSha1,
+                        Proof::Sha1 {
+                            header: "X-Hub-Signature",
+                            hex,
+                        },
+                    )))
+                }
+                None => Ok(None),
+            }
+        }
+        Provider::Gitea | Provider::Forgejo | Provider::Gogs => {
+            for header in [
+                "X-Forgejo-Signature",
+                "X-Gitea-Signature",
+                "X-Gogs-Signature",
+            ] {
+                if let Some(hex) = headers.get(header) {
+                    return Ok(Some((
+                        SignatureScheme::GiteaSha256,
+                        Proof::Sha256 {
+                            header,
+                            hex,
+                            signed: Signed::DecodedJson,
+                        },
+                    )));
+                }
+            }
+            hub256(SignatureScheme::GiteaSha256)
+        }
+        Provider::Gitlab => Ok(headers.get("x-gitlab-token").map(|token| {
+            (
+                SignatureScheme::PlainToken,
+                Proof::Token {
+                    header: "X-Gitlab-Token",
+                    token,
+                },
+            )
+        })),
+        Provider::Gitee => Ok(headers.get("x-gitee-token").map(|token| {
+            (
+                SignatureScheme::PlainToken,
+                Proof::Token {
+                    header: "X-Gitee-Token",
+                    token,
+                },
+            )
+        })),
+        Provider::BitbucketCloud | Provider::BitbucketServer => {
+            match headers.get("x-hub-signature") {
+                Some(v) => {
+                    let hex = prefixed(v, "sha256").ok_or_else(|| {
+                        PluginError::BadSignature(
+                            "X-Hub-Signature does not start with \"sha256=\"".into(),
+                        )
+                    })?;
+                    Ok(Some((
+                        SignatureScheme::BitbucketSha256,
+                        Proof::Sha256 {
+                            header: "X-Hub-Signature",
+                            hex,
+                            signed: Signed::RawBody,
+                        },
+                    )))
+                }
+                None => Ok(None),
+            }
+        }
+        _ => Ok(None),
+    }
+}
+
+fn decode_hex(header: &str, hex_text: &str, len: usize) -> Result<Vec<u8>, PluginError> {
+    let bytes = hex::decode(hex_text)
+        .map_err(|_| PluginError::BadSignature(format!("{header} is not hexadecimal")))?;
+    if bytes.len() != len {
+        return Err(PluginError::BadSignature(format!(
+            "{header} has {} bytes, expected {len}",
+            bytes.len()
+        )));
+    }
+    Ok(bytes)
+}
+
+fn token_matches(token: &str, secret: &str) -> bool {
+    // Compare digests so neither the length nor a common prefix leaks.
+    let a = Sha256::digest(token.as_bytes());
+    let b = Sha256::digest(secret.as_bytes());
+    a.ct_eq(&b).into()
+}
+
+fn proof_matches(
+    proof: &Proof<'_>,
+    secret: &str,
+    raw: &[u8],
+    json: &[u8],
+) -> Result<bool, PluginError> {
+    Ok(match proof {
+        Proof::Sha256 {
+            header,
+            hex,
+            signed,
+        } => {
+            let expected = decode_hex(header, hex, 32)?;
+            let mut mac = <HmacSha256 as KeyInit>::new_from_slice(secret.as_bytes())
+                .map_err(|_| PluginError::InvalidStack("secret cannot key hmac-sha256".into()))?;
+            mac.update(match signed {
+                Signed::RawBody => raw,
+                Signed::DecodedJson => json,
+            });
+            mac.verify_slice(&expected).is_ok()
+        }
+        Proof::Sha1 { header, hex } => {
+            let expected = decode_hex(header, hex, 20)?;
+            let mut mac = <HmacSha1 as KeyInit>::new_from_slice(secret.as_bytes())
+                .map_err(|_| PluginError::InvalidStack("secret cannot key hmac-sha1".into()))?;
+            mac.update(raw);
+            mac.verify_slice(&expected).is_ok()
+        }
+        Proof::Token { token, .. } => token_matches(token, secret),
+    })
+}
+
+/// Verifies a delivery for one stack. `raw` is the body as sent and `json`
+/// the decoded JSON document (they differ for form-encoded bodies).
+/// A stack without secrets accepts any delivery (`NotRequired`).
+pub fn verify(
+    stack: &str,
+    secrets: &[String],
+    provider: Provider,
+    headers: &Headers,
+    raw: &[u8],
+    json: &[u8],
+) -> Result<SignatureScheme, PluginError> {
+    if secrets.is_empty() {
+        return Ok(SignatureScheme::NotRequired);
+    }
+    let (scheme, proof) = find_proof(provider, headers)?.ok_or_else(|| {
+        PluginError::MissingSignature(format!(
+            "stack \"{stack}\" has secrets and this {} delivery carries no signature or token",
+            provider.as_str()
+        ))
+    })?;
+    for secret in secrets {
+        if proof_matches(&proof, secret, raw, json)? {
+            return Ok(scheme);
+        }
+    }
+    let header = match proof {
+        Proof::Sha256 { header, .. } | Proof::Sha1 { header, .. } | Proof::Token { header, .. } => {
+            header
+        }
+    };
+    Err(PluginError::BadSignature(format!(
+        "{header} does not match any secret of stack \"{stack}\""
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hmac256(secret: &str, body: &[u8]) -> String {
+        let mut mac = <HmacSha256 as KeyInit>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(body);
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    fn secrets(s: &[&str]) -> Vec<String> {
+        s.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn no_secrets_needs_no_signature() {
+        let h = Headers::new([("X-GitHub-Event", "push")]);
+        assert_eq!(
+            verify("web", &[], Provider::Github, &h, b"{}", b"{}"),
+            Ok(SignatureScheme::NotRequired)
+        );
+    }
+
+    #[test]
+    fn missing_signature_is_rejected() {
+        let h = Headers::new([("X-GitHub-Event", "push")]);
+        let err = verify("web", &secrets(&["s"]), Provider::Github, &h, b"{}", b"{}").unwrap_err();
+        assert!(matches!(err, PluginError::MissingSignature(_)), "{err}");
+    }
+
+    #[test]
+    fn rotation_accepts_any_listed_secret() {
+        let sig = format!("sha256={}", hmac256("new", b"{}"));
+        let h = Headers::new([("X-Hub-Signature-256", sig.as_str())]);
+        assert_eq!(
+            verify(
+                "web",
+                &secrets(&["old", "new"]),
+                Provider::Github,
+                &h,
+                b"{}",
+                b"{}"
+            ),
+            Ok(SignatureScheme::GithubSha256)
+        );
+        let err = verify(
+            "web",
+            &secrets(&["old"]),
+            Provider::Github,
+            &h,
+            b"{}",
+            b"{}",
+        )
+        .unwrap_err();
+        assert!(matches!(err, PluginError::BadSignature(_)));
+    }
+
+    #[test]
+    fn malformed_signatures_are_bad_not_panics() {
+        for value in ["sha256=zz", "sha256=abcd", "md5=00", "", "sha256="] {
+            let h = Headers::new([("X-Hub-Signature-256", value)]);
+            let err =
+                verify("web", &secrets(&["s"]), Provider::Github, &h, b"{}", b"{}").unwrap_err();
+            assert!(
+                matches!(err, PluginError::BadSignature(_)),
+                "{value}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn gitea_signs_the_decoded_json() {
+        let json = br#"{"ref":"refs/heads/main"}"#;
+        let h = Headers::new([("X-Gitea-Signature", hmac256("k", json))]);
+        assert_eq!(
+            verify(
+                "web",
+                &secrets(&["k"]),
+                Provider::Gitea,
+                &h,
+                b"payload=...",
+                json
+            ),
+            Ok(SignatureScheme::GiteaSha256)
+        );
+    }
+
+    #[test]
+    fn plain_tokens_compare_whole() {
+        let h = Headers::new([("X-Gitlab-Token", "secret")]);
+        assert_eq!(
+            verify("web", &secrets(&["secret"]), Provider::Gitlab, &h, b"", b""),
+            Ok(SignatureScheme::PlainToken)
+        );
+        let h = Headers::new([("X-Gitlab-Token", "secre")]);
+        assert!(verify("web", &secrets(&["secret"]), Provider::Gitlab, &h, b"", b"").is_err());
+    }
+
+    #[test]
+    fn registries_cannot_satisfy_a_stack_with_secrets() {
+        let h = Headers::new([("Content-Type", "application/json")]);
+        let err = verify(
+            "web",
+            &secrets(&["s"]),
+            Provider::DockerHub,
+            &h,
+            b"{}",
+            b"{}",
+        )
+        .unwrap_err();
+        assert!(matches!(err, PluginError::MissingSignature(_)));
+    }
+}
