@@ -21,6 +21,7 @@ pub mod gitea;
 pub mod gitee;
 pub mod github;
 pub mod gitlab;
+pub mod harness;
 pub mod registries;
 
 /// A provider and event name found in a delivery's headers or body.
@@ -50,6 +51,11 @@ const HEADER_PROVIDERS: &[(&str, Provider, &[&str])] = &[
         &["x-gitee-delivery", "x-gitee-timestamp"],
     ),
     ("x-github-event", Provider::Github, &["x-github-delivery"]),
+    (
+        "x-harness-trigger",
+        Provider::Harness,
+        &["x-harness-webhook-id"],
+    ),
     (
         "x-gitlab-event",
         Provider::Gitlab,
@@ -205,6 +211,7 @@ pub fn parse(detected: &Detected, json: &[u8]) -> Result<Event, PluginError> {
             gitea::parse(detected.provider, event, json)
         }
         Provider::Gitee => gitee::parse(event, json),
+        Provider::Harness => harness::parse(event, json),
         Provider::Gitlab => gitlab::parse(event, json),
         Provider::BitbucketCloud => bitbucket_cloud::parse(event, json),
         Provider::BitbucketServer => bitbucket_server::parse(event, json),

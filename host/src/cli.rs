@@ -1,0 +1,53 @@
+//! The command line: one subcommand per job.
+
+use clap::{Parser, Subcommand};
+
+use crate::commands;
+
+/// redeploy: redeploy a stack when its branch is pushed or its image is published.
+#[derive(Debug, Parser)]
+#[command(name = "redeploy", version, about)]
+pub struct Cli {
+    /// The job to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Evaluate one delivery (dry run): print what would deploy, deploy nothing.
+    Check(commands::check::Check),
+}
+
+impl Cli {
+    /// Runs the chosen subcommand.
+    pub fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Command::Check(c) => c.execute(),
+        }
+    }
+}
+
+/// Exit codes, documented in the README.
+pub mod exit {
+    /// Success.
+    pub const OK: i32 = 0;
+    /// The delivery was rejected (bad signature, malformed payload...).
+    pub const REJECTED: i32 = 1;
+    /// Usage, configuration or I/O error.
+    pub const ERROR: i32 = 2;
+    /// The plugin trapped (deadline, memory cap, bug).
+    pub const TRAP: i32 = 3;
+}
+
+/// The exit code for an error chain.
+pub fn exit_code(err: &anyhow::Error) -> i32 {
+    if err.downcast_ref::<commands::check::Rejected>().is_some() {
+        exit::REJECTED
+    } else if err.downcast_ref::<crate::plugin::PluginTrap>().is_some() {
+        exit::TRAP
+    } else {
+        exit::ERROR
+    }
+}

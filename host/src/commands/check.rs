@@ -1,0 +1,76 @@
+//! `redeploy check`: a dry run that evaluates one delivery through the
+//! component and prints the outcome, deploying nothing.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+
+use crate::plugin::{wit, PluginRuntime, RuntimeOptions};
+use crate::{config, headers, report, stacks};
+
+/// A delivery the plugin rejected (exit code 1).
+#[derive(Debug, thiserror::Error)]
+#[error("delivery rejected: {}", .0.describe())]
+pub struct Rejected(pub wit::Error);
+
+/// Evaluates one delivery without deploying anything.
+#[derive(Debug, clap::Args)]
+pub struct Check {
+    /// The configuration file.
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// The request body (raw bytes, exactly as sent).
+    #[arg(long)]
+    pub body: PathBuf,
+    /// A file with one `Name: value` header per line.
+    #[arg(long)]
+    pub headers: Option<PathBuf>,
+    /// The HTTP method.
+    #[arg(long, default_value = "POST")]
+    pub method: String,
+    /// The hook URL's query, e.g. `services=web&deployment_profile=fast`.
+    #[arg(long, default_value = "")]
+    pub query: String,
+    /// Evaluate for this stack only, as a delivery to its hook URL would be.
+    #[arg(long)]
+    pub stack: Option<String>,
+    /// Load this component file instead of the embedded one.
+    #[arg(long)]
+    pub plugin: Option<PathBuf>,
+}
+
+impl Check {
+    /// Runs the check and prints the outcome JSON.
+    pub fn execute(self) -> anyhow::Result<()> {
+        let config = config::load(&self.config)?;
+        let body = std::fs::read(&self.body)
+            .with_context(|| format!("reading body file {}", self.body.display()))?;
+        let headers = match &self.headers {
+            Some(p) => headers::read_headers(p)?,
+            None => Vec::new(),
+        };
+        let stacks: Vec<wit::Stack> = match &self.stack {
+            Some(name) => vec![stacks::wit_stack(config.stack(name).with_context(
+                || format!("no stack named \"{name}\" in {}", self.config.display()),
+            )?)],
+            None => stacks::wit_stacks(&config),
+        };
+        let runtime = PluginRuntime::new(
+            &crate::plugin::component_source(self.plugin.as_deref()),
+            RuntimeOptions::default(),
+        )?;
+        let delivery = wit::Delivery::Http(wit::HttpRequest {
+            method: self.method,
+            path: "/check".into(),
+            query: self.query,
+            headers,
+            body,
+        });
+        let outcome = runtime.evaluate(&stacks, &delivery)?.map_err(Rejected)?;
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer_pretty(&mut out, &report::outcome_json(&outcome))?;
+        writeln!(out)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,3 @@
+//! One module per subcommand; each is a struct with `execute(self)`.
+
+pub mod check;

@@ -1,0 +1,15 @@
+//! The `redeploy` host: everything that touches the world.
+//!
+//! The decisions (what a delivery is, whether it is authentic, which stacks
+//! deploy) are made by the WebAssembly component built from `plugin/`,
+//! loaded by [`plugin::PluginRuntime`]. This crate does the I/O around it:
+//! reading configuration ([`config`]), the command line ([`cli`],
+//! [`commands`]), and printing outcomes ([`report`]).
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod headers;
+pub mod plugin;
+pub mod report;
+pub mod stacks;

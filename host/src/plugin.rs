@@ -1,0 +1,282 @@
+//! The plugin runtime: wasmtime loads the redeploy component once per
+//! process and runs each evaluation in a fresh store with a memory cap and an
+//! execution deadline.
+//!
+//! Lifetimes, kept apart: once per process the [`PluginRuntime`] (engine,
+//! compiled component, pre-instance, epoch ticker); once per call a new
+//! `Store` and instance, dropped when the call returns.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
+    StoreLimitsBuilder,
+};
+
+wasmtime::component::bindgen!({ world: "redeployer", path: "../wit" });
+
+/// The WIT types, as generated for the host.
+pub use exports::redeploy::plugin::types as wit;
+
+/// The component built from `plugin/` by `build.rs`, embedded in the binary.
+pub static EMBEDDED_COMPONENT: &[u8] = include_bytes!(env!("REDEPLOY_PLUGIN_WASM"));
+
+/// How long one evaluation may run. A 25 MiB delivery evaluates in well under
+/// a second; anything longer is a plugin bug (a loop) and is cut off.
+pub const PLUGIN_DEADLINE: Duration = Duration::from_secs(5);
+
+/// How often the epoch ticker advances; the deadline's resolution.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Linear memory one evaluation may use. The body (up to 25 MiB) is copied in
+/// once, decoded form bodies once more, and parsed structures borrow from it;
+/// 256 MiB leaves room for that several times over and still bounds a runaway.
+pub const PLUGIN_MEMORY_LIMIT: usize = 256 * 1024 * 1024;
+
+/// Instances the pooling allocator keeps slots for (the server's
+/// concurrency bound for evaluations; each evaluation uses one).
+pub const POOLED_INSTANCES: u32 = 64;
+
+/// Where the component comes from.
+#[derive(Clone, Debug)]
+pub enum ComponentSource {
+    /// The component embedded at build time.
+    Embedded,
+    /// A `.wasm` component file (tests use deliberately broken ones).
+    File(PathBuf),
+}
+
+/// How the engine allocates instances.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Allocation {
+    /// Pooling allocator: fastest per-instance for a long-running server.
+    Pooling,
+    /// On-demand: cheapest engine start, for one-shot processes (hooks, CLI).
+    OnDemand,
+}
+
+/// Runtime options.
+#[derive(Clone, Debug)]
+pub struct RuntimeOptions {
+    /// Instance allocation.
+    pub allocation: Allocation,
+    /// Per-call execution deadline.
+    pub deadline: Duration,
+    /// Per-call linear-memory cap in bytes.
+    pub memory_limit: usize,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions {
+            allocation: Allocation::OnDemand,
+            deadline: PLUGIN_DEADLINE,
+            memory_limit: PLUGIN_MEMORY_LIMIT,
+        }
+    }
+}
+
+/// A call that did not return normally: a trap (deadline, memory cap, guest
+/// panic) or a host-side failure. The server answers 500 and keeps serving.
+#[derive(Debug, thiserror::Error)]
+#[error("plugin trapped: {0:#}")]
+pub struct PluginTrap(pub wasmtime::Error);
+
+struct StoreData {
+    limits: StoreLimits,
+}
+
+/// The loaded component, ready to instantiate per call.
+pub struct PluginRuntime {
+    engine: Engine,
+    pre: RedeployerPre<StoreData>,
+    options: RuntimeOptions,
+    _ticker: Arc<EpochTicker>,
+}
+
+/// Advances the engine's epoch until dropped.
+struct EpochTicker {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn engine_config(allocation: Allocation, memory_limit: usize) -> Config {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    if allocation == Allocation::Pooling {
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(POOLED_INSTANCES)
+            .total_core_instances(POOLED_INSTANCES * 2)
+            .total_memories(POOLED_INSTANCES * 2)
+            .total_tables(POOLED_INSTANCES * 2)
+            .max_memory_size(memory_limit)
+            // Keep the pages a typical delivery touches resident between
+            // instances, so a fresh instance does not fault them in again.
+            .linear_memory_keep_resident(2 * 1024 * 1024)
+            .table_keep_resident(64 * 1024);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+}
+
+impl PluginRuntime {
+    /// Loads and pre-instantiates the component.
+    pub fn new(source: &ComponentSource, options: RuntimeOptions) -> anyhow::Result<Self> {
+        let engine = Engine::new(&engine_config(options.allocation, options.memory_limit))?;
+        let component = match source {
+            ComponentSource::Embedded => Component::new(&engine, EMBEDDED_COMPONENT)?,
+            ComponentSource::File(path) => Component::from_file(&engine, path)
+                .map_err(anyhow::Error::from)
+                .with_context(|| format!("loading plugin component {}", path.display()))?,
+        };
+        Self::from_component(engine, component, options)
+    }
+
+    /// Loads a component already compiled for `engine` (the precompiled
+    /// cache of the post-receive hook).
+    pub fn from_component(
+        engine: Engine,
+        component: Component,
+        options: RuntimeOptions,
+    ) -> anyhow::Result<Self> {
+        let linker: Linker<StoreData> = Linker::new(&engine);
+        let pre = RedeployerPre::new(linker.instantiate_pre(&component)?)?;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let weak = engine.weak();
+        let stop_flag = stop.clone();
+        std::thread::Builder::new()
+            .name("redeploy-epoch".into())
+            .spawn(move || {
+                while !stop_flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    match weak.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .context("starting the epoch ticker")?;
+        Ok(PluginRuntime {
+            engine,
+            pre,
+            options,
+            _ticker: Arc::new(EpochTicker { stop }),
+        })
+    }
+
+    /// The engine (for precompiling with the same settings).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// An engine configured as `PluginRuntime::new` would, for precompiling.
+    pub fn engine_for(allocation: Allocation, memory_limit: usize) -> anyhow::Result<Engine> {
+        Ok(Engine::new(&engine_config(allocation, memory_limit))?)
+    }
+
+    fn instantiate(&self) -> Result<(Store<StoreData>, Redeployer), PluginTrap> {
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(self.options.memory_limit)
+            .instances(4)
+            .tables(8)
+            .memories(4)
+            .trap_on_grow_failure(true)
+            .build();
+        let mut store = Store::new(&self.engine, StoreData { limits });
+        store.limiter(|d| &mut d.limits);
+        let ticks = (self.options.deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        store.set_epoch_deadline(ticks);
+        let instance = self.pre.instantiate(&mut store).map_err(PluginTrap)?;
+        Ok((store, instance))
+    }
+
+    /// Evaluates one delivery in a fresh instance.
+    pub fn evaluate(
+        &self,
+        stacks: &[wit::Stack],
+        delivery: &wit::Delivery,
+    ) -> Result<Result<wit::Outcome, wit::Error>, PluginTrap> {
+        let (mut store, instance) = self.instantiate()?;
+        instance
+            .redeploy_plugin_evaluator()
+            .call_evaluate(&mut store, stacks, delivery)
+            .map_err(PluginTrap)
+    }
+
+    /// The deployment-status body for a phase.
+    pub fn deployment_status(&self, input: &wit::StatusInput) -> Result<String, PluginTrap> {
+        let (mut store, instance) = self.instantiate()?;
+        instance
+            .redeploy_plugin_evaluator()
+            .call_deployment_status(&mut store, input)
+            .map_err(PluginTrap)
+    }
+
+    /// The JSON convenience entry point.
+    pub fn evaluate_json(&self, input: &str) -> Result<Result<String, wit::Error>, PluginTrap> {
+        let (mut store, instance) = self.instantiate()?;
+        instance
+            .redeploy_plugin_evaluator()
+            .call_evaluate_json(&mut store, input)
+            .map_err(PluginTrap)
+    }
+
+    /// The plugin's version.
+    pub fn version(&self) -> Result<String, PluginTrap> {
+        let (mut store, instance) = self.instantiate()?;
+        instance
+            .redeploy_plugin_evaluator()
+            .call_version(&mut store)
+            .map_err(PluginTrap)
+    }
+}
+
+/// Whether a path looks like a component file the user passed.
+pub fn component_source(path: Option<&Path>) -> ComponentSource {
+    match path {
+        Some(p) => ComponentSource::File(p.to_path_buf()),
+        None => ComponentSource::Embedded,
+    }
+}
+
+impl wit::Error {
+    /// The kebab-case name of the case, as in the WIT `error` variant.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            wit::Error::UnknownProvider(_) => "unknown-provider",
+            wit::Error::MalformedPayload(_) => "malformed-payload",
+            wit::Error::MissingSignature(_) => "missing-signature",
+            wit::Error::BadSignature(_) => "bad-signature",
+            wit::Error::UnsupportedMethod(_) => "unsupported-method",
+            wit::Error::BadRequest(_) => "bad-request",
+            wit::Error::InvalidStack(_) => "invalid-stack",
+        }
+    }
+
+    /// `kind: message`, one line.
+    pub fn describe(&self) -> String {
+        format!("{}: {}", self.kind().replace('-', " "), self.message())
+    }
+
+    /// The message without the kind.
+    pub fn message(&self) -> &str {
+        match self {
+            wit::Error::UnknownProvider(m)
+            | wit::Error::MalformedPayload(m)
+            | wit::Error::MissingSignature(m)
+            | wit::Error::BadSignature(m)
+            | wit::Error::UnsupportedMethod(m)
+            | wit::Error::BadRequest(m)
+            | wit::Error::InvalidStack(m) => m,
+        }
+    }
+}

@@ -1,0 +1,351 @@
+//! Golden tests: every folder under `tests/golden/cases/` is one delivery
+//! (a real third-party payload from `../shared/fixtures`, its headers, the
+//! stacks to evaluate) and the outcome we expect, written after reading the
+//! payload. Each case runs through three drivers that must all agree with
+//! `expected.json`:
+//! 1. the plugin crate, natively;
+//! 2. the built component in wasmtime, through the host's typed calls;
+//! 3. the built component's `evaluate-json` export.
+//!
+//! `REDEPLOY_BLESS=1` rewrites `expected.json` from the native driver; a
+//! person then reads every rewritten file against its payload before committing.
+
+use std::path::{Path, PathBuf};
+
+use redeploy_host::plugin::wit;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::support::{fixtures, hmac_sha256_hex, runtime, workspace};
+
+/// A case's `case.json`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    /// Why this case exists, in a sentence.
+    #[allow(dead_code)]
+    note: String,
+    /// The payload, relative to `../shared/fixtures`.
+    fixture: Option<String>,
+    /// An inline body instead of a fixture.
+    body: Option<String>,
+    /// The headers file, relative to the fixtures; default: the fixture's `.headers`.
+    headers: Option<String>,
+    /// Use no headers file even if the fixture has one.
+    #[serde(default)]
+    no_headers_file: bool,
+    /// Headers added after the file's.
+    #[serde(default)]
+    extra_headers: Vec<(String, String)>,
+    #[serde(default = "post")]
+    method: String,
+    #[serde(default)]
+    query: String,
+    /// Send the payload form-encoded as `payload=<json>`.
+    #[serde(default)]
+    form: bool,
+    /// Sign the body (HMAC-SHA256).
+    sign: Option<Sign>,
+    /// The stacks, in `evaluate-json`'s format.
+    stacks: Vec<Value>,
+}
+
+fn post() -> String {
+    "POST".into()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Sign {
+    secret: String,
+    header: String,
+    #[serde(default)]
+    prefix: String,
+    /// `raw` (the body as sent) or `json` (the decoded payload).
+    #[serde(default = "raw")]
+    over: String,
+}
+
+fn raw() -> String {
+    "raw".into()
+}
+
+struct Request {
+    method: String,
+    query: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+fn build_request(case: &Case) -> Request {
+    let json_bytes: Vec<u8> = match (&case.fixture, &case.body) {
+        (Some(f), None) => {
+            std::fs::read(fixtures().join(f)).unwrap_or_else(|e| panic!("reading fixture {f}: {e}"))
+        }
+        (None, Some(b)) => b.clone().into_bytes(),
+        (None, None) => Vec::new(),
+        (Some(_), Some(_)) => panic!("a case has a fixture or a body, not both"),
+    };
+    let mut headers = Vec::new();
+    let headers_file = match (&case.headers, &case.fixture) {
+        (Some(h), _) => Some(fixtures().join(h)),
+        (None, Some(f)) if !case.no_headers_file => {
+            let p = fixtures().join(f).with_extension("headers");
+            p.exists().then_some(p)
+        }
+        _ => None,
+    };
+    if let Some(p) = headers_file {
+        headers.extend(redeploy_host::headers::read_headers(&p).unwrap());
+    }
+    headers.extend(case.extra_headers.iter().cloned());
+    let body = if case.form {
+        headers.push((
+            "Content-Type".into(),
+            "application/x-www-form-urlencoded".into(),
+        ));
+        form_urlencoded::Serializer::new(String::new())
+            .append_pair("payload", std::str::from_utf8(&json_bytes).unwrap())
+            .finish()
+            .into_bytes()
+    } else {
+        json_bytes.clone()
+    };
+    if let Some(sign) = &case.sign {
+        let over = if sign.over == "json" {
+            &json_bytes
+        } else {
+            &body
+        };
+        headers.push((
+            sign.header.clone(),
+            format!("{}{}", sign.prefix, hmac_sha256_hex(&sign.secret, over)),
+        ));
+    }
+    Request {
+        method: case.method.clone(),
+        query: case.query.clone(),
+        headers,
+        body,
+    }
+}
+
+fn error_json(kind: &str, message: &str) -> Value {
+    json!({ "error": { "kind": kind, "message": message } })
+}
+
+/// The `evaluate-json` input for a case. The body must be UTF-8 there.
+fn json_input(case: &Case, req: &Request) -> Option<String> {
+    let body = std::str::from_utf8(&req.body).ok()?;
+    Some(
+        json!({
+            "stacks": case.stacks,
+            "delivery": { "http": {
+                "method": req.method, "path": "/hook", "query": req.query,
+                "headers": req.headers, "body": body,
+            }},
+        })
+        .to_string(),
+    )
+}
+
+fn run_native(input: &str) -> Value {
+    match redeploy_plugin::json_api::evaluate_json(input) {
+        Ok(s) => serde_json::from_str(&s).unwrap(),
+        Err(e) => error_json(e.kind(), e.message()),
+    }
+}
+
+fn run_component_json(input: &str) -> Value {
+    match runtime().evaluate_json(input).expect("component trapped") {
+        Ok(s) => serde_json::from_str(&s).unwrap(),
+        Err(e) => error_json(e.kind(), e.message()),
+    }
+}
+
+/// A stack in `evaluate-json`'s format, read back for the typed driver.
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct StackIn {
+    name: String,
+    repository: Option<String>,
+    branch: Option<String>,
+    tags: Option<String>,
+    image: Option<String>,
+    #[serde(default)]
+    services: Vec<ServiceIn>,
+    #[serde(default)]
+    secrets: Vec<String>,
+    ping: Option<String>,
+    #[serde(default)]
+    paths: Vec<String>,
+    #[serde(default)]
+    skip_markers: Vec<String>,
+    #[serde(default)]
+    profiles: Vec<String>,
+    github: Option<GithubIn>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct ServiceIn {
+    name: String,
+    repository: Option<String>,
+    branch: Option<String>,
+    tags: Option<String>,
+    image: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct GithubIn {
+    repository: String,
+    environment: String,
+    #[serde(default)]
+    auto_merge: bool,
+    #[serde(default)]
+    required_contexts: Vec<String>,
+    #[serde(default)]
+    transient_environment: bool,
+    #[serde(default)]
+    production_environment: bool,
+    wait_for_event: Option<bool>,
+}
+
+fn wit_stack(v: &Value) -> wit::Stack {
+    let s: StackIn = serde_json::from_value(v.clone()).expect("case stack");
+    wit::Stack {
+        name: s.name,
+        repository: s.repository,
+        branch: s.branch,
+        tags: s.tags,
+        image: s.image,
+        services: s
+            .services
+            .into_iter()
+            .map(|x| wit::Service {
+                name: x.name,
+                repository: x.repository,
+                branch: x.branch,
+                tags: x.tags,
+                image: x.image,
+            })
+            .collect(),
+        secrets: s.secrets,
+        ping: match s.ping.as_deref() {
+            Some("acknowledge") => wit::PingAction::Acknowledge,
+            _ => wit::PingAction::Deploy,
+        },
+        paths: s.paths,
+        skip_markers: s.skip_markers,
+        profiles: s.profiles,
+        github: s.github.map(|g| wit::GithubDeployments {
+            repository: g.repository,
+            environment: g.environment,
+            auto_merge: g.auto_merge,
+            required_contexts: g.required_contexts,
+            transient_environment: g.transient_environment,
+            production_environment: g.production_environment,
+            wait_for_event: g.wait_for_event.unwrap_or(true),
+        }),
+    }
+}
+
+fn run_component_typed(case: &Case, req: &Request) -> Value {
+    let stacks: Vec<wit::Stack> = case.stacks.iter().map(wit_stack).collect();
+    let delivery = wit::Delivery::Http(wit::HttpRequest {
+        method: req.method.clone(),
+        path: "/hook".into(),
+        query: req.query.clone(),
+        headers: req.headers.clone(),
+        body: req.body.clone(),
+    });
+    match runtime()
+        .evaluate(&stacks, &delivery)
+        .expect("component trapped")
+    {
+        Ok(o) => redeploy_host::report::outcome_json(&o),
+        Err(e) => error_json(e.kind(), e.message()),
+    }
+}
+
+fn cases_dir() -> PathBuf {
+    workspace().join("tests").join("golden").join("cases")
+}
+
+fn diff(expected: &Value, actual: &Value) -> String {
+    let e = serde_json::to_string_pretty(expected).unwrap();
+    let a = serde_json::to_string_pretty(actual).unwrap();
+    similar::TextDiff::from_lines(&e, &a)
+        .unified_diff()
+        .header("expected", "actual")
+        .to_string()
+}
+
+fn check_case(dir: &Path, bless: bool) -> Result<(), String> {
+    let name = dir.file_name().unwrap().to_string_lossy().to_string();
+    let case: Case = serde_json::from_slice(
+        &std::fs::read(dir.join("case.json")).map_err(|e| format!("{name}: {e}"))?,
+    )
+    .map_err(|e| format!("{name}: case.json: {e}"))?;
+    let req = build_request(&case);
+    let input = json_input(&case, &req).ok_or_else(|| format!("{name}: body is not UTF-8"))?;
+    let native = run_native(&input);
+    let expected_path = dir.join("expected.json");
+    if bless {
+        std::fs::write(
+            &expected_path,
+            serde_json::to_string_pretty(&native).unwrap() + "\n",
+        )
+        .unwrap();
+    }
+    let expected: Value = serde_json::from_slice(&std::fs::read(&expected_path).map_err(|e| {
+        format!("{name}: expected.json: {e} (run with REDEPLOY_BLESS=1, then read it)")
+    })?)
+    .map_err(|e| format!("{name}: expected.json: {e}"))?;
+    let mut problems = String::new();
+    for (driver, actual) in [
+        ("native", native),
+        ("component (typed)", run_component_typed(&case, &req)),
+        ("component (evaluate-json)", run_component_json(&input)),
+    ] {
+        if actual != expected {
+            problems.push_str(&format!(
+                "{name}: {driver} differs:\n{}\n",
+                diff(&expected, &actual)
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+#[test]
+fn golden_cases_agree_natively_and_through_the_component() {
+    let bless = std::env::var_os("REDEPLOY_BLESS").is_some();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(cases_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("case.json").exists())
+        .collect();
+    dirs.sort();
+    assert!(
+        dirs.len() >= 100,
+        "expected the whole corpus, found {} cases",
+        dirs.len()
+    );
+    let failures: Vec<String> = dirs
+        .iter()
+        .filter_map(|d| check_case(d, bless).err())
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} golden cases failed:\n{}",
+        failures.len(),
+        dirs.len(),
+        failures.join("\n")
+    );
+}

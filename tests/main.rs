@@ -1,0 +1,10 @@
+//! redeploy's integration tests: one binary, one module per area.
+//!
+//! - `golden`: every case under `golden/cases/` through three drivers (the
+//!   plugin crate natively, the component through the host's typed calls,
+//!   the component's `evaluate-json`), each compared with `expected.json`.
+//! - `check`: the `redeploy check` command as a user runs it.
+
+mod check;
+mod golden;
+mod support;
