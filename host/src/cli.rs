@@ -18,6 +18,14 @@ pub struct Cli {
 pub enum Command {
     /// Evaluate one delivery (dry run): print what would deploy, deploy nothing.
     Check(commands::check::Check),
+    /// Run the webhook server and deploy runner.
+    Serve(commands::serve::Serve),
+    /// Print a stack's secret hook URL.
+    HookUrl(commands::hook_url::HookUrl),
+    /// Show recent deploys from the journal.
+    History(commands::history::History),
+    /// Queue a manual deploy on the running server.
+    Trigger(commands::trigger::Trigger),
 }
 
 impl Cli {
@@ -25,6 +33,10 @@ impl Cli {
     pub fn run(self) -> anyhow::Result<()> {
         match self.command {
             Command::Check(c) => c.execute(),
+            Command::Serve(c) => c.execute(),
+            Command::HookUrl(c) => c.execute(),
+            Command::History(c) => c.execute(),
+            Command::Trigger(c) => c.execute(),
         }
     }
 }
@@ -50,4 +62,14 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
     } else {
         exit::ERROR
     }
+}
+
+/// Logs to stderr; `RUST_LOG` filters (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

@@ -9,7 +9,13 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod dispatch;
 pub mod headers;
+pub mod journal;
+pub mod metrics;
 pub mod plugin;
 pub mod report;
+pub mod runner;
+pub mod server;
 pub mod stacks;
+pub mod tokens;

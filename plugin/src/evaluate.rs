@@ -885,7 +885,7 @@ fn decide_ping(
         Some(b) => format!("ping deploys branch \"{b}\" (ping = \"deploy\")"),
         None => "ping deploys the stack (ping = \"deploy\")".to_string(),
     };
-    deploy(
+    let mut decision = deploy(
         stack,
         n,
         &services,
@@ -894,7 +894,11 @@ fn decide_ping(
             ..Default::default()
         },
         reason,
-    )
+    );
+    if let (Some(event), Some(repo)) = (decision.deploy.as_mut(), repository) {
+        event.repository = Some(repo.full_name.clone());
+    }
+    decision
 }
 
 fn decide_deployment(stack: &PreparedStack<'_>, n: &Normalized, d: &Deployment) -> Decision {

@@ -133,7 +133,8 @@ pub struct Push {
     pub git_ref: String,
     /// The commit the ref pointed at before; `None` when unknown or created.
     pub before: Option<String>,
-    /// The commit the ref points at now; `None` when unknown or deleted.
+    /// The commit the ref points at now (for an annotated tag, the commit the
+    /// tag object points at, when the payload says); `None` when unknown or deleted.
     pub after: Option<String>,
     /// The ref did not exist before.
     pub created: bool,

@@ -35,19 +35,27 @@ def repo_and_ref(prov, d):
     g = lambda *ks: _get(d, *ks)
     if prov in ("github", "gitea", "forgejo", "gogs", "gitee"):
         repo = g("repository", "full_name") or g("repository", "path_with_namespace")
+        if not repo and g("repository", "owner", "login") and g("repository", "name"):
+            repo = g("repository", "owner", "login") + "/" + g("repository", "name")
         ref = d.get("ref") if isinstance(d.get("ref"), str) else None
         if ref and not ref.startswith("refs/") and d.get("ref_type") in ("branch", "tag"):
             ref = ("refs/heads/" if d["ref_type"] == "branch" else "refs/tags/") + ref
-        if g("deployment", "ref"):
-            ref = "refs/heads/" + g("deployment", "ref")
+        dref = g("deployment", "ref")
+        if dref and not re.fullmatch(r"[0-9a-f]{40}", dref):
+            ref = "refs/heads/" + dref
         pkg = d.get("package") or d.get("registry_package")
         image = None
         if pkg:
             owner = g("package", "owner", "login") or g("registry_package", "owner", "login") or ""
             image = "ghcr.io/%s/%s" % (owner.lower(), (pkg.get("name") or "").lower())
+            url = _get(pkg, "package_version", "package_url")
+            if url:
+                # The image's own name (the package's display name may differ).
+                image = url.split("@")[0].rsplit(":", 1)[0] if url.count(":") else url
         return repo, ref, image
     if prov == "gitlab":
-        return g("project", "path_with_namespace"), d.get("ref"), None
+        repo = g("project", "path_with_namespace") or g("object_attributes", "target", "path_with_namespace")
+        return repo, d.get("ref"), None
     if prov == "bitbucket-cloud":
         ch = (g("push", "changes") or [{}])[0]
         n = ch.get("new") or ch.get("old") or {}
@@ -113,6 +121,9 @@ def main():
             follow = {"name": "follows-branch", "repository": repo, "branch": branch}
             stacks.append(follow)
             stacks.append({"name": "other-branch", "repository": repo, "branch": "never-pushed"})
+            # Follows every branch and tag: for events that are not pushes it
+            # proves the event itself never deploys, whatever branch it names.
+            stacks.append({"name": "follows-everything", "repository": repo, "branch": "**", "tags": "**"})
             if ref and ref.startswith("refs/tags/"):
                 stacks.append({"name": "follows-tags", "repository": repo, "branch": "main", "tags": "**"})
             if kind == "ping":
@@ -124,6 +135,9 @@ def main():
         if not stacks:
             stacks.append({"name": "unrelated", "repository": "example/unrelated", "branch": "main"})
         case = {"note": "%s %s (%s), as sent by the provider" % (prov, f, kind), "fixture": "%s/%s" % (prov, f), "stacks": stacks}
+        if prov == "bitbucket-legacy-post":
+            # The legacy POST service sends its JSON form-encoded as payload=.
+            case["form"] = True
         out.mkdir(parents=True, exist_ok=True)
         (out / "case.json").write_text(json.dumps(case, indent=2) + "\n")
         made += 1

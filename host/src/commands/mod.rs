@@ -1,3 +1,7 @@
 //! One module per subcommand; each is a struct with `execute(self)`.
 
 pub mod check;
+pub mod history;
+pub mod hook_url;
+pub mod serve;
+pub mod trigger;

@@ -272,6 +272,9 @@ fn parse_push(event: &str, json: &[u8]) -> Result<Event, PluginError> {
         changed_files(commits.iter().flat_map(Commit::files), trusted)
     };
 
+    // `after` names the commit: for an annotated tag GitLab's `after` is the
+    // tag object, and `checkout_sha` the commit it points at.
+    let after = if deleted { None } else { checkout.or(after) };
     Ok(Event::Push(vec![Push {
         repository,
         git_ref,
@@ -402,14 +405,15 @@ mod tests {
             ChangedFiles::Complete(vec!["cmd/cli/main.go".into()])
         );
 
-        // Annotated tag: `after` is the tag object, `checkout_sha` the commit.
+        // Annotated tag: the payload's `after` (fabed3d9...) is the tag
+        // object; `checkout_sha` is the commit, which is what deploys.
         let p = push("Service Hook", "woodpecker-HookTag.json");
         assert_eq!(p.repository.full_name, "test/woodpecker");
         assert_eq!(p.git_ref, "refs/tags/v22");
         assert_eq!(p.before, None);
         assert_eq!(
             p.after.as_deref(),
-            Some("fabed3d94cd03e6c2b7958afa9569c18a24d301f")
+            Some("16862e368d8ab812e48833b741dad720d6e2cb7f")
         );
         assert!(p.created && !p.deleted);
         assert_eq!(p.head_message.as_deref(), Some("Update main.go"));

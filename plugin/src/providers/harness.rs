@@ -60,6 +60,8 @@ struct Principal<'a> {
 #[derive(Deserialize)]
 struct Commit<'a> {
     #[serde(borrow)]
+    sha: Option<Cow<'a, str>>,
+    #[serde(borrow)]
     message: Option<Cow<'a, str>>,
     #[serde(borrow)]
     added: Option<Vec<Cow<'a, str>>>,
@@ -101,7 +103,13 @@ pub fn parse(trigger: &str, json: &[u8]) -> Result<Event, PluginError> {
             PluginError::MalformedPayload(format!("harness {trigger}: missing ref.name"))
         })?;
     let before = real_sha(p.old_sha.as_deref());
-    let after = real_sha(p.sha.as_deref());
+    // `after` names the commit: for an annotated tag `sha` is the tag
+    // object and `head_commit.sha` the commit it points at.
+    let head_sha = p
+        .head_commit
+        .as_ref()
+        .and_then(|c| real_sha(c.sha.as_deref()));
+    let after = real_sha(p.sha.as_deref()).map(|sha| head_sha.clone().unwrap_or(sha));
     let created = trigger.ends_with("_created") || p.old_sha.as_deref().is_some_and(is_zero_sha);
     let deleted = trigger.ends_with("_deleted") || p.sha.as_deref().is_some_and(is_zero_sha);
     let forced = p.forced.unwrap_or(false);
@@ -209,6 +217,11 @@ mod tests {
         let p = push("tag_created", "goscm-tag_create.json");
         assert_eq!(p.git_ref, "refs/tags/asd");
         assert!(p.created);
+        // `sha` 3e4da2d6... is the annotated tag object; head_commit is the commit.
+        assert_eq!(
+            p.after.as_deref(),
+            Some("0f1835abe08473e07863540712d8389984b72dad")
+        );
         let p = push("tag_updated", "goscm-tag_update.json");
         assert_eq!(p.git_ref, "refs/tags/ddxas");
         assert!(p.forced);

@@ -1,0 +1,75 @@
+//! `redeploy history [STACK]`: recent deploys from the journal.
+
+use std::path::PathBuf;
+
+use crate::config;
+use crate::journal::Journal;
+
+/// How many deploys `history` shows by default.
+pub const DEFAULT_HISTORY_LIMIT: usize = 20;
+
+/// Prints recent deploys as a table, or as JSON.
+#[derive(Debug, clap::Args)]
+pub struct History {
+    /// Only this stack's deploys.
+    pub stack: Option<String>,
+    /// The configuration file.
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// How many deploys.
+    #[arg(long, default_value_t = DEFAULT_HISTORY_LIMIT)]
+    pub limit: usize,
+    /// Print JSON (one array) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn time(ms: Option<i64>) -> String {
+    match ms {
+        Some(ms) => {
+            let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+            humantime::format_rfc3339_seconds(t).to_string()
+        }
+        None => "-".into(),
+    }
+}
+
+impl History {
+    /// Prints the history.
+    pub fn execute(self) -> anyhow::Result<()> {
+        let config = config::load(&self.config)?;
+        let journal = Journal::open_read_only(&Journal::path_in(&config.server.state_dir))?;
+        let deploys = journal.deploys(self.stack.as_deref(), self.limit)?;
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&deploys)?);
+            return Ok(());
+        }
+        println!(
+            "{:>6}  {:<16} {:<11} {:<20} {:<12} {:<24} {}",
+            "ID", "STACK", "STATE", "CREATED", "SHA", "REF", "DETAIL"
+        );
+        for d in deploys {
+            let sha = d
+                .sha
+                .as_deref()
+                .map(|s| &s[..s.len().min(12)])
+                .unwrap_or("-");
+            let detail = d
+                .detail
+                .clone()
+                .or_else(|| d.exit_code.map(|c| format!("exit code {c}")))
+                .unwrap_or_default();
+            println!(
+                "{:>6}  {:<16} {:<11} {:<20} {:<12} {:<24} {}",
+                d.id,
+                d.stack,
+                d.state.as_str(),
+                time(Some(d.created_at_ms)),
+                sha,
+                d.git_ref.as_deref().unwrap_or("-"),
+                detail
+            );
+        }
+        Ok(())
+    }
+}

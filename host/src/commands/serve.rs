@@ -1,0 +1,105 @@
+//! `redeploy serve`: the webhook server and deploy runner.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _};
+use tokio::sync::Semaphore;
+
+use crate::config;
+use crate::dispatch::Dispatcher;
+use crate::journal::Journal;
+use crate::metrics::Metrics;
+use crate::plugin::{Allocation, PluginRuntime, RuntimeOptions};
+use crate::runner::{now_ms, Runner};
+use crate::server::{app, AppState};
+use crate::tokens::{ensure_tokens, TokenTable};
+
+/// Runs the webhook server until SIGTERM or SIGINT.
+#[derive(Debug, clap::Args)]
+pub struct Serve {
+    /// The configuration file.
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// Listen on this address instead of the config's `server.listen`.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Load this component file instead of the embedded one.
+    #[arg(long)]
+    pub plugin: Option<PathBuf>,
+}
+
+impl Serve {
+    /// Starts everything and serves.
+    pub fn execute(self) -> anyhow::Result<()> {
+        crate::cli::init_logging();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(self.run())
+    }
+
+    async fn run(self) -> anyhow::Result<()> {
+        let config = Arc::new(config::load(&self.config)?);
+        if let Some(stack) = config.stacks.iter().find(|s| s.github.is_some()) {
+            bail!(
+                "stack \"{}\": GitHub continuous deployment ([stacks.github]) is not supported by this version of redeploy serve yet; remove the table to deploy on pushes directly",
+                stack.name
+            );
+        }
+        let state_dir = &config.server.state_dir;
+        std::fs::create_dir_all(state_dir).with_context(|| {
+            format!("state directory {} cannot be created", state_dir.display())
+        })?;
+        let journal = Arc::new(Journal::open(&Journal::path_in(state_dir))?);
+        let tokens = TokenTable::new(ensure_tokens(&config, &journal)?);
+        let runtime = Arc::new(PluginRuntime::new(
+            &crate::plugin::component_source(self.plugin.as_deref()),
+            RuntimeOptions {
+                allocation: Allocation::Pooling,
+                ..RuntimeOptions::default()
+            },
+        )?);
+        let metrics = Arc::new(Metrics::new());
+        let runner = Runner::new(config.clone(), journal.clone(), metrics.clone())?;
+
+        let recovery = journal.recover(now_ms())?;
+        for d in &recovery.interrupted {
+            tracing::warn!(deploy = d.id, stack = %d.stack, "deploy was interrupted by a stop of redeploy");
+        }
+        if !recovery.queued.is_empty() {
+            tracing::info!(count = recovery.queued.len(), "resuming queued deploys");
+        }
+        runner.recover(&recovery.queued);
+
+        let dispatcher = Dispatcher::new(runtime, journal, runner.clone(), config.clone(), metrics);
+        let state = Arc::new(AppState {
+            dispatcher,
+            tokens,
+            in_flight: Arc::new(Semaphore::new(config.server.max_queued_deliveries)),
+        });
+        let addr = self.listen.unwrap_or(config.server.listen);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        tracing::info!(addr = %listener.local_addr()?, stacks = config.stacks.len(), "redeploy listening; `redeploy hook-url STACK` prints each hook URL");
+        axum::serve(listener, app(state))
+            .with_graceful_shutdown(shutdown_signal())
+            .await?;
+        tracing::info!(grace = ?config.server.shutdown_grace, "shutting down: letting running deploys finish");
+        runner.shutdown(config.server.shutdown_grace).await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing the SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

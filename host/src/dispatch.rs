@@ -1,0 +1,241 @@
+//! The one dispatch path every delivery takes, whether it came over HTTP or
+//! from a post-receive hook: evaluate it in the component, journal it, and
+//! hand each deploy to the runner. Nothing else decides what deploys.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use crate::config::{Config, StackConfig};
+use crate::journal::{Inserted, Journal, NewDelivery, NewDeploy};
+use crate::metrics::Metrics;
+use crate::plugin::{wit, PluginRuntime};
+use crate::report;
+use crate::runner::{now_ms, Enqueued, Runner};
+use crate::stacks::wit_stack;
+
+/// The HTTP status and JSON body a delivery is answered with.
+#[derive(Clone, Debug)]
+pub struct Dispatched {
+    /// 200 (nothing deploys), 202 (a deploy was accepted), or an error status.
+    pub status: u16,
+    /// The per-stack decisions, or `{"error": kind, "message": ...}`.
+    pub body: Value,
+}
+
+/// The HTTP status for each expected plugin error.
+pub fn error_status(e: &wit::Error) -> u16 {
+    match e {
+        wit::Error::UnknownProvider(_)
+        | wit::Error::MalformedPayload(_)
+        | wit::Error::BadRequest(_) => 400,
+        wit::Error::MissingSignature(_) | wit::Error::BadSignature(_) => 401,
+        wit::Error::UnsupportedMethod(_) => 405,
+        wit::Error::InvalidStack(_) => 500,
+    }
+}
+
+/// An error answer: `{"error": kind, "message": message}`.
+pub fn error_body(kind: &str, message: &str) -> Value {
+    json!({ "error": kind, "message": message })
+}
+
+/// Evaluates deliveries and queues their deploys.
+#[derive(Clone)]
+pub struct Dispatcher {
+    runtime: Arc<PluginRuntime>,
+    journal: Arc<Journal>,
+    runner: Runner,
+    config: Arc<Config>,
+    metrics: Arc<Metrics>,
+}
+
+impl Dispatcher {
+    /// A dispatcher over the process's shared parts.
+    pub fn new(
+        runtime: Arc<PluginRuntime>,
+        journal: Arc<Journal>,
+        runner: Runner,
+        config: Arc<Config>,
+        metrics: Arc<Metrics>,
+    ) -> Dispatcher {
+        Dispatcher {
+            runtime,
+            journal,
+            runner,
+            config,
+            metrics,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    /// The runner.
+    pub fn runner(&self) -> &Runner {
+        &self.runner
+    }
+
+    /// The journal.
+    pub fn journal(&self) -> &Arc<Journal> {
+        &self.journal
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    fn record(
+        &self,
+        stack: Option<&str>,
+        provider: Option<&str>,
+        event: Option<&str>,
+        delivery: Option<&str>,
+        status: u16,
+        summary: &Value,
+    ) {
+        let d = NewDelivery {
+            received_at_ms: now_ms(),
+            stack: stack.map(str::to_string),
+            provider: provider.map(str::to_string),
+            event: event.map(str::to_string),
+            delivery_id: delivery.map(str::to_string),
+            status,
+            summary: summary.to_string(),
+        };
+        if let Err(e) = self.journal.record_delivery(&d) {
+            tracing::error!(error = %e, "journal: cannot record a delivery");
+        }
+    }
+
+    /// Evaluates one delivery for `stacks` and queues what deploys. Blocking:
+    /// call it from a blocking thread.
+    pub fn dispatch(&self, stacks: &[&StackConfig], delivery: &wit::Delivery) -> Dispatched {
+        let label = (stacks.len() == 1).then(|| stacks[0].name.as_str());
+        let wit_stacks: Vec<wit::Stack> = stacks.iter().map(|s| wit_stack(s)).collect();
+        let started = Instant::now();
+        let result = self.runtime.evaluate(&wit_stacks, delivery);
+        self.metrics.plugin_time(started.elapsed().as_secs_f64());
+        let outcome = match result {
+            Err(trap) => {
+                tracing::error!(stack = ?label, error = %trap, "plugin failed on a delivery");
+                self.metrics.delivery("unknown", "trap");
+                let body = error_body(
+                    "plugin-failure",
+                    "the plugin failed on this delivery; see the server log",
+                );
+                self.record(label, None, None, None, 500, &body);
+                return Dispatched { status: 500, body };
+            }
+            Ok(Err(e)) => {
+                let status = error_status(&e);
+                tracing::warn!(stack = ?label, status, kind = e.kind(), "delivery rejected: {}", e.message());
+                self.metrics.delivery("unknown", e.kind());
+                let body = error_body(e.kind(), e.message());
+                self.record(label, None, None, None, status, &body);
+                return Dispatched { status, body };
+            }
+            Ok(Ok(o)) => o,
+        };
+
+        let mut accepted = false;
+        let mut decisions = Vec::with_capacity(outcome.decisions.len());
+        for d in &outcome.decisions {
+            let mut entry = json!({
+                "stack": d.stack,
+                "action": match d.action { wit::Action::Deploy(_) => "deploy", wit::Action::Skip => "skip" },
+                "services": d.services,
+                "reason": d.reason,
+            });
+            if let wit::Action::Deploy(event) = &d.action {
+                let new = NewDeploy {
+                    stack: event.stack.clone(),
+                    delivery_id: event.delivery.clone(),
+                    provider: event.provider.clone(),
+                    git_ref: event.ref_.clone(),
+                    sha: event.sha.clone(),
+                    services: event.services.clone(),
+                    profile: event.profile.clone(),
+                    reason: event.reason.clone(),
+                    event_json: report::deploy_json(event).to_string(),
+                    created_at_ms: now_ms(),
+                };
+                match self.journal.insert_deploy(&new) {
+                    Ok(Inserted::New(id)) => {
+                        self.metrics
+                            .deploy_state(crate::journal::DeployState::Queued);
+                        entry["deploy_id"] = json!(id);
+                        match self.journal.deploy(id) {
+                            Ok(Some(record)) => match self.runner.enqueue(&record) {
+                                Enqueued::Queued => {
+                                    accepted = true;
+                                    entry["state"] = json!("queued");
+                                }
+                                Enqueued::Cancelled(reason) => {
+                                    entry["state"] = json!("cancelled");
+                                    entry["reason"] = json!(reason);
+                                }
+                            },
+                            other => {
+                                tracing::error!(deploy = id, result = ?other.map(|r| r.map(|r| r.id)), "journal: cannot read back a deploy");
+                                return self.unavailable(label, &outcome);
+                            }
+                        }
+                    }
+                    Ok(Inserted::Duplicate(id)) => {
+                        entry["deploy_id"] = json!(id);
+                        entry["state"] = json!("duplicate");
+                        entry["reason"] = json!(format!(
+                            "delivery {} was already accepted as deploy #{id}",
+                            event.delivery.as_deref().unwrap_or("")
+                        ));
+                    }
+                    Err(e) => {
+                        tracing::error!(stack = %event.stack, error = %e, "journal: cannot record a deploy");
+                        return self.unavailable(label, &outcome);
+                    }
+                }
+            }
+            decisions.push(entry);
+        }
+        let status = if accepted { 202 } else { 200 };
+        let body = json!({
+            "provider": outcome.provider,
+            "event": outcome.event,
+            "delivery": outcome.delivery,
+            "decisions": decisions,
+        });
+        self.metrics
+            .delivery(&outcome.provider, if accepted { "deploy" } else { "skip" });
+        self.record(
+            label,
+            Some(&outcome.provider),
+            Some(&outcome.event),
+            outcome.delivery.as_deref(),
+            status,
+            &body,
+        );
+        Dispatched { status, body }
+    }
+
+    fn unavailable(&self, label: Option<&str>, outcome: &wit::Outcome) -> Dispatched {
+        self.metrics.delivery(&outcome.provider, "journal-failure");
+        let body = error_body(
+            "journal-unavailable",
+            "the journal cannot record this deploy; retry later",
+        );
+        self.record(
+            label,
+            Some(&outcome.provider),
+            Some(&outcome.event),
+            outcome.delivery.as_deref(),
+            503,
+            &body,
+        );
+        Dispatched { status: 503, body }
+    }
+}

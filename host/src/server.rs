@@ -1,0 +1,187 @@
+//! The webhook server: `POST /hooks/{token}`, `GET /healthz`, `GET /metrics`.
+//!
+//! [`app`] builds the router from shared state so tests can drive it; the
+//! handler only reads the request within its limits, finds the stack by its
+//! token, and hands the delivery to the [`Dispatcher`] on a blocking thread.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::Router;
+use serde_json::Value;
+use tokio::sync::Semaphore;
+
+use crate::dispatch::{error_body, Dispatcher};
+use crate::plugin::wit;
+use crate::tokens::TokenTable;
+
+/// What `Retry-After` says when the server is saturated.
+pub const RETRY_AFTER_SECONDS: u32 = 5;
+
+/// Shared state of the server.
+pub struct AppState {
+    /// The dispatch path.
+    pub dispatcher: Dispatcher,
+    /// Hook tokens.
+    pub tokens: TokenTable,
+    /// Deliveries being evaluated or journaled right now; full means 429.
+    pub in_flight: Arc<Semaphore>,
+}
+
+/// The router.
+pub fn app(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/hooks/{token}", any(hook))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+fn json_response(status: u16, body: &Value) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = (status, body.to_string() + "\n").into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn reject(status: u16, kind: &str, message: &str) -> Response {
+    json_response(status, &error_body(kind, message))
+}
+
+async fn not_found() -> Response {
+    reject(404, "not-found", "no such hook")
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let mut resp = state.dispatcher.metrics().render().into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    resp
+}
+
+/// Reads the body, refusing more than `limit` bytes (413) or a body that
+/// does not arrive within `timeout` (408).
+async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<Vec<u8>, Response> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(reject(
+            413,
+            "payload-too-large",
+            &format!("the body is larger than {limit} bytes"),
+        ));
+    }
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Err(_) => Err(reject(
+            408,
+            "request-timeout",
+            "the body did not arrive in time",
+        )),
+        Ok(Ok(bytes)) => Ok(bytes.to_vec()),
+        Ok(Err(e)) => {
+            let too_large = std::error::Error::source(&e).is_some_and(|s| {
+                s.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+            }) || e.to_string().contains("length limit");
+            if too_large {
+                Err(reject(
+                    413,
+                    "payload-too-large",
+                    &format!("the body is larger than {limit} bytes"),
+                ))
+            } else {
+                Err(reject(400, "bad-body", "the body could not be read"))
+            }
+        }
+    }
+}
+
+async fn hook(
+    State(state): State<Arc<AppState>>,
+    Path(token): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Some(stack_name) = state.tokens.lookup(&token).map(str::to_string) else {
+        return reject(404, "not-found", "no such hook");
+    };
+    let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
+        let mut resp = reject(
+            429,
+            "too-many-requests",
+            "too many deliveries in flight; retry later",
+        );
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+        return resp;
+    };
+    let config = state.dispatcher.config().clone();
+    let body = match read_body(
+        body,
+        &headers,
+        config.server.max_body_bytes,
+        config.server.body_timeout,
+    )
+    .await
+    {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let delivery = wit::Delivery::Http(wit::HttpRequest {
+        method: method.as_str().to_string(),
+        path: uri.path().to_string(),
+        query: uri.query().unwrap_or("").to_string(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body,
+    });
+    let dispatcher = state.dispatcher.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let config = dispatcher.config().clone();
+        let Some(stack) = config.stack(&stack_name) else {
+            return crate::dispatch::Dispatched {
+                status: 404,
+                body: error_body("not-found", "no such hook"),
+            };
+        };
+        dispatcher.dispatch(&[stack], &delivery)
+    })
+    .await;
+    match result {
+        Ok(d) => json_response(d.status, &d.body),
+        Err(e) => {
+            tracing::error!(error = %e, "delivery task failed");
+            reject(500, "internal-error", "the delivery could not be processed")
+        }
+    }
+}
