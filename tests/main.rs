@@ -4,7 +4,11 @@
 //!   plugin crate natively, the component through the host's typed calls,
 //!   the component's `evaluate-json`), each compared with `expected.json`.
 //! - `check`: the `redeploy check` command as a user runs it.
+//! - `serve`: `redeploy serve` on loopback with a stand-in deploy program.
+//! - `trap`: a deliberately broken component cut off by deadline and memory cap.
 
 mod check;
 mod golden;
+mod serve;
 mod support;
+mod trap;

@@ -40,13 +40,9 @@ pub fn runtime() -> &'static PluginRuntime {
     })
 }
 
-/// The `redeploy` binary built alongside this test binary.
+/// The `redeploy` binary Cargo built for these tests.
 pub fn redeploy_bin() -> PathBuf {
-    // target/<profile>/deps/integration-xxxx -> target/<profile>/redeploy
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().parent().unwrap().join("redeploy");
-    assert!(bin.exists(), "{} not found: build it with `cargo build --release -p redeploy-host` (the test command does)", bin.display());
-    bin
+    PathBuf::from(env!("CARGO_BIN_EXE_redeploy"))
 }
 
 /// HMAC-SHA256 of `body` with `secret`, hex.
@@ -84,5 +80,221 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A minimal HTTP/1.1 client for loopback tests: one request per connection.
+pub mod http {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Duration;
+
+    /// A response: status, headers (lowercase names), body.
+    #[derive(Debug)]
+    pub struct Response {
+        pub status: u16,
+        pub headers: Vec<(String, String)>,
+        pub body: Vec<u8>,
+    }
+
+    impl Response {
+        /// The body as JSON.
+        pub fn json(&self) -> serde_json::Value {
+            serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+                panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body))
+            })
+        }
+
+        /// A header's value.
+        pub fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        }
+    }
+
+    /// Sends one request to `addr` and reads the whole response.
+    pub fn request(
+        addr: &str,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
+        let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        // The server may answer (413) before reading a large body.
+        let _ = s.write_all(body);
+        let mut raw = Vec::new();
+        let _ = s.read_to_end(&mut raw);
+        parse(&raw)
+    }
+
+    fn parse(raw: &[u8]) -> Response {
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or_else(|| panic!("no HTTP response: {:?}", String::from_utf8_lossy(raw)));
+        let head = String::from_utf8_lossy(&raw[..split]).to_string();
+        let mut lines = head.lines();
+        let status: u16 = lines
+            .next()
+            .unwrap()
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        let mut body = raw[split + 4..].to_vec();
+        if headers
+            .iter()
+            .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
+        {
+            body = dechunk(&body);
+        }
+        Response {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    fn dechunk(mut b: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        loop {
+            let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else {
+                return out;
+            };
+            let size = usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap().trim(), 16)
+                .unwrap_or(0);
+            if size == 0 {
+                return out;
+            }
+            out.extend_from_slice(&b[eol + 2..eol + 2 + size]);
+            b = &b[eol + 2 + size + 2..];
+        }
+    }
+}
+
+/// A free loopback port (bound and released; good enough for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `redeploy serve`, killed on drop.
+pub struct ServerProcess {
+    pub child: std::process::Child,
+    pub addr: String,
+    pub log: PathBuf,
+}
+
+impl ServerProcess {
+    /// Starts `redeploy serve --config CONFIG --listen 127.0.0.1:PORT [extra...]`
+    /// and waits until `/healthz` answers.
+    pub fn start(
+        config: &std::path::Path,
+        port: u16,
+        extra: &[&str],
+        log: PathBuf,
+    ) -> ServerProcess {
+        let addr = format!("127.0.0.1:{port}");
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let child = std::process::Command::new(redeploy_bin())
+            .args([
+                "serve",
+                "--config",
+                config.to_str().unwrap(),
+                "--listen",
+                &addr,
+            ])
+            .args(extra)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        let server = ServerProcess { child, addr, log };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if std::net::TcpStream::connect(&server.addr).is_ok()
+                && http::request(&server.addr, "GET", "/healthz", &[], b"").status == 200
+            {
+                return server;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "server did not start: {}",
+                std::fs::read_to_string(&server.log).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// POSTs to a hook path.
+    pub fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> http::Response {
+        http::request(&self.addr, "POST", path, headers, body)
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe {
+            libc_kill(self.child.id() as i32, 15);
+        }
+        let status = self.child.wait().unwrap();
+        std::mem::forget(self);
+        status
+    }
+
+    /// Sends SIGKILL and waits.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, or panics after `secs`.
+pub fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }

@@ -199,6 +199,8 @@ impl Guest for Component {
         stacks: Vec<wit::Stack>,
         delivery: wit::Delivery,
     ) -> Result<wit::Outcome, wit::Error> {
+        #[cfg(feature = "chaos")]
+        chaos(&delivery);
         let stacks = stacks
             .into_iter()
             .map(stack_from_wit)
@@ -236,3 +238,35 @@ impl Guest for Component {
 }
 
 bindings::export!(Component with_types_in bindings);
+
+/// The `chaos` feature's misbehaviour (test builds only).
+#[cfg(feature = "chaos")]
+fn chaos(delivery: &wit::Delivery) {
+    let wit::Delivery::Http(r) = delivery else {
+        return;
+    };
+    let Some((_, how)) = r
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("x-redeploy-chaos"))
+    else {
+        return;
+    };
+    match how.as_str() {
+        "loop" => {
+            let mut n: u64 = 0;
+            loop {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+        }
+        "oom" => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                hoard.push(vec![1u8; 1 << 20]);
+                std::hint::black_box(&hoard);
+            }
+        }
+        "panic" => panic!("chaos: deliberate panic"),
+        _ => {}
+    }
+}

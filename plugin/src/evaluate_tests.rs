@@ -527,3 +527,21 @@ fn top_level_and_services_cannot_mix() {
     .is_err());
     assert_eq!(stack_services("x", top, vec![]).unwrap()[0].name, "x");
 }
+
+#[test]
+fn curl_empty_form_post_is_a_manual_trigger() {
+    // `curl -X POST -d "" URL` sends Content-Type application/x-www-form-urlencoded.
+    let d = Delivery::Http(HttpRequest {
+        method: "POST".into(),
+        path: "/".into(),
+        query: String::new(),
+        headers: Headers::new([
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Content-Length", "0"),
+        ]),
+        body: vec![],
+    });
+    let o = evaluate(&[multi_service_stack()], &d).unwrap();
+    assert_eq!(o.provider, Provider::Manual);
+    assert!(o.decisions[0].deploy.is_some());
+}

@@ -1,0 +1,80 @@
+//! A deliberately broken component (the plugin built with its test-only
+//! `chaos` feature) must not take the server down: a guest that loops
+//! forever is cut off by the deadline, one that exhausts memory by the cap,
+//! one that panics traps; each delivery gets 500 and the next is served.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use crate::serve::{hook, token, World};
+use crate::support::workspace;
+
+/// Builds the chaos component once per test run.
+fn chaos_component() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let target_dir = workspace().join("target").join("plugin-chaos");
+        let status = Command::new(env!("CARGO"))
+            .current_dir(workspace())
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "redeploy-plugin",
+                "--target",
+                "wasm32-unknown-unknown",
+                "--features",
+                "chaos",
+            ])
+            .arg("--target-dir")
+            .arg(&target_dir)
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env_remove("RUSTFLAGS")
+            .status()
+            .expect("running cargo to build the chaos component");
+        assert!(status.success(), "building the chaos component failed");
+        target_dir.join("wasm32-unknown-unknown/release/redeploy_plugin.wasm")
+    })
+    .clone()
+}
+
+#[test]
+fn a_looping_or_exhausting_plugin_gets_500_and_the_server_keeps_serving() {
+    let component = chaos_component();
+    let stacks = format!(
+        r#"
+[[stacks]]
+name = "web"
+image = "acme/web"
+hook_token = "{t}"
+command = ["true"]
+"#,
+        t = token(1)
+    );
+    let world = World::new("trap", "", &stacks);
+    let server = world.start(&["--plugin", component.to_str().unwrap()]);
+    for how in ["loop", "oom", "panic"] {
+        let started = std::time::Instant::now();
+        let r = server.post(&hook(1), &[("X-Redeploy-Chaos", how)], b"");
+        assert_eq!(r.status, 500, "{how}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.json()["error"], "plugin-failure");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{how} took {:?}",
+            started.elapsed()
+        );
+        // The next delivery is served normally.
+        let r = server.post(&hook(1), &[], b"");
+        assert_eq!(
+            r.status,
+            202,
+            "after {how}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    let log = std::fs::read_to_string(world.dir.join("server.log")).unwrap();
+    assert!(log.contains("plugin failed on a delivery"), "{log}");
+    world.settle(20);
+    server.terminate();
+}
