@@ -3,12 +3,18 @@
 //! - `golden`: every case under `golden/cases/` through three drivers (the
 //!   plugin crate natively, the component through the host's typed calls,
 //!   the component's `evaluate-json`), each compared with `expected.json`.
+//! - `node`: the same golden corpus in Node.js through jco.
+//! - `examples`: every file in examples/ is run or checked.
 //! - `check`: the `redeploy check` command as a user runs it.
+//! - `component`: the built component's imports (none) and exports.
 //! - `serve`: `redeploy serve` on loopback with a stand-in deploy program.
 //! - `trap`: a deliberately broken component cut off by deadline and memory cap.
 
 mod check;
+mod component;
+mod examples;
 mod golden;
+mod node;
 mod serve;
 mod support;
 mod trap;

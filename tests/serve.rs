@@ -623,3 +623,140 @@ env = {{ RECORD_DIR = "@RECORD:failing@", EXIT_CODE = "3" }}
     );
     server.terminate();
 }
+
+#[test]
+fn sigterm_lets_the_running_deploy_finish_and_keeps_the_queued_one() {
+    let world = World::new(
+        "serve-sigterm",
+        "shutdown_grace = \"20s\"",
+        &web_stack(1, "web", "2"),
+    );
+    let server = world.start(&[]);
+    assert_eq!(
+        signed_push(&server, &hook(1), "s3cret", &sha(1), "d1").status,
+        202
+    );
+    wait_for(10, "the deploy to start", || {
+        (!world.ran("web").is_empty()).then_some(())
+    });
+    assert_eq!(
+        signed_push(&server, &hook(1), "s3cret", &sha(2), "d2").status,
+        202
+    );
+    let status = server.terminate();
+    assert!(
+        status.success(),
+        "redeploy serve exits 0 on SIGTERM: {status:?}"
+    );
+    let deploys = world.deploys();
+    assert_eq!(
+        deploys[0].state,
+        DeployState::Succeeded,
+        "the running deploy finished within the grace period"
+    );
+    assert_eq!(
+        deploys[1].state,
+        DeployState::Queued,
+        "the queued deploy stays queued for the next start"
+    );
+    // ...and runs on the next start.
+    let server = world.start(&[]);
+    let after = world.settle(30);
+    assert_eq!(after[1].state, DeployState::Succeeded);
+    server.terminate();
+}
+
+#[test]
+fn an_http_action_receives_the_deploy_event_as_json() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let receiver = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut head = Vec::new();
+        let mut len = 0usize;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap();
+            }
+            head.push(line);
+        }
+        let mut body = vec![0; len];
+        reader.read_exact(&mut body).unwrap();
+        reader
+            .get_mut()
+            .write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        (head, body)
+    });
+    let stacks = format!(
+        r#"
+[[stacks]]
+name = "api"
+image = "acme/api"
+hook_token = "{t}"
+http = {{ url = "http://127.0.0.1:{port}/deploy", headers = {{ Authorization = "Bearer xyz" }} }}
+"#,
+        t = token(1)
+    );
+    let world = World::new("serve-http-action", "", &stacks);
+    let server = world.start(&[]);
+    assert_eq!(server.post(&hook(1), &[], b"").status, 202);
+    let (head, body) = receiver.join().unwrap();
+    assert!(head[0].starts_with("POST /deploy "), "{head:?}");
+    assert!(
+        head.iter()
+            .any(|h| h.eq_ignore_ascii_case("authorization: Bearer xyz\r\n")),
+        "{head:?}"
+    );
+    let event: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(event["stack"], "api");
+    assert_eq!(event["provider"], "manual");
+    let deploys = world.settle(20);
+    assert_eq!(deploys[0].state, DeployState::Succeeded);
+    server.terminate();
+}
+
+#[test]
+fn the_readme_manual_trigger_works_against_the_example_config() {
+    let config = crate::support::workspace().join("examples/redeploy.toml");
+    let log = TempDir::new("example-config");
+    let server = ServerProcess::start(&config, free_port(), &[], log.join("server.log"));
+    // `curl -X POST -d "" "$(redeploy hook-url registry --config examples/redeploy.toml)"`
+    let out = std::process::Command::new(crate::support::redeploy_bin())
+        .args(["hook-url", "registry", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let url = String::from_utf8(out.stdout).unwrap();
+    let path = &url.trim()[url.find("/hooks/").unwrap()..];
+    let curl = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-X",
+            "POST",
+            "-d",
+            "",
+            &format!("http://{}{path}", server.addr),
+        ])
+        .output()
+        .expect("curl is needed for this test (apt-get install curl)");
+    let answer: serde_json::Value = serde_json::from_slice(&curl.stdout).unwrap();
+    assert_eq!(answer["decisions"][0]["action"], "deploy", "{answer}");
+    let id = answer["decisions"][0]["deploy_id"].as_i64().unwrap();
+    let state = crate::support::workspace().join("target/example-state");
+    let journal = Journal::open_read_only(&Journal::path_in(&state)).unwrap();
+    let done = wait_for(20, "the example deploy", || {
+        journal.deploy(id).unwrap().filter(|d| d.state.is_final())
+    });
+    assert_eq!(done.state, DeployState::Succeeded, "{done:?}");
+    let logged = std::fs::read_to_string(done.log_path.unwrap()).unwrap();
+    assert!(logged.contains("deploying stack registry"), "{logged}");
+    server.terminate();
+}

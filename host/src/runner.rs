@@ -388,6 +388,14 @@ impl Runner {
         record: &DeployRecord,
         log_path: &Path,
     ) -> Result<(), Failure> {
+        if let Some(dir) = log_path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                Failure::failed(format!(
+                    "cannot create log directory {}: {e}",
+                    dir.display()
+                ))
+            })?;
+        }
         let event: DeployEventJson = serde_json::from_str(&record.event_json).unwrap_or_default();
         match &stack.action {
             DeployAction::Command { argv, workdir, env } => {
@@ -428,19 +436,7 @@ impl Runner {
         timeout: Duration,
         log_path: &Path,
     ) -> Result<(), Failure> {
-        let fail = |reason: String| Failure {
-            exit_code: None,
-            reason,
-            interrupted: false,
-        };
-        if let Some(dir) = log_path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                fail(format!(
-                    "cannot create log directory {}: {e}",
-                    dir.display()
-                ))
-            })?;
-        }
+        let fail = Failure::failed;
         let log = std::fs::File::create(log_path)
             .map_err(|e| fail(format!("cannot create log {}: {e}", log_path.display())))?;
         let log_err = log
@@ -534,14 +530,7 @@ impl Runner {
         timeout: Duration,
         log_path: &Path,
     ) -> Result<(), Failure> {
-        let fail = |reason: String| Failure {
-            exit_code: None,
-            reason,
-            interrupted: false,
-        };
-        if let Some(dir) = log_path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
+        let fail = Failure::failed;
         let mut req = self
             .inner
             .http
@@ -615,6 +604,17 @@ struct Failure {
     exit_code: Option<i32>,
     reason: String,
     interrupted: bool,
+}
+
+impl Failure {
+    /// A failure without an exit code.
+    fn failed(reason: String) -> Failure {
+        Failure {
+            exit_code: None,
+            reason,
+            interrupted: false,
+        }
+    }
 }
 
 /// How a deploy command ended.

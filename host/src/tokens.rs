@@ -42,6 +42,15 @@ pub fn ensure_tokens(config: &Config, journal: &Journal) -> anyhow::Result<Vec<(
         .collect()
 }
 
+/// One stack's token (ensuring every stack has one, as `ensure_tokens`).
+pub fn token_for(config: &Config, journal: &Journal, stack: &str) -> anyhow::Result<String> {
+    ensure_tokens(config, journal)?
+        .into_iter()
+        .find(|(s, _)| s == stack)
+        .map(|(_, t)| t)
+        .with_context(|| format!("no stack named \"{stack}\""))
+}
+
 /// Maps a presented token to its stack, comparing against every token in
 /// constant time (no early exit), so timing reveals neither which stack
 /// nor how much of a token matched.

@@ -6,7 +6,7 @@ use anyhow::Context as _;
 
 use crate::config;
 use crate::journal::Journal;
-use crate::tokens::{ensure_tokens, hook_url};
+use crate::tokens::{hook_url, token_for};
 
 /// Prints the hook URL to paste into GitHub, Bitbucket, Docker Hub or curl.
 #[derive(Debug, clap::Args)]
@@ -36,18 +36,13 @@ impl HookUrl {
             )
         })?;
         let journal = Journal::open(&Journal::path_in(&config.server.state_dir))?;
-        let tokens = ensure_tokens(&config, &journal)?;
-        let token = tokens
-            .iter()
-            .find(|(s, _)| *s == self.stack)
-            .map(|(_, t)| t.as_str())
-            .unwrap_or_default();
+        let token = token_for(&config, &journal, &self.stack)?;
         let base = config
             .server
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{}", config.server.listen));
-        println!("{}", hook_url(&base, token));
+        println!("{}", hook_url(&base, &token));
         Ok(())
     }
 }

@@ -7,7 +7,7 @@ use anyhow::{bail, Context as _};
 
 use crate::config;
 use crate::journal::Journal;
-use crate::tokens::{ensure_tokens, hook_url};
+use crate::tokens::{hook_url, token_for};
 
 /// Queues a manual deploy of a stack on the running `redeploy serve`.
 #[derive(Debug, clap::Args)]
@@ -40,12 +40,7 @@ impl Trigger {
             )
         })?;
         let journal = Journal::open(&Journal::path_in(&config.server.state_dir))?;
-        let tokens = ensure_tokens(&config, &journal)?;
-        let token = tokens
-            .iter()
-            .find(|(s, _)| *s == self.stack)
-            .map(|(_, t)| t.clone())
-            .unwrap_or_default();
+        let token = token_for(&config, &journal, &self.stack)?;
         let base = self
             .server
             .clone()

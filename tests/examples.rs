@@ -1,0 +1,110 @@
+//! Every file in `examples/` is exercised here, so examples cannot rot.
+
+use std::process::{Command, Stdio};
+
+use crate::support::{fixtures, workspace, TempDir};
+
+/// The examples and the test that covers each; a new example needs a test.
+const COVERED: &[&str] = &["deploy.sh", "redeploy.toml", "wasmtime-cli.sh"];
+
+#[test]
+fn every_example_file_is_covered_by_a_test() {
+    let mut files: Vec<String> = std::fs::read_dir(workspace().join("examples"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files, COVERED,
+        "examples/ changed: cover the new file in tests/examples.rs"
+    );
+}
+
+#[test]
+fn each_example_says_how_to_run_it_in_its_first_lines() {
+    for f in COVERED {
+        let text = std::fs::read_to_string(workspace().join("examples").join(f)).unwrap();
+        let head: String = text.lines().take(12).collect::<Vec<_>>().join("\n");
+        assert!(
+            head.contains("Run with") || head.contains("Run by"),
+            "{f} does not say how to run it"
+        );
+    }
+}
+
+#[test]
+fn the_example_config_is_valid() {
+    let config = redeploy_host::config::load(&workspace().join("examples/redeploy.toml")).unwrap();
+    let names: Vec<&str> = config.stacks.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["hello", "shop", "registry"]);
+}
+
+#[test]
+fn the_example_deploy_script_logs_what_it_would_deploy() {
+    use std::io::Write;
+    let mut child = Command::new(workspace().join("examples/deploy.sh"))
+        .env("REDEPLOY_STACK", "web")
+        .env("REDEPLOY_SERVICES", "web,worker")
+        .env("REDEPLOY_SHA", "199eddf46df50de8d02e99bf1c5fdb4101338224")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"{\"stack\":\"web\"}")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("deploying stack web (services: web,worker)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("sha=199eddf46df50de8d02e99bf1c5fdb4101338224"),
+        "{text}"
+    );
+    assert!(text.contains("{\"stack\":\"web\"}"), "{text}");
+}
+
+#[test]
+fn the_wasmtime_cli_example_evaluates_a_signed_push() {
+    let script = workspace().join("examples/wasmtime-cli.sh");
+    let syntax = Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .status()
+        .unwrap();
+    assert!(syntax.success(), "examples/wasmtime-cli.sh does not parse");
+    assert!(
+        fixtures().join("github/goscm-push.json").exists()
+            && fixtures().join("github/goscm-push.headers").exists()
+    );
+    if Command::new("wasmtime").arg("--version").output().is_err() {
+        eprintln!("wasmtime CLI not on PATH: examples/wasmtime-cli.sh was only syntax-checked");
+        return;
+    }
+    let tmp = TempDir::new("wasmtime-cli");
+    let wasm = tmp.join("plugin.wasm");
+    std::fs::write(&wasm, redeploy_host::plugin::EMBEDDED_COMPONENT).unwrap();
+    let out = Command::new(&script)
+        .arg(&wasm)
+        .env("FIXTURES", fixtures())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.starts_with("ok(\""), "{text}");
+    assert!(
+        text.contains(r#"\"action\":\"deploy\""#)
+            && text.contains(r#"\"signature\":\"github-sha256\""#),
+        "{text}"
+    );
+}
