@@ -760,3 +760,125 @@ fn the_readme_manual_trigger_works_against_the_example_config() {
     assert!(logged.contains("deploying stack registry"), "{logged}");
     server.terminate();
 }
+
+#[test]
+fn trigger_queues_a_manual_deploy_through_the_running_server() {
+    let stacks = format!(
+        r#"
+[[stacks]]
+name = "shop"
+command = ["@STANDIN@"]
+hook_token = "{t}"
+env = {{ RECORD_DIR = "@RECORD:shop@" }}
+
+[stacks.profiles.fast]
+env = {{ FAST = "1" }}
+
+[[stacks.services]]
+name = "web"
+repository = "acme/web"
+branch = "main"
+
+[[stacks.services]]
+name = "proxy"
+image = "nginx"
+"#,
+        t = token(1)
+    );
+    let world = World::new("serve-trigger", "", &stacks);
+    let server = world.start(&[]);
+    let out = std::process::Command::new(crate::support::redeploy_bin())
+        .args([
+            "trigger",
+            "shop",
+            "--config",
+            world.config.to_str().unwrap(),
+            "--services",
+            "proxy",
+            "--profile",
+            "fast",
+        ])
+        .args(["--server", &format!("http://{}", server.addr)])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = answer["decisions"][0]["deploy_id"].as_i64().unwrap();
+    world.settle(20);
+    let env = world.recorded_env("shop", id);
+    assert_eq!(
+        env.get("REDEPLOY_SERVICES").map(String::as_str),
+        Some("proxy")
+    );
+    assert_eq!(
+        env.get("REDEPLOY_PROFILE").map(String::as_str),
+        Some("fast")
+    );
+    assert_eq!(
+        env.get("FAST").map(String::as_str),
+        Some("1"),
+        "the profile's env reaches the command"
+    );
+    assert_eq!(
+        env.get("REDEPLOY_PROVIDER").map(String::as_str),
+        Some("manual")
+    );
+    // An unknown profile is refused with the server's 400.
+    let out = std::process::Command::new(crate::support::redeploy_bin())
+        .args([
+            "trigger",
+            "shop",
+            "--config",
+            world.config.to_str().unwrap(),
+            "--profile",
+            "slow",
+        ])
+        .args(["--server", &format!("http://{}", server.addr)])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("has no deploy profile \\\"slow\\\""),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    server.terminate();
+}
+
+#[test]
+fn a_client_that_never_finishes_its_headers_is_dropped() {
+    use std::io::{Read, Write};
+    let stacks = format!("[[stacks]]\nname = \"web\"\nimage = \"acme/web\"\nhook_token = \"{}\"\ncommand = [\"true\"]\n", token(1));
+    let world = World::new("serve-slow-client", "header_timeout = \"1s\"", &stacks);
+    let server = world.start(&[]);
+    let mut s = std::net::TcpStream::connect(&server.addr).unwrap();
+    s.write_all(b"POST /hooks/x HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 512];
+    // The server closes the connection (possibly after a 408) once the timeout passes.
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => continue,
+        }
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(900)
+            && waited < std::time::Duration::from_secs(9),
+        "{waited:?}"
+    );
+    // The server still serves others.
+    assert_eq!(
+        crate::support::http::request(&server.addr, "GET", "/healthz", &[], b"").status,
+        200
+    );
+    server.terminate();
+}

@@ -84,9 +84,13 @@ impl Serve {
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         tracing::info!(addr = %listener.local_addr()?, stacks = config.stacks.len(), "redeploy listening; `redeploy hook-url STACK` prints each hook URL");
-        axum::serve(listener, app(state))
-            .with_graceful_shutdown(shutdown_signal())
-            .await?;
+        crate::server::serve_http(
+            listener,
+            app(state),
+            config.server.header_timeout,
+            shutdown_signal(),
+        )
+        .await?;
         tracing::info!(grace = ?config.server.shutdown_grace, "shutting down: letting running deploys finish");
         runner.shutdown(config.server.shutdown_grace).await;
         tracing::info!("stopped");
