@@ -71,6 +71,12 @@ fn main() {
         wasm.display()
     );
     println!("cargo:rustc-env=REDEPLOY_PLUGIN_WASM={}", wasm.display());
+    // The component's digest keys the post-receive hook's compiled cache,
+    // so a changed component never loads a stale artifact.
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(std::fs::read(&wasm).expect("reading the plugin component"));
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    println!("cargo:rustc-env=REDEPLOY_PLUGIN_SHA256={hex}");
 }
 
 /// Installs the wasm target with rustup when the toolchain lacks it.

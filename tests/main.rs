@@ -8,6 +8,7 @@
 //! - `check`: the `redeploy check` command as a user runs it.
 //! - `component`: the built component's imports (none) and exports.
 //! - `serve`: `redeploy serve` on loopback with a stand-in deploy program.
+//! - `post_receive`: the git hook with real bare repositories and pushes.
 //! - `trap`: a deliberately broken component cut off by deadline and memory cap.
 
 mod check;
@@ -15,6 +16,7 @@ mod component;
 mod examples;
 mod golden;
 mod node;
+mod post_receive;
 mod serve;
 mod support;
 mod trap;

@@ -41,7 +41,9 @@ impl World {
         std::fs::write(&standin, STAND_IN).unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&standin, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let mut stacks = stacks_toml.replace("@STANDIN@", standin.to_str().unwrap());
+        let mut stacks = stacks_toml
+            .replace("@STANDIN@", standin.to_str().unwrap())
+            .replace("@DIR@", dir.0.to_str().unwrap());
         while let Some(start) = stacks.find("@RECORD:") {
             let end = start + stacks[start..].find("@").unwrap() + 1;
             let end = end + stacks[end..].find('@').unwrap() + 1;

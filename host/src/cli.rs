@@ -26,6 +26,13 @@ pub enum Command {
     History(commands::history::History),
     /// Queue a manual deploy on the running server.
     Trigger(commands::trigger::Trigger),
+    /// Run as git's post-receive hook (reads `<old> <new> <ref>` lines on stdin).
+    PostReceive(commands::post_receive::PostReceive),
+    /// Install redeploy as a repository's post-receive hook.
+    InstallHook(commands::install_hook::InstallHook),
+    /// Run a stack's queued deploys (started by the post-receive hook).
+    #[command(hide = true)]
+    RunQueued(commands::run_queued::RunQueued),
 }
 
 impl Cli {
@@ -37,6 +44,9 @@ impl Cli {
             Command::HookUrl(c) => c.execute(),
             Command::History(c) => c.execute(),
             Command::Trigger(c) => c.execute(),
+            Command::PostReceive(c) => c.execute(),
+            Command::InstallHook(c) => c.execute(),
+            Command::RunQueued(c) => c.execute(),
         }
     }
 }

@@ -232,6 +232,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// The `[[stacks]]`, in file order; names are unique.
     pub stacks: Vec<StackConfig>,
+    /// The `[hook]` table: how `redeploy post-receive` behaves.
+    pub hook: HookConfig,
     /// The absolute directory relative paths were resolved against (the
     /// config file's directory).
     pub base_dir: PathBuf,
@@ -242,6 +244,21 @@ impl Config {
     pub fn stack(&self, name: &str) -> Option<&StackConfig> {
         self.stacks.iter().find(|stack| stack.name == name)
     }
+}
+
+/// The validated `[hook]` table, for `redeploy post-receive`.
+#[derive(Clone, Debug, Default)]
+pub struct HookConfig {
+    /// A running `redeploy serve` to hand deploys to (`http://host:port`);
+    /// without it the hook journals the deploys and runs them itself.
+    pub server: Option<String>,
+    /// Without a server: run the deploy inside the push and show its output
+    /// to the pusher (`true`), or start it detached so the push returns at
+    /// once (`false`, the default).
+    pub wait: bool,
+    /// Absolute paths of bare repositories mapped to the forge name stacks
+    /// use (`"/srv/git/app.git" = "acme/app"`).
+    pub repositories: BTreeMap<PathBuf, String>,
 }
 
 /// The validated `[server]` table.
@@ -515,6 +532,17 @@ struct RawConfig {
     server: RawServer,
     #[serde(default)]
     stacks: Vec<RawStack>,
+    #[serde(default)]
+    hook: RawHook,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHook {
+    server: Option<String>,
+    wait: Option<bool>,
+    #[serde(default)]
+    repositories: BTreeMap<PathBuf, String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -673,6 +701,7 @@ fn opaque_type_error<E: serde::de::Error>(expected: &str, found: &toml::Value) -
 
 fn validate(raw: RawConfig, base_dir: PathBuf) -> Result<Config> {
     let server = validate_server(raw.server, &base_dir)?;
+    let hook = validate_hook(raw.hook)?;
 
     let mut seen = BTreeSet::new();
     let mut stacks = Vec::with_capacity(raw.stacks.len());
@@ -690,7 +719,34 @@ fn validate(raw: RawConfig, base_dir: PathBuf) -> Result<Config> {
     Ok(Config {
         server,
         stacks,
+        hook,
         base_dir,
+    })
+}
+
+fn validate_hook(raw: RawHook) -> Result<HookConfig> {
+    let err = |message: String| ConfigError::invalid(format!("hook: {message}"));
+    let server = match raw.server {
+        Some(url) => {
+            check_http_url(&url, false).map_err(|why| err(format!("server {url:?} {why}")))?;
+            Some(url.trim_end_matches('/').to_string())
+        }
+        None => None,
+    };
+    for (path, name) in &raw.repositories {
+        if !path.is_absolute() {
+            return Err(err(format!(
+                "repositories: {path:?} is not an absolute path"
+            )));
+        }
+        if name.trim().is_empty() {
+            return Err(err(format!("repositories: {path:?} maps to an empty name")));
+        }
+    }
+    Ok(HookConfig {
+        server,
+        wait: raw.wait.unwrap_or(false),
+        repositories: raw.repositories,
     })
 }
 
@@ -2145,5 +2201,38 @@ mod tests {
         // A hook token that is too short is not echoed.
         let message = parse_err(&format!("{MINIMAL}hook_token = \"LEAKY-short\"\n"));
         assert!(!message.contains("LEAKY"), "{message}");
+    }
+
+    #[test]
+    fn hook_table() {
+        let config = parse(
+            "[hook]\nserver = \"http://127.0.0.1:8080/\"\nwait = true\nrepositories = { \"/srv/git/app.git\" = \"acme/app\" }\n",
+            Path::new("/etc/redeploy"),
+        )
+        .unwrap();
+        assert_eq!(config.hook.server.as_deref(), Some("http://127.0.0.1:8080"));
+        assert!(config.hook.wait);
+        assert_eq!(
+            config
+                .hook
+                .repositories
+                .get(Path::new("/srv/git/app.git"))
+                .map(String::as_str),
+            Some("acme/app")
+        );
+        let err = parse(
+            "[hook]\nrepositories = { \"relative.git\" = \"a/b\" }\n",
+            Path::new("/"),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("hook: repositories: \"relative.git\" is not an absolute path"),
+            "{err}"
+        );
+        assert!(parse("[hook]\nservr = \"x\"\n", Path::new("/"))
+            .unwrap_err()
+            .to_string()
+            .contains("servr"));
     }
 }

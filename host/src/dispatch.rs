@@ -8,6 +8,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use crate::config::{Config, StackConfig};
+use crate::journal::DeployRecord;
 use crate::journal::{Inserted, Journal, NewDelivery, NewDeploy};
 use crate::metrics::Metrics;
 use crate::plugin::{wit, PluginRuntime};
@@ -41,12 +42,25 @@ pub fn error_body(kind: &str, message: &str) -> Value {
     json!({ "error": kind, "message": message })
 }
 
+/// Where accepted deploys go: the server's in-process [`Runner`], or (in a
+/// post-receive hook without a server) a detached runner process.
+pub trait DeploySink: Send + Sync {
+    /// Takes a deploy the journal holds as queued.
+    fn accept(&self, record: &DeployRecord) -> Enqueued;
+}
+
+impl DeploySink for Runner {
+    fn accept(&self, record: &DeployRecord) -> Enqueued {
+        self.enqueue(record)
+    }
+}
+
 /// Evaluates deliveries and queues their deploys.
 #[derive(Clone)]
 pub struct Dispatcher {
     runtime: Arc<PluginRuntime>,
     journal: Arc<Journal>,
-    runner: Runner,
+    sink: Arc<dyn DeploySink>,
     config: Arc<Config>,
     metrics: Arc<Metrics>,
 }
@@ -56,14 +70,14 @@ impl Dispatcher {
     pub fn new(
         runtime: Arc<PluginRuntime>,
         journal: Arc<Journal>,
-        runner: Runner,
+        sink: Arc<dyn DeploySink>,
         config: Arc<Config>,
         metrics: Arc<Metrics>,
     ) -> Dispatcher {
         Dispatcher {
             runtime,
             journal,
-            runner,
+            sink,
             config,
             metrics,
         }
@@ -72,11 +86,6 @@ impl Dispatcher {
     /// The configuration.
     pub fn config(&self) -> &Arc<Config> {
         &self.config
-    }
-
-    /// The runner.
-    pub fn runner(&self) -> &Runner {
-        &self.runner
     }
 
     /// The journal.
@@ -170,7 +179,7 @@ impl Dispatcher {
                             .deploy_state(crate::journal::DeployState::Queued);
                         entry["deploy_id"] = json!(id);
                         match self.journal.deploy(id) {
-                            Ok(Some(record)) => match self.runner.enqueue(&record) {
+                            Ok(Some(record)) => match self.sink.accept(&record) {
                                 Enqueued::Queued => {
                                     accepted = true;
                                     entry["state"] = json!("queued");

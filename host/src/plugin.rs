@@ -41,6 +41,9 @@ pub const PLUGIN_MEMORY_LIMIT: usize = 256 * 1024 * 1024;
 /// concurrency bound for evaluations; each evaluation uses one).
 pub const POOLED_INSTANCES: u32 = 64;
 
+/// The SHA-256 of the embedded component (computed by `build.rs`).
+pub const EMBEDDED_COMPONENT_SHA256: &str = env!("REDEPLOY_PLUGIN_SHA256");
+
 /// Where the component comes from.
 #[derive(Clone, Debug)]
 pub enum ComponentSource {
@@ -141,8 +144,53 @@ impl PluginRuntime {
         Self::from_component(engine, component, options)
     }
 
-    /// Loads a component already compiled for `engine` (the precompiled
-    /// cache of the post-receive hook).
+    /// Loads the embedded component through an on-disk cache of its
+    /// compiled form, for one-shot processes (the post-receive hook) that
+    /// must not pay for compiling it on every start.
+    ///
+    /// The cache file is keyed by the component's SHA-256 and the engine's
+    /// compatibility hash (wasmtime version and settings), so a different
+    /// wasmtime or a changed component never loads a stale artifact. It is
+    /// written to a unique temporary file and renamed into place, so two
+    /// racing processes each see either no file or a whole one. A file that
+    /// fails to load is recompiled and replaced.
+    pub fn cached(cache_dir: &Path, options: RuntimeOptions) -> anyhow::Result<Self> {
+        use std::hash::{Hash, Hasher};
+        let engine = Engine::new(&engine_config(options.allocation, options.memory_limit))?;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let name = format!(
+            "plugin-{}-{:016x}.cwasm",
+            &EMBEDDED_COMPONENT_SHA256[..32],
+            hasher.finish()
+        );
+        let path = cache_dir.join(name);
+        // SAFETY: the file is one this program wrote (below) into its own
+        // state directory, keyed by the component's hash and the engine's
+        // compatibility hash; wasmtime checks both again on load.
+        let loaded = unsafe { Component::deserialize_file(&engine, &path) };
+        let component = match loaded {
+            Ok(c) => c,
+            Err(_) => {
+                let compiled = engine.precompile_component(EMBEDDED_COMPONENT)?;
+                std::fs::create_dir_all(cache_dir)
+                    .with_context(|| format!("creating {}", cache_dir.display()))?;
+                let mut rnd = [0u8; 8];
+                let _ = getrandom::fill(&mut rnd);
+                let tmp =
+                    cache_dir.join(format!(".{}.{}.tmp", std::process::id(), hex::encode(rnd)));
+                std::fs::write(&tmp, &compiled)
+                    .with_context(|| format!("writing {}", tmp.display()))?;
+                std::fs::rename(&tmp, &path)
+                    .with_context(|| format!("renaming into {}", path.display()))?;
+                // SAFETY: as above: the bytes were just compiled by this engine.
+                unsafe { Component::deserialize(&engine, &compiled)? }
+            }
+        };
+        Self::from_component(engine, component, options)
+    }
+
+    /// Loads a component already compiled for `engine`.
     pub fn from_component(
         engine: Engine,
         component: Component,

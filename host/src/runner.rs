@@ -679,3 +679,72 @@ pub fn deploy_env(
     }
     env
 }
+
+impl Runner {
+    /// Waits until no deploy is pending or running.
+    pub async fn idle(&self) {
+        loop {
+            let busy = {
+                let queues = self.inner.queues.lock().unwrap();
+                queues
+                    .values()
+                    .any(|q| q.running.is_some() || q.pending.is_some() || q.worker_active)
+            };
+            if !busy {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Runs every queued deploy of `stack` in the journal, newest commit first
+/// cancelling older ones, in this process. Used where no `redeploy serve`
+/// runs (a post-receive hook). Holds an exclusive lock on
+/// `<state_dir>/locks/<stack>.lock` while it works, so runner processes
+/// started by concurrent pushes take turns: one deploy at a time per stack,
+/// and the last runner to get the lock finds the newest deploy queued.
+pub async fn run_queued(
+    config: Arc<Config>,
+    journal: Arc<Journal>,
+    stack: &str,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use std::os::fd::AsRawFd as _;
+    let locks = config.server.state_dir.join("locks");
+    std::fs::create_dir_all(&locks).with_context(|| format!("creating {}", locks.display()))?;
+    let lock_path = locks.join(format!("{stack}.lock"));
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("opening {}", lock_path.display()))?;
+    let fd = lock.as_raw_fd();
+    // SAFETY: flock(2) on a descriptor this function owns for its whole run.
+    let locked =
+        tokio::task::spawn_blocking(move || unsafe { libc::flock(fd, libc::LOCK_EX) }).await?;
+    anyhow::ensure!(
+        locked == 0,
+        "cannot lock {}: {}",
+        lock_path.display(),
+        std::io::Error::last_os_error()
+    );
+    let metrics = Arc::new(Metrics::new());
+    loop {
+        let mut queued: Vec<DeployRecord> = journal
+            .deploys(Some(stack), usize::MAX >> 1)?
+            .into_iter()
+            .filter(|d| d.state == DeployState::Queued)
+            .collect();
+        if queued.is_empty() {
+            break;
+        }
+        queued.reverse();
+        let runner = Runner::new(config.clone(), journal.clone(), metrics.clone())?;
+        runner.recover(&queued);
+        runner.idle().await;
+    }
+    drop(lock);
+    Ok(())
+}

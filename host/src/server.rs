@@ -36,6 +36,10 @@ pub struct AppState {
 pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/hooks/{token}", any(hook))
+        .route(
+            "/hooks/{token}/post-receive",
+            axum::routing::post(post_receive),
+        )
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
@@ -165,6 +169,83 @@ async fn hook(
             .collect(),
         body,
     });
+    dispatch_blocking(state, stack_name, delivery).await
+}
+
+/// The body a post-receive hook forwards to `/hooks/{token}/post-receive`.
+#[derive(serde::Deserialize, serde::Serialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardedPush {
+    /// The repository identity (forge name or absolute path).
+    pub repository: String,
+    /// The `<old> <new> <ref>` updates.
+    pub updates: Vec<ForwardedUpdate>,
+    /// Who pushed, when the git server says.
+    pub pusher: Option<String>,
+}
+
+/// One forwarded ref update.
+#[derive(serde::Deserialize, serde::Serialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardedUpdate {
+    /// Old object id.
+    pub old: String,
+    /// New object id.
+    pub new: String,
+    /// Full ref name.
+    pub name: String,
+}
+
+/// A post-receive hook handing its push to this server: the same dispatch
+/// path as a webhook, with the push as a post-receive delivery.
+async fn post_receive(
+    State(state): State<Arc<AppState>>,
+    Path(token): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Some(stack_name) = state.tokens.lookup(&token).map(str::to_string) else {
+        return reject(404, "not-found", "no such hook");
+    };
+    let config = state.dispatcher.config().clone();
+    let body = match read_body(
+        body,
+        &headers,
+        config.server.max_body_bytes,
+        config.server.body_timeout,
+    )
+    .await
+    {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let push: ForwardedPush = match serde_json::from_slice(&body) {
+        Ok(p) => p,
+        Err(e) => return reject(400, "malformed-payload", &format!("post-receive body: {e}")),
+    };
+    let delivery = wit::Delivery::PostReceive(wit::PostReceive {
+        repository: push.repository,
+        updates: push
+            .updates
+            .into_iter()
+            .map(|u| wit::RefUpdate {
+                old: u.old,
+                new: u.new,
+                name: u.name,
+            })
+            .collect(),
+        pusher: push.pusher,
+        query: uri.query().unwrap_or("").to_string(),
+    });
+    dispatch_blocking(state, stack_name, delivery).await
+}
+
+async fn dispatch_blocking(
+    state: Arc<AppState>,
+    stack_name: String,
+    delivery: wit::Delivery,
+) -> Response {
     let dispatcher = state.dispatcher.clone();
     let result = tokio::task::spawn_blocking(move || {
         let config = dispatcher.config().clone();

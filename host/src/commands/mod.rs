@@ -3,5 +3,8 @@
 pub mod check;
 pub mod history;
 pub mod hook_url;
+pub mod install_hook;
+pub mod post_receive;
+pub mod run_queued;
 pub mod serve;
 pub mod trigger;

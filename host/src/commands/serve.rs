@@ -73,7 +73,13 @@ impl Serve {
         }
         runner.recover(&recovery.queued);
 
-        let dispatcher = Dispatcher::new(runtime, journal, runner.clone(), config.clone(), metrics);
+        let dispatcher = Dispatcher::new(
+            runtime,
+            journal,
+            Arc::new(runner.clone()),
+            config.clone(),
+            metrics,
+        );
         let state = Arc::new(AppState {
             dispatcher,
             tokens,

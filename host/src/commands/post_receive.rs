@@ -1,0 +1,332 @@
+//! `redeploy post-receive`: git's post-receive hook. Reads `<old> <new>
+//! <ref>` lines on stdin, evaluates them through the component exactly as a
+//! webhook would be, prints one line per stack (git shows them to the
+//! pusher as `remote: ...`), and hands the deploys to a running server or
+//! runs them itself.
+
+use std::collections::BTreeSet;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{bail, Context as _};
+
+use crate::config::{self, Config};
+use crate::dispatch::{DeploySink, Dispatcher};
+use crate::journal::{DeployRecord, Journal};
+use crate::metrics::Metrics;
+use crate::plugin::{wit, Allocation, PluginRuntime, RuntimeOptions};
+use crate::runner::Enqueued;
+use crate::server::{ForwardedPush, ForwardedUpdate};
+use crate::tokens::token_for;
+
+/// The most bytes of post-receive input read; a push of more refs than
+/// this is a mirror, not a deploy.
+pub const MAX_INPUT_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Environment variables git servers use for the pusher's name, in order.
+const PUSHER_VARS: &[&str] = &[
+    "GITEA_PUSHER_NAME",
+    "GL_USERNAME",
+    "GL_ID",
+    "GITOLITE_USER",
+    "REMOTE_USER",
+    "USER",
+];
+
+/// Runs as git's post-receive hook.
+#[derive(Debug, clap::Args)]
+pub struct PostReceive {
+    /// The configuration file.
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// Hand deploys to this running `redeploy serve` (overrides `hook.server`).
+    #[arg(long)]
+    pub server: Option<String>,
+    /// The repository's identity (default: `$GIT_DIR`, else the current directory).
+    #[arg(long)]
+    pub repository: Option<String>,
+}
+
+/// The repository identity: the configured forge name for this path, or the path.
+fn repository_identity(config: &Config, explicit: Option<&str>) -> anyhow::Result<String> {
+    if let Some(r) = explicit {
+        return Ok(r.to_string());
+    }
+    let cwd = std::env::current_dir().context("current directory")?;
+    let dir = match std::env::var_os("GIT_DIR") {
+        Some(d) => cwd.join(d),
+        None => cwd,
+    };
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("repository directory {}", dir.display()))?;
+    let mapped = config.hook.repositories.iter().find(|(path, _)| {
+        path.canonicalize()
+            .map(|p| p == dir)
+            .unwrap_or(*path == &dir)
+    });
+    Ok(match mapped {
+        Some((_, name)) => name.clone(),
+        None => dir.display().to_string(),
+    })
+}
+
+fn parse_updates(input: &str) -> anyhow::Result<Vec<wit::RefUpdate>> {
+    input
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let mut parts = line.split_whitespace();
+            match (parts.next(), parts.next(), parts.next(), parts.next()) {
+                (Some(old), Some(new), Some(name), None) => Ok(wit::RefUpdate {
+                    old: old.to_string(),
+                    new: new.to_string(),
+                    name: name.to_string(),
+                }),
+                _ => bail!("post-receive input line {line:?} is not \"<old> <new> <ref>\""),
+            }
+        })
+        .collect()
+}
+
+/// Starts `redeploy run-queued` detached for each stack that got a deploy,
+/// or (with `hook.wait`) remembers the stacks to run in this process.
+struct LocalSink {
+    config_path: PathBuf,
+    wait: bool,
+    stacks: Mutex<BTreeSet<String>>,
+}
+
+impl DeploySink for LocalSink {
+    fn accept(&self, record: &DeployRecord) -> Enqueued {
+        let first = self.stacks.lock().unwrap().insert(record.stack.clone());
+        if first && !self.wait {
+            if let Err(e) = spawn_runner(&self.config_path, &record.stack) {
+                return Enqueued::Cancelled(format!(
+                    "could not start the deploy runner: {e:#}; the deploy stays queued"
+                ));
+            }
+        }
+        Enqueued::Queued
+    }
+}
+
+fn spawn_runner(config_path: &Path, stack: &str) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt as _;
+    let exe = std::env::current_exe().context("finding the redeploy binary")?;
+    // Detached: its own process group and no pipes to git, so the push
+    // returns at once and does not wait for the deploy.
+    std::process::Command::new(exe)
+        .arg("run-queued")
+        .arg("--config")
+        .arg(config_path)
+        .args(["--stack", stack])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .context("starting redeploy run-queued")?;
+    Ok(())
+}
+
+impl PostReceive {
+    /// Evaluates the push and deploys what matches.
+    pub fn execute(self) -> anyhow::Result<()> {
+        let config = Arc::new(config::load(&self.config)?);
+        let config_path = self
+            .config
+            .canonicalize()
+            .with_context(|| format!("config {}", self.config.display()))?;
+        let mut input = String::new();
+        std::io::stdin()
+            .take(MAX_INPUT_BYTES)
+            .read_to_string(&mut input)
+            .context("reading post-receive input")?;
+        let updates = parse_updates(&input)?;
+        let repository = repository_identity(&config, self.repository.as_deref())?;
+        let pusher = PUSHER_VARS
+            .iter()
+            .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()));
+        let delivery = wit::Delivery::PostReceive(wit::PostReceive {
+            repository: repository.clone(),
+            updates: updates.clone(),
+            pusher: pusher.clone(),
+            query: String::new(),
+        });
+        let state_dir = &config.server.state_dir;
+        let runtime = Arc::new(PluginRuntime::cached(
+            &state_dir.join("cache"),
+            RuntimeOptions {
+                allocation: Allocation::OnDemand,
+                ..RuntimeOptions::default()
+            },
+        )?);
+        let stacks = crate::stacks::wit_stacks(&config);
+        let outcome = runtime
+            .evaluate(&stacks, &delivery)?
+            .map_err(|e| anyhow::anyhow!("redeploy: push not evaluated: {}", e.describe()))?;
+        let server = self.server.clone().or_else(|| config.hook.server.clone());
+        let deploying: Vec<&str> = outcome
+            .decisions
+            .iter()
+            .filter(|d| matches!(d.action, wit::Action::Deploy(_)))
+            .map(|d| d.stack.as_str())
+            .collect();
+        let mut out = Vec::new();
+        for d in &outcome.decisions {
+            if let wit::Action::Skip = d.action {
+                out.push(format!(
+                    "redeploy: {}: not deploying: {}",
+                    d.stack, d.reason
+                ));
+            }
+        }
+        if deploying.is_empty() {
+            print_lines(&out);
+            return Ok(());
+        }
+        std::fs::create_dir_all(state_dir)
+            .with_context(|| format!("state directory {}", state_dir.display()))?;
+        let journal = Arc::new(Journal::open(&Journal::path_in(state_dir))?);
+        match server {
+            Some(server) => {
+                let push = ForwardedPush {
+                    repository,
+                    updates: updates
+                        .into_iter()
+                        .map(|u| ForwardedUpdate {
+                            old: u.old,
+                            new: u.new,
+                            name: u.name,
+                        })
+                        .collect(),
+                    pusher,
+                };
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                let client = reqwest::Client::new();
+                for stack in &deploying {
+                    let token = token_for(&config, &journal, stack)?;
+                    let url = format!(
+                        "{}/hooks/{token}/post-receive",
+                        server.trim_end_matches('/')
+                    );
+                    let answer = rt.block_on(async {
+                        let resp = client
+                            .post(&url)
+                            .json(&push)
+                            .send()
+                            .await
+                            .map_err(|e| e.without_url())?;
+                        let status = resp.status();
+                        Ok::<_, reqwest::Error>((status, resp.text().await.unwrap_or_default()))
+                    });
+                    out.push(match answer {
+                        Ok((status, body)) => {
+                            describe_answer(stack, status.as_u16(), &body, &server)
+                        }
+                        Err(e) => {
+                            format!("redeploy: {stack}: NOT deployed: cannot reach {server}: {e}")
+                        }
+                    });
+                }
+            }
+            None => {
+                let sink = Arc::new(LocalSink {
+                    config_path: config_path.clone(),
+                    wait: config.hook.wait,
+                    stacks: Mutex::new(BTreeSet::new()),
+                });
+                let dispatcher = Dispatcher::new(
+                    runtime,
+                    journal.clone(),
+                    sink.clone(),
+                    config.clone(),
+                    Arc::new(Metrics::new()),
+                );
+                for stack in &deploying {
+                    let Some(stack_config) = config.stack(stack) else {
+                        continue;
+                    };
+                    let answer = dispatcher.dispatch(&[stack_config], &delivery);
+                    out.push(describe_answer(
+                        stack,
+                        answer.status,
+                        &answer.body.to_string(),
+                        "this host",
+                    ));
+                }
+                if config.hook.wait {
+                    print_lines(&out);
+                    out.clear();
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    let stacks: Vec<String> = sink.stacks.lock().unwrap().iter().cloned().collect();
+                    for stack in stacks {
+                        rt.block_on(crate::runner::run_queued(
+                            config.clone(),
+                            journal.clone(),
+                            &stack,
+                        ))?;
+                        for d in journal.deploys(Some(&stack), 1)? {
+                            if let Some(log) = d.log_path.as_deref() {
+                                for line in std::fs::read_to_string(log).unwrap_or_default().lines()
+                                {
+                                    out.push(format!("redeploy: {stack}: | {line}"));
+                                }
+                            }
+                            out.push(format!(
+                                "redeploy: {stack}: deploy #{} {}",
+                                d.id,
+                                d.state.as_str()
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        print_lines(&out);
+        Ok(())
+    }
+}
+
+fn describe_answer(stack: &str, status: u16, body: &str, place: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    if let Some(kind) = v["error"].as_str() {
+        return format!(
+            "redeploy: {stack}: NOT deployed ({status} {kind}): {}",
+            v["message"].as_str().unwrap_or("")
+        );
+    }
+    let d = &v["decisions"][0];
+    match (d["action"].as_str(), d["state"].as_str()) {
+        (Some("deploy"), Some("queued")) => {
+            format!(
+                "redeploy: {stack}: deploying ({}), deploy #{} on {place}",
+                d["reason"].as_str().unwrap_or(""),
+                d["deploy_id"]
+            )
+        }
+        (Some("deploy"), Some(state)) => {
+            format!(
+                "redeploy: {stack}: deploy #{} {state}: {}",
+                d["deploy_id"],
+                d["reason"].as_str().unwrap_or("")
+            )
+        }
+        _ => format!(
+            "redeploy: {stack}: not deploying: {}",
+            d["reason"].as_str().unwrap_or("")
+        ),
+    }
+}
+
+fn print_lines(lines: &[String]) {
+    for l in lines {
+        println!("{l}");
+    }
+}

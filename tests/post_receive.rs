@@ -1,0 +1,294 @@
+//! `redeploy post-receive` inside a real git server: bare repositories
+//! (SHA-1 and SHA-256) with the hook installed, a working clone that pushes,
+//! and a stand-in deploy program. Both modes: running the deploys itself,
+//! and handing them to a running `redeploy serve`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use redeploy_host::journal::DeployState;
+
+use crate::serve::World;
+use crate::support::{free_port, redeploy_bin, wait_for};
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args([
+            "-c",
+            "user.name=Tester",
+            "-c",
+            "user.email=tester@example.com",
+            "-c",
+            "advice.detachedHead=false",
+        ])
+        .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .expect("git must be installed");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "git {args:?} failed:\n{text}");
+    text
+}
+
+/// A bare repository with the hook installed, and a clone of it.
+struct Repo {
+    bare: PathBuf,
+    work: PathBuf,
+}
+
+fn setup(world: &World, object_format: &str) -> Repo {
+    let bare = world.dir.join("app.git");
+    git(
+        &world.dir.0,
+        &[
+            "init",
+            "--quiet",
+            "--bare",
+            "--initial-branch=main",
+            &format!("--object-format={object_format}"),
+            bare.to_str().unwrap(),
+        ],
+    );
+    let out = Command::new(redeploy_bin())
+        .args([
+            "install-hook",
+            bare.to_str().unwrap(),
+            "--config",
+            world.config.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let work = world.dir.join("work");
+    git(
+        &world.dir.0,
+        &[
+            "clone",
+            "--quiet",
+            bare.to_str().unwrap(),
+            work.to_str().unwrap(),
+        ],
+    );
+    git(&work, &["checkout", "--quiet", "-B", "main"]);
+    Repo { bare, work }
+}
+
+fn commit(repo: &Repo, msg: &str) -> String {
+    git(
+        &repo.work,
+        &["commit", "--quiet", "--allow-empty", "-m", msg],
+    );
+    git(&repo.work, &["rev-parse", "HEAD"]).trim().to_string()
+}
+
+fn push(repo: &Repo, args: &[&str]) -> String {
+    let mut all = vec!["push", "origin"];
+    all.extend_from_slice(args);
+    git(&repo.work, &all)
+}
+
+fn stacks() -> &'static str {
+    r#"
+[[stacks]]
+name = "web"
+repository = "@DIR@/app.git"
+branch = "main"
+command = ["@STANDIN@"]
+env = { RECORD_DIR = "@RECORD:web@" }
+
+[[stacks]]
+name = "rel"
+repository = "@DIR@/app.git"
+branch = "never-pushed"
+tags = "v*"
+command = ["@STANDIN@"]
+env = { RECORD_DIR = "@RECORD:rel@" }
+"#
+}
+
+fn scenario(object_format: &str) {
+    let world = World::new(&format!("post-receive-{object_format}"), "", stacks());
+    let repo = setup(&world, object_format);
+    let hex_len = if object_format == "sha256" { 64 } else { 40 };
+
+    let main1 = commit(&repo, "first");
+    assert_eq!(main1.len(), hex_len);
+    let out = push(&repo, &["main"]);
+    assert!(out.contains("remote: redeploy: web: deploying"), "{out}");
+    assert!(out.contains("remote: redeploy: rel: not deploying: push to \"main\" does not match branch \"never-pushed\""), "{out}");
+    let first = wait_for(30, "the first deploy", || {
+        world.deploys().into_iter().find(|d| d.state.is_final())
+    });
+    assert_eq!(first.state, DeployState::Succeeded);
+    let env = world.recorded_env("web", first.id);
+    assert_eq!(env.get("REDEPLOY_SHA"), Some(&main1));
+    assert_eq!(
+        env.get("REDEPLOY_REF").map(String::as_str),
+        Some("refs/heads/main")
+    );
+    assert_eq!(
+        env.get("REDEPLOY_PROVIDER").map(String::as_str),
+        Some("post-receive")
+    );
+
+    // Another branch does not deploy.
+    git(&repo.work, &["checkout", "--quiet", "-b", "feature"]);
+    commit(&repo, "feature work");
+    let out = push(&repo, &["feature"]);
+    assert!(out.contains("remote: redeploy: web: not deploying: push to \"feature\" does not match branch \"main\""), "{out}");
+
+    // A tag deploys only the stack with a tag pattern.
+    git(&repo.work, &["tag", "v1"]);
+    let out = push(&repo, &["v1"]);
+    assert!(
+        out.contains(
+            "remote: redeploy: web: not deploying: tag \"v1\" pushed; this stack deploys no tags"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("remote: redeploy: rel: deploying"), "{out}");
+
+    // A deletion deploys nothing.
+    let out = push(&repo, &[":feature"]);
+    assert!(
+        out.contains("remote: redeploy: web: not deploying: push to \"feature\"")
+            || out.contains("branch \"feature\" was deleted"),
+        "{out}"
+    );
+    assert!(!out.contains("deploying ("), "{out}");
+
+    // Three refs at once: main moves, a new branch, a new tag.
+    git(&repo.work, &["checkout", "--quiet", "main"]);
+    let main2 = commit(&repo, "second");
+    git(&repo.work, &["branch", "f2"]);
+    git(&repo.work, &["tag", "v2"]);
+    let out = push(&repo, &["main", "f2", "v2"]);
+    assert!(
+        out.contains("remote: redeploy: web: deploying (push to \"main\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("remote: redeploy: rel: deploying (tag \"v2\""),
+        "{out}"
+    );
+
+    let deploys = world.settle(60);
+    let web: Vec<_> = deploys.iter().filter(|d| d.stack == "web").collect();
+    let rel: Vec<_> = deploys.iter().filter(|d| d.stack == "rel").collect();
+    assert_eq!(web.len(), 2, "{deploys:#?}");
+    assert_eq!(rel.len(), 2, "{deploys:#?}");
+    assert!(
+        deploys.iter().all(|d| d.state == DeployState::Succeeded),
+        "{deploys:#?}"
+    );
+    assert_eq!(web[1].sha.as_deref(), Some(main2.as_str()));
+    assert_eq!(rel[1].git_ref.as_deref(), Some("refs/tags/v2"));
+    assert!(repo.bare.join("hooks/post-receive").exists());
+}
+
+#[test]
+fn post_receive_deploys_from_a_sha1_repository() {
+    scenario("sha1");
+}
+
+#[test]
+fn post_receive_deploys_from_a_sha256_repository() {
+    scenario("sha256");
+}
+
+#[test]
+fn post_receive_hands_deploys_to_a_running_server() {
+    let port = free_port();
+    let hook = format!("[hook]\nserver = \"http://127.0.0.1:{port}\"\n");
+    let world = World::new("post-receive-forward", "", &format!("{hook}{}", stacks()));
+    let repo = setup(&world, "sha1");
+    let server = crate::support::ServerProcess::start(
+        &world.config,
+        port,
+        &[],
+        world.dir.join("server.log"),
+    );
+    let sha = commit(&repo, "first");
+    let out = push(&repo, &["main"]);
+    assert!(
+        out.contains(&format!(
+            "remote: redeploy: web: deploying (push to \"main\" of {}",
+            repo.bare.display()
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("on http://127.0.0.1:{port}")),
+        "{out}"
+    );
+    let deploys = world.settle(30);
+    assert_eq!(deploys.len(), 1);
+    assert_eq!(deploys[0].sha.as_deref(), Some(sha.as_str()));
+    assert_eq!(deploys[0].state, DeployState::Succeeded);
+    let log = std::fs::read_to_string(world.dir.join("server.log")).unwrap();
+    assert!(log.contains("deploy started"), "the server ran it: {log}");
+    server.terminate();
+}
+
+#[test]
+fn install_hook_keeps_and_chains_an_existing_hook_and_refuses_non_repositories() {
+    let world = World::new("post-receive-chain", "", stacks());
+    let bare = world.dir.join("app.git");
+    git(
+        &world.dir.0,
+        &[
+            "init",
+            "--quiet",
+            "--bare",
+            "--initial-branch=main",
+            bare.to_str().unwrap(),
+        ],
+    );
+    let marker = world.dir.join("chained-ran");
+    let old_hook = format!("#!/bin/sh\ncat > {}\n", marker.display());
+    std::fs::write(bare.join("hooks/post-receive"), old_hook).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        bare.join("hooks/post-receive"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let repo = setup(&world, "sha1");
+    assert!(repo.bare.join("hooks/post-receive.chained").exists());
+    let sha = commit(&repo, "first");
+    let out = push(&repo, &["main"]);
+    assert!(out.contains("remote: redeploy: web: deploying"), "{out}");
+    let seen = std::fs::read_to_string(&marker).expect("the existing hook still runs");
+    assert!(
+        seen.contains(&sha) && seen.contains("refs/heads/main"),
+        "{seen}"
+    );
+    world.settle(30);
+
+    let not_repo = world.dir.join("plain");
+    std::fs::create_dir_all(&not_repo).unwrap();
+    let out = Command::new(redeploy_bin())
+        .args([
+            "install-hook",
+            not_repo.to_str().unwrap(),
+            "--config",
+            world.config.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not a git repository"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
