@@ -5,7 +5,12 @@ use std::process::{Command, Stdio};
 use crate::support::{fixtures, workspace, TempDir};
 
 /// The examples and the test that covers each; a new example needs a test.
-const COVERED: &[&str] = &["deploy.sh", "redeploy.toml", "wasmtime-cli.sh"];
+const COVERED: &[&str] = &[
+    "deploy.sh",
+    "post-receive-demo.sh",
+    "redeploy.toml",
+    "wasmtime-cli.sh",
+];
 
 #[test]
 fn every_example_file_is_covered_by_a_test() {
@@ -107,4 +112,27 @@ fn the_wasmtime_cli_example_evaluates_a_signed_push() {
             && text.contains(r#"\"signature\":\"github-sha256\""#),
         "{text}"
     );
+}
+
+#[test]
+fn the_post_receive_demo_deploys_main_and_not_another_branch() {
+    let out = Command::new(workspace().join("examples/post-receive-demo.sh"))
+        .env("REDEPLOY", crate::support::redeploy_bin())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("remote: redeploy: app: | deploying stack app"),
+        "{text}"
+    );
+    assert!(
+        text.contains("remote: redeploy: app: deploy #1 succeeded"),
+        "{text}"
+    );
+    assert!(text.contains("remote: redeploy: app: not deploying: push to \"feature\" does not match branch \"main\""), "{text}");
 }
