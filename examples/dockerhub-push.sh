@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Posts Docker Hub's documented webhook payload (svendowideit/testhook:latest)
+# to the `registry` stack, as Docker Hub does after an image push.
+# Run with:  examples/dockerhub-push.sh [BASE_URL]   (server started with examples/redeploy.toml)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+redeploy=${REDEPLOY:-$here/../target/release/redeploy}
+fixtures=${FIXTURES:-$here/../../shared/fixtures}
+url=$("$redeploy" hook-url registry --config "$here/redeploy.toml")
+if [ $# -ge 1 ]; then url="$1/hooks/${url##*/hooks/}"; fi
+curl -sS -X POST "$url" -H "Content-Type: application/json" \
+  --data-binary "@$fixtures/dockerhub/dockerdocs-webhook-example.json"
+echo
