@@ -77,6 +77,33 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     resp
 }
 
+/// What every hook route does first: find the stack by its token (404),
+/// take an in-flight slot (429 with `Retry-After`), read the body within its
+/// limits (413, 408). The slot is held until the returned permit drops.
+async fn admit(
+    state: &AppState,
+    token: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(String, Vec<u8>, tokio::sync::OwnedSemaphorePermit), Response> {
+    let Some(stack_name) = state.tokens.lookup(token).map(str::to_string) else {
+        return Err(reject(404, "not-found", "no such hook"));
+    };
+    let Ok(permit) = state.in_flight.clone().try_acquire_owned() else {
+        let mut resp = reject(
+            429,
+            "too-many-requests",
+            "too many deliveries in flight; retry later",
+        );
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+        return Err(resp);
+    };
+    let server = &state.dispatcher.config().server;
+    let body = read_body(body, headers, server.max_body_bytes, server.body_timeout).await?;
+    Ok((stack_name, body, permit))
+}
+
 /// Reads the body, refusing more than `limit` bytes (413) or a body that
 /// does not arrive within `timeout` (408).
 async fn read_body(
@@ -129,29 +156,8 @@ async fn hook(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let Some(stack_name) = state.tokens.lookup(&token).map(str::to_string) else {
-        return reject(404, "not-found", "no such hook");
-    };
-    let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
-        let mut resp = reject(
-            429,
-            "too-many-requests",
-            "too many deliveries in flight; retry later",
-        );
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
-        return resp;
-    };
-    let config = state.dispatcher.config().clone();
-    let body = match read_body(
-        body,
-        &headers,
-        config.server.max_body_bytes,
-        config.server.body_timeout,
-    )
-    .await
-    {
-        Ok(b) => b,
+    let (stack_name, body, _permit) = match admit(&state, &token, &headers, body).await {
+        Ok(admitted) => admitted,
         Err(resp) => return resp,
     };
     let delivery = wit::Delivery::Http(wit::HttpRequest {
@@ -205,19 +211,8 @@ async fn post_receive(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let Some(stack_name) = state.tokens.lookup(&token).map(str::to_string) else {
-        return reject(404, "not-found", "no such hook");
-    };
-    let config = state.dispatcher.config().clone();
-    let body = match read_body(
-        body,
-        &headers,
-        config.server.max_body_bytes,
-        config.server.body_timeout,
-    )
-    .await
-    {
-        Ok(b) => b,
+    let (stack_name, body, _permit) = match admit(&state, &token, &headers, body).await {
+        Ok(admitted) => admitted,
         Err(resp) => return resp,
     };
     let push: ForwardedPush = match serde_json::from_slice(&body) {

@@ -19,6 +19,7 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
+use super::common::push_url;
 use crate::error::{malformed, PluginError};
 use crate::model::{ChangedFiles, Event, Push, Repository};
 use crate::providers::common::real_sha;
@@ -195,13 +196,6 @@ pub fn parse(event: &str, json: &[u8]) -> Result<Event, PluginError> {
         });
     }
     Ok(Event::Push(pushes))
-}
-
-fn push_url(urls: &mut Vec<String>, url: &str) {
-    let url = url.trim();
-    if !url.is_empty() && !urls.iter().any(|u| u == url) {
-        urls.push(url.to_string());
-    }
 }
 
 #[cfg(test)]

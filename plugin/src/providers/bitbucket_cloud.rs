@@ -16,6 +16,7 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
+use super::common::push_url;
 use crate::error::{malformed, PluginError};
 use crate::model::{ChangedFiles, Event, Push, Repository};
 use crate::providers::common::real_sha;
@@ -224,13 +225,6 @@ fn full_ref(kind: Option<&str>, name: &str) -> String {
         Some("branch" | "named_branch" | "bookmark") => format!("refs/heads/{name}"),
         Some("tag" | "annotated_tag") => format!("refs/tags/{name}"),
         _ => name.to_string(),
-    }
-}
-
-fn push_url(urls: &mut Vec<String>, url: &str) {
-    let url = url.trim();
-    if !url.is_empty() && !urls.iter().any(|u| u == url) {
-        urls.push(url.to_string());
     }
 }
 

@@ -23,6 +23,7 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
+use super::common::push_url;
 use crate::error::{malformed, PluginError};
 use crate::model::{ChangedFiles, Event, Push, Repository};
 use crate::providers::common::real_sha;
@@ -249,13 +250,6 @@ fn full_ref(change: &Change<'_>) -> Option<String> {
         Some(k) if k.eq_ignore_ascii_case("TAG") => format!("refs/tags/{name}"),
         _ => name.to_string(),
     })
-}
-
-fn push_url(urls: &mut Vec<String>, url: &str) {
-    let url = url.trim();
-    if !url.is_empty() && !urls.iter().any(|u| u == url) {
-        urls.push(url.to_string());
-    }
 }
 
 #[cfg(test)]

@@ -28,3 +28,11 @@ where
     let set: BTreeSet<&str> = files.into_iter().collect();
     ChangedFiles::Complete(set.into_iter().map(str::to_string).collect())
 }
+
+/// Appends `url` (trimmed) unless it is empty or already listed.
+pub fn push_url(urls: &mut Vec<String>, url: &str) {
+    let url = url.trim();
+    if !url.is_empty() && !urls.iter().any(|u| u == url) {
+        urls.push(url.to_string());
+    }
+}

@@ -20,6 +20,7 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
+use super::common::push_url;
 use crate::error::{malformed, PluginError};
 use crate::model::{ChangedFiles, Event, Provider, Push, Repository};
 use crate::providers::common::{changed_files, is_zero_sha, real_sha};
@@ -81,9 +82,7 @@ impl Repo<'_> {
         let mut urls: Vec<String> = Vec::new();
         for url in [&self.clone_url, &self.ssh_url, &self.html_url] {
             if let Some(u) = non_empty(url) {
-                if !urls.iter().any(|x| x == u) {
-                    urls.push(u.to_string());
-                }
+                push_url(&mut urls, u);
             }
         }
         Ok(Repository {

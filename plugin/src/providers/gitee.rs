@@ -16,6 +16,7 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
+use super::common::push_url;
 use crate::error::{malformed, PluginError};
 use crate::model::{ChangedFiles, Event, Push, Repository};
 use crate::providers::common::{changed_files, is_zero_sha, real_sha};
@@ -187,9 +188,7 @@ fn parse_push(event: &str, json: &[u8]) -> Result<Event, PluginError> {
         .flat_map(|r| r.urls())
         .filter_map(non_empty)
     {
-        if !urls.iter().any(|x| x == u) {
-            urls.push(u.to_string());
-        }
+        push_url(&mut urls, u);
     }
     let repository = Repository { full_name, urls };
     let git_ref = non_empty(&p.git_ref)

@@ -18,6 +18,7 @@ use std::borrow::Cow;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
+use super::common::push_url;
 use crate::error::{malformed, PluginError};
 use crate::model::{ChangedFiles, Deployment, Event, ImagePush, Push, Repository};
 use crate::providers::common::{changed_files, is_zero_sha, real_sha};
@@ -80,9 +81,7 @@ impl Repo<'_> {
             &self.html_url,
         ] {
             if let Some(u) = non_empty(url) {
-                if !urls.iter().any(|x| x == u) {
-                    urls.push(u.to_string());
-                }
+                push_url(&mut urls, u);
             }
         }
         Ok(Repository {

@@ -18,6 +18,7 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
+use super::common::push_url;
 use crate::error::{malformed, PluginError};
 use crate::model::{ChangedFiles, Event, Push, Repository};
 use crate::providers::common::{changed_files, is_zero_sha, real_sha};
@@ -202,9 +203,7 @@ fn repository(p: &PushPayload, what: &str) -> Result<Repository, PluginError> {
     }
     let mut urls: Vec<String> = Vec::new();
     for u in candidates.into_iter().filter_map(non_empty) {
-        if !urls.iter().any(|x| x == u) {
-            urls.push(u.to_string());
-        }
+        push_url(&mut urls, u);
     }
     Ok(Repository {
         full_name: full_name.to_string(),
