@@ -288,7 +288,7 @@ impl PluginRuntime {
     }
 }
 
-/// Whether a path looks like a component file the user passed.
+/// The component a command loads: the file given with `--plugin`, else the embedded one.
 pub fn component_source(path: Option<&Path>) -> ComponentSource {
     match path {
         Some(p) => ComponentSource::File(p.to_path_buf()),

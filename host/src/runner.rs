@@ -57,25 +57,18 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// The deploy event as stored in the journal and given to deploy commands.
+/// The parts of a journaled deploy event that the journal's own columns do
+/// not hold (stack, ref, sha, services... are columns of the deploy row).
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct DeployEventJson {
-    pub stack: String,
-    #[serde(default)]
-    pub services: Vec<String>,
-    pub profile: Option<String>,
-    #[serde(rename = "ref")]
-    pub git_ref: Option<String>,
+    /// The branch, when the ref is one.
     pub branch: Option<String>,
+    /// The tag, when the ref is one.
     pub tag: Option<String>,
-    pub sha: Option<String>,
+    /// The repository, when known.
     pub repository: Option<String>,
+    /// `registry/repository:tag` for registry pushes.
     pub image: Option<String>,
-    #[serde(default)]
-    pub provider: String,
-    pub delivery: Option<String>,
-    #[serde(default)]
-    pub reason: String,
 }
 
 #[derive(Clone, Debug)]
@@ -588,14 +581,6 @@ impl Runner {
             })
             .await;
         }
-    }
-
-    /// Deploys pending or running right now, for tests and metrics.
-    pub fn active(&self) -> (usize, usize) {
-        let queues = self.inner.queues.lock().unwrap();
-        let running = queues.values().filter(|q| q.running.is_some()).count();
-        let pending = queues.values().filter(|q| q.pending.is_some()).count();
-        (running, pending)
     }
 }
 
