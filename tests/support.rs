@@ -212,6 +212,17 @@ impl ServerProcess {
         extra: &[&str],
         log: PathBuf,
     ) -> ServerProcess {
+        Self::start_with_env(config, port, extra, log, &[])
+    }
+
+    /// [`ServerProcess::start`] with extra environment variables.
+    pub fn start_with_env(
+        config: &std::path::Path,
+        port: u16,
+        extra: &[&str],
+        log: PathBuf,
+        env: &[(&str, &str)],
+    ) -> ServerProcess {
         let addr = format!("127.0.0.1:{port}");
         let out = std::fs::OpenOptions::new()
             .create(true)
@@ -227,6 +238,7 @@ impl ServerProcess {
                 &addr,
             ])
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .spawn()

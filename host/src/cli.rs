@@ -30,6 +30,8 @@ pub enum Command {
     PostReceive(commands::post_receive::PostReceive),
     /// Install redeploy as a repository's post-receive hook.
     InstallHook(commands::install_hook::InstallHook),
+    /// GitHub integration: `github connect STACK` sets up the repository webhook.
+    Github(commands::github::Github),
     /// Run a stack's queued deploys (started by the post-receive hook).
     #[command(hide = true)]
     RunQueued(commands::run_queued::RunQueued),
@@ -47,6 +49,7 @@ impl Cli {
             Command::PostReceive(c) => c.execute(),
             Command::InstallHook(c) => c.execute(),
             Command::RunQueued(c) => c.execute(),
+            Command::Github(c) => c.execute(),
         }
     }
 }

@@ -75,6 +75,10 @@ pub const DEFAULT_DEPLOY_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// with GitHub Actions' `[skip ci]` / `[ci skip]`.
 pub const DEFAULT_SKIP_MARKERS: [&str; 2] = ["[skip deploy]", "[deploy skip]"];
 
+/// Default `server.callback_hosts`: Docker Hub's webhook callbacks go to
+/// `https://registry.hub.docker.com/u/OWNER/REPO/hook/...`.
+pub const DEFAULT_CALLBACK_HOSTS: [&str; 1] = ["registry.hub.docker.com"];
+
 /// Default `[stacks.github] api_url`: the public GitHub REST API (GitHub
 /// Enterprise Server uses `https://HOST/api/v3` instead).
 pub const DEFAULT_GITHUB_API_URL: &str = "https://api.github.com";
@@ -284,6 +288,10 @@ pub struct ServerConfig {
     pub header_timeout: Duration,
     /// How long a client may take to send its request body (non-zero).
     pub body_timeout: Duration,
+    /// Hosts a registry's `callback_url` may point to: the deploy's result
+    /// is only reported to these (anyone who knows a registry stack's hook
+    /// URL chooses the callback URL, which must not reach internal services).
+    pub callback_hosts: Vec<String>,
 }
 
 /// One validated `[[stacks]]` entry: what to follow and how to deploy it.
@@ -557,6 +565,7 @@ struct RawServer {
     shutdown_grace: Option<String>,
     header_timeout: Option<String>,
     body_timeout: Option<String>,
+    callback_hosts: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -809,6 +818,21 @@ fn validate_server(raw: RawServer, base_dir: &Path) -> Result<ServerConfig> {
         .and_then(|d| non_zero("body_timeout", d))
         .map_err(err)?;
 
+    let callback_hosts = raw.callback_hosts.unwrap_or_else(|| {
+        DEFAULT_CALLBACK_HOSTS
+            .iter()
+            .map(|h| h.to_string())
+            .collect()
+    });
+    if let Some(bad) = callback_hosts
+        .iter()
+        .find(|h| h.is_empty() || h.contains(['/', ':', '@', ' ']))
+    {
+        return Err(err(format!(
+            "callback_hosts entry {bad:?} is not a host name (like registry.hub.docker.com)"
+        )));
+    }
+
     Ok(ServerConfig {
         listen,
         public_url,
@@ -819,6 +843,7 @@ fn validate_server(raw: RawServer, base_dir: &Path) -> Result<ServerConfig> {
         shutdown_grace,
         header_timeout,
         body_timeout,
+        callback_hosts,
     })
 }
 

@@ -9,8 +9,9 @@ use serde_json::{json, Value};
 
 use crate::config::{Config, StackConfig};
 use crate::journal::DeployRecord;
-use crate::journal::{Inserted, Journal, NewDelivery, NewDeploy};
+use crate::journal::{Inserted, Journal, NewDelivery, NewDeploy, NewDeploymentRequest};
 use crate::metrics::Metrics;
+use crate::notify::Notifier;
 use crate::plugin::{wit, PluginRuntime};
 use crate::report;
 use crate::runner::{now_ms, Enqueued, Runner};
@@ -63,6 +64,13 @@ pub struct Dispatcher {
     sink: Arc<dyn DeploySink>,
     config: Arc<Config>,
     metrics: Arc<Metrics>,
+    notifier: Option<Arc<Notifier>>,
+}
+
+/// The journal's dedupe key of a deploy run by a GitHub `deployment` event:
+/// one deploy per deployment, whatever delivery carried it.
+pub fn deployment_delivery_key(deployment_id: u64) -> String {
+    format!("github-deployment-{deployment_id}")
 }
 
 impl Dispatcher {
@@ -80,7 +88,39 @@ impl Dispatcher {
             sink,
             config,
             metrics,
+            notifier: None,
         }
+    }
+
+    /// Sends GitHub deployment requests through `notifier` as they are
+    /// journaled. Without one (a post-receive hook with no server), they stay
+    /// pending in the journal for the runner process to send.
+    pub fn with_notifier(mut self, notifier: Arc<Notifier>) -> Dispatcher {
+        self.notifier = Some(notifier);
+        self
+    }
+
+    fn request_deployment(
+        &self,
+        event: &wit::DeployEvent,
+        body: &str,
+        deploy_id: Option<i64>,
+    ) -> Result<Inserted, crate::journal::JournalError> {
+        let inserted = self
+            .journal
+            .insert_deployment_request(&NewDeploymentRequest {
+                stack: event.stack.clone(),
+                delivery_id: event.delivery.clone(),
+                deploy_id,
+                git_ref: event.ref_.clone(),
+                sha: event.sha.clone(),
+                request_json: body.to_string(),
+                created_at_ms: now_ms(),
+            })?;
+        if let (Inserted::New(id), Some(n)) = (inserted, &self.notifier) {
+            n.create_deployment(id);
+        }
+        Ok(inserted)
     }
 
     /// The configuration.
@@ -161,9 +201,41 @@ impl Dispatcher {
                 "reason": d.reason,
             });
             if let wit::Action::Deploy(event) = &d.action {
+                let waits_for_github = stacks
+                    .iter()
+                    .find(|s| s.name == event.stack)
+                    .and_then(|s| s.github.as_ref())
+                    .is_some_and(|g| g.wait_for_event);
+                if let (Some(body), true) = (&event.github_deployment_request, waits_for_github) {
+                    // The `deployment` event GitHub sends back runs the deploy.
+                    match self.request_deployment(event, body, None) {
+                        Ok(Inserted::New(id)) => {
+                            accepted = true;
+                            entry["state"] = json!("deployment-requested");
+                            entry["github_request_id"] = json!(id);
+                        }
+                        Ok(Inserted::Duplicate(id)) => {
+                            entry["state"] = json!("duplicate");
+                            entry["reason"] = json!(format!(
+                                "delivery {} already asked GitHub for a deployment (request #{id})",
+                                event.delivery.as_deref().unwrap_or("")
+                            ));
+                        }
+                        Err(e) => {
+                            tracing::error!(stack = %event.stack, error = %e, "journal: cannot record a deployment request");
+                            return self.unavailable(label, &outcome);
+                        }
+                    }
+                    decisions.push(entry);
+                    continue;
+                }
+                let delivery_id = match event.github_deployment_id {
+                    Some(id) => Some(deployment_delivery_key(id)),
+                    None => event.delivery.clone(),
+                };
                 let new = NewDeploy {
                     stack: event.stack.clone(),
-                    delivery_id: event.delivery.clone(),
+                    delivery_id,
                     provider: event.provider.clone(),
                     git_ref: event.ref_.clone(),
                     sha: event.sha.clone(),
@@ -178,6 +250,12 @@ impl Dispatcher {
                         self.metrics
                             .deploy_state(crate::journal::DeployState::Queued);
                         entry["deploy_id"] = json!(id);
+                        if let Some(body) = &event.github_deployment_request {
+                            // Deploys now; statuses go to the deployment this creates.
+                            if let Err(e) = self.request_deployment(event, body, Some(id)) {
+                                tracing::error!(stack = %event.stack, error = %e, "journal: cannot record a deployment request");
+                            }
+                        }
                         match self.journal.deploy(id) {
                             Ok(Some(record)) => match self.sink.accept(&record) {
                                 Enqueued::Queued => {
@@ -198,10 +276,15 @@ impl Dispatcher {
                     Ok(Inserted::Duplicate(id)) => {
                         entry["deploy_id"] = json!(id);
                         entry["state"] = json!("duplicate");
-                        entry["reason"] = json!(format!(
-                            "delivery {} was already accepted as deploy #{id}",
-                            event.delivery.as_deref().unwrap_or("")
-                        ));
+                        entry["reason"] = json!(match event.github_deployment_id {
+                            Some(d) => format!(
+                                "GitHub deployment {d} was already accepted as deploy #{id}"
+                            ),
+                            None => format!(
+                                "delivery {} was already accepted as deploy #{id}",
+                                event.delivery.as_deref().unwrap_or("")
+                            ),
+                        });
                     }
                     Err(e) => {
                         tracing::error!(stack = %event.stack, error = %e, "journal: cannot record a deploy");

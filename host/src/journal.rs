@@ -38,12 +38,15 @@ use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
+mod github;
+pub use github::{DeploymentRequest, NewDeploymentRequest, RequestState};
+
 /// The journal's file name inside the state directory.
 pub const FILE_NAME: &str = "journal.sqlite3";
 
 /// The schema version this build writes and understands
 /// (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// How long a call waits for another connection's lock before failing.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -944,7 +947,10 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), JournalError> {
     if version < 1 {
         tx.execute_batch(SCHEMA_V1).map_err(err)?;
     }
-    // Future migrations: `if version < 2 { ... }` here, in order.
+    if version < 2 {
+        tx.execute_batch(github::SCHEMA_V2).map_err(err)?;
+    }
+    // Future migrations: `if version < 3 { ... }` here, in order.
     if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(err)?;

@@ -102,6 +102,13 @@ impl StackQueue {
     }
 }
 
+/// Told of every state change of a deploy, after the journal recorded it:
+/// how deployment statuses and registry callbacks learn of deploys.
+pub trait DeployObserver: Send + Sync {
+    /// Deploy `deploy_id` entered `state`; `detail` is the reason recorded.
+    fn changed(&self, deploy_id: i64, state: DeployState, detail: Option<&str>);
+}
+
 /// What happened to a deploy handed to [`Runner::enqueue`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Enqueued {
@@ -124,6 +131,7 @@ struct Inner {
     running_children: Mutex<HashMap<i64, u32>>,
     workers: tokio::sync::Mutex<tokio::task::JoinSet<()>>,
     http: reqwest::Client,
+    observer: std::sync::OnceLock<Arc<dyn DeployObserver>>,
 }
 
 /// The deploy runner. Cheap to clone.
@@ -155,8 +163,21 @@ impl Runner {
                 running_children: Mutex::new(HashMap::new()),
                 workers: tokio::sync::Mutex::new(tokio::task::JoinSet::new()),
                 http,
+                observer: std::sync::OnceLock::new(),
             }),
         })
+    }
+
+    /// Sets the observer told of every state change (once; later calls are
+    /// ignored).
+    pub fn observe(&self, observer: Arc<dyn DeployObserver>) {
+        let _ = self.inner.observer.set(observer);
+    }
+
+    fn notify(&self, id: i64, state: DeployState, detail: Option<&str>) {
+        if let Some(o) = self.inner.observer.get() {
+            o.changed(id, state, detail);
+        }
     }
 
     fn cancel(&self, id: i64, reason: String, superseded_by: Option<i64>) {
@@ -170,7 +191,10 @@ impl Runner {
             .journal
             .transition(id, DeployState::Cancelled, now_ms(), &detail)
         {
-            Ok(()) => self.inner.metrics.deploy_state(DeployState::Cancelled),
+            Ok(()) => {
+                self.inner.metrics.deploy_state(DeployState::Cancelled);
+                self.notify(id, DeployState::Cancelled, detail.reason.as_deref());
+            }
             Err(e) => {
                 tracing::error!(deploy = id, error = %e, "journal: cannot record a cancelled deploy")
             }
@@ -224,6 +248,7 @@ impl Runner {
                 || format!("deploy #{}", record.id),
                 |s| format!("commit {s} (#{})", record.id),
             );
+            self.notify(record.id, DeployState::Queued, None);
             self.cancel(pending.id, format!("superseded by {what}"), Some(record.id));
             if start {
                 self.spawn_worker(record.stack.clone());
@@ -234,6 +259,7 @@ impl Runner {
         let start = !q.worker_active;
         q.worker_active = true;
         drop(queues);
+        self.notify(record.id, DeployState::Queued, None);
         if start {
             self.spawn_worker(record.stack.clone());
         }
@@ -329,6 +355,7 @@ impl Runner {
             return;
         }
         self.inner.metrics.deploy_state(DeployState::Started);
+        self.notify(id, DeployState::Started, None);
         tracing::info!(deploy = id, stack = %record.stack, sha = ?record.sha, "deploy started");
         let result = self.execute(&stack, &record, &log_path).await;
         let (state, detail) = match result {
@@ -357,7 +384,10 @@ impl Runner {
             ),
         };
         match journal.transition(id, state, now_ms(), &detail) {
-            Ok(()) => self.inner.metrics.deploy_state(state),
+            Ok(()) => {
+                self.inner.metrics.deploy_state(state);
+                self.notify(id, state, detail.reason.as_deref());
+            }
             Err(e) => {
                 tracing::error!(deploy = id, error = %e, "journal: cannot record the end of a deploy")
             }

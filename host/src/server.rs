@@ -16,6 +16,7 @@ use serde_json::Value;
 use tokio::sync::Semaphore;
 
 use crate::dispatch::{error_body, Dispatcher};
+use crate::notify::LogLinks;
 use crate::plugin::wit;
 use crate::tokens::TokenTable;
 
@@ -30,7 +31,12 @@ pub struct AppState {
     pub tokens: TokenTable,
     /// Deliveries being evaluated or journaled right now; full means 429.
     pub in_flight: Arc<Semaphore>,
+    /// Checks the keys of `/logs/{id}/{key}` links.
+    pub log_links: LogLinks,
 }
+
+/// The most of a deploy log `/logs/{id}/{key}` serves: its last 1 MiB.
+pub const MAX_LOG_SERVED_BYTES: u64 = 1 << 20;
 
 /// The router.
 pub fn app(state: Arc<AppState>) -> Router {
@@ -40,6 +46,7 @@ pub fn app(state: Arc<AppState>) -> Router {
             "/hooks/{token}/post-receive",
             axum::routing::post(post_receive),
         )
+        .route("/logs/{id}/{key}", get(deploy_log))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
@@ -62,6 +69,50 @@ fn reject(status: u16, kind: &str, message: &str) -> Response {
 
 async fn not_found() -> Response {
     reject(404, "not-found", "no such hook")
+}
+
+/// A deploy's log, behind the unguessable link deployment statuses carry
+/// (`log_url`). Any wrong id or key is the same 404.
+async fn deploy_log(
+    State(state): State<Arc<AppState>>,
+    Path((id, key)): Path<(String, String)>,
+) -> Response {
+    let gone = || reject(404, "not-found", "no such log");
+    let Ok(id) = id.parse::<i64>() else {
+        return gone();
+    };
+    if !state.log_links.verify(id, &key) {
+        return gone();
+    }
+    let journal = state.dispatcher.journal().clone();
+    let text = tokio::task::spawn_blocking(move || -> Option<String> {
+        use std::io::{Read as _, Seek as _, SeekFrom};
+        let path = journal.deploy(id).ok()??.log_path?;
+        let mut file = std::fs::File::open(path).ok()?;
+        let len = file.metadata().ok()?.len();
+        let mut buf = Vec::new();
+        if len > MAX_LOG_SERVED_BYTES {
+            file.seek(SeekFrom::Start(len - MAX_LOG_SERVED_BYTES))
+                .ok()?;
+            buf.extend_from_slice(b"[... earlier output cut ...]\n");
+        }
+        file.take(MAX_LOG_SERVED_BYTES).read_to_end(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf).into_owned())
+    })
+    .await
+    .ok()
+    .flatten();
+    match text {
+        Some(text) => {
+            let mut resp = text.into_response();
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            resp
+        }
+        None => gone(),
+    }
 }
 
 async fn healthz() -> &'static str {

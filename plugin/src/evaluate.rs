@@ -955,16 +955,28 @@ fn decide_deployment(stack: &PreparedStack<'_>, n: &Normalized, d: &Deployment) 
                 .is_some_and(|r| repository_matches(r, &d.repository))
         })
         .collect();
-    let services: Vec<&PreparedService> = if git_services.is_empty() {
+    let mut services: Vec<&PreparedService> = if git_services.is_empty() {
         stack.services.iter().collect()
     } else {
         git_services
     };
+    // The push that created the deployment may have chosen services and a
+    // profile (`services=`, `deployment_profile=`); its payload carries them.
+    if !d.payload_services.is_empty() {
+        let chosen: Vec<&PreparedService> = services
+            .iter()
+            .copied()
+            .filter(|s| d.payload_services.contains(&s.service.name))
+            .collect();
+        if !chosen.is_empty() {
+            services = chosen;
+        }
+    }
     let reason = format!(
         "github deployment {} to environment \"{}\"",
         d.id, d.environment
     );
-    deploy(
+    let mut decision = deploy(
         stack,
         n,
         &services,
@@ -973,7 +985,14 @@ fn decide_deployment(stack: &PreparedStack<'_>, n: &Normalized, d: &Deployment) 
             ..Default::default()
         },
         reason,
-    )
+    );
+    if let Some(event) = decision.deploy.as_mut().filter(|e| e.profile.is_none()) {
+        event.profile = d
+            .payload_profile
+            .clone()
+            .filter(|p| stack.stack.profiles.contains(p));
+    }
+    decision
 }
 
 #[cfg(test)]

@@ -545,3 +545,69 @@ fn curl_empty_form_post_is_a_manual_trigger() {
     assert_eq!(o.provider, Provider::Manual);
     assert!(o.decisions[0].deploy.is_some());
 }
+
+fn deployment_event(payload: serde_json::Value) -> Delivery {
+    let body = serde_json::json!({
+        "action": "created",
+        "deployment": {
+            "id": 42, "sha": SHA1_B, "ref": "main", "task": "deploy",
+            "environment": "production", "payload": payload,
+        },
+        "repository": {"full_name": "acme/web", "name": "web", "owner": {"login": "acme"}},
+    });
+    Delivery::Http(HttpRequest {
+        method: "POST".into(),
+        path: "/".into(),
+        query: String::new(),
+        headers: Headers::new([
+            ("X-GitHub-Event", "deployment"),
+            ("Content-Type", "application/json"),
+        ]),
+        body: body.to_string().into_bytes(),
+    })
+}
+
+#[test]
+fn a_deployment_event_restores_the_services_and_profile_of_its_push() {
+    let mut s = multi_service_stack();
+    s.services[1].repository = Some("acme/web".into());
+    s.github = Some(GithubDeployments {
+        repository: "acme/web".into(),
+        environment: "production".into(),
+        wait_for_event: true,
+        ..Default::default()
+    });
+    let plain = decision(
+        std::slice::from_ref(&s),
+        &deployment_event(serde_json::json!({"stack": "shop"})),
+    )
+    .deploy
+    .unwrap();
+    assert_eq!(plain.services, vec!["web", "worker"]);
+    assert_eq!(plain.profile, None);
+    assert_eq!(plain.github_deployment_id, Some(42));
+    assert_eq!(plain.github_deployment_request, None);
+
+    let chosen = decision(
+        std::slice::from_ref(&s),
+        &deployment_event(
+            serde_json::json!({"stack": "shop", "services": ["worker"], "profile": "fast"}),
+        ),
+    )
+    .deploy
+    .unwrap();
+    assert_eq!(chosen.services, vec!["worker"]);
+    assert_eq!(chosen.profile.as_deref(), Some("fast"));
+
+    // Names the stack does not have are not trusted: all services, no profile.
+    let unknown = decision(
+        &[s],
+        &deployment_event(
+            serde_json::json!({"stack": "shop", "services": ["db"], "profile": "slow"}),
+        ),
+    )
+    .deploy
+    .unwrap();
+    assert_eq!(unknown.services, vec!["web", "worker"]);
+    assert_eq!(unknown.profile, None);
+}

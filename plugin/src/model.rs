@@ -219,6 +219,10 @@ pub struct Deployment {
     pub payload_stack: Option<String>,
     /// `payload.delivery`, the push delivery that caused the deployment.
     pub payload_delivery: Option<String>,
+    /// `payload.services`: the services the push chose (`services=`).
+    pub payload_services: Vec<String>,
+    /// `payload.profile`: the deploy profile the push chose.
+    pub payload_profile: Option<String>,
     /// Who created it.
     pub creator: Option<String>,
 }

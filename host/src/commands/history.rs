@@ -70,6 +70,43 @@ impl History {
                 detail
             );
         }
+        // A journal from before GitHub deployments (schema 1) has no requests.
+        let requests = journal
+            .deployment_requests(self.stack.as_deref(), self.limit)
+            .unwrap_or_default();
+        if !requests.is_empty() {
+            println!();
+            println!("GitHub deployment requests:");
+            println!(
+                "{:>6}  {:<16} {:<9} {:<20} {:<12} {:<12} {}",
+                "ID", "STACK", "STATE", "CREATED", "SHA", "DEPLOYMENT", "DETAIL"
+            );
+            for r in requests {
+                let sha = r
+                    .sha
+                    .as_deref()
+                    .map(|s| &s[..s.len().min(12)])
+                    .unwrap_or("-");
+                let deployment = r
+                    .deployment_id
+                    .map_or_else(|| "-".to_string(), |d| d.to_string());
+                let detail = match (r.http_status, r.detail.as_deref()) {
+                    (Some(code), Some(d)) => format!("{code}: {d}"),
+                    (None, Some(d)) => d.to_string(),
+                    _ => String::new(),
+                };
+                println!(
+                    "{:>6}  {:<16} {:<9} {:<20} {:<12} {:<12} {}",
+                    r.id,
+                    r.stack,
+                    r.state.as_str(),
+                    time(Some(r.created_at_ms)),
+                    sha,
+                    deployment,
+                    detail
+                );
+            }
+        }
         Ok(())
     }
 }

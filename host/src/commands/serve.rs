@@ -3,18 +3,23 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use tokio::sync::Semaphore;
 
 use crate::config;
 use crate::dispatch::Dispatcher;
 use crate::journal::Journal;
 use crate::metrics::Metrics;
+use crate::notify::{LogLinks, Notifier};
 use crate::plugin::{Allocation, PluginRuntime, RuntimeOptions};
 use crate::runner::{now_ms, Runner};
 use crate::server::{app, AppState};
 use crate::tokens::{ensure_tokens, TokenTable};
+
+/// How long a stop waits for the last deployment statuses and callbacks.
+pub const NOTIFY_GRACE: Duration = Duration::from_secs(10);
 
 /// Runs the webhook server until SIGTERM or SIGINT.
 #[derive(Debug, clap::Args)]
@@ -42,12 +47,6 @@ impl Serve {
 
     async fn run(self) -> anyhow::Result<()> {
         let config = Arc::new(config::load(&self.config)?);
-        if let Some(stack) = config.stacks.iter().find(|s| s.github.is_some()) {
-            bail!(
-                "stack \"{}\": GitHub continuous deployment ([stacks.github]) is not supported by this version of redeploy serve yet; remove the table to deploy on pushes directly",
-                stack.name
-            );
-        }
         let state_dir = &config.server.state_dir;
         std::fs::create_dir_all(state_dir).with_context(|| {
             format!("state directory {} cannot be created", state_dir.display())
@@ -63,27 +62,39 @@ impl Serve {
         )?);
         let metrics = Arc::new(Metrics::new());
         let runner = Runner::new(config.clone(), journal.clone(), metrics.clone())?;
+        let notifier = Notifier::start(config.clone(), journal.clone(), runtime.clone(), None)?;
+        runner.observe(notifier.clone());
 
         let recovery = journal.recover(now_ms())?;
         for d in &recovery.interrupted {
             tracing::warn!(deploy = d.id, stack = %d.stack, "deploy was interrupted by a stop of redeploy");
         }
+        notifier.interrupted(
+            &recovery
+                .interrupted
+                .iter()
+                .map(|d| d.id)
+                .collect::<Vec<_>>(),
+        );
         if !recovery.queued.is_empty() {
             tracing::info!(count = recovery.queued.len(), "resuming queued deploys");
         }
         runner.recover(&recovery.queued);
 
+        let log_links = LogLinks::new(&config, &journal)?;
         let dispatcher = Dispatcher::new(
             runtime,
             journal,
             Arc::new(runner.clone()),
             config.clone(),
             metrics,
-        );
+        )
+        .with_notifier(notifier.clone());
         let state = Arc::new(AppState {
             dispatcher,
             tokens,
             in_flight: Arc::new(Semaphore::new(config.server.max_queued_deliveries)),
+            log_links,
         });
         let addr = self.listen.unwrap_or(config.server.listen);
         let listener = tokio::net::TcpListener::bind(addr)
@@ -99,6 +110,7 @@ impl Serve {
         .await?;
         tracing::info!(grace = ?config.server.shutdown_grace, "shutting down: letting running deploys finish");
         runner.shutdown(config.server.shutdown_grace).await;
+        notifier.finish(NOTIFY_GRACE).await;
         tracing::info!("stopped");
         Ok(())
     }

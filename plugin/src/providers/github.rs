@@ -265,6 +265,8 @@ fn parse_ping(json: &[u8]) -> Result<Event, PluginError> {
 struct DeploymentExtra {
     stack: Option<String>,
     delivery: Option<String>,
+    services: Option<Vec<String>>,
+    profile: Option<String>,
 }
 
 /// `deployment.payload`: an object, or a string that may hold a JSON object.
@@ -352,6 +354,8 @@ fn parse_deployment(json: &[u8]) -> Result<Event, PluginError> {
         task,
         payload_stack: extra.stack.filter(|s| !s.is_empty()),
         payload_delivery: extra.delivery.filter(|s| !s.is_empty()),
+        payload_services: extra.services.unwrap_or_default(),
+        payload_profile: extra.profile.filter(|s| !s.is_empty()),
         creator,
     }))
 }
