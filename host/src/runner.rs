@@ -746,6 +746,26 @@ pub async fn run_queued(
         std::io::Error::last_os_error()
     );
     let metrics = Arc::new(Metrics::new());
+    // A GitHub CD stack: send its pending deployment requests and report
+    // statuses from this process, as the server would.
+    let notifier = match config.stack(stack).and_then(|s| s.github.as_ref()) {
+        Some(_) => {
+            let runtime = Arc::new(crate::plugin::PluginRuntime::cached(
+                &config.server.state_dir.join("cache"),
+                crate::plugin::RuntimeOptions {
+                    allocation: crate::plugin::Allocation::OnDemand,
+                    ..crate::plugin::RuntimeOptions::default()
+                },
+            )?);
+            Some(crate::notify::Notifier::start(
+                config.clone(),
+                journal.clone(),
+                runtime,
+                Some(stack),
+            )?)
+        }
+        None => None,
+    };
     loop {
         let mut queued: Vec<DeployRecord> = journal
             .deploys(Some(stack), usize::MAX >> 1)?
@@ -757,9 +777,18 @@ pub async fn run_queued(
         }
         queued.reverse();
         let runner = Runner::new(config.clone(), journal.clone(), metrics.clone())?;
+        if let Some(n) = &notifier {
+            runner.observe(n.clone());
+        }
         runner.recover(&queued);
         runner.idle().await;
+    }
+    if let Some(n) = notifier {
+        n.finish(RUN_QUEUED_NOTIFY_GRACE).await;
     }
     drop(lock);
     Ok(())
 }
+
+/// How long a post-receive runner waits for its last GitHub reports.
+pub const RUN_QUEUED_NOTIFY_GRACE: Duration = Duration::from_secs(30);

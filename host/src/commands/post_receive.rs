@@ -252,6 +252,18 @@ impl PostReceive {
                         continue;
                     };
                     let answer = dispatcher.dispatch(&[stack_config], &delivery);
+                    // A GitHub deployment request waits for a runner to send it.
+                    let requested = journal
+                        .pending_deployment_requests(Some(stack))
+                        .is_ok_and(|r| !r.is_empty());
+                    if requested
+                        && sink.stacks.lock().unwrap().insert(stack.to_string())
+                        && !config.hook.wait
+                    {
+                        if let Err(e) = spawn_runner(&config_path, stack) {
+                            out.push(format!("redeploy: {stack}: cannot start the runner that sends the GitHub deployment request: {e:#}"));
+                        }
+                    }
                     out.push(describe_answer(
                         stack,
                         answer.status,
