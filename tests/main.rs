@@ -10,10 +10,13 @@
 //! - `serve`: `redeploy serve` on loopback with a stand-in deploy program.
 //! - `post_receive`: the git hook with real bare repositories and pushes.
 //! - `trap`: a deliberately broken component cut off by deadline and memory cap.
+//! - `github_standin`: a loopback stand-in for GitHub's REST API that checks
+//!   every request against GitHub's published schemas.
 
 mod check;
 mod component;
 mod examples;
+mod github_standin;
 mod golden;
 mod node;
 mod post_receive;
