@@ -521,7 +521,14 @@ async fn handle(
         ("x-ratelimit-resource", "core".to_string()),
         ("x-github-api-version-selected", API_VERSION.to_string()),
     ] {
-        resp = resp.header(k, v);
+        // A canned answer's own header replaces the default one.
+        if !answer
+            .headers
+            .iter()
+            .any(|(ck, _)| ck.eq_ignore_ascii_case(k))
+        {
+            resp = resp.header(k, v);
+        }
     }
     let bytes = if answer.body.is_null() {
         Vec::new()

@@ -12,10 +12,13 @@
 //! - `trap`: a deliberately broken component cut off by deadline and memory cap.
 //! - `github_standin`: a loopback stand-in for GitHub's REST API that checks
 //!   every request against GitHub's published schemas.
+//! - `github_cd`: GitHub continuous deployment end to end (deployments,
+//!   statuses, `github connect`) and Docker Hub callbacks.
 
 mod check;
 mod component;
 mod examples;
+mod github_cd;
 mod github_standin;
 mod golden;
 mod node;

@@ -105,6 +105,11 @@ pub mod http {
             })
         }
 
+        /// The body as text (lossy), for failure messages.
+        pub fn text(&self) -> String {
+            String::from_utf8_lossy(&self.body).into_owned()
+        }
+
         /// A header's value.
         pub fn header(&self, name: &str) -> Option<&str> {
             self.headers

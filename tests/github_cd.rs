@@ -1,0 +1,697 @@
+//! GitHub continuous deployment end to end: a real `redeploy serve`, the
+//! local GitHub API stand-in (which checks every request against GitHub's
+//! published schemas and sends the `deployment` event back, signed), and
+//! the stand-in deploy program.
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpListener;
+use std::process::Command;
+
+use redeploy_host::journal::{DeployState, RequestState};
+use serde_json::{json, Value};
+
+use crate::github_standin::{unreachable_base_url, Canned, GithubStandin};
+use crate::serve::{hook, sha, signed_push, token, World};
+use crate::support::{
+    fixtures, free_port, hmac_sha256_hex, http, redeploy_bin, wait_for, ServerProcess,
+};
+
+const TOKEN: &str = "ghp_standin_token_0123456789";
+const SECRET: &str = "s3cret";
+const DEPLOYMENTS: &str = "POST /repos/{owner}/{repo}/deployments";
+
+/// A GitHub CD stack `label` with hook token `n`, reading its API token
+/// from `@DIR@/gh-token`.
+fn cd_stack(n: u32, label: &str, api_url: &str, extra_github: &str, env: &str) -> String {
+    format!(
+        r#"
+[[stacks]]
+name = "{label}"
+repository = "acme/web"
+branch = "main"
+secrets = ["{SECRET}"]
+hook_token = "{t}"
+command = ["@STANDIN@"]
+timeout = "1m"
+environment_url = "https://{label}.example.com"
+env = {{ RECORD_DIR = "@RECORD:{label}@"{env} }}
+
+[stacks.github]
+repository = "acme/web"
+api_url = "{api_url}"
+token_file = "@DIR@/gh-token"
+environment = "{label}-env"
+{extra_github}
+"#,
+        t = token(n)
+    )
+}
+
+struct Cd {
+    world: World,
+    server: ServerProcess,
+    public: String,
+}
+
+fn start(name: &str, stacks: &str) -> Cd {
+    let port = free_port();
+    let public = format!("http://127.0.0.1:{port}");
+    let world = World::new(name, &format!("public_url = \"{public}\""), stacks);
+    std::fs::write(world.dir.join("gh-token"), format!("{TOKEN}\n")).unwrap();
+    let server = ServerProcess::start(&world.config, port, &[], world.dir.join("server.log"));
+    Cd {
+        world,
+        server,
+        public,
+    }
+}
+
+fn statuses_of(standin: &GithubStandin, deployment: u64, n: usize) -> Vec<String> {
+    wait_for(
+        20,
+        &format!("{n} statuses of deployment {deployment}"),
+        || {
+            let s = standin.statuses(deployment);
+            (s.len() >= n).then_some(s)
+        },
+    )
+}
+
+/// The status bodies posted for `deployment`, in order.
+fn status_bodies(standin: &GithubStandin, deployment: u64) -> Vec<Value> {
+    standin
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.method == "POST"
+                && r.path
+                    .ends_with(&format!("/deployments/{deployment}/statuses"))
+        })
+        .filter_map(|r| r.body)
+        .collect()
+}
+
+fn deployment_event(id: u64, sha: &str, environment: &str, stack: &str) -> Vec<u8> {
+    let mut event: Value = serde_json::from_slice(
+        &std::fs::read(fixtures().join("github/octokit-deployment-default.json")).unwrap(),
+    )
+    .unwrap();
+    event["deployment"]["id"] = json!(id);
+    event["deployment"]["sha"] = json!(sha);
+    event["deployment"]["ref"] = json!(sha);
+    event["deployment"]["environment"] = json!(environment);
+    event["deployment"]["payload"] = json!({"stack": stack});
+    event["repository"]["full_name"] = json!("acme/web");
+    event.to_string().into_bytes()
+}
+
+fn post_signed(
+    server: &ServerProcess,
+    path: &str,
+    event: &str,
+    delivery: &str,
+    body: &[u8],
+) -> http::Response {
+    let sig = format!("sha256={}", hmac_sha256_hex(SECRET, body));
+    server.post(
+        path,
+        &[
+            ("X-GitHub-Event", event),
+            ("X-GitHub-Delivery", delivery),
+            ("X-Hub-Signature-256", &sig),
+            ("Content-Type", "application/json"),
+        ],
+        body,
+    )
+}
+
+#[test]
+fn a_push_creates_a_deployment_whose_event_deploys_and_reports_each_phase() {
+    let standin = GithubStandin::start(TOKEN);
+    let stacks = cd_stack(1, "web", &standin.base_url(), "", "")
+        + &cd_stack(2, "broken", &standin.base_url(), "", ", EXIT_CODE = \"3\"")
+        + &cd_stack(3, "slow", &standin.base_url(), "", ", SLEEP = \"2\"");
+    let cd = start("github-cd-flow", &stacks);
+    standin.forward_deployments_to(&format!("{}{}", cd.public, hook(1)), SECRET);
+
+    // The push only asks GitHub for a deployment...
+    let r = signed_push(&cd.server, &hook(1), SECRET, &sha(1), "push-1");
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(r.json()["decisions"][0]["state"], "deployment-requested");
+    let deployment = wait_for(20, "the deployment request", || {
+        standin
+            .requests()
+            .into_iter()
+            .find(|q| q.operation == DEPLOYMENTS)
+    });
+    let body = deployment.body.unwrap();
+    assert_eq!(body["ref"], sha(1));
+    assert_eq!(body["task"], "deploy");
+    assert_eq!(body["environment"], "web-env");
+    assert_eq!(body["auto_merge"], false);
+    assert_eq!(body["required_contexts"], json!([]));
+    assert_eq!(body["payload"]["stack"], "web");
+    assert_eq!(body["payload"]["delivery"], "push-1");
+
+    // ...GitHub's deployment event runs it, and each phase is reported.
+    let states = statuses_of(&standin, 1000, 3);
+    assert_eq!(states, ["queued", "in_progress", "success"]);
+    let deploys = cd.world.settle(20);
+    assert_eq!(deploys.len(), 1, "one deploy, run by the deployment event");
+    assert_eq!(deploys[0].state, DeployState::Succeeded);
+    assert_eq!(deploys[0].sha.as_deref(), Some(sha(1).as_str()));
+    let env = cd.world.recorded_env("web", deploys[0].id);
+    assert_eq!(env["REDEPLOY_SHA"], sha(1));
+    let bodies = status_bodies(&standin, 1000);
+    let last = bodies.last().unwrap();
+    assert_eq!(last["environment"], "web-env");
+    assert_eq!(last["environment_url"], "https://web.example.com");
+    let log_url = last["log_url"].as_str().unwrap();
+    let prefix = format!("{}/logs/{}/", cd.public, deploys[0].id);
+    assert!(log_url.starts_with(&prefix), "{log_url}");
+    // The log link works, and only with its key.
+    let path = &log_url[cd.public.len()..];
+    assert_eq!(
+        http::request(&cd.server.addr, "GET", path, &[], b"").status,
+        200
+    );
+    let forged = format!(
+        "{}{}",
+        &path[..path.len() - 1],
+        if path.ends_with('0') { '1' } else { '0' }
+    );
+    assert_eq!(
+        http::request(&cd.server.addr, "GET", &forged, &[], b"").status,
+        404
+    );
+
+    // A redelivered deployment event (new delivery id) deploys nothing more.
+    let again = post_signed(
+        &cd.server,
+        &hook(1),
+        "deployment",
+        "redelivery",
+        &deployment_event(1000, &sha(1), "web-env", "web"),
+    );
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(again.json()["decisions"][0]["state"], "duplicate");
+    // Our own statuses come back as deployment_status events: never deploy.
+    let status_event =
+        std::fs::read(fixtures().join("github/octokit-deployment_status-default.json")).unwrap();
+    let r = post_signed(
+        &cd.server,
+        &hook(1),
+        "deployment_status",
+        "status-1",
+        &status_event,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    // A deployment to an environment no stack owns is skipped with a reason.
+    let other = post_signed(
+        &cd.server,
+        &hook(1),
+        "deployment",
+        "other-env",
+        &deployment_event(77, &sha(9), "staging", "web"),
+    );
+    assert_eq!(other.status, 200);
+    assert!(
+        other.json()["decisions"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("staging"),
+        "{}",
+        other.text()
+    );
+    assert_eq!(cd.world.deploys().len(), 1);
+
+    // A failing deploy ends in `failure`.
+    standin.forward_deployments_to(&format!("{}{}", cd.public, hook(2)), SECRET);
+    let r = signed_push(&cd.server, &hook(2), SECRET, &sha(2), "push-2");
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(
+        statuses_of(&standin, 1001, 3),
+        ["queued", "in_progress", "failure"]
+    );
+    let failed = status_bodies(&standin, 1001);
+    assert!(
+        failed[2]["description"]
+            .as_str()
+            .unwrap()
+            .contains("exit code 3"),
+        "{}",
+        failed[2]
+    );
+
+    // A superseded deploy ends `inactive` (the cancelled mapping).
+    standin.forward_deployments_to(&format!("{}{}", cd.public, hook(3)), SECRET);
+    let deploys_of_slow = |n: usize| {
+        wait_for(20, &format!("{n} deploys of slow"), || {
+            let d: Vec<_> = cd
+                .world
+                .deploys()
+                .into_iter()
+                .filter(|d| d.stack == "slow")
+                .collect();
+            (d.len() >= n).then_some(d)
+        })
+    };
+    for (i, n) in [(10, 1), (11, 2), (12, 3)] {
+        let r = signed_push(&cd.server, &hook(3), SECRET, &sha(i), &format!("slow-{i}"));
+        assert_eq!(r.status, 202, "{}", r.text());
+        deploys_of_slow(n);
+    }
+    assert_eq!(
+        statuses_of(&standin, 1004, 3),
+        ["queued", "in_progress", "success"]
+    );
+    assert_eq!(statuses_of(&standin, 1003, 2), ["queued", "inactive"]);
+    assert_eq!(
+        statuses_of(&standin, 1002, 3),
+        ["queued", "in_progress", "success"]
+    );
+
+    assert_eq!(standin.violations(), Vec::<String>::new());
+    let out = Command::new(redeploy_bin())
+        .args(["history", "--config", cd.world.config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("GitHub deployment requests:"), "{text}");
+    assert!(
+        !text.contains(TOKEN)
+            && !std::fs::read_to_string(&cd.server.log)
+                .unwrap()
+                .contains(TOKEN)
+    );
+    cd.server.terminate();
+}
+
+#[test]
+fn every_documented_github_answer_is_journaled_and_deploys_nothing() {
+    let standin = GithubStandin::start(TOKEN);
+    let base = standin.base_url();
+    let reset = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1;
+    // In order: 409, 422, 202, a rate limit then 201, 401.
+    standin.push_response(DEPLOYMENTS, Canned {
+        status: 409,
+        headers: vec![],
+        body: json!({"message": "Conflict: Commit status checks failed for main.", "documentation_url": "https://docs.github.com/rest/deployments/deployments#create-a-deployment"}),
+    });
+    standin.push_response(DEPLOYMENTS, Canned {
+        status: 422,
+        headers: vec![],
+        body: json!({"message": "Validation Failed", "errors": [{"resource": "Deployment", "code": "custom", "message": "ref not found"}], "documentation_url": "https://docs.github.com/rest"}),
+    });
+    standin.push_response(
+        DEPLOYMENTS,
+        Canned {
+            status: 202,
+            headers: vec![],
+            body: json!({"message": "Auto-merged main into topic-branch on deployment."}),
+        },
+    );
+    standin.push_response(DEPLOYMENTS, Canned {
+        status: 403,
+        headers: vec![
+            ("x-ratelimit-limit".into(), "5000".into()),
+            ("x-ratelimit-remaining".into(), "0".into()),
+            ("x-ratelimit-reset".into(), reset.to_string()),
+        ],
+        body: json!({"message": "API rate limit exceeded for user ID 1.", "documentation_url": "https://docs.github.com/rest/overview/resources-in-the-rest-api#rate-limiting"}),
+    });
+    let stacks = cd_stack(1, "web", &base, "", "")
+        + &cd_stack(2, "offline", &unreachable_base_url(), "", "");
+    let cd = start("github-cd-answers", &stacks);
+    for i in 1..=4 {
+        let r = signed_push(&cd.server, &hook(1), SECRET, &sha(i), &format!("d-{i}"));
+        assert_eq!(r.status, 202, "{}", r.text());
+    }
+    // A redelivery of a push asks once.
+    let r = signed_push(&cd.server, &hook(1), SECRET, &sha(4), "d-4");
+    assert_eq!(
+        r.json()["decisions"][0]["state"],
+        "duplicate",
+        "{}",
+        r.text()
+    );
+    // GitHub unreachable: retried, then recorded as failed.
+    let r = signed_push(&cd.server, &hook(2), SECRET, &sha(5), "d-5");
+    assert_eq!(r.status, 202, "{}", r.text());
+
+    let journal = || cd.world.journal();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let requests = loop {
+        let mut r = journal().deployment_requests(None, 100).unwrap();
+        r.reverse();
+        let settled = r.len() == 5 && r.iter().all(|q| q.state != RequestState::Pending);
+        if settled || std::time::Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let summary: Vec<(String, RequestState, Option<u16>, Option<u64>)> = requests
+        .iter()
+        .map(|q| {
+            (
+                q.delivery_id.clone().unwrap(),
+                q.state,
+                q.http_status,
+                q.deployment_id,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("d-1".to_string(), RequestState::Conflict, Some(409), None),
+            ("d-2".to_string(), RequestState::Invalid, Some(422), None),
+            ("d-3".to_string(), RequestState::Merged, Some(202), None),
+            (
+                "d-4".to_string(),
+                RequestState::Created,
+                Some(201),
+                Some(1000)
+            ),
+            ("d-5".to_string(), RequestState::Failed, None, None),
+        ]
+    );
+    assert!(requests[0]
+        .detail
+        .as_deref()
+        .unwrap()
+        .contains("status checks failed"));
+    assert!(requests[1]
+        .detail
+        .as_deref()
+        .unwrap()
+        .contains("ref not found"));
+    assert!(
+        requests[4]
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("unreachable after 4 tries"),
+        "{:?}",
+        requests[4].detail
+    );
+    // The rate-limited request was sent again after the reset.
+    let creates = standin
+        .requests()
+        .into_iter()
+        .filter(|q| q.operation == DEPLOYMENTS)
+        .count();
+    assert_eq!(creates, 5);
+    // No deployment event came (none was forwarded): nothing deployed.
+    assert!(cd.world.deploys().is_empty());
+    let out = Command::new(redeploy_bin())
+        .args(["history", "--config", cd.world.config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for word in ["conflict", "invalid", "merged", "created", "failed"] {
+        assert!(text.contains(word), "history does not say {word}: {text}");
+    }
+    assert_eq!(standin.violations(), Vec::<String>::new());
+    cd.server.terminate();
+}
+
+#[test]
+fn a_refused_token_names_the_permission_it_needs() {
+    let standin = GithubStandin::start("some-other-token");
+    let cd = start(
+        "github-cd-denied",
+        &cd_stack(1, "web", &standin.base_url(), "", ""),
+    );
+    let r = signed_push(&cd.server, &hook(1), SECRET, &sha(1), "d-1");
+    assert_eq!(r.status, 202);
+    let request = wait_for(20, "the request settled", || {
+        cd.world
+            .journal()
+            .deployment_requests(None, 10)
+            .unwrap()
+            .into_iter()
+            .find(|q| q.state != RequestState::Pending)
+    });
+    assert_eq!(request.state, RequestState::Denied);
+    assert_eq!(request.http_status, Some(401));
+    assert!(request.detail.unwrap().contains("Deployments: write"));
+    cd.server.terminate();
+}
+
+#[test]
+fn without_waiting_for_the_event_a_push_deploys_and_reports_to_its_deployment() {
+    let standin = GithubStandin::start(TOKEN);
+    let cd = start(
+        "github-cd-direct",
+        &cd_stack(1, "web", &standin.base_url(), "wait_for_event = false", ""),
+    );
+    let r = signed_push(&cd.server, &hook(1), SECRET, &sha(7), "d-7");
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(r.json()["decisions"][0]["state"], "queued");
+    assert_eq!(
+        statuses_of(&standin, 1000, 3),
+        ["queued", "in_progress", "success"]
+    );
+    let deploys = cd.world.settle(20);
+    assert_eq!(deploys.len(), 1);
+    // The deployment event for it (had GitHub reached us) is only acknowledged.
+    let r = post_signed(
+        &cd.server,
+        &hook(1),
+        "deployment",
+        "event-1000",
+        &deployment_event(1000, &sha(7), "web-env", "web"),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(cd.world.deploys().len(), 1);
+    assert_eq!(standin.violations(), Vec::<String>::new());
+    cd.server.terminate();
+}
+
+#[test]
+fn token_env_supplies_the_api_token() {
+    let standin = GithubStandin::start(TOKEN);
+    let stacks = cd_stack(1, "web", &standin.base_url(), "wait_for_event = false", "").replace(
+        "token_file = \"@DIR@/gh-token\"",
+        "token_env = \"REDEPLOY_TEST_GH_TOKEN\"",
+    );
+    let port = free_port();
+    let world = World::new("github-cd-token-env", "", &stacks);
+    let server = ServerProcess::start_with_env(
+        &world.config,
+        port,
+        &[],
+        world.dir.join("server.log"),
+        &[("REDEPLOY_TEST_GH_TOKEN", TOKEN)],
+    );
+    let r = signed_push(&server, &hook(1), SECRET, &sha(8), "d-8");
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(
+        statuses_of(&standin, 1000, 3),
+        ["queued", "in_progress", "success"]
+    );
+    // No public_url: statuses carry no log_url.
+    assert!(status_bodies(&standin, 1000)
+        .iter()
+        .all(|b| b.get("log_url").is_none()));
+    assert_eq!(standin.violations(), Vec::<String>::new());
+    server.terminate();
+}
+
+fn connect(world: &World) -> (bool, String) {
+    let out = Command::new(redeploy_bin())
+        .args([
+            "github",
+            "connect",
+            "web",
+            "--config",
+            world.config.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn connect_world(name: &str, standin: &GithubStandin) -> (World, String) {
+    let public = "https://deploy.example.com";
+    let world = World::new(
+        name,
+        &format!("public_url = \"{public}\""),
+        &cd_stack(1, "web", &standin.base_url(), "", ""),
+    );
+    std::fs::write(world.dir.join("gh-token"), TOKEN).unwrap();
+    let url = format!("{public}{}", hook(1));
+    (world, url)
+}
+
+#[test]
+fn github_connect_creates_the_webhook_then_changes_nothing() {
+    let standin = GithubStandin::start(TOKEN);
+    standin.add_hook("https://ci.example.com/hook", &["push"], true);
+    let (world, url) = connect_world("github-connect-create", &standin);
+    let (ok, out) = connect(&world);
+    assert!(ok, "{out}");
+    assert!(out.contains("created webhook"), "{out}");
+    let hooks = standin.hooks();
+    let ours: Vec<&Value> = hooks.iter().filter(|h| h["config"]["url"] == url).collect();
+    assert_eq!(ours.len(), 1, "{hooks:?}");
+    assert_eq!(ours[0]["events"], json!(["push", "deployment"]));
+    assert_eq!(ours[0]["active"], true);
+    assert_eq!(ours[0]["config"]["content_type"], "json");
+    let create = standin
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "POST")
+        .unwrap();
+    assert_eq!(create.body.unwrap()["config"]["secret"], SECRET);
+
+    let before = standin.requests().len();
+    let (ok, out) = connect(&world);
+    assert!(ok && out.contains("nothing changed"), "{out}");
+    let again = &standin.requests()[before..];
+    assert!(
+        again.iter().all(|r| r.method == "GET"),
+        "second run changed something"
+    );
+    assert!(!out.contains(SECRET) && !out.contains(TOKEN));
+    assert_eq!(standin.violations(), Vec::<String>::new());
+}
+
+#[test]
+fn github_connect_adds_deployment_to_a_push_only_webhook() {
+    let standin = GithubStandin::start(TOKEN);
+    let (world, url) = connect_world("github-connect-update", &standin);
+    let id = standin.add_hook(&url, &["push", "issues"], true);
+    let (ok, out) = connect(&world);
+    assert!(
+        ok && out.contains(&format!("updated webhook {id}")),
+        "{out}"
+    );
+    let hook = standin.hooks().into_iter().find(|h| h["id"] == id).unwrap();
+    let mut events: Vec<String> = serde_json::from_value(hook["events"].clone()).unwrap();
+    events.sort();
+    assert_eq!(events, ["deployment", "issues", "push"]);
+    let patch = standin
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "PATCH")
+        .unwrap();
+    assert_eq!(patch.body.unwrap()["add_events"], json!(["deployment"]));
+    let (ok, out) = connect(&world);
+    assert!(ok && out.contains("nothing changed"), "{out}");
+    assert_eq!(
+        standin
+            .requests()
+            .iter()
+            .filter(|r| r.method != "GET")
+            .count(),
+        1
+    );
+    assert_eq!(standin.violations(), Vec::<String>::new());
+}
+
+/// A one-request HTTP listener: returns the address and a handle yielding
+/// the request body it received.
+fn one_request_listener() -> (String, std::thread::JoinHandle<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let handle = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = s.read(&mut chunk).unwrap();
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf).to_string();
+            if let Some(i) = text.find("\r\n\r\n") {
+                let len: usize = text[..i]
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                if buf.len() >= i + 4 + len {
+                    s.write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                    )
+                    .unwrap();
+                    return String::from_utf8_lossy(&buf[i + 4..i + 4 + len]).to_string();
+                }
+            }
+            if n == 0 {
+                return String::new();
+            }
+        }
+    });
+    (addr, handle)
+}
+
+#[test]
+fn a_docker_hub_push_reports_its_deploy_to_the_callback_url() {
+    let (addr, received) = one_request_listener();
+    let stacks = r#"
+[[stacks]]
+name = "app"
+image = "svendowideit/testhook"
+hook_token = "@TOKEN@"
+command = ["@STANDIN@"]
+env = { RECORD_DIR = "@RECORD:app@" }
+"#
+    .replace("@TOKEN@", &token(1));
+    let world = World::new(
+        "dockerhub-callback",
+        "callback_hosts = [\"127.0.0.1\"]",
+        &stacks,
+    );
+    let server = world.start(&[]);
+    let mut body: Value = serde_json::from_slice(
+        &std::fs::read(fixtures().join("dockerhub/dockerdocs-webhook-example.json")).unwrap(),
+    )
+    .unwrap();
+    body["callback_url"] = json!(format!(
+        "http://{addr}/u/svendowideit/testhook/hook/2141b5bi5i5b02bec211i4eeih0242eg11000a/"
+    ));
+    let r = server.post(
+        &hook(1),
+        &[("Content-Type", "application/json")],
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    let callback: Value = serde_json::from_str(&received.join().unwrap()).unwrap();
+    assert_eq!(callback["state"], "success");
+    assert_eq!(callback["context"], "redeploy");
+    assert!(callback["description"]
+        .as_str()
+        .unwrap()
+        .starts_with("Deployed"));
+    let deploys = world.settle(10);
+    let reports = wait_for(10, "the callback's report", || {
+        let r = world.journal().reports(deploys[0].id).unwrap();
+        (!r.is_empty()).then_some(r)
+    });
+    assert_eq!(
+        reports,
+        [(
+            "callback".to_string(),
+            "succeeded".to_string(),
+            "success: sent".to_string()
+        )]
+    );
+    server.terminate();
+}
