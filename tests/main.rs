@@ -10,13 +10,20 @@
 //! - `serve`: `redeploy serve` on loopback with a stand-in deploy program.
 //! - `post_receive`: the git hook with real bare repositories and pushes.
 //! - `trap`: a deliberately broken component cut off by deadline and memory cap.
+//! - `hostile`: the hostile-input matrix, bad requests that deploy nothing.
+//! - `load`: thousands of deliveries with failing and hanging deploys, and
+//!   SIGKILLs of the server in the middle; the journal stays consistent.
+//! - `secrets`: no secret or hook token in any log, journal or response.
 
 mod check;
 mod component;
 mod examples;
 mod golden;
+mod hostile;
+mod load;
 mod node;
 mod post_receive;
+mod secrets;
 mod serve;
 mod support;
 mod trap;
