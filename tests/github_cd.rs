@@ -482,7 +482,7 @@ fn token_env_supplies_the_api_token() {
     );
     let port = free_port();
     let world = World::new("github-cd-token-env", "", &stacks);
-    let server = ServerProcess::start_with_env(
+    let server = ServerProcess::start_env(
         &world.config,
         port,
         &[],

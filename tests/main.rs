@@ -14,6 +14,10 @@
 //!   every request against GitHub's published schemas.
 //! - `github_cd`: GitHub continuous deployment end to end (deployments,
 //!   statuses, `github connect`) and Docker Hub callbacks.
+//! - `hostile`: the hostile-input matrix, bad requests that deploy nothing.
+//! - `load`: thousands of deliveries with failing and hanging deploys, and
+//!   SIGKILLs of the server in the middle; the journal stays consistent.
+//! - `secrets`: no secret or hook token in any log, journal or response.
 
 mod check;
 mod component;
@@ -21,8 +25,11 @@ mod examples;
 mod github_cd;
 mod github_standin;
 mod golden;
+mod hostile;
+mod load;
 mod node;
 mod post_receive;
+mod secrets;
 mod serve;
 mod support;
 mod trap;

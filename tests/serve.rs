@@ -76,6 +76,17 @@ impl World {
         )
     }
 
+    /// Starts the server on a free port with extra environment variables.
+    pub fn start_env(&self, extra: &[&str], env: &[(&str, &str)]) -> ServerProcess {
+        ServerProcess::start_env(
+            &self.config,
+            free_port(),
+            extra,
+            self.dir.join("server.log"),
+            env,
+        )
+    }
+
     /// The journal, read-only.
     pub fn journal(&self) -> Journal {
         Journal::open_read_only(&Journal::path_in(&self.dir.join("state"))).unwrap()

@@ -135,11 +135,41 @@ pub mod http {
         }
         req.push_str("\r\n");
         s.write_all(req.as_bytes()).unwrap();
-        // The server may answer (413) before reading a large body.
-        let _ = s.write_all(body);
+        // The server may answer (413) before reading a large body: write it
+        // from another thread while this one reads the answer.
         let mut raw = Vec::new();
-        let _ = s.read_to_end(&mut raw);
+        if body.len() <= 64 * 1024 {
+            let _ = s.write_all(body);
+            let _ = s.read_to_end(&mut raw);
+        } else {
+            let mut w = s.try_clone().unwrap();
+            let body = body.to_vec();
+            let writer = std::thread::spawn(move || {
+                let _ = w.write_all(&body);
+            });
+            let _ = s.read_to_end(&mut raw);
+            let _ = writer.join();
+        }
         parse(&raw)
+    }
+
+    /// Sends `raw` bytes as they are (for requests the normal client cannot
+    /// express: duplicate framing headers, bad request lines) and reads until
+    /// the server closes. `None` if the server closed without an answer.
+    pub fn raw(addr: &str, raw: &[u8]) -> Option<Response> {
+        let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        // Write from another thread: the server may answer (431, 413) and
+        // close before it has read everything.
+        let mut w = s.try_clone().unwrap();
+        let raw = raw.to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = w.write_all(&raw);
+        });
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let _ = writer.join();
+        (!out.is_empty()).then(|| parse(&out))
     }
 
     fn parse(raw: &[u8]) -> Response {
@@ -217,11 +247,11 @@ impl ServerProcess {
         extra: &[&str],
         log: PathBuf,
     ) -> ServerProcess {
-        Self::start_with_env(config, port, extra, log, &[])
+        ServerProcess::start_env(config, port, extra, log, &[])
     }
 
     /// [`ServerProcess::start`] with extra environment variables.
-    pub fn start_with_env(
+    pub fn start_env(
         config: &std::path::Path,
         port: u16,
         extra: &[&str],

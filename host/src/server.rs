@@ -211,6 +211,14 @@ async fn hook(
         Ok(admitted) => admitted,
         Err(resp) => return resp,
     };
+    if let Some(name) = repeated_header(&headers) {
+        tracing::warn!(stack = %stack_name, header = name, "delivery rejected: a header appears twice");
+        return reject(
+            400,
+            "bad-request",
+            &format!("header {name} appears more than once"),
+        );
+    }
     let delivery = wit::Delivery::Http(wit::HttpRequest {
         method: method.as_str().to_string(),
         path: uri.path().to_string(),
@@ -227,6 +235,18 @@ async fn hook(
         body,
     });
     dispatch_blocking(state, stack_name, delivery).await
+}
+
+/// The first header that appears more than once and must not: the content
+/// type and every `X-` header (event names, delivery ids, signatures and
+/// tokens are all `X-` headers), except the `X-Forwarded-*` headers proxies
+/// may repeat. Two values would leave it to chance which event or which
+/// signature counts, so such a request is refused.
+fn repeated_header(headers: &HeaderMap) -> Option<&str> {
+    headers.keys().map(|name| name.as_str()).find(|&name| {
+        (name == "content-type" || (name.starts_with("x-") && !name.starts_with("x-forwarded-")))
+            && headers.get_all(name).iter().nth(1).is_some()
+    })
 }
 
 /// The body a post-receive hook forwards to `/hooks/{token}/post-receive`.
