@@ -722,6 +722,34 @@ fn cases() -> Vec<Case> {
         400,
         Some("malformed-payload"),
     );
+    // The post-receive route of a stack with secrets wants a signature.
+    let signed_pr = format!("/hooks/{TOKEN}/post-receive");
+    let main_push = json!({"repository": "acme/web", "pusher": null,
+        "updates": [{"old": "1".repeat(40), "new": "2".repeat(40), "name": "refs/heads/main"}]})
+    .to_string();
+    case(
+        "post-receive: a stack with secrets, unsigned",
+        post(signed_pr.clone(), &json_ct, main_push.as_bytes()),
+        401,
+        Some("missing-signature"),
+    );
+    let forged = format!(
+        "sha256={}",
+        hmac_sha256_hex("not-the-secret", main_push.as_bytes())
+    );
+    case(
+        "post-receive: a stack with secrets, signed with another secret",
+        post(
+            signed_pr,
+            &[
+                ("Content-Type", "application/json"),
+                ("X-Redeploy-Signature-256", &forged),
+            ],
+            main_push.as_bytes(),
+        ),
+        401,
+        Some("bad-signature"),
+    );
     cases
 }
 

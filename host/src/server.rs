@@ -35,6 +35,35 @@ pub struct AppState {
     pub log_links: LogLinks,
 }
 
+/// The header carrying the signature of a post-receive push forwarded by a
+/// git server's hook: `sha256=` + hex HMAC-SHA256 of the body with the
+/// stack's first secret. Required when the stack has secrets.
+pub const POST_RECEIVE_SIGNATURE_HEADER: &str = "x-redeploy-signature-256";
+
+/// The [`POST_RECEIVE_SIGNATURE_HEADER`] value for `body`.
+pub fn sign_post_receive(secret: &str, body: &[u8]) -> String {
+    use hmac::Mac as _;
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Whether `presented` signs `body` with `secret` (constant time).
+fn verify_post_receive(secret: &str, body: &[u8], presented: &str) -> bool {
+    use hmac::Mac as _;
+    let Some(hex_sig) = presented.strip_prefix("sha256=") else {
+        return false;
+    };
+    let Ok(sig) = hex::decode(hex_sig) else {
+        return false;
+    };
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(body);
+    mac.verify_slice(&sig).is_ok()
+}
+
 /// The most of a deploy log `/logs/{id}/{key}` serves: its last 1 MiB.
 pub const MAX_LOG_SERVED_BYTES: u64 = 1 << 20;
 
@@ -286,6 +315,31 @@ async fn post_receive(
         Ok(admitted) => admitted,
         Err(resp) => return resp,
     };
+    if let Some(stack) = state.dispatcher.config().stack(&stack_name) {
+        if !stack.secrets.is_empty() {
+            let presented = headers
+                .get(POST_RECEIVE_SIGNATURE_HEADER)
+                .and_then(|v| v.to_str().ok());
+            let Some(presented) = presented else {
+                return reject(
+                    401,
+                    "missing-signature",
+                    "this stack has secrets: a forwarded post-receive push must carry X-Redeploy-Signature-256",
+                );
+            };
+            let valid = stack
+                .secrets
+                .iter()
+                .any(|s| verify_post_receive(s.expose(), &body, presented));
+            if !valid {
+                return reject(
+                    401,
+                    "bad-signature",
+                    "X-Redeploy-Signature-256 does not match the body with any of the stack's secrets",
+                );
+            }
+        }
+    }
     let push: ForwardedPush = match serde_json::from_slice(&body) {
         Ok(p) => p,
         Err(e) => return reject(400, "malformed-payload", &format!("post-receive body: {e}")),

@@ -214,10 +214,18 @@ impl PostReceive {
                         "{}/hooks/{token}/post-receive",
                         server.trim_end_matches('/')
                     );
+                    let body = serde_json::to_vec(&push)?;
+                    let mut request = client.post(&url).header("content-type", "application/json");
+                    // A stack with secrets accepts forwarded pushes only signed.
+                    if let Some(secret) = config.stack(stack).and_then(|s| s.secrets.first()) {
+                        request = request.header(
+                            crate::server::POST_RECEIVE_SIGNATURE_HEADER,
+                            crate::server::sign_post_receive(secret.expose(), &body),
+                        );
+                    }
                     let answer = rt.block_on(async {
-                        let resp = client
-                            .post(&url)
-                            .json(&push)
+                        let resp = request
+                            .body(body)
                             .send()
                             .await
                             .map_err(|e| e.without_url())?;
