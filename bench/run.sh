@@ -51,6 +51,7 @@ for p in "${parts[@]}"; do
             echo "== 2. HTTP: redeploy serve against adnanh/webhook"
             # shellcheck disable=SC2086
             python3 bench/serve_vs_webhook.py ${HTTP_ARGS:-}
+            python3 bench/big_delivery.py
             ;;
         post-receive)
             echo "== 3. post-receive hook wall time"
