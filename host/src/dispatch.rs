@@ -156,7 +156,14 @@ impl Dispatcher {
             status,
             summary: summary.to_string(),
         };
-        if let Err(e) = self.journal.record_delivery(&d) {
+        // Only a delivery that queued a deploy (202) waits for the disk;
+        // its deploy row was already written durably before this record.
+        let recorded = if status == 202 {
+            self.journal.record_delivery(&d)
+        } else {
+            self.journal.record_delivery_relaxed(&d)
+        };
+        if let Err(e) = recorded {
             tracing::error!(error = %e, "journal: cannot record a delivery");
         }
     }

@@ -591,7 +591,31 @@ impl Journal {
 
     /// Records a delivery; returns its id.
     pub fn record_delivery(&self, d: &NewDelivery) -> Result<i64, JournalError> {
+        self.insert_delivery(&self.lock(), d)
+    }
+
+    /// Records a delivery that started no deploy, without waiting for the
+    /// disk: the transaction commits with `synchronous=NORMAL`, so it
+    /// survives a crash of this process but a power loss may drop it (and
+    /// the few before it). In WAL mode the next `synchronous=FULL` commit
+    /// (every deploy and every transition) syncs the whole log, these rows
+    /// included, so a durable deploy never depends on a relaxed row and no
+    /// accepted deploy is ever less durable than before. This keeps an fsync
+    /// off the path of every push that deploys nothing, which is most of them.
+    pub fn record_delivery_relaxed(&self, d: &NewDelivery) -> Result<i64, JournalError> {
         let conn = self.lock();
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(self.err("set synchronous=NORMAL"))?;
+        let inserted = self.insert_delivery(&conn, d);
+        // Back to FULL before the lock is released, so no other write runs
+        // relaxed. Setting this pragma only sets a flag on the connection;
+        // SQLite fails it only on a connection that fails every write.
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(self.err("restore synchronous=FULL"))?;
+        inserted
+    }
+
+    fn insert_delivery(&self, conn: &Connection, d: &NewDelivery) -> Result<i64, JournalError> {
         conn.prepare_cached(
             "INSERT INTO deliveries
                  (received_at_ms, stack, provider, event, delivery_id, status, summary)
@@ -1342,6 +1366,34 @@ mod tests {
         assert_eq!(got[1].status, 202);
         assert_eq!(journal.deliveries(1).unwrap().len(), 1);
         assert!(journal.deliveries(0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn relaxed_delivery_is_recorded_and_full_durability_is_restored() {
+        let dir = TempDir::new("relaxed");
+        let journal = Journal::open(&dir.journal_path()).unwrap();
+        let skipped = NewDelivery {
+            received_at_ms: 30,
+            stack: Some("app".to_owned()),
+            provider: Some("github".to_owned()),
+            event: Some("push".to_owned()),
+            delivery_id: Some("d-2".to_owned()),
+            status: 200,
+            summary: "push to another branch".to_owned(),
+        };
+        let id = journal.record_delivery_relaxed(&skipped).unwrap();
+        // Committed: another connection (`redeploy history`) sees it.
+        let reader = Journal::open_read_only(&dir.journal_path()).unwrap();
+        let got = reader.deliveries(10).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].id, id);
+        assert_eq!(got[0].summary, "push to another branch");
+        // Every later write (deploys, transitions) is back to an fsync per commit.
+        let synchronous: i64 = journal
+            .lock()
+            .pragma_query_value(None, "synchronous", |row| row.get(0))
+            .unwrap();
+        assert_eq!(synchronous, 2, "synchronous=FULL is 2");
     }
 
     #[test]

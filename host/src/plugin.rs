@@ -13,8 +13,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
-    StoreLimitsBuilder,
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
+    StoreLimits, StoreLimitsBuilder,
 };
 
 wasmtime::component::bindgen!({ world: "redeployer", path: "../wit" });
@@ -125,7 +125,11 @@ fn engine_config(allocation: Allocation, memory_limit: usize) -> Config {
             // Keep the pages a typical delivery touches resident between
             // instances, so a fresh instance does not fault them in again.
             .linear_memory_keep_resident(2 * 1024 * 1024)
-            .table_keep_resident(64 * 1024);
+            .table_keep_resident(64 * 1024)
+            // Where the kernel has PAGEMAP_SCAN (Linux 6.7+), reset only
+            // the pages a delivery dirtied instead of zeroing the whole
+            // resident prefix on every reuse (BENCHMARKS.md, part 1).
+            .pagemap_scan(Enabled::Auto);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     config

@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""Four concurrent 25 MiB GitHub pushes against `redeploy serve`, with small
+deliveries sent meanwhile: checks that a maximal delivery neither crashes nor
+holds the server, and reports its latencies and peak RSS.
+
+Run after `cargo build --release` (bench/run.sh does): python3 bench/big_delivery.py
+"""
+
+import hashlib
+import hmac
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURE = os.path.join(ROOT, "..", "shared", "fixtures", "github", "goscm-push.json")
+MAX_BODY = 25 * 1024 * 1024
+TOKEN = "benchbenchbenchbenchbenchbench"
+
+
+def sign(body):
+    return "sha256=" + hmac.new(b"topsecret", body, hashlib.sha256).hexdigest()
+
+
+def main():
+    payload = json.load(open(FIXTURE))
+    commit = payload["commits"][0]
+    one = len(json.dumps(commit)) + 40
+    commits = []
+    for i in range(MAX_BODY // one):
+        c = dict(commit, id="%040x" % (i + 1), modified=["src/file%d.rs" % i])
+        commits.append(c)
+    payload["commits"] = commits
+    big = json.dumps(payload).encode()
+    while len(big) > MAX_BODY:
+        del commits[-200:]
+        big = json.dumps(payload).encode()
+    small = open(FIXTURE, "rb").read()
+
+    work = tempfile.mkdtemp(prefix="redeploy-big-")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = os.path.join(work, "redeploy.toml")
+    with open(config, "w") as f:
+        f.write(
+            f"""[server]
+listen = "127.0.0.1:{port}"
+state_dir = "{work}/state"
+[[stacks]]
+name = "hello"
+repository = "Codertocat/Hello-World"
+branch = "production"
+secrets = ["topsecret"]
+hook_token = "{TOKEN}"
+command = ["true"]
+"""
+        )
+    log = open(os.path.join(work, "serve.log"), "w")
+    server = subprocess.Popen(
+        [os.path.join(ROOT, "target", "release", "redeploy"), "serve", "--config", config],
+        stderr=log,
+    )
+    try:
+        for _ in range(600):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        url = f"http://127.0.0.1:{port}/hooks/{TOKEN}"
+
+        def post(body, delivery):
+            req = urllib.request.Request(
+                url,
+                data=body,
+                method="POST",
+                headers={
+                    "Content-Type": "application/json",
+                    "X-GitHub-Event": "push",
+                    "X-GitHub-Delivery": delivery,
+                    "X-Hub-Signature-256": sign(body),
+                },
+            )
+            started = time.time()
+            try:
+                with urllib.request.urlopen(req, timeout=60) as r:
+                    return r.status, time.time() - started
+            except urllib.error.HTTPError as e:
+                return e.code, time.time() - started
+
+        big_results = {}
+        threads = [
+            threading.Thread(target=lambda i=i: big_results.__setitem__(i, post(big, f"big-{i}")))
+            for i in range(4)
+        ]
+        for t in threads:
+            t.start()
+        time.sleep(0.3)
+        smalls = [post(small, f"small-{i}") for i in range(20)]
+        for t in threads:
+            t.join()
+        times = sorted(t for _, t in smalls)
+        print(f"body: {len(big)} bytes, {len(commits)} commits")
+        print(
+            "4 concurrent 25 MiB deliveries: "
+            + ", ".join(f"{s} in {t:.2f} s" for s, t in big_results.values())
+        )
+        print(
+            f"20 small deliveries meanwhile: statuses {sorted(set(s for s, _ in smalls))}, "
+            f"median {times[10] * 1000:.1f} ms, max {times[-1] * 1000:.1f} ms"
+        )
+        print(f"a small delivery afterwards: {post(small, 'after')[0]}")
+        with open(f"/proc/{server.pid}/status") as f:
+            peak = [line.split()[1] for line in f if line.startswith("VmHWM")][0]
+        print(f"server peak RSS: {int(peak) / 1024:.0f} MiB")
+    finally:
+        server.terminate()
+        server.wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+-- wrk script: POSTs one signed GitHub push, with a fresh X-GitHub-Delivery
+-- per request (so redeploy's redelivery deduplication never short-cuts a
+-- request). The body and its signature are read from the files named by
+-- BENCH_BODY and BENCH_SIGNATURE; bench/serve_vs_webhook.py writes them.
+-- Run by bench/serve_vs_webhook.py; by hand:
+--   BENCH_BODY=body.json BENCH_SIGNATURE=sig.txt wrk -s bench/http.lua URL
+
+local function slurp(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local body = slurp(os.getenv("BENCH_BODY"))
+local signature = slurp(os.getenv("BENCH_SIGNATURE")):gsub("%s+$", "")
+local counter = 0
+local thread_id = 0
+
+function setup(thread)
+  thread:set("thread_id", thread_id)
+  thread_id = thread_id + 1
+end
+
+function request()
+  counter = counter + 1
+  local headers = {
+    ["Content-Type"] = "application/json",
+    ["X-GitHub-Event"] = "push",
+    ["X-GitHub-Delivery"] = string.format("bench-%d-%d-%d", thread_id, counter, math.random(1, 1e9)),
+    ["X-Hub-Signature-256"] = signature,
+  }
+  return wrk.format("POST", nil, headers, body)
+end
+
+function done(summary, latency, requests)
+  -- One machine-readable line for bench/serve_vs_webhook.py.
+  io.write(string.format(
+    "BENCH requests=%d duration_us=%d p50_us=%d p99_us=%d errors=%d status_errors=%d timeouts=%d\n",
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    summary.errors.connect + summary.errors.read + summary.errors.write,
+    summary.errors.status, summary.errors.timeout))
+end

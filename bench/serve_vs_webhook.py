@@ -1,0 +1,287 @@
+#!/usr/bin/env python3
+"""HTTP throughput, latency and memory of `redeploy serve` against
+adnanh/webhook, side by side in one run.
+
+Run by bench/run.sh (which installs webhook and wrk and builds the release
+binary); by hand, after `cargo build --release`:
+
+    python3 bench/serve_vs_webhook.py [--duration 10] [--rounds 3] [--connections 1,16,64]
+
+Both servers listen on loopback and get the same signed GitHub push
+(`../shared/fixtures/github/goscm-push.json`, a push to `master`, signed with
+X-Hub-Signature-256). Each request carries a fresh X-GitHub-Delivery, so
+redeploy's redelivery deduplication never short-cuts one. Two scenarios:
+
+- decision: both follow branch `production`, so the push deploys nothing.
+  redeploy verifies the signature, evaluates the push in a fresh component
+  instance, journals the delivery and answers 200 with its decision; webhook
+  parses the JSON, checks the HMAC and the `ref` match and answers 200
+  "Hook rules were not satisfied.".
+- deploy: both follow `master` and run `/usr/bin/true`. redeploy journals the
+  deploy durably, answers 202 and runs the queued deploys one at a time per
+  stack (a newer deploy supersedes a queued one); webhook answers 200 and
+  spawns `true` for every request.
+
+For each scenario and connection count the two servers are loaded one after
+the other, alternating which goes first, for `--rounds` rounds; the table
+shows medians over rounds and the median of the per-round throughput ratio.
+Peak RSS is VmHWM, reset before each load with /proc/PID/clear_refs.
+"""
+
+import argparse
+import hashlib
+import hmac
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURE = os.path.join(ROOT, "..", "shared", "fixtures", "github", "goscm-push.json")
+SECRET = "topsecret"
+TOKEN = "benchbenchbenchbenchbenchbench"
+REPOSITORY = "Codertocat/Hello-World"
+TRUE = shutil.which("true") or "/usr/bin/true"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, what):
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"{what} exited with {proc.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"{what} did not listen on port {port} within 30 s")
+
+
+def status_kb(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def reset_peak(pid):
+    # Writing 5 to clear_refs resets VmHWM to the current RSS (Linux >= 4.0).
+    with open(f"/proc/{pid}/clear_refs", "w") as f:
+        f.write("5")
+
+
+def post(url, body, signature, delivery):
+    req = urllib.request.Request(
+        url,
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "X-GitHub-Event": "push",
+            "X-GitHub-Delivery": delivery,
+            "X-Hub-Signature-256": signature,
+        },
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+class Server:
+    def __init__(self, name, argv, port, path, log):
+        self.name, self.port, self.path = name, port, path
+        self.log = open(log, "w")
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
+        wait_port(port, self.proc, name)
+        self.url = f"http://127.0.0.1:{port}{path}"
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def start_redeploy(work, branch):
+    port = free_port()
+    config = os.path.join(work, f"redeploy-{branch}.toml")
+    with open(config, "w") as f:
+        f.write(
+            f"""[server]
+listen = "127.0.0.1:{port}"
+state_dir = "{work}/state-{branch}"
+
+[[stacks]]
+name = "hello"
+repository = "{REPOSITORY}"
+branch = "{branch}"
+secrets = ["{SECRET}"]
+hook_token = "{TOKEN}"
+command = ["{TRUE}"]
+"""
+        )
+    binary = os.path.join(ROOT, "target", "release", "redeploy")
+    return Server(
+        "redeploy",
+        [binary, "serve", "--config", config],
+        port,
+        f"/hooks/{TOKEN}",
+        os.path.join(work, f"redeploy-{branch}.log"),
+    )
+
+
+def start_webhook(work, branch):
+    port = free_port()
+    hooks = os.path.join(work, f"hooks-{branch}.json")
+    with open(hooks, "w") as f:
+        f.write(
+            f"""[{{
+  "id": "hello",
+  "execute-command": "{TRUE}",
+  "trigger-rule": {{"and": [
+    {{"match": {{"type": "payload-hmac-sha256", "secret": "{SECRET}",
+                "parameter": {{"source": "header", "name": "X-Hub-Signature-256"}}}}}},
+    {{"match": {{"type": "value", "value": "refs/heads/{branch}",
+                "parameter": {{"source": "payload", "name": "ref"}}}}}}
+  ]}}
+}}]
+"""
+        )
+    return Server(
+        "webhook",
+        ["webhook", "-hooks", hooks, "-ip", "127.0.0.1", "-port", str(port)],
+        port,
+        "/hooks/hello",
+        os.path.join(work, f"webhook-{branch}.log"),
+    )
+
+
+def run_wrk(url, connections, duration, env):
+    threads = min(connections, 2)
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t", str(threads),
+            "-c", str(connections),
+            "-d", f"{duration}s",
+            "--timeout", "10s",
+            "-s", os.path.join(ROOT, "bench", "http.lua"),
+            url,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    m = re.search(r"^BENCH (.*)$", out, re.M)
+    if not m:
+        sys.exit(f"wrk printed no BENCH line:\n{out}")
+    fields = dict(kv.split("=") for kv in m.group(1).split())
+    fields = {k: int(v) for k, v in fields.items()}
+    fields["rps"] = fields["requests"] / (fields["duration_us"] / 1e6)
+    return fields
+
+
+def fmt_ms(us):
+    return f"{us / 1000:.2f} ms"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--duration", type=int, default=10, help="seconds per load run")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--connections", default="1,16,64")
+    ap.add_argument("--scenarios", default="decision,deploy")
+    args = ap.parse_args()
+    connections = [int(c) for c in args.connections.split(",")]
+
+    with open(FIXTURE, "rb") as f:
+        body = f.read()
+    signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    work = tempfile.mkdtemp(prefix="redeploy-http-bench-")
+    body_path = os.path.join(work, "body.json")
+    sig_path = os.path.join(work, "signature.txt")
+    with open(body_path, "wb") as f:
+        f.write(body)
+    with open(sig_path, "w") as f:
+        f.write(signature)
+    env = dict(os.environ, BENCH_BODY=body_path, BENCH_SIGNATURE=sig_path)
+
+    branches = {"decision": "production", "deploy": "master"}
+    print(f"payload: {FIXTURE} ({len(body)} bytes), {args.rounds} rounds of {args.duration} s")
+    results = []
+    for scenario in args.scenarios.split(","):
+        branch = branches[scenario]
+        servers = [start_redeploy(work, branch), start_webhook(work, branch)]
+        try:
+            idle = {}
+            for s in servers:
+                status, text = post(s.url, body, signature, f"check-{s.name}-{scenario}")
+                print(f"{scenario}: {s.name} answers {status}: {text.strip()[:160]}")
+                time.sleep(0.5)
+                idle[s.name] = status_kb(s.proc.pid, "VmRSS")
+            for c in connections:
+                per = {s.name: [] for s in servers}
+                for r in range(args.rounds):
+                    order = servers if r % 2 == 0 else list(reversed(servers))
+                    for s in order:
+                        reset_peak(s.proc.pid)
+                        res = run_wrk(s.url, c, args.duration, env)
+                        res["peak_kb"] = status_kb(s.proc.pid, "VmHWM")
+                        per[s.name].append(res)
+                        print(
+                            f"  {scenario} c={c} round {r + 1} {s.name}: {res['rps']:.0f} req/s "
+                            f"p50 {fmt_ms(res['p50_us'])} p99 {fmt_ms(res['p99_us'])} "
+                            f"peak {res['peak_kb'] / 1024:.1f} MiB errors {res['errors']} "
+                            f"status>399 {res['status_errors']} timeouts {res['timeouts']}",
+                            flush=True,
+                        )
+                        time.sleep(1)
+                results.append((scenario, c, per, idle))
+        finally:
+            for s in servers:
+                s.stop()
+
+    print()
+    print("| scenario | connections | server | req/s | p50 | p99 | peak RSS | idle RSS | redeploy / webhook req/s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for scenario, c, per, idle in results:
+        ratios = [a["rps"] / b["rps"] for a, b in zip(per["redeploy"], per["webhook"])]
+        for name in ("redeploy", "webhook"):
+            runs = per[name]
+            rps = statistics.median(r["rps"] for r in runs)
+            p50 = statistics.median(r["p50_us"] for r in runs)
+            p99 = statistics.median(r["p99_us"] for r in runs)
+            peak = max(r["peak_kb"] for r in runs) / 1024
+            bad = sum(r["errors"] + r["status_errors"] + r["timeouts"] for r in runs)
+            ratio = f"{statistics.median(ratios):.2f}x" if name == "redeploy" else ""
+            warn = f" ({bad} failed)" if bad else ""
+            print(
+                f"| {scenario} | {c} | {name} | {rps:.0f}{warn} | {fmt_ms(p50)} | {fmt_ms(p99)} "
+                f"| {peak:.1f} MiB | {idle[name] / 1024:.1f} MiB | {ratio} |"
+            )
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,453 @@
+//! Plugin cost per delivery: the plugin crate linked natively against the
+//! component in wasmtime, as `redeploy serve` runs it (the host's
+//! [`PluginRuntime`] with the pooling allocator: a fresh instance per
+//! delivery from the pre-instance).
+//!
+//! Run with `cargo bench -p redeploy-host --bench plugin_cost`; see
+//! `BENCHMARKS.md` for the figures and how to read them. Three parts:
+//! 1. `fixture/*`: real payloads from `../shared/fixtures`, native and component;
+//! 2. `size/*`: a GitHub push grown from 1 KB to 25 MiB by adding commits,
+//!    native and component, to check that the cost grows linearly;
+//! 3. a side-by-side pass (only under `cargo bench`, not in test mode) that
+//!    alternates native and component batches and prints the median of the
+//!    per-round ratio, which is the figure the budget is stated in.
+//!
+//! Under `cargo test --benches` criterion runs every benchmark once, so the
+//! test suite checks that the harness builds and runs without timing anything.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput};
+use hmac::{Hmac, Mac};
+use redeploy_host::plugin::{wit, Allocation, ComponentSource, PluginRuntime, RuntimeOptions};
+use redeploy_plugin::evaluate::{self as native, Delivery, HttpRequest};
+use redeploy_plugin::model::{Headers, PingAction, Service, Stack};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+/// The secret every benchmark stack verifies signatures with.
+const SECRET: &str = "topsecret";
+
+/// Payload sizes of the cost curve, in bytes (1 KB to 25 MiB, the server's
+/// default `max_body_bytes`).
+const CURVE_SIZES: &[usize] = &[
+    1024,
+    16 * 1024,
+    256 * 1024,
+    4 * 1024 * 1024,
+    25 * 1024 * 1024,
+];
+
+/// Rounds of the side-by-side pass; each round times one native batch and
+/// one component batch of the same delivery.
+const SIDE_BY_SIDE_ROUNDS: usize = 41;
+
+/// How long each batch of the side-by-side pass runs, at least.
+const SIDE_BY_SIDE_BATCH: Duration = Duration::from_millis(40);
+
+/// One benchmark input, in both the native and the WIT form.
+struct Input {
+    name: String,
+    native_stacks: Vec<Stack>,
+    native_delivery: Delivery,
+    wit_stacks: Vec<wit::Stack>,
+    wit_delivery: wit::Delivery,
+    body_len: usize,
+}
+
+fn fixtures() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures");
+    assert!(
+        dir.is_dir(),
+        "the shared fixtures are missing at {}: check out ../shared beside the repository",
+        dir.display()
+    );
+    dir
+}
+
+fn hmac_hex(body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("any key length");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// A stack following one repository's branch (or one image), with a secret
+/// when the sender signs.
+struct StackSpec {
+    name: &'static str,
+    repository: Option<&'static str>,
+    branch: Option<&'static str>,
+    image: Option<&'static str>,
+    secret: bool,
+}
+
+fn native_stack(s: &StackSpec) -> Stack {
+    Stack {
+        name: s.name.into(),
+        services: vec![Service {
+            name: s.name.into(),
+            repository: s.repository.map(Into::into),
+            branch: s.branch.map(Into::into),
+            tags: None,
+            image: s.image.map(Into::into),
+        }],
+        secrets: if s.secret {
+            vec![SECRET.into()]
+        } else {
+            vec![]
+        },
+        ping: PingAction::Deploy,
+        paths: vec![],
+        skip_markers: vec![],
+        profiles: vec![],
+        github: None,
+    }
+}
+
+fn wit_stack(s: &StackSpec) -> wit::Stack {
+    wit::Stack {
+        name: s.name.into(),
+        repository: s.repository.map(Into::into),
+        branch: s.branch.map(Into::into),
+        tags: None,
+        image: s.image.map(Into::into),
+        services: vec![],
+        secrets: if s.secret {
+            vec![SECRET.into()]
+        } else {
+            vec![]
+        },
+        ping: wit::PingAction::Deploy,
+        paths: vec![],
+        skip_markers: vec![],
+        profiles: vec![],
+        github: None,
+    }
+}
+
+fn input(name: &str, stacks: &[StackSpec], headers: Vec<(String, String)>, body: Vec<u8>) -> Input {
+    let native_stacks: Vec<Stack> = stacks.iter().map(native_stack).collect();
+    let wit_stacks: Vec<wit::Stack> = stacks.iter().map(wit_stack).collect();
+    let native_delivery = Delivery::Http(HttpRequest {
+        method: "POST".into(),
+        path: "/hooks/bench".into(),
+        query: String::new(),
+        headers: Headers::new(headers.clone()),
+        body: body.clone(),
+    });
+    let wit_delivery = wit::Delivery::Http(wit::HttpRequest {
+        method: "POST".into(),
+        path: "/hooks/bench".into(),
+        query: String::new(),
+        headers,
+        body: body.clone(),
+    });
+    let input = Input {
+        name: name.into(),
+        native_stacks,
+        native_delivery,
+        wit_stacks,
+        wit_delivery,
+        body_len: body.len(),
+    };
+    check_agreement(&input);
+    input
+}
+
+/// Both paths must reach the same decisions, or the comparison is void.
+fn check_agreement(input: &Input) {
+    let native = native::evaluate(&input.native_stacks, &input.native_delivery)
+        .unwrap_or_else(|e| panic!("{}: native evaluation failed: {e:?}", input.name));
+    let component = runtime()
+        .evaluate(&input.wit_stacks, &input.wit_delivery)
+        .expect("component trapped")
+        .unwrap_or_else(|e| panic!("{}: component evaluation failed: {e:?}", input.name));
+    let native_actions: Vec<bool> = native
+        .decisions
+        .iter()
+        .map(|d| d.deploy.is_some())
+        .collect();
+    let component_actions: Vec<bool> = component
+        .decisions
+        .iter()
+        .map(|d| matches!(d.action, wit::Action::Deploy(_)))
+        .collect();
+    assert_eq!(
+        native_actions, component_actions,
+        "{}: native and component disagree",
+        input.name
+    );
+}
+
+/// Reads a fixture and its `.headers` file (if any).
+fn fixture(path: &str) -> (Vec<(String, String)>, Vec<u8>) {
+    let file = fixtures().join(path);
+    let body = std::fs::read(&file).unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
+    let headers_file = file.with_extension("headers");
+    let headers = if headers_file.exists() {
+        redeploy_host::headers::read_headers(&headers_file).expect("fixture headers")
+    } else {
+        vec![]
+    };
+    (headers, body)
+}
+
+/// Replaces any signature headers with ones computed over `body`.
+fn signed_github(mut headers: Vec<(String, String)>, body: &[u8]) -> Vec<(String, String)> {
+    headers.retain(|(k, _)| !k.to_ascii_lowercase().starts_with("x-hub-signature"));
+    headers.push((
+        "X-Hub-Signature-256".into(),
+        format!("sha256={}", hmac_hex(body)),
+    ));
+    headers
+}
+
+fn fixture_inputs() -> Vec<Input> {
+    let hello = |secret| StackSpec {
+        name: "hello",
+        repository: Some("Codertocat/Hello-World"),
+        branch: Some("master"),
+        image: None,
+        secret,
+    };
+    let mut inputs = Vec::new();
+
+    let (h, b) = fixture("github/goscm-push.json");
+    inputs.push(input(
+        "github-push-small",
+        &[hello(true)],
+        signed_github(h, &b),
+        b,
+    ));
+
+    let (h, b) = fixture("github/woodpecker-HookPush.json");
+    let woodpecker = StackSpec {
+        name: "woodpecker",
+        repository: Some("woodpecker-ci/woodpecker"),
+        branch: Some("main"),
+        image: None,
+        secret: true,
+    };
+    inputs.push(input(
+        "github-push-largest-fixture",
+        &[woodpecker],
+        signed_github(h, &b),
+        b,
+    ));
+
+    let (h, b) = grown_github_push(1024 * 1024);
+    inputs.push(input("github-push-1mib", &[hello(true)], h, b));
+
+    let (h, b) = fixture("gitlab/goscm-push.json");
+    let gitlab = StackSpec {
+        name: "gitlab",
+        repository: Some("gitlab-org/hello-world"),
+        branch: Some("master"),
+        image: None,
+        secret: false,
+    };
+    inputs.push(input("gitlab-push", &[gitlab], h, b));
+
+    let (h, b) = fixture("bitbucket-cloud/goscm-push.json");
+    let bitbucket = StackSpec {
+        name: "bitbucket",
+        repository: Some("brydzewski/foo"),
+        branch: Some("master"),
+        image: None,
+        secret: false,
+    };
+    inputs.push(input("bitbucket-cloud-push", &[bitbucket], h, b));
+
+    let (h, b) = fixture("dockerhub/dockerdocs-webhook-example.json");
+    let registry = StackSpec {
+        name: "registry",
+        repository: None,
+        branch: None,
+        image: Some("svendowideit/testhook"),
+        secret: false,
+    };
+    inputs.push(input("dockerhub-push", &[registry], h, b));
+    inputs
+}
+
+/// A signed GitHub push of about `size` bytes: the small push fixture with
+/// its commit repeated (each copy with its own id and changed file) until
+/// the body reaches `size`. Below the fixture's own size, the commits, the
+/// head commit and the optional fields are dropped instead.
+fn grown_github_push(size: usize) -> (Vec<(String, String)>, Vec<u8>) {
+    let (headers, body) = fixture("github/goscm-push.json");
+    let mut payload: Value = serde_json::from_slice(&body).expect("fixture is JSON");
+    let commit = payload["commits"][0].clone();
+    let body = if size < body.len() {
+        let repo = &payload["repository"];
+        serde_json::to_vec(&json!({
+            "ref": payload["ref"], "before": payload["before"], "after": payload["after"],
+            "created": false, "deleted": false, "forced": false,
+            "commits": [], "head_commit": null,
+            "repository": {
+                "full_name": repo["full_name"], "clone_url": repo["clone_url"],
+                "ssh_url": repo["ssh_url"], "git_url": repo["git_url"],
+                "html_url": repo["html_url"], "name": repo["name"],
+                "description": "padding ".repeat(size.saturating_sub(700) / 8),
+            },
+            "pusher": payload["pusher"],
+        }))
+        .expect("serializable")
+    } else {
+        let one = serde_json::to_vec(&commit).expect("serializable").len() + 1;
+        let count = (size - body.len()) / one + 1;
+        let commits: Vec<Value> = (0..count)
+            .map(|i| {
+                let mut c = commit.clone();
+                c["id"] = json!(format!("{:040x}", i + 1));
+                c["modified"] = json!([format!("src/file{i}.rs")]);
+                c
+            })
+            .collect();
+        payload["commits"] = Value::Array(commits);
+        serde_json::to_vec(&payload).expect("serializable")
+    };
+    (signed_github(headers, &body), body)
+}
+
+fn runtime() -> &'static PluginRuntime {
+    static RUNTIME: std::sync::OnceLock<PluginRuntime> = std::sync::OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        PluginRuntime::new(
+            &ComponentSource::Embedded,
+            RuntimeOptions {
+                allocation: Allocation::Pooling,
+                ..RuntimeOptions::default()
+            },
+        )
+        .expect("loading the embedded component")
+    })
+}
+
+fn run_native(input: &Input) {
+    let outcome = native::evaluate(&input.native_stacks, &input.native_delivery);
+    std::hint::black_box(outcome.expect("native evaluation"));
+}
+
+fn run_component(input: &Input) {
+    let outcome = runtime().evaluate(&input.wit_stacks, &input.wit_delivery);
+    std::hint::black_box(
+        outcome
+            .expect("component trapped")
+            .expect("component evaluation"),
+    );
+}
+
+fn bench_fixtures(c: &mut Criterion, inputs: &[Input]) {
+    let mut group = c.benchmark_group("fixture");
+    for input in inputs {
+        group.throughput(Throughput::Bytes(input.body_len as u64));
+        group.bench_with_input(BenchmarkId::new("native", &input.name), input, |b, i| {
+            b.iter(|| run_native(i))
+        });
+        group.bench_with_input(BenchmarkId::new("component", &input.name), input, |b, i| {
+            b.iter(|| run_component(i))
+        });
+    }
+    group.finish();
+}
+
+fn bench_curve(c: &mut Criterion, inputs: &[Input]) {
+    let mut group = c.benchmark_group("size");
+    group.sample_size(10);
+    for input in inputs {
+        group.throughput(Throughput::Bytes(input.body_len as u64));
+        group.bench_with_input(BenchmarkId::new("native", input.body_len), input, |b, i| {
+            b.iter(|| run_native(i))
+        });
+        group.bench_with_input(
+            BenchmarkId::new("component", input.body_len),
+            input,
+            |b, i| b.iter(|| run_component(i)),
+        );
+    }
+    group.finish();
+}
+
+/// Times `f` over a batch of at least [`SIDE_BY_SIDE_BATCH`]; returns the
+/// mean time per call.
+fn batch(f: impl Fn()) -> Duration {
+    let started = Instant::now();
+    let mut calls = 0u32;
+    while started.elapsed() < SIDE_BY_SIDE_BATCH || calls == 0 {
+        f();
+        calls += 1;
+    }
+    started.elapsed() / calls
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Alternates native and component batches of the same delivery, so both
+/// see the same machine noise, and prints the medians and the median of the
+/// per-round ratio.
+fn side_by_side(inputs: &[Input]) {
+    println!();
+    println!("side by side ({SIDE_BY_SIDE_ROUNDS} rounds, alternating batches):");
+    println!(
+        "| delivery | body bytes | native median | component median | component / native (median of ratio) |"
+    );
+    println!("|---|---|---|---|---|");
+    for input in inputs {
+        let (mut native, mut component, mut ratio) = (vec![], vec![], vec![]);
+        for _ in 0..SIDE_BY_SIDE_ROUNDS {
+            let n = batch(|| run_native(input)).as_secs_f64();
+            let w = batch(|| run_component(input)).as_secs_f64();
+            native.push(n);
+            component.push(w);
+            ratio.push(w / n);
+        }
+        println!(
+            "| {} | {} | {} | {} | {:.2}x |",
+            input.name,
+            input.body_len,
+            human(median(native)),
+            human(median(component)),
+            median(ratio)
+        );
+    }
+}
+
+fn human(seconds: f64) -> String {
+    if seconds < 1e-3 {
+        format!("{:.1} µs", seconds * 1e6)
+    } else {
+        format!("{:.2} ms", seconds * 1e3)
+    }
+}
+
+fn main() {
+    let benching = std::env::args().any(|a| a == "--bench");
+    let mut c = Criterion::default().configure_from_args();
+    let fixtures = fixture_inputs();
+    let curve: Vec<Input> = CURVE_SIZES
+        .iter()
+        .map(|&size| {
+            let (h, b) = grown_github_push(size);
+            let hello = StackSpec {
+                name: "hello",
+                repository: Some("Codertocat/Hello-World"),
+                branch: Some("master"),
+                image: None,
+                secret: true,
+            };
+            input(&format!("github-push-{size}"), &[hello], h, b)
+        })
+        .collect();
+    bench_fixtures(&mut c, &fixtures);
+    bench_curve(&mut c, &curve);
+    c.final_summary();
+    if benching {
+        side_by_side(&fixtures);
+        side_by_side(&curve);
+    }
+}
