@@ -10,13 +10,20 @@
 //! - `serve`: `redeploy serve` on loopback with a stand-in deploy program.
 //! - `post_receive`: the git hook with real bare repositories and pushes.
 //! - `trap`: a deliberately broken component cut off by deadline and memory cap.
+//! - `fuzz_regressions`: the inputs the fuzzers crashed on, replayed through
+//!   the fuzz targets' own checks (`fuzz/src/`, included as `fuzz_checks`).
 
 mod check;
 mod component;
 mod examples;
+mod fuzz_regressions;
 mod golden;
 mod node;
 mod post_receive;
 mod serve;
 mod support;
 mod trap;
+
+/// The fuzz targets' input formats and checks, shared with `fuzz/`.
+#[path = "../fuzz/src/lib.rs"]
+mod fuzz_checks;
