@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use crate::fuzz_checks::{config, delivery, post_receive};
+use crate::fuzz_config as config;
 use crate::support::workspace;
 
 /// The kept inputs of one target, sorted by name; at least one.

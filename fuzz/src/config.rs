@@ -1,7 +1,7 @@
 //! The `config` fuzz target's checks: TOML text through the host's config
 //! parser and validator, with secrets read from a stand-in source (never
 //! this process's environment or files), then the validated stacks through
-//! the plugin. Shared with the regression test (see `delivery.rs`).
+//! the plugin. Replayed by the regression test (see `lib.rs`).
 
 use std::path::Path;
 

@@ -1,6 +1,6 @@
-//! The `delivery` fuzz target's input format and checks. Shared with the
-//! regression test in `tests/fuzz_regressions.rs`, which includes this file,
-//! so a kept crash input is checked exactly as the fuzzer checked it.
+//! The `delivery` fuzz target's input format and checks. A kept crash
+//! input is replayed through these same checks by `tests/fuzz_regressions.rs`
+//! (`tests/main.rs` includes this file once the target has one).
 //!
 //! Input format (text up to the first empty line, then the raw body):
 //!

@@ -1,7 +1,7 @@
 //! The `post_receive` fuzz target's checks: git's post-receive input (the
 //! `<old> <new> <ref>` lines on the hook's stdin) through the host's line
 //! parser and then the plugin's evaluation, as `redeploy post-receive`
-//! does. Shared with the regression test (see `delivery.rs`).
+//! does. Replayed by the regression test (see `lib.rs`).
 
 use redeploy_host::commands::post_receive::parse_updates;
 use redeploy_plugin::evaluate::{evaluate, Delivery, RefUpdate};
