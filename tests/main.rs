@@ -18,10 +18,14 @@
 //! - `load`: thousands of deliveries with failing and hanging deploys, and
 //!   SIGKILLs of the server in the middle; the journal stays consistent.
 //! - `secrets`: no secret or hook token in any log, journal or response.
+//! - `fuzz_regressions`: the inputs the fuzzers crashed on, replayed through
+//!   the fuzz targets' own checks (`fuzz/src/<target>.rs`, included as
+//!   `fuzz_<target>`).
 
 mod check;
 mod component;
 mod examples;
+mod fuzz_regressions;
 mod github_cd;
 mod github_standin;
 mod golden;
@@ -33,3 +37,8 @@ mod secrets;
 mod serve;
 mod support;
 mod trap;
+
+/// The `config` fuzz target's checks, shared with `fuzz/` (the modules of
+/// targets with kept inputs are included here, so nothing is unused).
+#[path = "../fuzz/src/config.rs"]
+mod fuzz_config;

@@ -478,12 +478,41 @@ pub fn load(path: &Path) -> Result<Config> {
 /// Parses and validates config text. Relative paths resolve against
 /// `base_dir` (normally the config file's directory).
 pub fn parse(text: &str, base_dir: &Path) -> Result<Config> {
+    parse_with(text, base_dir, &ProcessSecrets)
+}
+
+/// Where validation reads the secrets a config names by environment
+/// variable or file (`secrets_env`, `hook_token_file`, `github.token_env`...).
+pub trait SecretSource {
+    /// The value of environment variable `var` (`var` is not empty).
+    fn var(&self, var: &str) -> std::result::Result<String, std::env::VarError>;
+    /// The text of the file at `path` (already resolved against `base_dir`).
+    fn read(&self, path: &Path) -> std::io::Result<String>;
+}
+
+/// The real [`SecretSource`]: this process's environment and the file system.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProcessSecrets;
+
+impl SecretSource for ProcessSecrets {
+    fn var(&self, var: &str) -> std::result::Result<String, std::env::VarError> {
+        std::env::var(var)
+    }
+
+    fn read(&self, path: &Path) -> std::io::Result<String> {
+        std::fs::read_to_string(path)
+    }
+}
+
+/// [`parse`] with the secrets read from `secrets` instead of the process's
+/// environment and files (the config fuzz target reads none of either).
+pub fn parse_with(text: &str, base_dir: &Path, secrets: &dyn SecretSource) -> Result<Config> {
     let raw: RawConfig = toml::from_str(text).map_err(|err| syntax_error(text, &err))?;
     let base_dir = std::path::absolute(base_dir).map_err(|source| ConfigError::Read {
         path: base_dir.to_path_buf(),
         source,
     })?;
-    validate(raw, base_dir)
+    validate(raw, base_dir, secrets)
 }
 
 /// Turns a TOML error into position + message. The source line is not
@@ -523,8 +552,10 @@ fn key_before_value(line_prefix: &str) -> Option<&str> {
     }
     let before_eq = before_eq.trim_end();
     let start = before_eq
-        .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '"')))
-        .map_or(0, |i| i + 1);
+        .char_indices()
+        .rev()
+        .find(|&(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '"')))
+        .map_or(0, |(i, c)| i + c.len_utf8());
     let key = before_eq[start..].trim_matches('"');
     (!key.is_empty()).then_some(key)
 }
@@ -708,14 +739,14 @@ fn opaque_type_error<E: serde::de::Error>(expected: &str, found: &toml::Value) -
 // Validation (stage 2)
 // ---------------------------------------------------------------------------
 
-fn validate(raw: RawConfig, base_dir: PathBuf) -> Result<Config> {
+fn validate(raw: RawConfig, base_dir: PathBuf, sources: &dyn SecretSource) -> Result<Config> {
     let server = validate_server(raw.server, &base_dir)?;
     let hook = validate_hook(raw.hook)?;
 
     let mut seen = BTreeSet::new();
     let mut stacks = Vec::with_capacity(raw.stacks.len());
     for (index, raw_stack) in raw.stacks.into_iter().enumerate() {
-        let stack = validate_stack(index, raw_stack, &base_dir)?;
+        let stack = validate_stack(index, raw_stack, &base_dir, sources)?;
         if !seen.insert(stack.name.clone()) {
             return Err(ConfigError::invalid(format!(
                 "stack {:?}: name is used by more than one stack",
@@ -847,7 +878,12 @@ fn validate_server(raw: RawServer, base_dir: &Path) -> Result<ServerConfig> {
     })
 }
 
-fn validate_stack(index: usize, raw: RawStack, base_dir: &Path) -> Result<StackConfig> {
+fn validate_stack(
+    index: usize,
+    raw: RawStack,
+    base_dir: &Path,
+    sources: &dyn SecretSource,
+) -> Result<StackConfig> {
     let name = match raw.name {
         Some(name) => name,
         None => {
@@ -925,12 +961,12 @@ fn validate_stack(index: usize, raw: RawStack, base_dir: &Path) -> Result<StackC
         secrets.push(Secret(secret));
     }
     for var in raw.secrets_env.unwrap_or_default() {
-        let value = read_env("secrets_env", &var).map_err(&err)?;
+        let value = read_env(sources, "secrets_env", &var).map_err(&err)?;
         secrets.push(Secret(value));
     }
     if let Some(file) = raw.secrets_file {
         let path = resolve(base_dir, &file);
-        let text = read_secret_file("secrets_file", &path).map_err(&err)?;
+        let text = read_secret_file(sources, "secrets_file", &path).map_err(&err)?;
         let before = secrets.len();
         secrets.extend(
             text.lines()
@@ -960,11 +996,11 @@ fn validate_stack(index: usize, raw: RawStack, base_dir: &Path) -> Result<StackC
     let hook_token = if let Some(token) = raw.hook_token {
         Some(check_hook_token("hook_token", token.0).map_err(&err)?)
     } else if let Some(var) = raw.hook_token_env {
-        let value = read_env("hook_token_env", &var).map_err(&err)?;
+        let value = read_env(sources, "hook_token_env", &var).map_err(&err)?;
         Some(check_hook_token("hook_token_env", value).map_err(&err)?)
     } else if let Some(file) = raw.hook_token_file {
         let path = resolve(base_dir, &file);
-        let value = read_secret_file("hook_token_file", &path).map_err(&err)?;
+        let value = read_secret_file(sources, "hook_token_file", &path).map_err(&err)?;
         Some(check_hook_token("hook_token_file", value.trim().to_string()).map_err(&err)?)
     } else {
         None
@@ -972,6 +1008,9 @@ fn validate_stack(index: usize, raw: RawStack, base_dir: &Path) -> Result<StackC
 
     let paths = raw.paths.unwrap_or_default();
     non_empty_items("paths", &paths).map_err(&err)?;
+    for (i, path) in paths.iter().enumerate() {
+        check_glob(&format!("paths[{i}]"), path).map_err(&err)?;
+    }
     let skip_markers = raw
         .skip_markers
         .unwrap_or_else(|| DEFAULT_SKIP_MARKERS.iter().map(|s| s.to_string()).collect());
@@ -1073,7 +1112,7 @@ fn validate_stack(index: usize, raw: RawStack, base_dir: &Path) -> Result<StackC
     };
 
     let github = match raw.github {
-        Some(github) => Some(validate_github(&name, github, base_dir).map_err(&err)?),
+        Some(github) => Some(validate_github(&name, github, base_dir, sources).map_err(&err)?),
         None => None,
     };
 
@@ -1141,6 +1180,11 @@ fn validate_source(source: Source, owner: SourceOwner) -> Result<Source, String>
             return Err(format!("{key} is empty"));
         }
     }
+    for (key, value) in [("branch", &branch), ("tags", &tags)] {
+        if let Some(pattern) = value {
+            check_glob(key, pattern)?;
+        }
+    }
     if has_services {
         return Ok(Source {
             repository,
@@ -1155,6 +1199,13 @@ fn validate_source(source: Source, owner: SourceOwner) -> Result<Source, String>
             _ => "set repository, image or [[stacks.services]]",
         }
         .into());
+    }
+    if let Some(image) = &image {
+        if !is_image(image) {
+            return Err(format!(
+                "image {image:?} must be name, owner/name or registry/path, with an optional :tag"
+            ));
+        }
     }
     if let Some(repo) = &repository {
         if !is_repository(repo) {
@@ -1176,7 +1227,12 @@ fn validate_source(source: Source, owner: SourceOwner) -> Result<Source, String>
     })
 }
 
-fn validate_github(stack: &str, raw: RawGithub, base_dir: &Path) -> Result<GithubConfig, String> {
+fn validate_github(
+    stack: &str,
+    raw: RawGithub,
+    base_dir: &Path,
+    sources: &dyn SecretSource,
+) -> Result<GithubConfig, String> {
     if raw.token.is_some() {
         return Err(
             "github.token is not allowed: keep the token out of the config file, use token_env or token_file"
@@ -1201,10 +1257,10 @@ fn validate_github(stack: &str, raw: RawGithub, base_dir: &Path) -> Result<Githu
         (None, None) => {
             return Err("github needs a token: set github.token_env or github.token_file".into())
         }
-        (Some(var), None) => read_env("github.token_env", &var)?,
+        (Some(var), None) => read_env(sources, "github.token_env", &var)?,
         (None, Some(file)) => {
             let path = resolve(base_dir, &file);
-            let token = read_secret_file("github.token_file", &path)?
+            let token = read_secret_file(sources, "github.token_file", &path)?
                 .trim()
                 .to_string();
             if token.is_empty() {
@@ -1287,7 +1343,43 @@ fn is_repository(repo: &str) -> bool {
     if repo.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return false;
     }
-    repo.starts_with('/') || is_owner_name(repo) || repo.contains(':')
+    repo.starts_with('/') || is_owner_name(repo) || (repo.contains(':') && url_has_path(repo))
+}
+
+/// Whether a URL-like repository (`scheme://host/path`, `user@host:path`)
+/// names a path, as the plugin requires (`https://host/` names none).
+fn url_has_path(repo: &str) -> bool {
+    let (has_host, path) = if let Some((_, rest)) = repo.split_once("://") {
+        (true, rest.split_once('/').map_or("", |(_, path)| path))
+    } else if let Some((_, path)) = repo.split_once(':').filter(|(a, _)| a.contains('@')) {
+        (true, path)
+    } else {
+        (false, repo)
+    };
+    let path = path.trim_matches('/').to_ascii_lowercase();
+    let path = path.strip_suffix(".git").unwrap_or(&path);
+    let path = if has_host {
+        path.strip_prefix("scm/").unwrap_or(path)
+    } else {
+        path
+    };
+    !path.is_empty()
+}
+
+/// An image reference the plugin accepts: `[host[:port]/]path[:tag][@digest]`
+/// with a non-empty path (`@sha256:…` or `ghcr.io/` name none).
+fn is_image(image: &str) -> bool {
+    let text = image.trim();
+    let name = text.split_once('@').map_or(text, |(name, _digest)| name);
+    let rest = match name.split_once('/') {
+        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => rest,
+        _ => name,
+    };
+    let path = match rest.rsplit_once(':') {
+        Some((path, tag)) if !tag.contains('/') => path,
+        _ => rest,
+    };
+    !path.is_empty()
 }
 
 fn non_empty_items(key: &str, items: &[String]) -> Result<(), String> {
@@ -1295,6 +1387,17 @@ fn non_empty_items(key: &str, items: &[String]) -> Result<(), String> {
         Some(i) => Err(format!("{key}[{i}] is empty")),
         None => Ok(()),
     }
+}
+
+/// A branch, tags or paths pattern must be a glob the plugin compiles
+/// (the same `glob` crate), or every delivery for the stack would fail.
+fn check_glob(key: &str, pattern: &str) -> Result<(), String> {
+    if pattern.trim().is_empty() {
+        return Err(format!("{key} is empty"));
+    }
+    glob::Pattern::new(pattern)
+        .map(drop)
+        .map_err(|e| format!("{key} {pattern:?} is not a valid glob: {}", e.msg))
 }
 
 fn check_argv(key: &str, argv: &[String]) -> Result<(), String> {
@@ -1331,11 +1434,11 @@ fn is_header_name_byte(b: u8) -> bool {
 
 /// Reads a secret from environment variable `var`; the error names the key
 /// and the variable, never a value.
-fn read_env(key: &str, var: &str) -> Result<String, String> {
+fn read_env(sources: &dyn SecretSource, key: &str, var: &str) -> Result<String, String> {
     if var.is_empty() {
         return Err(format!("{key} names an empty variable"));
     }
-    match std::env::var(var) {
+    match sources.var(var) {
         Ok(value) if value.is_empty() => Err(format!("{key}: environment variable {var} is empty")),
         Ok(value) => Ok(value),
         Err(std::env::VarError::NotPresent) => {
@@ -1347,8 +1450,8 @@ fn read_env(key: &str, var: &str) -> Result<String, String> {
     }
 }
 
-fn read_secret_file(key: &str, path: &Path) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| {
+fn read_secret_file(sources: &dyn SecretSource, key: &str, path: &Path) -> Result<String, String> {
+    sources.read(path).map_err(|e| {
         format!(
             "{key} {}: {}",
             path.display(),
@@ -2056,6 +2159,56 @@ mod tests {
         let gh = config.stack("web").unwrap().github.clone().unwrap();
         assert_eq!(gh.token.unwrap().expose(), "ghp_from_file");
         std::fs::remove_file(file).unwrap();
+    }
+
+    /// Found by the `config` fuzz target: a syntax error after a non-ASCII
+    /// character and an `=` panicked while naming the key.
+    #[test]
+    fn syntax_error_after_non_ascii_text_names_the_position() {
+        let message = parse_err("['{  \"reli[sv\0yive[[came oci.giety= \u{29f}-=");
+        assert!(message.starts_with("line 1, column "), "{message}");
+        let message = parse_err("[server]\nlisten = é=\n");
+        assert!(message.starts_with("line 2, column "), "{message}");
+    }
+
+    /// Found by the `config` fuzz target: these passed validation and then
+    /// failed every delivery as an invalid stack.
+    #[test]
+    fn patterns_and_images_must_be_what_the_plugin_accepts() {
+        let stack = |body: &str| format!("[[stacks]]\nname = \"web\"\ncommand = [\"x\"]\n{body}\n");
+        assert_err(
+            &stack("image = \"i\"\npaths = [\"src/**\", \"src/**9\"]"),
+            &["stack \"web\": paths[1] \"src/**9\" is not a valid glob: recursive wildcards"],
+        );
+        assert_err(
+            &stack("repository = \"o/r\"\nbranch = \"release/[\""),
+            &["stack \"web\": branch \"release/[\" is not a valid glob"],
+        );
+        assert_err(
+            &stack("repository = \"o/r\"\ntags = \" \""),
+            &["stack \"web\": tags is empty"],
+        );
+        assert_err(
+            &stack("[[stacks.services]]\nname = \"a\"\nrepository = \"o/r\"\nbranch = \"a**\""),
+            &["stack \"web\": service \"a\": branch \"a**\" is not a valid glob"],
+        );
+        assert_err(
+            &stack("image = \"@sha256:0123\""),
+            &["stack \"web\": image \"@sha256:0123\" must be name"],
+        );
+        assert_err(
+            &stack("image = \"ghcr.io/:latest\""),
+            &["stack \"web\": image \"ghcr.io/:latest\" must be name"],
+        );
+        assert_err(
+            &stack("repository = \"https://github.com/.git\"\nbranch = \"main\""),
+            &["stack \"web\": repository \"https://github.com/.git\" must be owner/name"],
+        );
+        parse_ok(&stack("image = \"localhost:5000/acme/web:1@sha256:0123\""));
+        parse_ok(&stack(
+            "repository = \"git@github.com:o/r.git\"\nbranch = \"main\"",
+        ));
+        parse_ok(&stack("repository = \"o/r\"\nbranch = \"release/*\"\ntags = \"v[0-9]*\"\npaths = [\"src/**\", \"docs/\"]"));
     }
 
     #[test]

@@ -72,7 +72,10 @@ fn repository_identity(config: &Config, explicit: Option<&str>) -> anyhow::Resul
     })
 }
 
-fn parse_updates(input: &str) -> anyhow::Result<Vec<wit::RefUpdate>> {
+/// Splits post-receive input into its `<old> <new> <ref>` lines (blank
+/// lines skipped); a line of any other shape is an error quoting it. The
+/// object ids and ref names are checked by the component.
+pub fn parse_updates(input: &str) -> anyhow::Result<Vec<wit::RefUpdate>> {
     input
         .lines()
         .filter(|l| !l.trim().is_empty())
