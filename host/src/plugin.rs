@@ -177,16 +177,11 @@ impl PluginRuntime {
             Ok(c) => c,
             Err(_) => {
                 let compiled = engine.precompile_component(EMBEDDED_COMPONENT)?;
-                std::fs::create_dir_all(cache_dir)
-                    .with_context(|| format!("creating {}", cache_dir.display()))?;
-                let mut rnd = [0u8; 8];
-                let _ = getrandom::fill(&mut rnd);
-                let tmp =
-                    cache_dir.join(format!(".{}.{}.tmp", std::process::id(), hex::encode(rnd)));
-                std::fs::write(&tmp, &compiled)
-                    .with_context(|| format!("writing {}", tmp.display()))?;
-                std::fs::rename(&tmp, &path)
-                    .with_context(|| format!("renaming into {}", path.display()))?;
+                // The cache only saves time: a full or read-only disk costs
+                // a compile per start, not the start itself.
+                if let Err(e) = write_cache(cache_dir, &path, &compiled) {
+                    tracing::warn!("compiled-component cache not written: {e:#}");
+                }
                 // SAFETY: as above: the bytes were just compiled by this engine.
                 unsafe { Component::deserialize(&engine, &compiled)? }
             }
@@ -290,6 +285,21 @@ impl PluginRuntime {
             .call_version(&mut store)
             .map_err(PluginTrap)
     }
+}
+
+/// Writes a compiled component into the cache atomically: a unique
+/// temporary file, renamed into place (a failed write leaves no partial file).
+fn write_cache(cache_dir: &Path, path: &Path, compiled: &[u8]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(cache_dir)
+        .with_context(|| format!("creating {}", cache_dir.display()))?;
+    let mut rnd = [0u8; 8];
+    let _ = getrandom::fill(&mut rnd);
+    let tmp = cache_dir.join(format!(".{}.{}.tmp", std::process::id(), hex::encode(rnd)));
+    if let Err(e) = std::fs::write(&tmp, compiled) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("writing {}", tmp.display()));
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))
 }
 
 /// The component a command loads: the file given with `--plugin`, else the embedded one.
