@@ -292,3 +292,54 @@ fn install_hook_keeps_and_chains_an_existing_hook_and_refuses_non_repositories()
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn without_a_server_a_github_cd_stack_creates_its_deployment_and_reports_each_phase() {
+    use crate::github_standin::GithubStandin;
+    const GH_TOKEN: &str = "ghp_post_receive_standin_token";
+    let standin = GithubStandin::start(GH_TOKEN);
+    let stacks = format!(
+        r#"
+[[stacks]]
+name = "web"
+repository = "@DIR@/app.git"
+branch = "main"
+command = ["@STANDIN@"]
+env = {{ RECORD_DIR = "@RECORD:web@" }}
+
+[stacks.github]
+repository = "acme/app"
+api_url = "{}"
+token_file = "@DIR@/gh-token"
+environment = "production"
+wait_for_event = false
+"#,
+        standin.base_url()
+    );
+    let world = World::new("post-receive-github-cd", "", &stacks);
+    std::fs::write(world.dir.join("gh-token"), GH_TOKEN).unwrap();
+    let repo = setup(&world, "sha1");
+    let sha = commit(&repo, "first");
+    push(&repo, &["main"]);
+    // The detached runner creates the deployment, deploys, and reports.
+    let states = wait_for(60, "three statuses", || {
+        let s = standin.statuses(1000);
+        (s.len() >= 3).then_some(s)
+    });
+    assert_eq!(states, ["queued", "in_progress", "success"]);
+    let create = standin
+        .requests()
+        .into_iter()
+        .find(|r| r.operation == "POST /repos/{owner}/{repo}/deployments")
+        .unwrap();
+    let body = create.body.unwrap();
+    assert_eq!(body["ref"], sha);
+    assert_eq!(body["environment"], "production");
+    let deploys = world.settle(30);
+    assert_eq!(deploys.len(), 1);
+    assert_eq!(deploys[0].state, DeployState::Succeeded);
+    assert_eq!(deploys[0].sha.as_deref(), Some(sha.as_str()));
+    let requests = world.journal().deployment_requests(None, 10).unwrap();
+    assert_eq!(requests[0].deployment_id, Some(1000));
+    assert_eq!(standin.violations(), Vec::<String>::new());
+}
