@@ -447,7 +447,7 @@ fn ping(repo: &str) -> Delivery {
 #[test]
 fn ping_deploys_the_branch_by_default_or_is_acknowledged() {
     let s = stack("web", "acme/web", "main");
-    let e = decision(&[s.clone()], &ping("acme/web"))
+    let e = decision(std::slice::from_ref(&s), &ping("acme/web"))
         .deploy
         .expect("ping deploys");
     assert_eq!(e.git_ref.as_deref(), Some("refs/heads/main"));

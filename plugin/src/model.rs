@@ -237,8 +237,8 @@ pub enum Event {
     ImagePush(Vec<ImagePush>),
     /// The forge testing the hook; `repository` when the payload names one.
     Ping { repository: Option<Repository> },
-    /// A GitHub deployment to run.
-    Deployment(Deployment),
+    /// A GitHub deployment to run (boxed: it is much larger than the others).
+    Deployment(Box<Deployment>),
     /// A manual trigger: no git or image information.
     Manual,
     /// A recognised event that never deploys, with the reason.

@@ -45,8 +45,8 @@ impl History {
             return Ok(());
         }
         println!(
-            "{:>6}  {:<16} {:<11} {:<20} {:<12} {:<24} {}",
-            "ID", "STACK", "STATE", "CREATED", "SHA", "REF", "DETAIL"
+            "{:>6}  {:<16} {:<11} {:<20} {:<12} {:<24} DETAIL",
+            "ID", "STACK", "STATE", "CREATED", "SHA", "REF"
         );
         for d in deploys {
             let sha = d
@@ -78,8 +78,8 @@ impl History {
             println!();
             println!("GitHub deployment requests:");
             println!(
-                "{:>6}  {:<16} {:<9} {:<20} {:<12} {:<12} {}",
-                "ID", "STACK", "STATE", "CREATED", "SHA", "DEPLOYMENT", "DETAIL"
+                "{:>6}  {:<16} {:<9} {:<20} {:<12} {:<12} DETAIL",
+                "ID", "STACK", "STATE", "CREATED", "SHA", "DEPLOYMENT"
             );
             for r in requests {
                 let sha = r

@@ -345,7 +345,7 @@ fn parse_deployment(json: &[u8]) -> Result<Event, PluginError> {
         .payload
         .map(DeploymentPayloadField::extra)
         .unwrap_or_default();
-    Ok(Event::Deployment(Deployment {
+    Ok(Event::Deployment(Box::new(Deployment {
         id,
         repository,
         environment,
@@ -357,7 +357,7 @@ fn parse_deployment(json: &[u8]) -> Result<Event, PluginError> {
         payload_services: extra.services.unwrap_or_default(),
         payload_profile: extra.profile.filter(|s| !s.is_empty()),
         creator,
-    }))
+    })))
 }
 
 #[derive(Deserialize)]
@@ -933,7 +933,7 @@ mod tests {
 
     fn deployment(name: &str) -> Deployment {
         match parse("deployment", &fixture(name)) {
-            Ok(Event::Deployment(d)) => d,
+            Ok(Event::Deployment(d)) => *d,
             other => panic!("{name}: {other:?}"),
         }
     }
