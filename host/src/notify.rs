@@ -103,6 +103,7 @@ struct EventRefs {
 /// The reporter: a queue of jobs and the task that works through it.
 pub struct Notifier {
     tx: mpsc::UnboundedSender<Job>,
+    links: LogLinks,
     worker: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -142,14 +143,20 @@ impl Notifier {
             journal,
             runtime,
             clients,
-            links,
+            links: links.clone(),
             http,
         };
         let handle = tokio::spawn(worker.run(rx));
         Ok(Arc::new(Notifier {
             tx,
+            links,
             worker: Mutex::new(Some(handle)),
         }))
+    }
+
+    /// The log links this notifier puts in statuses (the server checks them).
+    pub fn log_links(&self) -> &LogLinks {
+        &self.links
     }
 
     /// Queues sending deployment request `id` (already journaled as pending).

@@ -43,10 +43,19 @@ pub const POST_RECEIVE_SIGNATURE_HEADER: &str = "x-redeploy-signature-256";
 /// The [`POST_RECEIVE_SIGNATURE_HEADER`] value for `body`.
 pub fn sign_post_receive(secret: &str, body: &[u8]) -> String {
     use hmac::Mac as _;
+    format!(
+        "sha256={}",
+        hex::encode(post_receive_mac(secret, body).finalize().into_bytes())
+    )
+}
+
+/// HMAC-SHA256 of a forwarded post-receive body, keyed by a stack secret.
+fn post_receive_mac(secret: &str, body: &[u8]) -> hmac::Hmac<sha2::Sha256> {
+    use hmac::Mac as _;
     let mut mac =
         hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
     mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    mac
 }
 
 /// Whether `presented` signs `body` with `secret` (constant time).
@@ -58,10 +67,7 @@ fn verify_post_receive(secret: &str, body: &[u8], presented: &str) -> bool {
     let Ok(sig) = hex::decode(hex_sig) else {
         return false;
     };
-    let mut mac =
-        hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
-    mac.update(body);
-    mac.verify_slice(&sig).is_ok()
+    post_receive_mac(secret, body).verify_slice(&sig).is_ok()
 }
 
 /// The most of a deploy log `/logs/{id}/{key}` serves: its last 1 MiB.

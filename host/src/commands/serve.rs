@@ -12,7 +12,7 @@ use crate::config;
 use crate::dispatch::Dispatcher;
 use crate::journal::Journal;
 use crate::metrics::Metrics;
-use crate::notify::{LogLinks, Notifier};
+use crate::notify::Notifier;
 use crate::plugin::{Allocation, PluginRuntime, RuntimeOptions};
 use crate::runner::{now_ms, Runner};
 use crate::server::{app, AppState};
@@ -88,7 +88,7 @@ impl Serve {
         }
         runner.recover(&recovery.queued);
 
-        let log_links = LogLinks::new(&config, &journal)?;
+        let log_links = notifier.log_links().clone();
         let dispatcher = Dispatcher::new(
             runtime,
             journal,
