@@ -20,4 +20,5 @@ pub mod report;
 pub mod runner;
 pub mod server;
 pub mod stacks;
+pub mod supervise;
 pub mod tokens;
