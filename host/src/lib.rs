@@ -6,6 +6,7 @@
 //! reading configuration ([`config`]), the command line ([`cli`],
 //! [`commands`]), and printing outcomes ([`report`]).
 
+pub mod bounded;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -21,4 +22,5 @@ pub mod runner;
 pub mod server;
 pub mod stacks;
 pub mod supervise;
+pub mod text;
 pub mod tokens;
