@@ -17,7 +17,7 @@ use crate::support::{
 };
 
 const TOKEN: &str = "ghp_standin_token_0123456789";
-const SECRET: &str = "s3cret";
+const SECRET: &str = "s3cret-s3cret";
 const DEPLOYMENTS: &str = "POST /repos/{owner}/{repo}/deployments";
 
 /// A GitHub CD stack `label` with hook token `n`, reading its API token

@@ -102,6 +102,23 @@ pub const DEFAULT_WAIT_FOR_EVENT: bool = true;
 /// Longest accepted stack name: names appear in URLs, file names and logs.
 pub const MAX_STACK_NAME_LEN: usize = 64;
 
+/// Largest config file read (1 MiB): a config with hundreds of stacks is a
+/// few hundred KiB; a larger file is refused whole, never read in part.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// Largest secret or token file read (`secrets_file`, `hook_token_file`,
+/// `github.token_file`): 64 KiB holds hundreds of rotated secrets; a larger
+/// file is refused whole, never cut (a cut could drop the current secret).
+pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+/// Shortest accepted webhook secret, in bytes. The HMAC key of a captured
+/// signed delivery can be guessed offline, so a one-character secret is no
+/// secret. Eight bytes refuse the trivially short while keeping the forges'
+/// own published test vectors (go-scm's 9-byte `topsecret`, used by the
+/// shared fixtures and the README's dry run) usable; generate real secrets
+/// with `openssl rand -hex 32`.
+pub const MIN_SECRET_BYTES: usize = 8;
+
 /// Shortest accepted hook token: 22 characters of the 64-symbol URL-safe
 /// alphabet carry 132 bits, i.e. at least 128 bits that cannot be guessed.
 pub const MIN_HOOK_TOKEN_LEN: usize = 22;
@@ -464,7 +481,7 @@ pub struct GithubConfig {
 /// Reads the config file at `path`, parses and validates it. Relative paths
 /// in it resolve against the file's directory. Errors carry the file path.
 pub fn load(path: &Path) -> Result<Config> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = crate::bounded::read_file_to_string(path, MAX_CONFIG_BYTES).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
     })?;
@@ -500,7 +517,7 @@ impl SecretSource for ProcessSecrets {
     }
 
     fn read(&self, path: &Path) -> std::io::Result<String> {
-        std::fs::read_to_string(path)
+        crate::bounded::read_file_to_string(path, MAX_SECRET_FILE_BYTES)
     }
 }
 
@@ -893,9 +910,10 @@ fn validate_stack(
         }
     };
     let err = |message: String| ConfigError::invalid(format!("stack {name:?}: {message}"));
-    if !is_name(&name) || name.len() > MAX_STACK_NAME_LEN {
+    if !is_stack_name(&name) {
         return Err(err(format!(
-            "name must be 1 to {MAX_STACK_NAME_LEN} characters of A-Z a-z 0-9 . _ -"
+            "name must be 1 to {MAX_STACK_NAME_LEN} characters of A-Z a-z 0-9 . _ -, \
+             starting with a letter or digit"
         )));
     }
 
@@ -958,22 +976,31 @@ fn validate_stack(
         if secret.is_empty() {
             return Err(err(format!("secrets[{i}] is empty")));
         }
+        check_secret_len(&format!("secrets[{i}]"), &secret).map_err(&err)?;
         secrets.push(Secret(secret));
     }
     for var in raw.secrets_env.unwrap_or_default() {
         let value = read_env(sources, "secrets_env", &var).map_err(&err)?;
+        check_secret_len(&format!("secrets_env: environment variable {var}"), &value)
+            .map_err(&err)?;
         secrets.push(Secret(value));
     }
     if let Some(file) = raw.secrets_file {
         let path = resolve(base_dir, &file);
         let text = read_secret_file(sources, "secrets_file", &path).map_err(&err)?;
         let before = secrets.len();
-        secrets.extend(
-            text.lines()
-                .map(str::trim)
-                .filter(|line| !line.is_empty())
-                .map(|line| Secret(line.to_string())),
-        );
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            check_secret_len(
+                &format!("secrets_file {}: line {}", path.display(), n + 1),
+                line,
+            )
+            .map_err(&err)?;
+            secrets.push(Secret(line.to_string()));
+        }
         if secrets.len() == before {
             return Err(err(format!(
                 "secrets_file {} holds no secret",
@@ -1248,6 +1275,12 @@ fn validate_github(
         .api_url
         .unwrap_or_else(|| DEFAULT_GITHUB_API_URL.to_string());
     check_http_url(&api_url, false).map_err(|why| format!("github.api_url {api_url:?} {why}"))?;
+    if !is_https_or_loopback_http(&api_url) {
+        return Err(format!(
+            "github.api_url {api_url:?} must be https (plain http only to a loopback host): \
+             the token is sent with every request"
+        ));
+    }
     let api_url = api_url.trim_end_matches('/').to_string();
 
     let token = match (raw.token_env, raw.token_file) {
@@ -1322,6 +1355,16 @@ fn non_zero(key: &str, value: Duration) -> Result<Duration, String> {
     } else {
         Ok(value)
     }
+}
+
+/// A stack name: `[A-Za-z0-9][A-Za-z0-9._-]*`, at most
+/// [`MAX_STACK_NAME_LEN`]. Names become file names (`logs/<stack>/`,
+/// `locks/<stack>.lock`) and command-line values, so `.`, `..`, hidden
+/// names and names that read as options (`-x`) are refused.
+pub fn is_stack_name(name: &str) -> bool {
+    name.len() <= MAX_STACK_NAME_LEN
+        && name.as_bytes().first().is_some_and(u8::is_ascii_alphanumeric)
+        && is_name(name)
 }
 
 /// `[A-Za-z0-9._-]+`.
@@ -1468,6 +1511,18 @@ fn lowercase_first(text: &str) -> String {
     }
 }
 
+/// A webhook secret must be at least [`MIN_SECRET_BYTES`] long. The error
+/// names where the secret came from, never the secret.
+fn check_secret_len(what: &str, secret: &str) -> Result<(), String> {
+    if secret.len() < MIN_SECRET_BYTES {
+        return Err(format!(
+            "{what} is shorter than the minimum of {MIN_SECRET_BYTES} bytes for a secret \
+             (generate one with `openssl rand -hex 32`)"
+        ));
+    }
+    Ok(())
+}
+
 /// A hook token must be at least [`MIN_HOOK_TOKEN_LEN`] characters of
 /// `[A-Za-z0-9_-]`. The error never contains the token.
 fn check_hook_token(key: &str, token: String) -> Result<Secret, String> {
@@ -1480,6 +1535,28 @@ fn check_hook_token(key: &str, token: String) -> Result<Secret, String> {
         ));
     }
     Ok(Secret(token))
+}
+
+/// Whether `url` is `https`, or `http` to a loopback host (`localhost`,
+/// `127.0.0.0/8`, `::1`), where no one on the network can read what is sent.
+pub fn is_https_or_loopback_http(url: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    match url.scheme() {
+        "https" => true,
+        "http" => match url.host_str() {
+            Some(host) => {
+                let bare = host.trim_start_matches('[').trim_end_matches(']');
+                host.eq_ignore_ascii_case("localhost")
+                    || bare
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            }
+            None => false,
+        },
+        _ => false,
+    }
 }
 
 /// Checks that `url` is an absolute http or https URL with a host, no
@@ -1633,7 +1710,7 @@ mod tests {
             repository = "octocat/Hello-World"
             branch = "main"
             tags = "v*"
-            secrets = ["s3cret", "0ld-s3cret"]
+            secrets = ["s3cret-s3cret", "0ld-s3cret"]
             secrets_env = ["{env_secret_var}"]
             hook_token = "abcdefghijklmnopqrstuvwxyz_-0123"
             ping = "acknowledge"
@@ -1701,7 +1778,7 @@ mod tests {
         assert_eq!(web.image, None);
         assert!(web.services.is_empty());
         let secrets: Vec<&str> = web.secrets.iter().map(Secret::expose).collect();
-        assert_eq!(secrets, ["s3cret", "0ld-s3cret", "from-env-secret"]);
+        assert_eq!(secrets, ["s3cret-s3cret", "0ld-s3cret", "from-env-secret"]);
         assert_eq!(
             web.hook_token.as_ref().map(Secret::expose),
             Some("abcdefghijklmnopqrstuvwxyz_-0123")
@@ -1981,7 +2058,7 @@ mod tests {
             &["stack \"web\": skip_markers[0] is empty"],
         );
         check(
-            "image = \"i\"\ncommand = [\"x\"]\nsecrets = [\"a\", \"\"]",
+            "image = \"i\"\ncommand = [\"x\"]\nsecrets = [\"long-enough\", \"\"]",
             &["stack \"web\": secrets[1] is empty"],
         );
         check(
@@ -2081,6 +2158,86 @@ mod tests {
             &format!("{MINIMAL}{MINIMAL}"),
             &["stack \"web\": name is used by more than one stack"],
         );
+    }
+
+    #[test]
+    fn stack_names_that_escape_the_logs_directory_are_refused() {
+        for bad in [".", "..", ".hidden", "-x", "_x"] {
+            assert_err(
+                &format!("[[stacks]]\nname = \"{bad}\"\nimage = \"i\"\ncommand = [\"x\"]"),
+                &[
+                    &format!("stack {bad:?}: name must be 1 to 64 characters"),
+                    "starting with a letter or digit",
+                ],
+            );
+        }
+        parse_ok("[[stacks]]\nname = \"web.v2_a-b\"\nimage = \"i\"\ncommand = [\"x\"]");
+    }
+
+    #[test]
+    fn a_secret_shorter_than_the_minimum_is_refused_without_echoing_it() {
+        let stack = |secrets: &str| {
+            format!("[[stacks]]\nname = \"web\"\nimage = \"i\"\ncommand = [\"x\"]\n{secrets}")
+        };
+        let message = parse_err(&stack("secrets = [\"q\"]"));
+        assert!(
+            message.contains("stack \"web\": secrets[0] is shorter than the minimum of 8 bytes"),
+            "{message}"
+        );
+        assert!(!message.contains("\"q\""), "{message}");
+        parse_ok(&stack("secrets = [\"topsecret\"]"));
+        let var = unique("SHORTSECRET");
+        set_env(&var, "1234567");
+        assert_err(
+            &stack(&format!("secrets_env = [\"{var}\"]")),
+            &[&format!("secrets_env: environment variable {var} is shorter than the minimum of 8 bytes")],
+        );
+        let file = temp_file("shortsecret", "long-enough-secret\nshort\n");
+        assert_err(
+            &stack(&format!("secrets_file = {:?}", file.display().to_string())),
+            &["line 2 is shorter than the minimum of 8 bytes"],
+        );
+    }
+
+    #[test]
+    fn a_secret_file_over_the_limit_is_refused_not_cut() {
+        let mut text = "a-real-secret-1\n".repeat((MAX_SECRET_FILE_BYTES / 16) as usize);
+        text.push_str("the-current-secret\n");
+        let file = temp_file("bigsecrets", &text);
+        assert_err(
+            &format!(
+                "[[stacks]]\nname = \"web\"\nimage = \"i\"\ncommand = [\"x\"]\nsecrets_file = {:?}",
+                file.display().to_string()
+            ),
+            &["secrets_file", "is over 65536 bytes"],
+        );
+    }
+
+    #[test]
+    fn a_config_file_over_the_limit_is_refused() {
+        let mut text = MINIMAL.to_string();
+        text.push_str(&format!("# {}\n", "x".repeat(MAX_CONFIG_BYTES as usize)));
+        let file = temp_file("bigconfig", &text);
+        let message = load(&file).unwrap_err().to_string();
+        assert!(message.contains("is over 1048576 bytes"), "{message}");
+    }
+
+    #[test]
+    fn api_url_must_be_https_or_loopback_http() {
+        let var = unique("GHAPIURL");
+        set_env(&var, "tok");
+        let gh = |url: &str| {
+            format!("{MINIMAL}\n[stacks.github]\nrepository = \"o/r\"\ntoken_env = \"{var}\"\napi_url = \"{url}\"\n")
+        };
+        for bad in ["http://ghe.example.com/api/v3", "http://10.0.0.1", "http://127.0.0.1.example.com"] {
+            assert_err(
+                &gh(bad),
+                &[&format!("stack \"web\": github.api_url {bad:?} must be https (plain http only to a loopback host)")],
+            );
+        }
+        for good in ["https://ghe.example.com/api/v3", "http://127.0.0.1:3456", "http://localhost:1", "http://[::1]:8"] {
+            parse_ok(&gh(good));
+        }
     }
 
     #[test]
@@ -2275,9 +2432,9 @@ mod tests {
     fn secrets_from_env_and_file() {
         let var = unique("SECRET");
         set_env(&var, "env-secret");
-        let file = temp_file("SECRETS", "\nfile-one\r\n\n  file-two  \n\n");
+        let file = temp_file("SECRETS", "\nfile-one-secret\r\n\n  file-two-secret  \n\n");
         let config = parse_ok(&format!(
-            "{MINIMAL}secrets = [\"inline\"]\nsecrets_env = [\"{var}\"]\nsecrets_file = \"{}\"\n",
+            "{MINIMAL}secrets = [\"inline-secret\"]\nsecrets_env = [\"{var}\"]\nsecrets_file = \"{}\"\n",
             file.display()
         ));
         let secrets: Vec<&str> = config.stacks[0]
@@ -2285,7 +2442,7 @@ mod tests {
             .iter()
             .map(Secret::expose)
             .collect();
-        assert_eq!(secrets, ["inline", "env-secret", "file-one", "file-two"]);
+        assert_eq!(secrets, ["inline-secret", "env-secret", "file-one-secret", "file-two-secret"]);
         std::fs::remove_file(&file).unwrap();
 
         let message = parse_err(&format!("{MINIMAL}secrets_file = \"{}\"\n", file.display()));

@@ -189,7 +189,7 @@ impl Dispatcher {
             }
             Ok(Err(e)) => {
                 let status = error_status(&e);
-                tracing::warn!(stack = ?label, status, kind = e.kind(), "delivery rejected: {}", e.message());
+                tracing::warn!(stack = ?label, status, kind = e.kind(), "delivery rejected: {}", crate::text::one_line(e.message()));
                 self.metrics.delivery("unknown", e.kind());
                 let body = error_body(e.kind(), e.message());
                 self.record(label, None, None, None, status, &body);

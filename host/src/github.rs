@@ -42,6 +42,11 @@ pub const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(60);
 /// Connect and whole-request timeout of one try.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// The largest answer body read from GitHub: a page of 100 webhooks or
+/// deployments is a few hundred KiB; a larger answer is refused whole (a
+/// failed request), never parsed in part.
+pub const MAX_ANSWER_BYTES: u64 = 8 * 1024 * 1024;
+
 /// The most webhooks `list_hooks` reads (pages of 100).
 pub const MAX_HOOK_PAGES: usize = 10;
 
@@ -299,7 +304,17 @@ impl GithubClient {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     let headers = resp.headers().clone();
-                    let text = resp.text().await.unwrap_or_default();
+                    let text = match crate::bounded::response_body(resp, MAX_ANSWER_BYTES).await {
+                        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                        Err(e @ crate::bounded::BodyError::TooLarge(_)) => {
+                            return Err(ApiError::Unreachable {
+                                attempts: attempt,
+                                reason: format!("{status}: {e}"),
+                            })
+                        }
+                        // As before: a body cut by the connection reads as none.
+                        Err(crate::bounded::BodyError::Read(_)) => String::new(),
+                    };
                     let body: Value = if text.trim().is_empty() {
                         Value::Null
                     } else {

@@ -24,9 +24,14 @@ pub fn parse_headers(text: &str) -> anyhow::Result<Vec<(String, String)>> {
     Ok(out)
 }
 
+/// The largest headers file read (1 MiB): a real request's headers are a
+/// few KiB (servers cap them at 8 to 64 KiB); a larger file is refused
+/// whole, never read in part.
+pub const MAX_HEADERS_FILE_BYTES: u64 = 1024 * 1024;
+
 /// Reads and parses a headers file.
 pub fn read_headers(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
-    let text = std::fs::read_to_string(path)
+    let text = crate::bounded::read_file_to_string(path, MAX_HEADERS_FILE_BYTES)
         .with_context(|| format!("reading headers file {}", path.display()))?;
     parse_headers(&text).with_context(|| format!("headers file {}", path.display()))
 }

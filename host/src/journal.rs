@@ -46,7 +46,7 @@ pub const FILE_NAME: &str = "journal.sqlite3";
 
 /// The schema version this build writes and understands
 /// (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// How long a call waits for another connection's lock before failing.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -484,6 +484,15 @@ CREATE TABLE hook_tokens (
 );
 ";
 
+/// Schema version 4: the process group of a started deploy's command, so
+/// a runner that finds the deploy left `started` by a dead runner can stop
+/// what is left of it before the stack's next deploy starts
+/// ([`crate::supervise`]). Null for HTTP actions and for deploys started
+/// before version 4.
+const SCHEMA_V4: &str = "
+ALTER TABLE deploys ADD COLUMN pgid INTEGER;
+";
+
 /// The columns of `deploys`, in the order [`deploy_from_row`] reads them.
 const DEPLOY_COLUMNS: &str = "id, stack, delivery_id, provider, git_ref, sha, services, profile, \
      reason, event_json, state, created_at_ms, started_at_ms, finished_at_ms, exit_code, \
@@ -789,6 +798,60 @@ impl Journal {
         .map_err(self.err("recover deploys"))
     }
 
+    /// Records the process group of started deploy `id`'s command.
+    pub fn set_pgid(&self, id: i64, pgid: u32) -> Result<(), JournalError> {
+        let conn = self.lock();
+        conn.prepare_cached("UPDATE deploys SET pgid = ?2 WHERE id = ?1 AND state = ?3")
+            .and_then(|mut stmt| stmt.execute(params![id, pgid, DeployState::Started]))
+            .map(|_| ())
+            .map_err(self.err("record a deploy's process group"))
+    }
+
+    /// The deploys of `stack` in state `started`, oldest first, each with
+    /// its command's process group if one was recorded. For recovery, with
+    /// the stack's lock held ([`crate::supervise::recover_stack`]).
+    pub fn started_deploys(&self, stack: &str) -> Result<Vec<(i64, Option<i64>)>, JournalError> {
+        let conn = self.lock();
+        (|| {
+            conn.prepare_cached(
+                "SELECT id, pgid FROM deploys WHERE stack = ?1 AND state = ?2 ORDER BY id",
+            )?
+            .query_map(params![stack, DeployState::Started], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })()
+        .map_err(self.err("read started deploys"))
+    }
+
+    /// The stacks that have a deploy in state `started`, by name.
+    pub fn stacks_with_started_deploys(&self) -> Result<Vec<String>, JournalError> {
+        let conn = self.lock();
+        (|| {
+            conn.prepare_cached(
+                "SELECT DISTINCT stack FROM deploys WHERE state = ?1 ORDER BY stack",
+            )?
+            .query_map([DeployState::Started], |row| row.get(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })()
+        .map_err(self.err("read started deploys"))
+    }
+
+    /// Every deploy still `queued`, oldest first (what a starting server
+    /// runs).
+    pub fn queued_deploys(&self) -> Result<Vec<DeployRecord>, JournalError> {
+        let conn = self.lock();
+        (|| {
+            conn.prepare_cached(&format!(
+                "SELECT {DEPLOY_COLUMNS} FROM deploys WHERE state = ?1
+                 ORDER BY created_at_ms, id"
+            ))?
+            .query_map([DeployState::Queued], deploy_from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })()
+        .map_err(self.err("read queued deploys"))
+    }
+
     /// The deploy with this id, if any.
     pub fn deploy(&self, id: i64) -> Result<Option<DeployRecord>, JournalError> {
         let conn = self.lock();
@@ -975,6 +1038,9 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), JournalError> {
         tx.execute_batch(github::SCHEMA_V2).map_err(err)?;
     }
     // Future migrations: `if version < 3 { ... }` here, in order.
+    if version < 4 {
+        tx.execute_batch(SCHEMA_V4).map_err(err)?;
+    }
     if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(err)?;

@@ -6,6 +6,7 @@
 //! reading configuration ([`config`]), the command line ([`cli`],
 //! [`commands`]), and printing outcomes ([`report`]).
 
+pub mod bounded;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -20,4 +21,6 @@ pub mod report;
 pub mod runner;
 pub mod server;
 pub mod stacks;
+pub mod supervise;
+pub mod text;
 pub mod tokens;

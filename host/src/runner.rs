@@ -132,6 +132,8 @@ struct Inner {
     workers: tokio::sync::Mutex<tokio::task::JoinSet<()>>,
     http: reqwest::Client,
     observer: std::sync::OnceLock<Arc<dyn DeployObserver>>,
+    /// False when the caller holds every stack lock itself (`run_queued`).
+    takes_stack_locks: std::sync::atomic::AtomicBool,
 }
 
 /// The deploy runner. Cheap to clone.
@@ -148,8 +150,12 @@ impl Runner {
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Runner> {
         let (kill, _) = watch::channel(false);
+        // No redirects: an HTTP action's headers carry its credentials, and
+        // a redirect would carry them to whatever host it names. A 3xx
+        // answer is a failed deploy that says so.
         let http = reqwest::Client::builder()
             .connect_timeout(HTTP_ACTION_CONNECT_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         Ok(Runner {
             inner: Arc::new(Inner {
@@ -164,6 +170,7 @@ impl Runner {
                 workers: tokio::sync::Mutex::new(tokio::task::JoinSet::new()),
                 http,
                 observer: std::sync::OnceLock::new(),
+                takes_stack_locks: std::sync::atomic::AtomicBool::new(true),
             }),
         })
     }
@@ -172,6 +179,45 @@ impl Runner {
     /// ignored).
     pub fn observe(&self, observer: Arc<dyn DeployObserver>) {
         let _ = self.inner.observer.set(observer);
+    }
+
+    /// Tells the runner its caller holds the lock of every stack it will
+    /// run ([`crate::supervise`]), so it takes none itself.
+    pub fn caller_holds_stack_locks(&self) {
+        self.inner
+            .takes_stack_locks
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Takes the stack's lock, then recovers what a dead runner left of the
+    /// stack's deploys. `None` (nothing may start) at shutdown or on error.
+    async fn lock_and_recover(&self, stack: &str) -> Option<crate::supervise::StackLock> {
+        let inner = &self.inner;
+        let lock = crate::supervise::lock(&inner.config.server.state_dir, stack, || {
+            inner.stopping.load(std::sync::atomic::Ordering::SeqCst)
+        })
+        .await;
+        let lock = match lock {
+            Ok(Some(lock)) => lock,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::error!(stack, error = %e, "cannot take the stack's lock; its deploy stays queued");
+                return None;
+            }
+        };
+        let observer = inner.observer.get().map(|o| o.as_ref());
+        match crate::supervise::recover_stack(&inner.journal, stack, &lock, observer).await {
+            Ok(ids) => {
+                for _ in ids {
+                    inner.metrics.deploy_state(DeployState::Interrupted);
+                }
+                Some(lock)
+            }
+            Err(e) => {
+                tracing::error!(stack, error = %e, "cannot recover the stack; its deploy stays queued");
+                None
+            }
+        }
     }
 
     fn notify(&self, id: i64, state: DeployState, detail: Option<&str>) {
@@ -329,14 +375,31 @@ impl Runner {
 
     async fn run_one(&self, id: i64) {
         let journal = &self.inner.journal;
-        let record = match journal.deploy(id) {
-            Ok(Some(r)) if r.state == DeployState::Queued => r,
-            Ok(_) => return,
+        let read = || match journal.deploy(id) {
+            Ok(Some(r)) if r.state == DeployState::Queued => Some(r),
+            Ok(_) => None,
             Err(e) => {
                 tracing::error!(deploy = id, error = %e, "journal: cannot read a queued deploy");
-                return;
+                None
             }
         };
+        let Some(record) = read() else { return };
+        // One deploy per stack across every runner on the state directory:
+        // the lock is held until the deploy's end is journaled. Another
+        // runner may have run or cancelled this deploy meanwhile: read again.
+        let _lock = if self
+            .inner
+            .takes_stack_locks
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            let Some(lock) = self.lock_and_recover(&record.stack).await else {
+                return;
+            };
+            Some(lock)
+        } else {
+            None
+        };
+        let Some(record) = read() else { return };
         let Some(stack) = self.inner.config.stack(&record.stack).cloned() else {
             self.cancel(
                 id,
@@ -478,6 +541,12 @@ impl Runner {
             .stderr(Stdio::from(log_err))
             .process_group(0)
             .kill_on_drop(true);
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: die_with_parent makes only async-signal-safe calls
+        // (prctl, getppid), as pre_exec requires.
+        unsafe {
+            cmd.pre_exec(move || crate::supervise::die_with_parent(parent));
+        }
         for key in INHERITED_ENV {
             if let Some(v) = std::env::var_os(key) {
                 cmd.env(key, v);
@@ -495,6 +564,11 @@ impl Runner {
                 .lock()
                 .unwrap()
                 .insert(record.id, pid);
+            // The command leads its own process group (process_group(0)):
+            // recovery after a crash of this runner stops that group.
+            if let Err(e) = self.inner.journal.set_pgid(record.id, pid) {
+                tracing::error!(deploy = record.id, error = %e, "journal: cannot record the deploy's process group");
+            }
         }
         if let Some(mut stdin) = child.stdin.take() {
             let json = record.event_json.clone();
@@ -715,36 +789,28 @@ impl Runner {
 
 /// Runs every queued deploy of `stack` in the journal, newest commit first
 /// cancelling older ones, in this process. Used where no `redeploy serve`
-/// runs (a post-receive hook). Holds an exclusive lock on
-/// `<state_dir>/locks/<stack>.lock` while it works, so runner processes
-/// started by concurrent pushes take turns: one deploy at a time per stack,
-/// and the last runner to get the lock finds the newest deploy queued.
+/// runs (a post-receive hook). Holds the stack's lock
+/// (`<state_dir>/locks/<stack>.lock`, [`crate::supervise`]) while it works,
+/// so runner processes started by concurrent pushes and a `serve` on the
+/// same state directory take turns: one deploy at a time per stack, and the
+/// last runner to get the lock finds the newest deploy queued. With the
+/// lock, it first recovers what a dead runner left of the stack's deploys.
 pub async fn run_queued(
     config: Arc<Config>,
     journal: Arc<Journal>,
     stack: &str,
 ) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    use std::os::fd::AsRawFd as _;
-    let locks = config.server.state_dir.join("locks");
-    std::fs::create_dir_all(&locks).with_context(|| format!("creating {}", locks.display()))?;
-    let lock_path = locks.join(format!("{stack}.lock"));
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .with_context(|| format!("opening {}", lock_path.display()))?;
-    let fd = lock.as_raw_fd();
-    // SAFETY: flock(2) on a descriptor this function owns for its whole run.
-    let locked =
-        tokio::task::spawn_blocking(move || unsafe { libc::flock(fd, libc::LOCK_EX) }).await?;
-    anyhow::ensure!(
-        locked == 0,
-        "cannot lock {}: {}",
-        lock_path.display(),
-        std::io::Error::last_os_error()
-    );
+    let state_dir = &config.server.state_dir;
+    let lock = crate::supervise::lock(state_dir, stack, || false)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot lock {}",
+                crate::supervise::lock_path(state_dir, stack).display()
+            )
+        })?
+        .context("stack lock wait given up")?;
     let metrics = Arc::new(Metrics::new());
     // A GitHub CD stack: send its pending deployment requests and report
     // statuses from this process, as the server would.
@@ -766,6 +832,8 @@ pub async fn run_queued(
         }
         None => None,
     };
+    let observer = notifier.as_ref().map(|n| n.as_ref() as &dyn DeployObserver);
+    crate::supervise::recover_stack(&journal, stack, &lock, observer).await?;
     loop {
         let mut queued: Vec<DeployRecord> = journal
             .deploys(Some(stack), usize::MAX >> 1)?
@@ -777,6 +845,7 @@ pub async fn run_queued(
         }
         queued.reverse();
         let runner = Runner::new(config.clone(), journal.clone(), metrics.clone())?;
+        runner.caller_holds_stack_locks();
         if let Some(n) = &notifier {
             runner.observe(n.clone());
         }

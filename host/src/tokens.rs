@@ -51,32 +51,50 @@ pub fn token_for(config: &Config, journal: &Journal, stack: &str) -> anyhow::Res
         .with_context(|| format!("no stack named \"{stack}\""))
 }
 
-/// Maps a presented token to its stack, comparing against every token in
-/// constant time (no early exit), so timing reveals neither which stack
-/// nor how much of a token matched.
+/// Maps a presented token to its stack. Both sides are hashed with SHA-256
+/// first and the fixed-length digests compared in constant time against
+/// every token (no early exit, no branch on a match), so timing reveals
+/// neither which stack, nor how much of a token matched, nor any token's
+/// length (a byte-wise comparison of unequal lengths returns at once).
 #[derive(Clone)]
 pub struct TokenTable {
     entries: Arc<Vec<(String, String)>>,
+    digests: Arc<Vec<[u8; 32]>>,
+}
+
+/// SHA-256 of a token: the fixed-length form tokens are compared in.
+fn digest(token: &str) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(token.as_bytes()).into()
 }
 
 impl TokenTable {
     /// A table from `(stack, token)` pairs.
     pub fn new(entries: Vec<(String, String)>) -> TokenTable {
+        let digests = entries.iter().map(|(_, t)| digest(t)).collect();
         TokenTable {
             entries: Arc::new(entries),
+            digests: Arc::new(digests),
         }
     }
 
     /// The stack whose token is `presented`.
     pub fn lookup(&self, presented: &str) -> Option<&str> {
-        let mut found: Option<&str> = None;
-        for (stack, token) in self.entries.iter() {
-            let equal: bool = token.as_bytes().ct_eq(presented.as_bytes()).into();
-            if equal {
-                found = Some(stack.as_str());
-            }
+        let presented = digest(presented);
+        // The index of the matching entry, selected without branching on
+        // the comparison; `usize::MAX` when none matches.
+        let mut found = subtle::CtOption::new(0u64, subtle::Choice::from(0));
+        for (i, stored) in self.digests.iter().enumerate() {
+            let equal = stored.ct_eq(&presented);
+            let candidate = subtle::CtOption::new(i as u64, equal);
+            found = subtle::ConditionallySelectable::conditional_select(
+                &found,
+                &candidate,
+                equal,
+            );
         }
-        found
+        let index: Option<u64> = found.into();
+        index.and_then(|i| self.entries.get(i as usize)).map(|(s, _)| s.as_str())
     }
 
     /// The token of a stack.
@@ -115,5 +133,22 @@ mod tests {
         assert_eq!(t.lookup("0123456789abcdef012345"), Some("api"));
         assert_eq!(t.lookup("abcdef0123456789abcde"), None);
         assert_eq!(t.lookup(""), None);
+    }
+
+    #[test]
+    fn lookup_compares_fixed_length_digests_whatever_the_lengths() {
+        // Tokens of different lengths, and presented values that are a
+        // prefix, an extension or empty: every comparison is between two
+        // 32-byte digests, so no length reaches the comparison.
+        let short = "a".repeat(22);
+        let long = "b".repeat(200);
+        let t = TokenTable::new(vec![("s".into(), short.clone()), ("l".into(), long.clone())]);
+        assert!(t.digests.iter().all(|d| d.len() == 32));
+        assert_eq!(t.digests[0], digest(&short));
+        assert_eq!(t.lookup(&short), Some("s"));
+        assert_eq!(t.lookup(&long), Some("l"));
+        assert_eq!(t.lookup(&long[..199]), None);
+        assert_eq!(t.lookup(&format!("{short}a")), None);
+        assert_eq!(TokenTable::new(Vec::new()).lookup(&short), None);
     }
 }

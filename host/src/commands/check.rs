@@ -44,7 +44,8 @@ impl Check {
     /// Runs the check and prints the outcome JSON.
     pub fn execute(self) -> anyhow::Result<()> {
         let config = config::load(&self.config)?;
-        let body = std::fs::read(&self.body)
+        // The body file is refused over the limit `serve` applies to bodies.
+        let body = crate::bounded::read_file(&self.body, config.server.max_body_bytes as u64)
             .with_context(|| format!("reading body file {}", self.body.display()))?;
         let headers = match &self.headers {
             Some(p) => headers::read_headers(p)?,

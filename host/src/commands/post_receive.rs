@@ -5,9 +5,9 @@
 //! runs them itself.
 
 use std::collections::BTreeSet;
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 
@@ -20,9 +20,54 @@ use crate::runner::Enqueued;
 use crate::server::{ForwardedPush, ForwardedUpdate};
 use crate::tokens::token_for;
 
-/// The most bytes of post-receive input read; a push of more refs than
-/// this is a mirror, not a deploy.
+/// The most bytes of post-receive input accepted: about 8,000 updates of
+/// 500 bytes, or 40,000 of ordinary length. A push of more refs than this
+/// is a mirror, not a deploy, and is refused whole (never cut: a cut inside
+/// a ref name can turn `refs/heads/main-x` into `refs/heads/main`).
 pub const MAX_INPUT_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The most bytes of a running server's answer to a forwarded push read;
+/// the answer is one small JSON object per stack, so 1 MiB is ample.
+pub const MAX_ANSWER_BYTES: u64 = 1024 * 1024;
+
+/// How long the hook waits to connect to `hook.server`: a loopback or LAN
+/// server accepts in milliseconds; a push must not hang on a dead address.
+pub const FORWARD_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long one forwarded push may take in all (connect, send, answer).
+/// The server answers before any deploy runs, as it does GitHub, which
+/// gives a webhook 10 seconds; the same bound keeps a stuck server from
+/// holding the pusher's `git push` longer than that per stack.
+pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the hook refuses a push without evaluating it.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    /// The input is over [`MAX_INPUT_BYTES`].
+    #[error(
+        "push refused: the post-receive input is over {MAX_INPUT_BYTES} bytes \
+         (a push of this many refs is a mirror, not a deploy); nothing was evaluated or deployed"
+    )]
+    TooLarge,
+    /// The input is not UTF-8.
+    #[error("push refused: the post-receive input is not valid UTF-8; nothing was deployed")]
+    NotUtf8,
+    /// Reading stdin failed.
+    #[error("reading post-receive input: {0}")]
+    Read(std::io::Error),
+}
+
+/// Reads all of the hook's input, or refuses it whole: over
+/// [`MAX_INPUT_BYTES`], or not UTF-8. Never returns a prefix.
+pub fn read_input(reader: impl std::io::Read) -> Result<String, InputError> {
+    let bytes = crate::bounded::read_all(reader, MAX_INPUT_BYTES, "post-receive input").map_err(
+        |e| match e.kind() {
+            std::io::ErrorKind::FileTooLarge => InputError::TooLarge,
+            _ => InputError::Read(e),
+        },
+    )?;
+    String::from_utf8(bytes).map_err(|_| InputError::NotUtf8)
+}
 
 /// Environment variables git servers use for the pusher's name, in order.
 const PUSHER_VARS: &[&str] = &[
@@ -142,11 +187,9 @@ impl PostReceive {
             .config
             .canonicalize()
             .with_context(|| format!("config {}", self.config.display()))?;
-        let mut input = String::new();
-        std::io::stdin()
-            .take(MAX_INPUT_BYTES)
-            .read_to_string(&mut input)
-            .context("reading post-receive input")?;
+        // A refusal goes to stderr as `redeploy: push refused: ...` (git
+        // shows it to the pusher as a `remote:` line) with a non-zero exit.
+        let input = read_input(std::io::stdin().lock())?;
         let updates = parse_updates(&input)?;
         let repository = repository_identity(&config, self.repository.as_deref())?;
         let pusher = PUSHER_VARS
@@ -169,7 +212,12 @@ impl PostReceive {
         let stacks = crate::stacks::wit_stacks(&config);
         let outcome = runtime
             .evaluate(&stacks, &delivery)?
-            .map_err(|e| anyhow::anyhow!("redeploy: push not evaluated: {}", e.describe()))?;
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "push not evaluated: {}",
+                    crate::text::one_line(&e.describe())
+                )
+            })?;
         let server = self.server.clone().or_else(|| config.hook.server.clone());
         let deploying: Vec<&str> = outcome
             .decisions
@@ -210,7 +258,12 @@ impl PostReceive {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()?;
-                let client = reqwest::Client::new();
+                let client = reqwest::Client::builder()
+                    .connect_timeout(FORWARD_CONNECT_TIMEOUT)
+                    .timeout(FORWARD_TIMEOUT)
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()
+                    .context("building the HTTP client")?;
                 for stack in &deploying {
                     let token = token_for(&config, &journal, stack)?;
                     let url = format!(
@@ -233,7 +286,14 @@ impl PostReceive {
                             .await
                             .map_err(|e| e.without_url())?;
                         let status = resp.status();
-                        Ok::<_, reqwest::Error>((status, resp.text().await.unwrap_or_default()))
+                        let body = crate::bounded::response_body(resp, MAX_ANSWER_BYTES)
+                            .await
+                            .map(|b| String::from_utf8_lossy(&b).into_owned())
+                            .unwrap_or_else(|e| {
+                                serde_json::json!({"error": "unreadable-answer", "message": e.to_string()})
+                                    .to_string()
+                            });
+                        Ok::<_, reqwest::Error>((status, body))
                     });
                     out.push(match answer {
                         Ok((status, body)) => {
@@ -348,8 +408,11 @@ fn describe_answer(stack: &str, status: u16, body: &str, place: &str) -> String 
     }
 }
 
+/// Prints the lines git shows the pusher as `remote: ...`, each kept on
+/// one line: ref names, reasons quoting them and deploy output cannot start
+/// a forged `remote:` line or move the pusher's cursor.
 fn print_lines(lines: &[String]) {
     for l in lines {
-        println!("{l}");
+        println!("{}", crate::text::one_line(l));
     }
 }

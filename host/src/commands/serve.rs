@@ -14,7 +14,7 @@ use crate::journal::Journal;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::plugin::{Allocation, PluginRuntime, RuntimeOptions};
-use crate::runner::{now_ms, Runner};
+use crate::runner::Runner;
 use crate::server::{app, AppState};
 use crate::tokens::{ensure_tokens, TokenTable};
 
@@ -72,21 +72,17 @@ impl Serve {
         let notifier = Notifier::start(config.clone(), journal.clone(), runtime.clone(), None)?;
         runner.observe(notifier.clone());
 
-        let recovery = journal.recover(now_ms())?;
-        for d in &recovery.interrupted {
-            tracing::warn!(deploy = d.id, stack = %d.stack, "deploy was interrupted by a stop of redeploy");
+        // Deploys a dead runner left `started`: what is left of each one's
+        // process group is stopped and it is marked interrupted, for every
+        // stack no live runner (a hook's `run-queued`) holds.
+        let interrupted =
+            crate::supervise::recover_free_stacks(&journal, state_dir, None).await?;
+        notifier.interrupted(&interrupted);
+        let queued = journal.queued_deploys()?;
+        if !queued.is_empty() {
+            tracing::info!(count = queued.len(), "resuming queued deploys");
         }
-        notifier.interrupted(
-            &recovery
-                .interrupted
-                .iter()
-                .map(|d| d.id)
-                .collect::<Vec<_>>(),
-        );
-        if !recovery.queued.is_empty() {
-            tracing::info!(count = recovery.queued.len(), "resuming queued deploys");
-        }
-        runner.recover(&recovery.queued);
+        runner.recover(&queued);
 
         let log_links = notifier.log_links().clone();
         let dispatcher = Dispatcher::new(

@@ -1,0 +1,295 @@
+//! One deploy per stack across every process on a state directory, and no
+//! deploy left running by a dead runner.
+//!
+//! Every runner (`serve`'s, and `run-queued` started by the post-receive
+//! hook) takes the stack's lock, `<state_dir>/locks/<stack>.lock` (an
+//! `flock(2)` lock, released by the kernel when its holder dies), before it
+//! starts a deploy of the stack, and holds it until the deploy's end is in
+//! the journal. So whoever holds the lock and finds a deploy of the stack
+//! still `started` in the journal knows its runner is dead: it kills what is
+//! left of that deploy's process group (recorded in the journal when the
+//! deploy started; SIGTERM, [`crate::runner::KILL_GRACE`], SIGKILL), marks it
+//! `interrupted`, and only then starts the next deploy.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::journal::{DeployState, Journal, TransitionDetail};
+use crate::runner::{now_ms, DeployObserver, KILL_GRACE};
+
+/// How often a runner waiting for a stack's lock tries again: short next to
+/// any deploy, long next to the cost of one `flock` call.
+pub const LOCK_POLL: Duration = Duration::from_millis(100);
+
+/// How long recovery waits, after SIGKILL, for an interrupted deploy's
+/// process group to be gone. SIGKILL cannot be caught; only a process stuck
+/// in the kernel (uninterruptible I/O) outlives it, and then the stack's next
+/// deploy must not start beside it.
+pub const GROUP_EXIT_WAIT: Duration = Duration::from_secs(10);
+
+/// The reason recorded for a deploy recovery finds left `started` by a dead
+/// runner.
+pub const RECOVERED_REASON: &str =
+    "redeploy stopped while it ran; what was left of the deploy was stopped at recovery";
+
+/// A held stack lock; dropping it releases the lock.
+#[derive(Debug)]
+pub struct StackLock {
+    _file: File,
+}
+
+/// The lock file of `stack` in `state_dir`.
+pub fn lock_path(state_dir: &Path, stack: &str) -> PathBuf {
+    state_dir.join("locks").join(format!("{stack}.lock"))
+}
+
+fn open_lock_file(state_dir: &Path, stack: &str) -> io::Result<File> {
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    let dir = state_dir.join("locks");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)?;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(lock_path(state_dir, stack))
+}
+
+/// Takes `stack`'s lock if it is free; `None` if another runner holds it.
+pub fn try_lock(state_dir: &Path, stack: &str) -> io::Result<Option<StackLock>> {
+    let file = open_lock_file(state_dir, stack)?;
+    // SAFETY: flock(2) on a descriptor owned by `file`, which the returned
+    // StackLock keeps open for as long as the lock is held.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(Some(StackLock { _file: file }));
+    }
+    let err = io::Error::last_os_error();
+    if err.kind() == io::ErrorKind::WouldBlock {
+        Ok(None)
+    } else {
+        Err(err)
+    }
+}
+
+/// Takes `stack`'s lock, waiting (polling every [`LOCK_POLL`]) while another
+/// runner holds it; `None` if `give_up` says to stop waiting (shutdown).
+pub async fn lock(
+    state_dir: &Path,
+    stack: &str,
+    give_up: impl Fn() -> bool,
+) -> io::Result<Option<StackLock>> {
+    loop {
+        if let Some(lock) = try_lock(state_dir, stack)? {
+            return Ok(Some(lock));
+        }
+        if give_up() {
+            return Ok(None);
+        }
+        tokio::time::sleep(LOCK_POLL).await;
+    }
+}
+
+/// Whether any live (not zombie) process is in process group `pgid`. Reads
+/// `/proc`; where it is not mounted, asks the kernel with `kill(-pgid, 0)`
+/// (which also counts zombies).
+pub fn group_alive(pgid: i32) -> bool {
+    if pgid <= 1 {
+        return false;
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        // SAFETY: signal 0 only checks that the group exists.
+        return unsafe { libc::kill(-pgid, 0) } == 0;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid pgrp ...`; comm may hold spaces and
+        // parentheses, so fields are counted from the last `)`.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next();
+        let pgrp = fields.nth(1).and_then(|p| p.parse::<i32>().ok());
+        if pgrp == Some(pgid) && !matches!(state, Some("Z") | Some("X")) {
+            return true;
+        }
+    }
+    false
+}
+
+fn signal_group(pgid: i32, signal: i32) {
+    // SAFETY: kill(2) with a negative pid signals a process group; no memory
+    // is shared. pgid > 1 is checked by the callers.
+    unsafe {
+        libc::kill(-pgid, signal);
+    }
+}
+
+async fn wait_gone(pgid: i32, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if !group_alive(pgid) {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Stops what is left of a process group: SIGTERM, up to [`KILL_GRACE`] to
+/// exit, then SIGKILL and up to [`GROUP_EXIT_WAIT`]. True once no live
+/// process is left in it.
+pub async fn end_group(pgid: i32) -> bool {
+    if pgid <= 1 || !group_alive(pgid) {
+        return true;
+    }
+    signal_group(pgid, libc::SIGTERM);
+    if wait_gone(pgid, KILL_GRACE).await {
+        return true;
+    }
+    signal_group(pgid, libc::SIGKILL);
+    wait_gone(pgid, GROUP_EXIT_WAIT).await
+}
+
+/// Why recovery could not clear a stack for its next deploy.
+#[derive(Debug, thiserror::Error)]
+pub enum RecoveryError {
+    /// The journal failed.
+    #[error(transparent)]
+    Journal(#[from] crate::journal::JournalError),
+    /// A process of an interrupted deploy outlived SIGKILL.
+    #[error(
+        "stack \"{stack}\": process group {pgid} of interrupted deploy #{id} is still alive after \
+         SIGKILL; the stack's next deploy waits until it is gone"
+    )]
+    GroupSurvives {
+        /// The stack.
+        stack: String,
+        /// The interrupted deploy.
+        id: i64,
+        /// Its process group.
+        pgid: i32,
+    },
+}
+
+/// With `stack`'s lock held (the `_lock` argument proves it), finds the
+/// deploys of the stack a dead runner left `started`, stops what is left of
+/// each one's process group, and marks it `interrupted` (telling
+/// `observer`). Returns their ids, oldest first.
+pub async fn recover_stack(
+    journal: &Journal,
+    stack: &str,
+    _lock: &StackLock,
+    observer: Option<&dyn DeployObserver>,
+) -> Result<Vec<i64>, RecoveryError> {
+    let mut recovered = Vec::new();
+    for (id, pgid) in journal.started_deploys(stack)? {
+        if let Some(pgid) = pgid.and_then(|p| i32::try_from(p).ok()) {
+            if !end_group(pgid).await {
+                return Err(RecoveryError::GroupSurvives {
+                    stack: stack.to_string(),
+                    id,
+                    pgid,
+                });
+            }
+        }
+        let detail = TransitionDetail {
+            reason: Some(RECOVERED_REASON.to_string()),
+            ..TransitionDetail::default()
+        };
+        journal.transition(id, DeployState::Interrupted, now_ms(), &detail)?;
+        tracing::warn!(deploy = id, stack, "deploy was interrupted by a stop of its runner; recovered");
+        if let Some(o) = observer {
+            o.changed(id, DeployState::Interrupted, detail.reason.as_deref());
+        }
+        recovered.push(id);
+    }
+    Ok(recovered)
+}
+
+/// At `serve`'s start: recovers every stack with a deploy left `started`
+/// whose lock is free (a held lock means a live runner, such as a hook's
+/// `run-queued`, is running that deploy: it is left alone). Returns the
+/// recovered deploys' ids.
+pub async fn recover_free_stacks(
+    journal: &Journal,
+    state_dir: &Path,
+    observer: Option<&dyn DeployObserver>,
+) -> anyhow::Result<Vec<i64>> {
+    use anyhow::Context as _;
+    let mut recovered = Vec::new();
+    for stack in journal.stacks_with_started_deploys()? {
+        let lock = try_lock(state_dir, &stack)
+            .with_context(|| format!("stack \"{stack}\": cannot open its lock"))?;
+        let Some(lock) = lock else {
+            tracing::info!(stack, "a deploy of this stack is running in another process");
+            continue;
+        };
+        match recover_stack(journal, &stack, &lock, observer).await {
+            Ok(ids) => recovered.extend(ids),
+            // The stack stays blocked: its runner retries at its next deploy.
+            Err(e) => tracing::error!(stack, error = %e, "cannot recover the stack"),
+        }
+    }
+    Ok(recovered)
+}
+
+/// Makes a deploy command die with the thread that spawns it: called in
+/// the child between fork and exec. `parent` is the spawning process's pid,
+/// to catch a parent that died before the request was made.
+///
+/// # Safety
+/// Async-signal-safe calls only, as `pre_exec` requires.
+pub unsafe fn die_with_parent(parent: libc::pid_t) -> io::Result<()> {
+    // SIGTERM, not SIGKILL: the command may clean up, as on a shutdown;
+    // recovery SIGKILLs whatever of its group is left.
+    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0) != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if libc::getppid() != parent {
+        return Err(io::Error::other("the runner exited before the deploy started"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stack_lock_excludes_a_second_holder_until_dropped() {
+        let dir = std::env::temp_dir().join(format!("redeploy-lock-{}", std::process::id()));
+        let first = try_lock(&dir, "web").unwrap().expect("free lock");
+        assert!(try_lock(&dir, "web").unwrap().is_none(), "lock taken twice");
+        assert!(try_lock(&dir, "api").unwrap().is_some(), "stacks share a lock");
+        drop(first);
+        assert!(try_lock(&dir, "web").unwrap().is_some());
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.join("locks")), 0o700);
+        assert_eq!(mode(&lock_path(&dir, "web")), 0o600);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_group_that_does_not_exist_is_not_alive() {
+        assert!(!group_alive(0));
+        assert!(!group_alive(1));
+        assert!(!group_alive(i32::MAX));
+    }
+}

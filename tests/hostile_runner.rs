@@ -1,0 +1,461 @@
+//! Hostile cases of issue 12 for the hook's input, its forwarding client,
+//! the deploy runners (locks, process groups, recovery) and the smaller
+//! points (log forging, HTTP action redirects): each case its own test.
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use redeploy_host::journal::DeployState;
+
+use crate::serve::{hook, token, World};
+use crate::support::{free_port, redeploy_bin, wait_for};
+
+/// A stack fed by post-receive for the bare repository path `@DIR@/app.git`.
+fn hook_stack(extra: &str) -> String {
+    format!(
+        r#"
+[[stacks]]
+name = "web"
+repository = "@DIR@/app.git"
+branch = "main"
+command = ["@STANDIN@"]
+env = {{ RECORD_DIR = "@RECORD:web@" }}
+{extra}
+"#
+    )
+}
+
+/// Runs `redeploy post-receive` with `input` on stdin; returns (exit ok,
+/// stdout, stderr).
+fn post_receive(world: &World, input: &[u8], extra: &[&str]) -> (bool, String, String) {
+    let repo = world.dir.join("app.git");
+    let mut child = Command::new(redeploy_bin())
+        .args(["post-receive", "--config", world.config.to_str().unwrap()])
+        .args(["--repository", repo.to_str().unwrap()])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    // The hook may refuse before reading everything: write from a thread.
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = writer.join();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn journal_deploys(world: &World) -> usize {
+    let path = redeploy_host::journal::Journal::path_in(&world.dir.join("state"));
+    if !path.exists() {
+        return 0;
+    }
+    world.deploys().len()
+}
+
+const ZERO: &str = "0000000000000000000000000000000000000000";
+const NEW: &str = "1111111111111111111111111111111111111111";
+
+/// Issue 12, point 1: ~8,300 updates of 420-byte feature-branch ref names,
+/// laid out so that a cut at `MAX_INPUT_BYTES` lands right after
+/// `refs/heads/main` inside the last ref name. Refused whole: nothing
+/// deploys, non-zero exit, a message git shows the pusher.
+#[test]
+fn post_receive_refuses_an_oversized_push_whose_cut_would_read_main() {
+    let limit = redeploy_host::commands::post_receive::MAX_INPUT_BYTES as usize;
+    let world = World::new("hostile-runner-oversized", "", &hook_stack(""));
+    let line = |name: &str| format!("{ZERO} {NEW} {name}\n");
+    let feature = |n: usize| {
+        let name = format!("refs/heads/feature/{n:06}-");
+        format!("{name}{}", "x".repeat(420 - name.len()))
+    };
+    let mut input = String::new();
+    let mut n = 0;
+    // Fill with feature branches until the last line can straddle the limit.
+    while input.len() + line(&feature(n)).len() + 200 < limit {
+        input.push_str(&line(&feature(n)));
+        n += 1;
+    }
+    // Pad one more ref so that `refs/heads/main` ends exactly at the limit.
+    let prefix = format!("{ZERO} {NEW} ");
+    let main = "refs/heads/main";
+    let pad = limit - input.len() - 2 * (prefix.len() + 1) - main.len() - "refs/heads/pad-".len();
+    input.push_str(&line(&format!("refs/heads/pad-{}", "y".repeat(pad))));
+    input.push_str(&format!("{prefix}{main}-feature-only-pushers-may-push-this\n"));
+    assert_eq!(&input[limit - main.len()..limit], main, "the cut lands after main");
+    assert!(n > 8_000, "{n} refs");
+
+    let (ok, stdout, stderr) = post_receive(&world, input.as_bytes(), &[]);
+    assert!(!ok, "an oversized push must fail the hook: {stdout}{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "redeploy: push refused: the post-receive input is over {limit} bytes"
+        )),
+        "stderr: {stderr}"
+    );
+    assert!(
+        !stdout.contains("deploying"),
+        "an oversized push deployed: {stdout}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(journal_deploys(&world), 0, "a deploy was journaled");
+    assert!(world.ran("web").is_empty(), "the deploy command ran");
+}
+
+/// The same limit taken exactly (a push of exactly `MAX_INPUT_BYTES`) is
+/// evaluated: the refusal is for input over the limit only.
+#[test]
+fn post_receive_evaluates_a_push_of_exactly_the_input_limit() {
+    let limit = redeploy_host::commands::post_receive::MAX_INPUT_BYTES as usize;
+    let world = World::new("hostile-runner-at-limit", "", &hook_stack(""));
+    let mut input = format!("{ZERO} {NEW} refs/heads/main\n");
+    // Blank lines are skipped by the parser: pad to exactly the limit.
+    input.push_str(&"\n".repeat(limit - input.len()));
+    let (ok, stdout, stderr) = post_receive(&world, input.as_bytes(), &[]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains("redeploy: web: deploying"), "{stdout}");
+    world.settle(30);
+}
+
+/// Issue 12, point 11: the forwarding client gives up on a server that
+/// accepts the connection and never answers, and the push goes on.
+#[test]
+fn post_receive_forwarding_gives_up_on_a_server_that_never_answers() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Accept and hold connections without ever answering.
+    let _holder = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let world = World::new("hostile-runner-forward-timeout", "", &hook_stack(""));
+    let started = Instant::now();
+    let input = format!("{ZERO} {NEW} refs/heads/main\n");
+    let (_, stdout, stderr) =
+        post_receive(&world, input.as_bytes(), &["--server", &format!("http://{addr}")]);
+    let took = started.elapsed();
+    let limit = redeploy_host::commands::post_receive::FORWARD_TIMEOUT;
+    assert!(
+        took < limit + Duration::from_secs(10),
+        "the hook waited {took:?}"
+    );
+    assert!(
+        stdout.contains("redeploy: web: NOT deployed: cannot reach"),
+        "{stdout}{stderr}"
+    );
+}
+
+/// Issue 12, point 11: a newline in a query value cannot forge a line of
+/// the server's log.
+#[test]
+fn a_query_value_with_a_newline_does_not_forge_a_server_log_line() {
+    let stacks = format!(
+        r#"
+[[stacks]]
+name = "multi"
+hook_token = "{t}"
+command = ["@STANDIN@"]
+env = {{ RECORD_DIR = "@RECORD:multi@" }}
+[[stacks.services]]
+name = "web"
+image = "acme/web"
+"#,
+        t = token(1)
+    );
+    let world = World::new("hostile-runner-log-forging", "", &stacks);
+    let server = world.start(&[]);
+    let forged = "2026-01-01T00:00:00.000000Z%20%20INFO%20redeploy:%20deploy%20succeeded%20FORGED";
+    let r = server.post(&format!("{}?services=web%0A{forged}", hook(1)), &[], b"");
+    assert_eq!(r.status, 400, "{}", r.text());
+    server.terminate();
+    let log = std::fs::read_to_string(world.dir.join("server.log")).unwrap();
+    assert!(log.contains("FORGED"), "the rejection is logged: {log}");
+    for line in log.lines() {
+        assert!(
+            !line.starts_with("2026-01-01T00:00:00"),
+            "a forged log line: {line:?}\n{log}"
+        );
+    }
+}
+
+/// Issue 12, point 11: post-receive `remote:` lines escape control
+/// characters a ref name carries (git refuses them, a hook fed by other
+/// means may not).
+#[test]
+fn post_receive_remote_lines_escape_control_characters_of_ref_names() {
+    let world = World::new("hostile-runner-remote-lines", "", &hook_stack(""));
+    let input = format!("{ZERO} {NEW} refs/heads/x\u{1b}[2K\u{0d}remote:-forged\n");
+    let (_, stdout, stderr) = post_receive(&world, input.as_bytes(), &[]);
+    let all = format!("{stdout}{stderr}");
+    assert!(!all.contains('\u{1b}'), "an escape sequence reached the pusher: {all:?}");
+    assert!(!all.contains('\r'), "a carriage return reached the pusher: {all:?}");
+}
+
+/// Issue 12, point 11: an HTTP deploy action does not follow a redirect,
+/// so its credential headers never reach the host the redirect names.
+#[test]
+fn an_http_action_does_not_follow_a_redirect_with_its_credentials() {
+    use std::io::{BufRead, BufReader};
+    let thief = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let thief_port = thief.local_addr().unwrap().port();
+    thief.set_nonblocking(true).unwrap();
+    let endpoint = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = endpoint.local_addr().unwrap().port();
+    let redirector = std::thread::spawn(move || {
+        let (stream, _) = endpoint.accept().unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut len = 0usize;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; len];
+        std::io::Read::read_exact(&mut reader, &mut body).unwrap();
+        reader
+            .get_mut()
+            .write_all(
+                format!(
+                    "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:{thief_port}/steal\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+            .unwrap();
+    });
+    let stacks = format!(
+        r#"
+[[stacks]]
+name = "api"
+image = "acme/api"
+hook_token = "{t}"
+http = {{ url = "http://127.0.0.1:{port}/deploy", headers = {{ X-Api-Key = "key-that-must-stay-home" }} }}
+"#,
+        t = token(1)
+    );
+    let world = World::new("hostile-runner-http-redirect", "", &stacks);
+    let server = world.start(&[]);
+    assert_eq!(server.post(&hook(1), &[], b"").status, 202);
+    redirector.join().unwrap();
+    let deploys = world.settle(20);
+    assert_eq!(deploys[0].state, DeployState::Failed, "{deploys:?}");
+    assert!(
+        deploys[0].detail.as_deref().unwrap_or("").contains("307"),
+        "{deploys:?}"
+    );
+    assert!(
+        thief.accept().is_err(),
+        "the redirect was followed to another host"
+    );
+    server.terminate();
+}
+
+// ---------------------------------------------------------------------------
+// Point 9: locks, process groups, recovery.
+// ---------------------------------------------------------------------------
+
+/// A deploy command whose commit ending in `1` starts a background child
+/// that outlives it (`orphan.pid`) and runs long; every deploy records, when
+/// it starts, whether that child is still alive (`overlaps`), and whether
+/// another deploy of the stack is running (the `running.lock` directory).
+const ORPHANING: &str = r#"#!/bin/sh
+dir="$RECORD_DIR"
+id="$REDEPLOY_DEPLOY_ID"
+if [ -f "$dir/orphan.pid" ]; then
+  pid=$(cat "$dir/orphan.pid")
+  if [ -r "/proc/$pid/stat" ] && ! grep -q ') Z' "/proc/$pid/stat"; then
+    echo "$id started while $pid of an earlier deploy ran" >> "$dir/overlaps"
+  fi
+fi
+if ! mkdir "$dir/running.lock" 2>/dev/null; then echo "$id overlapped a running deploy" >> "$dir/overlaps"; fi
+echo "start $id ${REDEPLOY_SHA:-}" >> "$dir/timeline"
+case "${REDEPLOY_SHA:-}" in
+  *1) sleep 300 & echo $! > "$dir/orphan.pid"; sleep 60 ;;
+  *) sleep "${SLEEP:-0}" ;;
+esac
+echo "end $id" >> "$dir/timeline"
+rmdir "$dir/running.lock"
+"#;
+
+fn orphaning_world(name: &str) -> World {
+    let stacks = format!(
+        r#"
+[[stacks]]
+name = "web"
+repository = "@DIR@/app.git"
+branch = "main"
+hook_token = "{t}"
+command = ["@DIR@/orphaning.sh"]
+timeout = "5m"
+env = {{ RECORD_DIR = "@RECORD:web@" }}
+"#,
+        t = token(1)
+    );
+    let world = World::new(name, "", &stacks);
+    let script = world.dir.join("orphaning.sh");
+    std::fs::write(&script, ORPHANING).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    world
+}
+
+fn push_line(sha: &str) -> Vec<u8> {
+    format!("{ZERO} {sha} refs/heads/main\n").into_bytes()
+}
+
+fn sha(n: u32) -> String {
+    format!("{n:040x}")
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| !stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
+}
+
+fn orphan_pid(world: &World) -> i32 {
+    wait_for(30, "the background child to start", || {
+        std::fs::read_to_string(world.record("web").join("orphan.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    })
+}
+
+fn assert_no_overlap(world: &World) {
+    let overlaps = std::fs::read_to_string(world.record("web").join("overlaps")).unwrap_or_default();
+    assert!(overlaps.is_empty(), "deploys of one stack overlapped:\n{overlaps}");
+}
+
+/// The pids of `redeploy run-queued` processes for this world's config.
+fn run_queued_pids(world: &World) -> Vec<i32> {
+    let config = world.config.to_str().unwrap().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let c = String::from_utf8_lossy(&c);
+                c.contains("run-queued") && c.contains(&config)
+            })
+        })
+        .collect()
+}
+
+fn sigkill(pid: i32) {
+    let status = Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
+/// Issue 12, point 9: `serve` is SIGKILLed while a deploy whose command left
+/// a background child runs; after the restart that child is gone before the
+/// stack's next deploy starts, and no two deploys of the stack overlap.
+#[test]
+fn a_sigkilled_serve_leaves_no_orphan_running_when_the_next_deploy_starts() {
+    let world = orphaning_world("hostile-runner-serve-orphan");
+    let server = world.start(&[]);
+    // Pushes forwarded by the hook carry commits: the first one's command
+    // leaves a background child.
+    let forward = ["--server", &format!("http://{}", server.addr)];
+    let (ok, out, err) = post_receive(&world, &push_line(&sha(1)), &forward);
+    assert!(ok && out.contains("deploying"), "{out}{err}");
+    let orphan = orphan_pid(&world);
+    let (ok, out, err) = post_receive(&world, &push_line(&sha(2)), &forward);
+    assert!(ok && out.contains("deploying"), "{out}{err}");
+    server.kill();
+    // The deploy command dies with the server; its background child is
+    // left over (the process group outlives its leader).
+    assert!(alive(orphan), "the background child should outlive the server");
+    // The killed command could not clean up after itself.
+    let _ = std::fs::remove_dir(world.record("web").join("running.lock"));
+
+    let server = world.start(&[]);
+    let deploys = world.settle(60);
+    assert_eq!(deploys.len(), 2, "{deploys:#?}");
+    assert_eq!(deploys[0].state, DeployState::Interrupted, "{deploys:#?}");
+    assert_eq!(deploys[1].state, DeployState::Succeeded, "{deploys:#?}");
+    assert!(!alive(orphan), "the interrupted deploy's background child still runs");
+    assert_no_overlap(&world);
+    server.terminate();
+}
+
+/// Issue 12, point 9: the same for the hook's detached runner: a SIGKILLed
+/// `run-queued` leaves its deploy `started`; the next runner stops what is
+/// left of it, marks it interrupted, then deploys, without overlap.
+#[test]
+fn a_sigkilled_run_queued_is_recovered_by_the_next_runner_without_overlap() {
+    let world = orphaning_world("hostile-runner-run-queued-orphan");
+    let (ok, out, err) = post_receive(&world, &push_line(&sha(1)), &[]);
+    assert!(ok && out.contains("deploying"), "{out}{err}");
+    let orphan = orphan_pid(&world);
+    let runners = run_queued_pids(&world);
+    assert_eq!(runners.len(), 1, "{runners:?}");
+    sigkill(runners[0]);
+    wait_for(10, "the runner to die", || run_queued_pids(&world).is_empty().then_some(()));
+    let _ = std::fs::remove_dir(world.record("web").join("running.lock"));
+    assert_eq!(world.deploys()[0].state, DeployState::Started);
+
+    let (ok, out, err) = post_receive(&world, &push_line(&sha(2)), &[]);
+    assert!(ok && out.contains("deploying"), "{out}{err}");
+    let deploys = world.settle(60);
+    assert_eq!(deploys[0].state, DeployState::Interrupted, "{deploys:#?}");
+    assert_eq!(deploys[1].state, DeployState::Succeeded, "{deploys:#?}");
+    assert!(!alive(orphan), "the interrupted deploy's background child still runs");
+    assert_no_overlap(&world);
+}
+
+/// Issue 12, point 9: `serve` and a local hook runner on one state
+/// directory take turns on a stack: a deploy through either waits for the
+/// other's to end.
+#[test]
+fn serve_and_a_hook_runner_on_one_state_directory_never_overlap() {
+    let stacks = format!(
+        r#"
+[[stacks]]
+name = "web"
+repository = "@DIR@/app.git"
+branch = "main"
+hook_token = "{t}"
+command = ["@STANDIN@"]
+env = {{ RECORD_DIR = "@RECORD:web@", SLEEP = "1" }}
+"#,
+        t = token(1)
+    );
+    let world = World::new("hostile-runner-serve-and-hook", "", &stacks);
+    let server = world.start(&[]);
+    for round in 0..3u32 {
+        // A manual deploy through the server, then a push through the hook
+        // (its own detached runner) while the server's deploy runs.
+        assert_eq!(server.post(&hook(1), &[], b"").status, 202);
+        wait_for(10, "the server's deploy to start", || {
+            (world.ran("web").len() > (round * 2) as usize).then_some(())
+        });
+        let (ok, out, err) = post_receive(&world, &push_line(&sha(10 + round)), &[]);
+        assert!(ok && out.contains("deploying"), "{out}{err}");
+        wait_for(30, "the hook's deploy to start", || {
+            (world.ran("web").len() > (round * 2 + 1) as usize).then_some(())
+        });
+    }
+    let deploys = world.settle(60);
+    assert_eq!(deploys.len(), 6, "{deploys:#?}");
+    assert!(deploys.iter().all(|d| d.state == DeployState::Succeeded), "{deploys:#?}");
+    assert!(
+        !world.record("web").join("overlaps").exists(),
+        "a deploy of the hook's runner overlapped one of the server's"
+    );
+    server.terminate();
+}
