@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod commit_order;
 pub mod config;
 pub mod dispatch;
 pub mod github;
