@@ -30,6 +30,7 @@ mod github_cd;
 mod github_standin;
 mod golden;
 mod hostile;
+mod hostile_replay;
 mod hostile_runner;
 mod load;
 mod node;

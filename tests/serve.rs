@@ -355,11 +355,12 @@ env = {{ RECORD_DIR = "@RECORD:ping-ack@" }}
     server.terminate();
 }
 
-/// A GitHub push body for `sha` on `main` of acme/web.
+/// A GitHub push body for `sha` on `main` of acme/web. Its `before` is a
+/// commit no test deploys (the journal orders commits by that chain).
 pub fn push_body(sha: &str) -> Vec<u8> {
     json!({
         "ref": "refs/heads/main",
-        "before": "0000000000000000000000000000000000000001",
+        "before": "beef".repeat(10),
         "after": sha,
         "created": false, "deleted": false, "forced": false,
         "repository": {"full_name": "acme/web", "clone_url": "https://github.com/acme/web.git"},

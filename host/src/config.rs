@@ -59,6 +59,16 @@ pub const DEFAULT_MAX_QUEUED_DELIVERIES: usize = 1000;
 /// restart, and stays under the 90 s systemd and Docker wait before SIGKILL.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
+/// Default `server.replay_window`: how long the journal remembers a delivery
+/// that carries no delivery id (Docker Hub, Harbor, ACR, Azure DevOps, the
+/// legacy Bitbucket POST service), to deploy its replays only once. Their
+/// bodies name their own time (`pushed_at`, `occur_at`, `createdDate`...),
+/// so a real second push never has the same body and a long window loses
+/// nothing; an hour is six times the age past which an event is too old
+/// to accept, and keeps only an hour of keys in the journal. Bodies with no
+/// time in them (Quay) use the shorter `dispatch::TIMELESS_REPLAY_WINDOW`.
+pub const DEFAULT_REPLAY_WINDOW: Duration = Duration::from_secs(60 * 60);
+
 /// Default `server.header_timeout`: a client that has not sent its request
 /// headers after 10 s is slow or malicious (slowloris), not GitHub.
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -301,6 +311,9 @@ pub struct ServerConfig {
     pub max_queued_deliveries: usize,
     /// How long a shutdown waits for running deploys.
     pub shutdown_grace: Duration,
+    /// How long a delivery without a delivery id is remembered, so that a
+    /// replay of its exact body does not deploy again (non-zero).
+    pub replay_window: Duration,
     /// How long a client may take to send its request headers (non-zero).
     pub header_timeout: Duration,
     /// How long a client may take to send its request body (non-zero).
@@ -611,6 +624,7 @@ struct RawServer {
     max_concurrent_deploys: Option<usize>,
     max_queued_deliveries: Option<usize>,
     shutdown_grace: Option<String>,
+    replay_window: Option<String>,
     header_timeout: Option<String>,
     body_timeout: Option<String>,
     callback_hosts: Option<Vec<String>>,
@@ -859,6 +873,9 @@ fn validate_server(raw: RawServer, base_dir: &Path) -> Result<ServerConfig> {
 
     let shutdown_grace =
         duration("shutdown_grace", raw.shutdown_grace, DEFAULT_SHUTDOWN_GRACE).map_err(err)?;
+    let replay_window = duration("replay_window", raw.replay_window, DEFAULT_REPLAY_WINDOW)
+        .and_then(|d| non_zero("replay_window", d))
+        .map_err(err)?;
     let header_timeout = duration("header_timeout", raw.header_timeout, DEFAULT_HEADER_TIMEOUT)
         .and_then(|d| non_zero("header_timeout", d))
         .map_err(err)?;
@@ -889,6 +906,7 @@ fn validate_server(raw: RawServer, base_dir: &Path) -> Result<ServerConfig> {
         max_concurrent_deploys,
         max_queued_deliveries,
         shutdown_grace,
+        replay_window,
         header_timeout,
         body_timeout,
         callback_hosts,

@@ -3,12 +3,13 @@
 //! hand each deploy to the runner. Nothing else decides what deploys.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::config::{Config, StackConfig};
 use crate::journal::DeployRecord;
+use crate::journal::{Admission, Admitted, CommitClaim, ReplayClaim};
 use crate::journal::{Inserted, Journal, NewDelivery, NewDeploy, NewDeploymentRequest};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
@@ -54,6 +55,68 @@ impl DeploySink for Runner {
     fn accept(&self, record: &DeployRecord) -> Enqueued {
         self.enqueue(record)
     }
+}
+
+/// How long a delivery whose body names no time of its own (Quay sends the
+/// same body for two pushes of one tag) is remembered for deduplication.
+/// Such a body cannot tell a replay from a real second push, so the window
+/// only stops immediate resends and replays: a real push of the same tag a
+/// minute later still deploys, and for these senders the hook URL is the
+/// only credential.
+pub const TIMELESS_REPLAY_WINDOW: Duration = Duration::from_secs(60);
+
+/// Senders without a delivery id whose bodies carry a time of their own, so
+/// that two real pushes never send the same bytes: Docker Hub
+/// (`push_data.pushed_at`), Harbor (`occur_at`), ACR (`timestamp`), Azure
+/// DevOps (`createdDate`) and the legacy Bitbucket POST service (commit
+/// timestamps and ids).
+pub const SENDERS_WITH_EVENT_TIME: &[&str] = &[
+    "docker-hub",
+    "harbor",
+    "acr",
+    "azure-devops",
+    "bitbucket-legacy",
+];
+
+/// Senders whose pushes say whether they were forced; the others never do,
+/// so their `forced` proves nothing ([`crate::commit_order::Candidate`]).
+pub const SENDERS_REPORTING_FORCED: &[&str] = &["github", "bitbucket-cloud"];
+
+/// How long a delivery without a delivery id is remembered so that a replay
+/// of its exact body deploys once: `server.replay_window` for a body that
+/// names its own time, at most [`TIMELESS_REPLAY_WINDOW`] for one that does
+/// not. (When the component reports the sender's event time and refuses
+/// events older than `server.max_event_age`, a body with such a time needs
+/// no more than that age: switch on it here.)
+pub fn replay_window(config: &Config, outcome: &wit::Outcome) -> Duration {
+    if SENDERS_WITH_EVENT_TIME.contains(&outcome.provider.as_str()) {
+        config.server.replay_window
+    } else {
+        config.server.replay_window.min(TIMELESS_REPLAY_WINDOW)
+    }
+}
+
+/// What identifies a delivery that has no delivery id, for replay
+/// deduplication: its bytes (hashed with the stack and provider into the
+/// journal's replay key) and how long it is remembered.
+#[derive(Clone, Copy, Debug)]
+pub struct ReplayIdentity<'a> {
+    /// The exact bytes: the body, or what a forwarded push signed.
+    pub bytes: &'a [u8],
+    /// How long a replay is refused.
+    pub window: Duration,
+}
+
+/// The journal's replay key: hex SHA-256 over the stack, the provider and
+/// the delivery's bytes, each length-prefixed so no two triples collide.
+pub fn replay_key(stack: &str, provider: &str, bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    for part in [stack.as_bytes(), provider.as_bytes(), bytes] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part);
+    }
+    hex::encode(h.finalize())
 }
 
 /// Evaluates deliveries and queues their deploys.
@@ -170,7 +233,22 @@ impl Dispatcher {
 
     /// Evaluates one delivery for `stacks` and queues what deploys. Blocking:
     /// call it from a blocking thread.
+    ///
+    /// A delivery over HTTP whose sender gives no delivery id (other than a
+    /// manual trigger with an empty body, a new trigger each time) is
+    /// deduplicated on its exact body for [`replay_window`].
     pub fn dispatch(&self, stacks: &[&StackConfig], delivery: &wit::Delivery) -> Dispatched {
+        self.dispatch_identified(stacks, delivery, None)
+    }
+
+    /// [`Dispatcher::dispatch`], deduplicating on `identity` instead of the
+    /// body (a forwarded post-receive push: its signed timestamp and body).
+    pub fn dispatch_identified(
+        &self,
+        stacks: &[&StackConfig],
+        delivery: &wit::Delivery,
+        identity: Option<ReplayIdentity<'_>>,
+    ) -> Dispatched {
         let label = (stacks.len() == 1).then(|| stacks[0].name.as_str());
         let wit_stacks: Vec<wit::Stack> = stacks.iter().map(|s| wit_stack(s)).collect();
         let started = Instant::now();
@@ -198,6 +276,17 @@ impl Dispatcher {
             Ok(Ok(o)) => o,
         };
 
+        let identity = identity.or_else(|| match delivery {
+            wit::Delivery::Http(http) if outcome.delivery.is_none() => {
+                let empty_trigger =
+                    outcome.provider == "manual" && http.body.iter().all(u8::is_ascii_whitespace);
+                (!empty_trigger).then(|| ReplayIdentity {
+                    bytes: &http.body,
+                    window: replay_window(&self.config, &outcome),
+                })
+            }
+            _ => None,
+        });
         let mut accepted = false;
         let mut decisions = Vec::with_capacity(outcome.decisions.len());
         for d in &outcome.decisions {
@@ -252,8 +341,9 @@ impl Dispatcher {
                     event_json: report::deploy_json(event).to_string(),
                     created_at_ms: now_ms(),
                 };
-                match self.journal.insert_deploy(&new) {
-                    Ok(Inserted::New(id)) => {
+                let admission = admission(event, &outcome, identity);
+                match self.journal.admit_deploy(&new, &admission) {
+                    Ok(Admitted::Inserted(Inserted::New(id))) => {
                         self.metrics
                             .deploy_state(crate::journal::DeployState::Queued);
                         entry["deploy_id"] = json!(id);
@@ -280,7 +370,45 @@ impl Dispatcher {
                             }
                         }
                     }
-                    Ok(Inserted::Duplicate(id)) => {
+                    Ok(Admitted::Replayed {
+                        first_seen_ms,
+                        deploy_id,
+                    }) => {
+                        entry["deploy_id"] = json!(deploy_id);
+                        entry["state"] = json!("duplicate");
+                        let ago = Duration::from_secs(
+                            u64::try_from(now_ms().saturating_sub(first_seen_ms) / 1000)
+                                .unwrap_or(0),
+                        );
+                        entry["reason"] = json!(format!(
+                            "this exact {} delivery was already accepted {} ago{}; a sender \
+                             without delivery ids is deduplicated on its body for {}",
+                            outcome.provider,
+                            humantime::format_duration(ago),
+                            deploy_id.map_or_else(String::new, |id| format!(" as deploy #{id}")),
+                            humantime::format_duration(
+                                identity.map_or(Duration::ZERO, |i| i.window)
+                            ),
+                        ));
+                    }
+                    Ok(Admitted::Older { deploy_id, reason }) => {
+                        self.metrics
+                            .deploy_state(crate::journal::DeployState::Queued);
+                        self.metrics
+                            .deploy_state(crate::journal::DeployState::Cancelled);
+                        if let Some(n) = &self.notifier {
+                            use crate::runner::DeployObserver as _;
+                            n.changed(
+                                deploy_id,
+                                crate::journal::DeployState::Cancelled,
+                                Some(&reason),
+                            );
+                        }
+                        entry["deploy_id"] = json!(deploy_id);
+                        entry["state"] = json!("cancelled");
+                        entry["reason"] = json!(reason);
+                    }
+                    Ok(Admitted::Inserted(Inserted::Duplicate(id))) => {
                         entry["deploy_id"] = json!(id);
                         entry["state"] = json!("duplicate");
                         entry["reason"] = json!(match event.github_deployment_id {
@@ -337,4 +465,33 @@ impl Dispatcher {
         );
         Dispatched { status: 503, body }
     }
+}
+
+/// What the journal checks before it admits `event`'s deploy: the replay
+/// key of a delivery without a delivery id, and the order of its commit,
+/// from the push that brought it (its `before`, and whether it was forced).
+fn admission(
+    event: &wit::DeployEvent,
+    outcome: &wit::Outcome,
+    identity: Option<ReplayIdentity<'_>>,
+) -> Admission {
+    let now = now_ms();
+    let replay = identity.map(|i| ReplayClaim {
+        key: replay_key(&event.stack, &outcome.provider, i.bytes),
+        now_ms: now,
+        expires_at_ms: now.saturating_add(i64::try_from(i.window.as_millis()).unwrap_or(i64::MAX)),
+    });
+    let commit = event.sha.as_ref().map(|sha| {
+        let push = outcome.pushes.iter().find(|p| {
+            p.after.as_deref() == Some(sha.as_str())
+                && event.ref_.as_deref() == Some(p.ref_.as_str())
+        });
+        CommitClaim {
+            sha: sha.clone(),
+            before: push.and_then(|p| p.before.clone()),
+            forced: push.is_some_and(|p| p.forced),
+            sender_reports_forced: SENDERS_REPORTING_FORCED.contains(&outcome.provider.as_str()),
+        }
+    });
+    Admission { replay, commit }
 }

@@ -41,6 +41,9 @@ use serde::{Deserialize, Serialize};
 mod github;
 pub use github::{DeploymentRequest, NewDeploymentRequest, RequestState};
 
+mod admission;
+pub use admission::{Admission, Admitted, CommitClaim, ReplayClaim};
+
 /// The journal's file name inside the state directory.
 pub const FILE_NAME: &str = "journal.sqlite3";
 
@@ -678,45 +681,9 @@ impl Journal {
         let mut conn = self.lock();
         (|| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            if let Some(delivery_id) = &d.delivery_id {
-                let existing: Option<i64> = tx
-                    .prepare_cached("SELECT id FROM deploys WHERE stack = ?1 AND delivery_id = ?2")?
-                    .query_row(params![d.stack, delivery_id], |row| row.get(0))
-                    .optional()?;
-                if let Some(id) = existing {
-                    return Ok(Inserted::Duplicate(id));
-                }
-            }
-            let services = serde_json::to_string(&d.services)
-                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-            tx.prepare_cached(
-                "INSERT INTO deploys (stack, delivery_id, provider, git_ref, sha, services,
-                     profile, reason, event_json, state, created_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            )?
-            .execute(params![
-                d.stack,
-                d.delivery_id,
-                d.provider,
-                d.git_ref,
-                d.sha,
-                services,
-                d.profile,
-                d.reason,
-                d.event_json,
-                DeployState::Queued,
-                d.created_at_ms
-            ])?;
-            let id = tx.last_insert_rowid();
-            append_transition(
-                &tx,
-                id,
-                DeployState::Queued,
-                d.created_at_ms,
-                Some(&d.reason),
-            )?;
+            let inserted = insert_deploy_in(&tx, d)?;
             tx.commit()?;
-            Ok(Inserted::New(id))
+            Ok(inserted)
         })()
         .map_err(self.err("insert deploy"))
     }
@@ -1037,15 +1004,61 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), JournalError> {
     if version < 2 {
         tx.execute_batch(github::SCHEMA_V2).map_err(err)?;
     }
-    // Future migrations: `if version < 3 { ... }` here, in order.
+    if version < 3 {
+        tx.execute_batch(admission::SCHEMA_V3).map_err(err)?;
+    }
     if version < 4 {
         tx.execute_batch(SCHEMA_V4).map_err(err)?;
     }
+    // Future migrations: `if version < 5 { ... }` here, in order.
     if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(err)?;
     }
     tx.commit().map_err(err)
+}
+
+/// Inserts a queued deploy and its `queued` transition inside the caller's
+/// transaction, unless its (stack, delivery id) is already there.
+fn insert_deploy_in(tx: &Connection, d: &NewDeploy) -> rusqlite::Result<Inserted> {
+    if let Some(delivery_id) = &d.delivery_id {
+        let existing: Option<i64> = tx
+            .prepare_cached("SELECT id FROM deploys WHERE stack = ?1 AND delivery_id = ?2")?
+            .query_row(params![d.stack, delivery_id], |row| row.get(0))
+            .optional()?;
+        if let Some(id) = existing {
+            return Ok(Inserted::Duplicate(id));
+        }
+    }
+    let services = serde_json::to_string(&d.services)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    tx.prepare_cached(
+        "INSERT INTO deploys (stack, delivery_id, provider, git_ref, sha, services,
+             profile, reason, event_json, state, created_at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        d.stack,
+        d.delivery_id,
+        d.provider,
+        d.git_ref,
+        d.sha,
+        services,
+        d.profile,
+        d.reason,
+        d.event_json,
+        DeployState::Queued,
+        d.created_at_ms
+    ])?;
+    let id = tx.last_insert_rowid();
+    append_transition(
+        tx,
+        id,
+        DeployState::Queued,
+        d.created_at_ms,
+        Some(&d.reason),
+    )?;
+    Ok(Inserted::New(id))
 }
 
 /// Appends one row to a deploy's history.

@@ -9,6 +9,7 @@
 pub mod bounded;
 pub mod cli;
 pub mod commands;
+pub mod commit_order;
 pub mod config;
 pub mod dispatch;
 pub mod github;

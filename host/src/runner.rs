@@ -3,9 +3,15 @@
 //!
 //! Per stack there is at most one running deploy and one pending deploy. A
 //! newer deploy replaces the pending one, which is recorded `cancelled` and
-//! never runs; a deploy of a commit older than the one pending or running is
-//! cancelled at once, so an older commit never runs after a newer one.
-//! Commits are ordered by when the stack first heard of them.
+//! never runs; a deploy older than the one pending or running is cancelled
+//! at once, so an older commit never runs after a newer one.
+//!
+//! Which commit is newer is the journal's judgment, not the runner's: the
+//! journal admits a deploy only if its commit is not older than every commit
+//! the stack already deployed or superseded ([`crate::commit_order`]), across
+//! restarts, so deploys are newer in the order the journal admitted them, and
+//! the runner orders them by deploy id. It keeps no record of commits of
+//! its own.
 //!
 //! Every state change goes to the journal first; the in-memory queues are
 //! only a cache of it, rebuilt by [`Runner::recover`] at start.
@@ -71,10 +77,11 @@ pub struct DeployEventJson {
     pub image: Option<String>,
 }
 
+/// A deploy in a stack's queue. Its id is its place in the order of
+/// newness: the journal admits deploys newest last.
 #[derive(Clone, Debug)]
 struct Slot {
     id: i64,
-    seq: u64,
     sha: Option<String>,
 }
 
@@ -82,24 +89,7 @@ struct Slot {
 struct StackQueue {
     running: Option<Slot>,
     pending: Option<Slot>,
-    /// First-heard order of commits.
-    seen: HashMap<String, u64>,
-    next_seq: u64,
     worker_active: bool,
-}
-
-impl StackQueue {
-    fn seq_for(&mut self, sha: Option<&str>) -> u64 {
-        let next = self.next_seq;
-        let seq = match sha {
-            Some(s) => *self.seen.entry(s.to_string()).or_insert(next),
-            None => next,
-        };
-        if seq == next {
-            self.next_seq += 1;
-        }
-        seq
-    }
 }
 
 /// Told of every state change of a deploy, after the journal recorded it:
@@ -252,14 +242,12 @@ impl Runner {
         let sha = record.sha.clone();
         let mut queues = self.inner.queues.lock().unwrap();
         let q = queues.entry(record.stack.clone()).or_default();
-        let seq = q.seq_for(sha.as_deref());
         let slot = Slot {
             id: record.id,
-            seq,
             sha: sha.clone(),
         };
         if let (Some(s), Some(running)) = (sha.clone(), q.running.clone()) {
-            let older = running.seq > seq;
+            let older = running.id > record.id;
             let same = running.sha.as_deref() == Some(s.as_str()) && q.pending.is_none();
             if older || same {
                 drop(queues);
@@ -276,7 +264,7 @@ impl Runner {
             }
         }
         if let Some(pending) = q.pending.clone() {
-            if pending.seq > seq || (sha.is_some() && pending.sha == sha) {
+            if pending.id > record.id || (sha.is_some() && pending.sha == sha) {
                 drop(queues);
                 let reason = if pending.sha == sha {
                     format!("the same commit is already queued (#{})", pending.id)

@@ -36,30 +36,69 @@ pub struct AppState {
 }
 
 /// The header carrying the signature of a post-receive push forwarded by a
-/// git server's hook: `sha256=` + hex HMAC-SHA256 of the body with the
-/// stack's first secret. Required when the stack has secrets.
+/// git server's hook: `sha256=` + hex HMAC-SHA256, with the stack's first
+/// secret, of the timestamp, the stack and the body
+/// ([`sign_post_receive`]). Required when the stack has secrets.
 pub const POST_RECEIVE_SIGNATURE_HEADER: &str = "x-redeploy-signature-256";
 
-/// The [`POST_RECEIVE_SIGNATURE_HEADER`] value for `body`.
-pub fn sign_post_receive(secret: &str, body: &[u8]) -> String {
+/// The header carrying when the hook forwarded the push, in seconds since
+/// the Unix epoch; covered by the signature.
+pub const POST_RECEIVE_TIMESTAMP_HEADER: &str = "x-redeploy-timestamp";
+
+/// How far a forwarded push's timestamp may be from the server's clock, in
+/// either direction. The hook forwards at once, so a genuine push arrives
+/// within seconds; five minutes leaves room for clocks a little apart
+/// (NTP keeps them within a second) and a slow network, and is the same
+/// window Slack and Stripe give their signed webhooks. A captured push is
+/// refused after it, and within it deploys only once (the replay key is
+/// kept for twice this: a timestamp is accepted while it is within this
+/// much of now).
+pub const POST_RECEIVE_MAX_SKEW: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
+/// The [`POST_RECEIVE_SIGNATURE_HEADER`] value for a push forwarded to
+/// `stack` at `timestamp` (Unix seconds, the
+/// [`POST_RECEIVE_TIMESTAMP_HEADER`] value) with `body`.
+pub fn sign_post_receive(secret: &str, timestamp: &str, stack: &str, body: &[u8]) -> String {
     use hmac::Mac as _;
     format!(
         "sha256={}",
-        hex::encode(post_receive_mac(secret, body).finalize().into_bytes())
+        hex::encode(
+            post_receive_mac(secret, timestamp, stack, body)
+                .finalize()
+                .into_bytes()
+        )
     )
 }
 
-/// HMAC-SHA256 of a forwarded post-receive body, keyed by a stack secret.
-fn post_receive_mac(secret: &str, body: &[u8]) -> hmac::Hmac<sha2::Sha256> {
+/// HMAC-SHA256 of `timestamp`, `.`, `stack`, a newline and the body, keyed
+/// by a stack secret. Neither a timestamp (digits) nor a stack name
+/// (`[A-Za-z0-9._-]`) holds a newline, so the parts cannot be shifted.
+fn post_receive_mac(
+    secret: &str,
+    timestamp: &str,
+    stack: &str,
+    body: &[u8],
+) -> hmac::Hmac<sha2::Sha256> {
     use hmac::Mac as _;
     let mut mac =
         hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
+    mac.update(stack.as_bytes());
+    mac.update(b"\n");
     mac.update(body);
     mac
 }
 
-/// Whether `presented` signs `body` with `secret` (constant time).
-fn verify_post_receive(secret: &str, body: &[u8], presented: &str) -> bool {
+/// Whether `presented` signs (`timestamp`, `stack`, `body`) with `secret`
+/// (constant time).
+fn verify_post_receive(
+    secret: &str,
+    timestamp: &str,
+    stack: &str,
+    body: &[u8],
+    presented: &str,
+) -> bool {
     use hmac::Mac as _;
     let Some(hex_sig) = presented.strip_prefix("sha256=") else {
         return false;
@@ -67,7 +106,15 @@ fn verify_post_receive(secret: &str, body: &[u8], presented: &str) -> bool {
     let Ok(sig) = hex::decode(hex_sig) else {
         return false;
     };
-    post_receive_mac(secret, body).verify_slice(&sig).is_ok()
+    post_receive_mac(secret, timestamp, stack, body)
+        .verify_slice(&sig)
+        .is_ok()
+}
+
+/// Whether a forwarded push's timestamp is within [`POST_RECEIVE_MAX_SKEW`]
+/// of `now_secs`.
+fn fresh_post_receive(timestamp: u64, now_secs: u64) -> bool {
+    timestamp.abs_diff(now_secs) <= POST_RECEIVE_MAX_SKEW.as_secs()
 }
 
 /// The most of a deploy log `/logs/{id}/{key}` serves: its last 1 MiB.
@@ -269,7 +316,7 @@ async fn hook(
             .collect(),
         body,
     });
-    dispatch_blocking(state, stack_name, delivery).await
+    dispatch_blocking(state, stack_name, delivery, None).await
 }
 
 /// The first header that appears more than once and must not: the content
@@ -321,6 +368,10 @@ async fn post_receive(
         Ok(admitted) => admitted,
         Err(resp) => return resp,
     };
+    let timestamp = headers
+        .get(POST_RECEIVE_TIMESTAMP_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     if let Some(stack) = state.dispatcher.config().stack(&stack_name) {
         if !stack.secrets.is_empty() {
             let presented = headers
@@ -333,17 +384,38 @@ async fn post_receive(
                     "this stack has secrets: a forwarded post-receive push must carry X-Redeploy-Signature-256",
                 );
             };
+            let Some(timestamp) = timestamp.as_deref() else {
+                return reject(
+                    401,
+                    "bad-signature",
+                    "X-Redeploy-Timestamp is missing: the signature covers the time the push was forwarded",
+                );
+            };
             let valid = stack
                 .secrets
                 .iter()
-                .any(|s| verify_post_receive(s.expose(), &body, presented));
+                .any(|s| verify_post_receive(s.expose(), timestamp, &stack_name, &body, presented));
             if !valid {
                 return reject(
                     401,
                     "bad-signature",
-                    "X-Redeploy-Signature-256 does not match the body with any of the stack's secrets",
+                    "X-Redeploy-Signature-256 does not match the timestamp, stack and body with any of the stack's secrets",
                 );
             }
+        }
+    }
+    // Signed or not, a timestamp must be a recent one.
+    if let Some(timestamp) = timestamp.as_deref() {
+        let now = u64::try_from(crate::runner::now_ms() / 1000).unwrap_or(0);
+        if !timestamp.parse().is_ok_and(|t| fresh_post_receive(t, now)) {
+            return reject(
+                401,
+                "stale-signature",
+                &format!(
+                    "X-Redeploy-Timestamp is not within {} of the server's clock: a replayed or delayed push",
+                    humantime::format_duration(POST_RECEIVE_MAX_SKEW)
+                ),
+            );
         }
     }
     let push: ForwardedPush = match serde_json::from_slice(&body) {
@@ -364,13 +436,21 @@ async fn post_receive(
         pusher: push.pusher,
         query: uri.query().unwrap_or("").to_string(),
     });
-    dispatch_blocking(state, stack_name, delivery).await
+    // Deduplicated on what was signed: the same push forwarded twice (or
+    // replayed within the window) deploys once.
+    let mut identity = timestamp.unwrap_or_default().into_bytes();
+    identity.push(b'\n');
+    identity.extend_from_slice(&body);
+    dispatch_blocking(state, stack_name, delivery, Some(identity)).await
 }
 
+/// Dispatches on a blocking thread; `identity` is what a forwarded
+/// post-receive push is deduplicated on.
 async fn dispatch_blocking(
     state: Arc<AppState>,
     stack_name: String,
     delivery: wit::Delivery,
+    identity: Option<Vec<u8>>,
 ) -> Response {
     let dispatcher = state.dispatcher.clone();
     let result = tokio::task::spawn_blocking(move || {
@@ -381,7 +461,13 @@ async fn dispatch_blocking(
                 body: error_body("not-found", "no such hook"),
             };
         };
-        dispatcher.dispatch(&[stack], &delivery)
+        let identity = identity
+            .as_deref()
+            .map(|bytes| crate::dispatch::ReplayIdentity {
+                bytes,
+                window: POST_RECEIVE_MAX_SKEW * 2,
+            });
+        dispatcher.dispatch_identified(&[stack], &delivery, identity)
     })
     .await;
     match result {

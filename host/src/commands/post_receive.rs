@@ -271,12 +271,23 @@ impl PostReceive {
                         server.trim_end_matches('/')
                     );
                     let body = serde_json::to_vec(&push)?;
-                    let mut request = client.post(&url).header("content-type", "application/json");
+                    // The server refuses a push forwarded too long ago, and
+                    // the same one twice.
+                    let timestamp = (crate::runner::now_ms() / 1000).to_string();
+                    let mut request = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .header(crate::server::POST_RECEIVE_TIMESTAMP_HEADER, &timestamp);
                     // A stack with secrets accepts forwarded pushes only signed.
                     if let Some(secret) = config.stack(stack).and_then(|s| s.secrets.first()) {
                         request = request.header(
                             crate::server::POST_RECEIVE_SIGNATURE_HEADER,
-                            crate::server::sign_post_receive(secret.expose(), &body),
+                            crate::server::sign_post_receive(
+                                secret.expose(),
+                                &timestamp,
+                                stack,
+                                &body,
+                            ),
                         );
                     }
                     let answer = rt.block_on(async {

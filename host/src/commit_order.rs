@@ -1,0 +1,263 @@
+//! Which of two commits of a stack is newer, judged from what the journal
+//! remembers: the rule that keeps an older commit from deploying after a
+//! newer one, across restarts.
+//!
+//! The journal keeps, per stack, every commit it accepted a deploy of (the
+//! commits "seen", whether they ran or were superseded) with the `before` of
+//! the push that brought each, and which one is the stack's head (the commit
+//! of the newest accepted deploy). [`judge`] is a pure function of those
+//! facts and the candidate push: no clock, no I/O, unit-tested here.
+//!
+//! A candidate is **older** when the stack has seen it before (it was
+//! deployed or superseded), or when the chain shows it precedes a commit
+//! the stack has seen (some push had `before` = this commit). An unknown
+//! commit is newer. Two ways through remain for an intentional rollback: a
+//! push whose `before` is the head itself, forced (or from a sender that
+//! never says whether a push was forced, where the chain is all there is),
+//! and a deploy that names no commit (a manual trigger), which is never
+//! judged here.
+
+/// The stack's head: the commit of its newest accepted deploy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Head {
+    /// The commit.
+    pub sha: String,
+    /// The newest deploy of it.
+    pub deploy_id: i64,
+}
+
+/// What the journal knows about one stack's commits, as far as one
+/// candidate commit is concerned.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Known {
+    /// The stack's head, if it ever deployed a commit.
+    pub head: Option<Head>,
+    /// The newest deploy of the candidate commit, if the stack has seen it.
+    pub seen: Option<i64>,
+    /// A commit the stack has seen whose push had the candidate as its
+    /// `before`, with that commit's newest deploy: the chain puts the
+    /// candidate before it.
+    pub precedes: Option<(String, i64)>,
+}
+
+/// The push (or event) that asks to deploy a commit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Candidate<'a> {
+    /// The commit to deploy.
+    pub sha: &'a str,
+    /// The commit the ref pointed to before the push, when the sender says.
+    pub before: Option<&'a str>,
+    /// The sender says the push was forced.
+    pub forced: bool,
+    /// The sender reports forced pushes at all (GitHub, Bitbucket Cloud);
+    /// for the others `forced` is always false and proves nothing.
+    pub sender_reports_forced: bool,
+}
+
+/// What [`judge`] decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// A commit the stack has not seen, or the stack has no head: deploy.
+    Newer,
+    /// The stack's head itself (a second push of the same commit): deploy;
+    /// the runner still refuses to run it twice at once.
+    Head,
+    /// A commit seen before, pushed on top of the head by a forced push:
+    /// an intentional rollback, deploy.
+    Rollback,
+    /// Older than the head: do not deploy.
+    Older {
+        /// Why, in a sentence naming the commits and deploys.
+        reason: String,
+        /// The deploy that makes it older (the head's, or the newer
+        /// commit's the chain names).
+        newer_deploy: i64,
+    },
+}
+
+impl Verdict {
+    /// Whether the candidate may deploy.
+    pub fn deploys(&self) -> bool {
+        !matches!(self, Verdict::Older { .. })
+    }
+}
+
+/// Judges whether `candidate` may deploy, given what the journal `known`s.
+pub fn judge(candidate: &Candidate<'_>, known: &Known) -> Verdict {
+    let Some(head) = &known.head else {
+        return Verdict::Newer;
+    };
+    if candidate.sha == head.sha {
+        return Verdict::Head;
+    }
+    let on_head = candidate.before == Some(head.sha.as_str());
+    let rollback = on_head && (candidate.forced || !candidate.sender_reports_forced);
+    if let Some(deploy) = known.seen {
+        if rollback {
+            return Verdict::Rollback;
+        }
+        let how = if on_head {
+            "and this push on top of it is not forced"
+        } else {
+            "and this push does not start from it"
+        };
+        return Verdict::Older {
+            reason: format!(
+                "commit {} is older than commit {} (deploy #{}): this stack already \
+                 deployed or superseded it (deploy #{deploy}), {how}",
+                candidate.sha, head.sha, head.deploy_id
+            ),
+            newer_deploy: head.deploy_id,
+        };
+    }
+    if let Some((newer, deploy)) = &known.precedes {
+        if rollback {
+            return Verdict::Rollback;
+        }
+        return Verdict::Older {
+            reason: format!(
+                "commit {} is older than commit {newer} (deploy #{deploy}): the push that \
+                 brought {newer} started from it",
+                candidate.sha
+            ),
+            newer_deploy: *deploy,
+        };
+    }
+    Verdict::Newer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(sha: &str, id: i64) -> Option<Head> {
+        Some(Head {
+            sha: sha.into(),
+            deploy_id: id,
+        })
+    }
+
+    fn push<'a>(sha: &'a str, before: Option<&'a str>, forced: bool) -> Candidate<'a> {
+        Candidate {
+            sha,
+            before,
+            forced,
+            sender_reports_forced: true,
+        }
+    }
+
+    #[test]
+    fn a_stack_without_a_head_deploys_anything() {
+        assert_eq!(
+            judge(&push("a", None, false), &Known::default()),
+            Verdict::Newer
+        );
+    }
+
+    #[test]
+    fn an_unknown_commit_is_newer() {
+        let known = Known {
+            head: head("b", 2),
+            ..Known::default()
+        };
+        assert_eq!(judge(&push("c", Some("b"), false), &known), Verdict::Newer);
+        // Even when the sender gives no `before`, or another one.
+        assert_eq!(judge(&push("c", None, false), &known), Verdict::Newer);
+        assert_eq!(judge(&push("c", Some("x"), false), &known), Verdict::Newer);
+    }
+
+    #[test]
+    fn the_head_itself_deploys_again() {
+        let known = Known {
+            head: head("b", 2),
+            seen: Some(2),
+            ..Known::default()
+        };
+        assert_eq!(judge(&push("b", Some("a"), false), &known), Verdict::Head);
+    }
+
+    #[test]
+    fn a_commit_deployed_before_the_head_is_older() {
+        // Deploy #1 was a, deploy #2 b: a delayed delivery of a's push.
+        let known = Known {
+            head: head("b", 2),
+            seen: Some(1),
+            ..Known::default()
+        };
+        let v = judge(&push("a", Some("0"), false), &known);
+        let Verdict::Older {
+            reason,
+            newer_deploy,
+        } = v
+        else {
+            panic!("{v:?}")
+        };
+        assert_eq!(newer_deploy, 2);
+        assert!(
+            reason.contains("commit a is older than commit b (deploy #2)"),
+            "{reason}"
+        );
+        // A forced push that does not start from the head proves nothing.
+        assert!(!judge(&push("a", Some("x"), true), &known).deploys());
+    }
+
+    #[test]
+    fn a_commit_the_chain_puts_before_a_seen_one_is_older() {
+        // a was never deployed here, but b's push started from a.
+        let known = Known {
+            head: head("c", 3),
+            seen: None,
+            precedes: Some(("b".into(), 2)),
+        };
+        let v = judge(&push("a", None, false), &known);
+        let Verdict::Older {
+            reason,
+            newer_deploy,
+        } = v
+        else {
+            panic!("{v:?}")
+        };
+        assert_eq!(newer_deploy, 2);
+        assert!(
+            reason.contains("the push that brought b started from it"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn a_forced_push_from_the_head_back_to_a_seen_commit_is_a_rollback() {
+        let known = Known {
+            head: head("b", 2),
+            seen: Some(1),
+            precedes: Some(("b".into(), 2)),
+        };
+        assert_eq!(
+            judge(&push("a", Some("b"), true), &known),
+            Verdict::Rollback
+        );
+        // The same push not forced, from a sender that says so, is a replay
+        // of an old push or a fast-forward to a commit already superseded.
+        assert!(!judge(&push("a", Some("b"), false), &known).deploys());
+    }
+
+    #[test]
+    fn without_a_forced_flag_the_chain_from_the_head_is_enough() {
+        let known = Known {
+            head: head("b", 2),
+            seen: Some(1),
+            ..Known::default()
+        };
+        let gitlab = Candidate {
+            sha: "a",
+            before: Some("b"),
+            forced: false,
+            sender_reports_forced: false,
+        };
+        assert_eq!(judge(&gitlab, &known), Verdict::Rollback);
+        let elsewhere = Candidate {
+            before: Some("x"),
+            ..gitlab
+        };
+        assert!(!judge(&elsewhere, &known).deploys());
+    }
+}
