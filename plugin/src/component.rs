@@ -22,6 +22,8 @@ impl From<error::PluginError> for wit::Error {
             E::UnsupportedMethod(m) => wit::Error::UnsupportedMethod(m),
             E::BadRequest(m) => wit::Error::BadRequest(m),
             E::InvalidStack(m) => wit::Error::InvalidStack(m),
+            E::StaleEvent(m) => wit::Error::StaleEvent(m),
+            E::Refused(m) => wit::Error::Refused(m),
         }
     }
 }
@@ -56,10 +58,19 @@ fn stack_from_wit(s: wit::Stack) -> Result<model::Stack, error::PluginError> {
         paths: s.paths,
         skip_markers: s.skip_markers,
         profiles: s.profiles,
+        unselectable_profiles: s.unselectable_profiles,
+        unselectable_services: s.unselectable_services,
+        refuse_query_services: s.refuse_query_services,
+        manual: match s.manual {
+            wit::ManualPolicy::Allow => model::ManualPolicy::Allow,
+            wit::ManualPolicy::Signed => model::ManualPolicy::Signed,
+            wit::ManualPolicy::Refuse => model::ManualPolicy::Refuse,
+        },
         github: s.github.map(|g| model::GithubDeployments {
             repository: g.repository,
             environment: g.environment,
             auto_merge: g.auto_merge,
+            accept_foreign_deployments: g.accept_foreign_deployments,
             required_contexts: g.required_contexts,
             transient_environment: g.transient_environment,
             production_environment: g.production_environment,
@@ -107,6 +118,7 @@ fn signature_to_wit(s: outcome::SignatureScheme) -> wit::SignatureScheme {
         S::GiteaSha256 => wit::SignatureScheme::GiteaSha256,
         S::PlainToken => wit::SignatureScheme::PlainToken,
         S::BitbucketSha256 => wit::SignatureScheme::BitbucketSha256,
+        S::RedeploySha256 => wit::SignatureScheme::RedeploySha256,
     }
 }
 
@@ -176,6 +188,7 @@ fn outcome_to_wit(o: outcome::Outcome) -> wit::Outcome {
         event: o.event,
         delivery: o.delivery,
         signature: signature_to_wit(o.signature),
+        sent_at_ms: o.sent_at_ms,
         pushes: o.pushes.into_iter().map(push_to_wit).collect(),
         images: o.images.into_iter().map(image_to_wit).collect(),
         decisions: o
@@ -198,6 +211,7 @@ impl Guest for Component {
     fn evaluate(
         stacks: Vec<wit::Stack>,
         delivery: wit::Delivery,
+        context: wit::EvaluationContext,
     ) -> Result<wit::Outcome, wit::Error> {
         #[cfg(feature = "chaos")]
         chaos(&delivery);
@@ -206,7 +220,14 @@ impl Guest for Component {
             .map(stack_from_wit)
             .collect::<Result<Vec<_>, _>>()?;
         let delivery = delivery_from_wit(delivery);
-        Ok(outcome_to_wit(evaluate::evaluate(&stacks, &delivery)?))
+        let context = evaluate::Context {
+            now_ms: context.now_ms,
+            deployment_key: context.deployment_key,
+            max_event_age_ms: context.max_event_age_ms,
+        };
+        Ok(outcome_to_wit(evaluate::evaluate(
+            &stacks, &delivery, &context,
+        )?))
     }
 
     fn deployment_status(input: wit::StatusInput) -> String {

@@ -21,6 +21,11 @@ pub enum PluginError {
     BadRequest(String),
     /// A stack given to the plugin is invalid (bad glob, missing branch...).
     InvalidStack(String),
+    /// The sender's event time is outside the accepted window: a replay or a
+    /// very late delivery.
+    StaleEvent(String),
+    /// The stack refuses this kind of delivery (`manual = "refuse"`).
+    Refused(String),
 }
 
 impl PluginError {
@@ -34,6 +39,8 @@ impl PluginError {
             PluginError::UnsupportedMethod(_) => "unsupported-method",
             PluginError::BadRequest(_) => "bad-request",
             PluginError::InvalidStack(_) => "invalid-stack",
+            PluginError::StaleEvent(_) => "stale-event",
+            PluginError::Refused(_) => "refused",
         }
     }
 
@@ -46,7 +53,9 @@ impl PluginError {
             | PluginError::BadSignature(m)
             | PluginError::UnsupportedMethod(m)
             | PluginError::BadRequest(m)
-            | PluginError::InvalidStack(m) => m,
+            | PluginError::InvalidStack(m)
+            | PluginError::StaleEvent(m)
+            | PluginError::Refused(m) => m,
         }
     }
 }

@@ -7,8 +7,8 @@ use crate::error::PluginError;
 use crate::github;
 use crate::matching::{image_reference, path_matches, repository_matches, Glob, ImageKey, RepoKey};
 use crate::model::{
-    ref_kind, Deployment, Event, Headers, ImagePush, Normalized, PingAction, Provider, Push,
-    RefKind, Repository, Service, Stack,
+    ref_kind, Deployment, Event, Headers, ImagePush, ManualPolicy, Normalized, PingAction,
+    Provider, Push, RefKind, Repository, Service, Stack,
 };
 use crate::outcome::{Decision, DeployEvent, Outcome, SignatureScheme};
 use crate::providers::{self, common::is_zero_sha, Detected};
@@ -21,6 +21,39 @@ pub const MAX_QUERY_BYTES: usize = 4096;
 /// The most ref updates one post-receive delivery may carry. Git itself has
 /// no limit, but a push of more refs than this is a mirror, not a deploy.
 pub const MAX_POST_RECEIVE_UPDATES: usize = 10_000;
+
+/// The default `max-event-age-ms`: ten minutes. Registries send their
+/// webhooks within seconds of the push and retry for a few minutes; an event
+/// older than this is a replay or hopelessly late.
+pub const DEFAULT_MAX_EVENT_AGE_MS: u64 = 10 * 60 * 1000;
+
+/// How far in the future a sender's event time may be: two minutes of clock
+/// difference between the registry and this server. Further is refused, so a
+/// made-up future time cannot keep a body fresh beyond the window.
+pub const MAX_EVENT_CLOCK_SKEW_MS: u64 = 2 * 60 * 1000;
+
+/// What the host knows when it evaluates a delivery (the WIT
+/// `evaluation-context`): the plugin has no clock and no keys of its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Context {
+    /// The current Unix time in milliseconds, when known.
+    pub now_ms: Option<u64>,
+    /// The server's key for the GitHub deployments redeploy creates.
+    pub deployment_key: Option<String>,
+    /// The oldest sender event time accepted when `now_ms` is known.
+    pub max_event_age_ms: u64,
+}
+
+impl Default for Context {
+    /// No time, no key, the default maximum event age.
+    fn default() -> Self {
+        Context {
+            now_ms: None,
+            deployment_key: None,
+            max_event_age_ms: DEFAULT_MAX_EVENT_AGE_MS,
+        }
+    }
+}
 
 /// An HTTP request to a hook URL.
 #[derive(Clone, Debug)]
@@ -108,9 +141,14 @@ struct PreparedStack<'s> {
     services: Vec<PreparedService<'s>>,
     paths: Vec<Glob>,
     profile: Option<String>,
+    ctx: &'s Context,
 }
 
-fn prepare<'s>(stack: &'s Stack, modifiers: &Modifiers) -> Result<PreparedStack<'s>, PluginError> {
+fn prepare<'s>(
+    stack: &'s Stack,
+    modifiers: &Modifiers,
+    ctx: &'s Context,
+) -> Result<PreparedStack<'s>, PluginError> {
     let name = &stack.name;
     if stack.services.is_empty() {
         return Err(PluginError::InvalidStack(format!(
@@ -171,6 +209,13 @@ fn prepare<'s>(stack: &'s Stack, modifiers: &Modifiers) -> Result<PreparedStack<
         .map(|p| Glob::new(p, &format!("stack \"{name}\": paths")))
         .collect::<Result<Vec<_>, _>>()?;
     if let Some(wanted) = &modifiers.services {
+        // No forge signs the query: whoever replays one signed delivery
+        // chooses it. A stack may keep its service set out of its reach.
+        if stack.refuse_query_services {
+            return Err(PluginError::BadRequest(format!(
+                "stack \"{name}\" does not allow services= in the query (query_services = false)"
+            )));
+        }
         for w in wanted {
             if !stack.services.iter().any(|s| &s.name == w) {
                 let known: Vec<&str> = stack.services.iter().map(|s| s.name.as_str()).collect();
@@ -180,6 +225,14 @@ fn prepare<'s>(stack: &'s Stack, modifiers: &Modifiers) -> Result<PreparedStack<
                 )));
             }
         }
+        if let Some(w) = wanted
+            .iter()
+            .find(|w| stack.unselectable_services.contains(w))
+        {
+            return Err(PluginError::BadRequest(format!(
+                "stack \"{name}\": service \"{w}\" cannot be chosen with services= (selectable = false)"
+            )));
+        }
         services.retain(|s| wanted.iter().any(|w| w == &s.service.name));
     }
     if let Some(profile) = &modifiers.profile {
@@ -188,12 +241,18 @@ fn prepare<'s>(stack: &'s Stack, modifiers: &Modifiers) -> Result<PreparedStack<
                 "stack \"{name}\" has no deploy profile \"{profile}\""
             )));
         }
+        if stack.unselectable_profiles.contains(profile) {
+            return Err(PluginError::BadRequest(format!(
+                "stack \"{name}\": deploy profile \"{profile}\" cannot be chosen with deployment_profile= (selectable = false)"
+            )));
+        }
     }
     Ok(PreparedStack {
         stack,
         services,
         paths,
         profile: modifiers.profile.clone(),
+        ctx,
     })
 }
 
@@ -268,40 +327,16 @@ fn decode_body<'b>(headers: &Headers, body: &'b [u8]) -> Result<Cow<'b, [u8]>, P
         })
 }
 
-/// Evaluates one delivery against `stacks`.
-pub fn evaluate(stacks: &[Stack], delivery: &Delivery) -> Result<Outcome, PluginError> {
+/// Evaluates one delivery against `stacks`, with what the host knows (`ctx`).
+pub fn evaluate(
+    stacks: &[Stack],
+    delivery: &Delivery,
+    ctx: &Context,
+) -> Result<Outcome, PluginError> {
     let (normalized, signature, query) = match delivery {
         Delivery::Http(req) => {
-            if !req.method.eq_ignore_ascii_case("POST") {
-                return Err(PluginError::UnsupportedMethod(format!(
-                    "{} cannot deliver a webhook; use POST",
-                    req.method
-                )));
-            }
-            let json = decode_body(&req.headers, &req.body)?;
-            let detected = providers::detect(&req.headers, &json)?;
-            let mut scheme = SignatureScheme::NotRequired;
-            for stack in stacks {
-                let s = signature::verify(
-                    &stack.name,
-                    &stack.secrets,
-                    detected.provider,
-                    &req.headers,
-                    &req.body,
-                    &json,
-                )?;
-                if scheme == SignatureScheme::NotRequired {
-                    scheme = s;
-                }
-            }
-            let modifiers = parse_modifiers(&req.query)?;
-            // Check modifiers against every stack before parsing the payload,
-            // so a bad modifier is a 400 whatever the event is.
-            for stack in stacks {
-                prepare(stack, &modifiers)?;
-            }
-            let event = providers::parse(&detected, &json)?;
-            (normalize(detected, event), scheme, req.query.as_str())
+            let (n, scheme) = evaluate_http(stacks, req, ctx)?;
+            (n, scheme, req.query.as_str())
         }
         Delivery::PostReceive {
             repository,
@@ -333,6 +368,11 @@ pub fn evaluate(stacks: &[Stack], delivery: &Delivery) -> Result<Outcome, Plugin
             (n, SignatureScheme::NotRequired, query.as_str())
         }
     };
+    let sent_at_ms = match &normalized.event {
+        Event::ImagePush(images) => images.iter().filter_map(|i| i.sent_at_ms).max(),
+        _ => None,
+    };
+    check_event_age(&normalized, sent_at_ms, ctx)?;
     let modifiers = parse_modifiers(query)?;
     let manual_target = match delivery {
         Delivery::Manual { stack, .. } => Some(stack.as_str()),
@@ -340,7 +380,7 @@ pub fn evaluate(stacks: &[Stack], delivery: &Delivery) -> Result<Outcome, Plugin
     };
     let mut decisions = Vec::with_capacity(stacks.len());
     for stack in stacks {
-        let prepared = prepare(stack, &modifiers)?;
+        let prepared = prepare(stack, &modifiers, ctx)?;
         if manual_target.is_some_and(|t| t != stack.name) {
             decisions.push(skip(
                 stack,
@@ -361,10 +401,154 @@ pub fn evaluate(stacks: &[Stack], delivery: &Delivery) -> Result<Outcome, Plugin
         event: normalized.event_name,
         delivery: normalized.delivery,
         signature,
+        sent_at_ms,
         pushes,
         images,
         decisions,
     })
+}
+
+/// Refuses an event whose sender's time is older than the context's maximum
+/// age, or further in the future than [`MAX_EVENT_CLOCK_SKEW_MS`]: a
+/// captured registry delivery replayed later, or a made-up time meant to keep
+/// a body fresh. Without `now` (a dry run) nothing is refused.
+fn check_event_age(
+    n: &Normalized,
+    sent_at_ms: Option<u64>,
+    ctx: &Context,
+) -> Result<(), PluginError> {
+    let (Some(now), Some(sent)) = (ctx.now_ms, sent_at_ms) else {
+        return Ok(());
+    };
+    let provider = n.provider.as_str();
+    if now > sent && now - sent > ctx.max_event_age_ms {
+        return Err(PluginError::StaleEvent(format!(
+            "{provider} event is {} s old, older than the {} s accepted (server.max_event_age)",
+            (now - sent) / 1000,
+            ctx.max_event_age_ms / 1000
+        )));
+    }
+    if sent > now && sent - now > MAX_EVENT_CLOCK_SKEW_MS {
+        return Err(PluginError::StaleEvent(format!(
+            "{provider} event time is {} s in the future, more than the {} s of clock skew accepted",
+            (sent - now) / 1000,
+            MAX_EVENT_CLOCK_SKEW_MS / 1000
+        )));
+    }
+    Ok(())
+}
+
+/// An HTTP delivery: the sender is detected from headers alone and its
+/// signature checked against every stack before any of the body is parsed,
+/// so a sender without the secret reaches no parser and learns nothing but
+/// 401. Only senders without a provider header are detected from the body,
+/// and only for stacks without secrets; an empty body is a manual trigger,
+/// judged by each stack's manual policy.
+fn evaluate_http(
+    stacks: &[Stack],
+    req: &HttpRequest,
+    ctx: &Context,
+) -> Result<(Normalized, SignatureScheme), PluginError> {
+    if !req.method.eq_ignore_ascii_case("POST") {
+        return Err(PluginError::UnsupportedMethod(format!(
+            "{} cannot deliver a webhook; use POST",
+            req.method
+        )));
+    }
+    let (detected, json, scheme) = match providers::detect_by_headers(&req.headers) {
+        Some(detected) => {
+            // Gitea, Forgejo and Gogs sign the JSON inside a form body's
+            // `payload` field, so only they need the form decoded first (a
+            // plain split of the form, no JSON parsing). A body that does not
+            // decode is checked as it is: its signature cannot match.
+            let early = matches!(
+                detected.provider,
+                Provider::Gitea | Provider::Forgejo | Provider::Gogs
+            )
+            .then(|| decode_body(&req.headers, &req.body));
+            let signed: &[u8] = match &early {
+                Some(Ok(json)) => json,
+                _ => &req.body,
+            };
+            let mut scheme = SignatureScheme::NotRequired;
+            for stack in stacks {
+                let s = signature::verify(
+                    &stack.name,
+                    &stack.secrets,
+                    detected.provider,
+                    &req.headers,
+                    &req.body,
+                    signed,
+                )?;
+                if scheme == SignatureScheme::NotRequired {
+                    scheme = s;
+                }
+            }
+            let json = match early {
+                Some(decoded) => decoded?,
+                None => decode_body(&req.headers, &req.body)?,
+            };
+            (detected, json, scheme)
+        }
+        None if req.body.iter().all(u8::is_ascii_whitespace) => {
+            let scheme = manual_authorization(stacks, &req.headers, ctx)?;
+            let detected = Detected {
+                provider: Provider::Manual,
+                event_name: "manual".into(),
+                delivery: None,
+            };
+            (detected, Cow::Borrowed(&req.body[..0]), scheme)
+        }
+        None => {
+            // Registries, Azure DevOps and the legacy Bitbucket service sign
+            // nothing: a stack with secrets accepts none of them, and says so
+            // before their body is parsed.
+            if let Some(stack) = stacks.iter().find(|s| !s.secrets.is_empty()) {
+                return Err(PluginError::MissingSignature(format!(
+                    "stack \"{}\" has secrets and this delivery has no signing sender's headers (X-GitHub-Event, X-Gitlab-Event, X-Gitea-Event, X-Event-Key...)",
+                    stack.name
+                )));
+            }
+            let json = decode_body(&req.headers, &req.body)?;
+            let detected = providers::detect_by_body(&json)?;
+            (detected, json, SignatureScheme::NotRequired)
+        }
+    };
+    let modifiers = parse_modifiers(&req.query)?;
+    // Check modifiers against every stack before parsing the payload,
+    // so a bad modifier is a 400 whatever the event is.
+    for stack in stacks {
+        prepare(stack, &modifiers, ctx)?;
+    }
+    let event = providers::parse(&detected, &json)?;
+    Ok((normalize(detected, event), scheme))
+}
+
+/// Whether each stack takes a manual trigger over HTTP: by default the hook
+/// URL alone authorizes it (it names no commit, so it can only redeploy what
+/// the stack follows); a stack may refuse it or require it signed.
+fn manual_authorization(
+    stacks: &[Stack],
+    headers: &Headers,
+    ctx: &Context,
+) -> Result<SignatureScheme, PluginError> {
+    let mut scheme = SignatureScheme::NotRequired;
+    for stack in stacks {
+        match stack.manual {
+            ManualPolicy::Allow => {}
+            ManualPolicy::Refuse => {
+                return Err(PluginError::Refused(format!(
+                    "stack \"{}\" refuses manual triggers (manual = \"refuse\")",
+                    stack.name
+                )))
+            }
+            ManualPolicy::Signed => {
+                scheme =
+                    signature::verify_manual(&stack.name, &stack.secrets, headers, ctx.now_ms)?;
+            }
+        }
+    }
+    Ok(scheme)
 }
 
 fn normalize(detected: Detected, event: Event) -> Normalized {
@@ -558,7 +742,8 @@ fn deploy(
         }
         None => {
             if let Some(gh) = &stack.stack.github {
-                event.github_deployment_request = github::deployment_request(gh, &event);
+                event.github_deployment_request =
+                    github::deployment_request(gh, &event, stack.ctx.deployment_key.as_deref());
             }
         }
     }
@@ -946,7 +1131,26 @@ fn decide_deployment(stack: &PreparedStack<'_>, n: &Normalized, d: &Deployment) 
             "this stack deploys on the push itself (wait_for_event = false); the deployment event is only acknowledged".into(),
         );
     }
-    let git_services: Vec<&PreparedService> = stack
+    // Only the `deploy` task deploys: other tasks (`deploy:migrations`, a
+    // bot's own) name work the stack's command was never told about.
+    if d.task != github::DEPLOYMENT_TASK {
+        return skip(
+            stack.stack,
+            vec![],
+            format!(
+                "deployment {} has task \"{}\"; only \"{}\" deploys",
+                d.id,
+                d.task,
+                github::DEPLOYMENT_TASK
+            ),
+        );
+    }
+    let created_here = stack
+        .ctx
+        .deployment_key
+        .as_deref()
+        .is_some_and(|key| github::deployment_mac_valid(key, &stack.stack.name, d));
+    let in_repo: Vec<&PreparedService> = stack
         .services
         .iter()
         .filter(|s| {
@@ -955,13 +1159,40 @@ fn decide_deployment(stack: &PreparedStack<'_>, n: &Normalized, d: &Deployment) 
                 .is_some_and(|r| repository_matches(r, &d.repository))
         })
         .collect();
-    let mut services: Vec<&PreparedService> = if git_services.is_empty() {
-        stack.services.iter().collect()
+    let mut services: Vec<&PreparedService> = if created_here {
+        if in_repo.is_empty() {
+            stack.services.iter().collect()
+        } else {
+            in_repo
+        }
     } else {
-        git_services
+        // Anyone who can create deployments on the repository (a workflow
+        // on a feature branch, a bot) could send this one: it deploys only
+        // where the stack opted in, and then only a ref the stack follows.
+        if !gh.accept_foreign_deployments {
+            return skip(
+                stack.stack,
+                vec![],
+                format!(
+                    "deployment {} was not created by redeploy for this stack (no valid redeploy-mac); set accept_foreign_deployments = true to deploy deployments created elsewhere",
+                    d.id
+                ),
+            );
+        }
+        match foreign_deployment_services(&in_repo, d) {
+            Ok(matched) => matched,
+            Err(reason) => return skip(stack.stack, vec![], reason),
+        }
     };
     // The push that created the deployment may have chosen services and a
     // profile (`services=`, `deployment_profile=`); its payload carries them.
+    // redeploy's MAC covers them; a foreign deployment's payload may only
+    // choose what the query could.
+    if !created_here {
+        if let Some(reason) = foreign_payload_refusal(stack.stack, d) {
+            return skip(stack.stack, vec![], reason);
+        }
+    }
     if !d.payload_services.is_empty() {
         let chosen: Vec<&PreparedService> = services
             .iter()
@@ -972,10 +1203,17 @@ fn decide_deployment(stack: &PreparedStack<'_>, n: &Normalized, d: &Deployment) 
             services = chosen;
         }
     }
-    let reason = format!(
-        "github deployment {} to environment \"{}\"",
-        d.id, d.environment
-    );
+    let reason = if created_here {
+        format!(
+            "github deployment {} to environment \"{}\"",
+            d.id, d.environment
+        )
+    } else {
+        format!(
+            "github deployment {} of \"{}\" to environment \"{}\" (created elsewhere; accept_foreign_deployments = true)",
+            d.id, d.git_ref, d.environment
+        )
+    };
     let mut decision = deploy(
         stack,
         n,
@@ -993,6 +1231,97 @@ fn decide_deployment(stack: &PreparedStack<'_>, n: &Normalized, d: &Deployment) 
             .filter(|p| stack.stack.profiles.contains(p));
     }
     decision
+}
+
+/// The services a deployment created elsewhere deploys: its `ref` must be a
+/// branch or tag the services follow. A bare commit SHA names no branch, so
+/// it cannot show the commit is one the stack follows.
+fn foreign_deployment_services<'a, 's>(
+    in_repo: &[&'a PreparedService<'s>],
+    d: &Deployment,
+) -> Result<Vec<&'a PreparedService<'s>>, String> {
+    if in_repo.is_empty() {
+        return Err(format!(
+            "deployment {} is for repository \"{}\", which no service of this stack follows",
+            d.id, d.repository.full_name
+        ));
+    }
+    let (kind, short) = ref_kind(&d.git_ref);
+    let (kind, short) = match kind {
+        _ if d.git_ref.eq_ignore_ascii_case(&d.sha) || is_object_id(&d.git_ref) => {
+            return Err(format!(
+                "deployment {} names the bare commit \"{}\", not a branch or tag this stack follows",
+                d.id, d.git_ref
+            ))
+        }
+        RefKind::Other => (RefKind::Branch, short),
+        other => (other, short),
+    };
+    let matched: Vec<&PreparedService> = in_repo
+        .iter()
+        .copied()
+        .filter(|s| match kind {
+            RefKind::Tag => s.tags.as_ref().is_some_and(|t| t.matches(short)),
+            _ => s.branch.as_ref().is_some_and(|b| b.matches(short)),
+        })
+        .collect();
+    if matched.is_empty() {
+        let pats: Vec<&str> = in_repo
+            .iter()
+            .filter_map(|s| match kind {
+                RefKind::Tag => s.tags.as_ref(),
+                _ => s.branch.as_ref(),
+            })
+            .map(Glob::as_str)
+            .collect();
+        let what = if kind == RefKind::Tag {
+            "tags"
+        } else {
+            "branch"
+        };
+        return Err(format!(
+            "deployment {} of \"{short}\" does not match {what} {}",
+            d.id,
+            quote_list(&pats)
+        ));
+    }
+    Ok(matched)
+}
+
+/// Why a foreign deployment's payload choice is refused: it may name only
+/// services and a profile the hook URL's query could choose.
+fn foreign_payload_refusal(stack: &Stack, d: &Deployment) -> Option<String> {
+    if !d.payload_services.is_empty() {
+        if stack.refuse_query_services {
+            return Some(format!(
+                "deployment {} chooses services, which this stack does not allow (query_services = false)",
+                d.id
+            ));
+        }
+        if let Some(s) = d
+            .payload_services
+            .iter()
+            .find(|s| stack.unselectable_services.contains(s))
+        {
+            return Some(format!(
+                "deployment {} chooses service \"{s}\", which cannot be chosen (selectable = false)",
+                d.id
+            ));
+        }
+    }
+    let profile = d.payload_profile.as_ref()?;
+    if !stack.profiles.contains(profile) {
+        return Some(format!(
+            "deployment {} chooses deploy profile \"{profile}\", which this stack does not have",
+            d.id
+        ));
+    }
+    stack.unselectable_profiles.contains(profile).then(|| {
+        format!(
+            "deployment {} chooses deploy profile \"{profile}\", which cannot be chosen (selectable = false)",
+            d.id
+        )
+    })
 }
 
 #[cfg(test)]

@@ -22,6 +22,11 @@ fn stack(name: &str, repo: &str, branch: &str) -> Stack {
     }
 }
 
+/// `evaluate` without time or key, as most rules need neither.
+fn evaluate(stacks: &[Stack], d: &Delivery) -> Result<Outcome, PluginError> {
+    super::evaluate(stacks, d, &Context::default())
+}
+
 fn post_receive(repo: &str, lines: &[(&str, &str, &str)], query: &str) -> Delivery {
     Delivery::PostReceive {
         repository: repo.into(),
@@ -567,8 +572,40 @@ fn deployment_event(payload: serde_json::Value) -> Delivery {
     })
 }
 
-#[test]
-fn a_deployment_event_restores_the_services_and_profile_of_its_push() {
+const DEPLOYMENT_KEY: &str = "server-deployment-key";
+
+fn keyed() -> Context {
+    Context {
+        deployment_key: Some(DEPLOYMENT_KEY.into()),
+        ..Context::default()
+    }
+}
+
+/// A deployment payload as redeploy makes it, with its MAC for ref `main`
+/// and environment `production`.
+fn signed_payload(stack: &str, services: &[&str], profile: Option<&str>) -> serde_json::Value {
+    let services: Vec<String> = services.iter().map(|s| s.to_string()).collect();
+    let mac = github::deployment_mac(
+        DEPLOYMENT_KEY,
+        stack,
+        "main",
+        "production",
+        &services,
+        profile,
+    );
+    serde_json::json!({"stack": stack, "services": services, "profile": profile, "redeploy-mac": mac})
+}
+
+fn keyed_decision(stacks: &[Stack], d: &Delivery, ctx: &Context) -> Decision {
+    super::evaluate(stacks, d, ctx)
+        .unwrap()
+        .decisions
+        .into_iter()
+        .next()
+        .unwrap()
+}
+
+fn cd_stack() -> Stack {
     let mut s = multi_service_stack();
     s.services[1].repository = Some("acme/web".into());
     s.github = Some(GithubDeployments {
@@ -577,9 +614,16 @@ fn a_deployment_event_restores_the_services_and_profile_of_its_push() {
         wait_for_event: true,
         ..Default::default()
     });
-    let plain = decision(
+    s
+}
+
+#[test]
+fn a_deployment_event_restores_the_services_and_profile_of_its_push() {
+    let s = cd_stack();
+    let plain = keyed_decision(
         std::slice::from_ref(&s),
-        &deployment_event(serde_json::json!({"stack": "shop"})),
+        &deployment_event(signed_payload("shop", &[], None)),
+        &keyed(),
     )
     .deploy
     .unwrap();
@@ -588,11 +632,10 @@ fn a_deployment_event_restores_the_services_and_profile_of_its_push() {
     assert_eq!(plain.github_deployment_id, Some(42));
     assert_eq!(plain.github_deployment_request, None);
 
-    let chosen = decision(
+    let chosen = keyed_decision(
         std::slice::from_ref(&s),
-        &deployment_event(
-            serde_json::json!({"stack": "shop", "services": ["worker"], "profile": "fast"}),
-        ),
+        &deployment_event(signed_payload("shop", &["worker"], Some("fast"))),
+        &keyed(),
     )
     .deploy
     .unwrap();
@@ -600,14 +643,359 @@ fn a_deployment_event_restores_the_services_and_profile_of_its_push() {
     assert_eq!(chosen.profile.as_deref(), Some("fast"));
 
     // Names the stack does not have are not trusted: all services, no profile.
-    let unknown = decision(
+    let unknown = keyed_decision(
         &[s],
-        &deployment_event(
-            serde_json::json!({"stack": "shop", "services": ["db"], "profile": "slow"}),
-        ),
+        &deployment_event(signed_payload("shop", &["db"], Some("slow"))),
+        &keyed(),
     )
     .deploy
     .unwrap();
     assert_eq!(unknown.services, vec!["web", "worker"]);
     assert_eq!(unknown.profile, None);
+}
+
+#[test]
+fn issue_12_a_deployment_redeploy_did_not_create_does_not_deploy() {
+    let s = cd_stack();
+    // No MAC at all: anyone with deployments: write could have sent it.
+    let d = keyed_decision(
+        std::slice::from_ref(&s),
+        &deployment_event(serde_json::json!({"stack": "shop"})),
+        &keyed(),
+    );
+    assert!(d.deploy.is_none());
+    assert!(d.reason.contains("not created by redeploy"), "{}", d.reason);
+    // A MAC made with another key, or copied onto a changed payload.
+    let mut forged = signed_payload("shop", &[], None);
+    forged["profile"] = serde_json::json!("fast");
+    let d = keyed_decision(
+        std::slice::from_ref(&s),
+        &deployment_event(forged),
+        &keyed(),
+    );
+    assert!(d.deploy.is_none(), "{}", d.reason);
+    // A valid MAC but no key on this side: nothing verifies.
+    let d = decision(
+        std::slice::from_ref(&s),
+        &deployment_event(signed_payload("shop", &[], None)),
+    );
+    assert!(d.deploy.is_none(), "{}", d.reason);
+}
+
+#[test]
+fn issue_12_a_deployment_request_carries_a_mac_its_event_verifies() {
+    let s = cd_stack();
+    let o = super::evaluate(
+        std::slice::from_ref(&s),
+        &post_receive("acme/web", &[(SHA1_A, SHA1_B, "refs/heads/main")], ""),
+        &keyed(),
+    )
+    .unwrap();
+    let request = o.decisions[0]
+        .deploy
+        .as_ref()
+        .unwrap()
+        .github_deployment_request
+        .clone()
+        .unwrap();
+    let request: serde_json::Value = serde_json::from_str(&request).unwrap();
+    assert!(request["payload"]["redeploy-mac"].is_string(), "{request}");
+    // GitHub sends the deployment back with the ref and payload as requested.
+    let body = serde_json::json!({
+        "deployment": {
+            "id": 7, "sha": SHA1_B, "ref": request["ref"], "task": request["task"],
+            "environment": request["environment"], "payload": request["payload"],
+        },
+        "repository": {"full_name": "acme/web"},
+    });
+    let d = Delivery::Http(HttpRequest {
+        method: "POST".into(),
+        path: "/".into(),
+        query: String::new(),
+        headers: Headers::new([("X-GitHub-Event", "deployment")]),
+        body: body.to_string().into_bytes(),
+    });
+    let decided = keyed_decision(std::slice::from_ref(&s), &d, &keyed());
+    let e = decided.deploy.expect("redeploy's own deployment deploys");
+    assert_eq!(e.sha.as_deref(), Some(SHA1_B));
+}
+
+fn foreign_stack() -> Stack {
+    let mut s = cd_stack();
+    if let Some(gh) = s.github.as_mut() {
+        gh.accept_foreign_deployments = true;
+    }
+    s.services[0].branch = Some("main".into());
+    s.services[1].branch = Some("main".into());
+    s
+}
+
+fn foreign_event(git_ref: &str, task: &str, payload: serde_json::Value) -> Delivery {
+    let body = serde_json::json!({
+        "deployment": {
+            "id": 9, "sha": SHA1_B, "ref": git_ref, "task": task,
+            "environment": "production", "payload": payload,
+        },
+        "repository": {"full_name": "acme/web"},
+    });
+    Delivery::Http(HttpRequest {
+        method: "POST".into(),
+        path: "/".into(),
+        query: String::new(),
+        headers: Headers::new([("X-GitHub-Event", "deployment")]),
+        body: body.to_string().into_bytes(),
+    })
+}
+
+#[test]
+fn issue_12_foreign_deployments_deploy_only_a_followed_ref_when_accepted() {
+    let s = foreign_stack();
+    let ok = keyed_decision(
+        std::slice::from_ref(&s),
+        &foreign_event("main", "deploy", serde_json::json!({})),
+        &keyed(),
+    );
+    assert_eq!(
+        ok.deploy.expect("main is followed").branch.as_deref(),
+        Some("main")
+    );
+    let ok = keyed_decision(
+        std::slice::from_ref(&s),
+        &foreign_event("refs/heads/main", "deploy", serde_json::json!({})),
+        &keyed(),
+    );
+    assert!(ok.deploy.is_some(), "{}", ok.reason);
+    for (git_ref, task, payload, why) in [
+        (
+            "feature/x",
+            "deploy",
+            serde_json::json!({}),
+            "does not match branch",
+        ),
+        (SHA1_B, "deploy", serde_json::json!({}), "bare commit"),
+        (
+            "main",
+            "deploy:migrations",
+            serde_json::json!({}),
+            "only \"deploy\" deploys",
+        ),
+        (
+            "main",
+            "deploy",
+            serde_json::json!({"profile": "slow"}),
+            "does not have",
+        ),
+    ] {
+        let d = keyed_decision(
+            std::slice::from_ref(&s),
+            &foreign_event(git_ref, task, payload),
+            &keyed(),
+        );
+        assert!(d.deploy.is_none(), "{git_ref} {task}");
+        assert!(d.reason.contains(why), "{git_ref} {task}: {}", d.reason);
+    }
+    let mut fixed = s.clone();
+    fixed.unselectable_profiles = vec!["fast".into()];
+    let d = keyed_decision(
+        &[fixed],
+        &foreign_event("main", "deploy", serde_json::json!({"profile": "fast"})),
+        &keyed(),
+    );
+    assert!(d.deploy.is_none());
+    assert!(d.reason.contains("selectable = false"), "{}", d.reason);
+}
+
+fn github_form_push(secret_signature: &str, body: &str) -> Delivery {
+    Delivery::Http(HttpRequest {
+        method: "POST".into(),
+        path: "/".into(),
+        query: String::new(),
+        headers: Headers::new([
+            ("X-GitHub-Event", "push"),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("X-Hub-Signature-256", secret_signature),
+        ]),
+        body: body.as_bytes().to_vec(),
+    })
+}
+
+fn with_secret(mut s: Stack) -> Stack {
+    s.secrets = vec!["s3cret".into()];
+    s
+}
+
+#[test]
+fn issue_12_signatures_are_checked_before_the_body_is_parsed() {
+    let s = with_secret(stack("web", "acme/web", "main"));
+    let zeros = format!("sha256={}", "0".repeat(64));
+    // A form body without a payload field would be malformed: the signature comes first.
+    for body in ["not a form at all", "{\"ref\": 1}", "payload=%7B"] {
+        let err = evaluate(std::slice::from_ref(&s), &github_form_push(&zeros, body)).unwrap_err();
+        assert!(matches!(err, PluginError::BadSignature(_)), "{body}: {err}");
+    }
+    // Without a provider header, a stack with secrets refuses an unsigned
+    // body before reading it as a registry's.
+    let d = Delivery::Http(HttpRequest {
+        method: "POST".into(),
+        path: "/".into(),
+        query: String::new(),
+        headers: Headers::new([("Content-Type", "application/json")]),
+        body: b"{not json".to_vec(),
+    });
+    let err = evaluate(std::slice::from_ref(&s), &d).unwrap_err();
+    assert!(matches!(err, PluginError::MissingSignature(_)), "{err}");
+    // Gitea signs the JSON inside a form's payload: still accepted.
+    let json = r#"{"ref":"refs/heads/main","after":"2222222222222222222222222222222222222222","repository":{"full_name":"acme/web"}}"#;
+    let sig = signature::hmac_sha256_hex(b"s3cret", json.as_bytes());
+    let body = format!(
+        "payload={}",
+        form_urlencoded::byte_serialize(json.as_bytes()).collect::<String>()
+    );
+    let d = Delivery::Http(HttpRequest {
+        method: "POST".into(),
+        path: "/".into(),
+        query: String::new(),
+        headers: Headers::new([
+            ("X-Gitea-Event", "push"),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("X-Gitea-Signature", sig.as_str()),
+        ]),
+        body: body.into_bytes(),
+    });
+    let o = evaluate(std::slice::from_ref(&s), &d).unwrap();
+    assert_eq!(o.signature, SignatureScheme::GiteaSha256);
+}
+
+fn empty_post(headers: &[(&str, &str)]) -> Delivery {
+    Delivery::Http(HttpRequest {
+        method: "POST".into(),
+        path: "/".into(),
+        query: String::new(),
+        headers: Headers::new(headers.iter().copied()),
+        body: vec![],
+    })
+}
+
+#[test]
+fn issue_12_manual_triggers_follow_the_stack_policy() {
+    let curl = [("Content-Type", "application/x-www-form-urlencoded")];
+    let s = with_secret(stack("web", "acme/web", "main"));
+    let o = evaluate(std::slice::from_ref(&s), &empty_post(&curl)).unwrap();
+    assert_eq!(o.provider, Provider::Manual);
+    assert_eq!(
+        o.decisions[0].deploy.as_ref().unwrap().branch.as_deref(),
+        Some("main")
+    );
+    assert!(evaluate(std::slice::from_ref(&s), &empty_post(&[])).is_ok());
+
+    let mut refuse = s.clone();
+    refuse.manual = ManualPolicy::Refuse;
+    let err = evaluate(&[refuse], &empty_post(&curl)).unwrap_err();
+    assert!(matches!(err, PluginError::Refused(_)), "{err}");
+
+    let mut signed = s.clone();
+    signed.manual = ManualPolicy::Signed;
+    let now_ms = 1_700_000_000_000;
+    let ctx = Context {
+        now_ms: Some(now_ms),
+        ..Context::default()
+    };
+    let run = |ts: &str, sig: &str, ctx: &Context| {
+        super::evaluate(
+            std::slice::from_ref(&signed),
+            &empty_post(&[
+                ("X-Redeploy-Timestamp", ts),
+                ("X-Redeploy-Signature-256", sig),
+            ]),
+            ctx,
+        )
+    };
+    let err = super::evaluate(std::slice::from_ref(&signed), &empty_post(&curl), &ctx).unwrap_err();
+    assert!(matches!(err, PluginError::MissingSignature(_)), "{err}");
+    let ts = "1700000000";
+    let good = signature::sign_manual("s3cret", "web", ts);
+    let o = run(ts, &good, &ctx).unwrap();
+    assert_eq!(o.signature, SignatureScheme::RedeploySha256);
+    assert!(o.decisions[0].deploy.is_some());
+    // Another stack's signature, another secret, an old timestamp, no clock.
+    for (ts, sig) in [
+        (ts.to_string(), signature::sign_manual("s3cret", "api", ts)),
+        (ts.to_string(), signature::sign_manual("other", "web", ts)),
+        (
+            "1699999000".to_string(),
+            signature::sign_manual("s3cret", "web", "1699999000"),
+        ),
+    ] {
+        let err = run(&ts, &sig, &ctx).unwrap_err();
+        assert!(matches!(err, PluginError::BadSignature(_)), "{ts}: {err}");
+    }
+    assert!(run(ts, &good, &Context::default()).is_err());
+}
+
+#[test]
+fn issue_12_unselectable_profiles_and_services_are_refused_from_the_query() {
+    let manual = |query: &str| Delivery::Manual {
+        stack: "shop".into(),
+        query: query.into(),
+    };
+    let mut s = multi_service_stack();
+    s.unselectable_profiles = vec!["fast".into()];
+    s.unselectable_services = vec!["worker".into()];
+    for query in [
+        "deployment_profile=fast",
+        "services=worker",
+        "services=web,worker",
+    ] {
+        let err = evaluate(std::slice::from_ref(&s), &manual(query)).unwrap_err();
+        assert!(
+            matches!(err, PluginError::BadRequest(ref m) if m.contains("selectable = false")),
+            "{query}: {err}"
+        );
+    }
+    assert!(evaluate(std::slice::from_ref(&s), &manual("services=web")).is_ok());
+    s.refuse_query_services = true;
+    let err = evaluate(std::slice::from_ref(&s), &manual("services=web")).unwrap_err();
+    assert!(
+        matches!(err, PluginError::BadRequest(ref m) if m.contains("query_services = false")),
+        "{err}"
+    );
+}
+
+#[test]
+fn issue_12_registry_events_older_than_the_window_are_refused() {
+    let mut s = stack("web", "acme/web", "main");
+    s.services[0].image = Some("acme/web".into());
+    let push = |pushed_at: u64| {
+        Delivery::Http(HttpRequest {
+            method: "POST".into(),
+            path: "/".into(),
+            query: String::new(),
+            headers: Headers::new([("Content-Type", "application/json")]),
+            body: serde_json::json!({
+                "callback_url": "https://registry.hub.docker.com/u/acme/web/hook/x/",
+                "push_data": {"pushed_at": pushed_at, "pusher": "ci", "tag": "latest"},
+                "repository": {"repo_name": "acme/web"},
+            })
+            .to_string()
+            .into_bytes(),
+        })
+    };
+    let now_s = 1_700_000_000;
+    let ctx = Context {
+        now_ms: Some(now_s * 1000),
+        ..Context::default()
+    };
+    let fresh = super::evaluate(std::slice::from_ref(&s), &push(now_s - 60), &ctx).unwrap();
+    assert_eq!(fresh.sent_at_ms, Some((now_s - 60) * 1000));
+    assert!(fresh.decisions[0].deploy.is_some());
+    for pushed_at in [now_s - 11 * 60, now_s + 10 * 60] {
+        let err = super::evaluate(std::slice::from_ref(&s), &push(pushed_at), &ctx).unwrap_err();
+        assert!(
+            matches!(err, PluginError::StaleEvent(_)),
+            "{pushed_at}: {err}"
+        );
+    }
+    // Without a clock (a dry run) the time is reported, not judged.
+    let old = evaluate(std::slice::from_ref(&s), &push(1)).unwrap();
+    assert_eq!(old.sent_at_ms, Some(1000));
 }

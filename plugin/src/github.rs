@@ -22,6 +22,66 @@ struct DeploymentPayload<'a> {
     delivery: Option<&'a str>,
     services: &'a [String],
     profile: Option<&'a str>,
+    #[serde(rename = "redeploy-mac", skip_serializing_if = "Option::is_none")]
+    redeploy_mac: Option<String>,
+}
+
+/// The text redeploy's deployment MAC covers: everything in a deployment
+/// that chooses what runs (stack, requested ref, environment, services,
+/// profile), as one JSON array so no two tuples share a text.
+fn deployment_mac_text(
+    stack: &str,
+    git_ref: &str,
+    environment: &str,
+    services: &[String],
+    profile: Option<&str>,
+) -> String {
+    serde_json::json!([
+        "redeploy-deployment/1",
+        stack,
+        git_ref,
+        environment,
+        services,
+        profile
+    ])
+    .to_string()
+}
+
+/// `payload.redeploy-mac` of a deployment redeploy requests: hex HMAC-SHA256
+/// with the server's deployment key over [`deployment_mac_text`].
+pub fn deployment_mac(
+    key: &str,
+    stack: &str,
+    git_ref: &str,
+    environment: &str,
+    services: &[String],
+    profile: Option<&str>,
+) -> String {
+    crate::signature::hmac_sha256_hex(
+        key.as_bytes(),
+        deployment_mac_text(stack, git_ref, environment, services, profile).as_bytes(),
+    )
+}
+
+/// Whether a `deployment` event carries a valid `payload.redeploy-mac`
+/// made with `key` for exactly this stack, ref, environment, services and
+/// profile (constant-time comparison).
+pub fn deployment_mac_valid(key: &str, stack: &str, d: &crate::model::Deployment) -> bool {
+    let Some(mac) = &d.payload_mac else {
+        return false;
+    };
+    crate::signature::hmac_sha256_verify(
+        key.as_bytes(),
+        deployment_mac_text(
+            stack,
+            &d.git_ref,
+            &d.environment,
+            &d.payload_services,
+            d.payload_profile.as_deref(),
+        )
+        .as_bytes(),
+        mac,
+    )
 }
 
 #[derive(Serialize)]
@@ -41,7 +101,13 @@ struct DeploymentRequest<'a> {
 /// The body of `POST /repos/{owner}/{repo}/deployments` for a deploy event:
 /// `ref` is the pushed commit SHA when known (so GitHub deploys exactly that
 /// commit), else the branch or tag. `None` when the event names nothing to deploy.
-pub fn deployment_request(gh: &GithubDeployments, event: &DeployEvent) -> Option<String> {
+/// With the server's deployment `key`, the payload carries `redeploy-mac`,
+/// which the `deployment` event must bring back for the stack to deploy.
+pub fn deployment_request(
+    gh: &GithubDeployments,
+    event: &DeployEvent,
+    key: Option<&str>,
+) -> Option<String> {
     let git_ref = event
         .sha
         .as_deref()
@@ -62,6 +128,16 @@ pub fn deployment_request(gh: &GithubDeployments, event: &DeployEvent) -> Option
             delivery: event.delivery.as_deref(),
             services: &event.services,
             profile: event.profile.as_deref(),
+            redeploy_mac: key.map(|k| {
+                deployment_mac(
+                    k,
+                    &event.stack,
+                    git_ref,
+                    &gh.environment,
+                    &event.services,
+                    event.profile.as_deref(),
+                )
+            }),
         },
         environment: &gh.environment,
         description: truncate(
@@ -221,7 +297,7 @@ mod tests {
             ..Default::default()
         };
         let body: serde_json::Value =
-            serde_json::from_str(&deployment_request(&gh, &event).unwrap()).unwrap();
+            serde_json::from_str(&deployment_request(&gh, &event, None).unwrap()).unwrap();
         assert_eq!(
             body,
             serde_json::json!({

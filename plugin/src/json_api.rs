@@ -4,8 +4,10 @@
 use serde::Deserialize;
 
 use crate::error::PluginError;
-use crate::evaluate::{evaluate, stack_services, Delivery, HttpRequest, RefUpdate};
-use crate::model::{GithubDeployments, Headers, PingAction, Service, Stack};
+use crate::evaluate::{
+    evaluate, stack_services, Context, Delivery, HttpRequest, RefUpdate, DEFAULT_MAX_EVENT_AGE_MS,
+};
+use crate::model::{GithubDeployments, Headers, ManualPolicy, PingAction, Service, Stack};
 use crate::report::outcome_json;
 
 #[derive(Deserialize)]
@@ -13,6 +15,25 @@ use crate::report::outcome_json;
 struct Input {
     stacks: Vec<StackIn>,
     delivery: DeliveryIn,
+    #[serde(default)]
+    context: ContextIn,
+}
+
+/// The WIT `evaluation-context`; every field optional.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct ContextIn {
+    now_ms: Option<u64>,
+    deployment_key: Option<String>,
+    max_event_age_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum ManualIn {
+    Allow,
+    Signed,
+    Refuse,
 }
 
 #[derive(Deserialize, Default)]
@@ -33,6 +54,8 @@ struct GithubIn {
     environment: String,
     #[serde(default)]
     auto_merge: bool,
+    #[serde(default)]
+    accept_foreign_deployments: bool,
     #[serde(default)]
     required_contexts: Vec<String>,
     #[serde(default)]
@@ -73,6 +96,13 @@ struct StackIn {
     skip_markers: Vec<String>,
     #[serde(default)]
     profiles: Vec<String>,
+    #[serde(default)]
+    unselectable_profiles: Vec<String>,
+    #[serde(default)]
+    unselectable_services: Vec<String>,
+    #[serde(default)]
+    refuse_query_services: bool,
+    manual: Option<ManualIn>,
     github: Option<GithubIn>,
 }
 
@@ -153,10 +183,19 @@ impl StackIn {
             paths: self.paths,
             skip_markers: self.skip_markers,
             profiles: self.profiles,
+            unselectable_profiles: self.unselectable_profiles,
+            unselectable_services: self.unselectable_services,
+            refuse_query_services: self.refuse_query_services,
+            manual: match self.manual {
+                Some(ManualIn::Signed) => ManualPolicy::Signed,
+                Some(ManualIn::Refuse) => ManualPolicy::Refuse,
+                _ => ManualPolicy::Allow,
+            },
             github: self.github.map(|g| GithubDeployments {
                 repository: g.repository,
                 environment: g.environment,
                 auto_merge: g.auto_merge,
+                accept_foreign_deployments: g.accept_foreign_deployments,
                 required_contexts: g.required_contexts,
                 transient_environment: g.transient_environment,
                 production_environment: g.production_environment,
@@ -204,6 +243,14 @@ pub fn evaluate_json(input: &str) -> Result<String, PluginError> {
         },
         DeliveryIn::Manual { stack, query } => Delivery::Manual { stack, query },
     };
-    let outcome = evaluate(&stacks, &delivery)?;
+    let ctx = Context {
+        now_ms: input.context.now_ms,
+        deployment_key: input.context.deployment_key,
+        max_event_age_ms: input
+            .context
+            .max_event_age_ms
+            .unwrap_or(DEFAULT_MAX_EVENT_AGE_MS),
+    };
+    let outcome = evaluate(&stacks, &delivery, &ctx)?;
     Ok(outcome_json(&outcome).to_string())
 }

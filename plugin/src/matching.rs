@@ -383,6 +383,7 @@ mod tests {
             digest: None,
             pusher: None,
             callback_url: None,
+            sent_at_ms: None,
         }
     }
 

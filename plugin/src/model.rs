@@ -198,6 +198,9 @@ pub struct ImagePush {
     pub pusher: Option<String>,
     /// Docker Hub's `callback_url`, to report the deploy's result to.
     pub callback_url: Option<String>,
+    /// When the registry says the push happened (Unix milliseconds): Docker
+    /// Hub `push_data.pushed_at`, Harbor `occur_at`.
+    pub sent_at_ms: Option<u64>,
 }
 
 /// A GitHub `deployment` event (created by us or by anyone with access).
@@ -223,6 +226,9 @@ pub struct Deployment {
     pub payload_services: Vec<String>,
     /// `payload.profile`: the deploy profile the push chose.
     pub payload_profile: Option<String>,
+    /// `payload.redeploy-mac`: redeploy's MAC over (stack, sha, environment),
+    /// present when redeploy created the deployment.
+    pub payload_mac: Option<String>,
     /// Who created it.
     pub creator: Option<String>,
 }
@@ -268,6 +274,19 @@ pub enum PingAction {
     Acknowledge,
 }
 
+/// What a manual trigger over HTTP (an empty body) may do on a stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ManualPolicy {
+    /// The hook URL alone authorizes it, even on a stack with secrets: it
+    /// names no commit, so it can only redeploy what the stack follows.
+    #[default]
+    Allow,
+    /// It must carry a fresh signed timestamp (see [`crate::signature::verify_manual`]).
+    Signed,
+    /// Refused.
+    Refuse,
+}
+
 /// One service of a stack: something that follows a git branch, an image, or both.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Service {
@@ -295,6 +314,9 @@ pub struct GithubDeployments {
     pub auto_merge: bool,
     /// Status contexts that must pass; empty means none.
     pub required_contexts: Vec<String>,
+    /// Whether `deployment` events redeploy did not create may deploy the
+    /// stack (their ref must then match its branch or tag patterns).
+    pub accept_foreign_deployments: bool,
     /// Whether the environment is transient.
     pub transient_environment: bool,
     /// Whether the environment is production.
@@ -320,6 +342,14 @@ pub struct Stack {
     pub skip_markers: Vec<String>,
     /// Names of the stack's deploy profiles.
     pub profiles: Vec<String>,
+    /// Profiles `deployment_profile=` may not choose.
+    pub unselectable_profiles: Vec<String>,
+    /// Services `services=` may not name.
+    pub unselectable_services: Vec<String>,
+    /// `services=` is refused for this stack altogether.
+    pub refuse_query_services: bool,
+    /// What a manual trigger over HTTP may do.
+    pub manual: ManualPolicy,
     /// GitHub continuous deployment, when on.
     pub github: Option<GithubDeployments>,
 }

@@ -17,6 +17,8 @@ pub enum SignatureScheme {
     PlainToken,
     /// Bitbucket Cloud/Server `X-Hub-Signature: sha256=`.
     BitbucketSha256,
+    /// A signed manual trigger: `X-Redeploy-Signature-256` over a timestamp.
+    RedeploySha256,
 }
 
 impl SignatureScheme {
@@ -29,6 +31,7 @@ impl SignatureScheme {
             SignatureScheme::GiteaSha256 => "gitea-sha256",
             SignatureScheme::PlainToken => "plain-token",
             SignatureScheme::BitbucketSha256 => "bitbucket-sha256",
+            SignatureScheme::RedeploySha256 => "redeploy-sha256",
         }
     }
 }
@@ -92,6 +95,8 @@ pub struct Outcome {
     pub delivery: Option<String>,
     /// How it was authenticated.
     pub signature: SignatureScheme,
+    /// When the sender says the event happened (Unix ms), when its body says.
+    pub sent_at_ms: Option<u64>,
     /// Normalized ref updates.
     pub pushes: Vec<Push>,
     /// Normalized image pushes.

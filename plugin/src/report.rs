@@ -14,6 +14,7 @@ pub fn outcome_json(o: &Outcome) -> Value {
         "event": o.event,
         "delivery": o.delivery,
         "signature": o.signature.as_str(),
+        "sent_at_ms": o.sent_at_ms,
         "pushes": o.pushes.iter().map(push_json).collect::<Vec<_>>(),
         "images": o.images.iter().map(image_json).collect::<Vec<_>>(),
         "decisions": o.decisions.iter().map(decision_json).collect::<Vec<_>>(),

@@ -216,6 +216,122 @@ fn proof_matches(
     })
 }
 
+/// How far a signed manual trigger's `X-Redeploy-Timestamp` may be from
+/// the evaluation's `now`, either way: five minutes covers clocks a little
+/// apart and a slow network, and bounds how long a captured trigger replays.
+pub const MANUAL_SIGNATURE_WINDOW_MS: u64 = 5 * 60 * 1000;
+
+/// The header holding a signed manual trigger's Unix time in seconds.
+pub const MANUAL_TIMESTAMP_HEADER: &str = "X-Redeploy-Timestamp";
+
+/// The header holding a signed manual trigger's `sha256=<hex>` HMAC.
+pub const MANUAL_SIGNATURE_HEADER: &str = "X-Redeploy-Signature-256";
+
+/// The bytes a signed manual trigger's HMAC covers: `manual:<stack>:<timestamp>`
+/// (the stack, so a trigger signed for one stack does not work on another
+/// that shares its secret).
+pub fn manual_signed_text(stack: &str, timestamp: &str) -> String {
+    format!("manual:{stack}:{timestamp}")
+}
+
+/// The `X-Redeploy-Signature-256` value of a manual trigger of `stack` at
+/// `timestamp` (Unix seconds, decimal) signed with `secret`.
+pub fn sign_manual(secret: &str, stack: &str, timestamp: &str) -> String {
+    format!(
+        "sha256={}",
+        hmac_sha256_hex(
+            secret.as_bytes(),
+            manual_signed_text(stack, timestamp).as_bytes()
+        )
+    )
+}
+
+/// Hex HMAC-SHA256 of `data` with `key`.
+pub fn hmac_sha256_hex(key: &[u8], data: &[u8]) -> String {
+    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("hmac-sha256 takes keys of any length"));
+    mac.update(data);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Whether `hex_mac` is the HMAC-SHA256 of `data` with `key`, in constant time.
+pub fn hmac_sha256_verify(key: &[u8], data: &[u8], hex_mac: &str) -> bool {
+    let Ok(expected) = hex::decode(hex_mac.trim()) else {
+        return false;
+    };
+    let Ok(mut mac) = <HmacSha256 as KeyInit>::new_from_slice(key) else {
+        return false;
+    };
+    mac.update(data);
+    mac.verify_slice(&expected).is_ok()
+}
+
+/// Verifies a signed manual trigger for one stack: `X-Redeploy-Timestamp`
+/// within [`MANUAL_SIGNATURE_WINDOW_MS`] of `now_ms`, and
+/// `X-Redeploy-Signature-256` the HMAC of [`manual_signed_text`] with one of
+/// the stack's secrets. Without `now_ms` the timestamp cannot be checked,
+/// so the trigger is refused.
+pub fn verify_manual(
+    stack: &str,
+    secrets: &[String],
+    headers: &Headers,
+    now_ms: Option<u64>,
+) -> Result<SignatureScheme, PluginError> {
+    if secrets.is_empty() {
+        return Err(PluginError::InvalidStack(format!(
+            "stack \"{stack}\" requires signed manual triggers but has no secrets"
+        )));
+    }
+    let (Some(timestamp), Some(signature)) = (
+        headers.get(MANUAL_TIMESTAMP_HEADER),
+        headers.get(MANUAL_SIGNATURE_HEADER),
+    ) else {
+        return Err(PluginError::MissingSignature(format!(
+            "stack \"{stack}\" requires signed manual triggers (manual = \"signed\"): send {MANUAL_TIMESTAMP_HEADER} and {MANUAL_SIGNATURE_HEADER}"
+        )));
+    };
+    let hex = prefixed(signature, "sha256").ok_or_else(|| {
+        PluginError::BadSignature(format!(
+            "{MANUAL_SIGNATURE_HEADER} does not start with \"sha256=\""
+        ))
+    })?;
+    let expected = decode_hex(MANUAL_SIGNATURE_HEADER, hex, 32)?;
+    let signed = manual_signed_text(stack, timestamp);
+    let valid = secrets.iter().any(|secret| {
+        <HmacSha256 as KeyInit>::new_from_slice(secret.as_bytes())
+            .map(|mut mac| {
+                mac.update(signed.as_bytes());
+                mac.verify_slice(&expected).is_ok()
+            })
+            .unwrap_or(false)
+    });
+    if !valid {
+        return Err(PluginError::BadSignature(format!(
+            "{MANUAL_SIGNATURE_HEADER} does not match any secret of stack \"{stack}\""
+        )));
+    }
+    // Checked after the signature, so the answer tells nothing about the
+    // time to someone without the secret.
+    let seconds: u64 = timestamp.parse().map_err(|_| {
+        PluginError::BadSignature(format!(
+            "{MANUAL_TIMESTAMP_HEADER} is not a Unix time in seconds"
+        ))
+    })?;
+    let Some(now_ms) = now_ms else {
+        return Err(PluginError::BadSignature(
+            "a signed manual trigger needs the current time, which the host did not give".into(),
+        ));
+    };
+    let sent_ms = seconds.saturating_mul(1000);
+    if sent_ms.abs_diff(now_ms) > MANUAL_SIGNATURE_WINDOW_MS {
+        return Err(PluginError::BadSignature(format!(
+            "{MANUAL_TIMESTAMP_HEADER} is more than {} s away from the server's time",
+            MANUAL_SIGNATURE_WINDOW_MS / 1000
+        )));
+    }
+    Ok(SignatureScheme::RedeploySha256)
+}
+
 /// Verifies a delivery for one stack. `raw` is the body as sent and `json`
 /// the decoded JSON document (they differ for form-encoded bodies).
 /// A stack without secrets accepts any delivery (`NotRequired`).

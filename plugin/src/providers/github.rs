@@ -267,6 +267,8 @@ struct DeploymentExtra {
     delivery: Option<String>,
     services: Option<Vec<String>>,
     profile: Option<String>,
+    #[serde(rename = "redeploy-mac")]
+    redeploy_mac: Option<String>,
 }
 
 /// `deployment.payload`: an object, or a string that may hold a JSON object.
@@ -356,6 +358,7 @@ fn parse_deployment(json: &[u8]) -> Result<Event, PluginError> {
         payload_delivery: extra.delivery.filter(|s| !s.is_empty()),
         payload_services: extra.services.unwrap_or_default(),
         payload_profile: extra.profile.filter(|s| !s.is_empty()),
+        payload_mac: extra.redeploy_mac.filter(|s| !s.is_empty()),
         creator,
     })))
 }
@@ -611,6 +614,7 @@ fn parse_package(event: &str, json: &[u8]) -> Result<Event, PluginError> {
         digest,
         pusher,
         callback_url: None,
+        sent_at_ms: None,
     }]))
 }
 
@@ -1028,6 +1032,7 @@ mod tests {
                 digest: Some("sha256:6c62fb45fe66bfb1ea9a66abc38f6a0cc974292b".into()),
                 pusher: Some(pusher.into()),
                 callback_url: None,
+                sent_at_ms: None,
             }])
         };
         assert_eq!(

@@ -118,38 +118,52 @@ fn header_value(headers: &Headers, names: &[&str]) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Detects the sender of a delivery. `json` is the decoded JSON document
-/// (the `payload` field for form-encoded bodies); it is empty for an empty body.
-pub fn detect(headers: &Headers, json: &[u8]) -> Result<Detected, PluginError> {
+/// Detects a sender from its headers alone, before any of the body is
+/// read, so a signing sender's signature can be checked before its body
+/// reaches a parser. `None`: no provider header (a registry, Azure DevOps,
+/// the legacy Bitbucket POST service, or a manual trigger).
+pub fn detect_by_headers(headers: &Headers) -> Option<Detected> {
     for (header, provider, delivery_headers) in HEADER_PROVIDERS {
         if let Some(event) = headers.get(header) {
-            return Ok(Detected {
+            return Some(Detected {
                 provider: *provider,
                 event_name: event.to_string(),
                 delivery: header_value(headers, delivery_headers),
             });
         }
     }
-    if let Some(key) = headers.get("x-event-key") {
-        let server = BITBUCKET_SERVER_KEYS.iter().any(|p| key.starts_with(p));
-        let (provider, delivery) = if server {
-            (
-                Provider::BitbucketServer,
-                header_value(headers, &["x-request-id"]),
-            )
-        } else {
-            (
-                Provider::BitbucketCloud,
-                header_value(headers, &["x-request-uuid", "x-hook-uuid"]),
-            )
-        };
-        return Ok(Detected {
-            provider,
-            event_name: key.to_string(),
-            delivery,
-        });
-    }
+    let key = headers.get("x-event-key")?;
+    let server = BITBUCKET_SERVER_KEYS.iter().any(|p| key.starts_with(p));
+    let (provider, delivery) = if server {
+        (
+            Provider::BitbucketServer,
+            header_value(headers, &["x-request-id"]),
+        )
+    } else {
+        (
+            Provider::BitbucketCloud,
+            header_value(headers, &["x-request-uuid", "x-hook-uuid"]),
+        )
+    };
+    Some(Detected {
+        provider,
+        event_name: key.to_string(),
+        delivery,
+    })
+}
 
+/// Detects the sender of a delivery. `json` is the decoded JSON document
+/// (the `payload` field for form-encoded bodies); it is empty for an empty body.
+pub fn detect(headers: &Headers, json: &[u8]) -> Result<Detected, PluginError> {
+    match detect_by_headers(headers) {
+        Some(d) => Ok(d),
+        None => detect_by_body(json),
+    }
+}
+
+/// Detects a sender without a provider header from the shape of its body.
+/// An empty (or blank) body is a manual trigger.
+pub fn detect_by_body(json: &[u8]) -> Result<Detected, PluginError> {
     if json.iter().all(u8::is_ascii_whitespace) {
         return Ok(Detected {
             provider: Provider::Manual,

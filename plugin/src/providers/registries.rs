@@ -81,6 +81,18 @@ fn registry_host(reference: &str) -> Option<String> {
     (is_host && !path.is_empty()).then(|| host.to_ascii_lowercase())
 }
 
+/// The latest Unix time in seconds a registry's event time may hold
+/// (year 2286); a larger number is not a time, and is ignored.
+const MAX_EPOCH_SECONDS: f64 = 1e10;
+
+/// A registry's event time (Unix seconds, an integer or a fraction) in
+/// milliseconds; `None` when absent or not a plausible time.
+fn epoch_ms(value: Option<&serde_json::Value>) -> Option<u64> {
+    let seconds = value?.as_f64()?;
+    (seconds.is_finite() && (0.0..MAX_EPOCH_SECONDS).contains(&seconds))
+        .then(|| (seconds * 1000.0) as u64)
+}
+
 // ---------------------------------------------------------------- Docker Hub
 
 #[derive(Deserialize)]
@@ -95,6 +107,8 @@ struct DockerHubPush<'a> {
 
 #[derive(Deserialize)]
 struct DockerHubPushData<'a> {
+    #[serde(default)]
+    pushed_at: Option<serde_json::Value>,
     #[serde(borrow, default)]
     tag: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -133,6 +147,7 @@ fn docker_hub(event: &str, json: &[u8]) -> Result<Event, PluginError> {
         digest: None,
         pusher: data.and_then(|d| text(&d.pusher)),
         callback_url: text(&p.callback_url),
+        sent_at_ms: data.and_then(|d| epoch_ms(d.pushed_at.as_ref())),
     }]))
 }
 
@@ -140,6 +155,8 @@ fn docker_hub(event: &str, json: &[u8]) -> Result<Event, PluginError> {
 
 #[derive(Deserialize)]
 struct HarborEvent<'a> {
+    #[serde(default)]
+    occur_at: Option<serde_json::Value>,
     #[serde(borrow, default)]
     operator: Option<Cow<'a, str>>,
     #[serde(borrow)]
@@ -188,6 +205,7 @@ fn harbor(event: &str, json: &[u8]) -> Result<Event, PluginError> {
         })
         .ok_or_else(|| missing(&what, "event_data.repository.repo_full_name"))?;
     let pusher = text(&e.operator);
+    let sent_at_ms = epoch_ms(e.occur_at.as_ref());
     let images: Vec<ImagePush> = e
         .event_data
         .resources
@@ -200,6 +218,7 @@ fn harbor(event: &str, json: &[u8]) -> Result<Event, PluginError> {
             digest: text(&r.digest),
             pusher: pusher.clone(),
             callback_url: None,
+            sent_at_ms,
         })
         .collect();
     if images.is_empty() {
@@ -256,6 +275,7 @@ fn quay(event: &str, json: &[u8]) -> Result<Event, PluginError> {
             digest: None,
             pusher: None,
             callback_url: None,
+            sent_at_ms: None,
         })
         .collect();
     if images.is_empty() {
@@ -311,6 +331,7 @@ fn acr(event: &str, json: &[u8]) -> Result<Event, PluginError> {
         digest: text(&e.target.digest),
         pusher: None,
         callback_url: None,
+        sent_at_ms: None,
     }]))
 }
 
@@ -334,6 +355,7 @@ mod tests {
             digest: None,
             pusher: None,
             callback_url: None,
+            sent_at_ms: None,
         }
     }
 
@@ -348,6 +370,7 @@ mod tests {
                     "https://registry.hub.docker.com/u/svendowideit/testhook/hook/2141b5bi5i5b02bec211i4eeih0242eg11000a/"
                         .into()
                 ),
+                sent_at_ms: Some(1_417_566_161_000),
                 ..image("docker.io", "svendowideit/testhook", "latest")
             }]))
         );
@@ -374,6 +397,7 @@ mod tests {
                         .into()
                 ),
                 pusher: Some("admin".into()),
+                sent_at_ms: Some(1_586_922_308_000),
                 ..image("hub.harbor.com", "test-webhook/debian", "latest")
             }]))
         );
