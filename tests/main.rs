@@ -30,8 +30,6 @@ mod github_cd;
 mod github_standin;
 mod golden;
 mod hostile;
-mod hostile_replay;
-mod hostile_runner;
 mod load;
 mod node;
 mod post_receive;

@@ -15,6 +15,11 @@
 //! that is not about the signature carries a valid one, so the case reaches
 //! the check it is about.
 //!
+//! Beside the matrix, the cases of issue 12 that need a world of their own
+//! (a restart, a git repository, a deploy in flight) are named tests in
+//! `replay.rs` (replays and older commits), `runner.rs` (the hook's input,
+//! runners, process groups, log forging).
+//!
 //! Run one case: `cargo test --release -p redeploy-host --test integration
 //! -- hostile::matrix::invalid_json`.
 
@@ -28,6 +33,8 @@ use crate::serve::World;
 use crate::support::{hmac_sha256_hex, http};
 
 mod matrix;
+mod replay;
+mod runner;
 
 /// The webhook secret of every case's `<case>` stack.
 pub const SECRET: &str = "hostile-webhook-secret-Vq8Lr2Ns";
