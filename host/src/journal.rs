@@ -40,13 +40,15 @@ use serde::{Deserialize, Serialize};
 
 mod github;
 pub use github::{DeploymentRequest, NewDeploymentRequest, RequestState};
+mod retention;
+pub use retention::{PrunePolicy, Pruned};
 
 /// The journal's file name inside the state directory.
 pub const FILE_NAME: &str = "journal.sqlite3";
 
 /// The schema version this build writes and understands
 /// (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// How long a call waits for another connection's lock before failing.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -975,6 +977,9 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), JournalError> {
         tx.execute_batch(github::SCHEMA_V2).map_err(err)?;
     }
     // Future migrations: `if version < 3 { ... }` here, in order.
+    if version < 5 {
+        tx.execute_batch(retention::SCHEMA_V5).map_err(err)?;
+    }
     if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(err)?;
