@@ -69,6 +69,69 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// time in them (Quay) use the shorter `dispatch::TIMELESS_REPLAY_WINDOW`.
 pub const DEFAULT_REPLAY_WINDOW: Duration = Duration::from_secs(60 * 60);
 
+/// Default `server.log_links`: how long a `/logs/{id}/{key}` link in a
+/// deployment status stays valid. A week covers looking into a failed deploy
+/// after a weekend; a link in a public repository's statuses stops working
+/// after that instead of forever.
+pub const DEFAULT_LOG_LINKS: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+/// Default `server.max_body_bytes_in_flight`: the bytes of request bodies
+/// held in memory at once, over all deliveries. A delivery's body is held
+/// once by the host and copied once into the component's memory, so bodies
+/// cost about twice this at peak; 256 MiB (ten full-size GitHub deliveries)
+/// keeps that well under the memory of a small VM, where 1000 deliveries of
+/// 25 MiB each would need 25 GiB.
+pub const DEFAULT_MAX_BODY_BYTES_IN_FLIGHT: usize = 256 * 1024 * 1024;
+
+/// Default `server.max_connections`: open client connections. Each holds a
+/// file descriptor and a task with its buffers; 512 leaves room under the
+/// common soft limit of 1024 descriptors for the journal, deploy logs and
+/// deploy processes' pipes, and is far more than webhook senders open.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+
+/// Default `server.write_timeout`: how long writing to a client may make no
+/// progress before the connection is dropped. A client that stops reading
+/// would otherwise hold its connection (and a graceful stop) forever; 30 s
+/// is ages for the few kilobytes of an answer.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default `server.keep_deploys`: finished deploys (rows, logs, event files)
+/// older than this are pruned, beyond the newest `keep_deploys_min` of each
+/// stack. A quarter of a year covers "what did we deploy last month".
+pub const DEFAULT_KEEP_DEPLOYS: Duration = Duration::from_secs(90 * 24 * 60 * 60);
+
+/// Default `server.keep_deploys_min`: the newest finished deploys of each
+/// stack kept whatever their age, so a stack deployed rarely keeps its
+/// history (and `history` something to redeploy).
+pub const DEFAULT_KEEP_DEPLOYS_MIN: usize = 20;
+
+/// Default `server.keep_deploys_max`: finished deploys kept per stack at
+/// most, whatever their age: with logs capped at `max_deploy_log_bytes`,
+/// bounds a busy stack's logs too.
+pub const DEFAULT_KEEP_DEPLOYS_MAX: usize = 1000;
+
+/// Default `server.keep_deliveries`: delivery rows (what arrived and what
+/// was answered) older than this are pruned.
+pub const DEFAULT_KEEP_DELIVERIES: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+/// Default `server.keep_refused_deliveries`: rows of refused deliveries
+/// (answered 400 and up: bad signatures, garbage) go first, after a day:
+/// long enough to debug a misconfigured sender, short enough that a flood
+/// of garbage does not fill the disk.
+pub const DEFAULT_KEEP_REFUSED_DELIVERIES: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Default `server.max_refused_deliveries_per_minute`: refused deliveries of
+/// one stack recorded one row each per minute; beyond it they are counted
+/// (metric `redeploy_refused_unrecorded`) and summed up in one row. A
+/// misconfigured sender stays visible; a flood costs a row a minute.
+pub const DEFAULT_MAX_REFUSED_DELIVERIES_PER_MINUTE: u32 = 60;
+
+/// Default `server.max_deploy_log_bytes`: a deploy's output kept in its log;
+/// beyond it the output is discarded behind one marker line and the deploy
+/// goes on. 16 MiB holds the chattiest image build, and bounds the disk a
+/// runaway command can fill.
+pub const DEFAULT_MAX_DEPLOY_LOG_BYTES: u64 = 16 * 1024 * 1024;
+
 /// Default `server.header_timeout`: a client that has not sent its request
 /// headers after 10 s is slow or malicious (slowloris), not GitHub.
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -314,14 +377,47 @@ pub struct ServerConfig {
     /// How long a delivery without a delivery id is remembered, so that a
     /// replay of its exact body does not deploy again (non-zero).
     pub replay_window: Duration,
-    /// How long a client may take to send its request headers (non-zero).
+    /// How long a client may take to send its request headers (non-zero);
+    /// also how long an idle keep-alive connection stays open.
     pub header_timeout: Duration,
+    /// Bytes of request bodies held at once over all deliveries (at least
+    /// `max_body_bytes`); beyond it a delivery waits, then gets 429.
+    pub max_body_bytes_in_flight: usize,
+    /// Open client connections (at least 1); beyond it new connections wait
+    /// in the listen backlog.
+    pub max_connections: usize,
+    /// How long a write to a client may make no progress (non-zero).
+    pub write_timeout: Duration,
+    /// What the journal and the logs directory keep.
+    pub retention: Retention,
+    /// The most of a deploy's output its log keeps (at least 1).
+    pub max_deploy_log_bytes: u64,
+    /// How long a deploy-log link stays valid from when it is issued;
+    /// `None` (`log_links = "off"`): no links, and `/logs/` serves nothing.
+    pub log_links: Option<Duration>,
     /// How long a client may take to send its request body (non-zero).
     pub body_timeout: Duration,
     /// Hosts a registry's `callback_url` may point to: the deploy's result
     /// is only reported to these (anyone who knows a registry stack's hook
     /// URL chooses the callback URL, which must not reach internal services).
     pub callback_hosts: Vec<String>,
+}
+
+/// What is pruned, at start and periodically (`keep_*` in `[server]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// Finished deploys older than this go (beyond `deploys_min`).
+    pub deploys: Duration,
+    /// Newest finished deploys per stack always kept.
+    pub deploys_min: usize,
+    /// Finished deploys per stack kept at most.
+    pub deploys_max: usize,
+    /// Delivery rows older than this go.
+    pub deliveries: Duration,
+    /// Rows of refused deliveries (400 and up) older than this go.
+    pub refused_deliveries: Duration,
+    /// Refused deliveries per stack and minute recorded a row each.
+    pub refused_per_minute: u32,
 }
 
 /// One validated `[[stacks]]` entry: what to follow and how to deploy it.
@@ -626,6 +722,17 @@ struct RawServer {
     shutdown_grace: Option<String>,
     replay_window: Option<String>,
     header_timeout: Option<String>,
+    max_body_bytes_in_flight: Option<usize>,
+    max_connections: Option<usize>,
+    write_timeout: Option<String>,
+    keep_deploys: Option<String>,
+    keep_deploys_min: Option<usize>,
+    keep_deploys_max: Option<usize>,
+    keep_deliveries: Option<String>,
+    keep_refused_deliveries: Option<String>,
+    max_refused_deliveries_per_minute: Option<u32>,
+    max_deploy_log_bytes: Option<u64>,
+    log_links: Option<String>,
     body_timeout: Option<String>,
     callback_hosts: Option<Vec<String>>,
 }
@@ -879,6 +986,65 @@ fn validate_server(raw: RawServer, base_dir: &Path) -> Result<ServerConfig> {
     let header_timeout = duration("header_timeout", raw.header_timeout, DEFAULT_HEADER_TIMEOUT)
         .and_then(|d| non_zero("header_timeout", d))
         .map_err(err)?;
+    let max_body_bytes_in_flight = at_least_one(
+        "max_body_bytes_in_flight",
+        raw.max_body_bytes_in_flight,
+        DEFAULT_MAX_BODY_BYTES_IN_FLIGHT.max(max_body_bytes),
+    )?;
+    if max_body_bytes_in_flight < max_body_bytes {
+        return Err(err(format!(
+            "max_body_bytes_in_flight ({max_body_bytes_in_flight}) must be at least max_body_bytes ({max_body_bytes})"
+        )));
+    }
+    let max_connections =
+        at_least_one("max_connections", raw.max_connections, DEFAULT_MAX_CONNECTIONS)?;
+    let write_timeout = duration("write_timeout", raw.write_timeout, DEFAULT_WRITE_TIMEOUT)
+        .and_then(|d| non_zero("write_timeout", d))
+        .map_err(err)?;
+    let keep = |key: &str, value: Option<String>, default: Duration| {
+        duration(key, value, default)
+            .and_then(|d| non_zero(key, d))
+            .map_err(err)
+    };
+    let deploys_min = raw.keep_deploys_min.unwrap_or(DEFAULT_KEEP_DEPLOYS_MIN);
+    let deploys_max = at_least_one(
+        "keep_deploys_max",
+        raw.keep_deploys_max,
+        DEFAULT_KEEP_DEPLOYS_MAX.max(deploys_min),
+    )?;
+    if deploys_max < deploys_min {
+        return Err(err(format!(
+            "keep_deploys_max ({deploys_max}) must be at least keep_deploys_min ({deploys_min})"
+        )));
+    }
+    let retention = Retention {
+        deploys: keep("keep_deploys", raw.keep_deploys, DEFAULT_KEEP_DEPLOYS)?,
+        deploys_min,
+        deploys_max,
+        deliveries: keep("keep_deliveries", raw.keep_deliveries, DEFAULT_KEEP_DELIVERIES)?,
+        refused_deliveries: keep(
+            "keep_refused_deliveries",
+            raw.keep_refused_deliveries,
+            DEFAULT_KEEP_REFUSED_DELIVERIES,
+        )?,
+        refused_per_minute: raw
+            .max_refused_deliveries_per_minute
+            .unwrap_or(DEFAULT_MAX_REFUSED_DELIVERIES_PER_MINUTE),
+    };
+    let max_deploy_log_bytes = match raw.max_deploy_log_bytes {
+        Some(0) => return Err(err("max_deploy_log_bytes must be at least 1".into())),
+        Some(n) => n,
+        None => DEFAULT_MAX_DEPLOY_LOG_BYTES,
+    };
+    let links_off = raw.log_links.as_deref().map(str::trim) == Some("off");
+    let log_links = match links_off {
+        true => None,
+        false => Some(
+            duration("log_links", raw.log_links, DEFAULT_LOG_LINKS)
+                .and_then(|d| non_zero("log_links", d))
+                .map_err(|why| err(format!("{why}, or \"off\"")))?,
+        ),
+    };
     let body_timeout = duration("body_timeout", raw.body_timeout, DEFAULT_BODY_TIMEOUT)
         .and_then(|d| non_zero("body_timeout", d))
         .map_err(err)?;
@@ -908,6 +1074,12 @@ fn validate_server(raw: RawServer, base_dir: &Path) -> Result<ServerConfig> {
         shutdown_grace,
         replay_window,
         header_timeout,
+        max_body_bytes_in_flight,
+        max_connections,
+        write_timeout,
+        retention,
+        max_deploy_log_bytes,
+        log_links,
         body_timeout,
         callback_hosts,
     })

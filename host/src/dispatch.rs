@@ -128,6 +128,7 @@ pub struct Dispatcher {
     config: Arc<Config>,
     metrics: Arc<Metrics>,
     notifier: Option<Arc<Notifier>>,
+    refused: Arc<crate::retention::RefusedLimiter>,
 }
 
 /// The journal's dedupe key of a deploy run by a GitHub `deployment` event:
@@ -145,11 +146,15 @@ impl Dispatcher {
         config: Arc<Config>,
         metrics: Arc<Metrics>,
     ) -> Dispatcher {
+        let refused_per_minute = config.server.retention.refused_per_minute;
         Dispatcher {
             runtime,
             journal,
             sink,
             config,
+            refused: Arc::new(crate::retention::RefusedLimiter::new(
+                refused_per_minute,
+            )),
             metrics,
             notifier: None,
         }
@@ -196,6 +201,11 @@ impl Dispatcher {
         &self.journal
     }
 
+    /// The rate limit on rows of refused deliveries.
+    pub fn refused(&self) -> &Arc<crate::retention::RefusedLimiter> {
+        &self.refused
+    }
+
     /// The metrics.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
@@ -210,6 +220,20 @@ impl Dispatcher {
         status: u16,
         summary: &Value,
     ) {
+        // Refused deliveries are cheap to record: beyond a rate per stack
+        // they are counted, and summed up in one row (retention.rs).
+        if status >= 400 {
+            let (own_row, summary) = self.refused.admit(stack, now_ms());
+            if let Some(summary) = summary {
+                if let Err(e) = self.journal.record_delivery_relaxed(&summary.row()) {
+                    tracing::error!(error = %e, "journal: cannot record refused deliveries' summary");
+                }
+            }
+            if !own_row {
+                self.metrics.refused_unrecorded();
+                return;
+            }
+        }
         let d = NewDelivery {
             received_at_ms: now_ms(),
             stack: stack.map(str::to_string),

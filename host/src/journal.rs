@@ -40,6 +40,8 @@ use serde::{Deserialize, Serialize};
 
 mod github;
 pub use github::{DeploymentRequest, NewDeploymentRequest, RequestState};
+mod retention;
+pub use retention::{PrunePolicy, Pruned};
 
 mod admission;
 pub use admission::{Admission, Admitted, CommitClaim, ReplayClaim};
@@ -49,7 +51,7 @@ pub const FILE_NAME: &str = "journal.sqlite3";
 
 /// The schema version this build writes and understands
 /// (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// How long a call waits for another connection's lock before failing.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -1010,7 +1012,10 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), JournalError> {
     if version < 4 {
         tx.execute_batch(SCHEMA_V4).map_err(err)?;
     }
-    // Future migrations: `if version < 5 { ... }` here, in order.
+    if version < 5 {
+        tx.execute_batch(retention::SCHEMA_V5).map_err(err)?;
+    }
+    // Future migrations: `if version < 6 { ... }` here, in order.
     if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(err)?;

@@ -20,6 +20,7 @@ pub struct Metrics {
     deliveries: Family<Vec<(String, String)>, Counter>,
     deploys: Family<Vec<(String, String)>, Counter>,
     plugin_seconds: Histogram,
+    refused_unrecorded: Counter,
     // Encoding needs exclusive access to nothing but the registry; the lock
     // keeps concurrent scrapes from interleaving output.
     scrape: Mutex<()>,
@@ -54,7 +55,14 @@ impl Metrics {
             "Time spent evaluating a delivery in the plugin component",
             plugin_seconds.clone(),
         );
+        let refused_unrecorded = Counter::default();
+        registry.register(
+            "refused_unrecorded",
+            "Refused deliveries beyond server.max_refused_deliveries_per_minute, counted without a journal row of their own",
+            refused_unrecorded.clone(),
+        );
         Metrics {
+            refused_unrecorded,
             registry,
             deliveries,
             deploys,
@@ -78,6 +86,11 @@ impl Metrics {
         self.deploys
             .get_or_create(&vec![("state".into(), state.as_str().into())])
             .inc();
+    }
+
+    /// Counts one refused delivery that got no journal row of its own.
+    pub fn refused_unrecorded(&self) {
+        self.refused_unrecorded.inc();
     }
 
     /// Records one plugin evaluation's duration.

@@ -17,6 +17,8 @@ use wasmtime::{
     StoreLimits, StoreLimitsBuilder,
 };
 
+pub mod cache;
+
 wasmtime::component::bindgen!({ world: "redeployer", path: "../wit" });
 
 /// The WIT types, as generated for the host.
@@ -40,6 +42,12 @@ pub const PLUGIN_MEMORY_LIMIT: usize = 256 * 1024 * 1024;
 /// Instances the pooling allocator keeps slots for (the server's
 /// concurrency bound for evaluations; each evaluation uses one).
 pub const POOLED_INSTANCES: u32 = 64;
+
+/// How long a call waits for one of the [`POOLED_INSTANCES`] slots when all
+/// are taken, before it fails (a 500, like a trap). A slot is held at most
+/// [`PLUGIN_DEADLINE`] by one call, so two deadlines let a full pool turn
+/// over twice; the wait is bounded so a flood cannot queue calls forever.
+pub const INSTANCE_WAIT: Duration = Duration::from_secs(10);
 
 /// The SHA-256 of the embedded component (computed by `build.rs`).
 pub const EMBEDDED_COMPONENT_SHA256: &str = env!("REDEPLOY_PLUGIN_SHA256");
@@ -98,7 +106,52 @@ pub struct PluginRuntime {
     engine: Engine,
     pre: RedeployerPre<StoreData>,
     options: RuntimeOptions,
+    cache_status: Option<cache::CacheStatus>,
+    slots: Option<Arc<InstanceSlots>>,
     _ticker: Arc<EpochTicker>,
+}
+
+/// The pooling allocator's instance slots: a call takes one before it
+/// instantiates and gives it back when its store is dropped, so more
+/// concurrent calls than slots wait (up to [`INSTANCE_WAIT`]) instead of
+/// failing to instantiate.
+struct InstanceSlots {
+    free: std::sync::Mutex<u32>,
+    freed: std::sync::Condvar,
+}
+
+impl InstanceSlots {
+    fn take(self: &Arc<Self>, wait: Duration) -> Option<SlotGuard> {
+        let deadline = std::time::Instant::now() + wait;
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        while *free == 0 {
+            let left = deadline.checked_duration_since(std::time::Instant::now())?;
+            free = self
+                .freed
+                .wait_timeout(free, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        *free -= 1;
+        Some(SlotGuard(self.clone()))
+    }
+}
+
+/// One taken instance slot, given back on drop.
+struct SlotGuard(Arc<InstanceSlots>);
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.0.freed.notify_one();
+    }
+}
+
+/// A call's store and the slot it occupies. Fields drop in order: the store
+/// (and with it the instance's pool slot) before the slot is given back.
+struct Call {
+    store: Store<StoreData>,
+    _slot: Option<SlotGuard>,
 }
 
 /// Advances the engine's epoch until dropped.
@@ -149,15 +202,19 @@ impl PluginRuntime {
     }
 
     /// Loads the embedded component through an on-disk cache of its
-    /// compiled form, for one-shot processes (the post-receive hook) that
-    /// must not pay for compiling it on every start.
+    /// compiled form, for processes that must not pay for compiling it on
+    /// every start (the post-receive hook, and `serve` across restarts).
     ///
     /// The cache file is keyed by the component's SHA-256 and the engine's
     /// compatibility hash (wasmtime version and settings), so a different
-    /// wasmtime or a changed component never loads a stale artifact. It is
-    /// written to a unique temporary file and renamed into place, so two
-    /// racing processes each see either no file or a whole one. A file that
-    /// fails to load is recompiled and replaced.
+    /// wasmtime or a changed component never loads a stale artifact. A
+    /// compiled artifact is native code, so it is loaded only from a `0700`
+    /// directory of ours, from a file of ours that group and others cannot
+    /// write, and only when its HMAC tag verifies with the key in
+    /// `<state_dir>/cache.key` (see [`cache`]); anything else is ignored with
+    /// a warning and compiled again. It is written to a unique temporary
+    /// file and renamed into place, so two racing processes each see either
+    /// no file or a whole one.
     pub fn cached(cache_dir: &Path, options: RuntimeOptions) -> anyhow::Result<Self> {
         use std::hash::{Hash, Hasher};
         let engine = Engine::new(&engine_config(options.allocation, options.memory_limit))?;
@@ -169,24 +226,66 @@ impl PluginRuntime {
             hasher.finish()
         );
         let path = cache_dir.join(name);
-        // SAFETY: the file is one this program wrote (below) into its own
-        // state directory, keyed by the component's hash and the engine's
-        // compatibility hash; wasmtime checks both again on load.
-        let loaded = unsafe { Component::deserialize_file(&engine, &path) };
-        let component = match loaded {
-            Ok(c) => c,
-            Err(_) => {
-                let compiled = engine.precompile_component(EMBEDDED_COMPONENT)?;
-                // The cache only saves time: a full or read-only disk costs
-                // a compile per start, not the start itself.
-                if let Err(e) = write_cache(cache_dir, &path, &compiled) {
-                    tracing::warn!("compiled-component cache not written: {e:#}");
-                }
-                // SAFETY: as above: the bytes were just compiled by this engine.
-                unsafe { Component::deserialize(&engine, &compiled)? }
+        let key_path = cache_dir
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(cache::CACHE_KEY_FILE);
+        let key = cache::ensure_private_dir(cache_dir)
+            .and_then(|()| cache::load_or_create_key(&key_path));
+        let key = match key {
+            Ok(key) => key,
+            Err(e) => {
+                let reason = format!("{e:#}");
+                tracing::warn!(reason = %reason, "compiled-component cache not used; compiling the component");
+                let component = Component::new(&engine, EMBEDDED_COMPONENT)?;
+                let mut runtime = Self::from_component(engine, component, options)?;
+                runtime.cache_status = Some(cache::CacheStatus::Unusable(reason));
+                return Ok(runtime);
             }
         };
-        Self::from_component(engine, component, options)
+        let verified = cache::read_verified(&path, &key);
+        if let Ok(Some(code)) = &verified {
+            // SAFETY: these bytes were written by this program for this
+            // engine (their HMAC tag, made with a key only this user can
+            // read, verifies), and wasmtime checks the compatibility hash.
+            if let Ok(c) = unsafe { Component::deserialize(&engine, code) } {
+                let mut runtime = Self::from_component(engine, c, options)?;
+                runtime.cache_status = Some(cache::CacheStatus::Loaded);
+                return Ok(runtime);
+            }
+        }
+        let status = match verified {
+            Ok(None) => cache::CacheStatus::Compiled,
+            Ok(Some(_)) => cache::CacheStatus::Refused(format!(
+                "{} did not deserialize",
+                path.display()
+            )),
+            Err(e) => {
+                let reason = format!("{e:#}");
+                tracing::warn!(reason = %reason, "compiled-component cache file ignored; compiling the component again");
+                // A refused file is replaced below; one we cannot replace
+                // (not ours) stays refused on every start.
+                let _ = std::fs::remove_file(&path);
+                cache::CacheStatus::Refused(reason)
+            }
+        };
+        let compiled = engine.precompile_component(EMBEDDED_COMPONENT)?;
+        // The cache only saves time: a full or read-only disk costs
+        // a compile per start, not the start itself.
+        if let Err(e) = cache::write_tagged(&path, &key, &compiled) {
+            tracing::warn!("compiled-component cache not written: {e:#}");
+        }
+        // SAFETY: as above: the bytes were just compiled by this engine.
+        let component = unsafe { Component::deserialize(&engine, &compiled)? };
+        let mut runtime = Self::from_component(engine, component, options)?;
+        runtime.cache_status = Some(status);
+        Ok(runtime)
+    }
+
+    /// What became of the compiled-component cache, for a runtime loaded
+    /// with [`PluginRuntime::cached`] (`None` otherwise).
+    pub fn cache_status(&self) -> Option<&cache::CacheStatus> {
+        self.cache_status.as_ref()
     }
 
     /// Loads a component already compiled for `engine`.
@@ -197,6 +296,7 @@ impl PluginRuntime {
     ) -> anyhow::Result<Self> {
         let linker: Linker<StoreData> = Linker::new(&engine);
         let pre = RedeployerPre::new(linker.instantiate_pre(&component)?)?;
+        let pooling = options.allocation == Allocation::Pooling;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let weak = engine.weak();
         let stop_flag = stop.clone();
@@ -216,6 +316,13 @@ impl PluginRuntime {
             engine,
             pre,
             options,
+            cache_status: None,
+            slots: pooling.then(|| {
+                Arc::new(InstanceSlots {
+                    free: std::sync::Mutex::new(POOLED_INSTANCES),
+                    freed: std::sync::Condvar::new(),
+                })
+            }),
             _ticker: Arc::new(EpochTicker { stop }),
         })
     }
@@ -230,7 +337,16 @@ impl PluginRuntime {
         Ok(Engine::new(&engine_config(allocation, memory_limit))?)
     }
 
-    fn instantiate(&self) -> Result<(Store<StoreData>, Redeployer), PluginTrap> {
+    fn instantiate(&self) -> Result<(Call, Redeployer), PluginTrap> {
+        let slot = match &self.slots {
+            Some(slots) => Some(slots.take(INSTANCE_WAIT).ok_or_else(|| {
+                PluginTrap(wasmtime::Error::msg(format!(
+                    "no plugin instance became free within {}",
+                    humantime::format_duration(INSTANCE_WAIT)
+                )))
+            })?),
+            None => None,
+        };
         let limits = StoreLimitsBuilder::new()
             .memory_size(self.options.memory_limit)
             .instances(4)
@@ -243,7 +359,7 @@ impl PluginRuntime {
         let ticks = (self.options.deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
         store.set_epoch_deadline(ticks);
         let instance = self.pre.instantiate(&mut store).map_err(PluginTrap)?;
-        Ok((store, instance))
+        Ok((Call { store, _slot: slot }, instance))
     }
 
     /// Evaluates one delivery in a fresh instance.
@@ -252,54 +368,39 @@ impl PluginRuntime {
         stacks: &[wit::Stack],
         delivery: &wit::Delivery,
     ) -> Result<Result<wit::Outcome, wit::Error>, PluginTrap> {
-        let (mut store, instance) = self.instantiate()?;
+        let (mut call, instance) = self.instantiate()?;
         instance
             .redeploy_plugin_evaluator()
-            .call_evaluate(&mut store, stacks, delivery)
+            .call_evaluate(&mut call.store, stacks, delivery)
             .map_err(PluginTrap)
     }
 
     /// The deployment-status body for a phase.
     pub fn deployment_status(&self, input: &wit::StatusInput) -> Result<String, PluginTrap> {
-        let (mut store, instance) = self.instantiate()?;
+        let (mut call, instance) = self.instantiate()?;
         instance
             .redeploy_plugin_evaluator()
-            .call_deployment_status(&mut store, input)
+            .call_deployment_status(&mut call.store, input)
             .map_err(PluginTrap)
     }
 
     /// The JSON convenience entry point.
     pub fn evaluate_json(&self, input: &str) -> Result<Result<String, wit::Error>, PluginTrap> {
-        let (mut store, instance) = self.instantiate()?;
+        let (mut call, instance) = self.instantiate()?;
         instance
             .redeploy_plugin_evaluator()
-            .call_evaluate_json(&mut store, input)
+            .call_evaluate_json(&mut call.store, input)
             .map_err(PluginTrap)
     }
 
     /// The plugin's version.
     pub fn version(&self) -> Result<String, PluginTrap> {
-        let (mut store, instance) = self.instantiate()?;
+        let (mut call, instance) = self.instantiate()?;
         instance
             .redeploy_plugin_evaluator()
-            .call_version(&mut store)
+            .call_version(&mut call.store)
             .map_err(PluginTrap)
     }
-}
-
-/// Writes a compiled component into the cache atomically: a unique
-/// temporary file, renamed into place (a failed write leaves no partial file).
-fn write_cache(cache_dir: &Path, path: &Path, compiled: &[u8]) -> anyhow::Result<()> {
-    std::fs::create_dir_all(cache_dir)
-        .with_context(|| format!("creating {}", cache_dir.display()))?;
-    let mut rnd = [0u8; 8];
-    let _ = getrandom::fill(&mut rnd);
-    let tmp = cache_dir.join(format!(".{}.{}.tmp", std::process::id(), hex::encode(rnd)));
-    if let Err(e) = std::fs::write(&tmp, compiled) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("writing {}", tmp.display()));
-    }
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))
 }
 
 /// The component a command loads: the file given with `--plugin`, else the embedded one.

@@ -463,7 +463,10 @@ impl Runner {
         log_path: &Path,
     ) -> Result<(), Failure> {
         if let Some(dir) = log_path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| {
+            // `logs/` too: it may predate private log directories.
+            let created = crate::logfiles::create_private_dir(dir)
+                .and_then(|()| dir.parent().map_or(Ok(()), crate::logfiles::tighten_dir));
+            created.map_err(|e| {
                 Failure::failed(format!(
                     "cannot create log directory {}: {e}",
                     dir.display()
@@ -511,13 +514,16 @@ impl Runner {
         log_path: &Path,
     ) -> Result<(), Failure> {
         let fail = Failure::failed;
-        let log = std::fs::File::create(log_path)
+        let log = crate::logfiles::create_private_file(log_path)
             .map_err(|e| fail(format!("cannot create log {}: {e}", log_path.display())))?;
-        let log_err = log
-            .try_clone()
-            .map_err(|e| fail(format!("cannot open log: {e}")))?;
+        // The output goes through the runner, which keeps at most
+        // `max_deploy_log_bytes` of it.
+        let log = Arc::new(Mutex::new(crate::logfiles::CappedLog::new(
+            log,
+            self.inner.config.server.max_deploy_log_bytes,
+        )));
         let event_file = log_path.with_extension("event.json");
-        std::fs::write(&event_file, record.event_json.as_bytes())
+        crate::logfiles::write_private(&event_file, record.event_json.as_bytes())
             .map_err(|e| fail(format!("cannot write event file: {e}")))?;
 
         let mut cmd = tokio::process::Command::new(&argv[0]);
@@ -525,8 +531,8 @@ impl Runner {
             .current_dir(workdir)
             .env_clear()
             .stdin(Stdio::piped())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log_err))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
         let parent = std::process::id() as libc::pid_t;
@@ -546,6 +552,13 @@ impl Runner {
             .spawn()
             .map_err(|e| fail(format!("cannot start {:?}: {e}", argv[0])))?;
         let pid = child.id();
+        let mut copiers = Vec::new();
+        if let Some(out) = child.stdout.take() {
+            copiers.push(tokio::spawn(crate::logfiles::copy_into(out, log.clone())));
+        }
+        if let Some(err) = child.stderr.take() {
+            copiers.push(tokio::spawn(crate::logfiles::copy_into(err, log.clone())));
+        }
         if let Some(pid) = pid {
             self.inner
                 .running_children
@@ -604,6 +617,12 @@ impl Runner {
             .lock()
             .unwrap()
             .remove(&record.id);
+        let _ = tokio::time::timeout(crate::logfiles::LOG_DRAIN_WAIT, async {
+            for copier in copiers {
+                let _ = copier.await;
+            }
+        })
+        .await;
         result
     }
 
@@ -643,7 +662,7 @@ impl Runner {
                 )
             }
         };
-        let _ = std::fs::write(log_path, line);
+        let _ = crate::logfiles::write_private(log_path, line.as_bytes());
         outcome
     }
 

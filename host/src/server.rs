@@ -33,6 +33,33 @@ pub struct AppState {
     pub in_flight: Arc<Semaphore>,
     /// Checks the keys of `/logs/{id}/{key}` links.
     pub log_links: LogLinks,
+    /// Room for request bodies held in memory, in [`BODY_BUDGET_UNIT`]s
+    /// (`server.max_body_bytes_in_flight`); empty means wait, then 429.
+    pub body_budget: Arc<Semaphore>,
+}
+
+/// The unit of [`AppState::body_budget`]'s permits: KiB, so a permit count
+/// fits tokio's `u32` acquisitions for any body size.
+pub const BODY_BUDGET_UNIT: usize = 1024;
+
+/// How long a delivery waits for room in the body budget before it is
+/// answered 429: long enough for the deliveries ahead of it to be evaluated
+/// (a 25 MiB body takes well under a second), short enough to answer
+/// within GitHub's 10 s delivery timeout.
+pub const BODY_BUDGET_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The body budget for `bytes` of bodies in flight.
+pub fn body_budget(bytes: usize) -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(
+        bytes.div_ceil(BODY_BUDGET_UNIT).min(Semaphore::MAX_PERMITS),
+    ))
+}
+
+/// What an admitted delivery holds until its answer is sent: its in-flight
+/// slot and its share of the body budget.
+pub struct Admission {
+    _in_flight: tokio::sync::OwnedSemaphorePermit,
+    _body: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// The header carrying the signature of a post-receive push forwarded by a
@@ -212,72 +239,131 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 
 /// What every hook route does first: find the stack by its token (404),
 /// take an in-flight slot (429 with `Retry-After`), read the body within its
-/// limits (413, 408). The slot is held until the returned permit drops.
+/// limits (413, 408) and the body budget (429). The slot and the body's
+/// share of the budget are held until the returned [`Admission`] drops.
 async fn admit(
     state: &AppState,
     token: &str,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(String, Vec<u8>, tokio::sync::OwnedSemaphorePermit), Response> {
+) -> Result<(String, Vec<u8>, Admission), Response> {
     let Some(stack_name) = state.tokens.lookup(token).map(str::to_string) else {
         return Err(reject(404, "not-found", "no such hook"));
     };
     let Ok(permit) = state.in_flight.clone().try_acquire_owned() else {
-        let mut resp = reject(
-            429,
-            "too-many-requests",
+        return Err(too_many(
             "too many deliveries in flight; retry later",
-        );
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
-        return Err(resp);
+        ));
     };
     let server = &state.dispatcher.config().server;
-    let body = read_body(body, headers, server.max_body_bytes, server.body_timeout).await?;
-    Ok((stack_name, body, permit))
+    let mut held = None;
+    let body = read_body(
+        body,
+        headers,
+        server.max_body_bytes,
+        server.body_timeout,
+        &state.body_budget,
+        &mut held,
+    )
+    .await?;
+    Ok((
+        stack_name,
+        body,
+        Admission {
+            _in_flight: permit,
+            _body: held,
+        },
+    ))
+}
+
+/// 429 with `Retry-After`.
+fn too_many(message: &str) -> Response {
+    let mut resp = reject(429, "too-many-requests", message);
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+    resp
+}
+
+/// Grows `held` to cover `bytes` of body, waiting up to
+/// [`BODY_BUDGET_WAIT`] for room (429 after that).
+async fn reserve(
+    budget: &Arc<Semaphore>,
+    held: &mut Option<tokio::sync::OwnedSemaphorePermit>,
+    bytes: usize,
+) -> Result<(), Response> {
+    let want = bytes.div_ceil(BODY_BUDGET_UNIT);
+    let have = held.as_ref().map_or(0, |p| p.num_permits());
+    if want <= have {
+        return Ok(());
+    }
+    let busy = || too_many("too many request bodies in memory; retry later");
+    let more = u32::try_from(want - have).map_err(|_| busy())?;
+    match tokio::time::timeout(BODY_BUDGET_WAIT, budget.clone().acquire_many_owned(more)).await {
+        Ok(Ok(permit)) => {
+            match held {
+                Some(h) => h.merge(permit),
+                None => *held = Some(permit),
+            }
+            Ok(())
+        }
+        _ => Err(busy()),
+    }
 }
 
 /// Reads the body, refusing more than `limit` bytes (413) or a body that
-/// does not arrive within `timeout` (408).
+/// does not arrive within `timeout` (408). The body's bytes are taken from
+/// `budget` into `held` before they are read: the declared
+/// `Content-Length` up front, a chunked body's bytes as they arrive.
 async fn read_body(
     body: Body,
     headers: &HeaderMap,
     limit: usize,
     timeout: std::time::Duration,
+    budget: &Arc<Semaphore>,
+    held: &mut Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> Result<Vec<u8>, Response> {
+    use http_body_util::BodyExt as _;
+    let too_large = || {
+        reject(
+            413,
+            "payload-too-large",
+            &format!("the body is larger than {limit} bytes"),
+        )
+    };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return Err(reject(
-            413,
-            "payload-too-large",
-            &format!("the body is larger than {limit} bytes"),
-        ));
+        return Err(too_large());
     }
-    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+    // At most `limit` (checked above), so this fits in usize.
+    let declared = declared.map_or(0, |n| n as usize);
+    reserve(budget, held, declared).await?;
+    let read = async {
+        let mut body = body;
+        let mut buf = Vec::with_capacity(declared);
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|_| reject(400, "bad-body", "the body could not be read"))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            let total = buf.len() + data.len();
+            if total > limit {
+                return Err(too_large());
+            }
+            reserve(budget, held, total).await?;
+            buf.extend_from_slice(&data);
+        }
+        Ok(buf)
+    };
+    match tokio::time::timeout(timeout, read).await {
         Err(_) => Err(reject(
             408,
             "request-timeout",
             "the body did not arrive in time",
         )),
-        Ok(Ok(bytes)) => Ok(bytes.to_vec()),
-        Ok(Err(e)) => {
-            let too_large = std::error::Error::source(&e).is_some_and(|s| {
-                s.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some()
-            }) || e.to_string().contains("length limit");
-            if too_large {
-                Err(reject(
-                    413,
-                    "payload-too-large",
-                    &format!("the body is larger than {limit} bytes"),
-                ))
-            } else {
-                Err(reject(400, "bad-body", "the body could not be read"))
-            }
-        }
+        Ok(result) => result,
     }
 }
 
@@ -479,22 +565,59 @@ async fn dispatch_blocking(
     }
 }
 
+/// The per-connection limits [`serve_http`] applies.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionLimits {
+    /// A client must send its request headers within this, and an idle
+    /// keep-alive connection is closed after it (hyper starts the header
+    /// timer when it waits for the next request).
+    pub header_timeout: std::time::Duration,
+    /// A write to the client may make no progress for at most this long.
+    pub write_timeout: std::time::Duration,
+    /// Open connections at most; beyond, new ones wait in the backlog.
+    pub max_connections: usize,
+    /// After `shutdown`, how long open connections may take to finish
+    /// their current request before they are dropped.
+    pub shutdown_grace: std::time::Duration,
+}
+
+impl ConnectionLimits {
+    /// The limits of `server`.
+    pub fn of(server: &crate::config::ServerConfig) -> ConnectionLimits {
+        ConnectionLimits {
+            header_timeout: server.header_timeout,
+            write_timeout: server.write_timeout,
+            max_connections: server.max_connections,
+            shutdown_grace: server.shutdown_grace,
+        }
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` resolves, then lets open
-/// connections finish their current request. A client that has not sent its
-/// request headers within `header_timeout` is disconnected, so slow clients
-/// cannot hold connections open (axum's own `serve` has no such limit).
+/// connections finish their current request, for at most
+/// `shutdown_grace`. A client that has not sent its request headers within
+/// `header_timeout` is disconnected, so slow clients cannot hold connections
+/// open (axum's own `serve` has no such limit); one that stops reading its
+/// answer is disconnected after `write_timeout`; at most `max_connections`
+/// are open at once (the next waits in the listen backlog).
 pub async fn serve_http(
     listener: tokio::net::TcpListener,
     router: Router,
-    header_timeout: std::time::Duration,
+    limits: ConnectionLimits,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
     use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper_util::service::TowerToHyperService;
 
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let open = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     tokio::pin!(shutdown);
     loop {
+        let slot = tokio::select! {
+            slot = open.clone().acquire_owned() => slot,
+            _ = &mut shutdown => break,
+        };
+        let Ok(slot) = slot else { break };
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, _) = match accepted {
@@ -507,20 +630,130 @@ pub async fn serve_http(
                     }
                 };
                 let service = TowerToHyperService::new(router.clone());
+                let io = WriteTimeout::new(stream, limits.write_timeout);
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
-                    .header_read_timeout(header_timeout)
-                    .serve_connection(TokioIo::new(stream), service);
+                    .header_read_timeout(limits.header_timeout)
+                    .serve_connection(TokioIo::new(io), service);
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     // Errors here are the client's (reset, timeout): nothing to do.
                     let _ = conn.await;
+                    drop(slot);
                 });
             }
             _ = &mut shutdown => break,
         }
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(grace = ?limits.shutdown_grace, "connections still open after the shutdown grace; dropping them");
+    }
     Ok(())
+}
+
+/// A stream whose writes fail with `TimedOut` once a write (or flush) has
+/// made no progress for the timeout: a client that stops reading cannot
+/// hold its connection, or a graceful stop, forever.
+struct WriteTimeout<T> {
+    io: T,
+    timeout: std::time::Duration,
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<T> WriteTimeout<T> {
+    fn new(io: T, timeout: std::time::Duration) -> Self {
+        WriteTimeout {
+            io,
+            timeout,
+            stalled: None,
+        }
+    }
+
+    /// Maps a write's poll: progress disarms the timer, `Pending` arms it
+    /// (once) and fails the write when it fires.
+    fn watch<R>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        polled: std::task::Poll<std::io::Result<R>>,
+    ) -> std::task::Poll<std::io::Result<R>> {
+        use std::future::Future as _;
+        use std::task::Poll;
+        match polled {
+            Poll::Ready(r) => {
+                self.stalled = None;
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                let timeout = self.timeout;
+                let sleep = self
+                    .stalled
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                match sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the client did not read its answer in time",
+                    ))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for WriteTimeout<T> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteTimeout<T> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = std::pin::Pin::new(&mut this.io).poll_write(cx, buf);
+        this.watch(cx, polled)
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = std::pin::Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.watch(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let polled = std::pin::Pin::new(&mut this.io).poll_flush(cx);
+        this.watch(cx, polled)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let polled = std::pin::Pin::new(&mut this.io).poll_shutdown(cx);
+        this.watch(cx, polled)
+    }
 }

@@ -288,6 +288,16 @@ fn chaos(delivery: &wit::Delivery) {
             }
         }
         "panic" => panic!("chaos: deliberate panic"),
+        // `spin:N`: busy for N iterations, then evaluate normally (holds an
+        // instance for a while without trapping).
+        spin if spin.starts_with("spin:") => {
+            let n: u64 = spin[5..].parse().unwrap_or(0);
+            let mut acc: u64 = 0;
+            for i in 0..n {
+                acc = std::hint::black_box(acc.wrapping_add(i));
+            }
+            std::hint::black_box(acc);
+        }
         _ => {}
     }
 }

@@ -23,6 +23,7 @@ impl RunQueued {
     pub fn execute(self) -> anyhow::Result<()> {
         let config = Arc::new(config::load(&self.config)?);
         let journal = Arc::new(Journal::open(&Journal::path_in(&config.server.state_dir))?);
+        crate::retention::prune_logged(&config, &journal, crate::runner::now_ms());
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;

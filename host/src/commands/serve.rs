@@ -48,7 +48,11 @@ impl Serve {
     async fn run(self) -> anyhow::Result<()> {
         let config = Arc::new(config::load(&self.config)?);
         let state_dir = &config.server.state_dir;
-        std::fs::create_dir_all(state_dir).with_context(|| {
+        // 0700 when created here: it holds the journal, keys, logs and the
+        // compiled-component cache (an existing one is left as it is).
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(state_dir)
+            .with_context(|| {
             format!("state directory {} cannot be created", state_dir.display())
         })?;
         let journal = Arc::new(Journal::open(&Journal::path_in(state_dir))?);
@@ -83,6 +87,7 @@ impl Serve {
             tracing::info!(count = queued.len(), "resuming queued deploys");
         }
         runner.recover(&queued);
+        crate::retention::prune_logged(&config, &journal, now_ms());
 
         let log_links = notifier.log_links().clone();
         let dispatcher = Dispatcher::new(
@@ -98,7 +103,12 @@ impl Serve {
             tokens,
             in_flight: Arc::new(Semaphore::new(config.server.max_queued_deliveries)),
             log_links,
+            body_budget: crate::server::body_budget(config.server.max_body_bytes_in_flight),
         });
+        let refused = state.dispatcher.refused().clone();
+        let journal = state.dispatcher.journal().clone();
+        let pruning =
+            crate::retention::spawn_periodic(config.clone(), journal.clone(), refused.clone());
         let addr = self.listen.unwrap_or(config.server.listen);
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -107,10 +117,12 @@ impl Serve {
         crate::server::serve_http(
             listener,
             app(state),
-            config.server.header_timeout,
+            crate::server::ConnectionLimits::of(&config.server),
             shutdown_signal(),
         )
         .await?;
+        pruning.abort();
+        refused.flush(&journal, i64::MAX);
         tracing::info!(grace = ?config.server.shutdown_grace, "shutting down: letting running deploys finish");
         runner.shutdown(config.server.shutdown_grace).await;
         notifier.finish(NOTIFY_GRACE).await;
