@@ -88,7 +88,7 @@ fn post_receive_refuses_an_oversized_push_whose_cut_would_read_main() {
     // Pad one more ref so that `refs/heads/main` ends exactly at the limit.
     let prefix = format!("{ZERO} {NEW} ");
     let main = "refs/heads/main";
-    let pad = limit - input.len() - 2 * (prefix.len() + 1) - main.len() - "refs/heads/pad-".len();
+    let pad = limit - input.len() - 2 * prefix.len() - 1 - main.len() - "refs/heads/pad-".len();
     input.push_str(&line(&format!("refs/heads/pad-{}", "y".repeat(pad))));
     input.push_str(&format!("{prefix}{main}-feature-only-pushers-may-push-this\n"));
     assert_eq!(&input[limit - main.len()..limit], main, "the cut lands after main");
@@ -195,11 +195,17 @@ image = "acme/web"
 #[test]
 fn post_receive_remote_lines_escape_control_characters_of_ref_names() {
     let world = World::new("hostile-runner-remote-lines", "", &hook_stack(""));
-    let input = format!("{ZERO} {NEW} refs/heads/x\u{1b}[2K\u{0d}remote:-forged\n");
+    // Not whitespace (that would split the line): an erase-line sequence
+    // and backspaces, which rewrite what the pusher's terminal shows.
+    let input = format!("{ZERO} {NEW} refs/heads/x\u{1b}[2K\u{8}\u{8}remote:-forged\n");
     let (_, stdout, stderr) = post_receive(&world, input.as_bytes(), &[]);
     let all = format!("{stdout}{stderr}");
+    assert!(
+        stdout.contains("redeploy: web: not deploying: push to \"x\\u{1b}[2K\\u{8}\\u{8}remote:-forged\""),
+        "{all:?}"
+    );
     assert!(!all.contains('\u{1b}'), "an escape sequence reached the pusher: {all:?}");
-    assert!(!all.contains('\r'), "a carriage return reached the pusher: {all:?}");
+    assert!(!all.contains('\u{8}'), "a backspace reached the pusher: {all:?}");
 }
 
 /// Issue 12, point 11: an HTTP deploy action does not follow a redirect,
