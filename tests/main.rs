@@ -30,6 +30,7 @@ mod github_cd;
 mod github_standin;
 mod golden;
 mod hostile;
+mod hostile_plugin;
 mod load;
 mod node;
 mod post_receive;
