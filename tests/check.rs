@@ -14,6 +14,8 @@ struct CheckOutput {
     event: String,
     delivery: Option<String>,
     signature: String,
+    #[allow(dead_code)]
+    sent_at_ms: Option<u64>,
     pushes: Vec<PushOut>,
     images: Vec<serde_json::Value>,
     decisions: Vec<DecisionOut>,

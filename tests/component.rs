@@ -25,8 +25,8 @@ fn the_component_imports_nothing_and_exports_the_contract() {
     assert_eq!(
         exports,
         vec![
-            "redeploy:plugin/evaluator@0.1.0",
-            "redeploy:plugin/types@0.1.0"
+            "redeploy:plugin/evaluator@0.2.0",
+            "redeploy:plugin/types@0.2.0"
         ]
     );
 }
@@ -128,8 +128,8 @@ fn wasm_tools_shows_only_the_exports_architecture_md_allows() {
     assert_eq!(
         world,
         [
-            "export redeploy:plugin/types@0.1.0;",
-            "export redeploy:plugin/evaluator@0.1.0;"
+            "export redeploy:plugin/types@0.2.0;",
+            "export redeploy:plugin/evaluator@0.2.0;"
         ],
         "{wit}"
     );

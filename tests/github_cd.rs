@@ -91,7 +91,9 @@ fn status_bodies(standin: &GithubStandin, deployment: u64) -> Vec<Value> {
         .collect()
 }
 
-fn deployment_event(id: u64, sha: &str, environment: &str, stack: &str) -> Vec<u8> {
+/// A `deployment` event; `payload` is the deployment's payload (redeploy's
+/// own, with its MAC, for a deployment redeploy requested).
+fn deployment_event(id: u64, sha: &str, environment: &str, payload: Value) -> Vec<u8> {
     let mut event: Value = serde_json::from_slice(
         &std::fs::read(fixtures().join("github/octokit-deployment-default.json")).unwrap(),
     )
@@ -100,7 +102,7 @@ fn deployment_event(id: u64, sha: &str, environment: &str, stack: &str) -> Vec<u
     event["deployment"]["sha"] = json!(sha);
     event["deployment"]["ref"] = json!(sha);
     event["deployment"]["environment"] = json!(environment);
-    event["deployment"]["payload"] = json!({"stack": stack});
+    event["deployment"]["payload"] = payload;
     event["repository"]["full_name"] = json!("acme/web");
     event.to_string().into_bytes()
 }
@@ -191,7 +193,7 @@ fn a_push_creates_a_deployment_whose_event_deploys_and_reports_each_phase() {
         &hook(1),
         "deployment",
         "redelivery",
-        &deployment_event(1000, &sha(1), "web-env", "web"),
+        &deployment_event(1000, &sha(1), "web-env", body["payload"].clone()),
     );
     assert_eq!(again.status, 200, "{}", again.text());
     assert_eq!(again.json()["decisions"][0]["state"], "duplicate");
@@ -212,7 +214,7 @@ fn a_push_creates_a_deployment_whose_event_deploys_and_reports_each_phase() {
         &hook(1),
         "deployment",
         "other-env",
-        &deployment_event(77, &sha(9), "staging", "web"),
+        &deployment_event(77, &sha(9), "staging", json!({"stack": "web"})),
     );
     assert_eq!(other.status, 200);
     assert!(
@@ -465,7 +467,7 @@ fn without_waiting_for_the_event_a_push_deploys_and_reports_to_its_deployment() 
         &hook(1),
         "deployment",
         "event-1000",
-        &deployment_event(1000, &sha(7), "web-env", "web"),
+        &deployment_event(1000, &sha(7), "web-env", json!({"stack": "web"})),
     );
     assert_eq!(r.status, 200);
     assert_eq!(cd.world.deploys().len(), 1);

@@ -48,6 +48,10 @@ struct Case {
     sign: Option<Sign>,
     /// The stacks, in `evaluate-json`'s format.
     stacks: Vec<Value>,
+    /// The evaluation context, in `evaluate-json`'s format (default: no
+    /// time, no deployment key).
+    #[serde(default)]
+    context: Option<Value>,
 }
 
 fn post() -> String {
@@ -144,6 +148,7 @@ fn json_input(case: &Case, req: &Request) -> Option<String> {
                 "method": req.method, "path": "/hook", "query": req.query,
                 "headers": req.headers, "body": body,
             }},
+            "context": case.context.clone().unwrap_or_else(|| json!({})),
         })
         .to_string(),
     )
@@ -183,7 +188,36 @@ struct StackIn {
     skip_markers: Vec<String>,
     #[serde(default)]
     profiles: Vec<String>,
+    #[serde(default)]
+    unselectable_profiles: Vec<String>,
+    #[serde(default)]
+    unselectable_services: Vec<String>,
+    #[serde(default)]
+    refuse_query_services: bool,
+    manual: Option<String>,
     github: Option<GithubIn>,
+}
+
+/// The evaluation context in `evaluate-json`'s format.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct ContextIn {
+    now_ms: Option<u64>,
+    deployment_key: Option<String>,
+    max_event_age_ms: Option<u64>,
+}
+
+fn wit_context(v: Option<&Value>) -> wit::EvaluationContext {
+    let c: ContextIn = v
+        .map(|v| serde_json::from_value(v.clone()).expect("case context"))
+        .unwrap_or_default();
+    wit::EvaluationContext {
+        now_ms: c.now_ms,
+        deployment_key: c.deployment_key,
+        max_event_age_ms: c
+            .max_event_age_ms
+            .unwrap_or(redeploy_plugin::evaluate::DEFAULT_MAX_EVENT_AGE_MS),
+    }
 }
 
 #[derive(Deserialize)]
@@ -203,6 +237,8 @@ struct GithubIn {
     environment: String,
     #[serde(default)]
     auto_merge: bool,
+    #[serde(default)]
+    accept_foreign_deployments: bool,
     #[serde(default)]
     required_contexts: Vec<String>,
     #[serde(default)]
@@ -239,10 +275,19 @@ fn wit_stack(v: &Value) -> wit::Stack {
         paths: s.paths,
         skip_markers: s.skip_markers,
         profiles: s.profiles,
+        unselectable_profiles: s.unselectable_profiles,
+        unselectable_services: s.unselectable_services,
+        refuse_query_services: s.refuse_query_services,
+        manual: match s.manual.as_deref() {
+            Some("signed") => wit::ManualPolicy::Signed,
+            Some("refuse") => wit::ManualPolicy::Refuse,
+            _ => wit::ManualPolicy::Allow,
+        },
         github: s.github.map(|g| wit::GithubDeployments {
             repository: g.repository,
             environment: g.environment,
             auto_merge: g.auto_merge,
+            accept_foreign_deployments: g.accept_foreign_deployments,
             required_contexts: g.required_contexts,
             transient_environment: g.transient_environment,
             production_environment: g.production_environment,
@@ -261,7 +306,7 @@ fn run_component_typed(case: &Case, req: &Request) -> Value {
         body: req.body.clone(),
     });
     match runtime()
-        .evaluate(&stacks, &delivery)
+        .evaluate(&stacks, &delivery, &wit_context(case.context.as_ref()))
         .expect("component trapped")
     {
         Ok(o) => redeploy_host::report::outcome_json(&o),

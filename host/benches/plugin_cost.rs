@@ -102,6 +102,7 @@ fn native_stack(s: &StackSpec) -> Stack {
         skip_markers: vec![],
         profiles: vec![],
         github: None,
+        ..Stack::default()
     }
 }
 
@@ -122,7 +123,20 @@ fn wit_stack(s: &StackSpec) -> wit::Stack {
         paths: vec![],
         skip_markers: vec![],
         profiles: vec![],
+        unselectable_profiles: vec![],
+        unselectable_services: vec![],
+        refuse_query_services: false,
+        manual: wit::ManualPolicy::Allow,
         github: None,
+    }
+}
+
+/// No clock: the fixtures' registry events are years old.
+fn wit_context() -> wit::EvaluationContext {
+    wit::EvaluationContext {
+        now_ms: None,
+        deployment_key: None,
+        max_event_age_ms: redeploy_plugin::evaluate::DEFAULT_MAX_EVENT_AGE_MS,
     }
 }
 
@@ -157,10 +171,10 @@ fn input(name: &str, stacks: &[StackSpec], headers: Vec<(String, String)>, body:
 
 /// Both paths must reach the same decisions, or the comparison is void.
 fn check_agreement(input: &Input) {
-    let native = native::evaluate(&input.native_stacks, &input.native_delivery)
+    let native = native::evaluate(&input.native_stacks, &input.native_delivery, &Default::default())
         .unwrap_or_else(|e| panic!("{}: native evaluation failed: {e:?}", input.name));
     let component = runtime()
-        .evaluate(&input.wit_stacks, &input.wit_delivery)
+        .evaluate(&input.wit_stacks, &input.wit_delivery, &wit_context())
         .expect("component trapped")
         .unwrap_or_else(|e| panic!("{}: component evaluation failed: {e:?}", input.name));
     let native_actions: Vec<bool> = native
@@ -326,12 +340,12 @@ fn runtime() -> &'static PluginRuntime {
 }
 
 fn run_native(input: &Input) {
-    let outcome = native::evaluate(&input.native_stacks, &input.native_delivery);
+    let outcome = native::evaluate(&input.native_stacks, &input.native_delivery, &Default::default());
     std::hint::black_box(outcome.expect("native evaluation"));
 }
 
 fn run_component(input: &Input) {
-    let outcome = runtime().evaluate(&input.wit_stacks, &input.wit_delivery);
+    let outcome = runtime().evaluate(&input.wit_stacks, &input.wit_delivery, &wit_context());
     std::hint::black_box(
         outcome
             .expect("component trapped")

@@ -172,6 +172,27 @@ pub const DEFAULT_AUTO_MERGE: bool = false;
 /// `deployment` event, so GitHub stays the one source of truth for what runs.
 pub const DEFAULT_WAIT_FOR_EVENT: bool = true;
 
+/// Default `server.max_event_age`: a registry delivery whose own event time
+/// (Docker Hub `pushed_at`, Harbor `occur_at`) is older than this is refused.
+/// Registries deliver within seconds and retry for a few minutes; ten
+/// minutes covers that and bounds how long a captured delivery replays.
+pub const DEFAULT_MAX_EVENT_AGE: Duration = Duration::from_secs(10 * 60);
+
+/// Default `[[stacks]] manual`: the hook URL alone authorizes a manual
+/// trigger (an empty POST), even on a stack with secrets; it names no commit.
+pub const DEFAULT_MANUAL: ManualSetting = ManualSetting::Allow;
+
+/// Default `[[stacks]] query_services`: `?services=` may choose services.
+pub const DEFAULT_QUERY_SERVICES: bool = true;
+
+/// Default `selectable` of a `[stacks.profiles.NAME]` or `[[stacks.services]]`
+/// entry: the hook URL's query may choose it.
+pub const DEFAULT_SELECTABLE: bool = true;
+
+/// Default `[stacks.github] accept_foreign_deployments`: only deployments
+/// redeploy created for the stack (with its MAC) deploy it.
+pub const DEFAULT_ACCEPT_FOREIGN_DEPLOYMENTS: bool = false;
+
 /// Longest accepted stack name: names appear in URLs, file names and logs.
 pub const MAX_STACK_NAME_LEN: usize = 64;
 
@@ -401,6 +422,8 @@ pub struct ServerConfig {
     /// is only reported to these (anyone who knows a registry stack's hook
     /// URL chooses the callback URL, which must not reach internal services).
     pub callback_hosts: Vec<String>,
+    /// The oldest registry event (by the sender's own event time) accepted.
+    pub max_event_age: Duration,
 }
 
 /// What is pruned, at start and periodically (`keep_*` in `[server]`).
@@ -460,6 +483,22 @@ pub struct StackConfig {
     pub environment_url: Option<String>,
     /// GitHub continuous deployment settings, when `[stacks.github]` is set.
     pub github: Option<GithubConfig>,
+    /// What a manual trigger (an empty POST to the hook URL) may do.
+    pub manual: ManualSetting,
+    /// Whether `?services=` may choose services (`query_services`).
+    pub query_services: bool,
+}
+
+/// What a manual trigger (an empty POST to the hook URL) may do on a stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ManualSetting {
+    /// The hook URL alone authorizes it.
+    Allow,
+    /// It must carry a fresh timestamp signed with one of the stack's secrets.
+    Signed,
+    /// Refused with 403.
+    Refuse,
 }
 
 /// One validated `[[stacks.services]]` entry.
@@ -475,6 +514,8 @@ pub struct ServiceConfig {
     pub tags: Option<String>,
     /// Container image followed.
     pub image: Option<String>,
+    /// Whether `?services=` may name it.
+    pub selectable: bool,
 }
 
 /// What a `ping` event (sent when a webhook is created) does.
@@ -546,6 +587,8 @@ pub struct ProfileConfig {
     pub command: Option<Vec<String>>,
     /// Extra environment on top of the stack's (command stacks only).
     pub env: BTreeMap<String, String>,
+    /// Whether `?deployment_profile=` may choose it.
+    pub selectable: bool,
 }
 
 /// Environment values may be credentials, so `Debug` shows only their names.
@@ -554,6 +597,7 @@ impl fmt::Debug for ProfileConfig {
         f.debug_struct("ProfileConfig")
             .field("command", &self.command)
             .field("env", &RedactedValues(&self.env))
+            .field("selectable", &self.selectable)
             .finish()
     }
 }
@@ -581,6 +625,8 @@ pub struct GithubConfig {
     pub required_contexts: Vec<String>,
     /// Deploy on GitHub's `deployment` event (instead of directly on push).
     pub wait_for_event: bool,
+    /// Whether deployments redeploy did not create may deploy the stack.
+    pub accept_foreign_deployments: bool,
 }
 
 // ---------------------------------------------------------------------------
@@ -735,6 +781,7 @@ struct RawServer {
     log_links: Option<String>,
     body_timeout: Option<String>,
     callback_hosts: Option<Vec<String>>,
+    max_event_age: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -765,6 +812,8 @@ struct RawStack {
     #[serde(default)]
     services: Vec<RawService>,
     github: Option<RawGithub>,
+    manual: Option<ManualSetting>,
+    query_services: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -779,6 +828,7 @@ struct RawHttp {
 struct RawProfile {
     command: Option<Vec<String>>,
     env: Option<OpaqueMap>,
+    selectable: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -789,6 +839,7 @@ struct RawService {
     branch: Option<String>,
     tags: Option<String>,
     image: Option<String>,
+    selectable: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -807,6 +858,7 @@ struct RawGithub {
     auto_merge: Option<bool>,
     required_contexts: Option<Vec<String>>,
     wait_for_event: Option<bool>,
+    accept_foreign_deployments: Option<bool>,
 }
 
 /// A string that may be secret. serde's own type errors quote the offending
@@ -1064,6 +1116,10 @@ fn validate_server(raw: RawServer, base_dir: &Path) -> Result<ServerConfig> {
         )));
     }
 
+    let max_event_age = duration("max_event_age", raw.max_event_age, DEFAULT_MAX_EVENT_AGE)
+        .and_then(|d| non_zero("max_event_age", d))
+        .map_err(err)?;
+
     Ok(ServerConfig {
         listen,
         public_url,
@@ -1082,6 +1138,7 @@ fn validate_server(raw: RawServer, base_dir: &Path) -> Result<ServerConfig> {
         log_links,
         body_timeout,
         callback_hosts,
+        max_event_age,
     })
 }
 
@@ -1151,6 +1208,7 @@ fn validate_stack(
             branch: source.branch,
             tags: source.tags,
             image: source.image,
+            selectable: service.selectable.unwrap_or(DEFAULT_SELECTABLE),
         });
     }
 
@@ -1315,6 +1373,7 @@ fn validate_stack(
             ProfileConfig {
                 command: profile.command,
                 env,
+                selectable: profile.selectable.unwrap_or(DEFAULT_SELECTABLE),
             },
         );
     }
@@ -1333,6 +1392,13 @@ fn validate_stack(
         None => None,
     };
 
+    let manual = raw.manual.unwrap_or(DEFAULT_MANUAL);
+    if manual == ManualSetting::Signed && secrets.is_empty() {
+        return Err(err(
+            "manual = \"signed\" needs secrets to sign manual triggers with".into(),
+        ));
+    }
+
     Ok(StackConfig {
         name: name.clone(),
         repository: source.repository,
@@ -1350,6 +1416,8 @@ fn validate_stack(
         profiles,
         environment_url,
         github,
+        manual,
+        query_services: raw.query_services.unwrap_or(DEFAULT_QUERY_SERVICES),
     })
 }
 
@@ -1517,6 +1585,9 @@ fn validate_github(
         auto_merge: raw.auto_merge.unwrap_or(DEFAULT_AUTO_MERGE),
         required_contexts,
         wait_for_event: raw.wait_for_event.unwrap_or(DEFAULT_WAIT_FOR_EVENT),
+        accept_foreign_deployments: raw
+            .accept_foreign_deployments
+            .unwrap_or(DEFAULT_ACCEPT_FOREIGN_DEPLOYMENTS),
     })
 }
 
@@ -2760,4 +2831,32 @@ mod tests {
             .to_string()
             .contains("servr"));
     }
+
+    #[test]
+    fn manual_policy_and_query_selection_settings() {
+        let config = parse_ok(MINIMAL);
+        let web = &config.stacks[0];
+        assert_eq!(web.manual, DEFAULT_MANUAL);
+        assert!(web.query_services);
+        assert_eq!(config.server.max_event_age, DEFAULT_MAX_EVENT_AGE);
+        let config = parse_ok(&format!(
+            "[server]\nmax_event_age = \"2m\"\n{MINIMAL}secrets = [\"s3cret\"]\nmanual = \"signed\"\nquery_services = false\n[stacks.profiles.risky]\nselectable = false\n[stacks.profiles.fast]\n"
+        ));
+        let web = &config.stacks[0];
+        assert_eq!(web.manual, ManualSetting::Signed);
+        assert!(!web.query_services);
+        assert!(!web.profiles["risky"].selectable);
+        assert!(web.profiles["fast"].selectable);
+        assert_eq!(config.server.max_event_age, Duration::from_secs(120));
+        assert_err(
+            &format!("{MINIMAL}manual = \"signed\"\n"),
+            &["stack \"web\"", "manual = \"signed\" needs secrets"],
+        );
+        assert_err(&format!("{MINIMAL}manual = \"sometimes\"\n"), &["manual"]);
+        assert_err(
+            &format!("[server]\nmax_event_age = \"0s\"\n{MINIMAL}"),
+            &["max_event_age"],
+        );
+    }
+
 }

@@ -36,6 +36,8 @@ pub fn error_status(e: &wit::Error) -> u16 {
         wit::Error::MissingSignature(_) | wit::Error::BadSignature(_) => 401,
         wit::Error::UnsupportedMethod(_) => 405,
         wit::Error::InvalidStack(_) => 500,
+        wit::Error::StaleEvent(_) => 400,
+        wit::Error::Refused(_) => 403,
     }
 }
 
@@ -129,6 +131,8 @@ pub struct Dispatcher {
     metrics: Arc<Metrics>,
     notifier: Option<Arc<Notifier>>,
     refused: Arc<crate::retention::RefusedLimiter>,
+    /// The server's GitHub deployment key, read from the journal on first use.
+    deployment_key: Arc<std::sync::OnceLock<String>>,
 }
 
 /// The journal's dedupe key of a deploy run by a GitHub `deployment` event:
@@ -157,7 +161,24 @@ impl Dispatcher {
             )),
             metrics,
             notifier: None,
+            deployment_key: Arc::default(),
         }
+    }
+
+    /// The deployment key, read (or created) in the journal once. Without it
+    /// redeploy's deployments carry no MAC and so deploy nothing: logged.
+    fn deployment_key(&self) -> Option<&str> {
+        if self.deployment_key.get().is_none() {
+            match crate::stacks::deployment_key(&self.journal) {
+                Ok(key) => {
+                    let _ = self.deployment_key.set(key);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "journal: cannot read the github deployment key")
+                }
+            }
+        }
+        self.deployment_key.get().map(String::as_str)
     }
 
     /// Sends GitHub deployment requests through `notifier` as they are
@@ -276,7 +297,8 @@ impl Dispatcher {
         let label = (stacks.len() == 1).then(|| stacks[0].name.as_str());
         let wit_stacks: Vec<wit::Stack> = stacks.iter().map(|s| wit_stack(s)).collect();
         let started = Instant::now();
-        let result = self.runtime.evaluate(&wit_stacks, delivery);
+        let context = crate::stacks::evaluation_context(&self.config, self.deployment_key());
+        let result = self.runtime.evaluate(&wit_stacks, delivery, &context);
         self.metrics.plugin_time(started.elapsed().as_secs_f64());
         let outcome = match result {
             Err(trap) => {

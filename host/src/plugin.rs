@@ -362,16 +362,18 @@ impl PluginRuntime {
         Ok((Call { store, _slot: slot }, instance))
     }
 
-    /// Evaluates one delivery in a fresh instance.
+    /// Evaluates one delivery in a fresh instance, with what the host knows
+    /// (`context`: the time, the deployment key, the maximum event age).
     pub fn evaluate(
         &self,
         stacks: &[wit::Stack],
         delivery: &wit::Delivery,
+        context: &wit::EvaluationContext,
     ) -> Result<Result<wit::Outcome, wit::Error>, PluginTrap> {
         let (mut call, instance) = self.instantiate()?;
         instance
             .redeploy_plugin_evaluator()
-            .call_evaluate(&mut call.store, stacks, delivery)
+            .call_evaluate(&mut call.store, stacks, delivery, context)
             .map_err(PluginTrap)
     }
 
@@ -422,6 +424,8 @@ impl wit::Error {
             wit::Error::UnsupportedMethod(_) => "unsupported-method",
             wit::Error::BadRequest(_) => "bad-request",
             wit::Error::InvalidStack(_) => "invalid-stack",
+            wit::Error::StaleEvent(_) => "stale-event",
+            wit::Error::Refused(_) => "refused",
         }
     }
 
@@ -439,7 +443,9 @@ impl wit::Error {
             | wit::Error::BadSignature(m)
             | wit::Error::UnsupportedMethod(m)
             | wit::Error::BadRequest(m)
-            | wit::Error::InvalidStack(m) => m,
+            | wit::Error::InvalidStack(m)
+            | wit::Error::StaleEvent(m)
+            | wit::Error::Refused(m) => m,
         }
     }
 }

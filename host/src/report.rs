@@ -13,6 +13,7 @@ pub fn outcome_json(o: &wit::Outcome) -> Value {
         "event": o.event,
         "delivery": o.delivery,
         "signature": signature_name(o.signature),
+        "sent_at_ms": o.sent_at_ms,
         "pushes": o.pushes.iter().map(push_json).collect::<Vec<_>>(),
         "images": o.images.iter().map(image_json).collect::<Vec<_>>(),
         "decisions": o.decisions.iter().map(decision_json).collect::<Vec<_>>(),
@@ -28,6 +29,7 @@ pub fn signature_name(s: wit::SignatureScheme) -> &'static str {
         wit::SignatureScheme::GiteaSha256 => "gitea-sha256",
         wit::SignatureScheme::PlainToken => "plain-token",
         wit::SignatureScheme::BitbucketSha256 => "bitbucket-sha256",
+        wit::SignatureScheme::RedeploySha256 => "redeploy-sha256",
     }
 }
 

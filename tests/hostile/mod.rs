@@ -33,6 +33,7 @@ use crate::serve::World;
 use crate::support::{hmac_sha256_hex, http};
 
 mod matrix;
+mod plugin;
 mod replay;
 mod runner;
 

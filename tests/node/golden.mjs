@@ -67,6 +67,7 @@ function buildInput(c) {
         body: body.toString("utf8"),
       },
     },
+    context: c.context ?? {},
   });
 }
 

@@ -68,7 +68,15 @@ impl Check {
             headers,
             body,
         });
-        let outcome = runtime.evaluate(&stacks, &delivery)?.map_err(Rejected)?;
+        // A dry run judges a saved delivery, so no time (nothing is refused
+        // for its age) and no deployment key (it lives in the server's journal).
+        let context = wit::EvaluationContext {
+            now_ms: None,
+            ..stacks::evaluation_context(&config, None)
+        };
+        let outcome = runtime
+            .evaluate(&stacks, &delivery, &context)?
+            .map_err(Rejected)?;
         let mut out = std::io::stdout().lock();
         serde_json::to_writer_pretty(&mut out, &report::outcome_json(&outcome))?;
         writeln!(out)?;

@@ -210,8 +210,12 @@ impl PostReceive {
             },
         )?);
         let stacks = crate::stacks::wit_stacks(&config);
+        // A first look, to learn whether anything deploys before opening the
+        // journal; the dispatcher below (or the server) evaluates it for real,
+        // with the deployment key.
+        let context = crate::stacks::evaluation_context(&config, None);
         let outcome = runtime
-            .evaluate(&stacks, &delivery)?
+            .evaluate(&stacks, &delivery, &context)?
             .map_err(|e| {
                 anyhow::anyhow!(
                     "push not evaluated: {}",

@@ -2,12 +2,37 @@
 //! server, exactly as `curl -X POST -d "" <hook URL>` would.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
+use hmac::{Hmac, Mac as _};
+use sha2::Sha256;
 
-use crate::config;
+use crate::config::{self, ManualSetting};
 use crate::journal::Journal;
 use crate::tokens::{hook_url, token_for};
+
+/// How long `trigger` waits for the server's answer. The server answers once
+/// the deploy is journaled and queued (it does not wait for the deploy), which
+/// takes milliseconds; thirty seconds covers a busy server and a slow disk,
+/// and a dead or stuck server is reported instead of hanging the terminal.
+pub const TRIGGER_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The header carrying a signed manual trigger's Unix time in seconds.
+pub const MANUAL_TIMESTAMP_HEADER: &str = "X-Redeploy-Timestamp";
+
+/// The header carrying a signed manual trigger's HMAC.
+pub const MANUAL_SIGNATURE_HEADER: &str = "X-Redeploy-Signature-256";
+
+/// The `X-Redeploy-Signature-256` value of a manual trigger of `stack` at
+/// `timestamp` (Unix seconds): `sha256=` and the hex HMAC-SHA256, keyed with
+/// a stack secret, of `manual:<stack>:<timestamp>`, as the plugin checks it.
+pub fn sign_manual_trigger(secret: &str, stack: &str, timestamp: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
+        .unwrap_or_else(|_| unreachable!("hmac-sha256 takes keys of any length"));
+    mac.update(format!("manual:{stack}:{timestamp}").as_bytes());
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
 
 /// Queues a manual deploy of a stack on the running `redeploy serve`.
 #[derive(Debug, clap::Args)]
@@ -26,13 +51,16 @@ pub struct Trigger {
     /// The server's base URL (default: http://<server.listen>).
     #[arg(long)]
     pub server: Option<String>,
+    /// How long to wait for the server's answer (default: 30s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub timeout: Option<Duration>,
 }
 
 impl Trigger {
     /// Posts the empty manual delivery and prints the server's answer.
     pub fn execute(self) -> anyhow::Result<()> {
         let config = config::load(&self.config)?;
-        config.stack(&self.stack).with_context(|| {
+        let stack = config.stack(&self.stack).with_context(|| {
             format!(
                 "no stack named \"{}\" in {}",
                 self.stack,
@@ -51,21 +79,50 @@ impl Trigger {
             url.push('?');
             url.push_str(&std::mem::take(&mut query));
         }
+        let timeout = self.timeout.unwrap_or(TRIGGER_REQUEST_TIMEOUT);
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .context("building the http client")?;
+        let mut request = client.post(&url).body("");
+        // A stack that requires signed triggers gets one signed with its
+        // first secret; any other stack takes the hook URL alone.
+        if stack.manual == ManualSetting::Signed {
+            let secret = stack.secrets.first().with_context(|| {
+                format!("stack \"{}\" requires signed manual triggers but has no secret", stack.name)
+            })?;
+            let timestamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .context("the system clock is before 1970")?
+                .as_secs()
+                .to_string();
+            request = request
+                .header(
+                    MANUAL_SIGNATURE_HEADER,
+                    sign_manual_trigger(secret.expose(), &stack.name, &timestamp),
+                )
+                .header(MANUAL_TIMESTAMP_HEADER, timestamp);
+        }
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let (status, body) = rt
-            .block_on(async {
-                let resp = reqwest::Client::new()
-                    .post(&url)
-                    .body("")
-                    .send()
-                    .await
-                    .map_err(|e| e.without_url())?;
-                let status = resp.status();
-                Ok::<_, reqwest::Error>((status, resp.text().await.unwrap_or_default()))
-            })
-            .with_context(|| format!("cannot reach redeploy serve at {base}; is it running?"))?;
+        let answer = rt.block_on(async {
+            let resp = request.send().await.map_err(|e| e.without_url())?;
+            let status = resp.status();
+            Ok::<_, reqwest::Error>((status, resp.text().await.map_err(|e| e.without_url())?))
+        });
+        let (status, body) = match answer {
+            Ok(answer) => answer,
+            Err(e) if e.is_timeout() => bail!(
+                "no answer within {} from redeploy serve at {base}",
+                humantime::format_duration(timeout)
+            ),
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("cannot reach redeploy serve at {base}; is it running?")
+                })
+            }
+        };
         print!("{body}");
         if !status.is_success() {
             bail!("the server answered {status}");
