@@ -8,8 +8,8 @@ use std::path::Path;
 use redeploy_host::config::{parse_with, SecretSource};
 use redeploy_host::stacks::wit_stacks;
 use redeploy_plugin::error::PluginError;
-use redeploy_plugin::evaluate::{evaluate, stack_services, Delivery};
-use redeploy_plugin::model::{GithubDeployments, PingAction, Service, Stack};
+use redeploy_plugin::evaluate::{evaluate, stack_services, Context, Delivery};
+use redeploy_plugin::model::{GithubDeployments, ManualPolicy, PingAction, Service, Stack};
 
 /// What every environment variable holds.
 pub const ENV_SECRET: &str = "FUZZ-ENV-SECRET-VALUE";
@@ -107,6 +107,14 @@ pub fn check_config(text: &str) {
                 paths: s.paths,
                 skip_markers: s.skip_markers,
                 profiles: s.profiles,
+                unselectable_profiles: s.unselectable_profiles,
+                unselectable_services: s.unselectable_services,
+                refuse_query_services: s.refuse_query_services,
+                manual: match s.manual {
+                    redeploy_host::plugin::wit::ManualPolicy::Allow => ManualPolicy::Allow,
+                    redeploy_host::plugin::wit::ManualPolicy::Signed => ManualPolicy::Signed,
+                    redeploy_host::plugin::wit::ManualPolicy::Refuse => ManualPolicy::Refuse,
+                },
                 github: s.github.map(|g| GithubDeployments {
                     repository: g.repository,
                     environment: g.environment,
@@ -115,6 +123,7 @@ pub fn check_config(text: &str) {
                     transient_environment: g.transient_environment,
                     production_environment: g.production_environment,
                     wait_for_event: g.wait_for_event,
+                    accept_foreign_deployments: g.accept_foreign_deployments,
                 }),
             }
         })
@@ -124,7 +133,7 @@ pub fn check_config(text: &str) {
             stack: first.name.clone(),
             query: String::new(),
         };
-        match evaluate(&stacks, &delivery) {
+        match evaluate(&stacks, &delivery, &Context::default()) {
             Ok(outcome) => assert_eq!(outcome.decisions.len(), stacks.len()),
             Err(PluginError::InvalidStack(m)) => panic!("validated config, invalid stack: {m}"),
             Err(e) => panic!("manual trigger of a validated config failed: {e}"),

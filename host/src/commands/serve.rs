@@ -87,7 +87,7 @@ impl Serve {
             tracing::info!(count = queued.len(), "resuming queued deploys");
         }
         runner.recover(&queued);
-        crate::retention::prune_logged(&config, &journal, now_ms());
+        crate::retention::prune_logged(&config, &journal, crate::runner::now_ms());
 
         let log_links = notifier.log_links().clone();
         let dispatcher = Dispatcher::new(
