@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use redeploy_host::journal::DeployState;
 
 use crate::serve::{hook, token, World};
-use crate::support::{free_port, redeploy_bin, wait_for};
+use crate::support::{redeploy_bin, wait_for};
 
 /// A stack fed by post-receive for the bare repository path `@DIR@/app.git`.
 fn hook_stack(extra: &str) -> String {
