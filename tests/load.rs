@@ -39,7 +39,8 @@ set -u
 dir="$RECORD_DIR"
 id="$REDEPLOY_DEPLOY_ID"
 if ! mkdir "$dir/running.lock" 2>/dev/null; then echo "$id" >> "$dir/overlaps"; fi
-trap 'echo "killed $id" >> "$dir/timeline"; rmdir "$dir/running.lock" 2>/dev/null; exit 143' TERM
+echo $$ > "$dir/running.lock/pid"
+trap 'echo "killed $id" >> "$dir/timeline"; rm -rf "$dir/running.lock"; exit 143' TERM
 echo "start $id $REDEPLOY_SHA" >> "$dir/timeline"
 cat > /dev/null
 code=0
@@ -49,7 +50,7 @@ case "$REDEPLOY_SHA" in
 esac
 sleep 0.05
 echo "end $id" >> "$dir/timeline"
-rmdir "$dir/running.lock" 2>/dev/null
+rm -rf "$dir/running.lock"
 exit $code
 "#;
 
@@ -651,13 +652,34 @@ fn thousands_of_deliveries_with_failing_and_hanging_deploys_lose_nothing() {
     );
 }
 
-/// Waits until no deploy command of the killed server still runs (they have
-/// their own process groups and outlive it), so the restarted server's
-/// deploys cannot overlap them.
+/// Waits until no deploy command of the killed server still runs. They die
+/// with it (SIGTERM), usually through their trap, which frees the
+/// stand-in's lock; one killed before its trap was set leaves the lock
+/// behind, removed here once its owner is gone (the restarted server stops
+/// what is left of its process group before the stack's next deploy).
 fn wait_for_orphans(world: &World) {
+    let alive = |pid: &str| {
+        std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).is_ok_and(|stat| {
+            !stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+    };
     wait_for(30, "orphaned deploy commands to end", || {
         (0..STACKS)
-            .all(|i| !world.record(&format!("s{i}")).join("running.lock").exists())
+            .all(|i| {
+                let lock = world.record(&format!("s{i}")).join("running.lock");
+                if !lock.exists() {
+                    return true;
+                }
+                match std::fs::read_to_string(lock.join("pid")) {
+                    Ok(pid) if alive(&pid) => false,
+                    _ => {
+                        let _ = std::fs::remove_dir_all(&lock);
+                        true
+                    }
+                }
+            })
             .then_some(())
     });
 }
