@@ -15,6 +15,9 @@
 //! - `github_cd`: GitHub continuous deployment end to end (deployments,
 //!   statuses, `github connect`) and Docker Hub callbacks.
 //! - `hostile`: the hostile-input matrix, bad requests that deploy nothing.
+//! - `hostile_server`: resource attacks on the server (memory, connections,
+//!   clients that never read), pruning, private expiring deploy logs, and
+//!   the compiled-component cache (issue 12, points 5, 6, 7, 10).
 //! - `load`: thousands of deliveries with failing and hanging deploys, and
 //!   SIGKILLs of the server in the middle; the journal stays consistent.
 //! - `secrets`: no secret or hook token in any log, journal or response.
@@ -30,6 +33,7 @@ mod github_cd;
 mod github_standin;
 mod golden;
 mod hostile;
+mod hostile_server;
 mod load;
 mod node;
 mod post_receive;

@@ -11,7 +11,7 @@ use crate::serve::{hook, token, World};
 use crate::support::workspace;
 
 /// Builds the chaos component once per test run.
-fn chaos_component() -> PathBuf {
+pub fn chaos_component() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
         let target_dir = workspace().join("target").join("plugin-chaos");
