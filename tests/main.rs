@@ -14,10 +14,13 @@
 //!   every request against GitHub's published schemas.
 //! - `github_cd`: GitHub continuous deployment end to end (deployments,
 //!   statuses, `github connect`) and Docker Hub callbacks.
-//! - `hostile`: the hostile-input matrix, bad requests that deploy nothing.
-//! - `hostile_server`: resource attacks on the server (memory, connections,
-//!   clients that never read), pruning, private expiring deploy logs, and
-//!   the compiled-component cache (issue 12, points 5, 6, 7, 10).
+//! - `hostile`: the hostile-input matrix (`hostile::matrix`, one named test
+//!   per bad request, none deploying anything) and the issue-12 attacks that
+//!   need a world of their own: `hostile::plugin` (decisions in the
+//!   component), `hostile::replay` (replays, older commits),
+//!   `hostile::runner` (the hook's input, runners, process groups, log
+//!   forging), `hostile::server` (memory, connections, clients that never
+//!   read, pruning, private expiring logs, the compiled-component cache).
 //! - `load`: thousands of deliveries with failing and hanging deploys, and
 //!   SIGKILLs of the server in the middle; the journal stays consistent.
 //! - `secrets`: no secret or hook token in any log, journal or response.
@@ -33,7 +36,6 @@ mod github_cd;
 mod github_standin;
 mod golden;
 mod hostile;
-mod hostile_server;
 mod load;
 mod node;
 mod post_receive;

@@ -21,9 +21,9 @@
 use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
 use redeploy_plugin::error::PluginError;
-use redeploy_plugin::evaluate::{evaluate, Delivery, HttpRequest};
+use redeploy_plugin::evaluate::{evaluate, Context, Delivery, HttpRequest};
 use redeploy_plugin::json_api::evaluate_json;
-use redeploy_plugin::model::{GithubDeployments, Headers, PingAction, Service, Stack};
+use redeploy_plugin::model::{GithubDeployments, Headers, ManualPolicy, PingAction, Service, Stack};
 use redeploy_plugin::outcome::{Outcome, SignatureScheme};
 use redeploy_plugin::report::outcome_json;
 use serde_json::{json, Value};
@@ -279,6 +279,10 @@ pub fn native_stack(v: &Value, secrets: &[String]) -> Stack {
         paths: texts(v, "paths"),
         skip_markers: texts(v, "skip-markers"),
         profiles: texts(v, "profiles"),
+        unselectable_profiles: texts(v, "unselectable-profiles"),
+        unselectable_services: texts(v, "unselectable-services"),
+        refuse_query_services: v["refuse-query-services"].as_bool().unwrap_or(false),
+        manual: ManualPolicy::default(),
         github: v.get("github").map(|g| GithubDeployments {
             repository: text(g, "repository").unwrap_or_default(),
             environment: text(g, "environment").unwrap_or_default(),
@@ -287,6 +291,7 @@ pub fn native_stack(v: &Value, secrets: &[String]) -> Stack {
             transient_environment: false,
             production_environment: false,
             wait_for_event: g["wait-for-event"].as_bool().unwrap_or(true),
+            accept_foreign_deployments: false,
         }),
         name,
     }
@@ -355,7 +360,7 @@ pub fn check_delivery(d: &FuzzDelivery) {
 
     // Without secrets: every payload reaches its parser.
     let (plain_stacks, delivery) = request(&[]);
-    let plain = evaluate(&plain_stacks, &delivery);
+    let plain = evaluate(&plain_stacks, &delivery, &Context::default());
     if let Ok(outcome) = &plain {
         check_outcome(outcome, &plain_stacks);
         assert_eq!(outcome.signature, SignatureScheme::NotRequired);
@@ -387,7 +392,7 @@ pub fn check_delivery(d: &FuzzDelivery) {
     // With secrets: only the signature may change the answer.
     let secrets = [OLD_SECRET.to_string(), SECRET.to_string()];
     let (signed_stacks, delivery) = request(&secrets);
-    match (evaluate(&signed_stacks, &delivery), &plain) {
+    match (evaluate(&signed_stacks, &delivery, &Context::default()), &plain) {
         (Ok(signed), Ok(plain)) => {
             check_outcome(&signed, &signed_stacks);
             assert_ne!(signed.signature, SignatureScheme::NotRequired);

@@ -4,7 +4,7 @@
 //! does. Replayed by the regression test (see `lib.rs`).
 
 use redeploy_host::commands::post_receive::parse_updates;
-use redeploy_plugin::evaluate::{evaluate, Delivery, RefUpdate};
+use redeploy_plugin::evaluate::{evaluate, Context, Delivery, RefUpdate};
 use redeploy_plugin::model::{Service, Stack};
 use redeploy_plugin::providers::common::is_zero_sha;
 
@@ -71,7 +71,7 @@ pub fn check_post_receive(input: &str) {
         pusher: Some("fuzzer".into()),
         query: String::new(),
     };
-    let Ok(outcome) = evaluate(&stacks, &delivery) else {
+    let Ok(outcome) = evaluate(&stacks, &delivery, &Context::default()) else {
         return;
     };
     assert_eq!(outcome.pushes.len(), updates.len(), "one push per line");

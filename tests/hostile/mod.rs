@@ -17,8 +17,11 @@
 //!
 //! Beside the matrix, the cases of issue 12 that need a world of their own
 //! (a restart, a git repository, a deploy in flight) are named tests in
+//! `plugin.rs` (decisions the component now makes: signatures before
+//! parsing, manual triggers, deployments, query modifiers, stale events),
 //! `replay.rs` (replays and older commits), `runner.rs` (the hook's input,
-//! runners, process groups, log forging).
+//! runners, process groups, log forging), `server.rs` (memory, connections,
+//! pruning, private expiring logs, the compiled-component cache).
 //!
 //! Run one case: `cargo test --release -p redeploy-host --test integration
 //! -- hostile::matrix::invalid_json`.
@@ -36,6 +39,7 @@ mod matrix;
 mod plugin;
 mod replay;
 mod runner;
+mod server;
 
 /// The webhook secret of every case's `<case>` stack.
 pub const SECRET: &str = "hostile-webhook-secret-Vq8Lr2Ns";
