@@ -2511,5 +2511,4 @@ mod tests {
             &["max_event_age"],
         );
     }
-
 }
