@@ -171,8 +171,12 @@ fn input(name: &str, stacks: &[StackSpec], headers: Vec<(String, String)>, body:
 
 /// Both paths must reach the same decisions, or the comparison is void.
 fn check_agreement(input: &Input) {
-    let native = native::evaluate(&input.native_stacks, &input.native_delivery, &Default::default())
-        .unwrap_or_else(|e| panic!("{}: native evaluation failed: {e:?}", input.name));
+    let native = native::evaluate(
+        &input.native_stacks,
+        &input.native_delivery,
+        &Default::default(),
+    )
+    .unwrap_or_else(|e| panic!("{}: native evaluation failed: {e:?}", input.name));
     let component = runtime()
         .evaluate(&input.wit_stacks, &input.wit_delivery, &wit_context())
         .expect("component trapped")
@@ -340,7 +344,11 @@ fn runtime() -> &'static PluginRuntime {
 }
 
 fn run_native(input: &Input) {
-    let outcome = native::evaluate(&input.native_stacks, &input.native_delivery, &Default::default());
+    let outcome = native::evaluate(
+        &input.native_stacks,
+        &input.native_delivery,
+        &Default::default(),
+    );
     std::hint::black_box(outcome.expect("native evaluation"));
 }
 

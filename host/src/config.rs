@@ -2858,5 +2858,4 @@ mod tests {
             &["max_event_age"],
         );
     }
-
 }

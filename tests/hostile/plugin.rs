@@ -383,7 +383,13 @@ fn query_naming_a_non_selectable_profile_is_400() {
         &body,
     );
     assert_eq!(r.status, 400, "{}", r.text());
-    assert!(r.json()["message"].to_string().contains("selectable = false"), "{}", r.text());
+    assert!(
+        r.json()["message"]
+            .to_string()
+            .contains("selectable = false"),
+        "{}",
+        r.text()
+    );
     assert!(world.deploys().is_empty());
     let r = signed_github(
         &server,
@@ -409,6 +415,12 @@ fn query_services_on_a_stack_that_forbids_them_is_400() {
         &push_body(&sha(4)),
     );
     assert_eq!(r.status, 400, "{}", r.text());
-    assert!(r.json()["message"].to_string().contains("query_services = false"), "{}", r.text());
+    assert!(
+        r.json()["message"]
+            .to_string()
+            .contains("query_services = false"),
+        "{}",
+        r.text()
+    );
     assert!(world.deploys().is_empty());
 }

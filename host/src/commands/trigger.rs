@@ -89,7 +89,10 @@ impl Trigger {
         // first secret; any other stack takes the hook URL alone.
         if stack.manual == ManualSetting::Signed {
             let secret = stack.secrets.first().with_context(|| {
-                format!("stack \"{}\" requires signed manual triggers but has no secret", stack.name)
+                format!(
+                    "stack \"{}\" requires signed manual triggers but has no secret",
+                    stack.name
+                )
             })?;
             let timestamp = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
