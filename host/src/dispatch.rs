@@ -84,14 +84,25 @@ pub const SENDERS_WITH_EVENT_TIME: &[&str] = &[
 /// so their `forced` proves nothing ([`crate::commit_order::Candidate`]).
 pub const SENDERS_REPORTING_FORCED: &[&str] = &["github", "bitbucket-cloud"];
 
+/// How long an event time may lie in the future before the component
+/// refuses it (the plugin's `MAX_EVENT_CLOCK_SKEW_MS`): a body with a time
+/// is accepted from that much before its time until `max_event_age` after.
+pub const EVENT_CLOCK_SKEW: Duration = Duration::from_secs(2 * 60);
+
 /// How long a delivery without a delivery id is remembered so that a replay
-/// of its exact body deploys once: `server.replay_window` for a body that
-/// names its own time, at most [`TIMELESS_REPLAY_WINDOW`] for one that does
-/// not. (When the component reports the sender's event time and refuses
-/// events older than `server.max_event_age`, a body with such a time needs
-/// no more than that age: switch on it here.)
+/// of its exact body deploys once. A body that names its own time (the
+/// component reports it as `sent-at-ms`, or the sender is one of
+/// [`SENDERS_WITH_EVENT_TIME`]) is remembered `server.replay_window`, and at
+/// least as long as the component would accept it (`max_event_age` plus
+/// [`EVENT_CLOCK_SKEW`]), so a replay never outlives its key; one that does
+/// not, at most [`TIMELESS_REPLAY_WINDOW`].
 pub fn replay_window(config: &Config, outcome: &wit::Outcome) -> Duration {
-    if SENDERS_WITH_EVENT_TIME.contains(&outcome.provider.as_str()) {
+    if outcome.sent_at_ms.is_some() {
+        config
+            .server
+            .replay_window
+            .max(config.server.max_event_age + EVENT_CLOCK_SKEW)
+    } else if SENDERS_WITH_EVENT_TIME.contains(&outcome.provider.as_str()) {
         config.server.replay_window
     } else {
         config.server.replay_window.min(TIMELESS_REPLAY_WINDOW)

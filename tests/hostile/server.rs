@@ -75,7 +75,11 @@ fn evaluates_correctly(runtime: &PluginRuntime) {
         body: vec![],
     });
     let outcome = runtime
-        .evaluate(&redeploy_host::stacks::wit_stacks(&config), &delivery)
+        .evaluate(
+            &redeploy_host::stacks::wit_stacks(&config),
+            &delivery,
+            &redeploy_host::stacks::evaluation_context(&config, None),
+        )
         .expect("no trap")
         .expect("a manual trigger evaluates");
     assert_eq!(outcome.decisions.len(), 1);
