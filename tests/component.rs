@@ -135,7 +135,7 @@ fn wasm_tools_shows_only_the_exports_architecture_md_allows() {
     );
     assert!(
         wit.contains(
-            "evaluate: func(stacks: list<stack>, delivery: delivery) -> result<outcome, error>;"
+            "evaluate: func(stacks: list<stack>, delivery: delivery, context: evaluation-context) -> result<outcome, error>;"
         ),
         "{wit}"
     );

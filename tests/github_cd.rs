@@ -662,10 +662,7 @@ env = { RECORD_DIR = "@RECORD:app@" }
         &stacks,
     );
     let server = world.start(&[]);
-    let mut body: Value = serde_json::from_slice(
-        &std::fs::read(fixtures().join("dockerhub/dockerdocs-webhook-example.json")).unwrap(),
-    )
-    .unwrap();
+    let mut body: Value = crate::support::fresh_docker_hub_push();
     body["callback_url"] = json!(format!(
         "http://{addr}/u/svendowideit/testhook/hook/2141b5bi5i5b02bec211i4eeih0242eg11000a/"
     ));

@@ -345,3 +345,19 @@ pub fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// Docker Hub's documented webhook payload with `push_data.pushed_at` set to
+/// now: the fixture's own time (2014) is far older than the server's
+/// `max_event_age`, and a stale event is refused.
+pub fn fresh_docker_hub_push() -> serde_json::Value {
+    let mut body: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(fixtures().join("dockerhub/dockerdocs-webhook-example.json")).unwrap(),
+    )
+    .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    body["push_data"]["pushed_at"] = serde_json::json!(now);
+    body
+}

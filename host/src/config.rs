@@ -2840,7 +2840,7 @@ mod tests {
         assert!(web.query_services);
         assert_eq!(config.server.max_event_age, DEFAULT_MAX_EVENT_AGE);
         let config = parse_ok(&format!(
-            "[server]\nmax_event_age = \"2m\"\n{MINIMAL}secrets = [\"s3cret\"]\nmanual = \"signed\"\nquery_services = false\n[stacks.profiles.risky]\nselectable = false\n[stacks.profiles.fast]\n"
+            "[server]\nmax_event_age = \"2m\"\n{MINIMAL}secrets = [\"s3cret-of-16-bytes\"]\nmanual = \"signed\"\nquery_services = false\n[stacks.profiles.risky]\nselectable = false\n[stacks.profiles.fast]\n"
         ));
         let web = &config.stacks[0];
         assert_eq!(web.manual, ManualSetting::Signed);

@@ -212,7 +212,7 @@ fn a_docker_hub_body_posted_twice_deploys_once() {
         "svendowideit/testhook",
         "callback_hosts = []",
     );
-    let body = std::fs::read(fixtures().join("dockerhub/dockerdocs-webhook-example.json")).unwrap();
+    let body = crate::support::fresh_docker_hub_push().to_string().into_bytes();
     posted_twice_deploys_once(&world, &[("Content-Type", "application/json")], &body);
 }
 

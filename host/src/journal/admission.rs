@@ -394,7 +394,12 @@ mod tests {
             j.insert_deploy(&deploy(Some("b"), "d2", 2)).unwrap();
             let conn = j.lock();
             conn.execute_batch(
-                "DROP TABLE stack_commits; DROP TABLE replay_keys; PRAGMA user_version = 2;",
+                // Back to what schema 2 had: no commits, no replay keys
+                // (3), no process group column (4), no delivery-time
+                // index (5).
+                "DROP TABLE stack_commits; DROP TABLE replay_keys; \
+                 ALTER TABLE deploys DROP COLUMN pgid; DROP INDEX deliveries_received; \
+                 PRAGMA user_version = 2;",
             )
             .unwrap();
         }
