@@ -57,7 +57,11 @@ pub async fn response_body(mut resp: reqwest::Response, limit: u64) -> Result<Ve
         return Err(BodyError::TooLarge(limit));
     }
     let mut buf = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| BodyError::Read(e.without_url()))? {
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| BodyError::Read(e.without_url()))?
+    {
         if (buf.len() + chunk.len()) as u64 > limit {
             return Err(BodyError::TooLarge(limit));
         }

@@ -636,9 +636,11 @@ pub struct GithubConfig {
 /// Reads the config file at `path`, parses and validates it. Relative paths
 /// in it resolve against the file's directory. Errors carry the file path.
 pub fn load(path: &Path) -> Result<Config> {
-    let text = crate::bounded::read_file_to_string(path, MAX_CONFIG_BYTES).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
+    let text = crate::bounded::read_file_to_string(path, MAX_CONFIG_BYTES).map_err(|source| {
+        ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        }
     })?;
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
@@ -1048,8 +1050,11 @@ fn validate_server(raw: RawServer, base_dir: &Path) -> Result<ServerConfig> {
             "max_body_bytes_in_flight ({max_body_bytes_in_flight}) must be at least max_body_bytes ({max_body_bytes})"
         )));
     }
-    let max_connections =
-        at_least_one("max_connections", raw.max_connections, DEFAULT_MAX_CONNECTIONS)?;
+    let max_connections = at_least_one(
+        "max_connections",
+        raw.max_connections,
+        DEFAULT_MAX_CONNECTIONS,
+    )?;
     let write_timeout = duration("write_timeout", raw.write_timeout, DEFAULT_WRITE_TIMEOUT)
         .and_then(|d| non_zero("write_timeout", d))
         .map_err(err)?;
@@ -1073,7 +1078,11 @@ fn validate_server(raw: RawServer, base_dir: &Path) -> Result<ServerConfig> {
         deploys: keep("keep_deploys", raw.keep_deploys, DEFAULT_KEEP_DEPLOYS)?,
         deploys_min,
         deploys_max,
-        deliveries: keep("keep_deliveries", raw.keep_deliveries, DEFAULT_KEEP_DELIVERIES)?,
+        deliveries: keep(
+            "keep_deliveries",
+            raw.keep_deliveries,
+            DEFAULT_KEEP_DELIVERIES,
+        )?,
         refused_deliveries: keep(
             "keep_refused_deliveries",
             raw.keep_refused_deliveries,
@@ -1624,7 +1633,10 @@ fn non_zero(key: &str, value: Duration) -> Result<Duration, String> {
 /// names and names that read as options (`-x`) are refused.
 pub fn is_stack_name(name: &str) -> bool {
     name.len() <= MAX_STACK_NAME_LEN
-        && name.as_bytes().first().is_some_and(u8::is_ascii_alphanumeric)
+        && name
+            .as_bytes()
+            .first()
+            .is_some_and(u8::is_ascii_alphanumeric)
         && is_name(name)
 }
 
@@ -2451,7 +2463,9 @@ mod tests {
         set_env(&var, "1234567");
         assert_err(
             &stack(&format!("secrets_env = [\"{var}\"]")),
-            &[&format!("secrets_env: environment variable {var} is shorter than the minimum of 8 bytes")],
+            &[&format!(
+                "secrets_env: environment variable {var} is shorter than the minimum of 8 bytes"
+            )],
         );
         let file = temp_file("shortsecret", "long-enough-secret\nshort\n");
         assert_err(
@@ -2490,13 +2504,22 @@ mod tests {
         let gh = |url: &str| {
             format!("{MINIMAL}\n[stacks.github]\nrepository = \"o/r\"\ntoken_env = \"{var}\"\napi_url = \"{url}\"\n")
         };
-        for bad in ["http://ghe.example.com/api/v3", "http://10.0.0.1", "http://127.0.0.1.example.com"] {
+        for bad in [
+            "http://ghe.example.com/api/v3",
+            "http://10.0.0.1",
+            "http://127.0.0.1.example.com",
+        ] {
             assert_err(
                 &gh(bad),
                 &[&format!("stack \"web\": github.api_url {bad:?} must be https (plain http only to a loopback host)")],
             );
         }
-        for good in ["https://ghe.example.com/api/v3", "http://127.0.0.1:3456", "http://localhost:1", "http://[::1]:8"] {
+        for good in [
+            "https://ghe.example.com/api/v3",
+            "http://127.0.0.1:3456",
+            "http://localhost:1",
+            "http://[::1]:8",
+        ] {
             parse_ok(&gh(good));
         }
     }
@@ -2703,7 +2726,15 @@ mod tests {
             .iter()
             .map(Secret::expose)
             .collect();
-        assert_eq!(secrets, ["inline-secret", "env-secret", "file-one-secret", "file-two-secret"]);
+        assert_eq!(
+            secrets,
+            [
+                "inline-secret",
+                "env-secret",
+                "file-one-secret",
+                "file-two-secret"
+            ]
+        );
         std::fs::remove_file(&file).unwrap();
 
         let message = parse_err(&format!("{MINIMAL}secrets_file = \"{}\"\n", file.display()));

@@ -167,9 +167,7 @@ impl Dispatcher {
             journal,
             sink,
             config,
-            refused: Arc::new(crate::retention::RefusedLimiter::new(
-                refused_per_minute,
-            )),
+            refused: Arc::new(crate::retention::RefusedLimiter::new(refused_per_minute)),
             metrics,
             notifier: None,
             deployment_key: Arc::default(),

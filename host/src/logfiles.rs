@@ -7,7 +7,9 @@
 
 use std::fs::File;
 use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{
+    DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _,
+};
 use std::path::Path;
 
 /// Creates `dir` and its missing parents `0700`; an existing directory of
@@ -145,7 +147,12 @@ mod tests {
         let dir = base.join("logs").join("web");
         create_private_dir(&dir).unwrap();
         for d in [&base.join("logs"), &dir] {
-            assert_eq!(std::fs::metadata(d).unwrap().mode() & 0o777, 0o700, "{}", d.display());
+            assert_eq!(
+                std::fs::metadata(d).unwrap().mode() & 0o777,
+                0o700,
+                "{}",
+                d.display()
+            );
         }
         let path = dir.join("1.log");
         std::fs::write(&path, b"old").unwrap();

@@ -542,7 +542,10 @@ mod tests {
         let padded = k.replacen("1000-", "01000-", 1);
         assert!(!links.verify_at(7, &padded, 999));
         let url = links.url(7).unwrap();
-        assert!(url.starts_with("https://deploy.example.com/logs/7/"), "{url}");
+        assert!(
+            url.starts_with("https://deploy.example.com/logs/7/"),
+            "{url}"
+        );
         let key = url.rsplit('/').next().unwrap();
         assert!(links.verify(7, key));
     }

@@ -256,10 +256,9 @@ impl PluginRuntime {
         }
         let status = match verified {
             Ok(None) => cache::CacheStatus::Compiled,
-            Ok(Some(_)) => cache::CacheStatus::Refused(format!(
-                "{} did not deserialize",
-                path.display()
-            )),
+            Ok(Some(_)) => {
+                cache::CacheStatus::Refused(format!("{} did not deserialize", path.display()))
+            }
             Err(e) => {
                 let reason = format!("{e:#}");
                 tracing::warn!(reason = %reason, "compiled-component cache file ignored; compiling the component again");

@@ -29,7 +29,8 @@ pub const REFUSED_SUMMARY_EVENT: &str = "refused-unrecorded";
 
 /// The journal's cut-offs for `retention` at `now_ms`.
 pub fn policy(retention: &Retention, now_ms: i64) -> PrunePolicy {
-    let before = |d: Duration| now_ms.saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let before =
+        |d: Duration| now_ms.saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     PrunePolicy {
         deliveries_before_ms: before(retention.deliveries),
         refused_before_ms: before(retention.refused_deliveries),
@@ -47,7 +48,11 @@ pub fn prune(config: &Config, journal: &Journal, now_ms: i64) -> Result<Pruned, 
     let logs = config.server.state_dir.join("logs");
     for path in &pruned.log_paths {
         let path = Path::new(path);
-        if !path.starts_with(&logs) || path.components().any(|c| c == std::path::Component::ParentDir) {
+        if !path.starts_with(&logs)
+            || path
+                .components()
+                .any(|c| c == std::path::Component::ParentDir)
+        {
             continue;
         }
         for file in [path.to_path_buf(), path.with_extension("event.json")] {
@@ -246,7 +251,11 @@ mod tests {
                 to_ms: REFUSED_WINDOW_MS,
             })
         );
-        assert_eq!(limiter.take_finished(REFUSED_WINDOW_MS + 6), Vec::new(), "api had none unrecorded");
+        assert_eq!(
+            limiter.take_finished(REFUSED_WINDOW_MS + 6),
+            Vec::new(),
+            "api had none unrecorded"
+        );
     }
 
     #[test]

@@ -251,9 +251,7 @@ async fn admit(
         return Err(reject(404, "not-found", "no such hook"));
     };
     let Ok(permit) = state.in_flight.clone().try_acquire_owned() else {
-        return Err(too_many(
-            "too many deliveries in flight; retry later",
-        ));
+        return Err(too_many("too many deliveries in flight; retry later"));
     };
     let server = &state.dispatcher.config().server;
     let mut held = None;

@@ -213,7 +213,11 @@ pub async fn recover_stack(
             ..TransitionDetail::default()
         };
         journal.transition(id, DeployState::Interrupted, now_ms(), &detail)?;
-        tracing::warn!(deploy = id, stack, "deploy was interrupted by a stop of its runner; recovered");
+        tracing::warn!(
+            deploy = id,
+            stack,
+            "deploy was interrupted by a stop of its runner; recovered"
+        );
         if let Some(o) = observer {
             o.changed(id, DeployState::Interrupted, detail.reason.as_deref());
         }
@@ -237,7 +241,10 @@ pub async fn recover_free_stacks(
         let lock = try_lock(state_dir, &stack)
             .with_context(|| format!("stack \"{stack}\": cannot open its lock"))?;
         let Some(lock) = lock else {
-            tracing::info!(stack, "a deploy of this stack is running in another process");
+            tracing::info!(
+                stack,
+                "a deploy of this stack is running in another process"
+            );
             continue;
         };
         match recover_stack(journal, &stack, &lock, observer).await {
@@ -258,11 +265,20 @@ pub async fn recover_free_stacks(
 pub unsafe fn die_with_parent(parent: libc::pid_t) -> io::Result<()> {
     // SIGTERM, not SIGKILL: the command may clean up, as on a shutdown;
     // recovery SIGKILLs whatever of its group is left.
-    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0) != 0 {
+    if libc::prctl(
+        libc::PR_SET_PDEATHSIG,
+        libc::SIGTERM as libc::c_ulong,
+        0,
+        0,
+        0,
+    ) != 0
+    {
         return Err(io::Error::last_os_error());
     }
     if libc::getppid() != parent {
-        return Err(io::Error::other("the runner exited before the deploy started"));
+        return Err(io::Error::other(
+            "the runner exited before the deploy started",
+        ));
     }
     Ok(())
 }
@@ -276,7 +292,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("redeploy-lock-{}", std::process::id()));
         let first = try_lock(&dir, "web").unwrap().expect("free lock");
         assert!(try_lock(&dir, "web").unwrap().is_none(), "lock taken twice");
-        assert!(try_lock(&dir, "api").unwrap().is_some(), "stacks share a lock");
+        assert!(
+            try_lock(&dir, "api").unwrap().is_some(),
+            "stacks share a lock"
+        );
         drop(first);
         assert!(try_lock(&dir, "web").unwrap().is_some());
         use std::os::unix::fs::PermissionsExt as _;

@@ -87,14 +87,12 @@ impl TokenTable {
         for (i, stored) in self.digests.iter().enumerate() {
             let equal = stored.ct_eq(&presented);
             let candidate = subtle::CtOption::new(i as u64, equal);
-            found = subtle::ConditionallySelectable::conditional_select(
-                &found,
-                &candidate,
-                equal,
-            );
+            found = subtle::ConditionallySelectable::conditional_select(&found, &candidate, equal);
         }
         let index: Option<u64> = found.into();
-        index.and_then(|i| self.entries.get(i as usize)).map(|(s, _)| s.as_str())
+        index
+            .and_then(|i| self.entries.get(i as usize))
+            .map(|(s, _)| s.as_str())
     }
 
     /// The token of a stack.
@@ -142,7 +140,10 @@ mod tests {
         // 32-byte digests, so no length reaches the comparison.
         let short = "a".repeat(22);
         let long = "b".repeat(200);
-        let t = TokenTable::new(vec![("s".into(), short.clone()), ("l".into(), long.clone())]);
+        let t = TokenTable::new(vec![
+            ("s".into(), short.clone()),
+            ("l".into(), long.clone()),
+        ]);
         assert!(t.digests.iter().all(|d| d.len() == 32));
         assert_eq!(t.digests[0], digest(&short));
         assert_eq!(t.lookup(&short), Some("s"));

@@ -4,7 +4,9 @@
 
 use serde_json::json;
 
-use super::{expect, github, post, push, raw_post, run, sig, Case, Send, Target, OTHER_SECRET, SECRET};
+use super::{
+    expect, github, post, push, raw_post, run, sig, Case, Send, Target, OTHER_SECRET, SECRET,
+};
 use crate::support::hmac_sha256_hex;
 
 /// Declares the rows: one `#[test]` per row, and [`CASES`], the list the

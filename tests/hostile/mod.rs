@@ -422,7 +422,8 @@ fn slow_client(addr: &str, head: &[u8], trickle: &[u8]) -> (Vec<u8>, Duration) {
 /// Dropped at a `timeout`-second limit: not at once, and not only when the
 /// whole request had trickled in.
 fn dropped_in_time(waited: Duration, timeout: u64) -> bool {
-    waited >= Duration::from_millis(timeout * 1000 - 100) && waited < Duration::from_secs(timeout + 6)
+    waited >= Duration::from_millis(timeout * 1000 - 100)
+        && waited < Duration::from_secs(timeout + 6)
 }
 
 #[test]
@@ -499,11 +500,17 @@ fn the_matrix_server_leaks_no_secret() {
     for (path, headers) in [
         (
             t.hook(),
-            vec![("X-GitHub-Event", "push"), ("X-Hub-Signature-256", wrong.as_str())],
+            vec![
+                ("X-GitHub-Event", "push"),
+                ("X-Hub-Signature-256", wrong.as_str()),
+            ],
         ),
         (
             t.hook(),
-            vec![("X-Gitlab-Event", "Push Hook"), ("X-Gitlab-Token", OTHER_SECRET)],
+            vec![
+                ("X-Gitlab-Event", "Push Hook"),
+                ("X-Gitlab-Token", OTHER_SECRET),
+            ],
         ),
         (format!("/hooks/{}x", t.token), vec![]),
     ] {

@@ -212,7 +212,9 @@ fn a_docker_hub_body_posted_twice_deploys_once() {
         "svendowideit/testhook",
         "callback_hosts = []",
     );
-    let body = crate::support::fresh_docker_hub_push().to_string().into_bytes();
+    let body = crate::support::fresh_docker_hub_push()
+        .to_string()
+        .into_bytes();
     posted_twice_deploys_once(&world, &[("Content-Type", "application/json")], &body);
 }
 

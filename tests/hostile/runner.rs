@@ -90,12 +90,21 @@ fn post_receive_refuses_an_oversized_push_whose_cut_would_read_main() {
     let main = "refs/heads/main";
     let pad = limit - input.len() - 2 * prefix.len() - 1 - main.len() - "refs/heads/pad-".len();
     input.push_str(&line(&format!("refs/heads/pad-{}", "y".repeat(pad))));
-    input.push_str(&format!("{prefix}{main}-feature-only-pushers-may-push-this\n"));
-    assert_eq!(&input[limit - main.len()..limit], main, "the cut lands after main");
+    input.push_str(&format!(
+        "{prefix}{main}-feature-only-pushers-may-push-this\n"
+    ));
+    assert_eq!(
+        &input[limit - main.len()..limit],
+        main,
+        "the cut lands after main"
+    );
     assert!(n > 8_000, "{n} refs");
 
     let (ok, stdout, stderr) = post_receive(&world, input.as_bytes(), &[]);
-    assert!(!ok, "an oversized push must fail the hook: {stdout}{stderr}");
+    assert!(
+        !ok,
+        "an oversized push must fail the hook: {stdout}{stderr}"
+    );
     assert!(
         stderr.contains(&format!(
             "redeploy: push refused: the post-receive input is over {limit} bytes"
@@ -142,8 +151,11 @@ fn post_receive_forwarding_gives_up_on_a_server_that_never_answers() {
     let world = World::new("hostile-runner-forward-timeout", "", &hook_stack(""));
     let started = Instant::now();
     let input = format!("{ZERO} {NEW} refs/heads/main\n");
-    let (_, stdout, stderr) =
-        post_receive(&world, input.as_bytes(), &["--server", &format!("http://{addr}")]);
+    let (_, stdout, stderr) = post_receive(
+        &world,
+        input.as_bytes(),
+        &["--server", &format!("http://{addr}")],
+    );
     let took = started.elapsed();
     let limit = redeploy_host::commands::post_receive::FORWARD_TIMEOUT;
     assert!(
@@ -201,11 +213,19 @@ fn post_receive_remote_lines_escape_control_characters_of_ref_names() {
     let (_, stdout, stderr) = post_receive(&world, input.as_bytes(), &[]);
     let all = format!("{stdout}{stderr}");
     assert!(
-        stdout.contains("redeploy: web: not deploying: push to \"x\\u{1b}[2K\\u{8}\\u{8}remote:-forged\""),
+        stdout.contains(
+            "redeploy: web: not deploying: push to \"x\\u{1b}[2K\\u{8}\\u{8}remote:-forged\""
+        ),
         "{all:?}"
     );
-    assert!(!all.contains('\u{1b}'), "an escape sequence reached the pusher: {all:?}");
-    assert!(!all.contains('\u{8}'), "a backspace reached the pusher: {all:?}");
+    assert!(
+        !all.contains('\u{1b}'),
+        "an escape sequence reached the pusher: {all:?}"
+    );
+    assert!(
+        !all.contains('\u{8}'),
+        "a backspace reached the pusher: {all:?}"
+    );
 }
 
 /// Issue 12, point 11: an HTTP deploy action does not follow a redirect,
@@ -329,8 +349,11 @@ fn sha(n: u32) -> String {
 }
 
 fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|stat| !stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+    })
 }
 
 fn orphan_pid(world: &World) -> i32 {
@@ -342,8 +365,12 @@ fn orphan_pid(world: &World) -> i32 {
 }
 
 fn assert_no_overlap(world: &World) {
-    let overlaps = std::fs::read_to_string(world.record("web").join("overlaps")).unwrap_or_default();
-    assert!(overlaps.is_empty(), "deploys of one stack overlapped:\n{overlaps}");
+    let overlaps =
+        std::fs::read_to_string(world.record("web").join("overlaps")).unwrap_or_default();
+    assert!(
+        overlaps.is_empty(),
+        "deploys of one stack overlapped:\n{overlaps}"
+    );
 }
 
 /// The pids of `redeploy run-queued` processes for this world's config.
@@ -363,7 +390,10 @@ fn run_queued_pids(world: &World) -> Vec<i32> {
 }
 
 fn sigkill(pid: i32) {
-    let status = Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
 }
 
@@ -385,7 +415,10 @@ fn a_sigkilled_serve_leaves_no_orphan_running_when_the_next_deploy_starts() {
     server.kill();
     // The deploy command dies with the server; its background child is
     // left over (the process group outlives its leader).
-    assert!(alive(orphan), "the background child should outlive the server");
+    assert!(
+        alive(orphan),
+        "the background child should outlive the server"
+    );
     // The killed command could not clean up after itself.
     let _ = std::fs::remove_dir(world.record("web").join("running.lock"));
 
@@ -394,7 +427,10 @@ fn a_sigkilled_serve_leaves_no_orphan_running_when_the_next_deploy_starts() {
     assert_eq!(deploys.len(), 2, "{deploys:#?}");
     assert_eq!(deploys[0].state, DeployState::Interrupted, "{deploys:#?}");
     assert_eq!(deploys[1].state, DeployState::Succeeded, "{deploys:#?}");
-    assert!(!alive(orphan), "the interrupted deploy's background child still runs");
+    assert!(
+        !alive(orphan),
+        "the interrupted deploy's background child still runs"
+    );
     assert_no_overlap(&world);
     server.terminate();
 }
@@ -411,7 +447,9 @@ fn a_sigkilled_run_queued_is_recovered_by_the_next_runner_without_overlap() {
     let runners = run_queued_pids(&world);
     assert_eq!(runners.len(), 1, "{runners:?}");
     sigkill(runners[0]);
-    wait_for(10, "the runner to die", || run_queued_pids(&world).is_empty().then_some(()));
+    wait_for(10, "the runner to die", || {
+        run_queued_pids(&world).is_empty().then_some(())
+    });
     let _ = std::fs::remove_dir(world.record("web").join("running.lock"));
     assert_eq!(world.deploys()[0].state, DeployState::Started);
 
@@ -420,7 +458,10 @@ fn a_sigkilled_run_queued_is_recovered_by_the_next_runner_without_overlap() {
     let deploys = world.settle(60);
     assert_eq!(deploys[0].state, DeployState::Interrupted, "{deploys:#?}");
     assert_eq!(deploys[1].state, DeployState::Succeeded, "{deploys:#?}");
-    assert!(!alive(orphan), "the interrupted deploy's background child still runs");
+    assert!(
+        !alive(orphan),
+        "the interrupted deploy's background child still runs"
+    );
     assert_no_overlap(&world);
 }
 
@@ -458,7 +499,10 @@ env = {{ RECORD_DIR = "@RECORD:web@", SLEEP = "1" }}
     }
     let deploys = world.settle(60);
     assert_eq!(deploys.len(), 6, "{deploys:#?}");
-    assert!(deploys.iter().all(|d| d.state == DeployState::Succeeded), "{deploys:#?}");
+    assert!(
+        deploys.iter().all(|d| d.state == DeployState::Succeeded),
+        "{deploys:#?}"
+    );
     assert!(
         !world.record("web").join("overlaps").exists(),
         "a deploy of the hook's runner overlapped one of the server's"

@@ -62,11 +62,9 @@ fn artifacts(cache: &Path) -> Vec<PathBuf> {
 
 /// A manual trigger of a stack without secrets, evaluated by `runtime`.
 fn evaluates_correctly(runtime: &PluginRuntime) {
-    let config = redeploy_host::config::parse(
-        &manual_stack(1, "web", r#"["true"]"#),
-        Path::new("/"),
-    )
-    .unwrap();
+    let config =
+        redeploy_host::config::parse(&manual_stack(1, "web", r#"["true"]"#), Path::new("/"))
+            .unwrap();
     let delivery = wit::Delivery::Http(wit::HttpRequest {
         method: "POST".into(),
         path: hook(1),
@@ -83,7 +81,10 @@ fn evaluates_correctly(runtime: &PluginRuntime) {
         .expect("no trap")
         .expect("a manual trigger evaluates");
     assert_eq!(outcome.decisions.len(), 1);
-    assert!(matches!(outcome.decisions[0].action, wit::Action::Deploy(_)));
+    assert!(matches!(
+        outcome.decisions[0].action,
+        wit::Action::Deploy(_)
+    ));
 }
 
 // ---------------------------------------------------------------- point 10
@@ -125,7 +126,9 @@ fn cache_group_writable_artifact_is_ignored() {
     std::fs::set_permissions(&artifact, std::fs::Permissions::from_mode(0o664)).unwrap();
     let runtime = PluginRuntime::cached(&cache, RuntimeOptions::default()).unwrap();
     match runtime.cache_status() {
-        Some(CacheStatus::Refused(reason)) => assert!(reason.contains("group or others"), "{reason}"),
+        Some(CacheStatus::Refused(reason)) => {
+            assert!(reason.contains("group or others"), "{reason}")
+        }
         other => panic!("a group-writable artifact was not refused: {other:?}"),
     }
     evaluates_correctly(&runtime);
@@ -150,7 +153,11 @@ fn cache_directory_is_0700_and_its_key_0600() {
 /// A world with one manual stack running `true`, one deploy done; returns
 /// the server, the deploy id and log links keyed like the server's.
 fn one_deploy(name: &str, server_toml: &str) -> (World, ServerProcess, i64, LogLinks) {
-    let world = World::new(name, server_toml, &manual_stack(1, "web", r#"["sh", "-c", "echo deployed"]"#));
+    let world = World::new(
+        name,
+        server_toml,
+        &manual_stack(1, "web", r#"["sh", "-c", "echo deployed"]"#),
+    );
     let server = world.start(&[]);
     let r = server.post(&hook(1), &[], b"");
     assert_eq!(r.status, 202, "{}", r.text());
@@ -159,7 +166,9 @@ fn one_deploy(name: &str, server_toml: &str) -> (World, ServerProcess, i64, LogL
     let mut config = redeploy_host::config::load(&world.config).unwrap();
     // Links computed as a server with links on would, with the same key.
     config.server.log_links = Some(Duration::from_secs(3600));
-    let journal = redeploy_host::journal::Journal::open(&world.dir.join("state").join("journal.sqlite3")).unwrap();
+    let journal =
+        redeploy_host::journal::Journal::open(&world.dir.join("state").join("journal.sqlite3"))
+            .unwrap();
     let links = LogLinks::new(&config, &journal).unwrap();
     (world, server, deploys[0].id, links)
 }
@@ -179,7 +188,10 @@ fn log_link_valid_serves_the_log_and_an_expired_one_is_404() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.text().contains("deployed"));
     let expired = format!("/logs/{id}/{}", links.key_for(id, now_secs() - 1));
-    assert_eq!(http::request(&server.addr, "GET", &expired, &[], b"").status, 404);
+    assert_eq!(
+        http::request(&server.addr, "GET", &expired, &[], b"").status,
+        404
+    );
     server.terminate();
 }
 
@@ -188,9 +200,19 @@ fn log_link_with_a_changed_expiry_is_404() {
     let (_world, server, id, links) = one_deploy("log-link-changed", "");
     let expires = now_secs() + 60;
     let key = links.key_for(id, expires);
-    let later = key.replacen(&expires.to_string(), &(expires + 86_400 * 365).to_string(), 1);
+    let later = key.replacen(
+        &expires.to_string(),
+        &(expires + 86_400 * 365).to_string(),
+        1,
+    );
     assert_ne!(key, later);
-    let r = http::request(&server.addr, "GET", &format!("/logs/{id}/{later}"), &[], b"");
+    let r = http::request(
+        &server.addr,
+        "GET",
+        &format!("/logs/{id}/{later}"),
+        &[],
+        b"",
+    );
     assert_eq!(r.status, 404);
     server.terminate();
 }
@@ -206,7 +228,9 @@ fn log_links_off_serve_nothing() {
     assert_eq!(r.status, 404, "{}", r.text());
     // And the notifier issues no link (no log_url, no target_url).
     let config = redeploy_host::config::load(&_world.config).unwrap();
-    let journal = redeploy_host::journal::Journal::open(&_world.dir.join("state").join("journal.sqlite3")).unwrap();
+    let journal =
+        redeploy_host::journal::Journal::open(&_world.dir.join("state").join("journal.sqlite3"))
+            .unwrap();
     assert_eq!(LogLinks::new(&config, &journal).unwrap().url(id), None);
     server.terminate();
 }
@@ -218,7 +242,10 @@ fn deploy_log_and_event_files_are_0600_in_0700_directories() {
     assert_eq!(mode(&logs), 0o700);
     assert_eq!(mode(&logs.join("web")), 0o700);
     assert_eq!(mode(&logs.join("web").join(format!("{id}.log"))), 0o600);
-    assert_eq!(mode(&logs.join("web").join(format!("{id}.event.json"))), 0o600);
+    assert_eq!(
+        mode(&logs.join("web").join(format!("{id}.event.json"))),
+        0o600
+    );
     assert_eq!(mode(&world.dir.join("state")), 0o700);
     server.terminate();
 }
@@ -235,11 +262,17 @@ fn at_once(
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(n));
     let threads: Vec<_> = (0..n)
         .map(|_| {
-            let (addr, headers, body, barrier) =
-                (addr.to_string(), headers.clone(), body.clone(), barrier.clone());
+            let (addr, headers, body, barrier) = (
+                addr.to_string(),
+                headers.clone(),
+                body.clone(),
+                barrier.clone(),
+            );
             std::thread::spawn(move || {
-                let h: Vec<(&str, &str)> =
-                    headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let h: Vec<(&str, &str)> = headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
                 barrier.wait();
                 http::request(&addr, "POST", &hook(1), &h, &body)
             })
@@ -271,7 +304,11 @@ fn more_than_64_evaluations_held_at_once_are_all_answered() {
     assert!(
         answers.iter().all(decided),
         "{statuses:?}\n{}",
-        answers.iter().find(|r| !decided(r)).map(|r| r.text()).unwrap_or_default()
+        answers
+            .iter()
+            .find(|r| !decided(r))
+            .map(|r| r.text())
+            .unwrap_or_default()
     );
     assert!(statuses.contains(&202), "{statuses:?}");
     world.settle(60);
@@ -284,7 +321,11 @@ fn many_large_bodies_at_once_stay_within_the_body_budget_and_excess_get_429() {
     let component = crate::trap::chaos_component();
     let world = World::new(
         "body-budget",
-        &format!("max_body_bytes = {}\nmax_body_bytes_in_flight = {}", 8 * MIB, 32 * MIB),
+        &format!(
+            "max_body_bytes = {}\nmax_body_bytes_in_flight = {}",
+            8 * MIB,
+            32 * MIB
+        ),
         &manual_stack(1, "web", r#"["true"]"#),
     );
     let server = world.start(&["--plugin", component.to_str().unwrap()]);
@@ -304,7 +345,10 @@ fn many_large_bodies_at_once_stay_within_the_body_budget_and_excess_get_429() {
         assert_eq!(r.header("retry-after"), Some("5"));
         assert_eq!(r.json()["error"], "too-many-requests");
     }
-    assert!(statuses.iter().all(|s| [429, 500].contains(s)), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| [429, 500].contains(s)),
+        "{statuses:?}"
+    );
     let peak = peak_rss_kib(&server);
     // 24 bodies of 8 MiB, each also copied into the component, would be
     // about 400 MiB; the budget holds four at a time.
@@ -314,7 +358,10 @@ fn many_large_bodies_at_once_stay_within_the_body_budget_and_excess_get_429() {
     );
     eprintln!("body budget: baseline {baseline} KiB, peak {peak} KiB, statuses {statuses:?}");
     // Still serving.
-    assert_eq!(http::request(&server.addr, "GET", "/healthz", &[], b"").status, 200);
+    assert_eq!(
+        http::request(&server.addr, "GET", "/healthz", &[], b"").status,
+        200
+    );
     server.terminate();
 }
 
@@ -334,7 +381,11 @@ fn never_read(addr: &str) -> std::thread::JoinHandle<std::io::Error> {
 
 #[test]
 fn a_client_that_never_reads_is_dropped_after_the_write_timeout() {
-    let world = World::new("write-timeout", "write_timeout = \"1s\"", &manual_stack(1, "web", r#"["true"]"#));
+    let world = World::new(
+        "write-timeout",
+        "write_timeout = \"1s\"",
+        &manual_stack(1, "web", r#"["true"]"#),
+    );
     let server = world.start(&[]);
     let writer = never_read(&server.addr);
     let started = Instant::now();
@@ -349,7 +400,11 @@ fn a_client_that_never_reads_is_dropped_after_the_write_timeout() {
         "{err:?} after {:?}",
         started.elapsed()
     );
-    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
     server.terminate();
 }
 
@@ -371,9 +426,16 @@ fn a_client_that_never_reads_does_not_stall_sigterm_beyond_shutdown_grace() {
         server.child.try_wait().unwrap()
     });
     assert!(exited.success(), "{exited:?}");
-    assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
     let log = std::fs::read_to_string(world.dir.join("server.log")).unwrap();
-    assert!(log.contains("connections still open after the shutdown grace"), "{log}");
+    assert!(
+        log.contains("connections still open after the shutdown grace"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -386,13 +448,19 @@ fn connections_beyond_the_cap_wait_for_a_free_one() {
     let server = world.start(&[]);
     // The start-up health check's connection is closed; hold both slots.
     std::thread::sleep(Duration::from_millis(300));
-    let held: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(&server.addr).unwrap()).collect();
+    let held: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(&server.addr).unwrap())
+        .collect();
     std::thread::sleep(Duration::from_millis(300));
     let mut third = TcpStream::connect(&server.addr).unwrap();
     third
-        .write_all(format!("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .write_all(
+            format!("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
         .unwrap();
-    third.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
     let mut buf = [0u8; 256];
     let early = third.read(&mut buf);
     assert!(
@@ -400,7 +468,9 @@ fn connections_beyond_the_cap_wait_for_a_free_one() {
         "a third connection was served while two were open: {early:?}"
     );
     drop(held);
-    third.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     let mut answer = Vec::new();
     let _ = third.read_to_end(&mut answer);
     assert!(
@@ -413,10 +483,15 @@ fn connections_beyond_the_cap_wait_for_a_free_one() {
 
 #[test]
 fn an_idle_keep_alive_connection_is_closed_after_its_timeout() {
-    let world = World::new("idle-keep-alive", "header_timeout = \"1s\"", &manual_stack(1, "web", r#"["true"]"#));
+    let world = World::new(
+        "idle-keep-alive",
+        "header_timeout = \"1s\"",
+        &manual_stack(1, "web", r#"["true"]"#),
+    );
     let server = world.start(&[]);
     let mut s = TcpStream::connect(&server.addr).unwrap();
-    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let started = Instant::now();
     // Reads the answer, then EOF when the server closes the idle connection.
@@ -424,7 +499,11 @@ fn an_idle_keep_alive_connection_is_closed_after_its_timeout() {
     let read = s.read_to_end(&mut all);
     assert!(read.is_ok(), "{read:?}: the idle connection was not closed");
     assert!(String::from_utf8_lossy(&all).starts_with("HTTP/1.1 200"));
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
     server.terminate();
 }
 
@@ -453,7 +532,10 @@ fn old_deploys_and_deliveries_are_pruned_with_their_files_at_start() {
     std::thread::sleep(Duration::from_millis(1100));
     let server = world.start(&[]);
     let kept = world.deploys();
-    assert_eq!(kept.iter().map(|d| d.id).collect::<Vec<_>>(), [deploys[2].id]);
+    assert_eq!(
+        kept.iter().map(|d| d.id).collect::<Vec<_>>(),
+        [deploys[2].id]
+    );
     for d in &deploys[..2] {
         assert!(!logs.join(format!("{}.log", d.id)).exists());
         assert!(!logs.join(format!("{}.event.json", d.id)).exists());
@@ -477,7 +559,11 @@ command = ["true"]
 "#,
         t = token(1)
     );
-    let world = World::new("refused-rate", "max_refused_deliveries_per_minute = 3", &stack);
+    let world = World::new(
+        "refused-rate",
+        "max_refused_deliveries_per_minute = 3",
+        &stack,
+    );
     let server = world.start(&[]);
     let body = crate::serve::push_body(&crate::serve::sha(1));
     for i in 0..10 {
@@ -494,9 +580,16 @@ command = ["true"]
         assert_eq!(r.status, 401, "{}", r.text());
     }
     let metrics = http::request(&server.addr, "GET", "/metrics", &[], b"").text();
-    assert!(metrics.contains("redeploy_refused_unrecorded_total 7"), "{metrics}");
+    assert!(
+        metrics.contains("redeploy_refused_unrecorded_total 7"),
+        "{metrics}"
+    );
     let rows = world.journal().deliveries(100).unwrap();
-    assert_eq!(rows.iter().filter(|d| d.status == 401).count(), 3, "{rows:?}");
+    assert_eq!(
+        rows.iter().filter(|d| d.status == 401).count(),
+        3,
+        "{rows:?}"
+    );
     server.terminate();
     // A stop writes the summary of the minute.
     let rows = world.journal().deliveries(100).unwrap();
@@ -504,7 +597,11 @@ command = ["true"]
         .iter()
         .find(|d| d.event.as_deref() == Some(redeploy_host::retention::REFUSED_SUMMARY_EVENT))
         .unwrap_or_else(|| panic!("no summary row: {rows:?}"));
-    assert!(summary.summary.contains("\"refused_unrecorded\":7"), "{}", summary.summary);
+    assert!(
+        summary.summary.contains("\"refused_unrecorded\":7"),
+        "{}",
+        summary.summary
+    );
 }
 
 #[test]
@@ -523,7 +620,12 @@ fn a_deploy_log_over_its_cap_is_cut_with_one_marker_and_the_deploy_goes_on() {
     let deploys = world.settle(30);
     assert_eq!(deploys[0].state, DeployState::Succeeded);
     let log = std::fs::read_to_string(
-        world.dir.join("state").join("logs").join("web").join(format!("{}.log", deploys[0].id)),
+        world
+            .dir
+            .join("state")
+            .join("logs")
+            .join("web")
+            .join(format!("{}.log", deploys[0].id)),
     )
     .unwrap();
     let marker = "[... output truncated at 1000 bytes ...]";

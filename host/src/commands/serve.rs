@@ -53,8 +53,8 @@ impl Serve {
         std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
             .create(state_dir)
             .with_context(|| {
-            format!("state directory {} cannot be created", state_dir.display())
-        })?;
+                format!("state directory {} cannot be created", state_dir.display())
+            })?;
         let journal = Arc::new(Journal::open(&Journal::path_in(state_dir))?);
         let tokens = TokenTable::new(ensure_tokens(&config, &journal)?);
         let options = RuntimeOptions {
@@ -79,8 +79,7 @@ impl Serve {
         // Deploys a dead runner left `started`: what is left of each one's
         // process group is stopped and it is marked interrupted, for every
         // stack no live runner (a hook's `run-queued`) holds.
-        let interrupted =
-            crate::supervise::recover_free_stacks(&journal, state_dir, None).await?;
+        let interrupted = crate::supervise::recover_free_stacks(&journal, state_dir, None).await?;
         notifier.interrupted(&interrupted);
         let queued = journal.queued_deploys()?;
         if !queued.is_empty() {

@@ -18,7 +18,9 @@
 
 use std::fs::File;
 use std::io::{Read as _, Write as _};
-use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{
+    DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _,
+};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -103,7 +105,11 @@ fn euid() -> u32 {
 
 /// Refuses `meta` unless it belongs to this user and none of `forbidden`
 /// permission bits are set.
-fn check_owner_mode(path: &Path, meta: &std::fs::Metadata, forbidden: u32) -> Result<(), CacheRefusal> {
+fn check_owner_mode(
+    path: &Path,
+    meta: &std::fs::Metadata,
+    forbidden: u32,
+) -> Result<(), CacheRefusal> {
     let me = euid();
     if meta.uid() != me {
         return Err(CacheRefusal::NotOwned {
@@ -131,7 +137,8 @@ pub fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
         .mode(0o700)
         .create(dir)
         .with_context(|| format!("creating {}", dir.display()))?;
-    let meta = std::fs::symlink_metadata(dir).with_context(|| format!("reading {}", dir.display()))?;
+    let meta =
+        std::fs::symlink_metadata(dir).with_context(|| format!("reading {}", dir.display()))?;
     if !meta.is_dir() {
         anyhow::bail!("{} is not a directory", dir.display());
     }
@@ -169,8 +176,15 @@ pub fn load_or_create_key(path: &Path) -> anyhow::Result<Vec<u8>> {
     file.take(4 * CACHE_KEY_BYTES as u64)
         .read_to_string(&mut text)
         .with_context(|| format!("reading {}", path.display()))?;
-    let key = hex::decode(text.trim()).ok().filter(|k| k.len() == CACHE_KEY_BYTES);
-    key.ok_or_else(|| anyhow::anyhow!("{} does not hold a {CACHE_KEY_BYTES}-byte hex key", path.display()))
+    let key = hex::decode(text.trim())
+        .ok()
+        .filter(|k| k.len() == CACHE_KEY_BYTES);
+    key.ok_or_else(|| {
+        anyhow::anyhow!(
+            "{} does not hold a {CACHE_KEY_BYTES}-byte hex key",
+            path.display()
+        )
+    })
 }
 
 fn tag(key: &[u8], name: &str, code: &[u8]) -> Hmac<Sha256> {
@@ -260,7 +274,8 @@ mod tests {
     use super::*;
 
     fn temp(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("redeploy-cache-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("redeploy-cache-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         dir
     }
