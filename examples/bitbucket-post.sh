@@ -5,7 +5,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 redeploy=${REDEPLOY:-$here/../target/release/redeploy}
-fixtures=${FIXTURES:-$here/../../shared/fixtures}
+fixtures=${FIXTURES:-$here/../tests/fixtures}
 url=$("$redeploy" hook-url legacy --config "$here/redeploy.toml")
 if [ $# -ge 1 ]; then url="$1/hooks/${url##*/hooks/}"; fi
 curl -sS -X POST "$url" --data-urlencode "payload@$fixtures/bitbucket-legacy-post/zulip-bitbucket_push.json"

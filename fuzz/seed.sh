@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Seeds the fuzz corpora (fuzz/corpus/<target>/, not committed) from the
-# third-party fixtures in ../shared/fixtures, the golden cases, the examples
+# third-party fixtures in tests/fixtures, the golden cases, the examples
 # and the TOML in the tests, and adds the kept regression inputs
 # (fuzz/regressions/<target>/). Safe to re-run: files are named by content.
 #
-#   fuzz/seed.sh            # fixtures at ../shared/fixtures beside the repository
+#   fuzz/seed.sh            # the fixtures vendored in tests/fixtures
 #   REDEPLOY_FIXTURES=/path/to/fixtures fuzz/seed.sh
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
-fixtures="${REDEPLOY_FIXTURES:-$root/../shared/fixtures}"
+fixtures="${REDEPLOY_FIXTURES:-$root/tests/fixtures}"
 if [ ! -f "$fixtures/SOURCES.md" ]; then
     echo "seed.sh: fixtures not found at $fixtures (set REDEPLOY_FIXTURES)" >&2
     exit 1

@@ -1,5 +1,5 @@
 //! Golden tests: every folder under `tests/golden/cases/` is one delivery
-//! (a real third-party payload from `../shared/fixtures`, its headers, the
+//! (a real third-party payload from `tests/fixtures`, its headers, the
 //! stacks to evaluate) and the outcome we expect, written after reading the
 //! payload. Each case runs through three drivers that must all agree with
 //! `expected.json`:
@@ -25,7 +25,7 @@ struct Case {
     /// Why this case exists, in a sentence.
     #[allow(dead_code)]
     note: String,
-    /// The payload, relative to `../shared/fixtures`.
+    /// The payload, relative to `tests/fixtures`.
     fixture: Option<String>,
     /// An inline body instead of a fixture.
     body: Option<String>,
@@ -368,29 +368,36 @@ fn check_case(dir: &Path, bless: bool) -> Result<(), String> {
     }
 }
 
-#[test]
-fn golden_cases_agree_natively_and_through_the_component() {
+/// Runs one case (a test `host/build.rs` generated per case folder).
+fn run_case(name: &str) {
     let bless = std::env::var_os("REDEPLOY_BLESS").is_some();
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(cases_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.join("case.json").exists())
-        .collect();
-    dirs.sort();
-    assert!(
-        dirs.len() >= 100,
-        "expected the whole corpus, found {} cases",
-        dirs.len()
-    );
-    let failures: Vec<String> = dirs
-        .iter()
-        .filter_map(|d| check_case(d, bless).err())
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "{} of {} golden cases failed:\n{}",
-        failures.len(),
-        dirs.len(),
-        failures.join("\n")
-    );
+    if let Err(problems) = check_case(&cases_dir().join(name), bless) {
+        panic!("{problems}");
+    }
+}
+
+/// One test per case folder, named after it: `cargo test golden::cases::NAME`.
+mod cases {
+    use super::run_case;
+    include!(concat!(env!("OUT_DIR"), "/golden_cases.rs"));
+
+    #[test]
+    fn every_case_folder_has_its_test() {
+        let mut on_disk: Vec<String> = std::fs::read_dir(super::cases_dir())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.join("case.json").exists())
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        on_disk.sort();
+        assert_eq!(
+            on_disk, CASE_NAMES,
+            "the case folders changed since the tests were generated: rebuild"
+        );
+        assert!(
+            CASE_NAMES.len() >= 100,
+            "expected the whole corpus, found {} cases",
+            CASE_NAMES.len()
+        );
+    }
 }

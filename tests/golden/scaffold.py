@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Scaffolds one golden case per fixture payload in ../shared/fixtures.
+"""Scaffolds one golden case per fixture payload in tests/fixtures.
 
 Run once per new fixture: `python3 tests/golden/scaffold.py`. It writes
 `tests/golden/cases/<provider>-<name>/case.json` (never overwriting one that
@@ -13,7 +13,7 @@ import json, os, re, sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-FIX = ROOT.parent / "shared" / "fixtures"
+FIX = ROOT / "tests" / "fixtures"
 CASES = ROOT / "tests" / "golden" / "cases"
 
 

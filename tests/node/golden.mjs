@@ -2,7 +2,7 @@
 //
 // Run with (the Rust test `node::golden_cases_agree_in_node_via_jco` does this):
 //   npm ci && npx jco transpile PLUGIN.wasm -o OUT --name plugin
-//   node golden.mjs OUT/plugin.js ../golden/cases ../../../shared/fixtures
+//   node golden.mjs OUT/plugin.js ../golden/cases ../fixtures
 //
 // Each case's request is built exactly as tests/golden.rs builds it (headers
 // file, extra headers, form encoding, HMAC signing), passed to the

@@ -204,7 +204,7 @@ mod tests {
 
     fn fixture(name: &str) -> Vec<u8> {
         let path = format!(
-            "{}/../../shared/fixtures/azure-devops/{name}",
+            "{}/../tests/fixtures/azure-devops/{name}",
             env!("CARGO_MANIFEST_DIR")
         );
         std::fs::read(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))

@@ -234,7 +234,7 @@ mod tests {
 
     fn fixture(name: &str) -> Vec<u8> {
         let path = format!(
-            "{}/../../shared/fixtures/bitbucket-cloud/{name}",
+            "{}/../tests/fixtures/bitbucket-cloud/{name}",
             env!("CARGO_MANIFEST_DIR")
         );
         std::fs::read(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))

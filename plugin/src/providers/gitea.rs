@@ -244,7 +244,7 @@ mod tests {
 
     fn fixture(path: &str) -> Vec<u8> {
         let path = format!(
-            "{}/../../shared/fixtures/{path}",
+            "{}/../tests/fixtures/{path}",
             env!("CARGO_MANIFEST_DIR")
         );
         std::fs::read(&path).unwrap_or_else(|e| panic!("read {path}: {e}"))

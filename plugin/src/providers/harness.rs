@@ -163,7 +163,7 @@ mod tests {
 
     fn fixture(name: &str) -> Vec<u8> {
         std::fs::read(format!(
-            "{}/../../shared/fixtures/harness-code/{name}",
+            "{}/../tests/fixtures/harness-code/{name}",
             env!("CARGO_MANIFEST_DIR")
         ))
         .unwrap()
