@@ -311,23 +311,23 @@ impl Worker {
                 );
             }
             Ok(Created::Merged(m)) => {
-                tracing::warn!(%stack, request = id, "GitHub merged the default branch instead of creating a deployment: {m}");
+                tracing::warn!(%stack, request = id, "GitHub merged the default branch instead of creating a deployment: {}", crate::text::one_line(&m));
                 settle(RequestState::Merged, None, Some(202), &m);
             }
             Ok(Created::Conflict(m)) => {
-                tracing::warn!(%stack, request = id, "GitHub refused the deployment (409): {m}");
+                tracing::warn!(%stack, request = id, "GitHub refused the deployment (409): {}", crate::text::one_line(&m));
                 settle(RequestState::Conflict, None, Some(409), &m);
             }
             Ok(Created::Invalid(m)) => {
-                tracing::warn!(%stack, request = id, "GitHub refused the deployment (422): {m}");
+                tracing::warn!(%stack, request = id, "GitHub refused the deployment (422): {}", crate::text::one_line(&m));
                 settle(RequestState::Invalid, None, Some(422), &m);
             }
             Err(e @ ApiError::Denied { .. }) => {
-                tracing::error!(%stack, request = id, "cannot create a GitHub deployment: {e}");
+                tracing::error!(%stack, request = id, "cannot create a GitHub deployment: {}", crate::text::one_line(&e.to_string()));
                 settle(RequestState::Denied, None, e.status(), &e.to_string());
             }
             Err(e) => {
-                tracing::error!(%stack, request = id, "cannot create a GitHub deployment: {e}");
+                tracing::error!(%stack, request = id, "cannot create a GitHub deployment: {}", crate::text::one_line(&e.to_string()));
                 settle(RequestState::Failed, None, e.status(), &e.to_string());
             }
         }
@@ -425,7 +425,8 @@ impl Worker {
                 tracing::error!(
                     deploy = deploy_id,
                     deployment,
-                    "cannot send a GitHub deployment status: {e}"
+                    "cannot send a GitHub deployment status: {}",
+                    crate::text::one_line(&e.to_string())
                 );
                 self.record(
                     deploy_id,

@@ -1,9 +1,12 @@
-//! `redeploy history [STACK]`: recent deploys from the journal.
+//! `redeploy history [STACK]`: recent deploys from the journal. Sender text
+//! (refs, reasons, GitHub's messages) is printed escaped to one line, so a
+//! ref name cannot move the cursor or forge rows on the operator's terminal.
 
 use std::path::PathBuf;
 
 use crate::config;
 use crate::journal::Journal;
+use crate::text::one_line;
 
 /// How many deploys `history` shows by default.
 pub const DEFAULT_HISTORY_LIMIT: usize = 20;
@@ -66,8 +69,8 @@ impl History {
                 d.state.as_str(),
                 time(Some(d.created_at_ms)),
                 sha,
-                d.git_ref.as_deref().unwrap_or("-"),
-                detail
+                one_line(d.git_ref.as_deref().unwrap_or("-")),
+                one_line(&detail)
             );
         }
         // A journal from before GitHub deployments (schema 1) has no requests.
@@ -103,7 +106,7 @@ impl History {
                     time(Some(r.created_at_ms)),
                     sha,
                     deployment,
-                    detail
+                    one_line(&detail)
                 );
             }
         }
