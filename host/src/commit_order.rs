@@ -14,8 +14,9 @@
 //! commit is newer. Two ways through remain for an intentional rollback: a
 //! push whose `before` is the head itself, forced (or from a sender that
 //! never says whether a push was forced, where the chain is all there is),
-//! and a deploy that names no commit (a manual trigger), which is never
-//! judged here.
+//! a deploy that names no commit (a manual trigger), which is never judged
+//! here, and an operator's redeploy of an earlier deploy from `history`
+//! ([`Candidate::requested`]), which names its commit on purpose.
 
 /// The stack's head: the commit of its newest accepted deploy.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,6 +53,9 @@ pub struct Candidate<'a> {
     /// The sender reports forced pushes at all (GitHub, Bitbucket Cloud);
     /// for the others `forced` is always false and proves nothing.
     pub sender_reports_forced: bool,
+    /// An operator asked for this commit by name (`redeploy trigger STACK
+    /// --redeploy ID`): a rollback whatever the chain says.
+    pub requested: bool,
 }
 
 /// What [`judge`] decided.
@@ -89,6 +93,9 @@ pub fn judge(candidate: &Candidate<'_>, known: &Known) -> Verdict {
     };
     if candidate.sha == head.sha {
         return Verdict::Head;
+    }
+    if candidate.requested {
+        return Verdict::Rollback;
     }
     let on_head = candidate.before == Some(head.sha.as_str());
     let rollback = on_head && (candidate.forced || !candidate.sender_reports_forced);
@@ -143,6 +150,7 @@ mod tests {
             before,
             forced,
             sender_reports_forced: true,
+            requested: false,
         }
     }
 
@@ -252,6 +260,7 @@ mod tests {
             before: Some("b"),
             forced: false,
             sender_reports_forced: false,
+            requested: false,
         };
         assert_eq!(judge(&gitlab, &known), Verdict::Rollback);
         let elsewhere = Candidate {
@@ -259,5 +268,28 @@ mod tests {
             ..gitlab
         };
         assert!(!judge(&elsewhere, &known).deploys());
+    }
+
+    #[test]
+    fn an_operators_redeploy_of_an_older_commit_is_a_rollback() {
+        // Deploy #1 was a, #2 b, and b's push started from a: both rules
+        // that make a older hold, and the operator's request still wins.
+        let known = Known {
+            head: head("b", 2),
+            seen: Some(1),
+            precedes: Some(("b".into(), 2)),
+        };
+        let requested = Candidate {
+            requested: true,
+            ..push("a", None, false)
+        };
+        assert_eq!(judge(&requested, &known), Verdict::Rollback);
+        assert!(!judge(&push("a", None, false), &known).deploys());
+        // Asking for the head is the head.
+        let head_again = Candidate {
+            requested: true,
+            ..push("b", None, false)
+        };
+        assert_eq!(judge(&head_again, &known), Verdict::Head);
     }
 }

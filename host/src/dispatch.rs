@@ -504,6 +504,138 @@ impl Dispatcher {
         Dispatched { status, body }
     }
 
+    /// Queues a redeploy of deploy `deploy_id` of `stack` (an operator's
+    /// rollback, [`crate::rollback`]). A signed request deploys once per
+    /// `signed` (what it signed) within `window`; an unsigned one (a stack
+    /// without secrets) each time, as a manual trigger does. The caller has authorized it.
+    /// Blocking: call it from a blocking thread.
+    pub fn redeploy(
+        &self,
+        stack: &StackConfig,
+        deploy_id: i64,
+        signed: Option<&[u8]>,
+        window: Duration,
+    ) -> Dispatched {
+        let label = Some(stack.name.as_str());
+        let provider = crate::rollback::PROVIDER;
+        let refuse = |status: u16, kind: &str, message: String| {
+            let body = error_body(kind, &message);
+            self.record(label, Some(provider), Some("redeploy"), None, status, &body);
+            Dispatched { status, body }
+        };
+        let earlier = match self.journal.deploy(deploy_id) {
+            Ok(Some(d)) if d.stack == stack.name => d,
+            Ok(_) => {
+                return refuse(
+                    404,
+                    "not-found",
+                    format!(
+                        "stack \"{}\" has no deploy #{deploy_id} in the journal (never, or pruned)",
+                        stack.name
+                    ),
+                )
+            }
+            Err(e) => {
+                tracing::error!(stack = %stack.name, error = %e, "journal: cannot read a deploy");
+                return refuse(
+                    503,
+                    "journal-unavailable",
+                    "the journal cannot be read; retry later".into(),
+                );
+            }
+        };
+        let now = now_ms();
+        let new = crate::rollback::new_deploy(&earlier, now);
+        let admission = Admission {
+            replay: signed.map(|signed| ReplayClaim {
+                key: replay_key(&stack.name, "redeploy", signed),
+                now_ms: now,
+                expires_at_ms: now
+                    .saturating_add(i64::try_from(window.as_millis()).unwrap_or(i64::MAX)),
+            }),
+            commit: new.sha.clone().map(|sha| CommitClaim {
+                sha,
+                before: None,
+                forced: false,
+                sender_reports_forced: false,
+                requested: true,
+            }),
+        };
+        let mut entry = json!({
+            "stack": stack.name,
+            "action": "deploy",
+            "services": new.services,
+            "reason": new.reason,
+            "redeploy_of": deploy_id,
+        });
+        let mut accepted = false;
+        match self.journal.admit_deploy(&new, &admission) {
+            Ok(Admitted::Inserted(Inserted::New(id))) => {
+                self.metrics.deploy_state(crate::journal::DeployState::Queued);
+                entry["deploy_id"] = json!(id);
+                match self.journal.deploy(id) {
+                    Ok(Some(record)) => match self.sink.accept(&record) {
+                        Enqueued::Queued => {
+                            accepted = true;
+                            entry["state"] = json!("queued");
+                        }
+                        Enqueued::Cancelled(reason) => {
+                            entry["state"] = json!("cancelled");
+                            entry["reason"] = json!(reason);
+                        }
+                    },
+                    other => {
+                        tracing::error!(deploy = id, result = ?other.map(|r| r.map(|r| r.id)), "journal: cannot read back a deploy");
+                        return refuse(
+                            503,
+                            "journal-unavailable",
+                            "the journal cannot record this deploy; retry later".into(),
+                        );
+                    }
+                }
+            }
+            Ok(Admitted::Replayed { deploy_id: first, .. }) => {
+                entry["state"] = json!("duplicate");
+                entry["deploy_id"] = json!(first);
+                entry["reason"] = json!(format!(
+                    "this signed redeploy request was already accepted{}; each one deploys once",
+                    first.map_or_else(String::new, |id| format!(" as deploy #{id}"))
+                ));
+            }
+            // A requested commit is never judged older, and a deploy
+            // without a delivery id is never a duplicate; should either
+            // happen, the answer says what the journal did.
+            Ok(Admitted::Older { deploy_id: id, reason }) => {
+                entry["deploy_id"] = json!(id);
+                entry["state"] = json!("cancelled");
+                entry["reason"] = json!(reason);
+            }
+            Ok(Admitted::Inserted(Inserted::Duplicate(id))) => {
+                entry["deploy_id"] = json!(id);
+                entry["state"] = json!("duplicate");
+            }
+            Err(e) => {
+                tracing::error!(stack = %stack.name, error = %e, "journal: cannot record a deploy");
+                return refuse(
+                    503,
+                    "journal-unavailable",
+                    "the journal cannot record this deploy; retry later".into(),
+                );
+            }
+        }
+        let status = if accepted { 202 } else { 200 };
+        let body = json!({
+            "provider": provider,
+            "event": "redeploy",
+            "delivery": null,
+            "decisions": [entry],
+        });
+        self.metrics
+            .delivery(provider, if accepted { "deploy" } else { "skip" });
+        self.record(label, Some(provider), Some("redeploy"), None, status, &body);
+        Dispatched { status, body }
+    }
+
     fn unavailable(&self, label: Option<&str>, outcome: &wit::Outcome) -> Dispatched {
         self.metrics.delivery(&outcome.provider, "journal-failure");
         let body = error_body(
@@ -546,6 +678,7 @@ fn admission(
             before: push.and_then(|p| p.before.clone()),
             forced: push.is_some_and(|p| p.forced),
             sender_reports_forced: SENDERS_REPORTING_FORCED.contains(&outcome.provider.as_str()),
+            requested: false,
         }
     });
     Admission { replay, commit }

@@ -21,6 +21,7 @@ pub mod notify;
 pub mod plugin;
 pub mod report;
 pub mod retention;
+pub mod rollback;
 pub mod runner;
 pub mod server;
 pub mod stacks;

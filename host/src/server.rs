@@ -1,4 +1,6 @@
-//! The webhook server: `POST /hooks/{token}`, `GET /healthz`, `GET /metrics`.
+//! The webhook server: `POST /hooks/{token}` (and its `/post-receive` and
+//! `/redeploy/{id}` routes), `GET /logs/{id}/{key}`, `GET /healthz`,
+//! `GET /metrics`.
 //!
 //! [`app`] builds the router from shared state so tests can drive it; the
 //! handler only reads the request within its limits, finds the stack by its
@@ -154,6 +156,10 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route(
             "/hooks/{token}/post-receive",
             axum::routing::post(post_receive),
+        )
+        .route(
+            "/hooks/{token}/redeploy/{id}",
+            axum::routing::post(redeploy),
         )
         .route("/logs/{id}/{key}", get(deploy_log))
         .route("/healthz", get(healthz))
@@ -526,6 +532,101 @@ async fn post_receive(
     identity.push(b'\n');
     identity.extend_from_slice(&body);
     dispatch_blocking(state, stack_name, delivery, Some(identity)).await
+}
+
+/// An operator's redeploy of an earlier deploy of the stack
+/// ([`crate::rollback`]): refused where the stack refuses manual triggers;
+/// signed over the stack, the deploy id and a fresh timestamp where the
+/// stack has secrets (it names a commit, so the URL alone is not enough);
+/// each signed request deploys once.
+async fn redeploy(
+    State(state): State<Arc<AppState>>,
+    Path((token, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    use crate::config::ManualSetting;
+    let (stack_name, body, _permit) = match admit(&state, &token, &headers, body).await {
+        Ok(admitted) => admitted,
+        Err(resp) => return resp,
+    };
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        return reject(400, "bad-request", "a redeploy request has no body");
+    }
+    let Some(deploy_id) = id.parse::<i64>().ok().filter(|id| *id > 0) else {
+        return reject(400, "bad-request", "the deploy id is not a positive number");
+    };
+    let config = state.dispatcher.config().clone();
+    let Some(stack) = config.stack(&stack_name) else {
+        return reject(404, "not-found", "no such hook");
+    };
+    if stack.manual == ManualSetting::Refuse {
+        return reject(
+            403,
+            "refused",
+            &format!(
+                "stack \"{stack_name}\" refuses manual triggers (manual = \"refuse\"), and so redeploys"
+            ),
+        );
+    }
+    let signed = if stack.secrets.is_empty() {
+        None
+    } else {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let (Some(presented), Some(timestamp)) = (
+            header(POST_RECEIVE_SIGNATURE_HEADER),
+            header(POST_RECEIVE_TIMESTAMP_HEADER),
+        ) else {
+            return reject(
+                401,
+                "missing-signature",
+                "this stack has secrets: a redeploy names a commit, so it must carry X-Redeploy-Timestamp and X-Redeploy-Signature-256 (redeploy trigger --redeploy signs it)",
+            );
+        };
+        let now = u64::try_from(crate::runner::now_ms() / 1000).unwrap_or(0);
+        if !timestamp
+            .parse::<u64>()
+            .is_ok_and(|t| t.abs_diff(now) <= crate::rollback::MAX_SKEW.as_secs())
+        {
+            return reject(
+                401,
+                "stale-signature",
+                &format!(
+                    "X-Redeploy-Timestamp is not within {} of the server's clock",
+                    humantime::format_duration(crate::rollback::MAX_SKEW)
+                ),
+            );
+        }
+        let secrets = stack.secrets.iter().map(|s| s.expose());
+        if !crate::rollback::verify(secrets, &stack_name, deploy_id, timestamp, presented) {
+            return reject(
+                401,
+                "bad-signature",
+                "X-Redeploy-Signature-256 does not sign this stack, deploy and timestamp with any of the stack's secrets",
+            );
+        }
+        Some(crate::rollback::signed_text(&stack_name, deploy_id, timestamp).into_bytes())
+    };
+    let dispatcher = state.dispatcher.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let Some(stack) = config.stack(&stack_name) else {
+            return crate::dispatch::Dispatched {
+                status: 404,
+                body: error_body("not-found", "no such hook"),
+            };
+        };
+        // A timestamp is accepted while within the skew of now, so its key
+        // is kept for twice that.
+        dispatcher.redeploy(stack, deploy_id, signed.as_deref(), crate::rollback::MAX_SKEW * 2)
+    })
+    .await;
+    match result {
+        Ok(d) => json_response(d.status, &d.body),
+        Err(e) => {
+            tracing::error!(error = %e, "redeploy task failed");
+            reject(500, "internal-error", "the redeploy could not be processed")
+        }
+    }
 }
 
 /// Dispatches on a blocking thread; `identity` is what a forwarded

@@ -159,6 +159,139 @@ fn a_manual_trigger_deploys_after_a_restart_whatever_was_deployed() {
     server.terminate();
 }
 
+/// Runs `redeploy trigger STACK --redeploy ID` against `server`.
+fn redeploy_from_history(
+    world: &World,
+    server: &ServerProcess,
+    stack: &str,
+    id: i64,
+) -> std::process::Output {
+    std::process::Command::new(crate::support::redeploy_bin())
+        .args(["trigger", stack, "--config"])
+        .arg(&world.config)
+        .args(["--server", &format!("http://{}", server.addr)])
+        .args(["--redeploy", &id.to_string()])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_redeploy_of_an_earlier_deploy_from_history_rolls_back_after_a_restart() {
+    let (world, server) = deployed_a_then_b("replay-redeploy-from-history");
+    let a = world.deploys()[0].clone();
+    assert_eq!(a.sha.as_deref(), Some(sha(0xa).as_str()));
+    let out = redeploy_from_history(&world, &server, "web", a.id);
+    let answer = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{answer}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(answer["decisions"][0]["state"], "queued", "{answer}");
+    assert_eq!(answer["decisions"][0]["redeploy_of"], a.id);
+    let deploys = world.settle(20);
+    let rollback = deploys.last().unwrap();
+    assert_eq!(rollback.state, DeployState::Succeeded, "{deploys:#?}");
+    assert_eq!(rollback.sha, a.sha);
+    assert_eq!(rollback.git_ref, a.git_ref);
+    assert_eq!(rollback.provider, "manual");
+    assert_eq!(ran_commits(&world), [sha(0xa), sha(0xb), sha(0xa)]);
+    let env = world.recorded_env("web", rollback.id);
+    assert_eq!(env.get("REDEPLOY_SHA"), Some(&sha(0xa)), "{env:?}");
+    assert_eq!(
+        env.get("REDEPLOY_BRANCH").map(String::as_str),
+        Some("main"),
+        "{env:?}"
+    );
+    // The rollback sticks: a late delivery of B's push does not undo it.
+    let (status, body) = deliver(&server, &push(&sha(0xa), &sha(0xb), false), "push-b-late");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["decisions"][0]["state"], "cancelled", "{body}");
+    world.settle(20);
+    assert_eq!(ran_commits(&world).len(), 3);
+    // A deploy id the stack does not have is refused, and nothing runs.
+    let out = redeploy_from_history(&world, &server, "web", 999);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("has no deploy #999"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    server.terminate();
+}
+
+#[test]
+fn a_redeploy_from_history_on_a_stack_with_secrets_must_be_signed_and_deploys_once() {
+    let world = signed_world("replay-redeploy-signed");
+    let server = world.start(&[]);
+    let at = now_secs();
+    assert_eq!(forward(&server, 1, "web", at, &forwarded_body()).status, 202);
+    assert_eq!(forward(&server, 2, "api", at, &forwarded_body()).status, 202);
+    let deploys = world.settle(20);
+    let web = deploys.iter().find(|d| d.stack == "web").unwrap().id;
+    let api = deploys.iter().find(|d| d.stack == "api").unwrap().id;
+    let route = |n: u32, id: i64| format!("{}/redeploy/{id}", hook(n));
+    // The hook URL alone does not choose a commit on a stack with secrets.
+    let r = server.post(&route(1, web), &[], b"");
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(r.json()["error"], "missing-signature");
+    // Signed as the CLI signs it, but for another deploy, another stack
+    // or long ago.
+    let signed = |stack: &str, id: i64, at: u64| {
+        let at = at.to_string();
+        let sig = redeploy_host::rollback::sign(SECRET, stack, id, &at);
+        vec![
+            ("X-Redeploy-Timestamp".to_string(), at),
+            ("X-Redeploy-Signature-256".to_string(), sig),
+        ]
+    };
+    let post = |path: String, headers: Vec<(String, String)>| {
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        server.post(&path, &headers, b"")
+    };
+    for (path, headers, error) in [
+        (route(1, web), signed("web", api, at), "bad-signature"),
+        (route(1, web), signed("api", web, at), "bad-signature"),
+        (route(1, web), signed("web", web, at - 600), "stale-signature"),
+    ] {
+        let r = post(path, headers);
+        assert_eq!(r.status, 401, "{}", r.text());
+        assert_eq!(r.json()["error"], error);
+    }
+    // Another stack's deploy, through this stack's URL, signed for this
+    // stack: not found.
+    let r = post(route(1, api), signed("web", api, at));
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(world.settle(20).len(), 2, "nothing ran yet");
+    // The CLI signs it; the same signed request sent again deploys once.
+    let out = redeploy_from_history(&world, &server, "web", web);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // (Two seconds ahead, so it is not the CLI's own signed request.)
+    let headers = signed("web", web, now_secs() + 2);
+    let first = post(route(1, web), headers.clone());
+    assert_eq!(first.status, 202, "{}", first.text());
+    let again = post(route(1, web), headers);
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(again.json()["decisions"][0]["state"], "duplicate");
+    let deploys = world.settle(20);
+    let redeploys: Vec<_> = deploys
+        .iter()
+        .filter(|d| d.stack == "web" && d.id != web)
+        .collect();
+    assert_eq!(redeploys.len(), 2, "{deploys:#?}");
+    assert!(redeploys.iter().all(|d| d.sha.as_deref() == Some(sha(0xb).as_str())));
+    server.terminate();
+}
+
 /// An image stack without secrets (registries cannot sign).
 fn image_world(name: &str, image: &str, server_toml: &str) -> World {
     World::new(

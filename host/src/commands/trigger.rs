@@ -1,5 +1,7 @@
 //! `redeploy trigger STACK`: queues a manual deploy through the running
-//! server, exactly as `curl -X POST -d "" <hook URL>` would.
+//! server, exactly as `curl -X POST -d "" <hook URL>` would; with
+//! `--redeploy ID`, a redeploy of an earlier deploy from `history` (a
+//! rollback, [`crate::rollback`]).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -48,6 +50,10 @@ pub struct Trigger {
     /// Use this deploy profile.
     #[arg(long)]
     pub profile: Option<String>,
+    /// Redeploy what deploy ID deployed (its commit, ref, services and
+    /// profile; IDs from `redeploy history`): a rollback.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["services", "profile"])]
+    pub redeploy: Option<i64>,
     /// The server's base URL (default: http://<server.listen>).
     #[arg(long)]
     pub server: Option<String>,
@@ -73,39 +79,65 @@ impl Trigger {
             .server
             .clone()
             .unwrap_or_else(|| format!("http://{}", config.server.listen));
-        let mut url = hook_url(&base, &token);
-        let mut query = form_urlencoded_pairs(&self.services, &self.profile);
-        if !query.is_empty() {
-            url.push('?');
-            url.push_str(&std::mem::take(&mut query));
-        }
         let timeout = self.timeout.unwrap_or(TRIGGER_REQUEST_TIMEOUT);
         let client = reqwest::Client::builder()
             .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("building the http client")?;
-        let mut request = client.post(&url).body("");
-        // A stack that requires signed triggers gets one signed with its
-        // first secret; any other stack takes the hook URL alone.
-        if stack.manual == ManualSetting::Signed {
-            let secret = stack.secrets.first().with_context(|| {
-                format!(
-                    "stack \"{}\" requires signed manual triggers but has no secret",
-                    stack.name
-                )
-            })?;
-            let timestamp = std::time::SystemTime::now()
+        let timestamp = || -> anyhow::Result<String> {
+            Ok(std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .context("the system clock is before 1970")?
                 .as_secs()
-                .to_string();
-            request = request
-                .header(
-                    MANUAL_SIGNATURE_HEADER,
-                    sign_manual_trigger(secret.expose(), &stack.name, &timestamp),
-                )
-                .header(MANUAL_TIMESTAMP_HEADER, timestamp);
-        }
+                .to_string())
+        };
+        let request = if let Some(id) = self.redeploy {
+            let mut request = client
+                .post(format!("{}/redeploy/{id}", hook_url(&base, &token)))
+                .body("");
+            // It names a commit: a stack with secrets takes it signed.
+            if let Some(secret) = stack.secrets.first() {
+                let timestamp = timestamp()?;
+                request = request
+                    .header(
+                        MANUAL_SIGNATURE_HEADER,
+                        crate::rollback::sign(secret.expose(), &stack.name, id, &timestamp),
+                    )
+                    .header(MANUAL_TIMESTAMP_HEADER, timestamp);
+            }
+            request
+        } else {
+            let mut query = Vec::new();
+            if let Some(s) = &self.services {
+                query.push(("services", s.replace(' ', "")));
+            }
+            if let Some(p) = &self.profile {
+                query.push(("deployment_profile", p.clone()));
+            }
+            let mut request = client.post(hook_url(&base, &token)).body("");
+            if !query.is_empty() {
+                request = request.query(&query);
+            }
+            // A stack that requires signed triggers gets one signed with its
+            // first secret; any other stack takes the hook URL alone.
+            if stack.manual == ManualSetting::Signed {
+                let secret = stack.secrets.first().with_context(|| {
+                    format!(
+                        "stack \"{}\" requires signed manual triggers but has no secret",
+                        stack.name
+                    )
+                })?;
+                let timestamp = timestamp()?;
+                request = request
+                    .header(
+                        MANUAL_SIGNATURE_HEADER,
+                        sign_manual_trigger(secret.expose(), &stack.name, &timestamp),
+                    )
+                    .header(MANUAL_TIMESTAMP_HEADER, timestamp);
+            }
+            request
+        };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -132,15 +164,4 @@ impl Trigger {
         }
         Ok(())
     }
-}
-
-fn form_urlencoded_pairs(services: &Option<String>, profile: &Option<String>) -> String {
-    let mut parts = Vec::new();
-    if let Some(s) = services {
-        parts.push(format!("services={}", s.replace(' ', "")));
-    }
-    if let Some(p) = profile {
-        parts.push(format!("deployment_profile={p}"));
-    }
-    parts.join("&")
 }

@@ -75,6 +75,8 @@ pub struct CommitClaim {
     pub forced: bool,
     /// The sender reports forced pushes at all.
     pub sender_reports_forced: bool,
+    /// An operator asked for this commit (a redeploy from `history`).
+    pub requested: bool,
 }
 
 /// What [`Journal::admit_deploy`] checks besides the delivery id.
@@ -153,6 +155,7 @@ impl Journal {
                     before: commit.before.as_deref(),
                     forced: commit.forced,
                     sender_reports_forced: commit.sender_reports_forced,
+                    requested: commit.requested,
                 };
                 let known = known_commits(&tx, &d.stack, &commit.sha)?;
                 match commit_order::judge(&candidate, &known) {
@@ -298,6 +301,7 @@ mod tests {
                 before: Some(before.into()),
                 forced,
                 sender_reports_forced: true,
+                requested: false,
             }),
         }
     }
