@@ -5,7 +5,9 @@ use std::borrow::Cow;
 
 use crate::error::PluginError;
 use crate::github;
-use crate::matching::{image_reference, path_matches, repository_matches, Glob, ImageKey, RepoKey};
+use crate::matching::{
+    image_reference, path_matches, repository_matches, Glob, ImageKey, ImageMismatch, RepoKey,
+};
 use crate::model::{
     ref_kind, Deployment, Event, Headers, ImagePush, ManualPolicy, Normalized, PingAction,
     Provider, Push, RefKind, Repository, Service, Stack,
@@ -998,6 +1000,25 @@ fn decide_image(stack: &PreparedStack<'_>, n: &Normalized, images: &[ImagePush])
                     ..Default::default()
                 },
                 reason,
+            );
+        }
+    }
+    // A push by digest alone (no tag) of a followed image cannot show it is
+    // the followed tag: say so, rather than that the images differ.
+    for image in images.iter().filter(|i| i.tag.is_none()) {
+        let untagged = image_services.iter().find_map(|s| {
+            let key = s.image.as_ref()?;
+            (key.compare(image) == Err(ImageMismatch::Untagged))
+                .then(|| (s.service.image.as_deref().unwrap_or(""), key.tag()))
+        });
+        if let Some((wanted, Some(tag))) = untagged {
+            return skip(
+                stack.stack,
+                vec![],
+                format!(
+                    "image \"{}\" was pushed without a tag (by digest only); image \"{wanted}\" follows tag \"{tag}\", and a digest alone does not say which tag points at it",
+                    image_reference(image)
+                ),
             );
         }
     }
