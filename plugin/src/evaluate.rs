@@ -457,7 +457,7 @@ fn evaluate_http(
             req.method
         )));
     }
-    let (detected, json, scheme) = match providers::detect_by_headers(&req.headers) {
+    let (mut detected, json, scheme) = match providers::detect_by_headers(&req.headers) {
         Some(detected) => {
             // Gitea, Forgejo and Gogs sign the JSON inside a form body's
             // `payload` field, so only they need the form decoded first (a
@@ -512,7 +512,7 @@ fn evaluate_http(
                 )));
             }
             let json = decode_body(&req.headers, &req.body)?;
-            let detected = providers::detect_by_body(&json)?;
+            let detected = providers::detect_by_body(&req.headers, &json)?;
             (detected, json, SignatureScheme::NotRequired)
         }
     };
@@ -522,7 +522,7 @@ fn evaluate_http(
     for stack in stacks {
         prepare(stack, &modifiers, ctx)?;
     }
-    let event = providers::parse(&detected, &json)?;
+    let event = providers::parse(&mut detected, &json)?;
     Ok((normalize(detected, event), scheme))
 }
 
