@@ -5,7 +5,9 @@ use std::borrow::Cow;
 
 use crate::error::PluginError;
 use crate::github;
-use crate::matching::{image_reference, path_matches, repository_matches, Glob, ImageKey, RepoKey};
+use crate::matching::{
+    image_reference, path_matches, repository_matches, Glob, ImageKey, ImageMismatch, RepoKey,
+};
 use crate::model::{
     ref_kind, Deployment, Event, Headers, ImagePush, ManualPolicy, Normalized, PingAction,
     Provider, Push, RefKind, Repository, Service, Stack,
@@ -455,7 +457,7 @@ fn evaluate_http(
             req.method
         )));
     }
-    let (detected, json, scheme) = match providers::detect_by_headers(&req.headers) {
+    let (mut detected, json, scheme) = match providers::detect_by_headers(&req.headers) {
         Some(detected) => {
             // Gitea, Forgejo and Gogs sign the JSON inside a form body's
             // `payload` field, so only they need the form decoded first (a
@@ -510,7 +512,7 @@ fn evaluate_http(
                 )));
             }
             let json = decode_body(&req.headers, &req.body)?;
-            let detected = providers::detect_by_body(&json)?;
+            let detected = providers::detect_by_body(&req.headers, &json)?;
             (detected, json, SignatureScheme::NotRequired)
         }
     };
@@ -520,7 +522,7 @@ fn evaluate_http(
     for stack in stacks {
         prepare(stack, &modifiers, ctx)?;
     }
-    let event = providers::parse(&detected, &json)?;
+    let event = providers::parse(&mut detected, &json)?;
     Ok((normalize(detected, event), scheme))
 }
 
@@ -998,6 +1000,25 @@ fn decide_image(stack: &PreparedStack<'_>, n: &Normalized, images: &[ImagePush])
                     ..Default::default()
                 },
                 reason,
+            );
+        }
+    }
+    // A push by digest alone (no tag) of a followed image cannot show it is
+    // the followed tag: say so, rather than that the images differ.
+    for image in images.iter().filter(|i| i.tag.is_none()) {
+        let untagged = image_services.iter().find_map(|s| {
+            let key = s.image.as_ref()?;
+            (key.compare(image) == Err(ImageMismatch::Untagged))
+                .then(|| (s.service.image.as_deref().unwrap_or(""), key.tag()))
+        });
+        if let Some((wanted, Some(tag))) = untagged {
+            return skip(
+                stack.stack,
+                vec![],
+                format!(
+                    "image \"{}\" was pushed without a tag (by digest only); image \"{wanted}\" follows tag \"{tag}\", and a digest alone does not say which tag points at it",
+                    image_reference(image)
+                ),
             );
         }
     }

@@ -151,8 +151,28 @@ pub fn repository_matches(wanted: &RepoKey, repo: &Repository) -> bool {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ImageKey {
     registry: Option<String>,
+    /// The repository path as written (lowercase, no slashes around). Docker
+    /// Hub's `library/` is added only when comparing, once the registry is
+    /// known: `app` is `library/app` on Docker Hub but `app` elsewhere.
     path: String,
     tag: Option<String>,
+    digest: Option<String>,
+}
+
+/// Why a pushed image is not the one an [`ImageKey`] names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImageMismatch {
+    /// Another registry, or the push names none and the key does.
+    Registry,
+    /// Another repository path.
+    Repository,
+    /// The key names a digest the push does not carry.
+    Digest,
+    /// The key names a tag and the push another one.
+    Tag,
+    /// The key names a tag and the push none (a push by digest): a digest
+    /// alone does not say which tag, if any, points at it.
+    Untagged,
 }
 
 /// Docker Hub's names for itself.
@@ -185,10 +205,17 @@ fn canonical_path(registry: Option<&str>, path: &str) -> String {
 
 impl ImageKey {
     /// Parses `name`, `owner/name`, `owner/name:tag`, `host[:port]/owner/name[:tag]`
-    /// (a first segment with a `.` or `:` or `localhost` is a registry host).
+    /// (a first segment with a `.` or `:` or `localhost` is a registry host),
+    /// each optionally followed by `@digest`.
     pub fn parse(text: &str) -> Option<ImageKey> {
         let text = text.trim();
-        let text = text.split_once('@').map_or(text, |(name, _digest)| name);
+        let (text, digest) = match text.split_once('@') {
+            Some((name, digest)) if !digest.trim().is_empty() => {
+                (name, Some(digest.trim().to_string()))
+            }
+            Some(_) => return None,
+            None => (text, None),
+        };
         if text.is_empty() {
             return None;
         }
@@ -202,41 +229,62 @@ impl ImageKey {
             Some((p, t)) if !t.contains('/') => (p, Some(t.to_string())),
             _ => (rest, None),
         };
+        let path = path.trim_matches('/').to_ascii_lowercase();
         if path.is_empty() {
             return None;
         }
-        let path = canonical_path(registry.as_deref(), path);
         Some(ImageKey {
             registry,
             path,
             tag,
+            digest,
         })
     }
 
-    /// Whether a pushed image is this one: same path, the same registry when
-    /// this key names one, and the same tag when this key names one.
+    /// The tag this key follows, when it names one.
+    pub fn tag(&self) -> Option<&str> {
+        self.tag.as_deref()
+    }
+
+    /// Whether a pushed image is this one (see [`ImageKey::compare`]).
     pub fn matches(&self, push: &ImagePush) -> bool {
+        self.compare(push).is_ok()
+    }
+
+    /// Compares a pushed image with this key: the same path, the same
+    /// registry when this key names one (a key without a host follows the
+    /// path on any registry), the same digest when this key names one (its
+    /// tag, as in `docker pull name:tag@digest`, is then not compared), else
+    /// the same tag when this key names one.
+    pub fn compare(&self, push: &ImagePush) -> Result<(), ImageMismatch> {
         let push_registry = push.registry.as_deref().map(canonical_registry);
-        if let (Some(want), Some(got)) = (&self.registry, &push_registry) {
-            if want != got {
-                return false;
-            }
-        }
-        if self.registry.is_some() && push_registry.is_none() {
-            return false;
+        match (&self.registry, &push_registry) {
+            (Some(want), Some(got)) if want != got => return Err(ImageMismatch::Registry),
+            (Some(_), None) => return Err(ImageMismatch::Registry),
+            _ => {}
         }
         let registry = push_registry.as_deref().or(self.registry.as_deref());
-        if canonical_path(registry, &push.repository) != self.path {
-            return false;
+        if canonical_path(registry, &push.repository) != canonical_path(registry, &self.path) {
+            return Err(ImageMismatch::Repository);
         }
-        match &self.tag {
-            Some(tag) => push.tag.as_deref() == Some(tag.as_str()),
-            None => true,
+        if let Some(digest) = &self.digest {
+            return match &push.digest {
+                Some(pushed) if pushed.eq_ignore_ascii_case(digest) => Ok(()),
+                _ => Err(ImageMismatch::Digest),
+            };
+        }
+        match (&self.tag, &push.tag) {
+            (None, _) => Ok(()),
+            (Some(want), Some(got)) if want == got => Ok(()),
+            (Some(_), Some(_)) => Err(ImageMismatch::Tag),
+            (Some(_), None) => Err(ImageMismatch::Untagged),
         }
     }
 }
 
-/// `registry/repository:tag` for a pushed image, for deploy events.
+/// `registry/repository:tag` for a pushed image, for deploy events; a push
+/// without a tag is named by its digest, `registry/repository@digest`, so
+/// that what deploys is the image pushed and not `latest`.
 pub fn image_reference(push: &ImagePush) -> String {
     let mut s = String::new();
     if let Some(r) = &push.registry {
@@ -244,9 +292,16 @@ pub fn image_reference(push: &ImagePush) -> String {
         s.push('/');
     }
     s.push_str(&push.repository);
-    if let Some(t) = &push.tag {
-        s.push(':');
-        s.push_str(t);
+    match (&push.tag, &push.digest) {
+        (Some(t), _) => {
+            s.push(':');
+            s.push_str(t);
+        }
+        (None, Some(d)) => {
+            s.push('@');
+            s.push_str(d);
+        }
+        (None, None) => {}
     }
     s
 }
@@ -411,5 +466,87 @@ mod tests {
         assert!(!ImageKey::parse("localhost:5000/web:v1")
             .unwrap()
             .matches(&local));
+    }
+
+    #[test]
+    fn a_key_without_a_host_follows_its_path_on_any_registry() {
+        // `app` is Docker Hub's `library/app`, but plain `app` on a
+        // private registry (ACR's and Distribution's `hello-world`).
+        let acr = image(Some("myregistry.azurecr.io"), "hello-world", Some("v1"));
+        assert!(ImageKey::parse("hello-world").unwrap().matches(&acr));
+        assert!(ImageKey::parse("hello-world:v1").unwrap().matches(&acr));
+        assert_eq!(
+            ImageKey::parse("library/hello-world")
+                .unwrap()
+                .compare(&acr),
+            Err(ImageMismatch::Repository)
+        );
+        let private = image(Some("registry.example.com:5000"), "team/app", Some("v1"));
+        assert!(ImageKey::parse("team/app").unwrap().matches(&private));
+        assert!(ImageKey::parse("Registry.Example.com:5000/team/app:v1")
+            .unwrap()
+            .matches(&private));
+        assert_eq!(
+            ImageKey::parse("registry.example.com/team/app")
+                .unwrap()
+                .compare(&private),
+            Err(ImageMismatch::Registry)
+        );
+        assert_eq!(
+            ImageKey::parse("team/app:v2").unwrap().compare(&private),
+            Err(ImageMismatch::Tag)
+        );
+    }
+
+    #[test]
+    fn a_push_by_digest_matches_untagged_keys_and_its_digest_only() {
+        let digest = "sha256:fea8895f450959fa676bcc1df0611ea93823a735a01205fd8622846041d0c7cf";
+        let push = ImagePush {
+            digest: Some(digest.into()),
+            ..image(Some("registrycluster.local"), "library/test", None)
+        };
+        assert!(ImageKey::parse("library/test").unwrap().matches(&push));
+        assert!(
+            ImageKey::parse(&format!("registrycluster.local/library/test@{digest}"))
+                .unwrap()
+                .matches(&push)
+        );
+        // A tag beside the digest is not compared, as `docker pull` ignores it.
+        assert!(ImageKey::parse(&format!("library/test:latest@{digest}"))
+            .unwrap()
+            .matches(&push));
+        assert_eq!(
+            ImageKey::parse("library/test:latest")
+                .unwrap()
+                .compare(&push),
+            Err(ImageMismatch::Untagged)
+        );
+        assert_eq!(
+            ImageKey::parse("library/test@sha256:0123")
+                .unwrap()
+                .compare(&push),
+            Err(ImageMismatch::Digest)
+        );
+        // A push that names no digest cannot be a pinned one.
+        let hub = image(Some("docker.io"), "acme/web", Some("latest"));
+        assert_eq!(
+            ImageKey::parse(&format!("acme/web@{digest}"))
+                .unwrap()
+                .compare(&hub),
+            Err(ImageMismatch::Digest)
+        );
+        assert_eq!(ImageKey::parse("acme/web@"), None);
+        assert_eq!(
+            image_reference(&push),
+            format!("registrycluster.local/library/test@{digest}")
+        );
+        let tagged = ImagePush {
+            tag: Some("v1".into()),
+            ..push
+        };
+        assert_eq!(
+            image_reference(&tagged),
+            "registrycluster.local/library/test:v1"
+        );
     }
 }

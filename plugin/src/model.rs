@@ -24,6 +24,9 @@ pub enum Provider {
     Quay,
     Ghcr,
     Acr,
+    /// The CNCF Distribution registry (`registry`, formerly
+    /// `docker/distribution`), with its `notifications.endpoints`.
+    Distribution,
     Manual,
     PostReceive,
 }
@@ -48,6 +51,7 @@ impl Provider {
             Provider::Quay => "quay",
             Provider::Ghcr => "ghcr",
             Provider::Acr => "acr",
+            Provider::Distribution => "distribution",
             Provider::Manual => "manual",
             Provider::PostReceive => "post-receive",
         }
@@ -185,21 +189,25 @@ pub fn ref_kind(git_ref: &str) -> (RefKind, &str) {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ImagePush {
     /// The registry host when the payload names it (`docker.io`, `ghcr.io`,
-    /// `quay.io`, `hub.harbor.com`, `myregistry.azurecr.io`).
+    /// `quay.io`, `hub.harbor.com`, `myregistry.azurecr.io`, a Distribution
+    /// registry's `request.host` such as `registry.example.com:5000`).
     pub registry: Option<String>,
     /// The repository path in the registry, e.g. `svendowideit/testhook`,
     /// `mynamespace/repository`, `codertocat/hello-world`.
     pub repository: String,
     /// The pushed tag, when known.
     pub tag: Option<String>,
-    /// The manifest digest, when known.
+    /// The manifest digest, when known. A push without a tag (older
+    /// Distribution releases, a multi-platform image's platform manifests)
+    /// names its image by this digest alone.
     pub digest: Option<String>,
     /// Who pushed, when known.
     pub pusher: Option<String>,
     /// Docker Hub's `callback_url`, to report the deploy's result to.
     pub callback_url: Option<String>,
     /// When the registry says the push happened (Unix milliseconds): Docker
-    /// Hub `push_data.pushed_at`, Harbor `occur_at`.
+    /// Hub `push_data.pushed_at`, Harbor `occur_at`, Distribution's event
+    /// `timestamp`.
     pub sent_at_ms: Option<u64>,
 }
 

@@ -4,7 +4,8 @@
 //! Forgejo also send Gogs- and GitHub-style headers, and Forgejo also sends
 //! Gitea's, so the most specific header wins. Senders without an identifying
 //! header (registries, Azure DevOps, the legacy Bitbucket POST service) are
-//! told apart by the shape of the body.
+//! told apart by the shape of the body, except the Distribution registry,
+//! whose `Content-Type` names its notifications when no proxy rewrote it.
 
 use serde::de::IgnoredAny;
 use serde::Deserialize;
@@ -94,7 +95,9 @@ struct BodyShape {
     // Quay
     docker_url: Option<IgnoredAny>,
     updated_tags: Option<IgnoredAny>,
-    // Azure Container Registry
+    // Distribution's envelope: `{"events": [...]}`
+    events: Option<IgnoredAny>,
+    // Azure Container Registry (one Distribution-style event, no envelope)
     action: Option<String>,
     target: Option<IgnoredAny>,
     request: Option<IgnoredAny>,
@@ -157,13 +160,30 @@ pub fn detect_by_headers(headers: &Headers) -> Option<Detected> {
 pub fn detect(headers: &Headers, json: &[u8]) -> Result<Detected, PluginError> {
     match detect_by_headers(headers) {
         Some(d) => Ok(d),
-        None => detect_by_body(json),
+        None => detect_by_body(headers, json),
     }
 }
 
-/// Detects a sender without a provider header from the shape of its body.
-/// An empty (or blank) body is a manual trigger.
-pub fn detect_by_body(json: &[u8]) -> Result<Detected, PluginError> {
+/// Whether the `Content-Type` is one of Distribution's notification media
+/// types (parameters and case ignored).
+fn is_distribution_media_type(headers: &Headers) -> bool {
+    let Some(content_type) = headers.get("content-type") else {
+        return false;
+    };
+    let media_type = content_type.split(';').next().unwrap_or("").trim();
+    registries::DISTRIBUTION_EVENTS_MEDIA_TYPES
+        .iter()
+        .any(|m| m.eq_ignore_ascii_case(media_type))
+}
+
+/// The name and delivery id detection gives a Distribution notification
+/// until parsing reads its events ([`parse`] replaces both).
+const DISTRIBUTION_ENVELOPE: &str = "notification";
+
+/// Detects a sender without a provider header from the shape of its body
+/// (and, for the Distribution registry, its `Content-Type`). An empty (or
+/// blank) body is a manual trigger.
+pub fn detect_by_body(headers: &Headers, json: &[u8]) -> Result<Detected, PluginError> {
     if json.iter().all(u8::is_ascii_whitespace) {
         return Ok(Detected {
             provider: Provider::Manual,
@@ -193,6 +213,11 @@ pub fn detect_by_body(json: &[u8]) -> Result<Detected, PluginError> {
             delivery,
         })
     };
+    // Distribution says what it sends in its media type; a body under that
+    // type that is no envelope is then malformed, not another sender's.
+    if is_distribution_media_type(headers) {
+        return detected(Provider::Distribution, DISTRIBUTION_ENVELOPE, None);
+    }
     if let (Some(event), Some(_)) = (&shape.event_type, &shape.publisher_id) {
         return detected(Provider::AzureDevops, event, id);
     }
@@ -205,7 +230,15 @@ pub fn detect_by_body(json: &[u8]) -> Result<Detected, PluginError> {
     if shape.docker_url.is_some() && shape.updated_tags.is_some() {
         return detected(Provider::Quay, "repo_push", None);
     }
-    if let (Some(action), Some(_), Some(_)) = (&shape.action, &shape.target, &shape.request) {
+    // Distribution wraps its events in an envelope; ACR posts one event
+    // bare. Each shape excludes the other's top-level fields, so a body
+    // with both is neither.
+    if shape.events.is_some() && shape.action.is_none() && shape.target.is_none() {
+        return detected(Provider::Distribution, DISTRIBUTION_ENVELOPE, None);
+    }
+    if let (Some(action), Some(_), Some(_), None) =
+        (&shape.action, &shape.target, &shape.request, &shape.events)
+    {
         return detected(Provider::Acr, action, id);
     }
     if shape.canon_url.is_some() && shape.repository.is_some() && shape.commits.is_some() {
@@ -217,7 +250,12 @@ pub fn detect_by_body(json: &[u8]) -> Result<Detected, PluginError> {
 }
 
 /// Normalizes the payload of a detected delivery.
-pub fn parse(detected: &Detected, json: &[u8]) -> Result<Event, PluginError> {
+///
+/// A Distribution envelope names its event and delivery id only inside
+/// (several events may share one request), so for it parsing also sets
+/// `detected.event_name` and `detected.delivery`: those of its first manifest
+/// push, or of its first event when it has none.
+pub fn parse(detected: &mut Detected, json: &[u8]) -> Result<Event, PluginError> {
     let event = detected.event_name.as_str();
     match detected.provider {
         Provider::Github | Provider::Ghcr => github::parse(event, json),
@@ -234,9 +272,146 @@ pub fn parse(detected: &Detected, json: &[u8]) -> Result<Event, PluginError> {
         Provider::DockerHub | Provider::Harbor | Provider::Quay | Provider::Acr => {
             registries::parse(detected.provider, event, json)
         }
+        Provider::Distribution => {
+            let notification = registries::distribution(json)?;
+            if let Some(name) = notification.event_name {
+                detected.event_name = name;
+            }
+            detected.delivery = notification.delivery;
+            Ok(notification.event)
+        }
         Provider::Manual => Ok(Event::Manual),
         Provider::PostReceive => Err(PluginError::MalformedPayload(
             "post-receive input is not an HTTP body".into(),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(path: &str) -> Vec<u8> {
+        std::fs::read(path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
+    }
+
+    fn shared_fixture(path: &str) -> Vec<u8> {
+        read(&format!(
+            "{}/../../shared/fixtures/{path}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+    }
+
+    fn distribution_fixture(name: &str) -> Vec<u8> {
+        read(&format!(
+            "{}/../tests/fixtures/distribution/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+    }
+
+    fn content_type(value: &str) -> Headers {
+        Headers::new([("Content-Type", value)])
+    }
+
+    fn provider(headers: &Headers, json: &[u8]) -> Result<Provider, PluginError> {
+        detect(headers, json).map(|d| d.provider)
+    }
+
+    #[test]
+    fn a_distribution_envelope_is_distribution_with_or_without_its_media_type() {
+        let envelope = distribution_fixture("distdocs-push-envelope.json");
+        for headers in [
+            Headers::default(),
+            content_type("application/json"),
+            content_type("application/vnd.docker.distribution.events.v1+json"),
+            content_type("Application/VND.docker.distribution.events.v2+json; charset=utf-8"),
+        ] {
+            assert_eq!(
+                detect(&headers, &envelope),
+                Ok(Detected {
+                    provider: Provider::Distribution,
+                    event_name: "notification".into(),
+                    delivery: None,
+                }),
+                "{headers:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn parsing_a_distribution_envelope_names_its_event_and_delivery() {
+        let envelope = distribution_fixture("distdocs-pull-envelope.json");
+        let mut detected = detect(&Headers::default(), &envelope).unwrap();
+        let event = parse(&mut detected, &envelope).unwrap();
+        assert!(matches!(event, Event::Ignored { .. }), "{event:?}");
+        assert_eq!(detected.event_name, "pull");
+        assert_eq!(
+            detected.delivery.as_deref(),
+            Some("320678d8-ca14-430f-8bb6-4ca139cd83f7")
+        );
+    }
+
+    #[test]
+    fn an_acr_event_is_acr_not_distribution() {
+        for body in [
+            shared_fixture("acr/jenkins-acr-payload-valid.json"),
+            distribution_fixture("azuredocs-acr-push.json"),
+        ] {
+            assert_eq!(
+                provider(&content_type("application/json"), &body),
+                Ok(Provider::Acr)
+            );
+        }
+        let d = detect(
+            &Headers::default(),
+            &distribution_fixture("azuredocs-acr-push.json"),
+        )
+        .unwrap();
+        assert_eq!(d.event_name, "push");
+        assert_eq!(
+            d.delivery.as_deref(),
+            Some("cb8c3971-9adc-488b-xxxx-43cbb4974ff5")
+        );
+    }
+
+    #[test]
+    fn distribution_media_type_wins_over_shape_and_then_needs_an_envelope() {
+        // An ACR-shaped body sent as a Distribution notification is a
+        // malformed notification, not an ACR event.
+        let headers = content_type("application/vnd.docker.distribution.events.v2+json");
+        let body = distribution_fixture("azuredocs-acr-push.json");
+        let mut detected = detect(&headers, &body).unwrap();
+        assert_eq!(detected.provider, Provider::Distribution);
+        assert!(matches!(
+            parse(&mut detected, &body),
+            Err(PluginError::MalformedPayload(_))
+        ));
+    }
+
+    #[test]
+    fn a_body_with_both_shapes_is_neither() {
+        let body = br#"{"events": [], "action": "push", "target": {}, "request": {}}"#;
+        assert!(matches!(
+            provider(&Headers::default(), body),
+            Err(PluginError::UnknownProvider(_))
+        ));
+    }
+
+    #[test]
+    fn docker_hub_and_harbor_are_neither_acr_nor_distribution() {
+        for (path, expected) in [
+            (
+                "dockerhub/dockerdocs-webhook-example.json",
+                Provider::DockerHub,
+            ),
+            ("harbor/harbordocs-push-artifact.json", Provider::Harbor),
+            ("quay/quaydocs-repo-push.json", Provider::Quay),
+        ] {
+            assert_eq!(
+                provider(&content_type("application/json"), &shared_fixture(path)),
+                Ok(expected),
+                "{path}"
+            );
+        }
     }
 }

@@ -18,11 +18,20 @@
 //! - Azure Container Registry ("webhook reference"): `action` `push` deploys
 //!   `target.repository` / `target.tag` / `target.digest` on `request.host`;
 //!   `delete`, `chart_push`, `chart_delete`, `quarantine`... are ignored.
+//! - The CNCF Distribution registry ("Work with notifications"): ACR's event
+//!   shape, several events in an envelope `{"events": [...]}` sent as
+//!   `application/vnd.docker.distribution.events.v1+json` (2.x) or `v2+json`
+//!   (3.x). Each `push` of a manifest is one image on `request.host`, pushed
+//!   by `actor.name` at `timestamp`; `target.tag` is absent before
+//!   Distribution 2.4 and for a push by digest. Pushes of blobs (layers,
+//!   configs), pulls, mounts and deletions are ignored.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt;
 
-use serde::Deserialize;
+use serde::de::{Error as _, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 
 use crate::error::{malformed, PluginError};
 use crate::model::{Event, ImagePush, Provider};
@@ -294,8 +303,11 @@ struct AcrEvent<'a> {
     request: Option<AcrRequest<'a>>,
 }
 
+/// The `target` of an ACR or Distribution event.
 #[derive(Deserialize)]
 struct AcrTarget<'a> {
+    #[serde(borrow, default, rename = "mediaType")]
+    media_type: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     repository: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -333,6 +345,291 @@ fn acr(event: &str, json: &[u8]) -> Result<Event, PluginError> {
         callback_url: None,
         sent_at_ms: None,
     }]))
+}
+
+// ------------------------------------------------------------- Distribution
+
+/// The media types of Distribution's notifications: `v1` in Distribution 2.x
+/// (`docker/distribution`), `v2` since 3.0 (`notifications.EventsMediaType`).
+pub const DISTRIBUTION_EVENTS_MEDIA_TYPES: &[&str] = &[
+    "application/vnd.docker.distribution.events.v1+json",
+    "application/vnd.docker.distribution.events.v2+json",
+];
+
+/// The most events one Distribution envelope may carry. Distribution 3 sends
+/// one event per request; 2.x grouped queued events, at most the manifest
+/// and layers of a few pushes (a Docker image has fewer than 128 layers). A
+/// thousand is far beyond any real envelope: a larger one is refused whole
+/// as malformed, never cut.
+pub const MAX_DISTRIBUTION_EVENTS: usize = 1000;
+
+/// Image manifest and index media types (Docker schema 1 and 2, OCI). A
+/// Distribution `push` of any other media type is a blob: a layer, an image
+/// config, or an upload Distribution could not type
+/// (`application/octet-stream`). Only a manifest names an image one can
+/// run, and the URL cannot tell them apart (Distribution's own event test
+/// gives layers a `/manifests/` URL).
+const MANIFEST_MEDIA_TYPES: &[&str] = &[
+    "application/vnd.docker.distribution.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v1+prettyjws",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+];
+
+/// How many distinct other actions a skip reason names; the rest are
+/// counted, so a hostile envelope cannot make the reason long.
+const MAX_NAMED_ACTIONS: usize = 4;
+
+/// The longest action name a skip reason quotes, in characters.
+const MAX_ACTION_CHARS: usize = 32;
+
+/// A Distribution notification after parsing.
+#[derive(Debug, PartialEq, Eq)]
+pub struct DistributionNotification {
+    /// The image pushes, or why the notification deploys nothing.
+    pub event: Event,
+    /// The `action` of its first manifest push, or of its first event when it
+    /// has none; `None` for an envelope without events.
+    pub event_name: Option<String>,
+    /// The `id` of that same event: Distribution gives every event a unique
+    /// id and resends it unchanged, so it identifies the delivery.
+    pub delivery: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct DistributionEnvelope<'a> {
+    #[serde(borrow, deserialize_with = "bounded_events")]
+    events: Vec<DistributionEvent<'a>>,
+}
+
+#[derive(Deserialize)]
+struct DistributionEvent<'a> {
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    timestamp: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    action: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    target: Option<AcrTarget<'a>>,
+    #[serde(borrow, default)]
+    request: Option<AcrRequest<'a>>,
+    #[serde(borrow, default)]
+    actor: Option<DistributionActor<'a>>,
+}
+
+#[derive(Deserialize)]
+struct DistributionActor<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+}
+
+/// Reads `events`, keeping at most [`MAX_DISTRIBUTION_EVENTS`]: one more
+/// (skipped, never kept) refuses the whole envelope.
+fn bounded_events<'de, D>(deserializer: D) -> Result<Vec<DistributionEvent<'de>>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    struct Bounded;
+    impl<'de> Visitor<'de> for Bounded {
+        type Value = Vec<DistributionEvent<'de>>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            write!(f, "a list of at most {MAX_DISTRIBUTION_EVENTS} events")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut events = Vec::new();
+            loop {
+                if events.len() == MAX_DISTRIBUTION_EVENTS {
+                    // One more element, even `null`, is one event too many.
+                    return match seq.next_element::<serde::de::IgnoredAny>()? {
+                        Some(_) => Err(A::Error::custom(format!(
+                            "more than {MAX_DISTRIBUTION_EVENTS} events in one envelope"
+                        ))),
+                        None => Ok(events),
+                    };
+                }
+                match seq.next_element()? {
+                    Some(event) => events.push(event),
+                    None => return Ok(events),
+                }
+            }
+        }
+    }
+    deserializer.deserialize_seq(Bounded)
+}
+
+/// Whether a Distribution event target is an image manifest or index.
+fn is_manifest(target: &AcrTarget<'_>) -> bool {
+    let Some(media_type) = target.media_type.as_deref() else {
+        return false;
+    };
+    let media_type = media_type.split(';').next().unwrap_or("").trim();
+    MANIFEST_MEDIA_TYPES
+        .iter()
+        .any(|m| m.eq_ignore_ascii_case(media_type))
+}
+
+/// Normalizes a Distribution notification envelope: one [`ImagePush`] per
+/// manifest push, in the envelope's order. The envelope's other events
+/// (blob pushes, pulls, mounts, deletions) deploy nothing; an envelope with
+/// no manifest push is [`Event::Ignored`] with a reason naming what it held.
+///
+/// # Errors
+///
+/// [`PluginError::MalformedPayload`] when the body is not an envelope, has
+/// more than [`MAX_DISTRIBUTION_EVENTS`] events, or a manifest push lacks
+/// `target.repository`.
+pub fn distribution(json: &[u8]) -> Result<DistributionNotification, PluginError> {
+    let what = "distribution notification";
+    let envelope: DistributionEnvelope =
+        serde_json::from_slice(json).map_err(|e| malformed(what, e))?;
+    let mut images = Vec::new();
+    let mut representative: Option<&DistributionEvent> = None;
+    let mut other_actions: Vec<String> = Vec::new();
+    let mut more_actions = false;
+    let mut blob_pushes = 0usize;
+    for (i, event) in envelope.events.iter().enumerate() {
+        let action = text(&event.action).unwrap_or_default();
+        let manifest = event.target.as_ref().filter(|t| is_manifest(t));
+        match (action.as_str(), manifest) {
+            ("push", Some(target)) => {
+                let repository = text(&target.repository)
+                    .ok_or_else(|| missing(what, &format!("events[{i}].target.repository")))?;
+                representative.get_or_insert(event);
+                images.push(ImagePush {
+                    registry: event
+                        .request
+                        .as_ref()
+                        .and_then(|r| text(&r.host))
+                        .map(|h| h.to_ascii_lowercase()),
+                    repository,
+                    tag: text(&target.tag),
+                    digest: text(&target.digest),
+                    pusher: event.actor.as_ref().and_then(|a| text(&a.name)),
+                    callback_url: None,
+                    sent_at_ms: event.timestamp.as_deref().and_then(rfc3339_ms),
+                });
+            }
+            ("push", None) => blob_pushes += 1,
+            _ => {
+                let action = if action.is_empty() {
+                    "unnamed".to_string()
+                } else {
+                    action.chars().take(MAX_ACTION_CHARS).collect()
+                };
+                if !other_actions.contains(&action) {
+                    if other_actions.len() < MAX_NAMED_ACTIONS {
+                        other_actions.push(action);
+                    } else {
+                        more_actions = true;
+                    }
+                }
+            }
+        }
+    }
+    let representative = representative.or(envelope.events.first());
+    let event_name = representative.and_then(|e| text(&e.action));
+    let delivery = representative.and_then(|e| text(&e.id));
+    let event = if !images.is_empty() {
+        Event::ImagePush(images)
+    } else if envelope.events.is_empty() {
+        Event::Ignored {
+            reason: "distribution notification carries no events".into(),
+        }
+    } else {
+        let mut kinds = Vec::new();
+        if !other_actions.is_empty() {
+            let more = if more_actions { "/..." } else { "" };
+            kinds.push(format!("{}{more} events", other_actions.join("/")));
+        }
+        if blob_pushes > 0 {
+            kinds.push("blob pushes (layers, configs)".to_string());
+        }
+        Event::Ignored {
+            reason: format!(
+                "distribution {} never deploy; only a manifest push names an image",
+                kinds.join(" and ")
+            ),
+        }
+    };
+    Ok(DistributionNotification {
+        event,
+        event_name,
+        delivery,
+    })
+}
+
+/// An RFC 3339 time (`2016-03-09T14:44:26.402973972-08:00`, as Go writes a
+/// `time.Time`) in Unix milliseconds; `None` when it is not RFC 3339 or not
+/// between 1970 and the year 2286 (as [`epoch_ms`]), such as Go's zero time.
+fn rfc3339_ms(text: &str) -> Option<u64> {
+    let b = text.trim().as_bytes();
+    let digits = |range: std::ops::Range<usize>| -> Option<i64> {
+        let part = b.get(range)?;
+        part.iter()
+            .all(u8::is_ascii_digit)
+            .then(|| part.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0')))
+    };
+    let at = |i: usize, allowed: &[u8]| b.get(i).is_some_and(|c| allowed.contains(c));
+    if !(at(4, b"-") && at(7, b"-") && at(10, b"Tt") && at(13, b":") && at(16, b":")) {
+        return None;
+    }
+    let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
+    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if !(1..=month_days).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    // Fractional seconds: any number of digits, milliseconds kept.
+    let mut i = 19;
+    let mut millis = 0;
+    if at(i, b".") {
+        let start = i + 1;
+        i = start;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+        let kept = (i - start).min(3);
+        millis = digits(start..start + kept)? * 10i64.pow(3 - kept as u32);
+    }
+    let offset = if at(i, b"Zz") && i + 1 == b.len() {
+        0
+    } else if at(i, b"+-") && at(i + 3, b":") && i + 6 == b.len() {
+        let (h, m) = (digits(i + 1..i + 3)?, digits(i + 4..i + 6)?);
+        if h > 23 || m > 59 {
+            return None;
+        }
+        let sign = if b.get(i) == Some(&b'-') { -1 } else { 1 };
+        sign * (h * 3600 + m * 60)
+    } else {
+        return None;
+    };
+    // Days since 1970-01-01 in the proleptic Gregorian calendar (Howard
+    // Hinnant's `days_from_civil`).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset;
+    (0..MAX_EPOCH_SECONDS as i64)
+        .contains(&seconds)
+        .then(|| (seconds * 1000 + millis) as u64)
 }
 
 #[cfg(test)]
@@ -498,6 +795,272 @@ mod tests {
                 other => panic!("{action}: {other:?}"),
             }
         }
+    }
+
+    /// A fixture added with the Distribution provider (`tests/fixtures`).
+    fn distribution_fixture(name: &str) -> Vec<u8> {
+        let path = format!(
+            "{}/../tests/fixtures/distribution/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
+    }
+
+    /// The manifest digest every Distribution docs example pushes or pulls.
+    const DOCS_DIGEST: &str =
+        "sha256:fea8895f450959fa676bcc1df0611ea93823a735a01205fd8622846041d0c7cf";
+
+    /// `2006-01-02T15:04:05Z`, the time of Distribution's example events.
+    const GO_REFERENCE_TIME_MS: u64 = 1_136_214_245_000;
+
+    fn docs_manifest_push() -> ImagePush {
+        ImagePush {
+            registry: Some("registrycluster.local".into()),
+            repository: "library/test".into(),
+            tag: None,
+            digest: Some(DOCS_DIGEST.into()),
+            pusher: Some("test-actor".into()),
+            callback_url: None,
+            sent_at_ms: Some(GO_REFERENCE_TIME_MS),
+        }
+    }
+
+    #[test]
+    fn distribution_docs_envelope_one_manifest_push_and_two_layers() {
+        // Distribution 3's docs: a manifest (v2 schema) pushed by digest,
+        // then two layer blobs, all three `push`.
+        let n = distribution(&distribution_fixture("distdocs-push-envelope.json")).unwrap();
+        assert_eq!(n.event, Event::ImagePush(vec![docs_manifest_push()]));
+        assert_eq!(n.event_name.as_deref(), Some("push"));
+        assert_eq!(n.delivery.as_deref(), Some("asdf-asdf-asdf-asdf-0"));
+    }
+
+    #[test]
+    fn distribution_2_0_docs_envelope_schema_1_manifest_without_tag() {
+        // docker/distribution's 2016 docs (before `target.tag` existed): the
+        // manifest is schema 1, the envelope `events.v1+json`.
+        let n = distribution(&distribution_fixture(
+            "dockerdistdocs-v1-push-envelope.json",
+        ))
+        .unwrap();
+        assert_eq!(n.event, Event::ImagePush(vec![docs_manifest_push()]));
+        assert_eq!(n.delivery.as_deref(), Some("asdf-asdf-asdf-asdf-0"));
+    }
+
+    #[test]
+    fn distribution_event_test_layers_are_skipped_whatever_their_url() {
+        // Distribution's own format test gives its two layer pushes a
+        // `/manifests/latest` URL: only the media type tells them apart.
+        let n = distribution(&distribution_fixture("disttest-event-envelope.json")).unwrap();
+        assert_eq!(
+            n.event,
+            Event::ImagePush(vec![ImagePush {
+                digest: Some("sha256:0123456789abcdef0".into()),
+                ..docs_manifest_push()
+            }])
+        );
+        assert_eq!(n.delivery.as_deref(), Some("asdf-asdf-asdf-asdf-0"));
+    }
+
+    #[test]
+    fn distribution_pull_is_ignored_and_named_by_its_event() {
+        let n = distribution(&distribution_fixture("distdocs-pull-envelope.json")).unwrap();
+        assert_eq!(
+            n.event,
+            Event::Ignored {
+                reason:
+                    "distribution pull events never deploy; only a manifest push names an image"
+                        .into()
+            }
+        );
+        assert_eq!(n.event_name.as_deref(), Some("pull"));
+        assert_eq!(
+            n.delivery.as_deref(),
+            Some("320678d8-ca14-430f-8bb6-4ca139cd83f7")
+        );
+    }
+
+    #[test]
+    fn distribution_tagged_pushes_one_image_each_and_the_first_push_names_the_delivery() {
+        // Distribution 2.4 and later add `target.tag` to a push by tag.
+        let json = br#"{"events": [
+            {"id": "e-0", "timestamp": "2016-03-09T14:44:26.402973972-08:00", "action": "pull",
+             "target": {"mediaType": "application/vnd.docker.distribution.manifest.v2+json", "repository": "team/app", "tag": "old", "digest": "sha256:00"},
+             "request": {"host": "Registry.Example.com:5000"}},
+            {"id": "e-1", "timestamp": "2016-03-09T14:44:26.402973972-08:00", "action": "push",
+             "target": {"mediaType": "application/vnd.oci.image.index.v1+json", "repository": "team/app", "tag": "v1", "digest": "sha256:11"},
+             "request": {"host": "Registry.Example.com:5000"}, "actor": {}},
+            {"id": "e-2", "timestamp": "not a time", "action": "push",
+             "target": {"mediaType": "application/octet-stream", "repository": "team/app", "digest": "sha256:22"},
+             "request": {"host": "registry.example.com:5000"}},
+            {"id": "e-3", "action": "push",
+             "target": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "repository": "team/api", "tag": "latest", "digest": "sha256:33"}}
+        ]}"#;
+        let n = distribution(json).unwrap();
+        let Event::ImagePush(images) = n.event else {
+            panic!("expected image pushes: {:?}", n.event);
+        };
+        assert_eq!(
+            images,
+            vec![
+                ImagePush {
+                    registry: Some("registry.example.com:5000".into()),
+                    repository: "team/app".into(),
+                    tag: Some("v1".into()),
+                    digest: Some("sha256:11".into()),
+                    pusher: None,
+                    callback_url: None,
+                    sent_at_ms: Some(1_457_563_466_402),
+                },
+                ImagePush {
+                    registry: None,
+                    repository: "team/api".into(),
+                    tag: Some("latest".into()),
+                    digest: Some("sha256:33".into()),
+                    pusher: None,
+                    callback_url: None,
+                    sent_at_ms: None,
+                },
+            ]
+        );
+        assert_eq!(n.event_name.as_deref(), Some("push"));
+        assert_eq!(n.delivery.as_deref(), Some("e-1"));
+    }
+
+    #[test]
+    fn distribution_envelopes_without_a_manifest_push_say_what_they_held() {
+        let cases: [(&[u8], &str); 4] = [
+            (
+                br#"{"events": [{"id": "b", "action": "push", "target": {"mediaType": "application/octet-stream", "repository": "a/b"}}]}"#,
+                "distribution blob pushes (layers, configs) never deploy; only a manifest push names an image",
+            ),
+            (
+                br#"{"events": [{"action": "delete", "target": {"repository": "a/b", "tag": "v1"}},
+                    {"action": "mount", "target": {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip"}},
+                    {"action": "push", "target": {"repository": "a/b"}}]}"#,
+                "distribution delete/mount events and blob pushes (layers, configs) never deploy; only a manifest push names an image",
+            ),
+            (
+                br#"{"events": [{"action": "a"}, {"action": "b"}, {"action": "c"}, {"action": "d"}, {"action": "e"}, {}]}"#,
+                "distribution a/b/c/d/... events never deploy; only a manifest push names an image",
+            ),
+            (br#"{"events": []}"#, "distribution notification carries no events"),
+        ];
+        for (json, reason) in cases {
+            let n = distribution(json).unwrap();
+            assert_eq!(
+                n.event,
+                Event::Ignored {
+                    reason: reason.into()
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn distribution_envelopes_are_bounded_and_refused_whole() {
+        let envelope = |n: usize| {
+            let event = r#"{"action": "push", "target": {"mediaType": "application/vnd.docker.distribution.manifest.v2+json", "repository": "a/b", "tag": "v1"}}"#;
+            format!("{{\"events\": [{}]}}", vec![event; n].join(","))
+        };
+        let Ok(DistributionNotification {
+            event: Event::ImagePush(images),
+            ..
+        }) = distribution(envelope(MAX_DISTRIBUTION_EVENTS).as_bytes())
+        else {
+            panic!("the maximum is accepted");
+        };
+        assert_eq!(images.len(), MAX_DISTRIBUTION_EVENTS);
+        // The event past the maximum is refused before it is read, even `null`.
+        let one_null_too_many = envelope(MAX_DISTRIBUTION_EVENTS).replace("}]}", "}, null]}");
+        for body in [envelope(MAX_DISTRIBUTION_EVENTS + 1), one_null_too_many] {
+            match distribution(body.as_bytes()) {
+                Err(PluginError::MalformedPayload(m)) => assert!(
+                    m.starts_with(
+                        "distribution notification: more than 1000 events in one envelope"
+                    ),
+                    "{m}"
+                ),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn distribution_malformed_envelopes_are_errors() {
+        let cases: [(&[u8], &str); 4] = [
+            (b"{}", "distribution notification: missing field `events`"),
+            (br#"{"events": {}}"#, "distribution notification: invalid type: map"),
+            (
+                br#"{"events": [{"action": "pull"}, {"action": "push", "target": {"mediaType": "application/vnd.docker.distribution.manifest.v2+json", "repository": " "}}]}"#,
+                "distribution notification: events[1].target.repository is missing or empty",
+            ),
+            (
+                // ACR's bare event under Distribution's media type.
+                &br#"{"id": "x", "action": "push", "target": {"repository": "a"}, "request": {}}"#[..],
+                "distribution notification: missing field `events`",
+            ),
+        ];
+        for (json, prefix) in cases {
+            match distribution(json) {
+                Err(PluginError::MalformedPayload(m)) => assert!(m.starts_with(prefix), "{m}"),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn rfc3339_times() {
+        for (text, ms) in [
+            ("2006-01-02T15:04:05Z", Some(GO_REFERENCE_TIME_MS)),
+            (
+                "2016-03-09T14:44:26.402973972-08:00",
+                Some(1_457_563_466_402),
+            ),
+            ("2015-10-06T13:00:54.450615408Z", Some(1_444_136_454_450)),
+            ("2000-02-29T23:59:59.9+05:30", Some(951_848_999_900)),
+            ("1970-01-01t00:00:00z", Some(0)),
+            // Go's zero time, before 1970.
+            ("0001-01-01T00:00:00Z", None),
+            ("1969-12-31T23:59:59Z", None),
+            ("2001-02-29T00:00:00Z", None),
+            ("2006-13-02T15:04:05Z", None),
+            ("2006-01-02T24:04:05Z", None),
+            ("2006-01-02T15:04:05", None),
+            ("2006-01-02T15:04:05.Z", None),
+            ("2006-01-02T15:04:05+0100", None),
+            ("2006-01-02T15:04:05Zjunk", None),
+            ("2006-01-02 15:04:05Z", None),
+            ("+006-01-02T15:04:05Z", None),
+            ("9999-12-31T23:59:59Z", None),
+            ("", None),
+        ] {
+            assert_eq!(rfc3339_ms(text), ms, "{text}");
+        }
+    }
+
+    #[test]
+    fn acr_docs_push_and_delete() {
+        // The ACR reference's examples: one event, no envelope; the time is
+        // not read for ACR.
+        let json = distribution_fixture("azuredocs-acr-push.json");
+        assert_eq!(
+            parse(Provider::Acr, "push", &json),
+            Ok(Event::ImagePush(vec![ImagePush {
+                digest: Some(
+                    "sha256:xxxxd5c8786bb9e621a45ece0dbxxxx1cdc624ad20da9fe62e9d25490f33xxxx"
+                        .into()
+                ),
+                ..image("myregistry.azurecr.io", "hello-world", "v1")
+            }]))
+        );
+        let json = distribution_fixture("azuredocs-acr-delete.json");
+        assert_eq!(
+            parse(Provider::Acr, "delete", &json),
+            Ok(Event::Ignored {
+                reason: "azure container registry delete events never deploy".into()
+            })
+        );
     }
 
     #[test]
