@@ -297,7 +297,7 @@ mod tests {
 
     fn shared_fixture(path: &str) -> Vec<u8> {
         read(&format!(
-            "{}/../../shared/fixtures/{path}",
+            "{}/../tests/fixtures/{path}",
             env!("CARGO_MANIFEST_DIR")
         ))
     }
