@@ -1,5 +1,6 @@
-//! The vendored third-party payloads (`tests/fixtures/`) stay byte for byte
-//! what was copied from their sources: `tests/fixtures/SHA256SUMS` lists the
+//! The vendored third-party files stay byte for byte what was copied from
+//! their sources: the payloads (`tests/fixtures/`) and GitHub's REST
+//! description (`tests/github-api/`). Each folder's `SHA256SUMS` lists the
 //! SHA-256 of every file as copied, and every file is listed.
 
 use std::collections::BTreeSet;
@@ -22,9 +23,9 @@ fn files(root: &Path, dir: &Path, out: &mut BTreeSet<String>) {
     }
 }
 
-#[test]
-fn vendored_fixtures_are_byte_identical_to_their_recorded_digests() {
-    let root = fixtures();
+/// Checks every file under `root` against `root/SHA256SUMS`; returns the
+/// names listed.
+fn check_digests(root: &Path) -> BTreeSet<String> {
     let sums = std::fs::read_to_string(root.join("SHA256SUMS")).unwrap();
     let mut listed = BTreeSet::new();
     for line in sums.lines() {
@@ -45,7 +46,19 @@ fn vendored_fixtures_are_byte_identical_to_their_recorded_digests() {
     files(&root, &root, &mut present);
     present.remove("SHA256SUMS");
     let unlisted: Vec<_> = present.difference(&listed).collect();
-    assert!(unlisted.is_empty(), "fixtures not in SHA256SUMS: {unlisted:?}");
+    assert!(unlisted.is_empty(), "files not in SHA256SUMS: {unlisted:?}");
+    listed
+}
+
+#[test]
+fn vendored_fixtures_are_byte_identical_to_their_recorded_digests() {
+    let listed = check_digests(&fixtures());
     assert!(listed.len() > 300, "only {} fixtures listed", listed.len());
     assert!(listed.contains("SOURCES.md"));
+}
+
+#[test]
+fn vendored_github_rest_description_is_byte_identical_to_its_recorded_digests() {
+    let listed = check_digests(&crate::support::workspace().join("tests").join("github-api"));
+    assert!(listed.contains("operations.json") && listed.contains("SOURCE.md"));
 }

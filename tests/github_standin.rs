@@ -333,14 +333,16 @@ struct Spec {
     deployment_event: Value,
 }
 
-fn shared() -> std::path::PathBuf {
-    crate::support::fixtures().parent().unwrap().to_path_buf()
+/// `tests/github-api/`: GitHub's REST description of the operations the
+/// stand-in serves, vendored byte for byte (its origin in `SOURCE.md`).
+fn github_api() -> std::path::PathBuf {
+    crate::support::workspace().join("tests").join("github-api")
 }
 
 fn spec() -> &'static Spec {
     static SPEC: OnceLock<Spec> = OnceLock::new();
     SPEC.get_or_init(|| {
-        let path = shared().join("github-api").join("operations.json");
+        let path = github_api().join("operations.json");
         let text = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
         let doc: Value = serde_json::from_str(&text).expect("operations.json is JSON");

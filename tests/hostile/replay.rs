@@ -275,6 +275,8 @@ fn a_redeploy_from_history_on_a_stack_with_secrets_must_be_signed_and_deploys_on
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    // Let it run: the runner refuses the same commit while it deploys.
+    world.settle(20);
     // (Two seconds ahead, so it is not the CLI's own signed request.)
     let headers = signed("web", web, now_secs() + 2);
     let first = post(route(1, web), headers.clone());
