@@ -40,3 +40,12 @@ fn config_fuzz_regressions_stay_fixed() {
         config::check_config(std::str::from_utf8(data).expect("config inputs are UTF-8"))
     });
 }
+
+#[test]
+fn delivery_fuzz_regressions_stay_fixed() {
+    replay("delivery", |data| {
+        let delivery = crate::fuzz_delivery::FuzzDelivery::parse(data)
+            .expect("kept delivery inputs are well-formed");
+        crate::fuzz_delivery::check_delivery(&delivery);
+    });
+}

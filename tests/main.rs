@@ -51,3 +51,6 @@ mod trap;
 /// targets with kept inputs are included here, so nothing is unused).
 #[path = "../fuzz/src/config.rs"]
 mod fuzz_config;
+/// The `delivery` fuzz target's checks.
+#[path = "../fuzz/src/delivery.rs"]
+mod fuzz_delivery;

@@ -408,21 +408,9 @@ impl Dispatcher {
                                 tracing::error!(stack = %event.stack, error = %e, "journal: cannot record a deployment request");
                             }
                         }
-                        match self.journal.deploy(id) {
-                            Ok(Some(record)) => match self.sink.accept(&record) {
-                                Enqueued::Queued => {
-                                    accepted = true;
-                                    entry["state"] = json!("queued");
-                                }
-                                Enqueued::Cancelled(reason) => {
-                                    entry["state"] = json!("cancelled");
-                                    entry["reason"] = json!(reason);
-                                }
-                            },
-                            other => {
-                                tracing::error!(deploy = id, result = ?other.map(|r| r.map(|r| r.id)), "journal: cannot read back a deploy");
-                                return self.unavailable(label, &outcome);
-                            }
+                        match self.hand_to_runner(id, &mut entry) {
+                            Some(queued) => accepted |= queued,
+                            None => return self.unavailable(label, &outcome),
                         }
                     }
                     Ok(Admitted::Replayed {
@@ -504,6 +492,30 @@ impl Dispatcher {
         Dispatched { status, body }
     }
 
+    /// Reads back the deploy `id` the journal just admitted and hands it to
+    /// the sink, recording in `entry` whether it was queued or cancelled at
+    /// once (and why). `Some(true)` when it will run; `None` when the
+    /// journal cannot give it back (the caller answers 503).
+    fn hand_to_runner(&self, id: i64, entry: &mut Value) -> Option<bool> {
+        match self.journal.deploy(id) {
+            Ok(Some(record)) => Some(match self.sink.accept(&record) {
+                Enqueued::Queued => {
+                    entry["state"] = json!("queued");
+                    true
+                }
+                Enqueued::Cancelled(reason) => {
+                    entry["state"] = json!("cancelled");
+                    entry["reason"] = json!(reason);
+                    false
+                }
+            }),
+            other => {
+                tracing::error!(deploy = id, result = ?other.map(|r| r.map(|r| r.id)), "journal: cannot read back a deploy");
+                None
+            }
+        }
+    }
+
     /// Queues a redeploy of deploy `deploy_id` of `stack` (an operator's
     /// rollback, [`crate::rollback`]). A signed request deploys once per
     /// `signed` (what it signed) within `window`; an unsigned one (a stack
@@ -573,24 +585,14 @@ impl Dispatcher {
             Ok(Admitted::Inserted(Inserted::New(id))) => {
                 self.metrics.deploy_state(crate::journal::DeployState::Queued);
                 entry["deploy_id"] = json!(id);
-                match self.journal.deploy(id) {
-                    Ok(Some(record)) => match self.sink.accept(&record) {
-                        Enqueued::Queued => {
-                            accepted = true;
-                            entry["state"] = json!("queued");
-                        }
-                        Enqueued::Cancelled(reason) => {
-                            entry["state"] = json!("cancelled");
-                            entry["reason"] = json!(reason);
-                        }
-                    },
-                    other => {
-                        tracing::error!(deploy = id, result = ?other.map(|r| r.map(|r| r.id)), "journal: cannot read back a deploy");
+                match self.hand_to_runner(id, &mut entry) {
+                    Some(queued) => accepted = queued,
+                    None => {
                         return refuse(
                             503,
                             "journal-unavailable",
                             "the journal cannot record this deploy; retry later".into(),
-                        );
+                        )
                     }
                 }
             }

@@ -607,26 +607,17 @@ async fn redeploy(
         }
         Some(crate::rollback::signed_text(&stack_name, deploy_id, timestamp).into_bytes())
     };
-    let dispatcher = state.dispatcher.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        let Some(stack) = config.stack(&stack_name) else {
-            return crate::dispatch::Dispatched {
-                status: 404,
-                body: error_body("not-found", "no such hook"),
-            };
-        };
-        // A timestamp is accepted while within the skew of now, so its key
-        // is kept for twice that.
-        dispatcher.redeploy(stack, deploy_id, signed.as_deref(), crate::rollback::MAX_SKEW * 2)
+    // A timestamp is accepted while within the skew of now, so its key is
+    // kept for twice that.
+    on_blocking_thread(state, stack_name, move |dispatcher, stack| {
+        dispatcher.redeploy(
+            stack,
+            deploy_id,
+            signed.as_deref(),
+            crate::rollback::MAX_SKEW * 2,
+        )
     })
-    .await;
-    match result {
-        Ok(d) => json_response(d.status, &d.body),
-        Err(e) => {
-            tracing::error!(error = %e, "redeploy task failed");
-            reject(500, "internal-error", "the redeploy could not be processed")
-        }
-    }
+    .await
 }
 
 /// Dispatches on a blocking thread; `identity` is what a forwarded
@@ -637,15 +628,7 @@ async fn dispatch_blocking(
     delivery: wit::Delivery,
     identity: Option<Vec<u8>>,
 ) -> Response {
-    let dispatcher = state.dispatcher.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        let config = dispatcher.config().clone();
-        let Some(stack) = config.stack(&stack_name) else {
-            return crate::dispatch::Dispatched {
-                status: 404,
-                body: error_body("not-found", "no such hook"),
-            };
-        };
+    on_blocking_thread(state, stack_name, move |dispatcher, stack| {
         let identity = identity
             .as_deref()
             .map(|bytes| crate::dispatch::ReplayIdentity {
@@ -653,6 +636,29 @@ async fn dispatch_blocking(
                 window: POST_RECEIVE_MAX_SKEW * 2,
             });
         dispatcher.dispatch_identified(&[stack], &delivery, identity)
+    })
+    .await
+}
+
+/// Runs `work` (evaluation, journal, runner: all blocking) for the stack
+/// named `stack_name` on a blocking thread, and answers with its result.
+async fn on_blocking_thread(
+    state: Arc<AppState>,
+    stack_name: String,
+    work: impl FnOnce(&Dispatcher, &crate::config::StackConfig) -> crate::dispatch::Dispatched
+        + Send
+        + 'static,
+) -> Response {
+    let dispatcher = state.dispatcher.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let config = dispatcher.config().clone();
+        match config.stack(&stack_name) {
+            Some(stack) => work(&dispatcher, stack),
+            None => crate::dispatch::Dispatched {
+                status: 404,
+                body: error_body("not-found", "no such hook"),
+            },
+        }
     })
     .await;
     match result {
