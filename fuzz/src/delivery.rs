@@ -394,7 +394,10 @@ pub fn check_delivery(d: &FuzzDelivery) {
     // With secrets: only the signature may change the answer.
     let secrets = [OLD_SECRET.to_string(), SECRET.to_string()];
     let (signed_stacks, delivery) = request(&secrets);
-    match (evaluate(&signed_stacks, &delivery, &Context::default()), &plain) {
+    match (
+        evaluate(&signed_stacks, &delivery, &Context::default()),
+        &plain,
+    ) {
         (Ok(signed), Ok(plain)) => {
             check_outcome(&signed, &signed_stacks);
             // A manual trigger (an empty body) names no commit: the stacks'

@@ -583,7 +583,8 @@ impl Dispatcher {
         let mut accepted = false;
         match self.journal.admit_deploy(&new, &admission) {
             Ok(Admitted::Inserted(Inserted::New(id))) => {
-                self.metrics.deploy_state(crate::journal::DeployState::Queued);
+                self.metrics
+                    .deploy_state(crate::journal::DeployState::Queued);
                 entry["deploy_id"] = json!(id);
                 match self.hand_to_runner(id, &mut entry) {
                     Some(queued) => accepted = queued,
@@ -596,7 +597,9 @@ impl Dispatcher {
                     }
                 }
             }
-            Ok(Admitted::Replayed { deploy_id: first, .. }) => {
+            Ok(Admitted::Replayed {
+                deploy_id: first, ..
+            }) => {
                 entry["state"] = json!("duplicate");
                 entry["deploy_id"] = json!(first);
                 entry["reason"] = json!(format!(
@@ -607,7 +610,10 @@ impl Dispatcher {
             // A requested commit is never judged older, and a deploy
             // without a delivery id is never a duplicate; should either
             // happen, the answer says what the journal did.
-            Ok(Admitted::Older { deploy_id: id, reason }) => {
+            Ok(Admitted::Older {
+                deploy_id: id,
+                reason,
+            }) => {
                 entry["deploy_id"] = json!(id);
                 entry["state"] = json!("cancelled");
                 entry["reason"] = json!(reason);

@@ -376,6 +376,19 @@ impl PluginRuntime {
             .map_err(PluginTrap)
     }
 
+    /// Checks stacks by the component's own rules (`validate-stacks`), as
+    /// `evaluate` would apply them to a delivery.
+    pub fn validate_stacks(
+        &self,
+        stacks: &[wit::Stack],
+    ) -> Result<Result<(), wit::Error>, PluginTrap> {
+        let (mut call, instance) = self.instantiate()?;
+        instance
+            .redeploy_plugin_evaluator()
+            .call_validate_stacks(&mut call.store, stacks)
+            .map_err(PluginTrap)
+    }
+
     /// The deployment-status body for a phase.
     pub fn deployment_status(&self, input: &wit::StatusInput) -> Result<String, PluginTrap> {
         let (mut call, instance) = self.instantiate()?;

@@ -50,7 +50,11 @@ fn mac(secret: &str, stack: &str, deploy_id: i64, timestamp: &str) -> Hmac<Sha25
 pub fn sign(secret: &str, stack: &str, deploy_id: i64, timestamp: &str) -> String {
     format!(
         "sha256={}",
-        hex::encode(mac(secret, stack, deploy_id, timestamp).finalize().into_bytes())
+        hex::encode(
+            mac(secret, stack, deploy_id, timestamp)
+                .finalize()
+                .into_bytes()
+        )
     )
 }
 
@@ -69,9 +73,11 @@ pub fn verify<'a>(
     else {
         return false;
     };
-    secrets
-        .into_iter()
-        .any(|s| mac(s, stack, deploy_id, timestamp).verify_slice(&sig).is_ok())
+    secrets.into_iter().any(|s| {
+        mac(s, stack, deploy_id, timestamp)
+            .verify_slice(&sig)
+            .is_ok()
+    })
 }
 
 /// The new deploy that redeploys `earlier`: the same stack, commit, ref,
@@ -169,7 +175,13 @@ mod tests {
     #[test]
     fn a_signature_covers_stack_deploy_and_time() {
         let sig = sign("s3cret-key", "web", 7, "1700000000");
-        assert!(verify(["other-key", "s3cret-key"], "web", 7, "1700000000", &sig));
+        assert!(verify(
+            ["other-key", "s3cret-key"],
+            "web",
+            7,
+            "1700000000",
+            &sig
+        ));
         assert!(!verify(["s3cret-key"], "api", 7, "1700000000", &sig));
         assert!(!verify(["s3cret-key"], "web", 8, "1700000000", &sig));
         assert!(!verify(["s3cret-key"], "web", 7, "1700000001", &sig));

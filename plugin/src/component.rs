@@ -230,6 +230,14 @@ impl Guest for Component {
         )?))
     }
 
+    fn validate_stacks(stacks: Vec<wit::Stack>) -> Result<(), wit::Error> {
+        let stacks = stacks
+            .into_iter()
+            .map(stack_from_wit)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(evaluate::validate_stacks(&stacks)?)
+    }
+
     fn deployment_status(input: wit::StatusInput) -> String {
         use outcome::DeployPhase as P;
         let phase = match input.phase {

@@ -159,32 +159,38 @@ fn prepare<'s>(
     }
     let mut services = Vec::with_capacity(stack.services.len());
     for service in &stack.services {
-        let what = |key: &str| {
-            format!(
-                "stack \"{name}\" service \"{}\": {key} pattern",
-                service.name
-            )
+        // A stack of one service written at the top level is named alone.
+        let label = if stack.services.len() == 1 && service.name == *name {
+            format!("stack \"{name}\"")
+        } else {
+            format!("stack \"{name}\" service \"{}\"", service.name)
         };
+        let what = |key: &str| format!("{label}: {key} pattern");
+        let invalid = |message: String| PluginError::InvalidStack(format!("{label}: {message}"));
         let repository = match &service.repository {
-            Some(r) => Some(RepoKey::parse(r).ok_or_else(|| {
-                PluginError::InvalidStack(format!(
-                    "stack \"{name}\" service \"{}\": repository \"{r}\" is not a repository",
-                    service.name
+            Some(r) => Some(RepoKey::setting(r).ok_or_else(|| {
+                invalid(format!(
+                    "repository \"{r}\" is not a repository: write owner/name, a clone URL or an absolute path"
                 ))
             })?),
             None => None,
         };
+        if repository.is_none() && service.image.is_none() {
+            return Err(invalid("set repository or image".into()));
+        }
+        if repository.is_none() && service.branch.is_some() {
+            return Err(invalid("branch needs repository".into()));
+        }
         if repository.is_some() && service.branch.is_none() && service.tags.is_none() {
-            return Err(PluginError::InvalidStack(format!(
-                "stack \"{name}\" service \"{}\": repository needs a branch (or tags) pattern",
-                service.name
-            )));
+            return Err(invalid(
+                "repository needs a branch (or tags) pattern".into(),
+            ));
         }
         let image = match &service.image {
             Some(i) => Some(ImageKey::parse(i).ok_or_else(|| {
-                PluginError::InvalidStack(format!(
-                    "stack \"{name}\" service \"{}\": image \"{i}\" is not an image",
-                    service.name
+                invalid(format!(
+                    "image \"{i}\" is not an image reference: write name, owner/name or registry/path, \
+                     with an optional :tag and @digest"
                 ))
             })?),
             None => None,
@@ -256,6 +262,18 @@ fn prepare<'s>(
         profile: modifiers.profile.clone(),
         ctx,
     })
+}
+
+/// Checks every stack by the rules [`evaluate`] applies when it prepares
+/// one (see [`prepare`]), without a delivery: what the host's configuration
+/// loader calls, so a configuration it accepts never fails a delivery with
+/// [`PluginError::InvalidStack`].
+pub fn validate_stacks(stacks: &[Stack]) -> Result<(), PluginError> {
+    let ctx = Context::default();
+    for stack in stacks {
+        prepare(stack, &Modifiers::default(), &ctx)?;
+    }
+    Ok(())
 }
 
 /// The hook URL's modifiers.

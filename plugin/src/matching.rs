@@ -120,6 +120,20 @@ impl RepoKey {
         Some(RepoKey { host, path })
     }
 
+    /// Parses a stack's `repository` setting: as [`RepoKey::parse`], but
+    /// refused when it holds whitespace or control characters, or when it is
+    /// neither a URL, an absolute path nor at least `owner/name` (a bare
+    /// `name` names no forge repository). Any owner a forge allows is
+    /// accepted, including a Bitbucket Server personal project (`~user/repo`).
+    pub fn setting(text: &str) -> Option<RepoKey> {
+        if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return None;
+        }
+        let key = RepoKey::parse(text)?;
+        let named = key.host.is_some() || key.path.starts_with('/') || key.path.contains('/');
+        named.then_some(key)
+    }
+
     fn matches(&self, other: &RepoKey) -> bool {
         let hosts_agree = match (&self.host, &other.host) {
             (Some(a), Some(b)) => a == b,
@@ -203,34 +217,115 @@ fn canonical_path(registry: Option<&str>, path: &str) -> String {
     }
 }
 
+/// Longest image tag the Distribution reference grammar allows.
+const MAX_TAG_CHARS: usize = 128;
+
+/// A registry host: DNS labels of letters, digits and inner `-` joined by
+/// `.`, or a bracketed IPv6 address, with an optional numeric port.
+fn is_registry_host(text: &str) -> bool {
+    let (host, port) = match text.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(':') && !port.contains(']') => (host, Some(port)),
+        _ => (text, None),
+    };
+    if port.is_some_and(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit())) {
+        return false;
+    }
+    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return inner.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    !host.is_empty()
+        && host.split('.').all(|label| {
+            let b = label.as_bytes();
+            !b.is_empty()
+                && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+                && b[0] != b'-'
+                && b[b.len() - 1] != b'-'
+        })
+}
+
+/// One path component (lower case): runs of `[a-z0-9]` joined by one of
+/// `.`, `_`, `__` or any number of `-`.
+fn is_path_component(text: &str) -> bool {
+    let b = text.as_bytes();
+    let alnum = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    if !b.first().is_some_and(alnum) || !b.last().is_some_and(alnum) {
+        return false;
+    }
+    b.split(alnum).all(|sep| {
+        sep.is_empty()
+            || sep == b"."
+            || sep == b"_"
+            || sep == b"__"
+            || sep.iter().all(|c| *c == b'-')
+    })
+}
+
+/// A tag: a word character, then up to 127 word characters, `.` or `-`.
+fn is_tag(text: &str) -> bool {
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let b = text.as_bytes();
+    b.len() <= MAX_TAG_CHARS
+        && b.first().is_some_and(|c| word(*c))
+        && b.iter().all(|c| word(*c) || matches!(c, b'.' | b'-'))
+}
+
+/// A digest as the OCI image specification writes it: `algorithm:encoded`,
+/// the algorithm `[a-z0-9]+` parts joined by `+`, `.`, `_` or `-`, the
+/// encoded part `[a-zA-Z0-9=_-]+`.
+fn is_digest(text: &str) -> bool {
+    let Some((algorithm, encoded)) = text.split_once(':') else {
+        return false;
+    };
+    let part = |p: &str| {
+        !p.is_empty()
+            && p.bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    };
+    algorithm.split(['+', '.', '_', '-']).all(part)
+        && !encoded.is_empty()
+        && encoded
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'=' | b'_' | b'-'))
+}
+
 impl ImageKey {
-    /// Parses `name`, `owner/name`, `owner/name:tag`, `host[:port]/owner/name[:tag]`
-    /// (a first segment with a `.` or `:` or `localhost` is a registry host),
-    /// each optionally followed by `@digest`.
+    /// Parses a stack's image setting: `name`, `owner/name`, `owner/name:tag`,
+    /// `host[:port]/owner/name[:tag]` (a first segment with a `.` or `:` or
+    /// `localhost` is a registry host), each optionally followed by
+    /// `@digest`, in the grammar of the Distribution project's references:
+    /// path components of letters and digits joined by `.`, `_`, `__` or
+    /// runs of `-`; a tag of word characters, `.` and `-` (at most 128, not
+    /// starting with `.` or `-`); a digest `algorithm:encoded` as the OCI
+    /// image specification writes it. Letter case in the path is ignored
+    /// (registries store it lower case). `None` for anything else, such as
+    /// text with spaces or an empty digest.
     pub fn parse(text: &str) -> Option<ImageKey> {
         let text = text.trim();
         let (text, digest) = match text.split_once('@') {
-            Some((name, digest)) if !digest.trim().is_empty() => {
-                (name, Some(digest.trim().to_string()))
-            }
+            Some((name, digest)) if is_digest(digest) => (name, Some(digest.to_string())),
             Some(_) => return None,
             None => (text, None),
         };
-        if text.is_empty() {
-            return None;
-        }
         let (registry, rest) = match text.split_once('/') {
             Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => {
+                if !is_registry_host(first) {
+                    return None;
+                }
                 (Some(canonical_registry(first)), rest)
             }
             _ => (None, text),
         };
         let (path, tag) = match rest.rsplit_once(':') {
-            Some((p, t)) if !t.contains('/') => (p, Some(t.to_string())),
+            Some((p, t)) if !t.contains('/') => {
+                if !is_tag(t) {
+                    return None;
+                }
+                (p, Some(t.to_string()))
+            }
             _ => (rest, None),
         };
-        let path = path.trim_matches('/').to_ascii_lowercase();
-        if path.is_empty() {
+        let path = path.to_ascii_lowercase();
+        if !path.split('/').all(is_path_component) {
             return None;
         }
         Some(ImageKey {
@@ -440,6 +535,86 @@ mod tests {
             callback_url: None,
             sent_at_ms: None,
         }
+    }
+
+    /// A stack's image setting follows the Distribution reference grammar;
+    /// the `config` fuzz target found `name@` (an empty digest) accepted by
+    /// a copy of this rule in the host while this parser refused it.
+    #[test]
+    fn image_settings_follow_the_reference_grammar() {
+        let key =
+            ImageKey::parse("Registry.Example.com:5000/Team/web_api__x/a-b--c:v1.2_rc@sha256:0123")
+                .unwrap();
+        assert_eq!(key.registry.as_deref(), Some("registry.example.com:5000"));
+        assert_eq!(key.path, "team/web_api__x/a-b--c");
+        assert_eq!(key.tag.as_deref(), Some("v1.2_rc"));
+        assert_eq!(key.digest.as_deref(), Some("sha256:0123"));
+        let key = ImageKey::parse("[fe80::1]:5000/web@sha512+b64u:AbC-_=").unwrap();
+        assert_eq!(key.registry.as_deref(), Some("[fe80::1]:5000"));
+        assert_eq!(key.tag, None);
+        assert_eq!(
+            ImageKey::parse("docker.io/nginx")
+                .unwrap()
+                .registry
+                .as_deref(),
+            Some("docker.io")
+        );
+        let long_tag = format!("web:{}", "t".repeat(MAX_TAG_CHARS));
+        assert!(ImageKey::parse(&long_tag).is_some());
+        for bad in [
+            "",
+            "web@",
+            "web@sha256",
+            "web@:abc",
+            "web@SHA256:abc",
+            "web:",
+            "web:-x",
+            "a b",
+            "web/",
+            "/web",
+            "a..b",
+            "a___b",
+            "a._b",
+            "web_",
+            "exa_mple.com/web",
+            "example.com:/web",
+            "example.com:port/web",
+            "-example.com/web",
+            "[fe80::zz]:5000/web",
+            "ghcr.io/",
+            "web\u{0}",
+            &format!("web:{}", "t".repeat(MAX_TAG_CHARS + 1)),
+        ] {
+            assert!(ImageKey::parse(bad).is_none(), "{bad:?} parsed");
+        }
+    }
+
+    /// A stack's repository setting: any forge owner (a Bitbucket Server
+    /// personal project is `~user`), never whitespace, never a bare name.
+    #[test]
+    fn repository_settings_name_a_repository() {
+        for good in [
+            "~gopher/webhook-test",
+            "group/sub/project",
+            "/srv/git/app.git",
+            "git@host:single",
+            "https://bitbucket.example.com/scm/~gopher/webhook-test.git",
+        ] {
+            assert!(RepoKey::setting(good).is_some(), "{good:?} refused");
+        }
+        for bad in [
+            "",
+            "name",
+            "owner/",
+            "o /r",
+            "o/r\n",
+            "https://host/",
+            "https://host/.git",
+        ] {
+            assert!(RepoKey::setting(bad).is_none(), "{bad:?} parsed");
+        }
+        // Payload identities are not settings: a bare name still parses there.
+        assert!(RepoKey::parse("name").is_some());
     }
 
     #[test]

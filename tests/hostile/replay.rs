@@ -226,8 +226,14 @@ fn a_redeploy_from_history_on_a_stack_with_secrets_must_be_signed_and_deploys_on
     let world = signed_world("replay-redeploy-signed");
     let server = world.start(&[]);
     let at = now_secs();
-    assert_eq!(forward(&server, 1, "web", at, &forwarded_body()).status, 202);
-    assert_eq!(forward(&server, 2, "api", at, &forwarded_body()).status, 202);
+    assert_eq!(
+        forward(&server, 1, "web", at, &forwarded_body()).status,
+        202
+    );
+    assert_eq!(
+        forward(&server, 2, "api", at, &forwarded_body()).status,
+        202
+    );
     let deploys = world.settle(20);
     let web = deploys.iter().find(|d| d.stack == "web").unwrap().id;
     let api = deploys.iter().find(|d| d.stack == "api").unwrap().id;
@@ -256,7 +262,11 @@ fn a_redeploy_from_history_on_a_stack_with_secrets_must_be_signed_and_deploys_on
     for (path, headers, error) in [
         (route(1, web), signed("web", api, at), "bad-signature"),
         (route(1, web), signed("api", web, at), "bad-signature"),
-        (route(1, web), signed("web", web, at - 600), "stale-signature"),
+        (
+            route(1, web),
+            signed("web", web, at - 600),
+            "stale-signature",
+        ),
     ] {
         let r = post(path, headers);
         assert_eq!(r.status, 401, "{}", r.text());
@@ -290,7 +300,9 @@ fn a_redeploy_from_history_on_a_stack_with_secrets_must_be_signed_and_deploys_on
         .filter(|d| d.stack == "web" && d.id != web)
         .collect();
     assert_eq!(redeploys.len(), 2, "{deploys:#?}");
-    assert!(redeploys.iter().all(|d| d.sha.as_deref() == Some(sha(0xb).as_str())));
+    assert!(redeploys
+        .iter()
+        .all(|d| d.sha.as_deref() == Some(sha(0xb).as_str())));
     server.terminate();
 }
 

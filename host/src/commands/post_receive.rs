@@ -209,6 +209,7 @@ impl PostReceive {
                 ..RuntimeOptions::default()
             },
         )?);
+        crate::stacks::validate(&runtime, &config, &self.config)?;
         let stacks = crate::stacks::wit_stacks(&config);
         // A first look, to learn whether anything deploys before opening the
         // journal; the dispatcher below (or the server) evaluates it for real,

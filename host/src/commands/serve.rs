@@ -55,6 +55,8 @@ impl Serve {
             .with_context(|| {
                 format!("state directory {} cannot be created", state_dir.display())
             })?;
+        // The journal first, so that a state directory that cannot be
+        // written is named as such before anything else fails on it.
         let journal = Arc::new(Journal::open(&Journal::path_in(state_dir))?);
         let tokens = TokenTable::new(ensure_tokens(&config, &journal)?);
         let options = RuntimeOptions {
@@ -70,6 +72,7 @@ impl Serve {
                 PluginRuntime::new(&crate::plugin::component_source(Some(path)), options)?
             }
         });
+        crate::stacks::validate(&runtime, &config, &self.config)?;
         release_free_heap();
         let metrics = Arc::new(Metrics::new());
         let runner = Runner::new(config.clone(), journal.clone(), metrics.clone())?;
