@@ -119,7 +119,8 @@ def unescape(s):
     s = re.sub(r'\\\n\s*', "", s)
     return re.sub(r'\\(.)', lambda m: {"n": "\n", "t": "\t"}.get(m.group(1), m.group(1)), s)
 sections = ("[[stacks]]", "[server]", "[hook]")
-sources = [root / "host" / "src" / "config.rs"] + sorted((root / "tests").glob("*.rs"))
+config_dir = root / "host" / "src" / "config"
+sources = sorted(config_dir.rglob("*.rs")) + sorted((root / "tests").glob("*.rs"))
 for source in sources:
     code = source.read_text()
     snippets = [m.group(2) for m in raw_string.finditer(code)]
@@ -127,7 +128,7 @@ for source in sources:
     for snippet in snippets:
         if any(s in snippet for s in sections):
             put("config", snippet)
-        elif source.name == "config.rs" and re.search(r'^\w[\w.]* = ', snippet, re.M):
+        elif config_dir in source.parents and re.search(r'^\w[\w.]* = ', snippet, re.M):
             # A stack body the unit tests wrap in a [[stacks]] table.
             put("config", '[[stacks]]\nname = "web"\n' + snippet + "\n")
 
