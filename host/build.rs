@@ -52,6 +52,11 @@ fn main() {
         "CARGO_TARGET_DIR",
         "CARGO_BUILD_TARGET",
         "RUSTC_WRAPPER",
+        // `cargo clippy` lints the plugin as a workspace member; the
+        // component itself is built by plain rustc.
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CLIPPY_ARGS",
+        "CLIPPY_CONF_DIR",
     ] {
         cmd.env_remove(var);
     }

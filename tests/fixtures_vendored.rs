@@ -43,7 +43,7 @@ fn check_digests(root: &Path) -> BTreeSet<String> {
         listed.insert(name);
     }
     let mut present = BTreeSet::new();
-    files(&root, &root, &mut present);
+    files(root, root, &mut present);
     present.remove("SHA256SUMS");
     let unlisted: Vec<_> = present.difference(&listed).collect();
     assert!(unlisted.is_empty(), "files not in SHA256SUMS: {unlisted:?}");

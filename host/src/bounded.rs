@@ -93,7 +93,7 @@ mod tests {
 
     #[test]
     fn input_one_byte_over_the_limit_is_refused_not_cut() {
-        let data = vec![b'x'; 101];
+        let data = [b'x'; 101];
         let err = read_all(&data[..], 100, "post-receive input").unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::FileTooLarge);
         assert_eq!(err.to_string(), "post-receive input is over 100 bytes");

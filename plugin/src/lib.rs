@@ -11,6 +11,15 @@
 //! - [`report`]: the stable JSON form of an outcome;
 //! - `component` (wasm32 only): the WIT bindings, converting WIT types to domain types and back.
 
+// The component's logic has no use for `unsafe` (only the generated WIT
+// bindings in `component` need it), and a panic in it is a trap the host
+// answers with 500: outside tests, fallible steps return `PluginError`.
+#![deny(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 pub mod error;
 pub mod evaluate;
 pub mod github;
@@ -26,4 +35,5 @@ pub mod signature;
 // symbols whose names contain `:` (the linker's version script rejects them),
 // and native callers use the modules above directly.
 #[cfg(target_arch = "wasm32")]
+#[allow(unsafe_code)]
 mod component;

@@ -454,9 +454,7 @@ fn connections_beyond_the_cap_wait_for_a_free_one() {
     std::thread::sleep(Duration::from_millis(300));
     let mut third = TcpStream::connect(&server.addr).unwrap();
     third
-        .write_all(
-            format!("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .unwrap();
     third
         .set_read_timeout(Some(Duration::from_secs(2)))
