@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::config::{Config, StackConfig};
+use crate::journal::now_ms;
 use crate::journal::DeployRecord;
 use crate::journal::{Admission, Admitted, CommitClaim, ReplayClaim};
 use crate::journal::{Inserted, Journal, NewDelivery, NewDeploy, NewDeploymentRequest};
@@ -15,7 +16,7 @@ use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::plugin::{wit, PluginRuntime};
 use crate::report;
-use crate::runner::{now_ms, Enqueued, Runner};
+use crate::runner::{Enqueued, Runner};
 use crate::stacks::wit_stack;
 
 /// The HTTP status and JSON body a delivery is answered with.
@@ -440,7 +441,7 @@ impl Dispatcher {
                         self.metrics
                             .deploy_state(crate::journal::DeployState::Cancelled);
                         if let Some(n) = &self.notifier {
-                            use crate::runner::DeployObserver as _;
+                            use crate::journal::DeployObserver as _;
                             n.changed(
                                 deploy_id,
                                 crate::journal::DeployState::Cancelled,

@@ -38,6 +38,21 @@ use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
+/// The time now in Unix milliseconds, as the journal records every time.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Told of every state change of a deploy, after the journal recorded it:
+/// how deployment statuses and registry callbacks learn of deploys.
+pub trait DeployObserver: Send + Sync {
+    /// Deploy `deploy_id` entered `state`; `detail` is the reason recorded.
+    fn changed(&self, deploy_id: i64, state: DeployState, detail: Option<&str>);
+}
+
 mod github;
 pub use github::{DeploymentRequest, NewDeploymentRequest, RequestState};
 mod retention;

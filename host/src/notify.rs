@@ -21,9 +21,9 @@ use tokio::sync::mpsc;
 
 use crate::config::{Config, StackConfig};
 use crate::github::{ApiError, Created, GithubClient};
+use crate::journal::{now_ms, DeployObserver};
 use crate::journal::{DeployState, Journal, RequestState};
 use crate::plugin::{wit, PluginRuntime};
-use crate::runner::{now_ms, DeployObserver};
 
 /// How long a Docker Hub callback may take.
 pub const CALLBACK_TIMEOUT: Duration = Duration::from_secs(10);

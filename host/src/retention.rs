@@ -95,7 +95,7 @@ pub fn spawn_periodic(
             tick.tick().await;
             let (config, journal, refused) = (config.clone(), journal.clone(), refused.clone());
             let _ = tokio::task::spawn_blocking(move || {
-                let now = crate::runner::now_ms();
+                let now = crate::journal::now_ms();
                 refused.flush(&journal, now);
                 prune_logged(&config, &journal, now);
             })

@@ -22,10 +22,10 @@ use sha2::Sha256;
 
 use crate::journal::{DeployRecord, NewDeploy};
 
-/// How far a redeploy request's timestamp may be from the server's clock:
-/// the forwarded post-receive push's window
-/// ([`crate::server::POST_RECEIVE_MAX_SKEW`]).
-pub const MAX_SKEW: Duration = crate::server::POST_RECEIVE_MAX_SKEW;
+/// How far a redeploy request's timestamp may be from the server's clock,
+/// the same window a forwarded post-receive push has (the server's
+/// `POST_RECEIVE_MAX_SKEW` is this constant).
+pub const MAX_SKEW: Duration = Duration::from_secs(5 * 60);
 
 /// The provider recorded for a redeploy (`REDEPLOY_PROVIDER`): an
 /// operator's action, as a manual trigger is.

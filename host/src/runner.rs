@@ -20,19 +20,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::{watch, Semaphore};
 
 use crate::config::{Config, DeployAction, StackConfig};
-use crate::journal::{DeployRecord, DeployState, Journal, TransitionDetail};
+use crate::journal::{
+    now_ms, DeployObserver, DeployRecord, DeployState, Journal, TransitionDetail,
+};
 use crate::metrics::Metrics;
-
-/// How long a deploy command gets between SIGTERM and SIGKILL when it times
-/// out or the server shuts down.
-pub const KILL_GRACE: Duration = Duration::from_secs(5);
 
 /// Environment variables a deploy command inherits from the server; all
 /// others are dropped, so the server's secrets (secret and token variables)
@@ -54,14 +52,6 @@ pub const INHERITED_ENV: &[&str] = &[
 /// How long an HTTP deploy action may take when the stack sets no timeout
 /// shorter than this.
 pub const HTTP_ACTION_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Milliseconds since the epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 /// The parts of a journaled deploy event that the journal's own columns do
 /// not hold (stack, ref, sha, services... are columns of the deploy row).
@@ -90,13 +80,6 @@ struct StackQueue {
     running: Option<Slot>,
     pending: Option<Slot>,
     worker_active: bool,
-}
-
-/// Told of every state change of a deploy, after the journal recorded it:
-/// how deployment statuses and registry callbacks learn of deploys.
-pub trait DeployObserver: Send + Sync {
-    /// Deploy `deploy_id` entered `state`; `detail` is the reason recorded.
-    fn changed(&self, deploy_id: i64, state: DeployState, detail: Option<&str>);
 }
 
 /// What happened to a deploy handed to [`Runner::enqueue`].
@@ -687,7 +670,7 @@ impl Runner {
         if drained.is_err() {
             tracing::warn!("shutdown grace period over; stopping running deploys");
             let _ = self.inner.kill.send(true);
-            let _ = tokio::time::timeout(KILL_GRACE * 2, async {
+            let _ = tokio::time::timeout(crate::supervise::KILL_GRACE * 2, async {
                 while set.join_next().await.is_some() {}
             })
             .await;
@@ -720,11 +703,11 @@ enum Ended {
     Shutdown,
 }
 
-/// Kills a deploy's whole process group: SIGTERM, then SIGKILL after [`KILL_GRACE`].
+/// Kills a deploy's whole process group: SIGTERM, then SIGKILL after [`crate::supervise::KILL_GRACE`].
 async fn kill_tree(child: &mut tokio::process::Child, pid: Option<u32>) {
     let Some(pid) = pid else { return };
     kill_group(pid, libc::SIGTERM);
-    if tokio::time::timeout(KILL_GRACE, child.wait())
+    if tokio::time::timeout(crate::supervise::KILL_GRACE, child.wait())
         .await
         .is_err()
     {
@@ -793,78 +776,3 @@ impl Runner {
         }
     }
 }
-
-/// Runs every queued deploy of `stack` in the journal, newest commit first
-/// cancelling older ones, in this process. Used where no `redeploy serve`
-/// runs (a post-receive hook). Holds the stack's lock
-/// (`<state_dir>/locks/<stack>.lock`, [`crate::supervise`]) while it works,
-/// so runner processes started by concurrent pushes and a `serve` on the
-/// same state directory take turns: one deploy at a time per stack, and the
-/// last runner to get the lock finds the newest deploy queued. With the
-/// lock, it first recovers what a dead runner left of the stack's deploys.
-pub async fn run_queued(
-    config: Arc<Config>,
-    journal: Arc<Journal>,
-    stack: &str,
-) -> anyhow::Result<()> {
-    use anyhow::Context as _;
-    let state_dir = &config.server.state_dir;
-    let lock = crate::supervise::lock(state_dir, stack, || false)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot lock {}",
-                crate::supervise::lock_path(state_dir, stack).display()
-            )
-        })?
-        .context("stack lock wait given up")?;
-    let metrics = Arc::new(Metrics::new());
-    // A GitHub CD stack: send its pending deployment requests and report
-    // statuses from this process, as the server would.
-    let notifier = match config.stack(stack).and_then(|s| s.github.as_ref()) {
-        Some(_) => {
-            let runtime = Arc::new(crate::plugin::PluginRuntime::cached(
-                &config.server.state_dir.join("cache"),
-                crate::plugin::RuntimeOptions {
-                    allocation: crate::plugin::Allocation::OnDemand,
-                    ..crate::plugin::RuntimeOptions::default()
-                },
-            )?);
-            Some(crate::notify::Notifier::start(
-                config.clone(),
-                journal.clone(),
-                runtime,
-                Some(stack),
-            )?)
-        }
-        None => None,
-    };
-    let observer = notifier.as_ref().map(|n| n.as_ref() as &dyn DeployObserver);
-    crate::supervise::recover_stack(&journal, stack, &lock, observer).await?;
-    loop {
-        let mut queued: Vec<DeployRecord> = journal
-            .deploys(Some(stack), usize::MAX >> 1)?
-            .into_iter()
-            .filter(|d| d.state == DeployState::Queued)
-            .collect();
-        if queued.is_empty() {
-            break;
-        }
-        queued.reverse();
-        let runner = Runner::new(config.clone(), journal.clone(), metrics.clone())?;
-        runner.caller_holds_stack_locks();
-        if let Some(n) = &notifier {
-            runner.observe(n.clone());
-        }
-        runner.recover(&queued);
-        runner.idle().await;
-    }
-    if let Some(n) = notifier {
-        n.finish(RUN_QUEUED_NOTIFY_GRACE).await;
-    }
-    drop(lock);
-    Ok(())
-}
-
-/// How long a post-receive runner waits for its last GitHub reports.
-pub const RUN_QUEUED_NOTIFY_GRACE: Duration = Duration::from_secs(30);

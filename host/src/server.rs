@@ -82,7 +82,7 @@ pub const POST_RECEIVE_TIMESTAMP_HEADER: &str = "x-redeploy-timestamp";
 /// refused after it, and within it deploys only once (the replay key is
 /// kept for twice this: a timestamp is accepted while it is within this
 /// much of now).
-pub const POST_RECEIVE_MAX_SKEW: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+pub const POST_RECEIVE_MAX_SKEW: std::time::Duration = crate::rollback::MAX_SKEW;
 
 /// The [`POST_RECEIVE_SIGNATURE_HEADER`] value for a push forwarded to
 /// `stack` at `timestamp` (Unix seconds, the
@@ -496,7 +496,7 @@ async fn post_receive(
     }
     // Signed or not, a timestamp must be a recent one.
     if let Some(timestamp) = timestamp.as_deref() {
-        let now = u64::try_from(crate::runner::now_ms() / 1000).unwrap_or(0);
+        let now = u64::try_from(crate::journal::now_ms() / 1000).unwrap_or(0);
         if !timestamp.parse().is_ok_and(|t| fresh_post_receive(t, now)) {
             return reject(
                 401,
@@ -583,7 +583,7 @@ async fn redeploy(
                 "this stack has secrets: a redeploy names a commit, so it must carry X-Redeploy-Timestamp and X-Redeploy-Signature-256 (redeploy trigger --redeploy signs it)",
             );
         };
-        let now = u64::try_from(crate::runner::now_ms() / 1000).unwrap_or(0);
+        let now = u64::try_from(crate::journal::now_ms() / 1000).unwrap_or(0);
         if !timestamp
             .parse::<u64>()
             .is_ok_and(|t| t.abs_diff(now) <= crate::rollback::MAX_SKEW.as_secs())

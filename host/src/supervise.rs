@@ -8,7 +8,7 @@
 //! the journal. So whoever holds the lock and finds a deploy of the stack
 //! still `started` in the journal knows its runner is dead: it kills what is
 //! left of that deploy's process group (recorded in the journal when the
-//! deploy started; SIGTERM, [`crate::runner::KILL_GRACE`], SIGKILL), marks it
+//! deploy started; SIGTERM, [`KILL_GRACE`], SIGKILL), marks it
 //! `interrupted`, and only then starts the next deploy.
 
 use std::fs::File;
@@ -17,8 +17,11 @@ use std::os::fd::AsRawFd as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::journal::{DeployState, Journal, TransitionDetail};
-use crate::runner::{now_ms, DeployObserver, KILL_GRACE};
+use crate::journal::{now_ms, DeployObserver, DeployState, Journal, TransitionDetail};
+
+/// How long a deploy command gets between SIGTERM and SIGKILL when it times
+/// out or the server shuts down.
+pub const KILL_GRACE: Duration = Duration::from_secs(5);
 
 /// How often a runner waiting for a stack's lock tries again: short next to
 /// any deploy, long next to the cost of one `flock` call.

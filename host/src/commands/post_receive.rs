@@ -278,7 +278,7 @@ impl PostReceive {
                     let body = serde_json::to_vec(&push)?;
                     // The server refuses a push forwarded too long ago, and
                     // the same one twice.
-                    let timestamp = (crate::runner::now_ms() / 1000).to_string();
+                    let timestamp = (crate::journal::now_ms() / 1000).to_string();
                     let mut request = client
                         .post(&url)
                         .header("content-type", "application/json")
@@ -366,7 +366,7 @@ impl PostReceive {
                         .build()?;
                     let stacks: Vec<String> = sink.stacks.lock().unwrap().iter().cloned().collect();
                     for stack in stacks {
-                        rt.block_on(crate::runner::run_queued(
+                        rt.block_on(super::run_queued::run_queued(
                             config.clone(),
                             journal.clone(),
                             &stack,

@@ -3,9 +3,12 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::config;
-use crate::journal::Journal;
+use anyhow::Context as _;
+
+use crate::config::{self, Config};
+use crate::journal::{DeployRecord, DeployState, Journal};
 
 /// Runs the queued deploys of one stack, then exits.
 #[derive(Debug, clap::Args)]
@@ -23,10 +26,86 @@ impl RunQueued {
     pub fn execute(self) -> anyhow::Result<()> {
         let config = Arc::new(config::load(&self.config)?);
         let journal = Arc::new(Journal::open(&Journal::path_in(&config.server.state_dir))?);
-        crate::retention::prune_logged(&config, &journal, crate::runner::now_ms());
+        crate::retention::prune_logged(&config, &journal, crate::journal::now_ms());
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        rt.block_on(crate::runner::run_queued(config, journal, &self.stack))
+        rt.block_on(run_queued(config, journal, &self.stack))
     }
 }
+
+/// Runs every queued deploy of `stack` in the journal, newest commit first
+/// cancelling older ones, in this process. Used where no `redeploy serve`
+/// runs (a post-receive hook). Holds the stack's lock
+/// (`<state_dir>/locks/<stack>.lock`, [`crate::supervise`]) while it works,
+/// so runner processes started by concurrent pushes and a `serve` on the
+/// same state directory take turns: one deploy at a time per stack, and the
+/// last runner to get the lock finds the newest deploy queued. With the
+/// lock, it first recovers what a dead runner left of the stack's deploys.
+pub async fn run_queued(
+    config: Arc<Config>,
+    journal: Arc<Journal>,
+    stack: &str,
+) -> anyhow::Result<()> {
+    let state_dir = &config.server.state_dir;
+    let lock = crate::supervise::lock(state_dir, stack, || false)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot lock {}",
+                crate::supervise::lock_path(state_dir, stack).display()
+            )
+        })?
+        .context("stack lock wait given up")?;
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    // A GitHub CD stack: send its pending deployment requests and report
+    // statuses from this process, as the server would.
+    let notifier = match config.stack(stack).and_then(|s| s.github.as_ref()) {
+        Some(_) => {
+            let runtime = Arc::new(crate::plugin::PluginRuntime::cached(
+                &config.server.state_dir.join("cache"),
+                crate::plugin::RuntimeOptions {
+                    allocation: crate::plugin::Allocation::OnDemand,
+                    ..crate::plugin::RuntimeOptions::default()
+                },
+            )?);
+            Some(crate::notify::Notifier::start(
+                config.clone(),
+                journal.clone(),
+                runtime,
+                Some(stack),
+            )?)
+        }
+        None => None,
+    };
+    let observer = notifier
+        .as_ref()
+        .map(|n| n.as_ref() as &dyn crate::journal::DeployObserver);
+    crate::supervise::recover_stack(&journal, stack, &lock, observer).await?;
+    loop {
+        let mut queued: Vec<DeployRecord> = journal
+            .deploys(Some(stack), usize::MAX >> 1)?
+            .into_iter()
+            .filter(|d| d.state == DeployState::Queued)
+            .collect();
+        if queued.is_empty() {
+            break;
+        }
+        queued.reverse();
+        let runner = crate::runner::Runner::new(config.clone(), journal.clone(), metrics.clone())?;
+        runner.caller_holds_stack_locks();
+        if let Some(n) = &notifier {
+            runner.observe(n.clone());
+        }
+        runner.recover(&queued);
+        runner.idle().await;
+    }
+    if let Some(n) = notifier {
+        n.finish(RUN_QUEUED_NOTIFY_GRACE).await;
+    }
+    drop(lock);
+    Ok(())
+}
+
+/// How long a post-receive runner waits for its last GitHub reports.
+pub const RUN_QUEUED_NOTIFY_GRACE: Duration = Duration::from_secs(30);

@@ -38,7 +38,7 @@ pub struct Serve {
 impl Serve {
     /// Starts everything and serves.
     pub fn execute(self) -> anyhow::Result<()> {
-        crate::cli::init_logging();
+        init_logging();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?;
@@ -89,7 +89,7 @@ impl Serve {
             tracing::info!(count = queued.len(), "resuming queued deploys");
         }
         runner.recover(&queued);
-        crate::retention::prune_logged(&config, &journal, crate::runner::now_ms());
+        crate::retention::prune_logged(&config, &journal, crate::journal::now_ms());
 
         let log_links = notifier.log_links().clone();
         let dispatcher = Dispatcher::new(
@@ -152,4 +152,16 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
+}
+
+/// Logs to stderr; `RUST_LOG` filters (default `info`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only for a terminal: log files and journald get plain text.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
 }
