@@ -1159,3 +1159,41 @@ fn distribution_events_older_than_the_window_are_refused() {
         "{err}"
     );
 }
+
+/// A Bitbucket Server personal repository: its project key is `~USER`. No
+/// third-party payload of one was found, so this takes go-scm's
+/// `repo:refs_changed` fixture (project `PRJ`, repository `my-repo`, a push
+/// to `master`) and changes only the project to a personal one, as Bitbucket
+/// Server names it. A stack set to `~gopher/webhook-test` (a setting the
+/// host once refused) deploys it; one set to the project-less name does not.
+#[test]
+fn a_bitbucket_server_personal_repository_deploys_its_stack() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/bitbucket-server/goscm-push.json"
+    );
+    let mut body: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    body["repository"]["project"]["key"] = "~GOPHER".into();
+    body["repository"]["project"]["type"] = "PERSONAL".into();
+    body["repository"]["slug"] = "webhook-test".into();
+    let delivery = Delivery::Http(HttpRequest {
+        method: "POST".into(),
+        path: "/".into(),
+        query: String::new(),
+        headers: Headers::new([
+            ("X-Event-Key", "repo:refs_changed"),
+            ("Content-Type", "application/json"),
+        ]),
+        body: serde_json::to_vec(&body).unwrap(),
+    });
+    let personal = stack("personal", "~gopher/webhook-test", "master");
+    validate_stacks(std::slice::from_ref(&personal)).unwrap();
+    let deployed = decision(std::slice::from_ref(&personal), &delivery);
+    let event = deployed
+        .deploy
+        .expect("the personal repository's push deploys");
+    assert_eq!(event.git_ref.as_deref(), Some("refs/heads/master"));
+    let other = stack("other", "gopher/webhook-test", "master");
+    assert!(decision(&[other], &delivery).deploy.is_none());
+}
