@@ -5,10 +5,9 @@
 //! test (see `lib.rs`).
 
 use std::path::Path;
-
-use redeploy_host::config::{parse_with, SecretSource};
 use std::sync::OnceLock;
 
+use redeploy_host::config::{parse_with, SecretSource};
 use redeploy_host::plugin::{wit, ComponentSource, PluginRuntime, RuntimeOptions};
 use redeploy_host::stacks::wit_stacks;
 

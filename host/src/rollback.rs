@@ -27,6 +27,12 @@ use crate::journal::{DeployRecord, NewDeploy};
 /// `POST_RECEIVE_MAX_SKEW` is this constant).
 pub const MAX_SKEW: Duration = Duration::from_secs(5 * 60);
 
+/// Whether a signed request's `timestamp` (a redeploy, or a forwarded
+/// post-receive push) is within [`MAX_SKEW`] of `now_secs`, either way.
+pub fn is_fresh(timestamp: u64, now_secs: u64) -> bool {
+    timestamp.abs_diff(now_secs) <= MAX_SKEW.as_secs()
+}
+
 /// The provider recorded for a redeploy (`REDEPLOY_PROVIDER`): an
 /// operator's action, as a manual trigger is.
 pub const PROVIDER: &str = "manual";

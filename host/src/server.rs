@@ -140,12 +140,6 @@ fn verify_post_receive(
         .is_ok()
 }
 
-/// Whether a forwarded push's timestamp is within [`POST_RECEIVE_MAX_SKEW`]
-/// of `now_secs`.
-fn fresh_post_receive(timestamp: u64, now_secs: u64) -> bool {
-    timestamp.abs_diff(now_secs) <= POST_RECEIVE_MAX_SKEW.as_secs()
-}
-
 /// The most of a deploy log `/logs/{id}/{key}` serves: its last 1 MiB.
 pub const MAX_LOG_SERVED_BYTES: u64 = 1 << 20;
 
@@ -497,7 +491,10 @@ async fn post_receive(
     // Signed or not, a timestamp must be a recent one.
     if let Some(timestamp) = timestamp.as_deref() {
         let now = u64::try_from(crate::journal::now_ms() / 1000).unwrap_or(0);
-        if !timestamp.parse().is_ok_and(|t| fresh_post_receive(t, now)) {
+        if !timestamp
+            .parse()
+            .is_ok_and(|t| crate::rollback::is_fresh(t, now))
+        {
             return reject(
                 401,
                 "stale-signature",
@@ -586,7 +583,7 @@ async fn redeploy(
         let now = u64::try_from(crate::journal::now_ms() / 1000).unwrap_or(0);
         if !timestamp
             .parse::<u64>()
-            .is_ok_and(|t| t.abs_diff(now) <= crate::rollback::MAX_SKEW.as_secs())
+            .is_ok_and(|t| crate::rollback::is_fresh(t, now))
         {
             return reject(
                 401,

@@ -66,17 +66,17 @@ pub fn wit_stack(stack: &StackConfig) -> wit::Stack {
     }
 }
 
-/// Checks the configuration's stacks by the component's rules
-/// (`validate-stacks`): patterns, repositories, images and which sources a
-/// stack or service sets are the component's to judge, so the configuration
-/// accepts exactly the stacks a delivery can be evaluated against. The error
-/// names the file, as the configuration loader's do.
+/// Checks a configuration's stacks (as [`wit_stacks`] gives them) by the
+/// component's rules (`validate-stacks`): patterns, repositories, images and
+/// which sources a stack or service sets are the component's to judge, so
+/// the configuration accepts exactly the stacks a delivery can be evaluated
+/// against. The error names the file, as the configuration loader's do.
 pub fn validate(
     runtime: &PluginRuntime,
-    config: &Config,
+    stacks: &[wit::Stack],
     config_path: &std::path::Path,
 ) -> anyhow::Result<()> {
-    match runtime.validate_stacks(&wit_stacks(config))? {
+    match runtime.validate_stacks(stacks)? {
         Ok(()) => Ok(()),
         Err(e) => Err(anyhow::anyhow!(
             "{}: {}",
@@ -139,9 +139,13 @@ mod tests {
         let text = format!("[[stacks]]\nname = \"web\"\ncommand = [\"x\"]\n{body}\n");
         let config = crate::config::parse(&text, Path::new("/etc/redeploy"))
             .unwrap_or_else(|e| panic!("the host's own rules refused {body:?}: {e}"));
-        validate(runtime(), &config, Path::new("/etc/redeploy/redeploy.toml"))
-            .err()
-            .map(|e| e.to_string())
+        validate(
+            runtime(),
+            &wit_stacks(&config),
+            Path::new("/etc/redeploy/redeploy.toml"),
+        )
+        .err()
+        .map(|e| e.to_string())
     }
 
     fn refused(body: &str, expected: &str) {

@@ -160,13 +160,18 @@ fn prepare<'s>(
     let mut services = Vec::with_capacity(stack.services.len());
     for service in &stack.services {
         // A stack of one service written at the top level is named alone.
-        let label = if stack.services.len() == 1 && service.name == *name {
-            format!("stack \"{name}\"")
-        } else {
-            format!("stack \"{name}\" service \"{}\"", service.name)
+        // Formatted on demand (for a glob's name and for errors), not once
+        // per service of every delivery `prepare` runs on.
+        let label = || {
+            if stack.services.len() == 1 && service.name == *name {
+                format!("stack \"{name}\"")
+            } else {
+                format!("stack \"{name}\" service \"{}\"", service.name)
+            }
         };
-        let what = |key: &str| format!("{label}: {key} pattern");
-        let invalid = |message: String| PluginError::InvalidStack(format!("{label}: {message}"));
+        let what = |key: &str| format!("{}: {key} pattern", label());
+        let invalid =
+            |message: String| PluginError::InvalidStack(format!("{}: {message}", label()));
         let repository = match &service.repository {
             Some(r) => Some(RepoKey::setting(r).ok_or_else(|| {
                 invalid(format!(

@@ -61,7 +61,7 @@ impl Check {
             &crate::plugin::component_source(self.plugin.as_deref()),
             RuntimeOptions::default(),
         )?;
-        stacks::validate(&runtime, &config, &self.config)?;
+        stacks::validate(&runtime, &stacks::wit_stacks(&config), &self.config)?;
         let delivery = wit::Delivery::Http(wit::HttpRequest {
             method: self.method,
             path: "/check".into(),

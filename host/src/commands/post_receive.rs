@@ -209,8 +209,8 @@ impl PostReceive {
                 ..RuntimeOptions::default()
             },
         )?);
-        crate::stacks::validate(&runtime, &config, &self.config)?;
         let stacks = crate::stacks::wit_stacks(&config);
+        crate::stacks::validate(&runtime, &stacks, &self.config)?;
         // A first look, to learn whether anything deploys before opening the
         // journal; the dispatcher below (or the server) evaluates it for real,
         // with the deployment key.

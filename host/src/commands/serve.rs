@@ -72,7 +72,7 @@ impl Serve {
                 PluginRuntime::new(&crate::plugin::component_source(Some(path)), options)?
             }
         });
-        crate::stacks::validate(&runtime, &config, &self.config)?;
+        crate::stacks::validate(&runtime, &crate::stacks::wit_stacks(&config), &self.config)?;
         release_free_heap();
         let metrics = Arc::new(Metrics::new());
         let runner = Runner::new(config.clone(), journal.clone(), metrics.clone())?;
