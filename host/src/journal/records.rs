@@ -1,0 +1,266 @@
+//! The journal's records: a deploy's state and its legal transitions, and
+//! the rows written and read back (deliveries, deploys, recovery).
+
+use std::fmt;
+use std::str::FromStr;
+
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
+use serde::{Deserialize, Serialize};
+
+/// The state of a deploy. See [`DeployState::can_transition_to`] for the
+/// legal transitions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeployState {
+    /// Accepted and waiting to run. Queued deploys survive restarts and run
+    /// after the server starts again.
+    Queued,
+    /// Running.
+    Started,
+    /// Ran and succeeded.
+    Succeeded,
+    /// Ran and failed.
+    Failed,
+    /// Cancelled before or while running (e.g. superseded by a newer deploy
+    /// of the same stack).
+    Cancelled,
+    /// Was running when `redeploy` stopped; marked by [`Journal::recover`].
+    Interrupted,
+}
+
+impl DeployState {
+    /// Every state, in declaration order.
+    pub const ALL: [DeployState; 6] = [
+        DeployState::Queued,
+        DeployState::Started,
+        DeployState::Succeeded,
+        DeployState::Failed,
+        DeployState::Cancelled,
+        DeployState::Interrupted,
+    ];
+
+    /// The state's name as stored in the journal: `"queued"`, `"started"`,
+    /// `"succeeded"`, `"failed"`, `"cancelled"` or `"interrupted"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeployState::Queued => "queued",
+            DeployState::Started => "started",
+            DeployState::Succeeded => "succeeded",
+            DeployState::Failed => "failed",
+            DeployState::Cancelled => "cancelled",
+            DeployState::Interrupted => "interrupted",
+        }
+    }
+
+    /// Whether the state is final (no transition leaves it): succeeded,
+    /// failed, cancelled or interrupted.
+    pub fn is_final(self) -> bool {
+        !matches!(self, DeployState::Queued | DeployState::Started)
+    }
+
+    /// Whether `self -> to` is a legal transition. The legal ones are
+    /// queued -> started | cancelled and
+    /// started -> succeeded | failed | cancelled | interrupted.
+    /// (queued -> interrupted is not legal: queued deploys survive restarts
+    /// and run.)
+    pub fn can_transition_to(self, to: DeployState) -> bool {
+        use DeployState::*;
+        matches!(
+            (self, to),
+            (Queued, Started)
+                | (Queued, Cancelled)
+                | (Started, Succeeded)
+                | (Started, Failed)
+                | (Started, Cancelled)
+                | (Started, Interrupted)
+        )
+    }
+}
+
+impl fmt::Display for DeployState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error of parsing a [`DeployState`] from a string that names none.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown deploy state {0:?} (expected one of queued, started, succeeded, failed, cancelled, interrupted)")]
+pub struct UnknownDeployState(pub String);
+
+impl FromStr for DeployState {
+    type Err = UnknownDeployState;
+
+    /// Parses the names [`DeployState::as_str`] returns (exactly, lowercase).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        DeployState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| UnknownDeployState(s.to_owned()))
+    }
+}
+
+impl ToSql for DeployState {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for DeployState {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        value
+            .as_str()?
+            .parse()
+            .map_err(|e: UnknownDeployState| FromSqlError::Other(Box::new(e)))
+    }
+}
+
+/// A webhook delivery to record, whatever its outcome.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewDelivery {
+    /// When it was received, in milliseconds since the Unix epoch.
+    pub received_at_ms: i64,
+    /// The stack its URL named, if any.
+    pub stack: Option<String>,
+    /// The provider it came from (e.g. `"github"`), if recognised.
+    pub provider: Option<String>,
+    /// The provider's event name (e.g. `"push"`), if any.
+    pub event: Option<String>,
+    /// The provider's delivery id (e.g. `X-GitHub-Delivery`), if any.
+    pub delivery_id: Option<String>,
+    /// The HTTP status the server answered with.
+    pub status: u16,
+    /// A one-line human summary of what happened.
+    pub summary: String,
+}
+
+/// A recorded delivery, as read back from the journal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryRecord {
+    /// The journal's id for it (increasing with time of recording).
+    pub id: i64,
+    /// When it was received, in milliseconds since the Unix epoch.
+    pub received_at_ms: i64,
+    /// The stack its URL named, if any.
+    pub stack: Option<String>,
+    /// The provider it came from, if recognised.
+    pub provider: Option<String>,
+    /// The provider's event name, if any.
+    pub event: Option<String>,
+    /// The provider's delivery id, if any.
+    pub delivery_id: Option<String>,
+    /// The HTTP status the server answered with.
+    pub status: u16,
+    /// A one-line human summary of what happened.
+    pub summary: String,
+}
+
+/// A deploy to queue.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewDeploy {
+    /// The stack to deploy.
+    pub stack: String,
+    /// The delivery that caused it (e.g. `X-GitHub-Delivery`), if any; at
+    /// most one deploy per (stack, delivery id) is ever recorded.
+    pub delivery_id: Option<String>,
+    /// The provider the delivery came from (or e.g. `"manual"`).
+    pub provider: String,
+    /// The git ref the event named, if any.
+    pub git_ref: Option<String>,
+    /// The commit the event named, if any.
+    pub sha: Option<String>,
+    /// The services to redeploy; empty means all.
+    pub services: Vec<String>,
+    /// The compose profile, if any.
+    pub profile: Option<String>,
+    /// Why the plugin decided to deploy.
+    pub reason: String,
+    /// The normalised event, as JSON (no secrets).
+    pub event_json: String,
+    /// When it was queued, in milliseconds since the Unix epoch.
+    pub created_at_ms: i64,
+}
+
+/// The outcome of [`Journal::insert_deploy`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Inserted {
+    /// A new queued deploy with this id.
+    New(i64),
+    /// A deploy for the same (stack, delivery id) already existed, with this
+    /// id; nothing was inserted.
+    Duplicate(i64),
+}
+
+impl Inserted {
+    /// The deploy's id, new or existing.
+    pub fn id(self) -> i64 {
+        match self {
+            Inserted::New(id) | Inserted::Duplicate(id) => id,
+        }
+    }
+}
+
+/// What a transition records besides the new state. Fields left `None` keep
+/// the deploy's previous value.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TransitionDetail {
+    /// The deploy command's exit code.
+    pub exit_code: Option<i32>,
+    /// A human explanation (stored as the deploy's `detail` and on the
+    /// transition's history row).
+    pub reason: Option<String>,
+    /// Where the deploy's log is.
+    pub log_path: Option<String>,
+    /// The deploy that superseded this one (when cancelling); must exist.
+    pub superseded_by: Option<i64>,
+}
+
+/// A deploy, as read back from the journal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployRecord {
+    /// The journal's id for it (increasing with time of queueing).
+    pub id: i64,
+    /// The stack.
+    pub stack: String,
+    /// The delivery that caused it, if any.
+    pub delivery_id: Option<String>,
+    /// The provider the delivery came from.
+    pub provider: String,
+    /// The git ref the event named, if any.
+    pub git_ref: Option<String>,
+    /// The commit the event named, if any.
+    pub sha: Option<String>,
+    /// The services to redeploy; empty means all.
+    pub services: Vec<String>,
+    /// The compose profile, if any.
+    pub profile: Option<String>,
+    /// Why the plugin decided to deploy.
+    pub reason: String,
+    /// The normalised event, as JSON.
+    pub event_json: String,
+    /// The current state.
+    pub state: DeployState,
+    /// When it was queued (ms since the Unix epoch).
+    pub created_at_ms: i64,
+    /// When it started, if it did.
+    pub started_at_ms: Option<i64>,
+    /// When it reached a final state, if it did.
+    pub finished_at_ms: Option<i64>,
+    /// The deploy command's exit code, if recorded.
+    pub exit_code: Option<i32>,
+    /// Where its log is, if recorded.
+    pub log_path: Option<String>,
+    /// The latest transition reason, if any.
+    pub detail: Option<String>,
+    /// The deploy that superseded it, if any.
+    pub superseded_by: Option<i64>,
+}
+
+/// The result of [`Journal::recover`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recovery {
+    /// Deploys that were `started` and are now `interrupted`, oldest first.
+    pub interrupted: Vec<DeployRecord>,
+    /// Deploys still `queued`, oldest first; the server should run them.
+    pub queued: Vec<DeployRecord>,
+}
