@@ -18,6 +18,7 @@ pub mod journal;
 pub mod logfiles;
 pub mod metrics;
 pub mod notify;
+pub mod queue;
 pub mod plugin;
 pub mod report;
 pub mod retention;

@@ -1,0 +1,278 @@
+//! The runner's queue policy, as a plain state machine with no I/O: one
+//! deploy at a time per stack, at most one pending behind it, and the
+//! newest wins.
+//!
+//! A stack's queue holds the deploy running and the one pending. A deploy
+//! handed to it ([`StackQueue::admit`]) is:
+//! - cancelled at once when it is older than the one running, or names the
+//!   commit already running with nothing pending;
+//! - cancelled at once when it is older than the one pending, or names the
+//!   pending commit;
+//! - otherwise pending, and the deploy pending before it (if any) is
+//!   superseded.
+//!
+//! "Older" is the journal's judgment, carried by deploy ids: the journal
+//! admits deploys newest last ([`crate::commit_order`]), so a larger id is
+//! newer. The caller ([`crate::runner::Runner`]) journals what the machine
+//! decides, runs the deploys, and bounds how many stacks run at once with
+//! a semaphore (`server.max_concurrent_deploys`).
+
+/// A deploy in a stack's queue. Its id is its place in the order of
+/// newness: the journal admits deploys newest last.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Slot {
+    /// The journal's deploy id.
+    pub id: i64,
+    /// The commit it deploys, when it names one.
+    pub sha: Option<String>,
+}
+
+/// What [`StackQueue::admit`] decided for a deploy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Admit {
+    /// The deploy never runs: cancel it, because of deploy `because_of`.
+    Cancel {
+        /// Why, for the journal and the answer.
+        reason: String,
+        /// The running or pending deploy that makes it moot.
+        because_of: i64,
+    },
+    /// The deploy is now pending.
+    Pending {
+        /// The deploy it replaced as pending, to be cancelled, with the
+        /// reason to record.
+        superseded: Option<(i64, String)>,
+        /// True when no worker serves the stack yet: start one.
+        start_worker: bool,
+    },
+}
+
+/// One stack's queue.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StackQueue {
+    running: Option<Slot>,
+    pending: Option<Slot>,
+    worker_active: bool,
+}
+
+impl StackQueue {
+    /// Hands a deploy (already journaled as queued) to the queue.
+    pub fn admit(&mut self, slot: Slot) -> Admit {
+        if let (Some(sha), Some(running)) = (&slot.sha, &self.running) {
+            if running.id > slot.id {
+                return Admit::Cancel {
+                    reason: format!(
+                        "commit {sha} is older than the deploy running (#{})",
+                        running.id
+                    ),
+                    because_of: running.id,
+                };
+            }
+            if running.sha.as_ref() == Some(sha) && self.pending.is_none() {
+                return Admit::Cancel {
+                    reason: format!("commit {sha} is already deploying (#{})", running.id),
+                    because_of: running.id,
+                };
+            }
+        }
+        let superseded = match &self.pending {
+            Some(pending) if pending.sha.is_some() && pending.sha == slot.sha => {
+                return Admit::Cancel {
+                    reason: format!("the same commit is already queued (#{})", pending.id),
+                    because_of: pending.id,
+                };
+            }
+            Some(pending) if pending.id > slot.id => {
+                return Admit::Cancel {
+                    reason: format!("a newer commit is already queued (#{})", pending.id),
+                    because_of: pending.id,
+                };
+            }
+            Some(pending) => {
+                let what = slot.sha.as_deref().map_or_else(
+                    || format!("deploy #{}", slot.id),
+                    |s| format!("commit {s} (#{})", slot.id),
+                );
+                Some((pending.id, format!("superseded by {what}")))
+            }
+            None => None,
+        };
+        self.pending = Some(slot);
+        let start_worker = !self.worker_active;
+        self.worker_active = true;
+        Admit::Pending {
+            superseded,
+            start_worker,
+        }
+    }
+
+    /// The worker asks for the next deploy: the pending one, which becomes
+    /// the running one. `None` when nothing is pending or the server is
+    /// `stopping` (what is pending then stays queued in the journal); the
+    /// worker then ends and the next admitted deploy starts a new one.
+    pub fn next(&mut self, stopping: bool) -> Option<Slot> {
+        let next = if stopping { None } else { self.pending.take() };
+        match &next {
+            Some(slot) => self.running = Some(slot.clone()),
+            None => self.worker_active = false,
+        }
+        next
+    }
+
+    /// The running deploy ended (or never started: the server stopped
+    /// while it waited for a free slot under the global cap).
+    pub fn finished(&mut self) {
+        self.running = None;
+    }
+
+    /// The worker stops without running what it took: shutdown closed the
+    /// global cap while the deploy waited for it (it stays queued in the
+    /// journal, and runs after the next start).
+    pub fn abandon(&mut self) {
+        self.running = None;
+        self.worker_active = false;
+    }
+
+    /// Whether nothing runs, waits or is being served.
+    pub fn is_idle(&self) -> bool {
+        self.running.is_none() && self.pending.is_none() && !self.worker_active
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(id: i64, sha: Option<&str>) -> Slot {
+        Slot {
+            id,
+            sha: sha.map(str::to_string),
+        }
+    }
+
+    fn pending(superseded: Option<(i64, &str)>, start_worker: bool) -> Admit {
+        Admit::Pending {
+            superseded: superseded.map(|(id, r)| (id, r.to_string())),
+            start_worker,
+        }
+    }
+
+    fn cancel(reason: &str, because_of: i64) -> Admit {
+        Admit::Cancel {
+            reason: reason.to_string(),
+            because_of,
+        }
+    }
+
+    #[test]
+    fn the_first_deploy_is_pending_and_starts_a_worker() {
+        let mut q = StackQueue::default();
+        assert_eq!(q.admit(slot(1, Some("a"))), pending(None, true));
+        assert_eq!(q.next(false), Some(slot(1, Some("a"))));
+        assert_eq!(q.next(false), None, "nothing else is pending");
+        assert!(!q.worker_active, "the worker ends when nothing is pending");
+        q.finished();
+        assert!(q.is_idle());
+    }
+
+    #[test]
+    fn a_newer_deploy_supersedes_the_pending_one_without_a_second_worker() {
+        let mut q = StackQueue::default();
+        q.admit(slot(1, Some("a")));
+        assert_eq!(q.next(false), Some(slot(1, Some("a"))));
+        assert_eq!(q.admit(slot(2, Some("b"))), pending(None, false));
+        assert_eq!(
+            q.admit(slot(3, Some("c"))),
+            pending(Some((2, "superseded by commit c (#3)")), false)
+        );
+        assert_eq!(
+            q.admit(slot(4, None)),
+            pending(Some((3, "superseded by deploy #4")), false)
+        );
+        q.finished();
+        assert_eq!(q.next(false), Some(slot(4, None)), "the newest runs next");
+    }
+
+    #[test]
+    fn an_older_deploy_than_the_running_one_is_cancelled() {
+        let mut q = StackQueue::default();
+        q.admit(slot(5, Some("new")));
+        q.next(false);
+        assert_eq!(
+            q.admit(slot(4, Some("old"))),
+            cancel("commit old is older than the deploy running (#5)", 5)
+        );
+        assert_eq!(q.next(false), None, "the cancelled deploy never runs");
+    }
+
+    #[test]
+    fn the_commit_already_running_is_not_queued_again_unless_something_is_pending() {
+        let mut q = StackQueue::default();
+        q.admit(slot(1, Some("a")));
+        q.next(false);
+        assert_eq!(
+            q.admit(slot(2, Some("a"))),
+            cancel("commit a is already deploying (#1)", 1)
+        );
+        // With b pending, a second deploy of a is newer than b: a rollback
+        // to a after b must run, so it supersedes b.
+        q.admit(slot(3, Some("b")));
+        assert_eq!(
+            q.admit(slot(4, Some("a"))),
+            pending(Some((3, "superseded by commit a (#4)")), false)
+        );
+    }
+
+    #[test]
+    fn an_older_or_identical_deploy_than_the_pending_one_is_cancelled() {
+        let mut q = StackQueue::default();
+        q.admit(slot(1, Some("a")));
+        q.next(false);
+        q.admit(slot(3, Some("c")));
+        assert_eq!(
+            q.admit(slot(2, Some("b"))),
+            cancel("a newer commit is already queued (#3)", 3)
+        );
+        assert_eq!(
+            q.admit(slot(4, Some("c"))),
+            cancel("the same commit is already queued (#3)", 3)
+        );
+        q.finished();
+        assert_eq!(q.next(false), Some(slot(3, Some("c"))));
+    }
+
+    #[test]
+    fn deploys_without_a_commit_never_count_as_the_same_commit() {
+        let mut q = StackQueue::default();
+        q.admit(slot(1, None));
+        q.next(false);
+        assert_eq!(q.admit(slot(2, None)), pending(None, false));
+        assert_eq!(
+            q.admit(slot(3, None)),
+            pending(Some((2, "superseded by deploy #3")), false)
+        );
+    }
+
+    #[test]
+    fn stopping_leaves_the_pending_deploy_queued_and_ends_the_worker() {
+        let mut q = StackQueue::default();
+        q.admit(slot(1, Some("a")));
+        assert_eq!(q.next(true), None);
+        assert!(!q.worker_active);
+        // It is still pending: a deploy admitted after starts a worker again.
+        assert_eq!(
+            q.admit(slot(2, Some("b"))),
+            pending(Some((1, "superseded by commit b (#2)")), true)
+        );
+    }
+
+    #[test]
+    fn an_abandoned_deploy_frees_the_stack_for_a_new_worker() {
+        let mut q = StackQueue::default();
+        q.admit(slot(1, Some("a")));
+        assert_eq!(q.next(false), Some(slot(1, Some("a"))));
+        q.abandon();
+        assert!(q.is_idle());
+        assert_eq!(q.admit(slot(2, Some("b"))), pending(None, true));
+    }
+}

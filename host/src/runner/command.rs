@@ -1,0 +1,225 @@
+//! A deploy command run as a child process: its own process group, a clean
+//! environment (only [`INHERITED_ENV`] and the stack's own variables, plus
+//! the `REDEPLOY_*` ones), the event as JSON on stdin and in a private
+//! file, its output into a capped private log, and a timeout after which
+//! the whole group is stopped.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt as _;
+use tokio::sync::watch;
+
+use super::{DeployEventJson, Failure};
+use crate::journal::DeployRecord;
+
+/// Environment variables a deploy command inherits from the server; all
+/// others are dropped, so the server's secrets (secret and token variables)
+/// never reach deploy commands or their logs.
+pub const INHERITED_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "SHELL",
+    "TMPDIR",
+    "DOCKER_HOST",
+    "XDG_RUNTIME_DIR",
+];
+
+/// How to run one deploy's command.
+pub struct CommandSpec<'a> {
+    /// The program and its arguments.
+    pub argv: &'a [String],
+    /// The working directory.
+    pub workdir: &'a Path,
+    /// The stack's (and profile's) environment variables.
+    pub env: &'a BTreeMap<String, String>,
+    /// How long it may run before its process group is stopped.
+    pub timeout: Duration,
+    /// The deploy's log; the event file goes beside it.
+    pub log_path: &'a Path,
+    /// The most output the log keeps.
+    pub max_log_bytes: u64,
+}
+
+/// How a deploy command ended.
+enum Ended {
+    Exited(std::io::Result<std::process::ExitStatus>),
+    TimedOut,
+    Shutdown,
+}
+
+/// Runs `record`'s deploy command. `started` is told the process group id
+/// once the command runs (the journal records it, so a runner that finds
+/// the deploy left `started` by a dead one can stop the group); `kill`
+/// turning true at shutdown stops it, recorded as interrupted.
+pub async fn run(
+    record: &DeployRecord,
+    event: &DeployEventJson,
+    spec: &CommandSpec<'_>,
+    started: impl FnOnce(u32),
+    mut kill: watch::Receiver<bool>,
+) -> Result<(), Failure> {
+    let fail = Failure::failed;
+    let log_path = spec.log_path;
+    let log = crate::logfiles::create_private_file(log_path)
+        .map_err(|e| fail(format!("cannot create log {}: {e}", log_path.display())))?;
+    // The output goes through the runner, which keeps at most
+    // `max_deploy_log_bytes` of it.
+    let log = Arc::new(Mutex::new(crate::logfiles::CappedLog::new(
+        log,
+        spec.max_log_bytes,
+    )));
+    let event_file = log_path.with_extension("event.json");
+    crate::logfiles::write_private(&event_file, record.event_json.as_bytes())
+        .map_err(|e| fail(format!("cannot write event file: {e}")))?;
+
+    let argv = spec.argv;
+    let mut cmd = tokio::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .current_dir(spec.workdir)
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: die_with_parent makes only async-signal-safe calls
+    // (prctl, getppid), as pre_exec requires.
+    unsafe {
+        cmd.pre_exec(move || crate::supervise::die_with_parent(parent));
+    }
+    for key in INHERITED_ENV {
+        if let Some(v) = std::env::var_os(key) {
+            cmd.env(key, v);
+        }
+    }
+    cmd.envs(spec.env);
+    cmd.envs(deploy_env(record, event, &event_file));
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| fail(format!("cannot start {:?}: {e}", argv[0])))?;
+    let pid = child.id();
+    let mut copiers = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        copiers.push(tokio::spawn(crate::logfiles::copy_into(out, log.clone())));
+    }
+    if let Some(err) = child.stderr.take() {
+        copiers.push(tokio::spawn(crate::logfiles::copy_into(err, log.clone())));
+    }
+    if let Some(pid) = pid {
+        // The command leads its own process group (process_group(0)).
+        started(pid);
+    }
+    if let Some(mut stdin) = child.stdin.take() {
+        let json = record.event_json.clone();
+        tokio::spawn(async move {
+            // A command that does not read stdin closes the pipe; that is fine.
+            let _ = stdin.write_all(json.as_bytes()).await;
+            let _ = stdin.shutdown().await;
+        });
+    }
+    let ended = tokio::select! {
+        status = child.wait() => Ended::Exited(status),
+        _ = tokio::time::sleep(spec.timeout) => Ended::TimedOut,
+        _ = kill.wait_for(|k| *k) => Ended::Shutdown,
+    };
+    let result = match ended {
+        Ended::Exited(Ok(status)) if status.success() => Ok(()),
+        Ended::Exited(Ok(status)) => Err(Failure {
+            exit_code: status.code(),
+            reason: match status.code() {
+                Some(c) => format!("exit code {c}"),
+                None => "killed by a signal".into(),
+            },
+            interrupted: false,
+        }),
+        Ended::Exited(Err(e)) => Err(fail(format!("waiting for the deploy command: {e}"))),
+        Ended::TimedOut => {
+            kill_tree(&mut child, pid).await;
+            Err(fail(format!(
+                "timed out after {}",
+                humantime::format_duration(spec.timeout)
+            )))
+        }
+        Ended::Shutdown => {
+            kill_tree(&mut child, pid).await;
+            Err(Failure {
+                exit_code: None,
+                reason: "stopped: redeploy shut down while it ran".into(),
+                interrupted: true,
+            })
+        }
+    };
+    let _ = tokio::time::timeout(crate::logfiles::LOG_DRAIN_WAIT, async {
+        for copier in copiers {
+            let _ = copier.await;
+        }
+    })
+    .await;
+    result
+}
+
+/// Kills a deploy's whole process group: SIGTERM, then SIGKILL after [`crate::supervise::KILL_GRACE`].
+async fn kill_tree(child: &mut tokio::process::Child, pid: Option<u32>) {
+    let Some(pid) = pid else { return };
+    kill_group(pid, libc::SIGTERM);
+    if tokio::time::timeout(crate::supervise::KILL_GRACE, child.wait())
+        .await
+        .is_err()
+    {
+        kill_group(pid, libc::SIGKILL);
+        let _ = child.wait().await;
+    }
+    // Children of the command may outlive it; the group takes them too.
+    kill_group(pid, libc::SIGKILL);
+}
+
+fn kill_group(pid: u32, signal: i32) {
+    // SAFETY: kill(2) with a negative pid signals the process group the
+    // child leads (it was started with process_group(0)); no memory is shared.
+    unsafe {
+        libc::kill(-(pid as i32), signal);
+    }
+}
+
+/// The `REDEPLOY_*` environment of a deploy command.
+pub fn deploy_env(
+    record: &DeployRecord,
+    event: &DeployEventJson,
+    event_file: &Path,
+) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("REDEPLOY_DEPLOY_ID".to_string(), record.id.to_string()),
+        ("REDEPLOY_STACK".to_string(), record.stack.clone()),
+        ("REDEPLOY_SERVICES".to_string(), record.services.join(",")),
+        ("REDEPLOY_PROVIDER".to_string(), record.provider.clone()),
+        ("REDEPLOY_REASON".to_string(), record.reason.clone()),
+        (
+            "REDEPLOY_EVENT_FILE".to_string(),
+            event_file.display().to_string(),
+        ),
+    ];
+    let optional = [
+        ("REDEPLOY_PROFILE", record.profile.clone()),
+        ("REDEPLOY_REF", record.git_ref.clone()),
+        ("REDEPLOY_BRANCH", event.branch.clone()),
+        ("REDEPLOY_TAG", event.tag.clone()),
+        ("REDEPLOY_SHA", record.sha.clone()),
+        ("REDEPLOY_REPOSITORY", event.repository.clone()),
+        ("REDEPLOY_IMAGE", event.image.clone()),
+        ("REDEPLOY_DELIVERY", record.delivery_id.clone()),
+    ];
+    for (k, v) in optional {
+        env.push((k.to_string(), v.unwrap_or_default()));
+    }
+    env
+}
