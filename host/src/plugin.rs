@@ -417,6 +417,17 @@ impl PluginRuntime {
     }
 }
 
+/// The embedded component, compiled once per test binary: for unit tests
+/// that go through the real component.
+#[cfg(test)]
+pub fn embedded_for_tests() -> &'static PluginRuntime {
+    static RUNTIME: std::sync::OnceLock<PluginRuntime> = std::sync::OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        PluginRuntime::new(&ComponentSource::Embedded, RuntimeOptions::default())
+            .expect("the embedded component loads")
+    })
+}
+
 /// The component a command loads: the file given with `--plugin`, else the embedded one.
 pub fn component_source(path: Option<&Path>) -> ComponentSource {
     match path {

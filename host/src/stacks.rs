@@ -120,18 +120,8 @@ pub fn deployment_key(journal: &crate::journal::Journal) -> anyhow::Result<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugin::{ComponentSource, RuntimeOptions};
+    use crate::plugin::embedded_for_tests as runtime;
     use std::path::Path;
-    use std::sync::OnceLock;
-
-    /// The embedded component, compiled once for these tests.
-    fn runtime() -> &'static PluginRuntime {
-        static RUNTIME: OnceLock<PluginRuntime> = OnceLock::new();
-        RUNTIME.get_or_init(|| {
-            PluginRuntime::new(&ComponentSource::Embedded, RuntimeOptions::default())
-                .expect("the embedded component loads")
-        })
-    }
 
     /// Loads `body` as the stack "web" (with a command) and checks it with
     /// the component: the error text, or `None` when it is accepted.
