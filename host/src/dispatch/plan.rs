@@ -1,0 +1,321 @@
+//! Dispatch's pure half: what each decision of an outcome does (skip,
+//! deploy, or ask GitHub for a deployment), with the journal row and what
+//! the journal checks before it admits it, decided before any I/O.
+
+use serde_json::{json, Value};
+
+use super::{deployment_delivery_key, replay_key, ReplayIdentity, SENDERS_REPORTING_FORCED};
+use crate::config::StackConfig;
+use crate::journal::{Admission, CommitClaim, NewDeploy, ReplayClaim};
+use crate::plugin::wit;
+use crate::report;
+
+/// What one decision of an outcome does, before any of it is done.
+#[derive(Debug)]
+pub(super) enum Step<'o> {
+    /// Nothing: the stack skips the delivery.
+    Skip,
+    /// Ask GitHub for a deployment (the stack waits for the `deployment`
+    /// event, which runs the deploy).
+    RequestDeployment {
+        /// The deploy the deployment stands for.
+        event: &'o wit::DeployEvent,
+        /// The request's JSON body, as the component wrote it.
+        body: &'o str,
+    },
+    /// Journal and queue a deploy, if the journal admits it.
+    Deploy {
+        /// What deploys.
+        event: &'o wit::DeployEvent,
+        /// The journal row.
+        new: Box<NewDeploy>,
+        /// What the journal checks first (replay, commit order).
+        admission: Admission,
+        /// A GitHub deployment to create whose statuses report this deploy
+        /// (GitHub continuous deployment on, not waiting for the event).
+        github_request: Option<&'o str>,
+    },
+}
+
+/// A decision's answer entry so far, and its step.
+#[derive(Debug)]
+pub(super) struct Planned<'o> {
+    pub(super) entry: Value,
+    pub(super) step: Step<'o>,
+}
+
+/// What each of `outcome`'s decisions does: pure, from the outcome, the
+/// stacks it was evaluated for, the delivery's replay identity and the
+/// time. [`Dispatcher::dispatch_identified`] then applies the steps.
+pub(super) fn plan<'o>(
+    outcome: &'o wit::Outcome,
+    stacks: &[&StackConfig],
+    identity: Option<ReplayIdentity<'_>>,
+    now_ms: i64,
+) -> Vec<Planned<'o>> {
+    outcome
+        .decisions
+        .iter()
+        .map(|d| {
+            let entry = json!({
+                "stack": d.stack,
+                "action": match d.action { wit::Action::Deploy(_) => "deploy", wit::Action::Skip => "skip" },
+                "services": d.services,
+                "reason": d.reason,
+            });
+            let wit::Action::Deploy(event) = &d.action else {
+                return Planned {
+                    entry,
+                    step: Step::Skip,
+                };
+            };
+            let waits_for_github = stacks
+                .iter()
+                .find(|s| s.name == event.stack)
+                .and_then(|s| s.github.as_ref())
+                .is_some_and(|g| g.wait_for_event);
+            let step = match (&event.github_deployment_request, waits_for_github) {
+                (Some(body), true) => Step::RequestDeployment { event, body },
+                (github_request, _) => Step::Deploy {
+                    event,
+                    new: Box::new(NewDeploy {
+                        stack: event.stack.clone(),
+                        delivery_id: match event.github_deployment_id {
+                            Some(id) => Some(deployment_delivery_key(id)),
+                            None => event.delivery.clone(),
+                        },
+                        provider: event.provider.clone(),
+                        git_ref: event.ref_.clone(),
+                        sha: event.sha.clone(),
+                        services: event.services.clone(),
+                        profile: event.profile.clone(),
+                        reason: event.reason.clone(),
+                        event_json: report::deploy_json(event).to_string(),
+                        created_at_ms: now_ms,
+                    }),
+                    admission: admission(event, outcome, identity, now_ms),
+                    github_request: github_request.as_deref(),
+                },
+            };
+            Planned { entry, step }
+        })
+        .collect()
+}
+
+/// What the journal checks before it admits `event`'s deploy: the replay
+/// key of a delivery without a delivery id, and the order of its commit,
+/// from the push that brought it (its `before`, and whether it was forced).
+fn admission(
+    event: &wit::DeployEvent,
+    outcome: &wit::Outcome,
+    identity: Option<ReplayIdentity<'_>>,
+    now: i64,
+) -> Admission {
+    let replay = identity.map(|i| ReplayClaim {
+        key: replay_key(&event.stack, &outcome.provider, i.bytes),
+        now_ms: now,
+        expires_at_ms: now.saturating_add(i64::try_from(i.window.as_millis()).unwrap_or(i64::MAX)),
+    });
+    let commit = event.sha.as_ref().map(|sha| {
+        let push = outcome.pushes.iter().find(|p| {
+            p.after.as_deref() == Some(sha.as_str())
+                && event.ref_.as_deref() == Some(p.ref_.as_str())
+        });
+        CommitClaim {
+            sha: sha.clone(),
+            before: push.and_then(|p| p.before.clone()),
+            forced: push.is_some_and(|p| p.forced),
+            sender_reports_forced: SENDERS_REPORTING_FORCED.contains(&outcome.provider.as_str()),
+            requested: false,
+        }
+    });
+    Admission { replay, commit }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use std::time::Duration;
+    use crate::plugin::embedded_for_tests;
+    use std::path::Path;
+
+    /// The time the plans are made at.
+    const NOW: i64 = 1_700_000_000_000;
+
+    /// A vendored third-party payload.
+    fn fixture(name: &str) -> (Vec<(String, String)>, Vec<u8>) {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/github");
+        let body = std::fs::read(dir.join(format!("{name}.json"))).unwrap();
+        let headers = std::fs::read_to_string(dir.join(format!("{name}.headers")))
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split_once(": "))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        (headers, body)
+    }
+
+    /// `stacks` (TOML, each with a command) parsed, and the delivery of
+    /// `fixture` evaluated for them by the embedded component.
+    fn evaluate(stacks: &str, fixture_name: &str) -> (Config, wit::Outcome, Vec<u8>) {
+        let token_env = "REDEPLOY_DISPATCH_PLAN_TEST_GITHUB_TOKEN";
+        // Edition 2021: set_var is safe; no other test reads this name.
+        #[allow(unused_unsafe)]
+        unsafe {
+            std::env::set_var(token_env, "not-a-real-token")
+        };
+        let text = stacks.replace("TOKEN_ENV", token_env);
+        let config = crate::config::parse(&text, Path::new("/etc/redeploy")).unwrap();
+        let (headers, body) = fixture(fixture_name);
+        let delivery = wit::Delivery::Http(wit::HttpRequest {
+            method: "POST".into(),
+            path: "/hooks/x".into(),
+            query: String::new(),
+            headers,
+            body: body.clone(),
+        });
+        let context = crate::stacks::evaluation_context(&config, Some("key"));
+        let outcome = embedded_for_tests()
+            .evaluate(&crate::stacks::wit_stacks(&config), &delivery, &context)
+            .unwrap()
+            .unwrap();
+        (config, outcome, body)
+    }
+
+    fn refs(config: &Config) -> Vec<&StackConfig> {
+        config.stacks.iter().collect()
+    }
+
+    #[test]
+    fn each_decision_becomes_a_skip_a_deploy_or_a_deployment_request() {
+        // go-scm's GitHub push: refs/heads/master of Codertocat/Hello-World,
+        // a10867b1 -> 199eddf4, delivery f2467dea-70d6-11e8-8955-3c83993e0aef.
+        let stacks = r#"
+[[stacks]]
+name = "web"
+repository = "Codertocat/Hello-World"
+branch = "master"
+command = ["true"]
+
+[[stacks]]
+name = "other"
+repository = "Codertocat/Hello-World"
+branch = "main"
+command = ["true"]
+
+[[stacks]]
+name = "waits"
+repository = "Codertocat/Hello-World"
+branch = "master"
+command = ["true"]
+[stacks.github]
+repository = "Codertocat/Hello-World"
+token_env = "TOKEN_ENV"
+
+[[stacks]]
+name = "now"
+repository = "Codertocat/Hello-World"
+branch = "master"
+command = ["true"]
+[stacks.github]
+repository = "Codertocat/Hello-World"
+token_env = "TOKEN_ENV"
+wait_for_event = false
+"#;
+        let (config, outcome, _) = evaluate(stacks, "goscm-push");
+        let planned = plan(&outcome, &refs(&config), None, NOW);
+        assert_eq!(planned.len(), 4, "one step per stack");
+
+        let Step::Deploy {
+            event,
+            new,
+            admission,
+            github_request,
+        } = &planned[0].step
+        else {
+            panic!("web deploys: {:?}", planned[0]);
+        };
+        assert_eq!(event.stack, "web");
+        assert_eq!(
+            new.delivery_id.as_deref(),
+            Some("f2467dea-70d6-11e8-8955-3c83993e0aef")
+        );
+        assert_eq!(
+            new.sha.as_deref(),
+            Some("199eddf46df50de8d02e99bf1c5fdb4101338224")
+        );
+        assert_eq!(new.git_ref.as_deref(), Some("refs/heads/master"));
+        assert_eq!(new.created_at_ms, NOW);
+        assert!(github_request.is_none());
+        assert!(admission.replay.is_none(), "a delivery id dedupes it");
+        let commit = admission.commit.as_ref().unwrap();
+        assert_eq!(
+            commit.before.as_deref(),
+            Some("a10867b14bb761a232cd80139fbd4c0d33264240")
+        );
+        assert!(!commit.forced && commit.sender_reports_forced && !commit.requested);
+        assert_eq!(planned[0].entry["action"], "deploy");
+
+        assert!(matches!(planned[1].step, Step::Skip), "{:?}", planned[1]);
+        assert_eq!(planned[1].entry["stack"], "other");
+        assert_eq!(planned[1].entry["action"], "skip");
+
+        let Step::RequestDeployment { event, body } = &planned[2].step else {
+            panic!("waits asks GitHub for a deployment: {:?}", planned[2]);
+        };
+        assert_eq!(event.stack, "waits");
+        let request: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(request["ref"], "199eddf46df50de8d02e99bf1c5fdb4101338224");
+
+        let Step::Deploy {
+            event,
+            github_request,
+            ..
+        } = &planned[3].step
+        else {
+            panic!("now deploys at once: {:?}", planned[3]);
+        };
+        assert_eq!(event.stack, "now");
+        assert_eq!(
+            *github_request,
+            event.github_deployment_request.as_deref(),
+            "and creates a deployment its statuses go to"
+        );
+        assert!(github_request.is_some());
+    }
+
+    #[test]
+    fn a_delivery_without_an_id_is_deduplicated_on_its_bytes_and_a_forced_push_says_so() {
+        // Woodpecker's forced GitHub push: refs/heads/main of 6543/oxiduct,
+        // 5ea73729 -> f7220f1f, `"forced": true`, no delivery id header.
+        let stacks = r#"
+[[stacks]]
+name = "web"
+repository = "6543/oxiduct"
+branch = "main"
+command = ["true"]
+"#;
+        let (config, outcome, body) = evaluate(stacks, "woodpecker-HookPushForced");
+        let identity = ReplayIdentity {
+            bytes: &body,
+            window: Duration::from_secs(60),
+        };
+        let planned = plan(&outcome, &refs(&config), Some(identity), NOW);
+        let Step::Deploy { new, admission, .. } = &planned[0].step else {
+            panic!("web deploys: {:?}", planned[0]);
+        };
+        assert_eq!(new.delivery_id, None);
+        let replay = admission.replay.as_ref().unwrap();
+        assert_eq!(replay.key, replay_key("web", "github", &body));
+        assert_eq!(replay.now_ms, NOW);
+        assert_eq!(replay.expires_at_ms, NOW + 60_000);
+        let commit = admission.commit.as_ref().unwrap();
+        assert_eq!(commit.sha, "f7220f1f753260bf6f1c533357c70213e9fd4abe");
+        assert_eq!(
+            commit.before.as_deref(),
+            Some("5ea737297f2e2e88f4cdf796e72cbcb12d40fd9c")
+        );
+        assert!(commit.forced && commit.sender_reports_forced);
+    }
+}
