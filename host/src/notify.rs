@@ -400,7 +400,7 @@ impl Worker {
             },
         };
         let input = wit::StatusInput {
-            phase: phase(state),
+            phase: state,
             environment: gh.environment.clone(),
             log_url: self.links.url(deploy_id),
             environment_url: stack.environment_url.clone(),
@@ -501,18 +501,6 @@ fn is_loopback(host: &str) -> bool {
             .trim_end_matches(']')
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
-}
-
-/// The plugin's phase for a journal state.
-fn phase(state: DeployState) -> wit::DeployPhase {
-    match state {
-        DeployState::Queued => wit::DeployPhase::Queued,
-        DeployState::Started => wit::DeployPhase::Started,
-        DeployState::Succeeded => wit::DeployPhase::Succeeded,
-        DeployState::Failed => wit::DeployPhase::Failed,
-        DeployState::Cancelled => wit::DeployPhase::Cancelled,
-        DeployState::Interrupted => wit::DeployPhase::Interrupted,
-    }
 }
 
 #[cfg(test)]

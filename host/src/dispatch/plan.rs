@@ -183,6 +183,14 @@ mod tests {
         (config, outcome, body)
     }
 
+    /// One stack following `branch` of `repository`, with `more` TOML after.
+    fn stack(name: &str, repository: &str, branch: &str, more: &str) -> String {
+        format!(
+            "[[stacks]]\nname = \"{name}\"\nrepository = \"{repository}\"\n\
+             branch = \"{branch}\"\ncommand = [\"true\"]\n{more}\n"
+        )
+    }
+
     fn refs(config: &Config) -> Vec<&StackConfig> {
         config.stacks.iter().collect()
     }
@@ -191,39 +199,20 @@ mod tests {
     fn each_decision_becomes_a_skip_a_deploy_or_a_deployment_request() {
         // go-scm's GitHub push: refs/heads/master of Codertocat/Hello-World,
         // a10867b1 -> 199eddf4, delivery f2467dea-70d6-11e8-8955-3c83993e0aef.
-        let stacks = r#"
-[[stacks]]
-name = "web"
-repository = "Codertocat/Hello-World"
-branch = "master"
-command = ["true"]
-
-[[stacks]]
-name = "other"
-repository = "Codertocat/Hello-World"
-branch = "main"
-command = ["true"]
-
-[[stacks]]
-name = "waits"
-repository = "Codertocat/Hello-World"
-branch = "master"
-command = ["true"]
-[stacks.github]
-repository = "Codertocat/Hello-World"
-token_env = "TOKEN_ENV"
-
-[[stacks]]
-name = "now"
-repository = "Codertocat/Hello-World"
-branch = "master"
-command = ["true"]
-[stacks.github]
-repository = "Codertocat/Hello-World"
-token_env = "TOKEN_ENV"
-wait_for_event = false
-"#;
-        let (config, outcome, _) = evaluate(stacks, "goscm-push");
+        let github = "[stacks.github]\nrepository = \"Codertocat/Hello-World\"\ntoken_env = \"TOKEN_ENV\"";
+        let stacks = [
+            stack("web", "Codertocat/Hello-World", "master", ""),
+            stack("other", "Codertocat/Hello-World", "main", ""),
+            stack("waits", "Codertocat/Hello-World", "master", github),
+            stack(
+                "now",
+                "Codertocat/Hello-World",
+                "master",
+                &format!("{github}\nwait_for_event = false"),
+            ),
+        ]
+        .concat();
+        let (config, outcome, _) = evaluate(&stacks, "goscm-push");
         let planned = plan(&outcome, &refs(&config), None, NOW);
         assert_eq!(planned.len(), 4, "one step per stack");
 
@@ -289,14 +278,8 @@ wait_for_event = false
     fn a_delivery_without_an_id_is_deduplicated_on_its_bytes_and_a_forced_push_says_so() {
         // Woodpecker's forced GitHub push: refs/heads/main of 6543/oxiduct,
         // 5ea73729 -> f7220f1f, `"forced": true`, no delivery id header.
-        let stacks = r#"
-[[stacks]]
-name = "web"
-repository = "6543/oxiduct"
-branch = "main"
-command = ["true"]
-"#;
-        let (config, outcome, body) = evaluate(stacks, "woodpecker-HookPushForced");
+        let stacks = stack("web", "6543/oxiduct", "main", "");
+        let (config, outcome, body) = evaluate(&stacks, "woodpecker-HookPushForced");
         let identity = ReplayIdentity {
             bytes: &body,
             window: Duration::from_secs(60),

@@ -7,26 +7,13 @@ use std::str::FromStr;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use serde::{Deserialize, Serialize};
 
-/// The state of a deploy. See [`DeployState::can_transition_to`] for the
-/// legal transitions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DeployState {
-    /// Accepted and waiting to run. Queued deploys survive restarts and run
-    /// after the server starts again.
-    Queued,
-    /// Running.
-    Started,
-    /// Ran and succeeded.
-    Succeeded,
-    /// Ran and failed.
-    Failed,
-    /// Cancelled before or while running (e.g. superseded by a newer deploy
-    /// of the same stack).
-    Cancelled,
-    /// Was running when `redeploy` stopped; marked by [`Journal::recover`].
-    Interrupted,
-}
+/// The state of a deploy: the contract's `deploy-phase` (one definition,
+/// in the WIT), which the journal stores by name. See
+/// [`DeployState::can_transition_to`] for the legal transitions. Queued
+/// deploys survive restarts and run after the server starts again; a deploy
+/// that was running when `redeploy` stopped is marked `interrupted` by
+/// [`super::Journal::recover`].
+pub use crate::plugin::wit::DeployPhase as DeployState;
 
 impl DeployState {
     /// Every state, in declaration order.
@@ -74,6 +61,51 @@ impl DeployState {
                 | (Started, Cancelled)
                 | (Started, Interrupted)
         )
+    }
+}
+
+impl DeployState {
+    /// The state's place in [`DeployState::ALL`], which orders states.
+    fn position(self) -> usize {
+        DeployState::ALL
+            .iter()
+            .position(|s| *s == self)
+            .unwrap_or(DeployState::ALL.len())
+    }
+}
+
+impl PartialOrd for DeployState {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for DeployState {
+    /// In the order of [`DeployState::ALL`]: queued first, interrupted last.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.position().cmp(&other.position())
+    }
+}
+
+impl std::hash::Hash for DeployState {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.position().hash(state);
+    }
+}
+
+impl Serialize for DeployState {
+    /// As its name, [`DeployState::as_str`].
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for DeployState {
+    /// From its name, [`DeployState::as_str`].
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
