@@ -180,7 +180,6 @@ pub enum JournalError {
     },
 }
 
-
 /// The journal: a handle on the SQLite database. Cheap calls, safe to share
 /// between threads (`Journal: Send + Sync`).
 pub struct Journal {
@@ -193,7 +192,6 @@ impl fmt::Debug for Journal {
         f.debug_struct("Journal").field("path", &self.path).finish()
     }
 }
-
 
 /// The columns of `deploys`, in the order [`deploy_from_row`] reads them.
 const DEPLOY_COLUMNS: &str = "id, stack, delivery_id, provider, git_ref, sha, services, profile, \
@@ -635,7 +633,6 @@ impl Journal {
         }
     }
 }
-
 
 /// Inserts a queued deploy and its `queued` transition inside the caller's
 /// transaction, unless its (stack, delivery id) is already there.

@@ -52,8 +52,10 @@ impl Check {
             None => Vec::new(),
         };
         let stacks: Vec<wit::Stack> = match &self.stack {
-            Some(name) => vec![stacks::wit_stack(config.stack(name).with_context(
-                || format!("no stack named \"{name}\" in {}", self.config.display()),
+            Some(name) => vec![stacks::wit_stack(super::stack(
+                &config,
+                name,
+                &self.config,
             )?)],
             None => stacks::wit_stacks(&config),
         };

@@ -13,7 +13,6 @@ use serde_json::{json, Value};
 
 use crate::config::{self, StackConfig};
 use crate::github::GithubClient;
-use crate::journal::Journal;
 use crate::tokens::{hook_url, token_for};
 
 /// The events a continuous-deployment stack's webhook must send.
@@ -68,26 +67,14 @@ impl Connect {
     /// Connects and prints what it did.
     pub fn execute(self) -> anyhow::Result<()> {
         let config = config::load(&self.config)?;
-        let stack = config.stack(&self.stack).with_context(|| {
-            format!(
-                "no stack named \"{}\" in {}",
-                self.stack,
-                self.config.display()
-            )
-        })?;
+        let stack = super::stack(&config, &self.stack, &self.config)?;
         let Some(gh) = &stack.github else {
             bail!("stack \"{}\" has no [stacks.github] table", stack.name);
         };
         let Some(base) = &config.server.public_url else {
             bail!("server.public_url is not set: GitHub needs the public address of this server to send webhooks to");
         };
-        std::fs::create_dir_all(&config.server.state_dir).with_context(|| {
-            format!(
-                "state directory {} cannot be created",
-                config.server.state_dir.display()
-            )
-        })?;
-        let journal = Journal::open(&Journal::path_in(&config.server.state_dir))?;
+        let journal = super::open_state(&config)?;
         let url = hook_url(base, &token_for(&config, &journal, &stack.name)?);
         let client = GithubClient::new(gh)?;
         let rt = tokio::runtime::Builder::new_current_thread()

@@ -2,10 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context as _;
-
 use crate::config;
-use crate::journal::Journal;
 use crate::tokens::{hook_url, token_for};
 
 /// Prints the hook URL to paste into GitHub, Bitbucket, Docker Hub or curl.
@@ -22,20 +19,8 @@ impl HookUrl {
     /// Prints the URL (generating and storing the token on first use).
     pub fn execute(self) -> anyhow::Result<()> {
         let config = config::load(&self.config)?;
-        config.stack(&self.stack).with_context(|| {
-            format!(
-                "no stack named \"{}\" in {}",
-                self.stack,
-                self.config.display()
-            )
-        })?;
-        std::fs::create_dir_all(&config.server.state_dir).with_context(|| {
-            format!(
-                "state directory {} cannot be created",
-                config.server.state_dir.display()
-            )
-        })?;
-        let journal = Journal::open(&Journal::path_in(&config.server.state_dir))?;
+        super::stack(&config, &self.stack, &self.config)?;
+        let journal = super::open_state(&config)?;
         let token = token_for(&config, &journal, &self.stack)?;
         let base = config
             .server

@@ -10,7 +10,7 @@ use tokio::sync::Semaphore;
 
 use crate::config;
 use crate::dispatch::Dispatcher;
-use crate::journal::Journal;
+
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::plugin::{Allocation, PluginRuntime, RuntimeOptions};
@@ -48,16 +48,9 @@ impl Serve {
     async fn run(self) -> anyhow::Result<()> {
         let config = Arc::new(config::load(&self.config)?);
         let state_dir = &config.server.state_dir;
-        // 0700 when created here: it holds the journal, keys, logs and the
-        // compiled-component cache (an existing one is left as it is).
-        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
-            .create(state_dir)
-            .with_context(|| {
-                format!("state directory {} cannot be created", state_dir.display())
-            })?;
         // The journal first, so that a state directory that cannot be
         // written is named as such before anything else fails on it.
-        let journal = Arc::new(Journal::open(&Journal::path_in(state_dir))?);
+        let journal = Arc::new(super::open_state(&config)?);
         let tokens = TokenTable::new(ensure_tokens(&config, &journal)?);
         let options = RuntimeOptions {
             allocation: Allocation::Pooling,

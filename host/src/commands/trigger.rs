@@ -11,7 +11,6 @@ use hmac::{Hmac, Mac as _};
 use sha2::Sha256;
 
 use crate::config::{self, ManualSetting};
-use crate::journal::Journal;
 use crate::tokens::{hook_url, token_for};
 
 /// How long `trigger` waits for the server's answer. The server answers once
@@ -66,14 +65,8 @@ impl Trigger {
     /// Posts the empty manual delivery and prints the server's answer.
     pub fn execute(self) -> anyhow::Result<()> {
         let config = config::load(&self.config)?;
-        let stack = config.stack(&self.stack).with_context(|| {
-            format!(
-                "no stack named \"{}\" in {}",
-                self.stack,
-                self.config.display()
-            )
-        })?;
-        let journal = Journal::open(&Journal::path_in(&config.server.state_dir))?;
+        let stack = super::stack(&config, &self.stack, &self.config)?;
+        let journal = super::open_state(&config)?;
         let token = token_for(&config, &journal, &self.stack)?;
         let base = self
             .server

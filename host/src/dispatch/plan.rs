@@ -136,9 +136,9 @@ fn admission(
 mod tests {
     use super::*;
     use crate::config::Config;
-    use std::time::Duration;
     use crate::plugin::embedded_for_tests;
     use std::path::Path;
+    use std::time::Duration;
 
     /// The time the plans are made at.
     const NOW: i64 = 1_700_000_000_000;
@@ -199,7 +199,8 @@ mod tests {
     fn each_decision_becomes_a_skip_a_deploy_or_a_deployment_request() {
         // go-scm's GitHub push: refs/heads/master of Codertocat/Hello-World,
         // a10867b1 -> 199eddf4, delivery f2467dea-70d6-11e8-8955-3c83993e0aef.
-        let github = "[stacks.github]\nrepository = \"Codertocat/Hello-World\"\ntoken_env = \"TOKEN_ENV\"";
+        let github =
+            "[stacks.github]\nrepository = \"Codertocat/Hello-World\"\ntoken_env = \"TOKEN_ENV\"";
         let stacks = [
             stack("web", "Codertocat/Hello-World", "master", ""),
             stack("other", "Codertocat/Hello-World", "main", ""),

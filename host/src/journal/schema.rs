@@ -74,7 +74,7 @@ const SCHEMA_V4: &str = "
 ALTER TABLE deploys ADD COLUMN pgid INTEGER;
 ";
 
-/// Creates `dir` (the journal's parent) if needed.
+/// Creates `dir` (the journal's parent) if needed, private to its owner.
 pub(super) fn create_dir(path: &Path, dir: &Path) -> Result<(), JournalError> {
     let fail = |source| JournalError::CreateDir {
         path: path.to_path_buf(),
@@ -87,7 +87,14 @@ pub(super) fn create_dir(path: &Path, dir: &Path) -> Result<(), JournalError> {
             io::ErrorKind::AlreadyExists,
             "it exists and is not a directory",
         ))),
-        Err(_) => std::fs::create_dir_all(dir).map_err(fail),
+        // 0700: the journal's directory is the state directory, which
+        // holds the journal, keys and logs.
+        Err(_) => std::os::unix::fs::DirBuilderExt::mode(
+            std::fs::DirBuilder::new().recursive(true),
+            0o700,
+        )
+        .create(dir)
+        .map_err(fail),
     }
 }
 

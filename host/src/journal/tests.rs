@@ -416,9 +416,7 @@ fn illegal_transition_is_rejected_and_changes_nothing() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        format!(
-            "journal: cannot transition deploy {id}: illegal transition succeeded -> started"
-        )
+        format!("journal: cannot transition deploy {id}: illegal transition succeeded -> started")
     );
     assert_eq!(journal.deploy(id).unwrap().unwrap(), done);
     assert_eq!(journal.transitions(id).unwrap().len(), 3);
@@ -618,6 +616,11 @@ fn open_creates_missing_parent_directories() {
     let journal = Journal::open(&path).unwrap();
     assert!(path.is_file());
     assert_eq!(journal.deploys(None, 1).unwrap(), []);
+    use std::os::unix::fs::PermissionsExt as _;
+    for created in [dir.0.join("a"), dir.0.join("a").join("b")] {
+        let mode = std::fs::metadata(&created).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{} is private", created.display());
+    }
 }
 
 #[test]
@@ -706,8 +709,7 @@ fn deploys_filters_by_stack_and_orders_most_recent_first() {
             journal.insert_deploy(&new_deploy("web", None, i)).unwrap(),
         ));
     }
-    let ids =
-        |records: Vec<DeployRecord>| records.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    let ids = |records: Vec<DeployRecord>| records.into_iter().map(|r| r.id).collect::<Vec<_>>();
 
     let mut all: Vec<i64> = app.iter().chain(&web).copied().collect();
     all.sort_unstable_by(|a, b| b.cmp(a));
