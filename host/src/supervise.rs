@@ -67,18 +67,99 @@ fn open_lock_file(state_dir: &Path, stack: &str) -> io::Result<File> {
 /// Takes `stack`'s lock if it is free; `None` if another runner holds it.
 pub fn try_lock(state_dir: &Path, stack: &str) -> io::Result<Option<StackLock>> {
     let file = open_lock_file(state_dir, stack)?;
-    // SAFETY: flock(2) on a descriptor owned by `file`, which the returned
-    // StackLock keeps open for as long as the lock is held.
+    Ok(try_flock(&file)?.then_some(StackLock { _file: file }))
+}
+
+/// Takes an exclusive `flock(2)` on `file` without waiting: false when
+/// another open file holds it. The lock lasts as long as `file` is open.
+fn try_flock(file: &File) -> io::Result<bool> {
+    // SAFETY: flock(2) on a descriptor owned by `file`, which the caller
+    // keeps open for as long as the lock is held.
     let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if rc == 0 {
-        return Ok(Some(StackLock { _file: file }));
+        return Ok(true);
     }
     let err = io::Error::last_os_error();
     if err.kind() == io::ErrorKind::WouldBlock {
-        Ok(None)
+        Ok(false)
     } else {
         Err(err)
     }
+}
+
+/// The file a running `serve` holds locked, one server per state
+/// directory. Outside `locks/`, so no stack name can collide with it.
+pub fn serve_lock_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("serve.lock")
+}
+
+/// The lock of the one `serve` a state directory may have; dropping it
+/// (or the process ending, however it ends) releases it.
+#[derive(Debug)]
+pub struct ServeLock {
+    _file: File,
+}
+
+/// Another `serve` holds the state directory.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeLockError {
+    /// Another server holds the lock.
+    #[error(
+        "another `redeploy serve`{} is using state directory {}: stop it first, or give this server its own server.state_dir",
+        .pid.map_or_else(String::new, |p| format!(" (pid {p})")),
+        .state_dir.display()
+    )]
+    Held {
+        /// The state directory.
+        state_dir: PathBuf,
+        /// The holder's process id, as it wrote it.
+        pid: Option<u32>,
+    },
+    /// The lock file cannot be opened or locked.
+    #[error("cannot lock {}: {source}", .path.display())]
+    Io {
+        /// The lock file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Takes the state directory's `serve` lock, and writes this process's id
+/// into the lock file for the message another server gets.
+pub fn lock_serve(state_dir: &Path) -> Result<ServeLock, ServeLockError> {
+    use std::io::{Read as _, Seek as _, Write as _};
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = serve_lock_path(state_dir);
+    let io_error = |source| ServeLockError::Io {
+        path: path.clone(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io_error)?;
+    if !try_flock(&file).map_err(io_error)? {
+        let mut text = String::new();
+        let pid = file
+            .read_to_string(&mut text)
+            .ok()
+            .and_then(|_| text.trim().parse().ok());
+        return Err(ServeLockError::Held {
+            state_dir: state_dir.to_path_buf(),
+            pid,
+        });
+    }
+    file.set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| writeln!(file, "{}", std::process::id()))
+        .map_err(io_error)?;
+    Ok(ServeLock { _file: file })
 }
 
 /// Takes `stack`'s lock, waiting (polling every [`LOCK_POLL`]) while another
@@ -289,6 +370,7 @@ pub unsafe fn die_with_parent(parent: libc::pid_t) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
 
     #[test]
     fn a_stack_lock_excludes_a_second_holder_until_dropped() {
@@ -313,5 +395,35 @@ mod tests {
         assert!(!group_alive(0));
         assert!(!group_alive(1));
         assert!(!group_alive(i32::MAX));
+    }
+
+    #[test]
+    fn a_second_serve_on_one_state_directory_is_refused_until_the_first_ends() {
+        let dir = std::env::temp_dir().join(format!(
+            "redeploy-serve-lock-{}-{}",
+            std::process::id(),
+            crate::journal::now_ms()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let first = lock_serve(&dir).unwrap();
+        let refused = lock_serve(&dir).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            format!(
+                "another `redeploy serve` (pid {}) is using state directory {}: stop it first, \
+                 or give this server its own server.state_dir",
+                std::process::id(),
+                dir.display()
+            )
+        );
+        drop(first);
+        let again = lock_serve(&dir).unwrap();
+        let mode = std::fs::metadata(serve_lock_path(&dir))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        drop(again);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -51,6 +51,9 @@ impl Serve {
         // The journal first, so that a state directory that cannot be
         // written is named as such before anything else fails on it.
         let journal = Arc::new(super::open_state(&config)?);
+        // One server per state directory: a second one would run the same
+        // queued deploys and recover the first one's deploys as its own.
+        let _serve_lock = crate::supervise::lock_serve(state_dir)?;
         let tokens = TokenTable::new(ensure_tokens(&config, &journal)?);
         let options = RuntimeOptions {
             allocation: Allocation::Pooling,
