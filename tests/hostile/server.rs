@@ -14,23 +14,18 @@ use redeploy_host::notify::LogLinks;
 use redeploy_host::plugin::cache::CacheStatus;
 use redeploy_host::plugin::{wit, PluginRuntime, RuntimeOptions};
 
-use crate::serve::{hook, token, World};
-use crate::support::{http, wait_for, ServerProcess, TempDir};
+use crate::support::{hook, http, wait_for, ServerProcess, Stack, TempDir, World};
 
 /// A stack without secrets whose hook URL alone triggers a deploy of
 /// `command` (argv as TOML).
 fn manual_stack(n: u32, label: &str, command: &str) -> String {
-    format!(
-        r#"
-[[stacks]]
-name = "{label}"
-image = "acme/{label}"
-hook_token = "{t}"
-command = {command}
-timeout = "1m"
-"#,
-        t = token(n)
-    )
+    let stack = Stack::new(label)
+        .key("image", &format!("acme/{label}"))
+        .token(n);
+    stack
+        .line(&format!("command = {command}"))
+        .timeout("1m")
+        .toml()
 }
 
 fn mode(path: &Path) -> u32 {
@@ -545,25 +540,17 @@ fn old_deploys_and_deliveries_are_pruned_with_their_files_at_start() {
 
 #[test]
 fn refused_deliveries_beyond_the_rate_are_counted_not_recorded() {
-    let stack = format!(
-        r#"
-[[stacks]]
-name = "web"
-repository = "acme/web"
-branch = "main"
-secrets = ["s3cret-s3cret"]
-hook_token = "{t}"
-command = ["true"]
-"#,
-        t = token(1)
-    );
+    let stack = Stack::new("web")
+        .follows("acme/web", "main")
+        .secret("s3cret-s3cret");
+    let stack = stack.token(1).line("command = [\"true\"]").toml();
     let world = World::new(
         "refused-rate",
         "max_refused_deliveries_per_minute = 3",
         &stack,
     );
     let server = world.start(&[]);
-    let body = crate::serve::push_body(&crate::serve::sha(1));
+    let body = crate::support::deliveries::push_body(&crate::support::deliveries::sha(1));
     for i in 0..10 {
         let r = server.post(
             &hook(1),
