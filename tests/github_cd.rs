@@ -33,6 +33,17 @@ fn deliver(cd: &Cd, event: &str, delivery: &str, body: &[u8]) -> http::Response 
     signed_github(&cd.server, &hook(1), SECRET, (event, delivery), body)
 }
 
+/// Delivers a `deployment` event of deployment `id` of `sha` to
+/// `environment`, whose payload names stack "web" without redeploy's MAC.
+fn deliver_deployment(
+    cd: &Cd,
+    delivery: &str,
+    (id, sha, environment): (u64, &str, &str),
+) -> http::Response {
+    let event = deployment_event(id, sha, environment, json!({"stack": "web"}));
+    deliver(cd, "deployment", delivery, &event)
+}
+
 /// A world with a GitHub API token and a public URL, and its server.
 struct Cd {
     world: World,
@@ -176,12 +187,7 @@ fn a_push_creates_a_deployment_whose_event_deploys_and_reports_each_phase() {
     let r = deliver(&cd, "deployment_status", "status-1", &status_event);
     assert_eq!(r.status, 200, "{}", r.text());
     // A deployment to an environment no stack owns is skipped with a reason.
-    let other = deliver(
-        &cd,
-        "deployment",
-        "other-env",
-        &deployment_event(77, &sha(9), "staging", json!({"stack": "web"})),
-    );
+    let other = deliver_deployment(&cd, "other-env", (77, &sha(9), "staging"));
     assert_eq!(other.status, 200);
     assert!(
         other.json()["decisions"][0]["reason"]
@@ -415,12 +421,7 @@ fn without_waiting_for_the_event_a_push_deploys_and_reports_to_its_deployment() 
     let deploys = cd.world.settle(20);
     assert_eq!(deploys.len(), 1);
     // The deployment event for it (had GitHub reached us) is only acknowledged.
-    let r = deliver(
-        &cd,
-        "deployment",
-        "event-1000",
-        &deployment_event(1000, &sha(7), "web-env", json!({"stack": "web"})),
-    );
+    let r = deliver_deployment(&cd, "event-1000", (1000, &sha(7), "web-env"));
     assert_eq!(r.status, 200);
     assert_eq!(cd.world.deploys().len(), 1);
     assert_eq!(standin.violations(), Vec::<String>::new());

@@ -372,13 +372,13 @@ fn sigterm_lets_the_running_deploy_finish_and_keeps_the_queued_one() {
 fn an_http_action_receives_the_deploy_event_as_json() {
     let (port, receiver) =
         serve_once("HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n".to_string());
-    let action = format!(
-        r#"http = {{ url = "http://127.0.0.1:{port}/deploy", headers = {{ Authorization = "Bearer xyz" }} }}"#
-    );
-    let stacks = [Stack::new("api")
-        .key("image", "acme/api")
-        .token(1)
-        .line(&action)];
+    let url = format!("http://127.0.0.1:{port}/deploy");
+    let stacks = [Stack::http_action(
+        "api",
+        1,
+        &url,
+        ("Authorization", "Bearer xyz"),
+    )];
     let (world, server) = World::serving("serve-http-action", "", &stacks);
     assert_eq!(server.post(&hook(1), &[], b"").status, 202);
     let Received { head, body } = receiver.join().unwrap();

@@ -220,13 +220,9 @@ fn an_http_action_does_not_follow_a_redirect_with_its_credentials() {
     let (port, redirector) = serve_once(format!(
         "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:{thief_port}/steal\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     ));
-    let action = format!(
-        r#"http = {{ url = "http://127.0.0.1:{port}/deploy", headers = {{ X-Api-Key = "key-that-must-stay-home" }} }}"#
-    );
-    let stacks = [Stack::new("api")
-        .key("image", "acme/api")
-        .token(1)
-        .line(&action)];
+    let url = format!("http://127.0.0.1:{port}/deploy");
+    let key = ("X-Api-Key", "key-that-must-stay-home");
+    let stacks = [Stack::http_action("api", 1, &url, key)];
     let (world, server) = World::serving("hostile-runner-http-redirect", "", &stacks);
     assert_eq!(server.post(&hook(1), &[], b"").status, 202);
     redirector.join().unwrap();

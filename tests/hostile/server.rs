@@ -28,6 +28,14 @@ fn manual_stack(n: u32, label: &str, command: &str) -> String {
         .toml()
 }
 
+/// A world of [`manual_stack`] 1 "web" running `true`, with `[server]`
+/// settings `server_toml`, and its server.
+fn true_world(name: &str, server_toml: &str) -> (World, ServerProcess) {
+    let world = World::new(name, server_toml, &manual_stack(1, "web", r#"["true"]"#));
+    let server = world.start(&[]);
+    (world, server)
+}
+
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -360,6 +368,13 @@ fn many_large_bodies_at_once_stay_within_the_body_budget_and_excess_get_429() {
     server.terminate();
 }
 
+/// Asserts that less than `secs` seconds passed since `started`.
+#[track_caller]
+fn assert_within(started: Instant, secs: u64) {
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(secs), "{took:?}");
+}
+
 /// Pipelines `GET /healthz` requests on one connection without reading any
 /// answer, until the server stops reading (its writes are blocked) or the
 /// connection fails. Returns the stream and the write error, if any.
@@ -376,12 +391,7 @@ fn never_read(addr: &str) -> std::thread::JoinHandle<std::io::Error> {
 
 #[test]
 fn a_client_that_never_reads_is_dropped_after_the_write_timeout() {
-    let world = World::new(
-        "write-timeout",
-        "write_timeout = \"1s\"",
-        &manual_stack(1, "web", r#"["true"]"#),
-    );
-    let server = world.start(&[]);
+    let (_world, server) = true_world("write-timeout", "write_timeout = \"1s\"");
     let writer = never_read(&server.addr);
     let started = Instant::now();
     let err = writer.join().unwrap();
@@ -395,22 +405,16 @@ fn a_client_that_never_reads_is_dropped_after_the_write_timeout() {
         "{err:?} after {:?}",
         started.elapsed()
     );
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "{:?}",
-        started.elapsed()
-    );
+    assert_within(started, 30);
     server.terminate();
 }
 
 #[test]
 fn a_client_that_never_reads_does_not_stall_sigterm_beyond_shutdown_grace() {
-    let world = World::new(
+    let (world, mut server) = true_world(
         "never-reads-shutdown",
         "shutdown_grace = \"2s\"\nwrite_timeout = \"10m\"",
-        &manual_stack(1, "web", r#"["true"]"#),
     );
-    let mut server = world.start(&[]);
     let _writer = never_read(&server.addr);
     // Let the server fill its send buffer and block writing.
     std::thread::sleep(Duration::from_secs(2));
@@ -421,11 +425,7 @@ fn a_client_that_never_reads_does_not_stall_sigterm_beyond_shutdown_grace() {
         server.child.try_wait().unwrap()
     });
     assert!(exited.success(), "{exited:?}");
-    assert!(
-        started.elapsed() < Duration::from_secs(15),
-        "{:?}",
-        started.elapsed()
-    );
+    assert_within(started, 15);
     let log = std::fs::read_to_string(world.dir.join("server.log")).unwrap();
     assert!(
         log.contains("connections still open after the shutdown grace"),
@@ -435,12 +435,10 @@ fn a_client_that_never_reads_does_not_stall_sigterm_beyond_shutdown_grace() {
 
 #[test]
 fn connections_beyond_the_cap_wait_for_a_free_one() {
-    let world = World::new(
+    let (_world, server) = true_world(
         "connection-cap",
         "max_connections = 2\nheader_timeout = \"60s\"",
-        &manual_stack(1, "web", r#"["true"]"#),
     );
-    let server = world.start(&[]);
     // The start-up health check's connection is closed; hold both slots.
     std::thread::sleep(Duration::from_millis(300));
     let held: Vec<TcpStream> = (0..2)
@@ -476,12 +474,7 @@ fn connections_beyond_the_cap_wait_for_a_free_one() {
 
 #[test]
 fn an_idle_keep_alive_connection_is_closed_after_its_timeout() {
-    let world = World::new(
-        "idle-keep-alive",
-        "header_timeout = \"1s\"",
-        &manual_stack(1, "web", r#"["true"]"#),
-    );
-    let server = world.start(&[]);
+    let (_world, server) = true_world("idle-keep-alive", "header_timeout = \"1s\"");
     let mut s = TcpStream::connect(&server.addr).unwrap();
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
@@ -492,11 +485,7 @@ fn an_idle_keep_alive_connection_is_closed_after_its_timeout() {
     let read = s.read_to_end(&mut all);
     assert!(read.is_ok(), "{read:?}: the idle connection was not closed");
     assert!(String::from_utf8_lossy(&all).starts_with("HTTP/1.1 200"));
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "{:?}",
-        started.elapsed()
-    );
+    assert_within(started, 10);
     server.terminate();
 }
 

@@ -62,6 +62,14 @@ impl Stack {
         Stack::new(name).follows("@DIR@/app.git", branch).standin()
     }
 
+    /// A stack `name` following the image `acme/<name>` with hook token
+    /// `n`, deploying by a POST to `url` carrying the header `(key, value)`.
+    pub fn http_action(name: &str, n: u32, url: &str, (key, value): (&str, &str)) -> Stack {
+        let action = format!("http = {{ url = {url:?}, headers = {{ {key} = {value:?} }} }}");
+        let stack = Stack::new(name).key("image", &format!("acme/{name}"));
+        stack.token(n).line(&action)
+    }
+
     /// `repository` and `branch`.
     pub fn follows(self, repository: &str, branch: &str) -> Stack {
         self.key("repository", repository).key("branch", branch)
