@@ -2,8 +2,8 @@
 
 use std::process::{Command, Stdio};
 
-use crate::serve::example_server;
 use crate::support::cli::{assert_success, stdout};
+use crate::support::server::example_server;
 use crate::support::{assert_contains_all, fixtures, redeploy_bin, workspace, TempDir};
 
 /// The path of `examples/<name>`.

@@ -9,6 +9,8 @@ use redeploy_host::journal::{DeployRecord, DeployState, Journal};
 use crate::support::cli::{assert_fails_saying, assert_success, stdout};
 use crate::support::deliveries::{post_fixture, post_fixture_with, sha, signed_push};
 use crate::support::http::{serve_once, Received};
+use crate::support::server::{example_config, example_server};
+use crate::support::world::assert_all_succeeded;
 use crate::support::{fixture, hook, token, wait_for, ServerProcess, Stack, TempDir, World};
 
 /// The secret of the stacks of [`web_stack`].
@@ -150,15 +152,6 @@ fn serve_deploys_exactly_what_it_should() {
     // The log of each deploy is kept in the state directory.
     assert!(Path::new(deploys[0].log_path.as_deref().unwrap()).exists());
     server.terminate();
-}
-
-/// Asserts that every deploy succeeded.
-#[track_caller]
-pub fn assert_all_succeeded(deploys: &[DeployRecord]) {
-    assert!(
-        deploys.iter().all(|d| d.state == DeployState::Succeeded),
-        "{deploys:#?}"
-    );
 }
 
 #[test]
@@ -394,17 +387,6 @@ fn an_http_action_receives_the_deploy_event_as_json() {
     let deploys = world.settle(20);
     assert_eq!(deploys[0].state, DeployState::Succeeded);
     server.terminate();
-}
-
-/// The example configuration, `examples/redeploy.toml`.
-pub fn example_config() -> std::path::PathBuf {
-    crate::support::workspace().join("examples/redeploy.toml")
-}
-
-/// A server of the example configuration, logging into `log`.
-pub fn example_server(log: &TempDir) -> ServerProcess {
-    let port = crate::support::free_port();
-    ServerProcess::start(&example_config(), port, &[], log.join("server.log"))
 }
 
 #[test]

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use redeploy_host::journal::DeployState;
 
-use crate::serve::assert_all_succeeded;
 use crate::support::deliveries::sha;
 use crate::support::deploy::write_executable;
 use crate::support::http::serve_once;
+use crate::support::world::assert_all_succeeded;
 use crate::support::{hook, redeploy_bin, wait_for, Stack, World};
 
 /// A world of one stack "web" fed by post-receive for the bare repository

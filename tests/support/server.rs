@@ -108,3 +108,14 @@ impl Drop for ServerProcess {
         let _ = self.child.wait();
     }
 }
+
+/// The example configuration, `examples/redeploy.toml`.
+pub fn example_config() -> PathBuf {
+    super::workspace().join("examples/redeploy.toml")
+}
+
+/// A server of the example configuration on a free port, logging into `log`.
+pub fn example_server(log: &super::TempDir) -> ServerProcess {
+    let port = super::free_port();
+    ServerProcess::start(&example_config(), port, &[], log.join("server.log"))
+}

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use redeploy_host::journal::{DeployRecord, Journal};
+use redeploy_host::journal::{DeployRecord, DeployState, Journal};
 
 use super::{deploy, free_port, wait_for, ServerProcess, TempDir};
 
@@ -155,4 +155,13 @@ impl World {
     pub fn write_gh_token(&self, token: &str) {
         std::fs::write(self.dir.join("gh-token"), token).unwrap();
     }
+}
+
+/// Asserts that every deploy succeeded.
+#[track_caller]
+pub fn assert_all_succeeded(deploys: &[DeployRecord]) {
+    assert!(
+        deploys.iter().all(|d| d.state == DeployState::Succeeded),
+        "{deploys:#?}"
+    );
 }
