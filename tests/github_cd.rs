@@ -3,62 +3,62 @@
 //! published schemas and sends the `deployment` event back, signed), and
 //! the stand-in deploy program.
 
-use std::io::{Read as _, Write as _};
-use std::net::TcpListener;
-use std::process::Command;
-
 use redeploy_host::journal::{DeployState, RequestState};
 use serde_json::{json, Value};
 
 use crate::github_standin::{unreachable_base_url, Canned, GithubStandin};
-use crate::serve::{hook, sha, signed_push, token, World};
-use crate::support::{
-    fixtures, free_port, hmac_sha256_hex, http, redeploy_bin, wait_for, ServerProcess,
-};
+use crate::support::cli::{stderr, stdout};
+use crate::support::deliveries::{sha, signed_github, signed_push};
+use crate::support::http::serve_once;
+use crate::support::stacks::toml;
+use crate::support::{fixture, free_port, hook, http, wait_for, ServerProcess, Stack, World};
 
 const TOKEN: &str = "ghp_standin_token_0123456789";
 const SECRET: &str = "s3cret-s3cret";
 const DEPLOYMENTS: &str = "POST /repos/{owner}/{repo}/deployments";
 
 /// A GitHub CD stack `label` with hook token `n`, reading its API token
-/// from `@DIR@/gh-token`.
-fn cd_stack(n: u32, label: &str, api_url: &str, extra_github: &str, env: &str) -> String {
-    format!(
-        r#"
-[[stacks]]
-name = "{label}"
-repository = "acme/web"
-branch = "main"
-secrets = ["{SECRET}"]
-hook_token = "{t}"
-command = ["@STANDIN@"]
-timeout = "1m"
-environment_url = "https://{label}.example.com"
-env = {{ RECORD_DIR = "@RECORD:{label}@"{env} }}
-
-[stacks.github]
-repository = "acme/web"
-api_url = "{api_url}"
-token_file = "@DIR@/gh-token"
-environment = "{label}-env"
-{extra_github}
-"#,
-        t = token(n)
-    )
+/// from `@DIR@/gh-token`; its environment is `<label>-env`.
+fn cd_stack(n: u32, label: &str, api_url: &str, extra_github: &str) -> Stack {
+    let stack = Stack::repo(label, "acme/web", "main", n)
+        .secret(SECRET)
+        .timeout("1m");
+    let stack = stack.key("environment_url", &format!("https://{label}.example.com"));
+    stack.github(api_url, &format!("{label}-env"), extra_github)
 }
 
+/// POSTs a GitHub `event` delivery of `body` to stack 1 of `cd`, signed
+/// with [`SECRET`].
+fn deliver(cd: &Cd, event: &str, delivery: &str, body: &[u8]) -> http::Response {
+    signed_github(&cd.server, &hook(1), SECRET, (event, delivery), body)
+}
+
+/// Delivers a `deployment` event of deployment `id` of `sha` to
+/// `environment`, whose payload names stack "web" without redeploy's MAC.
+fn deliver_deployment(
+    cd: &Cd,
+    delivery: &str,
+    (id, sha, environment): (u64, &str, &str),
+) -> http::Response {
+    let event = deployment_event(id, sha, environment, json!({"stack": "web"}));
+    deliver(cd, "deployment", delivery, &event)
+}
+
+/// A world with a GitHub API token and a public URL, and its server.
 struct Cd {
     world: World,
     server: ServerProcess,
     public: String,
 }
 
-fn start(name: &str, stacks: &str) -> Cd {
+/// A world of `stacks` with its API token file and a `public_url`, and its
+/// server listening there.
+fn start(name: &str, stacks: &[Stack]) -> Cd {
     let port = free_port();
     let public = format!("http://127.0.0.1:{port}");
-    let world = World::new(name, &format!("public_url = \"{public}\""), stacks);
-    std::fs::write(world.dir.join("gh-token"), format!("{TOKEN}\n")).unwrap();
-    let server = ServerProcess::start(&world.config, port, &[], world.dir.join("server.log"));
+    let world = World::new(name, &format!("public_url = \"{public}\""), &toml(stacks));
+    world.write_gh_token(&format!("{TOKEN}\n"));
+    let server = world.start_on(port, &[], &[]);
     Cd {
         world,
         server,
@@ -94,10 +94,8 @@ fn status_bodies(standin: &GithubStandin, deployment: u64) -> Vec<Value> {
 /// A `deployment` event; `payload` is the deployment's payload (redeploy's
 /// own, with its MAC, for a deployment redeploy requested).
 fn deployment_event(id: u64, sha: &str, environment: &str, payload: Value) -> Vec<u8> {
-    let mut event: Value = serde_json::from_slice(
-        &std::fs::read(fixtures().join("github/octokit-deployment-default.json")).unwrap(),
-    )
-    .unwrap();
+    let mut event: Value =
+        serde_json::from_slice(&fixture("github/octokit-deployment-default.json")).unwrap();
     event["deployment"]["id"] = json!(id);
     event["deployment"]["sha"] = json!(sha);
     event["deployment"]["ref"] = json!(sha);
@@ -107,32 +105,20 @@ fn deployment_event(id: u64, sha: &str, environment: &str, payload: Value) -> Ve
     event.to_string().into_bytes()
 }
 
-fn post_signed(
-    server: &ServerProcess,
-    path: &str,
-    event: &str,
-    delivery: &str,
-    body: &[u8],
-) -> http::Response {
-    let sig = format!("sha256={}", hmac_sha256_hex(SECRET, body));
-    server.post(
-        path,
-        &[
-            ("X-GitHub-Event", event),
-            ("X-GitHub-Delivery", delivery),
-            ("X-Hub-Signature-256", &sig),
-            ("Content-Type", "application/json"),
-        ],
-        body,
-    )
+/// What `redeploy history` prints for the world.
+fn history(world: &World) -> String {
+    stdout(&world.redeploy(&["history"]))
 }
 
 #[test]
 fn a_push_creates_a_deployment_whose_event_deploys_and_reports_each_phase() {
     let standin = GithubStandin::start(TOKEN);
-    let stacks = cd_stack(1, "web", &standin.base_url(), "", "")
-        + &cd_stack(2, "broken", &standin.base_url(), "", ", EXIT_CODE = \"3\"")
-        + &cd_stack(3, "slow", &standin.base_url(), "", ", SLEEP = \"2\"");
+    let base = standin.base_url();
+    let stacks = [
+        cd_stack(1, "web", &base, ""),
+        cd_stack(2, "broken", &base, "").env("EXIT_CODE", "3"),
+        cd_stack(3, "slow", &base, "").env("SLEEP", "2"),
+    ];
     let cd = start("github-cd-flow", &stacks);
     standin.forward_deployments_to(&format!("{}{}", cd.public, hook(1)), SECRET);
 
@@ -188,9 +174,8 @@ fn a_push_creates_a_deployment_whose_event_deploys_and_reports_each_phase() {
     );
 
     // A redelivered deployment event (new delivery id) deploys nothing more.
-    let again = post_signed(
-        &cd.server,
-        &hook(1),
+    let again = deliver(
+        &cd,
         "deployment",
         "redelivery",
         &deployment_event(1000, &sha(1), "web-env", body["payload"].clone()),
@@ -198,24 +183,11 @@ fn a_push_creates_a_deployment_whose_event_deploys_and_reports_each_phase() {
     assert_eq!(again.status, 200, "{}", again.text());
     assert_eq!(again.json()["decisions"][0]["state"], "duplicate");
     // Our own statuses come back as deployment_status events: never deploy.
-    let status_event =
-        std::fs::read(fixtures().join("github/octokit-deployment_status-default.json")).unwrap();
-    let r = post_signed(
-        &cd.server,
-        &hook(1),
-        "deployment_status",
-        "status-1",
-        &status_event,
-    );
+    let status_event = fixture("github/octokit-deployment_status-default.json");
+    let r = deliver(&cd, "deployment_status", "status-1", &status_event);
     assert_eq!(r.status, 200, "{}", r.text());
     // A deployment to an environment no stack owns is skipped with a reason.
-    let other = post_signed(
-        &cd.server,
-        &hook(1),
-        "deployment",
-        "other-env",
-        &deployment_event(77, &sha(9), "staging", json!({"stack": "web"})),
-    );
+    let other = deliver_deployment(&cd, "other-env", (77, &sha(9), "staging"));
     assert_eq!(other.status, 200);
     assert!(
         other.json()["decisions"][0]["reason"]
@@ -274,18 +246,9 @@ fn a_push_creates_a_deployment_whose_event_deploys_and_reports_each_phase() {
     );
 
     assert_eq!(standin.violations(), Vec::<String>::new());
-    let out = Command::new(redeploy_bin())
-        .args(["history", "--config", cd.world.config.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = history(&cd.world);
     assert!(text.contains("GitHub deployment requests:"), "{text}");
-    assert!(
-        !text.contains(TOKEN)
-            && !std::fs::read_to_string(&cd.server.log)
-                .unwrap()
-                .contains(TOKEN)
-    );
+    assert!(!text.contains(TOKEN) && !cd.server.log_text().contains(TOKEN));
     cd.server.terminate();
 }
 
@@ -326,8 +289,10 @@ fn every_documented_github_answer_is_journaled_and_deploys_nothing() {
         ],
         body: json!({"message": "API rate limit exceeded for user ID 1.", "documentation_url": "https://docs.github.com/rest/overview/resources-in-the-rest-api#rate-limiting"}),
     });
-    let stacks = cd_stack(1, "web", &base, "", "")
-        + &cd_stack(2, "offline", &unreachable_base_url(), "", "");
+    let stacks = [
+        cd_stack(1, "web", &base, ""),
+        cd_stack(2, "offline", &unreachable_base_url(), ""),
+    ];
     let cd = start("github-cd-answers", &stacks);
     for i in 1..=4 {
         let r = signed_push(&cd.server, &hook(1), SECRET, &sha(i), &format!("d-{i}"));
@@ -410,11 +375,7 @@ fn every_documented_github_answer_is_journaled_and_deploys_nothing() {
     assert_eq!(creates, 5);
     // No deployment event came (none was forwarded): nothing deployed.
     assert!(cd.world.deploys().is_empty());
-    let out = Command::new(redeploy_bin())
-        .args(["history", "--config", cd.world.config.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = history(&cd.world);
     for word in ["conflict", "invalid", "merged", "created", "failed"] {
         assert!(text.contains(word), "history does not say {word}: {text}");
     }
@@ -427,7 +388,7 @@ fn a_refused_token_names_the_permission_it_needs() {
     let standin = GithubStandin::start("some-other-token");
     let cd = start(
         "github-cd-denied",
-        &cd_stack(1, "web", &standin.base_url(), "", ""),
+        &[cd_stack(1, "web", &standin.base_url(), "")],
     );
     let r = signed_push(&cd.server, &hook(1), SECRET, &sha(1), "d-1");
     assert_eq!(r.status, 202);
@@ -448,10 +409,8 @@ fn a_refused_token_names_the_permission_it_needs() {
 #[test]
 fn without_waiting_for_the_event_a_push_deploys_and_reports_to_its_deployment() {
     let standin = GithubStandin::start(TOKEN);
-    let cd = start(
-        "github-cd-direct",
-        &cd_stack(1, "web", &standin.base_url(), "wait_for_event = false", ""),
-    );
+    let stack = cd_stack(1, "web", &standin.base_url(), "wait_for_event = false");
+    let cd = start("github-cd-direct", &[stack]);
     let r = signed_push(&cd.server, &hook(1), SECRET, &sha(7), "d-7");
     assert_eq!(r.status, 202, "{}", r.text());
     assert_eq!(r.json()["decisions"][0]["state"], "queued");
@@ -462,13 +421,7 @@ fn without_waiting_for_the_event_a_push_deploys_and_reports_to_its_deployment() 
     let deploys = cd.world.settle(20);
     assert_eq!(deploys.len(), 1);
     // The deployment event for it (had GitHub reached us) is only acknowledged.
-    let r = post_signed(
-        &cd.server,
-        &hook(1),
-        "deployment",
-        "event-1000",
-        &deployment_event(1000, &sha(7), "web-env", json!({"stack": "web"})),
-    );
+    let r = deliver_deployment(&cd, "event-1000", (1000, &sha(7), "web-env"));
     assert_eq!(r.status, 200);
     assert_eq!(cd.world.deploys().len(), 1);
     assert_eq!(standin.violations(), Vec::<String>::new());
@@ -478,19 +431,14 @@ fn without_waiting_for_the_event_a_push_deploys_and_reports_to_its_deployment() 
 #[test]
 fn token_env_supplies_the_api_token() {
     let standin = GithubStandin::start(TOKEN);
-    let stacks = cd_stack(1, "web", &standin.base_url(), "wait_for_event = false", "").replace(
-        "token_file = \"@DIR@/gh-token\"",
-        "token_env = \"REDEPLOY_TEST_GH_TOKEN\"",
-    );
-    let port = free_port();
+    let stacks = cd_stack(1, "web", &standin.base_url(), "wait_for_event = false")
+        .toml()
+        .replace(
+            "token_file = \"@DIR@/gh-token\"",
+            "token_env = \"REDEPLOY_TEST_GH_TOKEN\"",
+        );
     let world = World::new("github-cd-token-env", "", &stacks);
-    let server = ServerProcess::start_env(
-        &world.config,
-        port,
-        &[],
-        world.dir.join("server.log"),
-        &[("REDEPLOY_TEST_GH_TOKEN", TOKEN)],
-    );
+    let server = world.start_env(&[], &[("REDEPLOY_TEST_GH_TOKEN", TOKEN)]);
     let r = signed_push(&server, &hook(1), SECRET, &sha(8), "d-8");
     assert_eq!(r.status, 202, "{}", r.text());
     assert_eq!(
@@ -505,24 +453,13 @@ fn token_env_supplies_the_api_token() {
     server.terminate();
 }
 
+/// Runs `redeploy github connect web`: whether it succeeded, and what it
+/// printed.
 fn connect(world: &World) -> (bool, String) {
-    let out = Command::new(redeploy_bin())
-        .args([
-            "github",
-            "connect",
-            "web",
-            "--config",
-            world.config.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let out = world.redeploy(&["github", "connect", "web"]);
     (
         out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
+        format!("{}{}", stdout(&out), stderr(&out)),
     )
 }
 
@@ -531,9 +468,9 @@ fn connect_world(name: &str, standin: &GithubStandin) -> (World, String) {
     let world = World::new(
         name,
         &format!("public_url = \"{public}\""),
-        &cd_stack(1, "web", &standin.base_url(), "", ""),
+        &cd_stack(1, "web", &standin.base_url(), "").toml(),
     );
-    std::fs::write(world.dir.join("gh-token"), TOKEN).unwrap();
+    world.write_gh_token(TOKEN);
     let url = format!("{public}{}", hook(1));
     (world, url)
 }
@@ -604,67 +541,18 @@ fn github_connect_adds_deployment_to_a_push_only_webhook() {
     assert_eq!(standin.violations(), Vec::<String>::new());
 }
 
-/// A one-request HTTP listener: returns the address and a handle yielding
-/// the request body it received.
-fn one_request_listener() -> (String, std::thread::JoinHandle<String>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let handle = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
-            .unwrap();
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        loop {
-            let n = s.read(&mut chunk).unwrap();
-            buf.extend_from_slice(&chunk[..n]);
-            let text = String::from_utf8_lossy(&buf).to_string();
-            if let Some(i) = text.find("\r\n\r\n") {
-                let len: usize = text[..i]
-                    .lines()
-                    .find_map(|l| {
-                        l.to_ascii_lowercase()
-                            .strip_prefix("content-length:")
-                            .map(|v| v.trim().parse().unwrap())
-                    })
-                    .unwrap_or(0);
-                if buf.len() >= i + 4 + len {
-                    s.write_all(
-                        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-                    )
-                    .unwrap();
-                    return String::from_utf8_lossy(&buf[i + 4..i + 4 + len]).to_string();
-                }
-            }
-            if n == 0 {
-                return String::new();
-            }
-        }
-    });
-    (addr, handle)
-}
-
 #[test]
 fn a_docker_hub_push_reports_its_deploy_to_the_callback_url() {
-    let (addr, received) = one_request_listener();
-    let stacks = r#"
-[[stacks]]
-name = "app"
-image = "svendowideit/testhook"
-hook_token = "@TOKEN@"
-command = ["@STANDIN@"]
-env = { RECORD_DIR = "@RECORD:app@" }
-"#
-    .replace("@TOKEN@", &token(1));
-    let world = World::new(
+    let ok = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+    let (port, received) = serve_once(ok.to_string());
+    let (world, server) = World::serving(
         "dockerhub-callback",
         "callback_hosts = [\"127.0.0.1\"]",
-        &stacks,
+        &[Stack::image("app", "svendowideit/testhook", 1)],
     );
-    let server = world.start(&[]);
-    let mut body: Value = crate::support::fresh_docker_hub_push();
+    let mut body: Value = crate::support::deliveries::fresh_docker_hub_push();
     body["callback_url"] = json!(format!(
-        "http://{addr}/u/svendowideit/testhook/hook/2141b5bi5i5b02bec211i4eeih0242eg11000a/"
+        "http://127.0.0.1:{port}/u/svendowideit/testhook/hook/2141b5bi5i5b02bec211i4eeih0242eg11000a/"
     ));
     let r = server.post(
         &hook(1),
@@ -672,7 +560,7 @@ env = { RECORD_DIR = "@RECORD:app@" }
         body.to_string().as_bytes(),
     );
     assert_eq!(r.status, 202, "{}", r.text());
-    let callback: Value = serde_json::from_str(&received.join().unwrap()).unwrap();
+    let callback: Value = serde_json::from_slice(&received.join().unwrap().body).unwrap();
     assert_eq!(callback["state"], "success");
     assert_eq!(callback["context"], "redeploy");
     assert!(callback["description"]

@@ -21,8 +21,7 @@ use std::time::{Duration, Instant};
 use redeploy_host::journal::{DeployRecord, DeployState, Journal};
 use serde_json::json;
 
-use crate::serve::World;
-use crate::support::{hmac_sha256_hex, wait_for, ServerProcess};
+use crate::support::{hmac_sha256_hex, wait_for, ServerProcess, World};
 
 /// Stacks under load.
 const STACKS: usize = 10;
@@ -942,14 +941,7 @@ fn a_journal_that_cannot_be_written_answers_503_and_loses_nothing() {
             _ => {}
         }
     }
-    let conn = rusqlite::Connection::open_with_flags(
-        Journal::path_in(&world.dir.join("state")),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    let integrity: String = conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
+    let integrity: String = world.query_journal("PRAGMA integrity_check");
     assert_eq!(integrity, "ok");
     // A retry of a delivery that got 503 is accepted now.
     let retried = answers.iter().find(|a| a.status == Some(503)).unwrap();

@@ -26,6 +26,9 @@
 //! - `secrets`: no secret or hook token in any log, journal or response.
 //! - `fixtures_vendored`: the vendored third-party payloads (`fixtures/`)
 //!   are byte for byte the recorded copies of their sources.
+//! - `support` (not tests): the shared helpers, by topic: the world and
+//!   its stand-in deploy program, stack configurations, the server process,
+//!   HTTP clients, deliveries, the CLI (`support/mod.rs` lists them).
 //! - `fuzz_regressions`: the inputs the fuzzers crashed on, replayed through
 //!   the fuzz targets' own checks (`fuzz/src/<target>.rs`, included as
 //!   `fuzz_<target>`).

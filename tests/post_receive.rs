@@ -8,8 +8,10 @@ use std::process::Command;
 
 use redeploy_host::journal::DeployState;
 
-use crate::serve::World;
-use crate::support::{free_port, redeploy_bin, wait_for};
+use crate::support::cli::stderr;
+use crate::support::deploy::write_executable;
+use crate::support::stacks::toml;
+use crate::support::{free_port, wait_for, Stack, World};
 
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
@@ -41,33 +43,29 @@ struct Repo {
     work: PathBuf,
 }
 
-fn setup(world: &World, object_format: &str) -> Repo {
+/// Runs `redeploy install-hook` for the repository at `path`.
+fn install_hook(world: &World, path: &Path) -> std::process::Output {
+    world.redeploy(&["install-hook", path.to_str().unwrap()])
+}
+
+/// Creates (or initializes again) the bare repository `app.git` of the
+/// world, with `main` its initial branch and `extra` options of `git init`.
+fn init_bare(world: &World, extra: &[&str]) -> PathBuf {
     let bare = world.dir.join("app.git");
+    let init = ["init", "--quiet", "--bare", "--initial-branch=main"];
     git(
         &world.dir.0,
-        &[
-            "init",
-            "--quiet",
-            "--bare",
-            "--initial-branch=main",
-            &format!("--object-format={object_format}"),
-            bare.to_str().unwrap(),
-        ],
+        &[&init[..], extra, &[bare.to_str().unwrap()]].concat(),
     );
-    let out = Command::new(redeploy_bin())
-        .args([
-            "install-hook",
-            bare.to_str().unwrap(),
-            "--config",
-            world.config.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    bare
+}
+
+/// Creates the bare repository `app.git` in the world, installs the hook
+/// and clones it.
+fn setup(world: &World, object_format: &str) -> Repo {
+    let bare = init_bare(world, &[&format!("--object-format={object_format}")]);
+    let out = install_hook(world, &bare);
+    assert!(out.status.success(), "{}", stderr(&out));
     let work = world.dir.join("work");
     git(
         &world.dir.0,
@@ -96,27 +94,14 @@ fn push(repo: &Repo, args: &[&str]) -> String {
     git(&repo.work, &all)
 }
 
-fn stacks() -> &'static str {
-    r#"
-[[stacks]]
-name = "web"
-repository = "@DIR@/app.git"
-branch = "main"
-command = ["@STANDIN@"]
-env = { RECORD_DIR = "@RECORD:web@" }
-
-[[stacks]]
-name = "rel"
-repository = "@DIR@/app.git"
-branch = "never-pushed"
-tags = "v*"
-command = ["@STANDIN@"]
-env = { RECORD_DIR = "@RECORD:rel@" }
-"#
+/// "web" deploys `main` of `@DIR@/app.git`, "rel" its `v*` tags.
+fn stacks() -> String {
+    let rel = Stack::bare_repo("rel", "never-pushed").key("tags", "v*");
+    toml(&[Stack::bare_repo("web", "main"), rel])
 }
 
 fn scenario(object_format: &str) {
-    let world = World::new(&format!("post-receive-{object_format}"), "", stacks());
+    let world = World::new(&format!("post-receive-{object_format}"), "", &stacks());
     let repo = setup(&world, object_format);
     let hex_len = if object_format == "sha256" { 64 } else { 40 };
 
@@ -129,15 +114,14 @@ fn scenario(object_format: &str) {
         world.deploys().into_iter().find(|d| d.state.is_final())
     });
     assert_eq!(first.state, DeployState::Succeeded);
-    let env = world.recorded_env("web", first.id);
-    assert_eq!(env.get("REDEPLOY_SHA"), Some(&main1));
-    assert_eq!(
-        env.get("REDEPLOY_REF").map(String::as_str),
-        Some("refs/heads/main")
-    );
-    assert_eq!(
-        env.get("REDEPLOY_PROVIDER").map(String::as_str),
-        Some("post-receive")
+    world.assert_env(
+        "web",
+        first.id,
+        &[
+            ("REDEPLOY_SHA", &main1),
+            ("REDEPLOY_REF", "refs/heads/main"),
+            ("REDEPLOY_PROVIDER", "post-receive"),
+        ],
     );
 
     // Another branch does not deploy.
@@ -211,12 +195,7 @@ fn post_receive_hands_deploys_to_a_running_server() {
     let hook = format!("[hook]\nserver = \"http://127.0.0.1:{port}\"\n");
     let world = World::new("post-receive-forward", "", &format!("{hook}{}", stacks()));
     let repo = setup(&world, "sha1");
-    let server = crate::support::ServerProcess::start(
-        &world.config,
-        port,
-        &[],
-        world.dir.join("server.log"),
-    );
+    let server = world.start_on(port, &[], &[]);
     let sha = commit(&repo, "first");
     let out = push(&repo, &["main"]);
     assert!(
@@ -234,34 +213,18 @@ fn post_receive_hands_deploys_to_a_running_server() {
     assert_eq!(deploys.len(), 1);
     assert_eq!(deploys[0].sha.as_deref(), Some(sha.as_str()));
     assert_eq!(deploys[0].state, DeployState::Succeeded);
-    let log = std::fs::read_to_string(world.dir.join("server.log")).unwrap();
+    let log = world.server_log();
     assert!(log.contains("deploy started"), "the server ran it: {log}");
     server.terminate();
 }
 
 #[test]
 fn install_hook_keeps_and_chains_an_existing_hook_and_refuses_non_repositories() {
-    let world = World::new("post-receive-chain", "", stacks());
-    let bare = world.dir.join("app.git");
-    git(
-        &world.dir.0,
-        &[
-            "init",
-            "--quiet",
-            "--bare",
-            "--initial-branch=main",
-            bare.to_str().unwrap(),
-        ],
-    );
+    let world = World::new("post-receive-chain", "", &stacks());
+    let bare = init_bare(&world, &[]);
     let marker = world.dir.join("chained-ran");
     let old_hook = format!("#!/bin/sh\ncat > {}\n", marker.display());
-    std::fs::write(bare.join("hooks/post-receive"), old_hook).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(
-        bare.join("hooks/post-receive"),
-        std::fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
+    write_executable(&bare.join("hooks/post-receive"), &old_hook);
     let repo = setup(&world, "sha1");
     assert!(repo.bare.join("hooks/post-receive.chained").exists());
     let sha = commit(&repo, "first");
@@ -276,20 +239,12 @@ fn install_hook_keeps_and_chains_an_existing_hook_and_refuses_non_repositories()
 
     let not_repo = world.dir.join("plain");
     std::fs::create_dir_all(&not_repo).unwrap();
-    let out = Command::new(redeploy_bin())
-        .args([
-            "install-hook",
-            not_repo.to_str().unwrap(),
-            "--config",
-            world.config.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let out = install_hook(&world, &not_repo);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("is not a git repository"),
+        stderr(&out).contains("is not a git repository"),
         "{}",
-        String::from_utf8_lossy(&out.stderr)
+        stderr(&out)
     );
 }
 
@@ -298,26 +253,14 @@ fn without_a_server_a_github_cd_stack_creates_its_deployment_and_reports_each_ph
     use crate::github_standin::GithubStandin;
     const GH_TOKEN: &str = "ghp_post_receive_standin_token";
     let standin = GithubStandin::start(GH_TOKEN);
-    let stacks = format!(
-        r#"
-[[stacks]]
-name = "web"
-repository = "@DIR@/app.git"
-branch = "main"
-command = ["@STANDIN@"]
-env = {{ RECORD_DIR = "@RECORD:web@" }}
-
-[stacks.github]
-repository = "acme/app"
-api_url = "{}"
-token_file = "@DIR@/gh-token"
-environment = "production"
-wait_for_event = false
-"#,
+    let github = format!(
+        "[stacks.github]\nrepository = \"acme/app\"\napi_url = {:?}\n\
+         token_file = \"@DIR@/gh-token\"\nenvironment = \"production\"\nwait_for_event = false",
         standin.base_url()
     );
+    let stacks = Stack::bare_repo("web", "main").table(&github).toml();
     let world = World::new("post-receive-github-cd", "", &stacks);
-    std::fs::write(world.dir.join("gh-token"), GH_TOKEN).unwrap();
+    world.write_gh_token(GH_TOKEN);
     let repo = setup(&world, "sha1");
     let sha = commit(&repo, "first");
     push(&repo, &["main"]);

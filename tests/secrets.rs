@@ -10,7 +10,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::serve::World;
+use crate::support::stacks::toml;
+use crate::support::{fixture, Stack, World};
 
 /// Every file under `dir`, recursively, except the configuration (which
 /// holds the secrets by definition).
@@ -66,6 +67,17 @@ pub fn assert_no_leak(dir: &Path, responses: &[Vec<u8>], secrets: &[&str]) -> (u
     (files.len(), bytes)
 }
 
+/// The headers of a JSON push hook carrying `token` in clear: the event
+/// header and the token header named in `names`.
+fn token_headers<'a>(names: (&'a str, &'a str), token: &'a str) -> [(&'a str, &'a str); 3] {
+    let (event, header) = names;
+    [
+        (event, "Push Hook"),
+        (header, token),
+        ("Content-Type", "application/json"),
+    ]
+}
+
 #[test]
 fn secrets_sent_in_clear_reach_no_log_journal_response_or_deploy() {
     const GITLAB_SECRET: &str = "gitlab-plain-token-7Qx9RkLm2Vb";
@@ -74,29 +86,24 @@ fn secrets_sent_in_clear_reach_no_log_journal_response_or_deploy() {
         "secrets-hook-token-gitlab-0000000000",
         "secrets-hook-token-gitee-11111111111",
     ];
-    let stacks = format!(
-        r#"
-[[stacks]]
-name = "gl"
-repository = "gitlab-org/hello-world"
-branch = "master"
-secrets = ["{GITLAB_SECRET}"]
-hook_token = "{t0}"
-command = ["@STANDIN@"]
-env = {{ RECORD_DIR = "@RECORD:gl@" }}
-
-[[stacks]]
-name = "ge"
-repository = "kit101/drone-yml-test"
-branch = "feat-*"
-secrets = ["{GITEE_SECRET}"]
-hook_token = "{t1}"
-command = ["@STANDIN@"]
-env = {{ RECORD_DIR = "@RECORD:ge@" }}
-"#,
-        t0 = TOKENS[0],
-        t1 = TOKENS[1],
-    );
+    let stack = |name: &str, (repository, branch): (&str, &str), secret: &str, token: &str| {
+        let stack = Stack::new(name).follows(repository, branch).secret(secret);
+        stack.key("hook_token", token).standin()
+    };
+    let stacks = toml(&[
+        stack(
+            "gl",
+            ("gitlab-org/hello-world", "master"),
+            GITLAB_SECRET,
+            TOKENS[0],
+        ),
+        stack(
+            "ge",
+            ("kit101/drone-yml-test", "feat-*"),
+            GITEE_SECRET,
+            TOKENS[1],
+        ),
+    ]);
     let world = World::new("secrets-clear", "", &stacks);
     // The most talkative server there is: every crate at trace level, but
     // for the compiler of the component, whose millions of lines carry no
@@ -105,7 +112,6 @@ env = {{ RECORD_DIR = "@RECORD:ge@" }}
         &[],
         &[("RUST_LOG", "trace,cranelift=off,wasmtime=off,regalloc2=off")],
     );
-    let fixture = |p: &str| std::fs::read(crate::support::fixtures().join(p)).unwrap();
     let gitlab = fixture("gitlab/goscm-push.json");
     let gitee = fixture("gitee/goscm-push.json");
     let mut responses = Vec::new();
@@ -116,25 +122,13 @@ env = {{ RECORD_DIR = "@RECORD:ge@" }}
     };
     // The right token in clear deploys; a wrong one is refused. Either way
     // the server repeats neither.
-    let gitlab_headers = |token| {
-        [
-            ("X-Gitlab-Event", "Push Hook"),
-            ("X-Gitlab-Token", token),
-            ("Content-Type", "application/json"),
-        ]
-    };
+    let gitlab_headers = |token| token_headers(("X-Gitlab-Event", "X-Gitlab-Token"), token);
     let (status, body) = send(TOKENS[0], &gitlab_headers(GITLAB_SECRET), &gitlab);
     assert_eq!(status, 202, "{body}");
     let wrong = format!("{GITLAB_SECRET}x");
     let (status, body) = send(TOKENS[0], &gitlab_headers(&wrong), &gitlab);
     assert_eq!(status, 401, "{body}");
-    let gitee_headers = |token| {
-        [
-            ("X-Gitee-Event", "Push Hook"),
-            ("X-Gitee-Token", token),
-            ("Content-Type", "application/json"),
-        ]
-    };
+    let gitee_headers = |token| token_headers(("X-Gitee-Event", "X-Gitee-Token"), token);
     let (status, body) = send(TOKENS[1], &gitee_headers(GITEE_SECRET), &gitee);
     assert_eq!(status, 202, "{body}");
     let (status, body) = send(TOKENS[1], &gitee_headers(GITLAB_SECRET), &gitee);

@@ -7,8 +7,10 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use crate::serve::{hook, token, World};
-use crate::support::workspace;
+use crate::support::{hook, workspace, Stack, World};
+
+/// The target the component is built for.
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
 /// Builds the chaos component once per test run.
 pub fn chaos_component() -> PathBuf {
@@ -17,16 +19,8 @@ pub fn chaos_component() -> PathBuf {
         let target_dir = workspace().join("target").join("plugin-chaos");
         let status = Command::new(env!("CARGO"))
             .current_dir(workspace())
-            .args([
-                "build",
-                "--release",
-                "-p",
-                "redeploy-plugin",
-                "--target",
-                "wasm32-unknown-unknown",
-                "--features",
-                "chaos",
-            ])
+            .args(["build", "--release", "--features", "chaos"])
+            .args(["-p", "redeploy-plugin", "--target", WASM_TARGET])
             .arg("--target-dir")
             .arg(&target_dir)
             .env_remove("CARGO_ENCODED_RUSTFLAGS")
@@ -34,7 +28,9 @@ pub fn chaos_component() -> PathBuf {
             .status()
             .expect("running cargo to build the chaos component");
         assert!(status.success(), "building the chaos component failed");
-        target_dir.join("wasm32-unknown-unknown/release/redeploy_plugin.wasm")
+        target_dir
+            .join(WASM_TARGET)
+            .join("release/redeploy_plugin.wasm")
     })
     .clone()
 }
@@ -42,22 +38,13 @@ pub fn chaos_component() -> PathBuf {
 #[test]
 fn a_looping_or_exhausting_plugin_gets_500_and_the_server_keeps_serving() {
     let component = chaos_component();
-    let stacks = format!(
-        r#"
-[[stacks]]
-name = "web"
-image = "acme/web"
-hook_token = "{t}"
-command = ["true"]
-"#,
-        t = token(1)
-    );
-    let world = World::new("trap", "", &stacks);
+    let stack = Stack::new("web").key("image", "acme/web").token(1);
+    let world = World::new("trap", "", &stack.line("command = [\"true\"]").toml());
     let server = world.start(&["--plugin", component.to_str().unwrap()]);
     for how in ["loop", "oom", "panic"] {
         let started = std::time::Instant::now();
         let r = server.post(&hook(1), &[("X-Redeploy-Chaos", how)], b"");
-        assert_eq!(r.status, 500, "{how}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.status, 500, "{how}: {}", r.text());
         assert_eq!(r.json()["error"], "plugin-failure");
         assert!(
             started.elapsed() < std::time::Duration::from_secs(20),
@@ -66,14 +53,9 @@ command = ["true"]
         );
         // The next delivery is served normally.
         let r = server.post(&hook(1), &[], b"");
-        assert_eq!(
-            r.status,
-            202,
-            "after {how}: {}",
-            String::from_utf8_lossy(&r.body)
-        );
+        assert_eq!(r.status, 202, "after {how}: {}", r.text());
     }
-    let log = std::fs::read_to_string(world.dir.join("server.log")).unwrap();
+    let log = world.server_log();
     assert!(log.contains("plugin failed on a delivery"), "{log}");
     world.settle(20);
     server.terminate();

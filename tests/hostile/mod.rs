@@ -32,8 +32,11 @@ use std::time::{Duration, Instant};
 
 use redeploy_host::journal::Journal;
 
-use crate::serve::World;
-use crate::support::{hmac_sha256_hex, http};
+use crate::support::deliveries::{borrowed, push_json};
+use crate::support::stacks::toml;
+use crate::support::{http, Stack, World};
+
+pub use crate::support::sig;
 
 mod matrix;
 mod plugin;
@@ -139,30 +142,12 @@ impl Target {
 
     /// The TOML of both stacks.
     fn toml(&self) -> String {
-        format!(
-            r#"
-[[stacks]]
-name = "{stack}"
-repository = "acme/web"
-branch = "main"
-secrets = ["{SECRET}"]
-hook_token = "{token}"
-command = ["@STANDIN@"]
-env = {{ RECORD_DIR = "@RECORD:{stack}@" }}
-
-[[stacks]]
-name = "{open_stack}"
-repository = "acme/web"
-branch = "main"
-hook_token = "{open_token}"
-command = ["@STANDIN@"]
-env = {{ RECORD_DIR = "@RECORD:{open_stack}@" }}
-"#,
-            stack = self.stack,
-            token = self.token,
-            open_stack = self.open_stack,
-            open_token = self.open_token,
-        )
+        let stack = |name: &str, token: &str| {
+            let stack = Stack::new(name).follows("acme/web", "main");
+            stack.key("hook_token", token).standin()
+        };
+        let signed = stack(&self.stack, &self.token).secret(SECRET);
+        toml(&[signed, stack(&self.open_stack, &self.open_token)])
     }
 }
 
@@ -251,13 +236,7 @@ fn send(addr: &str, send: &Send) -> Option<http::Response> {
             path,
             headers,
             body,
-        } => {
-            let h: Vec<(&str, &str)> = headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
-            Some(http::request(addr, method, path, &h, body))
-        }
+        } => Some(http::request(addr, method, path, &borrowed(headers), body)),
         Send::Raw(bytes) => http::raw(addr, bytes),
     }
 }
@@ -308,25 +287,11 @@ pub fn run(name: &str, build: fn(&Target) -> Case) {
     }
 }
 
-/// A signed GitHub push of `sha` to `git_ref` of acme/web.
+/// A GitHub push of `sha` to `git_ref` of acme/web by mallory.
 pub fn push(git_ref: &str, sha: &str) -> Vec<u8> {
-    serde_json::json!({
-        "ref": git_ref,
-        "before": "1".repeat(40),
-        "after": sha,
-        "created": false, "deleted": false, "forced": false,
-        "repository": {"full_name": "acme/web", "clone_url": "https://github.com/acme/web.git"},
-        "pusher": {"name": "mallory"},
-        "commits": [{"id": sha, "message": "change", "added": [], "removed": [], "modified": ["app.py"]}],
-        "head_commit": {"id": sha, "message": "change"},
-    })
-    .to_string()
-    .into_bytes()
-}
-
-/// `sha256=` + hex HMAC-SHA256 of `body` with `secret`.
-pub fn sig(secret: &str, body: &[u8]) -> String {
-    format!("sha256={}", hmac_sha256_hex(secret, body))
+    let mut push = push_json(git_ref, &"1".repeat(40), sha);
+    push["pusher"]["name"] = serde_json::json!("mallory");
+    push.to_string().into_bytes()
 }
 
 /// A GitHub delivery of `body` to the case's stack with a secret, with

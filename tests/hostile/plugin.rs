@@ -6,108 +6,60 @@
 //! unselectable query modifier is refused; `redeploy trigger` works on a
 //! stack with secrets and gives up on a server that never answers.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::serve::{push_body, sha, token, World};
-use crate::support::{hmac_sha256_hex, redeploy_bin, ServerProcess};
+use crate::support::cli::assert_success;
+use crate::support::deliveries::{push_body, sha, signed_github};
+use crate::support::{hmac_sha256_hex, hook, now_secs, redeploy_bin, ServerProcess, Stack, World};
 
 const SECRET: &str = "plugin-hostile-secret-Hq3Zt7Lm";
 
 /// A command stack following acme/web `main`, with hook token `n` and
 /// `extra` TOML lines (before any sub-table).
-fn web_stack(n: u32, label: &str, extra: &str) -> String {
-    format!(
-        r#"
-[[stacks]]
-name = "{label}"
-repository = "acme/web"
-branch = "main"
-secrets = ["{SECRET}"]
-hook_token = "{t}"
-command = ["@STANDIN@"]
-timeout = "1m"
-env = {{ RECORD_DIR = "@RECORD:{label}@" }}
-{extra}
-"#,
-        t = token(n)
-    )
+fn web_stack(n: u32, label: &str, extra: &str) -> Stack {
+    let stack = Stack::repo(label, "acme/web", "main", n).secret(SECRET);
+    stack.timeout("1m").line(extra)
 }
 
-fn hook(n: u32) -> String {
-    format!("/hooks/{}", token(n))
-}
-
-fn start(name: &str, stacks: &str) -> (World, ServerProcess) {
-    let world = World::new(name, "", stacks);
-    std::fs::write(world.dir.join("gh-token"), "ghp_plugin_hostile_token\n").unwrap();
+/// A world of `stacks` with a GitHub API token file, and its server.
+fn start(name: &str, stacks: &[Stack]) -> (World, ServerProcess) {
+    let world = World::new(name, "", &crate::support::stacks::toml(stacks));
+    world.write_gh_token("ghp_plugin_hostile_token\n");
     let server = world.start(&[]);
     (world, server)
-}
-
-fn signed_github(
-    server: &ServerProcess,
-    path: &str,
-    event: &str,
-    delivery: &str,
-    body: &[u8],
-) -> crate::support::http::Response {
-    let sig = format!("sha256={}", hmac_sha256_hex(SECRET, body));
-    server.post(
-        path,
-        &[
-            ("X-GitHub-Event", event),
-            ("X-GitHub-Delivery", delivery),
-            ("X-Hub-Signature-256", &sig),
-            ("Content-Type", "application/json"),
-        ],
-        body,
-    )
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
 }
 
 // ------------------------------------------------------------ point 12
 
 #[test]
 fn form_encoded_github_push_with_a_bad_signature_is_401_not_a_parse_error() {
-    let (world, server) = start("plugin-form-bad-sig", &web_stack(1, "web", ""));
+    let (world, server) = start("plugin-form-bad-sig", &[web_stack(1, "web", "")]);
     let zeros = format!("sha256={}", "0".repeat(64));
     // A JSON body sent as a form has no `payload` field: parsing it first
     // answered 400 malformed-payload and so told an attacker about the parser.
     for body in [push_body(&sha(1)), b"payload=%7B%22ref".to_vec()] {
-        let r = server.post(
-            &hook(1),
-            &[
-                ("X-GitHub-Event", "push"),
-                ("X-GitHub-Delivery", "form-1"),
-                ("X-Hub-Signature-256", &zeros),
-                ("Content-Type", "application/x-www-form-urlencoded"),
-            ],
-            &body,
-        );
-        assert_eq!(r.status, 401, "{}", r.text());
-        assert_eq!(r.json()["error"], "bad-signature");
+        let headers = [
+            ("X-GitHub-Event", "push"),
+            ("X-GitHub-Delivery", "form-1"),
+            ("X-Hub-Signature-256", &zeros),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ];
+        server
+            .post(&hook(1), &headers, &body)
+            .assert_error(401, "bad-signature");
     }
     assert!(world.deploys().is_empty());
 }
 
 #[test]
 fn unsigned_registry_shaped_garbage_on_a_stack_with_secrets_is_401() {
-    let (world, server) = start("plugin-unsigned-garbage", &web_stack(1, "web", ""));
-    let r = server.post(
-        &hook(1),
-        &[("Content-Type", "application/json")],
-        b"{\"push_data\": [not json",
-    );
-    assert_eq!(r.status, 401, "{}", r.text());
-    assert_eq!(r.json()["error"], "missing-signature");
+    let (world, server) = start("plugin-unsigned-garbage", &[web_stack(1, "web", "")]);
+    let json_type = [("Content-Type", "application/json")];
+    server
+        .post(&hook(1), &json_type, b"{\"push_data\": [not json")
+        .assert_error(401, "missing-signature");
     assert!(world.deploys().is_empty());
 }
 
@@ -115,18 +67,13 @@ fn unsigned_registry_shaped_garbage_on_a_stack_with_secrets_is_401() {
 
 #[test]
 fn curl_empty_post_on_a_stack_with_secrets_is_a_manual_trigger() {
-    let (world, server) = start("plugin-curl-manual", &web_stack(1, "web", ""));
+    let (world, server) = start("plugin-curl-manual", &[web_stack(1, "web", "")]);
     // What `curl -X POST -d "" <hook URL>` sends.
-    let r = server.post(
-        &hook(1),
-        &[("Content-Type", "application/x-www-form-urlencoded")],
-        b"",
-    );
-    assert_eq!(r.status, 202, "{}", r.text());
-    assert_eq!(r.json()["provider"], "manual");
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let r = server.post(&hook(1), &form, b"");
+    assert_eq!(r.assert_status(202).json()["provider"], "manual");
     // And with no content type at all.
-    let r = server.post(&hook(1), &[], b"");
-    assert_eq!(r.status, 202, "{}", r.text());
+    server.post(&hook(1), &[], b"").assert_status(202);
     let deploys = world.settle(20);
     assert!(!deploys.is_empty());
     assert!(deploys.iter().all(|d| d.provider == "manual"));
@@ -134,61 +81,49 @@ fn curl_empty_post_on_a_stack_with_secrets_is_a_manual_trigger() {
 
 #[test]
 fn manual_trigger_on_a_stack_that_refuses_them_is_403() {
-    let (world, server) = start(
-        "plugin-manual-refuse",
-        &web_stack(1, "web", "manual = \"refuse\""),
-    );
-    let r = server.post(&hook(1), &[], b"");
-    assert_eq!(r.status, 403, "{}", r.text());
-    assert_eq!(r.json()["error"], "refused");
+    let stack = web_stack(1, "web", "manual = \"refuse\"");
+    let (world, server) = start("plugin-manual-refuse", &[stack]);
+    server.post(&hook(1), &[], b"").assert_error(403, "refused");
     assert!(world.deploys().is_empty());
 }
 
 #[test]
 fn signed_manual_trigger_needs_a_fresh_signature_of_its_stack() {
-    let (world, server) = start(
-        "plugin-manual-signed",
-        &web_stack(1, "web", "manual = \"signed\""),
-    );
+    let stack = web_stack(1, "web", "manual = \"signed\"");
+    let (world, server) = start("plugin-manual-signed", &[stack]);
     let sign = |stack: &str, ts: &str| {
         format!(
             "sha256={}",
             hmac_sha256_hex(SECRET, format!("manual:{stack}:{ts}").as_bytes())
         )
     };
-    let r = server.post(&hook(1), &[], b"");
-    assert_eq!(r.status, 401, "{}", r.text());
-    assert_eq!(r.json()["error"], "missing-signature");
+    let signed = |ts: &str, signature: &str| {
+        let headers = [
+            ("X-Redeploy-Timestamp", ts),
+            ("X-Redeploy-Signature-256", signature),
+        ];
+        server.post(&hook(1), &headers, b"")
+    };
+    server
+        .post(&hook(1), &[], b"")
+        .assert_error(401, "missing-signature");
     let old = (now_secs() - 3600).to_string();
     let now = now_secs().to_string();
     for (ts, signature) in [
         (old.clone(), sign("web", &old)),
         (now.clone(), sign("api", &now)),
     ] {
-        let r = server.post(
-            &hook(1),
-            &[
-                ("X-Redeploy-Timestamp", &ts),
-                ("X-Redeploy-Signature-256", &signature),
-            ],
-            b"",
-        );
+        let r = signed(&ts, &signature);
         assert_eq!(r.status, 401, "{ts}: {}", r.text());
         assert_eq!(r.json()["error"], "bad-signature");
     }
     assert!(world.deploys().is_empty());
-    let r = server.post(
-        &hook(1),
-        &[
-            ("X-Redeploy-Timestamp", &now),
-            ("X-Redeploy-Signature-256", &sign("web", &now)),
-        ],
-        b"",
-    );
-    assert_eq!(r.status, 202, "{}", r.text());
+    signed(&now, &sign("web", &now)).assert_status(202);
     assert_eq!(world.settle(20).len(), 1);
 }
 
+/// Runs `redeploy trigger web` against `server`; returns its output and how
+/// long it took.
 fn trigger(world: &World, server: &str, extra: &[&str]) -> (std::process::Output, Duration) {
     let started = Instant::now();
     let out = std::process::Command::new(redeploy_bin())
@@ -203,30 +138,18 @@ fn trigger(world: &World, server: &str, extra: &[&str]) -> (std::process::Output
 
 #[test]
 fn redeploy_trigger_works_on_a_stack_with_secrets() {
-    let (world, server) = start("plugin-trigger-secrets", &web_stack(1, "web", ""));
-    let (out, _) = trigger(&world, &format!("http://{}", server.addr), &[]);
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (world, server) = start("plugin-trigger-secrets", &[web_stack(1, "web", "")]);
+    let (out, _) = trigger(&world, &server.url(), &[]);
+    assert_success(&out);
     assert_eq!(world.settle(20).len(), 1);
 }
 
 #[test]
 fn redeploy_trigger_signs_for_a_stack_that_requires_signed_triggers() {
-    let (world, server) = start(
-        "plugin-trigger-signed",
-        &web_stack(1, "web", "manual = \"signed\""),
-    );
-    let (out, _) = trigger(&world, &format!("http://{}", server.addr), &[]);
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stack = web_stack(1, "web", "manual = \"signed\"");
+    let (world, server) = start("plugin-trigger-signed", &[stack]);
+    let (out, _) = trigger(&world, &server.url(), &[]);
+    assert_success(&out);
     let deploys = world.settle(20);
     assert_eq!(deploys.len(), 1);
     assert_eq!(deploys[0].provider, "manual");
@@ -234,7 +157,11 @@ fn redeploy_trigger_signs_for_a_stack_that_requires_signed_triggers() {
 
 #[test]
 fn redeploy_trigger_gives_up_on_a_server_that_never_answers() {
-    let world = World::new("plugin-trigger-timeout", "", &web_stack(1, "web", ""));
+    let world = World::new(
+        "plugin-trigger-timeout",
+        "",
+        &web_stack(1, "web", "").toml(),
+    );
     // Accepts connections and reads nothing, answers nothing.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = silent.local_addr().unwrap();
@@ -256,18 +183,8 @@ fn redeploy_trigger_gives_up_on_a_server_that_never_answers() {
 // ------------------------------------------------------------ point 2
 
 /// A GitHub CD stack `label`; `extra_github` goes in `[stacks.github]`.
-fn cd_stack(n: u32, label: &str, extra_github: &str) -> String {
-    web_stack(1, label, "").replace(&token(1), &token(n))
-        + &format!(
-            r#"
-[stacks.github]
-repository = "acme/web"
-api_url = "http://127.0.0.1:9"
-token_file = "@DIR@/gh-token"
-environment = "production"
-{extra_github}
-"#
-        )
+fn cd_stack(n: u32, label: &str, extra_github: &str) -> Stack {
+    web_stack(n, label, "").github("http://127.0.0.1:9", "production", extra_github)
 }
 
 fn deployment(id: u64, git_ref: &str, payload: serde_json::Value) -> Vec<u8> {
@@ -284,63 +201,54 @@ fn deployment(id: u64, git_ref: &str, payload: serde_json::Value) -> Vec<u8> {
     .into_bytes()
 }
 
+/// Sends `body` as a signed `deployment` event: 200, deploying nothing,
+/// for a reason that says `why`.
+#[track_caller]
+fn deployment_skipped(server: &ServerProcess, delivery: &str, body: &[u8], why: &str) {
+    let r = signed_github(server, &hook(1), SECRET, ("deployment", delivery), body);
+    let reason = r.assert_status(200).decision()["reason"].to_string();
+    assert!(reason.contains(why), "{delivery}: {reason}");
+}
+
 #[test]
 fn deployment_event_without_redeploys_mac_deploys_nothing() {
-    let (world, server) = start("plugin-deployment-no-mac", &cd_stack(1, "web", ""));
+    let (world, server) = start("plugin-deployment-no-mac", &[cd_stack(1, "web", "")]);
     // Anyone with `deployments: write` (a workflow on a feature branch)
     // can create this deployment, payload included.
     for (id, git_ref) in [(51, "main"), (52, "feature/x")] {
         let body = deployment(id, git_ref, json!({"stack": "web"}));
-        let r = signed_github(&server, &hook(1), "deployment", &format!("d-{id}"), &body);
-        assert_eq!(r.status, 200, "{}", r.text());
-        let reason = r.json()["decisions"][0]["reason"].to_string();
-        assert!(reason.contains("not created by redeploy"), "{reason}");
+        deployment_skipped(
+            &server,
+            &format!("d-{id}"),
+            &body,
+            "not created by redeploy",
+        );
     }
     assert!(world.deploys().is_empty());
 }
 
 #[test]
 fn foreign_deployment_of_a_ref_the_stack_does_not_follow_is_skipped() {
-    let (world, server) = start(
-        "plugin-deployment-foreign",
-        &cd_stack(1, "web", "accept_foreign_deployments = true"),
-    );
+    let stack = cd_stack(1, "web", "accept_foreign_deployments = true");
+    let (world, server) = start("plugin-deployment-foreign", &[stack]);
     for (id, git_ref, why) in [
         (61, "feature/x", "does not match branch"),
         (62, sha(5).as_str(), "bare commit"),
     ] {
         let body = deployment(id, git_ref, json!({}));
-        let r = signed_github(&server, &hook(1), "deployment", &format!("f-{id}"), &body);
-        assert_eq!(r.status, 200, "{}", r.text());
-        let reason = r.json()["decisions"][0]["reason"].to_string();
-        assert!(reason.contains(why), "{git_ref}: {reason}");
+        deployment_skipped(&server, &format!("f-{id}"), &body, why);
     }
     // Another task than `deploy` runs nothing either.
     let mut body: serde_json::Value =
         serde_json::from_slice(&deployment(63, "main", json!({}))).unwrap();
     body["deployment"]["task"] = json!("deploy:migrations");
     let body = body.to_string().into_bytes();
-    let r = signed_github(&server, &hook(1), "deployment", "f-63", &body);
-    assert_eq!(r.status, 200, "{}", r.text());
+    let r = signed_github(&server, &hook(1), SECRET, ("deployment", "f-63"), &body);
+    r.assert_status(200);
     assert!(world.deploys().is_empty());
 }
 
 // ------------------------------------------------------------ point 3
-
-fn registry_stack(n: u32) -> String {
-    format!(
-        r#"
-[[stacks]]
-name = "app"
-image = "acme/app"
-hook_token = "{t}"
-command = ["@STANDIN@"]
-timeout = "1m"
-env = {{ RECORD_DIR = "@RECORD:app@" }}
-"#,
-        t = token(n)
-    )
-}
 
 fn docker_hub_push(pushed_at: u64) -> Vec<u8> {
     json!({
@@ -354,73 +262,61 @@ fn docker_hub_push(pushed_at: u64) -> Vec<u8> {
 
 #[test]
 fn docker_hub_push_older_than_the_window_is_refused() {
-    let (world, server) = start("plugin-stale-dockerhub", &registry_stack(7));
+    let stack = Stack::image("app", "acme/app", 7).timeout("1m");
+    let (world, server) = start("plugin-stale-dockerhub", &[stack]);
     let json_type = [("Content-Type", "application/json")];
     for pushed_at in [now_secs() - 3600, now_secs() + 3600] {
-        let r = server.post(&hook(7), &json_type, &docker_hub_push(pushed_at));
-        assert_eq!(r.status, 400, "{}", r.text());
-        assert_eq!(r.json()["error"], "stale-event");
+        server
+            .post(&hook(7), &json_type, &docker_hub_push(pushed_at))
+            .assert_error(400, "stale-event");
     }
     assert!(world.deploys().is_empty());
     let r = server.post(&hook(7), &json_type, &docker_hub_push(now_secs() - 5));
-    assert_eq!(r.status, 202, "{}", r.text());
+    r.assert_status(202);
 }
 
 // ------------------------------------------------------------ point 8
 
+/// A signed push of commit `n` to stack 1 with `query`, refused with a
+/// 400 whose message says `why`.
+#[track_caller]
+fn query_refused(server: &ServerProcess, query: &str, delivery: &str, n: usize, why: &str) {
+    let path = format!("{}?{query}", hook(1));
+    let r = signed_github(
+        server,
+        &path,
+        SECRET,
+        ("push", delivery),
+        &push_body(&sha(n)),
+    );
+    let message = r.assert_status(400).json()["message"].to_string();
+    assert!(message.contains(why), "{}", r.text());
+}
+
 #[test]
 fn query_naming_a_non_selectable_profile_is_400() {
-    let stacks = web_stack(1, "web", "")
-        + "\n[stacks.profiles.fast]\nenv = { FAST = \"1\" }\n\n[stacks.profiles.dangerous]\nenv = { FAST = \"0\" }\nselectable = false\n";
-    let (world, server) = start("plugin-unselectable-profile", &stacks);
+    let stack = web_stack(1, "web", "")
+        .table("[stacks.profiles.fast]\nenv = { FAST = \"1\" }")
+        .table("[stacks.profiles.dangerous]\nenv = { FAST = \"0\" }\nselectable = false");
+    let (world, server) = start("plugin-unselectable-profile", &[stack]);
     // A replay of one signed push with a query of the attacker's choice.
-    let body = push_body(&sha(3));
-    let r = signed_github(
+    query_refused(
         &server,
-        &format!("{}?deployment_profile=dangerous", hook(1)),
-        "push",
+        "deployment_profile=dangerous",
         "q-1",
-        &body,
-    );
-    assert_eq!(r.status, 400, "{}", r.text());
-    assert!(
-        r.json()["message"]
-            .to_string()
-            .contains("selectable = false"),
-        "{}",
-        r.text()
+        3,
+        "selectable = false",
     );
     assert!(world.deploys().is_empty());
-    let r = signed_github(
-        &server,
-        &format!("{}?deployment_profile=fast", hook(1)),
-        "push",
-        "q-2",
-        &body,
-    );
-    assert_eq!(r.status, 202, "{}", r.text());
+    let path = format!("{}?deployment_profile=fast", hook(1));
+    let r = signed_github(&server, &path, SECRET, ("push", "q-2"), &push_body(&sha(3)));
+    r.assert_status(202);
 }
 
 #[test]
 fn query_services_on_a_stack_that_forbids_them_is_400() {
-    let (world, server) = start(
-        "plugin-query-services",
-        &web_stack(1, "web", "query_services = false"),
-    );
-    let r = signed_github(
-        &server,
-        &format!("{}?services=web", hook(1)),
-        "push",
-        "s-1",
-        &push_body(&sha(4)),
-    );
-    assert_eq!(r.status, 400, "{}", r.text());
-    assert!(
-        r.json()["message"]
-            .to_string()
-            .contains("query_services = false"),
-        "{}",
-        r.text()
-    );
+    let stack = web_stack(1, "web", "query_services = false");
+    let (world, server) = start("plugin-query-services", &[stack]);
+    query_refused(&server, "services=web", "s-1", 4, "query_services = false");
     assert!(world.deploys().is_empty());
 }

@@ -5,41 +5,24 @@
 //! newer one, even after a restart; a rollback and a manual trigger still
 //! deploy.
 
-use redeploy_host::journal::{DeployState, Journal};
+use redeploy_host::journal::DeployState;
 use serde_json::{json, Value};
 
-use crate::serve::{hook, sha, token, World};
-use crate::support::{fixtures, hmac_sha256_hex, ServerProcess};
+use crate::support::cli::{assert_fails_saying, assert_success};
+use crate::support::deliveries::{push_json, sha};
+use crate::support::{fixture, hook, http, now_secs, sig, ServerProcess, Stack, World};
 
 /// A stack following `main` of acme/web without secrets (the hook URL is
 /// the credential), deploying with the stand-in.
 fn web_stack() -> String {
-    format!(
-        r#"
-[[stacks]]
-name = "web"
-repository = "acme/web"
-branch = "main"
-hook_token = "{t}"
-command = ["@STANDIN@"]
-env = {{ RECORD_DIR = "@RECORD:web@" }}
-"#,
-        t = token(1)
-    )
+    Stack::repo("web", "acme/web", "main", 1).toml()
 }
 
 /// A GitHub push of `after` on top of `before` to `main` of acme/web.
 fn push(before: &str, after: &str, forced: bool) -> Vec<u8> {
-    json!({
-        "ref": "refs/heads/main", "before": before, "after": after,
-        "created": false, "deleted": false, "forced": forced,
-        "repository": {"full_name": "acme/web", "clone_url": "https://github.com/acme/web.git"},
-        "pusher": {"name": "alice"},
-        "commits": [{"id": after, "message": "change", "added": [], "removed": [], "modified": ["app.py"]}],
-        "head_commit": {"id": after, "message": "change"},
-    })
-    .to_string()
-    .into_bytes()
+    let mut push = push_json("refs/heads/main", before, after);
+    push["forced"] = json!(forced);
+    push.to_string().into_bytes()
 }
 
 fn deliver(server: &ServerProcess, body: &[u8], delivery: &str) -> (u16, Value) {
@@ -53,6 +36,21 @@ fn deliver(server: &ServerProcess, body: &[u8], delivery: &str) -> (u16, Value) 
         body,
     );
     (r.status, r.json())
+}
+
+/// Delivers the push of `after` on top of `before` and waits for what it
+/// started: the delivery must be answered `status`.
+fn deliver_and_settle(
+    world: &World,
+    server: &ServerProcess,
+    (before, after): (usize, usize),
+    delivery: &str,
+    status: u16,
+) -> Value {
+    let (answered, body) = deliver(server, &push(&sha(before), &sha(after), false), delivery);
+    assert_eq!(answered, status, "{body}");
+    world.settle(20);
+    body
 }
 
 /// The commits the stand-in ran, in order.
@@ -69,12 +67,8 @@ fn ran_commits(world: &World) -> Vec<String> {
 fn deployed_a_then_b(name: &str) -> (World, ServerProcess) {
     let world = World::new(name, "", &web_stack());
     let server = world.start(&[]);
-    let (status, body) = deliver(&server, &push(&sha(0xa0), &sha(0xa), false), "push-a");
-    assert_eq!(status, 202, "{body}");
-    world.settle(20);
-    let (status, body) = deliver(&server, &push(&sha(0xa), &sha(0xb), false), "push-b");
-    assert_eq!(status, 202, "{body}");
-    world.settle(20);
+    deliver_and_settle(&world, &server, (0xa0, 0xa), "push-a", 202);
+    deliver_and_settle(&world, &server, (0xa, 0xb), "push-b", 202);
     server.terminate();
     let server = world.start(&[]);
     (world, server)
@@ -114,13 +108,10 @@ fn a_commit_the_chain_puts_before_the_deployed_one_does_not_deploy() {
     let world = World::new("replay-chain-older", "", &web_stack());
     let server = world.start(&[]);
     // B's push (from A) arrives first; A's own push (from X) is late.
-    let (status, body) = deliver(&server, &push(&sha(0xa), &sha(0xb), false), "push-b");
-    assert_eq!(status, 202, "{body}");
-    world.settle(20);
+    deliver_and_settle(&world, &server, (0xa, 0xb), "push-b", 202);
     server.terminate();
     let server = world.start(&[]);
-    let (status, body) = deliver(&server, &push(&sha(0xa0), &sha(0xa), false), "push-a");
-    assert_eq!(status, 200, "{body}");
+    let body = deliver_and_settle(&world, &server, (0xa0, 0xa), "push-a", 200);
     assert!(
         body["decisions"][0]["reason"]
             .as_str()
@@ -128,7 +119,6 @@ fn a_commit_the_chain_puts_before_the_deployed_one_does_not_deploy() {
             .contains("the push that brought"),
         "{body}"
     );
-    world.settle(20);
     assert_eq!(ran_commits(&world), [sha(0xb)]);
     server.terminate();
 }
@@ -142,9 +132,7 @@ fn a_forced_push_back_from_the_deployed_commit_rolls_back_after_a_restart() {
     assert_eq!(ran_commits(&world), [sha(0xa), sha(0xb), sha(0xa)]);
     // The same push, not forced, is not a rollback: it would be a replay
     // of a push GitHub says was a fast-forward.
-    let (status, body) = deliver(&server, &push(&sha(0xa), &sha(0xb), false), "push-b-again");
-    assert_eq!(status, 200, "{body}");
-    world.settle(20);
+    deliver_and_settle(&world, &server, (0xa, 0xb), "push-b-again", 200);
     assert_eq!(ran_commits(&world).len(), 3);
     server.terminate();
 }
@@ -152,8 +140,7 @@ fn a_forced_push_back_from_the_deployed_commit_rolls_back_after_a_restart() {
 #[test]
 fn a_manual_trigger_deploys_after_a_restart_whatever_was_deployed() {
     let (world, server) = deployed_a_then_b("replay-manual-after-restart");
-    let r = server.post(&hook(1), &[], b"");
-    assert_eq!(r.status, 202, "{}", r.text());
+    server.post(&hook(1), &[], b"").assert_status(202);
     world.settle(20);
     assert_eq!(ran_commits(&world), [sha(0xa), sha(0xb), String::new()]);
     server.terminate();
@@ -166,13 +153,15 @@ fn redeploy_from_history(
     stack: &str,
     id: i64,
 ) -> std::process::Output {
-    std::process::Command::new(crate::support::redeploy_bin())
-        .args(["trigger", stack, "--config"])
-        .arg(&world.config)
-        .args(["--server", &format!("http://{}", server.addr)])
-        .args(["--redeploy", &id.to_string()])
-        .output()
-        .unwrap()
+    let id = id.to_string();
+    world.redeploy(&[
+        "trigger",
+        stack,
+        "--server",
+        &server.url(),
+        "--redeploy",
+        &id,
+    ])
 }
 
 #[test]
@@ -181,13 +170,8 @@ fn a_redeploy_of_an_earlier_deploy_from_history_rolls_back_after_a_restart() {
     let a = world.deploys()[0].clone();
     assert_eq!(a.sha.as_deref(), Some(sha(0xa).as_str()));
     let out = redeploy_from_history(&world, &server, "web", a.id);
-    let answer = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{answer}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let answer: Value = serde_json::from_str(&answer).unwrap();
+    assert_success(&out);
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(answer["decisions"][0]["state"], "queued", "{answer}");
     assert_eq!(answer["decisions"][0]["redeploy_of"], a.id);
     let deploys = world.settle(20);
@@ -205,43 +189,29 @@ fn a_redeploy_of_an_earlier_deploy_from_history_rolls_back_after_a_restart() {
         "{env:?}"
     );
     // The rollback sticks: a late delivery of B's push does not undo it.
-    let (status, body) = deliver(&server, &push(&sha(0xa), &sha(0xb), false), "push-b-late");
-    assert_eq!(status, 200, "{body}");
+    let body = deliver_and_settle(&world, &server, (0xa, 0xb), "push-b-late", 200);
     assert_eq!(body["decisions"][0]["state"], "cancelled", "{body}");
-    world.settle(20);
     assert_eq!(ran_commits(&world).len(), 3);
     // A deploy id the stack does not have is refused, and nothing runs.
     let out = redeploy_from_history(&world, &server, "web", 999);
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("has no deploy #999"),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert_fails_saying(&out, "has no deploy #999");
     server.terminate();
 }
 
 #[test]
 fn a_redeploy_from_history_on_a_stack_with_secrets_must_be_signed_and_deploys_once() {
-    let world = signed_world("replay-redeploy-signed");
-    let server = world.start(&[]);
+    let (world, server) = signed_world("replay-redeploy-signed");
     let at = now_secs();
-    assert_eq!(
-        forward(&server, 1, "web", at, &forwarded_body()).status,
-        202
-    );
-    assert_eq!(
-        forward(&server, 2, "api", at, &forwarded_body()).status,
-        202
-    );
+    forward(&server, 1, "web", at).assert_status(202);
+    forward(&server, 2, "api", at).assert_status(202);
     let deploys = world.settle(20);
     let web = deploys.iter().find(|d| d.stack == "web").unwrap().id;
     let api = deploys.iter().find(|d| d.stack == "api").unwrap().id;
     let route = |n: u32, id: i64| format!("{}/redeploy/{id}", hook(n));
     // The hook URL alone does not choose a commit on a stack with secrets.
-    let r = server.post(&route(1, web), &[], b"");
-    assert_eq!(r.status, 401, "{}", r.text());
-    assert_eq!(r.json()["error"], "missing-signature");
+    server
+        .post(&route(1, web), &[], b"")
+        .assert_error(401, "missing-signature");
     // Signed as the CLI signs it, but for another deploy, another stack
     // or long ago.
     let signed = |stack: &str, id: i64, at: u64| {
@@ -253,11 +223,7 @@ fn a_redeploy_from_history_on_a_stack_with_secrets_must_be_signed_and_deploys_on
         ]
     };
     let post = |path: String, headers: Vec<(String, String)>| {
-        let headers: Vec<(&str, &str)> = headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        server.post(&path, &headers, b"")
+        server.post(&path, &crate::support::deliveries::borrowed(&headers), b"")
     };
     for (path, headers, error) in [
         (route(1, web), signed("web", api, at), "bad-signature"),
@@ -268,32 +234,21 @@ fn a_redeploy_from_history_on_a_stack_with_secrets_must_be_signed_and_deploys_on
             "stale-signature",
         ),
     ] {
-        let r = post(path, headers);
-        assert_eq!(r.status, 401, "{}", r.text());
-        assert_eq!(r.json()["error"], error);
+        post(path, headers).assert_error(401, error);
     }
     // Another stack's deploy, through this stack's URL, signed for this
     // stack: not found.
-    let r = post(route(1, api), signed("web", api, at));
-    assert_eq!(r.status, 404, "{}", r.text());
+    post(route(1, api), signed("web", api, at)).assert_status(404);
     assert_eq!(world.settle(20).len(), 2, "nothing ran yet");
     // The CLI signs it; the same signed request sent again deploys once.
-    let out = redeploy_from_history(&world, &server, "web", web);
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&redeploy_from_history(&world, &server, "web", web));
     // Let it run: the runner refuses the same commit while it deploys.
     world.settle(20);
     // (Two seconds ahead, so it is not the CLI's own signed request.)
     let headers = signed("web", web, now_secs() + 2);
-    let first = post(route(1, web), headers.clone());
-    assert_eq!(first.status, 202, "{}", first.text());
+    post(route(1, web), headers.clone()).assert_status(202);
     let again = post(route(1, web), headers);
-    assert_eq!(again.status, 200, "{}", again.text());
-    assert_eq!(again.json()["decisions"][0]["state"], "duplicate");
+    assert_eq!(again.assert_status(200).decision()["state"], "duplicate");
     let deploys = world.settle(20);
     let redeploys: Vec<_> = deploys
         .iter()
@@ -308,31 +263,19 @@ fn a_redeploy_from_history_on_a_stack_with_secrets_must_be_signed_and_deploys_on
 
 /// An image stack without secrets (registries cannot sign).
 fn image_world(name: &str, image: &str, server_toml: &str) -> World {
-    World::new(
-        name,
-        server_toml,
-        &format!(
-            r#"
-[[stacks]]
-name = "web"
-image = "{image}"
-hook_token = "{t}"
-command = ["@STANDIN@"]
-env = {{ RECORD_DIR = "@RECORD:web@" }}
-"#,
-            t = token(1)
-        ),
-    )
+    World::new(name, server_toml, &Stack::image("web", image, 1).toml())
 }
+
+/// The JSON content type, as registries send it.
+const JSON: [(&str, &str); 1] = [("Content-Type", "application/json")];
 
 /// Posts `body` twice: the first deploys, the second is a duplicate.
 fn posted_twice_deploys_once(world: &World, headers: &[(&str, &str)], body: &[u8]) {
     let server = world.start(&[]);
     let first = server.post(&hook(1), headers, body);
-    assert_eq!(first.status, 202, "{}", first.text());
+    first.assert_status(202);
     let second = server.post(&hook(1), headers, body);
-    assert_eq!(second.status, 200, "{}", second.text());
-    let decision = &second.json()["decisions"][0];
+    let decision = second.assert_status(200).decision();
     assert_eq!(decision["state"], "duplicate", "{decision}");
     assert!(
         decision["reason"]
@@ -341,10 +284,7 @@ fn posted_twice_deploys_once(world: &World, headers: &[(&str, &str)], body: &[u8
             .contains("was already accepted"),
         "{decision}"
     );
-    assert_eq!(
-        decision["deploy_id"],
-        first.json()["decisions"][0]["deploy_id"]
-    );
+    assert_eq!(decision["deploy_id"], first.decision()["deploy_id"]);
     let deploys = world.settle(20);
     assert_eq!(deploys.len(), 1, "{deploys:#?}");
     assert_eq!(world.ran("web").len(), 1);
@@ -359,42 +299,26 @@ fn a_docker_hub_body_posted_twice_deploys_once() {
         "svendowideit/testhook",
         "callback_hosts = []",
     );
-    let body = crate::support::fresh_docker_hub_push()
+    let body = crate::support::deliveries::fresh_docker_hub_push()
         .to_string()
         .into_bytes();
-    posted_twice_deploys_once(&world, &[("Content-Type", "application/json")], &body);
+    posted_twice_deploys_once(&world, &JSON, &body);
 }
 
 #[test]
 fn a_quay_body_posted_twice_deploys_once() {
     let world = image_world("replay-quay", "quay.io/mynamespace/repository", "");
-    let body = std::fs::read(fixtures().join("quay/quaydocs-repo-push.json")).unwrap();
-    posted_twice_deploys_once(&world, &[("Content-Type", "application/json")], &body);
+    let body = fixture("quay/quaydocs-repo-push.json");
+    posted_twice_deploys_once(&world, &JSON, &body);
 }
 
 #[test]
 fn a_legacy_bitbucket_body_posted_twice_deploys_once() {
-    let world = World::new(
-        "replay-bitbucket-legacy",
-        "",
-        &format!(
-            r#"
-[[stacks]]
-name = "web"
-repository = "kolaszek/repository-name"
-branch = "master"
-hook_token = "{t}"
-command = ["@STANDIN@"]
-env = {{ RECORD_DIR = "@RECORD:web@" }}
-"#,
-            t = token(1)
-        ),
-    );
-    let payload =
-        std::fs::read_to_string(fixtures().join("bitbucket-legacy-post/zulip-bitbucket_push.json"))
-            .unwrap();
+    let stack = Stack::repo("web", "kolaszek/repository-name", "master", 1);
+    let world = World::new("replay-bitbucket-legacy", "", &stack.toml());
+    let payload = fixture("bitbucket-legacy-post/zulip-bitbucket_push.json");
     let body = form_urlencoded::Serializer::new(String::new())
-        .append_pair("payload", &payload)
+        .append_pair("payload", std::str::from_utf8(&payload).unwrap())
         .finish();
     posted_twice_deploys_once(
         &world,
@@ -412,24 +336,15 @@ fn a_quay_body_deploys_again_once_its_replay_window_is_over() {
         "quay.io/mynamespace/repository",
         "replay_window = \"2s\"",
     );
-    let body = std::fs::read(fixtures().join("quay/quaydocs-repo-push.json")).unwrap();
-    let headers = [("Content-Type", "application/json")];
+    let body = fixture("quay/quaydocs-repo-push.json");
     let server = world.start(&[]);
-    assert_eq!(server.post(&hook(1), &headers, &body).status, 202);
-    assert_eq!(server.post(&hook(1), &headers, &body).status, 200);
+    assert_eq!(server.post(&hook(1), &JSON, &body).status, 202);
+    assert_eq!(server.post(&hook(1), &JSON, &body).status, 200);
     std::thread::sleep(std::time::Duration::from_millis(2500));
-    let again = server.post(&hook(1), &headers, &body);
-    assert_eq!(again.status, 202, "{}", again.text());
+    server.post(&hook(1), &JSON, &body).assert_status(202);
     world.settle(20);
     assert_eq!(world.ran("web").len(), 2);
-    let conn = rusqlite::Connection::open_with_flags(
-        Journal::path_in(&world.dir.join("state")),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    let keys: i64 = conn
-        .query_row("SELECT COUNT(*) FROM replay_keys", [], |r| r.get(0))
-        .unwrap();
+    let keys: i64 = world.query_journal("SELECT COUNT(*) FROM replay_keys");
     assert_eq!(keys, 1, "the expired key was pruned");
     server.terminate();
 }
@@ -440,8 +355,7 @@ fn the_empty_manual_trigger_twice_deploys_twice() {
     let server = world.start(&[]);
     assert_eq!(server.post(&hook(1), &[], b"").status, 202);
     world.settle(20);
-    let r = server.post(&hook(1), &[], b"");
-    assert_eq!(r.status, 202, "{}", r.text());
+    server.post(&hook(1), &[], b"").assert_status(202);
     world.settle(20);
     assert_eq!(world.ran("web").len(), 2);
     server.terminate();
@@ -449,25 +363,11 @@ fn the_empty_manual_trigger_twice_deploys_twice() {
 
 const SECRET: &str = "post-receive-s3cret";
 
-/// Two stacks with one secret, following `main` of acme/web.
-fn signed_world(name: &str) -> World {
-    let mut stacks = String::new();
-    for (n, label) in [(1, "web"), (2, "api")] {
-        stacks.push_str(&format!(
-            r#"
-[[stacks]]
-name = "{label}"
-repository = "acme/web"
-branch = "main"
-secrets = ["{SECRET}"]
-hook_token = "{t}"
-command = ["@STANDIN@"]
-env = {{ RECORD_DIR = "@RECORD:{label}@" }}
-"#,
-            t = token(n)
-        ));
-    }
-    World::new(name, "", &stacks)
+/// Two stacks with one secret, following `main` of acme/web, and their
+/// server.
+fn signed_world(name: &str) -> (World, ServerProcess) {
+    let stack = |n: u32, label: &str| Stack::repo(label, "acme/web", "main", n).secret(SECRET);
+    World::serving(name, "", &[stack(1, "web"), stack(2, "api")])
 }
 
 fn forwarded_body() -> Vec<u8> {
@@ -477,56 +377,56 @@ fn forwarded_body() -> Vec<u8> {
     .into_bytes()
 }
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// Forwards `body` to stack `n`'s post-receive route, signed for `stack`
-/// at `timestamp` as `redeploy post-receive` signs it.
-fn forward(
+/// POSTs the forwarded push to stack `n`'s post-receive route with a
+/// timestamp and a signature.
+fn post_receive_route(
     server: &ServerProcess,
     n: u32,
-    stack: &str,
-    timestamp: u64,
-    body: &[u8],
-) -> crate::support::http::Response {
-    let timestamp = timestamp.to_string();
-    let signature = redeploy_host::server::sign_post_receive(SECRET, &timestamp, stack, body);
+    timestamp: &str,
+    signature: &str,
+) -> http::Response {
     server.post(
         &format!("{}/post-receive", hook(n)),
         &[
             ("Content-Type", "application/json"),
-            ("X-Redeploy-Timestamp", &timestamp),
-            ("X-Redeploy-Signature-256", &signature),
+            ("X-Redeploy-Timestamp", timestamp),
+            ("X-Redeploy-Signature-256", signature),
         ],
-        body,
+        &forwarded_body(),
     )
 }
 
-#[test]
-fn a_forwarded_post_receive_push_replayed_later_is_refused() {
-    let world = signed_world("replay-forwarded-old");
-    let server = world.start(&[]);
-    let r = forward(&server, 1, "web", now_secs() - 600, &forwarded_body());
-    assert_eq!(r.status, 401, "{}", r.text());
-    assert_eq!(r.json()["error"], "stale-signature");
+/// Forwards [`forwarded_body`] to stack `n`'s post-receive route, signed
+/// for `stack` at `timestamp` as `redeploy post-receive` signs it.
+fn forward(server: &ServerProcess, n: u32, stack: &str, timestamp: u64) -> http::Response {
+    let timestamp = timestamp.to_string();
+    let signature =
+        redeploy_host::server::sign_post_receive(SECRET, &timestamp, stack, &forwarded_body());
+    post_receive_route(server, n, &timestamp, &signature)
+}
+
+/// Asserts a refused forward, and that nothing deployed.
+#[track_caller]
+fn refused(world: World, server: ServerProcess, r: http::Response, error: &str) {
+    r.assert_error(401, error);
     assert!(world.deploys().is_empty());
     server.terminate();
 }
 
 #[test]
+fn a_forwarded_post_receive_push_replayed_later_is_refused() {
+    let (world, server) = signed_world("replay-forwarded-old");
+    let r = forward(&server, 1, "web", now_secs() - 600);
+    refused(world, server, r, "stale-signature");
+}
+
+#[test]
 fn the_same_forwarded_post_receive_push_twice_deploys_once() {
-    let world = signed_world("replay-forwarded-twice");
-    let server = world.start(&[]);
+    let (world, server) = signed_world("replay-forwarded-twice");
     let at = now_secs();
-    let first = forward(&server, 1, "web", at, &forwarded_body());
-    assert_eq!(first.status, 202, "{}", first.text());
-    let second = forward(&server, 1, "web", at, &forwarded_body());
-    assert_eq!(second.status, 200, "{}", second.text());
-    assert_eq!(second.json()["decisions"][0]["state"], "duplicate");
+    forward(&server, 1, "web", at).assert_status(202);
+    let second = forward(&server, 1, "web", at);
+    assert_eq!(second.assert_status(200).decision()["state"], "duplicate");
     let deploys = world.settle(20);
     assert_eq!(deploys.len(), 1, "{deploys:#?}");
     server.terminate();
@@ -536,35 +436,16 @@ fn the_same_forwarded_post_receive_push_twice_deploys_once() {
 fn a_forwarded_post_receive_push_signed_over_the_body_alone_is_refused() {
     // The signature before issue 12 covered only the body: a captured one
     // must not pass with any timestamp put beside it.
-    let world = signed_world("replay-forwarded-body-only");
-    let server = world.start(&[]);
-    let body = forwarded_body();
-    let r = server.post(
-        &format!("{}/post-receive", hook(1)),
-        &[
-            ("Content-Type", "application/json"),
-            ("X-Redeploy-Timestamp", &now_secs().to_string()),
-            (
-                "X-Redeploy-Signature-256",
-                &format!("sha256={}", hmac_sha256_hex(SECRET, &body)),
-            ),
-        ],
-        &body,
-    );
-    assert_eq!(r.status, 401, "{}", r.text());
-    assert_eq!(r.json()["error"], "bad-signature");
-    assert!(world.deploys().is_empty());
-    server.terminate();
+    let (world, server) = signed_world("replay-forwarded-body-only");
+    let body_only = sig(SECRET, &forwarded_body());
+    let r = post_receive_route(&server, 1, &now_secs().to_string(), &body_only);
+    refused(world, server, r, "bad-signature");
 }
 
 #[test]
 fn a_forwarded_post_receive_push_signed_for_another_stack_is_refused() {
     // Both stacks share the secret: a push signed for "web" is sent to "api".
-    let world = signed_world("replay-forwarded-other-stack");
-    let server = world.start(&[]);
-    let r = forward(&server, 2, "web", now_secs(), &forwarded_body());
-    assert_eq!(r.status, 401, "{}", r.text());
-    assert_eq!(r.json()["error"], "bad-signature");
-    assert!(world.deploys().is_empty());
-    server.terminate();
+    let (world, server) = signed_world("replay-forwarded-other-stack");
+    let r = forward(&server, 2, "web", now_secs());
+    refused(world, server, r, "bad-signature");
 }

@@ -8,22 +8,16 @@ use std::time::{Duration, Instant};
 
 use redeploy_host::journal::DeployState;
 
-use crate::serve::{hook, token, World};
-use crate::support::{redeploy_bin, wait_for};
+use crate::support::deliveries::sha;
+use crate::support::deploy::write_executable;
+use crate::support::http::serve_once;
+use crate::support::world::assert_all_succeeded;
+use crate::support::{hook, redeploy_bin, wait_for, Stack, World};
 
-/// A stack fed by post-receive for the bare repository path `@DIR@/app.git`.
-fn hook_stack(extra: &str) -> String {
-    format!(
-        r#"
-[[stacks]]
-name = "web"
-repository = "@DIR@/app.git"
-branch = "main"
-command = ["@STANDIN@"]
-env = {{ RECORD_DIR = "@RECORD:web@" }}
-{extra}
-"#
-    )
+/// A world of one stack "web" fed by post-receive for the bare repository
+/// path `@DIR@/app.git`.
+fn hook_world(name: &str) -> World {
+    World::new(name, "", &Stack::bare_repo("web", "main").toml())
 }
 
 /// Runs `redeploy post-receive` with `input` on stdin; returns (exit ok,
@@ -72,7 +66,7 @@ const NEW: &str = "1111111111111111111111111111111111111111";
 #[test]
 fn post_receive_refuses_an_oversized_push_whose_cut_would_read_main() {
     let limit = redeploy_host::commands::post_receive::MAX_INPUT_BYTES as usize;
-    let world = World::new("hostile-runner-oversized", "", &hook_stack(""));
+    let world = hook_world("hostile-runner-oversized");
     let line = |name: &str| format!("{ZERO} {NEW} {name}\n");
     let feature = |n: usize| {
         let name = format!("refs/heads/feature/{n:06}-");
@@ -125,7 +119,7 @@ fn post_receive_refuses_an_oversized_push_whose_cut_would_read_main() {
 #[test]
 fn post_receive_evaluates_a_push_of_exactly_the_input_limit() {
     let limit = redeploy_host::commands::post_receive::MAX_INPUT_BYTES as usize;
-    let world = World::new("hostile-runner-at-limit", "", &hook_stack(""));
+    let world = hook_world("hostile-runner-at-limit");
     let mut input = format!("{ZERO} {NEW} refs/heads/main\n");
     // Blank lines are skipped by the parser: pad to exactly the limit.
     input.push_str(&"\n".repeat(limit - input.len()));
@@ -148,7 +142,7 @@ fn post_receive_forwarding_gives_up_on_a_server_that_never_answers() {
             held.push(s);
         }
     });
-    let world = World::new("hostile-runner-forward-timeout", "", &hook_stack(""));
+    let world = hook_world("hostile-runner-forward-timeout");
     let started = Instant::now();
     let input = format!("{ZERO} {NEW} refs/heads/main\n");
     let (_, stdout, stderr) = post_receive(
@@ -172,26 +166,14 @@ fn post_receive_forwarding_gives_up_on_a_server_that_never_answers() {
 /// the server's log.
 #[test]
 fn a_query_value_with_a_newline_does_not_forge_a_server_log_line() {
-    let stacks = format!(
-        r#"
-[[stacks]]
-name = "multi"
-hook_token = "{t}"
-command = ["@STANDIN@"]
-env = {{ RECORD_DIR = "@RECORD:multi@" }}
-[[stacks.services]]
-name = "web"
-image = "acme/web"
-"#,
-        t = token(1)
-    );
-    let world = World::new("hostile-runner-log-forging", "", &stacks);
-    let server = world.start(&[]);
+    let multi = Stack::new("multi").token(1).standin();
+    let multi = multi.table("[[stacks.services]]\nname = \"web\"\nimage = \"acme/web\"");
+    let (world, server) = World::serving("hostile-runner-log-forging", "", &[multi]);
     let forged = "2026-01-01T00:00:00.000000Z%20%20INFO%20redeploy:%20deploy%20succeeded%20FORGED";
     let r = server.post(&format!("{}?services=web%0A{forged}", hook(1)), &[], b"");
     assert_eq!(r.status, 400, "{}", r.text());
     server.terminate();
-    let log = std::fs::read_to_string(world.dir.join("server.log")).unwrap();
+    let log = world.server_log();
     assert!(log.contains("FORGED"), "the rejection is logged: {log}");
     for line in log.lines() {
         assert!(
@@ -206,7 +188,7 @@ image = "acme/web"
 /// means may not).
 #[test]
 fn post_receive_remote_lines_escape_control_characters_of_ref_names() {
-    let world = World::new("hostile-runner-remote-lines", "", &hook_stack(""));
+    let world = hook_world("hostile-runner-remote-lines");
     // Not whitespace (that would split the line): an erase-line sequence
     // and backspaces, which rewrite what the pusher's terminal shows.
     let input = format!("{ZERO} {NEW} refs/heads/x\u{1b}[2K\u{8}\u{8}remote:-forged\n");
@@ -232,50 +214,16 @@ fn post_receive_remote_lines_escape_control_characters_of_ref_names() {
 /// so its credential headers never reach the host the redirect names.
 #[test]
 fn an_http_action_does_not_follow_a_redirect_with_its_credentials() {
-    use std::io::{BufRead, BufReader};
     let thief = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let thief_port = thief.local_addr().unwrap().port();
     thief.set_nonblocking(true).unwrap();
-    let endpoint = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = endpoint.local_addr().unwrap().port();
-    let redirector = std::thread::spawn(move || {
-        let (stream, _) = endpoint.accept().unwrap();
-        let mut reader = BufReader::new(stream);
-        let mut len = 0usize;
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            if line == "\r\n" {
-                break;
-            }
-            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                len = v.trim().parse().unwrap();
-            }
-        }
-        let mut body = vec![0; len];
-        std::io::Read::read_exact(&mut reader, &mut body).unwrap();
-        reader
-            .get_mut()
-            .write_all(
-                format!(
-                    "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:{thief_port}/steal\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                )
-                .as_bytes(),
-            )
-            .unwrap();
-    });
-    let stacks = format!(
-        r#"
-[[stacks]]
-name = "api"
-image = "acme/api"
-hook_token = "{t}"
-http = {{ url = "http://127.0.0.1:{port}/deploy", headers = {{ X-Api-Key = "key-that-must-stay-home" }} }}
-"#,
-        t = token(1)
-    );
-    let world = World::new("hostile-runner-http-redirect", "", &stacks);
-    let server = world.start(&[]);
+    let (port, redirector) = serve_once(format!(
+        "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:{thief_port}/steal\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    ));
+    let url = format!("http://127.0.0.1:{port}/deploy");
+    let key = ("X-Api-Key", "key-that-must-stay-home");
+    let stacks = [Stack::http_action("api", 1, &url, key)];
+    let (world, server) = World::serving("hostile-runner-http-redirect", "", &stacks);
     assert_eq!(server.post(&hook(1), &[], b"").status, 202);
     redirector.join().unwrap();
     let deploys = world.settle(20);
@@ -318,34 +266,20 @@ echo "end $id" >> "$dir/timeline"
 rmdir "$dir/running.lock"
 "#;
 
+/// A world whose stack "web" is fed by post-receive and deploys with
+/// [`ORPHANING`].
 fn orphaning_world(name: &str) -> World {
-    let stacks = format!(
-        r#"
-[[stacks]]
-name = "web"
-repository = "@DIR@/app.git"
-branch = "main"
-hook_token = "{t}"
-command = ["@DIR@/orphaning.sh"]
-timeout = "5m"
-env = {{ RECORD_DIR = "@RECORD:web@" }}
-"#,
-        t = token(1)
-    );
-    let world = World::new(name, "", &stacks);
-    let script = world.dir.join("orphaning.sh");
-    std::fs::write(&script, ORPHANING).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let stack = Stack::new("web").follows("@DIR@/app.git", "main").token(1);
+    let stack = stack
+        .line("command = [\"@DIR@/orphaning.sh\"]")
+        .timeout("5m");
+    let world = World::new(name, "", &stack.env("RECORD_DIR", "@RECORD:web@").toml());
+    write_executable(&world.dir.join("orphaning.sh"), ORPHANING);
     world
 }
 
 fn push_line(sha: &str) -> Vec<u8> {
     format!("{ZERO} {sha} refs/heads/main\n").into_bytes()
-}
-
-fn sha(n: u32) -> String {
-    format!("{n:040x}")
 }
 
 fn alive(pid: i32) -> bool {
@@ -397,6 +331,29 @@ fn sigkill(pid: i32) {
     assert!(status.success());
 }
 
+/// Pushes commit `n` through the hook (`extra`: its options) and asserts
+/// that it deploys.
+#[track_caller]
+fn hook_push(world: &World, n: usize, extra: &[&str]) {
+    let (ok, out, err) = post_receive(world, &push_line(&sha(n)), extra);
+    assert!(ok && out.contains("deploying"), "{out}{err}");
+}
+
+/// Asserts that the first deploy was interrupted and the second succeeded,
+/// that the first's background child is gone and that no two deploys
+/// overlapped.
+#[track_caller]
+fn assert_recovered(world: &World, orphan: i32) {
+    let deploys = world.settle(60);
+    assert_eq!(deploys[0].state, DeployState::Interrupted, "{deploys:#?}");
+    assert_eq!(deploys[1].state, DeployState::Succeeded, "{deploys:#?}");
+    assert!(
+        !alive(orphan),
+        "the interrupted deploy's background child still runs"
+    );
+    assert_no_overlap(world);
+}
+
 /// Issue 12, point 9: `serve` is SIGKILLed while a deploy whose command left
 /// a background child runs; after the restart that child is gone before the
 /// stack's next deploy starts, and no two deploys of the stack overlap.
@@ -406,12 +363,10 @@ fn a_sigkilled_serve_leaves_no_orphan_running_when_the_next_deploy_starts() {
     let server = world.start(&[]);
     // Pushes forwarded by the hook carry commits: the first one's command
     // leaves a background child.
-    let forward = ["--server", &format!("http://{}", server.addr)];
-    let (ok, out, err) = post_receive(&world, &push_line(&sha(1)), &forward);
-    assert!(ok && out.contains("deploying"), "{out}{err}");
+    let forward = ["--server", &server.url()];
+    hook_push(&world, 1, &forward);
     let orphan = orphan_pid(&world);
-    let (ok, out, err) = post_receive(&world, &push_line(&sha(2)), &forward);
-    assert!(ok && out.contains("deploying"), "{out}{err}");
+    hook_push(&world, 2, &forward);
     server.kill();
     // The deploy command dies with the server; its background child is
     // left over (the process group outlives its leader).
@@ -423,15 +378,8 @@ fn a_sigkilled_serve_leaves_no_orphan_running_when_the_next_deploy_starts() {
     let _ = std::fs::remove_dir(world.record("web").join("running.lock"));
 
     let server = world.start(&[]);
-    let deploys = world.settle(60);
-    assert_eq!(deploys.len(), 2, "{deploys:#?}");
-    assert_eq!(deploys[0].state, DeployState::Interrupted, "{deploys:#?}");
-    assert_eq!(deploys[1].state, DeployState::Succeeded, "{deploys:#?}");
-    assert!(
-        !alive(orphan),
-        "the interrupted deploy's background child still runs"
-    );
-    assert_no_overlap(&world);
+    assert_recovered(&world, orphan);
+    assert_eq!(world.deploys().len(), 2);
     server.terminate();
 }
 
@@ -441,8 +389,7 @@ fn a_sigkilled_serve_leaves_no_orphan_running_when_the_next_deploy_starts() {
 #[test]
 fn a_sigkilled_run_queued_is_recovered_by_the_next_runner_without_overlap() {
     let world = orphaning_world("hostile-runner-run-queued-orphan");
-    let (ok, out, err) = post_receive(&world, &push_line(&sha(1)), &[]);
-    assert!(ok && out.contains("deploying"), "{out}{err}");
+    hook_push(&world, 1, &[]);
     let orphan = orphan_pid(&world);
     let runners = run_queued_pids(&world);
     assert_eq!(runners.len(), 1, "{runners:?}");
@@ -453,16 +400,8 @@ fn a_sigkilled_run_queued_is_recovered_by_the_next_runner_without_overlap() {
     let _ = std::fs::remove_dir(world.record("web").join("running.lock"));
     assert_eq!(world.deploys()[0].state, DeployState::Started);
 
-    let (ok, out, err) = post_receive(&world, &push_line(&sha(2)), &[]);
-    assert!(ok && out.contains("deploying"), "{out}{err}");
-    let deploys = world.settle(60);
-    assert_eq!(deploys[0].state, DeployState::Interrupted, "{deploys:#?}");
-    assert_eq!(deploys[1].state, DeployState::Succeeded, "{deploys:#?}");
-    assert!(
-        !alive(orphan),
-        "the interrupted deploy's background child still runs"
-    );
-    assert_no_overlap(&world);
+    hook_push(&world, 2, &[]);
+    assert_recovered(&world, orphan);
 }
 
 /// Issue 12, point 9: `serve` and a local hook runner on one state
@@ -470,39 +409,19 @@ fn a_sigkilled_run_queued_is_recovered_by_the_next_runner_without_overlap() {
 /// other's to end.
 #[test]
 fn serve_and_a_hook_runner_on_one_state_directory_never_overlap() {
-    let stacks = format!(
-        r#"
-[[stacks]]
-name = "web"
-repository = "@DIR@/app.git"
-branch = "main"
-hook_token = "{t}"
-command = ["@STANDIN@"]
-env = {{ RECORD_DIR = "@RECORD:web@", SLEEP = "1" }}
-"#,
-        t = token(1)
-    );
-    let world = World::new("hostile-runner-serve-and-hook", "", &stacks);
-    let server = world.start(&[]);
-    for round in 0..3u32 {
+    let stack = Stack::bare_repo("web", "main").token(1).env("SLEEP", "1");
+    let (world, server) = World::serving("hostile-runner-serve-and-hook", "", &[stack]);
+    for round in 0..3 {
         // A manual deploy through the server, then a push through the hook
         // (its own detached runner) while the server's deploy runs.
         assert_eq!(server.post(&hook(1), &[], b"").status, 202);
-        wait_for(10, "the server's deploy to start", || {
-            (world.ran("web").len() > (round * 2) as usize).then_some(())
-        });
-        let (ok, out, err) = post_receive(&world, &push_line(&sha(10 + round)), &[]);
-        assert!(ok && out.contains("deploying"), "{out}{err}");
-        wait_for(30, "the hook's deploy to start", || {
-            (world.ran("web").len() > (round * 2 + 1) as usize).then_some(())
-        });
+        world.wait_ran_more_than("web", round * 2, 10);
+        hook_push(&world, 10 + round, &[]);
+        world.wait_ran_more_than("web", round * 2 + 1, 30);
     }
     let deploys = world.settle(60);
     assert_eq!(deploys.len(), 6, "{deploys:#?}");
-    assert!(
-        deploys.iter().all(|d| d.state == DeployState::Succeeded),
-        "{deploys:#?}"
-    );
+    assert_all_succeeded(&deploys);
     assert!(
         !world.record("web").join("overlaps").exists(),
         "a deploy of the hook's runner overlapped one of the server's"

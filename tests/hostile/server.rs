@@ -14,23 +14,26 @@ use redeploy_host::notify::LogLinks;
 use redeploy_host::plugin::cache::CacheStatus;
 use redeploy_host::plugin::{wit, PluginRuntime, RuntimeOptions};
 
-use crate::serve::{hook, token, World};
-use crate::support::{http, wait_for, ServerProcess, TempDir};
+use crate::support::{hook, http, wait_for, ServerProcess, Stack, TempDir, World};
 
 /// A stack without secrets whose hook URL alone triggers a deploy of
 /// `command` (argv as TOML).
 fn manual_stack(n: u32, label: &str, command: &str) -> String {
-    format!(
-        r#"
-[[stacks]]
-name = "{label}"
-image = "acme/{label}"
-hook_token = "{t}"
-command = {command}
-timeout = "1m"
-"#,
-        t = token(n)
-    )
+    let stack = Stack::new(label)
+        .key("image", &format!("acme/{label}"))
+        .token(n);
+    stack
+        .line(&format!("command = {command}"))
+        .timeout("1m")
+        .toml()
+}
+
+/// A world of [`manual_stack`] 1 "web" running `true`, with `[server]`
+/// settings `server_toml`, and its server.
+fn true_world(name: &str, server_toml: &str) -> (World, ServerProcess) {
+    let world = World::new(name, server_toml, &manual_stack(1, "web", r#"["true"]"#));
+    let server = world.start(&[]);
+    (world, server)
 }
 
 fn mode(path: &Path) -> u32 {
@@ -365,6 +368,13 @@ fn many_large_bodies_at_once_stay_within_the_body_budget_and_excess_get_429() {
     server.terminate();
 }
 
+/// Asserts that less than `secs` seconds passed since `started`.
+#[track_caller]
+fn assert_within(started: Instant, secs: u64) {
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(secs), "{took:?}");
+}
+
 /// Pipelines `GET /healthz` requests on one connection without reading any
 /// answer, until the server stops reading (its writes are blocked) or the
 /// connection fails. Returns the stream and the write error, if any.
@@ -381,12 +391,7 @@ fn never_read(addr: &str) -> std::thread::JoinHandle<std::io::Error> {
 
 #[test]
 fn a_client_that_never_reads_is_dropped_after_the_write_timeout() {
-    let world = World::new(
-        "write-timeout",
-        "write_timeout = \"1s\"",
-        &manual_stack(1, "web", r#"["true"]"#),
-    );
-    let server = world.start(&[]);
+    let (_world, server) = true_world("write-timeout", "write_timeout = \"1s\"");
     let writer = never_read(&server.addr);
     let started = Instant::now();
     let err = writer.join().unwrap();
@@ -400,22 +405,16 @@ fn a_client_that_never_reads_is_dropped_after_the_write_timeout() {
         "{err:?} after {:?}",
         started.elapsed()
     );
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "{:?}",
-        started.elapsed()
-    );
+    assert_within(started, 30);
     server.terminate();
 }
 
 #[test]
 fn a_client_that_never_reads_does_not_stall_sigterm_beyond_shutdown_grace() {
-    let world = World::new(
+    let (world, mut server) = true_world(
         "never-reads-shutdown",
         "shutdown_grace = \"2s\"\nwrite_timeout = \"10m\"",
-        &manual_stack(1, "web", r#"["true"]"#),
     );
-    let mut server = world.start(&[]);
     let _writer = never_read(&server.addr);
     // Let the server fill its send buffer and block writing.
     std::thread::sleep(Duration::from_secs(2));
@@ -426,11 +425,7 @@ fn a_client_that_never_reads_does_not_stall_sigterm_beyond_shutdown_grace() {
         server.child.try_wait().unwrap()
     });
     assert!(exited.success(), "{exited:?}");
-    assert!(
-        started.elapsed() < Duration::from_secs(15),
-        "{:?}",
-        started.elapsed()
-    );
+    assert_within(started, 15);
     let log = std::fs::read_to_string(world.dir.join("server.log")).unwrap();
     assert!(
         log.contains("connections still open after the shutdown grace"),
@@ -440,12 +435,10 @@ fn a_client_that_never_reads_does_not_stall_sigterm_beyond_shutdown_grace() {
 
 #[test]
 fn connections_beyond_the_cap_wait_for_a_free_one() {
-    let world = World::new(
+    let (_world, server) = true_world(
         "connection-cap",
         "max_connections = 2\nheader_timeout = \"60s\"",
-        &manual_stack(1, "web", r#"["true"]"#),
     );
-    let server = world.start(&[]);
     // The start-up health check's connection is closed; hold both slots.
     std::thread::sleep(Duration::from_millis(300));
     let held: Vec<TcpStream> = (0..2)
@@ -481,12 +474,7 @@ fn connections_beyond_the_cap_wait_for_a_free_one() {
 
 #[test]
 fn an_idle_keep_alive_connection_is_closed_after_its_timeout() {
-    let world = World::new(
-        "idle-keep-alive",
-        "header_timeout = \"1s\"",
-        &manual_stack(1, "web", r#"["true"]"#),
-    );
-    let server = world.start(&[]);
+    let (_world, server) = true_world("idle-keep-alive", "header_timeout = \"1s\"");
     let mut s = TcpStream::connect(&server.addr).unwrap();
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
@@ -497,11 +485,7 @@ fn an_idle_keep_alive_connection_is_closed_after_its_timeout() {
     let read = s.read_to_end(&mut all);
     assert!(read.is_ok(), "{read:?}: the idle connection was not closed");
     assert!(String::from_utf8_lossy(&all).starts_with("HTTP/1.1 200"));
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "{:?}",
-        started.elapsed()
-    );
+    assert_within(started, 10);
     server.terminate();
 }
 
@@ -545,25 +529,17 @@ fn old_deploys_and_deliveries_are_pruned_with_their_files_at_start() {
 
 #[test]
 fn refused_deliveries_beyond_the_rate_are_counted_not_recorded() {
-    let stack = format!(
-        r#"
-[[stacks]]
-name = "web"
-repository = "acme/web"
-branch = "main"
-secrets = ["s3cret-s3cret"]
-hook_token = "{t}"
-command = ["true"]
-"#,
-        t = token(1)
-    );
+    let stack = Stack::new("web")
+        .follows("acme/web", "main")
+        .secret("s3cret-s3cret");
+    let stack = stack.token(1).line("command = [\"true\"]").toml();
     let world = World::new(
         "refused-rate",
         "max_refused_deliveries_per_minute = 3",
         &stack,
     );
     let server = world.start(&[]);
-    let body = crate::serve::push_body(&crate::serve::sha(1));
+    let body = crate::support::deliveries::push_body(&crate::support::deliveries::sha(1));
     for i in 0..10 {
         let r = server.post(
             &hook(1),
