@@ -579,6 +579,37 @@ fn refused_deliveries_beyond_the_rate_are_counted_not_recorded() {
 }
 
 #[test]
+fn a_deploy_log_keeps_stdout_and_stderr_in_the_order_written() {
+    // Lines alternate between stdout and stderr, many times over: two pipes
+    // read by two tasks would reorder some of them under load.
+    let world = World::new(
+        "log-order",
+        "",
+        &manual_stack(
+            1,
+            "web",
+            r#"["sh", "-c", "i=0; while [ $i -lt 300 ]; do echo out $i; echo err $i >&2; i=$((i+1)); done"]"#,
+        ),
+    );
+    let server = world.start(&[]);
+    assert_eq!(server.post(&hook(1), &[], b"").status, 202);
+    let deploys = world.settle(30);
+    assert_eq!(deploys[0].state, DeployState::Succeeded);
+    let log = std::fs::read_to_string(
+        world
+            .dir
+            .join("state")
+            .join("logs")
+            .join("web")
+            .join(format!("{}.log", deploys[0].id)),
+    )
+    .unwrap();
+    let expected: String = (0..300).map(|i| format!("out {i}\nerr {i}\n")).collect();
+    assert_eq!(log, expected);
+    server.terminate();
+}
+
+#[test]
 fn a_deploy_log_over_its_cap_is_cut_with_one_marker_and_the_deploy_goes_on() {
     let world = World::new(
         "log-cap",

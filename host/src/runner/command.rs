@@ -1,7 +1,8 @@
 //! A deploy command run as a child process: its own process group, a clean
 //! environment (only [`INHERITED_ENV`] and the stack's own variables, plus
 //! the `REDEPLOY_*` ones), the event as JSON on stdin and in a private
-//! file, its output into a capped private log, and a timeout after which
+//! file, its output (stdout and stderr through one pipe, in the order
+//! written) into a capped private log, and a timeout after which
 //! the whole group is stopped.
 
 use std::collections::BTreeMap;
@@ -81,14 +82,24 @@ pub async fn run(
     crate::logfiles::write_private(&event_file, record.event_json.as_bytes())
         .map_err(|e| fail(format!("cannot write event file: {e}")))?;
 
+    // One pipe for stdout and stderr (as `2>&1`), so the log keeps the
+    // order the command wrote in; two pipes read by two tasks could put an
+    // error line before the output that led to it.
+    let (output, output_writer) =
+        std::io::pipe().map_err(|e| fail(format!("cannot create a pipe: {e}")))?;
+    let output = tokio::net::unix::pipe::Receiver::from_owned_fd(output.into())
+        .map_err(|e| fail(format!("cannot read the command's output: {e}")))?;
+    let error_writer = output_writer
+        .try_clone()
+        .map_err(|e| fail(format!("cannot create a pipe: {e}")))?;
     let argv = spec.argv;
     let mut cmd = tokio::process::Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .current_dir(spec.workdir)
         .env_clear()
         .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(output_writer)
+        .stderr(error_writer)
         .process_group(0)
         .kill_on_drop(true);
     let parent = std::process::id() as libc::pid_t;
@@ -104,17 +115,13 @@ pub async fn run(
     }
     cmd.envs(spec.env);
     cmd.envs(deploy_env(record, event, &event_file));
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| fail(format!("cannot start {:?}: {e}", argv[0])))?;
+    let spawned = cmd.spawn();
+    // The command holds this process's copies of the pipe's write end:
+    // dropped now, the log sees the end of output when the child's close.
+    drop(cmd);
+    let mut child = spawned.map_err(|e| fail(format!("cannot start {:?}: {e}", argv[0])))?;
     let pid = child.id();
-    let mut copiers = Vec::new();
-    if let Some(out) = child.stdout.take() {
-        copiers.push(tokio::spawn(crate::logfiles::copy_into(out, log.clone())));
-    }
-    if let Some(err) = child.stderr.take() {
-        copiers.push(tokio::spawn(crate::logfiles::copy_into(err, log.clone())));
-    }
+    let copier = tokio::spawn(crate::logfiles::copy_into(output, log));
     if let Some(pid) = pid {
         // The command leads its own process group (process_group(0)).
         started(pid);
@@ -160,9 +167,7 @@ pub async fn run(
         }
     };
     let _ = tokio::time::timeout(crate::logfiles::LOG_DRAIN_WAIT, async {
-        for copier in copiers {
-            let _ = copier.await;
-        }
+        let _ = copier.await;
     })
     .await;
     result
