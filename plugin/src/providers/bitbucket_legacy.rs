@@ -196,13 +196,10 @@ pub fn parse(json: &[u8]) -> Result<Event, PluginError> {
 mod tests {
     use super::*;
     use crate::model::ChangedFiles;
+    use crate::providers::test_support;
 
     fn fixture(name: &str) -> Vec<u8> {
-        let path = format!(
-            "{}/../tests/fixtures/bitbucket-legacy-post/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
+        test_support::fixture(&format!("bitbucket-legacy-post/{name}"))
     }
 
     #[test]

@@ -160,13 +160,10 @@ pub fn parse(trigger: &str, json: &[u8]) -> Result<Event, PluginError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::test_support;
 
     fn fixture(name: &str) -> Vec<u8> {
-        std::fs::read(format!(
-            "{}/../tests/fixtures/harness-code/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap()
+        test_support::fixture(&format!("harness-code/{name}"))
     }
 
     fn push(trigger: &str, name: &str) -> Push {

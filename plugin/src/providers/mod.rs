@@ -24,6 +24,8 @@ pub mod github;
 pub mod gitlab;
 pub mod harness;
 pub mod registries;
+#[cfg(test)]
+mod test_support;
 
 /// A provider and event name found in a delivery's headers or body.
 #[derive(Clone, Debug, PartialEq, Eq)]
