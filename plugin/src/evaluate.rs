@@ -482,18 +482,15 @@ fn evaluate_http(
     }
     let (mut detected, json, scheme) = match providers::detect_by_headers(&req.headers) {
         Some(detected) => {
+            // The form is decoded first (a plain split, no JSON parsing):
             // Gitea, Forgejo and Gogs sign the JSON inside a form body's
-            // `payload` field, so only they need the form decoded first (a
-            // plain split of the form, no JSON parsing). A body that does not
-            // decode is checked as it is: its signature cannot match.
-            let early = matches!(
-                detected.provider,
-                Provider::Gitea | Provider::Forgejo | Provider::Gogs
-            )
-            .then(|| decode_body(&req.headers, &req.body));
-            let signed: &[u8] = match &early {
-                Some(Ok(json)) => json,
-                _ => &req.body,
+            // `payload` field (`Signed::DecodedJson`). A body that does not
+            // decode is checked as it is, and refused only once its
+            // signature is known good.
+            let decoded = decode_body(&req.headers, &req.body);
+            let signed: &[u8] = match &decoded {
+                Ok(json) => json,
+                Err(_) => &req.body,
             };
             let mut scheme = SignatureScheme::NotRequired;
             for stack in stacks {
@@ -509,19 +506,11 @@ fn evaluate_http(
                     scheme = s;
                 }
             }
-            let json = match early {
-                Some(decoded) => decoded?,
-                None => decode_body(&req.headers, &req.body)?,
-            };
-            (detected, json, scheme)
+            (detected, decoded?, scheme)
         }
         None if req.body.iter().all(u8::is_ascii_whitespace) => {
             let scheme = manual_authorization(stacks, &req.headers, ctx)?;
-            let detected = Detected {
-                provider: Provider::Manual,
-                event_name: "manual".into(),
-                delivery: None,
-            };
+            let detected = Detected::new(Provider::Manual, "manual", None);
             (detected, Cow::Borrowed(&req.body[..0]), scheme)
         }
         None => {

@@ -22,6 +22,8 @@ use serde::Deserialize;
 use super::common::{first_trimmed, real_sha, repository, unlisted_push, RefChange};
 use crate::error::{malformed, PluginError};
 use crate::model::Event;
+use crate::model::Provider;
+use crate::providers::{BodyShape, Detected, Sender};
 
 /// Names this provider in error messages.
 const PROVIDER: &str = "azure-devops";
@@ -185,6 +187,26 @@ pub fn parse(event: &str, json: &[u8]) -> Result<Event, PluginError> {
         ));
     }
     Ok(Event::Push(pushes))
+}
+
+/// Azure DevOps service hooks: no header, a body with `eventType` and
+/// `publisherId`; they sign nothing.
+pub struct AzureDevops;
+
+impl Sender for AzureDevops {
+    fn id(&self) -> Provider {
+        Provider::AzureDevops
+    }
+
+    fn detect_by_body(&self, shape: &BodyShape) -> Option<Detected> {
+        let event = shape.event_type.as_deref()?;
+        shape.publisher_id.as_ref()?;
+        Some(Detected::new(Provider::AzureDevops, event, shape.id()))
+    }
+
+    fn parse(&self, detected: &mut Detected, json: &[u8]) -> Result<Event, PluginError> {
+        parse(&detected.event_name, json)
+    }
 }
 
 #[cfg(test)]

@@ -16,9 +16,13 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
+use super::bitbucket_server::{bitbucket_proof, is_server_key};
 use super::common::{first_trimmed, push_url, real_sha};
 use crate::error::{malformed, PluginError};
 use crate::model::{ChangedFiles, Event, Push, Repository};
+use crate::model::{Headers, Provider};
+use crate::providers::{header_value, Detected, Sender};
+use crate::signature::FoundProof;
 
 /// Names this provider in error messages.
 const PROVIDER: &str = "bitbucket-cloud";
@@ -220,6 +224,29 @@ fn full_ref(kind: Option<&str>, name: &str) -> String {
         Some("branch" | "named_branch" | "bookmark") => format!("refs/heads/{name}"),
         Some("tag" | "annotated_tag") => format!("refs/tags/{name}"),
         _ => name.to_string(),
+    }
+}
+
+/// Bitbucket Cloud: any `X-Event-Key` that is not Bitbucket Server's.
+pub struct BitbucketCloud;
+
+impl Sender for BitbucketCloud {
+    fn id(&self) -> Provider {
+        Provider::BitbucketCloud
+    }
+
+    fn detect_by_headers(&self, headers: &Headers) -> Option<Detected> {
+        let key = headers.get("x-event-key").filter(|k| !is_server_key(k))?;
+        let delivery = header_value(headers, &["x-request-uuid", "x-hook-uuid"]);
+        Some(Detected::new(Provider::BitbucketCloud, key, delivery))
+    }
+
+    fn proof<'h>(&self, headers: &'h Headers) -> Result<FoundProof<'h>, PluginError> {
+        bitbucket_proof(headers)
+    }
+
+    fn parse(&self, detected: &mut Detected, json: &[u8]) -> Result<Event, PluginError> {
+        parse(&detected.event_name, json)
     }
 }
 

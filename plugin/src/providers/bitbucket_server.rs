@@ -26,6 +26,10 @@ use serde::Deserialize;
 use super::common::{first_trimmed, real_sha, repository, unlisted_push, RefChange};
 use crate::error::{malformed, PluginError};
 use crate::model::Event;
+use crate::model::{Headers, Provider};
+use crate::outcome::SignatureScheme;
+use crate::providers::{header_value, Detected, Sender};
+use crate::signature::{prefixed_sha256, FoundProof, Signed};
 
 /// Names this provider in error messages.
 const PROVIDER: &str = "bitbucket-server";
@@ -240,6 +244,55 @@ fn full_ref(change: &Change<'_>) -> Option<String> {
         Some(k) if k.eq_ignore_ascii_case("TAG") => format!("refs/tags/{name}"),
         _ => name.to_string(),
     })
+}
+
+/// Bitbucket Server / Data Center event keys (prefixes). Every other
+/// `X-Event-Key` is Bitbucket Cloud's.
+const SERVER_KEYS: &[&str] = &[
+    "repo:refs_changed",
+    "repo:modified",
+    "repo:forked",
+    "repo:comment:",
+    "repo:secret_detected",
+    "pr:",
+    "mirror:",
+    "project:",
+    "diagnostics:ping",
+];
+
+/// Whether an `X-Event-Key` is one of Bitbucket Server's.
+pub fn is_server_key(key: &str) -> bool {
+    SERVER_KEYS.iter().any(|p| key.starts_with(p))
+}
+
+/// The signature of both Bitbucket Cloud and Server: `X-Hub-Signature:
+/// sha256=<hex>` over the raw body.
+pub fn bitbucket_proof(headers: &Headers) -> Result<FoundProof<'_>, PluginError> {
+    let scheme = SignatureScheme::BitbucketSha256;
+    prefixed_sha256(headers, "X-Hub-Signature", scheme, Signed::RawBody)
+}
+
+/// Bitbucket Server / Data Center: an `X-Event-Key` of its own.
+pub struct BitbucketServer;
+
+impl Sender for BitbucketServer {
+    fn id(&self) -> Provider {
+        Provider::BitbucketServer
+    }
+
+    fn detect_by_headers(&self, headers: &Headers) -> Option<Detected> {
+        let key = headers.get("x-event-key").filter(|k| is_server_key(k))?;
+        let delivery = header_value(headers, &["x-request-id"]);
+        Some(Detected::new(Provider::BitbucketServer, key, delivery))
+    }
+
+    fn proof<'h>(&self, headers: &'h Headers) -> Result<FoundProof<'h>, PluginError> {
+        bitbucket_proof(headers)
+    }
+
+    fn parse(&self, detected: &mut Detected, json: &[u8]) -> Result<Event, PluginError> {
+        parse(&detected.event_name, json)
+    }
 }
 
 #[cfg(test)]

@@ -23,7 +23,10 @@ use super::common::{
     ForgePush, RefChange, Str,
 };
 use crate::error::{malformed, PluginError};
-use crate::model::{Event, Provider, Repository};
+use crate::model::{Event, Headers, Provider, Repository};
+use crate::outcome::SignatureScheme;
+use crate::providers::{detect_by_event_header, Detected, Sender};
+use crate::signature::{prefixed_sha256, FoundProof, Proof, Signed};
 
 #[derive(Deserialize)]
 #[serde(bound(deserialize = "'de: 'a"))]
@@ -141,6 +144,72 @@ fn parse_push(provider: Provider, json: &[u8]) -> Result<Event, PluginError> {
         ..ForgePush::new(repository, git_ref, change, commits)
     };
     Ok(Event::Push(vec![push.into_push()]))
+}
+
+/// Gitea, Forgejo or Gogs: one payload shape, told apart by their event
+/// header.
+pub struct GiteaFamily {
+    id: Provider,
+    event_header: &'static str,
+    delivery_headers: &'static [&'static str],
+}
+
+/// Forgejo: it also sends Gitea's and Gogs' headers, so it comes first.
+pub static FORGEJO: GiteaFamily = GiteaFamily {
+    id: Provider::Forgejo,
+    event_header: "x-forgejo-event",
+    delivery_headers: &["x-forgejo-delivery", "x-gitea-delivery"],
+};
+
+/// Gitea: it also sends Gogs' and GitHub-style headers.
+pub static GITEA: GiteaFamily = GiteaFamily {
+    id: Provider::Gitea,
+    event_header: "x-gitea-event",
+    delivery_headers: &["x-gitea-delivery"],
+};
+
+/// Gogs.
+pub static GOGS: GiteaFamily = GiteaFamily {
+    id: Provider::Gogs,
+    event_header: "x-gogs-event",
+    delivery_headers: &["x-gogs-delivery"],
+};
+
+/// The signature headers of the three, most specific first; each is a bare
+/// hex HMAC-SHA256 of the JSON document (a form body's decoded `payload`).
+const SIGNATURE_HEADERS: [&str; 3] = [
+    "X-Forgejo-Signature",
+    "X-Gitea-Signature",
+    "X-Gogs-Signature",
+];
+
+impl Sender for GiteaFamily {
+    fn id(&self) -> Provider {
+        self.id
+    }
+
+    fn detect_by_headers(&self, headers: &Headers) -> Option<Detected> {
+        detect_by_event_header(headers, self.id, self.event_header, self.delivery_headers)
+    }
+
+    fn proof<'h>(&self, headers: &'h Headers) -> Result<FoundProof<'h>, PluginError> {
+        for header in SIGNATURE_HEADERS {
+            if let Some(hex) = headers.get(header) {
+                let proof = Proof::Sha256 {
+                    header,
+                    hex,
+                    signed: Signed::DecodedJson,
+                };
+                return Ok(Some((SignatureScheme::GiteaSha256, proof)));
+            }
+        }
+        let scheme = SignatureScheme::GiteaSha256;
+        prefixed_sha256(headers, "X-Hub-Signature-256", scheme, Signed::RawBody)
+    }
+
+    fn parse(&self, detected: &mut Detected, json: &[u8]) -> Result<Event, PluginError> {
+        parse(self.id, &detected.event_name, json)
+    }
 }
 
 #[cfg(test)]

@@ -21,7 +21,10 @@ use super::common::{
     ForgePush, RefChange, Str,
 };
 use crate::error::{malformed, PluginError};
-use crate::model::{Deployment, Event, ImagePush, Repository};
+use crate::model::{Deployment, Event, Headers, ImagePush, Provider, Repository};
+use crate::outcome::SignatureScheme;
+use crate::providers::{detect_by_event_header, Detected, Sender};
+use crate::signature::{prefixed_sha1, prefixed_sha256, FoundProof, Signed};
 
 /// GitHub lists at most this many commits in a push payload.
 const MAX_PUSH_COMMITS: usize = 2048;
@@ -498,6 +501,42 @@ fn parse_package(event: &str, json: &[u8]) -> Result<Event, PluginError> {
         callback_url: None,
         sent_at_ms: None,
     }]))
+}
+
+/// GitHub: `X-GitHub-Event`, signed with `X-Hub-Signature-256` (or, from
+/// old GitHub Enterprise Server, only `X-Hub-Signature`'s SHA-1).
+pub struct Github;
+
+impl Sender for Github {
+    fn id(&self) -> Provider {
+        Provider::Github
+    }
+
+    fn serves(&self, provider: Provider) -> bool {
+        matches!(provider, Provider::Github | Provider::Ghcr)
+    }
+
+    fn detect_by_headers(&self, headers: &Headers) -> Option<Detected> {
+        let delivery = ["x-github-delivery"];
+        detect_by_event_header(headers, Provider::Github, "x-github-event", &delivery)
+    }
+
+    fn proof<'h>(&self, headers: &'h Headers) -> Result<FoundProof<'h>, PluginError> {
+        let sha256 = prefixed_sha256(
+            headers,
+            "X-Hub-Signature-256",
+            SignatureScheme::GithubSha256,
+            Signed::RawBody,
+        )?;
+        match sha256 {
+            Some(found) => Ok(Some(found)),
+            None => prefixed_sha1(headers, "X-Hub-Signature", SignatureScheme::GithubSha1),
+        }
+    }
+
+    fn parse(&self, detected: &mut Detected, json: &[u8]) -> Result<Event, PluginError> {
+        parse(&detected.event_name, json)
+    }
 }
 
 #[cfg(test)]

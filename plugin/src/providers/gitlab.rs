@@ -21,7 +21,9 @@ use super::common::{
     ForgePush, RefChange, Str,
 };
 use crate::error::{malformed, PluginError};
-use crate::model::{Event, Repository};
+use crate::model::{Event, Headers, Provider, Repository};
+use crate::providers::{detect_by_event_header, Detected, Sender};
+use crate::signature::{plain_token, FoundProof};
 
 /// Just the fields that say what a body is.
 #[derive(Deserialize)]
@@ -191,6 +193,32 @@ fn parse_push(event: &str, json: &[u8]) -> Result<Event, PluginError> {
         ..ForgePush::new(repository, git_ref, change, commits)
     };
     Ok(Event::Push(vec![push.into_push()]))
+}
+
+/// GitLab: `X-Gitlab-Event`, and the secret itself in `X-Gitlab-Token`.
+pub struct Gitlab;
+
+impl Sender for Gitlab {
+    fn id(&self) -> Provider {
+        Provider::Gitlab
+    }
+
+    fn detect_by_headers(&self, headers: &Headers) -> Option<Detected> {
+        let delivery = [
+            "x-gitlab-event-uuid",
+            "x-gitlab-webhook-uuid",
+            "x-request-id",
+        ];
+        detect_by_event_header(headers, Provider::Gitlab, "x-gitlab-event", &delivery)
+    }
+
+    fn proof<'h>(&self, headers: &'h Headers) -> Result<FoundProof<'h>, PluginError> {
+        Ok(plain_token(headers, "X-Gitlab-Token"))
+    }
+
+    fn parse(&self, detected: &mut Detected, json: &[u8]) -> Result<Event, PluginError> {
+        parse(&detected.event_name, json)
+    }
 }
 
 #[cfg(test)]
