@@ -1,7 +1,9 @@
 //! Unit tests of the matching rules, through `evaluate`.
 
 use super::*;
-use crate::model::{GithubDeployments, Headers};
+use crate::github;
+use crate::model::{GithubDeployments, Headers, PingAction, Service};
+use crate::outcome::Decision;
 
 const SHA1_A: &str = "1111111111111111111111111111111111111111";
 const SHA1_B: &str = "2222222222222222222222222222222222222222";

@@ -4,7 +4,7 @@
 //! Start at [`evaluate::evaluate`]: a delivery (HTTP request, post-receive
 //! lines or manual trigger) and the stacks go in; the provider, the normalized
 //! pushes and one decision per stack come out. The modules:
-//! - [`providers`]: detection and one parser per provider;
+//! - [`providers`]: one `Sender` per provider (detection, proof, parsing), listed in one registry;
 //! - [`signature`]: HMAC and token verification;
 //! - [`matching`]: branch/tag globs, repository and image identities;
 //! - [`github`]: GitHub Deployments API request bodies;

@@ -1,6 +1,9 @@
 //! Webhook signature and token verification, constant-time.
 //!
-//! Which header a provider signs with, and what it signs:
+//! Each provider's [`Sender::proof`](crate::providers::Sender::proof) says
+//! which header it signs with and what it signs (built with
+//! [`prefixed_sha256`], [`prefixed_sha1`] and [`plain_token`]); this module
+//! checks the proof against a stack's secrets. Today:
 //! - GitHub: `X-Hub-Signature-256: sha256=<hex>` over the raw body as sent
 //!   (form-encoded or not); `X-Hub-Signature: sha1=<hex>` only when no
 //!   SHA-256 header is present.
@@ -22,147 +25,102 @@ use subtle::ConstantTimeEq;
 use crate::error::PluginError;
 use crate::model::{Headers, Provider};
 use crate::outcome::SignatureScheme;
+use crate::providers;
 
 type HmacSha256 = Hmac<Sha256>;
 type HmacSha1 = Hmac<sha1::Sha1>;
 
-/// What a delivery carries to prove who sent it.
+/// What a delivery carries to prove who sent it: each provider's
+/// [`Sender::proof`](crate::providers::Sender::proof) finds it in the headers.
 #[derive(Debug, PartialEq, Eq)]
-enum Proof<'a> {
+pub enum Proof<'a> {
     /// An HMAC-SHA256 (hex) over `signed`.
     Sha256 {
+        /// The header it came in, for messages.
         header: &'static str,
+        /// The MAC, hex.
         hex: &'a str,
+        /// Which bytes it covers.
         signed: Signed,
     },
     /// An HMAC-SHA1 (hex) over the raw body.
-    Sha1 { header: &'static str, hex: &'a str },
+    Sha1 {
+        /// The header it came in, for messages.
+        header: &'static str,
+        /// The MAC, hex.
+        hex: &'a str,
+    },
     /// The secret itself.
     Token {
+        /// The header it came in, for messages.
         header: &'static str,
+        /// The token.
         token: &'a str,
     },
 }
 
 /// Which bytes a signature covers.
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
-enum Signed {
+pub enum Signed {
+    /// The body as sent.
     RawBody,
+    /// The JSON document: a form-encoded body's `payload` field, decoded.
     DecodedJson,
 }
+
+/// A proof and the scheme it implies, when the delivery carries one.
+pub type FoundProof<'a> = Option<(SignatureScheme, Proof<'a>)>;
 
 fn prefixed<'a>(value: &'a str, prefix: &str) -> Option<&'a str> {
     let (p, rest) = value.split_once('=')?;
     p.trim().eq_ignore_ascii_case(prefix).then_some(rest.trim())
 }
 
-/// Finds the proof a provider's delivery carries, with the scheme it implies.
-fn find_proof<'a>(
-    provider: Provider,
+/// An HMAC-SHA256 over `signed` in `header`, as `sha256=<hex>`; a value
+/// without that prefix is a bad signature.
+pub fn prefixed_sha256<'a>(
     headers: &'a Headers,
-) -> Result<Option<(SignatureScheme, Proof<'a>)>, PluginError> {
-    let hub256 = |scheme| -> Result<Option<(SignatureScheme, Proof<'a>)>, PluginError> {
-        match headers.get("x-hub-signature-256") {
-            Some(v) => {
-                let hex = prefixed(v, "sha256").ok_or_else(|| {
-                    PluginError::BadSignature(
-                        "X-Hub-Signature-256 does not start with \"sha256=\"".into(),
-                    )
-                })?;
-                Ok(Some((
-                    scheme,
-                    Proof::Sha256 {
-                        header: "X-Hub-Signature-256",
-                        hex,
-                        signed: Signed::RawBody,
-                    },
-                )))
-            }
-            None => Ok(None),
-        }
+    header: &'static str,
+    scheme: SignatureScheme,
+    signed: Signed,
+) -> Result<FoundProof<'a>, PluginError> {
+    let Some(value) = headers.get(header) else {
+        return Ok(None);
     };
-    match provider {
-        Provider::Github | Provider::Ghcr => {
-            if let Some(p) = hub256(SignatureScheme::GithubSha256)? {
-                return Ok(Some(p));
-            }
-            match headers.get("x-hub-signature") {
-                Some(v) => {
-                    let hex = prefixed(v, "sha1").ok_or_else(|| {
-                        PluginError::BadSignature(
-                            "X-Hub-Signature does not start with \"sha1=\"".into(),
-                        )
-                    })?;
-                    Ok(Some((
-                        SignatureScheme::GithubSha1,
-                        Proof::Sha1 {
-                            header: "X-Hub-Signature",
-                            hex,
-                        },
-                    )))
-                }
-                None => Ok(None),
-            }
-        }
-        Provider::Gitea | Provider::Forgejo | Provider::Gogs => {
-            for header in [
-                "X-Forgejo-Signature",
-                "X-Gitea-Signature",
-                "X-Gogs-Signature",
-            ] {
-                if let Some(hex) = headers.get(header) {
-                    return Ok(Some((
-                        SignatureScheme::GiteaSha256,
-                        Proof::Sha256 {
-                            header,
-                            hex,
-                            signed: Signed::DecodedJson,
-                        },
-                    )));
-                }
-            }
-            hub256(SignatureScheme::GiteaSha256)
-        }
-        Provider::Gitlab => Ok(headers.get("x-gitlab-token").map(|token| {
-            (
-                SignatureScheme::PlainToken,
-                Proof::Token {
-                    header: "X-Gitlab-Token",
-                    token,
-                },
-            )
-        })),
-        Provider::Gitee => Ok(headers.get("x-gitee-token").map(|token| {
-            (
-                SignatureScheme::PlainToken,
-                Proof::Token {
-                    header: "X-Gitee-Token",
-                    token,
-                },
-            )
-        })),
-        Provider::BitbucketCloud | Provider::BitbucketServer => {
-            match headers.get("x-hub-signature") {
-                Some(v) => {
-                    let hex = prefixed(v, "sha256").ok_or_else(|| {
-                        PluginError::BadSignature(
-                            "X-Hub-Signature does not start with \"sha256=\"".into(),
-                        )
-                    })?;
-                    Ok(Some((
-                        SignatureScheme::BitbucketSha256,
-                        Proof::Sha256 {
-                            header: "X-Hub-Signature",
-                            hex,
-                            signed: Signed::RawBody,
-                        },
-                    )))
-                }
-                None => Ok(None),
-            }
-        }
-        _ => Ok(None),
-    }
+    let hex = prefixed(value, "sha256").ok_or_else(|| {
+        PluginError::BadSignature(format!("{header} does not start with \"sha256=\""))
+    })?;
+    Ok(Some((
+        scheme,
+        Proof::Sha256 {
+            header,
+            hex,
+            signed,
+        },
+    )))
+}
+
+/// An HMAC-SHA1 over the raw body in `header`, as `sha1=<hex>`; a value
+/// without that prefix is a bad signature.
+pub fn prefixed_sha1<'a>(
+    headers: &'a Headers,
+    header: &'static str,
+    scheme: SignatureScheme,
+) -> Result<FoundProof<'a>, PluginError> {
+    let Some(value) = headers.get(header) else {
+        return Ok(None);
+    };
+    let hex = prefixed(value, "sha1").ok_or_else(|| {
+        PluginError::BadSignature(format!("{header} does not start with \"sha1=\""))
+    })?;
+    Ok(Some((scheme, Proof::Sha1 { header, hex })))
+}
+
+/// The secret itself in `header`.
+pub fn plain_token<'a>(headers: &'a Headers, header: &'static str) -> FoundProof<'a> {
+    headers
+        .get(header)
+        .map(|token| (SignatureScheme::PlainToken, Proof::Token { header, token }))
 }
 
 fn decode_hex(header: &str, hex_text: &str, len: usize) -> Result<Vec<u8>, PluginError> {
@@ -346,7 +304,11 @@ pub fn verify(
     if secrets.is_empty() {
         return Ok(SignatureScheme::NotRequired);
     }
-    let (scheme, proof) = find_proof(provider, headers)?.ok_or_else(|| {
+    let found = match providers::sender(provider) {
+        Some(sender) => sender.proof(headers)?,
+        None => None,
+    };
+    let (scheme, proof) = found.ok_or_else(|| {
         PluginError::MissingSignature(format!(
             "stack \"{stack}\" has secrets and this {} delivery carries no signature or token",
             provider.as_str()

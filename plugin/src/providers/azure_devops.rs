@@ -19,10 +19,11 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use super::common::push_url;
+use super::common::{first_trimmed, real_sha, repository, unlisted_push, RefChange};
 use crate::error::{malformed, PluginError};
-use crate::model::{ChangedFiles, Event, Push, Repository};
-use crate::providers::common::real_sha;
+use crate::model::Event;
+use crate::model::Provider;
+use crate::providers::{BodyShape, Detected, Sender};
 
 /// Names this provider in error messages.
 const PROVIDER: &str = "azure-devops";
@@ -118,25 +119,15 @@ pub fn parse(event: &str, json: &[u8]) -> Result<Event, PluginError> {
             "{what}: resource.repository.name or resource.repository.project.name is empty"
         )));
     }
-    let mut urls = Vec::new();
-    for url in [&repo.remote_url, &repo.ssh_url, &repo.web_url]
-        .into_iter()
-        .flatten()
-    {
-        push_url(&mut urls, url);
-    }
-    let repository = Repository {
-        full_name: format!("{}/{}", repo.project.name, repo.name),
-        urls,
-    };
-    let pusher = push.pushed_by.as_ref().and_then(|p| {
-        [&p.unique_name, &p.display_name]
-            .into_iter()
-            .flatten()
-            .map(|s| s.trim())
-            .find(|s| !s.is_empty())
-            .map(str::to_string)
-    });
+    let urls = [&repo.remote_url, &repo.ssh_url, &repo.web_url];
+    let repository = repository(
+        &format!("{}/{}", repo.project.name, repo.name),
+        urls.into_iter().flatten().map(|u| u.as_ref()),
+    );
+    let pusher = push
+        .pushed_by
+        .as_ref()
+        .and_then(|p| first_trimmed([&p.unique_name, &p.display_name]));
 
     let ref_updates = push.ref_updates.unwrap_or_default();
     if ref_updates.is_empty() {
@@ -180,34 +171,52 @@ pub fn parse(event: &str, json: &[u8]) -> Result<Event, PluginError> {
         } else {
             Vec::new()
         };
-        pushes.push(Push {
-            repository: repository.clone(),
-            git_ref: git_ref.to_string(),
+        let change = RefChange {
             created: before.is_none() && !deleted,
             deleted,
             before,
             after,
-            forced: false,
-            pusher: pusher.clone(),
+        };
+        pushes.push(unlisted_push(
+            &repository,
+            git_ref.to_string(),
+            change,
+            &pusher,
             head_message,
             commit_messages,
-            commits_complete: false,
-            changed_files: ChangedFiles::Unknown,
-        });
+        ));
     }
     Ok(Event::Push(pushes))
+}
+
+/// Azure DevOps service hooks: no header, a body with `eventType` and
+/// `publisherId`; they sign nothing.
+pub struct AzureDevops;
+
+impl Sender for AzureDevops {
+    fn id(&self) -> Provider {
+        Provider::AzureDevops
+    }
+
+    fn detect_by_body(&self, shape: &BodyShape) -> Option<Detected> {
+        let event = shape.event_type.as_deref()?;
+        shape.publisher_id.as_ref()?;
+        Some(Detected::new(Provider::AzureDevops, event, shape.id()))
+    }
+
+    fn parse(&self, detected: &mut Detected, json: &[u8]) -> Result<Event, PluginError> {
+        parse(&detected.event_name, json)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{ChangedFiles, Push, Repository};
+    use crate::providers::test_support;
 
     fn fixture(name: &str) -> Vec<u8> {
-        let path = format!(
-            "{}/../tests/fixtures/azure-devops/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
+        test_support::fixture(&format!("azure-devops/{name}"))
     }
 
     #[test]

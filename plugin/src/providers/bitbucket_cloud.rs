@@ -16,10 +16,13 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use super::common::push_url;
+use super::bitbucket_server::{bitbucket_proof, is_server_key};
+use super::common::{first_trimmed, push_url, real_sha};
 use crate::error::{malformed, PluginError};
 use crate::model::{ChangedFiles, Event, Push, Repository};
-use crate::providers::common::real_sha;
+use crate::model::{Headers, Provider};
+use crate::providers::{header_value, Detected, Sender};
+use crate::signature::FoundProof;
 
 /// Names this provider in error messages.
 const PROVIDER: &str = "bitbucket-cloud";
@@ -147,14 +150,10 @@ pub fn parse(event: &str, json: &[u8]) -> Result<Event, PluginError> {
             "{what}: repository.full_name is empty"
         )));
     }
-    let pusher = payload.actor.as_ref().and_then(|a| {
-        [&a.nickname, &a.username, &a.display_name]
-            .into_iter()
-            .flatten()
-            .map(|s| s.trim())
-            .find(|s| !s.is_empty())
-            .map(str::to_string)
-    });
+    let pusher = payload
+        .actor
+        .as_ref()
+        .and_then(|a| first_trimmed([&a.nickname, &a.username, &a.display_name]));
 
     let changes = payload.push.changes.unwrap_or_default();
     if changes.is_empty() {
@@ -228,16 +227,36 @@ fn full_ref(kind: Option<&str>, name: &str) -> String {
     }
 }
 
+/// Bitbucket Cloud: any `X-Event-Key` that is not Bitbucket Server's.
+pub struct BitbucketCloud;
+
+impl Sender for BitbucketCloud {
+    fn id(&self) -> Provider {
+        Provider::BitbucketCloud
+    }
+
+    fn detect_by_headers(&self, headers: &Headers) -> Option<Detected> {
+        let key = headers.get("x-event-key").filter(|k| !is_server_key(k))?;
+        let delivery = header_value(headers, &["x-request-uuid", "x-hook-uuid"]);
+        Some(Detected::new(Provider::BitbucketCloud, key, delivery))
+    }
+
+    fn proof<'h>(&self, headers: &'h Headers) -> Result<FoundProof<'h>, PluginError> {
+        bitbucket_proof(headers)
+    }
+
+    fn parse(&self, detected: &mut Detected, json: &[u8]) -> Result<Event, PluginError> {
+        parse(&detected.event_name, json)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::test_support;
 
     fn fixture(name: &str) -> Vec<u8> {
-        let path = format!(
-            "{}/../tests/fixtures/bitbucket-cloud/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
+        test_support::fixture(&format!("bitbucket-cloud/{name}"))
     }
 
     fn pushes(name: &str) -> Vec<Push> {

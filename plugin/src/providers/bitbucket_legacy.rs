@@ -22,8 +22,10 @@ use std::borrow::Cow;
 use serde::Deserialize;
 
 use crate::error::{malformed, PluginError};
+use crate::model::Provider;
 use crate::model::{Event, Push, Repository};
 use crate::providers::common::{changed_files, real_sha};
+use crate::providers::{BodyShape, Detected, Sender};
 
 /// Names this provider and its only event in error messages.
 const WHAT: &str = "bitbucket-legacy push";
@@ -192,17 +194,34 @@ pub fn parse(json: &[u8]) -> Result<Event, PluginError> {
     Ok(Event::Push(pushes))
 }
 
+/// The legacy Bitbucket POST service: no header, a body with `canon_url`,
+/// `repository` and `commits`; it signs nothing.
+pub struct BitbucketLegacy;
+
+impl Sender for BitbucketLegacy {
+    fn id(&self) -> Provider {
+        Provider::BitbucketLegacy
+    }
+
+    fn detect_by_body(&self, shape: &BodyShape) -> Option<Detected> {
+        let fits = shape.canon_url.is_some() && shape.repository.is_some();
+        (fits && shape.commits.is_some())
+            .then(|| Detected::new(Provider::BitbucketLegacy, "push", None))
+    }
+
+    fn parse(&self, _detected: &mut Detected, json: &[u8]) -> Result<Event, PluginError> {
+        parse(json)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::ChangedFiles;
+    use crate::providers::test_support;
 
     fn fixture(name: &str) -> Vec<u8> {
-        let path = format!(
-            "{}/../tests/fixtures/bitbucket-legacy-post/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
+        test_support::fixture(&format!("bitbucket-legacy-post/{name}"))
     }
 
     #[test]

@@ -23,10 +23,13 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use super::common::push_url;
+use super::common::{first_trimmed, real_sha, repository, unlisted_push, RefChange};
 use crate::error::{malformed, PluginError};
-use crate::model::{ChangedFiles, Event, Push, Repository};
-use crate::providers::common::real_sha;
+use crate::model::Event;
+use crate::model::{Headers, Provider};
+use crate::outcome::SignatureScheme;
+use crate::providers::{header_value, Detected, Sender};
+use crate::signature::{prefixed_sha256, FoundProof, Signed};
 
 /// Names this provider in error messages.
 const PROVIDER: &str = "bitbucket-server";
@@ -150,26 +153,17 @@ fn parse_refs_changed(event: &str, json: &[u8]) -> Result<Event, PluginError> {
             "{what}: repository.project.key or repository.slug is empty"
         )));
     }
-    let mut urls = Vec::new();
-    if let Some(links) = &repo.links {
-        let clone = links.clone.iter().flatten();
-        let web = links.web.iter().flatten();
-        for href in clone.chain(web).filter_map(|l| l.href.as_deref()) {
-            push_url(&mut urls, href);
-        }
-    }
-    let repository = Repository {
-        full_name: format!("{}/{}", repo.project.key, repo.slug),
-        urls,
-    };
-    let pusher = payload.actor.as_ref().and_then(|a| {
-        [&a.name, &a.slug, &a.display_name]
-            .into_iter()
-            .flatten()
-            .map(|s| s.trim())
-            .find(|s| !s.is_empty())
-            .map(str::to_string)
-    });
+    let links = repo.links.as_ref();
+    let clone = links.and_then(|l| l.clone.as_ref()).into_iter().flatten();
+    let web = links.and_then(|l| l.web.as_ref()).into_iter().flatten();
+    let repository = repository(
+        &format!("{}/{}", repo.project.key, repo.slug),
+        clone.chain(web).filter_map(|l| l.href.as_deref()),
+    );
+    let pusher = payload
+        .actor
+        .as_ref()
+        .and_then(|a| first_trimmed([&a.name, &a.slug, &a.display_name]));
 
     let changes = payload.changes.unwrap_or_default();
     if changes.is_empty() {
@@ -210,20 +204,20 @@ fn parse_refs_changed(event: &str, json: &[u8]) -> Result<Event, PluginError> {
         } else {
             Vec::new()
         };
-        pushes.push(Push {
-            repository: repository.clone(),
-            git_ref,
+        let change = RefChange {
             before,
             after,
             created,
             deleted,
-            forced: false,
-            pusher: pusher.clone(),
+        };
+        pushes.push(unlisted_push(
+            &repository,
+            git_ref,
+            change,
+            &pusher,
             head_message,
             commit_messages,
-            commits_complete: false,
-            changed_files: ChangedFiles::Unknown,
-        });
+        ));
     }
     Ok(Event::Push(pushes))
 }
@@ -252,16 +246,63 @@ fn full_ref(change: &Change<'_>) -> Option<String> {
     })
 }
 
+/// Bitbucket Server / Data Center event keys (prefixes). Every other
+/// `X-Event-Key` is Bitbucket Cloud's.
+const SERVER_KEYS: &[&str] = &[
+    "repo:refs_changed",
+    "repo:modified",
+    "repo:forked",
+    "repo:comment:",
+    "repo:secret_detected",
+    "pr:",
+    "mirror:",
+    "project:",
+    "diagnostics:ping",
+];
+
+/// Whether an `X-Event-Key` is one of Bitbucket Server's.
+pub fn is_server_key(key: &str) -> bool {
+    SERVER_KEYS.iter().any(|p| key.starts_with(p))
+}
+
+/// The signature of both Bitbucket Cloud and Server: `X-Hub-Signature:
+/// sha256=<hex>` over the raw body.
+pub fn bitbucket_proof(headers: &Headers) -> Result<FoundProof<'_>, PluginError> {
+    let scheme = SignatureScheme::BitbucketSha256;
+    prefixed_sha256(headers, "X-Hub-Signature", scheme, Signed::RawBody)
+}
+
+/// Bitbucket Server / Data Center: an `X-Event-Key` of its own.
+pub struct BitbucketServer;
+
+impl Sender for BitbucketServer {
+    fn id(&self) -> Provider {
+        Provider::BitbucketServer
+    }
+
+    fn detect_by_headers(&self, headers: &Headers) -> Option<Detected> {
+        let key = headers.get("x-event-key").filter(|k| is_server_key(k))?;
+        let delivery = header_value(headers, &["x-request-id"]);
+        Some(Detected::new(Provider::BitbucketServer, key, delivery))
+    }
+
+    fn proof<'h>(&self, headers: &'h Headers) -> Result<FoundProof<'h>, PluginError> {
+        bitbucket_proof(headers)
+    }
+
+    fn parse(&self, detected: &mut Detected, json: &[u8]) -> Result<Event, PluginError> {
+        parse(&detected.event_name, json)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{ChangedFiles, Push, Repository};
+    use crate::providers::test_support;
 
     fn fixture(name: &str) -> Vec<u8> {
-        let path = format!(
-            "{}/../tests/fixtures/bitbucket-server/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
+        test_support::fixture(&format!("bitbucket-server/{name}"))
     }
 
     fn pushes(name: &str) -> Vec<Push> {

@@ -1,8 +1,71 @@
-//! Small helpers shared by the provider parsers.
+//! The toolkit every provider parser shares: borrowed strings, "missing
+//! field" errors, the repository identity, a ref update's before/after and
+//! created/deleted, the forge commit and its file lists, the head commit
+//! message, and the assembly of a [`Push`] with its changed-file list (and
+//! when that list is incomplete).
+//!
+//! Each parser keeps what is its own (its payload's field names, which of
+//! them it trusts, in which order); the steps below are written once.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
-use crate::model::ChangedFiles;
+use serde::Deserialize;
+
+use crate::error::PluginError;
+use crate::model::{ChangedFiles, Push, Repository};
+
+/// A string that borrows from the input unless it holds escapes.
+///
+/// A payload struct made of them says once that it borrows from the input,
+/// `#[serde(bound(deserialize = "'de: 'a"))]`, rather than
+/// `#[serde(borrow)]` on every field.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(transparent)]
+pub struct Str<'a>(#[serde(borrow)] pub Cow<'a, str>);
+
+impl Str<'_> {
+    /// The string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// `Some(&str)` for a present, non-empty string.
+pub fn non_empty<'s>(s: &'s Option<Str<'_>>) -> Option<&'s str> {
+    s.as_ref().map(Str::as_str).filter(|v| !v.is_empty())
+}
+
+/// The first present, non-empty string of `fields`, in order.
+pub fn first_non_empty<'s>(fields: &[&'s Option<Str<'_>>]) -> Option<&'s str> {
+    fields.iter().find_map(|f| non_empty(f))
+}
+
+/// The first of `fields` that is non-empty once trimmed, trimmed and owned:
+/// how the Bitbucket and Azure DevOps parsers name a pusher.
+pub fn first_trimmed<'s, I>(fields: I) -> Option<String>
+where
+    I: IntoIterator<Item = &'s Option<Cow<'s, str>>>,
+{
+    fields
+        .into_iter()
+        .flatten()
+        .map(|s| s.trim())
+        .find(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+/// The error of a payload without a field it needs: `"{what}: missing {field}"`.
+pub fn missing(what: &str, field: &str) -> PluginError {
+    PluginError::MalformedPayload(format!("{what}: missing {field}"))
+}
+
+/// `field` as a non-empty string, or the [`missing`] error.
+pub fn required(s: &Option<Str<'_>>, what: &str, field: &str) -> Result<String, PluginError> {
+    non_empty(s)
+        .map(str::to_string)
+        .ok_or_else(|| missing(what, field))
+}
 
 /// Whether `sha` is git's zero object id (40 or 64 zeros), which forges use
 /// for "no commit" on creation and deletion.
@@ -34,5 +97,231 @@ pub fn push_url(urls: &mut Vec<String>, url: &str) {
     let url = url.trim();
     if !url.is_empty() && !urls.iter().any(|u| u == url) {
         urls.push(url.to_string());
+    }
+}
+
+/// A repository named `full_name`, with every non-empty URL of `urls`
+/// (trimmed, in order, each once).
+pub fn repository<'s, I>(full_name: &str, urls: I) -> Repository
+where
+    I: IntoIterator<Item = &'s str>,
+{
+    let mut list = Vec::new();
+    for url in urls {
+        push_url(&mut list, url);
+    }
+    Repository {
+        full_name: full_name.to_string(),
+        urls: list,
+    }
+}
+
+/// A ref update as its two object ids (and the sender's own flags, when it
+/// sends them) describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefChange {
+    /// The ref's previous commit; `None` when created.
+    pub before: Option<String>,
+    /// The ref's new commit; `None` when deleted.
+    pub after: Option<String>,
+    /// The sender's `created` flag, or no previous commit.
+    pub created: bool,
+    /// The sender's `deleted` flag, or the zero id as the new commit.
+    pub deleted: bool,
+}
+
+impl RefChange {
+    /// Reads `before` / `after` (an empty or zero id is no commit) and the
+    /// sender's `created` / `deleted` flags (absent: not sent).
+    pub fn new(
+        before: Option<&str>,
+        after: Option<&str>,
+        created: Option<bool>,
+        deleted: Option<bool>,
+    ) -> Self {
+        let before_sha = real_sha(before);
+        RefChange {
+            created: created.unwrap_or(false) || before_sha.is_none(),
+            deleted: deleted.unwrap_or(false) || after.is_some_and(is_zero_sha),
+            before: before_sha,
+            after: real_sha(after),
+        }
+    }
+}
+
+/// A commit as GitHub, GitLab, Gitea, Forgejo, Gogs and Gitee list it: its
+/// id, message and the files it added, removed and modified.
+#[derive(Deserialize)]
+#[serde(bound(deserialize = "'de: 'a"))]
+pub struct Commit<'a> {
+    id: Option<Str<'a>>,
+    message: Option<Str<'a>>,
+    added: Option<Vec<Str<'a>>>,
+    removed: Option<Vec<Str<'a>>>,
+    modified: Option<Vec<Str<'a>>>,
+}
+
+impl Commit<'_> {
+    /// The commit id, when given.
+    pub fn id(&self) -> Option<&str> {
+        self.id.as_ref().map(Str::as_str)
+    }
+
+    /// The commit message, when given.
+    pub fn message(&self) -> Option<&str> {
+        self.message.as_ref().map(Str::as_str)
+    }
+
+    /// Whether the commit carries all three file lists.
+    pub fn has_file_lists(&self) -> bool {
+        self.added.is_some() && self.removed.is_some() && self.modified.is_some()
+    }
+
+    /// How many files its three lists name together.
+    pub fn file_count(&self) -> usize {
+        [&self.added, &self.removed, &self.modified]
+            .into_iter()
+            .flatten()
+            .map(Vec::len)
+            .sum()
+    }
+
+    /// Every file its lists name.
+    pub fn files(&self) -> impl Iterator<Item = &str> {
+        [&self.added, &self.removed, &self.modified]
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(Str::as_str)
+    }
+}
+
+/// The first commit of `commits` whose id is `id` (a commit without an id
+/// matches `None`).
+pub fn commit_with_id<'c, 'a>(
+    commits: &'c [Commit<'a>],
+    id: Option<&str>,
+) -> Option<&'c Commit<'a>> {
+    commits.iter().find(|c| c.id() == id)
+}
+
+/// The message of `commit`, owned.
+pub fn message_of(commit: Option<&Commit<'_>>) -> Option<String> {
+    commit.and_then(Commit::message).map(str::to_string)
+}
+
+/// A forge push read from its payload, before the parts every forge
+/// derives the same way ([`ForgePush::into_push`]).
+pub struct ForgePush<'c, 'a> {
+    /// The repository pushed to.
+    pub repository: Repository,
+    /// The full ref.
+    pub git_ref: String,
+    /// Before, after, created, deleted.
+    pub change: RefChange,
+    /// Whether the sender says the push was forced.
+    pub forced: bool,
+    /// Who pushed.
+    pub pusher: Option<String>,
+    /// The head commit's message.
+    pub head_message: Option<String>,
+    /// The commits listed.
+    pub commits: &'c [Commit<'a>],
+    /// Whether `commits` is the whole push.
+    pub commits_complete: bool,
+    /// Whether every listed commit's file lists are whole.
+    pub files_listed: bool,
+}
+
+impl<'c, 'a> ForgePush<'c, 'a> {
+    /// A push of `commits` that its sender does not report forced, nor says
+    /// who made or which commit heads, and whose commit list is not known
+    /// whole; its files are listed when every commit carries its three lists.
+    pub fn new(
+        repository: Repository,
+        git_ref: String,
+        change: RefChange,
+        commits: &'c [Commit<'a>],
+    ) -> Self {
+        ForgePush {
+            repository,
+            git_ref,
+            change,
+            forced: false,
+            pusher: None,
+            head_message: None,
+            commits,
+            commits_complete: false,
+            files_listed: commits.iter().all(Commit::has_file_lists),
+        }
+    }
+
+    /// The normalized push: every listed commit's message, and the changed
+    /// files, which are trusted only for an update (not a creation, nor a
+    /// forced push) whose commits and file lists are all whole; a deletion
+    /// changes no file.
+    pub fn into_push(self) -> Push {
+        let ForgePush {
+            repository,
+            git_ref,
+            change,
+            forced,
+            pusher,
+            head_message,
+            commits,
+            commits_complete,
+            files_listed,
+        } = self;
+        let changed_files = if change.deleted {
+            ChangedFiles::Complete(Vec::new())
+        } else {
+            let trusted = commits_complete && !change.created && !forced && files_listed;
+            changed_files(commits.iter().flat_map(Commit::files), trusted)
+        };
+        Push {
+            repository,
+            git_ref,
+            before: change.before,
+            after: change.after,
+            created: change.created,
+            deleted: change.deleted,
+            forced,
+            pusher,
+            head_message,
+            commit_messages: commits
+                .iter()
+                .filter_map(Commit::message)
+                .map(str::to_string)
+                .collect(),
+            commits_complete,
+            changed_files,
+        }
+    }
+}
+
+/// One ref update of a sender that lists neither files nor whether its
+/// commits are the whole push (Bitbucket Server, Azure DevOps): the push is
+/// never forced, its commits never complete and its files unknown.
+pub fn unlisted_push(
+    repository: &Repository,
+    git_ref: String,
+    change: RefChange,
+    pusher: &Option<String>,
+    head_message: Option<String>,
+    commit_messages: Vec<String>,
+) -> Push {
+    Push {
+        repository: repository.clone(),
+        git_ref,
+        before: change.before,
+        after: change.after,
+        created: change.created,
+        deleted: change.deleted,
+        forced: false,
+        pusher: pusher.clone(),
+        head_message,
+        commit_messages,
+        commits_complete: false,
+        changed_files: ChangedFiles::Unknown,
     }
 }

@@ -16,128 +16,65 @@
 //! - `create`, `delete`, `release`, `pull_request` and every other event →
 //!   [`Event::Ignored`].
 
-use std::borrow::Cow;
-
 use serde::Deserialize;
 
-use super::common::push_url;
+use super::common::{
+    commit_with_id, first_non_empty, message_of, missing, non_empty, repository, required, Commit,
+    ForgePush, RefChange, Str,
+};
 use crate::error::{malformed, PluginError};
-use crate::model::{ChangedFiles, Event, Provider, Push, Repository};
-use crate::providers::common::{changed_files, is_zero_sha, real_sha};
-
-/// A string that borrows from the input unless it holds escapes.
-#[derive(Deserialize, Debug, Clone)]
-#[serde(transparent)]
-struct Str<'a>(#[serde(borrow)] Cow<'a, str>);
-
-impl Str<'_> {
-    fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// `Some(&str)` for a present, non-empty string.
-fn non_empty<'s>(s: &'s Option<Str<'_>>) -> Option<&'s str> {
-    s.as_ref().map(Str::as_str).filter(|v| !v.is_empty())
-}
+use crate::model::{Event, Headers, Provider, Repository};
+use crate::outcome::SignatureScheme;
+use crate::providers::{detect_by_event_header, Detected, Sender};
+use crate::signature::{prefixed_sha256, FoundProof, Proof, Signed};
 
 #[derive(Deserialize)]
+#[serde(bound(deserialize = "'de: 'a"))]
 struct User<'a> {
-    #[serde(borrow)]
     login: Option<Str<'a>>,
-    #[serde(borrow)]
     username: Option<Str<'a>>,
-    #[serde(borrow)]
     full_name: Option<Str<'a>>,
-    #[serde(borrow)]
     name: Option<Str<'a>>,
 }
 
 impl User<'_> {
     fn display(&self) -> Option<&str> {
-        non_empty(&self.login)
-            .or(non_empty(&self.username))
-            .or(non_empty(&self.name))
-            .or(non_empty(&self.full_name))
+        first_non_empty(&[&self.login, &self.username, &self.name, &self.full_name])
     }
 }
 
 #[derive(Deserialize)]
+#[serde(bound(deserialize = "'de: 'a"))]
 struct Repo<'a> {
-    #[serde(borrow)]
     full_name: Option<Str<'a>>,
-    #[serde(borrow)]
     clone_url: Option<Str<'a>>,
-    #[serde(borrow)]
     ssh_url: Option<Str<'a>>,
-    #[serde(borrow)]
     html_url: Option<Str<'a>>,
 }
 
 impl Repo<'_> {
     fn to_model(&self, what: &str) -> Result<Repository, PluginError> {
-        let full_name = non_empty(&self.full_name).ok_or_else(|| {
-            PluginError::MalformedPayload(format!("{what}: missing repository.full_name"))
-        })?;
-        let mut urls: Vec<String> = Vec::new();
-        for url in [&self.clone_url, &self.ssh_url, &self.html_url] {
-            if let Some(u) = non_empty(url) {
-                push_url(&mut urls, u);
-            }
-        }
-        Ok(Repository {
-            full_name: full_name.to_string(),
-            urls,
-        })
+        let full_name = required(&self.full_name, what, "repository.full_name")?;
+        let urls = [&self.clone_url, &self.ssh_url, &self.html_url];
+        Ok(repository(
+            &full_name,
+            urls.into_iter().filter_map(non_empty),
+        ))
     }
 }
 
 #[derive(Deserialize)]
-struct Commit<'a> {
-    #[serde(borrow)]
-    id: Option<Str<'a>>,
-    #[serde(borrow)]
-    message: Option<Str<'a>>,
-    #[serde(borrow)]
-    added: Option<Vec<Str<'a>>>,
-    #[serde(borrow)]
-    removed: Option<Vec<Str<'a>>>,
-    #[serde(borrow)]
-    modified: Option<Vec<Str<'a>>>,
-}
-
-impl Commit<'_> {
-    fn has_file_lists(&self) -> bool {
-        self.added.is_some() && self.removed.is_some() && self.modified.is_some()
-    }
-
-    fn files(&self) -> impl Iterator<Item = &str> {
-        [&self.added, &self.removed, &self.modified]
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(Str::as_str)
-    }
-}
-
-#[derive(Deserialize)]
+#[serde(bound(deserialize = "'de: 'a"))]
 struct PushPayload<'a> {
-    #[serde(borrow, rename = "ref")]
+    #[serde(rename = "ref")]
     git_ref: Option<Str<'a>>,
-    #[serde(borrow)]
     before: Option<Str<'a>>,
-    #[serde(borrow)]
     after: Option<Str<'a>>,
-    #[serde(borrow)]
     commits: Option<Vec<Commit<'a>>>,
     total_commits: Option<u64>,
-    #[serde(borrow)]
     head_commit: Option<Commit<'a>>,
-    #[serde(borrow)]
     repository: Option<Repo<'a>>,
-    #[serde(borrow)]
     pusher: Option<User<'a>>,
-    #[serde(borrow)]
     sender: Option<User<'a>>,
 }
 
@@ -163,7 +100,7 @@ fn parse_push(provider: Provider, json: &[u8]) -> Result<Event, PluginError> {
     let repository = p
         .repository
         .as_ref()
-        .ok_or_else(|| PluginError::MalformedPayload(format!("{what}: missing repository")))?
+        .ok_or_else(|| missing(&what, "repository"))?
         .to_model(&what)?;
     let before_raw = non_empty(&p.before);
     let after_raw = non_empty(&p.after);
@@ -173,123 +110,161 @@ fn parse_push(provider: Provider, json: &[u8]) -> Result<Event, PluginError> {
             repository: Some(repository),
         });
     }
-    let git_ref = non_empty(&p.git_ref)
-        .ok_or_else(|| PluginError::MalformedPayload(format!("{what}: missing ref")))?
-        .to_string();
-
-    let before = real_sha(before_raw);
-    let after = real_sha(after_raw);
-    let created = before.is_none();
-    let deleted = after_raw.is_some_and(is_zero_sha);
-    let forced = false;
-
-    let pusher = p
-        .pusher
-        .as_ref()
-        .and_then(User::display)
-        .or_else(|| p.sender.as_ref().and_then(User::display))
+    let git_ref = required(&p.git_ref, &what, "ref")?;
+    // None of the three sends `created` / `deleted` / `forced` flags.
+    let change = RefChange::new(before_raw, after_raw, None, None);
+    let pusher = [&p.pusher, &p.sender]
+        .into_iter()
+        .find_map(|u| u.as_ref().and_then(User::display))
         .map(str::to_string);
 
     let commits: &[Commit] = p.commits.as_deref().unwrap_or(&[]);
     // Listed newest first; `head_commit` is missing from older Gogs/Gitea.
-    let head_message = p
+    let head = p
         .head_commit
         .as_ref()
+        .or_else(|| commit_with_id(commits, change.after.as_deref()))
         .or_else(|| {
-            commits
-                .iter()
-                .find(|c| c.id.as_ref().map(Str::as_str) == after.as_deref())
-        })
-        .or_else(|| if deleted { None } else { commits.first() })
-        .and_then(|c| c.message.as_ref())
-        .map(|m| m.as_str().to_string());
-    let commit_messages: Vec<String> = commits
-        .iter()
-        .filter_map(|c| c.message.as_ref().map(|m| m.as_str().to_string()))
-        .collect();
+            if change.deleted {
+                None
+            } else {
+                commits.first()
+            }
+        });
     let commits_complete = match p.total_commits {
         Some(total) => commits.len() as u64 >= total,
         // Without a total the list may have been cut at FEED_MAX_COMMIT_NUM;
         // only a deletion is known to bring no commits.
-        None => deleted && commits.is_empty(),
+        None => change.deleted && commits.is_empty(),
     };
-
-    let changed = if deleted {
-        ChangedFiles::Complete(Vec::new())
-    } else {
-        let trusted =
-            commits_complete && !created && !forced && commits.iter().all(Commit::has_file_lists);
-        changed_files(commits.iter().flat_map(Commit::files), trusted)
-    };
-
-    Ok(Event::Push(vec![Push {
-        repository,
-        git_ref,
-        before,
-        after,
-        created,
-        deleted,
-        forced,
+    let push = ForgePush {
         pusher,
-        head_message,
-        commit_messages,
+        head_message: message_of(head),
         commits_complete,
-        changed_files: changed,
-    }]))
+        ..ForgePush::new(repository, git_ref, change, commits)
+    };
+    Ok(Event::Push(vec![push.into_push()]))
+}
+
+/// Gitea, Forgejo or Gogs: one payload shape, told apart by their event
+/// header.
+pub struct GiteaFamily {
+    id: Provider,
+    event_header: &'static str,
+    delivery_headers: &'static [&'static str],
+}
+
+/// Forgejo: it also sends Gitea's and Gogs' headers, so it comes first.
+pub static FORGEJO: GiteaFamily = GiteaFamily {
+    id: Provider::Forgejo,
+    event_header: "x-forgejo-event",
+    delivery_headers: &["x-forgejo-delivery", "x-gitea-delivery"],
+};
+
+/// Gitea: it also sends Gogs' and GitHub-style headers.
+pub static GITEA: GiteaFamily = GiteaFamily {
+    id: Provider::Gitea,
+    event_header: "x-gitea-event",
+    delivery_headers: &["x-gitea-delivery"],
+};
+
+/// Gogs.
+pub static GOGS: GiteaFamily = GiteaFamily {
+    id: Provider::Gogs,
+    event_header: "x-gogs-event",
+    delivery_headers: &["x-gogs-delivery"],
+};
+
+/// The signature headers of the three, most specific first; each is a bare
+/// hex HMAC-SHA256 of the JSON document (a form body's decoded `payload`).
+const SIGNATURE_HEADERS: [&str; 3] = [
+    "X-Forgejo-Signature",
+    "X-Gitea-Signature",
+    "X-Gogs-Signature",
+];
+
+impl Sender for GiteaFamily {
+    fn id(&self) -> Provider {
+        self.id
+    }
+
+    fn detect_by_headers(&self, headers: &Headers) -> Option<Detected> {
+        detect_by_event_header(headers, self.id, self.event_header, self.delivery_headers)
+    }
+
+    fn proof<'h>(&self, headers: &'h Headers) -> Result<FoundProof<'h>, PluginError> {
+        for header in SIGNATURE_HEADERS {
+            if let Some(hex) = headers.get(header) {
+                let proof = Proof::Sha256 {
+                    header,
+                    hex,
+                    signed: Signed::DecodedJson,
+                };
+                return Ok(Some((SignatureScheme::GiteaSha256, proof)));
+            }
+        }
+        let scheme = SignatureScheme::GiteaSha256;
+        prefixed_sha256(headers, "X-Hub-Signature-256", scheme, Signed::RawBody)
+    }
+
+    fn parse(&self, detected: &mut Detected, json: &[u8]) -> Result<Event, PluginError> {
+        parse(self.id, &detected.event_name, json)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{ChangedFiles, Push};
+    use crate::providers::test_support;
 
     fn fixture(path: &str) -> Vec<u8> {
-        let path = format!("{}/../tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read(&path).unwrap_or_else(|e| panic!("read {path}: {e}"))
+        test_support::fixture(path)
     }
 
     fn push(provider: Provider, path: &str) -> Push {
-        match parse(provider, "push", &fixture(path)) {
-            Ok(Event::Push(mut v)) if v.len() == 1 => v.remove(0),
-            other => panic!("{path}: expected one push, got {other:?}"),
-        }
+        test_support::one_push(path, parse(provider, "push", &fixture(path)))
     }
 
     fn ignored_reason(provider: Provider, event: &str, path: &str) -> String {
-        match parse(provider, event, &fixture(path)) {
-            Ok(Event::Ignored { reason }) => reason,
-            other => panic!("{path}: expected ignored, got {other:?}"),
-        }
+        test_support::ignored_reason(path, parse(provider, event, &fixture(path)))
     }
 
     #[test]
     fn gitea_push_without_total_commits() {
-        let p = push(Provider::Gitea, "gitea/goscm-push.json");
-        assert_eq!(p.repository.full_name, "gogits/hello-world");
-        assert_eq!(
-            p.repository.urls,
-            vec![
-                "http://try.gitea.io/gogits/hello-world.git",
-                "git@localhost:gogits/hello-world.git",
-                "http://try.gitea.io/gogits/hello-world",
-            ]
-        );
-        assert_eq!(p.git_ref, "refs/heads/master");
-        assert_eq!(
-            p.before.as_deref(),
-            Some("9836a96a253cce25d17988fcf41b8c4205cf779f")
-        );
-        assert_eq!(
-            p.after.as_deref(),
-            Some("4522cbcefc20728a5b72b3a86af35e608622c514")
-        );
-        assert!(!p.created && !p.deleted && !p.forced);
-        assert_eq!(p.pusher.as_deref(), Some("unknwon"));
-        // No head_commit in this old payload: the listed commit with id == after.
-        assert_eq!(p.head_message.as_deref(), Some("Updated readme\n"));
-        assert_eq!(p.commit_messages, vec!["Updated readme\n"]);
-        // No total_commits: the list may have been cut at FEED_MAX_COMMIT_NUM.
-        assert!(!p.commits_complete);
-        assert_eq!(p.changed_files, ChangedFiles::Unknown);
+        // go-scm's Gitea and Gogs fixtures are one payload from two hosts.
+        for (provider, path, host) in [
+            (Provider::Gitea, "gitea/goscm-push.json", "try.gitea.io"),
+            (Provider::Gogs, "gogs/goscm-push.json", "try.gogs.io"),
+        ] {
+            let p = push(provider, path);
+            assert_eq!(p.repository.full_name, "gogits/hello-world");
+            assert_eq!(
+                p.repository.urls,
+                vec![
+                    format!("http://{host}/gogits/hello-world.git"),
+                    "git@localhost:gogits/hello-world.git".into(),
+                    format!("http://{host}/gogits/hello-world"),
+                ]
+            );
+            assert_eq!(p.git_ref, "refs/heads/master");
+            assert_eq!(
+                p.before.as_deref(),
+                Some("9836a96a253cce25d17988fcf41b8c4205cf779f")
+            );
+            assert_eq!(
+                p.after.as_deref(),
+                Some("4522cbcefc20728a5b72b3a86af35e608622c514")
+            );
+            assert!(!p.created && !p.deleted && !p.forced);
+            assert_eq!(p.pusher.as_deref(), Some("unknwon"));
+            // No head_commit in this old payload: the listed commit with id == after.
+            assert_eq!(p.head_message.as_deref(), Some("Updated readme\n"));
+            assert_eq!(p.commit_messages, vec!["Updated readme\n"]);
+            // No total_commits: the list may have been cut at FEED_MAX_COMMIT_NUM.
+            assert!(!p.commits_complete);
+            assert_eq!(p.changed_files, ChangedFiles::Unknown);
+        }
 
         let p = push(Provider::Gitea, "gitea/woodpecker-HookPush.json");
         assert_eq!(p.repository.full_name, "gordon/hello-world");
@@ -384,32 +359,6 @@ mod tests {
         );
         assert_eq!(p.pusher.as_deref(), Some("gordon"));
         assert_eq!(p.head_message.as_deref(), Some("bump\n"));
-        assert_eq!(p.changed_files, ChangedFiles::Unknown);
-
-        let p = push(Provider::Gogs, "gogs/goscm-push.json");
-        assert_eq!(p.repository.full_name, "gogits/hello-world");
-        assert_eq!(
-            p.repository.urls,
-            vec![
-                "http://try.gogs.io/gogits/hello-world.git",
-                "git@localhost:gogits/hello-world.git",
-                "http://try.gogs.io/gogits/hello-world",
-            ]
-        );
-        assert_eq!(p.git_ref, "refs/heads/master");
-        assert_eq!(
-            p.before.as_deref(),
-            Some("9836a96a253cce25d17988fcf41b8c4205cf779f")
-        );
-        assert_eq!(
-            p.after.as_deref(),
-            Some("4522cbcefc20728a5b72b3a86af35e608622c514")
-        );
-        assert!(!p.created && !p.deleted && !p.forced);
-        assert_eq!(p.pusher.as_deref(), Some("unknwon"));
-        assert_eq!(p.head_message.as_deref(), Some("Updated readme\n"));
-        assert_eq!(p.commit_messages.len(), 1);
-        assert!(!p.commits_complete);
         assert_eq!(p.changed_files, ChangedFiles::Unknown);
     }
 

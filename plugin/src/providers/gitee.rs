@@ -12,79 +12,50 @@
 //! - Every other event (`Merge Request Hook`, `Issue Hook`, `Note Hook`...) →
 //!   [`Event::Ignored`].
 
-use std::borrow::Cow;
-
 use serde::Deserialize;
 
-use super::common::push_url;
+use super::common::{
+    commit_with_id, first_non_empty, message_of, missing, non_empty, repository, required, Commit,
+    ForgePush, RefChange, Str,
+};
 use crate::error::{malformed, PluginError};
-use crate::model::{ChangedFiles, Event, Push, Repository};
-use crate::providers::common::{changed_files, is_zero_sha, real_sha};
-
-/// A string that borrows from the input unless it holds escapes.
-#[derive(Deserialize, Debug, Clone)]
-#[serde(transparent)]
-struct Str<'a>(#[serde(borrow)] Cow<'a, str>);
-
-impl Str<'_> {
-    fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// `Some(&str)` for a present, non-empty string.
-fn non_empty<'s>(s: &'s Option<Str<'_>>) -> Option<&'s str> {
-    s.as_ref().map(Str::as_str).filter(|v| !v.is_empty())
-}
+use crate::model::{Event, Headers, Provider};
+use crate::providers::{detect_by_event_header, Detected, Sender};
+use crate::signature::{plain_token, FoundProof};
 
 #[derive(Deserialize)]
+#[serde(bound(deserialize = "'de: 'a"))]
 struct User<'a> {
-    #[serde(borrow)]
     username: Option<Str<'a>>,
-    #[serde(borrow)]
     user_name: Option<Str<'a>>,
-    #[serde(borrow)]
     login: Option<Str<'a>>,
-    #[serde(borrow)]
     name: Option<Str<'a>>,
 }
 
 impl User<'_> {
     fn display(&self) -> Option<&str> {
-        non_empty(&self.username)
-            .or(non_empty(&self.user_name))
-            .or(non_empty(&self.login))
-            .or(non_empty(&self.name))
+        first_non_empty(&[&self.username, &self.user_name, &self.login, &self.name])
     }
 }
 
 #[derive(Deserialize)]
+#[serde(bound(deserialize = "'de: 'a"))]
 struct Repo<'a> {
-    #[serde(borrow)]
     full_name: Option<Str<'a>>,
-    #[serde(borrow)]
     path_with_namespace: Option<Str<'a>>,
-    #[serde(borrow)]
     clone_url: Option<Str<'a>>,
-    #[serde(borrow)]
     git_http_url: Option<Str<'a>>,
-    #[serde(borrow)]
     ssh_url: Option<Str<'a>>,
-    #[serde(borrow)]
     git_ssh_url: Option<Str<'a>>,
-    #[serde(borrow)]
     git_url: Option<Str<'a>>,
-    #[serde(borrow)]
     html_url: Option<Str<'a>>,
-    #[serde(borrow)]
     url: Option<Str<'a>>,
-    #[serde(borrow)]
     homepage: Option<Str<'a>>,
 }
 
 impl Repo<'_> {
     fn full_name(&self) -> Option<&str> {
-        non_empty(&self.full_name).or(non_empty(&self.path_with_namespace))
+        first_non_empty(&[&self.full_name, &self.path_with_namespace])
     }
 
     fn urls(&self) -> [&Option<Str<'_>>; 8] {
@@ -102,60 +73,23 @@ impl Repo<'_> {
 }
 
 #[derive(Deserialize)]
-struct Commit<'a> {
-    #[serde(borrow)]
-    id: Option<Str<'a>>,
-    #[serde(borrow)]
-    message: Option<Str<'a>>,
-    #[serde(borrow)]
-    added: Option<Vec<Str<'a>>>,
-    #[serde(borrow)]
-    removed: Option<Vec<Str<'a>>>,
-    #[serde(borrow)]
-    modified: Option<Vec<Str<'a>>>,
-}
-
-impl Commit<'_> {
-    fn has_file_lists(&self) -> bool {
-        self.added.is_some() && self.removed.is_some() && self.modified.is_some()
-    }
-
-    fn files(&self) -> impl Iterator<Item = &str> {
-        [&self.added, &self.removed, &self.modified]
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(Str::as_str)
-    }
-}
-
-#[derive(Deserialize)]
+#[serde(bound(deserialize = "'de: 'a"))]
 struct PushPayload<'a> {
-    #[serde(borrow, rename = "ref")]
+    #[serde(rename = "ref")]
     git_ref: Option<Str<'a>>,
-    #[serde(borrow)]
     before: Option<Str<'a>>,
-    #[serde(borrow)]
     after: Option<Str<'a>>,
     created: Option<bool>,
     deleted: Option<bool>,
-    #[serde(borrow)]
     commits: Option<Vec<Commit<'a>>>,
-    #[serde(borrow)]
     head_commit: Option<Commit<'a>>,
     total_commits_count: Option<u64>,
     commits_more_than_ten: Option<bool>,
-    #[serde(borrow)]
     repository: Option<Repo<'a>>,
-    #[serde(borrow)]
     project: Option<Repo<'a>>,
-    #[serde(borrow)]
     pusher: Option<User<'a>>,
-    #[serde(borrow)]
     user: Option<User<'a>>,
-    #[serde(borrow)]
     sender: Option<User<'a>>,
-    #[serde(borrow)]
     user_name: Option<Str<'a>>,
 }
 
@@ -177,30 +111,17 @@ fn parse_push(event: &str, json: &[u8]) -> Result<Event, PluginError> {
         .iter()
         .flatten()
         .find_map(|r| r.full_name())
-        .ok_or_else(|| {
-            PluginError::MalformedPayload(format!("{what}: missing repository.full_name"))
-        })?
-        .to_string();
-    let mut urls: Vec<String> = Vec::new();
-    for u in repos
-        .iter()
-        .flatten()
-        .flat_map(|r| r.urls())
-        .filter_map(non_empty)
-    {
-        push_url(&mut urls, u);
-    }
-    let repository = Repository { full_name, urls };
-    let git_ref = non_empty(&p.git_ref)
-        .ok_or_else(|| PluginError::MalformedPayload(format!("{what}: missing ref")))?
-        .to_string();
-
-    let after_raw = non_empty(&p.after);
-    let before = real_sha(non_empty(&p.before));
-    let after = real_sha(after_raw);
-    let created = p.created.unwrap_or(false) || before.is_none();
-    let deleted = p.deleted.unwrap_or(false) || after_raw.is_some_and(is_zero_sha);
-    let forced = false;
+        .ok_or_else(|| missing(&what, "repository.full_name"))?;
+    let urls = repos.iter().flatten().flat_map(|r| r.urls());
+    let repository = repository(full_name, urls.filter_map(non_empty));
+    let git_ref = required(&p.git_ref, &what, "ref")?;
+    // Gitee sends `created` and `deleted`, but no `forced`.
+    let change = RefChange::new(
+        non_empty(&p.before),
+        non_empty(&p.after),
+        p.created,
+        p.deleted,
+    );
     let pusher = [p.pusher.as_ref(), p.user.as_ref()]
         .into_iter()
         .flatten()
@@ -210,66 +131,57 @@ fn parse_push(event: &str, json: &[u8]) -> Result<Event, PluginError> {
         .map(str::to_string);
 
     let commits: &[Commit] = p.commits.as_deref().unwrap_or(&[]);
-    let head_message = p
+    let head = p
         .head_commit
         .as_ref()
-        .or_else(|| {
-            commits
-                .iter()
-                .find(|c| c.id.as_ref().map(Str::as_str) == after.as_deref())
-        })
-        .or_else(|| if deleted { None } else { commits.last() })
-        .and_then(|c| c.message.as_ref())
-        .map(|m| m.as_str().to_string());
-    let commit_messages: Vec<String> = commits
-        .iter()
-        .filter_map(|c| c.message.as_ref().map(|m| m.as_str().to_string()))
-        .collect();
+        .or_else(|| commit_with_id(commits, change.after.as_deref()))
+        .or_else(|| if change.deleted { None } else { commits.last() });
     let commits_complete = p.commits_more_than_ten != Some(true)
         && p.total_commits_count
             .is_none_or(|total| commits.len() as u64 >= total);
-
-    let changed = if deleted {
-        ChangedFiles::Complete(Vec::new())
-    } else {
-        let trusted =
-            commits_complete && !created && !forced && commits.iter().all(Commit::has_file_lists);
-        changed_files(commits.iter().flat_map(Commit::files), trusted)
-    };
-
-    Ok(Event::Push(vec![Push {
-        repository,
-        git_ref,
-        before,
-        after,
-        created,
-        deleted,
-        forced,
+    let push = ForgePush {
         pusher,
-        head_message,
-        commit_messages,
+        head_message: message_of(head),
         commits_complete,
-        changed_files: changed,
-    }]))
+        ..ForgePush::new(repository, git_ref, change, commits)
+    };
+    Ok(Event::Push(vec![push.into_push()]))
+}
+
+/// Gitee: `X-Gitee-Event`, and the secret itself in `X-Gitee-Token`.
+pub struct Gitee;
+
+impl Sender for Gitee {
+    fn id(&self) -> Provider {
+        Provider::Gitee
+    }
+
+    fn detect_by_headers(&self, headers: &Headers) -> Option<Detected> {
+        let delivery = ["x-gitee-delivery", "x-gitee-timestamp"];
+        detect_by_event_header(headers, Provider::Gitee, "x-gitee-event", &delivery)
+    }
+
+    fn proof<'h>(&self, headers: &'h Headers) -> Result<FoundProof<'h>, PluginError> {
+        Ok(plain_token(headers, "X-Gitee-Token"))
+    }
+
+    fn parse(&self, detected: &mut Detected, json: &[u8]) -> Result<Event, PluginError> {
+        parse(&detected.event_name, json)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{ChangedFiles, Push};
+    use crate::providers::test_support;
 
     fn fixture(name: &str) -> Vec<u8> {
-        let path = format!(
-            "{}/../tests/fixtures/gitee/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read(&path).unwrap_or_else(|e| panic!("read {path}: {e}"))
+        test_support::fixture(&format!("gitee/{name}"))
     }
 
     fn push(event: &str, name: &str) -> Push {
-        match parse(event, &fixture(name)) {
-            Ok(Event::Push(mut v)) if v.len() == 1 => v.remove(0),
-            other => panic!("{name}: expected one push, got {other:?}"),
-        }
+        test_support::one_push(name, parse(event, &fixture(name)))
     }
 
     const REPO: &str = "kit101/drone-yml-test";

@@ -13,136 +13,77 @@
 //! - `create`, `delete`, `deployment_status` and every other event →
 //!   [`Event::Ignored`].
 
-use std::borrow::Cow;
-
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
-use super::common::push_url;
+use super::common::{
+    commit_with_id, first_non_empty, message_of, missing, non_empty, repository, required, Commit,
+    ForgePush, RefChange, Str,
+};
 use crate::error::{malformed, PluginError};
-use crate::model::{ChangedFiles, Deployment, Event, ImagePush, Push, Repository};
-use crate::providers::common::{changed_files, is_zero_sha, real_sha};
+use crate::model::{Deployment, Event, Headers, ImagePush, Provider, Repository};
+use crate::outcome::SignatureScheme;
+use crate::providers::{detect_by_event_header, Detected, Sender};
+use crate::signature::{prefixed_sha1, prefixed_sha256, FoundProof, Signed};
 
 /// GitHub lists at most this many commits in a push payload.
 const MAX_PUSH_COMMITS: usize = 2048;
 /// GitHub reports at most this many changed files per commit.
 const MAX_COMMIT_FILES: usize = 3000;
 
-/// A string that borrows from the input unless it holds escapes.
-#[derive(Deserialize, Debug, Clone)]
-#[serde(transparent)]
-struct Str<'a>(#[serde(borrow)] Cow<'a, str>);
-
-impl Str<'_> {
-    fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// `Some(&str)` for a present, non-empty string.
-fn non_empty<'s>(s: &'s Option<Str<'_>>) -> Option<&'s str> {
-    s.as_ref().map(Str::as_str).filter(|v| !v.is_empty())
-}
-
 #[derive(Deserialize)]
+#[serde(bound(deserialize = "'de: 'a"))]
 struct User<'a> {
-    #[serde(borrow)]
     login: Option<Str<'a>>,
-    #[serde(borrow)]
     name: Option<Str<'a>>,
-    #[serde(borrow)]
     username: Option<Str<'a>>,
 }
 
 #[derive(Deserialize)]
+#[serde(bound(deserialize = "'de: 'a"))]
 struct Repo<'a> {
-    #[serde(borrow)]
     full_name: Option<Str<'a>>,
-    #[serde(borrow)]
     clone_url: Option<Str<'a>>,
-    #[serde(borrow)]
     ssh_url: Option<Str<'a>>,
-    #[serde(borrow)]
     git_url: Option<Str<'a>>,
-    #[serde(borrow)]
     html_url: Option<Str<'a>>,
 }
 
 impl Repo<'_> {
     fn to_model(&self, what: &str) -> Result<Repository, PluginError> {
-        let full_name = non_empty(&self.full_name).ok_or_else(|| {
-            PluginError::MalformedPayload(format!("{what}: missing repository.full_name"))
-        })?;
-        let mut urls: Vec<String> = Vec::new();
-        for url in [
+        let full_name = required(&self.full_name, what, "repository.full_name")?;
+        let urls = [
             &self.clone_url,
             &self.ssh_url,
             &self.git_url,
             &self.html_url,
-        ] {
-            if let Some(u) = non_empty(url) {
-                push_url(&mut urls, u);
-            }
-        }
-        Ok(Repository {
-            full_name: full_name.to_string(),
-            urls,
-        })
+        ];
+        Ok(repository(
+            &full_name,
+            urls.into_iter().filter_map(non_empty),
+        ))
     }
+}
+
+/// Whether the commit carries all three file lists, none of them capped.
+fn has_full_file_lists(commit: &Commit<'_>) -> bool {
+    commit.has_file_lists() && commit.file_count() < MAX_COMMIT_FILES
 }
 
 #[derive(Deserialize)]
-struct Commit<'a> {
-    #[serde(borrow)]
-    id: Option<Str<'a>>,
-    #[serde(borrow)]
-    message: Option<Str<'a>>,
-    #[serde(borrow)]
-    added: Option<Vec<Str<'a>>>,
-    #[serde(borrow)]
-    removed: Option<Vec<Str<'a>>>,
-    #[serde(borrow)]
-    modified: Option<Vec<Str<'a>>>,
-}
-
-impl Commit<'_> {
-    /// Whether the commit carries all three file lists, none of them capped.
-    fn has_full_file_lists(&self) -> bool {
-        match (&self.added, &self.removed, &self.modified) {
-            (Some(a), Some(r), Some(m)) => a.len() + r.len() + m.len() < MAX_COMMIT_FILES,
-            _ => false,
-        }
-    }
-
-    fn files(&self) -> impl Iterator<Item = &str> {
-        [&self.added, &self.removed, &self.modified]
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(Str::as_str)
-    }
-}
-
-#[derive(Deserialize)]
+#[serde(bound(deserialize = "'de: 'a"))]
 struct PushPayload<'a> {
-    #[serde(borrow, rename = "ref")]
+    #[serde(rename = "ref")]
     git_ref: Option<Str<'a>>,
-    #[serde(borrow)]
     before: Option<Str<'a>>,
-    #[serde(borrow)]
     after: Option<Str<'a>>,
     created: Option<bool>,
     deleted: Option<bool>,
     forced: Option<bool>,
-    #[serde(borrow)]
     commits: Option<Vec<Commit<'a>>>,
-    #[serde(borrow)]
     head_commit: Option<Commit<'a>>,
-    #[serde(borrow)]
     repository: Option<Repo<'a>>,
-    #[serde(borrow)]
     pusher: Option<User<'a>>,
-    #[serde(borrow)]
     sender: Option<User<'a>>,
 }
 
@@ -172,81 +113,44 @@ fn ignored(reason: impl Into<String>) -> Event {
 fn parse_push(json: &[u8]) -> Result<Event, PluginError> {
     const WHAT: &str = "github push";
     let p: PushPayload = serde_json::from_slice(json).map_err(|e| malformed(WHAT, e))?;
-    let git_ref = non_empty(&p.git_ref)
-        .ok_or_else(|| PluginError::MalformedPayload(format!("{WHAT}: missing ref")))?
-        .to_string();
+    let git_ref = required(&p.git_ref, WHAT, "ref")?;
     let repository = p
         .repository
         .as_ref()
-        .ok_or_else(|| PluginError::MalformedPayload(format!("{WHAT}: missing repository")))?
+        .ok_or_else(|| missing(WHAT, "repository"))?
         .to_model(WHAT)?;
-
-    let before_raw = p.before.as_ref().map(Str::as_str);
-    let after_raw = p.after.as_ref().map(Str::as_str);
-    let before = real_sha(before_raw);
-    let after = real_sha(after_raw);
-    let created = p.created.unwrap_or(false) || before.is_none();
-    let deleted = p.deleted.unwrap_or(false) || after_raw.is_some_and(is_zero_sha);
-    let forced = p.forced.unwrap_or(false);
-
+    let change = RefChange::new(
+        p.before.as_ref().map(Str::as_str),
+        p.after.as_ref().map(Str::as_str),
+        p.created,
+        p.deleted,
+    );
     let pusher = p
         .pusher
         .as_ref()
-        .and_then(|u| {
-            non_empty(&u.name)
-                .or(non_empty(&u.login))
-                .or(non_empty(&u.username))
-        })
+        .and_then(|u| first_non_empty(&[&u.name, &u.login, &u.username]))
         .or_else(|| p.sender.as_ref().and_then(|u| non_empty(&u.login)))
         .map(str::to_string);
-
     let commits: &[Commit] = p.commits.as_deref().unwrap_or(&[]);
-    let head_message = p
+    let head = p
         .head_commit
         .as_ref()
-        .or_else(|| {
-            commits
-                .iter()
-                .find(|c| c.id.as_ref().map(Str::as_str) == after.as_deref())
-        })
-        .or_else(|| commits.last())
-        .and_then(|c| c.message.as_ref())
-        .map(|m| m.as_str().to_string());
-    let commit_messages: Vec<String> = commits
-        .iter()
-        .filter_map(|c| c.message.as_ref().map(|m| m.as_str().to_string()))
-        .collect();
-    let commits_complete = commits.len() < MAX_PUSH_COMMITS;
-
-    let changed = if deleted {
-        ChangedFiles::Complete(Vec::new())
-    } else {
-        let trusted = commits_complete
-            && !created
-            && !forced
-            && commits.iter().all(Commit::has_full_file_lists);
-        changed_files(commits.iter().flat_map(Commit::files), trusted)
-    };
-
-    Ok(Event::Push(vec![Push {
-        repository,
-        git_ref,
-        before,
-        after,
-        created,
-        deleted,
-        forced,
+        .or_else(|| commit_with_id(commits, change.after.as_deref()))
+        .or_else(|| commits.last());
+    let push = ForgePush {
+        forced: p.forced.unwrap_or(false),
         pusher,
-        head_message,
-        commit_messages,
-        commits_complete,
-        changed_files: changed,
-    }]))
+        head_message: message_of(head),
+        commits_complete: commits.len() < MAX_PUSH_COMMITS,
+        files_listed: commits.iter().all(has_full_file_lists),
+        ..ForgePush::new(repository, git_ref, change, commits)
+    };
+    Ok(Event::Push(vec![push.into_push()]))
 }
 
 #[derive(Deserialize)]
+#[serde(bound(deserialize = "'de: 'a"))]
 struct PingPayload<'a> {
-    #[serde(borrow)]
     repository: Option<Repo<'a>>,
 }
 
@@ -293,26 +197,22 @@ impl DeploymentPayloadField {
 }
 
 #[derive(Deserialize)]
+#[serde(bound(deserialize = "'de: 'a"))]
 struct DeploymentObject<'a> {
     id: Option<u64>,
-    #[serde(borrow)]
     sha: Option<Str<'a>>,
-    #[serde(borrow, rename = "ref")]
+    #[serde(rename = "ref")]
     git_ref: Option<Str<'a>>,
-    #[serde(borrow)]
     task: Option<Str<'a>>,
-    #[serde(borrow)]
     environment: Option<Str<'a>>,
     payload: Option<DeploymentPayloadField>,
-    #[serde(borrow)]
     creator: Option<User<'a>>,
 }
 
 #[derive(Deserialize)]
+#[serde(bound(deserialize = "'de: 'a"))]
 struct DeploymentEvent<'a> {
-    #[serde(borrow)]
     deployment: Option<DeploymentObject<'a>>,
-    #[serde(borrow)]
     repository: Option<Repo<'a>>,
 }
 
@@ -364,76 +264,61 @@ fn parse_deployment(json: &[u8]) -> Result<Event, PluginError> {
 }
 
 #[derive(Deserialize)]
+#[serde(bound(deserialize = "'de: 'a"))]
 struct ContainerTag<'a> {
-    #[serde(borrow)]
     name: Option<Str<'a>>,
-    #[serde(borrow)]
     digest: Option<Str<'a>>,
 }
 
 #[derive(Deserialize)]
+#[serde(bound(deserialize = "'de: 'a"))]
 struct ContainerManifest<'a> {
-    #[serde(borrow)]
     digest: Option<Str<'a>>,
 }
 
 #[derive(Deserialize)]
+#[serde(bound(deserialize = "'de: 'a"))]
 struct ContainerMetadata<'a> {
-    #[serde(borrow)]
     tag: Option<ContainerTag<'a>>,
-    #[serde(borrow)]
     manifest: Option<ContainerManifest<'a>>,
 }
 
 #[derive(Deserialize)]
+#[serde(bound(deserialize = "'de: 'a"))]
 struct PackageVersion<'a> {
-    #[serde(borrow)]
     version: Option<Str<'a>>,
-    #[serde(borrow)]
     name: Option<Str<'a>>,
-    #[serde(borrow)]
     tag_name: Option<Str<'a>>,
-    #[serde(borrow)]
     package_url: Option<Str<'a>>,
-    #[serde(borrow)]
     installation_command: Option<Str<'a>>,
-    #[serde(borrow)]
     container_metadata: Option<ContainerMetadata<'a>>,
 }
 
 #[derive(Deserialize)]
+#[serde(bound(deserialize = "'de: 'a"))]
 struct PackageRegistry<'a> {
-    #[serde(borrow, rename = "type")]
+    #[serde(rename = "type")]
     kind: Option<Str<'a>>,
 }
 
 #[derive(Deserialize)]
+#[serde(bound(deserialize = "'de: 'a"))]
 struct Package<'a> {
-    #[serde(borrow)]
     name: Option<Str<'a>>,
-    #[serde(borrow)]
     namespace: Option<Str<'a>>,
-    #[serde(borrow)]
     ecosystem: Option<Str<'a>>,
-    #[serde(borrow)]
     package_type: Option<Str<'a>>,
-    #[serde(borrow)]
     owner: Option<User<'a>>,
-    #[serde(borrow)]
     package_version: Option<PackageVersion<'a>>,
-    #[serde(borrow)]
     registry: Option<PackageRegistry<'a>>,
 }
 
 #[derive(Deserialize)]
+#[serde(bound(deserialize = "'de: 'a"))]
 struct PackageEvent<'a> {
-    #[serde(borrow)]
     action: Option<Str<'a>>,
-    #[serde(borrow)]
     package: Option<Package<'a>>,
-    #[serde(borrow)]
     registry_package: Option<Package<'a>>,
-    #[serde(borrow)]
     sender: Option<User<'a>>,
 }
 
@@ -616,6 +501,42 @@ fn parse_package(event: &str, json: &[u8]) -> Result<Event, PluginError> {
         callback_url: None,
         sent_at_ms: None,
     }]))
+}
+
+/// GitHub: `X-GitHub-Event`, signed with `X-Hub-Signature-256` (or, from
+/// old GitHub Enterprise Server, only `X-Hub-Signature`'s SHA-1).
+pub struct Github;
+
+impl Sender for Github {
+    fn id(&self) -> Provider {
+        Provider::Github
+    }
+
+    fn serves(&self, provider: Provider) -> bool {
+        matches!(provider, Provider::Github | Provider::Ghcr)
+    }
+
+    fn detect_by_headers(&self, headers: &Headers) -> Option<Detected> {
+        let delivery = ["x-github-delivery"];
+        detect_by_event_header(headers, Provider::Github, "x-github-event", &delivery)
+    }
+
+    fn proof<'h>(&self, headers: &'h Headers) -> Result<FoundProof<'h>, PluginError> {
+        let sha256 = prefixed_sha256(
+            headers,
+            "X-Hub-Signature-256",
+            SignatureScheme::GithubSha256,
+            Signed::RawBody,
+        )?;
+        match sha256 {
+            Some(found) => Ok(Some(found)),
+            None => prefixed_sha1(headers, "X-Hub-Signature", SignatureScheme::GithubSha1),
+        }
+    }
+
+    fn parse(&self, detected: &mut Detected, json: &[u8]) -> Result<Event, PluginError> {
+        parse(&detected.event_name, json)
+    }
 }
 
 #[cfg(test)]

@@ -1,20 +1,17 @@
 //! Unit tests of `providers::github`, beside it so the parser file stays short.
 
+use std::borrow::Cow;
+
 use super::*;
+use crate::model::{ChangedFiles, Push};
+use crate::providers::test_support;
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = format!(
-        "{}/../tests/fixtures/github/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read(&path).unwrap_or_else(|e| panic!("read {path}: {e}"))
+    test_support::fixture(&format!("github/{name}"))
 }
 
 fn push(name: &str) -> Push {
-    match parse("push", &fixture(name)) {
-        Ok(Event::Push(mut v)) if v.len() == 1 => v.remove(0),
-        other => panic!("{name}: expected one push, got {other:?}"),
-    }
+    test_support::one_push(name, parse("push", &fixture(name)))
 }
 
 fn files(list: &[&str]) -> ChangedFiles {
@@ -22,10 +19,7 @@ fn files(list: &[&str]) -> ChangedFiles {
 }
 
 fn ignored_reason(event: &str, name: &str) -> String {
-    match parse(event, &fixture(name)) {
-        Ok(Event::Ignored { reason }) => reason,
-        other => panic!("{name}: expected ignored, got {other:?}"),
-    }
+    test_support::ignored_reason(name, parse(event, &fixture(name)))
 }
 
 #[test]

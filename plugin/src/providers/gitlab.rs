@@ -14,130 +14,68 @@
 //!   every other event (`Merge Request Hook`, `Pipeline Hook`, `Release Hook`,
 //!   `Job Hook`, `Note Hook`...) → [`Event::Ignored`].
 
-use std::borrow::Cow;
-
 use serde::Deserialize;
 
-use super::common::push_url;
+use super::common::{
+    first_non_empty, message_of, missing, non_empty, real_sha, repository, required, Commit,
+    ForgePush, RefChange, Str,
+};
 use crate::error::{malformed, PluginError};
-use crate::model::{ChangedFiles, Event, Push, Repository};
-use crate::providers::common::{changed_files, is_zero_sha, real_sha};
-
-/// A string that borrows from the input unless it holds escapes.
-#[derive(Deserialize, Debug, Clone)]
-#[serde(transparent)]
-struct Str<'a>(#[serde(borrow)] Cow<'a, str>);
-
-impl Str<'_> {
-    fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// `Some(&str)` for a present, non-empty string.
-fn non_empty<'s>(s: &'s Option<Str<'_>>) -> Option<&'s str> {
-    s.as_ref().map(Str::as_str).filter(|v| !v.is_empty())
-}
+use crate::model::{Event, Headers, Provider, Repository};
+use crate::providers::{detect_by_event_header, Detected, Sender};
+use crate::signature::{plain_token, FoundProof};
 
 /// Just the fields that say what a body is.
 #[derive(Deserialize)]
+#[serde(bound(deserialize = "'de: 'a"))]
 struct Kind<'a> {
-    #[serde(borrow)]
     object_kind: Option<Str<'a>>,
-    #[serde(borrow)]
     event_name: Option<Str<'a>>,
 }
 
 impl Kind<'_> {
     fn kind(&self) -> Option<&str> {
-        non_empty(&self.object_kind).or(non_empty(&self.event_name))
+        first_non_empty(&[&self.object_kind, &self.event_name])
     }
 }
 
 #[derive(Deserialize)]
+#[serde(bound(deserialize = "'de: 'a"))]
 struct Project<'a> {
-    #[serde(borrow)]
     path_with_namespace: Option<Str<'a>>,
-    #[serde(borrow)]
     git_http_url: Option<Str<'a>>,
-    #[serde(borrow)]
     git_ssh_url: Option<Str<'a>>,
-    #[serde(borrow)]
     web_url: Option<Str<'a>>,
-    #[serde(borrow)]
     homepage: Option<Str<'a>>,
-    #[serde(borrow)]
     url: Option<Str<'a>>,
-    #[serde(borrow)]
     ssh_url: Option<Str<'a>>,
-    #[serde(borrow)]
     http_url: Option<Str<'a>>,
 }
 
 #[derive(Deserialize)]
+#[serde(bound(deserialize = "'de: 'a"))]
 struct GlRepository<'a> {
-    #[serde(borrow)]
     url: Option<Str<'a>>,
-    #[serde(borrow)]
     homepage: Option<Str<'a>>,
-    #[serde(borrow)]
     git_http_url: Option<Str<'a>>,
-    #[serde(borrow)]
     git_ssh_url: Option<Str<'a>>,
 }
 
 #[derive(Deserialize)]
-struct Commit<'a> {
-    #[serde(borrow)]
-    id: Option<Str<'a>>,
-    #[serde(borrow)]
-    message: Option<Str<'a>>,
-    #[serde(borrow)]
-    added: Option<Vec<Str<'a>>>,
-    #[serde(borrow)]
-    removed: Option<Vec<Str<'a>>>,
-    #[serde(borrow)]
-    modified: Option<Vec<Str<'a>>>,
-}
-
-impl Commit<'_> {
-    fn has_file_lists(&self) -> bool {
-        self.added.is_some() && self.removed.is_some() && self.modified.is_some()
-    }
-
-    fn files(&self) -> impl Iterator<Item = &str> {
-        [&self.added, &self.removed, &self.modified]
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(Str::as_str)
-    }
-}
-
-#[derive(Deserialize)]
+#[serde(bound(deserialize = "'de: 'a"))]
 struct PushPayload<'a> {
-    #[serde(borrow)]
     object_kind: Option<Str<'a>>,
-    #[serde(borrow)]
     event_name: Option<Str<'a>>,
-    #[serde(borrow, rename = "ref")]
+    #[serde(rename = "ref")]
     git_ref: Option<Str<'a>>,
-    #[serde(borrow)]
     before: Option<Str<'a>>,
-    #[serde(borrow)]
     after: Option<Str<'a>>,
-    #[serde(borrow)]
     checkout_sha: Option<Str<'a>>,
-    #[serde(borrow)]
     user_username: Option<Str<'a>>,
-    #[serde(borrow)]
     user_name: Option<Str<'a>>,
     total_commits_count: Option<u64>,
-    #[serde(borrow)]
     commits: Option<Vec<Commit<'a>>>,
-    #[serde(borrow)]
     project: Option<Project<'a>>,
-    #[serde(borrow)]
     repository: Option<GlRepository<'a>>,
 }
 
@@ -171,7 +109,7 @@ fn url_path(url: &str) -> Option<&str> {
     (!path.is_empty()).then_some(path)
 }
 
-fn repository(p: &PushPayload, what: &str) -> Result<Repository, PluginError> {
+fn push_repository(p: &PushPayload, what: &str) -> Result<Repository, PluginError> {
     let project = p.project.as_ref();
     let repo = p.repository.as_ref();
     // Payloads older than GitLab 8.5 have no `project`; their homepage is the web URL.
@@ -183,9 +121,7 @@ fn repository(p: &PushPayload, what: &str) -> Result<Repository, PluginError> {
                 .and_then(url_path)
         })
         .or_else(|| repo.and_then(|r| non_empty(&r.homepage)).and_then(url_path))
-        .ok_or_else(|| {
-            PluginError::MalformedPayload(format!("{what}: missing project.path_with_namespace"))
-        })?;
+        .ok_or_else(|| missing(what, "project.path_with_namespace"))?;
     let mut candidates: Vec<&Option<Str>> = Vec::new();
     if let Some(pr) = project {
         candidates.extend([
@@ -201,20 +137,16 @@ fn repository(p: &PushPayload, what: &str) -> Result<Repository, PluginError> {
     if let Some(r) = repo {
         candidates.extend([&r.git_http_url, &r.git_ssh_url, &r.homepage, &r.url]);
     }
-    let mut urls: Vec<String> = Vec::new();
-    for u in candidates.into_iter().filter_map(non_empty) {
-        push_url(&mut urls, u);
-    }
-    Ok(Repository {
-        full_name: full_name.to_string(),
-        urls,
-    })
+    Ok(repository(
+        full_name,
+        candidates.into_iter().filter_map(non_empty),
+    ))
 }
 
 fn parse_push(event: &str, json: &[u8]) -> Result<Event, PluginError> {
     let mut what = format!("gitlab {}", event.to_ascii_lowercase());
     let p: PushPayload = serde_json::from_slice(json).map_err(|e| malformed(&what, e))?;
-    let kind = non_empty(&p.object_kind).or(non_empty(&p.event_name));
+    let kind = first_non_empty(&[&p.object_kind, &p.event_name]);
     match kind {
         Some("push" | "tag_push") | None => {}
         Some(kind) => {
@@ -226,94 +158,85 @@ fn parse_push(event: &str, json: &[u8]) -> Result<Event, PluginError> {
     if let Some(kind) = kind {
         what = format!("gitlab {kind}");
     }
-    let repository = repository(&p, &what)?;
-    let git_ref = non_empty(&p.git_ref)
-        .ok_or_else(|| PluginError::MalformedPayload(format!("{what}: missing ref")))?
-        .to_string();
-
-    let after_raw = non_empty(&p.after);
-    let before = real_sha(non_empty(&p.before));
-    let after = real_sha(after_raw);
-    let created = before.is_none();
-    let deleted = after_raw.is_some_and(is_zero_sha);
-    let forced = false;
-    let pusher = non_empty(&p.user_username)
-        .or(non_empty(&p.user_name))
-        .map(str::to_string);
+    let repository = push_repository(&p, &what)?;
+    let git_ref = required(&p.git_ref, &what, "ref")?;
+    // GitLab sends no `created` / `deleted` / `forced` flags.
+    let mut change = RefChange::new(non_empty(&p.before), non_empty(&p.after), None, None);
+    let pusher = first_non_empty(&[&p.user_username, &p.user_name]).map(str::to_string);
 
     let commits: &[Commit] = p.commits.as_deref().unwrap_or(&[]);
     let checkout = real_sha(non_empty(&p.checkout_sha));
     // Listed oldest first; for an annotated tag `after` is the tag object and
     // `checkout_sha` the commit.
-    let head_message = commits
+    let head = commits
         .iter()
         .find(|c| {
-            let id = c.id.as_ref().map(Str::as_str);
-            id.is_some() && (id == after.as_deref() || id == checkout.as_deref())
+            let id = c.id();
+            id.is_some() && (id == change.after.as_deref() || id == checkout.as_deref())
         })
-        .or_else(|| if deleted { None } else { commits.last() })
-        .and_then(|c| c.message.as_ref())
-        .map(|m| m.as_str().to_string());
-    let commit_messages: Vec<String> = commits
-        .iter()
-        .filter_map(|c| c.message.as_ref().map(|m| m.as_str().to_string()))
-        .collect();
+        .or_else(|| if change.deleted { None } else { commits.last() });
     let commits_complete = match p.total_commits_count {
         Some(total) => commits.len() as u64 >= total,
-        None => deleted && commits.is_empty(),
+        None => change.deleted && commits.is_empty(),
     };
-
-    let changed = if deleted {
-        ChangedFiles::Complete(Vec::new())
-    } else {
-        let trusted =
-            commits_complete && !created && !forced && commits.iter().all(Commit::has_file_lists);
-        changed_files(commits.iter().flat_map(Commit::files), trusted)
-    };
-
     // `after` names the commit: for an annotated tag GitLab's `after` is the
     // tag object, and `checkout_sha` the commit it points at.
-    let after = if deleted { None } else { checkout.or(after) };
-    Ok(Event::Push(vec![Push {
-        repository,
-        git_ref,
-        before,
-        after,
-        created,
-        deleted,
-        forced,
+    change.after = if change.deleted {
+        None
+    } else {
+        checkout.or(change.after)
+    };
+    let push = ForgePush {
         pusher,
-        head_message,
-        commit_messages,
+        head_message: message_of(head),
         commits_complete,
-        changed_files: changed,
-    }]))
+        ..ForgePush::new(repository, git_ref, change, commits)
+    };
+    Ok(Event::Push(vec![push.into_push()]))
+}
+
+/// GitLab: `X-Gitlab-Event`, and the secret itself in `X-Gitlab-Token`.
+pub struct Gitlab;
+
+impl Sender for Gitlab {
+    fn id(&self) -> Provider {
+        Provider::Gitlab
+    }
+
+    fn detect_by_headers(&self, headers: &Headers) -> Option<Detected> {
+        let delivery = [
+            "x-gitlab-event-uuid",
+            "x-gitlab-webhook-uuid",
+            "x-request-id",
+        ];
+        detect_by_event_header(headers, Provider::Gitlab, "x-gitlab-event", &delivery)
+    }
+
+    fn proof<'h>(&self, headers: &'h Headers) -> Result<FoundProof<'h>, PluginError> {
+        Ok(plain_token(headers, "X-Gitlab-Token"))
+    }
+
+    fn parse(&self, detected: &mut Detected, json: &[u8]) -> Result<Event, PluginError> {
+        parse(&detected.event_name, json)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{ChangedFiles, Push};
+    use crate::providers::test_support;
 
     fn fixture(name: &str) -> Vec<u8> {
-        let path = format!(
-            "{}/../tests/fixtures/gitlab/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read(&path).unwrap_or_else(|e| panic!("read {path}: {e}"))
+        test_support::fixture(&format!("gitlab/{name}"))
     }
 
     fn push(event: &str, name: &str) -> Push {
-        match parse(event, &fixture(name)) {
-            Ok(Event::Push(mut v)) if v.len() == 1 => v.remove(0),
-            other => panic!("{name}: expected one push, got {other:?}"),
-        }
+        test_support::one_push(name, parse(event, &fixture(name)))
     }
 
     fn ignored_reason(event: &str, name: &str) -> String {
-        match parse(event, &fixture(name)) {
-            Ok(Event::Ignored { reason }) => reason,
-            other => panic!("{name}: expected ignored, got {other:?}"),
-        }
+        test_support::ignored_reason(name, parse(event, &fixture(name)))
     }
 
     const HELLO: &str = "gitlab-org/hello-world";

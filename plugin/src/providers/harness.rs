@@ -12,7 +12,8 @@ use serde::Deserialize;
 
 use super::common::{changed_files, is_zero_sha, real_sha};
 use crate::error::{malformed, PluginError};
-use crate::model::{ChangedFiles, Event, Push, Repository};
+use crate::model::{ChangedFiles, Event, Headers, Provider, Push, Repository};
+use crate::providers::{detect_by_event_header, Detected, Sender};
 
 #[derive(Deserialize)]
 struct Payload<'a> {
@@ -157,16 +158,31 @@ pub fn parse(trigger: &str, json: &[u8]) -> Result<Event, PluginError> {
     }]))
 }
 
+/// Harness Code: `X-Harness-Trigger`; it signs nothing redeploy can check.
+pub struct Harness;
+
+impl Sender for Harness {
+    fn id(&self) -> Provider {
+        Provider::Harness
+    }
+
+    fn detect_by_headers(&self, headers: &Headers) -> Option<Detected> {
+        let delivery = ["x-harness-webhook-id"];
+        detect_by_event_header(headers, Provider::Harness, "x-harness-trigger", &delivery)
+    }
+
+    fn parse(&self, detected: &mut Detected, json: &[u8]) -> Result<Event, PluginError> {
+        parse(&detected.event_name, json)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::test_support;
 
     fn fixture(name: &str) -> Vec<u8> {
-        std::fs::read(format!(
-            "{}/../tests/fixtures/harness-code/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap()
+        test_support::fixture(&format!("harness-code/{name}"))
     }
 
     fn push(trigger: &str, name: &str) -> Push {

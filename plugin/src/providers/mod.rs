@@ -1,17 +1,26 @@
-//! Provider detection and per-provider payload normalization.
+//! The providers: one [`Sender`] implementation each, listed once in
+//! [`SENDERS`], which detection, signature checking and parsing all read.
 //!
-//! Detection looks at headers first, in an order that matters: Gitea and
-//! Forgejo also send Gogs- and GitHub-style headers, and Forgejo also sends
-//! Gitea's, so the most specific header wins. Senders without an identifying
-//! header (registries, Azure DevOps, the legacy Bitbucket POST service) are
-//! told apart by the shape of the body, except the Distribution registry,
-//! whose `Content-Type` names its notifications when no proxy rewrote it.
+//! A sender says its id, how a delivery of its is recognized (by its headers,
+//! or for senders without an identifying header by the `Content-Type` or the
+//! shape of the body), what proves such a delivery authentic, and how its
+//! payload becomes the normalized [`Event`]. The steps every forge shares
+//! live in [`common`]. Adding a provider is one new file with its
+//! implementation, and one line in [`SENDERS`].
+//!
+//! Detection asks the senders in the registry's order, and the order
+//! matters: Forgejo also sends Gitea's and Gogs' headers, and Gitea and
+//! Forgejo send GitHub-style ones, so the most specific header wins; and a
+//! body that fits several shapes belongs to the first sender that claims it.
+//! Only the Distribution registry is recognized by its `Content-Type` (when
+//! no proxy rewrote it), before any body shape.
 
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 use crate::error::{malformed, PluginError};
 use crate::model::{Event, Headers, Provider};
+use crate::signature::FoundProof;
 
 pub mod azure_devops;
 pub mod bitbucket_cloud;
@@ -24,6 +33,8 @@ pub mod github;
 pub mod gitlab;
 pub mod harness;
 pub mod registries;
+#[cfg(test)]
+mod test_support;
 
 /// A provider and event name found in a delivery's headers or body.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,84 +47,99 @@ pub struct Detected {
     pub delivery: Option<String>,
 }
 
-/// Header-identified providers, most specific first. Each entry is the event
-/// header, the provider, and the delivery-id headers to look at in order.
-const HEADER_PROVIDERS: &[(&str, Provider, &[&str])] = &[
-    (
-        "x-forgejo-event",
-        Provider::Forgejo,
-        &["x-forgejo-delivery", "x-gitea-delivery"],
-    ),
-    ("x-gitea-event", Provider::Gitea, &["x-gitea-delivery"]),
-    ("x-gogs-event", Provider::Gogs, &["x-gogs-delivery"]),
-    (
-        "x-gitee-event",
-        Provider::Gitee,
-        &["x-gitee-delivery", "x-gitee-timestamp"],
-    ),
-    ("x-github-event", Provider::Github, &["x-github-delivery"]),
-    (
-        "x-harness-trigger",
-        Provider::Harness,
-        &["x-harness-webhook-id"],
-    ),
-    (
-        "x-gitlab-event",
-        Provider::Gitlab,
-        &[
-            "x-gitlab-event-uuid",
-            "x-gitlab-webhook-uuid",
-            "x-request-id",
-        ],
-    ),
-];
-
-/// Bitbucket Server / Data Center event keys (prefixes). Every other
-/// `X-Event-Key` is Bitbucket Cloud's.
-const BITBUCKET_SERVER_KEYS: &[&str] = &[
-    "repo:refs_changed",
-    "repo:modified",
-    "repo:forked",
-    "repo:comment:",
-    "repo:secret_detected",
-    "pr:",
-    "mirror:",
-    "project:",
-    "diagnostics:ping",
-];
-
-/// Fields whose presence identifies a header-less sender.
-#[derive(Deserialize, Default)]
-struct BodyShape {
-    // Docker Hub
-    callback_url: Option<IgnoredAny>,
-    push_data: Option<IgnoredAny>,
-    // Harbor
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    event_data: Option<IgnoredAny>,
-    // Quay
-    docker_url: Option<IgnoredAny>,
-    updated_tags: Option<IgnoredAny>,
-    // Distribution's envelope: `{"events": [...]}`
-    events: Option<IgnoredAny>,
-    // Azure Container Registry (one Distribution-style event, no envelope)
-    action: Option<String>,
-    target: Option<IgnoredAny>,
-    request: Option<IgnoredAny>,
-    // Azure DevOps service hooks (and ACR's event id)
-    #[serde(rename = "eventType")]
-    event_type: Option<String>,
-    #[serde(rename = "publisherId")]
-    publisher_id: Option<String>,
-    id: Option<serde_json::Value>,
-    // Legacy Bitbucket POST service
-    canon_url: Option<IgnoredAny>,
-    commits: Option<IgnoredAny>,
-    repository: Option<IgnoredAny>,
+impl Detected {
+    /// A detection of `provider`'s `event_name`, with its delivery id.
+    pub fn new(provider: Provider, event_name: &str, delivery: Option<String>) -> Self {
+        Detected {
+            provider,
+            event_name: event_name.to_string(),
+            delivery,
+        }
+    }
 }
 
-fn header_value(headers: &Headers, names: &[&str]) -> Option<String> {
+/// One webhook sender (a forge, a registry, a service): how its deliveries
+/// are recognized, proven and read.
+pub trait Sender: Sync {
+    /// The provider it is.
+    fn id(&self) -> Provider;
+
+    /// Whether it reads deliveries of `provider`: its own, and for GitHub
+    /// also GHCR's (GitHub's package events, renamed once parsed).
+    fn serves(&self, provider: Provider) -> bool {
+        provider == self.id()
+    }
+
+    /// Recognizes a delivery of its from the headers alone, before any of
+    /// the body is read. `None`: not one of its deliveries (or it sends no
+    /// identifying header).
+    fn detect_by_headers(&self, _headers: &Headers) -> Option<Detected> {
+        None
+    }
+
+    /// Recognizes a delivery without a provider header from its
+    /// `Content-Type`, before any body shape is looked at.
+    fn detect_by_content_type(&self, _headers: &Headers) -> Option<Detected> {
+        None
+    }
+
+    /// Recognizes a delivery without a provider header from the shape of
+    /// its body.
+    fn detect_by_body(&self, _shape: &BodyShape) -> Option<Detected> {
+        None
+    }
+
+    /// What in the headers proves the delivery authentic, with the scheme
+    /// it implies; `None` when it carries nothing (or the sender signs
+    /// nothing, so only stacks without secrets accept it).
+    ///
+    /// # Errors
+    ///
+    /// [`PluginError::BadSignature`] when the header is there but not in
+    /// the sender's format.
+    fn proof<'h>(&self, _headers: &'h Headers) -> Result<FoundProof<'h>, PluginError> {
+        Ok(None)
+    }
+
+    /// Normalizes the payload of a detected delivery. A sender whose event
+    /// name or delivery id is only inside the body updates `detected`.
+    ///
+    /// # Errors
+    ///
+    /// [`PluginError::MalformedPayload`] when the payload of an event that
+    /// could deploy is not what the sender documents.
+    fn parse(&self, detected: &mut Detected, json: &[u8]) -> Result<Event, PluginError>;
+}
+
+/// Every provider, in detection order: the header-identified forges most
+/// specific header first, then the senders known by their body.
+pub static SENDERS: &[&dyn Sender] = &[
+    &gitea::FORGEJO,
+    &gitea::GITEA,
+    &gitea::GOGS,
+    &gitee::Gitee,
+    &github::Github,
+    &harness::Harness,
+    &gitlab::Gitlab,
+    &bitbucket_server::BitbucketServer,
+    &bitbucket_cloud::BitbucketCloud,
+    &azure_devops::AzureDevops,
+    &registries::DockerHub,
+    &registries::Harbor,
+    &registries::Quay,
+    &registries::Distribution,
+    &registries::Acr,
+    &bitbucket_legacy::BitbucketLegacy,
+];
+
+/// The sender that reads deliveries of `provider`; `None` for the manual
+/// trigger and post-receive input, which no webhook sender delivers.
+pub fn sender(provider: Provider) -> Option<&'static dyn Sender> {
+    SENDERS.iter().copied().find(|s| s.serves(provider))
+}
+
+/// The first non-empty value of the headers `names`, in order.
+pub fn header_value(headers: &Headers, names: &[&str]) -> Option<String> {
     names
         .iter()
         .find_map(|n| headers.get(n))
@@ -121,38 +147,80 @@ fn header_value(headers: &Headers, names: &[&str]) -> Option<String> {
         .map(str::to_string)
 }
 
+/// A sender identified by one event header, its delivery id in the first
+/// of `delivery` headers present.
+pub fn detect_by_event_header(
+    headers: &Headers,
+    provider: Provider,
+    event_header: &str,
+    delivery: &[&str],
+) -> Option<Detected> {
+    let event = headers.get(event_header)?;
+    Some(Detected::new(
+        provider,
+        event,
+        header_value(headers, delivery),
+    ))
+}
+
+/// Fields whose presence identifies a header-less sender.
+#[derive(Deserialize, Default)]
+pub struct BodyShape {
+    /// Docker Hub's (legacy) callback URL.
+    pub callback_url: Option<IgnoredAny>,
+    /// Docker Hub's push data.
+    pub push_data: Option<IgnoredAny>,
+    /// Harbor's event type.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// Harbor's event data.
+    pub event_data: Option<IgnoredAny>,
+    /// Quay's image URL.
+    pub docker_url: Option<IgnoredAny>,
+    /// Quay's updated tags.
+    pub updated_tags: Option<IgnoredAny>,
+    /// Distribution's envelope: `{"events": [...]}`.
+    pub events: Option<IgnoredAny>,
+    /// Azure Container Registry's action (one Distribution-style event, no
+    /// envelope).
+    pub action: Option<String>,
+    /// ACR's target.
+    pub target: Option<IgnoredAny>,
+    /// ACR's request.
+    pub request: Option<IgnoredAny>,
+    /// Azure DevOps service hooks' event type.
+    #[serde(rename = "eventType")]
+    pub event_type: Option<String>,
+    /// Azure DevOps service hooks' publisher.
+    #[serde(rename = "publisherId")]
+    pub publisher_id: Option<String>,
+    /// Azure DevOps' notification id, ACR's event id.
+    pub id: Option<serde_json::Value>,
+    /// The legacy Bitbucket POST service's site URL.
+    pub canon_url: Option<IgnoredAny>,
+    /// The legacy Bitbucket POST service's commits.
+    pub commits: Option<IgnoredAny>,
+    /// The legacy Bitbucket POST service's repository.
+    pub repository: Option<IgnoredAny>,
+}
+
+impl BodyShape {
+    /// The body's `id`, a string or a number.
+    pub fn id(&self) -> Option<String> {
+        match &self.id {
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        }
+    }
+}
+
 /// Detects a sender from its headers alone, before any of the body is
 /// read, so a signing sender's signature can be checked before its body
 /// reaches a parser. `None`: no provider header (a registry, Azure DevOps,
 /// the legacy Bitbucket POST service, or a manual trigger).
 pub fn detect_by_headers(headers: &Headers) -> Option<Detected> {
-    for (header, provider, delivery_headers) in HEADER_PROVIDERS {
-        if let Some(event) = headers.get(header) {
-            return Some(Detected {
-                provider: *provider,
-                event_name: event.to_string(),
-                delivery: header_value(headers, delivery_headers),
-            });
-        }
-    }
-    let key = headers.get("x-event-key")?;
-    let server = BITBUCKET_SERVER_KEYS.iter().any(|p| key.starts_with(p));
-    let (provider, delivery) = if server {
-        (
-            Provider::BitbucketServer,
-            header_value(headers, &["x-request-id"]),
-        )
-    } else {
-        (
-            Provider::BitbucketCloud,
-            header_value(headers, &["x-request-uuid", "x-hook-uuid"]),
-        )
-    };
-    Some(Detected {
-        provider,
-        event_name: key.to_string(),
-        delivery,
-    })
+    SENDERS.iter().find_map(|s| s.detect_by_headers(headers))
 }
 
 /// Detects the sender of a delivery. `json` is the decoded JSON document
@@ -164,34 +232,12 @@ pub fn detect(headers: &Headers, json: &[u8]) -> Result<Detected, PluginError> {
     }
 }
 
-/// Whether the `Content-Type` is one of Distribution's notification media
-/// types (parameters and case ignored).
-fn is_distribution_media_type(headers: &Headers) -> bool {
-    let Some(content_type) = headers.get("content-type") else {
-        return false;
-    };
-    let media_type = content_type.split(';').next().unwrap_or("").trim();
-    registries::DISTRIBUTION_EVENTS_MEDIA_TYPES
-        .iter()
-        .any(|m| m.eq_ignore_ascii_case(media_type))
-}
-
-/// The name and delivery id detection gives a Distribution notification
-/// until parsing reads its events ([`parse`] replaces both).
-const DISTRIBUTION_ENVELOPE: &str = "notification";
-
-/// Detects a sender without a provider header from the shape of its body
-/// (and, for the Distribution registry, its `Content-Type`). An empty (or
-/// blank) body is a manual trigger.
+/// Detects a sender without a provider header from its `Content-Type` or
+/// the shape of its body. An empty (or blank) body is a manual trigger.
 pub fn detect_by_body(headers: &Headers, json: &[u8]) -> Result<Detected, PluginError> {
     if json.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Detected {
-            provider: Provider::Manual,
-            event_name: "manual".into(),
-            delivery: None,
-        });
+        return Ok(Detected::new(Provider::Manual, "manual", None));
     }
-
     let shape: BodyShape = serde_json::from_slice(json).map_err(|e| {
         if e.is_data() {
             PluginError::UnknownProvider(
@@ -201,87 +247,23 @@ pub fn detect_by_body(headers: &Headers, json: &[u8]) -> Result<Detected, Plugin
             malformed("body is not JSON and no provider header is present", e)
         }
     })?;
-    let id = match &shape.id {
-        Some(serde_json::Value::String(s)) => Some(s.clone()),
-        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
-        _ => None,
-    };
-    let detected = |provider, event_name: &str, delivery| {
-        Ok(Detected {
-            provider,
-            event_name: event_name.to_string(),
-            delivery,
-        })
-    };
-    // Distribution says what it sends in its media type; a body under that
-    // type that is no envelope is then malformed, not another sender's.
-    if is_distribution_media_type(headers) {
-        return detected(Provider::Distribution, DISTRIBUTION_ENVELOPE, None);
-    }
-    if let (Some(event), Some(_)) = (&shape.event_type, &shape.publisher_id) {
-        return detected(Provider::AzureDevops, event, id);
-    }
-    if shape.push_data.is_some() && shape.callback_url.is_some() {
-        return detected(Provider::DockerHub, "push", None);
-    }
-    if let (Some(kind), Some(_)) = (&shape.kind, &shape.event_data) {
-        return detected(Provider::Harbor, kind, None);
-    }
-    if shape.docker_url.is_some() && shape.updated_tags.is_some() {
-        return detected(Provider::Quay, "repo_push", None);
-    }
-    // Distribution wraps its events in an envelope; ACR posts one event
-    // bare. Each shape excludes the other's top-level fields, so a body
-    // with both is neither.
-    if shape.events.is_some() && shape.action.is_none() && shape.target.is_none() {
-        return detected(Provider::Distribution, DISTRIBUTION_ENVELOPE, None);
-    }
-    if let (Some(action), Some(_), Some(_), None) =
-        (&shape.action, &shape.target, &shape.request, &shape.events)
-    {
-        return detected(Provider::Acr, action, id);
-    }
-    if shape.canon_url.is_some() && shape.repository.is_some() && shape.commits.is_some() {
-        return detected(Provider::BitbucketLegacy, "push", None);
-    }
-    Err(PluginError::UnknownProvider(
-        "no provider header (X-GitHub-Event, X-Gitlab-Event, X-Gitea-Event, X-Event-Key...) and the body matches no known registry or service payload".into(),
-    ))
+    SENDERS
+        .iter()
+        .find_map(|s| s.detect_by_content_type(headers))
+        .or_else(|| SENDERS.iter().find_map(|s| s.detect_by_body(&shape)))
+        .ok_or_else(|| PluginError::UnknownProvider(
+            "no provider header (X-GitHub-Event, X-Gitlab-Event, X-Gitea-Event, X-Event-Key...) and the body matches no known registry or service payload".into(),
+        ))
 }
 
-/// Normalizes the payload of a detected delivery.
-///
-/// A Distribution envelope names its event and delivery id only inside
-/// (several events may share one request), so for it parsing also sets
-/// `detected.event_name` and `detected.delivery`: those of its first manifest
-/// push, or of its first event when it has none.
+/// Normalizes the payload of a detected delivery, by its sender's
+/// [`Sender::parse`]. A sender may update `detected`: a Distribution
+/// envelope names its event and delivery id only inside.
 pub fn parse(detected: &mut Detected, json: &[u8]) -> Result<Event, PluginError> {
-    let event = detected.event_name.as_str();
-    match detected.provider {
-        Provider::Github | Provider::Ghcr => github::parse(event, json),
-        Provider::Gitea | Provider::Forgejo | Provider::Gogs => {
-            gitea::parse(detected.provider, event, json)
-        }
-        Provider::Gitee => gitee::parse(event, json),
-        Provider::Harness => harness::parse(event, json),
-        Provider::Gitlab => gitlab::parse(event, json),
-        Provider::BitbucketCloud => bitbucket_cloud::parse(event, json),
-        Provider::BitbucketServer => bitbucket_server::parse(event, json),
-        Provider::BitbucketLegacy => bitbucket_legacy::parse(json),
-        Provider::AzureDevops => azure_devops::parse(event, json),
-        Provider::DockerHub | Provider::Harbor | Provider::Quay | Provider::Acr => {
-            registries::parse(detected.provider, event, json)
-        }
-        Provider::Distribution => {
-            let notification = registries::distribution(json)?;
-            if let Some(name) = notification.event_name {
-                detected.event_name = name;
-            }
-            detected.delivery = notification.delivery;
-            Ok(notification.event)
-        }
-        Provider::Manual => Ok(Event::Manual),
-        Provider::PostReceive => Err(PluginError::MalformedPayload(
+    match (sender(detected.provider), detected.provider) {
+        (Some(sender), _) => sender.parse(detected, json),
+        (None, Provider::Manual) => Ok(Event::Manual),
+        (None, _) => Err(PluginError::MalformedPayload(
             "post-receive input is not an HTTP body".into(),
         )),
     }
@@ -413,5 +395,162 @@ mod tests {
                 "{path}"
             );
         }
+    }
+    fn by_headers(pairs: &[(&str, &str)]) -> Option<(Provider, Option<String>)> {
+        detect_by_headers(&Headers::new(pairs.iter().copied())).map(|d| (d.provider, d.delivery))
+    }
+
+    #[test]
+    fn the_registry_lists_every_webhook_sender_once_in_detection_order() {
+        let order: Vec<Provider> = SENDERS.iter().map(|s| s.id()).collect();
+        assert_eq!(
+            order,
+            [
+                Provider::Forgejo,
+                Provider::Gitea,
+                Provider::Gogs,
+                Provider::Gitee,
+                Provider::Github,
+                Provider::Harness,
+                Provider::Gitlab,
+                Provider::BitbucketServer,
+                Provider::BitbucketCloud,
+                Provider::AzureDevops,
+                Provider::DockerHub,
+                Provider::Harbor,
+                Provider::Quay,
+                Provider::Distribution,
+                Provider::Acr,
+                Provider::BitbucketLegacy,
+            ]
+        );
+        for (i, s) in SENDERS.iter().enumerate() {
+            assert_eq!(sender(s.id()).map(|t| t.id()), Some(s.id()), "{i}");
+        }
+        assert_eq!(
+            sender(Provider::Ghcr).map(|s| s.id()),
+            Some(Provider::Github)
+        );
+        assert!(sender(Provider::Manual).is_none());
+        assert!(sender(Provider::PostReceive).is_none());
+    }
+
+    #[test]
+    fn the_most_specific_forge_header_wins() {
+        // Forgejo sends Gitea's, Gogs' and GitHub-style headers too.
+        let forgejo = [
+            ("X-GitHub-Event", "push"),
+            ("X-Gogs-Event", "push"),
+            ("X-Gitea-Event", "push"),
+            ("X-Forgejo-Event", "push"),
+            ("X-Gitea-Delivery", "gitea-id"),
+            ("X-Forgejo-Delivery", "forgejo-id"),
+        ];
+        assert_eq!(
+            by_headers(&forgejo),
+            Some((Provider::Forgejo, Some("forgejo-id".into())))
+        );
+        assert_eq!(
+            by_headers(&forgejo[..5]),
+            Some((Provider::Forgejo, Some("gitea-id".into())))
+        );
+        assert_eq!(
+            by_headers(&forgejo[..3]).map(|d| d.0),
+            Some(Provider::Gitea)
+        );
+        assert_eq!(by_headers(&forgejo[..2]).map(|d| d.0), Some(Provider::Gogs));
+        assert_eq!(
+            by_headers(&forgejo[..1]).map(|d| d.0),
+            Some(Provider::Github)
+        );
+        let gitee_github = [("X-GitHub-Event", "push"), ("X-Gitee-Event", "Push Hook")];
+        assert_eq!(
+            by_headers(&gitee_github).map(|d| d.0),
+            Some(Provider::Gitee)
+        );
+        let github_harness = [
+            ("X-Harness-Trigger", "branch_updated"),
+            ("X-GitHub-Event", "push"),
+        ];
+        assert_eq!(
+            by_headers(&github_harness).map(|d| d.0),
+            Some(Provider::Github)
+        );
+        let harness_gitlab = [
+            ("X-Gitlab-Event", "Push Hook"),
+            ("X-Harness-Trigger", "branch_updated"),
+        ];
+        assert_eq!(
+            by_headers(&harness_gitlab).map(|d| d.0),
+            Some(Provider::Harness)
+        );
+        // A forge's own header wins over Bitbucket's `X-Event-Key`.
+        let gitlab_key = [
+            ("X-Event-Key", "repo:push"),
+            ("X-Gitlab-Event", "Push Hook"),
+        ];
+        assert_eq!(by_headers(&gitlab_key).map(|d| d.0), Some(Provider::Gitlab));
+    }
+
+    #[test]
+    fn bitbucket_server_keys_are_told_from_cloud_keys() {
+        for (key, provider) in [
+            ("repo:refs_changed", Provider::BitbucketServer),
+            ("pr:opened", Provider::BitbucketServer),
+            ("mirror:repo_synchronized", Provider::BitbucketServer),
+            ("diagnostics:ping", Provider::BitbucketServer),
+            ("repo:push", Provider::BitbucketCloud),
+            ("pullrequest:created", Provider::BitbucketCloud),
+            ("repo:commit_status_created", Provider::BitbucketCloud),
+        ] {
+            let headers = [
+                ("X-Event-Key", key),
+                ("X-Request-Id", "server-id"),
+                ("X-Request-UUID", "cloud-id"),
+            ];
+            let delivery = match provider {
+                Provider::BitbucketServer => "server-id",
+                _ => "cloud-id",
+            };
+            assert_eq!(
+                by_headers(&headers),
+                Some((provider, Some(delivery.into()))),
+                "{key}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_body_fitting_several_shapes_is_the_first_senders() {
+        let azure_and_docker_hub = br#"{"eventType": "git.push", "publisherId": "tfs",
+            "push_data": {}, "callback_url": "https://x"}"#;
+        assert_eq!(
+            provider(&Headers::default(), azure_and_docker_hub),
+            Ok(Provider::AzureDevops)
+        );
+        let docker_hub_and_harbor = br#"{"push_data": {}, "callback_url": "https://x",
+            "type": "PUSH_ARTIFACT", "event_data": {}}"#;
+        assert_eq!(
+            provider(&Headers::default(), docker_hub_and_harbor),
+            Ok(Provider::DockerHub)
+        );
+        let quay_and_legacy = br#"{"docker_url": "quay.io/a/b", "updated_tags": [],
+            "canon_url": "https://bitbucket.org", "repository": {}, "commits": []}"#;
+        assert_eq!(
+            provider(&Headers::default(), quay_and_legacy),
+            Ok(Provider::Quay)
+        );
+        // Distribution's media type comes before any shape.
+        let typed = content_type("application/vnd.docker.distribution.events.v1+json");
+        assert_eq!(
+            provider(&typed, azure_and_docker_hub),
+            Ok(Provider::Distribution)
+        );
+        // Headers come before the body.
+        let github = Headers::new([("X-GitHub-Event", "push")]);
+        assert_eq!(
+            provider(&github, azure_and_docker_hub),
+            Ok(Provider::Github)
+        );
     }
 }

@@ -34,7 +34,8 @@ use serde::de::{Error as _, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use crate::error::{malformed, PluginError};
-use crate::model::{Event, ImagePush, Provider};
+use crate::model::{Event, Headers, ImagePush, Provider};
+use crate::providers::{BodyShape, Detected, Sender};
 
 /// Normalizes one registry delivery; `event` is the name detection found:
 /// `push` for Docker Hub, Harbor's `type`, `repo_push` for Quay and ACR's
@@ -630,6 +631,129 @@ fn rfc3339_ms(text: &str) -> Option<u64> {
     (0..MAX_EPOCH_SECONDS as i64)
         .contains(&seconds)
         .then(|| (seconds * 1000 + millis) as u64)
+}
+
+// ------------------------------------------------------------------ senders
+// None signs its deliveries: only stacks without secrets accept them.
+
+/// Docker Hub: a body with `push_data` and `callback_url`.
+pub struct DockerHub;
+
+impl Sender for DockerHub {
+    fn id(&self) -> Provider {
+        Provider::DockerHub
+    }
+
+    fn detect_by_body(&self, shape: &BodyShape) -> Option<Detected> {
+        (shape.push_data.is_some() && shape.callback_url.is_some())
+            .then(|| Detected::new(Provider::DockerHub, "push", None))
+    }
+
+    fn parse(&self, detected: &mut Detected, json: &[u8]) -> Result<Event, PluginError> {
+        docker_hub(&detected.event_name, json)
+    }
+}
+
+/// Harbor: a body with `type` (the event name) and `event_data`.
+pub struct Harbor;
+
+impl Sender for Harbor {
+    fn id(&self) -> Provider {
+        Provider::Harbor
+    }
+
+    fn detect_by_body(&self, shape: &BodyShape) -> Option<Detected> {
+        let kind = shape.kind.as_deref()?;
+        shape.event_data.as_ref()?;
+        Some(Detected::new(Provider::Harbor, kind, None))
+    }
+
+    fn parse(&self, detected: &mut Detected, json: &[u8]) -> Result<Event, PluginError> {
+        harbor(&detected.event_name, json)
+    }
+}
+
+/// Quay: a body with `docker_url` and `updated_tags`.
+pub struct Quay;
+
+impl Sender for Quay {
+    fn id(&self) -> Provider {
+        Provider::Quay
+    }
+
+    fn detect_by_body(&self, shape: &BodyShape) -> Option<Detected> {
+        (shape.docker_url.is_some() && shape.updated_tags.is_some())
+            .then(|| Detected::new(Provider::Quay, "repo_push", None))
+    }
+
+    fn parse(&self, detected: &mut Detected, json: &[u8]) -> Result<Event, PluginError> {
+        quay(&detected.event_name, json)
+    }
+}
+
+/// The name and delivery id detection gives a Distribution notification
+/// until parsing reads its events (which replaces both).
+const DISTRIBUTION_ENVELOPE: &str = "notification";
+
+/// The CNCF Distribution registry: its media type, or a body that is an
+/// envelope `{"events": [...]}` without ACR's top-level fields.
+pub struct Distribution;
+
+impl Sender for Distribution {
+    fn id(&self) -> Provider {
+        Provider::Distribution
+    }
+
+    /// Distribution says what it sends in its media type; a body under that
+    /// type that is no envelope is then malformed, not another sender's.
+    fn detect_by_content_type(&self, headers: &Headers) -> Option<Detected> {
+        let content_type = headers.get("content-type")?;
+        let media_type = content_type.split(';').next().unwrap_or("").trim();
+        DISTRIBUTION_EVENTS_MEDIA_TYPES
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case(media_type))
+            .then(|| Detected::new(Provider::Distribution, DISTRIBUTION_ENVELOPE, None))
+    }
+
+    /// Distribution wraps its events in an envelope; ACR posts one event
+    /// bare. Each shape excludes the other's top-level fields, so a body
+    /// with both is neither.
+    fn detect_by_body(&self, shape: &BodyShape) -> Option<Detected> {
+        (shape.events.is_some() && shape.action.is_none() && shape.target.is_none())
+            .then(|| Detected::new(Provider::Distribution, DISTRIBUTION_ENVELOPE, None))
+    }
+
+    /// An envelope names its event and delivery id only inside (several
+    /// events may share one request): parsing sets `detected`'s to those of
+    /// its first manifest push, or of its first event when it has none.
+    fn parse(&self, detected: &mut Detected, json: &[u8]) -> Result<Event, PluginError> {
+        let notification = distribution(json)?;
+        if let Some(name) = notification.event_name {
+            detected.event_name = name;
+        }
+        detected.delivery = notification.delivery;
+        Ok(notification.event)
+    }
+}
+
+/// Azure Container Registry: one Distribution-style event (`action`,
+/// `target`, `request`) without an envelope.
+pub struct Acr;
+
+impl Sender for Acr {
+    fn id(&self) -> Provider {
+        Provider::Acr
+    }
+
+    fn detect_by_body(&self, shape: &BodyShape) -> Option<Detected> {
+        let action = shape.action.as_deref()?;
+        let bare = shape.target.is_some() && shape.request.is_some() && shape.events.is_none();
+        bare.then(|| Detected::new(Provider::Acr, action, shape.id()))
+    }
+
+    fn parse(&self, detected: &mut Detected, json: &[u8]) -> Result<Event, PluginError> {
+        acr(&detected.event_name, json)
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,497 @@
+//! One decision per stack: what a push, an image push, a ping or a manual
+//! trigger deploys of a prepared stack, or why nothing.
+
+use super::deployment::decide_deployment;
+use super::prepare::{PreparedService, PreparedStack};
+use crate::github;
+use crate::matching::{image_reference, path_matches, repository_matches, Glob, ImageMismatch};
+use crate::model::{
+    ref_kind, Deployment, Event, ImagePush, Normalized, PingAction, Push, RefKind, Repository,
+    Stack,
+};
+use crate::outcome::{Decision, DeployEvent};
+
+pub(super) fn skip(stack: &Stack, services: Vec<String>, reason: String) -> Decision {
+    Decision {
+        stack: stack.name.clone(),
+        deploy: None,
+        services,
+        reason,
+    }
+}
+
+pub(super) fn service_names(services: &[&PreparedService<'_>]) -> Vec<String> {
+    services.iter().map(|s| s.service.name.clone()).collect()
+}
+
+pub(super) fn decide(stack: &PreparedStack<'_>, n: &Normalized) -> Decision {
+    match &n.event {
+        Event::Push(pushes) => decide_push(stack, n, pushes),
+        Event::ImagePush(images) => decide_image(stack, n, images),
+        Event::Ping { repository } => decide_ping(stack, n, repository.as_ref()),
+        Event::Deployment(d) => decide_deployment(stack, n, d),
+        Event::Manual => {
+            let services: Vec<&PreparedService> = stack.services.iter().collect();
+            let branch = single_literal_branch(&services);
+            let reason = "manual trigger deploys every service".to_string();
+            deploy(
+                stack,
+                n,
+                &services,
+                DeployTarget {
+                    branch,
+                    ..Default::default()
+                },
+                reason,
+            )
+        }
+        Event::Ignored { reason } => skip(stack.stack, vec![], reason.clone()),
+    }
+}
+
+/// What a deploy is of, for the deploy event.
+#[derive(Default)]
+pub(super) struct DeployTarget<'a> {
+    pub(super) push: Option<&'a Push>,
+    pub(super) branch: Option<String>,
+    pub(super) image: Option<&'a ImagePush>,
+    pub(super) deployment: Option<&'a Deployment>,
+}
+
+/// The one branch every git service follows, when it is a plain name, so
+/// that a ping or manual trigger can say which branch it deploys.
+pub(super) fn single_literal_branch(services: &[&PreparedService<'_>]) -> Option<String> {
+    let mut branches = services.iter().filter_map(|s| s.branch.as_ref());
+    let first = branches.next()?.literal()?;
+    branches
+        .all(|b| b.literal() == Some(first))
+        .then(|| first.to_string())
+}
+
+pub(super) fn deploy(
+    stack: &PreparedStack<'_>,
+    n: &Normalized,
+    services: &[&PreparedService<'_>],
+    target: DeployTarget<'_>,
+    reason: String,
+) -> Decision {
+    let names = service_names(services);
+    let mut event = DeployEvent {
+        stack: stack.stack.name.clone(),
+        services: names.clone(),
+        profile: stack.profile.clone(),
+        provider: n.provider.as_str().to_string(),
+        delivery: n.delivery.clone(),
+        reason: reason.clone(),
+        ..Default::default()
+    };
+    if let Some(push) = target.push {
+        let (kind, short) = push.ref_kind();
+        event.git_ref = Some(push.git_ref.clone());
+        match kind {
+            RefKind::Branch => event.branch = Some(short.to_string()),
+            RefKind::Tag => event.tag = Some(short.to_string()),
+            RefKind::Other => {}
+        }
+        event.sha = push.after.clone();
+        event.repository = Some(push.repository.full_name.clone());
+    } else if let Some(branch) = target.branch {
+        event.git_ref = Some(format!("refs/heads/{branch}"));
+        event.branch = Some(branch);
+    }
+    if let Some(image) = target.image {
+        event.image = Some(image_reference(image));
+        event.callback_url = image.callback_url.clone();
+    }
+    match target.deployment {
+        Some(d) => {
+            event.github_deployment_id = Some(d.id);
+            event.sha = Some(d.sha.clone());
+            event.repository = Some(d.repository.full_name.clone());
+            let (kind, short) = ref_kind(&d.git_ref);
+            match kind {
+                RefKind::Branch => {
+                    event.git_ref = Some(d.git_ref.clone());
+                    event.branch = Some(short.to_string());
+                }
+                RefKind::Tag => {
+                    event.git_ref = Some(d.git_ref.clone());
+                    event.tag = Some(short.to_string());
+                }
+                // A deployment's ref is often a bare branch name or a SHA.
+                RefKind::Other if d.git_ref != d.sha => {
+                    event.git_ref = Some(format!("refs/heads/{}", d.git_ref));
+                    event.branch = Some(d.git_ref.clone());
+                }
+                RefKind::Other => {}
+            }
+        }
+        None => {
+            if let Some(gh) = &stack.stack.github {
+                event.github_deployment_request =
+                    github::deployment_request(gh, &event, stack.ctx.deployment_key.as_deref());
+            }
+        }
+    }
+    Decision {
+        stack: stack.stack.name.clone(),
+        deploy: Some(event),
+        services: names,
+        reason,
+    }
+}
+
+pub(super) fn decide_push(stack: &PreparedStack<'_>, n: &Normalized, pushes: &[Push]) -> Decision {
+    let git_services: Vec<&PreparedService> = stack
+        .services
+        .iter()
+        .filter(|s| s.repository.is_some())
+        .collect();
+    if git_services.is_empty() {
+        return skip(
+            stack.stack,
+            vec![],
+            "no service of this stack follows a git repository".into(),
+        );
+    }
+    if pushes.is_empty() {
+        return skip(stack.stack, vec![], "the push names no ref".into());
+    }
+    // The last push that matches wins: forges and git list ref updates in order.
+    let mut chosen: Option<(&Push, Vec<&PreparedService>)> = None;
+    let mut first_reason: Option<String> = None;
+    for push in pushes {
+        match match_push(&git_services, push) {
+            Ok(services) => chosen = Some((push, services)),
+            Err(reason) => {
+                first_reason.get_or_insert(reason);
+            }
+        }
+    }
+    let Some((push, services)) = chosen else {
+        return skip(
+            stack.stack,
+            vec![],
+            first_reason.unwrap_or_else(|| "no push matches".into()),
+        );
+    };
+    let names = service_names(&services);
+    let (kind, short) = push.ref_kind();
+    let what = match kind {
+        RefKind::Tag => format!("tag \"{short}\""),
+        _ => format!("push to \"{short}\""),
+    };
+    if !stack.stack.skip_markers.is_empty()
+        && push.commits_complete
+        && !push.commit_messages.is_empty()
+    {
+        let all_marked = push.commit_messages.iter().all(|m| {
+            stack
+                .stack
+                .skip_markers
+                .iter()
+                .any(|marker| m.contains(marker.as_str()))
+        });
+        if all_marked {
+            return skip(
+                stack.stack,
+                names,
+                format!("{what}: every commit carries a skip marker"),
+            );
+        }
+    }
+    if !stack.paths.is_empty() {
+        if let crate::model::ChangedFiles::Complete(files) = &push.changed_files {
+            let hit = files
+                .iter()
+                .any(|f| stack.paths.iter().any(|p| path_matches(p, f)));
+            if !hit {
+                let pats: Vec<&str> = stack.paths.iter().map(Glob::as_str).collect();
+                return skip(
+                    stack.stack,
+                    names,
+                    format!(
+                        "{what}: no changed file matches paths {}",
+                        quote_list(&pats)
+                    ),
+                );
+            }
+        }
+    }
+    let reason = match kind {
+        RefKind::Tag => {
+            let pat = services
+                .first()
+                .and_then(|s| s.tags.as_ref())
+                .map(Glob::as_str)
+                .unwrap_or("");
+            format!(
+                "tag \"{short}\" of {} matches tags \"{pat}\"",
+                push.repository.full_name
+            )
+        }
+        _ => {
+            let pat = services
+                .first()
+                .and_then(|s| s.branch.as_ref())
+                .map(Glob::as_str)
+                .unwrap_or("");
+            format!(
+                "push to \"{short}\" of {} matches branch \"{pat}\"",
+                push.repository.full_name
+            )
+        }
+    };
+    deploy(
+        stack,
+        n,
+        &services,
+        DeployTarget {
+            push: Some(push),
+            ..Default::default()
+        },
+        reason,
+    )
+}
+
+pub(super) fn quote_list(items: &[&str]) -> String {
+    items
+        .iter()
+        .map(|i| format!("\"{i}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The services one push deploys, or why none.
+pub(super) fn match_push<'a, 's>(
+    services: &[&'a PreparedService<'s>],
+    push: &Push,
+) -> Result<Vec<&'a PreparedService<'s>>, String> {
+    let in_repo: Vec<&PreparedService> = services
+        .iter()
+        .copied()
+        .filter(|s| {
+            s.repository
+                .as_ref()
+                .is_some_and(|r| repository_matches(r, &push.repository))
+        })
+        .collect();
+    if in_repo.is_empty() {
+        let wanted: Vec<&str> = services
+            .iter()
+            .filter_map(|s| s.service.repository.as_deref())
+            .collect();
+        return Err(format!(
+            "push to repository \"{}\" does not match repository {}",
+            push.repository.full_name,
+            quote_list(&wanted)
+        ));
+    }
+    let (kind, short) = push.ref_kind();
+    if push.deleted {
+        let what = match kind {
+            RefKind::Tag => "tag",
+            RefKind::Branch => "branch",
+            RefKind::Other => "ref",
+        };
+        return Err(format!(
+            "{what} \"{short}\" was deleted; deletions never deploy"
+        ));
+    }
+    let matched: Vec<&PreparedService> = match kind {
+        RefKind::Branch => in_repo
+            .iter()
+            .copied()
+            .filter(|s| s.branch.as_ref().is_some_and(|b| b.matches(short)))
+            .collect(),
+        RefKind::Tag => in_repo
+            .iter()
+            .copied()
+            .filter(|s| s.tags.as_ref().is_some_and(|t| t.matches(short)))
+            .collect(),
+        RefKind::Other => return Err(format!("ref \"{short}\" is neither a branch nor a tag")),
+    };
+    if !matched.is_empty() {
+        return Ok(matched);
+    }
+    Err(match kind {
+        RefKind::Branch => {
+            let pats: Vec<&str> = in_repo
+                .iter()
+                .filter_map(|s| s.branch.as_ref())
+                .map(Glob::as_str)
+                .collect();
+            if pats.len() == 1 {
+                format!("push to \"{short}\" does not match branch \"{}\"", pats[0])
+            } else {
+                format!(
+                    "push to \"{short}\" does not match branches {}",
+                    quote_list(&pats)
+                )
+            }
+        }
+        _ => {
+            let pats: Vec<&str> = in_repo
+                .iter()
+                .filter_map(|s| s.tags.as_ref())
+                .map(Glob::as_str)
+                .collect();
+            if pats.is_empty() {
+                format!("tag \"{short}\" pushed; this stack deploys no tags (no tags pattern)")
+            } else {
+                format!("tag \"{short}\" does not match tags {}", quote_list(&pats))
+            }
+        }
+    })
+}
+
+pub(super) fn decide_image(
+    stack: &PreparedStack<'_>,
+    n: &Normalized,
+    images: &[ImagePush],
+) -> Decision {
+    let image_services: Vec<&PreparedService> = stack
+        .services
+        .iter()
+        .filter(|s| s.image.is_some())
+        .collect();
+    if image_services.is_empty() {
+        return skip(
+            stack.stack,
+            vec![],
+            "no service of this stack follows an image".into(),
+        );
+    }
+    for image in images {
+        let matched: Vec<&PreparedService> = image_services
+            .iter()
+            .copied()
+            .filter(|s| s.image.as_ref().is_some_and(|k| k.matches(image)))
+            .collect();
+        if !matched.is_empty() {
+            let reason = format!(
+                "image {} pushed; followed by {}",
+                image_reference(image),
+                quote_list(
+                    &matched
+                        .iter()
+                        .map(|s| s.service.name.as_str())
+                        .collect::<Vec<_>>()
+                )
+            );
+            return deploy(
+                stack,
+                n,
+                &matched,
+                DeployTarget {
+                    image: Some(image),
+                    ..Default::default()
+                },
+                reason,
+            );
+        }
+    }
+    // A push by digest alone (no tag) of a followed image cannot show it is
+    // the followed tag: say so, rather than that the images differ.
+    for image in images.iter().filter(|i| i.tag.is_none()) {
+        let untagged = image_services.iter().find_map(|s| {
+            let key = s.image.as_ref()?;
+            (key.compare(image) == Err(ImageMismatch::Untagged))
+                .then(|| (s.service.image.as_deref().unwrap_or(""), key.tag()))
+        });
+        if let Some((wanted, Some(tag))) = untagged {
+            return skip(
+                stack.stack,
+                vec![],
+                format!(
+                    "image \"{}\" was pushed without a tag (by digest only); image \"{wanted}\" follows tag \"{tag}\", and a digest alone does not say which tag points at it",
+                    image_reference(image)
+                ),
+            );
+        }
+    }
+    let pushed: Vec<String> = images.iter().map(image_reference).collect();
+    let wanted: Vec<&str> = image_services
+        .iter()
+        .filter_map(|s| s.service.image.as_deref())
+        .collect();
+    skip(
+        stack.stack,
+        vec![],
+        format!(
+            "image {} does not match image {}",
+            quote_list(&pushed.iter().map(String::as_str).collect::<Vec<_>>()),
+            quote_list(&wanted)
+        ),
+    )
+}
+
+pub(super) fn decide_ping(
+    stack: &PreparedStack<'_>,
+    n: &Normalized,
+    repository: Option<&Repository>,
+) -> Decision {
+    if stack.stack.ping == PingAction::Acknowledge {
+        return skip(
+            stack.stack,
+            vec![],
+            "ping acknowledged; this stack does not deploy on pings (ping = \"acknowledge\")"
+                .into(),
+        );
+    }
+    let git_services: Vec<&PreparedService> = stack
+        .services
+        .iter()
+        .filter(|s| s.repository.is_some())
+        .collect();
+    let services: Vec<&PreparedService> = match repository {
+        Some(repo) if !git_services.is_empty() => {
+            let m: Vec<&PreparedService> = git_services
+                .iter()
+                .copied()
+                .filter(|s| {
+                    s.repository
+                        .as_ref()
+                        .is_some_and(|r| repository_matches(r, repo))
+                })
+                .collect();
+            if m.is_empty() {
+                let wanted: Vec<&str> = git_services
+                    .iter()
+                    .filter_map(|s| s.service.repository.as_deref())
+                    .collect();
+                return skip(
+                    stack.stack,
+                    vec![],
+                    format!(
+                        "ping from repository \"{}\" does not match repository {}",
+                        repo.full_name,
+                        quote_list(&wanted)
+                    ),
+                );
+            }
+            m
+        }
+        _ if !git_services.is_empty() => git_services,
+        _ => stack.services.iter().collect(),
+    };
+    let branch = single_literal_branch(&services);
+    let reason = match &branch {
+        Some(b) => format!("ping deploys branch \"{b}\" (ping = \"deploy\")"),
+        None => "ping deploys the stack (ping = \"deploy\")".to_string(),
+    };
+    let mut decision = deploy(
+        stack,
+        n,
+        &services,
+        DeployTarget {
+            branch,
+            ..Default::default()
+        },
+        reason,
+    );
+    if let (Some(event), Some(repo)) = (decision.deploy.as_mut(), repository) {
+        event.repository = Some(repo.full_name.clone());
+    }
+    decision
+}

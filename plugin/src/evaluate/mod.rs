@@ -1,0 +1,425 @@
+//! The evaluation pipeline: method → body decoding → provider detection →
+//! signature → modifiers → normalization → one decision per stack.
+//!
+//! The steps live in submodules: delivery routing and the HTTP checks here,
+//! stack preparation in `prepare`, one decision per stack in `decide`, and
+//! GitHub deployment events in `deployment`.
+
+use std::borrow::Cow;
+
+use crate::error::PluginError;
+use crate::model::{Event, Headers, ManualPolicy, Normalized, Provider, Push, Repository, Stack};
+use crate::outcome::{Outcome, SignatureScheme};
+use crate::providers::{self, common::is_zero_sha, Detected};
+use crate::signature;
+
+mod decide;
+mod deployment;
+mod prepare;
+
+use decide::{decide, skip};
+use prepare::prepare;
+pub use prepare::{parse_modifiers, stack_services, validate_stacks, Modifiers};
+
+/// The longest hook-URL query the plugin parses. Real modifiers are a few
+/// dozen bytes; anything longer is a mistake or an attack.
+pub const MAX_QUERY_BYTES: usize = 4096;
+
+/// The most ref updates one post-receive delivery may carry. Git itself has
+/// no limit, but a push of more refs than this is a mirror, not a deploy.
+pub const MAX_POST_RECEIVE_UPDATES: usize = 10_000;
+
+/// The default `max-event-age-ms`: ten minutes. Registries send their
+/// webhooks within seconds of the push and retry for a few minutes; an event
+/// older than this is a replay or hopelessly late.
+pub const DEFAULT_MAX_EVENT_AGE_MS: u64 = 10 * 60 * 1000;
+
+/// How far in the future a sender's event time may be: two minutes of clock
+/// difference between the registry and this server. Further is refused, so a
+/// made-up future time cannot keep a body fresh beyond the window.
+pub const MAX_EVENT_CLOCK_SKEW_MS: u64 = 2 * 60 * 1000;
+
+/// What the host knows when it evaluates a delivery (the WIT
+/// `evaluation-context`): the plugin has no clock and no keys of its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Context {
+    /// The current Unix time in milliseconds, when known.
+    pub now_ms: Option<u64>,
+    /// The server's key for the GitHub deployments redeploy creates.
+    pub deployment_key: Option<String>,
+    /// The oldest sender event time accepted when `now_ms` is known.
+    pub max_event_age_ms: u64,
+}
+
+impl Default for Context {
+    /// No time, no key, the default maximum event age.
+    fn default() -> Self {
+        Context {
+            now_ms: None,
+            deployment_key: None,
+            max_event_age_ms: DEFAULT_MAX_EVENT_AGE_MS,
+        }
+    }
+}
+
+/// An HTTP request to a hook URL.
+#[derive(Clone, Debug)]
+pub struct HttpRequest {
+    /// The method.
+    pub method: String,
+    /// The path (informational; the host already routed it).
+    pub path: String,
+    /// The raw query without `?`.
+    pub query: String,
+    /// The headers.
+    pub headers: Headers,
+    /// The raw body.
+    pub body: Vec<u8>,
+}
+
+/// One post-receive input line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefUpdate {
+    /// Old object id.
+    pub old: String,
+    /// New object id.
+    pub new: String,
+    /// Full ref name.
+    pub name: String,
+}
+
+/// A delivery to evaluate.
+#[derive(Clone, Debug)]
+pub enum Delivery {
+    /// A webhook request.
+    Http(HttpRequest),
+    /// git post-receive input.
+    PostReceive {
+        /// Repository path or mapped forge name.
+        repository: String,
+        /// The ref updates.
+        updates: Vec<RefUpdate>,
+        /// Who pushed.
+        pusher: Option<String>,
+        /// Modifiers.
+        query: String,
+    },
+    /// A manual trigger of one stack.
+    Manual {
+        /// The stack.
+        stack: String,
+        /// Modifiers.
+        query: String,
+    },
+}
+
+/// Decodes the body: the `payload` field of a form-encoded body, else the body.
+fn decode_body<'b>(headers: &Headers, body: &'b [u8]) -> Result<Cow<'b, [u8]>, PluginError> {
+    let content_type = headers
+        .get("content-type")
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let form = content_type.starts_with("application/x-www-form-urlencoded")
+        || (content_type.is_empty() && body.starts_with(b"payload="));
+    // `curl -X POST -d "" URL` sends an empty form: that is a manual trigger.
+    if !form || body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Cow::Borrowed(body));
+    }
+    form_urlencoded::parse(body)
+        .find(|(k, _)| k == "payload")
+        .map(|(_, v)| Cow::Owned(v.into_owned().into_bytes()))
+        .ok_or_else(|| {
+            PluginError::MalformedPayload("form-encoded body has no payload field".into())
+        })
+}
+
+/// Evaluates one delivery against `stacks`, with what the host knows (`ctx`).
+pub fn evaluate(
+    stacks: &[Stack],
+    delivery: &Delivery,
+    ctx: &Context,
+) -> Result<Outcome, PluginError> {
+    let (normalized, signature, query) = match delivery {
+        Delivery::Http(req) => {
+            let (n, scheme) = evaluate_http(stacks, req, ctx)?;
+            (n, scheme, req.query.as_str())
+        }
+        Delivery::PostReceive {
+            repository,
+            updates,
+            pusher,
+            query,
+        } => {
+            let pushes = post_receive_pushes(repository, updates, pusher.as_deref())?;
+            let n = Normalized {
+                provider: Provider::PostReceive,
+                event_name: "post-receive".into(),
+                delivery: None,
+                event: Event::Push(pushes),
+            };
+            (n, SignatureScheme::NotRequired, query.as_str())
+        }
+        Delivery::Manual { stack, query } => {
+            if !stacks.iter().any(|s| &s.name == stack) {
+                return Err(PluginError::BadRequest(format!(
+                    "no stack named \"{stack}\""
+                )));
+            }
+            let n = Normalized {
+                provider: Provider::Manual,
+                event_name: "manual".into(),
+                delivery: None,
+                event: Event::Manual,
+            };
+            (n, SignatureScheme::NotRequired, query.as_str())
+        }
+    };
+    let sent_at_ms = match &normalized.event {
+        Event::ImagePush(images) => images.iter().filter_map(|i| i.sent_at_ms).max(),
+        _ => None,
+    };
+    check_event_age(&normalized, sent_at_ms, ctx)?;
+    let modifiers = parse_modifiers(query)?;
+    let manual_target = match delivery {
+        Delivery::Manual { stack, .. } => Some(stack.as_str()),
+        _ => None,
+    };
+    let mut decisions = Vec::with_capacity(stacks.len());
+    for stack in stacks {
+        let prepared = prepare(stack, &modifiers, ctx)?;
+        if manual_target.is_some_and(|t| t != stack.name) {
+            decisions.push(skip(
+                stack,
+                vec![],
+                "manual trigger of another stack".into(),
+            ));
+            continue;
+        }
+        decisions.push(decide(&prepared, &normalized));
+    }
+    let (pushes, images) = match normalized.event {
+        Event::Push(p) => (p, vec![]),
+        Event::ImagePush(i) => (vec![], i),
+        _ => (vec![], vec![]),
+    };
+    Ok(Outcome {
+        provider: normalized.provider,
+        event: normalized.event_name,
+        delivery: normalized.delivery,
+        signature,
+        sent_at_ms,
+        pushes,
+        images,
+        decisions,
+    })
+}
+
+/// Refuses an event whose sender's time is older than the context's maximum
+/// age, or further in the future than [`MAX_EVENT_CLOCK_SKEW_MS`]: a
+/// captured registry delivery replayed later, or a made-up time meant to keep
+/// a body fresh. Without `now` (a dry run) nothing is refused.
+fn check_event_age(
+    n: &Normalized,
+    sent_at_ms: Option<u64>,
+    ctx: &Context,
+) -> Result<(), PluginError> {
+    let (Some(now), Some(sent)) = (ctx.now_ms, sent_at_ms) else {
+        return Ok(());
+    };
+    let provider = n.provider.as_str();
+    if now > sent && now - sent > ctx.max_event_age_ms {
+        return Err(PluginError::StaleEvent(format!(
+            "{provider} event is {} s old, older than the {} s accepted (server.max_event_age)",
+            (now - sent) / 1000,
+            ctx.max_event_age_ms / 1000
+        )));
+    }
+    if sent > now && sent - now > MAX_EVENT_CLOCK_SKEW_MS {
+        return Err(PluginError::StaleEvent(format!(
+            "{provider} event time is {} s in the future, more than the {} s of clock skew accepted",
+            (sent - now) / 1000,
+            MAX_EVENT_CLOCK_SKEW_MS / 1000
+        )));
+    }
+    Ok(())
+}
+
+/// An HTTP delivery: the sender is detected from headers alone and its
+/// signature checked against every stack before any of the body is parsed,
+/// so a sender without the secret reaches no parser and learns nothing but
+/// 401. Only senders without a provider header are detected from the body,
+/// and only for stacks without secrets; an empty body is a manual trigger,
+/// judged by each stack's manual policy.
+fn evaluate_http(
+    stacks: &[Stack],
+    req: &HttpRequest,
+    ctx: &Context,
+) -> Result<(Normalized, SignatureScheme), PluginError> {
+    if !req.method.eq_ignore_ascii_case("POST") {
+        return Err(PluginError::UnsupportedMethod(format!(
+            "{} cannot deliver a webhook; use POST",
+            req.method
+        )));
+    }
+    let (mut detected, json, scheme) = match providers::detect_by_headers(&req.headers) {
+        Some(detected) => {
+            // The form is decoded first (a plain split, no JSON parsing):
+            // Gitea, Forgejo and Gogs sign the JSON inside a form body's
+            // `payload` field (`Signed::DecodedJson`). A body that does not
+            // decode is checked as it is, and refused only once its
+            // signature is known good.
+            let decoded = decode_body(&req.headers, &req.body);
+            let signed: &[u8] = match &decoded {
+                Ok(json) => json,
+                Err(_) => &req.body,
+            };
+            let mut scheme = SignatureScheme::NotRequired;
+            for stack in stacks {
+                let s = signature::verify(
+                    &stack.name,
+                    &stack.secrets,
+                    detected.provider,
+                    &req.headers,
+                    &req.body,
+                    signed,
+                )?;
+                if scheme == SignatureScheme::NotRequired {
+                    scheme = s;
+                }
+            }
+            (detected, decoded?, scheme)
+        }
+        None if req.body.iter().all(u8::is_ascii_whitespace) => {
+            let scheme = manual_authorization(stacks, &req.headers, ctx)?;
+            let detected = Detected::new(Provider::Manual, "manual", None);
+            (detected, Cow::Borrowed(&req.body[..0]), scheme)
+        }
+        None => {
+            // Registries, Azure DevOps and the legacy Bitbucket service sign
+            // nothing: a stack with secrets accepts none of them, and says so
+            // before their body is parsed.
+            if let Some(stack) = stacks.iter().find(|s| !s.secrets.is_empty()) {
+                return Err(PluginError::MissingSignature(format!(
+                    "stack \"{}\" has secrets and this delivery has no signing sender's headers (X-GitHub-Event, X-Gitlab-Event, X-Gitea-Event, X-Event-Key...)",
+                    stack.name
+                )));
+            }
+            let json = decode_body(&req.headers, &req.body)?;
+            let detected = providers::detect_by_body(&req.headers, &json)?;
+            (detected, json, SignatureScheme::NotRequired)
+        }
+    };
+    let modifiers = parse_modifiers(&req.query)?;
+    // Check modifiers against every stack before parsing the payload,
+    // so a bad modifier is a 400 whatever the event is.
+    for stack in stacks {
+        prepare(stack, &modifiers, ctx)?;
+    }
+    let event = providers::parse(&mut detected, &json)?;
+    Ok((normalize(detected, event), scheme))
+}
+
+/// Whether each stack takes a manual trigger over HTTP: by default the hook
+/// URL alone authorizes it (it names no commit, so it can only redeploy what
+/// the stack follows); a stack may refuse it or require it signed.
+fn manual_authorization(
+    stacks: &[Stack],
+    headers: &Headers,
+    ctx: &Context,
+) -> Result<SignatureScheme, PluginError> {
+    let mut scheme = SignatureScheme::NotRequired;
+    for stack in stacks {
+        match stack.manual {
+            ManualPolicy::Allow => {}
+            ManualPolicy::Refuse => {
+                return Err(PluginError::Refused(format!(
+                    "stack \"{}\" refuses manual triggers (manual = \"refuse\")",
+                    stack.name
+                )))
+            }
+            ManualPolicy::Signed => {
+                scheme =
+                    signature::verify_manual(&stack.name, &stack.secrets, headers, ctx.now_ms)?;
+            }
+        }
+    }
+    Ok(scheme)
+}
+
+fn normalize(detected: Detected, event: Event) -> Normalized {
+    // GitHub's package events are GHCR image pushes.
+    let provider = match (&event, detected.provider) {
+        (Event::ImagePush(_), Provider::Github) => Provider::Ghcr,
+        (_, p) => p,
+    };
+    Normalized {
+        provider,
+        event_name: detected.event_name,
+        delivery: detected.delivery,
+        event,
+    }
+}
+
+fn is_object_id(s: &str) -> bool {
+    (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Turns post-receive lines into pushes. Both SHA-1 (40) and SHA-256 (64)
+/// object ids are accepted; the zero id marks creation and deletion.
+pub fn post_receive_pushes(
+    repository: &str,
+    updates: &[RefUpdate],
+    pusher: Option<&str>,
+) -> Result<Vec<Push>, PluginError> {
+    if repository.trim().is_empty() {
+        return Err(PluginError::MalformedPayload(
+            "post-receive: repository is empty".into(),
+        ));
+    }
+    if updates.len() > MAX_POST_RECEIVE_UPDATES {
+        return Err(PluginError::MalformedPayload(format!(
+            "post-receive: {} ref updates, more than {MAX_POST_RECEIVE_UPDATES}",
+            updates.len()
+        )));
+    }
+    updates
+        .iter()
+        .map(|u| {
+            if !is_object_id(&u.old) || !is_object_id(&u.new) || u.old.len() != u.new.len() {
+                return Err(PluginError::MalformedPayload(format!(
+                    "post-receive: \"{} {} {}\" is not an \"<old> <new> <ref>\" line",
+                    u.old, u.new, u.name
+                )));
+            }
+            if u.name.is_empty() || u.name.contains(char::is_whitespace) {
+                return Err(PluginError::MalformedPayload(format!(
+                    "post-receive: bad ref name \"{}\"",
+                    u.name
+                )));
+            }
+            let created = is_zero_sha(&u.old);
+            let deleted = is_zero_sha(&u.new);
+            Ok(Push {
+                repository: Repository {
+                    full_name: repository.to_string(),
+                    urls: vec![],
+                },
+                git_ref: u.name.clone(),
+                before: (!created).then(|| u.old.to_ascii_lowercase()),
+                after: (!deleted).then(|| u.new.to_ascii_lowercase()),
+                created,
+                deleted,
+                forced: false,
+                pusher: pusher.map(str::to_string),
+                head_message: None,
+                commit_messages: vec![],
+                commits_complete: false,
+                changed_files: crate::model::ChangedFiles::Unknown,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+#[path = "../evaluate_tests.rs"]
+mod tests;
