@@ -578,6 +578,12 @@ fn refused_deliveries_beyond_the_rate_are_counted_not_recorded() {
     );
 }
 
+/// The log of deploy `id` of stack `stack`.
+fn deploy_log(world: &World, stack: &str, id: i64) -> String {
+    let path = world.dir.join("state").join("logs").join(stack);
+    std::fs::read_to_string(path.join(format!("{id}.log"))).unwrap()
+}
+
 #[test]
 fn a_deploy_log_keeps_stdout_and_stderr_in_the_order_written() {
     // Lines alternate between stdout and stderr, many times over: two pipes
@@ -595,15 +601,7 @@ fn a_deploy_log_keeps_stdout_and_stderr_in_the_order_written() {
     assert_eq!(server.post(&hook(1), &[], b"").status, 202);
     let deploys = world.settle(30);
     assert_eq!(deploys[0].state, DeployState::Succeeded);
-    let log = std::fs::read_to_string(
-        world
-            .dir
-            .join("state")
-            .join("logs")
-            .join("web")
-            .join(format!("{}.log", deploys[0].id)),
-    )
-    .unwrap();
+    let log = deploy_log(&world, "web", deploys[0].id);
     let expected: String = (0..300).map(|i| format!("out {i}\nerr {i}\n")).collect();
     assert_eq!(log, expected);
     server.terminate();
@@ -624,15 +622,7 @@ fn a_deploy_log_over_its_cap_is_cut_with_one_marker_and_the_deploy_goes_on() {
     assert_eq!(server.post(&hook(1), &[], b"").status, 202);
     let deploys = world.settle(30);
     assert_eq!(deploys[0].state, DeployState::Succeeded);
-    let log = std::fs::read_to_string(
-        world
-            .dir
-            .join("state")
-            .join("logs")
-            .join("web")
-            .join(format!("{}.log", deploys[0].id)),
-    )
-    .unwrap();
+    let log = deploy_log(&world, "web", deploys[0].id);
     let marker = "[... output truncated at 1000 bytes ...]";
     assert_eq!(log.matches(marker).count(), 1, "{log}");
     assert!(log.len() <= 1000 + marker.len() + 2, "{}", log.len());
