@@ -6,7 +6,7 @@ use std::path::Path;
 
 use redeploy_host::journal::{DeployRecord, DeployState, Journal};
 
-use crate::support::cli::{assert_fails_saying, assert_success, stdout};
+use crate::support::cli::{assert_fails_saying, assert_success, stderr, stdout};
 use crate::support::deliveries::{post_fixture, post_fixture_with, sha, signed_push};
 use crate::support::http::{serve_once, Received};
 use crate::support::server::{example_config, example_server};
@@ -543,4 +543,34 @@ fn a_second_serve_on_the_same_state_directory_refuses_to_start() {
     // Once it has stopped, the state directory is free again.
     let again = world.start(&[]);
     again.terminate();
+}
+
+#[test]
+fn history_of_a_stack_that_is_neither_configured_nor_journaled_lists_the_stacks() {
+    let stacks = [
+        Stack::new("web").key("image", "acme/web").standin(),
+        Stack::new("api").key("image", "acme/api").standin(),
+    ];
+    let world = World::new(
+        "history-unknown",
+        "",
+        &crate::support::stacks::toml(&stacks),
+    );
+    // `hook-url` creates the journal `history` reads.
+    assert_success(&world.redeploy(&["hook-url", "web"]));
+    let out = world.redeploy(&["history", "wbe"]);
+    assert!(!out.status.success());
+    let config = world.config.display();
+    assert_eq!(
+        stderr(&out),
+        format!("redeploy: no stack named \"wbe\" in {config} (its stacks: web, api)\n")
+    );
+    // A configured stack without deploys yet is an empty table, not an error.
+    let out = world.redeploy(&["history", "api"]);
+    assert_success(&out);
+    assert!(
+        stdout(&out).starts_with("    ID  STACK"),
+        "{}",
+        stdout(&out)
+    );
 }

@@ -43,6 +43,14 @@ impl History {
         let config = config::load(&self.config)?;
         let journal = Journal::open_read_only(&Journal::path_in(&config.server.state_dir))?;
         let deploys = journal.deploys(self.stack.as_deref(), self.limit)?;
+        // A stack neither configured nor in the journal is a typo: say so,
+        // with the stacks there are. A stack removed from the config still
+        // shows the history the journal keeps of it.
+        if let Some(name) = &self.stack {
+            if deploys.is_empty() {
+                super::stack(&config, name, &self.config)?;
+            }
+        }
         if self.json {
             println!("{}", serde_json::to_string_pretty(&deploys)?);
             return Ok(());

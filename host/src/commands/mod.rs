@@ -17,11 +17,17 @@ use anyhow::Context as _;
 use crate::config::{Config, StackConfig};
 use crate::journal::Journal;
 
-/// The stack `name` of `config` (loaded from `path`), or an error naming both.
+/// The stack `name` of `config` (loaded from `path`), or an error naming
+/// both and listing the stacks there are.
 pub fn stack<'c>(config: &'c Config, name: &str, path: &Path) -> anyhow::Result<&'c StackConfig> {
-    config
-        .stack(name)
-        .with_context(|| format!("no stack named \"{name}\" in {}", path.display()))
+    config.stack(name).with_context(|| {
+        let names: Vec<&str> = config.stacks.iter().map(|s| s.name.as_str()).collect();
+        format!(
+            "no stack named \"{name}\" in {} (its stacks: {})",
+            path.display(),
+            names.join(", ")
+        )
+    })
 }
 
 /// Creates `config`'s state directory, `0700` when created here (it holds
@@ -59,7 +65,10 @@ mod tests {
         assert_eq!(mode & 0o777, 0o700);
         assert!(stack(&config, "web", Path::new("/etc/r.toml")).is_ok());
         let missing = stack(&config, "api", Path::new("/etc/r.toml")).unwrap_err();
-        assert_eq!(missing.to_string(), "no stack named \"api\" in /etc/r.toml");
+        assert_eq!(
+            missing.to_string(),
+            "no stack named \"api\" in /etc/r.toml (its stacks: web)"
+        );
         std::fs::remove_dir_all(&root).unwrap();
     }
 }
