@@ -76,7 +76,7 @@ pub(super) struct RawStack {
     pub(super) ping: Option<PingSetting>,
     pub(super) paths: Option<Vec<String>>,
     pub(super) skip_markers: Option<Vec<String>>,
-    pub(super) command: Option<Vec<String>>,
+    pub(super) command: Option<RawCommand>,
     pub(super) workdir: Option<PathBuf>,
     pub(super) env: Option<OpaqueMap>,
     pub(super) timeout: Option<String>,
@@ -101,7 +101,7 @@ pub(super) struct RawHttp {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawProfile {
-    pub(super) command: Option<Vec<String>>,
+    pub(super) command: Option<RawCommand>,
     pub(super) env: Option<OpaqueMap>,
     pub(super) selectable: Option<bool>,
 }
@@ -147,6 +147,16 @@ pub(super) struct OpaqueList(pub(super) Vec<String>);
 /// A table of strings whose values may be secret (see [`OpaqueString`]).
 pub(super) struct OpaqueMap(pub(super) BTreeMap<String, String>);
 
+/// A deploy command: the program and its arguments, as a list. One string
+/// (`command = "docker compose up -d"`) is refused with how to write it,
+/// and like [`OpaqueList`] no value is echoed (arguments may hold tokens).
+pub(super) struct RawCommand(pub(super) Vec<String>);
+
+/// What a `command` given as one string is told.
+pub(super) const COMMAND_AS_ONE_STRING: &str = "a command is a list of arguments, not one \
+     string: write [\"docker\", \"compose\", \"up\", \"-d\"], or [\"sh\", \"-c\", \"...\"] \
+     to run a shell line";
+
 impl<'de> Deserialize<'de> for OpaqueString {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         match toml::Value::deserialize(d)? {
@@ -158,17 +168,15 @@ impl<'de> Deserialize<'de> for OpaqueString {
 
 impl<'de> Deserialize<'de> for OpaqueList {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        const EXPECTED: &str = "a list of strings";
+        opaque_strings(toml::Value::deserialize(d)?, "a list of strings").map(OpaqueList)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawCommand {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         match toml::Value::deserialize(d)? {
-            toml::Value::Array(items) => items
-                .into_iter()
-                .map(|item| match item {
-                    toml::Value::String(s) => Ok(s),
-                    other => Err(opaque_type_error(EXPECTED, &other)),
-                })
-                .collect::<Result<_, _>>()
-                .map(OpaqueList),
-            other => Err(opaque_type_error(EXPECTED, &other)),
+            toml::Value::String(_) => Err(serde::de::Error::custom(COMMAND_AS_ONE_STRING)),
+            other => opaque_strings(other, "a list of arguments").map(RawCommand),
         }
     }
 }
@@ -190,6 +198,23 @@ impl<'de> Deserialize<'de> for OpaqueMap {
                 .map(OpaqueMap),
             other => Err(opaque_type_error(EXPECTED, &other)),
         }
+    }
+}
+
+/// A TOML list of strings, or a type error that echoes no value.
+fn opaque_strings<E: serde::de::Error>(
+    value: toml::Value,
+    expected: &str,
+) -> Result<Vec<String>, E> {
+    match value {
+        toml::Value::Array(items) => items
+            .into_iter()
+            .map(|item| match item {
+                toml::Value::String(s) => Ok(s),
+                other => Err(opaque_type_error(expected, &other)),
+            })
+            .collect(),
+        other => Err(opaque_type_error(expected, &other)),
     }
 }
 

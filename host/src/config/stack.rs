@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use super::github::validate_github;
-use super::raw::RawStack;
+use super::raw::{RawCommand, RawStack};
 use super::secrets::{check_hook_token, check_secret_len, read_env, read_secret_file};
 use super::server::{check_http_url, duration, non_zero, resolve};
 use super::{
@@ -142,7 +142,7 @@ pub(super) fn validate_stack(
     let action = match (raw.command, raw.http) {
         (Some(_), Some(_)) => return Err(err("set either command or http, not both".into())),
         (None, None) => return Err(err("set command or http".into())),
-        (Some(argv), None) => {
+        (Some(RawCommand(argv)), None) => {
             check_argv("command", &argv).map_err(&err)?;
             let workdir = match raw.workdir {
                 Some(dir) if dir.as_os_str().is_empty() => {
@@ -210,7 +210,8 @@ pub(super) fn validate_stack(
         if is_http && profile.env.is_some() {
             return Err(perr("env only applies to command stacks, not http".into()));
         }
-        if let Some(argv) = &profile.command {
+        let command = profile.command.map(|RawCommand(argv)| argv);
+        if let Some(argv) = &command {
             check_argv("command", argv).map_err(perr)?;
         }
         let env = profile.env.map(|m| m.0).unwrap_or_default();
@@ -218,7 +219,7 @@ pub(super) fn validate_stack(
         profiles.insert(
             profile_name,
             ProfileConfig {
-                command: profile.command,
+                command,
                 env,
                 selectable: profile.selectable.unwrap_or(DEFAULT_SELECTABLE),
             },

@@ -43,6 +43,29 @@ fn stack_validation_errors() {
         "image = \"i\"\ncommand = [\"\"]",
         &["stack \"web\": command[0] is empty"],
     );
+    // One string is refused with how to write it, and never echoed (an
+    // argument may hold a token); so are other types and non-string items.
+    for (body, key) in [
+        ("command = \"docker compose up -d --token=s3cr3t\"", "command"),
+        (
+            "command = [\"x\"]\n[stacks.profiles.fast]\ncommand = \"docker compose up -d --token=s3cr3t\"",
+            "command",
+        ),
+    ] {
+        let message = parse_err(&stack(&format!("image = \"i\"\n{body}")));
+        assert!(
+            message.contains(&format!("`{key}`: {}", super::super::raw::COMMAND_AS_ONE_STRING)),
+            "{message}"
+        );
+        assert!(!message.contains("s3cr3t"), "{message}");
+    }
+    for body in ["command = 5", "command = [\"x\", 5]"] {
+        let message = parse_err(&stack(&format!("image = \"i\"\n{body}")));
+        assert!(
+            message.contains("expected a list of arguments"),
+            "{message}"
+        );
+    }
     check(
         "image = \"i\"\ncommand = [\"x\"]\ntimeout = \"10x\"",
         &["stack \"web\": timeout \"10x\" is not a duration"],
