@@ -537,11 +537,8 @@ impl Dispatcher {
         let now = now_ms();
         let new = crate::rollback::new_deploy(&earlier, now);
         let admission = Admission {
-            replay: signed.map(|signed| ReplayClaim {
-                key: replay_key(&stack.name, "redeploy", signed),
-                now_ms: now,
-                expires_at_ms: now
-                    .saturating_add(i64::try_from(window.as_millis()).unwrap_or(i64::MAX)),
+            replay: signed.map(|signed| {
+                ReplayClaim::new(replay_key(&stack.name, "redeploy", signed), now, window)
             }),
             commit: new.sha.clone().map(|sha| CommitClaim {
                 sha,

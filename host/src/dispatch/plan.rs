@@ -111,10 +111,12 @@ fn admission(
     identity: Option<ReplayIdentity<'_>>,
     now: i64,
 ) -> Admission {
-    let replay = identity.map(|i| ReplayClaim {
-        key: replay_key(&event.stack, &outcome.provider, i.bytes),
-        now_ms: now,
-        expires_at_ms: now.saturating_add(i64::try_from(i.window.as_millis()).unwrap_or(i64::MAX)),
+    let replay = identity.map(|i| {
+        ReplayClaim::new(
+            replay_key(&event.stack, &outcome.provider, i.bytes),
+            now,
+            i.window,
+        )
     });
     let commit = event.sha.as_ref().map(|sha| {
         let push = outcome.pushes.iter().find(|p| {

@@ -64,6 +64,18 @@ pub struct ReplayClaim {
     pub expires_at_ms: i64,
 }
 
+impl ReplayClaim {
+    /// A claim of `key` at `now_ms` that deduplicates for `window`.
+    pub fn new(key: String, now_ms: i64, window: std::time::Duration) -> ReplayClaim {
+        let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        ReplayClaim {
+            key,
+            now_ms,
+            expires_at_ms: now_ms.saturating_add(window_ms),
+        }
+    }
+}
+
 /// The commit a deploy deploys and what its push says about order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CommitClaim {
