@@ -47,6 +47,8 @@ struct PushOut {
 struct DecisionOut {
     stack: String,
     action: String,
+    /// The skip code, for a skip (the WIT `skip-code`).
+    skip: Option<String>,
     services: Vec<String>,
     reason: String,
     deploy: Option<serde_json::Value>,
@@ -96,12 +98,14 @@ fn check_prints_the_documented_json_for_a_signed_github_push() {
         (hello.stack.as_str(), hello.action.as_str()),
         ("hello", "deploy")
     );
+    assert_eq!(hello.skip, None);
     assert_eq!(hello.services, vec!["hello"]);
     assert_eq!(
         hello.deploy.as_ref().unwrap()["sha"],
         "199eddf46df50de8d02e99bf1c5fdb4101338224"
     );
     assert_eq!(o.decisions[1].action, "skip");
+    assert_eq!(o.decisions[1].skip.as_deref(), Some("other-repository"));
     assert!(
         o.decisions[1].reason.contains("does not match repository"),
         "{}",

@@ -126,6 +126,7 @@ fn a_push_creates_a_deployment_whose_event_deploys_and_reports_each_phase() {
     let r = signed_push(&cd.server, &hook(1), SECRET, &sha(1), "push-1");
     assert_eq!(r.status, 202, "{}", r.text());
     assert_eq!(r.json()["decisions"][0]["state"], "deployment-requested");
+    assert_eq!(r.json()["decisions"][0]["action"], "request-deployment");
     let deployment = wait_for(20, "the deployment request", || {
         standin
             .requests()

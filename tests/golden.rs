@@ -145,7 +145,7 @@ fn json_input(case: &Case, req: &Request) -> Option<String> {
         json!({
             "stacks": case.stacks,
             "delivery": { "http": {
-                "method": req.method, "path": "/hook", "query": req.query,
+                "method": req.method, "query": req.query,
                 "headers": req.headers, "body": body,
             }},
             "context": case.context.clone().unwrap_or_else(|| json!({})),
@@ -300,16 +300,38 @@ fn run_component_typed(case: &Case, req: &Request) -> Value {
     let stacks: Vec<wit::Stack> = case.stacks.iter().map(wit_stack).collect();
     let delivery = wit::Delivery::Http(wit::HttpRequest {
         method: req.method.clone(),
-        path: "/hook".into(),
         query: req.query.clone(),
         headers: req.headers.clone(),
         body: req.body.clone(),
     });
+    let context = wit_context(case.context.as_ref());
     match runtime()
-        .evaluate(&stacks, &delivery, &wit_context(case.context.as_ref()))
+        .report(&stacks, &delivery, &context)
         .expect("component trapped")
     {
-        Ok(o) => redeploy_host::report::outcome_json(&o),
+        Ok(document) => {
+            // The typed outcome agrees with the document: the same actions.
+            let outcome = runtime()
+                .evaluate(&stacks, &delivery, &context)
+                .expect("component trapped")
+                .expect("report evaluated it");
+            let document: Value = serde_json::from_str(&document).unwrap();
+            for (d, typed) in document["decisions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .zip(&outcome.decisions)
+            {
+                let (action, skip) = match &typed.action {
+                    wit::Action::Deploy(_) => ("deploy", None),
+                    wit::Action::RequestDeployment(_) => ("request-deployment", None),
+                    wit::Action::Skip(code) => ("skip", Some(code.as_str())),
+                };
+                assert_eq!(d["action"], action);
+                assert_eq!(d["skip"].as_str(), skip);
+            }
+            document
+        }
         Err(e) => error_json(e.kind(), e.message()),
     }
 }

@@ -315,7 +315,14 @@ fn check_outcome(outcome: &Outcome, stacks: &[Stack]) {
                 stack.name
             );
         }
-        if let Some(deploy) = &decision.deploy {
+        if let redeploy_plugin::outcome::Action::RequestDeployment(e) = &decision.action {
+            assert!(
+                e.github_deployment_request.is_some()
+                    && stack.github.as_ref().is_some_and(|g| g.wait_for_event),
+                "only a stack waiting for GitHub's deployment event asks for one"
+            );
+        }
+        if let Some(deploy) = decision.deploy() {
             assert_eq!(deploy.stack, stack.name, "a deploy names its stack");
             assert!(!deploy.services.is_empty(), "a deploy deploys some service");
             for s in &deploy.services {
@@ -325,7 +332,7 @@ fn check_outcome(outcome: &Outcome, stacks: &[Stack]) {
                     stack.name
                 );
             }
-            assert_eq!(deploy.provider, outcome.provider.as_str());
+            assert_eq!(deploy.provider, outcome.provider);
             if let Some(profile) = &deploy.profile {
                 assert!(
                     stack.profiles.contains(profile),
@@ -352,7 +359,6 @@ pub fn check_delivery(d: &FuzzDelivery) {
         let stacks: Vec<Stack> = chosen.iter().map(|s| native_stack(s, secrets)).collect();
         let delivery = Delivery::Http(HttpRequest {
             method: d.method.clone(),
-            path: "/hooks/fuzz".into(),
             query: d.query.clone(),
             headers: Headers::new(headers.iter().map(|(k, v)| (k, v))),
             body: d.body.clone(),
@@ -376,7 +382,7 @@ pub fn check_delivery(d: &FuzzDelivery) {
         let input = json!({
             "stacks": chosen,
             "delivery": {"http": {
-                "method": d.method, "path": "/hooks/fuzz", "query": d.query,
+                "method": d.method, "query": d.query,
                 "headers": headers, "body": body,
             }},
         });

@@ -90,10 +90,10 @@ pub fn check_post_receive(input: &str) {
     assert_eq!(outcome.decisions.len(), stacks.len());
     for (decision, stack) in outcome.decisions.iter().zip(&stacks) {
         assert_eq!(decision.stack, stack.name);
-        if let Some(deploy) = &decision.deploy {
+        if let Some(deploy) = decision.deploy() {
             assert_eq!(deploy.stack, stack.name);
             assert_ne!(stack.name, "other-repo", "deployed another repository");
-            assert_eq!(deploy.provider, "post-receive");
+            assert_eq!(deploy.provider.as_str(), "post-receive");
             let pushed = outcome
                 .pushes
                 .iter()

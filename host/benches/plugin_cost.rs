@@ -139,14 +139,12 @@ fn input(name: &str, stacks: &[StackSpec], headers: Vec<(String, String)>, body:
     let wit_stacks: Vec<wit::Stack> = stacks.iter().map(wit_stack).collect();
     let native_delivery = Delivery::Http(HttpRequest {
         method: "POST".into(),
-        path: "/hooks/bench".into(),
         query: String::new(),
         headers: Headers::new(headers.clone()),
         body: body.clone(),
     });
     let wit_delivery = wit::Delivery::Http(wit::HttpRequest {
         method: "POST".into(),
-        path: "/hooks/bench".into(),
         query: String::new(),
         headers,
         body: body.clone(),
@@ -178,12 +176,12 @@ fn check_agreement(input: &Input) {
     let native_actions: Vec<bool> = native
         .decisions
         .iter()
-        .map(|d| d.deploy.is_some())
+        .map(|d| d.deploy().is_some())
         .collect();
     let component_actions: Vec<bool> = component
         .decisions
         .iter()
-        .map(|d| matches!(d.action, wit::Action::Deploy(_)))
+        .map(|d| d.action.event().is_some())
         .collect();
     assert_eq!(
         native_actions, component_actions,

@@ -36,7 +36,9 @@ pub fn error_status(e: &wit::Error) -> u16 {
         wit::Error::UnknownProvider(_)
         | wit::Error::MalformedPayload(_)
         | wit::Error::BadRequest(_) => 400,
-        wit::Error::MissingSignature(_) | wit::Error::BadSignature(_) => 401,
+        wit::Error::MissingSignature(_)
+        | wit::Error::BadSignature(_)
+        | wit::Error::StaleSignature(_) => 401,
         wit::Error::UnsupportedMethod(_) => 405,
         wit::Error::InvalidStack(_) => 500,
         wit::Error::StaleEvent(_) => 400,
@@ -75,17 +77,18 @@ pub const TIMELESS_REPLAY_WINDOW: Duration = Duration::from_secs(60);
 /// (`push_data.pushed_at`), Harbor (`occur_at`), ACR (`timestamp`), Azure
 /// DevOps (`createdDate`) and the legacy Bitbucket POST service (commit
 /// timestamps and ids).
-pub const SENDERS_WITH_EVENT_TIME: &[&str] = &[
-    "docker-hub",
-    "harbor",
-    "acr",
-    "azure-devops",
-    "bitbucket-legacy",
+pub const SENDERS_WITH_EVENT_TIME: &[wit::Provider] = &[
+    wit::Provider::DockerHub,
+    wit::Provider::Harbor,
+    wit::Provider::Acr,
+    wit::Provider::AzureDevops,
+    wit::Provider::BitbucketLegacy,
 ];
 
 /// Senders whose pushes say whether they were forced; the others never do,
 /// so their `forced` proves nothing ([`crate::commit_order::Candidate`]).
-pub const SENDERS_REPORTING_FORCED: &[&str] = &["github", "bitbucket-cloud"];
+pub const SENDERS_REPORTING_FORCED: &[wit::Provider] =
+    &[wit::Provider::Github, wit::Provider::BitbucketCloud];
 
 /// How long an event time may lie in the future before the component
 /// refuses it (the plugin's `MAX_EVENT_CLOCK_SKEW_MS`): a body with a time
@@ -105,7 +108,7 @@ pub fn replay_window(config: &Config, outcome: &wit::Outcome) -> Duration {
             .server
             .replay_window
             .max(config.server.max_event_age + EVENT_CLOCK_SKEW)
-    } else if SENDERS_WITH_EVENT_TIME.contains(&outcome.provider.as_str()) {
+    } else if SENDERS_WITH_EVENT_TIME.contains(&outcome.provider) {
         config.server.replay_window
     } else {
         config.server.replay_window.min(TIMELESS_REPLAY_WINDOW)
@@ -336,8 +339,8 @@ impl Dispatcher {
 
         let identity = identity.or_else(|| match delivery {
             wit::Delivery::Http(http) if outcome.delivery.is_none() => {
-                let empty_trigger =
-                    outcome.provider == "manual" && http.body.iter().all(u8::is_ascii_whitespace);
+                let empty_trigger = outcome.provider == wit::Provider::Manual
+                    && http.body.iter().all(u8::is_ascii_whitespace);
                 (!empty_trigger).then(|| ReplayIdentity {
                     bytes: &http.body,
                     window: replay_window(&self.config, &outcome),
@@ -347,7 +350,7 @@ impl Dispatcher {
         });
         let mut accepted = false;
         let mut decisions = Vec::with_capacity(outcome.decisions.len());
-        for Planned { mut entry, step } in plan(&outcome, stacks, identity, now_ms()) {
+        for Planned { mut entry, step } in plan(&outcome, identity, now_ms()) {
             match step {
                 Step::Skip => {}
                 Step::RequestDeployment { event, body } => {
@@ -404,7 +407,7 @@ impl Dispatcher {
                         entry["reason"] = json!(format!(
                             "this exact {} delivery was already accepted {} ago{}; a sender \
                              without delivery ids is deduplicated on its body for {}",
-                            outcome.provider,
+                            outcome.provider.as_str(),
                             humantime::format_duration(ago),
                             deploy_id.map_or_else(String::new, |id| format!(" as deploy #{id}")),
                             humantime::format_duration(
@@ -452,16 +455,18 @@ impl Dispatcher {
         }
         let status = if accepted { 202 } else { 200 };
         let body = json!({
-            "provider": outcome.provider,
+            "provider": outcome.provider.as_str(),
             "event": outcome.event,
             "delivery": outcome.delivery,
             "decisions": decisions,
         });
-        self.metrics
-            .delivery(&outcome.provider, if accepted { "deploy" } else { "skip" });
+        self.metrics.delivery(
+            outcome.provider.as_str(),
+            if accepted { "deploy" } else { "skip" },
+        );
         self.record(
             label,
-            Some(&outcome.provider),
+            Some(outcome.provider.as_str()),
             Some(&outcome.event),
             outcome.delivery.as_deref(),
             status,
@@ -551,6 +556,7 @@ impl Dispatcher {
         let mut entry = json!({
             "stack": stack.name,
             "action": "deploy",
+            "skip": null,
             "services": new.services,
             "reason": new.reason,
             "redeploy_of": deploy_id,
@@ -620,14 +626,15 @@ impl Dispatcher {
     }
 
     fn unavailable(&self, label: Option<&str>, outcome: &wit::Outcome) -> Dispatched {
-        self.metrics.delivery(&outcome.provider, "journal-failure");
+        self.metrics
+            .delivery(outcome.provider.as_str(), "journal-failure");
         let body = error_body(
             "journal-unavailable",
             "the journal cannot record this deploy; retry later",
         );
         self.record(
             label,
-            Some(&outcome.provider),
+            Some(outcome.provider.as_str()),
             Some(&outcome.event),
             outcome.delivery.as_deref(),
             503,

@@ -4,7 +4,7 @@
 //! deploy) are made by the WebAssembly component built from `plugin/`,
 //! loaded by [`plugin::PluginRuntime`]. This crate does the I/O around it:
 //! reading configuration ([`config`]), the command line ([`cli`],
-//! [`commands`]), and printing outcomes ([`report`]).
+//! [`commands`]).
 
 pub mod bounded;
 pub mod cli;
@@ -20,7 +20,6 @@ pub mod metrics;
 pub mod notify;
 pub mod plugin;
 pub mod queue;
-pub mod report;
 pub mod retention;
 pub mod rollback;
 pub mod runner;

@@ -389,21 +389,68 @@ impl PluginRuntime {
             .map_err(PluginTrap)
     }
 
-    /// The deployment-status body for a phase.
+    /// The deployment-status body for a phase (`github.deployment-status`).
     pub fn deployment_status(&self, input: &wit::StatusInput) -> Result<String, PluginTrap> {
         let (mut call, instance) = self.instantiate()?;
         instance
-            .redeploy_plugin_evaluator()
+            .redeploy_plugin_github()
             .call_deployment_status(&mut call.store, input)
             .map_err(PluginTrap)
     }
 
-    /// The JSON convenience entry point.
+    /// The JSON convenience entry point (`json.evaluate-json`).
     pub fn evaluate_json(&self, input: &str) -> Result<Result<String, wit::Error>, PluginTrap> {
         let (mut call, instance) = self.instantiate()?;
         instance
-            .redeploy_plugin_evaluator()
+            .redeploy_plugin_json()
             .call_evaluate_json(&mut call.store, input)
+            .map_err(PluginTrap)
+    }
+
+    /// Evaluates one delivery and answers with the outcome as the
+    /// `redeploy check` JSON document (`json.report`).
+    pub fn report(
+        &self,
+        stacks: &[wit::Stack],
+        delivery: &wit::Delivery,
+        context: &wit::EvaluationContext,
+    ) -> Result<Result<String, wit::Error>, PluginTrap> {
+        let (mut call, instance) = self.instantiate()?;
+        instance
+            .redeploy_plugin_json()
+            .call_report(&mut call.store, stacks, delivery, context)
+            .map_err(PluginTrap)
+    }
+
+    /// The request a post-receive hook sends a server for `stack`'s share
+    /// of `push`, forwarded at `timestamp` (Unix seconds) and signed with
+    /// `secret` (`forwarding.forward-push`).
+    pub fn forward_push(
+        &self,
+        stack: &str,
+        push: &wit::PostReceive,
+        timestamp: u64,
+        secret: Option<&str>,
+    ) -> Result<wit::HttpRequest, PluginTrap> {
+        let (mut call, instance) = self.instantiate()?;
+        instance
+            .redeploy_plugin_forwarding()
+            .call_forward_push(&mut call.store, stack, push, timestamp, secret)
+            .map_err(PluginTrap)
+    }
+
+    /// The `X-Redeploy-Signature-256` value of a manual trigger of `stack`
+    /// at `timestamp` (Unix seconds) (`forwarding.sign-manual-trigger`).
+    pub fn sign_manual_trigger(
+        &self,
+        stack: &str,
+        timestamp: u64,
+        secret: &str,
+    ) -> Result<String, PluginTrap> {
+        let (mut call, instance) = self.instantiate()?;
+        instance
+            .redeploy_plugin_forwarding()
+            .call_sign_manual_trigger(&mut call.store, stack, timestamp, secret)
             .map_err(PluginTrap)
     }
 
@@ -436,6 +483,72 @@ pub fn component_source(path: Option<&Path>) -> ComponentSource {
     }
 }
 
+impl wit::Provider {
+    /// The provider's name in the contract (the WIT enum case): what the
+    /// journal, metrics, logs and `REDEPLOY_PROVIDER` say.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            wit::Provider::Github => "github",
+            wit::Provider::Gitlab => "gitlab",
+            wit::Provider::Gitea => "gitea",
+            wit::Provider::Forgejo => "forgejo",
+            wit::Provider::Gogs => "gogs",
+            wit::Provider::Gitee => "gitee",
+            wit::Provider::Harness => "harness",
+            wit::Provider::BitbucketCloud => "bitbucket-cloud",
+            wit::Provider::BitbucketServer => "bitbucket-server",
+            wit::Provider::BitbucketLegacy => "bitbucket-legacy",
+            wit::Provider::AzureDevops => "azure-devops",
+            wit::Provider::DockerHub => "docker-hub",
+            wit::Provider::Harbor => "harbor",
+            wit::Provider::Quay => "quay",
+            wit::Provider::Ghcr => "ghcr",
+            wit::Provider::Acr => "acr",
+            wit::Provider::Distribution => "distribution",
+            wit::Provider::Manual => "manual",
+            wit::Provider::PostReceive => "post-receive",
+        }
+    }
+}
+
+impl wit::SkipCode {
+    /// The code's name in the contract (the WIT enum case), as answers and
+    /// `redeploy check` give it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            wit::SkipCode::NotADeployEvent => "not-a-deploy-event",
+            wit::SkipCode::NotFollowed => "not-followed",
+            wit::SkipCode::NoRef => "no-ref",
+            wit::SkipCode::OtherRepository => "other-repository",
+            wit::SkipCode::RefDeleted => "ref-deleted",
+            wit::SkipCode::NotABranchOrTag => "not-a-branch-or-tag",
+            wit::SkipCode::BranchMismatch => "branch-mismatch",
+            wit::SkipCode::TagMismatch => "tag-mismatch",
+            wit::SkipCode::SkipMarker => "skip-marker",
+            wit::SkipCode::PathsUnmatched => "paths-unmatched",
+            wit::SkipCode::ImageMismatch => "image-mismatch",
+            wit::SkipCode::ImageUntagged => "image-untagged",
+            wit::SkipCode::PingAcknowledged => "ping-acknowledged",
+            wit::SkipCode::OtherStack => "other-stack",
+            wit::SkipCode::OtherEnvironment => "other-environment",
+            wit::SkipCode::OtherTask => "other-task",
+            wit::SkipCode::ForeignDeployment => "foreign-deployment",
+            wit::SkipCode::DeployedOnPush => "deployed-on-push",
+        }
+    }
+}
+
+impl wit::Action {
+    /// The deploy event, when the stack deploys now or asks GitHub for a
+    /// deployment.
+    pub fn event(&self) -> Option<&wit::DeployEvent> {
+        match self {
+            wit::Action::Deploy(e) | wit::Action::RequestDeployment(e) => Some(e),
+            wit::Action::Skip(_) => None,
+        }
+    }
+}
+
 impl wit::Error {
     /// The kebab-case name of the case, as in the WIT `error` variant.
     pub fn kind(&self) -> &'static str {
@@ -449,6 +562,7 @@ impl wit::Error {
             wit::Error::InvalidStack(_) => "invalid-stack",
             wit::Error::StaleEvent(_) => "stale-event",
             wit::Error::Refused(_) => "refused",
+            wit::Error::StaleSignature(_) => "stale-signature",
         }
     }
 
@@ -468,7 +582,8 @@ impl wit::Error {
             | wit::Error::BadRequest(m)
             | wit::Error::InvalidStack(m)
             | wit::Error::StaleEvent(m)
-            | wit::Error::Refused(m) => m,
+            | wit::Error::Refused(m)
+            | wit::Error::StaleSignature(m) => m,
         }
     }
 }

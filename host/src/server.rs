@@ -64,81 +64,20 @@ pub struct Admission {
     _body: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
-/// The header carrying the signature of a post-receive push forwarded by a
-/// git server's hook: `sha256=` + hex HMAC-SHA256, with the stack's first
-/// secret, of the timestamp, the stack and the body
-/// ([`sign_post_receive`]). Required when the stack has secrets.
-pub const POST_RECEIVE_SIGNATURE_HEADER: &str = "x-redeploy-signature-256";
-
-/// The header carrying when the hook forwarded the push, in seconds since
-/// the Unix epoch; covered by the signature.
-pub const POST_RECEIVE_TIMESTAMP_HEADER: &str = "x-redeploy-timestamp";
-
-/// How far a forwarded push's timestamp may be from the server's clock, in
-/// either direction. The hook forwards at once, so a genuine push arrives
-/// within seconds; five minutes leaves room for clocks a little apart
-/// (NTP keeps them within a second) and a slow network, and is the same
-/// window Slack and Stripe give their signed webhooks. A captured push is
-/// refused after it, and within it deploys only once (the replay key is
-/// kept for twice this: a timestamp is accepted while it is within this
-/// much of now).
+/// How far a forwarded push's timestamp may be from the server's clock
+/// (the component checks it: the plugin's `forwarding::WINDOW_MS`, five
+/// minutes). A timestamp is accepted while within this much of now, so a
+/// forwarded push's replay key is kept for twice this.
 pub const POST_RECEIVE_MAX_SKEW: std::time::Duration = crate::rollback::MAX_SKEW;
 
-/// The [`POST_RECEIVE_SIGNATURE_HEADER`] value for a push forwarded to
-/// `stack` at `timestamp` (Unix seconds, the
-/// [`POST_RECEIVE_TIMESTAMP_HEADER`] value) with `body`.
-pub fn sign_post_receive(secret: &str, timestamp: &str, stack: &str, body: &[u8]) -> String {
-    use hmac::Mac as _;
-    format!(
-        "sha256={}",
-        hex::encode(
-            post_receive_mac(secret, timestamp, stack, body)
-                .finalize()
-                .into_bytes()
-        )
-    )
-}
+/// The header that carries when redeploy's own tools signed a request
+/// (Unix seconds): with the body, what a forwarded push is deduplicated on,
+/// and part of what a rollback request signs.
+const REDEPLOY_TIMESTAMP_HEADER: &str = "x-redeploy-timestamp";
 
-/// HMAC-SHA256 of `timestamp`, `.`, `stack`, a newline and the body, keyed
-/// by a stack secret. Neither a timestamp (digits) nor a stack name
-/// (`[A-Za-z0-9._-]`) holds a newline, so the parts cannot be shifted.
-fn post_receive_mac(
-    secret: &str,
-    timestamp: &str,
-    stack: &str,
-    body: &[u8],
-) -> hmac::Hmac<sha2::Sha256> {
-    use hmac::Mac as _;
-    let mut mac =
-        hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
-    mac.update(timestamp.as_bytes());
-    mac.update(b".");
-    mac.update(stack.as_bytes());
-    mac.update(b"\n");
-    mac.update(body);
-    mac
-}
-
-/// Whether `presented` signs (`timestamp`, `stack`, `body`) with `secret`
-/// (constant time).
-fn verify_post_receive(
-    secret: &str,
-    timestamp: &str,
-    stack: &str,
-    body: &[u8],
-    presented: &str,
-) -> bool {
-    use hmac::Mac as _;
-    let Some(hex_sig) = presented.strip_prefix("sha256=") else {
-        return false;
-    };
-    let Ok(sig) = hex::decode(hex_sig) else {
-        return false;
-    };
-    post_receive_mac(secret, timestamp, stack, body)
-        .verify_slice(&sig)
-        .is_ok()
-}
+/// The header that carries the signature of a rollback request
+/// ([`crate::rollback`]).
+const REDEPLOY_SIGNATURE_HEADER: &str = "x-redeploy-signature-256";
 
 /// The most of a deploy log `/logs/{id}/{key}` serves: its last 1 MiB.
 pub const MAX_LOG_SERVED_BYTES: u64 = 1 << 20;
@@ -385,9 +324,14 @@ async fn hook(
             &format!("header {name} appears more than once"),
         );
     }
-    let delivery = wit::Delivery::Http(wit::HttpRequest {
+    let delivery = wit::Delivery::Http(request(&method, &uri, &headers, body));
+    dispatch_blocking(state, stack_name, delivery, None).await
+}
+
+/// An HTTP request as the component reads it.
+fn request(method: &Method, uri: &Uri, headers: &HeaderMap, body: Vec<u8>) -> wit::HttpRequest {
+    wit::HttpRequest {
         method: method.as_str().to_string(),
-        path: uri.path().to_string(),
         query: uri.query().unwrap_or("").to_string(),
         headers: headers
             .iter()
@@ -399,8 +343,7 @@ async fn hook(
             })
             .collect(),
         body,
-    });
-    dispatch_blocking(state, stack_name, delivery, None).await
+    }
 }
 
 /// The first header that appears more than once and must not: the content
@@ -415,35 +358,13 @@ fn repeated_header(headers: &HeaderMap) -> Option<&str> {
     })
 }
 
-/// The body a post-receive hook forwards to `/hooks/{token}/post-receive`.
-#[derive(serde::Deserialize, serde::Serialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct ForwardedPush {
-    /// The repository identity (forge name or absolute path).
-    pub repository: String,
-    /// The `<old> <new> <ref>` updates.
-    pub updates: Vec<ForwardedUpdate>,
-    /// Who pushed, when the git server says.
-    pub pusher: Option<String>,
-}
-
-/// One forwarded ref update.
-#[derive(serde::Deserialize, serde::Serialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct ForwardedUpdate {
-    /// Old object id.
-    pub old: String,
-    /// New object id.
-    pub new: String,
-    /// Full ref name.
-    pub name: String,
-}
-
 /// A post-receive hook handing its push to this server: the same dispatch
-/// path as a webhook, with the push as a post-receive delivery.
+/// path as a webhook, with the request as a forwarded post-receive
+/// delivery, whose signature, timestamp and body the component checks.
 async fn post_receive(
     State(state): State<Arc<AppState>>,
     Path(token): Path<String>,
+    method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
@@ -452,82 +373,15 @@ async fn post_receive(
         Ok(admitted) => admitted,
         Err(resp) => return resp,
     };
-    let timestamp = headers
-        .get(POST_RECEIVE_TIMESTAMP_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    if let Some(stack) = state.dispatcher.config().stack(&stack_name) {
-        if !stack.secrets.is_empty() {
-            let presented = headers
-                .get(POST_RECEIVE_SIGNATURE_HEADER)
-                .and_then(|v| v.to_str().ok());
-            let Some(presented) = presented else {
-                return reject(
-                    401,
-                    "missing-signature",
-                    "this stack has secrets: a forwarded post-receive push must carry X-Redeploy-Signature-256",
-                );
-            };
-            let Some(timestamp) = timestamp.as_deref() else {
-                return reject(
-                    401,
-                    "bad-signature",
-                    "X-Redeploy-Timestamp is missing: the signature covers the time the push was forwarded",
-                );
-            };
-            let valid = stack
-                .secrets
-                .iter()
-                .any(|s| verify_post_receive(s.expose(), timestamp, &stack_name, &body, presented));
-            if !valid {
-                return reject(
-                    401,
-                    "bad-signature",
-                    "X-Redeploy-Signature-256 does not match the timestamp, stack and body with any of the stack's secrets",
-                );
-            }
-        }
-    }
-    // Signed or not, a timestamp must be a recent one.
-    if let Some(timestamp) = timestamp.as_deref() {
-        let now = u64::try_from(crate::journal::now_ms() / 1000).unwrap_or(0);
-        if !timestamp
-            .parse()
-            .is_ok_and(|t| crate::rollback::is_fresh(t, now))
-        {
-            return reject(
-                401,
-                "stale-signature",
-                &format!(
-                    "X-Redeploy-Timestamp is not within {} of the server's clock: a replayed or delayed push",
-                    humantime::format_duration(POST_RECEIVE_MAX_SKEW)
-                ),
-            );
-        }
-    }
-    let push: ForwardedPush = match serde_json::from_slice(&body) {
-        Ok(p) => p,
-        Err(e) => return reject(400, "malformed-payload", &format!("post-receive body: {e}")),
-    };
-    let delivery = wit::Delivery::PostReceive(wit::PostReceive {
-        repository: push.repository,
-        updates: push
-            .updates
-            .into_iter()
-            .map(|u| wit::RefUpdate {
-                old: u.old,
-                new: u.new,
-                name: u.name,
-            })
-            .collect(),
-        pusher: push.pusher,
-        query: uri.query().unwrap_or("").to_string(),
-    });
     // Deduplicated on what was signed: the same push forwarded twice (or
     // replayed within the window) deploys once.
-    let mut identity = timestamp.unwrap_or_default().into_bytes();
+    let mut identity = headers
+        .get(REDEPLOY_TIMESTAMP_HEADER)
+        .map(|v| v.as_bytes().to_vec())
+        .unwrap_or_default();
     identity.push(b'\n');
     identity.extend_from_slice(&body);
+    let delivery = wit::Delivery::ForwardedPostReceive(request(&method, &uri, &headers, body));
     dispatch_blocking(state, stack_name, delivery, Some(identity)).await
 }
 
@@ -571,8 +425,8 @@ async fn redeploy(
     } else {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         let (Some(presented), Some(timestamp)) = (
-            header(POST_RECEIVE_SIGNATURE_HEADER),
-            header(POST_RECEIVE_TIMESTAMP_HEADER),
+            header(REDEPLOY_SIGNATURE_HEADER),
+            header(REDEPLOY_TIMESTAMP_HEADER),
         ) else {
             return reject(
                 401,

@@ -1,13 +1,15 @@
 //! The WIT bindings: converts WIT types to domain types and back.
 
-use crate::{error, evaluate, github, json_api, model, outcome};
+use crate::{error, evaluate, forwarding, github, json_api, model, outcome, report};
 
 mod bindings {
     wit_bindgen::generate!({ world: "redeployer", path: "../wit" });
 }
 
-use bindings::exports::redeploy::plugin::evaluator::Guest;
 use bindings::exports::redeploy::plugin::types as wit;
+use bindings::exports::redeploy::plugin::{
+    evaluator, forwarding as forwarding_wit, github as github_wit, json,
+};
 
 struct Component;
 
@@ -24,6 +26,7 @@ impl From<error::PluginError> for wit::Error {
             E::InvalidStack(m) => wit::Error::InvalidStack(m),
             E::StaleEvent(m) => wit::Error::StaleEvent(m),
             E::Refused(m) => wit::Error::Refused(m),
+            E::StaleSignature(m) => wit::Error::StaleSignature(m),
         }
     }
 }
@@ -79,29 +82,38 @@ fn stack_from_wit(s: wit::Stack) -> Result<model::Stack, error::PluginError> {
     })
 }
 
+fn request_from_wit(r: wit::HttpRequest) -> evaluate::HttpRequest {
+    evaluate::HttpRequest {
+        method: r.method,
+        query: r.query,
+        headers: model::Headers::new(r.headers),
+        body: r.body,
+    }
+}
+
+fn updates_from_wit(updates: Vec<wit::RefUpdate>) -> Vec<evaluate::RefUpdate> {
+    updates
+        .into_iter()
+        .map(|u| evaluate::RefUpdate {
+            old: u.old,
+            new: u.new,
+            name: u.name,
+        })
+        .collect()
+}
+
 fn delivery_from_wit(d: wit::Delivery) -> evaluate::Delivery {
     match d {
-        wit::Delivery::Http(r) => evaluate::Delivery::Http(evaluate::HttpRequest {
-            method: r.method,
-            path: r.path,
-            query: r.query,
-            headers: model::Headers::new(r.headers),
-            body: r.body,
-        }),
+        wit::Delivery::Http(r) => evaluate::Delivery::Http(request_from_wit(r)),
         wit::Delivery::PostReceive(p) => evaluate::Delivery::PostReceive {
             repository: p.repository,
-            updates: p
-                .updates
-                .into_iter()
-                .map(|u| evaluate::RefUpdate {
-                    old: u.old,
-                    new: u.new,
-                    name: u.name,
-                })
-                .collect(),
+            updates: updates_from_wit(p.updates),
             pusher: p.pusher,
             query: p.query,
         },
+        wit::Delivery::ForwardedPostReceive(r) => {
+            evaluate::Delivery::ForwardedPostReceive(request_from_wit(r))
+        }
         wit::Delivery::Manual(m) => evaluate::Delivery::Manual {
             stack: m.stack,
             query: m.query,
@@ -119,6 +131,55 @@ fn signature_to_wit(s: outcome::SignatureScheme) -> wit::SignatureScheme {
         S::PlainToken => wit::SignatureScheme::PlainToken,
         S::BitbucketSha256 => wit::SignatureScheme::BitbucketSha256,
         S::RedeploySha256 => wit::SignatureScheme::RedeploySha256,
+    }
+}
+
+fn provider_to_wit(p: model::Provider) -> wit::Provider {
+    use model::Provider as P;
+    match p {
+        P::Github => wit::Provider::Github,
+        P::Gitlab => wit::Provider::Gitlab,
+        P::Gitea => wit::Provider::Gitea,
+        P::Forgejo => wit::Provider::Forgejo,
+        P::Gogs => wit::Provider::Gogs,
+        P::Gitee => wit::Provider::Gitee,
+        P::Harness => wit::Provider::Harness,
+        P::BitbucketCloud => wit::Provider::BitbucketCloud,
+        P::BitbucketServer => wit::Provider::BitbucketServer,
+        P::BitbucketLegacy => wit::Provider::BitbucketLegacy,
+        P::AzureDevops => wit::Provider::AzureDevops,
+        P::DockerHub => wit::Provider::DockerHub,
+        P::Harbor => wit::Provider::Harbor,
+        P::Quay => wit::Provider::Quay,
+        P::Ghcr => wit::Provider::Ghcr,
+        P::Acr => wit::Provider::Acr,
+        P::Distribution => wit::Provider::Distribution,
+        P::Manual => wit::Provider::Manual,
+        P::PostReceive => wit::Provider::PostReceive,
+    }
+}
+
+fn skip_to_wit(c: outcome::SkipCode) -> wit::SkipCode {
+    use outcome::SkipCode as C;
+    match c {
+        C::NotADeployEvent => wit::SkipCode::NotADeployEvent,
+        C::NotFollowed => wit::SkipCode::NotFollowed,
+        C::NoRef => wit::SkipCode::NoRef,
+        C::OtherRepository => wit::SkipCode::OtherRepository,
+        C::RefDeleted => wit::SkipCode::RefDeleted,
+        C::NotABranchOrTag => wit::SkipCode::NotABranchOrTag,
+        C::BranchMismatch => wit::SkipCode::BranchMismatch,
+        C::TagMismatch => wit::SkipCode::TagMismatch,
+        C::SkipMarker => wit::SkipCode::SkipMarker,
+        C::PathsUnmatched => wit::SkipCode::PathsUnmatched,
+        C::ImageMismatch => wit::SkipCode::ImageMismatch,
+        C::ImageUntagged => wit::SkipCode::ImageUntagged,
+        C::PingAcknowledged => wit::SkipCode::PingAcknowledged,
+        C::OtherStack => wit::SkipCode::OtherStack,
+        C::OtherEnvironment => wit::SkipCode::OtherEnvironment,
+        C::OtherTask => wit::SkipCode::OtherTask,
+        C::ForeignDeployment => wit::SkipCode::ForeignDeployment,
+        C::DeployedOnPush => wit::SkipCode::DeployedOnPush,
     }
 }
 
@@ -163,6 +224,7 @@ fn image_to_wit(i: model::ImagePush) -> wit::ImagePush {
 }
 
 fn deploy_to_wit(e: outcome::DeployEvent) -> wit::DeployEvent {
+    let document = report::deploy_json(&e).to_string();
     wit::DeployEvent {
         stack: e.stack,
         services: e.services,
@@ -173,18 +235,19 @@ fn deploy_to_wit(e: outcome::DeployEvent) -> wit::DeployEvent {
         sha: e.sha,
         repository: e.repository,
         image: e.image,
-        provider: e.provider,
+        provider: provider_to_wit(e.provider),
         delivery: e.delivery,
         reason: e.reason,
         github_deployment_request: e.github_deployment_request,
         github_deployment_id: e.github_deployment_id,
         callback_url: e.callback_url,
+        document,
     }
 }
 
 fn outcome_to_wit(o: outcome::Outcome) -> wit::Outcome {
     wit::Outcome {
-        provider: o.provider.as_str().to_string(),
+        provider: provider_to_wit(o.provider),
         event: o.event,
         delivery: o.delivery,
         signature: signature_to_wit(o.signature),
@@ -196,9 +259,12 @@ fn outcome_to_wit(o: outcome::Outcome) -> wit::Outcome {
             .into_iter()
             .map(|d| wit::Decision {
                 stack: d.stack,
-                action: match d.deploy {
-                    Some(e) => wit::Action::Deploy(deploy_to_wit(e)),
-                    None => wit::Action::Skip,
+                action: match d.action {
+                    outcome::Action::Deploy(e) => wit::Action::Deploy(deploy_to_wit(e)),
+                    outcome::Action::RequestDeployment(e) => {
+                        wit::Action::RequestDeployment(deploy_to_wit(e))
+                    }
+                    outcome::Action::Skip(code) => wit::Action::Skip(skip_to_wit(code)),
                 },
                 services: d.services,
                 reason: d.reason,
@@ -207,7 +273,25 @@ fn outcome_to_wit(o: outcome::Outcome) -> wit::Outcome {
     }
 }
 
-impl Guest for Component {
+/// The stacks and delivery as the evaluator's domain types.
+fn inputs_from_wit(
+    stacks: Vec<wit::Stack>,
+    delivery: wit::Delivery,
+    context: wit::EvaluationContext,
+) -> Result<(Vec<model::Stack>, evaluate::Delivery, evaluate::Context), error::PluginError> {
+    let stacks = stacks
+        .into_iter()
+        .map(stack_from_wit)
+        .collect::<Result<Vec<_>, _>>()?;
+    let context = evaluate::Context {
+        now_ms: context.now_ms,
+        deployment_key: context.deployment_key,
+        max_event_age_ms: context.max_event_age_ms,
+    };
+    Ok((stacks, delivery_from_wit(delivery), context))
+}
+
+impl evaluator::Guest for Component {
     fn evaluate(
         stacks: Vec<wit::Stack>,
         delivery: wit::Delivery,
@@ -215,16 +299,7 @@ impl Guest for Component {
     ) -> Result<wit::Outcome, wit::Error> {
         #[cfg(feature = "chaos")]
         chaos(&delivery);
-        let stacks = stacks
-            .into_iter()
-            .map(stack_from_wit)
-            .collect::<Result<Vec<_>, _>>()?;
-        let delivery = delivery_from_wit(delivery);
-        let context = evaluate::Context {
-            now_ms: context.now_ms,
-            deployment_key: context.deployment_key,
-            max_event_age_ms: context.max_event_age_ms,
-        };
+        let (stacks, delivery, context) = inputs_from_wit(stacks, delivery, context)?;
         Ok(outcome_to_wit(evaluate::evaluate(
             &stacks, &delivery, &context,
         )?))
@@ -238,6 +313,28 @@ impl Guest for Component {
         Ok(evaluate::validate_stacks(&stacks)?)
     }
 
+    fn version() -> String {
+        env!("CARGO_PKG_VERSION").to_string()
+    }
+}
+
+impl json::Guest for Component {
+    fn evaluate_json(input: String) -> Result<String, wit::Error> {
+        Ok(json_api::evaluate_json(&input)?)
+    }
+
+    fn report(
+        stacks: Vec<wit::Stack>,
+        delivery: wit::Delivery,
+        context: wit::EvaluationContext,
+    ) -> Result<String, wit::Error> {
+        let (stacks, delivery, context) = inputs_from_wit(stacks, delivery, context)?;
+        let outcome = evaluate::evaluate(&stacks, &delivery, &context)?;
+        Ok(report::outcome_json(&outcome).to_string())
+    }
+}
+
+impl github_wit::Guest for Component {
     fn deployment_status(input: wit::StatusInput) -> String {
         use outcome::DeployPhase as P;
         let phase = match input.phase {
@@ -256,13 +353,31 @@ impl Guest for Component {
             detail: input.detail,
         })
     }
+}
 
-    fn evaluate_json(input: String) -> Result<String, wit::Error> {
-        Ok(json_api::evaluate_json(&input)?)
+impl forwarding_wit::Guest for Component {
+    fn forward_push(
+        stack: String,
+        push: wit::PostReceive,
+        timestamp: u64,
+        secret: Option<String>,
+    ) -> wit::HttpRequest {
+        let push = forwarding::ForwardedPush {
+            repository: push.repository,
+            updates: updates_from_wit(push.updates),
+            pusher: push.pusher,
+        };
+        let (headers, body) = forwarding::forward_push(&stack, &push, timestamp, secret.as_deref());
+        wit::HttpRequest {
+            method: "POST".into(),
+            query: String::new(),
+            headers,
+            body,
+        }
     }
 
-    fn version() -> String {
-        env!("CARGO_PKG_VERSION").to_string()
+    fn sign_manual_trigger(stack: String, timestamp: u64, secret: String) -> String {
+        crate::signature::sign_manual(&secret, &stack, &timestamp.to_string())
     }
 }
 

@@ -26,6 +26,8 @@ pub enum PluginError {
     StaleEvent(String),
     /// The stack refuses this kind of delivery (`manual = "refuse"`).
     Refused(String),
+    /// A forwarded push's timestamp is outside the accepted window.
+    StaleSignature(String),
 }
 
 impl PluginError {
@@ -41,6 +43,7 @@ impl PluginError {
             PluginError::InvalidStack(_) => "invalid-stack",
             PluginError::StaleEvent(_) => "stale-event",
             PluginError::Refused(_) => "refused",
+            PluginError::StaleSignature(_) => "stale-signature",
         }
     }
 
@@ -55,7 +58,8 @@ impl PluginError {
             | PluginError::BadRequest(m)
             | PluginError::InvalidStack(m)
             | PluginError::StaleEvent(m)
-            | PluginError::Refused(m) => m,
+            | PluginError::Refused(m)
+            | PluginError::StaleSignature(m) => m,
         }
     }
 }

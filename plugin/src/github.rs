@@ -116,7 +116,7 @@ pub fn deployment_request(
     let what = match (&event.branch, &event.tag) {
         (Some(b), _) => format!("push to {b}"),
         (_, Some(t)) => format!("tag {t}"),
-        _ => event.provider.clone(),
+        _ => event.provider.as_str().to_string(),
     };
     let body = DeploymentRequest {
         git_ref,
@@ -290,11 +290,19 @@ mod tests {
         let event = DeployEvent {
             stack: "web".into(),
             services: vec!["web".into()],
+            profile: None,
+            git_ref: Some("refs/heads/main".into()),
             branch: Some("main".into()),
+            tag: None,
             sha: Some("6113728f27ae82c7b1a177c8d03f9e96e0adf246".into()),
-            provider: "github".into(),
+            repository: Some("acme/web".into()),
+            image: None,
+            provider: crate::model::Provider::Github,
             delivery: Some("d-1".into()),
-            ..Default::default()
+            reason: "push to \"main\" of acme/web matches branch \"main\"".into(),
+            github_deployment_request: None,
+            github_deployment_id: None,
+            callback_url: None,
         };
         let body: serde_json::Value =
             serde_json::from_str(&deployment_request(&gh, &event, None).unwrap()).unwrap();

@@ -112,13 +112,22 @@ struct HttpIn {
     #[serde(default = "post")]
     method: String,
     #[serde(default)]
-    path: String,
-    #[serde(default)]
     query: String,
     #[serde(default)]
     headers: Vec<(String, String)>,
     #[serde(default)]
     body: String,
+}
+
+impl HttpIn {
+    fn into_request(self) -> HttpRequest {
+        HttpRequest {
+            method: self.method,
+            query: self.query,
+            headers: Headers::new(self.headers),
+            body: self.body.into_bytes(),
+        }
+    }
 }
 
 fn post() -> String {
@@ -127,24 +136,17 @@ fn post() -> String {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
-struct RefUpdateIn {
-    old: String,
-    new: String,
-    name: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 enum DeliveryIn {
     Http(HttpIn),
     PostReceive {
         repository: String,
-        updates: Vec<RefUpdateIn>,
+        updates: Vec<RefUpdate>,
         #[serde(default)]
         pusher: Option<String>,
         #[serde(default)]
         query: String,
     },
+    ForwardedPostReceive(HttpIn),
     Manual {
         stack: String,
         #[serde(default)]
@@ -216,13 +218,8 @@ pub fn evaluate_json(input: &str) -> Result<String, PluginError> {
         .map(StackIn::into_stack)
         .collect::<Result<Vec<_>, _>>()?;
     let delivery = match input.delivery {
-        DeliveryIn::Http(h) => Delivery::Http(HttpRequest {
-            method: h.method,
-            path: h.path,
-            query: h.query,
-            headers: Headers::new(h.headers),
-            body: h.body.into_bytes(),
-        }),
+        DeliveryIn::Http(h) => Delivery::Http(h.into_request()),
+        DeliveryIn::ForwardedPostReceive(h) => Delivery::ForwardedPostReceive(h.into_request()),
         DeliveryIn::PostReceive {
             repository,
             updates,
@@ -230,14 +227,7 @@ pub fn evaluate_json(input: &str) -> Result<String, PluginError> {
             query,
         } => Delivery::PostReceive {
             repository,
-            updates: updates
-                .into_iter()
-                .map(|u| RefUpdate {
-                    old: u.old,
-                    new: u.new,
-                    name: u.name,
-                })
-                .collect(),
+            updates,
             pusher,
             query,
         },

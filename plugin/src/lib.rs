@@ -6,6 +6,7 @@
 //! pushes and one decision per stack come out. The modules:
 //! - [`providers`]: one `Sender` per provider (detection, proof, parsing), listed in one registry;
 //! - [`signature`]: HMAC and token verification;
+//! - [`forwarding`]: post-receive pushes a hook forwards to a server, signed and checked;
 //! - [`matching`]: branch/tag globs, repository and image identities;
 //! - [`github`]: GitHub Deployments API request bodies;
 //! - [`report`]: the stable JSON form of an outcome;
@@ -22,6 +23,7 @@
 
 pub mod error;
 pub mod evaluate;
+pub mod forwarding;
 pub mod github;
 pub mod json_api;
 pub mod matching;

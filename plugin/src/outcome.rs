@@ -37,7 +37,7 @@ impl SignatureScheme {
 }
 
 /// What a deploy deploys and why.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeployEvent {
     /// The stack.
     pub stack: String,
@@ -57,8 +57,8 @@ pub struct DeployEvent {
     pub repository: Option<String>,
     /// `registry/repository:tag` for registry pushes.
     pub image: Option<String>,
-    /// The provider's kebab-case name.
-    pub provider: String,
+    /// The provider that caused it.
+    pub provider: Provider,
     /// The provider's delivery id.
     pub delivery: Option<String>,
     /// Why this deploys.
@@ -71,17 +71,129 @@ pub struct DeployEvent {
     pub callback_url: Option<String>,
 }
 
+/// Why a stack skips a delivery (the WIT `skip-code`; each case is
+/// documented there).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SkipCode {
+    NotADeployEvent,
+    NotFollowed,
+    NoRef,
+    OtherRepository,
+    RefDeleted,
+    NotABranchOrTag,
+    BranchMismatch,
+    TagMismatch,
+    SkipMarker,
+    PathsUnmatched,
+    ImageMismatch,
+    ImageUntagged,
+    PingAcknowledged,
+    OtherStack,
+    OtherEnvironment,
+    OtherTask,
+    ForeignDeployment,
+    DeployedOnPush,
+}
+
+impl SkipCode {
+    /// The stable kebab-case name (WIT enum case and JSON value).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipCode::NotADeployEvent => "not-a-deploy-event",
+            SkipCode::NotFollowed => "not-followed",
+            SkipCode::NoRef => "no-ref",
+            SkipCode::OtherRepository => "other-repository",
+            SkipCode::RefDeleted => "ref-deleted",
+            SkipCode::NotABranchOrTag => "not-a-branch-or-tag",
+            SkipCode::BranchMismatch => "branch-mismatch",
+            SkipCode::TagMismatch => "tag-mismatch",
+            SkipCode::SkipMarker => "skip-marker",
+            SkipCode::PathsUnmatched => "paths-unmatched",
+            SkipCode::ImageMismatch => "image-mismatch",
+            SkipCode::ImageUntagged => "image-untagged",
+            SkipCode::PingAcknowledged => "ping-acknowledged",
+            SkipCode::OtherStack => "other-stack",
+            SkipCode::OtherEnvironment => "other-environment",
+            SkipCode::OtherTask => "other-task",
+            SkipCode::ForeignDeployment => "foreign-deployment",
+            SkipCode::DeployedOnPush => "deployed-on-push",
+        }
+    }
+}
+
+/// Why nothing deploys: the code for machines, the sentence for people.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skip {
+    /// The code.
+    pub code: SkipCode,
+    /// The sentence, e.g. `push to "feature/x" does not match branch "main"`.
+    pub reason: String,
+}
+
+impl Skip {
+    /// A skip with its code and sentence.
+    pub fn new(code: SkipCode, reason: impl Into<String>) -> Self {
+        Skip {
+            code,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// What happens to one stack (the WIT `action`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Deploy now (reporting to a GitHub deployment it creates, when the
+    /// event carries a deployment request).
+    Deploy(DeployEvent),
+    /// Create the GitHub deployment the event's request describes; its
+    /// `deployment` event deploys.
+    RequestDeployment(DeployEvent),
+    /// Nothing.
+    Skip(SkipCode),
+}
+
+impl Action {
+    /// The stable name: `deploy`, `request-deployment` or `skip`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Action::Deploy(_) => "deploy",
+            Action::RequestDeployment(_) => "request-deployment",
+            Action::Skip(_) => "skip",
+        }
+    }
+}
+
 /// The decision for one stack.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decision {
     /// The stack.
     pub stack: String,
-    /// `Some` to deploy.
-    pub deploy: Option<DeployEvent>,
+    /// What happens.
+    pub action: Action,
     /// The services concerned.
     pub services: Vec<String>,
     /// Why.
     pub reason: String,
+}
+
+impl Decision {
+    /// The deploy event, when the stack deploys now or asks GitHub for a
+    /// deployment.
+    pub fn deploy(&self) -> Option<&DeployEvent> {
+        match &self.action {
+            Action::Deploy(e) | Action::RequestDeployment(e) => Some(e),
+            Action::Skip(_) => None,
+        }
+    }
+
+    /// The skip code, when the stack skips.
+    pub fn skip(&self) -> Option<SkipCode> {
+        match self.action {
+            Action::Skip(code) => Some(code),
+            _ => None,
+        }
+    }
 }
 
 /// The result of evaluating one delivery.
@@ -105,7 +217,8 @@ pub struct Outcome {
     pub decisions: Vec<Decision>,
 }
 
-/// A deploy's phase as the host's runner sees it.
+/// A deploy's phase as the host's runner sees it (the WIT `deploy-phase`;
+/// each case is documented there).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeployPhase {
     Queued,

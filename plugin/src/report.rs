@@ -1,11 +1,13 @@
-//! The outcome as the stable JSON document `redeploy check` prints (and
-//! `evaluate-json` returns). The field names are a documented interface:
-//! change them only with a new WIT version.
+//! The outcome as the stable JSON document `redeploy check` prints (the
+//! WIT `json.report` and `json.evaluate-json` return it), and a deploy
+//! event as the document deploy commands read (the WIT deploy event's
+//! `document`). The field names are a documented interface: change them
+//! only with a new WIT version.
 
 use serde_json::{json, Value};
 
 use crate::model::{ChangedFiles, ImagePush, Push};
-use crate::outcome::{Decision, DeployEvent, Outcome};
+use crate::outcome::{Decision, DeployEvent, Outcome, SkipCode};
 
 /// The JSON document for an outcome.
 pub fn outcome_json(o: &Outcome) -> Value {
@@ -57,10 +59,11 @@ fn image_json(i: &ImagePush) -> Value {
 fn decision_json(d: &Decision) -> Value {
     json!({
         "stack": d.stack,
-        "action": if d.deploy.is_some() { "deploy" } else { "skip" },
+        "action": d.action.as_str(),
+        "skip": d.skip().map(SkipCode::as_str),
         "services": d.services,
         "reason": d.reason,
-        "deploy": d.deploy.as_ref().map(deploy_json),
+        "deploy": d.deploy().map(deploy_json),
     })
 }
 
@@ -76,7 +79,7 @@ pub fn deploy_json(e: &DeployEvent) -> Value {
         "sha": e.sha,
         "repository": e.repository,
         "image": e.image,
-        "provider": e.provider,
+        "provider": e.provider.as_str(),
         "delivery": e.delivery,
         "reason": e.reason,
         "github_deployment_request": e.github_deployment_request.as_deref().and_then(|s| serde_json::from_str::<Value>(s).ok()),

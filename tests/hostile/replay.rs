@@ -397,12 +397,13 @@ fn post_receive_route(
 }
 
 /// Forwards [`forwarded_body`] to stack `n`'s post-receive route, signed
-/// for `stack` at `timestamp` as `redeploy post-receive` signs it.
+/// for `stack` at `timestamp` as the WIT documents it (`forward-push`): the
+/// HMAC of the timestamp, ".", the stack, a newline and the body.
 fn forward(server: &ServerProcess, n: u32, stack: &str, timestamp: u64) -> http::Response {
     let timestamp = timestamp.to_string();
-    let signature =
-        redeploy_host::server::sign_post_receive(SECRET, &timestamp, stack, &forwarded_body());
-    post_receive_route(server, n, &timestamp, &signature)
+    let mut signed = format!("{timestamp}.{stack}\n").into_bytes();
+    signed.extend_from_slice(&forwarded_body());
+    post_receive_route(server, n, &timestamp, &sig(SECRET, &signed))
 }
 
 /// Asserts a refused forward, and that nothing deployed.

@@ -70,7 +70,6 @@ fn evaluates_correctly(runtime: &PluginRuntime) {
             .unwrap();
     let delivery = wit::Delivery::Http(wit::HttpRequest {
         method: "POST".into(),
-        path: hook(1),
         query: String::new(),
         headers: vec![],
         body: vec![],

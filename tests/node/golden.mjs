@@ -20,7 +20,7 @@ if (!modulePath || !casesDir || !fixturesDir) {
   console.error("usage: node golden.mjs TRANSPILED.js CASES_DIR FIXTURES_DIR");
   process.exit(2);
 }
-const { evaluator } = await import(pathToFileURL(modulePath).href);
+const { json: jsonApi } = await import(pathToFileURL(modulePath).href);
 
 function readHeaders(path) {
   const out = [];
@@ -61,7 +61,6 @@ function buildInput(c) {
     delivery: {
       http: {
         method: c.method ?? "POST",
-        path: "/hook",
         query: c.query ?? "",
         headers,
         body: body.toString("utf8"),
@@ -80,7 +79,7 @@ for (const name of readdirSync(casesDir).sort()) {
   const expected = JSON.parse(readFileSync(join(dir, "expected.json"), "utf8"));
   let actual;
   try {
-    actual = JSON.parse(evaluator.evaluateJson(buildInput(c)));
+    actual = JSON.parse(jsonApi.evaluateJson(buildInput(c)));
   } catch (e) {
     if (e && e.payload && typeof e.payload.tag === "string") {
       actual = { error: { kind: e.payload.tag, message: e.payload.val } };

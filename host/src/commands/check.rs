@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 
 use crate::plugin::{wit, PluginRuntime, RuntimeOptions};
-use crate::{config, headers, report, stacks};
+use crate::{config, headers, stacks};
 
 /// A delivery the plugin rejected (exit code 1).
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +66,6 @@ impl Check {
         stacks::validate(&runtime, &stacks::wit_stacks(&config), &self.config)?;
         let delivery = wit::Delivery::Http(wit::HttpRequest {
             method: self.method,
-            path: "/check".into(),
             query: self.query,
             headers,
             body,
@@ -77,11 +76,14 @@ impl Check {
             now_ms: None,
             ..stacks::evaluation_context(&config, None)
         };
-        let outcome = runtime
-            .evaluate(&stacks, &delivery, &context)?
+        // The component writes the document, as it does for `evaluate-json`.
+        let document = runtime
+            .report(&stacks, &delivery, &context)?
             .map_err(Rejected)?;
+        let document: serde_json::Value = serde_json::from_str(&document)
+            .context("the component's outcome document is not JSON")?;
         let mut out = std::io::stdout().lock();
-        serde_json::to_writer_pretty(&mut out, &report::outcome_json(&outcome))?;
+        serde_json::to_writer_pretty(&mut out, &document)?;
         writeln!(out)?;
         Ok(())
     }

@@ -17,7 +17,6 @@ use crate::journal::{DeployRecord, Journal};
 use crate::metrics::Metrics;
 use crate::plugin::{wit, Allocation, PluginRuntime, RuntimeOptions};
 use crate::runner::Enqueued;
-use crate::server::{ForwardedPush, ForwardedUpdate};
 use crate::tokens::token_for;
 
 /// The most bytes of post-receive input accepted: about 8,000 updates of
@@ -195,12 +194,13 @@ impl PostReceive {
         let pusher = PUSHER_VARS
             .iter()
             .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()));
-        let delivery = wit::Delivery::PostReceive(wit::PostReceive {
-            repository: repository.clone(),
-            updates: updates.clone(),
-            pusher: pusher.clone(),
+        let push = wit::PostReceive {
+            repository,
+            updates,
+            pusher,
             query: String::new(),
-        });
+        };
+        let delivery = wit::Delivery::PostReceive(push.clone());
         let state_dir = &config.server.state_dir;
         let runtime = Arc::new(PluginRuntime::cached(
             &state_dir.join("cache"),
@@ -227,12 +227,12 @@ impl PostReceive {
         let deploying: Vec<&str> = outcome
             .decisions
             .iter()
-            .filter(|d| matches!(d.action, wit::Action::Deploy(_)))
+            .filter(|d| d.action.event().is_some())
             .map(|d| d.stack.as_str())
             .collect();
         let mut out = Vec::new();
         for d in &outcome.decisions {
-            if let wit::Action::Skip = d.action {
+            if let wit::Action::Skip(_) = d.action {
                 out.push(format!(
                     "redeploy: {}: not deploying: {}",
                     d.stack, d.reason
@@ -248,18 +248,6 @@ impl PostReceive {
         let journal = Arc::new(Journal::open(&Journal::path_in(state_dir))?);
         match server {
             Some(server) => {
-                let push = ForwardedPush {
-                    repository,
-                    updates: updates
-                        .into_iter()
-                        .map(|u| ForwardedUpdate {
-                            old: u.old,
-                            new: u.new,
-                            name: u.name,
-                        })
-                        .collect(),
-                    pusher,
-                };
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()?;
@@ -275,26 +263,20 @@ impl PostReceive {
                         "{}/hooks/{token}/post-receive",
                         server.trim_end_matches('/')
                     );
-                    let body = serde_json::to_vec(&push)?;
                     // The server refuses a push forwarded too long ago, and
-                    // the same one twice.
-                    let timestamp = (crate::journal::now_ms() / 1000).to_string();
-                    let mut request = client
-                        .post(&url)
-                        .header("content-type", "application/json")
-                        .header(crate::server::POST_RECEIVE_TIMESTAMP_HEADER, &timestamp);
-                    // A stack with secrets accepts forwarded pushes only signed.
-                    if let Some(secret) = config.stack(stack).and_then(|s| s.secrets.first()) {
-                        request = request.header(
-                            crate::server::POST_RECEIVE_SIGNATURE_HEADER,
-                            crate::server::sign_post_receive(
-                                secret.expose(),
-                                &timestamp,
-                                stack,
-                                &body,
-                            ),
-                        );
+                    // the same one twice; a stack with secrets accepts it
+                    // only signed. The component writes the request.
+                    let timestamp = u64::try_from(crate::journal::now_ms() / 1000).unwrap_or(0);
+                    let secret = config
+                        .stack(stack)
+                        .and_then(|s| s.secrets.first())
+                        .map(|s| s.expose());
+                    let forwarded = runtime.forward_push(stack, &push, timestamp, secret)?;
+                    let mut request = client.post(&url);
+                    for (name, value) in &forwarded.headers {
+                        request = request.header(name, value);
                     }
+                    let body = forwarded.body;
                     let answer = rt.block_on(async {
                         let resp = request
                             .body(body)

@@ -7,10 +7,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use hmac::{Hmac, Mac as _};
-use sha2::Sha256;
 
 use crate::config::{self, ManualSetting};
+use crate::plugin::{Allocation, PluginRuntime, RuntimeOptions};
 use crate::tokens::{hook_url, token_for};
 
 /// How long `trigger` waits for the server's answer. The server answers once
@@ -24,16 +23,6 @@ pub const MANUAL_TIMESTAMP_HEADER: &str = "X-Redeploy-Timestamp";
 
 /// The header carrying a signed manual trigger's HMAC.
 pub const MANUAL_SIGNATURE_HEADER: &str = "X-Redeploy-Signature-256";
-
-/// The `X-Redeploy-Signature-256` value of a manual trigger of `stack` at
-/// `timestamp` (Unix seconds): `sha256=` and the hex HMAC-SHA256, keyed with
-/// a stack secret, of `manual:<stack>:<timestamp>`, as the plugin checks it.
-pub fn sign_manual_trigger(secret: &str, stack: &str, timestamp: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
-        .unwrap_or_else(|_| unreachable!("hmac-sha256 takes keys of any length"));
-    mac.update(format!("manual:{stack}:{timestamp}").as_bytes());
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
 
 /// Queues a manual deploy of a stack on the running `redeploy serve`.
 #[derive(Debug, clap::Args)]
@@ -122,11 +111,21 @@ impl Trigger {
                     )
                 })?;
                 let timestamp = timestamp()?;
+                // The component, which checks the signature, also makes it.
+                let runtime = PluginRuntime::cached(
+                    &config.server.state_dir.join("cache"),
+                    RuntimeOptions {
+                        allocation: Allocation::OnDemand,
+                        ..RuntimeOptions::default()
+                    },
+                )?;
+                let signature = runtime.sign_manual_trigger(
+                    &stack.name,
+                    timestamp.parse()?,
+                    secret.expose(),
+                )?;
                 request = request
-                    .header(
-                        MANUAL_SIGNATURE_HEADER,
-                        sign_manual_trigger(secret.expose(), &stack.name, &timestamp),
-                    )
+                    .header(MANUAL_SIGNATURE_HEADER, signature)
                     .header(MANUAL_TIMESTAMP_HEADER, timestamp);
             }
             request

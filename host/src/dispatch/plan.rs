@@ -5,10 +5,8 @@
 use serde_json::{json, Value};
 
 use super::{deployment_delivery_key, replay_key, ReplayIdentity, SENDERS_REPORTING_FORCED};
-use crate::config::StackConfig;
 use crate::journal::{Admission, CommitClaim, NewDeploy, ReplayClaim};
 use crate::plugin::wit;
-use crate::report;
 
 /// What one decision of an outcome does, before any of it is done.
 #[derive(Debug)]
@@ -44,12 +42,11 @@ pub(super) struct Planned<'o> {
     pub(super) step: Step<'o>,
 }
 
-/// What each of `outcome`'s decisions does: pure, from the outcome, the
-/// stacks it was evaluated for, the delivery's replay identity and the
+/// What each of `outcome`'s decisions does: pure, from the outcome (whose
+/// actions the component decided), the delivery's replay identity and the
 /// time. [`Dispatcher::dispatch_identified`] then applies the steps.
 pub(super) fn plan<'o>(
     outcome: &'o wit::Outcome,
-    stacks: &[&StackConfig],
     identity: Option<ReplayIdentity<'_>>,
     now_ms: i64,
 ) -> Vec<Planned<'o>> {
@@ -57,26 +54,27 @@ pub(super) fn plan<'o>(
         .decisions
         .iter()
         .map(|d| {
+            let (action, skip) = match &d.action {
+                wit::Action::Deploy(_) => ("deploy", None),
+                wit::Action::RequestDeployment(_) => ("request-deployment", None),
+                wit::Action::Skip(code) => ("skip", Some(code.as_str())),
+            };
             let entry = json!({
                 "stack": d.stack,
-                "action": match d.action { wit::Action::Deploy(_) => "deploy", wit::Action::Skip => "skip" },
+                "action": action,
+                "skip": skip,
                 "services": d.services,
                 "reason": d.reason,
             });
-            let wit::Action::Deploy(event) = &d.action else {
-                return Planned {
-                    entry,
-                    step: Step::Skip,
-                };
-            };
-            let waits_for_github = stacks
-                .iter()
-                .find(|s| s.name == event.stack)
-                .and_then(|s| s.github.as_ref())
-                .is_some_and(|g| g.wait_for_event);
-            let step = match (&event.github_deployment_request, waits_for_github) {
-                (Some(body), true) => Step::RequestDeployment { event, body },
-                (github_request, _) => Step::Deploy {
+            let step = match &d.action {
+                wit::Action::Skip(_) => Step::Skip,
+                // The component decided the stack waits for GitHub's
+                // `deployment` event, so it always sets the request.
+                wit::Action::RequestDeployment(event) => Step::RequestDeployment {
+                    event,
+                    body: event.github_deployment_request.as_deref().unwrap_or("{}"),
+                },
+                wit::Action::Deploy(event) => Step::Deploy {
                     event,
                     new: Box::new(NewDeploy {
                         stack: event.stack.clone(),
@@ -84,17 +82,17 @@ pub(super) fn plan<'o>(
                             Some(id) => Some(deployment_delivery_key(id)),
                             None => event.delivery.clone(),
                         },
-                        provider: event.provider.clone(),
+                        provider: event.provider.as_str().to_string(),
                         git_ref: event.ref_.clone(),
                         sha: event.sha.clone(),
                         services: event.services.clone(),
                         profile: event.profile.clone(),
                         reason: event.reason.clone(),
-                        event_json: report::deploy_json(event).to_string(),
+                        event_json: event.document.clone(),
                         created_at_ms: now_ms,
                     }),
                     admission: admission(event, outcome, identity, now_ms),
-                    github_request: github_request.as_deref(),
+                    github_request: event.github_deployment_request.as_deref(),
                 },
             };
             Planned { entry, step }
@@ -113,7 +111,7 @@ fn admission(
 ) -> Admission {
     let replay = identity.map(|i| {
         ReplayClaim::new(
-            replay_key(&event.stack, &outcome.provider, i.bytes),
+            replay_key(&event.stack, outcome.provider.as_str(), i.bytes),
             now,
             i.window,
         )
@@ -127,7 +125,7 @@ fn admission(
             sha: sha.clone(),
             before: push.and_then(|p| p.before.clone()),
             forced: push.is_some_and(|p| p.forced),
-            sender_reports_forced: SENDERS_REPORTING_FORCED.contains(&outcome.provider.as_str()),
+            sender_reports_forced: SENDERS_REPORTING_FORCED.contains(&outcome.provider),
             requested: false,
         }
     });
@@ -137,7 +135,6 @@ fn admission(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
     use crate::plugin::embedded_for_tests;
     use std::path::Path;
     use std::time::Duration;
@@ -160,7 +157,7 @@ mod tests {
 
     /// `stacks` (TOML, each with a command) parsed, and the delivery of
     /// `fixture` evaluated for them by the embedded component.
-    fn evaluate(stacks: &str, fixture_name: &str) -> (Config, wit::Outcome, Vec<u8>) {
+    fn evaluate(stacks: &str, fixture_name: &str) -> (wit::Outcome, Vec<u8>) {
         let token_env = "REDEPLOY_DISPATCH_PLAN_TEST_GITHUB_TOKEN";
         // Edition 2021: set_var is safe; no other test reads this name.
         #[allow(unused_unsafe)]
@@ -172,7 +169,6 @@ mod tests {
         let (headers, body) = fixture(fixture_name);
         let delivery = wit::Delivery::Http(wit::HttpRequest {
             method: "POST".into(),
-            path: "/hooks/x".into(),
             query: String::new(),
             headers,
             body: body.clone(),
@@ -182,7 +178,7 @@ mod tests {
             .evaluate(&crate::stacks::wit_stacks(&config), &delivery, &context)
             .unwrap()
             .unwrap();
-        (config, outcome, body)
+        (outcome, body)
     }
 
     /// One stack following `branch` of `repository`, with `more` TOML after.
@@ -191,10 +187,6 @@ mod tests {
             "[[stacks]]\nname = \"{name}\"\nrepository = \"{repository}\"\n\
              branch = \"{branch}\"\ncommand = [\"true\"]\n{more}\n"
         )
-    }
-
-    fn refs(config: &Config) -> Vec<&StackConfig> {
-        config.stacks.iter().collect()
     }
 
     #[test]
@@ -215,8 +207,8 @@ mod tests {
             ),
         ]
         .concat();
-        let (config, outcome, _) = evaluate(&stacks, "goscm-push");
-        let planned = plan(&outcome, &refs(&config), None, NOW);
+        let (outcome, _) = evaluate(&stacks, "goscm-push");
+        let planned = plan(&outcome, None, NOW);
         assert_eq!(planned.len(), 4, "one step per stack");
 
         let Step::Deploy {
@@ -248,15 +240,23 @@ mod tests {
         );
         assert!(!commit.forced && commit.sender_reports_forced && !commit.requested);
         assert_eq!(planned[0].entry["action"], "deploy");
+        assert_eq!(planned[0].entry["skip"], Value::Null);
+        // The journal keeps the component's document of the event, which
+        // the deploy command reads.
+        let document: Value = serde_json::from_str(&new.event_json).unwrap();
+        assert_eq!(document["provider"], "github");
+        assert_eq!(document["sha"], "199eddf46df50de8d02e99bf1c5fdb4101338224");
 
         assert!(matches!(planned[1].step, Step::Skip), "{:?}", planned[1]);
         assert_eq!(planned[1].entry["stack"], "other");
         assert_eq!(planned[1].entry["action"], "skip");
+        assert_eq!(planned[1].entry["skip"], "branch-mismatch");
 
         let Step::RequestDeployment { event, body } = &planned[2].step else {
             panic!("waits asks GitHub for a deployment: {:?}", planned[2]);
         };
         assert_eq!(event.stack, "waits");
+        assert_eq!(planned[2].entry["action"], "request-deployment");
         let request: Value = serde_json::from_str(body).unwrap();
         assert_eq!(request["ref"], "199eddf46df50de8d02e99bf1c5fdb4101338224");
 
@@ -282,12 +282,12 @@ mod tests {
         // Woodpecker's forced GitHub push: refs/heads/main of 6543/oxiduct,
         // 5ea73729 -> f7220f1f, `"forced": true`, no delivery id header.
         let stacks = stack("web", "6543/oxiduct", "main", "");
-        let (config, outcome, body) = evaluate(&stacks, "woodpecker-HookPushForced");
+        let (outcome, body) = evaluate(&stacks, "woodpecker-HookPushForced");
         let identity = ReplayIdentity {
             bytes: &body,
             window: Duration::from_secs(60),
         };
-        let planned = plan(&outcome, &refs(&config), Some(identity), NOW);
+        let planned = plan(&outcome, Some(identity), NOW);
         let Step::Deploy { new, admission, .. } = &planned[0].step else {
             panic!("web deploys: {:?}", planned[0]);
         };

@@ -9,14 +9,14 @@ use crate::model::{
     ref_kind, Deployment, Event, ImagePush, Normalized, PingAction, Push, RefKind, Repository,
     Stack,
 };
-use crate::outcome::{Decision, DeployEvent};
+use crate::outcome::{Action, Decision, DeployEvent, Skip, SkipCode};
 
-pub(super) fn skip(stack: &Stack, services: Vec<String>, reason: String) -> Decision {
+pub(super) fn skip(stack: &Stack, services: Vec<String>, why: Skip) -> Decision {
     Decision {
         stack: stack.name.clone(),
-        deploy: None,
+        action: Action::Skip(why.code),
         services,
-        reason,
+        reason: why.reason,
     }
 }
 
@@ -45,7 +45,11 @@ pub(super) fn decide(stack: &PreparedStack<'_>, n: &Normalized) -> Decision {
                 reason,
             )
         }
-        Event::Ignored { reason } => skip(stack.stack, vec![], reason.clone()),
+        Event::Ignored { reason } => skip(
+            stack.stack,
+            vec![],
+            Skip::new(SkipCode::NotADeployEvent, reason.clone()),
+        ),
     }
 }
 
@@ -80,10 +84,18 @@ pub(super) fn deploy(
         stack: stack.stack.name.clone(),
         services: names.clone(),
         profile: stack.profile.clone(),
-        provider: n.provider.as_str().to_string(),
+        git_ref: None,
+        branch: None,
+        tag: None,
+        sha: None,
+        repository: None,
+        image: None,
+        provider: n.provider,
         delivery: n.delivery.clone(),
         reason: reason.clone(),
-        ..Default::default()
+        github_deployment_request: None,
+        github_deployment_id: None,
+        callback_url: None,
     };
     if let Some(push) = target.push {
         let (kind, short) = push.ref_kind();
@@ -133,9 +145,21 @@ pub(super) fn deploy(
             }
         }
     }
+    // With continuous deployment waiting for GitHub's `deployment` event,
+    // the push only asks for the deployment; the event deploys.
+    let waits = stack
+        .stack
+        .github
+        .as_ref()
+        .is_some_and(|g| g.wait_for_event);
+    let action = if waits && event.github_deployment_request.is_some() {
+        Action::RequestDeployment(event)
+    } else {
+        Action::Deploy(event)
+    };
     Decision {
         stack: stack.stack.name.clone(),
-        deploy: Some(event),
+        action,
         services: names,
         reason,
     }
@@ -151,29 +175,34 @@ pub(super) fn decide_push(stack: &PreparedStack<'_>, n: &Normalized, pushes: &[P
         return skip(
             stack.stack,
             vec![],
-            "no service of this stack follows a git repository".into(),
+            Skip::new(
+                SkipCode::NotFollowed,
+                "no service of this stack follows a git repository",
+            ),
         );
     }
     if pushes.is_empty() {
-        return skip(stack.stack, vec![], "the push names no ref".into());
+        return skip(
+            stack.stack,
+            vec![],
+            Skip::new(SkipCode::NoRef, "the push names no ref"),
+        );
     }
     // The last push that matches wins: forges and git list ref updates in order.
     let mut chosen: Option<(&Push, Vec<&PreparedService>)> = None;
-    let mut first_reason: Option<String> = None;
+    let mut first_skip: Option<Skip> = None;
     for push in pushes {
         match match_push(&git_services, push) {
             Ok(services) => chosen = Some((push, services)),
-            Err(reason) => {
-                first_reason.get_or_insert(reason);
+            Err(why) => {
+                first_skip.get_or_insert(why);
             }
         }
     }
     let Some((push, services)) = chosen else {
-        return skip(
-            stack.stack,
-            vec![],
-            first_reason.unwrap_or_else(|| "no push matches".into()),
-        );
+        // `pushes` is not empty, so a push that did not match left its reason.
+        let why = first_skip.unwrap_or_else(|| Skip::new(SkipCode::NoRef, "no push matches"));
+        return skip(stack.stack, vec![], why);
     };
     let names = service_names(&services);
     let (kind, short) = push.ref_kind();
@@ -196,7 +225,10 @@ pub(super) fn decide_push(stack: &PreparedStack<'_>, n: &Normalized, pushes: &[P
             return skip(
                 stack.stack,
                 names,
-                format!("{what}: every commit carries a skip marker"),
+                Skip::new(
+                    SkipCode::SkipMarker,
+                    format!("{what}: every commit carries a skip marker"),
+                ),
             );
         }
     }
@@ -210,9 +242,12 @@ pub(super) fn decide_push(stack: &PreparedStack<'_>, n: &Normalized, pushes: &[P
                 return skip(
                     stack.stack,
                     names,
-                    format!(
-                        "{what}: no changed file matches paths {}",
-                        quote_list(&pats)
+                    Skip::new(
+                        SkipCode::PathsUnmatched,
+                        format!(
+                            "{what}: no changed file matches paths {}",
+                            quote_list(&pats)
+                        ),
                     ),
                 );
             }
@@ -266,7 +301,7 @@ pub(super) fn quote_list(items: &[&str]) -> String {
 pub(super) fn match_push<'a, 's>(
     services: &[&'a PreparedService<'s>],
     push: &Push,
-) -> Result<Vec<&'a PreparedService<'s>>, String> {
+) -> Result<Vec<&'a PreparedService<'s>>, Skip> {
     let in_repo: Vec<&PreparedService> = services
         .iter()
         .copied()
@@ -281,10 +316,13 @@ pub(super) fn match_push<'a, 's>(
             .iter()
             .filter_map(|s| s.service.repository.as_deref())
             .collect();
-        return Err(format!(
-            "push to repository \"{}\" does not match repository {}",
-            push.repository.full_name,
-            quote_list(&wanted)
+        return Err(Skip::new(
+            SkipCode::OtherRepository,
+            format!(
+                "push to repository \"{}\" does not match repository {}",
+                push.repository.full_name,
+                quote_list(&wanted)
+            ),
         ));
     }
     let (kind, short) = push.ref_kind();
@@ -294,8 +332,9 @@ pub(super) fn match_push<'a, 's>(
             RefKind::Branch => "branch",
             RefKind::Other => "ref",
         };
-        return Err(format!(
-            "{what} \"{short}\" was deleted; deletions never deploy"
+        return Err(Skip::new(
+            SkipCode::RefDeleted,
+            format!("{what} \"{short}\" was deleted; deletions never deploy"),
         ));
     }
     let matched: Vec<&PreparedService> = match kind {
@@ -309,13 +348,18 @@ pub(super) fn match_push<'a, 's>(
             .copied()
             .filter(|s| s.tags.as_ref().is_some_and(|t| t.matches(short)))
             .collect(),
-        RefKind::Other => return Err(format!("ref \"{short}\" is neither a branch nor a tag")),
+        RefKind::Other => {
+            return Err(Skip::new(
+                SkipCode::NotABranchOrTag,
+                format!("ref \"{short}\" is neither a branch nor a tag"),
+            ))
+        }
     };
     if !matched.is_empty() {
         return Ok(matched);
     }
     Err(match kind {
-        RefKind::Branch => {
+        RefKind::Branch => Skip::new(SkipCode::BranchMismatch, {
             let pats: Vec<&str> = in_repo
                 .iter()
                 .filter_map(|s| s.branch.as_ref())
@@ -329,8 +373,8 @@ pub(super) fn match_push<'a, 's>(
                     quote_list(&pats)
                 )
             }
-        }
-        _ => {
+        }),
+        _ => Skip::new(SkipCode::TagMismatch, {
             let pats: Vec<&str> = in_repo
                 .iter()
                 .filter_map(|s| s.tags.as_ref())
@@ -341,7 +385,7 @@ pub(super) fn match_push<'a, 's>(
             } else {
                 format!("tag \"{short}\" does not match tags {}", quote_list(&pats))
             }
-        }
+        }),
     })
 }
 
@@ -359,7 +403,10 @@ pub(super) fn decide_image(
         return skip(
             stack.stack,
             vec![],
-            "no service of this stack follows an image".into(),
+            Skip::new(
+                SkipCode::NotFollowed,
+                "no service of this stack follows an image",
+            ),
         );
     }
     for image in images {
@@ -403,9 +450,12 @@ pub(super) fn decide_image(
             return skip(
                 stack.stack,
                 vec![],
-                format!(
-                    "image \"{}\" was pushed without a tag (by digest only); image \"{wanted}\" follows tag \"{tag}\", and a digest alone does not say which tag points at it",
-                    image_reference(image)
+                Skip::new(
+                    SkipCode::ImageUntagged,
+                    format!(
+                        "image \"{}\" was pushed without a tag (by digest only); image \"{wanted}\" follows tag \"{tag}\", and a digest alone does not say which tag points at it",
+                        image_reference(image)
+                    ),
                 ),
             );
         }
@@ -418,10 +468,13 @@ pub(super) fn decide_image(
     skip(
         stack.stack,
         vec![],
-        format!(
-            "image {} does not match image {}",
-            quote_list(&pushed.iter().map(String::as_str).collect::<Vec<_>>()),
-            quote_list(&wanted)
+        Skip::new(
+            SkipCode::ImageMismatch,
+            format!(
+                "image {} does not match image {}",
+                quote_list(&pushed.iter().map(String::as_str).collect::<Vec<_>>()),
+                quote_list(&wanted)
+            ),
         ),
     )
 }
@@ -435,8 +488,10 @@ pub(super) fn decide_ping(
         return skip(
             stack.stack,
             vec![],
-            "ping acknowledged; this stack does not deploy on pings (ping = \"acknowledge\")"
-                .into(),
+            Skip::new(
+                SkipCode::PingAcknowledged,
+                "ping acknowledged; this stack does not deploy on pings (ping = \"acknowledge\")",
+            ),
         );
     }
     let git_services: Vec<&PreparedService> = stack
@@ -463,10 +518,13 @@ pub(super) fn decide_ping(
                 return skip(
                     stack.stack,
                     vec![],
-                    format!(
-                        "ping from repository \"{}\" does not match repository {}",
-                        repo.full_name,
-                        quote_list(&wanted)
+                    Skip::new(
+                        SkipCode::OtherRepository,
+                        format!(
+                            "ping from repository \"{}\" does not match repository {}",
+                            repo.full_name,
+                            quote_list(&wanted)
+                        ),
                     ),
                 );
             }
@@ -490,7 +548,9 @@ pub(super) fn decide_ping(
         },
         reason,
     );
-    if let (Some(event), Some(repo)) = (decision.deploy.as_mut(), repository) {
+    if let (Action::Deploy(event) | Action::RequestDeployment(event), Some(repo)) =
+        (&mut decision.action, repository)
+    {
         event.repository = Some(repo.full_name.clone());
     }
     decision

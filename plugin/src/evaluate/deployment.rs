@@ -7,7 +7,7 @@ use super::prepare::{PreparedService, PreparedStack};
 use crate::github;
 use crate::matching::{repository_matches, Glob};
 use crate::model::{ref_kind, Deployment, Normalized, RefKind, Stack};
-use crate::outcome::Decision;
+use crate::outcome::{Action, Decision, Skip, SkipCode};
 
 pub(super) fn decide_deployment(
     stack: &PreparedStack<'_>,
@@ -18,16 +18,22 @@ pub(super) fn decide_deployment(
         return skip(
             stack.stack,
             vec![],
-            "deployment events deploy only stacks with GitHub continuous deployment".into(),
+            Skip::new(
+                SkipCode::NotFollowed,
+                "deployment events deploy only stacks with GitHub continuous deployment",
+            ),
         );
     };
     if !gh.repository.eq_ignore_ascii_case(&d.repository.full_name) {
         return skip(
             stack.stack,
             vec![],
-            format!(
-                "deployment for repository \"{}\", not \"{}\"",
-                d.repository.full_name, gh.repository
+            Skip::new(
+                SkipCode::OtherRepository,
+                format!(
+                    "deployment for repository \"{}\", not \"{}\"",
+                    d.repository.full_name, gh.repository
+                ),
             ),
         );
     }
@@ -35,9 +41,12 @@ pub(super) fn decide_deployment(
         return skip(
             stack.stack,
             vec![],
-            format!(
-                "deployment to environment \"{}\", not \"{}\"",
-                d.environment, gh.environment
+            Skip::new(
+                SkipCode::OtherEnvironment,
+                format!(
+                    "deployment to environment \"{}\", not \"{}\"",
+                    d.environment, gh.environment
+                ),
             ),
         );
     }
@@ -46,7 +55,10 @@ pub(super) fn decide_deployment(
             return skip(
                 stack.stack,
                 vec![],
-                format!("deployment created for stack \"{owner}\""),
+                Skip::new(
+                    SkipCode::OtherStack,
+                    format!("deployment created for stack \"{owner}\""),
+                ),
             );
         }
     }
@@ -54,7 +66,10 @@ pub(super) fn decide_deployment(
         return skip(
             stack.stack,
             vec![],
-            "this stack deploys on the push itself (wait_for_event = false); the deployment event is only acknowledged".into(),
+            Skip::new(
+                SkipCode::DeployedOnPush,
+                "this stack deploys on the push itself (wait_for_event = false); the deployment event is only acknowledged",
+            ),
         );
     }
     // Only the `deploy` task deploys: other tasks (`deploy:migrations`, a
@@ -63,11 +78,14 @@ pub(super) fn decide_deployment(
         return skip(
             stack.stack,
             vec![],
-            format!(
-                "deployment {} has task \"{}\"; only \"{}\" deploys",
-                d.id,
-                d.task,
-                github::DEPLOYMENT_TASK
+            Skip::new(
+                SkipCode::OtherTask,
+                format!(
+                    "deployment {} has task \"{}\"; only \"{}\" deploys",
+                    d.id,
+                    d.task,
+                    github::DEPLOYMENT_TASK
+                ),
             ),
         );
     }
@@ -99,15 +117,18 @@ pub(super) fn decide_deployment(
             return skip(
                 stack.stack,
                 vec![],
-                format!(
-                    "deployment {} was not created by redeploy for this stack (no valid redeploy-mac); set accept_foreign_deployments = true to deploy deployments created elsewhere",
-                    d.id
+                Skip::new(
+                    SkipCode::ForeignDeployment,
+                    format!(
+                        "deployment {} was not created by redeploy for this stack (no valid redeploy-mac); set accept_foreign_deployments = true to deploy deployments created elsewhere",
+                        d.id
+                    ),
                 ),
             );
         }
         match foreign_deployment_services(&in_repo, d) {
             Ok(matched) => matched,
-            Err(reason) => return skip(stack.stack, vec![], reason),
+            Err(why) => return skip(stack.stack, vec![], why),
         }
     };
     // The push that created the deployment may have chosen services and a
@@ -116,7 +137,11 @@ pub(super) fn decide_deployment(
     // choose what the query could.
     if !created_here {
         if let Some(reason) = foreign_payload_refusal(stack.stack, d) {
-            return skip(stack.stack, vec![], reason);
+            return skip(
+                stack.stack,
+                vec![],
+                Skip::new(SkipCode::ForeignDeployment, reason),
+            );
         }
     }
     if !d.payload_services.is_empty() {
@@ -150,7 +175,10 @@ pub(super) fn decide_deployment(
         },
         reason,
     );
-    if let Some(event) = decision.deploy.as_mut().filter(|e| e.profile.is_none()) {
+    if let Action::Deploy(event) = &mut decision.action {
+        if event.profile.is_some() {
+            return decision;
+        }
         event.profile = d
             .payload_profile
             .clone()
@@ -165,19 +193,25 @@ pub(super) fn decide_deployment(
 pub(super) fn foreign_deployment_services<'a, 's>(
     in_repo: &[&'a PreparedService<'s>],
     d: &Deployment,
-) -> Result<Vec<&'a PreparedService<'s>>, String> {
+) -> Result<Vec<&'a PreparedService<'s>>, Skip> {
     if in_repo.is_empty() {
-        return Err(format!(
-            "deployment {} is for repository \"{}\", which no service of this stack follows",
-            d.id, d.repository.full_name
+        return Err(Skip::new(
+            SkipCode::OtherRepository,
+            format!(
+                "deployment {} is for repository \"{}\", which no service of this stack follows",
+                d.id, d.repository.full_name
+            ),
         ));
     }
     let (kind, short) = ref_kind(&d.git_ref);
     let (kind, short) = match kind {
         _ if d.git_ref.eq_ignore_ascii_case(&d.sha) || is_object_id(&d.git_ref) => {
-            return Err(format!(
-                "deployment {} names the bare commit \"{}\", not a branch or tag this stack follows",
-                d.id, d.git_ref
+            return Err(Skip::new(
+                SkipCode::NotABranchOrTag,
+                format!(
+                    "deployment {} names the bare commit \"{}\", not a branch or tag this stack follows",
+                    d.id, d.git_ref
+                ),
             ))
         }
         RefKind::Other => (RefKind::Branch, short),
@@ -200,15 +234,18 @@ pub(super) fn foreign_deployment_services<'a, 's>(
             })
             .map(Glob::as_str)
             .collect();
-        let what = if kind == RefKind::Tag {
-            "tags"
+        let (code, what) = if kind == RefKind::Tag {
+            (SkipCode::TagMismatch, "tags")
         } else {
-            "branch"
+            (SkipCode::BranchMismatch, "branch")
         };
-        return Err(format!(
-            "deployment {} of \"{short}\" does not match {what} {}",
-            d.id,
-            quote_list(&pats)
+        return Err(Skip::new(
+            code,
+            format!(
+                "deployment {} of \"{short}\" does not match {what} {}",
+                d.id,
+                quote_list(&pats)
+            ),
         ));
     }
     Ok(matched)

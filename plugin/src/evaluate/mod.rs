@@ -8,8 +8,9 @@
 use std::borrow::Cow;
 
 use crate::error::PluginError;
+use crate::forwarding;
 use crate::model::{Event, Headers, ManualPolicy, Normalized, Provider, Push, Repository, Stack};
-use crate::outcome::{Outcome, SignatureScheme};
+use crate::outcome::{Outcome, SignatureScheme, Skip, SkipCode};
 use crate::providers::{self, common::is_zero_sha, Detected};
 use crate::signature;
 
@@ -67,8 +68,6 @@ impl Default for Context {
 pub struct HttpRequest {
     /// The method.
     pub method: String,
-    /// The path (informational; the host already routed it).
-    pub path: String,
     /// The raw query without `?`.
     pub query: String,
     /// The headers.
@@ -77,8 +76,9 @@ pub struct HttpRequest {
     pub body: Vec<u8>,
 }
 
-/// One post-receive input line.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One post-receive input line (also an update of a forwarded push's body).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RefUpdate {
     /// Old object id.
     pub old: String,
@@ -104,6 +104,9 @@ pub enum Delivery {
         /// Modifiers.
         query: String,
     },
+    /// A post-receive push forwarded over HTTP by a git server's hook
+    /// ([`crate::forwarding`]).
+    ForwardedPostReceive(HttpRequest),
     /// A manual trigger of one stack.
     Manual {
         /// The stack.
@@ -151,13 +154,24 @@ pub fn evaluate(
             query,
         } => {
             let pushes = post_receive_pushes(repository, updates, pusher.as_deref())?;
-            let n = Normalized {
-                provider: Provider::PostReceive,
-                event_name: "post-receive".into(),
-                delivery: None,
-                event: Event::Push(pushes),
-            };
-            (n, SignatureScheme::NotRequired, query.as_str())
+            (
+                post_receive_event(pushes),
+                SignatureScheme::NotRequired,
+                query.as_str(),
+            )
+        }
+        Delivery::ForwardedPostReceive(req) => {
+            if !req.method.eq_ignore_ascii_case("POST") {
+                return Err(PluginError::UnsupportedMethod(format!(
+                    "{} cannot forward a push; use POST",
+                    req.method
+                )));
+            }
+            let scheme = forwarding::authorize(stacks, &req.headers, &req.body, ctx.now_ms)?;
+            let push = forwarding::parse(&req.body)?;
+            let pushes =
+                post_receive_pushes(&push.repository, &push.updates, push.pusher.as_deref())?;
+            (post_receive_event(pushes), scheme, req.query.as_str())
         }
         Delivery::Manual { stack, query } => {
             if !stacks.iter().any(|s| &s.name == stack) {
@@ -191,7 +205,7 @@ pub fn evaluate(
             decisions.push(skip(
                 stack,
                 vec![],
-                "manual trigger of another stack".into(),
+                Skip::new(SkipCode::OtherStack, "manual trigger of another stack"),
             ));
             continue;
         }
@@ -357,6 +371,16 @@ fn normalize(detected: Detected, event: Event) -> Normalized {
         event_name: detected.event_name,
         delivery: detected.delivery,
         event,
+    }
+}
+
+/// A post-receive push, run in place or forwarded: it names no delivery.
+fn post_receive_event(pushes: Vec<Push>) -> Normalized {
+    Normalized {
+        provider: Provider::PostReceive,
+        event_name: "post-receive".into(),
+        delivery: None,
+        event: Event::Push(pushes),
     }
 }
 
