@@ -639,11 +639,13 @@ fn signed_payload(stack: &str, services: &[&str], profile: Option<&str>) -> serd
     let services: Vec<String> = services.iter().map(|s| s.to_string()).collect();
     let mac = github::deployment_mac(
         DEPLOYMENT_KEY,
-        stack,
-        "main",
-        "production",
-        &services,
-        profile,
+        &github::MacInput {
+            stack,
+            git_ref: "main",
+            environment: "production",
+            services: &services,
+            profile,
+        },
     );
     serde_json::json!({"stack": stack, "services": services, "profile": profile, "redeploy-mac": mac})
 }

@@ -26,41 +26,42 @@ struct DeploymentPayload<'a> {
     redeploy_mac: Option<String>,
 }
 
-/// The text redeploy's deployment MAC covers: everything in a deployment
-/// that chooses what runs (stack, requested ref, environment, services,
-/// profile), as one JSON array so no two tuples share a text.
-fn deployment_mac_text(
-    stack: &str,
-    git_ref: &str,
-    environment: &str,
-    services: &[String],
-    profile: Option<&str>,
-) -> String {
-    serde_json::json!([
-        "redeploy-deployment/1",
-        stack,
-        git_ref,
-        environment,
-        services,
-        profile
-    ])
-    .to_string()
+/// What redeploy's deployment MAC covers: everything in a deployment that
+/// chooses what runs.
+#[derive(Clone, Copy, Debug)]
+pub struct MacInput<'a> {
+    /// The stack the deployment is for.
+    pub stack: &'a str,
+    /// The requested ref (a commit SHA, branch or tag).
+    pub git_ref: &'a str,
+    /// The environment.
+    pub environment: &'a str,
+    /// The services chosen.
+    pub services: &'a [String],
+    /// The deploy profile chosen.
+    pub profile: Option<&'a str>,
+}
+
+impl MacInput<'_> {
+    /// The text the MAC covers: the fields as one JSON array, so no two
+    /// inputs share a text.
+    fn text(&self) -> String {
+        serde_json::json!([
+            "redeploy-deployment/1",
+            self.stack,
+            self.git_ref,
+            self.environment,
+            self.services,
+            self.profile
+        ])
+        .to_string()
+    }
 }
 
 /// `payload.redeploy-mac` of a deployment redeploy requests: hex HMAC-SHA256
-/// with the server's deployment key over [`deployment_mac_text`].
-pub fn deployment_mac(
-    key: &str,
-    stack: &str,
-    git_ref: &str,
-    environment: &str,
-    services: &[String],
-    profile: Option<&str>,
-) -> String {
-    crate::signature::hmac_sha256_hex(
-        key.as_bytes(),
-        deployment_mac_text(stack, git_ref, environment, services, profile).as_bytes(),
-    )
+/// with the server's deployment key over the input's text.
+pub fn deployment_mac(key: &str, input: &MacInput<'_>) -> String {
+    crate::signature::hmac_sha256_hex(key.as_bytes(), input.text().as_bytes())
 }
 
 /// Whether a `deployment` event carries a valid `payload.redeploy-mac`
@@ -70,18 +71,14 @@ pub fn deployment_mac_valid(key: &str, stack: &str, d: &crate::model::Deployment
     let Some(mac) = &d.payload_mac else {
         return false;
     };
-    crate::signature::hmac_sha256_verify(
-        key.as_bytes(),
-        deployment_mac_text(
-            stack,
-            &d.git_ref,
-            &d.environment,
-            &d.payload_services,
-            d.payload_profile.as_deref(),
-        )
-        .as_bytes(),
-        mac,
-    )
+    let input = MacInput {
+        stack,
+        git_ref: &d.git_ref,
+        environment: &d.environment,
+        services: &d.payload_services,
+        profile: d.payload_profile.as_deref(),
+    };
+    crate::signature::hmac_sha256_verify(key.as_bytes(), input.text().as_bytes(), mac)
 }
 
 #[derive(Serialize)]
@@ -129,14 +126,14 @@ pub fn deployment_request(
             services: &event.services,
             profile: event.profile.as_deref(),
             redeploy_mac: key.map(|k| {
-                deployment_mac(
-                    k,
-                    &event.stack,
+                let input = MacInput {
+                    stack: &event.stack,
                     git_ref,
-                    &gh.environment,
-                    &event.services,
-                    event.profile.as_deref(),
-                )
+                    environment: &gh.environment,
+                    services: &event.services,
+                    profile: event.profile.as_deref(),
+                };
+                deployment_mac(k, &input)
             }),
         },
         environment: &gh.environment,

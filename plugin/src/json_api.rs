@@ -29,55 +29,6 @@ struct ContextIn {
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "kebab-case")]
-enum ManualIn {
-    Allow,
-    Signed,
-    Refuse,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-struct ServiceIn {
-    #[serde(default)]
-    name: String,
-    repository: Option<String>,
-    branch: Option<String>,
-    tags: Option<String>,
-    image: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-struct GithubIn {
-    repository: String,
-    environment: String,
-    #[serde(default)]
-    auto_merge: bool,
-    #[serde(default)]
-    accept_foreign_deployments: bool,
-    #[serde(default)]
-    required_contexts: Vec<String>,
-    #[serde(default)]
-    transient_environment: bool,
-    #[serde(default)]
-    production_environment: bool,
-    #[serde(default = "yes")]
-    wait_for_event: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "kebab-case")]
-enum PingIn {
-    Deploy,
-    Acknowledge,
-}
-
-#[derive(Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 struct StackIn {
     name: String,
@@ -86,10 +37,11 @@ struct StackIn {
     tags: Option<String>,
     image: Option<String>,
     #[serde(default)]
-    services: Vec<ServiceIn>,
+    services: Vec<Service>,
     #[serde(default)]
     secrets: Vec<String>,
-    ping: Option<PingIn>,
+    #[serde(default)]
+    ping: PingAction,
     #[serde(default)]
     paths: Vec<String>,
     #[serde(default)]
@@ -102,8 +54,9 @@ struct StackIn {
     unselectable_services: Vec<String>,
     #[serde(default)]
     refuse_query_services: bool,
-    manual: Option<ManualIn>,
-    github: Option<GithubIn>,
+    #[serde(default)]
+    manual: ManualPolicy,
+    github: Option<GithubDeployments>,
 }
 
 #[derive(Deserialize)]
@@ -163,46 +116,19 @@ impl StackIn {
             tags: self.tags,
             image: self.image,
         };
-        let services = self
-            .services
-            .into_iter()
-            .map(|s| Service {
-                name: s.name,
-                repository: s.repository,
-                branch: s.branch,
-                tags: s.tags,
-                image: s.image,
-            })
-            .collect();
         Ok(Stack {
-            services: stack_services(&self.name, top, services)?,
+            services: stack_services(&self.name, top, self.services)?,
             name: self.name,
             secrets: self.secrets,
-            ping: match self.ping {
-                Some(PingIn::Acknowledge) => PingAction::Acknowledge,
-                _ => PingAction::Deploy,
-            },
+            ping: self.ping,
             paths: self.paths,
             skip_markers: self.skip_markers,
             profiles: self.profiles,
             unselectable_profiles: self.unselectable_profiles,
             unselectable_services: self.unselectable_services,
             refuse_query_services: self.refuse_query_services,
-            manual: match self.manual {
-                Some(ManualIn::Signed) => ManualPolicy::Signed,
-                Some(ManualIn::Refuse) => ManualPolicy::Refuse,
-                _ => ManualPolicy::Allow,
-            },
-            github: self.github.map(|g| GithubDeployments {
-                repository: g.repository,
-                environment: g.environment,
-                auto_merge: g.auto_merge,
-                accept_foreign_deployments: g.accept_foreign_deployments,
-                required_contexts: g.required_contexts,
-                transient_environment: g.transient_environment,
-                production_environment: g.production_environment,
-                wait_for_event: g.wait_for_event,
-            }),
+            manual: self.manual,
+            github: self.github,
         })
     }
 }

@@ -272,8 +272,10 @@ pub struct Normalized {
     pub event: Event,
 }
 
-/// What a stack does on a ping.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+/// What a stack does on a ping. (De)serialized in the WIT's kebab-case
+/// names, as `evaluate-json` reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum PingAction {
     /// Deploy the stack's branch, as adding the hook should.
     #[default]
@@ -283,7 +285,8 @@ pub enum PingAction {
 }
 
 /// What a manual trigger over HTTP (an empty body) may do on a stack.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ManualPolicy {
     /// The hook URL alone authorizes it, even on a stack with secrets: it
     /// names no commit, so it can only redeploy what the stack follows.
@@ -296,9 +299,12 @@ pub enum ManualPolicy {
 }
 
 /// One service of a stack: something that follows a git branch, an image, or both.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+/// `evaluate-json` reads it with the WIT record's kebab-case field names.
+#[derive(Clone, Debug, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Service {
     /// The service name (the stack name for a stack of one service).
+    #[serde(default)]
     pub name: String,
     /// The repository followed: `owner/name`, a clone/SSH/web URL, or an
     /// absolute path of a local bare repository.
@@ -311,26 +317,41 @@ pub struct Service {
     pub image: Option<String>,
 }
 
-/// GitHub continuous deployment settings of a stack.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+/// GitHub continuous deployment settings of a stack. `evaluate-json`
+/// reads it with the WIT record's kebab-case field names, all but the
+/// repository and environment optional.
+#[derive(Clone, Debug, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct GithubDeployments {
     /// The GitHub repository (`owner/name`) deployments are created in.
     pub repository: String,
     /// The environment name.
     pub environment: String,
     /// Ask GitHub to merge the default branch into the ref first.
+    #[serde(default)]
     pub auto_merge: bool,
     /// Status contexts that must pass; empty means none.
+    #[serde(default)]
     pub required_contexts: Vec<String>,
     /// Whether `deployment` events redeploy did not create may deploy the
     /// stack (their ref must then match its branch or tag patterns).
+    #[serde(default)]
     pub accept_foreign_deployments: bool,
     /// Whether the environment is transient.
+    #[serde(default)]
     pub transient_environment: bool,
     /// Whether the environment is production.
+    #[serde(default)]
     pub production_environment: bool,
-    /// Deploy when the `deployment` event arrives (true), or on the push itself.
+    /// Deploy when the `deployment` event arrives (true, the default in
+    /// `evaluate-json`), or on the push itself.
+    #[serde(default = "waits_by_default")]
     pub wait_for_event: bool,
+}
+
+/// `wait-for-event`'s default when `evaluate-json` input leaves it out.
+fn waits_by_default() -> bool {
+    true
 }
 
 /// A stack: the unit that deploys.

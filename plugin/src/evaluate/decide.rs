@@ -11,7 +11,22 @@ use crate::model::{
 };
 use crate::outcome::{Action, Decision, DeployEvent, Skip, SkipCode};
 
-pub(super) fn skip(stack: &Stack, services: Vec<String>, why: Skip) -> Decision {
+/// `stack` skips, concerning no service, with the code and sentence.
+pub(super) fn skip(stack: &Stack, code: SkipCode, reason: impl Into<String>) -> Decision {
+    skip_services(stack, vec![], Skip::new(code, reason))
+}
+
+/// `stack` skips a source no service of it follows (`what`: "an image").
+fn not_followed(stack: &PreparedStack<'_>, what: &str) -> Decision {
+    skip(
+        stack.stack,
+        SkipCode::NotFollowed,
+        format!("no service of this stack follows {what}"),
+    )
+}
+
+/// `stack` skips, naming the services concerned.
+pub(super) fn skip_services(stack: &Stack, services: Vec<String>, why: Skip) -> Decision {
     Decision {
         stack: stack.name.clone(),
         action: Action::Skip(why.code),
@@ -45,11 +60,7 @@ pub(super) fn decide(stack: &PreparedStack<'_>, n: &Normalized) -> Decision {
                 reason,
             )
         }
-        Event::Ignored { reason } => skip(
-            stack.stack,
-            vec![],
-            Skip::new(SkipCode::NotADeployEvent, reason.clone()),
-        ),
+        Event::Ignored { reason } => skip(stack.stack, SkipCode::NotADeployEvent, reason.clone()),
     }
 }
 
@@ -166,27 +177,12 @@ pub(super) fn deploy(
 }
 
 pub(super) fn decide_push(stack: &PreparedStack<'_>, n: &Normalized, pushes: &[Push]) -> Decision {
-    let git_services: Vec<&PreparedService> = stack
-        .services
-        .iter()
-        .filter(|s| s.repository.is_some())
-        .collect();
+    let git_services = stack.git_services();
     if git_services.is_empty() {
-        return skip(
-            stack.stack,
-            vec![],
-            Skip::new(
-                SkipCode::NotFollowed,
-                "no service of this stack follows a git repository",
-            ),
-        );
+        return not_followed(stack, "a git repository");
     }
     if pushes.is_empty() {
-        return skip(
-            stack.stack,
-            vec![],
-            Skip::new(SkipCode::NoRef, "the push names no ref"),
-        );
+        return skip(stack.stack, SkipCode::NoRef, "the push names no ref");
     }
     // The last push that matches wins: forges and git list ref updates in order.
     let mut chosen: Option<(&Push, Vec<&PreparedService>)> = None;
@@ -202,7 +198,7 @@ pub(super) fn decide_push(stack: &PreparedStack<'_>, n: &Normalized, pushes: &[P
     let Some((push, services)) = chosen else {
         // `pushes` is not empty, so a push that did not match left its reason.
         let why = first_skip.unwrap_or_else(|| Skip::new(SkipCode::NoRef, "no push matches"));
-        return skip(stack.stack, vec![], why);
+        return skip_services(stack.stack, vec![], why);
     };
     let names = service_names(&services);
     let (kind, short) = push.ref_kind();
@@ -222,7 +218,7 @@ pub(super) fn decide_push(stack: &PreparedStack<'_>, n: &Normalized, pushes: &[P
                 .any(|marker| m.contains(marker.as_str()))
         });
         if all_marked {
-            return skip(
+            return skip_services(
                 stack.stack,
                 names,
                 Skip::new(
@@ -239,7 +235,7 @@ pub(super) fn decide_push(stack: &PreparedStack<'_>, n: &Normalized, pushes: &[P
                 .any(|f| stack.paths.iter().any(|p| path_matches(p, f)));
             if !hit {
                 let pats: Vec<&str> = stack.paths.iter().map(Glob::as_str).collect();
-                return skip(
+                return skip_services(
                     stack.stack,
                     names,
                     Skip::new(
@@ -400,14 +396,7 @@ pub(super) fn decide_image(
         .filter(|s| s.image.is_some())
         .collect();
     if image_services.is_empty() {
-        return skip(
-            stack.stack,
-            vec![],
-            Skip::new(
-                SkipCode::NotFollowed,
-                "no service of this stack follows an image",
-            ),
-        );
+        return not_followed(stack, "an image");
     }
     for image in images {
         let matched: Vec<&PreparedService> = image_services
@@ -447,17 +436,10 @@ pub(super) fn decide_image(
                 .then(|| (s.service.image.as_deref().unwrap_or(""), key.tag()))
         });
         if let Some((wanted, Some(tag))) = untagged {
-            return skip(
-                stack.stack,
-                vec![],
-                Skip::new(
-                    SkipCode::ImageUntagged,
-                    format!(
+            return skip(stack.stack, SkipCode::ImageUntagged, format!(
                         "image \"{}\" was pushed without a tag (by digest only); image \"{wanted}\" follows tag \"{tag}\", and a digest alone does not say which tag points at it",
                         image_reference(image)
-                    ),
-                ),
-            );
+                    ));
         }
     }
     let pushed: Vec<String> = images.iter().map(image_reference).collect();
@@ -467,14 +449,11 @@ pub(super) fn decide_image(
         .collect();
     skip(
         stack.stack,
-        vec![],
-        Skip::new(
-            SkipCode::ImageMismatch,
-            format!(
-                "image {} does not match image {}",
-                quote_list(&pushed.iter().map(String::as_str).collect::<Vec<_>>()),
-                quote_list(&wanted)
-            ),
+        SkipCode::ImageMismatch,
+        format!(
+            "image {} does not match image {}",
+            quote_list(&pushed.iter().map(String::as_str).collect::<Vec<_>>()),
+            quote_list(&wanted)
         ),
     )
 }
@@ -487,18 +466,11 @@ pub(super) fn decide_ping(
     if stack.stack.ping == PingAction::Acknowledge {
         return skip(
             stack.stack,
-            vec![],
-            Skip::new(
-                SkipCode::PingAcknowledged,
-                "ping acknowledged; this stack does not deploy on pings (ping = \"acknowledge\")",
-            ),
+            SkipCode::PingAcknowledged,
+            "ping acknowledged; this stack does not deploy on pings (ping = \"acknowledge\")",
         );
     }
-    let git_services: Vec<&PreparedService> = stack
-        .services
-        .iter()
-        .filter(|s| s.repository.is_some())
-        .collect();
+    let git_services = stack.git_services();
     let services: Vec<&PreparedService> = match repository {
         Some(repo) if !git_services.is_empty() => {
             let m: Vec<&PreparedService> = git_services
@@ -517,14 +489,11 @@ pub(super) fn decide_ping(
                     .collect();
                 return skip(
                     stack.stack,
-                    vec![],
-                    Skip::new(
-                        SkipCode::OtherRepository,
-                        format!(
-                            "ping from repository \"{}\" does not match repository {}",
-                            repo.full_name,
-                            quote_list(&wanted)
-                        ),
+                    SkipCode::OtherRepository,
+                    format!(
+                        "ping from repository \"{}\" does not match repository {}",
+                        repo.full_name,
+                        quote_list(&wanted)
                     ),
                 );
             }

@@ -1,7 +1,7 @@
 //! GitHub deployment events: redeploy's own (created for a push it decided)
 //! and those created elsewhere, whose ref and payload choices are checked.
 
-use super::decide::{deploy, quote_list, skip, DeployTarget};
+use super::decide::{deploy, quote_list, skip, skip_services, DeployTarget};
 use super::is_object_id;
 use super::prepare::{PreparedService, PreparedStack};
 use crate::github;
@@ -17,36 +17,27 @@ pub(super) fn decide_deployment(
     let Some(gh) = &stack.stack.github else {
         return skip(
             stack.stack,
-            vec![],
-            Skip::new(
-                SkipCode::NotFollowed,
-                "deployment events deploy only stacks with GitHub continuous deployment",
-            ),
+            SkipCode::NotFollowed,
+            "deployment events deploy only stacks with GitHub continuous deployment",
         );
     };
     if !gh.repository.eq_ignore_ascii_case(&d.repository.full_name) {
         return skip(
             stack.stack,
-            vec![],
-            Skip::new(
-                SkipCode::OtherRepository,
-                format!(
-                    "deployment for repository \"{}\", not \"{}\"",
-                    d.repository.full_name, gh.repository
-                ),
+            SkipCode::OtherRepository,
+            format!(
+                "deployment for repository \"{}\", not \"{}\"",
+                d.repository.full_name, gh.repository
             ),
         );
     }
     if d.environment != gh.environment {
         return skip(
             stack.stack,
-            vec![],
-            Skip::new(
-                SkipCode::OtherEnvironment,
-                format!(
-                    "deployment to environment \"{}\", not \"{}\"",
-                    d.environment, gh.environment
-                ),
+            SkipCode::OtherEnvironment,
+            format!(
+                "deployment to environment \"{}\", not \"{}\"",
+                d.environment, gh.environment
             ),
         );
     }
@@ -54,38 +45,25 @@ pub(super) fn decide_deployment(
         if owner != &stack.stack.name {
             return skip(
                 stack.stack,
-                vec![],
-                Skip::new(
-                    SkipCode::OtherStack,
-                    format!("deployment created for stack \"{owner}\""),
-                ),
+                SkipCode::OtherStack,
+                format!("deployment created for stack \"{owner}\""),
             );
         }
     }
     if !gh.wait_for_event {
-        return skip(
-            stack.stack,
-            vec![],
-            Skip::new(
-                SkipCode::DeployedOnPush,
-                "this stack deploys on the push itself (wait_for_event = false); the deployment event is only acknowledged",
-            ),
-        );
+        return skip(stack.stack, SkipCode::DeployedOnPush, "this stack deploys on the push itself (wait_for_event = false); the deployment event is only acknowledged");
     }
     // Only the `deploy` task deploys: other tasks (`deploy:migrations`, a
     // bot's own) name work the stack's command was never told about.
     if d.task != github::DEPLOYMENT_TASK {
         return skip(
             stack.stack,
-            vec![],
-            Skip::new(
-                SkipCode::OtherTask,
-                format!(
-                    "deployment {} has task \"{}\"; only \"{}\" deploys",
-                    d.id,
-                    d.task,
-                    github::DEPLOYMENT_TASK
-                ),
+            SkipCode::OtherTask,
+            format!(
+                "deployment {} has task \"{}\"; only \"{}\" deploys",
+                d.id,
+                d.task,
+                github::DEPLOYMENT_TASK
             ),
         );
     }
@@ -114,21 +92,14 @@ pub(super) fn decide_deployment(
         // on a feature branch, a bot) could send this one: it deploys only
         // where the stack opted in, and then only a ref the stack follows.
         if !gh.accept_foreign_deployments {
-            return skip(
-                stack.stack,
-                vec![],
-                Skip::new(
-                    SkipCode::ForeignDeployment,
-                    format!(
+            return skip(stack.stack, SkipCode::ForeignDeployment, format!(
                         "deployment {} was not created by redeploy for this stack (no valid redeploy-mac); set accept_foreign_deployments = true to deploy deployments created elsewhere",
                         d.id
-                    ),
-                ),
-            );
+                    ));
         }
         match foreign_deployment_services(&in_repo, d) {
             Ok(matched) => matched,
-            Err(why) => return skip(stack.stack, vec![], why),
+            Err(why) => return skip_services(stack.stack, vec![], why),
         }
     };
     // The push that created the deployment may have chosen services and a
@@ -137,11 +108,7 @@ pub(super) fn decide_deployment(
     // choose what the query could.
     if !created_here {
         if let Some(reason) = foreign_payload_refusal(stack.stack, d) {
-            return skip(
-                stack.stack,
-                vec![],
-                Skip::new(SkipCode::ForeignDeployment, reason),
-            );
+            return skip(stack.stack, SkipCode::ForeignDeployment, reason);
         }
     }
     if !d.payload_services.is_empty() {

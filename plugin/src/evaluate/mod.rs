@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use crate::error::PluginError;
 use crate::forwarding;
 use crate::model::{Event, Headers, ManualPolicy, Normalized, Provider, Push, Repository, Stack};
-use crate::outcome::{Outcome, SignatureScheme, Skip, SkipCode};
+use crate::outcome::{Outcome, SignatureScheme, SkipCode};
 use crate::providers::{self, common::is_zero_sha, Detected};
 use crate::signature;
 
@@ -204,8 +204,8 @@ pub fn evaluate(
         if manual_target.is_some_and(|t| t != stack.name) {
             decisions.push(skip(
                 stack,
-                vec![],
-                Skip::new(SkipCode::OtherStack, "manual trigger of another stack"),
+                SkipCode::OtherStack,
+                "manual trigger of another stack",
             ));
             continue;
         }

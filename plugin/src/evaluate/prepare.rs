@@ -45,6 +45,16 @@ pub(super) struct PreparedStack<'s> {
     pub(super) ctx: &'s Context,
 }
 
+impl<'s> PreparedStack<'s> {
+    /// The services that follow a git repository.
+    pub(super) fn git_services(&self) -> Vec<&PreparedService<'s>> {
+        self.services
+            .iter()
+            .filter(|s| s.repository.is_some())
+            .collect()
+    }
+}
+
 pub(super) fn prepare<'s>(
     stack: &'s Stack,
     modifiers: &Modifiers,
