@@ -1,5 +1,6 @@
 //! The administrator's first hour (issue 14): the default configuration
-//! file, commands that read only the secrets of the stacks they use.
+//! file, commands that read only the secrets of the stacks they use,
+//! and `config check`.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -117,6 +118,7 @@ fn admin_every_command_names_the_config_file_it_cannot_read() {
         &["install-hook", repo],
         &["github", "connect", "web"],
         &["run-queued", "--stack", "web"],
+        &["config", "check"],
     ];
     for args in commands {
         let out = run(args, &[(CONFIG_ENV, missing)]);
@@ -219,7 +221,8 @@ fn admin_commands_of_a_stack_need_its_own_secret() {
 }
 
 /// `serve` and `post-receive` serve every stack: one stack's missing
-/// secret stops them at start, as it stops `check` of every stack.
+/// secret stops them at start, as it stops `check` of every stack and
+/// `config check`.
 #[test]
 fn serve_and_post_receive_refuse_to_start_without_every_stacks_secret() {
     let world = two_stacks("admin-every-secret");
@@ -229,8 +232,112 @@ fn serve_and_post_receive_refuse_to_start_without_every_stacks_secret() {
         &["serve", "--config", config, "--listen", "127.0.0.1:0"][..],
         &["post-receive", "--config", config],
         &["check", "--config", config, "--body", "/dev/null"],
+        &["config", "check", "--config", config],
     ] {
         let out = run(args, &[]);
         assert_error_saying(&out, &[config, "stack \"web\"", &unset]);
     }
+}
+
+// ---------------------------------------------------------------------------
+// 3. config check
+// ---------------------------------------------------------------------------
+
+#[test]
+fn config_check_prints_each_stack_and_its_hook_url_forms_and_no_secret() {
+    let inline_secret = "inline-secret-value-1234";
+    let shop = Stack::new("shop")
+        .token(3)
+        .secret(inline_secret)
+        .line("command = [\"true\"]")
+        .table("[[stacks.services]]\nname = \"web\"\nrepository = \"acme/shop-web\"\nbranch = \"main\"")
+        .table("[[stacks.services]]\nname = \"proxy\"\nimage = \"nginx:stable\"")
+        .table("[stacks.profiles.fast]\nenv = { FAST = \"1\" }")
+        .table("[stacks.profiles.hidden]\nselectable = false");
+    let web = Stack::repo(
+        "web",
+        "https://bot:hunter22@git.example.com/acme/web.git",
+        "main",
+        4,
+    )
+    .line("tags = \"v*\"");
+    let world = World::new(
+        "admin-config-check",
+        "public_url = \"https://deploy.example.com\"",
+        &crate::support::stacks::toml(&[shop, web]),
+    );
+    let out = run(&["config", "check", "--config", config_arg(&world)], &[]);
+    assert_success(&out);
+    let text = stdout(&out);
+    assert_contains_all(
+        &text,
+        &[
+            &format!("{}: valid, 2 stacks", world.config.display()),
+            "stack \"shop\"",
+            "web: repository acme/shop-web, branch main",
+            "proxy: image nginx:stable",
+            "profiles: fast, hidden (not selectable)",
+            "https://deploy.example.com/hooks/<token>\n",
+            "https://deploy.example.com/hooks/<token>?services=web\n",
+            "https://deploy.example.com/hooks/<token>?services=proxy\n",
+            "https://deploy.example.com/hooks/<token>?deployment_profile=fast\n",
+            "stack \"web\"",
+            "follows: repository https://bot:<redacted>@git.example.com/acme/web.git, branch main, tags v*",
+        ],
+    );
+    assert!(!text.contains("deployment_profile=hidden"), "{text}");
+    assert_eq!(text.matches("?services=").count(), 2, "{text}");
+    for secret in [
+        inline_secret,
+        "hunter22",
+        &crate::support::token(3),
+        &crate::support::token(4),
+    ] {
+        assert!(
+            !text.contains(secret) && !stderr(&out).contains(secret),
+            "{text}"
+        );
+    }
+    // It validates; it keeps no state.
+    assert!(!world.dir.join("state").exists());
+}
+
+#[test]
+fn config_check_refuses_a_stack_the_component_refuses_with_exit_2() {
+    let world = World::new(
+        "admin-config-check-component",
+        "",
+        &Stack::new("web")
+            .key("image", "acme/web@")
+            .line("command = [\"true\"]")
+            .toml(),
+    );
+    let out = run(&["config", "check", "--config", config_arg(&world)], &[]);
+    assert_error_saying(
+        &out,
+        &[&format!(
+            "{}: stack \"web\": image \"acme/web@\" is not an image reference",
+            world.config.display()
+        )],
+    );
+    assert_eq!(stdout(&out), "");
+}
+
+#[test]
+fn config_check_refuses_a_host_rule_with_exit_2() {
+    let world = World::new(
+        "admin-config-check-host",
+        "",
+        &Stack::repo("web", "acme/web", "main", 1)
+            .timeout("0s")
+            .toml(),
+    );
+    let out = run(&["config", "check", "--config", config_arg(&world)], &[]);
+    assert_error_saying(
+        &out,
+        &[
+            config_arg(&world),
+            "stack \"web\": timeout must be greater than zero",
+        ],
+    );
 }

@@ -32,6 +32,9 @@ pub enum Command {
     InstallHook(commands::install_hook::InstallHook),
     /// GitHub integration: `github connect STACK` sets up the repository webhook.
     Github(commands::github::Github),
+    /// The configuration: `config check` validates it and shows each stack.
+    Config(commands::config::ConfigCommand),
+
     /// Run a stack's queued deploys (started by the post-receive hook).
     #[command(hide = true)]
     RunQueued(commands::run_queued::RunQueued),
@@ -50,6 +53,7 @@ impl Cli {
             Command::InstallHook(c) => c.execute(),
             Command::RunQueued(c) => c.execute(),
             Command::Github(c) => c.execute(),
+            Command::Config(c) => c.execute(),
         }
     }
 }

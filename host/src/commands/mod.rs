@@ -1,6 +1,7 @@
 //! One module per subcommand; each is a struct with `execute(self)`.
 
 pub mod check;
+pub mod config;
 pub mod github;
 pub mod history;
 pub mod hook_url;
