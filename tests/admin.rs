@@ -1,10 +1,12 @@
 //! The administrator's first hour (issue 14): the default configuration
 //! file, commands that read only the secrets of the stacks they use,
-//! and `config check`.
+//! `config check`, shell completions and the man page.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+use clap::CommandFactory as _;
+use redeploy_host::cli::Cli;
 use redeploy_host::commands::{CONFIG_ENV, DEFAULT_CONFIG_PATH};
 
 use crate::support::cli::{assert_success, stderr, stdout};
@@ -340,4 +342,66 @@ fn config_check_refuses_a_host_rule_with_exit_2() {
             "stack \"web\": timeout must be greater than zero",
         ],
     );
+}
+
+// ---------------------------------------------------------------------------
+// 4. Completions and the man page
+// ---------------------------------------------------------------------------
+
+/// The names of the subcommands a user sees (not the hidden `run-queued`).
+fn visible_subcommands() -> Vec<String> {
+    let names: Vec<String> = Cli::command()
+        .get_subcommands()
+        .filter(|c| !c.is_hide_set())
+        .map(|c| c.get_name().to_string())
+        .collect();
+    for expected in [
+        "check",
+        "serve",
+        "hook-url",
+        "history",
+        "trigger",
+        "config",
+        "completions",
+        "man",
+    ] {
+        assert!(names.iter().any(|n| n == expected), "{names:?}");
+    }
+    names
+}
+
+#[test]
+fn completions_for_bash_name_every_subcommand() {
+    let out = run(&["completions", "bash"], &[]);
+    assert_success(&out);
+    let script = stdout(&out);
+    assert!(script.contains("complete "), "{script}");
+    for name in visible_subcommands() {
+        assert!(script.contains(&name), "no {name} in the bash script");
+    }
+    for shell in ["zsh", "fish"] {
+        let out = run(&["completions", shell], &[]);
+        assert_success(&out);
+        assert!(
+            stdout(&out).contains("hook-url"),
+            "{shell}: {}",
+            stdout(&out)
+        );
+    }
+}
+
+#[test]
+fn man_page_starts_with_th_and_names_every_subcommand() {
+    let out = run(&["man"], &[]);
+    assert_success(&out);
+    let page = stdout(&out);
+    assert!(page.starts_with(".TH redeploy 1"), "{page}");
+    // roff escapes the `-` of `hook-url` as `\-`.
+    let page = page.replace("\\-", "-");
+    for name in visible_subcommands() {
+        assert!(
+            page.contains(&format!("redeploy-{name}")),
+            "no {name} in the man page"
+        );
+    }
 }

@@ -8,7 +8,7 @@
 //! - `check`: the `redeploy check` command as a user runs it.
 //! - `admin`: the administrator's first hour (issue 14): the default
 //!   config file, commands reading only the secrets of the stacks they use,
-//!   `config check`.
+//!   `config check`, shell completions and the man page.
 //! - `component`: the built component's imports (none) and exports.
 //! - `serve`: `redeploy serve` on loopback with a stand-in deploy program.
 //! - `post_receive`: the git hook with real bare repositories and pushes.

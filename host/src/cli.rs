@@ -34,7 +34,10 @@ pub enum Command {
     Github(commands::github::Github),
     /// The configuration: `config check` validates it and shows each stack.
     Config(commands::config::ConfigCommand),
-
+    /// Print a shell completion script (bash, zsh, fish...).
+    Completions(commands::completions::Completions),
+    /// Print the man page (roff).
+    Man(commands::man::Man),
     /// Run a stack's queued deploys (started by the post-receive hook).
     #[command(hide = true)]
     RunQueued(commands::run_queued::RunQueued),
@@ -54,6 +57,8 @@ impl Cli {
             Command::RunQueued(c) => c.execute(),
             Command::Github(c) => c.execute(),
             Command::Config(c) => c.execute(),
+            Command::Completions(c) => c.execute(),
+            Command::Man(c) => c.execute(),
         }
     }
 }
