@@ -6,6 +6,9 @@
 //! - `node`: the same golden corpus in Node.js through jco.
 //! - `examples`: every file in examples/ is run or checked.
 //! - `check`: the `redeploy check` command as a user runs it.
+//! - `admin`: the administrator's first hour (issue 14): the default
+//!   config file, commands reading only the secrets of the stacks they use,
+//!   `config check`, shell completions and the man page.
 //! - `component`: the built component's imports (none) and exports.
 //! - `serve`: `redeploy serve` on loopback with a stand-in deploy program.
 //! - `post_receive`: the git hook with real bare repositories and pushes.
@@ -33,6 +36,7 @@
 //!   the fuzz targets' own checks (`fuzz/src/<target>.rs`, included as
 //!   `fuzz_<target>`).
 
+mod admin;
 mod check;
 mod component;
 mod examples;

@@ -32,6 +32,12 @@ pub enum Command {
     InstallHook(commands::install_hook::InstallHook),
     /// GitHub integration: `github connect STACK` sets up the repository webhook.
     Github(commands::github::Github),
+    /// The configuration: `config check` validates it and shows each stack.
+    Config(commands::config::ConfigCommand),
+    /// Print a shell completion script (bash, zsh, fish...).
+    Completions(commands::completions::Completions),
+    /// Print the man page (roff).
+    Man(commands::man::Man),
     /// Run a stack's queued deploys (started by the post-receive hook).
     #[command(hide = true)]
     RunQueued(commands::run_queued::RunQueued),
@@ -50,6 +56,9 @@ impl Cli {
             Command::InstallHook(c) => c.execute(),
             Command::RunQueued(c) => c.execute(),
             Command::Github(c) => c.execute(),
+            Command::Config(c) => c.execute(),
+            Command::Completions(c) => c.execute(),
+            Command::Man(c) => c.execute(),
         }
     }
 }

@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use anyhow::Context as _;
+use anyhow::{bail, Context as _};
 use subtle::ConstantTimeEq as _;
 
-use crate::config::Config;
+use crate::config::{Config, StackConfig};
 use crate::journal::Journal;
 
 /// Random bytes in a generated token: 192 bits, well over the 128 the
@@ -30,25 +30,44 @@ pub fn ensure_tokens(config: &Config, journal: &Journal) -> anyhow::Result<Vec<(
     config
         .stacks
         .iter()
-        .map(|stack| {
-            let token = match &stack.hook_token {
-                Some(t) => t.expose().to_string(),
-                None => journal
-                    .ensure_hook_token(&stack.name, &generate_token()?)
-                    .with_context(|| format!("stack \"{}\": storing its hook token", stack.name))?,
-            };
-            Ok((stack.name.clone(), token))
-        })
+        .map(|stack| Ok((stack.name.clone(), stack_token(stack, journal)?)))
         .collect()
 }
 
-/// One stack's token (ensuring every stack has one, as `ensure_tokens`).
+/// One stack's token: the configured one, or the one in the journal, or a
+/// new one stored there.
 pub fn token_for(config: &Config, journal: &Journal, stack: &str) -> anyhow::Result<String> {
-    ensure_tokens(config, journal)?
-        .into_iter()
-        .find(|(s, _)| s == stack)
-        .map(|(_, t)| t)
-        .with_context(|| format!("no stack named \"{stack}\""))
+    let stack = config
+        .stack(stack)
+        .with_context(|| format!("no stack named \"{stack}\""))?;
+    stack_token(stack, journal)
+}
+
+fn stack_token(stack: &StackConfig, journal: &Journal) -> anyhow::Result<String> {
+    // A stack whose secrets were not read may have a configured token this
+    // config does not hold: a token generated for it would not be its own.
+    if !stack.secrets_read {
+        bail!(
+            "stack \"{}\": its secrets were not read, so its hook token is unknown",
+            stack.name
+        );
+    }
+    Ok(match &stack.hook_token {
+        Some(t) => t.expose().to_string(),
+        None => journal
+            .ensure_hook_token(&stack.name, &generate_token()?)
+            .with_context(|| format!("stack \"{}\": storing its hook token", stack.name))?,
+    })
+}
+
+/// The base of the config's hook URLs: `server.public_url`, or
+/// `http://<server.listen>` without one.
+pub fn hook_base(config: &Config) -> String {
+    config
+        .server
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", config.server.listen))
 }
 
 /// Maps a presented token to its stack. Both sides are hashed with SHA-256
@@ -151,5 +170,36 @@ mod tests {
         assert_eq!(t.lookup(&long[..199]), None);
         assert_eq!(t.lookup(&format!("{short}a")), None);
         assert_eq!(TokenTable::new(Vec::new()).lookup(&short), None);
+    }
+
+    #[test]
+    fn a_stack_whose_secrets_were_not_read_gets_no_token() {
+        let dir = std::env::temp_dir().join(format!(
+            "redeploy-tokens-unread-{}-{}",
+            std::process::id(),
+            crate::journal::now_ms()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = "[[stacks]]\nname = \"web\"\nimage = \"i\"\ncommand = [\"x\"]\n\
+                    hook_token_env = \"REDEPLOY_TOKENS_TEST_UNSET_VARIABLE\"\n\
+                    [[stacks]]\nname = \"api\"\nimage = \"j\"\ncommand = [\"x\"]\n";
+        let config = crate::config::parse_scoped(
+            text,
+            &dir,
+            &crate::config::ProcessSecrets,
+            crate::config::SecretScope::Stack("api"),
+        )
+        .unwrap();
+        let journal = Journal::open(&Journal::path_in(&dir)).unwrap();
+        assert_eq!(
+            token_for(&config, &journal, "api").unwrap().len(),
+            TOKEN_BYTES * 2
+        );
+        let err = token_for(&config, &journal, "web").unwrap_err().to_string();
+        assert!(err.contains("its secrets were not read"), "{err}");
+        assert!(ensure_tokens(&config, &journal).is_err());
+        // Nothing was generated and stored for it.
+        assert_eq!(journal.hook_token("web").unwrap(), None);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -17,9 +17,9 @@ pub struct Rejected(pub wit::Error);
 /// Evaluates one delivery without deploying anything.
 #[derive(Debug, clap::Args)]
 pub struct Check {
-    /// The configuration file.
-    #[arg(long, short)]
-    pub config: PathBuf,
+    /// The configuration file (`--config`).
+    #[command(flatten)]
+    pub config: super::ConfigFile,
     /// The request body (raw bytes, exactly as sent).
     #[arg(long)]
     pub body: PathBuf,
@@ -43,7 +43,13 @@ pub struct Check {
 impl Check {
     /// Runs the check and prints the outcome JSON.
     pub fn execute(self) -> anyhow::Result<()> {
-        let config = config::load(&self.config)?;
+        // A check of one stack reads that stack's secrets only; of every
+        // stack, every stack's.
+        let scope = match &self.stack {
+            Some(name) => config::SecretScope::Stack(name),
+            None => config::SecretScope::Every,
+        };
+        let config = self.config.load_for(scope)?;
         // The body file is refused over the limit `serve` applies to bodies.
         let body = crate::bounded::read_file(&self.body, config.server.max_body_bytes as u64)
             .with_context(|| format!("reading body file {}", self.body.display()))?;
@@ -55,7 +61,7 @@ impl Check {
             Some(name) => vec![stacks::wit_stack(super::stack(
                 &config,
                 name,
-                &self.config,
+                &self.config.path,
             )?)],
             None => stacks::wit_stacks(&config),
         };
@@ -63,7 +69,7 @@ impl Check {
             &crate::plugin::component_source(self.plugin.as_deref()),
             RuntimeOptions::default(),
         )?;
-        stacks::validate(&runtime, &stacks::wit_stacks(&config), &self.config)?;
+        stacks::validate(&runtime, &stacks::wit_stacks(&config), &self.config.path)?;
         let delivery = wit::Delivery::Http(wit::HttpRequest {
             method: self.method,
             query: self.query,

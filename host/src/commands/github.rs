@@ -6,8 +6,6 @@
 //! (JSON content, the stack's first secret, active). When nothing is
 //! missing it changes nothing, so running it twice is harmless.
 
-use std::path::PathBuf;
-
 use anyhow::{bail, Context as _};
 use serde_json::{json, Value};
 
@@ -38,9 +36,9 @@ pub enum GithubCommand {
 pub struct Connect {
     /// The stack (it needs `[stacks.github]` and `server.public_url`).
     pub stack: String,
-    /// The configuration file.
-    #[arg(long, short)]
-    pub config: PathBuf,
+    /// The configuration file (`--config`).
+    #[command(flatten)]
+    pub config: super::ConfigFile,
 }
 
 impl Github {
@@ -66,8 +64,10 @@ pub enum Connected {
 impl Connect {
     /// Connects and prints what it did.
     pub fn execute(self) -> anyhow::Result<()> {
-        let config = config::load(&self.config)?;
-        let stack = super::stack(&config, &self.stack, &self.config)?;
+        let config = self
+            .config
+            .load_for(config::SecretScope::Stack(&self.stack))?;
+        let stack = super::stack(&config, &self.stack, &self.config.path)?;
         let Some(gh) = &stack.github else {
             bail!("stack \"{}\" has no [stacks.github] table", stack.name);
         };

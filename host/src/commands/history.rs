@@ -2,8 +2,6 @@
 //! (refs, reasons, GitHub's messages) is printed escaped to one line, so a
 //! ref name cannot move the cursor or forge rows on the operator's terminal.
 
-use std::path::PathBuf;
-
 use crate::config;
 use crate::journal::Journal;
 use crate::text::one_line;
@@ -16,9 +14,9 @@ pub const DEFAULT_HISTORY_LIMIT: usize = 20;
 pub struct History {
     /// Only this stack's deploys.
     pub stack: Option<String>,
-    /// The configuration file.
-    #[arg(long, short)]
-    pub config: PathBuf,
+    /// The configuration file (`--config`).
+    #[command(flatten)]
+    pub config: super::ConfigFile,
     /// How many deploys.
     #[arg(long, default_value_t = DEFAULT_HISTORY_LIMIT)]
     pub limit: usize,
@@ -40,7 +38,7 @@ fn time(ms: Option<i64>) -> String {
 impl History {
     /// Prints the history.
     pub fn execute(self) -> anyhow::Result<()> {
-        let config = config::load(&self.config)?;
+        let config = self.config.load_for(config::SecretScope::NoStack)?;
         let journal = Journal::open_read_only(&Journal::path_in(&config.server.state_dir))?;
         let deploys = journal.deploys(self.stack.as_deref(), self.limit)?;
         // A stack neither configured nor in the journal is a typo: say so,
@@ -48,7 +46,7 @@ impl History {
         // shows the history the journal keeps of it.
         if let Some(name) = &self.stack {
             if deploys.is_empty() {
-                super::stack(&config, name, &self.config)?;
+                super::stack(&config, name, &self.config.path)?;
             }
         }
         if self.json {

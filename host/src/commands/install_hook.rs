@@ -17,9 +17,9 @@ pub const CHAINED_HOOK: &str = "post-receive.chained";
 pub struct InstallHook {
     /// The git repository (bare or not).
     pub repo_dir: PathBuf,
-    /// The configuration file the hook runs with.
-    #[arg(long, short)]
-    pub config: PathBuf,
+    /// The configuration file the hook runs with (`--config`).
+    #[command(flatten)]
+    pub config: super::ConfigFile,
 }
 
 fn sh_quote(s: &str) -> String {
@@ -82,12 +82,13 @@ impl InstallHook {
             .to_string();
         let hooks = self.repo_dir.join(hooks_rel);
         std::fs::create_dir_all(&hooks).with_context(|| format!("creating {}", hooks.display()))?;
-        let config = crate::config::load(&self.config)?;
+        let config = self.config.load()?;
         drop(config);
         let config_path = self
             .config
+            .path
             .canonicalize()
-            .with_context(|| format!("config {}", self.config.display()))?;
+            .with_context(|| format!("config {}", self.config.path.display()))?;
         let exe = std::env::current_exe().context("finding the redeploy binary")?;
         let hook = hooks.join("post-receive");
         let chained = hooks.join(CHAINED_HOOK);

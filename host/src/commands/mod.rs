@@ -1,21 +1,74 @@
 //! One module per subcommand; each is a struct with `execute(self)`.
 
 pub mod check;
+pub mod completions;
+pub mod config;
 pub mod github;
 pub mod history;
 pub mod hook_url;
 pub mod install_hook;
+pub mod man;
 pub mod post_receive;
 pub mod run_queued;
 pub mod serve;
 pub mod trigger;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-use crate::config::{Config, StackConfig};
+use crate::config::{Config, ConfigError, SecretScope, StackConfig};
 use crate::journal::Journal;
+
+/// The environment variable naming the configuration file when a command
+/// is given no `--config`.
+pub const CONFIG_ENV: &str = "REDEPLOY_CONFIG";
+
+/// The configuration file when neither `--config` nor [`CONFIG_ENV`] names
+/// one: where a packaged install keeps it, so an administrator types
+/// `redeploy hook-url web` and nothing more.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/redeploy/redeploy.toml";
+
+/// The `--config` option every command that reads the configuration
+/// takes (flattened into each), defined once.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ConfigFile {
+    /// The configuration file.
+    #[arg(
+        long = "config",
+        short = 'c',
+        value_name = "PATH",
+        env = CONFIG_ENV,
+        default_value = DEFAULT_CONFIG_PATH
+    )]
+    pub path: PathBuf,
+}
+
+impl ConfigFile {
+    /// Loads the file, reading every stack's secrets.
+    pub fn load(&self) -> anyhow::Result<Config> {
+        self.load_for(SecretScope::Every)
+    }
+
+    /// Loads the file, reading the secrets of the stacks in `scope` only.
+    /// The error names the file; when it is the default one and missing,
+    /// it also says how to name another.
+    pub fn load_for(&self, scope: SecretScope<'_>) -> anyhow::Result<Config> {
+        crate::config::load_for(&self.path, scope).map_err(|err| {
+            let missing_default = self.path == Path::new(DEFAULT_CONFIG_PATH)
+                && matches!(&err, ConfigError::Read { source, .. }
+                    if source.kind() == std::io::ErrorKind::NotFound);
+            let err = anyhow::Error::new(err);
+            if missing_default {
+                err.context(format!(
+                    "no configuration file: pass --config PATH or set {CONFIG_ENV}"
+                ))
+            } else {
+                err
+            }
+        })
+    }
+}
 
 /// The stack `name` of `config` (loaded from `path`), or an error naming
 /// both and listing the stacks there are.

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 
-use crate::config::{self, Config};
+use crate::config::Config;
 use crate::dispatch::{DeploySink, Dispatcher};
 use crate::journal::{DeployRecord, Journal};
 use crate::metrics::Metrics;
@@ -81,9 +81,9 @@ const PUSHER_VARS: &[&str] = &[
 /// Runs as git's post-receive hook.
 #[derive(Debug, clap::Args)]
 pub struct PostReceive {
-    /// The configuration file.
-    #[arg(long, short)]
-    pub config: PathBuf,
+    /// The configuration file (`--config`).
+    #[command(flatten)]
+    pub config: super::ConfigFile,
     /// Hand deploys to this running `redeploy serve` (overrides `hook.server`).
     #[arg(long)]
     pub server: Option<String>,
@@ -181,11 +181,12 @@ fn spawn_runner(config_path: &Path, stack: &str) -> anyhow::Result<()> {
 impl PostReceive {
     /// Evaluates the push and deploys what matches.
     pub fn execute(self) -> anyhow::Result<()> {
-        let config = Arc::new(config::load(&self.config)?);
+        let config = Arc::new(self.config.load()?);
         let config_path = self
             .config
+            .path
             .canonicalize()
-            .with_context(|| format!("config {}", self.config.display()))?;
+            .with_context(|| format!("config {}", self.config.path.display()))?;
         // A refusal goes to stderr as `redeploy: push refused: ...` (git
         // shows it to the pusher as a `remote:` line) with a non-zero exit.
         let input = read_input(std::io::stdin().lock())?;
@@ -210,7 +211,7 @@ impl PostReceive {
             },
         )?);
         let stacks = crate::stacks::wit_stacks(&config);
-        crate::stacks::validate(&runtime, &stacks, &self.config)?;
+        crate::stacks::validate(&runtime, &stacks, &self.config.path)?;
         // A first look, to learn whether anything deploys before opening the
         // journal; the dispatcher below (or the server) evaluates it for real,
         // with the deployment key.

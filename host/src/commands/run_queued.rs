@@ -1,21 +1,20 @@
 //! `redeploy run-queued`: runs a stack's queued deploys (started detached by
 //! the post-receive hook when no server runs). Not meant to be typed by hand.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::config::{self, Config};
+use crate::config::Config;
 use crate::journal::{DeployRecord, DeployState, Journal};
 
 /// Runs the queued deploys of one stack, then exits.
 #[derive(Debug, clap::Args)]
 pub struct RunQueued {
-    /// The configuration file.
-    #[arg(long, short)]
-    pub config: PathBuf,
+    /// The configuration file (`--config`).
+    #[command(flatten)]
+    pub config: super::ConfigFile,
     /// The stack.
     #[arg(long)]
     pub stack: String,
@@ -24,7 +23,7 @@ pub struct RunQueued {
 impl RunQueued {
     /// Runs them.
     pub fn execute(self) -> anyhow::Result<()> {
-        let config = Arc::new(config::load(&self.config)?);
+        let config = Arc::new(self.config.load()?);
         let journal = Arc::new(Journal::open(&Journal::path_in(&config.server.state_dir))?);
         crate::retention::prune_logged(&config, &journal, crate::journal::now_ms());
         let rt = tokio::runtime::Builder::new_current_thread()

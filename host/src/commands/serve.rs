@@ -8,7 +8,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::sync::Semaphore;
 
-use crate::config;
 use crate::dispatch::Dispatcher;
 
 use crate::metrics::Metrics;
@@ -24,9 +23,9 @@ pub const NOTIFY_GRACE: Duration = Duration::from_secs(10);
 /// Runs the webhook server until SIGTERM or SIGINT.
 #[derive(Debug, clap::Args)]
 pub struct Serve {
-    /// The configuration file.
-    #[arg(long, short)]
-    pub config: PathBuf,
+    /// The configuration file (`--config`).
+    #[command(flatten)]
+    pub config: super::ConfigFile,
     /// Listen on this address instead of the config's `server.listen`.
     #[arg(long)]
     pub listen: Option<SocketAddr>,
@@ -46,7 +45,7 @@ impl Serve {
     }
 
     async fn run(self) -> anyhow::Result<()> {
-        let config = Arc::new(config::load(&self.config)?);
+        let config = Arc::new(self.config.load()?);
         let state_dir = &config.server.state_dir;
         // The journal first, so that a state directory that cannot be
         // written is named as such before anything else fails on it.
@@ -68,7 +67,11 @@ impl Serve {
                 PluginRuntime::new(&crate::plugin::component_source(Some(path)), options)?
             }
         });
-        crate::stacks::validate(&runtime, &crate::stacks::wit_stacks(&config), &self.config)?;
+        crate::stacks::validate(
+            &runtime,
+            &crate::stacks::wit_stacks(&config),
+            &self.config.path,
+        )?;
         release_free_heap();
         let metrics = Arc::new(Metrics::new());
         let runner = Runner::new(config.clone(), journal.clone(), metrics.clone())?;

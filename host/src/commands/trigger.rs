@@ -3,7 +3,6 @@
 //! `--redeploy ID`, a redeploy of an earlier deploy from `history` (a
 //! rollback, [`crate::rollback`]).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
@@ -29,9 +28,9 @@ pub const MANUAL_SIGNATURE_HEADER: &str = "X-Redeploy-Signature-256";
 pub struct Trigger {
     /// The stack.
     pub stack: String,
-    /// The configuration file.
-    #[arg(long, short)]
-    pub config: PathBuf,
+    /// The configuration file (`--config`).
+    #[command(flatten)]
+    pub config: super::ConfigFile,
     /// Deploy only these services (comma-separated).
     #[arg(long)]
     pub services: Option<String>,
@@ -53,8 +52,10 @@ pub struct Trigger {
 impl Trigger {
     /// Posts the empty manual delivery and prints the server's answer.
     pub fn execute(self) -> anyhow::Result<()> {
-        let config = config::load(&self.config)?;
-        let stack = super::stack(&config, &self.stack, &self.config)?;
+        let config = self
+            .config
+            .load_for(config::SecretScope::Stack(&self.stack))?;
+        let stack = super::stack(&config, &self.stack, &self.config.path)?;
         let journal = super::open_state(&config)?;
         let token = token_for(&config, &journal, &self.stack)?;
         let base = self

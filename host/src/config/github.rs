@@ -13,11 +13,13 @@ use super::{
     DEFAULT_TRANSIENT_ENVIRONMENT, DEFAULT_WAIT_FOR_EVENT, PRODUCTION_ENVIRONMENT_NAME,
 };
 
+/// Validates `[stacks.github]`; its token is read from `sources`, or not
+/// at all when the stack's secrets are not read (`None`).
 pub(super) fn validate_github(
     stack: &str,
     raw: RawGithub,
     base_dir: &Path,
-    sources: &dyn SecretSource,
+    sources: Option<&dyn SecretSource>,
 ) -> Result<GithubConfig, String> {
     if raw.token.is_some() {
         return Err(
@@ -42,15 +44,17 @@ pub(super) fn validate_github(
     }
     let api_url = api_url.trim_end_matches('/').to_string();
 
-    let token = match (raw.token_env, raw.token_file) {
-        (Some(_), Some(_)) => {
+    let token = match (raw.token_env, raw.token_file, sources) {
+        (Some(_), Some(_), _) => {
             return Err("set only one of github.token_env and github.token_file".into())
         }
-        (None, None) => {
+        (None, None, _) => {
             return Err("github needs a token: set github.token_env or github.token_file".into())
         }
-        (Some(var), None) => read_env(sources, "github.token_env", &var)?,
-        (None, Some(file)) => {
+        // The stack's secrets are not read (`SecretScope`): no token.
+        (_, _, None) => None,
+        (Some(var), None, Some(sources)) => Some(read_env(sources, "github.token_env", &var)?),
+        (None, Some(file), Some(sources)) => {
             let path = resolve(base_dir, &file);
             let token = read_secret_file(sources, "github.token_file", &path)?
                 .trim()
@@ -58,7 +62,7 @@ pub(super) fn validate_github(
             if token.is_empty() {
                 return Err(format!("github.token_file {} is empty", path.display()));
             }
-            token
+            Some(token)
         }
     };
 
@@ -77,7 +81,7 @@ pub(super) fn validate_github(
     Ok(GithubConfig {
         repository,
         api_url,
-        token: Some(Secret(token)),
+        token: token.map(Secret),
         environment,
         transient_environment: raw
             .transient_environment

@@ -8,7 +8,8 @@
 //!    immutable [`Config`]. Defaults are filled in (each one is a named
 //!    constant below that says why), relative paths are resolved against the
 //!    config file's directory, durations are parsed, secrets are read from
-//!    their environment variables and files, and every rule of the host's
+//!    their environment variables and files (those of the stacks in the
+//!    [`SecretScope`] a command loads with), and every rule of the host's
 //!    is checked. What a stack follows (its sources, patterns, repositories
 //!    and images) is the component's rule: the commands that evaluate
 //!    deliveries check it at start with `crate::stacks::validate`.
@@ -27,7 +28,8 @@
 //! The module's files follow those stages and the file's tables:
 //!
 //! - this file: the defaults, the errors, the validated types, the entry
-//!   points ([`load`], [`parse`], [`parse_with`]) and `validate`, which
+//!   points ([`load`], [`load_for`], [`parse`], [`parse_with`],
+//!   [`parse_scoped`]) and `validate`, which
 //!   turns a `RawConfig` into a [`Config`];
 //! - `raw`: the `Raw*` serde types that mirror the TOML, and the opaque
 //!   string types that deserialize secrets without echoing them;
@@ -263,8 +265,10 @@ fn default_required_contexts() -> Vec<String> {
 /// trailing period, name the stack and key, and never contain a secret.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The config file (or its directory) could not be read.
-    #[error("cannot read {}: {source}", path.display())]
+    /// The config file (or its directory) could not be read. The message
+    /// names the file; the OS error is its source (an `anyhow` chain
+    /// prints it once, after the file).
+    #[error("cannot read {}", path.display())]
     Read {
         /// The file that could not be read.
         path: PathBuf,
@@ -358,6 +362,35 @@ impl Config {
     /// The stack called `name`, if any.
     pub fn stack(&self, name: &str) -> Option<&StackConfig> {
         self.stacks.iter().find(|stack| stack.name == name)
+    }
+}
+
+/// Whose secrets loading reads from environment variables and files
+/// (`secrets_env`, `secrets_file`, `hook_token_env`, `hook_token_file`,
+/// `github.token_env`, `github.token_file`). A command reads the secrets of
+/// the stacks it uses, so an administrator's `hook-url api` does not need
+/// the environment of stack `web`; a stack left out is still checked by
+/// every other rule, and its secrets stay unread
+/// ([`StackConfig::secrets_read`] is false).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecretScope<'a> {
+    /// Every stack's: what `serve` and `post-receive` need, since they
+    /// serve every stack, and what `config check` checks.
+    Every,
+    /// The named stack's only (a name that is no stack's reads none).
+    Stack(&'a str),
+    /// No stack's: for commands that use no secret (`history`).
+    NoStack,
+}
+
+impl SecretScope<'_> {
+    /// Whether the secrets of stack `name` are read.
+    pub fn includes(self, name: &str) -> bool {
+        match self {
+            SecretScope::Every => true,
+            SecretScope::Stack(only) => only == name,
+            SecretScope::NoStack => false,
+        }
     }
 }
 
@@ -464,7 +497,8 @@ pub struct StackConfig {
     /// Webhook secrets, any of which may sign a delivery (several allow
     /// rotation): `secrets`, then `secrets_env`, then `secrets_file`.
     pub secrets: Vec<Secret>,
-    /// Explicit hook URL token; `None` means the server generates one.
+    /// Explicit hook URL token; `None` means the server generates one
+    /// (or, when [`StackConfig::secrets_read`] is false, that it was not read).
     pub hook_token: Option<Secret>,
     /// What a `ping` event does.
     pub ping: PingSetting,
@@ -487,6 +521,13 @@ pub struct StackConfig {
     pub manual: ManualSetting,
     /// Whether `?services=` may choose services (`query_services`).
     pub query_services: bool,
+    /// Whether the secrets this stack names by environment variable or
+    /// file were read. Always true after [`load`]; false only for a stack
+    /// that [`load_for`]'s [`SecretScope`] left out, whose `secrets` then
+    /// hold only the file's inline ones and whose `hook_token` and
+    /// `github.token` may be `None` though configured: such a stack must
+    /// not serve, sign or name a token.
+    pub secrets_read: bool,
 }
 
 /// What a manual trigger (an empty POST to the hook URL) may do on a stack.
@@ -610,7 +651,9 @@ pub struct GithubConfig {
     /// REST API base URL, no trailing slash.
     pub api_url: String,
     /// The API token, read at load time from `token_env` or `token_file`.
-    /// Always `Some` after validation (a missing token is a load error).
+    /// Always `Some` after [`load`] (a missing token is a load error);
+    /// `None` when the stack's secrets were not read
+    /// ([`StackConfig::secrets_read`]).
     pub token: Option<Secret>,
     /// Deployment environment name (default: the stack name).
     pub environment: String,
@@ -633,9 +676,15 @@ pub struct GithubConfig {
 // Public entry points
 // ---------------------------------------------------------------------------
 
-/// Reads the config file at `path`, parses and validates it. Relative paths
-/// in it resolve against the file's directory. Errors carry the file path.
+/// Reads the config file at `path`, parses and validates it, reading every
+/// stack's secrets. Relative paths in it resolve against the file's
+/// directory. Errors carry the file path.
 pub fn load(path: &Path) -> Result<Config> {
+    load_for(path, SecretScope::Every)
+}
+
+/// [`load`], reading only the secrets of the stacks in `scope`.
+pub fn load_for(path: &Path, scope: SecretScope<'_>) -> Result<Config> {
     let text = crate::bounded::read_file_to_string(path, MAX_CONFIG_BYTES).map_err(|source| {
         ConfigError::Read {
             path: path.to_path_buf(),
@@ -646,7 +695,7 @@ pub fn load(path: &Path) -> Result<Config> {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
-    parse(&text, dir).map_err(|err| err.in_file(path))
+    parse_scoped(&text, dir, &ProcessSecrets, scope).map_err(|err| err.in_file(path))
 }
 
 /// Parses and validates config text. Relative paths resolve against
@@ -658,12 +707,22 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config> {
 /// [`parse`] with the secrets read from `secrets` instead of the process's
 /// environment and files (the config fuzz target reads none of either).
 pub fn parse_with(text: &str, base_dir: &Path, secrets: &dyn SecretSource) -> Result<Config> {
+    parse_scoped(text, base_dir, secrets, SecretScope::Every)
+}
+
+/// [`parse_with`], reading only the secrets of the stacks in `scope`.
+pub fn parse_scoped(
+    text: &str,
+    base_dir: &Path,
+    secrets: &dyn SecretSource,
+    scope: SecretScope<'_>,
+) -> Result<Config> {
     let raw: RawConfig = toml::from_str(text).map_err(|err| syntax_error(text, &err))?;
     let base_dir = std::path::absolute(base_dir).map_err(|source| ConfigError::Read {
         path: base_dir.to_path_buf(),
         source,
     })?;
-    validate(raw, base_dir, secrets)
+    validate(raw, base_dir, secrets, scope)
 }
 
 /// Turns a TOML error into position + message. The source line is not
@@ -715,14 +774,19 @@ fn key_before_value(line_prefix: &str) -> Option<&str> {
 // Validation (stage 2)
 // ---------------------------------------------------------------------------
 
-fn validate(raw: RawConfig, base_dir: PathBuf, sources: &dyn SecretSource) -> Result<Config> {
+fn validate(
+    raw: RawConfig,
+    base_dir: PathBuf,
+    sources: &dyn SecretSource,
+    scope: SecretScope<'_>,
+) -> Result<Config> {
     let server = validate_server(raw.server, &base_dir)?;
     let hook = validate_hook(raw.hook)?;
 
     let mut seen = BTreeSet::new();
     let mut stacks = Vec::with_capacity(raw.stacks.len());
     for (index, raw_stack) in raw.stacks.into_iter().enumerate() {
-        let stack = validate_stack(index, raw_stack, &base_dir, sources)?;
+        let stack = validate_stack(index, raw_stack, &base_dir, sources, scope)?;
         if !seen.insert(stack.name.clone()) {
             return Err(ConfigError::invalid(format!(
                 "stack {:?}: name is used by more than one stack",

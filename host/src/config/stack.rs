@@ -12,7 +12,7 @@ use super::secrets::{check_hook_token, check_secret_len, read_env, read_secret_f
 use super::server::{check_http_url, duration, non_zero, resolve};
 use super::{
     ConfigError, DeployAction, ManualSetting, PingSetting, ProfileConfig, Result, Secret,
-    SecretSource, ServiceConfig, StackConfig, DEFAULT_DEPLOY_TIMEOUT, DEFAULT_MANUAL,
+    SecretScope, SecretSource, ServiceConfig, StackConfig, DEFAULT_DEPLOY_TIMEOUT, DEFAULT_MANUAL,
     DEFAULT_QUERY_SERVICES, DEFAULT_SELECTABLE, DEFAULT_SKIP_MARKERS, MAX_STACK_NAME_LEN,
 };
 
@@ -21,6 +21,7 @@ pub(super) fn validate_stack(
     raw: RawStack,
     base_dir: &Path,
     sources: &dyn SecretSource,
+    scope: SecretScope<'_>,
 ) -> Result<StackConfig> {
     let name = match raw.name {
         Some(name) => name,
@@ -63,7 +64,14 @@ pub(super) fn validate_stack(
         });
     }
 
-    // Secrets.
+    // Secrets: those in the file always; those named by environment
+    // variable or file only for a stack in the command's scope (its own
+    // errors surface when a command uses it).
+    let read_secrets = scope.includes(&name);
+    let secret_env = raw.secrets_env.unwrap_or_default();
+    let has_secrets = raw.secrets.as_ref().is_some_and(|l| !l.0.is_empty())
+        || !secret_env.is_empty()
+        || raw.secrets_file.is_some();
     let mut secrets = Vec::new();
     for (i, secret) in raw
         .secrets
@@ -78,13 +86,13 @@ pub(super) fn validate_stack(
         check_secret_len(&format!("secrets[{i}]"), &secret).map_err(&err)?;
         secrets.push(Secret(secret));
     }
-    for var in raw.secrets_env.unwrap_or_default() {
+    for var in secret_env.into_iter().filter(|_| read_secrets) {
         let value = read_env(sources, "secrets_env", &var).map_err(&err)?;
         check_secret_len(&format!("secrets_env: environment variable {var}"), &value)
             .map_err(&err)?;
         secrets.push(Secret(value));
     }
-    if let Some(file) = raw.secrets_file {
+    if let Some(file) = raw.secrets_file.filter(|_| read_secrets) {
         let path = resolve(base_dir, &file);
         let text = read_secret_file(sources, "secrets_file", &path).map_err(&err)?;
         let before = secrets.len();
@@ -121,6 +129,8 @@ pub(super) fn validate_stack(
     }
     let hook_token = if let Some(token) = raw.hook_token {
         Some(check_hook_token("hook_token", token.0).map_err(&err)?)
+    } else if !read_secrets {
+        None
     } else if let Some(var) = raw.hook_token_env {
         let value = read_env(sources, "hook_token_env", &var).map_err(&err)?;
         Some(check_hook_token("hook_token_env", value).map_err(&err)?)
@@ -236,12 +246,17 @@ pub(super) fn validate_stack(
     };
 
     let github = match raw.github {
-        Some(github) => Some(validate_github(&name, github, base_dir, sources).map_err(&err)?),
+        Some(github) => Some(
+            validate_github(&name, github, base_dir, read_secrets.then_some(sources))
+                .map_err(&err)?,
+        ),
         None => None,
     };
 
     let manual = raw.manual.unwrap_or(DEFAULT_MANUAL);
-    if manual == ManualSetting::Signed && secrets.is_empty() {
+    // Judged by what the file names, so a stack whose secrets were not
+    // read is judged as when they are.
+    if manual == ManualSetting::Signed && !has_secrets {
         return Err(err(
             "manual = \"signed\" needs secrets to sign manual triggers with".into(),
         ));
@@ -266,6 +281,7 @@ pub(super) fn validate_stack(
         github,
         manual,
         query_services: raw.query_services.unwrap_or(DEFAULT_QUERY_SERVICES),
+        secrets_read: read_secrets,
     })
 }
 

@@ -320,7 +320,9 @@ fn a_config_file_over_the_limit_is_refused() {
     let mut text = MINIMAL.to_string();
     text.push_str(&format!("# {}\n", "x".repeat(MAX_CONFIG_BYTES as usize)));
     let file = temp_file("bigconfig", &text);
-    let message = load(&file).unwrap_err().to_string();
+    // The file is the message, what is wrong with reading it the source.
+    let message = format!("{:#}", anyhow::Error::new(load(&file).unwrap_err()));
+    assert!(message.starts_with(&format!("cannot read {}: ", file.display())));
     assert!(message.contains("is over 1048576 bytes"), "{message}");
 }
 

@@ -161,3 +161,52 @@ fn secrets_never_appear_in_debug_or_errors() {
     let message = parse_err(&format!("{MINIMAL}hook_token = \"LEAKY-short\"\n"));
     assert!(!message.contains("LEAKY"), "{message}");
 }
+
+/// A command reads the secrets of the stacks it uses: a stack left out of
+/// its [`SecretScope`] loads with its env and file secrets unread, and the
+/// stack in it still fails on its own missing secret.
+#[test]
+fn only_the_stacks_in_the_secret_scope_have_their_secrets_read() {
+    let missing = unique("UNSETVAR");
+    let missing_file = std::env::temp_dir().join(unique("nosuchfile"));
+    let text = format!(
+        "[[stacks]]\nname = \"web\"\nimage = \"i\"\ncommand = [\"x\"]\nmanual = \"signed\"\n\
+         secrets = [\"inline-secret\"]\nsecrets_env = [\"{missing}\"]\n\
+         secrets_file = {:?}\nhook_token_env = \"{missing}\"\n\
+         [stacks.github]\nrepository = \"acme/web\"\ntoken_env = \"{missing}\"\n\
+         [[stacks]]\nname = \"api\"\nimage = \"j\"\ncommand = [\"x\"]\n",
+        missing_file.display().to_string()
+    );
+    let scoped = |scope| parse_scoped(&text, &base(), &ProcessSecrets, scope);
+    for scope in [SecretScope::Stack("api"), SecretScope::NoStack] {
+        let config = scoped(scope).unwrap();
+        let web = config.stack("web").unwrap();
+        assert!(!web.secrets_read);
+        assert_eq!(web.secrets.len(), 1, "only the inline secret");
+        assert!(web.hook_token.is_none());
+        assert!(web.github.as_ref().unwrap().token.is_none());
+        assert_eq!(
+            config.stack("api").unwrap().secrets_read,
+            scope.includes("api")
+        );
+    }
+    for scope in [SecretScope::Every, SecretScope::Stack("web")] {
+        let message = scoped(scope).unwrap_err().to_string();
+        assert!(
+            message.contains(&format!(
+                "stack \"web\": secrets_env: environment variable {missing} is not set"
+            )),
+            "{message}"
+        );
+    }
+    // Every rule but the reading still applies to a stack left out.
+    let no_secret =
+        "[[stacks]]\nname = \"web\"\nimage = \"i\"\ncommand = [\"x\"]\nmanual = \"signed\"\n";
+    let message = parse_scoped(no_secret, &base(), &ProcessSecrets, SecretScope::NoStack)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("manual = \"signed\" needs secrets"),
+        "{message}"
+    );
+}

@@ -1,0 +1,239 @@
+//! `redeploy config check`: validates a configuration as `serve` does at
+//! start (the host's rules, every stack's secrets, and the component's
+//! `validate-stacks`) without a delivery, and prints what each stack
+//! follows and the hook URLs it answers on. It prints no secret: hook URLs
+//! show `<token>` (`redeploy hook-url STACK` prints the real one), and of
+//! secrets only how many there are.
+
+use std::fmt::Write as _;
+
+use crate::config::{Config, ServiceConfig, StackConfig};
+use crate::plugin::{PluginRuntime, RuntimeOptions};
+use crate::tokens::{hook_base, hook_url};
+
+/// What `config check` shows in a hook URL instead of the stack's token.
+pub const TOKEN_PLACEHOLDER: &str = "<token>";
+
+/// Configuration commands.
+#[derive(Debug, clap::Args)]
+pub struct ConfigCommand {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: ConfigSubcommand,
+}
+
+/// `redeploy config` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum ConfigSubcommand {
+    /// Validate the configuration as `serve` does at start, and print each
+    /// stack's sources, services, profiles and hook URL forms.
+    Check(ConfigCheck),
+}
+
+/// `redeploy config check`.
+#[derive(Debug, clap::Args)]
+pub struct ConfigCheck {
+    /// The configuration file (`--config`).
+    #[command(flatten)]
+    pub config: super::ConfigFile,
+}
+
+impl ConfigCommand {
+    /// Runs the subcommand.
+    pub fn execute(self) -> anyhow::Result<()> {
+        match self.command {
+            ConfigSubcommand::Check(c) => c.execute(),
+        }
+    }
+}
+
+impl ConfigCheck {
+    /// Validates the configuration and prints its summary.
+    pub fn execute(self) -> anyhow::Result<()> {
+        let config = self.config.load()?;
+        let runtime = PluginRuntime::new(
+            &crate::plugin::component_source(None),
+            RuntimeOptions::default(),
+        )?;
+        crate::stacks::validate(
+            &runtime,
+            &crate::stacks::wit_stacks(&config),
+            &self.config.path,
+        )?;
+        print!("{}", summary(&config, &self.config.path));
+        Ok(())
+    }
+}
+
+/// The text `config check` prints for a valid configuration: a line
+/// naming the file, then one block per stack.
+pub fn summary(config: &Config, path: &std::path::Path) -> String {
+    let mut out = String::new();
+    let count = config.stacks.len();
+    let _ = writeln!(
+        out,
+        "{}: valid, {count} stack{}",
+        path.display(),
+        if count == 1 { "" } else { "s" }
+    );
+    let base = hook_base(config);
+    for stack in &config.stacks {
+        out.push('\n');
+        stack_summary(&mut out, stack, &base);
+    }
+    out
+}
+
+fn stack_summary(out: &mut String, stack: &StackConfig, base: &str) {
+    let _ = writeln!(out, "stack {:?}", stack.name);
+    if stack.services.is_empty() {
+        let _ = writeln!(
+            out,
+            "  follows: {}",
+            sources(&stack.repository, &stack.branch, &stack.tags, &stack.image)
+        );
+    } else {
+        let _ = writeln!(out, "  services:");
+        for service in &stack.services {
+            let _ = writeln!(out, "    {}: {}", service.name, service_sources(service));
+        }
+    }
+    if !stack.paths.is_empty() {
+        let _ = writeln!(out, "  paths: {}", stack.paths.join(", "));
+    }
+    if !stack.profiles.is_empty() {
+        let profiles: Vec<String> = stack
+            .profiles
+            .iter()
+            .map(|(name, p)| {
+                if p.selectable {
+                    name.clone()
+                } else {
+                    format!("{name} (not selectable)")
+                }
+            })
+            .collect();
+        let _ = writeln!(out, "  profiles: {}", profiles.join(", "));
+    }
+    let _ = writeln!(
+        out,
+        "  secrets: {}",
+        match stack.secrets.len() {
+            0 => "none (the hook URL alone authorizes a delivery)".to_string(),
+            n => format!("{n} (a delivery must be signed with one)"),
+        }
+    );
+    let url = hook_url(base, TOKEN_PLACEHOLDER);
+    let _ = writeln!(
+        out,
+        "  hook URL ({}):",
+        if stack.hook_token.is_some() {
+            "token set in the config"
+        } else {
+            "token kept in the state directory; `redeploy hook-url` prints it"
+        }
+    );
+    for query in hook_queries(stack) {
+        let _ = writeln!(out, "    {url}{query}");
+    }
+}
+
+/// The query strings a stack's hook URL takes: none, `?services=NAME` for
+/// each selectable service of a stack with several, and
+/// `?deployment_profile=NAME` for each selectable profile.
+pub fn hook_queries(stack: &StackConfig) -> Vec<String> {
+    let mut queries = vec![String::new()];
+    if stack.services.len() > 1 && stack.query_services {
+        for service in stack.services.iter().filter(|s| s.selectable) {
+            queries.push(query("services", &service.name));
+        }
+    }
+    for (name, _) in stack.profiles.iter().filter(|(_, p)| p.selectable) {
+        queries.push(query("deployment_profile", name));
+    }
+    queries
+}
+
+fn query(key: &str, value: &str) -> String {
+    let pair = form_urlencoded::Serializer::new(String::new())
+        .append_pair(key, value)
+        .finish();
+    format!("?{pair}")
+}
+
+fn service_sources(service: &ServiceConfig) -> String {
+    let mut text = sources(
+        &service.repository,
+        &service.branch,
+        &service.tags,
+        &service.image,
+    );
+    if !service.selectable {
+        text.push_str(" (not selectable)");
+    }
+    text
+}
+
+/// `repository R, branch B, tags T, image I`, each part that is set.
+fn sources(
+    repository: &Option<String>,
+    branch: &Option<String>,
+    tags: &Option<String>,
+    image: &Option<String>,
+) -> String {
+    let parts: Vec<String> = [
+        ("repository", repository),
+        ("branch", branch),
+        ("tags", tags),
+        ("image", image),
+    ]
+    .into_iter()
+    .filter_map(|(key, value)| {
+        value
+            .as_ref()
+            .map(|v| format!("{key} {}", without_password(v)))
+    })
+    .collect();
+    if parts.is_empty() {
+        "nothing".to_string()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// A repository URL with any password in it replaced by `<redacted>`
+/// (`https://user:<redacted>@host/acme/app`); other text as it is.
+fn without_password(text: &str) -> String {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return text.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return text.to_string();
+    };
+    match rest[..at].split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:<redacted>{}", &rest[at..]),
+        None => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repository_url_is_shown_without_its_password() {
+        assert_eq!(
+            without_password("https://bot:s3cret@git.example.com/acme/app.git"),
+            "https://bot:<redacted>@git.example.com/acme/app.git"
+        );
+        for kept in [
+            "acme/app",
+            "git@github.com:acme/app.git",
+            "ssh://git@host/acme/app",
+            "https://host/a@b",
+        ] {
+            assert_eq!(without_password(kept), kept);
+        }
+    }
+}
