@@ -10,16 +10,13 @@ import hashlib
 import hmac
 import json
 import os
-import socket
 import subprocess
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIXTURE = os.path.join(ROOT, "..", "shared", "fixtures", "github", "goscm-push.json")
+from benchlib import FIXTURE, ROOT, free_port, post_push, wait_port
+
 MAX_BODY = 25 * 1024 * 1024
 TOKEN = "benchbenchbenchbenchbenchbench"
 
@@ -44,9 +41,7 @@ def main():
     small = open(FIXTURE, "rb").read()
 
     work = tempfile.mkdtemp(prefix="redeploy-big-")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     config = os.path.join(work, "redeploy.toml")
     with open(config, "w") as f:
         f.write(
@@ -68,32 +63,12 @@ command = ["true"]
         stderr=log,
     )
     try:
-        for _ in range(600):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+        wait_port(port, server, "redeploy serve")
         url = f"http://127.0.0.1:{port}/hooks/{TOKEN}"
 
         def post(body, delivery):
-            req = urllib.request.Request(
-                url,
-                data=body,
-                method="POST",
-                headers={
-                    "Content-Type": "application/json",
-                    "X-GitHub-Event": "push",
-                    "X-GitHub-Delivery": delivery,
-                    "X-Hub-Signature-256": sign(body),
-                },
-            )
-            started = time.time()
-            try:
-                with urllib.request.urlopen(req, timeout=60) as r:
-                    return r.status, time.time() - started
-            except urllib.error.HTTPError as e:
-                return e.code, time.time() - started
+            status, _, seconds = post_push(url, body, sign(body), delivery, timeout=60)
+            return status, seconds
 
         big_results = {}
         threads = [

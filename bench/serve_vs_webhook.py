@@ -8,7 +8,7 @@ binary); by hand, after `cargo build --release`:
     python3 bench/serve_vs_webhook.py [--duration 10] [--rounds 3] [--connections 1,16,64]
 
 Both servers listen on loopback and get the same signed GitHub push
-(`../shared/fixtures/github/goscm-push.json`, a push to `master`, signed with
+(`tests/fixtures/github/goscm-push.json`, a push to `master`, signed with
 X-Hub-Signature-256). Each request carries a fresh X-GitHub-Delivery, so
 redeploy's redelivery deduplication never short-cuts one. Two scenarios:
 
@@ -35,40 +35,18 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIXTURE = os.path.join(ROOT, "..", "shared", "fixtures", "github", "goscm-push.json")
+from benchlib import FIXTURE, ROOT, free_port, post_push, wait_port
+
 SECRET = "topsecret"
 TOKEN = "benchbenchbenchbenchbenchbench"
 REPOSITORY = "Codertocat/Hello-World"
 TRUE = shutil.which("true") or "/usr/bin/true"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, proc, what):
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"{what} exited with {proc.returncode} before listening")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"{what} did not listen on port {port} within 30 s")
 
 
 def status_kb(pid, field):
@@ -86,22 +64,8 @@ def reset_peak(pid):
 
 
 def post(url, body, signature, delivery):
-    req = urllib.request.Request(
-        url,
-        data=body,
-        method="POST",
-        headers={
-            "Content-Type": "application/json",
-            "X-GitHub-Event": "push",
-            "X-GitHub-Delivery": delivery,
-            "X-Hub-Signature-256": signature,
-        },
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
+    status, text, _ = post_push(url, body, signature, delivery, timeout=10)
+    return status, text
 
 
 class Server:

@@ -1,0 +1,59 @@
+"""What the benchmark scripts share: the vendored GitHub push they send,
+finding a free loopback port, waiting for a server to listen, and posting
+a signed GitHub push delivery."""
+
+import os
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# go-scm's GitHub push, vendored with the tests (tests/fixtures/SOURCES.md).
+FIXTURE = os.path.join(ROOT, "tests", "fixtures", "github", "goscm-push.json")
+# How long a server may take to start listening.
+LISTEN_TIMEOUT_SECONDS = 30
+
+
+def free_port():
+    """A loopback port nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, what):
+    """Waits until `proc` (named `what`) listens on `port`; exits otherwise."""
+    deadline = time.time() + LISTEN_TIMEOUT_SECONDS
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"{what} exited with {proc.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"{what} did not listen on port {port} within {LISTEN_TIMEOUT_SECONDS} s")
+
+
+def post_push(url, body, signature, delivery, timeout):
+    """POSTs `body` as a GitHub push delivery signed with `signature`;
+    returns (status, answer text, seconds taken)."""
+    req = urllib.request.Request(
+        url,
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "X-GitHub-Event": "push",
+            "X-GitHub-Delivery": delivery,
+            "X-Hub-Signature-256": signature,
+        },
+    )
+    started = time.time()
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read().decode(), time.time() - started
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(), time.time() - started
