@@ -19,10 +19,9 @@ use serde::Deserialize;
 use super::bitbucket_server::{bitbucket_proof, is_server_key};
 use super::common::{first_trimmed, push_url, real_sha};
 use crate::error::{malformed, PluginError};
+use crate::model::Provider;
 use crate::model::{ChangedFiles, Event, Push, Repository};
-use crate::model::{Headers, Provider};
-use crate::providers::{header_value, Detected, Sender};
-use crate::signature::FoundProof;
+use crate::providers::HeaderSender;
 
 /// Names this provider in error messages.
 const PROVIDER: &str = "bitbucket-cloud";
@@ -228,27 +227,15 @@ fn full_ref(kind: Option<&str>, name: &str) -> String {
 }
 
 /// Bitbucket Cloud: any `X-Event-Key` that is not Bitbucket Server's.
-pub struct BitbucketCloud;
-
-impl Sender for BitbucketCloud {
-    fn id(&self) -> Provider {
-        Provider::BitbucketCloud
-    }
-
-    fn detect_by_headers(&self, headers: &Headers) -> Option<Detected> {
-        let key = headers.get("x-event-key").filter(|k| !is_server_key(k))?;
-        let delivery = header_value(headers, &["x-request-uuid", "x-hook-uuid"]);
-        Some(Detected::new(Provider::BitbucketCloud, key, delivery))
-    }
-
-    fn proof<'h>(&self, headers: &'h Headers) -> Result<FoundProof<'h>, PluginError> {
-        bitbucket_proof(headers)
-    }
-
-    fn parse(&self, detected: &mut Detected, json: &[u8]) -> Result<Event, PluginError> {
-        parse(&detected.event_name, json)
-    }
-}
+pub static BITBUCKET_CLOUD: HeaderSender = HeaderSender {
+    id: Provider::BitbucketCloud,
+    also_serves: &[],
+    event_header: "x-event-key",
+    claims: |key| !is_server_key(key),
+    delivery_headers: &["x-request-uuid", "x-hook-uuid"],
+    proof: bitbucket_proof,
+    parse,
+};
 
 #[cfg(test)]
 mod tests {

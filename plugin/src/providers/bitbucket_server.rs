@@ -28,7 +28,7 @@ use crate::error::{malformed, PluginError};
 use crate::model::Event;
 use crate::model::{Headers, Provider};
 use crate::outcome::SignatureScheme;
-use crate::providers::{header_value, Detected, Sender};
+use crate::providers::HeaderSender;
 use crate::signature::{prefixed_sha256, FoundProof, Signed};
 
 /// Names this provider in error messages.
@@ -273,27 +273,15 @@ pub fn bitbucket_proof(headers: &Headers) -> Result<FoundProof<'_>, PluginError>
 }
 
 /// Bitbucket Server / Data Center: an `X-Event-Key` of its own.
-pub struct BitbucketServer;
-
-impl Sender for BitbucketServer {
-    fn id(&self) -> Provider {
-        Provider::BitbucketServer
-    }
-
-    fn detect_by_headers(&self, headers: &Headers) -> Option<Detected> {
-        let key = headers.get("x-event-key").filter(|k| is_server_key(k))?;
-        let delivery = header_value(headers, &["x-request-id"]);
-        Some(Detected::new(Provider::BitbucketServer, key, delivery))
-    }
-
-    fn proof<'h>(&self, headers: &'h Headers) -> Result<FoundProof<'h>, PluginError> {
-        bitbucket_proof(headers)
-    }
-
-    fn parse(&self, detected: &mut Detected, json: &[u8]) -> Result<Event, PluginError> {
-        parse(&detected.event_name, json)
-    }
-}
+pub static BITBUCKET_SERVER: HeaderSender = HeaderSender {
+    id: Provider::BitbucketServer,
+    also_serves: &[],
+    event_header: "x-event-key",
+    claims: is_server_key,
+    delivery_headers: &["x-request-id"],
+    proof: bitbucket_proof,
+    parse,
+};
 
 #[cfg(test)]
 mod tests {

@@ -25,7 +25,7 @@ use super::common::{
 use crate::error::{malformed, PluginError};
 use crate::model::{Event, Headers, Provider, Repository};
 use crate::outcome::SignatureScheme;
-use crate::providers::{detect_by_event_header, Detected, Sender};
+use crate::providers::{any_event, HeaderSender};
 use crate::signature::{prefixed_sha256, FoundProof, Proof, Signed};
 
 #[derive(Deserialize)]
@@ -146,33 +146,37 @@ fn parse_push(provider: Provider, json: &[u8]) -> Result<Event, PluginError> {
     Ok(Event::Push(vec![push.into_push()]))
 }
 
-/// Gitea, Forgejo or Gogs: one payload shape, told apart by their event
-/// header.
-pub struct GiteaFamily {
-    id: Provider,
-    event_header: &'static str,
-    delivery_headers: &'static [&'static str],
-}
-
 /// Forgejo: it also sends Gitea's and Gogs' headers, so it comes first.
-pub static FORGEJO: GiteaFamily = GiteaFamily {
+pub static FORGEJO: HeaderSender = HeaderSender {
     id: Provider::Forgejo,
+    also_serves: &[],
     event_header: "x-forgejo-event",
+    claims: any_event,
     delivery_headers: &["x-forgejo-delivery", "x-gitea-delivery"],
+    proof: gitea_proof,
+    parse: |event, json| parse(Provider::Forgejo, event, json),
 };
 
 /// Gitea: it also sends Gogs' and GitHub-style headers.
-pub static GITEA: GiteaFamily = GiteaFamily {
+pub static GITEA: HeaderSender = HeaderSender {
     id: Provider::Gitea,
+    also_serves: &[],
     event_header: "x-gitea-event",
+    claims: any_event,
     delivery_headers: &["x-gitea-delivery"],
+    proof: gitea_proof,
+    parse: |event, json| parse(Provider::Gitea, event, json),
 };
 
 /// Gogs.
-pub static GOGS: GiteaFamily = GiteaFamily {
+pub static GOGS: HeaderSender = HeaderSender {
     id: Provider::Gogs,
+    also_serves: &[],
     event_header: "x-gogs-event",
+    claims: any_event,
     delivery_headers: &["x-gogs-delivery"],
+    proof: gitea_proof,
+    parse: |event, json| parse(Provider::Gogs, event, json),
 };
 
 /// The signature headers of the three, most specific first; each is a bare
@@ -183,33 +187,21 @@ const SIGNATURE_HEADERS: [&str; 3] = [
     "X-Gogs-Signature",
 ];
 
-impl Sender for GiteaFamily {
-    fn id(&self) -> Provider {
-        self.id
-    }
-
-    fn detect_by_headers(&self, headers: &Headers) -> Option<Detected> {
-        detect_by_event_header(headers, self.id, self.event_header, self.delivery_headers)
-    }
-
-    fn proof<'h>(&self, headers: &'h Headers) -> Result<FoundProof<'h>, PluginError> {
-        for header in SIGNATURE_HEADERS {
-            if let Some(hex) = headers.get(header) {
-                let proof = Proof::Sha256 {
-                    header,
-                    hex,
-                    signed: Signed::DecodedJson,
-                };
-                return Ok(Some((SignatureScheme::GiteaSha256, proof)));
-            }
+/// The signature of all three: the first of [`SIGNATURE_HEADERS`] present,
+/// else a GitHub-style `X-Hub-Signature-256: sha256=<hex>` over the raw body.
+fn gitea_proof(headers: &Headers) -> Result<FoundProof<'_>, PluginError> {
+    for header in SIGNATURE_HEADERS {
+        if let Some(hex) = headers.get(header) {
+            let proof = Proof::Sha256 {
+                header,
+                hex,
+                signed: Signed::DecodedJson,
+            };
+            return Ok(Some((SignatureScheme::GiteaSha256, proof)));
         }
-        let scheme = SignatureScheme::GiteaSha256;
-        prefixed_sha256(headers, "X-Hub-Signature-256", scheme, Signed::RawBody)
     }
-
-    fn parse(&self, detected: &mut Detected, json: &[u8]) -> Result<Event, PluginError> {
-        parse(self.id, &detected.event_name, json)
-    }
+    let scheme = SignatureScheme::GiteaSha256;
+    prefixed_sha256(headers, "X-Hub-Signature-256", scheme, Signed::RawBody)
 }
 
 #[cfg(test)]

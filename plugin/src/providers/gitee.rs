@@ -19,9 +19,9 @@ use super::common::{
     ForgePush, RefChange, Str,
 };
 use crate::error::{malformed, PluginError};
-use crate::model::{Event, Headers, Provider};
-use crate::providers::{detect_by_event_header, Detected, Sender};
-use crate::signature::{plain_token, FoundProof};
+use crate::model::{Event, Provider};
+use crate::providers::{any_event, HeaderSender};
+use crate::signature::plain_token;
 
 #[derive(Deserialize)]
 #[serde(bound(deserialize = "'de: 'a"))]
@@ -149,26 +149,15 @@ fn parse_push(event: &str, json: &[u8]) -> Result<Event, PluginError> {
 }
 
 /// Gitee: `X-Gitee-Event`, and the secret itself in `X-Gitee-Token`.
-pub struct Gitee;
-
-impl Sender for Gitee {
-    fn id(&self) -> Provider {
-        Provider::Gitee
-    }
-
-    fn detect_by_headers(&self, headers: &Headers) -> Option<Detected> {
-        let delivery = ["x-gitee-delivery", "x-gitee-timestamp"];
-        detect_by_event_header(headers, Provider::Gitee, "x-gitee-event", &delivery)
-    }
-
-    fn proof<'h>(&self, headers: &'h Headers) -> Result<FoundProof<'h>, PluginError> {
-        Ok(plain_token(headers, "X-Gitee-Token"))
-    }
-
-    fn parse(&self, detected: &mut Detected, json: &[u8]) -> Result<Event, PluginError> {
-        parse(&detected.event_name, json)
-    }
-}
+pub static GITEE: HeaderSender = HeaderSender {
+    id: Provider::Gitee,
+    also_serves: &[],
+    event_header: "x-gitee-event",
+    claims: any_event,
+    delivery_headers: &["x-gitee-delivery", "x-gitee-timestamp"],
+    proof: |headers| Ok(plain_token(headers, "X-Gitee-Token")),
+    parse,
+};
 
 #[cfg(test)]
 mod tests {

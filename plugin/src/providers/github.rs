@@ -23,7 +23,7 @@ use super::common::{
 use crate::error::{malformed, PluginError};
 use crate::model::{Deployment, Event, Headers, ImagePush, Provider, Repository};
 use crate::outcome::SignatureScheme;
-use crate::providers::{detect_by_event_header, Detected, Sender};
+use crate::providers::{any_event, HeaderSender};
 use crate::signature::{prefixed_sha1, prefixed_sha256, FoundProof, Signed};
 
 /// GitHub lists at most this many commits in a push payload.
@@ -503,41 +503,32 @@ fn parse_package(event: &str, json: &[u8]) -> Result<Event, PluginError> {
     }]))
 }
 
-/// GitHub: `X-GitHub-Event`, signed with `X-Hub-Signature-256` (or, from
-/// old GitHub Enterprise Server, only `X-Hub-Signature`'s SHA-1).
-pub struct Github;
-
-impl Sender for Github {
-    fn id(&self) -> Provider {
-        Provider::Github
-    }
-
-    fn serves(&self, provider: Provider) -> bool {
-        matches!(provider, Provider::Github | Provider::Ghcr)
-    }
-
-    fn detect_by_headers(&self, headers: &Headers) -> Option<Detected> {
-        let delivery = ["x-github-delivery"];
-        detect_by_event_header(headers, Provider::Github, "x-github-event", &delivery)
-    }
-
-    fn proof<'h>(&self, headers: &'h Headers) -> Result<FoundProof<'h>, PluginError> {
-        let sha256 = prefixed_sha256(
-            headers,
-            "X-Hub-Signature-256",
-            SignatureScheme::GithubSha256,
-            Signed::RawBody,
-        )?;
-        match sha256 {
-            Some(found) => Ok(Some(found)),
-            None => prefixed_sha1(headers, "X-Hub-Signature", SignatureScheme::GithubSha1),
-        }
-    }
-
-    fn parse(&self, detected: &mut Detected, json: &[u8]) -> Result<Event, PluginError> {
-        parse(&detected.event_name, json)
+/// GitHub's signature: `X-Hub-Signature-256` (or, from old GitHub
+/// Enterprise Server, only `X-Hub-Signature`'s SHA-1) over the raw body.
+fn github_proof(headers: &Headers) -> Result<FoundProof<'_>, PluginError> {
+    let sha256 = prefixed_sha256(
+        headers,
+        "X-Hub-Signature-256",
+        SignatureScheme::GithubSha256,
+        Signed::RawBody,
+    )?;
+    match sha256 {
+        Some(found) => Ok(Some(found)),
+        None => prefixed_sha1(headers, "X-Hub-Signature", SignatureScheme::GithubSha1),
     }
 }
+
+/// GitHub: `X-GitHub-Event`, signed by [`github_proof`]; it also reads
+/// GHCR's deliveries (GitHub's package events, renamed once parsed).
+pub static GITHUB: HeaderSender = HeaderSender {
+    id: Provider::Github,
+    also_serves: &[Provider::Ghcr],
+    event_header: "x-github-event",
+    claims: any_event,
+    delivery_headers: &["x-github-delivery"],
+    proof: github_proof,
+    parse,
+};
 
 #[cfg(test)]
 #[path = "github_tests.rs"]

@@ -21,9 +21,9 @@ use super::common::{
     ForgePush, RefChange, Str,
 };
 use crate::error::{malformed, PluginError};
-use crate::model::{Event, Headers, Provider, Repository};
-use crate::providers::{detect_by_event_header, Detected, Sender};
-use crate::signature::{plain_token, FoundProof};
+use crate::model::{Event, Provider, Repository};
+use crate::providers::{any_event, HeaderSender};
+use crate::signature::plain_token;
 
 /// Just the fields that say what a body is.
 #[derive(Deserialize)]
@@ -196,30 +196,19 @@ fn parse_push(event: &str, json: &[u8]) -> Result<Event, PluginError> {
 }
 
 /// GitLab: `X-Gitlab-Event`, and the secret itself in `X-Gitlab-Token`.
-pub struct Gitlab;
-
-impl Sender for Gitlab {
-    fn id(&self) -> Provider {
-        Provider::Gitlab
-    }
-
-    fn detect_by_headers(&self, headers: &Headers) -> Option<Detected> {
-        let delivery = [
-            "x-gitlab-event-uuid",
-            "x-gitlab-webhook-uuid",
-            "x-request-id",
-        ];
-        detect_by_event_header(headers, Provider::Gitlab, "x-gitlab-event", &delivery)
-    }
-
-    fn proof<'h>(&self, headers: &'h Headers) -> Result<FoundProof<'h>, PluginError> {
-        Ok(plain_token(headers, "X-Gitlab-Token"))
-    }
-
-    fn parse(&self, detected: &mut Detected, json: &[u8]) -> Result<Event, PluginError> {
-        parse(&detected.event_name, json)
-    }
-}
+pub static GITLAB: HeaderSender = HeaderSender {
+    id: Provider::Gitlab,
+    also_serves: &[],
+    event_header: "x-gitlab-event",
+    claims: any_event,
+    delivery_headers: &[
+        "x-gitlab-event-uuid",
+        "x-gitlab-webhook-uuid",
+        "x-request-id",
+    ],
+    proof: |headers| Ok(plain_token(headers, "X-Gitlab-Token")),
+    parse,
+};
 
 #[cfg(test)]
 mod tests {

@@ -12,8 +12,8 @@ use serde::Deserialize;
 
 use super::common::{changed_files, is_zero_sha, real_sha};
 use crate::error::{malformed, PluginError};
-use crate::model::{ChangedFiles, Event, Headers, Provider, Push, Repository};
-use crate::providers::{detect_by_event_header, Detected, Sender};
+use crate::model::{ChangedFiles, Event, Provider, Push, Repository};
+use crate::providers::{any_event, no_proof, HeaderSender};
 
 #[derive(Deserialize)]
 struct Payload<'a> {
@@ -159,22 +159,15 @@ pub fn parse(trigger: &str, json: &[u8]) -> Result<Event, PluginError> {
 }
 
 /// Harness Code: `X-Harness-Trigger`; it signs nothing redeploy can check.
-pub struct Harness;
-
-impl Sender for Harness {
-    fn id(&self) -> Provider {
-        Provider::Harness
-    }
-
-    fn detect_by_headers(&self, headers: &Headers) -> Option<Detected> {
-        let delivery = ["x-harness-webhook-id"];
-        detect_by_event_header(headers, Provider::Harness, "x-harness-trigger", &delivery)
-    }
-
-    fn parse(&self, detected: &mut Detected, json: &[u8]) -> Result<Event, PluginError> {
-        parse(&detected.event_name, json)
-    }
-}
+pub static HARNESS: HeaderSender = HeaderSender {
+    id: Provider::Harness,
+    also_serves: &[],
+    event_header: "x-harness-trigger",
+    claims: any_event,
+    delivery_headers: &["x-harness-webhook-id"],
+    proof: no_proof,
+    parse,
+};
 
 #[cfg(test)]
 mod tests {
