@@ -240,17 +240,12 @@ pub static BITBUCKET_CLOUD: HeaderSender = HeaderSender {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::test_support;
+    use crate::providers::test_support::Fixtures;
 
-    fn fixture(name: &str) -> Vec<u8> {
-        test_support::fixture(&format!("bitbucket-cloud/{name}"))
-    }
+    const CLOUD: Fixtures = Fixtures::new("bitbucket-cloud", parse);
 
     fn pushes(name: &str) -> Vec<Push> {
-        match parse("repo:push", &fixture(name)) {
-            Ok(Event::Push(p)) => p,
-            other => panic!("{name}: expected a push, got {other:?}"),
-        }
+        CLOUD.pushes("repo:push", name)
     }
 
     fn foo_repo() -> Repository {
@@ -400,7 +395,7 @@ mod tests {
                 "goscm-pipeline_hook_created.json",
             ),
         ] {
-            match parse(event, &fixture(file)) {
+            match CLOUD.parse(event, file) {
                 Ok(Event::Ignored { reason }) => assert!(reason.contains(event), "{reason}"),
                 other => panic!("{event}: {other:?}"),
             }

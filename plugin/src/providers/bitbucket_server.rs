@@ -287,17 +287,12 @@ pub static BITBUCKET_SERVER: HeaderSender = HeaderSender {
 mod tests {
     use super::*;
     use crate::model::{ChangedFiles, Push, Repository};
-    use crate::providers::test_support;
+    use crate::providers::test_support::Fixtures;
 
-    fn fixture(name: &str) -> Vec<u8> {
-        test_support::fixture(&format!("bitbucket-server/{name}"))
-    }
+    const SERVER: Fixtures = Fixtures::new("bitbucket-server", parse);
 
     fn pushes(name: &str) -> Vec<Push> {
-        match parse("repo:refs_changed", &fixture(name)) {
-            Ok(Event::Push(p)) => p,
-            other => panic!("{name}: expected a push, got {other:?}"),
-        }
+        SERVER.pushes("repo:refs_changed", name)
     }
 
     /// The goscm `webhooks/` fixtures: PRJ/my-repo, no links, actor jcitizen.
@@ -524,7 +519,7 @@ mod tests {
 
     #[test]
     fn other_events_are_ignored() {
-        match parse("pr:opened", &fixture("goscm-pr_open.json")) {
+        match SERVER.parse("pr:opened", "goscm-pr_open.json") {
             Ok(Event::Ignored { reason }) => assert!(reason.contains("pr:opened"), "{reason}"),
             other => panic!("{other:?}"),
         }

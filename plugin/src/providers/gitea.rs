@@ -208,11 +208,7 @@ fn gitea_proof(headers: &Headers) -> Result<FoundProof<'_>, PluginError> {
 mod tests {
     use super::*;
     use crate::model::{ChangedFiles, Push};
-    use crate::providers::test_support;
-
-    fn fixture(path: &str) -> Vec<u8> {
-        test_support::fixture(path)
-    }
+    use crate::providers::test_support::{self, fixture};
 
     fn push(provider: Provider, path: &str) -> Push {
         test_support::one_push(path, parse(provider, "push", &fixture(path)))

@@ -162,22 +162,16 @@ pub static GITEE: HeaderSender = HeaderSender {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ChangedFiles, Push};
-    use crate::providers::test_support;
+    use crate::model::ChangedFiles;
+    use crate::providers::test_support::Fixtures;
 
-    fn fixture(name: &str) -> Vec<u8> {
-        test_support::fixture(&format!("gitee/{name}"))
-    }
-
-    fn push(event: &str, name: &str) -> Push {
-        test_support::one_push(name, parse(event, &fixture(name)))
-    }
+    const GITEE: Fixtures = Fixtures::new("gitee", parse);
 
     const REPO: &str = "kit101/drone-yml-test";
 
     #[test]
     fn push_branch_update() {
-        let p = push("Push Hook", "goscm-push.json");
+        let p = GITEE.push("Push Hook", "goscm-push.json");
         assert_eq!(p.repository.full_name, REPO);
         assert_eq!(
             p.repository.urls,
@@ -211,7 +205,7 @@ mod tests {
     #[test]
     fn push_branch_create() {
         // 13 commits, none listed (commits_more_than_ten).
-        let p = push("Push Hook", "goscm-push_branch_create.json");
+        let p = GITEE.push("Push Hook", "goscm-push_branch_create.json");
         assert_eq!(p.repository.full_name, REPO);
         assert_eq!(p.git_ref, "refs/heads/feat-2-1");
         assert_eq!(p.before, None);
@@ -229,7 +223,7 @@ mod tests {
 
     #[test]
     fn push_branch_delete() {
-        let p = push("Push Hook", "goscm-push_branch_delete.json");
+        let p = GITEE.push("Push Hook", "goscm-push_branch_delete.json");
         assert_eq!(p.repository.full_name, REPO);
         assert_eq!(p.git_ref, "refs/heads/feat-3");
         assert_eq!(
@@ -246,7 +240,7 @@ mod tests {
 
     #[test]
     fn tags() {
-        let p = push("Tag Push Hook", "goscm-tag_create.json");
+        let p = GITEE.push("Tag Push Hook", "goscm-tag_create.json");
         assert_eq!(p.repository.full_name, REPO);
         assert_eq!(p.git_ref, "refs/tags/1.3");
         assert_eq!(p.before, None);
@@ -260,7 +254,7 @@ mod tests {
         assert!(p.commit_messages.is_empty());
         assert_eq!(p.changed_files, ChangedFiles::Unknown);
 
-        let p = push("Tag Push Hook", "goscm-tag_delete.json");
+        let p = GITEE.push("Tag Push Hook", "goscm-tag_delete.json");
         assert_eq!(p.git_ref, "refs/tags/1.3");
         assert_eq!(
             p.before.as_deref(),
@@ -293,7 +287,7 @@ mod tests {
         assert_eq!(v[0].repository.full_name, "a/b");
         assert_eq!(v[0].pusher.as_deref(), Some("u"));
         assert_eq!(
-            parse("Merge Request Hook", &fixture("goscm-pr_open.json")),
+            GITEE.parse("Merge Request Hook", "goscm-pr_open.json"),
             Ok(Event::Ignored {
                 reason: "Merge Request Hook events never deploy".into()
             })

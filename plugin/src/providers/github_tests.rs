@@ -4,22 +4,16 @@ use std::borrow::Cow;
 
 use super::*;
 use crate::model::{ChangedFiles, Push};
-use crate::providers::test_support;
+use crate::providers::test_support::Fixtures;
 
-fn fixture(name: &str) -> Vec<u8> {
-    test_support::fixture(&format!("github/{name}"))
-}
+const GITHUB: Fixtures = Fixtures::new("github", parse);
 
 fn push(name: &str) -> Push {
-    test_support::one_push(name, parse("push", &fixture(name)))
+    GITHUB.push("push", name)
 }
 
 fn files(list: &[&str]) -> ChangedFiles {
     ChangedFiles::Complete(list.iter().map(|s| s.to_string()).collect())
-}
-
-fn ignored_reason(event: &str, name: &str) -> String {
-    test_support::ignored_reason(name, parse(event, &fixture(name)))
 }
 
 #[test]
@@ -292,7 +286,7 @@ fn ping() {
         "octokit-ping-with-app_id.json",
         "octokit-ghes35-ping-default.json",
     ] {
-        match parse("ping", &fixture(name)) {
+        match GITHUB.parse("ping", name) {
             Ok(Event::Ping {
                 repository: Some(r),
             }) => {
@@ -302,13 +296,13 @@ fn ping() {
         }
     }
     assert_eq!(
-        parse("ping", &fixture("octokit-ping-with-organization.json")),
+        GITHUB.parse("ping", "octokit-ping-with-organization.json"),
         Ok(Event::Ping { repository: None })
     );
 }
 
 fn deployment(name: &str) -> Deployment {
-    match parse("deployment", &fixture(name)) {
+    match GITHUB.parse("deployment", name) {
         Ok(Event::Deployment(d)) => *d,
         other => panic!("{name}: {other:?}"),
     }
@@ -408,17 +402,20 @@ fn packages() {
         }])
     };
     assert_eq!(
-        parse("package", &fixture("octokit-package-published-docker.json")),
+        parse(
+            "package",
+            &GITHUB.read("octokit-package-published-docker.json")
+        ),
         Ok(expected("Codertocat"))
     );
     assert_eq!(
         parse(
             "registry_package",
-            &fixture("octokit-registry_package-published-docker.json")
+            &GITHUB.read("octokit-registry_package-published-docker.json")
         ),
         Ok(expected("github-actions[bot]"))
     );
-    let reason = ignored_reason("package", "octokit-package-published-npm.json");
+    let reason = GITHUB.ignored_reason("package", "octokit-package-published-npm.json");
     assert!(reason.contains("npm"), "{reason}");
 }
 
@@ -473,37 +470,37 @@ fn package_shapes() {
 
 #[test]
 fn ignored_events() {
-    let r = ignored_reason("create", "octokit-create-default.json");
+    let r = GITHUB.ignored_reason("create", "octokit-create-default.json");
     assert!(r.starts_with("create events are not pushes"), "{r}");
-    let r = ignored_reason("delete", "goscm-branch_delete.json");
+    let r = GITHUB.ignored_reason("delete", "goscm-branch_delete.json");
     assert!(r.starts_with("delete events are not pushes"), "{r}");
-    let r = ignored_reason(
+    let r = GITHUB.ignored_reason(
         "deployment_status",
         "octokit-deployment_status-default.json",
     );
     assert!(r.starts_with("deployment_status events"), "{r}");
     assert_eq!(
-        ignored_reason("pull_request", "goscm-pr_opened.json"),
+        GITHUB.ignored_reason("pull_request", "goscm-pr_opened.json"),
         "pull_request events never deploy"
     );
     assert_eq!(
-        ignored_reason("release", "octokit-release-published.json"),
+        GITHUB.ignored_reason("release", "octokit-release-published.json"),
         "release events never deploy"
     );
     assert_eq!(
-        ignored_reason("workflow_run", "octokit-workflow_run-completed.json"),
+        GITHUB.ignored_reason("workflow_run", "octokit-workflow_run-completed.json"),
         "workflow_run events never deploy"
     );
     assert_eq!(
-        ignored_reason("check_suite", "octokit-check_suite-completed.json"),
+        GITHUB.ignored_reason("check_suite", "octokit-check_suite-completed.json"),
         "check_suite events never deploy"
     );
     assert_eq!(
-        ignored_reason("status", "octokit-status-default.json"),
+        GITHUB.ignored_reason("status", "octokit-status-default.json"),
         "status events never deploy"
     );
     assert_eq!(
-        ignored_reason("something_new", "goscm-status.json"),
+        GITHUB.ignored_reason("something_new", "goscm-status.json"),
         "something_new events never deploy"
     );
 }

@@ -213,20 +213,10 @@ pub static GITLAB: HeaderSender = HeaderSender {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ChangedFiles, Push};
-    use crate::providers::test_support;
+    use crate::model::ChangedFiles;
+    use crate::providers::test_support::Fixtures;
 
-    fn fixture(name: &str) -> Vec<u8> {
-        test_support::fixture(&format!("gitlab/{name}"))
-    }
-
-    fn push(event: &str, name: &str) -> Push {
-        test_support::one_push(name, parse(event, &fixture(name)))
-    }
-
-    fn ignored_reason(event: &str, name: &str) -> String {
-        test_support::ignored_reason(name, parse(event, &fixture(name)))
-    }
+    const GITLAB: Fixtures = Fixtures::new("gitlab", parse);
 
     const HELLO: &str = "gitlab-org/hello-world";
     const SUBGROUP: &str = "group1/group2/group3/grp2repo";
@@ -238,7 +228,7 @@ mod tests {
             ("System Hook", "goscm-push.json", HELLO),
             ("Push Hook", "goscm-push_subgroup.json", SUBGROUP),
         ] {
-            let p = push(event, name);
+            let p = GITLAB.push(event, name);
             assert_eq!(p.repository.full_name, full_name);
             assert_eq!(
                 p.repository.urls,
@@ -271,7 +261,7 @@ mod tests {
 
     #[test]
     fn push_merge_two_commits() {
-        let p = push("Push Hook", "goscm-push_merge.json");
+        let p = GITLAB.push("Push Hook", "goscm-push_merge.json");
         assert_eq!(p.repository.full_name, HELLO);
         assert_eq!(
             p.before.as_deref(),
@@ -296,7 +286,7 @@ mod tests {
 
     #[test]
     fn service_hook_push_and_tag() {
-        let p = push("Service Hook", "woodpecker-HookPush.json");
+        let p = GITLAB.push("Service Hook", "woodpecker-HookPush.json");
         assert_eq!(p.repository.full_name, "test/woodpecker");
         assert_eq!(p.git_ref, "refs/heads/main");
         assert_eq!(
@@ -318,7 +308,7 @@ mod tests {
 
         // Annotated tag: the payload's `after` (fabed3d9...) is the tag
         // object; `checkout_sha` is the commit, which is what deploys.
-        let p = push("Service Hook", "woodpecker-HookTag.json");
+        let p = GITLAB.push("Service Hook", "woodpecker-HookTag.json");
         assert_eq!(p.repository.full_name, "test/woodpecker");
         assert_eq!(p.git_ref, "refs/tags/v22");
         assert_eq!(p.before, None);
@@ -333,7 +323,7 @@ mod tests {
 
     #[test]
     fn branch_create_and_delete() {
-        let p = push("Push Hook", "goscm-branch_create.json");
+        let p = GITLAB.push("Push Hook", "goscm-branch_create.json");
         assert_eq!(p.repository.full_name, HELLO);
         assert_eq!(p.git_ref, "refs/heads/feature");
         assert_eq!(p.before, None);
@@ -352,7 +342,7 @@ mod tests {
             ("goscm-branch_delete.json", HELLO),
             ("goscm-branch_delete_subgroup.json", SUBGROUP),
         ] {
-            let p = push("Push Hook", name);
+            let p = GITLAB.push("Push Hook", name);
             assert_eq!(p.repository.full_name, full_name);
             assert_eq!(p.git_ref, "refs/heads/feature");
             assert_eq!(
@@ -370,7 +360,7 @@ mod tests {
 
     #[test]
     fn tags() {
-        let p = push("Tag Push Hook", "goscm-tag_create.json");
+        let p = GITLAB.push("Tag Push Hook", "goscm-tag_create.json");
         assert_eq!(p.repository.full_name, HELLO);
         assert_eq!(p.git_ref, "refs/tags/v1.0.0");
         assert_eq!(p.before, None);
@@ -388,7 +378,7 @@ mod tests {
             ("goscm-tag_delete.json", HELLO),
             ("goscm-tag_delete_subgroup.json", SUBGROUP),
         ] {
-            let p = push("Push Hook", name);
+            let p = GITLAB.push("Push Hook", name);
             assert_eq!(p.repository.full_name, full_name);
             assert_eq!(p.git_ref, "refs/tags/v1.0.0");
             assert_eq!(
@@ -474,20 +464,20 @@ mod tests {
     #[test]
     fn ignored_events() {
         assert_eq!(
-            ignored_reason("Pipeline Hook", "goscm-pipeline_hook.json"),
+            GITLAB.ignored_reason("Pipeline Hook", "goscm-pipeline_hook.json"),
             "Pipeline Hook events never deploy"
         );
         assert_eq!(
-            ignored_reason("Merge Request Hook", "goscm-pull_request_create.json"),
+            GITLAB.ignored_reason("Merge Request Hook", "goscm-pull_request_create.json"),
             "Merge Request Hook events never deploy"
         );
         assert_eq!(
-            ignored_reason("Release Hook", "woodpecker-WebhookReleaseBody.json"),
+            GITLAB.ignored_reason("Release Hook", "woodpecker-WebhookReleaseBody.json"),
             "Release Hook events never deploy"
         );
         // The body decides for integration deliveries too.
         assert_eq!(
-            ignored_reason("Service Hook", "goscm-pull_request_create.json"),
+            GITLAB.ignored_reason("Service Hook", "goscm-pull_request_create.json"),
             "service hook merge_request events never deploy"
         );
     }

@@ -172,22 +172,13 @@ pub static HARNESS: HeaderSender = HeaderSender {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::test_support;
+    use crate::providers::test_support::Fixtures;
 
-    fn fixture(name: &str) -> Vec<u8> {
-        test_support::fixture(&format!("harness-code/{name}"))
-    }
-
-    fn push(trigger: &str, name: &str) -> Push {
-        match parse(trigger, &fixture(name)).unwrap() {
-            Event::Push(mut p) => p.remove(0),
-            other => panic!("{other:?}"),
-        }
-    }
+    const HARNESS_CODE: Fixtures = Fixtures::new("harness-code", parse);
 
     #[test]
     fn branch_updated() {
-        let p = push("branch_updated", "goscm-branch_updated.json");
+        let p = HARNESS_CODE.push("branch_updated", "goscm-branch_updated.json");
         assert_eq!(
             p.repository.full_name,
             "vpCkHKsDSxK9_KYfjCTMKA/default/Repo_With_PR_checks/abhinav-git-sync"
@@ -209,10 +200,10 @@ mod tests {
 
     #[test]
     fn branch_created_and_deleted() {
-        let p = push("branch_created", "goscm-branch_create.json");
+        let p = HARNESS_CODE.push("branch_created", "goscm-branch_create.json");
         assert_eq!(p.git_ref, "refs/heads/new2");
         assert!(p.created && p.before.is_none());
-        let p = push("branch_deleted", "goscm-branch_delete.json");
+        let p = HARNESS_CODE.push("branch_deleted", "goscm-branch_delete.json");
         assert_eq!(p.git_ref, "refs/heads/das");
         assert!(p.deleted && p.after.is_none());
         assert_eq!(
@@ -223,7 +214,7 @@ mod tests {
 
     #[test]
     fn tags() {
-        let p = push("tag_created", "goscm-tag_create.json");
+        let p = HARNESS_CODE.push("tag_created", "goscm-tag_create.json");
         assert_eq!(p.git_ref, "refs/tags/asd");
         assert!(p.created);
         // `sha` 3e4da2d6... is the annotated tag object; head_commit is the commit.
@@ -231,14 +222,18 @@ mod tests {
             p.after.as_deref(),
             Some("0f1835abe08473e07863540712d8389984b72dad")
         );
-        let p = push("tag_updated", "goscm-tag_update.json");
+        let p = HARNESS_CODE.push("tag_updated", "goscm-tag_update.json");
         assert_eq!(p.git_ref, "refs/tags/ddxas");
         assert!(p.forced);
         assert_eq!(p.commit_messages, vec!["Asd"]);
         assert!(p.commits_complete);
         // A forced update's commit list does not describe the whole change.
         assert_eq!(p.changed_files, ChangedFiles::Unknown);
-        assert!(push("tag_deleted", "goscm-tag_delete.json").deleted);
+        assert!(
+            HARNESS_CODE
+                .push("tag_deleted", "goscm-tag_delete.json")
+                .deleted
+        );
     }
 
     #[test]
@@ -246,7 +241,7 @@ mod tests {
         assert!(matches!(
             parse(
                 "pullreq_created",
-                &fixture("goscm-pull_request_opened.json")
+                &HARNESS_CODE.read("goscm-pull_request_opened.json")
             ),
             Ok(Event::Ignored { .. })
         ));

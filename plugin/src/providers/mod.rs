@@ -322,22 +322,10 @@ pub fn parse(detected: &mut Detected, json: &[u8]) -> Result<Event, PluginError>
 mod tests {
     use super::*;
 
-    fn read(path: &str) -> Vec<u8> {
-        std::fs::read(path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
-    }
-
-    fn shared_fixture(path: &str) -> Vec<u8> {
-        read(&format!(
-            "{}/../tests/fixtures/{path}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-    }
+    use test_support::fixture as shared_fixture;
 
     fn distribution_fixture(name: &str) -> Vec<u8> {
-        read(&format!(
-            "{}/../tests/fixtures/distribution/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
+        shared_fixture(&format!("distribution/{name}"))
     }
 
     fn content_type(value: &str) -> Headers {
