@@ -25,7 +25,7 @@ use super::common::{
 use crate::error::{malformed, PluginError};
 use crate::model::{Event, Headers, Provider, Repository};
 use crate::outcome::SignatureScheme;
-use crate::providers::{any_event, HeaderSender};
+use crate::providers::{any_event, HeaderSender, ParseFn};
 use crate::signature::{prefixed_sha256, FoundProof, Proof, Signed};
 
 #[derive(Deserialize)]
@@ -146,38 +146,48 @@ fn parse_push(provider: Provider, json: &[u8]) -> Result<Event, PluginError> {
     Ok(Event::Push(vec![push.into_push()]))
 }
 
+/// One of the three: its event header names the event, and its delivery
+/// headers the delivery; all three sign alike ([`gitea_proof`]).
+const fn gitea_family(
+    id: Provider,
+    parse: ParseFn,
+    event_header: &'static str,
+    delivery_headers: &'static [&'static str],
+) -> HeaderSender {
+    HeaderSender {
+        id,
+        also_serves: &[],
+        event_header,
+        claims: any_event,
+        delivery_headers,
+        proof: gitea_proof,
+        parse,
+    }
+}
+
 /// Forgejo: it also sends Gitea's and Gogs' headers, so it comes first.
-pub static FORGEJO: HeaderSender = HeaderSender {
-    id: Provider::Forgejo,
-    also_serves: &[],
-    event_header: "x-forgejo-event",
-    claims: any_event,
-    delivery_headers: &["x-forgejo-delivery", "x-gitea-delivery"],
-    proof: gitea_proof,
-    parse: |event, json| parse(Provider::Forgejo, event, json),
-};
+pub static FORGEJO: HeaderSender = gitea_family(
+    Provider::Forgejo,
+    |event, json| parse(Provider::Forgejo, event, json),
+    "x-forgejo-event",
+    &["x-forgejo-delivery", "x-gitea-delivery"],
+);
 
 /// Gitea: it also sends Gogs' and GitHub-style headers.
-pub static GITEA: HeaderSender = HeaderSender {
-    id: Provider::Gitea,
-    also_serves: &[],
-    event_header: "x-gitea-event",
-    claims: any_event,
-    delivery_headers: &["x-gitea-delivery"],
-    proof: gitea_proof,
-    parse: |event, json| parse(Provider::Gitea, event, json),
-};
+pub static GITEA: HeaderSender = gitea_family(
+    Provider::Gitea,
+    |event, json| parse(Provider::Gitea, event, json),
+    "x-gitea-event",
+    &["x-gitea-delivery"],
+);
 
 /// Gogs.
-pub static GOGS: HeaderSender = HeaderSender {
-    id: Provider::Gogs,
-    also_serves: &[],
-    event_header: "x-gogs-event",
-    claims: any_event,
-    delivery_headers: &["x-gogs-delivery"],
-    proof: gitea_proof,
-    parse: |event, json| parse(Provider::Gogs, event, json),
-};
+pub static GOGS: HeaderSender = gitea_family(
+    Provider::Gogs,
+    |event, json| parse(Provider::Gogs, event, json),
+    "x-gogs-event",
+    &["x-gogs-delivery"],
+);
 
 /// The signature headers of the three, most specific first; each is a bare
 /// hex HMAC-SHA256 of the JSON document (a form body's decoded `payload`).
