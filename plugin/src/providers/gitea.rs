@@ -16,67 +16,15 @@
 //! - `create`, `delete`, `release`, `pull_request` and every other event →
 //!   [`Event::Ignored`].
 
-use serde::Deserialize;
-
 use super::common::{
-    commit_with_id, first_non_empty, message_of, missing, non_empty, repository, required, Commit,
-    ForgePush, RefChange, Str,
+    commit_with_id, first_non_empty, message_of, missing, named_repository, non_empty, required,
+    Commit, ForgePush, PushPayload, RefChange,
 };
 use crate::error::{malformed, PluginError};
-use crate::model::{Event, Headers, Provider, Repository};
+use crate::model::{Event, Headers, Provider};
 use crate::outcome::SignatureScheme;
 use crate::providers::{any_event, HeaderSender, ParseFn};
 use crate::signature::{prefixed_sha256, FoundProof, Proof, Signed};
-
-#[derive(Deserialize)]
-#[serde(bound(deserialize = "'de: 'a"))]
-struct User<'a> {
-    login: Option<Str<'a>>,
-    username: Option<Str<'a>>,
-    full_name: Option<Str<'a>>,
-    name: Option<Str<'a>>,
-}
-
-impl User<'_> {
-    fn display(&self) -> Option<&str> {
-        first_non_empty(&[&self.login, &self.username, &self.name, &self.full_name])
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(bound(deserialize = "'de: 'a"))]
-struct Repo<'a> {
-    full_name: Option<Str<'a>>,
-    clone_url: Option<Str<'a>>,
-    ssh_url: Option<Str<'a>>,
-    html_url: Option<Str<'a>>,
-}
-
-impl Repo<'_> {
-    fn to_model(&self, what: &str) -> Result<Repository, PluginError> {
-        let full_name = required(&self.full_name, what, "repository.full_name")?;
-        let urls = [&self.clone_url, &self.ssh_url, &self.html_url];
-        Ok(repository(
-            &full_name,
-            urls.into_iter().filter_map(non_empty),
-        ))
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(bound(deserialize = "'de: 'a"))]
-struct PushPayload<'a> {
-    #[serde(rename = "ref")]
-    git_ref: Option<Str<'a>>,
-    before: Option<Str<'a>>,
-    after: Option<Str<'a>>,
-    commits: Option<Vec<Commit<'a>>>,
-    total_commits: Option<u64>,
-    head_commit: Option<Commit<'a>>,
-    repository: Option<Repo<'a>>,
-    pusher: Option<User<'a>>,
-    sender: Option<User<'a>>,
-}
 
 /// Normalizes one Gitea, Forgejo or Gogs delivery; `event` is the
 /// `X-Gitea-Event` / `X-Forgejo-Event` / `X-Gogs-Event` value.
@@ -97,11 +45,12 @@ pub fn parse(provider: Provider, event: &str, json: &[u8]) -> Result<Event, Plug
 fn parse_push(provider: Provider, json: &[u8]) -> Result<Event, PluginError> {
     let what = format!("{} push", provider.as_str());
     let p: PushPayload = serde_json::from_slice(json).map_err(|e| malformed(&what, e))?;
-    let repository = p
+    let repo = p
         .repository
         .as_ref()
-        .ok_or_else(|| missing(&what, "repository"))?
-        .to_model(&what)?;
+        .ok_or_else(|| missing(&what, "repository"))?;
+    let urls = [&repo.clone_url, &repo.ssh_url, &repo.html_url];
+    let repository = named_repository(&repo.full_name, &what, urls)?;
     let before_raw = non_empty(&p.before);
     let after_raw = non_empty(&p.after);
     if before_raw.is_some() && before_raw == after_raw {
@@ -115,7 +64,8 @@ fn parse_push(provider: Provider, json: &[u8]) -> Result<Event, PluginError> {
     let change = RefChange::new(before_raw, after_raw, None, None);
     let pusher = [&p.pusher, &p.sender]
         .into_iter()
-        .find_map(|u| u.as_ref().and_then(User::display))
+        .flatten()
+        .find_map(|u| first_non_empty(&[&u.login, &u.username, &u.name, &u.full_name]))
         .map(str::to_string);
 
     let commits: &[Commit] = p.commits.as_deref().unwrap_or(&[]);
@@ -217,7 +167,7 @@ fn gitea_proof(headers: &Headers) -> Result<FoundProof<'_>, PluginError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ChangedFiles, Push};
+    use crate::model::{ChangedFiles, Push, Repository};
     use crate::providers::test_support::{self, fixture};
 
     fn push(provider: Provider, path: &str) -> Push {

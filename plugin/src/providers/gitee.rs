@@ -12,86 +12,14 @@
 //! - Every other event (`Merge Request Hook`, `Issue Hook`, `Note Hook`...) →
 //!   [`Event::Ignored`].
 
-use serde::Deserialize;
-
 use super::common::{
     commit_with_id, first_non_empty, message_of, missing, non_empty, repository, required, Commit,
-    ForgePush, RefChange, Str,
+    ForgePush, ForgeRepo, PushPayload, RefChange, Str, User,
 };
 use crate::error::{malformed, PluginError};
 use crate::model::{Event, Provider};
 use crate::providers::{any_event, HeaderSender};
 use crate::signature::plain_token;
-
-#[derive(Deserialize)]
-#[serde(bound(deserialize = "'de: 'a"))]
-struct User<'a> {
-    username: Option<Str<'a>>,
-    user_name: Option<Str<'a>>,
-    login: Option<Str<'a>>,
-    name: Option<Str<'a>>,
-}
-
-impl User<'_> {
-    fn display(&self) -> Option<&str> {
-        first_non_empty(&[&self.username, &self.user_name, &self.login, &self.name])
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(bound(deserialize = "'de: 'a"))]
-struct Repo<'a> {
-    full_name: Option<Str<'a>>,
-    path_with_namespace: Option<Str<'a>>,
-    clone_url: Option<Str<'a>>,
-    git_http_url: Option<Str<'a>>,
-    ssh_url: Option<Str<'a>>,
-    git_ssh_url: Option<Str<'a>>,
-    git_url: Option<Str<'a>>,
-    html_url: Option<Str<'a>>,
-    url: Option<Str<'a>>,
-    homepage: Option<Str<'a>>,
-}
-
-impl Repo<'_> {
-    fn full_name(&self) -> Option<&str> {
-        first_non_empty(&[&self.full_name, &self.path_with_namespace])
-    }
-
-    fn urls(&self) -> [&Option<Str<'_>>; 8] {
-        [
-            &self.clone_url,
-            &self.git_http_url,
-            &self.ssh_url,
-            &self.git_ssh_url,
-            &self.git_url,
-            &self.html_url,
-            &self.url,
-            &self.homepage,
-        ]
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(bound(deserialize = "'de: 'a"))]
-struct PushPayload<'a> {
-    #[serde(rename = "ref")]
-    git_ref: Option<Str<'a>>,
-    before: Option<Str<'a>>,
-    after: Option<Str<'a>>,
-    created: Option<bool>,
-    deleted: Option<bool>,
-    commits: Option<Vec<Commit<'a>>>,
-    head_commit: Option<Commit<'a>>,
-    total_commits_count: Option<u64>,
-    commits_more_than_ten: Option<bool>,
-    repository: Option<Repo<'a>>,
-    project: Option<Repo<'a>>,
-    pusher: Option<User<'a>>,
-    user: Option<User<'a>>,
-    sender: Option<User<'a>>,
-    user_name: Option<Str<'a>>,
-}
 
 /// Normalizes one Gitee delivery; `event` is the `X-Gitee-Event` value.
 pub fn parse(event: &str, json: &[u8]) -> Result<Event, PluginError> {
@@ -103,6 +31,25 @@ pub fn parse(event: &str, json: &[u8]) -> Result<Event, PluginError> {
     }
 }
 
+/// A user's name as Gitee gives it.
+fn user_name<'u>(user: &'u User<'_>) -> Option<&'u str> {
+    first_non_empty(&[&user.username, &user.user_name, &user.login, &user.name])
+}
+
+/// A repository's URLs as Gitee gives them, in the order they are trusted.
+fn urls<'r, 'a>(repo: &'r ForgeRepo<'a>) -> [&'r Option<Str<'a>>; 8] {
+    [
+        &repo.clone_url,
+        &repo.git_http_url,
+        &repo.ssh_url,
+        &repo.git_ssh_url,
+        &repo.git_url,
+        &repo.html_url,
+        &repo.url,
+        &repo.homepage,
+    ]
+}
+
 fn parse_push(event: &str, json: &[u8]) -> Result<Event, PluginError> {
     let what = format!("gitee {}", event.to_ascii_lowercase());
     let p: PushPayload = serde_json::from_slice(json).map_err(|e| malformed(&what, e))?;
@@ -110,9 +57,9 @@ fn parse_push(event: &str, json: &[u8]) -> Result<Event, PluginError> {
     let full_name = repos
         .iter()
         .flatten()
-        .find_map(|r| r.full_name())
+        .find_map(|r| first_non_empty(&[&r.full_name, &r.path_with_namespace]))
         .ok_or_else(|| missing(&what, "repository.full_name"))?;
-    let urls = repos.iter().flatten().flat_map(|r| r.urls());
+    let urls = repos.iter().flatten().flat_map(|r| urls(r));
     let repository = repository(full_name, urls.filter_map(non_empty));
     let git_ref = required(&p.git_ref, &what, "ref")?;
     // Gitee sends `created` and `deleted`, but no `forced`.
@@ -125,9 +72,9 @@ fn parse_push(event: &str, json: &[u8]) -> Result<Event, PluginError> {
     let pusher = [p.pusher.as_ref(), p.user.as_ref()]
         .into_iter()
         .flatten()
-        .find_map(User::display)
+        .find_map(user_name)
         .or(non_empty(&p.user_name))
-        .or_else(|| p.sender.as_ref().and_then(User::display))
+        .or_else(|| p.sender.as_ref().and_then(user_name))
         .map(str::to_string);
 
     let commits: &[Commit] = p.commits.as_deref().unwrap_or(&[]);

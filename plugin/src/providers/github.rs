@@ -17,8 +17,8 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 use super::common::{
-    commit_with_id, first_non_empty, message_of, missing, non_empty, repository, required, Commit,
-    ForgePush, RefChange, Str,
+    commit_with_id, first_non_empty, message_of, missing, named_repository, non_empty, required,
+    Commit, ForgePush, ForgeRepo, PushPayload, RefChange, Str, User,
 };
 use crate::error::{malformed, PluginError};
 use crate::model::{Deployment, Event, Headers, ImagePush, Provider, Repository};
@@ -31,60 +31,20 @@ const MAX_PUSH_COMMITS: usize = 2048;
 /// GitHub reports at most this many changed files per commit.
 const MAX_COMMIT_FILES: usize = 3000;
 
-#[derive(Deserialize)]
-#[serde(bound(deserialize = "'de: 'a"))]
-struct User<'a> {
-    login: Option<Str<'a>>,
-    name: Option<Str<'a>>,
-    username: Option<Str<'a>>,
-}
-
-#[derive(Deserialize)]
-#[serde(bound(deserialize = "'de: 'a"))]
-struct Repo<'a> {
-    full_name: Option<Str<'a>>,
-    clone_url: Option<Str<'a>>,
-    ssh_url: Option<Str<'a>>,
-    git_url: Option<Str<'a>>,
-    html_url: Option<Str<'a>>,
-}
-
-impl Repo<'_> {
-    fn to_model(&self, what: &str) -> Result<Repository, PluginError> {
-        let full_name = required(&self.full_name, what, "repository.full_name")?;
-        let urls = [
-            &self.clone_url,
-            &self.ssh_url,
-            &self.git_url,
-            &self.html_url,
-        ];
-        Ok(repository(
-            &full_name,
-            urls.into_iter().filter_map(non_empty),
-        ))
-    }
+/// The repository as GitHub describes it, with its clone and web URLs.
+fn to_model(repo: &ForgeRepo<'_>, what: &str) -> Result<Repository, PluginError> {
+    let urls = [
+        &repo.clone_url,
+        &repo.ssh_url,
+        &repo.git_url,
+        &repo.html_url,
+    ];
+    named_repository(&repo.full_name, what, urls)
 }
 
 /// Whether the commit carries all three file lists, none of them capped.
 fn has_full_file_lists(commit: &Commit<'_>) -> bool {
     commit.has_file_lists() && commit.file_count() < MAX_COMMIT_FILES
-}
-
-#[derive(Deserialize)]
-#[serde(bound(deserialize = "'de: 'a"))]
-struct PushPayload<'a> {
-    #[serde(rename = "ref")]
-    git_ref: Option<Str<'a>>,
-    before: Option<Str<'a>>,
-    after: Option<Str<'a>>,
-    created: Option<bool>,
-    deleted: Option<bool>,
-    forced: Option<bool>,
-    commits: Option<Vec<Commit<'a>>>,
-    head_commit: Option<Commit<'a>>,
-    repository: Option<Repo<'a>>,
-    pusher: Option<User<'a>>,
-    sender: Option<User<'a>>,
 }
 
 /// Normalizes one GitHub delivery; `event` is the `X-GitHub-Event` value.
@@ -117,8 +77,8 @@ fn parse_push(json: &[u8]) -> Result<Event, PluginError> {
     let repository = p
         .repository
         .as_ref()
-        .ok_or_else(|| missing(WHAT, "repository"))?
-        .to_model(WHAT)?;
+        .ok_or_else(|| missing(WHAT, "repository"))
+        .and_then(|r| to_model(r, WHAT))?;
     let change = RefChange::new(
         p.before.as_ref().map(Str::as_str),
         p.after.as_ref().map(Str::as_str),
@@ -151,14 +111,14 @@ fn parse_push(json: &[u8]) -> Result<Event, PluginError> {
 #[derive(Deserialize)]
 #[serde(bound(deserialize = "'de: 'a"))]
 struct PingPayload<'a> {
-    repository: Option<Repo<'a>>,
+    repository: Option<ForgeRepo<'a>>,
 }
 
 fn parse_ping(json: &[u8]) -> Result<Event, PluginError> {
     const WHAT: &str = "github ping";
     let p: PingPayload = serde_json::from_slice(json).map_err(|e| malformed(WHAT, e))?;
     let repository = match &p.repository {
-        Some(r) => Some(r.to_model(WHAT)?),
+        Some(r) => Some(to_model(r, WHAT)?),
         None => None,
     };
     Ok(Event::Ping { repository })
@@ -213,7 +173,7 @@ struct DeploymentObject<'a> {
 #[serde(bound(deserialize = "'de: 'a"))]
 struct DeploymentEvent<'a> {
     deployment: Option<DeploymentObject<'a>>,
-    repository: Option<Repo<'a>>,
+    repository: Option<ForgeRepo<'a>>,
 }
 
 fn parse_deployment(json: &[u8]) -> Result<Event, PluginError> {
@@ -224,8 +184,8 @@ fn parse_deployment(json: &[u8]) -> Result<Event, PluginError> {
     let repository = p
         .repository
         .as_ref()
-        .ok_or_else(|| missing("repository"))?
-        .to_model(WHAT)?;
+        .ok_or_else(|| missing("repository"))
+        .and_then(|r| to_model(r, WHAT))?;
     let id = d.id.ok_or_else(|| missing("deployment.id"))?;
     let sha = non_empty(&d.sha)
         .ok_or_else(|| missing("deployment.sha"))?

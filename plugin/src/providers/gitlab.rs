@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 use super::common::{
     first_non_empty, message_of, missing, non_empty, real_sha, repository, required, Commit,
-    ForgePush, RefChange, Str,
+    ForgePush, PushPayload, RefChange, Str,
 };
 use crate::error::{malformed, PluginError};
 use crate::model::{Event, Provider, Repository};
@@ -37,46 +37,6 @@ impl Kind<'_> {
     fn kind(&self) -> Option<&str> {
         first_non_empty(&[&self.object_kind, &self.event_name])
     }
-}
-
-#[derive(Deserialize)]
-#[serde(bound(deserialize = "'de: 'a"))]
-struct Project<'a> {
-    path_with_namespace: Option<Str<'a>>,
-    git_http_url: Option<Str<'a>>,
-    git_ssh_url: Option<Str<'a>>,
-    web_url: Option<Str<'a>>,
-    homepage: Option<Str<'a>>,
-    url: Option<Str<'a>>,
-    ssh_url: Option<Str<'a>>,
-    http_url: Option<Str<'a>>,
-}
-
-#[derive(Deserialize)]
-#[serde(bound(deserialize = "'de: 'a"))]
-struct GlRepository<'a> {
-    url: Option<Str<'a>>,
-    homepage: Option<Str<'a>>,
-    git_http_url: Option<Str<'a>>,
-    git_ssh_url: Option<Str<'a>>,
-}
-
-#[derive(Deserialize)]
-#[serde(bound(deserialize = "'de: 'a"))]
-struct PushPayload<'a> {
-    object_kind: Option<Str<'a>>,
-    event_name: Option<Str<'a>>,
-    #[serde(rename = "ref")]
-    git_ref: Option<Str<'a>>,
-    before: Option<Str<'a>>,
-    after: Option<Str<'a>>,
-    checkout_sha: Option<Str<'a>>,
-    user_username: Option<Str<'a>>,
-    user_name: Option<Str<'a>>,
-    total_commits_count: Option<u64>,
-    commits: Option<Vec<Commit<'a>>>,
-    project: Option<Project<'a>>,
-    repository: Option<GlRepository<'a>>,
 }
 
 /// Normalizes one GitLab delivery; `event` is the `X-Gitlab-Event` value.
