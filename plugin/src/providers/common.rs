@@ -311,6 +311,26 @@ pub struct PushPayload<'a> {
     pub user_name: Option<Str<'a>>,
 }
 
+impl<'a> PushPayload<'a> {
+    /// The commits listed (none when the list is absent).
+    pub fn commits(&self) -> &[Commit<'a>] {
+        self.commits.as_deref().unwrap_or(&[])
+    }
+
+    /// The head commit: `head_commit`, else the listed commit whose id is
+    /// `after`, else `fallback` (where the forge lists its newest commit).
+    pub fn head<'c>(
+        &'c self,
+        after: Option<&str>,
+        fallback: Option<&'c Commit<'a>>,
+    ) -> Option<&'c Commit<'a>> {
+        self.head_commit
+            .as_ref()
+            .or_else(|| commit_with_id(self.commits(), after))
+            .or(fallback)
+    }
+}
+
 /// The first commit of `commits` whose id is `id` (a commit without an id
 /// matches `None`).
 pub fn commit_with_id<'c, 'a>(

@@ -17,8 +17,8 @@
 //!   [`Event::Ignored`].
 
 use super::common::{
-    commit_with_id, first_non_empty, message_of, missing, named_repository, non_empty, required,
-    Commit, ForgePush, PushPayload, RefChange,
+    first_non_empty, message_of, missing, named_repository, non_empty, required, ForgePush,
+    PushPayload, RefChange,
 };
 use crate::error::{malformed, PluginError};
 use crate::model::{Event, Headers, Provider};
@@ -68,19 +68,14 @@ fn parse_push(provider: Provider, json: &[u8]) -> Result<Event, PluginError> {
         .find_map(|u| first_non_empty(&[&u.login, &u.username, &u.name, &u.full_name]))
         .map(str::to_string);
 
-    let commits: &[Commit] = p.commits.as_deref().unwrap_or(&[]);
+    let commits = p.commits();
     // Listed newest first; `head_commit` is missing from older Gogs/Gitea.
-    let head = p
-        .head_commit
-        .as_ref()
-        .or_else(|| commit_with_id(commits, change.after.as_deref()))
-        .or_else(|| {
-            if change.deleted {
-                None
-            } else {
-                commits.first()
-            }
-        });
+    let newest = if change.deleted {
+        None
+    } else {
+        commits.first()
+    };
+    let head = p.head(change.after.as_deref(), newest);
     let commits_complete = match p.total_commits {
         Some(total) => commits.len() as u64 >= total,
         // Without a total the list may have been cut at FEED_MAX_COMMIT_NUM;

@@ -13,8 +13,8 @@
 //!   [`Event::Ignored`].
 
 use super::common::{
-    commit_with_id, first_non_empty, message_of, missing, non_empty, repository, required, Commit,
-    ForgePush, ForgeRepo, PushPayload, RefChange, Str, User,
+    first_non_empty, message_of, missing, non_empty, repository, required, ForgePush, ForgeRepo,
+    PushPayload, RefChange, Str, User,
 };
 use crate::error::{malformed, PluginError};
 use crate::model::{Event, Provider};
@@ -77,12 +77,9 @@ fn parse_push(event: &str, json: &[u8]) -> Result<Event, PluginError> {
         .or_else(|| p.sender.as_ref().and_then(user_name))
         .map(str::to_string);
 
-    let commits: &[Commit] = p.commits.as_deref().unwrap_or(&[]);
-    let head = p
-        .head_commit
-        .as_ref()
-        .or_else(|| commit_with_id(commits, change.after.as_deref()))
-        .or_else(|| if change.deleted { None } else { commits.last() });
+    let commits = p.commits();
+    let newest = if change.deleted { None } else { commits.last() };
+    let head = p.head(change.after.as_deref(), newest);
     let commits_complete = p.commits_more_than_ten != Some(true)
         && p.total_commits_count
             .is_none_or(|total| commits.len() as u64 >= total);

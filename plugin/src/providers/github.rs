@@ -17,8 +17,8 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 use super::common::{
-    commit_with_id, first_non_empty, message_of, missing, named_repository, non_empty, required,
-    Commit, ForgePush, ForgeRepo, PushPayload, RefChange, Str, User,
+    first_non_empty, message_of, missing, named_repository, non_empty, required, Commit, ForgePush,
+    ForgeRepo, PushPayload, RefChange, Str, User,
 };
 use crate::error::{malformed, PluginError};
 use crate::model::{Deployment, Event, Headers, ImagePush, Provider, Repository};
@@ -91,12 +91,8 @@ fn parse_push(json: &[u8]) -> Result<Event, PluginError> {
         .and_then(|u| first_non_empty(&[&u.name, &u.login, &u.username]))
         .or_else(|| p.sender.as_ref().and_then(|u| non_empty(&u.login)))
         .map(str::to_string);
-    let commits: &[Commit] = p.commits.as_deref().unwrap_or(&[]);
-    let head = p
-        .head_commit
-        .as_ref()
-        .or_else(|| commit_with_id(commits, change.after.as_deref()))
-        .or_else(|| commits.last());
+    let commits = p.commits();
+    let head = p.head(change.after.as_deref(), commits.last());
     let push = ForgePush {
         forced: p.forced.unwrap_or(false),
         pusher,

@@ -17,8 +17,8 @@
 use serde::Deserialize;
 
 use super::common::{
-    first_non_empty, message_of, missing, non_empty, real_sha, repository, required, Commit,
-    ForgePush, PushPayload, RefChange, Str,
+    first_non_empty, message_of, missing, non_empty, real_sha, repository, required, ForgePush,
+    PushPayload, RefChange, Str,
 };
 use crate::error::{malformed, PluginError};
 use crate::model::{Event, Provider, Repository};
@@ -124,7 +124,7 @@ fn parse_push(event: &str, json: &[u8]) -> Result<Event, PluginError> {
     let mut change = RefChange::new(non_empty(&p.before), non_empty(&p.after), None, None);
     let pusher = first_non_empty(&[&p.user_username, &p.user_name]).map(str::to_string);
 
-    let commits: &[Commit] = p.commits.as_deref().unwrap_or(&[]);
+    let commits = p.commits();
     let checkout = real_sha(non_empty(&p.checkout_sha));
     // Listed oldest first; for an annotated tag `after` is the tag object and
     // `checkout_sha` the commit.
