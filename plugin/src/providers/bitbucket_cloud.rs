@@ -240,7 +240,7 @@ pub static BITBUCKET_CLOUD: HeaderSender = HeaderSender {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::test_support::Fixtures;
+    use crate::providers::test_support::{assert_ref, Fixtures};
 
     const CLOUD: Fixtures = Fixtures::new("bitbucket-cloud", parse);
 
@@ -281,11 +281,11 @@ mod tests {
     fn branch_create_has_no_before() {
         let p = pushes("goscm-push_branch_create.json");
         assert_eq!(p.len(), 1);
-        assert_eq!(p[0].git_ref, "refs/heads/develop");
-        assert_eq!(p[0].before, None);
-        assert_eq!(
-            p[0].after.as_deref(),
-            Some("141977fedf5cf35aa290ac87d4b5177ac4cd9de1")
+        assert_ref(
+            &p[0],
+            "refs/heads/develop",
+            None,
+            Some("141977fedf5cf35aa290ac87d4b5177ac4cd9de1"),
         );
         assert!(p[0].created && !p[0].deleted && !p[0].forced);
         assert_eq!(
@@ -300,12 +300,12 @@ mod tests {
     fn branch_delete_has_no_after() {
         let p = pushes("goscm-push_branch_delete.json");
         assert_eq!(p.len(), 1);
-        assert_eq!(p[0].git_ref, "refs/heads/develop");
-        assert_eq!(
-            p[0].before.as_deref(),
-            Some("141977fedf5cf35aa290ac87d4b5177ac4cd9de1")
+        assert_ref(
+            &p[0],
+            "refs/heads/develop",
+            Some("141977fedf5cf35aa290ac87d4b5177ac4cd9de1"),
+            None,
         );
-        assert_eq!(p[0].after, None);
         assert!(p[0].deleted && !p[0].created);
         assert_eq!(p[0].head_message, None);
         assert!(p[0].commit_messages.is_empty());
@@ -316,23 +316,23 @@ mod tests {
     fn tag_create_and_delete() {
         let c = pushes("goscm-push_tag_create.json");
         assert_eq!(c.len(), 1);
-        assert_eq!(c[0].git_ref, "refs/tags/feature/x");
-        assert_eq!(c[0].before, None);
-        assert_eq!(
-            c[0].after.as_deref(),
-            Some("141977fedf5cf35aa290ac87d4b5177ac4cd9de1")
+        assert_ref(
+            &c[0],
+            "refs/tags/feature/x",
+            None,
+            Some("141977fedf5cf35aa290ac87d4b5177ac4cd9de1"),
         );
         assert!(c[0].created && !c[0].deleted);
         assert_eq!(c[0].repository, foo_repo());
 
         let d = pushes("goscm-push_tag_delete.json");
         assert_eq!(d.len(), 1);
-        assert_eq!(d[0].git_ref, "refs/tags/feature/x");
-        assert_eq!(
-            d[0].before.as_deref(),
-            Some("141977fedf5cf35aa290ac87d4b5177ac4cd9de1")
+        assert_ref(
+            &d[0],
+            "refs/tags/feature/x",
+            Some("141977fedf5cf35aa290ac87d4b5177ac4cd9de1"),
+            None,
         );
-        assert_eq!(d[0].after, None);
         assert!(d[0].deleted && !d[0].created);
     }
 

@@ -287,7 +287,7 @@ pub static BITBUCKET_SERVER: HeaderSender = HeaderSender {
 mod tests {
     use super::*;
     use crate::model::{ChangedFiles, Push, Repository};
-    use crate::providers::test_support::Fixtures;
+    use crate::providers::test_support::{assert_ref, Fixtures};
 
     const SERVER: Fixtures = Fixtures::new("bitbucket-server", parse);
 
@@ -432,11 +432,11 @@ mod tests {
                 "https://gts-it.fnb.co.za/stash/projects/TSG/repos/nova-ui/browse",
             ]
         );
-        assert_eq!(c[0].git_ref, "refs/heads/idpdocs");
-        assert_eq!(c[0].before, None);
-        assert_eq!(
-            c[0].after.as_deref(),
-            Some("b8ba6d6045f85379a2dc5b556d8a9ea23a69ac13")
+        assert_ref(
+            &c[0],
+            "refs/heads/idpdocs",
+            None,
+            Some("b8ba6d6045f85379a2dc5b556d8a9ea23a69ac13"),
         );
         assert!(c[0].created && !c[0].deleted);
         assert_eq!(c[0].pusher.as_deref(), Some("F4651405"));
@@ -450,14 +450,11 @@ mod tests {
         let u = pushes("goscm-fnb_push_update.json");
         assert_eq!(u.len(), 1);
         assert_eq!(u[0].repository.full_name, "PENGINE/product-engine");
-        assert_eq!(u[0].git_ref, "refs/heads/develop");
-        assert_eq!(
-            u[0].before.as_deref(),
-            Some("c112673b9efd82794bf73a1ff6ff8ad6708e9df5")
-        );
-        assert_eq!(
-            u[0].after.as_deref(),
-            Some("d29fa17bbe9979c3f603e0f11574735da88bf27f")
+        assert_ref(
+            &u[0],
+            "refs/heads/develop",
+            Some("c112673b9efd82794bf73a1ff6ff8ad6708e9df5"),
+            Some("d29fa17bbe9979c3f603e0f11574735da88bf27f"),
         );
         assert!(!u[0].created && !u[0].deleted);
         assert_eq!(u[0].pusher.as_deref(), Some("F3238660"));

@@ -163,7 +163,7 @@ fn gitea_proof(headers: &Headers) -> Result<FoundProof<'_>, PluginError> {
 mod tests {
     use super::*;
     use crate::model::{ChangedFiles, Push, Repository};
-    use crate::providers::test_support::{self, fixture};
+    use crate::providers::test_support::{self, assert_ref, fixture};
 
     fn push(provider: Provider, path: &str) -> Push {
         test_support::one_push(path, parse(provider, "push", &fixture(path)))
@@ -190,14 +190,11 @@ mod tests {
                     format!("http://{host}/gogits/hello-world"),
                 ]
             );
-            assert_eq!(p.git_ref, "refs/heads/master");
-            assert_eq!(
-                p.before.as_deref(),
-                Some("9836a96a253cce25d17988fcf41b8c4205cf779f")
-            );
-            assert_eq!(
-                p.after.as_deref(),
-                Some("4522cbcefc20728a5b72b3a86af35e608622c514")
+            assert_ref(
+                &p,
+                "refs/heads/master",
+                Some("9836a96a253cce25d17988fcf41b8c4205cf779f"),
+                Some("4522cbcefc20728a5b72b3a86af35e608622c514"),
             );
             assert!(!p.created && !p.deleted && !p.forced);
             assert_eq!(p.pusher.as_deref(), Some("unknwon"));
@@ -211,14 +208,11 @@ mod tests {
 
         let p = push(Provider::Gitea, "gitea/woodpecker-HookPush.json");
         assert_eq!(p.repository.full_name, "gordon/hello-world");
-        assert_eq!(p.git_ref, "refs/heads/main");
-        assert_eq!(
-            p.before.as_deref(),
-            Some("4b2626259b5a97b6b4eab5e6cca66adb986b672b")
-        );
-        assert_eq!(
-            p.after.as_deref(),
-            Some("ef98532add3b2feb7a137426bba1248724367df5")
+        assert_ref(
+            &p,
+            "refs/heads/main",
+            Some("4b2626259b5a97b6b4eab5e6cca66adb986b672b"),
+            Some("ef98532add3b2feb7a137426bba1248724367df5"),
         );
         assert!(!p.created && !p.deleted && !p.forced);
         assert_eq!(p.pusher.as_deref(), Some("gordon"));
@@ -239,14 +233,11 @@ mod tests {
                 "http://127.0.0.1:3000/Test-CI/multi-line-secrets",
             ]
         );
-        assert_eq!(p.git_ref, "refs/heads/main");
-        assert_eq!(
-            p.before.as_deref(),
-            Some("6efcf5b7c98f3e7a491675164b7a2e7acac27941")
-        );
-        assert_eq!(
-            p.after.as_deref(),
-            Some("29be01c073851cf0db0c6a466e396b725a670453")
+        assert_ref(
+            &p,
+            "refs/heads/main",
+            Some("6efcf5b7c98f3e7a491675164b7a2e7acac27941"),
+            Some("29be01c073851cf0db0c6a466e396b725a670453"),
         );
         assert!(!p.created && !p.deleted && !p.forced);
         assert_eq!(p.pusher.as_deref(), Some("test-user"));
@@ -267,11 +258,11 @@ mod tests {
     fn gitea_branch_create_push() {
         let p = push(Provider::Gitea, "gitea/woodpecker-HookPushBranch.json");
         assert_eq!(p.repository.full_name, "meisam/woodpecktester");
-        assert_eq!(p.git_ref, "refs/heads/fdsafdsa");
-        assert_eq!(p.before, None);
-        assert_eq!(
-            p.after.as_deref(),
-            Some("28c3613ae62640216bea5e7dc71aa65356e4298b")
+        assert_ref(
+            &p,
+            "refs/heads/fdsafdsa",
+            None,
+            Some("28c3613ae62640216bea5e7dc71aa65356e4298b"),
         );
         assert!(p.created && !p.deleted && !p.forced);
         assert_eq!(p.pusher.as_deref(), Some("6543"));
@@ -291,14 +282,11 @@ mod tests {
             p.repository.urls[0],
             "http://forgejo.golang.org/gordon/hello-world.git"
         );
-        assert_eq!(p.git_ref, "refs/heads/main");
-        assert_eq!(
-            p.before.as_deref(),
-            Some("4b2626259b5a97b6b4eab5e6cca66adb986b672b")
-        );
-        assert_eq!(
-            p.after.as_deref(),
-            Some("ef98532add3b2feb7a137426bba1248724367df5")
+        assert_ref(
+            &p,
+            "refs/heads/main",
+            Some("4b2626259b5a97b6b4eab5e6cca66adb986b672b"),
+            Some("ef98532add3b2feb7a137426bba1248724367df5"),
         );
         assert_eq!(p.pusher.as_deref(), Some("gordon"));
         assert_eq!(p.head_message.as_deref(), Some("bump\n"));

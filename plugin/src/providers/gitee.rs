@@ -107,7 +107,7 @@ pub static GITEE: HeaderSender = HeaderSender {
 mod tests {
     use super::*;
     use crate::model::ChangedFiles;
-    use crate::providers::test_support::Fixtures;
+    use crate::providers::test_support::{assert_ref, Fixtures};
 
     const GITEE: Fixtures = Fixtures::new("gitee", parse);
 
@@ -126,14 +126,11 @@ mod tests {
                 "https://gitee.com/kit101/drone-yml-test",
             ]
         );
-        assert_eq!(p.git_ref, "refs/heads/feat-2-1");
-        assert_eq!(
-            p.before.as_deref(),
-            Some("6168d9dae737b47f00c59fafca10c913a6850c3a")
-        );
-        assert_eq!(
-            p.after.as_deref(),
-            Some("9921e45e570db8e57e544650baf837932fb2100f")
+        assert_ref(
+            &p,
+            "refs/heads/feat-2-1",
+            Some("6168d9dae737b47f00c59fafca10c913a6850c3a"),
+            Some("9921e45e570db8e57e544650baf837932fb2100f"),
         );
         assert!(!p.created && !p.deleted && !p.forced);
         assert_eq!(p.pusher.as_deref(), Some("kit101"));
@@ -151,11 +148,11 @@ mod tests {
         // 13 commits, none listed (commits_more_than_ten).
         let p = GITEE.push("Push Hook", "goscm-push_branch_create.json");
         assert_eq!(p.repository.full_name, REPO);
-        assert_eq!(p.git_ref, "refs/heads/feat-2-1");
-        assert_eq!(p.before, None);
-        assert_eq!(
-            p.after.as_deref(),
-            Some("6168d9dae737b47f00c59fafca10c913a6850c3a")
+        assert_ref(
+            &p,
+            "refs/heads/feat-2-1",
+            None,
+            Some("6168d9dae737b47f00c59fafca10c913a6850c3a"),
         );
         assert!(p.created && !p.deleted && !p.forced);
         assert_eq!(p.pusher.as_deref(), Some("kit101"));
@@ -169,12 +166,12 @@ mod tests {
     fn push_branch_delete() {
         let p = GITEE.push("Push Hook", "goscm-push_branch_delete.json");
         assert_eq!(p.repository.full_name, REPO);
-        assert_eq!(p.git_ref, "refs/heads/feat-3");
-        assert_eq!(
-            p.before.as_deref(),
-            Some("dc8fa2ebe050d63f639c5b834311e96bc2303523")
+        assert_ref(
+            &p,
+            "refs/heads/feat-3",
+            Some("dc8fa2ebe050d63f639c5b834311e96bc2303523"),
+            None,
         );
-        assert_eq!(p.after, None);
         assert!(p.deleted && !p.created && !p.forced);
         assert_eq!(p.pusher.as_deref(), Some("kit101"));
         assert_eq!(p.head_message, None);
@@ -186,11 +183,11 @@ mod tests {
     fn tags() {
         let p = GITEE.push("Tag Push Hook", "goscm-tag_create.json");
         assert_eq!(p.repository.full_name, REPO);
-        assert_eq!(p.git_ref, "refs/tags/1.3");
-        assert_eq!(p.before, None);
-        assert_eq!(
-            p.after.as_deref(),
-            Some("aa9d11518a64dcd0d591a2a4eb35dfb4d91d49d5")
+        assert_ref(
+            &p,
+            "refs/tags/1.3",
+            None,
+            Some("aa9d11518a64dcd0d591a2a4eb35dfb4d91d49d5"),
         );
         assert!(p.created && !p.deleted);
         assert_eq!(p.pusher.as_deref(), Some("kit101"));
@@ -199,12 +196,12 @@ mod tests {
         assert_eq!(p.changed_files, ChangedFiles::Unknown);
 
         let p = GITEE.push("Tag Push Hook", "goscm-tag_delete.json");
-        assert_eq!(p.git_ref, "refs/tags/1.3");
-        assert_eq!(
-            p.before.as_deref(),
-            Some("aa9d11518a64dcd0d591a2a4eb35dfb4d91d49d5")
+        assert_ref(
+            &p,
+            "refs/tags/1.3",
+            Some("aa9d11518a64dcd0d591a2a4eb35dfb4d91d49d5"),
+            None,
         );
-        assert_eq!(p.after, None);
         assert!(p.deleted && !p.created);
         assert_eq!(p.head_message, None);
         assert_eq!(p.changed_files, ChangedFiles::Complete(vec![]));

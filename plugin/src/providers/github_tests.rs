@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use super::*;
 use crate::model::{ChangedFiles, Push};
-use crate::providers::test_support::Fixtures;
+use crate::providers::test_support::{assert_ref, Fixtures};
 
 const GITHUB: Fixtures = Fixtures::new("github", parse);
 
@@ -29,14 +29,11 @@ fn push_branch_update() {
             "https://github.com/Codertocat/Hello-World",
         ]
     );
-    assert_eq!(p.git_ref, "refs/heads/master");
-    assert_eq!(
-        p.before.as_deref(),
-        Some("a10867b14bb761a232cd80139fbd4c0d33264240")
-    );
-    assert_eq!(
-        p.after.as_deref(),
-        Some("199eddf46df50de8d02e99bf1c5fdb4101338224")
+    assert_ref(
+        &p,
+        "refs/heads/master",
+        Some("a10867b14bb761a232cd80139fbd4c0d33264240"),
+        Some("199eddf46df50de8d02e99bf1c5fdb4101338224"),
     );
     assert!(!p.created && !p.deleted && !p.forced);
     assert_eq!(p.pusher.as_deref(), Some("Codertocat"));
@@ -50,14 +47,11 @@ fn push_branch_update() {
 fn push_woodpecker_update() {
     let p = push("woodpecker-HookPush.json");
     assert_eq!(p.repository.full_name, "woodpecker-ci/woodpecker");
-    assert_eq!(p.git_ref, "refs/heads/main");
-    assert_eq!(
-        p.before.as_deref(),
-        Some("2f780193b136b72bfea4eeb640786a8c4450c7a2")
-    );
-    assert_eq!(
-        p.after.as_deref(),
-        Some("366701fde727cb7a9e7f21eb88264f59f6f9b89c")
+    assert_ref(
+        &p,
+        "refs/heads/main",
+        Some("2f780193b136b72bfea4eeb640786a8c4450c7a2"),
+        Some("366701fde727cb7a9e7f21eb88264f59f6f9b89c"),
     );
     assert!(!p.created && !p.deleted && !p.forced);
     assert_eq!(p.pusher.as_deref(), Some("6543"));
@@ -79,14 +73,11 @@ fn push_woodpecker_update() {
 fn push_forced_has_unknown_files() {
     let p = push("woodpecker-HookPushForced.json");
     assert_eq!(p.repository.full_name, "6543/oxiduct");
-    assert_eq!(p.git_ref, "refs/heads/main");
-    assert_eq!(
-        p.before.as_deref(),
-        Some("5ea737297f2e2e88f4cdf796e72cbcb12d40fd9c")
-    );
-    assert_eq!(
-        p.after.as_deref(),
-        Some("f7220f1f753260bf6f1c533357c70213e9fd4abe")
+    assert_ref(
+        &p,
+        "refs/heads/main",
+        Some("5ea737297f2e2e88f4cdf796e72cbcb12d40fd9c"),
+        Some("f7220f1f753260bf6f1c533357c70213e9fd4abe"),
     );
     assert!(p.forced && !p.created && !p.deleted);
     assert_eq!(p.pusher.as_deref(), Some("6543"));
@@ -102,11 +93,11 @@ fn push_forced_has_unknown_files() {
 fn push_branch_create() {
     let p = push("goscm-push_branch_create.json");
     assert_eq!(p.repository.full_name, "bradrydzewski/drone-test-go");
-    assert_eq!(p.git_ref, "refs/heads/feature-branch");
-    assert_eq!(p.before, None);
-    assert_eq!(
-        p.after.as_deref(),
-        Some("d2b75aa7797ec26b088fa2dd527e9d2c052fcedd")
+    assert_ref(
+        &p,
+        "refs/heads/feature-branch",
+        None,
+        Some("d2b75aa7797ec26b088fa2dd527e9d2c052fcedd"),
     );
     assert!(p.created && !p.deleted && !p.forced);
     assert_eq!(p.pusher.as_deref(), Some("bradrydzewski"));
@@ -120,11 +111,11 @@ fn push_branch_create() {
     ] {
         let p = push(name);
         assert_eq!(p.repository.full_name, "Codertocat/Hello-World");
-        assert_eq!(p.git_ref, "refs/heads/master");
-        assert_eq!(p.before, None);
-        assert_eq!(
-            p.after.as_deref(),
-            Some("6113728f27ae82c7b1a177c8d03f9e96e0adf246")
+        assert_ref(
+            &p,
+            "refs/heads/master",
+            None,
+            Some("6113728f27ae82c7b1a177c8d03f9e96e0adf246"),
         );
         assert!(p.created && !p.deleted && !p.forced);
         assert_eq!(p.pusher.as_deref(), Some("Codertocat"));
@@ -139,12 +130,12 @@ fn push_branch_create() {
 fn push_branch_delete() {
     let p = push("goscm-push_branch_delete.json");
     assert_eq!(p.repository.full_name, "bradrydzewski/drone-test-go");
-    assert_eq!(p.git_ref, "refs/heads/feature-branch");
-    assert_eq!(
-        p.before.as_deref(),
-        Some("d2b75aa7797ec26b088fa2dd527e9d2c052fcedd")
+    assert_ref(
+        &p,
+        "refs/heads/feature-branch",
+        Some("d2b75aa7797ec26b088fa2dd527e9d2c052fcedd"),
+        None,
     );
-    assert_eq!(p.after, None);
     assert!(p.deleted && !p.created && !p.forced);
     assert_eq!(p.pusher.as_deref(), Some("bradrydzewski"));
     assert_eq!(p.head_message, None);
@@ -155,33 +146,33 @@ fn push_branch_delete() {
 #[test]
 fn push_tags() {
     let p = push("goscm-push_tag.json");
-    assert_eq!(p.git_ref, "refs/tags/v0.0.1");
-    assert_eq!(p.before, None);
-    assert_eq!(
-        p.after.as_deref(),
-        Some("d2b75aa7797ec26b088fa2dd527e9d2c052fcedd")
+    assert_ref(
+        &p,
+        "refs/tags/v0.0.1",
+        None,
+        Some("d2b75aa7797ec26b088fa2dd527e9d2c052fcedd"),
     );
     assert!(p.created && !p.deleted);
     assert_eq!(p.head_message.as_deref(), Some("Update .drone.yml"));
     assert_eq!(p.changed_files, ChangedFiles::Unknown);
 
     let p = push("goscm-push_tag_delete.json");
-    assert_eq!(p.git_ref, "refs/tags/v0.0.1");
-    assert_eq!(
-        p.before.as_deref(),
-        Some("d2b75aa7797ec26b088fa2dd527e9d2c052fcedd")
+    assert_ref(
+        &p,
+        "refs/tags/v0.0.1",
+        Some("d2b75aa7797ec26b088fa2dd527e9d2c052fcedd"),
+        None,
     );
-    assert_eq!(p.after, None);
     assert!(p.deleted && !p.created);
     assert_eq!(p.head_message, None);
 
     let p = push("woodpecker-HookTag.json");
     assert_eq!(p.repository.full_name, "6543/test_ci_tmp");
-    assert_eq!(p.git_ref, "refs/tags/the-tag-v1");
-    assert_eq!(p.before, None);
-    assert_eq!(
-        p.after.as_deref(),
-        Some("67012991d6c69b1c58378346fca366b864d8d1a1")
+    assert_ref(
+        &p,
+        "refs/tags/the-tag-v1",
+        None,
+        Some("67012991d6c69b1c58378346fca366b864d8d1a1"),
     );
     assert!(p.created && !p.deleted && !p.forced);
     assert_eq!(p.pusher.as_deref(), Some("6543"));
@@ -194,11 +185,11 @@ fn push_tags() {
         p.repository.urls[0],
         "https://octocoders.github.io/Codertocat/Hello-World.git"
     );
-    assert_eq!(p.git_ref, "refs/tags/simple-tag");
-    assert_eq!(p.before, None);
-    assert_eq!(
-        p.after.as_deref(),
-        Some("6113728f27ae82c7b1a177c8d03f9e96e0adf246")
+    assert_ref(
+        &p,
+        "refs/tags/simple-tag",
+        None,
+        Some("6113728f27ae82c7b1a177c8d03f9e96e0adf246"),
     );
     assert!(p.created && !p.deleted);
     assert_eq!(p.head_message.as_deref(), Some("Adding a .gitignore file"));
@@ -212,12 +203,12 @@ fn push_tags() {
     ] {
         let p = push(name);
         assert_eq!(p.repository.full_name, "Codertocat/Hello-World", "{name}");
-        assert_eq!(p.git_ref, "refs/tags/simple-tag");
-        assert_eq!(
-            p.before.as_deref(),
-            Some("6113728f27ae82c7b1a177c8d03f9e96e0adf246")
+        assert_ref(
+            &p,
+            "refs/tags/simple-tag",
+            Some("6113728f27ae82c7b1a177c8d03f9e96e0adf246"),
+            None,
         );
-        assert_eq!(p.after, None);
         assert!(p.deleted && !p.created && !p.forced);
         assert_eq!(p.pusher.as_deref(), Some("Codertocat"));
         assert_eq!(p.head_message, None);

@@ -174,7 +174,7 @@ pub static GITLAB: HeaderSender = HeaderSender {
 mod tests {
     use super::*;
     use crate::model::ChangedFiles;
-    use crate::providers::test_support::Fixtures;
+    use crate::providers::test_support::{assert_ref, Fixtures};
 
     const GITLAB: Fixtures = Fixtures::new("gitlab", parse);
 
@@ -198,14 +198,11 @@ mod tests {
                     format!("https://gitlab.com/{full_name}"),
                 ]
             );
-            assert_eq!(p.git_ref, "refs/heads/master");
-            assert_eq!(
-                p.before.as_deref(),
-                Some("9217710ce8c7e1eae7a5d1c45f6e43e1c769f866")
-            );
-            assert_eq!(
-                p.after.as_deref(),
-                Some("2adc9465c4edfc33834e173fe89436a7cb899a1d")
+            assert_ref(
+                &p,
+                "refs/heads/master",
+                Some("9217710ce8c7e1eae7a5d1c45f6e43e1c769f866"),
+                Some("2adc9465c4edfc33834e173fe89436a7cb899a1d"),
             );
             assert!(!p.created && !p.deleted && !p.forced);
             assert_eq!(p.pusher.as_deref(), Some("sytses"));
@@ -248,14 +245,11 @@ mod tests {
     fn service_hook_push_and_tag() {
         let p = GITLAB.push("Service Hook", "woodpecker-HookPush.json");
         assert_eq!(p.repository.full_name, "test/woodpecker");
-        assert_eq!(p.git_ref, "refs/heads/main");
-        assert_eq!(
-            p.before.as_deref(),
-            Some("ffe8eb4f91d1fe6bc49f1e610e50e4b5767f0104")
-        );
-        assert_eq!(
-            p.after.as_deref(),
-            Some("16862e368d8ab812e48833b741dad720d6e2cb7f")
+        assert_ref(
+            &p,
+            "refs/heads/main",
+            Some("ffe8eb4f91d1fe6bc49f1e610e50e4b5767f0104"),
+            Some("16862e368d8ab812e48833b741dad720d6e2cb7f"),
         );
         assert!(!p.created && !p.deleted && !p.forced);
         assert_eq!(p.pusher.as_deref(), Some("test"));
@@ -270,11 +264,11 @@ mod tests {
         // object; `checkout_sha` is the commit, which is what deploys.
         let p = GITLAB.push("Service Hook", "woodpecker-HookTag.json");
         assert_eq!(p.repository.full_name, "test/woodpecker");
-        assert_eq!(p.git_ref, "refs/tags/v22");
-        assert_eq!(p.before, None);
-        assert_eq!(
-            p.after.as_deref(),
-            Some("16862e368d8ab812e48833b741dad720d6e2cb7f")
+        assert_ref(
+            &p,
+            "refs/tags/v22",
+            None,
+            Some("16862e368d8ab812e48833b741dad720d6e2cb7f"),
         );
         assert!(p.created && !p.deleted);
         assert_eq!(p.head_message.as_deref(), Some("Update main.go"));
@@ -285,11 +279,11 @@ mod tests {
     fn branch_create_and_delete() {
         let p = GITLAB.push("Push Hook", "goscm-branch_create.json");
         assert_eq!(p.repository.full_name, HELLO);
-        assert_eq!(p.git_ref, "refs/heads/feature");
-        assert_eq!(p.before, None);
-        assert_eq!(
-            p.after.as_deref(),
-            Some("c4c79227ed610f1151f05bbc5be33b4f340d39c8")
+        assert_ref(
+            &p,
+            "refs/heads/feature",
+            None,
+            Some("c4c79227ed610f1151f05bbc5be33b4f340d39c8"),
         );
         assert!(p.created && !p.deleted && !p.forced);
         assert_eq!(p.pusher.as_deref(), Some("sytses"));
@@ -304,12 +298,12 @@ mod tests {
         ] {
             let p = GITLAB.push("Push Hook", name);
             assert_eq!(p.repository.full_name, full_name);
-            assert_eq!(p.git_ref, "refs/heads/feature");
-            assert_eq!(
-                p.before.as_deref(),
-                Some("c4c79227ed610f1151f05bbc5be33b4f340d39c8")
+            assert_ref(
+                &p,
+                "refs/heads/feature",
+                Some("c4c79227ed610f1151f05bbc5be33b4f340d39c8"),
+                None,
             );
-            assert_eq!(p.after, None);
             assert!(p.deleted && !p.created);
             assert_eq!(p.pusher.as_deref(), Some("sytses"));
             assert_eq!(p.head_message, None);
@@ -322,11 +316,11 @@ mod tests {
     fn tags() {
         let p = GITLAB.push("Tag Push Hook", "goscm-tag_create.json");
         assert_eq!(p.repository.full_name, HELLO);
-        assert_eq!(p.git_ref, "refs/tags/v1.0.0");
-        assert_eq!(p.before, None);
-        assert_eq!(
-            p.after.as_deref(),
-            Some("2adc9465c4edfc33834e173fe89436a7cb899a1d")
+        assert_ref(
+            &p,
+            "refs/tags/v1.0.0",
+            None,
+            Some("2adc9465c4edfc33834e173fe89436a7cb899a1d"),
         );
         assert!(p.created && !p.deleted);
         assert_eq!(p.head_message.as_deref(), Some("added readme\n"));
@@ -340,12 +334,12 @@ mod tests {
         ] {
             let p = GITLAB.push("Push Hook", name);
             assert_eq!(p.repository.full_name, full_name);
-            assert_eq!(p.git_ref, "refs/tags/v1.0.0");
-            assert_eq!(
-                p.before.as_deref(),
-                Some("2adc9465c4edfc33834e173fe89436a7cb899a1d")
+            assert_ref(
+                &p,
+                "refs/tags/v1.0.0",
+                Some("2adc9465c4edfc33834e173fe89436a7cb899a1d"),
+                None,
             );
-            assert_eq!(p.after, None);
             assert!(p.deleted && !p.created);
             assert_eq!(p.head_message, None);
             assert_eq!(p.changed_files, ChangedFiles::Complete(vec![]));

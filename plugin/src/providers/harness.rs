@@ -172,7 +172,7 @@ pub static HARNESS: HeaderSender = HeaderSender {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::test_support::Fixtures;
+    use crate::providers::test_support::{assert_ref, Fixtures};
 
     const HARNESS_CODE: Fixtures = Fixtures::new("harness-code", parse);
 
@@ -183,14 +183,11 @@ mod tests {
             p.repository.full_name,
             "vpCkHKsDSxK9_KYfjCTMKA/default/Repo_With_PR_checks/abhinav-git-sync"
         );
-        assert_eq!(p.git_ref, "refs/heads/master");
-        assert_eq!(
-            p.before.as_deref(),
-            Some("a273c385628167932e10caaa58e12550c491f241")
-        );
-        assert_eq!(
-            p.after.as_deref(),
-            Some("92e21bfcddc1418079cddbb518ad6fd72917798a")
+        assert_ref(
+            &p,
+            "refs/heads/master",
+            Some("a273c385628167932e10caaa58e12550c491f241"),
+            Some("92e21bfcddc1418079cddbb518ad6fd72917798a"),
         );
         assert!(!p.created && !p.deleted && !p.forced);
         assert_eq!(p.pusher.as_deref(), Some("abhinav.singh@harness.io"));

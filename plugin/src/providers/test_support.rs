@@ -74,3 +74,12 @@ impl Fixtures {
         ignored_reason(name, self.parse(event, name))
     }
 }
+
+/// Asserts `push`'s ref and its commits before and after (`None`: no
+/// commit, as on a creation or a deletion).
+#[track_caller]
+pub fn assert_ref(push: &Push, git_ref: &str, before: Option<&str>, after: Option<&str>) {
+    assert_eq!(push.git_ref, git_ref);
+    assert_eq!(push.before.as_deref(), before);
+    assert_eq!(push.after.as_deref(), after);
+}
