@@ -213,16 +213,14 @@ impl Sender for AzureDevops {
 mod tests {
     use super::*;
     use crate::model::{ChangedFiles, Push, Repository};
-    use crate::providers::test_support;
+    use crate::providers::test_support::Fixtures;
 
-    fn fixture(name: &str) -> Vec<u8> {
-        test_support::fixture(&format!("azure-devops/{name}"))
-    }
+    const AZURE_DEVOPS: Fixtures = Fixtures::new("azure-devops", parse);
 
     #[test]
     fn goscm_push() {
         assert_eq!(
-            parse("git.push", &fixture("goscm-push.json")),
+            AZURE_DEVOPS.parse("git.push", "goscm-push.json"),
             Ok(Event::Push(vec![Push {
                 repository: Repository {
                     full_name: "Fabrikam-Fiber-Git/Fabrikam-Fiber-Git".into(),
@@ -288,7 +286,10 @@ mod tests {
 
     #[test]
     fn other_event_types_are_ignored() {
-        match parse("git.pullrequest.created", &fixture("goscm-pr_created.json")) {
+        match parse(
+            "git.pullrequest.created",
+            &AZURE_DEVOPS.read("goscm-pr_created.json"),
+        ) {
             Ok(Event::Ignored { reason }) => {
                 assert!(reason.contains("git.pullrequest.created"), "{reason}")
             }

@@ -19,10 +19,9 @@ use serde::Deserialize;
 use super::bitbucket_server::{bitbucket_proof, is_server_key};
 use super::common::{first_trimmed, push_url, real_sha};
 use crate::error::{malformed, PluginError};
+use crate::model::Provider;
 use crate::model::{ChangedFiles, Event, Push, Repository};
-use crate::model::{Headers, Provider};
-use crate::providers::{header_value, Detected, Sender};
-use crate::signature::FoundProof;
+use crate::providers::HeaderSender;
 
 /// Names this provider in error messages.
 const PROVIDER: &str = "bitbucket-cloud";
@@ -228,42 +227,25 @@ fn full_ref(kind: Option<&str>, name: &str) -> String {
 }
 
 /// Bitbucket Cloud: any `X-Event-Key` that is not Bitbucket Server's.
-pub struct BitbucketCloud;
-
-impl Sender for BitbucketCloud {
-    fn id(&self) -> Provider {
-        Provider::BitbucketCloud
-    }
-
-    fn detect_by_headers(&self, headers: &Headers) -> Option<Detected> {
-        let key = headers.get("x-event-key").filter(|k| !is_server_key(k))?;
-        let delivery = header_value(headers, &["x-request-uuid", "x-hook-uuid"]);
-        Some(Detected::new(Provider::BitbucketCloud, key, delivery))
-    }
-
-    fn proof<'h>(&self, headers: &'h Headers) -> Result<FoundProof<'h>, PluginError> {
-        bitbucket_proof(headers)
-    }
-
-    fn parse(&self, detected: &mut Detected, json: &[u8]) -> Result<Event, PluginError> {
-        parse(&detected.event_name, json)
-    }
-}
+pub static BITBUCKET_CLOUD: HeaderSender = HeaderSender {
+    id: Provider::BitbucketCloud,
+    also_serves: &[],
+    event_header: "x-event-key",
+    claims: |key| !is_server_key(key),
+    delivery_headers: &["x-request-uuid", "x-hook-uuid"],
+    proof: bitbucket_proof,
+    parse,
+};
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::test_support;
+    use crate::providers::test_support::{assert_ref, Fixtures};
 
-    fn fixture(name: &str) -> Vec<u8> {
-        test_support::fixture(&format!("bitbucket-cloud/{name}"))
-    }
+    const CLOUD: Fixtures = Fixtures::new("bitbucket-cloud", parse);
 
     fn pushes(name: &str) -> Vec<Push> {
-        match parse("repo:push", &fixture(name)) {
-            Ok(Event::Push(p)) => p,
-            other => panic!("{name}: expected a push, got {other:?}"),
-        }
+        CLOUD.pushes("repo:push", name)
     }
 
     fn foo_repo() -> Repository {
@@ -299,11 +281,11 @@ mod tests {
     fn branch_create_has_no_before() {
         let p = pushes("goscm-push_branch_create.json");
         assert_eq!(p.len(), 1);
-        assert_eq!(p[0].git_ref, "refs/heads/develop");
-        assert_eq!(p[0].before, None);
-        assert_eq!(
-            p[0].after.as_deref(),
-            Some("141977fedf5cf35aa290ac87d4b5177ac4cd9de1")
+        assert_ref(
+            &p[0],
+            "refs/heads/develop",
+            None,
+            Some("141977fedf5cf35aa290ac87d4b5177ac4cd9de1"),
         );
         assert!(p[0].created && !p[0].deleted && !p[0].forced);
         assert_eq!(
@@ -318,12 +300,12 @@ mod tests {
     fn branch_delete_has_no_after() {
         let p = pushes("goscm-push_branch_delete.json");
         assert_eq!(p.len(), 1);
-        assert_eq!(p[0].git_ref, "refs/heads/develop");
-        assert_eq!(
-            p[0].before.as_deref(),
-            Some("141977fedf5cf35aa290ac87d4b5177ac4cd9de1")
+        assert_ref(
+            &p[0],
+            "refs/heads/develop",
+            Some("141977fedf5cf35aa290ac87d4b5177ac4cd9de1"),
+            None,
         );
-        assert_eq!(p[0].after, None);
         assert!(p[0].deleted && !p[0].created);
         assert_eq!(p[0].head_message, None);
         assert!(p[0].commit_messages.is_empty());
@@ -334,23 +316,23 @@ mod tests {
     fn tag_create_and_delete() {
         let c = pushes("goscm-push_tag_create.json");
         assert_eq!(c.len(), 1);
-        assert_eq!(c[0].git_ref, "refs/tags/feature/x");
-        assert_eq!(c[0].before, None);
-        assert_eq!(
-            c[0].after.as_deref(),
-            Some("141977fedf5cf35aa290ac87d4b5177ac4cd9de1")
+        assert_ref(
+            &c[0],
+            "refs/tags/feature/x",
+            None,
+            Some("141977fedf5cf35aa290ac87d4b5177ac4cd9de1"),
         );
         assert!(c[0].created && !c[0].deleted);
         assert_eq!(c[0].repository, foo_repo());
 
         let d = pushes("goscm-push_tag_delete.json");
         assert_eq!(d.len(), 1);
-        assert_eq!(d[0].git_ref, "refs/tags/feature/x");
-        assert_eq!(
-            d[0].before.as_deref(),
-            Some("141977fedf5cf35aa290ac87d4b5177ac4cd9de1")
+        assert_ref(
+            &d[0],
+            "refs/tags/feature/x",
+            Some("141977fedf5cf35aa290ac87d4b5177ac4cd9de1"),
+            None,
         );
-        assert_eq!(d[0].after, None);
         assert!(d[0].deleted && !d[0].created);
     }
 
@@ -413,7 +395,7 @@ mod tests {
                 "goscm-pipeline_hook_created.json",
             ),
         ] {
-            match parse(event, &fixture(file)) {
+            match CLOUD.parse(event, file) {
                 Ok(Event::Ignored { reason }) => assert!(reason.contains(event), "{reason}"),
                 other => panic!("{event}: {other:?}"),
             }

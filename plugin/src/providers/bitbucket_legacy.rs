@@ -218,16 +218,14 @@ impl Sender for BitbucketLegacy {
 mod tests {
     use super::*;
     use crate::model::ChangedFiles;
-    use crate::providers::test_support;
+    use crate::providers::test_support::Fixtures;
 
-    fn fixture(name: &str) -> Vec<u8> {
-        test_support::fixture(&format!("bitbucket-legacy-post/{name}"))
-    }
+    const LEGACY: Fixtures = Fixtures::new("bitbucket-legacy-post", |_, json| parse(json));
 
     #[test]
     fn zulip_push() {
         assert_eq!(
-            parse(&fixture("zulip-bitbucket_push.json")),
+            parse(&LEGACY.read("zulip-bitbucket_push.json")),
             Ok(Event::Push(vec![Push {
                 repository: Repository {
                     full_name: "kolaszek/repository-name".into(),
@@ -251,7 +249,7 @@ mod tests {
 
     #[test]
     fn push_without_commits_is_ignored() {
-        match parse(&fixture("zulip-force_push.json")) {
+        match parse(&LEGACY.read("zulip-force_push.json")) {
             Ok(Event::Ignored { reason }) => assert!(reason.contains("no branch"), "{reason}"),
             other => panic!("{other:?}"),
         }

@@ -28,7 +28,7 @@ use crate::error::{malformed, PluginError};
 use crate::model::Event;
 use crate::model::{Headers, Provider};
 use crate::outcome::SignatureScheme;
-use crate::providers::{header_value, Detected, Sender};
+use crate::providers::HeaderSender;
 use crate::signature::{prefixed_sha256, FoundProof, Signed};
 
 /// Names this provider in error messages.
@@ -273,43 +273,26 @@ pub fn bitbucket_proof(headers: &Headers) -> Result<FoundProof<'_>, PluginError>
 }
 
 /// Bitbucket Server / Data Center: an `X-Event-Key` of its own.
-pub struct BitbucketServer;
-
-impl Sender for BitbucketServer {
-    fn id(&self) -> Provider {
-        Provider::BitbucketServer
-    }
-
-    fn detect_by_headers(&self, headers: &Headers) -> Option<Detected> {
-        let key = headers.get("x-event-key").filter(|k| is_server_key(k))?;
-        let delivery = header_value(headers, &["x-request-id"]);
-        Some(Detected::new(Provider::BitbucketServer, key, delivery))
-    }
-
-    fn proof<'h>(&self, headers: &'h Headers) -> Result<FoundProof<'h>, PluginError> {
-        bitbucket_proof(headers)
-    }
-
-    fn parse(&self, detected: &mut Detected, json: &[u8]) -> Result<Event, PluginError> {
-        parse(&detected.event_name, json)
-    }
-}
+pub static BITBUCKET_SERVER: HeaderSender = HeaderSender {
+    id: Provider::BitbucketServer,
+    also_serves: &[],
+    event_header: "x-event-key",
+    claims: is_server_key,
+    delivery_headers: &["x-request-id"],
+    proof: bitbucket_proof,
+    parse,
+};
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::{ChangedFiles, Push, Repository};
-    use crate::providers::test_support;
+    use crate::providers::test_support::{assert_ref, Fixtures};
 
-    fn fixture(name: &str) -> Vec<u8> {
-        test_support::fixture(&format!("bitbucket-server/{name}"))
-    }
+    const SERVER: Fixtures = Fixtures::new("bitbucket-server", parse);
 
     fn pushes(name: &str) -> Vec<Push> {
-        match parse("repo:refs_changed", &fixture(name)) {
-            Ok(Event::Push(p)) => p,
-            other => panic!("{name}: expected a push, got {other:?}"),
-        }
+        SERVER.pushes("repo:refs_changed", name)
     }
 
     /// The goscm `webhooks/` fixtures: PRJ/my-repo, no links, actor jcitizen.
@@ -449,11 +432,11 @@ mod tests {
                 "https://gts-it.fnb.co.za/stash/projects/TSG/repos/nova-ui/browse",
             ]
         );
-        assert_eq!(c[0].git_ref, "refs/heads/idpdocs");
-        assert_eq!(c[0].before, None);
-        assert_eq!(
-            c[0].after.as_deref(),
-            Some("b8ba6d6045f85379a2dc5b556d8a9ea23a69ac13")
+        assert_ref(
+            &c[0],
+            "refs/heads/idpdocs",
+            None,
+            Some("b8ba6d6045f85379a2dc5b556d8a9ea23a69ac13"),
         );
         assert!(c[0].created && !c[0].deleted);
         assert_eq!(c[0].pusher.as_deref(), Some("F4651405"));
@@ -467,14 +450,11 @@ mod tests {
         let u = pushes("goscm-fnb_push_update.json");
         assert_eq!(u.len(), 1);
         assert_eq!(u[0].repository.full_name, "PENGINE/product-engine");
-        assert_eq!(u[0].git_ref, "refs/heads/develop");
-        assert_eq!(
-            u[0].before.as_deref(),
-            Some("c112673b9efd82794bf73a1ff6ff8ad6708e9df5")
-        );
-        assert_eq!(
-            u[0].after.as_deref(),
-            Some("d29fa17bbe9979c3f603e0f11574735da88bf27f")
+        assert_ref(
+            &u[0],
+            "refs/heads/develop",
+            Some("c112673b9efd82794bf73a1ff6ff8ad6708e9df5"),
+            Some("d29fa17bbe9979c3f603e0f11574735da88bf27f"),
         );
         assert!(!u[0].created && !u[0].deleted);
         assert_eq!(u[0].pusher.as_deref(), Some("F3238660"));
@@ -536,7 +516,7 @@ mod tests {
 
     #[test]
     fn other_events_are_ignored() {
-        match parse("pr:opened", &fixture("goscm-pr_open.json")) {
+        match SERVER.parse("pr:opened", "goscm-pr_open.json") {
             Ok(Event::Ignored { reason }) => assert!(reason.contains("pr:opened"), "{reason}"),
             other => panic!("{other:?}"),
         }

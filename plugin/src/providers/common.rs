@@ -196,6 +196,141 @@ impl Commit<'_> {
     }
 }
 
+/// A user as the GitHub-style forges (GitHub, Gitea, Forgejo, Gogs, Gitee)
+/// name one; each forge reads the names it sends, in its own order.
+#[derive(Deserialize)]
+#[serde(bound(deserialize = "'de: 'a"))]
+pub struct User<'a> {
+    /// The account name (GitHub, Gitea, Gitee).
+    pub login: Option<Str<'a>>,
+    /// The account name (Gogs, Gitea, Gitee, GitHub's `pusher`).
+    pub username: Option<Str<'a>>,
+    /// Gitee's account name.
+    pub user_name: Option<Str<'a>>,
+    /// The display name (GitHub's `pusher`, Gitee).
+    pub name: Option<Str<'a>>,
+    /// Gitea's display name.
+    pub full_name: Option<Str<'a>>,
+}
+
+/// A repository as the GitHub-style forges describe one, and GitLab's
+/// `project` and legacy `repository`, which use the same names: its name
+/// and its clone and web URLs. Each forge reads the fields it sends, in its
+/// own order.
+#[derive(Deserialize)]
+#[serde(bound(deserialize = "'de: 'a"))]
+pub struct ForgeRepo<'a> {
+    /// `owner/name` (GitHub, Gitea, Gitee).
+    pub full_name: Option<Str<'a>>,
+    /// `group/subgroup/name` (GitLab, Gitee).
+    pub path_with_namespace: Option<Str<'a>>,
+    /// The HTTPS clone URL (GitHub, Gitea, Gitee).
+    pub clone_url: Option<Str<'a>>,
+    /// The HTTPS clone URL (GitLab, Gitee).
+    pub git_http_url: Option<Str<'a>>,
+    /// The SSH clone URL (GitHub, Gitea, Gitee, older GitLab).
+    pub ssh_url: Option<Str<'a>>,
+    /// The SSH clone URL (GitLab, Gitee).
+    pub git_ssh_url: Option<Str<'a>>,
+    /// The `git://` URL (GitHub, Gitee).
+    pub git_url: Option<Str<'a>>,
+    /// The web page (GitHub, Gitea, Gitee).
+    pub html_url: Option<Str<'a>>,
+    /// The web page (GitLab).
+    pub web_url: Option<Str<'a>>,
+    /// The HTTPS clone URL (older GitLab).
+    pub http_url: Option<Str<'a>>,
+    /// A URL (Gitee; GitLab's SSH URL).
+    pub url: Option<Str<'a>>,
+    /// The web page (GitLab, Gitee).
+    pub homepage: Option<Str<'a>>,
+}
+
+/// The repository `full_name` names (else the [`missing`]
+/// `repository.full_name` error), with the non-empty of `urls`.
+pub fn named_repository<'s>(
+    full_name: &Option<Str<'_>>,
+    what: &str,
+    urls: impl IntoIterator<Item = &'s Option<Str<'s>>>,
+) -> Result<Repository, PluginError> {
+    let full_name = required(full_name, what, "repository.full_name")?;
+    Ok(repository(
+        &full_name,
+        urls.into_iter().filter_map(non_empty),
+    ))
+}
+
+/// A push body of the forges that follow GitHub's field names (GitHub,
+/// Gitea, Forgejo, Gogs, Gitee, GitLab): the union of what they send. Each
+/// parser reads only the fields its forge documents.
+#[derive(Deserialize)]
+#[serde(bound(deserialize = "'de: 'a"))]
+pub struct PushPayload<'a> {
+    /// GitLab's event kind (`push`, `tag_push`).
+    pub object_kind: Option<Str<'a>>,
+    /// GitLab's system hook event name.
+    pub event_name: Option<Str<'a>>,
+    /// The full ref.
+    #[serde(rename = "ref")]
+    pub git_ref: Option<Str<'a>>,
+    /// The ref's previous commit (or the zero id).
+    pub before: Option<Str<'a>>,
+    /// The ref's new commit (or the zero id).
+    pub after: Option<Str<'a>>,
+    /// GitLab's commit for an annotated tag's `after`.
+    pub checkout_sha: Option<Str<'a>>,
+    /// The ref was created (GitHub, Gitee).
+    pub created: Option<bool>,
+    /// The ref was deleted (GitHub, Gitee).
+    pub deleted: Option<bool>,
+    /// The push was forced (GitHub).
+    pub forced: Option<bool>,
+    /// The commits listed.
+    pub commits: Option<Vec<Commit<'a>>>,
+    /// The head commit.
+    pub head_commit: Option<Commit<'a>>,
+    /// How many commits the push had (Gitea ≥ 1.18, Forgejo).
+    pub total_commits: Option<u64>,
+    /// How many commits the push had (GitLab, Gitee).
+    pub total_commits_count: Option<u64>,
+    /// Gitee cut the commit list at ten.
+    pub commits_more_than_ten: Option<bool>,
+    /// The repository (GitLab: the legacy one).
+    pub repository: Option<ForgeRepo<'a>>,
+    /// GitLab's and Gitee's project.
+    pub project: Option<ForgeRepo<'a>>,
+    /// Who pushed.
+    pub pusher: Option<User<'a>>,
+    /// Gitee's pushing user.
+    pub user: Option<User<'a>>,
+    /// Who sent the event.
+    pub sender: Option<User<'a>>,
+    /// GitLab's pusher's account name.
+    pub user_username: Option<Str<'a>>,
+    /// The pusher's name (GitLab, Gitee).
+    pub user_name: Option<Str<'a>>,
+}
+
+impl<'a> PushPayload<'a> {
+    /// The commits listed (none when the list is absent).
+    pub fn commits(&self) -> &[Commit<'a>] {
+        self.commits.as_deref().unwrap_or(&[])
+    }
+
+    /// The head commit: `head_commit`, else the listed commit whose id is
+    /// `after`, else `fallback` (where the forge lists its newest commit).
+    pub fn head<'c>(
+        &'c self,
+        after: Option<&str>,
+        fallback: Option<&'c Commit<'a>>,
+    ) -> Option<&'c Commit<'a>> {
+        self.head_commit
+            .as_ref()
+            .or_else(|| commit_with_id(self.commits(), after))
+            .or(fallback)
+    }
+}
+
 /// The first commit of `commits` whose id is `id` (a commit without an id
 /// matches `None`).
 pub fn commit_with_id<'c, 'a>(

@@ -16,67 +16,15 @@
 //! - `create`, `delete`, `release`, `pull_request` and every other event →
 //!   [`Event::Ignored`].
 
-use serde::Deserialize;
-
 use super::common::{
-    commit_with_id, first_non_empty, message_of, missing, non_empty, repository, required, Commit,
-    ForgePush, RefChange, Str,
+    first_non_empty, message_of, missing, named_repository, non_empty, required, ForgePush,
+    PushPayload, RefChange,
 };
 use crate::error::{malformed, PluginError};
-use crate::model::{Event, Headers, Provider, Repository};
+use crate::model::{Event, Headers, Provider};
 use crate::outcome::SignatureScheme;
-use crate::providers::{detect_by_event_header, Detected, Sender};
+use crate::providers::{any_event, HeaderSender, ParseFn};
 use crate::signature::{prefixed_sha256, FoundProof, Proof, Signed};
-
-#[derive(Deserialize)]
-#[serde(bound(deserialize = "'de: 'a"))]
-struct User<'a> {
-    login: Option<Str<'a>>,
-    username: Option<Str<'a>>,
-    full_name: Option<Str<'a>>,
-    name: Option<Str<'a>>,
-}
-
-impl User<'_> {
-    fn display(&self) -> Option<&str> {
-        first_non_empty(&[&self.login, &self.username, &self.name, &self.full_name])
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(bound(deserialize = "'de: 'a"))]
-struct Repo<'a> {
-    full_name: Option<Str<'a>>,
-    clone_url: Option<Str<'a>>,
-    ssh_url: Option<Str<'a>>,
-    html_url: Option<Str<'a>>,
-}
-
-impl Repo<'_> {
-    fn to_model(&self, what: &str) -> Result<Repository, PluginError> {
-        let full_name = required(&self.full_name, what, "repository.full_name")?;
-        let urls = [&self.clone_url, &self.ssh_url, &self.html_url];
-        Ok(repository(
-            &full_name,
-            urls.into_iter().filter_map(non_empty),
-        ))
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(bound(deserialize = "'de: 'a"))]
-struct PushPayload<'a> {
-    #[serde(rename = "ref")]
-    git_ref: Option<Str<'a>>,
-    before: Option<Str<'a>>,
-    after: Option<Str<'a>>,
-    commits: Option<Vec<Commit<'a>>>,
-    total_commits: Option<u64>,
-    head_commit: Option<Commit<'a>>,
-    repository: Option<Repo<'a>>,
-    pusher: Option<User<'a>>,
-    sender: Option<User<'a>>,
-}
 
 /// Normalizes one Gitea, Forgejo or Gogs delivery; `event` is the
 /// `X-Gitea-Event` / `X-Forgejo-Event` / `X-Gogs-Event` value.
@@ -97,11 +45,12 @@ pub fn parse(provider: Provider, event: &str, json: &[u8]) -> Result<Event, Plug
 fn parse_push(provider: Provider, json: &[u8]) -> Result<Event, PluginError> {
     let what = format!("{} push", provider.as_str());
     let p: PushPayload = serde_json::from_slice(json).map_err(|e| malformed(&what, e))?;
-    let repository = p
+    let repo = p
         .repository
         .as_ref()
-        .ok_or_else(|| missing(&what, "repository"))?
-        .to_model(&what)?;
+        .ok_or_else(|| missing(&what, "repository"))?;
+    let urls = [&repo.clone_url, &repo.ssh_url, &repo.html_url];
+    let repository = named_repository(&repo.full_name, &what, urls)?;
     let before_raw = non_empty(&p.before);
     let after_raw = non_empty(&p.after);
     if before_raw.is_some() && before_raw == after_raw {
@@ -115,22 +64,18 @@ fn parse_push(provider: Provider, json: &[u8]) -> Result<Event, PluginError> {
     let change = RefChange::new(before_raw, after_raw, None, None);
     let pusher = [&p.pusher, &p.sender]
         .into_iter()
-        .find_map(|u| u.as_ref().and_then(User::display))
+        .flatten()
+        .find_map(|u| first_non_empty(&[&u.login, &u.username, &u.name, &u.full_name]))
         .map(str::to_string);
 
-    let commits: &[Commit] = p.commits.as_deref().unwrap_or(&[]);
+    let commits = p.commits();
     // Listed newest first; `head_commit` is missing from older Gogs/Gitea.
-    let head = p
-        .head_commit
-        .as_ref()
-        .or_else(|| commit_with_id(commits, change.after.as_deref()))
-        .or_else(|| {
-            if change.deleted {
-                None
-            } else {
-                commits.first()
-            }
-        });
+    let newest = if change.deleted {
+        None
+    } else {
+        commits.first()
+    };
+    let head = p.head(change.after.as_deref(), newest);
     let commits_complete = match p.total_commits {
         Some(total) => commits.len() as u64 >= total,
         // Without a total the list may have been cut at FEED_MAX_COMMIT_NUM;
@@ -146,34 +91,48 @@ fn parse_push(provider: Provider, json: &[u8]) -> Result<Event, PluginError> {
     Ok(Event::Push(vec![push.into_push()]))
 }
 
-/// Gitea, Forgejo or Gogs: one payload shape, told apart by their event
-/// header.
-pub struct GiteaFamily {
+/// One of the three: its event header names the event, and its delivery
+/// headers the delivery; all three sign alike ([`gitea_proof`]).
+const fn gitea_family(
     id: Provider,
+    parse: ParseFn,
     event_header: &'static str,
     delivery_headers: &'static [&'static str],
+) -> HeaderSender {
+    HeaderSender {
+        id,
+        also_serves: &[],
+        event_header,
+        claims: any_event,
+        delivery_headers,
+        proof: gitea_proof,
+        parse,
+    }
 }
 
 /// Forgejo: it also sends Gitea's and Gogs' headers, so it comes first.
-pub static FORGEJO: GiteaFamily = GiteaFamily {
-    id: Provider::Forgejo,
-    event_header: "x-forgejo-event",
-    delivery_headers: &["x-forgejo-delivery", "x-gitea-delivery"],
-};
+pub static FORGEJO: HeaderSender = gitea_family(
+    Provider::Forgejo,
+    |event, json| parse(Provider::Forgejo, event, json),
+    "x-forgejo-event",
+    &["x-forgejo-delivery", "x-gitea-delivery"],
+);
 
 /// Gitea: it also sends Gogs' and GitHub-style headers.
-pub static GITEA: GiteaFamily = GiteaFamily {
-    id: Provider::Gitea,
-    event_header: "x-gitea-event",
-    delivery_headers: &["x-gitea-delivery"],
-};
+pub static GITEA: HeaderSender = gitea_family(
+    Provider::Gitea,
+    |event, json| parse(Provider::Gitea, event, json),
+    "x-gitea-event",
+    &["x-gitea-delivery"],
+);
 
 /// Gogs.
-pub static GOGS: GiteaFamily = GiteaFamily {
-    id: Provider::Gogs,
-    event_header: "x-gogs-event",
-    delivery_headers: &["x-gogs-delivery"],
-};
+pub static GOGS: HeaderSender = gitea_family(
+    Provider::Gogs,
+    |event, json| parse(Provider::Gogs, event, json),
+    "x-gogs-event",
+    &["x-gogs-delivery"],
+);
 
 /// The signature headers of the three, most specific first; each is a bare
 /// hex HMAC-SHA256 of the JSON document (a form body's decoded `payload`).
@@ -183,44 +142,28 @@ const SIGNATURE_HEADERS: [&str; 3] = [
     "X-Gogs-Signature",
 ];
 
-impl Sender for GiteaFamily {
-    fn id(&self) -> Provider {
-        self.id
-    }
-
-    fn detect_by_headers(&self, headers: &Headers) -> Option<Detected> {
-        detect_by_event_header(headers, self.id, self.event_header, self.delivery_headers)
-    }
-
-    fn proof<'h>(&self, headers: &'h Headers) -> Result<FoundProof<'h>, PluginError> {
-        for header in SIGNATURE_HEADERS {
-            if let Some(hex) = headers.get(header) {
-                let proof = Proof::Sha256 {
-                    header,
-                    hex,
-                    signed: Signed::DecodedJson,
-                };
-                return Ok(Some((SignatureScheme::GiteaSha256, proof)));
-            }
+/// The signature of all three: the first of [`SIGNATURE_HEADERS`] present,
+/// else a GitHub-style `X-Hub-Signature-256: sha256=<hex>` over the raw body.
+fn gitea_proof(headers: &Headers) -> Result<FoundProof<'_>, PluginError> {
+    for header in SIGNATURE_HEADERS {
+        if let Some(hex) = headers.get(header) {
+            let proof = Proof::Sha256 {
+                header,
+                hex,
+                signed: Signed::DecodedJson,
+            };
+            return Ok(Some((SignatureScheme::GiteaSha256, proof)));
         }
-        let scheme = SignatureScheme::GiteaSha256;
-        prefixed_sha256(headers, "X-Hub-Signature-256", scheme, Signed::RawBody)
     }
-
-    fn parse(&self, detected: &mut Detected, json: &[u8]) -> Result<Event, PluginError> {
-        parse(self.id, &detected.event_name, json)
-    }
+    let scheme = SignatureScheme::GiteaSha256;
+    prefixed_sha256(headers, "X-Hub-Signature-256", scheme, Signed::RawBody)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ChangedFiles, Push};
-    use crate::providers::test_support;
-
-    fn fixture(path: &str) -> Vec<u8> {
-        test_support::fixture(path)
-    }
+    use crate::model::{ChangedFiles, Push, Repository};
+    use crate::providers::test_support::{self, assert_ref, fixture};
 
     fn push(provider: Provider, path: &str) -> Push {
         test_support::one_push(path, parse(provider, "push", &fixture(path)))
@@ -247,14 +190,11 @@ mod tests {
                     format!("http://{host}/gogits/hello-world"),
                 ]
             );
-            assert_eq!(p.git_ref, "refs/heads/master");
-            assert_eq!(
-                p.before.as_deref(),
-                Some("9836a96a253cce25d17988fcf41b8c4205cf779f")
-            );
-            assert_eq!(
-                p.after.as_deref(),
-                Some("4522cbcefc20728a5b72b3a86af35e608622c514")
+            assert_ref(
+                &p,
+                "refs/heads/master",
+                Some("9836a96a253cce25d17988fcf41b8c4205cf779f"),
+                Some("4522cbcefc20728a5b72b3a86af35e608622c514"),
             );
             assert!(!p.created && !p.deleted && !p.forced);
             assert_eq!(p.pusher.as_deref(), Some("unknwon"));
@@ -268,14 +208,11 @@ mod tests {
 
         let p = push(Provider::Gitea, "gitea/woodpecker-HookPush.json");
         assert_eq!(p.repository.full_name, "gordon/hello-world");
-        assert_eq!(p.git_ref, "refs/heads/main");
-        assert_eq!(
-            p.before.as_deref(),
-            Some("4b2626259b5a97b6b4eab5e6cca66adb986b672b")
-        );
-        assert_eq!(
-            p.after.as_deref(),
-            Some("ef98532add3b2feb7a137426bba1248724367df5")
+        assert_ref(
+            &p,
+            "refs/heads/main",
+            Some("4b2626259b5a97b6b4eab5e6cca66adb986b672b"),
+            Some("ef98532add3b2feb7a137426bba1248724367df5"),
         );
         assert!(!p.created && !p.deleted && !p.forced);
         assert_eq!(p.pusher.as_deref(), Some("gordon"));
@@ -296,14 +233,11 @@ mod tests {
                 "http://127.0.0.1:3000/Test-CI/multi-line-secrets",
             ]
         );
-        assert_eq!(p.git_ref, "refs/heads/main");
-        assert_eq!(
-            p.before.as_deref(),
-            Some("6efcf5b7c98f3e7a491675164b7a2e7acac27941")
-        );
-        assert_eq!(
-            p.after.as_deref(),
-            Some("29be01c073851cf0db0c6a466e396b725a670453")
+        assert_ref(
+            &p,
+            "refs/heads/main",
+            Some("6efcf5b7c98f3e7a491675164b7a2e7acac27941"),
+            Some("29be01c073851cf0db0c6a466e396b725a670453"),
         );
         assert!(!p.created && !p.deleted && !p.forced);
         assert_eq!(p.pusher.as_deref(), Some("test-user"));
@@ -324,11 +258,11 @@ mod tests {
     fn gitea_branch_create_push() {
         let p = push(Provider::Gitea, "gitea/woodpecker-HookPushBranch.json");
         assert_eq!(p.repository.full_name, "meisam/woodpecktester");
-        assert_eq!(p.git_ref, "refs/heads/fdsafdsa");
-        assert_eq!(p.before, None);
-        assert_eq!(
-            p.after.as_deref(),
-            Some("28c3613ae62640216bea5e7dc71aa65356e4298b")
+        assert_ref(
+            &p,
+            "refs/heads/fdsafdsa",
+            None,
+            Some("28c3613ae62640216bea5e7dc71aa65356e4298b"),
         );
         assert!(p.created && !p.deleted && !p.forced);
         assert_eq!(p.pusher.as_deref(), Some("6543"));
@@ -348,14 +282,11 @@ mod tests {
             p.repository.urls[0],
             "http://forgejo.golang.org/gordon/hello-world.git"
         );
-        assert_eq!(p.git_ref, "refs/heads/main");
-        assert_eq!(
-            p.before.as_deref(),
-            Some("4b2626259b5a97b6b4eab5e6cca66adb986b672b")
-        );
-        assert_eq!(
-            p.after.as_deref(),
-            Some("ef98532add3b2feb7a137426bba1248724367df5")
+        assert_ref(
+            &p,
+            "refs/heads/main",
+            Some("4b2626259b5a97b6b4eab5e6cca66adb986b672b"),
+            Some("ef98532add3b2feb7a137426bba1248724367df5"),
         );
         assert_eq!(p.pusher.as_deref(), Some("gordon"));
         assert_eq!(p.head_message.as_deref(), Some("bump\n"));

@@ -12,86 +12,14 @@
 //! - Every other event (`Merge Request Hook`, `Issue Hook`, `Note Hook`...) →
 //!   [`Event::Ignored`].
 
-use serde::Deserialize;
-
 use super::common::{
-    commit_with_id, first_non_empty, message_of, missing, non_empty, repository, required, Commit,
-    ForgePush, RefChange, Str,
+    first_non_empty, message_of, missing, non_empty, repository, required, ForgePush, ForgeRepo,
+    PushPayload, RefChange, Str, User,
 };
 use crate::error::{malformed, PluginError};
-use crate::model::{Event, Headers, Provider};
-use crate::providers::{detect_by_event_header, Detected, Sender};
-use crate::signature::{plain_token, FoundProof};
-
-#[derive(Deserialize)]
-#[serde(bound(deserialize = "'de: 'a"))]
-struct User<'a> {
-    username: Option<Str<'a>>,
-    user_name: Option<Str<'a>>,
-    login: Option<Str<'a>>,
-    name: Option<Str<'a>>,
-}
-
-impl User<'_> {
-    fn display(&self) -> Option<&str> {
-        first_non_empty(&[&self.username, &self.user_name, &self.login, &self.name])
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(bound(deserialize = "'de: 'a"))]
-struct Repo<'a> {
-    full_name: Option<Str<'a>>,
-    path_with_namespace: Option<Str<'a>>,
-    clone_url: Option<Str<'a>>,
-    git_http_url: Option<Str<'a>>,
-    ssh_url: Option<Str<'a>>,
-    git_ssh_url: Option<Str<'a>>,
-    git_url: Option<Str<'a>>,
-    html_url: Option<Str<'a>>,
-    url: Option<Str<'a>>,
-    homepage: Option<Str<'a>>,
-}
-
-impl Repo<'_> {
-    fn full_name(&self) -> Option<&str> {
-        first_non_empty(&[&self.full_name, &self.path_with_namespace])
-    }
-
-    fn urls(&self) -> [&Option<Str<'_>>; 8] {
-        [
-            &self.clone_url,
-            &self.git_http_url,
-            &self.ssh_url,
-            &self.git_ssh_url,
-            &self.git_url,
-            &self.html_url,
-            &self.url,
-            &self.homepage,
-        ]
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(bound(deserialize = "'de: 'a"))]
-struct PushPayload<'a> {
-    #[serde(rename = "ref")]
-    git_ref: Option<Str<'a>>,
-    before: Option<Str<'a>>,
-    after: Option<Str<'a>>,
-    created: Option<bool>,
-    deleted: Option<bool>,
-    commits: Option<Vec<Commit<'a>>>,
-    head_commit: Option<Commit<'a>>,
-    total_commits_count: Option<u64>,
-    commits_more_than_ten: Option<bool>,
-    repository: Option<Repo<'a>>,
-    project: Option<Repo<'a>>,
-    pusher: Option<User<'a>>,
-    user: Option<User<'a>>,
-    sender: Option<User<'a>>,
-    user_name: Option<Str<'a>>,
-}
+use crate::model::{Event, Provider};
+use crate::providers::{any_event, HeaderSender};
+use crate::signature::plain_token;
 
 /// Normalizes one Gitee delivery; `event` is the `X-Gitee-Event` value.
 pub fn parse(event: &str, json: &[u8]) -> Result<Event, PluginError> {
@@ -103,6 +31,25 @@ pub fn parse(event: &str, json: &[u8]) -> Result<Event, PluginError> {
     }
 }
 
+/// A user's name as Gitee gives it.
+fn user_name<'u>(user: &'u User<'_>) -> Option<&'u str> {
+    first_non_empty(&[&user.username, &user.user_name, &user.login, &user.name])
+}
+
+/// A repository's URLs as Gitee gives them, in the order they are trusted.
+fn urls<'r, 'a>(repo: &'r ForgeRepo<'a>) -> [&'r Option<Str<'a>>; 8] {
+    [
+        &repo.clone_url,
+        &repo.git_http_url,
+        &repo.ssh_url,
+        &repo.git_ssh_url,
+        &repo.git_url,
+        &repo.html_url,
+        &repo.url,
+        &repo.homepage,
+    ]
+}
+
 fn parse_push(event: &str, json: &[u8]) -> Result<Event, PluginError> {
     let what = format!("gitee {}", event.to_ascii_lowercase());
     let p: PushPayload = serde_json::from_slice(json).map_err(|e| malformed(&what, e))?;
@@ -110,9 +57,9 @@ fn parse_push(event: &str, json: &[u8]) -> Result<Event, PluginError> {
     let full_name = repos
         .iter()
         .flatten()
-        .find_map(|r| r.full_name())
+        .find_map(|r| first_non_empty(&[&r.full_name, &r.path_with_namespace]))
         .ok_or_else(|| missing(&what, "repository.full_name"))?;
-    let urls = repos.iter().flatten().flat_map(|r| r.urls());
+    let urls = repos.iter().flatten().flat_map(|r| urls(r));
     let repository = repository(full_name, urls.filter_map(non_empty));
     let git_ref = required(&p.git_ref, &what, "ref")?;
     // Gitee sends `created` and `deleted`, but no `forced`.
@@ -125,17 +72,14 @@ fn parse_push(event: &str, json: &[u8]) -> Result<Event, PluginError> {
     let pusher = [p.pusher.as_ref(), p.user.as_ref()]
         .into_iter()
         .flatten()
-        .find_map(User::display)
+        .find_map(user_name)
         .or(non_empty(&p.user_name))
-        .or_else(|| p.sender.as_ref().and_then(User::display))
+        .or_else(|| p.sender.as_ref().and_then(user_name))
         .map(str::to_string);
 
-    let commits: &[Commit] = p.commits.as_deref().unwrap_or(&[]);
-    let head = p
-        .head_commit
-        .as_ref()
-        .or_else(|| commit_with_id(commits, change.after.as_deref()))
-        .or_else(|| if change.deleted { None } else { commits.last() });
+    let commits = p.commits();
+    let newest = if change.deleted { None } else { commits.last() };
+    let head = p.head(change.after.as_deref(), newest);
     let commits_complete = p.commits_more_than_ten != Some(true)
         && p.total_commits_count
             .is_none_or(|total| commits.len() as u64 >= total);
@@ -149,46 +93,29 @@ fn parse_push(event: &str, json: &[u8]) -> Result<Event, PluginError> {
 }
 
 /// Gitee: `X-Gitee-Event`, and the secret itself in `X-Gitee-Token`.
-pub struct Gitee;
-
-impl Sender for Gitee {
-    fn id(&self) -> Provider {
-        Provider::Gitee
-    }
-
-    fn detect_by_headers(&self, headers: &Headers) -> Option<Detected> {
-        let delivery = ["x-gitee-delivery", "x-gitee-timestamp"];
-        detect_by_event_header(headers, Provider::Gitee, "x-gitee-event", &delivery)
-    }
-
-    fn proof<'h>(&self, headers: &'h Headers) -> Result<FoundProof<'h>, PluginError> {
-        Ok(plain_token(headers, "X-Gitee-Token"))
-    }
-
-    fn parse(&self, detected: &mut Detected, json: &[u8]) -> Result<Event, PluginError> {
-        parse(&detected.event_name, json)
-    }
-}
+pub static GITEE: HeaderSender = HeaderSender {
+    id: Provider::Gitee,
+    also_serves: &[],
+    event_header: "x-gitee-event",
+    claims: any_event,
+    delivery_headers: &["x-gitee-delivery", "x-gitee-timestamp"],
+    proof: |headers| Ok(plain_token(headers, "X-Gitee-Token")),
+    parse,
+};
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ChangedFiles, Push};
-    use crate::providers::test_support;
+    use crate::model::ChangedFiles;
+    use crate::providers::test_support::{assert_ref, Fixtures};
 
-    fn fixture(name: &str) -> Vec<u8> {
-        test_support::fixture(&format!("gitee/{name}"))
-    }
-
-    fn push(event: &str, name: &str) -> Push {
-        test_support::one_push(name, parse(event, &fixture(name)))
-    }
+    const GITEE: Fixtures = Fixtures::new("gitee", parse);
 
     const REPO: &str = "kit101/drone-yml-test";
 
     #[test]
     fn push_branch_update() {
-        let p = push("Push Hook", "goscm-push.json");
+        let p = GITEE.push("Push Hook", "goscm-push.json");
         assert_eq!(p.repository.full_name, REPO);
         assert_eq!(
             p.repository.urls,
@@ -199,14 +126,11 @@ mod tests {
                 "https://gitee.com/kit101/drone-yml-test",
             ]
         );
-        assert_eq!(p.git_ref, "refs/heads/feat-2-1");
-        assert_eq!(
-            p.before.as_deref(),
-            Some("6168d9dae737b47f00c59fafca10c913a6850c3a")
-        );
-        assert_eq!(
-            p.after.as_deref(),
-            Some("9921e45e570db8e57e544650baf837932fb2100f")
+        assert_ref(
+            &p,
+            "refs/heads/feat-2-1",
+            Some("6168d9dae737b47f00c59fafca10c913a6850c3a"),
+            Some("9921e45e570db8e57e544650baf837932fb2100f"),
         );
         assert!(!p.created && !p.deleted && !p.forced);
         assert_eq!(p.pusher.as_deref(), Some("kit101"));
@@ -222,13 +146,13 @@ mod tests {
     #[test]
     fn push_branch_create() {
         // 13 commits, none listed (commits_more_than_ten).
-        let p = push("Push Hook", "goscm-push_branch_create.json");
+        let p = GITEE.push("Push Hook", "goscm-push_branch_create.json");
         assert_eq!(p.repository.full_name, REPO);
-        assert_eq!(p.git_ref, "refs/heads/feat-2-1");
-        assert_eq!(p.before, None);
-        assert_eq!(
-            p.after.as_deref(),
-            Some("6168d9dae737b47f00c59fafca10c913a6850c3a")
+        assert_ref(
+            &p,
+            "refs/heads/feat-2-1",
+            None,
+            Some("6168d9dae737b47f00c59fafca10c913a6850c3a"),
         );
         assert!(p.created && !p.deleted && !p.forced);
         assert_eq!(p.pusher.as_deref(), Some("kit101"));
@@ -240,14 +164,14 @@ mod tests {
 
     #[test]
     fn push_branch_delete() {
-        let p = push("Push Hook", "goscm-push_branch_delete.json");
+        let p = GITEE.push("Push Hook", "goscm-push_branch_delete.json");
         assert_eq!(p.repository.full_name, REPO);
-        assert_eq!(p.git_ref, "refs/heads/feat-3");
-        assert_eq!(
-            p.before.as_deref(),
-            Some("dc8fa2ebe050d63f639c5b834311e96bc2303523")
+        assert_ref(
+            &p,
+            "refs/heads/feat-3",
+            Some("dc8fa2ebe050d63f639c5b834311e96bc2303523"),
+            None,
         );
-        assert_eq!(p.after, None);
         assert!(p.deleted && !p.created && !p.forced);
         assert_eq!(p.pusher.as_deref(), Some("kit101"));
         assert_eq!(p.head_message, None);
@@ -257,13 +181,13 @@ mod tests {
 
     #[test]
     fn tags() {
-        let p = push("Tag Push Hook", "goscm-tag_create.json");
+        let p = GITEE.push("Tag Push Hook", "goscm-tag_create.json");
         assert_eq!(p.repository.full_name, REPO);
-        assert_eq!(p.git_ref, "refs/tags/1.3");
-        assert_eq!(p.before, None);
-        assert_eq!(
-            p.after.as_deref(),
-            Some("aa9d11518a64dcd0d591a2a4eb35dfb4d91d49d5")
+        assert_ref(
+            &p,
+            "refs/tags/1.3",
+            None,
+            Some("aa9d11518a64dcd0d591a2a4eb35dfb4d91d49d5"),
         );
         assert!(p.created && !p.deleted);
         assert_eq!(p.pusher.as_deref(), Some("kit101"));
@@ -271,13 +195,13 @@ mod tests {
         assert!(p.commit_messages.is_empty());
         assert_eq!(p.changed_files, ChangedFiles::Unknown);
 
-        let p = push("Tag Push Hook", "goscm-tag_delete.json");
-        assert_eq!(p.git_ref, "refs/tags/1.3");
-        assert_eq!(
-            p.before.as_deref(),
-            Some("aa9d11518a64dcd0d591a2a4eb35dfb4d91d49d5")
+        let p = GITEE.push("Tag Push Hook", "goscm-tag_delete.json");
+        assert_ref(
+            &p,
+            "refs/tags/1.3",
+            Some("aa9d11518a64dcd0d591a2a4eb35dfb4d91d49d5"),
+            None,
         );
-        assert_eq!(p.after, None);
         assert!(p.deleted && !p.created);
         assert_eq!(p.head_message, None);
         assert_eq!(p.changed_files, ChangedFiles::Complete(vec![]));
@@ -304,7 +228,7 @@ mod tests {
         assert_eq!(v[0].repository.full_name, "a/b");
         assert_eq!(v[0].pusher.as_deref(), Some("u"));
         assert_eq!(
-            parse("Merge Request Hook", &fixture("goscm-pr_open.json")),
+            GITEE.parse("Merge Request Hook", "goscm-pr_open.json"),
             Ok(Event::Ignored {
                 reason: "Merge Request Hook events never deploy".into()
             })

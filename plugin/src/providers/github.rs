@@ -17,13 +17,13 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 use super::common::{
-    commit_with_id, first_non_empty, message_of, missing, non_empty, repository, required, Commit,
-    ForgePush, RefChange, Str,
+    first_non_empty, message_of, missing, named_repository, non_empty, required, Commit, ForgePush,
+    ForgeRepo, PushPayload, RefChange, Str, User,
 };
 use crate::error::{malformed, PluginError};
 use crate::model::{Deployment, Event, Headers, ImagePush, Provider, Repository};
 use crate::outcome::SignatureScheme;
-use crate::providers::{detect_by_event_header, Detected, Sender};
+use crate::providers::{any_event, HeaderSender};
 use crate::signature::{prefixed_sha1, prefixed_sha256, FoundProof, Signed};
 
 /// GitHub lists at most this many commits in a push payload.
@@ -31,60 +31,20 @@ const MAX_PUSH_COMMITS: usize = 2048;
 /// GitHub reports at most this many changed files per commit.
 const MAX_COMMIT_FILES: usize = 3000;
 
-#[derive(Deserialize)]
-#[serde(bound(deserialize = "'de: 'a"))]
-struct User<'a> {
-    login: Option<Str<'a>>,
-    name: Option<Str<'a>>,
-    username: Option<Str<'a>>,
-}
-
-#[derive(Deserialize)]
-#[serde(bound(deserialize = "'de: 'a"))]
-struct Repo<'a> {
-    full_name: Option<Str<'a>>,
-    clone_url: Option<Str<'a>>,
-    ssh_url: Option<Str<'a>>,
-    git_url: Option<Str<'a>>,
-    html_url: Option<Str<'a>>,
-}
-
-impl Repo<'_> {
-    fn to_model(&self, what: &str) -> Result<Repository, PluginError> {
-        let full_name = required(&self.full_name, what, "repository.full_name")?;
-        let urls = [
-            &self.clone_url,
-            &self.ssh_url,
-            &self.git_url,
-            &self.html_url,
-        ];
-        Ok(repository(
-            &full_name,
-            urls.into_iter().filter_map(non_empty),
-        ))
-    }
+/// The repository as GitHub describes it, with its clone and web URLs.
+fn to_model(repo: &ForgeRepo<'_>, what: &str) -> Result<Repository, PluginError> {
+    let urls = [
+        &repo.clone_url,
+        &repo.ssh_url,
+        &repo.git_url,
+        &repo.html_url,
+    ];
+    named_repository(&repo.full_name, what, urls)
 }
 
 /// Whether the commit carries all three file lists, none of them capped.
 fn has_full_file_lists(commit: &Commit<'_>) -> bool {
     commit.has_file_lists() && commit.file_count() < MAX_COMMIT_FILES
-}
-
-#[derive(Deserialize)]
-#[serde(bound(deserialize = "'de: 'a"))]
-struct PushPayload<'a> {
-    #[serde(rename = "ref")]
-    git_ref: Option<Str<'a>>,
-    before: Option<Str<'a>>,
-    after: Option<Str<'a>>,
-    created: Option<bool>,
-    deleted: Option<bool>,
-    forced: Option<bool>,
-    commits: Option<Vec<Commit<'a>>>,
-    head_commit: Option<Commit<'a>>,
-    repository: Option<Repo<'a>>,
-    pusher: Option<User<'a>>,
-    sender: Option<User<'a>>,
 }
 
 /// Normalizes one GitHub delivery; `event` is the `X-GitHub-Event` value.
@@ -117,8 +77,8 @@ fn parse_push(json: &[u8]) -> Result<Event, PluginError> {
     let repository = p
         .repository
         .as_ref()
-        .ok_or_else(|| missing(WHAT, "repository"))?
-        .to_model(WHAT)?;
+        .ok_or_else(|| missing(WHAT, "repository"))
+        .and_then(|r| to_model(r, WHAT))?;
     let change = RefChange::new(
         p.before.as_ref().map(Str::as_str),
         p.after.as_ref().map(Str::as_str),
@@ -131,12 +91,8 @@ fn parse_push(json: &[u8]) -> Result<Event, PluginError> {
         .and_then(|u| first_non_empty(&[&u.name, &u.login, &u.username]))
         .or_else(|| p.sender.as_ref().and_then(|u| non_empty(&u.login)))
         .map(str::to_string);
-    let commits: &[Commit] = p.commits.as_deref().unwrap_or(&[]);
-    let head = p
-        .head_commit
-        .as_ref()
-        .or_else(|| commit_with_id(commits, change.after.as_deref()))
-        .or_else(|| commits.last());
+    let commits = p.commits();
+    let head = p.head(change.after.as_deref(), commits.last());
     let push = ForgePush {
         forced: p.forced.unwrap_or(false),
         pusher,
@@ -151,14 +107,14 @@ fn parse_push(json: &[u8]) -> Result<Event, PluginError> {
 #[derive(Deserialize)]
 #[serde(bound(deserialize = "'de: 'a"))]
 struct PingPayload<'a> {
-    repository: Option<Repo<'a>>,
+    repository: Option<ForgeRepo<'a>>,
 }
 
 fn parse_ping(json: &[u8]) -> Result<Event, PluginError> {
     const WHAT: &str = "github ping";
     let p: PingPayload = serde_json::from_slice(json).map_err(|e| malformed(WHAT, e))?;
     let repository = match &p.repository {
-        Some(r) => Some(r.to_model(WHAT)?),
+        Some(r) => Some(to_model(r, WHAT)?),
         None => None,
     };
     Ok(Event::Ping { repository })
@@ -213,7 +169,7 @@ struct DeploymentObject<'a> {
 #[serde(bound(deserialize = "'de: 'a"))]
 struct DeploymentEvent<'a> {
     deployment: Option<DeploymentObject<'a>>,
-    repository: Option<Repo<'a>>,
+    repository: Option<ForgeRepo<'a>>,
 }
 
 fn parse_deployment(json: &[u8]) -> Result<Event, PluginError> {
@@ -224,8 +180,8 @@ fn parse_deployment(json: &[u8]) -> Result<Event, PluginError> {
     let repository = p
         .repository
         .as_ref()
-        .ok_or_else(|| missing("repository"))?
-        .to_model(WHAT)?;
+        .ok_or_else(|| missing("repository"))
+        .and_then(|r| to_model(r, WHAT))?;
     let id = d.id.ok_or_else(|| missing("deployment.id"))?;
     let sha = non_empty(&d.sha)
         .ok_or_else(|| missing("deployment.sha"))?
@@ -503,41 +459,32 @@ fn parse_package(event: &str, json: &[u8]) -> Result<Event, PluginError> {
     }]))
 }
 
-/// GitHub: `X-GitHub-Event`, signed with `X-Hub-Signature-256` (or, from
-/// old GitHub Enterprise Server, only `X-Hub-Signature`'s SHA-1).
-pub struct Github;
-
-impl Sender for Github {
-    fn id(&self) -> Provider {
-        Provider::Github
-    }
-
-    fn serves(&self, provider: Provider) -> bool {
-        matches!(provider, Provider::Github | Provider::Ghcr)
-    }
-
-    fn detect_by_headers(&self, headers: &Headers) -> Option<Detected> {
-        let delivery = ["x-github-delivery"];
-        detect_by_event_header(headers, Provider::Github, "x-github-event", &delivery)
-    }
-
-    fn proof<'h>(&self, headers: &'h Headers) -> Result<FoundProof<'h>, PluginError> {
-        let sha256 = prefixed_sha256(
-            headers,
-            "X-Hub-Signature-256",
-            SignatureScheme::GithubSha256,
-            Signed::RawBody,
-        )?;
-        match sha256 {
-            Some(found) => Ok(Some(found)),
-            None => prefixed_sha1(headers, "X-Hub-Signature", SignatureScheme::GithubSha1),
-        }
-    }
-
-    fn parse(&self, detected: &mut Detected, json: &[u8]) -> Result<Event, PluginError> {
-        parse(&detected.event_name, json)
+/// GitHub's signature: `X-Hub-Signature-256` (or, from old GitHub
+/// Enterprise Server, only `X-Hub-Signature`'s SHA-1) over the raw body.
+fn github_proof(headers: &Headers) -> Result<FoundProof<'_>, PluginError> {
+    let sha256 = prefixed_sha256(
+        headers,
+        "X-Hub-Signature-256",
+        SignatureScheme::GithubSha256,
+        Signed::RawBody,
+    )?;
+    match sha256 {
+        Some(found) => Ok(Some(found)),
+        None => prefixed_sha1(headers, "X-Hub-Signature", SignatureScheme::GithubSha1),
     }
 }
+
+/// GitHub: `X-GitHub-Event`, signed by [`github_proof`]; it also reads
+/// GHCR's deliveries (GitHub's package events, renamed once parsed).
+pub static GITHUB: HeaderSender = HeaderSender {
+    id: Provider::Github,
+    also_serves: &[Provider::Ghcr],
+    event_header: "x-github-event",
+    claims: any_event,
+    delivery_headers: &["x-github-delivery"],
+    proof: github_proof,
+    parse,
+};
 
 #[cfg(test)]
 #[path = "github_tests.rs"]

@@ -4,22 +4,16 @@ use std::borrow::Cow;
 
 use super::*;
 use crate::model::{ChangedFiles, Push};
-use crate::providers::test_support;
+use crate::providers::test_support::{assert_ref, Fixtures};
 
-fn fixture(name: &str) -> Vec<u8> {
-    test_support::fixture(&format!("github/{name}"))
-}
+const GITHUB: Fixtures = Fixtures::new("github", parse);
 
 fn push(name: &str) -> Push {
-    test_support::one_push(name, parse("push", &fixture(name)))
+    GITHUB.push("push", name)
 }
 
 fn files(list: &[&str]) -> ChangedFiles {
     ChangedFiles::Complete(list.iter().map(|s| s.to_string()).collect())
-}
-
-fn ignored_reason(event: &str, name: &str) -> String {
-    test_support::ignored_reason(name, parse(event, &fixture(name)))
 }
 
 #[test]
@@ -35,14 +29,11 @@ fn push_branch_update() {
             "https://github.com/Codertocat/Hello-World",
         ]
     );
-    assert_eq!(p.git_ref, "refs/heads/master");
-    assert_eq!(
-        p.before.as_deref(),
-        Some("a10867b14bb761a232cd80139fbd4c0d33264240")
-    );
-    assert_eq!(
-        p.after.as_deref(),
-        Some("199eddf46df50de8d02e99bf1c5fdb4101338224")
+    assert_ref(
+        &p,
+        "refs/heads/master",
+        Some("a10867b14bb761a232cd80139fbd4c0d33264240"),
+        Some("199eddf46df50de8d02e99bf1c5fdb4101338224"),
     );
     assert!(!p.created && !p.deleted && !p.forced);
     assert_eq!(p.pusher.as_deref(), Some("Codertocat"));
@@ -56,14 +47,11 @@ fn push_branch_update() {
 fn push_woodpecker_update() {
     let p = push("woodpecker-HookPush.json");
     assert_eq!(p.repository.full_name, "woodpecker-ci/woodpecker");
-    assert_eq!(p.git_ref, "refs/heads/main");
-    assert_eq!(
-        p.before.as_deref(),
-        Some("2f780193b136b72bfea4eeb640786a8c4450c7a2")
-    );
-    assert_eq!(
-        p.after.as_deref(),
-        Some("366701fde727cb7a9e7f21eb88264f59f6f9b89c")
+    assert_ref(
+        &p,
+        "refs/heads/main",
+        Some("2f780193b136b72bfea4eeb640786a8c4450c7a2"),
+        Some("366701fde727cb7a9e7f21eb88264f59f6f9b89c"),
     );
     assert!(!p.created && !p.deleted && !p.forced);
     assert_eq!(p.pusher.as_deref(), Some("6543"));
@@ -85,14 +73,11 @@ fn push_woodpecker_update() {
 fn push_forced_has_unknown_files() {
     let p = push("woodpecker-HookPushForced.json");
     assert_eq!(p.repository.full_name, "6543/oxiduct");
-    assert_eq!(p.git_ref, "refs/heads/main");
-    assert_eq!(
-        p.before.as_deref(),
-        Some("5ea737297f2e2e88f4cdf796e72cbcb12d40fd9c")
-    );
-    assert_eq!(
-        p.after.as_deref(),
-        Some("f7220f1f753260bf6f1c533357c70213e9fd4abe")
+    assert_ref(
+        &p,
+        "refs/heads/main",
+        Some("5ea737297f2e2e88f4cdf796e72cbcb12d40fd9c"),
+        Some("f7220f1f753260bf6f1c533357c70213e9fd4abe"),
     );
     assert!(p.forced && !p.created && !p.deleted);
     assert_eq!(p.pusher.as_deref(), Some("6543"));
@@ -108,11 +93,11 @@ fn push_forced_has_unknown_files() {
 fn push_branch_create() {
     let p = push("goscm-push_branch_create.json");
     assert_eq!(p.repository.full_name, "bradrydzewski/drone-test-go");
-    assert_eq!(p.git_ref, "refs/heads/feature-branch");
-    assert_eq!(p.before, None);
-    assert_eq!(
-        p.after.as_deref(),
-        Some("d2b75aa7797ec26b088fa2dd527e9d2c052fcedd")
+    assert_ref(
+        &p,
+        "refs/heads/feature-branch",
+        None,
+        Some("d2b75aa7797ec26b088fa2dd527e9d2c052fcedd"),
     );
     assert!(p.created && !p.deleted && !p.forced);
     assert_eq!(p.pusher.as_deref(), Some("bradrydzewski"));
@@ -126,11 +111,11 @@ fn push_branch_create() {
     ] {
         let p = push(name);
         assert_eq!(p.repository.full_name, "Codertocat/Hello-World");
-        assert_eq!(p.git_ref, "refs/heads/master");
-        assert_eq!(p.before, None);
-        assert_eq!(
-            p.after.as_deref(),
-            Some("6113728f27ae82c7b1a177c8d03f9e96e0adf246")
+        assert_ref(
+            &p,
+            "refs/heads/master",
+            None,
+            Some("6113728f27ae82c7b1a177c8d03f9e96e0adf246"),
         );
         assert!(p.created && !p.deleted && !p.forced);
         assert_eq!(p.pusher.as_deref(), Some("Codertocat"));
@@ -145,12 +130,12 @@ fn push_branch_create() {
 fn push_branch_delete() {
     let p = push("goscm-push_branch_delete.json");
     assert_eq!(p.repository.full_name, "bradrydzewski/drone-test-go");
-    assert_eq!(p.git_ref, "refs/heads/feature-branch");
-    assert_eq!(
-        p.before.as_deref(),
-        Some("d2b75aa7797ec26b088fa2dd527e9d2c052fcedd")
+    assert_ref(
+        &p,
+        "refs/heads/feature-branch",
+        Some("d2b75aa7797ec26b088fa2dd527e9d2c052fcedd"),
+        None,
     );
-    assert_eq!(p.after, None);
     assert!(p.deleted && !p.created && !p.forced);
     assert_eq!(p.pusher.as_deref(), Some("bradrydzewski"));
     assert_eq!(p.head_message, None);
@@ -161,33 +146,33 @@ fn push_branch_delete() {
 #[test]
 fn push_tags() {
     let p = push("goscm-push_tag.json");
-    assert_eq!(p.git_ref, "refs/tags/v0.0.1");
-    assert_eq!(p.before, None);
-    assert_eq!(
-        p.after.as_deref(),
-        Some("d2b75aa7797ec26b088fa2dd527e9d2c052fcedd")
+    assert_ref(
+        &p,
+        "refs/tags/v0.0.1",
+        None,
+        Some("d2b75aa7797ec26b088fa2dd527e9d2c052fcedd"),
     );
     assert!(p.created && !p.deleted);
     assert_eq!(p.head_message.as_deref(), Some("Update .drone.yml"));
     assert_eq!(p.changed_files, ChangedFiles::Unknown);
 
     let p = push("goscm-push_tag_delete.json");
-    assert_eq!(p.git_ref, "refs/tags/v0.0.1");
-    assert_eq!(
-        p.before.as_deref(),
-        Some("d2b75aa7797ec26b088fa2dd527e9d2c052fcedd")
+    assert_ref(
+        &p,
+        "refs/tags/v0.0.1",
+        Some("d2b75aa7797ec26b088fa2dd527e9d2c052fcedd"),
+        None,
     );
-    assert_eq!(p.after, None);
     assert!(p.deleted && !p.created);
     assert_eq!(p.head_message, None);
 
     let p = push("woodpecker-HookTag.json");
     assert_eq!(p.repository.full_name, "6543/test_ci_tmp");
-    assert_eq!(p.git_ref, "refs/tags/the-tag-v1");
-    assert_eq!(p.before, None);
-    assert_eq!(
-        p.after.as_deref(),
-        Some("67012991d6c69b1c58378346fca366b864d8d1a1")
+    assert_ref(
+        &p,
+        "refs/tags/the-tag-v1",
+        None,
+        Some("67012991d6c69b1c58378346fca366b864d8d1a1"),
     );
     assert!(p.created && !p.deleted && !p.forced);
     assert_eq!(p.pusher.as_deref(), Some("6543"));
@@ -200,11 +185,11 @@ fn push_tags() {
         p.repository.urls[0],
         "https://octocoders.github.io/Codertocat/Hello-World.git"
     );
-    assert_eq!(p.git_ref, "refs/tags/simple-tag");
-    assert_eq!(p.before, None);
-    assert_eq!(
-        p.after.as_deref(),
-        Some("6113728f27ae82c7b1a177c8d03f9e96e0adf246")
+    assert_ref(
+        &p,
+        "refs/tags/simple-tag",
+        None,
+        Some("6113728f27ae82c7b1a177c8d03f9e96e0adf246"),
     );
     assert!(p.created && !p.deleted);
     assert_eq!(p.head_message.as_deref(), Some("Adding a .gitignore file"));
@@ -218,12 +203,12 @@ fn push_tags() {
     ] {
         let p = push(name);
         assert_eq!(p.repository.full_name, "Codertocat/Hello-World", "{name}");
-        assert_eq!(p.git_ref, "refs/tags/simple-tag");
-        assert_eq!(
-            p.before.as_deref(),
-            Some("6113728f27ae82c7b1a177c8d03f9e96e0adf246")
+        assert_ref(
+            &p,
+            "refs/tags/simple-tag",
+            Some("6113728f27ae82c7b1a177c8d03f9e96e0adf246"),
+            None,
         );
-        assert_eq!(p.after, None);
         assert!(p.deleted && !p.created && !p.forced);
         assert_eq!(p.pusher.as_deref(), Some("Codertocat"));
         assert_eq!(p.head_message, None);
@@ -292,7 +277,7 @@ fn ping() {
         "octokit-ping-with-app_id.json",
         "octokit-ghes35-ping-default.json",
     ] {
-        match parse("ping", &fixture(name)) {
+        match GITHUB.parse("ping", name) {
             Ok(Event::Ping {
                 repository: Some(r),
             }) => {
@@ -302,13 +287,13 @@ fn ping() {
         }
     }
     assert_eq!(
-        parse("ping", &fixture("octokit-ping-with-organization.json")),
+        GITHUB.parse("ping", "octokit-ping-with-organization.json"),
         Ok(Event::Ping { repository: None })
     );
 }
 
 fn deployment(name: &str) -> Deployment {
-    match parse("deployment", &fixture(name)) {
+    match GITHUB.parse("deployment", name) {
         Ok(Event::Deployment(d)) => *d,
         other => panic!("{name}: {other:?}"),
     }
@@ -408,17 +393,20 @@ fn packages() {
         }])
     };
     assert_eq!(
-        parse("package", &fixture("octokit-package-published-docker.json")),
+        parse(
+            "package",
+            &GITHUB.read("octokit-package-published-docker.json")
+        ),
         Ok(expected("Codertocat"))
     );
     assert_eq!(
         parse(
             "registry_package",
-            &fixture("octokit-registry_package-published-docker.json")
+            &GITHUB.read("octokit-registry_package-published-docker.json")
         ),
         Ok(expected("github-actions[bot]"))
     );
-    let reason = ignored_reason("package", "octokit-package-published-npm.json");
+    let reason = GITHUB.ignored_reason("package", "octokit-package-published-npm.json");
     assert!(reason.contains("npm"), "{reason}");
 }
 
@@ -473,37 +461,37 @@ fn package_shapes() {
 
 #[test]
 fn ignored_events() {
-    let r = ignored_reason("create", "octokit-create-default.json");
+    let r = GITHUB.ignored_reason("create", "octokit-create-default.json");
     assert!(r.starts_with("create events are not pushes"), "{r}");
-    let r = ignored_reason("delete", "goscm-branch_delete.json");
+    let r = GITHUB.ignored_reason("delete", "goscm-branch_delete.json");
     assert!(r.starts_with("delete events are not pushes"), "{r}");
-    let r = ignored_reason(
+    let r = GITHUB.ignored_reason(
         "deployment_status",
         "octokit-deployment_status-default.json",
     );
     assert!(r.starts_with("deployment_status events"), "{r}");
     assert_eq!(
-        ignored_reason("pull_request", "goscm-pr_opened.json"),
+        GITHUB.ignored_reason("pull_request", "goscm-pr_opened.json"),
         "pull_request events never deploy"
     );
     assert_eq!(
-        ignored_reason("release", "octokit-release-published.json"),
+        GITHUB.ignored_reason("release", "octokit-release-published.json"),
         "release events never deploy"
     );
     assert_eq!(
-        ignored_reason("workflow_run", "octokit-workflow_run-completed.json"),
+        GITHUB.ignored_reason("workflow_run", "octokit-workflow_run-completed.json"),
         "workflow_run events never deploy"
     );
     assert_eq!(
-        ignored_reason("check_suite", "octokit-check_suite-completed.json"),
+        GITHUB.ignored_reason("check_suite", "octokit-check_suite-completed.json"),
         "check_suite events never deploy"
     );
     assert_eq!(
-        ignored_reason("status", "octokit-status-default.json"),
+        GITHUB.ignored_reason("status", "octokit-status-default.json"),
         "status events never deploy"
     );
     assert_eq!(
-        ignored_reason("something_new", "goscm-status.json"),
+        GITHUB.ignored_reason("something_new", "goscm-status.json"),
         "something_new events never deploy"
     );
 }

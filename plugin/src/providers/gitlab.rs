@@ -17,13 +17,13 @@
 use serde::Deserialize;
 
 use super::common::{
-    first_non_empty, message_of, missing, non_empty, real_sha, repository, required, Commit,
-    ForgePush, RefChange, Str,
+    first_non_empty, message_of, missing, non_empty, real_sha, repository, required, ForgePush,
+    PushPayload, RefChange, Str,
 };
 use crate::error::{malformed, PluginError};
-use crate::model::{Event, Headers, Provider, Repository};
-use crate::providers::{detect_by_event_header, Detected, Sender};
-use crate::signature::{plain_token, FoundProof};
+use crate::model::{Event, Provider, Repository};
+use crate::providers::{any_event, HeaderSender};
+use crate::signature::plain_token;
 
 /// Just the fields that say what a body is.
 #[derive(Deserialize)]
@@ -37,46 +37,6 @@ impl Kind<'_> {
     fn kind(&self) -> Option<&str> {
         first_non_empty(&[&self.object_kind, &self.event_name])
     }
-}
-
-#[derive(Deserialize)]
-#[serde(bound(deserialize = "'de: 'a"))]
-struct Project<'a> {
-    path_with_namespace: Option<Str<'a>>,
-    git_http_url: Option<Str<'a>>,
-    git_ssh_url: Option<Str<'a>>,
-    web_url: Option<Str<'a>>,
-    homepage: Option<Str<'a>>,
-    url: Option<Str<'a>>,
-    ssh_url: Option<Str<'a>>,
-    http_url: Option<Str<'a>>,
-}
-
-#[derive(Deserialize)]
-#[serde(bound(deserialize = "'de: 'a"))]
-struct GlRepository<'a> {
-    url: Option<Str<'a>>,
-    homepage: Option<Str<'a>>,
-    git_http_url: Option<Str<'a>>,
-    git_ssh_url: Option<Str<'a>>,
-}
-
-#[derive(Deserialize)]
-#[serde(bound(deserialize = "'de: 'a"))]
-struct PushPayload<'a> {
-    object_kind: Option<Str<'a>>,
-    event_name: Option<Str<'a>>,
-    #[serde(rename = "ref")]
-    git_ref: Option<Str<'a>>,
-    before: Option<Str<'a>>,
-    after: Option<Str<'a>>,
-    checkout_sha: Option<Str<'a>>,
-    user_username: Option<Str<'a>>,
-    user_name: Option<Str<'a>>,
-    total_commits_count: Option<u64>,
-    commits: Option<Vec<Commit<'a>>>,
-    project: Option<Project<'a>>,
-    repository: Option<GlRepository<'a>>,
 }
 
 /// Normalizes one GitLab delivery; `event` is the `X-Gitlab-Event` value.
@@ -164,7 +124,7 @@ fn parse_push(event: &str, json: &[u8]) -> Result<Event, PluginError> {
     let mut change = RefChange::new(non_empty(&p.before), non_empty(&p.after), None, None);
     let pusher = first_non_empty(&[&p.user_username, &p.user_name]).map(str::to_string);
 
-    let commits: &[Commit] = p.commits.as_deref().unwrap_or(&[]);
+    let commits = p.commits();
     let checkout = real_sha(non_empty(&p.checkout_sha));
     // Listed oldest first; for an annotated tag `after` is the tag object and
     // `checkout_sha` the commit.
@@ -196,48 +156,27 @@ fn parse_push(event: &str, json: &[u8]) -> Result<Event, PluginError> {
 }
 
 /// GitLab: `X-Gitlab-Event`, and the secret itself in `X-Gitlab-Token`.
-pub struct Gitlab;
-
-impl Sender for Gitlab {
-    fn id(&self) -> Provider {
-        Provider::Gitlab
-    }
-
-    fn detect_by_headers(&self, headers: &Headers) -> Option<Detected> {
-        let delivery = [
-            "x-gitlab-event-uuid",
-            "x-gitlab-webhook-uuid",
-            "x-request-id",
-        ];
-        detect_by_event_header(headers, Provider::Gitlab, "x-gitlab-event", &delivery)
-    }
-
-    fn proof<'h>(&self, headers: &'h Headers) -> Result<FoundProof<'h>, PluginError> {
-        Ok(plain_token(headers, "X-Gitlab-Token"))
-    }
-
-    fn parse(&self, detected: &mut Detected, json: &[u8]) -> Result<Event, PluginError> {
-        parse(&detected.event_name, json)
-    }
-}
+pub static GITLAB: HeaderSender = HeaderSender {
+    id: Provider::Gitlab,
+    also_serves: &[],
+    event_header: "x-gitlab-event",
+    claims: any_event,
+    delivery_headers: &[
+        "x-gitlab-event-uuid",
+        "x-gitlab-webhook-uuid",
+        "x-request-id",
+    ],
+    proof: |headers| Ok(plain_token(headers, "X-Gitlab-Token")),
+    parse,
+};
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ChangedFiles, Push};
-    use crate::providers::test_support;
+    use crate::model::ChangedFiles;
+    use crate::providers::test_support::{assert_ref, Fixtures};
 
-    fn fixture(name: &str) -> Vec<u8> {
-        test_support::fixture(&format!("gitlab/{name}"))
-    }
-
-    fn push(event: &str, name: &str) -> Push {
-        test_support::one_push(name, parse(event, &fixture(name)))
-    }
-
-    fn ignored_reason(event: &str, name: &str) -> String {
-        test_support::ignored_reason(name, parse(event, &fixture(name)))
-    }
+    const GITLAB: Fixtures = Fixtures::new("gitlab", parse);
 
     const HELLO: &str = "gitlab-org/hello-world";
     const SUBGROUP: &str = "group1/group2/group3/grp2repo";
@@ -249,7 +188,7 @@ mod tests {
             ("System Hook", "goscm-push.json", HELLO),
             ("Push Hook", "goscm-push_subgroup.json", SUBGROUP),
         ] {
-            let p = push(event, name);
+            let p = GITLAB.push(event, name);
             assert_eq!(p.repository.full_name, full_name);
             assert_eq!(
                 p.repository.urls,
@@ -259,14 +198,11 @@ mod tests {
                     format!("https://gitlab.com/{full_name}"),
                 ]
             );
-            assert_eq!(p.git_ref, "refs/heads/master");
-            assert_eq!(
-                p.before.as_deref(),
-                Some("9217710ce8c7e1eae7a5d1c45f6e43e1c769f866")
-            );
-            assert_eq!(
-                p.after.as_deref(),
-                Some("2adc9465c4edfc33834e173fe89436a7cb899a1d")
+            assert_ref(
+                &p,
+                "refs/heads/master",
+                Some("9217710ce8c7e1eae7a5d1c45f6e43e1c769f866"),
+                Some("2adc9465c4edfc33834e173fe89436a7cb899a1d"),
             );
             assert!(!p.created && !p.deleted && !p.forced);
             assert_eq!(p.pusher.as_deref(), Some("sytses"));
@@ -282,7 +218,7 @@ mod tests {
 
     #[test]
     fn push_merge_two_commits() {
-        let p = push("Push Hook", "goscm-push_merge.json");
+        let p = GITLAB.push("Push Hook", "goscm-push_merge.json");
         assert_eq!(p.repository.full_name, HELLO);
         assert_eq!(
             p.before.as_deref(),
@@ -307,16 +243,13 @@ mod tests {
 
     #[test]
     fn service_hook_push_and_tag() {
-        let p = push("Service Hook", "woodpecker-HookPush.json");
+        let p = GITLAB.push("Service Hook", "woodpecker-HookPush.json");
         assert_eq!(p.repository.full_name, "test/woodpecker");
-        assert_eq!(p.git_ref, "refs/heads/main");
-        assert_eq!(
-            p.before.as_deref(),
-            Some("ffe8eb4f91d1fe6bc49f1e610e50e4b5767f0104")
-        );
-        assert_eq!(
-            p.after.as_deref(),
-            Some("16862e368d8ab812e48833b741dad720d6e2cb7f")
+        assert_ref(
+            &p,
+            "refs/heads/main",
+            Some("ffe8eb4f91d1fe6bc49f1e610e50e4b5767f0104"),
+            Some("16862e368d8ab812e48833b741dad720d6e2cb7f"),
         );
         assert!(!p.created && !p.deleted && !p.forced);
         assert_eq!(p.pusher.as_deref(), Some("test"));
@@ -329,13 +262,13 @@ mod tests {
 
         // Annotated tag: the payload's `after` (fabed3d9...) is the tag
         // object; `checkout_sha` is the commit, which is what deploys.
-        let p = push("Service Hook", "woodpecker-HookTag.json");
+        let p = GITLAB.push("Service Hook", "woodpecker-HookTag.json");
         assert_eq!(p.repository.full_name, "test/woodpecker");
-        assert_eq!(p.git_ref, "refs/tags/v22");
-        assert_eq!(p.before, None);
-        assert_eq!(
-            p.after.as_deref(),
-            Some("16862e368d8ab812e48833b741dad720d6e2cb7f")
+        assert_ref(
+            &p,
+            "refs/tags/v22",
+            None,
+            Some("16862e368d8ab812e48833b741dad720d6e2cb7f"),
         );
         assert!(p.created && !p.deleted);
         assert_eq!(p.head_message.as_deref(), Some("Update main.go"));
@@ -344,13 +277,13 @@ mod tests {
 
     #[test]
     fn branch_create_and_delete() {
-        let p = push("Push Hook", "goscm-branch_create.json");
+        let p = GITLAB.push("Push Hook", "goscm-branch_create.json");
         assert_eq!(p.repository.full_name, HELLO);
-        assert_eq!(p.git_ref, "refs/heads/feature");
-        assert_eq!(p.before, None);
-        assert_eq!(
-            p.after.as_deref(),
-            Some("c4c79227ed610f1151f05bbc5be33b4f340d39c8")
+        assert_ref(
+            &p,
+            "refs/heads/feature",
+            None,
+            Some("c4c79227ed610f1151f05bbc5be33b4f340d39c8"),
         );
         assert!(p.created && !p.deleted && !p.forced);
         assert_eq!(p.pusher.as_deref(), Some("sytses"));
@@ -363,14 +296,14 @@ mod tests {
             ("goscm-branch_delete.json", HELLO),
             ("goscm-branch_delete_subgroup.json", SUBGROUP),
         ] {
-            let p = push("Push Hook", name);
+            let p = GITLAB.push("Push Hook", name);
             assert_eq!(p.repository.full_name, full_name);
-            assert_eq!(p.git_ref, "refs/heads/feature");
-            assert_eq!(
-                p.before.as_deref(),
-                Some("c4c79227ed610f1151f05bbc5be33b4f340d39c8")
+            assert_ref(
+                &p,
+                "refs/heads/feature",
+                Some("c4c79227ed610f1151f05bbc5be33b4f340d39c8"),
+                None,
             );
-            assert_eq!(p.after, None);
             assert!(p.deleted && !p.created);
             assert_eq!(p.pusher.as_deref(), Some("sytses"));
             assert_eq!(p.head_message, None);
@@ -381,13 +314,13 @@ mod tests {
 
     #[test]
     fn tags() {
-        let p = push("Tag Push Hook", "goscm-tag_create.json");
+        let p = GITLAB.push("Tag Push Hook", "goscm-tag_create.json");
         assert_eq!(p.repository.full_name, HELLO);
-        assert_eq!(p.git_ref, "refs/tags/v1.0.0");
-        assert_eq!(p.before, None);
-        assert_eq!(
-            p.after.as_deref(),
-            Some("2adc9465c4edfc33834e173fe89436a7cb899a1d")
+        assert_ref(
+            &p,
+            "refs/tags/v1.0.0",
+            None,
+            Some("2adc9465c4edfc33834e173fe89436a7cb899a1d"),
         );
         assert!(p.created && !p.deleted);
         assert_eq!(p.head_message.as_deref(), Some("added readme\n"));
@@ -399,14 +332,14 @@ mod tests {
             ("goscm-tag_delete.json", HELLO),
             ("goscm-tag_delete_subgroup.json", SUBGROUP),
         ] {
-            let p = push("Push Hook", name);
+            let p = GITLAB.push("Push Hook", name);
             assert_eq!(p.repository.full_name, full_name);
-            assert_eq!(p.git_ref, "refs/tags/v1.0.0");
-            assert_eq!(
-                p.before.as_deref(),
-                Some("2adc9465c4edfc33834e173fe89436a7cb899a1d")
+            assert_ref(
+                &p,
+                "refs/tags/v1.0.0",
+                Some("2adc9465c4edfc33834e173fe89436a7cb899a1d"),
+                None,
             );
-            assert_eq!(p.after, None);
             assert!(p.deleted && !p.created);
             assert_eq!(p.head_message, None);
             assert_eq!(p.changed_files, ChangedFiles::Complete(vec![]));
@@ -485,20 +418,20 @@ mod tests {
     #[test]
     fn ignored_events() {
         assert_eq!(
-            ignored_reason("Pipeline Hook", "goscm-pipeline_hook.json"),
+            GITLAB.ignored_reason("Pipeline Hook", "goscm-pipeline_hook.json"),
             "Pipeline Hook events never deploy"
         );
         assert_eq!(
-            ignored_reason("Merge Request Hook", "goscm-pull_request_create.json"),
+            GITLAB.ignored_reason("Merge Request Hook", "goscm-pull_request_create.json"),
             "Merge Request Hook events never deploy"
         );
         assert_eq!(
-            ignored_reason("Release Hook", "woodpecker-WebhookReleaseBody.json"),
+            GITLAB.ignored_reason("Release Hook", "woodpecker-WebhookReleaseBody.json"),
             "Release Hook events never deploy"
         );
         // The body decides for integration deliveries too.
         assert_eq!(
-            ignored_reason("Service Hook", "goscm-pull_request_create.json"),
+            GITLAB.ignored_reason("Service Hook", "goscm-pull_request_create.json"),
             "service hook merge_request events never deploy"
         );
     }

@@ -12,8 +12,8 @@ use serde::Deserialize;
 
 use super::common::{changed_files, is_zero_sha, real_sha};
 use crate::error::{malformed, PluginError};
-use crate::model::{ChangedFiles, Event, Headers, Provider, Push, Repository};
-use crate::providers::{detect_by_event_header, Detected, Sender};
+use crate::model::{ChangedFiles, Event, Provider, Push, Repository};
+use crate::providers::{any_event, no_proof, HeaderSender};
 
 #[derive(Deserialize)]
 struct Payload<'a> {
@@ -159,54 +159,35 @@ pub fn parse(trigger: &str, json: &[u8]) -> Result<Event, PluginError> {
 }
 
 /// Harness Code: `X-Harness-Trigger`; it signs nothing redeploy can check.
-pub struct Harness;
-
-impl Sender for Harness {
-    fn id(&self) -> Provider {
-        Provider::Harness
-    }
-
-    fn detect_by_headers(&self, headers: &Headers) -> Option<Detected> {
-        let delivery = ["x-harness-webhook-id"];
-        detect_by_event_header(headers, Provider::Harness, "x-harness-trigger", &delivery)
-    }
-
-    fn parse(&self, detected: &mut Detected, json: &[u8]) -> Result<Event, PluginError> {
-        parse(&detected.event_name, json)
-    }
-}
+pub static HARNESS: HeaderSender = HeaderSender {
+    id: Provider::Harness,
+    also_serves: &[],
+    event_header: "x-harness-trigger",
+    claims: any_event,
+    delivery_headers: &["x-harness-webhook-id"],
+    proof: no_proof,
+    parse,
+};
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::test_support;
+    use crate::providers::test_support::{assert_ref, Fixtures};
 
-    fn fixture(name: &str) -> Vec<u8> {
-        test_support::fixture(&format!("harness-code/{name}"))
-    }
-
-    fn push(trigger: &str, name: &str) -> Push {
-        match parse(trigger, &fixture(name)).unwrap() {
-            Event::Push(mut p) => p.remove(0),
-            other => panic!("{other:?}"),
-        }
-    }
+    const HARNESS_CODE: Fixtures = Fixtures::new("harness-code", parse);
 
     #[test]
     fn branch_updated() {
-        let p = push("branch_updated", "goscm-branch_updated.json");
+        let p = HARNESS_CODE.push("branch_updated", "goscm-branch_updated.json");
         assert_eq!(
             p.repository.full_name,
             "vpCkHKsDSxK9_KYfjCTMKA/default/Repo_With_PR_checks/abhinav-git-sync"
         );
-        assert_eq!(p.git_ref, "refs/heads/master");
-        assert_eq!(
-            p.before.as_deref(),
-            Some("a273c385628167932e10caaa58e12550c491f241")
-        );
-        assert_eq!(
-            p.after.as_deref(),
-            Some("92e21bfcddc1418079cddbb518ad6fd72917798a")
+        assert_ref(
+            &p,
+            "refs/heads/master",
+            Some("a273c385628167932e10caaa58e12550c491f241"),
+            Some("92e21bfcddc1418079cddbb518ad6fd72917798a"),
         );
         assert!(!p.created && !p.deleted && !p.forced);
         assert_eq!(p.pusher.as_deref(), Some("abhinav.singh@harness.io"));
@@ -216,10 +197,10 @@ mod tests {
 
     #[test]
     fn branch_created_and_deleted() {
-        let p = push("branch_created", "goscm-branch_create.json");
+        let p = HARNESS_CODE.push("branch_created", "goscm-branch_create.json");
         assert_eq!(p.git_ref, "refs/heads/new2");
         assert!(p.created && p.before.is_none());
-        let p = push("branch_deleted", "goscm-branch_delete.json");
+        let p = HARNESS_CODE.push("branch_deleted", "goscm-branch_delete.json");
         assert_eq!(p.git_ref, "refs/heads/das");
         assert!(p.deleted && p.after.is_none());
         assert_eq!(
@@ -230,7 +211,7 @@ mod tests {
 
     #[test]
     fn tags() {
-        let p = push("tag_created", "goscm-tag_create.json");
+        let p = HARNESS_CODE.push("tag_created", "goscm-tag_create.json");
         assert_eq!(p.git_ref, "refs/tags/asd");
         assert!(p.created);
         // `sha` 3e4da2d6... is the annotated tag object; head_commit is the commit.
@@ -238,14 +219,18 @@ mod tests {
             p.after.as_deref(),
             Some("0f1835abe08473e07863540712d8389984b72dad")
         );
-        let p = push("tag_updated", "goscm-tag_update.json");
+        let p = HARNESS_CODE.push("tag_updated", "goscm-tag_update.json");
         assert_eq!(p.git_ref, "refs/tags/ddxas");
         assert!(p.forced);
         assert_eq!(p.commit_messages, vec!["Asd"]);
         assert!(p.commits_complete);
         // A forced update's commit list does not describe the whole change.
         assert_eq!(p.changed_files, ChangedFiles::Unknown);
-        assert!(push("tag_deleted", "goscm-tag_delete.json").deleted);
+        assert!(
+            HARNESS_CODE
+                .push("tag_deleted", "goscm-tag_delete.json")
+                .deleted
+        );
     }
 
     #[test]
@@ -253,7 +238,7 @@ mod tests {
         assert!(matches!(
             parse(
                 "pullreq_created",
-                &fixture("goscm-pull_request_opened.json")
+                &HARNESS_CODE.read("goscm-pull_request_opened.json")
             ),
             Ok(Event::Ignored { .. })
         ));

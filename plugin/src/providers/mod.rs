@@ -1,12 +1,13 @@
-//! The providers: one [`Sender`] implementation each, listed once in
-//! [`SENDERS`], which detection, signature checking and parsing all read.
+//! The providers: one [`Sender`] each, listed once in [`SENDERS`], which
+//! detection, signature checking and parsing all read.
 //!
 //! A sender says its id, how a delivery of its is recognized (by its headers,
 //! or for senders without an identifying header by the `Content-Type` or the
 //! shape of the body), what proves such a delivery authentic, and how its
-//! payload becomes the normalized [`Event`]. The steps every forge shares
-//! live in [`common`]. Adding a provider is one new file with its
-//! implementation, and one line in [`SENDERS`].
+//! payload becomes the normalized [`Event`]. The forges, known by one event
+//! header, are data: a [`HeaderSender`] static each. The steps every forge
+//! shares live in [`common`]. Adding a provider is one new file with its
+//! sender, and one line in [`SENDERS`].
 //!
 //! Detection asks the senders in the registry's order, and the order
 //! matters: Forgejo also sends Gitea's and Gogs' headers, and Gitea and
@@ -117,12 +118,12 @@ pub static SENDERS: &[&dyn Sender] = &[
     &gitea::FORGEJO,
     &gitea::GITEA,
     &gitea::GOGS,
-    &gitee::Gitee,
-    &github::Github,
-    &harness::Harness,
-    &gitlab::Gitlab,
-    &bitbucket_server::BitbucketServer,
-    &bitbucket_cloud::BitbucketCloud,
+    &gitee::GITEE,
+    &github::GITHUB,
+    &harness::HARNESS,
+    &gitlab::GITLAB,
+    &bitbucket_server::BITBUCKET_SERVER,
+    &bitbucket_cloud::BITBUCKET_CLOUD,
     &azure_devops::AzureDevops,
     &registries::DockerHub,
     &registries::Harbor,
@@ -147,20 +148,68 @@ pub fn header_value(headers: &Headers, names: &[&str]) -> Option<String> {
         .map(str::to_string)
 }
 
-/// A sender identified by one event header, its delivery id in the first
-/// of `delivery` headers present.
-pub fn detect_by_event_header(
-    headers: &Headers,
-    provider: Provider,
-    event_header: &str,
-    delivery: &[&str],
-) -> Option<Detected> {
-    let event = headers.get(event_header)?;
-    Some(Detected::new(
-        provider,
-        event,
-        header_value(headers, delivery),
-    ))
+/// A payload parser that reads the event name and the JSON document.
+pub type ParseFn = fn(&str, &[u8]) -> Result<Event, PluginError>;
+
+/// What in the headers proves a delivery authentic ([`Sender::proof`]).
+pub type ProofFn = for<'h> fn(&'h Headers) -> Result<FoundProof<'h>, PluginError>;
+
+/// A sender known by one event header: the forges. They differ only in
+/// data (the header names, which event values are theirs, how they sign and
+/// how their payload reads), so one implementation serves them all.
+pub struct HeaderSender {
+    /// The provider it is.
+    pub id: Provider,
+    /// The other providers whose deliveries it reads (GitHub: GHCR's).
+    pub also_serves: &'static [Provider],
+    /// The header naming the event.
+    pub event_header: &'static str,
+    /// Whether an event header value is this sender's: Bitbucket Server
+    /// and Cloud share `X-Event-Key` and tell each other apart by its value.
+    pub claims: fn(&str) -> bool,
+    /// The headers that may carry the delivery id, in order.
+    pub delivery_headers: &'static [&'static str],
+    /// What proves a delivery authentic.
+    pub proof: ProofFn,
+    /// The payload parser, given the event header's value.
+    pub parse: ParseFn,
+}
+
+/// A [`HeaderSender::claims`] for a sender whose event header is its alone.
+pub fn any_event(_event: &str) -> bool {
+    true
+}
+
+/// A [`HeaderSender::proof`] for a sender that signs nothing redeploy can
+/// check, so only stacks without secrets accept it.
+pub fn no_proof(_headers: &Headers) -> Result<FoundProof<'_>, PluginError> {
+    Ok(None)
+}
+
+impl Sender for HeaderSender {
+    fn id(&self) -> Provider {
+        self.id
+    }
+
+    fn serves(&self, provider: Provider) -> bool {
+        provider == self.id || self.also_serves.contains(&provider)
+    }
+
+    fn detect_by_headers(&self, headers: &Headers) -> Option<Detected> {
+        let event = headers
+            .get(self.event_header)
+            .filter(|e| (self.claims)(e))?;
+        let delivery = header_value(headers, self.delivery_headers);
+        Some(Detected::new(self.id, event, delivery))
+    }
+
+    fn proof<'h>(&self, headers: &'h Headers) -> Result<FoundProof<'h>, PluginError> {
+        (self.proof)(headers)
+    }
+
+    fn parse(&self, detected: &mut Detected, json: &[u8]) -> Result<Event, PluginError> {
+        (self.parse)(&detected.event_name, json)
+    }
 }
 
 /// Fields whose presence identifies a header-less sender.
@@ -273,22 +322,10 @@ pub fn parse(detected: &mut Detected, json: &[u8]) -> Result<Event, PluginError>
 mod tests {
     use super::*;
 
-    fn read(path: &str) -> Vec<u8> {
-        std::fs::read(path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
-    }
-
-    fn shared_fixture(path: &str) -> Vec<u8> {
-        read(&format!(
-            "{}/../tests/fixtures/{path}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-    }
+    use test_support::fixture as shared_fixture;
 
     fn distribution_fixture(name: &str) -> Vec<u8> {
-        read(&format!(
-            "{}/../tests/fixtures/distribution/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
+        shared_fixture(&format!("distribution/{name}"))
     }
 
     fn content_type(value: &str) -> Headers {

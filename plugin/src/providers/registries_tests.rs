@@ -1,11 +1,7 @@
 //! Unit tests of `providers::registries`, beside it so the parser file stays short.
 
 use super::*;
-
-fn fixture(path: &str) -> Vec<u8> {
-    let path = format!("{}/../tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
-}
+use crate::providers::test_support::fixture;
 
 fn image(registry: &str, repository: &str, tag: &str) -> ImagePush {
     ImagePush {
@@ -160,11 +156,7 @@ fn acr_push() {
 
 /// A fixture added with the Distribution provider (`tests/fixtures`).
 fn distribution_fixture(name: &str) -> Vec<u8> {
-    let path = format!(
-        "{}/../tests/fixtures/distribution/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
+    fixture(&format!("distribution/{name}"))
 }
 
 /// The manifest digest every Distribution docs example pushes or pulls.
