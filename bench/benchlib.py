@@ -14,6 +14,32 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURE = os.path.join(ROOT, "tests", "fixtures", "github", "goscm-push.json")
 # How long a server may take to start listening.
 LISTEN_TIMEOUT_SECONDS = 30
+# The stack every benchmark server has: it follows a branch of the
+# fixture's repository, signed with SECRET, at /hooks/TOKEN.
+SECRET = "topsecret"
+TOKEN = "benchbenchbenchbenchbenchbench"
+REPOSITORY = "Codertocat/Hello-World"
+REDEPLOY = os.path.join(ROOT, "target", "release", "redeploy")
+
+
+def write_redeploy_config(path, port, state_dir, branch, command):
+    """Writes a `redeploy serve` config at `path`: one stack, "hello",
+    following `branch` of REPOSITORY and running `command` (a path)."""
+    with open(path, "w") as f:
+        f.write(
+            f"""[server]
+listen = "127.0.0.1:{port}"
+state_dir = "{state_dir}"
+
+[[stacks]]
+name = "hello"
+repository = "{REPOSITORY}"
+branch = "{branch}"
+secrets = ["{SECRET}"]
+hook_token = "{TOKEN}"
+command = ["{command}"]
+"""
+        )
 
 
 def free_port():

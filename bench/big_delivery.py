@@ -10,19 +10,19 @@ import hashlib
 import hmac
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import threading
 import time
 
-from benchlib import FIXTURE, ROOT, free_port, post_push, wait_port
+from benchlib import FIXTURE, REDEPLOY, SECRET, TOKEN, free_port, post_push, wait_port, write_redeploy_config
 
 MAX_BODY = 25 * 1024 * 1024
-TOKEN = "benchbenchbenchbenchbenchbench"
 
 
 def sign(body):
-    return "sha256=" + hmac.new(b"topsecret", body, hashlib.sha256).hexdigest()
+    return "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
 
 
 def main():
@@ -43,23 +43,10 @@ def main():
     work = tempfile.mkdtemp(prefix="redeploy-big-")
     port = free_port()
     config = os.path.join(work, "redeploy.toml")
-    with open(config, "w") as f:
-        f.write(
-            f"""[server]
-listen = "127.0.0.1:{port}"
-state_dir = "{work}/state"
-[[stacks]]
-name = "hello"
-repository = "Codertocat/Hello-World"
-branch = "production"
-secrets = ["topsecret"]
-hook_token = "{TOKEN}"
-command = ["true"]
-"""
-        )
+    write_redeploy_config(config, port, f"{work}/state", "production", shutil.which("true"))
     log = open(os.path.join(work, "serve.log"), "w")
     server = subprocess.Popen(
-        [os.path.join(ROOT, "target", "release", "redeploy"), "serve", "--config", config],
+        [REDEPLOY, "serve", "--config", config],
         stderr=log,
     )
     try:

@@ -41,11 +41,18 @@ import sys
 import tempfile
 import time
 
-from benchlib import FIXTURE, ROOT, free_port, post_push, wait_port
+from benchlib import (
+    FIXTURE,
+    REDEPLOY,
+    ROOT,
+    SECRET,
+    TOKEN,
+    free_port,
+    post_push,
+    wait_port,
+    write_redeploy_config,
+)
 
-SECRET = "topsecret"
-TOKEN = "benchbenchbenchbenchbenchbench"
-REPOSITORY = "Codertocat/Hello-World"
 TRUE = shutil.which("true") or "/usr/bin/true"
 
 
@@ -89,25 +96,10 @@ class Server:
 def start_redeploy(work, branch):
     port = free_port()
     config = os.path.join(work, f"redeploy-{branch}.toml")
-    with open(config, "w") as f:
-        f.write(
-            f"""[server]
-listen = "127.0.0.1:{port}"
-state_dir = "{work}/state-{branch}"
-
-[[stacks]]
-name = "hello"
-repository = "{REPOSITORY}"
-branch = "{branch}"
-secrets = ["{SECRET}"]
-hook_token = "{TOKEN}"
-command = ["{TRUE}"]
-"""
-        )
-    binary = os.path.join(ROOT, "target", "release", "redeploy")
+    write_redeploy_config(config, port, f"{work}/state-{branch}", branch, TRUE)
     return Server(
         "redeploy",
-        [binary, "serve", "--config", config],
+        [REDEPLOY, "serve", "--config", config],
         port,
         f"/hooks/{TOKEN}",
         os.path.join(work, f"redeploy-{branch}.log"),

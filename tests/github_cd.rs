@@ -148,7 +148,7 @@ fn a_push_creates_a_deployment_whose_event_deploys_and_reports_each_phase() {
     let deploys = cd.world.settle(20);
     assert_eq!(deploys.len(), 1, "one deploy, run by the deployment event");
     assert_eq!(deploys[0].state, DeployState::Succeeded);
-    assert_eq!(deploys[0].sha.as_deref(), Some(sha(1).as_str()));
+    assert_eq!(deploys[0].queued.sha.as_deref(), Some(sha(1).as_str()));
     let env = cd.world.recorded_env("web", deploys[0].id);
     assert_eq!(env["REDEPLOY_SHA"], sha(1));
     let bodies = status_bodies(&standin, 1000);
@@ -226,7 +226,7 @@ fn a_push_creates_a_deployment_whose_event_deploys_and_reports_each_phase() {
                 .world
                 .deploys()
                 .into_iter()
-                .filter(|d| d.stack == "slow")
+                .filter(|d| d.queued.stack == "slow")
                 .collect();
             (d.len() >= n).then_some(d)
         })
@@ -326,7 +326,7 @@ fn every_documented_github_answer_is_journaled_and_deploys_nothing() {
         .iter()
         .map(|q| {
             (
-                q.delivery_id.clone().unwrap(),
+                q.asked.delivery_id.clone().unwrap(),
                 q.state,
                 q.http_status,
                 q.deployment_id,

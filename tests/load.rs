@@ -481,7 +481,7 @@ fn check_journal(world: &World, answers: &[Answer], newest_round: usize) -> Vec<
     // deploys created by answered deliveries all there.
     let mut by_delivery: HashMap<&str, Vec<i64>> = HashMap::new();
     for d in &deploys {
-        let id = d.delivery_id.as_deref().unwrap_or("");
+        let id = d.queued.delivery_id.as_deref().unwrap_or("");
         by_delivery.entry(id).or_default().push(d.id);
         if !id.contains("-ok-") {
             problems.push(format!("deploy {} came from delivery {id:?}", d.id));
@@ -520,7 +520,10 @@ fn check_journal(world: &World, answers: &[Answer], newest_round: usize) -> Vec<
     // Per stack: runs never overlap, commits move forward, newest last.
     let mut per_stack: BTreeMap<&str, Vec<&DeployRecord>> = BTreeMap::new();
     for d in deploys.iter().filter(|d| d.started_at_ms.is_some()) {
-        per_stack.entry(d.stack.as_str()).or_default().push(d);
+        per_stack
+            .entry(d.queued.stack.as_str())
+            .or_default()
+            .push(d);
     }
     for i in 0..STACKS {
         let name = format!("s{i}");
@@ -541,18 +544,18 @@ fn check_journal(world: &World, answers: &[Answer], newest_round: usize) -> Vec<
             }
             // The same commit may run again once its deploy has finished (a
             // new delivery of it is a new request); an older one never.
-            if w[0].sha > w[1].sha {
+            if w[0].queued.sha > w[1].queued.sha {
                 problems.push(format!(
                     "stack {name}: commit {:?} ran after {:?}",
-                    w[1].sha, w[0].sha
+                    w[1].queued.sha, w[0].queued.sha
                 ));
             }
         }
         let last = runs.last().unwrap();
-        if last.sha.as_deref() != Some(commit(i, newest_round).as_str()) {
+        if last.queued.sha.as_deref() != Some(commit(i, newest_round).as_str()) {
             problems.push(format!(
                 "stack {name}: the last deploy is {:?}, not the newest commit",
-                last.sha
+                last.queued.sha
             ));
         }
         if world.record(&name).join("overlaps").exists() {
@@ -934,7 +937,7 @@ fn a_journal_that_cannot_be_written_answers_503_and_loses_nothing() {
             Some(503) => assert!(
                 !deploys
                     .iter()
-                    .any(|d| d.delivery_id.as_deref() == Some(a.job.delivery.as_str())),
+                    .any(|d| d.queued.delivery_id.as_deref() == Some(a.job.delivery.as_str())),
                 "{} got 503 and was recorded anyway",
                 a.job.delivery
             ),

@@ -166,16 +166,16 @@ fn scenario(object_format: &str) {
     );
 
     let deploys = world.settle(60);
-    let web: Vec<_> = deploys.iter().filter(|d| d.stack == "web").collect();
-    let rel: Vec<_> = deploys.iter().filter(|d| d.stack == "rel").collect();
+    let web: Vec<_> = deploys.iter().filter(|d| d.queued.stack == "web").collect();
+    let rel: Vec<_> = deploys.iter().filter(|d| d.queued.stack == "rel").collect();
     assert_eq!(web.len(), 2, "{deploys:#?}");
     assert_eq!(rel.len(), 2, "{deploys:#?}");
     assert!(
         deploys.iter().all(|d| d.state == DeployState::Succeeded),
         "{deploys:#?}"
     );
-    assert_eq!(web[1].sha.as_deref(), Some(main2.as_str()));
-    assert_eq!(rel[1].git_ref.as_deref(), Some("refs/tags/v2"));
+    assert_eq!(web[1].queued.sha.as_deref(), Some(main2.as_str()));
+    assert_eq!(rel[1].queued.git_ref.as_deref(), Some("refs/tags/v2"));
     assert!(repo.bare.join("hooks/post-receive").exists());
 }
 
@@ -211,7 +211,7 @@ fn post_receive_hands_deploys_to_a_running_server() {
     );
     let deploys = world.settle(30);
     assert_eq!(deploys.len(), 1);
-    assert_eq!(deploys[0].sha.as_deref(), Some(sha.as_str()));
+    assert_eq!(deploys[0].queued.sha.as_deref(), Some(sha.as_str()));
     assert_eq!(deploys[0].state, DeployState::Succeeded);
     let log = world.server_log();
     assert!(log.contains("deploy started"), "the server ran it: {log}");
@@ -281,7 +281,7 @@ fn without_a_server_a_github_cd_stack_creates_its_deployment_and_reports_each_ph
     let deploys = world.settle(30);
     assert_eq!(deploys.len(), 1);
     assert_eq!(deploys[0].state, DeployState::Succeeded);
-    assert_eq!(deploys[0].sha.as_deref(), Some(sha.as_str()));
+    assert_eq!(deploys[0].queued.sha.as_deref(), Some(sha.as_str()));
     let requests = world.journal().deployment_requests(None, 10).unwrap();
     assert_eq!(requests[0].deployment_id, Some(1000));
     assert_eq!(standin.violations(), Vec::<String>::new());

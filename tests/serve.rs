@@ -208,7 +208,7 @@ fn fifty_deliveries_over_ten_commits_run_one_at_a_time_and_the_newest_last() {
     };
     let order: Vec<usize> = succeeded
         .iter()
-        .map(|d| index(d.sha.as_deref().unwrap()))
+        .map(|d| index(d.queued.sha.as_deref().unwrap()))
         .collect();
     assert!(
         order.windows(2).all(|w| w[0] < w[1]),
@@ -244,7 +244,7 @@ fn a_sigkilled_server_marks_the_running_deploy_interrupted_and_runs_the_queued_o
     let after = world.settle(30);
     assert_eq!(after[0].state, DeployState::Interrupted);
     assert_eq!(after[1].state, DeployState::Succeeded);
-    assert_eq!(after[1].sha.as_deref(), Some(sha(2).as_str()));
+    assert_eq!(after[1].queued.sha.as_deref(), Some(sha(2).as_str()));
     let history = world.redeploy(&["history", "--json"]);
     assert!(history.status.success());
     let h: serde_json::Value = serde_json::from_slice(&history.stdout).unwrap();
@@ -305,7 +305,7 @@ fn deploy_timeouts_kill_the_process_group_and_failures_are_recorded() {
     assert_eq!(server.post(&hook(1), &[], b"").status, 202);
     assert_eq!(server.post(&hook(2), &[], b"").status, 202);
     let deploys = world.settle(30);
-    let slow = deploys.iter().find(|d| d.stack == "slow").unwrap();
+    let slow = deploys.iter().find(|d| d.queued.stack == "slow").unwrap();
     assert_eq!(slow.state, DeployState::Failed);
     assert!(
         slow.detail
@@ -314,7 +314,10 @@ fn deploy_timeouts_kill_the_process_group_and_failures_are_recorded() {
             .contains("timed out after 1s"),
         "{slow:?}"
     );
-    let failing = deploys.iter().find(|d| d.stack == "failing").unwrap();
+    let failing = deploys
+        .iter()
+        .find(|d| d.queued.stack == "failing")
+        .unwrap();
     assert_eq!(failing.state, DeployState::Failed);
     assert_eq!(failing.exit_code, Some(3));
     // The background sleep of the slow command was killed with its group

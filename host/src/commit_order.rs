@@ -137,6 +137,20 @@ pub fn judge(candidate: &Candidate<'_>, known: &Known) -> Verdict {
 mod tests {
     use super::*;
 
+    /// Asserts `v` refuses the commit as older than deploy `newer`, saying `why`.
+    #[track_caller]
+    fn assert_older(v: &Verdict, newer: i64, why: &str) {
+        let Verdict::Older {
+            reason,
+            newer_deploy,
+        } = v
+        else {
+            panic!("{v:?}")
+        };
+        assert_eq!(*newer_deploy, newer);
+        assert!(reason.contains(why), "{reason}");
+    }
+
     fn head(sha: &str, id: i64) -> Option<Head> {
         Some(Head {
             sha: sha.into(),
@@ -193,18 +207,7 @@ mod tests {
             ..Known::default()
         };
         let v = judge(&push("a", Some("0"), false), &known);
-        let Verdict::Older {
-            reason,
-            newer_deploy,
-        } = v
-        else {
-            panic!("{v:?}")
-        };
-        assert_eq!(newer_deploy, 2);
-        assert!(
-            reason.contains("commit a is older than commit b (deploy #2)"),
-            "{reason}"
-        );
+        assert_older(&v, 2, "commit a is older than commit b (deploy #2)");
         // A forced push that does not start from the head proves nothing.
         assert!(!judge(&push("a", Some("x"), true), &known).deploys());
     }
@@ -218,18 +221,7 @@ mod tests {
             precedes: Some(("b".into(), 2)),
         };
         let v = judge(&push("a", None, false), &known);
-        let Verdict::Older {
-            reason,
-            newer_deploy,
-        } = v
-        else {
-            panic!("{v:?}")
-        };
-        assert_eq!(newer_deploy, 2);
-        assert!(
-            reason.contains("the push that brought b started from it"),
-            "{reason}"
-        );
+        assert_older(&v, 2, "the push that brought b started from it");
     }
 
     #[test]

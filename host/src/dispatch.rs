@@ -519,7 +519,7 @@ impl Dispatcher {
             Dispatched { status, body }
         };
         let earlier = match self.journal.deploy(deploy_id) {
-            Ok(Some(d)) if d.stack == stack.name => d,
+            Ok(Some(d)) if d.queued.stack == stack.name => d,
             Ok(_) => {
                 return refuse(
                     404,

@@ -356,13 +356,15 @@ impl Journal {
             let rows = stmt.query_map([sql_limit(limit)], |row| {
                 Ok(DeliveryRecord {
                     id: row.get(0)?,
-                    received_at_ms: row.get(1)?,
-                    stack: row.get(2)?,
-                    provider: row.get(3)?,
-                    event: row.get(4)?,
-                    delivery_id: row.get(5)?,
-                    status: row.get(6)?,
-                    summary: row.get(7)?,
+                    recorded: NewDelivery {
+                        received_at_ms: row.get(1)?,
+                        stack: row.get(2)?,
+                        provider: row.get(3)?,
+                        event: row.get(4)?,
+                        delivery_id: row.get(5)?,
+                        status: row.get(6)?,
+                        summary: row.get(7)?,
+                    },
                 })
             })?;
             rows.collect::<rusqlite::Result<Vec<_>>>()
@@ -745,17 +747,19 @@ fn deploy_from_row(row: &Row<'_>) -> rusqlite::Result<DeployRecord> {
     })?;
     Ok(DeployRecord {
         id: row.get(0)?,
-        stack: row.get(1)?,
-        delivery_id: row.get(2)?,
-        provider: row.get(3)?,
-        git_ref: row.get(4)?,
-        sha: row.get(5)?,
-        services,
-        profile: row.get(7)?,
-        reason: row.get(8)?,
-        event_json: row.get(9)?,
+        queued: NewDeploy {
+            stack: row.get(1)?,
+            delivery_id: row.get(2)?,
+            provider: row.get(3)?,
+            git_ref: row.get(4)?,
+            sha: row.get(5)?,
+            services,
+            profile: row.get(7)?,
+            reason: row.get(8)?,
+            event_json: row.get(9)?,
+            created_at_ms: row.get(11)?,
+        },
         state: row.get(10)?,
-        created_at_ms: row.get(11)?,
         started_at_ms: row.get(12)?,
         finished_at_ms: row.get(13)?,
         exit_code: row.get(14)?,

@@ -290,7 +290,7 @@ impl Worker {
                 tracing::error!(request = id, error = %e, "journal: cannot record GitHub's answer");
             }
         };
-        let Some(client) = self.clients.get(&request.stack) else {
+        let Some(client) = self.clients.get(&request.asked.stack) else {
             settle(
                 RequestState::Failed,
                 None,
@@ -299,8 +299,8 @@ impl Worker {
             );
             return;
         };
-        let stack = &request.stack;
-        match client.create_deployment(&request.request_json).await {
+        let stack = &request.asked.stack;
+        match client.create_deployment(&request.asked.request_json).await {
             Ok(Created::Deployment(deployment)) => {
                 tracing::info!(%stack, request = id, deployment, "GitHub deployment created");
                 settle(
@@ -342,10 +342,10 @@ impl Worker {
                 return;
             }
         };
-        let Some(stack) = self.config.stack(&record.stack) else {
+        let Some(stack) = self.config.stack(&record.queued.stack) else {
             return;
         };
-        let refs: EventRefs = serde_json::from_str(&record.event_json).unwrap_or_default();
+        let refs: EventRefs = serde_json::from_str(&record.queued.event_json).unwrap_or_default();
         if stack.github.is_some() {
             self.report_github(stack, deploy_id, refs.github_deployment_id, state, detail)
                 .await;

@@ -92,7 +92,7 @@ pub fn verify<'a>(
 /// callback), so no status goes to a deployment or callback of the past.
 pub fn new_deploy(earlier: &DeployRecord, now_ms: i64) -> NewDeploy {
     let reason = format!("redeploy of deploy #{} (an operator's request)", earlier.id);
-    let mut event: Value = serde_json::from_str(&earlier.event_json)
+    let mut event: Value = serde_json::from_str(&earlier.queued.event_json)
         .ok()
         .filter(Value::is_object)
         .unwrap_or_else(|| Value::Object(serde_json::Map::new()));
@@ -108,13 +108,13 @@ pub fn new_deploy(earlier: &DeployRecord, now_ms: i64) -> NewDeploy {
         event[key] = value;
     }
     NewDeploy {
-        stack: earlier.stack.clone(),
+        stack: earlier.queued.stack.clone(),
         delivery_id: None,
         provider: PROVIDER.to_string(),
-        git_ref: earlier.git_ref.clone(),
-        sha: earlier.sha.clone(),
-        services: earlier.services.clone(),
-        profile: earlier.profile.clone(),
+        git_ref: earlier.queued.git_ref.clone(),
+        sha: earlier.queued.sha.clone(),
+        services: earlier.queued.services.clone(),
+        profile: earlier.queued.profile.clone(),
         reason,
         event_json: event.to_string(),
         created_at_ms: now_ms,
@@ -128,18 +128,20 @@ mod tests {
 
     fn record(event_json: &str) -> DeployRecord {
         DeployRecord {
+            queued: NewDeploy {
+                stack: "web".into(),
+                delivery_id: Some("d-1".into()),
+                provider: "github".into(),
+                git_ref: Some("refs/heads/main".into()),
+                sha: Some("a".repeat(40)),
+                services: vec!["api".into()],
+                profile: Some("fast".into()),
+                reason: "push to main".into(),
+                event_json: event_json.into(),
+                created_at_ms: 1,
+            },
             id: 7,
-            stack: "web".into(),
-            delivery_id: Some("d-1".into()),
-            provider: "github".into(),
-            git_ref: Some("refs/heads/main".into()),
-            sha: Some("a".repeat(40)),
-            services: vec!["api".into()],
-            profile: Some("fast".into()),
-            reason: "push to main".into(),
-            event_json: event_json.into(),
             state: DeployState::Succeeded,
-            created_at_ms: 1,
             started_at_ms: Some(2),
             finished_at_ms: Some(3),
             exit_code: Some(0),
@@ -156,10 +158,10 @@ mod tests {
                 "github_deployment_id":5,"callback_url":"https://x/cb","repository":"o/r"}"#,
         );
         let d = new_deploy(&earlier, 99);
-        assert_eq!(d.sha, earlier.sha);
-        assert_eq!(d.git_ref, earlier.git_ref);
-        assert_eq!(d.services, earlier.services);
-        assert_eq!(d.profile, earlier.profile);
+        assert_eq!(d.sha, earlier.queued.sha);
+        assert_eq!(d.git_ref, earlier.queued.git_ref);
+        assert_eq!(d.services, earlier.queued.services);
+        assert_eq!(d.profile, earlier.queued.profile);
         assert_eq!(d.delivery_id, None);
         assert_eq!(d.provider, "manual");
         assert_eq!(d.created_at_ms, 99);

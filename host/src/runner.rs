@@ -188,11 +188,14 @@ impl Runner {
     pub fn enqueue(&self, record: &DeployRecord) -> Enqueued {
         let slot = Slot {
             id: record.id,
-            sha: record.sha.clone(),
+            sha: record.queued.sha.clone(),
         };
         let admitted = {
             let mut queues = self.inner.queues.lock().unwrap();
-            queues.entry(record.stack.clone()).or_default().admit(slot)
+            queues
+                .entry(record.queued.stack.clone())
+                .or_default()
+                .admit(slot)
         };
         match admitted {
             Admit::Cancel { reason, because_of } => {
@@ -208,7 +211,7 @@ impl Runner {
                     self.cancel(pending, reason, Some(record.id));
                 }
                 if start_worker {
-                    self.spawn_worker(record.stack.clone());
+                    self.spawn_worker(record.queued.stack.clone());
                 }
                 Enqueued::Queued
             }
@@ -277,7 +280,7 @@ impl Runner {
             .takes_stack_locks
             .load(std::sync::atomic::Ordering::SeqCst)
         {
-            let Some(lock) = self.lock_and_recover(&record.stack).await else {
+            let Some(lock) = self.lock_and_recover(&record.queued.stack).await else {
                 return;
             };
             Some(lock)
@@ -285,10 +288,10 @@ impl Runner {
             None
         };
         let Some(record) = read() else { return };
-        let Some(stack) = self.inner.config.stack(&record.stack).cloned() else {
+        let Some(stack) = self.inner.config.stack(&record.queued.stack).cloned() else {
             self.cancel(
                 id,
-                format!("stack \"{}\" is no longer configured", record.stack),
+                format!("stack \"{}\" is no longer configured", record.queued.stack),
                 None,
             );
             return;
@@ -304,7 +307,7 @@ impl Runner {
         }
         self.inner.metrics.deploy_state(DeployState::Started);
         self.notify(id, DeployState::Started, None);
-        tracing::info!(deploy = id, stack = %record.stack, sha = ?record.sha, "deploy started");
+        tracing::info!(deploy = id, stack = %record.queued.stack, sha = ?record.queued.sha, "deploy started");
         let result = self.execute(&stack, &record, &log_path).await;
         let (state, detail) = match result {
             Ok(()) => (
@@ -340,7 +343,7 @@ impl Runner {
                 tracing::error!(deploy = id, error = %e, "journal: cannot record the end of a deploy")
             }
         }
-        tracing::info!(deploy = id, stack = %record.stack, state = state.as_str(), reason = ?detail.reason, "deploy finished");
+        tracing::info!(deploy = id, stack = %record.queued.stack, state = state.as_str(), reason = ?detail.reason, "deploy finished");
     }
 
     fn log_path(&self, record: &DeployRecord) -> PathBuf {
@@ -349,7 +352,7 @@ impl Runner {
             .server
             .state_dir
             .join("logs")
-            .join(&record.stack)
+            .join(&record.queued.stack)
             .join(format!("{}.log", record.id))
     }
 
@@ -370,10 +373,15 @@ impl Runner {
                 ))
             })?;
         }
-        let event: DeployEventJson = serde_json::from_str(&record.event_json).unwrap_or_default();
+        let event: DeployEventJson =
+            serde_json::from_str(&record.queued.event_json).unwrap_or_default();
         match &stack.action {
             DeployAction::Command { argv, workdir, env } => {
-                let profile = record.profile.as_ref().and_then(|p| stack.profiles.get(p));
+                let profile = record
+                    .queued
+                    .profile
+                    .as_ref()
+                    .and_then(|p| stack.profiles.get(p));
                 let argv = profile
                     .and_then(|p| p.command.clone())
                     .unwrap_or_else(|| argv.clone());

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
@@ -304,28 +304,52 @@ async fn read_body(
     }
 }
 
-async fn hook(
-    State(state): State<Arc<AppState>>,
-    Path(token): Path<String>,
-    method: Method,
-    uri: Uri,
+/// A delivery admitted on a hook route ([`admit`]): its stack, its
+/// headers, and its request as the component reads it. It holds the
+/// in-flight slot and the body's share of the budget until it drops, so a
+/// handler keeps it until its answer is ready.
+struct Admitted {
+    stack: String,
     headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let (stack_name, body, _permit) = match admit(&state, &token, &headers, body).await {
-        Ok(admitted) => admitted,
-        Err(resp) => return resp,
-    };
-    if let Some(name) = repeated_header(&headers) {
-        tracing::warn!(stack = %stack_name, header = name, "delivery rejected: a header appears twice");
+    request: wit::HttpRequest,
+    _admission: Admission,
+}
+
+impl FromRequest<Arc<AppState>> for Admitted {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let Path(token) = Path::<String>::from_request_parts(&mut parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let (stack, body, admission) = admit(state, &token, &parts.headers, body).await?;
+        let request = request(&parts.method, &parts.uri, &parts.headers, body);
+        Ok(Admitted {
+            stack,
+            headers: parts.headers,
+            request,
+            _admission: admission,
+        })
+    }
+}
+
+async fn hook(State(state): State<Arc<AppState>>, admitted: Admitted) -> Response {
+    if let Some(name) = repeated_header(&admitted.headers) {
+        tracing::warn!(stack = %admitted.stack, header = name, "delivery rejected: a header appears twice");
         return reject(
             400,
             "bad-request",
             &format!("header {name} appears more than once"),
         );
     }
-    let delivery = wit::Delivery::Http(request(&method, &uri, &headers, body));
-    dispatch_blocking(state, stack_name, delivery, None).await
+    let Admitted {
+        stack,
+        request,
+        _admission,
+        ..
+    } = admitted;
+    dispatch_blocking(state, stack, wit::Delivery::Http(request), None).await
 }
 
 /// An HTTP request as the component reads it.
@@ -361,18 +385,13 @@ fn repeated_header(headers: &HeaderMap) -> Option<&str> {
 /// A post-receive hook handing its push to this server: the same dispatch
 /// path as a webhook, with the request as a forwarded post-receive
 /// delivery, whose signature, timestamp and body the component checks.
-async fn post_receive(
-    State(state): State<Arc<AppState>>,
-    Path(token): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let (stack_name, body, _permit) = match admit(&state, &token, &headers, body).await {
-        Ok(admitted) => admitted,
-        Err(resp) => return resp,
-    };
+async fn post_receive(State(state): State<Arc<AppState>>, admitted: Admitted) -> Response {
+    let Admitted {
+        stack,
+        headers,
+        request,
+        _admission,
+    } = admitted;
     // Deduplicated on what was signed: the same push forwarded twice (or
     // replayed within the window) deploys once.
     let mut identity = headers
@@ -380,9 +399,9 @@ async fn post_receive(
         .map(|v| v.as_bytes().to_vec())
         .unwrap_or_default();
     identity.push(b'\n');
-    identity.extend_from_slice(&body);
-    let delivery = wit::Delivery::ForwardedPostReceive(request(&method, &uri, &headers, body));
-    dispatch_blocking(state, stack_name, delivery, Some(identity)).await
+    identity.extend_from_slice(&request.body);
+    let delivery = wit::Delivery::ForwardedPostReceive(request);
+    dispatch_blocking(state, stack, delivery, Some(identity)).await
 }
 
 /// An operator's redeploy of an earlier deploy of the stack

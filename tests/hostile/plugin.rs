@@ -76,7 +76,7 @@ fn curl_empty_post_on_a_stack_with_secrets_is_a_manual_trigger() {
     server.post(&hook(1), &[], b"").assert_status(202);
     let deploys = world.settle(20);
     assert!(!deploys.is_empty());
-    assert!(deploys.iter().all(|d| d.provider == "manual"));
+    assert!(deploys.iter().all(|d| d.queued.provider == "manual"));
 }
 
 #[test]
@@ -152,7 +152,7 @@ fn redeploy_trigger_signs_for_a_stack_that_requires_signed_triggers() {
     assert_success(&out);
     let deploys = world.settle(20);
     assert_eq!(deploys.len(), 1);
-    assert_eq!(deploys[0].provider, "manual");
+    assert_eq!(deploys[0].queued.provider, "manual");
 }
 
 #[test]

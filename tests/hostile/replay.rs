@@ -168,7 +168,7 @@ fn redeploy_from_history(
 fn a_redeploy_of_an_earlier_deploy_from_history_rolls_back_after_a_restart() {
     let (world, server) = deployed_a_then_b("replay-redeploy-from-history");
     let a = world.deploys()[0].clone();
-    assert_eq!(a.sha.as_deref(), Some(sha(0xa).as_str()));
+    assert_eq!(a.queued.sha.as_deref(), Some(sha(0xa).as_str()));
     let out = redeploy_from_history(&world, &server, "web", a.id);
     assert_success(&out);
     let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -177,9 +177,9 @@ fn a_redeploy_of_an_earlier_deploy_from_history_rolls_back_after_a_restart() {
     let deploys = world.settle(20);
     let rollback = deploys.last().unwrap();
     assert_eq!(rollback.state, DeployState::Succeeded, "{deploys:#?}");
-    assert_eq!(rollback.sha, a.sha);
-    assert_eq!(rollback.git_ref, a.git_ref);
-    assert_eq!(rollback.provider, "manual");
+    assert_eq!(rollback.queued.sha, a.queued.sha);
+    assert_eq!(rollback.queued.git_ref, a.queued.git_ref);
+    assert_eq!(rollback.queued.provider, "manual");
     assert_eq!(ran_commits(&world), [sha(0xa), sha(0xb), sha(0xa)]);
     let env = world.recorded_env("web", rollback.id);
     assert_eq!(env.get("REDEPLOY_SHA"), Some(&sha(0xa)), "{env:?}");
@@ -205,8 +205,8 @@ fn a_redeploy_from_history_on_a_stack_with_secrets_must_be_signed_and_deploys_on
     forward(&server, 1, "web", at).assert_status(202);
     forward(&server, 2, "api", at).assert_status(202);
     let deploys = world.settle(20);
-    let web = deploys.iter().find(|d| d.stack == "web").unwrap().id;
-    let api = deploys.iter().find(|d| d.stack == "api").unwrap().id;
+    let web = deploys.iter().find(|d| d.queued.stack == "web").unwrap().id;
+    let api = deploys.iter().find(|d| d.queued.stack == "api").unwrap().id;
     let route = |n: u32, id: i64| format!("{}/redeploy/{id}", hook(n));
     // The hook URL alone does not choose a commit on a stack with secrets.
     server
@@ -252,12 +252,12 @@ fn a_redeploy_from_history_on_a_stack_with_secrets_must_be_signed_and_deploys_on
     let deploys = world.settle(20);
     let redeploys: Vec<_> = deploys
         .iter()
-        .filter(|d| d.stack == "web" && d.id != web)
+        .filter(|d| d.queued.stack == "web" && d.id != web)
         .collect();
     assert_eq!(redeploys.len(), 2, "{deploys:#?}");
     assert!(redeploys
         .iter()
-        .all(|d| d.sha.as_deref() == Some(sha(0xb).as_str())));
+        .all(|d| d.queued.sha.as_deref() == Some(sha(0xb).as_str())));
     server.terminate();
 }
 

@@ -559,7 +559,7 @@ fn refused_deliveries_beyond_the_rate_are_counted_not_recorded() {
     );
     let rows = world.journal().deliveries(100).unwrap();
     assert_eq!(
-        rows.iter().filter(|d| d.status == 401).count(),
+        rows.iter().filter(|d| d.recorded.status == 401).count(),
         3,
         "{rows:?}"
     );
@@ -568,12 +568,17 @@ fn refused_deliveries_beyond_the_rate_are_counted_not_recorded() {
     let rows = world.journal().deliveries(100).unwrap();
     let summary = rows
         .iter()
-        .find(|d| d.event.as_deref() == Some(redeploy_host::retention::REFUSED_SUMMARY_EVENT))
+        .find(|d| {
+            d.recorded.event.as_deref() == Some(redeploy_host::retention::REFUSED_SUMMARY_EVENT)
+        })
         .unwrap_or_else(|| panic!("no summary row: {rows:?}"));
     assert!(
-        summary.summary.contains("\"refused_unrecorded\":7"),
+        summary
+            .recorded
+            .summary
+            .contains("\"refused_unrecorded\":7"),
         "{}",
-        summary.summary
+        summary.recorded.summary
     );
 }
 

@@ -53,30 +53,27 @@ impl History {
             println!("{}", serde_json::to_string_pretty(&deploys)?);
             return Ok(());
         }
-        println!(
-            "{:>6}  {:<16} {:<11} {:<20} {:<12} {:<24} DETAIL",
-            "ID", "STACK", "STATE", "CREATED", "SHA", "REF"
+        print_row(
+            &DEPLOY_COLUMNS,
+            ["ID", "STACK", "STATE", "CREATED", "SHA", "REF", "DETAIL"],
         );
         for d in deploys {
-            let sha = d
-                .sha
-                .as_deref()
-                .map(|s| &s[..s.len().min(12)])
-                .unwrap_or("-");
             let detail = d
                 .detail
                 .clone()
                 .or_else(|| d.exit_code.map(|c| format!("exit code {c}")))
                 .unwrap_or_default();
-            println!(
-                "{:>6}  {:<16} {:<11} {:<20} {:<12} {:<24} {}",
-                d.id,
-                d.stack,
-                d.state.as_str(),
-                time(Some(d.created_at_ms)),
-                sha,
-                one_line(d.git_ref.as_deref().unwrap_or("-")),
-                one_line(&detail)
+            print_row(
+                &DEPLOY_COLUMNS,
+                [
+                    &d.id.to_string(),
+                    &d.queued.stack,
+                    d.state.as_str(),
+                    &time(Some(d.queued.created_at_ms)),
+                    short_sha(d.queued.sha.as_deref()),
+                    &one_line(d.queued.git_ref.as_deref().unwrap_or("-")),
+                    &one_line(&detail),
+                ],
             );
         }
         // A journal from before GitHub deployments (schema 1) has no requests.
@@ -86,16 +83,19 @@ impl History {
         if !requests.is_empty() {
             println!();
             println!("GitHub deployment requests:");
-            println!(
-                "{:>6}  {:<16} {:<9} {:<20} {:<12} {:<12} DETAIL",
-                "ID", "STACK", "STATE", "CREATED", "SHA", "DEPLOYMENT"
+            print_row(
+                &REQUEST_COLUMNS,
+                [
+                    "ID",
+                    "STACK",
+                    "STATE",
+                    "CREATED",
+                    "SHA",
+                    "DEPLOYMENT",
+                    "DETAIL",
+                ],
             );
             for r in requests {
-                let sha = r
-                    .sha
-                    .as_deref()
-                    .map(|s| &s[..s.len().min(12)])
-                    .unwrap_or("-");
                 let deployment = r
                     .deployment_id
                     .map_or_else(|| "-".to_string(), |d| d.to_string());
@@ -104,18 +104,44 @@ impl History {
                     (None, Some(d)) => d.to_string(),
                     _ => String::new(),
                 };
-                println!(
-                    "{:>6}  {:<16} {:<9} {:<20} {:<12} {:<12} {}",
-                    r.id,
-                    r.stack,
-                    r.state.as_str(),
-                    time(Some(r.created_at_ms)),
-                    sha,
-                    deployment,
-                    one_line(&detail)
+                print_row(
+                    &REQUEST_COLUMNS,
+                    [
+                        &r.id.to_string(),
+                        &r.asked.stack,
+                        r.state.as_str(),
+                        &time(Some(r.asked.created_at_ms)),
+                        short_sha(r.asked.sha.as_deref()),
+                        &deployment,
+                        &one_line(&detail),
+                    ],
                 );
             }
         }
         Ok(())
     }
+}
+
+/// The widths of the deploys table's columns but the last (DETAIL).
+const DEPLOY_COLUMNS: [usize; 6] = [6, 16, 11, 20, 12, 24];
+
+/// The widths of the deployment requests table's columns but the last.
+const REQUEST_COLUMNS: [usize; 6] = [6, 16, 9, 20, 12, 12];
+
+/// Prints one table row: the id right-aligned, the next cells padded to
+/// `widths`, the last as it is.
+fn print_row(widths: &[usize; 6], cells: [&str; 7]) {
+    let mut line = format!("{:>w$} ", cells[0], w = widths[0]);
+    for (cell, w) in cells[1..6].iter().zip(&widths[1..]) {
+        line.push_str(&format!(" {cell:<w$}", w = *w));
+    }
+    println!("{line} {}", cells[6]);
+}
+
+/// How many characters of a commit SHA the tables show.
+const SHORT_SHA_CHARS: usize = 12;
+
+/// A commit SHA cut to [`SHORT_SHA_CHARS`], or `-`.
+fn short_sha(sha: Option<&str>) -> &str {
+    sha.map_or("-", |s| s.get(..SHORT_SHA_CHARS).unwrap_or(s))
 }

@@ -147,9 +147,13 @@ struct LocalSink {
 
 impl DeploySink for LocalSink {
     fn accept(&self, record: &DeployRecord) -> Enqueued {
-        let first = self.stacks.lock().unwrap().insert(record.stack.clone());
+        let first = self
+            .stacks
+            .lock()
+            .unwrap()
+            .insert(record.queued.stack.clone());
         if first && !self.wait {
-            if let Err(e) = spawn_runner(&self.config_path, &record.stack) {
+            if let Err(e) = spawn_runner(&self.config_path, &record.queued.stack) {
                 return Enqueued::Cancelled(format!(
                     "could not start the deploy runner: {e:#}; the deploy stays queued"
                 ));

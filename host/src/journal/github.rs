@@ -92,8 +92,9 @@ impl RequestState {
     }
 }
 
-/// A deployment request to record.
-#[derive(Clone, Debug)]
+/// A deployment request to record (and, in a [`DeploymentRequest`], what
+/// was recorded).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct NewDeploymentRequest {
     /// The stack.
     pub stack: String,
@@ -117,18 +118,9 @@ pub struct NewDeploymentRequest {
 pub struct DeploymentRequest {
     /// Row id.
     pub id: i64,
-    /// The stack.
-    pub stack: String,
-    /// The delivery that caused it.
-    pub delivery_id: Option<String>,
-    /// The deploy reporting to it, when it deploys directly.
-    pub deploy_id: Option<i64>,
-    /// The ref pushed.
-    pub git_ref: Option<String>,
-    /// The commit pushed.
-    pub sha: Option<String>,
-    /// The request body.
-    pub request_json: String,
+    /// What was recorded (stack, delivery, deploy, ref, commit, body, time).
+    #[serde(flatten)]
+    pub asked: NewDeploymentRequest,
     /// Where it stands.
     pub state: RequestState,
     /// GitHub's deployment id, once created.
@@ -137,8 +129,6 @@ pub struct DeploymentRequest {
     pub http_status: Option<u16>,
     /// GitHub's message or the failure.
     pub detail: Option<String>,
-    /// When it was recorded.
-    pub created_at_ms: i64,
     /// When it last changed.
     pub updated_at_ms: i64,
 }
@@ -150,12 +140,15 @@ fn request_from_row(row: &Row<'_>) -> rusqlite::Result<DeploymentRequest> {
     let state: String = row.get(7)?;
     Ok(DeploymentRequest {
         id: row.get(0)?,
-        stack: row.get(1)?,
-        delivery_id: row.get(2)?,
-        deploy_id: row.get(3)?,
-        git_ref: row.get(4)?,
-        sha: row.get(5)?,
-        request_json: row.get(6)?,
+        asked: NewDeploymentRequest {
+            stack: row.get(1)?,
+            delivery_id: row.get(2)?,
+            deploy_id: row.get(3)?,
+            git_ref: row.get(4)?,
+            sha: row.get(5)?,
+            request_json: row.get(6)?,
+            created_at_ms: row.get(11)?,
+        },
         state: RequestState::parse(&state).ok_or_else(|| {
             rusqlite::Error::FromSqlConversionFailure(
                 7,
@@ -166,7 +159,6 @@ fn request_from_row(row: &Row<'_>) -> rusqlite::Result<DeploymentRequest> {
         deployment_id: row.get::<_, Option<i64>>(8)?.map(|v| v as u64),
         http_status: row.get(9)?,
         detail: row.get(10)?,
-        created_at_ms: row.get(11)?,
         updated_at_ms: row.get(12)?,
     })
 }

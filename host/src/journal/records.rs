@@ -147,7 +147,8 @@ impl FromSql for DeployState {
     }
 }
 
-/// A webhook delivery to record, whatever its outcome.
+/// A webhook delivery to record, whatever its outcome (and, in a
+/// [`DeliveryRecord`], what was recorded).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewDelivery {
     /// When it was received, in milliseconds since the Unix epoch.
@@ -171,23 +172,12 @@ pub struct NewDelivery {
 pub struct DeliveryRecord {
     /// The journal's id for it (increasing with time of recording).
     pub id: i64,
-    /// When it was received, in milliseconds since the Unix epoch.
-    pub received_at_ms: i64,
-    /// The stack its URL named, if any.
-    pub stack: Option<String>,
-    /// The provider it came from, if recognised.
-    pub provider: Option<String>,
-    /// The provider's event name, if any.
-    pub event: Option<String>,
-    /// The provider's delivery id, if any.
-    pub delivery_id: Option<String>,
-    /// The HTTP status the server answered with.
-    pub status: u16,
-    /// A one-line human summary of what happened.
-    pub summary: String,
+    /// What was recorded.
+    #[serde(flatten)]
+    pub recorded: NewDelivery,
 }
 
-/// A deploy to queue.
+/// A deploy to queue (and, in a [`DeployRecord`], what was queued).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewDeploy {
     /// The stack to deploy.
@@ -252,28 +242,12 @@ pub struct TransitionDetail {
 pub struct DeployRecord {
     /// The journal's id for it (increasing with time of queueing).
     pub id: i64,
-    /// The stack.
-    pub stack: String,
-    /// The delivery that caused it, if any.
-    pub delivery_id: Option<String>,
-    /// The provider the delivery came from.
-    pub provider: String,
-    /// The git ref the event named, if any.
-    pub git_ref: Option<String>,
-    /// The commit the event named, if any.
-    pub sha: Option<String>,
-    /// The services to redeploy; empty means all.
-    pub services: Vec<String>,
-    /// The compose profile, if any.
-    pub profile: Option<String>,
-    /// Why the plugin decided to deploy.
-    pub reason: String,
-    /// The normalised event, as JSON.
-    pub event_json: String,
+    /// What was queued (stack, delivery, provider, ref, commit, services,
+    /// profile, reason, event, time).
+    #[serde(flatten)]
+    pub queued: NewDeploy,
     /// The current state.
     pub state: DeployState,
-    /// When it was queued (ms since the Unix epoch).
-    pub created_at_ms: i64,
     /// When it started, if it did.
     pub started_at_ms: Option<i64>,
     /// When it reached a final state, if it did.

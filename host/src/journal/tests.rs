@@ -111,17 +111,9 @@ fn insert_transition_and_read_back() {
         queued,
         DeployRecord {
             id,
-            stack: "app".to_owned(),
-            delivery_id: Some("d-1".to_owned()),
-            provider: "github".to_owned(),
-            git_ref: Some("refs/heads/main".to_owned()),
-            sha: Some("0123456789abcdef0123456789abcdef01234567".to_owned()),
-            services: vec!["web".to_owned(), "worker".to_owned()],
-            profile: Some("prod".to_owned()),
-            reason: "push to main".to_owned(),
-            event_json: r#"{"kind":"push"}"#.to_owned(),
+            // Read back exactly as it was queued.
+            queued: new_deploy("app", Some("d-1"), 1_000),
             state: DeployState::Queued,
-            created_at_ms: 1_000,
             started_at_ms: None,
             finished_at_ms: None,
             exit_code: None,
@@ -244,28 +236,38 @@ fn insert_transition_and_read_back() {
     assert_eq!(counts[&DeployState::Succeeded], 0);
 }
 
-#[test]
-fn deliveries_are_recorded_most_recent_first() {
-    let dir = TempDir::new("deliveries");
-    let journal = Journal::open(&dir.journal_path()).unwrap();
-    let first = NewDelivery {
-        received_at_ms: 10,
+/// A GitHub push delivery to stack "app", answered with `status`.
+fn push_delivery(at: i64, delivery_id: &str, status: u16, summary: &str) -> NewDelivery {
+    NewDelivery {
+        received_at_ms: at,
         stack: Some("app".to_owned()),
         provider: Some("github".to_owned()),
         event: Some("push".to_owned()),
-        delivery_id: Some("d-1".to_owned()),
-        status: 202,
-        summary: "queued deploy 1".to_owned(),
-    };
-    let second = NewDelivery {
-        received_at_ms: 20,
+        delivery_id: Some(delivery_id.to_owned()),
+        status,
+        summary: summary.to_owned(),
+    }
+}
+
+/// A delivery to a hook URL no stack has.
+fn unknown_hook(at: i64) -> NewDelivery {
+    NewDelivery {
+        received_at_ms: at,
         stack: None,
         provider: None,
         event: None,
         delivery_id: None,
         status: 404,
         summary: "unknown hook".to_owned(),
-    };
+    }
+}
+
+#[test]
+fn deliveries_are_recorded_most_recent_first() {
+    let dir = TempDir::new("deliveries");
+    let journal = Journal::open(&dir.journal_path()).unwrap();
+    let first = push_delivery(10, "d-1", 202, "queued deploy 1");
+    let second = unknown_hook(20);
     let a = journal.record_delivery(&first).unwrap();
     let b = journal.record_delivery(&second).unwrap();
     assert!(b > a);
@@ -275,18 +277,12 @@ fn deliveries_are_recorded_most_recent_first() {
         got[0],
         DeliveryRecord {
             id: b,
-            received_at_ms: 20,
-            stack: None,
-            provider: None,
-            event: None,
-            delivery_id: None,
-            status: 404,
-            summary: "unknown hook".to_owned(),
+            recorded: unknown_hook(20),
         }
     );
     assert_eq!(got[1].id, a);
-    assert_eq!(got[1].stack.as_deref(), Some("app"));
-    assert_eq!(got[1].status, 202);
+    assert_eq!(got[1].recorded.stack.as_deref(), Some("app"));
+    assert_eq!(got[1].recorded.status, 202);
     assert_eq!(journal.deliveries(1).unwrap().len(), 1);
     assert!(journal.deliveries(0).unwrap().is_empty());
 }
@@ -295,22 +291,14 @@ fn deliveries_are_recorded_most_recent_first() {
 fn relaxed_delivery_is_recorded_and_full_durability_is_restored() {
     let dir = TempDir::new("relaxed");
     let journal = Journal::open(&dir.journal_path()).unwrap();
-    let skipped = NewDelivery {
-        received_at_ms: 30,
-        stack: Some("app".to_owned()),
-        provider: Some("github".to_owned()),
-        event: Some("push".to_owned()),
-        delivery_id: Some("d-2".to_owned()),
-        status: 200,
-        summary: "push to another branch".to_owned(),
-    };
+    let skipped = push_delivery(30, "d-2", 200, "push to another branch");
     let id = journal.record_delivery_relaxed(&skipped).unwrap();
     // Committed: another connection (`redeploy history`) sees it.
     let reader = Journal::open_read_only(&dir.journal_path()).unwrap();
     let got = reader.deliveries(10).unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].id, id);
-    assert_eq!(got[0].summary, "push to another branch");
+    assert_eq!(got[0].recorded.summary, "push to another branch");
     // Every later write (deploys, transitions) is back to an fsync per commit.
     let synchronous: i64 = journal
         .lock()
@@ -336,7 +324,10 @@ fn duplicate_delivery_id_returns_existing_and_inserts_nothing() {
         Inserted::Duplicate(id)
     );
     assert_eq!(total(&journal), 1);
-    assert_eq!(journal.deploy(id).unwrap().unwrap().reason, "push to main");
+    assert_eq!(
+        journal.deploy(id).unwrap().unwrap().queued.reason,
+        "push to main"
+    );
     assert_eq!(journal.transitions(id).unwrap().len(), 1);
 
     // Also a duplicate once the first has finished.
@@ -497,22 +488,14 @@ fn data_survives_close_and_reopen() {
             .transition(id, DeployState::Started, 6, &TransitionDetail::default())
             .unwrap();
         journal
-            .record_delivery(&NewDelivery {
-                received_at_ms: 5,
-                stack: Some("app".to_owned()),
-                provider: Some("github".to_owned()),
-                event: Some("push".to_owned()),
-                delivery_id: Some("d-9".to_owned()),
-                status: 202,
-                summary: "queued".to_owned(),
-            })
+            .record_delivery(&push_delivery(5, "d-9", 202, "queued"))
             .unwrap();
         journal.ensure_hook_token("app", "tok-1").unwrap();
     }
     let journal = Journal::open(&path).unwrap();
     let record = journal.deploy(id).unwrap().unwrap();
     assert_eq!(record.state, DeployState::Started);
-    assert_eq!(record.delivery_id.as_deref(), Some("d-9"));
+    assert_eq!(record.queued.delivery_id.as_deref(), Some("d-9"));
     assert_eq!(journal.deliveries(10).unwrap().len(), 1);
     assert_eq!(journal.hook_token("app").unwrap().as_deref(), Some("tok-1"));
     assert_eq!(
@@ -723,7 +706,7 @@ fn deploys_filters_by_stack_and_orders_most_recent_first() {
         .deploys(Some("web"), 100)
         .unwrap()
         .iter()
-        .all(|r| r.stack == "web"));
+        .all(|r| r.queued.stack == "web"));
     assert!(journal.deploys(Some("nope"), 100).unwrap().is_empty());
     assert!(journal.deploys(None, 0).unwrap().is_empty());
     assert_eq!(journal.deploys(None, usize::MAX).unwrap().len(), 10);

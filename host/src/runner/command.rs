@@ -79,7 +79,7 @@ pub async fn run(
         spec.max_log_bytes,
     )));
     let event_file = log_path.with_extension("event.json");
-    crate::logfiles::write_private(&event_file, record.event_json.as_bytes())
+    crate::logfiles::write_private(&event_file, record.queued.event_json.as_bytes())
         .map_err(|e| fail(format!("cannot write event file: {e}")))?;
 
     // One pipe for stdout and stderr (as `2>&1`), so the log keeps the
@@ -127,7 +127,7 @@ pub async fn run(
         started(pid);
     }
     if let Some(mut stdin) = child.stdin.take() {
-        let json = record.event_json.clone();
+        let json = record.queued.event_json.clone();
         tokio::spawn(async move {
             // A command that does not read stdin closes the pipe; that is fine.
             let _ = stdin.write_all(json.as_bytes()).await;
@@ -204,24 +204,30 @@ pub fn deploy_env(
 ) -> Vec<(String, String)> {
     let mut env = vec![
         ("REDEPLOY_DEPLOY_ID".to_string(), record.id.to_string()),
-        ("REDEPLOY_STACK".to_string(), record.stack.clone()),
-        ("REDEPLOY_SERVICES".to_string(), record.services.join(",")),
-        ("REDEPLOY_PROVIDER".to_string(), record.provider.clone()),
-        ("REDEPLOY_REASON".to_string(), record.reason.clone()),
+        ("REDEPLOY_STACK".to_string(), record.queued.stack.clone()),
+        (
+            "REDEPLOY_SERVICES".to_string(),
+            record.queued.services.join(","),
+        ),
+        (
+            "REDEPLOY_PROVIDER".to_string(),
+            record.queued.provider.clone(),
+        ),
+        ("REDEPLOY_REASON".to_string(), record.queued.reason.clone()),
         (
             "REDEPLOY_EVENT_FILE".to_string(),
             event_file.display().to_string(),
         ),
     ];
     let optional = [
-        ("REDEPLOY_PROFILE", record.profile.clone()),
-        ("REDEPLOY_REF", record.git_ref.clone()),
+        ("REDEPLOY_PROFILE", record.queued.profile.clone()),
+        ("REDEPLOY_REF", record.queued.git_ref.clone()),
         ("REDEPLOY_BRANCH", event.branch.clone()),
         ("REDEPLOY_TAG", event.tag.clone()),
-        ("REDEPLOY_SHA", record.sha.clone()),
+        ("REDEPLOY_SHA", record.queued.sha.clone()),
         ("REDEPLOY_REPOSITORY", event.repository.clone()),
         ("REDEPLOY_IMAGE", event.image.clone()),
-        ("REDEPLOY_DELIVERY", record.delivery_id.clone()),
+        ("REDEPLOY_DELIVERY", record.queued.delivery_id.clone()),
     ];
     for (k, v) in optional {
         env.push((k.to_string(), v.unwrap_or_default()));

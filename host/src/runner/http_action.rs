@@ -37,7 +37,7 @@ pub async fn post_event(
         .post(url)
         .timeout(timeout)
         .header("content-type", "application/json")
-        .body(record.event_json.clone());
+        .body(record.queued.event_json.clone());
     for (k, v) in headers {
         req = req.header(k, v);
     }

@@ -47,18 +47,9 @@ pub(super) fn decide(stack: &PreparedStack<'_>, n: &Normalized) -> Decision {
         Event::Deployment(d) => decide_deployment(stack, n, d),
         Event::Manual => {
             let services: Vec<&PreparedService> = stack.services.iter().collect();
-            let branch = single_literal_branch(&services);
-            let reason = "manual trigger deploys every service".to_string();
-            deploy(
-                stack,
-                n,
-                &services,
-                DeployTarget {
-                    branch,
-                    ..Default::default()
-                },
-                reason,
-            )
+            deploy_without_push(stack, n, &services, |_| {
+                "manual trigger deploys every service".to_string()
+            })
         }
         Event::Ignored { reason } => skip(stack.stack, SkipCode::NotADeployEvent, reason.clone()),
     }
@@ -81,6 +72,29 @@ pub(super) fn single_literal_branch(services: &[&PreparedService<'_>]) -> Option
     branches
         .all(|b| b.literal() == Some(first))
         .then(|| first.to_string())
+}
+
+/// Deploys `services` without a push (a manual trigger, a ping): the
+/// event names the branch when every git service follows the same plain
+/// one, and `reason` says why given that branch.
+fn deploy_without_push(
+    stack: &PreparedStack<'_>,
+    n: &Normalized,
+    services: &[&PreparedService<'_>],
+    reason: impl FnOnce(Option<&str>) -> String,
+) -> Decision {
+    let branch = single_literal_branch(services);
+    let reason = reason(branch.as_deref());
+    deploy(
+        stack,
+        n,
+        services,
+        DeployTarget {
+            branch,
+            ..Default::default()
+        },
+        reason,
+    )
 }
 
 pub(super) fn deploy(
@@ -502,21 +516,10 @@ pub(super) fn decide_ping(
         _ if !git_services.is_empty() => git_services,
         _ => stack.services.iter().collect(),
     };
-    let branch = single_literal_branch(&services);
-    let reason = match &branch {
+    let mut decision = deploy_without_push(stack, n, &services, |branch| match branch {
         Some(b) => format!("ping deploys branch \"{b}\" (ping = \"deploy\")"),
         None => "ping deploys the stack (ping = \"deploy\")".to_string(),
-    };
-    let mut decision = deploy(
-        stack,
-        n,
-        &services,
-        DeployTarget {
-            branch,
-            ..Default::default()
-        },
-        reason,
-    );
+    });
     if let (Action::Deploy(event) | Action::RequestDeployment(event), Some(repo)) =
         (&mut decision.action, repository)
     {

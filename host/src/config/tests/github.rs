@@ -2,14 +2,20 @@
 
 use super::*;
 
+/// Stack "web" of [`MINIMAL`] with `lines` in its `[stacks.github]` table
+/// (the token from `var`), parsed: its GitHub settings.
+fn github_settings(var: &str, lines: &str) -> GithubConfig {
+    let config = parse_ok(&format!(
+        "{MINIMAL}\n[stacks.github]\nrepository = \"o/r\"\ntoken_env = \"{var}\"\n{lines}"
+    ));
+    config.stack("web").unwrap().github.clone().unwrap()
+}
+
 #[test]
 fn github_defaults() {
     let var = unique("GHDEF");
     set_env(&var, "tok");
-    let config = parse_ok(&format!(
-        "{MINIMAL}\n[stacks.github]\nrepository = \"o/r\"\ntoken_env = \"{var}\"\n"
-    ));
-    let gh = config.stack("web").unwrap().github.clone().unwrap();
+    let gh = github_settings(&var, "");
     assert_eq!(gh.api_url, "https://api.github.com");
     assert_eq!(gh.environment, "web");
     assert!(!gh.transient_environment);
@@ -19,30 +25,10 @@ fn github_defaults() {
     assert!(gh.wait_for_event);
 
     // production_environment follows environment == "production".
-    let config = parse_ok(&format!(
-        "{MINIMAL}\n[stacks.github]\nrepository = \"o/r\"\ntoken_env = \"{var}\"\nenvironment = \"production\"\n"
-    ));
-    assert!(
-        config
-            .stack("web")
-            .unwrap()
-            .github
-            .as_ref()
-            .unwrap()
-            .production_environment
-    );
+    assert!(github_settings(&var, "environment = \"production\"\n").production_environment);
     // A plain-http loopback API is allowed (tests use a stand-in).
-    let config = parse_ok(&format!(
-        "{MINIMAL}\n[stacks.github]\nrepository = \"o/r\"\ntoken_env = \"{var}\"\napi_url = \"http://127.0.0.1:3456\"\n"
-    ));
     assert_eq!(
-        config
-            .stack("web")
-            .unwrap()
-            .github
-            .as_ref()
-            .unwrap()
-            .api_url,
+        github_settings(&var, "api_url = \"http://127.0.0.1:3456\"\n").api_url,
         "http://127.0.0.1:3456"
     );
 }
