@@ -1,0 +1,267 @@
+//! Unit tests of GitHub `deployment` events, through `evaluate`: those
+//! redeploy created (their MAC) and those created elsewhere.
+
+use super::*;
+
+fn deployment_event(payload: serde_json::Value) -> Delivery {
+    let body = serde_json::json!({
+        "action": "created",
+        "deployment": {
+            "id": 42, "sha": SHA1_B, "ref": "main", "task": "deploy",
+            "environment": "production", "payload": payload,
+        },
+        "repository": {"full_name": "acme/web", "name": "web", "owner": {"login": "acme"}},
+    });
+    Delivery::Http(HttpRequest {
+        method: "POST".into(),
+        query: String::new(),
+        headers: Headers::new([
+            ("X-GitHub-Event", "deployment"),
+            ("Content-Type", "application/json"),
+        ]),
+        body: body.to_string().into_bytes(),
+    })
+}
+
+const DEPLOYMENT_KEY: &str = "server-deployment-key";
+
+fn keyed() -> Context {
+    Context {
+        deployment_key: Some(DEPLOYMENT_KEY.into()),
+        ..Context::default()
+    }
+}
+
+/// A deployment payload as redeploy makes it, with its MAC for ref `main`
+/// and environment `production`.
+fn signed_payload(stack: &str, services: &[&str], profile: Option<&str>) -> serde_json::Value {
+    let services: Vec<String> = services.iter().map(|s| s.to_string()).collect();
+    let mac = github::deployment_mac(
+        DEPLOYMENT_KEY,
+        &github::MacInput {
+            stack,
+            git_ref: "main",
+            environment: "production",
+            services: &services,
+            profile,
+        },
+    );
+    serde_json::json!({"stack": stack, "services": services, "profile": profile, "redeploy-mac": mac})
+}
+
+fn keyed_decision(stacks: &[Stack], d: &Delivery, ctx: &Context) -> Decision {
+    crate::evaluate::evaluate(stacks, d, ctx)
+        .unwrap()
+        .decisions
+        .into_iter()
+        .next()
+        .unwrap()
+}
+
+fn cd_stack() -> Stack {
+    let mut s = multi_service_stack();
+    s.services[1].repository = Some("acme/web".into());
+    s.github = Some(GithubDeployments {
+        repository: "acme/web".into(),
+        environment: "production".into(),
+        wait_for_event: true,
+        ..Default::default()
+    });
+    s
+}
+
+#[test]
+fn a_deployment_event_restores_the_services_and_profile_of_its_push() {
+    let s = cd_stack();
+    let plain = keyed_decision(
+        std::slice::from_ref(&s),
+        &deployment_event(signed_payload("shop", &[], None)),
+        &keyed(),
+    )
+    .deploy()
+    .cloned()
+    .unwrap();
+    assert_eq!(plain.services, vec!["web", "worker"]);
+    assert_eq!(plain.profile, None);
+    assert_eq!(plain.github_deployment_id, Some(42));
+    assert_eq!(plain.github_deployment_request, None);
+
+    let chosen = keyed_decision(
+        std::slice::from_ref(&s),
+        &deployment_event(signed_payload("shop", &["worker"], Some("fast"))),
+        &keyed(),
+    )
+    .deploy()
+    .cloned()
+    .unwrap();
+    assert_eq!(chosen.services, vec!["worker"]);
+    assert_eq!(chosen.profile.as_deref(), Some("fast"));
+
+    // Names the stack does not have are not trusted: all services, no profile.
+    let unknown = keyed_decision(
+        &[s],
+        &deployment_event(signed_payload("shop", &["db"], Some("slow"))),
+        &keyed(),
+    )
+    .deploy()
+    .cloned()
+    .unwrap();
+    assert_eq!(unknown.services, vec!["web", "worker"]);
+    assert_eq!(unknown.profile, None);
+}
+
+#[test]
+fn issue_12_a_deployment_redeploy_did_not_create_does_not_deploy() {
+    let s = cd_stack();
+    // No MAC at all: anyone with deployments: write could have sent it.
+    let d = keyed_decision(
+        std::slice::from_ref(&s),
+        &deployment_event(serde_json::json!({"stack": "shop"})),
+        &keyed(),
+    );
+    assert!(d.deploy().is_none());
+    assert!(d.reason.contains("not created by redeploy"), "{}", d.reason);
+    // A MAC made with another key, or copied onto a changed payload.
+    let mut forged = signed_payload("shop", &[], None);
+    forged["profile"] = serde_json::json!("fast");
+    let d = keyed_decision(
+        std::slice::from_ref(&s),
+        &deployment_event(forged),
+        &keyed(),
+    );
+    assert!(d.deploy().is_none(), "{}", d.reason);
+    // A valid MAC but no key on this side: nothing verifies.
+    let d = decision(
+        std::slice::from_ref(&s),
+        &deployment_event(signed_payload("shop", &[], None)),
+    );
+    assert!(d.deploy().is_none(), "{}", d.reason);
+}
+
+#[test]
+fn issue_12_a_deployment_request_carries_a_mac_its_event_verifies() {
+    let s = cd_stack();
+    let o = crate::evaluate::evaluate(
+        std::slice::from_ref(&s),
+        &post_receive("acme/web", &[(SHA1_A, SHA1_B, "refs/heads/main")], ""),
+        &keyed(),
+    )
+    .unwrap();
+    let request = o.decisions[0]
+        .deploy()
+        .as_ref()
+        .unwrap()
+        .github_deployment_request
+        .clone()
+        .unwrap();
+    let request: serde_json::Value = serde_json::from_str(&request).unwrap();
+    assert!(request["payload"]["redeploy-mac"].is_string(), "{request}");
+    // GitHub sends the deployment back with the ref and payload as requested.
+    let body = serde_json::json!({
+        "deployment": {
+            "id": 7, "sha": SHA1_B, "ref": request["ref"], "task": request["task"],
+            "environment": request["environment"], "payload": request["payload"],
+        },
+        "repository": {"full_name": "acme/web"},
+    });
+    let d = Delivery::Http(HttpRequest {
+        method: "POST".into(),
+        query: String::new(),
+        headers: Headers::new([("X-GitHub-Event", "deployment")]),
+        body: body.to_string().into_bytes(),
+    });
+    let decided = keyed_decision(std::slice::from_ref(&s), &d, &keyed());
+    let e = decided
+        .deploy()
+        .cloned()
+        .expect("redeploy's own deployment deploys");
+    assert_eq!(e.sha.as_deref(), Some(SHA1_B));
+}
+
+fn foreign_stack() -> Stack {
+    let mut s = cd_stack();
+    if let Some(gh) = s.github.as_mut() {
+        gh.accept_foreign_deployments = true;
+    }
+    s.services[0].branch = Some("main".into());
+    s.services[1].branch = Some("main".into());
+    s
+}
+
+fn foreign_event(git_ref: &str, task: &str, payload: serde_json::Value) -> Delivery {
+    let body = serde_json::json!({
+        "deployment": {
+            "id": 9, "sha": SHA1_B, "ref": git_ref, "task": task,
+            "environment": "production", "payload": payload,
+        },
+        "repository": {"full_name": "acme/web"},
+    });
+    Delivery::Http(HttpRequest {
+        method: "POST".into(),
+        query: String::new(),
+        headers: Headers::new([("X-GitHub-Event", "deployment")]),
+        body: body.to_string().into_bytes(),
+    })
+}
+
+#[test]
+fn issue_12_foreign_deployments_deploy_only_a_followed_ref_when_accepted() {
+    let s = foreign_stack();
+    let ok = keyed_decision(
+        std::slice::from_ref(&s),
+        &foreign_event("main", "deploy", serde_json::json!({})),
+        &keyed(),
+    );
+    assert_eq!(
+        ok.deploy()
+            .cloned()
+            .expect("main is followed")
+            .branch
+            .as_deref(),
+        Some("main")
+    );
+    let ok = keyed_decision(
+        std::slice::from_ref(&s),
+        &foreign_event("refs/heads/main", "deploy", serde_json::json!({})),
+        &keyed(),
+    );
+    assert!(ok.deploy().is_some(), "{}", ok.reason);
+    for (git_ref, task, payload, why) in [
+        (
+            "feature/x",
+            "deploy",
+            serde_json::json!({}),
+            "does not match branch",
+        ),
+        (SHA1_B, "deploy", serde_json::json!({}), "bare commit"),
+        (
+            "main",
+            "deploy:migrations",
+            serde_json::json!({}),
+            "only \"deploy\" deploys",
+        ),
+        (
+            "main",
+            "deploy",
+            serde_json::json!({"profile": "slow"}),
+            "does not have",
+        ),
+    ] {
+        let d = keyed_decision(
+            std::slice::from_ref(&s),
+            &foreign_event(git_ref, task, payload),
+            &keyed(),
+        );
+        assert!(d.deploy().is_none(), "{git_ref} {task}");
+        assert!(d.reason.contains(why), "{git_ref} {task}: {}", d.reason);
+    }
+    let mut fixed = s.clone();
+    fixed.unselectable_profiles = vec!["fast".into()];
+    let d = keyed_decision(
+        &[fixed],
+        &foreign_event("main", "deploy", serde_json::json!({"profile": "fast"})),
+        &keyed(),
+    );
+    assert!(d.deploy().is_none());
+    assert!(d.reason.contains("selectable = false"), "{}", d.reason);
+}

@@ -1,0 +1,204 @@
+//! Unit tests of senders whose rules span parsing and matching, through
+//! `evaluate`: the Distribution registry (envelopes, digests, hosts, event
+//! age) and Bitbucket Server's personal repositories.
+
+use super::*;
+
+fn distribution_fixture(name: &str) -> Vec<u8> {
+    let path = format!(
+        "{}/../tests/fixtures/distribution/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
+}
+
+fn registry_post(content_type: &str, body: Vec<u8>) -> Delivery {
+    Delivery::Http(HttpRequest {
+        method: "POST".into(),
+        query: String::new(),
+        headers: Headers::new([("Content-Type", content_type)]),
+        body,
+    })
+}
+
+fn image_stack(name: &str, image: &str) -> Stack {
+    Stack {
+        name: name.into(),
+        services: vec![Service {
+            name: name.into(),
+            image: Some(image.into()),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// The manifest digest Distribution's docs examples push.
+const DOCS_DIGEST: &str = "sha256:fea8895f450959fa676bcc1df0611ea93823a735a01205fd8622846041d0c7cf";
+
+#[test]
+fn a_distribution_push_by_digest_deploys_untagged_and_pinned_stacks_only() {
+    let stacks = [
+        image_stack("with-host", "registrycluster.local/library/test"),
+        image_stack("without-host", "library/test"),
+        image_stack("pinned", &format!("library/test@{DOCS_DIGEST}")),
+        image_stack("follows-tag", "registrycluster.local/library/test:latest"),
+        image_stack("other-digest", "library/test@sha256:0123"),
+        image_stack("other-registry", "registry.example.com/library/test"),
+        image_stack("hub-name", "test"),
+    ];
+    let outcome = evaluate(
+        &stacks,
+        &registry_post(
+            "application/vnd.docker.distribution.events.v2+json",
+            distribution_fixture("distdocs-push-envelope.json"),
+        ),
+    )
+    .unwrap();
+    assert_eq!(outcome.provider, Provider::Distribution);
+    assert_eq!(outcome.event, "push");
+    assert_eq!(outcome.delivery.as_deref(), Some("asdf-asdf-asdf-asdf-0"));
+    assert_eq!(outcome.sent_at_ms, Some(1_136_214_245_000));
+    let pushed = format!("registrycluster.local/library/test@{DOCS_DIGEST}");
+    for d in &outcome.decisions[..3] {
+        let e = d.deploy().unwrap_or_else(|| panic!("{d:?}"));
+        assert_eq!(e.image.as_deref(), Some(pushed.as_str()), "{}", d.stack);
+        assert_eq!(e.provider.as_str(), "distribution");
+        assert_eq!(e.delivery.as_deref(), Some("asdf-asdf-asdf-asdf-0"));
+    }
+    let reasons: Vec<(&str, &str)> = outcome.decisions[3..]
+        .iter()
+        .map(|d| {
+            assert!(d.deploy().is_none(), "{d:?}");
+            (d.stack.as_str(), d.reason.as_str())
+        })
+        .collect();
+    assert_eq!(
+        reasons[0],
+        (
+            "follows-tag",
+            format!("image \"{pushed}\" was pushed without a tag (by digest only); image \"registrycluster.local/library/test:latest\" follows tag \"latest\", and a digest alone does not say which tag points at it").as_str()
+        )
+    );
+    for (stack, wanted) in [
+        ("other-digest", "library/test@sha256:0123"),
+        ("other-registry", "registry.example.com/library/test"),
+        ("hub-name", "test"),
+    ] {
+        assert!(
+            reasons.contains(&(
+                stack,
+                format!("image \"{pushed}\" does not match image \"{wanted}\"").as_str()
+            )),
+            "{stack}: {reasons:?}"
+        );
+    }
+}
+
+#[test]
+fn a_distribution_pull_skips_every_stack_with_the_reason() {
+    let outcome = evaluate(
+        &[image_stack("web", "hello-world")],
+        &registry_post(
+            "application/vnd.docker.distribution.events.v2+json",
+            distribution_fixture("distdocs-pull-envelope.json"),
+        ),
+    )
+    .unwrap();
+    assert_eq!(outcome.event, "pull");
+    assert!(outcome.images.is_empty());
+    assert_eq!(
+        outcome.decisions[0].reason,
+        "distribution pull events never deploy; only a manifest push names an image"
+    );
+    assert!(outcome.decisions[0].deploy().is_none());
+}
+
+#[test]
+fn a_distribution_push_with_a_tag_deploys_the_tag_with_or_without_the_host() {
+    let body = br#"{"events": [{"id": "0b5d", "timestamp": "2024-01-18T14:37:42.194082639Z", "action": "push",
+        "target": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:26fc", "repository": "team/app", "tag": "v1"},
+        "request": {"host": "registry.example.com:5000"}, "actor": {"name": "ci"}}]}"#;
+    let stacks = [
+        image_stack("with-host", "registry.example.com:5000/team/app:v1"),
+        image_stack("without-host", "team/app"),
+        image_stack("other-tag", "team/app:v2"),
+    ];
+    let outcome = evaluate(&stacks, &registry_post("application/json", body.to_vec())).unwrap();
+    assert_eq!(outcome.provider, Provider::Distribution);
+    for d in &outcome.decisions[..2] {
+        let e = d.deploy().unwrap_or_else(|| panic!("{d:?}"));
+        assert_eq!(
+            e.image.as_deref(),
+            Some("registry.example.com:5000/team/app:v1")
+        );
+    }
+    assert_eq!(
+        outcome.decisions[2].reason,
+        "image \"registry.example.com:5000/team/app:v1\" does not match image \"team/app:v2\""
+    );
+    assert_eq!(outcome.images[0].pusher.as_deref(), Some("ci"));
+}
+
+#[test]
+fn distribution_events_older_than_the_window_are_refused() {
+    let s = image_stack("web", "library/test");
+    let delivery = registry_post(
+        "application/vnd.docker.distribution.events.v1+json",
+        distribution_fixture("dockerdistdocs-v1-push-envelope.json"),
+    );
+    let sent = 1_136_214_245_000;
+    let at = |now_ms| Context {
+        now_ms: Some(now_ms),
+        ..Context::default()
+    };
+    let fresh =
+        crate::evaluate::evaluate(std::slice::from_ref(&s), &delivery, &at(sent + 60_000)).unwrap();
+    assert!(fresh.decisions[0].deploy().is_some());
+    let err =
+        crate::evaluate::evaluate(std::slice::from_ref(&s), &delivery, &at(sent + 11 * 60_000))
+            .unwrap_err();
+    assert!(matches!(err, PluginError::StaleEvent(_)), "{err}");
+    assert!(
+        err.to_string().contains("distribution event is 660 s old"),
+        "{err}"
+    );
+}
+
+/// A Bitbucket Server personal repository: its project key is `~USER`. No
+/// third-party payload of one was found, so this takes go-scm's
+/// `repo:refs_changed` fixture (project `PRJ`, repository `my-repo`, a push
+/// to `master`) and changes only the project to a personal one, as Bitbucket
+/// Server names it. A stack set to `~gopher/webhook-test` (a setting the
+/// host once refused) deploys it; one set to the project-less name does not.
+#[test]
+fn a_bitbucket_server_personal_repository_deploys_its_stack() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/bitbucket-server/goscm-push.json"
+    );
+    let mut body: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    body["repository"]["project"]["key"] = "~GOPHER".into();
+    body["repository"]["project"]["type"] = "PERSONAL".into();
+    body["repository"]["slug"] = "webhook-test".into();
+    let delivery = Delivery::Http(HttpRequest {
+        method: "POST".into(),
+        query: String::new(),
+        headers: Headers::new([
+            ("X-Event-Key", "repo:refs_changed"),
+            ("Content-Type", "application/json"),
+        ]),
+        body: serde_json::to_vec(&body).unwrap(),
+    });
+    let personal = stack("personal", "~gopher/webhook-test", "master");
+    validate_stacks(std::slice::from_ref(&personal)).unwrap();
+    let deployed = decision(std::slice::from_ref(&personal), &delivery);
+    let event = deployed
+        .deploy()
+        .cloned()
+        .expect("the personal repository's push deploys");
+    assert_eq!(event.git_ref.as_deref(), Some("refs/heads/master"));
+    let other = stack("other", "gopher/webhook-test", "master");
+    assert!(decision(&[other], &delivery).deploy().is_none());
+}
