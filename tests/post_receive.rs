@@ -286,3 +286,65 @@ fn without_a_server_a_github_cd_stack_creates_its_deployment_and_reports_each_ph
     assert_eq!(requests[0].deployment_id, Some(1000));
     assert_eq!(standin.violations(), Vec::<String>::new());
 }
+
+#[test]
+fn with_hook_wait_the_push_shows_the_deploy_and_a_failed_deploy_fails_the_hook() {
+    // `[hook] wait = true`: the hook runs the deploy before git's push
+    // returns, shows its log and state, and exits non-zero when it failed.
+    let stack = Stack::bare_repo("web", "main").env("EXIT_CODE", "3");
+    let world = World::new(
+        "post-receive-wait",
+        "",
+        &format!("[hook]\nwait = true\n{}", toml(&[stack])),
+    );
+    let repo = setup(&world, "sha1");
+    commit(&repo, "first");
+    let out = Command::new("git")
+        .current_dir(&repo.work)
+        .args(["push", "origin", "main"])
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    // git reports a failed post-receive hook but keeps the push.
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("remote: redeploy: web: deploy #1 failed"),
+        "{text}"
+    );
+    assert!(
+        text.contains("remote: redeploy: deploy #1 of web failed (the push itself is kept)"),
+        "{text}"
+    );
+    let deploys = world.deploys();
+    assert_eq!(deploys.len(), 1, "{deploys:#?}");
+    assert_eq!(deploys[0].state, DeployState::Failed);
+    let head = git(&repo.bare, &["rev-parse", "main"]);
+    assert_eq!(head.trim(), git(&repo.work, &["rev-parse", "HEAD"]).trim());
+    // The hook itself exits non-zero (git does not pass that on): run it
+    // by hand for a second push made with the hook set aside.
+    let old = head.trim().to_string();
+    let new = commit(&repo, "second");
+    let hook_path = repo.bare.join("hooks/post-receive");
+    let aside = repo.bare.join("hooks/post-receive.aside");
+    std::fs::rename(&hook_path, &aside).unwrap();
+    git(&repo.work, &["push", "--quiet", "origin", "main"]);
+    std::fs::rename(&aside, &hook_path).unwrap();
+    let mut hook = Command::new(&hook_path)
+        .current_dir(&repo.bare)
+        .env("GIT_DIR", &repo.bare)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    writeln!(hook.stdin.take().unwrap(), "{old} {new} refs/heads/main").unwrap();
+    let run = hook.wait_with_output().unwrap();
+    assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("failed (the push itself is kept)"),
+        "{}",
+        stderr(&run)
+    );
+}

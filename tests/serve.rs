@@ -466,7 +466,7 @@ fn trigger_queues_a_manual_deploy_through_the_running_server() {
     world.assert_env("shop", id, &[("REDEPLOY_PROVIDER", "manual")]);
     // An unknown profile is refused with the server's 400.
     let out = world.redeploy(&["trigger", "shop", "--profile", "slow", "--server", &url]);
-    assert_fails_saying(&out, "has no deploy profile \\\"slow\\\"");
+    assert_fails_saying(&out, "has no deploy profile \\\"slow\\\" (profiles: fast)");
     server.terminate();
 }
 

@@ -373,7 +373,26 @@ fn unknown_service_or_profile_is_an_error_naming_it() {
     .unwrap_err();
     assert_eq!(
         err,
-        PluginError::BadRequest("stack \"shop\" has no deploy profile \"slow\"".into())
+        PluginError::BadRequest(
+            "stack \"shop\" has no deploy profile \"slow\" (profiles: fast)".into()
+        )
+    );
+    // Profiles the query may not choose are not offered as choices.
+    let mut guarded = multi_service_stack();
+    guarded.unselectable_profiles = vec!["fast".into()];
+    let err = evaluate(
+        &[guarded],
+        &Delivery::Manual {
+            stack: "shop".into(),
+            query: "deployment_profile=slow".into(),
+        },
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        PluginError::BadRequest(
+            "stack \"shop\" has no deploy profile \"slow\" (it has none that deployment_profile= may choose)".into()
+        )
     );
     assert!(parse_modifiers("services=").is_err());
 }

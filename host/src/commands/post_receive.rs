@@ -13,7 +13,7 @@ use anyhow::{bail, Context as _};
 
 use crate::config::Config;
 use crate::dispatch::{DeploySink, Dispatcher};
-use crate::journal::{DeployRecord, Journal};
+use crate::journal::{DeployRecord, DeployState, Journal};
 use crate::metrics::Metrics;
 use crate::plugin::{wit, Allocation, PluginRuntime, RuntimeOptions};
 use crate::runner::Enqueued;
@@ -352,6 +352,7 @@ impl PostReceive {
                         .enable_all()
                         .build()?;
                     let stacks: Vec<String> = sink.stacks.lock().unwrap().iter().cloned().collect();
+                    let mut failed = Vec::new();
                     for stack in stacks {
                         rt.block_on(super::run_queued::run_queued(
                             config.clone(),
@@ -370,7 +371,17 @@ impl PostReceive {
                                 d.id,
                                 d.state.as_str()
                             ));
+                            if matches!(d.state, DeployState::Failed | DeployState::Interrupted) {
+                                failed.push(format!("#{} of {stack} {}", d.id, d.state.as_str()));
+                            }
                         }
+                    }
+                    // The push itself stands (post-receive runs after the
+                    // refs moved); a non-zero exit makes git say the hook
+                    // failed, so the pusher sees the deploy did.
+                    if !failed.is_empty() {
+                        print_lines(&out);
+                        bail!("deploy {} (the push itself is kept)", failed.join(", "));
                     }
                 }
             }
@@ -390,6 +401,10 @@ fn describe_answer(stack: &str, status: u16, body: &str, place: &str) -> String 
     }
     let d = &v["decisions"][0];
     match (d["action"].as_str(), d["state"].as_str()) {
+        (Some("request-deployment"), _) => format!(
+            "redeploy: {stack}: asked GitHub for a deployment ({}); its deployment event deploys",
+            d["reason"].as_str().unwrap_or("")
+        ),
         (Some("deploy"), Some("queued")) => {
             format!(
                 "redeploy: {stack}: deploying ({}), deploy #{} on {place}",
@@ -417,5 +432,38 @@ fn describe_answer(stack: &str, status: u16, body: &str, place: &str) -> String 
 fn print_lines(lines: &[String]) {
     for l in lines {
         println!("{}", crate::text::one_line(l));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe_answer;
+
+    #[test]
+    fn each_action_of_an_answer_reads_as_its_own_remote_line() {
+        let answer = |action: &str, state: &str| {
+            serde_json::json!({"decisions": [{
+                "stack": "web", "action": action, "state": state, "deploy_id": 4,
+                "reason": "push to \"main\" of acme/web matches branch \"main\"",
+            }]})
+            .to_string()
+        };
+        assert_eq!(
+            describe_answer("web", 202, &answer("deploy", "queued"), "this host"),
+            "redeploy: web: deploying (push to \"main\" of acme/web matches branch \"main\"), deploy #4 on this host"
+        );
+        // A stack waiting for GitHub's deployment event deploys nothing yet.
+        assert_eq!(
+            describe_answer("web", 202, &answer("request-deployment", "deployment-requested"), "this host"),
+            "redeploy: web: asked GitHub for a deployment (push to \"main\" of acme/web matches branch \"main\"); its deployment event deploys"
+        );
+        let skipped = serde_json::json!({"decisions": [{
+            "stack": "web", "action": "skip", "skip": "branch-mismatch",
+            "reason": "push to \"x\" does not match branch \"main\"",
+        }]});
+        assert_eq!(
+            describe_answer("web", 200, &skipped.to_string(), "this host"),
+            "redeploy: web: not deploying: push to \"x\" does not match branch \"main\""
+        );
     }
 }

@@ -236,6 +236,18 @@ fn insert_transition_and_read_back() {
     assert_eq!(counts[&DeployState::Succeeded], 0);
 }
 
+/// Takes deploy `id` through `started` (at `started_ms`) to `succeeded`.
+fn run_to_success(journal: &Journal, id: i64, started_ms: i64, finished_ms: i64) {
+    for (state, at) in [
+        (DeployState::Started, started_ms),
+        (DeployState::Succeeded, finished_ms),
+    ] {
+        journal
+            .transition(id, state, at, &TransitionDetail::default())
+            .unwrap();
+    }
+}
+
 /// A GitHub push delivery to stack "app", answered with `status`.
 fn push_delivery(at: i64, delivery_id: &str, status: u16, summary: &str) -> NewDelivery {
     NewDelivery {
@@ -331,12 +343,7 @@ fn duplicate_delivery_id_returns_existing_and_inserts_nothing() {
     assert_eq!(journal.transitions(id).unwrap().len(), 1);
 
     // Also a duplicate once the first has finished.
-    journal
-        .transition(id, DeployState::Started, 3, &TransitionDetail::default())
-        .unwrap();
-    journal
-        .transition(id, DeployState::Succeeded, 4, &TransitionDetail::default())
-        .unwrap();
+    run_to_success(&journal, id, 3, 4);
     assert_eq!(
         journal.insert_deploy(&again).unwrap(),
         Inserted::Duplicate(id)
@@ -395,12 +402,7 @@ fn illegal_transition_is_rejected_and_changes_nothing() {
         assert_eq!(journal.transitions(id).unwrap(), [(DeployState::Queued, 1)]);
     }
 
-    journal
-        .transition(id, DeployState::Started, 3, &TransitionDetail::default())
-        .unwrap();
-    journal
-        .transition(id, DeployState::Succeeded, 4, &TransitionDetail::default())
-        .unwrap();
+    run_to_success(&journal, id, 3, 4);
     let done = journal.deploy(id).unwrap().unwrap();
     let err = journal
         .transition(id, DeployState::Started, 5, &detail)

@@ -159,8 +159,20 @@ pub(super) fn prepare<'s>(
     }
     if let Some(profile) = &modifiers.profile {
         if !stack.profiles.iter().any(|p| p == profile) {
+            // The profiles the query may choose: the valid answers.
+            let choices: Vec<&str> = stack
+                .profiles
+                .iter()
+                .filter(|p| !stack.unselectable_profiles.contains(p))
+                .map(String::as_str)
+                .collect();
+            let choices = if choices.is_empty() {
+                "it has none that deployment_profile= may choose".to_string()
+            } else {
+                format!("profiles: {}", choices.join(", "))
+            };
             return Err(PluginError::BadRequest(format!(
-                "stack \"{name}\" has no deploy profile \"{profile}\""
+                "stack \"{name}\" has no deploy profile \"{profile}\" ({choices})"
             )));
         }
         if stack.unselectable_profiles.contains(profile) {
