@@ -126,6 +126,29 @@ fn serve_deploys_exactly_what_it_should() {
     assert_eq!(world.ran("hello").len(), 1);
     assert_eq!(world.ran("hello-dev").len(), 0);
     assert_eq!(world.ran("ping-ack").len(), 0);
+    // /metrics counts each stack's finished deploys and its last success.
+    let metrics = server.get("/metrics").text();
+    for stack in ["hello", "drone", "pinged"] {
+        assert!(
+            metrics.contains(&format!(
+                "redeploy_stack_deploys_total{{stack=\"{stack}\",state=\"succeeded\"}} 1\n"
+            )),
+            "{metrics}"
+        );
+        let finished = deploys
+            .iter()
+            .find(|d| d.queued.stack == stack)
+            .and_then(|d| d.finished_at_ms)
+            .unwrap();
+        assert!(
+            metrics.contains(&format!(
+                "redeploy_stack_last_success_timestamp_seconds{{stack=\"{stack}\"}} {}\n",
+                finished / 1000
+            )),
+            "{metrics}"
+        );
+    }
+    assert!(!metrics.contains("stack=\"hello-dev\""), "{metrics}");
 
     world.assert_env(
         "hello",

@@ -1,11 +1,13 @@
 //! Prometheus metrics: deliveries by provider and outcome, deploys by state,
-//! and the plugin's evaluation time. Served as text at `GET /metrics`.
+//! each stack's finished deploys by outcome and its last success, and the
+//! plugin's evaluation time. Served as text at `GET /metrics`.
 
 use std::sync::Mutex;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -19,6 +21,8 @@ pub struct Metrics {
     registry: Registry,
     deliveries: Family<Vec<(String, String)>, Counter>,
     deploys: Family<Vec<(String, String)>, Counter>,
+    stack_deploys: Family<Vec<(String, String)>, Counter>,
+    stack_last_success: Family<Vec<(String, String)>, Gauge>,
     plugin_seconds: Histogram,
     refused_unrecorded: Counter,
     // Encoding needs exclusive access to nothing but the registry; the lock
@@ -48,6 +52,18 @@ impl Metrics {
             "Deploy state transitions, by state",
             deploys.clone(),
         );
+        let stack_deploys = Family::<Vec<(String, String)>, Counter>::default();
+        registry.register(
+            "stack_deploys",
+            "Deploys that ran to an end, by stack and final state (succeeded, failed, interrupted)",
+            stack_deploys.clone(),
+        );
+        let stack_last_success = Family::<Vec<(String, String)>, Gauge>::default();
+        registry.register(
+            "stack_last_success_timestamp_seconds",
+            "When each stack's latest successful deploy finished (Unix seconds)",
+            stack_last_success.clone(),
+        );
         let (start, factor, count) = PLUGIN_SECONDS_BUCKETS;
         let plugin_seconds = Histogram::new(exponential_buckets(start, factor, count));
         registry.register(
@@ -66,6 +82,8 @@ impl Metrics {
             registry,
             deliveries,
             deploys,
+            stack_deploys,
+            stack_last_success,
             plugin_seconds,
             scrape: Mutex::new(()),
         }
@@ -86,6 +104,23 @@ impl Metrics {
         self.deploys
             .get_or_create(&vec![("state".into(), state.as_str().into())])
             .inc();
+    }
+
+    /// Counts one of `stack`'s deploys reaching its final `state` at
+    /// `at_ms`, and counts the transition ([`Metrics::deploy_state`]).
+    pub fn deploy_finished(&self, stack: &str, state: DeployState, at_ms: i64) {
+        self.deploy_state(state);
+        self.stack_deploys
+            .get_or_create(&vec![
+                ("stack".into(), stack.into()),
+                ("state".into(), state.as_str().into()),
+            ])
+            .inc();
+        if state == DeployState::Succeeded {
+            self.stack_last_success
+                .get_or_create(&vec![("stack".into(), stack.into())])
+                .set(at_ms / 1000);
+        }
     }
 
     /// Counts one refused delivery that got no journal row of its own.

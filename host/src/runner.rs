@@ -145,7 +145,9 @@ impl Runner {
         match crate::supervise::recover_stack(&inner.journal, stack, &lock, observer).await {
             Ok(ids) => {
                 for _ in ids {
-                    inner.metrics.deploy_state(DeployState::Interrupted);
+                    inner
+                        .metrics
+                        .deploy_finished(stack, DeployState::Interrupted, now_ms());
                 }
                 Some(lock)
             }
@@ -334,9 +336,12 @@ impl Runner {
                 },
             ),
         };
-        match journal.transition(id, state, now_ms(), &detail) {
+        let finished_ms = now_ms();
+        match journal.transition(id, state, finished_ms, &detail) {
             Ok(()) => {
-                self.inner.metrics.deploy_state(state);
+                self.inner
+                    .metrics
+                    .deploy_finished(&record.queued.stack, state, finished_ms);
                 self.notify(id, state, detail.reason.as_deref());
             }
             Err(e) => {
