@@ -47,6 +47,16 @@ pub fn create_private_file(path: &Path) -> std::io::Result<File> {
     Ok(file)
 }
 
+/// Appends `line` and a newline to `path`, creating it `0600` if missing.
+pub fn append_line(path: &Path, line: &str) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(format!("{line}\n").as_bytes())
+}
+
 /// Writes `bytes` to `path`, created `0600`.
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     create_private_file(path)?.write_all(bytes)

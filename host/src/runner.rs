@@ -310,7 +310,13 @@ impl Runner {
         self.inner.metrics.deploy_state(DeployState::Started);
         self.notify(id, DeployState::Started, None);
         tracing::info!(deploy = id, stack = %record.queued.stack, sha = ?record.queued.sha, "deploy started");
+        let began = std::time::Instant::now();
         let result = self.execute(&stack, &record, &log_path).await;
+        // Every log ends saying how the deploy ended and how long it took.
+        let trailer = log_trailer(id, &result, began.elapsed());
+        if let Err(e) = crate::logfiles::append_line(&log_path, &trailer) {
+            tracing::warn!(deploy = id, error = %e, "cannot write the deploy log's last line");
+        }
         let (state, detail) = match result {
             Ok(()) => (
                 DeployState::Succeeded,
@@ -449,6 +455,24 @@ impl Runner {
             })
             .await;
         }
+    }
+}
+
+/// The last line of deploy `id`'s log: its final state, what ended it
+/// (exit code, signal, timeout, shutdown) and how long it ran.
+fn log_trailer(id: i64, result: &Result<(), Failure>, took: std::time::Duration) -> String {
+    let took = format!("{:.1}s", took.as_secs_f64());
+    match result {
+        Ok(()) => format!("-- redeploy: deploy #{id} succeeded (exit code 0) after {took}"),
+        Err(f) => format!(
+            "-- redeploy: deploy #{id} {} ({}) after {took}",
+            if f.interrupted {
+                "interrupted"
+            } else {
+                "failed"
+            },
+            f.reason
+        ),
     }
 }
 

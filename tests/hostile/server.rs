@@ -582,6 +582,13 @@ fn refused_deliveries_beyond_the_rate_are_counted_not_recorded() {
     );
 }
 
+/// A deploy log's output and its last line, the trailer redeploy writes.
+fn split_trailer(log: &str) -> (&str, &str) {
+    let body = log.strip_suffix('\n').unwrap_or(log);
+    let cut = body.rfind('\n').map_or(0, |i| i + 1);
+    (&log[..cut], &body[cut..])
+}
+
 /// The log of deploy `id` of stack `stack`.
 fn deploy_log(world: &World, stack: &str, id: i64) -> String {
     let path = world.dir.join("state").join("logs").join(stack);
@@ -606,8 +613,16 @@ fn a_deploy_log_keeps_stdout_and_stderr_in_the_order_written() {
     let deploys = world.settle(30);
     assert_eq!(deploys[0].state, DeployState::Succeeded);
     let log = deploy_log(&world, "web", deploys[0].id);
+    let (output, trailer) = split_trailer(&log);
     let expected: String = (0..300).map(|i| format!("out {i}\nerr {i}\n")).collect();
-    assert_eq!(log, expected);
+    assert_eq!(output, expected);
+    let id = deploys[0].id;
+    assert!(
+        trailer.starts_with(&format!(
+            "-- redeploy: deploy #{id} succeeded (exit code 0) after "
+        )),
+        "{trailer}"
+    );
     server.terminate();
 }
 
@@ -627,9 +642,63 @@ fn a_deploy_log_over_its_cap_is_cut_with_one_marker_and_the_deploy_goes_on() {
     let deploys = world.settle(30);
     assert_eq!(deploys[0].state, DeployState::Succeeded);
     let log = deploy_log(&world, "web", deploys[0].id);
+    let (output, trailer) = split_trailer(&log);
     let marker = "[... output truncated at 1000 bytes ...]";
-    assert_eq!(log.matches(marker).count(), 1, "{log}");
-    assert!(log.len() <= 1000 + marker.len() + 2, "{}", log.len());
-    assert!(log.starts_with("line 0\n"));
+    assert_eq!(output.matches(marker).count(), 1, "{log}");
+    assert!(output.len() <= 1000 + marker.len() + 2, "{}", output.len());
+    assert!(output.starts_with("line 0\n"));
+    // The cap is on the command's output; the trailer still ends the log.
+    assert!(trailer.contains("succeeded (exit code 0)"), "{trailer}");
+    server.terminate();
+}
+
+#[test]
+fn a_deploy_log_ends_with_how_the_deploy_ended() {
+    // A command that fails, one killed by a signal, one that times out.
+    let stacks = [
+        manual_stack(1, "exits", r#"["sh", "-c", "echo trying; exit 3"]"#),
+        manual_stack(2, "signalled", r#"["sh", "-c", "kill -TERM $$"]"#),
+        Stack::new("slow")
+            .key("image", "acme/slow")
+            .token(3)
+            .line(r#"command = ["sleep", "30"]"#)
+            .timeout("1s")
+            .toml(),
+    ]
+    .concat();
+    let world = World::new("log-trailer", "", &stacks);
+    let server = world.start(&[]);
+    for n in 1..=3 {
+        assert_eq!(server.post(&hook(n), &[], b"").status, 202);
+    }
+    let deploys = world.settle(30);
+    let trailer = |stack: &str| {
+        let d = deploys.iter().find(|d| d.queued.stack == stack).unwrap();
+        assert_eq!(d.state, DeployState::Failed, "{d:?}");
+        let log = deploy_log(&world, stack, d.id);
+        (d.id, split_trailer(&log).1.to_string(), log)
+    };
+    let (id, last, log) = trailer("exits");
+    assert!(log.starts_with("trying\n"), "{log}");
+    assert!(
+        last.starts_with(&format!(
+            "-- redeploy: deploy #{id} failed (exit code 3) after "
+        )),
+        "{last}"
+    );
+    let (id, last, _) = trailer("signalled");
+    assert!(
+        last.starts_with(&format!(
+            "-- redeploy: deploy #{id} failed (killed by signal 15) after "
+        )),
+        "{last}"
+    );
+    let (id, last, _) = trailer("slow");
+    assert!(
+        last.starts_with(&format!(
+            "-- redeploy: deploy #{id} failed (timed out after 1s) after 1."
+        )),
+        "{last}"
+    );
     server.terminate();
 }

@@ -143,9 +143,13 @@ pub async fn run(
         Ended::Exited(Ok(status)) if status.success() => Ok(()),
         Ended::Exited(Ok(status)) => Err(Failure {
             exit_code: status.code(),
-            reason: match status.code() {
-                Some(c) => format!("exit code {c}"),
-                None => "killed by a signal".into(),
+            reason: match (
+                status.code(),
+                std::os::unix::process::ExitStatusExt::signal(&status),
+            ) {
+                (Some(c), _) => format!("exit code {c}"),
+                (None, Some(signal)) => format!("killed by signal {signal}"),
+                (None, None) => "killed by a signal".into(),
             },
             interrupted: false,
         }),
