@@ -600,3 +600,72 @@ fn history_of_a_stack_that_is_neither_configured_nor_journaled_lists_the_stacks(
         stdout(&out)
     );
 }
+
+#[test]
+fn deliveries_lists_each_delivery_with_each_stacks_decision_and_refusals() {
+    // go-scm's GitHub push: refs/heads/master of Codertocat/Hello-World,
+    // delivery f2467dea-70d6-11e8-8955-3c83993e0aef, signed with "topsecret".
+    let hello = "Codertocat/Hello-World";
+    let stacks = [
+        Stack::repo("hello", hello, "master", 1).secret("topsecret"),
+        Stack::repo("hello-dev", hello, "develop", 2).secret("topsecret"),
+    ];
+    let (world, server) = World::serving("serve-deliveries", "", &stacks);
+    post_fixture(&server, &hook(1), "github/goscm-push").assert_status(202);
+    post_fixture(&server, &hook(2), "github/goscm-push").assert_status(200);
+    post_fixture_with(&server, &hook(1), "github/goscm-push", |body| body[10] ^= 1)
+        .assert_error(401, "bad-signature");
+    world.settle(30);
+
+    let out = world.redeploy(&["deliveries"]);
+    assert_success(&out);
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    // Most recent first: the refusal (no provider or event: the plugin
+    // refused it), the skip, the deploy.
+    assert!(
+        lines[0].starts_with("#3 ") && lines[0].ends_with(" hello - - 401 -"),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with("    refused (bad-signature): "),
+        "{text}"
+    );
+    assert!(
+        lines[2].contains(" hello-dev github push 200 f2467dea-70d6-11e8-8955-3c83993e0aef"),
+        "{text}"
+    );
+    assert_eq!(
+        lines[3],
+        "    hello-dev: skip [branch-mismatch]: push to \"master\" does not match branch \"develop\"",
+        "{text}"
+    );
+    assert!(lines[4].contains(" hello github push 202 "), "{text}");
+    assert!(
+        lines[5].starts_with("    hello: deploy (queued, deploy #1): push to \"master\" of Codertocat/Hello-World matches branch \"master\""),
+        "{text}"
+    );
+
+    // One stack's, as JSON: RFC 3339 times and the answer as an object.
+    let out = world.redeploy(&["deliveries", "hello-dev", "--json"]);
+    assert_success(&out);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let all = json.as_array().unwrap();
+    assert_eq!(all.len(), 1, "{json}");
+    assert_eq!(all[0]["status"], 200);
+    assert!(
+        all[0]["received_at"].as_str().unwrap().ends_with('Z'),
+        "{json}"
+    );
+    assert_eq!(all[0]["answer"]["decisions"][0]["skip"], "branch-mismatch");
+
+    // A stack that is not there is a typo: the error lists the stacks.
+    let out = world.redeploy(&["deliveries", "helo"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("its stacks: hello, hello-dev"),
+        "{}",
+        stderr(&out)
+    );
+    server.terminate();
+}

@@ -24,6 +24,8 @@ pub enum Command {
     HookUrl(commands::hook_url::HookUrl),
     /// Show recent deploys from the journal.
     History(commands::history::History),
+    /// Show recent deliveries and what each stack decided, and why.
+    Deliveries(commands::deliveries::Deliveries),
     /// Queue a manual deploy on the running server.
     Trigger(commands::trigger::Trigger),
     /// Run as git's post-receive hook (reads `<old> <new> <ref>` lines on stdin).
@@ -51,6 +53,7 @@ impl Cli {
             Command::Serve(c) => c.execute(),
             Command::HookUrl(c) => c.execute(),
             Command::History(c) => c.execute(),
+            Command::Deliveries(c) => c.execute(),
             Command::Trigger(c) => c.execute(),
             Command::PostReceive(c) => c.execute(),
             Command::InstallHook(c) => c.execute(),

@@ -347,13 +347,24 @@ impl Journal {
 
     /// The most recent `limit` deliveries, most recent first.
     pub fn deliveries(&self, limit: usize) -> Result<Vec<DeliveryRecord>, JournalError> {
+        self.deliveries_of(None, limit)
+    }
+
+    /// The most recent `limit` deliveries to `stack`'s hook URL (or to any,
+    /// with `None`), most recent first.
+    pub fn deliveries_of(
+        &self,
+        stack: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<DeliveryRecord>, JournalError> {
         let conn = self.lock();
         (|| {
             let mut stmt = conn.prepare_cached(
                 "SELECT id, received_at_ms, stack, provider, event, delivery_id, status, summary
-                 FROM deliveries ORDER BY id DESC LIMIT ?1",
+                 FROM deliveries WHERE ?1 IS NULL OR stack = ?1
+                 ORDER BY id DESC LIMIT ?2",
             )?;
-            let rows = stmt.query_map([sql_limit(limit)], |row| {
+            let rows = stmt.query_map(rusqlite::params![stack, sql_limit(limit)], |row| {
                 Ok(DeliveryRecord {
                     id: row.get(0)?,
                     recorded: NewDelivery {

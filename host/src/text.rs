@@ -1,6 +1,6 @@
 //! Text from outside (ref names, query values, messages quoting them) made
 //! safe for one-line output: server log lines, `remote:` lines shown to a
-//! pusher, deploy log headers.
+//! pusher, deploy log headers; and journal times as RFC 3339.
 
 /// `text` with every control character (newline, carriage return, escape,
 /// NUL...) written as its Rust escape (`\n`, `\r`, `\u{1b}`), so text from a
@@ -20,6 +20,13 @@ pub fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
         }
     }
     std::borrow::Cow::Owned(out)
+}
+
+/// A journal time (milliseconds since the Unix epoch) in RFC 3339, to the
+/// second and in UTC: `2026-12-01T10:23:50Z`.
+pub fn rfc3339_ms(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0).unsigned_abs());
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 #[cfg(test)]

@@ -26,13 +26,7 @@ pub struct History {
 }
 
 fn time(ms: Option<i64>) -> String {
-    match ms {
-        Some(ms) => {
-            let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
-            humantime::format_rfc3339_seconds(t).to_string()
-        }
-        None => "-".into(),
-    }
+    ms.map_or_else(|| "-".into(), crate::text::rfc3339_ms)
 }
 
 impl History {

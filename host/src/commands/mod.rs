@@ -3,6 +3,7 @@
 pub mod check;
 pub mod completions;
 pub mod config;
+pub mod deliveries;
 pub mod github;
 pub mod history;
 pub mod hook_url;
