@@ -669,3 +669,45 @@ fn deliveries_lists_each_delivery_with_each_stacks_decision_and_refusals() {
     );
     server.terminate();
 }
+
+#[test]
+fn logs_prints_a_deploys_log_and_follows_it_until_the_deploy_ends() {
+    // The command prints, sleeps 2 s, and prints again: `logs --follow`
+    // started while it sleeps shows both halves and returns at its end.
+    let stack = Stack::new("web")
+        .follows("acme/web", "main")
+        .token(1)
+        .secret(WEB_SECRET)
+        .line(r#"command = ["sh", "-c", "echo before; sleep 2; echo after"]"#);
+    let (world, server) = World::serving("serve-logs", "", &[stack]);
+    assert_eq!(push(&server, 1, "logs-1"), 202);
+    let id = 1;
+    wait_for(20, "the deploy to start", || {
+        world
+            .deploys()
+            .into_iter()
+            .find(|d| d.state == DeployState::Started)
+    });
+    let out = world.redeploy(&["logs", "1", "--follow"]);
+    assert_success(&out);
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[..2], ["before", "after"], "{text}");
+    assert!(
+        lines[2].starts_with(&format!(
+            "-- redeploy: deploy #{id} succeeded (exit code 0) after "
+        )),
+        "{text}"
+    );
+    assert_eq!(lines.len(), 3, "{text}");
+    // Without --follow, once it has ended: the same log.
+    let again = world.redeploy(&["logs", "1"]);
+    assert_eq!(stdout(&again), text);
+    let missing = world.redeploy(&["logs", "99"]);
+    assert!(
+        stderr(&missing).contains("no deploy #99 in the journal"),
+        "{}",
+        stderr(&missing)
+    );
+    server.terminate();
+}

@@ -26,6 +26,8 @@ pub enum Command {
     History(commands::history::History),
     /// Show recent deliveries and what each stack decided, and why.
     Deliveries(commands::deliveries::Deliveries),
+    /// Print a deploy's log (`--follow`: while it runs).
+    Logs(commands::logs::Logs),
     /// Queue a manual deploy on the running server.
     Trigger(commands::trigger::Trigger),
     /// Run as git's post-receive hook (reads `<old> <new> <ref>` lines on stdin).
@@ -54,6 +56,7 @@ impl Cli {
             Command::HookUrl(c) => c.execute(),
             Command::History(c) => c.execute(),
             Command::Deliveries(c) => c.execute(),
+            Command::Logs(c) => c.execute(),
             Command::Trigger(c) => c.execute(),
             Command::PostReceive(c) => c.execute(),
             Command::InstallHook(c) => c.execute(),

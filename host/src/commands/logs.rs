@@ -1,0 +1,78 @@
+//! `redeploy logs ID [--follow]`: a deploy's log, as the deploy command
+//! wrote it (ending with redeploy's line saying how the deploy ended);
+//! with `--follow`, printed as it grows until the deploy ends.
+
+use std::io::{Read as _, Seek as _, Write as _};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::config;
+use crate::journal::Journal;
+
+/// How often `--follow` looks for more of the log and for the deploy's end.
+pub const FOLLOW_POLL: Duration = Duration::from_millis(200);
+
+/// Prints a deploy's log.
+#[derive(Debug, clap::Args)]
+pub struct Logs {
+    /// The deploy's id (from `redeploy history`).
+    pub id: i64,
+    /// The configuration file (`--config`).
+    #[command(flatten)]
+    pub config: super::ConfigFile,
+    /// Keep printing while the deploy runs; return when it ends.
+    #[arg(long, short)]
+    pub follow: bool,
+}
+
+impl Logs {
+    /// Prints the log (following it with `--follow`).
+    pub fn execute(self) -> anyhow::Result<()> {
+        let config = self.config.load_for(config::SecretScope::NoStack)?;
+        let journal = Journal::open_read_only(&Journal::path_in(&config.server.state_dir))?;
+        let id = self.id;
+        let deploy = journal
+            .deploy(id)?
+            .with_context(|| format!("no deploy #{id} in the journal (see redeploy history)"))?;
+        let mut out = std::io::stdout().lock();
+        let mut printed = 0u64;
+        loop {
+            // Read the state before the log: once the deploy has ended, one
+            // last read of the log has everything it wrote.
+            let now = journal.deploy(id)?;
+            let state = now.as_ref().map_or(deploy.state, |d| d.state);
+            let log_path = now
+                .and_then(|d| d.log_path)
+                .or_else(|| deploy.log_path.clone());
+            if let Some(path) = &log_path {
+                printed += copy_from(Path::new(path), printed, &mut out)?;
+            }
+            if !self.follow || state.is_final() {
+                if log_path.is_none() {
+                    writeln!(out, "deploy #{id} is {} and has no log yet", state.as_str())?;
+                }
+                return Ok(());
+            }
+            std::thread::sleep(FOLLOW_POLL);
+        }
+    }
+}
+
+/// Copies `path` from byte `from` on to `out`; how many bytes it copied.
+/// A log not yet created counts as empty.
+fn copy_from(path: &Path, from: u64, out: &mut impl std::io::Write) -> anyhow::Result<u64> {
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    file.seek(std::io::SeekFrom::Start(from))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .with_context(|| format!("reading {}", path.display()))?;
+    out.write_all(&bytes)?;
+    out.flush()?;
+    Ok(bytes.len() as u64)
+}
