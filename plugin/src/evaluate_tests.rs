@@ -349,50 +349,31 @@ fn services_modifier_also_restricts_a_push() {
 
 #[test]
 fn unknown_service_or_profile_is_an_error_naming_it() {
-    let err = evaluate(
-        &[multi_service_stack()],
+    // The message a manual trigger of `stack` with `query` is refused with.
+    let refused = |stack: Stack, query: &str| match evaluate(
+        &[stack],
         &Delivery::Manual {
             stack: "shop".into(),
-            query: "services=db".into(),
+            query: query.into(),
         },
-    )
-    .unwrap_err();
+    ) {
+        Err(PluginError::BadRequest(message)) => message,
+        other => panic!("{query}: expected a bad request, got {other:?}"),
+    };
     assert_eq!(
-        err,
-        PluginError::BadRequest(
-            "stack \"shop\" has no service \"db\" (services: web, worker, proxy)".into()
-        )
+        refused(multi_service_stack(), "services=db"),
+        "stack \"shop\" has no service \"db\" (services: web, worker, proxy)"
     );
-    let err = evaluate(
-        &[multi_service_stack()],
-        &Delivery::Manual {
-            stack: "shop".into(),
-            query: "deployment_profile=slow".into(),
-        },
-    )
-    .unwrap_err();
     assert_eq!(
-        err,
-        PluginError::BadRequest(
-            "stack \"shop\" has no deploy profile \"slow\" (profiles: fast)".into()
-        )
+        refused(multi_service_stack(), "deployment_profile=slow"),
+        "stack \"shop\" has no deploy profile \"slow\" (profiles: fast)"
     );
     // Profiles the query may not choose are not offered as choices.
     let mut guarded = multi_service_stack();
     guarded.unselectable_profiles = vec!["fast".into()];
-    let err = evaluate(
-        &[guarded],
-        &Delivery::Manual {
-            stack: "shop".into(),
-            query: "deployment_profile=slow".into(),
-        },
-    )
-    .unwrap_err();
     assert_eq!(
-        err,
-        PluginError::BadRequest(
-            "stack \"shop\" has no deploy profile \"slow\" (it has none that deployment_profile= may choose)".into()
-        )
+        refused(guarded, "deployment_profile=slow"),
+        "stack \"shop\" has no deploy profile \"slow\" (it has none that deployment_profile= may choose)"
     );
     assert!(parse_modifiers("services=").is_err());
 }
