@@ -29,6 +29,11 @@ struct Case {
     fixture: Option<String>,
     /// An inline body instead of a fixture.
     body: Option<String>,
+    /// A derived payload: each `[from, to]` replaces the one occurrence of
+    /// `from` in the fixture's text (where no third-party payload shows a
+    /// case, the note says which field of which payload was changed).
+    #[serde(default)]
+    replace: Vec<(String, String)>,
     /// The headers file, relative to the fixtures; default: the fixture's `.headers`.
     headers: Option<String>,
     /// Use no headers file even if the fixture has one.
@@ -81,6 +86,20 @@ struct Request {
     body: Vec<u8>,
 }
 
+/// `payload` with each `[from, to]` of `replace` applied; `from` must occur
+/// exactly once, so a fixture that changes cannot silently skip a change.
+fn derive(payload: Vec<u8>, replace: &[(String, String)]) -> Vec<u8> {
+    if replace.is_empty() {
+        return payload;
+    }
+    let mut text = String::from_utf8(payload).expect("a derived payload is UTF-8");
+    for (from, to) in replace {
+        assert_eq!(text.matches(from.as_str()).count(), 1, "replace {from:?}");
+        text = text.replacen(from.as_str(), to, 1);
+    }
+    text.into_bytes()
+}
+
 fn build_request(case: &Case) -> Request {
     let json_bytes: Vec<u8> = match (&case.fixture, &case.body) {
         (Some(f), None) => {
@@ -90,6 +109,7 @@ fn build_request(case: &Case) -> Request {
         (None, None) => Vec::new(),
         (Some(_), Some(_)) => panic!("a case has a fixture or a body, not both"),
     };
+    let json_bytes = derive(json_bytes, &case.replace);
     let mut headers = Vec::new();
     let headers_file = match (&case.headers, &case.fixture) {
         (Some(h), _) => Some(fixtures().join(h)),

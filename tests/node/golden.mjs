@@ -37,6 +37,15 @@ function buildInput(c) {
   let json = Buffer.alloc(0);
   if (c.fixture !== undefined) json = readFileSync(join(fixturesDir, c.fixture));
   else if (c.body !== undefined) json = Buffer.from(c.body, "utf8");
+  // A derived payload: each [from, to] replaces the one occurrence of from.
+  if (c.replace?.length) {
+    let text = json.toString("utf8");
+    for (const [from, to] of c.replace) {
+      if (text.split(from).length !== 2) throw new Error(`replace ${JSON.stringify(from)}: not exactly once`);
+      text = text.replace(from, () => to);
+    }
+    json = Buffer.from(text, "utf8");
+  }
   const headers = [];
   let headersFile = null;
   if (c.headers) headersFile = join(fixturesDir, c.headers);
