@@ -342,13 +342,11 @@ fn run_component_typed(case: &Case, req: &Request) -> Value {
                 .iter()
                 .zip(&outcome.decisions)
             {
-                let (action, skip) = match &typed.action {
-                    wit::Action::Deploy(_) => ("deploy", None),
-                    wit::Action::RequestDeployment(_) => ("request-deployment", None),
-                    wit::Action::Skip(code) => ("skip", Some(code.as_str())),
-                };
-                assert_eq!(d["action"], action);
-                assert_eq!(d["skip"].as_str(), skip);
+                assert_eq!(d["action"], typed.action.name());
+                assert_eq!(
+                    d["skip"].as_str(),
+                    typed.action.skip_code().map(wit::SkipCode::as_str)
+                );
             }
             document
         }

@@ -539,6 +539,24 @@ impl wit::SkipCode {
 }
 
 impl wit::Action {
+    /// The action's name in the contract, as answers give it: `deploy`,
+    /// `request-deployment` or `skip`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            wit::Action::Deploy(_) => "deploy",
+            wit::Action::RequestDeployment(_) => "request-deployment",
+            wit::Action::Skip(_) => "skip",
+        }
+    }
+
+    /// The skip code, when the stack skips.
+    pub fn skip_code(&self) -> Option<wit::SkipCode> {
+        match self {
+            wit::Action::Skip(code) => Some(*code),
+            _ => None,
+        }
+    }
+
     /// The deploy event, when the stack deploys now or asks GitHub for a
     /// deployment.
     pub fn event(&self) -> Option<&wit::DeployEvent> {

@@ -312,11 +312,7 @@ impl Runner {
         tracing::info!(deploy = id, stack = %record.queued.stack, sha = ?record.queued.sha, "deploy started");
         let began = std::time::Instant::now();
         let result = self.execute(&stack, &record, &log_path).await;
-        // Every log ends saying how the deploy ended and how long it took.
-        let trailer = log_trailer(id, &result, began.elapsed());
-        if let Err(e) = crate::logfiles::append_line(&log_path, &trailer) {
-            tracing::warn!(deploy = id, error = %e, "cannot write the deploy log's last line");
-        }
+        let took = began.elapsed();
         let (state, detail) = match result {
             Ok(()) => (
                 DeployState::Succeeded,
@@ -342,6 +338,11 @@ impl Runner {
                 },
             ),
         };
+        // Every log ends saying how the deploy ended and how long it took.
+        let trailer = log_trailer(id, state, detail.reason.as_deref(), took);
+        if let Err(e) = crate::logfiles::append_line(&log_path, &trailer) {
+            tracing::warn!(deploy = id, error = %e, "cannot write the deploy log's last line");
+        }
         let finished_ms = now_ms();
         match journal.transition(id, state, finished_ms, &detail) {
             Ok(()) => {
@@ -459,21 +460,20 @@ impl Runner {
 }
 
 /// The last line of deploy `id`'s log: its final state, what ended it
-/// (exit code, signal, timeout, shutdown) and how long it ran.
-fn log_trailer(id: i64, result: &Result<(), Failure>, took: std::time::Duration) -> String {
-    let took = format!("{:.1}s", took.as_secs_f64());
-    match result {
-        Ok(()) => format!("-- redeploy: deploy #{id} succeeded (exit code 0) after {took}"),
-        Err(f) => format!(
-            "-- redeploy: deploy #{id} {} ({}) after {took}",
-            if f.interrupted {
-                "interrupted"
-            } else {
-                "failed"
-            },
-            f.reason
-        ),
-    }
+/// (`why`: the exit code, signal, timeout or shutdown; a success exits 0)
+/// and how long it ran.
+fn log_trailer(
+    id: i64,
+    state: DeployState,
+    why: Option<&str>,
+    took: std::time::Duration,
+) -> String {
+    format!(
+        "-- redeploy: deploy #{id} {} ({}) after {:.1}s",
+        state.as_str(),
+        why.unwrap_or("exit code 0"),
+        took.as_secs_f64()
+    )
 }
 
 /// Why a deploy did not succeed.

@@ -33,25 +33,24 @@ impl Logs {
         let config = self.config.load_for(config::SecretScope::NoStack)?;
         let journal = Journal::open_read_only(&Journal::path_in(&config.server.state_dir))?;
         let id = self.id;
-        let deploy = journal
-            .deploy(id)?
-            .with_context(|| format!("no deploy #{id} in the journal (see redeploy history)"))?;
         let mut out = std::io::stdout().lock();
         let mut printed = 0u64;
         loop {
-            // Read the state before the log: once the deploy has ended, one
-            // last read of the log has everything it wrote.
-            let now = journal.deploy(id)?;
-            let state = now.as_ref().map_or(deploy.state, |d| d.state);
-            let log_path = now
-                .and_then(|d| d.log_path)
-                .or_else(|| deploy.log_path.clone());
-            if let Some(path) = &log_path {
+            // The deploy before its log: once it has ended, one last read
+            // of the log has everything it wrote.
+            let deploy = journal.deploy(id)?.with_context(|| {
+                format!("no deploy #{id} in the journal (see redeploy history)")
+            })?;
+            if let Some(path) = &deploy.log_path {
                 printed += copy_from(Path::new(path), printed, &mut out)?;
             }
-            if !self.follow || state.is_final() {
-                if log_path.is_none() {
-                    writeln!(out, "deploy #{id} is {} and has no log yet", state.as_str())?;
+            if !self.follow || deploy.state.is_final() {
+                if deploy.log_path.is_none() {
+                    writeln!(
+                        out,
+                        "deploy #{id} is {} and has no log yet",
+                        deploy.state.as_str()
+                    )?;
                 }
                 return Ok(());
             }

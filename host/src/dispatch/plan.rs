@@ -54,26 +54,24 @@ pub(super) fn plan<'o>(
         .decisions
         .iter()
         .map(|d| {
-            let (action, skip) = match &d.action {
-                wit::Action::Deploy(_) => ("deploy", None),
-                wit::Action::RequestDeployment(_) => ("request-deployment", None),
-                wit::Action::Skip(code) => ("skip", Some(code.as_str())),
-            };
             let entry = json!({
                 "stack": d.stack,
-                "action": action,
-                "skip": skip,
+                "action": d.action.name(),
+                "skip": d.action.skip_code().map(wit::SkipCode::as_str),
                 "services": d.services,
                 "reason": d.reason,
             });
             let step = match &d.action {
                 wit::Action::Skip(_) => Step::Skip,
-                // The component decided the stack waits for GitHub's
-                // `deployment` event, so it always sets the request.
-                wit::Action::RequestDeployment(event) => Step::RequestDeployment {
-                    event,
-                    body: event.github_deployment_request.as_deref().unwrap_or("{}"),
-                },
+                // The component asks for a deployment only with its request
+                // (the contract's `request-deployment`); without one there
+                // is nothing to send.
+                wit::Action::RequestDeployment(event) => {
+                    match event.github_deployment_request.as_deref() {
+                        Some(body) => Step::RequestDeployment { event, body },
+                        None => Step::Skip,
+                    }
+                }
                 wit::Action::Deploy(event) => Step::Deploy {
                     event,
                     new: Box::new(NewDeploy {

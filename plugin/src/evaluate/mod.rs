@@ -161,12 +161,7 @@ pub fn evaluate(
             )
         }
         Delivery::ForwardedPostReceive(req) => {
-            if !req.method.eq_ignore_ascii_case("POST") {
-                return Err(PluginError::UnsupportedMethod(format!(
-                    "{} cannot forward a push; use POST",
-                    req.method
-                )));
-            }
+            require_post(req, "forward a push")?;
             let scheme = forwarding::authorize(stacks, &req.headers, &req.body, ctx.now_ms)?;
             let push = forwarding::parse(&req.body)?;
             let pushes =
@@ -269,12 +264,7 @@ fn evaluate_http(
     req: &HttpRequest,
     ctx: &Context,
 ) -> Result<(Normalized, SignatureScheme), PluginError> {
-    if !req.method.eq_ignore_ascii_case("POST") {
-        return Err(PluginError::UnsupportedMethod(format!(
-            "{} cannot deliver a webhook; use POST",
-            req.method
-        )));
-    }
+    require_post(req, "deliver a webhook")?;
     let (mut detected, json, scheme) = match providers::detect_by_headers(&req.headers) {
         Some(detected) => {
             // The form is decoded first (a plain split, no JSON parsing):
@@ -372,6 +362,17 @@ fn normalize(detected: Detected, event: Event) -> Normalized {
         delivery: detected.delivery,
         event,
     }
+}
+
+/// Refuses a request whose method cannot `what` (only POST carries a body).
+fn require_post(req: &HttpRequest, what: &str) -> Result<(), PluginError> {
+    if req.method.eq_ignore_ascii_case("POST") {
+        return Ok(());
+    }
+    Err(PluginError::UnsupportedMethod(format!(
+        "{} cannot {what}; use POST",
+        req.method
+    )))
 }
 
 /// A post-receive push, run in place or forwarded: it names no delivery.
