@@ -113,6 +113,7 @@ fn admin_every_command_names_the_config_file_it_cannot_read() {
     let commands: &[&[&str]] = &[
         &["check", "--body", "/dev/null"],
         &["serve", "--listen", "127.0.0.1:0"],
+        &["reload"],
         &["hook-url", "web"],
         &["history"],
         &["trigger", "web"],

@@ -11,7 +11,9 @@ use crate::support::deliveries::{post_fixture, post_fixture_with, sha, signed_pu
 use crate::support::http::{serve_once, Received};
 use crate::support::server::{example_config, example_server};
 use crate::support::world::assert_all_succeeded;
-use crate::support::{fixture, hook, token, wait_for, ServerProcess, Stack, TempDir, World};
+use crate::support::{
+    assert_contains_all, fixture, hook, token, wait_for, ServerProcess, Stack, TempDir, World,
+};
 
 /// The secret of the stacks of [`web_stack`].
 const WEB_SECRET: &str = "s3cret-s3cret";
@@ -710,4 +712,132 @@ fn logs_prints_a_deploys_log_and_follows_it_until_the_deploy_ends() {
         stderr(&missing)
     );
     server.terminate();
+}
+
+/// Sends `signal` to the server process.
+fn send_signal(server: &ServerProcess, signal: libc::c_int) {
+    // SAFETY: plain kill(2) on our own child's pid.
+    let rc = unsafe { libc::kill(server.child.id() as i32, signal) };
+    assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn sighup_and_reload_apply_a_new_config_and_keep_the_running_deploy() {
+    let (world, server) = World::serving(
+        "serve-reload",
+        "shutdown_grace = \"20s\"",
+        &[web_stack(1, "web", "2")],
+    );
+    assert_eq!(push(&server, 1, "d-1"), 202);
+    world.wait_ran_more_than("web", 0, 30);
+    // SIGHUP (and a stray SIGUSR1) while the deploy runs: the server
+    // reloads, the deploy runs on under its supervision and succeeds.
+    send_signal(&server, libc::SIGHUP);
+    send_signal(&server, libc::SIGUSR1);
+    let deploys = world.settle(30);
+    assert_eq!(deploys.len(), 1);
+    assert_all_succeeded(&deploys);
+    assert_eq!(server.get("/healthz").status, 200);
+    wait_for(10, "the SIGHUP reload in the log", || {
+        world
+            .server_log()
+            .contains("configuration reloaded: 1 stack")
+            .then_some(())
+    });
+    assert!(
+        world.server_log().contains("SIGUSR1") && world.server_log().contains("ignored"),
+        "{}",
+        world.server_log()
+    );
+
+    // A new stack and a new listen address: `redeploy reload` applies the
+    // stack at once and names the setting that waits for a restart.
+    let original = std::fs::read_to_string(&world.config).unwrap();
+    let docs = Stack::new("docs")
+        .follows("acme/web", "main")
+        .token(2)
+        .secret(WEB_SECRET)
+        .line("command = [\"true\"]");
+    let grown = original.replacen("[server]\n", "[server]\nlisten = \"127.0.0.1:1\"\n", 1)
+        + "\n"
+        + &docs.toml();
+    std::fs::write(&world.config, &grown).unwrap();
+    assert_eq!(
+        server.post(&hook(2), &[], b"").status,
+        404,
+        "not yet configured"
+    );
+    let out = world.redeploy(&["reload"]);
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains("2 stacks; added: docs; restart to apply server.listen"),
+        "{}",
+        stdout(&out)
+    );
+    let signed = signed_push(&server, &hook(2), WEB_SECRET, &sha(2), "d-2");
+    assert_eq!(signed.status, 202, "{}", signed.text());
+    let deploys = world.settle(30);
+    assert_eq!(
+        deploys
+            .iter()
+            .map(|d| d.queued.stack.as_str())
+            .collect::<Vec<_>>(),
+        ["web", "docs"]
+    );
+    assert_all_succeeded(&deploys);
+
+    // A file the server cannot use (a secrets file that is not there) is
+    // refused whole: `redeploy reload` says why and exits non-zero, and the
+    // server keeps both stacks.
+    let missing = world.dir.join("no-such-secrets");
+    std::fs::write(
+        &world.config,
+        format!("{grown}secrets_file = {:?}\n", missing.to_str().unwrap()),
+    )
+    .unwrap();
+    let out = world.redeploy(&["reload"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_contains_all(
+        &stderr(&out),
+        &[
+            "refused",
+            "the running configuration stays",
+            "no-such-secrets",
+        ],
+    );
+    // A file that does not parse, by SIGHUP: logged, and nothing changes.
+    std::fs::write(&world.config, "[[stacks]\n").unwrap();
+    send_signal(&server, libc::SIGHUP);
+    wait_for(10, "the refused SIGHUP reload in the log", || {
+        (world
+            .server_log()
+            .matches("configuration reload refused")
+            .count()
+            == 2)
+            .then_some(())
+    });
+    assert_eq!(push(&server, 3, "d-3"), 202);
+    assert_eq!(
+        signed_push(&server, &hook(2), WEB_SECRET, &sha(4), "d-4").status,
+        202
+    );
+    assert_eq!(world.settle(30).len(), 4);
+    let metrics = server.get("/metrics").text();
+    assert_contains_all(
+        &metrics,
+        &[
+            "redeploy_config_reloads_total{result=\"applied\"} 2",
+            "redeploy_config_reloads_total{result=\"refused\"} 2",
+        ],
+    );
+    assert!(server.terminate().success());
+    // With no server running, `reload` says so.
+    std::fs::write(&world.config, &grown).unwrap();
+    let out = world.redeploy(&["reload"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no `redeploy serve` is running"),
+        "{}",
+        stderr(&out)
+    );
 }

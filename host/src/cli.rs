@@ -20,6 +20,8 @@ pub enum Command {
     Check(commands::check::Check),
     /// Run the webhook server and deploy runner.
     Serve(commands::serve::Serve),
+    /// Ask the running server to reload its configuration (as SIGHUP does).
+    Reload(commands::reload::Reload),
     /// Print a stack's secret hook URL.
     HookUrl(commands::hook_url::HookUrl),
     /// Show recent deploys from the journal.
@@ -53,6 +55,7 @@ impl Cli {
         match self.command {
             Command::Check(c) => c.execute(),
             Command::Serve(c) => c.execute(),
+            Command::Reload(c) => c.execute(),
             Command::HookUrl(c) => c.execute(),
             Command::History(c) => c.execute(),
             Command::Deliveries(c) => c.execute(),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::config::{Config, StackConfig};
+use crate::config::{Config, LiveConfig, StackConfig};
 use crate::journal::now_ms;
 use crate::journal::DeployRecord;
 use crate::journal::{Admission, Admitted, CommitClaim, ReplayClaim};
@@ -144,7 +144,7 @@ pub struct Dispatcher {
     runtime: Arc<PluginRuntime>,
     journal: Arc<Journal>,
     sink: Arc<dyn DeploySink>,
-    config: Arc<Config>,
+    config: LiveConfig,
     metrics: Arc<Metrics>,
     notifier: Option<Arc<Notifier>>,
     refused: Arc<crate::retention::RefusedLimiter>,
@@ -164,10 +164,11 @@ impl Dispatcher {
         runtime: Arc<PluginRuntime>,
         journal: Arc<Journal>,
         sink: Arc<dyn DeploySink>,
-        config: Arc<Config>,
+        config: impl Into<LiveConfig>,
         metrics: Arc<Metrics>,
     ) -> Dispatcher {
-        let refused_per_minute = config.server.retention.refused_per_minute;
+        let config = config.into();
+        let refused_per_minute = config.current().server.retention.refused_per_minute;
         Dispatcher {
             runtime,
             journal,
@@ -227,9 +228,10 @@ impl Dispatcher {
         Ok(inserted)
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &Arc<Config> {
-        &self.config
+    /// The configuration now (a reload replaces it; take it once per
+    /// delivery).
+    pub fn config(&self) -> Arc<Config> {
+        self.config.current()
     }
 
     /// The journal.
@@ -312,7 +314,8 @@ impl Dispatcher {
         let label = (stacks.len() == 1).then(|| stacks[0].name.as_str());
         let wit_stacks: Vec<wit::Stack> = stacks.iter().map(|s| wit_stack(s)).collect();
         let started = Instant::now();
-        let context = crate::stacks::evaluation_context(&self.config, self.deployment_key());
+        let config = self.config();
+        let context = crate::stacks::evaluation_context(&config, self.deployment_key());
         let result = self.runtime.evaluate(&wit_stacks, delivery, &context);
         self.metrics.plugin_time(started.elapsed().as_secs_f64());
         let outcome = match result {
@@ -343,7 +346,7 @@ impl Dispatcher {
                     && http.body.iter().all(u8::is_ascii_whitespace);
                 (!empty_trigger).then(|| ReplayIdentity {
                     bytes: &http.body,
-                    window: replay_window(&self.config, &outcome),
+                    window: replay_window(&config, &outcome),
                 })
             }
             _ => None,

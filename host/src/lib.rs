@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod notify;
 pub mod plugin;
 pub mod queue;
+pub mod reload;
 pub mod retention;
 pub mod rollback;
 pub mod runner;

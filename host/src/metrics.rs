@@ -25,6 +25,7 @@ pub struct Metrics {
     stack_last_success: Family<Vec<(String, String)>, Gauge>,
     plugin_seconds: Histogram,
     refused_unrecorded: Counter,
+    config_reloads: Family<Vec<(String, String)>, Counter>,
     // Encoding needs exclusive access to nothing but the registry; the lock
     // keeps concurrent scrapes from interleaving output.
     scrape: Mutex<()>,
@@ -77,8 +78,15 @@ impl Metrics {
             "Refused deliveries beyond server.max_refused_deliveries_per_minute, counted without a journal row of their own",
             refused_unrecorded.clone(),
         );
+        let config_reloads = Family::<Vec<(String, String)>, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Configuration reloads (SIGHUP, redeploy reload), by result (applied, refused)",
+            config_reloads.clone(),
+        );
         Metrics {
             refused_unrecorded,
+            config_reloads,
             registry,
             deliveries,
             deploys,
@@ -126,6 +134,14 @@ impl Metrics {
     /// Counts one refused delivery that got no journal row of its own.
     pub fn refused_unrecorded(&self) {
         self.refused_unrecorded.inc();
+    }
+
+    /// Counts one configuration reload, applied or refused.
+    pub fn config_reload(&self, applied: bool) {
+        let result = if applied { "applied" } else { "refused" };
+        self.config_reloads
+            .get_or_create(&vec![("result".into(), result.into())])
+            .inc();
     }
 
     /// Records one plugin evaluation's duration.

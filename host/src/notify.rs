@@ -44,8 +44,25 @@ enum Job {
         state: DeployState,
         detail: Option<String>,
     },
+    /// Reports with this configuration and these GitHub clients from now
+    /// on: sent by [`Notifier::reconfigure`].
+    Reconfigure {
+        config: Arc<Config>,
+        clients: HashMap<String, GithubClient>,
+    },
     /// Ends the worker: sent by [`Notifier::finish`].
     Stop,
+}
+
+/// A GitHub client for each stack of `config` with GitHub deployments.
+fn github_clients(config: &Config) -> anyhow::Result<HashMap<String, GithubClient>> {
+    let mut clients = HashMap::new();
+    for s in &config.stacks {
+        if let Some(gh) = &s.github {
+            clients.insert(s.name.clone(), GithubClient::new(gh)?);
+        }
+    }
+    Ok(clients)
 }
 
 /// Signs and checks the unguessable links to deploy logs that deployment
@@ -162,12 +179,7 @@ impl Notifier {
         runtime: Arc<PluginRuntime>,
         stack: Option<&str>,
     ) -> anyhow::Result<Arc<Notifier>> {
-        let mut clients = HashMap::new();
-        for s in &config.stacks {
-            if let Some(gh) = &s.github {
-                clients.insert(s.name.clone(), GithubClient::new(gh)?);
-            }
-        }
+        let clients = github_clients(&config)?;
         let links = LogLinks::new(&config, &journal)?;
         let http = reqwest::Client::builder()
             .timeout(CALLBACK_TIMEOUT)
@@ -221,6 +233,15 @@ impl Notifier {
         }
     }
 
+    /// Reports with `config` (its stacks' GitHub settings and callback
+    /// hosts) for the jobs queued after this call. An error (a GitHub
+    /// client that cannot be built) changes nothing.
+    pub fn reconfigure(&self, config: Arc<Config>) -> anyhow::Result<()> {
+        let clients = github_clients(&config)?;
+        let _ = self.tx.send(Job::Reconfigure { config, clients });
+        Ok(())
+    }
+
     /// Waits, at most `limit`, for the jobs queued so far to be done; later
     /// jobs are refused. Pending deployment requests left undone stay in the
     /// journal for the next start.
@@ -255,11 +276,15 @@ struct Worker {
 }
 
 impl Worker {
-    async fn run(self, mut rx: mpsc::UnboundedReceiver<Job>) {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Job>) {
         while let Some(job) = rx.recv().await {
             match job {
                 Job::Create(id) => self.create(id).await,
                 Job::Stop => return,
+                Job::Reconfigure { config, clients } => {
+                    self.config = config;
+                    self.clients = clients;
+                }
                 Job::Report {
                     deploy_id,
                     state,

@@ -84,7 +84,7 @@ pub fn prune_logged(config: &Config, journal: &Journal, now_ms: i64) {
 /// Prunes every [`PRUNE_INTERVAL`] (the first time after one interval) and
 /// writes the summaries `refused` has ready, on blocking threads.
 pub fn spawn_periodic(
-    config: Arc<Config>,
+    config: crate::config::LiveConfig,
     journal: Arc<Journal>,
     refused: Arc<RefusedLimiter>,
 ) -> tokio::task::JoinHandle<()> {
@@ -93,7 +93,7 @@ pub fn spawn_periodic(
         tick.tick().await;
         loop {
             tick.tick().await;
-            let (config, journal, refused) = (config.clone(), journal.clone(), refused.clone());
+            let (config, journal, refused) = (config.current(), journal.clone(), refused.clone());
             let _ = tokio::task::spawn_blocking(move || {
                 let now = crate::journal::now_ms();
                 refused.flush(&journal, now);

@@ -27,7 +27,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::sync::{watch, Semaphore};
 
-use crate::config::{Config, DeployAction, StackConfig};
+use crate::config::{DeployAction, LiveConfig, StackConfig};
 use crate::journal::{
     now_ms, DeployObserver, DeployRecord, DeployState, Journal, TransitionDetail,
 };
@@ -63,7 +63,9 @@ pub enum Enqueued {
 }
 
 struct Inner {
-    config: Arc<Config>,
+    /// The configuration now: a deploy reads its stack from it when it
+    /// starts, so a reload applies to the next deploy.
+    config: LiveConfig,
     journal: Arc<Journal>,
     metrics: Arc<Metrics>,
     queues: Mutex<BTreeMap<String, StackQueue>>,
@@ -88,15 +90,16 @@ pub struct Runner {
 impl Runner {
     /// A runner for `config`'s stacks, writing to `journal`.
     pub fn new(
-        config: Arc<Config>,
+        config: impl Into<LiveConfig>,
         journal: Arc<Journal>,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Runner> {
+        let config = config.into();
         let (kill, _) = watch::channel(false);
         let http = http_action::client()?;
         Ok(Runner {
             inner: Arc::new(Inner {
-                global: Semaphore::new(config.server.max_concurrent_deploys),
+                global: Semaphore::new(config.current().server.max_concurrent_deploys),
                 config,
                 journal,
                 metrics,
@@ -129,7 +132,7 @@ impl Runner {
     /// stack's deploys. `None` (nothing may start) at shutdown or on error.
     async fn lock_and_recover(&self, stack: &str) -> Option<crate::supervise::StackLock> {
         let inner = &self.inner;
-        let lock = crate::supervise::lock(&inner.config.server.state_dir, stack, || {
+        let lock = crate::supervise::lock(&inner.config.current().server.state_dir, stack, || {
             inner.stopping.load(std::sync::atomic::Ordering::SeqCst)
         })
         .await;
@@ -290,7 +293,13 @@ impl Runner {
             None
         };
         let Some(record) = read() else { return };
-        let Some(stack) = self.inner.config.stack(&record.queued.stack).cloned() else {
+        let Some(stack) = self
+            .inner
+            .config
+            .current()
+            .stack(&record.queued.stack)
+            .cloned()
+        else {
             self.cancel(
                 id,
                 format!("stack \"{}\" is no longer configured", record.queued.stack),
@@ -361,6 +370,7 @@ impl Runner {
     fn log_path(&self, record: &DeployRecord) -> PathBuf {
         self.inner
             .config
+            .current()
             .server
             .state_dir
             .join("logs")
@@ -407,7 +417,7 @@ impl Runner {
                     env: &env,
                     timeout: stack.timeout,
                     log_path,
-                    max_log_bytes: self.inner.config.server.max_deploy_log_bytes,
+                    max_log_bytes: self.inner.config.current().server.max_deploy_log_bytes,
                 };
                 let started = |pgid: u32| {
                     if let Err(e) = self.inner.journal.set_pgid(record.id, pgid) {

@@ -29,8 +29,8 @@ pub const RETRY_AFTER_SECONDS: u32 = 5;
 pub struct AppState {
     /// The dispatch path.
     pub dispatcher: Dispatcher,
-    /// Hook tokens.
-    pub tokens: TokenTable,
+    /// Hook tokens (a reload replaces them with the new stacks').
+    pub tokens: crate::config::Live<TokenTable>,
     /// Deliveries being evaluated or journaled right now; full means 429.
     pub in_flight: Arc<Semaphore>,
     /// Checks the keys of `/logs/{id}/{key}` links.
@@ -186,7 +186,7 @@ async fn admit(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(String, Vec<u8>, Admission), Response> {
-    let Some(stack_name) = state.tokens.lookup(token).map(str::to_string) else {
+    let Some(stack_name) = state.tokens.current().lookup(token).map(str::to_string) else {
         return Err(reject(404, "not-found", "no such hook"));
     };
     let Ok(permit) = state.in_flight.clone().try_acquire_owned() else {

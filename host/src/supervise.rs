@@ -126,6 +126,27 @@ pub enum ServeLockError {
     },
 }
 
+/// The process id of the `serve` holding `state_dir`'s lock, as it wrote
+/// it; `None` when no server holds it (the lock is free, or the lock file
+/// does not exist). A held lock without a process id is an error.
+pub fn serving_pid(state_dir: &Path) -> io::Result<Option<u32>> {
+    use std::io::Read as _;
+    let mut file = match File::open(serve_lock_path(state_dir)) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    // Free: no server runs (the lock is let go again when `file` closes).
+    if try_flock(&file)? {
+        return Ok(None);
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text)?;
+    text.trim().parse().map(Some).map_err(|_| {
+        io::Error::other("a server holds the serve lock, but the lock file names no process id")
+    })
+}
+
 /// Takes the state directory's `serve` lock, and writes this process's id
 /// into the lock file for the message another server gets.
 pub fn lock_serve(state_dir: &Path) -> Result<ServeLock, ServeLockError> {

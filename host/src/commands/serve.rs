@@ -2,17 +2,21 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::Semaphore;
 
 use crate::dispatch::Dispatcher;
 
+use crate::config::Live;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::plugin::{Allocation, PluginRuntime, RuntimeOptions};
+use crate::reload::Reloader;
 use crate::runner::Runner;
 use crate::server::{app, AppState};
 use crate::tokens::{ensure_tokens, TokenTable};
@@ -20,7 +24,8 @@ use crate::tokens::{ensure_tokens, TokenTable};
 /// How long a stop waits for the last deployment statuses and callbacks.
 pub const NOTIFY_GRACE: Duration = Duration::from_secs(10);
 
-/// Runs the webhook server until SIGTERM or SIGINT.
+/// Runs the webhook server until SIGTERM, SIGINT or SIGQUIT; SIGHUP
+/// reloads the configuration ([`crate::reload`]).
 #[derive(Debug, clap::Args)]
 pub struct Serve {
     /// The configuration file (`--config`).
@@ -45,7 +50,9 @@ impl Serve {
     }
 
     async fn run(self) -> anyhow::Result<()> {
+        let signals = Signals::install()?;
         let config = Arc::new(self.config.load()?);
+        let live = crate::config::LiveConfig::new(config.clone());
         let state_dir = &config.server.state_dir;
         // The journal first, so that a state directory that cannot be
         // written is named as such before anything else fails on it.
@@ -53,7 +60,7 @@ impl Serve {
         // One server per state directory: a second one would run the same
         // queued deploys and recover the first one's deploys as its own.
         let _serve_lock = crate::supervise::lock_serve(state_dir)?;
-        let tokens = TokenTable::new(ensure_tokens(&config, &journal)?);
+        let tokens = Live::new(Arc::new(TokenTable::new(ensure_tokens(&config, &journal)?)));
         let options = RuntimeOptions {
             allocation: Allocation::Pooling,
             ..RuntimeOptions::default()
@@ -74,7 +81,7 @@ impl Serve {
         )?;
         release_free_heap();
         let metrics = Arc::new(Metrics::new());
-        let runner = Runner::new(config.clone(), journal.clone(), metrics.clone())?;
+        let runner = Runner::new(live.clone(), journal.clone(), metrics.clone())?;
         let notifier = Notifier::start(config.clone(), journal.clone(), runtime.clone(), None)?;
         runner.observe(notifier.clone());
 
@@ -91,11 +98,21 @@ impl Serve {
         crate::retention::prune_logged(&config, &journal, crate::journal::now_ms());
 
         let log_links = notifier.log_links().clone();
+        let reloader = Arc::new(Reloader {
+            file: self.config.clone(),
+            config: live.clone(),
+            tokens: tokens.clone(),
+            journal: journal.clone(),
+            runtime: runtime.clone(),
+            notifier: notifier.clone(),
+            metrics: metrics.clone(),
+            generation: AtomicU64::new(0),
+        });
         let dispatcher = Dispatcher::new(
             runtime,
             journal,
             Arc::new(runner.clone()),
-            config.clone(),
+            live.clone(),
             metrics,
         )
         .with_notifier(notifier.clone());
@@ -109,7 +126,7 @@ impl Serve {
         let refused = state.dispatcher.refused().clone();
         let journal = state.dispatcher.journal().clone();
         let pruning =
-            crate::retention::spawn_periodic(config.clone(), journal.clone(), refused.clone());
+            crate::retention::spawn_periodic(live.clone(), journal.clone(), refused.clone());
         let addr = self.listen.unwrap_or(config.server.listen);
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -119,13 +136,14 @@ impl Serve {
             listener,
             app(state),
             crate::server::ConnectionLimits::of(&config.server),
-            shutdown_signal(),
+            signals.handle(reloader),
         )
         .await?;
         pruning.abort();
         refused.flush(&journal, i64::MAX);
-        tracing::info!(grace = ?config.server.shutdown_grace, "shutting down: letting running deploys finish");
-        runner.shutdown(config.server.shutdown_grace).await;
+        let grace = live.current().server.shutdown_grace;
+        tracing::info!(?grace, "shutting down: letting running deploys finish");
+        runner.shutdown(grace).await;
         notifier.finish(NOTIFY_GRACE).await;
         tracing::info!("stopped");
         Ok(())
@@ -143,13 +161,88 @@ fn release_free_heap() {
     }
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("installing the SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// Signals whose default action would end the server at once, leaving
+/// running deploys' process groups unsupervised, and that mean nothing to
+/// it: each is logged and otherwise ignored.
+const IGNORED_SIGNALS: &[(libc::c_int, &str)] = &[
+    (libc::SIGUSR1, "SIGUSR1"),
+    (libc::SIGUSR2, "SIGUSR2"),
+    (libc::SIGALRM, "SIGALRM"),
+    (libc::SIGVTALRM, "SIGVTALRM"),
+    (libc::SIGPROF, "SIGPROF"),
+    (libc::SIGIO, "SIGIO"),
+    (libc::SIGPWR, "SIGPWR"),
+    (libc::SIGXFSZ, "SIGXFSZ"),
+];
+
+/// The server's signal handlers, installed first thing so that no signal
+/// that arrives while it starts (and already resumes queued deploys) ends
+/// it with its default action; what arrived meanwhile is handled once it
+/// serves.
+struct Signals {
+    hup: Signal,
+    ignored: Vec<(Signal, &'static str)>,
+    term: Signal,
+    int: Signal,
+    quit: Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        let handler = |number: libc::c_int, name: &str| {
+            signal(SignalKind::from_raw(number))
+                .with_context(|| format!("installing the {name} handler"))
+        };
+        Ok(Signals {
+            hup: handler(libc::SIGHUP, "SIGHUP")?,
+            ignored: IGNORED_SIGNALS
+                .iter()
+                .map(|&(number, name)| Ok((handler(number, name)?, name)))
+                .collect::<anyhow::Result<_>>()?,
+            term: handler(libc::SIGTERM, "SIGTERM")?,
+            int: handler(libc::SIGINT, "SIGINT")?,
+            quit: handler(libc::SIGQUIT, "SIGQUIT")?,
+        })
+    }
+
+    /// Handles the signals from now on: SIGHUP reloads the configuration
+    /// (one reload at a time, on a blocking thread), [`IGNORED_SIGNALS`]
+    /// are logged, and the returned future completes at SIGTERM, SIGINT or
+    /// SIGQUIT, which stop the server gracefully (running deploys get
+    /// `shutdown_grace`, then their process groups are killed).
+    fn handle(self, reloader: Arc<Reloader>) -> impl std::future::Future<Output = ()> + Send {
+        let Signals {
+            mut hup,
+            ignored,
+            mut term,
+            mut int,
+            mut quit,
+        } = self;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading the configuration");
+                let reloader = reloader.clone();
+                let _ = tokio::task::spawn_blocking(move || reloader.reload()).await;
+            }
+        });
+        for (mut stream, name) in ignored {
+            tokio::spawn(async move {
+                while stream.recv().await.is_some() {
+                    tracing::warn!(
+                        signal = name,
+                        "ignored (SIGHUP reloads; SIGTERM, SIGINT or SIGQUIT stop)"
+                    );
+                }
+            });
+        }
+        async move {
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+                _ = quit.recv() => "SIGQUIT",
+            };
+            tracing::info!(signal = name, "stopping");
+        }
     }
 }
 

@@ -50,11 +50,13 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod github;
+mod live;
 mod raw;
 mod secrets;
 mod server;
 mod stack;
 
+pub use live::{merge_reload, Live, LiveConfig, Reloaded};
 pub use secrets::{ProcessSecrets, Secret, SecretSource};
 pub use server::is_https_or_loopback_http;
 pub use stack::is_stack_name;
