@@ -841,3 +841,57 @@ fn sighup_and_reload_apply_a_new_config_and_keep_the_running_deploy() {
         stderr(&out)
     );
 }
+
+#[test]
+fn history_shows_each_deploys_image_and_duration_and_its_json_the_event_as_an_object() {
+    let stack = Stack::image("app", "svendowideit/testhook", 1).env("SLEEP", "1");
+    let (world, server) = World::serving("history-columns", "callback_hosts = []", &[stack]);
+    let body = crate::support::deliveries::fresh_docker_hub_push().to_string();
+    let answer = server.post(
+        &hook(1),
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    );
+    assert_eq!(answer.status, 202, "{}", answer.text());
+    assert_all_succeeded(&world.settle(30));
+    // Docker Hub's example pushed tag "latest" of svendowideit/testhook,
+    // named in full (registry/repository:tag) by the component.
+    let image = "docker.io/svendowideit/testhook:latest";
+
+    let out = world.redeploy(&["history"]);
+    assert_success(&out);
+    let text = stdout(&out);
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["ID", "STACK", "STATE", "CREATED", "TOOK", "SHA", "REF", "IMAGE", "DETAIL"]
+    );
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(row[..3], ["1", "app", "succeeded"]);
+    let took: f64 = row[4].strip_suffix('s').unwrap().parse().unwrap();
+    assert!((1.0..30.0).contains(&took), "TOOK {}", row[4]);
+    assert_eq!(row[5..8], ["-", "-", image], "{text}");
+
+    let out = world.redeploy(&["history", "--json"]);
+    assert_success(&out);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let d = &json[0];
+    assert_eq!(d["image"], image);
+    // `tag` is a git tag pushed; an image's tag is part of its reference.
+    assert!(d["event"]["tag"].is_null(), "{d:#}");
+    assert!(d["event"].is_object(), "{d:#}");
+    assert_eq!(d["event"]["image"], image);
+    assert_eq!(d["event"]["stack"], "app");
+    assert!(d.get("event_json").is_none() && d.get("created_at_ms").is_none());
+    for key in ["created_at", "started_at", "finished_at"] {
+        let at = d[key].as_str().unwrap();
+        assert!(
+            at.len() == 24 && at.ends_with('Z') && at.as_bytes()[10] == b'T',
+            "{key}: {at}"
+        );
+    }
+    let took = d["duration_seconds"].as_f64().unwrap();
+    assert!((1.0..30.0).contains(&took), "{took}");
+    server.terminate();
+}

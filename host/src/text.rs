@@ -29,6 +29,13 @@ pub fn rfc3339_ms(ms: i64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
+/// A journal time (milliseconds since the Unix epoch) in RFC 3339 to the
+/// millisecond, in UTC, for JSON: `2026-12-01T10:23:50.123Z`.
+pub fn rfc3339_millis(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0).unsigned_abs());
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::one_line;

@@ -2,8 +2,10 @@
 //! (refs, reasons, GitHub's messages) is printed escaped to one line, so a
 //! ref name cannot move the cursor or forge rows on the operator's terminal.
 
+use serde::Serialize;
+
 use crate::config;
-use crate::journal::Journal;
+use crate::journal::{DeployRecord, Journal};
 use crate::text::one_line;
 
 /// How many deploys `history` shows by default.
@@ -44,29 +46,37 @@ impl History {
             }
         }
         if self.json {
-            println!("{}", serde_json::to_string_pretty(&deploys)?);
+            let entries: Vec<Entry<'_>> = deploys.iter().map(Entry::of).collect();
+            println!("{}", serde_json::to_string_pretty(&entries)?);
             return Ok(());
         }
         print_row(
             &DEPLOY_COLUMNS,
-            ["ID", "STACK", "STATE", "CREATED", "SHA", "REF", "DETAIL"],
+            [
+                "ID", "STACK", "STATE", "CREATED", "TOOK", "SHA", "REF", "IMAGE", "DETAIL",
+            ],
         );
-        for d in deploys {
+        for d in &deploys {
             let detail = d
                 .detail
                 .clone()
                 .or_else(|| d.exit_code.map(|c| format!("exit code {c}")))
                 .unwrap_or_default();
+            let image = event_of(d)["image"]
+                .as_str()
+                .map(|i| one_line(i).into_owned());
             print_row(
                 &DEPLOY_COLUMNS,
                 [
-                    &d.id.to_string(),
-                    &d.queued.stack,
-                    d.state.as_str(),
-                    &time(Some(d.queued.created_at_ms)),
-                    short_sha(d.queued.sha.as_deref()),
-                    &one_line(d.queued.git_ref.as_deref().unwrap_or("-")),
-                    &one_line(&detail),
+                    d.id.to_string(),
+                    d.queued.stack.clone(),
+                    d.state.as_str().to_string(),
+                    time(Some(d.queued.created_at_ms)),
+                    duration_seconds(d).map_or_else(|| "-".into(), |s| format!("{s:.1}s")),
+                    short_sha(d.queued.sha.as_deref()).to_string(),
+                    one_line(d.queued.git_ref.as_deref().unwrap_or("-")).into_owned(),
+                    image.unwrap_or_else(|| "-".into()),
+                    one_line(&detail).into_owned(),
                 ],
             );
         }
@@ -101,13 +111,13 @@ impl History {
                 print_row(
                     &REQUEST_COLUMNS,
                     [
-                        &r.id.to_string(),
-                        &r.asked.stack,
-                        r.state.as_str(),
-                        &time(Some(r.asked.created_at_ms)),
-                        short_sha(r.asked.sha.as_deref()),
-                        &deployment,
-                        &one_line(&detail),
+                        r.id.to_string(),
+                        r.asked.stack.clone(),
+                        r.state.as_str().to_string(),
+                        time(Some(r.asked.created_at_ms)),
+                        short_sha(r.asked.sha.as_deref()).to_string(),
+                        deployment,
+                        one_line(&detail).into_owned(),
                     ],
                 );
             }
@@ -117,19 +127,105 @@ impl History {
 }
 
 /// The widths of the deploys table's columns but the last (DETAIL).
-const DEPLOY_COLUMNS: [usize; 6] = [6, 16, 11, 20, 12, 24];
+const DEPLOY_COLUMNS: [usize; 8] = [6, 16, 11, 20, 7, 12, 24, 32];
 
 /// The widths of the deployment requests table's columns but the last.
 const REQUEST_COLUMNS: [usize; 6] = [6, 16, 9, 20, 12, 12];
 
 /// Prints one table row: the id right-aligned, the next cells padded to
-/// `widths`, the last as it is.
-fn print_row(widths: &[usize; 6], cells: [&str; 7]) {
-    let mut line = format!("{:>w$} ", cells[0], w = widths[0]);
-    for (cell, w) in cells[1..6].iter().zip(&widths[1..]) {
-        line.push_str(&format!(" {cell:<w$}", w = *w));
+/// `widths`, the last as it is. `N` widths make `N + 1` cells.
+fn print_row<const N: usize>(
+    widths: &[usize; N],
+    cells: impl IntoIterator<Item = impl AsRef<str>>,
+) {
+    let mut cells = cells.into_iter();
+    let first = cells
+        .next()
+        .map(|c| c.as_ref().to_string())
+        .unwrap_or_default();
+    let mut line = format!("{first:>w$} ", w = widths[0]);
+    for w in &widths[1..] {
+        let cell = cells
+            .next()
+            .map(|c| c.as_ref().to_string())
+            .unwrap_or_default();
+        line.push_str(&format!(" {cell:<w$}"));
     }
-    println!("{line} {}", cells[6]);
+    let last = cells
+        .next()
+        .map(|c| c.as_ref().to_string())
+        .unwrap_or_default();
+    println!("{line} {last}");
+}
+
+/// The deploy event a deploy was queued with, as its JSON object (the
+/// document its command read); `null` if the journal holds none.
+fn event_of(d: &DeployRecord) -> serde_json::Value {
+    serde_json::from_str(&d.queued.event_json).unwrap_or(serde_json::Value::Null)
+}
+
+/// How long a finished deploy ran, in seconds; `None` until it has ended
+/// (or if it never started).
+fn duration_seconds(d: &DeployRecord) -> Option<f64> {
+    let (start, end) = (d.started_at_ms?, d.finished_at_ms?);
+    Some((end - start).max(0) as f64 / 1000.0)
+}
+
+/// One deploy as `history --json` prints it: times in RFC 3339 (to the
+/// millisecond), the
+/// duration in seconds, and the deploy event as an object.
+#[derive(Debug, Serialize)]
+struct Entry<'a> {
+    id: i64,
+    stack: &'a str,
+    state: &'a str,
+    provider: &'a str,
+    delivery_id: Option<&'a str>,
+    git_ref: Option<&'a str>,
+    sha: Option<&'a str>,
+    image: Option<String>,
+    services: &'a [String],
+    profile: Option<&'a str>,
+    reason: &'a str,
+    created_at: String,
+    started_at: Option<String>,
+    finished_at: Option<String>,
+    duration_seconds: Option<f64>,
+    exit_code: Option<i32>,
+    detail: Option<&'a str>,
+    superseded_by: Option<i64>,
+    log_path: Option<&'a str>,
+    event: serde_json::Value,
+}
+
+impl<'a> Entry<'a> {
+    fn of(d: &'a DeployRecord) -> Entry<'a> {
+        let q = &d.queued;
+        let event = event_of(d);
+        let image = event["image"].as_str().map(str::to_string);
+        Entry {
+            id: d.id,
+            stack: &q.stack,
+            state: d.state.as_str(),
+            provider: &q.provider,
+            delivery_id: q.delivery_id.as_deref(),
+            git_ref: q.git_ref.as_deref(),
+            sha: q.sha.as_deref(),
+            image,
+            services: &q.services,
+            profile: q.profile.as_deref(),
+            reason: &q.reason,
+            created_at: crate::text::rfc3339_millis(q.created_at_ms),
+            started_at: d.started_at_ms.map(crate::text::rfc3339_millis),
+            finished_at: d.finished_at_ms.map(crate::text::rfc3339_millis),
+            duration_seconds: duration_seconds(d),
+            exit_code: d.exit_code,
+            detail: d.detail.as_deref(),
+            superseded_by: d.superseded_by,
+            log_path: d.log_path.as_deref(),
+            event,
+        }
+    }
 }
 
 /// How many characters of a commit SHA the tables show.
