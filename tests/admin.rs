@@ -406,3 +406,76 @@ fn man_page_starts_with_th_and_names_every_subcommand() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------
+// A hook-only installation: `trigger --local`
+// ---------------------------------------------------------------------------
+
+#[test]
+fn admin_trigger_local_deploys_through_the_journal_without_a_server() {
+    let web = Stack::repo("web", "acme/web", "main", 1);
+    let broken = Stack::repo("broken", "acme/broken", "main", 2).env("EXIT_CODE", "3");
+    let world = World::new(
+        "admin-trigger-local",
+        "",
+        &crate::support::stacks::toml(&[web, broken]),
+    );
+    let config = config_arg(&world);
+    let out = run(&["trigger", "web", "--local", "--config", config], &[]);
+    assert_success(&out);
+    assert_contains_all(
+        &stdout(&out),
+        &[
+            "web: deploy #1 queued (manual trigger",
+            "-- redeploy: deploy #1 succeeded (exit code 0) after",
+        ],
+    );
+    let deploys = world.settle(10);
+    assert_eq!(deploys.len(), 1);
+    assert_eq!(deploys[0].queued.provider, "manual");
+    crate::support::world::assert_all_succeeded(&deploys);
+    // It ran the stand-in, as a deploy: with the deploy's environment.
+    world.assert_env(
+        "web",
+        1,
+        &[("REDEPLOY_STACK", "web"), ("REDEPLOY_DEPLOY_ID", "1")],
+    );
+
+    // A failing deploy: its log, and a non-zero exit saying so.
+    let out = run(&["trigger", "broken", "--local", "--config", config], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("-- redeploy: deploy #2 failed (exit code 3)"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("broken: deploy #2 failed"),
+        "{}",
+        stderr(&out)
+    );
+
+    // `--local` goes through the component like any trigger: a stack that
+    // refuses manual triggers refuses this one, and nothing is journaled.
+    std::fs::write(
+        &world.config,
+        std::fs::read_to_string(&world.config).unwrap() + "manual = \"refuse\"\n",
+    )
+    .unwrap();
+    let out = run(&["trigger", "broken", "--local", "--config", config], &[]);
+    assert_error_saying(
+        &out,
+        &["broken: NOT deployed (403", "refuses manual triggers"],
+    );
+    assert_eq!(world.deploys().len(), 2);
+    // And `history` reads the hook-only journal.
+    let out = run(&["history", "--config", config], &[]);
+    assert_success(&out);
+    assert_eq!(stdout(&out).lines().count(), 3, "{}", stdout(&out));
+}

@@ -1,14 +1,21 @@
 //! `redeploy trigger STACK`: queues a manual deploy through the running
 //! server, exactly as `curl -X POST -d "" <hook URL>` would; with
 //! `--redeploy ID`, a redeploy of an earlier deploy from `history` (a
-//! rollback, [`crate::rollback`]).
+//! rollback, [`crate::rollback`]); with `--local`, without a server: the
+//! same manual delivery goes through the component, the journal and the
+//! stack's lock on this host, and the deploy runs in the foreground.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 
 use crate::config::{self, ManualSetting};
-use crate::plugin::{Allocation, PluginRuntime, RuntimeOptions};
+use crate::dispatch::{DeploySink, Dispatcher};
+use crate::journal::{DeployRecord, DeployState, Journal};
+use crate::metrics::Metrics;
+use crate::plugin::{wit, Allocation, PluginRuntime, RuntimeOptions};
+use crate::runner::Enqueued;
 use crate::tokens::{hook_url, token_for};
 
 /// How long `trigger` waits for the server's answer. The server answers once
@@ -47,16 +54,34 @@ pub struct Trigger {
     /// How long to wait for the server's answer (default: 30s).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub timeout: Option<Duration>,
+    /// Deploy on this host, without a server (a hook-only installation):
+    /// the trigger is decided by the component and journaled as the
+    /// server would, then run now, under the stack's lock, waiting for a
+    /// deploy the hook is running; prints its log. Exits non-zero if the
+    /// deploy fails.
+    #[arg(long, conflicts_with_all = ["redeploy", "server", "timeout"])]
+    pub local: bool,
 }
 
 impl Trigger {
-    /// Posts the empty manual delivery and prints the server's answer.
+    /// Sends the manual delivery to the server (or, with `--local`, runs
+    /// it here) and prints the answer.
     pub fn execute(self) -> anyhow::Result<()> {
         let config = self
             .config
             .load_for(config::SecretScope::Stack(&self.stack))?;
         let stack = super::stack(&config, &self.stack, &self.config.path)?;
         let journal = super::open_state(&config)?;
+        if self.local {
+            let (query, headers) = self.manual_delivery(&config, stack)?;
+            return run_local(
+                Arc::new(config.clone()),
+                Arc::new(journal),
+                &self.stack,
+                query,
+                headers,
+            );
+        }
         let token = token_for(&config, &journal, &self.stack)?;
         let base = self
             .server
@@ -68,20 +93,13 @@ impl Trigger {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("building the http client")?;
-        let timestamp = || -> anyhow::Result<String> {
-            Ok(std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .context("the system clock is before 1970")?
-                .as_secs()
-                .to_string())
-        };
         let request = if let Some(id) = self.redeploy {
             let mut request = client
                 .post(format!("{}/redeploy/{id}", hook_url(&base, &token)))
                 .body("");
             // It names a commit: a stack with secrets takes it signed.
             if let Some(secret) = stack.secrets.first() {
-                let timestamp = timestamp()?;
+                let timestamp = unix_time()?;
                 request = request
                     .header(
                         MANUAL_SIGNATURE_HEADER,
@@ -91,43 +109,14 @@ impl Trigger {
             }
             request
         } else {
-            let mut query = Vec::new();
-            if let Some(s) = &self.services {
-                query.push(("services", s.replace(' ', "")));
-            }
-            if let Some(p) = &self.profile {
-                query.push(("deployment_profile", p.clone()));
-            }
-            let mut request = client.post(hook_url(&base, &token)).body("");
+            let (query, headers) = self.manual_delivery(&config, stack)?;
+            let mut url = hook_url(&base, &token);
             if !query.is_empty() {
-                request = request.query(&query);
+                url = format!("{url}?{query}");
             }
-            // A stack that requires signed triggers gets one signed with its
-            // first secret; any other stack takes the hook URL alone.
-            if stack.manual == ManualSetting::Signed {
-                let secret = stack.secrets.first().with_context(|| {
-                    format!(
-                        "stack \"{}\" requires signed manual triggers but has no secret",
-                        stack.name
-                    )
-                })?;
-                let timestamp = timestamp()?;
-                // The component, which checks the signature, also makes it.
-                let runtime = PluginRuntime::cached(
-                    &config.server.state_dir.join("cache"),
-                    RuntimeOptions {
-                        allocation: Allocation::OnDemand,
-                        ..RuntimeOptions::default()
-                    },
-                )?;
-                let signature = runtime.sign_manual_trigger(
-                    &stack.name,
-                    timestamp.parse()?,
-                    secret.expose(),
-                )?;
-                request = request
-                    .header(MANUAL_SIGNATURE_HEADER, signature)
-                    .header(MANUAL_TIMESTAMP_HEADER, timestamp);
+            let mut request = client.post(url).body("");
+            for (name, value) in headers {
+                request = request.header(name, value);
             }
             request
         };
@@ -156,5 +145,149 @@ impl Trigger {
             bail!("the server answered {status}");
         }
         Ok(())
+    }
+
+    /// The manual trigger's query string (`services=`,
+    /// `deployment_profile=`) and headers: signed with the stack's first
+    /// secret when it requires signed triggers (the component, which
+    /// checks the signature, also makes it); none otherwise.
+    fn manual_delivery(
+        &self,
+        config: &config::Config,
+        stack: &config::StackConfig,
+    ) -> anyhow::Result<(String, Vec<(String, String)>)> {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        if let Some(s) = &self.services {
+            query.append_pair("services", &s.replace(' ', ""));
+        }
+        if let Some(p) = &self.profile {
+            query.append_pair("deployment_profile", p);
+        }
+        let mut headers = Vec::new();
+        if stack.manual == ManualSetting::Signed {
+            let secret = stack.secrets.first().with_context(|| {
+                format!(
+                    "stack \"{}\" requires signed manual triggers but has no secret",
+                    stack.name
+                )
+            })?;
+            let timestamp = unix_time()?;
+            let signature = component(config)?.sign_manual_trigger(
+                &stack.name,
+                timestamp.parse()?,
+                secret.expose(),
+            )?;
+            headers.push((MANUAL_SIGNATURE_HEADER.to_string(), signature));
+            headers.push((MANUAL_TIMESTAMP_HEADER.to_string(), timestamp));
+        }
+        Ok((query.finish(), headers))
+    }
+}
+
+/// Now, in Unix seconds, as a signed trigger's timestamp header says it.
+fn unix_time() -> anyhow::Result<String> {
+    Ok(std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("the system clock is before 1970")?
+        .as_secs()
+        .to_string())
+}
+
+/// The embedded component, from the compiled cache the hook and the
+/// server share.
+fn component(config: &config::Config) -> anyhow::Result<PluginRuntime> {
+    PluginRuntime::cached(
+        &config.server.state_dir.join("cache"),
+        RuntimeOptions {
+            allocation: Allocation::OnDemand,
+            ..RuntimeOptions::default()
+        },
+    )
+}
+
+/// Keeps what the dispatcher queues in the journal, for [`run_local`] to
+/// run under the stack's lock.
+struct Journaled;
+
+impl DeploySink for Journaled {
+    fn accept(&self, _: &DeployRecord) -> Enqueued {
+        Enqueued::Queued
+    }
+}
+
+/// `trigger --local`: the manual delivery (`query`, `headers`, no body)
+/// decided by the component and journaled, as a server would; then the
+/// stack's queued deploys run here, under its lock (waiting while the
+/// post-receive hook's runner holds it), with the deploy's log printed.
+fn run_local(
+    config: Arc<config::Config>,
+    journal: Arc<Journal>,
+    stack: &str,
+    query: String,
+    headers: Vec<(String, String)>,
+) -> anyhow::Result<()> {
+    let runtime = Arc::new(component(&config)?);
+    let dispatcher = Dispatcher::new(
+        runtime,
+        journal.clone(),
+        Arc::new(Journaled),
+        config.clone(),
+        Arc::new(Metrics::new()),
+    );
+    let delivery = wit::Delivery::Http(wit::HttpRequest {
+        method: "POST".into(),
+        query,
+        headers,
+        body: Vec::new(),
+    });
+    let stack_config = config
+        .stack(stack)
+        .context("the stack went from the config")?;
+    let answer = dispatcher.dispatch(&[stack_config], &delivery);
+    let decision = &answer.body["decisions"][0];
+    if answer.status >= 300 {
+        bail!(
+            "{stack}: NOT deployed ({} {}): {}",
+            answer.status,
+            answer.body["error"].as_str().unwrap_or("refused"),
+            answer.body["message"].as_str().unwrap_or("")
+        );
+    }
+    let Some(id) = decision["deploy_id"].as_i64() else {
+        bail!(
+            "{stack}: nothing deployed: {}",
+            decision["reason"]
+                .as_str()
+                .unwrap_or("no deploy was queued")
+        );
+    };
+    println!(
+        "{stack}: deploy #{id} queued ({})",
+        decision["reason"].as_str().unwrap_or("")
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(super::run_queued::run_queued(
+        config,
+        journal.clone(),
+        stack,
+    ))?;
+    let deploy = journal
+        .deploy(id)?
+        .with_context(|| format!("deploy #{id} is no longer in the journal"))?;
+    if let Some(log) = deploy.log_path.as_deref() {
+        let mut file = std::fs::File::open(log)
+            .with_context(|| format!("opening the log of deploy #{id}, {log}"))?;
+        std::io::copy(&mut file, &mut std::io::stdout().lock())
+            .with_context(|| format!("printing the log of deploy #{id}"))?;
+    }
+    match deploy.state {
+        DeployState::Succeeded => Ok(()),
+        state => bail!(
+            "{stack}: deploy #{id} {}{}",
+            state.as_str(),
+            deploy.detail.map(|d| format!(": {d}")).unwrap_or_default()
+        ),
     }
 }
