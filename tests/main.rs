@@ -26,6 +26,9 @@
 //!   read, pruning, private expiring logs, the compiled-component cache).
 //! - `load`: thousands of deliveries with failing and hanging deploys, and
 //!   SIGKILLs of the server in the middle; the journal stays consistent.
+//! - `readme`: the README cannot drift: its commands parse and (on the
+//!   example config) run, its TOML validates, its sample outputs are
+//!   what the commands print.
 //! - `secrets`: no secret or hook token in any log, journal or response.
 //! - `fixtures_vendored`: the vendored third-party payloads (`fixtures/`)
 //!   are byte for byte the recorded copies of their sources.
@@ -49,6 +52,7 @@ mod hostile;
 mod load;
 mod node;
 mod post_receive;
+mod readme;
 mod secrets;
 mod serve;
 mod support;

@@ -1,0 +1,345 @@
+//! The README cannot drift (issue 14): its code blocks and code spans are
+//! read with a Markdown parser, and
+//! - every `redeploy` command in a code block parses with the real command
+//!   line (with and without its `[optional]` parts), and every inline
+//!   `redeploy ...` names real subcommands and options;
+//! - every TOML block is a valid configuration (a `[stacks.*]` table inside
+//!   a stack);
+//! - every command run against `examples/redeploy.toml` runs, from the
+//!   workspace as a newcomer runs it, and exits 0; the output blocks shown
+//!   after `config check` and `check` are what those commands print.
+
+use std::path::Path;
+use std::process::Command;
+
+use clap::Parser as _;
+use pulldown_cmark::{CodeBlockKind, Event, Parser, Tag, TagEnd};
+use redeploy_host::cli::Cli;
+
+use crate::support::cli::{stderr, stdout};
+use crate::support::{redeploy_bin, workspace};
+
+/// One code block: its language (`""` for an indented block) and text.
+struct Block {
+    lang: String,
+    text: String,
+}
+
+/// The README's text.
+fn readme() -> String {
+    std::fs::read_to_string(workspace().join("README.md")).unwrap()
+}
+
+/// The README's code blocks, in order.
+fn blocks(md: &str) -> Vec<Block> {
+    let mut out = Vec::new();
+    let mut current: Option<Block> = None;
+    for event in Parser::new(md) {
+        match event {
+            Event::Start(Tag::CodeBlock(kind)) => {
+                let lang = match kind {
+                    CodeBlockKind::Fenced(lang) => lang.to_string(),
+                    CodeBlockKind::Indented => String::new(),
+                };
+                current = Some(Block {
+                    lang,
+                    text: String::new(),
+                });
+            }
+            Event::Text(text) => {
+                if let Some(block) = &mut current {
+                    block.text.push_str(&text);
+                }
+            }
+            Event::End(TagEnd::CodeBlock) => out.extend(current.take()),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The README's code spans that are `redeploy` commands.
+fn inline_commands(md: &str) -> Vec<String> {
+    Parser::new(md)
+        .filter_map(|event| match event {
+            Event::Code(code) if code.starts_with("redeploy ") => Some(code.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether a block holds shell commands (not JSON, YAML, TOML or output).
+fn is_shell(block: &Block) -> bool {
+    matches!(block.lang.as_str(), "" | "sh" | "bash" | "shell" | "console")
+}
+
+/// The `redeploy` commands of a shell block, as the arguments after the
+/// program name: lines continued with `\` joined; `cargo run [-q]
+/// --release -- ARGS` taken as `redeploy ARGS`; each `$(...)` inside a line
+/// taken as a command of its own; a redirection (`> FILE`) cut off.
+fn commands(block: &str) -> Vec<String> {
+    let joined = block.replace("\\\n", " ");
+    let mut out = Vec::new();
+    for line in joined.lines() {
+        let mut rest = line.trim();
+        while let Some(start) = rest.find("$(") {
+            let end = start + rest[start..].find(')').expect("a closed $( in the README");
+            out.extend(command(&rest[start + 2..end]));
+            rest = &rest[end + 1..];
+        }
+        out.extend(command(line.trim()));
+    }
+    out
+}
+
+/// The arguments of one command line if it runs `redeploy`.
+fn command(line: &str) -> Option<String> {
+    let line = line.split(" > ").next().unwrap().trim();
+    if let Some(args) = line.strip_prefix("redeploy ") {
+        return Some(args.to_string());
+    }
+    if line.starts_with("cargo run ") {
+        return line.split_once(" -- ").map(|(_, args)| args.to_string());
+    }
+    None
+}
+
+/// `text` with every `[...]` group removed (`keep = false`) or with the
+/// brackets dropped and their contents kept (`keep = true`).
+fn optional_parts(text: &str, keep: bool) -> String {
+    let mut out = String::new();
+    let mut depth = 0;
+    for c in text.chars() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth -= 1,
+            _ if depth == 0 || keep => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Parses `args` with the real command line; the error if it does not.
+fn parse(args: &str) -> Result<(), String> {
+    let words = shlex::split(args).ok_or_else(|| format!("unbalanced quotes in {args}"))?;
+    Cli::try_parse_from(std::iter::once("redeploy".to_string()).chain(words))
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// Every README command, with the variants of its optional parts.
+fn readme_commands() -> Vec<String> {
+    blocks(&readme())
+        .iter()
+        .filter(|b| is_shell(b))
+        .flat_map(|b| commands(&b.text))
+        .collect()
+}
+
+#[test]
+fn readme_every_redeploy_command_parses_with_the_real_command_line() {
+    let commands = readme_commands();
+    // The README shows more than a dozen: an extraction that finds a few
+    // has stopped reading it.
+    assert!(commands.len() >= 12, "{commands:#?}");
+    let mut failures = Vec::new();
+    for c in &commands {
+        for variant in [optional_parts(c, false), optional_parts(c, true)] {
+            if let Err(e) = parse(&variant) {
+                failures.push(format!("redeploy {variant}\n{e}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn readme_every_inline_redeploy_command_names_real_subcommands_and_options() {
+    let spans = inline_commands(&readme());
+    assert!(spans.len() >= 10, "{spans:#?}");
+    let root = <Cli as clap::CommandFactory>::command();
+    let mut failures = Vec::new();
+    for span in &spans {
+        let words: Vec<&str> = span.split_whitespace().skip(1).collect();
+        let mut cmd = &root;
+        let mut rest = &words[..];
+        // The subcommand path: `github connect`, `config check`, ...
+        while let Some(sub) = rest.first().and_then(|w| cmd.find_subcommand(w)) {
+            cmd = sub;
+            rest = &rest[1..];
+        }
+        if std::ptr::eq(cmd, &root) {
+            failures.push(format!("`{span}`: no such subcommand"));
+            continue;
+        }
+        for word in rest {
+            let word = word.trim_matches(|c| c == '[' || c == ']');
+            let Some(long) = word.strip_prefix("--") else {
+                continue;
+            };
+            let long = long.split('=').next().unwrap();
+            let known = long == "help"
+                || cmd
+                    .get_arguments()
+                    .any(|a| a.get_long() == Some(long));
+            if !known {
+                failures.push(format!("`{span}`: `{}` has no --{long}", cmd.get_name()));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Secrets for validating README snippets: every variable and file
+/// holds a placeholder.
+struct Placeholders;
+
+impl redeploy_host::config::SecretSource for Placeholders {
+    fn var(&self, _: &str) -> Result<String, std::env::VarError> {
+        Ok("placeholder-secret-value".into())
+    }
+
+    fn read(&self, _: &Path) -> std::io::Result<String> {
+        Ok("placeholder-secret-value".into())
+    }
+}
+
+/// A stack the README's `[stacks.*]` snippets are validated inside.
+const SNIPPET_STACK: &str =
+    "[[stacks]]\nname = \"web\"\nrepository = \"acme/web\"\nbranch = \"main\"\ncommand = [\"true\"]\n";
+
+#[test]
+fn readme_every_toml_block_is_a_valid_configuration() {
+    let toml: Vec<Block> = blocks(&readme())
+        .into_iter()
+        .filter(|b| b.lang == "toml")
+        .collect();
+    assert!(!toml.is_empty(), "the README shows no TOML");
+    for block in toml {
+        let text = if block.text.trim_start().starts_with("[stacks.") {
+            format!("{SNIPPET_STACK}{}", block.text)
+        } else {
+            block.text.clone()
+        };
+        if let Err(e) = redeploy_host::config::parse_with(&text, Path::new("/etc/redeploy"), &Placeholders) {
+            panic!("{e}\nin the README's TOML:\n{}", block.text);
+        }
+    }
+}
+
+/// Runs `redeploy ARGS` from the workspace, as the README's reader does.
+fn run_in_workspace(args: &str) -> std::process::Output {
+    Command::new(redeploy_bin())
+        .args(shlex::split(args).unwrap())
+        .current_dir(workspace())
+        .env_remove(redeploy_host::commands::CONFIG_ENV)
+        .output()
+        .unwrap()
+}
+
+/// The README's commands that read `examples/redeploy.toml` and return
+/// (`serve` runs until stopped: `serve::` tests start it).
+fn example_commands() -> Vec<String> {
+    readme_commands()
+        .into_iter()
+        .filter(|c| c.contains("examples/redeploy.toml") && !c.starts_with("serve "))
+        .collect()
+}
+
+#[test]
+fn readme_every_command_on_the_example_config_runs() {
+    let commands = example_commands();
+    assert!(commands.len() >= 3, "{commands:#?}");
+    for c in commands {
+        for variant in [optional_parts(&c, false), optional_parts(&c, true)] {
+            let out = run_in_workspace(&variant);
+            assert!(
+                out.status.success(),
+                "redeploy {variant}\n{}{}",
+                stdout(&out),
+                stderr(&out)
+            );
+        }
+    }
+}
+
+/// The block right after the first block running `redeploy <subcommand>`:
+/// the output the README shows for it.
+fn shown_output(subcommand: &str) -> (String, String) {
+    let blocks = blocks(&readme());
+    let at = blocks
+        .iter()
+        .position(|b| {
+            is_shell(b)
+                && commands(&b.text)
+                    .iter()
+                    .any(|c| c.starts_with(&format!("{subcommand} ")))
+        })
+        .unwrap_or_else(|| panic!("the README runs no `redeploy {subcommand}`"));
+    let command = commands(&blocks[at].text)
+        .into_iter()
+        .find(|c| c.starts_with(&format!("{subcommand} ")))
+        .unwrap();
+    (command, blocks[at + 1].text.clone())
+}
+
+#[test]
+fn readme_config_check_output_is_what_config_check_prints() {
+    let (command, shown) = shown_output("config check");
+    let out = run_in_workspace(&command);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed = stdout(&out);
+    let shown: Vec<&str> = shown.lines().filter(|l| l.trim() != "...").collect();
+    assert!(shown.len() >= 5, "{shown:#?}");
+    // The lines shown appear in the output, in the same order.
+    let mut from = 0;
+    for line in shown {
+        match printed[from..].find(&format!("{line}\n")) {
+            Some(at) => from += at + line.len(),
+            None => panic!("the README shows {line:?}, which `redeploy {command}` does not print (in this order):\n{printed}"),
+        }
+    }
+}
+
+/// The paths of every key in a JSON value (`decisions[].deploy.sha`),
+/// leaving out the README's `"..."` placeholder keys.
+fn key_paths(value: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                if k == "..." {
+                    continue;
+                }
+                let path = format!("{prefix}.{k}");
+                out.push(path.clone());
+                key_paths(v, &path, out);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for item in items {
+                key_paths(item, &format!("{prefix}[]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn readme_check_json_shows_the_keys_check_prints() {
+    let (command, shown) = shown_output("check");
+    let out = run_in_workspace(&optional_parts(&command, false));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let shown: serde_json::Value = serde_json::from_str(&shown).expect("the README's check JSON parses");
+    let (mut want, mut have) = (Vec::new(), Vec::new());
+    key_paths(&shown, "", &mut want);
+    key_paths(&printed, "", &mut have);
+    assert!(want.len() >= 20, "{want:#?}");
+    let missing: Vec<&String> = want.iter().filter(|k| !have.contains(k)).collect();
+    assert!(missing.is_empty(), "the README shows keys `check` does not print: {missing:?}");
+    // And the values it shows in full are the ones printed.
+    assert_eq!(shown["provider"], printed["provider"]);
+    assert_eq!(shown["event"], printed["event"]);
+    assert_eq!(shown["decisions"][0]["reason"], printed["decisions"][0]["reason"]);
+}
