@@ -17,7 +17,6 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::commands::ConfigFile;
 use crate::config::{Config, Live, LiveConfig};
 use crate::journal::Journal;
 use crate::metrics::Metrics;
@@ -63,8 +62,8 @@ const MAX_STATUS_BYTES: u64 = 64 * 1024;
 /// Everything of a running server that a reload replaces, and what it
 /// needs to check a new configuration first.
 pub struct Reloader {
-    /// The file read again.
-    pub file: ConfigFile,
+    /// The configuration file, read again.
+    pub path: PathBuf,
     /// The configuration every part reads.
     pub config: LiveConfig,
     /// The hook tokens the server looks deliveries up by.
@@ -95,7 +94,7 @@ impl Reloader {
             + 1;
         let (applied, message) = match result {
             Ok(message) => {
-                tracing::info!(file = %self.file.path.display(), "configuration reloaded: {message}");
+                tracing::info!(file = %self.path.display(), "configuration reloaded: {message}");
                 (true, message)
             }
             Err(e) => {
@@ -103,7 +102,7 @@ impl Reloader {
                     "the running configuration stays: {}",
                     crate::text::one_line(&format!("{e:#}"))
                 );
-                tracing::error!(file = %self.file.path.display(), "configuration reload refused; {message}");
+                tracing::error!(file = %self.path.display(), "configuration reload refused; {message}");
                 (false, message)
             }
         };
@@ -123,13 +122,13 @@ impl Reloader {
 
     /// Loads, checks and applies the file; the summary of what changed.
     fn apply(&self, running: &Config) -> anyhow::Result<String> {
-        let new = self.file.load()?;
+        let new = crate::config::load(&self.path)?;
         let merged = crate::config::merge_reload(running, new);
         let config = Arc::new(merged.config);
         crate::stacks::validate(
             &self.runtime,
             &crate::stacks::wit_stacks(&config),
-            &self.file.path,
+            &self.path,
         )?;
         let tokens = TokenTable::new(ensure_tokens(&config, &self.journal)?);
         self.notifier.reconfigure(config.clone())?;

@@ -99,7 +99,7 @@ impl Serve {
 
         let log_links = notifier.log_links().clone();
         let reloader = Arc::new(Reloader {
-            file: self.config.clone(),
+            path: self.config.path.clone(),
             config: live.clone(),
             tokens: tokens.clone(),
             journal: journal.clone(),
