@@ -70,7 +70,10 @@ fn inline_commands(md: &str) -> Vec<String> {
 
 /// Whether a block holds shell commands (not JSON, YAML, TOML or output).
 fn is_shell(block: &Block) -> bool {
-    matches!(block.lang.as_str(), "" | "sh" | "bash" | "shell" | "console")
+    matches!(
+        block.lang.as_str(),
+        "" | "sh" | "bash" | "shell" | "console"
+    )
 }
 
 /// The `redeploy` commands of a shell block, as the arguments after the
@@ -92,9 +95,17 @@ fn commands(block: &str) -> Vec<String> {
     out
 }
 
-/// The arguments of one command line if it runs `redeploy`.
+/// The arguments of one command line if it runs `redeploy` (also as
+/// another user: `sudo -u redeploy redeploy ...`).
 fn command(line: &str) -> Option<String> {
-    let line = line.split(" > ").next().unwrap().trim();
+    let mut line = line.split(" > ").next().unwrap().trim();
+    if let Some(rest) = line.strip_prefix("sudo ") {
+        let rest = rest.trim_start();
+        line = match rest.strip_prefix("-u ") {
+            Some(user) => user.trim_start().split_once(' ').map_or("", |(_, r)| r.trim_start()),
+            None => rest,
+        };
+    }
     if let Some(args) = line.strip_prefix("redeploy ") {
         return Some(args.to_string());
     }
@@ -179,10 +190,7 @@ fn readme_every_inline_redeploy_command_names_real_subcommands_and_options() {
                 continue;
             };
             let long = long.split('=').next().unwrap();
-            let known = long == "help"
-                || cmd
-                    .get_arguments()
-                    .any(|a| a.get_long() == Some(long));
+            let known = long == "help" || cmd.get_arguments().any(|a| a.get_long() == Some(long));
             if !known {
                 failures.push(format!("`{span}`: `{}` has no --{long}", cmd.get_name()));
             }
@@ -222,7 +230,9 @@ fn readme_every_toml_block_is_a_valid_configuration() {
         } else {
             block.text.clone()
         };
-        if let Err(e) = redeploy_host::config::parse_with(&text, Path::new("/etc/redeploy"), &Placeholders) {
+        if let Err(e) =
+            redeploy_host::config::parse_with(&text, Path::new("/etc/redeploy"), &Placeholders)
+        {
             panic!("{e}\nin the README's TOML:\n{}", block.text);
         }
     }
@@ -331,15 +341,22 @@ fn readme_check_json_shows_the_keys_check_prints() {
     let out = run_in_workspace(&optional_parts(&command, false));
     assert!(out.status.success(), "{}", stderr(&out));
     let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let shown: serde_json::Value = serde_json::from_str(&shown).expect("the README's check JSON parses");
+    let shown: serde_json::Value =
+        serde_json::from_str(&shown).expect("the README's check JSON parses");
     let (mut want, mut have) = (Vec::new(), Vec::new());
     key_paths(&shown, "", &mut want);
     key_paths(&printed, "", &mut have);
     assert!(want.len() >= 20, "{want:#?}");
     let missing: Vec<&String> = want.iter().filter(|k| !have.contains(k)).collect();
-    assert!(missing.is_empty(), "the README shows keys `check` does not print: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "the README shows keys `check` does not print: {missing:?}"
+    );
     // And the values it shows in full are the ones printed.
     assert_eq!(shown["provider"], printed["provider"]);
     assert_eq!(shown["event"], printed["event"]);
-    assert_eq!(shown["decisions"][0]["reason"], printed["decisions"][0]["reason"]);
+    assert_eq!(
+        shown["decisions"][0]["reason"],
+        printed["decisions"][0]["reason"]
+    );
 }
