@@ -9,6 +9,9 @@
 //! - `admin`: the administrator's first hour (issue 14): the default
 //!   config file, commands reading only the secrets of the stacks they use,
 //!   `config check`, shell completions and the man page.
+//! - `state_owner`: a command run as another user than the state
+//!   directory's owner is refused; a journal this user cannot open names
+//!   its owner (real throwaway users).
 //! - `component`: the built component's imports (none) and exports.
 //! - `serve`: `redeploy serve` on loopback with a stand-in deploy program.
 //! - `post_receive`: the git hook with real bare repositories and pushes.
@@ -51,6 +54,7 @@ mod node;
 mod post_receive;
 mod secrets;
 mod serve;
+mod state_owner;
 mod support;
 mod trap;
 
