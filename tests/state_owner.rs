@@ -155,7 +155,7 @@ fn a_journal_owned_by_another_user_names_its_owner_and_who_is_running() {
     assert_refused(
         &out,
         &format!(
-            "journal {}: permission denied: {} is owned by root, running as {}",
+            "journal {}: permission denied: {} is owned by root (mode 0600), running as {}",
             journal.display(),
             journal.display(),
             user.name
@@ -180,7 +180,7 @@ fn a_state_directory_this_user_cannot_enter_names_its_owner_and_who_is_running()
     assert_refused(
         &out,
         &format!(
-            "permission denied: {} is owned by root, running as {}",
+            "permission denied: {} is owned by root (mode 0700), running as {}",
             state.display(),
             user.name
         ),

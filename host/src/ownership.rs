@@ -78,12 +78,14 @@ pub enum OwnershipError {
     },
     /// The file system refuses this user `path` (or a directory on the way
     /// to it, `blocker`).
-    #[error("permission denied: {} is owned by {owner}, running as {me}", blocker.display())]
+    #[error("permission denied: {} is owned by {owner} (mode {mode:04o}), running as {me}", blocker.display())]
     PermissionDenied {
         /// The file or directory that refuses access.
         blocker: PathBuf,
         /// Its owner.
         owner: User,
+        /// Its permission bits (an owner may have made it read-only).
+        mode: u32,
         /// The user this process runs as.
         me: User,
     },
@@ -168,10 +170,11 @@ fn may_access(path: &Path, mode: libc::c_int) -> bool {
 /// is something else).
 pub fn permission_problem(path: &Path, write: bool) -> Option<OwnershipError> {
     let denied = |blocker: &Path| {
-        let owner = std::fs::metadata(blocker).ok()?.uid();
+        let meta = std::fs::metadata(blocker).ok()?;
         Some(OwnershipError::PermissionDenied {
             blocker: blocker.to_path_buf(),
-            owner: User::from_uid(owner),
+            owner: User::from_uid(meta.uid()),
+            mode: meta.mode() & 0o7777,
             me: User::current(),
         })
     };
@@ -243,6 +246,7 @@ mod tests {
                 uid: 4242,
                 name: None,
             },
+            mode: 0o600,
             me: User {
                 uid: 1000,
                 name: Some("git".into()),
@@ -250,7 +254,7 @@ mod tests {
         };
         assert_eq!(
             err.to_string(),
-            "permission denied: /srv/state/journal.sqlite3 is owned by uid 4242, running as git"
+            "permission denied: /srv/state/journal.sqlite3 is owned by uid 4242 (mode 0600), running as git"
         );
         let orphan = User {
             uid: 4242,
