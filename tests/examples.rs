@@ -179,7 +179,9 @@ fn the_systemd_unit_runs_serve_and_stops_gracefully() {
         "[Unit]",
         "[Service]",
         "[Install]",
-        "ExecStart=/usr/local/bin/redeploy serve --config /etc/redeploy/redeploy.toml",
+        "ExecStart=redeploy serve --config /etc/redeploy/redeploy.toml",
+        "TimeoutStopSec=90",
+        "StateDirectoryMode=0750",
         "KillMode=mixed",
     ] {
         assert!(

@@ -583,3 +583,46 @@ fn a_docker_hub_push_reports_its_deploy_to_the_callback_url() {
     );
     server.terminate();
 }
+
+/// Issue 14: a Docker Hub callback that fails is logged (without its URL,
+/// which carries Docker Hub's secret path) and counted by reason.
+#[test]
+fn a_failed_docker_hub_callback_is_logged_and_counted() {
+    let failing =
+        "HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+    let (port, received) = serve_once(failing.to_string());
+    let (world, server) = World::serving(
+        "dockerhub-callback-fails",
+        "callback_hosts = [\"127.0.0.1\"]",
+        &[Stack::image("app", "svendowideit/testhook", 1)],
+    );
+    let secret_path = "/u/svendowideit/testhook/hook/2141b5bi5i5b02bec211i4eeih0242eg11000a/";
+    let mut body: Value = crate::support::deliveries::fresh_docker_hub_push();
+    body["callback_url"] = json!(format!("http://127.0.0.1:{port}{secret_path}"));
+    let r = server.post(
+        &hook(1),
+        &[("Content-Type", "application/json")],
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    received.join().unwrap();
+    let deploys = world.settle(10);
+    wait_for(10, "the callback's report", || {
+        let r = world.journal().reports(deploys[0].id).unwrap();
+        (!r.is_empty()).then_some(r)
+    });
+    let metrics = server.get("/metrics").text();
+    assert!(
+        metrics.contains("\nredeploy_callback_failures_total{reason=\"status\"} 1\n"),
+        "{metrics}"
+    );
+    let log = server.log_text();
+    assert!(
+        log.contains(
+            "registry callback not delivered: success: answered 500 Internal Server Error"
+        ),
+        "{log}"
+    );
+    assert!(!log.contains(secret_path), "{log}");
+    server.terminate();
+}

@@ -812,7 +812,8 @@ fn an_unwritable_or_full_state_dir_fails_at_start_with_a_clear_error() {
     );
 
     // A state directory the server may not write: read-only to it (the
-    // server runs as `nobody` when the test runs as root, who writes anywhere).
+    // server runs as `nobody`, the directory's owner, when the test runs as
+    // root, who writes anywhere).
     let world = World::new(
         "state-read-only",
         "",
@@ -822,15 +823,24 @@ fn an_unwritable_or_full_state_dir_fails_at_start_with_a_clear_error() {
     std::fs::create_dir(&state).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o555)).unwrap();
+    // SAFETY: geteuid(2) is always safe.
+    let as_root = unsafe { libc::geteuid() } == 0;
+    if as_root {
+        std::os::unix::fs::chown(&state, Some(65534), Some(65534)).unwrap();
+    }
     let err = fails_to_start(&world, |cmd| {
-        // SAFETY: geteuid(2) is always safe.
-        if unsafe { libc::geteuid() } == 0 {
+        if as_root {
             use std::os::unix::process::CommandExt as _;
             cmd.uid(65534).gid(65534);
         }
     });
     assert!(
-        err.contains("journal.sqlite3") && err.contains("Permission denied"),
+        err.contains("journal.sqlite3")
+            && err.contains(&format!(
+                "permission denied: {} is owned by ",
+                state.display()
+            ))
+            && err.contains("(mode 0555), running as "),
         "{err}"
     );
     std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();

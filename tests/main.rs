@@ -9,6 +9,11 @@
 //! - `admin`: the administrator's first hour (issue 14): the default
 //!   config file, commands reading only the secrets of the stacks they use,
 //!   `config check`, shell completions and the man page.
+//! - `package`: the Debian package, built by `cargo deb --no-build` from
+//!   this run's release binary, installed with `dpkg -i`, checked, purged.
+//! - `state_owner`: a command run as another user than the state
+//!   directory's owner is refused; a journal this user cannot open names
+//!   its owner (real throwaway users).
 //! - `component`: the built component's imports (none) and exports.
 //! - `serve`: `redeploy serve` on loopback with a stand-in deploy program.
 //! - `post_receive`: the git hook with real bare repositories and pushes.
@@ -51,10 +56,12 @@ mod golden;
 mod hostile;
 mod load;
 mod node;
+mod package;
 mod post_receive;
 mod readme;
 mod secrets;
 mod serve;
+mod state_owner;
 mod support;
 mod trap;
 

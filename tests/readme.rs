@@ -102,7 +102,10 @@ fn command(line: &str) -> Option<String> {
     if let Some(rest) = line.strip_prefix("sudo ") {
         let rest = rest.trim_start();
         line = match rest.strip_prefix("-u ") {
-            Some(user) => user.trim_start().split_once(' ').map_or("", |(_, r)| r.trim_start()),
+            Some(user) => user
+                .trim_start()
+                .split_once(' ')
+                .map_or("", |(_, r)| r.trim_start()),
             None => rest,
         };
     }

@@ -895,3 +895,57 @@ fn history_shows_each_deploys_image_and_duration_and_its_json_the_event_as_an_ob
     assert!((1.0..30.0).contains(&took), "{took}");
     server.terminate();
 }
+
+/// Issue 14: a compiled-component cache that cannot be written (here
+/// `<state>/cache` is a file, which fails for root too) costs a compile
+/// per start; the server says so once and counts it.
+#[test]
+fn a_compiled_component_cache_that_cannot_be_written_is_logged_once_and_counted() {
+    let world = World::new("cache-unwritable", "", &web_stack(1, "web", "0").toml());
+    std::fs::create_dir_all(world.dir.join("state")).unwrap();
+    std::fs::write(world.dir.join("state/cache"), "not a directory").unwrap();
+    let server = world.start(&[]);
+    assert_eq!(push(&server, 1, "d-1"), 202);
+    assert_all_succeeded(&world.settle(30));
+    let metrics = server.get("/metrics").text();
+    assert!(
+        metrics.contains("\nredeploy_component_cache_unwritable_total 1\n"),
+        "{metrics}"
+    );
+    let log = server.log_text();
+    assert_eq!(
+        log.matches("compiled-component cache not written").count(),
+        1,
+        "{log}"
+    );
+    server.terminate();
+}
+
+/// Issue 14: a one-shot command (here `trigger` signing a manual trigger
+/// through the component, as the git hook loads it) has no log of its
+/// own: the cache it cannot write is one line on stderr.
+#[test]
+fn a_one_shot_command_that_cannot_write_the_compiled_component_cache_says_so_on_stderr() {
+    let stack = web_stack(1, "web", "0").key("manual", "signed");
+    let world = World::new(
+        "cache-unwritable-one-shot",
+        &format!("listen = \"127.0.0.1:{}\"", crate::support::free_port()),
+        &stack.toml(),
+    );
+    std::fs::create_dir_all(world.dir.join("state")).unwrap();
+    std::fs::write(world.dir.join("state/cache"), "not a directory").unwrap();
+    // No server listens at `listen`: the trigger fails after signing.
+    let out = world.redeploy(&["trigger", "web"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    let warnings: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("compiled-component cache not written"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(
+        warnings[0].starts_with("redeploy: warning: compiled-component cache not written (")
+            && warnings[0].ends_with("); every run compiles the component again"),
+        "{err}"
+    );
+}

@@ -159,6 +159,21 @@ pub enum JournalError {
         /// The underlying error.
         source: rusqlite::Error,
     },
+    /// The state directory belongs to another user
+    /// ([`crate::ownership::check_state_dir`]): nothing was created.
+    #[error(transparent)]
+    NotOwner(crate::ownership::OwnershipError),
+    /// The file system refuses this user the journal (or a directory on the
+    /// way to it): who owns what, instead of SQLite's "unable to open
+    /// database file".
+    #[error("journal {}: {denied}", path.display())]
+    PermissionDenied {
+        /// The journal file.
+        path: PathBuf,
+        /// Who owns what refuses access, and who is running (part of this
+        /// message, not a source: the chain prints it once).
+        denied: crate::ownership::OwnershipError,
+    },
     /// [`Journal::transition`] was asked for a deploy id that does not exist.
     #[error("journal {}: cannot transition deploy {id}: no such deploy", path.display())]
     UnknownDeploy {
@@ -193,6 +208,37 @@ impl fmt::Debug for Journal {
     }
 }
 
+/// Replaces an error opening the journal at `path` by who owns what, when
+/// the file system refuses this user the file or a directory on the way to
+/// it (for reading, and for writing when `write`); any other error is kept.
+fn explain_permissions(err: JournalError, path: &Path, write: bool) -> JournalError {
+    let may_be_permissions = match &err {
+        JournalError::CreateDir { source, .. } | JournalError::CreateFile { source, .. } => {
+            source.kind() == io::ErrorKind::PermissionDenied
+        }
+        JournalError::Sqlite { source, .. } => matches!(
+            source.sqlite_error_code(),
+            Some(
+                rusqlite::ErrorCode::CannotOpen
+                    | rusqlite::ErrorCode::ReadOnly
+                    | rusqlite::ErrorCode::PermissionDenied
+                    | rusqlite::ErrorCode::SystemIoFailure
+            )
+        ),
+        _ => false,
+    };
+    if !may_be_permissions {
+        return err;
+    }
+    match crate::ownership::permission_problem(path, write) {
+        Some(denied) => JournalError::PermissionDenied {
+            path: path.to_path_buf(),
+            denied,
+        },
+        None => err,
+    }
+}
+
 /// The columns of `deploys`, in the order [`deploy_from_row`] reads them.
 const DEPLOY_COLUMNS: &str = "id, stack, delivery_id, provider, git_ref, sha, services, profile, \
      reason, event_json, state, created_at_ms, started_at_ms, finished_at_ms, exit_code, \
@@ -209,7 +255,20 @@ impl Journal {
     /// directory and the file (mode `0600` on Unix) if needed, and creating or
     /// migrating the schema. Fails with a message naming the path if the
     /// directory cannot be created or written.
+    ///
+    /// The journal's directory is the state directory: one that exists and
+    /// belongs to another user is refused before anything is created in it
+    /// ([`JournalError::NotOwner`]), and a journal the file system refuses
+    /// this user is reported with its owner
+    /// ([`JournalError::PermissionDenied`]).
     pub fn open(path: &Path) -> Result<Journal, JournalError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            crate::ownership::check_state_dir(dir).map_err(JournalError::NotOwner)?;
+        }
+        Self::open_writable(path).map_err(|e| explain_permissions(e, path, true))
+    }
+
+    fn open_writable(path: &Path) -> Result<Journal, JournalError> {
         let path_buf = path.to_path_buf();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             create_dir(&path_buf, dir)?;
@@ -257,10 +316,15 @@ impl Journal {
     /// committed state. Fails if the file does not exist, holds no journal, or
     /// was written by a newer `redeploy`.
     pub fn open_read_only(path: &Path) -> Result<Journal, JournalError> {
+        Self::open_reading(path).map_err(|e| explain_permissions(e, path, false))
+    }
+
+    fn open_reading(path: &Path) -> Result<Journal, JournalError> {
         let path_buf = path.to_path_buf();
         // SQLite would report a missing file only as "unable to open
-        // database file"; say what is wrong instead. Other problems (a
-        // directory, no permission) are left to SQLite to report.
+        // database file"; say what is wrong instead. A permission problem
+        // is explained by `explain_permissions`; others (a directory) are
+        // left to SQLite to report.
         if let Err(e) = std::fs::metadata(path) {
             if e.kind() == io::ErrorKind::NotFound {
                 return Err(JournalError::Missing { path: path_buf });

@@ -18,6 +18,7 @@ pub mod journal;
 pub mod logfiles;
 pub mod metrics;
 pub mod notify;
+pub mod ownership;
 pub mod plugin;
 pub mod queue;
 pub mod reload;

@@ -1,6 +1,8 @@
 //! Prometheus metrics: deliveries by provider and outcome, deploys by state,
 //! each stack's finished deploys by outcome and its last success, and the
-//! plugin's evaluation time. Served as text at `GET /metrics`.
+//! plugin's evaluation time, and the process-wide failure counters of
+//! [`process`] (compiled-component cache, registry callbacks). Served as
+//! text at `GET /metrics`.
 
 use std::sync::Mutex;
 
@@ -12,6 +14,8 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use crate::journal::DeployState;
+
+pub mod process;
 
 /// Histogram buckets for plugin time: 50 µs doubling up to ~0.8 s.
 const PLUGIN_SECONDS_BUCKETS: (f64, f64, u16) = (0.000_05, 2.0, 15);
@@ -83,6 +87,16 @@ impl Metrics {
             "config_reloads",
             "Configuration reloads (SIGHUP, redeploy reload), by result (applied, refused)",
             config_reloads.clone(),
+        );
+        registry.register(
+            "component_cache_unwritable",
+            "Loads of the compiled-component cache that could not write it, so the component was compiled again",
+            process::COMPONENT_CACHE_UNWRITABLE.clone(),
+        );
+        registry.register(
+            "callback_failures",
+            "Registry callbacks (Docker Hub callback_url) not delivered, by reason (host-not-allowed, status, unreachable)",
+            process::CALLBACK_FAILURES.clone(),
         );
         Metrics {
             refused_unrecorded,

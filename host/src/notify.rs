@@ -23,6 +23,7 @@ use crate::config::{Config, StackConfig};
 use crate::github::{ApiError, Created, GithubClient};
 use crate::journal::{now_ms, DeployObserver};
 use crate::journal::{DeployState, Journal, RequestState};
+use crate::metrics::process::CallbackFailure;
 use crate::plugin::{wit, PluginRuntime};
 
 /// How long a Docker Hub callback may take.
@@ -480,6 +481,7 @@ impl Worker {
             .then_some(u)
         });
         let Some(url) = allowed else {
+            crate::metrics::process::callback_failed(CallbackFailure::HostNotAllowed);
             tracing::warn!(
                 deploy = deploy_id,
                 "callback_url not reported to: its host is not in server.callback_hosts"
@@ -510,11 +512,26 @@ impl Worker {
         if let Some(link) = self.links.url(deploy_id) {
             body["target_url"] = link.into();
         }
-        let outcome = match self.http.post(url).json(&body).send().await {
-            Ok(r) if r.status().is_success() => format!("{callback_state}: sent"),
-            Ok(r) => format!("{callback_state}: answered {}", r.status()),
-            Err(e) => format!("{callback_state}: {}", e.without_url()),
+        let (outcome, failure) = match self.http.post(url).json(&body).send().await {
+            Ok(r) if r.status().is_success() => (format!("{callback_state}: sent"), None),
+            Ok(r) => (
+                format!("{callback_state}: answered {}", r.status()),
+                Some(CallbackFailure::Status),
+            ),
+            Err(e) => (
+                format!("{callback_state}: {}", e.without_url()),
+                Some(CallbackFailure::Unreachable),
+            ),
         };
+        if let Some(failure) = failure {
+            crate::metrics::process::callback_failed(failure);
+            // The URL is left out: Docker Hub's carries a secret path.
+            tracing::warn!(
+                deploy = deploy_id,
+                "registry callback not delivered: {}",
+                crate::text::one_line(&outcome)
+            );
+        }
         self.record(deploy_id, "callback", state.as_str(), &outcome);
     }
 }

@@ -188,6 +188,32 @@ fn engine_config(allocation: Allocation, memory_limit: usize) -> Config {
     config
 }
 
+/// Set once this process has warned that the compiled-component cache
+/// cannot be written: one line per process, however often it loads.
+static CACHE_WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Reports a compiled-component cache that cannot be written (so every
+/// start compiles the component again, about a third of a second): counted
+/// in `redeploy_component_cache_unwritable_total`, and one warning line per
+/// process. A process without a log subscriber (the git hook, one-shot
+/// commands) prints the line on stderr, which git shows the pusher, so it
+/// is never silent.
+fn cache_unwritable(reason: &str) {
+    crate::metrics::process::component_cache_unwritable();
+    if CACHE_WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::debug!(reason = %reason, "compiled-component cache still not written");
+        return;
+    }
+    if tracing::dispatcher::has_been_set() {
+        tracing::warn!(reason = %reason, "compiled-component cache not written; every start compiles the component again");
+    } else {
+        eprintln!(
+            "redeploy: warning: compiled-component cache not written ({}); every run compiles the component again",
+            crate::text::one_line(reason)
+        );
+    }
+}
+
 impl PluginRuntime {
     /// Loads and pre-instantiates the component.
     pub fn new(source: &ComponentSource, options: RuntimeOptions) -> anyhow::Result<Self> {
@@ -230,13 +256,19 @@ impl PluginRuntime {
             .parent()
             .unwrap_or(Path::new("."))
             .join(cache::CACHE_KEY_FILE);
-        let key = cache::ensure_private_dir(cache_dir)
+        // A state directory of another user's gets nothing created in it
+        // (a cache directory or key its owner could not use); the command
+        // is refused by the journal's own check of the same directory.
+        let state_dir = cache_dir.parent().unwrap_or(Path::new("."));
+        let key = crate::ownership::check_state_dir(state_dir)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| cache::ensure_private_dir(cache_dir))
             .and_then(|()| cache::load_or_create_key(&key_path));
         let key = match key {
             Ok(key) => key,
             Err(e) => {
                 let reason = format!("{e:#}");
-                tracing::warn!(reason = %reason, "compiled-component cache not used; compiling the component");
+                cache_unwritable(&reason);
                 let component = Component::new(&engine, EMBEDDED_COMPONENT)?;
                 let mut runtime = Self::from_component(engine, component, options)?;
                 runtime.cache_status = Some(cache::CacheStatus::Unusable(reason));
@@ -272,7 +304,7 @@ impl PluginRuntime {
         // The cache only saves time: a full or read-only disk costs
         // a compile per start, not the start itself.
         if let Err(e) = cache::write_tagged(&path, &key, &compiled) {
-            tracing::warn!("compiled-component cache not written: {e:#}");
+            cache_unwritable(&format!("{e:#}"));
         }
         // SAFETY: as above: the bytes were just compiled by this engine.
         let component = unsafe { Component::deserialize(&engine, &compiled)? };

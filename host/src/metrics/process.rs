@@ -1,0 +1,55 @@
+//! Counters of failures that happen outside any server's registry: the
+//! compiled-component cache is loaded before `serve` builds its
+//! [`super::Metrics`], and the notifier that calls registries back is
+//! started apart from it. They count for the whole process, and every
+//! [`super::Metrics`] registry serves them. A leaf module (it imports only
+//! `prometheus_client`), so the plugin runtime and the notifier can count
+//! without importing the journal through `metrics`.
+
+use std::sync::LazyLock;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+
+/// Loads of the compiled-component cache that could not write it.
+pub(super) static COMPONENT_CACHE_UNWRITABLE: LazyLock<Counter> = LazyLock::new(Counter::default);
+
+/// Registry callbacks (Docker Hub's `callback_url`) not delivered, by reason.
+pub(super) static CALLBACK_FAILURES: LazyLock<Family<Vec<(String, String)>, Counter>> =
+    LazyLock::new(Family::default);
+
+/// Counts one load of the compiled-component cache that could not write
+/// it (the component was compiled in memory instead).
+pub fn component_cache_unwritable() {
+    COMPONENT_CACHE_UNWRITABLE.inc();
+}
+
+/// Why a registry callback was not delivered, the `reason` label of
+/// `redeploy_callback_failures_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallbackFailure {
+    /// Its host is not in `server.callback_hosts` (or not https): not sent.
+    HostNotAllowed,
+    /// It was sent and answered with a status other than 2xx.
+    Status,
+    /// It could not be sent (connection, TLS, timeout).
+    Unreachable,
+}
+
+impl CallbackFailure {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallbackFailure::HostNotAllowed => "host-not-allowed",
+            CallbackFailure::Status => "status",
+            CallbackFailure::Unreachable => "unreachable",
+        }
+    }
+}
+
+/// Counts one registry callback not delivered.
+pub fn callback_failed(reason: CallbackFailure) {
+    CALLBACK_FAILURES
+        .get_or_create(&vec![("reason".into(), reason.as_str().into())])
+        .inc();
+}
