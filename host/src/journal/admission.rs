@@ -302,6 +302,7 @@ mod tests {
             reason: "push".into(),
             event_json: "{}".into(),
             created_at_ms: at,
+            pusher: None,
         }
     }
 
