@@ -435,7 +435,10 @@ fn post_receive_says_when_a_push_was_forced() {
     let first = commit(&repo, "first");
     let out = push(&repo, &["main"]);
     assert!(out.contains("remote: redeploy: web: deploying"), "{out}");
-    assert!(!out.contains("forced push"), "a new branch is not forced: {out}");
+    assert!(
+        !out.contains("forced push"),
+        "a new branch is not forced: {out}"
+    );
     world.settle(30);
     let second = commit(&repo, "second");
     let out = push(&repo, &["main"]);
