@@ -17,6 +17,10 @@
 //! - `component`: the built component's imports (none) and exports.
 //! - `serve`: `redeploy serve` on loopback with a stand-in deploy program.
 //! - `post_receive`: the git hook with real bare repositories and pushes.
+//! - `gitolite`: redeploy as Debian's real gitolite3's repo-specific hook,
+//!   pushed to through `gitolite-shell`; `install-hook` refusing a gitolite
+//!   repository, passing on git's "dubious ownership", and checking what
+//!   the repository's owner can write.
 //! - `trap`: a deliberately broken component cut off by deadline and memory cap.
 //! - `github_standin`: a loopback stand-in for GitHub's REST API that checks
 //!   every request against GitHub's published schemas.
@@ -52,6 +56,7 @@ mod fixtures_vendored;
 mod fuzz_regressions;
 mod github_cd;
 mod github_standin;
+mod gitolite;
 mod golden;
 mod hostile;
 mod load;

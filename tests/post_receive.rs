@@ -348,3 +348,117 @@ fn with_hook_wait_the_push_shows_the_deploy_and_a_failed_deploy_fails_the_hook()
         stderr(&run)
     );
 }
+
+/// Runs the installed hook of `bare` by hand, as git would, with `env`
+/// added, for one update line; returns its output.
+fn run_hook(bare: &Path, line: &str, env: &[(&str, &str)]) -> std::process::Output {
+    use std::io::Write as _;
+    let mut hook = Command::new(bare.join("hooks/post-receive"))
+        .current_dir(bare)
+        .env("GIT_DIR", ".")
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(hook.stdin.take().unwrap(), "{line}").unwrap();
+    hook.wait_with_output().unwrap()
+}
+
+#[test]
+fn post_receive_matches_gitolites_gl_repo_name() {
+    // A stack naming the repository as gitolite serves it (its clone URL)
+    // follows the push gitolite's hook reports with `GL_REPO`.
+    let stack = Stack::new("web")
+        .follows("git@git.example.com:team/app", "main")
+        .standin();
+    let world = World::new("post-receive-gl-repo", "", &toml(&[stack]));
+    let repo = setup(&world, "sha1");
+    let sha = commit(&repo, "first");
+    // The push itself has no GL_REPO: the path names no such repository.
+    let out = push(&repo, &["main"]);
+    assert!(
+        out.contains("remote: redeploy: web: not deploying: "),
+        "{out}"
+    );
+    let zero = "0".repeat(40);
+    let line = format!("{zero} {sha} refs/heads/main");
+    let run = run_hook(
+        &repo.bare,
+        &line,
+        &[("GL_REPO", "team/app"), ("GL_USER", "alice")],
+    );
+    let said = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{said}{}", stderr(&run));
+    assert!(
+        said.contains(
+            "redeploy: web: deploying (push to \"main\" of team/app matches branch \"main\")"
+        ),
+        "{said}"
+    );
+    let deploys = world.settle(30);
+    assert_eq!(deploys.len(), 1, "{deploys:#?}");
+    assert_eq!(deploys[0].queued.pusher.as_deref(), Some("alice"));
+    world.assert_env(
+        "web",
+        deploys[0].id,
+        &[
+            ("REDEPLOY_PUSHER", "alice"),
+            ("REDEPLOY_REPOSITORY", "team/app"),
+        ],
+    );
+}
+
+#[test]
+fn post_receive_matches_a_stack_naming_the_repository_by_a_symlinked_path() {
+    // The stack names `@DIR@/link.git`, a symbolic link to the bare
+    // repository `app.git` git pushes to.
+    let stack = Stack::new("web")
+        .follows("@DIR@/link.git", "main")
+        .standin();
+    let world = World::new("post-receive-symlink", "", &toml(&[stack]));
+    let repo = setup(&world, "sha1");
+    std::os::unix::fs::symlink(&repo.bare, world.dir.join("link.git")).unwrap();
+    let sha = commit(&repo, "first");
+    let out = push(&repo, &["main"]);
+    assert!(out.contains("remote: redeploy: web: deploying"), "{out}");
+    let deploys = world.settle(30);
+    assert_eq!(deploys.len(), 1, "{deploys:#?}");
+    assert_eq!(deploys[0].queued.sha.as_deref(), Some(sha.as_str()));
+}
+
+#[test]
+fn post_receive_says_when_a_push_was_forced() {
+    let world = World::new("post-receive-rewritten", "", &stacks());
+    let repo = setup(&world, "sha1");
+    let first = commit(&repo, "first");
+    let out = push(&repo, &["main"]);
+    assert!(out.contains("remote: redeploy: web: deploying"), "{out}");
+    assert!(
+        !out.contains("forced push"),
+        "a new branch is not forced: {out}"
+    );
+    world.settle(30);
+    let second = commit(&repo, "second");
+    let out = push(&repo, &["main"]);
+    assert!(
+        !out.contains("forced"),
+        "a fast-forward is not forced: {out}"
+    );
+    world.settle(30);
+    // History rewritten: `second` replaced by another commit on `first`.
+    git(&repo.work, &["reset", "--quiet", "--hard", &first]);
+    let rewritten = commit(&repo, "second, again");
+    let out = push(&repo, &["--force", "main"]);
+    assert!(
+        out.contains(&format!(
+            "), deploy #3 on this host (forced push: {} is not an ancestor of {})",
+            &second[..7],
+            &rewritten[..7]
+        )),
+        "{out}"
+    );
+    let deploys = world.settle(30);
+    assert_eq!(deploys.len(), 3, "{deploys:#?}");
+}

@@ -70,7 +70,7 @@ pub const FILE_NAME: &str = "journal.sqlite3";
 
 /// The schema version this build writes and understands
 /// (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// How long a call waits for another connection's lock before failing.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -242,7 +242,7 @@ fn explain_permissions(err: JournalError, path: &Path, write: bool) -> JournalEr
 /// The columns of `deploys`, in the order [`deploy_from_row`] reads them.
 const DEPLOY_COLUMNS: &str = "id, stack, delivery_id, provider, git_ref, sha, services, profile, \
      reason, event_json, state, created_at_ms, started_at_ms, finished_at_ms, exit_code, \
-     log_path, detail, superseded_by";
+     log_path, detail, superseded_by, pusher";
 
 impl Journal {
     /// The journal's path inside a state directory:
@@ -350,6 +350,16 @@ impl Journal {
                 found: version,
                 supported: SCHEMA_VERSION,
             });
+        }
+        if version < 6 {
+            // A journal older than schema 6 has no `pusher` column, and a
+            // read-only connection cannot add it: a temporary view (temp
+            // names are found before main ones) lends every query the
+            // column, empty.
+            conn.execute_batch(
+                "CREATE TEMP VIEW deploys AS SELECT *, NULL AS pusher FROM main.deploys",
+            )
+            .map_err(sqlite("read a journal older than schema 6"))?;
         }
         Ok(Journal {
             path: path_buf,
@@ -727,8 +737,8 @@ fn insert_deploy_in(tx: &Connection, d: &NewDeploy) -> rusqlite::Result<Inserted
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
     tx.prepare_cached(
         "INSERT INTO deploys (stack, delivery_id, provider, git_ref, sha, services,
-             profile, reason, event_json, state, created_at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+             profile, reason, event_json, state, created_at_ms, pusher)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?
     .execute(params![
         d.stack,
@@ -741,7 +751,8 @@ fn insert_deploy_in(tx: &Connection, d: &NewDeploy) -> rusqlite::Result<Inserted
         d.reason,
         d.event_json,
         DeployState::Queued,
-        d.created_at_ms
+        d.created_at_ms,
+        d.pusher
     ])?;
     let id = tx.last_insert_rowid();
     append_transition(
@@ -833,6 +844,7 @@ fn deploy_from_row(row: &Row<'_>) -> rusqlite::Result<DeployRecord> {
             reason: row.get(8)?,
             event_json: row.get(9)?,
             created_at_ms: row.get(11)?,
+            pusher: row.get(18)?,
         },
         state: row.get(10)?,
         started_at_ms: row.get(12)?,

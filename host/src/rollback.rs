@@ -118,6 +118,8 @@ pub fn new_deploy(earlier: &DeployRecord, now_ms: i64) -> NewDeploy {
         reason,
         event_json: event.to_string(),
         created_at_ms: now_ms,
+        // The operator asked for it; nobody pushed.
+        pusher: None,
     }
 }
 
@@ -139,6 +141,7 @@ mod tests {
                 reason: "push to main".into(),
                 event_json: event_json.into(),
                 created_at_ms: 1,
+                pusher: Some("alice".into()),
             },
             id: 7,
             state: DeployState::Succeeded,

@@ -3,12 +3,30 @@
 use crate::config::{Config, ManualSetting, PingSetting, StackConfig};
 use crate::plugin::{wit, PluginRuntime};
 
+/// A stack's `repository` setting as the component compares it: the
+/// absolute path of a local repository resolved through symbolic links
+/// (when it exists), so a stack naming `/srv/git/app.git` matches a push
+/// the hook reports from its real path (`/var/lib/git/app.git`, say), and
+/// the other way round; any other setting as written.
+fn resolved_repository(setting: &Option<String>) -> Option<String> {
+    let setting = setting.as_ref()?;
+    if !setting.starts_with('/') {
+        return Some(setting.clone());
+    }
+    Some(
+        std::fs::canonicalize(setting)
+            .ok()
+            .and_then(|p| p.to_str().map(str::to_string))
+            .unwrap_or_else(|| setting.clone()),
+    )
+}
+
 /// One stack as the plugin sees it: patterns, secrets, ping and GitHub
 /// settings. Deploy actions, timeouts and tokens stay in the host.
 pub fn wit_stack(stack: &StackConfig) -> wit::Stack {
     wit::Stack {
         name: stack.name.clone(),
-        repository: stack.repository.clone(),
+        repository: resolved_repository(&stack.repository),
         branch: stack.branch.clone(),
         tags: stack.tags.clone(),
         image: stack.image.clone(),
@@ -17,7 +35,7 @@ pub fn wit_stack(stack: &StackConfig) -> wit::Stack {
             .iter()
             .map(|s| wit::Service {
                 name: s.name.clone(),
-                repository: s.repository.clone(),
+                repository: resolved_repository(&s.repository),
                 branch: s.branch.clone(),
                 tags: s.tags.clone(),
                 image: s.image.clone(),

@@ -1,10 +1,21 @@
 //! `redeploy install-hook REPO_DIR`: installs redeploy as a repository's
-//! post-receive hook, keeping and chaining any hook already there.
+//! post-receive hook, keeping and chaining any hook already there. It
+//! refuses a repository gitolite manages (with the recipe for gitolite's
+//! repo-specific hooks, [`gitolite`]), passes on git's own refusal (a
+//! repository of another owner is "dubious" to git), and checks that the
+//! hook's user, the repository's owner, can read the config and write the
+//! state directory ([`access`]) before any push needs it.
 
+mod access;
+pub mod gitolite;
+
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context as _};
+
+use crate::journal::Journal;
 
 /// The line that marks a hook as redeploy's own.
 pub const HOOK_MARKER: &str = "# redeploy-hook: installed by `redeploy install-hook`";
@@ -20,6 +31,48 @@ pub struct InstallHook {
     /// The configuration file the hook runs with (`--config`).
     #[command(flatten)]
     pub config: super::ConfigFile,
+}
+
+/// What the hook's user must be able to do in the state directory: the
+/// directory itself (it creates the journal, logs, locks), and each entry
+/// that already exists, which a command run as another user may have
+/// created: the journal and its WAL files, the key and the directories of
+/// the compiled-component cache, locks and logs.
+const STATE_ENTRIES: &[(&str, access::Want)] = &[
+    ("journal.sqlite3-wal", access::Want::Write),
+    ("journal.sqlite3-shm", access::Want::Write),
+    ("cache", access::Want::Write),
+    ("cache.key", access::Want::Read),
+    ("locks", access::Want::Write),
+    ("logs", access::Want::Write),
+];
+
+/// Why the hook, run as `owner`, would fail: the config it cannot read,
+/// the state directory or an entry of it it cannot write.
+fn hook_access_problems(
+    owner: &access::Account,
+    config_path: &Path,
+    state_dir: &Path,
+) -> Vec<String> {
+    let mut wants = vec![
+        (config_path.to_path_buf(), access::Want::Read),
+        (state_dir.to_path_buf(), access::Want::Write),
+        (Journal::path_in(state_dir), access::Want::Write),
+    ];
+    for (entry, want) in STATE_ENTRIES {
+        let path = state_dir.join(entry);
+        if path.exists() {
+            wants.push((path, *want));
+        }
+    }
+    wants
+        .iter()
+        .filter(|(path, want)| {
+            // The journal need not exist yet: the directory's check covers creating it.
+            *want != access::Want::Write || path.exists() || path == state_dir
+        })
+        .filter_map(|(path, want)| access::problem(owner, path, *want))
+        .collect()
 }
 
 fn sh_quote(s: &str) -> String {
@@ -58,6 +111,31 @@ impl InstallHook {
             .repo_dir
             .canonicalize()
             .with_context(|| format!("{}", self.repo_dir.display()))?;
+        // gitolite first, read from the files without git: its repositories
+        // belong to its hosting user, whom git would call dubious to anyone else.
+        let candidate = if dir.join("hooks").is_dir() {
+            dir.clone()
+        } else {
+            dir.join(".git")
+        };
+        if let Some(sign) = gitolite::Facts::read(&candidate).sign() {
+            let exe = std::env::current_exe().context("finding the redeploy binary")?;
+            let config_path = self
+                .config
+                .path
+                .canonicalize()
+                .unwrap_or_else(|_| self.config.path.clone());
+            bail!(
+                "{}",
+                gitolite::refusal(
+                    &self.repo_dir,
+                    &sign,
+                    gitolite::repository_name(&candidate).as_deref(),
+                    &exe,
+                    &config_path
+                )
+            );
+        }
         let probe = git(&["rev-parse", "--is-bare-repository", "--absolute-git-dir"])?;
         let text = String::from_utf8_lossy(&probe.stdout).to_string();
         let mut lines = text.lines();
@@ -73,6 +151,26 @@ impl InstallHook {
         };
         let is_repo = probe.status.success()
             && own.and_then(|p| p.canonicalize().ok()).as_deref() == Some(dir.as_path());
+        let owner_uid = std::fs::metadata(&dir)
+            .with_context(|| format!("{}", dir.display()))?
+            .uid();
+        let owner = access::account(owner_uid);
+        let git_said = String::from_utf8_lossy(&probe.stderr).trim().to_string();
+        if !probe.status.success() && git_said.contains("dubious ownership") {
+            // git refuses a repository another user owns; the hook runs as
+            // that owner anyway, so install it as them.
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            let me = access::account(unsafe { libc::geteuid() });
+            bail!(
+                "{} belongs to {}, and git refuses it to {}: {git_said}\n\
+                 git runs the hook as the repository's owner: install it as that user \
+                 (sudo -u {} redeploy install-hook ...)",
+                self.repo_dir.display(),
+                owner.name,
+                me.name,
+                owner.name
+            );
+        }
         if !is_repo {
             bail!("{} is not a git repository", self.repo_dir.display());
         }
@@ -81,15 +179,25 @@ impl InstallHook {
             .trim()
             .to_string();
         let hooks = self.repo_dir.join(hooks_rel);
-        std::fs::create_dir_all(&hooks).with_context(|| format!("creating {}", hooks.display()))?;
         let config = self.config.load()?;
-        drop(config);
         let config_path = self
             .config
             .path
             .canonicalize()
             .with_context(|| format!("config {}", self.config.path.display()))?;
         let exe = std::env::current_exe().context("finding the redeploy binary")?;
+        let problems = hook_access_problems(&owner, &config_path, &config.server.state_dir);
+        if !problems.is_empty() {
+            bail!(
+                "the hook would fail: git runs it as {}, the owner of {}, and {}; \
+                 nothing was installed (fix the owner or mode, or run the hook's pushes as a user who can)",
+                owner.name,
+                self.repo_dir.display(),
+                problems.join("; ")
+            );
+        }
+        drop(config);
+        std::fs::create_dir_all(&hooks).with_context(|| format!("creating {}", hooks.display()))?;
         let hook = hooks.join("post-receive");
         let chained = hooks.join(CHAINED_HOOK);
         if hook.exists() {

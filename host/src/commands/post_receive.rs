@@ -4,7 +4,7 @@
 //! pusher as `remote: ...`), and hands the deploys to a running server or
 //! runs them itself.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -68,15 +68,22 @@ pub fn read_input(reader: impl std::io::Read) -> Result<String, InputError> {
     String::from_utf8(bytes).map_err(|_| InputError::NotUtf8)
 }
 
-/// Environment variables git servers use for the pusher's name, in order.
-const PUSHER_VARS: &[&str] = &[
+/// Environment variables git servers use for the pusher's name, in order:
+/// Gitea's, gitolite's (`GL_USER`, the name its `authorized_keys` line
+/// gives), GitLab's, a web server's (`git http-backend` behind HTTP
+/// authentication), and last the account the hook runs as.
+pub const PUSHER_VARS: &[&str] = &[
     "GITEA_PUSHER_NAME",
+    "GL_USER",
     "GL_USERNAME",
     "GL_ID",
-    "GITOLITE_USER",
     "REMOTE_USER",
     "USER",
 ];
+
+/// The variable gitolite sets to the repository's name (`app`,
+/// `team/app`: its path under gitolite's `repositories/`, without `.git`).
+pub const GITOLITE_REPO_VAR: &str = "GL_REPO";
 
 /// Runs as git's post-receive hook.
 #[derive(Debug, clap::Args)]
@@ -92,28 +99,121 @@ pub struct PostReceive {
     pub repository: Option<String>,
 }
 
-/// The repository identity: the configured forge name for this path, or the path.
-fn repository_identity(config: &Config, explicit: Option<&str>) -> anyhow::Result<String> {
-    if let Some(r) = explicit {
-        return Ok(r.to_string());
+/// The names a pushed repository goes by, from which each stack's
+/// identity of the push is chosen ([`RepositoryNames::for_stack`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RepositoryNames {
+    /// `--repository`, or the `[hook] repositories` name of this path:
+    /// every stack sees it.
+    pub fixed: Option<String>,
+    /// The repository's path, resolved through symbolic links.
+    pub path: String,
+    /// gitolite's name for it (`GL_REPO`), when gitolite runs the hook.
+    pub gitolite: Option<String>,
+}
+
+impl RepositoryNames {
+    /// The identity the push is evaluated with for a stack whose
+    /// `repository` settings are `settings`: the fixed name if there is
+    /// one; else the path for a stack that names a local path (an absolute
+    /// one, which the host resolves the same way); else gitolite's name
+    /// when there is one (a stack naming `git@host:team/app` or `team/app`
+    /// follows gitolite's `team/app`); else the path.
+    pub fn for_stack<'a>(&self, settings: impl IntoIterator<Item = &'a str>) -> &str {
+        if let Some(fixed) = &self.fixed {
+            return fixed;
+        }
+        let names_a_path = settings.into_iter().any(|s| s.starts_with('/'));
+        match &self.gitolite {
+            Some(name) if !names_a_path => name,
+            _ => &self.path,
+        }
     }
-    let cwd = std::env::current_dir().context("current directory")?;
-    let dir = match std::env::var_os("GIT_DIR") {
-        Some(d) => cwd.join(d),
-        None => cwd,
-    };
-    let dir = dir
-        .canonicalize()
-        .with_context(|| format!("repository directory {}", dir.display()))?;
+}
+
+/// The repository's names: `explicit` (`--repository`), the directory
+/// (`$GIT_DIR`, else the current one) resolved through symbolic links and
+/// looked up in `[hook] repositories` (whose paths are resolved too), and
+/// gitolite's `GL_REPO`.
+fn repository_names(
+    config: &Config,
+    explicit: Option<&str>,
+    gitolite: Option<String>,
+) -> anyhow::Result<RepositoryNames> {
+    let dir = repository_dir()?;
     let mapped = config.hook.repositories.iter().find(|(path, _)| {
         path.canonicalize()
             .map(|p| p == dir)
             .unwrap_or(*path == &dir)
     });
-    Ok(match mapped {
-        Some((_, name)) => name.clone(),
-        None => dir.display().to_string(),
+    Ok(RepositoryNames {
+        fixed: explicit
+            .map(str::to_string)
+            .or_else(|| mapped.map(|(_, name)| name.clone())),
+        path: dir.display().to_string(),
+        gitolite: gitolite.filter(|g| !g.trim().is_empty()),
     })
+}
+
+/// The repository the hook runs in (`$GIT_DIR`, else the current
+/// directory), resolved through symbolic links.
+fn repository_dir() -> anyhow::Result<PathBuf> {
+    let cwd = std::env::current_dir().context("current directory")?;
+    let dir = match std::env::var_os("GIT_DIR") {
+        Some(d) => cwd.join(d),
+        None => cwd,
+    };
+    dir.canonicalize()
+        .with_context(|| format!("repository directory {}", dir.display()))
+}
+
+/// The `repository` settings of a stack and of its services.
+fn repository_settings(stack: &crate::config::StackConfig) -> impl Iterator<Item = &str> {
+    stack
+        .repository
+        .iter()
+        .chain(stack.services.iter().filter_map(|s| s.repository.as_ref()))
+        .map(String::as_str)
+}
+
+/// How many hexadecimal digits of a commit a `remote:` line shows.
+const SHORT_SHA: usize = 7;
+
+/// The note a stack's `remote:` line gets when the update of its ref was
+/// forced: `is_ancestor` (git's `merge-base --is-ancestor`) said the old
+/// commit is not an ancestor of the new one. Creations and deletions are
+/// never forced; an update git could not judge (`None`) gets no note.
+pub fn forced_note(update: &wit::RefUpdate, is_ancestor: Option<bool>) -> Option<String> {
+    let zero = |s: &str| s.bytes().all(|b| b == b'0');
+    if zero(&update.old) || zero(&update.new) || is_ancestor != Some(false) {
+        return None;
+    }
+    let short = |s: &str| s.chars().take(SHORT_SHA).collect::<String>();
+    Some(format!(
+        "forced push: {} is not an ancestor of {}",
+        short(&update.old),
+        short(&update.new)
+    ))
+}
+
+/// Asks git whether `old` is an ancestor of `new` in the repository at
+/// `git_dir`: `Some(true)` or `Some(false)`, or `None` when git cannot say
+/// (an object missing, git not found).
+fn is_ancestor(git_dir: &Path, old: &str, new: &str) -> Option<bool> {
+    let status = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(git_dir)
+        .args(["merge-base", "--is-ancestor", old, new])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .ok()?;
+    match status.code() {
+        Some(0) => Some(true),
+        Some(1) => Some(false),
+        _ => None,
+    }
 }
 
 /// Splits post-receive input into its `<old> <new> <ref>` lines (blank
@@ -195,17 +295,22 @@ impl PostReceive {
         // shows it to the pusher as a `remote:` line) with a non-zero exit.
         let input = read_input(std::io::stdin().lock())?;
         let updates = parse_updates(&input)?;
-        let repository = repository_identity(&config, self.repository.as_deref())?;
+        let names = repository_names(
+            &config,
+            self.repository.as_deref(),
+            std::env::var(GITOLITE_REPO_VAR).ok(),
+        )?;
         let pusher = PUSHER_VARS
             .iter()
             .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()));
-        let push = wit::PostReceive {
-            repository,
-            updates,
-            pusher,
+        // Each stack sees the push under the name it follows the repository
+        // by (its path, gitolite's name, or the fixed one).
+        let push_for = |stack: &crate::config::StackConfig| wit::PostReceive {
+            repository: names.for_stack(repository_settings(stack)).to_string(),
+            updates: updates.clone(),
+            pusher: pusher.clone(),
             query: String::new(),
         };
-        let delivery = wit::Delivery::PostReceive(push.clone());
         let state_dir = &config.server.state_dir;
         let runtime = Arc::new(PluginRuntime::cached(
             &state_dir.join("cache"),
@@ -218,36 +323,73 @@ impl PostReceive {
         crate::stacks::validate(&runtime, &stacks, &self.config.path)?;
         // A first look, to learn whether anything deploys before opening the
         // journal; the dispatcher below (or the server) evaluates it for real,
-        // with the deployment key.
+        // with the deployment key. Stacks that see the push under one name
+        // are evaluated together.
         let context = crate::stacks::evaluation_context(&config, None);
-        let outcome = runtime
-            .evaluate(&stacks, &delivery, &context)?
-            .map_err(|e| {
+        let mut groups: BTreeMap<String, Vec<wit::Stack>> = BTreeMap::new();
+        for (stack, wit_stack) in config.stacks.iter().zip(stacks) {
+            groups
+                .entry(names.for_stack(repository_settings(stack)).to_string())
+                .or_default()
+                .push(wit_stack);
+        }
+        let mut decisions: BTreeMap<String, wit::Decision> = BTreeMap::new();
+        for (repository, group) in &groups {
+            let delivery = wit::Delivery::PostReceive(wit::PostReceive {
+                repository: repository.clone(),
+                updates: updates.clone(),
+                pusher: pusher.clone(),
+                query: String::new(),
+            });
+            let outcome = runtime.evaluate(group, &delivery, &context)?.map_err(|e| {
                 anyhow::anyhow!(
                     "push not evaluated: {}",
                     crate::text::one_line(&e.describe())
                 )
             })?;
+            decisions.extend(outcome.decisions.into_iter().map(|d| (d.stack.clone(), d)));
+        }
         let server = self.server.clone().or_else(|| config.hook.server.clone());
-        let deploying: Vec<&str> = outcome
-            .decisions
-            .iter()
-            .filter(|d| d.action.event().is_some())
-            .map(|d| d.stack.as_str())
-            .collect();
+        let mut deploying: Vec<&crate::config::StackConfig> = Vec::new();
         let mut out = Vec::new();
-        for d in &outcome.decisions {
-            if let wit::Action::Skip(_) = d.action {
-                out.push(format!(
+        for stack in &config.stacks {
+            let Some(d) = decisions.get(&stack.name) else {
+                continue;
+            };
+            match &d.action {
+                wit::Action::Skip(_) => out.push(format!(
                     "redeploy: {}: not deploying: {}",
                     d.stack, d.reason
-                ));
+                )),
+                _ if d.action.event().is_some() => deploying.push(stack),
+                _ => {}
             }
         }
         if deploying.is_empty() {
             print_lines(&out);
             return Ok(());
         }
+        // Whether each deploying stack's ref was forced, asked of git once
+        // per ref (only now: a push that deploys nothing asks nothing).
+        let mut forced: BTreeMap<String, Option<String>> = BTreeMap::new();
+        let forced_note_for = |stack: &str, forced: &mut BTreeMap<String, Option<String>>| {
+            let git_ref = decisions
+                .get(stack)
+                .and_then(|d| d.action.event())
+                .and_then(|e| e.ref_.clone())?;
+            forced
+                .entry(git_ref.clone())
+                .or_insert_with(|| {
+                    let update = updates.iter().find(|u| u.name == git_ref)?;
+                    let dir = Path::new(&names.path);
+                    forced_note(update, is_ancestor(dir, &update.old, &update.new))
+                })
+                .clone()
+        };
+        let with_note = |line: String, note: Option<String>| match note {
+            Some(note) => format!("{line} ({note})"),
+            None => line,
+        };
         std::fs::create_dir_all(state_dir)
             .with_context(|| format!("state directory {}", state_dir.display()))?;
         let journal = Arc::new(Journal::open(&Journal::path_in(state_dir))?);
@@ -262,7 +404,8 @@ impl PostReceive {
                     .redirect(reqwest::redirect::Policy::none())
                     .build()
                     .context("building the HTTP client")?;
-                for stack in &deploying {
+                for stack_config in &deploying {
+                    let stack = stack_config.name.as_str();
                     let token = token_for(&config, &journal, stack)?;
                     let url = format!(
                         "{}/hooks/{token}/post-receive",
@@ -272,10 +415,8 @@ impl PostReceive {
                     // the same one twice; a stack with secrets accepts it
                     // only signed. The component writes the request.
                     let timestamp = u64::try_from(crate::journal::now_ms() / 1000).unwrap_or(0);
-                    let secret = config
-                        .stack(stack)
-                        .and_then(|s| s.secrets.first())
-                        .map(|s| s.expose());
+                    let secret = stack_config.secrets.first().map(|s| s.expose());
+                    let push = push_for(stack_config);
                     let forwarded = runtime.forward_push(stack, &push, timestamp, secret)?;
                     let mut request = client.post(&url);
                     for (name, value) in &forwarded.headers {
@@ -298,14 +439,15 @@ impl PostReceive {
                             });
                         Ok::<_, reqwest::Error>((status, body))
                     });
-                    out.push(match answer {
+                    let line = match answer {
                         Ok((status, body)) => {
                             describe_answer(stack, status.as_u16(), &body, &server)
                         }
                         Err(e) => {
                             format!("redeploy: {stack}: NOT deployed: cannot reach {server}: {e}")
                         }
-                    });
+                    };
+                    out.push(with_note(line, forced_note_for(stack, &mut forced)));
                 }
             }
             None => {
@@ -321,10 +463,9 @@ impl PostReceive {
                     config.clone(),
                     Arc::new(Metrics::new()),
                 );
-                for stack in &deploying {
-                    let Some(stack_config) = config.stack(stack) else {
-                        continue;
-                    };
+                for stack_config in &deploying {
+                    let stack = stack_config.name.as_str();
+                    let delivery = wit::Delivery::PostReceive(push_for(stack_config));
                     let answer = dispatcher.dispatch(&[stack_config], &delivery);
                     // A GitHub deployment request waits for a runner to send it.
                     let requested = journal
@@ -338,12 +479,13 @@ impl PostReceive {
                             out.push(format!("redeploy: {stack}: cannot start the runner that sends the GitHub deployment request: {e:#}"));
                         }
                     }
-                    out.push(describe_answer(
+                    let line = describe_answer(
                         stack,
                         answer.status,
                         &answer.body.to_string(),
                         "this host",
-                    ));
+                    );
+                    out.push(with_note(line, forced_note_for(stack, &mut forced)));
                 }
                 if config.hook.wait {
                     print_lines(&out);
@@ -437,7 +579,62 @@ fn print_lines(lines: &[String]) {
 
 #[cfg(test)]
 mod tests {
-    use super::describe_answer;
+    use super::{describe_answer, forced_note, RepositoryNames};
+    use crate::plugin::wit;
+
+    fn names(fixed: Option<&str>, gitolite: Option<&str>) -> RepositoryNames {
+        RepositoryNames {
+            fixed: fixed.map(str::to_string),
+            path: "/var/lib/gitolite3/repositories/team/app.git".into(),
+            gitolite: gitolite.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_stack_naming_a_path_sees_the_path_and_others_see_gitolites_name() {
+        let gitolite = names(None, Some("team/app"));
+        assert_eq!(
+            gitolite.for_stack(["/srv/git/team/app.git"]),
+            "/var/lib/gitolite3/repositories/team/app.git"
+        );
+        assert_eq!(
+            gitolite.for_stack(["git@git.example.com:team/app"]),
+            "team/app"
+        );
+        assert_eq!(gitolite.for_stack(["team/app"]), "team/app");
+        // A stack of services, one naming a path: the path.
+        assert_eq!(
+            gitolite.for_stack(["acme/app", "/srv/git/team/app.git"]),
+            "/var/lib/gitolite3/repositories/team/app.git"
+        );
+        // Without gitolite, every stack sees the path.
+        assert_eq!(
+            names(None, None).for_stack(["team/app"]),
+            "/var/lib/gitolite3/repositories/team/app.git"
+        );
+        // `--repository` or `[hook] repositories` decide for every stack.
+        let fixed = names(Some("acme/app"), Some("team/app"));
+        assert_eq!(fixed.for_stack(["/srv/git/team/app.git"]), "acme/app");
+        assert_eq!(fixed.for_stack(["team/app"]), "acme/app");
+    }
+
+    #[test]
+    fn only_an_update_whose_old_commit_is_not_an_ancestor_is_forced() {
+        let update = |old: &str, new: &str| wit::RefUpdate {
+            old: old.into(),
+            new: new.into(),
+            name: "refs/heads/main".into(),
+        };
+        let (a, b, zero) = ("a".repeat(40), "b".repeat(40), "0".repeat(40));
+        assert_eq!(
+            forced_note(&update(&a, &b), Some(false)).as_deref(),
+            Some("forced push: aaaaaaa is not an ancestor of bbbbbbb")
+        );
+        assert_eq!(forced_note(&update(&a, &b), Some(true)), None);
+        assert_eq!(forced_note(&update(&a, &b), None), None);
+        assert_eq!(forced_note(&update(&zero, &b), Some(false)), None);
+        assert_eq!(forced_note(&update(&a, &zero), Some(false)), None);
+    }
 
     #[test]
     fn each_action_of_an_answer_reads_as_its_own_remote_line() {

@@ -88,6 +88,7 @@ pub(super) fn plan<'o>(
                         reason: event.reason.clone(),
                         event_json: event.document.clone(),
                         created_at_ms: now_ms,
+                        pusher: pushed_by(event, outcome).and_then(|p| p.pusher.clone()),
                     }),
                     admission: admission(event, outcome, identity, now_ms),
                     github_request: event.github_deployment_request.as_deref(),
@@ -96,6 +97,15 @@ pub(super) fn plan<'o>(
             Planned { entry, step }
         })
         .collect()
+}
+
+/// The push of `outcome` that brought `event`'s commit to its ref, if one did.
+fn pushed_by<'o>(event: &wit::DeployEvent, outcome: &'o wit::Outcome) -> Option<&'o wit::Push> {
+    let sha = event.sha.as_deref()?;
+    outcome
+        .pushes
+        .iter()
+        .find(|p| p.after.as_deref() == Some(sha) && event.ref_.as_deref() == Some(p.ref_.as_str()))
 }
 
 /// What the journal checks before it admits `event`'s deploy: the replay
@@ -115,10 +125,7 @@ fn admission(
         )
     });
     let commit = event.sha.as_ref().map(|sha| {
-        let push = outcome.pushes.iter().find(|p| {
-            p.after.as_deref() == Some(sha.as_str())
-                && event.ref_.as_deref() == Some(p.ref_.as_str())
-        });
+        let push = pushed_by(event, outcome);
         CommitClaim {
             sha: sha.clone(),
             before: push.and_then(|p| p.before.clone()),

@@ -302,6 +302,7 @@ mod tests {
             reason: "push".into(),
             event_json: "{}".into(),
             created_at_ms: at,
+            pusher: None,
         }
     }
 
@@ -412,9 +413,10 @@ mod tests {
             conn.execute_batch(
                 // Back to what schema 2 had: no commits, no replay keys
                 // (3), no process group column (4), no delivery-time
-                // index (5).
+                // index (5), no pusher column (6).
                 "DROP TABLE stack_commits; DROP TABLE replay_keys; \
                  ALTER TABLE deploys DROP COLUMN pgid; DROP INDEX deliveries_received; \
+                 ALTER TABLE deploys DROP COLUMN pusher; \
                  PRAGMA user_version = 2;",
             )
             .unwrap();

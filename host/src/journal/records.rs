@@ -201,6 +201,9 @@ pub struct NewDeploy {
     pub event_json: String,
     /// When it was queued, in milliseconds since the Unix epoch.
     pub created_at_ms: i64,
+    /// Who pushed, when the delivery says (schema 6; absent before).
+    #[serde(default)]
+    pub pusher: Option<String>,
 }
 
 /// The outcome of [`Journal::insert_deploy`].

@@ -74,6 +74,14 @@ const SCHEMA_V4: &str = "
 ALTER TABLE deploys ADD COLUMN pgid INTEGER;
 ";
 
+/// Schema version 6: who pushed the commit a deploy deploys, when the
+/// sender says (`GL_USER` under gitolite, a forge's pusher), handed to the
+/// deploy command as `REDEPLOY_PUSHER`. Null for deploys queued before
+/// version 6 and for deliveries that name no pusher.
+const SCHEMA_V6: &str = "
+ALTER TABLE deploys ADD COLUMN pusher TEXT;
+";
+
 /// Creates `dir` (the journal's parent) if needed, private to its owner.
 pub(super) fn create_dir(path: &Path, dir: &Path) -> Result<(), JournalError> {
     let fail = |source| JournalError::CreateDir {
@@ -157,7 +165,10 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), JournalE
     if version < 5 {
         tx.execute_batch(retention::SCHEMA_V5).map_err(err)?;
     }
-    // Future migrations: `if version < 6 { ... }` here, in order.
+    if version < 6 {
+        tx.execute_batch(SCHEMA_V6).map_err(err)?;
+    }
+    // Future migrations: `if version < 7 { ... }` here, in order.
     if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(err)?;

@@ -46,6 +46,7 @@ fn new_deploy(stack: &str, delivery_id: Option<&str>, created_at_ms: i64) -> New
         reason: "push to main".to_owned(),
         event_json: r#"{"kind":"push"}"#.to_owned(),
         created_at_ms,
+        pusher: Some("alice".to_owned()),
     }
 }
 
@@ -659,6 +660,31 @@ fn newer_schema_is_refused() {
     );
     let err = Journal::open_read_only(&path).unwrap_err();
     assert!(matches!(err, JournalError::TooNew { .. }), "{err}");
+}
+
+#[test]
+fn a_deploy_keeps_its_pusher_and_a_schema_5_journal_reads_without_one() {
+    let dir = TempDir::new("pusher");
+    let path = dir.journal_path();
+    let journal = Journal::open(&path).unwrap();
+    let id = new_id(journal.insert_deploy(&new_deploy("web", None, 1)).unwrap());
+    let read = journal.deploy(id).unwrap().unwrap();
+    assert_eq!(read.queued.pusher.as_deref(), Some("alice"));
+    drop(journal);
+    // The journal as schema 5 left it: no `pusher` column.
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("ALTER TABLE deploys DROP COLUMN pusher; PRAGMA user_version = 5;")
+            .unwrap();
+    }
+    let old = Journal::open_read_only(&path).unwrap();
+    let read = old.deploy(id).unwrap().unwrap();
+    assert_eq!(read.queued.pusher, None);
+    assert_eq!(old.deploys(Some("web"), 10).unwrap().len(), 1);
+    drop(old);
+    // A writer migrates it; the old deploy has no pusher.
+    let migrated = Journal::open(&path).unwrap();
+    assert_eq!(migrated.deploy(id).unwrap().unwrap().queued.pusher, None);
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! A deploy command run as a child process: its own process group, a clean
 //! environment (only [`INHERITED_ENV`] and the stack's own variables, plus
-//! the `REDEPLOY_*` ones), the event as JSON on stdin and in a private
+//! the `REDEPLOY_*` ones, `REDEPLOY_PUSHER` among them: who pushed, as
+//! journaled with the deploy), the event as JSON on stdin and in a private
 //! file, its output (stdout and stderr through one pipe, in the order
 //! written) into a capped private log, and a timeout after which
 //! the whole group is stopped.
@@ -232,6 +233,7 @@ pub fn deploy_env(
         ("REDEPLOY_REPOSITORY", event.repository.clone()),
         ("REDEPLOY_IMAGE", event.image.clone()),
         ("REDEPLOY_DELIVERY", record.queued.delivery_id.clone()),
+        ("REDEPLOY_PUSHER", record.queued.pusher.clone()),
     ];
     for (k, v) in optional {
         env.push((k.to_string(), v.unwrap_or_default()));
