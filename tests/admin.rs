@@ -479,3 +479,23 @@ fn admin_trigger_local_deploys_through_the_journal_without_a_server() {
     assert_success(&out);
     assert_eq!(stdout(&out).lines().count(), 3, "{}", stdout(&out));
 }
+
+#[test]
+fn admin_history_before_anything_ran_says_what_creates_the_journal() {
+    let world = World::new(
+        "admin-history-fresh",
+        "",
+        &Stack::repo("web", "acme/web", "main", 1).toml(),
+    );
+    let out = run(&["history", "--config", config_arg(&world)], &[]);
+    assert_error_saying(
+        &out,
+        &[
+            "does not exist yet",
+            "the post-receive hook",
+            "trigger --local",
+            "check server.state_dir",
+        ],
+    );
+    assert!(!stderr(&out).contains("has `redeploy serve` run"));
+}

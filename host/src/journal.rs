@@ -107,7 +107,7 @@ pub enum JournalError {
     /// [`Journal::open_read_only`] was asked for a journal that does not
     /// exist.
     #[error(
-        "journal {}: does not exist (has `redeploy serve` run with this state directory?)",
+        "journal {}: does not exist yet: nothing has run with this state directory (`redeploy serve`, the post-receive hook, `hook-url` and `trigger --local` create it); check server.state_dir",
         path.display()
     )]
     Missing {
