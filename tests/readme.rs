@@ -363,3 +363,129 @@ fn readme_check_json_shows_the_keys_check_prints() {
         printed["decisions"][0]["reason"]
     );
 }
+
+/// `line` with the number after each `deploy #` replaced by `N`.
+fn any_deploy_number(line: &str) -> String {
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(at) = rest.find("deploy #") {
+        out.push_str(&rest[..at + "deploy #".len()]);
+        rest = rest[at + "deploy #".len()..].trim_start_matches(|c: char| c.is_ascii_digit());
+        out.push('N');
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Runs git in `dir`; its combined output.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=Readme",
+            "-c",
+            "user.email=readme@example.com",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("running git (install git)");
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(out.status.success(), "git {args:?}: {text}");
+    text
+}
+
+#[test]
+fn readme_the_post_receive_lines_it_shows_are_what_a_push_prints() {
+    let shown: Vec<String> = blocks(&readme())
+        .iter()
+        .flat_map(|b| b.text.lines().map(str::to_string).collect::<Vec<_>>())
+        .filter(|l| l.starts_with("remote: redeploy: "))
+        .collect();
+    assert!(shown.len() >= 2, "{shown:#?}");
+    // The README's repository, stacks and branches, in a folder.
+    let dir = crate::support::TempDir::new("readme-post-receive");
+    let repo = dir.join("app.git");
+    let repo_path = repo.to_str().unwrap();
+    git(
+        &dir.0,
+        &[
+            "init",
+            "--quiet",
+            "--bare",
+            "--initial-branch=main",
+            repo_path,
+        ],
+    );
+    let config = dir.join("redeploy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nstate_dir = \"state\"\n\n\
+             [[stacks]]\nname = \"app\"\nrepository = {repo_path:?}\nbranch = \"main\"\ncommand = [\"true\"]\n\n\
+             [[stacks]]\nname = \"docs\"\nrepository = {repo_path:?}\nbranch = \"gh-pages\"\ncommand = [\"true\"]\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(redeploy_bin())
+        .args(["install-hook", repo_path, "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let work = dir.join("work");
+    git(
+        &dir.0,
+        &["clone", "--quiet", repo_path, work.to_str().unwrap()],
+    );
+    git(&work, &["checkout", "--quiet", "-B", "main"]);
+    git(
+        &work,
+        &["commit", "--quiet", "--allow-empty", "-m", "deploy"],
+    );
+    let pushed = git(&work, &["push", "origin", "main"]);
+    let printed: Vec<String> = pushed
+        .lines()
+        .filter(|l| l.starts_with("remote: redeploy: "))
+        .map(|l| any_deploy_number(l.trim_end()))
+        .collect();
+    for line in &shown {
+        let want = any_deploy_number(&line.replace("/srv/git/app.git", repo_path));
+        assert!(
+            printed.contains(&want),
+            "the README shows\n  {line}\nbut the push printed\n  {}",
+            printed.join("\n  ")
+        );
+    }
+}
+
+/// The README's code block that contains `needle` (a sample output that a
+/// test producing that output compares with what it printed).
+pub fn block_containing(needle: &str) -> String {
+    blocks(&readme())
+        .into_iter()
+        .find(|b| b.text.contains(needle))
+        .unwrap_or_else(|| panic!("no README code block contains {needle:?}"))
+        .text
+}
+
+/// `text` with each RFC 3339 time to the second (`2026-12-01T11:42:19Z`)
+/// replaced by `TIME`, so that sample output compares with a new run.
+pub fn any_time(text: &str) -> String {
+    text.lines()
+        .map(|line| {
+            line.split(' ')
+                .map(|word| {
+                    let b = word.as_bytes();
+                    if b.len() == 20 && b[4] == b'-' && b[10] == b'T' && b[19] == b'Z' {
+                        "TIME"
+                    } else {
+                        word
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}

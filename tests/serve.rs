@@ -643,6 +643,15 @@ fn deliveries_lists_each_delivery_with_each_stacks_decision_and_refusals() {
         "{text}"
     );
     assert!(lines[4].contains(" hello github push 202 "), "{text}");
+    // The README shows this output (times aside).
+    let printed = crate::readme::any_time(&text);
+    for line in crate::readme::block_containing("hello-dev: skip [branch-mismatch]").lines() {
+        let line = crate::readme::any_time(line);
+        assert!(
+            printed.contains(&line),
+            "the README shows {line:?}, the command printed:\n{text}"
+        );
+    }
     assert!(
         lines[5].starts_with("    hello: deploy (queued, deploy #1): push to \"master\" of Codertocat/Hello-World matches branch \"master\""),
         "{text}"
