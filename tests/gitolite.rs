@@ -8,115 +8,19 @@
 //! throwaway system user (the tests run as root) and removes it after.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::Mutex;
+use std::process::Command;
 
 use redeploy_host::journal::DeployState;
 
 use crate::support::cli::stderr;
 use crate::support::deploy::write_executable;
+use crate::support::git::git_env;
 use crate::support::stacks::toml;
+use crate::support::users::SystemUser;
 use crate::support::{redeploy_bin, Stack, World};
 
 /// gitolite's SSH entry point in Debian's `gitolite3`.
 const GITOLITE_SHELL: &str = "/usr/share/gitolite3/gitolite-shell";
-
-/// `useradd` and `userdel` lock `/etc/passwd`; tests running at once take turns.
-static ACCOUNTS: Mutex<()> = Mutex::new(());
-
-/// A throwaway system user with its home in a test's directory, removed
-/// (with anything it left running) when dropped.
-struct SystemUser {
-    name: String,
-    home: PathBuf,
-}
-
-impl SystemUser {
-    /// Creates `rd<tag><pid>` with its home at `home`.
-    fn new(tag: &str, home: &Path) -> SystemUser {
-        let name = format!("rd{tag}{}", std::process::id());
-        let _turn = ACCOUNTS.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = Command::new("userdel").args(["-f", &name]).output();
-        let out = Command::new("useradd")
-            .args([
-                "--system",
-                "--create-home",
-                "--shell",
-                "/bin/sh",
-                "--home-dir",
-            ])
-            .arg(home)
-            .arg(&name)
-            .output()
-            .expect("useradd (package passwd) must be installed");
-        assert!(out.status.success(), "useradd {name}: {}", stderr(&out));
-        SystemUser {
-            name,
-            home: home.to_path_buf(),
-        }
-    }
-
-    /// Runs `program ARGS...` as this user, with its home as `HOME`.
-    fn run(&self, program: &Path, args: &[&str]) -> Output {
-        Command::new("runuser")
-            .args(["-u", &self.name, "--", "env"])
-            .arg(format!("HOME={}", self.home.display()))
-            .arg(program)
-            .args(args)
-            .output()
-            .expect("runuser (package util-linux) must be installed")
-    }
-
-    /// Gives `path` (and all in it) to this user.
-    fn own(&self, path: &Path) {
-        let out = Command::new("chown")
-            .arg("-R")
-            .arg(&self.name)
-            .arg(path)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
-    }
-}
-
-impl Drop for SystemUser {
-    fn drop(&mut self) {
-        let _turn = ACCOUNTS.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = Command::new("pkill")
-            .args(["-KILL", "-U", &self.name])
-            .output();
-        let _ = Command::new("userdel").args(["-f", &self.name]).output();
-    }
-}
-
-/// Runs git in `dir` with `env`, asserting success unless `may_fail`;
-/// returns stdout and stderr together.
-fn git_env(dir: &Path, args: &[&str], env: &[(&str, &str)], may_fail: bool) -> (bool, String) {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .args([
-            "-c",
-            "user.name=Tester",
-            "-c",
-            "user.email=tester@example.com",
-        ])
-        .args(args)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .envs(env.iter().copied())
-        .output()
-        .expect("git must be installed");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        may_fail || out.status.success(),
-        "git {args:?} failed:\n{text}"
-    );
-    (out.status.success(), text)
-}
 
 /// A gitolite server in a test's world: its hosting user, and the script
 /// git reaches it through as one of its users.
@@ -133,7 +37,7 @@ impl Gitolite {
             Path::new(GITOLITE_SHELL).exists(),
             "{GITOLITE_SHELL} is missing: apt-get install -y gitolite3 (.ci/run does)"
         );
-        let host = SystemUser::new(tag, &world.dir.join("gitolite"));
+        let host = SystemUser::with_home(tag, &world.dir.join("gitolite"));
         let out = host.run(Path::new("/usr/bin/gitolite"), &["setup", "-a", "admin"]);
         assert!(out.status.success(), "gitolite setup: {}", stderr(&out));
         // What an `authorized_keys` line's forced command runs: gitolite's
@@ -390,7 +294,7 @@ fn install_hook_passes_on_gits_dubious_ownership_message() {
         "",
         &toml(&[Stack::bare_repo("web", "main")]),
     );
-    let owner = SystemUser::new("gld", &world.dir.join("home"));
+    let owner = SystemUser::with_home("gld", &world.dir.join("home"));
     let bare = world.dir.join("app.git");
     git_env(
         &world.dir.0,
@@ -434,7 +338,7 @@ fn install_hook_says_the_repositorys_owner_cannot_write_the_state_directory() {
         "",
         &toml(&[Stack::bare_repo("web", "main")]),
     );
-    let owner = SystemUser::new("glw", &world.dir.join("home"));
+    let owner = SystemUser::with_home("glw", &world.dir.join("home"));
     let bare = world.dir.join("app.git");
     git_env(
         &world.dir.0,

@@ -10,32 +10,9 @@ use redeploy_host::journal::DeployState;
 
 use crate::support::cli::stderr;
 use crate::support::deploy::write_executable;
+use crate::support::git::git;
 use crate::support::stacks::toml;
 use crate::support::{free_port, wait_for, Stack, World};
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .args([
-            "-c",
-            "user.name=Tester",
-            "-c",
-            "user.email=tester@example.com",
-            "-c",
-            "advice.detachedHead=false",
-        ])
-        .args(args)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .expect("git must be installed");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "git {args:?} failed:\n{text}");
-    text
-}
 
 /// A bare repository with the hook installed, and a clone of it.
 struct Repo {

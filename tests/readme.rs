@@ -17,6 +17,7 @@ use pulldown_cmark::{CodeBlockKind, Event, Parser, Tag, TagEnd};
 use redeploy_host::cli::Cli;
 
 use crate::support::cli::{stderr, stdout};
+use crate::support::git::git;
 use crate::support::{redeploy_bin, workspace};
 
 /// One code block: its language (`""` for an indented block) and text.
@@ -375,24 +376,6 @@ fn any_deploy_number(line: &str) -> String {
     }
     out.push_str(rest);
     out
-}
-
-/// Runs git in `dir`; its combined output.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=Readme",
-            "-c",
-            "user.email=readme@example.com",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("running git (install git)");
-    let text = format!("{}{}", stdout(&out), stderr(&out));
-    assert!(out.status.success(), "git {args:?}: {text}");
-    text
 }
 
 #[test]

@@ -7,71 +7,17 @@
 
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use crate::support::cli::{stderr, stdout};
+use crate::support::users::SystemUser;
 use crate::support::{redeploy_bin, Stack, World};
 
-/// How often `useradd` is tried: another test (or another builder on the
-/// machine) may hold the lock on /etc/passwd for a moment.
-const USERADD_ATTEMPTS: u32 = 20;
-
-/// A system user made for one test, deleted when dropped.
-struct ThrowawayUser {
-    name: String,
-    uid: u32,
-}
-
-impl ThrowawayUser {
-    fn new(tag: &str) -> ThrowawayUser {
-        // SAFETY: geteuid has no preconditions.
-        assert_eq!(
-            unsafe { libc::geteuid() },
-            0,
-            "this test creates a system user: run the tests as root (CI does)"
-        );
-        let name = format!("rd-{tag}-{}", std::process::id());
-        let _ = Command::new("userdel").arg(&name).output();
-        let mut last = None;
-        for _ in 0..USERADD_ATTEMPTS {
-            let out = Command::new("useradd")
-                .args([
-                    "--system",
-                    "--no-create-home",
-                    "--shell",
-                    "/usr/sbin/nologin",
-                ])
-                .arg(&name)
-                .output()
-                .expect("useradd (package passwd) is missing: apt-get install passwd");
-            if out.status.success() {
-                let uid = Command::new("id").args(["-u", &name]).output().unwrap();
-                let uid = stdout(&uid).trim().parse().unwrap();
-                return ThrowawayUser { name, uid };
-            }
-            last = Some(stderr(&out));
-            std::thread::sleep(std::time::Duration::from_millis(250));
-        }
-        panic!("useradd {name}: {}", last.unwrap_or_default());
-    }
-
-    /// Runs `redeploy ARGS... --config CONFIG` as this user.
-    fn redeploy(&self, world: &World, args: &[&str]) -> Output {
-        Command::new("runuser")
-            .args(["-u", &self.name, "--"])
-            .arg(redeploy_bin())
-            .args(args)
-            .arg("--config")
-            .arg(&world.config)
-            .output()
-            .expect("runuser (package util-linux) is missing: apt-get install util-linux")
-    }
-}
-
-impl Drop for ThrowawayUser {
-    fn drop(&mut self) {
-        let _ = Command::new("userdel").arg(&self.name).output();
-    }
+/// Runs `redeploy ARGS... --config CONFIG` as `user`.
+fn redeploy_as(user: &SystemUser, world: &World, args: &[&str]) -> Output {
+    let config = world.config.to_str().unwrap();
+    let args: Vec<&str> = args.iter().copied().chain(["--config", config]).collect();
+    user.run(&redeploy_bin(), &args)
 }
 
 fn chown(path: &Path, uid: u32) {
@@ -110,7 +56,7 @@ fn world(name: &str) -> World {
 
 #[test]
 fn root_refuses_a_state_directory_owned_by_another_user_and_creates_nothing() {
-    let user = ThrowawayUser::new("own");
+    let user = SystemUser::new("own");
     let world = world("state-owner-root");
     let state = world.dir.join("state");
     std::fs::create_dir(&state).unwrap();
@@ -132,7 +78,7 @@ fn root_refuses_a_state_directory_owned_by_another_user_and_creates_nothing() {
     }
 
     // Its owner runs the same command, and owns what it creates.
-    let out = user.redeploy(&world, &["hook-url", "web"]);
+    let out = redeploy_as(&user, &world, &["hook-url", "web"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let journal = std::fs::metadata(state.join("journal.sqlite3")).unwrap();
     assert_eq!(journal.uid(), user.uid);
@@ -141,7 +87,7 @@ fn root_refuses_a_state_directory_owned_by_another_user_and_creates_nothing() {
 
 #[test]
 fn a_journal_owned_by_another_user_names_its_owner_and_who_is_running() {
-    let user = ThrowawayUser::new("jrnl");
+    let user = SystemUser::new("jrnl");
     let world = world("state-owner-journal");
     let state = world.dir.join("state");
     // Root's journal (as a command run as root left it before this check
@@ -151,7 +97,7 @@ fn a_journal_owned_by_another_user_names_its_owner_and_who_is_running() {
     chown(&state, user.uid);
 
     let journal = state.join("journal.sqlite3");
-    let out = user.redeploy(&world, &["hook-url", "web"]);
+    let out = redeploy_as(&user, &world, &["hook-url", "web"]);
     assert_refused(
         &out,
         &format!(
@@ -165,7 +111,7 @@ fn a_journal_owned_by_another_user_names_its_owner_and_who_is_running() {
 
 #[test]
 fn a_state_directory_this_user_cannot_enter_names_its_owner_and_who_is_running() {
-    let user = ThrowawayUser::new("read");
+    let user = SystemUser::new("read");
     let world = world("state-owner-read");
     let state = world.dir.join("state");
     let out = world.redeploy(&["hook-url", "web"]);
@@ -176,7 +122,7 @@ fn a_state_directory_this_user_cannot_enter_names_its_owner_and_who_is_running()
         "the state directory is private"
     );
 
-    let out = user.redeploy(&world, &["history"]);
+    let out = redeploy_as(&user, &world, &["history"]);
     assert_refused(
         &out,
         &format!(

@@ -14,7 +14,9 @@
 //!   server journaled and the stand-in recorded in it;
 //! - [`deliveries`]: webhook bodies and signed deliveries (GitHub pushes,
 //!   fixtures with their recorded headers, Docker Hub pushes);
-//! - [`cli`]: the `redeploy` binary's other commands, run as a user runs them.
+//! - [`cli`]: the `redeploy` binary's other commands, run as a user runs them;
+//! - [`git`]: real git with a fixed author and no machine configuration;
+//! - [`users`]: throwaway system users, for running as another user than root.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -25,10 +27,12 @@ use redeploy_host::plugin::{PluginRuntime, RuntimeOptions};
 pub mod cli;
 pub mod deliveries;
 pub mod deploy;
+pub mod git;
 pub mod http;
 pub mod server;
 pub mod stacks;
 pub mod tools;
+pub mod users;
 pub mod world;
 
 pub use server::ServerProcess;
