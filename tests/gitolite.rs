@@ -287,14 +287,12 @@ fn install_hook_refuses_a_gitolite_repository_with_the_recipe() {
     );
 }
 
-#[test]
-fn install_hook_passes_on_gits_dubious_ownership_message() {
-    let world = World::new(
-        "install-hook-dubious",
-        "",
-        &toml(&[Stack::bare_repo("web", "main")]),
-    );
-    let owner = SystemUser::with_home("gld", &world.dir.join("home"));
+/// A world whose stack `web` follows `main` of the bare repository
+/// `app.git`, which belongs to a new user (tag `tag`); the world, the user
+/// and the repository.
+fn bare_repository_of_another_user(name: &str, tag: &str) -> (World, SystemUser, PathBuf) {
+    let world = World::new(name, "", &toml(&[Stack::bare_repo("web", "main")]));
+    let owner = SystemUser::with_home(tag, &world.dir.join("home"));
     let bare = world.dir.join("app.git");
     git_env(
         &world.dir.0,
@@ -303,6 +301,12 @@ fn install_hook_passes_on_gits_dubious_ownership_message() {
         false,
     );
     owner.own(&bare);
+    (world, owner, bare)
+}
+
+#[test]
+fn install_hook_passes_on_gits_dubious_ownership_message() {
+    let (world, owner, bare) = bare_repository_of_another_user("install-hook-dubious", "gld");
     let out = Command::new(redeploy_bin())
         .args(["install-hook", bare.to_str().unwrap(), "--config"])
         .arg(&world.config)
@@ -333,20 +337,7 @@ fn install_hook_passes_on_gits_dubious_ownership_message() {
 
 #[test]
 fn install_hook_says_the_repositorys_owner_cannot_write_the_state_directory() {
-    let world = World::new(
-        "install-hook-access",
-        "",
-        &toml(&[Stack::bare_repo("web", "main")]),
-    );
-    let owner = SystemUser::with_home("glw", &world.dir.join("home"));
-    let bare = world.dir.join("app.git");
-    git_env(
-        &world.dir.0,
-        &["init", "--quiet", "--bare", bare.to_str().unwrap()],
-        &[],
-        false,
-    );
-    owner.own(&bare);
+    let (world, owner, bare) = bare_repository_of_another_user("install-hook-access", "glw");
     // A state directory root made, private to root.
     let state = world.dir.join("state");
     std::fs::create_dir_all(&state).unwrap();
