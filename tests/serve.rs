@@ -839,6 +839,18 @@ fn sighup_and_reload_apply_a_new_config_and_keep_the_running_deploy() {
             "redeploy_config_reloads_total{result=\"refused\"} 2",
         ],
     );
+    // Limits apply to what comes next: a smaller max_body_bytes refuses
+    // the same push whole, and the concurrency limits resize in place.
+    let limited = grown.replacen(
+        "[server]\n",
+        "[server]\nmax_body_bytes = 64\nmax_concurrent_deploys = 2\nmax_connections = 8\n",
+        1,
+    );
+    std::fs::write(&world.config, &limited).unwrap();
+    assert_success(&world.redeploy(&["reload"]));
+    let big = signed_push(&server, &hook(1), WEB_SECRET, &sha(5), "d-5");
+    assert_eq!(big.status, 413, "{}", big.text());
+    assert_eq!(world.deploys().len(), 4);
     assert!(server.terminate().success());
     // With no server running, `reload` says so.
     std::fs::write(&world.config, &grown).unwrap();

@@ -7,6 +7,7 @@
 //! [`commands`]).
 
 pub mod bounded;
+pub mod capacity;
 pub mod cli;
 pub mod commands;
 pub mod commit_order;

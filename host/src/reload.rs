@@ -17,11 +17,13 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, Live, LiveConfig};
+use crate::capacity::Capacity;
+use crate::config::{Config, Live, LiveConfig, ServerConfig};
 use crate::journal::Journal;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::plugin::PluginRuntime;
+use crate::server::body_budget_permits;
 use crate::tokens::{ensure_tokens, TokenTable};
 
 /// The file, in the state directory, that holds the last reload's
@@ -76,6 +78,8 @@ pub struct Reloader {
     pub notifier: Arc<Notifier>,
     /// Counts reloads by result.
     pub metrics: Arc<Metrics>,
+    /// The server's limits that hold permits, resized to the new file's.
+    pub capacities: Capacities,
     /// Reloads done so far.
     pub generation: std::sync::atomic::AtomicU64,
 }
@@ -134,6 +138,7 @@ impl Reloader {
         self.notifier.reconfigure(config.clone())?;
         self.config.replace(config.clone());
         self.tokens.replace(Arc::new(tokens));
+        self.capacities.resize(&config.server);
         let mut message = stack_changes(running, &config);
         if !merged.need_restart.is_empty() {
             let names = merged.need_restart.join(", ");
@@ -144,6 +149,41 @@ impl Reloader {
             message.push_str(&format!("; restart to apply {names}"));
         }
         Ok(message)
+    }
+}
+
+/// The server's limits that work holds permits of, each resized by a
+/// reload to what the new file says (running work is never stopped: a
+/// smaller limit takes effect as it finishes).
+pub struct Capacities {
+    /// `max_concurrent_deploys` (the runner's).
+    pub deploys: Arc<Capacity>,
+    /// `max_queued_deliveries`.
+    pub deliveries: Arc<Capacity>,
+    /// `max_body_bytes_in_flight`, in [`crate::server::BODY_BUDGET_UNIT`]s.
+    pub body_budget: Arc<Capacity>,
+    /// `max_connections`.
+    pub connections: Arc<Capacity>,
+}
+
+impl Capacities {
+    /// The limits of `server`, with the runner's `deploys`.
+    pub fn of(server: &ServerConfig, deploys: Arc<Capacity>) -> Capacities {
+        Capacities {
+            deploys,
+            deliveries: Capacity::new(server.max_queued_deliveries),
+            body_budget: Capacity::new(body_budget_permits(server.max_body_bytes_in_flight)),
+            connections: Capacity::new(server.max_connections),
+        }
+    }
+
+    /// Resizes each limit to `server`'s.
+    fn resize(&self, server: &ServerConfig) {
+        self.deploys.resize(server.max_concurrent_deploys);
+        self.deliveries.resize(server.max_queued_deliveries);
+        self.body_budget
+            .resize(body_budget_permits(server.max_body_bytes_in_flight));
+        self.connections.resize(server.max_connections);
     }
 }
 

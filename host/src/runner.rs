@@ -25,8 +25,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
+use crate::capacity::Capacity;
 use crate::config::{DeployAction, LiveConfig, StackConfig};
 use crate::journal::{
     now_ms, DeployObserver, DeployRecord, DeployState, Journal, TransitionDetail,
@@ -69,7 +70,8 @@ struct Inner {
     journal: Arc<Journal>,
     metrics: Arc<Metrics>,
     queues: Mutex<BTreeMap<String, StackQueue>>,
-    global: Semaphore,
+    /// `max_concurrent_deploys`, resized by a reload.
+    global: Arc<Capacity>,
     /// Set at shutdown: workers start nothing new.
     stopping: std::sync::atomic::AtomicBool,
     /// Sent at the end of the grace period: running commands are killed.
@@ -99,7 +101,7 @@ impl Runner {
         let http = http_action::client()?;
         Ok(Runner {
             inner: Arc::new(Inner {
-                global: Semaphore::new(config.current().server.max_concurrent_deploys),
+                global: Capacity::new(config.current().server.max_concurrent_deploys),
                 config,
                 journal,
                 metrics,
@@ -112,6 +114,12 @@ impl Runner {
                 takes_stack_locks: std::sync::atomic::AtomicBool::new(true),
             }),
         })
+    }
+
+    /// The limit on deploys running at once (`max_concurrent_deploys`),
+    /// for a reload to resize.
+    pub fn capacity(&self) -> &Arc<Capacity> {
+        &self.inner.global
     }
 
     /// Sets the observer told of every state change (once; later calls are
@@ -252,7 +260,7 @@ impl Runner {
             };
             let Some(slot) = next else { return };
             // The semaphore is closed at shutdown: the deploy then stays queued.
-            let Ok(permit) = self.inner.global.acquire().await else {
+            let Ok(permit) = self.inner.global.semaphore().acquire().await else {
                 if let Some(q) = self.inner.queues.lock().unwrap().get_mut(&stack) {
                     q.abandon();
                 }
@@ -454,7 +462,7 @@ impl Runner {
         self.inner
             .stopping
             .store(true, std::sync::atomic::Ordering::SeqCst);
-        self.inner.global.close();
+        self.inner.global.semaphore().close();
         let mut set = std::mem::take(&mut *self.inner.workers.lock().await);
         let drained =
             tokio::time::timeout(grace, async { while set.join_next().await.is_some() {} }).await;

@@ -17,6 +17,7 @@ use axum::Router;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
+use crate::capacity::Capacity;
 use crate::dispatch::{error_body, Dispatcher};
 use crate::notify::LogLinks;
 use crate::plugin::wit;
@@ -32,12 +33,12 @@ pub struct AppState {
     /// Hook tokens (a reload replaces them with the new stacks').
     pub tokens: crate::config::Live<TokenTable>,
     /// Deliveries being evaluated or journaled right now; full means 429.
-    pub in_flight: Arc<Semaphore>,
+    pub in_flight: Arc<Capacity>,
     /// Checks the keys of `/logs/{id}/{key}` links.
     pub log_links: LogLinks,
     /// Room for request bodies held in memory, in [`BODY_BUDGET_UNIT`]s
     /// (`server.max_body_bytes_in_flight`); empty means wait, then 429.
-    pub body_budget: Arc<Semaphore>,
+    pub body_budget: Arc<Capacity>,
 }
 
 /// The unit of [`AppState::body_budget`]'s permits: KiB, so a permit count
@@ -50,11 +51,9 @@ pub const BODY_BUDGET_UNIT: usize = 1024;
 /// within GitHub's 10 s delivery timeout.
 pub const BODY_BUDGET_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// The body budget for `bytes` of bodies in flight.
-pub fn body_budget(bytes: usize) -> Arc<Semaphore> {
-    Arc::new(Semaphore::new(
-        bytes.div_ceil(BODY_BUDGET_UNIT).min(Semaphore::MAX_PERMITS),
-    ))
+/// The body budget's permits for `bytes` of bodies in flight.
+pub fn body_budget_permits(bytes: usize) -> usize {
+    bytes.div_ceil(BODY_BUDGET_UNIT)
 }
 
 /// What an admitted delivery holds until its answer is sent: its in-flight
@@ -189,7 +188,7 @@ async fn admit(
     let Some(stack_name) = state.tokens.current().lookup(token).map(str::to_string) else {
         return Err(reject(404, "not-found", "no such hook"));
     };
-    let Ok(permit) = state.in_flight.clone().try_acquire_owned() else {
+    let Ok(permit) = state.in_flight.semaphore().clone().try_acquire_owned() else {
         return Err(too_many("too many deliveries in flight; retry later"));
     };
     let server = &state.dispatcher.config().server;
@@ -199,7 +198,7 @@ async fn admit(
         headers,
         server.max_body_bytes,
         server.body_timeout,
-        &state.body_budget,
+        state.body_budget.semaphore(),
         &mut held,
     )
     .await?;
@@ -549,8 +548,6 @@ pub struct ConnectionLimits {
     pub header_timeout: std::time::Duration,
     /// A write to the client may make no progress for at most this long.
     pub write_timeout: std::time::Duration,
-    /// Open connections at most; beyond, new ones wait in the backlog.
-    pub max_connections: usize,
     /// After `shutdown`, how long open connections may take to finish
     /// their current request before they are dropped.
     pub shutdown_grace: std::time::Duration,
@@ -562,7 +559,6 @@ impl ConnectionLimits {
         ConnectionLimits {
             header_timeout: server.header_timeout,
             write_timeout: server.write_timeout,
-            max_connections: server.max_connections,
             shutdown_grace: server.shutdown_grace,
         }
     }
@@ -573,23 +569,25 @@ impl ConnectionLimits {
 /// `shutdown_grace`. A client that has not sent its request headers within
 /// `header_timeout` is disconnected, so slow clients cannot hold connections
 /// open (axum's own `serve` has no such limit); one that stops reading its
-/// answer is disconnected after `write_timeout`; at most `max_connections`
-/// are open at once (the next waits in the listen backlog).
+/// answer is disconnected after `write_timeout`; at most `open`'s size
+/// (`max_connections`) are open at once (the next waits in the listen
+/// backlog). `limits` is read for each new connection, and once more for
+/// the grace, so a reload applies to what comes next.
 pub async fn serve_http(
     listener: tokio::net::TcpListener,
     router: Router,
-    limits: ConnectionLimits,
+    limits: impl Fn() -> ConnectionLimits,
+    open: Arc<Capacity>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
     use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper_util::service::TowerToHyperService;
 
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let open = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     tokio::pin!(shutdown);
     loop {
         let slot = tokio::select! {
-            slot = open.clone().acquire_owned() => slot,
+            slot = open.semaphore().clone().acquire_owned() => slot,
             _ = &mut shutdown => break,
         };
         let Ok(slot) = slot else { break };
@@ -605,6 +603,8 @@ pub async fn serve_http(
                     }
                 };
                 let service = TowerToHyperService::new(router.clone());
+                // Read per connection: a reload applies to the next one.
+                let limits = limits();
                 let io = WriteTimeout::new(stream, limits.write_timeout);
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -621,6 +621,7 @@ pub async fn serve_http(
         }
     }
     drop(listener);
+    let limits = limits();
     if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
         .await
         .is_err()

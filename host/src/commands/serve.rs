@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::signal::unix::{signal, Signal, SignalKind};
-use tokio::sync::Semaphore;
 
 use crate::dispatch::Dispatcher;
 
@@ -16,7 +15,7 @@ use crate::config::Live;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::plugin::{Allocation, PluginRuntime, RuntimeOptions};
-use crate::reload::Reloader;
+use crate::reload::{Capacities, Reloader};
 use crate::runner::Runner;
 use crate::server::{app, AppState};
 use crate::tokens::{ensure_tokens, TokenTable};
@@ -98,6 +97,12 @@ impl Serve {
         crate::retention::prune_logged(&config, &journal, crate::journal::now_ms());
 
         let log_links = notifier.log_links().clone();
+        let capacities = Capacities::of(&config.server, runner.capacity().clone());
+        let (connections, deliveries, body_budget) = (
+            capacities.connections.clone(),
+            capacities.deliveries.clone(),
+            capacities.body_budget.clone(),
+        );
         let reloader = Arc::new(Reloader {
             path: self.config.path.clone(),
             config: live.clone(),
@@ -106,6 +111,7 @@ impl Serve {
             runtime: runtime.clone(),
             notifier: notifier.clone(),
             metrics: metrics.clone(),
+            capacities,
             generation: AtomicU64::new(0),
         });
         let dispatcher = Dispatcher::new(
@@ -119,9 +125,9 @@ impl Serve {
         let state = Arc::new(AppState {
             dispatcher,
             tokens,
-            in_flight: Arc::new(Semaphore::new(config.server.max_queued_deliveries)),
+            in_flight: deliveries,
             log_links,
-            body_budget: crate::server::body_budget(config.server.max_body_bytes_in_flight),
+            body_budget,
         });
         let refused = state.dispatcher.refused().clone();
         let journal = state.dispatcher.journal().clone();
@@ -132,10 +138,12 @@ impl Serve {
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         tracing::info!(addr = %listener.local_addr()?, stacks = config.stacks.len(), "redeploy listening; `redeploy hook-url STACK` prints each hook URL");
+        let limits = live.clone();
         crate::server::serve_http(
             listener,
             app(state),
-            crate::server::ConnectionLimits::of(&config.server),
+            move || crate::server::ConnectionLimits::of(&limits.current().server),
+            connections,
             signals.handle(reloader),
         )
         .await?;

@@ -61,8 +61,8 @@ fn keep<T: PartialEq + Clone>(new: &mut T, running: &T) -> bool {
 }
 
 /// The `[server]` settings read once, when `serve` starts (the socket, the
-/// state directory, the sizes of the server's pools, the log-link key and
-/// the refused-delivery limiter), by their `redeploy.toml` names.
+/// state directory, the log links' base and lifetime, and the
+/// refused-delivery limiter), by their `redeploy.toml` names.
 const RESTART_ONLY: &[(&str, Keep)] = &[
     ("server.listen", |n, r| keep(&mut n.listen, &r.listen)),
     ("server.state_dir", |n, r| {
@@ -73,24 +73,6 @@ const RESTART_ONLY: &[(&str, Keep)] = &[
     }),
     ("server.log_links", |n, r| {
         keep(&mut n.log_links, &r.log_links)
-    }),
-    ("server.max_concurrent_deploys", |n, r| {
-        keep(&mut n.max_concurrent_deploys, &r.max_concurrent_deploys)
-    }),
-    ("server.max_queued_deliveries", |n, r| {
-        keep(&mut n.max_queued_deliveries, &r.max_queued_deliveries)
-    }),
-    ("server.max_body_bytes_in_flight", |n, r| {
-        keep(&mut n.max_body_bytes_in_flight, &r.max_body_bytes_in_flight)
-    }),
-    ("server.max_connections", |n, r| {
-        keep(&mut n.max_connections, &r.max_connections)
-    }),
-    ("server.header_timeout", |n, r| {
-        keep(&mut n.header_timeout, &r.header_timeout)
-    }),
-    ("server.write_timeout", |n, r| {
-        keep(&mut n.write_timeout, &r.write_timeout)
     }),
     ("server.max_refused_deliveries_per_minute", |n, r| {
         keep(
@@ -149,20 +131,10 @@ mod tests {
             STACK.replace("api", "web")
         ));
         let r = merge_reload(&running, new);
-        assert_eq!(
-            r.need_restart,
-            [
-                "server.listen",
-                "server.state_dir",
-                "server.max_concurrent_deploys"
-            ]
-        );
+        assert_eq!(r.need_restart, ["server.listen", "server.state_dir"]);
         assert_eq!(r.config.server.listen, running.server.listen);
         assert_eq!(r.config.server.state_dir, running.server.state_dir);
-        assert_eq!(
-            r.config.server.max_concurrent_deploys,
-            running.server.max_concurrent_deploys
-        );
+        assert_eq!(r.config.server.max_concurrent_deploys, 9);
         assert_eq!(r.config.server.max_body_bytes, 2000);
         let names: Vec<_> = r.config.stacks.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["api", "web"]);
