@@ -353,12 +353,31 @@ fn install_hook_says_the_repositorys_owner_cannot_write_the_state_directory() {
         err.trim_end(),
         format!(
             "redeploy: the hook would fail: git runs it as {user}, the owner of {repo}, and \
-             {user} cannot write {state} (owned by root:root, mode 0700); nothing was installed \
-             (fix the owner or mode, or run the hook's pushes as a user who can)",
+             {user} cannot write {state} (owned by root:root, mode 0700); \
+             {state} is owned by root, and redeploy uses a state directory only as its owner; \
+             nothing was installed (give the hook's user a config with a state_dir of its own, \
+             or give these to that user)",
             user = owner.name,
             repo = bare.display(),
             state = state.display()
         )
+    );
+    assert!(!bare.join("hooks/post-receive").exists());
+    // Modes that let the hook's user write are not enough: the hook uses a
+    // state directory only as its owner, and install-hook says so first.
+    std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let out = owner.run(
+        &redeploy_bin(),
+        &["install-hook", bare.to_str().unwrap(), "--config", config],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{} is owned by root, and redeploy uses a state directory only as its owner",
+            state.display()
+        )),
+        "{err}"
     );
     assert!(!bare.join("hooks/post-receive").exists());
     // Given to the owner, the same command installs the hook.

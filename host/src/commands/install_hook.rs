@@ -65,14 +65,26 @@ fn hook_access_problems(
             wants.push((path, *want));
         }
     }
-    wants
+    let mut problems: Vec<String> = wants
         .iter()
         .filter(|(path, want)| {
             // The journal need not exist yet: the directory's check covers creating it.
             *want != access::Want::Write || path.exists() || path == state_dir
         })
         .filter_map(|(path, want)| access::problem(owner, path, *want))
-        .collect()
+        .collect();
+    // The rule the hook itself applies (`ownership::check_state_dir`): a
+    // state directory is used only by its owner, whatever the mode allows.
+    if let Ok(meta) = std::fs::metadata(state_dir) {
+        if !crate::ownership::may_write_state(meta.uid(), owner.uid) {
+            problems.push(format!(
+                "{} is owned by {}, and redeploy uses a state directory only as its owner",
+                state_dir.display(),
+                crate::ownership::User::from_uid(meta.uid())
+            ));
+        }
+    }
+    problems
 }
 
 fn sh_quote(s: &str) -> String {
@@ -190,7 +202,8 @@ impl InstallHook {
         if !problems.is_empty() {
             bail!(
                 "the hook would fail: git runs it as {}, the owner of {}, and {}; \
-                 nothing was installed (fix the owner or mode, or run the hook's pushes as a user who can)",
+                 nothing was installed (give the hook's user a config with a state_dir of its own, \
+                 or give these to that user)",
                 owner.name,
                 self.repo_dir.display(),
                 problems.join("; ")
