@@ -136,8 +136,11 @@ impl Reloader {
         )?;
         let tokens = TokenTable::new(ensure_tokens(&config, &self.journal)?);
         self.notifier.reconfigure(config.clone())?;
-        self.config.replace(config.clone());
+        // Tokens first: a delivery that looks its token up between the two
+        // finds a stack the old configuration may not have (404), never a
+        // token the new file took away.
         self.tokens.replace(Arc::new(tokens));
+        self.config.replace(config.clone());
         self.capacities.resize(&config.server);
         let mut message = stack_changes(running, &config);
         if !merged.need_restart.is_empty() {

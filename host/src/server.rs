@@ -202,6 +202,11 @@ async fn admit(
         &mut held,
     )
     .await?;
+    // The body may have taken `body_timeout` to arrive: a reload meanwhile
+    // may have taken this token away, or given it to another stack.
+    if state.tokens.current().lookup(token) != Some(stack_name.as_str()) {
+        return Err(reject(404, "not-found", "no such hook"));
+    }
     Ok((
         stack_name,
         body,
