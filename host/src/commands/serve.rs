@@ -59,6 +59,12 @@ impl Serve {
         // One server per state directory: a second one would run the same
         // queued deploys and recover the first one's deploys as its own.
         let _serve_lock = crate::supervise::lock_serve(state_dir)?;
+        // The socket before anything runs: a server that cannot listen
+        // stops here, before it recovers or resumes any deploy.
+        let addr = self.listen.unwrap_or(config.server.listen);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
         let tokens = Live::new(Arc::new(TokenTable::new(ensure_tokens(&config, &journal)?)));
         let options = RuntimeOptions {
             allocation: Allocation::Pooling,
@@ -133,10 +139,6 @@ impl Serve {
         let journal = state.dispatcher.journal().clone();
         let pruning =
             crate::retention::spawn_periodic(live.clone(), journal.clone(), refused.clone());
-        let addr = self.listen.unwrap_or(config.server.listen);
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr}"))?;
         tracing::info!(addr = %listener.local_addr()?, stacks = config.stacks.len(), "redeploy listening; `redeploy hook-url STACK` prints each hook URL");
         let limits = live.clone();
         crate::server::serve_http(
