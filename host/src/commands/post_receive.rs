@@ -496,7 +496,7 @@ impl PostReceive {
                     let stacks: Vec<String> = sink.stacks.lock().unwrap().iter().cloned().collect();
                     let mut failed = Vec::new();
                     for stack in stacks {
-                        rt.block_on(super::run_queued::run_queued(
+                        rt.block_on(super::run_queued::run_queued_in_foreground(
                             config.clone(),
                             journal.clone(),
                             &stack,

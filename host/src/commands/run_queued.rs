@@ -106,5 +106,47 @@ pub async fn run_queued(
     Ok(())
 }
 
+/// [`run_queued`] in the foreground of a terminal or a push (`trigger
+/// --local`, the hook with `[hook] wait = true`), where the person waiting
+/// may stop it: SIGINT, SIGTERM or SIGHUP (a closed terminal or SSH
+/// session) stop the running deploy's process group and record it
+/// `interrupted`, as the next runner would on finding it (what is still
+/// queued stays queued); the error then names the signal. No signal leaves
+/// a deploy running unsupervised.
+pub async fn run_queued_in_foreground(
+    config: Arc<Config>,
+    journal: Arc<Journal>,
+    stack: &str,
+) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let name = tokio::select! {
+        done = run_queued(config.clone(), journal.clone(), stack) => return done,
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+        _ = hup.recv() => "SIGHUP",
+    };
+    // The runner is gone with its future, and the stack's lock with it;
+    // the deploy's process group is in the journal: stop it as recovery
+    // does.
+    let stopped =
+        crate::supervise::recover_free_stacks(&journal, &config.server.state_dir, None).await?;
+    anyhow::bail!(
+        "stopped by {name}: {}",
+        match stopped.as_slice() {
+            [] => "no deploy was running".to_string(),
+            ids => format!(
+                "deploy {} stopped and recorded interrupted",
+                ids.iter()
+                    .map(|id| format!("#{id}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    )
+}
+
 /// How long a post-receive runner waits for its last GitHub reports.
 pub const RUN_QUEUED_NOTIFY_GRACE: Duration = Duration::from_secs(30);

@@ -268,7 +268,7 @@ fn run_local(
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(super::run_queued::run_queued(
+    rt.block_on(super::run_queued::run_queued_in_foreground(
         config,
         journal.clone(),
         stack,
