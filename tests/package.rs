@@ -8,6 +8,7 @@
 //! fails with the command that installs it.
 
 use std::os::unix::fs::MetadataExt as _;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -177,7 +178,13 @@ fn the_debian_package_installs_a_working_service_and_purges_cleanly() {
     );
     // The unit and the README agree on the command and the config path.
     let exec = "ExecStart=redeploy serve --config /etc/redeploy/redeploy.toml";
-    assert!(std::fs::read_to_string(UNIT).unwrap().contains(exec));
+    let unit = std::fs::read_to_string(UNIT).unwrap();
+    assert!(unit.contains(exec));
+    // `systemctl reload redeploy` sends the SIGHUP `serve` reloads on.
+    assert!(
+        unit.contains("\nExecReload=/bin/kill -HUP $MAINPID\n"),
+        "{unit}"
+    );
     let readme = std::fs::read_to_string(workspace().join("README.md")).unwrap();
     assert!(readme.contains(&format!("`{exec}`")), "README: {exec}");
     let conffiles = ok(run("dpkg-query", &["-W", "-f=${Conffiles}", PACKAGE]));
@@ -254,6 +261,24 @@ fn the_debian_package_installs_a_working_service_and_purges_cleanly() {
     let status = serve.wait().unwrap();
     let log = std::fs::read_to_string(dir.join("serve.log")).unwrap();
     assert!(status.success(), "{status}: {log}");
+
+    // An upgrade (here the same package again) keeps what the
+    // administrator chose for the state directory and the config.
+    std::fs::set_permissions("/var/lib/redeploy", PermissionsExt::from_mode(0o770)).unwrap();
+    std::fs::set_permissions(
+        "/etc/redeploy/redeploy.toml",
+        PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    ok(run("dpkg", &["-i", deb.to_str().unwrap()]));
+    assert_eq!(
+        owner_mode("/var/lib/redeploy"),
+        (USER.into(), USER.into(), 0o770)
+    );
+    assert_eq!(
+        owner_mode("/etc/redeploy/redeploy.toml"),
+        ("root".into(), USER.into(), 0o600)
+    );
 
     ok(run("dpkg", &["--purge", PACKAGE]));
     assert!(!installed());
