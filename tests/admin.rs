@@ -200,8 +200,7 @@ fn admin_commands_of_a_stack_need_its_own_secret() {
     let config = config_arg(&world);
     let unset = format!("secrets_env: environment variable {WEB_SECRET_VAR} is not set");
     for args in [
-        &["hook-url", "web", "--config", config][..],
-        &["trigger", "web", "--config", config],
+        &["trigger", "web", "--config", config][..],
         &[
             "check",
             "--stack",
@@ -215,12 +214,42 @@ fn admin_commands_of_a_stack_need_its_own_secret() {
         let out = run(args, &[]);
         assert_error_saying(&out, &["stack \"web\"", &unset]);
     }
+    // `hook-url` needs the hook token, not the webhook secret: it works
+    // without the service's environment (secrets.env), printing the same
+    // URL as with it.
+    let without = run(&["hook-url", "web", "--config", config], &[]);
+    assert_success(&without);
     let out = run(
         &["hook-url", "web", "--config", config],
         &[(WEB_SECRET_VAR, WEB_SECRET)],
     );
     assert_success(&out);
+    assert_eq!(stdout(&out), stdout(&without));
     assert!(!stdout(&out).contains(WEB_SECRET));
+    // A token named by variable is read, and needed.
+    let token_var = "REDEPLOY_ADMIN_TEST_WEB_HOOK_TOKEN";
+    let with_token_env = std::fs::read_to_string(&world.config).unwrap().replace(
+        "hook_token = ",
+        &format!("hook_token_env = {token_var:?}\n# was: hook_token = "),
+    );
+    let token_config = world.dir.join("token-env.toml");
+    std::fs::write(&token_config, with_token_env).unwrap();
+    let token_config = token_config.to_str().unwrap();
+    let out = run(&["hook-url", "web", "--config", token_config], &[]);
+    assert_error_saying(&out, &["stack \"web\"", token_var]);
+    let token = "t0ken-from-the-environment-0123456789abcdef";
+    let out = run(
+        &["hook-url", "web", "--config", token_config],
+        &[(token_var, token)],
+    );
+    assert_success(&out);
+    assert!(
+        stdout(&out)
+            .trim_end()
+            .ends_with(&format!("/hooks/{token}")),
+        "{}",
+        stdout(&out)
+    );
 }
 
 /// `serve` and `post-receive` serve every stack: one stack's missing

@@ -44,11 +44,11 @@ pub fn token_for(config: &Config, journal: &Journal, stack: &str) -> anyhow::Res
 }
 
 fn stack_token(stack: &StackConfig, journal: &Journal) -> anyhow::Result<String> {
-    // A stack whose secrets were not read may have a configured token this
+    // A stack whose token was not read may have a configured token this
     // config does not hold: a token generated for it would not be its own.
-    if !stack.secrets_read {
+    if !stack.token_read {
         bail!(
-            "stack \"{}\": its secrets were not read, so its hook token is unknown",
+            "stack \"{}\": its hook token was not read, so it is unknown",
             stack.name
         );
     }
@@ -196,7 +196,7 @@ mod tests {
             TOKEN_BYTES * 2
         );
         let err = token_for(&config, &journal, "web").unwrap_err().to_string();
-        assert!(err.contains("its secrets were not read"), "{err}");
+        assert!(err.contains("its hook token was not read"), "{err}");
         assert!(ensure_tokens(&config, &journal).is_err());
         // Nothing was generated and stored for it.
         assert_eq!(journal.hook_token("web").unwrap(), None);

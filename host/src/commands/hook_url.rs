@@ -18,7 +18,7 @@ impl HookUrl {
     pub fn execute(self) -> anyhow::Result<()> {
         let config = self
             .config
-            .load_for(config::SecretScope::Stack(&self.stack))?;
+            .load_for(config::SecretScope::TokenOf(&self.stack))?;
         super::stack(&config, &self.stack, &self.config.path)?;
         let journal = super::open_state(&config)?;
         let token = token_for(&config, &journal, &self.stack)?;

@@ -381,6 +381,10 @@ pub enum SecretScope<'a> {
     Every,
     /// The named stack's only (a name that is no stack's reads none).
     Stack(&'a str),
+    /// The named stack's hook token only (`hook_token_env`,
+    /// `hook_token_file`), not its webhook or GitHub secrets: what
+    /// `hook-url` needs.
+    TokenOf(&'a str),
     /// No stack's: for commands that use no secret (`history`).
     NoStack,
 }
@@ -391,7 +395,15 @@ impl SecretScope<'_> {
         match self {
             SecretScope::Every => true,
             SecretScope::Stack(only) => only == name,
-            SecretScope::NoStack => false,
+            SecretScope::TokenOf(_) | SecretScope::NoStack => false,
+        }
+    }
+
+    /// Whether the hook token of stack `name` is read.
+    pub fn includes_token(self, name: &str) -> bool {
+        match self {
+            SecretScope::TokenOf(only) => only == name,
+            scope => scope.includes(name),
         }
     }
 }
@@ -530,6 +542,10 @@ pub struct StackConfig {
     /// `github.token` may be `None` though configured: such a stack must
     /// not serve, sign or name a token.
     pub secrets_read: bool,
+    /// Whether its hook token (when set by variable or file) was read:
+    /// false for a stack outside the command's [`SecretScope`], whose
+    /// configured token this config does not hold.
+    pub token_read: bool,
 }
 
 /// What a manual trigger (an empty POST to the hook URL) may do on a stack.

@@ -127,9 +127,10 @@ pub(super) fn validate_stack(
             "set only one of hook_token, hook_token_env and hook_token_file".into(),
         ));
     }
+    let read_token = scope.includes_token(&name);
     let hook_token = if let Some(token) = raw.hook_token {
         Some(check_hook_token("hook_token", token.0).map_err(&err)?)
-    } else if !read_secrets {
+    } else if !read_token {
         None
     } else if let Some(var) = raw.hook_token_env {
         let value = read_env(sources, "hook_token_env", &var).map_err(&err)?;
@@ -282,6 +283,7 @@ pub(super) fn validate_stack(
         manual,
         query_services: raw.query_services.unwrap_or(DEFAULT_QUERY_SERVICES),
         secrets_read: read_secrets,
+        token_read: read_token,
     })
 }
 
