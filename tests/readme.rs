@@ -1,5 +1,5 @@
-//! The README cannot drift (issue 14): its code blocks and code spans are
-//! read with a Markdown parser, and
+//! The README (and `docs/*.md`) cannot drift (issue 14): their code
+//! blocks and code spans are read with a Markdown parser, and
 //! - every `redeploy` command in a code block parses with the real command
 //!   line (with and without its `[optional]` parts), and every inline
 //!   `redeploy ...` names real subcommands and options;
@@ -26,9 +26,21 @@ struct Block {
     text: String,
 }
 
-/// The README's text.
+/// The README's text, then each of `docs/*.md` (the README points to
+/// them for recipes, such as gitolite's), in name order.
 fn readme() -> String {
-    std::fs::read_to_string(workspace().join("README.md")).unwrap()
+    let mut text = std::fs::read_to_string(workspace().join("README.md")).unwrap();
+    let mut docs: Vec<_> = std::fs::read_dir(workspace().join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    docs.sort();
+    for doc in docs {
+        text.push_str("\n\n");
+        text.push_str(&std::fs::read_to_string(doc).unwrap());
+    }
+    text
 }
 
 /// The README's code blocks, in order.
@@ -59,13 +71,15 @@ fn blocks(md: &str) -> Vec<Block> {
     out
 }
 
-/// The README's code spans that are `redeploy` commands.
+/// The `redeploy` commands of the README's code spans (as the arguments
+/// after the program name, read as [`commands`] reads a line).
 fn inline_commands(md: &str) -> Vec<String> {
     Parser::new(md)
         .filter_map(|event| match event {
-            Event::Code(code) if code.starts_with("redeploy ") => Some(code.to_string()),
+            Event::Code(code) => Some(code.to_string()),
             _ => None,
         })
+        .flat_map(|code| command_line(&code))
         .collect()
 }
 
@@ -78,9 +92,9 @@ fn is_shell(block: &Block) -> bool {
 }
 
 /// The `redeploy` commands of a shell block, as the arguments after the
-/// program name: lines continued with `\` joined; `cargo run [-q]
-/// --release -- ARGS` taken as `redeploy ARGS`; each `$(...)` inside a line
-/// taken as a command of its own; a redirection (`> FILE`) cut off.
+/// program name: lines continued with `\` joined; each `$(...)` inside a
+/// line taken as a command of its own; a redirection (`> FILE`) cut off;
+/// each command of a list (`a && b`, `a; b`, `a | b`) read.
 fn commands(block: &str) -> Vec<String> {
     let joined = block.replace("\\\n", " ");
     let mut out = Vec::new();
@@ -88,35 +102,90 @@ fn commands(block: &str) -> Vec<String> {
         let mut rest = line.trim();
         while let Some(start) = rest.find("$(") {
             let end = start + rest[start..].find(')').expect("a closed $( in the README");
-            out.extend(command(&rest[start + 2..end]));
+            out.extend(command_line(&rest[start + 2..end]));
             rest = &rest[end + 1..];
         }
-        out.extend(command(line.trim()));
+        out.extend(command_line(line.trim()));
     }
     out
 }
 
-/// The arguments of one command line if it runs `redeploy` (also as
-/// another user: `sudo -u redeploy redeploy ...`).
-fn command(line: &str) -> Option<String> {
-    let mut line = line.split(" > ").next().unwrap().trim();
-    if let Some(rest) = line.strip_prefix("sudo ") {
-        let rest = rest.trim_start();
-        line = match rest.strip_prefix("-u ") {
-            Some(user) => user
-                .trim_start()
-                .split_once(' ')
-                .map_or("", |(_, r)| r.trim_start()),
-            None => rest,
-        };
+/// `line` split at `&&`, `||`, `;` and `|` outside quotes.
+fn simple_commands(line: &str) -> Vec<&str> {
+    let (mut parts, mut start, mut quote) = (Vec::new(), 0, None);
+    let bytes = line.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == b'\'' || c == b'"' => quote = Some(c),
+            None if c == b';' || c == b'|' || c == b'&' => {
+                parts.push(&line[start..i]);
+                while i + 1 < bytes.len() && bytes[i + 1] == c {
+                    i += 1;
+                }
+                start = i + 1;
+            }
+            None => {}
+        }
+        i += 1;
     }
-    if let Some(args) = line.strip_prefix("redeploy ") {
-        return Some(args.to_string());
+    parts.push(&line[start..]);
+    parts
+}
+
+/// The arguments of each `redeploy` command of one line: run directly, by
+/// path (`/usr/bin/redeploy`), as another user (`sudo -u redeploy
+/// redeploy`), after `exec`, `env` or `VAR=value`, inside `sh -c '...'`,
+/// or as `cargo run ... -- ARGS`.
+fn command_line(line: &str) -> Vec<String> {
+    simple_commands(line)
+        .into_iter()
+        .flat_map(|part| {
+            let part = part.split(" > ").next().unwrap();
+            let words = shlex::split(part)
+                .unwrap_or_else(|| panic!("unbalanced quotes in the README: {part}"));
+            redeploy_args(&words)
+        })
+        .collect()
+}
+
+/// [`command_line`] for one simple command's words.
+fn redeploy_args(words: &[String]) -> Vec<String> {
+    let join = |w: &[String]| shlex::try_join(w.iter().map(String::as_str)).unwrap();
+    let mut w = words;
+    loop {
+        match w.first().map(String::as_str) {
+            Some("sudo") => {
+                w = &w[1..];
+                while let Some(opt) = w.first().filter(|o| o.starts_with('-')) {
+                    w = &w[if opt == "-u" || opt == "-g" { 2 } else { 1 }..];
+                }
+            }
+            Some("$" | "exec" | "env") => w = &w[1..],
+            Some(word) if word.contains('=') && !word.starts_with('-') => w = &w[1..],
+            Some("sh" | "bash") if w.get(1).map(String::as_str) == Some("-c") => {
+                return w
+                    .get(2)
+                    .map(|script| command_line(script))
+                    .unwrap_or_default();
+            }
+            _ => break,
+        }
     }
-    if line.starts_with("cargo run ") {
-        return line.split_once(" -- ").map(|(_, args)| args.to_string());
+    match w {
+        [first, rest @ ..] if first == "redeploy" || first.ends_with("/redeploy") => {
+            vec![join(rest)]
+        }
+        [cargo, run, ..] if cargo == "cargo" && run == "run" => w
+            .iter()
+            .position(|x| x == "--")
+            .map(|at| vec![join(&w[at + 1..])])
+            .unwrap_or_default(),
+        _ => Vec::new(),
     }
-    None
 }
 
 /// `text` with every `[...]` group removed (`keep = false`) or with the
@@ -143,13 +212,20 @@ fn parse(args: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// Every README command, with the variants of its optional parts.
+/// Every README command, in both variants of its optional parts (left
+/// out, and put in).
 fn readme_commands() -> Vec<String> {
-    blocks(&readme())
-        .iter()
-        .filter(|b| is_shell(b))
-        .flat_map(|b| commands(&b.text))
-        .collect()
+    let mut all = Vec::new();
+    for block in blocks(&readme()).iter().filter(|b| is_shell(b)) {
+        for keep in [false, true] {
+            for c in commands(&optional_parts(&block.text, keep)) {
+                if !all.contains(&c) {
+                    all.push(c);
+                }
+            }
+        }
+    }
+    all
 }
 
 #[test]
@@ -160,10 +236,8 @@ fn readme_every_redeploy_command_parses_with_the_real_command_line() {
     assert!(commands.len() >= 12, "{commands:#?}");
     let mut failures = Vec::new();
     for c in &commands {
-        for variant in [optional_parts(c, false), optional_parts(c, true)] {
-            if let Err(e) = parse(&variant) {
-                failures.push(format!("redeploy {variant}\n{e}"));
-            }
+        if let Err(e) = parse(c) {
+            failures.push(format!("redeploy {c}\n{e}"));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
@@ -175,8 +249,9 @@ fn readme_every_inline_redeploy_command_names_real_subcommands_and_options() {
     assert!(spans.len() >= 10, "{spans:#?}");
     let root = <Cli as clap::CommandFactory>::command();
     let mut failures = Vec::new();
-    for span in &spans {
-        let words: Vec<&str> = span.split_whitespace().skip(1).collect();
+    for span in spans.iter().filter(|s| !s.is_empty()) {
+        let words = shlex::split(span).unwrap();
+        let words: Vec<&str> = words.iter().map(|w| w.trim_matches(['[', ']'])).collect();
         let mut cmd = &root;
         let mut rest = &words[..];
         // The subcommand path: `github connect`, `config check`, ...
@@ -189,7 +264,6 @@ fn readme_every_inline_redeploy_command_names_real_subcommands_and_options() {
             continue;
         }
         for word in rest {
-            let word = word.trim_matches(|c| c == '[' || c == ']');
             let Some(long) = word.strip_prefix("--") else {
                 continue;
             };
@@ -266,15 +340,13 @@ fn readme_every_command_on_the_example_config_runs() {
     let commands = example_commands();
     assert!(commands.len() >= 3, "{commands:#?}");
     for c in commands {
-        for variant in [optional_parts(&c, false), optional_parts(&c, true)] {
-            let out = run_in_workspace(&variant);
-            assert!(
-                out.status.success(),
-                "redeploy {variant}\n{}{}",
-                stdout(&out),
-                stderr(&out)
-            );
-        }
+        let out = run_in_workspace(&c);
+        assert!(
+            out.status.success(),
+            "redeploy {c}\n{}{}",
+            stdout(&out),
+            stderr(&out)
+        );
     }
 }
 
@@ -291,7 +363,7 @@ fn shown_output(subcommand: &str) -> (String, String) {
                     .any(|c| c.starts_with(&format!("{subcommand} ")))
         })
         .unwrap_or_else(|| panic!("the README runs no `redeploy {subcommand}`"));
-    let command = commands(&blocks[at].text)
+    let command = commands(&optional_parts(&blocks[at].text, false))
         .into_iter()
         .find(|c| c.starts_with(&format!("{subcommand} ")))
         .unwrap();
@@ -342,7 +414,7 @@ fn key_paths(value: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
 #[test]
 fn readme_check_json_shows_the_keys_check_prints() {
     let (command, shown) = shown_output("check");
-    let out = run_in_workspace(&optional_parts(&command, false));
+    let out = run_in_workspace(&command);
     assert!(out.status.success(), "{}", stderr(&out));
     let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let shown: serde_json::Value =
