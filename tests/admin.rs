@@ -528,3 +528,39 @@ fn admin_history_before_anything_ran_says_what_creates_the_journal() {
     );
     assert!(!stderr(&out).contains("has `redeploy serve` run"));
 }
+
+#[test]
+fn admin_trigger_local_stopped_by_a_signal_stops_its_deploy_and_records_it() {
+    let slow = Stack::repo("slow", "acme/slow", "main", 1).env("SLEEP", "60");
+    let world = World::new("admin-trigger-local-signal", "", &slow.toml());
+    let trigger = Command::new(redeploy_bin())
+        .args(["trigger", "slow", "--local", "--config", config_arg(&world)])
+        .env_remove(CONFIG_ENV)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    world.wait_ran_more_than("slow", 0, 30);
+    let pgid = crate::support::wait_for(10, "the deploy's process group", || {
+        world.query_journal::<Option<i64>>("SELECT pgid FROM deploys WHERE id = 1")
+    });
+    // SAFETY: kill(2) on the child this test spawned.
+    assert_eq!(unsafe { libc::kill(trigger.id() as i32, libc::SIGTERM) }, 0);
+    let out = trigger.wait_with_output().unwrap();
+    assert_error_saying(
+        &out,
+        &["stopped by SIGTERM: deploy #1 stopped and recorded interrupted"],
+    );
+    let deploys = world.deploys();
+    assert_eq!(
+        deploys[0].state,
+        redeploy_host::journal::DeployState::Interrupted
+    );
+    // Nothing of the deploy's process group is left running (the last of
+    // it may take a moment to be reaped).
+    crate::support::wait_for(10, "the deploy's process group to end", || {
+        // SAFETY: kill(2) with signal 0 only asks whether the group exists.
+        (unsafe { libc::kill(-(pgid as i32), 0) } != 0).then_some(())
+    });
+}
