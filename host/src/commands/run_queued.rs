@@ -46,9 +46,30 @@ pub async fn run_queued(
     journal: Arc<Journal>,
     stack: &str,
 ) -> anyhow::Result<()> {
-    let state_dir = &config.server.state_dir;
-    let lock = crate::supervise::lock(state_dir, stack, || false)
+    run_queued_until(config, journal, stack, std::future::pending::<()>())
         .await
+        .map(drop)
+}
+
+/// [`run_queued`] until `stop` completes: then the running deploy is
+/// stopped as a server's shutdown stops it once its grace is over (its
+/// process group killed, the deploy recorded `interrupted`), what is
+/// still queued stays queued, and the result is `stop`'s output with the
+/// ids of the deploys that were running; `None` when it ran out of work.
+async fn run_queued_until<S>(
+    config: Arc<Config>,
+    journal: Arc<Journal>,
+    stack: &str,
+    stop: impl std::future::Future<Output = S>,
+) -> anyhow::Result<Option<(S, Vec<i64>)>> {
+    tokio::pin!(stop);
+    let state_dir = &config.server.state_dir;
+    let lock = tokio::select! {
+        lock = crate::supervise::lock(state_dir, stack, || false) => lock,
+        // Still waiting for another runner: nothing of ours runs.
+        stopped = &mut stop => return Ok(Some((stopped, Vec::new()))),
+    };
+    let lock = lock
         .with_context(|| {
             format!(
                 "cannot lock {}",
@@ -97,13 +118,38 @@ pub async fn run_queued(
             runner.observe(n.clone());
         }
         runner.recover(&queued);
-        runner.idle().await;
+        let stopped = tokio::select! {
+            () = runner.idle() => continue,
+            stopped = &mut stop => stopped,
+        };
+        let running: Vec<i64> = journal
+            .deploys(Some(stack), usize::MAX >> 1)?
+            .into_iter()
+            .filter(|d| d.state == DeployState::Started)
+            .map(|d| d.id)
+            .collect();
+        runner.shutdown(Duration::ZERO).await;
+        // Those it stopped (one may have ended on its own meanwhile).
+        let mut stopped_ids = Vec::new();
+        for id in running {
+            if journal
+                .deploy(id)?
+                .is_some_and(|d| d.state == DeployState::Interrupted)
+            {
+                stopped_ids.push(id);
+            }
+        }
+        if let Some(n) = notifier {
+            n.finish(RUN_QUEUED_NOTIFY_GRACE).await;
+        }
+        drop(lock);
+        return Ok(Some((stopped, stopped_ids)));
     }
     if let Some(n) = notifier {
         n.finish(RUN_QUEUED_NOTIFY_GRACE).await;
     }
     drop(lock);
-    Ok(())
+    Ok(None)
 }
 
 /// [`run_queued`] in the foreground of a terminal or a push (`trigger
@@ -122,17 +168,16 @@ pub async fn run_queued_in_foreground(
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
-    let name = tokio::select! {
-        done = run_queued(config.clone(), journal.clone(), stack) => return done,
-        _ = int.recv() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
-        _ = hup.recv() => "SIGHUP",
+    let signal = async {
+        tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+            _ = hup.recv() => "SIGHUP",
+        }
     };
-    // The runner is gone with its future, and the stack's lock with it;
-    // the deploy's process group is in the journal: stop it as recovery
-    // does.
-    let stopped =
-        crate::supervise::recover_free_stacks(&journal, &config.server.state_dir, None).await?;
+    let Some((name, stopped)) = run_queued_until(config, journal, stack, signal).await? else {
+        return Ok(());
+    };
     anyhow::bail!(
         "stopped by {name}: {}",
         match stopped.as_slice() {
