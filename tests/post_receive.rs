@@ -377,6 +377,11 @@ fn post_receive_matches_gitolites_gl_repo_name() {
     let deploys = world.settle(30);
     assert_eq!(deploys.len(), 1, "{deploys:#?}");
     assert_eq!(deploys[0].queued.pusher.as_deref(), Some("alice"));
+    // `history --json` names who pushed.
+    let out = world.redeploy(&["history", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let history: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(history[0]["pusher"], "alice", "{history:#}");
     world.assert_env(
         "web",
         deploys[0].id,
