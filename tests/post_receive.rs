@@ -444,3 +444,101 @@ fn post_receive_says_when_a_push_was_forced() {
     let deploys = world.settle(30);
     assert_eq!(deploys.len(), 3, "{deploys:#?}");
 }
+
+#[test]
+fn post_receive_as_the_repositorys_owner_hands_deploys_to_a_server_of_another_user() {
+    // The server (this test's user, root) and the git hook (the
+    // repository's owner) each have a config and a state directory of
+    // their own; the stack's hook token is in a file both read.
+    let port = free_port();
+    let token = "0123456789abcdef0123456789abcdef0123456789abcdef";
+    let stack = Stack::new("web")
+        .follows("@DIR@/app.git", "main")
+        .key("hook_token_file", "@DIR@/web.token")
+        .standin();
+    let world = World::new("post-receive-other-user", "", &toml(&[stack]));
+    std::fs::write(world.dir.join("web.token"), token).unwrap();
+    let server = world.start_on(port, &[], &[]);
+
+    let home = world.dir.join("hook-home");
+    let owner = crate::support::users::SystemUser::with_home("prx", &home);
+    let bare = world.dir.join("app.git");
+    git(
+        &world.dir.0,
+        &[
+            "init",
+            "--quiet",
+            "--bare",
+            "--initial-branch=main",
+            bare.to_str().unwrap(),
+        ],
+    );
+    owner.own(&bare);
+    let hook_config = home.join("redeploy.toml");
+    std::fs::write(
+        &hook_config,
+        format!(
+            "[server]\nstate_dir = {state:?}\n\n[hook]\nserver = \"http://127.0.0.1:{port}\"\n\n\
+             [[stacks]]\nname = \"web\"\nrepository = {bare:?}\nbranch = \"main\"\n\
+             hook_token_file = {token_file:?}\ncommand = [\"true\"]\n",
+            state = home.join("state").to_str().unwrap(),
+            bare = bare.to_str().unwrap(),
+            token_file = world.dir.join("web.token").to_str().unwrap(),
+        ),
+    )
+    .unwrap();
+    owner.own(&home);
+    let as_owner = |program: &str, args: &[&str]| {
+        let out = owner.run(Path::new(program), args);
+        let text = format!("{}{}", crate::support::cli::stdout(&out), stderr(&out));
+        assert!(out.status.success(), "{program} {args:?}: {text}");
+        text
+    };
+    let redeploy = crate::support::redeploy_bin();
+    let redeploy = redeploy.to_str().unwrap();
+    let hook_config = hook_config.to_str().unwrap();
+    as_owner(
+        redeploy,
+        &[
+            "install-hook",
+            bare.to_str().unwrap(),
+            "--config",
+            hook_config,
+        ],
+    );
+    let work = home.join("work");
+    let work = work.to_str().unwrap();
+    as_owner("git", &["clone", "--quiet", bare.to_str().unwrap(), work]);
+    as_owner("git", &["-C", work, "checkout", "--quiet", "-B", "main"]);
+    as_owner(
+        "git",
+        &[
+            "-C",
+            work,
+            "-c",
+            "user.name=Owner",
+            "-c",
+            "user.email=owner@example.com",
+            "commit",
+            "--quiet",
+            "--allow-empty",
+            "-m",
+            "first",
+        ],
+    );
+    let pushed = as_owner("git", &["-C", work, "push", "origin", "main"]);
+    assert!(
+        pushed.contains("remote: redeploy: web: deploying (push to \"main\" of ")
+            && pushed.contains(&format!("on http://127.0.0.1:{port}")),
+        "{pushed}"
+    );
+    // The server ran it, as its own user, in its own state directory.
+    let deploys = world.settle(30);
+    assert_eq!(deploys.len(), 1, "{deploys:#?}");
+    assert_eq!(deploys[0].state, DeployState::Succeeded);
+    for entry in std::fs::read_dir(world.dir.join("state")).unwrap() {
+        let meta = entry.unwrap().metadata().unwrap();
+        assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), 0);
+    }
+    server.terminate();
+}
