@@ -970,3 +970,43 @@ fn a_one_shot_command_that_cannot_write_the_compiled_component_cache_says_so_on_
         "{err}"
     );
 }
+
+#[test]
+fn reload_does_not_signal_a_pid_that_is_not_a_serve() {
+    // A lock held with a pid that is, here, another program (what a server
+    // in another pid namespace leaves): `reload` refuses and signals nothing.
+    let world = World::new("reload-foreign-pid", "", &web_stack(1, "web", "0").toml());
+    let state = world.dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let mut other = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let lock = std::fs::File::create(state.join("serve.lock")).unwrap();
+    // SAFETY: flock(2) on a descriptor this test owns and keeps open.
+    let rc = unsafe {
+        libc::flock(
+            std::os::fd::AsRawFd::as_raw_fd(&lock),
+            libc::LOCK_EX | libc::LOCK_NB,
+        )
+    };
+    assert_eq!(rc, 0);
+    std::fs::write(state.join("serve.lock"), format!("{}\n", other.id())).unwrap();
+    let out = world.redeploy(&["reload"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "wrote pid {}, which here is not a `redeploy serve`",
+            other.id()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        other.try_wait().unwrap().is_none(),
+        "the other program was signalled"
+    );
+    other.kill().unwrap();
+    other.wait().unwrap();
+    drop(lock);
+}

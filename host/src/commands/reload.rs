@@ -17,6 +17,13 @@ pub const RELOAD_WAIT: Duration = Duration::from_secs(30);
 /// How often it looks for the answer.
 const RELOAD_POLL: Duration = Duration::from_millis(50);
 
+/// Whether process `pid` here runs `redeploy serve` (its command line's
+/// first argument is `serve`, as `main` parses it).
+fn is_serve(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|cmdline| cmdline.split(|&b| b == 0).nth(1) == Some(b"serve".as_slice()))
+}
+
 /// Asks the running server to reload its configuration.
 #[derive(Debug, clap::Args)]
 pub struct Reload {
@@ -45,6 +52,16 @@ impl Reload {
                     self.config.path.display()
                 )
             })?;
+        // The pid is the one the server wrote in its own pid namespace: one
+        // that names another program here (a server in a container, and
+        // pid 1 here is init) is not signalled.
+        if !is_serve(pid) {
+            bail!(
+                "the server on {} wrote pid {pid}, which here is not a `redeploy serve` \
+                 (a server in another pid namespace?); reload it where it runs",
+                state_dir.display()
+            );
+        }
         let before = read_status(state_dir)
             .filter(|s| s.pid == pid)
             .map_or(0, |s| s.generation);
