@@ -47,7 +47,8 @@ impl Reload {
             })?
             .with_context(|| {
                 format!(
-                    "no `redeploy serve` is running on state directory {} (from {})",
+                    "no `redeploy serve` is running on state directory {} (from {}; a changed \
+                     server.state_dir applies only when the server restarts)",
                     state_dir.display(),
                     self.config.path.display()
                 )
