@@ -73,6 +73,20 @@ impl ConfigFile {
     }
 }
 
+/// The embedded component for a one-shot command (the hook,
+/// `run-queued`, `trigger`): loaded from the compiled cache in `config`'s
+/// state directory, which `serve` and the hook share, with memory
+/// allocated on demand rather than pooled.
+pub fn one_shot_component(config: &Config) -> anyhow::Result<crate::plugin::PluginRuntime> {
+    crate::plugin::PluginRuntime::cached(
+        &config.server.state_dir.join("cache"),
+        crate::plugin::RuntimeOptions {
+            allocation: crate::plugin::Allocation::OnDemand,
+            ..crate::plugin::RuntimeOptions::default()
+        },
+    )
+}
+
 /// The stack `name` of `config` (loaded from `path`), or an error naming
 /// both and listing the stacks there are.
 pub fn stack<'c>(config: &'c Config, name: &str, path: &Path) -> anyhow::Result<&'c StackConfig> {

@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::dispatch::{DeploySink, Dispatcher};
 use crate::journal::{DeployRecord, DeployState, Journal};
 use crate::metrics::Metrics;
-use crate::plugin::{wit, Allocation, PluginRuntime, RuntimeOptions};
+use crate::plugin::wit;
 use crate::runner::Enqueued;
 use crate::tokens::token_for;
 
@@ -311,14 +311,7 @@ impl PostReceive {
             pusher: pusher.clone(),
             query: String::new(),
         };
-        let state_dir = &config.server.state_dir;
-        let runtime = Arc::new(PluginRuntime::cached(
-            &state_dir.join("cache"),
-            RuntimeOptions {
-                allocation: Allocation::OnDemand,
-                ..RuntimeOptions::default()
-            },
-        )?);
+        let runtime = Arc::new(super::one_shot_component(&config)?);
         let stacks = crate::stacks::wit_stacks(&config);
         crate::stacks::validate(&runtime, &stacks, &self.config.path)?;
         // A first look, to learn whether anything deploys before opening the
@@ -390,6 +383,7 @@ impl PostReceive {
             Some(note) => format!("{line} ({note})"),
             None => line,
         };
+        let state_dir = &config.server.state_dir;
         std::fs::create_dir_all(state_dir)
             .with_context(|| format!("state directory {}", state_dir.display()))?;
         let journal = Arc::new(Journal::open(&Journal::path_in(state_dir))?);

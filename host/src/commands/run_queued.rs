@@ -82,13 +82,7 @@ async fn run_queued_until<S>(
     // statuses from this process, as the server would.
     let notifier = match config.stack(stack).and_then(|s| s.github.as_ref()) {
         Some(_) => {
-            let runtime = Arc::new(crate::plugin::PluginRuntime::cached(
-                &config.server.state_dir.join("cache"),
-                crate::plugin::RuntimeOptions {
-                    allocation: crate::plugin::Allocation::OnDemand,
-                    ..crate::plugin::RuntimeOptions::default()
-                },
-            )?);
+            let runtime = Arc::new(super::one_shot_component(&config)?);
             Some(crate::notify::Notifier::start(
                 config.clone(),
                 journal.clone(),

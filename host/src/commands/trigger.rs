@@ -14,7 +14,7 @@ use crate::config::{self, ManualSetting};
 use crate::dispatch::{DeploySink, Dispatcher};
 use crate::journal::{DeployRecord, DeployState, Journal};
 use crate::metrics::Metrics;
-use crate::plugin::{wit, Allocation, PluginRuntime, RuntimeOptions};
+use crate::plugin::wit;
 use crate::runner::Enqueued;
 use crate::tokens::{hook_url, token_for};
 
@@ -172,7 +172,7 @@ impl Trigger {
                 )
             })?;
             let timestamp = unix_time()?;
-            let signature = component(config)?.sign_manual_trigger(
+            let signature = super::one_shot_component(config)?.sign_manual_trigger(
                 &stack.name,
                 timestamp.parse()?,
                 secret.expose(),
@@ -191,18 +191,6 @@ fn unix_time() -> anyhow::Result<String> {
         .context("the system clock is before 1970")?
         .as_secs()
         .to_string())
-}
-
-/// The embedded component, from the compiled cache the hook and the
-/// server share.
-fn component(config: &config::Config) -> anyhow::Result<PluginRuntime> {
-    PluginRuntime::cached(
-        &config.server.state_dir.join("cache"),
-        RuntimeOptions {
-            allocation: Allocation::OnDemand,
-            ..RuntimeOptions::default()
-        },
-    )
 }
 
 /// Keeps what the dispatcher queues in the journal, for [`run_local`] to
@@ -226,7 +214,7 @@ fn run_local(
     query: String,
     headers: Vec<(String, String)>,
 ) -> anyhow::Result<()> {
-    let runtime = Arc::new(component(&config)?);
+    let runtime = Arc::new(super::one_shot_component(&config)?);
     let dispatcher = Dispatcher::new(
         runtime,
         journal.clone(),
