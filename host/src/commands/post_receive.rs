@@ -13,7 +13,7 @@ use anyhow::{bail, Context as _};
 
 use crate::config::Config;
 use crate::dispatch::{DeploySink, Dispatcher};
-use crate::journal::{DeployRecord, DeployState, Journal};
+use crate::journal::{DeployRecord, DeployState};
 use crate::metrics::Metrics;
 use crate::plugin::wit;
 use crate::runner::Enqueued;
@@ -383,10 +383,7 @@ impl PostReceive {
             Some(note) => format!("{line} ({note})"),
             None => line,
         };
-        let state_dir = &config.server.state_dir;
-        std::fs::create_dir_all(state_dir)
-            .with_context(|| format!("state directory {}", state_dir.display()))?;
-        let journal = Arc::new(Journal::open(&Journal::path_in(state_dir))?);
+        let journal = Arc::new(super::open_state(&config)?);
         match server {
             Some(server) => {
                 let rt = tokio::runtime::Builder::new_current_thread()
