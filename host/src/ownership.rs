@@ -99,6 +99,12 @@ pub fn euid() -> u32 {
 
 /// The name of user `uid` in the password database, if it has one.
 pub fn user_name(uid: u32) -> Option<String> {
+    passwd_entry(uid).map(|(name, _)| name)
+}
+
+/// User `uid`'s entry in the password database: its name and primary
+/// group, if it has one. The one `getpwuid_r` call of the host.
+pub fn passwd_entry(uid: u32) -> Option<(String, libc::gid_t)> {
     let mut size = 1024;
     loop {
         let mut buf = vec![0u8; size];
@@ -125,7 +131,10 @@ pub fn user_name(uid: u32) -> Option<String> {
         }
         // SAFETY: pw_name points into buf, NUL-terminated by getpwuid_r.
         let name = unsafe { std::ffi::CStr::from_ptr(passwd.pw_name) };
-        return name.to_str().ok().map(str::to_string);
+        return name
+            .to_str()
+            .ok()
+            .map(|name| (name.to_string(), passwd.pw_gid));
     }
 }
 

@@ -12,9 +12,6 @@ use std::path::Path;
 /// hosting account has, and what Linux's `NGROUPS_MAX` allowed before 2.6.4.
 const MAX_GROUPS: usize = 65_536;
 
-/// The buffer `getpwuid_r` fills with an account's strings.
-const PASSWD_BUFFER_BYTES: usize = 16 * 1024;
-
 /// An account: its name (or number, when it has no entry) and groups.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Account {
@@ -72,40 +69,36 @@ pub fn permits(account: &Account, owned: Owned, want: Want, search: bool) -> boo
 
 /// The account with user id `uid`, read from the system's user database.
 pub fn account(uid: u32) -> Account {
-    // SAFETY: `passwd` is plain data (integers and pointers); all zeros is
-    // a valid value, which getpwuid_r overwrites.
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut buffer = vec![0 as libc::c_char; PASSWD_BUFFER_BYTES];
-    let mut found: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer is to a live local of the size given; on
-    // success `found` points at `pwd`, whose strings live in `buffer`.
-    let rc =
-        unsafe { libc::getpwuid_r(uid, &mut pwd, buffer.as_mut_ptr(), buffer.len(), &mut found) };
-    if rc != 0 || found.is_null() {
+    let Some((name, primary)) = crate::ownership::passwd_entry(uid) else {
         return Account {
             uid,
             name: uid.to_string(),
             gids: vec![],
         };
-    }
-    // SAFETY: getpwuid_r succeeded, so pw_name is a NUL-terminated string in `buffer`.
-    let name_c = unsafe { CStr::from_ptr(pwd.pw_name) };
-    let name = name_c.to_string_lossy().into_owned();
-    let mut gids = vec![0 as libc::gid_t; MAX_GROUPS];
-    let mut count = MAX_GROUPS as libc::c_int;
-    // SAFETY: `gids` has room for `count` entries; the name is NUL-terminated.
-    let rc =
-        unsafe { libc::getgrouplist(name_c.as_ptr(), pwd.pw_gid, gids.as_mut_ptr(), &mut count) };
-    let count = if rc < 0 {
-        0
-    } else {
-        usize::try_from(count).unwrap_or(0)
     };
-    gids.truncate(count);
-    if gids.is_empty() {
-        gids.push(pwd.pw_gid);
+    let gids = match std::ffi::CString::new(name.as_str()) {
+        Ok(name_c) => {
+            let mut gids = vec![0 as libc::gid_t; MAX_GROUPS];
+            let mut count = MAX_GROUPS as libc::c_int;
+            // SAFETY: `gids` has room for `count` entries; the name is
+            // NUL-terminated.
+            let rc = unsafe {
+                libc::getgrouplist(name_c.as_ptr(), primary, gids.as_mut_ptr(), &mut count)
+            };
+            gids.truncate(if rc < 0 {
+                0
+            } else {
+                usize::try_from(count).unwrap_or(0)
+            });
+            gids
+        }
+        Err(_) => Vec::new(),
+    };
+    Account {
+        uid,
+        name,
+        gids: if gids.is_empty() { vec![primary] } else { gids },
     }
-    Account { uid, name, gids }
 }
 
 /// Why `account` cannot `want` `path` (searching every directory above
