@@ -59,6 +59,7 @@ mod github_standin;
 mod gitolite;
 mod golden;
 mod hostile;
+mod journal;
 mod load;
 mod node;
 mod package;

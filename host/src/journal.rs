@@ -1,39 +1,38 @@
 //! The durable journal: every delivery and every deploy, with its state
-//! transitions, in one SQLite database (`<state_dir>/journal.sqlite3`).
+//! transitions, in one database: SQLite in the state directory
+//! (`<state_dir>/journal.sqlite3`, the default) or a PostgreSQL database
+//! several replicas share (`[journal] url`).
 //!
-//! The server owns the file and writes to it through [`Journal::open`]; a
-//! second process (`redeploy history`) may read it at the same time through
-//! [`Journal::open_read_only`]. The database runs in WAL mode so that reader
-//! never blocks the writer and always sees a consistent snapshot.
-//!
-//! Every state change is one transaction: a deploy's row and the row that
-//! records the transition in `deploy_transitions` are written together or not
-//! at all. Write transactions start with `BEGIN IMMEDIATE`, so a
+//! Every operation is written once, against [`sql::Sql`], and runs on
+//! either backend ([`sqlite`], [`postgres`]). Every state change is one
+//! transaction: a deploy's row and the row that records the transition in
+//! `deploy_transitions` are written together or not at all. Write
+//! transactions are serialized against every other writer (SQLite: `BEGIN
+//! IMMEDIATE`; PostgreSQL: a transaction-scoped advisory lock), so a
 //! read-check-write sequence (the duplicate check in
-//! [`Journal::insert_deploy`], the legality check in [`Journal::transition`])
-//! cannot race another writer, in this process or another one.
+//! [`Journal::insert_deploy`], the legality check in [`Journal::transition`],
+//! the order check in [`Journal::admit_deploy`]) cannot race another writer,
+//! in this process, another process or another replica.
 //!
-//! The schema version lives in `PRAGMA user_version`; [`Journal::open`]
-//! creates or migrates the schema, and both `open` functions refuse a
-//! journal written by a newer `redeploy`.
+//! The schema is a list of versioned migrations per backend
+//! ([`schema`]), applied when the journal is opened; both open functions
+//! refuse a journal written by a newer `redeploy`.
 //!
 //! The journal never receives secrets (webhook secrets, signatures, headers
 //! with credentials), with one deliberate exception: the per-stack hook
 //! tokens, the secret path segment of each stack's hook URL, which must
-//! survive restarts. For that reason a journal file created by
-//! [`Journal::open`] is created with mode `0600` on Unix.
+//! survive restarts (and, with PostgreSQL, be the same on every replica),
+//! and the server's keys. For that reason a SQLite journal file is created
+//! with mode `0600`.
 //!
-//! All methods are short synchronous calls guarded by a mutex, meant to be
-//! called from async code directly (each is one small transaction).
+//! All methods are short synchronous calls (each one small transaction),
+//! meant to be called from async code directly, as the SQLite calls always
+//! were; the PostgreSQL backend runs its I/O on its own runtime.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
-
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
 
 /// The time now in Unix milliseconds, as the journal records every time.
 pub fn now_ms() -> i64 {
@@ -62,18 +61,16 @@ pub use records::{
     DeliveryRecord, DeployRecord, DeployState, Inserted, NewDelivery, NewDeploy, Recovery,
     TransitionDetail, UnknownDeployState,
 };
-mod schema;
-use schema::{create_dir, create_file, migrate};
+pub mod postgres;
+pub mod schema;
+pub mod sql;
+pub mod sqlite;
+pub use postgres::PostgresOptions;
+use sql::{args, Commit, DbError, Rec, Sql};
+pub use sqlite::{BUSY_TIMEOUT, SCHEMA_VERSION};
 
 /// The journal's file name inside the state directory.
 pub const FILE_NAME: &str = "journal.sqlite3";
-
-/// The schema version this build writes and understands
-/// (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 6;
-
-/// How long a call waits for another connection's lock before failing.
-pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The reason recorded for deploys that [`Journal::recover`] marks
 /// `interrupted`.
@@ -124,16 +121,15 @@ pub enum JournalError {
     /// The journal was written by a newer `redeploy` whose schema this build
     /// does not know.
     #[error(
-        "journal {}: schema version {found} is newer than this redeploy supports ({supported}); \
-         upgrade redeploy",
-        path.display()
+        "journal {location}: schema version {found} is newer than this redeploy supports \
+         ({supported}); upgrade redeploy"
     )]
     TooNew {
-        /// The journal file.
-        path: PathBuf,
-        /// The version found in the file.
+        /// The journal file, or the database URL without its password.
+        location: String,
+        /// The version found in the database.
         found: i64,
-        /// [`SCHEMA_VERSION`].
+        /// The newest version this build knows for that backend.
         supported: i64,
     },
     /// SQLite refused to switch the journal to WAL mode (e.g. on a network
@@ -149,15 +145,15 @@ pub enum JournalError {
         /// The journal mode SQLite reported instead.
         mode: String,
     },
-    /// SQLite failed during `op` (e.g. `"open"`, `"insert deploy"`).
-    #[error("journal {}: cannot {op}: {source}", path.display())]
-    Sqlite {
-        /// The journal file.
-        path: PathBuf,
+    /// The database failed during `op` (e.g. `"open"`, `"insert deploy"`).
+    #[error("journal {location}: cannot {op}: {source}")]
+    Database {
+        /// The journal file, or the database URL without its password.
+        location: String,
         /// What was being done, as a verb phrase.
         op: &'static str,
         /// The underlying error.
-        source: rusqlite::Error,
+        source: DbError,
     },
     /// The state directory belongs to another user
     /// ([`crate::ownership::check_state_dir`]): nothing was created.
@@ -175,10 +171,10 @@ pub enum JournalError {
         denied: crate::ownership::OwnershipError,
     },
     /// [`Journal::transition`] was asked for a deploy id that does not exist.
-    #[error("journal {}: cannot transition deploy {id}: no such deploy", path.display())]
+    #[error("journal {location}: cannot transition deploy {id}: no such deploy")]
     UnknownDeploy {
-        /// The journal file.
-        path: PathBuf,
+        /// The journal file, or the database URL without its password.
+        location: String,
         /// The deploy id asked for.
         id: i64,
     },
@@ -195,47 +191,53 @@ pub enum JournalError {
     },
 }
 
-/// The journal: a handle on the SQLite database. Cheap calls, safe to share
+impl JournalError {
+    /// A database error during `op` on the journal at `location`.
+    pub fn database(
+        location: impl fmt::Display,
+        op: &'static str,
+        source: impl Into<DbError>,
+    ) -> Self {
+        JournalError::Database {
+            location: location.to_string(),
+            op,
+            source: source.into(),
+        }
+    }
+
+    /// The database could not be reached or answered too late (PostgreSQL
+    /// down, the pool exhausted): worth a `503`, not a `500`.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            JournalError::Database {
+                source: DbError::Unavailable(_),
+                ..
+            }
+        ) || matches!(self, JournalError::Database { source: DbError::Postgres(e), .. } if postgres::is_connection_error(e))
+    }
+}
+
+/// The journal: a handle on its database. Cheap calls, safe to share
 /// between threads (`Journal: Send + Sync`).
 pub struct Journal {
-    path: PathBuf,
-    conn: Mutex<Connection>,
+    /// The file, or the database URL without its password: what messages
+    /// name.
+    location: String,
+    backend: Backend,
+}
+
+/// Where the journal lives.
+enum Backend {
+    Sqlite(sqlite::Db),
+    Postgres(postgres::Db),
 }
 
 impl fmt::Debug for Journal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Journal").field("path", &self.path).finish()
-    }
-}
-
-/// Replaces an error opening the journal at `path` by who owns what, when
-/// the file system refuses this user the file or a directory on the way to
-/// it (for reading, and for writing when `write`); any other error is kept.
-fn explain_permissions(err: JournalError, path: &Path, write: bool) -> JournalError {
-    let may_be_permissions = match &err {
-        JournalError::CreateDir { source, .. } | JournalError::CreateFile { source, .. } => {
-            source.kind() == io::ErrorKind::PermissionDenied
-        }
-        JournalError::Sqlite { source, .. } => matches!(
-            source.sqlite_error_code(),
-            Some(
-                rusqlite::ErrorCode::CannotOpen
-                    | rusqlite::ErrorCode::ReadOnly
-                    | rusqlite::ErrorCode::PermissionDenied
-                    | rusqlite::ErrorCode::SystemIoFailure
-            )
-        ),
-        _ => false,
-    };
-    if !may_be_permissions {
-        return err;
-    }
-    match crate::ownership::permission_problem(path, write) {
-        Some(denied) => JournalError::PermissionDenied {
-            path: path.to_path_buf(),
-            denied,
-        },
-        None => err,
+        f.debug_struct("Journal")
+            .field("location", &self.location)
+            .finish()
     }
 }
 
@@ -251,10 +253,10 @@ impl Journal {
         state_dir.join(FILE_NAME)
     }
 
-    /// Opens the journal for reading and writing, creating its parent
-    /// directory and the file (mode `0600` on Unix) if needed, and creating or
-    /// migrating the schema. Fails with a message naming the path if the
-    /// directory cannot be created or written.
+    /// Opens the SQLite journal at `path` for reading and writing, creating
+    /// its parent directory and the file (mode `0600` on Unix) if needed,
+    /// and creating or migrating the schema. Fails with a message naming the
+    /// path if the directory cannot be created or written.
     ///
     /// The journal's directory is the state directory: one that exists and
     /// belongs to another user is refused before anything is created in it
@@ -262,161 +264,132 @@ impl Journal {
     /// this user is reported with its owner
     /// ([`JournalError::PermissionDenied`]).
     pub fn open(path: &Path) -> Result<Journal, JournalError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            crate::ownership::check_state_dir(dir).map_err(JournalError::NotOwner)?;
-        }
-        Self::open_writable(path).map_err(|e| explain_permissions(e, path, true))
-    }
-
-    fn open_writable(path: &Path) -> Result<Journal, JournalError> {
-        let path_buf = path.to_path_buf();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            create_dir(&path_buf, dir)?;
-        }
-        create_file(&path_buf)?;
-
-        let sqlite = |op| {
-            let path = path_buf.clone();
-            move |source| JournalError::Sqlite { path, op, source }
-        };
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let mut conn = Connection::open_with_flags(path, flags).map_err(sqlite("open"))?;
-        conn.busy_timeout(BUSY_TIMEOUT)
-            .map_err(sqlite("set busy_timeout"))?;
-        conn.pragma_update(None, "foreign_keys", true)
-            .map_err(sqlite("enable foreign_keys"))?;
-        let mode: String = conn
-            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-            .map_err(sqlite("set journal_mode=WAL"))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(JournalError::WalUnsupported {
-                path: path_buf,
-                mode,
-            });
-        }
-        // synchronous=FULL: in WAL mode, NORMAL is safe against a crash of
-        // this process but a power loss or OS crash can roll back the last
-        // committed transactions. The journal is what makes "deploy queued"
-        // (and the 202 already sent to the provider) survive a reboot, and
-        // the write rate is a handful of tiny transactions per deploy, so the
-        // extra fsync per commit costs nothing that matters.
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(sqlite("set synchronous=FULL"))?;
-        migrate(&mut conn, &path_buf)?;
+        let db = sqlite::Db::open(path)?;
         Ok(Journal {
-            path: path_buf,
-            conn: Mutex::new(conn),
+            location: path.display().to_string(),
+            backend: Backend::Sqlite(db),
         })
     }
 
-    /// Opens an existing journal read-only (for `redeploy history`), possibly
-    /// while the server has it open for writing; reads see the latest
-    /// committed state. Fails if the file does not exist, holds no journal, or
-    /// was written by a newer `redeploy`.
+    /// Opens an existing SQLite journal read-only (for `redeploy history`),
+    /// possibly while the server has it open for writing; reads see the
+    /// latest committed state. Fails if the file does not exist, holds no
+    /// journal, or was written by a newer `redeploy`.
     pub fn open_read_only(path: &Path) -> Result<Journal, JournalError> {
-        Self::open_reading(path).map_err(|e| explain_permissions(e, path, false))
-    }
-
-    fn open_reading(path: &Path) -> Result<Journal, JournalError> {
-        let path_buf = path.to_path_buf();
-        // SQLite would report a missing file only as "unable to open
-        // database file"; say what is wrong instead. A permission problem
-        // is explained by `explain_permissions`; others (a directory) are
-        // left to SQLite to report.
-        if let Err(e) = std::fs::metadata(path) {
-            if e.kind() == io::ErrorKind::NotFound {
-                return Err(JournalError::Missing { path: path_buf });
-            }
-        }
-        let sqlite = |op| {
-            let path = path_buf.clone();
-            move |source| JournalError::Sqlite { path, op, source }
-        };
-        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags).map_err(sqlite("open"))?;
-        conn.busy_timeout(BUSY_TIMEOUT)
-            .map_err(sqlite("set busy_timeout"))?;
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |row| row.get(0))
-            .map_err(sqlite("read schema version"))?;
-        if version == 0 {
-            return Err(JournalError::NotAJournal { path: path_buf });
-        }
-        if version > SCHEMA_VERSION {
-            return Err(JournalError::TooNew {
-                path: path_buf,
-                found: version,
-                supported: SCHEMA_VERSION,
-            });
-        }
-        if version < 6 {
-            // A journal older than schema 6 has no `pusher` column, and a
-            // read-only connection cannot add it: a temporary view (temp
-            // names are found before main ones) lends every query the
-            // column, empty.
-            conn.execute_batch(
-                "CREATE TEMP VIEW deploys AS SELECT *, NULL AS pusher FROM main.deploys",
-            )
-            .map_err(sqlite("read a journal older than schema 6"))?;
-        }
+        let db = sqlite::Db::open_read_only(path)?;
         Ok(Journal {
-            path: path_buf,
-            conn: Mutex::new(conn),
+            location: path.display().to_string(),
+            backend: Backend::Sqlite(db),
         })
     }
 
-    /// The journal file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Opens the PostgreSQL journal `options` describe, creating or
+    /// migrating its schema (under an advisory lock, so replicas starting
+    /// at once migrate once).
+    pub fn open_postgres(options: &PostgresOptions) -> Result<Journal, JournalError> {
+        let db = postgres::Db::open(options)?;
+        Ok(Journal {
+            location: db.location().to_owned(),
+            backend: Backend::Postgres(db),
+        })
+    }
+
+    /// The journal file, or the database URL without its password.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// The SQLite file, for a SQLite journal.
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        match &self.backend {
+            Backend::Sqlite(db) => Some(db.path()),
+            Backend::Postgres(_) => None,
+        }
+    }
+
+    /// SQLite's `PRAGMA synchronous` on the writer's connection (2 is FULL).
+    #[cfg(test)]
+    fn sqlite_synchronous(&self) -> Option<i64> {
+        match &self.backend {
+            Backend::Sqlite(db) => Some(db.synchronous()),
+            Backend::Postgres(_) => None,
+        }
+    }
+
+    /// Runs `f` in one write transaction, serialized against every other
+    /// writer of the journal (any process, any replica).
+    fn write<R: Send>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&mut dyn Sql) -> Result<R, DbError> + Send,
+    ) -> Result<R, JournalError> {
+        self.commit(Commit::Exclusive, op, f)
+    }
+
+    /// Runs `f` in one transaction that only adds rows no read-check-write
+    /// sequence depends on: it needs no exclusion from other writers.
+    fn append<R: Send>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&mut dyn Sql) -> Result<R, DbError> + Send,
+    ) -> Result<R, JournalError> {
+        self.commit(Commit::Append, op, f)
+    }
+
+    /// Runs `f` in one write transaction committed as `commit` says.
+    fn commit<R: Send>(
+        &self,
+        commit: Commit,
+        op: &'static str,
+        f: impl FnOnce(&mut dyn Sql) -> Result<R, DbError> + Send,
+    ) -> Result<R, JournalError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.write(commit, f),
+            Backend::Postgres(db) => db.write(commit, f),
+        }
+        .map_err(|source| JournalError::database(&self.location, op, source))
+    }
+
+    /// Runs `f`, which only reads.
+    fn read<R: Send>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&mut dyn Sql) -> Result<R, DbError> + Send,
+    ) -> Result<R, JournalError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.read(f),
+            Backend::Postgres(db) => db.read(f),
+        }
+        .map_err(|source| JournalError::database(&self.location, op, source))
+    }
+
+    /// Checks that the database answers (for `/healthz`).
+    pub fn ping(&self) -> Result<(), JournalError> {
+        self.read("reach the database", |sql| {
+            sql.query_one("SELECT 1", args![])?;
+            Ok(())
+        })
     }
 
     /// Records a delivery; returns its id.
     pub fn record_delivery(&self, d: &NewDelivery) -> Result<i64, JournalError> {
-        self.insert_delivery(&self.lock(), d)
+        self.append("record delivery", |sql| insert_delivery(sql, d))
     }
 
     /// Records a delivery that started no deploy, without waiting for the
-    /// disk: the transaction commits with `synchronous=NORMAL`, so it
-    /// survives a crash of this process but a power loss may drop it (and
-    /// the few before it). In WAL mode the next `synchronous=FULL` commit
-    /// (every deploy and every transition) syncs the whole log, these rows
-    /// included, so a durable deploy never depends on a relaxed row and no
-    /// accepted deploy is ever less durable than before. This keeps an fsync
-    /// off the path of every push that deploys nothing, which is most of them.
+    /// disk: it survives a crash of this process but a power loss may drop
+    /// it (and the few before it). With SQLite in WAL mode the next
+    /// `synchronous=FULL` commit (every deploy and every transition) syncs
+    /// the whole log, these rows included; PostgreSQL's
+    /// `synchronous_commit = off` likewise never lets a later synchronous
+    /// commit become durable before an earlier asynchronous one. So a durable
+    /// deploy never depends on a relaxed row, and this keeps a disk flush
+    /// off the path of every push that deploys nothing, which is most of
+    /// them.
     pub fn record_delivery_relaxed(&self, d: &NewDelivery) -> Result<i64, JournalError> {
-        let conn = self.lock();
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(self.err("set synchronous=NORMAL"))?;
-        let inserted = self.insert_delivery(&conn, d);
-        // Back to FULL before the lock is released, so no other write runs
-        // relaxed. Setting this pragma only sets a flag on the connection;
-        // SQLite fails it only on a connection that fails every write.
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(self.err("restore synchronous=FULL"))?;
-        inserted
-    }
-
-    fn insert_delivery(&self, conn: &Connection, d: &NewDelivery) -> Result<i64, JournalError> {
-        conn.prepare_cached(
-            "INSERT INTO deliveries
-                 (received_at_ms, stack, provider, event, delivery_id, status, summary)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )
-        .and_then(|mut stmt| {
-            stmt.execute(params![
-                d.received_at_ms,
-                d.stack,
-                d.provider,
-                d.event,
-                d.delivery_id,
-                d.status,
-                d.summary
-            ])
+        self.commit(Commit::Relaxed, "record delivery", |sql| {
+            insert_delivery(sql, d)
         })
-        .map(|_| conn.last_insert_rowid())
-        .map_err(self.err("record delivery"))
     }
 
     /// The most recent `limit` deliveries, most recent first.
@@ -431,14 +404,15 @@ impl Journal {
         stack: Option<&str>,
         limit: usize,
     ) -> Result<Vec<DeliveryRecord>, JournalError> {
-        let conn = self.lock();
-        (|| {
-            let mut stmt = conn.prepare_cached(
+        self.read("read deliveries", |sql| {
+            sql.query(
                 "SELECT id, received_at_ms, stack, provider, event, delivery_id, status, summary
-                 FROM deliveries WHERE ?1 IS NULL OR stack = ?1
+                 FROM deliveries WHERE CAST(?1 AS TEXT) IS NULL OR stack = ?1
                  ORDER BY id DESC LIMIT ?2",
-            )?;
-            let rows = stmt.query_map(rusqlite::params![stack, sql_limit(limit)], |row| {
+                args![stack, limit],
+            )?
+            .iter()
+            .map(|row| {
                 Ok(DeliveryRecord {
                     id: row.get(0)?,
                     recorded: NewDelivery {
@@ -451,10 +425,9 @@ impl Journal {
                         summary: row.get(7)?,
                     },
                 })
-            })?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
-        })()
-        .map_err(self.err("read deliveries"))
+            })
+            .collect()
+        })
     }
 
     /// Inserts a queued deploy (and its `queued` transition row). If a deploy
@@ -462,14 +435,7 @@ impl Journal {
     /// null) it inserts nothing and returns [`Inserted::Duplicate`] with the
     /// existing id: GitHub redelivers with the same `X-GitHub-Delivery`.
     pub fn insert_deploy(&self, d: &NewDeploy) -> Result<Inserted, JournalError> {
-        let mut conn = self.lock();
-        (|| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let inserted = insert_deploy_in(&tx, d)?;
-            tx.commit()?;
-            Ok(inserted)
-        })()
-        .map_err(self.err("insert deploy"))
+        self.write("insert deploy", |sql| insert_deploy_in(sql, d))
     }
 
     /// Moves deploy `id` to state `to` at `at_ms`, in one transaction that
@@ -487,27 +453,24 @@ impl Journal {
         at_ms: i64,
         detail: &TransitionDetail,
     ) -> Result<(), JournalError> {
-        let mut conn = self.lock();
-        let outcome = (|| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let from: Option<DeployState> = tx
-                .prepare_cached("SELECT state FROM deploys WHERE id = ?1")?
-                .query_row([id], |row| row.get(0))
-                .optional()?;
+        let location = &self.location;
+        self.write("transition deploy", |sql| {
+            let from: Option<DeployState> = sql
+                .query_opt("SELECT state FROM deploys WHERE id = ?1", args![id])?
+                .map(|row| row.get(0))
+                .transpose()?;
             let Some(from) = from else {
                 return Ok(Err(JournalError::UnknownDeploy {
-                    path: self.path.clone(),
+                    location: location.clone(),
                     id,
                 }));
             };
             if !from.can_transition_to(to) {
                 return Ok(Err(JournalError::IllegalTransition { id, from, to }));
             }
-            apply_transition(&tx, id, to, at_ms, detail)?;
-            tx.commit()?;
+            apply_transition(sql, id, to, at_ms, detail)?;
             Ok(Ok(()))
-        })();
-        outcome.map_err(self.err("transition deploy"))?
+        })?
     }
 
     /// For start-up: every deploy left `started` becomes `interrupted`
@@ -515,98 +478,82 @@ impl Journal {
     /// transaction. Returns those, and every deploy still `queued`, each list
     /// oldest first.
     pub fn recover(&self, now_ms: i64) -> Result<Recovery, JournalError> {
-        let mut conn = self.lock();
-        (|| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let started: Vec<i64> = tx
-                .prepare_cached("SELECT id FROM deploys WHERE state = ?1 ORDER BY id")?
-                .query_map([DeployState::Started], |row| row.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
+        self.write("recover deploys", |sql| {
+            let started: Vec<i64> = sql
+                .query(
+                    "SELECT id FROM deploys WHERE state = ?1 ORDER BY id",
+                    args![DeployState::Started],
+                )?
+                .iter()
+                .map(|row| row.get(0))
+                .collect::<Result<_, _>>()?;
             let detail = TransitionDetail {
                 reason: Some(INTERRUPTED_REASON.to_owned()),
                 ..TransitionDetail::default()
             };
             for &id in &started {
-                apply_transition(&tx, id, DeployState::Interrupted, now_ms, &detail)?;
+                apply_transition(sql, id, DeployState::Interrupted, now_ms, &detail)?;
             }
             let mut interrupted = Vec::with_capacity(started.len());
             for &id in &started {
-                interrupted.extend(select_deploy(&tx, id)?);
+                interrupted.extend(select_deploy(sql, id)?);
             }
-            let queued = tx
-                .prepare_cached(&format!(
-                    "SELECT {DEPLOY_COLUMNS} FROM deploys WHERE state = ?1
-                     ORDER BY created_at_ms, id"
-                ))?
-                .query_map([DeployState::Queued], deploy_from_row)?
-                .collect::<rusqlite::Result<_>>()?;
-            tx.commit()?;
+            let queued = select_queued(sql)?;
             Ok(Recovery {
                 interrupted,
                 queued,
             })
-        })()
-        .map_err(self.err("recover deploys"))
+        })
     }
 
     /// Records the process group of started deploy `id`'s command.
     pub fn set_pgid(&self, id: i64, pgid: u32) -> Result<(), JournalError> {
-        let conn = self.lock();
-        conn.prepare_cached("UPDATE deploys SET pgid = ?2 WHERE id = ?1 AND state = ?3")
-            .and_then(|mut stmt| stmt.execute(params![id, pgid, DeployState::Started]))
-            .map(|_| ())
-            .map_err(self.err("record a deploy's process group"))
+        self.write("record a deploy's process group", |sql| {
+            sql.execute(
+                "UPDATE deploys SET pgid = ?2 WHERE id = ?1 AND state = ?3",
+                args![id, pgid, DeployState::Started],
+            )?;
+            Ok(())
+        })
     }
 
     /// The deploys of `stack` in state `started`, oldest first, each with
     /// its command's process group if one was recorded. For recovery, with
     /// the stack's lock held ([`crate::supervise::recover_stack`]).
     pub fn started_deploys(&self, stack: &str) -> Result<Vec<(i64, Option<i64>)>, JournalError> {
-        let conn = self.lock();
-        (|| {
-            conn.prepare_cached(
+        self.read("read started deploys", |sql| {
+            sql.query(
                 "SELECT id, pgid FROM deploys WHERE stack = ?1 AND state = ?2 ORDER BY id",
+                args![stack, DeployState::Started],
             )?
-            .query_map(params![stack, DeployState::Started], |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()
-        })()
-        .map_err(self.err("read started deploys"))
+            .iter()
+            .map(|row| Ok((row.get(0)?, row.get(1)?)))
+            .collect()
+        })
     }
 
     /// The stacks that have a deploy in state `started`, by name.
     pub fn stacks_with_started_deploys(&self) -> Result<Vec<String>, JournalError> {
-        let conn = self.lock();
-        (|| {
-            conn.prepare_cached(
+        self.read("read started deploys", |sql| {
+            sql.query(
                 "SELECT DISTINCT stack FROM deploys WHERE state = ?1 ORDER BY stack",
+                args![DeployState::Started],
             )?
-            .query_map([DeployState::Started], |row| row.get(0))?
-            .collect::<rusqlite::Result<Vec<_>>>()
-        })()
-        .map_err(self.err("read started deploys"))
+            .iter()
+            .map(|row| row.get(0))
+            .collect()
+        })
     }
 
     /// Every deploy still `queued`, oldest first (what a starting server
     /// runs).
     pub fn queued_deploys(&self) -> Result<Vec<DeployRecord>, JournalError> {
-        let conn = self.lock();
-        (|| {
-            conn.prepare_cached(&format!(
-                "SELECT {DEPLOY_COLUMNS} FROM deploys WHERE state = ?1
-                 ORDER BY created_at_ms, id"
-            ))?
-            .query_map([DeployState::Queued], deploy_from_row)?
-            .collect::<rusqlite::Result<Vec<_>>>()
-        })()
-        .map_err(self.err("read queued deploys"))
+        self.read("read queued deploys", select_queued)
     }
 
     /// The deploy with this id, if any.
     pub fn deploy(&self, id: i64) -> Result<Option<DeployRecord>, JournalError> {
-        let conn = self.lock();
-        select_deploy(&conn, id).map_err(self.err("read deploy"))
+        self.read("read deploy", |sql| select_deploy(sql, id))
     }
 
     /// The most recent `limit` deploys, most recent first, of one stack or of
@@ -616,147 +563,150 @@ impl Journal {
         stack: Option<&str>,
         limit: usize,
     ) -> Result<Vec<DeployRecord>, JournalError> {
-        let conn = self.lock();
-        (|| match stack {
-            Some(stack) => conn
-                .prepare_cached(&format!(
-                    "SELECT {DEPLOY_COLUMNS} FROM deploys WHERE stack = ?1
-                     ORDER BY id DESC LIMIT ?2"
-                ))?
-                .query_map(params![stack, sql_limit(limit)], deploy_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>(),
-            None => conn
-                .prepare_cached(&format!(
-                    "SELECT {DEPLOY_COLUMNS} FROM deploys ORDER BY id DESC LIMIT ?1"
-                ))?
-                .query_map([sql_limit(limit)], deploy_from_row)?
-                .collect(),
-        })()
-        .map_err(self.err("read deploys"))
+        self.read("read deploys", |sql| {
+            // Two statements rather than `?1 IS NULL OR stack = ?1`, so the
+            // one for a stack walks the (stack, id) index.
+            let rows = match stack {
+                Some(stack) => sql.query(
+                    &format!(
+                        "SELECT {DEPLOY_COLUMNS} FROM deploys WHERE stack = ?1
+                         ORDER BY id DESC LIMIT ?2"
+                    ),
+                    args![stack, limit],
+                )?,
+                None => sql.query(
+                    &format!("SELECT {DEPLOY_COLUMNS} FROM deploys ORDER BY id DESC LIMIT ?1"),
+                    args![limit],
+                )?,
+            };
+            rows.iter().map(deploy_from_row).collect()
+        })
     }
 
     /// The history of deploy `id`'s states with their times, oldest first
     /// (starting with `queued`); empty if there is no such deploy.
     pub fn transitions(&self, id: i64) -> Result<Vec<(DeployState, i64)>, JournalError> {
-        let conn = self.lock();
-        (|| {
-            conn.prepare_cached(
+        self.read("read deploy transitions", |sql| {
+            sql.query(
                 "SELECT state, at_ms FROM deploy_transitions WHERE deploy_id = ?1 ORDER BY id",
+                args![id],
             )?
-            .query_map([id], |row| Ok((row.get(0)?, row.get(1)?)))?
-            .collect::<rusqlite::Result<Vec<_>>>()
-        })()
-        .map_err(self.err("read deploy transitions"))
+            .iter()
+            .map(|row| Ok((row.get(0)?, row.get(1)?)))
+            .collect()
+        })
     }
 
     /// The number of deploys in each state. Every state is present, with 0
     /// if no deploy is in it (so metrics always export every series).
     pub fn count_by_state(&self) -> Result<BTreeMap<DeployState, u64>, JournalError> {
-        let conn = self.lock();
         let mut counts: BTreeMap<DeployState, u64> =
             DeployState::ALL.into_iter().map(|s| (s, 0)).collect();
-        (|| {
-            let mut stmt =
-                conn.prepare_cached("SELECT state, COUNT(*) FROM deploys GROUP BY state")?;
-            let rows = stmt.query_map([], |row| {
-                Ok((row.get::<_, DeployState>(0)?, row.get::<_, i64>(1)?))
-            })?;
-            for row in rows {
-                let (state, n) = row?;
-                counts.insert(state, u64::try_from(n).unwrap_or(0));
-            }
-            Ok(())
-        })()
-        .map_err(self.err("count deploys"))?;
+        let rows = self.read("count deploys", |sql| {
+            sql.query(
+                "SELECT state, COUNT(*) FROM deploys GROUP BY state",
+                args![],
+            )?
+            .iter()
+            .map(|row| Ok((row.get::<DeployState>(0)?, row.get::<i64>(1)?)))
+            .collect::<Result<Vec<_>, DbError>>()
+        })?;
+        for (state, n) in rows {
+            counts.insert(state, u64::try_from(n).unwrap_or(0));
+        }
         Ok(counts)
     }
 
     /// The stored hook token of `stack` (the secret path segment of its hook
     /// URL), if it has one.
     pub fn hook_token(&self, stack: &str) -> Result<Option<String>, JournalError> {
-        let conn = self.lock();
-        (|| {
-            conn.prepare_cached("SELECT token FROM hook_tokens WHERE stack = ?1")?
-                .query_row([stack], |row| row.get(0))
-                .optional()
-        })()
-        .map_err(self.err("read hook token"))
+        self.read("read hook token", |sql| {
+            sql.query_opt(
+                "SELECT token FROM hook_tokens WHERE stack = ?1",
+                args![stack],
+            )?
+            .map(|row| row.get(0))
+            .transpose()
+        })
     }
 
     /// Stores `candidate` as `stack`'s hook token if the stack has none yet,
     /// and returns the stored token: the existing one if there was one (so
-    /// two racing processes agree on one token).
+    /// two racing processes, or replicas, agree on one token).
     pub fn ensure_hook_token(&self, stack: &str, candidate: &str) -> Result<String, JournalError> {
-        let mut conn = self.lock();
-        (|| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.prepare_cached(
+        self.write("store hook token", |sql| {
+            sql.execute(
                 "INSERT INTO hook_tokens (stack, token) VALUES (?1, ?2)
                  ON CONFLICT (stack) DO NOTHING",
+                args![stack, candidate],
+            )?;
+            sql.query_one(
+                "SELECT token FROM hook_tokens WHERE stack = ?1",
+                args![stack],
             )?
-            .execute([stack, candidate])?;
-            let token: String = tx
-                .prepare_cached("SELECT token FROM hook_tokens WHERE stack = ?1")?
-                .query_row([stack], |row| row.get(0))?;
-            tx.commit()?;
-            Ok(token)
-        })()
-        .map_err(self.err("store hook token"))
+            .get(0)
+        })
     }
+}
 
-    /// Locks the connection. A poisoned lock is taken anyway: a panic while
-    /// holding it cannot leave a transaction open (dropping a rusqlite
-    /// `Transaction` rolls it back), so the connection is still consistent.
-    fn lock(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// A mapper from a rusqlite error to [`JournalError::Sqlite`] for `op`.
-    fn err(&self, op: &'static str) -> impl FnOnce(rusqlite::Error) -> JournalError + '_ {
-        move |source| JournalError::Sqlite {
-            path: self.path.clone(),
-            op,
-            source,
-        }
-    }
+/// Inserts one delivery row; returns its id.
+fn insert_delivery(sql: &mut dyn Sql, d: &NewDelivery) -> Result<i64, DbError> {
+    sql.query_one(
+        "INSERT INTO deliveries
+             (received_at_ms, stack, provider, event, delivery_id, status, summary)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
+        args![
+            d.received_at_ms,
+            d.stack,
+            d.provider,
+            d.event,
+            d.delivery_id,
+            d.status,
+            d.summary
+        ],
+    )?
+    .get(0)
 }
 
 /// Inserts a queued deploy and its `queued` transition inside the caller's
 /// transaction, unless its (stack, delivery id) is already there.
-fn insert_deploy_in(tx: &Connection, d: &NewDeploy) -> rusqlite::Result<Inserted> {
+fn insert_deploy_in(sql: &mut dyn Sql, d: &NewDeploy) -> Result<Inserted, DbError> {
     if let Some(delivery_id) = &d.delivery_id {
-        let existing: Option<i64> = tx
-            .prepare_cached("SELECT id FROM deploys WHERE stack = ?1 AND delivery_id = ?2")?
-            .query_row(params![d.stack, delivery_id], |row| row.get(0))
-            .optional()?;
-        if let Some(id) = existing {
-            return Ok(Inserted::Duplicate(id));
+        let existing = sql.query_opt(
+            "SELECT id FROM deploys WHERE stack = ?1 AND delivery_id = ?2",
+            args![d.stack, delivery_id],
+        )?;
+        if let Some(row) = existing {
+            return Ok(Inserted::Duplicate(row.get(0)?));
         }
     }
-    let services = serde_json::to_string(&d.services)
-        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-    tx.prepare_cached(
-        "INSERT INTO deploys (stack, delivery_id, provider, git_ref, sha, services,
-             profile, reason, event_json, state, created_at_ms, pusher)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-    )?
-    .execute(params![
-        d.stack,
-        d.delivery_id,
-        d.provider,
-        d.git_ref,
-        d.sha,
-        services,
-        d.profile,
-        d.reason,
-        d.event_json,
-        DeployState::Queued,
-        d.created_at_ms,
-        d.pusher
-    ])?;
-    let id = tx.last_insert_rowid();
+    let services = serde_json::to_string(&d.services).map_err(|e| DbError::Decode {
+        column: 6,
+        problem: e.to_string(),
+    })?;
+    let id: i64 = sql
+        .query_one(
+            "INSERT INTO deploys (stack, delivery_id, provider, git_ref, sha, services,
+                 profile, reason, event_json, state, created_at_ms, pusher)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING id",
+            args![
+                d.stack,
+                d.delivery_id,
+                d.provider,
+                d.git_ref,
+                d.sha,
+                services,
+                d.profile,
+                d.reason,
+                d.event_json,
+                DeployState::Queued,
+                d.created_at_ms,
+                d.pusher
+            ],
+        )?
+        .get(0)?;
     append_transition(
-        tx,
+        sql,
         id,
         DeployState::Queued,
         d.created_at_ms,
@@ -767,32 +717,32 @@ fn insert_deploy_in(tx: &Connection, d: &NewDeploy) -> rusqlite::Result<Inserted
 
 /// Appends one row to a deploy's history.
 fn append_transition(
-    conn: &Connection,
+    sql: &mut dyn Sql,
     id: i64,
     state: DeployState,
     at_ms: i64,
     detail: Option<&str>,
-) -> rusqlite::Result<()> {
-    conn.prepare_cached(
+) -> Result<(), DbError> {
+    sql.execute(
         "INSERT INTO deploy_transitions (deploy_id, state, at_ms, detail)
          VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![id, state, at_ms, detail])?;
+        args![id, state, at_ms, detail],
+    )?;
     Ok(())
 }
 
 /// Updates a deploy's row to `to` and appends the history row; the caller
 /// has checked legality and owns the transaction.
 fn apply_transition(
-    conn: &Connection,
+    sql: &mut dyn Sql,
     id: i64,
     to: DeployState,
     at_ms: i64,
     detail: &TransitionDetail,
-) -> rusqlite::Result<()> {
+) -> Result<(), DbError> {
     let started_at = (to == DeployState::Started).then_some(at_ms);
     let finished_at = to.is_final().then_some(at_ms);
-    conn.prepare_cached(
+    sql.execute(
         "UPDATE deploys SET
              state          = ?2,
              started_at_ms  = COALESCE(?3, started_at_ms),
@@ -802,34 +752,50 @@ fn apply_transition(
              log_path       = COALESCE(?7, log_path),
              superseded_by  = COALESCE(?8, superseded_by)
          WHERE id = ?1",
-    )?
-    .execute(params![
-        id,
-        to,
-        started_at,
-        finished_at,
-        detail.exit_code,
-        detail.reason,
-        detail.log_path,
-        detail.superseded_by
-    ])?;
-    append_transition(conn, id, to, at_ms, detail.reason.as_deref())
+        args![
+            id,
+            to,
+            started_at,
+            finished_at,
+            detail.exit_code.map(i64::from),
+            detail.reason,
+            detail.log_path,
+            detail.superseded_by
+        ],
+    )?;
+    append_transition(sql, id, to, at_ms, detail.reason.as_deref())
 }
 
 /// Reads one deploy.
-fn select_deploy(conn: &Connection, id: i64) -> rusqlite::Result<Option<DeployRecord>> {
-    conn.prepare_cached(&format!(
-        "SELECT {DEPLOY_COLUMNS} FROM deploys WHERE id = ?1"
-    ))?
-    .query_row([id], deploy_from_row)
-    .optional()
+fn select_deploy(sql: &mut dyn Sql, id: i64) -> Result<Option<DeployRecord>, DbError> {
+    sql.query_opt(
+        &format!("SELECT {DEPLOY_COLUMNS} FROM deploys WHERE id = ?1"),
+        args![id],
+    )?
+    .as_ref()
+    .map(deploy_from_row)
+    .transpose()
+}
+
+/// Every queued deploy, oldest first.
+fn select_queued(sql: &mut dyn Sql) -> Result<Vec<DeployRecord>, DbError> {
+    sql.query(
+        &format!(
+            "SELECT {DEPLOY_COLUMNS} FROM deploys WHERE state = ?1 ORDER BY created_at_ms, id"
+        ),
+        args![DeployState::Queued],
+    )?
+    .iter()
+    .map(deploy_from_row)
+    .collect()
 }
 
 /// Builds a [`DeployRecord`] from a row selected with [`DEPLOY_COLUMNS`].
-fn deploy_from_row(row: &Row<'_>) -> rusqlite::Result<DeployRecord> {
+fn deploy_from_row(row: &Rec) -> Result<DeployRecord, DbError> {
     let services: String = row.get(6)?;
-    let services: Vec<String> = serde_json::from_str(&services).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Text, Box::new(e))
+    let services: Vec<String> = serde_json::from_str(&services).map_err(|e| DbError::Decode {
+        column: 6,
+        problem: e.to_string(),
     })?;
     Ok(DeployRecord {
         id: row.get(0)?,
@@ -849,16 +815,19 @@ fn deploy_from_row(row: &Row<'_>) -> rusqlite::Result<DeployRecord> {
         state: row.get(10)?,
         started_at_ms: row.get(12)?,
         finished_at_ms: row.get(13)?,
-        exit_code: row.get(14)?,
+        exit_code: row
+            .get::<Option<i64>>(14)?
+            .map(|code| {
+                i32::try_from(code).map_err(|_| DbError::Decode {
+                    column: 14,
+                    problem: format!("exit code {code} out of range"),
+                })
+            })
+            .transpose()?,
         log_path: row.get(15)?,
         detail: row.get(16)?,
         superseded_by: row.get(17)?,
     })
-}
-
-/// A `LIMIT` value: SQLite takes an i64.
-fn sql_limit(limit: usize) -> i64 {
-    i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

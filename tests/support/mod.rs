@@ -29,6 +29,7 @@ pub mod deliveries;
 pub mod deploy;
 pub mod git;
 pub mod http;
+pub mod postgres;
 pub mod server;
 pub mod stacks;
 pub mod tools;

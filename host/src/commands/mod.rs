@@ -130,7 +130,7 @@ mod tests {
         );
         let config = crate::config::parse(&text, &root).unwrap();
         let journal = open_state(&config).unwrap();
-        assert!(journal.path().starts_with(&state));
+        assert!(journal.sqlite_path().unwrap().starts_with(&state));
         let mode = std::fs::metadata(&state).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
         assert!(stack(&config, "web", Path::new("/etc/r.toml")).is_ok());

@@ -8,49 +8,10 @@
 //! the other, and a deploy is never inserted without its replay key (or the
 //! key kept without its deploy).
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-
+use super::sql::{args, DbError, Sql};
 use super::{apply_transition, insert_deploy_in, DeployState, Inserted, Journal, JournalError};
 use super::{NewDeploy, TransitionDetail};
 use crate::commit_order::{self, Candidate, Head, Known, Verdict};
-
-/// Schema version 3: the commits each stack has seen, and replay keys.
-///
-/// * `stack_commits` has one row per (stack, commit) the stack accepted a
-///   deploy of, whether it ran or was superseded: `deploy_id` is the newest
-///   such deploy (the stack's head is the row with the greatest), and
-///   `before_sha` the `before` of the first push that brought the commit.
-///   No foreign key: the rows outlive pruned deploys, which is the point.
-/// * `replay_keys` holds the SHA-256 (hex) of each accepted delivery that
-///   had no delivery id, until `expires_at_ms`.
-///
-/// Existing deploys seed `stack_commits`, so a journal migrated from
-/// version 2 already knows the commits it deployed.
-pub(super) const SCHEMA_V3: &str = "
-CREATE TABLE stack_commits (
-    stack       TEXT NOT NULL,
-    sha         TEXT NOT NULL,
-    before_sha  TEXT,
-    deploy_id   INTEGER NOT NULL,
-    seen_at_ms  INTEGER NOT NULL,
-    PRIMARY KEY (stack, sha)
-);
-CREATE INDEX stack_commits_head ON stack_commits (stack, deploy_id);
-CREATE INDEX stack_commits_before ON stack_commits (stack, before_sha);
-INSERT INTO stack_commits (stack, sha, before_sha, deploy_id, seen_at_ms)
-    SELECT stack, sha, NULL,
-           COALESCE(MAX(CASE WHEN state <> 'cancelled' THEN id END), MIN(id)),
-           MIN(created_at_ms)
-    FROM deploys WHERE sha IS NOT NULL GROUP BY stack, sha;
-CREATE TABLE replay_keys (
-    key           TEXT PRIMARY KEY NOT NULL,
-    stack         TEXT NOT NULL,
-    first_seen_ms INTEGER NOT NULL,
-    expires_at_ms INTEGER NOT NULL,
-    deploy_id     INTEGER
-);
-CREATE INDEX replay_keys_expiry ON replay_keys (expires_at_ms);
-";
 
 /// A delivery's replay key, to claim with its deploy.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -135,133 +96,125 @@ impl Journal {
         d: &NewDeploy,
         admission: &Admission,
     ) -> Result<Admitted, JournalError> {
-        let mut conn = self.lock();
-        (|| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            if let Some(claim) = &admission.replay {
-                tx.prepare_cached("DELETE FROM replay_keys WHERE expires_at_ms <= ?1")?
-                    .execute([claim.now_ms])?;
-                let seen: Option<(i64, Option<i64>)> = tx
-                    .prepare_cached(
-                        "SELECT first_seen_ms, deploy_id FROM replay_keys WHERE key = ?1",
-                    )?
-                    .query_row([&claim.key], |row| Ok((row.get(0)?, row.get(1)?)))
-                    .optional()?;
-                if let Some((first_seen_ms, deploy_id)) = seen {
-                    return Ok(Admitted::Replayed {
-                        first_seen_ms,
-                        deploy_id,
-                    });
-                }
-            }
-            let id = match insert_deploy_in(&tx, d)? {
-                Inserted::New(id) => id,
-                duplicate @ Inserted::Duplicate(_) => {
-                    return Ok(Admitted::Inserted(duplicate));
-                }
-            };
-            let mut admitted = Admitted::Inserted(Inserted::New(id));
-            if let Some(commit) = &admission.commit {
-                let candidate = Candidate {
-                    sha: &commit.sha,
-                    before: commit.before.as_deref(),
-                    forced: commit.forced,
-                    sender_reports_forced: commit.sender_reports_forced,
-                    requested: commit.requested,
-                };
-                let known = known_commits(&tx, &d.stack, &commit.sha)?;
-                match commit_order::judge(&candidate, &known) {
-                    Verdict::Older {
-                        reason,
-                        newer_deploy,
-                    } => {
-                        let exists: bool = tx
-                            .prepare_cached("SELECT EXISTS (SELECT 1 FROM deploys WHERE id = ?1)")?
-                            .query_row([newer_deploy], |row| row.get(0))?;
-                        let detail = TransitionDetail {
-                            reason: Some(reason.clone()),
-                            superseded_by: exists.then_some(newer_deploy),
-                            ..TransitionDetail::default()
-                        };
-                        apply_transition(&tx, id, DeployState::Cancelled, d.created_at_ms, &detail)?;
-                        admitted = Admitted::Older {
-                            deploy_id: id,
-                            reason,
-                        };
-                    }
-                    Verdict::Newer | Verdict::Head | Verdict::Rollback => {
-                        tx.prepare_cached(
-                            "INSERT INTO stack_commits (stack, sha, before_sha, deploy_id, seen_at_ms)
-                             VALUES (?1, ?2, ?3, ?4, ?5)
-                             ON CONFLICT (stack, sha) DO UPDATE SET
-                                 deploy_id  = excluded.deploy_id,
-                                 before_sha = COALESCE(before_sha, excluded.before_sha)",
-                        )?
-                        .execute(params![
-                            d.stack,
-                            commit.sha,
-                            commit.before,
-                            id,
-                            d.created_at_ms
-                        ])?;
-                    }
-                }
-            }
-            if let Some(claim) = &admission.replay {
-                tx.prepare_cached(
-                    "INSERT INTO replay_keys (key, stack, first_seen_ms, expires_at_ms, deploy_id)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?
-                .execute(params![
-                    claim.key,
-                    d.stack,
-                    claim.now_ms,
-                    claim.expires_at_ms,
-                    id
-                ])?;
-            }
-            tx.commit()?;
-            Ok(admitted)
-        })()
-        .map_err(self.err("admit deploy"))
+        self.write("admit deploy", |sql| admit(sql, d, admission))
     }
 
     /// The stack's head commit, if it ever deployed one.
     pub fn head_commit(&self, stack: &str) -> Result<Option<Head>, JournalError> {
-        let conn = self.lock();
-        head(&conn, stack).map_err(self.err("read head commit"))
+        self.read("read head commit", |sql| head(sql, stack))
     }
 }
 
-fn head(conn: &Connection, stack: &str) -> rusqlite::Result<Option<Head>> {
-    conn.prepare_cached(
+/// [`Journal::admit_deploy`] inside its transaction.
+fn admit(sql: &mut dyn Sql, d: &NewDeploy, admission: &Admission) -> Result<Admitted, DbError> {
+    if let Some(claim) = &admission.replay {
+        sql.execute(
+            "DELETE FROM replay_keys WHERE expires_at_ms <= ?1",
+            args![claim.now_ms],
+        )?;
+        let seen = sql.query_opt(
+            "SELECT first_seen_ms, deploy_id FROM replay_keys WHERE key = ?1",
+            args![claim.key],
+        )?;
+        if let Some(row) = seen {
+            return Ok(Admitted::Replayed {
+                first_seen_ms: row.get(0)?,
+                deploy_id: row.get(1)?,
+            });
+        }
+    }
+    let id = match insert_deploy_in(sql, d)? {
+        Inserted::New(id) => id,
+        duplicate @ Inserted::Duplicate(_) => return Ok(Admitted::Inserted(duplicate)),
+    };
+    let mut admitted = Admitted::Inserted(Inserted::New(id));
+    if let Some(commit) = &admission.commit {
+        let candidate = Candidate {
+            sha: &commit.sha,
+            before: commit.before.as_deref(),
+            forced: commit.forced,
+            sender_reports_forced: commit.sender_reports_forced,
+            requested: commit.requested,
+        };
+        let known = known_commits(sql, &d.stack, &commit.sha)?;
+        match commit_order::judge(&candidate, &known) {
+            Verdict::Older {
+                reason,
+                newer_deploy,
+            } => {
+                let exists: bool = sql
+                    .query_one(
+                        "SELECT EXISTS (SELECT 1 FROM deploys WHERE id = ?1)",
+                        args![newer_deploy],
+                    )?
+                    .get(0)?;
+                let detail = TransitionDetail {
+                    reason: Some(reason.clone()),
+                    superseded_by: exists.then_some(newer_deploy),
+                    ..TransitionDetail::default()
+                };
+                apply_transition(sql, id, DeployState::Cancelled, d.created_at_ms, &detail)?;
+                admitted = Admitted::Older {
+                    deploy_id: id,
+                    reason,
+                };
+            }
+            Verdict::Newer | Verdict::Head | Verdict::Rollback => {
+                sql.execute(
+                    "INSERT INTO stack_commits (stack, sha, before_sha, deploy_id, seen_at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (stack, sha) DO UPDATE SET
+                         deploy_id  = excluded.deploy_id,
+                         before_sha = COALESCE(stack_commits.before_sha, excluded.before_sha)",
+                    args![d.stack, commit.sha, commit.before, id, d.created_at_ms],
+                )?;
+            }
+        }
+    }
+    if let Some(claim) = &admission.replay {
+        sql.execute(
+            "INSERT INTO replay_keys (key, stack, first_seen_ms, expires_at_ms, deploy_id)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            args![claim.key, d.stack, claim.now_ms, claim.expires_at_ms, id],
+        )?;
+    }
+    Ok(admitted)
+}
+
+fn head(sql: &mut dyn Sql, stack: &str) -> Result<Option<Head>, DbError> {
+    sql.query_opt(
         "SELECT sha, deploy_id FROM stack_commits WHERE stack = ?1
          ORDER BY deploy_id DESC LIMIT 1",
+        args![stack],
     )?
-    .query_row([stack], |row| {
+    .map(|row| {
         Ok(Head {
             sha: row.get(0)?,
             deploy_id: row.get(1)?,
         })
     })
-    .optional()
+    .transpose()
 }
 
 /// What the journal knows of `stack`'s commits as far as `sha` goes.
-fn known_commits(conn: &Connection, stack: &str, sha: &str) -> rusqlite::Result<Known> {
-    let seen = conn
-        .prepare_cached("SELECT deploy_id FROM stack_commits WHERE stack = ?1 AND sha = ?2")?
-        .query_row([stack, sha], |row| row.get(0))
-        .optional()?;
-    let precedes = conn
-        .prepare_cached(
+fn known_commits(sql: &mut dyn Sql, stack: &str, sha: &str) -> Result<Known, DbError> {
+    let seen = sql
+        .query_opt(
+            "SELECT deploy_id FROM stack_commits WHERE stack = ?1 AND sha = ?2",
+            args![stack, sha],
+        )?
+        .map(|row| row.get(0))
+        .transpose()?;
+    let precedes = sql
+        .query_opt(
             "SELECT sha, deploy_id FROM stack_commits WHERE stack = ?1 AND before_sha = ?2
              ORDER BY deploy_id DESC LIMIT 1",
+            args![stack, sha],
         )?
-        .query_row([stack, sha], |row| Ok((row.get(0)?, row.get(1)?)))
-        .optional()?;
+        .map(|row| Ok::<_, DbError>((row.get(0)?, row.get(1)?)))
+        .transpose()?;
     Ok(Known {
-        head: head(conn, stack)?,
+        head: head(sql, stack)?,
         seen,
         precedes,
     })
@@ -319,86 +272,12 @@ mod tests {
         }
     }
 
+    #[allow(dead_code)]
     fn new_id(a: Admitted) -> i64 {
         match a {
             Admitted::Inserted(Inserted::New(id)) => id,
             other => panic!("expected a new deploy, got {other:?}"),
         }
-    }
-
-    #[test]
-    fn an_older_commit_is_recorded_cancelled_with_the_reason_across_reopening() {
-        let dir = TempDir::new("older");
-        let path = dir.0.join("journal.sqlite3");
-        let (a, b) = {
-            let j = Journal::open(&path).unwrap();
-            let a = new_id(
-                j.admit_deploy(&deploy(Some("a"), "d1", 1), &commit("a", "x", false))
-                    .unwrap(),
-            );
-            let b = new_id(
-                j.admit_deploy(&deploy(Some("b"), "d2", 2), &commit("b", "a", false))
-                    .unwrap(),
-            );
-            (a, b)
-        };
-        let j = Journal::open(&path).unwrap();
-        assert_eq!(j.head_commit("web").unwrap().unwrap().deploy_id, b);
-        let older = j
-            .admit_deploy(&deploy(Some("a"), "d3", 3), &commit("a", "x", false))
-            .unwrap();
-        let Admitted::Older { deploy_id, reason } = older else {
-            panic!("{older:?}")
-        };
-        let record = j.deploy(deploy_id).unwrap().unwrap();
-        assert_eq!(record.state, DeployState::Cancelled);
-        assert_eq!(record.detail.as_deref(), Some(reason.as_str()));
-        assert_eq!(record.superseded_by, Some(b));
-        // The head did not move; a forced push back from it is a rollback.
-        assert_eq!(j.head_commit("web").unwrap().unwrap().sha, "b");
-        let rollback = new_id(
-            j.admit_deploy(&deploy(Some("a"), "d4", 4), &commit("a", "b", true))
-                .unwrap(),
-        );
-        assert!(rollback > a);
-        assert_eq!(j.head_commit("web").unwrap().unwrap().deploy_id, rollback);
-        // The same delivery id is still a plain duplicate.
-        assert_eq!(
-            j.admit_deploy(&deploy(Some("a"), "d4", 5), &commit("a", "b", true))
-                .unwrap(),
-            Admitted::Inserted(Inserted::Duplicate(rollback))
-        );
-    }
-
-    #[test]
-    fn a_replay_key_deduplicates_until_it_expires_and_is_then_pruned() {
-        let dir = TempDir::new("replay");
-        let j = Journal::open(&dir.0.join("journal.sqlite3")).unwrap();
-        let claim = |now: i64| Admission {
-            replay: Some(ReplayClaim {
-                key: "k".into(),
-                now_ms: now,
-                expires_at_ms: now + 1000,
-            }),
-            commit: None,
-        };
-        let mut registry = deploy(None, "", 0);
-        registry.delivery_id = None;
-        let first = new_id(j.admit_deploy(&registry, &claim(0)).unwrap());
-        assert_eq!(
-            j.admit_deploy(&registry, &claim(999)).unwrap(),
-            Admitted::Replayed {
-                first_seen_ms: 0,
-                deploy_id: Some(first)
-            }
-        );
-        let second = new_id(j.admit_deploy(&registry, &claim(1000)).unwrap());
-        assert!(second > first);
-        let keys: i64 = j
-            .lock()
-            .query_row("SELECT COUNT(*) FROM replay_keys", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(keys, 1);
     }
 
     #[test]
@@ -409,7 +288,8 @@ mod tests {
             let j = Journal::open(&path).unwrap();
             j.insert_deploy(&deploy(Some("a"), "d1", 1)).unwrap();
             j.insert_deploy(&deploy(Some("b"), "d2", 2)).unwrap();
-            let conn = j.lock();
+            drop(j);
+            let conn = rusqlite::Connection::open(&path).unwrap();
             conn.execute_batch(
                 // Back to what schema 2 had: no commits, no replay keys
                 // (3), no process group column (4), no delivery-time

@@ -4,7 +4,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use serde::{Deserialize, Serialize};
 
 /// The state of a deploy: the contract's `deploy-phase` (one definition,
@@ -129,21 +128,6 @@ impl FromStr for DeployState {
             .into_iter()
             .find(|state| state.as_str() == s)
             .ok_or_else(|| UnknownDeployState(s.to_owned()))
-    }
-}
-
-impl ToSql for DeployState {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.as_str()))
-    }
-}
-
-impl FromSql for DeployState {
-    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        value
-            .as_str()?
-            .parse()
-            .map_err(|e: UnknownDeployState| FromSqlError::Other(Box::new(e)))
     }
 }
 

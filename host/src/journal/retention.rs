@@ -2,14 +2,25 @@
 //! journal does not grow for ever. What a deploy row pointed to on disk (its
 //! log and event file) is returned for the caller to delete.
 
-use rusqlite::{params, TransactionBehavior};
+use super::sql::{args, Sql};
+use super::{DbError, Journal, JournalError};
 
-use super::{Journal, JournalError};
-
-/// Schema version 5: an index to find old deliveries without a full scan.
-pub(super) const SCHEMA_V5: &str = "
-CREATE INDEX IF NOT EXISTS deliveries_received ON deliveries (received_at_ms);
-";
+/// The finished deploys `prune` deletes, given `?1` = most kept per stack,
+/// `?2` = fewest kept per stack and `?3` = the cut-off: ranked newest
+/// first within their stack, past the maximum, or past the minimum and
+/// older than the cut-off; never one a pending GitHub request still needs.
+/// Every statement of one prune computes the same set: none of them changes
+/// what it depends on before the last one deletes the deploys.
+const PRUNED_DEPLOYS: &str = "
+    SELECT id FROM (
+        SELECT id, created_at_ms,
+               ROW_NUMBER() OVER (PARTITION BY stack ORDER BY id DESC) AS rank
+        FROM deploys
+        WHERE state IN ('succeeded','failed','cancelled','interrupted')) AS ranked
+    WHERE (rank > ?1 OR (rank > ?2 AND created_at_ms < ?3))
+      AND id NOT IN (
+        SELECT deploy_id FROM github_deployment_requests
+        WHERE state = 'pending' AND deploy_id IS NOT NULL)";
 
 /// What to keep. Times are in milliseconds since the epoch.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,81 +56,56 @@ impl Journal {
     /// yet finished (queued, started) are never deleted, nor is a GitHub
     /// deployment request still pending.
     pub fn prune(&self, policy: &PrunePolicy) -> Result<Pruned, JournalError> {
-        let mut conn = self.lock();
-        let result = (|| -> rusqlite::Result<Pruned> {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut pruned = Pruned::default();
-            pruned.deliveries += tx.execute(
-                "DELETE FROM deliveries WHERE received_at_ms < ?1 AND status >= 400",
-                [policy.refused_before_ms],
-            )?;
-            pruned.deliveries += tx.execute(
-                "DELETE FROM deliveries WHERE received_at_ms < ?1",
-                [policy.deliveries_before_ms],
-            )?;
-            // Finished deploys ranked newest first within their stack: past
-            // the maximum, or past the minimum and older than the cut-off.
-            tx.execute_batch(
-                "CREATE TEMP TABLE IF NOT EXISTS prune_deploys (id INTEGER PRIMARY KEY);
-                 DELETE FROM prune_deploys;",
-            )?;
-            tx.execute(
-                "INSERT INTO prune_deploys (id)
-                 SELECT id FROM (
-                     SELECT id, created_at_ms,
-                            ROW_NUMBER() OVER (PARTITION BY stack ORDER BY id DESC) AS rank
-                     FROM deploys
-                     WHERE state IN ('succeeded','failed','cancelled','interrupted'))
-                 WHERE rank > ?1 OR (rank > ?2 AND created_at_ms < ?3)",
-                params![
-                    policy.keep_deploys_max as i64,
-                    policy.keep_deploys_min as i64,
-                    policy.deploys_before_ms
-                ],
-            )?;
-            // Keep the GitHub requests still pending; the others describe
-            // deploys that are going.
-            tx.execute(
-                "DELETE FROM prune_deploys WHERE id IN (
-                     SELECT deploy_id FROM github_deployment_requests
-                     WHERE state = 'pending' AND deploy_id IS NOT NULL)",
-                [],
-            )?;
-            {
-                let mut stmt = tx.prepare(
-                    "SELECT log_path FROM deploys
-                     WHERE id IN (SELECT id FROM prune_deploys) AND log_path IS NOT NULL",
-                )?;
-                let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
-                for path in rows {
-                    pruned.log_paths.push(path?);
-                }
-            }
-            tx.execute(
-                "UPDATE deploys SET superseded_by = NULL
-                 WHERE superseded_by IN (SELECT id FROM prune_deploys)",
-                [],
-            )?;
-            tx.execute(
-                "DELETE FROM github_deployment_requests
-                 WHERE deploy_id IN (SELECT id FROM prune_deploys)",
-                [],
-            )?;
-            // GitHub requests that never made a deploy age out with deliveries.
-            tx.execute(
-                "DELETE FROM github_deployment_requests
-                 WHERE deploy_id IS NULL AND state <> 'pending' AND created_at_ms < ?1",
-                [policy.deliveries_before_ms],
-            )?;
-            // Transitions and reports go with their deploy (ON DELETE CASCADE).
-            pruned.deploys = tx.execute(
-                "DELETE FROM deploys WHERE id IN (SELECT id FROM prune_deploys)",
-                [],
-            )?;
-            tx.execute("DELETE FROM prune_deploys", [])?;
-            tx.commit()?;
-            Ok(pruned)
-        })();
-        result.map_err(self.err("prune"))
+        self.write("prune", |sql| prune(sql, policy))
     }
+}
+
+/// [`Journal::prune`] inside its transaction.
+fn prune(sql: &mut dyn Sql, policy: &PrunePolicy) -> Result<Pruned, DbError> {
+    let mut pruned = Pruned::default();
+    let counted = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+    pruned.deliveries += counted(sql.execute(
+        "DELETE FROM deliveries WHERE received_at_ms < ?1 AND status >= 400",
+        args![policy.refused_before_ms],
+    )?);
+    pruned.deliveries += counted(sql.execute(
+        "DELETE FROM deliveries WHERE received_at_ms < ?1",
+        args![policy.deliveries_before_ms],
+    )?);
+    let set = args![
+        policy.keep_deploys_max,
+        policy.keep_deploys_min,
+        policy.deploys_before_ms
+    ];
+    for row in sql.query(
+        &format!(
+            "SELECT log_path FROM deploys
+             WHERE id IN ({PRUNED_DEPLOYS}) AND log_path IS NOT NULL"
+        ),
+        set,
+    )? {
+        pruned.log_paths.push(row.get(0)?);
+    }
+    sql.execute(
+        &format!(
+            "UPDATE deploys SET superseded_by = NULL WHERE superseded_by IN ({PRUNED_DEPLOYS})"
+        ),
+        set,
+    )?;
+    sql.execute(
+        &format!("DELETE FROM github_deployment_requests WHERE deploy_id IN ({PRUNED_DEPLOYS})"),
+        set,
+    )?;
+    // GitHub requests that never made a deploy age out with deliveries.
+    sql.execute(
+        "DELETE FROM github_deployment_requests
+         WHERE deploy_id IS NULL AND state <> 'pending' AND created_at_ms < ?1",
+        args![policy.deliveries_before_ms],
+    )?;
+    // Transitions and reports go with their deploy (ON DELETE CASCADE).
+    pruned.deploys = counted(sql.execute(
+        &format!("DELETE FROM deploys WHERE id IN ({PRUNED_DEPLOYS})"),
+        set,
+    )?);
+    Ok(pruned)
 }

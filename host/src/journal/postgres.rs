@@ -1,0 +1,726 @@
+//! The PostgreSQL backend: a journal several `redeploy serve` replicas share
+//! (`[journal] url`).
+//!
+//! The protocol is tokio-postgres's, the pool (with its per-connection
+//! statement cache) deadpool-postgres's, and TLS rustls's; nothing here
+//! speaks the wire protocol. The I/O runs on one small runtime of its own
+//! ([`runtime`]), so the journal's synchronous calls work the same from
+//! async code, from blocking threads and from the CLI: a call made on an
+//! async worker thread hands the thread over with `block_in_place` (or, on
+//! a single-threaded runtime, runs on a scoped thread) while it waits, as a
+//! SQLite call blocks while it waits for the disk.
+//!
+//! Write transactions that read, check and then write take one
+//! transaction-scoped advisory lock ([`WRITE_LOCK`]), which serializes them
+//! across every replica exactly as SQLite's `BEGIN IMMEDIATE` serializes
+//! them across processes; transactions that only add rows
+//! ([`Commit::Append`], [`Commit::Relaxed`]) do not. Migrations run in one
+//! transaction under [`MIGRATION_LOCK`], so replicas starting at once apply
+//! each migration once.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
+use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
+
+use super::schema::{self, Migration};
+use super::sql::{dollar_placeholders, Commit, DbError, Rec, Sql, Value};
+use super::JournalError;
+
+/// Connections a replica keeps to the database at most.
+pub const DEFAULT_POOL_SIZE: usize = 8;
+
+/// How long connecting to the database may take.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a journal call waits for a free connection before it fails
+/// (and a webhook is answered `503`).
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The advisory lock migrations run under ("redeploy" in ASCII, minus one).
+pub const MIGRATION_LOCK: i64 = 0x7265_6465_706c_6f78;
+
+/// The advisory lock every read-check-write transaction holds until it
+/// ends ("redeploy" in ASCII).
+pub const WRITE_LOCK: i64 = 0x7265_6465_706c_6f79;
+
+/// The newest PostgreSQL schema version this build knows.
+pub const SCHEMA_VERSION: i64 = schema::latest(schema::POSTGRES);
+
+/// The `application_name` replicas connect with (what `pg_stat_activity`
+/// shows).
+const APPLICATION_NAME: &str = "redeploy";
+
+/// How to reach the database. The URL carries the password: `Debug` leaves
+/// it out, and no message ever prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresOptions {
+    /// A libpq-style URL, `postgres://user:password@host:port/dbname`, with
+    /// optional `sslmode` (`disable`, `prefer`, `require`, `verify-ca`,
+    /// `verify-full`) and `sslrootcert` (a PEM file) parameters, and any
+    /// other parameter tokio-postgres reads.
+    pub url: String,
+    /// Connections kept at most.
+    pub pool_size: usize,
+    /// How long connecting may take.
+    pub connect_timeout: Duration,
+    /// How long a call waits for a free connection.
+    pub acquire_timeout: Duration,
+}
+
+impl PostgresOptions {
+    /// Options for `url` with every other setting at its default.
+    pub fn new(url: impl Into<String>) -> PostgresOptions {
+        PostgresOptions {
+            url: url.into(),
+            pool_size: DEFAULT_POOL_SIZE,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
+        }
+    }
+}
+
+impl fmt::Debug for PostgresOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresOptions")
+            .field("url", &"<redacted>")
+            .field("pool_size", &self.pool_size)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .finish()
+    }
+}
+
+/// An open PostgreSQL journal: a pool of connections.
+pub struct Db {
+    pool: Pool,
+    location: String,
+}
+
+/// The runtime the PostgreSQL I/O runs on: one worker thread for every
+/// journal of the process, never dropped (a runtime cannot be dropped from
+/// async code, where a journal may be).
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("redeploy-postgres")
+            .enable_all()
+            .build()
+            .expect("the PostgreSQL runtime's one thread can be started")
+    })
+}
+
+/// Runs `f`, which blocks on [`runtime`], from wherever the caller is: on
+/// an async worker thread of a multi-threaded runtime the thread is handed
+/// over (`block_in_place`); on a single-threaded runtime `f` runs on a
+/// scoped thread; elsewhere it runs here.
+fn blocking<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Err(_) => f(),
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        Ok(_) => std::thread::scope(|scope| match scope.spawn(f).join() {
+            Ok(value) => value,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }),
+    }
+}
+
+impl Db {
+    /// Connects (the pool opens its first connection here, so a wrong URL
+    /// or password fails now, not at the first webhook) and creates or
+    /// migrates the schema.
+    pub fn open(options: &PostgresOptions) -> Result<Db, JournalError> {
+        let parsed = ConnectConfig::parse(&options.url).map_err(|problem| {
+            JournalError::database(
+                "[journal] url",
+                "read the database URL",
+                DbError::Unavailable(problem),
+            )
+        })?;
+        let location = parsed.location();
+        let mut pg = parsed.config;
+        pg.application_name(APPLICATION_NAME)
+            .connect_timeout(options.connect_timeout)
+            .keepalives(true);
+        pg.ssl_mode(parsed.ssl_mode);
+        let manager = Manager::from_config(
+            pg,
+            parsed.tls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size.max(1))
+            .wait_timeout(Some(options.acquire_timeout))
+            .create_timeout(Some(options.connect_timeout))
+            .recycle_timeout(Some(options.connect_timeout))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| {
+                JournalError::database(
+                    &location,
+                    "create the connection pool",
+                    DbError::Unavailable(e.to_string()),
+                )
+            })?;
+        let db = Db { pool, location };
+        db.migrate(schema::POSTGRES)?;
+        Ok(db)
+    }
+
+    /// The database URL without its password, as messages name it.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// Runs `f` in one transaction, committed if it returns `Ok` and rolled
+    /// back otherwise; [`Commit::Exclusive`] transactions first take
+    /// [`WRITE_LOCK`], [`Commit::Relaxed`] ones commit with
+    /// `synchronous_commit = off`.
+    pub fn write<R: Send>(
+        &self,
+        commit: Commit,
+        f: impl FnOnce(&mut dyn Sql) -> Result<R, DbError> + Send,
+    ) -> Result<R, DbError> {
+        blocking(|| {
+            let rt = runtime();
+            let mut conn = Checkout::new(rt.block_on(self.pool.get()).map_err(unavailable)?);
+            let begin = match commit {
+                Commit::Exclusive => format!("BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"),
+                Commit::Append => "BEGIN".to_owned(),
+                Commit::Relaxed => "BEGIN; SET LOCAL synchronous_commit TO OFF".to_owned(),
+            };
+            rt.block_on(conn.client().batch_execute(&begin))?;
+            let outcome = f(&mut Tx {
+                client: conn.client(),
+            });
+            let end = if outcome.is_ok() {
+                "COMMIT"
+            } else {
+                "ROLLBACK"
+            };
+            rt.block_on(conn.client().batch_execute(end))?;
+            conn.release();
+            outcome
+        })
+    }
+
+    /// Runs `f`, which only reads, on a pooled connection.
+    pub fn read<R: Send>(
+        &self,
+        f: impl FnOnce(&mut dyn Sql) -> Result<R, DbError> + Send,
+    ) -> Result<R, DbError> {
+        blocking(|| {
+            let rt = runtime();
+            let mut conn = Checkout::new(rt.block_on(self.pool.get()).map_err(unavailable)?);
+            let outcome = f(&mut Tx {
+                client: conn.client(),
+            });
+            conn.release();
+            outcome
+        })
+    }
+
+    /// Applies every migration of `migrations` the database has not seen,
+    /// in one transaction under [`MIGRATION_LOCK`]; refuses a database a
+    /// newer `redeploy` migrated.
+    fn migrate(&self, migrations: &'static [Migration]) -> Result<(), JournalError> {
+        let supported = schema::latest(migrations);
+        let location = self.location.clone();
+        let outcome = blocking(|| {
+            runtime().block_on(async {
+                let mut client = self.pool.get().await.map_err(unavailable)?;
+                let tx = client.transaction().await?;
+                tx.batch_execute(&format!(
+                    "SELECT pg_advisory_xact_lock({MIGRATION_LOCK});
+                     CREATE TABLE IF NOT EXISTS schema_migrations (
+                         version       BIGINT PRIMARY KEY,
+                         name          TEXT NOT NULL,
+                         applied_at_ms BIGINT NOT NULL
+                     )"
+                ))
+                .await?;
+                let current: i64 = tx
+                    .query_one(
+                        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                        &[],
+                    )
+                    .await?
+                    .get(0);
+                if current > supported {
+                    return Ok(Err(current));
+                }
+                for migration in migrations.iter().filter(|m| m.version > current) {
+                    tx.batch_execute(migration.sql).await?;
+                    tx.execute(
+                        "INSERT INTO schema_migrations (version, name, applied_at_ms)
+                         VALUES ($1, $2, $3)",
+                        &[&migration.version, &migration.name, &super::now_ms()],
+                    )
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok::<_, DbError>(Ok(()))
+            })
+        })
+        .map_err(|source| JournalError::database(&location, "create or migrate schema", source))?;
+        outcome.map_err(|found| JournalError::TooNew {
+            location,
+            found,
+            supported,
+        })
+    }
+}
+
+/// A pooled connection that goes back to the pool only when released: one
+/// dropped unreleased (a panic or an error mid-transaction) is closed
+/// instead, so no connection returns to the pool inside a transaction.
+struct Checkout(Option<Object>);
+
+impl Checkout {
+    fn new(object: Object) -> Checkout {
+        Checkout(Some(object))
+    }
+
+    fn client(&self) -> &Object {
+        self.0
+            .as_ref()
+            .expect("a checkout holds its connection until released")
+    }
+
+    fn release(&mut self) {
+        self.0.take();
+    }
+}
+
+impl Drop for Checkout {
+    fn drop(&mut self) {
+        if let Some(object) = self.0.take() {
+            drop(Object::take(object));
+        }
+    }
+}
+
+/// Statements on one pooled connection, each prepared once per connection
+/// (deadpool's statement cache).
+struct Tx<'a> {
+    client: &'a Object,
+}
+
+impl Tx<'_> {
+    async fn prepared(&self, sql: &str) -> Result<tokio_postgres::Statement, DbError> {
+        Ok(self
+            .client
+            .prepare_cached(&dollar_placeholders(sql))
+            .await?)
+    }
+}
+
+impl Sql for Tx<'_> {
+    fn execute(&mut self, sql: &str, args: &[Value]) -> Result<u64, DbError> {
+        let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|v| v as _).collect();
+        runtime().block_on(async {
+            let statement = self.prepared(sql).await?;
+            Ok(self.client.execute(&statement, &params).await?)
+        })
+    }
+
+    fn query(&mut self, sql: &str, args: &[Value]) -> Result<Vec<Rec>, DbError> {
+        let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|v| v as _).collect();
+        let rows = runtime().block_on(async {
+            let statement = self.prepared(sql).await?;
+            Ok::<_, DbError>(self.client.query(&statement, &params).await?)
+        })?;
+        rows.iter().map(rec).collect()
+    }
+}
+
+/// A row read back as the journal's values.
+fn rec(row: &tokio_postgres::Row) -> Result<Rec, DbError> {
+    let mut values = Vec::with_capacity(row.len());
+    for (i, column) in row.columns().iter().enumerate() {
+        let ty = column.type_();
+        let value = if *ty == Type::INT8 {
+            row.try_get::<_, Option<i64>>(i)?.map(Value::Int)
+        } else if *ty == Type::INT4 {
+            row.try_get::<_, Option<i32>>(i)?
+                .map(|n| Value::Int(n.into()))
+        } else if *ty == Type::INT2 {
+            row.try_get::<_, Option<i16>>(i)?
+                .map(|n| Value::Int(n.into()))
+        } else if *ty == Type::BOOL {
+            row.try_get::<_, Option<bool>>(i)?
+                .map(|b| Value::Int(b.into()))
+        } else if *ty == Type::TEXT
+            || *ty == Type::VARCHAR
+            || *ty == Type::NAME
+            || *ty == Type::BPCHAR
+        {
+            row.try_get::<_, Option<String>>(i)?.map(Value::Text)
+        } else {
+            return Err(DbError::Decode {
+                column: i,
+                problem: format!("unexpected column type {ty}"),
+            });
+        };
+        values.push(value.unwrap_or(Value::Null));
+    }
+    Ok(Rec(values))
+}
+
+impl ToSql for Value {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Int(n) if *ty == Type::INT8 => n.to_sql(ty, out),
+            Value::Int(n) if *ty == Type::INT4 => i32::try_from(*n)?.to_sql(ty, out),
+            Value::Int(n) if *ty == Type::INT2 => i16::try_from(*n)?.to_sql(ty, out),
+            Value::Int(n) if *ty == Type::BOOL => (*n != 0).to_sql(ty, out),
+            Value::Int(_) => Err(format!("an integer cannot be bound to a {ty} parameter").into()),
+            Value::Text(s) => s.to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+/// A pool error as the journal reports it: the database is unavailable.
+fn unavailable(e: deadpool_postgres::PoolError) -> DbError {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => DbError::Postgres(e),
+        deadpool_postgres::PoolError::Timeout(kind) => DbError::Unavailable(format!(
+            "no database connection within the time allowed ({kind:?}); is PostgreSQL up?"
+        )),
+        other => DbError::Unavailable(other.to_string()),
+    }
+}
+
+/// tokio-postgres's error with what the server said (severity, message,
+/// SQLSTATE) or the chain of causes, which its `Display` leaves out.
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!(
+            "{}: {} (SQLSTATE {})",
+            db.severity(),
+            db.message(),
+            db.code().code()
+        );
+    }
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The connection failed or the server is not taking work (shutting down,
+/// starting up, out of connections): the database is unavailable, rather
+/// than the statement wrong.
+pub fn is_connection_error(e: &tokio_postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    match e.as_db_error() {
+        None => e.code().is_none(),
+        Some(db) => {
+            let code = db.code().code();
+            code.starts_with("08") || code.starts_with("57P") || code == "53300"
+        }
+    }
+}
+
+/// How `sslmode` asks the server's certificate to be checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verify {
+    /// Not at all (libpq's `prefer` and `require` without a root file):
+    /// encrypted, not authenticated.
+    Nothing,
+    /// Chained to a trusted root (`verify-ca`).
+    Chain,
+    /// Chained to a trusted root and naming the host (`verify-full`).
+    ChainAndName,
+}
+
+/// A URL taken apart: tokio-postgres's config without the TLS parameters it
+/// does not know, and the TLS set-up they ask for.
+struct ConnectConfig {
+    config: tokio_postgres::Config,
+    ssl_mode: SslMode,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+}
+
+impl ConnectConfig {
+    /// Reads `url`. Errors never quote the URL (it holds the password).
+    fn parse(url: &str) -> Result<ConnectConfig, String> {
+        let mut parsed =
+            url::Url::parse(url).map_err(|e| format!("the database URL is not a URL ({e})"))?;
+        if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+            return Err(format!(
+                "the database URL must start with postgres:// or postgresql://, not {}://",
+                parsed.scheme()
+            ));
+        }
+        let mut sslmode = None;
+        let mut rootcert = None;
+        let mut kept = Vec::new();
+        for (key, value) in parsed.query_pairs() {
+            match key.as_ref() {
+                "sslmode" => sslmode = Some(value.into_owned()),
+                "sslrootcert" => rootcert = Some(PathBuf::from(value.into_owned())),
+                _ => kept.push((key.into_owned(), value.into_owned())),
+            }
+        }
+        if kept.is_empty() {
+            parsed.set_query(None);
+        } else {
+            parsed.query_pairs_mut().clear().extend_pairs(kept);
+        }
+        let config: tokio_postgres::Config = parsed
+            .as_str()
+            .parse()
+            .map_err(|e| format!("the database URL cannot be used: {e}"))?;
+        let (ssl_mode, verify) = match sslmode.as_deref().unwrap_or("prefer") {
+            "disable" => (SslMode::Disable, Verify::Nothing),
+            // As libpq: a root certificate given makes prefer and require
+            // check the chain.
+            "prefer" if rootcert.is_some() => (SslMode::Prefer, Verify::Chain),
+            "prefer" => (SslMode::Prefer, Verify::Nothing),
+            "require" if rootcert.is_some() => (SslMode::Require, Verify::Chain),
+            "require" => (SslMode::Require, Verify::Nothing),
+            "verify-ca" => (SslMode::Require, Verify::Chain),
+            "verify-full" => (SslMode::Require, Verify::ChainAndName),
+            other => {
+                return Err(format!(
+                    "sslmode={other} is not supported: use disable, prefer, require, verify-ca or verify-full"
+                ))
+            }
+        };
+        let tls = tls_config(verify, rootcert.as_deref())?;
+        Ok(ConnectConfig {
+            config,
+            ssl_mode,
+            tls: tokio_postgres_rustls::MakeRustlsConnect::new(tls),
+        })
+    }
+
+    /// `postgres://user@host:port/dbname`: the URL without its password.
+    fn location(&self) -> String {
+        let user = self.config.get_user().unwrap_or("");
+        let host = match self.config.get_hosts().first() {
+            Some(Host::Tcp(host)) if host.contains(':') => format!("[{host}]"),
+            Some(Host::Tcp(host)) => host.clone(),
+            Some(Host::Unix(path)) => path.display().to_string(),
+            None => "localhost".to_owned(),
+        };
+        let port = self.config.get_ports().first().copied().unwrap_or(5432);
+        let db = self.config.get_dbname().unwrap_or(user);
+        format!("postgres://{user}@{host}:{port}/{db}")
+    }
+}
+
+/// rustls's client configuration for `verify`, trusting the PEM
+/// certificates in `rootcert` or, without one, the Mozilla roots.
+fn tls_config(verify: Verify, rootcert: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS cannot be set up: {e}"))?;
+    if verify == Verify::Nothing {
+        return Ok(builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Unverified(provider)))
+            .with_no_client_auth());
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    match rootcert {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| {
+                    format!(
+                        "sslrootcert {}: cannot read certificates: {e}",
+                        path.display()
+                    )
+                })?;
+            if certs.is_empty() {
+                return Err(format!(
+                    "sslrootcert {}: holds no certificate",
+                    path.display()
+                ));
+            }
+            for cert in certs {
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .map_err(|e| format!("TLS cannot be set up: {e}"))?;
+    Ok(match verify {
+        Verify::ChainAndName => builder.with_webpki_verifier(webpki).with_no_client_auth(),
+        _ => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(ChainOnly(webpki)))
+            .with_no_client_auth(),
+    })
+}
+
+/// `sslmode=prefer`/`require` without a root certificate, as libpq: the
+/// connection is encrypted and the handshake's signatures are checked, but
+/// any certificate is accepted.
+#[derive(Debug)]
+struct Unverified(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for Unverified {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// `sslmode=verify-ca`: the certificate must chain to a trusted root; the
+/// name in it is not checked.
+#[derive(Debug)]
+struct ChainOnly(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_is_read_without_its_password_showing_anywhere() {
+        let parsed =
+            ConnectConfig::parse("postgres://app:s3cret@db.internal:6543/journal?sslmode=require")
+                .unwrap();
+        assert_eq!(parsed.location(), "postgres://app@db.internal:6543/journal");
+        assert_eq!(parsed.ssl_mode, SslMode::Require);
+        let options = PostgresOptions::new("postgres://app:s3cret@db/journal");
+        assert!(!format!("{options:?}").contains("s3cret"));
+
+        for (url, problem) in [
+            ("mysql://app:s3cret@db/x", "must start with postgres://"),
+            (
+                "postgres://app:s3cret@db/x?sslmode=allow",
+                "sslmode=allow is not supported",
+            ),
+            ("not a url s3cret", "is not a URL"),
+            (
+                "postgres://app:s3cret@db/x?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
+                "sslrootcert /nonexistent/ca.pem: cannot read certificates",
+            ),
+        ] {
+            let err = ConnectConfig::parse(url).err().unwrap();
+            assert!(err.contains(problem), "{url}: {err}");
+            assert!(!err.contains("s3cret"), "{url}: {err}");
+        }
+    }
+}

@@ -1,0 +1,362 @@
+//! The SQLite backend: one database file in the state directory
+//! (`journal.sqlite3`), one connection behind a mutex, WAL mode so a reader
+//! (`redeploy history`) never blocks the writer, `synchronous=FULL`, and
+//! write transactions that start with `BEGIN IMMEDIATE` so a
+//! read-check-write sequence cannot race another writer, in this process or
+//! another one.
+//!
+//! The file holds the hook tokens and server keys, so it is created `0600`
+//! in a directory created `0700`.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+use super::schema::{self, Migration};
+use super::sql::{Commit, DbError, Rec, Sql, Value};
+use super::JournalError;
+
+/// How long a call waits for another connection's lock before failing.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The SQLite schema version this build writes and understands
+/// (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = schema::latest(schema::SQLITE);
+
+/// An open SQLite journal.
+pub struct Db {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl Db {
+    /// Opens the journal at `path` for reading and writing, creating its
+    /// directory (`0700`) and file (`0600`) if needed, and the schema.
+    pub fn open(path: &Path) -> Result<Db, JournalError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            crate::ownership::check_state_dir(dir).map_err(JournalError::NotOwner)?;
+        }
+        Self::open_writable(path).map_err(|e| explain_permissions(e, path, true))
+    }
+
+    /// Opens an existing journal read-only.
+    pub fn open_read_only(path: &Path) -> Result<Db, JournalError> {
+        Self::open_reading(path).map_err(|e| explain_permissions(e, path, false))
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn open_writable(path: &Path) -> Result<Db, JournalError> {
+        let path_buf = path.to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            create_dir(&path_buf, dir)?;
+        }
+        create_file(&path_buf)?;
+
+        let sqlite = |op| {
+            let path = path_buf.clone();
+            move |source: rusqlite::Error| JournalError::database(path.display(), op, source)
+        };
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut conn = Connection::open_with_flags(path, flags).map_err(sqlite("open"))?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(sqlite("set busy_timeout"))?;
+        conn.pragma_update(None, "foreign_keys", true)
+            .map_err(sqlite("enable foreign_keys"))?;
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+            .map_err(sqlite("set journal_mode=WAL"))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(JournalError::WalUnsupported {
+                path: path_buf,
+                mode,
+            });
+        }
+        // synchronous=FULL: in WAL mode, NORMAL is safe against a crash of
+        // this process but a power loss or OS crash can roll back the last
+        // committed transactions. The journal is what makes "deploy queued"
+        // (and the 202 already sent to the provider) survive a reboot, and
+        // the write rate is a handful of tiny transactions per deploy, so the
+        // extra fsync per commit costs nothing that matters.
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(sqlite("set synchronous=FULL"))?;
+        migrate(&mut conn, &path_buf, schema::SQLITE)?;
+        Ok(Db {
+            path: path_buf,
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn open_reading(path: &Path) -> Result<Db, JournalError> {
+        let path_buf = path.to_path_buf();
+        // SQLite would report a missing file only as "unable to open
+        // database file"; say what is wrong instead. A permission problem
+        // is explained by `explain_permissions`; others (a directory) are
+        // left to SQLite to report.
+        if let Err(e) = std::fs::metadata(path) {
+            if e.kind() == io::ErrorKind::NotFound {
+                return Err(JournalError::Missing { path: path_buf });
+            }
+        }
+        let sqlite = |op| {
+            let path = path_buf.clone();
+            move |source: rusqlite::Error| JournalError::database(path.display(), op, source)
+        };
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(sqlite("open"))?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(sqlite("set busy_timeout"))?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(sqlite("read schema version"))?;
+        if version == 0 {
+            return Err(JournalError::NotAJournal { path: path_buf });
+        }
+        if version > SCHEMA_VERSION {
+            return Err(JournalError::TooNew {
+                location: path_buf.display().to_string(),
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        if version < 6 {
+            // A journal older than schema 6 has no `pusher` column, and a
+            // read-only connection cannot add it: a temporary view (temp
+            // names are found before main ones) lends every query the
+            // column, empty.
+            conn.execute_batch(
+                "CREATE TEMP VIEW deploys AS SELECT *, NULL AS pusher FROM main.deploys",
+            )
+            .map_err(sqlite("read a journal older than schema 6"))?;
+        }
+        Ok(Db {
+            path: path_buf,
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction: committed if it
+    /// returns `Ok`, rolled back otherwise (and if it panics). A
+    /// [`Commit::Relaxed`] one commits with `synchronous=NORMAL` (set
+    /// before the transaction, as SQLite requires, and back to FULL before
+    /// the connection is released, so no other write runs relaxed).
+    pub fn write<R>(
+        &self,
+        commit: Commit,
+        f: impl FnOnce(&mut dyn Sql) -> Result<R, DbError>,
+    ) -> Result<R, DbError> {
+        let mut conn = self.lock();
+        let relaxed = commit == Commit::Relaxed;
+        if relaxed {
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+        }
+        let outcome = (|| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let value = f(&mut Tx { conn: &tx })?;
+            tx.commit()?;
+            Ok(value)
+        })();
+        if relaxed {
+            // Setting this pragma only sets a flag on the connection;
+            // SQLite fails it only on a connection that fails every write.
+            conn.pragma_update(None, "synchronous", "FULL")?;
+        }
+        outcome
+    }
+
+    /// Runs `f` on the connection, outside an explicit transaction (each
+    /// statement sees the latest committed state).
+    pub fn read<R>(
+        &self,
+        f: impl FnOnce(&mut dyn Sql) -> Result<R, DbError>,
+    ) -> Result<R, DbError> {
+        let conn = self.lock();
+        f(&mut Tx { conn: &conn })
+    }
+
+    /// `PRAGMA synchronous` on the connection.
+    #[cfg(test)]
+    pub fn synchronous(&self) -> i64 {
+        self.lock()
+            .pragma_query_value(None, "synchronous", |row| row.get(0))
+            .unwrap()
+    }
+
+    /// Locks the connection. A poisoned lock is taken anyway: a panic while
+    /// holding it cannot leave a transaction open (dropping a rusqlite
+    /// `Transaction` rolls it back), so the connection is still consistent.
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A statement runner on the locked connection.
+struct Tx<'a> {
+    conn: &'a Connection,
+}
+
+impl Sql for Tx<'_> {
+    fn execute(&mut self, sql: &str, args: &[Value]) -> Result<u64, DbError> {
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        Ok(stmt.execute(rusqlite::params_from_iter(args))? as u64)
+    }
+
+    fn query(&mut self, sql: &str, args: &[Value]) -> Result<Vec<Rec>, DbError> {
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let columns = stmt.column_count();
+        let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let mut rec = Vec::with_capacity(columns);
+            for i in 0..columns {
+                rec.push(match row.get_ref(i)? {
+                    ValueRef::Null => Value::Null,
+                    ValueRef::Integer(n) => Value::Int(n),
+                    ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+                    other => {
+                        return Err(DbError::Decode {
+                            column: i,
+                            problem: format!("unexpected {:?} value", other.data_type()),
+                        })
+                    }
+                });
+            }
+            out.push(Rec(rec));
+        }
+        Ok(out)
+    }
+}
+
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            Value::Null => ToSqlOutput::from(rusqlite::types::Null),
+            Value::Int(n) => ToSqlOutput::from(*n),
+            Value::Text(s) => ToSqlOutput::from(s.as_str()),
+        })
+    }
+}
+
+/// Replaces an error opening the journal at `path` by who owns what, when
+/// the file system refuses this user the file or a directory on the way to
+/// it (for reading, and for writing when `write`); any other error is kept.
+fn explain_permissions(err: JournalError, path: &Path, write: bool) -> JournalError {
+    let may_be_permissions = match &err {
+        JournalError::CreateDir { source, .. } | JournalError::CreateFile { source, .. } => {
+            source.kind() == io::ErrorKind::PermissionDenied
+        }
+        JournalError::Database {
+            source: DbError::Sqlite(source),
+            ..
+        } => matches!(
+            source.sqlite_error_code(),
+            Some(
+                rusqlite::ErrorCode::CannotOpen
+                    | rusqlite::ErrorCode::ReadOnly
+                    | rusqlite::ErrorCode::PermissionDenied
+                    | rusqlite::ErrorCode::SystemIoFailure
+            )
+        ),
+        _ => false,
+    };
+    if !may_be_permissions {
+        return err;
+    }
+    match crate::ownership::permission_problem(path, write) {
+        Some(denied) => JournalError::PermissionDenied {
+            path: path.to_path_buf(),
+            denied,
+        },
+        None => err,
+    }
+}
+
+/// Creates `dir` (the journal's parent) if needed, private to its owner.
+fn create_dir(path: &Path, dir: &Path) -> Result<(), JournalError> {
+    let fail = |source| JournalError::CreateDir {
+        path: path.to_path_buf(),
+        dir: dir.to_path_buf(),
+        source,
+    };
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(fail(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "it exists and is not a directory",
+        ))),
+        // 0700: the journal's directory is the state directory, which
+        // holds the journal, keys and logs.
+        Err(_) => std::os::unix::fs::DirBuilderExt::mode(
+            std::fs::DirBuilder::new().recursive(true),
+            0o700,
+        )
+        .create(dir)
+        .map_err(fail),
+    }
+}
+
+/// Creates the journal file if it does not exist yet, readable only by its
+/// owner on Unix (it holds the hook tokens). SQLite gives the `-wal` and
+/// `-shm` files the database file's permissions. An existing file's
+/// permissions are left alone.
+fn create_file(path: &Path) -> Result<(), JournalError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(JournalError::CreateFile {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Creates or migrates the schema to the newest of `migrations`, in one
+/// immediate transaction (so two processes opening a new journal at once do
+/// not both create it).
+fn migrate(
+    conn: &mut Connection,
+    path: &Path,
+    migrations: &[Migration],
+) -> Result<(), JournalError> {
+    let err = |source: rusqlite::Error| {
+        JournalError::database(path.display(), "create or migrate schema", source)
+    };
+    let supported = schema::latest(migrations);
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(err)?;
+    let version: i64 = tx
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(err)?;
+    if version > supported {
+        return Err(JournalError::TooNew {
+            location: path.display().to_string(),
+            found: version,
+            supported,
+        });
+    }
+    for migration in migrations.iter().filter(|m| m.version > version) {
+        tx.execute_batch(migration.sql).map_err(err)?;
+    }
+    if version < supported {
+        tx.pragma_update(None, "user_version", supported)
+            .map_err(err)?;
+    }
+    tx.commit().map_err(err)
+}

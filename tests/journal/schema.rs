@@ -1,0 +1,79 @@
+//! The schema on both backends: migrations applied once, under a lock, by
+//! processes or replicas starting at once, and a journal a newer redeploy
+//! wrote refused.
+
+use std::sync::{Arc, Barrier};
+
+use redeploy_host::journal::*;
+
+use super::Store;
+
+/// How many processes (or replicas) open a new journal at the same moment.
+const OPENING_AT_ONCE: usize = 8;
+
+fn replicas_opening_a_new_journal_at_once_migrate_it_once(store: &Store) {
+    let store = Arc::new(store);
+    let barrier = Arc::new(Barrier::new(OPENING_AT_ONCE));
+    std::thread::scope(|scope| {
+        for i in 0..OPENING_AT_ONCE {
+            let barrier = barrier.clone();
+            let store = store.clone();
+            scope.spawn(move || {
+                barrier.wait();
+                let journal = store.open();
+                journal
+                    .ensure_hook_token(&format!("stack-{i}"), "t")
+                    .unwrap();
+            });
+        }
+    });
+    let journal = store.open();
+    for i in 0..OPENING_AT_ONCE {
+        assert!(journal.hook_token(&format!("stack-{i}")).unwrap().is_some());
+    }
+    match *store {
+        Store::Sqlite(_) => assert_eq!(store.query_i64("PRAGMA user_version"), SCHEMA_VERSION),
+        Store::Postgres(_) => {
+            let latest = schema::latest(schema::POSTGRES);
+            assert_eq!(
+                store.query_i64("SELECT COUNT(*) FROM schema_migrations"),
+                latest
+            );
+            assert_eq!(
+                store.query_i64("SELECT MAX(version) FROM schema_migrations"),
+                latest
+            );
+        }
+    }
+}
+
+fn a_journal_a_newer_redeploy_migrated_is_refused(store: &Store) {
+    drop(store.open());
+    let newer = match store {
+        Store::Sqlite(_) => {
+            store.execute(&format!("PRAGMA user_version = {}", SCHEMA_VERSION + 1));
+            SCHEMA_VERSION + 1
+        }
+        Store::Postgres(_) => {
+            let newer = schema::latest(schema::POSTGRES) + 1;
+            store.execute(&format!(
+                "INSERT INTO schema_migrations VALUES ({newer}, '{newer:04}_future', 0)"
+            ));
+            newer
+        }
+    };
+    let err = match store {
+        Store::Sqlite(dir) => Journal::open(&Journal::path_in(&dir.0)).unwrap_err(),
+        Store::Postgres(url) => Journal::open_postgres(&PostgresOptions::new(url)).unwrap_err(),
+    };
+    assert!(
+        matches!(err, JournalError::TooNew { found, .. } if found == newer),
+        "{err}"
+    );
+    assert!(err.to_string().contains("upgrade redeploy"), "{err}");
+}
+
+super::on_both_backends!(
+    replicas_opening_a_new_journal_at_once_migrate_it_once,
+    a_journal_a_newer_redeploy_migrated_is_refused,
+);
