@@ -64,6 +64,7 @@ mod load;
 mod node;
 mod package;
 mod post_receive;
+mod postgres;
 mod readme;
 mod secrets;
 mod serve;

@@ -178,6 +178,15 @@ pub enum JournalError {
         /// The deploy id asked for.
         id: i64,
     },
+    /// Another `redeploy serve` is running on this PostgreSQL journal.
+    #[error(
+        "journal {location}: another `redeploy serve` is using this database; one server per \
+         journal (replicas that share its deploys are not supported yet)"
+    )]
+    Busy {
+        /// The database URL without its password.
+        location: String,
+    },
     /// [`Journal::transition`] was asked for a transition that
     /// [`DeployState::can_transition_to`] forbids; nothing was changed.
     #[error("journal: cannot transition deploy {id}: illegal transition {from} -> {to}")]
@@ -361,6 +370,28 @@ impl Journal {
             Backend::Postgres(db) => db.read(f),
         }
         .map_err(|source| JournalError::database(&self.location, op, source))
+    }
+
+    /// For `redeploy serve` on a PostgreSQL journal: takes the lock that
+    /// keeps a second server off the same journal, held until the returned
+    /// lease drops. Several replicas sharing deploys are not supported yet,
+    /// so a second server is refused ([`JournalError::Busy`]). A SQLite
+    /// journal needs no lease (the state directory's serve lock does it).
+    pub fn hold_serve_lock(&self) -> Result<Option<postgres::ServeLease>, JournalError> {
+        let Backend::Postgres(db) = &self.backend else {
+            return Ok(None);
+        };
+        match db.hold_serve_lock() {
+            Ok(Some(lease)) => Ok(Some(lease)),
+            Ok(None) => Err(JournalError::Busy {
+                location: self.location.clone(),
+            }),
+            Err(source) => Err(JournalError::database(
+                &self.location,
+                "take the serve lock",
+                source,
+            )),
+        }
     }
 
     /// Checks that the database answers (for `/healthz`).

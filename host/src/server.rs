@@ -162,8 +162,22 @@ async fn deploy_log(
     }
 }
 
-async fn healthz() -> &'static str {
-    "ok\n"
+/// `GET /healthz`: `200 ok` while the journal answers a query, `503
+/// journal unreachable` when it does not (the reason goes to the log, not
+/// to whoever asks: it names the database).
+async fn healthz(State(state): State<Arc<AppState>>) -> Response {
+    let journal = state.dispatcher.journal().clone();
+    match tokio::task::spawn_blocking(move || journal.ping()).await {
+        Ok(Ok(())) => "ok\n".into_response(),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "health check: the journal does not answer");
+            (StatusCode::SERVICE_UNAVAILABLE, "journal unreachable\n").into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "health check failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "health check failed\n").into_response()
+        }
+    }
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {

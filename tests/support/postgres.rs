@@ -89,6 +89,18 @@ impl Cluster {
         );
     }
 
+    /// Stops the server at once (`-m immediate`: like a crash, no
+    /// checkpoint); [`Cluster::pg_ctl_start`] starts it again.
+    pub fn pg_ctl_stop(&self) {
+        run(
+            self.as_server(&self.bin.join("pg_ctl"))
+                .arg("-D")
+                .arg(self.data())
+                .args(["-m", "immediate", "-w", "stop"]),
+            "pg_ctl stop",
+        );
+    }
+
     /// A new, empty database; returns its URL.
     pub fn database(&self, tag: &str) -> String {
         let name = format!(

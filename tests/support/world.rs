@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use redeploy_host::journal::{DeployRecord, DeployState, Journal};
+use redeploy_host::journal::{DeployRecord, DeployState, Journal, PostgresOptions};
 
 use super::{deploy, free_port, wait_for, ServerProcess, TempDir};
 
@@ -15,12 +15,32 @@ const MAX_DEPLOYS: usize = 100_000;
 pub struct World {
     pub dir: TempDir,
     pub config: PathBuf,
+    /// The PostgreSQL journal's URL, when the world's journal is one.
+    pub journal_url: Option<String>,
 }
 
 impl World {
     /// Writes the stand-in and a config made of `[server]` settings plus `stacks_toml`.
     /// In `stacks_toml`, `@RECORD:<name>@` becomes a record dir and `@STANDIN@` the program.
     pub fn new(name: &str, server_toml: &str, stacks_toml: &str) -> World {
+        World::with_journal(name, server_toml, stacks_toml, None)
+    }
+
+    /// [`World::new`] with its journal in a fresh database of the test
+    /// process's PostgreSQL cluster.
+    pub fn on_postgres(name: &str, server_toml: &str, stacks_toml: &str) -> World {
+        let url = super::postgres::shared().database(name);
+        World::with_journal(name, server_toml, stacks_toml, Some(url))
+    }
+
+    /// [`World::new`] with its journal at `journal_url` (PostgreSQL), or
+    /// the SQLite file in its state directory.
+    pub fn with_journal(
+        name: &str,
+        server_toml: &str,
+        stacks_toml: &str,
+        journal_url: Option<String>,
+    ) -> World {
         let dir = TempDir::new(name);
         let standin = dir.join("standin.sh");
         deploy::write_executable(&standin, deploy::STAND_IN);
@@ -36,12 +56,20 @@ impl World {
             stacks.replace_range(start..end, rec.to_str().unwrap());
         }
         let config = dir.join("redeploy.toml");
+        let journal = match &journal_url {
+            Some(url) => format!("[journal]\nurl = \"{url}\"\n\n"),
+            None => String::new(),
+        };
         std::fs::write(
             &config,
-            format!("[server]\nstate_dir = \"state\"\n{server_toml}\n\n{stacks}"),
+            format!("[server]\nstate_dir = \"state\"\n{server_toml}\n\n{journal}{stacks}"),
         )
         .unwrap();
-        World { dir, config }
+        World {
+            dir,
+            config,
+            journal_url,
+        }
     }
 
     /// A world of `stacks` with `[server]` settings `server_toml`, and its
@@ -77,9 +105,12 @@ impl World {
         ServerProcess::start_env(&self.config, port, extra, log, env)
     }
 
-    /// The journal, read-only.
+    /// The journal: the SQLite file read-only, or the PostgreSQL database.
     pub fn journal(&self) -> Journal {
-        Journal::open_read_only(&Journal::path_in(&self.dir.join("state"))).unwrap()
+        match &self.journal_url {
+            Some(url) => Journal::open_postgres(&PostgresOptions::new(url)).unwrap(),
+            None => Journal::open_read_only(&Journal::path_in(&self.dir.join("state"))).unwrap(),
+        }
     }
 
     /// One SQL query's single value from the journal's database, opened

@@ -7,7 +7,7 @@
 use serde_json::{json, Value};
 
 use crate::config;
-use crate::journal::{DeliveryRecord, Journal};
+use crate::journal::DeliveryRecord;
 use crate::text::{one_line, rfc3339_ms};
 
 /// How many deliveries `deliveries` shows by default.
@@ -33,7 +33,7 @@ impl Deliveries {
     /// Prints the deliveries.
     pub fn execute(self) -> anyhow::Result<()> {
         let config = self.config.load_for(config::SecretScope::NoStack)?;
-        let journal = Journal::open_read_only(&Journal::path_in(&config.server.state_dir))?;
+        let journal = super::open_for_reading(&config)?;
         let deliveries = journal.deliveries_of(self.stack.as_deref(), self.limit)?;
         if let Some(name) = &self.stack {
             if deliveries.is_empty() {

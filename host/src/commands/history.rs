@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use crate::config;
-use crate::journal::{DeployRecord, Journal};
+use crate::journal::DeployRecord;
 use crate::text::one_line;
 
 /// How many deploys `history` shows by default.
@@ -35,7 +35,7 @@ impl History {
     /// Prints the history.
     pub fn execute(self) -> anyhow::Result<()> {
         let config = self.config.load_for(config::SecretScope::NoStack)?;
-        let journal = Journal::open_read_only(&Journal::path_in(&config.server.state_dir))?;
+        let journal = super::open_for_reading(&config)?;
         let deploys = journal.deploys(self.stack.as_deref(), self.limit)?;
         // A stack neither configured nor in the journal is a typo: say so,
         // with the stacks there are. A stack removed from the config still

@@ -9,7 +9,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use crate::config;
-use crate::journal::Journal;
 
 /// How often `--follow` looks for more of the log and for the deploy's end.
 pub const FOLLOW_POLL: Duration = Duration::from_millis(200);
@@ -31,7 +30,7 @@ impl Logs {
     /// Prints the log (following it with `--follow`).
     pub fn execute(self) -> anyhow::Result<()> {
         let config = self.config.load_for(config::SecretScope::NoStack)?;
-        let journal = Journal::open_read_only(&Journal::path_in(&config.server.state_dir))?;
+        let journal = super::open_for_reading(&config)?;
         let id = self.id;
         let mut out = std::io::stdout().lock();
         let mut printed = 0u64;

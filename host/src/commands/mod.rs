@@ -101,14 +101,28 @@ pub fn stack<'c>(config: &'c Config, name: &str, path: &Path) -> anyhow::Result<
 }
 
 /// Creates `config`'s state directory, `0700` when created here (it holds
-/// the journal, keys, logs and the compiled-component cache; an existing
-/// one is left as it is), and opens the journal in it.
+/// the SQLite journal, keys, logs and the compiled-component cache; an
+/// existing one is left as it is), and opens the journal: the SQLite file
+/// in it, or the PostgreSQL database of `[journal]`.
 pub fn open_state(config: &Config) -> anyhow::Result<Journal> {
     let state_dir = &config.server.state_dir;
     std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
         .create(state_dir)
         .with_context(|| format!("state directory {} cannot be created", state_dir.display()))?;
-    Ok(Journal::open(&Journal::path_in(state_dir))?)
+    Ok(match &config.journal.postgres {
+        Some(postgres) => Journal::open_postgres(&postgres.options())?,
+        None => Journal::open(&Journal::path_in(state_dir))?,
+    })
+}
+
+/// Opens `config`'s journal to read it (`history`, `deliveries`, `logs`),
+/// creating nothing: the SQLite file read-only, beside a running server,
+/// or the PostgreSQL database.
+pub fn open_for_reading(config: &Config) -> anyhow::Result<Journal> {
+    Ok(match &config.journal.postgres {
+        Some(postgres) => Journal::open_postgres(&postgres.options())?,
+        None => Journal::open_read_only(&Journal::path_in(&config.server.state_dir))?,
+    })
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ impl RunQueued {
     /// Runs them.
     pub fn execute(self) -> anyhow::Result<()> {
         let config = Arc::new(self.config.load()?);
-        let journal = Arc::new(Journal::open(&Journal::path_in(&config.server.state_dir))?);
+        let journal = Arc::new(super::open_state(&config)?);
         crate::retention::prune_logged(&config, &journal, crate::journal::now_ms());
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -59,6 +59,8 @@ impl Serve {
         // One server per state directory: a second one would run the same
         // queued deploys and recover the first one's deploys as its own.
         let _serve_lock = crate::supervise::lock_serve(state_dir)?;
+        // The same, across machines, for a PostgreSQL journal.
+        let _journal_lease = journal.hold_serve_lock()?;
         // The socket before anything runs: a server that cannot listen
         // stops here, before it recovers or resumes any deploy.
         let addr = self.listen.unwrap_or(config.server.listen);

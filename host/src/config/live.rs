@@ -105,6 +105,11 @@ pub fn merge_reload(running: &Config, new: Config) -> Reloaded {
             need_restart.push(*name);
         }
     }
+    // The journal is opened once, at start.
+    if config.journal != running.journal {
+        config.journal = running.journal.clone();
+        need_restart.push("journal");
+    }
     Reloaded {
         config,
         need_restart,

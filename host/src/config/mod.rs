@@ -50,12 +50,14 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod github;
+mod journal;
 mod live;
 mod raw;
 mod secrets;
 mod server;
 mod stack;
 
+pub use journal::{JournalConfig, PostgresConfig, MAX_POOL_SIZE};
 pub use live::{merge_reload, Live, LiveConfig, Reloaded};
 pub use secrets::{ProcessSecrets, Secret, SecretSource};
 pub use server::is_https_or_loopback_http;
@@ -355,6 +357,8 @@ pub struct Config {
     pub stacks: Vec<StackConfig>,
     /// The `[hook]` table: how `redeploy post-receive` behaves.
     pub hook: HookConfig,
+    /// The `[journal]` table: SQLite in the state directory, or PostgreSQL.
+    pub journal: JournalConfig,
     /// The absolute directory relative paths were resolved against (the
     /// config file's directory).
     pub base_dir: PathBuf,
@@ -800,6 +804,7 @@ fn validate(
 ) -> Result<Config> {
     let server = validate_server(raw.server, &base_dir)?;
     let hook = validate_hook(raw.hook)?;
+    let journal = journal::validate_journal(raw.journal, &base_dir, sources)?;
 
     let mut seen = BTreeSet::new();
     let mut stacks = Vec::with_capacity(raw.stacks.len());
@@ -818,6 +823,7 @@ fn validate(
         server,
         stacks,
         hook,
+        journal,
         base_dir,
     })
 }

@@ -20,6 +20,18 @@ pub(super) struct RawConfig {
     pub(super) stacks: Vec<RawStack>,
     #[serde(default)]
     pub(super) hook: RawHook,
+    pub(super) journal: Option<RawJournal>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawJournal {
+    pub(super) url: Option<OpaqueString>,
+    pub(super) url_env: Option<String>,
+    pub(super) url_file: Option<PathBuf>,
+    pub(super) pool_size: Option<usize>,
+    pub(super) connect_timeout: Option<String>,
+    pub(super) acquire_timeout: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

@@ -38,6 +38,17 @@ impl fmt::Display for Secret {
     }
 }
 
+/// Compared in constant time (a reload compares the running journal URL
+/// with the new one).
+impl PartialEq for Secret {
+    fn eq(&self, other: &Secret) -> bool {
+        use subtle::ConstantTimeEq as _;
+        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
+    }
+}
+
+impl Eq for Secret {}
+
 /// Where validation reads the secrets a config names by environment
 /// variable or file (`secrets_env`, `hook_token_file`, `github.token_env`...).
 pub trait SecretSource {

@@ -55,6 +55,15 @@ pub const MIGRATION_LOCK: i64 = 0x7265_6465_706c_6f78;
 /// ends ("redeploy" in ASCII).
 pub const WRITE_LOCK: i64 = 0x7265_6465_706c_6f79;
 
+/// The advisory lock a running `redeploy serve` holds on its own connection
+/// for as long as it runs: one server per journal until replicas share
+/// deploys ("redeploy" in ASCII, plus one).
+pub const SERVE_LOCK: i64 = 0x7265_6465_706c_6f7a;
+
+/// How long the serve lock's keeper waits between attempts to take the
+/// lock again after its connection was lost.
+const SERVE_LOCK_RETRY: Duration = Duration::from_secs(1);
+
 /// The newest PostgreSQL schema version this build knows.
 pub const SCHEMA_VERSION: i64 = schema::latest(schema::POSTGRES);
 
@@ -106,6 +115,21 @@ impl fmt::Debug for PostgresOptions {
 pub struct Db {
     pool: Pool,
     location: String,
+    /// How to connect outside the pool (the serve lock's connection).
+    connect: tokio_postgres::Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+}
+
+/// The serve lock, held by a connection of its own; released when dropped
+/// (the connection closes).
+pub struct ServeLease {
+    keeper: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ServeLease {
+    fn drop(&mut self) {
+        self.keeper.abort();
+    }
 }
 
 /// The runtime the PostgreSQL I/O runs on: one worker thread for every
@@ -157,8 +181,8 @@ impl Db {
             .keepalives(true);
         pg.ssl_mode(parsed.ssl_mode);
         let manager = Manager::from_config(
-            pg,
-            parsed.tls,
+            pg.clone(),
+            parsed.tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -177,7 +201,12 @@ impl Db {
                     DbError::Unavailable(e.to_string()),
                 )
             })?;
-        let db = Db { pool, location };
+        let db = Db {
+            pool,
+            location,
+            connect: pg,
+            tls: parsed.tls,
+        };
         db.migrate(schema::POSTGRES)?;
         Ok(db)
     }
@@ -235,6 +264,50 @@ impl Db {
         })
     }
 
+    /// Takes [`SERVE_LOCK`] on a connection of its own, or says that
+    /// another server holds it (`Ok(None)`). Should that connection be
+    /// lost (the database restarted), its keeper takes the lock again as
+    /// soon as the database is back, and says so loudly if another server
+    /// took it meanwhile.
+    pub fn hold_serve_lock(&self) -> Result<Option<ServeLease>, DbError> {
+        let connect = self.connect.clone();
+        let tls = self.tls.clone();
+        let location = self.location.clone();
+        blocking(|| {
+            runtime().block_on(async move {
+                let Some(mut held) = lock_on_own_connection(&connect, &tls).await? else {
+                    return Ok(None);
+                };
+                let keeper = tokio::spawn(async move {
+                    loop {
+                        let _ = (&mut held.1).await;
+                        tracing::error!(
+                            journal = %location,
+                            "the connection holding this server's journal lock was lost; taking the lock again"
+                        );
+                        held = loop {
+                            tokio::time::sleep(SERVE_LOCK_RETRY).await;
+                            match lock_on_own_connection(&connect, &tls).await {
+                                Ok(Some(again)) => break again,
+                                Ok(None) => tracing::error!(
+                                    journal = %location,
+                                    "another redeploy serve took this journal's lock while the database was unreachable: stop one of the two servers"
+                                ),
+                                Err(e) => tracing::warn!(
+                                    journal = %location,
+                                    error = %DbError::from(e),
+                                    "cannot take the journal lock again yet"
+                                ),
+                            }
+                        };
+                        tracing::info!(journal = %location, "journal lock taken again");
+                    }
+                });
+                Ok(Some(ServeLease { keeper }))
+            })
+        })
+    }
+
     /// Applies every migration of `migrations` the database has not seen,
     /// in one transaction under [`MIGRATION_LOCK`]; refuses a database a
     /// newer `redeploy` migrated.
@@ -284,6 +357,23 @@ impl Db {
             supported,
         })
     }
+}
+
+/// A connection of its own holding [`SERVE_LOCK`], and the task driving it
+/// (which ends when the connection does); `None` if another holds the lock.
+async fn lock_on_own_connection(
+    connect: &tokio_postgres::Config,
+    tls: &tokio_postgres_rustls::MakeRustlsConnect,
+) -> Result<Option<(tokio_postgres::Client, tokio::task::JoinHandle<()>)>, tokio_postgres::Error> {
+    let (client, connection) = connect.connect(tls.clone()).await?;
+    let driver = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let taken: bool = client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&SERVE_LOCK])
+        .await?
+        .get(0);
+    Ok(taken.then_some((client, driver)))
 }
 
 /// A pooled connection that goes back to the pool only when released: one
@@ -452,6 +542,12 @@ pub fn is_connection_error(e: &tokio_postgres::Error) -> bool {
             code.starts_with("08") || code.starts_with("57P") || code == "53300"
         }
     }
+}
+
+/// Checks that `url` is a database URL this build can use (scheme, TLS
+/// parameters, root certificate file); the message never quotes the URL.
+pub fn check_url(url: &str) -> Result<(), String> {
+    ConnectConfig::parse(url).map(|_| ())
 }
 
 /// How `sslmode` asks the server's certificate to be checked.
