@@ -126,3 +126,152 @@ fn while_the_database_is_down_deliveries_get_503_and_nothing_accepted_is_lost() 
     assert_eq!(shas, [sha(1), sha(2)]);
     server.terminate();
 }
+
+/// Runs `redeploy ARGS... --config CONFIG`.
+fn redeploy_with(config: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(crate::support::redeploy_bin())
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_sqlite_journal_moves_to_postgres_with_its_history_and_hook_urls() {
+    let world = World::new("pg-move", "", &web("1"));
+    let server = world.start(&[]);
+    // One deploy runs while two more arrive: the older of those two is
+    // superseded by the newer (a deploy naming a later one).
+    assert_eq!(push(&server, 1, "m1"), 202);
+    world.wait_ran_more_than("web", 0, 10);
+    assert_eq!(push(&server, 2, "m2"), 202);
+    assert_eq!(push(&server, 3, "m3"), 202);
+    let deploys = world.settle(30);
+    assert_eq!(deploys.len(), 3);
+    assert_eq!(deploys[1].state, DeployState::Cancelled);
+    assert_eq!(deploys[1].superseded_by, Some(deploys[2].id));
+    server.terminate();
+    let json = |config: &std::path::Path, args: &[&str]| {
+        let out = redeploy_with(config, args);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        out.stdout
+    };
+    let history = json(&world.config, &["history", "--json"]);
+    let deliveries = json(&world.config, &["deliveries", "--json"]);
+    let hook_url = json(&world.config, &["hook-url", "web"]);
+    let migrate = json(&world.config, &["journal", "migrate"]);
+    assert!(
+        String::from_utf8_lossy(&migrate).ends_with(&format!(
+            ": schema version {}\n",
+            redeploy_host::journal::SCHEMA_VERSION
+        )),
+        "{}",
+        String::from_utf8_lossy(&migrate)
+    );
+
+    let export = world.dir.join("journal.jsonl");
+    json(
+        &world.config,
+        &["journal", "export", "--output", export.to_str().unwrap()],
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&export).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the export holds the hook tokens");
+    let text = std::fs::read_to_string(&export).unwrap();
+    assert_eq!(
+        text.lines().next().unwrap(),
+        r#"{"format":"redeploy-journal-export","version":1}"#
+    );
+    // An existing file is never overwritten.
+    let again = redeploy_with(
+        &world.config,
+        &["journal", "export", "--output", export.to_str().unwrap()],
+    );
+    assert!(!again.status.success());
+
+    // The same configuration, with its journal in PostgreSQL.
+    let url = crate::support::postgres::shared().database("pg_move");
+    let pg_config = world.dir.join("redeploy-pg.toml");
+    let original = std::fs::read_to_string(&world.config).unwrap();
+    std::fs::write(
+        &pg_config,
+        original.replacen(
+            "[[stacks]]",
+            &format!("[journal]\nurl = \"{url}\"\n\n[[stacks]]"),
+            1,
+        ),
+    )
+    .unwrap();
+    let imported = json(&pg_config, &["journal", "import", export.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&imported).starts_with("imported "));
+    assert_eq!(json(&pg_config, &["history", "--json"]), history);
+    assert_eq!(json(&pg_config, &["deliveries", "--json"]), deliveries);
+    assert_eq!(json(&pg_config, &["hook-url", "web"]), hook_url);
+    // Importing twice would merge two journals: refused, nothing changed.
+    let twice = redeploy_with(&pg_config, &["journal", "import", export.to_str().unwrap()]);
+    assert!(!twice.status.success());
+    assert!(
+        String::from_utf8_lossy(&twice.stderr).contains("is not empty"),
+        "{twice:?}"
+    );
+    assert_eq!(json(&pg_config, &["history", "--json"]), history);
+
+    // Served from PostgreSQL, new deploys continue after the imported ids.
+    let pg_world = World {
+        dir: crate::support::TempDir(world.dir.0.clone()),
+        config: pg_config.clone(),
+        journal_url: Some(url),
+    };
+    let server = pg_world.start(&[]);
+    assert_eq!(push(&server, 4, "m4"), 202);
+    let after = pg_world.settle(30);
+    assert_eq!(after.len(), 4);
+    assert!(after[3].id > deploys[2].id);
+    assert_eq!(after[3].state, DeployState::Succeeded);
+    server.terminate();
+    // Both worlds share the directory; only one may remove it.
+    std::mem::forget(pg_world.dir);
+}
+
+#[test]
+fn a_damaged_export_imports_nothing_and_says_which_line() {
+    let url = crate::support::postgres::shared().database("pg_damaged");
+    let world = World::with_journal("pg-damaged", "", &web("0"), Some(url));
+    let export = world.dir.join("bad.jsonl");
+    let header = r#"{"format":"redeploy-journal-export","version":1}"#;
+    let token = r#"{"table":"hook_tokens","row":{"stack":"web","token":"abcdefghijklmnopqrstuvwxyz012345"}}"#;
+    for (body, problem) in [
+        (
+            format!("{header}\n{token}\nnot json\n"),
+            "line 3: is not JSON",
+        ),
+        (
+            format!("{header}\n{token}\n{{\"table\":\"pg_authid\",\"row\":{{}}}}\n"),
+            "line 3: names no table redeploy exports",
+        ),
+        (
+            format!(
+                "{header}\n{}\n",
+                token.replace("\"token\"", "\"token; DROP TABLE deploys\"")
+            ),
+            "line 2: hook_tokens has no column",
+        ),
+        (
+            "{\"format\":\"other\"}\n".to_owned(),
+            "line 1: is not a redeploy journal export",
+        ),
+    ] {
+        std::fs::write(&export, body).unwrap();
+        let out = world.redeploy(&["journal", "import", export.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(stderr.contains(problem), "{stderr}");
+        assert!(stderr.contains("nothing was imported"), "{stderr}");
+        assert_eq!(
+            world.journal().hook_token("web").unwrap(),
+            None,
+            "rolled back"
+        );
+    }
+}

@@ -40,6 +40,9 @@ pub enum Command {
     Github(commands::github::Github),
     /// The configuration: `config check` validates it and shows each stack.
     Config(commands::config::ConfigCommand),
+    /// The journal: `migrate` its schema, `export` it to a file, `import`
+    /// one (from SQLite to PostgreSQL, say).
+    Journal(commands::journal::JournalCommand),
     /// Print a shell completion script (bash, zsh, fish...).
     Completions(commands::completions::Completions),
     /// Print the man page (roff).
@@ -66,6 +69,7 @@ impl Cli {
             Command::RunQueued(c) => c.execute(),
             Command::Github(c) => c.execute(),
             Command::Config(c) => c.execute(),
+            Command::Journal(c) => c.execute(),
             Command::Completions(c) => c.execute(),
             Command::Man(c) => c.execute(),
         }

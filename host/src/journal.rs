@@ -65,6 +65,7 @@ pub mod postgres;
 pub mod schema;
 pub mod sql;
 pub mod sqlite;
+pub mod transfer;
 pub use postgres::PostgresOptions;
 use sql::{args, Commit, DbError, Rec, Sql};
 pub use sqlite::{BUSY_TIMEOUT, SCHEMA_VERSION};
@@ -392,6 +393,18 @@ impl Journal {
                 source,
             )),
         }
+    }
+
+    /// The schema version the journal is at (SQLite's `user_version`,
+    /// PostgreSQL's newest `schema_migrations` row).
+    pub fn schema_version(&self) -> Result<i64, JournalError> {
+        let query = match self.backend {
+            Backend::Sqlite(_) => "PRAGMA user_version",
+            Backend::Postgres(_) => "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        };
+        self.read("read the schema version", |sql| {
+            sql.query_one(query, args![])?.get(0)
+        })
     }
 
     /// Checks that the database answers (for `/healthz`).

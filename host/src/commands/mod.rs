@@ -8,6 +8,7 @@ pub mod github;
 pub mod history;
 pub mod hook_url;
 pub mod install_hook;
+pub mod journal;
 pub mod logs;
 pub mod man;
 pub mod post_receive;

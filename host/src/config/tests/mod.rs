@@ -5,6 +5,7 @@
 use super::*;
 
 mod github;
+mod journal;
 mod secrets;
 mod stacks;
 

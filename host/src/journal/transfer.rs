@@ -1,0 +1,335 @@
+//! Moving a journal from one backend to another (`redeploy journal export`
+//! and `import`): every row of every table as one JSON line, ids kept, so a
+//! SQLite journal becomes a PostgreSQL one without losing its history, its
+//! hook tokens (every hook URL keeps working) or its server keys.
+//!
+//! The first line names the format and its version; each other line is
+//! `{"table": NAME, "row": {COLUMN: VALUE, ...}}`. Only the tables and
+//! columns in [`TABLES`] are read or written: an import builds its SQL from
+//! that list, never from the file.
+
+use serde_json::{json, Map, Value as Json};
+
+use super::sql::{Rec, Sql, Value};
+use super::{Backend, DbError, Journal, JournalError};
+
+/// The first line's `format`.
+pub const FORMAT: &str = "redeploy-journal-export";
+
+/// The first line's `version`: what this build writes and reads.
+pub const VERSION: i64 = 1;
+
+/// Every table a journal export holds, with its columns, parents before
+/// children (the order an import inserts in).
+pub const TABLES: &[(&str, &[&str])] = &[
+    (
+        "deliveries",
+        &[
+            "id",
+            "received_at_ms",
+            "stack",
+            "provider",
+            "event",
+            "delivery_id",
+            "status",
+            "summary",
+        ],
+    ),
+    (
+        "deploys",
+        &[
+            "id",
+            "stack",
+            "delivery_id",
+            "provider",
+            "git_ref",
+            "sha",
+            "services",
+            "profile",
+            "reason",
+            "event_json",
+            "state",
+            "created_at_ms",
+            "started_at_ms",
+            "finished_at_ms",
+            "exit_code",
+            "log_path",
+            "detail",
+            "superseded_by",
+            "pgid",
+            "pusher",
+        ],
+    ),
+    (
+        "deploy_transitions",
+        &["id", "deploy_id", "state", "at_ms", "detail"],
+    ),
+    ("hook_tokens", &["stack", "token"]),
+    (
+        "github_deployment_requests",
+        &[
+            "id",
+            "stack",
+            "delivery_id",
+            "deploy_id",
+            "git_ref",
+            "sha",
+            "request_json",
+            "state",
+            "deployment_id",
+            "http_status",
+            "detail",
+            "created_at_ms",
+            "updated_at_ms",
+        ],
+    ),
+    (
+        "reports",
+        &["id", "deploy_id", "target", "state", "outcome", "at_ms"],
+    ),
+    ("server_keys", &["name", "value"]),
+    (
+        "stack_commits",
+        &["stack", "sha", "before_sha", "deploy_id", "seen_at_ms"],
+    ),
+    (
+        "replay_keys",
+        &[
+            "key",
+            "stack",
+            "first_seen_ms",
+            "expires_at_ms",
+            "deploy_id",
+        ],
+    ),
+];
+
+/// The tables whose `id` a PostgreSQL identity column numbers: after an
+/// import, each one's sequence continues past the greatest id imported.
+const IDENTITY_TABLES: &[&str] = &[
+    "deliveries",
+    "deploys",
+    "deploy_transitions",
+    "github_deployment_requests",
+    "reports",
+];
+
+/// A deploy may name a later deploy in `superseded_by`: that column is
+/// filled in once every deploy is there.
+const DEFERRED: (&str, &str) = ("deploys", "superseded_by");
+
+/// What went wrong reading an export.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The journal could not be read or written.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// Line `line` of the export is not what this build writes.
+    #[error("line {line}: {problem}")]
+    Format {
+        /// 1-based.
+        line: usize,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The journal imported into already holds deliveries, deploys or hook
+    /// tokens: an import never merges.
+    #[error(
+        "journal {location} is not empty ({rows} rows in {table}): import only into a new journal"
+    )]
+    NotEmpty {
+        /// The journal.
+        location: String,
+        /// A table with rows.
+        table: &'static str,
+        /// How many.
+        rows: i64,
+    },
+}
+
+impl Journal {
+    /// Writes every row of every table to `out`, the format line first, in
+    /// one transaction (no writer changes the journal meanwhile); returns
+    /// the number of rows.
+    pub fn export(
+        &self,
+        out: &mut (dyn FnMut(&Json) -> std::io::Result<()> + Send),
+    ) -> Result<usize, JournalError> {
+        let mut failed = None;
+        let rows = self.write("export", |sql| {
+            let mut rows = 0;
+            let mut emit = |line: Json| {
+                if failed.is_none() {
+                    if let Err(e) = out(&line) {
+                        failed = Some(e);
+                    }
+                }
+            };
+            emit(json!({"format": FORMAT, "version": VERSION}));
+            for (table, columns) in TABLES {
+                let order = if columns[0] == "id" { "id" } else { "1" };
+                let select = format!(
+                    "SELECT {} FROM {table} ORDER BY {order}",
+                    columns.join(", ")
+                );
+                for rec in sql.query(&select, &[])? {
+                    emit(json!({"table": table, "row": row_json(columns, &rec)}));
+                    rows += 1;
+                }
+            }
+            Ok(rows)
+        })?;
+        match failed {
+            Some(e) => Err(JournalError::database(
+                &self.location,
+                "write the export",
+                DbError::Unavailable(e.to_string()),
+            )),
+            None => Ok(rows),
+        }
+    }
+
+    /// Reads an export line by line into this journal, which must hold no
+    /// delivery, deploy or hook token yet, in one transaction: all of it or
+    /// nothing. Returns the number of rows.
+    pub fn import(
+        &self,
+        lines: impl Iterator<Item = std::io::Result<String>> + Send,
+    ) -> Result<usize, ImportError> {
+        let postgres = matches!(self.backend, Backend::Postgres(_));
+        let location = self.location.clone();
+        let mut failure = None;
+        // A failed import returns an error from the transaction, so that
+        // it rolls back; the import's own error is what is reported.
+        let imported = self.write("import", |sql| {
+            import_in(sql, lines, postgres, &location).map_err(|e| {
+                failure = Some(e);
+                DbError::Unavailable("the import failed and was rolled back".to_owned())
+            })
+        });
+        match (imported, failure) {
+            (_, Some(e)) => Err(e),
+            (Ok(rows), None) => Ok(rows),
+            (Err(e), None) => Err(e.into()),
+        }
+    }
+}
+
+fn row_json(columns: &[&str], rec: &Rec) -> Json {
+    let mut row = Map::new();
+    for (column, value) in columns.iter().zip(&rec.0) {
+        row.insert(
+            (*column).to_owned(),
+            match value {
+                Value::Null => Json::Null,
+                Value::Int(n) => json!(n),
+                Value::Text(s) => json!(s),
+            },
+        );
+    }
+    Json::Object(row)
+}
+
+fn import_in(
+    sql: &mut dyn Sql,
+    lines: impl Iterator<Item = std::io::Result<String>>,
+    postgres: bool,
+    location: &str,
+) -> Result<usize, ImportError> {
+    let db = |source: DbError| JournalError::database(location, "import", source);
+    for table in ["deliveries", "deploys", "hook_tokens"] {
+        let rows: i64 = sql
+            .query_one(&format!("SELECT COUNT(*) FROM {table}"), &[])
+            .and_then(|r| r.get(0))
+            .map_err(db)?;
+        if rows > 0 {
+            return Err(ImportError::NotEmpty {
+                location: location.to_owned(),
+                table,
+                rows,
+            });
+        }
+    }
+    let mut imported = 0;
+    let mut deferred = Vec::new();
+    for (index, line) in lines.enumerate() {
+        let number = index + 1;
+        let bad = |problem: String| ImportError::Format {
+            line: number,
+            problem,
+        };
+        let line = line.map_err(|e| bad(format!("cannot be read: {e}")))?;
+        let parsed: Json =
+            serde_json::from_str(&line).map_err(|e| bad(format!("is not JSON: {e}")))?;
+        if number == 1 {
+            if parsed["format"] != FORMAT || parsed["version"] != VERSION {
+                return Err(bad(format!(
+                    "is not a redeploy journal export of version {VERSION} (its first line is {{\"format\": \"{FORMAT}\", \"version\": {VERSION}}})"
+                )));
+            }
+            continue;
+        }
+        let table = parsed["table"].as_str().unwrap_or_default();
+        let Some((table, columns)) = TABLES.iter().find(|(name, _)| *name == table) else {
+            return Err(bad(format!(
+                "names no table redeploy exports: {:?}",
+                parsed["table"]
+            )));
+        };
+        let Some(row) = parsed["row"].as_object() else {
+            return Err(bad("has no \"row\" object".to_owned()));
+        };
+        if let Some(unknown) = row.keys().find(|k| !columns.contains(&k.as_str())) {
+            return Err(bad(format!("{table} has no column {unknown:?}")));
+        }
+        let mut values: Vec<Value> = Vec::with_capacity(columns.len());
+        for column in *columns {
+            let value =
+                match row.get(*column).unwrap_or(&Json::Null) {
+                    Json::Null => Value::Null,
+                    Json::String(s) => Value::Text(s.clone()),
+                    Json::Number(n) => Value::Int(n.as_i64().ok_or_else(|| {
+                        bad(format!("{table}.{column} {n} is not a 64-bit integer"))
+                    })?),
+                    other => return Err(bad(format!("{table}.{column} cannot be {other}"))),
+                };
+            if (*table, *column) == DEFERRED && value != Value::Null {
+                deferred.push((values[0].clone(), value));
+                values.push(Value::Null);
+            } else {
+                values.push(value);
+            }
+        }
+        let placeholders: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
+        sql.execute(
+            &format!(
+                "INSERT INTO {table} ({}) VALUES ({})",
+                columns.join(", "),
+                placeholders.join(", ")
+            ),
+            &values,
+        )
+        .map_err(|e| bad(format!("{table}: {}", db(e))))?;
+        imported += 1;
+    }
+    for (id, superseded_by) in deferred {
+        sql.execute(
+            "UPDATE deploys SET superseded_by = ?2 WHERE id = ?1",
+            &[id, superseded_by],
+        )
+        .map_err(db)?;
+    }
+    if postgres {
+        for table in IDENTITY_TABLES {
+            sql.query(
+                &format!(
+                    "SELECT setval(pg_get_serial_sequence('{table}', 'id'), \
+                     (SELECT COALESCE(MAX(id), 0) + 1 FROM {table}), false)"
+                ),
+                &[],
+            )
+            .map_err(db)?;
+        }
+    }
+    Ok(imported)
+}
