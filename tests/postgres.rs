@@ -275,3 +275,96 @@ fn a_damaged_export_imports_nothing_and_says_which_line() {
         );
     }
 }
+
+/// Makes a CA and a certificate it signs for `names` (subjectAltName
+/// entries like `DNS:localhost`) in `dir`: `<tag>-ca.pem`, `<tag>.pem`,
+/// `<tag>.key`.
+fn certificate(dir: &std::path::Path, tag: &str, names: &str) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    };
+    let (ca_key, ca) = (format!("{tag}-ca.key"), format!("{tag}-ca.pem"));
+    let (key, csr, cert) = (format!("{tag}.key"), format!("{tag}.csr"), format!("{tag}.pem"));
+    run(&[
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+        &format!("/CN={tag} test CA"), "-keyout", &ca_key, "-out", &ca,
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    run(&[
+        "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=postgres", "-keyout", &key,
+        "-out", &csr,
+    ]);
+    let ext = dir.join(format!("{tag}.ext"));
+    std::fs::write(
+        &ext,
+        format!("subjectAltName={names}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"),
+    )
+    .unwrap();
+    run(&[
+        "x509", "-req", "-in", &csr, "-CA", &ca, "-CAkey", &ca_key, "-CAcreateserial",
+        "-days", "2", "-out", &cert, "-extfile", ext.to_str().unwrap(),
+    ]);
+}
+
+#[test]
+fn tls_to_the_database_is_used_and_checked_as_sslmode_says() {
+    let certs = crate::support::TempDir::new("pg-tls");
+    // The server's certificate names localhost only; another CA signs
+    // nothing the server shows.
+    certificate(&certs.0, "server", "DNS:localhost");
+    certificate(&certs.0, "stranger", "DNS:localhost");
+    let cluster = Cluster::start_configured("tls", |data| {
+        for (from, to) in [("server.pem", "server.crt"), ("server.key", "server.key")] {
+            std::fs::copy(certs.0.join(from), data.join(to)).unwrap();
+        }
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(data.join("server.key"), std::fs::Permissions::from_mode(0o600))
+            .unwrap();
+        "-c ssl=on".to_owned()
+    });
+    let url = cluster.database("tls");
+    let ca = certs.0.join("server-ca.pem");
+    let stranger = certs.0.join("stranger-ca.pem");
+    let open = |url: &str| {
+        redeploy_host::journal::Journal::open_postgres(
+            &redeploy_host::journal::PostgresOptions::new(url),
+        )
+    };
+    let encrypted = || {
+        cluster.psql(
+            "postgres",
+            "SELECT COUNT(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+             WHERE application_name = 'redeploy' AND ssl",
+        )
+    };
+    let localhost = url.replace("127.0.0.1", "localhost");
+
+    // verify-full: the chain and the name are checked.
+    let journal = open(&format!("{localhost}?sslmode=verify-full&sslrootcert={}", ca.display()))
+        .unwrap();
+    journal.ensure_hook_token("web", "t").unwrap();
+    assert_ne!(encrypted(), "0", "the journal's connections use TLS");
+    drop(journal);
+    let err = open(&format!("{url}?sslmode=verify-full&sslrootcert={}", ca.display()))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("certificate"), "127.0.0.1 is not a name in it: {err}");
+    let err = open(&format!("{localhost}?sslmode=verify-full&sslrootcert={}", stranger.display()))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("certificate"), "another CA signed it: {err}");
+    // verify-ca: the chain only.
+    open(&format!("{url}?sslmode=verify-ca&sslrootcert={}", ca.display())).unwrap();
+    // require: encrypted, any certificate (as libpq), unless a root is given.
+    open(&format!("{url}?sslmode=require")).unwrap();
+    let err = open(&format!("{url}?sslmode=require&sslrootcert={}", stranger.display()))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("certificate"), "{err}");
+}

@@ -38,6 +38,13 @@ pub fn shared() -> &'static Cluster {
 impl Cluster {
     /// Creates and starts a cluster (about a second).
     pub fn start(tag: &str) -> Cluster {
+        Cluster::start_configured(tag, |_| String::new())
+    }
+
+    /// Creates a cluster, lets `configure` put files into its data
+    /// directory (they are given to the server's user) and return extra
+    /// server options (`-c ssl=on ...`), and starts it.
+    pub fn start_configured(tag: &str, configure: impl FnOnce(&Path) -> String) -> Cluster {
         let bin = server_bin();
         static STARTED: AtomicU32 = AtomicU32::new(0);
         // Under /tmp, not target/: the server's user must reach it.
@@ -65,6 +72,14 @@ impl Cluster {
                 .args(["--auth=trust", "-U", "postgres", "--no-sync"]),
             "initdb",
         );
+        let options = configure(&cluster.data());
+        if is_root() {
+            run(
+                Command::new("chown").arg("-R").arg(SERVER_USER).arg(cluster.data()),
+                "chown",
+            );
+        }
+        std::fs::write(cluster.dir.join("options"), options).unwrap();
         cluster.pg_ctl_start();
         cluster.watch();
         cluster
@@ -78,9 +93,10 @@ impl Cluster {
                 .arg(self.data())
                 .arg("-o")
                 .arg(format!(
-                    "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+                    "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off {}",
                     self.port,
-                    self.dir.display()
+                    self.dir.display(),
+                    std::fs::read_to_string(self.dir.join("options")).unwrap_or_default()
                 ))
                 .arg("-l")
                 .arg(self.dir.join("server.log"))
