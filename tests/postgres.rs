@@ -37,6 +37,15 @@ fn serve_on_postgres_deploys_dedupes_and_recovers_after_a_sigkill() {
     assert_eq!(push(&server, 1, "d1"), 200);
     world.wait_ran_more_than("web", 0, 10);
     assert_eq!(push(&server, 2, "d2"), 202);
+    let metrics = String::from_utf8(server.get("/metrics").body).unwrap();
+    crate::support::assert_contains_all(
+        &metrics,
+        &[
+            "redeploy_queued_deploys{stack=\"web\"} 1\n",
+            "redeploy_journal_seconds_count{backend=\"postgres\",kind=\"write\"}",
+            "redeploy_journal_seconds_count{backend=\"postgres\",kind=\"read\"}",
+        ],
+    );
     server.kill();
     let states: Vec<DeployState> = world.deploys().iter().map(|d| d.state).collect();
     assert_eq!(states, [DeployState::Started, DeployState::Queued]);
@@ -289,16 +298,41 @@ fn certificate(dir: &std::path::Path, tag: &str, names: &str) {
         assert!(out.status.success(), "openssl {args:?}: {out:?}");
     };
     let (ca_key, ca) = (format!("{tag}-ca.key"), format!("{tag}-ca.pem"));
-    let (key, csr, cert) = (format!("{tag}.key"), format!("{tag}.csr"), format!("{tag}.pem"));
+    let (key, csr, cert) = (
+        format!("{tag}.key"),
+        format!("{tag}.csr"),
+        format!("{tag}.pem"),
+    );
     run(&[
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-        &format!("/CN={tag} test CA"), "-keyout", &ca_key, "-out", &ca,
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        &format!("/CN={tag} test CA"),
+        "-keyout",
+        &ca_key,
+        "-out",
+        &ca,
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
     ]);
     run(&[
-        "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=postgres", "-keyout", &key,
-        "-out", &csr,
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=postgres",
+        "-keyout",
+        &key,
+        "-out",
+        &csr,
     ]);
     let ext = dir.join(format!("{tag}.ext"));
     std::fs::write(
@@ -307,8 +341,21 @@ fn certificate(dir: &std::path::Path, tag: &str, names: &str) {
     )
     .unwrap();
     run(&[
-        "x509", "-req", "-in", &csr, "-CA", &ca, "-CAkey", &ca_key, "-CAcreateserial",
-        "-days", "2", "-out", &cert, "-extfile", ext.to_str().unwrap(),
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-out",
+        &cert,
+        "-extfile",
+        ext.to_str().unwrap(),
     ]);
 }
 
@@ -324,8 +371,11 @@ fn tls_to_the_database_is_used_and_checked_as_sslmode_says() {
             std::fs::copy(certs.0.join(from), data.join(to)).unwrap();
         }
         use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(data.join("server.key"), std::fs::Permissions::from_mode(0o600))
-            .unwrap();
+        std::fs::set_permissions(
+            data.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
         "-c ssl=on".to_owned()
     });
     let url = cluster.database("tls");
@@ -346,25 +396,44 @@ fn tls_to_the_database_is_used_and_checked_as_sslmode_says() {
     let localhost = url.replace("127.0.0.1", "localhost");
 
     // verify-full: the chain and the name are checked.
-    let journal = open(&format!("{localhost}?sslmode=verify-full&sslrootcert={}", ca.display()))
-        .unwrap();
+    let journal = open(&format!(
+        "{localhost}?sslmode=verify-full&sslrootcert={}",
+        ca.display()
+    ))
+    .unwrap();
     journal.ensure_hook_token("web", "t").unwrap();
     assert_ne!(encrypted(), "0", "the journal's connections use TLS");
     drop(journal);
-    let err = open(&format!("{url}?sslmode=verify-full&sslrootcert={}", ca.display()))
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("certificate"), "127.0.0.1 is not a name in it: {err}");
-    let err = open(&format!("{localhost}?sslmode=verify-full&sslrootcert={}", stranger.display()))
-        .unwrap_err()
-        .to_string();
+    let err = open(&format!(
+        "{url}?sslmode=verify-full&sslrootcert={}",
+        ca.display()
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("certificate"),
+        "127.0.0.1 is not a name in it: {err}"
+    );
+    let err = open(&format!(
+        "{localhost}?sslmode=verify-full&sslrootcert={}",
+        stranger.display()
+    ))
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("certificate"), "another CA signed it: {err}");
     // verify-ca: the chain only.
-    open(&format!("{url}?sslmode=verify-ca&sslrootcert={}", ca.display())).unwrap();
+    open(&format!(
+        "{url}?sslmode=verify-ca&sslrootcert={}",
+        ca.display()
+    ))
+    .unwrap();
     // require: encrypted, any certificate (as libpq), unless a root is given.
     open(&format!("{url}?sslmode=require")).unwrap();
-    let err = open(&format!("{url}?sslmode=require&sslrootcert={}", stranger.display()))
-        .unwrap_err()
-        .to_string();
+    let err = open(&format!(
+        "{url}?sslmode=require&sslrootcert={}",
+        stranger.display()
+    ))
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("certificate"), "{err}");
 }

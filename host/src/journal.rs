@@ -353,11 +353,13 @@ impl Journal {
         op: &'static str,
         f: impl FnOnce(&mut dyn Sql) -> Result<R, DbError> + Send,
     ) -> Result<R, JournalError> {
-        match &self.backend {
+        let started = std::time::Instant::now();
+        let outcome = match &self.backend {
             Backend::Sqlite(db) => db.write(commit, f),
             Backend::Postgres(db) => db.write(commit, f),
-        }
-        .map_err(|source| JournalError::database(&self.location, op, source))
+        };
+        self.timed("write", started);
+        outcome.map_err(|source| JournalError::database(&self.location, op, source))
     }
 
     /// Runs `f`, which only reads.
@@ -366,11 +368,23 @@ impl Journal {
         op: &'static str,
         f: impl FnOnce(&mut dyn Sql) -> Result<R, DbError> + Send,
     ) -> Result<R, JournalError> {
-        match &self.backend {
+        let started = std::time::Instant::now();
+        let outcome = match &self.backend {
             Backend::Sqlite(db) => db.read(f),
             Backend::Postgres(db) => db.read(f),
-        }
-        .map_err(|source| JournalError::database(&self.location, op, source))
+        };
+        self.timed("read", started);
+        outcome.map_err(|source| JournalError::database(&self.location, op, source))
+    }
+
+    /// Records how long a call of `kind` begun at `started` took
+    /// (`redeploy_journal_seconds`).
+    fn timed(&self, kind: &'static str, started: std::time::Instant) {
+        let backend = match self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        };
+        crate::metrics::process::journal_call(backend, kind, started.elapsed().as_secs_f64());
     }
 
     /// For `redeploy serve` on a PostgreSQL journal: takes the lock that
@@ -659,6 +673,20 @@ impl Journal {
             counts.insert(state, u64::try_from(n).unwrap_or(0));
         }
         Ok(counts)
+    }
+
+    /// How many deploys each stack has queued (stacks with none are left
+    /// out).
+    pub fn queued_by_stack(&self) -> Result<BTreeMap<String, u64>, JournalError> {
+        self.read("count queued deploys", |sql| {
+            sql.query(
+                "SELECT stack, COUNT(*) FROM deploys WHERE state = ?1 GROUP BY stack",
+                args![DeployState::Queued],
+            )?
+            .iter()
+            .map(|row| Ok((row.get(0)?, u64::try_from(row.get::<i64>(1)?).unwrap_or(0))))
+            .collect()
+        })
     }
 
     /// The stored hook token of `stack` (the secret path segment of its hook

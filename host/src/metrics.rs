@@ -1,7 +1,8 @@
 //! Prometheus metrics: deliveries by provider and outcome, deploys by state,
 //! each stack's finished deploys by outcome and its last success, and the
-//! plugin's evaluation time, and the process-wide failure counters of
-//! [`process`] (compiled-component cache, registry callbacks). Served as
+//! plugin's evaluation time, each stack's queued deploys, and the
+//! process-wide metrics of [`process`] (compiled-component cache, registry
+//! callbacks, journal call times). Served as
 //! text at `GET /metrics`.
 
 use std::sync::Mutex;
@@ -30,6 +31,7 @@ pub struct Metrics {
     plugin_seconds: Histogram,
     refused_unrecorded: Counter,
     config_reloads: Family<Vec<(String, String)>, Counter>,
+    queued: Family<Vec<(String, String)>, Gauge>,
     // Encoding needs exclusive access to nothing but the registry; the lock
     // keeps concurrent scrapes from interleaving output.
     scrape: Mutex<()>,
@@ -88,6 +90,17 @@ impl Metrics {
             "Configuration reloads (SIGHUP, redeploy reload), by result (applied, refused)",
             config_reloads.clone(),
         );
+        let queued = Family::<Vec<(String, String)>, Gauge>::default();
+        registry.register(
+            "queued_deploys",
+            "Deploys queued in the journal, by stack (read from the journal at each scrape)",
+            queued.clone(),
+        );
+        registry.register(
+            "journal_seconds",
+            "Time journal calls take, by backend (sqlite, postgres) and kind (read, write)",
+            process::JOURNAL_SECONDS.clone(),
+        );
         registry.register(
             "component_cache_unwritable",
             "Loads of the compiled-component cache that could not write it, so the component was compiled again",
@@ -99,6 +112,7 @@ impl Metrics {
             process::CALLBACK_FAILURES.clone(),
         );
         Metrics {
+            queued,
             refused_unrecorded,
             config_reloads,
             registry,
@@ -156,6 +170,17 @@ impl Metrics {
         self.config_reloads
             .get_or_create(&vec![("result".into(), result.into())])
             .inc();
+    }
+
+    /// Sets the queue depth of each stack to `counts`; a stack left out has
+    /// nothing queued any more and leaves the family.
+    pub fn set_queued(&self, counts: &std::collections::BTreeMap<String, u64>) {
+        self.queued.clear();
+        for (stack, n) in counts {
+            self.queued
+                .get_or_create(&vec![("stack".into(), stack.clone())])
+                .set(i64::try_from(*n).unwrap_or(i64::MAX));
+        }
     }
 
     /// Records one plugin evaluation's duration.

@@ -181,6 +181,12 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let journal = state.dispatcher.journal().clone();
+    match tokio::task::spawn_blocking(move || journal.queued_by_stack()).await {
+        Ok(Ok(queued)) => state.dispatcher.metrics().set_queued(&queued),
+        Ok(Err(e)) => tracing::warn!(error = %e, "metrics: cannot count the queued deploys"),
+        Err(e) => tracing::error!(error = %e, "metrics: cannot count the queued deploys"),
+    }
     let mut resp = state.dispatcher.metrics().render().into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

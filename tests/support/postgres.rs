@@ -75,7 +75,10 @@ impl Cluster {
         let options = configure(&cluster.data());
         if is_root() {
             run(
-                Command::new("chown").arg("-R").arg(SERVER_USER).arg(cluster.data()),
+                Command::new("chown")
+                    .arg("-R")
+                    .arg(SERVER_USER)
+                    .arg(cluster.data()),
                 "chown",
             );
         }

@@ -4,12 +4,40 @@
 //! started apart from it. They count for the whole process, and every
 //! [`super::Metrics`] registry serves them. A leaf module (it imports only
 //! `prometheus_client`), so the plugin runtime and the notifier can count
-//! without importing the journal through `metrics`.
+//! without importing the journal through `metrics`, and so can the journal
+//! itself (how long its calls take).
 
 use std::sync::LazyLock;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+
+/// Histogram buckets for journal calls: 50 µs doubling up to ~1.6 s.
+const JOURNAL_SECONDS_BUCKETS: (f64, f64, u16) = (0.000_05, 2.0, 16);
+
+/// A family of journal-time histograms, by backend and kind.
+pub(super) type JournalSeconds = Family<Vec<(String, String)>, Histogram, fn() -> Histogram>;
+
+/// How long journal calls take, by backend (`sqlite`, `postgres`) and kind
+/// (`read`, `write`), failures included: the database's latency as the
+/// server sees it.
+pub(super) static JOURNAL_SECONDS: LazyLock<JournalSeconds> = LazyLock::new(|| {
+    Family::new_with_constructor(|| {
+        let (start, factor, count) = JOURNAL_SECONDS_BUCKETS;
+        Histogram::new(exponential_buckets(start, factor, count))
+    })
+});
+
+/// Records one journal call of `kind` on `backend` that took `seconds`.
+pub fn journal_call(backend: &'static str, kind: &'static str, seconds: f64) {
+    JOURNAL_SECONDS
+        .get_or_create(&vec![
+            ("backend".into(), backend.into()),
+            ("kind".into(), kind.into()),
+        ])
+        .observe(seconds);
+}
 
 /// Loads of the compiled-component cache that could not write it.
 pub(super) static COMPONENT_CACHE_UNWRITABLE: LazyLock<Counter> = LazyLock::new(Counter::default);
