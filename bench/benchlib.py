@@ -22,16 +22,18 @@ REPOSITORY = "Codertocat/Hello-World"
 REDEPLOY = os.path.join(ROOT, "target", "release", "redeploy")
 
 
-def write_redeploy_config(path, port, state_dir, branch, command):
+def write_redeploy_config(path, port, state_dir, branch, command, journal_url=None):
     """Writes a `redeploy serve` config at `path`: one stack, "hello",
-    following `branch` of REPOSITORY and running `command` (a path)."""
+    following `branch` of REPOSITORY and running `command` (a path), with
+    its journal in the PostgreSQL database `journal_url` if given."""
+    journal = f'[journal]\nurl = "{journal_url}"\n\n' if journal_url else ""
     with open(path, "w") as f:
         f.write(
             f"""[server]
 listen = "127.0.0.1:{port}"
 state_dir = "{state_dir}"
 
-[[stacks]]
+{journal}[[stacks]]
 name = "hello"
 repository = "{REPOSITORY}"
 branch = "{branch}"

@@ -4,6 +4,7 @@
 #   bash bench/run.sh plugin       # 1. plugin cost per delivery (criterion)
 #   bash bench/run.sh http         # 2. HTTP: redeploy serve against adnanh/webhook
 #   bash bench/run.sh post-receive # 3. post-receive hook wall time
+#   bash bench/run.sh journal      # 4. serve on SQLite against PostgreSQL
 # Installs what it needs and is missing (Debian's `webhook` and `wrk`, with
 # apt-get, as root or through sudo), builds the release binary, and prints
 # the machine it ran on and each part's table. HTTP_ARGS passes options to
@@ -12,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-parts=("${@:-plugin http post-receive}")
+parts=("${@:-plugin http post-receive journal}")
 parts=(${parts[*]})
 
 need_apt=()
@@ -20,6 +21,10 @@ for p in "${parts[@]}"; do
     if [ "$p" = http ]; then
         command -v webhook >/dev/null || need_apt+=(webhook)
         command -v wrk >/dev/null || need_apt+=(wrk)
+    fi
+    if [ "$p" = journal ]; then
+        command -v wrk >/dev/null || need_apt+=(wrk)
+        compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_apt+=(postgresql)
     fi
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -56,6 +61,11 @@ for p in "${parts[@]}"; do
         post-receive)
             echo "== 3. post-receive hook wall time"
             python3 bench/post-receive.py 100
+            ;;
+        journal)
+            echo "== 4. serve on SQLite against PostgreSQL"
+            # shellcheck disable=SC2086
+            python3 bench/journal_backends.py ${JOURNAL_ARGS:-}
             ;;
         *)
             echo "unknown part \"$p\" (plugin, http, post-receive)" >&2

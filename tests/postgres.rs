@@ -29,7 +29,8 @@ fn push(server: &ServerProcess, n: usize, delivery: &str) -> u16 {
 #[test]
 fn serve_on_postgres_deploys_dedupes_and_recovers_after_a_sigkill() {
     let world = World::on_postgres("pg-serve", "", &web("3"));
-    let server = world.start(&[]);
+    // Whatever the log level, no statement parameter reaches the log.
+    let server = world.start_env(&[], &[("RUST_LOG", "trace")]);
     assert_eq!(server.get("/healthz").status, 200);
 
     assert_eq!(push(&server, 1, "d1"), 202);
@@ -69,6 +70,15 @@ fn serve_on_postgres_deploys_dedupes_and_recovers_after_a_sigkill() {
     let deliveries = world.redeploy(&["deliveries", "web"]);
     assert!(deliveries.status.success(), "{deliveries:?}");
     server.terminate();
+    // The log-link key the server stored: never in its log.
+    let key = world
+        .journal()
+        .ensure_server_key(redeploy_host::notify::LOG_KEY_NAME, "unused")
+        .unwrap();
+    assert_ne!(key, "unused");
+    let log = world.server_log();
+    assert!(log.contains("TRACE"), "the log is at trace level");
+    assert!(!log.contains(&key), "the server key is in the log");
 }
 
 #[test]
@@ -89,7 +99,7 @@ fn a_second_serve_on_the_same_postgres_journal_refuses_to_start() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(
-        stderr.contains("another `redeploy serve` is using this database"),
+        stderr.contains("another redeploy process that runs deploys (`serve`, `trigger --local`) is using this database"),
         "{stderr}"
     );
     assert_eq!(push(&running, 1, "d-1"), 202);
@@ -111,7 +121,10 @@ fn while_the_database_is_down_deliveries_get_503_and_nothing_accepted_is_lost() 
     assert_all_succeeded(&world.settle(30));
 
     cluster.pg_ctl_stop();
-    assert_eq!(server.get("/healthz").status, 503);
+    // /healthz may answer what it read up to PROBE_REUSE ago.
+    wait_for(10, "/healthz to say the journal is unreachable", || {
+        (server.get("/healthz").status == 503).then_some(())
+    });
     let refused = signed_push(&server, &hook(1), SECRET, &sha(2), "while-down");
     let body = String::from_utf8_lossy(&refused.body);
     assert_eq!(refused.status, 503, "{body}");
@@ -428,7 +441,17 @@ fn tls_to_the_database_is_used_and_checked_as_sslmode_says() {
     ))
     .unwrap();
     // require: encrypted, any certificate (as libpq), unless a root is given.
-    open(&format!("{url}?sslmode=require")).unwrap();
+    let required = open(&format!("{url}?sslmode=require&application_name=required")).unwrap();
+    required.ensure_hook_token("api", "t").unwrap();
+    assert_ne!(
+        cluster.psql(
+            "postgres",
+            "SELECT COUNT(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+             WHERE application_name = 'required' AND ssl",
+        ),
+        "0",
+        "sslmode=require encrypts"
+    );
     let err = open(&format!(
         "{url}?sslmode=require&sslrootcert={}",
         stranger.display()
@@ -436,4 +459,93 @@ fn tls_to_the_database_is_used_and_checked_as_sslmode_says() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("certificate"), "{err}");
+}
+
+#[test]
+fn a_wrong_database_password_is_refused_and_never_shown() {
+    let cluster = Cluster::start_configured("password", |data| {
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n",
+        )
+        .unwrap();
+        String::new()
+    });
+    cluster.psql("postgres", "ALTER USER postgres PASSWORD 'Right-pa55word'");
+    let url = cluster.database("password");
+    let with = |password: &str| url.replace("postgres@", &format!("postgres:{password}@"));
+
+    let err = redeploy_host::journal::Journal::open_postgres(
+        &redeploy_host::journal::PostgresOptions::new(with("Wrong-pa55word")),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("password authentication failed"), "{err}");
+    assert!(!err.contains("Wrong-pa55word"), "{err}");
+
+    // The CLI, with the URL in a file: the same, on stderr.
+    let world = World::with_journal("pg-password", "", &web("0"), None);
+    let url_file = world.dir.join("journal-url");
+    std::fs::write(&url_file, with("Wrong-pa55word")).unwrap();
+    let config = std::fs::read_to_string(&world.config).unwrap().replacen(
+        "[[stacks]]",
+        &format!(
+            "[journal]\nurl_file = \"{}\"\n\n[[stacks]]",
+            url_file.display()
+        ),
+        1,
+    );
+    std::fs::write(&world.config, config).unwrap();
+    for args in [
+        &["journal", "migrate"][..],
+        &["history"],
+        &["hook-url", "web"],
+    ] {
+        let out = world.redeploy(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            stderr.contains("password authentication failed"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("Wrong-pa55word"), "{args:?}: {stderr}");
+    }
+    std::fs::write(&url_file, with("Right-pa55word")).unwrap();
+    let out = world.redeploy(&["journal", "migrate"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("Right-pa55word"));
+}
+
+#[test]
+fn a_write_waits_for_the_journal_lock_no_longer_than_the_acquire_timeout() {
+    let url = crate::support::postgres::shared().database("lock_timeout");
+    let mut options = redeploy_host::journal::PostgresOptions::new(&url);
+    options.acquire_timeout = std::time::Duration::from_millis(500);
+    let journal = redeploy_host::journal::Journal::open_postgres(&options).unwrap();
+    // Another session holds the journal's write lock for 10 s.
+    let name = url.rsplit('/').next().unwrap().to_owned();
+    let holder = std::thread::spawn(move || {
+        crate::support::postgres::shared().psql(
+            &name,
+            &format!(
+                "SELECT pg_advisory_lock({}); SELECT pg_sleep(10)",
+                redeploy_host::journal::postgres::WRITE_LOCK
+            ),
+        )
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let started = std::time::Instant::now();
+    let err = journal
+        .ensure_hook_token("web", "t")
+        .unwrap_err()
+        .to_string();
+    let waited = started.elapsed();
+    assert!(err.contains("lock timeout"), "{err}");
+    assert!(
+        waited < std::time::Duration::from_secs(5),
+        "waited {waited:?}"
+    );
+    holder.join().unwrap();
+    // Free again: the write goes through.
+    journal.ensure_hook_token("web", "t").unwrap();
 }

@@ -133,6 +133,20 @@ pub enum JournalError {
         /// The newest version this build knows for that backend.
         supported: i64,
     },
+    /// A database opened to read has no schema yet, or an older one than
+    /// this build's.
+    #[error(
+        "journal {location}: schema version {found} is older than this redeploy's ({supported}): \
+         start `redeploy serve` or run `redeploy journal migrate` first"
+    )]
+    Outdated {
+        /// The database URL without its password.
+        location: String,
+        /// The version found (0: none).
+        found: i64,
+        /// This build's.
+        supported: i64,
+    },
     /// SQLite refused to switch the journal to WAL mode (e.g. on a network
     /// file system without shared memory support).
     #[error(
@@ -179,10 +193,12 @@ pub enum JournalError {
         /// The deploy id asked for.
         id: i64,
     },
-    /// Another `redeploy serve` is running on this PostgreSQL journal.
+    /// Another process that runs deploys (`serve`, `trigger --local`,
+    /// `run-queued`) is using this PostgreSQL journal.
     #[error(
-        "journal {location}: another `redeploy serve` is using this database; one server per \
-         journal (replicas that share its deploys are not supported yet)"
+        "journal {location}: another redeploy process that runs deploys (`serve`, \
+         `trigger --local`) is using this database; one per journal (replicas that share \
+         its deploys are not supported yet)"
     )]
     Busy {
         /// The database URL without its password.
@@ -213,18 +229,6 @@ impl JournalError {
             op,
             source: source.into(),
         }
-    }
-
-    /// The database could not be reached or answered too late (PostgreSQL
-    /// down, the pool exhausted): worth a `503`, not a `500`.
-    pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
-            JournalError::Database {
-                source: DbError::Unavailable(_),
-                ..
-            }
-        ) || matches!(self, JournalError::Database { source: DbError::Postgres(e), .. } if postgres::is_connection_error(e))
     }
 }
 
@@ -297,7 +301,19 @@ impl Journal {
     /// migrating its schema (under an advisory lock, so replicas starting
     /// at once migrate once).
     pub fn open_postgres(options: &PostgresOptions) -> Result<Journal, JournalError> {
-        let db = postgres::Db::open(options)?;
+        let db = postgres::Db::open(options, true)?;
+        Ok(Journal {
+            location: db.location().to_owned(),
+            backend: Backend::Postgres(db),
+        })
+    }
+
+    /// Opens the PostgreSQL journal `options` describe to read it
+    /// (`history`, `deliveries`, `logs`): nothing is created or migrated,
+    /// so a user that may only read can, and a newer CLI never migrates
+    /// the database under a running older server.
+    pub fn open_postgres_for_reading(options: &PostgresOptions) -> Result<Journal, JournalError> {
+        let db = postgres::Db::open(options, false)?;
         Ok(Journal {
             location: db.location().to_owned(),
             backend: Backend::Postgres(db),
@@ -387,9 +403,10 @@ impl Journal {
         crate::metrics::process::journal_call(backend, kind, started.elapsed().as_secs_f64());
     }
 
-    /// For `redeploy serve` on a PostgreSQL journal: takes the lock that
-    /// keeps a second server off the same journal, held until the returned
-    /// lease drops. Several replicas sharing deploys are not supported yet,
+    /// For the processes that run deploys (`serve`, `trigger --local`,
+    /// `run-queued`) on a PostgreSQL journal: takes the lock that keeps a
+    /// second one off the same journal, held until the returned lease
+    /// drops. Several replicas sharing deploys are not supported yet,
     /// so a second server is refused ([`JournalError::Busy`]). A SQLite
     /// journal needs no lease (the state directory's serve lock does it).
     pub fn hold_serve_lock(&self) -> Result<Option<postgres::ServeLease>, JournalError> {

@@ -39,6 +39,8 @@ pub struct AppState {
     /// Room for request bodies held in memory, in [`BODY_BUDGET_UNIT`]s
     /// (`server.max_body_bytes_in_flight`); empty means wait, then 429.
     pub body_budget: Arc<Capacity>,
+    /// What `/healthz` and `/metrics` last read from the journal.
+    pub probes: JournalProbes,
 }
 
 /// The unit of [`AppState::body_budget`]'s permits: KiB, so a permit count
@@ -162,30 +164,64 @@ async fn deploy_log(
     }
 }
 
+/// How long `/healthz` and `/metrics` reuse what they last read from the
+/// journal: a flood of probes (both routes need no token) costs the
+/// journal one query per this, and takes no connection webhooks need.
+pub const PROBE_REUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// What `/healthz` and `/metrics` last read from the journal, and when.
+/// Concurrent requests wait for the one read in flight.
+#[derive(Default)]
+pub struct JournalProbes {
+    health: tokio::sync::Mutex<Option<(std::time::Instant, bool)>>,
+    queued: tokio::sync::Mutex<Option<std::time::Instant>>,
+}
+
 /// `GET /healthz`: `200 ok` while the journal answers a query, `503
 /// journal unreachable` when it does not (the reason goes to the log, not
 /// to whoever asks: it names the database).
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {
-    let journal = state.dispatcher.journal().clone();
-    match tokio::task::spawn_blocking(move || journal.ping()).await {
-        Ok(Ok(())) => "ok\n".into_response(),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "health check: the journal does not answer");
-            (StatusCode::SERVICE_UNAVAILABLE, "journal unreachable\n").into_response()
+    let mut last = state.probes.health.lock().await;
+    let healthy = match *last {
+        Some((at, healthy)) if at.elapsed() < PROBE_REUSE => healthy,
+        _ => {
+            let journal = state.dispatcher.journal().clone();
+            let healthy = match tokio::task::spawn_blocking(move || journal.ping()).await {
+                Ok(Ok(())) => true,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "health check: the journal does not answer");
+                    false
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "health check failed");
+                    false
+                }
+            };
+            *last = Some((std::time::Instant::now(), healthy));
+            healthy
         }
-        Err(e) => {
-            tracing::error!(error = %e, "health check failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, "health check failed\n").into_response()
-        }
+    };
+    if healthy {
+        "ok\n".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "journal unreachable\n").into_response()
     }
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let journal = state.dispatcher.journal().clone();
-    match tokio::task::spawn_blocking(move || journal.queued_by_stack()).await {
-        Ok(Ok(queued)) => state.dispatcher.metrics().set_queued(&queued),
-        Ok(Err(e)) => tracing::warn!(error = %e, "metrics: cannot count the queued deploys"),
-        Err(e) => tracing::error!(error = %e, "metrics: cannot count the queued deploys"),
+    {
+        let mut counted = state.probes.queued.lock().await;
+        if !counted.is_some_and(|at| at.elapsed() < PROBE_REUSE) {
+            let journal = state.dispatcher.journal().clone();
+            match tokio::task::spawn_blocking(move || journal.queued_by_stack()).await {
+                Ok(Ok(queued)) => state.dispatcher.metrics().set_queued(&queued),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "metrics: cannot count the queued deploys")
+                }
+                Err(e) => tracing::error!(error = %e, "metrics: cannot count the queued deploys"),
+            }
+            *counted = Some(std::time::Instant::now());
+        }
     }
     let mut resp = state.dispatcher.metrics().render().into_response();
     resp.headers_mut().insert(

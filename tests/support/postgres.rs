@@ -120,7 +120,7 @@ impl Cluster {
         );
     }
 
-    /// A new, empty database; returns its URL.
+    /// A new, empty database (made over the Unix socket); returns its URL.
     pub fn database(&self, tag: &str) -> String {
         let name = format!(
             "t_{}_{}",
@@ -130,7 +130,9 @@ impl Cluster {
         );
         run(
             Command::new(self.bin.join("createdb"))
-                .args(["-h", "127.0.0.1", "-U", "postgres", "-p"])
+                .arg("-h")
+                .arg(&self.dir)
+                .args(["-U", "postgres", "-p"])
                 .arg(self.port.to_string())
                 .arg(&name),
             "createdb",
@@ -143,20 +145,14 @@ impl Cluster {
         format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
     }
 
-    /// Runs `sql` in database `name` with psql; returns what it printed
-    /// (unaligned, tuples only).
+    /// Runs `sql` in database `name` with psql over the Unix socket (which
+    /// trusts local users whatever `pg_hba.conf` asks of TCP clients);
+    /// returns what it printed (unaligned, tuples only).
     pub fn psql(&self, name: &str, sql: &str) -> String {
         let out = Command::new(self.bin.join("psql"))
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-At",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-p",
-            ])
+            .arg("-h")
+            .arg(&self.dir)
+            .args(["-U", "postgres", "-At", "-v", "ON_ERROR_STOP=1", "-p"])
             .arg(self.port.to_string())
             .args(["-d", name, "-c", sql])
             .output()

@@ -130,7 +130,7 @@ fn stack_summary(out: &mut String, stack: &StackConfig, base: &str) {
         if stack.hook_token.is_some() {
             "token set in the config"
         } else {
-            "token kept in the state directory; `redeploy hook-url` prints it"
+            "token kept in the journal; `redeploy hook-url` prints it"
         }
     );
     for query in hook_queries(stack) {

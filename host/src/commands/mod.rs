@@ -117,11 +117,11 @@ pub fn open_state(config: &Config) -> anyhow::Result<Journal> {
 }
 
 /// Opens `config`'s journal to read it (`history`, `deliveries`, `logs`),
-/// creating nothing: the SQLite file read-only, beside a running server,
-/// or the PostgreSQL database.
+/// creating and migrating nothing: the SQLite file read-only, beside a
+/// running server, or the PostgreSQL database.
 pub fn open_for_reading(config: &Config) -> anyhow::Result<Journal> {
     Ok(match &config.journal.postgres {
-        Some(postgres) => Journal::open_postgres(&postgres.options())?,
+        Some(postgres) => Journal::open_postgres_for_reading(&postgres.options())?,
         None => Journal::open_read_only(&Journal::path_in(&config.server.state_dir))?,
     })
 }

@@ -383,6 +383,15 @@ impl PostReceive {
             Some(note) => format!("{line} ({note})"),
             None => line,
         };
+        if server.is_none() && config.journal.postgres.is_some() {
+            // Deploys run here would take turns with a `serve` only through
+            // this machine's state directory; a serve on another machine
+            // shares the database, not the directory.
+            print_lines(&out);
+            anyhow::bail!(
+                "not deploying: on a PostgreSQL journal the hook hands pushes to `redeploy serve`; set [hook] server"
+            );
+        }
         let journal = Arc::new(super::open_state(&config)?);
         match server {
             Some(server) => {

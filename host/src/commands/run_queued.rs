@@ -25,6 +25,8 @@ impl RunQueued {
     pub fn execute(self) -> anyhow::Result<()> {
         let config = Arc::new(self.config.load()?);
         let journal = Arc::new(super::open_state(&config)?);
+        // On PostgreSQL, no `serve` (on any machine) runs deploys meanwhile.
+        let _lease = journal.hold_serve_lock()?;
         crate::retention::prune_logged(&config, &journal, crate::journal::now_ms());
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

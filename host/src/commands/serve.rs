@@ -136,6 +136,7 @@ impl Serve {
             in_flight: deliveries,
             log_links,
             body_budget,
+            probes: Default::default(),
         });
         let refused = state.dispatcher.refused().clone();
         let journal = state.dispatcher.journal().clone();
@@ -260,8 +261,14 @@ impl Signals {
 
 /// Logs to stderr; `RUST_LOG` filters (default `info`).
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // tokio-postgres logs each statement's parameters at debug level (hook
+    // tokens and server keys among them) and the server's notices at info.
+    // Whatever RUST_LOG asks, it logs warnings and errors only.
+    if let Ok(quiet) = "tokio_postgres=warn".parse() {
+        filter = filter.add_directive(quiet);
+    }
     // Colours only for a terminal: log files and journald get plain text.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -68,7 +68,7 @@ const SERVE_LOCK_RETRY: Duration = Duration::from_secs(1);
 pub const SCHEMA_VERSION: i64 = schema::latest(schema::POSTGRES);
 
 /// The `application_name` replicas connect with (what `pg_stat_activity`
-/// shows).
+/// shows) unless the URL names another.
 const APPLICATION_NAME: &str = "redeploy";
 
 /// How to reach the database. The URL carries the password: `Debug` leaves
@@ -117,6 +117,9 @@ pub struct Db {
     location: String,
     /// How to connect outside the pool (the serve lock's connection).
     connect: tokio_postgres::Config,
+    /// How long a transaction waits for [`WRITE_LOCK`] (the pool's acquire
+    /// timeout): past it the call fails, and the webhook it serves gets 503.
+    lock_timeout: Duration,
     tls: tokio_postgres_rustls::MakeRustlsConnect,
 }
 
@@ -165,8 +168,10 @@ fn blocking<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 impl Db {
     /// Connects (the pool opens its first connection here, so a wrong URL
     /// or password fails now, not at the first webhook) and creates or
-    /// migrates the schema.
-    pub fn open(options: &PostgresOptions) -> Result<Db, JournalError> {
+    /// migrates the schema (`migrate`), or only checks that it is this
+    /// build's (to read, with a user that may create nothing, and never
+    /// migrating a database under a running older server).
+    pub fn open(options: &PostgresOptions, migrate: bool) -> Result<Db, JournalError> {
         let parsed = ConnectConfig::parse(&options.url).map_err(|problem| {
             JournalError::database(
                 "[journal] url",
@@ -176,9 +181,10 @@ impl Db {
         })?;
         let location = parsed.location();
         let mut pg = parsed.config;
-        pg.application_name(APPLICATION_NAME)
-            .connect_timeout(options.connect_timeout)
-            .keepalives(true);
+        if pg.get_application_name().is_none() {
+            pg.application_name(APPLICATION_NAME);
+        }
+        pg.connect_timeout(options.connect_timeout).keepalives(true);
         pg.ssl_mode(parsed.ssl_mode);
         let manager = Manager::from_config(
             pg.clone(),
@@ -206,8 +212,13 @@ impl Db {
             location,
             connect: pg,
             tls: parsed.tls,
+            lock_timeout: options.acquire_timeout,
         };
-        db.migrate(schema::POSTGRES)?;
+        if migrate {
+            db.migrate(schema::POSTGRES)?;
+        } else {
+            db.check_schema(schema::latest(schema::POSTGRES))?;
+        }
         Ok(db)
     }
 
@@ -217,8 +228,9 @@ impl Db {
     }
 
     /// Runs `f` in one transaction, committed if it returns `Ok` and rolled
-    /// back otherwise; [`Commit::Exclusive`] transactions first take
-    /// [`WRITE_LOCK`], [`Commit::Relaxed`] ones commit with
+    /// back otherwise; [`Commit::Exclusive`] and [`Commit::Snapshot`]
+    /// transactions first take [`WRITE_LOCK`], waiting for it no longer
+    /// than the acquire timeout; [`Commit::Relaxed`] ones commit with
     /// `synchronous_commit = off`.
     pub fn write<R: Send>(
         &self,
@@ -228,8 +240,15 @@ impl Db {
         blocking(|| {
             let rt = runtime();
             let mut conn = Checkout::new(rt.block_on(self.pool.get()).map_err(unavailable)?);
+            let wait = format!(
+                "SET LOCAL lock_timeout = {}; SELECT pg_advisory_xact_lock({WRITE_LOCK})",
+                self.lock_timeout.as_millis().max(1)
+            );
             let begin = match commit {
-                Commit::Exclusive => format!("BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"),
+                Commit::Exclusive => format!("BEGIN; {wait}"),
+                // One snapshot for every statement, taken once the lock is
+                // held: no writer changes what the transaction reads.
+                Commit::Snapshot => format!("BEGIN ISOLATION LEVEL REPEATABLE READ; {wait}"),
                 Commit::Append => "BEGIN".to_owned(),
                 Commit::Relaxed => "BEGIN; SET LOCAL synchronous_commit TO OFF".to_owned(),
             };
@@ -286,19 +305,30 @@ impl Db {
                             "the connection holding this server's journal lock was lost; taking the lock again"
                         );
                         held = loop {
-                            tokio::time::sleep(SERVE_LOCK_RETRY).await;
                             match lock_on_own_connection(&connect, &tls).await {
                                 Ok(Some(again)) => break again,
-                                Ok(None) => tracing::error!(
-                                    journal = %location,
-                                    "another redeploy serve took this journal's lock while the database was unreachable: stop one of the two servers"
-                                ),
+                                Ok(None) => {
+                                    // Another process runs deploys on this
+                                    // journal now: this one stops, as on
+                                    // SIGTERM, rather than run them too.
+                                    tracing::error!(
+                                        journal = %location,
+                                        "another redeploy process took this journal's lock while the database was unreachable: stopping"
+                                    );
+                                    // SAFETY: kill(2) on this process with a
+                                    // signal its handler expects.
+                                    unsafe {
+                                        libc::kill(libc::getpid(), libc::SIGTERM);
+                                    }
+                                    return;
+                                }
                                 Err(e) => tracing::warn!(
                                     journal = %location,
                                     error = %DbError::from(e),
                                     "cannot take the journal lock again yet"
                                 ),
                             }
+                            tokio::time::sleep(SERVE_LOCK_RETRY).await;
                         };
                         tracing::info!(journal = %location, "journal lock taken again");
                     }
@@ -306,6 +336,42 @@ impl Db {
                 Ok(Some(ServeLease { keeper }))
             })
         })
+    }
+
+    /// Refuses a database whose schema is not `supported`: none or older
+    /// ([`JournalError::Outdated`]) or newer ([`JournalError::TooNew`]).
+    fn check_schema(&self, supported: i64) -> Result<(), JournalError> {
+        let found = self
+            .read(|sql| {
+                let exists: bool = sql
+                    .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])?
+                    .get(0)?;
+                if !exists {
+                    return Ok(0);
+                }
+                sql.query_one(
+                    "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                    &[],
+                )?
+                .get(0)
+            })
+            .map_err(|source| {
+                JournalError::database(&self.location, "read the schema version", source)
+            })?;
+        let location = self.location.clone();
+        match found.cmp(&supported) {
+            std::cmp::Ordering::Equal => Ok(()),
+            std::cmp::Ordering::Less => Err(JournalError::Outdated {
+                location,
+                found,
+                supported,
+            }),
+            std::cmp::Ordering::Greater => Err(JournalError::TooNew {
+                location,
+                found,
+                supported,
+            }),
+        }
     }
 
     /// Applies every migration of `migrations` the database has not seen,
@@ -439,6 +505,11 @@ impl Sql for Tx<'_> {
     }
 }
 
+/// The types a text value binds to and reads from.
+fn is_text(ty: &Type) -> bool {
+    [Type::TEXT, Type::VARCHAR, Type::NAME, Type::BPCHAR].contains(ty)
+}
+
 /// A row read back as the journal's values.
 fn rec(row: &tokio_postgres::Row) -> Result<Rec, DbError> {
     let mut values = Vec::with_capacity(row.len());
@@ -455,11 +526,7 @@ fn rec(row: &tokio_postgres::Row) -> Result<Rec, DbError> {
         } else if *ty == Type::BOOL {
             row.try_get::<_, Option<bool>>(i)?
                 .map(|b| Value::Int(b.into()))
-        } else if *ty == Type::TEXT
-            || *ty == Type::VARCHAR
-            || *ty == Type::NAME
-            || *ty == Type::BPCHAR
-        {
+        } else if is_text(ty) {
             row.try_get::<_, Option<String>>(i)?.map(Value::Text)
         } else {
             return Err(DbError::Decode {
@@ -485,7 +552,8 @@ impl ToSql for Value {
             Value::Int(n) if *ty == Type::INT2 => i16::try_from(*n)?.to_sql(ty, out),
             Value::Int(n) if *ty == Type::BOOL => (*n != 0).to_sql(ty, out),
             Value::Int(_) => Err(format!("an integer cannot be bound to a {ty} parameter").into()),
-            Value::Text(s) => s.to_sql(ty, out),
+            Value::Text(s) if is_text(ty) => s.to_sql(ty, out),
+            Value::Text(_) => Err(format!("text cannot be bound to a {ty} parameter").into()),
         }
     }
 
@@ -521,27 +589,14 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
     let mut text = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
         source = cause.source();
     }
     text
-}
-
-/// The connection failed or the server is not taking work (shutting down,
-/// starting up, out of connections): the database is unavailable, rather
-/// than the statement wrong.
-pub fn is_connection_error(e: &tokio_postgres::Error) -> bool {
-    if e.is_closed() {
-        return true;
-    }
-    match e.as_db_error() {
-        None => e.code().is_none(),
-        Some(db) => {
-            let code = db.code().code();
-            code.starts_with("08") || code.starts_with("57P") || code == "53300"
-        }
-    }
 }
 
 /// Checks that `url` is a database URL this build can use (scheme, TLS

@@ -201,6 +201,9 @@ pub enum Commit {
     /// Read-check-write: serialized against every other such transaction
     /// (any process, any replica), durable before the call returns.
     Exclusive,
+    /// [`Commit::Exclusive`], and every statement sees the journal as it was
+    /// when the transaction began, appends by others included (an export).
+    Snapshot,
     /// Only adds rows nothing checks before writing: no exclusion needed,
     /// durable before the call returns.
     Append,

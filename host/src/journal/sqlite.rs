@@ -23,6 +23,10 @@ use super::JournalError;
 /// How long a call waits for another connection's lock before failing.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long opening waits between attempts to switch a journal another
+/// process is opening to WAL mode.
+const WAL_SWITCH_RETRY: Duration = Duration::from_millis(10);
+
 /// The SQLite schema version this build writes and understands
 /// (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = schema::latest(schema::SQLITE);
@@ -72,9 +76,22 @@ impl Db {
             .map_err(sqlite("set busy_timeout"))?;
         conn.pragma_update(None, "foreign_keys", true)
             .map_err(sqlite("enable foreign_keys"))?;
-        let mode: String = conn
-            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-            .map_err(sqlite("set journal_mode=WAL"))?;
+        // Switching a new file to WAL needs it to itself, and SQLite answers
+        // "database is locked" at once (no busy handler) while another
+        // process opening it at the same moment holds it: tried again
+        // until BUSY_TIMEOUT.
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+        let mode: String = loop {
+            match conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0)) {
+                Err(e)
+                    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(WAL_SWITCH_RETRY);
+                }
+                other => break other.map_err(sqlite("set journal_mode=WAL"))?,
+            }
+        };
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(JournalError::WalUnsupported {
                 path: path_buf,
@@ -159,18 +176,20 @@ impl Db {
         if relaxed {
             conn.pragma_update(None, "synchronous", "NORMAL")?;
         }
-        let outcome = (|| {
+        // Caught so that FULL is restored even if `f` panics (the mutex is
+        // taken again after a panic).
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let value = f(&mut Tx { conn: &tx })?;
             tx.commit()?;
             Ok(value)
-        })();
+        }));
         if relaxed {
             // Setting this pragma only sets a flag on the connection;
             // SQLite fails it only on a connection that fails every write.
             conn.pragma_update(None, "synchronous", "FULL")?;
         }
-        outcome
+        outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
 
     /// Runs `f` on the connection, outside an explicit transaction (each

@@ -114,6 +114,19 @@ const IDENTITY_TABLES: &[&str] = &[
     "reports",
 ];
 
+/// Whether a column of [`TABLES`] holds integers (ids, times in
+/// milliseconds, statuses, process groups); every other one holds text.
+fn is_integer_column(column: &str) -> bool {
+    column != "delivery_id"
+        && (column == "id"
+            || column.ends_with("_id")
+            || column.ends_with("_ms")
+            || matches!(
+                column,
+                "status" | "exit_code" | "superseded_by" | "pgid" | "http_status"
+            ))
+}
+
 /// A deploy may name a later deploy in `superseded_by`: that column is
 /// filled in once every deploy is there.
 const DEFERRED: (&str, &str) = ("deploys", "superseded_by");
@@ -149,14 +162,15 @@ pub enum ImportError {
 
 impl Journal {
     /// Writes every row of every table to `out`, the format line first, in
-    /// one transaction (no writer changes the journal meanwhile); returns
-    /// the number of rows.
+    /// one transaction that sees one state of the journal (SQLite: `BEGIN
+    /// IMMEDIATE`; PostgreSQL: repeatable read under the write lock);
+    /// returns the number of rows.
     pub fn export(
         &self,
         out: &mut (dyn FnMut(&Json) -> std::io::Result<()> + Send),
     ) -> Result<usize, JournalError> {
         let mut failed = None;
-        let rows = self.write("export", |sql| {
+        let rows = self.commit(super::sql::Commit::Snapshot, "export", |sql| {
             let mut rows = 0;
             let mut emit = |line: Json| {
                 if failed.is_none() {
@@ -285,13 +299,23 @@ fn import_in(
         let mut values: Vec<Value> = Vec::with_capacity(columns.len());
         for column in *columns {
             let value =
-                match row.get(*column).unwrap_or(&Json::Null) {
-                    Json::Null => Value::Null,
-                    Json::String(s) => Value::Text(s.clone()),
-                    Json::Number(n) => Value::Int(n.as_i64().ok_or_else(|| {
+                match (
+                    row.get(*column).unwrap_or(&Json::Null),
+                    is_integer_column(column),
+                ) {
+                    (Json::Null, _) => Value::Null,
+                    (Json::String(s), false) => Value::Text(s.clone()),
+                    (Json::Number(n), true) => Value::Int(n.as_i64().ok_or_else(|| {
                         bad(format!("{table}.{column} {n} is not a 64-bit integer"))
                     })?),
-                    other => return Err(bad(format!("{table}.{column} cannot be {other}"))),
+                    (other, true) => {
+                        return Err(bad(format!(
+                            "{table}.{column} must be an integer, not {other}"
+                        )))
+                    }
+                    (other, false) => {
+                        return Err(bad(format!("{table}.{column} must be text, not {other}")))
+                    }
                 };
             if (*table, *column) == DEFERRED && value != Value::Null {
                 deferred.push((values[0].clone(), value));

@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""`redeploy serve` on its two journals, side by side in one run: the
+SQLite file (the default) against a PostgreSQL database on the same
+machine (one replica; several replicas sharing deploys are not built yet).
+
+Run by bench/run.sh (`bash bench/run.sh journal`); by hand, after
+`cargo build --release`, as root or as a user who may run initdb:
+
+    python3 bench/journal_backends.py [--duration 10] [--rounds 3] [--connections 1,16,64]
+
+The PostgreSQL cluster is a throwaway one (initdb + pg_ctl into a temporary
+directory, as the `postgres` user when run as root), with PostgreSQL's
+defaults for durability: fsync on, synchronous_commit on. Both servers get
+the same signed GitHub push with a fresh X-GitHub-Delivery per request
+(bench/http.lua), in the two scenarios of bench/serve_vs_webhook.py:
+decision (the push deploys nothing: the delivery row is written without
+waiting for the disk) and deploy (every accepted deploy is durable before
+its 202). The table shows medians over rounds and the median of the
+per-round ratio PostgreSQL / SQLite.
+"""
+
+import argparse
+import glob
+import hashlib
+import hmac
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+
+from benchlib import FIXTURE, REDEPLOY, SECRET, TOKEN, free_port, write_redeploy_config
+from serve_vs_webhook import TRUE, Server, fmt_ms, run_wrk
+
+
+def as_server_user(argv):
+    return ["runuser", "-u", "postgres", "--"] + argv if os.geteuid() == 0 else argv
+
+
+class Postgres:
+    """A throwaway cluster on a free loopback port."""
+
+    def __init__(self, work):
+        versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        if not versions:
+            raise SystemExit("PostgreSQL is not installed (apt-get install postgresql)")
+        self.bin = os.path.dirname(versions[-1])
+        self.dir = os.path.join(work, "pg")
+        os.makedirs(self.dir)
+        if os.geteuid() == 0:
+            shutil.chown(work, "postgres")
+            shutil.chown(self.dir, "postgres")
+        self.port = free_port()
+        data = os.path.join(self.dir, "data")
+        subprocess.run(
+            as_server_user([f"{self.bin}/initdb", "-D", data, "--auth=trust", "-U", "postgres"]),
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            as_server_user([
+                f"{self.bin}/pg_ctl", "-D", data, "-l", os.path.join(self.dir, "log"), "-w",
+                "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1",
+                "start",
+            ]),
+            check=True,
+            capture_output=True,
+        )
+        self.data = data
+
+    def database(self, name):
+        subprocess.run(
+            [f"{self.bin}/createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name],
+            check=True,
+        )
+        return f"postgres://postgres@127.0.0.1:{self.port}/{name}"
+
+    def stop(self):
+        subprocess.run(
+            as_server_user([f"{self.bin}/pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop"]),
+            capture_output=True,
+        )
+
+
+def start(work, name, branch, journal_url):
+    port = free_port()
+    config = os.path.join(work, f"{name}-{branch}.toml")
+    write_redeploy_config(config, port, f"{work}/state-{name}-{branch}", branch, TRUE, journal_url)
+    return Server(
+        name,
+        [REDEPLOY, "serve", "--config", config],
+        port,
+        f"/hooks/{TOKEN}",
+        os.path.join(work, f"{name}-{branch}.log"),
+    )
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--duration", type=int, default=10, help="seconds per load run")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--connections", default="1,16,64")
+    args = ap.parse_args()
+    connections = [int(c) for c in args.connections.split(",")]
+
+    with open(FIXTURE, "rb") as f:
+        body = f.read()
+    signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    work = tempfile.mkdtemp(prefix="redeploy-journal-bench-")
+    os.chmod(work, 0o755)
+    body_path = os.path.join(work, "body.json")
+    sig_path = os.path.join(work, "signature.txt")
+    with open(body_path, "wb") as f:
+        f.write(body)
+    with open(sig_path, "w") as f:
+        f.write(signature)
+    env = dict(os.environ, BENCH_BODY=body_path, BENCH_SIGNATURE=sig_path)
+
+    pg = Postgres(work)
+    print(f"payload: {FIXTURE} ({len(body)} bytes), {args.rounds} rounds of {args.duration} s")
+    results = []
+    try:
+        for scenario, branch in (("decision", "production"), ("deploy", "master")):
+            servers = [
+                start(work, "sqlite", branch, None),
+                start(work, "postgres", branch, pg.database(f"bench_{scenario}")),
+            ]
+            try:
+                for c in connections:
+                    per = {s.name: [] for s in servers}
+                    for r in range(args.rounds):
+                        order = servers if r % 2 == 0 else list(reversed(servers))
+                        for s in order:
+                            res = run_wrk(s.url, c, args.duration, env)
+                            per[s.name].append(res)
+                            print(
+                                f"  {scenario} c={c} round {r + 1} {s.name}: {res['rps']:.0f} req/s "
+                                f"p50 {fmt_ms(res['p50_us'])} p99 {fmt_ms(res['p99_us'])} "
+                                f"errors {res['errors']} status>399 {res['status_errors']} "
+                                f"timeouts {res['timeouts']}",
+                                flush=True,
+                            )
+                            time.sleep(1)
+                    results.append((scenario, c, per))
+            finally:
+                for s in servers:
+                    s.stop()
+    finally:
+        pg.stop()
+
+    print()
+    print("| scenario | connections | journal | req/s | p50 | p99 | postgres / sqlite req/s |")
+    print("|---|---|---|---|---|---|---|")
+    for scenario, c, per in results:
+        ratios = [p["rps"] / s["rps"] for p, s in zip(per["postgres"], per["sqlite"])]
+        for name in ("sqlite", "postgres"):
+            runs = per[name]
+            rps = statistics.median(r["rps"] for r in runs)
+            p50 = statistics.median(r["p50_us"] for r in runs)
+            p99 = statistics.median(r["p99_us"] for r in runs)
+            bad = sum(r["errors"] + r["status_errors"] + r["timeouts"] for r in runs)
+            ratio = f"{statistics.median(ratios):.2f}x" if name == "postgres" else ""
+            warn = f" ({bad} failed)" if bad else ""
+            print(
+                f"| {scenario} | {c} | {name} | {rps:.0f}{warn} | {fmt_ms(p50)} | {fmt_ms(p99)} | {ratio} |"
+            )
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
