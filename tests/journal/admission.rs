@@ -5,7 +5,7 @@ use redeploy_host::journal::*;
 
 use super::Store;
 
-fn deploy(sha: Option<&str>, delivery: &str, at: i64) -> NewDeploy {
+pub(super) fn deploy(sha: Option<&str>, delivery: &str, at: i64) -> NewDeploy {
     NewDeploy {
         stack: "web".into(),
         delivery_id: Some(delivery.into()),
@@ -21,7 +21,7 @@ fn deploy(sha: Option<&str>, delivery: &str, at: i64) -> NewDeploy {
     }
 }
 
-fn commit(sha: &str, before: &str, forced: bool) -> Admission {
+pub(super) fn commit(sha: &str, before: &str, forced: bool) -> Admission {
     Admission {
         replay: None,
         commit: Some(CommitClaim {

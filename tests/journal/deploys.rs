@@ -4,7 +4,7 @@ use redeploy_host::journal::*;
 
 use super::Store;
 
-fn new_deploy(stack: &str, delivery_id: Option<&str>, created_at_ms: i64) -> NewDeploy {
+pub(super) fn new_deploy(stack: &str, delivery_id: Option<&str>, created_at_ms: i64) -> NewDeploy {
     NewDeploy {
         stack: stack.to_owned(),
         delivery_id: delivery_id.map(str::to_owned),
@@ -20,14 +20,14 @@ fn new_deploy(stack: &str, delivery_id: Option<&str>, created_at_ms: i64) -> New
     }
 }
 
-fn new_id(inserted: Inserted) -> i64 {
+pub(super) fn new_id(inserted: Inserted) -> i64 {
     match inserted {
         Inserted::New(id) => id,
         Inserted::Duplicate(id) => panic!("expected a new deploy, got duplicate of {id}"),
     }
 }
 
-fn total(journal: &Journal) -> u64 {
+pub(super) fn total(journal: &Journal) -> u64 {
     journal.count_by_state().unwrap().values().sum()
 }
 

@@ -13,6 +13,7 @@ mod deploys;
 mod github;
 mod retention;
 mod schema;
+mod sqlite;
 
 /// Where a case's journal lives.
 pub enum Store {
