@@ -54,7 +54,7 @@ class Postgres:
         self.port = free_port()
         data = os.path.join(self.dir, "data")
         subprocess.run(
-            as_server_user([f"{self.bin}/initdb", "-D", data, "--auth=trust", "-U", "postgres"]),
+            as_server_user([f"{self.bin}/initdb", "-D", data, "--auth=trust", "-U", "postgres", "--locale=C", "--encoding=UTF8"]),
             check=True,
             capture_output=True,
         )

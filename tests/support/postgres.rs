@@ -69,7 +69,16 @@ impl Cluster {
                 .as_server(&cluster.bin.join("initdb"))
                 .arg("-D")
                 .arg(cluster.data())
-                .args(["--auth=trust", "-U", "postgres", "--no-sync"]),
+                // The C locale: initdb needs no locale installed on the
+                // machine, and sorting is the same everywhere.
+                .args([
+                    "--auth=trust",
+                    "-U",
+                    "postgres",
+                    "--no-sync",
+                    "--locale=C",
+                    "--encoding=UTF8",
+                ]),
             "initdb",
         );
         let options = configure(&cluster.data());
