@@ -36,11 +36,18 @@ pub const SQLITE: &[Migration] = &[
     migration!("sqlite", 4, "0004_deploy_process_group"),
     migration!("sqlite", 5, "0005_deliveries_received_index"),
     migration!("sqlite", 6, "0006_deploy_pusher"),
+    migration!("sqlite", 7, "0007_deploy_runner"),
+    migration!("sqlite", 8, "0008_outbox"),
 ];
 
 /// The PostgreSQL journal's migrations; the versions applied are rows of
 /// `schema_migrations`.
-pub const POSTGRES: &[Migration] = &[migration!("postgres", 1, "0001_journal")];
+pub const POSTGRES: &[Migration] = &[
+    migration!("postgres", 1, "0001_journal"),
+    migration!("postgres", 2, "0002_cluster"),
+    migration!("postgres", 3, "0003_deploy_logs"),
+    migration!("postgres", 4, "0004_outbox"),
+];
 
 /// The newest version in `migrations`.
 pub const fn latest(migrations: &[Migration]) -> i64 {

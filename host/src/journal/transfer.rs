@@ -58,6 +58,8 @@ pub const TABLES: &[(&str, &[&str])] = &[
             "superseded_by",
             "pgid",
             "pusher",
+            "runner",
+            "pgid_host",
         ],
     ),
     (

@@ -1,0 +1,1 @@
+-- Version 3: deploy logs kept in the database (placeholder, defined by its own change).

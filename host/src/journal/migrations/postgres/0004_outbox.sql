@@ -1,0 +1,1 @@
+-- Version 4: the outbox of GitHub and callback reports (placeholder, defined by its own change).

@@ -1,0 +1,1 @@
+-- Schema version 8: the outbox of GitHub and callback reports (placeholder, defined by its own change).
