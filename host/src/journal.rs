@@ -50,6 +50,7 @@ pub trait DeployObserver: Send + Sync {
 
 mod github;
 pub use github::{DeploymentRequest, NewDeploymentRequest, RequestState};
+mod leases;
 mod retention;
 pub use retention::{PrunePolicy, Pruned};
 

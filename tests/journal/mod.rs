@@ -11,6 +11,7 @@ use crate::support::{postgres, TempDir};
 mod admission;
 mod deploys;
 mod github;
+mod leases;
 mod retention;
 mod schema;
 mod sqlite;

@@ -36,7 +36,7 @@ pub const SQLITE: &[Migration] = &[
     migration!("sqlite", 4, "0004_deploy_process_group"),
     migration!("sqlite", 5, "0005_deliveries_received_index"),
     migration!("sqlite", 6, "0006_deploy_pusher"),
-    migration!("sqlite", 7, "0007_deploy_runner"),
+    migration!("sqlite", 7, "0007_runner_leases"),
     migration!("sqlite", 8, "0008_outbox"),
 ];
 
