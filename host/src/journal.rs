@@ -58,8 +58,8 @@ mod admission;
 pub use admission::{Admission, Admitted, CommitClaim, ReplayClaim};
 mod records;
 pub use records::{
-    DeliveryRecord, DeployRecord, DeployState, Inserted, NewDelivery, NewDeploy, Recovery,
-    TransitionDetail, UnknownDeployState,
+    Claimed, DeliveryRecord, DeployRecord, DeployState, Inserted, NewDelivery, NewDeploy, Recovery,
+    StartedDeploy, TransitionDetail, UnknownDeployState,
 };
 mod error;
 pub use error::JournalError;
@@ -73,6 +73,15 @@ use sql::{args, Commit, DbError, Rec, Sql};
 pub use sqlite::{BUSY_TIMEOUT, SCHEMA_VERSION};
 
 /// The journal's file name inside the state directory.
+/// The channel each new queued deploy is announced on, its stack's name as
+/// the payload, so that every replica's runner wakes at once
+/// ([`crate::cluster`]); PostgreSQL only.
+pub const QUEUED_CHANNEL: &str = "redeploy_queued";
+
+/// The channel a released lease is announced on, its name as the payload,
+/// so that a replica waiting for it takes it at once; PostgreSQL only.
+pub const RELEASED_CHANNEL: &str = "redeploy_released";
+
 pub const FILE_NAME: &str = "journal.sqlite3";
 
 /// The reason recorded for deploys that [`Journal::recover`] marks
@@ -249,26 +258,17 @@ impl Journal {
         crate::metrics::process::journal_call(backend, kind, started.elapsed().as_secs_f64());
     }
 
-    /// For the processes that run deploys (`serve`, `trigger --local`,
-    /// `run-queued`) on a PostgreSQL journal: takes the lock that keeps a
-    /// second one off the same journal, held until the returned lease
-    /// drops. Several replicas sharing deploys are not supported yet,
-    /// so a second server is refused ([`JournalError::Busy`]). A SQLite
-    /// journal needs no lease (the state directory's serve lock does it).
-    pub fn hold_serve_lock(&self) -> Result<Option<postgres::ServeLease>, JournalError> {
-        let Backend::Postgres(db) = &self.backend else {
-            return Ok(None);
-        };
-        match db.hold_serve_lock() {
-            Ok(Some(lease)) => Ok(Some(lease)),
-            Ok(None) => Err(JournalError::Busy {
-                location: self.location.clone(),
-            }),
-            Err(source) => Err(JournalError::database(
-                &self.location,
-                "take the serve lock",
-                source,
-            )),
+    /// `LISTEN`s to `channels` until the returned task is aborted
+    /// ([`postgres::Db::listen`]); `None` on SQLite, where no other replica
+    /// announces anything.
+    pub fn listen(
+        &self,
+        channels: &[&'static str],
+        on: impl Fn(Option<(String, String)>) + Send + Sync + 'static,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        match &self.backend {
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(db) => Some(db.listen(channels, on)),
         }
     }
 
@@ -427,29 +427,94 @@ impl Journal {
         })
     }
 
-    /// Records the process group of started deploy `id`'s command.
-    pub fn set_pgid(&self, id: i64, pgid: u32) -> Result<(), JournalError> {
+    /// Records the process group of started deploy `id`'s command, and the
+    /// machine it lives on (`host`, [`crate::cluster::host_id`]).
+    pub fn set_pgid(&self, id: i64, pgid: u32, host: &str) -> Result<(), JournalError> {
         self.write("record a deploy's process group", |sql| {
             sql.execute(
-                "UPDATE deploys SET pgid = ?2 WHERE id = ?1 AND state = ?3",
-                args![id, pgid, DeployState::Started],
+                "UPDATE deploys SET pgid = ?2, pgid_host = ?4 WHERE id = ?1 AND state = ?3",
+                args![id, pgid, DeployState::Started, host],
             )?;
             Ok(())
         })
     }
 
     /// The deploys of `stack` in state `started`, oldest first, each with
-    /// its command's process group if one was recorded. For recovery, with
-    /// the stack's lock held ([`crate::supervise::recover_stack`]).
-    pub fn started_deploys(&self, stack: &str) -> Result<Vec<(i64, Option<i64>)>, JournalError> {
+    /// its command's process group and that group's machine, if they were
+    /// recorded. For recovery, with the stack's lock held
+    /// ([`crate::supervise::recover_stack`]).
+    pub fn started_deploys(&self, stack: &str) -> Result<Vec<StartedDeploy>, JournalError> {
         self.read("read started deploys", |sql| {
             sql.query(
-                "SELECT id, pgid FROM deploys WHERE stack = ?1 AND state = ?2 ORDER BY id",
+                "SELECT id, pgid, pgid_host FROM deploys WHERE stack = ?1 AND state = ?2 ORDER BY id",
                 args![stack, DeployState::Started],
             )?
             .iter()
-            .map(|row| Ok((row.get(0)?, row.get(1)?)))
+            .map(|row| {
+                Ok(StartedDeploy {
+                    id: row.get(0)?,
+                    pgid: row.get(1)?,
+                    pgid_host: row.get(2)?,
+                })
+            })
             .collect()
+        })
+    }
+
+    /// With `stack`'s lock held: the stack's newest queued deploy, to run
+    /// next, after cancelling (superseded by it) every older one still
+    /// queued, whichever process queued them, in one transaction; also
+    /// cancels, instead, a queued deploy older than a deploy of the stack
+    /// that already started, so that an older commit never runs after a
+    /// newer one. Returns the deploy to run (if any) and the ids cancelled.
+    pub fn claim_next(&self, stack: &str, at_ms: i64) -> Result<Claimed, JournalError> {
+        self.write("claim the next deploy", |sql| {
+            let queued: Vec<i64> = sql
+                .query(
+                    "SELECT id FROM deploys WHERE stack = ?1 AND state = ?2 ORDER BY id DESC",
+                    args![stack, DeployState::Queued],
+                )?
+                .iter()
+                .map(|row| row.get(0))
+                .collect::<Result<_, _>>()?;
+            let Some((&newest, older)) = queued.split_first() else {
+                return Ok(Claimed::default());
+            };
+            let mut cancelled = Vec::new();
+            let superseded = TransitionDetail {
+                reason: Some(format!("superseded by deploy #{newest}")),
+                superseded_by: Some(newest),
+                ..TransitionDetail::default()
+            };
+            for &id in older {
+                apply_transition(sql, id, DeployState::Cancelled, at_ms, &superseded)?;
+                cancelled.push(id);
+            }
+            let latest_started: Option<i64> = sql
+                .query_one(
+                    "SELECT MAX(id) FROM deploys WHERE stack = ?1 AND started_at_ms IS NOT NULL",
+                    args![stack],
+                )?
+                .get(0)?;
+            if let Some(latest) = latest_started.filter(|&latest| latest > newest) {
+                let older_than_run = TransitionDetail {
+                    reason: Some(format!(
+                        "deploy #{latest}, newer, already ran: an older commit never runs after it"
+                    )),
+                    superseded_by: Some(latest),
+                    ..TransitionDetail::default()
+                };
+                apply_transition(sql, newest, DeployState::Cancelled, at_ms, &older_than_run)?;
+                cancelled.push(newest);
+                return Ok(Claimed {
+                    next: None,
+                    cancelled,
+                });
+            }
+            Ok(Claimed {
+                next: select_deploy(sql, newest)?,
+                cancelled,
+            })
         })
     }
 
@@ -647,6 +712,7 @@ fn insert_deploy_in(sql: &mut dyn Sql, d: &NewDeploy) -> Result<Inserted, DbErro
         d.created_at_ms,
         Some(&d.reason),
     )?;
+    sql.announce(QUEUED_CHANNEL, &d.stack)?;
     Ok(Inserted::New(id))
 }
 
@@ -685,7 +751,8 @@ fn apply_transition(
              exit_code      = COALESCE(?5, exit_code),
              detail         = COALESCE(?6, detail),
              log_path       = COALESCE(?7, log_path),
-             superseded_by  = COALESCE(?8, superseded_by)
+             superseded_by  = COALESCE(?8, superseded_by),
+             runner         = COALESCE(?9, runner)
          WHERE id = ?1",
         args![
             id,
@@ -695,7 +762,8 @@ fn apply_transition(
             detail.exit_code.map(i64::from),
             detail.reason,
             detail.log_path,
-            detail.superseded_by
+            detail.superseded_by,
+            detail.runner
         ],
     )?;
     append_transition(sql, id, to, at_ms, detail.reason.as_deref())

@@ -9,6 +9,7 @@
 pub mod bounded;
 pub mod capacity;
 pub mod cli;
+pub mod cluster;
 pub mod commands;
 pub mod commit_order;
 pub mod config;

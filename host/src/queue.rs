@@ -30,6 +30,9 @@ pub struct Slot {
 /// What [`StackQueue::admit`] decided for a deploy.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Admit {
+    /// The queue already holds this deploy (running or pending): it was
+    /// handed over twice, and nothing changes.
+    Known,
     /// The deploy never runs: cancel it, because of deploy `because_of`.
     Cancel {
         /// Why, for the journal and the answer.
@@ -58,6 +61,10 @@ pub struct StackQueue {
 impl StackQueue {
     /// Hands a deploy (already journaled as queued) to the queue.
     pub fn admit(&mut self, slot: Slot) -> Admit {
+        let holds = |held: &Option<Slot>| held.as_ref().is_some_and(|h| h.id == slot.id);
+        if holds(&self.running) || holds(&self.pending) {
+            return Admit::Known;
+        }
         if let (Some(sha), Some(running)) = (&slot.sha, &self.running) {
             if running.id > slot.id {
                 return Admit::Cancel {
@@ -191,6 +198,18 @@ mod tests {
         );
         q.finished();
         assert_eq!(q.next(false), Some(slot(4, None)), "the newest runs next");
+    }
+
+    #[test]
+    fn a_deploy_handed_over_twice_changes_nothing() {
+        let mut q = StackQueue::default();
+        assert_eq!(q.admit(slot(1, Some("a"))), pending(None, true));
+        assert_eq!(q.admit(slot(1, Some("a"))), Admit::Known, "pending twice");
+        assert_eq!(q.next(false), Some(slot(1, Some("a"))));
+        assert_eq!(q.admit(slot(1, Some("a"))), Admit::Known, "running twice");
+        assert_eq!(q.admit(slot(2, Some("b"))), pending(None, false));
+        assert_eq!(q.admit(slot(2, Some("b"))), Admit::Known);
+        assert_eq!(q.admit(slot(1, Some("a"))), Admit::Known, "still running");
     }
 
     #[test]

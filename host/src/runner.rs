@@ -36,7 +36,8 @@ use crate::metrics::Metrics;
 use crate::queue::{Admit, Slot, StackQueue};
 
 mod command;
-pub use command::{deploy_env, CommandSpec, INHERITED_ENV};
+pub use command::{deploy_env, CommandSpec, INHERITED_ENV, LEASE_LOST_REASON};
+mod follow;
 mod http_action;
 pub use http_action::HTTP_ACTION_CONNECT_TIMEOUT;
 
@@ -52,6 +53,19 @@ pub struct DeployEventJson {
     pub repository: Option<String>,
     /// `registry/repository:tag` for registry pushes.
     pub image: Option<String>,
+}
+
+/// Why a running deploy must stop, if it must.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// It runs on.
+    Run,
+    /// The server is shutting down and the grace period is over: SIGTERM,
+    /// then SIGKILL.
+    Shutdown,
+    /// The stack's lease may be lost: another replica may start the stack's
+    /// next deploy soon, so this one is killed at once.
+    LeaseLost,
 }
 
 /// What happened to a deploy handed to [`Runner::enqueue`].
@@ -81,6 +95,13 @@ struct Inner {
     observer: std::sync::OnceLock<Arc<dyn DeployObserver>>,
     /// False when the caller holds every stack lock itself (`run_queued`).
     takes_stack_locks: std::sync::atomic::AtomicBool,
+    /// When the caller holds the locks: turns true when they may be lost.
+    callers_lock_lost: std::sync::OnceLock<watch::Receiver<bool>>,
+    /// Where stack locks live: set by [`Runner::use_locks`], else files in
+    /// the state directory.
+    locks: std::sync::OnceLock<crate::supervise::Locks>,
+    /// False on a replica that only queues deploys (`server.runner = false`).
+    runs_deploys: std::sync::atomic::AtomicBool,
 }
 
 /// The deploy runner. Cheap to clone.
@@ -112,6 +133,9 @@ impl Runner {
                 http,
                 observer: std::sync::OnceLock::new(),
                 takes_stack_locks: std::sync::atomic::AtomicBool::new(true),
+                callers_lock_lost: std::sync::OnceLock::new(),
+                locks: std::sync::OnceLock::new(),
+                runs_deploys: std::sync::atomic::AtomicBool::new(true),
             }),
         })
     }
@@ -129,26 +153,64 @@ impl Runner {
     }
 
     /// Tells the runner its caller holds the lock of every stack it will
-    /// run ([`crate::supervise`]), so it takes none itself.
-    pub fn caller_holds_stack_locks(&self) {
+    /// run ([`crate::supervise`]), so it takes none itself; `lost` turns
+    /// true when the caller's lock may be lost (a lease), and the running
+    /// deploy then stops at once.
+    pub fn caller_holds_stack_locks(&self, lost: Option<watch::Receiver<bool>>) {
         self.inner
             .takes_stack_locks
             .store(false, std::sync::atomic::Ordering::SeqCst);
+        if let Some(lost) = lost {
+            let _ = self.inner.callers_lock_lost.set(lost);
+        }
+    }
+
+    /// Takes stack locks from `locks` (once; later calls are ignored).
+    pub fn use_locks(&self, locks: crate::supervise::Locks) {
+        let _ = self.inner.locks.set(locks);
+    }
+
+    /// Makes this runner queue deploys without running them: another
+    /// replica on the same journal runs them (`server.runner = false`).
+    pub fn only_queue(&self) {
+        self.inner
+            .runs_deploys
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether this runner runs deploys.
+    pub fn runs_deploys(&self) -> bool {
+        self.inner
+            .runs_deploys
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Where this runner's stack locks live.
+    pub fn locks(&self) -> crate::supervise::Locks {
+        self.inner.locks.get().cloned().unwrap_or_else(|| {
+            crate::supervise::Locks::Files(self.inner.config.current().server.state_dir.clone())
+        })
     }
 
     /// Takes the stack's lock, then recovers what a dead runner left of the
     /// stack's deploys. `None` (nothing may start) at shutdown or on error.
     async fn lock_and_recover(&self, stack: &str) -> Option<crate::supervise::StackLock> {
         let inner = &self.inner;
-        let lock = crate::supervise::lock(&inner.config.current().server.state_dir, stack, || {
-            inner.stopping.load(std::sync::atomic::Ordering::SeqCst)
-        })
-        .await;
+        let lock = self
+            .locks()
+            .lock(stack, || {
+                inner.stopping.load(std::sync::atomic::Ordering::SeqCst)
+            })
+            .await;
         let lock = match lock {
             Ok(Some(lock)) => lock,
             Ok(None) => return None,
             Err(e) => {
-                tracing::error!(stack, error = %e, "cannot take the stack's lock; its deploy stays queued");
+                tracing::error!(
+                    stack,
+                    error = format!("{e:#}"),
+                    "cannot take the stack's lock; its deploy stays queued"
+                );
                 return None;
             }
         };
@@ -164,6 +226,7 @@ impl Runner {
             }
             Err(e) => {
                 tracing::error!(stack, error = %e, "cannot recover the stack; its deploy stays queued");
+                lock.release().await;
                 None
             }
         }
@@ -190,6 +253,10 @@ impl Runner {
                 self.inner.metrics.deploy_state(DeployState::Cancelled);
                 self.notify(id, DeployState::Cancelled, detail.reason.as_deref());
             }
+            // Another process started, cancelled or finished it meanwhile.
+            Err(crate::journal::JournalError::IllegalTransition { from, .. }) => {
+                tracing::debug!(deploy = id, state = %from, "not cancelled: another runner moved it first")
+            }
             Err(e) => {
                 tracing::error!(deploy = id, error = %e, "journal: cannot record a cancelled deploy")
             }
@@ -199,6 +266,10 @@ impl Runner {
     /// Hands a queued deploy (already in the journal) to its stack's queue,
     /// and journals what the queue policy ([`crate::queue`]) decides.
     pub fn enqueue(&self, record: &DeployRecord) -> Enqueued {
+        if !self.runs_deploys() {
+            self.notify(record.id, DeployState::Queued, None);
+            return Enqueued::Queued;
+        }
         let slot = Slot {
             id: record.id,
             sha: record.queued.sha.clone(),
@@ -211,6 +282,9 @@ impl Runner {
                 .admit(slot)
         };
         match admitted {
+            // Handed over before (a replica's announcement of a deploy this
+            // runner already has): nothing changes.
+            Admit::Known => Enqueued::Queued,
             Admit::Cancel { reason, because_of } => {
                 self.cancel(record.id, reason.clone(), Some(because_of));
                 Enqueued::Cancelled(reason)
@@ -274,33 +348,61 @@ impl Runner {
         }
     }
 
+    /// Runs the newest queued deploy of slot `id`'s stack (`id` itself
+    /// unless a newer one was queued, maybe by another replica), under the
+    /// stack's lock.
     async fn run_one(&self, id: i64) {
         let journal = &self.inner.journal;
-        let read = || match journal.deploy(id) {
-            Ok(Some(r)) if r.state == DeployState::Queued => Some(r),
-            Ok(_) => None,
+        let stack_name = match journal.deploy(id) {
+            Ok(Some(r)) if r.state == DeployState::Queued => r.queued.stack,
+            Ok(_) => return,
             Err(e) => {
                 tracing::error!(deploy = id, error = %e, "journal: cannot read a queued deploy");
-                None
+                return;
             }
         };
-        let Some(record) = read() else { return };
-        // One deploy per stack across every runner on the state directory:
-        // the lock is held until the deploy's end is journaled. Another
-        // runner may have run or cancelled this deploy meanwhile: read again.
-        let _lock = if self
+        // One deploy per stack across every runner on the journal: the lock
+        // is held until the deploy's end is journaled.
+        if !self
             .inner
             .takes_stack_locks
             .load(std::sync::atomic::Ordering::SeqCst)
         {
-            let Some(lock) = self.lock_and_recover(&record.queued.stack).await else {
-                return;
-            };
-            Some(lock)
-        } else {
-            None
+            let lost = self.inner.callers_lock_lost.get().cloned();
+            self.run_claimed(&stack_name, lost).await;
+            return;
+        }
+        let Some(lock) = self.lock_and_recover(&stack_name).await else {
+            return;
         };
-        let Some(record) = read() else { return };
+        self.run_claimed(&stack_name, lock.lost()).await;
+        lock.release().await;
+    }
+
+    /// With the stack's lock held: claims the stack's newest queued deploy
+    /// (another runner may have run or cancelled the one this runner was
+    /// handed meanwhile, or queued a newer one) and runs it; `lost` turns
+    /// true when the lock may be lost.
+    async fn run_claimed(&self, stack_name: &str, lost: Option<watch::Receiver<bool>>) {
+        let journal = &self.inner.journal;
+        let claimed = match journal.claim_next(stack_name, now_ms()) {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                tracing::error!(stack = stack_name, error = %e, "journal: cannot claim the stack's next deploy");
+                return;
+            }
+        };
+        for &cancelled in &claimed.cancelled {
+            self.inner.metrics.deploy_state(DeployState::Cancelled);
+            let reason = journal
+                .deploy(cancelled)
+                .ok()
+                .flatten()
+                .and_then(|d| d.detail);
+            self.notify(cancelled, DeployState::Cancelled, reason.as_deref());
+        }
+        let Some(record) = claimed.next else { return };
+        let id = record.id;
         let Some(stack) = self
             .inner
             .config
@@ -318,6 +420,7 @@ impl Runner {
         let log_path = self.log_path(&record);
         let detail = TransitionDetail {
             log_path: Some(log_path.display().to_string()),
+            runner: Some(crate::cluster::Replica::this_process().name.clone()),
             ..Default::default()
         };
         if let Err(e) = journal.transition(id, DeployState::Started, now_ms(), &detail) {
@@ -328,7 +431,9 @@ impl Runner {
         self.notify(id, DeployState::Started, None);
         tracing::info!(deploy = id, stack = %record.queued.stack, sha = ?record.queued.sha, "deploy started");
         let began = std::time::Instant::now();
-        let result = self.execute(&stack, &record, &log_path).await;
+        let (stop, watcher) = self.stop_signal(lost);
+        let result = self.execute(&stack, &record, &log_path, stop).await;
+        watcher.abort();
         let took = began.elapsed();
         let (state, detail) = match result {
             Ok(()) => (
@@ -386,11 +491,40 @@ impl Runner {
             .join(format!("{}.log", record.id))
     }
 
+    /// What stops a deploy: the end of shutdown's grace period, or the loss
+    /// of the stack's lock (`lost`), whichever comes first; and the task
+    /// that watches them, to abort once the deploy ends.
+    fn stop_signal(
+        &self,
+        lost: Option<watch::Receiver<bool>>,
+    ) -> (watch::Receiver<Stop>, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = watch::channel(Stop::Run);
+        let mut kill = self.inner.kill.subscribe();
+        let watcher = tokio::spawn(async move {
+            let lease_lost = async move {
+                if let Some(mut lost) = lost {
+                    // An error means the keeper ended without losing it.
+                    if lost.wait_for(|l| *l).await.is_ok() {
+                        return;
+                    }
+                }
+                std::future::pending::<()>().await
+            };
+            let why = tokio::select! {
+                _ = kill.wait_for(|k| *k) => Stop::Shutdown,
+                () = lease_lost => Stop::LeaseLost,
+            };
+            let _ = tx.send(why);
+        });
+        (rx, watcher)
+    }
+
     async fn execute(
         &self,
         stack: &StackConfig,
         record: &DeployRecord,
         log_path: &Path,
+        stop: watch::Receiver<Stop>,
     ) -> Result<(), Failure> {
         if let Some(dir) = log_path.parent() {
             // `logs/` too: it may predate private log directories.
@@ -428,11 +562,12 @@ impl Runner {
                     max_log_bytes: self.inner.config.current().server.max_deploy_log_bytes,
                 };
                 let started = |pgid: u32| {
-                    if let Err(e) = self.inner.journal.set_pgid(record.id, pgid) {
+                    let host = crate::cluster::host_id();
+                    if let Err(e) = self.inner.journal.set_pgid(record.id, pgid, host) {
                         tracing::error!(deploy = record.id, error = %e, "journal: cannot record the deploy's process group");
                     }
                 };
-                command::run(record, &event, &spec, started, self.inner.kill.subscribe()).await
+                command::run(record, &event, &spec, started, stop).await
             }
             DeployAction::Http { url, headers } => {
                 http_action::post_event(

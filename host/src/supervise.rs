@@ -10,6 +10,10 @@
 //! left of that deploy's process group (recorded in the journal when the
 //! deploy started; SIGTERM, [`KILL_GRACE`], SIGKILL), marks it
 //! `interrupted`, and only then starts the next deploy.
+//!
+//! On a PostgreSQL journal, shared by processes on several machines, the
+//! stack's lock is a lease in the journal instead ([`crate::cluster`]), and
+//! recovery only signals a process group that lives on its own machine.
 
 use std::fs::File;
 use std::io;
@@ -40,8 +44,76 @@ pub const RECOVERED_REASON: &str =
 
 /// A held stack lock; dropping it releases the lock.
 #[derive(Debug)]
-pub struct StackLock {
-    _file: File,
+pub enum StackLock {
+    /// `<state_dir>/locks/<stack>.lock`, locked (SQLite journal).
+    File(File),
+    /// The stack's lease (PostgreSQL journal).
+    Lease(crate::cluster::Lease),
+}
+
+impl StackLock {
+    /// Turns true when the lock may be lost (a lease that could not be
+    /// renewed): the deploy it covers must stop at once. A file lock is
+    /// never lost.
+    pub fn lost(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        match self {
+            StackLock::File(_) => None,
+            StackLock::Lease(lease) => Some(lease.lost()),
+        }
+    }
+
+    /// Gives the lock up now.
+    pub async fn release(self) {
+        match self {
+            StackLock::File(file) => drop(file),
+            StackLock::Lease(lease) => lease.release().await,
+        }
+    }
+}
+
+/// Where the stack locks of a journal live.
+#[derive(Clone)]
+pub enum Locks {
+    /// Files in this state directory: one machine (SQLite).
+    Files(PathBuf),
+    /// Leases in the journal, shared by every replica (PostgreSQL).
+    Leases(std::sync::Arc<crate::cluster::Cluster>),
+}
+
+impl Locks {
+    /// Takes `stack`'s lock, waiting while another runner holds it; `None`
+    /// once `give_up` says to stop waiting.
+    pub async fn lock(
+        &self,
+        stack: &str,
+        give_up: impl Fn() -> bool,
+    ) -> anyhow::Result<Option<StackLock>> {
+        use anyhow::Context as _;
+        match self {
+            Locks::Files(state_dir) => lock(state_dir, stack, give_up)
+                .await
+                .with_context(|| format!("cannot lock {}", lock_path(state_dir, stack).display())),
+            Locks::Leases(cluster) => Ok(cluster
+                .lease(&crate::cluster::stack_lease(stack), give_up)
+                .await
+                .with_context(|| format!("stack \"{stack}\": cannot take its lease"))?
+                .map(StackLock::Lease)),
+        }
+    }
+
+    /// Takes `stack`'s lock if no other runner holds it.
+    pub async fn try_lock(&self, stack: &str) -> anyhow::Result<Option<StackLock>> {
+        use anyhow::Context as _;
+        match self {
+            Locks::Files(state_dir) => try_lock(state_dir, stack)
+                .with_context(|| format!("stack \"{stack}\": cannot open its lock")),
+            Locks::Leases(cluster) => Ok(cluster
+                .try_lease(&crate::cluster::stack_lease(stack))
+                .await
+                .with_context(|| format!("stack \"{stack}\": cannot take its lease"))?
+                .map(StackLock::Lease)),
+        }
+    }
 }
 
 /// The lock file of `stack` in `state_dir`.
@@ -67,7 +139,7 @@ fn open_lock_file(state_dir: &Path, stack: &str) -> io::Result<File> {
 /// Takes `stack`'s lock if it is free; `None` if another runner holds it.
 pub fn try_lock(state_dir: &Path, stack: &str) -> io::Result<Option<StackLock>> {
     let file = open_lock_file(state_dir, stack)?;
-    Ok(try_flock(&file)?.then_some(StackLock { _file: file }))
+    Ok(try_flock(&file)?.then_some(StackLock::File(file)))
 }
 
 /// Takes an exclusive `flock(2)` on `file` without waiting: false when
@@ -294,8 +366,10 @@ pub enum RecoveryError {
 
 /// With `stack`'s lock held (the `_lock` argument proves it), finds the
 /// deploys of the stack a dead runner left `started`, stops what is left of
-/// each one's process group, and marks it `interrupted` (telling
-/// `observer`). Returns their ids, oldest first.
+/// each one's process group if it lives on this machine (a runner on
+/// another machine stopped its own when it lost the stack's lease,
+/// [`crate::cluster`]), and marks it `interrupted` (telling `observer`).
+/// Returns their ids, oldest first.
 pub async fn recover_stack(
     journal: &Journal,
     stack: &str,
@@ -303,7 +377,15 @@ pub async fn recover_stack(
     observer: Option<&dyn DeployObserver>,
 ) -> Result<Vec<i64>, RecoveryError> {
     let mut recovered = Vec::new();
-    for (id, pgid) in journal.started_deploys(stack)? {
+    for started in journal.started_deploys(stack)? {
+        let id = started.id;
+        // A group recorded before machines were (schema 7) is this one's:
+        // only a single machine ran deploys then.
+        let here = started
+            .pgid_host
+            .as_deref()
+            .is_none_or(|host| host == crate::cluster::host_id());
+        let pgid = started.pgid.filter(|_| here);
         if let Some(pgid) = pgid.and_then(|p| i32::try_from(p).ok()) {
             if !end_group(pgid).await {
                 return Err(RecoveryError::GroupSurvives {
@@ -331,22 +413,20 @@ pub async fn recover_stack(
     Ok(recovered)
 }
 
-/// At `serve`'s start: recovers every stack with a deploy left `started`
-/// whose lock is free (a held lock means a live runner, such as a hook's
-/// `run-queued`, is running that deploy: it is left alone). Returns the
-/// recovered deploys' ids.
+/// At `serve`'s start, and on a PostgreSQL journal every
+/// [`crate::cluster::SWEEP_EVERY`]: recovers every stack with a deploy left
+/// `started` whose lock is free (a held lock means a live runner, such as a
+/// hook's `run-queued` or another replica, is running that deploy: it is
+/// left alone). Returns the recovered deploys' ids.
 pub async fn recover_free_stacks(
     journal: &Journal,
-    state_dir: &Path,
+    locks: &Locks,
     observer: Option<&dyn DeployObserver>,
 ) -> anyhow::Result<Vec<i64>> {
-    use anyhow::Context as _;
     let mut recovered = Vec::new();
     for stack in journal.stacks_with_started_deploys()? {
-        let lock = try_lock(state_dir, &stack)
-            .with_context(|| format!("stack \"{stack}\": cannot open its lock"))?;
-        let Some(lock) = lock else {
-            tracing::info!(
+        let Some(lock) = locks.try_lock(&stack).await? else {
+            tracing::debug!(
                 stack,
                 "a deploy of this stack is running in another process"
             );
@@ -357,6 +437,7 @@ pub async fn recover_free_stacks(
             // The stack stays blocked: its runner retries at its next deploy.
             Err(e) => tracing::error!(stack, error = %e, "cannot recover the stack"),
         }
+        lock.release().await;
     }
     Ok(recovered)
 }

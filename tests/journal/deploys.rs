@@ -299,6 +299,7 @@ fn illegal_transition_is_rejected_and_changes_nothing(store: &Store) {
         reason: Some("should not be stored".to_owned()),
         log_path: Some("/nope".to_owned()),
         superseded_by: None,
+        runner: Some("nobody".to_owned()),
     };
     for to in [
         DeployState::Queued,
@@ -506,7 +507,68 @@ fn journal_is_shareable_between_threads(store: &Store) {
     assert_eq!(total(&journal), 40);
 }
 
+/// Claiming a stack's next deploy takes its newest queued one, whichever
+/// process queued it, and cancels the older ones as superseded by it;
+/// other stacks are untouched; a queued deploy older than one that already
+/// started is cancelled instead of run.
+fn claiming_takes_the_newest_queued_deploy_and_cancels_older_ones(store: &Store) {
+    let (a, b) = (store.open(), store.open());
+    let first = new_id(a.insert_deploy(&new_deploy("app", Some("d1"), 1)).unwrap());
+    let second = new_id(b.insert_deploy(&new_deploy("app", Some("d2"), 2)).unwrap());
+    let other = new_id(a.insert_deploy(&new_deploy("api", Some("d3"), 3)).unwrap());
+    let third = new_id(b.insert_deploy(&new_deploy("app", Some("d4"), 4)).unwrap());
+    let claimed = a.claim_next("app", 10).unwrap();
+    assert_eq!(claimed.next.as_ref().map(|d| d.id), Some(third));
+    assert_eq!(claimed.cancelled, vec![second, first]);
+    for id in [first, second] {
+        let d = b.deploy(id).unwrap().unwrap();
+        assert_eq!(d.state, DeployState::Cancelled);
+        assert_eq!(d.superseded_by, Some(third));
+        assert_eq!(
+            d.detail.as_deref(),
+            Some(format!("superseded by deploy #{third}").as_str())
+        );
+    }
+    assert_eq!(b.deploy(other).unwrap().unwrap().state, DeployState::Queued);
+    // Started by a runner, with its process group on a machine.
+    let detail = TransitionDetail {
+        runner: Some("host-a pid 7".to_owned()),
+        ..TransitionDetail::default()
+    };
+    a.transition(third, DeployState::Started, 11, &detail)
+        .unwrap();
+    a.set_pgid(third, 4242, "boot-a").unwrap();
+    assert_eq!(
+        b.started_deploys("app").unwrap(),
+        vec![StartedDeploy {
+            id: third,
+            pgid: Some(4242),
+            pgid_host: Some("boot-a".to_owned()),
+        }]
+    );
+    assert_eq!(
+        store.query_i64(&format!(
+            "SELECT COUNT(*) FROM deploys WHERE id = {third} AND runner = 'host-a pid 7'"
+        )),
+        1
+    );
+    // Nothing left to claim; an older deploy queued behind the back of the
+    // journal's ordering (an import, a hand edit) never runs after a newer one.
+    assert_eq!(b.claim_next("app", 12).unwrap(), Claimed::default());
+    store.execute(&format!(
+        "UPDATE deploys SET state = 'queued', superseded_by = NULL WHERE id = {second}"
+    ));
+    let claimed = b.claim_next("app", 13).unwrap();
+    assert_eq!(claimed.next, None);
+    assert_eq!(claimed.cancelled, vec![second]);
+    assert_eq!(
+        b.deploy(second).unwrap().unwrap().superseded_by,
+        Some(third)
+    );
+}
+
 super::on_both_backends!(
+    claiming_takes_the_newest_queued_deploy_and_cancels_older_ones,
     insert_transition_and_read_back,
     deliveries_are_recorded_most_recent_first,
     relaxed_delivery_is_recorded_and_seen_by_another_connection,

@@ -144,7 +144,10 @@ fn a_deploy_keeps_its_pusher_and_a_schema_5_journal_reads_without_one() {
     // The journal as schema 5 left it: no `pusher` column.
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch("ALTER TABLE deploys DROP COLUMN pusher; PRAGMA user_version = 5;")
+        conn.execute_batch(
+            "ALTER TABLE deploys DROP COLUMN pusher; ALTER TABLE deploys DROP COLUMN runner;
+             ALTER TABLE deploys DROP COLUMN pgid_host; DROP TABLE leases; PRAGMA user_version = 5;",
+        )
             .unwrap();
     }
     let old = Journal::open_read_only(&path).unwrap();
@@ -170,10 +173,12 @@ fn a_version_2_journal_learns_its_deployed_commits_when_migrated() {
         conn.execute_batch(
             // Back to what schema 2 had: no commits, no replay keys
             // (3), no process group column (4), no delivery-time
-            // index (5), no pusher column (6).
+            // index (5), no pusher column (6), no runner columns
+            // or leases (7).
             "DROP TABLE stack_commits; DROP TABLE replay_keys; \
              ALTER TABLE deploys DROP COLUMN pgid; DROP INDEX deliveries_received; \
-             ALTER TABLE deploys DROP COLUMN pusher; \
+             ALTER TABLE deploys DROP COLUMN pusher; ALTER TABLE deploys DROP COLUMN runner; \
+             ALTER TABLE deploys DROP COLUMN pgid_host; DROP TABLE leases; \
              PRAGMA user_version = 2;",
         )
         .unwrap();

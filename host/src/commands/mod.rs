@@ -19,6 +19,8 @@ pub mod trigger;
 
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use anyhow::Context as _;
 
 use crate::config::{Config, ConfigError, SecretScope, StackConfig};
@@ -114,6 +116,19 @@ pub fn open_state(config: &Config) -> anyhow::Result<Journal> {
         Some(postgres) => Journal::open_postgres(&postgres.options())?,
         None => Journal::open(&Journal::path_in(state_dir))?,
     })
+}
+
+/// Where the stack locks of `config`'s journal live: files in the state
+/// directory for SQLite (one machine), leases in the database for
+/// PostgreSQL ([`crate::cluster`]).
+pub fn stack_locks(config: &Config, journal: &Arc<Journal>) -> crate::supervise::Locks {
+    match &config.journal.postgres {
+        Some(postgres) => crate::supervise::Locks::Leases(crate::cluster::Cluster::new(
+            journal.clone(),
+            postgres.lease,
+        )),
+        None => crate::supervise::Locks::Files(config.server.state_dir.clone()),
+    }
 }
 
 /// Opens `config`'s journal to read it (`history`, `deliveries`, `logs`),

@@ -25,8 +25,6 @@ impl RunQueued {
     pub fn execute(self) -> anyhow::Result<()> {
         let config = Arc::new(self.config.load()?);
         let journal = Arc::new(super::open_state(&config)?);
-        // On PostgreSQL, no `serve` (on any machine) runs deploys meanwhile.
-        let _lease = journal.hold_serve_lock()?;
         crate::retention::prune_logged(&config, &journal, crate::journal::now_ms());
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -38,7 +36,8 @@ impl RunQueued {
 /// Runs every queued deploy of `stack` in the journal, newest commit first
 /// cancelling older ones, in this process. Used where no `redeploy serve`
 /// runs (a post-receive hook). Holds the stack's lock
-/// (`<state_dir>/locks/<stack>.lock`, [`crate::supervise`]) while it works,
+/// (`<state_dir>/locks/<stack>.lock`, or its lease on a PostgreSQL journal,
+/// [`crate::supervise`]) while it works,
 /// so runner processes started by concurrent pushes and a `serve` on the
 /// same state directory take turns: one deploy at a time per stack, and the
 /// last runner to get the lock finds the newest deploy queued. With the
@@ -65,20 +64,13 @@ async fn run_queued_until<S>(
     stop: impl std::future::Future<Output = S>,
 ) -> anyhow::Result<Option<(S, Vec<i64>)>> {
     tokio::pin!(stop);
-    let state_dir = &config.server.state_dir;
+    let locks = super::stack_locks(&config, &journal);
     let lock = tokio::select! {
-        lock = crate::supervise::lock(state_dir, stack, || false) => lock,
+        lock = locks.lock(stack, || false) => lock,
         // Still waiting for another runner: nothing of ours runs.
         stopped = &mut stop => return Ok(Some((stopped, Vec::new()))),
     };
-    let lock = lock
-        .with_context(|| {
-            format!(
-                "cannot lock {}",
-                crate::supervise::lock_path(state_dir, stack).display()
-            )
-        })?
-        .context("stack lock wait given up")?;
+    let lock = lock?.context("stack lock wait given up")?;
     let metrics = Arc::new(crate::metrics::Metrics::new());
     // A GitHub CD stack: send its pending deployment requests and report
     // statuses from this process, as the server would.
@@ -99,6 +91,11 @@ async fn run_queued_until<S>(
         .map(|n| n.as_ref() as &dyn crate::journal::DeployObserver);
     crate::supervise::recover_stack(&journal, stack, &lock, observer).await?;
     loop {
+        if lock.lost().is_some_and(|lost| *lost.borrow()) {
+            anyhow::bail!(
+                "stack \"{stack}\": this runner lost the stack's lease; what is still queued is left to the runner that takes it"
+            );
+        }
         let mut queued: Vec<DeployRecord> = journal
             .deploys(Some(stack), usize::MAX >> 1)?
             .into_iter()
@@ -109,7 +106,7 @@ async fn run_queued_until<S>(
         }
         queued.reverse();
         let runner = crate::runner::Runner::new(config.clone(), journal.clone(), metrics.clone())?;
-        runner.caller_holds_stack_locks();
+        runner.caller_holds_stack_locks(lock.lost());
         if let Some(n) = &notifier {
             runner.observe(n.clone());
         }
@@ -138,13 +135,13 @@ async fn run_queued_until<S>(
         if let Some(n) = notifier {
             n.finish(RUN_QUEUED_NOTIFY_GRACE).await;
         }
-        drop(lock);
+        lock.release().await;
         return Ok(Some((stopped, stopped_ids)));
     }
     if let Some(n) = notifier {
         n.finish(RUN_QUEUED_NOTIFY_GRACE).await;
     }
-    drop(lock);
+    lock.release().await;
     Ok(None)
 }
 

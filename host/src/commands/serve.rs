@@ -56,11 +56,11 @@ impl Serve {
         // The journal first, so that a state directory that cannot be
         // written is named as such before anything else fails on it.
         let journal = Arc::new(super::open_state(&config)?);
-        // One server per state directory: a second one would run the same
-        // queued deploys and recover the first one's deploys as its own.
+        // One server per state directory: a second one would recover the
+        // first one's deploys as its own. (Replicas on one PostgreSQL
+        // journal each have their own state directory, and share deploys
+        // through leases: `crate::cluster`.)
         let _serve_lock = crate::supervise::lock_serve(state_dir)?;
-        // The same, across machines, for a PostgreSQL journal.
-        let _journal_lease = journal.hold_serve_lock()?;
         // The socket before anything runs: a server that cannot listen
         // stops here, before it recovers or resumes any deploy.
         let addr = self.listen.unwrap_or(config.server.listen);
@@ -91,17 +91,32 @@ impl Serve {
         let runner = Runner::new(live.clone(), journal.clone(), metrics.clone())?;
         let notifier = Notifier::start(config.clone(), journal.clone(), runtime.clone(), None)?;
         runner.observe(notifier.clone());
-
-        // Deploys a dead runner left `started`: what is left of each one's
-        // process group is stopped and it is marked interrupted, for every
-        // stack no live runner (a hook's `run-queued`) holds.
-        let interrupted = crate::supervise::recover_free_stacks(&journal, state_dir, None).await?;
-        notifier.interrupted(&interrupted);
-        let queued = journal.queued_deploys()?;
-        if !queued.is_empty() {
-            tracing::info!(count = queued.len(), "resuming queued deploys");
+        let locks = super::stack_locks(&config, &journal);
+        runner.use_locks(locks.clone());
+        let runs_deploys = config.journal.postgres.as_ref().is_none_or(|pg| pg.runner);
+        let mut following = Vec::new();
+        if runs_deploys {
+            // Deploys a dead runner left `started`: what is left of each
+            // one's process group is stopped and it is marked interrupted,
+            // for every stack no live runner (a hook's `run-queued`,
+            // another replica) holds.
+            let interrupted = crate::supervise::recover_free_stacks(&journal, &locks, None).await?;
+            notifier.interrupted(&interrupted);
+            if let crate::supervise::Locks::Leases(cluster) = &locks {
+                following.extend(cluster.listen());
+                following.push(runner.follow(cluster.clone(), Some(notifier.clone())));
+            }
+            let queued = journal.queued_deploys()?;
+            if !queued.is_empty() {
+                tracing::info!(count = queued.len(), "resuming queued deploys");
+            }
+            runner.recover(&queued);
+        } else {
+            tracing::info!(
+                "[journal] runner = false: deploys are queued for the other replicas to run"
+            );
+            runner.only_queue();
         }
-        runner.recover(&queued);
         crate::retention::prune_logged(&config, &journal, crate::journal::now_ms());
 
         let log_links = notifier.log_links().clone();
@@ -153,6 +168,9 @@ impl Serve {
         )
         .await?;
         pruning.abort();
+        for task in following {
+            task.abort();
+        }
         refused.flush(&journal, i64::MAX);
         let grace = live.current().server.shutdown_grace;
         tracing::info!(?grace, "shutting down: letting running deploys finish");

@@ -73,9 +73,6 @@ impl Trigger {
         let stack = super::stack(&config, &self.stack, &self.config.path)?;
         let journal = super::open_state(&config)?;
         if self.local {
-            // On PostgreSQL, no `serve` (on any machine) runs deploys
-            // meanwhile.
-            let _lease = journal.hold_serve_lock()?;
             let (query, headers) = self.manual_delivery(&config, stack)?;
             return run_local(
                 Arc::new(config.clone()),

@@ -38,6 +38,13 @@ pub struct PostgresConfig {
     /// How long a call waits for a free connection before the request it
     /// serves fails with 503 (`acquire_timeout`).
     pub acquire_timeout: Duration,
+    /// How long a stack's lease lives unless renewed (`lease`, at least
+    /// [`crate::cluster::MIN_LEASE_TTL`]): how soon another replica
+    /// recovers the deploy of a replica that died ([`crate::cluster`]).
+    pub lease: Duration,
+    /// Whether this replica runs deploys (`runner`, default true); false
+    /// queues them in the journal for the other replicas to run.
+    pub runner: bool,
 }
 
 impl PostgresConfig {
@@ -67,10 +74,12 @@ pub(super) fn validate_journal(
         (None, None, None) => {
             let tuning = raw.pool_size.is_some()
                 || raw.connect_timeout.is_some()
-                || raw.acquire_timeout.is_some();
+                || raw.acquire_timeout.is_some()
+                || raw.lease.is_some()
+                || raw.runner.is_some();
             if tuning {
                 return Err(err(
-                    "pool_size and the timeouts are PostgreSQL settings: set url, url_env or url_file too"
+                    "pool_size, the timeouts, lease and runner are PostgreSQL settings: set url, url_env or url_file too"
                         .into(),
                 ));
             }
@@ -112,12 +121,22 @@ pub(super) fn validate_journal(
     )
     .and_then(|d| non_zero("acquire_timeout", d))
     .map_err(err)?;
+    let lease = duration("lease", raw.lease, crate::cluster::DEFAULT_LEASE_TTL).map_err(err)?;
+    if lease < crate::cluster::MIN_LEASE_TTL {
+        return Err(err(format!(
+            "lease {} is shorter than {}",
+            humantime::format_duration(lease),
+            humantime::format_duration(crate::cluster::MIN_LEASE_TTL)
+        )));
+    }
     Ok(JournalConfig {
         postgres: Some(PostgresConfig {
             url: Secret(url),
             pool_size,
             connect_timeout,
             acquire_timeout,
+            lease,
+            runner: raw.runner.unwrap_or(true),
         }),
     })
 }

@@ -123,17 +123,6 @@ pub enum JournalError {
         /// The deploy id asked for.
         id: i64,
     },
-    /// Another process that runs deploys (`serve`, `trigger --local`,
-    /// `run-queued`) is using this PostgreSQL journal.
-    #[error(
-        "journal {location}: another redeploy process that runs deploys (`serve`, \
-         `trigger --local`) is using this database; one per journal (replicas that share \
-         its deploys are not supported yet)"
-    )]
-    Busy {
-        /// The database URL without its password.
-        location: String,
-    },
     /// [`Journal::transition`] was asked for a transition that
     /// [`DeployState::can_transition_to`] forbids; nothing was changed.
     #[error("journal: cannot transition deploy {id}: illegal transition {from} -> {to}")]

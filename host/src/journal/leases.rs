@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use super::{args, Backend, Journal, JournalError};
+use super::{args, Backend, Journal, JournalError, RELEASED_CHANNEL};
 
 /// The expression for "now" in milliseconds on the database's clock
 /// (PostgreSQL's `clock_timestamp()`, not the transaction's start time;
@@ -64,10 +64,13 @@ impl Journal {
     /// Gives up `holder`'s lease `name` (nothing if it holds it no longer).
     pub fn release_lease(&self, name: &str, holder: &str) -> Result<(), JournalError> {
         self.append("release a lease", |sql| {
-            sql.execute(
+            if sql.execute(
                 "DELETE FROM leases WHERE name = ?1 AND holder = ?2",
                 args![name, holder],
-            )?;
+            )? == 1
+            {
+                sql.announce(RELEASED_CHANNEL, name)?;
+            }
             Ok(())
         })
     }

@@ -55,14 +55,13 @@ pub const MIGRATION_LOCK: i64 = 0x7265_6465_706c_6f78;
 /// ends ("redeploy" in ASCII).
 pub const WRITE_LOCK: i64 = 0x7265_6465_706c_6f79;
 
-/// The advisory lock a running `redeploy serve` holds on its own connection
-/// for as long as it runs: one server per journal until replicas share
-/// deploys ("redeploy" in ASCII, plus one).
-pub const SERVE_LOCK: i64 = 0x7265_6465_706c_6f7a;
+/// How long the listening connection waits between attempts to connect
+/// again after it was lost.
+const LISTEN_RETRY: Duration = Duration::from_secs(1);
 
-/// How long the serve lock's keeper waits between attempts to take the
-/// lock again after its connection was lost.
-const SERVE_LOCK_RETRY: Duration = Duration::from_secs(1);
+/// How often the listening connection checks that the database still
+/// answers (a connection cut off without a reset says nothing otherwise).
+const LISTEN_PING: Duration = Duration::from_secs(10);
 
 /// The newest PostgreSQL schema version this build knows.
 pub const SCHEMA_VERSION: i64 = schema::latest(schema::POSTGRES);
@@ -121,18 +120,6 @@ pub struct Db {
     /// timeout): past it the call fails, and the webhook it serves gets 503.
     lock_timeout: Duration,
     tls: tokio_postgres_rustls::MakeRustlsConnect,
-}
-
-/// The serve lock, held by a connection of its own; released when dropped
-/// (the connection closes).
-pub struct ServeLease {
-    keeper: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for ServeLease {
-    fn drop(&mut self) {
-        self.keeper.abort();
-    }
 }
 
 /// The runtime the PostgreSQL I/O runs on: one worker thread for every
@@ -283,58 +270,31 @@ impl Db {
         })
     }
 
-    /// Takes [`SERVE_LOCK`] on a connection of its own, or says that
-    /// another server holds it (`Ok(None)`). Should that connection be
-    /// lost (the database restarted), its keeper takes the lock again as
-    /// soon as the database is back, and says so loudly if another server
-    /// took it meanwhile.
-    pub fn hold_serve_lock(&self) -> Result<Option<ServeLease>, DbError> {
+    /// `LISTEN`s to `channels` on a connection of its own, outside the
+    /// pool, until the returned task is aborted: `on` gets each
+    /// notification as `Some((channel, payload))`, and `None` each time it
+    /// (re)starts listening, since notifications sent while it was not
+    /// listening are lost. A lost connection is made again every
+    /// [`LISTEN_RETRY`]; one that stops answering is noticed within
+    /// [`LISTEN_PING`].
+    pub fn listen(
+        &self,
+        channels: &[&'static str],
+        on: impl Fn(Option<(String, String)>) + Send + Sync + 'static,
+    ) -> tokio::task::JoinHandle<()> {
         let connect = self.connect.clone();
         let tls = self.tls.clone();
         let location = self.location.clone();
-        blocking(|| {
-            runtime().block_on(async move {
-                let Some(mut held) = lock_on_own_connection(&connect, &tls).await? else {
-                    return Ok(None);
-                };
-                let keeper = tokio::spawn(async move {
-                    loop {
-                        let _ = (&mut held.1).await;
-                        tracing::error!(
-                            journal = %location,
-                            "the connection holding this server's journal lock was lost; taking the lock again"
-                        );
-                        held = loop {
-                            match lock_on_own_connection(&connect, &tls).await {
-                                Ok(Some(again)) => break again,
-                                Ok(None) => {
-                                    // Another process runs deploys on this
-                                    // journal now: this one stops, as on
-                                    // SIGTERM, rather than run them too.
-                                    tracing::error!(
-                                        journal = %location,
-                                        "another redeploy process took this journal's lock while the database was unreachable: stopping"
-                                    );
-                                    // SAFETY: kill(2) on this process with a
-                                    // signal its handler expects.
-                                    unsafe {
-                                        libc::kill(libc::getpid(), libc::SIGTERM);
-                                    }
-                                    return;
-                                }
-                                Err(e) => tracing::warn!(
-                                    journal = %location,
-                                    error = %DbError::from(e),
-                                    "cannot take the journal lock again yet"
-                                ),
-                            }
-                            tokio::time::sleep(SERVE_LOCK_RETRY).await;
-                        };
-                        tracing::info!(journal = %location, "journal lock taken again");
-                    }
-                });
-                Ok(Some(ServeLease { keeper }))
-            })
+        let statement: String = channels.iter().map(|c| format!("LISTEN {c};")).collect();
+        let on = Arc::new(on);
+        runtime().spawn(async move {
+            loop {
+                match listen_once(&connect, &tls, &statement, on.clone()).await {
+                    Ok(()) => tracing::warn!(journal = %location, "the listening connection closed; listening again"),
+                    Err(e) => tracing::warn!(journal = %location, error = %e, "the listening connection failed; listening again"),
+                }
+                tokio::time::sleep(LISTEN_RETRY).await;
+            }
         })
     }
 
@@ -425,21 +385,51 @@ impl Db {
     }
 }
 
-/// A connection of its own holding [`SERVE_LOCK`], and the task driving it
-/// (which ends when the connection does); `None` if another holds the lock.
-async fn lock_on_own_connection(
+/// Connects, runs `statement` (the `LISTEN`s), tells `on` to re-read
+/// (`None`), then hands it every notification until the connection ends or
+/// stops answering.
+async fn listen_once(
     connect: &tokio_postgres::Config,
     tls: &tokio_postgres_rustls::MakeRustlsConnect,
-) -> Result<Option<(tokio_postgres::Client, tokio::task::JoinHandle<()>)>, tokio_postgres::Error> {
-    let (client, connection) = connect.connect(tls.clone()).await?;
-    let driver = tokio::spawn(async move {
-        let _ = connection.await;
+    statement: &str,
+    on: Arc<impl Fn(Option<(String, String)>) + Send + Sync + 'static>,
+) -> Result<(), DbError> {
+    let (client, mut connection) = connect.connect(tls.clone()).await?;
+    let deliver = on.clone();
+    let mut driver = tokio::spawn(async move {
+        while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            if let tokio_postgres::AsyncMessage::Notification(n) = message? {
+                deliver(Some((n.channel().to_owned(), n.payload().to_owned())));
+            }
+        }
+        Ok::<(), tokio_postgres::Error>(())
     });
-    let taken: bool = client
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&SERVE_LOCK])
-        .await?
-        .get(0);
-    Ok(taken.then_some((client, driver)))
+    client.batch_execute(statement).await?;
+    on(None);
+    loop {
+        tokio::select! {
+            ended = &mut driver => {
+                return match ended {
+                    Ok(result) => result.map_err(DbError::from),
+                    Err(e) => Err(DbError::Unavailable(e.to_string())),
+                };
+            }
+            () = tokio::time::sleep(LISTEN_PING) => {
+                let ping = tokio::time::timeout(LISTEN_PING, client.simple_query("SELECT 1")).await;
+                match ping {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        driver.abort();
+                        return Err(e.into());
+                    }
+                    Err(_) => {
+                        driver.abort();
+                        return Err(DbError::Unavailable("the database stopped answering".to_owned()));
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A pooled connection that goes back to the pool only when released: one
@@ -493,6 +483,14 @@ impl Sql for Tx<'_> {
             let statement = self.prepared(sql).await?;
             Ok(self.client.execute(&statement, &params).await?)
         })
+    }
+
+    fn announce(&mut self, channel: &str, payload: &str) -> Result<(), DbError> {
+        self.execute(
+            "SELECT pg_notify(?1, ?2)",
+            super::sql::args![channel, payload],
+        )?;
+        Ok(())
     }
 
     fn query(&mut self, sql: &str, args: &[Value]) -> Result<Vec<Rec>, DbError> {

@@ -222,6 +222,30 @@ pub struct TransitionDetail {
     pub log_path: Option<String>,
     /// The deploy that superseded this one (when cancelling); must exist.
     pub superseded_by: Option<i64>,
+    /// The runner that started it (when starting): a process's name,
+    /// [`crate::cluster::Replica::name`].
+    pub runner: Option<String>,
+}
+
+/// A deploy left `started`, as recovery finds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StartedDeploy {
+    /// The deploy.
+    pub id: i64,
+    /// Its command's process group, once recorded.
+    pub pgid: Option<i64>,
+    /// The machine that process group lives on
+    /// ([`crate::cluster::host_id`]); `None` before schema 7.
+    pub pgid_host: Option<String>,
+}
+
+/// What [`crate::journal::Journal::claim_next`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Claimed {
+    /// The deploy to run now, if one is left.
+    pub next: Option<DeployRecord>,
+    /// The queued deploys it cancelled (superseded), newest first.
+    pub cancelled: Vec<i64>,
 }
 
 /// A deploy, as read back from the journal.

@@ -230,6 +230,13 @@ pub trait Sql {
         Ok(self.query(sql, args)?.into_iter().next())
     }
 
+    /// Tells every process listening on `channel` (other replicas)
+    /// `payload` once the transaction commits, and never if it rolls back
+    /// (PostgreSQL's `pg_notify`). SQLite has no listeners: nothing.
+    fn announce(&mut self, _channel: &str, _payload: &str) -> Result<(), DbError> {
+        Ok(())
+    }
+
     /// Runs a query that returns exactly one row.
     fn query_one(&mut self, sql: &str, args: &[Value]) -> Result<Rec, DbError> {
         self.query_opt(sql, args)?.ok_or_else(|| DbError::Decode {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::watch;
 
-use super::{DeployEventJson, Failure};
+use super::{DeployEventJson, Failure, Stop};
 use crate::journal::DeployRecord;
 
 /// Environment variables a deploy command inherits from the server; all
@@ -55,19 +55,20 @@ pub struct CommandSpec<'a> {
 enum Ended {
     Exited(std::io::Result<std::process::ExitStatus>),
     TimedOut,
-    Shutdown,
+    Stopped(Stop),
 }
 
 /// Runs `record`'s deploy command. `started` is told the process group id
 /// once the command runs (the journal records it, so a runner that finds
-/// the deploy left `started` by a dead one can stop the group); `kill`
-/// turning true at shutdown stops it, recorded as interrupted.
+/// the deploy left `started` by a dead one can stop the group); `stop`
+/// leaving [`Stop::Run`] stops it, recorded as interrupted: at shutdown
+/// with SIGTERM and a grace period, on a lost lease with SIGKILL at once.
 pub async fn run(
     record: &DeployRecord,
     event: &DeployEventJson,
     spec: &CommandSpec<'_>,
     started: impl FnOnce(u32),
-    mut kill: watch::Receiver<bool>,
+    mut stop: watch::Receiver<Stop>,
 ) -> Result<(), Failure> {
     let fail = Failure::failed;
     let log_path = spec.log_path;
@@ -138,7 +139,7 @@ pub async fn run(
     let ended = tokio::select! {
         status = child.wait() => Ended::Exited(status),
         _ = tokio::time::sleep(spec.timeout) => Ended::TimedOut,
-        _ = kill.wait_for(|k| *k) => Ended::Shutdown,
+        why = stop.wait_for(|s| *s != Stop::Run) => Ended::Stopped(why.map_or(Stop::Shutdown, |s| *s)),
     };
     let result = match ended {
         Ended::Exited(Ok(status)) if status.success() => Ok(()),
@@ -162,7 +163,18 @@ pub async fn run(
                 humantime::format_duration(spec.timeout)
             )))
         }
-        Ended::Shutdown => {
+        Ended::Stopped(Stop::LeaseLost) => {
+            if let Some(pid) = pid {
+                kill_group(pid, libc::SIGKILL);
+            }
+            let _ = child.wait().await;
+            Err(Failure {
+                exit_code: None,
+                reason: LEASE_LOST_REASON.into(),
+                interrupted: true,
+            })
+        }
+        Ended::Stopped(_) => {
             kill_tree(&mut child, pid).await;
             Err(Failure {
                 exit_code: None,
@@ -177,6 +189,10 @@ pub async fn run(
     .await;
     result
 }
+
+/// Why a deploy stopped when its runner lost the stack's lease.
+pub const LEASE_LOST_REASON: &str = "stopped: this runner could not renew the stack's lease in \
+     the journal in time, so another replica may run the stack's next deploy";
 
 /// Kills a deploy's whole process group: SIGTERM, then SIGKILL after [`crate::supervise::KILL_GRACE`].
 async fn kill_tree(child: &mut tokio::process::Child, pid: Option<u32>) {

@@ -1,0 +1,91 @@
+//! A replica's runner following the rest of the cluster
+//! ([`crate::cluster`]): deploys other replicas queued, and deploys of
+//! replicas that died.
+
+use std::sync::Arc;
+
+use tokio::sync::broadcast::error::RecvError;
+
+use super::Runner;
+use crate::cluster::{Cluster, Wake, SWEEP_EVERY};
+use crate::journal::{now_ms, DeployObserver, DeployState};
+
+impl Runner {
+    /// Until aborted: whenever another replica announces a queued deploy,
+    /// and every [`SWEEP_EVERY`] in any case, hands every queued deploy of
+    /// the journal to this runner (those it has already change nothing),
+    /// and recovers the deploys that replicas which died left `started`
+    /// once their stack's lease ran out. Wake-ups that arrive together are
+    /// handled with one read.
+    pub fn follow(
+        &self,
+        cluster: Arc<Cluster>,
+        observer: Option<Arc<dyn DeployObserver>>,
+    ) -> tokio::task::JoinHandle<()> {
+        let runner = self.clone();
+        let mut wakes = cluster.subscribe();
+        tokio::spawn(async move {
+            let mut sweep = tokio::time::interval(SWEEP_EVERY);
+            sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                let recover = tokio::select! {
+                    _ = sweep.tick() => true,
+                    wake = wakes.recv() => match wake {
+                        Ok(Wake::Queued(_)) => false,
+                        Ok(Wake::Released(_)) => continue,
+                        Ok(Wake::Resync) | Err(RecvError::Lagged(_)) => true,
+                        Err(RecvError::Closed) => return,
+                    },
+                };
+                // What else arrived meanwhile is covered by this one read.
+                while let Ok(wake) = wakes.try_recv() {
+                    let _ = wake;
+                }
+                if recover {
+                    runner.recover_dead(&cluster, observer.as_deref()).await;
+                }
+                runner.take_queued(&cluster);
+            }
+        })
+    }
+
+    /// Hands every queued deploy of the journal to this runner.
+    fn take_queued(&self, cluster: &Cluster) {
+        match cluster.journal().queued_deploys() {
+            Ok(queued) => {
+                for record in &queued {
+                    self.enqueue(record);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "journal: cannot read the queued deploys"),
+        }
+    }
+
+    /// Recovers the deploys left `started` on stacks whose lease is free.
+    async fn recover_dead(&self, cluster: &Arc<Cluster>, observer: Option<&dyn DeployObserver>) {
+        let locks = crate::supervise::Locks::Leases(cluster.clone());
+        match crate::supervise::recover_free_stacks(cluster.journal(), &locks, observer).await {
+            Ok(ids) => {
+                for id in ids {
+                    let stack = cluster
+                        .journal()
+                        .deploy(id)
+                        .ok()
+                        .flatten()
+                        .map(|d| d.queued.stack);
+                    if let Some(stack) = stack {
+                        self.inner.metrics.deploy_finished(
+                            &stack,
+                            DeployState::Interrupted,
+                            now_ms(),
+                        );
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(
+                error = format!("{e:#}"),
+                "cannot recover the deploys of stopped replicas"
+            ),
+        }
+    }
+}
