@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`redeploy serve` on its two journals, side by side in one run: the
 SQLite file (the default) against a PostgreSQL database on the same
-machine (one replica; several replicas sharing deploys are not built yet).
+machine, with one replica and with three replicas sharing that database.
 
 Run by bench/run.sh (`bash bench/run.sh journal`); by hand, after
 `cargo build --release`, as root or as a user who may run initdb:
@@ -16,7 +16,13 @@ the same signed GitHub push with a fresh X-GitHub-Delivery per request
 decision (the push deploys nothing: the delivery row is written without
 waiting for the disk) and deploy (every accepted deploy is durable before
 its 202). The table shows medians over rounds and the median of the
-per-round ratio PostgreSQL / SQLite.
+per-round ratio against SQLite (and, for three replicas, against one).
+
+Three replicas run on this one machine, beside the database and the load
+generator: they share its cores, so the figure shows what the shared
+database and the leases cost, not what three machines would give. The load
+is split evenly: one wrk per replica with a third of the connections each,
+started together; req/s is their sum and p99 the worst of the three.
 """
 
 import argparse
@@ -28,6 +34,7 @@ import shutil
 import statistics
 import subprocess
 import tempfile
+import threading
 import time
 
 from benchlib import FIXTURE, REDEPLOY, SECRET, TOKEN, free_port, write_redeploy_config
@@ -96,6 +103,38 @@ def start(work, name, branch, journal_url):
     )
 
 
+class Group:
+    """One server, or several replicas on one journal, loaded together."""
+
+    def __init__(self, name, servers):
+        self.name = name
+        self.servers = servers
+
+    def load(self, connections, duration, env):
+        if len(self.servers) == 1:
+            return run_wrk(self.servers[0].url, connections, duration, env)
+        share = max(1, connections // len(self.servers))
+        results = [None] * len(self.servers)
+
+        def one(i, server):
+            results[i] = run_wrk(server.url, share, duration, env)
+
+        threads = [threading.Thread(target=one, args=(i, s)) for i, s in enumerate(self.servers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        total = {k: sum(r[k] for r in results) for k in ("requests", "errors", "status_errors", "timeouts")}
+        total["rps"] = sum(r["rps"] for r in results)
+        total["p50_us"] = statistics.median(r["p50_us"] for r in results)
+        total["p99_us"] = max(r["p99_us"] for r in results)
+        return total
+
+    def stop(self):
+        for s in self.servers:
+            s.stop()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--duration", type=int, default=10, help="seconds per load run")
@@ -122,9 +161,12 @@ def main():
     results = []
     try:
         for scenario, branch in (("decision", "production"), ("deploy", "master")):
+            one = pg.database(f"bench_{scenario}")
+            three = pg.database(f"bench_{scenario}_3")
             servers = [
-                start(work, "sqlite", branch, None),
-                start(work, "postgres", branch, pg.database(f"bench_{scenario}")),
+                Group("sqlite", [start(work, "sqlite", branch, None)]),
+                Group("postgres", [start(work, "postgres", branch, one)]),
+                Group("postgres-3", [start(work, f"postgres-3-{i}", branch, three) for i in range(3)]),
             ]
             try:
                 for c in connections:
@@ -132,7 +174,7 @@ def main():
                     for r in range(args.rounds):
                         order = servers if r % 2 == 0 else list(reversed(servers))
                         for s in order:
-                            res = run_wrk(s.url, c, args.duration, env)
+                            res = s.load(c, args.duration, env)
                             per[s.name].append(res)
                             print(
                                 f"  {scenario} c={c} round {r + 1} {s.name}: {res['rps']:.0f} req/s "
@@ -150,20 +192,24 @@ def main():
         pg.stop()
 
     print()
-    print("| scenario | connections | journal | req/s | p50 | p99 | postgres / sqlite req/s |")
-    print("|---|---|---|---|---|---|---|")
+    print("| scenario | connections | journal | req/s | p50 | p99 | / sqlite req/s | / one replica req/s |")
+    print("|---|---|---|---|---|---|---|---|")
+
+    def ratio(per, name, base):
+        return f"{statistics.median(a['rps'] / b['rps'] for a, b in zip(per[name], per[base])):.2f}x"
+
     for scenario, c, per in results:
-        ratios = [p["rps"] / s["rps"] for p, s in zip(per["postgres"], per["sqlite"])]
-        for name in ("sqlite", "postgres"):
+        for name in ("sqlite", "postgres", "postgres-3"):
             runs = per[name]
             rps = statistics.median(r["rps"] for r in runs)
             p50 = statistics.median(r["p50_us"] for r in runs)
             p99 = statistics.median(r["p99_us"] for r in runs)
             bad = sum(r["errors"] + r["status_errors"] + r["timeouts"] for r in runs)
-            ratio = f"{statistics.median(ratios):.2f}x" if name == "postgres" else ""
+            vs_sqlite = ratio(per, name, "sqlite") if name != "sqlite" else ""
+            vs_one = ratio(per, name, "postgres") if name == "postgres-3" else ""
             warn = f" ({bad} failed)" if bad else ""
             print(
-                f"| {scenario} | {c} | {name} | {rps:.0f}{warn} | {fmt_ms(p50)} | {fmt_ms(p99)} | {ratio} |"
+                f"| {scenario} | {c} | {name} | {rps:.0f}{warn} | {fmt_ms(p50)} | {fmt_ms(p99)} | {vs_sqlite} | {vs_one} |"
             )
     shutil.rmtree(work, ignore_errors=True)
 

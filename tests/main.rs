@@ -50,6 +50,7 @@
 
 mod admin;
 mod check;
+mod cluster;
 mod component;
 mod examples;
 mod fixtures_vendored;

@@ -81,34 +81,151 @@ fn serve_on_postgres_deploys_dedupes_and_recovers_after_a_sigkill() {
     assert!(!log.contains(&key), "the server key is in the log");
 }
 
-#[test]
-fn a_second_serve_on_the_same_postgres_journal_refuses_to_start() {
-    let first = World::on_postgres("pg-two-serves-a", "", &web("0"));
-    let url = first.journal_url.clone().unwrap();
-    // Another machine: its own state directory, the same database.
-    let second = World::with_journal("pg-two-serves-b", "", &web("0"), Some(url));
-    let running = first.start(&[]);
-    let out = std::process::Command::new(crate::support::redeploy_bin())
-        .args(["serve", "--config", second.config.to_str().unwrap()])
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{}", crate::support::free_port()),
-        ])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
-    assert!(
-        stderr.contains("another redeploy process that runs deploys (`serve`, `trigger --local`) is using this database"),
-        "{stderr}"
+/// A world whose journal is `url`, with `[journal]` settings `extra`.
+fn replica(name: &str, url: &str, extra: &str, stacks: &str) -> World {
+    let world = World::with_journal(name, "", stacks, None);
+    let config = std::fs::read_to_string(&world.config).unwrap();
+    let config = config.replacen(
+        "\n\n",
+        &format!("\n\n[journal]\nurl = {url:?}\n{extra}\n\n"),
+        1,
     );
-    assert_eq!(push(&running, 1, "d-1"), 202);
-    assert_all_succeeded(&first.settle(30));
-    running.terminate();
-    // Once the first has stopped, the other may serve.
-    let again = second.start(&[]);
-    assert_eq!(again.get("/healthz").status, 200);
-    again.terminate();
+    std::fs::write(&world.config, config).unwrap();
+    World {
+        journal_url: Some(url.to_owned()),
+        ..world
+    }
+}
+
+#[test]
+fn two_replicas_on_one_journal_share_its_deploys_one_at_a_time() {
+    let url = crate::support::postgres::shared().database("pg-two-replicas");
+    let a = replica("pg-two-a", &url, "lease = \"2s\"", &web("2"));
+    // The second replica's stand-in records into the first one's directory,
+    // so that an overlap across replicas is seen.
+    let b_stacks = web("2").replace("@RECORD:web@", a.record("web").to_str().unwrap());
+    let b = replica("pg-two-b", &url, "lease = \"2s\"", &b_stacks);
+    let (first, second) = (a.start(&[]), b.start(&[]));
+    // Both serve the same hook URL (the token is in the shared journal).
+    assert_eq!(push(&first, 1, "r-1"), 202);
+    a.wait_ran_more_than("web", 0, 10);
+    // The same delivery sent to the other replica: deployed once.
+    assert_eq!(push(&second, 1, "r-1"), 200);
+    // While #1 runs on one replica, two newer pushes reach the other: the
+    // newest runs after #1, the one between is superseded.
+    assert_eq!(push(&second, 2, "r-2"), 202);
+    assert_eq!(push(&second, 3, "r-3"), 202);
+    let deploys = a.settle(40);
+    let states: Vec<DeployState> = deploys.iter().map(|d| d.state).collect();
+    assert_eq!(
+        states,
+        [
+            DeployState::Succeeded,
+            DeployState::Cancelled,
+            DeployState::Succeeded
+        ]
+    );
+    assert_eq!(deploys[1].superseded_by, Some(deploys[2].id));
+    assert!(
+        !a.record("web").join("overlaps").exists(),
+        "two deploys of the stack ran at once"
+    );
+    assert_eq!(a.ran("web").len(), 2, "{:?}", a.ran("web"));
+    // Each deploy records which replica ran it.
+    let runners: Vec<String> = deploys
+        .iter()
+        .filter(|d| d.state == DeployState::Succeeded)
+        .map(|d| {
+            let name = url.rsplit('/').next().unwrap();
+            crate::support::postgres::shared().psql(
+                name,
+                &format!("SELECT runner FROM deploys WHERE id = {}", d.id),
+            )
+        })
+        .collect();
+    for runner in &runners {
+        assert!(runner.contains(" pid "), "{runners:?}");
+    }
+    first.terminate();
+    second.terminate();
+}
+
+#[test]
+fn a_web_only_replica_queues_what_a_runner_replica_runs_even_after_the_runner_died() {
+    let url = crate::support::postgres::shared().database("pg-web-only");
+    let runner = replica("pg-runner", &url, "lease = \"2s\"", &web("3"));
+    let stacks = web("0").replace("@RECORD:web@", runner.record("web").to_str().unwrap());
+    let web_only = replica("pg-web-only", &url, "runner = false", &stacks);
+    let front = web_only.start(&[]);
+    let back = runner.start(&[]);
+    assert_eq!(push(&front, 1, "w-1"), 202);
+    // The runner hears of it at once (NOTIFY), without a push of its own.
+    runner.wait_ran_more_than("web", 0, 10);
+    // The runner dies mid-deploy (its command gets SIGTERM with it); a
+    // newer push is accepted meanwhile by the web-only replica.
+    back.kill();
+    assert_eq!(push(&front, 2, "w-2"), 202);
+    let _ = std::fs::remove_dir(runner.record("web").join("running.lock"));
+    // A runner replica starts again: once the dead one's lease has run
+    // out, its deploy is recorded interrupted and the newer one runs.
+    let back = runner.start(&[]);
+    let deploys = runner.settle(40);
+    let states: Vec<DeployState> = deploys.iter().map(|d| d.state).collect();
+    assert_eq!(states, [DeployState::Interrupted, DeployState::Succeeded]);
+    assert!(front.log_text().contains("runner = false"));
+    front.terminate();
+    back.terminate();
+}
+
+#[test]
+fn a_runner_that_cannot_renew_its_lease_stops_its_deploy_before_the_lease_runs_out() {
+    let cluster = Cluster::start("fence");
+    let url = cluster.database("fence");
+    // A command that says who it is, then sleeps far longer than the test.
+    let stack = Stack::new("web")
+        .follows("acme/web", "main")
+        .token(1)
+        .secret(SECRET)
+        .timeout("5m")
+        .line(r#"command = ["sh", "-c", "echo $$ > @DIR@/pid.tmp && mv @DIR@/pid.tmp @DIR@/pid && exec sleep 300"]"#);
+    let world = replica("pg-fence", &url, "lease = \"2s\"", &stack.toml());
+    let server = world.start(&[]);
+    assert_eq!(push(&server, 1, "f-1"), 202);
+    let pid = world.dir.join("pid");
+    let pid: u32 = wait_for(10, "the deploy to start", || {
+        std::fs::read_to_string(&pid).ok()?.trim().parse().ok()
+    });
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            !stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+    };
+    assert!(alive());
+    cluster.pg_ctl_stop();
+    // No renewal gets through: within half the lease (1 s) of the last
+    // one, the runner kills the command, which would sleep for 5 minutes.
+    wait_for(15, "the deploy's command to be killed", || {
+        (!alive()).then_some(())
+    });
+    assert!(
+        server.log_text().contains("stopping what it covers"),
+        "{}",
+        server.log_text()
+    );
+    cluster.pg_ctl_start();
+    let deploys = world.settle(30);
+    assert_eq!(
+        deploys[0].state,
+        DeployState::Interrupted,
+        "{:?}",
+        deploys[0].detail
+    );
+    server.terminate();
 }
 
 #[test]

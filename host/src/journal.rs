@@ -394,6 +394,30 @@ impl Journal {
         })?
     }
 
+    /// Cancels deploy `id` with `detail` if it is still queued, in one
+    /// transaction: true if it did; false if a runner (maybe another
+    /// replica's) started, cancelled or finished it first, and nothing
+    /// changed.
+    pub fn cancel_queued(
+        &self,
+        id: i64,
+        at_ms: i64,
+        detail: &TransitionDetail,
+    ) -> Result<bool, JournalError> {
+        self.write("cancel deploy", |sql| {
+            let queued = sql
+                .query_opt(
+                    "SELECT id FROM deploys WHERE id = ?1 AND state = ?2",
+                    args![id, DeployState::Queued],
+                )?
+                .is_some();
+            if queued {
+                apply_transition(sql, id, DeployState::Cancelled, at_ms, detail)?;
+            }
+            Ok(queued)
+        })
+    }
+
     /// For start-up: every deploy left `started` becomes `interrupted`
     /// (`finished_at_ms = now_ms`, reason [`INTERRUPTED_REASON`]), in one
     /// transaction. Returns those, and every deploy still `queued`, each list

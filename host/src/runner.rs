@@ -238,27 +238,28 @@ impl Runner {
         }
     }
 
-    fn cancel(&self, id: i64, reason: String, superseded_by: Option<i64>) {
+    /// Cancels queued deploy `id`; false if another runner started,
+    /// cancelled or finished it first (or the journal failed), and it was
+    /// left as it is.
+    fn cancel(&self, id: i64, reason: String, superseded_by: Option<i64>) -> bool {
         let detail = TransitionDetail {
             reason: Some(reason),
             superseded_by,
             ..Default::default()
         };
-        match self
-            .inner
-            .journal
-            .transition(id, DeployState::Cancelled, now_ms(), &detail)
-        {
-            Ok(()) => {
+        match self.inner.journal.cancel_queued(id, now_ms(), &detail) {
+            Ok(true) => {
                 self.inner.metrics.deploy_state(DeployState::Cancelled);
                 self.notify(id, DeployState::Cancelled, detail.reason.as_deref());
+                true
             }
-            // Another process started, cancelled or finished it meanwhile.
-            Err(crate::journal::JournalError::IllegalTransition { from, .. }) => {
-                tracing::debug!(deploy = id, state = %from, "not cancelled: another runner moved it first")
+            Ok(false) => {
+                tracing::debug!(deploy = id, "not cancelled: another runner moved it first");
+                false
             }
             Err(e) => {
-                tracing::error!(deploy = id, error = %e, "journal: cannot record a cancelled deploy")
+                tracing::error!(deploy = id, error = %e, "journal: cannot record a cancelled deploy");
+                false
             }
         }
     }
@@ -266,8 +267,21 @@ impl Runner {
     /// Hands a queued deploy (already in the journal) to its stack's queue,
     /// and journals what the queue policy ([`crate::queue`]) decides.
     pub fn enqueue(&self, record: &DeployRecord) -> Enqueued {
+        self.admit(record, true)
+    }
+
+    /// [`Runner::enqueue`] of a deploy whose `queued` state was reported
+    /// already (by the process that queued it, maybe another replica, or
+    /// before a restart): only what the queue policy changes is reported.
+    pub fn adopt(&self, record: &DeployRecord) -> Enqueued {
+        self.admit(record, false)
+    }
+
+    fn admit(&self, record: &DeployRecord, report_queued: bool) -> Enqueued {
         if !self.runs_deploys() {
-            self.notify(record.id, DeployState::Queued, None);
+            if report_queued {
+                self.notify(record.id, DeployState::Queued, None);
+            }
             return Enqueued::Queued;
         }
         let slot = Slot {
@@ -286,14 +300,20 @@ impl Runner {
             // runner already has): nothing changes.
             Admit::Known => Enqueued::Queued,
             Admit::Cancel { reason, because_of } => {
-                self.cancel(record.id, reason.clone(), Some(because_of));
-                Enqueued::Cancelled(reason)
+                if self.cancel(record.id, reason.clone(), Some(because_of)) {
+                    Enqueued::Cancelled(reason)
+                } else {
+                    // Another replica's runner took it first.
+                    Enqueued::Queued
+                }
             }
             Admit::Pending {
                 superseded,
                 start_worker,
             } => {
-                self.notify(record.id, DeployState::Queued, None);
+                if report_queued {
+                    self.notify(record.id, DeployState::Queued, None);
+                }
                 if let Some((pending, reason)) = superseded {
                     self.cancel(pending, reason, Some(record.id));
                 }

@@ -1,0 +1,435 @@
+//! Several `redeploy serve` replicas on one PostgreSQL journal: deliveries
+//! spread over all of them (the same delivery sent to two), replicas killed
+//! with SIGKILL and restarted, and afterwards every promise of the single
+//! server checked cluster-wide from what the deploy commands recorded and
+//! what the journal holds.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use redeploy_host::journal::{DeployRecord, DeployState, Journal, PostgresOptions};
+
+use crate::support::deliveries::{push_body, sha};
+use crate::support::deploy::write_executable;
+use crate::support::{free_port, hook, sig, token, wait_for, ServerProcess, TempDir};
+
+/// The stacks' shared secret.
+const SECRET: &str = "cluster-s3cret";
+
+/// The deploy command: records its start and end (nanoseconds, this
+/// machine's clock) in `$RECORD_DIR/<stack>/timeline`, and an overlap with
+/// another live deploy of its stack in `overlaps`. Its lock is a symbolic
+/// link naming its process id, made atomically: a link left by a command
+/// that was SIGKILLed (a fenced deploy) names a dead process and is taken
+/// over, one naming a live process is an overlap. A SIGTERM (its replica
+/// died: the parent-death signal; or recovery stopping it) ends it at once,
+/// recorded as `term`.
+const CLUSTER_STAND_IN: &str = r#"#!/bin/sh
+set -u
+dir="$RECORD_DIR/$REDEPLOY_STACK"
+id="$REDEPLOY_DEPLOY_ID"
+locked=0
+finish() {
+  trap '' TERM
+  echo "end $id $(date +%s%N) $1" >> "$dir/timeline"
+  if [ "$locked" = 1 ]; then rm -f "$dir/running"; fi
+  exit "$2"
+}
+trap 'finish term 143' TERM
+if ! ln -s "$$" "$dir/running" 2>/dev/null; then
+  holder=$(readlink "$dir/running")
+  if [ -n "$holder" ] && kill -0 "$holder" 2>/dev/null; then
+    echo "$id overlaps pid $holder" >> "$dir/overlaps"
+  else
+    rm -f "$dir/running"
+    ln -s "$$" "$dir/running" 2>/dev/null || echo "$id overlaps a new holder" >> "$dir/overlaps"
+  fi
+fi
+locked=1
+echo "start $id $(date +%s%N)" >> "$dir/timeline"
+sleep "$SLEEP" &
+wait $!
+finish ok 0
+"#;
+
+/// One replica: its configuration (own state directory, the shared
+/// database) and its port, which it keeps across restarts.
+struct Replica {
+    config: PathBuf,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Replica {
+    fn start(&self) -> ServerProcess {
+        ServerProcess::start_env(&self.config, self.port, &[], self.log.clone(), &[])
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+/// Writes `count` replicas' configurations in `dir`: `stacks` stacks
+/// (`s0`, `s1`, ...; hook token `i + 1`) deploying with
+/// [`CLUSTER_STAND_IN`] into `dir/record`, the journal at `url` with
+/// leases of `lease`.
+fn replicas(dir: &TempDir, url: &str, count: usize, stacks: usize, lease: &str) -> Vec<Replica> {
+    let standin = dir.join("cluster-standin.sh");
+    write_executable(&standin, CLUSTER_STAND_IN);
+    let record = dir.join("record");
+    let mut toml = String::new();
+    for i in 0..stacks {
+        std::fs::create_dir_all(record.join(format!("s{i}"))).unwrap();
+        toml.push_str(&format!(
+            "\n[[stacks]]\nname = \"s{i}\"\nrepository = \"acme/web\"\nbranch = \"main\"\n\
+             hook_token = {:?}\nsecrets = [{SECRET:?}]\ncommand = [{:?}]\ntimeout = \"1m\"\n\
+             env = {{ RECORD_DIR = {:?}, SLEEP = \"0.05\" }}\n",
+            token(i as u32 + 1),
+            standin.to_str().unwrap(),
+            record.to_str().unwrap(),
+        ));
+    }
+    (0..count)
+        .map(|r| {
+            let home = dir.join(&format!("replica-{r}"));
+            std::fs::create_dir_all(&home).unwrap();
+            let config = home.join("redeploy.toml");
+            std::fs::write(
+                &config,
+                format!(
+                    "[server]\nstate_dir = \"state\"\n\n[journal]\nurl = {url:?}\nlease = {lease:?}\n{toml}"
+                ),
+            )
+            .unwrap();
+            Replica {
+                config,
+                port: free_port(),
+                log: home.join("server.log"),
+            }
+        })
+        .collect()
+}
+
+/// A signed push of commit `n` with delivery id `delivery` to stack
+/// `stack`'s hook at `addr`: the status, or `None` when the connection
+/// failed or closed without an answer (a replica killed meanwhile).
+fn try_push(addr: &str, stack: usize, n: usize, delivery: &str) -> Option<u16> {
+    let body = push_body(&sha(n));
+    let signature = sig(SECRET, &body);
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\
+         X-GitHub-Event: push\r\nX-GitHub-Delivery: {delivery}\r\n\
+         X-Hub-Signature-256: {signature}\r\nContent-Type: application/json\r\n\r\n",
+        hook(stack as u32 + 1),
+        body.len()
+    );
+    s.write_all(head.as_bytes()).ok()?;
+    s.write_all(&body).ok()?;
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let line = String::from_utf8_lossy(&answer);
+    line.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
+}
+
+/// A small seeded generator (xorshift64*), so a failing run can be
+/// repeated.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
+    }
+}
+
+/// One deploy as its command recorded it.
+#[derive(Debug, Default)]
+struct Run {
+    starts: Vec<u128>,
+    ends: Vec<(u128, String)>,
+}
+
+/// Each stack's runs by deploy id, and the deploys that saw another
+/// running.
+fn recorded(record: &Path, stacks: usize) -> (BTreeMap<(usize, i64), Run>, Vec<String>) {
+    let mut runs: BTreeMap<(usize, i64), Run> = BTreeMap::new();
+    let mut overlaps = Vec::new();
+    for s in 0..stacks {
+        let dir = record.join(format!("s{s}"));
+        if let Ok(text) = std::fs::read_to_string(dir.join("overlaps")) {
+            overlaps.extend(text.lines().map(|id| format!("s{s} #{id}")));
+        }
+        let timeline = std::fs::read_to_string(dir.join("timeline")).unwrap_or_default();
+        for line in timeline.lines() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let id: i64 = words[1].parse().unwrap();
+            let at: u128 = words[2].parse().unwrap();
+            let run = runs.entry((s, id)).or_default();
+            match words[0] {
+                "start" => run.starts.push(at),
+                _ => run.ends.push((at, words[3].to_owned())),
+            }
+        }
+    }
+    (runs, overlaps)
+}
+
+/// Three replicas, four stacks, 1,600 deliveries (one in five sent again,
+/// to another replica, with the same delivery id) from four threads, and a
+/// replica SIGKILLed and restarted every few hundred milliseconds.
+/// Afterwards: each delivery id was accepted (202) at most once and has one
+/// deploy; each accepted deploy ran once, or was cancelled as superseded,
+/// or was interrupted by a kill (and then never ran again); no two deploys
+/// of a stack overlapped; the newest push of each stack, sent after the
+/// kills, ran.
+#[test]
+fn three_replicas_with_sigkills_keep_every_promise_of_one_server() {
+    const REPLICAS: usize = 3;
+    const STACKS: usize = 4;
+    const DELIVERIES: usize = 1_600;
+    const SENDERS: usize = 4;
+    let seed: u64 = std::env::var("CLUSTER_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_cafe);
+    eprintln!("cluster test seed {seed} (CLUSTER_SEED={seed} repeats this run)");
+    let dir = TempDir::new("cluster");
+    let url = crate::support::postgres::shared().database("cluster");
+    let replicas = Arc::new(replicas(&dir, &url, REPLICAS, STACKS, "2s"));
+    let servers: Arc<Vec<RwLock<Option<ServerProcess>>>> = Arc::new(
+        replicas
+            .iter()
+            .map(|r| RwLock::new(Some(r.start())))
+            .collect(),
+    );
+
+    // Deliveries: (delivery id, stack, commit) in the order they are made;
+    // every answer is kept by delivery id.
+    let answers: Arc<Mutex<BTreeMap<String, Vec<u16>>>> = Arc::default();
+    let next = Arc::new(Mutex::new(0usize));
+    let started = Instant::now();
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|t| {
+            let (answers, next, replicas) = (answers.clone(), next.clone(), replicas.clone());
+            let mut rng = Rng(seed ^ (t as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            std::thread::spawn(move || loop {
+                let n = {
+                    let mut next = next.lock().unwrap();
+                    if *next == DELIVERIES {
+                        return;
+                    }
+                    *next += 1;
+                    *next
+                };
+                let stack = n % STACKS;
+                let delivery = format!("delivery-{n}");
+                let first = rng.below(REPLICAS);
+                let mut targets = vec![first];
+                if rng.below(5) == 0 {
+                    targets.push((first + 1 + rng.below(REPLICAS - 1)) % REPLICAS);
+                }
+                for r in targets {
+                    // A load balancer retries a replica that is down on the next.
+                    let status = (0..REPLICAS).find_map(|i| {
+                        try_push(&replicas[(r + i) % REPLICAS].addr(), stack, n, &delivery)
+                    });
+                    if let Some(status) = status {
+                        answers
+                            .lock()
+                            .unwrap()
+                            .entry(delivery.clone())
+                            .or_default()
+                            .push(status);
+                    }
+                }
+            })
+        })
+        .collect();
+
+    // The killer: a random replica SIGKILLed and restarted, until the
+    // deliveries are sent.
+    let mut rng = Rng(seed);
+    let mut kills = 0;
+    while senders.iter().any(|s| !s.is_finished()) {
+        std::thread::sleep(Duration::from_millis(300 + rng.below(400) as u64));
+        let victim = rng.below(REPLICAS);
+        let server = servers[victim].write().unwrap().take();
+        if let Some(server) = server {
+            server.kill();
+            kills += 1;
+        }
+        std::thread::sleep(Duration::from_millis(100 + rng.below(300) as u64));
+        *servers[victim].write().unwrap() = Some(replicas[victim].start());
+    }
+    for s in senders {
+        s.join().unwrap();
+    }
+    let sent_in = started.elapsed();
+    assert!(
+        kills >= 3,
+        "only {kills} replicas were killed during the load"
+    );
+
+    // After the kills: one more push per stack, to a live replica, which
+    // must run (newest wins, nothing is stuck behind a dead replica's lease).
+    let mut last = BTreeMap::new();
+    for stack in 0..STACKS {
+        let n = DELIVERIES + 1 + stack;
+        let delivery = format!("final-{stack}");
+        let status = try_push(&replicas[stack % REPLICAS].addr(), stack, n, &delivery);
+        assert_eq!(status, Some(202), "the final push of s{stack}");
+        answers.lock().unwrap().insert(delivery.clone(), vec![202]);
+        last.insert(stack, delivery);
+    }
+
+    let journal = Journal::open_postgres_for_reading(&PostgresOptions::new(url.clone())).unwrap();
+    let deploys: Vec<DeployRecord> = wait_for(120, "every deploy to end", || {
+        let all = journal.deploys(None, usize::MAX >> 1).unwrap();
+        all.iter().all(|d| d.state.is_final()).then_some(all)
+    });
+    eprintln!(
+        "{} deliveries sent in {:.1}s with {kills} kills; {} deploys",
+        answers.lock().unwrap().len(),
+        sent_in.as_secs_f64(),
+        deploys.len()
+    );
+
+    let answers = answers.lock().unwrap();
+    let by_delivery: BTreeMap<&str, &DeployRecord> = deploys
+        .iter()
+        .map(|d| (d.queued.delivery_id.as_deref().unwrap(), d))
+        .collect();
+    assert_eq!(
+        by_delivery.len(),
+        deploys.len(),
+        "a delivery id has two deploys"
+    );
+    let (runs, overlaps) = recorded(&dir.join("record"), STACKS);
+    let logged = |what: &str| -> Vec<String> {
+        replicas
+            .iter()
+            .flat_map(|r| {
+                std::fs::read_to_string(&r.log)
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| l.contains(what))
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let fenced = logged("stopping what it covers");
+    eprintln!("{} fenced deploys: {fenced:#?}", fenced.len());
+    assert!(
+        overlaps.is_empty(),
+        "deploys overlapped: {overlaps:?}\nerrors: {:#?}",
+        logged("ERROR")
+    );
+
+    let mut states: BTreeMap<DeployState, usize> = BTreeMap::new();
+    for (delivery, statuses) in answers.iter() {
+        let accepted = statuses.iter().filter(|&&s| s == 202).count();
+        assert!(
+            accepted <= 1,
+            "{delivery} was accepted {accepted} times: {statuses:?}"
+        );
+        for s in statuses {
+            assert!(
+                matches!(s, 200 | 202 | 503),
+                "{delivery}: unexpected {s} in {statuses:?}"
+            );
+        }
+        if accepted == 0 {
+            continue;
+        }
+        let d = by_delivery
+            .get(delivery.as_str())
+            .unwrap_or_else(|| panic!("{delivery} was accepted but has no deploy"));
+        let stack: usize = d.queued.stack[1..].parse().unwrap();
+        let run = runs.get(&(stack, d.id));
+        let starts = run.map_or(0, |r| r.starts.len());
+        *states.entry(d.state).or_default() += 1;
+        match d.state {
+            DeployState::Succeeded => {
+                let run = run.unwrap();
+                assert_eq!(starts, 1, "#{} succeeded but started {starts} times", d.id);
+                assert_eq!(run.ends.len(), 1, "#{}: {run:?}", d.id);
+                assert_eq!(run.ends[0].1, "ok", "#{}: {run:?}", d.id);
+            }
+            DeployState::Cancelled => {
+                assert_eq!(starts, 0, "#{} was cancelled but ran", d.id);
+                assert!(
+                    d.superseded_by.is_some(),
+                    "#{} cancelled but not superseded: {:?}",
+                    d.id,
+                    d.detail
+                );
+            }
+            DeployState::Interrupted => {
+                assert!(starts <= 1, "#{} started {starts} times", d.id);
+            }
+            other => panic!("#{} ({delivery}) ended {other}: {:?}", d.id, d.detail),
+        }
+    }
+    // Every deploy that ran ran once, ended, and no two of a stack
+    // overlapped in time.
+    let mut intervals: BTreeMap<usize, Vec<(u128, u128, i64)>> = BTreeMap::new();
+    for ((stack, id), run) in &runs {
+        assert_eq!(
+            run.starts.len(),
+            1,
+            "s{stack} #{id} started {} times",
+            run.starts.len()
+        );
+        assert_eq!(run.ends.len(), 1, "s{stack} #{id}: {run:?}");
+        intervals
+            .entry(*stack)
+            .or_default()
+            .push((run.starts[0], run.ends[0].0, *id));
+    }
+    for (stack, mut spans) in intervals {
+        spans.sort();
+        for pair in spans.windows(2) {
+            assert!(
+                pair[1].0 >= pair[0].1,
+                "s{stack}: #{} started before #{} ended",
+                pair[1].2,
+                pair[0].2
+            );
+        }
+        // Newest wins: a newer deploy never runs before an older one.
+        let ids: Vec<i64> = spans.iter().map(|s| s.2).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(ids, sorted, "s{stack} ran out of order");
+    }
+    for (stack, delivery) in &last {
+        let d = by_delivery[delivery.as_str()];
+        assert_eq!(
+            d.state,
+            DeployState::Succeeded,
+            "the final push of s{stack}: {:?}",
+            d.detail
+        );
+    }
+    let interrupted: BTreeSet<i64> = deploys
+        .iter()
+        .filter(|d| d.state == DeployState::Interrupted)
+        .map(|d| d.id)
+        .collect();
+    eprintln!("accepted deploys by state: {states:?}; interrupted: {interrupted:?}");
+    assert!(states.get(&DeployState::Succeeded).copied().unwrap_or(0) >= STACKS);
+    for server in servers.iter() {
+        if let Some(server) = server.write().unwrap().take() {
+            assert!(server.terminate().success());
+        }
+    }
+}
