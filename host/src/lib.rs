@@ -12,6 +12,7 @@ pub mod cli;
 pub mod commands;
 pub mod commit_order;
 pub mod config;
+pub mod deploy_log;
 pub mod dispatch;
 pub mod github;
 pub mod headers;
