@@ -567,5 +567,52 @@ impl LogSource {
     }
 }
 
+/// Deletes the log and event files under `logs` (`<stack>/<id>.log` and
+/// `<stack>/<id>.event.json`) of deploys the journal no longer holds: on a
+/// journal several machines share, whichever prunes deletes the rows (and
+/// the stored logs with them) but only its own files, so each machine
+/// sweeps its own. How many files it deleted.
+pub fn remove_orphan_files(journal: &Journal, logs: &Path) -> Result<usize, JournalError> {
+    let mut files = Vec::new();
+    let Ok(stacks) = std::fs::read_dir(logs) else {
+        return Ok(0);
+    };
+    for stack in stacks.flatten() {
+        if !stack.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let Ok(entries) = std::fs::read_dir(stack.path()) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let id = name.to_str().and_then(|n| {
+                n.strip_suffix(".log")
+                    .or_else(|| n.strip_suffix(".event.json"))
+                    .and_then(|id| id.parse::<i64>().ok())
+            });
+            if let Some(id) = id.filter(|_| entry.file_type().is_ok_and(|t| t.is_file())) {
+                files.push((id, entry.path()));
+            }
+        }
+    }
+    let ids = files.iter().map(|(id, _)| *id).collect();
+    let known = journal.known_deploys(&ids)?;
+    let mut removed = 0;
+    for (id, path) in files {
+        if known.contains(&id) {
+            continue;
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "retention: cannot delete a pruned deploy's file")
+            }
+        }
+    }
+    Ok(removed)
+}
+
 #[cfg(test)]
 mod tests;

@@ -39,6 +39,8 @@ fn started(j: &Journal, at: i64, finish: bool) -> i64 {
 fn deploy_logs_are_stored_appended_read_and_pruned_with_their_deploy(store: &Store) {
     let j = store.open();
     let id = started(&j, 1, false);
+    let known = |ids: &[i64]| j.known_deploys(&ids.iter().copied().collect()).unwrap();
+    assert_eq!(known(&[id, id + 1000]), [id].into());
     if matches!(store, Store::Sqlite(_)) {
         // One machine's journal: its logs are its files.
         assert!(!j.keeps_deploy_logs());
@@ -90,6 +92,7 @@ fn deploy_logs_are_stored_appended_read_and_pruned_with_their_deploy(store: &Sto
         .unwrap();
     assert_eq!(pruned.deploys, 1);
     assert_eq!(j.deploy_log(id).unwrap(), None);
+    assert_eq!(known(&[id, kept]), [kept].into());
     assert_eq!(j.deploy_log(kept).unwrap().unwrap().text, "kept");
     assert_eq!(
         store.query_i64(&format!(

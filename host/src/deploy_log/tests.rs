@@ -152,3 +152,57 @@ fn the_tail_of_a_stored_log_starts_on_a_character() {
     assert_eq!(last_line("no newline", 100), "no newline");
     assert_eq!(last_line("x\néé\n", 4), "é\n");
 }
+
+#[test]
+fn files_of_deploys_the_journal_no_longer_holds_are_swept() {
+    let base = std::env::temp_dir().join(format!("redeploy-orphans-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let journal = Journal::open(&base.join("journal.sqlite3")).unwrap();
+    let crate::journal::Inserted::New(id) = journal
+        .insert_deploy(&crate::journal::NewDeploy {
+            stack: "web".into(),
+            delivery_id: None,
+            provider: "manual".into(),
+            git_ref: None,
+            sha: None,
+            services: vec![],
+            profile: None,
+            reason: "test".into(),
+            event_json: "{}".into(),
+            created_at_ms: 1,
+            pusher: None,
+        })
+        .unwrap()
+    else {
+        panic!("a new deploy")
+    };
+    let logs = base.join("logs");
+    let web = logs.join("web");
+    std::fs::create_dir_all(&web).unwrap();
+    let gone = id + 1;
+    let names = [
+        format!("{id}.log"),
+        format!("{id}.event.json"),
+        format!("{gone}.log"),
+        format!("{gone}.event.json"),
+        "notes.txt".to_owned(),
+    ];
+    for name in &names {
+        std::fs::write(web.join(name), b"x").unwrap();
+    }
+    assert_eq!(remove_orphan_files(&journal, &logs).unwrap(), 2);
+    let mut left: Vec<String> = std::fs::read_dir(&web)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            format!("{id}.event.json"),
+            format!("{id}.log"),
+            "notes.txt".to_owned()
+        ]
+    );
+    let _ = std::fs::remove_dir_all(&base);
+}

@@ -10,6 +10,8 @@
 //! expects, so an append whose outcome was lost to an error is never
 //! applied twice: the writer rewrites the whole log instead.
 
+use std::collections::BTreeSet;
+
 use super::sql::args;
 use super::{now_ms, Backend, DbError, Journal, JournalError};
 
@@ -42,6 +44,9 @@ fn stored(row: &super::sql::Rec) -> Result<StoredDeployLog, DbError> {
 /// The largest offset [`Journal::deploy_log_from`] passes to PostgreSQL's
 /// `substring` (whose positions are 32-bit), one less so `offset + 1` fits.
 const SUBSTRING_MAX: i64 = i32::MAX as i64 - 1;
+
+/// How many ids one [`Journal::known_deploys`] query asks about.
+const KNOWN_DEPLOYS_CHUNK: usize = 500;
 
 /// A byte count as the journal's integer.
 fn bytes(n: usize) -> i64 {
@@ -181,5 +186,29 @@ impl Journal {
             };
             row.as_ref().map(stored).transpose()
         })
+    }
+
+    /// Which of `ids` are deploys the journal holds (the others were
+    /// pruned, possibly by another machine sharing the journal).
+    pub fn known_deploys(&self, ids: &BTreeSet<i64>) -> Result<BTreeSet<i64>, JournalError> {
+        let ids: Vec<i64> = ids.iter().copied().collect();
+        let mut known = BTreeSet::new();
+        for chunk in ids.chunks(KNOWN_DEPLOYS_CHUNK) {
+            // Integers only: the list is written into the statement.
+            let list = chunk
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
+            let query = format!("SELECT id FROM deploys WHERE id IN ({list})");
+            let found = self.read("read which deploys exist", |sql| {
+                sql.query(&query, args![])?
+                    .iter()
+                    .map(|row| row.get::<i64>(0))
+                    .collect::<Result<Vec<_>, DbError>>()
+            })?;
+            known.extend(found);
+        }
+        Ok(known)
     }
 }
