@@ -66,6 +66,7 @@ mod node;
 mod package;
 mod post_receive;
 mod postgres;
+mod postgres_logs;
 mod readme;
 mod secrets;
 mod serve;

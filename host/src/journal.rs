@@ -51,6 +51,8 @@ pub trait DeployObserver: Send + Sync {
 mod github;
 pub use github::{DeploymentRequest, NewDeploymentRequest, RequestState};
 mod leases;
+mod logs;
+pub use logs::StoredDeployLog;
 mod retention;
 pub use retention::{PrunePolicy, Pruned};
 

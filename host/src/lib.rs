@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod commands;
 pub mod commit_order;
 pub mod config;
+pub mod deploy_log;
 pub mod dispatch;
 pub mod github;
 pub mod headers;

@@ -63,6 +63,10 @@ pub fn prune(config: &Config, journal: &Journal, now_ms: i64) -> Result<Pruned, 
             }
         }
     }
+    // Another machine on a shared journal may have pruned this one's deploys.
+    if journal.keeps_deploy_logs() {
+        crate::deploy_log::remove_orphan_files(journal, &logs)?;
+    }
     if pruned.deliveries > 0 || pruned.deploys > 0 {
         tracing::info!(
             deliveries = pruned.deliveries,

@@ -450,6 +450,7 @@ impl Runner {
         self.inner.metrics.deploy_state(DeployState::Started);
         self.notify(id, DeployState::Started, None);
         tracing::info!(deploy = id, stack = %record.queued.stack, sha = ?record.queued.sha, "deploy started");
+        let mirror = crate::deploy_log::Mirror::start(journal, id, &log_path, &self.inner.config);
         let began = std::time::Instant::now();
         let (stop, watcher) = self.stop_signal(lost);
         let result = self.execute(&stack, &record, &log_path, stop).await;
@@ -485,6 +486,7 @@ impl Runner {
         if let Err(e) = crate::logfiles::append_line(&log_path, &trailer) {
             tracing::warn!(deploy = id, error = %e, "cannot write the deploy log's last line");
         }
+        mirror.finish().await;
         let finished_ms = now_ms();
         match journal.transition(id, state, finished_ms, &detail) {
             Ok(()) => {

@@ -134,19 +134,10 @@ async fn deploy_log(
         return gone();
     }
     let journal = state.dispatcher.journal().clone();
-    let text = tokio::task::spawn_blocking(move || -> Option<String> {
-        use std::io::{Read as _, Seek as _, SeekFrom};
-        let path = journal.deploy(id).ok()??.log_path?;
-        let mut file = std::fs::File::open(path).ok()?;
-        let len = file.metadata().ok()?.len();
-        let mut buf = Vec::new();
-        if len > MAX_LOG_SERVED_BYTES {
-            file.seek(SeekFrom::Start(len - MAX_LOG_SERVED_BYTES))
-                .ok()?;
-            buf.extend_from_slice(b"[... earlier output cut ...]\n");
-        }
-        file.take(MAX_LOG_SERVED_BYTES).read_to_end(&mut buf).ok()?;
-        Some(String::from_utf8_lossy(&buf).into_owned())
+    // This machine's file, else the journal's copy (a PostgreSQL journal
+    // shared with the replica that ran the deploy).
+    let text = tokio::task::spawn_blocking(move || {
+        crate::deploy_log::read_tail(&journal, id, MAX_LOG_SERVED_BYTES)
     })
     .await
     .ok()
