@@ -12,6 +12,7 @@ mod admission;
 mod deploys;
 mod github;
 mod leases;
+mod outbox;
 mod retention;
 mod schema;
 mod sqlite;
