@@ -2,214 +2,177 @@
 //! deployment statuses for stacks with `[stacks.github]`, and Docker Hub's
 //! `callback_url` for registry pushes.
 //!
-//! One background task works through the jobs in the order they were given,
-//! so a deployment is created before the statuses of the deploy that reports
-//! to it, and one deployment's statuses arrive in order (`queued`,
-//! `in_progress`, then the final one). Every job's result goes to the
-//! journal: what GitHub answered to each deployment request
+//! What to send is the journal's outbox ([`crate::journal::OutboxRow`]):
+//! the transaction that journals a deployment request or a deploy's
+//! transition also writes the rows it calls for, in the order they arose,
+//! whichever process made it (a server, a hook's `run-queued`, another
+//! replica). One process per journal sends them: the holder of the lease
+//! [`OUTBOX_LEASE`], taken and renewed on the database's clock
+//! ([`OUTBOX_LEASE_TTL`], [`OUTBOX_LEASE_RENEW`]). Every process runs a
+//! [`Notifier`]; the one that gets the lease sends every row in id order
+//! (so a deployment is created before its statuses are posted, and one
+//! deployment's statuses arrive in order), woken at once by its own
+//! process's rows and looking for other processes' every [`OUTBOX_POLL`];
+//! the others try for the lease every [`OUTBOX_LEASE_POLL`]. A holder that
+//! cannot renew stops sending at once; one that dies leaves the lease to
+//! run out, and the next holder sends what it left, pending deployment
+//! requests included.
+//!
+//! Each row is sent once, with one exception: a sender that stops (is
+//! killed, or loses its lease because the database stayed unreachable)
+//! after the receiver took a row and before the journal recorded it as
+//! sent leaves the row claimed, and the next holder sends it again. That
+//! is the only window; the row's `attempts` shows it.
+//!
+//! Every row's result goes to the journal in the transaction that settles
+//! it: what GitHub answered to each deployment request
 //! (`github_deployment_requests`) and how each report went (`reports`).
-//! A request still `pending` when the process stops is sent at next start.
 
-use std::collections::HashMap;
+mod links;
+mod send;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hmac::{Hmac, Mac};
-use serde::Deserialize;
-use sha2::Sha256;
-use tokio::sync::mpsc;
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
 
-use crate::config::{Config, StackConfig};
-use crate::github::{ApiError, Created, GithubClient};
-use crate::journal::{now_ms, DeployObserver};
-use crate::journal::{DeployState, Journal, RequestState};
-use crate::metrics::process::CallbackFailure;
-use crate::plugin::{wit, PluginRuntime};
+use crate::config::Config;
+use crate::journal::{now_ms, Claim, DeployObserver, DeployState, Journal, OUTBOX_LEASE};
+use crate::plugin::PluginRuntime;
+
+pub use links::{LogLinks, LOG_KEY_NAME, LOG_LINK_KEY_CHARS};
+use send::{Plan, Sender, Settings};
 
 /// How long a Docker Hub callback may take.
 pub const CALLBACK_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The name of the journal's key that signs log links.
-pub const LOG_KEY_NAME: &str = "log-links";
-
-/// Hex characters of a log link's key (128 bits).
-pub const LOG_LINK_KEY_CHARS: usize = 32;
-
 /// The `context` Docker Hub shows for redeploy's callbacks.
 pub const CALLBACK_CONTEXT: &str = "redeploy";
 
-enum Job {
-    Create(i64),
-    Report {
-        deploy_id: i64,
-        state: DeployState,
-        detail: Option<String>,
-    },
-    /// Reports with this configuration and these GitHub clients from now
-    /// on: sent by [`Notifier::reconfigure`].
-    Reconfigure {
-        config: Arc<Config>,
-        clients: HashMap<String, GithubClient>,
-    },
-    /// Ends the worker: sent by [`Notifier::finish`].
-    Stop,
-}
+/// How long the outbox lease lasts unless renewed: after a holder dies,
+/// this long passes (at most) before another process sends what it left.
+/// Long enough that a busy database does not make a live holder lose it.
+pub const OUTBOX_LEASE_TTL: Duration = Duration::from_secs(10);
+
+/// How often the holder renews its lease: a third of
+/// [`OUTBOX_LEASE_TTL`], so a renewal can be slow twice before the lease
+/// runs out. Each claim of a row renews it too.
+pub const OUTBOX_LEASE_RENEW: Duration = Duration::from_millis(3_300);
+
+/// A send still under way this long before the holder's lease would run
+/// out (by this process's clock, counted from before its last renewal
+/// began, so never later than the database's) is abandoned: no process
+/// sends while another may hold the lease.
+pub const OUTBOX_LEASE_MARGIN: Duration = Duration::from_secs(2);
+
+/// How often a process without the lease tries to take it: slowly, since
+/// the holder is alive (or its lease runs out only after
+/// [`OUTBOX_LEASE_TTL`]).
+pub const OUTBOX_LEASE_POLL: Duration = Duration::from_secs(1);
+
+/// How often the holder looks for rows other processes wrote (its own
+/// process's rows wake it at once).
+pub const OUTBOX_POLL: Duration = Duration::from_millis(500);
+
+/// How long the sender waits after the journal failed before it tries
+/// again.
+pub const OUTBOX_RETRY: Duration = Duration::from_secs(1);
+
+/// Rows read from the outbox at a time.
+pub const OUTBOX_BATCH: usize = 64;
 
 /// A GitHub client for each stack of `config` with GitHub deployments.
-fn github_clients(config: &Config) -> anyhow::Result<HashMap<String, GithubClient>> {
-    let mut clients = HashMap::new();
+fn settings_of(config: Arc<Config>) -> anyhow::Result<Settings> {
+    let mut clients = std::collections::HashMap::new();
     for s in &config.stacks {
         if let Some(gh) = &s.github {
-            clients.insert(s.name.clone(), GithubClient::new(gh)?);
+            clients.insert(s.name.clone(), crate::github::GithubClient::new(gh)?);
         }
     }
-    Ok(clients)
+    Ok(Settings { config, clients })
 }
 
-/// Signs and checks the unguessable links to deploy logs that deployment
-/// statuses carry as `log_url`:
-/// `{public_url}/logs/{deploy_id}/{expires}-{mac}`, where `expires` is the
-/// Unix time (seconds) the link stops working and `mac` an HMAC-SHA256 of
-/// the deploy id and that time with the server's log key, so neither can be
-/// changed. Links live `server.log_links` (default
-/// [`crate::config::DEFAULT_LOG_LINKS`]); with `log_links = "off"` there
-/// are none and every `/logs/` request is 404.
-#[derive(Clone)]
-pub struct LogLinks {
-    base: Option<String>,
-    key: Vec<u8>,
-    lifetime: Option<Duration>,
+/// This process's name as an outbox lease holder: host name, process id,
+/// what it is, and a random part (a process id is reused after a reboot).
+fn holder_name(role: &str) -> anyhow::Result<String> {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".to_owned());
+    let mut random = crate::tokens::generate_token()?;
+    random.truncate(8);
+    Ok(format!("{host}:{}:{role}:{random}", std::process::id()))
 }
 
-/// Seconds since the Unix epoch, now.
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+/// What the notifier's handle and its sending task share.
+struct Shared {
+    journal: Arc<Journal>,
+    holder: String,
+    /// Rung when this process wrote outbox rows.
+    wake: Notify,
+    settings: Mutex<Arc<Settings>>,
 }
 
-impl LogLinks {
-    /// Log links under `public_url`, keyed by the journal's log key
-    /// (created on first use), valid for `server.log_links`.
-    pub fn new(config: &Config, journal: &Journal) -> anyhow::Result<LogLinks> {
-        let candidate = crate::tokens::generate_token()?;
-        let key = journal.ensure_server_key(LOG_KEY_NAME, &candidate)?;
-        Ok(LogLinks {
-            base: config.server.public_url.clone(),
-            key: key.into_bytes(),
-            lifetime: config.server.log_links,
-        })
-    }
-
-    /// The key in the link of deploy `id` that stops working at `expires`
-    /// (Unix seconds): `{expires}-{mac}`.
-    pub fn key_for(&self, id: i64, expires: u64) -> String {
-        format!("{expires}-{}", self.mac(id, expires))
-    }
-
-    fn mac(&self, id: i64, expires: u64) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length");
-        mac.update(format!("deploy-log:{id}:{expires}").as_bytes());
-        let mut hex = hex::encode(mac.finalize().into_bytes());
-        hex.truncate(LOG_LINK_KEY_CHARS);
-        hex
-    }
-
-    /// Whether `presented` is a key of deploy `id` that has not expired
-    /// at `now` (Unix seconds); the MAC is compared in constant time. Always
-    /// false when links are off.
-    pub fn verify_at(&self, id: i64, presented: &str, now: u64) -> bool {
-        use subtle::ConstantTimeEq as _;
-        if self.lifetime.is_none() {
-            return false;
+impl Shared {
+    fn settings(&self) -> Arc<Settings> {
+        match self.settings.lock() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
         }
-        let Some((expires_text, mac)) = presented.split_once('-') else {
-            return false;
-        };
-        // Only the canonical spelling (no sign, no leading zero): another
-        // spelling of the same time is another link.
-        let Some(expires) = expires_text
-            .parse::<u64>()
-            .ok()
-            .filter(|e| e.to_string() == expires_text)
-        else {
-            return false;
-        };
-        let expected = self.mac(id, expires);
-        let authentic =
-            mac.len() == expected.len() && bool::from(expected.as_bytes().ct_eq(mac.as_bytes()));
-        authentic && now < expires
-    }
-
-    /// [`LogLinks::verify_at`] now.
-    pub fn verify(&self, id: i64, presented: &str) -> bool {
-        self.verify_at(id, presented, unix_now())
-    }
-
-    /// The public link to deploy `id`'s log, valid from now for the
-    /// configured lifetime; `None` without a public URL or with links off.
-    pub fn url(&self, id: i64) -> Option<String> {
-        let lifetime = self.lifetime?;
-        let base = self.base.as_ref()?;
-        let expires = unix_now().saturating_add(lifetime.as_secs().max(1));
-        Some(format!("{base}/logs/{id}/{}", self.key_for(id, expires)))
     }
 }
 
-/// The parts of a journaled deploy event reports need.
-#[derive(Deserialize, Default)]
-struct EventRefs {
-    github_deployment_id: Option<u64>,
-    callback_url: Option<String>,
-}
-
-/// The reporter: a queue of jobs and the task that works through it.
+/// This process's side of the outbox: it is told when the process wrote
+/// rows, and sends the journal's rows whenever it holds the lease.
 pub struct Notifier {
-    tx: mpsc::UnboundedSender<Job>,
+    shared: Arc<Shared>,
     links: LogLinks,
-    worker: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// `Some(deadline)` once [`Notifier::finish`] is called.
+    stop: watch::Sender<Option<Instant>>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Notifier {
-    /// Starts the reporter task on the current tokio runtime and queues the
-    /// requests the journal still holds as pending (for `stack`, or all).
+    /// Starts the sending task on the current tokio runtime. `stack` is
+    /// the stack a hook's runner runs (`None` for a server); it only names
+    /// the process in the lease table.
     pub fn start(
         config: Arc<Config>,
         journal: Arc<Journal>,
         runtime: Arc<PluginRuntime>,
         stack: Option<&str>,
     ) -> anyhow::Result<Arc<Notifier>> {
-        let clients = github_clients(&config)?;
         let links = LogLinks::new(&config, &journal)?;
         let http = reqwest::Client::builder()
             .timeout(CALLBACK_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        let pending = journal.pending_deployment_requests(stack)?;
-        let (tx, rx) = mpsc::unbounded_channel();
-        for r in &pending {
-            let _ = tx.send(Job::Create(r.id));
-        }
-        if !pending.is_empty() {
-            tracing::info!(
-                count = pending.len(),
-                "sending GitHub deployment requests left pending"
-            );
-        }
-        let worker = Worker {
-            config,
-            journal,
-            runtime,
-            clients,
-            links: links.clone(),
-            http,
+        let role = stack.map_or_else(|| "serve".to_owned(), |s| format!("run-queued {s}"));
+        let shared = Arc::new(Shared {
+            journal: journal.clone(),
+            holder: holder_name(&role)?,
+            wake: Notify::new(),
+            settings: Mutex::new(Arc::new(settings_of(config)?)),
+        });
+        let (stop, stopped) = watch::channel(None);
+        let outbox = Outbox {
+            shared: shared.clone(),
+            sender: Sender {
+                journal,
+                runtime,
+                links: links.clone(),
+                http,
+            },
+            held_until: None,
+            renew_at: Instant::now(),
+            take_failed: false,
         };
-        let handle = tokio::spawn(worker.run(rx));
+        let task = tokio::spawn(outbox.run(stopped));
         Ok(Arc::new(Notifier {
-            tx,
+            shared,
             links,
-            worker: Mutex::new(Some(handle)),
+            stop,
+            task: Mutex::new(Some(task)),
         }))
     }
 
@@ -218,380 +181,364 @@ impl Notifier {
         &self.links
     }
 
-    /// Queues sending deployment request `id` (already journaled as pending).
-    pub fn create_deployment(&self, id: i64) {
-        let _ = self.tx.send(Job::Create(id));
+    /// This process's name in the lease table.
+    pub fn holder(&self) -> &str {
+        &self.shared.holder
     }
 
-    /// Reports deploys the journal recovered as interrupted.
-    pub fn interrupted(&self, ids: &[i64]) {
-        for &deploy_id in ids {
-            let _ = self.tx.send(Job::Report {
-                deploy_id,
-                state: DeployState::Interrupted,
-                detail: None,
-            });
-        }
+    /// Deployment request `id` was journaled (with its outbox row): send it
+    /// now if this process holds the lease.
+    pub fn create_deployment(&self, _id: i64) {
+        self.shared.wake.notify_one();
     }
 
-    /// Reports with `config` (its stacks' GitHub settings and callback
-    /// hosts) for the jobs queued after this call. An error (a GitHub
-    /// client that cannot be built) changes nothing.
+    /// Deploys the journal recovered as interrupted (their rows are
+    /// written): send them now if this process holds the lease.
+    pub fn interrupted(&self, _ids: &[i64]) {
+        self.shared.wake.notify_one();
+    }
+
+    /// Sends with `config` (its stacks' GitHub settings and callback hosts)
+    /// from the next row on. An error (a GitHub client that cannot be
+    /// built) changes nothing.
     pub fn reconfigure(&self, config: Arc<Config>) -> anyhow::Result<()> {
-        let clients = github_clients(&config)?;
-        let _ = self.tx.send(Job::Reconfigure { config, clients });
+        let settings = Arc::new(settings_of(config)?);
+        match self.shared.settings.lock() {
+            Ok(mut s) => *s = settings,
+            Err(poisoned) => *poisoned.into_inner() = settings,
+        }
         Ok(())
     }
 
-    /// Waits, at most `limit`, for the jobs queued so far to be done; later
-    /// jobs are refused. Pending deployment requests left undone stay in the
-    /// journal for the next start.
+    /// Sends, within `limit`, what the outbox holds up to now (taking the
+    /// lease if it comes free; a live holder elsewhere sends it otherwise),
+    /// then gives the lease up. What is left stays in the outbox for the
+    /// next holder.
     pub async fn finish(&self, limit: Duration) {
-        let handle = self.worker.lock().unwrap().take();
-        let _ = self.tx.send(Job::Stop);
-        if let Some(handle) = handle {
-            if tokio::time::timeout(limit, handle).await.is_err() {
-                tracing::warn!("stopped before every deployment status was sent");
-            }
+        let task = match self.task.lock() {
+            Ok(mut t) => t.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        let _ = self.stop.send(Some(Instant::now() + limit));
+        let Some(mut task) = task else { return };
+        // The task keeps to the deadline itself; the slack covers a journal
+        // call under way when it passes.
+        if tokio::time::timeout(limit + OUTBOX_LEASE_POLL, &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+            let _ = self
+                .shared
+                .journal
+                .release_lease(OUTBOX_LEASE, &self.shared.holder);
+            tracing::warn!("stopped before every report was sent; the rest stays in the outbox");
         }
     }
 }
 
 impl DeployObserver for Notifier {
-    fn changed(&self, deploy_id: i64, state: DeployState, detail: Option<&str>) {
-        let _ = self.tx.send(Job::Report {
-            deploy_id,
-            state,
-            detail: detail.map(str::to_string),
-        });
+    fn changed(&self, _deploy_id: i64, _state: DeployState, _detail: Option<&str>) {
+        // The transition wrote its outbox rows; send them.
+        self.shared.wake.notify_one();
     }
 }
 
-struct Worker {
-    config: Arc<Config>,
-    journal: Arc<Journal>,
-    runtime: Arc<PluginRuntime>,
-    clients: HashMap<String, GithubClient>,
-    links: LogLinks,
-    http: reqwest::Client,
+/// Why a pass over the outbox ended.
+enum Pass {
+    /// It settled rows: look again at once.
+    Progress,
+    /// Nothing it could send: wait for news.
+    Idle,
+    /// The lease is gone: send nothing more.
+    Lost,
+    /// The journal failed: wait [`OUTBOX_RETRY`].
+    Failed,
 }
 
-impl Worker {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Job>) {
-        while let Some(job) = rx.recv().await {
-            match job {
-                Job::Create(id) => self.create(id).await,
-                Job::Stop => return,
-                Job::Reconfigure { config, clients } => {
-                    self.config = config;
-                    self.clients = clients;
+/// The sending task.
+struct Outbox {
+    shared: Arc<Shared>,
+    sender: Sender,
+    /// While this process holds the lease: when it runs out at the
+    /// earliest, by this process's clock.
+    held_until: Option<Instant>,
+    /// When to renew the lease next.
+    renew_at: Instant,
+    /// Whether the last try to take the lease failed on the journal (so
+    /// the failure is logged once, not every second).
+    take_failed: bool,
+}
+
+impl Outbox {
+    async fn run(mut self, mut stop: watch::Receiver<Option<Instant>>) {
+        let deadline = loop {
+            if let Some(deadline) = *stop.borrow() {
+                break deadline;
+            }
+            if self.held_until.is_none() && !self.take() {
+                tokio::select! {
+                    () = tokio::time::sleep(OUTBOX_LEASE_POLL) => {}
+                    changed = stop.changed() => if changed.is_err() { break Instant::now() },
                 }
-                Job::Report {
-                    deploy_id,
-                    state,
-                    detail,
-                } => self.report(deploy_id, state, detail.as_deref()).await,
+                continue;
+            }
+            let pause = match self.pass().await {
+                Pass::Progress => continue,
+                Pass::Lost => {
+                    self.lost();
+                    continue;
+                }
+                Pass::Idle => OUTBOX_POLL,
+                Pass::Failed => OUTBOX_RETRY,
+            };
+            let until = (Instant::now() + pause).min(self.renew_at);
+            tokio::select! {
+                () = self.shared.wake.notified() => {}
+                () = tokio::time::sleep_until(until) => {}
+                changed = stop.changed() => if changed.is_err() { break Instant::now() },
+            }
+            if self.held_until.is_some() && Instant::now() >= self.renew_at {
+                self.renew();
+            }
+        };
+        self.finish(deadline).await;
+    }
+
+    /// Sends until `deadline` what the outbox holds now, then releases the
+    /// lease.
+    async fn finish(&mut self, deadline: Instant) {
+        let journal = self.shared.journal.clone();
+        let drained = tokio::time::timeout_at(deadline, async {
+            let horizon = journal.outbox_last_id()?;
+            while journal.outbox_unsettled_through(horizon)? > 0 {
+                if self.held_until.is_none() && !self.take() {
+                    tokio::time::sleep(OUTBOX_LEASE_POLL).await;
+                    continue;
+                }
+                match self.pass().await {
+                    Pass::Progress => {}
+                    Pass::Lost => self.lost(),
+                    Pass::Idle | Pass::Failed => tokio::time::sleep(OUTBOX_RETRY).await,
+                }
+            }
+            Ok::<(), crate::journal::JournalError>(())
+        })
+        .await;
+        match drained {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "journal: cannot read the outbox"),
+            Err(_) => {
+                tracing::warn!("stopped before every report was sent; the rest stays in the outbox")
+            }
+        }
+        if self.held_until.take().is_some() {
+            if let Err(e) = journal.release_lease(OUTBOX_LEASE, &self.shared.holder) {
+                tracing::warn!(error = %e, "journal: cannot give up the outbox lease; it runs out");
             }
         }
     }
 
-    async fn create(&self, id: i64) {
-        let request = match self.journal.deployment_request(id) {
-            Ok(Some(r)) if r.state == RequestState::Pending => r,
-            Ok(_) => return,
-            Err(e) => {
-                tracing::error!(request = id, error = %e, "journal: cannot read a deployment request");
-                return;
+    /// Tries to take the lease; true if this process holds it now.
+    fn take(&mut self) -> bool {
+        let journal = self.shared.journal.clone();
+        let before = Instant::now();
+        match journal.take_lease(OUTBOX_LEASE, &self.shared.holder, OUTBOX_LEASE_TTL) {
+            Ok(true) => {
+                self.took(before);
+                self.take_failed = false;
+                tracing::info!(holder = %self.shared.holder, "this process sends the report outbox");
+                match journal.adopt_pending_requests(now_ms()) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(
+                        count = n,
+                        "sending GitHub deployment requests left pending"
+                    ),
+                    Err(e) => tracing::error!(error = %e, "journal: cannot read pending deployment requests"),
+                }
+                true
             }
-        };
-        let settle = |state, deployment: Option<u64>, status: Option<u16>, detail: &str| {
-            if let Err(e) = self.journal.settle_deployment_request(
-                id,
-                state,
-                deployment,
-                status,
-                Some(detail),
-                now_ms(),
-            ) {
-                tracing::error!(request = id, error = %e, "journal: cannot record GitHub's answer");
-            }
-        };
-        let Some(client) = self.clients.get(&request.asked.stack) else {
-            settle(
-                RequestState::Failed,
-                None,
-                None,
-                "the stack no longer has [stacks.github]",
-            );
-            return;
-        };
-        let stack = &request.asked.stack;
-        match client.create_deployment(&request.asked.request_json).await {
-            Ok(Created::Deployment(deployment)) => {
-                tracing::info!(%stack, request = id, deployment, "GitHub deployment created");
-                settle(
-                    RequestState::Created,
-                    Some(deployment),
-                    Some(201),
-                    "created",
-                );
-            }
-            Ok(Created::Merged(m)) => {
-                tracing::warn!(%stack, request = id, "GitHub merged the default branch instead of creating a deployment: {}", crate::text::one_line(&m));
-                settle(RequestState::Merged, None, Some(202), &m);
-            }
-            Ok(Created::Conflict(m)) => {
-                tracing::warn!(%stack, request = id, "GitHub refused the deployment (409): {}", crate::text::one_line(&m));
-                settle(RequestState::Conflict, None, Some(409), &m);
-            }
-            Ok(Created::Invalid(m)) => {
-                tracing::warn!(%stack, request = id, "GitHub refused the deployment (422): {}", crate::text::one_line(&m));
-                settle(RequestState::Invalid, None, Some(422), &m);
-            }
-            Err(e @ ApiError::Denied { .. }) => {
-                tracing::error!(%stack, request = id, "cannot create a GitHub deployment: {}", crate::text::one_line(&e.to_string()));
-                settle(RequestState::Denied, None, e.status(), &e.to_string());
+            Ok(false) => {
+                self.take_failed = false;
+                false
             }
             Err(e) => {
-                tracing::error!(%stack, request = id, "cannot create a GitHub deployment: {}", crate::text::one_line(&e.to_string()));
-                settle(RequestState::Failed, None, e.status(), &e.to_string());
+                if !self.take_failed {
+                    tracing::warn!(error = %e, "journal: cannot take the outbox lease");
+                }
+                self.take_failed = true;
+                false
             }
         }
     }
 
-    async fn report(&self, deploy_id: i64, state: DeployState, detail: Option<&str>) {
-        let record = match self.journal.deploy(deploy_id) {
-            Ok(Some(r)) => r,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::error!(deploy = deploy_id, error = %e, "journal: cannot read a deploy to report");
-                return;
+    /// The lease was taken or renewed by a call begun at `before`.
+    fn took(&mut self, before: Instant) {
+        self.held_until = Some(before + OUTBOX_LEASE_TTL);
+        self.renew_at = before + OUTBOX_LEASE_RENEW;
+    }
+
+    /// Renews the lease; on failure this process no longer holds it.
+    fn renew(&mut self) {
+        let before = Instant::now();
+        match self.shared.journal.renew_lease(
+            OUTBOX_LEASE,
+            &self.shared.holder,
+            OUTBOX_LEASE_TTL,
+        ) {
+            Ok(true) => self.took(before),
+            Ok(false) => {
+                tracing::warn!("the outbox lease ran out and another process took it");
+                self.held_until = None;
             }
-        };
-        let Some(stack) = self.config.stack(&record.queued.stack) else {
-            return;
-        };
-        let refs: EventRefs = serde_json::from_str(&record.queued.event_json).unwrap_or_default();
-        if stack.github.is_some() {
-            self.report_github(stack, deploy_id, refs.github_deployment_id, state, detail)
-                .await;
-        }
-        if let Some(url) = refs.callback_url.filter(|_| state.is_final()) {
-            self.callback(deploy_id, &url, state, detail).await;
+            Err(e) => {
+                tracing::warn!(error = %e, "journal: cannot renew the outbox lease; sending stops");
+                self.held_until = None;
+            }
         }
     }
 
-    fn record(&self, deploy_id: i64, target: &str, state: &str, outcome: &str) {
-        if let Err(e) = self
+    /// After losing the lease: let it go for good (if the journal can be
+    /// reached), so the next holder need not wait for it to run out.
+    fn lost(&mut self) {
+        self.held_until = None;
+        let _ = self
+            .shared
             .journal
-            .record_report(deploy_id, target, state, outcome, now_ms())
-        {
-            tracing::error!(deploy = deploy_id, error = %e, "journal: cannot record a report");
-        }
+            .release_lease(OUTBOX_LEASE, &self.shared.holder);
     }
 
-    async fn report_github(
-        &self,
-        stack: &StackConfig,
-        deploy_id: i64,
-        deployment: Option<u64>,
-        state: DeployState,
-        detail: Option<&str>,
-    ) {
-        let (Some(gh), Some(client)) = (&stack.github, self.clients.get(&stack.name)) else {
-            return;
-        };
-        let deployment = match deployment {
-            Some(d) => d,
-            // A deploy that runs on the push reports to the deployment its
-            // request created, if GitHub created one.
-            None => match self.journal.request_of_deploy(deploy_id) {
-                Ok(Some(r)) => match r.deployment_id {
-                    Some(d) => d,
-                    None => {
-                        self.record(
-                            deploy_id,
-                            "github",
-                            state.as_str(),
-                            &format!("not reported: deployment request {}", r.state.as_str()),
-                        );
-                        return;
+    /// Runs `work` while the lease holds, renewing it when due; `None`
+    /// (and `work` dropped mid-way) as soon as it cannot be renewed or
+    /// would run out.
+    async fn while_held<F: std::future::Future>(&mut self, work: F) -> Option<F::Output> {
+        tokio::pin!(work);
+        loop {
+            let last_safe = self.held_until?.checked_sub(OUTBOX_LEASE_MARGIN)?;
+            if Instant::now() >= last_safe {
+                return None;
+            }
+            tokio::select! {
+                out = &mut work => return Some(out),
+                () = tokio::time::sleep_until(self.renew_at.min(last_safe)) => {
+                    if Instant::now() >= self.renew_at {
+                        self.renew();
                     }
-                },
-                Ok(None) => return,
-                Err(e) => {
-                    tracing::error!(deploy = deploy_id, error = %e, "journal: cannot read a deployment request");
-                    return;
                 }
-            },
-        };
-        let input = wit::StatusInput {
-            phase: state,
-            environment: gh.environment.clone(),
-            log_url: self.links.url(deploy_id),
-            environment_url: stack.environment_url.clone(),
-            detail: detail.map(str::to_string),
-        };
-        let body = match self.runtime.deployment_status(&input) {
-            Ok(b) => b,
-            Err(trap) => {
-                tracing::error!(deploy = deploy_id, error = %trap, "plugin failed on a deployment status");
-                self.record(deploy_id, "github", state.as_str(), "plugin failure");
-                return;
             }
-        };
-        match client.create_status(deployment, &body).await {
-            Ok(()) => self.record(
-                deploy_id,
-                "github",
-                state.as_str(),
-                &format!("deployment {deployment}: sent"),
-            ),
+        }
+    }
+
+    /// One pass over the unsettled rows, in id order.
+    async fn pass(&mut self) -> Pass {
+        let journal = self.shared.journal.clone();
+        let rows = match journal.outbox_unsettled(OUTBOX_BATCH) {
+            Ok(rows) => rows,
             Err(e) => {
-                tracing::error!(
-                    deploy = deploy_id,
-                    deployment,
-                    "cannot send a GitHub deployment status: {}",
-                    crate::text::one_line(&e.to_string())
-                );
-                self.record(
-                    deploy_id,
-                    "github",
-                    state.as_str(),
-                    &format!("deployment {deployment}: {e}"),
-                );
+                tracing::error!(error = %e, "journal: cannot read the outbox");
+                return Pass::Failed;
+            }
+        };
+        let mut waiting = std::collections::HashSet::new();
+        let mut progress = false;
+        for row in rows {
+            if self.held_until.is_some() && Instant::now() >= self.renew_at {
+                self.renew();
+            }
+            if self.held_until.is_none() {
+                return Pass::Lost;
+            }
+            // A row waiting for its deployment holds back its deploy's later
+            // rows, and no other's.
+            if row.deploy_id.is_some_and(|d| waiting.contains(&d)) {
+                continue;
+            }
+            let settings = self.shared.settings();
+            let plan = match self.sender.plan(&settings, &row) {
+                Ok(plan) => plan,
+                // A row the journal cannot read back is settled as failed
+                // (unless the journal cannot be written either), so it
+                // holds back no other.
+                Err(e) => {
+                    tracing::error!(row = row.id, error = %e, "journal: cannot read what an outbox row reports");
+                    let failed = crate::journal::Settlement {
+                        outcome: crate::journal::OutboxOutcome::Failed,
+                        detail: format!("journal: {e}"),
+                        answer: None,
+                        report: None,
+                        at_ms: now_ms(),
+                    };
+                    if journal.settle_outbox_row(row.id, &failed).is_err() {
+                        return Pass::Failed;
+                    }
+                    progress = true;
+                    continue;
+                }
+            };
+            let settlement = match plan {
+                Plan::Wait => {
+                    waiting.extend(row.deploy_id);
+                    continue;
+                }
+                Plan::Settle(settlement) => settlement,
+                Plan::Send(outgoing) => {
+                    let before = Instant::now();
+                    match journal.claim_outbox_row(
+                        row.id,
+                        &self.shared.holder,
+                        OUTBOX_LEASE_TTL,
+                        now_ms(),
+                    ) {
+                        Ok(Claim::Claimed) => self.took(before),
+                        Ok(Claim::Settled) => {
+                            progress = true;
+                            continue;
+                        }
+                        Ok(Claim::LeaseLost) => return Pass::Lost,
+                        Err(e) => {
+                            tracing::error!(row = row.id, error = %e, "journal: cannot claim an outbox row");
+                            return Pass::Failed;
+                        }
+                    }
+                    // From here until the row is settled below, a sender
+                    // that stops leaves the row to be sent again by the
+                    // next holder: the one window of a second send.
+                    let http = self.sender.http.clone();
+                    match self.while_held(outgoing.send(&http)).await {
+                        Some(settlement) => settlement,
+                        None => return Pass::Lost,
+                    }
+                }
+            };
+            if !self.settle(row.id, &settlement).await {
+                return Pass::Lost;
+            }
+            progress = true;
+        }
+        if progress {
+            Pass::Progress
+        } else {
+            Pass::Idle
+        }
+    }
+
+    /// Records row `id`'s settlement, retrying while the journal fails and
+    /// the lease holds. False if the lease was lost first.
+    async fn settle(&mut self, id: i64, settlement: &crate::journal::Settlement) -> bool {
+        loop {
+            match self.shared.journal.settle_outbox_row(id, settlement) {
+                Ok(_) => return true,
+                Err(e) => {
+                    tracing::error!(row = id, error = %e, "journal: cannot record how an outbox row went");
+                    if self
+                        .while_held(tokio::time::sleep(OUTBOX_RETRY))
+                        .await
+                        .is_none()
+                    {
+                        return false;
+                    }
+                }
             }
         }
-    }
-
-    /// Reports a registry push's deploy to Docker Hub's `callback_url`, as
-    /// Docker Hub documents: `{"state": "success"|"failure"|"error",
-    /// "description", "context", "target_url"}`.
-    async fn callback(&self, deploy_id: i64, url: &str, state: DeployState, detail: Option<&str>) {
-        let allowed = reqwest::Url::parse(url).ok().and_then(|u| {
-            let host = u.host_str()?.to_ascii_lowercase();
-            let ok_scheme = u.scheme() == "https" || (u.scheme() == "http" && is_loopback(&host));
-            (ok_scheme
-                && self
-                    .config
-                    .server
-                    .callback_hosts
-                    .iter()
-                    .any(|h| h.eq_ignore_ascii_case(&host)))
-            .then_some(u)
-        });
-        let Some(url) = allowed else {
-            crate::metrics::process::callback_failed(CallbackFailure::HostNotAllowed);
-            tracing::warn!(
-                deploy = deploy_id,
-                "callback_url not reported to: its host is not in server.callback_hosts"
-            );
-            self.record(
-                deploy_id,
-                "callback",
-                state.as_str(),
-                "not sent: host not in server.callback_hosts",
-            );
-            return;
-        };
-        let (callback_state, words) = match state {
-            DeployState::Succeeded => ("success", "Deployed"),
-            DeployState::Failed => ("failure", "Deploy failed"),
-            DeployState::Interrupted => ("error", "Deploy interrupted"),
-            _ => ("error", "Not deployed"),
-        };
-        let description = match detail {
-            Some(d) if !d.trim().is_empty() => format!("{words}: {}", d.trim()),
-            _ => words.to_string(),
-        };
-        let mut body = serde_json::json!({
-            "state": callback_state,
-            "description": description.chars().take(255).collect::<String>(),
-            "context": CALLBACK_CONTEXT,
-        });
-        if let Some(link) = self.links.url(deploy_id) {
-            body["target_url"] = link.into();
-        }
-        let (outcome, failure) = match self.http.post(url).json(&body).send().await {
-            Ok(r) if r.status().is_success() => (format!("{callback_state}: sent"), None),
-            Ok(r) => (
-                format!("{callback_state}: answered {}", r.status()),
-                Some(CallbackFailure::Status),
-            ),
-            Err(e) => (
-                format!("{callback_state}: {}", e.without_url()),
-                Some(CallbackFailure::Unreachable),
-            ),
-        };
-        if let Some(failure) = failure {
-            crate::metrics::process::callback_failed(failure);
-            // The URL is left out: Docker Hub's carries a secret path.
-            tracing::warn!(
-                deploy = deploy_id,
-                "registry callback not delivered: {}",
-                crate::text::one_line(&outcome)
-            );
-        }
-        self.record(deploy_id, "callback", state.as_str(), &outcome);
-    }
-}
-
-fn is_loopback(host: &str) -> bool {
-    host == "localhost"
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn links(lifetime: Option<Duration>) -> LogLinks {
-        LogLinks {
-            base: Some("https://deploy.example.com".into()),
-            key: b"k".to_vec(),
-            lifetime,
-        }
-    }
-
-    #[test]
-    fn log_keys_verify_only_their_deploy_until_they_expire() {
-        let links = links(Some(Duration::from_secs(60)));
-        let k = links.key_for(7, 1_000);
-        assert!(k.starts_with("1000-"));
-        assert_eq!(k.len(), 5 + LOG_LINK_KEY_CHARS);
-        assert!(links.verify_at(7, &k, 999));
-        assert!(!links.verify_at(7, &k, 1_000), "expired");
-        assert!(!links.verify_at(8, &k, 999), "another deploy");
-        assert!(!links.verify_at(7, &k[1..], 999));
-        // The expiry is covered by the MAC: a later one is a wrong key.
-        let moved = k.replacen("1000-", "9000-", 1);
-        assert!(!links.verify_at(7, &moved, 999));
-        let padded = k.replacen("1000-", "01000-", 1);
-        assert!(!links.verify_at(7, &padded, 999));
-        let url = links.url(7).unwrap();
-        assert!(
-            url.starts_with("https://deploy.example.com/logs/7/"),
-            "{url}"
-        );
-        let key = url.rsplit('/').next().unwrap();
-        assert!(links.verify(7, key));
-    }
-
-    #[test]
-    fn links_off_issue_and_accept_nothing() {
-        let on = links(Some(Duration::from_secs(60)));
-        let off = links(None);
-        assert_eq!(off.url(7), None);
-        assert!(!off.verify_at(7, &on.key_for(7, 1_000), 999));
-    }
-
-    #[test]
-    fn loopback_hosts() {
-        assert!(is_loopback("127.0.0.1") && is_loopback("[::1]") && is_loopback("localhost"));
-        assert!(!is_loopback("registry.hub.docker.com") && !is_loopback("10.0.0.1"));
     }
 }
