@@ -53,7 +53,8 @@ pub use github::{DeploymentRequest, NewDeploymentRequest, RequestState};
 mod leases;
 mod outbox;
 pub use outbox::{
-    Claim, OutboxKind, OutboxOutcome, OutboxRow, ReportLine, RequestAnswer, Settlement, OUTBOX_LEASE,
+    Claim, OutboxKind, OutboxOutcome, OutboxRow, ReportLine, RequestAnswer, Settlement,
+    OUTBOX_LEASE,
 };
 mod retention;
 pub use retention::{PrunePolicy, Pruned};

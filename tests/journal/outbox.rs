@@ -176,10 +176,7 @@ fn a_row_is_claimed_by_the_holder_and_settled_once(store: &Store) {
         at_ms: 6,
     };
     assert!(a.settle_outbox_row(status, &sent).unwrap());
-    assert!(
-        !b.settle_outbox_row(status, &sent).unwrap(),
-        "settled once"
-    );
+    assert!(!b.settle_outbox_row(status, &sent).unwrap(), "settled once");
     assert_eq!(
         a.claim_outbox_row(status, "replica-a", LONG, 7).unwrap(),
         Claim::Settled
@@ -224,7 +221,10 @@ fn a_row_is_claimed_by_the_holder_and_settled_once(store: &Store) {
             .iter()
             .map(|r| (r.outcome, r.attempts))
             .collect::<Vec<_>>(),
-        [(Some(OutboxOutcome::Sent), 1), (Some(OutboxOutcome::Sent), 1)]
+        [
+            (Some(OutboxOutcome::Sent), 1),
+            (Some(OutboxOutcome::Sent), 1)
+        ]
     );
     assert!(a.outbox_unsettled(10).unwrap().is_empty());
 }
@@ -320,7 +320,10 @@ fn two_replicas_never_hold_the_lease_together_and_send_each_row_once(store: &Sto
         *times.entry(*id).or_default() += 1;
     }
     assert_eq!(times.len(), RACED_ROWS, "every row sent");
-    assert!(times.values().all(|&n| n == 1), "a row sent twice: {times:?}");
+    assert!(
+        times.values().all(|&n| n == 1),
+        "a row sent twice: {times:?}"
+    );
     assert!(
         sends.windows(2).all(|w| w[0].1 < w[1].1),
         "rows sent out of order: {sends:?}"

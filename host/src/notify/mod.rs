@@ -350,11 +350,12 @@ impl Outbox {
                 tracing::info!(holder = %self.shared.holder, "this process sends the report outbox");
                 match journal.adopt_pending_requests(now_ms()) {
                     Ok(0) => {}
-                    Ok(n) => tracing::info!(
-                        count = n,
-                        "sending GitHub deployment requests left pending"
-                    ),
-                    Err(e) => tracing::error!(error = %e, "journal: cannot read pending deployment requests"),
+                    Ok(n) => {
+                        tracing::info!(count = n, "sending GitHub deployment requests left pending")
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "journal: cannot read pending deployment requests")
+                    }
                 }
                 true
             }
@@ -381,11 +382,11 @@ impl Outbox {
     /// Renews the lease; on failure this process no longer holds it.
     fn renew(&mut self) {
         let before = Instant::now();
-        match self.shared.journal.renew_lease(
-            OUTBOX_LEASE,
-            &self.shared.holder,
-            OUTBOX_LEASE_TTL,
-        ) {
+        match self
+            .shared
+            .journal
+            .renew_lease(OUTBOX_LEASE, &self.shared.holder, OUTBOX_LEASE_TTL)
+        {
             Ok(true) => self.took(before),
             Ok(false) => {
                 tracing::warn!("the outbox lease ran out and another process took it");

@@ -409,12 +409,7 @@ impl Outgoing {
     }
 }
 
-async fn create_deployment(
-    id: i64,
-    stack: &str,
-    client: &GithubClient,
-    body: &str,
-) -> Settlement {
+async fn create_deployment(id: i64, stack: &str, client: &GithubClient, body: &str) -> Settlement {
     use OutboxOutcome::{Failed, Sent};
     match client.create_deployment(body).await {
         Ok(Created::Deployment(deployment)) => {
