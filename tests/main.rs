@@ -26,6 +26,9 @@
 //!   every request against GitHub's published schemas.
 //! - `github_cd`: GitHub continuous deployment end to end (deployments,
 //!   statuses, `github connect`) and Docker Hub callbacks.
+//! - `github_outbox`: the outbox of GitHub reports sent once and in order
+//!   by one sender per journal (issue 15): a server killed with statuses
+//!   waiting, two replicas' senders on one PostgreSQL journal.
 //! - `hostile`: the hostile-input matrix (`hostile::matrix`, one named test
 //!   per bad request, none deploying anything) and the issue-12 attacks that
 //!   need a world of their own: `hostile::plugin` (decisions in the
@@ -56,6 +59,7 @@ mod examples;
 mod fixtures_vendored;
 mod fuzz_regressions;
 mod github_cd;
+mod github_outbox;
 mod github_standin;
 mod gitolite;
 mod golden;

@@ -53,6 +53,11 @@ pub use github::{DeploymentRequest, NewDeploymentRequest, RequestState};
 mod leases;
 mod logs;
 pub use logs::StoredDeployLog;
+mod outbox;
+pub use outbox::{
+    Claim, OutboxKind, OutboxOutcome, OutboxRow, ReportLine, RequestAnswer, Settlement,
+    OUTBOX_LEASE,
+};
 mod retention;
 pub use retention::{PrunePolicy, Pruned};
 
@@ -755,7 +760,8 @@ fn append_transition(
          VALUES (?1, ?2, ?3, ?4)",
         args![id, state, at_ms, detail],
     )?;
-    Ok(())
+    // What the change tells the outside world, in the same transaction.
+    outbox::queue_for_transition(sql, id, state, at_ms, detail)
 }
 
 /// Updates a deploy's row to `to` and appends the history row; the caller

@@ -13,6 +13,7 @@ mod deploys;
 mod github;
 mod leases;
 mod logs;
+mod outbox;
 mod retention;
 mod schema;
 mod sqlite;

@@ -132,6 +132,10 @@ fn open_under_a_regular_file_fails_clearly() {
     );
 }
 
+/// What schemas 7 (runners, leases) and 8 (the outbox) added, undone.
+const AFTER_SCHEMA_6: &str = "DROP TABLE outbox; DROP TABLE leases; \
+     ALTER TABLE deploys DROP COLUMN runner; ALTER TABLE deploys DROP COLUMN pgid_host;";
+
 #[test]
 fn a_deploy_keeps_its_pusher_and_a_schema_5_journal_reads_without_one() {
     let dir = TempDir::new("journal-pusher");
@@ -144,11 +148,10 @@ fn a_deploy_keeps_its_pusher_and_a_schema_5_journal_reads_without_one() {
     // The journal as schema 5 left it: no `pusher` column.
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch(
-            "ALTER TABLE deploys DROP COLUMN pusher; ALTER TABLE deploys DROP COLUMN runner;
-             ALTER TABLE deploys DROP COLUMN pgid_host; DROP TABLE leases; PRAGMA user_version = 5;",
-        )
-            .unwrap();
+        conn.execute_batch(&format!(
+            "ALTER TABLE deploys DROP COLUMN pusher; {AFTER_SCHEMA_6} PRAGMA user_version = 5;"
+        ))
+        .unwrap();
     }
     let old = Journal::open_read_only(&path).unwrap();
     let read = old.deploy(id).unwrap().unwrap();
@@ -173,13 +176,13 @@ fn a_version_2_journal_learns_its_deployed_commits_when_migrated() {
         conn.execute_batch(
             // Back to what schema 2 had: no commits, no replay keys
             // (3), no process group column (4), no delivery-time
-            // index (5), no pusher column (6), no runner columns
-            // or leases (7).
-            "DROP TABLE stack_commits; DROP TABLE replay_keys; \
-             ALTER TABLE deploys DROP COLUMN pgid; DROP INDEX deliveries_received; \
-             ALTER TABLE deploys DROP COLUMN pusher; ALTER TABLE deploys DROP COLUMN runner; \
-             ALTER TABLE deploys DROP COLUMN pgid_host; DROP TABLE leases; \
-             PRAGMA user_version = 2;",
+            // index (5), no pusher column (6), nothing of 7 and 8.
+            &format!(
+                "DROP TABLE stack_commits; DROP TABLE replay_keys; \
+                 ALTER TABLE deploys DROP COLUMN pgid; DROP INDEX deliveries_received; \
+                 ALTER TABLE deploys DROP COLUMN pusher; {AFTER_SCHEMA_6} \
+                 PRAGMA user_version = 2;"
+            ),
         )
         .unwrap();
     }

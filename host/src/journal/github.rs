@@ -1,6 +1,7 @@
 //! The journal's record of GitHub continuous deployment: each deployment
 //! redeploy asked GitHub to create (and what GitHub answered), each status
-//! and callback it reported, and the server's own keys.
+//! and callback it reported, and the server's own keys. What is still to
+//! be sent is the outbox's ([`super::outbox`]).
 
 use serde::Serialize;
 
@@ -11,7 +12,7 @@ use super::{Inserted, Journal, JournalError};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RequestState {
-    /// Not sent yet, or sending (retried at start).
+    /// Not sent yet, or being sent: its outbox row waits for the sender.
     Pending,
     /// GitHub created the deployment (`deployment_id`).
     Created,
@@ -124,8 +125,10 @@ fn request_from_row(row: &Rec) -> Result<DeploymentRequest, DbError> {
 }
 
 impl Journal {
-    /// Records a deployment request as pending. A request for the same
-    /// (stack, delivery id) is recorded once: [`Inserted::Duplicate`].
+    /// Records a deployment request as pending, with its outbox row (and,
+    /// for a deploy that reports to it, the status rows of the states that
+    /// deploy was in), in one transaction. A request for the same (stack,
+    /// delivery id) is recorded once: [`Inserted::Duplicate`].
     pub fn insert_deployment_request(
         &self,
         r: &NewDeploymentRequest,
@@ -158,6 +161,7 @@ impl Journal {
                     ],
                 )?
                 .get(0)?;
+            super::outbox::queue_for_request(sql, id, r)?;
             Ok(Inserted::New(id))
         })
     }

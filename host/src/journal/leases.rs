@@ -12,7 +12,7 @@ use super::{args, Backend, Journal, JournalError, RELEASED_CHANNEL};
 /// The expression for "now" in milliseconds on the database's clock
 /// (PostgreSQL's `clock_timestamp()`, not the transaction's start time;
 /// SQLite's is this machine's).
-fn clock(backend: &Backend) -> &'static str {
+pub(super) fn clock(backend: &Backend) -> &'static str {
     match backend {
         Backend::Sqlite(_) => "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)",
         Backend::Postgres(_) => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",

@@ -114,7 +114,7 @@ impl fmt::Debug for PostgresOptions {
 pub struct Db {
     pool: Pool,
     location: String,
-    /// How to connect outside the pool (the serve lock's connection).
+    /// How to connect outside the pool (the listening connection).
     connect: tokio_postgres::Config,
     /// How long a transaction waits for [`WRITE_LOCK`] (the pool's acquire
     /// timeout): past it the call fails, and the webhook it serves gets 503.
