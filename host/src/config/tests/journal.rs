@@ -42,7 +42,15 @@ fn the_url_comes_inline_from_the_environment_or_from_a_file() {
         "[journal]\nurl_file = \"{}\"\n{MINIMAL}",
         file.display()
     ));
-    assert_eq!(from_file.journal.postgres.unwrap().url.expose(), URL);
+    let postgres = from_file.journal.postgres.unwrap();
+    assert_eq!(postgres.url.expose(), URL);
+    assert_eq!(postgres.lease, crate::cluster::DEFAULT_LEASE_TTL);
+    assert!(postgres.runner, "replicas run deploys unless told not to");
+    let tuned = parse_ok(&format!(
+        "[journal]\nurl = \"{URL}\"\nlease = \"4s\"\nrunner = false\n{MINIMAL}"
+    ));
+    let tuned = tuned.journal.postgres.unwrap();
+    assert_eq!((tuned.lease, tuned.runner), (std::time::Duration::from_secs(4), false));
     let _ = std::fs::remove_file(file);
 }
 
@@ -71,7 +79,19 @@ fn a_bad_journal_table_is_refused_without_quoting_the_url() {
         ),
         (
             "[journal]\npool_size = 4\n".into(),
-            &["journal: pool_size and the timeouts are PostgreSQL settings"],
+            &["journal: pool_size, the timeouts, lease and runner are PostgreSQL settings"],
+        ),
+        (
+            "[journal]\nrunner = false\n".into(),
+            &["journal: pool_size, the timeouts, lease and runner are PostgreSQL settings"],
+        ),
+        (
+            format!("[journal]\nurl = \"{URL}\"\nlease = \"500ms\"\n"),
+            &["journal: lease 500ms is shorter than 1s"],
+        ),
+        (
+            format!("[journal]\nurl = \"{URL}\"\nlease = \"soon\"\n"),
+            &["journal: lease"],
         ),
         (
             "[journal]\nurl_env = \"REDEPLOY_CONFIG_TEST_UNSET_JOURNAL_URL\"\n".into(),
