@@ -34,8 +34,11 @@ id="$REDEPLOY_DEPLOY_ID"
 locked=0
 finish() {
   trap '' TERM
-  echo "end $id $(date +%s%N) $1" >> "$dir/timeline"
-  if [ "$locked" = 1 ]; then rm -f "$dir/running"; fi
+  # Stopped before it started its work: nothing to record.
+  if [ "$locked" = 1 ]; then
+    echo "end $id $(date +%s%N) $1" >> "$dir/timeline"
+    rm -f "$dir/running"
+  fi
   exit "$2"
 }
 trap 'finish term 143' TERM
@@ -48,8 +51,8 @@ if ! ln -s "$$" "$dir/running" 2>/dev/null; then
     ln -s "$$" "$dir/running" 2>/dev/null || echo "$id overlaps a new holder" >> "$dir/overlaps"
   fi
 fi
-locked=1
 echo "start $id $(date +%s%N)" >> "$dir/timeline"
+locked=1
 sleep "$SLEEP" &
 wait $!
 finish ok 0

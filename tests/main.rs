@@ -72,6 +72,7 @@ mod post_receive;
 mod postgres;
 mod postgres_logs;
 mod readme;
+mod replicas;
 mod secrets;
 mod serve;
 mod state_owner;

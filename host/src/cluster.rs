@@ -20,7 +20,9 @@
 //!   at once: by then no other process can have taken the lease yet, which
 //!   only happens once the whole time to live has passed on the database's
 //!   clock. So two deploys of one stack never overlap, even when a replica
-//!   is cut off from the database but keeps running.
+//!   is cut off from the database but keeps running. (A replica whose
+//!   whole process is stopped, `SIGSTOP` or a debugger, fences nothing
+//!   until it runs again; its deploy command keeps running meanwhile.)
 //! - A replica that dies stops renewing; its lease runs out and the next
 //!   process to take it marks the dead replica's deploy `interrupted` (the
 //!   single server's rule: never re-run automatically). Each deploy records
@@ -246,6 +248,8 @@ impl Cluster {
             loop {
                 match tokio::time::timeout_at(deadline, wakes.recv()).await {
                     Ok(Ok(Wake::Released(released))) if released != name => continue,
+                    // New work changes nothing about who holds this lease.
+                    Ok(Ok(Wake::Queued(_))) => continue,
                     Ok(Err(broadcast::error::RecvError::Closed)) => {
                         tokio::time::sleep_until(deadline).await;
                         break;

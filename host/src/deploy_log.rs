@@ -52,7 +52,7 @@ const REPLACEMENT: char = char::REPLACEMENT_CHARACTER;
 
 /// The line a stored log holds where output past the cap was cut.
 fn cut_marker(cap: usize) -> String {
-    format!("\n[... output cut: the journal keeps {cap} bytes of a deploy's log ...]\n")
+    format!("\n[... output cut: the journal keeps {cap} bytes of each deploy log ...]\n")
 }
 
 /// Bytes decoded as text for the journal.

@@ -68,6 +68,15 @@ pub enum Stop {
     LeaseLost,
 }
 
+/// How a worker's turn at a deploy ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    /// The deploy ran, or was not there to run.
+    Done,
+    /// Shutdown closed the permits before it could start: it stays queued.
+    Abandoned,
+}
+
 /// What happened to a deploy handed to [`Runner::enqueue`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Enqueued {
@@ -185,6 +194,15 @@ impl Runner {
             .load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// Whether other processes (replicas) run this journal's deploys too,
+    /// maybe with other stacks: stack locks are leases.
+    fn shares_journal(&self) -> bool {
+        matches!(
+            self.inner.locks.get(),
+            Some(crate::supervise::Locks::Leases(_))
+        )
+    }
+
     /// Where this runner's stack locks live.
     pub fn locks(&self) -> crate::supervise::Locks {
         self.inner.locks.get().cloned().unwrap_or_else(|| {
@@ -278,7 +296,16 @@ impl Runner {
     }
 
     fn admit(&self, record: &DeployRecord, report_queued: bool) -> Enqueued {
-        if !self.runs_deploys() {
+        let elsewhere = self.shares_journal()
+            && self
+                .inner
+                .config
+                .current()
+                .stack(&record.queued.stack)
+                .is_none();
+        // A replica that does not run deploys, or does not have the stack,
+        // leaves the deploy queued for one that does.
+        if !self.runs_deploys() || elsewhere {
             if report_queued {
                 self.notify(record.id, DeployState::Queued, None);
             }
@@ -353,34 +380,33 @@ impl Runner {
                 queues.entry(stack.clone()).or_default().next(stopping)
             };
             let Some(slot) = next else { return };
-            // The semaphore is closed at shutdown: the deploy then stays queued.
-            let Ok(permit) = self.inner.global.semaphore().acquire().await else {
-                if let Some(q) = self.inner.queues.lock().unwrap().get_mut(&stack) {
-                    q.abandon();
-                }
-                return;
-            };
-            self.run_one(slot.id).await;
-            drop(permit);
+            let outcome = self.run_one(slot.id).await;
             if let Some(q) = self.inner.queues.lock().unwrap().get_mut(&stack) {
-                q.finished();
+                match outcome {
+                    Outcome::Done => q.finished(),
+                    Outcome::Abandoned => {
+                        q.abandon();
+                        return;
+                    }
+                }
             }
         }
     }
 
     /// Runs the newest queued deploy of slot `id`'s stack (`id` itself
     /// unless a newer one was queued, maybe by another replica), under the
-    /// stack's lock.
-    async fn run_one(&self, id: i64) {
+    /// stack's lock and one of the `max_concurrent_deploys` permits.
+    async fn run_one(&self, id: i64) -> Outcome {
         let journal = &self.inner.journal;
         let stack_name = match journal.deploy(id) {
             Ok(Some(r)) if r.state == DeployState::Queued => r.queued.stack,
-            Ok(_) => return,
+            Ok(_) => return Outcome::Done,
             Err(e) => {
                 tracing::error!(deploy = id, error = %e, "journal: cannot read a queued deploy");
-                return;
+                return Outcome::Done;
             }
         };
+        let semaphore = self.inner.global.semaphore();
         // One deploy per stack across every runner on the journal: the lock
         // is held until the deploy's end is journaled.
         if !self
@@ -388,15 +414,42 @@ impl Runner {
             .takes_stack_locks
             .load(std::sync::atomic::Ordering::SeqCst)
         {
+            // The semaphore is closed at shutdown: the deploy stays queued.
+            let Ok(_permit) = semaphore.acquire().await else {
+                return Outcome::Abandoned;
+            };
             let lost = self.inner.callers_lock_lost.get().cloned();
             self.run_claimed(&stack_name, lost).await;
-            return;
+            return Outcome::Done;
         }
-        let Some(lock) = self.lock_and_recover(&stack_name).await else {
-            return;
-        };
-        self.run_claimed(&stack_name, lock.lost()).await;
-        lock.release().await;
+        // The lock first, then a permit: a runner waiting for a stack that
+        // another one runs (maybe for an hour, on another replica) holds no
+        // permit meanwhile. Holding the lock, it only takes a free permit;
+        // with none free it gives the lock back while it waits for one.
+        loop {
+            let Some(lock) = self.lock_and_recover(&stack_name).await else {
+                return Outcome::Done;
+            };
+            match semaphore.try_acquire() {
+                Ok(permit) => {
+                    self.run_claimed(&stack_name, lock.lost()).await;
+                    drop(permit);
+                    lock.release().await;
+                    return Outcome::Done;
+                }
+                Err(tokio::sync::TryAcquireError::Closed) => {
+                    lock.release().await;
+                    return Outcome::Abandoned;
+                }
+                Err(tokio::sync::TryAcquireError::NoPermits) => {
+                    lock.release().await;
+                    match semaphore.acquire().await {
+                        Ok(permit) => drop(permit),
+                        Err(_) => return Outcome::Abandoned,
+                    }
+                }
+            }
+        }
     }
 
     /// With the stack's lock held: claims the stack's newest queued deploy
@@ -405,6 +458,10 @@ impl Runner {
     /// true when the lock may be lost.
     async fn run_claimed(&self, stack_name: &str, lost: Option<watch::Receiver<bool>>) {
         let journal = &self.inner.journal;
+        let is_lost = || lost.as_ref().is_some_and(|l| *l.borrow());
+        if is_lost() {
+            return;
+        }
         let claimed = match journal.claim_next(stack_name, now_ms()) {
             Ok(claimed) => claimed,
             Err(e) => {
@@ -430,6 +487,11 @@ impl Runner {
             .stack(&record.queued.stack)
             .cloned()
         else {
+            if self.shares_journal() {
+                // Another replica may have the stack: it stays queued for it.
+                tracing::warn!(deploy = id, stack = %record.queued.stack, "not configured on this replica; left queued for a replica that has it");
+                return;
+            }
             self.cancel(
                 id,
                 format!("stack \"{}\" is no longer configured", record.queued.stack),
@@ -443,6 +505,10 @@ impl Runner {
             runner: Some(crate::cluster::Replica::this_process().name.clone()),
             ..Default::default()
         };
+        // The lease may have gone while the claim waited for the database.
+        if is_lost() {
+            return;
+        }
         if let Err(e) = journal.transition(id, DeployState::Started, now_ms(), &detail) {
             tracing::error!(deploy = id, error = %e, "journal: cannot record a started deploy; not running it");
             return;
@@ -583,11 +649,17 @@ impl Runner {
                     log_path,
                     max_log_bytes: self.inner.config.current().server.max_deploy_log_bytes,
                 };
+                // Recorded off this task: a database that stops answering
+                // now must not keep the deploy from watching its stop
+                // signal (a lost lease kills the command).
                 let started = |pgid: u32| {
-                    let host = crate::cluster::host_id();
-                    if let Err(e) = self.inner.journal.set_pgid(record.id, pgid, host) {
-                        tracing::error!(deploy = record.id, error = %e, "journal: cannot record the deploy's process group");
-                    }
+                    let (journal, id) = (self.inner.journal.clone(), record.id);
+                    tokio::task::spawn_blocking(move || {
+                        let host = crate::cluster::host_id();
+                        if let Err(e) = journal.set_pgid(id, pgid, host) {
+                            tracing::error!(deploy = id, error = %e, "journal: cannot record the deploy's process group");
+                        }
+                    });
                 };
                 command::run(record, &event, &spec, started, stop).await
             }

@@ -26,7 +26,11 @@ impl RunQueued {
         let config = Arc::new(self.config.load()?);
         let journal = Arc::new(super::open_state(&config)?);
         crate::retention::prune_logged(&config, &journal, crate::journal::now_ms());
-        let rt = tokio::runtime::Builder::new_current_thread()
+        // Two threads: a journal call that blocks one (a database that
+        // stopped answering) never stalls the lease's keeper, which must
+        // be free to stop the deploy.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
             .enable_all()
             .build()?;
         rt.block_on(run_queued(config, journal, &self.stack))

@@ -253,7 +253,10 @@ fn run_local(
         "{stack}: deploy #{id} queued ({})",
         decision["reason"].as_str().unwrap_or("")
     );
-    let rt = tokio::runtime::Builder::new_current_thread()
+    // Two threads, as `run-queued`'s: a blocked journal call never stalls
+    // the lease's keeper.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()?;
     rt.block_on(super::run_queued::run_queued_in_foreground(

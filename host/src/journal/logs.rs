@@ -193,21 +193,26 @@ impl Journal {
     pub fn known_deploys(&self, ids: &BTreeSet<i64>) -> Result<BTreeSet<i64>, JournalError> {
         let ids: Vec<i64> = ids.iter().copied().collect();
         let mut known = BTreeSet::new();
+        // One statement text for every call (each connection prepares it
+        // once): the ids of each chunk's range, kept if asked for.
         for chunk in ids.chunks(KNOWN_DEPLOYS_CHUNK) {
-            // Integers only: the list is written into the statement.
-            let list = chunk
-                .iter()
-                .map(i64::to_string)
-                .collect::<Vec<_>>()
-                .join(",");
-            let query = format!("SELECT id FROM deploys WHERE id IN ({list})");
+            let (Some(&low), Some(&high)) = (chunk.first(), chunk.last()) else {
+                continue;
+            };
             let found = self.read("read which deploys exist", |sql| {
-                sql.query(&query, args![])?
-                    .iter()
-                    .map(|row| row.get::<i64>(0))
-                    .collect::<Result<Vec<_>, DbError>>()
+                sql.query(
+                    "SELECT id FROM deploys WHERE id >= ?1 AND id <= ?2",
+                    args![low, high],
+                )?
+                .iter()
+                .map(|row| row.get::<i64>(0))
+                .collect::<Result<Vec<_>, DbError>>()
             })?;
-            known.extend(found);
+            known.extend(
+                found
+                    .into_iter()
+                    .filter(|id| chunk.binary_search(id).is_ok()),
+            );
         }
         Ok(known)
     }

@@ -55,6 +55,19 @@ pub const MIGRATION_LOCK: i64 = 0x7265_6465_706c_6f78;
 /// ends ("redeploy" in ASCII).
 pub const WRITE_LOCK: i64 = 0x7265_6465_706c_6f79;
 
+/// How long a connection may be silent before TCP keepalive probes start,
+/// how often they are sent, and how many may go unanswered: a database
+/// machine that vanished is noticed within about half a minute, not the
+/// operating system's two hours.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+const KEEPALIVE_RETRIES: u32 = 3;
+
+/// How long a transaction may sit idle on the server before the server
+/// ends it: a replica cut off mid-transaction never holds [`WRITE_LOCK`]
+/// (and so every other replica's writes) for longer.
+const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How long the listening connection waits between attempts to connect
 /// again after it was lost.
 const LISTEN_RETRY: Duration = Duration::from_secs(1);
@@ -171,7 +184,11 @@ impl Db {
         if pg.get_application_name().is_none() {
             pg.application_name(APPLICATION_NAME);
         }
-        pg.connect_timeout(options.connect_timeout).keepalives(true);
+        pg.connect_timeout(options.connect_timeout)
+            .keepalives(true)
+            .keepalives_idle(KEEPALIVE_IDLE)
+            .keepalives_interval(KEEPALIVE_INTERVAL)
+            .keepalives_retries(KEEPALIVE_RETRIES);
         pg.ssl_mode(parsed.ssl_mode);
         let manager = Manager::from_config(
             pg.clone(),
@@ -227,8 +244,12 @@ impl Db {
         blocking(|| {
             let rt = runtime();
             let mut conn = Checkout::new(rt.block_on(self.pool.get()).map_err(unavailable)?);
+            let idle = format!(
+                "SET LOCAL idle_in_transaction_session_timeout = {}",
+                IDLE_IN_TRANSACTION_TIMEOUT.as_millis()
+            );
             let wait = format!(
-                "SET LOCAL lock_timeout = {}; SELECT pg_advisory_xact_lock({WRITE_LOCK})",
+                "{idle}; SET LOCAL lock_timeout = {}; SELECT pg_advisory_xact_lock({WRITE_LOCK})",
                 self.lock_timeout.as_millis().max(1)
             );
             let begin = match commit {
@@ -236,8 +257,8 @@ impl Db {
                 // One snapshot for every statement, taken once the lock is
                 // held: no writer changes what the transaction reads.
                 Commit::Snapshot => format!("BEGIN ISOLATION LEVEL REPEATABLE READ; {wait}"),
-                Commit::Append => "BEGIN".to_owned(),
-                Commit::Relaxed => "BEGIN; SET LOCAL synchronous_commit TO OFF".to_owned(),
+                Commit::Append => format!("BEGIN; {idle}"),
+                Commit::Relaxed => format!("BEGIN; {idle}; SET LOCAL synchronous_commit TO OFF"),
             };
             rt.block_on(conn.client().batch_execute(&begin))?;
             let outcome = f(&mut Tx {

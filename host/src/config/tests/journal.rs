@@ -50,7 +50,10 @@ fn the_url_comes_inline_from_the_environment_or_from_a_file() {
         "[journal]\nurl = \"{URL}\"\nlease = \"4s\"\nrunner = false\n{MINIMAL}"
     ));
     let tuned = tuned.journal.postgres.unwrap();
-    assert_eq!((tuned.lease, tuned.runner), (std::time::Duration::from_secs(4), false));
+    assert_eq!(
+        (tuned.lease, tuned.runner),
+        (std::time::Duration::from_secs(4), false)
+    );
     let _ = std::fs::remove_file(file);
 }
 

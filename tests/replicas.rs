@@ -1,0 +1,298 @@
+//! Replicas on one PostgreSQL journal, in the corners an adversarial review
+//! found: each test failed before its fix (a waiting replica holding a
+//! deploy slot, a replica cancelling a stack it lacks, a replica cut off
+//! from the database while recording its process group never fencing).
+
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use redeploy_host::journal::{DeployState, Journal, PostgresOptions};
+
+use crate::support::deliveries::{push_body, sha};
+use crate::support::deploy::write_executable;
+use crate::support::{free_port, hook, sig, token, wait_for, ServerProcess, TempDir};
+
+const SECRET: &str = "replicas-s3cret";
+
+/// Records `start ID NS` / `end ID NS how` into `$RECORD_DIR/$REDEPLOY_STACK/timeline`,
+/// and `ID overlaps pid P` into `overlaps` when another live deploy of the
+/// stack holds the `running` link.
+const STAND_IN: &str = r#"#!/bin/sh
+set -u
+dir="$RECORD_DIR/$REDEPLOY_STACK"
+mkdir -p "$dir"
+id="$REDEPLOY_DEPLOY_ID"
+locked=0
+finish() {
+  trap '' TERM
+  echo "end $id $(date +%s%N) $1" >> "$dir/timeline"
+  if [ "$locked" = 1 ]; then rm -f "$dir/running"; fi
+  exit "$2"
+}
+trap 'finish term 143' TERM
+if ! ln -s "$$" "$dir/running" 2>/dev/null; then
+  holder=$(readlink "$dir/running")
+  if [ -n "$holder" ] && kill -0 "$holder" 2>/dev/null; then
+    echo "$id overlaps pid $holder" >> "$dir/overlaps"
+  else
+    rm -f "$dir/running"
+    ln -s "$$" "$dir/running" 2>/dev/null || echo "$id overlaps a new holder" >> "$dir/overlaps"
+  fi
+fi
+locked=1
+echo "start $id $(date +%s%N)" >> "$dir/timeline"
+sleep "$SLEEP" &
+wait $!
+finish ok 0
+"#;
+
+struct Replica {
+    config: PathBuf,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Replica {
+    fn start(&self) -> ServerProcess {
+        ServerProcess::start_env(&self.config, self.port, &[], self.log.clone(), &[])
+    }
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+/// A replica named `name` in `dir` on journal `url`, with `[server]`
+/// extras `server` and `[journal]` extras `journal`, running `stacks`
+/// (name, token number, sleep seconds).
+fn replica(
+    dir: &TempDir,
+    name: &str,
+    url: &str,
+    server: &str,
+    journal: &str,
+    stacks: &[(&str, u32, &str)],
+) -> Replica {
+    let standin = dir.join("standin.sh");
+    if !standin.exists() {
+        write_executable(&standin, STAND_IN);
+    }
+    let record = dir.join("record");
+    std::fs::create_dir_all(&record).unwrap();
+    let mut toml = String::new();
+    for (stack, n, sleep) in stacks {
+        toml.push_str(&format!(
+            "\n[[stacks]]\nname = \"{stack}\"\nrepository = \"acme/web\"\nbranch = \"main\"\n\
+             hook_token = {:?}\nsecrets = [{SECRET:?}]\ncommand = [{:?}]\ntimeout = \"5m\"\n\
+             env = {{ RECORD_DIR = {:?}, SLEEP = {sleep:?} }}\n",
+            token(*n),
+            standin.to_str().unwrap(),
+            record.to_str().unwrap(),
+        ));
+    }
+    let home = dir.join(name);
+    std::fs::create_dir_all(&home).unwrap();
+    let config = home.join("redeploy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nstate_dir = \"state\"\n{server}\n\n[journal]\nurl = {url:?}\n{journal}\n{toml}"
+        ),
+    )
+    .unwrap();
+    Replica {
+        config,
+        port: free_port(),
+        log: home.join("server.log"),
+    }
+}
+
+fn push(addr: &str, token_n: u32, n: usize, delivery: &str) -> u16 {
+    let body = push_body(&sha(n));
+    let signature = sig(SECRET, &body);
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\
+         X-GitHub-Event: push\r\nX-GitHub-Delivery: {delivery}\r\n\
+         X-Hub-Signature-256: {signature}\r\nContent-Type: application/json\r\n\r\n",
+        hook(token_n),
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(&body).unwrap();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let line = String::from_utf8_lossy(&answer);
+    line.strip_prefix("HTTP/1.1 ").unwrap()[..3]
+        .parse()
+        .unwrap()
+}
+
+fn started(record: &Path, stack: &str) -> Vec<i64> {
+    std::fs::read_to_string(record.join(stack).join("timeline"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.strip_prefix("start "))
+        .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+        .collect()
+}
+
+fn journal(url: &str) -> Journal {
+    Journal::open_postgres_for_reading(&PostgresOptions::new(url)).unwrap()
+}
+
+/// Was a defect: a replica's worker takes one of its `max_concurrent_deploys`
+/// permits *before* it waits for the stack's lease, so a replica that only
+/// waits for a stack another replica is deploying runs nothing else.
+#[test]
+fn a_replica_waiting_for_a_lease_does_not_hold_a_deploy_slot() {
+    let dir = TempDir::new("replicas-permit");
+    let url = crate::support::postgres::shared().database("replicas-permit");
+    let stacks = [("s0", 1, "25"), ("s1", 2, "0.05")];
+    let server = "max_concurrent_deploys = 1";
+    let a = replica(&dir, "a", &url, server, "lease = \"2s\"", &stacks);
+    let b = replica(&dir, "b", &url, server, "lease = \"2s\"", &stacks);
+    let (pa, pb) = (a.start(), b.start());
+    let record = dir.join("record");
+    assert_eq!(push(&a.addr(), 1, 1, "p-1"), 202);
+    wait_for(10, "s0 #1 to start", || {
+        (!started(&record, "s0").is_empty()).then_some(())
+    });
+    // A newer push of s0 while #1 runs (25 s): both replicas hear of it.
+    assert_eq!(push(&a.addr(), 1, 2, "p-2"), 202);
+    std::thread::sleep(Duration::from_secs(2));
+    // An unrelated stack: one replica is busy, the other runs nothing.
+    let sent = Instant::now();
+    assert_eq!(push(&b.addr(), 2, 3, "p-3"), 202);
+    let ran = (0..100).find_map(|_| {
+        if !started(&record, "s1").is_empty() {
+            return Some(sent.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        None
+    });
+    pa.terminate();
+    pb.terminate();
+    assert!(
+        ran.is_some(),
+        "s1 did not start within 10 s although one replica was idle (its only slot waits for s0's lease)"
+    );
+}
+
+/// Was a defect: a replica adopts every queued deploy of the journal, also of a
+/// stack it does not know (a rolling config reload, runner replicas with
+/// their own stacks), and cancels it as "no longer configured" although
+/// another replica would run it.
+#[test]
+fn a_replica_never_cancels_deploys_of_a_stack_it_does_not_know() {
+    let dir = TempDir::new("replicas-unknown");
+    let url = crate::support::postgres::shared().database("replicas-unknown");
+    let server = "max_concurrent_deploys = 1";
+    let a = replica(
+        &dir,
+        "a",
+        &url,
+        server,
+        "lease = \"2s\"",
+        &[("s0", 1, "20"), ("s1", 2, "0.05")],
+    );
+    let b = replica(
+        &dir,
+        "b",
+        &url,
+        server,
+        "lease = \"2s\"",
+        &[("s0", 1, "20")],
+    );
+    let pa = a.start();
+    let record = dir.join("record");
+    assert_eq!(push(&a.addr(), 1, 1, "u-1"), 202);
+    wait_for(10, "s0 #1 to start on a", || {
+        (!started(&record, "s0").is_empty()).then_some(())
+    });
+    let pb = b.start();
+    // `a` (which has s1) is busy; `b` does not know s1.
+    assert_eq!(push(&a.addr(), 2, 2, "u-2"), 202);
+    std::thread::sleep(Duration::from_secs(8));
+    let deploys = journal(&url).deploys(Some("s1"), 10).unwrap();
+    pa.terminate();
+    pb.terminate();
+    assert_ne!(
+        deploys[0].state,
+        DeployState::Cancelled,
+        "s1's deploy was cancelled by the replica that lacks s1: {:?}",
+        deploys[0].detail
+    );
+}
+
+/// Was a defect: the deploy task records the command's process group
+/// (`set_pgid`, a synchronous journal write) after spawning it and before
+/// it watches `stop`; a replica cut off from the database exactly then
+/// never gets to kill its command when its lease is lost, while another
+/// replica takes the lease once it runs out and starts the next deploy.
+#[test]
+fn a_replica_cut_off_while_recording_the_process_group_still_fences() {
+    let dir = TempDir::new("replicas-fence");
+    let cluster = crate::support::postgres::shared();
+    let url = cluster.database("replicas-fence");
+    // The cluster's port and database name from the URL.
+    let (hostport, name) = url
+        .strip_prefix("postgres://postgres@")
+        .unwrap()
+        .split_once('/')
+        .unwrap();
+    let pg_port: u16 = hostport.rsplit(':').next().unwrap().parse().unwrap();
+    let proxy_port = free_port();
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let needle: String = boot_id.trim().bytes().map(|b| format!("{b:02x}")).collect();
+    let flag = dir.join("frozen");
+    let mut proxy = std::process::Command::new("python3")
+        .arg(crate::support::workspace().join("tests/support/pg_cutoff.py"))
+        .args([proxy_port.to_string(), pg_port.to_string(), needle])
+        .arg(&flag)
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let via_proxy = format!("postgres://postgres@127.0.0.1:{proxy_port}/{name}");
+    let stacks = [("s0", 1, "30")];
+    let a = replica(&dir, "a", &via_proxy, "", "lease = \"2s\"", &stacks);
+    let b = replica(&dir, "b", &url, "", "lease = \"2s\"", &stacks);
+    let pa = a.start();
+    assert_eq!(push(&a.addr(), 1, 1, "f-1"), 202);
+    wait_for(
+        15,
+        "a to be cut off while recording the process group",
+        || flag.exists().then_some(()),
+    );
+    // The other replica, on the database directly; a newer push.
+    let pb = b.start();
+    assert_eq!(push(&b.addr(), 1, 2, "f-2"), 202);
+    let record = dir.join("record");
+    let both = (0..200).find_map(|_| {
+        let s = started(&record, "s0");
+        if s.len() >= 2 {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        None
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let overlaps = std::fs::read_to_string(record.join("s0/overlaps")).unwrap_or_default();
+    let deploys = journal(&url).deploys(Some("s0"), 10).unwrap();
+    pa.kill();
+    pb.kill();
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    eprintln!(
+        "started: {both:?}; deploys: {:?}",
+        deploys
+            .iter()
+            .map(|d| (d.id, d.state, d.detail.clone()))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        overlaps.is_empty(),
+        "two deploys of s0 ran at once: {overlaps}"
+    );
+}

@@ -1,0 +1,74 @@
+# A TCP proxy in front of PostgreSQL that simulates its client being cut off
+# from the database: once a client->server chunk contains NEEDLE (hex), the
+# server side of every connection is shut down (the server rolls back and
+# frees its locks, as after its keepalive noticed a dead peer) while the
+# client side stays open and hears nothing ever again (a black hole), and
+# new connections are accepted but never answered. FLAG is created then.
+import socket, sys, threading
+
+listen_port, up_port, needle_hex, flag = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+needle = bytes.fromhex(needle_hex)
+frozen = threading.Event()
+ups = []
+lock = threading.Lock()
+
+def freeze():
+    if frozen.is_set():
+        return
+    frozen.set()
+    open(flag, "w").close()
+    with lock:
+        for u in ups:
+            try:
+                u.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+def client_to_server(c, u):
+    try:
+        while True:
+            data = c.recv(65536)
+            if not data:
+                break
+            if frozen.is_set():
+                continue
+            if needle in data:
+                freeze()
+                continue
+            u.sendall(data)
+    except OSError:
+        pass
+
+def server_to_client(u, c):
+    try:
+        while True:
+            data = u.recv(65536)
+            if not data or frozen.is_set():
+                return  # never close the client: it hears nothing
+            c.sendall(data)
+    except OSError:
+        pass
+
+def swallow(c):
+    try:
+        while c.recv(65536):
+            pass
+    except OSError:
+        pass
+
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", listen_port))
+s.listen(64)
+conns = []
+while True:
+    c, _ = s.accept()
+    conns.append(c)
+    if frozen.is_set():
+        threading.Thread(target=swallow, args=(c,), daemon=True).start()
+        continue
+    u = socket.create_connection(("127.0.0.1", up_port))
+    with lock:
+        ups.append(u)
+    threading.Thread(target=client_to_server, args=(c, u), daemon=True).start()
+    threading.Thread(target=server_to_client, args=(u, c), daemon=True).start()
