@@ -5,140 +5,14 @@
 //! what the journal holds.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read as _, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use redeploy_host::journal::{DeployRecord, DeployState, Journal, PostgresOptions};
 
-use crate::support::deliveries::{push_body, sha};
-use crate::support::deploy::write_executable;
-use crate::support::{free_port, hook, sig, token, wait_for, ServerProcess, TempDir};
-
-/// The stacks' shared secret.
-const SECRET: &str = "cluster-s3cret";
-
-/// The deploy command: records its start and end (nanoseconds, this
-/// machine's clock) in `$RECORD_DIR/<stack>/timeline`, and an overlap with
-/// another live deploy of its stack in `overlaps`. Its lock is a symbolic
-/// link naming its process id, made atomically: a link left by a command
-/// that was SIGKILLed (a fenced deploy) names a dead process and is taken
-/// over, one naming a live process is an overlap. A SIGTERM (its replica
-/// died: the parent-death signal; or recovery stopping it) ends it at once,
-/// recorded as `term`.
-const CLUSTER_STAND_IN: &str = r#"#!/bin/sh
-set -u
-dir="$RECORD_DIR/$REDEPLOY_STACK"
-id="$REDEPLOY_DEPLOY_ID"
-locked=0
-finish() {
-  trap '' TERM
-  # Stopped before it started its work: nothing to record.
-  if [ "$locked" = 1 ]; then
-    echo "end $id $(date +%s%N) $1" >> "$dir/timeline"
-    rm -f "$dir/running"
-  fi
-  exit "$2"
-}
-trap 'finish term 143' TERM
-if ! ln -s "$$" "$dir/running" 2>/dev/null; then
-  holder=$(readlink "$dir/running")
-  if [ -n "$holder" ] && kill -0 "$holder" 2>/dev/null; then
-    echo "$id overlaps pid $holder" >> "$dir/overlaps"
-  else
-    rm -f "$dir/running"
-    ln -s "$$" "$dir/running" 2>/dev/null || echo "$id overlaps a new holder" >> "$dir/overlaps"
-  fi
-fi
-echo "start $id $(date +%s%N)" >> "$dir/timeline"
-locked=1
-sleep "$SLEEP" &
-wait $!
-finish ok 0
-"#;
-
-/// One replica: its configuration (own state directory, the shared
-/// database) and its port, which it keeps across restarts.
-struct Replica {
-    config: PathBuf,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Replica {
-    fn start(&self) -> ServerProcess {
-        ServerProcess::start_env(&self.config, self.port, &[], self.log.clone(), &[])
-    }
-
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-/// Writes `count` replicas' configurations in `dir`: `stacks` stacks
-/// (`s0`, `s1`, ...; hook token `i + 1`) deploying with
-/// [`CLUSTER_STAND_IN`] into `dir/record`, the journal at `url` with
-/// leases of `lease`.
-fn replicas(dir: &TempDir, url: &str, count: usize, stacks: usize, lease: &str) -> Vec<Replica> {
-    let standin = dir.join("cluster-standin.sh");
-    write_executable(&standin, CLUSTER_STAND_IN);
-    let record = dir.join("record");
-    let mut toml = String::new();
-    for i in 0..stacks {
-        std::fs::create_dir_all(record.join(format!("s{i}"))).unwrap();
-        toml.push_str(&format!(
-            "\n[[stacks]]\nname = \"s{i}\"\nrepository = \"acme/web\"\nbranch = \"main\"\n\
-             hook_token = {:?}\nsecrets = [{SECRET:?}]\ncommand = [{:?}]\ntimeout = \"1m\"\n\
-             env = {{ RECORD_DIR = {:?}, SLEEP = \"0.05\" }}\n",
-            token(i as u32 + 1),
-            standin.to_str().unwrap(),
-            record.to_str().unwrap(),
-        ));
-    }
-    (0..count)
-        .map(|r| {
-            let home = dir.join(&format!("replica-{r}"));
-            std::fs::create_dir_all(&home).unwrap();
-            let config = home.join("redeploy.toml");
-            std::fs::write(
-                &config,
-                format!(
-                    "[server]\nstate_dir = \"state\"\n\n[journal]\nurl = {url:?}\nlease = {lease:?}\n{toml}"
-                ),
-            )
-            .unwrap();
-            Replica {
-                config,
-                port: free_port(),
-                log: home.join("server.log"),
-            }
-        })
-        .collect()
-}
-
-/// A signed push of commit `n` with delivery id `delivery` to stack
-/// `stack`'s hook at `addr`: the status, or `None` when the connection
-/// failed or closed without an answer (a replica killed meanwhile).
-fn try_push(addr: &str, stack: usize, n: usize, delivery: &str) -> Option<u16> {
-    let body = push_body(&sha(n));
-    let signature = sig(SECRET, &body);
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-    let head = format!(
-        "POST {} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\
-         X-GitHub-Event: push\r\nX-GitHub-Delivery: {delivery}\r\n\
-         X-Hub-Signature-256: {signature}\r\nContent-Type: application/json\r\n\r\n",
-        hook(stack as u32 + 1),
-        body.len()
-    );
-    s.write_all(head.as_bytes()).ok()?;
-    s.write_all(&body).ok()?;
-    let mut answer = Vec::new();
-    let _ = s.read_to_end(&mut answer);
-    let line = String::from_utf8_lossy(&answer);
-    line.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
-}
+use crate::support::replicas::{replica, try_push, Replica};
+use crate::support::{wait_for, ServerProcess, TempDir};
 
 /// A small seeded generator (xorshift64*), so a failing run can be
 /// repeated.
@@ -206,7 +80,26 @@ fn three_replicas_with_sigkills_keep_every_promise_of_one_server() {
     eprintln!("cluster test seed {seed} (CLUSTER_SEED={seed} repeats this run)");
     let dir = TempDir::new("cluster");
     let url = crate::support::postgres::shared().database("cluster");
-    let replicas = Arc::new(replicas(&dir, &url, REPLICAS, STACKS, "2s"));
+    let names: Vec<String> = (0..STACKS).map(|s| format!("s{s}")).collect();
+    let stacks: Vec<(&str, u32, &str)> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| (name.as_str(), i as u32 + 1, "0.05"))
+        .collect();
+    let replicas: Arc<Vec<Replica>> = Arc::new(
+        (0..REPLICAS)
+            .map(|r| {
+                replica(
+                    &dir,
+                    &format!("replica-{r}"),
+                    &url,
+                    "",
+                    "lease = \"2s\"",
+                    &stacks,
+                )
+            })
+            .collect(),
+    );
     let servers: Arc<Vec<RwLock<Option<ServerProcess>>>> = Arc::new(
         replicas
             .iter()
@@ -242,7 +135,12 @@ fn three_replicas_with_sigkills_keep_every_promise_of_one_server() {
                 for r in targets {
                     // A load balancer retries a replica that is down on the next.
                     let status = (0..REPLICAS).find_map(|i| {
-                        try_push(&replicas[(r + i) % REPLICAS].addr(), stack, n, &delivery)
+                        try_push(
+                            &replicas[(r + i) % REPLICAS].addr(),
+                            stack as u32 + 1,
+                            n,
+                            &delivery,
+                        )
                     });
                     if let Some(status) = status {
                         answers
@@ -287,7 +185,12 @@ fn three_replicas_with_sigkills_keep_every_promise_of_one_server() {
     for stack in 0..STACKS {
         let n = DELIVERIES + 1 + stack;
         let delivery = format!("final-{stack}");
-        let status = try_push(&replicas[stack % REPLICAS].addr(), stack, n, &delivery);
+        let status = try_push(
+            &replicas[stack % REPLICAS].addr(),
+            stack as u32 + 1,
+            n,
+            &delivery,
+        );
         assert_eq!(status, Some(202), "the final push of s{stack}");
         answers.lock().unwrap().insert(delivery.clone(), vec![202]);
         last.insert(stack, delivery);
@@ -384,6 +287,7 @@ fn three_replicas_with_sigkills_keep_every_promise_of_one_server() {
     }
     // Every deploy that ran ran once, ended, and no two of a stack
     // overlapped in time.
+    let state_of: BTreeMap<i64, DeployState> = deploys.iter().map(|d| (d.id, d.state)).collect();
     let mut intervals: BTreeMap<usize, Vec<(u128, u128, i64)>> = BTreeMap::new();
     for ((stack, id), run) in &runs {
         assert_eq!(
@@ -392,11 +296,25 @@ fn three_replicas_with_sigkills_keep_every_promise_of_one_server() {
             "s{stack} #{id} started {} times",
             run.starts.len()
         );
-        assert_eq!(run.ends.len(), 1, "s{stack} #{id}: {run:?}");
-        intervals
-            .entry(*stack)
-            .or_default()
-            .push((run.starts[0], run.ends[0].0, *id));
+        match run.ends.as_slice() {
+            [(end, _)] => intervals
+                .entry(*stack)
+                .or_default()
+                .push((run.starts[0], *end, *id)),
+            // SIGKILLed (fenced, or by recovery after SIGTERM went
+            // unheeded): no end line; its lock link, naming a dead process,
+            // told the next deploy it was gone.
+            [] => assert_eq!(
+                state_of.get(id),
+                Some(&DeployState::Interrupted),
+                "s{stack} #{id} started and never ended; the journal says {:?}",
+                deploys
+                    .iter()
+                    .find(|d| d.id == *id)
+                    .map(|d| (d.state, &d.detail))
+            ),
+            ends => panic!("s{stack} #{id} ended {} times: {ends:?}", ends.len()),
+        }
     }
     for (stack, mut spans) in intervals {
         spans.sort();

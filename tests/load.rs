@@ -553,9 +553,15 @@ fn check_journal(world: &World, answers: &[Answer], newest_round: usize) -> Vec<
         }
         let last = runs.last().unwrap();
         if last.queued.sha.as_deref() != Some(commit(i, newest_round).as_str()) {
+            let history: Vec<String> = deploys
+                .iter()
+                .filter(|d| d.queued.stack == name)
+                .map(|d| format!("#{} {:?} {} {:?}", d.id, d.queued.sha, d.state, d.detail))
+                .collect();
             problems.push(format!(
-                "stack {name}: the last deploy is {:?}, not the newest commit",
-                last.queued.sha
+                "stack {name}: the last deploy is {:?}, not the newest commit; its deploys:\n{}",
+                last.queued.sha,
+                history.join("\n")
             ));
         }
         if world.record(&name).join("overlaps").exists() {

@@ -3,139 +3,15 @@
 //! deploy slot, a replica cancelling a stack it lacks, a replica cut off
 //! from the database while recording its process group never fencing).
 
-use std::io::{Read as _, Write as _};
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use redeploy_host::journal::{DeployState, Journal, PostgresOptions};
 
-use crate::support::deliveries::{push_body, sha};
-use crate::support::deploy::write_executable;
-use crate::support::{free_port, hook, sig, token, wait_for, ServerProcess, TempDir};
-
-const SECRET: &str = "replicas-s3cret";
-
-/// Records `start ID NS` / `end ID NS how` into `$RECORD_DIR/$REDEPLOY_STACK/timeline`,
-/// and `ID overlaps pid P` into `overlaps` when another live deploy of the
-/// stack holds the `running` link.
-const STAND_IN: &str = r#"#!/bin/sh
-set -u
-dir="$RECORD_DIR/$REDEPLOY_STACK"
-mkdir -p "$dir"
-id="$REDEPLOY_DEPLOY_ID"
-locked=0
-finish() {
-  trap '' TERM
-  echo "end $id $(date +%s%N) $1" >> "$dir/timeline"
-  if [ "$locked" = 1 ]; then rm -f "$dir/running"; fi
-  exit "$2"
-}
-trap 'finish term 143' TERM
-if ! ln -s "$$" "$dir/running" 2>/dev/null; then
-  holder=$(readlink "$dir/running")
-  if [ -n "$holder" ] && kill -0 "$holder" 2>/dev/null; then
-    echo "$id overlaps pid $holder" >> "$dir/overlaps"
-  else
-    rm -f "$dir/running"
-    ln -s "$$" "$dir/running" 2>/dev/null || echo "$id overlaps a new holder" >> "$dir/overlaps"
-  fi
-fi
-locked=1
-echo "start $id $(date +%s%N)" >> "$dir/timeline"
-sleep "$SLEEP" &
-wait $!
-finish ok 0
-"#;
-
-struct Replica {
-    config: PathBuf,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Replica {
-    fn start(&self) -> ServerProcess {
-        ServerProcess::start_env(&self.config, self.port, &[], self.log.clone(), &[])
-    }
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-/// A replica named `name` in `dir` on journal `url`, with `[server]`
-/// extras `server` and `[journal]` extras `journal`, running `stacks`
-/// (name, token number, sleep seconds).
-fn replica(
-    dir: &TempDir,
-    name: &str,
-    url: &str,
-    server: &str,
-    journal: &str,
-    stacks: &[(&str, u32, &str)],
-) -> Replica {
-    let standin = dir.join("standin.sh");
-    if !standin.exists() {
-        write_executable(&standin, STAND_IN);
-    }
-    let record = dir.join("record");
-    std::fs::create_dir_all(&record).unwrap();
-    let mut toml = String::new();
-    for (stack, n, sleep) in stacks {
-        toml.push_str(&format!(
-            "\n[[stacks]]\nname = \"{stack}\"\nrepository = \"acme/web\"\nbranch = \"main\"\n\
-             hook_token = {:?}\nsecrets = [{SECRET:?}]\ncommand = [{:?}]\ntimeout = \"5m\"\n\
-             env = {{ RECORD_DIR = {:?}, SLEEP = {sleep:?} }}\n",
-            token(*n),
-            standin.to_str().unwrap(),
-            record.to_str().unwrap(),
-        ));
-    }
-    let home = dir.join(name);
-    std::fs::create_dir_all(&home).unwrap();
-    let config = home.join("redeploy.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nstate_dir = \"state\"\n{server}\n\n[journal]\nurl = {url:?}\n{journal}\n{toml}"
-        ),
-    )
-    .unwrap();
-    Replica {
-        config,
-        port: free_port(),
-        log: home.join("server.log"),
-    }
-}
+use crate::support::replicas::{replica, started, try_push};
+use crate::support::{free_port, wait_for, TempDir};
 
 fn push(addr: &str, token_n: u32, n: usize, delivery: &str) -> u16 {
-    let body = push_body(&sha(n));
-    let signature = sig(SECRET, &body);
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let head = format!(
-        "POST {} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\
-         X-GitHub-Event: push\r\nX-GitHub-Delivery: {delivery}\r\n\
-         X-Hub-Signature-256: {signature}\r\nContent-Type: application/json\r\n\r\n",
-        hook(token_n),
-        body.len()
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(&body).unwrap();
-    let mut answer = Vec::new();
-    let _ = s.read_to_end(&mut answer);
-    let line = String::from_utf8_lossy(&answer);
-    line.strip_prefix("HTTP/1.1 ").unwrap()[..3]
-        .parse()
-        .unwrap()
-}
-
-fn started(record: &Path, stack: &str) -> Vec<i64> {
-    std::fs::read_to_string(record.join(stack).join("timeline"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.strip_prefix("start "))
-        .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
-        .collect()
+    try_push(addr, token_n, n, delivery).expect("the replica answers")
 }
 
 fn journal(url: &str) -> Journal {

@@ -212,14 +212,23 @@ impl Runner {
 
     /// Takes the stack's lock, then recovers what a dead runner left of the
     /// stack's deploys. `None` (nothing may start) at shutdown or on error.
-    async fn lock_and_recover(&self, stack: &str) -> Option<crate::supervise::StackLock> {
+    /// With `wait` false, only if no other runner holds the lock now.
+    async fn lock_and_recover(
+        &self,
+        stack: &str,
+        wait: bool,
+    ) -> Option<crate::supervise::StackLock> {
         let inner = &self.inner;
-        let lock = self
-            .locks()
-            .lock(stack, || {
-                inner.stopping.load(std::sync::atomic::Ordering::SeqCst)
-            })
-            .await;
+        let locks = self.locks();
+        let lock = if wait {
+            locks
+                .lock(stack, || {
+                    inner.stopping.load(std::sync::atomic::Ordering::SeqCst)
+                })
+                .await
+        } else {
+            locks.try_lock(stack).await
+        };
         let lock = match lock {
             Ok(Some(lock)) => lock,
             Ok(None) => return None,
@@ -422,33 +431,41 @@ impl Runner {
             self.run_claimed(&stack_name, lost).await;
             return Outcome::Done;
         }
-        // The lock first, then a permit: a runner waiting for a stack that
-        // another one runs (maybe for an hour, on another replica) holds no
-        // permit meanwhile. Holding the lock, it only takes a free permit;
-        // with none free it gives the lock back while it waits for one.
+        // A runner never holds a permit while it waits for a stack's lock
+        // (another runner, maybe on another replica, may hold it for an
+        // hour), nor the lock while it waits for a permit (other replicas
+        // could run the stack meanwhile). It waits for the lock, then takes
+        // a permit if one is free; if none is, it gives the lock back, waits
+        // for a permit and, holding it, takes the lock only if it is free
+        // at once, else gives the permit back and starts over.
         loop {
-            let Some(lock) = self.lock_and_recover(&stack_name).await else {
+            let Some(lock) = self.lock_and_recover(&stack_name, true).await else {
                 return Outcome::Done;
             };
-            match semaphore.try_acquire() {
-                Ok(permit) => {
-                    self.run_claimed(&stack_name, lock.lost()).await;
-                    drop(permit);
-                    lock.release().await;
-                    return Outcome::Done;
-                }
+            let (lock, permit) = match semaphore.clone().try_acquire_owned() {
+                Ok(permit) => (lock, permit),
                 Err(tokio::sync::TryAcquireError::Closed) => {
                     lock.release().await;
                     return Outcome::Abandoned;
                 }
                 Err(tokio::sync::TryAcquireError::NoPermits) => {
                     lock.release().await;
-                    match semaphore.acquire().await {
-                        Ok(permit) => drop(permit),
-                        Err(_) => return Outcome::Abandoned,
+                    let Ok(permit) = semaphore.clone().acquire_owned().await else {
+                        return Outcome::Abandoned;
+                    };
+                    match self.lock_and_recover(&stack_name, false).await {
+                        Some(lock) => (lock, permit),
+                        None => {
+                            drop(permit);
+                            continue;
+                        }
                     }
                 }
-            }
+            };
+            self.run_claimed(&stack_name, lock.lost()).await;
+            drop(permit);
+            lock.release().await;
+            return Outcome::Done;
         }
     }
 

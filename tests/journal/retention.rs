@@ -70,6 +70,11 @@ fn old_rows_go_and_unfinished_or_still_needed_ones_stay(store: &Store) {
         created_at_ms: 3,
     })
     .unwrap();
+    // d2's final status still waits in the outbox: it stays until sent.
+    store.execute(&format!(
+        "INSERT INTO outbox (kind, stack, deploy_id, state, created_at_ms)
+         VALUES ('status', 'app', {d2}, 'succeeded', 5)"
+    ));
     // Unfinished deploys stay whatever their age.
     let Inserted::New(queued) = j.insert_deploy(&deploy(7)).unwrap() else {
         panic!("a new deploy")
@@ -85,29 +90,28 @@ fn old_rows_go_and_unfinished_or_still_needed_ones_stay(store: &Store) {
     )
     .unwrap();
 
-    let pruned = j
-        .prune(&PrunePolicy {
-            deliveries_before_ms: 100,
-            refused_before_ms: 100,
-            deploys_before_ms: 100,
-            keep_deploys_min: 1,
-            keep_deploys_max: 3,
-        })
-        .unwrap();
+    let policy = PrunePolicy {
+        deliveries_before_ms: 100,
+        refused_before_ms: 100,
+        deploys_before_ms: 100,
+        keep_deploys_min: 1,
+        keep_deploys_max: 3,
+    };
+    let pruned = j.prune(&policy).unwrap();
     // Ranked newest first, d5 is kept as the minimum; d4..d1 are past it
-    // and old, but d3 is still needed.
+    // and old, but d3 and d2 are still needed.
     assert_eq!(pruned.deliveries, 2);
-    assert_eq!(pruned.deploys, 3);
+    assert_eq!(pruned.deploys, 2);
     let mut logs = pruned.log_paths.clone();
     logs.sort();
-    let mut expected: Vec<String> = [d1, d2, d4]
+    let mut expected: Vec<String> = [d1, d4]
         .iter()
         .map(|id| format!("/state/logs/{id}.log"))
         .collect();
     expected.sort();
     assert_eq!(logs, expected);
     let left: Vec<i64> = j.deploys(None, 100).unwrap().iter().map(|d| d.id).collect();
-    assert_eq!(left, [started, queued, d5, d3]);
+    assert_eq!(left, [started, queued, d5, d3, d2]);
     assert!(j.transitions(d1).unwrap().is_empty());
     assert!(j.reports(d1).unwrap().is_empty());
     assert_eq!(
@@ -120,10 +124,17 @@ fn old_rows_go_and_unfinished_or_still_needed_ones_stay(store: &Store) {
     );
     assert_eq!(
         store.query_i64(&format!(
-            "SELECT COUNT(*) FROM deploy_transitions WHERE deploy_id IN ({d1}, {d2}, {d4})"
+            "SELECT COUNT(*) FROM deploy_transitions WHERE deploy_id IN ({d1}, {d4})"
         )),
         0
     );
+    // Once its status is sent, d2 goes at the next prune.
+    store.execute(&format!(
+        "UPDATE outbox SET outcome = 'sent', settled_at_ms = 6 WHERE deploy_id = {d2}"
+    ));
+    assert_eq!(j.prune(&policy).unwrap().deploys, 1);
+    let left: Vec<i64> = j.deploys(None, 100).unwrap().iter().map(|d| d.id).collect();
+    assert_eq!(left, [started, queued, d5, d3]);
 }
 
 super::on_both_backends!(old_rows_go_and_unfinished_or_still_needed_ones_stay);

@@ -30,6 +30,7 @@ pub mod deploy;
 pub mod git;
 pub mod http;
 pub mod postgres;
+pub mod replicas;
 pub mod server;
 pub mod stacks;
 pub mod tools;

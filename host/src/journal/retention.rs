@@ -8,7 +8,8 @@ use super::{DbError, Journal, JournalError};
 /// The finished deploys `prune` deletes, given `?1` = most kept per stack,
 /// `?2` = fewest kept per stack and `?3` = the cut-off: ranked newest
 /// first within their stack, past the maximum, or past the minimum and
-/// older than the cut-off; never one a pending GitHub request still needs.
+/// older than the cut-off; never one a pending GitHub request still needs,
+/// nor one with a report still waiting in the outbox.
 /// Every statement of one prune computes the same set: none of them changes
 /// what it depends on before the last one deletes the deploys.
 const PRUNED_DEPLOYS: &str = "
@@ -20,7 +21,10 @@ const PRUNED_DEPLOYS: &str = "
     WHERE (rank > ?1 OR (rank > ?2 AND created_at_ms < ?3))
       AND id NOT IN (
         SELECT deploy_id FROM github_deployment_requests
-        WHERE state = 'pending' AND deploy_id IS NOT NULL)";
+        WHERE state = 'pending' AND deploy_id IS NOT NULL)
+      AND id NOT IN (
+        SELECT deploy_id FROM outbox
+        WHERE outcome IS NULL AND deploy_id IS NOT NULL)";
 
 /// What to keep. Times are in milliseconds since the epoch.
 #[derive(Clone, Debug, PartialEq, Eq)]

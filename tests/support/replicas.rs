@@ -1,0 +1,157 @@
+//! Replicas of `redeploy serve` sharing one PostgreSQL journal, for the
+//! cluster tests (`tests/cluster.rs`, `tests/replicas.rs`): each with its
+//! own configuration and state directory, stacks deploying with a stand-in
+//! that records into one directory all replicas share, so that an overlap
+//! across replicas is seen.
+
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::deliveries::{push_body, sha};
+use super::deploy::write_executable;
+use super::{free_port, hook, sig, token, ServerProcess, TempDir};
+
+/// The stacks' shared secret.
+pub const SECRET: &str = "replicas-s3cret";
+
+/// The deploy command: records its start and end (nanoseconds, this
+/// machine's clock) in `$RECORD_DIR/<stack>/timeline`, and an overlap with
+/// another live deploy of its stack in `overlaps`. Its lock is a symbolic
+/// link naming its process id, made atomically: a link left by a command
+/// that was SIGKILLed (a fenced deploy) names a dead process and is taken
+/// over, one naming a live process is an overlap. A SIGTERM (its replica
+/// died: the parent-death signal; or recovery stopping it) ends it at once,
+/// recorded as `term`.
+pub const STAND_IN: &str = r#"#!/bin/sh
+set -u
+dir="$RECORD_DIR/$REDEPLOY_STACK"
+id="$REDEPLOY_DEPLOY_ID"
+locked=0
+finish() {
+  trap '' TERM
+  # Stopped before it started its work: nothing to record.
+  if [ "$locked" = 1 ]; then
+    echo "end $id $(date +%s%N) $1" >> "$dir/timeline"
+    rm -f "$dir/running"
+  fi
+  exit "$2"
+}
+trap 'finish term 143' TERM
+if ! ln -s "$$" "$dir/running" 2>/dev/null; then
+  holder=$(readlink "$dir/running")
+  if [ -n "$holder" ] && kill -0 "$holder" 2>/dev/null; then
+    echo "$id overlaps pid $holder" >> "$dir/overlaps"
+  else
+    rm -f "$dir/running"
+    ln -s "$$" "$dir/running" 2>/dev/null || echo "$id overlaps a new holder" >> "$dir/overlaps"
+  fi
+fi
+echo "start $id $(date +%s%N)" >> "$dir/timeline"
+locked=1
+sleep "$SLEEP" &
+wait $!
+finish ok 0
+"#;
+
+/// One replica: its configuration (own state directory, the shared
+/// database) and its port, which it keeps across restarts.
+pub struct Replica {
+    /// Its configuration file.
+    pub config: PathBuf,
+    /// Its port on loopback.
+    pub port: u16,
+    /// Its log.
+    pub log: PathBuf,
+}
+
+impl Replica {
+    /// Starts it (on its port, again after a kill).
+    pub fn start(&self) -> ServerProcess {
+        ServerProcess::start_env(&self.config, self.port, &[], self.log.clone(), &[])
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+/// A replica named `name` in `dir` on journal `url`, with `[server]`
+/// lines `server` and `[journal]` lines `journal`, running `stacks` (name,
+/// hook token number, the stand-in's sleep in seconds) with [`STAND_IN`]
+/// recording into `dir/record/<stack>`.
+pub fn replica(
+    dir: &TempDir,
+    name: &str,
+    url: &str,
+    server: &str,
+    journal: &str,
+    stacks: &[(&str, u32, &str)],
+) -> Replica {
+    let standin = dir.join("standin.sh");
+    if !standin.exists() {
+        write_executable(&standin, STAND_IN);
+    }
+    let record = dir.join("record");
+    let mut toml = String::new();
+    for (stack, n, sleep) in stacks {
+        std::fs::create_dir_all(record.join(stack)).unwrap();
+        toml.push_str(&format!(
+            "\n[[stacks]]\nname = \"{stack}\"\nrepository = \"acme/web\"\nbranch = \"main\"\n\
+             hook_token = {:?}\nsecrets = [{SECRET:?}]\ncommand = [{:?}]\ntimeout = \"5m\"\n\
+             env = {{ RECORD_DIR = {:?}, SLEEP = {sleep:?} }}\n",
+            token(*n),
+            standin.to_str().unwrap(),
+            record.to_str().unwrap(),
+        ));
+    }
+    let home = dir.join(name);
+    std::fs::create_dir_all(&home).unwrap();
+    let config = home.join("redeploy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nstate_dir = \"state\"\n{server}\n\n[journal]\nurl = {url:?}\n{journal}\n{toml}"
+        ),
+    )
+    .unwrap();
+    Replica {
+        config,
+        port: free_port(),
+        log: home.join("server.log"),
+    }
+}
+
+/// A signed push of commit `n` with delivery id `delivery` to the hook of
+/// token `token_n` at `addr`: the status, or `None` when the connection
+/// failed or closed without an answer (a replica killed meanwhile).
+pub fn try_push(addr: &str, token_n: u32, n: usize, delivery: &str) -> Option<u16> {
+    let body = push_body(&sha(n));
+    let signature = sig(SECRET, &body);
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\
+         X-GitHub-Event: push\r\nX-GitHub-Delivery: {delivery}\r\n\
+         X-Hub-Signature-256: {signature}\r\nContent-Type: application/json\r\n\r\n",
+        hook(token_n),
+        body.len()
+    );
+    s.write_all(head.as_bytes()).ok()?;
+    s.write_all(&body).ok()?;
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let line = String::from_utf8_lossy(&answer);
+    line.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
+}
+
+/// The deploys of `stack` whose stand-in started, in the order they did.
+pub fn started(record: &Path, stack: &str) -> Vec<i64> {
+    std::fs::read_to_string(record.join(stack).join("timeline"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.strip_prefix("start "))
+        .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+        .collect()
+}
