@@ -172,3 +172,125 @@ fn a_replica_cut_off_while_recording_the_process_group_still_fences() {
         "two deploys of s0 ran at once: {overlaps}"
     );
 }
+
+/// The database stops while deliveries keep arriving at two replicas:
+/// they answer `503` (nothing accepted that was not recorded), reconnect
+/// when it is back, and every delivery accepted before, during or after
+/// was deployed, superseded or (running when the database went)
+/// interrupted; the newest push of each stack runs.
+#[test]
+fn replicas_answer_503_while_the_database_is_down_and_lose_nothing_accepted() {
+    let cluster = crate::support::postgres::Cluster::start("replicas-down");
+    let url = cluster.database("down");
+    let dir = TempDir::new("replicas-down");
+    let stacks = [("s0", 1, "0.05"), ("s1", 2, "0.05")];
+    let replicas: Vec<_> = (0..2)
+        .map(|r| replica(&dir, &format!("r{r}"), &url, "", "lease = \"2s\"", &stacks))
+        .collect();
+    let servers: Vec<_> = replicas.iter().map(|r| r.start()).collect();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let answers = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                n += 1;
+                let (r, stack) = (n % 2, (n / 2) % 2);
+                let delivery = format!("down-{n}");
+                let status = try_push(&replicas[r].addr(), stack as u32 + 1, n, &delivery);
+                answers
+                    .lock()
+                    .unwrap()
+                    .push((delivery, status, Instant::now()));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        std::thread::sleep(Duration::from_secs(1));
+        cluster.pg_ctl_stop();
+        std::thread::sleep(Duration::from_secs(4));
+        cluster.pg_ctl_start();
+        std::thread::sleep(Duration::from_secs(8));
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    let answers = answers.into_inner().unwrap();
+    let count = |status: u16| answers.iter().filter(|a| a.1 == Some(status)).count();
+    assert!(
+        count(503) > 0,
+        "no delivery was refused while the database was down"
+    );
+    for (delivery, status, _) in &answers {
+        assert!(matches!(status, Some(202 | 503)), "{delivery}: {status:?}");
+    }
+    // Accepted after the database came back: the replicas reconnected.
+    let last_refused = answers
+        .iter()
+        .filter(|a| a.1 == Some(503))
+        .map(|a| a.2)
+        .max()
+        .unwrap();
+    assert!(
+        answers
+            .iter()
+            .any(|a| a.1 == Some(202) && a.2 > last_refused),
+        "nothing was accepted after the database came back"
+    );
+    // One more push per stack, then everything settles.
+    for stack in 0..2u32 {
+        let status = try_push(
+            &replicas[0].addr(),
+            stack + 1,
+            10_000 + stack as usize,
+            &format!("after-{stack}"),
+        );
+        assert_eq!(status, Some(202));
+    }
+    let journal = Journal::open_postgres_for_reading(&PostgresOptions::new(url.clone())).unwrap();
+    let deploys = wait_for(60, "every deploy to end", || {
+        let all = journal.deploys(None, 10_000).unwrap();
+        all.iter().all(|d| d.state.is_final()).then_some(all)
+    });
+    for (delivery, status, _) in &answers {
+        if *status != Some(202) {
+            continue;
+        }
+        let d = deploys
+            .iter()
+            .find(|d| d.queued.delivery_id.as_deref() == Some(delivery.as_str()))
+            .unwrap_or_else(|| panic!("{delivery} was accepted but has no deploy"));
+        assert!(
+            // Interrupted: it ran when the database went, and its runner,
+            // unable to renew its lease, stopped it.
+            matches!(
+                d.state,
+                DeployState::Succeeded | DeployState::Cancelled | DeployState::Interrupted
+            ),
+            "{delivery}: #{} {} {:?}",
+            d.id,
+            d.state,
+            d.detail
+        );
+    }
+    for stack in 0..2 {
+        let after = deploys
+            .iter()
+            .find(|d| d.queued.delivery_id.as_deref() == Some(format!("after-{stack}").as_str()))
+            .unwrap();
+        assert_eq!(after.state, DeployState::Succeeded, "{:?}", after.detail);
+    }
+    let record = dir.join("record");
+    for stack in ["s0", "s1"] {
+        assert!(
+            !record.join(stack).join("overlaps").exists(),
+            "{stack} overlapped"
+        );
+    }
+    eprintln!(
+        "{} deliveries: {} accepted, {} refused while the database was down",
+        answers.len(),
+        count(202),
+        count(503)
+    );
+    for server in servers {
+        assert!(server.terminate().success());
+    }
+}
