@@ -293,18 +293,9 @@ impl Runner {
 
     /// Hands a queued deploy (already in the journal) to its stack's queue,
     /// and journals what the queue policy ([`crate::queue`]) decides.
+    /// The same deploy handed over twice (a replica's announcement of one
+    /// this runner already has) changes nothing.
     pub fn enqueue(&self, record: &DeployRecord) -> Enqueued {
-        self.admit(record, true)
-    }
-
-    /// [`Runner::enqueue`] of a deploy whose `queued` state was reported
-    /// already (by the process that queued it, maybe another replica, or
-    /// before a restart): only what the queue policy changes is reported.
-    pub fn adopt(&self, record: &DeployRecord) -> Enqueued {
-        self.admit(record, false)
-    }
-
-    fn admit(&self, record: &DeployRecord, report_queued: bool) -> Enqueued {
         let elsewhere = self.shares_journal()
             && self
                 .inner
@@ -315,9 +306,7 @@ impl Runner {
         // A replica that does not run deploys, or does not have the stack,
         // leaves the deploy queued for one that does.
         if !self.runs_deploys() || elsewhere {
-            if report_queued {
-                self.notify(record.id, DeployState::Queued, None);
-            }
+            self.notify(record.id, DeployState::Queued, None);
             return Enqueued::Queued;
         }
         let slot = Slot {
@@ -347,9 +336,7 @@ impl Runner {
                 superseded,
                 start_worker,
             } => {
-                if report_queued {
-                    self.notify(record.id, DeployState::Queued, None);
-                }
+                self.notify(record.id, DeployState::Queued, None);
                 if let Some((pending, reason)) = superseded {
                     self.cancel(pending, reason, Some(record.id));
                 }

@@ -4,23 +4,8 @@
 
 use redeploy_host::journal::*;
 
+use super::retention::deploy;
 use super::Store;
-
-fn deploy(at: i64) -> NewDeploy {
-    NewDeploy {
-        stack: "app".to_owned(),
-        delivery_id: None,
-        provider: "github".to_owned(),
-        git_ref: Some("refs/heads/main".to_owned()),
-        sha: None,
-        services: vec![],
-        profile: None,
-        reason: "push to main".to_owned(),
-        event_json: "{}".to_owned(),
-        created_at_ms: at,
-        pusher: None,
-    }
-}
 
 /// A deploy started at `at`, and finished if `finish`.
 fn started(j: &Journal, at: i64, finish: bool) -> i64 {

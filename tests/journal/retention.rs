@@ -18,7 +18,8 @@ fn delivery(at: i64, status: u16) -> NewDelivery {
     }
 }
 
-fn deploy(at: i64) -> NewDeploy {
+/// A deploy of stack "app" queued at `at`.
+pub(super) fn deploy(at: i64) -> NewDeploy {
     NewDeploy {
         stack: "app".to_owned(),
         delivery_id: None,

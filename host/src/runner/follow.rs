@@ -54,7 +54,7 @@ impl Runner {
         match cluster.journal().queued_deploys() {
             Ok(queued) => {
                 for record in &queued {
-                    self.adopt(record);
+                    self.enqueue(record);
                 }
             }
             Err(e) => tracing::warn!(error = %e, "journal: cannot read the queued deploys"),
