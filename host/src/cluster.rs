@@ -311,6 +311,11 @@ impl Lease {
         &self.name
     }
 
+    /// Who holds it: this acquisition's holder name, unique to it.
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
     /// Turns true once the lease may be lost: whatever it covers must stop
     /// now.
     pub fn lost(&self) -> watch::Receiver<bool> {

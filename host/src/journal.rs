@@ -63,6 +63,8 @@ pub use retention::{PrunePolicy, Pruned};
 
 mod admission;
 pub use admission::{Admission, Admitted, CommitClaim, ReplayClaim};
+mod claim;
+pub use claim::Start;
 mod records;
 pub use records::{
     Claimed, DeliveryRecord, DeployRecord, DeployState, Inserted, NewDelivery, NewDeploy, Recovery,
@@ -461,7 +463,9 @@ impl Journal {
     /// Records the process group of started deploy `id`'s command, and the
     /// machine it lives on (`host`, [`crate::cluster::host_id`]).
     pub fn set_pgid(&self, id: i64, pgid: u32, host: &str) -> Result<(), JournalError> {
-        self.write("record a deploy's process group", |sql| {
+        // One row's own columns, guarded by its state: no read-check-write
+        // that needs the journal's write lock.
+        self.append("record a deploy's process group", |sql| {
             sql.execute(
                 "UPDATE deploys SET pgid = ?2, pgid_host = ?4 WHERE id = ?1 AND state = ?3",
                 args![id, pgid, DeployState::Started, host],
@@ -489,63 +493,6 @@ impl Journal {
                 })
             })
             .collect()
-        })
-    }
-
-    /// With `stack`'s lock held: the stack's newest queued deploy, to run
-    /// next, after cancelling (superseded by it) every older one still
-    /// queued, whichever process queued them, in one transaction; also
-    /// cancels, instead, a queued deploy older than a deploy of the stack
-    /// that already started, so that an older commit never runs after a
-    /// newer one. Returns the deploy to run (if any) and the ids cancelled.
-    pub fn claim_next(&self, stack: &str, at_ms: i64) -> Result<Claimed, JournalError> {
-        self.write("claim the next deploy", |sql| {
-            let queued: Vec<i64> = sql
-                .query(
-                    "SELECT id FROM deploys WHERE stack = ?1 AND state = ?2 ORDER BY id DESC",
-                    args![stack, DeployState::Queued],
-                )?
-                .iter()
-                .map(|row| row.get(0))
-                .collect::<Result<_, _>>()?;
-            let Some((&newest, older)) = queued.split_first() else {
-                return Ok(Claimed::default());
-            };
-            let mut cancelled = Vec::new();
-            let superseded = TransitionDetail {
-                reason: Some(format!("superseded by deploy #{newest}")),
-                superseded_by: Some(newest),
-                ..TransitionDetail::default()
-            };
-            for &id in older {
-                apply_transition(sql, id, DeployState::Cancelled, at_ms, &superseded)?;
-                cancelled.push(id);
-            }
-            let latest_started: Option<i64> = sql
-                .query_one(
-                    "SELECT MAX(id) FROM deploys WHERE stack = ?1 AND started_at_ms IS NOT NULL",
-                    args![stack],
-                )?
-                .get(0)?;
-            if let Some(latest) = latest_started.filter(|&latest| latest > newest) {
-                let older_than_run = TransitionDetail {
-                    reason: Some(format!(
-                        "deploy #{latest}, newer, already ran: an older commit never runs after it"
-                    )),
-                    superseded_by: Some(latest),
-                    ..TransitionDetail::default()
-                };
-                apply_transition(sql, newest, DeployState::Cancelled, at_ms, &older_than_run)?;
-                cancelled.push(newest);
-                return Ok(Claimed {
-                    next: None,
-                    cancelled,
-                });
-            }
-            Ok(Claimed {
-                next: select_deploy(sql, newest)?,
-                cancelled,
-            })
         })
     }
 
@@ -702,24 +649,18 @@ fn insert_delivery(sql: &mut dyn Sql, d: &NewDelivery) -> Result<i64, DbError> {
 /// Inserts a queued deploy and its `queued` transition inside the caller's
 /// transaction, unless its (stack, delivery id) is already there.
 fn insert_deploy_in(sql: &mut dyn Sql, d: &NewDeploy) -> Result<Inserted, DbError> {
-    if let Some(delivery_id) = &d.delivery_id {
-        let existing = sql.query_opt(
-            "SELECT id FROM deploys WHERE stack = ?1 AND delivery_id = ?2",
-            args![d.stack, delivery_id],
-        )?;
-        if let Some(row) = existing {
-            return Ok(Inserted::Duplicate(row.get(0)?));
-        }
-    }
     let services = serde_json::to_string(&d.services).map_err(|e| DbError::Decode {
         column: 6,
         problem: e.to_string(),
     })?;
-    let id: i64 = sql
-        .query_one(
-            "INSERT INTO deploys (stack, delivery_id, provider, git_ref, sha, services,
-                 profile, reason, event_json, state, created_at_ms, pusher)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING id",
+    // One statement whether or not the delivery was seen: a (stack,
+    // delivery id) pair already there inserts nothing and returns no row.
+    let inserted = sql.query_opt(
+        "INSERT INTO deploys (stack, delivery_id, provider, git_ref, sha, services,
+             profile, reason, event_json, state, created_at_ms, pusher)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+         ON CONFLICT (stack, delivery_id) WHERE delivery_id IS NOT NULL DO NOTHING
+         RETURNING id",
             args![
                 d.stack,
                 d.delivery_id,
@@ -733,16 +674,27 @@ fn insert_deploy_in(sql: &mut dyn Sql, d: &NewDeploy) -> Result<Inserted, DbErro
                 DeployState::Queued,
                 d.created_at_ms,
                 d.pusher
-            ],
-        )?
-        .get(0)?;
-    append_transition(
-        sql,
-        id,
-        DeployState::Queued,
-        d.created_at_ms,
-        Some(&d.reason),
+        ],
     )?;
+    let Some(row) = inserted else {
+        let existing = sql.query_one(
+            "SELECT id FROM deploys WHERE stack = ?1 AND delivery_id = ?2",
+            args![d.stack, d.delivery_id],
+        )?;
+        return Ok(Inserted::Duplicate(existing.get(0)?));
+    };
+    let id: i64 = row.get(0)?;
+    insert_transition_row(sql, id, DeployState::Queued, d.created_at_ms, Some(&d.reason))?;
+    // A new deploy has no deployment request yet (one is inserted after
+    // it, and writes the statuses it missed then).
+    let change = outbox::Change {
+        stack: &d.stack,
+        deploy_id: id,
+        state: DeployState::Queued,
+        at_ms: d.created_at_ms,
+        reason: Some(&d.reason),
+    };
+    outbox::queue_reports(sql, &change, &d.event_json, false)?;
     sql.announce(QUEUED_CHANNEL, &d.stack)?;
     Ok(Inserted::New(id))
 }
@@ -755,13 +707,25 @@ fn append_transition(
     at_ms: i64,
     detail: Option<&str>,
 ) -> Result<(), DbError> {
+    insert_transition_row(sql, id, state, at_ms, detail)?;
+    // What the change tells the outside world, in the same transaction.
+    outbox::queue_for_transition(sql, id, state, at_ms, detail)
+}
+
+/// The `deploy_transitions` row of [`append_transition`], alone.
+fn insert_transition_row(
+    sql: &mut dyn Sql,
+    id: i64,
+    state: DeployState,
+    at_ms: i64,
+    detail: Option<&str>,
+) -> Result<(), DbError> {
     sql.execute(
         "INSERT INTO deploy_transitions (deploy_id, state, at_ms, detail)
          VALUES (?1, ?2, ?3, ?4)",
         args![id, state, at_ms, detail],
     )?;
-    // What the change tells the outside world, in the same transaction.
-    outbox::queue_for_transition(sql, id, state, at_ms, detail)
+    Ok(())
 }
 
 /// Updates a deploy's row to `to` and appends the history row; the caller

@@ -337,7 +337,13 @@ impl Runner {
                 start_worker,
             } => {
                 self.notify(record.id, DeployState::Queued, None);
-                if let Some((pending, reason)) = superseded {
+                // On a journal replicas share, the stack's next claim
+                // cancels the superseded deploy, with every other older one
+                // whichever replica queued it, in the transaction that
+                // starts the newest ([`Journal::claim_and_start`]):
+                // cancelling it here as well would cost every push one more
+                // transaction under the journal's write lock.
+                if let Some((pending, reason)) = superseded.filter(|_| !self.shares_journal()) {
                     self.cancel(pending, reason, Some(record.id));
                 }
                 if start_worker {
@@ -415,7 +421,7 @@ impl Runner {
                 return Outcome::Abandoned;
             };
             let lost = self.inner.callers_lock_lost.get().cloned();
-            self.run_claimed(&stack_name, lost).await;
+            self.run_claimed(&stack_name, None, lost).await;
             return Outcome::Done;
         }
         // A runner never holds a permit while it waits for a stack's lock
@@ -449,7 +455,7 @@ impl Runner {
                     }
                 }
             };
-            self.run_claimed(&stack_name, lock.lost()).await;
+            self.run_claimed(&stack_name, lock.lease(), lock.lost()).await;
             drop(permit);
             lock.release().await;
             return Outcome::Done;
@@ -458,65 +464,52 @@ impl Runner {
 
     /// With the stack's lock held: claims the stack's newest queued deploy
     /// (another runner may have run or cancelled the one this runner was
-    /// handed meanwhile, or queued a newer one) and runs it; `lost` turns
-    /// true when the lock may be lost.
-    async fn run_claimed(&self, stack_name: &str, lost: Option<watch::Receiver<bool>>) {
+    /// handed meanwhile, or queued a newer one) and runs it; `lease` is the
+    /// lock's lease, which the journal checks as it records the deploy
+    /// started, and `lost` turns true when the lock may be lost.
+    async fn run_claimed(
+        &self,
+        stack_name: &str,
+        lease: Option<(&str, &str)>,
+        lost: Option<watch::Receiver<bool>>,
+    ) {
         let journal = &self.inner.journal;
         let is_lost = || lost.as_ref().is_some_and(|l| *l.borrow());
         if is_lost() {
             return;
         }
-        let claimed = match journal.claim_next(stack_name, now_ms()) {
-            Ok(claimed) => claimed,
-            Err(e) => {
-                tracing::error!(stack = stack_name, error = %e, "journal: cannot claim the stack's next deploy");
-                return;
-            }
-        };
-        for &cancelled in &claimed.cancelled {
-            self.inner.metrics.deploy_state(DeployState::Cancelled);
-            let reason = journal
-                .deploy(cancelled)
-                .ok()
-                .flatten()
-                .and_then(|d| d.detail);
-            self.notify(cancelled, DeployState::Cancelled, reason.as_deref());
-        }
-        let Some(record) = claimed.next else { return };
-        let id = record.id;
-        let Some(stack) = self
-            .inner
-            .config
-            .current()
-            .stack(&record.queued.stack)
-            .cloned()
-        else {
-            if self.shares_journal() {
-                // Another replica may have the stack: it stays queued for it.
-                tracing::warn!(deploy = id, stack = %record.queued.stack, "not configured on this replica; left queued for a replica that has it");
-                return;
-            }
-            self.cancel(
-                id,
-                format!("stack \"{}\" is no longer configured", record.queued.stack),
-                None,
-            );
+        let Some(stack) = self.inner.config.current().stack(stack_name).cloned() else {
+            self.claim_unconfigured(stack_name);
             return;
         };
-        let log_path = self.log_path(&record);
-        let detail = TransitionDetail {
-            log_path: Some(log_path.display().to_string()),
-            runner: Some(crate::cluster::Replica::this_process().name.clone()),
+        let log_path = |id: i64| self.log_path(stack_name, id);
+        let runner = &crate::cluster::Replica::this_process().name;
+        let detail = |id: i64| TransitionDetail {
+            log_path: Some(log_path(id).display().to_string()),
+            runner: Some(runner.clone()),
             ..Default::default()
         };
-        // The lease may have gone while the claim waited for the database.
-        if is_lost() {
-            return;
+        let start = crate::journal::Start {
+            lease,
+            detail: &detail,
+        };
+        let claimed = match journal.claim_and_start(stack_name, now_ms(), &start) {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                tracing::error!(stack = stack_name, error = %e, "journal: cannot claim and start the stack's next deploy; not running it");
+                return;
+            }
+        };
+        if claimed.lease_lost {
+            tracing::warn!(
+                stack = stack_name,
+                "the stack's lease is no longer this runner's: not starting its next deploy"
+            );
         }
-        if let Err(e) = journal.transition(id, DeployState::Started, now_ms(), &detail) {
-            tracing::error!(deploy = id, error = %e, "journal: cannot record a started deploy; not running it");
-            return;
-        }
+        self.report_cancelled(&claimed.cancelled);
+        let Some(record) = claimed.next else { return };
+        let id = record.id;
+        let log_path = log_path(id);
         self.inner.metrics.deploy_state(DeployState::Started);
         self.notify(id, DeployState::Started, None);
         tracing::info!(deploy = id, stack = %record.queued.stack, sha = ?record.queued.sha, "deploy started");
@@ -572,15 +565,52 @@ impl Runner {
         tracing::info!(deploy = id, stack = %record.queued.stack, state = state.as_str(), reason = ?detail.reason, "deploy finished");
     }
 
-    fn log_path(&self, record: &DeployRecord) -> PathBuf {
+    fn log_path(&self, stack: &str, id: i64) -> PathBuf {
         self.inner
             .config
             .current()
             .server
             .state_dir
             .join("logs")
-            .join(&record.queued.stack)
-            .join(format!("{}.log", record.id))
+            .join(stack)
+            .join(format!("{id}.log"))
+    }
+
+    /// Tells of deploys a claim cancelled.
+    fn report_cancelled(&self, cancelled: &[(i64, String)]) {
+        for (id, reason) in cancelled {
+            self.inner.metrics.deploy_state(DeployState::Cancelled);
+            self.notify(*id, DeployState::Cancelled, Some(reason));
+        }
+    }
+
+    /// A stack this runner is handed that its configuration no longer has:
+    /// on a journal other replicas share, one of them may have it, and its
+    /// deploys stay queued for it; otherwise the newest is claimed and
+    /// cancelled (and the older ones with it, superseded).
+    fn claim_unconfigured(&self, stack: &str) {
+        if self.shares_journal() {
+            tracing::warn!(
+                stack,
+                "not configured on this replica; its deploys are left queued for a replica that has it"
+            );
+            return;
+        }
+        match self.inner.journal.claim_next(stack, now_ms()) {
+            Ok(claimed) => {
+                self.report_cancelled(&claimed.cancelled);
+                if let Some(record) = claimed.next {
+                    self.cancel(
+                        record.id,
+                        format!("stack \"{stack}\" is no longer configured"),
+                        None,
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::error!(stack, error = %e, "journal: cannot claim the stack's next deploy")
+            }
+        }
     }
 
     /// What stops a deploy: the end of shutdown's grace period, or the loss

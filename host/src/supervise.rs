@@ -62,6 +62,16 @@ impl StackLock {
         }
     }
 
+    /// The lease, `(name, holder)`, that the journal checks before it
+    /// starts a deploy under this lock ([`crate::journal::Start`]); `None`
+    /// for a file lock.
+    pub fn lease(&self) -> Option<(&str, &str)> {
+        match self {
+            StackLock::File(_) => None,
+            StackLock::Lease(lease) => Some((lease.name(), lease.holder())),
+        }
+    }
+
     /// Gives the lock up now.
     pub async fn release(self) {
         match self {

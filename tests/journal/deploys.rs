@@ -519,7 +519,11 @@ fn claiming_takes_the_newest_queued_deploy_and_cancels_older_ones(store: &Store)
     let third = new_id(b.insert_deploy(&new_deploy("app", Some("d4"), 4)).unwrap());
     let claimed = a.claim_next("app", 10).unwrap();
     assert_eq!(claimed.next.as_ref().map(|d| d.id), Some(third));
-    assert_eq!(claimed.cancelled, vec![second, first]);
+    let superseded = format!("superseded by deploy #{third}");
+    assert_eq!(
+        claimed.cancelled,
+        vec![(second, superseded.clone()), (first, superseded)]
+    );
     for id in [first, second] {
         let d = b.deploy(id).unwrap().unwrap();
         assert_eq!(d.state, DeployState::Cancelled);
@@ -560,7 +564,13 @@ fn claiming_takes_the_newest_queued_deploy_and_cancels_older_ones(store: &Store)
     ));
     let claimed = b.claim_next("app", 13).unwrap();
     assert_eq!(claimed.next, None);
-    assert_eq!(claimed.cancelled, vec![second]);
+    assert_eq!(
+        claimed.cancelled,
+        vec![(
+            second,
+            format!("deploy #{third}, newer, already ran: an older commit never runs after it")
+        )]
+    );
     assert_eq!(
         b.deploy(second).unwrap().unwrap().superseded_by,
         Some(third)

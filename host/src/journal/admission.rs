@@ -198,24 +198,28 @@ fn head(sql: &mut dyn Sql, stack: &str) -> Result<Option<Head>, DbError> {
 
 /// What the journal knows of `stack`'s commits as far as `sha` goes.
 fn known_commits(sql: &mut dyn Sql, stack: &str, sha: &str) -> Result<Known, DbError> {
-    let seen = sql
-        .query_opt(
-            "SELECT deploy_id FROM stack_commits WHERE stack = ?1 AND sha = ?2",
-            args![stack, sha],
-        )?
-        .map(|row| row.get(0))
-        .transpose()?;
-    let precedes = sql
-        .query_opt(
-            "SELECT sha, deploy_id FROM stack_commits WHERE stack = ?1 AND before_sha = ?2
-             ORDER BY deploy_id DESC LIMIT 1",
-            args![stack, sha],
-        )?
-        .map(|row| Ok::<_, DbError>((row.get(0)?, row.get(1)?)))
-        .transpose()?;
+    // One statement (one round trip to a database server): the candidate's
+    // newest deploy, the newest commit pushed on top of it, the head.
+    let row = sql.query_one(
+        "SELECT
+             (SELECT deploy_id FROM stack_commits WHERE stack = ?1 AND sha = ?2),
+             p.sha, p.deploy_id, h.sha, h.deploy_id
+         FROM (SELECT 1) AS one
+         LEFT JOIN (SELECT sha, deploy_id FROM stack_commits
+                    WHERE stack = ?1 AND before_sha = ?2
+                    ORDER BY deploy_id DESC LIMIT 1) AS p ON TRUE
+         LEFT JOIN (SELECT sha, deploy_id FROM stack_commits WHERE stack = ?1
+                    ORDER BY deploy_id DESC LIMIT 1) AS h ON TRUE",
+        args![stack, sha],
+    )?;
+    let pair = |at: usize| -> Result<Option<(String, i64)>, DbError> {
+        let sha: Option<String> = row.get(at)?;
+        let deploy: Option<i64> = row.get(at + 1)?;
+        Ok(sha.zip(deploy))
+    };
     Ok(Known {
-        head: head(sql, stack)?,
-        seen,
-        precedes,
+        seen: row.get(0)?,
+        precedes: pair(1)?,
+        head: pair(3)?.map(|(sha, deploy_id)| Head { sha, deploy_id }),
     })
 }

@@ -241,13 +241,49 @@ pub(super) fn queue_for_transition(
     let stack: String = row.get(0)?;
     let event_json: String = row.get(1)?;
     let requests: i64 = row.get(2)?;
+    let change = Change {
+        stack: &stack,
+        deploy_id,
+        state,
+        at_ms,
+        reason,
+    };
+    queue_reports(sql, &change, &event_json, requests > 0)
+}
+
+/// A deploy's change of state, as its outbox rows record it.
+pub(super) struct Change<'a> {
+    pub stack: &'a str,
+    pub deploy_id: i64,
+    pub state: DeployState,
+    pub at_ms: i64,
+    pub reason: Option<&'a str>,
+}
+
+/// Writes the outbox rows `change` calls for, given the deploy's journaled
+/// event (`event_json`) and whether a deployment request was made for it
+/// (`requested`): what [`queue_for_transition`] reads, for a caller that
+/// already has it (the insert of a new deploy, which has no request yet).
+pub(super) fn queue_reports(
+    sql: &mut dyn Sql,
+    change: &Change<'_>,
+    event_json: &str,
+    requested: bool,
+) -> Result<(), DbError> {
+    let &Change {
+        stack,
+        deploy_id,
+        state,
+        at_ms,
+        reason,
+    } = change;
     // A document the journal cannot read reports nothing, as before.
-    let refs: EventRefs = serde_json::from_str(&event_json).unwrap_or_default();
-    if refs.github_deployment_id.is_some() || requests > 0 {
+    let refs: EventRefs = serde_json::from_str(event_json).unwrap_or_default();
+    if refs.github_deployment_id.is_some() || requested {
         insert_report_row(
             sql,
             OutboxKind::Status,
-            &stack,
+            stack,
             deploy_id,
             state,
             status_detail(state, reason),
@@ -258,7 +294,7 @@ pub(super) fn queue_for_transition(
         insert_report_row(
             sql,
             OutboxKind::Callback,
-            &stack,
+            stack,
             deploy_id,
             state,
             reason,

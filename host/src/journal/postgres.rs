@@ -261,15 +261,17 @@ impl Db {
                 Commit::Relaxed => format!("BEGIN; {idle}; SET LOCAL synchronous_commit TO OFF"),
             };
             rt.block_on(conn.client().batch_execute(&begin))?;
-            let outcome = f(&mut Tx {
+            let mut tx = Tx {
                 client: conn.client(),
-            });
-            let end = if outcome.is_ok() {
-                "COMMIT"
-            } else {
-                "ROLLBACK"
+                announced: Vec::new(),
             };
-            rt.block_on(conn.client().batch_execute(end))?;
+            let outcome = f(&mut tx);
+            let announced = std::mem::take(&mut tx.announced);
+            if outcome.is_ok() {
+                rt.block_on(commit_announcing(conn.client(), &announced))?;
+            } else {
+                rt.block_on(conn.client().batch_execute("ROLLBACK"))?;
+            }
             conn.release();
             outcome
         })
@@ -285,6 +287,7 @@ impl Db {
             let mut conn = Checkout::new(rt.block_on(self.pool.get()).map_err(unavailable)?);
             let outcome = f(&mut Tx {
                 client: conn.client(),
+                announced: Vec::new(),
             });
             conn.release();
             outcome
@@ -482,10 +485,44 @@ impl Drop for Checkout {
     }
 }
 
+/// Sends the transaction's `pg_notify`s and its `COMMIT` together, in one
+/// round trip (tokio-postgres pipelines requests polled together): a
+/// notification is only delivered if the transaction commits. A notify
+/// that fails aborts the transaction, and PostgreSQL then answers the
+/// `COMMIT` with a rollback rather than an error, so that failure is the
+/// transaction's.
+async fn commit_announcing(
+    client: &Object,
+    announced: &[(String, String)],
+) -> Result<(), DbError> {
+    if announced.is_empty() {
+        return Ok(client.batch_execute("COMMIT").await?);
+    }
+    let calls: Vec<String> = (0..announced.len())
+        .map(|i| format!("pg_notify(${}, ${})", 2 * i + 1, 2 * i + 2))
+        .collect();
+    let notify = client
+        .prepare_cached(&format!("SELECT {}", calls.join(", ")))
+        .await?;
+    let params: Vec<&(dyn ToSql + Sync)> = announced
+        .iter()
+        .flat_map(|(channel, payload)| [channel as _, payload as _])
+        .collect();
+    let (notified, committed) = tokio::join!(
+        client.execute(&notify, &params),
+        client.batch_execute("COMMIT")
+    );
+    notified?;
+    Ok(committed?)
+}
+
 /// Statements on one pooled connection, each prepared once per connection
 /// (deadpool's statement cache).
 struct Tx<'a> {
     client: &'a Object,
+    /// What [`Sql::announce`] was asked to tell, sent with the `COMMIT`
+    /// ([`commit_announcing`]), each (channel, payload) once.
+    announced: Vec<(String, String)>,
 }
 
 impl Tx<'_> {
@@ -507,10 +544,10 @@ impl Sql for Tx<'_> {
     }
 
     fn announce(&mut self, channel: &str, payload: &str) -> Result<(), DbError> {
-        self.execute(
-            "SELECT pg_notify(?1, ?2)",
-            super::sql::args![channel, payload],
-        )?;
+        let said = (channel.to_owned(), payload.to_owned());
+        if !self.announced.contains(&said) {
+            self.announced.push(said);
+        }
         Ok(())
     }
 

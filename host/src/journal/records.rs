@@ -239,13 +239,17 @@ pub struct StartedDeploy {
     pub pgid_host: Option<String>,
 }
 
-/// What [`crate::journal::Journal::claim_next`] did.
+/// What [`crate::journal::Journal::claim_next`] (or
+/// [`crate::journal::Journal::claim_and_start`]) did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Claimed {
     /// The deploy to run now, if one is left.
     pub next: Option<DeployRecord>,
-    /// The queued deploys it cancelled (superseded), newest first.
-    pub cancelled: Vec<i64>,
+    /// The queued deploys it cancelled (superseded), newest first, each
+    /// with the reason recorded.
+    pub cancelled: Vec<(i64, String)>,
+    /// The claimer's lease was no longer its own: nothing was claimed.
+    pub lease_lost: bool,
 }
 
 /// A deploy, as read back from the journal.

@@ -1,0 +1,188 @@
+//! Claiming a stack's next deploy: with the stack's lock held, a runner
+//! takes the stack's newest queued deploy (whichever process queued it),
+//! cancels the older ones as superseded by it and, in the same
+//! transaction, records it started ([`Journal::claim_and_start`]), after
+//! checking on the database that it still holds the stack's lease.
+//!
+//! It is on every deploy's path, under the journal's write lock, so it
+//! costs few statements whatever the queue holds: the older deploys are
+//! cancelled by one `UPDATE`, and their history rows added a chunk of
+//! [`ROWS_PER_INSERT`] per statement.
+
+use super::leases::clock;
+use super::outbox::{self, Change};
+use super::sql::{args, DbError, Sql, ToValue, Value};
+use super::{
+    apply_transition, select_deploy, Backend, Claimed, DeployState, Journal, JournalError,
+    TransitionDetail,
+};
+
+/// History rows one `INSERT` adds at most (one statement per chunk).
+pub const ROWS_PER_INSERT: usize = 32;
+
+/// How [`Journal::claim_and_start`] starts the deploy it claims.
+pub struct Start<'a> {
+    /// The stack's lease, `(name, holder)`, which must still be the
+    /// holder's on the database's clock; `None` for a journal whose stack
+    /// locks are files (SQLite, one machine).
+    pub lease: Option<(&'a str, &'a str)>,
+    /// The `started` transition's detail, given the deploy's id.
+    pub detail: &'a (dyn Fn(i64) -> TransitionDetail + Sync),
+}
+
+impl Journal {
+    /// With `stack`'s lock held: the stack's newest queued deploy, to run
+    /// next, after cancelling (superseded by it) every older one still
+    /// queued, whichever process queued them, in one transaction; also
+    /// cancels, instead, a queued deploy older than a deploy of the stack
+    /// that already started, so that an older commit never runs after a
+    /// newer one. Returns the deploy to run (if any) and the ids cancelled,
+    /// each with its reason. The deploy stays `queued`
+    /// ([`Journal::claim_and_start`] starts it in the same transaction).
+    pub fn claim_next(&self, stack: &str, at_ms: i64) -> Result<Claimed, JournalError> {
+        self.write("claim the next deploy", |sql| claim(sql, stack, at_ms, None))
+    }
+
+    /// [`Journal::claim_next`], and the deploy it returns recorded
+    /// `started` with `start.detail`, in one transaction. With a lease,
+    /// first checks that it is still the holder's on the database's clock,
+    /// and keeps it from changing hands until the transaction ends
+    /// (PostgreSQL locks its row): if it is not, nothing changes and
+    /// [`Claimed::lease_lost`] is set.
+    pub fn claim_and_start(
+        &self,
+        stack: &str,
+        at_ms: i64,
+        start: &Start<'_>,
+    ) -> Result<Claimed, JournalError> {
+        let lock_row = match self.backend {
+            Backend::Sqlite(_) => "",
+            Backend::Postgres(_) => " FOR UPDATE",
+        };
+        let held = format!(
+            "SELECT holder FROM leases WHERE name = ?1 AND holder = ?2 AND expires_at_ms >= {}{lock_row}",
+            clock(&self.backend)
+        );
+        self.write("claim and start the next deploy", |sql| {
+            if let Some((name, holder)) = start.lease {
+                if sql.query_opt(&held, args![name, holder])?.is_none() {
+                    return Ok(Claimed {
+                        lease_lost: true,
+                        ..Claimed::default()
+                    });
+                }
+            }
+            claim(sql, stack, at_ms, Some(start.detail))
+        })
+    }
+}
+
+/// [`Journal::claim_next`] inside its transaction, starting the deploy it
+/// claims with `started` if given.
+fn claim(
+    sql: &mut dyn Sql,
+    stack: &str,
+    at_ms: i64,
+    started: Option<&(dyn Fn(i64) -> TransitionDetail + Sync)>,
+) -> Result<Claimed, DbError> {
+    let newest: Option<i64> = sql
+        .query_one(
+            "SELECT MAX(id) FROM deploys WHERE stack = ?1 AND state = ?2",
+            args![stack, DeployState::Queued],
+        )?
+        .get(0)?;
+    let Some(newest) = newest else {
+        return Ok(Claimed::default());
+    };
+    let mut cancelled = cancel_older(sql, stack, newest, at_ms)?;
+    let latest_started: Option<i64> = sql
+        .query_one(
+            "SELECT MAX(id) FROM deploys WHERE stack = ?1 AND started_at_ms IS NOT NULL",
+            args![stack],
+        )?
+        .get(0)?;
+    if let Some(latest) = latest_started.filter(|&latest| latest > newest) {
+        let reason =
+            format!("deploy #{latest}, newer, already ran: an older commit never runs after it");
+        let older_than_run = TransitionDetail {
+            reason: Some(reason.clone()),
+            superseded_by: Some(latest),
+            ..TransitionDetail::default()
+        };
+        apply_transition(sql, newest, DeployState::Cancelled, at_ms, &older_than_run)?;
+        cancelled.push((newest, reason));
+        return Ok(Claimed {
+            cancelled,
+            ..Claimed::default()
+        });
+    }
+    if let Some(detail) = started {
+        apply_transition(sql, newest, DeployState::Started, at_ms, &detail(newest))?;
+    }
+    Ok(Claimed {
+        next: select_deploy(sql, newest)?,
+        cancelled,
+        lease_lost: false,
+    })
+}
+
+/// Cancels every queued deploy of `stack` older than `newest`, superseded
+/// by it, with their history and outbox rows: the ids, newest first, each
+/// with its reason.
+fn cancel_older(
+    sql: &mut dyn Sql,
+    stack: &str,
+    newest: i64,
+    at_ms: i64,
+) -> Result<Vec<(i64, String)>, DbError> {
+    let reason = format!("superseded by deploy #{newest}");
+    let mut rows = sql.query(
+        "UPDATE deploys SET state = ?3, finished_at_ms = ?4, detail = ?5, superseded_by = ?6
+         WHERE stack = ?1 AND state = ?2 AND id < ?6
+         RETURNING id, event_json,
+             (SELECT COUNT(*) FROM github_deployment_requests r WHERE r.deploy_id = deploys.id)",
+        args![
+            stack,
+            DeployState::Queued,
+            DeployState::Cancelled,
+            at_ms,
+            reason,
+            newest
+        ],
+    )?;
+    rows.sort_by_key(|row| std::cmp::Reverse(row.get::<i64>(0).unwrap_or_default()));
+    let mut ids = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let id: i64 = row.get(0)?;
+        let event_json: String = row.get(1)?;
+        let requests: i64 = row.get(2)?;
+        let change = Change {
+            stack,
+            deploy_id: id,
+            state: DeployState::Cancelled,
+            at_ms,
+            reason: Some(&reason),
+        };
+        outbox::queue_reports(sql, &change, &event_json, requests > 0)?;
+        ids.push(id);
+    }
+    for chunk in ids.chunks(ROWS_PER_INSERT) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| format!("(?{}, ?1, ?2, ?3)", i + 4))
+            .collect();
+        let mut params: Vec<Value> = vec![
+            DeployState::Cancelled.to_value(),
+            at_ms.to_value(),
+            reason.to_value(),
+        ];
+        params.extend(chunk.iter().map(ToValue::to_value));
+        sql.execute(
+            &format!(
+                "INSERT INTO deploy_transitions (deploy_id, state, at_ms, detail) VALUES {}",
+                values.join(", ")
+            ),
+            &params,
+        )?;
+    }
+    Ok(ids.into_iter().map(|id| (id, reason.clone())).collect())
+}
