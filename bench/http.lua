@@ -3,7 +3,7 @@
 -- request). The body and its signature are read from the files named by
 -- BENCH_BODY and BENCH_SIGNATURE; bench/serve_vs_webhook.py writes them.
 -- Run by bench/serve_vs_webhook.py; by hand:
---   BENCH_BODY=body.json BENCH_SIGNATURE=sig.txt wrk -s bench/http.lua URL
+--   BENCH_BODY=body.json BENCH_SIGNATURE=sig.txt BENCH_RUN=$(date +%s%N) wrk -s bench/http.lua URL
 
 local function slurp(path)
   local f = assert(io.open(path, "rb"))
@@ -13,6 +13,12 @@ local function slurp(path)
 end
 
 local body = slurp(os.getenv("BENCH_BODY"))
+-- Unique to this wrk run (bench/serve_vs_webhook.py's run_wrk sets it):
+-- wrk's math.random starts from the same seed in every run, so without it
+-- a second run against the same server (the next round, the next
+-- connection count, another replica's wrk) would send the same delivery
+-- ids again, and measure deduplication instead of deploys.
+local run = assert(os.getenv("BENCH_RUN"), "BENCH_RUN is not set")
 local signature = slurp(os.getenv("BENCH_SIGNATURE")):gsub("%s+$", "")
 local counter = 0
 local thread_id = 0
@@ -27,7 +33,7 @@ function request()
   local headers = {
     ["Content-Type"] = "application/json",
     ["X-GitHub-Event"] = "push",
-    ["X-GitHub-Delivery"] = string.format("bench-%d-%d-%d", thread_id, counter, math.random(1, 1e9)),
+    ["X-GitHub-Delivery"] = string.format("bench-%s-%d-%d", run, thread_id, counter),
     ["X-Hub-Signature-256"] = signature,
   }
   return wrk.format("POST", nil, headers, body)

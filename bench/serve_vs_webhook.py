@@ -40,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 
 from benchlib import (
     FIXTURE,
@@ -134,6 +135,8 @@ def start_webhook(work, branch):
 
 def run_wrk(url, connections, duration, env):
     threads = min(connections, 2)
+    # Delivery ids unique to this run (bench/http.lua).
+    env = dict(env, BENCH_RUN=uuid.uuid4().hex)
     out = subprocess.run(
         [
             "wrk",
