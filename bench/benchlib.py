@@ -52,17 +52,22 @@ def free_port():
 
 
 def wait_port(port, proc, what):
-    """Waits until `proc` (named `what`) listens on `port`; exits otherwise."""
+    """Waits until `proc` (named `what`) answers HTTP on `port`; exits
+    otherwise. An answer, not a connection: `redeploy serve` binds its
+    socket before it compiles its component (seconds without a compiled
+    cache), and a load started at the first connection would time that."""
     deadline = time.time() + LISTEN_TIMEOUT_SECONDS
     while time.time() < deadline:
         if proc.poll() is not None:
             sys.exit(f"{what} exited with {proc.returncode} before listening")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=max(0.2, deadline - time.time()))
+            return
+        except urllib.error.HTTPError:
+            return  # any status is an answer
+        except (OSError, urllib.error.URLError):
             time.sleep(0.05)
-    sys.exit(f"{what} did not listen on port {port} within {LISTEN_TIMEOUT_SECONDS} s")
+    sys.exit(f"{what} did not answer on port {port} within {LISTEN_TIMEOUT_SECONDS} s")
 
 
 def post_push(url, body, signature, delivery, timeout):
