@@ -4,6 +4,12 @@
 //! on one PostgreSQL journal, both writing rows, handing the lease over.
 //! The GitHub stand-in checks every request against GitHub's schemas and
 //! counts every status it accepted.
+//!
+//! A row in doubt (its sender was killed after claiming it) is checked on
+//! GitHub before it is sent again: a status or a deployment GitHub took
+//! while its answer never reached the killed server is not made twice; one
+//! GitHub never took is sent after the check; a check that fails sends
+//! nothing blind.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +31,13 @@ const TOKEN: &str = "ghp_standin_token_0123456789";
 const SECRET: &str = "s3cret-s3cret";
 const STATUSES: &str = "POST /repos/{owner}/{repo}/deployments/{deployment_id}/statuses";
 const DEPLOYMENTS: &str = "POST /repos/{owner}/{repo}/deployments";
+const LIST_STATUSES: &str = "GET /repos/{owner}/{repo}/deployments/{deployment_id}/statuses";
+const LIST_DEPLOYMENTS: &str = "GET /repos/{owner}/{repo}/deployments";
+
+/// How long the stand-in holds back its answer to the request a test
+/// leaves in doubt: longer than the test takes to kill the server, shorter
+/// than the client's own timeout (20 s), which would try it again.
+const HOLD: Duration = Duration::from_secs(15);
 
 /// How long a stuck status send waits for GitHub's rate limit to reset:
 /// the longest redeploy waits, so the sender is still waiting when the
@@ -56,6 +69,271 @@ fn count(standin: &GithubStandin, operation: &str) -> usize {
         .count()
 }
 
+/// The operations the stand-in received, in order.
+fn operations(standin: &GithubStandin) -> Vec<String> {
+    standin
+        .requests()
+        .into_iter()
+        .map(|r| r.operation)
+        .collect()
+}
+
+/// The unsettled outbox rows: (state, attempts); `None` for the
+/// deployment row.
+fn waiting(world: &World) -> Vec<(Option<DeployState>, i64)> {
+    let rows = world.journal().outbox_unsettled(10).unwrap();
+    rows.iter().map(|r| (r.state, r.attempts)).collect()
+}
+
+/// Waits until the outbox of `world` is settled; every row's (outcome,
+/// attempts), in id order.
+fn settled(world: &World) -> Vec<(Option<OutboxOutcome>, i64)> {
+    let journal = world.journal();
+    wait_for(SETTLE_SECS, "the outbox settled", || {
+        journal
+            .outbox_unsettled(10)
+            .unwrap()
+            .is_empty()
+            .then_some(())
+    });
+    let rows = journal.outbox_rows(0, 10).unwrap();
+    rows.iter().map(|r| (r.outcome, r.attempts)).collect()
+}
+
+const SENT_ONCE: (Option<OutboxOutcome>, i64) = (Some(OutboxOutcome::Sent), 1);
+const SENT_IN_DOUBT: (Option<OutboxOutcome>, i64) = (Some(OutboxOutcome::Sent), 2);
+
+#[test]
+fn github_a_status_github_took_from_a_killed_server_is_not_posted_again() {
+    let standin = GithubStandin::start(TOKEN);
+    // GitHub takes the second status (`in_progress`) and its answer never
+    // leaves: the server is killed first. The check must follow pages.
+    standin.hold_response(STATUSES, 1, HOLD);
+    standin.cap_page_size(1);
+    let world = World::new(
+        "github-outbox-status-in-doubt",
+        "public_url = \"https://deploy.example.com\"",
+        &toml(&[direct_stack(&standin.base_url())]),
+    );
+    world.write_gh_token(TOKEN);
+    let server = world.start_on(free_port(), &[], &[]);
+    let r = signed_push(&server, &hook(1), SECRET, &sha(1), "push-1");
+    assert_eq!(r.status, 202, "{}", r.text());
+    wait_for(SETTLE_SECS, "GitHub to take in_progress", || {
+        (standin.statuses(1000).len() == 2).then_some(())
+    });
+    let deploys = world.settle(SETTLE_SECS);
+    assert_eq!(deploys[0].state, DeployState::Succeeded);
+    assert_eq!(
+        waiting(&world),
+        [
+            (Some(DeployState::Started), 1),
+            (Some(DeployState::Succeeded), 0)
+        ]
+    );
+    server.kill();
+    assert_eq!(standin.statuses(1000), ["queued", "in_progress"]);
+
+    let restarted = world.start_on(free_port(), &[], &[]);
+    let outcomes = settled(&world);
+    assert_eq!(outcomes, [SENT_ONCE, SENT_ONCE, SENT_IN_DOUBT, SENT_ONCE]);
+    assert_eq!(standin.statuses(1000), ["queued", "in_progress", "success"]);
+    // The restarted server listed both pages of statuses, found its
+    // in_progress there and posted only success.
+    assert_eq!(
+        operations(&standin),
+        [
+            DEPLOYMENTS,
+            STATUSES,
+            STATUSES,
+            LIST_STATUSES,
+            LIST_STATUSES,
+            STATUSES
+        ]
+    );
+    let lists: Vec<String> = standin
+        .requests()
+        .into_iter()
+        .filter(|r| r.operation == LIST_STATUSES)
+        .map(|r| r.query)
+        .collect();
+    assert_eq!(lists, ["per_page=100", "per_page=1&page=2"]);
+    let reports = world.journal().reports(deploys[0].id).unwrap();
+    let words: Vec<&str> = reports.iter().map(|(_, _, o)| o.as_str()).collect();
+    assert_eq!(
+        words,
+        [
+            "deployment 1000: sent",
+            "deployment 1000: sent (found on GitHub after an unanswered attempt)",
+            "deployment 1000: sent"
+        ]
+    );
+    assert_eq!(standin.violations(), Vec::<String>::new());
+    restarted.terminate();
+}
+
+#[test]
+fn github_a_deployment_github_created_for_a_killed_server_is_adopted_not_created_again() {
+    let standin = GithubStandin::start(TOKEN);
+    standin.hold_response(DEPLOYMENTS, 0, HOLD);
+    let world = World::new(
+        "github-outbox-deployment-in-doubt",
+        "",
+        &toml(&[direct_stack(&standin.base_url())]),
+    );
+    world.write_gh_token(TOKEN);
+    let server = world.start_on(free_port(), &[], &[]);
+    let r = signed_push(&server, &hook(1), SECRET, &sha(1), "push-1");
+    assert_eq!(r.status, 202, "{}", r.text());
+    wait_for(SETTLE_SECS, "GitHub to create the deployment", || {
+        (count(&standin, DEPLOYMENTS) == 1).then_some(())
+    });
+    let deploys = world.settle(SETTLE_SECS);
+    assert_eq!(deploys[0].state, DeployState::Succeeded);
+    // The deployment row is claimed; the statuses wait for its answer.
+    assert_eq!(
+        waiting(&world),
+        [
+            (None, 1),
+            (Some(DeployState::Queued), 0),
+            (Some(DeployState::Started), 0),
+            (Some(DeployState::Succeeded), 0)
+        ]
+    );
+    server.kill();
+
+    let restarted = world.start_on(free_port(), &[], &[]);
+    let outcomes = settled(&world);
+    assert_eq!(outcomes, [SENT_IN_DOUBT, SENT_ONCE, SENT_ONCE, SENT_ONCE]);
+    assert_eq!(
+        operations(&standin),
+        [DEPLOYMENTS, LIST_DEPLOYMENTS, STATUSES, STATUSES, STATUSES]
+    );
+    let list = &standin.requests()[1];
+    assert_eq!(
+        list.query,
+        format!(
+            "sha={}&task=deploy&environment=web-env&per_page=100",
+            sha(1)
+        )
+    );
+    // One deployment, adopted; its statuses went to it.
+    assert_eq!(standin.statuses(1000), ["queued", "in_progress", "success"]);
+    let request = world
+        .journal()
+        .request_of_deploy(deploys[0].id)
+        .unwrap()
+        .unwrap();
+    assert_eq!(request.deployment_id, Some(1000));
+    assert_eq!(
+        request.detail.as_deref(),
+        Some("created (found on GitHub after an unanswered attempt)")
+    );
+    assert_eq!(standin.violations(), Vec::<String>::new());
+    restarted.terminate();
+}
+
+/// A world whose server was killed while the first status (`queued`) was
+/// rate limited, so its row is in doubt though GitHub never took it; the
+/// server restarted. `list_failures` answers to the restarted server's
+/// status list are 503s first.
+fn rate_limited_then_killed(
+    name: &str,
+    list_failures: usize,
+) -> (GithubStandin, World, crate::support::ServerProcess) {
+    let standin = GithubStandin::start(TOKEN);
+    standin.push_response(
+        STATUSES,
+        Canned {
+            status: 429,
+            headers: vec![("retry-after".into(), RATE_LIMIT_SECS.into())],
+            body: json!({"message": "You have exceeded a secondary rate limit.", "documentation_url": "https://docs.github.com/rest"}),
+        },
+    );
+    for _ in 0..list_failures {
+        standin.push_response(
+            LIST_STATUSES,
+            Canned {
+                status: 503,
+                headers: vec![],
+                body: json!({"message": "Service Unavailable", "documentation_url": "https://docs.github.com/rest"}),
+            },
+        );
+    }
+    let world = World::new(name, "", &toml(&[direct_stack(&standin.base_url())]));
+    world.write_gh_token(TOKEN);
+    let server = world.start_on(free_port(), &[], &[]);
+    let r = signed_push(&server, &hook(1), SECRET, &sha(1), "push-1");
+    assert_eq!(r.status, 202, "{}", r.text());
+    wait_for(SETTLE_SECS, "the rate-limited status", || {
+        (count(&standin, STATUSES) == 1).then_some(())
+    });
+    world.settle(SETTLE_SECS);
+    assert_eq!(waiting(&world)[0], (Some(DeployState::Queued), 1));
+    server.kill();
+    let restarted = world.start_on(free_port(), &[], &[]);
+    (standin, world, restarted)
+}
+
+#[test]
+fn github_a_status_list_that_fails_sends_nothing_blind_and_a_retried_list_sends_it() {
+    let (standin, world, restarted) = rate_limited_then_killed("github-outbox-list-retried", 2);
+    let outcomes = settled(&world);
+    assert_eq!(outcomes, [SENT_ONCE, SENT_IN_DOUBT, SENT_ONCE, SENT_ONCE]);
+    // Two failed lists, no post between them; the third list shows
+    // nothing of queued, which is then posted.
+    assert_eq!(
+        operations(&standin),
+        [
+            DEPLOYMENTS,
+            STATUSES,
+            LIST_STATUSES,
+            LIST_STATUSES,
+            LIST_STATUSES,
+            STATUSES,
+            STATUSES,
+            STATUSES
+        ]
+    );
+    assert_eq!(standin.statuses(1000), ["queued", "in_progress", "success"]);
+    assert_eq!(standin.violations(), Vec::<String>::new());
+    restarted.terminate();
+}
+
+#[test]
+fn github_a_status_list_that_keeps_failing_fails_the_row_without_posting_it() {
+    let attempts = redeploy_host::github::MAX_ATTEMPTS as usize;
+    let (standin, world, restarted) = rate_limited_then_killed("github-outbox-list-down", attempts);
+    let outcomes = settled(&world);
+    assert_eq!(
+        outcomes,
+        [
+            SENT_ONCE,
+            (Some(OutboxOutcome::Failed), 2),
+            SENT_ONCE,
+            SENT_ONCE
+        ]
+    );
+    let mut expected = vec![DEPLOYMENTS, STATUSES];
+    expected.extend(std::iter::repeat_n(LIST_STATUSES, attempts));
+    expected.extend([STATUSES, STATUSES]);
+    assert_eq!(operations(&standin), expected);
+    // queued was never posted: neither blind nor later.
+    assert_eq!(standin.statuses(1000), ["in_progress", "success"]);
+    let deploy = world.deploys()[0].id;
+    let reports = world.journal().reports(deploy).unwrap();
+    assert!(
+        reports[0]
+            .2
+            .starts_with("deployment 1000: cannot check whether an earlier attempt arrived: GitHub API unreachable after 4 tries: 503"),
+        "{reports:?}"
+    );
+    assert_eq!(standin.violations(), Vec::<String>::new());
+    restarted.terminate();
+}
+
+/// Issue 15: an in-doubt status GitHub never took (rate limited when its
+/// server was killed) is checked on GitHub, not found, and sent.
 #[test]
 fn github_statuses_a_killed_server_left_are_sent_once_after_its_restart() {
     let standin = GithubStandin::start(TOKEN);
@@ -127,6 +405,18 @@ fn github_statuses_a_killed_server_left_are_sent_once_after_its_restart() {
     );
     assert_eq!(count(&standin, DEPLOYMENTS), 1);
     assert_eq!(count(&standin, STATUSES), 4, "one rate-limited, three sent");
+    assert_eq!(
+        operations(&standin),
+        [
+            DEPLOYMENTS,
+            STATUSES,
+            LIST_STATUSES,
+            STATUSES,
+            STATUSES,
+            STATUSES
+        ],
+        "the queued status in doubt was looked for, then sent"
+    );
     let reports = journal.reports(deploys[0].id).unwrap();
     assert_eq!(reports.len(), 3, "{reports:?}");
     assert!(reports

@@ -2,7 +2,7 @@
 //! tests of redeploy's GitHub continuous deployment.
 //!
 //! Every request is checked against GitHub's own published request schemas
-//! (`../shared/github-api/operations.json`, an excerpt of
+//! (`tests/github-api/operations.json` and `operations-extra.json`, an excerpt of
 //! `github/rest-api-description` with every `$ref` resolved; see `SOURCE.md`
 //! there): the operation must exist, the headers GitHub documents must be
 //! there, the body must satisfy the OpenAPI request schema (with
@@ -29,6 +29,17 @@ use axum::extract::State as AxumState;
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use serde_json::{json, Value};
+
+mod forward;
+mod hooks;
+mod lists;
+mod spec;
+#[cfg(test)]
+mod tests;
+
+use forward::{Delivery, ThenDeliver};
+use hooks::{create_hook, list_hooks, render_hook, update_hook};
+use spec::{find_op, spec};
 
 /// The API version the client must ask for (`X-GitHub-Api-Version`).
 const API_VERSION: &str = "2022-11-28";
@@ -127,6 +138,14 @@ struct State {
     next_hook_id: u64,
     deployments: HashMap<u64, Deployment>,
     statuses: HashMap<u64, Vec<String>>,
+    /// The status objects created by default answers, per deployment,
+    /// oldest first (what GET .../statuses lists).
+    status_objects: HashMap<u64, Vec<Value>>,
+    /// Per operation, for each next request: how long to hold its answer
+    /// back after handling it ([`GithubStandin::hold_response`]).
+    holds: HashMap<String, VecDeque<Option<Duration>>>,
+    /// The largest page a list answers ([`GithubStandin::cap_page_size`]).
+    page_cap: usize,
     hooks: Vec<Hook>,
     forward: Option<(String, String)>,
 }
@@ -151,6 +170,9 @@ impl GithubStandin {
             next_hook_id: FIRST_HOOK_ID,
             deployments: HashMap::new(),
             statuses: HashMap::new(),
+            status_objects: HashMap::new(),
+            holds: HashMap::new(),
+            page_cap: MAX_PER_PAGE,
             hooks: Vec::new(),
             forward: None,
         }));
@@ -214,6 +236,28 @@ impl GithubStandin {
             .entry(operation.to_string())
             .or_default()
             .push_back(canned);
+    }
+
+    /// Handles request number `after + 1` from now to `operation` as usual
+    /// (checked, recorded, answered: a status or deployment is created),
+    /// then holds its answer back for `hold` before writing it: GitHub took
+    /// the request, and its answer is not there yet. A test kills the
+    /// client meanwhile to leave the request in doubt.
+    pub fn hold_response(&self, operation: &str, after: usize, hold: Duration) {
+        assert!(
+            spec().ops.iter().any(|o| o.key == operation),
+            "no operation {operation:?} in operations.json"
+        );
+        let mut st = self.lock();
+        let queue = st.holds.entry(operation.to_string()).or_default();
+        queue.extend(std::iter::repeat_n(None, after));
+        queue.push_back(Some(hold));
+    }
+
+    /// Lists answer at most `cap` items a page (GitHub's own cap is 100),
+    /// so a client's `per_page=100` still has to follow `Link` headers.
+    pub fn cap_page_size(&self, cap: usize) {
+        self.lock().page_cap = cap.clamp(1, MAX_PER_PAGE);
     }
 
     /// After each 201 to POST .../deployments, send the `deployment` webhook
@@ -308,163 +352,6 @@ pub fn unreachable_base_url() -> String {
 }
 
 // ---------------------------------------------------------------------------
-// The published description, compiled once.
-
-/// One operation of `operations.json`.
-struct Operation {
-    key: String,
-    method: String,
-    /// Path segments; `None` for a `{parameter}`.
-    segments: Vec<Option<String>>,
-    /// `(required, validator, declared top-level properties)`.
-    request: Option<(bool, jsonschema::Validator, Vec<String>)>,
-    /// Validators of the documented 2xx response schemas, by status.
-    responses: HashMap<u16, jsonschema::Validator>,
-    /// Declared query parameters.
-    query: Vec<String>,
-    /// The documentation page.
-    docs: String,
-}
-
-/// The compiled description.
-struct Spec {
-    ops: Vec<Operation>,
-    /// The `deployment` event fixture from GitHub's own webhook examples.
-    deployment_event: Value,
-}
-
-/// `tests/github-api/`: GitHub's REST description of the operations the
-/// stand-in serves, vendored byte for byte (its origin in `SOURCE.md`).
-fn github_api() -> std::path::PathBuf {
-    crate::support::workspace().join("tests").join("github-api")
-}
-
-fn spec() -> &'static Spec {
-    static SPEC: OnceLock<Spec> = OnceLock::new();
-    SPEC.get_or_init(|| {
-        let path = github_api().join("operations.json");
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-        let doc: Value = serde_json::from_str(&text).expect("operations.json is JSON");
-        let mut ops = Vec::new();
-        for (key, op) in doc.as_object().unwrap() {
-            if key.starts_with('_') {
-                continue;
-            }
-            let (method, path) = key.split_once(' ').unwrap();
-            let segments = path
-                .split('/')
-                .map(|s| (!s.starts_with('{')).then(|| s.to_string()))
-                .collect();
-            let request = op.get("requestBody").filter(|b| !b.is_null()).map(|b| {
-                let schema = b["schema"].clone();
-                let props = schema["properties"]
-                    .as_object()
-                    .map(|p| p.keys().cloned().collect())
-                    .unwrap_or_default();
-                (
-                    b["required"].as_bool().unwrap_or(false),
-                    compile(&schema, true),
-                    props,
-                )
-            });
-            let responses = op["responses"]
-                .as_object()
-                .unwrap()
-                .iter()
-                .filter(|(code, r)| code.starts_with('2') && r.get("schema").is_some())
-                .map(|(code, r)| (code.parse().unwrap(), compile(&r["schema"], false)))
-                .collect();
-            let query = op["parameters"]
-                .as_array()
-                .map(|ps| {
-                    ps.iter()
-                        .filter(|p| p["in"] == "query")
-                        .map(|p| p["name"].as_str().unwrap().to_string())
-                        .collect()
-                })
-                .unwrap_or_default();
-            ops.push(Operation {
-                key: key.clone(),
-                method: method.to_string(),
-                segments,
-                request,
-                responses,
-                query,
-                docs: op["externalDocs"]["url"]
-                    .as_str()
-                    .unwrap_or(DOCS_URL)
-                    .to_string(),
-            });
-        }
-        let fixture = crate::support::fixtures()
-            .join("github")
-            .join("octokit-deployment-default.json");
-        let deployment_event =
-            serde_json::from_slice(&std::fs::read(&fixture).expect("deployment fixture"))
-                .expect("deployment fixture is JSON");
-        Spec {
-            ops,
-            deployment_event,
-        }
-    })
-}
-
-/// Compiles an OpenAPI 3.0 schema as JSON Schema. Formats are asserted on
-/// requests (GitHub rejects a hook `url` that is not a URI) but not on
-/// responses: GitHub itself answers `""` for an unset `target_url`, which is
-/// documented with `format: uri`.
-fn compile(schema: &Value, formats: bool) -> jsonschema::Validator {
-    jsonschema::options()
-        .should_validate_formats(formats)
-        .build(&openapi_to_json_schema(schema.clone()))
-        .expect("a valid schema")
-}
-
-/// OpenAPI 3.0's `nullable: true` is not JSON Schema: `{type: T, nullable:
-/// true}` becomes `{type: [T, "null"]}`, and a nullable schema without a
-/// `type` becomes `{anyOf: [schema, {type: "null"}]}`.
-fn openapi_to_json_schema(v: Value) -> Value {
-    match v {
-        Value::Array(a) => Value::Array(a.into_iter().map(openapi_to_json_schema).collect()),
-        Value::Object(m) => {
-            let mut m: serde_json::Map<String, Value> = m
-                .into_iter()
-                .map(|(k, v)| (k, openapi_to_json_schema(v)))
-                .collect();
-            match m.remove("nullable") {
-                Some(Value::Bool(true)) => match m.get("type").cloned() {
-                    Some(Value::String(t)) => {
-                        m.insert("type".into(), json!([t, "null"]));
-                        Value::Object(m)
-                    }
-                    _ => json!({"anyOf": [Value::Object(m), {"type": "null"}]}),
-                },
-                Some(other) if !other.is_boolean() => {
-                    // A property named "nullable", not the keyword.
-                    m.insert("nullable".into(), other);
-                    Value::Object(m)
-                }
-                _ => Value::Object(m),
-            }
-        }
-        other => other,
-    }
-}
-
-fn find_op(method: &str, path: &str) -> Option<&'static Operation> {
-    let segs: Vec<&str> = path.split('/').collect();
-    spec().ops.iter().find(|op| {
-        op.method == method
-            && op.segments.len() == segs.len()
-            && op.segments.iter().zip(&segs).all(|(t, s)| match t {
-                Some(lit) => lit == s,
-                None => !s.is_empty(),
-            })
-    })
-}
-
-// ---------------------------------------------------------------------------
 // Serving.
 
 /// What a handler decided to answer.
@@ -503,8 +390,17 @@ async fn handle(
 ) -> Response {
     let answer = {
         let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
-        serve(&mut st, method.as_str(), &uri, &headers, &body)
+        let answer = serve(&mut st, method.as_str(), &uri, &headers, &body);
+        let operation = st.requests.last().map(|r| r.operation.clone());
+        let hold = operation
+            .and_then(|op| st.holds.get_mut(&op)?.pop_front())
+            .flatten();
+        (answer, hold)
     };
+    let (answer, hold) = answer;
+    if let Some(hold) = hold {
+        tokio::time::sleep(hold).await;
+    }
     let n = state.lock().map(|s| s.requests.len()).unwrap_or(0) as u64;
     let mut resp = Response::builder().status(answer.status);
     let reset = SystemTime::now()
@@ -620,10 +516,13 @@ fn serve(st: &mut State, method: &str, uri: &Uri, headers: &HeaderMap, body: &[u
         }
     }
     for pair in form_urlencoded::parse(query.as_bytes()) {
-        if !op.query.iter().any(|q| *q == pair.0) {
+        let declared = op.query.iter().find(|(name, _)| *name == pair.0);
+        if declared.is_none() {
             st.violations
                 .push(format!("{key}: undeclared query parameter {:?}", pair.0));
-        } else if pair.1.parse::<u64>().is_err() {
+        } else if declared.is_some_and(|(_, kind)| kind == "integer")
+            && pair.1.parse::<u64>().is_err()
+        {
             st.violations.push(format!(
                 "{key}: query parameter {} is not an integer: {:?}",
                 pair.0, pair.1
@@ -697,6 +596,16 @@ fn serve(st: &mut State, method: &str, uri: &Uri, headers: &HeaderMap, body: &[u
         "GET /repos/{owner}/{repo}/deployments/{deployment_id}" => {
             match lookup_deployment(st, &repo, segs[5]) {
                 Some(d) => Answer::json(200, d.object.clone()),
+                None => error(404, "Not Found", &op.docs),
+            }
+        }
+        "GET /repos/{owner}/{repo}/deployments" => lists::list_deployments(st, &repo, &query),
+        "GET /repos/{owner}/{repo}/deployments/{deployment_id}/statuses" => {
+            match lookup_deployment(st, &repo, segs[5]) {
+                Some(d) => {
+                    let id = d.object["id"].as_u64().unwrap();
+                    lists::list_statuses(st, &repo, id, &query)
+                }
                 None => error(404, "Not Found", &op.docs),
             }
         }
@@ -855,707 +764,14 @@ fn create_status(st: &mut State, repo: &str, id: &str, req: &Value) -> Answer {
     if let Some(o) = object.as_object_mut() {
         o.retain(|_, v| !v.is_null());
     }
+    st.status_objects
+        .entry(deployment_id)
+        .or_default()
+        .push(object.clone());
     Answer {
         status: 201,
         headers: vec![("location".into(), url)],
         body: object,
         deliver: None,
-    }
-}
-
-fn render_hook(base: &str, repo: &str, h: &Hook) -> Value {
-    let mut config = h.config.clone();
-    if h.secret.is_some() {
-        config.insert("secret".into(), json!(MASKED_SECRET));
-    }
-    let url = format!("{base}/repos/{repo}/hooks/{}", h.id);
-    json!({
-        "type": "Repository",
-        "id": h.id,
-        "name": "web",
-        "active": h.active,
-        "events": h.events,
-        "config": config,
-        "updated_at": h.updated_at,
-        "created_at": h.created_at,
-        "url": url,
-        "test_url": format!("{url}/test"),
-        "ping_url": format!("{url}/pings"),
-        "deliveries_url": format!("{url}/deliveries"),
-        "last_response": {"code": null, "status": "unused", "message": null},
-    })
-}
-
-fn list_hooks(st: &mut State, repo: &str, query: &str) -> Answer {
-    let mut per_page = DEFAULT_PER_PAGE;
-    let mut page = 1usize;
-    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
-        match (&*k, v.parse::<usize>()) {
-            ("per_page", Ok(n)) => per_page = n.clamp(1, MAX_PER_PAGE),
-            ("page", Ok(n)) => page = n.max(1),
-            _ => {}
-        }
-    }
-    let visible: Vec<&Hook> = st
-        .hooks
-        .iter()
-        .filter(|h| {
-            h.repo
-                .as_deref()
-                .is_none_or(|r| r.eq_ignore_ascii_case(repo))
-        })
-        .collect();
-    let last = visible.len().div_ceil(per_page).max(1);
-    let items: Vec<Value> = visible
-        .iter()
-        .skip((page - 1).saturating_mul(per_page))
-        .take(per_page)
-        .map(|h| render_hook(&st.base, repo, h))
-        .collect();
-    let link_to = |p: usize, rel: &str| {
-        format!(
-            "<{}/repos/{repo}/hooks?per_page={per_page}&page={p}>; rel=\"{rel}\"",
-            st.base
-        )
-    };
-    let mut links = Vec::new();
-    if page > 1 {
-        links.push(link_to(page - 1, "prev"));
-    }
-    if page < last {
-        links.push(link_to(page + 1, "next"));
-        links.push(link_to(last, "last"));
-    }
-    if page > 1 {
-        links.push(link_to(1, "first"));
-    }
-    let mut answer = Answer::json(200, Value::Array(items));
-    if !links.is_empty() {
-        answer.headers.push(("link".into(), links.join(", ")));
-    }
-    answer
-}
-
-/// `config` as GitHub stores it: defaults filled in, the secret apart.
-fn hook_config(config: &Value) -> (serde_json::Map<String, Value>, Option<String>) {
-    let mut c = config.as_object().cloned().unwrap_or_default();
-    let secret = c
-        .remove("secret")
-        .and_then(|s| s.as_str().map(str::to_string))
-        .filter(|s| !s.is_empty());
-    c.entry("content_type").or_insert(json!("form"));
-    let ssl = match c.get("insecure_ssl") {
-        Some(Value::Number(n)) => n.to_string(),
-        Some(Value::String(s)) => s.clone(),
-        _ => "0".to_string(),
-    };
-    c.insert("insecure_ssl".into(), json!(ssl));
-    (c, secret)
-}
-
-fn create_hook(st: &mut State, repo: &str, req: &Value) -> Answer {
-    let docs = "https://docs.github.com/rest/repos/webhooks#create-a-repository-webhook";
-    if req["name"].as_str().is_some_and(|n| n != "web") {
-        return error(422, "Validation Failed: name must be \"web\"", docs);
-    }
-    let (config, secret) = hook_config(&req["config"]);
-    let Some(url) = config
-        .get("url")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-    else {
-        return error(422, "Validation Failed: url is missing", docs);
-    };
-    if st.hooks.iter().any(|h| {
-        h.repo
-            .as_deref()
-            .is_none_or(|r| r.eq_ignore_ascii_case(repo))
-            && h.config.get("url").and_then(Value::as_str) == Some(url.as_str())
-    }) {
-        return error(
-            422,
-            "Validation Failed: Hook already exists on this repository",
-            docs,
-        );
-    }
-    let id = st.next_hook_id;
-    st.next_hook_id += 1;
-    let now = now_rfc3339();
-    let hook = Hook {
-        id,
-        repo: Some(repo.to_string()),
-        active: req["active"].as_bool().unwrap_or(true),
-        events: req["events"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|e| e.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_else(|| vec!["push".to_string()]),
-        config,
-        secret,
-        created_at: now.clone(),
-        updated_at: now,
-    };
-    let body = render_hook(&st.base, repo, &hook);
-    st.hooks.push(hook);
-    Answer {
-        status: 201,
-        headers: vec![("location".into(), body["url"].as_str().unwrap().into())],
-        body,
-        deliver: None,
-    }
-}
-
-fn update_hook(st: &mut State, repo: &str, id: &str, req: &Value) -> Answer {
-    let docs = "https://docs.github.com/rest/repos/webhooks#update-a-repository-webhook";
-    let id: Option<u64> = id.parse().ok();
-    let base = st.base.clone();
-    let Some(h) = st.hooks.iter_mut().find(|h| {
-        Some(h.id) == id
-            && h.repo
-                .as_deref()
-                .is_none_or(|r| r.eq_ignore_ascii_case(repo))
-    }) else {
-        return error(404, "Not Found", docs);
-    };
-    let strings = |v: &Value| -> Vec<String> {
-        v.as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|e| e.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    if req.get("events").is_some() {
-        h.events = strings(&req["events"]);
-    }
-    for e in strings(&req["add_events"]) {
-        if !h.events.contains(&e) {
-            h.events.push(e);
-        }
-    }
-    let remove = strings(&req["remove_events"]);
-    h.events.retain(|e| !remove.contains(e));
-    if let Some(a) = req["active"].as_bool() {
-        h.active = a;
-    }
-    if req.get("config").is_some_and(Value::is_object) {
-        // The whole config is replaced: a secret not sent again is removed.
-        let (config, secret) = hook_config(&req["config"]);
-        if !config.contains_key("url") {
-            return error(422, "Validation Failed: url is missing", docs);
-        }
-        h.config = config;
-        h.secret = secret;
-    }
-    h.updated_at = now_rfc3339();
-    let h = h.clone();
-    Answer::json(200, render_hook(&base, repo, &h))
-}
-
-// ---------------------------------------------------------------------------
-// Webhook delivery.
-
-/// A `deployment` event to send.
-struct Delivery {
-    url: String,
-    secret: String,
-    body: Vec<u8>,
-}
-
-/// A response body that starts the delivery (on its own thread) once hyper
-/// has taken the whole body, or when the response is dropped unsent.
-struct ThenDeliver {
-    data: Option<Bytes>,
-    deliver: Option<Delivery>,
-}
-
-impl ThenDeliver {
-    fn fire(&mut self) {
-        if let Some(d) = self.deliver.take() {
-            std::thread::spawn(move || {
-                if let Err(e) = deliver(&d) {
-                    eprintln!("github stand-in: delivering to {} failed: {e}", d.url);
-                }
-            });
-        }
-    }
-}
-
-impl hyper::body::Body for ThenDeliver {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
-        let this = self.get_mut();
-        match this.data.take() {
-            Some(d) if !d.is_empty() => Poll::Ready(Some(Ok(hyper::body::Frame::data(d)))),
-            _ => {
-                this.fire();
-                Poll::Ready(None)
-            }
-        }
-    }
-}
-
-impl Drop for ThenDeliver {
-    fn drop(&mut self) {
-        self.fire();
-    }
-}
-
-/// A GUID-like delivery id, fresh each call.
-fn delivery_id() -> String {
-    use sha2::Digest;
-    static N: AtomicU64 = AtomicU64::new(0);
-    let seed = format!(
-        "{:?}-{}-{}",
-        SystemTime::now(),
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    );
-    let h = hex::encode(sha2::Sha256::digest(seed.as_bytes()));
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
-}
-
-/// POSTs one signed event over HTTP/1.1; `Ok` carries nothing, the status is
-/// not judged (GitHub only logs it).
-fn deliver(d: &Delivery) -> Result<(), String> {
-    let rest = d.url.strip_prefix("http://").ok_or("not an http:// URL")?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let addr: SocketAddr = authority
-        .parse()
-        .map_err(|e| format!("{authority} is not ip:port: {e}"))?;
-    let mut s = TcpStream::connect_timeout(&addr, DELIVERY_TIMEOUT).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(DELIVERY_TIMEOUT)).ok();
-    s.set_write_timeout(Some(DELIVERY_TIMEOUT)).ok();
-    let signature = format!(
-        "sha256={}",
-        crate::support::hmac_sha256_hex(&d.secret, &d.body)
-    );
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\
-         User-Agent: GitHub-Hookshot/standin\r\nX-GitHub-Event: deployment\r\n\
-         X-GitHub-Delivery: {}\r\nX-Hub-Signature-256: {signature}\r\n\r\n",
-        d.body.len(),
-        delivery_id()
-    );
-    s.write_all(head.as_bytes()).map_err(|e| e.to_string())?;
-    s.write_all(&d.body).map_err(|e| e.to_string())?;
-    let mut answer = Vec::new();
-    let _ = s.read_to_end(&mut answer);
-    Ok(())
-}
-
-// ---------------------------------------------------------------------------
-// Tests of the stand-in itself.
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::support::http;
-
-    const TOKEN: &str = "ghp_standinTestToken0123456789";
-
-    fn addr(g: &GithubStandin) -> String {
-        g.base_url().trim_start_matches("http://").to_string()
-    }
-
-    /// Sends a request with the headers a correct client sends, plus `extra`
-    /// (which override by name).
-    fn call(
-        g: &GithubStandin,
-        method: &str,
-        path: &str,
-        extra: &[(&str, &str)],
-        body: Option<&Value>,
-    ) -> http::Response {
-        let auth = format!("Bearer {TOKEN}");
-        let mut headers: Vec<(&str, &str)> = vec![
-            ("Authorization", auth.as_str()),
-            ("Accept", MEDIA_TYPE),
-            ("X-GitHub-Api-Version", API_VERSION),
-            ("User-Agent", "redeploy-test"),
-        ];
-        if body.is_some() {
-            headers.push(("Content-Type", "application/json"));
-        }
-        for (k, v) in extra {
-            headers.retain(|(h, _)| !h.eq_ignore_ascii_case(k));
-            headers.push((k, v));
-        }
-        let bytes = body
-            .map(|b| serde_json::to_vec(b).unwrap())
-            .unwrap_or_default();
-        http::request(&addr(g), method, path, &headers, &bytes)
-    }
-
-    const DEPLOYMENTS: &str = "/repos/octo/app/deployments";
-
-    #[test]
-    fn a_valid_deployment_passes_and_is_answered_as_documented() {
-        let g = GithubStandin::start(TOKEN);
-        let sha = "0123456789abcdef0123456789abcdef01234567";
-        let r = call(
-            &g,
-            "POST",
-            DEPLOYMENTS,
-            &[],
-            Some(&json!({
-                "ref": sha, "environment": "staging", "auto_merge": false,
-                "required_contexts": [], "payload": {"redeploy": 1},
-                "description": null, "task": "deploy"
-            })),
-        );
-        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
-        let d = r.json();
-        assert_eq!(d["id"], 1000);
-        assert_eq!(d["sha"], sha);
-        assert_eq!(d["environment"], "staging");
-        assert_eq!(d["production_environment"], false);
-        assert_eq!(d["payload"], json!({"redeploy": 1}));
-        assert_eq!(g.violations(), Vec::<String>::new());
-
-        let r = call(
-            &g,
-            "POST",
-            "/repos/octo/app/deployments/1000/statuses",
-            &[],
-            Some(&json!({"state": "in_progress", "log_url": "http://127.0.0.1:1/log"})),
-        );
-        assert_eq!(r.status, 201);
-        assert_eq!(r.json()["state"], "in_progress");
-        call(
-            &g,
-            "POST",
-            "/repos/octo/app/deployments/1000/statuses",
-            &[],
-            Some(&json!({"state": "success"})),
-        );
-        assert_eq!(g.statuses(1000), ["in_progress", "success"]);
-        assert_eq!(
-            call(&g, "GET", "/repos/octo/app/deployments/1000", &[], None).status,
-            200
-        );
-        assert_eq!(
-            call(&g, "GET", "/repos/octo/app/deployments/999", &[], None).status,
-            404
-        );
-        assert_eq!(g.violations(), Vec::<String>::new());
-        let reqs = g.requests();
-        assert_eq!(reqs.len(), 5);
-        assert_eq!(reqs[0].operation, "POST /repos/{owner}/{repo}/deployments");
-        assert_eq!(reqs[0].method, "POST");
-        assert_eq!(reqs[0].path, DEPLOYMENTS);
-        assert_eq!(reqs[0].query, "");
-        assert_eq!(reqs[0].body.as_ref().unwrap()["ref"], sha);
-        assert_eq!(reqs[3].body, None);
-        assert!(reqs[0]
-            .headers
-            .contains(&("user-agent".to_string(), "redeploy-test".to_string())));
-    }
-
-    #[test]
-    fn an_unknown_field_a_wrong_accept_and_a_bad_body_are_violations() {
-        let g = GithubStandin::start(TOKEN);
-        // An unknown field: GitHub ignores it (201), the stand-in records it.
-        let r = call(
-            &g,
-            "POST",
-            DEPLOYMENTS,
-            &[],
-            Some(&json!({"ref": "main", "enviroment": "x"})),
-        );
-        assert_eq!(r.status, 201);
-        let v = g.violations();
-        assert_eq!(v.len(), 1, "{v:?}");
-        assert!(v[0].contains("\"enviroment\""), "{v:?}");
-
-        let r = call(
-            &g,
-            "POST",
-            DEPLOYMENTS,
-            &[("Accept", "application/json")],
-            Some(&json!({"ref": "main"})),
-        );
-        assert_eq!(r.status, 201);
-        let v = g.violations();
-        assert_eq!(v.len(), 2, "{v:?}");
-        assert!(v[1].contains("Accept"), "{v:?}");
-
-        let r = call(
-            &g,
-            "POST",
-            DEPLOYMENTS,
-            &[],
-            Some(&json!({"ref": "main", "auto_merge": "yes"})),
-        );
-        assert_eq!(r.status, 422);
-        let v = g.violations();
-        assert_eq!(v.len(), 3, "{v:?}");
-        assert!(v[2].contains("/auto_merge"), "{v:?}");
-
-        // Missing required field, wrong token, unknown operation.
-        assert_eq!(
-            call(
-                &g,
-                "POST",
-                DEPLOYMENTS,
-                &[],
-                Some(&json!({"task": "deploy"}))
-            )
-            .status,
-            422
-        );
-        let r = call(
-            &g,
-            "POST",
-            DEPLOYMENTS,
-            &[("Authorization", "Bearer nope")],
-            Some(&json!({"ref": "main"})),
-        );
-        assert_eq!(r.status, 401);
-        assert_eq!(r.json()["message"], "Bad credentials");
-        assert_eq!(
-            call(&g, "GET", "/repos/octo/app/branches", &[], None).status,
-            404
-        );
-        let v = g.violations();
-        assert_eq!(v.len(), 6, "{v:?}");
-        assert!(v[3].contains("ref"), "{v:?}");
-        assert!(v[4].contains("Authorization"), "{v:?}");
-        assert!(v[5].contains("no such operation"), "{v:?}");
-        // Only the valid creations made deployments.
-        assert_eq!(g.requests().len(), 6);
-    }
-
-    #[test]
-    fn hooks_reject_unknown_fields_and_accept_a_numeric_insecure_ssl() {
-        let g = GithubStandin::start(TOKEN);
-        let body = json!({"name": "web", "events": ["deployment"], "active": true,
-            "config": {"url": "http://127.0.0.1:9/hook", "content_type": "json",
-                       "secret": "s3cret", "insecure_ssl": 0}});
-        let r = call(&g, "POST", "/repos/octo/app/hooks", &[], Some(&body));
-        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
-        let h = r.json();
-        assert_eq!(h["config"]["secret"], MASKED_SECRET);
-        assert_eq!(h["config"]["insecure_ssl"], "0");
-        assert_eq!(g.violations(), Vec::<String>::new());
-        let r = call(
-            &g,
-            "POST",
-            "/repos/octo/app/hooks",
-            &[],
-            Some(
-                &json!({"config": {"url": "http://127.0.0.1:9/other", "insecure_ssl": true}, "secrets": "x"}),
-            ),
-        );
-        assert_eq!(r.status, 422);
-        let v = g.violations();
-        assert!(v.iter().any(|v| v.contains("insecure_ssl")), "{v:?}");
-        assert!(v.iter().any(|v| v.contains("secrets")), "{v:?}");
-        assert_eq!(g.hooks().len(), 1);
-
-        // PATCH applies add/remove events and replaces the config.
-        let id = h["id"].as_u64().unwrap();
-        let r = call(
-            &g,
-            "PATCH",
-            &format!("/repos/octo/app/hooks/{id}"),
-            &[],
-            Some(
-                &json!({"add_events": ["push"], "remove_events": ["deployment"], "active": false,
-                         "config": {"url": "http://127.0.0.1:9/new", "content_type": "json"}}),
-            ),
-        );
-        assert_eq!(r.status, 200);
-        let h = r.json();
-        assert_eq!(h["events"], json!(["push"]));
-        assert_eq!(h["active"], false);
-        assert_eq!(h["config"]["url"], "http://127.0.0.1:9/new");
-        assert!(
-            h["config"].get("secret").is_none(),
-            "the secret was not sent again"
-        );
-        assert_eq!(
-            call(
-                &g,
-                "PATCH",
-                "/repos/octo/app/hooks/77",
-                &[],
-                Some(&json!({"active": true}))
-            )
-            .status,
-            404
-        );
-    }
-
-    #[test]
-    fn a_canned_answer_is_used_once_then_the_default() {
-        let g = GithubStandin::start(TOKEN);
-        g.push_response(
-            "POST /repos/{owner}/{repo}/deployments",
-            Canned {
-                status: 409,
-                headers: vec![("retry-after".into(), "1".into())],
-                body: json!({"message": "Conflict: Commit status checks failed for main."}),
-            },
-        );
-        let body = json!({"ref": "main"});
-        let r = call(&g, "POST", DEPLOYMENTS, &[], Some(&body));
-        assert_eq!(r.status, 409);
-        assert_eq!(r.header("retry-after"), Some("1"));
-        assert!(r.json()["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("Conflict"));
-        let r = call(&g, "POST", DEPLOYMENTS, &[], Some(&body));
-        assert_eq!(r.status, 201);
-        assert_eq!(r.json()["id"], 1000);
-        assert_eq!(r.json()["sha"], FIXED_SHA);
-        assert_eq!(g.violations(), Vec::<String>::new());
-    }
-
-    #[test]
-    fn forwarding_delivers_a_signed_deployment_event() {
-        use std::net::TcpListener;
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let hook = format!("http://{}/hooks/github", listener.local_addr().unwrap());
-        let received = std::thread::spawn(move || {
-            let (mut s, _) = listener.accept().unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            let mut raw = Vec::new();
-            let mut buf = [0u8; 8192];
-            loop {
-                let n = s.read(&mut buf).unwrap();
-                raw.extend_from_slice(&buf[..n]);
-                if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-                    let head = String::from_utf8_lossy(&raw[..i]).to_ascii_lowercase();
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .unwrap()
-                        .trim()
-                        .parse()
-                        .unwrap();
-                    if raw.len() >= i + 4 + len {
-                        s.write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
-                            .unwrap();
-                        let head = String::from_utf8_lossy(&raw[..i]).to_string();
-                        return (head, raw[i + 4..i + 4 + len].to_vec());
-                    }
-                }
-                assert!(n > 0, "connection closed early");
-            }
-        });
-        let g = GithubStandin::start(TOKEN);
-        g.forward_deployments_to(&hook, "webhook-secret");
-        let r = call(
-            &g,
-            "POST",
-            "/repos/acme/shop/deployments",
-            &[],
-            Some(&json!({"ref": "main", "environment": "production", "payload": {"k": "v"}})),
-        );
-        assert_eq!(r.status, 201);
-        let created = r.json();
-        let (head, body) = received.join().unwrap();
-        let header = |name: &str| {
-            head.lines()
-                .filter_map(|l| l.split_once(':'))
-                .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.trim().to_string())
-                .unwrap_or_else(|| panic!("no {name} in {head}"))
-        };
-        assert!(head.starts_with("POST /hooks/github HTTP/1.1"), "{head}");
-        assert_eq!(header("X-GitHub-Event"), "deployment");
-        assert_eq!(header("Content-Type"), "application/json");
-        assert_eq!(header("User-Agent"), "GitHub-Hookshot/standin");
-        assert_eq!(header("X-GitHub-Delivery").len(), 36);
-        assert_eq!(
-            header("X-Hub-Signature-256"),
-            format!(
-                "sha256={}",
-                crate::support::hmac_sha256_hex("webhook-secret", &body)
-            )
-        );
-        assert_ne!(
-            header("X-Hub-Signature-256"),
-            format!(
-                "sha256={}",
-                crate::support::hmac_sha256_hex("other-secret", &body)
-            )
-        );
-        let event: Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(event["action"], "created");
-        assert_eq!(event["deployment"], created);
-        assert_eq!(event["repository"]["full_name"], "acme/shop");
-        assert_eq!(event["repository"]["name"], "shop");
-        assert_eq!(event["repository"]["owner"]["login"], "acme");
-        assert_eq!(g.violations(), Vec::<String>::new());
-    }
-
-    #[test]
-    fn hooks_are_listed_in_pages_with_a_link_header() {
-        let g = GithubStandin::start(TOKEN);
-        let ids: Vec<u64> = (0..5)
-            .map(|i| g.add_hook(&format!("http://127.0.0.1:9/h{i}"), &["push"], i % 2 == 0))
-            .collect();
-        let r = call(&g, "GET", "/repos/octo/app/hooks?per_page=2", &[], None);
-        assert_eq!(r.status, 200);
-        let page1: Vec<u64> = r
-            .json()
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| h["id"].as_u64().unwrap())
-            .collect();
-        assert_eq!(page1, ids[..2]);
-        let link = r.header("link").expect("a Link header");
-        let next = format!(
-            "<{}/repos/octo/app/hooks?per_page=2&page=2>; rel=\"next\"",
-            g.base_url()
-        );
-        assert!(link.contains(&next), "{link}");
-        assert!(link.contains("page=3>; rel=\"last\""), "{link}");
-        let r = call(
-            &g,
-            "GET",
-            "/repos/octo/app/hooks?per_page=2&page=3",
-            &[],
-            None,
-        );
-        assert_eq!(r.json().as_array().unwrap().len(), 1);
-        assert!(!r.header("link").unwrap().contains("rel=\"next\""));
-        // The default page size holds them all: no Link header.
-        let r = call(&g, "GET", "/repos/octo/app/hooks", &[], None);
-        assert_eq!(r.json().as_array().unwrap().len(), 5);
-        assert_eq!(r.header("link"), None);
-        assert_eq!(g.hooks().len(), 5);
-        assert_eq!(g.violations(), Vec::<String>::new());
-    }
-
-    #[test]
-    fn the_unreachable_url_refuses_connections() {
-        let url = unreachable_base_url();
-        let addr = url.trim_start_matches("http://");
-        assert!(TcpStream::connect(addr).is_err());
     }
 }

@@ -1,5 +1,6 @@
 //! GitHub's REST API, as redeploy uses it: create deployments, report
-//! deployment statuses, and find or create the repository webhook.
+//! deployment statuses (and list both, to tell whether a request whose
+//! answer was lost arrived), and find or create the repository webhook.
 //!
 //! Every request carries the documented headers (`Authorization: Bearer`,
 //! `Accept: application/vnd.github+json`, `X-GitHub-Api-Version`,
@@ -49,6 +50,17 @@ pub const MAX_ANSWER_BYTES: u64 = 8 * 1024 * 1024;
 
 /// The most webhooks `list_hooks` reads (pages of 100).
 pub const MAX_HOOK_PAGES: usize = 10;
+
+/// The most pages of 100 `list_deployments` and `list_statuses` read: a
+/// thousand deployments of one commit in one environment, or a thousand
+/// statuses of one deployment (GitHub keeps at most that many per
+/// deployment), is more than redeploy ever makes; a longer list is a
+/// failed request ([`ApiError::BadAnswer`]), never a list read in part,
+/// since a part could miss what is looked for.
+pub const MAX_LIST_PAGES: usize = 10;
+
+/// Items asked for per page of a list: GitHub's maximum.
+pub const LIST_PAGE_SIZE: usize = 100;
 
 /// Why a request to GitHub failed.
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +133,20 @@ pub enum Created {
     Conflict(String),
     /// 422: validation failed; its message.
     Invalid(String),
+}
+
+/// What `GET /repos/{owner}/{repo}/deployments` is asked to select (each
+/// an exact match; `None` selects any).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeploymentFilter {
+    /// The commit the deployment was created for.
+    pub sha: Option<String>,
+    /// The ref it was created with (a branch, tag or SHA).
+    pub git_ref: Option<String>,
+    /// Its task, e.g. `deploy`.
+    pub task: Option<String>,
+    /// Its environment.
+    pub environment: Option<String>,
 }
 
 /// A client for one stack's repository.
@@ -227,25 +253,88 @@ impl GithubClient {
 
     /// Every webhook of the repository (following `Link: rel="next"`).
     pub async fn list_hooks(&self) -> Result<Vec<Value>, ApiError> {
-        let mut hooks = Vec::new();
-        let mut url = self.url("/hooks?per_page=100");
-        for _ in 0..MAX_HOOK_PAGES {
-            let a = self.hooks_call(reqwest::Method::GET, url, None).await?;
+        let hooks = GithubClient {
+            permission_hint: HOOKS_HINT,
+            ..self.clone()
+        };
+        let url = self.url(&format!("/hooks?per_page={LIST_PAGE_SIZE}"));
+        let (items, _complete) = hooks.list("hooks", url, MAX_HOOK_PAGES).await?;
+        Ok(items)
+    }
+
+    /// The repository's deployments that `filter` selects, every page
+    /// (following `Link: rel="next"`), as GitHub lists them.
+    pub async fn list_deployments(
+        &self,
+        filter: &DeploymentFilter,
+    ) -> Result<Vec<Value>, ApiError> {
+        let mut url = reqwest::Url::parse(&self.url("/deployments"))
+            .map_err(|e| ApiError::BadAnswer(format!("the deployments URL: {e}")))?;
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(sha) = &filter.sha {
+                q.append_pair("sha", sha);
+            }
+            if let Some(r) = &filter.git_ref {
+                q.append_pair("ref", r);
+            }
+            if let Some(task) = &filter.task {
+                q.append_pair("task", task);
+            }
+            if let Some(env) = &filter.environment {
+                q.append_pair("environment", env);
+            }
+            q.append_pair("per_page", &LIST_PAGE_SIZE.to_string());
+        }
+        self.list_all("deployments", url.into()).await
+    }
+
+    /// Every status of deployment `deployment_id` (following `Link:
+    /// rel="next"`), as GitHub lists them.
+    pub async fn list_statuses(&self, deployment_id: u64) -> Result<Vec<Value>, ApiError> {
+        let url = self.url(&format!(
+            "/deployments/{deployment_id}/statuses?per_page={LIST_PAGE_SIZE}"
+        ));
+        self.list_all("deployment statuses", url).await
+    }
+
+    /// [`GithubClient::list`] to the end, within [`MAX_LIST_PAGES`]; a
+    /// longer list is an error.
+    async fn list_all(&self, what: &str, url: String) -> Result<Vec<Value>, ApiError> {
+        match self.list(what, url, MAX_LIST_PAGES).await? {
+            (items, true) => Ok(items),
+            (_, false) => Err(ApiError::BadAnswer(format!(
+                "the {what} list is longer than {MAX_LIST_PAGES} pages"
+            ))),
+        }
+    }
+
+    /// The items of a list from `url` on, page after page, at most
+    /// `max_pages`; true when the last page was read.
+    async fn list(
+        &self,
+        what: &str,
+        mut url: String,
+        max_pages: usize,
+    ) -> Result<(Vec<Value>, bool), ApiError> {
+        let mut items = Vec::new();
+        for _ in 0..max_pages {
+            let a = self.send(reqwest::Method::GET, url, None).await?;
             match a.body {
-                Value::Array(page) => hooks.extend(page),
+                Value::Array(page) => items.extend(page),
                 other => {
                     return Err(ApiError::BadAnswer(format!(
-                        "hooks list is not an array: {}",
+                        "{what} list is not an array: {}",
                         kind_of(&other)
                     )))
                 }
             }
             match a.link.as_deref().and_then(next_link) {
                 Some(next) => url = next,
-                None => return Ok(hooks),
+                None => return Ok((items, true)),
             }
         }
-        Ok(hooks)
+        Ok((items, false))
     }
 
     /// Creates a repository webhook; returns GitHub's hook object.

@@ -266,6 +266,20 @@ impl Journal {
         })
     }
 
+    /// The request GitHub deployment `deployment_id` is recorded on (the
+    /// oldest, should there be several), if any.
+    pub fn request_of_deployment(&self, deployment_id: u64) -> Result<Option<i64>, JournalError> {
+        self.read("read the request of a GitHub deployment", |sql| {
+            sql.query_opt(
+                "SELECT id FROM github_deployment_requests
+                 WHERE deployment_id = ?1 ORDER BY id LIMIT 1",
+                args![deployment_id],
+            )?
+            .map(|row| row.get(0))
+            .transpose()
+        })
+    }
+
     /// Records one report of a deploy's state to `target` (`github` or
     /// `docker-hub`) and how it went.
     pub fn record_report(

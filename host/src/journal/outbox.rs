@@ -18,10 +18,26 @@
 //! nothing); after the send it settles the row
 //! ([`Journal::settle_outbox_row`]) together with what the send changed
 //! (the request's answer, the `reports` row). A row is therefore sent once,
-//! except in one window: a sender that stops (crashes, or loses its lease)
-//! after the receiver took a row and before the row is settled leaves it
-//! claimed and unsettled, and the next holder sends it again. `attempts`
-//! shows it: a row settled with two attempts was sent twice at most.
+//! except around one window: a sender that stops (crashes, or loses its
+//! lease) after the receiver took a row and before the row is settled
+//! leaves it claimed and unsettled. The next holder finds it *in doubt*
+//! (`attempts` not 0 when it claims it) and, for GitHub, asks before
+//! sending it again (`notify::in_doubt`): a deployment status already
+//! among the deployment's statuses, or a deployment an earlier attempt
+//! created, is settled as sent without a second request; a check that
+//! fails is a failed send, never a blind one. What remains:
+//!
+//! - a registry callback in doubt is sent again unchecked (a callback URL
+//!   has nothing to ask), so it may arrive twice;
+//! - a GitHub request that arrived but was not yet stored (or listed) by
+//!   GitHub when the next holder looked, at least the lease's time after
+//!   the sender stopped, is made again;
+//! - a status without a log link (no public URL) is recognised only as the
+//!   deployment's newest status, so one hidden behind a later status
+//!   someone else posted is sent again.
+//!
+//! `attempts` shows it all: a row settled with two attempts was checked
+//! (or, for a callback, sent twice at most).
 
 use serde::{Deserialize, Serialize};
 

@@ -96,6 +96,32 @@ impl LogLinks {
         self.verify_at(id, presented, unix_now())
     }
 
+    /// Whether `url` is a link this server made (with its log key) to
+    /// deploy `id`'s log, expired or not, under any public URL: its last
+    /// two path segments are `{id}/{key}` after `logs`, and the key's MAC
+    /// verifies. A link to another deploy, or one another server's key
+    /// made, is not.
+    pub fn names_deploy(&self, url: &str, id: i64) -> bool {
+        let path = url.split(['?', '#']).next().unwrap_or_default();
+        let mut segments = path.rsplit('/');
+        let (Some(key), Some(deploy), Some("logs")) =
+            (segments.next(), segments.next(), segments.next())
+        else {
+            return false;
+        };
+        if deploy != id.to_string() {
+            return false;
+        }
+        // Any expiry: an expired link still names its deploy.
+        let Some((expires, _)) = key.split_once('-') else {
+            return false;
+        };
+        let Ok(expires) = expires.parse::<u64>() else {
+            return false;
+        };
+        self.lifetime.is_some() && self.verify_at(id, key, expires.saturating_sub(1))
+    }
+
     /// The public link to deploy `id`'s log, valid from now for the
     /// configured lifetime; `None` without a public URL or with links off.
     pub fn url(&self, id: i64) -> Option<String> {
@@ -140,6 +166,25 @@ mod tests {
         );
         let key = url.rsplit('/').next().unwrap();
         assert!(links.verify(7, key));
+    }
+
+    #[test]
+    fn a_link_names_its_deploy_whatever_its_expiry_and_base() {
+        let links = links(Some(Duration::from_secs(60)));
+        let key = links.key_for(7, 1_000);
+        assert!(links.names_deploy(&format!("https://deploy.example.com/logs/7/{key}"), 7));
+        assert!(links.names_deploy(&format!("https://other.example/x/logs/7/{key}"), 7));
+        assert!(!links.names_deploy(&format!("https://deploy.example.com/logs/7/{key}"), 8));
+        assert!(!links.names_deploy(&format!("https://deploy.example.com/logs/8/{key}"), 8));
+        assert!(!links.names_deploy(&format!("https://deploy.example.com/log/7/{key}"), 7));
+        let forged = links.key_for(7, 1_000).replacen("1000-", "2000-", 1);
+        assert!(!links.names_deploy(&format!("https://deploy.example.com/logs/7/{forged}"), 7));
+        let other_key = LogLinks {
+            key: b"another server".to_vec(),
+            ..links.clone()
+        };
+        assert!(!other_key.names_deploy(&format!("https://deploy.example.com/logs/7/{key}"), 7));
+        assert!(!links.names_deploy("", 7) && !links.names_deploy("7", 7));
     }
 
     #[test]

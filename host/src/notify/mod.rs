@@ -18,16 +18,19 @@
 //! run out, and the next holder sends what it left, pending deployment
 //! requests included.
 //!
-//! Each row is sent once, with one exception: a sender that stops (is
-//! killed, or loses its lease because the database stayed unreachable)
-//! after the receiver took a row and before the journal recorded it as
-//! sent leaves the row claimed, and the next holder sends it again. That
-//! is the only window; the row's `attempts` shows it.
+//! Each row is sent once. A sender that stops (is killed, or loses its
+//! lease because the database stayed unreachable) after the receiver took
+//! a row and before the journal recorded it as sent leaves the row claimed
+//! and in doubt; the next holder asks GitHub whether it arrived before
+//! sending it again ([`in_doubt`]), and sends a registry callback in
+//! doubt again unchecked (it may arrive twice). The row's `attempts` shows
+//! it.
 //!
 //! Every row's result goes to the journal in the transaction that settles
 //! it: what GitHub answered to each deployment request
 //! (`github_deployment_requests`) and how each report went (`reports`).
 
+mod in_doubt;
 mod links;
 mod send;
 
@@ -502,10 +505,13 @@ impl Outbox {
                         }
                     }
                     // From here until the row is settled below, a sender
-                    // that stops leaves the row to be sent again by the
-                    // next holder: the one window of a second send.
-                    let http = self.sender.http.clone();
-                    match self.while_held(outgoing.send(&http)).await {
+                    // that stops leaves the row in doubt: the next holder
+                    // finds it claimed before (`attempts` was not 0 when
+                    // it claimed it) and asks GitHub whether this attempt
+                    // arrived before sending it again.
+                    let in_doubt = row.attempts > 0;
+                    let sender = self.sender.clone();
+                    match self.while_held(outgoing.send(&sender, in_doubt)).await {
                         Some(settlement) => settlement,
                         None => return Pass::Lost,
                     }

@@ -3,6 +3,12 @@
 //! it is sent ([`Outgoing::send`]); either way the result is the
 //! [`Settlement`] the journal records: the request's answer for a
 //! deployment, the `reports` row for a status or a callback.
+//!
+//! A row in doubt (claimed before and never settled: its earlier attempt
+//! may have reached GitHub) is checked first ([`super::in_doubt`]): a
+//! status GitHub holds already, or a deployment an earlier attempt
+//! created, is settled as sent without a second request; a check that
+//! fails is a failed send. A callback is sent again unchecked.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,7 +22,7 @@ use crate::journal::{
 use crate::metrics::process::CallbackFailure;
 use crate::plugin::{wit, PluginRuntime};
 
-use super::{LogLinks, CALLBACK_CONTEXT};
+use super::{in_doubt, LogLinks, CALLBACK_CONTEXT};
 
 /// The configuration rows are sent with, replaced whole on reload.
 pub(super) struct Settings {
@@ -27,7 +33,9 @@ pub(super) struct Settings {
 }
 
 /// What sends rows: the journal, the component (status bodies), the log
-/// links and the HTTP client of callbacks.
+/// links and the HTTP client of callbacks. Cloned for each send (handles
+/// only).
+#[derive(Clone)]
 pub(super) struct Sender {
     pub journal: Arc<Journal>,
     pub runtime: Arc<PluginRuntime>,
@@ -359,58 +367,167 @@ impl Sender {
 
 impl Outgoing {
     /// Sends it (GitHub's client retries and waits out rate limits, within
-    /// its bounds) and says how it went.
-    pub async fn send(self, http: &reqwest::Client) -> Settlement {
+    /// its bounds) and says how it went. `in_doubt`: an earlier attempt was
+    /// claimed and never settled, so GitHub is asked first whether it
+    /// arrived (not for a callback, which cannot be asked).
+    pub async fn send(self, sender: &Sender, in_doubt: bool) -> Settlement {
         match self {
             Outgoing::Deployment {
                 request_id,
                 stack,
                 client,
                 body,
-            } => create_deployment(request_id, &stack, &client, &body).await,
+            } => {
+                if in_doubt {
+                    match in_doubt::deployment_on_github(
+                        &client,
+                        &sender.journal,
+                        request_id,
+                        &body,
+                    )
+                    .await
+                    {
+                        Ok(Some(deployment)) => {
+                            tracing::info!(%stack, request = request_id, deployment, "GitHub deployment found, created by an earlier attempt whose answer was lost");
+                            return answered(
+                                OutboxOutcome::Sent,
+                                request_id,
+                                RequestState::Created,
+                                Some(deployment),
+                                None,
+                                "created (found on GitHub after an unanswered attempt)",
+                            );
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            return request_failed(
+                                request_id,
+                                &stack,
+                                &e.to_string(),
+                                e.status(),
+                                denied(&e),
+                            )
+                        }
+                    }
+                }
+                create_deployment(request_id, &stack, &client, &body).await
+            }
             Outgoing::Status {
                 deploy_id,
                 state,
                 deployment,
                 client,
                 body,
-            } => match client.create_status(deployment, &body).await {
-                Ok(()) => reported(
-                    OutboxOutcome::Sent,
-                    deploy_id,
-                    "github",
-                    state,
-                    format!("deployment {deployment}: sent"),
-                ),
-                Err(e) => {
-                    tracing::error!(
-                        deploy = deploy_id,
-                        deployment,
-                        "cannot send a GitHub deployment status: {}",
-                        crate::text::one_line(&e.to_string())
-                    );
-                    reported(
-                        OutboxOutcome::Failed,
+            } => {
+                if in_doubt {
+                    match in_doubt::status_on_github(
+                        &client,
+                        &sender.links,
                         deploy_id,
-                        "github",
-                        state,
-                        format!("deployment {deployment}: {e}"),
+                        deployment,
+                        &body,
                     )
+                    .await
+                    {
+                        Ok(true) => {
+                            tracing::info!(deploy = deploy_id, deployment, "GitHub deployment status found, posted by an earlier attempt whose answer was lost");
+                            return reported(
+                                OutboxOutcome::Sent,
+                                deploy_id,
+                                "github",
+                                state,
+                                format!("deployment {deployment}: sent (found on GitHub after an unanswered attempt)"),
+                            );
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            tracing::error!(
+                                deploy = deploy_id,
+                                deployment,
+                                "not sending a GitHub deployment status again: {}",
+                                crate::text::one_line(&e.to_string())
+                            );
+                            return reported(
+                                OutboxOutcome::Failed,
+                                deploy_id,
+                                "github",
+                                state,
+                                format!("deployment {deployment}: {e}"),
+                            );
+                        }
+                    }
                 }
-            },
+                post_status(deploy_id, state, deployment, &client, &body).await
+            }
             Outgoing::Callback {
                 deploy_id,
                 state,
                 url,
                 callback_state,
                 body,
-            } => callback(http, deploy_id, state, url, callback_state, &body).await,
+            } => callback(&sender.http, deploy_id, state, url, callback_state, &body).await,
+        }
+    }
+}
+
+/// Whether a failed check was GitHub refusing the token.
+fn denied(e: &in_doubt::CheckError) -> bool {
+    matches!(e, in_doubt::CheckError::Github(ApiError::Denied { .. }))
+}
+
+/// A deployment request that could not be sent (or checked): `denied`
+/// when GitHub refused the token, failed otherwise.
+fn request_failed(
+    id: i64,
+    stack: &str,
+    error: &str,
+    status: Option<u16>,
+    denied: bool,
+) -> Settlement {
+    tracing::error!(%stack, request = id, "cannot create a GitHub deployment: {}", crate::text::one_line(error));
+    let state = if denied {
+        RequestState::Denied
+    } else {
+        RequestState::Failed
+    };
+    answered(OutboxOutcome::Failed, id, state, None, status, error)
+}
+
+async fn post_status(
+    deploy_id: i64,
+    state: DeployState,
+    deployment: u64,
+    client: &GithubClient,
+    body: &str,
+) -> Settlement {
+    match client.create_status(deployment, body).await {
+        Ok(()) => reported(
+            OutboxOutcome::Sent,
+            deploy_id,
+            "github",
+            state,
+            format!("deployment {deployment}: sent"),
+        ),
+        Err(e) => {
+            tracing::error!(
+                deploy = deploy_id,
+                deployment,
+                "cannot send a GitHub deployment status: {}",
+                crate::text::one_line(&e.to_string())
+            );
+            reported(
+                OutboxOutcome::Failed,
+                deploy_id,
+                "github",
+                state,
+                format!("deployment {deployment}: {e}"),
+            )
         }
     }
 }
 
 async fn create_deployment(id: i64, stack: &str, client: &GithubClient, body: &str) -> Settlement {
-    use OutboxOutcome::{Failed, Sent};
+    use OutboxOutcome::Sent;
     match client.create_deployment(body).await {
         Ok(Created::Deployment(deployment)) => {
             tracing::info!(%stack, request = id, deployment, "GitHub deployment created");
@@ -435,27 +552,9 @@ async fn create_deployment(id: i64, stack: &str, client: &GithubClient, body: &s
             tracing::warn!(%stack, request = id, "GitHub refused the deployment (422): {}", crate::text::one_line(&m));
             answered(Sent, id, RequestState::Invalid, None, Some(422), &m)
         }
-        Err(e @ ApiError::Denied { .. }) => {
-            tracing::error!(%stack, request = id, "cannot create a GitHub deployment: {}", crate::text::one_line(&e.to_string()));
-            answered(
-                Failed,
-                id,
-                RequestState::Denied,
-                None,
-                e.status(),
-                &e.to_string(),
-            )
-        }
         Err(e) => {
-            tracing::error!(%stack, request = id, "cannot create a GitHub deployment: {}", crate::text::one_line(&e.to_string()));
-            answered(
-                Failed,
-                id,
-                RequestState::Failed,
-                None,
-                e.status(),
-                &e.to_string(),
-            )
+            let denied = matches!(e, ApiError::Denied { .. });
+            request_failed(id, stack, &e.to_string(), e.status(), denied)
         }
     }
 }
