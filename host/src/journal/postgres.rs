@@ -19,20 +19,16 @@
 //! each migration once.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::BytesMut;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::WebPkiServerVerifier;
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
-use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
+
+mod connect;
+pub use connect::check_url;
+use connect::ConnectConfig;
 
 use super::schema::{self, Migration};
 use super::sql::{dollar_placeholders, Commit, DbError, Rec, Sql, Value};
@@ -260,17 +256,24 @@ impl Db {
                 Commit::Append => format!("BEGIN; {idle}"),
                 Commit::Relaxed => format!("BEGIN; {idle}; SET LOCAL synchronous_commit TO OFF"),
             };
-            rt.block_on(conn.client().batch_execute(&begin))?;
             let mut tx = Tx {
                 client: conn.client(),
+                begin: Some(begin),
                 announced: Vec::new(),
             };
             let outcome = f(&mut tx);
             let announced = std::mem::take(&mut tx.announced);
-            if outcome.is_ok() {
-                rt.block_on(commit_announcing(conn.client(), &announced))?;
-            } else {
-                rt.block_on(conn.client().batch_execute("ROLLBACK"))?;
+            match (tx.begin.take(), &outcome) {
+                // Nothing was sent: there is no transaction to end, unless
+                // there is something to announce.
+                (Some(_), Ok(_)) if announced.is_empty() => {}
+                (Some(_), Err(_)) => {}
+                (Some(begin), Ok(_)) => {
+                    rt.block_on(conn.client().batch_execute(&begin))?;
+                    rt.block_on(commit_announcing(conn.client(), &announced))?;
+                }
+                (None, Ok(_)) => rt.block_on(commit_announcing(conn.client(), &announced))?,
+                (None, Err(_)) => rt.block_on(conn.client().batch_execute("ROLLBACK"))?,
             }
             conn.release();
             outcome
@@ -287,6 +290,7 @@ impl Db {
             let mut conn = Checkout::new(rt.block_on(self.pool.get()).map_err(unavailable)?);
             let outcome = f(&mut Tx {
                 client: conn.client(),
+                begin: None,
                 announced: Vec::new(),
             });
             conn.release();
@@ -508,7 +512,9 @@ async fn commit_announcing(
         .iter()
         .flat_map(|(channel, payload)| [channel as _, payload as _])
         .collect();
+    // Biased: sent in this order, the notifies inside the transaction.
     let (notified, committed) = tokio::join!(
+        biased;
         client.execute(&notify, &params),
         client.batch_execute("COMMIT")
     );
@@ -520,6 +526,10 @@ async fn commit_announcing(
 /// (deadpool's statement cache).
 struct Tx<'a> {
     client: &'a Object,
+    /// The transaction's `BEGIN` (and lock), until it is sent, pipelined
+    /// with the first statement ([`Tx::begun`]): the lock is taken and the
+    /// statement run in one round trip.
+    begin: Option<String>,
     /// What [`Sql::announce`] was asked to tell, sent with the `COMMIT`
     /// ([`commit_announcing`]), each (channel, payload) once.
     announced: Vec<(String, String)>,
@@ -534,12 +544,31 @@ impl Tx<'_> {
     }
 }
 
+/// Runs `statement`, after `begin` if it is given, in one round trip
+/// (biased: sent in that order). A `BEGIN` that fails (the lock not taken in
+/// time) fails the statement with it, and its error is the one returned.
+async fn begun<T>(
+    client: &Object,
+    begin: Option<String>,
+    statement: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, DbError> {
+    match begin {
+        None => Ok(statement.await?),
+        Some(begin) => {
+            let (begun, done) = tokio::join!(biased; client.batch_execute(&begin), statement);
+            begun?;
+            Ok(done?)
+        }
+    }
+}
+
 impl Sql for Tx<'_> {
     fn execute(&mut self, sql: &str, args: &[Value]) -> Result<u64, DbError> {
         let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|v| v as _).collect();
         runtime().block_on(async {
             let statement = self.prepared(sql).await?;
-            Ok(self.client.execute(&statement, &params).await?)
+            let begin = self.begin.take();
+            begun(self.client, begin, self.client.execute(&statement, &params)).await
         })
     }
 
@@ -555,7 +584,8 @@ impl Sql for Tx<'_> {
         let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|v| v as _).collect();
         let rows = runtime().block_on(async {
             let statement = self.prepared(sql).await?;
-            Ok::<_, DbError>(self.client.query(&statement, &params).await?)
+            let begin = self.begin.take();
+            begun(self.client, begin, self.client.query(&statement, &params)).await
         })?;
         rows.iter().map(rec).collect()
     }
@@ -655,279 +685,3 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
     text
 }
 
-/// Checks that `url` is a database URL this build can use (scheme, TLS
-/// parameters, root certificate file); the message never quotes the URL.
-pub fn check_url(url: &str) -> Result<(), String> {
-    ConnectConfig::parse(url).map(|_| ())
-}
-
-/// How `sslmode` asks the server's certificate to be checked.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Verify {
-    /// Not at all (libpq's `prefer` and `require` without a root file):
-    /// encrypted, not authenticated.
-    Nothing,
-    /// Chained to a trusted root (`verify-ca`).
-    Chain,
-    /// Chained to a trusted root and naming the host (`verify-full`).
-    ChainAndName,
-}
-
-/// A URL taken apart: tokio-postgres's config without the TLS parameters it
-/// does not know, and the TLS set-up they ask for.
-struct ConnectConfig {
-    config: tokio_postgres::Config,
-    ssl_mode: SslMode,
-    tls: tokio_postgres_rustls::MakeRustlsConnect,
-}
-
-impl ConnectConfig {
-    /// Reads `url`. Errors never quote the URL (it holds the password).
-    fn parse(url: &str) -> Result<ConnectConfig, String> {
-        let mut parsed =
-            url::Url::parse(url).map_err(|e| format!("the database URL is not a URL ({e})"))?;
-        if !matches!(parsed.scheme(), "postgres" | "postgresql") {
-            return Err(format!(
-                "the database URL must start with postgres:// or postgresql://, not {}://",
-                parsed.scheme()
-            ));
-        }
-        let mut sslmode = None;
-        let mut rootcert = None;
-        let mut kept = Vec::new();
-        for (key, value) in parsed.query_pairs() {
-            match key.as_ref() {
-                "sslmode" => sslmode = Some(value.into_owned()),
-                "sslrootcert" => rootcert = Some(PathBuf::from(value.into_owned())),
-                _ => kept.push((key.into_owned(), value.into_owned())),
-            }
-        }
-        if kept.is_empty() {
-            parsed.set_query(None);
-        } else {
-            parsed.query_pairs_mut().clear().extend_pairs(kept);
-        }
-        let config: tokio_postgres::Config = parsed
-            .as_str()
-            .parse()
-            .map_err(|e| format!("the database URL cannot be used: {e}"))?;
-        let (ssl_mode, verify) = match sslmode.as_deref().unwrap_or("prefer") {
-            "disable" => (SslMode::Disable, Verify::Nothing),
-            // As libpq: a root certificate given makes prefer and require
-            // check the chain.
-            "prefer" if rootcert.is_some() => (SslMode::Prefer, Verify::Chain),
-            "prefer" => (SslMode::Prefer, Verify::Nothing),
-            "require" if rootcert.is_some() => (SslMode::Require, Verify::Chain),
-            "require" => (SslMode::Require, Verify::Nothing),
-            "verify-ca" => (SslMode::Require, Verify::Chain),
-            "verify-full" => (SslMode::Require, Verify::ChainAndName),
-            other => {
-                return Err(format!(
-                    "sslmode={other} is not supported: use disable, prefer, require, verify-ca or verify-full"
-                ))
-            }
-        };
-        let tls = tls_config(verify, rootcert.as_deref())?;
-        Ok(ConnectConfig {
-            config,
-            ssl_mode,
-            tls: tokio_postgres_rustls::MakeRustlsConnect::new(tls),
-        })
-    }
-
-    /// `postgres://user@host:port/dbname`: the URL without its password.
-    fn location(&self) -> String {
-        let user = self.config.get_user().unwrap_or("");
-        let host = match self.config.get_hosts().first() {
-            Some(Host::Tcp(host)) if host.contains(':') => format!("[{host}]"),
-            Some(Host::Tcp(host)) => host.clone(),
-            Some(Host::Unix(path)) => path.display().to_string(),
-            None => "localhost".to_owned(),
-        };
-        let port = self.config.get_ports().first().copied().unwrap_or(5432);
-        let db = self.config.get_dbname().unwrap_or(user);
-        format!("postgres://{user}@{host}:{port}/{db}")
-    }
-}
-
-/// rustls's client configuration for `verify`, trusting the PEM
-/// certificates in `rootcert` or, without one, the Mozilla roots.
-fn tls_config(verify: Verify, rootcert: Option<&Path>) -> Result<rustls::ClientConfig, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS cannot be set up: {e}"))?;
-    if verify == Verify::Nothing {
-        return Ok(builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Unverified(provider)))
-            .with_no_client_auth());
-    }
-    let mut roots = rustls::RootCertStore::empty();
-    match rootcert {
-        Some(path) => {
-            let certs = CertificateDer::pem_file_iter(path)
-                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| {
-                    format!(
-                        "sslrootcert {}: cannot read certificates: {e}",
-                        path.display()
-                    )
-                })?;
-            if certs.is_empty() {
-                return Err(format!(
-                    "sslrootcert {}: holds no certificate",
-                    path.display()
-                ));
-            }
-            for cert in certs {
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;
-            }
-        }
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-    }
-    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
-        .build()
-        .map_err(|e| format!("TLS cannot be set up: {e}"))?;
-    Ok(match verify {
-        Verify::ChainAndName => builder.with_webpki_verifier(webpki).with_no_client_auth(),
-        _ => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(ChainOnly(webpki)))
-            .with_no_client_auth(),
-    })
-}
-
-/// `sslmode=prefer`/`require` without a root certificate, as libpq: the
-/// connection is encrypted and the handshake's signatures are checked, but
-/// any certificate is accepted.
-#[derive(Debug)]
-struct Unverified(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// `sslmode=verify-ca`: the certificate must chain to a trusted root; the
-/// name in it is not checked.
-#[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for ChainOnly {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_url_is_read_without_its_password_showing_anywhere() {
-        let parsed =
-            ConnectConfig::parse("postgres://app:s3cret@db.internal:6543/journal?sslmode=require")
-                .unwrap();
-        assert_eq!(parsed.location(), "postgres://app@db.internal:6543/journal");
-        assert_eq!(parsed.ssl_mode, SslMode::Require);
-        let options = PostgresOptions::new("postgres://app:s3cret@db/journal");
-        assert!(!format!("{options:?}").contains("s3cret"));
-
-        for (url, problem) in [
-            ("mysql://app:s3cret@db/x", "must start with postgres://"),
-            (
-                "postgres://app:s3cret@db/x?sslmode=allow",
-                "sslmode=allow is not supported",
-            ),
-            ("not a url s3cret", "is not a URL"),
-            (
-                "postgres://app:s3cret@db/x?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
-                "sslrootcert /nonexistent/ca.pem: cannot read certificates",
-            ),
-        ] {
-            let err = ConnectConfig::parse(url).err().unwrap();
-            assert!(err.contains(problem), "{url}: {err}");
-            assert!(!err.contains("s3cret"), "{url}: {err}");
-        }
-    }
-}
