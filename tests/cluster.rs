@@ -432,12 +432,11 @@ fn row_line(r: &OutboxRow) -> String {
 /// created one deployment per deployment request the journal holds (none
 /// twice, none the journal does not know); each deployment's statuses are
 /// its deploy's transitions in order, each state once, its final state
-/// included; the journal's `reports` say so; and every request had
-/// GitHub's documented shape. A deploy without a deployment request is
-/// one whose replica was killed between journaling the deploy and its
-/// request, so its delivery must not have been `accepted` (202). Every
-/// broken promise is listed (with the
-/// outbox rows behind it and their attempts) before the test fails.
+/// included; the journal's `reports` say so; every request had GitHub's
+/// documented shape; and every deploy has exactly one deployment request,
+/// recorded with it in one transaction, even when its replica was killed
+/// before it answered. Every broken promise is listed (with the outbox
+/// rows behind it and their attempts) before the test fails.
 fn check_github_reports(
     journal: &Journal,
     standin: &GithubStandin,
@@ -488,7 +487,16 @@ fn check_github_reports(
         *created.entry(key).or_default() += 1;
     }
     let mut deployment_of_deploy: BTreeMap<i64, u64> = BTreeMap::new();
+    let mut requests_of_deploy: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
     for request in &requests {
+        let Some(deploy) = request.asked.deploy_id else {
+            broken.push(format!("request #{} is for no deploy", request.id));
+            continue;
+        };
+        requests_of_deploy
+            .entry(deploy)
+            .or_default()
+            .push(request.id);
         let key = (
             request.asked.stack.clone(),
             request.asked.delivery_id.clone().unwrap(),
@@ -508,10 +516,7 @@ fn check_github_reports(
             ));
             continue;
         };
-        let deploy = request.asked.deploy_id.unwrap();
-        if deployment_of_deploy.insert(deploy, deployment).is_some() {
-            broken.push(format!("deploy #{deploy} has two deployment requests"));
-        }
+        deployment_of_deploy.insert(deploy, deployment);
     }
     let unknown: Vec<_> = created
         .keys()
@@ -545,17 +550,28 @@ fn check_github_reports(
     let mut without_request = Vec::new();
     for d in deploys {
         let what = format!("deploy #{} ({} {})", d.id, d.queued.stack, d.state);
-        let Some(&deployment) = deployment_of_deploy.get(&d.id) else {
-            without_request.push(d.id);
+        // Every stack reports directly (`wait_for_event = false`): the
+        // journal records each deploy with its request in one transaction,
+        // so every deploy has exactly one, whenever its replica was killed.
+        let of_deploy = requests_of_deploy.get(&d.id).map_or(&[][..], Vec::as_slice);
+        if of_deploy.len() != 1 {
             let delivery = d.queued.delivery_id.as_deref().unwrap_or("");
-            if accepted.contains(delivery) {
-                broken.push(format!(
-                    "{what}: {delivery} was accepted but asked GitHub for no deployment"
-                ));
-            }
-            if !rows_of_deploy(d.id).is_empty() {
-                broken.push(format!("{what} has statuses to send but no deployment"));
-            }
+            let answered = if accepted.contains(delivery) {
+                "was accepted"
+            } else {
+                "was not answered 202"
+            };
+            broken.push(format!(
+                "{what}: {delivery} {answered} and has {} deployment requests {of_deploy:?}; {:?}",
+                of_deploy.len(),
+                rows_of_deploy(d.id)
+            ));
+        }
+        if of_deploy.is_empty() {
+            without_request.push(d.id);
+        }
+        // A request GitHub created no deployment for is listed above.
+        let Some(&deployment) = deployment_of_deploy.get(&d.id) else {
             continue;
         };
         let expected: Vec<&str> = journal
@@ -604,8 +620,7 @@ fn check_github_reports(
     }
     eprintln!(
         "GitHub: {} requests, {} deployments created for {} requests, {statuses} statuses \
-         posted; {} deploys without a deployment request (their replica was killed before \
-         it asked, and before it answered): {without_request:?}",
+         posted; {} deploys without a deployment request: {without_request:?}",
         recorded.len(),
         created.values().sum::<usize>(),
         requests.len(),
