@@ -2,17 +2,33 @@
 //! spread over all of them (the same delivery sent to two), replicas killed
 //! with SIGKILL and restarted, and afterwards every promise of the single
 //! server checked cluster-wide from what the deploy commands recorded and
-//! what the journal holds.
+//! what the journal holds; every stack reports to GitHub deployments
+//! through the GitHub stand-in, whose record shows each deployment created
+//! and each status posted once, in order (issue 15).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use redeploy_host::journal::{DeployRecord, DeployState, Journal, PostgresOptions};
+use redeploy_host::journal::{
+    DeployRecord, DeployState, Journal, OutboxKind, OutboxOutcome, OutboxRow, PostgresOptions,
+};
+use redeploy_plugin::outcome::DeployPhase;
 
-use crate::support::replicas::{replica, try_push, Replica};
+use crate::github_standin::GithubStandin;
+use crate::support::replicas::{github_table, replica_with_tables, try_push, Replica};
 use crate::support::{wait_for, ServerProcess, TempDir};
+
+/// The token the replicas' stacks send to the GitHub stand-in.
+const GITHUB_TOKEN: &str = "ghp_cluster_standin_token_0123456789";
+const DEPLOYMENTS: &str = "POST /repos/{owner}/{repo}/deployments";
+const STATUSES: &str = "POST /repos/{owner}/{repo}/deployments/{deployment_id}/statuses";
+
+/// Generous bound on the outbox's settling after the last deploy ended: a
+/// SIGKILLed sender's lease runs out first (10 s), then one sender posts
+/// every status the others left, one request at a time.
+const OUTBOX_SETTLE_SECS: u64 = 180;
 
 /// A small seeded generator (xorshift64*), so a failing run can be
 /// repeated.
@@ -66,7 +82,8 @@ fn recorded(record: &Path, stacks: usize) -> (BTreeMap<(usize, i64), Run>, Vec<S
 /// deploy; each accepted deploy ran once, or was cancelled as superseded,
 /// or was interrupted by a kill (and then never ran again); no two deploys
 /// of a stack overlapped; the newest push of each stack, sent after the
-/// kills, ran.
+/// kills, ran; and every GitHub deployment and status was sent once
+/// ([`check_github_reports`]).
 #[test]
 fn three_replicas_with_sigkills_keep_every_promise_of_one_server() {
     const REPLICAS: usize = 3;
@@ -79,6 +96,10 @@ fn three_replicas_with_sigkills_keep_every_promise_of_one_server() {
         .unwrap_or(0x5eed_cafe);
     eprintln!("cluster test seed {seed} (CLUSTER_SEED={seed} repeats this run)");
     let dir = TempDir::new("cluster");
+    let standin = GithubStandin::start(GITHUB_TOKEN);
+    let token_file = dir.join("gh-token");
+    std::fs::write(&token_file, GITHUB_TOKEN).unwrap();
+    let github = github_table(&standin.base_url(), &token_file);
     let url = crate::support::postgres::shared().database("cluster");
     let names: Vec<String> = (0..STACKS).map(|s| format!("s{s}")).collect();
     let stacks: Vec<(&str, u32, &str)> = names
@@ -89,13 +110,14 @@ fn three_replicas_with_sigkills_keep_every_promise_of_one_server() {
     let replicas: Arc<Vec<Replica>> = Arc::new(
         (0..REPLICAS)
             .map(|r| {
-                replica(
+                replica_with_tables(
                     &dir,
                     &format!("replica-{r}"),
                     &url,
                     "",
                     "lease = \"2s\"",
                     &stacks,
+                    &github,
                 )
             })
             .collect(),
@@ -348,9 +370,267 @@ fn three_replicas_with_sigkills_keep_every_promise_of_one_server() {
         .collect();
     eprintln!("accepted deploys by state: {states:?}; interrupted: {interrupted:?}");
     assert!(states.get(&DeployState::Succeeded).copied().unwrap_or(0) >= STACKS);
+
+    let settling = Instant::now();
+    let rows = wait_for(OUTBOX_SETTLE_SECS, "the outbox settled", || {
+        let rows = journal.outbox_rows(0, usize::MAX >> 1).unwrap();
+        rows.iter().all(|r| r.outcome.is_some()).then_some(rows)
+    });
+    eprintln!(
+        "outbox settled {:.1}s after the last deploy ended ({:.1}s after the first push)",
+        settling.elapsed().as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    let accepted: BTreeSet<&str> = answers
+        .iter()
+        .filter(|(_, statuses)| statuses.contains(&202))
+        .map(|(delivery, _)| delivery.as_str())
+        .collect();
+    check_github_reports(&journal, &standin, &deploys, &accepted, &rows);
     for server in servers.iter() {
         if let Some(server) = server.write().unwrap().take() {
             assert!(server.terminate().success());
         }
     }
+}
+
+/// The GitHub state a deploy's `state` is reported as: the plugin's own
+/// mapping (`plugin/src/github.rs`, `phase_state`).
+fn github_state(state: DeployState) -> &'static str {
+    let phase = match state {
+        DeployState::Queued => DeployPhase::Queued,
+        DeployState::Started => DeployPhase::Started,
+        DeployState::Succeeded => DeployPhase::Succeeded,
+        DeployState::Failed => DeployPhase::Failed,
+        DeployState::Cancelled => DeployPhase::Cancelled,
+        DeployState::Interrupted => DeployPhase::Interrupted,
+    };
+    redeploy_plugin::github::phase_state(phase).0
+}
+
+/// One outbox row in a line: what it sent, how many times it was claimed.
+fn row_line(r: &OutboxRow) -> String {
+    let about = match r.kind {
+        OutboxKind::Deployment => format!("request #{}", r.request_id.unwrap_or(0)),
+        _ => format!(
+            "deploy #{} {}",
+            r.deploy_id.unwrap_or(0),
+            r.state.map_or("", DeployState::as_str)
+        ),
+    };
+    format!(
+        "row {} ({} {}, {about}): {} attempts, {:?}",
+        r.id,
+        r.kind.as_str(),
+        r.stack,
+        r.attempts,
+        r.outcome_detail.as_deref().unwrap_or("unsettled")
+    )
+}
+
+/// Issue 15, cluster-wide: every outbox row was sent and settled; GitHub
+/// created one deployment per deployment request the journal holds (none
+/// twice, none the journal does not know); each deployment's statuses are
+/// its deploy's transitions in order, each state once, its final state
+/// included; the journal's `reports` say so; every request had GitHub's
+/// documented shape; and every deploy has exactly one deployment request,
+/// recorded with it in one transaction, even when its replica was killed
+/// before it answered. Every broken promise is listed (with the outbox
+/// rows behind it and their attempts) before the test fails.
+fn check_github_reports(
+    journal: &Journal,
+    standin: &GithubStandin,
+    deploys: &[DeployRecord],
+    accepted: &BTreeSet<&str>,
+    rows: &[OutboxRow],
+) {
+    let mut broken: Vec<String> = Vec::new();
+    let retried: Vec<String> = rows
+        .iter()
+        .filter(|r| r.attempts > 1)
+        .map(row_line)
+        .collect();
+    eprintln!(
+        "{} outbox rows, {} of them claimed more than once: {retried:#?}",
+        rows.len(),
+        retried.len()
+    );
+    broken.extend(
+        rows.iter()
+            .filter(|r| r.outcome != Some(OutboxOutcome::Sent))
+            .map(|r| format!("not sent: {}", row_line(r))),
+    );
+    let row_of_request = |request: i64| -> String {
+        rows.iter()
+            .filter(|r| r.kind == OutboxKind::Deployment && r.request_id == Some(request))
+            .map(row_line)
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let rows_of_deploy = |deploy: i64| -> Vec<String> {
+        rows.iter()
+            .filter(|r| r.kind == OutboxKind::Status && r.deploy_id == Some(deploy))
+            .map(row_line)
+            .collect()
+    };
+
+    // Deployments: one per journaled request, keyed by (stack, delivery id).
+    let requests = journal.deployment_requests(None, usize::MAX >> 1).unwrap();
+    let recorded = standin.requests();
+    let mut created: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for r in recorded.iter().filter(|r| r.operation == DEPLOYMENTS) {
+        let payload = &r.body.as_ref().unwrap()["payload"];
+        let key = (
+            payload["stack"].as_str().unwrap().to_owned(),
+            payload["delivery"].as_str().unwrap().to_owned(),
+        );
+        *created.entry(key).or_default() += 1;
+    }
+    let mut deployment_of_deploy: BTreeMap<i64, u64> = BTreeMap::new();
+    let mut requests_of_deploy: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for request in &requests {
+        let Some(deploy) = request.asked.deploy_id else {
+            broken.push(format!("request #{} is for no deploy", request.id));
+            continue;
+        };
+        requests_of_deploy
+            .entry(deploy)
+            .or_default()
+            .push(request.id);
+        let key = (
+            request.asked.stack.clone(),
+            request.asked.delivery_id.clone().unwrap(),
+        );
+        let times = created.get(&key).copied().unwrap_or(0);
+        if times != 1 {
+            broken.push(format!(
+                "GitHub created the deployment of request #{} {key:?} {times} times; {}",
+                request.id,
+                row_of_request(request.id)
+            ));
+        }
+        let Some(deployment) = request.deployment_id else {
+            broken.push(format!(
+                "request #{} has no deployment: {request:?}",
+                request.id
+            ));
+            continue;
+        };
+        deployment_of_deploy.insert(deploy, deployment);
+    }
+    let unknown: Vec<_> = created
+        .keys()
+        .filter(|(stack, delivery)| {
+            !requests.iter().any(|r| {
+                &r.asked.stack == stack && r.asked.delivery_id.as_deref() == Some(delivery)
+            })
+        })
+        .collect();
+    if !unknown.is_empty() {
+        broken.push(format!(
+            "GitHub created deployments no request asked for: {unknown:?}"
+        ));
+    }
+
+    // Statuses: only to those deployments; per deploy, its transitions in
+    // order, each once, its final one included.
+    let known: BTreeSet<u64> = deployment_of_deploy.values().copied().collect();
+    let mut posted_to: BTreeMap<u64, usize> = BTreeMap::new();
+    for r in recorded.iter().filter(|r| r.operation == STATUSES) {
+        let id: u64 = r.path.split('/').nth(5).unwrap().parse().unwrap();
+        *posted_to.entry(id).or_default() += 1;
+    }
+    let strays: Vec<_> = posted_to.keys().filter(|id| !known.contains(id)).collect();
+    if !strays.is_empty() {
+        broken.push(format!(
+            "statuses posted to deployments no request has: {strays:?}"
+        ));
+    }
+    let mut statuses = 0;
+    let mut without_request = Vec::new();
+    for d in deploys {
+        let what = format!("deploy #{} ({} {})", d.id, d.queued.stack, d.state);
+        // Every stack reports directly (`wait_for_event = false`): the
+        // journal records each deploy with its request in one transaction,
+        // so every deploy has exactly one, whenever its replica was killed.
+        let of_deploy = requests_of_deploy.get(&d.id).map_or(&[][..], Vec::as_slice);
+        if of_deploy.len() != 1 {
+            let delivery = d.queued.delivery_id.as_deref().unwrap_or("");
+            let answered = if accepted.contains(delivery) {
+                "was accepted"
+            } else {
+                "was not answered 202"
+            };
+            broken.push(format!(
+                "{what}: {delivery} {answered} and has {} deployment requests {of_deploy:?}; {:?}",
+                of_deploy.len(),
+                rows_of_deploy(d.id)
+            ));
+        }
+        if of_deploy.is_empty() {
+            without_request.push(d.id);
+        }
+        // A request GitHub created no deployment for is listed above.
+        let Some(&deployment) = deployment_of_deploy.get(&d.id) else {
+            continue;
+        };
+        let expected: Vec<&str> = journal
+            .transitions(d.id)
+            .unwrap()
+            .into_iter()
+            .map(|(state, _)| github_state(state))
+            .collect();
+        let sent = standin.statuses(deployment);
+        statuses += sent.len();
+        let twice: BTreeSet<&String> = sent
+            .iter()
+            .filter(|s| sent.iter().filter(|t| t == s).count() > 1)
+            .collect();
+        let last = github_state(d.state);
+        if !twice.is_empty() {
+            broken.push(format!(
+                "{what}: GitHub got {twice:?} more than once on deployment {deployment}: \
+                 {sent:?}; {:?}",
+                rows_of_deploy(d.id)
+            ));
+        } else if !sent.iter().any(|s| s == last) {
+            broken.push(format!(
+                "{what}: deployment {deployment} never got its final {last:?}: {sent:?}; {:?}",
+                rows_of_deploy(d.id)
+            ));
+        } else if sent != expected {
+            broken.push(format!(
+                "{what}: deployment {deployment} got {sent:?}, its transitions are {expected:?}"
+            ));
+        }
+        if posted_to.get(&deployment).copied().unwrap_or(0) != sent.len() {
+            broken.push(format!(
+                "{what}: a status to deployment {deployment} was refused"
+            ));
+        }
+        let reports = journal.reports(d.id).unwrap();
+        let outcome = format!("deployment {deployment}: sent");
+        if reports.len() != expected.len()
+            || !reports
+                .iter()
+                .all(|(target, _, o)| target == "github" && *o == outcome)
+        {
+            broken.push(format!("{what}: reports {reports:?}"));
+        }
+    }
+    eprintln!(
+        "GitHub: {} requests, {} deployments created for {} requests, {statuses} statuses \
+         posted; {} deploys without a deployment request: {without_request:?}",
+        recorded.len(),
+        created.values().sum::<usize>(),
+        requests.len(),
+        without_request.len()
+    );
+    broken.extend(standin.violations());
+    assert!(
+        broken.is_empty(),
+        "{} GitHub promises broken:\n{}",
+        broken.len(),
+        broken.join("\n")
+    );
 }

@@ -205,18 +205,19 @@ impl Dispatcher {
         self
     }
 
+    /// Records a deployment request for a stack that waits for the
+    /// `deployment` event to deploy, and wakes the notifier to send it.
     fn request_deployment(
         &self,
         event: &wit::DeployEvent,
         body: &str,
-        deploy_id: Option<i64>,
     ) -> Result<Inserted, crate::journal::JournalError> {
         let inserted = self
             .journal
             .insert_deployment_request(&NewDeploymentRequest {
                 stack: event.stack.clone(),
                 delivery_id: event.delivery.clone(),
-                deploy_id,
+                deploy_id: None,
                 git_ref: event.ref_.clone(),
                 sha: event.sha.clone(),
                 request_json: body.to_string(),
@@ -357,7 +358,7 @@ impl Dispatcher {
             match step {
                 Step::Skip => {}
                 Step::RequestDeployment { event, body } => {
-                    match self.request_deployment(event, body, None) {
+                    match self.request_deployment(event, body) {
                         Ok(Inserted::New(id)) => {
                             accepted = true;
                             entry["state"] = json!("deployment-requested");
@@ -380,19 +381,20 @@ impl Dispatcher {
                     event,
                     new,
                     admission,
-                    github_request,
                 } => match self.journal.admit_deploy(&new, &admission) {
                     Ok(Admitted::Inserted(Inserted::New(id))) => {
-                        self.metrics
-                            .deploy_state(crate::journal::DeployState::Queued);
-                        entry["deploy_id"] = json!(id);
-                        if let Some(body) = github_request {
-                            // Deploys now; statuses go to the deployment this creates.
-                            if let Err(e) = self.request_deployment(event, body, Some(id)) {
-                                tracing::error!(stack = %event.stack, error = %e, "journal: cannot record a deployment request");
-                            }
+                        match self.queue_new(id, &mut entry) {
+                            Some(queued) => accepted |= queued,
+                            None => return self.unavailable(label, &outcome),
                         }
-                        match self.hand_to_runner(id, &mut entry) {
+                    }
+                    // Deploys now; statuses go to the deployment the request
+                    // creates, recorded in the same transaction.
+                    Ok(Admitted::Requested { deploy_id, request }) => {
+                        if let (Inserted::New(request_id), Some(n)) = (request, &self.notifier) {
+                            n.create_deployment(request_id);
+                        }
+                        match self.queue_new(deploy_id, &mut entry) {
                             Some(queued) => accepted |= queued,
                             None => return self.unavailable(label, &outcome),
                         }
@@ -478,6 +480,15 @@ impl Dispatcher {
         Dispatched { status, body }
     }
 
+    /// Counts the deploy `id` the journal just admitted as queued, names it
+    /// in `entry` and hands it to the runner ([`Dispatcher::hand_to_runner`]).
+    fn queue_new(&self, id: i64, entry: &mut Value) -> Option<bool> {
+        self.metrics
+            .deploy_state(crate::journal::DeployState::Queued);
+        entry["deploy_id"] = json!(id);
+        self.hand_to_runner(id, entry)
+    }
+
     /// Reads back the deploy `id` the journal just admitted and hands it to
     /// the sink, recording in `entry` whether it was queued or cancelled at
     /// once (and why). `Some(true)` when it will run; `None` when the
@@ -555,6 +566,7 @@ impl Dispatcher {
                 sender_reports_forced: false,
                 requested: true,
             }),
+            deployment_request: None,
         };
         let mut entry = json!({
             "stack": stack.name,
@@ -566,21 +578,19 @@ impl Dispatcher {
         });
         let mut accepted = false;
         match self.journal.admit_deploy(&new, &admission) {
-            Ok(Admitted::Inserted(Inserted::New(id))) => {
-                self.metrics
-                    .deploy_state(crate::journal::DeployState::Queued);
-                entry["deploy_id"] = json!(id);
-                match self.hand_to_runner(id, &mut entry) {
-                    Some(queued) => accepted = queued,
-                    None => {
-                        return refuse(
-                            503,
-                            "journal-unavailable",
-                            "the journal cannot record this deploy; retry later".into(),
-                        )
-                    }
+            // A redeploy asks GitHub for no deployment: never `Requested`.
+            Ok(
+                Admitted::Inserted(Inserted::New(id)) | Admitted::Requested { deploy_id: id, .. },
+            ) => match self.queue_new(id, &mut entry) {
+                Some(queued) => accepted = queued,
+                None => {
+                    return refuse(
+                        503,
+                        "journal-unavailable",
+                        "the journal cannot record this deploy; retry later".into(),
+                    )
                 }
-            }
+            },
             Ok(Admitted::Replayed {
                 deploy_id: first, ..
             }) => {

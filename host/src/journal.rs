@@ -49,7 +49,7 @@ pub trait DeployObserver: Send + Sync {
 }
 
 mod github;
-pub use github::{DeploymentRequest, NewDeploymentRequest, RequestState};
+pub use github::{DeploymentRequest, DeploymentRequestClaim, NewDeploymentRequest, RequestState};
 mod leases;
 mod logs;
 pub use logs::StoredDeployLog;

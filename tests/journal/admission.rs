@@ -31,6 +31,7 @@ pub(super) fn commit(sha: &str, before: &str, forced: bool) -> Admission {
             sender_reports_forced: true,
             requested: false,
         }),
+        ..Admission::default()
     }
 }
 
@@ -90,7 +91,7 @@ fn a_replay_key_deduplicates_until_it_expires_and_is_then_pruned(store: &Store) 
             now_ms: now,
             expires_at_ms: now + 1000,
         }),
-        commit: None,
+        ..Admission::default()
     };
     let mut registry = deploy(None, "", 0);
     registry.delivery_id = None;

@@ -89,6 +89,32 @@ pub fn replica(
     journal: &str,
     stacks: &[(&str, u32, &str)],
 ) -> Replica {
+    replica_with_tables(dir, name, url, server, journal, stacks, "")
+}
+
+/// `[stacks.github]` reporting to GitHub deployments of acme/web through
+/// the API at `api_url` with the token in `token_file`, deploying on the
+/// push ("direct": `wait_for_event = false`); the environment is the
+/// stack's name.
+pub fn github_table(api_url: &str, token_file: &Path) -> String {
+    format!(
+        "[stacks.github]\nrepository = \"acme/web\"\napi_url = {api_url:?}\n\
+         token_file = {:?}\nwait_for_event = false\n",
+        token_file.to_str().unwrap()
+    )
+}
+
+/// A [`replica`] whose every stack also has the sub-tables `tables`
+/// (their headers included), e.g. [`github_table`].
+pub fn replica_with_tables(
+    dir: &TempDir,
+    name: &str,
+    url: &str,
+    server: &str,
+    journal: &str,
+    stacks: &[(&str, u32, &str)],
+    tables: &str,
+) -> Replica {
     let standin = dir.join("standin.sh");
     if !standin.exists() {
         write_executable(&standin, STAND_IN);
@@ -100,7 +126,7 @@ pub fn replica(
         toml.push_str(&format!(
             "\n[[stacks]]\nname = \"{stack}\"\nrepository = \"acme/web\"\nbranch = \"main\"\n\
              hook_token = {:?}\nsecrets = [{SECRET:?}]\ncommand = [{:?}]\ntimeout = \"5m\"\n\
-             env = {{ RECORD_DIR = {:?}, SLEEP = {sleep:?} }}\n",
+             env = {{ RECORD_DIR = {:?}, SLEEP = {sleep:?} }}\n{tables}",
             token(*n),
             standin.to_str().unwrap(),
             record.to_str().unwrap(),

@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 
 use super::{deployment_delivery_key, replay_key, ReplayIdentity, SENDERS_REPORTING_FORCED};
-use crate::journal::{Admission, CommitClaim, NewDeploy, ReplayClaim};
+use crate::journal::{Admission, CommitClaim, DeploymentRequestClaim, NewDeploy, ReplayClaim};
 use crate::plugin::wit;
 
 /// What one decision of an outcome does, before any of it is done.
@@ -27,11 +27,10 @@ pub(super) enum Step<'o> {
         event: &'o wit::DeployEvent,
         /// The journal row.
         new: Box<NewDeploy>,
-        /// What the journal checks first (replay, commit order).
-        admission: Admission,
-        /// A GitHub deployment to create whose statuses report this deploy
+        /// What the journal checks first (replay, commit order), and the
+        /// GitHub deployment to create whose statuses report this deploy
         /// (GitHub continuous deployment on, not waiting for the event).
-        github_request: Option<&'o str>,
+        admission: Admission,
     },
 }
 
@@ -91,7 +90,6 @@ pub(super) fn plan<'o>(
                         pusher: pushed_by(event, outcome).and_then(|p| p.pusher.clone()),
                     }),
                     admission: admission(event, outcome, identity, now_ms),
-                    github_request: event.github_deployment_request.as_deref(),
                 },
             };
             Planned { entry, step }
@@ -110,7 +108,9 @@ fn pushed_by<'o>(event: &wit::DeployEvent, outcome: &'o wit::Outcome) -> Option<
 
 /// What the journal checks before it admits `event`'s deploy: the replay
 /// key of a delivery without a delivery id, and the order of its commit,
-/// from the push that brought it (its `before`, and whether it was forced).
+/// from the push that brought it (its `before`, and whether it was forced);
+/// and the deployment request the journal records with it, when the
+/// component wrote one for a deploy that runs at once.
 fn admission(
     event: &wit::DeployEvent,
     outcome: &wit::Outcome,
@@ -134,7 +134,22 @@ fn admission(
             requested: false,
         }
     });
-    Admission { replay, commit }
+    let deployment_request =
+        event
+            .github_deployment_request
+            .as_ref()
+            .map(|body| DeploymentRequestClaim {
+                delivery_id: event.delivery.clone(),
+                git_ref: event.ref_.clone(),
+                sha: event.sha.clone(),
+                request_json: body.clone(),
+                created_at_ms: now,
+            });
+    Admission {
+        replay,
+        commit,
+        deployment_request,
+    }
 }
 
 #[cfg(test)]
@@ -220,7 +235,6 @@ mod tests {
             event,
             new,
             admission,
-            github_request,
         } = &planned[0].step
         else {
             panic!("web deploys: {:?}", planned[0]);
@@ -236,7 +250,7 @@ mod tests {
         );
         assert_eq!(new.git_ref.as_deref(), Some("refs/heads/master"));
         assert_eq!(new.created_at_ms, NOW);
-        assert!(github_request.is_none());
+        assert!(admission.deployment_request.is_none());
         assert!(admission.replay.is_none(), "a delivery id dedupes it");
         let commit = admission.commit.as_ref().unwrap();
         assert_eq!(
@@ -266,20 +280,25 @@ mod tests {
         assert_eq!(request["ref"], "199eddf46df50de8d02e99bf1c5fdb4101338224");
 
         let Step::Deploy {
-            event,
-            github_request,
-            ..
+            event, admission, ..
         } = &planned[3].step
         else {
             panic!("now deploys at once: {:?}", planned[3]);
         };
         assert_eq!(event.stack, "now");
+        let request = admission
+            .deployment_request
+            .as_ref()
+            .expect("and creates a deployment its statuses go to");
         assert_eq!(
-            *github_request,
-            event.github_deployment_request.as_deref(),
-            "and creates a deployment its statuses go to"
+            Some(&request.request_json),
+            event.github_deployment_request.as_ref()
         );
-        assert!(github_request.is_some());
+        assert_eq!(request.delivery_id, event.delivery);
+        assert_eq!(
+            (request.sha.as_deref(), request.created_at_ms),
+            (Some("199eddf46df50de8d02e99bf1c5fdb4101338224"), NOW)
+        );
     }
 
     #[test]

@@ -6,8 +6,11 @@
 //! [`Journal::admit_deploy`] checks both and inserts the deploy in one
 //! transaction, so two deliveries racing each other are judged one after
 //! the other, and a deploy is never inserted without its replay key (or the
-//! key kept without its deploy).
+//! key kept without its deploy), nor without the GitHub deployment request
+//! it reports to (a stack with `wait_for_event = false`), so a deploy that
+//! runs is always reported.
 
+use super::github::{insert_request_in, DeploymentRequestClaim};
 use super::sql::{args, DbError, Sql};
 use super::{apply_transition, insert_deploy_in, DeployState, Inserted, Journal, JournalError};
 use super::{NewDeploy, TransitionDetail};
@@ -59,13 +62,27 @@ pub struct Admission {
     pub replay: Option<ReplayClaim>,
     /// Refuse the deploy if this commit is older than the stack's head.
     pub commit: Option<CommitClaim>,
+    /// Record this GitHub deployment request for the deploy, when it is
+    /// new and not cancelled as older ([`Admitted::Requested`]).
+    pub deployment_request: Option<DeploymentRequestClaim>,
 }
 
 /// The outcome of [`Journal::admit_deploy`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Admitted {
     /// A new queued deploy, or the existing deploy of the same delivery id.
+    /// A new deploy whose admission carried a deployment request is
+    /// [`Admitted::Requested`] instead.
     Inserted(Inserted),
+    /// A new queued deploy and the GitHub deployment request it reports to:
+    /// a new request, or the one its (stack, delivery id) recorded before
+    /// ([`Inserted::Duplicate`], which nothing was added to).
+    Requested {
+        /// The new deploy.
+        deploy_id: i64,
+        /// Its deployment request.
+        request: Inserted,
+    },
     /// The replay key was claimed at `first_seen_ms` (by deploy
     /// `deploy_id`); nothing was inserted.
     Replayed {
@@ -90,7 +107,9 @@ impl Journal {
     /// older than one the stack already deployed or superseded
     /// ([`commit_order::judge`]); an older commit is recorded as a deploy
     /// `cancelled` at once with the reason, so the journal says why it did
-    /// not run. One transaction.
+    /// not run. A queued deploy is recorded with the admission's deployment
+    /// request, if any, and its outbox rows. One transaction: on an error
+    /// nothing is recorded.
     pub fn admit_deploy(
         &self,
         d: &NewDeploy,
@@ -177,6 +196,17 @@ fn admit(sql: &mut dyn Sql, d: &NewDeploy, admission: &Admission) -> Result<Admi
              VALUES (?1, ?2, ?3, ?4, ?5)",
             args![claim.key, d.stack, claim.now_ms, claim.expires_at_ms, id],
         )?;
+    }
+    if let (Admitted::Inserted(Inserted::New(_)), Some(request)) =
+        (&admitted, &admission.deployment_request)
+    {
+        // After the deploy's `queued` transition, so the request's outbox
+        // rows include that status (as for a request recorded later).
+        let request = insert_request_in(sql, &request.for_deploy(&d.stack, id))?;
+        admitted = Admitted::Requested {
+            deploy_id: id,
+            request,
+        };
     }
     Ok(admitted)
 }

@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use super::sql::{args, DbError, Rec};
+use super::sql::{args, DbError, Rec, Sql};
 use super::{Inserted, Journal, JournalError};
 
 /// What became of a request to create a GitHub deployment.
@@ -124,6 +124,77 @@ fn request_from_row(row: &Rec) -> Result<DeploymentRequest, DbError> {
     })
 }
 
+/// A deployment request to record with the deploy that reports to it
+/// ([`super::Admission::deployment_request`], GitHub continuous deployment
+/// with `wait_for_event = false`): a [`NewDeploymentRequest`] but for the
+/// stack and the deploy id, which are the deploy's, known only inside the
+/// transaction that inserts it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeploymentRequestClaim {
+    /// The delivery that caused it (redeliveries are recorded once).
+    pub delivery_id: Option<String>,
+    /// The ref pushed.
+    pub git_ref: Option<String>,
+    /// The commit pushed.
+    pub sha: Option<String>,
+    /// The request body the plugin generated.
+    pub request_json: String,
+    /// When (ms since the epoch).
+    pub created_at_ms: i64,
+}
+
+impl DeploymentRequestClaim {
+    /// The request for deploy `deploy_id` of `stack`.
+    pub fn for_deploy(&self, stack: &str, deploy_id: i64) -> NewDeploymentRequest {
+        NewDeploymentRequest {
+            stack: stack.to_string(),
+            delivery_id: self.delivery_id.clone(),
+            deploy_id: Some(deploy_id),
+            git_ref: self.git_ref.clone(),
+            sha: self.sha.clone(),
+            request_json: self.request_json.clone(),
+            created_at_ms: self.created_at_ms,
+        }
+    }
+}
+
+/// [`Journal::insert_deployment_request`] inside the caller's transaction
+/// (also [`Journal::admit_deploy`]'s, for a deploy that reports to it).
+pub(super) fn insert_request_in(
+    sql: &mut dyn Sql,
+    r: &NewDeploymentRequest,
+) -> Result<Inserted, DbError> {
+    if let Some(delivery) = &r.delivery_id {
+        let existing = sql.query_opt(
+            "SELECT id FROM github_deployment_requests
+             WHERE stack = ?1 AND delivery_id = ?2",
+            args![r.stack, delivery],
+        )?;
+        if let Some(row) = existing {
+            return Ok(Inserted::Duplicate(row.get(0)?));
+        }
+    }
+    let id = sql
+        .query_one(
+            "INSERT INTO github_deployment_requests
+                 (stack, delivery_id, deploy_id, git_ref, sha, request_json, state,
+                  created_at_ms, updated_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7) RETURNING id",
+            args![
+                r.stack,
+                r.delivery_id,
+                r.deploy_id,
+                r.git_ref,
+                r.sha,
+                r.request_json,
+                r.created_at_ms
+            ],
+        )?
+        .get(0)?;
+    super::outbox::queue_for_request(sql, id, r)?;
+    Ok(Inserted::New(id))
+}
+
 impl Journal {
     /// Records a deployment request as pending, with its outbox row (and,
     /// for a deploy that reports to it, the status rows of the states that
@@ -133,37 +204,7 @@ impl Journal {
         &self,
         r: &NewDeploymentRequest,
     ) -> Result<Inserted, JournalError> {
-        self.write("insert deployment request", |sql| {
-            if let Some(delivery) = &r.delivery_id {
-                let existing = sql.query_opt(
-                    "SELECT id FROM github_deployment_requests
-                     WHERE stack = ?1 AND delivery_id = ?2",
-                    args![r.stack, delivery],
-                )?;
-                if let Some(row) = existing {
-                    return Ok(Inserted::Duplicate(row.get(0)?));
-                }
-            }
-            let id = sql
-                .query_one(
-                    "INSERT INTO github_deployment_requests
-                         (stack, delivery_id, deploy_id, git_ref, sha, request_json, state,
-                          created_at_ms, updated_at_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7) RETURNING id",
-                    args![
-                        r.stack,
-                        r.delivery_id,
-                        r.deploy_id,
-                        r.git_ref,
-                        r.sha,
-                        r.request_json,
-                        r.created_at_ms
-                    ],
-                )?
-                .get(0)?;
-            super::outbox::queue_for_request(sql, id, r)?;
-            Ok(Inserted::New(id))
-        })
+        self.write("insert deployment request", |sql| insert_request_in(sql, r))
     }
 
     /// One deployment request.
