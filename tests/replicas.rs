@@ -123,12 +123,16 @@ fn a_replica_cut_off_while_recording_the_process_group_still_fences() {
     let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
     let needle: String = boot_id.trim().bytes().map(|b| format!("{b:02x}")).collect();
     let flag = dir.join("frozen");
-    let mut proxy = std::process::Command::new("python3")
-        .arg(crate::support::workspace().join("tests/support/pg_cutoff.py"))
-        .args([proxy_port.to_string(), pg_port.to_string(), needle])
-        .arg(&flag)
-        .spawn()
-        .unwrap();
+    // Stopped when dropped, so a failing assertion leaves no proxy behind
+    // (it would hold the test run's output open).
+    let proxy = KillOnDrop(
+        std::process::Command::new("python3")
+            .arg(crate::support::workspace().join("tests/support/pg_cutoff.py"))
+            .args([proxy_port.to_string(), pg_port.to_string(), needle])
+            .arg(&flag)
+            .spawn()
+            .unwrap(),
+    );
     std::thread::sleep(Duration::from_millis(500));
     let via_proxy = format!("postgres://postgres@127.0.0.1:{proxy_port}/{name}");
     let stacks = [("s0", 1, "30")];
@@ -158,8 +162,7 @@ fn a_replica_cut_off_while_recording_the_process_group_still_fences() {
     let deploys = journal(&url).deploys(Some("s0"), 10).unwrap();
     pa.kill();
     pb.kill();
-    let _ = proxy.kill();
-    let _ = proxy.wait();
+    drop(proxy);
     eprintln!(
         "started: {both:?}; deploys: {:?}",
         deploys
@@ -292,5 +295,15 @@ fn replicas_answer_503_while_the_database_is_down_and_lose_nothing_accepted() {
     );
     for server in servers {
         assert!(server.terminate().success());
+    }
+}
+
+/// A child process killed (and reaped) when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
