@@ -661,19 +661,19 @@ fn insert_deploy_in(sql: &mut dyn Sql, d: &NewDeploy) -> Result<Inserted, DbErro
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
          ON CONFLICT (stack, delivery_id) WHERE delivery_id IS NOT NULL DO NOTHING
          RETURNING id",
-            args![
-                d.stack,
-                d.delivery_id,
-                d.provider,
-                d.git_ref,
-                d.sha,
-                services,
-                d.profile,
-                d.reason,
-                d.event_json,
-                DeployState::Queued,
-                d.created_at_ms,
-                d.pusher
+        args![
+            d.stack,
+            d.delivery_id,
+            d.provider,
+            d.git_ref,
+            d.sha,
+            services,
+            d.profile,
+            d.reason,
+            d.event_json,
+            DeployState::Queued,
+            d.created_at_ms,
+            d.pusher
         ],
     )?;
     let Some(row) = inserted else {
@@ -684,7 +684,13 @@ fn insert_deploy_in(sql: &mut dyn Sql, d: &NewDeploy) -> Result<Inserted, DbErro
         return Ok(Inserted::Duplicate(existing.get(0)?));
     };
     let id: i64 = row.get(0)?;
-    insert_transition_row(sql, id, DeployState::Queued, d.created_at_ms, Some(&d.reason))?;
+    insert_transition_row(
+        sql,
+        id,
+        DeployState::Queued,
+        d.created_at_ms,
+        Some(&d.reason),
+    )?;
     // A new deploy has no deployment request yet (one is inserted after
     // it, and writes the statuses it missed then).
     let change = outbox::Change {

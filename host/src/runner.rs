@@ -455,7 +455,8 @@ impl Runner {
                     }
                 }
             };
-            self.run_claimed(&stack_name, lock.lease(), lock.lost()).await;
+            self.run_claimed(&stack_name, lock.lease(), lock.lost())
+                .await;
             drop(permit);
             lock.release().await;
             return Outcome::Done;

@@ -40,7 +40,9 @@ impl Journal {
     /// each with its reason. The deploy stays `queued`
     /// ([`Journal::claim_and_start`] starts it in the same transaction).
     pub fn claim_next(&self, stack: &str, at_ms: i64) -> Result<Claimed, JournalError> {
-        self.write("claim the next deploy", |sql| claim(sql, stack, at_ms, None))
+        self.write("claim the next deploy", |sql| {
+            claim(sql, stack, at_ms, None)
+        })
     }
 
     /// [`Journal::claim_next`], and the deploy it returns recorded

@@ -495,10 +495,7 @@ impl Drop for Checkout {
 /// that fails aborts the transaction, and PostgreSQL then answers the
 /// `COMMIT` with a rollback rather than an error, so that failure is the
 /// transaction's.
-async fn commit_announcing(
-    client: &Object,
-    announced: &[(String, String)],
-) -> Result<(), DbError> {
+async fn commit_announcing(client: &Object, announced: &[(String, String)]) -> Result<(), DbError> {
     if announced.is_empty() {
         return Ok(client.batch_execute("COMMIT").await?);
     }
@@ -684,4 +681,3 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
     }
     text
 }
-
