@@ -106,6 +106,9 @@ struct Inner {
     takes_stack_locks: std::sync::atomic::AtomicBool,
     /// When the caller holds the locks: turns true when they may be lost.
     callers_lock_lost: std::sync::OnceLock<watch::Receiver<bool>>,
+    /// When the caller holds a lease: its `(name, holder)`, for the claim's
+    /// check on the database.
+    callers_lease: std::sync::OnceLock<(String, String)>,
     /// Where stack locks live: set by [`Runner::use_locks`], else files in
     /// the state directory.
     locks: std::sync::OnceLock<crate::supervise::Locks>,
@@ -143,6 +146,7 @@ impl Runner {
                 observer: std::sync::OnceLock::new(),
                 takes_stack_locks: std::sync::atomic::AtomicBool::new(true),
                 callers_lock_lost: std::sync::OnceLock::new(),
+                callers_lease: std::sync::OnceLock::new(),
                 locks: std::sync::OnceLock::new(),
                 runs_deploys: std::sync::atomic::AtomicBool::new(true),
             }),
@@ -161,16 +165,22 @@ impl Runner {
         let _ = self.inner.observer.set(observer);
     }
 
-    /// Tells the runner its caller holds the lock of every stack it will
-    /// run ([`crate::supervise`]), so it takes none itself; `lost` turns
-    /// true when the caller's lock may be lost (a lease), and the running
-    /// deploy then stops at once.
-    pub fn caller_holds_stack_locks(&self, lost: Option<watch::Receiver<bool>>) {
+    /// Tells the runner its caller holds `lock`, the lock of the one stack
+    /// it will run ([`crate::supervise`]), so it takes none itself; when
+    /// the lock is a lease, the claim checks it on the database, and the
+    /// running deploy stops at once if it may be lost.
+    pub fn caller_holds_stack_locks(&self, lock: &crate::supervise::StackLock) {
         self.inner
             .takes_stack_locks
             .store(false, std::sync::atomic::Ordering::SeqCst);
-        if let Some(lost) = lost {
+        if let Some(lost) = lock.lost() {
             let _ = self.inner.callers_lock_lost.set(lost);
+        }
+        if let Some((name, holder)) = lock.lease() {
+            let _ = self
+                .inner
+                .callers_lease
+                .set((name.to_owned(), holder.to_owned()));
         }
     }
 
@@ -324,6 +334,13 @@ impl Runner {
             // Handed over before (a replica's announcement of a deploy this
             // runner already has): nothing changes.
             Admit::Known => Enqueued::Queued,
+            // On a journal replicas share, a deploy handed over again (a
+            // replica's announcement) that is older than one this queue
+            // holds is left to the stack's next claim, which cancels it
+            // with every other older one: no transaction of its own.
+            Admit::Cancel { because_of, .. } if self.shares_journal() && because_of > record.id => {
+                Enqueued::Queued
+            }
             Admit::Cancel { reason, because_of } => {
                 if self.cancel(record.id, reason.clone(), Some(because_of)) {
                     Enqueued::Cancelled(reason)
@@ -421,7 +438,9 @@ impl Runner {
                 return Outcome::Abandoned;
             };
             let lost = self.inner.callers_lock_lost.get().cloned();
-            self.run_claimed(&stack_name, None, lost).await;
+            let lease = self.inner.callers_lease.get();
+            let lease = lease.map(|(name, holder)| (name.as_str(), holder.as_str()));
+            self.run_claimed(&stack_name, lease, lost).await;
             return Outcome::Done;
         }
         // A runner never holds a permit while it waits for a stack's lock
@@ -492,6 +511,7 @@ impl Runner {
         };
         let start = crate::journal::Start {
             lease,
+            lost: &is_lost,
             detail: &detail,
         };
         let claimed = match journal.claim_and_start(stack_name, now_ms(), &start) {
@@ -516,9 +536,20 @@ impl Runner {
         tracing::info!(deploy = id, stack = %record.queued.stack, sha = ?record.queued.sha, "deploy started");
         let mirror = crate::deploy_log::Mirror::start(journal, id, &log_path, &self.inner.config);
         let began = std::time::Instant::now();
-        let (stop, watcher) = self.stop_signal(lost);
-        let result = self.execute(&stack, &record, &log_path, stop).await;
-        watcher.abort();
+        // A lease lost since the claim committed: the command never starts
+        // (rather than starting, to be killed at once by the stop signal).
+        let result = if is_lost() {
+            Err(Failure {
+                exit_code: None,
+                reason: LEASE_LOST_REASON.to_owned(),
+                interrupted: true,
+            })
+        } else {
+            let (stop, watcher) = self.stop_signal(lost.clone());
+            let result = self.execute(&stack, &record, &log_path, stop).await;
+            watcher.abort();
+            result
+        };
         let took = began.elapsed();
         let (state, detail) = match result {
             Ok(()) => (

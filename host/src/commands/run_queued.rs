@@ -110,7 +110,7 @@ async fn run_queued_until<S>(
         }
         queued.reverse();
         let runner = crate::runner::Runner::new(config.clone(), journal.clone(), metrics.clone())?;
-        runner.caller_holds_stack_locks(lock.lost());
+        runner.caller_holds_stack_locks(&lock);
         if let Some(n) = &notifier {
             runner.observe(n.clone());
         }

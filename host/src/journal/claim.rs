@@ -26,6 +26,11 @@ pub struct Start<'a> {
     /// holder's on the database's clock; `None` for a journal whose stack
     /// locks are files (SQLite, one machine).
     pub lease: Option<(&'a str, &'a str)>,
+    /// True once the claimer's own keeper counts the lease as lost (it
+    /// does so well before the database's clock runs it out: see
+    /// [`crate::cluster`]); asked once the transaction holds the journal's
+    /// write lock, after any wait for it.
+    pub lost: &'a (dyn Fn() -> bool + Sync),
     /// The `started` transition's detail, given the deploy's id.
     pub detail: &'a (dyn Fn(i64) -> TransitionDetail + Sync),
 }
@@ -67,7 +72,7 @@ impl Journal {
         );
         self.write("claim and start the next deploy", |sql| {
             if let Some((name, holder)) = start.lease {
-                if sql.query_opt(&held, args![name, holder])?.is_none() {
+                if sql.query_opt(&held, args![name, holder])?.is_none() || (start.lost)() {
                     return Ok(Claimed {
                         lease_lost: true,
                         ..Claimed::default()

@@ -250,8 +250,10 @@ impl Db {
             );
             let begin = match commit {
                 Commit::Exclusive => format!("BEGIN; {wait}"),
-                // One snapshot for every statement, taken once the lock is
-                // held: no writer changes what the transaction reads.
+                // One snapshot for every statement: what the transaction
+                // reads is consistent. PostgreSQL takes it as the lock's
+                // statement starts, before any wait for the lock, so it may
+                // miss what the writer waited behind committed.
                 Commit::Snapshot => format!("BEGIN ISOLATION LEVEL REPEATABLE READ; {wait}"),
                 Commit::Append => format!("BEGIN; {idle}"),
                 Commit::Relaxed => format!("BEGIN; {idle}; SET LOCAL synchronous_commit TO OFF"),
