@@ -25,7 +25,7 @@ use serde_json::json;
 use crate::github_standin::{Canned, GithubStandin};
 use crate::support::deliveries::{sha, signed_push};
 use crate::support::stacks::toml;
-use crate::support::{free_port, hook, wait_for, Stack, World};
+use crate::support::{free_port, hook, wait_for, ServerProcess, Stack, World};
 
 const TOKEN: &str = "ghp_standin_token_0123456789";
 const SECRET: &str = "s3cret-s3cret";
@@ -58,6 +58,17 @@ fn direct_stack(api_url: &str) -> Stack {
         .secret(SECRET)
         .timeout("1m")
         .github(api_url, "web-env", "wait_for_event = false")
+}
+
+/// A server (named `name`, `[server]` lines `server`) with the stack of
+/// [`direct_stack`] reporting to `standin`, and its first push, accepted.
+fn serve_and_push(standin: &GithubStandin, name: &str, server: &str) -> (World, ServerProcess) {
+    let world = World::new(name, server, &toml(&[direct_stack(&standin.base_url())]));
+    world.write_gh_token(TOKEN);
+    let process = world.start_on(free_port(), &[], &[]);
+    let r = signed_push(&process, &hook(1), SECRET, &sha(1), "push-1");
+    assert_eq!(r.status, 202, "{}", r.text());
+    (world, process)
 }
 
 /// How many requests of `operation` the stand-in received.
@@ -110,15 +121,11 @@ fn github_a_status_github_took_from_a_killed_server_is_not_posted_again() {
     // leaves: the server is killed first. The check must follow pages.
     standin.hold_response(STATUSES, 1, HOLD);
     standin.cap_page_size(1);
-    let world = World::new(
+    let (world, server) = serve_and_push(
+        &standin,
         "github-outbox-status-in-doubt",
         "public_url = \"https://deploy.example.com\"",
-        &toml(&[direct_stack(&standin.base_url())]),
     );
-    world.write_gh_token(TOKEN);
-    let server = world.start_on(free_port(), &[], &[]);
-    let r = signed_push(&server, &hook(1), SECRET, &sha(1), "push-1");
-    assert_eq!(r.status, 202, "{}", r.text());
     wait_for(SETTLE_SECS, "GitHub to take in_progress", || {
         (standin.statuses(1000).len() == 2).then_some(())
     });
@@ -176,15 +183,7 @@ fn github_a_status_github_took_from_a_killed_server_is_not_posted_again() {
 fn github_a_deployment_github_created_for_a_killed_server_is_adopted_not_created_again() {
     let standin = GithubStandin::start(TOKEN);
     standin.hold_response(DEPLOYMENTS, 0, HOLD);
-    let world = World::new(
-        "github-outbox-deployment-in-doubt",
-        "",
-        &toml(&[direct_stack(&standin.base_url())]),
-    );
-    world.write_gh_token(TOKEN);
-    let server = world.start_on(free_port(), &[], &[]);
-    let r = signed_push(&server, &hook(1), SECRET, &sha(1), "push-1");
-    assert_eq!(r.status, 202, "{}", r.text());
+    let (world, server) = serve_and_push(&standin, "github-outbox-deployment-in-doubt", "");
     wait_for(SETTLE_SECS, "GitHub to create the deployment", || {
         (count(&standin, DEPLOYMENTS) == 1).then_some(())
     });
@@ -260,11 +259,7 @@ fn rate_limited_then_killed(
             },
         );
     }
-    let world = World::new(name, "", &toml(&[direct_stack(&standin.base_url())]));
-    world.write_gh_token(TOKEN);
-    let server = world.start_on(free_port(), &[], &[]);
-    let r = signed_push(&server, &hook(1), SECRET, &sha(1), "push-1");
-    assert_eq!(r.status, 202, "{}", r.text());
+    let (world, server) = serve_and_push(&standin, name, "");
     wait_for(SETTLE_SECS, "the rate-limited status", || {
         (count(&standin, STATUSES) == 1).then_some(())
     });
@@ -347,15 +342,7 @@ fn github_statuses_a_killed_server_left_are_sent_once_after_its_restart() {
             body: json!({"message": "You have exceeded a secondary rate limit.", "documentation_url": "https://docs.github.com/rest"}),
         },
     );
-    let world = World::new(
-        "github-outbox-killed",
-        "",
-        &toml(&[direct_stack(&standin.base_url())]),
-    );
-    world.write_gh_token(TOKEN);
-    let server = world.start_on(free_port(), &[], &[]);
-    let r = signed_push(&server, &hook(1), SECRET, &sha(1), "push-1");
-    assert_eq!(r.status, 202, "{}", r.text());
+    let (world, server) = serve_and_push(&standin, "github-outbox-killed", "");
     wait_for(SETTLE_SECS, "the rate-limited status", || {
         (count(&standin, STATUSES) == 1).then_some(())
     });

@@ -1,22 +1,24 @@
 # A TCP proxy in front of PostgreSQL that simulates its client being cut off
-# from the database: once a client->server chunk contains NEEDLE (hex), the
-# server side of every connection is shut down (the server rolls back and
-# frees its locks, as after its keepalive noticed a dead peer) while the
-# client side stays open and hears nothing ever again (a black hole), and
-# new connections are accepted but never answered. FLAG is created then.
+# from the database: once a client->server chunk contains NEEDLE (hex), that
+# connection's server side is shut down at once (the server rolls back and
+# frees its locks, as after its keepalive noticed a dead peer) while its
+# client side stays open and hears nothing ever again (a black hole); every
+# other connection follows OTHERS_AFTER seconds later (so what the client
+# was finishing on them, e.g. answering the request whose deploy is being
+# recorded, is not caught in between), and new connections are then
+# accepted but never answered. FLAG is created at the first cut.
 import socket, sys, threading
 
 listen_port, up_port, needle_hex, flag = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 needle = bytes.fromhex(needle_hex)
+OTHERS_AFTER = 1.0
 frozen = threading.Event()
+first_cut = threading.Event()
 ups = []
 lock = threading.Lock()
 
 def freeze():
-    if frozen.is_set():
-        return
     frozen.set()
-    open(flag, "w").close()
     with lock:
         for u in ups:
             try:
@@ -24,26 +26,39 @@ def freeze():
             except OSError:
                 pass
 
-def client_to_server(c, u):
+def cut_off(u, cut):
+    cut.set()
+    try:
+        u.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    with lock:
+        if first_cut.is_set():
+            return
+        first_cut.set()
+    open(flag, "w").close()
+    threading.Timer(OTHERS_AFTER, freeze).start()
+
+def client_to_server(c, u, cut):
     try:
         while True:
             data = c.recv(65536)
             if not data:
                 break
-            if frozen.is_set():
+            if frozen.is_set() or cut.is_set():
                 continue
             if needle in data:
-                freeze()
+                cut_off(u, cut)
                 continue
             u.sendall(data)
     except OSError:
         pass
 
-def server_to_client(u, c):
+def server_to_client(u, c, cut):
     try:
         while True:
             data = u.recv(65536)
-            if not data or frozen.is_set():
+            if not data or frozen.is_set() or cut.is_set():
                 return  # never close the client: it hears nothing
             c.sendall(data)
     except OSError:
@@ -70,5 +85,6 @@ while True:
     u = socket.create_connection(("127.0.0.1", up_port))
     with lock:
         ups.append(u)
-    threading.Thread(target=client_to_server, args=(c, u), daemon=True).start()
-    threading.Thread(target=server_to_client, args=(u, c), daemon=True).start()
+    cut = threading.Event()
+    threading.Thread(target=client_to_server, args=(c, u, cut), daemon=True).start()
+    threading.Thread(target=server_to_client, args=(u, c, cut), daemon=True).start()
