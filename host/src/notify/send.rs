@@ -24,6 +24,10 @@ use crate::plugin::{wit, PluginRuntime};
 
 use super::{in_doubt, LogLinks, CALLBACK_CONTEXT};
 
+/// How a report or answer says its request was found on GitHub, made by
+/// an earlier attempt whose answer was lost, instead of being sent again.
+const FOUND_ON_GITHUB: &str = "found on GitHub after an unanswered attempt";
+
 /// The configuration rows are sent with, replaced whole on reload.
 pub(super) struct Settings {
     /// The stacks' GitHub settings and the callback hosts.
@@ -395,7 +399,7 @@ impl Outgoing {
                                 RequestState::Created,
                                 Some(deployment),
                                 None,
-                                "created (found on GitHub after an unanswered attempt)",
+                                &format!("created ({FOUND_ON_GITHUB})"),
                             );
                         }
                         Ok(None) => {}
@@ -436,24 +440,18 @@ impl Outgoing {
                                 deploy_id,
                                 "github",
                                 state,
-                                format!("deployment {deployment}: sent (found on GitHub after an unanswered attempt)"),
+                                format!("deployment {deployment}: sent ({FOUND_ON_GITHUB})"),
                             );
                         }
                         Ok(false) => {}
                         Err(e) => {
-                            tracing::error!(
-                                deploy = deploy_id,
-                                deployment,
-                                "not sending a GitHub deployment status again: {}",
-                                crate::text::one_line(&e.to_string())
-                            );
-                            return reported(
-                                OutboxOutcome::Failed,
+                            return status_failed(
                                 deploy_id,
-                                "github",
                                 state,
-                                format!("deployment {deployment}: {e}"),
-                            );
+                                deployment,
+                                "not sending a GitHub deployment status again",
+                                &e,
+                            )
                         }
                     }
                 }
@@ -508,22 +506,39 @@ async fn post_status(
             state,
             format!("deployment {deployment}: sent"),
         ),
-        Err(e) => {
-            tracing::error!(
-                deploy = deploy_id,
-                deployment,
-                "cannot send a GitHub deployment status: {}",
-                crate::text::one_line(&e.to_string())
-            );
-            reported(
-                OutboxOutcome::Failed,
-                deploy_id,
-                "github",
-                state,
-                format!("deployment {deployment}: {e}"),
-            )
-        }
+        Err(e) => status_failed(
+            deploy_id,
+            state,
+            deployment,
+            "cannot send a GitHub deployment status",
+            &e,
+        ),
     }
+}
+
+/// A deployment status not sent (or not checked): logged as `what`, and
+/// reported failed with the error.
+fn status_failed(
+    deploy_id: i64,
+    state: DeployState,
+    deployment: u64,
+    what: &str,
+    error: &dyn std::fmt::Display,
+) -> Settlement {
+    let error = error.to_string();
+    tracing::error!(
+        deploy = deploy_id,
+        deployment,
+        "{what}: {}",
+        crate::text::one_line(&error)
+    );
+    reported(
+        OutboxOutcome::Failed,
+        deploy_id,
+        "github",
+        state,
+        format!("deployment {deployment}: {error}"),
+    )
 }
 
 async fn create_deployment(id: i64, stack: &str, client: &GithubClient, body: &str) -> Settlement {
