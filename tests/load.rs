@@ -564,8 +564,25 @@ fn check_journal(world: &World, answers: &[Answer], newest_round: usize) -> Vec<
                 history.join("\n")
             ));
         }
-        if world.record(&name).join("overlaps").exists() {
-            problems.push(format!("stack {name}: the deploy command saw an overlap"));
+        if let Ok(overlaps) = std::fs::read_to_string(world.record(&name).join("overlaps")) {
+            let timeline =
+                std::fs::read_to_string(world.record(&name).join("timeline")).unwrap_or_default();
+            let history: Vec<String> = deploys
+                .iter()
+                .filter(|d| d.queued.stack == name)
+                .map(|d| {
+                    format!(
+                        "#{} {} {:?}..{:?} {:?}",
+                        d.id, d.state, d.started_at_ms, d.finished_at_ms, d.detail
+                    )
+                })
+                .collect();
+            problems.push(format!(
+                "stack {name}: the deploy command saw an overlap when deploys {:?} started; \
+                 its timeline:\n{timeline}its deploys:\n{}",
+                overlaps.split_whitespace().collect::<Vec<_>>(),
+                history.join("\n")
+            ));
         }
     }
     problems
@@ -660,41 +677,44 @@ fn thousands_of_deliveries_with_failing_and_hanging_deploys_lose_nothing() {
     );
 }
 
-/// Waits until no deploy command of the killed server still runs. They die
-/// with it (SIGTERM), usually through their trap, which frees the
-/// stand-in's lock; one killed before its trap was set leaves the lock
-/// behind, removed here once its owner is gone (the restarted server stops
-/// what is left of its process group before the stack's next deploy).
+/// Waits until no process of the killed server's deploy commands still
+/// runs, then clears the stand-in's locks they left. A command dies with
+/// the server (SIGTERM), usually through its trap, which frees the lock;
+/// but one killed before its trap was set leaves the lock behind, and a
+/// child it had started (the stand-in's `mkdir` is one) outlives it and
+/// may take the lock after the server died. So the wait is for every
+/// process that carries this world's `RECORD_DIR` (children inherit it),
+/// not only for the lock's holder.
 fn wait_for_orphans(world: &World) {
-    let alive = |pid: &str| {
-        std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).is_ok_and(|stat| {
-            !stat
-                .rsplit_once(')')
-                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
-        })
+    let marker = format!("RECORD_DIR={}", world.record("").display());
+    let orphan_alive = || {
+        let entries = std::fs::read_dir("/proc").unwrap();
+        entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .any(|pid| {
+                // A zombie's environment reads empty: it runs nothing.
+                std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
+                    env.split(|b| *b == 0)
+                        .any(|var| var.starts_with(marker.as_bytes()))
+                })
+            })
     };
     wait_for(30, "orphaned deploy commands to end", || {
-        (0..STACKS)
-            .all(|i| {
-                let lock = world.record(&format!("s{i}")).join("running.lock");
-                if !lock.exists() {
-                    return true;
-                }
-                match std::fs::read_to_string(lock.join("pid")) {
-                    Ok(pid) if alive(&pid) => false,
-                    _ => {
-                        let _ = std::fs::remove_dir_all(&lock);
-                        true
-                    }
-                }
-            })
-            .then_some(())
+        (!orphan_alive()).then_some(())
     });
+    for i in 0..STACKS {
+        let lock = world.record(&format!("s{i}")).join("running.lock");
+        let _ = std::fs::remove_dir_all(&lock);
+    }
 }
 
 #[test]
 fn sigkill_at_random_points_under_load_loses_nothing_accepted() {
+    // At least this many rounds, and more while kills are left (a fast
+    // machine sends eight rounds before the first kill), up to the cap.
     const ROUNDS: usize = 8;
+    const MAX_ROUNDS: usize = 200;
     const PER_STACK: usize = 10;
     const KILLS: usize = 4;
     let seed: u64 = std::env::var("REDEPLOY_CRASH_SEED")
@@ -713,6 +733,8 @@ fn sigkill_at_random_points_under_load_loses_nothing_accepted() {
     let kill_after: Vec<u64> = (0..KILLS).map(|_| 100 + rng.below(900)).collect();
     let mut answers = Vec::new();
     let done = std::sync::atomic::AtomicBool::new(false);
+    let kills_done = std::sync::atomic::AtomicUsize::new(0);
+    let mut rounds = 0;
     std::thread::scope(|scope| {
         // The killer: SIGKILL at a random moment, wait for orphans, restart.
         scope.spawn(|| {
@@ -725,34 +747,41 @@ fn sigkill_at_random_points_under_load_loses_nothing_accepted() {
                 slot.take().unwrap().kill();
                 wait_for_orphans(&world);
                 *slot = Some(start(&world));
+                kills_done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             }
         });
-        for round in 0..ROUNDS {
+        while rounds < ROUNDS
+            || (kills_done.load(std::sync::atomic::Ordering::SeqCst) < KILLS && rounds < MAX_ROUNDS)
+        {
             answers.extend(send_all(
                 &conns,
-                round_jobs(round, PER_STACK, "crash", &mut rng),
+                round_jobs(rounds, PER_STACK, "crash", &mut rng),
             ));
+            rounds += 1;
         }
         done.store(true, std::sync::atomic::Ordering::SeqCst);
     });
     // One last round after the kills: the newest commit, on a live server.
     answers.extend(send_all(
         &conns,
-        round_jobs(ROUNDS, PER_STACK, "final", &mut rng),
+        round_jobs(rounds, PER_STACK, "final", &mut rng),
     ));
     let unknown = answers.iter().filter(|a| a.status.is_none()).count();
-    let context = format!("seed {seed:#x} (REDEPLOY_CRASH_SEED), kills after {kill_after:?} ms");
+    let context = format!(
+        "seed {seed:#x} (REDEPLOY_CRASH_SEED), kills after {kill_after:?} ms, {rounds} rounds"
+    );
     let problems = check_answers(&answers, true);
     assert!(problems.is_empty(), "{context}:\n{}", problems.join("\n"));
     world.settle(60);
     let server = server.lock().unwrap().take().unwrap();
     let log = std::fs::read_to_string(world.dir.join("server.log")).unwrap();
     let restarts = log.matches("redeploy listening").count();
-    assert!(
-        restarts >= 2,
-        "{context}: the server was never killed and restarted ({restarts} starts)"
+    assert_eq!(
+        restarts,
+        KILLS + 1,
+        "{context}: the server was not killed and restarted {KILLS} times"
     );
-    let problems = check_journal(&world, &answers, ROUNDS);
+    let problems = check_journal(&world, &answers, rounds);
     assert!(problems.is_empty(), "{context}:\n{}", problems.join("\n"));
     server.terminate();
     let responses: Vec<Vec<u8>> = answers.iter().map(|a| a.body.clone()).collect();

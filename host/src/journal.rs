@@ -476,12 +476,13 @@ impl Journal {
 
     /// The deploys of `stack` in state `started`, oldest first, each with
     /// its command's process group and that group's machine, if they were
-    /// recorded. For recovery, with the stack's lock held
+    /// recorded, and its log. For recovery, with the stack's lock held
     /// ([`crate::supervise::recover_stack`]).
     pub fn started_deploys(&self, stack: &str) -> Result<Vec<StartedDeploy>, JournalError> {
         self.read("read started deploys", |sql| {
             sql.query(
-                "SELECT id, pgid, pgid_host FROM deploys WHERE stack = ?1 AND state = ?2 ORDER BY id",
+                "SELECT id, pgid, pgid_host, log_path FROM deploys \
+                 WHERE stack = ?1 AND state = ?2 ORDER BY id",
                 args![stack, DeployState::Started],
             )?
             .iter()
@@ -490,6 +491,7 @@ impl Journal {
                     id: row.get(0)?,
                     pgid: row.get(1)?,
                     pgid_host: row.get(2)?,
+                    log_path: row.get(3)?,
                 })
             })
             .collect()

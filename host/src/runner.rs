@@ -36,7 +36,7 @@ use crate::metrics::Metrics;
 use crate::queue::{Admit, Slot, StackQueue};
 
 mod command;
-pub use command::{deploy_env, CommandSpec, INHERITED_ENV, LEASE_LOST_REASON};
+pub use command::{deploy_env, event_file_env, CommandSpec, INHERITED_ENV, LEASE_LOST_REASON};
 mod follow;
 mod http_action;
 pub use http_action::HTTP_ACTION_CONNECT_TIMEOUT;

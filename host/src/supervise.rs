@@ -317,6 +317,56 @@ pub fn group_alive(pgid: i32) -> bool {
     false
 }
 
+/// The process groups of the live processes whose environment holds
+/// `entry` (`NAME=value`) exactly, leaving out groups that lead a session
+/// of their own (a daemon that called `setsid` meant to outlive the deploy;
+/// a deploy command's group is in its runner's session) and this process's
+/// own group, which a deploy never joins. Reads `/proc`;
+/// processes of other users, which cannot be read, are not found.
+pub fn groups_with_env(entry: &str) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    // SAFETY: getpgrp(2) only reads this process's group id.
+    let own_group = unsafe { libc::getpgrp() };
+    let mut groups = Vec::new();
+    for entry_dir in entries.flatten() {
+        let name = entry_dir.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let has_entry = std::fs::read(format!("/proc/{pid}/environ"))
+            .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == entry.as_bytes()));
+        if !has_entry {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid pgrp session ...`, counted from the last `)`.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().take(4).collect();
+        let [state, _ppid, pgrp, session] = fields[..] else {
+            continue;
+        };
+        let (Ok(pgrp), Ok(session)) = (pgrp.parse::<i32>(), session.parse::<i32>()) else {
+            continue;
+        };
+        let own = pgrp == own_group;
+        if pgrp > 1
+            && pgrp != session
+            && !own
+            && !matches!(state, "Z" | "X")
+            && !groups.contains(&pgrp)
+        {
+            groups.push(pgrp);
+        }
+    }
+    groups
+}
+
 fn signal_group(pgid: i32, signal: i32) {
     // SAFETY: kill(2) with a negative pid signals a process group; no memory
     // is shared. pgid > 1 is checked by the callers.
@@ -395,8 +445,17 @@ pub async fn recover_stack(
             .pgid_host
             .as_deref()
             .is_none_or(|host| host == crate::cluster::host_id());
-        let pgid = started.pgid.filter(|_| here);
-        if let Some(pgid) = pgid.and_then(|p| i32::try_from(p).ok()) {
+        // A runner that died between starting the command and recording
+        // its group left no group: its processes are found by the event
+        // file their environment names.
+        let groups = match (started.pgid, &started.log_path) {
+            (Some(pgid), _) if here => i32::try_from(pgid).ok().into_iter().collect(),
+            (None, Some(log)) if here => {
+                groups_with_env(&crate::runner::event_file_env(std::path::Path::new(log)))
+            }
+            _ => Vec::new(),
+        };
+        for pgid in groups {
             if !end_group(pgid).await {
                 return Err(RecoveryError::GroupSurvives {
                     stack: stack.to_string(),
@@ -500,6 +559,106 @@ mod tests {
         assert_eq!(mode(&dir.join("locks")), 0o700);
         assert_eq!(mode(&lock_path(&dir, "web")), 0o600);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A runner killed after starting a deploy's command but before the
+    /// journal recorded its process group: recovery finds the command's
+    /// processes by the event file in their environment, stops them, and
+    /// leaves alone another deploy's and a daemon that left the session.
+    #[tokio::test]
+    async fn recovery_stops_a_deploy_whose_process_group_was_never_recorded() {
+        let base = std::env::temp_dir().join(format!(
+            "redeploy-recover-env-{}-{}",
+            std::process::id(),
+            now_ms()
+        ));
+        let journal = Journal::open(&base.join("journal.sqlite3")).unwrap();
+        let crate::journal::Inserted::New(id) = journal
+            .insert_deploy(&crate::journal::NewDeploy {
+                stack: "web".into(),
+                delivery_id: None,
+                provider: "manual".into(),
+                git_ref: None,
+                sha: None,
+                services: vec![],
+                profile: None,
+                reason: "test".into(),
+                event_json: "{}".into(),
+                created_at_ms: 1,
+                pusher: None,
+            })
+            .unwrap()
+        else {
+            panic!("a new deploy")
+        };
+        let log = base.join("logs").join("web").join(format!("{id}.log"));
+        let detail = TransitionDetail {
+            log_path: Some(log.display().to_string()),
+            ..TransitionDetail::default()
+        };
+        journal
+            .transition(id, DeployState::Started, 2, &detail)
+            .unwrap();
+        let entry = crate::runner::event_file_env(&log);
+        let spawn = |argv: &[&str], entry: &str, own_group: bool| {
+            use std::os::unix::process::CommandExt as _;
+            let (name, value) = entry.split_once('=').unwrap();
+            let mut cmd = std::process::Command::new(argv[0]);
+            cmd.args(&argv[1..]).env(name, value);
+            if own_group {
+                cmd.process_group(0);
+            }
+            cmd.spawn().unwrap()
+        };
+        let mut orphan = spawn(&["sleep", "60"], &entry, true);
+        let elsewhere = crate::runner::event_file_env(&base.join("logs/web/999999.log"));
+        let mut other = spawn(&["sleep", "60"], &elsewhere, true);
+        // Not a group leader, setsid(1) calls setsid(2) and execs sleep.
+        let mut daemon = spawn(&["setsid", "sleep", "60"], &entry, false);
+        let session_of = |pid: u32| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let rest = stat.rfind(')').map_or("", |i| &stat[i + 1..]);
+            rest.split_whitespace()
+                .nth(3)
+                .and_then(|s| s.parse::<u32>().ok())
+        };
+        for _ in 0..500 {
+            if session_of(daemon.id()) == Some(daemon.id()) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(
+            session_of(daemon.id()),
+            Some(daemon.id()),
+            "setsid never ran"
+        );
+        assert_eq!(groups_with_env(&entry), vec![orphan.id() as i32]);
+        let lock = try_lock(&base, "web").unwrap().unwrap();
+        assert_eq!(
+            recover_stack(&journal, "web", &lock, None).await.unwrap(),
+            vec![id]
+        );
+        let status = orphan.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(libc::SIGTERM)
+        );
+        assert!(
+            other.try_wait().unwrap().is_none(),
+            "another deploy's process was stopped"
+        );
+        assert!(
+            daemon.try_wait().unwrap().is_none(),
+            "the daemon that left the session was stopped"
+        );
+        let record = journal.deploy(id).unwrap().unwrap();
+        assert_eq!(record.state, DeployState::Interrupted);
+        for child in [&mut other, &mut daemon] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&base);
     }
 
     #[test]

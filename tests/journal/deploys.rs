@@ -537,17 +537,25 @@ fn claiming_takes_the_newest_queued_deploy_and_cancels_older_ones(store: &Store)
     // Started by a runner, with its process group on a machine.
     let detail = TransitionDetail {
         runner: Some("host-a pid 7".to_owned()),
+        log_path: Some("/state/logs/app/3.log".to_owned()),
         ..TransitionDetail::default()
     };
     a.transition(third, DeployState::Started, 11, &detail)
         .unwrap();
+    let started = StartedDeploy {
+        id: third,
+        pgid: None,
+        pgid_host: None,
+        log_path: Some("/state/logs/app/3.log".to_owned()),
+    };
+    assert_eq!(b.started_deploys("app").unwrap(), vec![started.clone()]);
     a.set_pgid(third, 4242, "boot-a").unwrap();
     assert_eq!(
         b.started_deploys("app").unwrap(),
         vec![StartedDeploy {
-            id: third,
             pgid: Some(4242),
             pgid_host: Some("boot-a".to_owned()),
+            ..started
         }]
     );
     assert_eq!(

@@ -237,6 +237,10 @@ pub struct StartedDeploy {
     /// The machine that process group lives on
     /// ([`crate::cluster::host_id`]); `None` before schema 7.
     pub pgid_host: Option<String>,
+    /// Its log, as recorded when it started: the command's environment
+    /// names the event file beside it (`REDEPLOY_EVENT_FILE`), which finds
+    /// its processes when the group was never recorded.
+    pub log_path: Option<String>,
 }
 
 /// What [`crate::journal::Journal::claim_next`] (or

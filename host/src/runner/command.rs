@@ -80,7 +80,7 @@ pub async fn run(
         log,
         spec.max_log_bytes,
     )));
-    let event_file = log_path.with_extension("event.json");
+    let event_file = event_file(log_path);
     crate::logfiles::write_private(&event_file, record.queued.event_json.as_bytes())
         .map_err(|e| fail(format!("cannot write event file: {e}")))?;
 
@@ -190,6 +190,22 @@ pub async fn run(
     result
 }
 
+/// The file beside a deploy's log that holds its event, named to the
+/// command by `REDEPLOY_EVENT_FILE`.
+pub fn event_file(log_path: &Path) -> std::path::PathBuf {
+    log_path.with_extension("event.json")
+}
+
+/// The `REDEPLOY_EVENT_FILE=...` entry in the environment of every process
+/// of the deploy whose log is `log_path` (children inherit it): recovery
+/// finds a deploy's processes by it when their group was never recorded.
+pub fn event_file_env(log_path: &Path) -> String {
+    format!("{EVENT_FILE_VAR}={}", event_file(log_path).display())
+}
+
+/// The variable that names a deploy's event file.
+const EVENT_FILE_VAR: &str = "REDEPLOY_EVENT_FILE";
+
 /// Why a deploy stopped when its runner lost the stack's lease.
 pub const LEASE_LOST_REASON: &str = "stopped: this runner could not renew the stack's lease in \
      the journal in time, so another replica may run the stack's next deploy";
@@ -235,10 +251,7 @@ pub fn deploy_env(
             record.queued.provider.clone(),
         ),
         ("REDEPLOY_REASON".to_string(), record.queued.reason.clone()),
-        (
-            "REDEPLOY_EVENT_FILE".to_string(),
-            event_file.display().to_string(),
-        ),
+        (EVENT_FILE_VAR.to_string(), event_file.display().to_string()),
     ];
     let optional = [
         ("REDEPLOY_PROFILE", record.queued.profile.clone()),

@@ -135,5 +135,4 @@ fn github_token_from_file() {
     ));
     let gh = config.stack("web").unwrap().github.clone().unwrap();
     assert_eq!(gh.token.unwrap().expose(), "ghp_from_file");
-    std::fs::remove_file(file).unwrap();
 }

@@ -54,7 +54,6 @@ fn the_url_comes_inline_from_the_environment_or_from_a_file() {
         (tuned.lease, tuned.runner),
         (std::time::Duration::from_secs(4), false)
     );
-    let _ = std::fs::remove_file(file);
 }
 
 #[test]

@@ -59,10 +59,34 @@ fn set_env(name: &str, value: &str) {
     };
 }
 
-fn temp_file(tag: &str, contents: &str) -> PathBuf {
+/// A file in the temporary directory, removed when dropped (a test that
+/// fails removes it too).
+struct TempFile(PathBuf);
+
+impl std::ops::Deref for TempFile {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TempFile {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        // Some tests remove it themselves, to see a missing file refused.
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn temp_file(tag: &str, contents: &str) -> TempFile {
     let path = std::env::temp_dir().join(unique(tag));
     std::fs::write(&path, contents).unwrap();
-    path
+    TempFile(path)
 }
 
 const MINIMAL: &str = r#"
