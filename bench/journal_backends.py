@@ -23,6 +23,13 @@ generator: they share its cores, so the figure shows what the shared
 database and the leases cost, not what three machines would give. The load
 is split evenly: one wrk per replica with a third of the connections each,
 started together; req/s is their sum and p99 the worst of the three.
+
+`--replica-cpu 0.25` caps every server process (each replica, and the
+SQLite server alike) at that fraction of one core, in a cgroup of its own,
+once it answers: a stand-in for replicas on machines of their own, each
+that size, sharing one database. What the cap cannot model: the database
+and wrk still share the machine's cores, and a replica on its own machine
+would pay a network round trip per journal call.
 """
 
 import argparse
@@ -90,17 +97,60 @@ class Postgres:
         )
 
 
-def start(work, name, branch, journal_url):
+class CpuCap:
+    """A cgroup of its own that caps what its processes (and their
+    children) use at `cores` of CPU: cgroup v2's cpu.max where the cpu
+    controller is there, else v1's CFS quota."""
+
+    PERIOD_US = 100000
+
+    def __init__(self, name, cores):
+        quota = max(1000, int(cores * self.PERIOD_US))
+        v2 = "/sys/fs/cgroup/cgroup.controllers"
+        if os.path.exists(v2) and "cpu" in open(v2).read().split():
+            with open("/sys/fs/cgroup/cgroup.subtree_control", "w") as f:
+                f.write("+cpu")
+            self.dir = f"/sys/fs/cgroup/redeploy-bench-{name}"
+            os.makedirs(self.dir, exist_ok=True)
+            with open(os.path.join(self.dir, "cpu.max"), "w") as f:
+                f.write(f"{quota} {self.PERIOD_US}")
+        else:
+            self.dir = f"/sys/fs/cgroup/cpu/redeploy-bench-{name}"
+            os.makedirs(self.dir, exist_ok=True)
+            with open(os.path.join(self.dir, "cpu.cfs_period_us"), "w") as f:
+                f.write(str(self.PERIOD_US))
+            with open(os.path.join(self.dir, "cpu.cfs_quota_us"), "w") as f:
+                f.write(str(quota))
+
+    def add(self, pid):
+        with open(os.path.join(self.dir, "cgroup.procs"), "w") as f:
+            f.write(str(pid))
+
+    def remove(self):
+        try:
+            os.rmdir(self.dir)
+        except OSError as e:
+            print(f"cannot remove cgroup {self.dir}: {e}")
+
+
+def start(work, name, branch, journal_url, cpu=None):
+    """A `serve` on `journal_url` (SQLite when None), capped at `cpu` of a
+    core once it answers when `cpu` is set."""
     port = free_port()
     config = os.path.join(work, f"{name}-{branch}.toml")
     write_redeploy_config(config, port, f"{work}/state-{name}-{branch}", branch, TRUE, journal_url)
-    return Server(
+    server = Server(
         name,
         [REDEPLOY, "serve", "--config", config],
         port,
         f"/hooks/{TOKEN}",
         os.path.join(work, f"{name}-{branch}.log"),
     )
+    server.cap = None
+    if cpu:
+        server.cap = CpuCap(f"{name}-{branch}", cpu)
+        server.cap.add(server.proc.pid)
+    return server
 
 
 class Group:
@@ -133,6 +183,8 @@ class Group:
     def stop(self):
         for s in self.servers:
             s.stop()
+            if s.cap:
+                s.cap.remove()
 
 
 def main():
@@ -140,6 +192,11 @@ def main():
     ap.add_argument("--duration", type=int, default=10, help="seconds per load run")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", default="1,16,64")
+    ap.add_argument(
+        "--replica-cpu",
+        type=float,
+        help="cap each server at this fraction of a core (a machine of its own)",
+    )
     args = ap.parse_args()
     connections = [int(c) for c in args.connections.split(",")]
 
@@ -158,15 +215,21 @@ def main():
 
     pg = Postgres(work)
     print(f"payload: {FIXTURE} ({len(body)} bytes), {args.rounds} rounds of {args.duration} s")
+    cpu = args.replica_cpu
+    if cpu:
+        print(f"each server capped at {cpu} of a core")
     results = []
     try:
         for scenario, branch in (("decision", "production"), ("deploy", "master")):
             one = pg.database(f"bench_{scenario}")
             three = pg.database(f"bench_{scenario}_3")
             servers = [
-                Group("sqlite", [start(work, "sqlite", branch, None)]),
-                Group("postgres", [start(work, "postgres", branch, one)]),
-                Group("postgres-3", [start(work, f"postgres-3-{i}", branch, three) for i in range(3)]),
+                Group("sqlite", [start(work, "sqlite", branch, None, cpu)]),
+                Group("postgres", [start(work, "postgres", branch, one, cpu)]),
+                Group(
+                    "postgres-3",
+                    [start(work, f"postgres-3-{i}", branch, three, cpu) for i in range(3)],
+                ),
             ]
             try:
                 for c in connections:

@@ -102,13 +102,17 @@ fn claim(
         return Ok(Claimed::default());
     };
     let mut cancelled = cancel_older(sql, stack, newest, at_ms)?;
+    // Only deploys newer than the claimed one: a range of the (stack, id)
+    // index, usually empty. Unbounded, the search reads back through every
+    // deploy of the stack since the last one that started (the cancelled
+    // ones), with the write lock held.
     let latest_started: Option<i64> = sql
         .query_one(
-            "SELECT MAX(id) FROM deploys WHERE stack = ?1 AND started_at_ms IS NOT NULL",
-            args![stack],
+            "SELECT MAX(id) FROM deploys WHERE stack = ?1 AND id > ?2 AND started_at_ms IS NOT NULL",
+            args![stack, newest],
         )?
         .get(0)?;
-    if let Some(latest) = latest_started.filter(|&latest| latest > newest) {
+    if let Some(latest) = latest_started {
         let reason =
             format!("deploy #{latest}, newer, already ran: an older commit never runs after it");
         let older_than_run = TransitionDetail {

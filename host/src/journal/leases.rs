@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use super::{args, Backend, Journal, JournalError, RELEASED_CHANNEL};
+use super::{args, Backend, Commit, Journal, JournalError, RELEASED_CHANNEL};
 
 /// The expression for "now" in milliseconds on the database's clock
 /// (PostgreSQL's `clock_timestamp()`, not the transaction's start time;
@@ -62,8 +62,10 @@ impl Journal {
     }
 
     /// Gives up `holder`'s lease `name` (nothing if it holds it no longer).
+    /// Not waited for on disk: a release the database loses to a crash
+    /// only keeps the lease held until it runs out.
     pub fn release_lease(&self, name: &str, holder: &str) -> Result<(), JournalError> {
-        self.append("release a lease", |sql| {
+        self.commit(Commit::Relaxed, "release a lease", |sql| {
             if sql.execute(
                 "DELETE FROM leases WHERE name = ?1 AND holder = ?2",
                 args![name, holder],

@@ -210,7 +210,9 @@ pub enum Commit {
     /// Like [`Commit::Append`], without waiting for the disk: it may be lost,
     /// with the few before it, to a power loss, never to a crash of this
     /// process (SQLite `synchronous=NORMAL`, PostgreSQL
-    /// `synchronous_commit = off`). For rows no deploy depends on.
+    /// `synchronous_commit = off`). For writes whose loss neither loses a
+    /// deploy nor runs one twice: a delivery's record, a process group that
+    /// recovery can find otherwise, a lease's release.
     Relaxed,
 }
 
