@@ -21,11 +21,14 @@ local body = slurp(os.getenv("BENCH_BODY"))
 local run = assert(os.getenv("BENCH_RUN"), "BENCH_RUN is not set")
 local signature = slurp(os.getenv("BENCH_SIGNATURE")):gsub("%s+$", "")
 local counter = 0
-local thread_id = 0
+local threads = 0
 
+-- Runs in wrk's main Lua state: thread:set makes `thread_id` a global of
+-- the thread's own state, which request() reads. (A local here would be
+-- the same 0 in every thread, and two threads would send the same ids.)
 function setup(thread)
-  thread:set("thread_id", thread_id)
-  thread_id = thread_id + 1
+  thread:set("thread_id", threads)
+  threads = threads + 1
 end
 
 function request()
@@ -33,7 +36,7 @@ function request()
   local headers = {
     ["Content-Type"] = "application/json",
     ["X-GitHub-Event"] = "push",
-    ["X-GitHub-Delivery"] = string.format("bench-%s-%d-%d", run, thread_id, counter),
+    ["X-GitHub-Delivery"] = string.format("bench-%s-%s-%d", run, tostring(thread_id), counter),
     ["X-Hub-Signature-256"] = signature,
   }
   return wrk.format("POST", nil, headers, body)

@@ -38,6 +38,7 @@ pub const SQLITE: &[Migration] = &[
     migration!("sqlite", 6, "0006_deploy_pusher"),
     migration!("sqlite", 7, "0007_runner_leases"),
     migration!("sqlite", 8, "0008_outbox"),
+    migration!("sqlite", 9, "0009_deploys_stack_state"),
 ];
 
 /// The PostgreSQL journal's migrations; the versions applied are rows of
@@ -47,6 +48,7 @@ pub const POSTGRES: &[Migration] = &[
     migration!("postgres", 2, "0002_cluster"),
     migration!("postgres", 3, "0003_deploy_logs"),
     migration!("postgres", 4, "0004_outbox"),
+    migration!("postgres", 5, "0005_deploys_stack_state"),
 ];
 
 /// The newest version in `migrations`.
