@@ -464,12 +464,11 @@ impl Journal {
     /// machine it lives on (`host`, [`crate::cluster::host_id`]).
     pub fn set_pgid(&self, id: i64, pgid: u32, host: &str) -> Result<(), JournalError> {
         // One row's own columns, guarded by its state: no read-check-write
-        // that needs the journal's write lock. Not waited for on disk: the
-        // deploy's end, which is, makes it durable with it (a log is
-        // written in order); lost with the database before that, recovery
-        // finds the command's processes by their environment instead
-        // ([`crate::supervise::groups_with_env`]).
-        self.commit(Commit::Relaxed, "record a deploy's process group", |sql| {
+        // that needs the journal's write lock. Durable before it returns:
+        // recovery stops the whole group by it, children that dropped the
+        // environment (`sudo`, `env -i`) included, which its fallback
+        // ([`crate::supervise::groups_with_env`]) cannot find.
+        self.append("record a deploy's process group", |sql| {
             sql.execute(
                 "UPDATE deploys SET pgid = ?2, pgid_host = ?4 WHERE id = ?1 AND state = ?3",
                 args![id, pgid, DeployState::Started, host],

@@ -294,77 +294,96 @@ pub fn group_alive(pgid: i32) -> bool {
         // SAFETY: signal 0 only checks that the group exists.
         return unsafe { libc::kill(-pgid, 0) } == 0;
     };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // `pid (comm) state ppid pgrp ...`; comm may hold spaces and
-        // parentheses, so fields are counted from the last `)`.
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            continue;
-        };
-        let mut fields = rest.split_whitespace();
-        let state = fields.next();
-        let pgrp = fields.nth(1).and_then(|p| p.parse::<i32>().ok());
-        if pgrp == Some(pgid) && !matches!(state, Some("Z") | Some("X")) {
-            return true;
-        }
-    }
-    false
+    entries.flatten().any(|entry| {
+        let pid = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok());
+        pid.and_then(proc_stat)
+            .is_some_and(|stat| stat.alive && stat.pgrp == pgid)
+    })
 }
 
-/// The process groups of the live processes whose environment holds
-/// `entry` (`NAME=value`) exactly, leaving out groups that lead a session
-/// of their own (a daemon that called `setsid` meant to outlive the deploy;
-/// a deploy command's group is in its runner's session) and this process's
-/// own group, which a deploy never joins. Reads `/proc`;
-/// processes of other users, which cannot be read, are not found.
+/// The process groups of the live processes of this user whose
+/// environment holds `entry` (`NAME=value`) exactly: what is left of a
+/// deploy whose group was never journaled. Left out: a session of its own
+/// whose leader holds the entry (a daemon the deploy started with `setsid`,
+/// meant to outlive it, and everything in its session), this process's own
+/// group, and processes of other users (a server running as root reads
+/// every process's environment, and another user could copy the entry
+/// into processes of theirs). Reads `/proc`. A child that dropped the
+/// environment (`sudo`, `env -i`) is not found: this is a fallback, the
+/// journaled group is what recovery stops.
 pub fn groups_with_env(entry: &str) -> Vec<i32> {
+    use std::os::unix::fs::MetadataExt as _;
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    // SAFETY: getpgrp(2) only reads this process's group id.
-    let own_group = unsafe { libc::getpgrp() };
-    let mut groups = Vec::new();
-    for entry_dir in entries.flatten() {
-        let name = entry_dir.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
+    // SAFETY: getpgrp(2) and geteuid(2) only read this process's ids.
+    let (own_group, own_uid) = unsafe { (libc::getpgrp(), libc::geteuid()) };
+    // (pid, process group, session) of each process holding the entry.
+    let mut holders: Vec<(i32, i32, i32)> = Vec::new();
+    for dir in entries.flatten() {
+        let Some(pid) = dir.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        if dir.metadata().ok().map(|m| m.uid()) != Some(own_uid) {
+            continue;
+        }
+        // The same process before and after its environment is read (a pid
+        // reused in between starts at another time).
+        let Some(before) = proc_stat(pid) else {
             continue;
         };
         let has_entry = std::fs::read(format!("/proc/{pid}/environ"))
             .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == entry.as_bytes()));
-        if !has_entry {
-            continue;
+        if has_entry
+            && proc_stat(pid).is_some_and(|after| after.start == before.start)
+            && before.alive
+        {
+            holders.push((pid, before.pgrp, before.session));
         }
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // `pid (comm) state ppid pgrp session ...`, counted from the last `)`.
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().take(4).collect();
-        let [state, _ppid, pgrp, session] = fields[..] else {
-            continue;
-        };
-        let (Ok(pgrp), Ok(session)) = (pgrp.parse::<i32>(), session.parse::<i32>()) else {
-            continue;
-        };
-        let own = pgrp == own_group;
+    }
+    let own_sessions: Vec<i32> = holders
+        .iter()
+        .filter(|(pid, _, session)| pid == session)
+        .map(|(_, _, session)| *session)
+        .collect();
+    let mut groups = Vec::new();
+    for (_, pgrp, session) in holders {
         if pgrp > 1
-            && pgrp != session
-            && !own
-            && !matches!(state, "Z" | "X")
+            && pgrp != own_group
+            && !own_sessions.contains(&session)
             && !groups.contains(&pgrp)
         {
             groups.push(pgrp);
         }
     }
     groups
+}
+
+/// What recovery reads of a process's `/proc/PID/stat`.
+struct ProcStat {
+    /// Not a zombie.
+    alive: bool,
+    pgrp: i32,
+    session: i32,
+    /// When it started, in clock ticks since boot.
+    start: u64,
+}
+
+fn proc_stat(pid: i32) -> Option<ProcStat> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid pgrp session ... starttime (22nd)`, counted
+    // from the last `)`: comm may hold spaces and parentheses.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some(ProcStat {
+        alive: !matches!(*fields.first()?, "Z" | "X"),
+        pgrp: fields.get(2)?.parse().ok()?,
+        session: fields.get(3)?.parse().ok()?,
+        start: fields.get(19)?.parse().ok()?,
+    })
 }
 
 fn signal_group(pgid: i32, signal: i32) {
@@ -574,19 +593,7 @@ mod tests {
         ));
         let journal = Journal::open(&base.join("journal.sqlite3")).unwrap();
         let crate::journal::Inserted::New(id) = journal
-            .insert_deploy(&crate::journal::NewDeploy {
-                stack: "web".into(),
-                delivery_id: None,
-                provider: "manual".into(),
-                git_ref: None,
-                sha: None,
-                services: vec![],
-                profile: None,
-                reason: "test".into(),
-                event_json: "{}".into(),
-                created_at_ms: 1,
-                pusher: None,
-            })
+            .insert_deploy(&crate::journal::NewDeploy::manual("web"))
             .unwrap()
         else {
             panic!("a new deploy")

@@ -159,19 +159,7 @@ fn files_of_deploys_the_journal_no_longer_holds_are_swept() {
     let _ = std::fs::remove_dir_all(&base);
     let journal = Journal::open(&base.join("journal.sqlite3")).unwrap();
     let crate::journal::Inserted::New(id) = journal
-        .insert_deploy(&crate::journal::NewDeploy {
-            stack: "web".into(),
-            delivery_id: None,
-            provider: "manual".into(),
-            git_ref: None,
-            sha: None,
-            services: vec![],
-            profile: None,
-            reason: "test".into(),
-            event_json: "{}".into(),
-            created_at_ms: 1,
-            pusher: None,
-        })
+        .insert_deploy(&crate::journal::NewDeploy::manual("web"))
         .unwrap()
     else {
         panic!("a new deploy")

@@ -190,6 +190,27 @@ pub struct NewDeploy {
     pub pusher: Option<String>,
 }
 
+#[cfg(test)]
+impl NewDeploy {
+    /// A manual deploy of `stack` queued at 1 ms, with nothing else set:
+    /// for unit tests that need a deploy row.
+    pub(crate) fn manual(stack: &str) -> NewDeploy {
+        NewDeploy {
+            stack: stack.into(),
+            delivery_id: None,
+            provider: "manual".into(),
+            git_ref: None,
+            sha: None,
+            services: vec![],
+            profile: None,
+            reason: "test".into(),
+            event_json: "{}".into(),
+            created_at_ms: 1,
+            pusher: None,
+        }
+    }
+}
+
 /// The outcome of [`Journal::insert_deploy`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Inserted {
@@ -235,7 +256,8 @@ pub struct StartedDeploy {
     /// Its command's process group, once recorded.
     pub pgid: Option<i64>,
     /// The machine that process group lives on
-    /// ([`crate::cluster::host_id`]); `None` before schema 7.
+    /// ([`crate::cluster::host_id`]); `None` before schema 7, or when the
+    /// group was never recorded.
     pub pgid_host: Option<String>,
     /// Its log, as recorded when it started: the command's environment
     /// names the event file beside it (`REDEPLOY_EVENT_FILE`), which finds

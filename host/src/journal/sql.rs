@@ -208,11 +208,12 @@ pub enum Commit {
     /// durable before the call returns.
     Append,
     /// Like [`Commit::Append`], without waiting for the disk: it may be lost,
-    /// with the few before it, to a power loss, never to a crash of this
-    /// process (SQLite `synchronous=NORMAL`, PostgreSQL
-    /// `synchronous_commit = off`). For writes whose loss neither loses a
-    /// deploy nor runs one twice: a delivery's record, a process group that
-    /// recovery can find otherwise, a lease's release.
+    /// with the few before it, to a power loss (SQLite
+    /// `synchronous=NORMAL`) or to a crash of the database server
+    /// (PostgreSQL `synchronous_commit = off`), never to a crash of this
+    /// process; a later commit that waits makes it durable too (a log is
+    /// written in order). For writes whose loss neither loses a deploy nor
+    /// runs one twice: a delivery's record, a lease's release.
     Relaxed,
 }
 
