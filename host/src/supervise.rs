@@ -592,12 +592,7 @@ mod tests {
             now_ms()
         ));
         let journal = Journal::open(&base.join("journal.sqlite3")).unwrap();
-        let crate::journal::Inserted::New(id) = journal
-            .insert_deploy(&crate::journal::NewDeploy::manual("web"))
-            .unwrap()
-        else {
-            panic!("a new deploy")
-        };
+        let id = journal.insert_manual_deploy("web");
         let log = base.join("logs").join("web").join(format!("{id}.log"));
         let detail = TransitionDetail {
             log_path: Some(log.display().to_string()),

@@ -158,12 +158,7 @@ fn files_of_deploys_the_journal_no_longer_holds_are_swept() {
     let base = std::env::temp_dir().join(format!("redeploy-orphans-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
     let journal = Journal::open(&base.join("journal.sqlite3")).unwrap();
-    let crate::journal::Inserted::New(id) = journal
-        .insert_deploy(&crate::journal::NewDeploy::manual("web"))
-        .unwrap()
-    else {
-        panic!("a new deploy")
-    };
+    let id = journal.insert_manual_deploy("web");
     let logs = base.join("logs");
     let web = logs.join("web");
     std::fs::create_dir_all(&web).unwrap();

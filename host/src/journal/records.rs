@@ -211,6 +211,17 @@ impl NewDeploy {
     }
 }
 
+#[cfg(test)]
+impl super::Journal {
+    /// Queues [`NewDeploy::manual`] for `stack`; its id. For unit tests.
+    pub(crate) fn insert_manual_deploy(&self, stack: &str) -> i64 {
+        match self.insert_deploy(&NewDeploy::manual(stack)).unwrap() {
+            Inserted::New(id) => id,
+            Inserted::Duplicate(id) => panic!("a manual deploy is never a duplicate (#{id})"),
+        }
+    }
+}
+
 /// The outcome of [`Journal::insert_deploy`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Inserted {
