@@ -14,7 +14,11 @@
 //! transaction-scoped advisory lock ([`WRITE_LOCK`]), which serializes them
 //! across every replica exactly as SQLite's `BEGIN IMMEDIATE` serializes
 //! them across processes; transactions that only add rows
-//! ([`Commit::Append`], [`Commit::Relaxed`]) do not. Migrations run in one
+//! ([`Commit::Append`], [`Commit::Relaxed`]) do not. A locked transaction
+//! commits without waiting for the disk, so the lock is not held across a
+//! flush, and is then made durable by [`COMMIT_THEN_FLUSH`] before the
+//! call returns: concurrent callers share one flush where each waited for
+//! its own under the lock. Migrations run in one
 //! transaction under [`MIGRATION_LOCK`], so replicas starting at once apply
 //! each migration once.
 
@@ -50,6 +54,24 @@ pub const MIGRATION_LOCK: i64 = 0x7265_6465_706c_6f78;
 /// The advisory lock every read-check-write transaction holds until it
 /// ends ("redeploy" in ASCII).
 pub const WRITE_LOCK: i64 = 0x7265_6465_706c_6f79;
+
+/// How a transaction that held [`WRITE_LOCK`] ends: it commits without
+/// waiting for the disk (its `SET LOCAL synchronous_commit TO OFF`), which
+/// releases the lock at once, and then a second transaction writes one
+/// record to the log (a transactional logical-decoding message, which
+/// touches no table, so concurrent ones never wait for each other) and
+/// commits with the session's `synchronous_commit`. That commit waits
+/// until the log is flushed up to its own record, which comes after the
+/// locked transaction's commit (and after every commit the locked
+/// transaction saw): when the call returns, all it wrote and read is
+/// durable, as if it had committed synchronously. PostgreSQL batches the
+/// flushes of concurrent committers, which it cannot do for flushes made
+/// one after the other under the lock. (A transaction that writes nothing
+/// to the log, such as one that only takes a transaction id, commits
+/// without waiting whatever `synchronous_commit` says, so it would not
+/// do.) One simple query, one round trip.
+const COMMIT_THEN_FLUSH: &str =
+    "COMMIT; BEGIN; SELECT pg_logical_emit_message(true, 'redeploy', 'flush'); COMMIT";
 
 /// How long a connection may be silent before TCP keepalive probes start,
 /// how often they are sent, and how many may go unanswered: a database
@@ -245,7 +267,8 @@ impl Db {
                 IDLE_IN_TRANSACTION_TIMEOUT.as_millis()
             );
             let wait = format!(
-                "{idle}; SET LOCAL lock_timeout = {}; SELECT pg_advisory_xact_lock({WRITE_LOCK})",
+                "{idle}; SET LOCAL synchronous_commit TO OFF; \
+                 SET LOCAL lock_timeout = {}; SELECT pg_advisory_xact_lock({WRITE_LOCK})",
                 self.lock_timeout.as_millis().max(1)
             );
             let begin = match commit {
@@ -257,6 +280,10 @@ impl Db {
                 Commit::Snapshot => format!("BEGIN ISOLATION LEVEL REPEATABLE READ; {wait}"),
                 Commit::Append => format!("BEGIN; {idle}"),
                 Commit::Relaxed => format!("BEGIN; {idle}; SET LOCAL synchronous_commit TO OFF"),
+            };
+            let end = match commit {
+                Commit::Exclusive | Commit::Snapshot => COMMIT_THEN_FLUSH,
+                Commit::Append | Commit::Relaxed => "COMMIT",
             };
             let mut tx = Tx {
                 client: conn.client(),
@@ -272,9 +299,9 @@ impl Db {
                 (Some(_), Err(_)) => {}
                 (Some(begin), Ok(_)) => {
                     rt.block_on(conn.client().batch_execute(&begin))?;
-                    rt.block_on(commit_announcing(conn.client(), &announced))?;
+                    rt.block_on(commit_announcing(conn.client(), &announced, end))?;
                 }
-                (None, Ok(_)) => rt.block_on(commit_announcing(conn.client(), &announced))?,
+                (None, Ok(_)) => rt.block_on(commit_announcing(conn.client(), &announced, end))?,
                 (None, Err(_)) => rt.block_on(conn.client().batch_execute("ROLLBACK"))?,
             }
             conn.release();
@@ -491,15 +518,19 @@ impl Drop for Checkout {
     }
 }
 
-/// Sends the transaction's `pg_notify`s and its `COMMIT` together, in one
-/// round trip (tokio-postgres pipelines requests polled together): a
-/// notification is only delivered if the transaction commits. A notify
-/// that fails aborts the transaction, and PostgreSQL then answers the
-/// `COMMIT` with a rollback rather than an error, so that failure is the
-/// transaction's.
-async fn commit_announcing(client: &Object, announced: &[(String, String)]) -> Result<(), DbError> {
+/// Sends the transaction's `pg_notify`s and its end (`end`: `COMMIT`, or
+/// [`COMMIT_THEN_FLUSH`]) together, in one round trip (tokio-postgres
+/// pipelines requests polled together): a notification is only delivered
+/// if the transaction commits. A notify that fails aborts the transaction,
+/// and PostgreSQL then answers the `COMMIT` with a rollback rather than an
+/// error, so that failure is the transaction's.
+async fn commit_announcing(
+    client: &Object,
+    announced: &[(String, String)],
+    end: &str,
+) -> Result<(), DbError> {
     if announced.is_empty() {
-        return Ok(client.batch_execute("COMMIT").await?);
+        return Ok(client.batch_execute(end).await?);
     }
     let calls: Vec<String> = (0..announced.len())
         .map(|i| format!("pg_notify(${}, ${})", 2 * i + 1, 2 * i + 2))
@@ -515,7 +546,7 @@ async fn commit_announcing(client: &Object, announced: &[(String, String)]) -> R
     let (notified, committed) = tokio::join!(
         biased;
         client.execute(&notify, &params),
-        client.batch_execute("COMMIT")
+        client.batch_execute(end)
     );
     notified?;
     Ok(committed?)
