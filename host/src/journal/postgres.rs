@@ -70,6 +70,12 @@ pub const WRITE_LOCK: i64 = 0x7265_6465_706c_6f79;
 /// to the log, such as one that only takes a transaction id, commits
 /// without waiting whatever `synchronous_commit` says, so it would not
 /// do.) One simple query, one round trip.
+///
+/// Another session may see the locked transaction's rows in the moment
+/// before they are flushed. What acts on the journal (starting a deploy,
+/// sending an outbox row, answering a webhook) first commits a write of
+/// its own after what it read, and the log is flushed in order, so that
+/// write's flush makes what it read durable too.
 const COMMIT_THEN_FLUSH: &str =
     "COMMIT; BEGIN; SELECT pg_logical_emit_message(true, 'redeploy', 'flush'); COMMIT";
 
