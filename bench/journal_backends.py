@@ -30,6 +30,12 @@ once it answers: a stand-in for replicas on machines of their own, each
 that size, sharing one database. What the cap cannot model: the database
 and wrk still share the machine's cores, and a replica on its own machine
 would pay a network round trip per journal call.
+
+`--flush-delay-ms 2` makes every fsync and fdatasync of PostgreSQL and of
+each `redeploy serve` wait that long first (bench/slow_flush.c, compiled
+with cc and loaded with LD_PRELOAD): a disk slower to flush than this
+machine's, where what waits for the disk, and how often, decides the
+deploy path.
 """
 
 import argparse
@@ -55,7 +61,7 @@ def as_server_user(argv):
 class Postgres:
     """A throwaway cluster on a free loopback port."""
 
-    def __init__(self, work):
+    def __init__(self, work, prefix=()):
         versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
         if not versions:
             raise SystemExit("PostgreSQL is not installed (apt-get install postgresql)")
@@ -74,6 +80,7 @@ class Postgres:
         )
         subprocess.run(
             as_server_user([
+                *prefix,
                 f"{self.bin}/pg_ctl", "-D", data, "-l", os.path.join(self.dir, "log"), "-w",
                 "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1",
                 "start",
@@ -133,15 +140,16 @@ class CpuCap:
             print(f"cannot remove cgroup {self.dir}: {e}")
 
 
-def start(work, name, branch, journal_url, cpu=None):
+def start(work, name, branch, journal_url, cpu=None, prefix=()):
     """A `serve` on `journal_url` (SQLite when None), capped at `cpu` of a
-    core once it answers when `cpu` is set."""
+    core once it answers when `cpu` is set, run through `prefix` (an `env`
+    that sets its environment)."""
     port = free_port()
     config = os.path.join(work, f"{name}-{branch}.toml")
     write_redeploy_config(config, port, f"{work}/state-{name}-{branch}", branch, TRUE, journal_url)
     server = Server(
         name,
-        [REDEPLOY, "serve", "--config", config],
+        [*prefix, REDEPLOY, "serve", "--config", config],
         port,
         f"/hooks/{TOKEN}",
         os.path.join(work, f"{name}-{branch}.log"),
@@ -192,10 +200,16 @@ def main():
     ap.add_argument("--duration", type=int, default=10, help="seconds per load run")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", default="1,16,64")
+    ap.add_argument("--scenarios", default="decision,deploy")
     ap.add_argument(
         "--replica-cpu",
         type=float,
         help="cap each server at this fraction of a core (a machine of its own)",
+    )
+    ap.add_argument(
+        "--flush-delay-ms",
+        type=float,
+        help="make every fsync of the database and the servers wait this long (a slower disk)",
     )
     args = ap.parse_args()
     connections = [int(c) for c in args.connections.split(",")]
@@ -213,22 +227,33 @@ def main():
         f.write(signature)
     env = dict(os.environ, BENCH_BODY=body_path, BENCH_SIGNATURE=sig_path)
 
-    pg = Postgres(work)
+    prefix = ()
+    if args.flush_delay_ms:
+        shim = os.path.join(work, "slow_flush.so")
+        source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "slow_flush.c")
+        subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", shim, source, "-ldl"], check=True)
+        os.chmod(shim, 0o755)
+        delay_us = int(args.flush_delay_ms * 1000)
+        prefix = ("env", f"LD_PRELOAD={shim}", f"REDEPLOY_BENCH_FLUSH_DELAY_US={delay_us}")
+        print(f"every fsync and fdatasync waits {args.flush_delay_ms} ms first")
+    pg = Postgres(work, prefix)
     print(f"payload: {FIXTURE} ({len(body)} bytes), {args.rounds} rounds of {args.duration} s")
     cpu = args.replica_cpu
     if cpu:
         print(f"each server capped at {cpu} of a core")
     results = []
     try:
-        for scenario, branch in (("decision", "production"), ("deploy", "master")):
+        branches = {"decision": "production", "deploy": "master"}
+        for scenario in args.scenarios.split(","):
+            branch = branches[scenario]
             one = pg.database(f"bench_{scenario}")
             three = pg.database(f"bench_{scenario}_3")
             servers = [
-                Group("sqlite", [start(work, "sqlite", branch, None, cpu)]),
-                Group("postgres", [start(work, "postgres", branch, one, cpu)]),
+                Group("sqlite", [start(work, "sqlite", branch, None, cpu, prefix)]),
+                Group("postgres", [start(work, "postgres", branch, one, cpu, prefix)]),
                 Group(
                     "postgres-3",
-                    [start(work, f"postgres-3-{i}", branch, three, cpu) for i in range(3)],
+                    [start(work, f"postgres-3-{i}", branch, three, cpu, prefix) for i in range(3)],
                 ),
             ]
             try:
