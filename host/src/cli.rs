@@ -43,6 +43,8 @@ pub enum Command {
     /// The journal: `migrate` its schema, `export` it to a file, `import`
     /// one (from SQLite to PostgreSQL, say).
     Journal(commands::journal::JournalCommand),
+    /// The dashboard: `ui passwd` prints a password's hash for `[[ui.users]]`.
+    Ui(commands::ui::UiCommand),
     /// Print a shell completion script (bash, zsh, fish...).
     Completions(commands::completions::Completions),
     /// Print the man page (roff).
@@ -70,6 +72,7 @@ impl Cli {
             Command::Github(c) => c.execute(),
             Command::Config(c) => c.execute(),
             Command::Journal(c) => c.execute(),
+            Command::Ui(c) => c.execute(),
             Command::Completions(c) => c.execute(),
             Command::Man(c) => c.execute(),
         }

@@ -60,6 +60,7 @@ pub use outbox::{
 };
 mod retention;
 pub use retention::{PrunePolicy, Pruned};
+mod ui_sessions;
 
 mod admission;
 pub use admission::{Admission, Admitted, CommitClaim, ReplayClaim};

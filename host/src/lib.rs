@@ -33,3 +33,4 @@ pub mod stacks;
 pub mod supervise;
 pub mod text;
 pub mod tokens;
+pub mod ui;

@@ -117,6 +117,12 @@ fn reject(status: u16, kind: &str, message: &str) -> Response {
 }
 
 async fn not_found() -> Response {
+    not_found_response()
+}
+
+/// What a path the server does not know is answered (the dashboard's paths
+/// too, while it is off).
+pub fn not_found_response() -> Response {
     reject(404, "not-found", "no such hook")
 }
 
@@ -645,7 +651,7 @@ pub async fn serve_http(
         let Ok(slot) = slot else { break };
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(conn) => conn,
                     Err(e) => {
                         // Out of file descriptors and the like: back off, keep serving.
@@ -654,7 +660,17 @@ pub async fn serve_http(
                         continue;
                     }
                 };
-                let service = TowerToHyperService::new(router.clone());
+                // The client's address, for whoever asks (the dashboard's
+                // sign-in limiter and trusted proxies).
+                let router = router.clone();
+                let service = TowerToHyperService::new(tower::service_fn(
+                    move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                        request
+                            .extensions_mut()
+                            .insert(axum::extract::ConnectInfo(peer));
+                        tower::ServiceExt::oneshot(router.clone(), request)
+                    },
+                ));
                 // Read per connection: a reload applies to the next one.
                 let limits = limits();
                 let io = WriteTimeout::new(stream, limits.write_timeout);

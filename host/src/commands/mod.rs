@@ -16,6 +16,7 @@ pub mod reload;
 pub mod run_queued;
 pub mod serve;
 pub mod trigger;
+pub mod ui;
 
 use std::path::{Path, PathBuf};
 

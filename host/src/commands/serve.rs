@@ -159,9 +159,13 @@ impl Serve {
             crate::retention::spawn_periodic(live.clone(), journal.clone(), refused.clone());
         tracing::info!(addr = %listener.local_addr()?, stacks = config.stacks.len(), "redeploy listening; `redeploy hook-url STACK` prints each hook URL");
         let limits = live.clone();
+        let ui = Arc::new(crate::ui::UiState::new(state.clone(), live.clone()));
+        if config.ui.is_some() {
+            tracing::info!("the dashboard is at /ui/");
+        }
         crate::server::serve_http(
             listener,
-            app(state),
+            app(state).merge(crate::ui::routes(ui)),
             move || crate::server::ConnectionLimits::of(&limits.current().server),
             connections,
             signals.handle(reloader),

@@ -56,8 +56,13 @@ mod raw;
 mod secrets;
 mod server;
 mod stack;
+mod ui;
 
 pub use journal::{JournalConfig, PostgresConfig, MAX_POOL_SIZE};
+pub use ui::{
+    Role, TrustedProxy, UiConfig, UiUser, DEFAULT_SESSION_TTL, MAX_SESSION_TTL,
+    MAX_USER_NAME_BYTES,
+};
 pub use live::{merge_reload, Live, LiveConfig, Reloaded};
 pub use secrets::{ProcessSecrets, Secret, SecretSource};
 pub use server::is_https_or_loopback_http;
@@ -359,6 +364,8 @@ pub struct Config {
     pub hook: HookConfig,
     /// The `[journal]` table: SQLite in the state directory, or PostgreSQL.
     pub journal: JournalConfig,
+    /// The `[ui]` table: the dashboard, when it is on.
+    pub ui: Option<UiConfig>,
     /// The absolute directory relative paths were resolved against (the
     /// config file's directory).
     pub base_dir: PathBuf,
@@ -805,6 +812,7 @@ fn validate(
     let server = validate_server(raw.server, &base_dir)?;
     let hook = validate_hook(raw.hook)?;
     let journal = journal::validate_journal(raw.journal, &base_dir, sources)?;
+    let ui = ui::validate_ui(raw.ui)?;
 
     let mut seen = BTreeSet::new();
     let mut stacks = Vec::with_capacity(raw.stacks.len());
@@ -824,6 +832,7 @@ fn validate(
         stacks,
         hook,
         journal,
+        ui,
         base_dir,
     })
 }

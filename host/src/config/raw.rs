@@ -21,6 +21,26 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) hook: RawHook,
     pub(super) journal: Option<RawJournal>,
+    pub(super) ui: Option<RawUi>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUi {
+    pub(super) session_ttl: Option<String>,
+    #[serde(default)]
+    pub(super) users: Vec<RawUiUser>,
+    pub(super) trusted_user_header: Option<String>,
+    pub(super) trusted_proxies: Option<Vec<String>>,
+    pub(super) trusted_role: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUiUser {
+    pub(super) name: Option<String>,
+    pub(super) role: Option<String>,
+    pub(super) password_hash: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

@@ -39,6 +39,7 @@ pub const SQLITE: &[Migration] = &[
     migration!("sqlite", 7, "0007_runner_leases"),
     migration!("sqlite", 8, "0008_outbox"),
     migration!("sqlite", 9, "0009_deploys_stack_state"),
+    migration!("sqlite", 10, "0010_ui_sessions"),
 ];
 
 /// The PostgreSQL journal's migrations; the versions applied are rows of
@@ -49,6 +50,7 @@ pub const POSTGRES: &[Migration] = &[
     migration!("postgres", 3, "0003_deploy_logs"),
     migration!("postgres", 4, "0004_outbox"),
     migration!("postgres", 5, "0005_deploys_stack_state"),
+    migration!("postgres", 6, "0006_ui_sessions"),
 ];
 
 /// The newest version in `migrations`.

@@ -1,0 +1,206 @@
+//! Stage 2 for the `[ui]` table: who may sign in to the dashboard
+//! ([`crate::ui`]) and how. No table, no users and no trusted header leaves
+//! the dashboard off.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use super::raw::{RawUi, RawUiUser};
+use super::server::{duration, non_zero};
+use super::{ConfigError, Result};
+
+/// How long a session lasts unless `session_ttl` says otherwise.
+pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(12 * 60 * 60);
+
+/// The longest `session_ttl` allowed: a stolen cookie is good for no more.
+pub const MAX_SESSION_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+/// The longest user name accepted.
+pub const MAX_USER_NAME_BYTES: usize = 64;
+
+/// What a signed-in user may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// Read every page; change nothing.
+    Viewer,
+    /// Also trigger, redeploy and cancel deploys.
+    Operator,
+}
+
+impl Role {
+    /// The name the config and the pages use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+        }
+    }
+
+    fn parse(key: &str, value: &str) -> std::result::Result<Role, String> {
+        match value {
+            "viewer" => Ok(Role::Viewer),
+            "operator" => Ok(Role::Operator),
+            other => Err(format!("{key} {other:?} is not \"viewer\" or \"operator\"")),
+        }
+    }
+}
+
+/// A local user of the dashboard.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UiUser {
+    /// The name signed in with.
+    pub name: String,
+    /// What the user may do.
+    pub role: Role,
+    /// The Argon2id hash of the password, as a PHC string
+    /// (`redeploy ui passwd` prints one); left out of `Debug`.
+    pub password_hash: String,
+}
+
+impl std::fmt::Debug for UiUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UiUser")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("password_hash", &"<redacted>")
+            .finish()
+    }
+}
+
+/// An identity proxy (oauth2-proxy, Authelia...) in front of the dashboard
+/// that names the signed-in user in a header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrustedProxy {
+    /// The header, lower case (`trusted_user_header`).
+    pub header: String,
+    /// The proxy's addresses (`trusted_proxies`): the header is believed
+    /// only on connections from one of them, and ignored otherwise.
+    pub from: Vec<IpAddr>,
+    /// The role of a user the proxy names (`trusted_role`, default viewer).
+    pub role: Role,
+}
+
+/// The validated `[ui]` table, when the dashboard is on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UiConfig {
+    /// How long a session lasts after sign-in (`session_ttl`).
+    pub session_ttl: Duration,
+    /// Local users (`[[ui.users]]`), names unique.
+    pub users: Vec<UiUser>,
+    /// The identity proxy, if any.
+    pub proxy: Option<TrustedProxy>,
+}
+
+impl UiConfig {
+    /// The local user called `name`.
+    pub fn user(&self, name: &str) -> Option<&UiUser> {
+        self.users.iter().find(|u| u.name == name)
+    }
+}
+
+/// Validates `[ui]`: `None` when the dashboard is off.
+pub(super) fn validate_ui(raw: Option<RawUi>) -> Result<Option<UiConfig>> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let err = |message: String| ConfigError::invalid(format!("ui: {message}"));
+    let session_ttl = duration("session_ttl", raw.session_ttl, DEFAULT_SESSION_TTL)
+        .and_then(|d| non_zero("session_ttl", d))
+        .map_err(err)?;
+    if session_ttl > MAX_SESSION_TTL {
+        return Err(err(format!(
+            "session_ttl {} is longer than {}",
+            humantime::format_duration(session_ttl),
+            humantime::format_duration(MAX_SESSION_TTL)
+        )));
+    }
+    let mut users: Vec<UiUser> = Vec::with_capacity(raw.users.len());
+    for (i, user) in raw.users.into_iter().enumerate() {
+        let user = validate_user(user).map_err(|m| err(format!("users[{i}]: {m}")))?;
+        if users.iter().any(|u| u.name == user.name) {
+            return Err(err(format!(
+                "users[{i}]: name {:?} is used by more than one user",
+                user.name
+            )));
+        }
+        users.push(user);
+    }
+    let proxy = match (raw.trusted_user_header, raw.trusted_proxies) {
+        (None, None) => {
+            if raw.trusted_role.is_some() {
+                return Err(err("trusted_role needs trusted_user_header".into()));
+            }
+            None
+        }
+        (Some(header), Some(from)) => {
+            let header = header.trim().to_ascii_lowercase();
+            if axum::http::HeaderName::from_bytes(header.as_bytes()).is_err() || header.is_empty() {
+                return Err(err(format!("trusted_user_header {header:?} is not a header name")));
+            }
+            if from.is_empty() {
+                return Err(err("trusted_proxies is empty: name the proxy's addresses".into()));
+            }
+            let from = from
+                .iter()
+                .map(|a| {
+                    a.parse::<IpAddr>().map_err(|_| {
+                        err(format!("trusted_proxies: {a:?} is not an IP address"))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let role = match raw.trusted_role {
+                Some(role) => Role::parse("trusted_role", &role).map_err(err)?,
+                None => Role::Viewer,
+            };
+            Some(TrustedProxy { header, from, role })
+        }
+        (Some(_), None) => {
+            return Err(err(
+                "trusted_user_header needs trusted_proxies (the addresses the header is believed from)"
+                    .into(),
+            ))
+        }
+        (None, Some(_)) => return Err(err("trusted_proxies needs trusted_user_header".into())),
+    };
+    if users.is_empty() && proxy.is_none() {
+        return Err(err(
+            "no way to sign in: add [[ui.users]] (with `redeploy ui passwd`) or trusted_user_header"
+                .into(),
+        ));
+    }
+    Ok(Some(UiConfig {
+        session_ttl,
+        users,
+        proxy,
+    }))
+}
+
+fn validate_user(raw: RawUiUser) -> std::result::Result<UiUser, String> {
+    let name = raw.name.ok_or("name is missing")?;
+    if name.is_empty()
+        || name.len() > MAX_USER_NAME_BYTES
+        || name.chars().any(|c| c.is_control() || c.is_whitespace())
+    {
+        return Err(format!(
+            "name {name:?} must be 1 to {MAX_USER_NAME_BYTES} bytes without spaces or control characters"
+        ));
+    }
+    let role = Role::parse("role", raw.role.as_deref().unwrap_or("viewer"))?;
+    let hash = raw
+        .password_hash
+        .ok_or_else(|| format!("user {name:?}: password_hash is missing (`redeploy ui passwd` prints one)"))?;
+    let parsed = argon2::password_hash::phc::PasswordHash::new(&hash).map_err(|_| {
+        format!("user {name:?}: password_hash is not a PHC string (`redeploy ui passwd` prints one)")
+    })?;
+    if parsed.algorithm.as_str() != "argon2id" {
+        return Err(format!(
+            "user {name:?}: password_hash uses {}, not argon2id",
+            parsed.algorithm
+        ));
+    }
+    Ok(UiUser {
+        name,
+        role,
+        password_hash: hash,
+    })
+}

@@ -1,0 +1,10 @@
+-- The dashboard's sessions (`[ui]`): a signed-in user's session, by the
+-- SHA-256 of its cookie's value (a copy of the journal signs nobody in),
+-- until it expires or its user signs out.
+CREATE TABLE ui_sessions (
+    id_hash       TEXT PRIMARY KEY,
+    user_name     TEXT NOT NULL,
+    created_at_ms BIGINT NOT NULL,
+    expires_at_ms BIGINT NOT NULL
+);
+CREATE INDEX ui_sessions_expires ON ui_sessions (expires_at_ms);

@@ -1,0 +1,105 @@
+//! The pages' templates (askama, compiled into the binary from
+//! `host/templates/ui/`): each struct is one page's data, laid out by its
+//! template, which escapes every value it prints.
+
+use askama::Template;
+
+use super::view::{DeliveryView, DeployView};
+
+/// What every page's frame shows: who is signed in, and the token the
+/// sign-out form carries.
+#[derive(Clone, Debug, Default)]
+pub struct Chrome {
+    /// The signed-in user, if any.
+    pub user: Option<String>,
+    /// Their role.
+    pub role: &'static str,
+    /// Their CSRF token.
+    pub csrf: String,
+}
+
+/// The sign-in page.
+#[derive(Template)]
+#[template(path = "ui/login.html")]
+pub struct Login {
+    /// No one is signed in.
+    pub chrome: Chrome,
+    /// The form's CSRF token (bound to the sign-in cookie).
+    pub csrf: String,
+    /// The name tried, to fill in again.
+    pub user: String,
+    /// What went wrong, or empty.
+    pub problem: String,
+}
+
+/// A stack in the stacks page.
+pub struct StackRow {
+    /// Its name.
+    pub name: String,
+    /// What it follows.
+    pub follows: String,
+    /// Its newest deploy.
+    pub last: Option<DeployView>,
+    /// GitHub continuous deployment: on, how, or off.
+    pub github: String,
+}
+
+/// The stacks page.
+#[derive(Template)]
+#[template(path = "ui/stacks.html")]
+pub struct Stacks {
+    /// The frame.
+    pub chrome: Chrome,
+    /// Every stack, in config order.
+    pub stacks: Vec<StackRow>,
+}
+
+/// One stack's page.
+#[derive(Template)]
+#[template(path = "ui/stack.html")]
+pub struct Stack {
+    /// The frame.
+    pub chrome: Chrome,
+    /// The stack's name.
+    pub name: String,
+    /// What it follows.
+    pub follows: String,
+    /// GitHub continuous deployment.
+    pub github: String,
+    /// The hook URL, once an operator asked for it.
+    pub hook_url: Option<String>,
+    /// Its `?services=` and `?deployment_profile=` variants: (label, URL).
+    pub variants: Vec<(String, String)>,
+    /// Its newest deploys.
+    pub deploys: Vec<DeployView>,
+    /// Its newest deliveries.
+    pub deliveries: Vec<DeliveryView>,
+}
+
+/// One deploy's page.
+#[derive(Template)]
+#[template(path = "ui/deploy.html")]
+pub struct Deploy {
+    /// The frame.
+    pub chrome: Chrome,
+    /// Its stack.
+    pub stack: String,
+    /// The deploy.
+    pub d: DeployView,
+    /// Its command's exit status, when recorded.
+    pub exit_code: Option<i32>,
+    /// The end of its log.
+    pub log: Option<String>,
+}
+
+/// An error page.
+#[derive(Template)]
+#[template(path = "ui/error.html")]
+pub struct Error {
+    /// The frame.
+    pub chrome: Chrome,
+    /// What went wrong, short.
+    pub title: String,
+    /// One line more.
+    pub message: String,
+}

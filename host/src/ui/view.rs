@@ -1,0 +1,256 @@
+//! What the pages show, computed from the config and the journal's records
+//! with no I/O: the templates ([`super::pages`]) only lay it out.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde_json::Value;
+
+use crate::config::StackConfig;
+use crate::journal::{DeliveryRecord, DeployRecord};
+
+/// How many characters of a commit the pages show (the full one is in the
+/// element's title).
+pub const SHORT_SHA: usize = 12;
+
+/// A moment, for a `<time>` element: machine-readable (RFC 3339, UTC) and
+/// as text (the same, until the page's script puts it in the viewer's time
+/// zone).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Moment {
+    /// `2026-12-02T05:11:21Z`.
+    pub iso: String,
+}
+
+impl Moment {
+    /// The moment `ms` milliseconds after the Unix epoch.
+    pub fn at(ms: i64) -> Moment {
+        let time = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+        Moment {
+            iso: humantime::format_rfc3339_seconds(time).to_string(),
+        }
+    }
+}
+
+/// A duration as people read it: `850ms`, `12s`, `3m 4s`, `1h 2m`.
+pub fn human_duration(ms: i64) -> String {
+    let ms = ms.max(0) as u64;
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let secs = ms / 1000;
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m {s}s"),
+        _ => format!("{h}h {m}m"),
+    }
+}
+
+/// A deploy, as a row of the stacks and stack pages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeployView {
+    /// The journal's id.
+    pub id: i64,
+    /// `queued`, `started`, `succeeded`...
+    pub state: &'static str,
+    /// The commit, shortened, and in full.
+    pub sha_short: String,
+    /// The full commit, or empty.
+    pub sha: String,
+    /// The ref (`refs/heads/main`), or empty.
+    pub git_ref: String,
+    /// What caused it: the provider (`github`, `manual`...).
+    pub trigger: String,
+    /// The services, comma-separated; empty for all.
+    pub services: String,
+    /// The deploy profile, or empty.
+    pub profile: String,
+    /// When it was queued.
+    pub queued: Moment,
+    /// When it started, if it did.
+    pub started: Option<Moment>,
+    /// How long it ran (or has run until it was last recorded), if it
+    /// started.
+    pub duration: Option<String>,
+    /// The latest reason recorded (why it was cancelled, how it failed).
+    pub detail: String,
+}
+
+impl DeployView {
+    /// The row of `d`.
+    pub fn of(d: &DeployRecord) -> DeployView {
+        let sha = d.queued.sha.clone().unwrap_or_default();
+        DeployView {
+            id: d.id,
+            state: d.state.as_str(),
+            sha_short: sha.chars().take(SHORT_SHA).collect(),
+            sha,
+            git_ref: d.queued.git_ref.clone().unwrap_or_default(),
+            trigger: d.queued.provider.clone(),
+            services: d.queued.services.join(", "),
+            profile: d.queued.profile.clone().unwrap_or_default(),
+            queued: Moment::at(d.queued.created_at_ms),
+            started: d.started_at_ms.map(Moment::at),
+            duration: d
+                .started_at_ms
+                .zip(d.finished_at_ms)
+                .map(|(start, end)| human_duration(end - start)),
+            detail: d.detail.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// What a stack follows, in a few words: `acme/web, branch main`, `image
+/// ghcr.io/acme/api:latest`, and each service's own.
+pub fn follows(stack: &StackConfig) -> String {
+    let mut parts = Vec::new();
+    let source = |repository: &Option<String>,
+                  branch: &Option<String>,
+                  tags: &Option<String>,
+                  image: &Option<String>| {
+        let mut what = Vec::new();
+        if let Some(repository) = repository {
+            what.push(repository.clone());
+        }
+        if let Some(branch) = branch {
+            what.push(format!("branch {branch}"));
+        }
+        if let Some(tags) = tags {
+            what.push(format!("tags {tags}"));
+        }
+        if let Some(image) = image {
+            what.push(format!("image {image}"));
+        }
+        what.join(", ")
+    };
+    let own = source(&stack.repository, &stack.branch, &stack.tags, &stack.image);
+    if !own.is_empty() {
+        parts.push(own);
+    }
+    for service in &stack.services {
+        let theirs = source(&service.repository, &service.branch, &service.tags, &service.image);
+        if !theirs.is_empty() {
+            parts.push(format!("{}: {theirs}", service.name));
+        }
+    }
+    if parts.is_empty() {
+        "manual deploys only".to_owned()
+    } else {
+        parts.join("; ")
+    }
+}
+
+/// A delivery, as a row of the stack page: what was decided for this stack,
+/// and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliveryView {
+    /// The journal's id.
+    pub id: i64,
+    /// When it arrived.
+    pub received: Moment,
+    /// Who sent it (`github`...), or empty when not recognised.
+    pub provider: String,
+    /// The provider's event (`push`...), or empty.
+    pub event: String,
+    /// The provider's delivery id, or empty.
+    pub delivery_id: String,
+    /// The HTTP status it was answered with.
+    pub status: u16,
+    /// The decision for the stack: `deploy`, `skip`, or the error's kind.
+    pub decision: String,
+    /// Why, in the words the answer gave.
+    pub reason: String,
+}
+
+impl DeliveryView {
+    /// The row of `d` as seen from `stack`.
+    pub fn of(d: &DeliveryRecord, stack: &str) -> DeliveryView {
+        let (decision, reason) = decision_for(&d.recorded.summary, stack);
+        DeliveryView {
+            id: d.id,
+            received: Moment::at(d.recorded.received_at_ms),
+            provider: d.recorded.provider.clone().unwrap_or_default(),
+            event: d.recorded.event.clone().unwrap_or_default(),
+            delivery_id: d.recorded.delivery_id.clone().unwrap_or_default(),
+            status: d.recorded.status,
+            decision,
+            reason,
+        }
+    }
+}
+
+/// The decision for `stack` and its reason, read from a delivery's
+/// recorded answer (`{"decisions": [{"stack", "action", "reason"}...]}`,
+/// or `{"error", "message"}` when it was refused before any decision).
+pub fn decision_for(summary: &str, stack: &str) -> (String, String) {
+    let Ok(answer) = serde_json::from_str::<Value>(summary) else {
+        return ("recorded".to_owned(), summary.to_owned());
+    };
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_owned();
+    if let Some(kind) = answer.get("error") {
+        return (text(Some(kind)), text(answer.get("message")));
+    }
+    let decisions = answer.get("decisions").and_then(Value::as_array);
+    let mine = decisions.and_then(|all| {
+        all.iter()
+            .find(|d| d.get("stack").and_then(Value::as_str) == Some(stack))
+    });
+    match mine {
+        Some(d) => {
+            let mut action = text(d.get("action"));
+            // What became of a deploy: queued, cancelled, a duplicate...
+            if let Some(state) = d.get("state").and_then(Value::as_str) {
+                action = format!("{action}: {state}");
+            }
+            if let Some(id) = d.get("deploy_id").and_then(Value::as_i64) {
+                action = format!("{action} (#{id})");
+            }
+            (action, text(d.get("reason")))
+        }
+        None => ("none".to_owned(), "no decision for this stack".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_people_say_them() {
+        assert_eq!(human_duration(850), "850ms");
+        assert_eq!(human_duration(12_400), "12s");
+        assert_eq!(human_duration(184_000), "3m 4s");
+        assert_eq!(human_duration(3_725_000), "1h 2m");
+        assert_eq!(human_duration(-5), "0ms");
+    }
+
+    #[test]
+    fn a_moment_is_rfc3339_in_utc() {
+        assert_eq!(Moment::at(0).iso, "1970-01-01T00:00:00Z");
+        assert_eq!(Moment::at(1_764_652_281_999).iso, "2025-12-02T05:11:21Z");
+    }
+
+    #[test]
+    fn the_decision_for_a_stack_is_read_from_the_recorded_answer() {
+        let answer = r#"{"provider":"github","event":"push","delivery":"d1","decisions":[
+            {"stack":"api","action":"deploy","reason":"push to main","deploy_id":7,"state":"queued"},
+            {"stack":"web","action":"skip","skip":"branch-mismatch","reason":"push to feature/x does not match branch main"}]}"#;
+        assert_eq!(
+            decision_for(answer, "web"),
+            ("skip".into(), "push to feature/x does not match branch main".into())
+        );
+        assert_eq!(
+            decision_for(answer, "api"),
+            ("deploy: queued (#7)".into(), "push to main".into())
+        );
+        assert_eq!(
+            decision_for(answer, "db"),
+            ("none".into(), "no decision for this stack".into())
+        );
+        assert_eq!(
+            decision_for(r#"{"error":"bad-signature","message":"signature does not match"}"#, "web"),
+            ("bad-signature".into(), "signature does not match".into())
+        );
+        assert_eq!(decision_for("3 refused", "web"), ("recorded".into(), "3 refused".into()));
+    }
+}
