@@ -78,6 +78,7 @@ mod serve;
 mod state_owner;
 mod support;
 mod trap;
+mod ui;
 
 /// The `config` fuzz target's checks, shared with `fuzz/` (the modules of
 /// targets with kept inputs are included here, so nothing is unused).

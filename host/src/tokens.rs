@@ -63,11 +63,18 @@ fn stack_token(stack: &StackConfig, journal: &Journal) -> anyhow::Result<String>
 /// The base of the config's hook URLs: `server.public_url`, or
 /// `http://<server.listen>` without one.
 pub fn hook_base(config: &Config) -> String {
+    hook_base_listening(config, config.server.listen)
+}
+
+/// The base of the hook URLs of a server listening on `addr` (which
+/// `serve --listen` may have chosen over `server.listen`):
+/// `server.public_url`, or `http://<addr>` without one.
+pub fn hook_base_listening(config: &Config, addr: std::net::SocketAddr) -> String {
     config
         .server
         .public_url
         .clone()
-        .unwrap_or_else(|| format!("http://{}", config.server.listen))
+        .unwrap_or_else(|| format!("http://{addr}"))
 }
 
 /// Maps a presented token to its stack. Both sides are hashed with SHA-256

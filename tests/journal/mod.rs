@@ -17,6 +17,7 @@ mod outbox;
 mod retention;
 mod schema;
 mod sqlite;
+mod ui_sessions;
 
 /// Where a case's journal lives.
 pub enum Store {

@@ -159,7 +159,11 @@ impl Serve {
             crate::retention::spawn_periodic(live.clone(), journal.clone(), refused.clone());
         tracing::info!(addr = %listener.local_addr()?, stacks = config.stacks.len(), "redeploy listening; `redeploy hook-url STACK` prints each hook URL");
         let limits = live.clone();
-        let ui = Arc::new(crate::ui::UiState::new(state.clone(), live.clone()));
+        let ui = Arc::new(crate::ui::UiState::new(
+            state.clone(),
+            live.clone(),
+            listener.local_addr()?,
+        ));
         if config.ui.is_some() {
             tracing::info!("the dashboard is at /ui/");
         }

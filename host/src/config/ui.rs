@@ -135,17 +135,20 @@ pub(super) fn validate_ui(raw: Option<RawUi>) -> Result<Option<UiConfig>> {
         (Some(header), Some(from)) => {
             let header = header.trim().to_ascii_lowercase();
             if axum::http::HeaderName::from_bytes(header.as_bytes()).is_err() || header.is_empty() {
-                return Err(err(format!("trusted_user_header {header:?} is not a header name")));
+                return Err(err(format!(
+                    "trusted_user_header {header:?} is not a header name"
+                )));
             }
             if from.is_empty() {
-                return Err(err("trusted_proxies is empty: name the proxy's addresses".into()));
+                return Err(err(
+                    "trusted_proxies is empty: name the proxy's addresses".into()
+                ));
             }
             let from = from
                 .iter()
                 .map(|a| {
-                    a.parse::<IpAddr>().map_err(|_| {
-                        err(format!("trusted_proxies: {a:?} is not an IP address"))
-                    })
+                    a.parse::<IpAddr>()
+                        .map_err(|_| err(format!("trusted_proxies: {a:?} is not an IP address")))
                 })
                 .collect::<Result<Vec<_>>>()?;
             let role = match raw.trusted_role {
@@ -154,12 +157,10 @@ pub(super) fn validate_ui(raw: Option<RawUi>) -> Result<Option<UiConfig>> {
             };
             Some(TrustedProxy { header, from, role })
         }
-        (Some(_), None) => {
-            return Err(err(
-                "trusted_user_header needs trusted_proxies (the addresses the header is believed from)"
-                    .into(),
-            ))
-        }
+        (Some(_), None) => return Err(err(
+            "trusted_user_header needs trusted_proxies (the addresses the header is believed from)"
+                .into(),
+        )),
         (None, Some(_)) => return Err(err("trusted_proxies needs trusted_user_header".into())),
     };
     if users.is_empty() && proxy.is_none() {
@@ -186,11 +187,13 @@ fn validate_user(raw: RawUiUser) -> std::result::Result<UiUser, String> {
         ));
     }
     let role = Role::parse("role", raw.role.as_deref().unwrap_or("viewer"))?;
-    let hash = raw
-        .password_hash
-        .ok_or_else(|| format!("user {name:?}: password_hash is missing (`redeploy ui passwd` prints one)"))?;
+    let hash = raw.password_hash.ok_or_else(|| {
+        format!("user {name:?}: password_hash is missing (`redeploy ui passwd` prints one)")
+    })?;
     let parsed = argon2::password_hash::phc::PasswordHash::new(&hash).map_err(|_| {
-        format!("user {name:?}: password_hash is not a PHC string (`redeploy ui passwd` prints one)")
+        format!(
+            "user {name:?}: password_hash is not a PHC string (`redeploy ui passwd` prints one)"
+        )
     })?;
     if parsed.algorithm.as_str() != "argon2id" {
         return Err(format!(
@@ -203,4 +206,76 @@ fn validate_user(raw: RawUiUser) -> std::result::Result<UiUser, String> {
         role,
         password_hash: hash,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// An Argon2id hash (of "pw"), as `redeploy ui passwd` prints one.
+    const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$aDAHJzzDQ+JlEwvBLVGVVQ$rLfsWeVGqRpk1dYl/gkwhf2o79Y1jpO2TAJzXPa/WXE";
+
+    fn parse(ui: &str) -> Result<Option<super::UiConfig>, String> {
+        crate::config::parse(&format!("[ui]\n{ui}\n"), Path::new("/"))
+            .map(|c| c.ui)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn no_ui_table_leaves_the_dashboard_off() {
+        let config = crate::config::parse("", Path::new("/")).unwrap();
+        assert_eq!(config.ui, None);
+    }
+
+    #[test]
+    fn users_and_a_trusted_proxy_are_read_with_defaults() {
+        let ui = parse(&format!(
+            "users = [{{ name = \"alice\", password_hash = \"{HASH}\" }}]\n\
+             trusted_user_header = \"X-Forwarded-User\"\ntrusted_proxies = [\"10.0.0.1\", \"::1\"]"
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(ui.session_ttl, super::DEFAULT_SESSION_TTL);
+        assert_eq!(ui.users[0].role, super::Role::Viewer);
+        let proxy = ui.proxy.unwrap();
+        assert_eq!(proxy.header, "x-forwarded-user");
+        assert_eq!(proxy.from.len(), 2);
+        assert_eq!(proxy.role, super::Role::Viewer);
+        // The hash stays out of Debug.
+        assert!(!format!("{:?}", ui.users).contains("argon2id"));
+    }
+
+    #[test]
+    fn a_ui_table_that_cannot_sign_anyone_in_is_refused() {
+        let user = |name: &str, extra: &str| {
+            format!("{{ name = \"{name}\", password_hash = \"{HASH}\"{extra} }}")
+        };
+        for (ui, says) in [
+            ("", "no way to sign in"),
+            ("users = []", "no way to sign in"),
+            ("users = [{ name = \"a\" }]", "password_hash is missing"),
+            (
+                "users = [{ name = \"a\", password_hash = \"hunter2\" }]",
+                "not a PHC string",
+            ),
+            (
+                "users = [{ name = \"a\", password_hash = \"$argon2i$v=19$m=16,t=2,p=1$c29tZXNhbHQ$iWh06vD8Fy27wf9npn6FXWiCX4K6pW6Ue1Bnzz07Z8A\" }]",
+                "uses argon2i, not argon2id",
+            ),
+            (&format!("users = [{}, {}]", user("a", ""), user("a", "")), "used by more than one user"),
+            (&format!("users = [{}]", user("a b", "")), "without spaces"),
+            (&format!("users = [{}]", user("a", ", role = \"admin\"")), "\"admin\" is not"),
+            (&format!("users = [{}]\nsession_ttl = \"0s\"", user("a", "")), "session_ttl"),
+            (&format!("users = [{}]\nsession_ttl = \"60d\"", user("a", "")), "longer than"),
+            ("trusted_user_header = \"X-User\"", "needs trusted_proxies"),
+            ("trusted_proxies = [\"127.0.0.1\"]", "needs trusted_user_header"),
+            ("trusted_user_header = \"X-User\"\ntrusted_proxies = [\"proxy.local\"]", "not an IP address"),
+            ("trusted_user_header = \"X User\"\ntrusted_proxies = [\"127.0.0.1\"]", "not a header name"),
+            (&format!("users = [{}]\ntrusted_role = \"operator\"", user("a", "")), "trusted_role needs"),
+        ] {
+            let err = parse(ui).unwrap_err();
+            assert!(err.contains(says), "{ui}: {err}");
+            assert!(!err.contains("rLfsWeVGq"), "the hash is not echoed: {err}");
+        }
+    }
 }

@@ -33,7 +33,11 @@ impl Journal {
 
     /// The user of the session `id_hash` names, unless there is none or it
     /// has ended by `now_ms`.
-    pub fn ui_session_user(&self, id_hash: &str, now_ms: i64) -> Result<Option<String>, JournalError> {
+    pub fn ui_session_user(
+        &self,
+        id_hash: &str,
+        now_ms: i64,
+    ) -> Result<Option<String>, JournalError> {
         self.read("read a dashboard session", |sql| {
             sql.query_opt(
                 "SELECT user_name FROM ui_sessions WHERE id_hash = ?1 AND expires_at_ms > ?2",

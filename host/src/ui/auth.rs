@@ -260,9 +260,16 @@ mod tests {
         // The same name from another address is refused too, and another
         // name from the same address.
         let elsewhere = LoginKey::Client("192.0.2.2".parse().unwrap());
-        assert!(limiter.wait(&[elsewhere.clone(), name.clone()], now).is_some());
-        assert!(limiter.wait(&[ip.clone(), LoginKey::Name("bob".into())], now).is_some());
-        assert_eq!(limiter.wait(&[elsewhere, LoginKey::Name("bob".into())], now), None);
+        assert!(limiter
+            .wait(&[elsewhere.clone(), name.clone()], now)
+            .is_some());
+        assert!(limiter
+            .wait(&[ip.clone(), LoginKey::Name("bob".into())], now)
+            .is_some());
+        assert_eq!(
+            limiter.wait(&[elsewhere, LoginKey::Name("bob".into())], now),
+            None
+        );
         // Once the oldest failure ages out, one more try is allowed.
         assert_eq!(limiter.wait(&keys, 1_000 + window), None);
         limiter.succeeded(&keys);
@@ -278,6 +285,8 @@ mod tests {
         assert!(limiter.failures.len() <= MAX_TRACKED_LOGIN_KEYS);
         // The newest are kept.
         let newest = MAX_TRACKED_LOGIN_KEYS as i64 + 9;
-        assert!(limiter.failures.contains_key(&LoginKey::Name(format!("user{newest}"))));
+        assert!(limiter
+            .failures
+            .contains_key(&LoginKey::Name(format!("user{newest}"))));
     }
 }

@@ -80,6 +80,9 @@ pub struct UiState {
     pub app: Arc<AppState>,
     /// The config, as reloads change it.
     pub config: Live<Config>,
+    /// The address the server listens on: hook URLs are made with it when
+    /// the config has no `public_url`.
+    pub listening: SocketAddr,
     passwords: OnceLock<Passwords>,
     key: OnceLock<Vec<u8>>,
     limiter: Mutex<LoginLimiter>,
@@ -90,10 +93,11 @@ impl UiState {
     /// The dashboard's state beside the hook server's. The decoy password
     /// hash and the CSRF key are made at the first request that needs them,
     /// so a server without `[ui]` pays nothing.
-    pub fn new(app: Arc<AppState>, config: Live<Config>) -> UiState {
+    pub fn new(app: Arc<AppState>, config: Live<Config>, listening: SocketAddr) -> UiState {
         UiState {
             app,
             config,
+            listening,
             passwords: OnceLock::new(),
             key: OnceLock::new(),
             limiter: Mutex::new(LoginLimiter::default()),
@@ -127,7 +131,7 @@ impl UiState {
 /// The dashboard's routes, to merge into the hook server's router.
 pub fn routes(state: Arc<UiState>) -> Router {
     Router::new()
-        .route("/ui", get(|| async { Redirect::to("/ui/") }))
+        .route("/ui", get(to_stacks))
         .route("/ui/", get(stacks_page))
         .route("/ui/login", get(login_form).post(login))
         .route("/ui/logout", post(logout))
@@ -139,6 +143,13 @@ pub fn routes(state: Arc<UiState>) -> Router {
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .layer(axum::middleware::map_response(secure_headers))
         .with_state(state)
+}
+
+async fn to_stacks(State(state): State<Arc<UiState>>) -> Response {
+    match state.config.current().ui {
+        Some(_) => Redirect::to("/ui/").into_response(),
+        None => off(),
+    }
 }
 
 async fn secure_headers(mut response: Response) -> Response {
@@ -209,7 +220,11 @@ fn html(status: StatusCode, page: impl askama::Template) -> Response {
             .into_response(),
         Err(e) => {
             tracing::error!(error = %e, "dashboard: a page failed to render");
-            (StatusCode::INTERNAL_SERVER_ERROR, "the page failed to render\n").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page failed to render\n",
+            )
+                .into_response()
         }
     }
 }
@@ -245,7 +260,13 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 
 /// A `Set-Cookie` value for this server: `HttpOnly`, `SameSite=Strict`,
 /// `Secure` when the public URL is https; `None` as `max_age` removes it.
-fn set_cookie(config: &Config, name: &str, value: &str, path: &str, max_age: Option<Duration>) -> HeaderValue {
+fn set_cookie(
+    config: &Config,
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age: Option<Duration>,
+) -> HeaderValue {
     let secure = config
         .server
         .public_url
@@ -279,7 +300,10 @@ async fn signed_in(
 ) -> Result<Option<User>, Response> {
     if let Some(proxy) = &ui.proxy {
         if peer.is_some_and(|ip| proxy.from.contains(&ip)) {
-            if let Some(name) = headers.get(proxy.header.as_str()).and_then(|v| v.to_str().ok()) {
+            if let Some(name) = headers
+                .get(proxy.header.as_str())
+                .and_then(|v| v.to_str().ok())
+            {
                 let name = name.trim();
                 let fits = !name.is_empty()
                     && name.len() <= crate::config::MAX_USER_NAME_BYTES
@@ -371,13 +395,14 @@ async fn require(
     }
 }
 
-/// Checks an action's CSRF token; a wrong or missing one is 403.
-fn check_csrf(signed: &Signed, presented: Option<&str>) -> Result<(), Response> {
+/// The answer to an action whose CSRF token is wrong or missing (403), or
+/// `None` when it is right.
+fn csrf_refusal(signed: &Signed, presented: Option<&str>) -> Option<Response> {
     let (purpose, subject) = csrf_subject(&signed.user);
     if presented.is_some_and(|t| auth::csrf_ok(&signed.key, purpose, &subject, t)) {
-        return Ok(());
+        return None;
     }
-    Err(error_page(
+    Some(error_page(
         StatusCode::FORBIDDEN,
         signed.chrome(),
         "Refused",
@@ -391,7 +416,10 @@ struct TokenForm {
     csrf: Option<String>,
 }
 
-async fn style() -> Response {
+async fn style(State(state): State<Arc<UiState>>) -> Response {
+    if state.config.current().ui.is_none() {
+        return off();
+    }
     (
         [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
         include_str!("static/style.css"),
@@ -399,7 +427,10 @@ async fn style() -> Response {
         .into_response()
 }
 
-async fn script() -> Response {
+async fn script(State(state): State<Arc<UiState>>) -> Response {
+    if state.config.current().ui.is_none() {
+        return off();
+    }
     (
         [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
         include_str!("static/app.js"),
@@ -459,7 +490,13 @@ async fn login_page(
     );
     response.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(config, LOGIN_COOKIE, &nonce, "/ui/login", Some(LOGIN_FORM_TTL)),
+        set_cookie(
+            config,
+            LOGIN_COOKIE,
+            &nonce,
+            "/ui/login",
+            Some(LOGIN_FORM_TTL),
+        ),
     );
     response
 }
@@ -526,8 +563,7 @@ async fn login(
         return response;
     }
     let password = form.password.unwrap_or_default();
-    let Ok(Ok(_permit)) =
-        tokio::time::timeout(PASSWORD_CHECK_WAIT, state.checks.acquire()).await
+    let Ok(Ok(_permit)) = tokio::time::timeout(PASSWORD_CHECK_WAIT, state.checks.acquire()).await
     else {
         return error_page(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -622,14 +658,13 @@ async fn logout(
         Ok(signed) => signed,
         Err(response) => return response,
     };
-    if let Err(response) = check_csrf(&signed, form.csrf.as_deref()) {
-        return response;
+    if let Some(refusal) = csrf_refusal(&signed, form.csrf.as_deref()) {
+        return refusal;
     }
     if let Some(id) = signed.user.session.clone() {
         let journal = state.clone();
         let hash = auth::session_hash(&id);
-        if let Err(response) =
-            blocking(move || Ok(journal.journal().end_ui_session(&hash)?)).await
+        if let Err(response) = blocking(move || Ok(journal.journal().end_ui_session(&hash)?)).await
         {
             return response;
         }
@@ -667,7 +702,12 @@ async fn stacks_page(
         Ok(signed) => signed,
         Err(response) => return response,
     };
-    let names: Vec<String> = signed.config.stacks.iter().map(|s| s.name.clone()).collect();
+    let names: Vec<String> = signed
+        .config
+        .stacks
+        .iter()
+        .map(|s| s.name.clone())
+        .collect();
     let journal = state.clone();
     let last = match blocking(move || {
         names
@@ -725,8 +765,8 @@ async fn reveal_hook_url(
         Ok(signed) => signed,
         Err(response) => return response,
     };
-    if let Err(response) = check_csrf(&signed, form.csrf.as_deref()) {
-        return response;
+    if let Some(refusal) = csrf_refusal(&signed, form.csrf.as_deref()) {
+        return refusal;
     }
     if signed.user.role < Role::Operator {
         return error_page(
@@ -764,10 +804,16 @@ async fn render_stack(state: &Arc<UiState>, signed: &Signed, name: &str, reveal:
         Err(response) => return response,
     };
     let (hook_url, variants) = if reveal {
-        let token = state.app.tokens.current().token(&stack.name).map(str::to_owned);
+        let token = state
+            .app
+            .tokens
+            .current()
+            .token(&stack.name)
+            .map(str::to_owned);
         match token {
             Some(token) => {
-                let url = crate::tokens::hook_url(&crate::tokens::hook_base(&signed.config), &token);
+                let base = crate::tokens::hook_base_listening(&signed.config, state.listening);
+                let url = crate::tokens::hook_url(&base, &token);
                 (Some(url.clone()), hook_variants(stack, &url))
             }
             None => (None, Vec::new()),

@@ -128,7 +128,12 @@ pub fn follows(stack: &StackConfig) -> String {
         parts.push(own);
     }
     for service in &stack.services {
-        let theirs = source(&service.repository, &service.branch, &service.tags, &service.image);
+        let theirs = source(
+            &service.repository,
+            &service.branch,
+            &service.tags,
+            &service.image,
+        );
         if !theirs.is_empty() {
             parts.push(format!("{}: {theirs}", service.name));
         }
@@ -237,7 +242,10 @@ mod tests {
             {"stack":"web","action":"skip","skip":"branch-mismatch","reason":"push to feature/x does not match branch main"}]}"#;
         assert_eq!(
             decision_for(answer, "web"),
-            ("skip".into(), "push to feature/x does not match branch main".into())
+            (
+                "skip".into(),
+                "push to feature/x does not match branch main".into()
+            )
         );
         assert_eq!(
             decision_for(answer, "api"),
@@ -248,9 +256,15 @@ mod tests {
             ("none".into(), "no decision for this stack".into())
         );
         assert_eq!(
-            decision_for(r#"{"error":"bad-signature","message":"signature does not match"}"#, "web"),
+            decision_for(
+                r#"{"error":"bad-signature","message":"signature does not match"}"#,
+                "web"
+            ),
             ("bad-signature".into(), "signature does not match".into())
         );
-        assert_eq!(decision_for("3 refused", "web"), ("recorded".into(), "3 refused".into()));
+        assert_eq!(
+            decision_for("3 refused", "web"),
+            ("recorded".into(), "3 refused".into())
+        );
     }
 }

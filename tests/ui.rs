@@ -1,0 +1,524 @@
+//! The dashboard (`[ui]`) over HTTP: sign-in, sessions, CSRF, roles,
+//! security headers and each page's content, against a real server, a real
+//! journal and real signed deliveries (GitHub's documented push).
+
+use std::collections::BTreeMap;
+
+use crate::support::deliveries::post_fixture;
+use crate::support::http::{self, Response};
+use crate::support::{hook, token, wait_for, ServerProcess, Stack, World};
+
+/// The password of every test user.
+const PASSWORD: &str = "correct horse battery staple";
+
+/// The fixture `github/goscm-push`'s webhook secret.
+const FIXTURE_SECRET: &str = "topsecret";
+
+/// An Argon2id hash of [`PASSWORD`], made by `redeploy ui passwd` (once per
+/// test process).
+fn password_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        let out = passwd(&format!("{PASSWORD}\n"));
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    })
+}
+
+/// Runs `redeploy ui passwd` with `input` on standard input.
+fn passwd(input: &str) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(crate::support::redeploy_bin())
+        .args(["ui", "passwd"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// `[ui]` with operator alice, viewer victor, and `extra` lines.
+fn ui_table(extra: &str) -> String {
+    let hash = password_hash();
+    format!(
+        "\n[ui]\n{extra}\nusers = [\n  {{ name = \"alice\", role = \"operator\", password_hash = \"{hash}\" }},\n  {{ name = \"victor\", role = \"viewer\", password_hash = \"{hash}\" }},\n]\n"
+    )
+}
+
+/// Stack `hello` follows the fixture push's repository and branch; stack
+/// `other` the same repository on `develop`.
+fn stacks() -> String {
+    let hello = "Codertocat/Hello-World";
+    crate::support::stacks::toml(&[
+        Stack::repo("hello", hello, "master", 1).secret(FIXTURE_SECRET),
+        Stack::repo("other", hello, "develop", 2).secret(FIXTURE_SECRET),
+    ])
+}
+
+/// A world with the dashboard on (`[ui]` plus `ui_extra`) and its server.
+fn dashboard(name: &str, server_toml: &str, ui_extra: &str) -> (World, ServerProcess) {
+    let world = World::new(name, server_toml, &(stacks() + &ui_table(ui_extra)));
+    let server = world.start(&[]);
+    (world, server)
+}
+
+/// A client that keeps cookies, as a browser does.
+struct Browser<'a> {
+    server: &'a ServerProcess,
+    cookies: BTreeMap<String, String>,
+}
+
+impl<'a> Browser<'a> {
+    fn new(server: &'a ServerProcess) -> Browser<'a> {
+        Browser {
+            server,
+            cookies: BTreeMap::new(),
+        }
+    }
+
+    fn send(&mut self, method: &str, path: &str, extra: &[(&str, &str)], body: &[u8]) -> Response {
+        let cookie: Vec<String> = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let cookie = cookie.join("; ");
+        let mut headers: Vec<(&str, &str)> = extra.to_vec();
+        if !cookie.is_empty() {
+            headers.push(("Cookie", &cookie));
+        }
+        let response = http::request(&self.server.addr, method, path, &headers, body);
+        for (name, value) in &response.headers {
+            if !name.eq_ignore_ascii_case("set-cookie") {
+                continue;
+            }
+            let pair = value.split(';').next().unwrap();
+            let (k, v) = pair.split_once('=').unwrap();
+            if value.contains("Max-Age=0") {
+                self.cookies.remove(k.trim());
+            } else {
+                self.cookies
+                    .insert(k.trim().to_owned(), v.trim().to_owned());
+            }
+        }
+        response
+    }
+
+    fn get(&mut self, path: &str) -> Response {
+        self.send("GET", path, &[], b"")
+    }
+
+    fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Response {
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish();
+        self.send(
+            "POST",
+            path,
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            body.as_bytes(),
+        )
+    }
+
+    /// Opens the sign-in page and signs in as `user` with `password`.
+    fn sign_in(&mut self, user: &str, password: &str) -> Response {
+        let form = self.get("/ui/login");
+        assert_eq!(form.status, 200, "{}", form.text());
+        let csrf = csrf(&form.text());
+        self.post(
+            "/ui/login",
+            &[("user", user), ("password", password), ("csrf", &csrf)],
+        )
+    }
+}
+
+/// The CSRF token of the first form in `page`.
+fn csrf(page: &str) -> String {
+    let at = page
+        .find("name=\"csrf\" value=\"")
+        .unwrap_or_else(|| panic!("no CSRF field in {page}"));
+    let rest = &page[at + "name=\"csrf\" value=\"".len()..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
+fn set_cookie<'r>(response: &'r Response, name: &str) -> &'r str {
+    response
+        .headers
+        .iter()
+        .find(|(k, v)| k.eq_ignore_ascii_case("set-cookie") && v.starts_with(&format!("{name}=")))
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("no {name} cookie in {:?}", response.headers))
+}
+
+#[test]
+fn ui_passwd_prints_an_argon2id_hash_and_never_the_password() {
+    let hash = password_hash();
+    assert!(hash.starts_with("$argon2id$v=19$"), "{hash}");
+    assert!(!hash.contains(PASSWORD));
+    // A fresh salt each time.
+    let again = passwd(&format!("{PASSWORD}\n"));
+    assert_ne!(String::from_utf8_lossy(&again.stdout).trim(), hash);
+    let empty = passwd("\n");
+    assert_eq!(
+        empty.status.code(),
+        Some(redeploy_host::cli::exit::ERROR),
+        "{empty:?}"
+    );
+    assert!(empty.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("the password is empty"));
+}
+
+#[test]
+fn without_a_ui_table_the_dashboard_is_off_and_answers_as_an_unknown_path() {
+    let world = World::new("ui-off", "", &stacks());
+    let server = world.start(&[]);
+    let unknown = server.get("/no-such-path");
+    for path in [
+        "/ui",
+        "/ui/",
+        "/ui/login",
+        "/ui/stacks/hello",
+        "/ui/static/app.js",
+    ] {
+        let r = server.get(path);
+        assert_eq!(
+            (r.status, r.body.clone()),
+            (unknown.status, unknown.body.clone()),
+            "{path}"
+        );
+    }
+    // The hooks work as ever.
+    post_fixture(&server, &hook(1), "github/goscm-push").assert_status(202);
+    server.terminate();
+}
+
+#[test]
+fn a_page_without_a_session_leads_to_the_sign_in_page() {
+    let (_world, server) = dashboard("ui-redirect", "", "");
+    for path in ["/ui/", "/ui/stacks/hello", "/ui/deploys/1"] {
+        let r = server.get(path);
+        assert_eq!(r.status, 303, "{path}");
+        assert_eq!(r.header("location"), Some("/ui/login"), "{path}");
+    }
+    server.terminate();
+}
+
+#[test]
+fn signing_in_takes_the_right_password_and_a_wrong_name_is_answered_like_a_wrong_password() {
+    let (_world, server) = dashboard("ui-sign-in", "", "");
+    let mut browser = Browser::new(&server);
+    let wrong_password = browser.sign_in("alice", "not the password");
+    let unknown_user = browser.sign_in("mallory", PASSWORD);
+    for r in [&wrong_password, &unknown_user] {
+        assert_eq!(r.status, 401);
+        assert!(
+            r.text().contains("Wrong user name or password."),
+            "{}",
+            r.text()
+        );
+        assert!(!browser.cookies.contains_key("redeploy_session"));
+    }
+    // The two pages differ only in the name filled in and the form's token.
+    let normalize = |r: &Response, name: &str| {
+        let text = r.text().replace(name, "NAME");
+        text.replace(&csrf(&text), "TOKEN")
+    };
+    assert_eq!(
+        normalize(&wrong_password, "alice"),
+        normalize(&unknown_user, "mallory")
+    );
+
+    let signed = browser.sign_in("alice", PASSWORD);
+    assert_eq!(signed.status, 303, "{}", signed.text());
+    assert_eq!(signed.header("location"), Some("/ui/"));
+    let cookie = set_cookie(&signed, "redeploy_session");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/ui", "Max-Age=43200"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "plain http: {cookie}");
+    let stacks = browser.get("/ui/");
+    assert_eq!(stacks.status, 200);
+    let text = stacks.text();
+    assert!(text.contains("alice"), "{text}");
+    assert!(
+        text.contains("<a href=\"/ui/stacks/hello\">hello</a>"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Codertocat/Hello-World, branch master"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Codertocat/Hello-World, branch develop"),
+        "{text}"
+    );
+    server.terminate();
+}
+
+#[test]
+fn a_sign_in_without_its_form_token_is_refused() {
+    let (_world, server) = dashboard("ui-login-csrf", "", "");
+    let mut browser = Browser::new(&server);
+    // No form cookie, no token: as a forged cross-site post would be.
+    let forged = browser.post(
+        "/ui/login",
+        &[("user", "alice"), ("password", PASSWORD), ("csrf", "00")],
+    );
+    assert_eq!(forged.status, 403);
+    assert!(!browser.cookies.contains_key("redeploy_session"));
+    // The form's cookie with another form's token.
+    let form = browser.get("/ui/login");
+    let token = csrf(&form.text());
+    browser.get("/ui/login");
+    let stale = browser.post(
+        "/ui/login",
+        &[("user", "alice"), ("password", PASSWORD), ("csrf", &token)],
+    );
+    assert_eq!(stale.status, 403);
+    assert!(!browser.cookies.contains_key("redeploy_session"));
+    server.terminate();
+}
+
+#[test]
+fn the_session_cookie_is_secure_when_the_public_url_is_https() {
+    let (_world, server) = dashboard(
+        "ui-secure",
+        "public_url = \"https://deploy.example.com\"",
+        "session_ttl = \"1h\"",
+    );
+    let mut browser = Browser::new(&server);
+    let signed = browser.sign_in("alice", PASSWORD);
+    let cookie = set_cookie(&signed, "redeploy_session");
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    assert!(cookie.contains("Max-Age=3600"), "{cookie}");
+    server.terminate();
+}
+
+#[test]
+fn signing_out_needs_the_csrf_token_and_ends_the_session_everywhere() {
+    let (_world, server) = dashboard("ui-sign-out", "", "");
+    let mut browser = Browser::new(&server);
+    browser.sign_in("alice", PASSWORD);
+    let page = browser.get("/ui/").text();
+    let session = browser.cookies["redeploy_session"].clone();
+
+    let forged = browser.post("/ui/logout", &[]);
+    assert_eq!(forged.status, 403);
+    assert!(
+        forged.text().contains("security token"),
+        "{}",
+        forged.text()
+    );
+    let wrong = browser.post("/ui/logout", &[("csrf", &"0".repeat(64))]);
+    assert_eq!(wrong.status, 403);
+    assert_eq!(browser.get("/ui/").status, 200, "still signed in");
+
+    let out = browser.post("/ui/logout", &[("csrf", &csrf(&page))]);
+    assert_eq!(out.status, 303);
+    assert_eq!(out.header("location"), Some("/ui/login"));
+    assert!(!browser.cookies.contains_key("redeploy_session"));
+    // The old cookie, presented again (a copy an attacker kept), is dead.
+    browser.cookies.insert("redeploy_session".into(), session);
+    assert_eq!(browser.get("/ui/").status, 303);
+    server.terminate();
+}
+
+#[test]
+fn a_session_ends_when_its_time_is_up() {
+    let (_world, server) = dashboard("ui-expiry", "", "session_ttl = \"2s\"");
+    let mut browser = Browser::new(&server);
+    browser.sign_in("alice", PASSWORD);
+    assert_eq!(browser.get("/ui/").status, 200);
+    wait_for(10, "the session to expire", || {
+        (browser.get("/ui/").status == 303).then_some(())
+    });
+    server.terminate();
+}
+
+#[test]
+fn failed_sign_ins_are_limited_even_for_the_right_password() {
+    let (_world, server) = dashboard("ui-limit", "", "");
+    let mut browser = Browser::new(&server);
+    for _ in 0..5 {
+        assert_eq!(browser.sign_in("alice", "guess").status, 401);
+    }
+    let limited = browser.sign_in("alice", PASSWORD);
+    assert_eq!(limited.status, 429, "{}", limited.text());
+    let wait: u64 = limited.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=300).contains(&wait), "{wait}");
+    assert!(limited.text().contains("Too many failed sign-ins"));
+    assert!(!browser.cookies.contains_key("redeploy_session"));
+    // Another user from this address is limited too (the address counts).
+    assert_eq!(browser.sign_in("victor", PASSWORD).status, 429);
+    server.terminate();
+}
+
+#[test]
+fn every_dashboard_answer_carries_the_security_headers() {
+    let (_world, server) = dashboard("ui-headers", "", "");
+    let mut browser = Browser::new(&server);
+    let mut answers = vec![browser.get("/ui/"), browser.get("/ui/login")];
+    answers.push(browser.sign_in("alice", "wrong"));
+    browser.sign_in("alice", PASSWORD);
+    for path in [
+        "/ui/",
+        "/ui/stacks/hello",
+        "/ui/stacks/nope",
+        "/ui/static/style.css",
+    ] {
+        answers.push(browser.get(path));
+    }
+    for r in &answers {
+        let csp = r.header("content-security-policy").unwrap_or_default();
+        for directive in [
+            "default-src 'none'",
+            "frame-ancestors 'none'",
+            "script-src 'self'",
+        ] {
+            assert!(csp.contains(directive), "{csp}");
+        }
+        assert_eq!(r.header("x-frame-options"), Some("DENY"));
+        assert_eq!(r.header("referrer-policy"), Some("no-referrer"));
+        assert_eq!(r.header("cache-control"), Some("no-store"));
+    }
+    server.terminate();
+}
+
+#[test]
+fn the_stack_page_shows_each_delivery_with_its_decision_and_reason_and_the_deploys() {
+    let (world, server) = dashboard("ui-stack", "", "");
+    // GitHub's documented push (master of Codertocat/Hello-World): stack
+    // hello deploys it, stack other (develop) skips it.
+    let deployed = post_fixture(&server, &hook(1), "github/goscm-push");
+    deployed.assert_status(202);
+    let skipped = post_fixture(&server, &hook(2), "github/goscm-push");
+    skipped.assert_status(200);
+    let reason = skipped.decision()["reason"].as_str().unwrap().to_owned();
+    assert_eq!(
+        reason,
+        "push to \"master\" does not match branch \"develop\""
+    );
+    crate::support::world::assert_all_succeeded(&world.settle(30));
+
+    let mut browser = Browser::new(&server);
+    browser.sign_in("victor", PASSWORD);
+    let other = browser.get("/ui/stacks/other").text();
+    // The reason, as the page escapes it.
+    let escaped = reason.replace('"', "&#34;");
+    assert!(other.contains(&escaped), "{other}");
+    assert!(
+        other.contains("f2467dea-70d6-11e8-8955-3c83993e0aef"),
+        "{other}"
+    );
+    assert!(other.contains("<td>skip</td>"), "{other}");
+    assert!(other.contains("No deploys yet."), "{other}");
+
+    let hello = browser.get("/ui/stacks/hello").text();
+    let id = deployed.decision()["deploy_id"].as_i64().unwrap();
+    assert!(
+        hello.contains(&format!("<td>deploy: queued (#{id})</td>")),
+        "{hello}"
+    );
+    assert!(
+        hello.contains(&format!("<a href=\"/ui/deploys/{id}\">#{id}</a>")),
+        "{hello}"
+    );
+    assert!(hello.contains("state-succeeded"), "{hello}");
+    assert!(
+        hello.contains("title=\"199eddf46df50de8d02e99bf1c5fdb4101338224\""),
+        "{hello}"
+    );
+    assert!(hello.contains("refs/heads/master"), "{hello}");
+
+    let deploy = browser.get(&format!("/ui/deploys/{id}")).text();
+    assert!(deploy.contains("state-succeeded"), "{deploy}");
+    assert!(
+        deploy.contains("<dt>Exit status</dt><dd>0</dd>"),
+        "{deploy}"
+    );
+    assert!(deploy.contains("<pre class=\"log\""), "{deploy}");
+    assert_eq!(browser.get("/ui/deploys/999999").status, 404);
+    assert_eq!(browser.get("/ui/stacks/nope").status, 404);
+    server.terminate();
+}
+
+#[test]
+fn a_hook_url_is_shown_only_to_an_operator_who_asks() {
+    let (_world, server) = dashboard("ui-hook-url", "", "");
+    let secret = token(1);
+    let mut viewer = Browser::new(&server);
+    viewer.sign_in("victor", PASSWORD);
+    let page = viewer.get("/ui/stacks/hello").text();
+    assert!(!page.contains(&secret), "hidden until asked for");
+    assert!(page.contains("Show hook URL"));
+    let refused = viewer.post("/ui/stacks/hello/hook-url", &[("csrf", &csrf(&page))]);
+    assert_eq!(refused.status, 403);
+    assert!(!refused.text().contains(&secret));
+
+    let mut operator = Browser::new(&server);
+    operator.sign_in("alice", PASSWORD);
+    let page = operator.get("/ui/stacks/hello").text();
+    assert!(!page.contains(&secret));
+    let forged = operator.post("/ui/stacks/hello/hook-url", &[]);
+    assert_eq!(forged.status, 403);
+    assert!(!forged.text().contains(&secret));
+    let shown = operator.post("/ui/stacks/hello/hook-url", &[("csrf", &csrf(&page))]);
+    assert_eq!(shown.status, 200);
+    let url = format!("{}{}", server.url(), hook(1));
+    assert!(
+        shown.text().contains(&format!("value=\"{url}\"")),
+        "{}",
+        shown.text()
+    );
+    assert!(shown.text().contains("data-copy=\"hook-url\""));
+    // The URL the page showed is the stack's: a push to it deploys.
+    let pushed = post_fixture(&server, &hook(1), "github/goscm-push");
+    pushed.assert_status(202);
+    server.terminate();
+}
+
+#[test]
+fn an_identity_proxys_user_header_is_believed_only_from_the_proxy() {
+    // The server sees this test's connections from 127.0.0.1.
+    let (_world, server) = dashboard(
+        "ui-proxy",
+        "",
+        "trusted_user_header = \"X-Forwarded-User\"\ntrusted_proxies = [\"127.0.0.1\"]",
+    );
+    let proxied = http::request(
+        &server.addr,
+        "GET",
+        "/ui/",
+        &[("X-Forwarded-User", "pat")],
+        b"",
+    );
+    assert_eq!(proxied.status, 200);
+    assert!(
+        proxied.text().contains("pat <small>(viewer)</small>"),
+        "{}",
+        proxied.text()
+    );
+    server.terminate();
+
+    let (_world, server) = dashboard(
+        "ui-proxy-elsewhere",
+        "",
+        "trusted_user_header = \"X-Forwarded-User\"\ntrusted_proxies = [\"192.0.2.10\"]",
+    );
+    let forged = http::request(
+        &server.addr,
+        "GET",
+        "/ui/",
+        &[("X-Forwarded-User", "pat")],
+        b"",
+    );
+    assert_eq!(forged.status, 303, "the header from elsewhere is ignored");
+    server.terminate();
+}
