@@ -5,9 +5,7 @@
 
 use std::io::{BufRead as _, IsTerminal as _, Read as _};
 
-/// The longest password accepted: enough for any passphrase, and a bound on
-/// what one sign-in costs to check.
-pub const MAX_PASSWORD_BYTES: usize = 1024;
+use crate::ui::auth::MAX_PASSWORD_BYTES;
 
 /// Dashboard commands.
 #[derive(Debug, clap::Args)]

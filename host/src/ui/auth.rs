@@ -13,6 +13,11 @@ use sha2::{Digest as _, Sha256};
 
 use crate::config::{Role, UiConfig};
 
+/// The longest password accepted (`redeploy ui passwd` refuses a longer
+/// one, and a sign-in with one is wrong without hashing it): enough for any
+/// passphrase, and a bound on what one sign-in costs to check.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
 /// Random bytes in a session id (hex in the cookie).
 pub const SESSION_ID_BYTES: usize = 32;
 

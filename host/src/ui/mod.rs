@@ -63,9 +63,6 @@ pub const PAGE_ROWS: usize = 50;
 /// The most of a deploy's log the deploy page shows: its last 256 KiB.
 pub const MAX_LOG_SHOWN_BYTES: u64 = 256 * 1024;
 
-/// The longest password a sign-in checks (as `redeploy ui passwd` allows).
-const MAX_PASSWORD_BYTES: usize = crate::commands::ui::MAX_PASSWORD_BYTES;
-
 /// The name of the server key the CSRF tokens are made with.
 const CSRF_KEY_NAME: &str = "ui-csrf";
 
@@ -583,7 +580,7 @@ async fn login(
             }
         };
         // An over-long password is wrong without hashing it.
-        Ok(if password.len() > MAX_PASSWORD_BYTES {
+        Ok(if password.len() > auth::MAX_PASSWORD_BYTES {
             None
         } else {
             passwords.check(&ui_for_check, &name, &password)
