@@ -235,6 +235,12 @@ impl Dispatcher {
         self.config.current()
     }
 
+    /// The component, for what the host asks of it besides deliveries
+    /// (signing a manual trigger).
+    pub fn runtime(&self) -> &Arc<PluginRuntime> {
+        &self.runtime
+    }
+
     /// The journal.
     pub fn journal(&self) -> &Arc<Journal> {
         &self.journal

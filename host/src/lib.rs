@@ -19,6 +19,7 @@ pub mod github;
 pub mod headers;
 pub mod journal;
 pub mod logfiles;
+pub mod manual;
 pub mod metrics;
 pub mod notify;
 pub mod ownership;

@@ -14,7 +14,6 @@ use crate::config::{self, ManualSetting};
 use crate::dispatch::{DeploySink, Dispatcher};
 use crate::journal::{DeployRecord, DeployState, Journal};
 use crate::metrics::Metrics;
-use crate::plugin::wit;
 use crate::runner::Enqueued;
 use crate::tokens::{hook_url, token_for};
 
@@ -24,11 +23,7 @@ use crate::tokens::{hook_url, token_for};
 /// and a dead or stuck server is reported instead of hanging the terminal.
 pub const TRIGGER_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The header carrying a signed manual trigger's Unix time in seconds.
-pub const MANUAL_TIMESTAMP_HEADER: &str = "X-Redeploy-Timestamp";
-
-/// The header carrying a signed manual trigger's HMAC.
-pub const MANUAL_SIGNATURE_HEADER: &str = "X-Redeploy-Signature-256";
+pub use crate::manual::{MANUAL_SIGNATURE_HEADER, MANUAL_TIMESTAMP_HEADER};
 
 /// Queues a manual deploy of a stack on the running `redeploy serve`.
 #[derive(Debug, clap::Args)]
@@ -156,31 +151,20 @@ impl Trigger {
         config: &config::Config,
         stack: &config::StackConfig,
     ) -> anyhow::Result<(String, Vec<(String, String)>)> {
-        let mut query = form_urlencoded::Serializer::new(String::new());
-        if let Some(s) = &self.services {
-            query.append_pair("services", &s.replace(' ', ""));
-        }
-        if let Some(p) = &self.profile {
-            query.append_pair("deployment_profile", p);
-        }
-        let mut headers = Vec::new();
-        if stack.manual == ManualSetting::Signed {
-            let secret = stack.secrets.first().with_context(|| {
-                format!(
-                    "stack \"{}\" requires signed manual triggers but has no secret",
-                    stack.name
-                )
-            })?;
-            let timestamp = unix_time()?;
-            let signature = super::one_shot_component(config)?.sign_manual_trigger(
-                &stack.name,
-                timestamp.parse()?,
-                secret.expose(),
-            )?;
-            headers.push((MANUAL_SIGNATURE_HEADER.to_string(), signature));
-            headers.push((MANUAL_TIMESTAMP_HEADER.to_string(), timestamp));
-        }
-        Ok((query.finish(), headers))
+        // The component (which checks a signature) makes it: loaded only
+        // for a stack that requires one.
+        let runtime = if stack.manual == ManualSetting::Signed {
+            Some(super::one_shot_component(config)?)
+        } else {
+            None
+        };
+        crate::manual::manual_request(
+            runtime.as_ref(),
+            stack,
+            self.services.as_deref(),
+            self.profile.as_deref(),
+            unix_time()?.parse()?,
+        )
     }
 }
 
@@ -222,12 +206,7 @@ fn run_local(
         config.clone(),
         Arc::new(Metrics::new()),
     );
-    let delivery = wit::Delivery::Http(wit::HttpRequest {
-        method: "POST".into(),
-        query,
-        headers,
-        body: Vec::new(),
-    });
+    let delivery = crate::manual::manual_delivery(query, headers);
     let stack_config = config
         .stack(stack)
         .context("the stack went from the config")?;

@@ -27,6 +27,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use cookie::{Cookie, SameSite};
+use anyhow::Context as _;
 use serde::Deserialize;
 
 use crate::config::{Config, Live, Role, UiConfig};
@@ -134,6 +135,8 @@ pub fn routes(state: Arc<UiState>) -> Router {
         .route("/ui/logout", post(logout))
         .route("/ui/stacks/{name}", get(stack_page))
         .route("/ui/stacks/{name}/hook-url", post(reveal_hook_url))
+        .route("/ui/stacks/{name}/deploy", post(deploy_now))
+        .route("/ui/stacks/{name}/redeploy/{id}", post(redeploy_commit))
         .route("/ui/deploys/{id}", get(deploy_page))
         .route("/ui/static/style.css", get(style))
         .route("/ui/static/app.js", get(script))
@@ -765,13 +768,8 @@ async fn reveal_hook_url(
     if let Some(refusal) = csrf_refusal(&signed, form.csrf.as_deref()) {
         return refusal;
     }
-    if signed.user.role < Role::Operator {
-        return error_page(
-            StatusCode::FORBIDDEN,
-            signed.chrome(),
-            "Not allowed",
-            "Only operators may see hook URLs: whoever has one can trigger deploys.",
-        );
+    if let Some(refusal) = operators_only(&signed, "see hook URLs: whoever has one can trigger deploys") {
+        return refusal;
     }
     tracing::info!(user = %signed.user.name, stack = %name, "dashboard: hook URL shown");
     render_stack(&state, &signed, &name, true).await
@@ -825,6 +823,18 @@ async fn render_stack(state: &Arc<UiState>, signed: &Signed, name: &str, reveal:
             name: stack.name.clone(),
             follows: view::follows(stack),
             github: github_state(stack),
+            operator: signed.user.role >= Role::Operator,
+            services: if stack.query_services {
+                stack
+                    .services
+                    .iter()
+                    .filter(|s| s.selectable)
+                    .map(|s| s.name.clone())
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            profiles: stack.profiles.keys().cloned().collect(),
             hook_url,
             variants,
             deploys: deploys.iter().map(DeployView::of).collect(),
@@ -908,4 +918,148 @@ async fn deploy_page(
             log,
         },
     )
+}
+
+/// The 403 answer for a viewer who tries what only operators may do
+/// (`what`), or `None` for an operator.
+fn operators_only(signed: &Signed, what: &str) -> Option<Response> {
+    (signed.user.role < Role::Operator).then(|| {
+        error_page(
+            StatusCode::FORBIDDEN,
+            signed.chrome(),
+            "Not allowed",
+            &format!("Only operators may {what}."),
+        )
+    })
+}
+
+/// What an action's dispatch answered, as the operator sees it: back to
+/// the stack page when a deploy was queued (it is listed there with the
+/// delivery that made it), else a page saying why nothing deployed.
+fn after_action(signed: &Signed, stack: &str, answer: crate::dispatch::Dispatched) -> Response {
+    if answer.status == 202 {
+        return Redirect::to(&format!("/ui/stacks/{stack}")).into_response();
+    }
+    let body = &answer.body;
+    let why = body["message"]
+        .as_str()
+        .or_else(|| body["decisions"][0]["reason"].as_str())
+        .unwrap_or("no reason given")
+        .to_owned();
+    let status = if answer.status < 300 {
+        StatusCode::OK
+    } else {
+        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    };
+    error_page(status, signed.chrome(), "Nothing deployed", &why)
+}
+
+/// "Redeploy now": a manual trigger of the stack, with the services and
+/// profile chosen, through the component, the journal and the queue as
+/// `curl -X POST -d "" <hook URL>` is.
+async fn deploy_now(
+    State(state): State<Arc<UiState>>,
+    Peer(peer): Peer,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Response {
+    let signed = match require(&state, &headers, peer, true).await {
+        Ok(signed) => signed,
+        Err(response) => return response,
+    };
+    let field = |key: &str| fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+    if let Some(refusal) = csrf_refusal(&signed, field("csrf")) {
+        return refusal;
+    }
+    if let Some(refusal) = operators_only(&signed, "deploy") {
+        return refusal;
+    }
+    if signed.config.stack(&name).is_none() {
+        return error_page(
+            StatusCode::NOT_FOUND,
+            signed.chrome(),
+            "No such stack",
+            "The configuration has no stack of that name.",
+        );
+    }
+    let services: Vec<&str> = fields
+        .iter()
+        .filter(|(k, _)| k == "service")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let services = (!services.is_empty()).then(|| services.join(","));
+    let profile = field("profile").filter(|p| !p.is_empty()).map(str::to_owned);
+    tracing::info!(user = %signed.user.name, stack = %name, services = ?services, profile = ?profile, "dashboard: redeploy now");
+    let app = state.app.clone();
+    let config = signed.config.clone();
+    let stack_name = name.clone();
+    let answer = blocking(move || {
+        let stack = config
+            .stack(&stack_name)
+            .context("the stack went from the config")?;
+        let dispatcher = &app.dispatcher;
+        let unix_secs = (now_ms() / 1000) as u64;
+        let (query, headers) = crate::manual::manual_request(
+            Some(dispatcher.runtime()),
+            stack,
+            services.as_deref(),
+            profile.as_deref(),
+            unix_secs,
+        )?;
+        Ok(dispatcher.dispatch(&[stack], &crate::manual::manual_delivery(query, headers)))
+    })
+    .await;
+    match answer {
+        Ok(answer) => after_action(&signed, &name, answer),
+        Err(response) => response,
+    }
+}
+
+/// "Redeploy this commit": a redeploy of an earlier deploy (a rollback,
+/// [`crate::rollback`]), through the dispatcher as the signed
+/// `/hooks/{token}/redeploy/{id}` route's is; the operator's session
+/// authorized it.
+async fn redeploy_commit(
+    State(state): State<Arc<UiState>>,
+    Peer(peer): Peer,
+    Path((name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    Form(form): Form<TokenForm>,
+) -> Response {
+    let signed = match require(&state, &headers, peer, true).await {
+        Ok(signed) => signed,
+        Err(response) => return response,
+    };
+    if let Some(refusal) = csrf_refusal(&signed, form.csrf.as_deref()) {
+        return refusal;
+    }
+    if let Some(refusal) = operators_only(&signed, "deploy") {
+        return refusal;
+    }
+    let (Some(_), Ok(id)) = (signed.config.stack(&name), id.parse::<i64>()) else {
+        return error_page(
+            StatusCode::NOT_FOUND,
+            signed.chrome(),
+            "No such deploy",
+            "The configuration has no such stack, or that is no deploy number.",
+        );
+    };
+    tracing::info!(user = %signed.user.name, stack = %name, deploy = id, "dashboard: redeploy this commit");
+    let app = state.app.clone();
+    let config = signed.config.clone();
+    let stack_name = name.clone();
+    let answer = blocking(move || {
+        let stack = config
+            .stack(&stack_name)
+            .context("the stack went from the config")?;
+        Ok(app
+            .dispatcher
+            .redeploy(stack, id, None, crate::rollback::MAX_SKEW * 2))
+    })
+    .await;
+    match answer {
+        Ok(answer) => after_action(&signed, &name, answer),
+        Err(response) => response,
+    }
 }

@@ -66,6 +66,12 @@ pub struct Stack {
     pub follows: String,
     /// GitHub continuous deployment.
     pub github: String,
+    /// The signed-in user may act (redeploy, show the hook URL).
+    pub operator: bool,
+    /// The services a manual deploy may choose (empty: it deploys all).
+    pub services: Vec<String>,
+    /// The stack's deploy profiles.
+    pub profiles: Vec<String>,
     /// The hook URL, once an operator asked for it.
     pub hook_url: Option<String>,
     /// Its `?services=` and `?deployment_profile=` variants: (label, URL).
