@@ -180,6 +180,14 @@ fn without_a_ui_table_the_dashboard_is_off_and_answers_as_an_unknown_path() {
     let world = World::new("ui-off", "", &stacks());
     let server = world.start(&[]);
     let unknown = server.get("/no-such-path");
+    let same = |r: &Response, what: &str| {
+        assert_eq!(
+            (r.status, &r.body),
+            (unknown.status, &unknown.body),
+            "{what}"
+        );
+        assert_eq!(r.header("content-security-policy"), None, "{what}");
+    };
     for path in [
         "/ui",
         "/ui/",
@@ -187,12 +195,18 @@ fn without_a_ui_table_the_dashboard_is_off_and_answers_as_an_unknown_path() {
         "/ui/stacks/hello",
         "/ui/static/app.js",
     ] {
-        let r = server.get(path);
-        assert_eq!(
-            (r.status, r.body.clone()),
-            (unknown.status, unknown.body.clone()),
-            "{path}"
-        );
+        same(&server.get(path), path);
+    }
+    // Forms are not even read, and no method is checked.
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    for (method, path, body) in [
+        ("POST", "/ui/login", "user=alice&password=x&csrf=00"),
+        ("POST", "/ui/logout", "not a form \u{1}"),
+        ("PUT", "/ui/", ""),
+        ("DELETE", "/ui/stacks/hello", ""),
+    ] {
+        let r = http::request(&server.addr, method, path, &form, body.as_bytes());
+        same(&r, &format!("{method} {path}"));
     }
     // The hooks work as ever.
     post_fixture(&server, &hook(1), "github/goscm-push").assert_status(202);
@@ -212,7 +226,7 @@ fn a_page_without_a_session_leads_to_the_sign_in_page() {
 
 #[test]
 fn signing_in_takes_the_right_password_and_a_wrong_name_is_answered_like_a_wrong_password() {
-    let (_world, server) = dashboard("ui-sign-in", "", "");
+    let (world, server) = dashboard("ui-sign-in", "", "");
     let mut browser = Browser::new(&server);
     let wrong_password = browser.sign_in("alice", "not the password");
     let unknown_user = browser.sign_in("mallory", PASSWORD);
@@ -243,6 +257,17 @@ fn signing_in_takes_the_right_password_and_a_wrong_name_is_answered_like_a_wrong
         assert!(cookie.contains(attribute), "{cookie}");
     }
     assert!(!cookie.contains("Secure"), "plain http: {cookie}");
+    // The journal keeps the session's SHA-256, never the cookie's value.
+    let id = browser.cookies["redeploy_session"].clone();
+    assert_eq!(id.len(), 64);
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(id.as_bytes()));
+    let stored = |value: &str| -> i64 {
+        world.query_journal(&format!(
+            "SELECT COUNT(*) FROM ui_sessions \
+             WHERE id_hash = '{value}' OR user_name = '{value}' OR credential = '{value}'"
+        ))
+    };
+    assert_eq!((stored(&id), stored(&digest)), (0, 1));
     let stacks = browser.get("/ui/");
     assert_eq!(stacks.status, 200);
     let text = stacks.text();
@@ -520,5 +545,88 @@ fn an_identity_proxys_user_header_is_believed_only_from_the_proxy() {
         b"",
     );
     assert_eq!(forged.status, 303, "the header from elsewhere is ignored");
+    server.terminate();
+}
+
+#[test]
+fn a_changed_password_ends_the_sessions_signed_in_with_the_old_one() {
+    let (world, server) = dashboard("ui-new-password", "", "");
+    let mut browser = Browser::new(&server);
+    browser.sign_in("alice", PASSWORD);
+    assert_eq!(browser.get("/ui/").status, 200);
+    // alice's password changes (a new hash, as `ui passwd` prints); the
+    // server reloads its config.
+    let out = passwd("a new password\n");
+    let new_hash = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let config = std::fs::read_to_string(&world.config).unwrap();
+    let changed = config.replacen(password_hash(), &new_hash, 1);
+    assert_ne!(changed, config);
+    std::fs::write(&world.config, changed).unwrap();
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGHUP) };
+    wait_for(10, "the old session to end", || {
+        (browser.get("/ui/").status == 303).then_some(())
+    });
+    assert_eq!(browser.sign_in("alice", "a new password").status, 303);
+    assert_eq!(browser.get("/ui/").status, 200);
+    server.terminate();
+}
+
+#[test]
+fn an_operator_redeploys_now_and_redeploys_a_commit_through_the_dispatcher() {
+    let (world, server) = dashboard("ui-actions", "", "");
+    let pushed = post_fixture(&server, &hook(1), "github/goscm-push");
+    pushed.assert_status(202);
+    let first = pushed.decision()["deploy_id"].as_i64().unwrap();
+    crate::support::world::assert_all_succeeded(&world.settle(30));
+
+    let mut viewer = Browser::new(&server);
+    viewer.sign_in("victor", PASSWORD);
+    let page = viewer.get("/ui/stacks/hello").text();
+    assert!(!page.contains("Redeploy now"), "a viewer sees no actions");
+    let token = csrf(&page);
+    assert_eq!(
+        viewer
+            .post("/ui/stacks/hello/deploy", &[("csrf", &token)])
+            .status,
+        403
+    );
+    let path = format!("/ui/stacks/hello/redeploy/{first}");
+    assert_eq!(viewer.post(&path, &[("csrf", &token)]).status, 403);
+    assert_eq!(world.deploys().len(), 1, "nothing deployed");
+
+    let mut operator = Browser::new(&server);
+    operator.sign_in("alice", PASSWORD);
+    let page = operator.get("/ui/stacks/hello").text();
+    assert!(page.contains("Redeploy now"), "{page}");
+    assert!(page.contains("Redeploy this commit"), "{page}");
+    let token = csrf(&page);
+    assert_eq!(
+        operator.post("/ui/stacks/hello/deploy", &[]).status,
+        403,
+        "no token"
+    );
+    assert_eq!(world.deploys().len(), 1, "nothing deployed");
+
+    let now = operator.post("/ui/stacks/hello/deploy", &[("csrf", &token)]);
+    assert_eq!(now.status, 303, "{}", now.text());
+    assert_eq!(now.header("location"), Some("/ui/stacks/hello"));
+    let again = operator.post(&path, &[("csrf", &token)]);
+    assert_eq!(again.status, 303, "{}", again.text());
+    let deploys = world.settle(30);
+    crate::support::world::assert_all_succeeded(&deploys);
+    assert_eq!(deploys.len(), 3, "{deploys:?}");
+    // The manual deploy names no commit; the redeploy names the first's.
+    assert_eq!(deploys[1].queued.provider, "manual");
+    assert_eq!(deploys[2].queued.sha, deploys[0].queued.sha);
+    // Each went through the dispatcher: journaled as a delivery too.
+    let stack_page = operator.get("/ui/stacks/hello").text();
+    assert!(
+        stack_page.contains(&format!("#{}", deploys[2].id)),
+        "{stack_page}"
+    );
+    // A deploy of another stack, or no deploy at all, is refused.
+    let missing = operator.post("/ui/stacks/hello/redeploy/999999", &[("csrf", &token)]);
+    assert_eq!(missing.status, 404, "{}", missing.text());
+    assert_eq!(world.deploys().len(), 3);
     server.terminate();
 }

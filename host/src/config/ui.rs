@@ -1,6 +1,6 @@
 //! Stage 2 for the `[ui]` table: who may sign in to the dashboard
-//! ([`crate::ui`]) and how. No table, no users and no trusted header leaves
-//! the dashboard off.
+//! ([`crate::ui`]) and how. No table leaves the dashboard off; a table that
+//! gives no way to sign in (no users, no trusted header) is refused.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -23,7 +23,7 @@ pub const MAX_USER_NAME_BYTES: usize = 64;
 pub enum Role {
     /// Read every page; change nothing.
     Viewer,
-    /// Also trigger, redeploy and cancel deploys.
+    /// Also see hook URLs and deploy (redeploy now, redeploy a commit).
     Operator,
 }
 
@@ -201,6 +201,24 @@ fn validate_user(raw: RawUiUser) -> std::result::Result<UiUser, String> {
             parsed.algorithm
         ));
     }
+    // The costs `redeploy ui passwd` uses, and the decoy hash an unknown
+    // name is checked against: a hash of other costs (or none at all)
+    // would take another time to check, and tell which names exist.
+    let params = argon2::Params::try_from(&parsed).ok();
+    let standard = argon2::Params::DEFAULT;
+    let same_costs = params.is_some_and(|p| {
+        (p.m_cost(), p.t_cost(), p.p_cost())
+            == (standard.m_cost(), standard.t_cost(), standard.p_cost())
+    });
+    if parsed.salt.is_none() || parsed.hash.is_none() || !same_costs {
+        return Err(format!(
+            "user {name:?}: password_hash must be one `redeploy ui passwd` printed \
+             (argon2id, m={}, t={}, p={}, with salt and hash)",
+            standard.m_cost(),
+            standard.t_cost(),
+            standard.p_cost()
+        ));
+    }
     Ok(UiUser {
         name,
         role,
@@ -272,6 +290,14 @@ mod tests {
             ("trusted_user_header = \"X-User\"\ntrusted_proxies = [\"proxy.local\"]", "not an IP address"),
             ("trusted_user_header = \"X User\"\ntrusted_proxies = [\"127.0.0.1\"]", "not a header name"),
             (&format!("users = [{}]\ntrusted_role = \"operator\"", user("a", "")), "trusted_role needs"),
+            (
+                "users = [{ name = \"a\", password_hash = \"$argon2id$v=19$m=65536,t=3,p=4$aDAHJzzDQ+JlEwvBLVGVVQ$rLfsWeVGqRpk1dYl/gkwhf2o79Y1jpO2TAJzXPa/WXE\" }]",
+                "must be one `redeploy ui passwd` printed",
+            ),
+            (
+                "users = [{ name = \"a\", password_hash = \"$argon2id$v=19$m=19456,t=2,p=1$aDAHJzzDQ+JlEwvBLVGVVQ\" }]",
+                "must be one `redeploy ui passwd` printed",
+            ),
         ] {
             let err = parse(ui).unwrap_err();
             assert!(err.contains(says), "{ui}: {err}");

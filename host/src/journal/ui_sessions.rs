@@ -1,19 +1,22 @@
 //! The dashboard's sessions (schema: SQLite 10, PostgreSQL 6): who signed
-//! in, by the SHA-256 of the session cookie's value, and until when. In the
-//! journal, not in one replica's memory, so a session works on every
-//! replica behind a load balancer and ends on all of them at sign-out.
-//! Export leaves them out: a moved journal signs everybody out.
+//! in, by the SHA-256 of the session cookie's value, with what credential,
+//! and until when. In the journal, not in one replica's memory, so a
+//! session works on every replica behind a load balancer and ends on all of
+//! them at sign-out. Export leaves them out: a moved journal signs
+//! everybody out.
 
 use super::sql::args;
 use super::{Journal, JournalError};
 
 impl Journal {
-    /// Records a session of `user` that ends at `expires_at_ms`, and drops
+    /// Records a session of `user`, signed in with `credential` (a digest
+    /// of what they signed in with), that ends at `expires_at_ms`, and drops
     /// every session that has ended by `now_ms`.
     pub fn create_ui_session(
         &self,
         id_hash: &str,
         user: &str,
+        credential: &str,
         now_ms: i64,
         expires_at_ms: i64,
     ) -> Result<(), JournalError> {
@@ -23,27 +26,29 @@ impl Journal {
                 args![now_ms],
             )?;
             sql.execute(
-                "INSERT INTO ui_sessions (id_hash, user_name, created_at_ms, expires_at_ms)
-                 VALUES (?1, ?2, ?3, ?4)",
-                args![id_hash, user, now_ms, expires_at_ms],
+                "INSERT INTO ui_sessions
+                     (id_hash, user_name, credential, created_at_ms, expires_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                args![id_hash, user, credential, now_ms, expires_at_ms],
             )?;
             Ok(())
         })
     }
 
-    /// The user of the session `id_hash` names, unless there is none or it
-    /// has ended by `now_ms`.
+    /// The user and credential of the session `id_hash` names, unless there
+    /// is none or it has ended by `now_ms`.
     pub fn ui_session_user(
         &self,
         id_hash: &str,
         now_ms: i64,
-    ) -> Result<Option<String>, JournalError> {
+    ) -> Result<Option<(String, String)>, JournalError> {
         self.read("read a dashboard session", |sql| {
             sql.query_opt(
-                "SELECT user_name FROM ui_sessions WHERE id_hash = ?1 AND expires_at_ms > ?2",
+                "SELECT user_name, credential FROM ui_sessions
+                 WHERE id_hash = ?1 AND expires_at_ms > ?2",
                 args![id_hash, now_ms],
             )?
-            .map(|row| row.get(0))
+            .map(|row| Ok((row.get(0)?, row.get(1)?)))
             .transpose()
         })
     }

@@ -1,6 +1,7 @@
 //! Who is signed in: passwords, sessions, CSRF tokens and the login limiter.
-//! The decisions here are pure (the clock and the random bytes are passed
-//! in); the journal keeps the sessions ([`crate::journal::Journal`]'s
+//! The limiter and the tokens are pure (the clock and the random bytes are
+//! passed in; only a new password hash draws its own salt); the journal
+//! keeps the sessions ([`crate::journal::Journal`]'s
 //! `ui_session` calls) and [`super`] does the HTTP.
 
 use std::collections::{HashMap, VecDeque};
@@ -48,6 +49,12 @@ pub struct User {
 /// journal holds no session anybody could present.
 pub fn session_hash(id: &str) -> String {
     hex::encode(Sha256::digest(id.as_bytes()))
+}
+
+/// The digest a session keeps of the password hash its user signed in
+/// with: when the hash changes (a new password), the session ends.
+pub fn credential(password_hash: &str) -> String {
+    hex::encode(Sha256::digest(password_hash.as_bytes()))
 }
 
 /// A new session id from `random` bytes.

@@ -21,13 +21,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use anyhow::Context as _;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, State};
 use axum::http::{header, request::Parts, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use cookie::{Cookie, SameSite};
-use anyhow::Context as _;
 use serde::Deserialize;
 
 use crate::config::{Config, Live, Role, UiConfig};
@@ -55,8 +55,9 @@ pub const MAX_FORM_BYTES: usize = 16 * 1024;
 /// CPU and 19 MiB); the next waits up to [`PASSWORD_CHECK_WAIT`].
 pub const MAX_CONCURRENT_PASSWORD_CHECKS: usize = 2;
 
-/// How long a sign-in waits for a password check slot before 503.
-pub const PASSWORD_CHECK_WAIT: Duration = Duration::from_secs(10);
+/// How long a sign-in waits for a password check slot before 503: short,
+/// so a flood of sign-ins holds few of the connections hooks share.
+pub const PASSWORD_CHECK_WAIT: Duration = Duration::from_secs(2);
 
 /// Deploys and deliveries the stack page lists.
 pub const PAGE_ROWS: usize = 50;
@@ -84,7 +85,7 @@ pub struct UiState {
     passwords: OnceLock<Passwords>,
     key: OnceLock<Vec<u8>>,
     limiter: Mutex<LoginLimiter>,
-    checks: tokio::sync::Semaphore,
+    checks: Arc<tokio::sync::Semaphore>,
 }
 
 impl UiState {
@@ -99,7 +100,7 @@ impl UiState {
             passwords: OnceLock::new(),
             key: OnceLock::new(),
             limiter: Mutex::new(LoginLimiter::default()),
-            checks: tokio::sync::Semaphore::new(MAX_CONCURRENT_PASSWORD_CHECKS),
+            checks: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_PASSWORD_CHECKS)),
         }
     }
 
@@ -142,14 +143,27 @@ pub fn routes(state: Arc<UiState>) -> Router {
         .route("/ui/static/app.js", get(script))
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .layer(axum::middleware::map_response(secure_headers))
+        // Outermost: while the dashboard is off nothing below runs, not
+        // even a form's parsing or a method check.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), gate))
         .with_state(state)
 }
 
-async fn to_stacks(State(state): State<Arc<UiState>>) -> Response {
-    match state.config.current().ui {
-        Some(_) => Redirect::to("/ui/").into_response(),
-        None => off(),
+/// Every `/ui` path answers as an unknown path does while the config has
+/// no `[ui]`.
+async fn gate(
+    State(state): State<Arc<UiState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if state.config.current().ui.is_none() {
+        return off();
     }
+    next.run(request).await
+}
+
+async fn to_stacks() -> Response {
+    Redirect::to("/ui/").into_response()
 }
 
 async fn secure_headers(mut response: Response) -> Response {
@@ -267,11 +281,10 @@ fn set_cookie(
     path: &str,
     max_age: Option<Duration>,
 ) -> HeaderValue {
-    let secure = config
-        .server
-        .public_url
-        .as_deref()
-        .is_some_and(|u| u.starts_with("https://"));
+    let secure = config.server.public_url.as_deref().is_some_and(|u| {
+        u.get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+    });
     let mut c = Cookie::build((name.to_owned(), value.to_owned()))
         .path(path.to_owned())
         .http_only(true)
@@ -299,11 +312,21 @@ async fn signed_in(
     peer: Option<IpAddr>,
 ) -> Result<Option<User>, Response> {
     if let Some(proxy) = &ui.proxy {
-        if peer.is_some_and(|ip| proxy.from.contains(&ip)) {
-            if let Some(name) = headers
-                .get(proxy.header.as_str())
-                .and_then(|v| v.to_str().ok())
-            {
+        let from_proxy = peer.is_some_and(|ip| {
+            proxy
+                .from
+                .iter()
+                .any(|p| p.to_canonical() == ip.to_canonical())
+        });
+        // Exactly one value: a proxy that appends to a header a client sent
+        // would otherwise let the client's copy speak first.
+        let mut values = headers.get_all(proxy.header.as_str()).iter();
+        let only = match (values.next(), values.next()) {
+            (Some(value), None) => Some(value),
+            _ => None,
+        };
+        if from_proxy {
+            if let Some(name) = only.and_then(|v| std::str::from_utf8(v.as_bytes()).ok()) {
                 let name = name.trim();
                 let fits = !name.is_empty()
                     && name.len() <= crate::config::MAX_USER_NAME_BYTES
@@ -324,14 +347,16 @@ async fn signed_in(
     let hash = auth::session_hash(&id);
     let journal = state.clone();
     let name = blocking(move || Ok(journal.journal().ui_session_user(&hash, now_ms())?)).await?;
-    // A user removed from the config (or whose session outlived them) is
+    // A user removed from the config, or whose password changed since, is
     // signed out.
-    Ok(name.and_then(|name| {
-        ui.user(&name).map(|user| User {
-            name: user.name.clone(),
-            role: user.role,
-            session: Some(id),
-        })
+    Ok(name.and_then(|(name, credential)| {
+        ui.user(&name)
+            .filter(|user| auth::credential(&user.password_hash) == credential)
+            .map(|user| User {
+                name: user.name.clone(),
+                role: user.role,
+                session: Some(id),
+            })
     }))
 }
 
@@ -350,6 +375,7 @@ fn chrome(user: &User, key: &[u8]) -> Chrome {
         user: Some(user.name.clone()),
         role: user.role.as_str(),
         csrf: auth::csrf_token(key, purpose, &subject),
+        can_sign_out: user.session.is_some(),
     }
 }
 
@@ -416,10 +442,7 @@ struct TokenForm {
     csrf: Option<String>,
 }
 
-async fn style(State(state): State<Arc<UiState>>) -> Response {
-    if state.config.current().ui.is_none() {
-        return off();
-    }
+async fn style() -> Response {
     (
         [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
         include_str!("static/style.css"),
@@ -427,10 +450,7 @@ async fn style(State(state): State<Arc<UiState>>) -> Response {
         .into_response()
 }
 
-async fn script(State(state): State<Arc<UiState>>) -> Response {
-    if state.config.current().ui.is_none() {
-        return off();
-    }
+async fn script() -> Response {
     (
         [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
         include_str!("static/app.js"),
@@ -467,8 +487,10 @@ async fn login_page(
         Ok(key) => key,
         Err(response) => return response,
     };
+    // `<issued ms>.<random>`: the token is bound to it, and a form older
+    // than LOGIN_FORM_TTL is refused even if its cookie was kept.
     let nonce = match crate::tokens::generate_token() {
-        Ok(nonce) => nonce,
+        Ok(random) => format!("{}.{random}", now_ms()),
         Err(e) => {
             tracing::error!(error = %e, "dashboard: no random bytes for a sign-in form");
             return error_page(
@@ -524,7 +546,14 @@ async fn login(
     };
     let user = form.user.unwrap_or_default();
     let nonce = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
-    let form_ok = !nonce.is_empty()
+    let fresh = nonce
+        .split_once('.')
+        .and_then(|(issued, _)| issued.parse::<i64>().ok())
+        .is_some_and(|issued| {
+            let age = now_ms().saturating_sub(issued);
+            (0..=LOGIN_FORM_TTL.as_millis() as i64).contains(&age)
+        });
+    let form_ok = fresh
         && form
             .csrf
             .as_deref()
@@ -539,11 +568,29 @@ async fn login(
         )
         .await;
     }
-    let mut keys = vec![LoginKey::Name(user.clone())];
+    // A name no user could have is counted under one key, so the limiter
+    // keeps no long strings.
+    let name_key = if user.len() <= crate::config::MAX_USER_NAME_BYTES {
+        user.clone()
+    } else {
+        "(too long)".to_owned()
+    };
+    let mut keys = vec![LoginKey::Name(name_key)];
     if let Some(ip) = peer {
         keys.push(LoginKey::Client(ip));
     }
-    let wait = state.limiter.lock().unwrap().wait(&keys, now_ms());
+    // The attempt counts as failed from now on (a success clears it), so
+    // sign-ins sent at once, or dropped while their password is checked,
+    // cannot get past the limit.
+    let wait = {
+        let mut limiter = state.limiter.lock().unwrap();
+        let now = now_ms();
+        let wait = limiter.wait(&keys, now);
+        if wait.is_none() {
+            limiter.failed(&keys, now);
+        }
+        wait
+    };
     if let Some(wait) = wait {
         let mut response = login_page(
             &state,
@@ -563,7 +610,8 @@ async fn login(
         return response;
     }
     let password = form.password.unwrap_or_default();
-    let Ok(Ok(_permit)) = tokio::time::timeout(PASSWORD_CHECK_WAIT, state.checks.acquire()).await
+    let Ok(Ok(permit)) =
+        tokio::time::timeout(PASSWORD_CHECK_WAIT, state.checks.clone().acquire_owned()).await
     else {
         return error_page(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -575,6 +623,8 @@ async fn login(
     let checker = state.clone();
     let (name, ui_for_check) = (user.clone(), ui.clone());
     let found = blocking(move || {
+        // Held until the check ends, even if the client went away.
+        let _permit = permit;
         let passwords = match checker.passwords.get() {
             Some(p) => p,
             None => {
@@ -595,8 +645,10 @@ async fn login(
         Err(response) => return response,
     };
     let Some(found) = found else {
-        state.limiter.lock().unwrap().failed(&keys, now_ms());
-        tracing::info!(user = %user, client = ?peer, "dashboard: a sign-in failed");
+        // Only a configured name is logged: a password typed into the name
+        // field, or a forged log line, never is.
+        let known = ui.user(&user).map_or("(no such user)", |u| u.name.as_str());
+        tracing::info!(user = known, client = ?peer, "dashboard: a sign-in failed");
         return login_page(
             &state,
             &config,
@@ -625,10 +677,14 @@ async fn login(
     let expires = now.saturating_add(ui.session_ttl.as_millis() as i64);
     let journal = state.clone();
     let who = found.name.clone();
+    let credential = ui
+        .user(&found.name)
+        .map(|u| auth::credential(&u.password_hash))
+        .unwrap_or_default();
     if let Err(response) = blocking(move || {
         Ok(journal
             .journal()
-            .create_ui_session(&hash, &who, now, expires)?)
+            .create_ui_session(&hash, &who, &credential, now, expires)?)
     })
     .await
     {
@@ -768,7 +824,10 @@ async fn reveal_hook_url(
     if let Some(refusal) = csrf_refusal(&signed, form.csrf.as_deref()) {
         return refusal;
     }
-    if let Some(refusal) = operators_only(&signed, "see hook URLs: whoever has one can trigger deploys") {
+    if let Some(refusal) = operators_only(
+        &signed,
+        "see hook URLs: whoever has one can trigger deploys",
+    ) {
         return refusal;
     }
     tracing::info!(user = %signed.user.name, stack = %name, "dashboard: hook URL shown");
@@ -811,7 +870,14 @@ async fn render_stack(state: &Arc<UiState>, signed: &Signed, name: &str, reveal:
                 let url = crate::tokens::hook_url(&base, &token);
                 (Some(url.clone()), hook_variants(stack, &url))
             }
-            None => (None, Vec::new()),
+            None => {
+                return error_page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    signed.chrome(),
+                    "No hook URL yet",
+                    "This stack has no hook token yet (a reload that added it is still being applied); try again shortly.",
+                )
+            }
         }
     } else {
         (None, Vec::new())
@@ -968,7 +1034,12 @@ async fn deploy_now(
         Ok(signed) => signed,
         Err(response) => return response,
     };
-    let field = |key: &str| fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+    let field = |key: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
     if let Some(refusal) = csrf_refusal(&signed, field("csrf")) {
         return refusal;
     }
@@ -989,7 +1060,9 @@ async fn deploy_now(
         .map(|(_, v)| v.as_str())
         .collect();
     let services = (!services.is_empty()).then(|| services.join(","));
-    let profile = field("profile").filter(|p| !p.is_empty()).map(str::to_owned);
+    let profile = field("profile")
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned);
     tracing::info!(user = %signed.user.name, stack = %name, services = ?services, profile = ?profile, "dashboard: redeploy now");
     let app = state.app.clone();
     let config = signed.config.clone();

@@ -16,6 +16,9 @@ pub struct Chrome {
     pub role: &'static str,
     /// Their CSRF token.
     pub csrf: String,
+    /// They signed in here (a user an identity proxy names signs out
+    /// there).
+    pub can_sign_out: bool,
 }
 
 /// The sign-in page.

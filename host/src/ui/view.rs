@@ -8,6 +8,9 @@ use serde_json::Value;
 use crate::config::StackConfig;
 use crate::journal::{DeliveryRecord, DeployRecord};
 
+/// The last millisecond of the year 9999: the latest moment RFC 3339 writes.
+const MAX_MOMENT_MS: i64 = 253_402_300_799_999;
+
 /// How many characters of a commit the pages show (the full one is in the
 /// element's title).
 pub const SHORT_SHA: usize = 12;
@@ -22,9 +25,10 @@ pub struct Moment {
 }
 
 impl Moment {
-    /// The moment `ms` milliseconds after the Unix epoch.
+    /// The moment `ms` milliseconds after the Unix epoch (clamped to the
+    /// years 1970 to 9999, which RFC 3339 can write).
     pub fn at(ms: i64) -> Moment {
-        let time = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+        let time = UNIX_EPOCH + Duration::from_millis(ms.clamp(0, MAX_MOMENT_MS) as u64);
         Moment {
             iso: humantime::format_rfc3339_seconds(time).to_string(),
         }
@@ -69,8 +73,7 @@ pub struct DeployView {
     pub queued: Moment,
     /// When it started, if it did.
     pub started: Option<Moment>,
-    /// How long it ran (or has run until it was last recorded), if it
-    /// started.
+    /// How long it ran, once it ended.
     pub duration: Option<String>,
     /// The latest reason recorded (why it was cancelled, how it failed).
     pub detail: String,
@@ -233,6 +236,8 @@ mod tests {
     fn a_moment_is_rfc3339_in_utc() {
         assert_eq!(Moment::at(0).iso, "1970-01-01T00:00:00Z");
         assert_eq!(Moment::at(1_764_652_281_999).iso, "2025-12-02T05:11:21Z");
+        assert_eq!(Moment::at(i64::MAX).iso, "9999-12-31T23:59:59Z");
+        assert_eq!(Moment::at(i64::MIN).iso, "1970-01-01T00:00:00Z");
     }
 
     #[test]
