@@ -468,7 +468,12 @@ fn the_stack_page_shows_each_delivery_with_its_decision_and_reason_and_the_deplo
         deploy.contains("<dt>Exit status</dt><dd>0</dd>"),
         "{deploy}"
     );
-    assert!(deploy.contains("<pre class=\"log\""), "{deploy}");
+    // The whole log, and nothing to follow: the deploy is over.
+    let log_start = format!(
+        "<pre id=\"log\" class=\"log\" tabindex=\"0\">-- redeploy: deploy #{id} succeeded"
+    );
+    assert!(deploy.contains(&log_start), "{deploy}");
+    assert!(!deploy.contains("data-follow"), "{deploy}");
     assert_eq!(browser.get("/ui/deploys/999999").status, 404);
     assert_eq!(browser.get("/ui/stacks/nope").status, 404);
     server.terminate();
@@ -628,5 +633,110 @@ fn an_operator_redeploys_now_and_redeploys_a_commit_through_the_dispatcher() {
     let missing = operator.post("/ui/stacks/hello/redeploy/999999", &[("csrf", &token)]);
     assert_eq!(missing.status, 404, "{}", missing.text());
     assert_eq!(world.deploys().len(), 3);
+    server.terminate();
+}
+
+/// The events of a server-sent event stream: (event, data, id).
+fn sse_events(stream: &str) -> Vec<(String, String, Option<String>)> {
+    let mut events = Vec::new();
+    for block in stream.split("\n\n") {
+        let (mut event, mut data, mut id) = (String::from("message"), Vec::new(), None);
+        for line in block.lines() {
+            if let Some(v) = line.strip_prefix("event: ") {
+                event = v.to_owned();
+            } else if let Some(v) = line.strip_prefix("data: ") {
+                data.push(v.to_owned());
+            } else if line == "data:" {
+                data.push(String::new());
+            } else if let Some(v) = line.strip_prefix("id: ") {
+                id = Some(v.to_owned());
+            }
+        }
+        if !data.is_empty() {
+            events.push((event, data.join("\n"), id));
+        }
+    }
+    events
+}
+
+#[test]
+fn the_deploy_page_follows_a_running_deploys_log_until_it_ends() {
+    let hello = "Codertocat/Hello-World";
+    let stacks = crate::support::stacks::toml(&[Stack::new("live")
+        .follows(hello, "master")
+        .token(1)
+        .secret(FIXTURE_SECRET)
+        .line(
+            "command = [\"sh\", \"-c\", \"echo first line; sleep 1; printf 'second\\\\r\\\\nthird'; sleep 1; echo ' and more'; echo done\"]",
+        )]);
+    let world = World::new("ui-live", "", &(stacks + &ui_table("")));
+    let server = world.start(&[]);
+    let mut browser = Browser::new(&server);
+    browser.sign_in("victor", PASSWORD);
+    let pushed = post_fixture(&server, &hook(1), "github/goscm-push");
+    let id = pushed.assert_status(202).decision()["deploy_id"]
+        .as_i64()
+        .unwrap();
+    let page = browser.get(&format!("/ui/deploys/{id}")).text();
+    assert!(page.contains("data-follow"), "{page}");
+    let from = {
+        let at = page.find("events?from=").unwrap() + "events?from=".len();
+        page[at..page[at..].find('"').unwrap() + at]
+            .parse::<u64>()
+            .unwrap()
+    };
+    // What the page showed, then the stream from there.
+    let stream = browser.get(&format!("/ui/deploys/{id}/events?from={from}"));
+    assert_eq!(stream.status, 200);
+    assert_eq!(stream.header("content-type"), Some("text/event-stream"));
+    let events = sse_events(&stream.text());
+    let (last, data, _) = events.last().unwrap();
+    assert_eq!(
+        (last.as_str(), data.as_str()),
+        ("end", "succeeded"),
+        "{events:?}"
+    );
+    assert!(events
+        .iter()
+        .any(|(e, d, _)| e == "state" && d == "succeeded"));
+    let streamed: String = events
+        .iter()
+        .filter(|(e, _, _)| e == "log")
+        .map(|(_, d, _)| d.as_str())
+        .collect();
+    // The page's part and the stream's are the whole log, once, with its
+    // CR LF read as a line break.
+    let shown = {
+        let start = page.find("<pre id=\"log\"").unwrap();
+        let start = start + page[start..].find('>').unwrap() + 1;
+        let end = start + page[start..].find("</pre>").unwrap();
+        page[start..end].to_owned()
+    };
+    let whole = world.redeploy(&["logs", &id.to_string()]);
+    assert!(whole.status.success(), "{whole:?}");
+    let whole = String::from_utf8(whole.stdout)
+        .unwrap()
+        .replace("\r\n", "\n");
+    assert_eq!(format!("{shown}{streamed}"), whole, "{events:?}");
+    assert!(
+        whole.starts_with("first line\nsecond\nthird and more\ndone\n"),
+        "{whole}"
+    );
+    // The last log event's id is the byte after it: where a reconnecting
+    // browser resumes, with nothing left to send.
+    let resume = events
+        .iter()
+        .filter_map(|(e, _, id)| (e == "log").then_some(id.clone()).flatten())
+        .next_back()
+        .unwrap();
+    let again = browser.send(
+        "GET",
+        &format!("/ui/deploys/{id}/events"),
+        &[("Last-Event-ID", &resume)],
+        b"",
+    );
+    let again = sse_events(&again.text());
+    assert!(again.iter().all(|(e, _, _)| e != "log"), "{again:?}");
+    assert_eq!(again.last().unwrap().0, "end");
     server.terminate();
 }

@@ -567,6 +567,52 @@ impl LogSource {
     }
 }
 
+impl LogSource {
+    /// What the log holds from byte `from` on, at most `max` bytes. A log
+    /// not yet written counts as empty. Byte offsets are the source's own:
+    /// a file's bytes, or the journal's copy's.
+    pub fn read_from(
+        &self,
+        journal: &Journal,
+        id: i64,
+        from: u64,
+        max: u64,
+    ) -> anyhow::Result<Vec<u8>> {
+        use anyhow::Context as _;
+        match self {
+            LogSource::File(path) => {
+                let mut file = match std::fs::File::open(path) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+                    Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+                };
+                file.seek(SeekFrom::Start(from))?;
+                let mut bytes = Vec::new();
+                file.take(max)
+                    .read_to_end(&mut bytes)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                Ok(bytes)
+            }
+            LogSource::Journal => {
+                let Some(stored) = journal.deploy_log_from(id, from)? else {
+                    return Ok(Vec::new());
+                };
+                let mut bytes = stored.text.into_bytes();
+                bytes.truncate(usize::try_from(max).unwrap_or(usize::MAX));
+                Ok(bytes)
+            }
+        }
+    }
+
+    /// How many bytes the log holds now.
+    pub fn size(&self, journal: &Journal, id: i64) -> anyhow::Result<u64> {
+        Ok(match self {
+            LogSource::File(path) => std::fs::metadata(path).map_or(0, |m| m.len()),
+            LogSource::Journal => journal.deploy_log_size(id)?.unwrap_or(0),
+        })
+    }
+}
+
 /// Deletes the log and event files under `logs` (`<stack>/<id>.log` and
 /// `<stack>/<id>.event.json`) of deploys the journal no longer holds: on a
 /// journal several machines share, whichever prunes deletes the rows (and

@@ -4,15 +4,13 @@
 //! this machine's file, or, for a deploy another replica ran on a
 //! PostgreSQL journal, the journal's copy of it ([`crate::deploy_log`]).
 
-use std::io::{Read as _, Seek as _, Write as _};
-use std::path::Path;
+use std::io::Write as _;
 use std::time::Duration;
 
 use anyhow::Context as _;
 
 use crate::config;
 use crate::deploy_log::LogSource;
-use crate::journal::Journal;
 
 /// How often `--follow` looks for more of the log and for the deploy's end.
 pub const FOLLOW_POLL: Duration = Duration::from_millis(200);
@@ -49,12 +47,11 @@ impl Logs {
             if source.is_none() {
                 source = LogSource::of(&journal, &deploy)?;
             }
-            match &source {
-                Some(LogSource::File(path)) => printed += copy_from(path, printed, &mut out)?,
-                Some(LogSource::Journal) => {
-                    printed += copy_stored(&journal, id, printed, &mut out)?
-                }
-                None => {}
+            if let Some(source) = &source {
+                let bytes = source.read_from(&journal, id, printed, u64::MAX)?;
+                out.write_all(&bytes)?;
+                out.flush()?;
+                printed += bytes.len() as u64;
             }
             if !self.follow || deploy.state.is_final() {
                 if deploy.log_path.is_none() {
@@ -69,38 +66,4 @@ impl Logs {
             std::thread::sleep(FOLLOW_POLL);
         }
     }
-}
-
-/// Copies `path` from byte `from` on to `out`; how many bytes it copied.
-/// A log not yet created counts as empty.
-fn copy_from(path: &Path, from: u64, out: &mut impl std::io::Write) -> anyhow::Result<u64> {
-    let mut file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    };
-    file.seek(std::io::SeekFrom::Start(from))?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
-        .with_context(|| format!("reading {}", path.display()))?;
-    out.write_all(&bytes)?;
-    out.flush()?;
-    Ok(bytes.len() as u64)
-}
-
-/// Copies deploy `id`'s log as the journal keeps it, from byte `from` on,
-/// to `out`; how many bytes it copied. A log not stored yet counts as
-/// empty.
-fn copy_stored(
-    journal: &Journal,
-    id: i64,
-    from: u64,
-    out: &mut impl std::io::Write,
-) -> anyhow::Result<u64> {
-    let Some(stored) = journal.deploy_log_from(id, from)? else {
-        return Ok(0);
-    };
-    out.write_all(stored.text.as_bytes())?;
-    out.flush()?;
-    Ok(stored.text.len() as u64)
 }

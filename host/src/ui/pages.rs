@@ -97,6 +97,10 @@ pub struct Deploy {
     pub d: DeployView,
     /// Its command's exit status, when recorded.
     pub exit_code: Option<i32>,
+    /// It may still change: the page follows its log live.
+    pub follow: bool,
+    /// The byte of the log the page shows up to (where following starts).
+    pub shown: u64,
     /// The end of its log.
     pub log: Option<String>,
 }

@@ -25,3 +25,28 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   }
 });
+
+// The deploy page of a deploy not over: its log as it is written (server-
+// sent events; the browser resumes from the last byte after a cut).
+document.addEventListener("DOMContentLoaded", () => {
+  const log = document.getElementById("log");
+  if (!log || !log.dataset.follow || !window.EventSource) return;
+  const state = document.getElementById("state");
+  const live = document.getElementById("live");
+  const events = new EventSource(log.dataset.follow);
+  events.addEventListener("log", (e) => {
+    const atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+    log.append(document.createTextNode(e.data));
+    if (atEnd) log.scrollTop = log.scrollHeight;
+  });
+  events.addEventListener("state", (e) => {
+    if (state) {
+      state.textContent = e.data;
+      state.className = "state state-" + e.data;
+    }
+  });
+  events.addEventListener("end", (e) => {
+    events.close();
+    if (live) live.textContent = "The deploy ended: " + e.data + ".";
+  });
+});
