@@ -469,9 +469,8 @@ fn the_stack_page_shows_each_delivery_with_its_decision_and_reason_and_the_deplo
         "{deploy}"
     );
     // The whole log, and nothing to follow: the deploy is over.
-    let log_start = format!(
-        "<pre id=\"log\" class=\"log\" tabindex=\"0\">-- redeploy: deploy #{id} succeeded"
-    );
+    let log_start =
+        format!("<pre id=\"log\" class=\"log\" tabindex=\"0\">-- redeploy: deploy #{id} succeeded");
     assert!(deploy.contains(&log_start), "{deploy}");
     assert!(!deploy.contains("data-follow"), "{deploy}");
     assert_eq!(browser.get("/ui/deploys/999999").status, 404);
