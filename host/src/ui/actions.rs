@@ -1,0 +1,153 @@
+//! What an operator does: redeploy now, redeploy a commit. Each goes
+//! through the dispatcher, as a delivery to the hook URL would.
+
+use anyhow::Context as _;
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+
+use super::{blocking, error_page, require, Peer, Signed, UiState};
+use super::{csrf_refusal, operators_only, TokenForm};
+use crate::journal::now_ms;
+
+/// What an action's dispatch answered, as the operator sees it: back to
+/// the stack page when a deploy was queued (it is listed there with the
+/// delivery that made it), else a page saying why nothing deployed.
+fn after_action(signed: &Signed, stack: &str, answer: crate::dispatch::Dispatched) -> Response {
+    if answer.status == 202 {
+        return Redirect::to(&format!("/ui/stacks/{stack}")).into_response();
+    }
+    let body = &answer.body;
+    let why = body["message"]
+        .as_str()
+        .or_else(|| body["decisions"][0]["reason"].as_str())
+        .unwrap_or("no reason given")
+        .to_owned();
+    let status = if answer.status < 300 {
+        StatusCode::OK
+    } else {
+        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    };
+    error_page(status, signed.chrome(), "Nothing deployed", &why)
+}
+
+/// "Redeploy now": a manual trigger of the stack, with the services and
+/// profile chosen, through the component, the journal and the queue as
+/// `curl -X POST -d "" <hook URL>` is.
+pub(super) async fn deploy_now(
+    State(state): State<Arc<UiState>>,
+    Peer(peer): Peer,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Response {
+    let signed = match require(&state, &headers, peer, true).await {
+        Ok(signed) => signed,
+        Err(response) => return response,
+    };
+    let field = |key: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    if let Some(refusal) = csrf_refusal(&signed, field("csrf")) {
+        return refusal;
+    }
+    if let Some(refusal) = operators_only(&signed, "deploy") {
+        return refusal;
+    }
+    if signed.config.stack(&name).is_none() {
+        return error_page(
+            StatusCode::NOT_FOUND,
+            signed.chrome(),
+            "No such stack",
+            "The configuration has no stack of that name.",
+        );
+    }
+    let services: Vec<&str> = fields
+        .iter()
+        .filter(|(k, _)| k == "service")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let services = (!services.is_empty()).then(|| services.join(","));
+    let profile = field("profile")
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned);
+    tracing::info!(user = %signed.user.name, stack = %name, services = ?services, profile = ?profile, "dashboard: redeploy now");
+    let app = state.app.clone();
+    let config = signed.config.clone();
+    let stack_name = name.clone();
+    let answer = blocking(move || {
+        let stack = config
+            .stack(&stack_name)
+            .context("the stack went from the config")?;
+        let dispatcher = &app.dispatcher;
+        let unix_secs = (now_ms() / 1000) as u64;
+        let (query, headers) = crate::manual::manual_request(
+            Some(dispatcher.runtime()),
+            stack,
+            services.as_deref(),
+            profile.as_deref(),
+            unix_secs,
+        )?;
+        Ok(dispatcher.dispatch(&[stack], &crate::manual::manual_delivery(query, headers)))
+    })
+    .await;
+    match answer {
+        Ok(answer) => after_action(&signed, &name, answer),
+        Err(response) => response,
+    }
+}
+
+/// "Redeploy this commit": a redeploy of an earlier deploy (a rollback,
+/// [`crate::rollback`]), through the dispatcher as the signed
+/// `/hooks/{token}/redeploy/{id}` route's is; the operator's session
+/// authorized it.
+pub(super) async fn redeploy_commit(
+    State(state): State<Arc<UiState>>,
+    Peer(peer): Peer,
+    Path((name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    Form(form): Form<TokenForm>,
+) -> Response {
+    let signed = match require(&state, &headers, peer, true).await {
+        Ok(signed) => signed,
+        Err(response) => return response,
+    };
+    if let Some(refusal) = csrf_refusal(&signed, form.csrf.as_deref()) {
+        return refusal;
+    }
+    if let Some(refusal) = operators_only(&signed, "deploy") {
+        return refusal;
+    }
+    let (Some(_), Ok(id)) = (signed.config.stack(&name), id.parse::<i64>()) else {
+        return error_page(
+            StatusCode::NOT_FOUND,
+            signed.chrome(),
+            "No such deploy",
+            "The configuration has no such stack, or that is no deploy number.",
+        );
+    };
+    tracing::info!(user = %signed.user.name, stack = %name, deploy = id, "dashboard: redeploy this commit");
+    let app = state.app.clone();
+    let config = signed.config.clone();
+    let stack_name = name.clone();
+    let answer = blocking(move || {
+        let stack = config
+            .stack(&stack_name)
+            .context("the stack went from the config")?;
+        Ok(app
+            .dispatcher
+            .redeploy(stack, id, None, crate::rollback::MAX_SKEW * 2))
+    })
+    .await;
+    match answer {
+        Ok(answer) => after_action(&signed, &name, answer),
+        Err(response) => response,
+    }
+}

@@ -1,0 +1,246 @@
+//! A deploy's page, and its log followed live (server-sent events).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::pages::{self};
+use super::{blocking, error_page, html, require, Peer, Signed, UiState};
+use axum::response::sse::{Event, KeepAlive, Sse};
+
+use super::view::DeployView;
+use super::{FOLLOW_POLL, MAX_FOLLOW, MAX_FOLLOW_EVENT_BYTES, MAX_LOG_SHOWN_BYTES};
+use crate::deploy_log::LogSource;
+use crate::journal::DeployState;
+
+pub(super) async fn deploy_page(
+    State(state): State<Arc<UiState>>,
+    Peer(peer): Peer,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let signed = match require(&state, &headers, peer, false).await {
+        Ok(signed) => signed,
+        Err(response) => return response,
+    };
+    let missing = |signed: &Signed| {
+        error_page(
+            StatusCode::NOT_FOUND,
+            signed.chrome(),
+            "No such deploy",
+            "The journal has no deploy with that number.",
+        )
+    };
+    let Ok(id) = id.parse::<i64>() else {
+        return missing(&signed);
+    };
+    let journal = state.clone();
+    let found = blocking(move || {
+        let journal = journal.journal();
+        let Some(deploy) = journal.deploy(id)? else {
+            return Ok(None);
+        };
+        // Its size first, then what it held up to there: the live log
+        // goes on from exactly that byte, so nothing shows twice or never.
+        let Some(source) = LogSource::of(journal, &deploy)? else {
+            return Ok(Some((deploy, None, 0)));
+        };
+        let size = source.size(journal, id)?;
+        let start = size.saturating_sub(MAX_LOG_SHOWN_BYTES);
+        let bytes = source.read_from(journal, id, start, size - start)?;
+        let cut = if start > 0 {
+            crate::deploy_log::EARLIER_OUTPUT_CUT
+        } else {
+            ""
+        };
+        let text = format!("{cut}{}", String::from_utf8_lossy(&bytes));
+        Ok(Some((deploy, Some(text), start + bytes.len() as u64)))
+    })
+    .await;
+    let (deploy, log, shown) = match found {
+        Ok(Some(found)) => found,
+        Ok(None) => return missing(&signed),
+        Err(response) => return response,
+    };
+    html(
+        StatusCode::OK,
+        pages::Deploy {
+            chrome: signed.chrome(),
+            stack: deploy.queued.stack.clone(),
+            d: DeployView::of(&deploy),
+            exit_code: deploy.exit_code,
+            follow: !deploy.state.is_final(),
+            shown,
+            log,
+        },
+    )
+}
+
+/// Where a followed log is.
+struct Following {
+    state: Arc<UiState>,
+    id: i64,
+    offset: u64,
+    source: Option<LogSource>,
+    last_state: Option<DeployState>,
+    pending: std::collections::VecDeque<Event>,
+    ended: bool,
+    first: bool,
+    until: tokio::time::Instant,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// What one look at a followed deploy found.
+struct Look {
+    state: DeployState,
+    source: Option<LogSource>,
+    bytes: Vec<u8>,
+}
+
+/// The live log of deploy `id`, as server-sent events: `log` (the text
+/// written since; the event id is the byte offset after it, which a
+/// reconnecting browser sends back as `Last-Event-ID` to resume there),
+/// `state` (each new state) and `end` (the deploy ended and all of its log
+/// was sent). Starts at `?from=` (the deploy page says where its log ended).
+pub(super) async fn follow_log(
+    State(state): State<Arc<UiState>>,
+    Peer(peer): Peer,
+    Path(id): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(response) = require(&state, &headers, peer, false).await {
+        return response;
+    }
+    let Ok(id) = id.parse::<i64>() else {
+        return (StatusCode::NOT_FOUND, "no such deploy\n").into_response();
+    };
+    let Ok(slot) = state.followers.clone().try_acquire_owned() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "5")],
+            "too many logs followed at once\n",
+        )
+            .into_response();
+    };
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let offset = resume
+        .or_else(|| query.get("from").and_then(|v| v.parse().ok()))
+        .unwrap_or(0);
+    let following = Following {
+        state,
+        id,
+        offset,
+        source: None,
+        last_state: None,
+        pending: Default::default(),
+        ended: false,
+        first: true,
+        until: tokio::time::Instant::now() + MAX_FOLLOW,
+        _slot: slot,
+    };
+    let events = futures_util::stream::unfold(following, |mut f| async move {
+        loop {
+            if let Some(event) = f.pending.pop_front() {
+                return Some((Ok::<_, std::convert::Infallible>(event), f));
+            }
+            if f.ended || tokio::time::Instant::now() >= f.until {
+                return None;
+            }
+            if !f.first {
+                tokio::time::sleep(FOLLOW_POLL).await;
+            }
+            f.first = false;
+            f.look().await;
+        }
+    });
+    Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+impl Following {
+    /// Reads the deploy's state and what its log gained, and queues the
+    /// events that say so.
+    async fn look(&mut self) {
+        let (state, id, offset, source) = (
+            self.state.clone(),
+            self.id,
+            self.offset,
+            self.source.clone(),
+        );
+        let looked = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<Look>> {
+            let journal = state.journal();
+            let Some(deploy) = journal.deploy(id)? else {
+                return Ok(None);
+            };
+            let source = match source {
+                Some(source) => Some(source),
+                None => LogSource::of(journal, &deploy)?,
+            };
+            let bytes = match &source {
+                Some(source) => source.read_from(journal, id, offset, MAX_FOLLOW_EVENT_BYTES)?,
+                None => Vec::new(),
+            };
+            Ok(Some(Look {
+                state: deploy.state,
+                source,
+                bytes,
+            }))
+        })
+        .await;
+        let look = match looked {
+            Ok(Ok(Some(look))) => look,
+            Ok(Ok(None)) => {
+                self.pending
+                    .push_back(Event::default().event("end").data("no such deploy"));
+                self.ended = true;
+                return;
+            }
+            // The journal failed: try again at the next look.
+            Ok(Err(e)) => {
+                tracing::warn!(deploy = self.id, error = %e, "dashboard: cannot read a followed log");
+                return;
+            }
+            Err(_) => return,
+        };
+        self.source = self.source.take().or(look.source);
+        if !look.bytes.is_empty() {
+            // Whole characters only: an incomplete one at the end waits
+            // for the rest of its bytes.
+            let keep = match std::str::from_utf8(&look.bytes) {
+                Ok(_) => look.bytes.len(),
+                Err(e) if e.error_len().is_none() && e.valid_up_to() > 0 => e.valid_up_to(),
+                Err(_) => look.bytes.len(),
+            };
+            self.offset += keep as u64;
+            // An event's data is lines: a CR LF is one line break, and a
+            // lone CR (a progress bar's) becomes one.
+            let text = String::from_utf8_lossy(&look.bytes[..keep])
+                .replace("\r\n", "\n")
+                .replace('\r', "\n");
+            self.pending.push_back(
+                Event::default()
+                    .event("log")
+                    .id(self.offset.to_string())
+                    .data(text),
+            );
+        }
+        if self.last_state != Some(look.state) {
+            self.last_state = Some(look.state);
+            self.pending
+                .push_back(Event::default().event("state").data(look.state.as_str()));
+        }
+        let more = look.bytes.len() as u64 >= MAX_FOLLOW_EVENT_BYTES;
+        if look.state.is_final() && !more {
+            self.pending
+                .push_back(Event::default().event("end").data(look.state.as_str()));
+            self.ended = true;
+        }
+    }
+}
