@@ -11,13 +11,15 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 
 use super::{blocking, error_page, require, Peer, Signed, UiState};
-use super::{csrf_refusal, operators_only, TokenForm};
+use super::{operators_only, Need, TokenForm};
+use crate::config::StackConfig;
+use crate::dispatch::{Dispatched, Dispatcher};
 use crate::journal::now_ms;
 
 /// What an action's dispatch answered, as the operator sees it: back to
 /// the stack page when a deploy was queued (it is listed there with the
 /// delivery that made it), else a page saying why nothing deployed.
-fn after_action(signed: &Signed, stack: &str, answer: crate::dispatch::Dispatched) -> Response {
+fn after_action(signed: &Signed, stack: &str, answer: Dispatched) -> Response {
     if answer.status == 202 {
         return Redirect::to(&format!("/ui/stacks/{stack}")).into_response();
     }
@@ -45,19 +47,16 @@ pub(super) async fn deploy_now(
     headers: HeaderMap,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
-    let signed = match require(&state, &headers, peer, true).await {
-        Ok(signed) => signed,
-        Err(response) => return response,
-    };
     let field = |key: &str| {
         fields
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
     };
-    if let Some(refusal) = csrf_refusal(&signed, field("csrf")) {
-        return refusal;
-    }
+    let signed = match require(&state, &headers, peer, Need::Action(field("csrf"))).await {
+        Ok(signed) => signed,
+        Err(response) => return response,
+    };
     if let Some(refusal) = operators_only(&signed, "deploy") {
         return refusal;
     }
@@ -79,14 +78,7 @@ pub(super) async fn deploy_now(
         .filter(|p| !p.is_empty())
         .map(str::to_owned);
     tracing::info!(user = %signed.user.name, stack = %name, services = ?services, profile = ?profile, "dashboard: redeploy now");
-    let app = state.app.clone();
-    let config = signed.config.clone();
-    let stack_name = name.clone();
-    let answer = blocking(move || {
-        let stack = config
-            .stack(&stack_name)
-            .context("the stack went from the config")?;
-        let dispatcher = &app.dispatcher;
+    dispatch(&state, &signed, &name, move |dispatcher, stack| {
         let unix_secs = (now_ms() / 1000) as u64;
         let (query, headers) = crate::manual::manual_request(
             Some(dispatcher.runtime()),
@@ -97,11 +89,7 @@ pub(super) async fn deploy_now(
         )?;
         Ok(dispatcher.dispatch(&[stack], &crate::manual::manual_delivery(query, headers)))
     })
-    .await;
-    match answer {
-        Ok(answer) => after_action(&signed, &name, answer),
-        Err(response) => response,
-    }
+    .await
 }
 
 /// "Redeploy this commit": a redeploy of an earlier deploy (a rollback,
@@ -115,13 +103,11 @@ pub(super) async fn redeploy_commit(
     headers: HeaderMap,
     Form(form): Form<TokenForm>,
 ) -> Response {
-    let signed = match require(&state, &headers, peer, true).await {
+    let need = Need::Action(form.csrf.as_deref());
+    let signed = match require(&state, &headers, peer, need).await {
         Ok(signed) => signed,
         Err(response) => return response,
     };
-    if let Some(refusal) = csrf_refusal(&signed, form.csrf.as_deref()) {
-        return refusal;
-    }
     if let Some(refusal) = operators_only(&signed, "deploy") {
         return refusal;
     }
@@ -134,20 +120,33 @@ pub(super) async fn redeploy_commit(
         );
     };
     tracing::info!(user = %signed.user.name, stack = %name, deploy = id, "dashboard: redeploy this commit");
+    dispatch(&state, &signed, &name, move |dispatcher, stack| {
+        Ok(dispatcher.redeploy(stack, id, None, crate::rollback::MAX_SKEW * 2))
+    })
+    .await
+}
+
+/// Runs `act` with the dispatcher and stack `name` on a blocking thread
+/// (as the hook routes run a delivery), and answers as [`after_action`]
+/// says.
+async fn dispatch(
+    state: &Arc<UiState>,
+    signed: &Signed,
+    name: &str,
+    act: impl FnOnce(&Dispatcher, &StackConfig) -> anyhow::Result<Dispatched> + Send + 'static,
+) -> Response {
     let app = state.app.clone();
     let config = signed.config.clone();
-    let stack_name = name.clone();
+    let stack_name = name.to_owned();
     let answer = blocking(move || {
         let stack = config
             .stack(&stack_name)
             .context("the stack went from the config")?;
-        Ok(app
-            .dispatcher
-            .redeploy(stack, id, None, crate::rollback::MAX_SKEW * 2))
+        act(&app.dispatcher, stack)
     })
     .await;
     match answer {
-        Ok(answer) => after_action(&signed, &name, answer),
+        Ok(answer) => after_action(signed, name, answer),
         Err(response) => response,
     }
 }

@@ -7,6 +7,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::pages::{self};
+use super::Need;
 use super::{blocking, error_page, html, require, Peer, Signed, UiState};
 use axum::response::sse::{Event, KeepAlive, Sse};
 
@@ -21,7 +22,7 @@ pub(super) async fn deploy_page(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let signed = match require(&state, &headers, peer, false).await {
+    let signed = match require(&state, &headers, peer, Need::Page).await {
         Ok(signed) => signed,
         Err(response) => return response,
     };
@@ -111,7 +112,7 @@ pub(super) async fn follow_log(
     axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(response) = require(&state, &headers, peer, false).await {
+    if let Err(response) = require(&state, &headers, peer, Need::Page).await {
         return response;
     }
     let Ok(id) = id.parse::<i64>() else {

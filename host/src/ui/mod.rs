@@ -415,11 +415,22 @@ impl Signed {
     }
 }
 
+/// What a request needs of who is signed in.
+#[derive(Clone, Copy)]
+enum Need<'a> {
+    /// A page: without a session, the sign-in page instead.
+    Page,
+    /// An action: without a session, 403; with one, the form's CSRF token
+    /// (`presented`) must be the session's.
+    Action(Option<&'a str>),
+}
+
+/// The signed-in user, or the answer to give instead ([`Need`]).
 async fn require(
     state: &Arc<UiState>,
     headers: &HeaderMap,
     peer: Option<IpAddr>,
-    action: bool,
+    need: Need<'_>,
 ) -> Result<Signed, Response> {
     let config = state.config.current();
     let Some(ui) = &config.ui else {
@@ -427,19 +438,28 @@ async fn require(
     };
     let user = signed_in(state, ui, headers, peer).await?;
     let key = state.key().await?;
-    match user {
-        Some(user) => Ok(Signed {
-            user,
-            key,
-            config: config.clone(),
-        }),
-        None if action => Err(error_page(
+    match (user, need) {
+        (Some(user), _) => {
+            let signed = Signed {
+                user,
+                key,
+                config: config.clone(),
+            };
+            match need {
+                Need::Action(presented) => match csrf_refusal(&signed, presented) {
+                    Some(refusal) => Err(refusal),
+                    None => Ok(signed),
+                },
+                Need::Page => Ok(signed),
+            }
+        }
+        (None, Need::Action(_)) => Err(error_page(
             StatusCode::FORBIDDEN,
             Chrome::default(),
             "Signed out",
             "Your session has ended; sign in again.",
         )),
-        None => Err(Redirect::to("/ui/login").into_response()),
+        (None, Need::Page) => Err(Redirect::to("/ui/login").into_response()),
     }
 }
 

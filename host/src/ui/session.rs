@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::auth::{LoginKey, Passwords};
 use super::pages::{self, Chrome};
 use super::{auth, blocking, error_page, html, require, Peer, UiState};
-use super::{cookie, csrf_refusal, off, set_cookie, signed_in, TokenForm};
+use super::{cookie, off, set_cookie, signed_in, Need, TokenForm};
 use super::{LOGIN_COOKIE, LOGIN_FORM_TTL, PASSWORD_CHECK_WAIT, SESSION_COOKIE};
 use crate::config::Config;
 use crate::journal::now_ms;
@@ -270,13 +270,11 @@ pub(super) async fn logout(
     headers: HeaderMap,
     Form(form): Form<TokenForm>,
 ) -> Response {
-    let signed = match require(&state, &headers, peer, true).await {
+    let need = Need::Action(form.csrf.as_deref());
+    let signed = match require(&state, &headers, peer, need).await {
         Ok(signed) => signed,
         Err(response) => return response,
     };
-    if let Some(refusal) = csrf_refusal(&signed, form.csrf.as_deref()) {
-        return refusal;
-    }
     if let Some(id) = signed.user.session.clone() {
         let journal = state.clone();
         let hash = auth::session_hash(&id);

@@ -11,7 +11,7 @@ use axum::Form;
 use super::pages::{self};
 use super::view::{self, DeliveryView, DeployView};
 use super::{blocking, error_page, html, require, Peer, Signed, UiState};
-use super::{csrf_refusal, operators_only, TokenForm, PAGE_ROWS};
+use super::{operators_only, Need, TokenForm, PAGE_ROWS};
 use crate::config::Role;
 
 /// GitHub continuous deployment, in words.
@@ -34,7 +34,7 @@ pub(super) async fn stacks_page(
     Peer(peer): Peer,
     headers: HeaderMap,
 ) -> Response {
-    let signed = match require(&state, &headers, peer, false).await {
+    let signed = match require(&state, &headers, peer, Need::Page).await {
         Ok(signed) => signed,
         Err(response) => return response,
     };
@@ -83,7 +83,7 @@ pub(super) async fn stack_page(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let signed = match require(&state, &headers, peer, false).await {
+    let signed = match require(&state, &headers, peer, Need::Page).await {
         Ok(signed) => signed,
         Err(response) => return response,
     };
@@ -97,13 +97,11 @@ pub(super) async fn reveal_hook_url(
     headers: HeaderMap,
     Form(form): Form<TokenForm>,
 ) -> Response {
-    let signed = match require(&state, &headers, peer, true).await {
+    let need = Need::Action(form.csrf.as_deref());
+    let signed = match require(&state, &headers, peer, need).await {
         Ok(signed) => signed,
         Err(response) => return response,
     };
-    if let Some(refusal) = csrf_refusal(&signed, form.csrf.as_deref()) {
-        return refusal;
-    }
     if let Some(refusal) = operators_only(
         &signed,
         "see hook URLs: whoever has one can trigger deploys",
