@@ -614,6 +614,8 @@ fn an_operator_redeploys_now_and_redeploys_a_commit_through_the_dispatcher() {
     let now = operator.post("/ui/stacks/hello/deploy", &[("csrf", &token)]);
     assert_eq!(now.status, 303, "{}", now.text());
     assert_eq!(now.header("location"), Some("/ui/stacks/hello"));
+    // Settled before the next, which would otherwise supersede it.
+    world.settle(30);
     let again = operator.post(&path, &[("csrf", &token)]);
     assert_eq!(again.status, 303, "{}", again.text());
     let deploys = world.settle(30);
@@ -623,11 +625,14 @@ fn an_operator_redeploys_now_and_redeploys_a_commit_through_the_dispatcher() {
     assert_eq!(deploys[1].queued.provider, "manual");
     assert_eq!(deploys[2].queued.sha, deploys[0].queued.sha);
     // Each went through the dispatcher: journaled as a delivery too.
-    let stack_page = operator.get("/ui/stacks/hello").text();
-    assert!(
-        stack_page.contains(&format!("#{}", deploys[2].id)),
-        "{stack_page}"
-    );
+    let deliveries = |events: &str| -> i64 {
+        world.query_journal(&format!(
+            "SELECT COUNT(*) FROM deliveries WHERE stack = 'hello' \
+             AND provider = 'manual' AND {events} AND status = 202"
+        ))
+    };
+    assert_eq!(deliveries("event = 'redeploy'"), 1, "the redeploy");
+    assert_eq!(deliveries("event <> 'redeploy'"), 1, "the manual trigger");
     // A deploy of another stack, or no deploy at all, is refused.
     let missing = operator.post("/ui/stacks/hello/redeploy/999999", &[("csrf", &token)]);
     assert_eq!(missing.status, 404, "{}", missing.text());
@@ -737,5 +742,38 @@ fn the_deploy_page_follows_a_running_deploys_log_until_it_ends() {
     let again = sse_events(&again.text());
     assert!(again.iter().all(|(e, _, _)| e != "log"), "{again:?}");
     assert_eq!(again.last().unwrap().0, "end");
+    server.terminate();
+}
+
+#[test]
+fn a_stack_that_refuses_manual_triggers_offers_and_takes_no_action() {
+    let stacks = crate::support::stacks::toml(&[Stack::repo(
+        "closed",
+        "Codertocat/Hello-World",
+        "master",
+        1,
+    )
+    .secret(FIXTURE_SECRET)
+    .key("manual", "refuse")]);
+    let world = World::new("ui-refuse", "", &(stacks + &ui_table("")));
+    let server = world.start(&[]);
+    let pushed = post_fixture(&server, &hook(1), "github/goscm-push");
+    let first = pushed.assert_status(202).decision()["deploy_id"]
+        .as_i64()
+        .unwrap();
+    world.settle(30);
+    let mut operator = Browser::new(&server);
+    operator.sign_in("alice", PASSWORD);
+    let page = operator.get("/ui/stacks/closed").text();
+    assert!(!page.contains("Redeploy now"), "{page}");
+    assert!(!page.contains("Redeploy this commit"), "{page}");
+    let token = csrf(&page);
+    let now = operator.post("/ui/stacks/closed/deploy", &[("csrf", &token)]);
+    assert_ne!(now.status, 303, "{}", now.text());
+    let path = format!("/ui/stacks/closed/redeploy/{first}");
+    let again = operator.post(&path, &[("csrf", &token)]);
+    assert_eq!(again.status, 403, "{}", again.text());
+    assert!(again.text().contains("refuses manual triggers"));
+    assert_eq!(world.deploys().len(), 1, "nothing more deployed");
     server.terminate();
 }

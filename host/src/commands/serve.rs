@@ -167,12 +167,16 @@ impl Serve {
         if config.ui.is_some() {
             tracing::info!("the dashboard is at /ui/");
         }
+        let stopping = ui.clone();
         crate::server::serve_http(
             listener,
             app(state).merge(crate::ui::routes(ui)),
             move || crate::server::ConnectionLimits::of(&limits.current().server),
             connections,
-            signals.handle(reloader),
+            async move {
+                signals.handle(reloader).await;
+                stopping.stop();
+            },
         )
         .await?;
         pruning.abort();

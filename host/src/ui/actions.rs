@@ -12,7 +12,7 @@ use axum::Form;
 
 use super::{blocking, error_page, require, Peer, Signed, UiState};
 use super::{operators_only, Need, TokenForm};
-use crate::config::StackConfig;
+use crate::config::{ManualSetting, StackConfig};
 use crate::dispatch::{Dispatched, Dispatcher};
 use crate::journal::now_ms;
 
@@ -111,7 +111,16 @@ pub(super) async fn redeploy_commit(
     if let Some(refusal) = operators_only(&signed, "deploy") {
         return refusal;
     }
-    let (Some(_), Ok(id)) = (signed.config.stack(&name), id.parse::<i64>()) else {
+    let stack = signed.config.stack(&name);
+    if stack.is_some_and(|s| s.manual == ManualSetting::Refuse) {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            signed.chrome(),
+            "Refused",
+            "This stack refuses manual triggers (manual = \"refuse\"), and so redeploys.",
+        );
+    }
+    let (Some(_), Some(id)) = (stack, id.parse::<i64>().ok().filter(|id| *id > 0)) else {
         return error_page(
             StatusCode::NOT_FOUND,
             signed.chrome(),

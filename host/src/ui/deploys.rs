@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::pages::{self};
@@ -13,6 +13,10 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 
 use super::view::DeployView;
 use super::{FOLLOW_POLL, MAX_FOLLOW, MAX_FOLLOW_EVENT_BYTES, MAX_LOG_SHOWN_BYTES};
+
+/// Looks at a followed log that may fail in a row (the journal is down, the
+/// offset asked for is past its end) before the stream ends.
+const MAX_FOLLOW_FAILURES: u32 = 10;
 use crate::deploy_log::LogSource;
 use crate::journal::DeployState;
 
@@ -48,16 +52,37 @@ pub(super) async fn deploy_page(
         let Some(source) = LogSource::of(journal, &deploy)? else {
             return Ok(Some((deploy, None, 0)));
         };
-        let size = source.size(journal, id)?;
-        let start = size.saturating_sub(MAX_LOG_SHOWN_BYTES);
-        let bytes = source.read_from(journal, id, start, size - start)?;
+        let (start, size, text) = match &source {
+            // The journal's copy is text: its tail starts on a character
+            // boundary (the database reads no offset inside a character).
+            LogSource::Journal => {
+                let stored = journal.deploy_log(id)?.map(|s| s.text).unwrap_or_default();
+                let wanted = stored.len().saturating_sub(MAX_LOG_SHOWN_BYTES as usize);
+                let start = stored.ceil_char_boundary(wanted);
+                (
+                    start as u64,
+                    stored.len() as u64,
+                    stored[start..].to_owned(),
+                )
+            }
+            LogSource::File(_) => {
+                let size = source.size(journal, id)?;
+                let start = size.saturating_sub(MAX_LOG_SHOWN_BYTES);
+                let bytes = source.read_from(journal, id, start, size - start)?;
+                (
+                    start,
+                    start + bytes.len() as u64,
+                    String::from_utf8_lossy(&bytes).into_owned(),
+                )
+            }
+        };
         let cut = if start > 0 {
             crate::deploy_log::EARLIER_OUTPUT_CUT
         } else {
             ""
         };
-        let text = format!("{cut}{}", String::from_utf8_lossy(&bytes));
-        Ok(Some((deploy, Some(text), start + bytes.len() as u64)))
+        let text = format!("{cut}{text}");
+        Ok(Some((deploy, Some(text), size)))
     })
     .await;
     let (deploy, log, shown) = match found {
@@ -88,7 +113,10 @@ struct Following {
     last_state: Option<DeployState>,
     pending: std::collections::VecDeque<Event>,
     ended: bool,
-    first: bool,
+    /// Look again at once (the first look, or the last read a full chunk).
+    again: bool,
+    /// Looks that failed in a row.
+    failures: u32,
     until: tokio::time::Instant,
     _slot: tokio::sync::OwnedSemaphorePermit,
 }
@@ -141,7 +169,8 @@ pub(super) async fn follow_log(
         last_state: None,
         pending: Default::default(),
         ended: false,
-        first: true,
+        again: true,
+        failures: 0,
         until: tokio::time::Instant::now() + MAX_FOLLOW,
         _slot: slot,
     };
@@ -150,19 +179,24 @@ pub(super) async fn follow_log(
             if let Some(event) = f.pending.pop_front() {
                 return Some((Ok::<_, std::convert::Infallible>(event), f));
             }
-            if f.ended || tokio::time::Instant::now() >= f.until {
+            let stopping = f.state.stopping.load(std::sync::atomic::Ordering::Relaxed);
+            if f.ended || stopping || tokio::time::Instant::now() >= f.until {
                 return None;
             }
-            if !f.first {
+            if !f.again {
                 tokio::time::sleep(FOLLOW_POLL).await;
             }
-            f.first = false;
             f.look().await;
         }
     });
-    Sse::new(events)
+    let mut response = Sse::new(events)
         .keep_alive(KeepAlive::default())
-        .into_response()
+        .into_response();
+    // A reverse proxy (nginx) would hold the events back otherwise.
+    response
+        .headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
 }
 
 impl Following {
@@ -205,11 +239,25 @@ impl Following {
             }
             // The journal failed: try again at the next look.
             Ok(Err(e)) => {
-                tracing::warn!(deploy = self.id, error = %e, "dashboard: cannot read a followed log");
+                self.again = false;
+                self.failures += 1;
+                if self.failures == 1 {
+                    tracing::warn!(deploy = self.id, error = %e, "dashboard: cannot read a followed log");
+                }
+                if self.failures >= MAX_FOLLOW_FAILURES {
+                    self.pending
+                        .push_back(Event::default().event("end").data("unreadable"));
+                    self.ended = true;
+                }
                 return;
             }
-            Err(_) => return,
+            Err(_) => {
+                self.again = false;
+                return;
+            }
         };
+        self.failures = 0;
+        self.again = look.bytes.len() as u64 >= MAX_FOLLOW_EVENT_BYTES;
         self.source = self.source.take().or(look.source);
         if !look.bytes.is_empty() {
             // Whole characters only: an incomplete one at the end waits

@@ -73,8 +73,7 @@ pub const FOLLOW_POLL: Duration = Duration::from_millis(500);
 /// The most of a log one event carries.
 pub const MAX_FOLLOW_EVENT_BYTES: u64 = 64 * 1024;
 
-/// Logs followed at once at most; the next follower is answered 503 (its
-/// browser tries again a few seconds later).
+/// Logs followed at once at most; the next follower is answered 503.
 pub const MAX_LOG_FOLLOWERS: usize = 64;
 
 /// How long one stream follows a log before it ends (the browser
@@ -103,6 +102,9 @@ pub struct UiState {
     limiter: Mutex<LoginLimiter>,
     checks: Arc<tokio::sync::Semaphore>,
     followers: Arc<tokio::sync::Semaphore>,
+    /// The server is stopping: followed logs end (an open stream would
+    /// hold the graceful stop for its whole grace).
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl UiState {
@@ -119,7 +121,14 @@ impl UiState {
             limiter: Mutex::new(LoginLimiter::default()),
             checks: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_PASSWORD_CHECKS)),
             followers: Arc::new(tokio::sync::Semaphore::new(MAX_LOG_FOLLOWERS)),
+            stopping: Default::default(),
         }
+    }
+
+    /// The server is stopping: ends the followed logs at their next look.
+    pub fn stop(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn journal(&self) -> &Journal {
@@ -164,6 +173,10 @@ pub fn routes(state: Arc<UiState>) -> Router {
         .route("/ui/static/style.css", get(style))
         .route("/ui/static/app.js", get(script))
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            body_in_time,
+        ))
         .layer(axum::middleware::map_response(secure_headers))
         // Outermost: while the dashboard is off nothing below runs, not
         // even a form's parsing or a method check.
@@ -182,6 +195,30 @@ async fn gate(
         return off();
     }
     next.run(request).await
+}
+
+/// Reads a request's body (a form) within `server.body_timeout`, as the
+/// hook routes read theirs: a client that trickles one is answered 408, and
+/// holds no connection longer; one over [`MAX_FORM_BYTES`] is answered 413.
+async fn body_in_time(
+    State(state): State<Arc<UiState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let timeout = state.config.current().server.body_timeout;
+    let (parts, body) = request.into_parts();
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, MAX_FORM_BYTES)).await {
+        Ok(Ok(bytes)) => {
+            next.run(axum::extract::Request::from_parts(parts, bytes.into()))
+                .await
+        }
+        Ok(Err(_)) => (StatusCode::PAYLOAD_TOO_LARGE, "the form is too large\n").into_response(),
+        Err(_) => (
+            StatusCode::REQUEST_TIMEOUT,
+            "the form did not arrive in time\n",
+        )
+            .into_response(),
+    }
 }
 
 async fn to_stacks() -> Response {

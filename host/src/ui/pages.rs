@@ -69,7 +69,8 @@ pub struct Stack {
     pub follows: String,
     /// GitHub continuous deployment.
     pub github: String,
-    /// The signed-in user may act (redeploy, show the hook URL).
+    /// The signed-in user may deploy the stack (an operator, and the stack
+    /// takes manual triggers).
     pub operator: bool,
     /// The services a manual deploy may choose (empty: it deploys all).
     pub services: Vec<String>,

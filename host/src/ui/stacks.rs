@@ -167,7 +167,8 @@ async fn render_stack(state: &Arc<UiState>, signed: &Signed, name: &str, reveal:
             name: stack.name.clone(),
             follows: view::follows(stack),
             github: github_state(stack),
-            operator: signed.user.role >= Role::Operator,
+            operator: signed.user.role >= Role::Operator
+                && stack.manual != crate::config::ManualSetting::Refuse,
             services: if stack.query_services {
                 stack
                     .services
