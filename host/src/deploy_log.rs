@@ -603,14 +603,6 @@ impl LogSource {
             }
         }
     }
-
-    /// How many bytes the log holds now.
-    pub fn size(&self, journal: &Journal, id: i64) -> anyhow::Result<u64> {
-        Ok(match self {
-            LogSource::File(path) => std::fs::metadata(path).map_or(0, |m| m.len()),
-            LogSource::Journal => journal.deploy_log_size(id)?.unwrap_or(0),
-        })
-    }
 }
 
 /// Deletes the log and event files under `logs` (`<stack>/<id>.log` and

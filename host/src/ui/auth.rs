@@ -48,13 +48,17 @@ pub struct User {
 /// The hash of a session id, as the journal stores it: a copy of the
 /// journal holds no session anybody could present.
 pub fn session_hash(id: &str) -> String {
-    hex::encode(Sha256::digest(id.as_bytes()))
+    sha256_hex(id)
 }
 
 /// The digest a session keeps of the password hash its user signed in
 /// with: when the hash changes (a new password), the session ends.
 pub fn credential(password_hash: &str) -> String {
-    hex::encode(Sha256::digest(password_hash.as_bytes()))
+    sha256_hex(password_hash)
+}
+
+fn sha256_hex(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
 }
 
 /// A new session id from `random` bytes.
@@ -66,24 +70,25 @@ pub fn session_id(random: &[u8; SESSION_ID_BYTES]) -> String {
 /// by a proxy), keyed by the server's key: an attacker's page can neither
 /// read it (same-origin policy) nor compute it.
 pub fn csrf_token(key: &[u8], purpose: &str, subject: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(purpose.as_bytes());
-    mac.update(b"\0");
-    mac.update(subject.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
+    hex::encode(csrf_mac(key, purpose, subject).finalize().into_bytes())
 }
 
 /// Whether `presented` is the CSRF token of `subject`, compared in
 /// constant time.
 pub fn csrf_ok(key: &[u8], purpose: &str, subject: &str, presented: &str) -> bool {
+    match hex::decode(presented) {
+        Ok(bytes) => csrf_mac(key, purpose, subject).verify_slice(&bytes).is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// The HMAC a CSRF token is: of `purpose` and `subject` under `key`.
+fn csrf_mac(key: &[u8], purpose: &str, subject: &str) -> Hmac<Sha256> {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(purpose.as_bytes());
     mac.update(b"\0");
     mac.update(subject.as_bytes());
-    match hex::decode(presented) {
-        Ok(bytes) => mac.verify_slice(&bytes).is_ok(),
-        Err(_) => false,
-    }
+    mac
 }
 
 /// Checks passwords against the config's Argon2id hashes. A name that is

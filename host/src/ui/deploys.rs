@@ -65,8 +65,8 @@ pub(super) async fn deploy_page(
                     stored[start..].to_owned(),
                 )
             }
-            LogSource::File(_) => {
-                let size = source.size(journal, id)?;
+            LogSource::File(path) => {
+                let size = std::fs::metadata(path).map_or(0, |m| m.len());
                 let start = size.saturating_sub(MAX_LOG_SHOWN_BYTES);
                 let bytes = source.read_from(journal, id, start, size - start)?;
                 (
@@ -285,8 +285,8 @@ impl Following {
             self.pending
                 .push_back(Event::default().event("state").data(look.state.as_str()));
         }
-        let more = look.bytes.len() as u64 >= MAX_FOLLOW_EVENT_BYTES;
-        if look.state.is_final() && !more {
+        // Ended, and the last read was not a full chunk: all of it is sent.
+        if look.state.is_final() && !self.again {
             self.pending
                 .push_back(Event::default().event("end").data(look.state.as_str()));
             self.ended = true;
