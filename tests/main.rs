@@ -79,6 +79,7 @@ mod state_owner;
 mod support;
 mod trap;
 mod ui;
+mod ui_operate;
 
 /// The `config` fuzz target's checks, shared with `fuzz/` (the modules of
 /// targets with kept inputs are included here, so nothing is unused).

@@ -9,14 +9,14 @@ use crate::support::http::{self, Response};
 use crate::support::{hook, token, wait_for, ServerProcess, Stack, World};
 
 /// The password of every test user.
-const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
 /// The fixture `github/goscm-push`'s webhook secret.
-const FIXTURE_SECRET: &str = "topsecret";
+pub(crate) const FIXTURE_SECRET: &str = "topsecret";
 
 /// An Argon2id hash of [`PASSWORD`], made by `redeploy ui passwd` (once per
 /// test process).
-fn password_hash() -> &'static str {
+pub(crate) fn password_hash() -> &'static str {
     static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     HASH.get_or_init(|| {
         let out = passwd(&format!("{PASSWORD}\n"));
@@ -45,7 +45,7 @@ fn passwd(input: &str) -> std::process::Output {
 }
 
 /// `[ui]` with operator alice, viewer victor, and `extra` lines.
-fn ui_table(extra: &str) -> String {
+pub(crate) fn ui_table(extra: &str) -> String {
     let hash = password_hash();
     format!(
         "\n[ui]\n{extra}\nusers = [\n  {{ name = \"alice\", role = \"operator\", password_hash = \"{hash}\" }},\n  {{ name = \"victor\", role = \"viewer\", password_hash = \"{hash}\" }},\n]\n"
@@ -54,7 +54,7 @@ fn ui_table(extra: &str) -> String {
 
 /// Stack `hello` follows the fixture push's repository and branch; stack
 /// `other` the same repository on `develop`.
-fn stacks() -> String {
+pub(crate) fn stacks() -> String {
     let hello = "Codertocat/Hello-World";
     crate::support::stacks::toml(&[
         Stack::repo("hello", hello, "master", 1).secret(FIXTURE_SECRET),
@@ -63,27 +63,39 @@ fn stacks() -> String {
 }
 
 /// A world with the dashboard on (`[ui]` plus `ui_extra`) and its server.
-fn dashboard(name: &str, server_toml: &str, ui_extra: &str) -> (World, ServerProcess) {
+pub(crate) fn dashboard(name: &str, server_toml: &str, ui_extra: &str) -> (World, ServerProcess) {
     let world = World::new(name, server_toml, &(stacks() + &ui_table(ui_extra)));
     let server = world.start(&[]);
     (world, server)
 }
 
 /// A client that keeps cookies, as a browser does.
-struct Browser<'a> {
-    server: &'a ServerProcess,
+pub(crate) struct Browser {
+    addr: String,
     cookies: BTreeMap<String, String>,
 }
 
-impl<'a> Browser<'a> {
-    fn new(server: &'a ServerProcess) -> Browser<'a> {
+impl Browser {
+    /// A browser for `server`'s address.
+    pub(crate) fn new(server: &ServerProcess) -> Browser {
+        Browser::at(&server.addr)
+    }
+
+    /// A browser for the server at `addr` (`host:port`).
+    pub(crate) fn at(addr: &str) -> Browser {
         Browser {
-            server,
+            addr: addr.to_owned(),
             cookies: BTreeMap::new(),
         }
     }
 
-    fn send(&mut self, method: &str, path: &str, extra: &[(&str, &str)], body: &[u8]) -> Response {
+    pub(crate) fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        extra: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
         let cookie: Vec<String> = self
             .cookies
             .iter()
@@ -94,7 +106,7 @@ impl<'a> Browser<'a> {
         if !cookie.is_empty() {
             headers.push(("Cookie", &cookie));
         }
-        let response = http::request(&self.server.addr, method, path, &headers, body);
+        let response = http::request(&self.addr, method, path, &headers, body);
         for (name, value) in &response.headers {
             if !name.eq_ignore_ascii_case("set-cookie") {
                 continue;
@@ -111,11 +123,11 @@ impl<'a> Browser<'a> {
         response
     }
 
-    fn get(&mut self, path: &str) -> Response {
+    pub(crate) fn get(&mut self, path: &str) -> Response {
         self.send("GET", path, &[], b"")
     }
 
-    fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Response {
+    pub(crate) fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Response {
         let body: String = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(fields)
             .finish();
@@ -128,7 +140,7 @@ impl<'a> Browser<'a> {
     }
 
     /// Opens the sign-in page and signs in as `user` with `password`.
-    fn sign_in(&mut self, user: &str, password: &str) -> Response {
+    pub(crate) fn sign_in(&mut self, user: &str, password: &str) -> Response {
         let form = self.get("/ui/login");
         assert_eq!(form.status, 200, "{}", form.text());
         let csrf = csrf(&form.text());
@@ -140,7 +152,7 @@ impl<'a> Browser<'a> {
 }
 
 /// The CSRF token of the first form in `page`.
-fn csrf(page: &str) -> String {
+pub(crate) fn csrf(page: &str) -> String {
     let at = page
         .find("name=\"csrf\" value=\"")
         .unwrap_or_else(|| panic!("no CSRF field in {page}"));
@@ -452,12 +464,19 @@ fn the_stack_page_shows_each_delivery_with_its_decision_and_reason_and_the_deplo
         "{hello}"
     );
     assert!(
-        hello.contains(&format!("<a href=\"/ui/deploys/{id}\">#{id}</a>")),
+        hello.contains(&format!(
+            "<a href=\"/ui/deploys/{id}\" aria-label=\"Deploy #{id}\">#{id}</a>"
+        )),
         "{hello}"
     );
     assert!(hello.contains("state-succeeded"), "{hello}");
     assert!(
         hello.contains("title=\"199eddf46df50de8d02e99bf1c5fdb4101338224\""),
+        "{hello}"
+    );
+    // The commit links to its page on GitHub (a GitHub push to owner/name).
+    assert!(
+        hello.contains("href=\"https://github.com/Codertocat/Hello-World/commit/199eddf46df50de8d02e99bf1c5fdb4101338224\""),
         "{hello}"
     );
     assert!(hello.contains("refs/heads/master"), "{hello}");
@@ -613,7 +632,12 @@ fn an_operator_redeploys_now_and_redeploys_a_commit_through_the_dispatcher() {
 
     let now = operator.post("/ui/stacks/hello/deploy", &[("csrf", &token)]);
     assert_eq!(now.status, 303, "{}", now.text());
-    assert_eq!(now.header("location"), Some("/ui/stacks/hello"));
+    // One deploy queued: its page, where its log follows live.
+    let manual = world.deploys().last().unwrap().id;
+    assert_eq!(
+        now.header("location"),
+        Some(format!("/ui/deploys/{manual}").as_str())
+    );
     // Settled before the next, which would otherwise supersede it.
     world.settle(30);
     let again = operator.post(&path, &[("csrf", &token)]);

@@ -15,6 +15,7 @@ use crate::journal::{Inserted, Journal, NewDelivery, NewDeploymentRequest};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::plugin::{wit, PluginRuntime};
+use crate::received::RequestRecord;
 use crate::runner::{Enqueued, Runner};
 use crate::stacks::wit_stack;
 
@@ -56,11 +57,20 @@ pub fn error_body(kind: &str, message: &str) -> Value {
 pub trait DeploySink: Send + Sync {
     /// Takes a deploy the journal holds as queued.
     fn accept(&self, record: &DeployRecord) -> Enqueued;
+
+    /// Hears that an operator cancelled deploy `id` (`queued`: it was
+    /// queued and is cancelled; else it runs and is being stopped), to
+    /// forget it and tell whoever watches deploys.
+    fn cancelled(&self, _id: i64, _reason: &str, _queued: bool) {}
 }
 
 impl DeploySink for Runner {
     fn accept(&self, record: &DeployRecord) -> Enqueued {
         self.enqueue(record)
+    }
+
+    fn cancelled(&self, id: i64, reason: &str, queued: bool) {
+        self.cancelled_by_operator(id, reason, queued);
     }
 }
 
@@ -256,6 +266,7 @@ impl Dispatcher {
         &self.metrics
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn record(
         &self,
         stack: Option<&str>,
@@ -264,6 +275,7 @@ impl Dispatcher {
         delivery: Option<&str>,
         status: u16,
         summary: &Value,
+        request: Option<&dyn Fn(u16) -> Option<RequestRecord>>,
     ) {
         // Refused deliveries are cheap to record: beyond a rate per stack
         // they are counted, and summed up in one row (retention.rs).
@@ -290,11 +302,10 @@ impl Dispatcher {
         };
         // Only a delivery that queued a deploy (202) waits for the disk;
         // its deploy row was already written durably before this record.
-        let recorded = if status == 202 {
-            self.journal.record_delivery(&d)
-        } else {
-            self.journal.record_delivery_relaxed(&d)
-        };
+        let request = request.and_then(|made| made(status));
+        let recorded = self
+            .journal
+            .record_received(&d, request.as_ref(), status == 202);
         if let Err(e) = recorded {
             tracing::error!(error = %e, "journal: cannot record a delivery");
         }
@@ -307,21 +318,34 @@ impl Dispatcher {
     /// manual trigger with an empty body, a new trigger each time) is
     /// deduplicated on its exact body for [`replay_window`].
     pub fn dispatch(&self, stacks: &[&StackConfig], delivery: &wit::Delivery) -> Dispatched {
-        self.dispatch_identified(stacks, delivery, None)
+        self.dispatch_identified(stacks, delivery, None, None)
     }
 
     /// [`Dispatcher::dispatch`], deduplicating on `identity` instead of the
-    /// body (a forwarded post-receive push: its signed timestamp and body).
+    /// body (a forwarded post-receive push: its signed timestamp and body),
+    /// for a delivery to the hook URL with `hook_token` (redacted from its
+    /// recorded request, with the stacks' secrets).
     pub fn dispatch_identified(
         &self,
         stacks: &[&StackConfig],
         delivery: &wit::Delivery,
         identity: Option<ReplayIdentity<'_>>,
+        hook_token: Option<&str>,
     ) -> Dispatched {
         let label = (stacks.len() == 1).then(|| stacks[0].name.as_str());
         let wit_stacks: Vec<wit::Stack> = stacks.iter().map(|s| wit_stack(s)).collect();
         let started = Instant::now();
         let config = self.config();
+        let secrets: Vec<&str> = stacks
+            .iter()
+            .flat_map(|s| s.secrets.iter().map(|s| s.expose()))
+            .chain(hook_token)
+            .collect();
+        // What the row keeps of the request, made only for a row written
+        // (a refused delivery over the rate gets none).
+        let keep = config.server.retention.delivery_bodies;
+        let seen = |status: u16| crate::received::received(delivery, &secrets, keep, status);
+        let seen = Some(&seen as &dyn Fn(u16) -> Option<RequestRecord>);
         let context = crate::stacks::evaluation_context(&config, self.deployment_key());
         let result = self.runtime.evaluate(&wit_stacks, delivery, &context);
         self.metrics.plugin_time(started.elapsed().as_secs_f64());
@@ -333,7 +357,7 @@ impl Dispatcher {
                     "plugin-failure",
                     "the plugin failed on this delivery; see the server log",
                 );
-                self.record(label, None, None, None, 500, &body);
+                self.record(label, None, None, None, 500, &body, seen);
                 return Dispatched { status: 500, body };
             }
             Ok(Err(e)) => {
@@ -341,7 +365,7 @@ impl Dispatcher {
                 tracing::warn!(stack = ?label, status, kind = e.kind(), "delivery rejected: {}", crate::text::one_line(e.message()));
                 self.metrics.delivery("unknown", e.kind());
                 let body = error_body(e.kind(), e.message());
-                self.record(label, None, None, None, status, &body);
+                self.record(label, None, None, None, status, &body, seen);
                 return Dispatched { status, body };
             }
             Ok(Ok(o)) => o,
@@ -379,7 +403,7 @@ impl Dispatcher {
                         }
                         Err(e) => {
                             tracing::error!(stack = %event.stack, error = %e, "journal: cannot record a deployment request");
-                            return self.unavailable(label, &outcome);
+                            return self.unavailable(label, &outcome, seen);
                         }
                     }
                 }
@@ -391,7 +415,7 @@ impl Dispatcher {
                     Ok(Admitted::Inserted(Inserted::New(id))) => {
                         match self.queue_new(id, &mut entry) {
                             Some(queued) => accepted |= queued,
-                            None => return self.unavailable(label, &outcome),
+                            None => return self.unavailable(label, &outcome, seen),
                         }
                     }
                     // Deploys now; statuses go to the deployment the request
@@ -402,7 +426,7 @@ impl Dispatcher {
                         }
                         match self.queue_new(deploy_id, &mut entry) {
                             Some(queued) => accepted |= queued,
-                            None => return self.unavailable(label, &outcome),
+                            None => return self.unavailable(label, &outcome, seen),
                         }
                     }
                     Ok(Admitted::Replayed {
@@ -458,7 +482,7 @@ impl Dispatcher {
                     }
                     Err(e) => {
                         tracing::error!(stack = %event.stack, error = %e, "journal: cannot record a deploy");
-                        return self.unavailable(label, &outcome);
+                        return self.unavailable(label, &outcome, seen);
                     }
                 },
             }
@@ -482,6 +506,7 @@ impl Dispatcher {
             outcome.delivery.as_deref(),
             status,
             &body,
+            seen,
         );
         Dispatched { status, body }
     }
@@ -519,6 +544,32 @@ impl Dispatcher {
         }
     }
 
+    /// Cancels deploy `id` for `reason` (an operator's "Cancel"; the caller
+    /// has authorized it): a queued deploy at once, a running one by asking
+    /// its runner, on whichever replica, to stop it. Blocking.
+    pub fn cancel(
+        &self,
+        id: i64,
+        reason: &str,
+    ) -> Result<crate::journal::CancelOutcome, crate::journal::JournalError> {
+        use crate::journal::CancelOutcome;
+        let outcome = self.journal.cancel_deploy(id, reason, now_ms())?;
+        match &outcome {
+            CancelOutcome::Cancelled(superseded) => {
+                let ended =
+                    std::iter::once((id, reason.to_owned())).chain(superseded.iter().cloned());
+                for (id, reason) in ended {
+                    self.metrics
+                        .deploy_state(crate::journal::DeployState::Cancelled);
+                    self.sink.cancelled(id, &reason, true);
+                }
+            }
+            CancelOutcome::Requested => self.sink.cancelled(id, reason, false),
+            CancelOutcome::AlreadyOver(_) | CancelOutcome::NotFound => {}
+        }
+        Ok(outcome)
+    }
+
     /// Queues a redeploy of deploy `deploy_id` of `stack` (an operator's
     /// rollback, [`crate::rollback`]). A signed request deploys once per
     /// `signed` (what it signed) within `window`; an unsigned one (a stack
@@ -535,7 +586,15 @@ impl Dispatcher {
         let provider = crate::rollback::PROVIDER;
         let refuse = |status: u16, kind: &str, message: String| {
             let body = error_body(kind, &message);
-            self.record(label, Some(provider), Some("redeploy"), None, status, &body);
+            self.record(
+                label,
+                Some(provider),
+                Some("redeploy"),
+                None,
+                status,
+                &body,
+                None,
+            );
             Dispatched { status, body }
         };
         let earlier = match self.journal.deploy(deploy_id) {
@@ -640,11 +699,24 @@ impl Dispatcher {
         });
         self.metrics
             .delivery(provider, if accepted { "deploy" } else { "skip" });
-        self.record(label, Some(provider), Some("redeploy"), None, status, &body);
+        self.record(
+            label,
+            Some(provider),
+            Some("redeploy"),
+            None,
+            status,
+            &body,
+            None,
+        );
         Dispatched { status, body }
     }
 
-    fn unavailable(&self, label: Option<&str>, outcome: &wit::Outcome) -> Dispatched {
+    fn unavailable(
+        &self,
+        label: Option<&str>,
+        outcome: &wit::Outcome,
+        request: Option<&dyn Fn(u16) -> Option<RequestRecord>>,
+    ) -> Dispatched {
         self.metrics
             .delivery(outcome.provider.as_str(), "journal-failure");
         let body = error_body(
@@ -658,6 +730,7 @@ impl Dispatcher {
             outcome.delivery.as_deref(),
             503,
             &body,
+            request,
         );
         Dispatched { status: 503, body }
     }

@@ -60,7 +60,10 @@ pub use outbox::{
 };
 mod retention;
 pub use retention::{PrunePolicy, Pruned};
+mod cancel;
+mod deliveries;
 mod ui_sessions;
+pub use cancel::CancelOutcome;
 
 mod admission;
 pub use admission::{Admission, Admitted, CommitClaim, ReplayClaim};
@@ -69,7 +72,7 @@ pub use claim::Start;
 mod records;
 pub use records::{
     Claimed, DeliveryRecord, DeployRecord, DeployState, Inserted, NewDelivery, NewDeploy, Recovery,
-    StartedDeploy, TransitionDetail, UnknownDeployState,
+    StartedDeploy, StoredDelivery, TransitionDetail, UnknownDeployState,
 };
 mod error;
 pub use error::JournalError;
@@ -299,65 +302,6 @@ impl Journal {
         self.read("reach the database", |sql| {
             sql.query_one("SELECT 1", args![])?;
             Ok(())
-        })
-    }
-
-    /// Records a delivery; returns its id.
-    pub fn record_delivery(&self, d: &NewDelivery) -> Result<i64, JournalError> {
-        self.append("record delivery", |sql| insert_delivery(sql, d))
-    }
-
-    /// Records a delivery that started no deploy, without waiting for the
-    /// disk: it survives a crash of this process but a power loss may drop
-    /// it (and the few before it). With SQLite in WAL mode the next
-    /// `synchronous=FULL` commit (every deploy and every transition) syncs
-    /// the whole log, these rows included; PostgreSQL's
-    /// `synchronous_commit = off` likewise never lets a later synchronous
-    /// commit become durable before an earlier asynchronous one. So a durable
-    /// deploy never depends on a relaxed row, and this keeps a disk flush
-    /// off the path of every push that deploys nothing, which is most of
-    /// them.
-    pub fn record_delivery_relaxed(&self, d: &NewDelivery) -> Result<i64, JournalError> {
-        self.commit(Commit::Relaxed, "record delivery", |sql| {
-            insert_delivery(sql, d)
-        })
-    }
-
-    /// The most recent `limit` deliveries, most recent first.
-    pub fn deliveries(&self, limit: usize) -> Result<Vec<DeliveryRecord>, JournalError> {
-        self.deliveries_of(None, limit)
-    }
-
-    /// The most recent `limit` deliveries to `stack`'s hook URL (or to any,
-    /// with `None`), most recent first.
-    pub fn deliveries_of(
-        &self,
-        stack: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<DeliveryRecord>, JournalError> {
-        self.read("read deliveries", |sql| {
-            sql.query(
-                "SELECT id, received_at_ms, stack, provider, event, delivery_id, status, summary
-                 FROM deliveries WHERE CAST(?1 AS TEXT) IS NULL OR stack = ?1
-                 ORDER BY id DESC LIMIT ?2",
-                args![stack, limit],
-            )?
-            .iter()
-            .map(|row| {
-                Ok(DeliveryRecord {
-                    id: row.get(0)?,
-                    recorded: NewDelivery {
-                        received_at_ms: row.get(1)?,
-                        stack: row.get(2)?,
-                        provider: row.get(3)?,
-                        event: row.get(4)?,
-                        delivery_id: row.get(5)?,
-                        status: row.get(6)?,
-                        summary: row.get(7)?,
-                    },
-                })
-            })
-            .collect()
         })
     }
 
@@ -631,25 +575,6 @@ impl Journal {
             .get(0)
         })
     }
-}
-
-/// Inserts one delivery row; returns its id.
-fn insert_delivery(sql: &mut dyn Sql, d: &NewDelivery) -> Result<i64, DbError> {
-    sql.query_one(
-        "INSERT INTO deliveries
-             (received_at_ms, stack, provider, event, delivery_id, status, summary)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
-        args![
-            d.received_at_ms,
-            d.stack,
-            d.provider,
-            d.event,
-            d.delivery_id,
-            d.status,
-            d.summary
-        ],
-    )?
-    .get(0)
 }
 
 /// Inserts a queued deploy and its `queued` transition inside the caller's

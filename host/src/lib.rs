@@ -25,6 +25,7 @@ pub mod notify;
 pub mod ownership;
 pub mod plugin;
 pub mod queue;
+pub mod received;
 pub mod reload;
 pub mod retention;
 pub mod rollback;

@@ -140,6 +140,19 @@ impl StackQueue {
         self.worker_active = false;
     }
 
+    /// An operator cancelled deploy `id`: pending, it is dropped (it will
+    /// not run, and a later deploy of its commit is no duplicate of it);
+    /// running, it is being stopped, and its commit no longer counts as
+    /// deploying. It stays the running one until it ends: one at a time.
+    pub fn forget(&mut self, id: i64) {
+        if self.pending.as_ref().is_some_and(|p| p.id == id) {
+            self.pending = None;
+        }
+        if let Some(running) = self.running.as_mut().filter(|r| r.id == id) {
+            running.sha = None;
+        }
+    }
+
     /// Whether nothing runs, waits or is being served.
     pub fn is_idle(&self) -> bool {
         self.running.is_none() && self.pending.is_none() && !self.worker_active
@@ -293,5 +306,21 @@ mod tests {
         q.abandon();
         assert!(q.is_idle());
         assert_eq!(q.admit(slot(2, Some("b"))), pending(None, true));
+    }
+
+    #[test]
+    fn a_cancelled_deploy_is_no_reason_to_cancel_its_commit_again() {
+        let mut q = StackQueue::default();
+        assert_eq!(q.admit(slot(1, Some("a"))), pending(None, true));
+        assert_eq!(q.next(false), Some(slot(1, Some("a"))));
+        assert_eq!(q.admit(slot(2, Some("b"))), pending(None, false));
+        // The pending one cancelled: the same commit queued again waits.
+        q.forget(2);
+        assert_eq!(q.admit(slot(3, Some("b"))), pending(None, false));
+        // The running one cancelled: its commit again is not "deploying".
+        q.forget(3);
+        q.forget(1);
+        assert_eq!(q.admit(slot(4, Some("a"))), pending(None, false));
+        assert_eq!(q.next(false), Some(slot(4, Some("a"))));
     }
 }

@@ -271,6 +271,7 @@ mod tests {
             deliveries: Duration::from_secs(20),
             refused_deliveries: Duration::from_secs(5),
             refused_per_minute: 1,
+            delivery_bodies: 0,
         };
         let p = policy(&retention, 100_000);
         assert_eq!(p.deploys_before_ms, 90_000);

@@ -38,6 +38,8 @@ use crate::queue::{Admit, Slot, StackQueue};
 mod command;
 pub use command::{deploy_env, event_file_env, CommandSpec, INHERITED_ENV, LEASE_LOST_REASON};
 mod follow;
+mod stop;
+pub use stop::{Stop, CANCELLED_REASON, CANCEL_POLL, SHUTDOWN_REASON};
 mod http_action;
 pub use http_action::HTTP_ACTION_CONNECT_TIMEOUT;
 
@@ -53,19 +55,6 @@ pub struct DeployEventJson {
     pub repository: Option<String>,
     /// `registry/repository:tag` for registry pushes.
     pub image: Option<String>,
-}
-
-/// Why a running deploy must stop, if it must.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stop {
-    /// It runs on.
-    Run,
-    /// The server is shutting down and the grace period is over: SIGTERM,
-    /// then SIGKILL.
-    Shutdown,
-    /// The stack's lease may be lost: another replica may start the stack's
-    /// next deploy soon, so this one is killed at once.
-    LeaseLost,
 }
 
 /// How a worker's turn at a deploy ended.
@@ -269,6 +258,18 @@ impl Runner {
         }
     }
 
+    /// An operator cancelled deploy `id` (through the dispatcher): the
+    /// stack's queue forgets it ([`StackQueue::forget`]), and the observer
+    /// hears of a queued one's end (a running one's comes when it stops).
+    pub fn cancelled_by_operator(&self, id: i64, reason: &str, queued: bool) {
+        for queue in self.inner.queues.lock().unwrap().values_mut() {
+            queue.forget(id);
+        }
+        if queued {
+            self.notify(id, DeployState::Cancelled, Some(reason));
+        }
+    }
+
     fn notify(&self, id: i64, state: DeployState, detail: Option<&str>) {
         if let Some(o) = self.inner.observer.get() {
             o.changed(id, state, detail);
@@ -323,13 +324,27 @@ impl Runner {
             id: record.id,
             sha: record.queued.sha.clone(),
         };
-        let admitted = {
+        let admit = |slot: Slot| {
             let mut queues = self.inner.queues.lock().unwrap();
             queues
                 .entry(record.queued.stack.clone())
                 .or_default()
                 .admit(slot)
         };
+        let mut admitted = admit(slot.clone());
+        // The deploy this one would be cancelled for may have been
+        // cancelled meanwhile (by an operator, maybe through another
+        // replica, whose queue forgot it while this one's did not): then
+        // it is no reason.
+        if let Admit::Cancel { because_of, .. } = admitted {
+            let journal = &self.inner.journal;
+            if journal.cancelled_or_cancelling(because_of).unwrap_or(false) {
+                for queue in self.inner.queues.lock().unwrap().values_mut() {
+                    queue.forget(because_of);
+                }
+                admitted = admit(slot);
+            }
+        }
         match admitted {
             // Handed over before (a replica's announcement of a deploy this
             // runner already has): nothing changes.
@@ -542,10 +557,10 @@ impl Runner {
             Err(Failure {
                 exit_code: None,
                 reason: LEASE_LOST_REASON.to_owned(),
-                interrupted: true,
+                ends_as: DeployState::Interrupted,
             })
         } else {
-            let (stop, watcher) = self.stop_signal(lost.clone());
+            let (stop, watcher) = self.stop_signal(id, lost.clone());
             let result = self.execute(&stack, &record, &log_path, stop).await;
             watcher.abort();
             result
@@ -562,19 +577,26 @@ impl Runner {
             Err(Failure {
                 exit_code,
                 reason,
-                interrupted,
-            }) => (
-                if interrupted {
-                    DeployState::Interrupted
-                } else {
-                    DeployState::Failed
-                },
-                TransitionDetail {
-                    exit_code,
-                    reason: Some(reason),
-                    ..Default::default()
-                },
-            ),
+                ends_as,
+            }) => {
+                // A cancelled deploy says who cancelled it and why.
+                let reason = match ends_as {
+                    DeployState::Cancelled => journal
+                        .cancel_requested(id)
+                        .ok()
+                        .flatten()
+                        .unwrap_or(reason),
+                    _ => reason,
+                };
+                (
+                    ends_as,
+                    TransitionDetail {
+                        exit_code,
+                        reason: Some(reason),
+                        ..Default::default()
+                    },
+                )
+            }
         };
         // Every log ends saying how the deploy ended and how long it took.
         let trailer = log_trailer(id, state, detail.reason.as_deref(), took);
@@ -645,34 +667,6 @@ impl Runner {
         }
     }
 
-    /// What stops a deploy: the end of shutdown's grace period, or the loss
-    /// of the stack's lock (`lost`), whichever comes first; and the task
-    /// that watches them, to abort once the deploy ends.
-    fn stop_signal(
-        &self,
-        lost: Option<watch::Receiver<bool>>,
-    ) -> (watch::Receiver<Stop>, tokio::task::JoinHandle<()>) {
-        let (tx, rx) = watch::channel(Stop::Run);
-        let mut kill = self.inner.kill.subscribe();
-        let watcher = tokio::spawn(async move {
-            let lease_lost = async move {
-                if let Some(mut lost) = lost {
-                    // An error means the keeper ended without losing it.
-                    if lost.wait_for(|l| *l).await.is_ok() {
-                        return;
-                    }
-                }
-                std::future::pending::<()>().await
-            };
-            let why = tokio::select! {
-                _ = kill.wait_for(|k| *k) => Stop::Shutdown,
-                () = lease_lost => Stop::LeaseLost,
-            };
-            let _ = tx.send(why);
-        });
-        (rx, watcher)
-    }
-
     async fn execute(
         &self,
         stack: &StackConfig,
@@ -730,15 +724,37 @@ impl Runner {
                 command::run(record, &event, &spec, started, stop).await
             }
             DeployAction::Http { url, headers } => {
-                http_action::post_event(
+                let mut stop = stop;
+                let post = http_action::post_event(
                     &self.inner.http,
                     record,
                     url,
                     headers,
                     stack.timeout,
                     log_path,
-                )
-                .await
+                );
+                // A stop abandons the request: what the receiver does with
+                // it is its own.
+                tokio::select! {
+                    result = post => result,
+                    why = stop.wait_for(|s| *s != Stop::Run) => Err(match why.map_or(Stop::Shutdown, |s| *s) {
+                        Stop::Cancelled => Failure {
+                            exit_code: None,
+                            reason: CANCELLED_REASON.into(),
+                            ends_as: DeployState::Cancelled,
+                        },
+                        Stop::LeaseLost => Failure {
+                            exit_code: None,
+                            reason: LEASE_LOST_REASON.into(),
+                            ends_as: DeployState::Interrupted,
+                        },
+                        _ => Failure {
+                            exit_code: None,
+                            reason: SHUTDOWN_REASON.into(),
+                            ends_as: DeployState::Interrupted,
+                        },
+                    }),
+                }
             }
         }
     }
@@ -795,8 +811,9 @@ pub struct Failure {
     pub exit_code: Option<i32>,
     /// Why, in a sentence.
     pub reason: String,
-    /// True when shutdown stopped it (recorded `interrupted`).
-    pub interrupted: bool,
+    /// How it is recorded: `failed`; `interrupted` when shutdown or a lost
+    /// lease stopped it; `cancelled` when an operator did.
+    pub ends_as: DeployState,
 }
 
 impl Failure {
@@ -805,7 +822,7 @@ impl Failure {
         Failure {
             exit_code: None,
             reason,
-            interrupted: false,
+            ends_as: DeployState::Failed,
         }
     }
 }

@@ -367,6 +367,9 @@ async fn read_body(
 /// handler keeps it until its answer is ready.
 struct Admitted {
     stack: String,
+    /// The hook token the path presented: the recorded request's view
+    /// redacts it wherever a header repeats it.
+    token: String,
     headers: HeaderMap,
     request: wit::HttpRequest,
     _admission: Admission,
@@ -384,6 +387,7 @@ impl FromRequest<Arc<AppState>> for Admitted {
         let request = request(&parts.method, &parts.uri, &parts.headers, body);
         Ok(Admitted {
             stack,
+            token,
             headers: parts.headers,
             request,
             _admission: admission,
@@ -402,11 +406,12 @@ async fn hook(State(state): State<Arc<AppState>>, admitted: Admitted) -> Respons
     }
     let Admitted {
         stack,
+        token,
         request,
         _admission,
         ..
     } = admitted;
-    dispatch_blocking(state, stack, wit::Delivery::Http(request), None).await
+    dispatch_blocking(state, stack, token, wit::Delivery::Http(request), None).await
 }
 
 /// An HTTP request as the component reads it.
@@ -445,6 +450,7 @@ fn repeated_header(headers: &HeaderMap) -> Option<&str> {
 async fn post_receive(State(state): State<Arc<AppState>>, admitted: Admitted) -> Response {
     let Admitted {
         stack,
+        token,
         headers,
         request,
         _admission,
@@ -458,7 +464,7 @@ async fn post_receive(State(state): State<Arc<AppState>>, admitted: Admitted) ->
     identity.push(b'\n');
     identity.extend_from_slice(&request.body);
     let delivery = wit::Delivery::ForwardedPostReceive(request);
-    dispatch_blocking(state, stack, delivery, Some(identity)).await
+    dispatch_blocking(state, stack, token, delivery, Some(identity)).await
 }
 
 /// An operator's redeploy of an earlier deploy of the stack
@@ -547,11 +553,13 @@ async fn redeploy(
     .await
 }
 
-/// Dispatches on a blocking thread; `identity` is what a forwarded
-/// post-receive push is deduplicated on.
+/// Dispatches on a blocking thread; `token` is the hook token the path
+/// presented, `identity` what a forwarded post-receive push is
+/// deduplicated on.
 async fn dispatch_blocking(
     state: Arc<AppState>,
     stack_name: String,
+    token: String,
     delivery: wit::Delivery,
     identity: Option<Vec<u8>>,
 ) -> Response {
@@ -562,7 +570,7 @@ async fn dispatch_blocking(
                 bytes,
                 window: POST_RECEIVE_MAX_SKEW * 2,
             });
-        dispatcher.dispatch_identified(&[stack], &delivery, identity)
+        dispatcher.dispatch_identified(&[stack], &delivery, identity, Some(&token))
     })
     .await
 }

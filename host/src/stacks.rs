@@ -128,6 +128,16 @@ pub fn evaluation_context(config: &Config, deployment_key: Option<&str>) -> wit:
     }
 }
 
+/// What a dry run evaluates with (`redeploy check`, the dashboard's "check
+/// again"): it judges a saved delivery, so no time (nothing is refused for
+/// its age) and no deployment key (a deploy it names is not run).
+pub fn dry_run_context(config: &Config) -> wit::EvaluationContext {
+    wit::EvaluationContext {
+        now_ms: None,
+        ..evaluation_context(config, None)
+    }
+}
+
 /// The server's deployment key, created in the journal on first use (like
 /// the log-link key), so every process on a state directory shares it.
 pub fn deployment_key(journal: &crate::journal::Journal) -> anyhow::Result<String> {

@@ -73,7 +73,29 @@ fn a_journal_a_newer_redeploy_migrated_is_refused(store: &Store) {
     assert!(err.to_string().contains("upgrade redeploy"), "{err}");
 }
 
+/// `journal export` names each table's columns (`transfer::TABLES`): a
+/// column a migration adds and the list leaves out would be lost moving a
+/// journal.
+fn an_export_holds_every_column_of_each_table_it_moves(store: &Store) {
+    drop(store.open());
+    for (table, columns) in transfer::TABLES {
+        let count = match store {
+            Store::Sqlite(_) => format!("SELECT COUNT(*) FROM pragma_table_info('{table}')"),
+            Store::Postgres(_) => format!(
+                "SELECT COUNT(*) FROM information_schema.columns \
+                 WHERE table_schema = current_schema() AND table_name = '{table}'"
+            ),
+        };
+        assert_eq!(
+            store.query_i64(&count),
+            columns.len() as i64,
+            "{table}: the export's columns {columns:?}"
+        );
+    }
+}
+
 super::on_both_backends!(
     replicas_opening_a_new_journal_at_once_migrate_it_once,
     a_journal_a_newer_redeploy_migrated_is_refused,
+    an_export_holds_every_column_of_each_table_it_moves,
 );

@@ -76,12 +76,7 @@ impl Check {
             headers,
             body,
         });
-        // A dry run judges a saved delivery, so no time (nothing is refused
-        // for its age) and no deployment key (it lives in the server's journal).
-        let context = wit::EvaluationContext {
-            now_ms: None,
-            ..stacks::evaluation_context(&config, None)
-        };
+        let context = stacks::dry_run_context(&config);
         // The component writes the document, as it does for `evaluate-json`.
         let document = runtime
             .report(&stacks, &delivery, &context)?

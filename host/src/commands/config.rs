@@ -50,7 +50,7 @@ impl ConfigCommand {
 impl ConfigCheck {
     /// Validates the configuration and prints its summary.
     pub fn execute(self) -> anyhow::Result<()> {
-        let config = self.config.load()?;
+        let config = self.config.load_for(crate::config::SecretScope::Server)?;
         let runtime = PluginRuntime::new(
             &crate::plugin::component_source(None),
             RuntimeOptions::default(),

@@ -50,7 +50,7 @@ impl Serve {
 
     async fn run(self) -> anyhow::Result<()> {
         let signals = Signals::install()?;
-        let config = Arc::new(self.config.load()?);
+        let config = Arc::new(self.config.load_for(crate::config::SecretScope::Server)?);
         let live = crate::config::LiveConfig::new(config.clone());
         let state_dir = &config.server.state_dir;
         // The journal first, so that a state directory that cannot be
@@ -67,6 +67,15 @@ impl Serve {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
+        // The dashboard's own socket (`[ui] listen`), likewise.
+        let ui_listener = match config.ui.as_ref().and_then(|ui| ui.listen) {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} (ui.listen)"))?,
+            ),
+            None => None,
+        };
         let tokens = Live::new(Arc::new(TokenTable::new(ensure_tokens(&config, &journal)?)));
         let options = RuntimeOptions {
             allocation: Allocation::Pooling,
@@ -164,21 +173,51 @@ impl Serve {
             live.clone(),
             listener.local_addr()?,
         ));
-        if config.ui.is_some() {
-            tracing::info!("the dashboard is at /ui/");
-        }
+        let (stopped, stop) = tokio::sync::watch::channel(false);
+        let (router, ui_server) = match ui_listener {
+            // The dashboard on its own socket, and not on the hook port.
+            Some(ui_listener) => {
+                tracing::info!(addr = %ui_listener.local_addr()?, "the dashboard is at /ui/ on its own address (ui.listen)");
+                let limits = limits.clone();
+                let mut stop = stop.clone();
+                let server = crate::server::serve_http(
+                    ui_listener,
+                    crate::ui::routes(ui.clone()),
+                    move || crate::server::ConnectionLimits::of(&limits.current().server),
+                    crate::capacity::Capacity::new(crate::ui::MAX_UI_CONNECTIONS),
+                    async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    },
+                );
+                (app(state), Some(server))
+            }
+            None => {
+                if config.ui.is_some() {
+                    tracing::info!("the dashboard is at /ui/");
+                }
+                (app(state).merge(crate::ui::routes(ui.clone())), None)
+            }
+        };
         let stopping = ui.clone();
-        crate::server::serve_http(
+        let hooks = crate::server::serve_http(
             listener,
-            app(state).merge(crate::ui::routes(ui)),
+            router,
             move || crate::server::ConnectionLimits::of(&limits.current().server),
             connections,
             async move {
                 signals.handle(reloader).await;
                 stopping.stop();
+                let _ = stopped.send(true);
             },
-        )
-        .await?;
+        );
+        match ui_server {
+            Some(ui_server) => {
+                let (hooks, ui) = tokio::join!(hooks, ui_server);
+                hooks?;
+                ui?;
+            }
+            None => hooks.await?,
+        }
         pruning.abort();
         for task in following {
             task.abort();

@@ -110,6 +110,12 @@ pub fn merge_reload(running: &Config, new: Config) -> Reloaded {
         config.journal = running.journal.clone();
         need_restart.push("journal");
     }
+    // So is the dashboard's own socket (or none, `/ui/` on the hook port).
+    let running_listen = running.ui.as_ref().and_then(|ui| ui.listen);
+    if let Some(ui) = config.ui.as_mut().filter(|ui| ui.listen != running_listen) {
+        ui.listen = running_listen;
+        need_restart.push("ui.listen");
+    }
     Reloaded {
         config,
         need_restart,
@@ -125,6 +131,19 @@ mod tests {
     }
 
     const STACK: &str = "[[stacks]]\nname = \"api\"\nrepository = \"acme/api\"\nbranch = \"main\"\ncommand = [\"true\"]\n";
+
+    #[test]
+    fn a_reload_keeps_the_dashboards_own_socket() {
+        let ui = |listen: &str| {
+            format!("{STACK}[ui]\ntrusted_user_header = \"x-user\"\ntrusted_proxies = [\"127.0.0.1\"]\n{listen}")
+        };
+        let running = parse(&ui(""));
+        let r = merge_reload(&running, parse(&ui("listen = \"127.0.0.1:9091\"")));
+        assert_eq!(r.need_restart, ["ui.listen"]);
+        assert_eq!(r.config.ui.unwrap().listen, None);
+        let r = merge_reload(&running, parse(&ui("")));
+        assert!(r.need_restart.is_empty());
+    }
 
     #[test]
     fn a_reload_applies_stacks_and_limits_and_keeps_the_socket_and_state() {

@@ -173,6 +173,11 @@ pub const DEFAULT_MAX_REFUSED_DELIVERIES_PER_MINUTE: u32 = 60;
 /// runaway command can fill.
 pub const DEFAULT_MAX_DEPLOY_LOG_BYTES: u64 = 16 * 1024 * 1024;
 
+/// The most `server.keep_delivery_bodies` may be: a body kept is a journal
+/// row, and rows of refused deliveries are kept too (rate-limited), so the
+/// cap bounds what a sender can make the journal hold.
+pub const MAX_KEEP_DELIVERY_BODIES: u64 = 1024 * 1024;
+
 /// Default `server.header_timeout`: a client that has not sent its request
 /// headers after 10 s is slow or malicious (slowloris), not GitHub.
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -386,9 +391,12 @@ impl Config {
 /// ([`StackConfig::secrets_read`] is false).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SecretScope<'a> {
-    /// Every stack's: what `serve` and `post-receive` need, since they
-    /// serve every stack, and what `config check` checks.
+    /// Every stack's: what `post-receive` and the runner need, since they
+    /// serve every stack.
     Every,
+    /// Every stack's and the dashboard's users file (`[ui] users_file`):
+    /// what `serve` (and its reloads) needs, and what `config check` checks.
+    Server,
     /// The named stack's only (a name that is no stack's reads none).
     Stack(&'a str),
     /// The named stack's hook token only (`hook_token_env`,
@@ -403,7 +411,7 @@ impl SecretScope<'_> {
     /// Whether the secrets of stack `name` are read.
     pub fn includes(self, name: &str) -> bool {
         match self {
-            SecretScope::Every => true,
+            SecretScope::Every | SecretScope::Server => true,
             SecretScope::Stack(only) => only == name,
             SecretScope::TokenOf(_) | SecretScope::NoStack => false,
         }
@@ -498,6 +506,10 @@ pub struct Retention {
     pub refused_deliveries: Duration,
     /// Refused deliveries per stack and minute recorded a row each.
     pub refused_per_minute: u32,
+    /// Request bodies up to this many bytes are kept with their delivery
+    /// (and its headers as sent), for the dashboard's "check again"; 0 (the
+    /// default) keeps none. A bigger body is not kept at all, never cut.
+    pub delivery_bodies: u64,
 }
 
 /// One validated `[[stacks]]` entry: what to follow and how to deploy it.
@@ -705,10 +717,11 @@ pub struct GithubConfig {
 // ---------------------------------------------------------------------------
 
 /// Reads the config file at `path`, parses and validates it, reading every
-/// stack's secrets. Relative paths in it resolve against the file's
+/// stack's secrets and the dashboard's users file, as `serve` does (its
+/// reloads call this). Relative paths in it resolve against the file's
 /// directory. Errors carry the file path.
 pub fn load(path: &Path) -> Result<Config> {
-    load_for(path, SecretScope::Every)
+    load_for(path, SecretScope::Server)
 }
 
 /// [`load`], reading only the secrets of the stacks in `scope`.
@@ -811,7 +824,7 @@ fn validate(
     let server = validate_server(raw.server, &base_dir)?;
     let hook = validate_hook(raw.hook)?;
     let journal = journal::validate_journal(raw.journal, &base_dir, sources)?;
-    let ui = ui::validate_ui(raw.ui)?;
+    let ui = ui::validate_ui(raw.ui, &base_dir, sources, scope)?;
 
     let mut seen = BTreeSet::new();
     let mut stacks = Vec::with_capacity(raw.stacks.len());

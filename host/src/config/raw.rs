@@ -33,6 +33,16 @@ pub(super) struct RawUi {
     pub(super) trusted_user_header: Option<String>,
     pub(super) trusted_proxies: Option<Vec<String>>,
     pub(super) trusted_role: Option<String>,
+    pub(super) listen: Option<String>,
+    pub(super) users_file: Option<String>,
+}
+
+/// A `[ui] users_file`: `[[users]]` as `[ui]` has them.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUsersFile {
+    #[serde(default)]
+    pub(super) users: Vec<RawUiUser>,
 }
 
 #[derive(Deserialize)]
@@ -87,6 +97,7 @@ pub(super) struct RawServer {
     pub(super) keep_refused_deliveries: Option<String>,
     pub(super) max_refused_deliveries_per_minute: Option<u32>,
     pub(super) max_deploy_log_bytes: Option<u64>,
+    pub(super) keep_delivery_bodies: Option<u64>,
     pub(super) log_links: Option<String>,
     pub(super) body_timeout: Option<String>,
     pub(super) callback_hosts: Option<Vec<String>>,

@@ -15,7 +15,7 @@ use super::{
     DEFAULT_MAX_CONCURRENT_DEPLOYS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_DEPLOY_LOG_BYTES,
     DEFAULT_MAX_EVENT_AGE, DEFAULT_MAX_QUEUED_DELIVERIES,
     DEFAULT_MAX_REFUSED_DELIVERIES_PER_MINUTE, DEFAULT_REPLAY_WINDOW, DEFAULT_SHUTDOWN_GRACE,
-    DEFAULT_STATE_DIR, DEFAULT_WRITE_TIMEOUT,
+    DEFAULT_STATE_DIR, DEFAULT_WRITE_TIMEOUT, MAX_KEEP_DELIVERY_BODIES,
 };
 
 pub(super) fn validate_hook(raw: RawHook) -> Result<HookConfig> {
@@ -136,6 +136,12 @@ pub(super) fn validate_server(raw: RawServer, base_dir: &Path) -> Result<ServerC
             "keep_deploys_max ({deploys_max}) must be at least keep_deploys_min ({deploys_min})"
         )));
     }
+    let delivery_bodies = raw.keep_delivery_bodies.unwrap_or(0);
+    if delivery_bodies > MAX_KEEP_DELIVERY_BODIES {
+        return Err(err(format!(
+            "keep_delivery_bodies ({delivery_bodies}) may be at most {MAX_KEEP_DELIVERY_BODIES} bytes"
+        )));
+    }
     let retention = Retention {
         deploys: keep("keep_deploys", raw.keep_deploys, DEFAULT_KEEP_DEPLOYS)?,
         deploys_min,
@@ -153,6 +159,7 @@ pub(super) fn validate_server(raw: RawServer, base_dir: &Path) -> Result<ServerC
         refused_per_minute: raw
             .max_refused_deliveries_per_minute
             .unwrap_or(DEFAULT_MAX_REFUSED_DELIVERIES_PER_MINUTE),
+        delivery_bodies,
     };
     let max_deploy_log_bytes = match raw.max_deploy_log_bytes {
         Some(0) => return Err(err("max_deploy_log_bytes must be at least 1".into())),

@@ -2,12 +2,14 @@
 //! ([`crate::ui`]) and how. No table leaves the dashboard off; a table that
 //! gives no way to sign in (no users, no trusted header) is refused.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::raw::{RawUi, RawUiUser};
+use super::raw::{RawUi, RawUiUser, RawUsersFile};
+use super::secrets::SecretSource;
 use super::server::{duration, non_zero};
-use super::{ConfigError, Result};
+use super::{ConfigError, Result, SecretScope};
 
 /// How long a session lasts unless `session_ttl` says otherwise.
 pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(12 * 60 * 60);
@@ -89,6 +91,12 @@ pub struct UiConfig {
     pub users: Vec<UiUser>,
     /// The identity proxy, if any.
     pub proxy: Option<TrustedProxy>,
+    /// The dashboard's own address (`listen`), read when `serve` starts:
+    /// then `/ui/` is served there and not on `server.listen`, so the hook
+    /// port can be public and the dashboard private.
+    pub listen: Option<SocketAddr>,
+    /// The file more users come from (`users_file`), if any.
+    pub users_file: Option<PathBuf>,
 }
 
 impl UiConfig {
@@ -99,11 +107,43 @@ impl UiConfig {
 }
 
 /// Validates `[ui]`: `None` when the dashboard is off.
-pub(super) fn validate_ui(raw: Option<RawUi>) -> Result<Option<UiConfig>> {
-    let Some(raw) = raw else {
+pub(super) fn validate_ui(
+    raw: Option<RawUi>,
+    base_dir: &Path,
+    sources: &dyn SecretSource,
+    scope: SecretScope<'_>,
+) -> Result<Option<UiConfig>> {
+    let Some(mut raw) = raw else {
         return Ok(None);
     };
     let err = |message: String| ConfigError::invalid(format!("ui: {message}"));
+    let listen = raw
+        .listen
+        .as_deref()
+        .map(|a| {
+            a.parse::<SocketAddr>().map_err(|_| {
+                err(format!(
+                    "listen {a:?} is not an address and port like 127.0.0.1:9091"
+                ))
+            })
+        })
+        .transpose()?;
+    let users_file = raw
+        .users_file
+        .as_deref()
+        .map(|p| super::server::resolve(base_dir, Path::new(p)));
+    // The users file holds password hashes: read only where the dashboard's
+    // users matter (`serve` and its reloads, `config check`), so a git
+    // server's hook need not be able to read it.
+    let from_file = users_file.is_some() && matches!(scope, SecretScope::Server);
+    if let (Some(path), true) = (&users_file, from_file) {
+        let text = sources
+            .read(path)
+            .map_err(|e| err(format!("users_file {}: {e}", path.display())))?;
+        let file: RawUsersFile = toml::from_str(&text)
+            .map_err(|e| err(format!("users_file {}: {}", path.display(), e.message())))?;
+        raw.users.extend(file.users);
+    }
     let session_ttl = duration("session_ttl", raw.session_ttl, DEFAULT_SESSION_TTL)
         .and_then(|d| non_zero("session_ttl", d))
         .map_err(err)?;
@@ -163,7 +203,9 @@ pub(super) fn validate_ui(raw: Option<RawUi>) -> Result<Option<UiConfig>> {
         )),
         (None, Some(_)) => return Err(err("trusted_proxies needs trusted_user_header".into())),
     };
-    if users.is_empty() && proxy.is_none() {
+    // Without the file read, its users are unknown here, not missing.
+    let unread_file = users_file.is_some() && !from_file;
+    if users.is_empty() && proxy.is_none() && !unread_file {
         return Err(err(
             "no way to sign in: add [[ui.users]] (with `redeploy ui passwd`) or trusted_user_header"
                 .into(),
@@ -173,6 +215,8 @@ pub(super) fn validate_ui(raw: Option<RawUi>) -> Result<Option<UiConfig>> {
         session_ttl,
         users,
         proxy,
+        listen,
+        users_file,
     }))
 }
 

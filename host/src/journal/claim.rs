@@ -140,7 +140,7 @@ fn claim(
 /// Cancels every queued deploy of `stack` older than `newest`, superseded
 /// by it, with their history and outbox rows: the ids, newest first, each
 /// with its reason.
-fn cancel_older(
+pub(super) fn cancel_older(
     sql: &mut dyn Sql,
     stack: &str,
     newest: i64,

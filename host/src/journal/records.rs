@@ -161,6 +161,20 @@ pub struct DeliveryRecord {
     pub recorded: NewDelivery,
 }
 
+/// A recorded delivery with what its request looked like
+/// ([`Journal::delivery`](super::Journal::delivery)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredDelivery {
+    /// The row.
+    pub record: DeliveryRecord,
+    /// Its request, redacted; `None` for a delivery that was not a request
+    /// (a manual trigger, a local post-receive push) or was recorded
+    /// without one.
+    pub request: Option<crate::received::Received>,
+    /// The request as sent, where `server.keep_delivery_bodies` kept it.
+    pub kept: Option<crate::received::KeptRequest>,
+}
+
 /// A deploy to queue (and, in a [`DeployRecord`], what was queued).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewDeploy {

@@ -40,6 +40,8 @@ pub const SQLITE: &[Migration] = &[
     migration!("sqlite", 8, "0008_outbox"),
     migration!("sqlite", 9, "0009_deploys_stack_state"),
     migration!("sqlite", 10, "0010_ui_sessions"),
+    migration!("sqlite", 11, "0011_delivery_requests"),
+    migration!("sqlite", 12, "0012_deploy_cancel"),
 ];
 
 /// The PostgreSQL journal's migrations; the versions applied are rows of
@@ -51,6 +53,8 @@ pub const POSTGRES: &[Migration] = &[
     migration!("postgres", 4, "0004_outbox"),
     migration!("postgres", 5, "0005_deploys_stack_state"),
     migration!("postgres", 6, "0006_ui_sessions"),
+    migration!("postgres", 7, "0007_delivery_requests"),
+    migration!("postgres", 8, "0008_deploy_cancel"),
 ];
 
 /// The newest version in `migrations`.

@@ -33,6 +33,8 @@ pub const TABLES: &[(&str, &[&str])] = &[
             "delivery_id",
             "status",
             "summary",
+            "request_json",
+            "kept_json",
         ],
     ),
     (
@@ -60,6 +62,7 @@ pub const TABLES: &[(&str, &[&str])] = &[
             "pusher",
             "runner",
             "pgid_host",
+            "cancel_requested",
         ],
     ),
     (

@@ -16,7 +16,7 @@ use tokio::io::AsyncWriteExt as _;
 use tokio::sync::watch;
 
 use super::{DeployEventJson, Failure, Stop};
-use crate::journal::DeployRecord;
+use crate::journal::{DeployRecord, DeployState};
 
 /// Environment variables a deploy command inherits from the server; all
 /// others are dropped, so the server's secrets (secret and token variables)
@@ -61,8 +61,10 @@ enum Ended {
 /// Runs `record`'s deploy command. `started` is told the process group id
 /// once the command runs (the journal records it, so a runner that finds
 /// the deploy left `started` by a dead one can stop the group); `stop`
-/// leaving [`Stop::Run`] stops it, recorded as interrupted: at shutdown
-/// with SIGTERM and a grace period, on a lost lease with SIGKILL at once.
+/// leaving [`Stop::Run`] stops it: at shutdown with SIGTERM and a grace
+/// period and on a lost lease with SIGKILL at once, recorded interrupted;
+/// on an operator's cancel with SIGTERM and a grace period, recorded
+/// cancelled.
 pub async fn run(
     record: &DeployRecord,
     event: &DeployEventJson,
@@ -153,7 +155,7 @@ pub async fn run(
                 (None, Some(signal)) => format!("killed by signal {signal}"),
                 (None, None) => "killed by a signal".into(),
             },
-            interrupted: false,
+            ends_as: DeployState::Failed,
         }),
         Ended::Exited(Err(e)) => Err(fail(format!("waiting for the deploy command: {e}"))),
         Ended::TimedOut => {
@@ -171,15 +173,23 @@ pub async fn run(
             Err(Failure {
                 exit_code: None,
                 reason: LEASE_LOST_REASON.into(),
-                interrupted: true,
+                ends_as: DeployState::Interrupted,
+            })
+        }
+        Ended::Stopped(Stop::Cancelled) => {
+            kill_tree(&mut child, pid).await;
+            Err(Failure {
+                exit_code: None,
+                reason: super::CANCELLED_REASON.into(),
+                ends_as: DeployState::Cancelled,
             })
         }
         Ended::Stopped(_) => {
             kill_tree(&mut child, pid).await;
             Err(Failure {
                 exit_code: None,
-                reason: "stopped: redeploy shut down while it ran".into(),
-                interrupted: true,
+                reason: super::SHUTDOWN_REASON.into(),
+                ends_as: DeployState::Interrupted,
             })
         }
     };

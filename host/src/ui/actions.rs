@@ -1,5 +1,6 @@
-//! What an operator does: redeploy now, redeploy a commit. Each goes
-//! through the dispatcher, as a delivery to the hook URL would.
+//! What an operator does: redeploy now, redeploy a commit, cancel a
+//! deploy. Each goes through the dispatcher, as a delivery to the hook URL
+//! would.
 
 use anyhow::Context as _;
 
@@ -16,14 +17,26 @@ use crate::config::{ManualSetting, StackConfig};
 use crate::dispatch::{Dispatched, Dispatcher};
 use crate::journal::now_ms;
 
-/// What an action's dispatch answered, as the operator sees it: back to
-/// the stack page when a deploy was queued (it is listed there with the
-/// delivery that made it), else a page saying why nothing deployed.
+/// What an action's dispatch answered, as the operator sees it: the new
+/// deploy's page when one deploy was queued (its log follows there live),
+/// the stack page when several were, else a page saying why nothing
+/// deployed.
 fn after_action(signed: &Signed, stack: &str, answer: Dispatched) -> Response {
-    if answer.status == 202 {
-        return Redirect::to(&format!("/ui/stacks/{stack}")).into_response();
-    }
     let body = &answer.body;
+    if answer.status == 202 {
+        let queued: Vec<i64> = body["decisions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|d| d["state"] == "queued")
+            .filter_map(|d| d["deploy_id"].as_i64())
+            .collect();
+        let to = match queued.as_slice() {
+            [id] => format!("/ui/deploys/{id}"),
+            _ => format!("/ui/stacks/{stack}"),
+        };
+        return Redirect::to(&to).into_response();
+    }
     let why = body["message"]
         .as_str()
         .or_else(|| body["decisions"][0]["reason"].as_str())
@@ -156,6 +169,56 @@ async fn dispatch(
     .await;
     match answer {
         Ok(answer) => after_action(signed, name, answer),
+        Err(response) => response,
+    }
+}
+
+/// "Cancel" on a queued or running deploy: through the dispatcher, which
+/// cancels a queued one at once and asks a running one's runner (on
+/// whichever replica) to stop it; then back to the deploy's page, which
+/// shows it end.
+pub(super) async fn cancel(
+    State(state): State<Arc<UiState>>,
+    Peer(peer): Peer,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<TokenForm>,
+) -> Response {
+    use crate::journal::CancelOutcome;
+    let need = Need::Action(form.csrf.as_deref());
+    let signed = match require(&state, &headers, peer, need).await {
+        Ok(signed) => signed,
+        Err(response) => return response,
+    };
+    if let Some(refusal) = operators_only(&signed, "cancel deploys") {
+        return refusal;
+    }
+    let missing = |signed: &Signed| {
+        error_page(
+            StatusCode::NOT_FOUND,
+            signed.chrome(),
+            "No such deploy",
+            "The journal has no deploy with that number.",
+        )
+    };
+    let Some(id) = id.parse::<i64>().ok().filter(|id| *id > 0) else {
+        return missing(&signed);
+    };
+    tracing::info!(user = %signed.user.name, deploy = id, "dashboard: cancel");
+    let app = state.app.clone();
+    let reason = format!("cancelled by {} from the dashboard", signed.user.name);
+    let outcome = blocking(move || Ok(app.dispatcher.cancel(id, &reason)?)).await;
+    match outcome {
+        Ok(CancelOutcome::Cancelled(_) | CancelOutcome::Requested) => {
+            Redirect::to(&format!("/ui/deploys/{id}")).into_response()
+        }
+        Ok(CancelOutcome::AlreadyOver(state)) => error_page(
+            StatusCode::CONFLICT,
+            signed.chrome(),
+            "Already over",
+            &format!("Deploy #{id} had already ended ({}).", state.as_str()),
+        ),
+        Ok(CancelOutcome::NotFound) => missing(&signed),
         Err(response) => response,
     }
 }

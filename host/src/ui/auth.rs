@@ -230,6 +230,8 @@ mod tests {
                 password_hash: hash.into(),
             }],
             proxy: None,
+            listen: None,
+            users_file: None,
         }
     }
 

@@ -95,8 +95,10 @@ pub(super) async fn deploy_page(
         pages::Deploy {
             chrome: signed.chrome(),
             stack: deploy.queued.stack.clone(),
-            d: DeployView::of(&deploy),
+            d: DeployView::of_stack(&deploy, signed.config.stack(&deploy.queued.stack)),
             exit_code: deploy.exit_code,
+            can_cancel: signed.user.role >= crate::config::Role::Operator
+                && !deploy.state.is_final(),
             follow: !deploy.state.is_final(),
             shown,
             log,

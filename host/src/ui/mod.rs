@@ -15,6 +15,7 @@
 
 mod actions;
 pub mod auth;
+mod deliveries;
 mod deploys;
 pub mod pages;
 mod session;
@@ -52,6 +53,11 @@ pub const LOGIN_FORM_TTL: Duration = Duration::from_secs(60 * 60);
 
 /// The largest form body accepted (sign-in, actions); more is 413.
 pub const MAX_FORM_BYTES: usize = 16 * 1024;
+
+/// "Check again" dry runs at once at most, over all users: each evaluates
+/// a kept request (up to 1 MiB) in the component; one more is answered
+/// 429 rather than queued.
+pub const MAX_RECHECKS_AT_ONCE: usize = 2;
 
 /// Password checks run at once at most (each costs tens of milliseconds of
 /// CPU and 19 MiB); the next waits up to [`PASSWORD_CHECK_WAIT`].
@@ -102,6 +108,8 @@ pub struct UiState {
     limiter: Mutex<LoginLimiter>,
     checks: Arc<tokio::sync::Semaphore>,
     followers: Arc<tokio::sync::Semaphore>,
+    /// "Check again" dry runs in progress ([`MAX_RECHECKS_AT_ONCE`]).
+    rechecks: Arc<tokio::sync::Semaphore>,
     /// The server is stopping: followed logs end (an open stream would
     /// hold the graceful stop for its whole grace).
     stopping: std::sync::atomic::AtomicBool,
@@ -121,6 +129,7 @@ impl UiState {
             limiter: Mutex::new(LoginLimiter::default()),
             checks: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_PASSWORD_CHECKS)),
             followers: Arc::new(tokio::sync::Semaphore::new(MAX_LOG_FOLLOWERS)),
+            rechecks: Arc::new(tokio::sync::Semaphore::new(MAX_RECHECKS_AT_ONCE)),
             stopping: Default::default(),
         }
     }
@@ -154,6 +163,11 @@ impl UiState {
     }
 }
 
+/// Connections the dashboard's own socket (`[ui] listen`) holds open at
+/// once; more wait in the listen backlog. Its own, so a crowd of browsers
+/// never takes the hook port's `server.max_connections`.
+pub const MAX_UI_CONNECTIONS: usize = 256;
+
 /// The dashboard's routes, to merge into the hook server's router.
 pub fn routes(state: Arc<UiState>) -> Router {
     Router::new()
@@ -169,7 +183,10 @@ pub fn routes(state: Arc<UiState>) -> Router {
             post(actions::redeploy_commit),
         )
         .route("/ui/deploys/{id}", get(deploys::deploy_page))
+        .route("/ui/deliveries/{id}", get(deliveries::delivery_page))
+        .route("/ui/deliveries/{id}/check", post(deliveries::check_again))
         .route("/ui/deploys/{id}/events", get(deploys::follow_log))
+        .route("/ui/deploys/{id}/cancel", post(actions::cancel))
         .route("/ui/static/style.css", get(style))
         .route("/ui/static/app.js", get(script))
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))

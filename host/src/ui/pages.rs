@@ -4,7 +4,7 @@
 
 use askama::Template;
 
-use super::view::{DeliveryView, DeployView};
+use super::view::{DecisionView, DeliveryView, DeployView, Moment};
 
 /// What every page's frame shows: who is signed in, and the token the
 /// sign-out form carries.
@@ -72,6 +72,9 @@ pub struct Stack {
     /// The signed-in user may deploy the stack (an operator, and the stack
     /// takes manual triggers).
     pub operator: bool,
+    /// The signed-in user may cancel its queued and running deploys (an
+    /// operator, whatever the stack says of manual triggers).
+    pub can_cancel: bool,
     /// The services a manual deploy may choose (empty: it deploys all).
     pub services: Vec<String>,
     /// The stack's deploy profiles.
@@ -96,6 +99,8 @@ pub struct Deploy {
     pub stack: String,
     /// The deploy.
     pub d: DeployView,
+    /// The signed-in user may cancel it (an operator, and it has not ended).
+    pub can_cancel: bool,
     /// Its command's exit status, when recorded.
     pub exit_code: Option<i32>,
     /// It may still change: the page follows its log live.
@@ -104,6 +109,36 @@ pub struct Deploy {
     pub shown: u64,
     /// The end of its log.
     pub log: Option<String>,
+}
+
+/// One delivery's page.
+#[derive(Template)]
+#[template(path = "ui/delivery.html")]
+pub struct Delivery {
+    /// The frame.
+    pub chrome: Chrome,
+    /// The journal's id.
+    pub id: i64,
+    /// The stack whose hook URL it came to, or empty.
+    pub stack: String,
+    /// When it arrived.
+    pub received: Moment,
+    /// Who sent it, or empty.
+    pub provider: String,
+    /// The provider's event, or empty.
+    pub event: String,
+    /// The provider's delivery id, or empty.
+    pub delivery_id: String,
+    /// The HTTP status it was answered with.
+    pub status: u16,
+    /// Each stack's decision when it arrived.
+    pub decisions: Vec<DecisionView>,
+    /// Its request, redacted, when it was one and was recorded so.
+    pub request: Option<crate::received::Received>,
+    /// Its request is kept, so "check again" can run.
+    pub kept: bool,
+    /// What "check again" decided with the current configuration.
+    pub checked: Option<Vec<DecisionView>>,
 }
 
 /// An error page.

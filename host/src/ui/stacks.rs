@@ -64,7 +64,7 @@ pub(super) async fn stacks_page(
         .map(|(stack, last)| pages::StackRow {
             name: stack.name.clone(),
             follows: view::follows(stack),
-            last: last.as_ref().map(DeployView::of),
+            last: last.as_ref().map(|d| DeployView::of_stack(d, Some(stack))),
             github: github_state(stack),
         })
         .collect();
@@ -169,6 +169,7 @@ async fn render_stack(state: &Arc<UiState>, signed: &Signed, name: &str, reveal:
             github: github_state(stack),
             operator: signed.user.role >= Role::Operator
                 && stack.manual != crate::config::ManualSetting::Refuse,
+            can_cancel: signed.user.role >= Role::Operator,
             services: if stack.query_services {
                 stack
                     .services
@@ -182,7 +183,10 @@ async fn render_stack(state: &Arc<UiState>, signed: &Signed, name: &str, reveal:
             profiles: stack.profiles.keys().cloned().collect(),
             hook_url,
             variants,
-            deploys: deploys.iter().map(DeployView::of).collect(),
+            deploys: deploys
+                .iter()
+                .map(|d| DeployView::of_stack(d, Some(stack)))
+                .collect(),
             deliveries: deliveries
                 .iter()
                 .map(|d| DeliveryView::of(d, &stack.name))

@@ -77,6 +77,8 @@ pub struct DeployView {
     pub duration: Option<String>,
     /// The latest reason recorded (why it was cancelled, how it failed).
     pub detail: String,
+    /// The commit's page on its forge, when the stack says where that is.
+    pub commit_url: Option<String>,
 }
 
 impl DeployView {
@@ -99,8 +101,91 @@ impl DeployView {
                 .zip(d.finished_at_ms)
                 .map(|(start, end)| human_duration(end - start)),
             detail: d.detail.clone().unwrap_or_default(),
+            commit_url: None,
         }
     }
+
+    /// The row of `d` of `stack` (as configured now), with its commit
+    /// linked to the forge.
+    pub fn of_stack(d: &DeployRecord, stack: Option<&StackConfig>) -> DeployView {
+        let mut view = DeployView::of(d);
+        view.commit_url = stack.and_then(|s| commit_url(s, &d.queued.provider, &view.sha));
+        view
+    }
+}
+
+/// The web page of commit `sha` of `stack`'s repository, when the
+/// configuration says which forge that is: a repository given as an
+/// `https://` (or `http://`) URL (any credentials in it dropped, `.git`
+/// trimmed), else a stack with GitHub continuous deployment (its API's
+/// host), else a GitHub push to an `owner/name` repository.
+pub fn commit_url(stack: &StackConfig, provider: &str, sha: &str) -> Option<String> {
+    let is_commit = (7..=64).contains(&sha.len()) && sha.bytes().all(|b| b.is_ascii_hexdigit());
+    if !is_commit {
+        return None;
+    }
+    let repository = stack.repository.as_deref().or_else(|| {
+        // A multi-service stack: the one repository its services follow.
+        let mut repos = stack
+            .services
+            .iter()
+            .filter_map(|s| s.repository.as_deref());
+        let first = repos.next()?;
+        repos.all(|r| r == first).then_some(first)
+    })?;
+    if let Ok(mut url) = url::Url::parse(repository) {
+        if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
+            return None;
+        }
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        url.set_query(None);
+        url.set_fragment(None);
+        let path = url
+            .path()
+            .trim_end_matches('/')
+            .trim_end_matches(".git")
+            .to_owned();
+        // Bitbucket names a commit's page `commits`; GitLab `-/commit`
+        // (its `commit` redirects there); the others `commit`.
+        let bitbucket =
+            url.host_str() == Some("bitbucket.org") || provider.starts_with("bitbucket");
+        let page = match provider {
+            _ if bitbucket => "commits",
+            "gitlab" => "-/commit",
+            _ => "commit",
+        };
+        url.set_path(&format!("{path}/{page}/{sha}"));
+        return Some(url.into());
+    }
+    let owner_name = {
+        let mut parts = repository.split('/');
+        let ok = matches!((parts.next(), parts.next(), parts.next()), (Some(o), Some(n), None)
+            if !o.is_empty() && !n.is_empty());
+        ok && repository
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
+    };
+    if !owner_name {
+        return None;
+    }
+    let web = match &stack.github {
+        Some(g) => github_web(&g.api_url)?,
+        None if provider == "github" => "https://github.com".to_owned(),
+        None => return None,
+    };
+    Some(format!("{web}/{repository}/commit/{sha}"))
+}
+
+/// GitHub's web address for its REST API's: `https://api.github.com` is
+/// `https://github.com`; GitHub Enterprise Server's `https://HOST/api/v3`
+/// is `https://HOST`.
+fn github_web(api_url: &str) -> Option<String> {
+    let url = url::Url::parse(api_url).ok()?;
+    let host = url.host_str()?;
+    let host = host.strip_prefix("api.").unwrap_or(host);
+    let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+    Some(format!("{}://{host}{port}", url.scheme()))
 }
 
 /// What a stack follows, in a few words: `acme/web, branch main`, `image
@@ -204,24 +289,140 @@ pub fn decision_for(summary: &str, stack: &str) -> (String, String) {
             .find(|d| d.get("stack").and_then(Value::as_str) == Some(stack))
     });
     match mine {
-        Some(d) => {
-            let mut action = text(d.get("action"));
-            // What became of a deploy: queued, cancelled, a duplicate...
-            if let Some(state) = d.get("state").and_then(Value::as_str) {
-                action = format!("{action}: {state}");
-            }
-            if let Some(id) = d.get("deploy_id").and_then(Value::as_i64) {
-                action = format!("{action} (#{id})");
-            }
-            (action, text(d.get("reason")))
-        }
+        Some(d) => describe(d),
         None => ("none".to_owned(), "no decision for this stack".to_owned()),
     }
+}
+
+/// One stack's decision on a delivery, as the delivery page lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecisionView {
+    /// The stack, or empty when the delivery was refused before any
+    /// decision.
+    pub stack: String,
+    /// `deploy: queued (#7)`, `skip`, or the refusal's kind.
+    pub decision: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// Every stack's decision in a delivery's answer (the recorded one, or a
+/// dry run's document: both list `decisions`), or the one refusal.
+pub fn decisions(answer: &str) -> Vec<DecisionView> {
+    let Ok(value) = serde_json::from_str::<Value>(answer) else {
+        return vec![DecisionView {
+            stack: String::new(),
+            decision: "recorded".to_owned(),
+            reason: answer.to_owned(),
+        }];
+    };
+    if value.get("error").is_some() {
+        let (decision, reason) = decision_for(answer, "");
+        return vec![DecisionView {
+            stack: String::new(),
+            decision,
+            reason,
+        }];
+    }
+    let all = value.get("decisions").and_then(Value::as_array);
+    all.into_iter()
+        .flatten()
+        .map(|d| {
+            let (decision, reason) = describe(d);
+            DecisionView {
+                stack: d
+                    .get("stack")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+                decision,
+                reason,
+            }
+        })
+        .collect()
+}
+
+/// One decision of an answer: its action (with what became of a deploy:
+/// queued, cancelled, a duplicate...) and its reason.
+fn describe(d: &Value) -> (String, String) {
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_owned();
+    let mut action = text(d.get("action"));
+    if let Some(state) = d.get("state").and_then(Value::as_str) {
+        action = format!("{action}: {state}");
+    }
+    if let Some(id) = d.get("deploy_id").and_then(Value::as_i64) {
+        action = format!("{action} (#{id})");
+    }
+    (action, text(d.get("reason")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Stack `web` following `repository`, with `extra` lines in its table.
+    fn stack(repository: &str, extra: &str) -> StackConfig {
+        let text = format!(
+            "[[stacks]]\nname = \"web\"\nrepository = \"{repository}\"\nbranch = \"main\"\ncommand = [\"true\"]\n{extra}"
+        );
+        let config = crate::config::parse(&text, std::path::Path::new("/etc/redeploy"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        config.stack("web").unwrap().clone()
+    }
+
+    #[test]
+    fn a_commit_links_to_its_forge_only_where_the_config_says_which() {
+        let sha = "6113728f27ae82c7b1a177c8d03f9e96e0adf246";
+        let link = |repository: &str, extra: &str, provider: &str| {
+            commit_url(&stack(repository, extra), provider, sha)
+        };
+        assert_eq!(
+            link("https://gitlab.example/group/sub/app.git", "", "gitlab").as_deref(),
+            Some("https://gitlab.example/group/sub/app/-/commit/6113728f27ae82c7b1a177c8d03f9e96e0adf246")
+        );
+        // Credentials in a clone URL never reach the page.
+        assert_eq!(
+            link("https://deploy:t0ken@git.example/o/app", "", "gitea").as_deref(),
+            Some("https://git.example/o/app/commit/6113728f27ae82c7b1a177c8d03f9e96e0adf246")
+        );
+        assert_eq!(
+            link("https://bitbucket.org/o/app", "", "bitbucket-cloud").as_deref(),
+            Some("https://bitbucket.org/o/app/commits/6113728f27ae82c7b1a177c8d03f9e96e0adf246")
+        );
+        // A manual redeploy of a Bitbucket commit links there too.
+        assert_eq!(
+            link("https://bitbucket.org/o/app", "", "manual").as_deref(),
+            Some("https://bitbucket.org/o/app/commits/6113728f27ae82c7b1a177c8d03f9e96e0adf246")
+        );
+        assert_eq!(
+            link("Codertocat/Hello-World", "", "github").as_deref(),
+            Some("https://github.com/Codertocat/Hello-World/commit/6113728f27ae82c7b1a177c8d03f9e96e0adf246")
+        );
+        // `owner/name` from another forge: which host is unknown.
+        assert_eq!(link("o/app", "", "gitlab"), None);
+        // An SSH URL or a local path names no web page.
+        assert_eq!(link("git@github.com:o/app.git", "", "github"), None);
+        assert_eq!(link("/srv/git/app.git", "", "post-receive"), None);
+        // A manual deploy has no commit; a made-up one is no commit.
+        assert_eq!(commit_url(&stack("o/app", ""), "github", ""), None);
+        assert_eq!(
+            commit_url(&stack("o/app", ""), "github", "\"><script>"),
+            None
+        );
+    }
+
+    #[test]
+    fn github_enterprise_commits_link_to_its_own_host() {
+        std::env::set_var("REDEPLOY_VIEW_TEST_TOKEN", "t");
+        let ghes = stack(
+            "o/app",
+            "[stacks.github]\nrepository = \"o/app\"\ntoken_env = \"REDEPLOY_VIEW_TEST_TOKEN\"\napi_url = \"https://ghe.example/api/v3\"",
+        );
+        assert_eq!(
+            commit_url(&ghes, "github", "6113728f27ae82c7b1a177c8d03f9e96e0adf246").as_deref(),
+            Some("https://ghe.example/o/app/commit/6113728f27ae82c7b1a177c8d03f9e96e0adf246")
+        );
+    }
 
     #[test]
     fn durations_read_as_people_say_them() {
@@ -270,6 +471,21 @@ mod tests {
         assert_eq!(
             decision_for("3 refused", "web"),
             ("recorded".into(), "3 refused".into())
+        );
+        let all = decisions(answer);
+        assert_eq!(
+            all.iter()
+                .map(|d| (d.stack.as_str(), d.decision.as_str()))
+                .collect::<Vec<_>>(),
+            [("api", "deploy: queued (#7)"), ("web", "skip")]
+        );
+        assert_eq!(
+            decisions(r#"{"error":"bad-signature","message":"signature does not match"}"#),
+            [DecisionView {
+                stack: String::new(),
+                decision: "bad-signature".into(),
+                reason: "signature does not match".into()
+            }]
         );
     }
 }

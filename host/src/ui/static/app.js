@@ -48,5 +48,8 @@ document.addEventListener("DOMContentLoaded", () => {
   events.addEventListener("end", (e) => {
     events.close();
     if (live) live.textContent = "The deploy ended: " + e.data + ".";
+    // Over: nothing left to cancel (reload for its exit status and timing).
+    const cancel = document.getElementById("cancel-form");
+    if (cancel) cancel.remove();
   });
 });

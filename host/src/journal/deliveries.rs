@@ -1,0 +1,164 @@
+//! Delivery rows: every delivery recorded, whatever its outcome, with what
+//! its request looked like ([`crate::received`]) where it was one.
+
+use super::sql::{args, Commit, DbError, Rec, Sql};
+use super::{DeliveryRecord, Journal, JournalError, NewDelivery, StoredDelivery};
+use crate::received::{KeptRequest, Received};
+
+impl Journal {
+    /// Records a delivery; returns its id.
+    pub fn record_delivery(&self, d: &NewDelivery) -> Result<i64, JournalError> {
+        self.record_received(d, None, true)
+    }
+
+    /// Records a delivery with what its request looked like (redacted, and
+    /// the request itself where it is kept): durably, or as
+    /// [`Journal::record_delivery_relaxed`] does. Returns its id.
+    pub fn record_received(
+        &self,
+        d: &NewDelivery,
+        request: Option<&(Received, Option<KeptRequest>)>,
+        durable: bool,
+    ) -> Result<i64, JournalError> {
+        let commit = if durable {
+            Commit::Append
+        } else {
+            Commit::Relaxed
+        };
+        self.commit(commit, "record delivery", |sql| {
+            let request_json = request.map(|(view, _)| to_json(8, view)).transpose()?;
+            let kept_json = request
+                .and_then(|(_, kept)| kept.as_ref())
+                .map(|kept| to_json(9, kept))
+                .transpose()?;
+            insert_delivery(sql, d, request_json.as_deref(), kept_json.as_deref())
+        })
+    }
+
+    /// Delivery `id` with what its request looked like (when it was a
+    /// request and recorded so), or `None` when there is no such row.
+    pub fn delivery(&self, id: i64) -> Result<Option<StoredDelivery>, JournalError> {
+        let stored = self.read("read a delivery", |sql| {
+            sql.query_opt(
+                "SELECT id, received_at_ms, stack, provider, event, delivery_id, status, summary,
+                        request_json, kept_json
+                 FROM deliveries WHERE id = ?1",
+                args![id],
+            )?
+            .map(|row| {
+                Ok(StoredDelivery {
+                    record: delivery_row(&row)?,
+                    request: from_json(8, row.get(8)?)?,
+                    kept: from_json(9, row.get(9)?)?,
+                })
+            })
+            .transpose()
+        })?;
+        Ok(stored)
+    }
+
+    /// Records a delivery that started no deploy, without waiting for the
+    /// disk: it survives a crash of this process but a power loss may drop
+    /// it (and the few before it). With SQLite in WAL mode the next
+    /// `synchronous=FULL` commit (every deploy and every transition) syncs
+    /// the whole log, these rows included; PostgreSQL's
+    /// `synchronous_commit = off` likewise never lets a later synchronous
+    /// commit become durable before an earlier asynchronous one. So a durable
+    /// deploy never depends on a relaxed row, and this keeps a disk flush
+    /// off the path of every push that deploys nothing, which is most of
+    /// them.
+    pub fn record_delivery_relaxed(&self, d: &NewDelivery) -> Result<i64, JournalError> {
+        self.record_received(d, None, false)
+    }
+
+    /// The most recent `limit` deliveries, most recent first.
+    pub fn deliveries(&self, limit: usize) -> Result<Vec<DeliveryRecord>, JournalError> {
+        self.deliveries_of(None, limit)
+    }
+
+    /// The most recent `limit` deliveries to `stack`'s hook URL (or to any,
+    /// with `None`), most recent first.
+    pub fn deliveries_of(
+        &self,
+        stack: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<DeliveryRecord>, JournalError> {
+        self.read("read deliveries", |sql| {
+            sql.query(
+                "SELECT id, received_at_ms, stack, provider, event, delivery_id, status, summary
+                 FROM deliveries WHERE CAST(?1 AS TEXT) IS NULL OR stack = ?1
+                 ORDER BY id DESC LIMIT ?2",
+                args![stack, limit],
+            )?
+            .iter()
+            .map(delivery_row)
+            .collect()
+        })
+    }
+}
+
+/// Inserts one delivery row, with its request's JSON columns; returns its
+/// id.
+fn insert_delivery(
+    sql: &mut dyn Sql,
+    d: &NewDelivery,
+    request_json: Option<&str>,
+    kept_json: Option<&str>,
+) -> Result<i64, DbError> {
+    sql.query_one(
+        "INSERT INTO deliveries
+             (received_at_ms, stack, provider, event, delivery_id, status, summary,
+              request_json, kept_json)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
+        args![
+            d.received_at_ms,
+            d.stack,
+            d.provider,
+            d.event,
+            d.delivery_id,
+            d.status,
+            d.summary,
+            request_json,
+            kept_json
+        ],
+    )?
+    .get(0)
+}
+
+/// `value` as the JSON text column `column` stores.
+fn to_json(column: usize, value: &impl serde::Serialize) -> Result<String, DbError> {
+    serde_json::to_string(value).map_err(|e| DbError::Decode {
+        column,
+        problem: e.to_string(),
+    })
+}
+
+/// The JSON text column `column` read back, if not `NULL`.
+fn from_json<T: serde::de::DeserializeOwned>(
+    column: usize,
+    text: Option<String>,
+) -> Result<Option<T>, DbError> {
+    text.map(|text| {
+        serde_json::from_str(&text).map_err(|e| DbError::Decode {
+            column,
+            problem: e.to_string(),
+        })
+    })
+    .transpose()
+}
+
+/// A delivery row's first eight columns (`id` to `summary`).
+fn delivery_row(row: &Rec) -> Result<DeliveryRecord, DbError> {
+    Ok(DeliveryRecord {
+        id: row.get(0)?,
+        recorded: NewDelivery {
+            received_at_ms: row.get(1)?,
+            stack: row.get(2)?,
+            provider: row.get(3)?,
+            event: row.get(4)?,
+            delivery_id: row.get(5)?,
+            status: row.get(6)?,
+            summary: row.get(7)?,
+        },
+    })
+}
