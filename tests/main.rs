@@ -79,6 +79,7 @@ mod state_owner;
 mod support;
 mod trap;
 mod ui;
+mod ui_browser;
 mod ui_operate;
 
 /// The `config` fuzz target's checks, shared with `fuzz/` (the modules of
