@@ -212,6 +212,8 @@ async fn browser(driver: &Chromedriver, profile: &Path) -> Client {
         "--headless".to_owned(),
         "--no-sandbox".to_owned(),
         "--disable-gpu".to_owned(),
+        // Containers often give /dev/shm 64 MiB: a tab that runs out crashes.
+        "--disable-dev-shm-usage".to_owned(),
         "--disable-quic".to_owned(),
         "--no-first-run".to_owned(),
         "--disable-background-networking".to_owned(),
@@ -767,6 +769,11 @@ async fn a_user_in_a_real_browser_signs_in_deploys_and_signs_out() {
         })
         .await;
     assert_eq!(pages.text_of("live").await, live, "not over yet");
+    // An operator may cancel it while it runs (tests/ui_operate.rs does).
+    assert!(
+        client.find(Locator::Id("cancel-form")).await.is_ok(),
+        "no cancel button on a running deploy"
+    );
     release(&world, now);
     pages
         .wait("the live log to say the deploy ended", async || {

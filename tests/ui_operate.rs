@@ -49,7 +49,7 @@ fn the_delivery_page_shows_the_request_redacted_and_checks_it_again() {
     let deployed = newest_delivery(&world, "hello");
     post_fixture(&server, &hook(2), "github/goscm-push").assert_status(200);
     let skipped = newest_delivery(&world, "other");
-    // A body changed after signing: refused, and kept all the same.
+    // A body changed after signing: refused (and its body not kept).
     post_fixture_with(&server, &hook(2), "github/goscm-push", |b| b.push(b'\n')).assert_status(401);
     let forged = newest_delivery(&world, "other");
     world.settle(30);
@@ -163,12 +163,13 @@ fn without_kept_bodies_a_delivery_cannot_be_checked_again() {
 #[test]
 fn an_operator_cancels_a_running_deploy_and_a_queued_one() {
     let hello = "Codertocat/Hello-World";
-    // The command records its pid, then sleeps far longer than the test.
+    // The command records its pid, then sleeps far longer than the test
+    // takes to cancel it (and ends by itself should the test fail first).
     let stacks = crate::support::stacks::toml(&[Stack::new("slow")
         .follows(hello, "master")
         .token(1)
         .secret(FIXTURE_SECRET)
-        .line("command = [\"sh\", \"-c\", \"echo $$ > \\\"$REDEPLOY_EVENT_FILE.pid\\\"; echo started; exec sleep 300\"]")]);
+        .line("command = [\"sh\", \"-c\", \"echo $$ > \\\"$REDEPLOY_EVENT_FILE.pid\\\"; echo started; exec sleep 60\"]")]);
     let world = World::new("ui-cancel", "", &(stacks + &ui_table("")));
     let server = world.start(&[]);
     let running = post_fixture(&server, &hook(1), "github/goscm-push")
@@ -337,4 +338,36 @@ fn a_users_file_that_cannot_be_read_or_parsed_is_refused_at_load_saying_which() 
         !err.contains("plain"),
         "the file's values are not echoed: {err}"
     );
+}
+
+#[test]
+fn a_reload_that_gives_the_dashboard_its_own_address_takes_it_off_the_hook_port() {
+    let (world, server) = dashboard("ui-reload-listen", "", "");
+    assert_eq!(Browser::new(&server).get("/ui/login").status, 200);
+    let text = std::fs::read_to_string(&world.config).unwrap();
+    let port = crate::support::free_port();
+    let moved = text.replacen(
+        "\n[ui]\n",
+        &format!("\n[ui]\nlisten = \"127.0.0.1:{port}\"\n"),
+        1,
+    );
+    assert_ne!(moved, text);
+    std::fs::write(&world.config, moved).unwrap();
+    // SAFETY: plain kill(2) on our own child's pid.
+    assert_eq!(
+        unsafe { libc::kill(server.child.id() as i32, libc::SIGHUP) },
+        0
+    );
+    // Until a restart opens its socket, the dashboard is nowhere: never on
+    // the hook port it was asked off.
+    wait_for(10, "the dashboard to leave the hook port", || {
+        (Browser::new(&server).get("/ui/login").status == 404).then_some(())
+    });
+    assert!(
+        world.server_log().contains("ui.listen"),
+        "the log names the setting that needs a restart: {}",
+        world.server_log()
+    );
+    post_fixture(&server, &hook(1), "github/goscm-push").assert_status(202);
+    server.terminate();
 }

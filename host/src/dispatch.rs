@@ -584,17 +584,21 @@ impl Dispatcher {
     ) -> Dispatched {
         let label = Some(stack.name.as_str());
         let provider = crate::rollback::PROVIDER;
-        let refuse = |status: u16, kind: &str, message: String| {
-            let body = error_body(kind, &message);
+        // A redeploy is recorded as a delivery of its own, with no request.
+        let record = |status: u16, body: &Value| {
             self.record(
                 label,
                 Some(provider),
                 Some("redeploy"),
                 None,
                 status,
-                &body,
+                body,
                 None,
-            );
+            )
+        };
+        let refuse = |status: u16, kind: &str, message: String| {
+            let body = error_body(kind, &message);
+            record(status, &body);
             Dispatched { status, body }
         };
         let earlier = match self.journal.deploy(deploy_id) {
@@ -699,15 +703,7 @@ impl Dispatcher {
         });
         self.metrics
             .delivery(provider, if accepted { "deploy" } else { "skip" });
-        self.record(
-            label,
-            Some(provider),
-            Some("redeploy"),
-            None,
-            status,
-            &body,
-            None,
-        );
+        record(status, &body);
         Dispatched { status, body }
     }
 

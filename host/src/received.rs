@@ -21,9 +21,12 @@ pub const REDACTED: &str = "(redacted)";
 /// Parts of a header (or query parameter) name that mark it as carrying a
 /// credential: `Authorization`, `Cookie`, `X-Hub-Signature-256`,
 /// `X-Gitlab-Token`, `X-Gitee-Token`, `X-Redeploy-Signature-256`,
-/// `X-Api-Key`, `X-Shopify-Hmac-Sha256` and whatever a sender or proxy
-/// names alike. Matched case-insensitively anywhere in the name; redacting
-/// a harmless header is the safe mistake.
+/// `X-Api-Key`, `X-Shopify-Hmac-Sha256`, the identity proxies'
+/// `Cf-Access-Jwt-Assertion`, `X-Goog-Iap-Jwt-Assertion`,
+/// `X-Amzn-Oidc-Data` and `X-Ms-Client-Principal`, and whatever a sender or
+/// proxy names alike. Matched case-insensitively anywhere in the name
+/// (percent-decoded, for a query's); redacting a harmless header is the
+/// safe mistake.
 pub const SECRET_NAME_PARTS: &[&str] = &[
     "auth",
     "token",
@@ -35,7 +38,16 @@ pub const SECRET_NAME_PARTS: &[&str] = &[
     "pass",
     "credential",
     "session",
+    "jwt",
+    "assertion",
+    "oidc",
+    "bearer",
+    "principal",
 ];
+
+/// How a JSON Web Token starts (`{"` in base64url): a value holding one is
+/// a bearer credential, whatever its header's name.
+pub const JWT_MARKER: &str = "eyJ";
 
 /// Parts of a value that mark it as holding a hook URL (a `Referer` or a
 /// proxy's `X-Original-URI` naming the path): the path's token is a
@@ -55,6 +67,11 @@ pub const MAX_RECORDED_VALUE_BYTES: usize = 2048;
 
 /// The most headers the recorded view keeps; the rest are only counted.
 pub const MAX_RECORDED_HEADERS: usize = 64;
+
+/// The most bytes of names and values the recorded view keeps over all its
+/// headers and its query; the headers past it are only counted, a query
+/// past it is replaced by its size.
+pub const MAX_RECORDED_BYTES: usize = 16 * 1024;
 
 /// What a delivery's row keeps of its request: the redacted view, and the
 /// request as sent where it is kept.
@@ -123,13 +140,14 @@ impl KeptRequest {
 }
 
 /// What the row of `delivery`, answered `status`, keeps when it is a
-/// request (a webhook or a forwarded push; a manual trigger or a local
-/// post-receive push has none): the redacted view, and the request itself
-/// when its body is at most `keep_up_to` bytes (0 keeps none) and it was
-/// not refused (a status below 400: anyone with the hook URL can send
-/// refused deliveries, so theirs would let a stranger fill the journal).
-/// `secrets` are the stack's webhook secrets and the hook token: a value
-/// that contains one is redacted whatever its name.
+/// request: a webhook, a forwarded push, or a manual trigger sent as one
+/// (`redeploy trigger`, the dashboard's "Redeploy now"); a local
+/// post-receive push has none. That is the redacted view, and the request
+/// itself when it (body, headers and query) is at most `keep_up_to` bytes
+/// (0 keeps none) and was not refused (a status below 400: anyone with the
+/// hook URL can send refused deliveries, so theirs would let a stranger
+/// fill the journal). `secrets` are the stack's webhook secrets and the
+/// hook token: a value that contains one is redacted whatever its name.
 pub fn received(
     delivery: &wit::Delivery,
     secrets: &[&str],
@@ -141,35 +159,45 @@ pub fn received(
         wit::Delivery::ForwardedPostReceive(r) => (r, true),
         wit::Delivery::PostReceive(_) | wit::Delivery::Manual(_) => return None,
     };
+    // A kept request's size counts its headers and query with its body.
+    let headers_size: usize = request.headers.iter().map(|(n, v)| n.len() + v.len()).sum();
     let body_size = request.body.len() as u64;
+    let kept_size = body_size + (headers_size + request.query.len()) as u64;
     let not_kept = if keep_up_to == 0 {
         None
     } else if status >= 400 {
         Some("the body of a refused delivery is not kept".to_owned())
-    } else if body_size > keep_up_to {
+    } else if kept_size > keep_up_to {
         Some(format!(
-            "the body ({body_size} bytes) is over keep_delivery_bodies ({keep_up_to} bytes)"
+            "the request ({kept_size} bytes with its headers) is over keep_delivery_bodies ({keep_up_to} bytes)"
         ))
     } else {
         None
     };
     let keeps = keep_up_to > 0 && not_kept.is_none();
+    let query = if request.query.len() > MAX_RECORDED_VALUE_BYTES {
+        format!("({} bytes, not recorded)", request.query.len())
+    } else {
+        redacted_query(&request.query, secrets)
+    };
+    let mut budget = MAX_RECORDED_BYTES.saturating_sub(query.len());
+    let mut headers = Vec::new();
+    for (name, value) in request.headers.iter().take(MAX_RECORDED_HEADERS) {
+        let shown = if value.len() > MAX_RECORDED_VALUE_BYTES {
+            format!("({} bytes, not recorded)", value.len())
+        } else {
+            redacted(name, value, secrets).to_owned()
+        };
+        let Some(left) = budget.checked_sub(name.len() + shown.len()) else {
+            break;
+        };
+        budget = left;
+        headers.push((name.clone(), shown));
+    }
     let view = Received {
-        headers: request
-            .headers
-            .iter()
-            .take(MAX_RECORDED_HEADERS)
-            .map(|(name, value)| {
-                let shown = if value.len() > MAX_RECORDED_VALUE_BYTES {
-                    format!("({} bytes, not recorded)", value.len())
-                } else {
-                    redacted(name, value, secrets).to_owned()
-                };
-                (name.clone(), shown)
-            })
-            .collect(),
-        more_headers: request.headers.len().saturating_sub(MAX_RECORDED_HEADERS),
-        query: redacted_query(&request.query, secrets),
+        more_headers: request.headers.len() - headers.len(),
+        headers,
+        query,
         body_size,
         not_kept,
     };
@@ -186,7 +214,9 @@ pub fn received(
 /// `value`, or [`REDACTED`] when its name or its content marks it as a
 /// credential.
 fn redacted<'a>(name: &str, value: &'a str, secrets: &[&str]) -> &'a str {
-    let name = name.to_ascii_lowercase();
+    let name = percent_encoding::percent_decode_str(name)
+        .decode_utf8_lossy()
+        .to_ascii_lowercase();
     let secret_name = SECRET_NAME_PARTS.iter().any(|part| name.contains(part));
     if secret_name || holds_credential(value, secrets) {
         REDACTED
@@ -198,11 +228,17 @@ fn redacted<'a>(name: &str, value: &'a str, secrets: &[&str]) -> &'a str {
 /// Whether `value`, as sent or percent-decoded, holds one of `secrets` or
 /// a hook URL's path.
 fn holds_credential(value: &str, secrets: &[&str]) -> bool {
+    let secrets: Vec<String> = secrets
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| s.to_ascii_lowercase())
+        .collect();
     let mut form = value.to_owned();
     for _ in 0..=MAX_DECODINGS {
         let lower = form.to_ascii_lowercase();
         if HOOK_URL_MARKERS.iter().any(|m| lower.contains(m))
-            || secrets.iter().any(|s| !s.is_empty() && form.contains(s))
+            || secrets.iter().any(|s| lower.contains(s.as_str()))
+            || form.contains(JWT_MARKER)
         {
             return true;
         }
@@ -223,10 +259,11 @@ fn redacted_query(query: &str, secrets: &[&str]) -> String {
     query
         .split('&')
         .map(|pair| match pair.split_once('=') {
+            // A credential anywhere in it (its name too): all of it goes.
+            _ if holds_credential(pair, secrets) => REDACTED.to_owned(),
             Some((name, value)) if redacted(name, value, secrets) == REDACTED => {
                 format!("{name}={REDACTED}")
             }
-            _ if redacted("", pair, secrets) == REDACTED => REDACTED.to_owned(),
             _ => pair.to_owned(),
         })
         .collect::<Vec<_>>()
@@ -308,6 +345,9 @@ mod tests {
                 ("x-encoded", "Zm9vYmFy%2DdG9rZW4%2D"),
                 ("x-twice", "%255A%256D9vYmFyLXRva2VuLTEyMzQ"),
                 ("x-plain", "nothing here"),
+                ("x-upper", "ZM9VYMFYLXRVA2VULTEYMZQ"),
+                ("cf-access-jwt-assertion", "eyJhbGciOi.eyJzdWIi.c2ln"),
+                ("x-forwarded-client", "eyJhbGciOi.eyJzdWIi.c2ln"),
             ],
             "",
             b"",
@@ -322,7 +362,10 @@ mod tests {
                 REDACTED,
                 "Zm9vYmFy%2DdG9rZW4%2D",
                 REDACTED,
-                "nothing here"
+                "nothing here",
+                REDACTED,
+                REDACTED,
+                REDACTED
             ]
         );
     }
@@ -357,11 +400,15 @@ mod tests {
 
     #[test]
     fn a_query_keeps_its_names_and_loses_its_secrets() {
-        let delivery = http(&[], "services=web&token=abc&x=s3cr3t&flag", b"");
+        let delivery = http(
+            &[],
+            "services=web&token=abc&x=s3cr3t&%74oken=1&S3CR3T=1&flag",
+            b"",
+        );
         let (view, _) = received(&delivery, &["s3cr3t"], 0, 200).unwrap();
         assert_eq!(
             view.query,
-            "services=web&token=(redacted)&x=(redacted)&flag"
+            "services=web&token=(redacted)&(redacted)&%74oken=(redacted)&(redacted)&flag"
         );
     }
 
@@ -373,7 +420,9 @@ mod tests {
             "services=web",
             &body,
         );
-        let (view, kept) = received(&delivery, &[], 3, 202).unwrap();
+        // The body, its header's name and value, and the query: 3 + 29 + 12.
+        let whole = 44;
+        let (view, kept) = received(&delivery, &[], whole, 202).unwrap();
         assert_eq!(view.not_kept, None);
         let kept = kept.unwrap();
         assert_eq!(
@@ -386,11 +435,11 @@ mod tests {
         assert_eq!(again.body, body);
         assert_eq!(again.query, "services=web");
 
-        let (view, kept) = received(&delivery, &[], 2, 200).unwrap();
+        let (view, kept) = received(&delivery, &[], whole - 1, 200).unwrap();
         assert_eq!(kept, None);
         assert_eq!(
             view.not_kept.as_deref(),
-            Some("the body (3 bytes) is over keep_delivery_bodies (2 bytes)")
+            Some("the request (44 bytes with its headers) is over keep_delivery_bodies (43 bytes)")
         );
     }
 

@@ -335,15 +335,20 @@ impl Runner {
         // The deploy this one would be cancelled for may have been
         // cancelled meanwhile (by an operator, maybe through another
         // replica, whose queue forgot it while this one's did not): then
-        // it is no reason.
-        if let Admit::Cancel { because_of, .. } = admitted {
+        // it is no reason. Both the pending and the running one may be.
+        for _ in 0..2 {
+            let Admit::Cancel { because_of, .. } = admitted else {
+                break;
+            };
+            let left_to_claim = self.shares_journal() && because_of > record.id;
             let journal = &self.inner.journal;
-            if journal.cancelled_or_cancelling(because_of).unwrap_or(false) {
-                for queue in self.inner.queues.lock().unwrap().values_mut() {
-                    queue.forget(because_of);
-                }
-                admitted = admit(slot);
+            if left_to_claim || !journal.cancelled_or_cancelling(because_of).unwrap_or(false) {
+                break;
             }
+            for queue in self.inner.queues.lock().unwrap().values_mut() {
+                queue.forget(because_of);
+            }
+            admitted = admit(slot.clone());
         }
         match admitted {
             // Handed over before (a replica's announcement of a deploy this

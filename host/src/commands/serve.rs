@@ -172,6 +172,7 @@ impl Serve {
             state.clone(),
             live.clone(),
             listener.local_addr()?,
+            ui_listener.is_some(),
         ));
         let (stopped, stop) = tokio::sync::watch::channel(false);
         let (router, ui_server) = match ui_listener {
@@ -182,7 +183,12 @@ impl Serve {
                 let mut stop = stop.clone();
                 let server = crate::server::serve_http(
                     ui_listener,
-                    crate::ui::routes(ui.clone()),
+                    crate::ui::routes(ui.clone())
+                        .route(
+                            "/",
+                            axum::routing::get(|| async { axum::response::Redirect::to("/ui/") }),
+                        )
+                        .fallback(|| async { crate::server::not_found_response() }),
                     move || crate::server::ConnectionLimits::of(&limits.current().server),
                     crate::capacity::Capacity::new(crate::ui::MAX_UI_CONNECTIONS),
                     async move {

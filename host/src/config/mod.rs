@@ -506,9 +506,9 @@ pub struct Retention {
     pub refused_deliveries: Duration,
     /// Refused deliveries per stack and minute recorded a row each.
     pub refused_per_minute: u32,
-    /// Request bodies up to this many bytes are kept with their delivery
-    /// (and its headers as sent), for the dashboard's "check again"; 0 (the
-    /// default) keeps none. A bigger body is not kept at all, never cut.
+    /// Requests up to this many bytes (body, headers and query) are kept
+    /// with their delivery, for the dashboard's "check again"; 0 (the
+    /// default) keeps none. A bigger one is not kept at all, never cut.
     pub delivery_bodies: u64,
 }
 

@@ -61,15 +61,15 @@ impl Journal {
         })
     }
 
-    /// Whether deploy `id` is cancelled, or an operator asked for it to be
-    /// (it may still be stopping).
+    /// Whether deploy `id` is cancelled, or runs with an operator's request
+    /// to cancel it (it may still be stopping).
     pub fn cancelled_or_cancelling(&self, id: i64) -> Result<bool, JournalError> {
         self.read("read a cancel request", |sql| {
             Ok(sql
                 .query_opt(
                     "SELECT 1 FROM deploys WHERE id = ?1
-                     AND (state = ?2 OR cancel_requested IS NOT NULL)",
-                    args![id, DeployState::Cancelled],
+                     AND (state = ?2 OR (state = ?3 AND cancel_requested IS NOT NULL))",
+                    args![id, DeployState::Cancelled, DeployState::Started],
                 )?
                 .is_some())
         })

@@ -103,6 +103,9 @@ pub struct UiState {
     /// The address the server listens on: hook URLs are made with it when
     /// the config has no `public_url`.
     pub listening: SocketAddr,
+    /// The dashboard has a socket of its own (`[ui] listen` at start);
+    /// else it is on the hook port.
+    own_socket: bool,
     passwords: OnceLock<Passwords>,
     key: OnceLock<Vec<u8>>,
     limiter: Mutex<LoginLimiter>,
@@ -119,11 +122,17 @@ impl UiState {
     /// The dashboard's state beside the hook server's. The decoy password
     /// hash and the CSRF key are made at the first request that needs them,
     /// so a server without `[ui]` pays nothing.
-    pub fn new(app: Arc<AppState>, config: Live<Config>, listening: SocketAddr) -> UiState {
+    pub fn new(
+        app: Arc<AppState>,
+        config: Live<Config>,
+        listening: SocketAddr,
+        own_socket: bool,
+    ) -> UiState {
         UiState {
             app,
             config,
             listening,
+            own_socket,
             passwords: OnceLock::new(),
             key: OnceLock::new(),
             limiter: Mutex::new(LoginLimiter::default()),
@@ -202,13 +211,20 @@ pub fn routes(state: Arc<UiState>) -> Router {
 }
 
 /// Every `/ui` path answers as an unknown path does while the config has
-/// no `[ui]`.
+/// no `[ui]`, and on the hook port while `[ui] listen` asks for a socket
+/// of its own (a reload added it; a restart opens it).
 async fn gate(
     State(state): State<Arc<UiState>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if state.config.current().ui.is_none() {
+    let config = state.config.current();
+    let Some(ui) = &config.ui else {
+        return off();
+    };
+    // On the hook port, a `listen` a reload asked for turns the dashboard
+    // off there until a restart opens its own socket.
+    if !state.own_socket && ui.listen.is_some() {
         return off();
     }
     next.run(request).await

@@ -134,7 +134,10 @@ pub fn commit_url(stack: &StackConfig, provider: &str, sha: &str) -> Option<Stri
         repos.all(|r| r == first).then_some(first)
     })?;
     if let Ok(mut url) = url::Url::parse(repository) {
-        if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
+        // Bitbucket Server's clone path (`/scm/PROJECT/repo.git`) is not
+        // its web page's: no link rather than a wrong one.
+        let scm = url.path().starts_with("/scm/");
+        if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() || scm {
             return None;
         }
         let _ = url.set_username("");
@@ -400,6 +403,14 @@ mod tests {
         );
         // `owner/name` from another forge: which host is unknown.
         assert_eq!(link("o/app", "", "gitlab"), None);
+        assert_eq!(
+            link(
+                "https://git.example/scm/PROJ/app.git",
+                "",
+                "bitbucket-server"
+            ),
+            None
+        );
         // An SSH URL or a local path names no web page.
         assert_eq!(link("git@github.com:o/app.git", "", "github"), None);
         assert_eq!(link("/srv/git/app.git", "", "post-receive"), None);
