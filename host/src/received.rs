@@ -159,6 +159,14 @@ pub fn received(
         wit::Delivery::ForwardedPostReceive(r) => (r, true),
         wit::Delivery::PostReceive(_) | wit::Delivery::Manual(_) => return None,
     };
+    // Lower-cased once for every value's comparison (they match in any case).
+    let lowered: Vec<String> = secrets
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| s.to_ascii_lowercase())
+        .collect();
+    let secrets: Vec<&str> = lowered.iter().map(String::as_str).collect();
+    let secrets = secrets.as_slice();
     // A kept request's size counts its headers and query with its body.
     let headers_size: usize = request.headers.iter().map(|(n, v)| n.len() + v.len()).sum();
     let body_size = request.body.len() as u64;
@@ -225,19 +233,15 @@ fn redacted<'a>(name: &str, value: &'a str, secrets: &[&str]) -> &'a str {
     }
 }
 
-/// Whether `value`, as sent or percent-decoded, holds one of `secrets` or
-/// a hook URL's path.
+/// Whether `value`, as sent or percent-decoded, holds one of `secrets`
+/// (non-empty and lower-cased, as [`received`] makes them) or a hook URL's
+/// path, in any case.
 fn holds_credential(value: &str, secrets: &[&str]) -> bool {
-    let secrets: Vec<String> = secrets
-        .iter()
-        .filter(|s| !s.is_empty())
-        .map(|s| s.to_ascii_lowercase())
-        .collect();
     let mut form = value.to_owned();
     for _ in 0..=MAX_DECODINGS {
         let lower = form.to_ascii_lowercase();
         if HOOK_URL_MARKERS.iter().any(|m| lower.contains(m))
-            || secrets.iter().any(|s| lower.contains(s.as_str()))
+            || secrets.iter().any(|s| lower.contains(s))
             || form.contains(JWT_MARKER)
         {
             return true;

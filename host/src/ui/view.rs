@@ -282,9 +282,8 @@ pub fn decision_for(summary: &str, stack: &str) -> (String, String) {
     let Ok(answer) = serde_json::from_str::<Value>(summary) else {
         return ("recorded".to_owned(), summary.to_owned());
     };
-    let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_owned();
-    if let Some(kind) = answer.get("error") {
-        return (text(Some(kind)), text(answer.get("message")));
+    if let Some(refused) = refusal(&answer) {
+        return refused;
     }
     let decisions = answer.get("decisions").and_then(Value::as_array);
     let mine = decisions.and_then(|all| {
@@ -319,8 +318,7 @@ pub fn decisions(answer: &str) -> Vec<DecisionView> {
             reason: answer.to_owned(),
         }];
     };
-    if value.get("error").is_some() {
-        let (decision, reason) = decision_for(answer, "");
+    if let Some((decision, reason)) = refusal(&value) {
         return vec![DecisionView {
             stack: String::new(),
             decision,
@@ -343,6 +341,14 @@ pub fn decisions(answer: &str) -> Vec<DecisionView> {
             }
         })
         .collect()
+}
+
+/// An answer that refused the delivery before any decision: its kind and
+/// message.
+fn refusal(answer: &Value) -> Option<(String, String)> {
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_owned();
+    let kind = answer.get("error")?;
+    Some((text(Some(kind)), text(answer.get("message"))))
 }
 
 /// One decision of an answer: its action (with what became of a deploy:
