@@ -626,3 +626,98 @@ fn a_failed_docker_hub_callback_is_logged_and_counted() {
     assert!(!log.contains(secret_path), "{log}");
     server.terminate();
 }
+
+#[test]
+fn the_deploy_page_links_its_github_deployment_and_lists_the_statuses_reported() {
+    let standin = GithubStandin::start(TOKEN);
+    let base = standin.base_url();
+    let stacks = [
+        cd_stack(1, "web", &base, ""),
+        cd_stack(2, "direct", &base, "wait_for_event = false"),
+        Stack::repo("plain", "acme/web", "main", 3).secret(SECRET),
+    ];
+    let port = free_port();
+    let public = format!("http://127.0.0.1:{port}");
+    let config = toml(&stacks) + &crate::ui::ui_table("");
+    let world = World::new(
+        "github-cd-ui",
+        &format!("public_url = \"{public}\""),
+        &config,
+    );
+    world.write_gh_token(&format!("{TOKEN}\n"));
+    let server = world.start_on(port, &[], &[]);
+    standin.forward_deployments_to(&format!("{public}{}", hook(1)), SECRET);
+
+    // Stack web: the push asks for a deployment, whose event deploys.
+    let r = signed_push(&server, &hook(1), SECRET, &sha(1), "push-web");
+    assert_eq!(r.json()["decisions"][0]["state"], "deployment-requested");
+    assert_eq!(statuses_of(&standin, 1000, 3).len(), 3);
+    // Stack direct: the push deploys and reports to the deployment it asked for.
+    let r = signed_push(&server, &hook(2), SECRET, &sha(2), "push-direct");
+    assert_eq!(r.json()["decisions"][0]["state"], "queued");
+    let journal = world.journal();
+    let request = wait_for(20, "the direct stack's deployment", || {
+        let requests = journal.deployment_requests(Some("direct"), 1).unwrap();
+        requests.into_iter().find_map(|r| r.deployment_id)
+    });
+    assert_ne!(request, 1000);
+    assert_eq!(
+        statuses_of(&standin, request, 3),
+        ["queued", "in_progress", "success"]
+    );
+    // Stack plain: no continuous deployment.
+    let r = signed_push(&server, &hook(3), SECRET, &sha(3), "push-plain");
+    assert_eq!(r.json()["decisions"][0]["state"], "queued");
+    let deploys = world.settle(20);
+    assert_eq!(deploys.len(), 3, "{deploys:?}");
+    let id_of = |stack: &str| deploys.iter().find(|d| d.queued.stack == stack).unwrap().id;
+    // Each status is journaled once it is sent: wait for the last.
+    for stack in ["web", "direct"] {
+        wait_for(20, "the success status journaled", || {
+            let reports = journal.reports(id_of(stack)).unwrap();
+            (reports.len() == 3).then_some(())
+        });
+    }
+
+    let mut browser = crate::ui::Browser::new(&server);
+    assert_eq!(browser.sign_in("victor", crate::ui::PASSWORD).status, 303);
+    for (stack, deployment, requested) in [("web", 1000, false), ("direct", request, true)] {
+        let page = browser.get(&format!("/ui/deploys/{}", id_of(stack)));
+        assert_eq!(page.status, 200);
+        let text = page.text();
+        let api = format!("{base}/repos/acme/web/deployments/{deployment}");
+        crate::support::assert_contains_all(
+            &text,
+            &[
+                "<h2 id=\"github\">GitHub deployment</h2>",
+                &format!("<a id=\"github-deployment\" href=\"{api}\" rel=\"noreferrer\">{deployment}</a>"),
+                &format!("<a id=\"github-statuses\" href=\"{api}/statuses\""),
+                &format!("<a id=\"github-deployments\" href=\"{base}/acme/web/deployments\""),
+            ],
+        );
+        // The journal's reports, in order: each of the deploy's three
+        // states, sent (GitHub's `queued`, `in_progress`, `success`).
+        let rows: Vec<&str> = text
+            .split("<tr><td>github</td><td>")
+            .skip(1)
+            .map(|row| &row[..row.find("</tr>").unwrap()])
+            .collect();
+        assert_eq!(rows.len(), 3, "{stack}: {text}");
+        for (row, state) in rows.iter().zip(["queued", "started", "succeeded"]) {
+            let sent = format!("{state}</td><td>deployment {deployment}: sent</td>");
+            assert_eq!(*row, sent, "{stack}");
+        }
+        // The request made on the push is the direct deploy's own.
+        assert_eq!(
+            text.contains("<dt>Requested on the push</dt><dd>created</dd>"),
+            requested,
+            "{stack}: {text}"
+        );
+    }
+    let plain = browser
+        .get(&format!("/ui/deploys/{}", id_of("plain")))
+        .text();
+    assert!(!plain.contains("GitHub deployment"), "{plain}");
+    assert_eq!(standin.violations(), Vec::<String>::new());
+    server.terminate();
+}

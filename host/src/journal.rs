@@ -55,8 +55,8 @@ mod logs;
 pub use logs::StoredDeployLog;
 mod outbox;
 pub use outbox::{
-    Claim, OutboxKind, OutboxOutcome, OutboxRow, ReportLine, RequestAnswer, Settlement,
-    OUTBOX_LEASE,
+    Claim, EventRefs, OutboxKind, OutboxOutcome, OutboxRow, ReportLine, RequestAnswer,
+    Settlement, OUTBOX_LEASE,
 };
 mod retention;
 pub use retention::{PrunePolicy, Pruned};

@@ -16,7 +16,9 @@
 //!   fixtures with their recorded headers, Docker Hub pushes);
 //! - [`cli`]: the `redeploy` binary's other commands, run as a user runs them;
 //! - [`git`]: real git with a fixed author and no machine configuration;
-//! - [`users`]: throwaway system users, for running as another user than root.
+//! - [`users`]: throwaway system users, for running as another user than root;
+//! - [`browser`]: headless Chromium through chromedriver, and what a page
+//!   shows.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -24,6 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redeploy_host::plugin::{PluginRuntime, RuntimeOptions};
 
+pub mod browser;
 pub mod cli;
 pub mod deliveries;
 pub mod deploy;

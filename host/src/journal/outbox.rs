@@ -223,10 +223,21 @@ fn outbox_from_row(row: &Rec) -> Result<OutboxRow, DbError> {
 }
 
 /// The parts of a journaled deploy event that decide its reports.
-#[derive(Deserialize, Default)]
-struct EventRefs {
-    github_deployment_id: Option<u64>,
-    callback_url: Option<String>,
+#[derive(Clone, Debug, Deserialize, Default, PartialEq, Eq)]
+pub struct EventRefs {
+    /// The GitHub deployment whose `deployment` event queued the deploy.
+    pub github_deployment_id: Option<u64>,
+    /// A registry's callback URL (Docker Hub) to report the outcome to.
+    pub callback_url: Option<String>,
+}
+
+impl EventRefs {
+    /// What the journaled event `event_json` refers to; a document that
+    /// cannot be read refers to nothing (and reports nothing, as it never
+    /// did).
+    pub fn of(event_json: &str) -> EventRefs {
+        serde_json::from_str(event_json).unwrap_or_default()
+    }
 }
 
 /// The description a status of `state` carries: none for `queued` (the
@@ -293,8 +304,7 @@ pub(super) fn queue_reports(
         at_ms,
         reason,
     } = change;
-    // A document the journal cannot read reports nothing, as before.
-    let refs: EventRefs = serde_json::from_str(event_json).unwrap_or_default();
+    let refs = EventRefs::of(event_json);
     if refs.github_deployment_id.is_some() || requested {
         insert_report_row(
             sql,

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use crate::config::{Config, StackConfig};
 use crate::github::{ApiError, Created, GithubClient};
 use crate::journal::{
-    now_ms, DeployState, Journal, JournalError, OutboxKind, OutboxOutcome, OutboxRow, ReportLine,
-    RequestAnswer, RequestState, Settlement,
+    now_ms, DeployState, EventRefs, Journal, JournalError, OutboxKind, OutboxOutcome, OutboxRow,
+    ReportLine, RequestAnswer, RequestState, Settlement,
 };
 use crate::metrics::process::CallbackFailure;
 use crate::plugin::{wit, PluginRuntime};
@@ -83,13 +83,6 @@ pub(super) enum Outgoing {
         callback_state: &'static str,
         body: serde_json::Value,
     },
-}
-
-/// The parts of a journaled deploy event reports need.
-#[derive(serde::Deserialize, Default)]
-struct EventRefs {
-    github_deployment_id: Option<u64>,
-    callback_url: Option<String>,
 }
 
 fn settle(outcome: OutboxOutcome, detail: &str) -> Settlement {
@@ -222,8 +215,7 @@ impl Sender {
                 "the stack is no longer configured",
             )));
         };
-        // A document that cannot be read reports nothing, as it never did.
-        let refs: EventRefs = serde_json::from_str(&record.queued.event_json).unwrap_or_default();
+        let refs = EventRefs::of(&record.queued.event_json);
         let detail = row.detail.as_deref();
         match row.kind {
             OutboxKind::Callback => Ok(match refs.callback_url {

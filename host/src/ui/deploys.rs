@@ -11,14 +11,14 @@ use super::Need;
 use super::{blocking, error_page, html, require, Peer, Signed, UiState};
 use axum::response::sse::{Event, KeepAlive, Sse};
 
-use super::view::DeployView;
+use super::view::{self, DeployView};
 use super::{FOLLOW_POLL, MAX_FOLLOW, MAX_FOLLOW_EVENT_BYTES, MAX_LOG_SHOWN_BYTES};
 
 /// Looks at a followed log that may fail in a row (the journal is down, the
 /// offset asked for is past its end) before the stream ends.
 const MAX_FOLLOW_FAILURES: u32 = 10;
 use crate::deploy_log::LogSource;
-use crate::journal::DeployState;
+use crate::journal::{DeployState, EventRefs};
 
 pub(super) async fn deploy_page(
     State(state): State<Arc<UiState>>,
@@ -47,10 +47,18 @@ pub(super) async fn deploy_page(
         let Some(deploy) = journal.deploy(id)? else {
             return Ok(None);
         };
+        // Its GitHub deployment: the one whose event queued it, or the one
+        // requested for it on the push.
+        let refs = EventRefs::of(&deploy.queued.event_json);
+        let request = match refs.github_deployment_id {
+            Some(_) => None,
+            None => journal.request_of_deploy(id)?,
+        };
+        let github = (refs.github_deployment_id, request, journal.reports(id)?);
         // Its size first, then what it held up to there: the live log
         // goes on from exactly that byte, so nothing shows twice or never.
         let Some(source) = LogSource::of(journal, &deploy)? else {
-            return Ok(Some((deploy, None, 0)));
+            return Ok(Some((deploy, github, None, 0)));
         };
         let (start, size, text) = match &source {
             // The journal's copy is text: its tail starts on a character
@@ -82,20 +90,22 @@ pub(super) async fn deploy_page(
             ""
         };
         let text = format!("{cut}{text}");
-        Ok(Some((deploy, Some(text), size)))
+        Ok(Some((deploy, github, Some(text), size)))
     })
     .await;
-    let (deploy, log, shown) = match found {
+    let (deploy, (deployment_id, request, reports), log, shown) = match found {
         Ok(Some(found)) => found,
         Ok(None) => return missing(&signed),
         Err(response) => return response,
     };
+    let stack = signed.config.stack(&deploy.queued.stack);
     html(
         StatusCode::OK,
         pages::Deploy {
             chrome: signed.chrome(),
             stack: deploy.queued.stack.clone(),
-            d: DeployView::of_stack(&deploy, signed.config.stack(&deploy.queued.stack)),
+            d: DeployView::of_stack(&deploy, stack),
+            github: view::github_view(stack, deployment_id, request.as_ref(), reports),
             exit_code: deploy.exit_code,
             can_cancel: signed.user.role >= crate::config::Role::Operator
                 && !deploy.state.is_final(),

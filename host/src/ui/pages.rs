@@ -4,7 +4,7 @@
 
 use askama::Template;
 
-use super::view::{DecisionView, DeliveryView, DeployView, Moment};
+use super::view::{DecisionView, DeliveryView, DeployView, GithubView, Moment};
 
 /// What every page's frame shows: who is signed in, and the token the
 /// sign-out form carries.
@@ -99,6 +99,8 @@ pub struct Deploy {
     pub stack: String,
     /// The deploy.
     pub d: DeployView,
+    /// Its GitHub deployment and the reports of its states, if any.
+    pub github: Option<GithubView>,
     /// The signed-in user may cancel it (an operator, and it has not ended).
     pub can_cancel: bool,
     /// Its command's exit status, when recorded.

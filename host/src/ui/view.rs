@@ -6,7 +6,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde_json::Value;
 
 use crate::config::StackConfig;
-use crate::journal::{DeliveryRecord, DeployRecord};
+use crate::journal::{DeliveryRecord, DeployRecord, DeploymentRequest, RequestState};
 
 /// The last millisecond of the year 9999: the latest moment RFC 3339 writes.
 const MAX_MOMENT_MS: i64 = 253_402_300_799_999;
@@ -178,6 +178,79 @@ pub fn commit_url(stack: &StackConfig, provider: &str, sha: &str) -> Option<Stri
         None => return None,
     };
     Some(format!("{web}/{repository}/commit/{sha}"))
+}
+
+/// A deploy's GitHub continuous deployment, as its page shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GithubView {
+    /// The GitHub deployment it ran for or reports to, once GitHub created
+    /// one.
+    pub deployment_id: Option<u64>,
+    /// What became of redeploy's request to create that deployment, when
+    /// the deploy ran on the push: `pending`, `created`, or the refusal
+    /// with GitHub's status and message.
+    pub request: Option<String>,
+    /// The deployment in GitHub's REST API (`.../deployments/ID`), when the
+    /// stack still has `[stacks.github]`.
+    pub deployment_api: Option<String>,
+    /// Its statuses in GitHub's REST API (`.../deployments/ID/statuses`).
+    pub statuses_api: Option<String>,
+    /// The repository's deployments on GitHub's web.
+    pub deployments_page: Option<String>,
+    /// Each report of the deploy's states, oldest first: (to whom, state,
+    /// how it went).
+    pub reports: Vec<(String, String, String)>,
+}
+
+/// What deploy's page says of its GitHub deployment: `deployment_id` is
+/// the one whose `deployment` event queued it, `request` the request made
+/// for it on the push (its deployment, if created, is the one it reports
+/// to), `reports` the journal's record of each state reported (GitHub
+/// statuses and registry callbacks). `None` when there is nothing to say.
+pub fn github_view(
+    stack: Option<&StackConfig>,
+    deployment_id: Option<u64>,
+    request: Option<&DeploymentRequest>,
+    reports: Vec<(String, String, String)>,
+) -> Option<GithubView> {
+    let deployment_id = deployment_id.or(request.and_then(|r| r.deployment_id));
+    if deployment_id.is_none() && request.is_none() && reports.is_empty() {
+        return None;
+    }
+    let request = request.map(|r| {
+        let mut words = r.state.as_str().to_owned();
+        if !matches!(r.state, RequestState::Pending | RequestState::Created) {
+            if let Some(status) = r.http_status {
+                words.push_str(&format!(" (HTTP {status})"));
+            }
+            if let Some(detail) = r.detail.as_deref().filter(|d| !d.is_empty()) {
+                words.push_str(&format!(": {detail}"));
+            }
+        }
+        words
+    });
+    let github = stack.and_then(|s| s.github.as_ref());
+    let deployment_api = match (github, deployment_id) {
+        (Some(g), Some(id)) => Some(format!(
+            "{}/repos/{}/deployments/{id}",
+            g.api_url, g.repository
+        )),
+        _ => None,
+    };
+    Some(GithubView {
+        deployment_id,
+        request,
+        statuses_api: deployment_api.as_ref().map(|api| format!("{api}/statuses")),
+        deployment_api,
+        deployments_page: github.and_then(|g| {
+            Some(format!(
+                "{}/{}/deployments",
+                github_web(&g.api_url)?,
+                g.repository
+            ))
+        }),
+        reports,
+    })
 }
 
 /// GitHub's web address for its REST API's: `https://api.github.com` is
@@ -439,6 +512,67 @@ mod tests {
             commit_url(&ghes, "github", "6113728f27ae82c7b1a177c8d03f9e96e0adf246").as_deref(),
             Some("https://ghe.example/o/app/commit/6113728f27ae82c7b1a177c8d03f9e96e0adf246")
         );
+    }
+
+    #[test]
+    fn a_deploys_github_deployment_links_to_the_stacks_api_and_says_what_its_request_got() {
+        std::env::set_var("REDEPLOY_VIEW_TEST_TOKEN", "t");
+        let ghes = stack(
+            "o/app",
+            "[stacks.github]\nrepository = \"o/app\"\ntoken_env = \"REDEPLOY_VIEW_TEST_TOKEN\"\napi_url = \"https://ghe.example/api/v3\"",
+        );
+        let request = |state, deployment_id, http_status, detail: &str| DeploymentRequest {
+            id: 1,
+            asked: crate::journal::NewDeploymentRequest {
+                stack: "web".into(),
+                delivery_id: Some("d".into()),
+                deploy_id: Some(7),
+                git_ref: None,
+                sha: None,
+                request_json: "{}".into(),
+                created_at_ms: 0,
+            },
+            state,
+            deployment_id,
+            http_status,
+            detail: Some(detail.into()),
+            updated_at_ms: 0,
+        };
+        let report = ("github".to_owned(), "success".to_owned(), "sent".to_owned());
+        // Run by the deployment's event.
+        let view = github_view(Some(&ghes), Some(42), None, vec![report.clone()]).unwrap();
+        let api = "https://ghe.example/api/v3/repos/o/app/deployments/42";
+        assert_eq!(view.deployment_api.as_deref(), Some(api));
+        assert_eq!(view.statuses_api, Some(format!("{api}/statuses")));
+        assert_eq!(
+            view.deployments_page.as_deref(),
+            Some("https://ghe.example/o/app/deployments")
+        );
+        assert_eq!((view.request, view.reports), (None, vec![report]));
+        // Run on the push: the deployment its request created.
+        let created = request(RequestState::Created, Some(43), Some(201), "created");
+        let view = github_view(Some(&ghes), None, Some(&created), vec![]).unwrap();
+        assert_eq!(view.deployment_id, Some(43));
+        assert_eq!(view.request.as_deref(), Some("created"));
+        // A refused request: why, and no deployment to link.
+        let denied = request(
+            RequestState::Denied,
+            None,
+            Some(403),
+            "Resource not accessible",
+        );
+        let view = github_view(Some(&ghes), None, Some(&denied), vec![]).unwrap();
+        assert_eq!(
+            view.request.as_deref(),
+            Some("denied (HTTP 403): Resource not accessible")
+        );
+        assert_eq!((view.deployment_id, view.deployment_api), (None, None));
+        // A stack that lost [stacks.github]: the id, no links.
+        let view = github_view(Some(&stack("o/app", "")), Some(42), None, vec![]).unwrap();
+        assert_eq!(view.deployment_id, Some(42));
+        assert_eq!((view.deployment_api, view.deployments_page), (None, None));
+        // Nothing to say: no section.
+        assert_eq!(github_view(Some(&ghes), None, None, vec![]), None);
     }
 
     #[test]
