@@ -15,6 +15,8 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use fantoccini::actions::{InputSource as _, KeyAction, KeyActions};
+use fantoccini::key::Key;
 use fantoccini::Locator;
 use serde_json::json;
 
@@ -27,6 +29,9 @@ use crate::ui::{ui_table, FIXTURE_SECRET, PASSWORD};
 
 /// The fixture `github/goscm-push`'s delivery id (`X-GitHub-Delivery`).
 const FIXTURE_DELIVERY: &str = "f2467dea-70d6-11e8-8955-3c83993e0aef";
+
+/// Tab presses the keyboard check makes at most.
+const MAX_TABS: usize = 40;
 
 /// A phone's screen, in CSS pixels (an iPhone 12 to 15's, held upright).
 const PHONE: (u32, u32) = (390, 844);
@@ -428,6 +433,40 @@ async fn a_user_in_a_real_browser_signs_in_deploys_and_signs_out() {
         pages.screenshot(&format!("phone-{name}"), false).await;
     }
     size_viewport(&client, WINDOW).await;
+
+    // By keyboard alone: from the top of the stack page, Tab reaches
+    // "Redeploy now" through the controls before it.
+    pages.step("7: the stack page by keyboard");
+    client.goto(&stack).await.unwrap();
+    let mut passed = Vec::new();
+    let reached = loop {
+        let tab = KeyActions::new("keyboard".into())
+            .then(KeyAction::Down {
+                value: Key::Tab.into(),
+            })
+            .then(KeyAction::Up {
+                value: Key::Tab.into(),
+            });
+        client.perform_actions(tab).await.unwrap();
+        let focused = client
+            .execute(
+                "const e = document.activeElement;\n\
+                 return e.tagName.toLowerCase() + ': ' + (e.value || e.textContent).trim();",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let focused = focused.as_str().unwrap().to_owned();
+        if focused == "button: Redeploy now" || passed.len() == MAX_TABS {
+            break focused;
+        }
+        passed.push(focused);
+    };
+    assert_eq!(reached, "button: Redeploy now", "Tab passed {passed:?}");
+    assert!(
+        passed.iter().any(|f| f == "button: Show hook URL"),
+        "{passed:?}"
+    );
 
     // 8. A state-changing request without the CSRF token, from the signed-in
     // browser: "Redeploy now" with its token taken out, and a fetch() with
