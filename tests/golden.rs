@@ -1,7 +1,7 @@
 //! Golden tests: every folder under `tests/golden/cases/` is one delivery
 //! (a real third-party payload from `tests/fixtures`, its headers, the
-//! stacks to evaluate) and the outcome we expect, written after reading the
-//! payload. Each case runs through three drivers that must all agree with
+//! stacks to evaluate; or a poll observation, which has no payload) and the
+//! outcome we expect, written after reading the payload. Each case runs through three drivers that must all agree with
 //! `expected.json`:
 //! 1. the plugin crate, natively;
 //! 2. the built component in wasmtime, through the host's typed calls;
@@ -57,6 +57,10 @@ struct Case {
     /// time, no deployment key).
     #[serde(default)]
     context: Option<Value>,
+    /// A poll observation, in `evaluate-json`'s format (`{"stack",
+    /// "change", "query"}`), delivered instead of an HTTP request: the case
+    /// then has no payload, headers or request fields.
+    poll: Option<Value>,
 }
 
 fn post() -> String {
@@ -101,6 +105,19 @@ fn derive(payload: Vec<u8>, replace: &[(String, String)]) -> Vec<u8> {
 }
 
 fn build_request(case: &Case) -> Request {
+    if case.poll.is_some() {
+        // A poll carries its own query; nothing of a request applies.
+        assert!(
+            case.fixture.is_none()
+                && case.body.is_none()
+                && case.headers.is_none()
+                && case.extra_headers.is_empty()
+                && case.sign.is_none()
+                && case.query.is_empty()
+                && !case.form,
+            "a poll case has no request fields"
+        );
+    }
     let json_bytes: Vec<u8> = match (&case.fixture, &case.body) {
         (Some(f), None) => {
             std::fs::read(fixtures().join(f)).unwrap_or_else(|e| panic!("reading fixture {f}: {e}"))
@@ -160,14 +177,20 @@ fn error_json(kind: &str, message: &str) -> Value {
 
 /// The `evaluate-json` input for a case. The body must be UTF-8 there.
 fn json_input(case: &Case, req: &Request) -> Option<String> {
-    let body = std::str::from_utf8(&req.body).ok()?;
+    let delivery = match &case.poll {
+        Some(poll) => json!({ "poll": poll }),
+        None => {
+            let body = std::str::from_utf8(&req.body).ok()?;
+            json!({ "http": {
+                "method": req.method, "query": req.query,
+                "headers": req.headers, "body": body,
+            }})
+        }
+    };
     Some(
         json!({
             "stacks": case.stacks,
-            "delivery": { "http": {
-                "method": req.method, "query": req.query,
-                "headers": req.headers, "body": body,
-            }},
+            "delivery": delivery,
             "context": case.context.clone().unwrap_or_else(|| json!({})),
         })
         .to_string(),
@@ -316,14 +339,76 @@ fn wit_stack(v: &Value) -> wit::Stack {
     }
 }
 
+/// A poll observation in `evaluate-json`'s format, read back for the typed driver.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PollIn {
+    stack: String,
+    change: PollChangeIn,
+    #[serde(default)]
+    query: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+enum PollChangeIn {
+    Git {
+        repository: String,
+        update: RefUpdateIn,
+    },
+    Image {
+        repository: String,
+        tag: String,
+        digest: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefUpdateIn {
+    old: String,
+    new: String,
+    name: String,
+}
+
+fn wit_poll(v: &Value) -> wit::PollObservation {
+    let p: PollIn = serde_json::from_value(v.clone()).expect("case poll");
+    wit::PollObservation {
+        stack: p.stack,
+        change: match p.change {
+            PollChangeIn::Git { repository, update } => wit::PollChange::Git(wit::GitPoll {
+                repository,
+                update: wit::RefUpdate {
+                    old: update.old,
+                    new: update.new,
+                    name: update.name,
+                },
+            }),
+            PollChangeIn::Image {
+                repository,
+                tag,
+                digest,
+            } => wit::PollChange::Image(wit::ImagePoll {
+                repository,
+                tag,
+                digest,
+            }),
+        },
+        query: p.query,
+    }
+}
+
 fn run_component_typed(case: &Case, req: &Request) -> Value {
     let stacks: Vec<wit::Stack> = case.stacks.iter().map(wit_stack).collect();
-    let delivery = wit::Delivery::Http(wit::HttpRequest {
-        method: req.method.clone(),
-        query: req.query.clone(),
-        headers: req.headers.clone(),
-        body: req.body.clone(),
-    });
+    let delivery = match &case.poll {
+        Some(poll) => wit::Delivery::Poll(wit_poll(poll)),
+        None => wit::Delivery::Http(wit::HttpRequest {
+            method: req.method.clone(),
+            query: req.query.clone(),
+            headers: req.headers.clone(),
+            body: req.body.clone(),
+        }),
+    };
     let context = wit_context(case.context.as_ref());
     match runtime()
         .report(&stacks, &delivery, &context)

@@ -539,6 +539,7 @@ impl wit::Provider {
             wit::Provider::Distribution => "distribution",
             wit::Provider::Manual => "manual",
             wit::Provider::PostReceive => "post-receive",
+            wit::Provider::Poll => "poll",
         }
     }
 }

@@ -142,7 +142,7 @@ impl KeptRequest {
 /// What the row of `delivery`, answered `status`, keeps when it is a
 /// request: a webhook, a forwarded push, or a manual trigger sent as one
 /// (`redeploy trigger`, the dashboard's "Redeploy now"); a local
-/// post-receive push has none. That is the redacted view, and the request
+/// post-receive push and a poll have none. That is the redacted view, and the request
 /// itself when it (body, headers and query) is at most `keep_up_to` bytes
 /// (0 keeps none) and was not refused (a status below 400: anyone with the
 /// hook URL can send refused deliveries, so theirs would let a stranger
@@ -157,7 +157,9 @@ pub fn received(
     let (request, forwarded) = match delivery {
         wit::Delivery::Http(r) => (r, false),
         wit::Delivery::ForwardedPostReceive(r) => (r, true),
-        wit::Delivery::PostReceive(_) | wit::Delivery::Manual(_) => return None,
+        wit::Delivery::PostReceive(_) | wit::Delivery::Manual(_) | wit::Delivery::Poll(_) => {
+            return None
+        }
     };
     // Lower-cased once for every value's comparison (they match in any case).
     let lowered: Vec<String> = secrets

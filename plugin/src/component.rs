@@ -118,6 +118,25 @@ fn delivery_from_wit(d: wit::Delivery) -> evaluate::Delivery {
             stack: m.stack,
             query: m.query,
         },
+        wit::Delivery::Poll(p) => evaluate::Delivery::Poll {
+            stack: p.stack,
+            change: match p.change {
+                wit::PollChange::Git(g) => evaluate::PollChange::Git(evaluate::GitPoll {
+                    repository: g.repository,
+                    update: evaluate::RefUpdate {
+                        old: g.update.old,
+                        new: g.update.new,
+                        name: g.update.name,
+                    },
+                }),
+                wit::PollChange::Image(i) => evaluate::PollChange::Image(evaluate::ImagePoll {
+                    repository: i.repository,
+                    tag: i.tag,
+                    digest: i.digest,
+                }),
+            },
+            query: p.query,
+        },
     }
 }
 
@@ -156,6 +175,7 @@ fn provider_to_wit(p: model::Provider) -> wit::Provider {
         P::Distribution => wit::Provider::Distribution,
         P::Manual => wit::Provider::Manual,
         P::PostReceive => wit::Provider::PostReceive,
+        P::Poll => wit::Provider::Poll,
     }
 }
 

@@ -14,6 +14,10 @@ mod deployment;
 #[path = "evaluate_sender_tests.rs"]
 mod senders;
 
+// Poll deliveries: polled refs and image tags, for the polled stack alone.
+#[path = "evaluate_poll_tests.rs"]
+mod poll;
+
 const SHA1_A: &str = "1111111111111111111111111111111111111111";
 const SHA1_B: &str = "2222222222222222222222222222222222222222";
 const ZERO1: &str = "0000000000000000000000000000000000000000";

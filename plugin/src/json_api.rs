@@ -5,7 +5,8 @@ use serde::Deserialize;
 
 use crate::error::PluginError;
 use crate::evaluate::{
-    evaluate, stack_services, Context, Delivery, HttpRequest, RefUpdate, DEFAULT_MAX_EVENT_AGE_MS,
+    evaluate, stack_services, Context, Delivery, HttpRequest, PollChange, RefUpdate,
+    DEFAULT_MAX_EVENT_AGE_MS,
 };
 use crate::model::{GithubDeployments, Headers, ManualPolicy, PingAction, Service, Stack};
 use crate::report::outcome_json;
@@ -105,6 +106,15 @@ enum DeliveryIn {
         #[serde(default)]
         query: String,
     },
+    /// `{"poll": {"stack": "api", "change": {"git": {"repository": ...,
+    /// "update": {"old": ..., "new": ..., "name": ...}}} | {"image":
+    /// {"repository": ..., "tag": ..., "digest": ...}}, "query": ""}}`.
+    Poll {
+        stack: String,
+        change: PollChange,
+        #[serde(default)]
+        query: String,
+    },
 }
 
 impl StackIn {
@@ -158,6 +168,15 @@ pub fn evaluate_json(input: &str) -> Result<String, PluginError> {
             query,
         },
         DeliveryIn::Manual { stack, query } => Delivery::Manual { stack, query },
+        DeliveryIn::Poll {
+            stack,
+            change,
+            query,
+        } => Delivery::Poll {
+            stack,
+            change,
+            query,
+        },
     };
     let ctx = Context {
         now_ms: input.context.now_ms,

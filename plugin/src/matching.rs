@@ -377,6 +377,19 @@ impl ImageKey {
     }
 }
 
+/// An image name and tag as polling names them (`ghcr.io/acme/api` and
+/// `latest`): the registry host when the name starts with one, and the
+/// repository path, by the rules of [`ImageKey::parse`] (the host
+/// canonical, the path lower case). `None` when the name carries a tag or
+/// digest of its own, or either is not in the reference grammar.
+pub fn polled_image(name: &str, tag: &str) -> Option<(Option<String>, String)> {
+    if name.contains('@') || name.trim() != name || !is_tag(tag) {
+        return None;
+    }
+    let key = ImageKey::parse(&format!("{name}:{tag}"))?;
+    (key.tag.as_deref() == Some(tag) && key.digest.is_none()).then_some((key.registry, key.path))
+}
+
 /// `registry/repository:tag` for a pushed image, for deploy events; a push
 /// without a tag is named by its digest, `registry/repository@digest`, so
 /// that what deploys is the image pushed and not `latest`.

@@ -29,6 +29,8 @@ pub enum Provider {
     Distribution,
     Manual,
     PostReceive,
+    /// The host's polling of a stack's repository or registry.
+    Poll,
 }
 
 impl Provider {
@@ -54,6 +56,7 @@ impl Provider {
             Provider::Distribution => "distribution",
             Provider::Manual => "manual",
             Provider::PostReceive => "post-receive",
+            Provider::Poll => "poll",
         }
     }
 }

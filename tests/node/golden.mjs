@@ -5,8 +5,8 @@
 //   node golden.mjs OUT/plugin.js ../golden/cases ../fixtures
 //
 // Each case's request is built exactly as tests/golden.rs builds it (headers
-// file, extra headers, form encoding, HMAC signing), passed to the
-// component's `evaluate-json`, and the result compared with expected.json
+// file, extra headers, form encoding, HMAC signing), or its poll observation
+// taken as it is, passed to the component's `evaluate-json`, and the result compared with expected.json
 // after JSON normalization (parse, then compare as values).
 
 import { readFileSync, readdirSync, existsSync } from "node:fs";
@@ -34,6 +34,10 @@ function readHeaders(path) {
 }
 
 function buildInput(c) {
+  // A poll observation is already in evaluate-json's format.
+  if (c.poll !== undefined) {
+    return JSON.stringify({ stacks: c.stacks, delivery: { poll: c.poll }, context: c.context ?? {} });
+  }
   let json = Buffer.alloc(0);
   if (c.fixture !== undefined) json = readFileSync(join(fixturesDir, c.fixture));
   else if (c.body !== undefined) json = Buffer.from(c.body, "utf8");

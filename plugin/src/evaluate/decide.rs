@@ -6,8 +6,8 @@ use super::prepare::{PreparedService, PreparedStack};
 use crate::github;
 use crate::matching::{image_reference, path_matches, repository_matches, Glob, ImageMismatch};
 use crate::model::{
-    ref_kind, Deployment, Event, ImagePush, Normalized, PingAction, Push, RefKind, Repository,
-    Stack,
+    ref_kind, Deployment, Event, ImagePush, Normalized, PingAction, Provider, Push, RefKind,
+    Repository, Stack,
 };
 use crate::outcome::{Action, Decision, DeployEvent, Skip, SkipCode};
 
@@ -33,6 +33,46 @@ pub(super) fn skip_services(stack: &Stack, services: Vec<String>, why: Skip) -> 
         services,
         reason: why.reason,
     }
+}
+
+/// How a ref update or image reached the plugin, for the words of its
+/// reasons: sent by a forge, registry or git hook, or found by the host's
+/// polling of the source (which decides by the same rules).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Seen {
+    Pushed,
+    Polled,
+}
+
+impl Seen {
+    fn of(n: &Normalized) -> Seen {
+        if n.provider == Provider::Poll {
+            Seen::Polled
+        } else {
+            Seen::Pushed
+        }
+    }
+
+    /// `push to "main"`, or `polled branch "main"`.
+    fn branch(self, short: &str) -> String {
+        match self {
+            Seen::Pushed => format!("push to \"{short}\""),
+            Seen::Polled => format!("polled branch \"{short}\""),
+        }
+    }
+
+    /// `pushed` or `polled`.
+    fn verb(self) -> &'static str {
+        match self {
+            Seen::Pushed => "pushed",
+            Seen::Polled => "polled",
+        }
+    }
+}
+
+/// The first seven characters of an object id, as git abbreviates one.
+fn short_id(id: &str) -> &str {
+    id.get(..7).unwrap_or(id)
 }
 
 pub(super) fn service_names(services: &[&PreparedService<'_>]) -> Vec<String> {
@@ -198,11 +238,12 @@ pub(super) fn decide_push(stack: &PreparedStack<'_>, n: &Normalized, pushes: &[P
     if pushes.is_empty() {
         return skip(stack.stack, SkipCode::NoRef, "the push names no ref");
     }
+    let seen = Seen::of(n);
     // The last push that matches wins: forges and git list ref updates in order.
     let mut chosen: Option<(&Push, Vec<&PreparedService>)> = None;
     let mut first_skip: Option<Skip> = None;
     for push in pushes {
-        match match_push(&git_services, push) {
+        match match_push(&git_services, push, seen) {
             Ok(services) => chosen = Some((push, services)),
             Err(why) => {
                 first_skip.get_or_insert(why);
@@ -218,7 +259,7 @@ pub(super) fn decide_push(stack: &PreparedStack<'_>, n: &Normalized, pushes: &[P
     let (kind, short) = push.ref_kind();
     let what = match kind {
         RefKind::Tag => format!("tag \"{short}\""),
-        _ => format!("push to \"{short}\""),
+        _ => seen.branch(short),
     };
     if !stack.stack.skip_markers.is_empty()
         && push.commits_complete
@@ -263,28 +304,29 @@ pub(super) fn decide_push(stack: &PreparedStack<'_>, n: &Normalized, pushes: &[P
             }
         }
     }
-    let reason = match kind {
-        RefKind::Tag => {
-            let pat = services
-                .first()
-                .and_then(|s| s.tags.as_ref())
-                .map(Glob::as_str)
-                .unwrap_or("");
+    let (followed, pat) = match kind {
+        RefKind::Tag => ("tags", services.first().and_then(|s| s.tags.as_ref())),
+        _ => ("branch", services.first().and_then(|s| s.branch.as_ref())),
+    };
+    let pat = pat.map(Glob::as_str).unwrap_or("");
+    let repository = &push.repository.full_name;
+    let reason = match (seen, kind) {
+        (Seen::Polled, _) => {
+            let after = short_id(push.after.as_deref().unwrap_or(""));
+            let moved = match &push.before {
+                Some(before) => format!("move from {} to {after}", short_id(before)),
+                None => format!("appear at {after}"),
+            };
             format!(
-                "tag \"{short}\" of {} matches tags \"{pat}\"",
-                push.repository.full_name
+                "poll saw {} of {repository} {moved}, matching {followed} \"{pat}\"",
+                push.git_ref
             )
         }
-        _ => {
-            let pat = services
-                .first()
-                .and_then(|s| s.branch.as_ref())
-                .map(Glob::as_str)
-                .unwrap_or("");
-            format!(
-                "push to \"{short}\" of {} matches branch \"{pat}\"",
-                push.repository.full_name
-            )
+        (Seen::Pushed, RefKind::Tag) => {
+            format!("tag \"{short}\" of {repository} matches tags \"{pat}\"")
+        }
+        (Seen::Pushed, _) => {
+            format!("push to \"{short}\" of {repository} matches branch \"{pat}\"")
         }
     };
     deploy(
@@ -311,6 +353,7 @@ pub(super) fn quote_list(items: &[&str]) -> String {
 pub(super) fn match_push<'a, 's>(
     services: &[&'a PreparedService<'s>],
     push: &Push,
+    seen: Seen,
 ) -> Result<Vec<&'a PreparedService<'s>>, Skip> {
     let in_repo: Vec<&PreparedService> = services
         .iter()
@@ -329,7 +372,11 @@ pub(super) fn match_push<'a, 's>(
         return Err(Skip::new(
             SkipCode::OtherRepository,
             format!(
-                "push to repository \"{}\" does not match repository {}",
+                "{} repository \"{}\" does not match repository {}",
+                match seen {
+                    Seen::Pushed => "push to",
+                    Seen::Polled => "polled",
+                },
                 push.repository.full_name,
                 quote_list(&wanted)
             ),
@@ -375,13 +422,11 @@ pub(super) fn match_push<'a, 's>(
                 .filter_map(|s| s.branch.as_ref())
                 .map(Glob::as_str)
                 .collect();
+            let what = seen.branch(short);
             if pats.len() == 1 {
-                format!("push to \"{short}\" does not match branch \"{}\"", pats[0])
+                format!("{what} does not match branch \"{}\"", pats[0])
             } else {
-                format!(
-                    "push to \"{short}\" does not match branches {}",
-                    quote_list(&pats)
-                )
+                format!("{what} does not match branches {}", quote_list(&pats))
             }
         }),
         _ => Skip::new(SkipCode::TagMismatch, {
@@ -391,7 +436,10 @@ pub(super) fn match_push<'a, 's>(
                 .map(Glob::as_str)
                 .collect();
             if pats.is_empty() {
-                format!("tag \"{short}\" pushed; this stack deploys no tags (no tags pattern)")
+                format!(
+                    "tag \"{short}\" {}; this stack deploys no tags (no tags pattern)",
+                    seen.verb()
+                )
             } else {
                 format!("tag \"{short}\" does not match tags {}", quote_list(&pats))
             }
@@ -419,16 +467,24 @@ pub(super) fn decide_image(
             .filter(|s| s.image.as_ref().is_some_and(|k| k.matches(image)))
             .collect();
         if !matched.is_empty() {
-            let reason = format!(
-                "image {} pushed; followed by {}",
-                image_reference(image),
-                quote_list(
-                    &matched
-                        .iter()
-                        .map(|s| s.service.name.as_str())
-                        .collect::<Vec<_>>()
-                )
+            let followers = quote_list(
+                &matched
+                    .iter()
+                    .map(|s| s.service.name.as_str())
+                    .collect::<Vec<_>>(),
             );
+            let reason = match (Seen::of(n), &image.digest) {
+                // The deploy event names the image by its tag: the reason
+                // keeps the digest the poll saw.
+                (Seen::Polled, Some(digest)) => format!(
+                    "poll saw image {} now at {digest}; followed by {followers}",
+                    image_reference(image)
+                ),
+                _ => format!(
+                    "image {} pushed; followed by {followers}",
+                    image_reference(image)
+                ),
+            };
             return deploy(
                 stack,
                 n,

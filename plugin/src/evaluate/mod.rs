@@ -2,8 +2,9 @@
 //! signature → modifiers → normalization → one decision per stack.
 //!
 //! The steps live in submodules: delivery routing and the HTTP checks here,
-//! stack preparation in `prepare`, one decision per stack in `decide`, and
-//! GitHub deployment events in `deployment`.
+//! stack preparation in `prepare`, one decision per stack in `decide`,
+//! GitHub deployment events in `deployment`, and poll deliveries, turned
+//! into the pushes they stand for, in `poll`.
 
 use std::borrow::Cow;
 
@@ -16,9 +17,11 @@ use crate::signature;
 
 mod decide;
 mod deployment;
+mod poll;
 mod prepare;
 
 use decide::{decide, skip};
+pub use poll::{GitPoll, ImagePoll, PollChange};
 use prepare::prepare;
 pub use prepare::{parse_modifiers, stack_services, validate_stacks, Modifiers};
 
@@ -114,6 +117,38 @@ pub enum Delivery {
         /// Modifiers.
         query: String,
     },
+    /// A change the host found by polling one stack's source: evaluated
+    /// for that stack alone, as the push or image push it stands for.
+    Poll {
+        /// The stack polled.
+        stack: String,
+        /// What changed.
+        change: PollChange,
+        /// Modifiers, for the polled stack.
+        query: String,
+    },
+}
+
+impl Delivery {
+    /// The one stack a delivery is meant for (a manual trigger, a poll), and
+    /// the reason every other stack skips it.
+    fn target(&self) -> Option<(&str, &'static str)> {
+        match self {
+            Delivery::Manual { stack, .. } => Some((stack, "manual trigger of another stack")),
+            Delivery::Poll { stack, .. } => Some((stack, "poll of another stack's source")),
+            _ => None,
+        }
+    }
+}
+
+/// Refuses a delivery for a stack that is not among `stacks`.
+fn require_stack(stacks: &[Stack], stack: &str) -> Result<(), PluginError> {
+    if stacks.iter().any(|s| s.name == stack) {
+        return Ok(());
+    }
+    Err(PluginError::BadRequest(format!(
+        "no stack named \"{stack}\""
+    )))
 }
 
 /// Decodes the body: the `payload` field of a form-encoded body, else the body.
@@ -169,17 +204,22 @@ pub fn evaluate(
             (post_receive_event(pushes), scheme, req.query.as_str())
         }
         Delivery::Manual { stack, query } => {
-            if !stacks.iter().any(|s| &s.name == stack) {
-                return Err(PluginError::BadRequest(format!(
-                    "no stack named \"{stack}\""
-                )));
-            }
+            require_stack(stacks, stack)?;
             let n = Normalized {
                 provider: Provider::Manual,
                 event_name: "manual".into(),
                 delivery: None,
                 event: Event::Manual,
             };
+            (n, SignatureScheme::NotRequired, query.as_str())
+        }
+        Delivery::Poll {
+            stack,
+            change,
+            query,
+        } => {
+            require_stack(stacks, stack)?;
+            let n = poll::normalize(change)?;
             (n, SignatureScheme::NotRequired, query.as_str())
         }
     };
@@ -189,22 +229,22 @@ pub fn evaluate(
     };
     check_event_age(&normalized, sent_at_ms, ctx)?;
     let modifiers = parse_modifiers(query)?;
-    let manual_target = match delivery {
-        Delivery::Manual { stack, .. } => Some(stack.as_str()),
-        _ => None,
+    let target = delivery.target();
+    // A poll's modifiers are the polled stack's own: another stack, which
+    // skips it, is checked without them.
+    let others_modifiers = match delivery {
+        Delivery::Poll { .. } => Modifiers::default(),
+        _ => modifiers.clone(),
     };
     let mut decisions = Vec::with_capacity(stacks.len());
     for stack in stacks {
-        let prepared = prepare(stack, &modifiers, ctx)?;
-        if manual_target.is_some_and(|t| t != stack.name) {
-            decisions.push(skip(
-                stack,
-                SkipCode::OtherStack,
-                "manual trigger of another stack",
-            ));
-            continue;
+        match target {
+            Some((name, why)) if name != stack.name => {
+                prepare(stack, &others_modifiers, ctx)?;
+                decisions.push(skip(stack, SkipCode::OtherStack, why));
+            }
+            _ => decisions.push(decide(&prepare(stack, &modifiers, ctx)?, &normalized)),
         }
-        decisions.push(decide(&prepared, &normalized));
     }
     let (pushes, images) = match normalized.event {
         Event::Push(p) => (p, vec![]),
@@ -396,11 +436,7 @@ pub fn post_receive_pushes(
     updates: &[RefUpdate],
     pusher: Option<&str>,
 ) -> Result<Vec<Push>, PluginError> {
-    if repository.trim().is_empty() {
-        return Err(PluginError::MalformedPayload(
-            "post-receive: repository is empty".into(),
-        ));
-    }
+    require_repository("post-receive", repository)?;
     if updates.len() > MAX_POST_RECEIVE_UPDATES {
         return Err(PluginError::MalformedPayload(format!(
             "post-receive: {} ref updates, more than {MAX_POST_RECEIVE_UPDATES}",
@@ -409,40 +445,60 @@ pub fn post_receive_pushes(
     }
     updates
         .iter()
-        .map(|u| {
-            if !is_object_id(&u.old) || !is_object_id(&u.new) || u.old.len() != u.new.len() {
-                return Err(PluginError::MalformedPayload(format!(
-                    "post-receive: \"{} {} {}\" is not an \"<old> <new> <ref>\" line",
-                    u.old, u.new, u.name
-                )));
-            }
-            if u.name.is_empty() || u.name.contains(char::is_whitespace) {
-                return Err(PluginError::MalformedPayload(format!(
-                    "post-receive: bad ref name \"{}\"",
-                    u.name
-                )));
-            }
-            let created = is_zero_sha(&u.old);
-            let deleted = is_zero_sha(&u.new);
-            Ok(Push {
-                repository: Repository {
-                    full_name: repository.to_string(),
-                    urls: vec![],
-                },
-                git_ref: u.name.clone(),
-                before: (!created).then(|| u.old.to_ascii_lowercase()),
-                after: (!deleted).then(|| u.new.to_ascii_lowercase()),
-                created,
-                deleted,
-                forced: false,
-                pusher: pusher.map(str::to_string),
-                head_message: None,
-                commit_messages: vec![],
-                commits_complete: false,
-                changed_files: crate::model::ChangedFiles::Unknown,
-            })
-        })
+        .map(|u| ref_update_push("post-receive", repository, u, pusher))
         .collect()
+}
+
+/// Refuses an empty repository name; `source` names the delivery kind.
+fn require_repository(source: &str, repository: &str) -> Result<(), PluginError> {
+    if repository.trim().is_empty() {
+        return Err(PluginError::MalformedPayload(format!(
+            "{source}: repository is empty"
+        )));
+    }
+    Ok(())
+}
+
+/// One ref update (a post-receive line, a polled ref) as a push of
+/// `repository`: object ids of 40 or 64 hex digits, both of one length, and
+/// a ref name without whitespace; `source` names the delivery kind in errors.
+fn ref_update_push(
+    source: &str,
+    repository: &str,
+    u: &RefUpdate,
+    pusher: Option<&str>,
+) -> Result<Push, PluginError> {
+    if !is_object_id(&u.old) || !is_object_id(&u.new) || u.old.len() != u.new.len() {
+        return Err(PluginError::MalformedPayload(format!(
+            "{source}: \"{} {} {}\" is not an \"<old> <new> <ref>\" line",
+            u.old, u.new, u.name
+        )));
+    }
+    if u.name.is_empty() || u.name.contains(char::is_whitespace) {
+        return Err(PluginError::MalformedPayload(format!(
+            "{source}: bad ref name \"{}\"",
+            u.name
+        )));
+    }
+    let created = is_zero_sha(&u.old);
+    let deleted = is_zero_sha(&u.new);
+    Ok(Push {
+        repository: Repository {
+            full_name: repository.to_string(),
+            urls: vec![],
+        },
+        git_ref: u.name.clone(),
+        before: (!created).then(|| u.old.to_ascii_lowercase()),
+        after: (!deleted).then(|| u.new.to_ascii_lowercase()),
+        created,
+        deleted,
+        forced: false,
+        pusher: pusher.map(str::to_string),
+        head_message: None,
+        commit_messages: vec![],
+        commits_complete: false,
+        changed_files: crate::model::ChangedFiles::Unknown,
+    })
 }
 
 #[cfg(test)]

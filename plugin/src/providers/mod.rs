@@ -470,6 +470,7 @@ mod tests {
         );
         assert!(sender(Provider::Manual).is_none());
         assert!(sender(Provider::PostReceive).is_none());
+        assert!(sender(Provider::Poll).is_none());
     }
 
     #[test]
