@@ -16,6 +16,9 @@
 //!   its owner (real throwaway users).
 //! - `component`: the built component's imports (none) and exports.
 //! - `serve`: `redeploy serve` on loopback with a stand-in deploy program.
+//! - `poll`: `[stacks.poll]` against real bare repositories (`file://`,
+//!   `git daemon`), a restart, the webhook and the poll seeing one push,
+//!   an unreachable repository, `redeploy poll`.
 //! - `post_receive`: the git hook with real bare repositories and pushes.
 //! - `gitolite`: redeploy as Debian's real gitolite3's repo-specific hook,
 //!   pushed to through `gitolite-shell`; `install-hook` refusing a gitolite
@@ -68,6 +71,7 @@ mod journal;
 mod load;
 mod node;
 mod package;
+mod poll;
 mod post_receive;
 mod postgres;
 mod postgres_logs;

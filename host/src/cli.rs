@@ -30,6 +30,8 @@ pub enum Command {
     Deliveries(commands::deliveries::Deliveries),
     /// Print a deploy's log (`--follow`: while it runs).
     Logs(commands::logs::Logs),
+    /// Look at a stack's polled repositories now (dry run): what moved, what would deploy.
+    Poll(commands::poll::Poll),
     /// Queue a manual deploy on the running server.
     Trigger(commands::trigger::Trigger),
     /// Run as git's post-receive hook (reads `<old> <new> <ref>` lines on stdin).
@@ -66,6 +68,7 @@ impl Cli {
             Command::Deliveries(c) => c.execute(),
             Command::Logs(c) => c.execute(),
             Command::Trigger(c) => c.execute(),
+            Command::Poll(c) => c.execute(),
             Command::PostReceive(c) => c.execute(),
             Command::InstallHook(c) => c.execute(),
             Command::RunQueued(c) => c.execute(),

@@ -148,6 +148,12 @@ pub fn replay_key(stack: &str, provider: &str, bytes: &[u8]) -> String {
     hex::encode(h.finalize())
 }
 
+/// Whether stack `name` of `stacks` polls its repositories (`[stacks.poll]`):
+/// it sees a push twice, by the webhook and by the poll.
+fn polls(stacks: &[&StackConfig], name: &str) -> bool {
+    stacks.iter().any(|s| s.name == name && s.poll.is_some())
+}
+
 /// Evaluates deliveries and queues their deploys.
 #[derive(Clone)]
 pub struct Dispatcher {
@@ -221,10 +227,10 @@ impl Dispatcher {
         &self,
         event: &wit::DeployEvent,
         body: &str,
+        once_per_commit: bool,
     ) -> Result<Inserted, crate::journal::JournalError> {
-        let inserted = self
-            .journal
-            .insert_deployment_request(&NewDeploymentRequest {
+        let inserted = self.journal.insert_deployment_request_for(
+            &NewDeploymentRequest {
                 stack: event.stack.clone(),
                 delivery_id: event.delivery.clone(),
                 deploy_id: None,
@@ -232,7 +238,9 @@ impl Dispatcher {
                 sha: event.sha.clone(),
                 request_json: body.to_string(),
                 created_at_ms: now_ms(),
-            })?;
+            },
+            once_per_commit,
+        )?;
         if let (Inserted::New(id), Some(n)) = (inserted, &self.notifier) {
             n.create_deployment(id);
         }
@@ -388,7 +396,7 @@ impl Dispatcher {
             match step {
                 Step::Skip => {}
                 Step::RequestDeployment { event, body } => {
-                    match self.request_deployment(event, body) {
+                    match self.request_deployment(event, body, polls(stacks, &event.stack)) {
                         Ok(Inserted::New(id)) => {
                             accepted = true;
                             entry["state"] = json!("deployment-requested");
@@ -396,10 +404,15 @@ impl Dispatcher {
                         }
                         Ok(Inserted::Duplicate(id)) => {
                             entry["state"] = json!("duplicate");
-                            entry["reason"] = json!(format!(
-                                "delivery {} already asked GitHub for a deployment (request #{id})",
-                                event.delivery.as_deref().unwrap_or("")
-                            ));
+                            entry["reason"] = json!(match &event.delivery {
+                                Some(delivery) => format!(
+                                    "delivery {delivery} already asked GitHub for a deployment (request #{id})"
+                                ),
+                                None => format!(
+                                    "commit {} was already asked GitHub for a deployment (request #{id}): the stack polls and is pushed to, and each commit is asked for once",
+                                    event.sha.as_deref().unwrap_or("")
+                                ),
+                            });
                         }
                         Err(e) => {
                             tracing::error!(stack = %event.stack, error = %e, "journal: cannot record a deployment request");
@@ -410,8 +423,18 @@ impl Dispatcher {
                 Step::Deploy {
                     event,
                     new,
-                    admission,
-                } => match self.journal.admit_deploy(&new, &admission) {
+                    mut admission,
+                } => match self.journal.admit_deploy(&new, &{
+                    // A stack that polls sees each push twice (the webhook
+                    // and the poll): its head commit deploys once. A GitHub
+                    // deployment's event always runs (GitHub waits for
+                    // its statuses).
+                    let polls = polls(stacks, &event.stack) && event.github_deployment_id.is_none();
+                    if let Some(commit) = admission.commit.as_mut() {
+                        commit.once = polls;
+                    }
+                    admission
+                }) {
                     Ok(Admitted::Inserted(Inserted::New(id))) => {
                         match self.queue_new(id, &mut entry) {
                             Some(queued) => accepted |= queued,
@@ -466,6 +489,14 @@ impl Dispatcher {
                         entry["deploy_id"] = json!(deploy_id);
                         entry["state"] = json!("cancelled");
                         entry["reason"] = json!(reason);
+                    }
+                    Ok(Admitted::SameCommit { deploy_id }) => {
+                        entry["deploy_id"] = json!(deploy_id);
+                        entry["state"] = json!("duplicate");
+                        entry["reason"] = json!(format!(
+                            "commit {} is already deploy #{deploy_id}: the stack polls and is pushed to, and each commit deploys once",
+                            event.sha.as_deref().unwrap_or("")
+                        ));
                     }
                     Ok(Admitted::Inserted(Inserted::Duplicate(id))) => {
                         entry["deploy_id"] = json!(id);
@@ -634,6 +665,7 @@ impl Dispatcher {
                 forced: false,
                 sender_reports_forced: false,
                 requested: true,
+                once: false,
             }),
             deployment_request: None,
         };
@@ -681,7 +713,10 @@ impl Dispatcher {
                 entry["state"] = json!("cancelled");
                 entry["reason"] = json!(reason);
             }
-            Ok(Admitted::Inserted(Inserted::Duplicate(id))) => {
+            Ok(
+                Admitted::Inserted(Inserted::Duplicate(id))
+                | Admitted::SameCommit { deploy_id: id },
+            ) => {
                 entry["deploy_id"] = json!(id);
                 entry["state"] = json!("duplicate");
             }

@@ -55,9 +55,11 @@ mod logs;
 pub use logs::StoredDeployLog;
 mod outbox;
 pub use outbox::{
-    Claim, EventRefs, OutboxKind, OutboxOutcome, OutboxRow, ReportLine, RequestAnswer,
-    Settlement, OUTBOX_LEASE,
+    Claim, EventRefs, OutboxKind, OutboxOutcome, OutboxRow, ReportLine, RequestAnswer, Settlement,
+    OUTBOX_LEASE,
 };
+mod poll;
+pub use poll::PollSource;
 mod retention;
 pub use retention::{PrunePolicy, Pruned};
 mod cancel;

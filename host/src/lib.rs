@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod notify;
 pub mod ownership;
 pub mod plugin;
+pub mod poll;
 pub mod queue;
 pub mod received;
 pub mod reload;

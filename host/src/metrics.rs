@@ -32,6 +32,9 @@ pub struct Metrics {
     refused_unrecorded: Counter,
     config_reloads: Family<Vec<(String, String)>, Counter>,
     queued: Family<Vec<(String, String)>, Gauge>,
+    polls: Family<Vec<(String, String)>, Counter>,
+    poll_failures: Family<Vec<(String, String)>, Gauge>,
+    poll_last_success: Family<Vec<(String, String)>, Gauge>,
     // Encoding needs exclusive access to nothing but the registry; the lock
     // keeps concurrent scrapes from interleaving output.
     scrape: Mutex<()>,
@@ -111,7 +114,28 @@ impl Metrics {
             "Registry callbacks (Docker Hub callback_url) not delivered, by reason (host-not-allowed, status, unreachable)",
             process::CALLBACK_FAILURES.clone(),
         );
+        let polls = Family::<Vec<(String, String)>, Counter>::default();
+        registry.register(
+            "polls",
+            "Looks at polled sources ([stacks.poll]), by stack and outcome (ok, failed)",
+            polls.clone(),
+        );
+        let poll_failures = Family::<Vec<(String, String)>, Gauge>::default();
+        registry.register(
+            "poll_failures_in_a_row",
+            "Looks at each polled source that failed in a row (0 once one works), by stack and source",
+            poll_failures.clone(),
+        );
+        let poll_last_success = Family::<Vec<(String, String)>, Gauge>::default();
+        registry.register(
+            "poll_last_success_timestamp_seconds",
+            "When each polled source was last looked at successfully (Unix seconds), by stack and source",
+            poll_last_success.clone(),
+        );
         Metrics {
+            polls,
+            poll_failures,
+            poll_last_success,
             queued,
             refused_unrecorded,
             config_reloads,
@@ -122,6 +146,28 @@ impl Metrics {
             stack_last_success,
             plugin_seconds,
             scrape: Mutex::new(()),
+        }
+    }
+
+    /// Counts a look at `source` of `stack` at `at_ms`, after which it has
+    /// failed `failures` times in a row (0: it worked).
+    pub fn poll(&self, stack: &str, source: &str, failures: i64, at_ms: i64) {
+        let outcome = if failures == 0 { "ok" } else { "failed" };
+        self.polls
+            .get_or_create(&vec![
+                ("stack".into(), stack.into()),
+                ("outcome".into(), outcome.into()),
+            ])
+            .inc();
+        let labels = vec![
+            ("stack".into(), stack.into()),
+            ("source".into(), source.into()),
+        ];
+        self.poll_failures.get_or_create(&labels).set(failures);
+        if failures == 0 {
+            self.poll_last_success
+                .get_or_create(&labels)
+                .set(at_ms / 1000);
         }
     }
 

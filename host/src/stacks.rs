@@ -8,7 +8,7 @@ use crate::plugin::{wit, PluginRuntime};
 /// (when it exists), so a stack naming `/srv/git/app.git` matches a push
 /// the hook reports from its real path (`/var/lib/git/app.git`, say), and
 /// the other way round; any other setting as written.
-fn resolved_repository(setting: &Option<String>) -> Option<String> {
+pub fn resolved_repository(setting: &Option<String>) -> Option<String> {
     let setting = setting.as_ref()?;
     if !setting.starts_with('/') {
         return Some(setting.clone());

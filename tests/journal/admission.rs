@@ -30,6 +30,7 @@ pub(super) fn commit(sha: &str, before: &str, forced: bool) -> Admission {
             forced,
             sender_reports_forced: true,
             requested: false,
+            once: false,
         }),
         ..Admission::default()
     }
@@ -110,7 +111,127 @@ fn a_replay_key_deduplicates_until_it_expires_and_is_then_pruned(store: &Store) 
     assert_eq!(keys, 1);
 }
 
+fn a_stack_that_polls_deploys_its_head_commit_once(store: &Store) {
+    let j = store.open();
+    let once = |sha: &str, before: &str| {
+        let mut admission = commit(sha, before, false);
+        admission.commit.as_mut().unwrap().once = true;
+        admission
+    };
+    let a = new_id(
+        j.admit_deploy(&deploy(Some("a"), "hook-1", 1), &once("a", "x"))
+            .unwrap(),
+    );
+    // The poll sees the same commit (no delivery id of its own).
+    let mut polled = deploy(Some("a"), "", 2);
+    polled.delivery_id = None;
+    assert_eq!(
+        j.admit_deploy(&polled, &once("a", "x")).unwrap(),
+        Admitted::SameCommit { deploy_id: a }
+    );
+    assert_eq!(j.deploys(Some("web"), 10).unwrap().len(), 1);
+    // The head commit under another ref (a tag a service follows) or for
+    // other services is another push: it deploys.
+    let mut tagged = deploy(Some("a"), "tag-1", 3);
+    tagged.git_ref = Some("refs/tags/v1".into());
+    new_id(j.admit_deploy(&tagged, &once("a", "x")).unwrap());
+    let mut api = deploy(Some("a"), "hook-api", 3);
+    api.services = vec!["api".into()];
+    new_id(j.admit_deploy(&api, &once("a", "x")).unwrap());
+    // A new commit deploys; without `once` the head deploys again.
+    let mut next = deploy(Some("b"), "", 3);
+    next.delivery_id = None;
+    let b = new_id(j.admit_deploy(&next, &once("b", "a")).unwrap());
+    let again = new_id(
+        j.admit_deploy(&deploy(Some("b"), "hook-2", 4), &commit("b", "a", false))
+            .unwrap(),
+    );
+    assert!(again > b);
+}
+
+fn the_journal_remembers_each_polled_source(store: &Store) {
+    let j = store.open();
+    assert_eq!(j.poll_source("web", "file:///srv/app.git").unwrap(), None);
+    assert_eq!(
+        j.record_poll_failure("web", "file:///srv/app.git", "unreachable", 1)
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        j.record_poll_failure("web", "file:///srv/app.git", "still", 2)
+            .unwrap(),
+        2
+    );
+    let failing = j
+        .poll_source("web", "file:///srv/app.git")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            failing.tips_json,
+            failing.ok_at_ms,
+            failing.error.as_deref(),
+            failing.failures
+        ),
+        (None, None, Some("still"), 2)
+    );
+    j.record_poll_success(
+        "web",
+        "file:///srv/app.git",
+        Some(r#"{"refs/heads/main":"a"}"#),
+        3,
+    )
+    .unwrap();
+    j.record_poll_success("api", "git://h/api.git", Some("{}"), 4)
+        .unwrap();
+    let ok = j
+        .poll_source("web", "file:///srv/app.git")
+        .unwrap()
+        .unwrap();
+    assert_eq!(ok.tips_json.as_deref(), Some(r#"{"refs/heads/main":"a"}"#));
+    assert_eq!(
+        (ok.polled_at_ms, ok.ok_at_ms, ok.error, ok.failures),
+        (3, Some(3), None, 0)
+    );
+    // A failure keeps the tips seen last.
+    j.record_poll_failure("web", "file:///srv/app.git", "down", 5)
+        .unwrap();
+    let kept = j
+        .poll_source("web", "file:///srv/app.git")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (kept.tips_json, kept.ok_at_ms, kept.failures),
+        (ok.tips_json, Some(3), 1)
+    );
+    let all: Vec<String> = j
+        .poll_sources(None)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.stack)
+        .collect();
+    assert_eq!(all, ["api", "web"]);
+    assert_eq!(j.poll_sources(Some("api")).unwrap().len(), 1);
+    // A look that saw nothing new keeps the tips and moves the times.
+    j.record_poll_success("web", "file:///srv/app.git", None, 6)
+        .unwrap();
+    let same = j
+        .poll_source("web", "file:///srv/app.git")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        same.tips_json.as_deref(),
+        Some(r#"{"refs/heads/main":"a"}"#)
+    );
+    assert_eq!(
+        (same.polled_at_ms, same.ok_at_ms, same.failures),
+        (6, Some(6), 0)
+    );
+}
+
 super::on_both_backends!(
     an_older_commit_is_recorded_cancelled_with_the_reason_across_reopening,
     a_replay_key_deduplicates_until_it_expires_and_is_then_pruned,
+    a_stack_that_polls_deploys_its_head_commit_once,
+    the_journal_remembers_each_polled_source,
 );

@@ -133,14 +133,14 @@ fn open_under_a_regular_file_fails_clearly() {
 }
 
 /// What schemas 7 (runners, leases), 8 (the outbox), 9 (an index), 10
-/// (the dashboard's sessions), 11 (delivery requests) and 12 (cancel
-/// requests) added, undone.
+/// (the dashboard's sessions), 11 (delivery requests), 12 (cancel
+/// requests) and 13 (polled sources) added, undone.
 const AFTER_SCHEMA_6: &str = "DROP TABLE outbox; DROP TABLE leases; \
      ALTER TABLE deploys DROP COLUMN runner; ALTER TABLE deploys DROP COLUMN pgid_host; \
      DROP INDEX deploys_stack_state_id; DROP TABLE ui_sessions; \
      ALTER TABLE deliveries DROP COLUMN request_json; \
      ALTER TABLE deliveries DROP COLUMN kept_json; \
-     ALTER TABLE deploys DROP COLUMN cancel_requested;";
+     ALTER TABLE deploys DROP COLUMN cancel_requested; DROP TABLE poll_sources;";
 
 #[test]
 fn a_deploy_keeps_its_pusher_and_a_schema_5_journal_reads_without_one() {

@@ -122,9 +122,44 @@ impl History {
                 );
             }
         }
+        // A journal from before polling (SQLite 13, PostgreSQL 9) has none.
+        let polled = journal
+            .poll_sources(self.stack.as_deref())
+            .unwrap_or_default();
+        if !polled.is_empty() {
+            println!();
+            println!("Polled repositories:");
+            print_row(
+                &POLL_COLUMNS,
+                [
+                    "STACK",
+                    "LAST POLL",
+                    "LAST SUCCESS",
+                    "FAILURES",
+                    "SOURCE",
+                    "LAST ERROR",
+                ],
+            );
+            for p in polled {
+                print_row(
+                    &POLL_COLUMNS,
+                    [
+                        p.stack.clone(),
+                        time(Some(p.polled_at_ms)),
+                        time(p.ok_at_ms),
+                        p.failures.to_string(),
+                        one_line(&p.source).into_owned(),
+                        one_line(p.error.as_deref().unwrap_or("-")).into_owned(),
+                    ],
+                );
+            }
+        }
         Ok(())
     }
 }
+
+/// The widths of the polled repositories table's columns but the last.
+const POLL_COLUMNS: [usize; 5] = [16, 20, 20, 8, 40];
 
 /// The widths of the deploys table's columns but the last (DETAIL).
 const DEPLOY_COLUMNS: [usize; 8] = [6, 16, 11, 20, 7, 12, 24, 32];

@@ -154,6 +154,8 @@ impl Serve {
             metrics,
         )
         .with_notifier(notifier.clone());
+        // `[stacks.poll]`: each polled repository, as it falls due.
+        let polling = crate::poll::spawn(live.clone(), dispatcher.clone());
         let state = Arc::new(AppState {
             dispatcher,
             tokens,
@@ -225,6 +227,7 @@ impl Serve {
             None => hooks.await?,
         }
         pruning.abort();
+        polling.abort();
         for task in following {
             task.abort();
         }

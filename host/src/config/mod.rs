@@ -52,6 +52,8 @@ use serde::Deserialize;
 mod github;
 mod journal;
 mod live;
+mod poll;
+pub use poll::{PollConfig, PollTarget, MIN_POLL_EVERY};
 mod raw;
 mod secrets;
 mod server;
@@ -553,6 +555,8 @@ pub struct StackConfig {
     pub environment_url: Option<String>,
     /// GitHub continuous deployment settings, when `[stacks.github]` is set.
     pub github: Option<GithubConfig>,
+    /// Polling of its repositories (`[stacks.poll]`), if configured.
+    pub poll: Option<PollConfig>,
     /// What a manual trigger (an empty POST to the hook URL) may do.
     pub manual: ManualSetting,
     /// Whether `?services=` may choose services (`query_services`).

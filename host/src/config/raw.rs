@@ -132,6 +132,7 @@ pub(super) struct RawStack {
     #[serde(default)]
     pub(super) services: Vec<RawService>,
     pub(super) github: Option<RawGithub>,
+    pub(super) poll: Option<RawPoll>,
     pub(super) manual: Option<ManualSetting>,
     pub(super) query_services: Option<bool>,
 }
@@ -179,6 +180,21 @@ pub(super) struct RawGithub {
     pub(super) required_contexts: Option<Vec<String>>,
     pub(super) wait_for_event: Option<bool>,
     pub(super) accept_foreign_deployments: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPoll {
+    pub(super) every: Option<String>,
+    pub(super) timeout: Option<String>,
+    pub(super) url: Option<String>,
+    /// Accepted by the parser only so that validation can reject it with a
+    /// helpful message; its value is never kept.
+    pub(super) token: Option<IgnoredAny>,
+    pub(super) token_env: Option<String>,
+    pub(super) token_file: Option<PathBuf>,
+    pub(super) username: Option<String>,
+    pub(super) ssh_key_file: Option<PathBuf>,
 }
 
 /// A string that may be secret. serde's own type errors quote the offending

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use super::github::validate_github;
+use super::poll::validate_poll;
 use super::raw::{RawCommand, RawStack};
 use super::secrets::{check_hook_token, check_secret_len, read_env, read_secret_file};
 use super::server::{check_http_url, duration, non_zero, resolve};
@@ -254,6 +255,27 @@ pub(super) fn validate_stack(
         None => None,
     };
 
+    let poll = match raw.poll {
+        Some(poll) => {
+            if poll.token.is_some() {
+                return Err(err(
+                    "poll.token is not allowed: keep the token out of the config file, use token_env or token_file".into(),
+                ));
+            }
+            Some(
+                validate_poll(
+                    poll,
+                    raw.repository.as_deref(),
+                    &services,
+                    base_dir,
+                    read_secrets.then_some(sources),
+                )
+                .map_err(&err)?,
+            )
+        }
+        None => None,
+    };
+
     let manual = raw.manual.unwrap_or(DEFAULT_MANUAL);
     // Judged by what the file names, so a stack whose secrets were not
     // read is judged as when they are.
@@ -280,6 +302,7 @@ pub(super) fn validate_stack(
         profiles,
         environment_url,
         github,
+        poll,
         manual,
         query_services: raw.query_services.unwrap_or(DEFAULT_QUERY_SERVICES),
         secrets_read: read_secrets,

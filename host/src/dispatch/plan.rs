@@ -132,6 +132,7 @@ fn admission(
             forced: push.is_some_and(|p| p.forced),
             sender_reports_forced: SENDERS_REPORTING_FORCED.contains(&outcome.provider),
             requested: false,
+            once: false,
         }
     });
     let deployment_request =

@@ -53,6 +53,11 @@ pub struct CommitClaim {
     pub sender_reports_forced: bool,
     /// An operator asked for this commit (a redeploy from `history`).
     pub requested: bool,
+    /// The stack both polls and is pushed to (`[stacks.poll]`): its head
+    /// commit arriving again for the same ref, services and profile is the
+    /// same push seen the other way, and deploys nothing
+    /// ([`Admitted::SameCommit`]).
+    pub once: bool,
 }
 
 /// What [`Journal::admit_deploy`] checks besides the delivery id.
@@ -90,6 +95,12 @@ pub enum Admitted {
         first_seen_ms: i64,
         /// The deploy it made.
         deploy_id: Option<i64>,
+    },
+    /// The commit is already the stack's head (deploy `deploy_id`) and
+    /// the claim was [`CommitClaim::once`]: nothing was inserted.
+    SameCommit {
+        /// The head's deploy.
+        deploy_id: i64,
     },
     /// The commit is older than one the stack already deployed or
     /// superseded: the deploy was recorded and `cancelled` at once.
@@ -140,6 +151,29 @@ fn admit(sql: &mut dyn Sql, d: &NewDeploy, admission: &Admission) -> Result<Admi
                 first_seen_ms: row.get(0)?,
                 deploy_id: row.get(1)?,
             });
+        }
+    }
+    if let Some(commit) = admission.commit.as_ref().filter(|c| c.once && !c.requested) {
+        if let Some(head) = head(sql, &d.stack)?.filter(|h| h.sha == commit.sha) {
+            // The same push only: the same ref, services and profile (a tag
+            // on the head commit that a service follows still deploys it).
+            let services = serde_json::to_string(&d.services).map_err(|e| DbError::Decode {
+                column: 6,
+                problem: e.to_string(),
+            })?;
+            let same: bool = sql
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM deploys WHERE id = ?1
+                         AND git_ref IS NOT DISTINCT FROM ?2 AND services = ?3
+                         AND profile IS NOT DISTINCT FROM ?4)",
+                    args![head.deploy_id, d.git_ref, services, d.profile],
+                )?
+                .get(0)?;
+            if same {
+                return Ok(Admitted::SameCommit {
+                    deploy_id: head.deploy_id,
+                });
+            }
         }
     }
     let id = match insert_deploy_in(sql, d)? {

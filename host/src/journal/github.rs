@@ -204,7 +204,31 @@ impl Journal {
         &self,
         r: &NewDeploymentRequest,
     ) -> Result<Inserted, JournalError> {
-        self.write("insert deployment request", |sql| insert_request_in(sql, r))
+        self.insert_deployment_request_for(r, false)
+    }
+
+    /// [`Journal::insert_deployment_request`], and with `once_per_commit`
+    /// (a stack that polls and is pushed to, which sees each push twice) a
+    /// request for a commit the stack already asked about is also
+    /// [`Inserted::Duplicate`] (of the first).
+    pub fn insert_deployment_request_for(
+        &self,
+        r: &NewDeploymentRequest,
+        once_per_commit: bool,
+    ) -> Result<Inserted, JournalError> {
+        self.write("insert deployment request", |sql| {
+            if let (true, Some(sha)) = (once_per_commit, &r.sha) {
+                let asked = sql.query_opt(
+                    "SELECT id FROM github_deployment_requests
+                     WHERE stack = ?1 AND sha = ?2 ORDER BY id LIMIT 1",
+                    args![r.stack, sha],
+                )?;
+                if let Some(row) = asked {
+                    return Ok(Inserted::Duplicate(row.get(0)?));
+                }
+            }
+            insert_request_in(sql, r)
+        })
     }
 
     /// One deployment request.

@@ -42,6 +42,7 @@ pub const SQLITE: &[Migration] = &[
     migration!("sqlite", 10, "0010_ui_sessions"),
     migration!("sqlite", 11, "0011_delivery_requests"),
     migration!("sqlite", 12, "0012_deploy_cancel"),
+    migration!("sqlite", 13, "0013_poll_sources"),
 ];
 
 /// The PostgreSQL journal's migrations; the versions applied are rows of
@@ -55,6 +56,7 @@ pub const POSTGRES: &[Migration] = &[
     migration!("postgres", 6, "0006_ui_sessions"),
     migration!("postgres", 7, "0007_delivery_requests"),
     migration!("postgres", 8, "0008_deploy_cancel"),
+    migration!("postgres", 9, "0009_poll_sources"),
 ];
 
 /// The newest version in `migrations`.

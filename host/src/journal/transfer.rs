@@ -94,6 +94,18 @@ pub const TABLES: &[(&str, &[&str])] = &[
     ),
     ("server_keys", &["name", "value"]),
     (
+        "poll_sources",
+        &[
+            "stack",
+            "source",
+            "tips_json",
+            "polled_at_ms",
+            "ok_at_ms",
+            "error",
+            "failures",
+        ],
+    ),
+    (
         "stack_commits",
         &["stack", "sha", "before_sha", "deploy_id", "seen_at_ms"],
     ),
@@ -128,7 +140,7 @@ fn is_integer_column(column: &str) -> bool {
             || column.ends_with("_ms")
             || matches!(
                 column,
-                "status" | "exit_code" | "superseded_by" | "pgid" | "http_status"
+                "status" | "exit_code" | "superseded_by" | "pgid" | "http_status" | "failures"
             ))
 }
 

@@ -1,0 +1,122 @@
+//! `redeploy poll STACK`: looks at a stack's polled repositories now and
+//! prints what the server's next poll would find, for setting polling up
+//! and finding out why it deploys nothing. A dry run: it deploys nothing
+//! and records nothing.
+
+use std::io::Write as _;
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _};
+
+use crate::config;
+use crate::plugin::{PluginRuntime, RuntimeOptions};
+use crate::poll::{self, PollFailure};
+use crate::stacks;
+
+/// Looks at a stack's polled repositories once (a dry run).
+#[derive(Debug, clap::Args)]
+pub struct Poll {
+    /// The stack (it needs a `[stacks.poll]` table).
+    pub stack: String,
+    /// The configuration file (`--config`).
+    #[command(flatten)]
+    pub config: super::ConfigFile,
+}
+
+impl Poll {
+    /// Asks each repository, compares with what the journal remembers, and
+    /// prints each ref that moved with the component's decision for it.
+    /// Fails (exit 2) when a repository could not be asked.
+    pub fn execute(self) -> anyhow::Result<()> {
+        let config = self
+            .config
+            .load_for(config::SecretScope::Stack(&self.stack))?;
+        let stack = super::stack(&config, &self.stack, &self.config.path)?.clone();
+        let Some(polling) = stack.poll.clone() else {
+            bail!("stack \"{}\" has no [stacks.poll] table", stack.name);
+        };
+        let journal = Arc::new(super::open_state(&config)?);
+        let runtime = PluginRuntime::new(
+            &crate::plugin::component_source(None),
+            RuntimeOptions::default(),
+        )?;
+        let wit_stack = stacks::wit_stack(&stack);
+        let context = stacks::dry_run_context(&config);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let mut failed = 0;
+        let mut out = std::io::stdout().lock();
+        for target in &polling.sources {
+            writeln!(out, "{} ({})", target.url, target.repository)?;
+            let remembered = journal.poll_source(&stack.name, &target.url)?;
+            if let Some(s) = &remembered {
+                let when = |ms: i64| crate::ui::view::Moment::at(ms).iso;
+                match &s.error {
+                    Some(e) => writeln!(
+                        out,
+                        "  last poll {}: failed ({} in a row): {e}",
+                        when(s.polled_at_ms),
+                        s.failures
+                    )?,
+                    None => writeln!(out, "  last poll {}: ok", when(s.polled_at_ms))?,
+                }
+            }
+            let found = rt.block_on(poll::poll_once(&journal, None, &stack, &polling, target));
+            let report = match found {
+                Ok(report) => report,
+                Err(PollFailure::Source(e)) => {
+                    failed += 1;
+                    writeln!(out, "  cannot poll: {e}")?;
+                    continue;
+                }
+                Err(e) => return Err(e).context("reading what the journal remembers"),
+            };
+            writeln!(out, "  {} branches and tags", report.refs)?;
+            if report.first {
+                writeln!(out, "  never polled: the server's first poll records these tips and deploys nothing")?;
+                continue;
+            }
+            if report.moved.is_empty() {
+                writeln!(out, "  nothing moved since the last poll")?;
+            }
+            for (change, _) in &report.moved {
+                let delivery = poll::delivery(&stack.name, target, change);
+                let document =
+                    runtime.report(std::slice::from_ref(&wit_stack), &delivery, &context)?;
+                let verdict = match document {
+                    Ok(document) => {
+                        let document: serde_json::Value = serde_json::from_str(&document)
+                            .context("the component's outcome document is not JSON")?;
+                        let decision = &document["decisions"][0];
+                        format!(
+                            "{}: {}",
+                            decision["action"].as_str().unwrap_or("?"),
+                            decision["reason"].as_str().unwrap_or("")
+                        )
+                    }
+                    Err(e) => format!("refused: {}", e.message()),
+                };
+                writeln!(
+                    out,
+                    "  {} {} -> {}: {verdict}",
+                    change.name,
+                    short(&change.old),
+                    short(&change.new)
+                )?;
+            }
+        }
+        if failed > 0 {
+            bail!(
+                "{failed} of {} repositories could not be polled",
+                polling.sources.len()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The first 12 characters of an object id.
+fn short(id: &str) -> &str {
+    &id[..id.len().min(crate::ui::view::SHORT_SHA)]
+}

@@ -1,0 +1,182 @@
+//! Asking a git repository for its branches and tags: `git ls-remote`, run
+//! with the stack's credentials, a time limit and bounded output.
+//!
+//! The credentials never reach a command line, a log or the journal: an
+//! HTTPS token goes to git as an `http.extraHeader` through the
+//! environment (`GIT_CONFIG_COUNT`), readable only by this user; an SSH key
+//! is named in `GIT_SSH_COMMAND`. git never prompts (`GIT_TERMINAL_PROMPT`,
+//! ssh's `BatchMode`), follows no HTTP redirect (the token would go along),
+//! and speaks only the protocols a poll URL may name (`GIT_ALLOW_PROTOCOL`:
+//! no `ext::`).
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use base64::Engine as _;
+use tokio::io::AsyncReadExt as _;
+
+use super::tips::{parse_ls_remote, Tips};
+use crate::config::{PollConfig, PollTarget};
+
+/// The most `git ls-remote` may print: more is refused whole.
+pub const MAX_LS_REMOTE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The most of git's error output kept for the message.
+const MAX_GIT_STDERR_BYTES: u64 = 16 * 1024;
+
+/// The transports git may use for a poll (`GIT_ALLOW_PROTOCOL`).
+const ALLOWED_PROTOCOLS: &str = "https:http:ssh:git:file";
+
+/// Why a look at a repository failed, in one line.
+#[derive(Debug, thiserror::Error)]
+pub enum PollError {
+    /// git could not be started.
+    #[error("cannot run git: {0}")]
+    Spawn(std::io::Error),
+    /// git took longer than the stack's `poll.timeout`.
+    #[error("git ls-remote took longer than {}", humantime::format_duration(*.0))]
+    Timeout(Duration),
+    /// git failed: its exit and the last line it printed.
+    #[error("git ls-remote failed ({status}): {message}")]
+    Failed {
+        /// The exit status, as git's process ended.
+        status: String,
+        /// git's last line of error output.
+        message: String,
+    },
+    /// What git printed is not a list of refs, or too long.
+    #[error("{0}")]
+    Answer(String),
+}
+
+/// Single-quotes `s` for the shell that runs `GIT_SSH_COMMAND`.
+fn shell_quoted(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The `git ls-remote` command for `target`, with `poll`'s credentials.
+fn command(target: &PollTarget, poll: &PollConfig) -> tokio::process::Command {
+    let mut git = tokio::process::Command::new("git");
+    git.args([
+        "ls-remote",
+        "--heads",
+        "--tags",
+        "--refs",
+        "--",
+        &target.url,
+    ])
+    .env("GIT_TERMINAL_PROMPT", "0")
+    .env("GIT_ALLOW_PROTOCOL", ALLOWED_PROTOCOLS)
+    .env("LC_ALL", "C")
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .process_group(0)
+    .kill_on_drop(true);
+    let mut settings: Vec<(&str, String)> = vec![("http.followRedirects", "false".into())];
+    if let Some(token) = &poll.token {
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            poll.username,
+            token.expose()
+        ));
+        settings.push(("http.extraHeader", format!("Authorization: Basic {basic}")));
+    }
+    git.env("GIT_CONFIG_COUNT", settings.len().to_string());
+    for (n, (key, value)) in settings.into_iter().enumerate() {
+        git.env(format!("GIT_CONFIG_KEY_{n}"), key)
+            .env(format!("GIT_CONFIG_VALUE_{n}"), value);
+    }
+    let mut ssh = String::from("ssh -o BatchMode=yes");
+    if let Some(key) = &poll.ssh_key_file {
+        ssh.push_str(" -o IdentitiesOnly=yes -i ");
+        ssh.push_str(&shell_quoted(&key.to_string_lossy()));
+    }
+    git.env("GIT_SSH_COMMAND", ssh);
+    git
+}
+
+/// The branches and tags of `target`, as `git ls-remote` lists them now.
+pub async fn ls_remote(target: &PollTarget, poll: &PollConfig) -> Result<Tips, PollError> {
+    let mut child = command(target, poll).spawn().map_err(PollError::Spawn)?;
+    let group = child.id().map(|pid| pid as i32);
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let run = async {
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        let reading = async {
+            (&mut stdout)
+                .take(MAX_LS_REMOTE_BYTES + 1)
+                .read_to_end(&mut out)
+                .await
+        };
+        // All of it is read (git must never block writing it), the start
+        // kept.
+        let erring = async {
+            let mut chunk = [0u8; 8192];
+            while let Ok(n @ 1..) = stderr.read(&mut chunk).await {
+                let room = (MAX_GIT_STDERR_BYTES as usize).saturating_sub(err.len());
+                err.extend_from_slice(&chunk[..n.min(room)]);
+            }
+        };
+        let (read, ()) = tokio::join!(reading, erring);
+        read.map_err(PollError::Spawn)?;
+        if out.len() as u64 > MAX_LS_REMOTE_BYTES {
+            return Err(PollError::Answer(format!(
+                "git ls-remote printed more than {MAX_LS_REMOTE_BYTES} bytes"
+            )));
+        }
+        let status = child.wait().await.map_err(PollError::Spawn)?;
+        if !status.success() {
+            let text = String::from_utf8_lossy(&err);
+            let lines = || text.lines().map(str::trim).filter(|l| !l.is_empty());
+            // git's first `fatal:` says what went wrong; its last lines
+            // are advice ("Please make sure you have the correct access
+            // rights...").
+            let message = lines()
+                .find_map(|l| {
+                    l.strip_prefix("fatal: ")
+                        .or_else(|| l.strip_prefix("error: "))
+                })
+                .or_else(|| lines().next_back())
+                .unwrap_or("no message")
+                .to_owned();
+            return Err(PollError::Failed {
+                status: status.to_string(),
+                message: crate::text::one_line(&message).to_string(),
+            });
+        }
+        let text = std::str::from_utf8(&out).map_err(|_| {
+            PollError::Answer("git ls-remote printed bytes that are not UTF-8".into())
+        })?;
+        parse_ls_remote(text).map_err(PollError::Answer)
+    };
+    match tokio::time::timeout(poll.timeout, run).await {
+        Ok(result) => result,
+        Err(_) => {
+            // git and what it started (ssh, a remote helper) are one group.
+            if let Some(group) = group {
+                // SAFETY: kill(2) of the process group git leads.
+                unsafe {
+                    libc::kill(-group, libc::SIGKILL);
+                }
+            }
+            Err(PollError::Timeout(poll.timeout))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ssh_key_path_is_quoted_for_the_shell() {
+        assert_eq!(shell_quoted("/etc/redeploy/key"), "'/etc/redeploy/key'");
+        assert_eq!(
+            shell_quoted("/k'; touch /tmp/x; '"),
+            r"'/k'\''; touch /tmp/x; '\'''"
+        );
+    }
+}

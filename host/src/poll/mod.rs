@@ -1,0 +1,388 @@
+//! Polling git repositories for new commits (`[stacks.poll]`), for
+//! senders that cannot call the hook: a forge behind a firewall, a
+//! repository without webhooks.
+//!
+//! Every `every` (jittered, doubled after failures: [`tips::next_wait`])
+//! the server asks each repository a stack follows for its branches and
+//! tags ([`git::ls_remote`]) and compares them with the tips the journal
+//! remembers ([`crate::journal::PollSource`]). Each ref that moved becomes
+//! a delivery of provider `poll` (`before` the tip seen last, `after` the
+//! new one) that the dispatcher evaluates in the component like any push:
+//! branch and tag matching, services, the order of commits, the queue. A
+//! source never polled before only has its tips recorded: the first look
+//! deploys nothing. A restart compares with the tips recorded before it,
+//! so a push made while the server was down is seen at the first look.
+//!
+//! The changes are dispatched before the new tips are recorded: a server
+//! that dies in between sees the same changes again, and a commit already
+//! at the stack's head deploys once ([`crate::journal::CommitClaim::once`]),
+//! as it does when the webhook and the poll both see a push, or when
+//! several replicas poll one journal.
+
+pub mod git;
+pub mod tips;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::config::{LiveConfig, PollConfig, PollTarget, StackConfig};
+use crate::dispatch::Dispatcher;
+use crate::journal::{now_ms, Journal};
+use crate::plugin::wit;
+use git::PollError;
+use tips::{changes, next_wait, RefChange, Tips};
+
+/// How often the scheduler looks at which sources are due.
+pub const POLL_TICK: Duration = Duration::from_secs(1);
+
+/// Polls that may run at once, over every stack.
+pub const MAX_POLLS_AT_ONCE: usize = 4;
+
+/// What one look at a source found and did.
+#[derive(Clone, Debug)]
+pub struct PollReport {
+    /// The branches and tags it has.
+    pub refs: usize,
+    /// The source had never been polled: its tips were only recorded.
+    pub first: bool,
+    /// Each ref that moved since the last look, with what the dispatcher
+    /// answered for it (its HTTP-like status and the decision document), or
+    /// `None` on a dry run.
+    pub moved: Vec<(RefChange, Option<(u16, Value)>)>,
+}
+
+/// Why a poll failed: the source, or the journal.
+#[derive(Debug, thiserror::Error)]
+pub enum PollFailure {
+    /// The repository could not be asked.
+    #[error(transparent)]
+    Source(#[from] PollError),
+    /// The journal could not be read or written, or a change could not be
+    /// queued; the tips are not recorded, so the next look tries again.
+    #[error("{0}")]
+    Journal(String),
+}
+
+/// The poll delivery of `change` to `target` of `stack`.
+pub fn delivery(stack: &str, target: &PollTarget, change: &RefChange) -> wit::Delivery {
+    wit::Delivery::Poll(wit::PollObservation {
+        stack: stack.to_owned(),
+        change: wit::PollChange::Git(wit::GitPoll {
+            // As the component sees the stack's: a local path through its
+            // symbolic links.
+            repository: crate::stacks::resolved_repository(&Some(target.repository.clone()))
+                .unwrap_or_else(|| target.repository.clone()),
+            update: wit::RefUpdate {
+                old: change.old.clone(),
+                new: change.new.clone(),
+                name: change.name.clone(),
+            },
+        }),
+        query: String::new(),
+    })
+}
+
+/// The tips the journal remembers for `target` of `stack`, if any.
+fn remembered(
+    journal: &Journal,
+    stack: &str,
+    target: &PollTarget,
+) -> Result<Option<Tips>, PollFailure> {
+    let source = journal
+        .poll_source(stack, &target.url)
+        .map_err(|e| PollFailure::Journal(e.to_string()))?;
+    match source.and_then(|s| s.tips_json) {
+        None => Ok(None),
+        Some(json) => serde_json::from_str(&json).map(Some).map_err(|e| {
+            PollFailure::Journal(format!(
+                "the journal's tips of {} are not readable: {e}",
+                target.url
+            ))
+        }),
+    }
+}
+
+/// Looks at `target` of `stack` once: asks git, compares with the tips the
+/// journal remembers, and (unless `dispatcher` is `None`, a dry run that
+/// changes nothing) dispatches each change and records the new tips.
+pub async fn poll_once(
+    journal: &Arc<Journal>,
+    dispatcher: Option<&Dispatcher>,
+    stack: &StackConfig,
+    poll: &PollConfig,
+    target: &PollTarget,
+) -> Result<PollReport, PollFailure> {
+    let now = git::ls_remote(target, poll).await?;
+    let (j, name, t) = (journal.clone(), stack.name.clone(), target.clone());
+    let seen = tokio::task::spawn_blocking(move || remembered(&j, &name, &t))
+        .await
+        .map_err(|e| PollFailure::Journal(e.to_string()))??;
+    let first = seen.is_none();
+    let moved = seen
+        .as_ref()
+        .map(|seen| changes(seen, &now))
+        .unwrap_or_default();
+    let Some(dispatcher) = dispatcher else {
+        return Ok(PollReport {
+            refs: now.len(),
+            first,
+            moved: moved.into_iter().map(|c| (c, None)).collect(),
+        });
+    };
+    // Tips that did not change are not written again (only the look's
+    // time is).
+    let json =
+        (first || !moved.is_empty()).then(|| serde_json::to_string(&now).expect("tips serialize"));
+    let (d, s, t) = (dispatcher.clone(), stack.clone(), target.clone());
+    let journal = journal.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut answered = Vec::with_capacity(moved.len());
+        for change in moved {
+            let done = d.dispatch(&[&s], &delivery(&s.name, &t, &change));
+            // The journal could not take it: the next look sees it again.
+            // Any other answer is final (a change the component fails on
+            // would fail again, and hold back every ref after it).
+            if done.status == 503 {
+                return Err(PollFailure::Journal(format!(
+                    "{} of {} could not be queued ({}): {}",
+                    change.name,
+                    t.url,
+                    done.status,
+                    done.body["message"].as_str().unwrap_or("")
+                )));
+            }
+            answered.push((change, Some((done.status, done.body))));
+        }
+        journal
+            .record_poll_success(&s.name, &t.url, json.as_deref(), now_ms())
+            .map_err(|e| PollFailure::Journal(e.to_string()))?;
+        Ok(PollReport {
+            refs: now.len(),
+            first,
+            moved: answered,
+        })
+    })
+    .await
+    .map_err(|e| PollFailure::Journal(e.to_string()))?
+}
+
+/// Where a polled source stands in the scheduler.
+struct Due {
+    at: Instant,
+    /// The `every` it was scheduled with: a reload that changes it
+    /// reschedules the source at once.
+    every: Duration,
+    /// Failures in a row (the wait doubles with them).
+    failures: u32,
+    /// A look is under way.
+    running: bool,
+}
+
+/// A random number in -1..=1, for jitter.
+fn jitter() -> f64 {
+    let mut bytes = [0u8; 4];
+    if getrandom::fill(&mut bytes).is_err() {
+        return 0.0;
+    }
+    f64::from(u32::from_le_bytes(bytes)) / f64::from(u32::MAX) * 2.0 - 1.0
+}
+
+/// The journal lease one process holds while it looks at a source, so
+/// that processes sharing a journal (replicas) never dispatch one
+/// source's changes at once.
+fn lease_name(stack: &str, url: &str) -> String {
+    format!("poll:{stack}:{url}")
+}
+
+/// How long a look's lease lasts beyond `poll.timeout`: time to dispatch
+/// what moved and record it.
+pub const POLL_LEASE_EXTRA: Duration = Duration::from_secs(5 * 60);
+
+/// The stack and source `(stack, url)` as the live configuration has them
+/// now, if it still polls it.
+fn current(
+    config: &LiveConfig,
+    (stack, url): &(String, String),
+) -> Option<(StackConfig, PollTarget)> {
+    let config = config.current();
+    let stack = config.stack(stack)?.clone();
+    let target = stack
+        .poll
+        .as_ref()?
+        .sources
+        .iter()
+        .find(|t| &t.url == url)?
+        .clone();
+    Some((stack, target))
+}
+
+/// Polls every source of every stack with `[stacks.poll]` in the live
+/// configuration, as each falls due, until aborted. A source's first look
+/// comes at once; a reload that adds or removes a source, or changes its
+/// `every`, takes effect at the next tick, and a look waiting for its turn
+/// uses the configuration in force when its turn comes.
+pub fn spawn(config: LiveConfig, dispatcher: Dispatcher) -> tokio::task::JoinHandle<()> {
+    let holder = format!(
+        "{}:{}",
+        std::process::id(),
+        crate::tokens::generate_token().unwrap_or_default()
+    );
+    tokio::spawn(async move {
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_POLLS_AT_ONCE));
+        let schedule = Arc::new(std::sync::Mutex::new(
+            HashMap::<(String, String), Due>::new(),
+        ));
+        let holder: Arc<str> = holder.into();
+        let mut tick = tokio::time::interval(POLL_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let live = config.current();
+            let mut due = Vec::new();
+            {
+                let mut schedule = schedule.lock().expect("poll schedule");
+                let wanted: Vec<((String, String), Duration)> = live
+                    .stacks
+                    .iter()
+                    .filter_map(|s| s.poll.as_ref().map(|p| (s, p)))
+                    .flat_map(|(s, p)| {
+                        p.sources
+                            .iter()
+                            .map(|t| ((s.name.clone(), t.url.clone()), p.every))
+                    })
+                    .collect();
+                schedule.retain(|key, _| wanted.iter().any(|(k, _)| k == key));
+                let now = Instant::now();
+                for (key, every) in wanted {
+                    let entry = schedule.entry(key.clone()).or_insert(Due {
+                        at: now,
+                        every,
+                        failures: 0,
+                        running: false,
+                    });
+                    if entry.every != every {
+                        (entry.every, entry.at) = (every, now);
+                    }
+                    if !entry.running && entry.at <= now {
+                        entry.running = true;
+                        due.push((key, entry.failures));
+                    }
+                }
+            }
+            for (key, before) in due {
+                let (slots, schedule, dispatcher, config, holder) = (
+                    slots.clone(),
+                    schedule.clone(),
+                    dispatcher.clone(),
+                    config.clone(),
+                    holder.clone(),
+                );
+                tokio::spawn(async move {
+                    let Ok(_slot) = slots.acquire_owned().await else {
+                        return;
+                    };
+                    let outcome = match current(&config, &key) {
+                        Some((stack, target)) => {
+                            look(&dispatcher, &holder, &stack, &target, before).await
+                        }
+                        None => None,
+                    };
+                    let mut schedule = schedule.lock().expect("poll schedule");
+                    if let Some(entry) = schedule.get_mut(&key) {
+                        entry.running = false;
+                        // Another process looked (it holds the lease): look
+                        // again after `every`, as after a success.
+                        let failures = outcome.unwrap_or(entry.failures);
+                        entry.failures = failures;
+                        entry.at = Instant::now() + next_wait(entry.every, failures, jitter());
+                    }
+                });
+            }
+        }
+    })
+}
+
+/// One scheduled look at `target` of `stack`, after `before` failures in
+/// a row, under the source's lease for `holder`: polls, records a failure,
+/// logs a change of state (failing, working again) once, and counts it.
+/// Returns the failures in a row now, or `None` when another process
+/// holds the lease (it looks instead).
+async fn look(
+    dispatcher: &Dispatcher,
+    holder: &str,
+    stack: &StackConfig,
+    target: &PollTarget,
+    before: u32,
+) -> Option<u32> {
+    let journal = dispatcher.journal().clone();
+    let metrics = dispatcher.metrics().clone();
+    let poll = stack.poll.as_ref()?;
+    let lease = lease_name(&stack.name, &target.url);
+    let (j, l, h, ttl) = (
+        journal.clone(),
+        lease.clone(),
+        holder.to_owned(),
+        poll.timeout + POLL_LEASE_EXTRA,
+    );
+    match tokio::task::spawn_blocking(move || j.take_lease(&l, &h, ttl)).await {
+        Ok(Ok(true)) => {}
+        Ok(Ok(false)) => return None,
+        // Without the journal the look could not record anything.
+        Ok(Err(e)) => {
+            tracing::warn!(stack = %stack.name, source = %target.url, error = %e, "polling: the journal cannot be reached");
+            return Some(before + 1);
+        }
+        Err(_) => return Some(before + 1),
+    }
+    let looked = poll_once(&journal, Some(dispatcher), stack, poll, target).await;
+    let (j, h) = (journal.clone(), holder.to_owned());
+    let _ = tokio::task::spawn_blocking(move || j.release_lease(&lease, &h)).await;
+    Some(match looked {
+        Ok(report) => {
+            metrics.poll(&stack.name, &target.url, 0, now_ms());
+            if before > 0 {
+                tracing::info!(stack = %stack.name, source = %target.url, "polling works again");
+            }
+            if report.first {
+                tracing::info!(stack = %stack.name, source = %target.url, refs = report.refs, "polling: first look, tips recorded (nothing deploys)");
+            }
+            for (change, answer) in &report.moved {
+                let (status, body) = answer.as_ref().map_or((0, &Value::Null), |(s, b)| (*s, b));
+                let decision = &body["decisions"][0];
+                tracing::info!(
+                    stack = %stack.name, source = %target.url, r#ref = %change.name,
+                    before = %change.old, after = %change.new, status,
+                    state = decision["state"].as_str().unwrap_or(""),
+                    "polling: a ref moved"
+                );
+            }
+            0
+        }
+        Err(failure) => {
+            let message = failure.to_string();
+            let (j, name, url, m) = (
+                journal.clone(),
+                stack.name.clone(),
+                target.url.clone(),
+                message.clone(),
+            );
+            let failures = tokio::task::spawn_blocking(move || {
+                j.record_poll_failure(&name, &url, &m, now_ms())
+            })
+            .await
+            .ok()
+            .and_then(Result::ok)
+            // The journal cannot count: the scheduler does.
+            .unwrap_or(i64::from(before) + 1);
+            metrics.poll(&stack.name, &target.url, failures, now_ms());
+            if failures == 1 {
+                tracing::warn!(stack = %stack.name, source = %target.url, error = %message, "polling failed; retrying with back-off (logged again only once it works)");
+            }
+            u32::try_from(failures).unwrap_or(u32::MAX)
+        }
+    })
+}

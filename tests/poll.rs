@@ -1,0 +1,470 @@
+//! Polling git repositories (`[stacks.poll]`, issue 17): a real
+//! `redeploy serve` asks real bare repositories for their refs, over
+//! `file://` and over `git://` from `git daemon` on loopback, while the
+//! test pushes to them between looks. A repository that cannot be reached,
+//! a restart, the webhook and the poll seeing the same push, and
+//! `redeploy poll` as an administrator runs it, and an HTTPS token sent to
+//! `git http-backend` behind HTTP Basic (`tests/support/git_http.py`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use redeploy_host::journal::{DeliveryRecord, DeployState};
+use serde_json::Value;
+
+use crate::support::cli::{stderr, stdout};
+use crate::support::deliveries::signed_push;
+use crate::support::git::git;
+use crate::support::stacks::toml;
+use crate::support::{free_port, hook, wait_for, Stack, World};
+
+const SECRET: &str = "poll-s3cret";
+
+/// `[stacks.poll]` asking `url` every second.
+fn polling(url: &str) -> String {
+    format!("[stacks.poll]\nevery = \"1s\"\ntimeout = \"5s\"\nurl = {url:?}\n")
+}
+
+/// A bare repository `<name>.git` in `dir` and a clone of it to commit
+/// from (`<name>-work`), with `main` holding one commit.
+fn repository(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let bare = dir.join(format!("{name}.git"));
+    let work = dir.join(format!("{name}-work"));
+    git(
+        dir,
+        &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
+    );
+    git(
+        dir,
+        &[
+            "clone",
+            "-q",
+            bare.to_str().unwrap(),
+            work.to_str().unwrap(),
+        ],
+    );
+    git(&work, &["checkout", "-q", "-b", "main"]);
+    commit(&work, "main", "first");
+    (bare, work)
+}
+
+/// Commits `what` on `branch` of the clone `work` and pushes it; the new
+/// commit's id.
+fn commit(work: &Path, branch: &str, what: &str) -> String {
+    git(work, &["checkout", "-q", "-B", branch]);
+    std::fs::write(work.join("file"), what).unwrap();
+    git(work, &["add", "file"]);
+    git(work, &["commit", "-q", "-m", what]);
+    git(work, &["push", "-q", "origin", branch]);
+    git(work, &["rev-parse", "HEAD"]).trim().to_owned()
+}
+
+/// The deliveries the poller made (provider `poll`), oldest first.
+fn polled(world: &World) -> Vec<DeliveryRecord> {
+    let mut all = world.journal().deliveries(1000).unwrap();
+    all.retain(|d| d.recorded.provider.as_deref() == Some("poll"));
+    all.reverse();
+    all
+}
+
+/// The decision for the first stack in a delivery's recorded answer.
+fn decision(d: &DeliveryRecord) -> Value {
+    let summary: Value = serde_json::from_str(&d.recorded.summary).unwrap();
+    summary["decisions"][0].clone()
+}
+
+/// Waits until the journal remembers a successful look at `source` of
+/// `stack` that saw `sha` somewhere.
+fn seen(world: &World, stack: &str, source: &str, sha: &str) {
+    wait_for(30, &format!("a poll of {source} seeing {sha}"), || {
+        let s = world.journal().poll_source(stack, source).unwrap()?;
+        s.tips_json.filter(|t| t.contains(sha)).map(|_| ())
+    });
+}
+
+/// `git daemon` serving `base` read-only on `port` of the loopback.
+struct Daemon(Child);
+
+impl Daemon {
+    fn start(base: &Path, port: u16) -> Daemon {
+        let child = Command::new("git")
+            .args([
+                "daemon",
+                "--reuseaddr",
+                "--export-all",
+                "--listen=127.0.0.1",
+                &format!("--port={port}"),
+                &format!("--base-path={}", base.display()),
+                base.to_str().unwrap(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("git daemon (Debian's git ships it)");
+        wait_for(20, "git daemon to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .ok()
+                .map(|_| ())
+        });
+        Daemon(child)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn polling_deploys_each_new_tip_of_the_branch_once_and_nothing_at_start() {
+    let port = free_port();
+    let git_url = format!("git://127.0.0.1:{port}/served.git");
+    let stacks = [
+        Stack::repo("web", "acme/web", "main", 1).table(&polling("file://@DIR@/app.git")),
+        Stack::repo("api", &git_url, "main", 2).table("[stacks.poll]\nevery = \"1s\"\n"),
+    ];
+    let world = World::new("poll-git", "", &toml(&stacks));
+    let (bare, work) = repository(&world.dir.0, "app");
+    let (_, daemon_work) = repository(&world.dir.0, "served");
+    let _daemon = Daemon::start(&world.dir.0, port);
+    let file_url = format!("file://{}", bare.display());
+    let first = git(&work, &["rev-parse", "HEAD"]).trim().to_owned();
+    let served_first = git(&daemon_work, &["rev-parse", "HEAD"]).trim().to_owned();
+    let server = world.start(&[]);
+
+    // The first look only records what is there.
+    seen(&world, "web", &file_url, &first);
+    seen(&world, "api", &git_url, &served_first);
+    assert_eq!(world.deploys().len(), 0, "nothing deploys at start");
+    assert_eq!(polled(&world).len(), 0, "no delivery at start");
+
+    // A new tip of main deploys, once; a push to another branch does not.
+    let second = commit(&work, "main", "second");
+    let served_second = commit(&daemon_work, "main", "second");
+    let feature = commit(&work, "feature/x", "feature");
+    seen(&world, "web", &file_url, &feature);
+    seen(&world, "api", &git_url, &served_second);
+    let deploys = world.settle(30);
+    let by = |stack: &str| -> Vec<(String, DeployState)> {
+        deploys
+            .iter()
+            .filter(|d| d.queued.stack == stack)
+            .map(|d| (d.queued.sha.clone().unwrap(), d.state))
+            .collect()
+    };
+    assert_eq!(by("web"), [(second.clone(), DeployState::Succeeded)]);
+    assert_eq!(by("api"), [(served_second.clone(), DeployState::Succeeded)]);
+    let web = world.recorded_env(
+        "web",
+        deploys.iter().find(|d| d.queued.stack == "web").unwrap().id,
+    );
+    assert_eq!(web["REDEPLOY_SHA"], second);
+    assert_eq!(web["REDEPLOY_REF"], "refs/heads/main");
+    let deliveries = polled(&world);
+    assert_eq!(deliveries.len(), 3, "{deliveries:?}");
+    let feature_delivery = deliveries
+        .iter()
+        .find(|d| decision(d)["action"] == "skip")
+        .unwrap_or_else(|| panic!("no skipped delivery: {deliveries:?}"));
+    let reason = decision(feature_delivery)["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        reason.contains("feature/x") && reason.contains("main"),
+        "{reason}"
+    );
+
+    // Looks that see nothing new make nothing.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(polled(&world).len(), 3);
+    server.terminate();
+
+    // Pushed while the server was down: seen at the first look after the
+    // restart, and only that.
+    let third = commit(&work, "main", "third");
+    let server = world.start(&[]);
+    seen(&world, "web", &file_url, &third);
+    let deploys = world.settle(30);
+    let web: Vec<String> = deploys
+        .iter()
+        .filter(|d| d.queued.stack == "web")
+        .map(|d| d.queued.sha.clone().unwrap())
+        .collect();
+    assert_eq!(web, [second, third]);
+    crate::support::world::assert_all_succeeded(&deploys);
+    server.terminate();
+}
+
+#[test]
+fn a_push_seen_by_the_webhook_and_by_polling_deploys_once() {
+    let stacks = [Stack::repo("web", "acme/web", "main", 1)
+        .secret(SECRET)
+        .table(&polling("file://@DIR@/app.git"))];
+    let world = World::new("poll-and-hook", "", &toml(&stacks));
+    let (bare, work) = repository(&world.dir.0, "app");
+    let url = format!("file://{}", bare.display());
+    let first = git(&work, &["rev-parse", "HEAD"]).trim().to_owned();
+    let server = world.start(&[]);
+    seen(&world, "web", &url, &first);
+
+    // The push, and GitHub's webhook for it.
+    let second = commit(&work, "main", "second");
+    let r = signed_push(&server, &hook(1), SECRET, &second, "push-2");
+    assert_eq!(r.status, 202, "{}", r.text());
+    seen(&world, "web", &url, &second);
+    let deploys = world.settle(30);
+    assert_eq!(deploys.len(), 1, "{deploys:?}");
+    assert_eq!(deploys[0].queued.sha.as_deref(), Some(second.as_str()));
+    let polled = polled(&world);
+    assert_eq!(polled.len(), 1);
+    let decision = decision(&polled[0]);
+    assert_eq!(decision["state"], "duplicate", "{decision}");
+    assert!(
+        decision["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("is already deploy #{}", deploys[0].id)),
+        "{decision}"
+    );
+    server.terminate();
+}
+
+#[test]
+fn an_unreachable_repository_is_logged_once_counted_and_polled_again_once_it_answers() {
+    let port = free_port();
+    let url = format!("git://127.0.0.1:{port}/app.git");
+    let stacks = [Stack::repo("web", &url, "main", 1).table("[stacks.poll]\nevery = \"1s\"\n")];
+    let (world, server) = World::serving("poll-unreachable", "", &stacks);
+    wait_for(30, "three failed looks", || {
+        let s = world.journal().poll_source("web", &url).unwrap()?;
+        (s.failures >= 3).then_some(())
+    });
+    let log = server.log_text();
+    assert_eq!(log.matches("polling failed").count(), 1, "{log}");
+    let metrics = server.get("/metrics").text();
+    assert!(
+        metrics.contains(&format!(
+            "redeploy_poll_failures_in_a_row{{stack=\"web\",source=\"{url}\"}} "
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("redeploy_polls_total{stack=\"web\",outcome=\"failed\"}"),
+        "{metrics}"
+    );
+    let source = world.journal().poll_source("web", &url).unwrap().unwrap();
+    assert!(source.error.unwrap().contains("git ls-remote failed"));
+    assert_eq!(source.tips_json, None);
+    let history = crate::support::cli::stdout(&world.redeploy(&["history", "web"]));
+    assert!(history.contains("Polled repositories:"), "{history}");
+    let row = history
+        .lines()
+        .find(|l| l.contains(&url))
+        .unwrap_or_else(|| panic!("{history}"));
+    assert!(row.contains("git ls-remote failed"), "{row}");
+
+    // The repository answers: the next look (after the back-off) records
+    // its tips, deploys nothing, and says polling works again.
+    let (_bare, work) = repository(&world.dir.0, "app");
+    let first = git(&work, &["rev-parse", "HEAD"]).trim().to_owned();
+    let _daemon = Daemon::start(&world.dir.0, port);
+    seen(&world, "web", &url, &first);
+    wait_for(10, "the log saying polling works again", || {
+        server
+            .log_text()
+            .contains("polling works again")
+            .then_some(())
+    });
+    assert_eq!(world.deploys().len(), 0);
+    assert_eq!(server.log_text().matches("polling failed").count(), 1);
+    server.terminate();
+}
+
+#[test]
+fn redeploy_poll_prints_what_moved_and_what_the_component_decides() {
+    let stacks = [
+        Stack::repo("web", "acme/web", "main", 1).table(&polling("file://@DIR@/app.git")),
+        Stack::repo("gone", "acme/gone", "main", 2).table(&polling("file://@DIR@/gone.git")),
+    ];
+    let world = World::new("poll-cli", "", &toml(&stacks));
+    let (bare, work) = repository(&world.dir.0, "app");
+    let url = format!("file://{}", bare.display());
+
+    // Never polled: what it would record.
+    let out = world.redeploy(&["poll", "web"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains(&format!("{url} (acme/web)")), "{text}");
+    assert!(text.contains("1 branches and tags"), "{text}");
+    assert!(text.contains("never polled"), "{text}");
+
+    // After the server's first look, a push: what would deploy.
+    let first = git(&work, &["rev-parse", "HEAD"]).trim().to_owned();
+    let server = world.start(&[]);
+    seen(&world, "web", &url, &first);
+    server.terminate();
+    let second = commit(&work, "main", "second");
+    let feature = commit(&work, "feature/x", "feature");
+    let out = world.redeploy(&["poll", "web"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("last poll "), "{text}");
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap_or_else(|| panic!("no line for {name}: {text}"))
+            .to_owned()
+    };
+    assert!(
+        line("refs/heads/main ").contains(&format!(
+            "{} -> {}: deploy",
+            &first[..12],
+            &second[..12]
+        )),
+        "{text}"
+    );
+    assert!(
+        line("refs/heads/feature/x ").contains(&format!("-> {}: skip", &feature[..12])),
+        "{text}"
+    );
+    // A dry run: nothing deployed, nothing recorded.
+    assert_eq!(world.deploys().len(), 0);
+    let source = world.journal().poll_source("web", &url).unwrap().unwrap();
+    assert!(!source.tips_json.unwrap().contains(&second));
+
+    // A repository that cannot be asked: exit 2, and why.
+    let out = world.redeploy(&["poll", "gone"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("cannot poll: git ls-remote failed"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("1 of 1 repositories could not be polled"),
+        "{}",
+        stderr(&out)
+    );
+    let out = world.redeploy(&["poll", "nosuch"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no stack named \"nosuch\""),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// `tests/support/git_http.py`: git's smart HTTP on loopback behind HTTP
+/// Basic credentials `user:password`, logging each Authorization header
+/// it is sent into `seen`.
+struct GitHttp(Child);
+
+impl GitHttp {
+    fn start(root: &Path, port: u16, credentials: &str, seen: &Path) -> GitHttp {
+        let child = Command::new("python3")
+            .arg(crate::support::workspace().join("tests/support/git_http.py"))
+            .args([&port.to_string(), root.to_str().unwrap(), credentials])
+            .arg(seen)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("python3");
+        wait_for(20, "the git HTTP server to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .ok()
+                .map(|_| ())
+        });
+        GitHttp(child)
+    }
+}
+
+impl Drop for GitHttp {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn an_https_token_reaches_git_and_nothing_else_and_a_wrong_one_deploys_nothing() {
+    const TOKEN: &str = "glpat-poll-t0ken-5ecret";
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/app.git");
+    let with_token = |file: &str| {
+        format!(
+            "[stacks.poll]\nevery = \"1s\"\nurl = {url:?}\nusername = \"alice\"\ntoken_file = \"@DIR@/{file}\"\n"
+        )
+    };
+    let stacks = [
+        Stack::repo("web", "acme/web", "main", 1).table(&with_token("git-token")),
+        Stack::repo("denied", "acme/web", "main", 2).table(&with_token("wrong-token")),
+    ];
+    let world = World::new("poll-token", "", &toml(&stacks));
+    std::fs::write(world.dir.join("git-token"), format!("{TOKEN}\n")).unwrap();
+    std::fs::write(world.dir.join("wrong-token"), "not-the-token\n").unwrap();
+    let (_bare, work) = repository(&world.dir.0, "app");
+    let seen_file = world.dir.join("authorization-seen");
+    let _git = GitHttp::start(&world.dir.0, port, &format!("alice:{TOKEN}"), &seen_file);
+    let first = git(&work, &["rev-parse", "HEAD"]).trim().to_owned();
+    let server = world.start(&[]);
+
+    seen(&world, "web", &url, &first);
+    let second = commit(&work, "main", "second");
+    seen(&world, "web", &url, &second);
+    wait_for(30, "the wrong token failing three times", || {
+        let s = world.journal().poll_source("denied", &url).unwrap()?;
+        (s.failures >= 3).then_some(())
+    });
+    let deploys = world.settle(30);
+    let stacks: Vec<&str> = deploys.iter().map(|d| d.queued.stack.as_str()).collect();
+    assert_eq!(stacks, ["web"], "only the stack whose token works deploys");
+    let denied = world
+        .journal()
+        .poll_source("denied", &url)
+        .unwrap()
+        .unwrap();
+    assert_eq!(denied.tips_json, None);
+    let log = server.log_text();
+    assert_eq!(log.matches("polling failed").count(), 1, "{log}");
+
+    // git sent the token as HTTP Basic credentials...
+    let basic = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!("alice:{TOKEN}"))
+    };
+    let sent = std::fs::read_to_string(&seen_file).unwrap();
+    assert!(
+        sent.lines().any(|l| l == format!("Basic {basic}")),
+        "{sent}"
+    );
+    // ...and nothing else ever holds it.
+    let history = stdout(&world.redeploy(&["history"]));
+    let dry_run = world.redeploy(&["poll", "web"]);
+    let metrics = server.get("/metrics").text();
+    server.terminate();
+    let mut places = vec![
+        (
+            "the server's log",
+            std::fs::read(world.dir.join("server.log")).unwrap(),
+        ),
+        ("history", history.into_bytes()),
+        ("redeploy poll", [dry_run.stdout, dry_run.stderr].concat()),
+        ("/metrics", metrics.into_bytes()),
+    ];
+    for entry in std::fs::read_dir(world.dir.join("state")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            places.push(("the state directory", std::fs::read(&path).unwrap()));
+        }
+    }
+    for (place, bytes) in places {
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !text.contains(TOKEN) && !text.contains(&basic),
+            "the token in {place}: {text}"
+        );
+    }
+}
