@@ -82,40 +82,64 @@ fn seen(world: &World, stack: &str, source: &str, sha: &str) {
     });
 }
 
-/// `git daemon` serving `base` read-only on `port` of the loopback.
-struct Daemon(Child);
+/// A loopback server the test runs (`git daemon`, `git_http.py`), killed
+/// on drop.
+struct Listening(Child);
 
-impl Daemon {
-    fn start(base: &Path, port: u16) -> Daemon {
-        let child = Command::new("git")
-            .args([
-                "daemon",
-                "--reuseaddr",
-                "--export-all",
-                "--listen=127.0.0.1",
-                &format!("--port={port}"),
-                &format!("--base-path={}", base.display()),
-                base.to_str().unwrap(),
-            ])
+impl Listening {
+    /// Starts `command` and waits until `port` of the loopback accepts.
+    fn start(mut command: Command, port: u16, what: &str) -> Listening {
+        let child = command
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
             .spawn()
-            .expect("git daemon (Debian's git ships it)");
-        wait_for(20, "git daemon to listen", || {
+            .unwrap_or_else(|e| panic!("starting {what}: {e}"));
+        // Killed on drop even when the wait below fails.
+        let listening = Listening(child);
+        wait_for(20, &format!("{what} to listen"), || {
             std::net::TcpStream::connect(("127.0.0.1", port))
                 .ok()
                 .map(|_| ())
         });
-        Daemon(child)
+        listening
     }
 }
 
-impl Drop for Daemon {
+impl Drop for Listening {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// `git daemon` (Debian's git ships it) serving the repositories in `base`
+/// read-only on `port` of the loopback.
+fn git_daemon(base: &Path, port: u16) -> Listening {
+    let mut daemon = Command::new("git");
+    daemon
+        .args([
+            "daemon",
+            "--reuseaddr",
+            "--export-all",
+            "--listen=127.0.0.1",
+            &format!("--port={port}"),
+            &format!("--base-path={}", base.display()),
+            base.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    Listening::start(daemon, port, "git daemon")
+}
+
+/// `tests/support/git_http.py`: git's smart HTTP on loopback for the
+/// repositories in `root`, behind HTTP Basic credentials `user:password`,
+/// logging each Authorization header it is sent into `seen`.
+fn git_http(root: &Path, port: u16, credentials: &str, seen: &Path) -> Listening {
+    let mut server = Command::new("python3");
+    server
+        .arg(crate::support::workspace().join("tests/support/git_http.py"))
+        .args([&port.to_string(), root.to_str().unwrap(), credentials])
+        .arg(seen);
+    Listening::start(server, port, "the git HTTP server")
 }
 
 #[test]
@@ -129,7 +153,7 @@ fn polling_deploys_each_new_tip_of_the_branch_once_and_nothing_at_start() {
     let world = World::new("poll-git", "", &toml(&stacks));
     let (bare, work) = repository(&world.dir.0, "app");
     let (_, daemon_work) = repository(&world.dir.0, "served");
-    let _daemon = Daemon::start(&world.dir.0, port);
+    let _daemon = git_daemon(&world.dir.0, port);
     let file_url = format!("file://{}", bare.display());
     let first = git(&work, &["rev-parse", "HEAD"]).trim().to_owned();
     let served_first = git(&daemon_work, &["rev-parse", "HEAD"]).trim().to_owned();
@@ -271,7 +295,7 @@ fn an_unreachable_repository_is_logged_once_counted_and_polled_again_once_it_ans
     // its tips, deploys nothing, and says polling works again.
     let (_bare, work) = repository(&world.dir.0, "app");
     let first = git(&work, &["rev-parse", "HEAD"]).trim().to_owned();
-    let _daemon = Daemon::start(&world.dir.0, port);
+    let _daemon = git_daemon(&world.dir.0, port);
     seen(&world, "web", &url, &first);
     wait_for(10, "the log saying polling works again", || {
         server
@@ -358,36 +382,6 @@ fn redeploy_poll_prints_what_moved_and_what_the_component_decides() {
     );
 }
 
-/// `tests/support/git_http.py`: git's smart HTTP on loopback behind HTTP
-/// Basic credentials `user:password`, logging each Authorization header
-/// it is sent into `seen`.
-struct GitHttp(Child);
-
-impl GitHttp {
-    fn start(root: &Path, port: u16, credentials: &str, seen: &Path) -> GitHttp {
-        let child = Command::new("python3")
-            .arg(crate::support::workspace().join("tests/support/git_http.py"))
-            .args([&port.to_string(), root.to_str().unwrap(), credentials])
-            .arg(seen)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("python3");
-        wait_for(20, "the git HTTP server to listen", || {
-            std::net::TcpStream::connect(("127.0.0.1", port))
-                .ok()
-                .map(|_| ())
-        });
-        GitHttp(child)
-    }
-}
-
-impl Drop for GitHttp {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn an_https_token_reaches_git_and_nothing_else_and_a_wrong_one_deploys_nothing() {
     const TOKEN: &str = "glpat-poll-t0ken-5ecret";
@@ -407,7 +401,7 @@ fn an_https_token_reaches_git_and_nothing_else_and_a_wrong_one_deploys_nothing()
     std::fs::write(world.dir.join("wrong-token"), "not-the-token\n").unwrap();
     let (_bare, work) = repository(&world.dir.0, "app");
     let seen_file = world.dir.join("authorization-seen");
-    let _git = GitHttp::start(&world.dir.0, port, &format!("alice:{TOKEN}"), &seen_file);
+    let _git = git_http(&world.dir.0, port, &format!("alice:{TOKEN}"), &seen_file);
     let first = git(&work, &["rev-parse", "HEAD"]).trim().to_owned();
     let server = world.start(&[]);
 
@@ -467,4 +461,66 @@ fn an_https_token_reaches_git_and_nothing_else_and_a_wrong_one_deploys_nothing()
             "the token in {place}: {text}"
         );
     }
+}
+
+#[test]
+fn a_continuous_deployment_stack_that_polls_asks_github_once_per_commit() {
+    const TOKEN: &str = "ghp_standin_token_0123456789";
+    let standin = crate::github_standin::GithubStandin::start(TOKEN);
+    let stacks = [Stack::repo("web", "acme/web", "main", 1)
+        .secret(SECRET)
+        .github(&standin.base_url(), "web-env", "")
+        .table(&polling("file://@DIR@/app.git"))];
+    let port = free_port();
+    let public = format!("http://127.0.0.1:{port}");
+    let world = World::new(
+        "poll-cd",
+        &format!("public_url = \"{public}\""),
+        &toml(&stacks),
+    );
+    world.write_gh_token(&format!("{TOKEN}\n"));
+    let (bare, work) = repository(&world.dir.0, "app");
+    let url = format!("file://{}", bare.display());
+    let first = git(&work, &["rev-parse", "HEAD"]).trim().to_owned();
+    let server = world.start_on(port, &[], &[]);
+    standin.forward_deployments_to(&format!("{public}{}", hook(1)), SECRET);
+    seen(&world, "web", &url, &first);
+
+    // The push, and its webhook: whichever comes first asks GitHub.
+    let second = commit(&work, "main", "second");
+    let r = signed_push(&server, &hook(1), SECRET, &second, "push-2");
+    assert_eq!(r.status, 202, "{}", r.text());
+    seen(&world, "web", &url, &second);
+    let deploys = world.settle(30);
+    assert_eq!(deploys.len(), 1, "{deploys:?}");
+    assert_eq!(deploys[0].state, DeployState::Succeeded);
+    assert_eq!(deploys[0].queued.sha.as_deref(), Some(second.as_str()));
+    let requests = world
+        .journal()
+        .deployment_requests(Some("web"), 10)
+        .unwrap();
+    assert_eq!(
+        requests.len(),
+        1,
+        "one deployment for the commit: {requests:?}"
+    );
+    let asked = standin
+        .requests()
+        .into_iter()
+        .filter(|q| q.operation == "POST /repos/{owner}/{repo}/deployments")
+        .count();
+    assert_eq!(asked, 1);
+    // The second sighting says why it asked nothing.
+    let duplicate = world
+        .journal()
+        .deliveries(100)
+        .unwrap()
+        .into_iter()
+        .map(|d| decision(&d))
+        .find(|d| d["state"] == "duplicate")
+        .expect("the second sighting's decision");
+    let reason = duplicate["reason"].as_str().unwrap();
+    assert!(reason.contains("each commit is asked for once"), "{reason}");
+    assert_eq!(standin.violations(), Vec::<String>::new());
+    server.terminate();
 }

@@ -396,7 +396,8 @@ impl Dispatcher {
             match step {
                 Step::Skip => {}
                 Step::RequestDeployment { event, body } => {
-                    match self.request_deployment(event, body, polls(stacks, &event.stack)) {
+                    let once_per_commit = polls(stacks, &event.stack);
+                    match self.request_deployment(event, body, once_per_commit) {
                         Ok(Inserted::New(id)) => {
                             accepted = true;
                             entry["state"] = json!("deployment-requested");
@@ -404,14 +405,16 @@ impl Dispatcher {
                         }
                         Ok(Inserted::Duplicate(id)) => {
                             entry["state"] = json!("duplicate");
-                            entry["reason"] = json!(match &event.delivery {
-                                Some(delivery) => format!(
-                                    "delivery {delivery} already asked GitHub for a deployment (request #{id})"
-                                ),
-                                None => format!(
+                            entry["reason"] = json!(if once_per_commit {
+                                format!(
                                     "commit {} was already asked GitHub for a deployment (request #{id}): the stack polls and is pushed to, and each commit is asked for once",
                                     event.sha.as_deref().unwrap_or("")
-                                ),
+                                )
+                            } else {
+                                format!(
+                                    "delivery {} already asked GitHub for a deployment (request #{id})",
+                                    event.delivery.as_deref().unwrap_or("")
+                                )
                             });
                         }
                         Err(e) => {
@@ -494,8 +497,9 @@ impl Dispatcher {
                         entry["deploy_id"] = json!(deploy_id);
                         entry["state"] = json!("duplicate");
                         entry["reason"] = json!(format!(
-                            "commit {} is already deploy #{deploy_id}: the stack polls and is pushed to, and each commit deploys once",
-                            event.sha.as_deref().unwrap_or("")
+                            "commit {} of {} is already deploy #{deploy_id}: the stack polls and is pushed to, and each push deploys once",
+                            event.sha.as_deref().unwrap_or(""),
+                            event.ref_.as_deref().unwrap_or("")
                         ));
                     }
                     Ok(Admitted::Inserted(Inserted::Duplicate(id))) => {

@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use super::raw::RawGithub;
-use super::secrets::{read_env, read_secret_file};
-use super::server::{check_http_url, is_https_or_loopback_http, resolve};
+use super::secrets::read_token;
+use super::server::{check_http_url, is_https_or_loopback_http};
 use super::stack::{is_owner_name, non_empty_items};
 use super::{
     default_required_contexts, GithubConfig, Result, Secret, SecretSource,
@@ -44,27 +44,11 @@ pub(super) fn validate_github(
     }
     let api_url = api_url.trim_end_matches('/').to_string();
 
-    let token = match (raw.token_env, raw.token_file, sources) {
-        (Some(_), Some(_), _) => {
-            return Err("set only one of github.token_env and github.token_file".into())
-        }
-        (None, None, _) => {
-            return Err("github needs a token: set github.token_env or github.token_file".into())
-        }
-        // The stack's secrets are not read (`SecretScope`): no token.
-        (_, _, None) => None,
-        (Some(var), None, Some(sources)) => Some(read_env(sources, "github.token_env", &var)?),
-        (None, Some(file), Some(sources)) => {
-            let path = resolve(base_dir, &file);
-            let token = read_secret_file(sources, "github.token_file", &path)?
-                .trim()
-                .to_string();
-            if token.is_empty() {
-                return Err(format!("github.token_file {} is empty", path.display()));
-            }
-            Some(token)
-        }
-    };
+    if raw.token_env.is_none() && raw.token_file.is_none() {
+        return Err("github needs a token: set github.token_env or github.token_file".into());
+    }
+    // `None` when the stack's secrets are not read (`SecretScope`).
+    let token = read_token("github", (raw.token_env, raw.token_file), base_dir, sources)?;
 
     let environment = raw.environment.unwrap_or_else(|| stack.to_string());
     if environment.is_empty() {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::raw::RawPoll;
-use super::secrets::{read_env, read_secret_file};
+use super::secrets::read_token;
 use super::server::{duration, is_https_or_loopback_http, resolve};
 use super::{Secret, SecretSource, ServiceConfig};
 
@@ -141,23 +141,7 @@ pub(super) fn validate_poll(
     };
 
     let token_configured = raw.token_env.is_some() || raw.token_file.is_some();
-    let token = match (raw.token_env, raw.token_file, sources) {
-        (Some(_), Some(_), _) => {
-            return Err("set only one of poll.token_env and poll.token_file".into())
-        }
-        (None, None, _) | (_, _, None) => None,
-        (Some(var), None, Some(sources)) => Some(read_env(sources, "poll.token_env", &var)?),
-        (None, Some(file), Some(sources)) => {
-            let path = resolve(base_dir, &file);
-            let token = read_secret_file(sources, "poll.token_file", &path)?
-                .trim()
-                .to_string();
-            if token.is_empty() {
-                return Err(format!("poll.token_file {} is empty", path.display()));
-            }
-            Some(token)
-        }
-    };
+    let token = read_token("poll", (raw.token_env, raw.token_file), base_dir, sources)?;
     if token_configured {
         // A token goes only where no one on the network can read it.
         for target in &targets {

@@ -104,6 +104,36 @@ pub(super) fn read_secret_file(
     })
 }
 
+/// An API token of table `table` (`github`, `poll`): from `token_env` or
+/// `token_file` (one of them; a file relative to `base_dir`, trimmed, not
+/// empty), or `None` when neither is set or the stack's secrets are not
+/// read (`sources` is `None`). Errors name the key, never a value.
+pub(super) fn read_token(
+    table: &str,
+    (env, file): (Option<String>, Option<std::path::PathBuf>),
+    base_dir: &Path,
+    sources: Option<&dyn SecretSource>,
+) -> Result<Option<String>, String> {
+    match (env, file, sources) {
+        (Some(_), Some(_), _) => Err(format!(
+            "set only one of {table}.token_env and {table}.token_file"
+        )),
+        (None, None, _) | (_, _, None) => Ok(None),
+        (Some(var), None, Some(sources)) => {
+            read_env(sources, &format!("{table}.token_env"), &var).map(Some)
+        }
+        (None, Some(file), Some(sources)) => {
+            let path = super::server::resolve(base_dir, &file);
+            let key = format!("{table}.token_file");
+            let token = read_secret_file(sources, &key, &path)?.trim().to_string();
+            if token.is_empty() {
+                return Err(format!("{key} {} is empty", path.display()));
+            }
+            Ok(Some(token))
+        }
+    }
+}
+
 fn lowercase_first(text: &str) -> String {
     let mut chars = text.chars();
     match chars.next() {
