@@ -61,13 +61,7 @@ fn keyed_decision(stacks: &[Stack], d: &Delivery, ctx: &Context) -> Decision {
 fn cd_stack() -> Stack {
     let mut s = multi_service_stack();
     s.services[1].repository = Some("acme/web".into());
-    s.github = Some(GithubDeployments {
-        repository: "acme/web".into(),
-        environment: "production".into(),
-        wait_for_event: true,
-        ..Default::default()
-    });
-    s
+    with_github_cd(s)
 }
 
 #[test]

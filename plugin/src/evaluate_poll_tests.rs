@@ -33,18 +33,6 @@ fn image_poll(stack: &str, repository: &str, tag: &str, digest: &str) -> Deliver
     }
 }
 
-fn image_stack(name: &str, image: &str) -> Stack {
-    Stack {
-        name: name.into(),
-        services: vec![Service {
-            name: name.into(),
-            image: Some(image.into()),
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
-}
-
 fn with_query(mut d: Delivery, q: &str) -> Delivery {
     if let Delivery::Poll { query, .. } = &mut d {
         *query = q.into();
@@ -262,13 +250,7 @@ fn a_polled_ref_obeys_the_query_modifiers_of_the_polled_stack_only() {
 
 #[test]
 fn a_polled_ref_of_a_github_cd_stack_requests_a_deployment_like_a_push() {
-    let mut s = stack("web", "acme/web", "main");
-    s.github = Some(GithubDeployments {
-        repository: "acme/web".into(),
-        environment: "production".into(),
-        wait_for_event: true,
-        ..Default::default()
-    });
+    let mut s = with_github_cd(stack("web", "acme/web", "main"));
     let poll = decision(
         std::slice::from_ref(&s),
         &git_poll("web", "acme/web", SHA1_A, SHA1_B, "refs/heads/main"),

@@ -21,18 +21,6 @@ fn registry_post(content_type: &str, body: Vec<u8>) -> Delivery {
     })
 }
 
-fn image_stack(name: &str, image: &str) -> Stack {
-    Stack {
-        name: name.into(),
-        services: vec![Service {
-            name: name.into(),
-            image: Some(image.into()),
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
-}
-
 /// The manifest digest Distribution's docs examples push.
 const DOCS_DIGEST: &str = "sha256:fea8895f450959fa676bcc1df0611ea93823a735a01205fd8622846041d0c7cf";
 

@@ -24,6 +24,31 @@ const ZERO1: &str = "0000000000000000000000000000000000000000";
 const SHA256_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const ZERO256: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/// A stack `name` of one service following `image`.
+fn image_stack(name: &str, image: &str) -> Stack {
+    Stack {
+        name: name.into(),
+        services: vec![Service {
+            name: name.into(),
+            image: Some(image.into()),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// `s` with GitHub continuous deployment to `production` of acme/web,
+/// waiting for GitHub's `deployment` event.
+fn with_github_cd(mut s: Stack) -> Stack {
+    s.github = Some(GithubDeployments {
+        repository: "acme/web".into(),
+        environment: "production".into(),
+        wait_for_event: true,
+        ..Default::default()
+    });
+    s
+}
+
 fn stack(name: &str, repo: &str, branch: &str) -> Stack {
     Stack {
         name: name.into(),
@@ -480,13 +505,7 @@ fn ping_deploys_the_branch_by_default_or_is_acknowledged() {
 
 #[test]
 fn github_cd_stacks_get_a_deployment_request() {
-    let mut s = stack("web", "acme/web", "main");
-    s.github = Some(GithubDeployments {
-        repository: "acme/web".into(),
-        environment: "production".into(),
-        wait_for_event: true,
-        ..Default::default()
-    });
+    let mut s = with_github_cd(stack("web", "acme/web", "main"));
     let push = github_push(&push_body(&["a"], &["x"]));
     // Waiting for GitHub's `deployment` event, the push only asks for the
     // deployment: the component says so, not the host.
