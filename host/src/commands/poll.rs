@@ -51,7 +51,7 @@ impl Poll {
             writeln!(out, "{} ({})", target.url, target.repository)?;
             let remembered = journal.poll_source(&stack.name, &target.url)?;
             if let Some(s) = &remembered {
-                let when = |ms: i64| crate::ui::view::Moment::at(ms).iso;
+                let when = crate::text::rfc3339_ms;
                 match &s.error {
                     Some(e) => writeln!(
                         out,
