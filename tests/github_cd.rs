@@ -290,9 +290,12 @@ fn every_documented_github_answer_is_journaled_and_deploys_nothing() {
         ],
         body: json!({"message": "API rate limit exceeded for user ID 1.", "documentation_url": "https://docs.github.com/rest/overview/resources-in-the-rest-api#rate-limiting"}),
     });
+    // Stacks that give up at once on a failed request (issue 17's retries
+    // and direct deploys are `github_cd_retry`'s), so nothing deploys.
+    let give_up = "on_request_failure = \"give-up\"\nretry_request_for = \"0s\"";
     let stacks = [
-        cd_stack(1, "web", &base, ""),
-        cd_stack(2, "offline", &unreachable_base_url(), ""),
+        cd_stack(1, "web", &base, give_up),
+        cd_stack(2, "offline", &unreachable_base_url(), give_up),
     ];
     let cd = start("github-cd-answers", &stacks);
     for i in 1..=4 {

@@ -71,15 +71,6 @@ fn serve_and_push(standin: &GithubStandin, name: &str, server: &str) -> (World, 
     (world, process)
 }
 
-/// How many requests of `operation` the stand-in received.
-fn count(standin: &GithubStandin, operation: &str) -> usize {
-    standin
-        .requests()
-        .iter()
-        .filter(|r| r.operation == operation)
-        .count()
-}
-
 /// The operations the stand-in received, in order.
 fn operations(standin: &GithubStandin) -> Vec<String> {
     standin
@@ -185,7 +176,7 @@ fn github_a_deployment_github_created_for_a_killed_server_is_adopted_not_created
     standin.hold_response(DEPLOYMENTS, 0, HOLD);
     let (world, server) = serve_and_push(&standin, "github-outbox-deployment-in-doubt", "");
     wait_for(SETTLE_SECS, "GitHub to create the deployment", || {
-        (count(&standin, DEPLOYMENTS) == 1).then_some(())
+        (standin.count(DEPLOYMENTS) == 1).then_some(())
     });
     let deploys = world.settle(SETTLE_SECS);
     assert_eq!(deploys[0].state, DeployState::Succeeded);
@@ -261,7 +252,7 @@ fn rate_limited_then_killed(
     }
     let (world, server) = serve_and_push(&standin, name, "");
     wait_for(SETTLE_SECS, "the rate-limited status", || {
-        (count(&standin, STATUSES) == 1).then_some(())
+        (standin.count(STATUSES) == 1).then_some(())
     });
     world.settle(SETTLE_SECS);
     assert_eq!(waiting(&world)[0], (Some(DeployState::Queued), 1));
@@ -344,7 +335,7 @@ fn github_statuses_a_killed_server_left_are_sent_once_after_its_restart() {
     );
     let (world, server) = serve_and_push(&standin, "github-outbox-killed", "");
     wait_for(SETTLE_SECS, "the rate-limited status", || {
-        (count(&standin, STATUSES) == 1).then_some(())
+        (standin.count(STATUSES) == 1).then_some(())
     });
     let deploys = world.settle(SETTLE_SECS);
     assert_eq!(deploys[0].state, DeployState::Succeeded);
@@ -390,8 +381,8 @@ fn github_statuses_a_killed_server_left_are_sent_once_after_its_restart() {
             sent_once
         ]
     );
-    assert_eq!(count(&standin, DEPLOYMENTS), 1);
-    assert_eq!(count(&standin, STATUSES), 4, "one rate-limited, three sent");
+    assert_eq!(standin.count(DEPLOYMENTS), 1);
+    assert_eq!(standin.count(STATUSES), 4, "one rate-limited, three sent");
     assert_eq!(
         operations(&standin),
         [
@@ -535,8 +526,8 @@ fn github_two_notifiers_on_one_postgres_journal_post_each_status_once_in_order()
 
     // Each deployment created once, each of its statuses posted once, in
     // order.
-    assert_eq!(count(&standin, DEPLOYMENTS), deploys.len());
-    assert_eq!(count(&standin, STATUSES), 3 * deploys.len());
+    assert_eq!(standin.count(DEPLOYMENTS), deploys.len());
+    assert_eq!(standin.count(STATUSES), 3 * deploys.len());
     for (i, deploy) in deploys.iter().enumerate() {
         let request = a.journal.request_of_deploy(*deploy).unwrap().unwrap();
         let deployment = request.deployment_id.unwrap();

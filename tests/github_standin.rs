@@ -2,7 +2,8 @@
 //! tests of redeploy's GitHub continuous deployment.
 //!
 //! Every request is checked against GitHub's own published request schemas
-//! (`tests/github-api/operations.json` and `operations-extra.json`, an excerpt of
+//! (`tests/github-api/operations.json`, `operations-extra.json` and
+//! `operations-catchup.json`, an excerpt of
 //! `github/rest-api-description` with every `$ref` resolved; see `SOURCE.md`
 //! there): the operation must exist, the headers GitHub documents must be
 //! there, the body must satisfy the OpenAPI request schema (with
@@ -30,6 +31,7 @@ use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use serde_json::{json, Value};
 
+mod deliveries;
 mod forward;
 mod hooks;
 mod lists;
@@ -55,6 +57,9 @@ const FIRST_DEPLOYMENT_ID: u64 = 1000;
 const FIRST_STATUS_ID: u64 = 1;
 /// The first webhook id the stand-in hands out.
 const FIRST_HOOK_ID: u64 = 1;
+/// The first webhook delivery id the stand-in hands out (GitHub's are
+/// large and increasing).
+const FIRST_HOOK_DELIVERY_ID: u64 = 10_000_000_000;
 /// The commit a deployment resolves to when its `ref` is not a full hex SHA
 /// (the sha of the deployment in GitHub's own `deployment` event fixture).
 const FIXED_SHA: &str = "f95f852bd8fca8fcc58a9a2d6c842781e32a215e";
@@ -148,6 +153,12 @@ struct State {
     page_cap: usize,
     hooks: Vec<Hook>,
     forward: Option<(String, String)>,
+    /// Every webhook delivery sent ([`GithubStandin::send_hook_event`] and
+    /// redeliveries), oldest first.
+    hook_deliveries: Vec<deliveries::Logged>,
+    next_hook_delivery_id: u64,
+    /// Redeliveries accepted, sent once their 202 is handled.
+    pending_redeliveries: Vec<deliveries::Pending>,
 }
 
 impl GithubStandin {
@@ -175,6 +186,9 @@ impl GithubStandin {
             page_cap: MAX_PER_PAGE,
             hooks: Vec::new(),
             forward: None,
+            hook_deliveries: Vec::new(),
+            next_hook_delivery_id: FIRST_HOOK_DELIVERY_ID,
+            pending_redeliveries: Vec::new(),
         }));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = axum::Router::new()
@@ -212,6 +226,15 @@ impl GithubStandin {
     /// Every request received, in order.
     pub fn requests(&self) -> Vec<Recorded> {
         self.lock().requests.clone()
+    }
+
+    /// How many requests matched `operation` (an `operations.json` key).
+    pub fn count(&self, operation: &str) -> usize {
+        self.lock()
+            .requests
+            .iter()
+            .filter(|r| r.operation == operation)
+            .count()
     }
 
     /// Every way a request broke the documented shape (unknown operation,
@@ -395,9 +418,11 @@ async fn handle(
         let hold = operation
             .and_then(|op| st.holds.get_mut(&op)?.pop_front())
             .flatten();
-        (answer, hold)
+        let redeliveries = std::mem::take(&mut st.pending_redeliveries);
+        (answer, hold, redeliveries)
     };
-    let (answer, hold) = answer;
+    let (answer, hold, redeliveries) = answer;
+    deliveries::send_pending(&state, redeliveries);
     if let Some(hold) = hold {
         tokio::time::sleep(hold).await;
     }
@@ -612,6 +637,15 @@ fn serve(st: &mut State, method: &str, uri: &Uri, headers: &HeaderMap, body: &[u
         "GET /repos/{owner}/{repo}/hooks" => list_hooks(st, &repo, &query),
         "POST /repos/{owner}/{repo}/hooks" => create_hook(st, &repo, &body),
         "PATCH /repos/{owner}/{repo}/hooks/{hook_id}" => update_hook(st, &repo, segs[5], &body),
+        "GET /repos/{owner}/{repo}/hooks/{hook_id}/deliveries" => {
+            deliveries::list(st, &repo, segs[5], &query)
+        }
+        "GET /repos/{owner}/{repo}/hooks/{hook_id}/deliveries/{delivery_id}" => {
+            deliveries::get(st, segs[5], segs[7])
+        }
+        "POST /repos/{owner}/{repo}/hooks/{hook_id}/deliveries/{delivery_id}/attempts" => {
+            deliveries::redeliver(st, segs[5], segs[7])
+        }
         other => {
             st.violations
                 .push(format!("{other}: the stand-in has no default answer"));

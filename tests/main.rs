@@ -19,6 +19,10 @@
 //! - `poll`: `[stacks.poll]` against real bare repositories (`file://`,
 //!   `git daemon`), a restart, the webhook and the poll seeing one push,
 //!   an unreachable repository, `redeploy poll`.
+//! - `poll_registry`: `[stacks.poll]` on image stacks against a loopback
+//!   stand-in of the Distribution API and its token server: a new digest
+//!   deploys once, an unchanged one never, credentials, `429` with
+//!   `Retry-After`, `redeploy poll`.
 //! - `post_receive`: the git hook with real bare repositories and pushes.
 //! - `gitolite`: redeploy as Debian's real gitolite3's repo-specific hook,
 //!   pushed to through `gitolite-shell`; `install-hook` refusing a gitolite
@@ -29,6 +33,13 @@
 //!   every request against GitHub's published schemas.
 //! - `github_cd`: GitHub continuous deployment end to end (deployments,
 //!   statuses, `github connect`) and Docker Hub callbacks.
+//! - `github_cd_retry`: a push to a stack that waits for GitHub's
+//!   `deployment` event is never lost (issue 17): a request GitHub did not
+//!   take is retried (across a restart), a refused one deploys directly or
+//!   gives up as the stack says, GitHub's 409 is never overridden, and a
+//!   created deployment whose event never came runs once from the journal.
+//! - `github_catch_up`: webhook deliveries missed while the server was
+//!   down, listed and redelivered once at its start (issue 17).
 //! - `github_outbox`: the outbox of GitHub reports sent once and in order
 //!   by one sender per journal (issue 15): a server killed with statuses
 //!   waiting, two replicas' senders on one PostgreSQL journal.
@@ -61,7 +72,9 @@ mod component;
 mod examples;
 mod fixtures_vendored;
 mod fuzz_regressions;
+mod github_catch_up;
 mod github_cd;
+mod github_cd_retry;
 mod github_outbox;
 mod github_standin;
 mod gitolite;
@@ -72,6 +85,7 @@ mod load;
 mod node;
 mod package;
 mod poll;
+mod poll_registry;
 mod post_receive;
 mod postgres;
 mod postgres_logs;

@@ -395,6 +395,11 @@ fn an_https_token_reaches_git_and_nothing_else_and_a_wrong_one_deploys_nothing()
     let stacks = [
         Stack::repo("web", "acme/web", "main", 1).table(&with_token("git-token")),
         Stack::repo("denied", "acme/web", "main", 2).table(&with_token("wrong-token")),
+        // The right token, but for other hosts: git is asked without it.
+        Stack::repo("elsewhere", "acme/web", "main", 3).table(&format!(
+            "{}token_hosts = [\"github.com\", \"127.0.0.1\"]\n",
+            with_token("git-token")
+        )),
     ];
     let world = World::new("poll-token", "", &toml(&stacks));
     std::fs::write(world.dir.join("git-token"), format!("{TOKEN}\n")).unwrap();
@@ -412,17 +417,27 @@ fn an_https_token_reaches_git_and_nothing_else_and_a_wrong_one_deploys_nothing()
         let s = world.journal().poll_source("denied", &url).unwrap()?;
         (s.failures >= 3).then_some(())
     });
+    wait_for(
+        30,
+        "the token kept from an unlisted host failing twice",
+        || {
+            let s = world.journal().poll_source("elsewhere", &url).unwrap()?;
+            (s.failures >= 2).then_some(())
+        },
+    );
     let deploys = world.settle(30);
     let stacks: Vec<&str> = deploys.iter().map(|d| d.queued.stack.as_str()).collect();
     assert_eq!(stacks, ["web"], "only the stack whose token works deploys");
-    let denied = world
-        .journal()
-        .poll_source("denied", &url)
-        .unwrap()
-        .unwrap();
-    assert_eq!(denied.tips_json, None);
+    for stack in ["denied", "elsewhere"] {
+        let refused = world.journal().poll_source(stack, &url).unwrap().unwrap();
+        assert_eq!(refused.tips_json, None, "{stack}");
+    }
     let log = server.log_text();
-    assert_eq!(log.matches("polling failed").count(), 1, "{log}");
+    assert_eq!(
+        log.matches("polling failed").count(),
+        2,
+        "once per failing stack: {log}"
+    );
 
     // git sent the token as HTTP Basic credentials...
     let basic = {

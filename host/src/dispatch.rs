@@ -171,7 +171,7 @@ pub struct Dispatcher {
 /// The journal's dedupe key of a deploy run by a GitHub `deployment` event:
 /// one deploy per deployment, whatever delivery carried it.
 pub fn deployment_delivery_key(deployment_id: u64) -> String {
-    format!("github-deployment-{deployment_id}")
+    crate::journal::deployment_delivery_key(deployment_id)
 }
 
 impl Dispatcher {
@@ -227,9 +227,10 @@ impl Dispatcher {
         &self,
         event: &wit::DeployEvent,
         body: &str,
+        deploy: &crate::journal::RequestedDeploy,
         once_per_commit: bool,
     ) -> Result<Inserted, crate::journal::JournalError> {
-        let inserted = self.journal.insert_deployment_request_for(
+        let inserted = self.journal.insert_deployment_request_keeping(
             &NewDeploymentRequest {
                 stack: event.stack.clone(),
                 delivery_id: event.delivery.clone(),
@@ -240,6 +241,7 @@ impl Dispatcher {
                 created_at_ms: now_ms(),
             },
             once_per_commit,
+            Some(deploy),
         )?;
         if let (Inserted::New(id), Some(n)) = (inserted, &self.notifier) {
             n.create_deployment(id);
@@ -319,6 +321,46 @@ impl Dispatcher {
         }
     }
 
+    /// Records that a GitHub `deployment` event the component evaluated
+    /// (whatever it decided) reached `stacks`, from its `deployment.id`:
+    /// the journal's `event_wait` never runs that deployment then.
+    fn note_deployment_event(&self, stacks: &[&StackConfig], delivery: &wit::Delivery) {
+        let wit::Delivery::Http(http) = delivery else {
+            return;
+        };
+        let Some(id) = serde_json::from_slice::<serde_json::Value>(&http.body)
+            .ok()
+            .and_then(|v| v["deployment"]["id"].as_u64())
+        else {
+            return;
+        };
+        for stack in stacks {
+            if let Err(e) = self
+                .journal
+                .note_deployment_event(&stack.name, id, now_ms())
+            {
+                tracing::error!(stack = %stack.name, deployment = id, error = %e, "journal: cannot note a deployment event");
+            }
+        }
+    }
+
+    /// Takes `commit`'s `before` (and forced) from the push kept with the
+    /// request that created GitHub deployment `deployment` of `stack`, when
+    /// it is the same commit; else leaves it.
+    fn order_by_kept_push(&self, stack: &str, deployment: u64, commit: &mut CommitClaim) {
+        match self.journal.kept_push_of_deployment(stack, deployment) {
+            Ok(Some(kept)) if kept.deploy.sha.as_deref() == Some(commit.sha.as_str()) => {
+                commit.before = kept.before;
+                commit.forced = kept.forced;
+                commit.sender_reports_forced = kept.sender_reports_forced;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(%stack, deployment, error = %e, "journal: cannot read the push of a deployment")
+            }
+        }
+    }
+
     /// Evaluates one delivery for `stacks` and queues what deploys. Blocking:
     /// call it from a blocking thread.
     ///
@@ -378,6 +420,9 @@ impl Dispatcher {
             }
             Ok(Ok(o)) => o,
         };
+        if outcome.provider == wit::Provider::Github && outcome.event == "deployment" {
+            self.note_deployment_event(stacks, delivery);
+        }
 
         let identity = identity.or_else(|| match delivery {
             wit::Delivery::Http(http) if outcome.delivery.is_none() => {
@@ -395,9 +440,13 @@ impl Dispatcher {
         for Planned { mut entry, step } in plan(&outcome, identity, now_ms()) {
             match step {
                 Step::Skip => {}
-                Step::RequestDeployment { event, body } => {
+                Step::RequestDeployment {
+                    event,
+                    body,
+                    deploy,
+                } => {
                     let once_per_commit = polls(stacks, &event.stack);
-                    match self.request_deployment(event, body, once_per_commit) {
+                    match self.request_deployment(event, body, &deploy, once_per_commit) {
                         Ok(Inserted::New(id)) => {
                             accepted = true;
                             entry["state"] = json!("deployment-requested");
@@ -435,6 +484,11 @@ impl Dispatcher {
                     let polls = polls(stacks, &event.stack) && event.github_deployment_id.is_none();
                     if let Some(commit) = admission.commit.as_mut() {
                         commit.once = polls;
+                        // A deployment's event carries no push: its commit
+                        // is ordered by the push kept with its request.
+                        if let (None, Some(d)) = (&commit.before, event.github_deployment_id) {
+                            self.order_by_kept_push(&event.stack, d, commit);
+                        }
                     }
                     admission
                 }) {

@@ -20,6 +20,9 @@ use serde_json::Value;
 
 use crate::config::{GithubConfig, Secret};
 
+mod deliveries;
+pub use deliveries::{DeliveryPage, HookDelivery};
+
 /// The REST API version redeploy is written against.
 pub const API_VERSION: &str = "2022-11-28";
 
@@ -157,6 +160,9 @@ pub struct GithubClient {
     repository: String,
     token: Secret,
     permission_hint: &'static str,
+    /// Tries per request ([`MAX_ATTEMPTS`]; 1 for a request that must not
+    /// be sent twice when its answer is lost).
+    max_attempts: u32,
 }
 
 impl std::fmt::Debug for GithubClient {
@@ -198,6 +204,7 @@ impl GithubClient {
             repository: github.repository.clone(),
             token,
             permission_hint: DEPLOYMENTS_HINT,
+            max_attempts: MAX_ATTEMPTS,
         })
     }
 
@@ -422,7 +429,7 @@ impl GithubClient {
                                 MAX_RATE_LIMIT_WAIT.as_secs()
                             )));
                         }
-                        if attempt >= MAX_ATTEMPTS {
+                        if attempt >= self.max_attempts {
                             return Err(ApiError::RateLimited(last));
                         }
                         tracing::warn!(
@@ -454,7 +461,7 @@ impl GithubClient {
                     }
                 }
             };
-            if attempt >= MAX_ATTEMPTS {
+            if attempt >= self.max_attempts {
                 return Err(ApiError::Unreachable {
                     attempts: attempt,
                     reason: last,

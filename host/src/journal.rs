@@ -60,6 +60,13 @@ pub use outbox::{
 };
 mod poll;
 pub use poll::PollSource;
+mod request_fallback;
+pub use request_fallback::{
+    deployment_delivery_key, FallbackRun, FellBack, OpenRequest, RequestFallback, RequestedDeploy,
+    OPEN_REQUESTS_BATCH,
+};
+mod catch_up;
+pub use catch_up::{GithubHook, NewRedelivery, RedeliveryClaim, RedeliveryState};
 mod retention;
 pub use retention::{PrunePolicy, Pruned};
 mod cancel;

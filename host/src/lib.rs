@@ -8,6 +8,7 @@
 
 pub mod bounded;
 pub mod capacity;
+pub mod catch_up;
 pub mod cli;
 pub mod cluster;
 pub mod commands;

@@ -16,6 +16,7 @@ use prometheus_client::registry::Registry;
 
 use crate::journal::DeployState;
 
+pub mod catch_up;
 pub mod process;
 
 /// Histogram buckets for plugin time: 50 µs doubling up to ~0.8 s.
@@ -35,6 +36,9 @@ pub struct Metrics {
     polls: Family<Vec<(String, String)>, Counter>,
     poll_failures: Family<Vec<(String, String)>, Gauge>,
     poll_last_success: Family<Vec<(String, String)>, Gauge>,
+    github_request_fallbacks: Family<Vec<(String, String)>, Counter>,
+    /// GitHub catch-up's series.
+    pub catch_up: catch_up::CatchUpMetrics,
     // Encoding needs exclusive access to nothing but the registry; the lock
     // keeps concurrent scrapes from interleaving output.
     scrape: Mutex<()>,
@@ -132,7 +136,16 @@ impl Metrics {
             "When each polled source was last looked at successfully (Unix seconds), by stack and source",
             poll_last_success.clone(),
         );
+        let catch_up = catch_up::CatchUpMetrics::register(&mut registry);
+        let github_request_fallbacks = Family::<Vec<(String, String)>, Counter>::default();
+        registry.register(
+            "github_request_fallbacks",
+            "GitHub deployment requests redeploy acted on itself, by stack and action (deploy: the push deployed directly; give-up; not-overridden: GitHub refused the commit; event-missing: a created deployment ran without its event; superseded: a later push deployed first, nothing ran)",
+            github_request_fallbacks.clone(),
+        );
         Metrics {
+            github_request_fallbacks,
+            catch_up,
             polls,
             poll_failures,
             poll_last_success,
@@ -169,6 +182,18 @@ impl Metrics {
                 .get_or_create(&labels)
                 .set(at_ms / 1000);
         }
+    }
+
+    /// Counts one GitHub deployment request of `stack` redeploy acted on
+    /// itself (`action`: deploy, give-up, not-overridden, event-missing,
+    /// superseded).
+    pub fn github_request_fallback(&self, stack: &str, action: &str) {
+        self.github_request_fallbacks
+            .get_or_create(&vec![
+                ("stack".into(), stack.into()),
+                ("action".into(), action.into()),
+            ])
+            .inc();
     }
 
     /// Counts one delivery.

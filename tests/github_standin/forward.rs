@@ -76,10 +76,23 @@ pub(super) fn delivery_id() -> String {
     )
 }
 
-/// POSTs one signed event over HTTP/1.1; `Ok` carries nothing, the status is
-/// not judged (GitHub only logs it).
+/// POSTs one signed `deployment` event over HTTP/1.1, with a fresh
+/// delivery id; the status is not judged (GitHub only logs it).
 pub(super) fn deliver(d: &Delivery) -> Result<(), String> {
-    let rest = d.url.strip_prefix("http://").ok_or("not an http:// URL")?;
+    post_event(&d.url, &d.secret, ("deployment", &delivery_id()), &d.body).map(|_| ())
+}
+
+/// POSTs one `event` with delivery id `guid` and `body` to `url` (an
+/// `http://ip:port/...` URL) over HTTP/1.1, signed with `secret` in
+/// `X-Hub-Signature-256` as GitHub signs, and returns the HTTP status
+/// answered (0 when the answer is not HTTP).
+pub(super) fn post_event(
+    url: &str,
+    secret: &str,
+    (event, guid): (&str, &str),
+    body: &[u8],
+) -> Result<u16, String> {
+    let rest = url.strip_prefix("http://").ok_or("not an http:// URL")?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -90,21 +103,22 @@ pub(super) fn deliver(d: &Delivery) -> Result<(), String> {
     let mut s = TcpStream::connect_timeout(&addr, DELIVERY_TIMEOUT).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(DELIVERY_TIMEOUT)).ok();
     s.set_write_timeout(Some(DELIVERY_TIMEOUT)).ok();
-    let signature = format!(
-        "sha256={}",
-        crate::support::hmac_sha256_hex(&d.secret, &d.body)
-    );
+    let signature = format!("sha256={}", crate::support::hmac_sha256_hex(secret, body));
     let head = format!(
         "POST {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n\
-         User-Agent: GitHub-Hookshot/standin\r\nX-GitHub-Event: deployment\r\n\
-         X-GitHub-Delivery: {}\r\nX-Hub-Signature-256: {signature}\r\n\r\n",
-        d.body.len(),
-        delivery_id()
+         User-Agent: GitHub-Hookshot/standin\r\nX-GitHub-Event: {event}\r\n\
+         X-GitHub-Delivery: {guid}\r\nX-Hub-Signature-256: {signature}\r\n\r\n",
+        body.len(),
     );
     s.write_all(head.as_bytes()).map_err(|e| e.to_string())?;
-    s.write_all(&d.body).map_err(|e| e.to_string())?;
+    s.write_all(body).map_err(|e| e.to_string())?;
     let mut answer = Vec::new();
     let _ = s.read_to_end(&mut answer);
-    Ok(())
+    let status = String::from_utf8_lossy(&answer)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    Ok(status)
 }

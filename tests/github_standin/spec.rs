@@ -35,7 +35,11 @@ pub(super) fn spec() -> &'static Spec {
     static SPEC: OnceLock<Spec> = OnceLock::new();
     SPEC.get_or_init(|| {
         let mut doc = serde_json::Map::new();
-        for file in ["operations.json", "operations-extra.json"] {
+        for file in [
+            "operations.json",
+            "operations-extra.json",
+            "operations-catchup.json",
+        ] {
             let path = github_api().join(file);
             let text = std::fs::read_to_string(&path)
                 .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));

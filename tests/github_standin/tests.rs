@@ -525,3 +525,94 @@ fn statuses_are_listed_newest_first_in_pages_and_an_answer_can_be_held() {
     assert_eq!(r.status, 404);
     assert_eq!(g.violations(), Vec::<String>::new());
 }
+
+#[test]
+fn webhook_deliveries_are_logged_listed_by_cursor_and_redelivered_as_documented() {
+    let g = GithubStandin::start(TOKEN);
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    // A loopback hook URL that answers 204 and records each delivery id.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hook_url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let seen = received.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut buf = vec![0u8; 65536];
+            let n = std::io::Read::read(&mut stream, &mut buf).unwrap_or(0);
+            let head = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+            if let Some(line) = head.lines().find(|l| l.starts_with("x-github-delivery:")) {
+                seen.lock().unwrap().push(line[18..].trim().to_string());
+            }
+            let _ = std::io::Write::write_all(
+                &mut stream,
+                b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n",
+            );
+        }
+    });
+    let hook = g.add_hook(&hook_url, &["push"], true);
+    let down = unreachable_base_url();
+    let dead = g.add_hook(&format!("{down}/hook"), &["push"], true);
+    let (first, status) = g.send_hook_event(hook, "push", &json!({"ref": "refs/heads/main"}));
+    assert_eq!(status, 204);
+    let (lost, status) = g.send_hook_event(dead, "push", &json!({"ref": "refs/heads/main"}));
+    assert_eq!(status, 0, "nothing listens there");
+    for _ in 0..2 {
+        g.send_hook_event(hook, "issues", &json!({"action": "opened"}));
+    }
+    g.cap_page_size(2);
+    let path = format!("/repos/octo/app/hooks/{hook}/deliveries");
+    let r = call(&g, "GET", &format!("{path}?per_page=100"), &[], None);
+    assert_eq!(r.status, 200);
+    let page: Vec<Value> = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(page.len(), 2, "newest first, two a page");
+    assert_eq!(page[0]["event"], "issues");
+    assert_eq!(page[0]["action"], "opened");
+    assert!(page[0]["id"].as_u64() > page[1]["id"].as_u64());
+    let link = r
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("link"))
+        .map(|(_, v)| v.clone())
+        .expect("a Link header to the older page");
+    let next = link
+        .trim_start_matches('<')
+        .split('>')
+        .next()
+        .unwrap()
+        .trim_start_matches(&g.base_url())
+        .to_string();
+    assert!(next.contains("cursor="), "{next}");
+    let older: Vec<Value> = call(&g, "GET", &next, &[], None)
+        .json()
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(older.len(), 1);
+    assert_eq!(older[0]["guid"], first);
+    assert_eq!(older[0]["status_code"], 204);
+    // One delivery whole, then a redelivery of the lost one: 202, sent
+    // again with the same GUID once the answer is written.
+    let id = older[0]["id"].as_u64().unwrap();
+    let one = call(&g, "GET", &format!("{path}/{id}"), &[], None);
+    assert_eq!(one.status, 200);
+    assert_eq!(one.json()["request"]["payload"]["ref"], "refs/heads/main");
+    let lost_id = g.hook_delivery_log(dead)[0]["id"].as_u64().unwrap();
+    let r = call(
+        &g,
+        "POST",
+        &format!("/repos/octo/app/hooks/{dead}/deliveries/{lost_id}/attempts"),
+        &[],
+        None,
+    );
+    assert_eq!(r.status, 202);
+    let log = crate::support::wait_for(10, "the redelivery logged", || {
+        let log = g.hook_delivery_log(dead);
+        (log.len() == 2).then_some(log)
+    });
+    assert_eq!(log[1]["guid"], lost);
+    assert_eq!(log[1]["redelivery"], true);
+    let got = received.lock().unwrap().clone();
+    assert_eq!(got.len(), 3, "the push and the two issues events: {got:?}");
+    assert_eq!(got[0], first);
+    assert_eq!(g.violations(), Vec::<String>::new());
+}

@@ -9,11 +9,13 @@ use redeploy_host::journal::{Journal, PostgresOptions};
 use crate::support::{postgres, TempDir};
 
 mod admission;
+mod catch_up;
 mod deploys;
 mod github;
 mod leases;
 mod logs;
 mod outbox;
+mod request_fallback;
 mod retention;
 mod schema;
 mod sqlite;

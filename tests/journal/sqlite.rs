@@ -134,13 +134,22 @@ fn open_under_a_regular_file_fails_clearly() {
 
 /// What schemas 7 (runners, leases), 8 (the outbox), 9 (an index), 10
 /// (the dashboard's sessions), 11 (delivery requests), 12 (cancel
-/// requests) and 13 (polled sources) added, undone.
+/// requests), 13 (polled sources), 14 (GitHub catch-up) and 15 (what a
+/// failed deployment request fell back to) added, undone.
 const AFTER_SCHEMA_6: &str = "DROP TABLE outbox; DROP TABLE leases; \
      ALTER TABLE deploys DROP COLUMN runner; ALTER TABLE deploys DROP COLUMN pgid_host; \
      DROP INDEX deploys_stack_state_id; DROP TABLE ui_sessions; \
      ALTER TABLE deliveries DROP COLUMN request_json; \
      ALTER TABLE deliveries DROP COLUMN kept_json; \
-     ALTER TABLE deploys DROP COLUMN cancel_requested; DROP TABLE poll_sources;";
+     ALTER TABLE deploys DROP COLUMN cancel_requested; DROP TABLE poll_sources; \
+     DROP TABLE github_hooks; DROP TABLE github_redeliveries; \
+     DROP INDEX deliveries_delivery_id; \
+     DROP INDEX github_requests_open; \
+     ALTER TABLE github_deployment_requests DROP COLUMN deploy_json; \
+     ALTER TABLE github_deployment_requests DROP COLUMN fallback; \
+     ALTER TABLE github_deployment_requests DROP COLUMN fallback_deploy_id; \
+     ALTER TABLE github_deployment_requests DROP COLUMN fallback_at_ms; \
+     ALTER TABLE github_deployment_requests DROP COLUMN event_seen_at_ms;";
 
 #[test]
 fn a_deploy_keeps_its_pusher_and_a_schema_5_journal_reads_without_one() {

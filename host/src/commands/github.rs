@@ -82,6 +82,11 @@ impl Connect {
             .build()?;
         let done = rt.block_on(connect(&client, stack, &url))?;
         let repo = client.repository();
+        let (Connected::Created(id) | Connected::Updated(id, _) | Connected::Unchanged(id)) = done;
+        // Catch-up lists this webhook's deliveries from now on.
+        journal
+            .record_github_hook(&stack.name, &gh.api_url, repo, id, crate::journal::now_ms())
+            .context("recording the webhook in the journal")?;
         match done {
             Connected::Created(id) => println!(
                 "created webhook {id} on {repo}: events push, deployment; content type json{}",

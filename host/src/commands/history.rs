@@ -103,11 +103,14 @@ impl History {
                 let deployment = r
                     .deployment_id
                     .map_or_else(|| "-".to_string(), |d| d.to_string());
-                let detail = match (r.http_status, r.detail.as_deref()) {
+                let mut detail = match (r.http_status, r.detail.as_deref()) {
                     (Some(code), Some(d)) => format!("{code}: {d}"),
                     (None, Some(d)) => d.to_string(),
                     _ => String::new(),
                 };
+                if let Some(fallback) = r.fallback {
+                    detail = format!("{}; {detail}", fallback.describe(r.fallback_deploy_id));
+                }
                 print_row(
                     &REQUEST_COLUMNS,
                     [
@@ -150,6 +153,39 @@ impl History {
                         p.failures.to_string(),
                         one_line(&p.source).into_owned(),
                         one_line(p.error.as_deref().unwrap_or("-")).into_owned(),
+                    ],
+                );
+            }
+        }
+        let hooks = journal.github_hooks().unwrap_or_default();
+        let hooks: Vec<_> = hooks
+            .into_iter()
+            .filter(|h| self.stack.as_deref().is_none_or(|s| s == h.stack))
+            .collect();
+        if !hooks.is_empty() {
+            println!();
+            println!("GitHub webhooks (catch-up of deliveries that did not arrive):");
+            print_row(
+                &POLL_COLUMNS,
+                [
+                    "STACK",
+                    "LAST LOOK",
+                    "LAST SUCCESS",
+                    "FAILURES",
+                    "WEBHOOK",
+                    "LAST ERROR",
+                ],
+            );
+            for h in hooks {
+                print_row(
+                    &POLL_COLUMNS,
+                    [
+                        h.stack.clone(),
+                        time(h.checked_at_ms),
+                        time(h.ok_at_ms),
+                        h.failures.to_string(),
+                        format!("{} hook {}", one_line(&h.repository), h.hook_id),
+                        one_line(h.error.as_deref().unwrap_or("-")).into_owned(),
                     ],
                 );
             }

@@ -1,19 +1,19 @@
-//! `redeploy poll STACK`: looks at a stack's polled repositories now and
-//! prints what the server's next poll would find, for setting polling up
-//! and finding out why it deploys nothing. A dry run: it deploys nothing
-//! and records nothing.
+//! `redeploy poll STACK`: looks at a stack's polled repositories and
+//! image tags now and prints what the server's next poll would find, for
+//! setting polling up and finding out why it deploys nothing. A dry run:
+//! it deploys nothing and records nothing.
 
 use std::io::Write as _;
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 
-use crate::config;
+use crate::config::{self, PollKind};
 use crate::plugin::{PluginRuntime, RuntimeOptions};
 use crate::poll::{self, PollFailure};
 use crate::stacks;
 
-/// Looks at a stack's polled repositories once (a dry run).
+/// Looks at a stack's polled repositories and images once (a dry run).
 #[derive(Debug, clap::Args)]
 pub struct Poll {
     /// The stack (it needs a `[stacks.poll]` table).
@@ -24,9 +24,10 @@ pub struct Poll {
 }
 
 impl Poll {
-    /// Asks each repository, compares with what the journal remembers, and
-    /// prints each ref that moved with the component's decision for it.
-    /// Fails (exit 2) when a repository could not be asked.
+    /// Asks each repository (or registry), compares with what the journal
+    /// remembers, and prints each ref (or tag) that moved with the
+    /// component's decision for it. Fails (exit 2) when a source could not
+    /// be asked.
     pub fn execute(self) -> anyhow::Result<()> {
         let config = self
             .config
@@ -65,20 +66,43 @@ impl Poll {
             let found = rt.block_on(poll::poll_once(&journal, None, &stack, &polling, target));
             let report = match found {
                 Ok(report) => report,
-                Err(PollFailure::Source(e)) => {
+                Err(e @ (PollFailure::Source(_) | PollFailure::Registry(_))) => {
                     failed += 1;
                     writeln!(out, "  cannot poll: {e}")?;
                     continue;
                 }
                 Err(e) => return Err(e).context("reading what the journal remembers"),
             };
-            writeln!(out, "  {} branches and tags", report.refs)?;
+            let image = matches!(target.kind, PollKind::Image(_));
+            if image {
+                for (tag, digest) in &report.now {
+                    writeln!(out, "  {tag}: digest now {digest}")?;
+                }
+                if let Some(tips) = remembered.as_ref().and_then(|s| s.tips_json.as_deref()) {
+                    let tips: poll::tips::Tips = serde_json::from_str(tips)
+                        .context("the journal's remembered digest is not readable")?;
+                    for (tag, digest) in &tips {
+                        writeln!(out, "  {tag}: remembered {digest}")?;
+                    }
+                }
+            } else {
+                writeln!(out, "  {} branches and tags", report.refs)?;
+            }
             if report.first {
-                writeln!(out, "  never polled: the server's first poll records these tips and deploys nothing")?;
+                let what = if image { "this digest" } else { "these tips" };
+                writeln!(
+                    out,
+                    "  never polled: the server's first poll records {what} and deploys nothing"
+                )?;
                 continue;
             }
             if report.moved.is_empty() {
-                writeln!(out, "  nothing moved since the last poll")?;
+                let what = if image {
+                    "the digest is unchanged"
+                } else {
+                    "nothing moved"
+                };
+                writeln!(out, "  {what} since the last poll")?;
             }
             for (change, _) in &report.moved {
                 let delivery = poll::delivery(&stack.name, target, change);
@@ -116,7 +140,9 @@ impl Poll {
     }
 }
 
-/// The first 12 characters of an object id.
+/// The first 12 characters of an object id (after `sha256:` for a
+/// digest).
 fn short(id: &str) -> &str {
-    &id[..id.len().min(crate::ui::view::SHORT_SHA)]
+    let hex = id.find(':').map_or(0, |i| i + 1);
+    &id[..id.len().min(hex + crate::ui::view::SHORT_SHA)]
 }

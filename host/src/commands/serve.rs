@@ -146,6 +146,9 @@ impl Serve {
             capacities,
             generation: AtomicU64::new(0),
         });
+        // A failed deployment request, or a deployment whose event never
+        // came: the journal runs the push, through this runner.
+        notifier.run_fallbacks(runner.clone(), metrics.clone());
         let dispatcher = Dispatcher::new(
             runtime,
             journal,
@@ -156,6 +159,13 @@ impl Serve {
         .with_notifier(notifier.clone());
         // `[stacks.poll]`: each polled repository, as it falls due.
         let polling = crate::poll::spawn(live.clone(), dispatcher.clone());
+        // `[stacks.github]` with a recorded webhook: redeliveries of what
+        // did not arrive (the listener is bound, so they queue until served).
+        let catching_up = crate::catch_up::spawn(
+            live.clone(),
+            dispatcher.journal().clone(),
+            dispatcher.metrics().clone(),
+        );
         let state = Arc::new(AppState {
             dispatcher,
             tokens,
@@ -228,6 +238,7 @@ impl Serve {
         }
         pruning.abort();
         polling.abort();
+        catching_up.abort();
         for task in following {
             task.abort();
         }

@@ -50,10 +50,15 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod github;
+pub use github::{
+    OnRequestFailure, DEFAULT_EVENT_WAIT, DEFAULT_RETRY_REQUEST_FOR, MAX_EVENT_WAIT,
+    MAX_RETRY_REQUEST_FOR, MIN_EVENT_WAIT,
+};
+pub use github::{DEFAULT_CATCH_UP_EVERY, MAX_CATCH_UP_EVERY, MIN_CATCH_UP_EVERY};
 mod journal;
 mod live;
 mod poll;
-pub use poll::{PollConfig, PollTarget, MIN_POLL_EVERY};
+pub use poll::{ImageReference, PollConfig, PollKind, PollTarget, MIN_POLL_EVERY};
 mod raw;
 mod secrets;
 mod server;
@@ -714,6 +719,17 @@ pub struct GithubConfig {
     pub wait_for_event: bool,
     /// Whether deployments redeploy did not create may deploy the stack.
     pub accept_foreign_deployments: bool,
+    /// How often to look for webhook deliveries that did not arrive and
+    /// ask GitHub to redeliver them (`catch_up_every`; `None`: `"off"`).
+    pub catch_up_every: Option<Duration>,
+    /// How long a deployment request GitHub could not take (unreachable,
+    /// 5xx, rate limited) is retried, counted from the push.
+    pub retry_request_for: std::time::Duration,
+    /// What a push whose deployment request failed for good does.
+    pub on_request_failure: OnRequestFailure,
+    /// How long a created deployment waits for its `deployment` event
+    /// before the journal runs it.
+    pub event_wait: std::time::Duration,
 }
 
 // ---------------------------------------------------------------------------

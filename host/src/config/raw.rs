@@ -180,6 +180,10 @@ pub(super) struct RawGithub {
     pub(super) required_contexts: Option<Vec<String>>,
     pub(super) wait_for_event: Option<bool>,
     pub(super) accept_foreign_deployments: Option<bool>,
+    pub(super) catch_up_every: Option<String>,
+    pub(super) retry_request_for: Option<String>,
+    pub(super) on_request_failure: Option<String>,
+    pub(super) event_wait: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -195,6 +199,7 @@ pub(super) struct RawPoll {
     pub(super) token_file: Option<PathBuf>,
     pub(super) username: Option<String>,
     pub(super) ssh_key_file: Option<PathBuf>,
+    pub(super) token_hosts: Option<Vec<String>>,
 }
 
 /// A string that may be secret. serde's own type errors quote the offending

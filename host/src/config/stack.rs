@@ -265,7 +265,7 @@ pub(super) fn validate_stack(
             Some(
                 validate_poll(
                     poll,
-                    raw.repository.as_deref(),
+                    (raw.repository.as_deref(), raw.image.as_deref()),
                     &services,
                     base_dir,
                     read_secrets.then_some(sources),

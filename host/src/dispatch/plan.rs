@@ -5,7 +5,9 @@
 use serde_json::{json, Value};
 
 use super::{deployment_delivery_key, replay_key, ReplayIdentity, SENDERS_REPORTING_FORCED};
-use crate::journal::{Admission, CommitClaim, DeploymentRequestClaim, NewDeploy, ReplayClaim};
+use crate::journal::{
+    Admission, CommitClaim, DeploymentRequestClaim, NewDeploy, ReplayClaim, RequestedDeploy,
+};
 use crate::plugin::wit;
 
 /// What one decision of an outcome does, before any of it is done.
@@ -20,6 +22,10 @@ pub(super) enum Step<'o> {
         event: &'o wit::DeployEvent,
         /// The request's JSON body, as the component wrote it.
         body: &'o str,
+        /// The deploy the push stands for, kept with the request so the
+        /// journal can run it should the request fail or its event never
+        /// come.
+        deploy: Box<RequestedDeploy>,
     },
     /// Journal and queue a deploy, if the journal admits it.
     Deploy {
@@ -67,34 +73,52 @@ pub(super) fn plan<'o>(
                 // is nothing to send.
                 wit::Action::RequestDeployment(event) => {
                     match event.github_deployment_request.as_deref() {
-                        Some(body) => Step::RequestDeployment { event, body },
+                        Some(body) => {
+                            let push = pushed_by(event, outcome);
+                            Step::RequestDeployment {
+                                event,
+                                body,
+                                deploy: Box::new(RequestedDeploy {
+                                    deploy: new_deploy(event, outcome, now_ms),
+                                    before: push.and_then(|p| p.before.clone()),
+                                    forced: push.is_some_and(|p| p.forced),
+                                    sender_reports_forced: SENDERS_REPORTING_FORCED
+                                        .contains(&outcome.provider),
+                                }),
+                            }
+                        }
                         None => Step::Skip,
                     }
                 }
                 wit::Action::Deploy(event) => Step::Deploy {
                     event,
-                    new: Box::new(NewDeploy {
-                        stack: event.stack.clone(),
-                        delivery_id: match event.github_deployment_id {
-                            Some(id) => Some(deployment_delivery_key(id)),
-                            None => event.delivery.clone(),
-                        },
-                        provider: event.provider.as_str().to_string(),
-                        git_ref: event.ref_.clone(),
-                        sha: event.sha.clone(),
-                        services: event.services.clone(),
-                        profile: event.profile.clone(),
-                        reason: event.reason.clone(),
-                        event_json: event.document.clone(),
-                        created_at_ms: now_ms,
-                        pusher: pushed_by(event, outcome).and_then(|p| p.pusher.clone()),
-                    }),
+                    new: Box::new(new_deploy(event, outcome, now_ms)),
                     admission: admission(event, outcome, identity, now_ms),
                 },
             };
             Planned { entry, step }
         })
         .collect()
+}
+
+/// The journal row of `event`'s deploy, queued at `now_ms`.
+fn new_deploy(event: &wit::DeployEvent, outcome: &wit::Outcome, now_ms: i64) -> NewDeploy {
+    NewDeploy {
+        stack: event.stack.clone(),
+        delivery_id: match event.github_deployment_id {
+            Some(id) => Some(deployment_delivery_key(id)),
+            None => event.delivery.clone(),
+        },
+        provider: event.provider.as_str().to_string(),
+        git_ref: event.ref_.clone(),
+        sha: event.sha.clone(),
+        services: event.services.clone(),
+        profile: event.profile.clone(),
+        reason: event.reason.clone(),
+        event_json: event.document.clone(),
+        created_at_ms: now_ms,
+        pusher: pushed_by(event, outcome).and_then(|p| p.pusher.clone()),
+    }
 }
 
 /// The push of `outcome` that brought `event`'s commit to its ref, if one did.
@@ -272,13 +296,24 @@ mod tests {
         assert_eq!(planned[1].entry["action"], "skip");
         assert_eq!(planned[1].entry["skip"], "branch-mismatch");
 
-        let Step::RequestDeployment { event, body } = &planned[2].step else {
+        let Step::RequestDeployment {
+            event,
+            body,
+            deploy,
+        } = &planned[2].step
+        else {
             panic!("waits asks GitHub for a deployment: {:?}", planned[2]);
         };
         assert_eq!(event.stack, "waits");
         assert_eq!(planned[2].entry["action"], "request-deployment");
         let request: Value = serde_json::from_str(body).unwrap();
         assert_eq!(request["ref"], "199eddf46df50de8d02e99bf1c5fdb4101338224");
+        // The push's deploy is kept with the request, as it would deploy.
+        assert_eq!(deploy.deploy.stack, "waits");
+        assert_eq!(deploy.deploy.event_json, event.document);
+        assert_eq!(deploy.deploy.delivery_id, event.delivery);
+        assert_eq!(deploy.deploy.sha, event.sha);
+        assert!(deploy.sender_reports_forced);
 
         let Step::Deploy {
             event, admission, ..

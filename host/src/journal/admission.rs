@@ -136,7 +136,11 @@ impl Journal {
 }
 
 /// [`Journal::admit_deploy`] inside its transaction.
-fn admit(sql: &mut dyn Sql, d: &NewDeploy, admission: &Admission) -> Result<Admitted, DbError> {
+pub(super) fn admit(
+    sql: &mut dyn Sql,
+    d: &NewDeploy,
+    admission: &Admission,
+) -> Result<Admitted, DbError> {
     if let Some(claim) = &admission.replay {
         sql.execute(
             "DELETE FROM replay_keys WHERE expires_at_ms <= ?1",

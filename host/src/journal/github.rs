@@ -5,6 +5,7 @@
 
 use serde::Serialize;
 
+use super::request_fallback::{RequestFallback, RequestedDeploy};
 use super::sql::{args, DbError, Rec, Sql};
 use super::{Inserted, Journal, JournalError};
 
@@ -95,13 +96,21 @@ pub struct DeploymentRequest {
     pub detail: Option<String>,
     /// When it last changed.
     pub updated_at_ms: i64,
+    /// What redeploy did once GitHub refused the request, never took it,
+    /// or never sent the created deployment's event; `None` while nothing
+    /// was done (or nothing needs doing).
+    pub fallback: Option<RequestFallback>,
+    /// The deploy redeploy ran then, if it ran one.
+    pub fallback_deploy_id: Option<i64>,
 }
 
-const REQUEST_COLUMNS: &str = "id, stack, delivery_id, deploy_id, git_ref, sha, request_json, \
-     state, deployment_id, http_status, detail, created_at_ms, updated_at_ms";
+pub(super) const REQUEST_COLUMNS: &str = "id, stack, delivery_id, deploy_id, git_ref, sha, \
+     request_json, state, deployment_id, http_status, detail, created_at_ms, updated_at_ms, \
+     fallback, fallback_deploy_id";
 
-fn request_from_row(row: &Rec) -> Result<DeploymentRequest, DbError> {
+pub(super) fn request_from_row(row: &Rec) -> Result<DeploymentRequest, DbError> {
     let state: String = row.get(7)?;
+    let fallback: Option<String> = row.get(13)?;
     Ok(DeploymentRequest {
         id: row.get(0)?,
         asked: NewDeploymentRequest {
@@ -121,6 +130,15 @@ fn request_from_row(row: &Rec) -> Result<DeploymentRequest, DbError> {
         http_status: row.get(9)?,
         detail: row.get(10)?,
         updated_at_ms: row.get(12)?,
+        fallback: fallback
+            .map(|f| {
+                RequestFallback::parse(&f).ok_or_else(|| DbError::Decode {
+                    column: 13,
+                    problem: format!("unknown request fallback {f:?}"),
+                })
+            })
+            .transpose()?,
+        fallback_deploy_id: row.get(14)?,
     })
 }
 
@@ -216,21 +234,61 @@ impl Journal {
         r: &NewDeploymentRequest,
         once_per_commit: bool,
     ) -> Result<Inserted, JournalError> {
-        self.write("insert deployment request", |sql| {
-            if let (true, Some(sha)) = (once_per_commit, &r.sha) {
-                let asked = sql.query_opt(
-                    "SELECT id FROM github_deployment_requests
-                     WHERE stack = ?1 AND sha = ?2 ORDER BY id LIMIT 1",
-                    args![r.stack, sha],
-                )?;
-                if let Some(row) = asked {
-                    return Ok(Inserted::Duplicate(row.get(0)?));
-                }
-            }
-            insert_request_in(sql, r)
-        })
+        self.insert_deployment_request_keeping(r, once_per_commit, None)
     }
 
+    /// [`Journal::insert_deployment_request_for`], keeping with a new
+    /// request the deploy its push stands for (`deploy`, a stack that waits
+    /// for the `deployment` event), which the journal runs itself should
+    /// the request fail or its event never come
+    /// ([`Journal::fall_back`]).
+    pub fn insert_deployment_request_keeping(
+        &self,
+        r: &NewDeploymentRequest,
+        once_per_commit: bool,
+        deploy: Option<&RequestedDeploy>,
+    ) -> Result<Inserted, JournalError> {
+        self.write("insert deployment request", |sql| {
+            let deploy_json =
+                deploy
+                    .map(serde_json::to_string)
+                    .transpose()
+                    .map_err(|e| DbError::Decode {
+                        column: 0,
+                        problem: format!("the deploy to keep: {e}"),
+                    })?;
+            let inserted = insert_once(sql, r, once_per_commit)?;
+            if let (Inserted::New(id), Some(json)) = (inserted, &deploy_json) {
+                sql.execute(
+                    "UPDATE github_deployment_requests SET deploy_json = ?2 WHERE id = ?1",
+                    args![id, json],
+                )?;
+            }
+            Ok(inserted)
+        })
+    }
+}
+
+/// [`Journal::insert_deployment_request_for`] inside its transaction.
+fn insert_once(
+    sql: &mut dyn Sql,
+    r: &NewDeploymentRequest,
+    once_per_commit: bool,
+) -> Result<Inserted, DbError> {
+    if let (true, Some(sha)) = (once_per_commit, &r.sha) {
+        let asked = sql.query_opt(
+            "SELECT id FROM github_deployment_requests
+             WHERE stack = ?1 AND sha = ?2 ORDER BY id LIMIT 1",
+            args![r.stack, sha],
+        )?;
+        if let Some(row) = asked {
+            return Ok(Inserted::Duplicate(row.get(0)?));
+        }
+    }
+    insert_request_in(sql, r)
+}
+
+impl Journal {
     /// One deployment request.
     pub fn deployment_request(&self, id: i64) -> Result<Option<DeploymentRequest>, JournalError> {
         self.read("read deployment request", |sql| {

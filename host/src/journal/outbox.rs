@@ -364,6 +364,13 @@ pub(super) fn queue_for_request(
     let Some(deploy_id) = r.deploy_id else {
         return Ok(());
     };
+    queue_statuses_so_far(sql, deploy_id)
+}
+
+/// For deploy `deploy_id`, just linked to a deployment request (in the
+/// caller's transaction) and with no status rows yet: a status row for each
+/// state it has been in, so the deployment hears of them in order.
+pub(super) fn queue_statuses_so_far(sql: &mut dyn Sql, deploy_id: i64) -> Result<(), DbError> {
     let reported: i64 = sql
         .query_one(
             "SELECT COUNT(*) FROM outbox WHERE deploy_id = ?1 AND kind = 'status'",
@@ -413,6 +420,66 @@ impl Journal {
             .iter()
             .map(outbox_from_row)
             .collect()
+        })
+    }
+
+    /// The unsettled rows after `after_id` that may be sent at `now_ms`
+    /// (those waiting until later, [`Journal::defer_outbox_row`], left
+    /// out), oldest first, at most `limit`: what the sender reads, page
+    /// after page.
+    pub fn outbox_due(
+        &self,
+        after_id: i64,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxRow>, JournalError> {
+        self.read("read the outbox", |sql| {
+            sql.query(
+                &format!(
+                    "SELECT {OUTBOX_COLUMNS} FROM outbox
+                     WHERE outcome IS NULL AND id > ?1
+                       AND (not_before_ms IS NULL OR not_before_ms <= ?2)
+                     ORDER BY id LIMIT ?3"
+                ),
+                args![after_id, now_ms, limit],
+            )?
+            .iter()
+            .map(outbox_from_row)
+            .collect()
+        })
+    }
+
+    /// Leaves `deployment` row `id` (of request `request_id`) unsettled, to
+    /// be sent again from `not_before_ms` on, and records why on the row
+    /// and on the still pending request (`detail`, GitHub's `http_status`
+    /// if it answered). The rows after it are sent meanwhile; the statuses
+    /// of a deploy that reports to the request wait for it, as before.
+    /// False (and nothing written) if the row was settled meanwhile.
+    pub fn defer_outbox_row(
+        &self,
+        id: i64,
+        request_id: i64,
+        not_before_ms: i64,
+        detail: &str,
+        http_status: Option<u16>,
+        at_ms: i64,
+    ) -> Result<bool, JournalError> {
+        self.write("defer an outbox row", |sql| {
+            let deferred = sql.execute(
+                "UPDATE outbox SET not_before_ms = ?2, outcome_detail = ?3
+                 WHERE id = ?1 AND outcome IS NULL",
+                args![id, not_before_ms, detail],
+            )?;
+            if deferred != 1 {
+                return Ok(false);
+            }
+            sql.execute(
+                "UPDATE github_deployment_requests
+                 SET detail = ?2, http_status = ?3, updated_at_ms = ?4
+                 WHERE id = ?1 AND state = 'pending'",
+                args![request_id, detail, http_status, at_ms],
+            )?;
+            Ok(true)
         })
     }
 

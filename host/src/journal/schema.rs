@@ -43,6 +43,8 @@ pub const SQLITE: &[Migration] = &[
     migration!("sqlite", 11, "0011_delivery_requests"),
     migration!("sqlite", 12, "0012_deploy_cancel"),
     migration!("sqlite", 13, "0013_poll_sources"),
+    migration!("sqlite", 14, "0014_github_catch_up"),
+    migration!("sqlite", 15, "0015_github_request_fallback"),
 ];
 
 /// The PostgreSQL journal's migrations; the versions applied are rows of
@@ -57,6 +59,8 @@ pub const POSTGRES: &[Migration] = &[
     migration!("postgres", 7, "0007_delivery_requests"),
     migration!("postgres", 8, "0008_deploy_cancel"),
     migration!("postgres", 9, "0009_poll_sources"),
+    migration!("postgres", 10, "0010_github_catch_up"),
+    migration!("postgres", 11, "0011_github_request_fallback"),
 ];
 
 /// The newest version in `migrations`.

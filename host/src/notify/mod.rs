@@ -26,10 +26,20 @@
 //! doubt again unchecked (it may arrive twice). The row's `attempts` shows
 //! it.
 //!
+//! A deployment request GitHub did not take (unreachable, 5xx, rate
+//! limited) is not settled but deferred, tried again with back-off within
+//! its stack's `retry_request_for`; the rows after it are sent meanwhile,
+//! and the statuses of a deploy that reports to it wait for it. While it
+//! holds the lease, `serve`'s notifier also acts on requests that failed
+//! for good and on created deployments whose event never came
+//! ([`fallback`]). [`Notifier::finish`] sends what is due, and leaves what
+//! waits to the next holder.
+//!
 //! Every row's result goes to the journal in the transaction that settles
 //! it: what GitHub answered to each deployment request
 //! (`github_deployment_requests`) and how each report went (`reports`).
 
+mod fallback;
 mod in_doubt;
 mod links;
 mod send;
@@ -85,6 +95,10 @@ pub const OUTBOX_RETRY: Duration = Duration::from_secs(1);
 /// Rows read from the outbox at a time.
 pub const OUTBOX_BATCH: usize = 64;
 
+pub use fallback::{
+    request_retry_wait, FALLBACK_LOOK_EVERY, REQUEST_RETRY_FIRST, REQUEST_RETRY_MAX,
+};
+
 /// A GitHub client for each stack of `config` with GitHub deployments.
 fn settings_of(config: Arc<Config>) -> anyhow::Result<Settings> {
     let mut clients = std::collections::HashMap::new();
@@ -114,6 +128,10 @@ struct Shared {
     /// Rung when this process wrote outbox rows.
     wake: Notify,
     settings: Mutex<Arc<Settings>>,
+    /// Where deploys the journal runs itself go (a server's runner), once
+    /// [`Notifier::run_fallbacks`] is called; without it (a hook's
+    /// runner), requests are sent and retried but nothing falls back.
+    fallbacks: std::sync::OnceLock<fallback::Fallbacks>,
 }
 
 impl Shared {
@@ -156,6 +174,7 @@ impl Notifier {
             holder: holder_name(&role)?,
             wake: Notify::new(),
             settings: Mutex::new(Arc::new(settings_of(config)?)),
+            fallbacks: std::sync::OnceLock::new(),
         });
         let (stop, stopped) = watch::channel(None);
         let outbox = Outbox {
@@ -169,6 +188,7 @@ impl Notifier {
             held_until: None,
             renew_at: Instant::now(),
             take_failed: false,
+            look_at: Instant::now(),
         };
         let task = tokio::spawn(outbox.run(stopped));
         Ok(Arc::new(Notifier {
@@ -187,6 +207,22 @@ impl Notifier {
     /// This process's name in the lease table.
     pub fn holder(&self) -> &str {
         &self.shared.holder
+    }
+
+    /// While this process holds the outbox lease, it also does what a
+    /// failed deployment request or a created deployment whose event never
+    /// came calls for ([`fallback`]): the deploys the journal runs then go
+    /// to `runner`, counted in `metrics`. Called once, by `serve`; later
+    /// calls change nothing.
+    pub fn run_fallbacks(
+        &self,
+        runner: crate::runner::Runner,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) {
+        let _ = self
+            .shared
+            .fallbacks
+            .set(fallback::Fallbacks { runner, metrics });
     }
 
     /// Deployment request `id` was journaled (with its outbox row): send it
@@ -271,6 +307,8 @@ struct Outbox {
     /// Whether the last try to take the lease failed on the journal (so
     /// the failure is logged once, not every second).
     take_failed: bool,
+    /// When to look for requests to fall back on next.
+    look_at: Instant,
 }
 
 impl Outbox {
@@ -285,6 +323,12 @@ impl Outbox {
                     changed = stop.changed() => if changed.is_err() { break Instant::now() },
                 }
                 continue;
+            }
+            if self.held_until.is_some() && Instant::now() >= self.look_at {
+                self.look_at = Instant::now() + FALLBACK_LOOK_EVERY;
+                if let Some(fallbacks) = self.shared.fallbacks.get() {
+                    fallbacks.look(&self.shared.journal, &self.shared.settings());
+                }
             }
             let pause = match self.pass().await {
                 Pass::Progress => continue,
@@ -322,7 +366,10 @@ impl Outbox {
                 match self.pass().await {
                     Pass::Progress => {}
                     Pass::Lost => self.lost(),
-                    Pass::Idle | Pass::Failed => tokio::time::sleep(OUTBOX_RETRY).await,
+                    // What is left waits (a deployment request retried
+                    // later, and what waits for it): the next holder's.
+                    Pass::Idle => break,
+                    Pass::Failed => tokio::time::sleep(OUTBOX_RETRY).await,
                 }
             }
             Ok::<(), crate::journal::JournalError>(())
@@ -433,24 +480,54 @@ impl Outbox {
         }
     }
 
-    /// One pass over the unsettled rows, in id order.
+    /// One pass over the unsettled rows that are due, in id order, page
+    /// after page (so rows that wait never hide the rows after them).
     async fn pass(&mut self) -> Pass {
         let journal = self.shared.journal.clone();
-        let rows = match journal.outbox_unsettled(OUTBOX_BATCH) {
-            Ok(rows) => rows,
-            Err(e) => {
-                tracing::error!(error = %e, "journal: cannot read the outbox");
-                return Pass::Failed;
-            }
-        };
         let mut waiting = std::collections::HashSet::new();
+        let mut progress = false;
+        let mut after = 0;
+        loop {
+            let rows = match journal.outbox_due(after, now_ms(), OUTBOX_BATCH) {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::error!(error = %e, "journal: cannot read the outbox");
+                    return Pass::Failed;
+                }
+            };
+            let last_page = rows.len() < OUTBOX_BATCH;
+            after = rows.last().map_or(after, |r| r.id);
+            match self.page(rows, &mut waiting).await {
+                Ok(settled) => progress |= settled,
+                Err(end) => return end,
+            }
+            if last_page {
+                break;
+            }
+        }
+        if progress {
+            Pass::Progress
+        } else {
+            Pass::Idle
+        }
+    }
+
+    /// Sends the rows of one page; whether it settled any, or how the pass
+    /// ends at once. `waiting`: the deploys whose rows wait for their
+    /// deployment (their later rows wait too).
+    async fn page(
+        &mut self,
+        rows: Vec<crate::journal::OutboxRow>,
+        waiting: &mut std::collections::HashSet<i64>,
+    ) -> Result<bool, Pass> {
+        let journal = self.shared.journal.clone();
         let mut progress = false;
         for row in rows {
             if self.held_until.is_some() && Instant::now() >= self.renew_at {
                 self.renew();
             }
             if self.held_until.is_none() {
-                return Pass::Lost;
+                return Err(Pass::Lost);
             }
             // A row waiting for its deployment holds back its deploy's later
             // rows, and no other's.
@@ -465,6 +542,37 @@ impl Outbox {
                 // holds back no other.
                 Err(e) => {
                     tracing::error!(row = row.id, error = %e, "journal: cannot read what an outbox row reports");
+                    // A deployment request is tried again later (its push
+                    // must not be lost) while its stack's `retry_request_for`
+                    // lasts; then settled failed, and the fallback looks
+                    // after the request still pending.
+                    if let (crate::journal::OutboxKind::Deployment, Some(request_id)) =
+                        (row.kind, row.request_id)
+                    {
+                        let retry_for = settings
+                            .config
+                            .stack(&row.stack)
+                            .and_then(|s| s.github.as_ref())
+                            .map_or(0, |gh| {
+                                i64::try_from(gh.retry_request_for.as_millis()).unwrap_or(i64::MAX)
+                            });
+                        let until = row.created_at_ms.saturating_add(retry_for);
+                        let now = now_ms();
+                        if now < until {
+                            let wait = i64::try_from(REQUEST_RETRY_FIRST.as_millis()).unwrap_or(0);
+                            let detail = format!("journal: {e}");
+                            let at = now.saturating_add(wait).min(until);
+                            match journal
+                                .defer_outbox_row(row.id, request_id, at, &detail, None, now)
+                            {
+                                Ok(_) => {
+                                    progress = true;
+                                    continue;
+                                }
+                                Err(_) => return Err(Pass::Failed),
+                            }
+                        }
+                    }
                     let failed = crate::journal::Settlement {
                         outcome: crate::journal::OutboxOutcome::Failed,
                         detail: format!("journal: {e}"),
@@ -473,7 +581,7 @@ impl Outbox {
                         at_ms: now_ms(),
                     };
                     if journal.settle_outbox_row(row.id, &failed).is_err() {
-                        return Pass::Failed;
+                        return Err(Pass::Failed);
                     }
                     progress = true;
                     continue;
@@ -498,10 +606,10 @@ impl Outbox {
                             progress = true;
                             continue;
                         }
-                        Ok(Claim::LeaseLost) => return Pass::Lost,
+                        Ok(Claim::LeaseLost) => return Err(Pass::Lost),
                         Err(e) => {
                             tracing::error!(row = row.id, error = %e, "journal: cannot claim an outbox row");
-                            return Pass::Failed;
+                            return Err(Pass::Failed);
                         }
                     }
                     // From here until the row is settled below, a sender
@@ -509,24 +617,54 @@ impl Outbox {
                     // finds it claimed before (`attempts` was not 0 when
                     // it claimed it) and asks GitHub whether this attempt
                     // arrived before sending it again.
+                    // A deployment request tried again after a transient
+                    // failure is in doubt too: a 5xx or a lost answer may
+                    // have come after GitHub created the deployment.
                     let in_doubt = row.attempts > 0;
+                    let retry = outgoing.retry_until_ms();
                     let sender = self.sender.clone();
-                    match self.while_held(outgoing.send(&sender, in_doubt)).await {
-                        Some(settlement) => settlement,
-                        None => return Pass::Lost,
+                    let (settlement, transient) =
+                        match self.while_held(outgoing.send(&sender, in_doubt)).await {
+                            Some(sent) => sent,
+                            None => return Err(Pass::Lost),
+                        };
+                    if let (true, Some((request_id, until))) = (transient, retry) {
+                        let now = now_ms();
+                        if now < until {
+                            let wait = request_retry_wait(row.attempts + 1);
+                            let wait_ms = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 4);
+                            let at = now.saturating_add(wait_ms).min(until);
+                            let detail = format!(
+                                "retrying after attempt {}: {}",
+                                row.attempts + 1,
+                                settlement.detail
+                            );
+                            let status =
+                                settlement.answer.as_ref().and_then(|(_, a)| a.http_status);
+                            tracing::warn!(stack = %row.stack, request = request_id, retry_in_ms = at - now, "GitHub deployment request not taken; trying again");
+                            match journal
+                                .defer_outbox_row(row.id, request_id, at, &detail, status, now)
+                            {
+                                Ok(_) => {
+                                    progress = true;
+                                    continue;
+                                }
+                                Err(e) => {
+                                    tracing::error!(row = row.id, error = %e, "journal: cannot defer an outbox row");
+                                    return Err(Pass::Failed);
+                                }
+                            }
+                        }
                     }
+                    settlement
                 }
             };
             if !self.settle(row.id, &settlement).await {
-                return Pass::Lost;
+                return Err(Pass::Lost);
             }
             progress = true;
         }
-        if progress {
-            Pass::Progress
-        } else {
-            Pass::Idle
-        }
+        Ok(progress)
     }
 
     /// Records row `id`'s settlement, retrying while the journal fails and

@@ -60,12 +60,14 @@ pub(super) enum Plan {
 
 /// A row ready to go out.
 pub(super) enum Outgoing {
-    /// Create the deployment of request `request_id`.
+    /// Create the deployment of request `request_id`; a transient failure
+    /// is tried again until `retry_until_ms`.
     Deployment {
         request_id: i64,
         stack: String,
         client: GithubClient,
         body: String,
+        retry_until_ms: i64,
     },
     /// Post a status of deploy `deploy_id` to `deployment`.
     Status {
@@ -188,11 +190,18 @@ impl Sender {
                 "the stack no longer has [stacks.github]",
             )));
         };
+        let retry_for = settings
+            .config
+            .stack(&request.asked.stack)
+            .and_then(|s| s.github.as_ref())
+            .map_or(std::time::Duration::ZERO, |gh| gh.retry_request_for);
+        let retry_for_ms = i64::try_from(retry_for.as_millis()).unwrap_or(i64::MAX / 4);
         Ok(Plan::Send(Outgoing::Deployment {
             request_id,
             stack: request.asked.stack.clone(),
             client: client.clone(),
             body: request.asked.request_json,
+            retry_until_ms: request.asked.created_at_ms.saturating_add(retry_for_ms),
         }))
     }
 
@@ -362,17 +371,34 @@ impl Sender {
 }
 
 impl Outgoing {
+    /// Until when a transient failure of this row is tried again (ms since
+    /// the epoch): a deployment request's, within its stack's
+    /// `retry_request_for`; `None` for any other row.
+    pub fn retry_until_ms(&self) -> Option<(i64, i64)> {
+        match self {
+            Outgoing::Deployment {
+                request_id,
+                retry_until_ms,
+                ..
+            } => Some((*request_id, *retry_until_ms)),
+            _ => None,
+        }
+    }
+
     /// Sends it (GitHub's client retries and waits out rate limits, within
-    /// its bounds) and says how it went. `in_doubt`: an earlier attempt was
-    /// claimed and never settled, so GitHub is asked first whether it
-    /// arrived (not for a callback, which cannot be asked).
-    pub async fn send(self, sender: &Sender, in_doubt: bool) -> Settlement {
+    /// its bounds) and says how it went, and whether it failed in a way
+    /// worth trying again later (GitHub unreachable, 5xx, rate limited, an
+    /// answer that could not be read). `in_doubt`: an earlier attempt was
+    /// claimed and never settled (or failed so), so GitHub is asked first
+    /// whether it arrived (not for a callback, which cannot be asked).
+    pub async fn send(self, sender: &Sender, in_doubt: bool) -> (Settlement, bool) {
         match self {
             Outgoing::Deployment {
                 request_id,
                 stack,
                 client,
                 body,
+                ..
             } => {
                 if in_doubt {
                     match in_doubt::deployment_on_github(
@@ -385,7 +411,7 @@ impl Outgoing {
                     {
                         Ok(Some(deployment)) => {
                             tracing::info!(%stack, request = request_id, deployment, "GitHub deployment found, created by an earlier attempt whose answer was lost");
-                            return answered(
+                            let created = answered(
                                 OutboxOutcome::Sent,
                                 request_id,
                                 RequestState::Created,
@@ -393,16 +419,22 @@ impl Outgoing {
                                 None,
                                 &format!("created ({FOUND_ON_GITHUB})"),
                             );
+                            return (created, false);
                         }
                         Ok(None) => {}
                         Err(e) => {
-                            return request_failed(
+                            let transient = match &e {
+                                in_doubt::CheckError::Github(e) => transient(e),
+                                in_doubt::CheckError::Journal(_) => true,
+                            };
+                            let failed = request_failed(
                                 request_id,
                                 &stack,
                                 &e.to_string(),
                                 e.status(),
                                 denied(&e),
-                            )
+                            );
+                            return (failed, transient);
                         }
                     }
                 }
@@ -427,27 +459,32 @@ impl Outgoing {
                     {
                         Ok(true) => {
                             tracing::info!(deploy = deploy_id, deployment, "GitHub deployment status found, posted by an earlier attempt whose answer was lost");
-                            return reported(
+                            let sent = reported(
                                 OutboxOutcome::Sent,
                                 deploy_id,
                                 "github",
                                 state,
                                 format!("deployment {deployment}: sent ({FOUND_ON_GITHUB})"),
                             );
+                            return (sent, false);
                         }
                         Ok(false) => {}
                         Err(e) => {
-                            return status_failed(
+                            let failed = status_failed(
                                 deploy_id,
                                 state,
                                 deployment,
                                 "not sending a GitHub deployment status again",
                                 &e,
-                            )
+                            );
+                            return (failed, false);
                         }
                     }
                 }
-                post_status(deploy_id, state, deployment, &client, &body).await
+                (
+                    post_status(deploy_id, state, deployment, &client, &body).await,
+                    false,
+                )
             }
             Outgoing::Callback {
                 deploy_id,
@@ -455,9 +492,23 @@ impl Outgoing {
                 url,
                 callback_state,
                 body,
-            } => callback(&sender.http, deploy_id, state, url, callback_state, &body).await,
+            } => (
+                callback(&sender.http, deploy_id, state, url, callback_state, &body).await,
+                false,
+            ),
         }
     }
+}
+
+/// Whether a failed request is worth making again later: GitHub could not
+/// be reached (or answered 5xx) on every quick try, stayed rate limited,
+/// or gave an answer that could not be read. A refusal (401/403/404, 422,
+/// any other 4xx) is about the request and would be refused again.
+fn transient(e: &ApiError) -> bool {
+    matches!(
+        e,
+        ApiError::Unreachable { .. } | ApiError::RateLimited(_) | ApiError::BadAnswer(_)
+    )
 }
 
 /// Whether a failed check was GitHub refusing the token.
@@ -533,9 +584,16 @@ fn status_failed(
     )
 }
 
-async fn create_deployment(id: i64, stack: &str, client: &GithubClient, body: &str) -> Settlement {
+async fn create_deployment(
+    id: i64,
+    stack: &str,
+    client: &GithubClient,
+    body: &str,
+) -> (Settlement, bool) {
     use OutboxOutcome::Sent;
-    match client.create_deployment(body).await {
+    let answer = client.create_deployment(body).await;
+    let transient = answer.as_ref().err().is_some_and(transient);
+    let settlement = match answer {
         Ok(Created::Deployment(deployment)) => {
             tracing::info!(%stack, request = id, deployment, "GitHub deployment created");
             answered(
@@ -563,7 +621,8 @@ async fn create_deployment(id: i64, stack: &str, client: &GithubClient, body: &s
             let denied = matches!(e, ApiError::Denied { .. });
             request_failed(id, stack, &e.to_string(), e.status(), denied)
         }
-    }
+    };
+    (settlement, transient)
 }
 
 async fn callback(

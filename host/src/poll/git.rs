@@ -1,6 +1,7 @@
 //! Asking a git repository for its branches and tags: `git ls-remote`, run
 //! with the stack's credentials, a time limit and bounded output.
 //!
+//! The token goes only to a repository on a host `poll.token_hosts` lists.
 //! The credentials never reach a command line, a log or the journal: an
 //! HTTPS token goes to git as an `http.extraHeader` through the
 //! environment (`GIT_CONFIG_COUNT`), readable only by this user; an SSH key
@@ -74,7 +75,11 @@ fn command(target: &PollTarget, poll: &PollConfig) -> tokio::process::Command {
     .process_group(0)
     .kill_on_drop(true);
     let mut settings: Vec<(&str, String)> = vec![("http.followRedirects", "false".into())];
-    if let Some(token) = &poll.token {
+    // The token goes only to a host `poll.token_hosts` lists (over https,
+    // or http to a loopback host); an ssh repository uses its key.
+    let listed = url::Url::parse(&target.url)
+        .is_ok_and(|url| matches!(url.scheme(), "https" | "http") && poll.sends_token_to(&url));
+    if let Some(token) = poll.token.as_ref().filter(|_| listed) {
         let basic = base64::engine::general_purpose::STANDARD.encode(format!(
             "{}:{}",
             poll.username,

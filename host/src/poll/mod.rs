@@ -1,6 +1,7 @@
-//! Polling git repositories for new commits (`[stacks.poll]`), for
-//! senders that cannot call the hook: a forge behind a firewall, a
-//! repository without webhooks.
+//! Polling git repositories for new commits and registries for new image
+//! digests (`[stacks.poll]`), for senders that cannot call the hook: a
+//! forge behind a firewall, a repository without webhooks, an image whose
+//! webhook only its owner can add.
 //!
 //! Every `every` (jittered, doubled after failures: [`tips::next_wait`])
 //! the server asks each repository a stack follows for its branches and
@@ -18,8 +19,17 @@
 //! at the stack's head deploys once ([`crate::journal::CommitClaim::once`]),
 //! as it does when the webhook and the poll both see a push, or when
 //! several replicas poll one journal.
+//!
+//! An image source is looked at the same way ([`registry::manifest_digest`]):
+//! its tips are one "ref", the tag, pointing to the manifest digest, and a
+//! new digest is a poll delivery of an image change, which the component
+//! evaluates like the registry's push of that tag. A registry answering
+//! `429` or `503` with `Retry-After` is not asked again before that
+//! ([`PollFailure::retry_after`]).
 
 pub mod git;
+pub mod image;
+pub mod registry;
 pub mod tips;
 
 use std::collections::HashMap;
@@ -29,11 +39,12 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::config::{LiveConfig, PollConfig, PollTarget, StackConfig};
+use crate::config::{LiveConfig, PollConfig, PollKind, PollTarget, StackConfig};
 use crate::dispatch::Dispatcher;
 use crate::journal::{now_ms, Journal};
 use crate::plugin::wit;
 use git::PollError;
+use registry::RegistryError;
 use tips::{changes, next_wait, RefChange, Tips};
 
 /// How often the scheduler looks at which sources are due.
@@ -45,8 +56,10 @@ pub const MAX_POLLS_AT_ONCE: usize = 4;
 /// What one look at a source found and did.
 #[derive(Clone, Debug)]
 pub struct PollReport {
-    /// The branches and tags it has.
+    /// The branches and tags it has (an image source: 1, its tag).
     pub refs: usize,
+    /// What it saw: each ref and its object id, or the tag and its digest.
+    pub now: Tips,
     /// The source had never been polled: its tips were only recorded.
     pub first: bool,
     /// Each ref that moved since the last look, with what the dispatcher
@@ -61,14 +74,41 @@ pub enum PollFailure {
     /// The repository could not be asked.
     #[error(transparent)]
     Source(#[from] PollError),
+    /// The registry could not be asked, or its answer was not a digest.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
     /// The journal could not be read or written, or a change could not be
     /// queued; the tips are not recorded, so the next look tries again.
     #[error("{0}")]
     Journal(String),
 }
 
-/// The poll delivery of `change` to `target` of `stack`.
+impl PollFailure {
+    /// How long the source asked to be left alone (a registry's
+    /// `Retry-After`): the next look waits at least this long.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            PollFailure::Registry(e) => e.retry_after(),
+            _ => None,
+        }
+    }
+}
+
+/// The poll delivery of `change` to `target` of `stack`: for an image
+/// source, the tag (`change.name`) now pointing to the digest
+/// `change.new`.
 pub fn delivery(stack: &str, target: &PollTarget, change: &RefChange) -> wit::Delivery {
+    if let PollKind::Image(_) = &target.kind {
+        return wit::Delivery::Poll(wit::PollObservation {
+            stack: stack.to_owned(),
+            change: wit::PollChange::Image(wit::ImagePoll {
+                repository: target.repository.clone(),
+                tag: change.name.clone(),
+                digest: change.new.clone(),
+            }),
+            query: String::new(),
+        });
+    }
     wit::Delivery::Poll(wit::PollObservation {
         stack: stack.to_owned(),
         change: wit::PollChange::Git(wit::GitPoll {
@@ -116,19 +156,32 @@ pub async fn poll_once(
     poll: &PollConfig,
     target: &PollTarget,
 ) -> Result<PollReport, PollFailure> {
-    let now = git::ls_remote(target, poll).await?;
+    let now = match &target.kind {
+        PollKind::Git => git::ls_remote(target, poll).await?,
+        PollKind::Image(image) => {
+            let key = format!("{}\n{}", stack.name, target.url);
+            let digest = registry::manifest_digest(image, poll, &key).await?;
+            Tips::from([(image.tag.clone(), digest)])
+        }
+    };
     let (j, name, t) = (journal.clone(), stack.name.clone(), target.clone());
     let seen = tokio::task::spawn_blocking(move || remembered(&j, &name, &t))
         .await
         .map_err(|e| PollFailure::Journal(e.to_string()))??;
     let first = seen.is_none();
-    let moved = seen
+    let mut moved = seen
         .as_ref()
         .map(|seen| changes(seen, &now))
         .unwrap_or_default();
+    if let PollKind::Image(_) = &target.kind {
+        // A tag is never gone (a registry without it answers 404, a
+        // failure): only a new digest is a change.
+        moved.retain(|c| now.get(&c.name) == Some(&c.new));
+    }
     let Some(dispatcher) = dispatcher else {
         return Ok(PollReport {
             refs: now.len(),
+            now,
             first,
             moved: moved.into_iter().map(|c| (c, None)).collect(),
         });
@@ -162,6 +215,7 @@ pub async fn poll_once(
             .map_err(|e| PollFailure::Journal(e.to_string()))?;
         Ok(PollReport {
             refs: now.len(),
+            now,
             first,
             moved: answered,
         })
@@ -183,7 +237,7 @@ struct Due {
 }
 
 /// A random number in -1..=1, for jitter.
-fn jitter() -> f64 {
+pub fn jitter() -> f64 {
     let mut bytes = [0u8; 4];
     if getrandom::fill(&mut bytes).is_err() {
         return 0.0;
@@ -226,12 +280,16 @@ fn current(
 /// `every`, takes effect at the next tick, and a look waiting for its turn
 /// uses the configuration in force when its turn comes.
 pub fn spawn(config: LiveConfig, dispatcher: Dispatcher) -> tokio::task::JoinHandle<()> {
-    let holder = format!(
-        "{}:{}",
-        std::process::id(),
-        crate::tokens::generate_token().unwrap_or_default()
-    );
     tokio::spawn(async move {
+        // The lease holder: unique per process, or no polling at all (a
+        // holder shared by replicas would let them poll one source at once).
+        let holder = match crate::tokens::generate_token() {
+            Ok(token) => format!("{}:{token}", std::process::id()),
+            Err(e) => {
+                tracing::error!(error = %e, "polling is off: no randomness for its lease holder");
+                return;
+            }
+        };
         let slots = Arc::new(tokio::sync::Semaphore::new(MAX_POLLS_AT_ONCE));
         let schedule = Arc::new(std::sync::Mutex::new(
             HashMap::<(String, String), Due>::new(),
@@ -296,9 +354,14 @@ pub fn spawn(config: LiveConfig, dispatcher: Dispatcher) -> tokio::task::JoinHan
                         entry.running = false;
                         // Another process looked (it holds the lease): look
                         // again after `every`, as after a success.
-                        let failures = outcome.unwrap_or(entry.failures);
+                        let (failures, asked) = outcome.unwrap_or((entry.failures, None));
                         entry.failures = failures;
-                        entry.at = Instant::now() + next_wait(entry.every, failures, jitter());
+                        // A registry's `Retry-After` (bounded by
+                        // `image::MAX_RETRY_AFTER`) holds the next look back
+                        // at least that long.
+                        let wait = next_wait(entry.every, failures, jitter())
+                            .max(asked.unwrap_or(Duration::ZERO));
+                        entry.at = Instant::now() + wait;
                     }
                 });
             }
@@ -309,15 +372,16 @@ pub fn spawn(config: LiveConfig, dispatcher: Dispatcher) -> tokio::task::JoinHan
 /// One scheduled look at `target` of `stack`, after `before` failures in
 /// a row, under the source's lease for `holder`: polls, records a failure,
 /// logs a change of state (failing, working again) once, and counts it.
-/// Returns the failures in a row now, or `None` when another process
-/// holds the lease (it looks instead).
+/// Returns the failures in a row now and how long the source asked to be
+/// left alone (`Retry-After`), or `None` when another process holds the
+/// lease (it looks instead).
 async fn look(
     dispatcher: &Dispatcher,
     holder: &str,
     stack: &StackConfig,
     target: &PollTarget,
     before: u32,
-) -> Option<u32> {
+) -> Option<(u32, Option<Duration>)> {
     let journal = dispatcher.journal().clone();
     let metrics = dispatcher.metrics().clone();
     let poll = stack.poll.as_ref()?;
@@ -334,9 +398,9 @@ async fn look(
         // Without the journal the look could not record anything.
         Ok(Err(e)) => {
             tracing::warn!(stack = %stack.name, source = %target.url, error = %e, "polling: the journal cannot be reached");
-            return Some(before + 1);
+            return Some((before + 1, None));
         }
-        Err(_) => return Some(before + 1),
+        Err(_) => return Some((before + 1, None)),
     }
     let looked = poll_once(&journal, Some(dispatcher), stack, poll, target).await;
     let (j, h) = (journal.clone(), holder.to_owned());
@@ -360,7 +424,7 @@ async fn look(
                     "polling: a ref moved"
                 );
             }
-            0
+            (0, None)
         }
         Err(failure) => {
             let message = failure.to_string();
@@ -382,7 +446,10 @@ async fn look(
             if failures == 1 {
                 tracing::warn!(stack = %stack.name, source = %target.url, error = %message, "polling failed; retrying with back-off (logged again only once it works)");
             }
-            u32::try_from(failures).unwrap_or(u32::MAX)
+            (
+                u32::try_from(failures).unwrap_or(u32::MAX),
+                failure.retry_after(),
+            )
         }
     })
 }

@@ -52,7 +52,11 @@ pub(super) async fn deploy_page(
         let refs = EventRefs::of(&deploy.queued.event_json);
         let request = match refs.github_deployment_id {
             Some(_) => None,
-            None => journal.request_of_deploy(id)?,
+            None => match journal.request_of_deploy(id)? {
+                Some(r) => Some(r),
+                // A push whose request failed, deployed directly.
+                None => journal.request_fallen_back_to(id)?,
+            },
         };
         let github = (refs.github_deployment_id, request, journal.reports(id)?);
         // Its size first, then what it held up to there: the live log

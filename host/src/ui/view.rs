@@ -227,6 +227,9 @@ pub fn github_view(
                 words.push_str(&format!(": {detail}"));
             }
         }
+        if let Some(fallback) = r.fallback {
+            words.push_str(&format!("; {}", fallback.describe(r.fallback_deploy_id)));
+        }
         words
     });
     let github = stack.and_then(|s| s.github.as_ref());
@@ -537,6 +540,8 @@ mod tests {
             http_status,
             detail: Some(detail.into()),
             updated_at_ms: 0,
+            fallback: None,
+            fallback_deploy_id: None,
         };
         let report = ("github".to_owned(), "success".to_owned(), "sent".to_owned());
         // Run by the deployment's event.
@@ -567,6 +572,17 @@ mod tests {
             Some("denied (HTTP 403): Resource not accessible")
         );
         assert_eq!((view.deployment_id, view.deployment_api), (None, None));
+        // A refused request whose push deployed directly says so.
+        let invalid = DeploymentRequest {
+            fallback: Some(crate::journal::RequestFallback::DeployedDirectly),
+            fallback_deploy_id: Some(9),
+            ..request(RequestState::Invalid, None, Some(422), "Validation Failed")
+        };
+        let view = github_view(Some(&ghes), None, Some(&invalid), vec![]).unwrap();
+        assert_eq!(
+            view.request.as_deref(),
+            Some("invalid (HTTP 422): Validation Failed; deployed directly as deploy #9")
+        );
         // A stack that lost [stacks.github]: the id, no links.
         let view = github_view(Some(&stack("o/app", "")), Some(42), None, vec![]).unwrap();
         assert_eq!(view.deployment_id, Some(42));

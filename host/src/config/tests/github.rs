@@ -136,3 +136,82 @@ fn github_token_from_file() {
     let gh = config.stack("web").unwrap().github.clone().unwrap();
     assert_eq!(gh.token.unwrap().expose(), "ghp_from_file");
 }
+
+#[test]
+fn a_failed_request_and_a_missing_event_have_defaults_and_bounds() {
+    let var = unique("GHFALLBACK");
+    set_env(&var, "tok");
+    let gh = github_settings(&var, "");
+    assert_eq!(
+        gh.retry_request_for,
+        crate::config::DEFAULT_RETRY_REQUEST_FOR
+    );
+    assert_eq!(
+        gh.on_request_failure,
+        crate::config::OnRequestFailure::Deploy
+    );
+    assert_eq!(gh.event_wait, crate::config::DEFAULT_EVENT_WAIT);
+    let gh = github_settings(
+        &var,
+        "retry_request_for = \"90s\"\non_request_failure = \"give-up\"\nevent_wait = \"3s\"\n",
+    );
+    assert_eq!(gh.retry_request_for, std::time::Duration::from_secs(90));
+    assert_eq!(
+        gh.on_request_failure,
+        crate::config::OnRequestFailure::GiveUp
+    );
+    assert_eq!(gh.event_wait, std::time::Duration::from_secs(3));
+    // No retry at all is allowed: a failure falls back at once.
+    assert!(github_settings(&var, "retry_request_for = \"0s\"\n")
+        .retry_request_for
+        .is_zero());
+    let gh = |line: &str| {
+        format!("{MINIMAL}\n[stacks.github]\nrepository = \"o/r\"\ntoken_env = \"{var}\"\n{line}\n")
+    };
+    assert_err(
+        &gh("retry_request_for = \"2days\""),
+        &["stack \"web\": github.retry_request_for must be at most 1day"],
+    );
+    assert_err(
+        &gh("retry_request_for = \"soon\""),
+        &["stack \"web\": github.retry_request_for \"soon\" is not a duration"],
+    );
+    assert_err(
+        &gh("on_request_failure = \"retry\""),
+        &["stack \"web\": github.on_request_failure \"retry\" must be \"deploy\" or \"give-up\""],
+    );
+    for bad in ["0s", "500ms", "25h"] {
+        assert_err(
+            &gh(&format!("event_wait = \"{bad}\"")),
+            &["stack \"web\": github.event_wait must be between 1s and 1day"],
+        );
+    }
+}
+
+#[test]
+fn catch_up_is_on_by_default_bounded_and_can_be_turned_off() {
+    let var = unique("GHCATCHUP");
+    set_env(&var, "tok");
+    assert_eq!(
+        github_settings(&var, "").catch_up_every,
+        Some(DEFAULT_CATCH_UP_EVERY)
+    );
+    assert_eq!(
+        github_settings(&var, "catch_up_every = \"30s\"\n").catch_up_every,
+        Some(Duration::from_secs(30))
+    );
+    assert_eq!(
+        github_settings(&var, "catch_up_every = \"off\"\n").catch_up_every,
+        None
+    );
+    let gh = |every: &str| {
+        format!("{MINIMAL}\n[stacks.github]\nrepository = \"o/r\"\ntoken_env = \"{var}\"\ncatch_up_every = \"{every}\"\n")
+    };
+    for (every, why) in [
+        ("0s", "must be from 1s to 1day"),
+        ("2days", "must be from 1s to 1day"),
+        ("often", "is not a duration"),
+    ] {
+        assert_err(&gh(every), &["stack \"web\": github.catch_up_every", why]);
+    }
+}
