@@ -15,10 +15,16 @@
 //!   the event sent late is a duplicate; one whose event came in time is
 //!   never run again;
 //! - a server killed in the middle of the retries, restarted, still ends
-//!   in one deployment and one deploy.
+//!   in one deployment and one deploy;
+//! - a deployment the window's last try created, whose answer was lost, is
+//!   found on GitHub and adopted, not deployed directly: its (late) event
+//!   deploys it, once; while GitHub cannot be asked, nothing deploys;
+//! - one GitHub cannot be asked about deploys directly only once the
+//!   asking has failed for the stack's `event_wait`.
 
 use std::time::{Duration, Instant};
 
+use redeploy_host::github::{MAX_ATTEMPTS, REQUEST_TIMEOUT};
 use redeploy_host::journal::{DeploymentRequest, RequestFallback, RequestState};
 use serde_json::{json, Value};
 
@@ -56,9 +62,14 @@ fn world(name: &str, port: u16, stacks: &[Stack]) -> World {
 
 /// `n` answers `status` to the next deployment requests.
 fn fail_requests(standin: &GithubStandin, n: usize, status: u16, message: &str) {
+    fail_operation(standin, DEPLOYMENTS, n, status, message);
+}
+
+/// `n` answers `status` to the next requests to `operation`.
+fn fail_operation(standin: &GithubStandin, operation: &str, n: usize, status: u16, message: &str) {
     for _ in 0..n {
         standin.push_response(
-            DEPLOYMENTS,
+            operation,
             Canned {
                 status,
                 headers: vec![],
@@ -155,9 +166,10 @@ fn push(server: &ServerProcess, n: u32, commit: usize, delivery: &str) {
 #[test]
 fn github_a_request_answered_500_for_a_while_is_retried_and_deploys_once_by_its_event() {
     let standin = GithubStandin::start(TOKEN);
-    // Four 500s exhaust the client's quick tries; the next try, seconds
-    // later, gets two more, then the deployment.
-    fail_requests(&standin, 6, 500, "Server Error");
+    // Four 500s exhaust the client's quick tries; so do the next four, 5 s
+    // later; the try after that, 10 s later, gets two more, then the
+    // deployment.
+    fail_requests(&standin, 10, 500, "Server Error");
     let port = free_port();
     let world = world(
         "github-cd-retry-500",
@@ -192,10 +204,18 @@ fn github_a_request_answered_500_for_a_while_is_retried_and_deploys_once_by_its_
         deploys[0].queued.delivery_id.as_deref(),
         Some("github-deployment-1000")
     );
-    // Seven tries in all, and the later try asked GitHub first whether an
-    // earlier one had created it: one deployment.
-    assert_eq!(standin.count(DEPLOYMENTS), 7);
-    assert_eq!(standin.count(LIST_DEPLOYMENTS), 1);
+    // Eleven tries in all, and each later try asked GitHub first whether
+    // an earlier one had created it: one deployment.
+    assert_eq!(standin.count(DEPLOYMENTS), 11);
+    assert_eq!(standin.count(LIST_DEPLOYMENTS), 2);
+    // Put off twice, logged once.
+    let log = world.server_log();
+    assert_eq!(
+        log.matches("GitHub deployment request not taken; trying again")
+            .count(),
+        1,
+        "{log}"
+    );
     assert!(standin.statuses(1001).is_empty());
     // No fallback: not run by the journal, nothing counted.
     let settled = world
@@ -543,7 +563,10 @@ fn github_a_request_github_never_takes_deploys_directly_once_retry_request_for_i
     // (REQUEST_RETRY_FIRST, 5 s) is cut to the 6 s bound; the second round
     // starts at the bound and ends after it, so it is the last.
     assert_eq!(standin.count(DEPLOYMENTS), 8);
-    assert_eq!(standin.count(LIST_DEPLOYMENTS), 1);
+    // Two lists: the second round asked first whether the first had
+    // created it, and before deploying directly the fallback asked whether
+    // the last try had: no.
+    assert_eq!(standin.count(LIST_DEPLOYMENTS), 2);
     let deploys = deploys_of(&world, "web", 1);
     assert_eq!(deploys.len(), 1);
     assert_eq!(
@@ -713,5 +736,222 @@ fn github_a_created_deployment_of_a_stack_no_longer_on_github_is_given_up() {
     let request = request_of(&world, "web", |r| r.fallback.is_some());
     assert_eq!(request.fallback, Some(RequestFallback::GaveUp));
     assert!(world.deploys().is_empty());
+    server.terminate();
+}
+
+/// How long the stand-in holds back the answer to a deployment request it
+/// created: longer than the client waits for one try, so the answer is
+/// lost to a timeout after GitHub stored the deployment.
+const LOST_ANSWER_HOLD: Duration = Duration::from_secs(REQUEST_TIMEOUT.as_secs() + 5);
+
+/// The client's tries of one request, as a count of the stand-in's.
+fn tries() -> usize {
+    usize::try_from(MAX_ATTEMPTS).unwrap()
+}
+
+#[test]
+fn github_a_deployment_the_last_try_created_whose_answer_was_lost_is_adopted_and_deploys_once() {
+    let standin = GithubStandin::start(TOKEN);
+    // The one round of tries `retry_request_for` allows: the first tries
+    // are answered 502 (nothing created); the last creates deployment 1000
+    // and its answer never comes (the client stops waiting for it).
+    fail_requests(&standin, tries() - 1, 502, "Bad Gateway");
+    standin.hold_response(DEPLOYMENTS, tries() - 1, LOST_ANSWER_HOLD);
+    // The first check finds GitHub unreachable (every try 503): nothing
+    // deploys on that; a later check finds the deployment.
+    fail_operation(
+        &standin,
+        LIST_DEPLOYMENTS,
+        tries(),
+        503,
+        "Service Unavailable",
+    );
+    let port = free_port();
+    let world = world(
+        "github-cd-lost-answer",
+        port,
+        // No `deployment` event until the test sends it, late; the journal
+        // never runs it meanwhile (`event_wait` is long).
+        &[cd_stack(
+            1,
+            "web",
+            &standin.base_url(),
+            "retry_request_for = \"1s\"\nevent_wait = \"1h\"",
+        )],
+    );
+    let server = world.start_on(port, &[], &[]);
+    push(&server, 1, 1, "push-1");
+
+    // Adopted: recorded created, with the deployment GitHub holds, and no
+    // fallback (neither deployed directly nor given up).
+    let adopted = request_of(&world, "web", |r| r.state == RequestState::Created);
+    assert_eq!(
+        (
+            adopted.deployment_id,
+            adopted.http_status,
+            adopted.fallback,
+            adopted.fallback_deploy_id
+        ),
+        (Some(1000), None, None, None),
+        "{adopted:?}"
+    );
+    let detail = adopted.detail.clone().unwrap_or_default();
+    assert!(
+        detail.starts_with("created (found on GitHub after the answer to its last try was lost)"),
+        "{detail}"
+    );
+    assert_eq!(standin.count(DEPLOYMENTS), tries());
+    // Two checks: the one GitHub failed (every try), the one that found it.
+    assert_eq!(standin.count(LIST_DEPLOYMENTS), tries() + 1);
+    assert!(world.deploys().is_empty(), "{:?}", world.deploys());
+
+    // GitHub's event for it, late: the one deploy, reporting to it.
+    let body = request_body(&standin);
+    let event = signed_github(
+        &server,
+        &hook(1),
+        SECRET,
+        ("deployment", "late-event"),
+        &deployment_event(1000, &body),
+    );
+    assert_eq!(event.status, 202, "{}", event.text());
+    let deploys = deploys_of(&world, "web", 1);
+    assert_eq!(
+        statuses_of(&standin, 1000, 3),
+        ["queued", "in_progress", "success"]
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let deploys_after = world.deploys();
+    assert_eq!(deploys_after.len(), 1, "{deploys_after:?}");
+    assert_eq!(
+        deploys[0].queued.delivery_id.as_deref(),
+        Some("github-deployment-1000")
+    );
+    assert_eq!(
+        deploys[0].state,
+        redeploy_host::journal::DeployState::Succeeded
+    );
+    assert_eq!(
+        world
+            .journal()
+            .deployment_request(adopted.id)
+            .unwrap()
+            .unwrap()
+            .fallback,
+        None
+    );
+
+    // Said once each: the check that failed, the adoption; nothing counted
+    // as a fallback; `history` shows the request created with it.
+    let log = server.log_text();
+    assert_eq!(
+        log.matches("cannot ask GitHub whether the last try created the deployment")
+            .count(),
+        1,
+        "{log}"
+    );
+    assert_eq!(log.matches("adopted: found on GitHub").count(), 1, "{log}");
+    assert!(!log.contains("deployed directly"), "{log}");
+    // Counted as adopted, and as nothing else.
+    let metrics = server.get("/metrics").text();
+    assert!(
+        metrics.contains(&fallback_metric("web", "adopted", 1)),
+        "{metrics}"
+    );
+    assert_eq!(
+        metrics
+            .matches("redeploy_github_request_fallbacks_total{")
+            .count(),
+        1,
+        "{metrics}"
+    );
+    let history = stdout(&world.redeploy(&["history"]));
+    let line = history
+        .lines()
+        .find(|l| l.contains("found on GitHub after the answer to its last try was lost"))
+        .unwrap_or_else(|| panic!("{history}"));
+    assert!(
+        line.contains("created") && line.contains("1000"),
+        "{history}"
+    );
+    assert_eq!(standin.violations(), Vec::<String>::new());
+    server.terminate();
+}
+
+#[test]
+fn github_a_failed_request_github_cannot_be_asked_about_deploys_directly_only_after_event_wait() {
+    let standin = GithubStandin::start(TOKEN);
+    // Nothing created (every try 503), and GitHub cannot be asked whether
+    // it was: every list 503 too.
+    fail_requests(&standin, tries(), 503, "Service Unavailable");
+    fail_operation(
+        &standin,
+        LIST_DEPLOYMENTS,
+        40 * tries(),
+        503,
+        "Service Unavailable",
+    );
+    let port = free_port();
+    let world = world(
+        "github-cd-unaskable",
+        port,
+        &[cd_stack(
+            1,
+            "web",
+            &standin.base_url(),
+            "retry_request_for = \"1s\"\nevent_wait = \"6s\"",
+        )],
+    );
+    let server = world.start_on(port, &[], &[]);
+    push(&server, 1, 1, "push-1");
+    wait_for(WAIT_SECS, "the first check", || {
+        (standin.count(LIST_DEPLOYMENTS) >= 1).then_some(())
+    });
+    let first_check = Instant::now();
+    let request = request_of(&world, "web", |r| r.fallback.is_some());
+    // Not before the asking had failed for `event_wait` (6 s), counted
+    // from the end of the first check that failed.
+    assert!(
+        first_check.elapsed() >= Duration::from_secs(6),
+        "{:?}",
+        first_check.elapsed()
+    );
+    let deploys = deploys_of(&world, "web", 1);
+    assert_eq!(deploys.len(), 1, "{deploys:?}");
+    assert_eq!(
+        (request.state, request.fallback, request.fallback_deploy_id),
+        (
+            RequestState::Failed,
+            Some(RequestFallback::DeployedDirectly),
+            Some(deploys[0].id)
+        )
+    );
+    assert_eq!(deploys[0].queued.delivery_id.as_deref(), Some("push-1"));
+    let reason = &deploys[0].queued.reason;
+    assert!(
+        reason.starts_with("deployed directly: GitHub deployment request failed: GitHub API unreachable after 4 tries: 503: Service Unavailable; GitHub could not be asked for 6s whether its last try created the deployment"),
+        "{reason}"
+    );
+    // Asked more than once (each check the client's tries), said once.
+    assert!(
+        standin.count(LIST_DEPLOYMENTS) >= 2 * tries(),
+        "{}",
+        standin.count(LIST_DEPLOYMENTS)
+    );
+    let log = server.log_text();
+    assert_eq!(
+        log.matches("cannot ask GitHub whether the last try created the deployment")
+            .count(),
+        1,
+        "{log}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(world.deploys().len(), 1);
+    let metrics = server.get("/metrics").text();
+    assert!(
+        metrics.contains(&fallback_metric("web", "deploy", 1)),
+        "{metrics}"
+    );
+    assert_eq!(standin.violations(), Vec::<String>::new());
     server.terminate();
 }

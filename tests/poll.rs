@@ -9,11 +9,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use redeploy_host::journal::{DeliveryRecord, DeployState};
-use serde_json::Value;
+use redeploy_host::journal::DeployState;
 
 use crate::support::cli::{stderr, stdout};
-use crate::support::deliveries::signed_push;
+use crate::support::deliveries::{decision, polled, signed_push};
 use crate::support::git::git;
 use crate::support::stacks::toml;
 use crate::support::{free_port, hook, wait_for, Stack, World};
@@ -57,20 +56,6 @@ fn commit(work: &Path, branch: &str, what: &str) -> String {
     git(work, &["commit", "-q", "-m", what]);
     git(work, &["push", "-q", "origin", branch]);
     git(work, &["rev-parse", "HEAD"]).trim().to_owned()
-}
-
-/// The deliveries the poller made (provider `poll`), oldest first.
-fn polled(world: &World) -> Vec<DeliveryRecord> {
-    let mut all = world.journal().deliveries(1000).unwrap();
-    all.retain(|d| d.recorded.provider.as_deref() == Some("poll"));
-    all.reverse();
-    all
-}
-
-/// The decision for the first stack in a delivery's recorded answer.
-fn decision(d: &DeliveryRecord) -> Value {
-    let summary: Value = serde_json::from_str(&d.recorded.summary).unwrap();
-    summary["decisions"][0].clone()
 }
 
 /// Waits until the journal remembers a successful look at `source` of

@@ -27,11 +27,12 @@ use axum::extract::State as AxumState;
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use base64::Engine as _;
-use redeploy_host::journal::{DeliveryRecord, DeployState};
+use redeploy_host::journal::DeployState;
 use serde_json::json;
 use sha2::Digest as _;
 
 use crate::support::cli::{stderr, stdout};
+use crate::support::deliveries::{decision, fixture_headers, polled};
 use crate::support::stacks::toml;
 use crate::support::{wait_for, Stack, World};
 
@@ -411,14 +412,6 @@ fn token(st: &mut State, method: &Method, uri: &Uri, authorization: Option<&str>
     )
 }
 
-/// The deliveries the poller made (provider `poll`), oldest first.
-fn polled(world: &World) -> Vec<DeliveryRecord> {
-    let mut all = world.journal().deliveries(1000).unwrap();
-    all.retain(|d| d.recorded.provider.as_deref() == Some("poll"));
-    all.reverse();
-    all
-}
-
 /// Waits until the journal remembers a successful look at `source` of
 /// `stack` that saw `digest`.
 fn seen(world: &World, stack: &str, source: &str, digest: &str) {
@@ -542,6 +535,101 @@ fn a_new_digest_deploys_once_an_unchanged_one_never_and_nothing_at_start() {
     for d in &deploys {
         assert_eq!(d.state, DeployState::Succeeded);
     }
+}
+
+/// Azure Container Registry's documented push event (a Distribution-style
+/// notification) of `hello-world:v1`, as this stand-in's registry would
+/// send it: its `request.host` is the stand-in's, its time now (the
+/// fixture's 2023 is older than the server's `max_event_age`), and its own
+/// `target.digest` is the documentation's placeholder, not the pushed one.
+fn acr_push(registry: &Registry, id: &str) -> Vec<u8> {
+    let mut body: serde_json::Value = serde_json::from_slice(&crate::support::fixture(
+        "distribution/azuredocs-acr-push.json",
+    ))
+    .unwrap();
+    body["id"] = json!(id);
+    body["request"]["host"] = json!(format!("127.0.0.1:{}", registry.port));
+    body["timestamp"] =
+        json!(humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string());
+    body.to_string().into_bytes()
+}
+
+#[test]
+fn an_image_seen_by_its_registrys_webhook_and_by_the_poll_deploys_once() {
+    let registry = Registry::start(None);
+    let first = registry.push("hello-world", "v1", manifest(1));
+    let image = registry.image("hello-world", "v1");
+    let stacks = [Stack::image("web", &image, 1).table(&polling(""))];
+    let world = World::new("poll-and-registry-hook", "", &toml(&stacks));
+    let server = world.start(&[]);
+    seen(&world, "web", &image, &first);
+    let headers = fixture_headers("distribution/azuredocs-acr-push.headers");
+    let headers = crate::support::deliveries::borrowed(&headers);
+    let hook = crate::support::hook(1);
+
+    // A push, and its registry's webhook at once: whichever of the webhook
+    // and the poll comes first deploys the digest, the other is a
+    // duplicate of that deploy.
+    let second = registry.push("hello-world", "v1", manifest(2));
+    let r = server.post(&hook, &headers, &acr_push(&registry, "push-2"));
+    assert!(matches!(r.status, 200 | 202), "{}", r.text());
+    seen(&world, "web", &image, &second);
+    registry.wait_looks(registry.manifest_requests().len(), 3);
+    let deploys = world.settle(30);
+    assert_eq!(
+        deploys.len(),
+        1,
+        "one digest, one deploy: {deploys:?}\n{}",
+        world.server_log()
+    );
+    let answers: Vec<serde_json::Value> = polled(&world)
+        .iter()
+        .map(decision)
+        .chain(std::iter::once(r.json()["decisions"][0].clone()))
+        .collect();
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    let duplicate: Vec<&serde_json::Value> = answers
+        .iter()
+        .filter(|a| a["state"] == "duplicate")
+        .collect();
+    assert_eq!(duplicate.len(), 1, "{answers:?}");
+    let reason = duplicate[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!("{second} is already deploy #{}", deploys[0].id)),
+        "{reason}"
+    );
+
+    // The poll sees the next digest first; the webhook that comes after it
+    // deploys nothing more: the registry says the tag is at that digest.
+    let third = registry.push("hello-world", "v1", manifest(3));
+    seen(&world, "web", &image, &third);
+    let deploys = world.settle(30);
+    assert_eq!(deploys.len(), 2, "{deploys:?}");
+    assert_eq!(deploys[1].queued.provider, "poll");
+    let r = server.post(&hook, &headers, &acr_push(&registry, "push-3"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let answer = &r.json()["decisions"][0];
+    assert_eq!(answer["state"], "duplicate", "{answer}");
+    assert_eq!(answer["deploy_id"], deploys[1].id, "{answer}");
+    assert!(
+        answer["reason"].as_str().unwrap().contains(&third),
+        "{answer}"
+    );
+
+    // A webhook of a tag the registry has moved on from (the pushed image
+    // is the same again, as after a rollback of the tag): a new digest for
+    // the stack, which deploys.
+    let back = registry.push("hello-world", "v1", manifest(1));
+    assert_eq!(back, first);
+    let r = server.post(&hook, &headers, &acr_push(&registry, "push-4"));
+    assert!(matches!(r.status, 200 | 202), "{}", r.text());
+    seen(&world, "web", &image, &first);
+    registry.wait_looks(registry.manifest_requests().len(), 3);
+    let deploys = world.settle(30);
+    assert_eq!(deploys.len(), 3, "{deploys:?}");
+    crate::support::world::assert_all_succeeded(&deploys);
+    server.terminate();
+    assert_eq!(registry.violations(), Vec::<String>::new());
 }
 
 #[test]
@@ -877,7 +965,23 @@ fn the_token_goes_only_to_the_registries_token_hosts_lists() {
     public.wait_looks(public.manifest_requests().len(), 2);
     let deploys = world.settle(30);
     assert_eq!(deploys.len(), 2, "{deploys:?}");
-    crate::support::world::assert_all_succeeded(&deploys);
+    // Both services redeploy: one deploy each, or (when the second came
+    // while the first was still queued) the first superseded by the second,
+    // which redeploys both.
+    let mut deployed: Vec<&str> = deploys
+        .iter()
+        .filter(|d| d.state == DeployState::Succeeded)
+        .flat_map(|d| d.queued.services.iter().map(String::as_str))
+        .collect();
+    deployed.sort_unstable();
+    deployed.dedup();
+    assert_eq!(deployed, ["app", "proxy"], "{deploys:?}");
+    assert!(
+        deploys
+            .iter()
+            .all(|d| d.state == DeployState::Succeeded || d.superseded_by.is_some()),
+        "{deploys:?}"
+    );
     server.terminate();
 
     // The listed registry's token server got the credentials...

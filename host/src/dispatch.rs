@@ -19,6 +19,7 @@ use crate::received::RequestRecord;
 use crate::runner::{Enqueued, Runner};
 use crate::stacks::wit_stack;
 
+mod image;
 mod plan;
 use plan::{plan, Planned, Step};
 
@@ -476,12 +477,18 @@ impl Dispatcher {
                     event,
                     new,
                     mut admission,
-                } => match self.journal.admit_deploy(&new, &{
+                } => match self.journal.admit_deploy(&new, {
                     // A stack that polls sees each push twice (the webhook
                     // and the poll): its head commit deploys once. A GitHub
                     // deployment's event always runs (GitHub waits for
                     // its statuses).
                     let polls = polls(stacks, &event.stack) && event.github_deployment_id.is_none();
+                    // And an image it polls arrives twice too: by its
+                    // registry's webhook and by the poll.
+                    admission.image = stacks
+                        .iter()
+                        .find(|s| polls && s.name == event.stack)
+                        .and_then(|s| image::claim(s, event, &outcome, delivery));
                     if let Some(commit) = admission.commit.as_mut() {
                         commit.once = polls;
                         // A deployment's event carries no push: its commit
@@ -490,7 +497,7 @@ impl Dispatcher {
                             self.order_by_kept_push(&event.stack, d, commit);
                         }
                     }
-                    admission
+                    &admission
                 }) {
                     Ok(Admitted::Inserted(Inserted::New(id))) => {
                         match self.queue_new(id, &mut entry) {
@@ -550,11 +557,17 @@ impl Dispatcher {
                     Ok(Admitted::SameCommit { deploy_id }) => {
                         entry["deploy_id"] = json!(deploy_id);
                         entry["state"] = json!("duplicate");
-                        entry["reason"] = json!(format!(
-                            "commit {} of {} is already deploy #{deploy_id}: the stack polls and is pushed to, and each push deploys once",
-                            event.sha.as_deref().unwrap_or(""),
-                            event.ref_.as_deref().unwrap_or("")
-                        ));
+                        entry["reason"] = json!(match (&event.sha, &admission.image) {
+                            (None, Some(claim)) => format!(
+                                "image {} at {} is already deploy #{deploy_id}: the stack polls the image and its registry calls the hook, and each digest deploys once",
+                                claim.image, claim.digest
+                            ),
+                            _ => format!(
+                                "commit {} of {} is already deploy #{deploy_id}: the stack polls and is pushed to, and each push deploys once",
+                                event.sha.as_deref().unwrap_or(""),
+                                event.ref_.as_deref().unwrap_or("")
+                            ),
+                        });
                     }
                     Ok(Admitted::Inserted(Inserted::Duplicate(id))) => {
                         entry["deploy_id"] = json!(id);
@@ -726,6 +739,7 @@ impl Dispatcher {
                 once: false,
             }),
             deployment_request: None,
+            image: None,
         };
         let mut entry = json!({
             "stack": stack.name,

@@ -75,7 +75,7 @@ mod ui_sessions;
 pub use cancel::CancelOutcome;
 
 mod admission;
-pub use admission::{Admission, Admitted, CommitClaim, ReplayClaim};
+pub use admission::{Admission, Admitted, CommitClaim, ImageClaim, ReplayClaim};
 mod claim;
 pub use claim::Start;
 mod records;
@@ -360,7 +360,8 @@ impl Journal {
     /// Cancels deploy `id` with `detail` if it is still queued, in one
     /// transaction: true if it did; false if a runner (maybe another
     /// replica's) started, cancelled or finished it first, and nothing
-    /// changed.
+    /// changed. A queued deploy it is cancelled for
+    /// (`detail.superseded_by`) takes its services.
     pub fn cancel_queued(
         &self,
         id: i64,
@@ -368,16 +369,7 @@ impl Journal {
         detail: &TransitionDetail,
     ) -> Result<bool, JournalError> {
         self.write("cancel deploy", |sql| {
-            let queued = sql
-                .query_opt(
-                    "SELECT id FROM deploys WHERE id = ?1 AND state = ?2",
-                    args![id, DeployState::Queued],
-                )?
-                .is_some();
-            if queued {
-                apply_transition(sql, id, DeployState::Cancelled, at_ms, detail)?;
-            }
-            Ok(queued)
+            claim::cancel_one(sql, id, at_ms, detail)
         })
     }
 

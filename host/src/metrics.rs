@@ -140,7 +140,7 @@ impl Metrics {
         let github_request_fallbacks = Family::<Vec<(String, String)>, Counter>::default();
         registry.register(
             "github_request_fallbacks",
-            "GitHub deployment requests redeploy acted on itself, by stack and action (deploy: the push deployed directly; give-up; not-overridden: GitHub refused the commit; event-missing: a created deployment ran without its event; superseded: a later push deployed first, nothing ran)",
+            "GitHub deployment requests redeploy acted on itself, by stack and action (deploy: the push deployed directly; give-up; not-overridden: GitHub refused the commit; event-missing: a created deployment ran without its event; superseded: a later push deployed first, nothing ran; adopted: the deployment a failed request's last try created was found on GitHub, and its event deploys)",
             github_request_fallbacks.clone(),
         );
         Metrics {
@@ -186,7 +186,7 @@ impl Metrics {
 
     /// Counts one GitHub deployment request of `stack` redeploy acted on
     /// itself (`action`: deploy, give-up, not-overridden, event-missing,
-    /// superseded).
+    /// superseded, adopted).
     pub fn github_request_fallback(&self, stack: &str, action: &str) {
         self.github_request_fallbacks
             .get_or_create(&vec![

@@ -11,6 +11,13 @@
 //! - otherwise pending, and the deploy pending before it (if any) is
 //!   superseded.
 //!
+//! A deploy cancelled for another one never takes a service with it: the
+//! other one must redeploy every service it names ([`covers`]). The same
+//! commit running with other services is no duplicate; a deploy that
+//! supersedes a pending one, or is cancelled for one pending, leaves that
+//! deploy with both's services ([`union`]; the journal widens the row the
+//! same way as it cancels, `Journal::cancel_queued`).
+//!
 //! "Older" is the journal's judgment, carried by deploy ids: the journal
 //! admits deploys newest last ([`crate::commit_order`]), so a larger id is
 //! newer. The caller ([`crate::runner::Runner`]) journals what the machine
@@ -25,6 +32,63 @@ pub struct Slot {
     pub id: i64,
     /// The commit it deploys, when it names one.
     pub sha: Option<String>,
+    /// The services it redeploys; empty means all.
+    pub services: Vec<String>,
+    /// Its compose profile: services are only merged, and a deploy only a
+    /// duplicate of another, within one profile.
+    pub profile: Option<String>,
+}
+
+impl Slot {
+    /// Whether this deploy redeploys everything `other` would: the same
+    /// profile, and every one of its services.
+    fn covers(&self, other: &Slot) -> bool {
+        self.profile == other.profile && covers(&self.services, &other.services)
+    }
+
+    /// Widens this deploy's services to cover `other`'s, when both are of
+    /// one profile ([`union`]).
+    fn take_services_of(&mut self, other: &Slot) {
+        if self.profile != other.profile {
+            return;
+        }
+        if let Some(widened) = union(&self.services, [other.services.as_slice()]) {
+            self.services = widened;
+        }
+    }
+}
+
+/// Whether a deploy of `services` redeploys every one of `other`'s
+/// (empty means all).
+pub fn covers(services: &[String], other: &[String]) -> bool {
+    services.is_empty() || (!other.is_empty() && other.iter().all(|s| services.contains(s)))
+}
+
+/// `services` widened to cover each of `others` (empty means all): `None`
+/// when it covers them already, else `services` with the others' missing
+/// ones after them, in order (empty if any of them is all).
+pub fn union<'a>(
+    services: &[String],
+    others: impl IntoIterator<Item = &'a [String]>,
+) -> Option<Vec<String>> {
+    let mut widened = services.to_vec();
+    let mut changed = false;
+    for other in others {
+        if covers(&widened, other) {
+            continue;
+        }
+        changed = true;
+        if other.is_empty() {
+            widened.clear();
+            break;
+        }
+        for service in other {
+            if !widened.contains(service) {
+                widened.push(service.clone());
+            }
+        }
+    }
+    changed.then_some(widened)
 }
 
 /// What [`StackQueue::admit`] decided for a deploy.
@@ -75,27 +139,33 @@ impl StackQueue {
                     because_of: running.id,
                 };
             }
-            if running.sha.as_ref() == Some(sha) && self.pending.is_none() {
+            if running.sha.as_ref() == Some(sha) && self.pending.is_none() && running.covers(&slot)
+            {
                 return Admit::Cancel {
                     reason: format!("commit {sha} is already deploying (#{})", running.id),
                     because_of: running.id,
                 };
             }
         }
-        let superseded = match &self.pending {
+        let mut slot = slot;
+        let superseded = match &mut self.pending {
+            // Cancelled for the pending deploy, which takes its services.
             Some(pending) if pending.sha.is_some() && pending.sha == slot.sha => {
+                pending.take_services_of(&slot);
                 return Admit::Cancel {
                     reason: format!("the same commit is already queued (#{})", pending.id),
                     because_of: pending.id,
                 };
             }
             Some(pending) if pending.id > slot.id => {
+                pending.take_services_of(&slot);
                 return Admit::Cancel {
                     reason: format!("a newer commit is already queued (#{})", pending.id),
                     because_of: pending.id,
                 };
             }
             Some(pending) => {
+                slot.take_services_of(pending);
                 let what = slot.sha.as_deref().map_or_else(
                     || format!("deploy #{}", slot.id),
                     |s| format!("commit {s} (#{})", slot.id),
@@ -167,7 +237,65 @@ mod tests {
         Slot {
             id,
             sha: sha.map(str::to_string),
+            services: vec![],
+            profile: None,
         }
+    }
+
+    fn of(id: i64, sha: Option<&str>, services: &[&str]) -> Slot {
+        Slot {
+            services: services.iter().map(|s| s.to_string()).collect(),
+            ..slot(id, sha)
+        }
+    }
+
+    fn names(services: &[&str]) -> Vec<String> {
+        services.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_union_covers_each_service_and_all_covers_everything() {
+        let (a, b, ab) = (names(&["a"]), names(&["b"]), names(&["a", "b"]));
+        assert!(covers(&[], &a));
+        assert!(covers(&ab, &a));
+        assert!(!covers(&a, &b));
+        assert!(!covers(&a, &[]), "some services never cover all");
+        assert_eq!(union(&a, [b.as_slice()]), Some(ab.clone()));
+        assert_eq!(union(&ab, [a.as_slice(), b.as_slice()]), None);
+        assert_eq!(union(&a, [b.as_slice(), &[]]), Some(vec![]));
+        assert_eq!(union(&[], [a.as_slice()]), None);
+    }
+
+    #[test]
+    fn a_deploy_superseded_or_cancelled_for_another_leaves_it_its_services() {
+        let mut q = StackQueue::default();
+        assert_eq!(q.admit(of(1, Some("x"), &["a"])), pending(None, true));
+        assert_eq!(q.next(false), Some(of(1, Some("x"), &["a"])));
+        // The commit running, other services: no duplicate.
+        assert_eq!(q.admit(of(2, Some("x"), &["b"])), pending(None, false));
+        // Superseding the pending deploy takes its services.
+        assert_eq!(
+            q.admit(of(3, None, &["c"])),
+            pending(Some((2, "superseded by deploy #3")), false)
+        );
+        // Cancelled for the pending one (the same commit), which takes its
+        // services.
+        assert_eq!(
+            q.admit(of(5, Some("y"), &["d"])),
+            pending(Some((3, "superseded by commit y (#5)")), false)
+        );
+        assert_eq!(
+            q.admit(of(4, Some("y"), &["e"])),
+            cancel("the same commit is already queued (#5)", 5)
+        );
+        q.finished();
+        assert_eq!(q.next(false), Some(of(5, Some("y"), &["d", "c", "b", "e"])));
+        // The commit running with the same services (or fewer): a
+        // duplicate.
+        assert_eq!(
+            q.admit(of(6, Some("y"), &["b"])),
+            cancel("commit y is already deploying (#5)", 5)
+        );
     }
 
     fn pending(superseded: Option<(i64, &str)>, start_worker: bool) -> Admit {

@@ -323,6 +323,8 @@ impl Runner {
         let slot = Slot {
             id: record.id,
             sha: record.queued.sha.clone(),
+            services: record.queued.services.clone(),
+            profile: record.queued.profile.clone(),
         };
         let admit = |slot: Slot| {
             let mut queues = self.inner.queues.lock().unwrap();

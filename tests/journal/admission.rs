@@ -229,9 +229,83 @@ fn the_journal_remembers_each_polled_source(store: &Store) {
     );
 }
 
+/// An image digest claimed by one deploy (the webhook's or the poll's)
+/// deploys nothing when it comes again for the same services and profile;
+/// another digest, or other services, deploy, and the newest digest is the
+/// image's claim (across reopening).
+fn a_stack_that_polls_an_image_deploys_each_digest_once(store: &Store) {
+    const IMAGE: &str = "ghcr.io/acme/web:latest";
+    let image = |digest: &str| Admission {
+        image: Some(ImageClaim {
+            image: IMAGE.into(),
+            digest: digest.into(),
+        }),
+        ..Admission::default()
+    };
+    let pushed = |delivery: &str, services: &[&str]| NewDeploy {
+        git_ref: None,
+        provider: "dockerhub".into(),
+        services: services.iter().map(|s| s.to_string()).collect(),
+        ..deploy(None, delivery, 1)
+    };
+    let (d1, d2) = (
+        "sha256:".to_owned() + &"1".repeat(64),
+        "sha256:".to_owned() + &"2".repeat(64),
+    );
+    let first = {
+        let j = store.open();
+        new_id(
+            j.admit_deploy(&pushed("hook-1", &["web"]), &image(&d1))
+                .unwrap(),
+        )
+    };
+    let j = store.open();
+    // The poll's delivery of the same digest.
+    let polled = NewDeploy {
+        delivery_id: None,
+        provider: "poll".into(),
+        ..pushed("", &["web"])
+    };
+    assert_eq!(
+        j.admit_deploy(&polled, &image(&d1)).unwrap(),
+        Admitted::SameCommit { deploy_id: first }
+    );
+    // Other services on the same digest deploy; that deploy (redeploying
+    // more than the poll's) then covers the poll's delivery.
+    let both = new_id(
+        j.admit_deploy(&pushed("hook-2", &["web", "worker"]), &image(&d1))
+            .unwrap(),
+    );
+    assert_eq!(
+        j.admit_deploy(&polled, &image(&d1)).unwrap(),
+        Admitted::SameCommit { deploy_id: both }
+    );
+    // A new digest deploys, and is the claim from then on: the old digest
+    // again (the tag moved back) deploys too.
+    let second = new_id(
+        j.admit_deploy(&pushed("hook-3", &["web"]), &image(&d2))
+            .unwrap(),
+    );
+    assert_eq!(
+        j.admit_deploy(&polled, &image(&d2)).unwrap(),
+        Admitted::SameCommit { deploy_id: second }
+    );
+    new_id(
+        j.admit_deploy(&pushed("hook-4", &["web"]), &image(&d1))
+            .unwrap(),
+    );
+    // Without a claim (a webhook whose digest nobody could say), it deploys.
+    new_id(
+        j.admit_deploy(&pushed("hook-5", &["web"]), &Admission::default())
+            .unwrap(),
+    );
+    assert_eq!(j.deploys(Some("web"), 100).unwrap().len(), 5);
+}
+
 super::on_both_backends!(
     an_older_commit_is_recorded_cancelled_with_the_reason_across_reopening,
     a_replay_key_deduplicates_until_it_expires_and_is_then_pruned,
     a_stack_that_polls_deploys_its_head_commit_once,
+    a_stack_that_polls_an_image_deploys_each_digest_once,
     the_journal_remembers_each_polled_source,
 );

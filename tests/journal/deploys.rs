@@ -507,6 +507,85 @@ fn journal_is_shareable_between_threads(store: &Store) {
     assert_eq!(total(&journal), 40);
 }
 
+/// A deploy cancelled for a newer one still queued (by the claim, or one
+/// by one) leaves it its services: a service only it named still deploys;
+/// one that named every service (none) leaves every one.
+fn a_superseded_deploy_leaves_its_services_to_the_deploy_it_is_cancelled_for(store: &Store) {
+    let journal = store.open();
+    let with = |delivery: &str, services: &[&str]| {
+        let d = NewDeploy {
+            services: services.iter().map(|s| s.to_string()).collect(),
+            ..new_deploy("app", Some(delivery), 1)
+        };
+        new_id(journal.insert_deploy(&d).unwrap())
+    };
+    let services = |id: i64| journal.deploy(id).unwrap().unwrap().queued.services;
+    let first = with("d1", &["db"]);
+    let second = with("d2", &["web", "db"]);
+    let third = with("d3", &["worker"]);
+    let claimed = journal.claim_next("app", 10).unwrap();
+    assert_eq!(claimed.next.as_ref().map(|d| d.id), Some(third));
+    assert_eq!(
+        claimed.next.unwrap().queued.services,
+        ["worker", "web", "db"],
+        "the claimed deploy is read after it was widened"
+    );
+    assert_eq!(services(first), ["db"], "a cancelled deploy keeps its own");
+    assert_eq!(
+        journal.deploy(second).unwrap().unwrap().superseded_by,
+        Some(third)
+    );
+    journal
+        .transition(
+            third,
+            DeployState::Started,
+            11,
+            &TransitionDetail::default(),
+        )
+        .unwrap();
+
+    // One by one, as a runner supersedes its pending deploy.
+    let fourth = with("d4", &["web"]);
+    let fifth = with("d5", &["worker"]);
+    let superseded = |by: i64| TransitionDetail {
+        reason: Some(format!("superseded by deploy #{by}")),
+        superseded_by: Some(by),
+        ..TransitionDetail::default()
+    };
+    assert!(journal
+        .cancel_queued(fourth, 12, &superseded(fifth))
+        .unwrap());
+    assert_eq!(services(fifth), ["worker", "web"]);
+    // The event the deploy is handed says so too.
+    let event: serde_json::Value =
+        serde_json::from_str(&journal.deploy(fifth).unwrap().unwrap().queued.event_json).unwrap();
+    assert_eq!(event["services"], serde_json::json!(["worker", "web"]));
+    assert_eq!(event["kind"], "push");
+    // A deploy of another profile is not merged into it.
+    let canary = NewDeploy {
+        services: vec!["db".to_owned()],
+        profile: Some("canary".to_owned()),
+        ..new_deploy("app", Some("d4b"), 1)
+    };
+    let canary = new_id(journal.insert_deploy(&canary).unwrap());
+    assert!(journal
+        .cancel_queued(canary, 12, &superseded(fifth))
+        .unwrap());
+    assert_eq!(services(fifth), ["worker", "web"]);
+    // For a deploy that already started: nothing to widen.
+    let sixth = with("d6", &["cron"]);
+    assert!(journal
+        .cancel_queued(sixth, 13, &superseded(third))
+        .unwrap());
+    assert_eq!(services(third), ["worker", "web", "db"]);
+    // Every service (none named) covers all.
+    let seventh = with("d7", &[]);
+    assert!(journal
+        .cancel_queued(seventh, 14, &superseded(fifth))
+        .unwrap());
+    assert_eq!(services(fifth), Vec::<String>::new());
+}
+
 /// Claiming a stack's next deploy takes its newest queued one, whichever
 /// process queued it, and cancels the older ones as superseded by it;
 /// other stacks are untouched; a queued deploy older than one that already
@@ -587,6 +666,7 @@ fn claiming_takes_the_newest_queued_deploy_and_cancels_older_ones(store: &Store)
 
 super::on_both_backends!(
     claiming_takes_the_newest_queued_deploy_and_cancels_older_ones,
+    a_superseded_deploy_leaves_its_services_to_the_deploy_it_is_cancelled_for,
     insert_transition_and_read_back,
     deliveries_are_recorded_most_recent_first,
     relaxed_delivery_is_recorded_and_seen_by_another_connection,

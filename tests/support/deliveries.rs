@@ -98,6 +98,20 @@ pub fn post_fixture(server: &ServerProcess, hook: &str, name: &str) -> http::Res
     post_fixture_with(server, hook, name, |_| {})
 }
 
+/// The deliveries the poller made (provider `poll`), oldest first.
+pub fn polled(world: &super::World) -> Vec<redeploy_host::journal::DeliveryRecord> {
+    let mut all = world.journal().deliveries(1000).unwrap();
+    all.retain(|d| d.recorded.provider.as_deref() == Some("poll"));
+    all.reverse();
+    all
+}
+
+/// The first decision of a recorded delivery's answer.
+pub fn decision(d: &redeploy_host::journal::DeliveryRecord) -> Value {
+    let summary: Value = serde_json::from_str(&d.recorded.summary).unwrap();
+    summary["decisions"][0].clone()
+}
+
 /// Docker Hub's documented webhook payload with `push_data.pushed_at` set to
 /// now: the fixture's own time (2014) is far older than the server's
 /// `max_event_age`, and a stale event is refused.

@@ -36,7 +36,7 @@ pub(super) enum Step<'o> {
         /// What the journal checks first (replay, commit order), and the
         /// GitHub deployment to create whose statuses report this deploy
         /// (GitHub continuous deployment on, not waiting for the event).
-        admission: Admission,
+        admission: Box<Admission>,
     },
 }
 
@@ -93,7 +93,7 @@ pub(super) fn plan<'o>(
                 wit::Action::Deploy(event) => Step::Deploy {
                     event,
                     new: Box::new(new_deploy(event, outcome, now_ms)),
-                    admission: admission(event, outcome, identity, now_ms),
+                    admission: Box::new(admission(event, outcome, identity, now_ms)),
                 },
             };
             Planned { entry, step }
@@ -174,6 +174,7 @@ fn admission(
         replay,
         commit,
         deployment_request,
+        image: None,
     }
 }
 

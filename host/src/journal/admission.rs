@@ -10,6 +10,7 @@
 //! it reports to (a stack with `wait_for_event = false`), so a deploy that
 //! runs is always reported.
 
+use super::claim::Superseded;
 use super::github::{insert_request_in, DeploymentRequestClaim};
 use super::sql::{args, DbError, Sql};
 use super::{apply_transition, insert_deploy_in, DeployState, Inserted, Journal, JournalError};
@@ -60,6 +61,20 @@ pub struct CommitClaim {
     pub once: bool,
 }
 
+/// The image digest a deploy is for, claimed for a stack that both polls
+/// the image (`[stacks.poll]`) and receives its registry's webhook: the
+/// same digest arriving again for the same services and profile is the
+/// same push seen the other way, and deploys nothing
+/// ([`Admitted::SameCommit`]). A different digest deploys, and becomes the
+/// image's claim (schema 16, `stack_images`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageClaim {
+    /// The image as polling names it: `registry/name:tag`.
+    pub image: String,
+    /// The manifest digest (`sha256:...`) the deploy is for.
+    pub digest: String,
+}
+
 /// What [`Journal::admit_deploy`] checks besides the delivery id.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Admission {
@@ -70,6 +85,8 @@ pub struct Admission {
     /// Record this GitHub deployment request for the deploy, when it is
     /// new and not cancelled as older ([`Admitted::Requested`]).
     pub deployment_request: Option<DeploymentRequestClaim>,
+    /// Deploy this image digest once ([`ImageClaim`]).
+    pub image: Option<ImageClaim>,
 }
 
 /// The outcome of [`Journal::admit_deploy`].
@@ -97,7 +114,8 @@ pub enum Admitted {
         deploy_id: Option<i64>,
     },
     /// The commit is already the stack's head (deploy `deploy_id`) and
-    /// the claim was [`CommitClaim::once`]: nothing was inserted.
+    /// the claim was [`CommitClaim::once`], or the image digest is already
+    /// the image's claim ([`ImageClaim`]): nothing was inserted.
     SameCommit {
         /// The head's deploy.
         deploy_id: i64,
@@ -161,22 +179,23 @@ pub(super) fn admit(
         if let Some(head) = head(sql, &d.stack)?.filter(|h| h.sha == commit.sha) {
             // The same push only: the same ref, services and profile (a tag
             // on the head commit that a service follows still deploys it).
-            let services = serde_json::to_string(&d.services).map_err(|e| DbError::Decode {
-                column: 6,
-                problem: e.to_string(),
-            })?;
-            let same: bool = sql
-                .query_one(
-                    "SELECT EXISTS (SELECT 1 FROM deploys WHERE id = ?1
-                         AND git_ref IS NOT DISTINCT FROM ?2 AND services = ?3
-                         AND profile IS NOT DISTINCT FROM ?4)",
-                    args![head.deploy_id, d.git_ref, services, d.profile],
-                )?
-                .get(0)?;
-            if same {
+            if same_push(sql, head.deploy_id, d)? {
                 return Ok(Admitted::SameCommit {
                     deploy_id: head.deploy_id,
                 });
+            }
+        }
+    }
+    if let Some(image) = &admission.image {
+        let claimed = sql.query_opt(
+            "SELECT deploy_id FROM stack_images
+             WHERE stack = ?1 AND image = ?2 AND digest = ?3",
+            args![d.stack, image.image, image.digest],
+        )?;
+        if let Some(row) = claimed {
+            let deploy_id: i64 = row.get(0)?;
+            if same_push(sql, deploy_id, d)? {
+                return Ok(Admitted::SameCommit { deploy_id });
             }
         }
     }
@@ -211,6 +230,12 @@ pub(super) fn admit(
                     ..TransitionDetail::default()
                 };
                 apply_transition(sql, id, DeployState::Cancelled, d.created_at_ms, &detail)?;
+                // The newer deploy, still queued, redeploys its services.
+                let superseded = Superseded {
+                    services: d.services.clone(),
+                    profile: d.profile.clone(),
+                };
+                super::claim::widen_services(sql, newer_deploy, &[superseded])?;
                 admitted = Admitted::Older {
                     deploy_id: id,
                     reason,
@@ -227,6 +252,17 @@ pub(super) fn admit(
                 )?;
             }
         }
+    }
+    if let (Some(image), false) = (&admission.image, matches!(admitted, Admitted::Older { .. })) {
+        sql.execute(
+            "INSERT INTO stack_images (stack, image, digest, deploy_id, seen_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (stack, image) DO UPDATE SET
+                 digest     = excluded.digest,
+                 deploy_id  = excluded.deploy_id,
+                 seen_at_ms = excluded.seen_at_ms",
+            args![d.stack, image.image, image.digest, id, d.created_at_ms],
+        )?;
     }
     if let Some(claim) = &admission.replay {
         sql.execute(
@@ -247,6 +283,24 @@ pub(super) fn admit(
         };
     }
     Ok(admitted)
+}
+
+/// Whether deploy `deploy_id` is `d`'s push: the same ref and profile, and
+/// it redeploys every service `d` names (it may name more: a deploy that
+/// superseded another took its services, [`super::claim::widen_services`]).
+fn same_push(sql: &mut dyn Sql, deploy_id: i64, d: &NewDeploy) -> Result<bool, DbError> {
+    let row = sql.query_opt(
+        "SELECT services FROM deploys WHERE id = ?1
+             AND git_ref IS NOT DISTINCT FROM ?2 AND profile IS NOT DISTINCT FROM ?3",
+        args![deploy_id, d.git_ref, d.profile],
+    )?;
+    match row {
+        None => Ok(false),
+        Some(row) => {
+            let services = super::claim::services_of(&row.get::<String>(0)?)?;
+            Ok(crate::queue::covers(&services, &d.services))
+        }
+    }
 }
 
 fn head(sql: &mut dyn Sql, stack: &str) -> Result<Option<Head>, DbError> {

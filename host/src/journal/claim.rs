@@ -151,7 +151,8 @@ pub(super) fn cancel_older(
         "UPDATE deploys SET state = ?3, finished_at_ms = ?4, detail = ?5, superseded_by = ?6
          WHERE stack = ?1 AND state = ?2 AND id < ?6
          RETURNING id, event_json,
-             (SELECT COUNT(*) FROM github_deployment_requests r WHERE r.deploy_id = deploys.id)",
+             (SELECT COUNT(*) FROM github_deployment_requests r WHERE r.deploy_id = deploys.id),
+             services, profile",
         args![
             stack,
             DeployState::Queued,
@@ -163,7 +164,12 @@ pub(super) fn cancel_older(
     )?;
     rows.sort_by_key(|row| std::cmp::Reverse(row.get::<i64>(0).unwrap_or_default()));
     let mut ids = Vec::with_capacity(rows.len());
+    let mut services = Vec::with_capacity(rows.len());
     for row in &rows {
+        services.push(Superseded {
+            services: services_of(&row.get::<String>(3)?)?,
+            profile: row.get(4)?,
+        });
         let id: i64 = row.get(0)?;
         let event_json: String = row.get(1)?;
         let requests: i64 = row.get(2)?;
@@ -195,5 +201,101 @@ pub(super) fn cancel_older(
             &params,
         )?;
     }
+    widen_services(sql, newest, &services)?;
     Ok(ids.into_iter().map(|id| (id, reason.clone())).collect())
+}
+
+/// A deploy row's `services` column (JSON).
+pub(super) fn services_of(json: &str) -> Result<Vec<String>, DbError> {
+    serde_json::from_str(json).map_err(|e| DbError::Decode {
+        column: 6,
+        problem: e.to_string(),
+    })
+}
+
+/// What a deploy cancelled for another one redeployed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Superseded {
+    /// Its services; empty means all.
+    pub services: Vec<String>,
+    /// Its compose profile.
+    pub profile: Option<String>,
+}
+
+/// Widens queued deploy `into`'s services to cover each of `superseded`
+/// (deploys cancelled for it) of the same profile, so a service only a
+/// superseded deploy named still deploys ([`crate::queue::union`]): its
+/// `services` column and the event the deploy is handed (`event_json`'s
+/// `services`), as one. Nothing changes when `into` is not queued any more
+/// (it started, or ended), nor for a deploy of another profile.
+pub(super) fn widen_services(
+    sql: &mut dyn Sql,
+    into: i64,
+    superseded: &[Superseded],
+) -> Result<(), DbError> {
+    if superseded.is_empty() {
+        return Ok(());
+    }
+    let Some(row) = sql.query_opt(
+        "SELECT services, profile, event_json FROM deploys WHERE id = ?1 AND state = ?2",
+        args![into, DeployState::Queued],
+    )?
+    else {
+        return Ok(());
+    };
+    let mine = services_of(&row.get::<String>(0)?)?;
+    let profile: Option<String> = row.get(1)?;
+    let others = superseded
+        .iter()
+        .filter(|s| s.profile == profile)
+        .map(|s| s.services.as_slice());
+    let Some(widened) = crate::queue::union(&mine, others) else {
+        return Ok(());
+    };
+    let decode = |e: serde_json::Error| DbError::Decode {
+        column: 6,
+        problem: e.to_string(),
+    };
+    let mut event: serde_json::Value =
+        serde_json::from_str(&row.get::<String>(2)?).map_err(decode)?;
+    if let Some(event) = event.as_object_mut() {
+        event.insert("services".to_owned(), serde_json::json!(widened));
+    }
+    sql.execute(
+        "UPDATE deploys SET services = ?2, event_json = ?3 WHERE id = ?1",
+        args![
+            into,
+            serde_json::to_string(&widened).map_err(decode)?,
+            event.to_string()
+        ],
+    )?;
+    Ok(())
+}
+
+/// Cancels queued deploy `id` with `detail`, in the caller's transaction:
+/// true if it was queued. A deploy it is cancelled for
+/// (`detail.superseded_by`) that is still queued takes its services
+/// ([`widen_services`]).
+pub(super) fn cancel_one(
+    sql: &mut dyn Sql,
+    id: i64,
+    at_ms: i64,
+    detail: &TransitionDetail,
+) -> Result<bool, DbError> {
+    let Some(row) = sql.query_opt(
+        "SELECT services, profile FROM deploys WHERE id = ?1 AND state = ?2",
+        args![id, DeployState::Queued],
+    )?
+    else {
+        return Ok(false);
+    };
+    let superseded = Superseded {
+        services: services_of(&row.get::<String>(0)?)?,
+        profile: row.get(1)?,
+    };
+    apply_transition(sql, id, DeployState::Cancelled, at_ms, detail)?;
+    if let Some(into) = detail.superseded_by {
+        widen_services(sql, into, &[superseded])?;
+    }
+    Ok(true)
 }

@@ -82,6 +82,7 @@ impl RequestedDeploy {
                 replay: None,
                 commit,
                 deployment_request: None,
+                image: None,
             },
         )
     }
@@ -170,6 +171,11 @@ pub struct OpenRequest {
     pub request: DeploymentRequest,
     /// The deploy its push stands for.
     pub deploy: RequestedDeploy,
+    /// How often its outbox row was claimed to be sent (each claim one
+    /// try of the GitHub client, with its quick retries); `None` when the
+    /// journal keeps no row of it (one imported from an export, or
+    /// pruned), so whether it was ever sent is unknown.
+    pub attempts: Option<i64>,
 }
 
 /// What [`Journal::fall_back`] did.
@@ -205,7 +211,10 @@ fn open_requests(
 ) -> Result<Vec<OpenRequest>, DbError> {
     let rows = sql.query(
         &format!(
-            "SELECT {REQUEST_COLUMNS}, deploy_json FROM github_deployment_requests r
+            "SELECT {REQUEST_COLUMNS}, deploy_json,
+                    (SELECT MAX(o.attempts) FROM outbox o
+                     WHERE o.kind = 'deployment' AND o.request_id = r.id)
+             FROM github_deployment_requests r
              WHERE deploy_json IS NOT NULL AND fallback IS NULL AND id > ?3 AND {condition}
              ORDER BY id LIMIT ?2"
         ),
@@ -221,6 +230,7 @@ fn open_requests(
         open.push(OpenRequest {
             request: request_from_row(row)?,
             deploy,
+            attempts: row.get(16)?,
         });
     }
     Ok(open)
@@ -347,6 +357,36 @@ impl Journal {
         })
     }
 
+    /// Records that request `request_id`, which failed (or is still
+    /// `pending` with nothing left to answer it), did create GitHub
+    /// deployment `deployment_id` after all: its last try reached GitHub
+    /// and the answer was lost. The request becomes `created` with that
+    /// deployment (no HTTP status: GitHub's answer is the one that was
+    /// lost) and `detail`, as if the answer had come at `at_ms`: its
+    /// `deployment` event runs it, or the journal once its stack's
+    /// `event_wait` has passed from then. Only a request nothing was done
+    /// about yet (no fallback, no deployment) is changed; false if
+    /// request `request_id` is not such a request (any more).
+    pub fn adopt_deployment(
+        &self,
+        request_id: i64,
+        deployment_id: u64,
+        detail: &str,
+        at_ms: i64,
+    ) -> Result<bool, JournalError> {
+        self.write("adopt a GitHub deployment", |sql| {
+            let adopted = sql.execute(
+                "UPDATE github_deployment_requests
+                 SET state = 'created', deployment_id = ?2, http_status = NULL, detail = ?3,
+                     updated_at_ms = ?4
+                 WHERE id = ?1 AND fallback IS NULL AND deployment_id IS NULL
+                   AND state IN ('pending', 'failed')",
+                args![request_id, deployment_id, detail, at_ms],
+            )?;
+            Ok(adopted == 1)
+        })
+    }
+
     /// Records that a `deployment` event of GitHub deployment
     /// `deployment_id` of `stack` reached the dispatcher at `at_ms`,
     /// whatever the component decided: `event_wait` never runs it then.
@@ -449,5 +489,144 @@ impl Journal {
             }
             Ok(FellBack::Recorded(admitted))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+    use crate::journal::{
+        Claim, NewDeploymentRequest, OutboxOutcome, RequestAnswer, RequestState, Settlement,
+        OUTBOX_LEASE,
+    };
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new() -> TempDir {
+            static NEXT: AtomicU32 = AtomicU32::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "redeploy-request-fallback-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn kept() -> RequestedDeploy {
+        RequestedDeploy {
+            deploy: NewDeploy {
+                stack: "web".into(),
+                delivery_id: Some("push-1".into()),
+                provider: "github".into(),
+                git_ref: Some("refs/heads/main".into()),
+                sha: Some("1".repeat(40)),
+                services: vec![],
+                profile: None,
+                reason: "push".into(),
+                event_json: "{}".into(),
+                created_at_ms: 5,
+                pusher: None,
+            },
+            before: None,
+            forced: false,
+            sender_reports_forced: true,
+        }
+    }
+
+    #[test]
+    fn a_failed_request_that_was_sent_is_adopted_once() {
+        let dir = TempDir::new();
+        let j = Journal::open(&Journal::path_in(&dir.0)).unwrap();
+        let asked = NewDeploymentRequest {
+            stack: "web".into(),
+            delivery_id: Some("push-1".into()),
+            deploy_id: None,
+            git_ref: Some("refs/heads/main".into()),
+            sha: Some("1".repeat(40)),
+            request_json: "{}".into(),
+            created_at_ms: 5,
+        };
+        let Inserted::New(id) = j
+            .insert_deployment_request_keeping(&asked, false, Some(&kept()))
+            .unwrap()
+        else {
+            panic!("a new request")
+        };
+        // Sent once, and failed without an answer.
+        assert!(j
+            .take_lease(OUTBOX_LEASE, "me", std::time::Duration::from_secs(10))
+            .unwrap());
+        let row = j.outbox_due(0, i64::MAX / 4, 10).unwrap().remove(0);
+        let claimed = j
+            .claim_outbox_row(row.id, "me", std::time::Duration::from_secs(10), 6)
+            .unwrap();
+        assert_eq!(claimed, Claim::Claimed);
+        let failed = Settlement {
+            outcome: OutboxOutcome::Failed,
+            detail: "unreachable".into(),
+            answer: Some((
+                id,
+                RequestAnswer {
+                    state: RequestState::Failed,
+                    deployment_id: None,
+                    http_status: None,
+                    detail: "unreachable".into(),
+                },
+            )),
+            report: None,
+            at_ms: 7,
+        };
+        assert!(j.settle_outbox_row(row.id, &failed).unwrap());
+        let open = j.requests_to_fall_back(0, 8).unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].attempts, Some(1));
+
+        assert!(j.adopt_deployment(id, 1000, "created (found)", 9).unwrap());
+        let adopted = j.deployment_request(id).unwrap().unwrap();
+        assert_eq!(
+            (
+                adopted.state,
+                adopted.deployment_id,
+                adopted.http_status,
+                adopted.detail.as_deref(),
+                adopted.updated_at_ms,
+                adopted.fallback
+            ),
+            (
+                RequestState::Created,
+                Some(1000),
+                None,
+                Some("created (found)"),
+                9,
+                None
+            )
+        );
+        // Once: not again, and no longer a request to fall back on, but a
+        // created deployment awaiting its event from the adoption on.
+        assert!(!j.adopt_deployment(id, 1001, "again", 10).unwrap());
+        assert_eq!(
+            j.deployment_request(id).unwrap().unwrap().deployment_id,
+            Some(1000)
+        );
+        assert!(j.requests_to_fall_back(0, 11).unwrap().is_empty());
+        assert!(j.requests_awaiting_event(8, 0).unwrap().is_empty());
+        let awaiting = j.requests_awaiting_event(9, 0).unwrap();
+        assert_eq!(awaiting.len(), 1);
+        assert_eq!(awaiting[0].request.id, id);
+        assert_eq!(j.request_of_deployment(1000).unwrap(), Some(id));
     }
 }

@@ -45,6 +45,7 @@ pub const SQLITE: &[Migration] = &[
     migration!("sqlite", 13, "0013_poll_sources"),
     migration!("sqlite", 14, "0014_github_catch_up"),
     migration!("sqlite", 15, "0015_github_request_fallback"),
+    migration!("sqlite", 16, "0016_stack_images"),
 ];
 
 /// The PostgreSQL journal's migrations; the versions applied are rows of
@@ -61,6 +62,7 @@ pub const POSTGRES: &[Migration] = &[
     migration!("postgres", 9, "0009_poll_sources"),
     migration!("postgres", 10, "0010_github_catch_up"),
     migration!("postgres", 11, "0011_github_request_fallback"),
+    migration!("postgres", 12, "0012_stack_images"),
 ];
 
 /// The newest version in `migrations`.

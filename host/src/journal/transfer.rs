@@ -142,6 +142,10 @@ pub const TABLES: &[(&str, &[&str])] = &[
         &["stack", "sha", "before_sha", "deploy_id", "seen_at_ms"],
     ),
     (
+        "stack_images",
+        &["stack", "image", "digest", "deploy_id", "seen_at_ms"],
+    ),
+    (
         "replay_keys",
         &[
             "key",

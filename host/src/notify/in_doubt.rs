@@ -8,7 +8,10 @@
 //!   ([`status_arrived`]).
 //! - A deployment creation is looked for among the deployments of its
 //!   commit (or ref), task and environment ([`deployment_candidates`]); one
-//!   found is adopted as the request's deployment.
+//!   found is adopted as the request's deployment. The fallback asks the
+//!   same ([`deployment_on_github`]) before a request that failed for good
+//!   after a try that may have reached GitHub deploys directly or gives up
+//!   (`super::fallback`).
 //! - A registry callback cannot be checked (a callback URL has nothing to
 //!   ask): it is sent again, as before.
 //!

@@ -222,7 +222,7 @@ impl Notifier {
         let _ = self
             .shared
             .fallbacks
-            .set(fallback::Fallbacks { runner, metrics });
+            .set(fallback::Fallbacks::new(runner, metrics));
     }
 
     /// Deployment request `id` was journaled (with its outbox row): send it
@@ -326,8 +326,15 @@ impl Outbox {
             }
             if self.held_until.is_some() && Instant::now() >= self.look_at {
                 self.look_at = Instant::now() + FALLBACK_LOOK_EVERY;
-                if let Some(fallbacks) = self.shared.fallbacks.get() {
-                    fallbacks.look(&self.shared.journal, &self.shared.settings());
+                let shared = self.shared.clone();
+                if let Some(fallbacks) = shared.fallbacks.get() {
+                    // It may ask GitHub: only while the lease holds.
+                    let settings = shared.settings();
+                    let look = fallbacks.look(&shared.journal, &settings);
+                    if self.while_held(look).await.is_none() {
+                        self.lost();
+                        continue;
+                    }
                 }
             }
             let pause = match self.pass().await {
@@ -641,7 +648,13 @@ impl Outbox {
                             );
                             let status =
                                 settlement.answer.as_ref().and_then(|(_, a)| a.http_status);
-                            tracing::warn!(stack = %row.stack, request = request_id, retry_in_ms = at - now, "GitHub deployment request not taken; trying again");
+                            // Logged once per request (its first failure);
+                            // the later tries are in its detail and history.
+                            if row.attempts == 0 {
+                                tracing::warn!(stack = %row.stack, request = request_id, retry_in_ms = at - now, "GitHub deployment request not taken; trying again with back-off for up to its retry_request_for");
+                            } else {
+                                tracing::debug!(stack = %row.stack, request = request_id, attempt = row.attempts + 1, retry_in_ms = at - now, "GitHub deployment request not taken again; trying again");
+                            }
                             match journal
                                 .defer_outbox_row(row.id, request_id, at, &detail, status, now)
                             {
@@ -655,6 +668,11 @@ impl Outbox {
                                 }
                             }
                         }
+                    }
+                    // A transient failure not tried again (its time is
+                    // over) is settled failed: said here, once.
+                    if transient {
+                        tracing::error!(stack = %row.stack, row = row.id, "cannot create a GitHub deployment: {}", crate::text::one_line(&settlement.detail));
                     }
                     settlement
                 }

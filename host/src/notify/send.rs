@@ -433,6 +433,7 @@ impl Outgoing {
                                 &e.to_string(),
                                 e.status(),
                                 denied(&e),
+                                transient,
                             );
                             return (failed, transient);
                         }
@@ -517,15 +518,22 @@ fn denied(e: &in_doubt::CheckError) -> bool {
 }
 
 /// A deployment request that could not be sent (or checked): `denied`
-/// when GitHub refused the token, failed otherwise.
+/// when GitHub refused the token, failed otherwise. A `transient` failure
+/// is logged by the sender, which tries it again or settles it
+/// (`Outbox::pass`): once per request, not once per try.
 fn request_failed(
     id: i64,
     stack: &str,
     error: &str,
     status: Option<u16>,
     denied: bool,
+    transient: bool,
 ) -> Settlement {
-    tracing::error!(%stack, request = id, "cannot create a GitHub deployment: {}", crate::text::one_line(error));
+    if transient {
+        tracing::debug!(%stack, request = id, "cannot create a GitHub deployment: {}", crate::text::one_line(error));
+    } else {
+        tracing::error!(%stack, request = id, "cannot create a GitHub deployment: {}", crate::text::one_line(error));
+    }
     let state = if denied {
         RequestState::Denied
     } else {
@@ -619,7 +627,7 @@ async fn create_deployment(
         }
         Err(e) => {
             let denied = matches!(e, ApiError::Denied { .. });
-            request_failed(id, stack, &e.to_string(), e.status(), denied)
+            request_failed(id, stack, &e.to_string(), e.status(), denied, transient)
         }
     };
     (settlement, transient)

@@ -126,6 +126,13 @@ pub fn delivery(stack: &str, target: &PollTarget, change: &RefChange) -> wit::De
     })
 }
 
+/// The name of the registry token kept for `target` of `stack`: one per
+/// source, shared by its looks and by the webhook's question
+/// ([`crate::dispatch`] asks which digest a registry push left its tag at).
+pub fn token_key(stack: &str, target: &PollTarget) -> String {
+    format!("{stack}\n{}", target.url)
+}
+
 /// The tips the journal remembers for `target` of `stack`, if any.
 fn remembered(
     journal: &Journal,
@@ -159,7 +166,7 @@ pub async fn poll_once(
     let now = match &target.kind {
         PollKind::Git => git::ls_remote(target, poll).await?,
         PollKind::Image(image) => {
-            let key = format!("{}\n{}", stack.name, target.url);
+            let key = token_key(&stack.name, target);
             let digest = registry::manifest_digest(image, poll, &key).await?;
             Tips::from([(image.tag.clone(), digest)])
         }

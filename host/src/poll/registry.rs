@@ -244,6 +244,25 @@ fn host_of(url: &str) -> String {
         .unwrap_or_else(|| "the registry".to_owned())
 }
 
+/// A `429` or `503` answer (the registry's or its token server's) as
+/// [`RegistryError::RateLimited`], with its `Retry-After`; `None` for any
+/// other answer.
+fn rate_limited(response: &reqwest::Response) -> Option<RegistryError> {
+    let status = response.status();
+    if status != StatusCode::TOO_MANY_REQUESTS && status != StatusCode::SERVICE_UNAVAILABLE {
+        return None;
+    }
+    let wait = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| retry_after(v, SystemTime::now()));
+    Some(RegistryError::RateLimited {
+        status: status.as_u16(),
+        wait,
+    })
+}
+
 /// The digest `image`'s tag points to now, asked with `poll`'s
 /// credentials within `poll.timeout`; `key` names the source's kept token.
 pub async fn manifest_digest(
@@ -336,16 +355,8 @@ async fn look(
             authorization = Some(value.0);
             continue;
         }
-        if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
-            let wait = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| retry_after(v, SystemTime::now()));
-            return Err(RegistryError::RateLimited {
-                status: status.as_u16(),
-                wait,
-            });
+        if let Some(limited) = rate_limited(&response) {
+            return Err(limited);
         }
         if status == StatusCode::NOT_FOUND {
             return Err(RegistryError::NotFound(format!(
@@ -510,16 +521,8 @@ async fn bearer_token(
             )
         }));
     }
-    if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
-        let wait = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| retry_after(v, SystemTime::now()));
-        return Err(RegistryError::RateLimited {
-            status: status.as_u16(),
-            wait,
-        });
+    if let Some(limited) = rate_limited(&response) {
+        return Err(limited);
     }
     if !status.is_success() {
         return Err(RegistryError::Answer(format!(

@@ -1,0 +1,114 @@
+//! Which image digest a deploy is for, when its stack both polls the image
+//! (`[stacks.poll]`) and receives its registry's webhook: whichever sees a
+//! digest first deploys it, and the other is answered `duplicate`
+//! ([`ImageClaim`], checked by the journal as the deploy is admitted).
+//!
+//! A poll's deploy is for the digest the poll saw. A webhook's is for the
+//! digest the registry says the tag points to when the webhook comes, asked
+//! as the poll asks it ([`crate::poll::registry::manifest_digest`], the
+//! same credentials and kept token) within [`WEBHOOK_DIGEST_TIMEOUT`]: the
+//! deploy runs after that, so it pulls that digest or a newer one, and a
+//! poll that then sees the same digest has nothing to add. The payload's
+//! own digest is used only when the registry cannot be asked: a registry
+//! may name a platform's manifest where the tag names an index, and then
+//! the poll deploys once more (never once less). A webhook neither way
+//! knows claims nothing and deploys as before.
+
+use std::time::Duration;
+
+use crate::config::{ImageReference, PollConfig, PollKind, PollTarget, StackConfig};
+use crate::journal::ImageClaim;
+use crate::plugin::wit;
+
+/// How long a registry webhook's answer waits for the registry to say which
+/// digest the pushed tag points to (a sender gives up on a slow hook: a
+/// poll's `timeout` may be ten minutes).
+pub const WEBHOOK_DIGEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The digest claim of `event`'s deploy, when `stack` polls the image it
+/// deploys; `delivery` brought it and `outcome` is its evaluation.
+pub(super) fn claim(
+    stack: &StackConfig,
+    event: &wit::DeployEvent,
+    outcome: &wit::Outcome,
+    delivery: &wit::Delivery,
+) -> Option<ImageClaim> {
+    let (poll, target, reference) = polled(stack, event.image.as_deref()?)?;
+    let digest = match delivery {
+        wit::Delivery::Poll(wit::PollObservation {
+            change: wit::PollChange::Image(seen),
+            ..
+        }) => {
+            let named = format!("{}:{}", seen.repository, seen.tag);
+            (ImageReference::parse(&named).ok().as_ref() == Some(reference))
+                .then(|| seen.digest.clone())
+        }
+        _ => asked(stack, poll, target, reference).or_else(|| pushed(outcome, reference)),
+    }?;
+    Some(ImageClaim {
+        image: reference.source(),
+        digest,
+    })
+}
+
+/// The image source of `stack`'s polling that `image` (a deploy event's
+/// `registry/repository:tag`) names, read by the same rules.
+fn polled<'s>(
+    stack: &'s StackConfig,
+    image: &str,
+) -> Option<(&'s PollConfig, &'s PollTarget, &'s ImageReference)> {
+    let poll = stack.poll.as_ref()?;
+    let wanted = ImageReference::parse(image).ok()?;
+    poll.sources.iter().find_map(|target| match &target.kind {
+        PollKind::Image(reference) if *reference == wanted => Some((poll, target, reference)),
+        _ => None,
+    })
+}
+
+/// The digest the payload names for `reference` (its last push of that
+/// tag), if any.
+fn pushed(outcome: &wit::Outcome, reference: &ImageReference) -> Option<String> {
+    outcome.images.iter().rev().find_map(|push| {
+        let tag = push.tag.as_deref()?;
+        let named = match &push.registry {
+            Some(registry) => format!("{registry}/{}:{tag}", push.repository),
+            None => format!("{}:{tag}", push.repository),
+        };
+        let same = ImageReference::parse(&named).ok().as_ref() == Some(reference);
+        same.then(|| push.digest.clone()).flatten()
+    })
+}
+
+/// What the registry says `reference`'s tag points to now, asked on the
+/// server's runtime from a thread of its own (dispatch runs on a blocking
+/// thread, and may one day be called elsewhere); `None`, logged, when it
+/// cannot say in time, or when there is no multi-threaded runtime to ask
+/// on (a command run once: nothing polls there).
+fn asked(
+    stack: &StackConfig,
+    poll: &PollConfig,
+    target: &PollTarget,
+    reference: &ImageReference,
+) -> Option<String> {
+    let handle = tokio::runtime::Handle::try_current().ok()?;
+    if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+        return None;
+    }
+    let key = crate::poll::token_key(&stack.name, target);
+    let ask = crate::poll::registry::manifest_digest(reference, poll, &key);
+    let answer = std::thread::scope(|s| {
+        // The timer is made inside the runtime (it needs its context).
+        s.spawn(|| {
+            handle.block_on(async { tokio::time::timeout(WEBHOOK_DIGEST_TIMEOUT, ask).await })
+        })
+        .join()
+    });
+    let why = match answer {
+        Ok(Ok(Ok(digest))) => return Some(digest),
+        Ok(Ok(Err(e))) => e.to_string(),
+        Ok(Err(_)) => format!("no answer within {} s", WEBHOOK_DIGEST_TIMEOUT.as_secs()),
+        Err(_) => "the question failed".to_owned(),
+    };
+    tracing::warn!(stack = %stack.name, source = %target.url, "a registry push of a polled image: cannot ask the registry which digest its tag points to ({why}); the push deploys, and the poll may deploy the same image once more");
+    None
+}

@@ -1,0 +1,16 @@
+-- Schema version 16: the image digest each stack last accepted a deploy
+-- of, per image, so that a stack that both polls an image and receives its
+-- registry's webhook deploys one digest once (`ImageClaim`).
+-- One row per (stack, image): `image` names the image as polling does
+-- (`registry/name:tag`), `digest` is the manifest digest the deploy was
+-- for (the poll's, or what the registry answered when the webhook came),
+-- `deploy_id` that deploy. No foreign key: like `stack_commits`, the rows
+-- outlive pruned deploys.
+CREATE TABLE stack_images (
+    stack       TEXT NOT NULL,
+    image       TEXT NOT NULL,
+    digest      TEXT NOT NULL,
+    deploy_id   INTEGER NOT NULL,
+    seen_at_ms  INTEGER NOT NULL,
+    PRIMARY KEY (stack, image)
+);
