@@ -372,6 +372,18 @@ impl Dispatcher {
         self.dispatch_identified(stacks, delivery, None, None)
     }
 
+    /// [`Dispatcher::dispatch`] of a poll's delivery, whose change the poll
+    /// saw at `seen_at_ms` (an image digest's claim is ordered by it,
+    /// [`crate::journal::ImageClaim`]).
+    pub fn dispatch_seen(
+        &self,
+        stacks: &[&StackConfig],
+        delivery: &wit::Delivery,
+        seen_at_ms: i64,
+    ) -> Dispatched {
+        self.evaluate_and_admit(stacks, delivery, None, None, Some(seen_at_ms))
+    }
+
     /// [`Dispatcher::dispatch`], deduplicating on `identity` instead of the
     /// body (a forwarded post-receive push: its signed timestamp and body),
     /// for a delivery to the hook URL with `hook_token` (redacted from its
@@ -382,6 +394,19 @@ impl Dispatcher {
         delivery: &wit::Delivery,
         identity: Option<ReplayIdentity<'_>>,
         hook_token: Option<&str>,
+    ) -> Dispatched {
+        self.evaluate_and_admit(stacks, delivery, identity, hook_token, None)
+    }
+
+    /// The dispatch path: [`Dispatcher::dispatch_identified`], with when a
+    /// poll saw the change (`None`: a delivery, seen now).
+    fn evaluate_and_admit(
+        &self,
+        stacks: &[&StackConfig],
+        delivery: &wit::Delivery,
+        identity: Option<ReplayIdentity<'_>>,
+        hook_token: Option<&str>,
+        seen_at_ms: Option<i64>,
     ) -> Dispatched {
         let label = (stacks.len() == 1).then(|| stacks[0].name.as_str());
         let wit_stacks: Vec<wit::Stack> = stacks.iter().map(|s| wit_stack(s)).collect();
@@ -485,10 +510,18 @@ impl Dispatcher {
                     let polls = polls(stacks, &event.stack) && event.github_deployment_id.is_none();
                     // And an image it polls arrives twice too: by its
                     // registry's webhook and by the poll.
+                    // (A delivery admitted before is a duplicate whatever
+                    // its digest: no registry is asked about it.)
                     admission.image = stacks
                         .iter()
-                        .find(|s| polls && s.name == event.stack)
-                        .and_then(|s| image::claim(s, event, &outcome, delivery));
+                        .find(|s| polls && s.name == event.stack && event.image.is_some())
+                        .filter(|_| {
+                            !self
+                                .journal
+                                .admitted_before(&new, &admission)
+                                .unwrap_or(false)
+                        })
+                        .and_then(|s| image::claim(s, event, delivery, seen_at_ms));
                     if let Some(commit) = admission.commit.as_mut() {
                         commit.once = polls;
                         // A deployment's event carries no push: its commit
@@ -559,7 +592,7 @@ impl Dispatcher {
                         entry["state"] = json!("duplicate");
                         entry["reason"] = json!(match (&event.sha, &admission.image) {
                             (None, Some(claim)) => format!(
-                                "image {} at {} is already deploy #{deploy_id}: the stack polls the image and its registry calls the hook, and each digest deploys once",
+                                "image {} at {} is already deploy #{deploy_id} (for that digest or one seen after it): the stack polls the image and its registry calls the hook, and each digest deploys once",
                                 claim.image, claim.digest
                             ),
                             _ => format!(
@@ -780,6 +813,7 @@ impl Dispatcher {
             Ok(Admitted::Older {
                 deploy_id: id,
                 reason,
+                ..
             }) => {
                 entry["deploy_id"] = json!(id);
                 entry["state"] = json!("cancelled");

@@ -230,15 +230,17 @@ fn the_journal_remembers_each_polled_source(store: &Store) {
 }
 
 /// An image digest claimed by one deploy (the webhook's or the poll's)
-/// deploys nothing when it comes again for the same services and profile;
-/// another digest, or other services, deploy, and the newest digest is the
-/// image's claim (across reopening).
+/// deploys nothing when it comes again for services that deploy covers, of
+/// its profile; another digest, or other services, deploy, and the digest
+/// seen last is the image's claim (across reopening): one seen earlier but
+/// admitted later is covered by it.
 fn a_stack_that_polls_an_image_deploys_each_digest_once(store: &Store) {
     const IMAGE: &str = "ghcr.io/acme/web:latest";
-    let image = |digest: &str| Admission {
+    let image = |digest: &str, seen_at_ms: i64| Admission {
         image: Some(ImageClaim {
             image: IMAGE.into(),
             digest: digest.into(),
+            seen_at_ms,
         }),
         ..Admission::default()
     };
@@ -248,14 +250,12 @@ fn a_stack_that_polls_an_image_deploys_each_digest_once(store: &Store) {
         services: services.iter().map(|s| s.to_string()).collect(),
         ..deploy(None, delivery, 1)
     };
-    let (d1, d2) = (
-        "sha256:".to_owned() + &"1".repeat(64),
-        "sha256:".to_owned() + &"2".repeat(64),
-    );
+    let digest = |n: char| format!("sha256:{}", n.to_string().repeat(64));
+    let (d1, d2, d3) = (digest('1'), digest('2'), digest('3'));
     let first = {
         let j = store.open();
         new_id(
-            j.admit_deploy(&pushed("hook-1", &["web"]), &image(&d1))
+            j.admit_deploy(&pushed("hook-1", &["web"]), &image(&d1, 10))
                 .unwrap(),
         )
     };
@@ -267,39 +267,99 @@ fn a_stack_that_polls_an_image_deploys_each_digest_once(store: &Store) {
         ..pushed("", &["web"])
     };
     assert_eq!(
-        j.admit_deploy(&polled, &image(&d1)).unwrap(),
+        j.admit_deploy(&polled, &image(&d1, 11)).unwrap(),
         Admitted::SameCommit { deploy_id: first }
     );
     // Other services on the same digest deploy; that deploy (redeploying
-    // more than the poll's) then covers the poll's delivery.
+    // more than the poll's) then covers the poll's delivery; another
+    // profile does not.
     let both = new_id(
-        j.admit_deploy(&pushed("hook-2", &["web", "worker"]), &image(&d1))
+        j.admit_deploy(&pushed("hook-2", &["web", "worker"]), &image(&d1, 12))
             .unwrap(),
     );
     assert_eq!(
-        j.admit_deploy(&polled, &image(&d1)).unwrap(),
+        j.admit_deploy(&polled, &image(&d1, 13)).unwrap(),
         Admitted::SameCommit { deploy_id: both }
     );
-    // A new digest deploys, and is the claim from then on: the old digest
-    // again (the tag moved back) deploys too.
+    let canary = NewDeploy {
+        profile: Some("canary".into()),
+        ..polled.clone()
+    };
+    new_id(j.admit_deploy(&canary, &image(&d1, 13)).unwrap());
+    // A new digest deploys, and is the claim from then on.
     let second = new_id(
-        j.admit_deploy(&pushed("hook-3", &["web"]), &image(&d2))
+        j.admit_deploy(&pushed("hook-3", &["web"]), &image(&d2, 30))
             .unwrap(),
     );
     assert_eq!(
-        j.admit_deploy(&polled, &image(&d2)).unwrap(),
+        j.admit_deploy(&polled, &image(&d2, 31)).unwrap(),
+        Admitted::SameCommit { deploy_id: second }
+    );
+    // A digest seen before that one but admitted after it (a slow poll):
+    // the claimed deploy, which pulls the tag later, covers it; the claim
+    // stays, so the tag moving back to it later deploys.
+    assert_eq!(
+        j.admit_deploy(&polled, &image(&d3, 20)).unwrap(),
+        Admitted::SameCommit { deploy_id: second }
+    );
+    assert_eq!(
+        j.admit_deploy(&polled, &image(&d2, 32)).unwrap(),
         Admitted::SameCommit { deploy_id: second }
     );
     new_id(
-        j.admit_deploy(&pushed("hook-4", &["web"]), &image(&d1))
+        j.admit_deploy(&pushed("hook-4", &["web"]), &image(&d3, 40))
+            .unwrap(),
+    );
+    // The old digest again (the tag moved back) deploys too.
+    new_id(
+        j.admit_deploy(&pushed("hook-5", &["web"]), &image(&d1, 50))
             .unwrap(),
     );
     // Without a claim (a webhook whose digest nobody could say), it deploys.
     new_id(
-        j.admit_deploy(&pushed("hook-5", &["web"]), &Admission::default())
+        j.admit_deploy(&pushed("hook-6", &["web"]), &Admission::default())
             .unwrap(),
     );
-    assert_eq!(j.deploys(Some("web"), 100).unwrap().len(), 5);
+    assert_eq!(j.deploys(Some("web"), 100).unwrap().len(), 7);
+}
+
+/// A commit delivered after a newer one was queued (a late or redelivered
+/// push) is cancelled as older, and the newer commit's deploy, still
+/// waiting, takes its services; one that already ran is left as it is.
+fn a_late_older_commit_leaves_its_services_to_the_newer_deploy_waiting(store: &Store) {
+    let j = store.open();
+    let of = |sha: &str, delivery: &str, services: &[&str]| NewDeploy {
+        services: services.iter().map(|s| s.to_string()).collect(),
+        ..deploy(Some(sha), delivery, 1)
+    };
+    let y = new_id(
+        j.admit_deploy(&of("y", "d-y", &["web"]), &commit("y", "x", false))
+            .unwrap(),
+    );
+    let late = j
+        .admit_deploy(&of("x", "d-x", &["worker"]), &commit("x", "w", false))
+        .unwrap();
+    let Admitted::Older { deploy_id: x, .. } = late else {
+        panic!("{late:?}")
+    };
+    assert_eq!(j.deploy(x).unwrap().unwrap().superseded_by, Some(y));
+    let waiting = j.deploy(y).unwrap().unwrap();
+    assert_eq!(waiting.queued.services, ["web", "worker"]);
+    let event: serde_json::Value = serde_json::from_str(&waiting.queued.event_json).unwrap();
+    assert_eq!(event["services"], serde_json::json!(["web", "worker"]));
+    // Once it ran, a late one changes nothing of it.
+    for state in [DeployState::Started, DeployState::Succeeded] {
+        j.transition(y, state, 2, &TransitionDetail::default())
+            .unwrap();
+    }
+    let again = j
+        .admit_deploy(&of("x", "d-x2", &["cron"]), &commit("x", "w", false))
+        .unwrap();
+    assert!(matches!(again, Admitted::Older { .. }), "{again:?}");
+    assert_eq!(
+        j.deploy(y).unwrap().unwrap().queued.services,
+        ["web", "worker"]
+    );
 }
 
 super::on_both_backends!(
@@ -307,5 +367,6 @@ super::on_both_backends!(
     a_replay_key_deduplicates_until_it_expires_and_is_then_pruned,
     a_stack_that_polls_deploys_its_head_commit_once,
     a_stack_that_polls_an_image_deploys_each_digest_once,
+    a_late_older_commit_leaves_its_services_to_the_newer_deploy_waiting,
     the_journal_remembers_each_polled_source,
 );

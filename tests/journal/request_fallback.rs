@@ -7,7 +7,7 @@
 
 use redeploy_host::journal::*;
 
-use super::admission::deploy;
+use super::admission::{commit, deploy};
 use super::Store;
 
 const SHA: &str = "1111111111111111111111111111111111111111";
@@ -386,6 +386,42 @@ fn an_older_push_deployed_late_never_supersedes_a_newer_request(store: &Store) {
     assert_eq!(r.fallback, Some(RequestFallback::RanWithoutEvent));
 }
 
+/// A late delivery of a push older than what the stack deployed, recorded
+/// cancelled as older after a newer request, is no later push: the
+/// request still falls back.
+fn a_late_older_push_cancelled_as_older_never_supersedes_a_newer_request(store: &Store) {
+    let j = store.open();
+    let (head, older) = ("3".repeat(40), "4".repeat(40));
+    // The stack deployed `head` (on top of `older`) before the request.
+    let deployed = deploy(Some(&head), "push-head", 1);
+    assert!(matches!(
+        j.admit_deploy(&deployed, &commit(&head, &older, false))
+            .unwrap(),
+        Admitted::Inserted(Inserted::New(_))
+    ));
+    let refused = answered_at(&j, "push-c", 7, RequestState::Invalid, None);
+    // `older` arrives late: cancelled as older than `head`.
+    let late = j
+        .admit_deploy(
+            &deploy(Some(&older), "push-late", 15),
+            &commit(&older, "5555555555555555555555555555555555555555", false),
+        )
+        .unwrap();
+    assert!(matches!(late, Admitted::Older { .. }), "{late:?}");
+    assert!(matches!(
+        run_kept(
+            &j,
+            refused,
+            RequestFallback::DeployedDirectly,
+            "push-c",
+            false
+        ),
+        FellBack::Recorded(Some(_))
+    ));
+    let r = j.deployment_request(refused).unwrap().unwrap();
+    assert_eq!(r.fallback, Some(RequestFallback::DeployedDirectly));
+}
+
 fn a_deployment_whose_event_was_seen_is_never_awaited(store: &Store) {
     let j = store.open();
     let seen = answered_at(&j, "push-a", 5, RequestState::Created, Some(1000));
@@ -436,6 +472,7 @@ fn a_pending_request_nothing_will_answer_fails_after_its_bound(store: &Store) {
 super::on_both_backends!(
     a_later_push_that_deployed_supersedes_an_older_request,
     an_older_push_deployed_late_never_supersedes_a_newer_request,
+    a_late_older_push_cancelled_as_older_never_supersedes_a_newer_request,
     a_deployment_whose_event_was_seen_is_never_awaited,
     a_pending_request_nothing_will_answer_fails_after_its_bound,
 );

@@ -3,21 +3,25 @@
 //! digest first deploys it, and the other is answered `duplicate`
 //! ([`ImageClaim`], checked by the journal as the deploy is admitted).
 //!
-//! A poll's deploy is for the digest the poll saw. A webhook's is for the
-//! digest the registry says the tag points to when the webhook comes, asked
-//! as the poll asks it ([`crate::poll::registry::manifest_digest`], the
-//! same credentials and kept token) within [`WEBHOOK_DIGEST_TIMEOUT`]: the
-//! deploy runs after that, so it pulls that digest or a newer one, and a
-//! poll that then sees the same digest has nothing to add. The payload's
-//! own digest is used only when the registry cannot be asked: a registry
-//! may name a platform's manifest where the tag names an index, and then
-//! the poll deploys once more (never once less). A webhook neither way
-//! knows claims nothing and deploys as before.
+//! A poll's deploy is for the digest the poll saw, when it looked. A
+//! webhook's is for the digest the registry says the tag points to when
+//! the webhook comes, asked as the poll asks it
+//! ([`crate::poll::registry::manifest_digest`], the same credentials and
+//! kept token) within [`WEBHOOK_DIGEST_TIMEOUT`], timed when the question
+//! was asked: the deploy runs after that, so it pulls that digest or a
+//! newer one, and a poll that then sees the same digest has nothing to add.
+//! The payload's own digest is never used: a registry may name a
+//! platform's manifest where the tag names an index, or be slow to show
+//! it. A webhook whose registry cannot say (unreachable, slow, its
+//! `Retry-After` running, no multi-threaded runtime to ask on) claims
+//! nothing and deploys, and the poll may deploy once more (never once
+//! less). A delivery the journal admitted before (its delivery id, its
+//! replay key) asks nothing.
 
 use std::time::Duration;
 
 use crate::config::{ImageReference, PollConfig, PollKind, PollTarget, StackConfig};
-use crate::journal::ImageClaim;
+use crate::journal::{now_ms, ImageClaim};
 use crate::plugin::wit;
 
 /// How long a registry webhook's answer waits for the registry to say which
@@ -26,28 +30,35 @@ use crate::plugin::wit;
 pub const WEBHOOK_DIGEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The digest claim of `event`'s deploy, when `stack` polls the image it
-/// deploys; `delivery` brought it and `outcome` is its evaluation.
+/// deploys; `delivery` brought it, a poll's seen at `seen_at_ms`.
 pub(super) fn claim(
     stack: &StackConfig,
     event: &wit::DeployEvent,
-    outcome: &wit::Outcome,
     delivery: &wit::Delivery,
+    seen_at_ms: Option<i64>,
 ) -> Option<ImageClaim> {
     let (poll, target, reference) = polled(stack, event.image.as_deref()?)?;
-    let digest = match delivery {
+    let (digest, seen_at_ms) = match delivery {
         wit::Delivery::Poll(wit::PollObservation {
             change: wit::PollChange::Image(seen),
             ..
         }) => {
             let named = format!("{}:{}", seen.repository, seen.tag);
-            (ImageReference::parse(&named).ok().as_ref() == Some(reference))
-                .then(|| seen.digest.clone())
+            let same = ImageReference::parse(&named).ok().as_ref() == Some(reference);
+            (
+                same.then(|| seen.digest.clone())?,
+                seen_at_ms.unwrap_or_else(now_ms),
+            )
         }
-        _ => asked(stack, poll, target, reference).or_else(|| pushed(outcome, reference)),
-    }?;
+        _ => {
+            let asked_at = now_ms();
+            (asked(stack, poll, target, reference)?, asked_at)
+        }
+    };
     Some(ImageClaim {
         image: reference.source(),
         digest,
+        seen_at_ms,
     })
 }
 
@@ -62,20 +73,6 @@ fn polled<'s>(
     poll.sources.iter().find_map(|target| match &target.kind {
         PollKind::Image(reference) if *reference == wanted => Some((poll, target, reference)),
         _ => None,
-    })
-}
-
-/// The digest the payload names for `reference` (its last push of that
-/// tag), if any.
-fn pushed(outcome: &wit::Outcome, reference: &ImageReference) -> Option<String> {
-    outcome.images.iter().rev().find_map(|push| {
-        let tag = push.tag.as_deref()?;
-        let named = match &push.registry {
-            Some(registry) => format!("{registry}/{}:{tag}", push.repository),
-            None => format!("{}:{tag}", push.repository),
-        };
-        let same = ImageReference::parse(&named).ok().as_ref() == Some(reference);
-        same.then(|| push.digest.clone()).flatten()
     })
 }
 
@@ -95,7 +92,7 @@ fn asked(
         return None;
     }
     let key = crate::poll::token_key(&stack.name, target);
-    let ask = crate::poll::registry::manifest_digest(reference, poll, &key);
+    let ask = crate::poll::registry::manifest_digest_unless_held(reference, poll, &key);
     let answer = std::thread::scope(|s| {
         // The timer is made inside the runtime (it needs its context).
         s.spawn(|| {

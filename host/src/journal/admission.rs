@@ -73,6 +73,11 @@ pub struct ImageClaim {
     pub image: String,
     /// The manifest digest (`sha256:...`) the deploy is for.
     pub digest: String,
+    /// When the digest was seen (ms since the epoch): one seen before the
+    /// image's claim was is covered by the claimed deploy, which pulls the
+    /// tag later (a poll admitted after a webhook that saw a newer digest),
+    /// and never replaces the claim.
+    pub seen_at_ms: i64,
 }
 
 /// What [`Journal::admit_deploy`] checks besides the delivery id.
@@ -147,6 +152,38 @@ impl Journal {
         self.write("admit deploy", |sql| admit(sql, d, admission))
     }
 
+    /// Whether `d`'s delivery was admitted before (its delivery id has a
+    /// deploy of the stack, or its replay key is claimed and unexpired), so
+    /// [`Journal::admit_deploy`] would answer it as a duplicate: read
+    /// before asking a registry about it (`dispatch/image.rs`). Only a
+    /// hint: the admission decides.
+    pub fn admitted_before(
+        &self,
+        d: &NewDeploy,
+        admission: &Admission,
+    ) -> Result<bool, JournalError> {
+        self.read("read whether a delivery was admitted", |sql| {
+            if let Some(delivery) = &d.delivery_id {
+                let seen = sql.query_opt(
+                    "SELECT 1 FROM deploys WHERE stack = ?1 AND delivery_id = ?2",
+                    args![d.stack, delivery],
+                )?;
+                if seen.is_some() {
+                    return Ok(true);
+                }
+            }
+            match &admission.replay {
+                Some(claim) => Ok(sql
+                    .query_opt(
+                        "SELECT 1 FROM replay_keys WHERE key = ?1 AND expires_at_ms > ?2",
+                        args![claim.key, claim.now_ms],
+                    )?
+                    .is_some()),
+                None => Ok(false),
+            }
+        })
+    }
+
     /// The stack's head commit, if it ever deployed one.
     pub fn head_commit(&self, stack: &str) -> Result<Option<Head>, JournalError> {
         self.read("read head commit", |sql| head(sql, stack))
@@ -188,13 +225,18 @@ pub(super) fn admit(
     }
     if let Some(image) = &admission.image {
         let claimed = sql.query_opt(
-            "SELECT deploy_id FROM stack_images
-             WHERE stack = ?1 AND image = ?2 AND digest = ?3",
-            args![d.stack, image.image, image.digest],
+            "SELECT deploy_id, digest, seen_at_ms FROM stack_images
+             WHERE stack = ?1 AND image = ?2",
+            args![d.stack, image.image],
         )?;
         if let Some(row) = claimed {
             let deploy_id: i64 = row.get(0)?;
-            if same_push(sql, deploy_id, d)? {
+            let digest: String = row.get(1)?;
+            let seen_at_ms: i64 = row.get(2)?;
+            // The same digest, or one seen after this one: the claimed
+            // deploy pulls the tag later, at that digest or a newer one.
+            let covered = digest == image.digest || seen_at_ms > image.seen_at_ms;
+            if covered && same_push(sql, deploy_id, d)? {
                 return Ok(Admitted::SameCommit { deploy_id });
             }
         }
@@ -260,8 +302,9 @@ pub(super) fn admit(
              ON CONFLICT (stack, image) DO UPDATE SET
                  digest     = excluded.digest,
                  deploy_id  = excluded.deploy_id,
-                 seen_at_ms = excluded.seen_at_ms",
-            args![d.stack, image.image, image.digest, id, d.created_at_ms],
+                 seen_at_ms = excluded.seen_at_ms
+             WHERE excluded.seen_at_ms >= stack_images.seen_at_ms",
+            args![d.stack, image.image, image.digest, id, image.seen_at_ms],
         )?;
     }
     if let Some(claim) = &admission.replay {

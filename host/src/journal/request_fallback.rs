@@ -239,7 +239,9 @@ fn open_requests(
 /// Whether a later push of request `request_id`'s stack deployed or is
 /// queued: a deploy of the stack queued after the request was recorded,
 /// other than the one its own deployment's event queued and those of older
-/// requests (their event's deploy or their fallback's). Running the
+/// requests (their event's deploy or their fallback's), and those recorded
+/// cancelled at once as an older commit (cancelled for an earlier deploy:
+/// a late delivery of an older push is no later push). Running the
 /// request's push then could roll production back to an older commit.
 fn superseded(sql: &mut dyn Sql, request_id: i64) -> Result<bool, DbError> {
     Ok(sql
@@ -247,6 +249,7 @@ fn superseded(sql: &mut dyn Sql, request_id: i64) -> Result<bool, DbError> {
             "SELECT 1 FROM github_deployment_requests r JOIN deploys d
                  ON d.stack = r.stack AND d.created_at_ms > r.created_at_ms
              WHERE r.id = ?1
+               AND NOT (d.superseded_by IS NOT NULL AND d.superseded_by < d.id)
                AND (d.delivery_id IS NULL OR r.deployment_id IS NULL
                     OR d.delivery_id <> 'github-deployment-' || CAST(r.deployment_id AS TEXT))
                AND NOT EXISTS (SELECT 1 FROM github_deployment_requests o

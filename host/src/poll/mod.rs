@@ -163,6 +163,7 @@ pub async fn poll_once(
     poll: &PollConfig,
     target: &PollTarget,
 ) -> Result<PollReport, PollFailure> {
+    let looked_at = now_ms();
     let now = match &target.kind {
         PollKind::Git => git::ls_remote(target, poll).await?,
         PollKind::Image(image) => {
@@ -202,7 +203,7 @@ pub async fn poll_once(
     tokio::task::spawn_blocking(move || {
         let mut answered = Vec::with_capacity(moved.len());
         for change in moved {
-            let done = d.dispatch(&[&s], &delivery(&s.name, &t, &change));
+            let done = d.dispatch_seen(&[&s], &delivery(&s.name, &t, &change), looked_at);
             // The journal could not take it: the next look sees it again.
             // Any other answer is final (a change the component fails on
             // would fail again, and hold back every ref after it).

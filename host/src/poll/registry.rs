@@ -124,6 +124,15 @@ fn kept() -> &'static Mutex<HashMap<String, Kept>> {
     KEPT.get_or_init(Default::default)
 }
 
+/// The sources a registry asked to be left alone (`429`/`503` with
+/// `Retry-After`), per stack and source: the status, and until when. The
+/// scheduler waits that out by itself; this keeps a registry webhook's
+/// question ([`crate::dispatch`]) from asking before then.
+fn held_back() -> &'static Mutex<HashMap<String, (u16, Instant)>> {
+    static HELD: OnceLock<Mutex<HashMap<String, (u16, Instant)>>> = OnceLock::new();
+    HELD.get_or_init(Default::default)
+}
+
 /// The HTTP client: rustls, no redirect outside the origin, redeploy's
 /// user agent.
 fn client() -> Result<&'static reqwest::Client, RegistryError> {
@@ -265,15 +274,56 @@ fn rate_limited(response: &reqwest::Response) -> Option<RegistryError> {
 
 /// The digest `image`'s tag points to now, asked with `poll`'s
 /// credentials within `poll.timeout`; `key` names the source's kept token.
+/// A `429`/`503` with `Retry-After` holds the source back for
+/// [`manifest_digest_unless_held`] (the scheduler waits it out itself).
 pub async fn manifest_digest(
     image: &ImageReference,
     poll: &PollConfig,
     key: &str,
 ) -> Result<String, RegistryError> {
-    match tokio::time::timeout(poll.timeout, look(image, poll, key)).await {
+    let answer = match tokio::time::timeout(poll.timeout, look(image, poll, key)).await {
         Ok(answer) => answer,
         Err(_) => Err(RegistryError::Timeout(poll.timeout)),
+    };
+    let mut held = held_back().lock().unwrap_or_else(|e| e.into_inner());
+    match &answer {
+        Err(RegistryError::RateLimited {
+            status,
+            wait: Some(wait),
+        }) => {
+            held.insert(key.to_owned(), (*status, Instant::now() + *wait));
+        }
+        _ => {
+            held.remove(key);
+        }
     }
+    answer
+}
+
+/// [`manifest_digest`], but not asked while the registry's last
+/// `Retry-After` for the source runs (answered
+/// [`RegistryError::RateLimited`] with what is left of it): a registry
+/// webhook's question, which must not add to a rate limit.
+pub async fn manifest_digest_unless_held(
+    image: &ImageReference,
+    poll: &PollConfig,
+    key: &str,
+) -> Result<String, RegistryError> {
+    let held = held_back()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(key)
+        .copied();
+    if let Some((status, until)) = held {
+        let now = Instant::now();
+        if now < until {
+            return Err(RegistryError::RateLimited {
+                status,
+                wait: Some(until - now),
+            });
+        }
+    }
+    manifest_digest(image, poll, key).await
 }
 
 /// What one request is: the manifest's `HEAD`, or its `GET`.

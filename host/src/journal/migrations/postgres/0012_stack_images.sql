@@ -4,7 +4,8 @@
 -- One row per (stack, image): `image` names the image as polling does
 -- (`registry/name:tag`), `digest` is the manifest digest the deploy was
 -- for (the poll's, or what the registry answered when the webhook came),
--- `deploy_id` that deploy. No foreign key: like `stack_commits`, the rows
+-- `deploy_id` that deploy, `seen_at_ms` when the digest was seen (an
+-- earlier sighting admitted later never replaces a newer one). No foreign key: like `stack_commits`, the rows
 -- outlive pruned deploys.
 CREATE TABLE stack_images (
     stack       TEXT NOT NULL,
