@@ -278,16 +278,25 @@ fn readme_every_inline_redeploy_command_names_real_subcommands_and_options() {
 }
 
 /// Secrets for validating README snippets: every variable and file
-/// holds a placeholder.
+/// holds a placeholder, a URL where its name says it holds one (a
+/// notification channel's `url_env`, `url_file`).
 struct Placeholders;
 
+fn placeholder(name: &str) -> String {
+    if name.to_ascii_lowercase().contains("url") {
+        "https://hooks.example.invalid/placeholder-secret-value".into()
+    } else {
+        "placeholder-secret-value".into()
+    }
+}
+
 impl redeploy_host::config::SecretSource for Placeholders {
-    fn var(&self, _: &str) -> Result<String, std::env::VarError> {
-        Ok("placeholder-secret-value".into())
+    fn var(&self, var: &str) -> Result<String, std::env::VarError> {
+        Ok(placeholder(var))
     }
 
-    fn read(&self, _: &Path) -> std::io::Result<String> {
-        Ok("placeholder-secret-value".into())
+    fn read(&self, path: &Path) -> std::io::Result<String> {
+        Ok(placeholder(&path.to_string_lossy()))
     }
 }
 

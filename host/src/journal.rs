@@ -53,6 +53,10 @@ pub use github::{DeploymentRequest, DeploymentRequestClaim, NewDeploymentRequest
 mod leases;
 mod logs;
 pub use logs::StoredDeployLog;
+mod notices;
+pub use notices::{
+    Notification, NotificationOutcome, NotificationRecord, NOTIFICATIONS_LEASE, TIMED_OUT_REASON,
+};
 mod outbox;
 pub use outbox::{
     Claim, EventRefs, OutboxKind, OutboxOutcome, OutboxRow, ReportLine, RequestAnswer, Settlement,

@@ -14,6 +14,7 @@ mod deploys;
 mod github;
 mod leases;
 mod logs;
+mod notices;
 mod outbox;
 mod request_fallback;
 mod retention;

@@ -150,7 +150,7 @@ const AFTER_SCHEMA_6: &str = "DROP TABLE outbox; DROP TABLE leases; \
      ALTER TABLE github_deployment_requests DROP COLUMN fallback_deploy_id; \
      ALTER TABLE github_deployment_requests DROP COLUMN fallback_at_ms; \
      ALTER TABLE github_deployment_requests DROP COLUMN event_seen_at_ms; \
-     DROP TABLE stack_images;";
+     DROP TABLE stack_images; DROP TABLE notifications; DROP TABLE notices;";
 
 #[test]
 fn a_deploy_keeps_its_pusher_and_a_schema_5_journal_reads_without_one() {

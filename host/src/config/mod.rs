@@ -39,6 +39,7 @@
 //!   duration helpers the other tables share;
 //! - `stack`: one `[[stacks]]` entry (name, secrets, action, profiles);
 //! - `github`: its `[stacks.github]` table;
+//! - `notifications`: the `[[notifications]]` channels;
 //! - `tests`: the unit tests, split the same way.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -57,6 +58,12 @@ pub use github::{
 pub use github::{DEFAULT_CATCH_UP_EVERY, MAX_CATCH_UP_EVERY, MIN_CATCH_UP_EVERY};
 mod journal;
 mod live;
+mod notifications;
+pub use notifications::{
+    is_channel_name, ChannelTarget, EmailChannel, NoticeEvent, NotificationChannel, SmtpTls,
+    DEFAULT_EVENTS, DEFAULT_GIVE_UP_AFTER, MAX_CHANNELS, MAX_CHANNEL_NAME_LEN,
+    MAX_EMAIL_RECIPIENTS, MAX_GIVE_UP_AFTER, MIN_GIVE_UP_AFTER,
+};
 mod poll;
 pub use poll::{ImageReference, PollConfig, PollKind, PollTarget, MIN_POLL_EVERY};
 mod raw;
@@ -377,6 +384,8 @@ pub struct Config {
     pub journal: JournalConfig,
     /// The `[ui]` table: the dashboard, when it is on.
     pub ui: Option<UiConfig>,
+    /// The `[[notifications]]` channels, in file order; names are unique.
+    pub notifications: Vec<NotificationChannel>,
     /// The absolute directory relative paths were resolved against (the
     /// config file's directory).
     pub base_dir: PathBuf,
@@ -858,6 +867,8 @@ fn validate(
         }
         stacks.push(stack);
     }
+    let notifications =
+        notifications::validate_notifications(raw.notifications, &seen, &base_dir, sources, scope)?;
 
     Ok(Config {
         server,
@@ -865,6 +876,7 @@ fn validate(
         hook,
         journal,
         ui,
+        notifications,
         base_dir,
     })
 }

@@ -22,6 +22,34 @@ pub(super) struct RawConfig {
     pub(super) hook: RawHook,
     pub(super) journal: Option<RawJournal>,
     pub(super) ui: Option<RawUi>,
+    #[serde(default)]
+    pub(super) notifications: Vec<RawNotification>,
+}
+
+/// One `[[notifications]]` channel. `url` is read only to refuse it (a
+/// chat's or webhook's URL is a credential), without echoing it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNotification {
+    pub(super) name: Option<String>,
+    pub(super) kind: Option<String>,
+    pub(super) events: Option<Vec<String>>,
+    pub(super) stacks: Option<Vec<String>>,
+    pub(super) give_up_after: Option<String>,
+    pub(super) url: Option<OpaqueString>,
+    pub(super) url_env: Option<String>,
+    pub(super) url_file: Option<PathBuf>,
+    pub(super) secret_env: Option<String>,
+    pub(super) secret_file: Option<PathBuf>,
+    pub(super) smtp_host: Option<String>,
+    pub(super) smtp_port: Option<u16>,
+    pub(super) tls: Option<String>,
+    pub(super) ca_file: Option<PathBuf>,
+    pub(super) username: Option<String>,
+    pub(super) password_env: Option<String>,
+    pub(super) password_file: Option<PathBuf>,
+    pub(super) from: Option<String>,
+    pub(super) to: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Default)]

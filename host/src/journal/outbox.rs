@@ -304,6 +304,7 @@ pub(super) fn queue_reports(
         at_ms,
         reason,
     } = change;
+    super::notices::queue_notice(sql, stack, deploy_id, state, at_ms, reason)?;
     let refs = EventRefs::of(event_json);
     if refs.github_deployment_id.is_some() || requested {
         insert_report_row(

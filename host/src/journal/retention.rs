@@ -9,7 +9,10 @@ use super::{DbError, Journal, JournalError};
 /// `?2` = fewest kept per stack and `?3` = the cut-off: ranked newest
 /// first within their stack, past the maximum, or past the minimum and
 /// older than the cut-off; never one a pending GitHub request still needs,
-/// nor one with a report still waiting in the outbox.
+/// nor one with a report still waiting in the outbox, nor one with a
+/// notification still waiting to be sent. (A notice not yet fanned out
+/// goes with its deploy: a journal no sender looks at, such as a
+/// hook-only install's without channels, is pruned all the same.)
 /// Every statement of one prune computes the same set: none of them changes
 /// what it depends on before the last one deletes the deploys.
 const PRUNED_DEPLOYS: &str = "
@@ -24,7 +27,10 @@ const PRUNED_DEPLOYS: &str = "
         WHERE state = 'pending' AND deploy_id IS NOT NULL)
       AND id NOT IN (
         SELECT deploy_id FROM outbox
-        WHERE outcome IS NULL AND deploy_id IS NOT NULL)";
+        WHERE outcome IS NULL AND deploy_id IS NOT NULL)
+      AND id NOT IN (
+        SELECT o.deploy_id FROM notices o JOIN notifications n ON n.notice_id = o.id
+        WHERE n.outcome IS NULL AND o.deploy_id IS NOT NULL)";
 
 /// What to keep. Times are in milliseconds since the epoch.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -46,6 +46,7 @@ pub const SQLITE: &[Migration] = &[
     migration!("sqlite", 14, "0014_github_catch_up"),
     migration!("sqlite", 15, "0015_github_request_fallback"),
     migration!("sqlite", 16, "0016_stack_images"),
+    migration!("sqlite", 17, "0017_notifications"),
 ];
 
 /// The PostgreSQL journal's migrations; the versions applied are rows of
@@ -63,6 +64,7 @@ pub const POSTGRES: &[Migration] = &[
     migration!("postgres", 10, "0010_github_catch_up"),
     migration!("postgres", 11, "0011_github_request_fallback"),
     migration!("postgres", 12, "0012_stack_images"),
+    migration!("postgres", 13, "0013_notifications"),
 ];
 
 /// The newest version in `migrations`.

@@ -161,7 +161,8 @@ pub async fn run(
         Ended::TimedOut => {
             kill_tree(&mut child, pid).await;
             Err(fail(format!(
-                "timed out after {}",
+                "{}{}",
+                crate::journal::TIMED_OUT_REASON,
                 humantime::format_duration(spec.timeout)
             )))
         }

@@ -48,6 +48,16 @@ pub async fn post_event(
             format!("POST -> {}\n", resp.status()),
             Err(fail(format!("deploy endpoint answered {}", resp.status()))),
         ),
+        // Its stack's `timeout` ran out: said as the runner says it of a
+        // command, so it is told as `timed_out`.
+        Err(e) if e.is_timeout() => (
+            format!("POST failed: {}\n", e.without_url()),
+            Err(fail(format!(
+                "{}{}",
+                crate::journal::TIMED_OUT_REASON,
+                humantime::format_duration(timeout)
+            ))),
+        ),
         Err(e) => {
             let e = e.without_url();
             (

@@ -6,6 +6,7 @@ use super::*;
 
 mod github;
 mod journal;
+mod notifications;
 mod secrets;
 mod stacks;
 
