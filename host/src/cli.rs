@@ -32,6 +32,8 @@ pub enum Command {
     Logs(commands::logs::Logs),
     /// Look at a stack's polled repositories now (dry run): what moved, what would deploy.
     Poll(commands::poll::Poll),
+    /// Notifications: `notify test CHANNEL` sends a channel a test message.
+    Notify(commands::notify::Notify),
     /// Queue a manual deploy on the running server.
     Trigger(commands::trigger::Trigger),
     /// Run as git's post-receive hook (reads `<old> <new> <ref>` lines on stdin).
@@ -69,6 +71,7 @@ impl Cli {
             Command::Logs(c) => c.execute(),
             Command::Trigger(c) => c.execute(),
             Command::Poll(c) => c.execute(),
+            Command::Notify(c) => c.execute(),
             Command::PostReceive(c) => c.execute(),
             Command::InstallHook(c) => c.execute(),
             Command::RunQueued(c) => c.execute(),
@@ -86,7 +89,8 @@ impl Cli {
 pub mod exit {
     /// Success.
     pub const OK: i32 = 0;
-    /// The delivery was rejected (bad signature, malformed payload...).
+    /// The delivery was rejected (bad signature, malformed payload...), or
+    /// the channel did not take `notify test`'s message.
     pub const REJECTED: i32 = 1;
     /// Usage, configuration or I/O error.
     pub const ERROR: i32 = 2;
@@ -96,7 +100,9 @@ pub mod exit {
 
 /// The exit code for an error chain.
 pub fn exit_code(err: &anyhow::Error) -> i32 {
-    if err.downcast_ref::<commands::check::Rejected>().is_some() {
+    if err.downcast_ref::<commands::check::Rejected>().is_some()
+        || err.downcast_ref::<commands::notify::NotTaken>().is_some()
+    {
         exit::REJECTED
     } else if err.downcast_ref::<crate::plugin::PluginTrap>().is_some() {
         exit::TRAP

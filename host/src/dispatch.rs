@@ -442,6 +442,12 @@ impl Dispatcher {
                 self.metrics.delivery("unknown", e.kind());
                 let body = error_body(e.kind(), e.message());
                 self.record(label, None, None, None, status, &body, seen);
+                if let (401, Some(stack), Some(notifier)) = (status, label, &self.notifier) {
+                    notifier.refused(
+                        stack,
+                        &format!("{}: {}", e.kind(), crate::text::one_line(e.message())),
+                    );
+                }
                 return Dispatched { status, body };
             }
             Ok(Ok(o)) => o,

@@ -20,6 +20,17 @@ use serde_json::Value;
 
 use crate::config::{GithubConfig, Secret};
 
+/// GitHub's web address for its REST API's: `https://api.github.com` is
+/// `https://github.com`; GitHub Enterprise Server's `https://HOST/api/v3`
+/// is `https://HOST`.
+pub fn web_url(api_url: &str) -> Option<String> {
+    let url = url::Url::parse(api_url).ok()?;
+    let host = url.host_str()?;
+    let host = host.strip_prefix("api.").unwrap_or(host);
+    let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+    Some(format!("{}://{host}{port}", url.scheme()))
+}
+
 mod deliveries;
 pub use deliveries::{DeliveryPage, HookDelivery};
 

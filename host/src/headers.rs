@@ -35,3 +35,55 @@ pub fn read_headers(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
         .with_context(|| format!("reading headers file {}", path.display()))?;
     parse_headers(&text).with_context(|| format!("headers file {}", path.display()))
 }
+
+/// How long a `Retry-After` value asks to wait from `now`: seconds, or an
+/// HTTP date (a date in the past is no wait); at most `max`. `None`
+/// when it is neither.
+pub fn retry_after(
+    value: &str,
+    now: std::time::SystemTime,
+    max: std::time::Duration,
+) -> Option<std::time::Duration> {
+    let value = value.trim();
+    let wait = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        std::time::Duration::from_secs(value.parse::<u64>().unwrap_or(u64::MAX))
+    } else {
+        let at = httpdate::parse_http_date(value).ok()?;
+        at.duration_since(now).unwrap_or(std::time::Duration::ZERO)
+    };
+    Some(wait.min(max))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date_and_bounded() {
+        const HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
+        use std::time::Duration;
+        let now = httpdate::parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
+        assert_eq!(
+            retry_after("120", now, HOUR),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(retry_after(" 0 ", now, HOUR), Some(Duration::ZERO));
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now, HOUR),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now, HOUR),
+            Some(Duration::ZERO),
+            "a date past is no wait"
+        );
+        assert_eq!(retry_after("86400", now, HOUR), Some(HOUR));
+        assert_eq!(
+            retry_after("99999999999999999999999", now, HOUR),
+            Some(HOUR)
+        );
+        for bad in ["", "-5", "1.5", "soon", "Wed, 21 Oct 2015"] {
+            assert_eq!(retry_after(bad, now, HOUR), None, "{bad:?}");
+        }
+    }
+}

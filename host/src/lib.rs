@@ -22,6 +22,7 @@ pub mod journal;
 pub mod logfiles;
 pub mod manual;
 pub mod metrics;
+pub mod notifications;
 pub mod notify;
 pub mod ownership;
 pub mod plugin;

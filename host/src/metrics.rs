@@ -17,6 +17,7 @@ use prometheus_client::registry::Registry;
 use crate::journal::DeployState;
 
 pub mod catch_up;
+pub mod notifications;
 pub mod process;
 
 /// Histogram buckets for plugin time: 50 µs doubling up to ~0.8 s.
@@ -39,6 +40,8 @@ pub struct Metrics {
     github_request_fallbacks: Family<Vec<(String, String)>, Counter>,
     /// GitHub catch-up's series.
     pub catch_up: catch_up::CatchUpMetrics,
+    /// Notifications' series.
+    pub notifications: notifications::NotificationMetrics,
     // Encoding needs exclusive access to nothing but the registry; the lock
     // keeps concurrent scrapes from interleaving output.
     scrape: Mutex<()>,
@@ -137,6 +140,7 @@ impl Metrics {
             poll_last_success.clone(),
         );
         let catch_up = catch_up::CatchUpMetrics::register(&mut registry);
+        let notifications = notifications::NotificationMetrics::register(&mut registry);
         let github_request_fallbacks = Family::<Vec<(String, String)>, Counter>::default();
         registry.register(
             "github_request_fallbacks",
@@ -146,6 +150,7 @@ impl Metrics {
         Metrics {
             github_request_fallbacks,
             catch_up,
+            notifications,
             polls,
             poll_failures,
             poll_last_success,

@@ -44,7 +44,11 @@ pub fn policy(retention: &Retention, now_ms: i64) -> PrunePolicy {
 /// log and event files of the deploys it deleted (only files under
 /// `<state_dir>/logs`, whatever a row says).
 pub fn prune(config: &Config, journal: &Journal, now_ms: i64) -> Result<Pruned, JournalError> {
-    let pruned = journal.prune(&policy(&config.server.retention, now_ms))?;
+    let policy = policy(&config.server.retention, now_ms);
+    let pruned = journal.prune(&policy)?;
+    // Notices whose notifications are all settled, as old as the
+    // deliveries pruned (a pruned deploy's went with it).
+    journal.prune_notices(policy.deliveries_before_ms)?;
     let logs = config.server.state_dir.join("logs");
     for path in &pruned.log_paths {
         let path = Path::new(path);

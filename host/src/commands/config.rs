@@ -81,7 +81,41 @@ pub fn summary(config: &Config, path: &std::path::Path) -> String {
         out.push('\n');
         stack_summary(&mut out, stack, &base);
     }
+    for channel in &config.notifications {
+        out.push('\n');
+        channel_summary(&mut out, channel);
+    }
     out
+}
+
+/// A `[[notifications]]` channel: its kind and where it sends (never its
+/// URL or key: they are credentials), its events and stacks.
+fn channel_summary(out: &mut String, channel: &crate::config::NotificationChannel) {
+    use crate::config::ChannelTarget;
+    let to = match &channel.target {
+        ChannelTarget::Chat { .. } => "chat webhook (URL from its file or variable)".to_owned(),
+        ChannelTarget::Webhook { .. } => {
+            "signed webhook (URL and key from their files or variables)".to_owned()
+        }
+        ChannelTarget::Email(e) => format!(
+            "email via {}:{} ({}) to {}",
+            e.host,
+            e.port,
+            e.tls.as_str(),
+            e.to.join(", ")
+        ),
+    };
+    let _ = writeln!(out, "notifications {:?}: {to}", channel.name);
+    let events: Vec<&str> = channel.events.iter().map(|e| e.as_str()).collect();
+    let _ = writeln!(out, "  events: {}", events.join(", "));
+    let _ = writeln!(
+        out,
+        "  stacks: {}",
+        match &channel.stacks {
+            None => "every stack".to_owned(),
+            Some(s) => s.iter().cloned().collect::<Vec<_>>().join(", "),
+        }
+    );
 }
 
 fn stack_summary(out: &mut String, stack: &StackConfig, base: &str) {

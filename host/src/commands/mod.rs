@@ -11,6 +11,7 @@ pub mod install_hook;
 pub mod journal;
 pub mod logs;
 pub mod man;
+pub mod notify;
 pub mod poll;
 pub mod post_receive;
 pub mod reload;

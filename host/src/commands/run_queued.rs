@@ -76,10 +76,13 @@ async fn run_queued_until<S>(
     };
     let lock = lock?.context("stack lock wait given up")?;
     let metrics = Arc::new(crate::metrics::Metrics::new());
-    // A GitHub CD stack: send its pending deployment requests and report
-    // statuses from this process, as the server would.
-    let notifier = match config.stack(stack).and_then(|s| s.github.as_ref()) {
-        Some(_) => {
+    // A GitHub CD stack, or notification channels: send its pending
+    // deployment requests, report statuses and send notifications from
+    // this process, as the server would.
+    let reports =
+        config.stack(stack).is_some_and(|s| s.github.is_some()) || !config.notifications.is_empty();
+    let notifier = match reports {
+        true => {
             let runtime = Arc::new(super::one_shot_component(&config)?);
             Some(crate::notify::Notifier::start(
                 config.clone(),
@@ -88,7 +91,7 @@ async fn run_queued_until<S>(
                 Some(stack),
             )?)
         }
-        None => None,
+        false => None,
     };
     let observer = notifier
         .as_ref()

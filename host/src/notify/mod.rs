@@ -151,6 +151,8 @@ pub struct Notifier {
     /// `Some(deadline)` once [`Notifier::finish`] is called.
     stop: watch::Sender<Option<Instant>>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The `[[notifications]]` sender, woken with this one.
+    notifications: Arc<crate::notifications::Notifications>,
 }
 
 impl Notifier {
@@ -173,9 +175,16 @@ impl Notifier {
             journal: journal.clone(),
             holder: holder_name(&role)?,
             wake: Notify::new(),
-            settings: Mutex::new(Arc::new(settings_of(config)?)),
+            settings: Mutex::new(Arc::new(settings_of(config.clone())?)),
             fallbacks: std::sync::OnceLock::new(),
         });
+        let log_links = links.clone();
+        let notifications = crate::notifications::Notifications::start(
+            config.clone(),
+            journal.clone(),
+            Arc::new(move |id| log_links.url(id)),
+            holder_name(&role)?,
+        )?;
         let (stop, stopped) = watch::channel(None);
         let outbox = Outbox {
             shared: shared.clone(),
@@ -196,6 +205,7 @@ impl Notifier {
             links,
             stop,
             task: Mutex::new(Some(task)),
+            notifications,
         }))
     }
 
@@ -219,6 +229,7 @@ impl Notifier {
         runner: crate::runner::Runner,
         metrics: Arc<crate::metrics::Metrics>,
     ) {
+        self.notifications.count_in(metrics.clone());
         let _ = self
             .shared
             .fallbacks
@@ -235,13 +246,22 @@ impl Notifier {
     /// written): send them now if this process holds the lease.
     pub fn interrupted(&self, _ids: &[i64]) {
         self.shared.wake.notify_one();
+        self.notifications.wake();
+    }
+
+    /// A delivery to `stack`'s hook URL was refused for `reason` (a bad,
+    /// missing or stale signature): told to the notification channels that
+    /// opt in to `refused` ([`crate::notifications::probes`]).
+    pub fn refused(&self, stack: &str, reason: &str) {
+        self.notifications.refused(stack, reason);
     }
 
     /// Sends with `config` (its stacks' GitHub settings and callback hosts)
     /// from the next row on. An error (a GitHub client that cannot be
     /// built) changes nothing.
     pub fn reconfigure(&self, config: Arc<Config>) -> anyhow::Result<()> {
-        let settings = Arc::new(settings_of(config)?);
+        let settings = Arc::new(settings_of(config.clone())?);
+        self.notifications.reconfigure(config);
         match self.shared.settings.lock() {
             Ok(mut s) => *s = settings,
             Err(poisoned) => *poisoned.into_inner() = settings,
@@ -254,6 +274,10 @@ impl Notifier {
     /// then gives the lease up. What is left stays in the outbox for the
     /// next holder.
     pub async fn finish(&self, limit: Duration) {
+        tokio::join!(self.finish_outbox(limit), self.notifications.finish(limit));
+    }
+
+    async fn finish_outbox(&self, limit: Duration) {
         let task = match self.task.lock() {
             Ok(mut t) => t.take(),
             Err(poisoned) => poisoned.into_inner().take(),
@@ -278,8 +302,9 @@ impl Notifier {
 
 impl DeployObserver for Notifier {
     fn changed(&self, _deploy_id: i64, _state: DeployState, _detail: Option<&str>) {
-        // The transition wrote its outbox rows; send them.
+        // The transition wrote its outbox rows and its notice; send them.
         self.shared.wake.notify_one();
+        self.notifications.wake();
     }
 }
 

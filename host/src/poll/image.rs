@@ -9,7 +9,7 @@
 //! #auth-param ) ]`, parameters as `token` or `quoted-string`), and
 //! `Retry-After` (RFC 9110 §10.2.3: seconds or an HTTP date).
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// The most characters of a `WWW-Authenticate` header read: a real one is
 /// a few hundred; more is refused rather than parsed.
@@ -248,20 +248,6 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
 }
 
-/// How long a `Retry-After` value asks to wait from `now`: seconds, or an
-/// HTTP date (a date in the past is no wait); at most
-/// [`MAX_RETRY_AFTER`]. `None` when it is neither.
-pub fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    let wait = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-        Duration::from_secs(value.parse::<u64>().unwrap_or(u64::MAX))
-    } else {
-        let at = httpdate::parse_http_date(value).ok()?;
-        at.duration_since(now).unwrap_or(Duration::ZERO)
-    };
-    Some(wait.min(MAX_RETRY_AFTER))
-}
-
 /// A token server's answer, read.
 #[derive(Clone, PartialEq, Eq)]
 pub struct IssuedToken {
@@ -424,30 +410,6 @@ mod tests {
             sha256_digest(b""),
             "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
-    }
-
-    #[test]
-    fn retry_after_is_seconds_or_an_http_date_and_bounded() {
-        let now = httpdate::parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
-        assert_eq!(retry_after("120", now), Some(Duration::from_secs(120)));
-        assert_eq!(retry_after(" 0 ", now), Some(Duration::ZERO));
-        assert_eq!(
-            retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
-            Some(Duration::from_secs(30))
-        );
-        assert_eq!(
-            retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
-            Some(Duration::ZERO),
-            "a date past is no wait"
-        );
-        assert_eq!(retry_after("86400", now), Some(MAX_RETRY_AFTER));
-        assert_eq!(
-            retry_after("99999999999999999999999", now),
-            Some(MAX_RETRY_AFTER)
-        );
-        for bad in ["", "-5", "1.5", "soon", "Wed, 21 Oct 2015"] {
-            assert_eq!(retry_after(bad, now), None, "{bad:?}");
-        }
     }
 
     #[test]

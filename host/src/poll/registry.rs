@@ -33,7 +33,7 @@ use sha2::Digest as _;
 use tokio::time::Instant;
 
 use super::image::{
-    is_sha256_digest, parse_challenges, read_token_answer, retry_after, sha256_digest, Challenge,
+    is_sha256_digest, parse_challenges, read_token_answer, sha256_digest, Challenge,
 };
 use crate::config::{is_https_or_loopback_http, ImageReference, PollConfig};
 
@@ -265,7 +265,9 @@ fn rate_limited(response: &reqwest::Response) -> Option<RegistryError> {
         .headers()
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| retry_after(v, SystemTime::now()));
+        .and_then(|v| {
+            crate::headers::retry_after(v, SystemTime::now(), super::image::MAX_RETRY_AFTER)
+        });
     Some(RegistryError::RateLimited {
         status: status.as_u16(),
         wait,

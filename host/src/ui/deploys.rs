@@ -12,7 +12,9 @@ use super::{blocking, error_page, html, require, Peer, Signed, UiState};
 use axum::response::sse::{Event, KeepAlive, Sse};
 
 use super::view::{self, DeployView};
-use super::{FOLLOW_POLL, MAX_FOLLOW, MAX_FOLLOW_EVENT_BYTES, MAX_LOG_SHOWN_BYTES};
+use super::{
+    FOLLOW_POLL, MAX_FOLLOW, MAX_FOLLOW_EVENT_BYTES, MAX_LOG_SHOWN_BYTES, MAX_NOTIFICATIONS_SHOWN,
+};
 
 /// Looks at a followed log that may fail in a row (the journal is down, the
 /// offset asked for is past its end) before the stream ends.
@@ -58,7 +60,12 @@ pub(super) async fn deploy_page(
                 None => journal.request_fallen_back_to(id)?,
             },
         };
-        let github = (refs.github_deployment_id, request, journal.reports(id)?);
+        let github = (
+            refs.github_deployment_id,
+            request,
+            journal.reports(id)?,
+            journal.notifications_of_deploy(id, MAX_NOTIFICATIONS_SHOWN)?,
+        );
         // Its size first, then what it held up to there: the live log
         // goes on from exactly that byte, so nothing shows twice or never.
         let Some(source) = LogSource::of(journal, &deploy)? else {
@@ -97,7 +104,7 @@ pub(super) async fn deploy_page(
         Ok(Some((deploy, github, Some(text), size)))
     })
     .await;
-    let (deploy, (deployment_id, request, reports), log, shown) = match found {
+    let (deploy, (deployment_id, request, reports, notifications), log, shown) = match found {
         Ok(Some(found)) => found,
         Ok(None) => return missing(&signed),
         Err(response) => return response,
@@ -110,6 +117,7 @@ pub(super) async fn deploy_page(
             stack: deploy.queued.stack.clone(),
             d: DeployView::of_stack(&deploy, stack),
             github: view::github_view(stack, deployment_id, request.as_ref(), reports),
+            notifications: view::notifications_view(&notifications),
             exit_code: deploy.exit_code,
             can_cancel: signed.user.role >= crate::config::Role::Operator
                 && !deploy.state.is_final(),

@@ -70,6 +70,10 @@ pub const PASSWORD_CHECK_WAIT: Duration = Duration::from_secs(2);
 /// Deploys and deliveries the stack page lists.
 pub const PAGE_ROWS: usize = 50;
 
+/// The most notifications the deploy page lists (a deploy has at most a
+/// few per channel).
+pub const MAX_NOTIFICATIONS_SHOWN: usize = 200;
+
 /// The most of a deploy's log the deploy page shows: its last 256 KiB.
 pub const MAX_LOG_SHOWN_BYTES: u64 = 256 * 1024;
 

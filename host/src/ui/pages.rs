@@ -101,6 +101,8 @@ pub struct Deploy {
     pub d: DeployView,
     /// Its GitHub deployment and the reports of its states, if any.
     pub github: Option<GithubView>,
+    /// Its notifications: channel, event, how it went.
+    pub notifications: Vec<(String, String, String)>,
     /// The signed-in user may cancel it (an operator, and it has not ended).
     pub can_cancel: bool,
     /// Its command's exit status, when recorded.

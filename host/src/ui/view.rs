@@ -173,7 +173,7 @@ pub fn commit_url(stack: &StackConfig, provider: &str, sha: &str) -> Option<Stri
         return None;
     }
     let web = match &stack.github {
-        Some(g) => github_web(&g.api_url)?,
+        Some(g) => crate::github::web_url(&g.api_url)?,
         None if provider == "github" => "https://github.com".to_owned(),
         None => return None,
     };
@@ -200,6 +200,28 @@ pub struct GithubView {
     /// Each report of the deploy's states, oldest first: (to whom, state,
     /// how it went).
     pub reports: Vec<(String, String, String)>,
+}
+
+/// What a deploy's page lists of its notifications: channel, event, and
+/// how it went (`sent: HTTP 200`, `waiting (attempt 2: HTTP 503)`,
+/// `failed: ...`).
+pub fn notifications_view(
+    records: &[crate::journal::NotificationRecord],
+) -> Vec<(String, String, String)> {
+    records
+        .iter()
+        .map(|r| {
+            let n = &r.notification;
+            let detail = r.detail.as_deref().unwrap_or("");
+            let how = match (&r.outcome, detail.is_empty()) {
+                (Some(outcome), true) => outcome.clone(),
+                (Some(outcome), false) => format!("{outcome}: {detail}"),
+                (None, true) => "waiting".to_owned(),
+                (None, false) => format!("waiting ({detail})"),
+            };
+            (n.channel.clone(), n.event.clone(), how)
+        })
+        .collect()
 }
 
 /// What deploy's page says of its GitHub deployment: `deployment_id` is
@@ -248,23 +270,12 @@ pub fn github_view(
         deployments_page: github.and_then(|g| {
             Some(format!(
                 "{}/{}/deployments",
-                github_web(&g.api_url)?,
+                crate::github::web_url(&g.api_url)?,
                 g.repository
             ))
         }),
         reports,
     })
-}
-
-/// GitHub's web address for its REST API's: `https://api.github.com` is
-/// `https://github.com`; GitHub Enterprise Server's `https://HOST/api/v3`
-/// is `https://HOST`.
-fn github_web(api_url: &str) -> Option<String> {
-    let url = url::Url::parse(api_url).ok()?;
-    let host = url.host_str()?;
-    let host = host.strip_prefix("api.").unwrap_or(host);
-    let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
-    Some(format!("{}://{host}{port}", url.scheme()))
 }
 
 /// What a stack follows, in a few words: `acme/web, branch main`, `image
