@@ -43,6 +43,16 @@
 //! - `github_outbox`: the outbox of GitHub reports sent once and in order
 //!   by one sender per journal (issue 15): a server killed with statuses
 //!   waiting, two replicas' senders on one PostgreSQL journal.
+//! - `notifications`: the `[[notifications]]` channels (issue 18) against a
+//!   scripted loopback HTTP receiver (chat, signed webhook) and a real SMTP
+//!   server (aiosmtpd, STARTTLS with a private CA, a login): one message
+//!   per subscribed deploy outcome (failed, cancelled, timed out), retries
+//!   and `Retry-After` (never sooner than the back-off), a server killed
+//!   with a notification waiting, a channel down while deploys go on, a
+//!   slow channel holding back no other, refused deliveries told once then
+//!   summed up, a hook-only install's runner retrying before it exits, the
+//!   deploy page's list, `redeploy notify test`, and no channel credential
+//!   in any log or output.
 //! - `hostile`: the hostile-input matrix (`hostile::matrix`, one named test
 //!   per bad request, none deploying anything) and the issue-12 attacks that
 //!   need a world of their own: `hostile::plugin` (decisions in the
@@ -83,6 +93,7 @@ mod hostile;
 mod journal;
 mod load;
 mod node;
+mod notifications;
 mod package;
 mod poll;
 mod poll_registry;

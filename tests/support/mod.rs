@@ -6,6 +6,10 @@
 //! - [`tools`]: third-party tools a test runs (the wasmtime CLI, PyPI installs);
 //! - [`http`]: a minimal HTTP/1.1 client, and a one-request receiver standing
 //!   in for an endpoint a deploy or a callback calls;
+//! - [`receiver`]: a scripted loopback HTTP endpoint that records every
+//!   request and can go down and come back (notification channels);
+//! - [`smtp`]: a real SMTP server (aiosmtpd) recording each message, and a
+//!   throwaway CA and certificate for its STARTTLS;
 //! - [`server`]: a running `redeploy serve` process;
 //! - [`stacks`]: `[[stacks]]` tables of a test configuration, built key by key,
 //!   and the hook tokens and URLs of numbered stacks;
@@ -33,8 +37,10 @@ pub mod deploy;
 pub mod git;
 pub mod http;
 pub mod postgres;
+pub mod receiver;
 pub mod replicas;
 pub mod server;
+pub mod smtp;
 pub mod stacks;
 pub mod tools;
 pub mod users;
