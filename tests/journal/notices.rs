@@ -196,8 +196,8 @@ fn old_notifications_are_given_up_and_unsent_ones_keep_their_deploy(store: &Stor
     assert_eq!(j.prune(&prune_all).unwrap().deploys, 0);
     // Events from before 2 ms ago (all three, at 1 and 3 ms) given up on
     // "api-team" only.
-    assert_eq!(j.give_up_notifications("ops", 10, 20).unwrap(), 0);
-    assert_eq!(j.give_up_notifications("api-team", 10, 20).unwrap(), 3);
+    assert_eq!(j.give_up_notifications("ops", 10, &[], 20).unwrap(), 0);
+    assert_eq!(j.give_up_notifications("api-team", 10, &[], 20).unwrap(), 3);
     let records = j.notifications(0, 10).unwrap();
     assert!(records
         .iter()

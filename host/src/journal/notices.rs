@@ -378,14 +378,21 @@ impl Journal {
     /// Whether any notice waits to be fanned out or any notification to
     /// be sent.
     pub fn notifications_pending(&self) -> Result<bool, JournalError> {
+        self.notifications_due_by(i64::MAX)
+    }
+
+    /// Whether any notice waits to be fanned out or any notification may
+    /// be sent by `by_ms` (one held back until later does not count).
+    pub fn notifications_due_by(&self, by_ms: i64) -> Result<bool, JournalError> {
         self.read("read the notifications", |sql| {
             Ok(sql
                 .query_opt(
                     "SELECT 1 FROM notices WHERE fanned_out_at_ms IS NULL
                      UNION ALL
-                     SELECT 1 FROM notifications WHERE outcome IS NULL
+                     SELECT 1 FROM notifications
+                     WHERE outcome IS NULL AND (not_before_ms IS NULL OR not_before_ms <= ?1)
                      LIMIT 1",
-                    args![],
+                    args![by_ms],
                 )?
                 .is_some())
         })
@@ -393,23 +400,32 @@ impl Journal {
 
     /// Settles as failed, unsent, every unsettled notification of
     /// `channel` whose event is older than `before_ms` (past the channel's
-    /// `give_up_after`); how many.
+    /// `give_up_after`), but those in `sending` (their sends settle them);
+    /// how many.
     pub fn give_up_notifications(
         &self,
         channel: &str,
         before_ms: i64,
+        sending: &[i64],
         at_ms: i64,
     ) -> Result<u64, JournalError> {
+        // The ids are numbers this process holds, written in the text.
+        let spared = if sending.is_empty() {
+            String::new()
+        } else {
+            let ids: Vec<String> = sending.iter().map(i64::to_string).collect();
+            format!(" AND id NOT IN ({})", ids.join(", "))
+        };
+        let statement = format!(
+            "UPDATE notifications
+             SET outcome = 'failed', settled_at_ms = ?3,
+                 outcome_detail = 'not sent within the channel''s give_up_after'
+                                  || COALESCE(' (last: ' || outcome_detail || ')', '')
+             WHERE channel = ?1 AND outcome IS NULL{spared}
+               AND notice_id IN (SELECT id FROM notices WHERE created_at_ms < ?2)"
+        );
         self.append("give up old notifications", |sql| {
-            sql.execute(
-                "UPDATE notifications
-                 SET outcome = 'failed', settled_at_ms = ?3,
-                     outcome_detail = 'not sent within the channel''s give_up_after'
-                                      || COALESCE(' (last: ' || outcome_detail || ')', '')
-                 WHERE channel = ?1 AND outcome IS NULL
-                   AND notice_id IN (SELECT id FROM notices WHERE created_at_ms < ?2)",
-                args![channel, before_ms, at_ms],
-            )
+            sql.execute(&statement, args![channel, before_ms, at_ms])
         })
     }
 

@@ -146,6 +146,36 @@ pub const TABLES: &[(&str, &[&str])] = &[
         &["stack", "image", "digest", "deploy_id", "seen_at_ms"],
     ),
     (
+        "notices",
+        &[
+            "id",
+            "stack",
+            "event",
+            "deploy_id",
+            "detail",
+            "refused_count",
+            "refused_window_ms",
+            "created_at_ms",
+            "fanned_out_at_ms",
+        ],
+    ),
+    (
+        "notifications",
+        &[
+            "id",
+            "notice_id",
+            "channel",
+            "stack",
+            "created_at_ms",
+            "attempts",
+            "not_before_ms",
+            "tried_at_ms",
+            "outcome",
+            "outcome_detail",
+            "settled_at_ms",
+        ],
+    ),
+    (
         "replay_keys",
         &[
             "key",
@@ -165,6 +195,8 @@ const IDENTITY_TABLES: &[&str] = &[
     "deploy_transitions",
     "github_deployment_requests",
     "reports",
+    "notices",
+    "notifications",
 ];
 
 /// Whether a column of [`TABLES`] holds integers (ids, times in
@@ -176,7 +208,14 @@ fn is_integer_column(column: &str) -> bool {
             || column.ends_with("_ms")
             || matches!(
                 column,
-                "status" | "exit_code" | "superseded_by" | "pgid" | "http_status" | "failures"
+                "status"
+                    | "exit_code"
+                    | "superseded_by"
+                    | "pgid"
+                    | "http_status"
+                    | "failures"
+                    | "refused_count"
+                    | "attempts"
             ))
 }
 

@@ -136,6 +136,16 @@ impl Shared {
     /// Records an attempt at `channel` that ended as `outcome` (a failure
     /// when `failing`), logging the channel's change of state once.
     fn attempted(&self, channel: &str, outcome: &str, failing: bool, detail: &str) {
+        // A send under an older config, for a channel a reload removed:
+        // nothing to report of it any more.
+        if !self
+            .config()
+            .notifications
+            .iter()
+            .any(|c| c.name == channel)
+        {
+            return;
+        }
         if let Some(m) = self.metrics.get() {
             m.notifications.attempt(channel, outcome, failing);
         }
@@ -202,16 +212,7 @@ impl Notifications {
             probes: probes::Probes::default(),
         });
         let (stop, stopped) = watch::channel(None);
-        let task = tokio::spawn(
-            Sender {
-                shared: shared.clone(),
-                held: false,
-                renew_at: Instant::now(),
-                sends: JoinSet::new(),
-                sending: HashSet::new(),
-            }
-            .run(stopped),
-        );
+        let task = tokio::spawn(Sender::new(shared.clone()).run(stopped));
         Ok(Arc::new(Notifications {
             shared,
             stop,
@@ -284,7 +285,7 @@ impl Notifications {
             Ok(mut t) => t.take(),
             Err(poisoned) => poisoned.into_inner().take(),
         };
-        write_probes(&self.shared, self.shared.probes.take_finished(i64::MAX));
+        write_probes(&self.shared, self.shared.probes.take_all(now_ms()));
         let _ = self.stop.send(Some(Instant::now() + limit));
         let Some(mut task) = task else { return };
         if tokio::time::timeout(limit + SEND_LIMIT + JOURNAL_RETRY, &mut task)
@@ -309,9 +310,14 @@ struct Sender {
     held: bool,
     /// When to renew the lease next.
     renew_at: Instant,
+    /// Until when the lease surely holds, by this process's clock (its
+    /// last renewal began before then less [`LEASE_TTL`]): a renewal that
+    /// fails on the journal stops the sends only then.
+    valid_until: Instant,
     /// The sends under way, one per lane at most.
-    sends: JoinSet<(Lane, Result<(), Lost>)>,
-    sending: HashSet<Lane>,
+    sends: JoinSet<Result<(), Lost>>,
+    /// Each send's lane and notification, by task.
+    sending: HashMap<tokio::task::Id, (Lane, i64)>,
 }
 
 /// A send found the lease gone.
@@ -328,7 +334,23 @@ enum Look {
     Failed,
 }
 
+/// How long before the lease's end by this process's clock it counts as
+/// gone: a margin for the clocks' drift and a slow journal call.
+const LEASE_MARGIN: Duration = Duration::from_secs(3);
+
 impl Sender {
+    fn new(shared: Arc<Shared>) -> Sender {
+        let now = Instant::now();
+        Sender {
+            shared,
+            held: false,
+            renew_at: now,
+            valid_until: now,
+            sends: JoinSet::new(),
+            sending: HashMap::new(),
+        }
+    }
+
     async fn run(mut self, mut stop: watch::Receiver<Option<Instant>>) {
         let deadline = loop {
             if let Some(deadline) = *stop.borrow() {
@@ -336,39 +358,54 @@ impl Sender {
             }
             // Every process sums its refused deliveries up, holder or not.
             write_probes(&self.shared, self.shared.probes.take_finished(now_ms()));
-            let pause = match self.step() {
+            let pause = match self.step(true) {
                 Some(pause) => pause,
                 None => LEASE_POLL,
             };
             tokio::select! {
                 () = self.shared.wake.notified() => {}
                 () = tokio::time::sleep(pause) => {}
-                Some(done) = self.sends.join_next(), if !self.sends.is_empty() => self.ended(done),
+                Some(done) = self.sends.join_next_with_id(), if !self.sends.is_empty() => self.ended(done),
                 changed = stop.changed() => if changed.is_err() { break Instant::now() },
             }
         };
         // Before stopping: what is due by the deadline, retries included
-        // (no send starts after it).
+        // (no send starts after it), unless another process holds the
+        // lease (it sends them).
+        let deadline_ms =
+            now_ms().saturating_add(millis(deadline.saturating_duration_since(Instant::now())));
         let _ = tokio::time::timeout_at(deadline, async {
             loop {
-                let pending = self.shared.journal.notifications_pending().unwrap_or(false);
+                let due = self
+                    .shared
+                    .journal
+                    .notifications_due_by(deadline_ms)
+                    .unwrap_or(false);
                 let sends = may_send(&self.shared.config());
-                if !(pending && sends) && self.sends.is_empty() {
+                if !(due && sends) && self.sends.is_empty() {
                     break;
                 }
-                let pause = self.step().unwrap_or(LEASE_POLL);
+                if !self.held && !self.take() && self.sends.is_empty() {
+                    break;
+                }
+                let pause = self.step(true).unwrap_or(LEASE_POLL);
                 tokio::select! {
                     () = tokio::time::sleep(pause) => {}
-                    Some(done) = self.sends.join_next(), if !self.sends.is_empty() => self.ended(done),
+                    Some(done) = self.sends.join_next_with_id(), if !self.sends.is_empty() => self.ended(done),
                 }
             }
         })
         .await;
         // A send under way ends (or runs out of time) rather than being cut
-        // after the channel took it.
+        // after the channel took it; the lease is kept renewed meanwhile,
+        // so no other process sends it too.
         let _ = tokio::time::timeout(SEND_LIMIT, async {
-            while let Some(done) = self.sends.join_next().await {
-                self.ended(done);
+            while !self.sends.is_empty() {
+                let pause = self.step(false).unwrap_or(LEASE_POLL);
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    Some(done) = self.sends.join_next_with_id() => self.ended(done),
+                }
             }
         })
         .await;
@@ -381,10 +418,10 @@ impl Sender {
         }
     }
 
-    /// Holds the lease (taking or renewing it when due) and starts the
-    /// sends that are due: how long to wait before the next step, `None`
-    /// when this process does not send now.
-    fn step(&mut self) -> Option<Duration> {
+    /// Holds the lease (taking or renewing it when due) and, when `start`,
+    /// starts the sends that are due: how long to wait before the next
+    /// step, `None` when this process does not send now.
+    fn step(&mut self, start: bool) -> Option<Duration> {
         if !may_send(&self.shared.config()) {
             return None;
         }
@@ -395,6 +432,9 @@ impl Sender {
             return None;
         }
         let until_renewal = self.renew_at.saturating_duration_since(Instant::now());
+        if !start {
+            return Some(until_renewal.min(POLL));
+        }
         let pause = match self.look() {
             Look::Waiting(due) => due.map_or(POLL, |at| {
                 Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0))
@@ -408,22 +448,31 @@ impl Sender {
         Some(pause.min(POLL).min(until_renewal))
     }
 
-    /// A send ended.
-    fn ended(&mut self, done: Result<(Lane, Result<(), Lost>), tokio::task::JoinError>) {
+    /// A send ended: its lane is free.
+    fn ended(&mut self, done: Result<(tokio::task::Id, Result<(), Lost>), tokio::task::JoinError>) {
         match done {
-            Ok((lane, outcome)) => {
-                self.sending.remove(&lane);
+            Ok((id, outcome)) => {
+                self.sending.remove(&id);
                 if outcome.is_err() {
                     self.lost();
                 }
             }
-            // A send that panicked (a bug): its lane is freed when the set
-            // is (the panic was logged by the runtime).
             Err(e) => {
-                tracing::error!(error = %e, "a notification send ended abnormally");
-                self.sending.clear();
+                self.sending.remove(&e.id());
+                if !e.is_cancelled() {
+                    tracing::error!(error = %e, "a notification send ended abnormally");
+                }
             }
         }
+    }
+
+    /// The lease was taken or renewed by a call begun at `before`.
+    fn held_from(&mut self, before: Instant) {
+        self.held = true;
+        self.renew_at = before + LEASE_RENEW;
+        self.valid_until = (before + LEASE_TTL)
+            .checked_sub(LEASE_MARGIN)
+            .unwrap_or(before);
     }
 
     fn take(&mut self) -> bool {
@@ -434,8 +483,7 @@ impl Sender {
             .take_lease(NOTIFICATIONS_LEASE, &self.shared.holder, LEASE_TTL)
         {
             Ok(true) => {
-                self.held = true;
-                self.renew_at = before + LEASE_RENEW;
+                self.held_from(before);
                 tracing::debug!(holder = %self.shared.holder, "this process sends the notifications");
                 true
             }
@@ -447,6 +495,9 @@ impl Sender {
         }
     }
 
+    /// Renews the lease; false when this process may not send now. A
+    /// renewal the journal fails is tried again shortly, and the sends
+    /// under way stop only when the lease may have run out.
     fn renew(&mut self) -> bool {
         let before = Instant::now();
         match self
@@ -455,7 +506,7 @@ impl Sender {
             .renew_lease(NOTIFICATIONS_LEASE, &self.shared.holder, LEASE_TTL)
         {
             Ok(true) => {
-                self.renew_at = before + LEASE_RENEW;
+                self.held_from(before);
                 true
             }
             Ok(false) => {
@@ -463,9 +514,14 @@ impl Sender {
                 self.lost();
                 false
             }
-            Err(e) => {
+            Err(e) if Instant::now() >= self.valid_until => {
                 tracing::warn!(error = %e, "journal: cannot renew the notifications lease; sending stops");
                 self.lost();
+                false
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "journal: cannot renew the notifications lease; trying again");
+                self.renew_at = Instant::now() + JOURNAL_RETRY;
                 false
             }
         }
@@ -473,8 +529,10 @@ impl Sender {
 
     /// The lease is gone: the sends under way stop at once (one the
     /// channel took is sent again by the next holder), and it is let go.
+    /// The set is replaced, so no stopped send's end is mistaken for a
+    /// later one's.
     fn lost(&mut self) {
-        self.sends.abort_all();
+        self.sends = JoinSet::new();
         self.sending.clear();
         if self.held {
             self.held = false;
@@ -524,24 +582,35 @@ impl Sender {
             }
         };
         let now = now_ms();
+        let busy: HashSet<Lane> = self
+            .sending
+            .values()
+            .map(|(lane, _)| lane.clone())
+            .collect();
+        let in_flight: Vec<i64> = self.sending.values().map(|(_, id)| *id).collect();
         // A backlog older than its channel's `give_up_after` (the server
-        // was down longer): given up in one go, said once.
+        // was down longer): given up in one go, said once; a notification
+        // being sent is left to its send.
+        let before = |c: &NotificationChannel| now.saturating_sub(millis(c.give_up_after));
         let stale: Vec<&NotificationChannel> = config
             .notifications
             .iter()
             .filter(|c| {
                 heads.iter().any(|n| {
-                    n.channel == c.name && n.at_ms.saturating_add(millis(c.give_up_after)) <= now
+                    n.channel == c.name
+                        && n.at_ms < before(c)
+                        && !busy.contains(&(n.channel.clone(), n.stack.clone()))
                 })
             })
             .collect();
         if !stale.is_empty() {
             for channel in stale {
-                let before = now.saturating_sub(millis(channel.give_up_after));
-                match shared
-                    .journal
-                    .give_up_notifications(&channel.name, before, now)
-                {
+                match shared.journal.give_up_notifications(
+                    &channel.name,
+                    before(channel),
+                    &in_flight,
+                    now,
+                ) {
                     Ok(0) => {}
                     Ok(n) => {
                         tracing::warn!(channel = %channel.name, count = n, "notifications older than the channel's give_up_after ({}) given up unsent", humantime::format_duration(channel.give_up_after));
@@ -558,9 +627,10 @@ impl Sender {
             return Look::Waiting(Some(now));
         }
         let mut next_due: Option<i64> = None;
+        let mut started = Vec::new();
         for n in heads {
             let lane = (n.channel.clone(), n.stack.clone());
-            if self.sending.contains(&lane) {
+            if busy.contains(&lane) || started.contains(&lane) {
                 continue;
             }
             if let Some(at) = n.not_before_ms.filter(|at| *at > now) {
@@ -568,13 +638,13 @@ impl Sender {
                 continue;
             }
             // At capacity: the next send to end wakes the sender.
-            if self.sends.len() >= MAX_PARALLEL_SENDS {
+            if self.sends.len() + started.len() >= MAX_PARALLEL_SENDS {
                 break;
             }
-            self.sending.insert(lane.clone());
-            let (shared, config) = (shared.clone(), config.clone());
-            self.sends
-                .spawn(async move { (lane, one(shared, config, n).await) });
+            started.push(lane.clone());
+            let (shared, config, id) = (shared.clone(), config.clone(), n.id);
+            let task = self.sends.spawn(one(shared, config, n));
+            self.sending.insert(task.id(), (lane, id));
         }
         Look::Waiting(next_due)
     }

@@ -87,8 +87,17 @@ impl Probes {
         out
     }
 
-    /// The summaries of the windows over at `now_ms` (every window when
-    /// `now_ms` is `i64::MAX`, at a stop), which are forgotten.
+    /// Every window's summary at `now_ms`, over or not (at a stop), each
+    /// window as long as it lasted; all are forgotten.
+    pub fn take_all(&self, now_ms: i64) -> Vec<ProbeNotice> {
+        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        windows
+            .drain()
+            .filter_map(|(stack, w)| summary(&stack, &w, now_ms))
+            .collect()
+    }
+
+    /// The summaries of the windows over at `now_ms`, which are forgotten.
     pub fn take_finished(&self, now_ms: i64) -> Vec<ProbeNotice> {
         let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = Vec::new();
@@ -124,6 +133,14 @@ mod tests {
         assert_eq!(done[0].stack, "web");
         assert_eq!(done[0].count, 999);
         assert_eq!(done[0].window, PROBE_WINDOW);
+        // At a stop, a window cut short says how long it lasted.
+        probes.refused("api", "bad-signature", 7);
+        let cut = probes.take_all(65_000);
+        assert_eq!(cut.len(), 1, "{cut:?}");
+        assert_eq!(
+            (cut[0].stack.as_str(), cut[0].count, cut[0].window),
+            ("api", 1, Duration::from_millis(65_000 - 5))
+        );
         // The next refusal starts a new window, told of at once.
         assert_eq!(
             probes
