@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use super::{args, Backend, Commit, Journal, JournalError, RELEASED_CHANNEL};
+use super::{args, Backend, Claim, Commit, Journal, JournalError, RELEASED_CHANNEL};
 
 /// The expression for "now" in milliseconds on the database's clock
 /// (PostgreSQL's `clock_timestamp()`, not the transaction's start time;
@@ -74,6 +74,45 @@ impl Journal {
                 sql.announce(RELEASED_CHANNEL, name)?;
             }
             Ok(())
+        })
+    }
+
+    /// For `holder` of lease `lease` about to send row `id` of outbox
+    /// table `table` (`outbox`, `notifications`; a name of this crate's,
+    /// never input): renews the lease to `ttl` from now on the database's
+    /// clock and counts the attempt, in one transaction.
+    /// [`Claim::LeaseLost`] when `holder` no longer holds the lease
+    /// (nothing is written), [`Claim::Settled`] when the row needs no
+    /// sending.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn claim_row(
+        &self,
+        op: &'static str,
+        lease: &str,
+        table: &'static str,
+        id: i64,
+        holder: &str,
+        ttl: Duration,
+        at_ms: i64,
+    ) -> Result<Claim, JournalError> {
+        let now = clock(&self.backend);
+        let renew = format!(
+            "UPDATE leases SET expires_at_ms = {now} + ?3
+             WHERE name = ?1 AND holder = ?2 AND expires_at_ms >= {now}"
+        );
+        let count = format!(
+            "UPDATE {table} SET attempts = attempts + 1, tried_at_ms = ?2
+             WHERE id = ?1 AND outcome IS NULL"
+        );
+        self.append(op, |sql| {
+            if sql.execute(&renew, args![lease, holder, millis(ttl)])? != 1 {
+                return Ok(Claim::LeaseLost);
+            }
+            Ok(if sql.execute(&count, args![id, at_ms])? == 1 {
+                Claim::Claimed
+            } else {
+                Claim::Settled
+            })
         })
     }
 

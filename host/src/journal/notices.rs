@@ -148,19 +148,6 @@ impl NotificationOutcome {
     }
 }
 
-/// Renews `holder`'s [`NOTIFICATIONS_LEASE`] to `ttl_ms` from now on the
-/// database's clock, in the caller's transaction: false if it holds it no
-/// longer.
-fn renew_in(sql: &mut dyn Sql, now: &str, holder: &str, ttl_ms: i64) -> Result<bool, DbError> {
-    Ok(sql.execute(
-        &format!(
-            "UPDATE leases SET expires_at_ms = {now} + ?3
-             WHERE name = ?1 AND holder = ?2 AND expires_at_ms >= {now}"
-        ),
-        args![NOTIFICATIONS_LEASE, holder, ttl_ms],
-    )? == 1)
-}
-
 fn millis(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
 }
@@ -321,22 +308,15 @@ impl Journal {
         ttl: std::time::Duration,
         at_ms: i64,
     ) -> Result<Claim, JournalError> {
-        let now = super::leases::clock(&self.backend);
-        self.append("claim a notification", |sql| {
-            if !renew_in(sql, now, holder, millis(ttl))? {
-                return Ok(Claim::LeaseLost);
-            }
-            let claimed = sql.execute(
-                "UPDATE notifications SET attempts = attempts + 1, tried_at_ms = ?2
-                 WHERE id = ?1 AND outcome IS NULL",
-                args![id, at_ms],
-            )?;
-            Ok(if claimed == 1 {
-                Claim::Claimed
-            } else {
-                Claim::Settled
-            })
-        })
+        self.claim_row(
+            "claim a notification",
+            NOTIFICATIONS_LEASE,
+            "notifications",
+            id,
+            holder,
+            ttl,
+            at_ms,
+        )
     }
 
     /// Settles notification `id`. False (and nothing written) if it was

@@ -529,27 +529,15 @@ impl Journal {
         ttl: std::time::Duration,
         at_ms: i64,
     ) -> Result<Claim, JournalError> {
-        let now = super::leases::clock(&self.backend);
-        let renew = format!(
-            "UPDATE leases SET expires_at_ms = {now} + ?3
-             WHERE name = ?1 AND holder = ?2 AND expires_at_ms >= {now}"
-        );
-        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 4);
-        self.append("claim an outbox row", |sql| {
-            if sql.execute(&renew, args![OUTBOX_LEASE, holder, ttl_ms])? != 1 {
-                return Ok(Claim::LeaseLost);
-            }
-            let claimed = sql.execute(
-                "UPDATE outbox SET attempts = attempts + 1, tried_at_ms = ?2
-                 WHERE id = ?1 AND outcome IS NULL",
-                args![id, at_ms],
-            )?;
-            Ok(if claimed == 1 {
-                Claim::Claimed
-            } else {
-                Claim::Settled
-            })
-        })
+        self.claim_row(
+            "claim an outbox row",
+            OUTBOX_LEASE,
+            "outbox",
+            id,
+            holder,
+            ttl,
+            at_ms,
+        )
     }
 
     /// Settles row `id` as `settlement` says, with the request's answer and
