@@ -125,15 +125,24 @@ fn a_replica_cut_off_while_recording_the_process_group_still_fences() {
     let flag = dir.join("frozen");
     // Stopped when dropped, so a failing assertion leaves no proxy behind
     // (it would hold the test run's output open).
-    let proxy = KillOnDrop(
+    let mut proxy = KillOnDrop(
         std::process::Command::new("python3")
             .arg(crate::support::workspace().join("tests/support/pg_cutoff.py"))
             .args([proxy_port.to_string(), pg_port.to_string(), needle])
             .arg(&flag)
+            .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap(),
     );
-    std::thread::sleep(Duration::from_millis(500));
+    // The proxy says when it listens (a fixed sleep lost that race on a
+    // loaded machine: the replica found nothing listening).
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(proxy.0.stdout.as_mut().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert_eq!(ready.trim(), "listening");
     let via_proxy = format!("postgres://postgres@127.0.0.1:{proxy_port}/{name}");
     let stacks = [("s0", 1, "30")];
     let a = replica(&dir, "a", &via_proxy, "", "lease = \"2s\"", &stacks);

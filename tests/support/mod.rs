@@ -11,6 +11,8 @@
 //! - [`smtp`]: a real SMTP server (aiosmtpd) recording each message, and a
 //!   throwaway CA and certificate for its STARTTLS;
 //! - [`server`]: a running `redeploy serve` process;
+//! - [`warm`]: the compiled-component cache a server's fresh state
+//!   directory gets before its first start, compiled once per test process;
 //! - [`stacks`]: `[[stacks]]` tables of a test configuration, built key by key,
 //!   and the hook tokens and URLs of numbered stacks;
 //! - [`deploy`]: the stand-in deploy program and other executable scripts;
@@ -44,6 +46,7 @@ pub mod smtp;
 pub mod stacks;
 pub mod tools;
 pub mod users;
+pub mod warm;
 pub mod world;
 
 pub use server::ServerProcess;

@@ -75,6 +75,8 @@ s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("127.0.0.1", listen_port))
 s.listen(64)
+# The test waits for this line before it connects through the proxy.
+print("listening", flush=True)
 conns = []
 while True:
     c, _ = s.accept()

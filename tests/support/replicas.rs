@@ -68,6 +68,7 @@ pub struct Replica {
 impl Replica {
     /// Starts it (on its port, again after a kill).
     pub fn start(&self) -> ServerProcess {
+        super::warm::prime(&self.config.parent().unwrap().join("state"));
         ServerProcess::start_env(&self.config, self.port, &[], self.log.clone(), &[])
     }
 

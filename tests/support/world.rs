@@ -102,6 +102,7 @@ impl World {
     /// Starts the server on `port` with extra environment variables.
     pub fn start_on(&self, port: u16, extra: &[&str], env: &[(&str, &str)]) -> ServerProcess {
         let log = self.dir.join("server.log");
+        super::warm::prime(&self.dir.join("state"));
         ServerProcess::start_env(&self.config, port, extra, log, env)
     }
 
