@@ -260,6 +260,7 @@ fn wit_context(v: Option<&Value>) -> wit::EvaluationContext {
         max_event_age_ms: c
             .max_event_age_ms
             .unwrap_or(redeploy_plugin::evaluate::DEFAULT_MAX_EVENT_AGE_MS),
+        body_macs: None,
     }
 }
 

@@ -92,6 +92,7 @@ pub fn check_config(text: &str) {
             now_ms: None,
             deployment_key: None,
             max_event_age_ms: u64::MAX,
+            body_macs: None,
         };
         match runtime
             .evaluate(&stacks, &delivery, &context)

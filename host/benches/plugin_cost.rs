@@ -131,6 +131,9 @@ fn wit_context() -> wit::EvaluationContext {
         now_ms: None,
         deployment_key: None,
         max_event_age_ms: redeploy_plugin::evaluate::DEFAULT_MAX_EVENT_AGE_MS,
+        // `PluginRuntime::evaluate` computes the body's MACs natively, as
+        // `redeploy serve` does, and the measurement includes that.
+        body_macs: None,
     }
 }
 
@@ -173,6 +176,20 @@ fn check_agreement(input: &Input) {
         .evaluate(&input.wit_stacks, &input.wit_delivery, &wit_context())
         .expect("component trapped")
         .unwrap_or_else(|e| panic!("{}: component evaluation failed: {e:?}", input.name));
+    let guest_macs = runtime()
+        .evaluate(
+            &input.wit_stacks,
+            &input.wit_delivery,
+            &guest_macs_context(),
+        )
+        .expect("component trapped")
+        .unwrap_or_else(|e| panic!("{}: component evaluation failed: {e:?}", input.name));
+    assert_eq!(
+        format!("{component:?}"),
+        format!("{guest_macs:?}"),
+        "{}: the host's MACs changed the outcome",
+        input.name
+    );
     let native_actions: Vec<bool> = native
         .decisions
         .iter()
@@ -353,6 +370,28 @@ fn run_component(input: &Input) {
     );
 }
 
+/// The component computing every MAC itself, as before the host passed
+/// them in (an empty `body-macs`: the host computes none).
+fn guest_macs_context() -> wit::EvaluationContext {
+    wit::EvaluationContext {
+        body_macs: Some(Vec::new()),
+        ..wit_context()
+    }
+}
+
+fn run_component_guest_macs(input: &Input) {
+    let outcome = runtime().evaluate(
+        &input.wit_stacks,
+        &input.wit_delivery,
+        &guest_macs_context(),
+    );
+    std::hint::black_box(
+        outcome
+            .expect("component trapped")
+            .expect("component evaluation"),
+    );
+}
+
 fn bench_fixtures(c: &mut Criterion, inputs: &[Input]) {
     let mut group = c.benchmark_group("fixture");
     for input in inputs {
@@ -403,30 +442,38 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Alternates native and component batches of the same delivery, so both
 /// see the same machine noise, and prints the medians and the median of the
-/// per-round ratio.
+/// per-round ratio; and a third batch of the component computing the body's
+/// MACs itself (the host's native MACs are the difference).
 fn side_by_side(inputs: &[Input]) {
     println!();
     println!("side by side ({SIDE_BY_SIDE_ROUNDS} rounds, alternating batches):");
     println!(
-        "| delivery | body bytes | native median | component median | component / native (median of ratio) |"
+        "| delivery | body bytes | native median | component median | component / native (median of ratio) \
+         | component, MACs in the guest | that / native |"
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     for input in inputs {
         let (mut native, mut component, mut ratio) = (vec![], vec![], vec![]);
+        let (mut guest, mut guest_ratio) = (vec![], vec![]);
         for _ in 0..SIDE_BY_SIDE_ROUNDS {
             let n = batch(|| run_native(input)).as_secs_f64();
             let w = batch(|| run_component(input)).as_secs_f64();
+            let g = batch(|| run_component_guest_macs(input)).as_secs_f64();
             native.push(n);
             component.push(w);
             ratio.push(w / n);
+            guest.push(g);
+            guest_ratio.push(g / n);
         }
         println!(
-            "| {} | {} | {} | {} | {:.2}x |",
+            "| {} | {} | {} | {} | {:.2}x | {} | {:.2}x |",
             input.name,
             input.body_len,
             human(median(native)),
             human(median(component)),
-            median(ratio)
+            median(ratio),
+            human(median(guest)),
+            median(guest_ratio)
         );
     }
 }

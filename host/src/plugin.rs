@@ -17,6 +17,7 @@ use wasmtime::{
     StoreLimits, StoreLimitsBuilder,
 };
 
+pub mod body_macs;
 pub mod cache;
 
 wasmtime::component::bindgen!({ world: "redeployer", path: "../wit" });
@@ -186,6 +187,20 @@ fn engine_config(allocation: Allocation, memory_limit: usize) -> Config {
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     config
+}
+
+/// `context` with the body MACs of `delivery` to `stacks` the host computes
+/// natively ([`body_macs::body_macs`]), unless it already has some.
+fn with_body_macs(
+    stacks: &[wit::Stack],
+    delivery: &wit::Delivery,
+    context: &wit::EvaluationContext,
+) -> wit::EvaluationContext {
+    let mut context = context.clone();
+    if context.body_macs.is_none() {
+        context.body_macs = body_macs::body_macs(stacks, delivery);
+    }
+    context
 }
 
 /// Set once this process has warned that the compiled-component cache
@@ -394,17 +409,20 @@ impl PluginRuntime {
     }
 
     /// Evaluates one delivery in a fresh instance, with what the host knows
-    /// (`context`: the time, the deployment key, the maximum event age).
+    /// (`context`: the time, the deployment key, the maximum event age) and,
+    /// unless `context` has them, the body's MACs computed natively
+    /// ([`body_macs`]).
     pub fn evaluate(
         &self,
         stacks: &[wit::Stack],
         delivery: &wit::Delivery,
         context: &wit::EvaluationContext,
     ) -> Result<Result<wit::Outcome, wit::Error>, PluginTrap> {
+        let context = with_body_macs(stacks, delivery, context);
         let (mut call, instance) = self.instantiate()?;
         instance
             .redeploy_plugin_evaluator()
-            .call_evaluate(&mut call.store, stacks, delivery, context)
+            .call_evaluate(&mut call.store, stacks, delivery, &context)
             .map_err(PluginTrap)
     }
 
@@ -447,10 +465,11 @@ impl PluginRuntime {
         delivery: &wit::Delivery,
         context: &wit::EvaluationContext,
     ) -> Result<Result<String, wit::Error>, PluginTrap> {
+        let context = with_body_macs(stacks, delivery, context);
         let (mut call, instance) = self.instantiate()?;
         instance
             .redeploy_plugin_json()
-            .call_report(&mut call.store, stacks, delivery, context)
+            .call_report(&mut call.store, stacks, delivery, &context)
             .map_err(PluginTrap)
     }
 

@@ -125,6 +125,8 @@ pub fn evaluation_context(config: &Config, deployment_key: Option<&str>) -> wit:
         deployment_key: deployment_key.map(str::to_string),
         max_event_age_ms: u64::try_from(config.server.max_event_age.as_millis())
             .unwrap_or(u64::MAX),
+        // Computed by `PluginRuntime::evaluate` for the delivery at hand.
+        body_macs: None,
     }
 }
 

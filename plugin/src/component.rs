@@ -1,6 +1,6 @@
 //! The WIT bindings: converts WIT types to domain types and back.
 
-use crate::{error, evaluate, forwarding, github, json_api, model, outcome, report};
+use crate::{error, evaluate, forwarding, github, json_api, model, outcome, report, signature};
 
 mod bindings {
     wit_bindgen::generate!({ world: "redeployer", path: "../wit" });
@@ -307,6 +307,19 @@ fn inputs_from_wit(
         now_ms: context.now_ms,
         deployment_key: context.deployment_key,
         max_event_age_ms: context.max_event_age_ms,
+        body_macs: context
+            .body_macs
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| signature::BodyMac {
+                algorithm: match m.algorithm {
+                    wit::MacAlgorithm::HmacSha256 => signature::MacAlgorithm::HmacSha256,
+                    wit::MacAlgorithm::HmacSha1 => signature::MacAlgorithm::HmacSha1,
+                },
+                secret: m.secret,
+                mac: m.mac,
+            })
+            .collect(),
     };
     Ok((stacks, delivery_from_wit(delivery), context))
 }

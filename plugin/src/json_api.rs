@@ -10,6 +10,7 @@ use crate::evaluate::{
 };
 use crate::model::{GithubDeployments, Headers, ManualPolicy, PingAction, Service, Stack};
 use crate::report::outcome_json;
+use crate::signature::{BodyMac, MacAlgorithm};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -27,6 +28,24 @@ struct ContextIn {
     now_ms: Option<u64>,
     deployment_key: Option<String>,
     max_event_age_ms: Option<u64>,
+    body_macs: Option<Vec<BodyMacIn>>,
+}
+
+/// The WIT `body-mac`, with the MAC in hex.
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct BodyMacIn {
+    algorithm: MacAlgorithmIn,
+    secret: String,
+    mac: String,
+}
+
+/// The WIT `mac-algorithm`.
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum MacAlgorithmIn {
+    HmacSha256,
+    HmacSha1,
 }
 
 #[derive(Deserialize)]
@@ -185,6 +204,26 @@ pub fn evaluate_json(input: &str) -> Result<String, PluginError> {
             .context
             .max_event_age_ms
             .unwrap_or(DEFAULT_MAX_EVENT_AGE_MS),
+        body_macs: input
+            .context
+            .body_macs
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| {
+                Ok(BodyMac {
+                    algorithm: match m.algorithm {
+                        MacAlgorithmIn::HmacSha256 => MacAlgorithm::HmacSha256,
+                        MacAlgorithmIn::HmacSha1 => MacAlgorithm::HmacSha1,
+                    },
+                    secret: m.secret,
+                    mac: hex::decode(&m.mac).map_err(|_| {
+                        PluginError::BadRequest(
+                            "context.body-macs: a mac is not hexadecimal".into(),
+                        )
+                    })?,
+                })
+            })
+            .collect::<Result<_, PluginError>>()?,
     };
     let outcome = evaluate(&stacks, &delivery, &ctx)?;
     Ok(outcome_json(&outcome).to_string())

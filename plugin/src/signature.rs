@@ -68,6 +68,74 @@ pub enum Signed {
     DecodedJson,
 }
 
+/// The keyed hash of a [`BodyMac`] (WIT `mac-algorithm`).
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum MacAlgorithm {
+    /// HMAC-SHA256.
+    HmacSha256,
+    /// HMAC-SHA1.
+    HmacSha1,
+}
+
+/// An HMAC of a delivery's body as sent, keyed with one secret, that the
+/// host computed natively (WIT `body-mac`). It only saves work: a proof is
+/// still checked against each of the stack's secrets, in constant time,
+/// and a MAC the host did not give is computed here.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BodyMac {
+    /// The hash.
+    pub algorithm: MacAlgorithm,
+    /// The secret it is keyed with.
+    pub secret: String,
+    /// The MAC.
+    pub mac: Vec<u8>,
+}
+
+impl std::fmt::Debug for BodyMac {
+    /// Names the algorithm only: the secret and the MAC stay out of any
+    /// debug output.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BodyMac")
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether `expected` is the MAC `algorithm` of `data` keyed with `secret`:
+/// taken from `macs` when the host computed it over exactly `data` (the
+/// body as sent, `raw`), else computed here. Compared in constant time.
+fn mac_matches(
+    algorithm: MacAlgorithm,
+    secret: &str,
+    data: &[u8],
+    raw: &[u8],
+    macs: &[BodyMac],
+    expected: &[u8],
+) -> Result<bool, PluginError> {
+    if data == raw {
+        if let Some(given) = macs
+            .iter()
+            .find(|m| m.algorithm == algorithm && m.secret == secret)
+        {
+            return Ok(given.mac.ct_eq(expected).into());
+        }
+    }
+    Ok(match algorithm {
+        MacAlgorithm::HmacSha256 => {
+            let mut mac = <HmacSha256 as KeyInit>::new_from_slice(secret.as_bytes())
+                .map_err(|_| PluginError::InvalidStack("secret cannot key hmac-sha256".into()))?;
+            mac.update(data);
+            mac.verify_slice(expected).is_ok()
+        }
+        MacAlgorithm::HmacSha1 => {
+            let mut mac = <HmacSha1 as KeyInit>::new_from_slice(secret.as_bytes())
+                .map_err(|_| PluginError::InvalidStack("secret cannot key hmac-sha1".into()))?;
+            mac.update(data);
+            mac.verify_slice(expected).is_ok()
+        }
+    })
+}
+
 /// A proof and the scheme it implies, when the delivery carries one.
 pub type FoundProof<'a> = Option<(SignatureScheme, Proof<'a>)>;
 
@@ -147,31 +215,27 @@ fn proof_matches(
     secret: &str,
     raw: &[u8],
     json: &[u8],
+    macs: &[BodyMac],
 ) -> Result<bool, PluginError> {
-    Ok(match proof {
+    match proof {
         Proof::Sha256 {
             header,
             hex,
             signed,
         } => {
             let expected = decode_hex(header, hex, 32)?;
-            let mut mac = <HmacSha256 as KeyInit>::new_from_slice(secret.as_bytes())
-                .map_err(|_| PluginError::InvalidStack("secret cannot key hmac-sha256".into()))?;
-            mac.update(match signed {
+            let data = match signed {
                 Signed::RawBody => raw,
                 Signed::DecodedJson => json,
-            });
-            mac.verify_slice(&expected).is_ok()
+            };
+            mac_matches(MacAlgorithm::HmacSha256, secret, data, raw, macs, &expected)
         }
         Proof::Sha1 { header, hex } => {
             let expected = decode_hex(header, hex, 20)?;
-            let mut mac = <HmacSha1 as KeyInit>::new_from_slice(secret.as_bytes())
-                .map_err(|_| PluginError::InvalidStack("secret cannot key hmac-sha1".into()))?;
-            mac.update(raw);
-            mac.verify_slice(&expected).is_ok()
+            mac_matches(MacAlgorithm::HmacSha1, secret, raw, raw, macs, &expected)
         }
-        Proof::Token { token, .. } => token_matches(token, secret),
-    })
+        Proof::Token { token, .. } => Ok(token_matches(token, secret)),
+    }
 }
 
 /// How far a signed manual trigger's `X-Redeploy-Timestamp` may be from
@@ -291,7 +355,8 @@ pub fn verify_manual(
 }
 
 /// Verifies a delivery for one stack. `raw` is the body as sent and `json`
-/// the decoded JSON document (they differ for form-encoded bodies).
+/// the decoded JSON document (they differ for form-encoded bodies);
+/// `macs` are the MACs of `raw` the host computed (see [`BodyMac`]).
 /// A stack without secrets accepts any delivery (`NotRequired`).
 pub fn verify(
     stack: &str,
@@ -300,6 +365,7 @@ pub fn verify(
     headers: &Headers,
     raw: &[u8],
     json: &[u8],
+    macs: &[BodyMac],
 ) -> Result<SignatureScheme, PluginError> {
     if secrets.is_empty() {
         return Ok(SignatureScheme::NotRequired);
@@ -315,7 +381,7 @@ pub fn verify(
         ))
     })?;
     for secret in secrets {
-        if proof_matches(&proof, secret, raw, json)? {
+        if proof_matches(&proof, secret, raw, json, macs)? {
             return Ok(scheme);
         }
     }
@@ -341,6 +407,108 @@ mod tests {
 
     fn secrets(s: &[&str]) -> Vec<String> {
         s.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// [`super::verify`] without MACs from the host.
+    fn verify(
+        stack: &str,
+        secrets: &[String],
+        provider: Provider,
+        headers: &Headers,
+        raw: &[u8],
+        json: &[u8],
+    ) -> Result<SignatureScheme, PluginError> {
+        super::verify(stack, secrets, provider, headers, raw, json, &[])
+    }
+
+    fn body_mac(algorithm: MacAlgorithm, secret: &str, mac: Vec<u8>) -> BodyMac {
+        BodyMac {
+            algorithm,
+            secret: secret.into(),
+            mac,
+        }
+    }
+
+    /// The host's MAC of the body is what the signature is compared with:
+    /// a signature over other bytes verifies when the host says that is
+    /// the body's MAC (the host is trusted with the secrets anyway), and
+    /// not without it.
+    #[test]
+    fn a_body_mac_from_the_host_stands_for_the_computed_one() {
+        let other = hmac256("k", b"other bytes");
+        let sig = format!("sha256={other}");
+        let h = Headers::new([("X-Hub-Signature-256", sig.as_str())]);
+        let given = [body_mac(
+            MacAlgorithm::HmacSha256,
+            "k",
+            hex::decode(&other).unwrap(),
+        )];
+        let k = secrets(&["k"]);
+        assert_eq!(
+            super::verify("web", &k, Provider::Github, &h, b"{}", b"{}", &given),
+            Ok(SignatureScheme::GithubSha256)
+        );
+        assert!(matches!(
+            verify("web", &k, Provider::Github, &h, b"{}", b"{}"),
+            Err(PluginError::BadSignature(_))
+        ));
+    }
+
+    /// A MAC is used only for its own secret, its own algorithm, and the
+    /// bytes it covers (the body as sent): otherwise the plugin computes
+    /// the MAC itself and the true signature verifies.
+    #[test]
+    fn a_body_mac_is_used_only_for_its_secret_algorithm_and_bytes() {
+        let body = br#"{"ref":"refs/heads/main"}"#;
+        let wrong = vec![0u8; 32];
+        let sig = format!("sha256={}", hmac256("k", body));
+        let h = Headers::new([("X-Hub-Signature-256", sig.as_str())]);
+        let k = secrets(&["k"]);
+        for given in [
+            body_mac(MacAlgorithm::HmacSha256, "other", wrong.clone()),
+            body_mac(MacAlgorithm::HmacSha1, "k", vec![0u8; 20]),
+        ] {
+            assert_eq!(
+                super::verify("web", &k, Provider::Github, &h, body, body, &[given]),
+                Ok(SignatureScheme::GithubSha256)
+            );
+        }
+        // Gitea signs the JSON inside a form body: the raw body's MAC
+        // does not cover it.
+        let form = b"payload=%7B%7D";
+        let h = Headers::new([("X-Gitea-Signature", hmac256("k", body))]);
+        let given = [body_mac(MacAlgorithm::HmacSha256, "k", wrong)];
+        assert_eq!(
+            super::verify("web", &k, Provider::Gitea, &h, form, body, &given),
+            Ok(SignatureScheme::GiteaSha256)
+        );
+        // And a wrong MAC for the right secret and bytes is a bad signature.
+        let h = Headers::new([("X-Hub-Signature-256", sig.as_str())]);
+        assert!(matches!(
+            super::verify("web", &k, Provider::Github, &h, body, body, &given),
+            Err(PluginError::BadSignature(_))
+        ));
+    }
+
+    /// GitHub's legacy SHA-1 header is checked with the host's HMAC-SHA1.
+    #[test]
+    fn a_sha1_body_mac_verifies_the_legacy_github_header() {
+        let mut mac = <HmacSha1 as KeyInit>::new_from_slice(b"k").unwrap();
+        mac.update(b"{}");
+        let real = mac.finalize().into_bytes().to_vec();
+        let sig = format!("sha1={}", hex::encode(&real));
+        let h = Headers::new([("X-Hub-Signature", sig.as_str())]);
+        let k = secrets(&["k"]);
+        let given = [body_mac(MacAlgorithm::HmacSha1, "k", real)];
+        assert_eq!(
+            super::verify("web", &k, Provider::Github, &h, b"{}", b"{}", &given),
+            Ok(SignatureScheme::GithubSha1)
+        );
+        let given = [body_mac(MacAlgorithm::HmacSha1, "k", vec![0u8; 20])];
+        assert!(matches!(
+            super::verify("web", &k, Provider::Github, &h, b"{}", b"{}", &given),
+            Err(PluginError::BadSignature(_))
+        ));
     }
 
     #[test]

@@ -53,15 +53,18 @@ pub struct Context {
     pub deployment_key: Option<String>,
     /// The oldest sender event time accepted when `now_ms` is known.
     pub max_event_age_ms: u64,
+    /// MACs of an HTTP delivery's body the host computed natively.
+    pub body_macs: Vec<signature::BodyMac>,
 }
 
 impl Default for Context {
-    /// No time, no key, the default maximum event age.
+    /// No time, no key, the default maximum event age, no MACs.
     fn default() -> Self {
         Context {
             now_ms: None,
             deployment_key: None,
             max_event_age_ms: DEFAULT_MAX_EVENT_AGE_MS,
+            body_macs: Vec::new(),
         }
     }
 }
@@ -326,6 +329,7 @@ fn evaluate_http(
                     &req.headers,
                     &req.body,
                     signed,
+                    &ctx.body_macs,
                 )?;
                 if scheme == SignatureScheme::NotRequired {
                     scheme = s;
