@@ -189,6 +189,23 @@ fn engine_config(allocation: Allocation, memory_limit: usize) -> Config {
     config
 }
 
+/// Compiles the embedded component with an engine of its own, configured
+/// like the one that will load it (so the compiled form's compatibility
+/// hash matches), and dropped before this returns: wasmtime keeps
+/// Cranelift's working state for as long as its engine lives, and a server
+/// that compiled on its first start kept 7-9 MiB of it resident for good
+/// (BENCHMARKS.md, idle memory). It compiles on the calling thread: the
+/// thread pool a parallel compile starts would live on with the process,
+/// idle, holding its stacks and heap arenas (about 3 MiB), to save well
+/// under a second once per component build.
+fn precompile_apart(options: &RuntimeOptions) -> anyhow::Result<Vec<u8>> {
+    let mut config = engine_config(options.allocation, options.memory_limit);
+    // Not part of the compiled form's compatibility hash.
+    config.parallel_compilation(false);
+    let engine = Engine::new(&config)?;
+    Ok(engine.precompile_component(EMBEDDED_COMPONENT)?)
+}
+
 /// `context` with the body MACs of `delivery` to `stacks` the host computes
 /// natively ([`body_macs::body_macs`]), unless it already has some.
 fn with_body_macs(
@@ -315,7 +332,7 @@ impl PluginRuntime {
                 cache::CacheStatus::Refused(reason)
             }
         };
-        let compiled = engine.precompile_component(EMBEDDED_COMPONENT)?;
+        let compiled = precompile_apart(&options)?;
         // The cache only saves time: a full or read-only disk costs
         // a compile per start, not the start itself.
         if let Err(e) = cache::write_tagged(&path, &key, &compiled) {
