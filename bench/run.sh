@@ -6,8 +6,10 @@
 #   bash bench/run.sh post-receive # 3. post-receive hook wall time
 #   bash bench/run.sh journal      # 4. serve on SQLite against PostgreSQL
 # Installs what it needs and is missing (Debian's `webhook` and `wrk`, with
-# apt-get, as root or through sudo), builds the release binary, and prints
-# the machine it ran on and each part's table. HTTP_ARGS passes options to
+# apt-get, as root or through sudo), builds the release binary (and, for
+# the http part, the floor server, bench/floor, a workspace of its own
+# built into target/floor), and prints the machine it ran on and
+# each part's table. HTTP_ARGS passes options to
 # bench/serve_vs_webhook.py (e.g. HTTP_ARGS="--duration 5 --rounds 1").
 # Not run by CI: the test suite only builds and runs the harness once.
 set -euo pipefail
@@ -17,7 +19,11 @@ parts=("${@:-plugin http post-receive journal}")
 parts=(${parts[*]})
 
 need_apt=()
+need_floor=false
 for p in "${parts[@]}"; do
+    if [ "$p" = http ]; then
+        need_floor=true
+    fi
     if [ "$p" = http ]; then
         command -v webhook >/dev/null || need_apt+=(webhook)
         command -v wrk >/dev/null || need_apt+=(wrk)
@@ -45,6 +51,11 @@ command -v webhook >/dev/null && echo "webhook: $(webhook -version)"
 command -v wrk >/dev/null && echo "wrk: $(wrk -v 2>&1 | head -1)"
 
 cargo build --release
+if $need_floor; then
+    # Offline: its Cargo.lock pins only crates (and versions) of the root
+    # Cargo.lock, which the build above has just fetched.
+    cargo build --release --offline --manifest-path bench/floor/Cargo.toml --target-dir target/floor
+fi
 
 for p in "${parts[@]}"; do
     case "$p" in
@@ -53,7 +64,7 @@ for p in "${parts[@]}"; do
             cargo bench -p redeploy-host --bench plugin_cost
             ;;
         http)
-            echo "== 2. HTTP: redeploy serve against adnanh/webhook"
+            echo "== 2. HTTP: redeploy serve against adnanh/webhook and the floor server"
             # shellcheck disable=SC2086
             python3 bench/serve_vs_webhook.py ${HTTP_ARGS:-}
             python3 bench/big_delivery.py

@@ -1,31 +1,44 @@
 #!/usr/bin/env python3
 """HTTP throughput, latency and memory of `redeploy serve` against
-adnanh/webhook, side by side in one run.
+adnanh/webhook, side by side in one run, and both against the floor: the
+most a webhook server reaches on this machine.
 
 Run by bench/run.sh (which installs webhook and wrk and builds the release
-binary); by hand, after `cargo build --release`:
+binary and the floor server); by hand, after `cargo build --release` and
+`cargo build --release --offline --manifest-path bench/floor/Cargo.toml
+--target-dir target/floor`:
 
     python3 bench/serve_vs_webhook.py [--duration 10] [--rounds 3] [--connections 1,16,64]
 
-Both servers listen on loopback and get the same signed GitHub push
+The three servers listen on loopback and get the same signed GitHub push
 (`tests/fixtures/github/goscm-push.json`, a push to `master`, signed with
 X-Hub-Signature-256). Each request carries a fresh X-GitHub-Delivery, so
-redeploy's redelivery deduplication never short-cuts one. Two scenarios:
+redeploy's redelivery deduplication never short-cuts one. The floor server
+(bench/floor) is bare native Rust on redeploy's own HTTP stack (hyper 1 on
+tokio): it reads the body, verifies the HMAC in constant time, parses the
+push's `ref`, `after` and repository with borrowed serde, decides, and
+answers a small JSON; no journal, no sandbox, no deploys. Two scenarios:
 
-- decision: both follow branch `production`, so the push deploys nothing.
-  redeploy verifies the signature, evaluates the push in a fresh component
-  instance, journals the delivery and answers 200 with its decision; webhook
-  parses the JSON, checks the HMAC and the `ref` match and answers 200
-  "Hook rules were not satisfied.".
-- deploy: both follow `master` and run `/usr/bin/true`. redeploy journals the
-  deploy durably, answers 202 and runs the queued deploys one at a time per
-  stack (a newer deploy supersedes a queued one); webhook answers 200 and
-  spawns `true` for every request.
+- decision: all three follow branch `production`, so the push deploys
+  nothing. redeploy verifies the signature, evaluates the push in a fresh
+  component instance, journals the delivery and answers 200 with its
+  decision; webhook parses the JSON, checks the HMAC and the `ref` match and
+  answers 200 "Hook rules were not satisfied."; the floor answers 200
+  `"action":"skip"`.
+- deploy: all three follow `master`; redeploy and webhook run
+  `/usr/bin/true`. redeploy journals the deploy durably, answers 202 and runs
+  the queued deploys one at a time per stack (a newer deploy supersedes a
+  queued one); webhook answers 200 and spawns `true` for every request. For
+  the floor this is the same work as a decision: it answers 200
+  `"action":"deploy"` and runs nothing.
 
-For each scenario and connection count the two servers are loaded one after
-the other, alternating which goes first, for `--rounds` rounds; the table
-shows medians over rounds and the median of the per-round throughput ratio.
-Peak RSS is VmHWM, reset before each load with /proc/PID/clear_refs.
+For each scenario and connection count the three servers are loaded one
+after the other for `--rounds` rounds, in one order, then the reverse (so
+each pair alternates which goes first). The table shows medians over
+rounds, and the median of the per-round throughput ratios: redeploy /
+webhook, and each of them as a fraction of the floor (redeploy / floor,
+webhook / floor). Peak RSS is VmHWM, reset before each load with
+/proc/PID/clear_refs.
 """
 
 import argparse
@@ -55,6 +68,11 @@ from benchlib import (
 )
 
 TRUE = shutil.which("true") or "/usr/bin/true"
+# The floor server (bench/floor), built into its own target directory.
+FLOOR = os.path.join(ROOT, "target", "floor", "release", "floor")
+FLOOR_BUILD = (
+    "cargo build --release --offline --manifest-path bench/floor/Cargo.toml --target-dir target/floor"
+)
 
 
 def status_kb(pid, field):
@@ -133,6 +151,17 @@ def start_webhook(work, branch):
     )
 
 
+def start_floor(work, branch):
+    port = free_port()
+    return Server(
+        "floor",
+        [FLOOR, "--listen", f"127.0.0.1:{port}", "--secret", SECRET, "--branch", branch],
+        port,
+        "/hooks/hello",
+        os.path.join(work, f"floor-{branch}.log"),
+    )
+
+
 def run_wrk(url, connections, duration, env):
     threads = min(connections, 2)
     # Delivery ids unique to this run (bench/http.lua).
@@ -165,6 +194,12 @@ def fmt_ms(us):
     return f"{us / 1000:.2f} ms"
 
 
+def median_ratio(per, numerator, denominator):
+    """The median over rounds of `numerator`'s req/s over `denominator`'s
+    in the same round."""
+    return statistics.median(a["rps"] / b["rps"] for a, b in zip(per[numerator], per[denominator]))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--duration", type=int, default=10, help="seconds per load run")
@@ -173,6 +208,8 @@ def main():
     ap.add_argument("--scenarios", default="decision,deploy")
     args = ap.parse_args()
     connections = [int(c) for c in args.connections.split(",")]
+    if not os.access(FLOOR, os.X_OK):
+        sys.exit(f"no floor server at {FLOOR}; build it with\n    {FLOOR_BUILD}")
 
     with open(FIXTURE, "rb") as f:
         body = f.read()
@@ -191,7 +228,7 @@ def main():
     results = []
     for scenario in args.scenarios.split(","):
         branch = branches[scenario]
-        servers = [start_redeploy(work, branch), start_webhook(work, branch)]
+        servers = [start_redeploy(work, branch), start_webhook(work, branch), start_floor(work, branch)]
         try:
             idle = {}
             for s in servers:
@@ -222,22 +259,28 @@ def main():
                 s.stop()
 
     print()
-    print("| scenario | connections | server | req/s | p50 | p99 | peak RSS | idle RSS | redeploy / webhook req/s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    # Each ratio is on its numerator's row.
+    ratio_columns = [("redeploy", "webhook"), ("redeploy", "floor"), ("webhook", "floor")]
+    print(
+        "| scenario | connections | server | req/s | p50 | p99 | peak RSS | idle RSS "
+        "| redeploy / webhook req/s | redeploy / floor req/s | webhook / floor req/s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for scenario, c, per, idle in results:
-        ratios = [a["rps"] / b["rps"] for a, b in zip(per["redeploy"], per["webhook"])]
-        for name in ("redeploy", "webhook"):
+        for name in ("redeploy", "webhook", "floor"):
             runs = per[name]
             rps = statistics.median(r["rps"] for r in runs)
             p50 = statistics.median(r["p50_us"] for r in runs)
             p99 = statistics.median(r["p99_us"] for r in runs)
             peak = max(r["peak_kb"] for r in runs) / 1024
             bad = sum(r["errors"] + r["status_errors"] + r["timeouts"] for r in runs)
-            ratio = f"{statistics.median(ratios):.2f}x" if name == "redeploy" else ""
+            ratios = " | ".join(
+                f"{median_ratio(per, a, b):.2f}x" if a == name else "" for a, b in ratio_columns
+            )
             warn = f" ({bad} failed)" if bad else ""
             print(
                 f"| {scenario} | {c} | {name} | {rps:.0f}{warn} | {fmt_ms(p50)} | {fmt_ms(p99)} "
-                f"| {peak:.1f} MiB | {idle[name] / 1024:.1f} MiB | {ratio} |"
+                f"| {peak:.1f} MiB | {idle[name] / 1024:.1f} MiB | {ratios} |"
             )
     shutil.rmtree(work, ignore_errors=True)
 
