@@ -113,10 +113,10 @@ fn mac_matches(
     expected: &[u8],
 ) -> Result<bool, PluginError> {
     if data == raw {
-        if let Some(given) = macs
-            .iter()
-            .find(|m| m.algorithm == algorithm && m.secret == secret)
-        {
+        // A MAC of the wrong length is no MAC of this algorithm: ignored.
+        if let Some(given) = macs.iter().find(|m| {
+            m.algorithm == algorithm && m.secret == secret && m.mac.len() == expected.len()
+        }) {
             return Ok(given.mac.ct_eq(expected).into());
         }
     }
@@ -454,6 +454,10 @@ mod tests {
         ));
     }
 
+    fn h_json(sig: &str) -> Headers {
+        Headers::new([("X-Hub-Signature-256", sig)])
+    }
+
     /// A MAC is used only for its own secret, its own algorithm, and the
     /// bytes it covers (the body as sent): otherwise the plugin computes
     /// the MAC itself and the true signature verifies.
@@ -481,6 +485,20 @@ mod tests {
         assert_eq!(
             super::verify("web", &k, Provider::Gitea, &h, form, body, &given),
             Ok(SignatureScheme::GiteaSha256)
+        );
+        // A MAC of the wrong length is ignored, not taken for a mismatch.
+        let short = [body_mac(MacAlgorithm::HmacSha256, "k", vec![0u8; 31])];
+        assert_eq!(
+            super::verify(
+                "web",
+                &k,
+                Provider::Github,
+                &h_json(&sig),
+                body,
+                body,
+                &short
+            ),
+            Ok(SignatureScheme::GithubSha256)
         );
         // And a wrong MAC for the right secret and bytes is a bad signature.
         let h = Headers::new([("X-Hub-Signature-256", sig.as_str())]);

@@ -16,17 +16,58 @@ use hmac::{Hmac, Mac};
 
 use super::wit;
 
-/// The header GitHub's legacy HMAC-SHA1 signature comes in (`sha1=<hex>`),
-/// the only SHA-1 scheme: its MAC is computed only when a delivery
-/// carries one.
-const SHA1_SIGNATURE_HEADER: &str = "x-hub-signature";
+/// Headers whose HMAC-SHA256 covers the body as sent (GitHub's, and
+/// Gitea's fallback to it): their MAC is worth computing whatever the body.
+const SHA256_HEADERS: &[&str] = &["x-hub-signature-256"];
+
+/// GitHub's legacy header, and Bitbucket's: `sha1=<hex>` (GitHub, only
+/// without [`SHA256_HEADERS`]) or `sha256=<hex>` (Bitbucket Cloud and
+/// Server) over the body as sent.
+const PREFIXED_HEADER: &str = "x-hub-signature";
+
+/// Gitea's, Forgejo's and Gogs's bare-hex HMAC-SHA256: over the JSON
+/// document, which is the body as sent unless it is form-encoded.
+const JSON_HEADERS: &[&str] = &[
+    "x-gitea-signature",
+    "x-forgejo-signature",
+    "x-gogs-signature",
+];
+
+/// A form-encoded body's `Content-Type`: its JSON is in a field, so a
+/// Gitea-style signature does not cover the body as sent.
+const FORM_TYPE: &str = "application/x-www-form-urlencoded";
+
+/// Which MACs of the body the component may use, by the headers present.
+/// Only an estimate to save work: a MAC not computed here the component
+/// computes itself, and one computed needlessly is never used.
+fn wanted(headers: &[(String, String)]) -> (bool, bool) {
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim())
+    };
+    let prefixed = |value: &str, prefix: &str| {
+        value
+            .get(..prefix.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+    };
+    let sha256_header = SHA256_HEADERS.iter().any(|h| header(h).is_some());
+    let legacy = header(PREFIXED_HEADER);
+    let form = header("content-type").is_some_and(|t| prefixed(t, FORM_TYPE));
+    let sha256 = sha256_header
+        || legacy.is_some_and(|v| prefixed(v, "sha256="))
+        || (!form && JSON_HEADERS.iter().any(|h| header(h).is_some()));
+    let sha1 = !sha256_header && legacy.is_some_and(|v| prefixed(v, "sha1="));
+    (sha256, sha1)
+}
 
 /// The MACs worth computing for `delivery` to `stacks`: for an HTTP
-/// delivery with a body and a signature header (a header whose name says
-/// "signature"), the HMAC-SHA256 of the body with each secret of each stack,
-/// and the HMAC-SHA1 as well when GitHub's legacy `sha1=` header is there.
-/// `None` for anything else (the component computes what it needs), so a
-/// delivery that carries a token, or no signature at all, costs no hashing.
+/// delivery with a body and a signature header over it ([`wanted`]), the
+/// HMAC-SHA256 of the body with each distinct secret of the stacks, and
+/// the HMAC-SHA1 for GitHub's legacy `sha1=` header alone. `None` for
+/// anything else (the component computes what it needs), so a delivery
+/// that carries a token, or no signature at all, costs no hashing.
 pub fn body_macs(stacks: &[wit::Stack], delivery: &wit::Delivery) -> Option<Vec<wit::BodyMac>> {
     let wit::Delivery::Http(request) = delivery else {
         return None;
@@ -34,19 +75,8 @@ pub fn body_macs(stacks: &[wit::Stack], delivery: &wit::Delivery) -> Option<Vec<
     if request.body.is_empty() {
         return None;
     }
-    let mut sha256 = false;
-    let mut sha1 = false;
-    for (name, value) in &request.headers {
-        if contains_ignore_case(name, "signature") {
-            sha256 = true;
-            sha1 |= name.eq_ignore_ascii_case(SHA1_SIGNATURE_HEADER)
-                && value
-                    .trim_start()
-                    .get(..5)
-                    .is_some_and(|p| p.eq_ignore_ascii_case("sha1="));
-        }
-    }
-    if !sha256 {
+    let (sha256, sha1) = wanted(&request.headers);
+    if !sha256 && !sha1 {
         return None;
     }
     let mut secrets: Vec<&str> = stacks
@@ -58,13 +88,15 @@ pub fn body_macs(stacks: &[wit::Stack], delivery: &wit::Delivery) -> Option<Vec<
     if secrets.is_empty() {
         return None;
     }
-    let mut macs = Vec::with_capacity(secrets.len() * if sha1 { 2 } else { 1 });
+    let mut macs = Vec::with_capacity(secrets.len());
     for secret in secrets {
-        macs.push(wit::BodyMac {
-            algorithm: wit::MacAlgorithm::HmacSha256,
-            secret: secret.to_string(),
-            mac: mac::<Hmac<sha2::Sha256>>(secret, &request.body),
-        });
+        if sha256 {
+            macs.push(wit::BodyMac {
+                algorithm: wit::MacAlgorithm::HmacSha256,
+                secret: secret.to_string(),
+                mac: mac::<Hmac<sha2::Sha256>>(secret, &request.body),
+            });
+        }
         if sha1 {
             macs.push(wit::BodyMac {
                 algorithm: wit::MacAlgorithm::HmacSha1,
@@ -83,14 +115,6 @@ fn mac<M: Mac + KeyInit>(secret: &str, body: &[u8]) -> Vec<u8> {
         .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
     mac.update(body);
     mac.finalize().into_bytes().to_vec()
-}
-
-/// Whether `haystack` contains the lowercase ASCII `needle`, ignoring case.
-fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
-    haystack
-        .as_bytes()
-        .windows(needle.len())
-        .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
 #[cfg(test)]
@@ -153,21 +177,32 @@ mod tests {
         assert_eq!(macs[0], (KEY.to_string(), "sha256", SHA256.to_string()));
         assert_eq!(macs[1].0, "other-secret");
         assert_eq!(macs[1].1, "sha256");
-        // Any header naming a signature, in any case (Gitea's, Bitbucket's).
+        // Gitea's header over a JSON body, Bitbucket's `sha256=`, in any case.
         let delivery = http(&[("x-gitea-SIGNATURE", "00")], DATA);
+        assert_eq!(body_macs(&stacks, &delivery).unwrap().len(), 2);
+        let delivery = http(&[("X-Hub-Signature", "SHA256=00")], DATA);
         assert_eq!(body_macs(&stacks, &delivery).unwrap().len(), 2);
     }
 
     #[test]
-    fn githubs_legacy_sha1_header_adds_the_sha1_mac() {
+    fn githubs_legacy_sha1_header_alone_gets_the_sha1_mac() {
         let stacks = stacks(&[&[KEY]]);
         let delivery = http(&[("X-Hub-Signature", "SHA1=00")], DATA);
         assert_eq!(
             described(&body_macs(&stacks, &delivery).unwrap()),
-            [
-                (KEY.to_string(), "sha256", SHA256.to_string()),
-                (KEY.to_string(), "sha1", SHA1.to_string()),
-            ]
+            [(KEY.to_string(), "sha1", SHA1.to_string())]
+        );
+        // Beside the SHA-256 header the SHA-1 one is never checked.
+        let delivery = http(
+            &[
+                ("X-Hub-Signature", "sha1=00"),
+                ("X-Hub-Signature-256", "sha256=00"),
+            ],
+            DATA,
+        );
+        assert_eq!(
+            described(&body_macs(&stacks, &delivery).unwrap()),
+            [(KEY.to_string(), "sha256", SHA256.to_string())]
         );
     }
 
@@ -175,9 +210,16 @@ mod tests {
     fn nothing_is_hashed_where_no_mac_can_be_used() {
         let signed = stacks(&[&[KEY]]);
         let sig = [("X-Hub-Signature-256", "sha256=00")];
-        // A token, no signature header, an empty body, no secrets.
+        // A token, no signature header, a header the plugin never reads, a
+        // Gitea signature over a form body's JSON, an empty body, no secrets.
         assert!(body_macs(&signed, &http(&[("X-Gitlab-Token", KEY)], DATA)).is_none());
         assert!(body_macs(&signed, &http(&[("X-GitHub-Event", "push")], DATA)).is_none());
+        assert!(body_macs(&signed, &http(&[("X-Signature", "00")], DATA)).is_none());
+        let form = [
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("X-Gitea-Signature", "00"),
+        ];
+        assert!(body_macs(&signed, &http(&form, DATA)).is_none());
         assert!(body_macs(&signed, &http(&sig, b"")).is_none());
         assert!(body_macs(&stacks(&[&[]]), &http(&sig, DATA)).is_none());
         // A delivery that is not an HTTP request.
