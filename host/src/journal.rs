@@ -214,11 +214,12 @@ impl Journal {
         }
     }
 
-    /// SQLite's `PRAGMA synchronous` on the writer's connection (2 is FULL).
+    /// The SQLite journal's group commit: (commits made, commits on the
+    /// disk, syncs that did it).
     #[cfg(test)]
-    fn sqlite_synchronous(&self) -> Option<i64> {
+    fn sqlite_group_counts(&self) -> Option<(u64, u64, u64)> {
         match &self.backend {
-            Backend::Sqlite(db) => Some(db.synchronous()),
+            Backend::Sqlite(db) => Some(db.group_counts()),
             Backend::Postgres(_) => None,
         }
     }

@@ -60,8 +60,8 @@ impl Journal {
     /// Records a delivery that started no deploy, without waiting for the
     /// disk: it survives a crash of this process but a power loss may drop
     /// it (and the few before it). With SQLite in WAL mode the next
-    /// `synchronous=FULL` commit (every deploy and every transition) syncs
-    /// the whole log, these rows included; PostgreSQL's
+    /// durable commit (every deploy and every transition) syncs the whole
+    /// log, these rows included; PostgreSQL's
     /// `synchronous_commit = off` likewise never lets a later synchronous
     /// commit become durable before an earlier asynchronous one. So a durable
     /// deploy never depends on a relaxed row, and this keeps a disk flush

@@ -32,6 +32,15 @@ pub enum JournalError {
         /// The underlying error.
         source: io::Error,
     },
+    /// The journal's write-ahead log could not be opened for the syncs
+    /// that make commits durable.
+    #[error("journal {}: cannot open its write-ahead log: {source}", path.display())]
+    OpenLog {
+        /// The log file.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
     /// [`Journal::open_read_only`] was asked for a journal that does not
     /// exist.
     #[error(
