@@ -19,7 +19,9 @@ LISTEN_TIMEOUT_SECONDS = 30
 SECRET = "topsecret"
 TOKEN = "benchbenchbenchbenchbenchbench"
 REPOSITORY = "Codertocat/Hello-World"
-REDEPLOY = os.path.join(ROOT, "target", "release", "redeploy")
+# The binary under test: the release build, or another (an earlier build, to
+# compare) named by REDEPLOY_BIN.
+REDEPLOY = os.environ.get("REDEPLOY_BIN") or os.path.join(ROOT, "target", "release", "redeploy")
 
 
 def write_redeploy_config(path, port, state_dir, branch, command, journal_url=None):
