@@ -121,12 +121,17 @@ impl Db {
         // guarantee as FULL at a fraction of the syncs.
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(sqlite("set synchronous=NORMAL"))?;
-        // SQLite's own name for the file (symbolic links resolved): its log
-        // is that name with `-wal`.
+        // SQLite's own name for the file (absolute, symbolic links
+        // resolved): its log is that name with `-wal`. rusqlite gives it
+        // only as UTF-8; without it, the log cannot be named for sure.
         let resolved = conn
             .path()
             .filter(|p| !p.is_empty())
-            .map_or_else(|| path_buf.clone(), PathBuf::from);
+            .map(PathBuf::from)
+            .ok_or_else(|| JournalError::OpenLog {
+                path: path_buf.clone(),
+                source: io::Error::other("SQLite's name for the journal file is not UTF-8"),
+            })?;
         let group = Some(GroupCommit::open(&resolved)?);
         Ok(Db {
             group,

@@ -101,3 +101,33 @@ fn a_relaxed_delivery_waits_for_no_sync_and_a_durable_one_does() {
     journal.record_delivery(&durable).unwrap();
     assert_eq!(journal.sqlite_group_counts().unwrap(), (1, 1, 1));
 }
+
+/// Group commit keeps the write-ahead log open: a journal closed cleanly
+/// (SQLite deletes its log then) opens again, up to date, and its durable
+/// writes are synced.
+#[test]
+fn a_journal_closed_cleanly_reopens_with_its_log_and_syncs() {
+    let dir = TempDir::new("reopen");
+    let delivery = |id: &str| NewDelivery {
+        received_at_ms: 30,
+        stack: Some("app".to_owned()),
+        provider: Some("github".to_owned()),
+        event: Some("push".to_owned()),
+        delivery_id: Some(id.to_owned()),
+        status: 202,
+        summary: "push".to_owned(),
+    };
+    let journal = Journal::open(&dir.journal_path()).unwrap();
+    journal.record_delivery(&delivery("d-1")).unwrap();
+    drop(journal);
+    let mut wal = dir.journal_path().into_os_string();
+    wal.push("-wal");
+    assert!(
+        !std::path::Path::new(&wal).exists(),
+        "the last close removes the log"
+    );
+    let journal = Journal::open(&dir.journal_path()).unwrap();
+    journal.record_delivery(&delivery("d-2")).unwrap();
+    assert_eq!(journal.sqlite_group_counts().unwrap(), (1, 1, 1));
+    assert_eq!(journal.deliveries(10).unwrap().len(), 2);
+}

@@ -68,8 +68,8 @@ pub struct Ticket(u64);
 
 impl GroupCommit {
     /// For the journal database SQLite names `db` (its log is
-    /// `<db>-wal`, which exists once the database is in WAL mode and
-    /// written), opening the log.
+    /// `<db>-wal`, which exists once a connection has opened the database
+    /// in WAL mode, and stays while one is open), opening the log.
     pub fn open(db: &Path) -> Result<GroupCommit, JournalError> {
         Self::with_failure(db, stop)
     }
