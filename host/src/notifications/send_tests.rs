@@ -100,6 +100,14 @@ fn the_signature_is_hmac_sha256_in_lowercase_hex() {
     );
 }
 
+/// How sending to a receiver that answers `answer` once fails.
+async fn failure_for(answer: String) -> Failure {
+    let (url, _server) = serve_once(answer).await;
+    send(&client().unwrap(), &webhook(url), &message())
+        .await
+        .unwrap_err()
+}
+
 #[tokio::test]
 async fn a_webhook_is_signed_and_a_2xx_is_taken() {
     let (url, server) =
@@ -152,14 +160,11 @@ async fn a_chat_gets_the_slack_body() {
 async fn a_5xx_is_transient_with_its_retry_after_and_no_url() {
     let page =
         format!("\n  no hook at /hooks/{PATH_SECRET}?token={QUERY_SECRET} today\nsecond line\n");
-    let (url, _server) = serve_once(format!(
+    let failure = failure_for(format!(
         "HTTP/1.1 503 Service Unavailable\r\nretry-after: 120\r\ncontent-length: {}\r\n\r\n{page}",
         page.len()
     ))
     .await;
-    let failure = send(&client().unwrap(), &webhook(url), &message())
-        .await
-        .unwrap_err();
     assert_eq!(
         failure,
         Failure {
@@ -173,13 +178,10 @@ async fn a_5xx_is_transient_with_its_retry_after_and_no_url() {
 #[tokio::test]
 async fn a_500_with_an_http_date_retry_after() {
     let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(300));
-    let (url, _server) = serve_once(format!(
+    let failure = failure_for(format!(
         "HTTP/1.1 500 Internal Server Error\r\nretry-after: {later}\r\ncontent-length: 0\r\n\r\n"
     ))
     .await;
-    let failure = send(&client().unwrap(), &webhook(url), &message())
-        .await
-        .unwrap_err();
     assert!(failure.transient);
     assert_eq!(failure.detail, "HTTP 500");
     let wait = failure.retry_after.unwrap();
@@ -191,13 +193,10 @@ async fn a_500_with_an_http_date_retry_after() {
 
 #[tokio::test]
 async fn a_redirect_is_not_followed_and_is_permanent() {
-    let (url, _server) = serve_once(format!(
+    let failure = failure_for(format!(
         "HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:1/{PATH_SECRET}\r\ncontent-length: 0\r\n\r\n"
     ))
     .await;
-    let failure = send(&client().unwrap(), &webhook(url), &message())
-        .await
-        .unwrap_err();
     assert_eq!(
         failure,
         Failure {
@@ -220,14 +219,11 @@ async fn statuses_are_classified() {
         ("429 Too Many Requests", true),
         ("502 Bad Gateway", true),
     ] {
-        let (url, _server) = serve_once(format!(
+        let failure = failure_for(format!(
             "HTTP/1.1 {status}\r\ncontent-length: {}\r\n\r\n{PATH_SECRET}",
             PATH_SECRET.len()
         ))
         .await;
-        let failure = send(&client().unwrap(), &webhook(url), &message())
-            .await
-            .unwrap_err();
         assert_eq!(failure.transient, transient, "{status}");
         assert_eq!(
             failure.detail,
