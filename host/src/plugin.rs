@@ -40,6 +40,15 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// 256 MiB leaves room for that several times over and still bounds a runaway.
 pub const PLUGIN_MEMORY_LIMIT: usize = 256 * 1024 * 1024;
 
+/// Bytes of a pooled instance's linear memory kept resident between
+/// instances: reset in place (the pages ever written, zeroed or copied from
+/// the image, on every reuse) rather than decommitted and faulted in again.
+/// It covers the component's initial memory (its 1 MiB stack, static data
+/// and the allocator's arena, about 1.9 MiB), so a delivery that fits the
+/// arena never faults; it is also what every reuse of a slot may have to
+/// zero after one large delivery, so it is not larger.
+pub const LINEAR_MEMORY_KEEP_RESIDENT: usize = 2 * 1024 * 1024;
+
 /// Instances the pooling allocator keeps slots for (the server's
 /// concurrency bound for evaluations; each evaluation uses one).
 pub const POOLED_INSTANCES: u32 = 64;
@@ -178,7 +187,7 @@ fn engine_config(allocation: Allocation, memory_limit: usize) -> Config {
             .max_memory_size(memory_limit)
             // Keep the pages a typical delivery touches resident between
             // instances, so a fresh instance does not fault them in again.
-            .linear_memory_keep_resident(2 * 1024 * 1024)
+            .linear_memory_keep_resident(LINEAR_MEMORY_KEEP_RESIDENT)
             .table_keep_resident(64 * 1024)
             // Where the kernel has PAGEMAP_SCAN (Linux 6.7+), reset only
             // the pages a delivery dirtied instead of zeroing the whole

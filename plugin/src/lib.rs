@@ -39,3 +39,9 @@ pub mod signature;
 #[cfg(target_arch = "wasm32")]
 #[allow(unsafe_code)]
 mod component;
+
+// The component's allocator: an arena in its initial memory, then grown
+// pages, so a typical delivery never grows memory.
+#[cfg(target_arch = "wasm32")]
+#[allow(unsafe_code)]
+mod allocator;
