@@ -74,6 +74,8 @@ pub use catch_up::{GithubHook, NewRedelivery, RedeliveryClaim, RedeliveryState};
 mod retention;
 pub use retention::{PrunePolicy, Pruned};
 mod cancel;
+// Rows written together by concurrent callers (relaxed delivery rows).
+mod batch;
 mod deliveries;
 mod ui_sessions;
 pub use cancel::CancelOutcome;
@@ -121,6 +123,8 @@ pub struct Journal {
     /// name.
     location: String,
     backend: Backend,
+    /// Relaxed delivery rows, written together ([`batch`]).
+    relaxed_deliveries: batch::Batcher<deliveries::DeliveryRow, Result<i64, JournalError>>,
 }
 
 /// Where the journal lives.
@@ -164,6 +168,7 @@ impl Journal {
         Ok(Journal {
             location: path.display().to_string(),
             backend: Backend::Sqlite(db),
+            relaxed_deliveries: Default::default(),
         })
     }
 
@@ -176,6 +181,7 @@ impl Journal {
         Ok(Journal {
             location: path.display().to_string(),
             backend: Backend::Sqlite(db),
+            relaxed_deliveries: Default::default(),
         })
     }
 
@@ -198,6 +204,7 @@ impl Journal {
         Journal {
             location: db.location().to_owned(),
             backend: Backend::Postgres(db),
+            relaxed_deliveries: Default::default(),
         }
     }
 

@@ -11,10 +11,12 @@
 //! - [`github`]: GitHub Deployments API request bodies;
 //! - [`report`]: the stable JSON form of an outcome;
 //! - `component` (wasm32 only): the WIT bindings, converting WIT types to domain types and back.
+//! - `allocator` (wasm32 only): the component's allocator, an arena in its initial memory first.
 
 // The component's logic has no use for `unsafe` (only the generated WIT
-// bindings in `component` need it), and a panic in it is a trap the host
-// answers with 500: outside tests, fallible steps return `PluginError`.
+// bindings in `component` and the allocator's arena in `allocator` need
+// it), and a panic in it is a trap the host answers with 500: outside
+// tests, fallible steps return `PluginError`.
 #![deny(unsafe_code)]
 #![cfg_attr(
     not(test),

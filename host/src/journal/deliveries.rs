@@ -20,19 +20,86 @@ impl Journal {
         request: Option<&(Received, Option<KeptRequest>)>,
         durable: bool,
     ) -> Result<i64, JournalError> {
-        let commit = if durable {
-            Commit::Append
-        } else {
-            Commit::Relaxed
-        };
-        self.commit(commit, "record delivery", |sql| {
+        let json = || -> Result<_, DbError> {
             let request_json = request.map(|(view, _)| to_json(8, view)).transpose()?;
             let kept_json = request
                 .and_then(|(_, kept)| kept.as_ref())
                 .map(|kept| to_json(9, kept))
                 .transpose()?;
-            insert_delivery(sql, d, request_json.as_deref(), kept_json.as_deref())
-        })
+            Ok((request_json, kept_json))
+        };
+        if durable {
+            return self.commit(Commit::Append, "record delivery", |sql| {
+                let (request_json, kept_json) = json()?;
+                insert_delivery(sql, d, request_json.as_deref(), kept_json.as_deref())
+            });
+        }
+        let (request_json, kept_json) = json()
+            .map_err(|source| JournalError::database(&self.location, "record delivery", source))?;
+        let row = DeliveryRow {
+            delivery: d.clone(),
+            request_json,
+            kept_json,
+        };
+        self.relaxed_deliveries.write(
+            row,
+            |rows| self.record_relaxed_rows(rows),
+            || {
+                Err(JournalError::database(
+                    &self.location,
+                    "record delivery",
+                    DbError::Unavailable("recording a batch of deliveries failed".to_owned()),
+                ))
+            },
+        )
+    }
+
+    /// Records relaxed delivery rows in one transaction, each in a
+    /// savepoint of its own, so that a row the database refuses is refused
+    /// alone. One outcome per row, in order.
+    fn record_relaxed_rows(&self, rows: Vec<DeliveryRow>) -> Vec<Result<i64, JournalError>> {
+        let count = rows.len();
+        let written = self.commit(Commit::Relaxed, "record deliveries", |sql| {
+            let mut outcomes = Vec::with_capacity(count);
+            for row in &rows {
+                sql.execute("SAVEPOINT delivery_row", args![])?;
+                let inserted = insert_delivery(
+                    sql,
+                    &row.delivery,
+                    row.request_json.as_deref(),
+                    row.kept_json.as_deref(),
+                );
+                if inserted.is_err() {
+                    sql.execute("ROLLBACK TO delivery_row", args![])?;
+                }
+                sql.execute("RELEASE delivery_row", args![])?;
+                outcomes.push(inserted);
+            }
+            Ok(outcomes)
+        });
+        match written {
+            Ok(outcomes) => outcomes
+                .into_iter()
+                .map(|outcome| {
+                    outcome.map_err(|source| {
+                        JournalError::database(&self.location, "record delivery", source)
+                    })
+                })
+                .collect(),
+            Err(e) => {
+                // The whole transaction failed: every row with it.
+                let reason = e.to_string();
+                (0..count)
+                    .map(|_| {
+                        Err(JournalError::database(
+                            &self.location,
+                            "record delivery",
+                            DbError::Unavailable(reason.clone()),
+                        ))
+                    })
+                    .collect()
+            }
+        }
     }
 
     /// Delivery `id` with what its request looked like (when it was a
@@ -123,6 +190,14 @@ fn insert_delivery(
         ],
     )?
     .get(0)
+}
+
+/// A relaxed delivery row waiting to be written with others
+/// ([`super::batch`]): the delivery and its request's JSON columns.
+pub(super) struct DeliveryRow {
+    delivery: NewDelivery,
+    request_json: Option<String>,
+    kept_json: Option<String>,
 }
 
 /// `value` as the JSON text column `column` stores.

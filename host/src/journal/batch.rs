@@ -1,0 +1,252 @@
+//! Rows written together: concurrent callers that each need one row
+//! recorded hand it to a [`Batcher`], and whichever of them finds no batch
+//! being written writes every row waiting, in one transaction, for all of
+//! them (flat combining). Each caller still returns only once its own row
+//! is written, with its own outcome.
+//!
+//! The journal records every delivery, and on the decision path (a push
+//! that deploys nothing) that row is most of a request's journal work: a
+//! transaction of its own costs its `BEGIN`, its locks and its log frames,
+//! about a quarter of the server's CPU per request under load
+//! (BENCHMARKS.md, part 5). Rows written together share them.
+
+use std::collections::{HashMap, VecDeque};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+/// The most rows one batch writes: a bound on one transaction's size, and
+/// so on how long the rows behind it wait.
+pub const MAX_BATCH_ROWS: usize = 64;
+
+/// Rows of type `In` waiting to be written, and the outcomes (`Out`) of
+/// those written, until their callers take them.
+pub struct Batcher<In, Out> {
+    state: Mutex<State<In, Out>>,
+    written: Condvar,
+}
+
+struct State<In, Out> {
+    /// Rows waiting, oldest first, each with its caller's ticket.
+    waiting: VecDeque<(u64, In)>,
+    /// Outcomes of rows written, by ticket, until their callers take them.
+    outcomes: HashMap<u64, Out>,
+    next_ticket: u64,
+    /// Whether a caller is writing a batch now.
+    writing: bool,
+}
+
+impl<In, Out> Default for Batcher<In, Out> {
+    fn default() -> Self {
+        Batcher {
+            state: Mutex::new(State {
+                waiting: VecDeque::new(),
+                outcomes: HashMap::new(),
+                next_ticket: 0,
+                writing: false,
+            }),
+            written: Condvar::new(),
+        }
+    }
+}
+
+impl<In, Out> Batcher<In, Out> {
+    /// Writes `row`, together with the rows other callers are waiting to
+    /// write, and returns its outcome.
+    ///
+    /// `write` writes a batch (oldest row first, at most
+    /// [`MAX_BATCH_ROWS`]) and returns one outcome per row, in order; it
+    /// runs on whichever caller writes that batch, one batch at a time.
+    /// Should it panic or return the wrong number of outcomes, every row
+    /// of that batch gets `failed()` instead (a row is never reported
+    /// written that was not), and the next batch is written as usual.
+    pub fn write(
+        &self,
+        row: In,
+        mut write: impl FnMut(Vec<In>) -> Vec<Out>,
+        failed: impl Fn() -> Out,
+    ) -> Out {
+        let mut state = self.lock();
+        let ticket = state.next_ticket;
+        state.next_ticket += 1;
+        state.waiting.push_back((ticket, row));
+        loop {
+            if let Some(outcome) = state.outcomes.remove(&ticket) {
+                return outcome;
+            }
+            if state.writing {
+                state = self.written.wait(state).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            // This caller's row is still waiting and no batch is being
+            // written: write one, from the oldest row.
+            state.writing = true;
+            let take = state.waiting.len().min(MAX_BATCH_ROWS);
+            let (tickets, rows): (Vec<u64>, Vec<In>) = state.waiting.drain(..take).unzip();
+            drop(state);
+            let outcomes = catch_unwind(AssertUnwindSafe(|| write(rows)));
+            state = self.lock();
+            state.writing = false;
+            match outcomes {
+                Ok(outcomes) if outcomes.len() == tickets.len() => {
+                    state.outcomes.extend(tickets.into_iter().zip(outcomes));
+                }
+                _ => {
+                    tracing::error!(
+                        rows = tickets.len(),
+                        "journal: writing a batch of rows failed unexpectedly; none of them is recorded"
+                    );
+                    for ticket in tickets {
+                        state.outcomes.insert(ticket, failed());
+                    }
+                }
+            }
+            self.written.notify_all();
+        }
+    }
+
+    /// Locks the state. A poisoned lock is taken anyway: nothing panics
+    /// while holding it (`write` runs outside it).
+    fn lock(&self) -> MutexGuard<'_, State<In, Out>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Barrier};
+
+    #[test]
+    fn each_caller_gets_its_own_rows_outcome() {
+        let batcher = Arc::new(Batcher::<u64, u64>::default());
+        let batches = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..8u64)
+            .map(|t| {
+                let batcher = Arc::clone(&batcher);
+                let batches = Arc::clone(&batches);
+                std::thread::spawn(move || {
+                    for i in 0..200u64 {
+                        let row = t * 1000 + i;
+                        let out = batcher.write(
+                            row,
+                            |rows| {
+                                assert!(!rows.is_empty() && rows.len() <= MAX_BATCH_ROWS);
+                                batches.fetch_add(1, Ordering::Relaxed);
+                                rows.iter().map(|r| r * 2 + 1).collect()
+                            },
+                            || u64::MAX,
+                        );
+                        assert_eq!(out, row * 2 + 1);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("a writer thread panicked");
+        }
+        assert!(batches.load(Ordering::Relaxed) <= 1600);
+        let state = batcher.lock();
+        assert!(state.waiting.is_empty() && state.outcomes.is_empty() && !state.writing);
+    }
+
+    #[test]
+    fn rows_that_wait_behind_a_batch_are_written_together_in_order() {
+        let batcher = Arc::new(Batcher::<u64, u64>::default());
+        let first_started = Arc::new(Barrier::new(2));
+        let written: Arc<Mutex<Vec<Vec<u64>>>> = Arc::default();
+        let release = Arc::new(Mutex::new(()));
+        let held = release.lock().unwrap();
+        let first = {
+            let (batcher, first_started, written, release) = (
+                Arc::clone(&batcher),
+                Arc::clone(&first_started),
+                Arc::clone(&written),
+                Arc::clone(&release),
+            );
+            std::thread::spawn(move || {
+                batcher.write(
+                    0,
+                    |rows| {
+                        first_started.wait();
+                        drop(release.lock().unwrap());
+                        written.lock().unwrap().push(rows.clone());
+                        rows
+                    },
+                    || u64::MAX,
+                )
+            })
+        };
+        first_started.wait();
+        // The first batch is being written: these five rows wait behind it.
+        let others: Vec<_> = (1..=5u64)
+            .map(|row| {
+                let (writer, written) = (Arc::clone(&batcher), Arc::clone(&written));
+                let handle = std::thread::spawn(move || {
+                    writer.write(
+                        row,
+                        |rows| {
+                            written.lock().unwrap().push(rows.clone());
+                            rows
+                        },
+                        || u64::MAX,
+                    )
+                });
+                // Queued in this order before the next is started.
+                while batcher.lock().waiting.len() < row as usize {
+                    std::thread::yield_now();
+                }
+                (row, handle)
+            })
+            .collect();
+        drop(held);
+        assert_eq!(first.join().unwrap(), 0);
+        for (row, handle) in others {
+            assert_eq!(handle.join().unwrap(), row);
+        }
+        assert_eq!(*written.lock().unwrap(), vec![vec![0], vec![1, 2, 3, 4, 5]]);
+    }
+
+    #[test]
+    fn a_batch_that_panics_fails_its_rows_and_the_next_is_written() {
+        let batcher = Batcher::<u64, Result<u64, &'static str>>::default();
+        let out = batcher.write(7, |_| panic!("a bug in the writer"), || Err("failed"));
+        assert_eq!(out, Err("failed"));
+        let out = batcher.write(8, |_| Vec::new(), || Err("failed"));
+        assert_eq!(out, Err("failed"), "too few outcomes fails the batch");
+        let out = batcher.write(
+            9,
+            |rows| rows.into_iter().map(Ok).collect(),
+            || Err("failed"),
+        );
+        assert_eq!(out, Ok(9));
+        let state = batcher.lock();
+        assert!(state.waiting.is_empty() && state.outcomes.is_empty() && !state.writing);
+    }
+
+    #[test]
+    fn a_long_queue_is_written_in_bounded_batches() {
+        let batcher = Batcher::<usize, usize>::default();
+        // Rows left waiting by callers that have not come back yet are
+        // written by the next caller, at most MAX_BATCH_ROWS at a time.
+        {
+            let mut state = batcher.lock();
+            for row in 0..(MAX_BATCH_ROWS * 2 + 3) {
+                let ticket = state.next_ticket;
+                state.next_ticket += 1;
+                state.waiting.push_back((ticket, row));
+            }
+        }
+        let mut sizes = Vec::new();
+        let out = batcher.write(
+            1000,
+            |rows| {
+                sizes.push(rows.len());
+                rows
+            },
+            || usize::MAX,
+        );
+        assert_eq!(out, 1000);
+        assert_eq!(sizes, vec![MAX_BATCH_ROWS, MAX_BATCH_ROWS, 4]);
+    }
+}
