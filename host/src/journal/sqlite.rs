@@ -2,7 +2,9 @@
 //! (`journal.sqlite3`), one connection behind a mutex, WAL mode so a reader
 //! (`redeploy history`) never blocks the writer, durable commits synced
 //! in groups ([`group_commit`]: `synchronous=FULL`'s guarantee, one sync
-//! shared by the commits made while the last one ran), and
+//! shared by the commits made while the last one ran), checkpoints on a
+//! thread of their own ([`checkpoint`]) rather than in the commit that
+//! fills the log, and
 //! write transactions that start with `BEGIN IMMEDIATE` so a
 //! read-check-write sequence cannot race another writer, in this process or
 //! another one.
@@ -18,8 +20,10 @@ use std::time::Duration;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
+mod checkpoint;
 mod group_commit;
 
+use checkpoint::Checkpointer;
 use group_commit::GroupCommit;
 
 use super::schema::{self, Migration};
@@ -44,6 +48,10 @@ pub struct Db {
     /// The shared syncs of the log that make writes durable (none on a
     /// read-only journal, which writes nothing).
     group: Option<GroupCommit>,
+    /// The thread that checkpoints the log off the commit path (none on a
+    /// read-only journal). Dropped after the connection above, so that the
+    /// last connection to close, its own, leaves the journal checkpointed.
+    _checkpointer: Option<Checkpointer>,
 }
 
 impl Db {
@@ -121,6 +129,14 @@ impl Db {
         // guarantee as FULL at a fraction of the syncs.
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(sqlite("set synchronous=NORMAL"))?;
+        // Checkpoints run on a thread of their own (`checkpoint`); this
+        // connection checkpoints only a log that thread let grow.
+        conn.pragma_update(
+            None,
+            "wal_autocheckpoint",
+            checkpoint::WRITER_AUTOCHECKPOINT_PAGES,
+        )
+        .map_err(sqlite("set wal_autocheckpoint"))?;
         // SQLite's own name for the file (absolute, symbolic links
         // resolved): its log is that name with `-wal`. rusqlite gives it
         // only as UTF-8; without it, the log cannot be named for sure.
@@ -133,10 +149,13 @@ impl Db {
                 source: io::Error::other("SQLite's name for the journal file is not UTF-8"),
             })?;
         let group = Some(GroupCommit::open(&resolved)?);
+        let checkpointer =
+            Checkpointer::start(&resolved).map_err(sqlite("start the checkpoint thread"))?;
         Ok(Db {
             group,
             path: path_buf,
             conn: Mutex::new(conn),
+            _checkpointer: Some(checkpointer),
         })
     }
 
@@ -186,6 +205,7 @@ impl Db {
             group: None,
             path: path_buf,
             conn: Mutex::new(conn),
+            _checkpointer: None,
         })
     }
 

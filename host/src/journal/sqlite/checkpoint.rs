@@ -1,0 +1,177 @@
+//! Checkpoints off the commit path: a thread with a connection of its own
+//! copies the log's committed pages into the database file every
+//! [`CHECKPOINT_INTERVAL`] (`PRAGMA wal_checkpoint(PASSIVE)`, which never
+//! waits for a writer nor makes one wait).
+//!
+//! Left to SQLite, the commit that takes the log past 1000 pages runs the
+//! checkpoint itself, with the connection's lock held: it syncs the log,
+//! copies the pages and syncs the database file, about 16 ms on this
+//! project's machine, during which every request behind it waits. That
+//! was the p99 of the decision path at one connection (BENCHMARKS.md,
+//! part 5: 17-20 ms, 2.5-3.6 ms with this thread). The writing connection keeps a much higher threshold of its
+//! own ([`WRITER_AUTOCHECKPOINT_PAGES`]), so the log still stays bounded
+//! should this thread fall behind or fail.
+//!
+//! Durability is unchanged: a checkpoint syncs the log before it copies
+//! anything and syncs the database file before it marks the pages copied,
+//! and only then may a writer start the log over; a commit waiting for its
+//! group sync ([`super::group_commit`]) is on the disk either way.
+
+use std::path::Path;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::BUSY_TIMEOUT;
+
+/// How often the log's committed pages are copied into the database file
+/// while the journal is being written: often enough that each checkpoint's
+/// syncs flush only a little (at 250 ms they took long enough to show in
+/// the p99 of requests that never sync, BENCHMARKS.md part 5).
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(50);
+
+/// How often the thread looks while nothing is being written (the last
+/// look found the log as it was before): an idle server wakes once a
+/// second for it, not twenty times.
+pub const IDLE_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The log's size, in pages, at which the writing connection checkpoints
+/// it itself: ten times SQLite's default, reached only if the checkpoint
+/// thread falls behind or cannot checkpoint.
+pub const WRITER_AUTOCHECKPOINT_PAGES: i64 = 10_000;
+
+/// The checkpoint thread; stopped and joined when dropped, so its
+/// connection is closed when the journal is.
+pub struct Checkpointer {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    /// Opens a connection to the journal at `path` (SQLite's resolved name)
+    /// and starts checkpointing it.
+    pub fn start(path: &Path) -> Result<Checkpointer, rusqlite::Error> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        let (stop, stopped) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("journal-checkpoint".to_owned())
+            .spawn(move || checkpoint_until_stopped(&conn, &stopped))
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        Ok(Checkpointer {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            // The thread stops at its next wake-up, after at most one
+            // checkpoint; a panic in it has nothing left to clean up.
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Checkpoints every [`CHECKPOINT_INTERVAL`] (every
+/// [`IDLE_CHECKPOINT_INTERVAL`] while nothing is written) until `stopped`
+/// is told or dropped. A failure is logged when it starts and when it
+/// ends, not on every attempt.
+fn checkpoint_until_stopped(conn: &Connection, stopped: &mpsc::Receiver<()>) {
+    let mut failing = false;
+    let mut last = None;
+    let mut interval = CHECKPOINT_INTERVAL;
+    loop {
+        match stopped.recv_timeout(interval) {
+            Err(RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+        }
+        match checkpoint(conn) {
+            Ok(log) => {
+                interval = if last == Some(log) {
+                    IDLE_CHECKPOINT_INTERVAL
+                } else {
+                    CHECKPOINT_INTERVAL
+                };
+                last = Some(log);
+                if failing {
+                    failing = false;
+                    tracing::info!("journal: checkpoints work again");
+                }
+            }
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(error = %e, "journal: cannot checkpoint the log; the writer checkpoints it once it grows to {WRITER_AUTOCHECKPOINT_PAGES} pages");
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// One passive checkpoint: copies what it can without waiting for anyone
+/// (a reader still using older pages only stops it short of the end).
+/// Returns the frames in the log and the frames copied, as SQLite reports
+/// them: the same pair twice in a row means nothing was written between.
+fn checkpoint(conn: &Connection) -> Result<(i64, i64), rusqlite::Error> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+        Ok((row.get(1)?, row.get(2)?))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The database file's size: it grows only when a checkpoint copies
+    /// pages from the log into it.
+    fn file_size(path: &Path) -> u64 {
+        std::fs::metadata(path).unwrap().len()
+    }
+
+    #[test]
+    fn the_thread_copies_what_the_writer_commits_and_stops_when_dropped() {
+        let dir = std::env::temp_dir().join(format!("redeploy-checkpoint-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("journal.sqlite3");
+        let writer = Connection::open(&path).unwrap();
+        writer.pragma_update(None, "journal_mode", "WAL").unwrap();
+        // Only the thread may copy pages into the file.
+        writer.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+        writer
+            .execute_batch("CREATE TABLE t (x TEXT); INSERT INTO t VALUES ('a');")
+            .unwrap();
+        let before = file_size(&path);
+        let checkpointer = Checkpointer::start(&path).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while file_size(&path) <= before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nothing was checkpointed"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        drop(checkpointer);
+        // Stopped: pages committed now stay in the log.
+        let copied = file_size(&path);
+        writer
+            .execute(
+                "INSERT INTO t SELECT printf('%.1000c', 'x') FROM t, t AS u, t AS v",
+                [],
+            )
+            .unwrap();
+        for _ in 0..4 {
+            writer.execute("INSERT INTO t SELECT x FROM t", []).unwrap();
+        }
+        std::thread::sleep(CHECKPOINT_INTERVAL * 3);
+        assert_eq!(file_size(&path), copied);
+        drop(writer);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
