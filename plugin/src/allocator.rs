@@ -78,8 +78,14 @@ unsafe impl Source for ArenaThenGrow {
         if previous_pages == usize::MAX {
             return Err(());
         }
-        let base = (previous_pages * WASM_PAGE_BYTES) as *mut u8;
-        let bytes = pages * WASM_PAGE_BYTES;
+        // Unreachable under the host's memory limit, but checked: the end
+        // of a 4 GiB memory does not fit a wasm32 address.
+        let base_address = previous_pages.checked_mul(WASM_PAGE_BYTES).ok_or(())?;
+        let bytes = pages.checked_mul(WASM_PAGE_BYTES).ok_or(())?;
+        if base_address.checked_add(bytes).is_none() {
+            return Err(());
+        }
+        let base = base_address as *mut u8;
         let end = base.wrapping_add(bytes);
         if let Some(old_end) = talc.source.grown_end.take() {
             if old_end.as_ptr() == base {

@@ -28,8 +28,16 @@ impl Journal {
                 .transpose()?;
             Ok((request_json, kept_json))
         };
-        if durable {
-            return self.commit(Commit::Append, "record delivery", |sql| {
+        // PostgreSQL writes each row in a transaction of its own, on the
+        // pool's connections side by side: a batch there would send its
+        // statements one round trip after another on one connection.
+        if durable || matches!(self.backend, super::Backend::Postgres(_)) {
+            let commit = if durable {
+                Commit::Append
+            } else {
+                Commit::Relaxed
+            };
+            return self.commit(commit, "record delivery", |sql| {
                 let (request_json, kept_json) = json()?;
                 insert_delivery(sql, d, request_json.as_deref(), kept_json.as_deref())
             });

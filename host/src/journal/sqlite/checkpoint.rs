@@ -32,9 +32,9 @@ use super::BUSY_TIMEOUT;
 /// the p99 of requests that never sync, BENCHMARKS.md part 5).
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(50);
 
-/// How often the thread looks while nothing is being written (the last
-/// look found the log as it was before): an idle server wakes once a
-/// second for it, not twenty times.
+/// How often the thread looks while nothing is being written (no commit
+/// since the last look, and the log copied in full): an idle server wakes
+/// once a second for it, not twenty times.
 pub const IDLE_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The log's size, in pages, at which the writing connection checkpoints
@@ -56,6 +56,10 @@ impl Checkpointer {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
+        // A checkpoint syncs the log before copying and the database file
+        // before marking the pages copied only when its connection syncs:
+        // stated here rather than left to SQLite's default.
+        conn.pragma_update(None, "synchronous", "FULL")?;
         let (stop, stopped) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("journal-checkpoint".to_owned())
@@ -85,21 +89,24 @@ impl Drop for Checkpointer {
 /// ends, not on every attempt.
 fn checkpoint_until_stopped(conn: &Connection, stopped: &mpsc::Receiver<()>) {
     let mut failing = false;
-    let mut last = None;
+    let mut last_version = None;
     let mut interval = CHECKPOINT_INTERVAL;
     loop {
         match stopped.recv_timeout(interval) {
             Err(RecvTimeoutError::Timeout) => {}
             Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
         }
-        match checkpoint(conn) {
-            Ok(log) => {
-                interval = if last == Some(log) {
+        let copied = data_version(conn).and_then(|version| Ok((version, checkpoint(conn)?)));
+        match copied {
+            Ok((version, (log, done))) => {
+                // Idle only when no other connection committed since the
+                // last look and the log is copied in full.
+                interval = if last_version == Some(version) && log == done {
                     IDLE_CHECKPOINT_INTERVAL
                 } else {
                     CHECKPOINT_INTERVAL
                 };
-                last = Some(log);
+                last_version = Some(version);
                 if failing {
                     failing = false;
                     tracing::info!("journal: checkpoints work again");
@@ -114,10 +121,17 @@ fn checkpoint_until_stopped(conn: &Connection, stopped: &mpsc::Receiver<()>) {
     }
 }
 
+/// SQLite's count of commits by other connections (`PRAGMA
+/// data_version`): it changes between two reads on this connection if and
+/// only if another connection committed in between.
+fn data_version(conn: &Connection) -> Result<i64, rusqlite::Error> {
+    conn.query_row("PRAGMA data_version", [], |row| row.get(0))
+}
+
 /// One passive checkpoint: copies what it can without waiting for anyone
 /// (a reader still using older pages only stops it short of the end).
 /// Returns the frames in the log and the frames copied, as SQLite reports
-/// them: the same pair twice in a row means nothing was written between.
+/// them.
 fn checkpoint(conn: &Connection) -> Result<(i64, i64), rusqlite::Error> {
     conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
         Ok((row.get(1)?, row.get(2)?))
