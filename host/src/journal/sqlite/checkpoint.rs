@@ -8,9 +8,10 @@
 //! copies the pages and syncs the database file, about 16 ms on this
 //! project's machine, during which every request behind it waits. That
 //! was the p99 of the decision path at one connection (BENCHMARKS.md,
-//! part 5: 17-20 ms, 2.5-3.6 ms with this thread). The writing connection keeps a much higher threshold of its
-//! own ([`WRITER_AUTOCHECKPOINT_PAGES`]), so the log still stays bounded
-//! should this thread fall behind or fail.
+//! part 5: 17-20 ms, 2.5-3.6 ms with this thread). The writing connection
+//! keeps a much higher threshold of its own
+//! ([`WRITER_AUTOCHECKPOINT_PAGES`]), so the log still stays bounded should
+//! this thread fall behind or fail.
 //!
 //! Durability is unchanged: a checkpoint syncs the log before it copies
 //! anything and syncs the database file before it marks the pages copied,
