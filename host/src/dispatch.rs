@@ -311,12 +311,12 @@ impl Dispatcher {
             status,
             summary: summary.to_string(),
         };
-        // Only a delivery that queued a deploy (202) waits for the disk;
-        // its deploy row was already written durably before this record.
+        // No delivery row waits for the disk, a 202's neither: its deploy
+        // row was written durably before this record (and holds the
+        // delivery id that deduplicates a redelivery), so losing the row
+        // to a power loss loses neither a deploy nor runs one twice.
         let request = request.and_then(|made| made(status));
-        let recorded = self
-            .journal
-            .record_received(&d, request.as_ref(), status == 202);
+        let recorded = self.journal.record_received(&d, request.as_ref(), false);
         if let Err(e) = recorded {
             tracing::error!(error = %e, "journal: cannot record a delivery");
         }

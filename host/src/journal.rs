@@ -258,6 +258,7 @@ impl Journal {
         op: &'static str,
         f: impl FnOnce(&mut dyn Sql) -> Result<R, DbError> + Send,
     ) -> Result<R, JournalError> {
+        tracing::trace!(op, ?commit, "journal write");
         let started = std::time::Instant::now();
         let outcome = match &self.backend {
             Backend::Sqlite(db) => db.write(commit, f),

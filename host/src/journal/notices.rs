@@ -21,7 +21,7 @@
 //! delivery id and the mail's `Message-ID` stay the same, so a receiver
 //! can drop the second.
 
-use super::sql::{args, DbError, Rec, Sql};
+use super::sql::{args, Commit, DbError, Rec, Sql};
 use super::{Claim, DeployState, Journal, JournalError};
 
 /// The lease whose holder sends the notifications (one process per journal).
@@ -202,7 +202,11 @@ impl Journal {
         let held = format!(
             "SELECT 1 FROM leases WHERE name = ?1 AND holder = ?2 AND expires_at_ms >= {now}"
         );
-        self.write("fan out notices", |sql| {
+        // Relaxed: lost (to a power loss, with the notices' fan-out state
+        // beside it), it is done again the same way; and the claim of any
+        // notification it made waits for the disk, which takes this commit
+        // along (a log is written in order).
+        self.commit(Commit::ExclusiveRelaxed, "fan out notices", |sql| {
             if sql
                 .query_opt(&held, args![NOTIFICATIONS_LEASE, holder])?
                 .is_none()

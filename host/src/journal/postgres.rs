@@ -256,10 +256,11 @@ impl Db {
     }
 
     /// Runs `f` in one transaction, committed if it returns `Ok` and rolled
-    /// back otherwise; [`Commit::Exclusive`] and [`Commit::Snapshot`]
-    /// transactions first take [`WRITE_LOCK`], waiting for it no longer
-    /// than the acquire timeout; [`Commit::Relaxed`] ones commit with
-    /// `synchronous_commit = off`.
+    /// back otherwise; [`Commit::Exclusive`], [`Commit::ExclusiveRelaxed`]
+    /// and [`Commit::Snapshot`] transactions first take [`WRITE_LOCK`],
+    /// waiting for it no longer than the acquire timeout;
+    /// [`Commit::Relaxed`] and [`Commit::ExclusiveRelaxed`] ones commit with
+    /// `synchronous_commit = off`, and are not flushed after.
     pub fn write<R: Send>(
         &self,
         commit: Commit,
@@ -278,7 +279,7 @@ impl Db {
                 self.lock_timeout.as_millis().max(1)
             );
             let begin = match commit {
-                Commit::Exclusive => format!("BEGIN; {wait}"),
+                Commit::Exclusive | Commit::ExclusiveRelaxed => format!("BEGIN; {wait}"),
                 // One snapshot for every statement: what the transaction
                 // reads is consistent. PostgreSQL takes it as the lock's
                 // statement starts, before any wait for the lock, so it may
@@ -289,7 +290,7 @@ impl Db {
             };
             let end = match commit {
                 Commit::Exclusive | Commit::Snapshot => COMMIT_THEN_FLUSH,
-                Commit::Append | Commit::Relaxed => "COMMIT",
+                Commit::Append | Commit::Relaxed | Commit::ExclusiveRelaxed => "COMMIT",
             };
             let mut tx = Tx {
                 client: conn.client(),

@@ -215,6 +215,19 @@ pub enum Commit {
     /// written in order). For writes whose loss neither loses a deploy nor
     /// runs one twice: a delivery's record, a lease's release.
     Relaxed,
+    /// [`Commit::Exclusive`] without waiting for the disk, with
+    /// [`Commit::Relaxed`]'s loss window: for read-check-writes whose loss
+    /// only undoes bookkeeping that is then done again the same way, and
+    /// that every write depending on them (a durable one) makes durable
+    /// too: fanning notices out into notifications.
+    ExclusiveRelaxed,
+}
+
+impl Commit {
+    /// Whether the write is on the disk before its call returns.
+    pub fn waits_for_disk(self) -> bool {
+        !matches!(self, Commit::Relaxed | Commit::ExclusiveRelaxed)
+    }
 }
 
 /// A transaction (or a single-statement read) on either backend. SQL is

@@ -37,6 +37,13 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// process is opening to WAL mode.
 const WAL_SWITCH_RETRY: Duration = Duration::from_millis(10);
 
+/// How many prepared statements the writing connection keeps for reuse.
+/// The journal has well over a hundred distinct statements and a deploy
+/// alone runs dozens; rusqlite's default of 16 made most of them be parsed
+/// and planned again on every call (a fifth of the server's own CPU on the
+/// deploy path). Each kept statement costs a few KiB.
+const STATEMENT_CACHE_CAPACITY: usize = 256;
+
 /// The SQLite schema version this build writes and understands
 /// (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = schema::latest(schema::SQLITE);
@@ -91,6 +98,7 @@ impl Db {
         let mut conn = Connection::open_with_flags(path, flags).map_err(sqlite("open"))?;
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(sqlite("set busy_timeout"))?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
         conn.pragma_update(None, "foreign_keys", true)
             .map_err(sqlite("enable foreign_keys"))?;
         // Switching a new file to WAL needs it to itself, and SQLite answers
@@ -211,11 +219,24 @@ impl Db {
 
     /// Runs `f` in one `BEGIN IMMEDIATE` transaction: committed if it
     /// returns `Ok`, rolled back otherwise (and if it panics). Every commit
-    /// but a [`Commit::Relaxed`] one is on the disk before this returns:
+    /// that [`Commit::waits_for_disk`] is on the disk before this returns:
     /// the connection is released at the commit, and the call then waits
     /// for a sync of the log shared with the commits made beside it
-    /// ([`group_commit`]).
+    /// ([`group_commit`]). Such a write, called on an async worker thread,
+    /// hands the thread over while it runs ([`off_worker`]).
     pub fn write<R>(
+        &self,
+        commit: Commit,
+        f: impl FnOnce(&mut dyn Sql) -> Result<R, DbError>,
+    ) -> Result<R, DbError> {
+        if commit.waits_for_disk() {
+            off_worker(|| self.write_here(commit, f))
+        } else {
+            self.write_here(commit, f)
+        }
+    }
+
+    fn write_here<R>(
         &self,
         commit: Commit,
         f: impl FnOnce(&mut dyn Sql) -> Result<R, DbError>,
@@ -228,7 +249,7 @@ impl Db {
         // Numbered before the connection is released, so the numbers
         // follow the log's order.
         let ticket = match &self.group {
-            Some(group) if commit != Commit::Relaxed => Some((group, group.committed())),
+            Some(group) if commit.waits_for_disk() => Some((group, group.committed())),
             _ => None,
         };
         drop(conn);
@@ -259,6 +280,20 @@ impl Db {
     /// `Transaction` rolls it back), so the connection is still consistent.
     fn lock(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Runs `f`, which waits for the disk, from wherever the caller is: on an
+/// async worker thread of a multi-threaded runtime the thread is handed
+/// over (`block_in_place`), so the runtime's other tasks (the requests
+/// being answered) go on while it waits; elsewhere (a blocking thread, the
+/// CLI) it runs here. A deploy's runner records its claim and its end from
+/// async code: without this, each of those waits held one of the (on two
+/// cores, two) worker threads for a sync of the log.
+fn off_worker<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 
