@@ -1010,3 +1010,54 @@ fn reload_does_not_signal_a_pid_that_is_not_a_serve() {
     other.wait().unwrap();
     drop(lock);
 }
+
+/// Deploy commands start with posix_spawn (runner/command.rs), and still
+/// start as execvp(3) would start them: a bare name found on the stack's
+/// own PATH, and an executable script without a `#!` line run by the shell.
+#[test]
+fn a_bare_name_on_the_stacks_path_and_a_script_without_a_shebang_both_deploy() {
+    let found = Stack::new("found")
+        .key("image", "acme/found")
+        .token(1)
+        .line("command = [\"found-tool\", \"first\"]")
+        .env("PATH", "@DIR@/bin:/usr/bin:/bin");
+    let bare = Stack::new("bare")
+        .key("image", "acme/bare")
+        .token(2)
+        .line("command = [\"@DIR@/no-shebang\", \"second\"]");
+    let world = World::new(
+        "serve-spawn",
+        "",
+        &crate::support::stacks::toml(&[found, bare]),
+    );
+    std::fs::create_dir_all(world.dir.join("bin")).unwrap();
+    crate::support::deploy::write_executable(
+        &world.dir.join("bin").join("found-tool"),
+        "#!/bin/sh\necho \"found-tool ran with $1\"\n",
+    );
+    crate::support::deploy::write_executable(
+        &world.dir.join("no-shebang"),
+        "echo \"the shell ran $0 with $1\"\n",
+    );
+    let server = world.start(&[]);
+    assert_eq!(server.post(&hook(1), &[], b"").status, 202);
+    assert_eq!(server.post(&hook(2), &[], b"").status, 202);
+    let deploys = world.settle(30);
+    assert_all_succeeded(&deploys);
+    let log = |stack: &str| {
+        let d = deploys.iter().find(|d| d.queued.stack == stack).unwrap();
+        std::fs::read_to_string(d.log_path.as_deref().unwrap()).unwrap()
+    };
+    assert!(
+        log("found").contains("found-tool ran with first"),
+        "{}",
+        log("found")
+    );
+    let script = world.dir.join("no-shebang");
+    assert!(
+        log("bare").contains(&format!("the shell ran {} with second", script.display())),
+        "{}",
+        log("bare")
+    );
+    server.terminate();
+}

@@ -56,6 +56,10 @@ pub enum Command {
     /// Run a stack's queued deploys (started by the post-receive hook).
     #[command(hide = true)]
     RunQueued(commands::run_queued::RunQueued),
+    /// Stop deploy commands when the process that started them dies
+    /// (started by that process).
+    #[command(hide = true)]
+    Reap(commands::reap::Reap),
 }
 
 impl Cli {
@@ -75,6 +79,7 @@ impl Cli {
             Command::PostReceive(c) => c.execute(),
             Command::InstallHook(c) => c.execute(),
             Command::RunQueued(c) => c.execute(),
+            Command::Reap(c) => c.execute(),
             Command::Github(c) => c.execute(),
             Command::Config(c) => c.execute(),
             Command::Journal(c) => c.execute(),

@@ -36,6 +36,7 @@ use crate::metrics::Metrics;
 use crate::queue::{Admit, Slot, StackQueue};
 
 mod command;
+pub mod reaper;
 pub use command::{deploy_env, event_file_env, CommandSpec, INHERITED_ENV, LEASE_LOST_REASON};
 mod follow;
 mod stop;

@@ -530,33 +530,6 @@ pub async fn recover_free_stacks(
     Ok(recovered)
 }
 
-/// Makes a deploy command die with the thread that spawns it: called in
-/// the child between fork and exec. `parent` is the spawning process's pid,
-/// to catch a parent that died before the request was made.
-///
-/// # Safety
-/// Async-signal-safe calls only, as `pre_exec` requires.
-pub unsafe fn die_with_parent(parent: libc::pid_t) -> io::Result<()> {
-    // SIGTERM, not SIGKILL: the command may clean up, as on a shutdown;
-    // recovery SIGKILLs whatever of its group is left.
-    if libc::prctl(
-        libc::PR_SET_PDEATHSIG,
-        libc::SIGTERM as libc::c_ulong,
-        0,
-        0,
-        0,
-    ) != 0
-    {
-        return Err(io::Error::last_os_error());
-    }
-    if libc::getppid() != parent {
-        return Err(io::Error::other(
-            "the runner exited before the deploy started",
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -244,7 +244,8 @@ fn an_http_action_does_not_follow_a_redirect_with_its_credentials() {
 // ---------------------------------------------------------------------------
 
 /// A deploy command whose commit ending in `1` starts a background child
-/// that outlives it (`orphan.pid`) and runs long; every deploy records, when
+/// that outlives it (`orphan.pid`) and runs long (its own pid in
+/// `command.pid`); every deploy records, when
 /// it starts, whether that child is still alive (`overlaps`), and whether
 /// another deploy of the stack is running (the `running.lock` directory).
 const ORPHANING: &str = r#"#!/bin/sh
@@ -259,7 +260,7 @@ fi
 if ! mkdir "$dir/running.lock" 2>/dev/null; then echo "$id overlapped a running deploy" >> "$dir/overlaps"; fi
 echo "start $id ${REDEPLOY_SHA:-}" >> "$dir/timeline"
 case "${REDEPLOY_SHA:-}" in
-  *1) sleep 300 & echo $! > "$dir/orphan.pid"; sleep 60 ;;
+  *1) sleep 300 & echo $! > "$dir/orphan.pid"; echo $$ > "$dir/command.pid"; sleep 60 ;;
   *) sleep "${SLEEP:-0}" ;;
 esac
 echo "end $id" >> "$dir/timeline"
@@ -296,6 +297,22 @@ fn orphan_pid(world: &World) -> i32 {
             .ok()
             .and_then(|s| s.trim().parse().ok())
     })
+}
+
+/// The pid of the running [`ORPHANING`] command of a commit ending in `1`.
+fn command_pid(world: &World) -> i32 {
+    wait_for(30, "the deploy command to start", || {
+        std::fs::read_to_string(world.record("web").join("command.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    })
+}
+
+/// Waits up to 10 s for `pid` (`what`) to be gone (or a zombie).
+fn assert_dies(pid: i32, what: &str) {
+    wait_for(10, &format!("{what} ({pid}) to die"), || {
+        (!alive(pid)).then_some(())
+    });
 }
 
 fn assert_no_overlap(world: &World) {
@@ -367,9 +384,12 @@ fn a_sigkilled_serve_leaves_no_orphan_running_when_the_next_deploy_starts() {
     hook_push(&world, 1, &forward);
     let orphan = orphan_pid(&world);
     hook_push(&world, 2, &forward);
+    let command = command_pid(&world);
     server.kill();
-    // The deploy command dies with the server; its background child is
-    // left over (the process group outlives its leader).
+    // The deploy command dies with the server (the reaper's SIGTERM), long
+    // before its 60 s; its background child is left over (the process
+    // group outlives its leader).
+    assert_dies(command, "the deploy command, with the server");
     assert!(
         alive(orphan),
         "the background child should outlive the server"
@@ -393,10 +413,12 @@ fn a_sigkilled_run_queued_is_recovered_by_the_next_runner_without_overlap() {
     let orphan = orphan_pid(&world);
     let runners = run_queued_pids(&world);
     assert_eq!(runners.len(), 1, "{runners:?}");
+    let command = command_pid(&world);
     sigkill(runners[0]);
     wait_for(10, "the runner to die", || {
         run_queued_pids(&world).is_empty().then_some(())
     });
+    assert_dies(command, "the deploy command, with its runner");
     let _ = std::fs::remove_dir(world.record("web").join("running.lock"));
     assert_eq!(world.deploys()[0].state, DeployState::Started);
 

@@ -14,6 +14,7 @@ pub mod man;
 pub mod notify;
 pub mod poll;
 pub mod post_receive;
+pub mod reap;
 pub mod reload;
 pub mod run_queued;
 pub mod serve;

@@ -93,38 +93,70 @@ pub async fn run(
         std::io::pipe().map_err(|e| fail(format!("cannot create a pipe: {e}")))?;
     let output = tokio::net::unix::pipe::Receiver::from_owned_fd(output.into())
         .map_err(|e| fail(format!("cannot read the command's output: {e}")))?;
-    let error_writer = output_writer
-        .try_clone()
-        .map_err(|e| fail(format!("cannot create a pipe: {e}")))?;
     let argv = spec.argv;
-    let mut cmd = tokio::process::Command::new(&argv[0]);
-    cmd.args(&argv[1..])
-        .current_dir(spec.workdir)
-        .env_clear()
-        .stdin(Stdio::piped())
-        .stdout(output_writer)
-        .stderr(error_writer)
-        .process_group(0)
-        .kill_on_drop(true);
-    let parent = std::process::id() as libc::pid_t;
-    // SAFETY: die_with_parent makes only async-signal-safe calls
-    // (prctl, getppid), as pre_exec requires.
-    unsafe {
-        cmd.pre_exec(move || crate::supervise::die_with_parent(parent));
-    }
-    for key in INHERITED_ENV {
-        if let Some(v) = std::env::var_os(key) {
-            cmd.env(key, v);
+    // The command's PATH: the server's, or the stack's own.
+    let path = spec
+        .env
+        .get("PATH")
+        .map(std::ffi::OsString::from)
+        .or_else(|| std::env::var_os("PATH"));
+    // A bare name is looked up here, on that PATH, so that the command
+    // starts with posix_spawn: std forks to look up a name on a PATH the
+    // command is given. Not found, it is left to the command's start to
+    // fail as it would have.
+    let program = path
+        .as_deref()
+        .and_then(|p| find_program(&argv[0], p, spec.workdir))
+        .unwrap_or_else(|| argv[0].clone().into());
+    let start = |argv0: &std::ffi::OsStr, args: &[&std::ffi::OsStr]| {
+        let mut cmd = tokio::process::Command::new(args[0]);
+        cmd.arg0(argv0)
+            .args(&args[1..])
+            .args(&argv[1..])
+            .current_dir(spec.workdir)
+            .env_clear()
+            .stdin(Stdio::piped())
+            .stdout(output_writer.try_clone()?)
+            .stderr(output_writer.try_clone()?)
+            .process_group(0)
+            .kill_on_drop(true);
+        for key in INHERITED_ENV {
+            if let Some(v) = std::env::var_os(key) {
+                cmd.env(key, v);
+            }
         }
-    }
-    cmd.envs(spec.env);
-    cmd.envs(deploy_env(record, event, &event_file));
-    let spawned = cmd.spawn();
-    // The command holds this process's copies of the pipe's write end:
-    // dropped now, the log sees the end of output when the child's close.
-    drop(cmd);
+        cmd.envs(spec.env);
+        cmd.envs(deploy_env(record, event, &event_file));
+        // The command holds this process's copies of the pipe's write
+        // end, dropped with it here.
+        cmd.spawn()
+    };
+    let spawned = match start(std::ffi::OsStr::new(&argv[0]), &[program.as_os_str()]) {
+        // An executable file that is not a program (a script without a
+        // `#!` line) is run by the shell, as execvp(3) runs it; posix_spawn
+        // does not.
+        Err(e) if e.raw_os_error() == Some(libc::ENOEXEC) => {
+            let shell = std::ffi::OsStr::new(SCRIPT_SHELL);
+            start(shell, &[shell, program.as_os_str()])
+        }
+        other => other,
+    };
+    // This process's own write end: dropped now, the log sees the end of
+    // output when the child's close.
+    drop(output_writer);
     let mut child = spawned.map_err(|e| fail(format!("cannot start {:?}: {e}", argv[0])))?;
     let pid = child.id();
+    if let Some(pid) = pid {
+        // It dies with this process ([`super::reaper`]); a command that
+        // would not is not run.
+        if let Err(e) = super::reaper::watch(pid) {
+            kill_group(pid, libc::SIGKILL);
+            let _ = child.wait().await;
+            return Err(fail(format!(
+                "cannot start the deploy commands' reaper, without which the command would outlive this process: {e}"
+            )));
+        }
+    }
     let copier = tokio::spawn(crate::logfiles::copy_into(output, log));
     if let Some(pid) = pid {
         // The command leads its own process group (process_group(0)).
@@ -194,11 +226,38 @@ pub async fn run(
             })
         }
     };
+    if let Some(pid) = pid {
+        super::reaper::unwatch(pid);
+    }
     let _ = tokio::time::timeout(crate::logfiles::LOG_DRAIN_WAIT, async {
         let _ = copier.await;
     })
     .await;
     result
+}
+
+/// `program` found on `path` (a PATH value) as `execvp` would find it for
+/// a command started in `workdir`: a name without a slash, in the first
+/// directory of `path` that holds an executable file of that name (an
+/// empty entry is the working directory, a relative one is taken from it).
+/// `None` for a name with a slash (used as it is), or not found at an
+/// absolute path (a relative one would be taken from the command's working
+/// directory after the start changes to it).
+fn find_program(
+    program: &str,
+    path: &std::ffi::OsStr,
+    workdir: &Path,
+) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    if program.is_empty() || program.contains('/') {
+        return None;
+    }
+    std::env::split_paths(path).find_map(|dir| {
+        let candidate = workdir.join(dir).join(program);
+        let meta = std::fs::metadata(&candidate).ok()?;
+        (candidate.is_absolute() && meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+            .then_some(candidate)
+    })
 }
 
 /// The file beside a deploy's log that holds its event, named to the
@@ -213,6 +272,10 @@ pub fn event_file(log_path: &Path) -> std::path::PathBuf {
 pub fn event_file_env(log_path: &Path) -> String {
     format!("{EVENT_FILE_VAR}={}", event_file(log_path).display())
 }
+
+/// The shell that runs an executable file that is not a program (a script
+/// without a `#!` line), as execvp(3) runs it.
+const SCRIPT_SHELL: &str = "/bin/sh";
 
 /// The variable that names a deploy's event file.
 const EVENT_FILE_VAR: &str = "REDEPLOY_EVENT_FILE";
@@ -279,4 +342,49 @@ pub fn deploy_env(
         env.push((k.to_string(), v.unwrap_or_default()));
     }
     env
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    #[test]
+    fn a_bare_name_is_found_as_execvp_would_find_it() {
+        let root =
+            std::env::temp_dir().join(format!("redeploy-find-program-{}", std::process::id()));
+        let (work, first, second) = (root.join("work"), root.join("first"), root.join("second"));
+        for dir in [&work, &first, &second, &work.join("bin")] {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        let file = |path: std::path::PathBuf, mode: u32| {
+            std::fs::write(&path, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            path
+        };
+        // Not executable in the first directory, executable in the second.
+        file(first.join("tool"), 0o644);
+        let tool = file(second.join("tool"), 0o755);
+        let local = file(work.join("bin").join("local"), 0o755);
+        let here = file(work.join("here"), 0o755);
+        std::fs::create_dir_all(first.join("dir")).unwrap();
+        let path =
+            std::env::join_paths([&first, &second, Path::new("bin"), Path::new("")]).unwrap();
+
+        assert_eq!(find_program("tool", &path, &work), Some(tool));
+        // A relative entry and an empty one are taken from the working directory.
+        assert_eq!(find_program("local", &path, &work), Some(local));
+        assert_eq!(find_program("here", &path, &work), Some(here));
+        // A directory is not a program; a name with a slash is used as it is.
+        assert_eq!(find_program("dir", &path, &work), None);
+        assert_eq!(find_program("./here", &path, &work), None);
+        assert_eq!(find_program("missing", &path, &work), None);
+        assert_eq!(find_program("", &path, &work), None);
+        // A relative working directory gives no absolute path: left to the start.
+        assert_eq!(
+            find_program("local", std::ffi::OsStr::new("bin"), Path::new("work")),
+            None
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }
