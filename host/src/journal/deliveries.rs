@@ -140,8 +140,8 @@ impl Journal {
     /// `synchronous_commit = off` likewise never lets a later synchronous
     /// commit become durable before an earlier asynchronous one. So a durable
     /// deploy never depends on a relaxed row, and this keeps a disk flush
-    /// off the path of every push that deploys nothing, which is most of
-    /// them.
+    /// off the path of every delivery (a 202's deploy row is written
+    /// durably before its delivery row).
     pub fn record_delivery_relaxed(&self, d: &NewDelivery) -> Result<i64, JournalError> {
         self.record_received(d, None, false)
     }

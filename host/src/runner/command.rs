@@ -146,17 +146,20 @@ pub async fn run(
     drop(output_writer);
     let mut child = spawned.map_err(|e| fail(format!("cannot start {:?}: {e}", argv[0])))?;
     let pid = child.id();
-    if let Some(pid) = pid {
-        // It dies with this process ([`super::reaper`]); a command that
-        // would not is not run.
-        if let Err(e) = super::reaper::watch(pid) {
-            kill_group(pid, libc::SIGKILL);
+    // It dies with this process ([`super::reaper`]) until it was waited
+    // for (or this run is given up); a command that would not is not run.
+    let watched = match pid.map(super::reaper::watch).transpose() {
+        Ok(watched) => watched,
+        Err(e) => {
+            if let Some(pid) = pid {
+                kill_group(pid, libc::SIGKILL);
+            }
             let _ = child.wait().await;
             return Err(fail(format!(
                 "cannot start the deploy commands' reaper, without which the command would outlive this process: {e}"
             )));
         }
-    }
+    };
     let copier = tokio::spawn(crate::logfiles::copy_into(output, log));
     if let Some(pid) = pid {
         // The command leads its own process group (process_group(0)).
@@ -226,9 +229,7 @@ pub async fn run(
             })
         }
     };
-    if let Some(pid) = pid {
-        super::reaper::unwatch(pid);
-    }
+    drop(watched);
     let _ = tokio::time::timeout(crate::logfiles::LOG_DRAIN_WAIT, async {
         let _ = copier.await;
     })
@@ -238,25 +239,40 @@ pub async fn run(
 
 /// `program` found on `path` (a PATH value) as `execvp` would find it for
 /// a command started in `workdir`: a name without a slash, in the first
-/// directory of `path` that holds an executable file of that name (an
-/// empty entry is the working directory, a relative one is taken from it).
-/// `None` for a name with a slash (used as it is), or not found at an
-/// absolute path (a relative one would be taken from the command's working
-/// directory after the start changes to it).
+/// directory of `path` that holds a file of that name this process may
+/// execute (`faccessat(X_OK, AT_EACCESS)`, which also refuses a `noexec`
+/// mount). The path is the entry joined with the name, as execvp builds
+/// it (a relative entry stays relative: the start changes to `workdir`
+/// before it executes it). `None` for a name with a slash (used as it is),
+/// for one found through an empty entry (the working directory; left to
+/// execvp), or not found.
 fn find_program(
     program: &str,
     path: &std::ffi::OsStr,
     workdir: &Path,
 ) -> Option<std::path::PathBuf> {
-    use std::os::unix::fs::PermissionsExt as _;
+    use std::os::unix::ffi::OsStrExt as _;
     if program.is_empty() || program.contains('/') {
         return None;
     }
     std::env::split_paths(path).find_map(|dir| {
-        let candidate = workdir.join(dir).join(program);
-        let meta = std::fs::metadata(&candidate).ok()?;
-        (candidate.is_absolute() && meta.is_file() && meta.permissions().mode() & 0o111 != 0)
-            .then_some(candidate)
+        if dir.as_os_str().is_empty() {
+            return None;
+        }
+        let candidate = dir.join(program);
+        let seen = workdir.join(&candidate);
+        let c_path = std::ffi::CString::new(seen.as_os_str().as_bytes()).ok()?;
+        // SAFETY: a NUL-terminated path that outlives the call; no memory
+        // is shared.
+        let executable = unsafe {
+            libc::faccessat(
+                libc::AT_FDCWD,
+                c_path.as_ptr(),
+                libc::X_OK,
+                libc::AT_EACCESS,
+            ) == 0
+        };
+        (executable && std::fs::metadata(&seen).is_ok_and(|m| m.is_file())).then_some(candidate)
     })
 }
 
@@ -365,26 +381,25 @@ mod tests {
         // Not executable in the first directory, executable in the second.
         file(first.join("tool"), 0o644);
         let tool = file(second.join("tool"), 0o755);
-        let local = file(work.join("bin").join("local"), 0o755);
-        let here = file(work.join("here"), 0o755);
+        file(work.join("bin").join("local"), 0o755);
+        file(work.join("here"), 0o755);
         std::fs::create_dir_all(first.join("dir")).unwrap();
         let path =
             std::env::join_paths([&first, &second, Path::new("bin"), Path::new("")]).unwrap();
 
         assert_eq!(find_program("tool", &path, &work), Some(tool));
-        // A relative entry and an empty one are taken from the working directory.
-        assert_eq!(find_program("local", &path, &work), Some(local));
-        assert_eq!(find_program("here", &path, &work), Some(here));
+        // A relative entry stays relative, taken from the working directory.
+        assert_eq!(
+            find_program("local", &path, &work),
+            Some(Path::new("bin").join("local"))
+        );
+        // Found only through the empty entry: left to execvp.
+        assert_eq!(find_program("here", &path, &work), None);
         // A directory is not a program; a name with a slash is used as it is.
         assert_eq!(find_program("dir", &path, &work), None);
         assert_eq!(find_program("./here", &path, &work), None);
         assert_eq!(find_program("missing", &path, &work), None);
         assert_eq!(find_program("", &path, &work), None);
-        // A relative working directory gives no absolute path: left to the start.
-        assert_eq!(
-            find_program("local", std::ffi::OsStr::new("bin"), Path::new("work")),
-            None
-        );
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

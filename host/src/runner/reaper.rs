@@ -1,7 +1,7 @@
 //! Deploy commands die with the process that started them, however it
 //! dies (SIGKILL included): the *reaper*, a small process of its own (this
-//! binary's hidden `reap` subcommand, started at the first deploy), is told
-//! each command's pid as it starts and as it ends, and sends SIGTERM to
+//! binary's hidden `reap` subcommand, `/proc/self/exe reap`, started at the
+//! first deploy), is told each command's pid as it starts and as it ends, and sends SIGTERM to
 //! every command it was told of and not told the end of when its standard
 //! input reaches its end, which is when every process holding the pipe's
 //! other end (this one: the descriptor is close-on-exec) has exited.
@@ -20,7 +20,7 @@
 //! that recovery too (it finds the command by its journaled group or by its
 //! environment).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Write as _};
 use std::os::unix::process::CommandExt as _;
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -36,36 +36,37 @@ const SIGNAL: libc::c_int = libc::SIGTERM;
 /// This process's reaper and the commands it watches.
 static REAPER: Mutex<Reaper> = Mutex::new(Reaper {
     process: None,
-    watched: BTreeSet::new(),
+    watched: BTreeMap::new(),
 });
 
 struct Reaper {
     /// The running reaper and its standard input; started at the first
     /// [`watch`], and again if it died.
     process: Option<(Child, ChildStdin)>,
-    /// The commands told to it and not yet ended: a reaper started again
-    /// is told all of them.
-    watched: BTreeSet<u32>,
+    /// The commands told to it and not yet ended, each with how many
+    /// [`Watched`] stand for it (a pid ended and reused before its
+    /// [`Watched`] was dropped has two): a reaper started again is told all
+    /// of them.
+    watched: BTreeMap<u32, usize>,
 }
 
-/// Tells the reaper of command `pid`, just started: from now until
-/// [`unwatch`], it is sent SIGTERM if this process dies. An error means no
-/// reaper could be started or told, so the command would outlive this
-/// process: the caller stops it.
-pub fn watch(pid: u32) -> io::Result<()> {
-    let mut reaper = lock();
-    reaper.watched.insert(pid);
-    let sent = reaper.send(&format!("+{pid}\n"));
-    if sent.is_err() {
+/// A command the reaper watches, until this is dropped (when the command
+/// was waited for, or its run given up).
+#[must_use = "the reaper stops watching the command when this is dropped"]
+pub struct Watched(u32);
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        let pid = self.0;
+        let mut reaper = lock();
+        let Some(count) = reaper.watched.get_mut(&pid) else {
+            return;
+        };
+        *count -= 1;
+        if *count > 0 {
+            return;
+        }
         reaper.watched.remove(&pid);
-    }
-    sent
-}
-
-/// Tells the reaper that command `pid` has ended (it was waited for).
-pub fn unwatch(pid: u32) {
-    let mut reaper = lock();
-    if reaper.watched.remove(&pid) {
         // A reaper that cannot be told forgets nothing it must do: the
         // next one started is told only the commands still watched.
         if let Err(e) = reaper.send(&format!("-{pid}\n")) {
@@ -74,22 +75,44 @@ pub fn unwatch(pid: u32) {
     }
 }
 
+/// Tells the reaper of command `pid`, just started: until the returned
+/// [`Watched`] is dropped, it is sent SIGTERM if this process dies. An
+/// error means no reaper could be started or told, so the command would
+/// outlive this process: the caller stops it.
+pub fn watch(pid: u32) -> io::Result<Watched> {
+    let mut reaper = lock();
+    let count = reaper.watched.entry(pid).or_insert(0);
+    *count += 1;
+    if *count > 1 {
+        return Ok(Watched(pid));
+    }
+    match reaper.send(&format!("+{pid}\n")) {
+        Ok(()) => Ok(Watched(pid)),
+        Err(e) => {
+            reaper.watched.remove(&pid);
+            Err(e)
+        }
+    }
+}
+
 fn lock() -> MutexGuard<'static, Reaper> {
-    // The state is a set and a handle, consistent at every step.
+    // The state is a map and a handle, consistent at every step.
     REAPER.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Reaper {
     /// Sends `line`, starting a reaper (told every watched command) if none
-    /// runs or the running one cannot be told.
+    /// runs, the running one has exited, or it cannot be told.
     fn send(&mut self, line: &str) -> io::Result<()> {
-        if let Some((_, stdin)) = &mut self.process {
-            if stdin.write_all(line.as_bytes()).is_ok() {
+        if let Some((child, stdin)) = &mut self.process {
+            let alive = matches!(child.try_wait(), Ok(None));
+            if alive && stdin.write_all(line.as_bytes()).is_ok() {
                 return Ok(());
             }
             self.stop();
         }
-        // The new reaper is told every watched command, `line`'s included.
+        // The new reaper is told every watched command, `line`'s included
+        // (an ended command's is not: it was removed first).
         self.process = Some(self.start()?);
         Ok(())
     }
@@ -109,7 +132,7 @@ impl Reaper {
             return Err(io::Error::other("the reaper has no standard input"));
         };
         let mut told = String::new();
-        for pid in &self.watched {
+        for pid in self.watched.keys() {
             told.push_str(&format!("+{pid}\n"));
         }
         if let Err(e) = stdin.write_all(told.as_bytes()) {
@@ -120,11 +143,13 @@ impl Reaper {
         Ok((child, stdin))
     }
 
+    /// Stops a reaper that cannot be told any more: killed before its
+    /// standard input is closed, which would make it signal every command.
     fn stop(&mut self) {
         if let Some((mut child, stdin)) = self.process.take() {
-            drop(stdin);
             let _ = child.kill();
             let _ = child.wait();
+            drop(stdin);
         }
     }
 }
