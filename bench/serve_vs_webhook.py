@@ -68,6 +68,10 @@ from benchlib import (
 )
 
 TRUE = shutil.which("true") or "/usr/bin/true"
+# Before each load: the longest wait for the machine to be idle, and the
+# busy share under which it is.
+IDLE_WAIT_SECONDS = 120
+IDLE_BUSY_SHARE = 0.1
 # The floor server (bench/floor), built into its own target directory.
 FLOOR = os.path.join(ROOT, "target", "floor", "release", "floor")
 FLOOR_BUILD = (
@@ -162,6 +166,34 @@ def start_floor(work, branch):
     )
 
 
+def busy_share(seconds):
+    """The share of the machine's CPU time that was busy over `seconds`
+    (/proc/stat: every state but idle and iowait)."""
+
+    def read():
+        fields = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+        return sum(fields), fields[3] + fields[4]
+
+    total0, idle0 = read()
+    time.sleep(seconds)
+    total1, idle1 = read()
+    return 1 - (idle1 - idle0) / max(1, total1 - total0)
+
+
+def wait_for_idle_machine():
+    """Waits until the machine is idle (under IDLE_BUSY_SHARE busy over
+    half a second), so that every load starts on an idle machine: webhook
+    answers before it runs its command, and after its load it goes on
+    running the commands it queued, on both cores, for seconds (even once
+    stopped), where the next server's load would run. Returns the seconds
+    waited (at most IDLE_WAIT_SECONDS)."""
+    started = time.time()
+    while time.time() - started < IDLE_WAIT_SECONDS:
+        if busy_share(0.5) < IDLE_BUSY_SHARE:
+            break
+    return time.time() - started
+
+
 def run_wrk(url, connections, duration, env):
     threads = min(connections, 2)
     # Delivery ids unique to this run (bench/http.lua).
@@ -241,6 +273,9 @@ def main():
                 for r in range(args.rounds):
                     order = servers if r % 2 == 0 else list(reversed(servers))
                     for s in order:
+                        waited = wait_for_idle_machine()
+                        if waited >= 1:
+                            print(f"  (waited {waited:.1f} s for the machine to be idle)", flush=True)
                         reset_peak(s.proc.pid)
                         res = run_wrk(s.url, c, args.duration, env)
                         res["peak_kb"] = status_kb(s.proc.pid, "VmHWM")
