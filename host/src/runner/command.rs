@@ -244,8 +244,8 @@ pub async fn run(
 /// mount). The path is the entry joined with the name, as execvp builds
 /// it (a relative entry stays relative: the start changes to `workdir`
 /// before it executes it). `None` for a name with a slash (used as it is),
-/// for one found through an empty entry (the working directory; left to
-/// execvp), or not found.
+/// when the search reaches an empty entry (the working directory: left to
+/// execvp, which searches it in its turn), or when not found.
 fn find_program(
     program: &str,
     path: &std::ffi::OsStr,
@@ -255,7 +255,7 @@ fn find_program(
     if program.is_empty() || program.contains('/') {
         return None;
     }
-    std::env::split_paths(path).find_map(|dir| {
+    for dir in std::env::split_paths(path) {
         if dir.as_os_str().is_empty() {
             return None;
         }
@@ -272,8 +272,11 @@ fn find_program(
                 libc::AT_EACCESS,
             ) == 0
         };
-        (executable && std::fs::metadata(&seen).is_ok_and(|m| m.is_file())).then_some(candidate)
-    })
+        if executable && std::fs::metadata(&seen).is_ok_and(|m| m.is_file()) {
+            return Some(candidate);
+        }
+    }
+    None
 }
 
 /// The file beside a deploy's log that holds its event, named to the
@@ -400,6 +403,10 @@ mod tests {
         assert_eq!(find_program("./here", &path, &work), None);
         assert_eq!(find_program("missing", &path, &work), None);
         assert_eq!(find_program("", &path, &work), None);
+        // The working directory comes first: left to execvp, which would
+        // take a `tool` there before the one in `second`.
+        let cwd_first = std::env::join_paths([Path::new(""), &second]).unwrap();
+        assert_eq!(find_program("tool", &cwd_first, &work), None);
         std::fs::remove_dir_all(&root).unwrap();
     }
 }
