@@ -58,7 +58,7 @@ pub enum Command {
     RunQueued(commands::run_queued::RunQueued),
     /// Stop deploy commands when the process that started them dies
     /// (started by that process).
-    #[command(hide = true)]
+    #[command(name = crate::runner::reaper::SUBCOMMAND, hide = true)]
     Reap(commands::reap::Reap),
 }
 

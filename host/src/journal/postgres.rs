@@ -17,10 +17,10 @@
 //! ([`Commit::Append`], [`Commit::Relaxed`]) do not. A locked transaction
 //! commits without waiting for the disk, so the lock is not held across a
 //! flush, and (unless [`Commit::ExclusiveRelaxed`]) is then made durable by
-//! [`COMMIT_THEN_FLUSH`] before the call returns: concurrent callers share one flush where each waited for
-//! its own under the lock. Migrations run in one
-//! transaction under [`MIGRATION_LOCK`], so replicas starting at once apply
-//! each migration once.
+//! [`COMMIT_THEN_FLUSH`] before the call returns: concurrent callers share
+//! one flush where each waited for its own under the lock. Migrations run
+//! in one transaction under [`MIGRATION_LOCK`], so replicas starting at
+//! once apply each migration once.
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};

@@ -1,9 +1,9 @@
 //! Deploy commands die with the process that started them, however it
 //! dies (SIGKILL included): the *reaper*, a small process of its own (this
 //! binary's hidden `reap` subcommand, `/proc/self/exe reap`, started at the
-//! first deploy), is told each command's pid as it starts and as it ends, and sends SIGTERM to
-//! every command it was told of and not told the end of when its standard
-//! input reaches its end, which is when every process holding the pipe's
+//! first deploy), is told each command's pid as it starts and as it ends,
+//! and sends SIGTERM to every command it was told of and not told the end
+//! of when its standard input reaches its end, which is when every process holding the pipe's
 //! other end (this one: the descriptor is close-on-exec) has exited.
 //!
 //! This is what `PR_SET_PDEATHSIG` did, set in the child between `fork`
@@ -26,7 +26,7 @@ use std::os::unix::process::CommandExt as _;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 
-/// The hidden subcommand that runs the reaper.
+/// The hidden subcommand that runs the reaper (the CLI's name for it too).
 pub const SUBCOMMAND: &str = "reap";
 
 /// The signal the reaper sends: the command may clean up, as on a
