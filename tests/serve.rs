@@ -942,6 +942,36 @@ fn a_compiled_component_cache_that_cannot_be_written_is_logged_once_and_counted(
     server.terminate();
 }
 
+/// Issue 19: a server on a fresh state directory has the component compiled
+/// by a child process (no warning that it fell back to compiling it
+/// itself), writes the compiled artifact to its cache, and maps it from
+/// there rather than holding a copy; and so does a restart, which compiles
+/// nothing.
+#[test]
+fn a_fresh_server_compiles_the_component_in_a_child_and_maps_the_cached_artifact() {
+    let world = World::new("compile-child", "", &web_stack(1, "web", "0").toml());
+    for start in ["fresh", "restart"] {
+        let server = world.start(&[]);
+        assert_eq!(push(&server, 1, &format!("d-{start}")), 202, "{start}");
+        let cached: Vec<_> = std::fs::read_dir(world.dir.join("state/cache"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("plugin-") && n.ends_with(".cwasm"))
+            .collect();
+        assert_eq!(cached.len(), 1, "{start}: {cached:?}");
+        let maps = std::fs::read_to_string(format!("/proc/{}/maps", server.child.id())).unwrap();
+        assert!(
+            maps.lines()
+                .any(|l| l.ends_with(&cached[0]) && l.split_whitespace().nth(1) == Some("r-xp")),
+            "{start}: the artifact's code is not mapped from its file:\n{maps}"
+        );
+        let log = server.log_text();
+        assert!(!log.contains("child process"), "{start}: {log}");
+        assert!(!log.contains("cache file ignored"), "{start}: {log}");
+        server.terminate();
+    }
+}
+
 /// Issue 14: a one-shot command (here `trigger` signing a manual trigger
 /// through the component, as the git hook loads it) has no log of its
 /// own: the cache it cannot write is one line on stderr.

@@ -60,6 +60,10 @@ pub enum Command {
     /// (started by that process).
     #[command(name = crate::runner::reaper::SUBCOMMAND, hide = true)]
     Reap(commands::reap::Reap),
+    /// Compile the embedded component and print the compiled artifact
+    /// (started by `serve`).
+    #[command(name = crate::plugin::COMPILE_SUBCOMMAND, hide = true)]
+    CompileComponent(commands::compile_component::CompileComponent),
 }
 
 impl Cli {
@@ -80,6 +84,7 @@ impl Cli {
             Command::InstallHook(c) => c.execute(),
             Command::RunQueued(c) => c.execute(),
             Command::Reap(c) => c.execute(),
+            Command::CompileComponent(c) => c.execute(),
             Command::Github(c) => c.execute(),
             Command::Config(c) => c.execute(),
             Command::Journal(c) => c.execute(),

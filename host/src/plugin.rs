@@ -71,14 +71,36 @@ pub enum ComponentSource {
     File(PathBuf),
 }
 
-/// How the engine allocates instances.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How the engine allocates instances (named on the command line of
+/// [`COMPILE_SUBCOMMAND`] as `pooling` or `on-demand`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Allocation {
     /// Pooling allocator: fastest per-instance for a long-running server.
     Pooling,
     /// On-demand: cheapest engine start, for one-shot processes (hooks, CLI).
     OnDemand,
 }
+
+/// Where [`PluginRuntime::cached`] compiles the component when its cache
+/// holds no usable artifact.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CompileIn {
+    /// On the calling thread, with an engine of its own dropped afterwards:
+    /// for one-shot processes, which end soon after.
+    #[default]
+    ThisProcess,
+    /// In a child process, this binary's hidden [`COMPILE_SUBCOMMAND`],
+    /// which prints the compiled artifact: for the long-running server,
+    /// which then never runs Cranelift, so none of Cranelift's code or
+    /// working memory stays resident in it (BENCHMARKS.md, idle memory).
+    /// A child that cannot be started or fails is reported in a warning and
+    /// the component is compiled in this process instead.
+    Child,
+}
+
+/// The hidden subcommand that compiles the embedded component and writes
+/// the compiled artifact to its standard output ([`CompileIn::Child`]).
+pub const COMPILE_SUBCOMMAND: &str = "compile-component";
 
 /// Runtime options.
 #[derive(Clone, Debug)]
@@ -89,6 +111,8 @@ pub struct RuntimeOptions {
     pub deadline: Duration,
     /// Per-call linear-memory cap in bytes.
     pub memory_limit: usize,
+    /// Where a component missing from the cache is compiled.
+    pub compile: CompileIn,
 }
 
 impl Default for RuntimeOptions {
@@ -97,6 +121,7 @@ impl Default for RuntimeOptions {
             allocation: Allocation::OnDemand,
             deadline: PLUGIN_DEADLINE,
             memory_limit: PLUGIN_MEMORY_LIMIT,
+            compile: CompileIn::ThisProcess,
         }
     }
 }
@@ -207,12 +232,76 @@ fn engine_config(allocation: Allocation, memory_limit: usize) -> Config {
 /// thread pool a parallel compile starts would live on with the process,
 /// idle, holding its stacks and heap arenas (about 3 MiB), to save well
 /// under a second once per component build.
-fn precompile_apart(options: &RuntimeOptions) -> anyhow::Result<Vec<u8>> {
-    let mut config = engine_config(options.allocation, options.memory_limit);
+pub fn precompile_apart(allocation: Allocation, memory_limit: usize) -> anyhow::Result<Vec<u8>> {
+    let mut config = engine_config(allocation, memory_limit);
     // Not part of the compiled form's compatibility hash.
     config.parallel_compilation(false);
     let engine = Engine::new(&config)?;
     Ok(engine.precompile_component(EMBEDDED_COMPONENT)?)
+}
+
+/// The embedded component compiled by a child process
+/// ([`COMPILE_SUBCOMMAND`] of `/proc/self/exe`, this very binary) with the
+/// settings of `options`, so nothing of the compile is left in this
+/// process. The child gets an empty environment and no input.
+fn precompile_in_child(options: &RuntimeOptions) -> anyhow::Result<Vec<u8>> {
+    let allocation = clap::ValueEnum::to_possible_value(&options.allocation)
+        .context("an allocation without a command-line name")?;
+    let out = std::process::Command::new("/proc/self/exe")
+        .arg(COMPILE_SUBCOMMAND)
+        .args(["--allocation", allocation.get_name()])
+        .args(["--memory-limit", &options.memory_limit.to_string()])
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("starting /proc/self/exe to compile the component")?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "the compiling process failed ({}): {}",
+            out.status,
+            crate::text::one_line(&String::from_utf8_lossy(&out.stderr))
+        );
+    }
+    if out.stdout.is_empty() || out.stdout.len() as u64 > cache::MAX_CACHE_FILE_BYTES {
+        anyhow::bail!(
+            "the compiling process printed {} bytes, not a compiled component",
+            out.stdout.len()
+        );
+    }
+    Ok(out.stdout)
+}
+
+/// Compiles the embedded component where `options` says
+/// ([`CompileIn`]).
+fn precompile(options: &RuntimeOptions) -> anyhow::Result<Vec<u8>> {
+    if options.compile == CompileIn::Child {
+        match precompile_in_child(options) {
+            Ok(code) => return Ok(code),
+            Err(e) => tracing::warn!(
+                error = %format!("{e:#}"),
+                "could not compile the component in a child process; compiling it in this one"
+            ),
+        }
+    }
+    precompile_apart(options.allocation, options.memory_limit)
+}
+
+/// The cached artifact at `path`, mapped from its file, if it verifies
+/// ([`cache::verify`]); `Ok(None)` if there is none.
+fn map_verified(engine: &Engine, path: &Path, key: &[u8]) -> anyhow::Result<Option<Component>> {
+    let Some(verified) = cache::verify(path, key)? else {
+        return Ok(None);
+    };
+    // SAFETY: the file's tag, made with a key only this user can read,
+    // verifies, so this program wrote it for an engine like this one
+    // (wasmtime checks the compatibility hash); `unchanged` below refuses a
+    // file replaced or written since the check. The tag after the code is
+    // past the artifact's last section, which wasmtime does not read.
+    let component = unsafe { Component::deserialize_file(engine, verified.path()) }
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("{} did not deserialize", path.display()))?;
+    verified.unchanged()?;
+    Ok(Some(component))
 }
 
 /// `context` with the body MACs of `delivery` to `stacks` the host computes
@@ -279,9 +368,12 @@ impl PluginRuntime {
     /// directory of ours, from a file of ours that group and others cannot
     /// write, and only when its HMAC tag verifies with the key in
     /// `<state_dir>/cache.key` (see [`cache`]); anything else is ignored with
-    /// a warning and compiled again. It is written to a unique temporary
-    /// file and renamed into place, so two racing processes each see either
-    /// no file or a whole one.
+    /// a warning and compiled again (where [`RuntimeOptions::compile`]
+    /// says). It is written to a unique temporary file and renamed into
+    /// place, so two racing processes each see either no file or a whole
+    /// one, and loaded by mapping the file, checked and then mapped
+    /// ([`cache::Verified::unchanged`]), so only the pages that run are
+    /// resident.
     pub fn cached(cache_dir: &Path, options: RuntimeOptions) -> anyhow::Result<Self> {
         use std::hash::{Hash, Hasher};
         let engine = Engine::new(&engine_config(options.allocation, options.memory_limit))?;
@@ -310,28 +402,22 @@ impl PluginRuntime {
             Err(e) => {
                 let reason = format!("{e:#}");
                 cache_unwritable(&reason);
-                let component = Component::new(&engine, EMBEDDED_COMPONENT)?;
+                let compiled = precompile(&options)?;
+                // SAFETY: the bytes were just compiled for this engine's settings.
+                let component = unsafe { Component::deserialize(&engine, &compiled)? };
+                drop(compiled);
                 let mut runtime = Self::from_component(engine, component, options)?;
                 runtime.cache_status = Some(cache::CacheStatus::Unusable(reason));
                 return Ok(runtime);
             }
         };
-        let verified = cache::read_verified(&path, &key);
-        if let Ok(Some(code)) = &verified {
-            // SAFETY: these bytes were written by this program for this
-            // engine (their HMAC tag, made with a key only this user can
-            // read, verifies), and wasmtime checks the compatibility hash.
-            if let Ok(c) = unsafe { Component::deserialize(&engine, code) } {
-                let mut runtime = Self::from_component(engine, c, options)?;
+        let status = match map_verified(&engine, &path, &key) {
+            Ok(Some(component)) => {
+                let mut runtime = Self::from_component(engine, component, options)?;
                 runtime.cache_status = Some(cache::CacheStatus::Loaded);
                 return Ok(runtime);
             }
-        }
-        let status = match verified {
             Ok(None) => cache::CacheStatus::Compiled,
-            Ok(Some(_)) => {
-                cache::CacheStatus::Refused(format!("{} did not deserialize", path.display()))
-            }
             Err(e) => {
                 let reason = format!("{e:#}");
                 tracing::warn!(reason = %reason, "compiled-component cache file ignored; compiling the component again");
@@ -341,14 +427,24 @@ impl PluginRuntime {
                 cache::CacheStatus::Refused(reason)
             }
         };
-        let compiled = precompile_apart(&options)?;
+        let compiled = precompile(&options)?;
         // The cache only saves time: a full or read-only disk costs
         // a compile per start, not the start itself.
-        if let Err(e) = cache::write_tagged(&path, &key, &compiled) {
-            cache_unwritable(&format!("{e:#}"));
-        }
-        // SAFETY: as above: the bytes were just compiled by this engine.
-        let component = unsafe { Component::deserialize(&engine, &compiled)? };
+        let written = cache::write_tagged(&path, &key, &compiled);
+        let mapped = match written {
+            // Loaded as a later start will load it: mapped from the file.
+            Ok(()) => map_verified(&engine, &path, &key).ok().flatten(),
+            Err(e) => {
+                cache_unwritable(&format!("{e:#}"));
+                None
+            }
+        };
+        let component = match mapped {
+            Some(component) => component,
+            // SAFETY: the bytes were just compiled for this engine's settings.
+            None => unsafe { Component::deserialize(&engine, &compiled)? },
+        };
+        drop(compiled);
         let mut runtime = Self::from_component(engine, component, options)?;
         runtime.cache_status = Some(status);
         Ok(runtime)

@@ -1,6 +1,7 @@
 //! One module per subcommand; each is a struct with `execute(self)`.
 
 pub mod check;
+pub mod compile_component;
 pub mod completions;
 pub mod config;
 pub mod deliveries;

@@ -14,7 +14,7 @@ use crate::dispatch::Dispatcher;
 use crate::config::Live;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
-use crate::plugin::{Allocation, PluginRuntime, RuntimeOptions};
+use crate::plugin::{Allocation, CompileIn, PluginRuntime, RuntimeOptions};
 use crate::reload::{Capacities, Reloader};
 use crate::runner::Runner;
 use crate::server::{app, AppState};
@@ -79,11 +79,13 @@ impl Serve {
         let tokens = Live::new(Arc::new(TokenTable::new(ensure_tokens(&config, &journal)?)));
         let options = RuntimeOptions {
             allocation: Allocation::Pooling,
+            compile: CompileIn::Child,
             ..RuntimeOptions::default()
         };
         // The embedded component loads from the compiled cache the
-        // post-receive hook also uses: a restart maps the compiled code
-        // instead of running Cranelift, whose heap would stay resident.
+        // post-receive hook also uses, mapped from its file; when the cache
+        // has none, a child process compiles it, so Cranelift never runs
+        // in the server and none of its code or heap stays resident.
         let runtime = Arc::new(match self.plugin.as_deref() {
             None => PluginRuntime::cached(&state_dir.join("cache"), options)?,
             Some(path) => {

@@ -12,9 +12,18 @@
 //!   user can read.
 //!
 //! Anything else is ignored with one warning log line, and the component is
-//! compiled again (and the cache rewritten when the directory is ours). The
-//! bytes that were verified are the bytes deserialized: the file is read
-//! once into memory, so nothing can swap it between check and load.
+//! compiled again (and the cache rewritten when the directory is ours).
+//!
+//! A verified artifact is then mapped from its file, not copied into the
+//! heap, so only the pages a delivery runs are resident (BENCHMARKS.md,
+//! idle memory). The tag is checked over the file read through one open
+//! descriptor, and the file is mapped by path: [`Verified::unchanged`]
+//! refuses the mapping unless the path still names that same file, unwritten
+//! since (device, inode, size, modification and change times), so a file
+//! swapped or rewritten between the check and the mapping is not loaded.
+//! Writing the file in place after it is mapped needs this user's own
+//! rights (the directory is `0700`, the file not writable by others), and
+//! with those rights the process itself can be changed anyway.
 
 use std::fs::File;
 use std::io::{Read as _, Write as _};
@@ -85,6 +94,12 @@ pub enum CacheRefusal {
     /// The tag does not verify with the cache key.
     #[error("{path} does not carry a valid tag for this server's cache key")]
     BadTag {
+        /// The file.
+        path: String,
+    },
+    /// Replaced or written between the check of its tag and its mapping.
+    #[error("{path} changed while it was being loaded")]
+    Changed {
         /// The file.
         path: String,
     },
@@ -187,20 +202,80 @@ pub fn load_or_create_key(path: &Path) -> anyhow::Result<Vec<u8>> {
     })
 }
 
-fn tag(key: &[u8], name: &str, code: &[u8]) -> Hmac<Sha256> {
+/// The MAC of an artifact named `name`, before its code: the code is fed in
+/// by the caller (at once when writing, in chunks when checking).
+fn tag_start(key: &[u8], name: &str) -> Hmac<Sha256> {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
     // The name carries the component's hash and the engine's compatibility
     // hash: a tag made for one cache entry does not vouch for another.
     mac.update(name.as_bytes());
     mac.update(&[0]);
-    mac.update(code);
     mac
 }
 
-/// Reads the artifact at `path` and returns its code (without the tag) if
-/// it is ours, safe and authentic; `Ok(None)` if there is no file.
-pub fn read_verified(path: &Path, key: &[u8]) -> Result<Option<Vec<u8>>, anyhow::Error> {
-    let file = match File::open(path) {
+/// Bytes read at a time while a cached artifact's tag is checked.
+const VERIFY_CHUNK_BYTES: usize = 64 * 1024;
+
+/// What identifies the file whose tag was checked: the fields of its `stat`
+/// that any replacement or write changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct FileIdentity {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileIdentity {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        FileIdentity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+}
+
+/// A cached artifact whose tag verified: the file to map, and what it was
+/// when it was checked.
+#[derive(Debug)]
+pub struct Verified {
+    path: PathBuf,
+    identity: FileIdentity,
+}
+
+impl Verified {
+    /// The artifact's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes of compiled code in the file (its length without the tag).
+    pub fn code_len(&self) -> u64 {
+        self.identity.len - CACHE_TAG_BYTES as u64
+    }
+
+    /// Succeeds if the path still names the file that was checked, unwritten
+    /// since; called after the file is mapped, so the mapping is of the
+    /// bytes whose tag verified.
+    pub fn unchanged(&self) -> Result<(), CacheRefusal> {
+        match std::fs::metadata(&self.path) {
+            Ok(meta) if FileIdentity::of(&meta) == self.identity => Ok(()),
+            _ => Err(CacheRefusal::Changed {
+                path: self.path.display().to_string(),
+            }),
+        }
+    }
+}
+
+/// Checks the artifact at `path`: `Ok(Some(_))` if it is ours, safe and
+/// authentic, `Ok(None)` if there is no file. The file is read through one
+/// descriptor in chunks of [`VERIFY_CHUNK_BYTES`] (nothing of it is kept).
+pub fn verify(path: &Path, key: &[u8]) -> Result<Option<Verified>, anyhow::Error> {
+    let mut file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
@@ -216,27 +291,38 @@ pub fn read_verified(path: &Path, key: &[u8]) -> Result<Option<Vec<u8>>, anyhow:
         }
         .into());
     }
-    let mut bytes = Vec::with_capacity(len as usize);
-    file.take(MAX_CACHE_FILE_BYTES)
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("reading {}", path.display()))?;
-    if bytes.len() < CACHE_TAG_BYTES {
-        return Err(CacheRefusal::BadSize {
-            path: path.display().to_string(),
-            len: bytes.len() as u64,
-        }
-        .into());
-    }
-    let presented = bytes.split_off(bytes.len() - CACHE_TAG_BYTES);
     let name = file_name(path);
+    let mut mac = tag_start(key, &name);
+    let mut left = len - CACHE_TAG_BYTES as u64;
+    let mut chunk = vec![0u8; VERIFY_CHUNK_BYTES];
+    let read_err = |e| anyhow::Error::new(e).context(format!("reading {}", path.display()));
+    while left > 0 {
+        let want = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        file.read_exact(&mut chunk[..want]).map_err(read_err)?;
+        mac.update(&chunk[..want]);
+        left -= want as u64;
+    }
+    let mut presented = [0u8; CACHE_TAG_BYTES];
+    file.read_exact(&mut presented).map_err(read_err)?;
     // verify_slice compares in constant time.
-    if tag(key, &name, &bytes).verify_slice(&presented).is_err() {
+    if mac.verify_slice(&presented).is_err() {
         return Err(CacheRefusal::BadTag {
             path: path.display().to_string(),
         }
         .into());
     }
-    Ok(Some(bytes))
+    // A file that grew while it was read is not the file checked.
+    let identity = FileIdentity::of(&meta);
+    if FileIdentity::of(&file.metadata()?) != identity {
+        return Err(CacheRefusal::Changed {
+            path: path.display().to_string(),
+        }
+        .into());
+    }
+    Ok(Some(Verified {
+        path: path.to_path_buf(),
+        identity,
+    }))
 }
 
 fn file_name(path: &Path) -> String {
@@ -259,7 +345,9 @@ pub fn write_tagged(path: &Path, key: &[u8], code: &[u8]) -> anyhow::Result<()> 
             .mode(0o600)
             .open(&tmp)?;
         f.write_all(code)?;
-        f.write_all(&tag(key, &file_name(path), code).finalize().into_bytes())?;
+        let mut mac = tag_start(key, &file_name(path));
+        mac.update(code);
+        f.write_all(&mac.finalize().into_bytes())?;
         f.sync_all()
     })();
     if let Err(e) = result {
@@ -286,13 +374,23 @@ mod tests {
         ensure_private_dir(&dir).unwrap();
         let key = load_or_create_key(&dir.join("k")).unwrap();
         let path = dir.join("a.cwasm");
-        write_tagged(&path, &key, b"native code").unwrap();
-        assert_eq!(read_verified(&path, &key).unwrap().unwrap(), b"native code");
+        // Longer than one read chunk, so the tag is checked across chunks.
+        let code: Vec<u8> = (0..VERIFY_CHUNK_BYTES * 2 + 7).map(|i| i as u8).collect();
+        write_tagged(&path, &key, &code).unwrap();
+        let verified = verify(&path, &key).unwrap().unwrap();
+        assert_eq!(verified.code_len(), code.len() as u64);
+        verified.unchanged().unwrap();
+        // The same bytes under the same name, but another file: not the
+        // file that was checked.
+        write_tagged(&path, &key, &code).unwrap();
+        let err = verified.unchanged().unwrap_err();
+        assert!(err.to_string().contains("changed"), "{err}");
         let mut bytes = std::fs::read(&path).unwrap();
-        bytes[3] ^= 1;
+        bytes[VERIFY_CHUNK_BYTES + 3] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
-        let err = read_verified(&path, &key).unwrap_err();
+        let err = verify(&path, &key).unwrap_err();
         assert!(err.to_string().contains("valid tag"), "{err:#}");
+        assert!(verify(&dir.join("absent"), &key).unwrap().is_none());
         let _ = std::fs::remove_dir_all(&dir);
     }
 
