@@ -31,9 +31,12 @@ fn main() {
     // The binary's relative relocations, packed (DT_RELR): the 1.3 MB of
     // `.rela.dyn` the dynamic loader reads, and keeps resident, at every
     // start shrink to a few KB (BENCHMARKS.md, idle memory). The loader
-    // must know DT_RELR (glibc 2.36, Debian 12); the linker records that
-    // requirement in the binary, and the package's dependencies follow.
-    println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
+    // must know DT_RELR (glibc 2.36, Debian 12): the linker records that
+    // requirement in the binary (`GLIBC_ABI_DT_RELR`), and the package
+    // states it (`package.metadata.deb`, which dpkg-shlibdeps would miss).
+    if env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
+        println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
+    }
 
     golden_case_tests(&workspace);
     ensure_wasm_target();

@@ -187,6 +187,10 @@ fn the_debian_package_installs_a_working_service_and_purges_cleanly() {
     );
     let readme = std::fs::read_to_string(workspace().join("README.md")).unwrap();
     assert!(readme.contains(&format!("`{exec}`")), "README: {exec}");
+    // The binary's packed relocations need glibc 2.36's loader; the
+    // package says so (dpkg-shlibdeps alone would say 2.34).
+    let depends = ok(run("dpkg-query", &["-W", "-f=${Depends}", PACKAGE]));
+    assert!(depends.contains("libc6 (>= 2.36)"), "{depends}");
     let conffiles = ok(run("dpkg-query", &["-W", "-f=${Conffiles}", PACKAGE]));
     assert!(
         conffiles.contains("/etc/redeploy/redeploy.toml"),

@@ -2,6 +2,7 @@
 //! signed deliveries built from the fixtures, and a stand-in deploy program
 //! that records its environment and stdin.
 
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::Path;
 
 use redeploy_host::journal::{DeployRecord, DeployState, Journal};
@@ -950,6 +951,12 @@ fn a_compiled_component_cache_that_cannot_be_written_is_logged_once_and_counted(
 #[test]
 fn a_fresh_server_compiles_the_component_in_a_child_and_maps_the_cached_artifact() {
     let world = World::new("compile-child", "", &web_stack(1, "web", "0").toml());
+    // A state directory the test makes is not primed with the tests' warm
+    // cache (`support/warm.rs`), so the first start compiles.
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(world.dir.join("state"))
+        .unwrap();
     for start in ["fresh", "restart"] {
         let server = world.start(&[]);
         assert_eq!(push(&server, 1, &format!("d-{start}")), 202, "{start}");

@@ -111,7 +111,9 @@ pub struct RuntimeOptions {
     pub deadline: Duration,
     /// Per-call linear-memory cap in bytes.
     pub memory_limit: usize,
-    /// Where a component missing from the cache is compiled.
+    /// Where a component missing from the cache is compiled (by
+    /// [`PluginRuntime::cached`]; [`PluginRuntime::new`], which `serve
+    /// --plugin` uses, always compiles in this process).
     pub compile: CompileIn,
 }
 
@@ -292,14 +294,23 @@ fn map_verified(engine: &Engine, path: &Path, key: &[u8]) -> anyhow::Result<Opti
     let Some(verified) = cache::verify(path, key)? else {
         return Ok(None);
     };
-    // SAFETY: the file's tag, made with a key only this user can read,
-    // verifies, so this program wrote it for an engine like this one
-    // (wasmtime checks the compatibility hash); `unchanged` below refuses a
-    // file replaced or written since the check. The tag after the code is
-    // past the artifact's last section, which wasmtime does not read.
-    let component = unsafe { Component::deserialize_file(engine, verified.path()) }
-        .map_err(anyhow::Error::from)
-        .with_context(|| format!("{} did not deserialize", path.display()))?;
+    let component = match verified.mapping_path() {
+        // SAFETY: the file's tag, made with a key only this user can read,
+        // verifies, so this program wrote it for an engine like this one
+        // (wasmtime checks the compatibility hash); the path opens the
+        // descriptor that was checked, and `unchanged` below refuses a file
+        // written since. The tag after the code is past the artifact's last
+        // section, which wasmtime does not read.
+        Some(mapping) => unsafe { Component::deserialize_file(engine, &mapping) },
+        // Without /proc: the bytes read and checked again, then copied in.
+        None => {
+            let code = cache::read_verified(path, key)?;
+            // SAFETY: as above; these are the very bytes whose tag verified.
+            unsafe { Component::deserialize(engine, code) }
+        }
+    }
+    .map_err(anyhow::Error::from)
+    .with_context(|| format!("{} did not deserialize", path.display()))?;
     verified.unchanged()?;
     Ok(Some(component))
 }
@@ -418,6 +429,14 @@ impl PluginRuntime {
                 return Ok(runtime);
             }
             Ok(None) => cache::CacheStatus::Compiled,
+            // Written in place while it was checked (only this user can):
+            // compiled again below, and the file left to whoever wrote it.
+            Err(e)
+                if e.downcast_ref::<cache::CacheRefusal>()
+                    .is_some_and(|r| matches!(r, cache::CacheRefusal::Changed { .. })) =>
+            {
+                cache::CacheStatus::Refused(format!("{e:#}"))
+            }
             Err(e) => {
                 let reason = format!("{e:#}");
                 tracing::warn!(reason = %reason, "compiled-component cache file ignored; compiling the component again");
@@ -433,7 +452,13 @@ impl PluginRuntime {
         let written = cache::write_tagged(&path, &key, &compiled);
         let mapped = match written {
             // Loaded as a later start will load it: mapped from the file.
-            Ok(()) => map_verified(&engine, &path, &key).ok().flatten(),
+            Ok(()) => match map_verified(&engine, &path, &key) {
+                Ok(mapped) => mapped,
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "the compiled component just cached could not be mapped; loading a copy");
+                    None
+                }
+            },
             Err(e) => {
                 cache_unwritable(&format!("{e:#}"));
                 None

@@ -17,13 +17,17 @@
 //! A verified artifact is then mapped from its file, not copied into the
 //! heap, so only the pages a delivery runs are resident (BENCHMARKS.md,
 //! idle memory). The tag is checked over the file read through one open
-//! descriptor, and the file is mapped by path: [`Verified::unchanged`]
-//! refuses the mapping unless the path still names that same file, unwritten
-//! since (device, inode, size, modification and change times), so a file
-//! swapped or rewritten between the check and the mapping is not loaded.
-//! Writing the file in place after it is mapped needs this user's own
-//! rights (the directory is `0700`, the file not writable by others), and
-//! with those rights the process itself can be changed anyway.
+//! descriptor, and that same descriptor is what is mapped
+//! ([`Verified::mapping_path`], `/proc/self/fd/N`): a path swapped between
+//! the check and the mapping (a renamed file or directory) changes nothing.
+//! [`Verified::unchanged`] then refuses the artifact if the file's size or
+//! modification time moved since the check. Writing the file in place needs this user's
+//! own rights (the directory is `0700`, the file not writable by others),
+//! with which the process itself can be changed anyway; such a write is
+//! seen only as far as the file system's timestamps resolve it, and one made
+//! while the file is mapped changes (or, truncating, crashes) the running
+//! process. The cache itself never writes a file in place: a new artifact is
+//! renamed over the old, which leaves the old mapping intact.
 
 use std::fs::File;
 use std::io::{Read as _, Write as _};
@@ -51,8 +55,8 @@ pub const CACHE_TAG_BYTES: usize = 32;
 /// Random bytes in a new cache key (256 bits, HMAC-SHA256's block strength).
 pub const CACHE_KEY_BYTES: usize = 32;
 
-/// The largest artifact file read: the compiled component is a few MiB; a
-/// file much larger than that is not ours and is not read into memory.
+/// The largest artifact file accepted: the compiled component is a few MiB;
+/// a file much larger than that is not ours and is not read.
 pub const MAX_CACHE_FILE_BYTES: u64 = 256 * 1024 * 1024;
 
 /// What became of the cache when the runtime was loaded.
@@ -217,14 +221,14 @@ fn tag_start(key: &[u8], name: &str) -> Hmac<Sha256> {
 const VERIFY_CHUNK_BYTES: usize = 64 * 1024;
 
 /// What identifies the file whose tag was checked: the fields of its `stat`
-/// that any replacement or write changes.
+/// that a write changes. Not the change time, which another artifact
+/// renamed over this one's name also changes (its link count drops).
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct FileIdentity {
     dev: u64,
     ino: u64,
     len: u64,
     mtime: (i64, i64),
-    ctime: (i64, i64),
 }
 
 impl FileIdentity {
@@ -234,23 +238,27 @@ impl FileIdentity {
             ino: meta.ino(),
             len: meta.len(),
             mtime: (meta.mtime(), meta.mtime_nsec()),
-            ctime: (meta.ctime(), meta.ctime_nsec()),
         }
     }
 }
 
-/// A cached artifact whose tag verified: the file to map, and what it was
-/// when it was checked.
+/// A cached artifact whose tag verified: the descriptor it was read
+/// through, and what the file was when it was checked.
 #[derive(Debug)]
 pub struct Verified {
     path: PathBuf,
+    file: File,
     identity: FileIdentity,
 }
 
 impl Verified {
-    /// The artifact's path.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// A path that opens the very file that was checked, whatever has
+    /// happened to its name since: `/proc/self/fd/N` of the descriptor it
+    /// was read through (`None` without `/proc`).
+    pub fn mapping_path(&self) -> Option<PathBuf> {
+        use std::os::fd::AsRawFd as _;
+        let path = PathBuf::from(format!("/proc/self/fd/{}", self.file.as_raw_fd()));
+        path.exists().then_some(path)
     }
 
     /// Bytes of compiled code in the file (its length without the tag).
@@ -258,11 +266,11 @@ impl Verified {
         self.identity.len - CACHE_TAG_BYTES as u64
     }
 
-    /// Succeeds if the path still names the file that was checked, unwritten
-    /// since; called after the file is mapped, so the mapping is of the
-    /// bytes whose tag verified.
+    /// Succeeds if the file that was checked is unwritten since (its size
+    /// and modification time, from `fstat` of the descriptor it was read
+    /// through); called after the file is mapped.
     pub fn unchanged(&self) -> Result<(), CacheRefusal> {
-        match std::fs::metadata(&self.path) {
+        match self.file.metadata() {
             Ok(meta) if FileIdentity::of(&meta) == self.identity => Ok(()),
             _ => Err(CacheRefusal::Changed {
                 path: self.path.display().to_string(),
@@ -321,8 +329,41 @@ pub fn verify(path: &Path, key: &[u8]) -> Result<Option<Verified>, anyhow::Error
     }
     Ok(Some(Verified {
         path: path.to_path_buf(),
+        file,
         identity,
     }))
+}
+
+/// The code of the artifact at `path`, read whole into memory and its tag
+/// checked over exactly those bytes: for a system without `/proc`, where
+/// [`Verified::mapping_path`] has no path to map.
+pub fn read_verified(path: &Path, key: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let meta = file.metadata()?;
+    check_owner_mode(path, &meta, 0o022)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_CACHE_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let len = bytes.len() as u64;
+    if !(CACHE_TAG_BYTES as u64..=MAX_CACHE_FILE_BYTES).contains(&len) {
+        return Err(CacheRefusal::BadSize {
+            path: path.display().to_string(),
+            len,
+        }
+        .into());
+    }
+    let presented = bytes.split_off(bytes.len() - CACHE_TAG_BYTES);
+    let mut mac = tag_start(key, &file_name(path));
+    mac.update(&bytes);
+    // verify_slice compares in constant time.
+    if mac.verify_slice(&presented).is_err() {
+        return Err(CacheRefusal::BadTag {
+            path: path.display().to_string(),
+        }
+        .into());
+    }
+    Ok(bytes)
 }
 
 fn file_name(path: &Path) -> String {
@@ -380,15 +421,32 @@ mod tests {
         let verified = verify(&path, &key).unwrap().unwrap();
         assert_eq!(verified.code_len(), code.len() as u64);
         verified.unchanged().unwrap();
-        // The same bytes under the same name, but another file: not the
-        // file that was checked.
-        write_tagged(&path, &key, &code).unwrap();
+        let mapped = verified.mapping_path().unwrap();
+        // Another file renamed over the name: the checked one is still
+        // what the descriptor opens, and it is unchanged.
+        write_tagged(&path, &key, b"other code").unwrap();
+        assert_eq!(
+            std::fs::read(&mapped).unwrap().len(),
+            code.len() + CACHE_TAG_BYTES
+        );
+        verified.unchanged().unwrap();
+        // The checked file written in place (grown): refused.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&mapped)
+            .unwrap()
+            .write_all(b"more")
+            .unwrap();
         let err = verified.unchanged().unwrap_err();
         assert!(err.to_string().contains("changed"), "{err}");
+        write_tagged(&path, &key, &code).unwrap();
+        assert_eq!(read_verified(&path, &key).unwrap(), code);
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[VERIFY_CHUNK_BYTES + 3] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
         let err = verify(&path, &key).unwrap_err();
+        assert!(err.to_string().contains("valid tag"), "{err:#}");
+        let err = read_verified(&path, &key).unwrap_err();
         assert!(err.to_string().contains("valid tag"), "{err:#}");
         assert!(verify(&dir.join("absent"), &key).unwrap().is_none());
         let _ = std::fs::remove_dir_all(&dir);
