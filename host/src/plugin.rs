@@ -302,10 +302,13 @@ fn map_verified(engine: &Engine, path: &Path, key: &[u8]) -> anyhow::Result<Opti
         // written since. The tag after the code is past the artifact's last
         // section, which wasmtime does not read.
         Some(mapping) => unsafe { Component::deserialize_file(engine, &mapping) },
-        // Without /proc: the bytes read and checked again, then copied in.
+        // Without /proc: the checked file read again through its
+        // descriptor, and copied in.
         None => {
-            let code = cache::read_verified(path, key)?;
-            // SAFETY: as above; these are the very bytes whose tag verified.
+            let code = verified
+                .read_code()
+                .with_context(|| format!("reading {}", path.display()))?;
+            // SAFETY: as above.
             unsafe { Component::deserialize(engine, code) }
         }
     }

@@ -266,6 +266,20 @@ impl Verified {
         self.identity.len - CACHE_TAG_BYTES as u64
     }
 
+    /// The file's code (without the tag), read again through the descriptor
+    /// that was checked: for a system without `/proc`, where
+    /// [`Verified::mapping_path`] has no path to map. As with a mapping,
+    /// [`Verified::unchanged`] afterwards refuses a file written since.
+    pub fn read_code(&self) -> std::io::Result<Vec<u8>> {
+        use std::io::{Seek as _, SeekFrom};
+        let mut file = &self.file;
+        file.seek(SeekFrom::Start(0))?;
+        let len = usize::try_from(self.code_len()).map_err(std::io::Error::other)?;
+        let mut code = vec![0u8; len];
+        file.read_exact(&mut code)?;
+        Ok(code)
+    }
+
     /// Succeeds if the file that was checked is unwritten since (its size
     /// and modification time, from `fstat` of the descriptor it was read
     /// through); called after the file is mapped.
@@ -334,38 +348,6 @@ pub fn verify(path: &Path, key: &[u8]) -> Result<Option<Verified>, anyhow::Error
     }))
 }
 
-/// The code of the artifact at `path`, read whole into memory and its tag
-/// checked over exactly those bytes: for a system without `/proc`, where
-/// [`Verified::mapping_path`] has no path to map.
-pub fn read_verified(path: &Path, key: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let meta = file.metadata()?;
-    check_owner_mode(path, &meta, 0o022)?;
-    let mut bytes = Vec::new();
-    file.take(MAX_CACHE_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("reading {}", path.display()))?;
-    let len = bytes.len() as u64;
-    if !(CACHE_TAG_BYTES as u64..=MAX_CACHE_FILE_BYTES).contains(&len) {
-        return Err(CacheRefusal::BadSize {
-            path: path.display().to_string(),
-            len,
-        }
-        .into());
-    }
-    let presented = bytes.split_off(bytes.len() - CACHE_TAG_BYTES);
-    let mut mac = tag_start(key, &file_name(path));
-    mac.update(&bytes);
-    // verify_slice compares in constant time.
-    if mac.verify_slice(&presented).is_err() {
-        return Err(CacheRefusal::BadTag {
-            path: path.display().to_string(),
-        }
-        .into());
-    }
-    Ok(bytes)
-}
-
 fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -421,6 +403,7 @@ mod tests {
         let verified = verify(&path, &key).unwrap().unwrap();
         assert_eq!(verified.code_len(), code.len() as u64);
         verified.unchanged().unwrap();
+        assert_eq!(verified.read_code().unwrap(), code);
         let mapped = verified.mapping_path().unwrap();
         // Another file renamed over the name: the checked one is still
         // what the descriptor opens, and it is unchanged.
@@ -440,13 +423,10 @@ mod tests {
         let err = verified.unchanged().unwrap_err();
         assert!(err.to_string().contains("changed"), "{err}");
         write_tagged(&path, &key, &code).unwrap();
-        assert_eq!(read_verified(&path, &key).unwrap(), code);
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[VERIFY_CHUNK_BYTES + 3] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
         let err = verify(&path, &key).unwrap_err();
-        assert!(err.to_string().contains("valid tag"), "{err:#}");
-        let err = read_verified(&path, &key).unwrap_err();
         assert!(err.to_string().contains("valid tag"), "{err:#}");
         assert!(verify(&dir.join("absent"), &key).unwrap().is_none());
         let _ = std::fs::remove_dir_all(&dir);
