@@ -15,6 +15,8 @@
 //!   directory's owner is refused; a journal this user cannot open names
 //!   its owner (real throwaway users).
 //! - `component`: the built component's imports (none) and exports.
+//! - `layout`: the release binary links the functions a server runs
+//!   (`host/hot-functions.txt`) first in its code, together.
 //! - `serve`: `redeploy serve` on loopback with a stand-in deploy program.
 //! - `poll`: `[stacks.poll]` against real bare repositories (`file://`,
 //!   `git daemon`), a restart, the webhook and the poll seeing one push,
@@ -91,6 +93,7 @@ mod gitolite;
 mod golden;
 mod hostile;
 mod journal;
+mod layout;
 mod load;
 mod node;
 mod notifications;

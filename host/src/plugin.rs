@@ -50,8 +50,18 @@ pub const PLUGIN_MEMORY_LIMIT: usize = 256 * 1024 * 1024;
 pub const LINEAR_MEMORY_KEEP_RESIDENT: usize = 2 * 1024 * 1024;
 
 /// Instances the pooling allocator keeps slots for (the server's
-/// concurrency bound for evaluations; each evaluation uses one).
-pub const POOLED_INSTANCES: u32 = 64;
+/// concurrency bound for evaluations; each evaluation uses one): 64, or
+/// the number in `REDEPLOY_POOLED_INSTANCES` when the binary was built.
+/// Each slot reserves its memories' address space (about 8 GiB), which
+/// is more than valgrind can map, so `bench/hot_functions.py` builds the
+/// binary it traces with 2.
+pub const POOLED_INSTANCES: u32 = match option_env!("REDEPLOY_POOLED_INSTANCES") {
+    None => 64,
+    Some(n) => match u32::from_str_radix(n, 10) {
+        Ok(n) if n > 0 => n,
+        _ => panic!("REDEPLOY_POOLED_INSTANCES is not a positive number"),
+    },
+};
 
 /// How long a call waits for one of the [`POOLED_INSTANCES`] slots when all
 /// are taken, before it fails (a 500, like a trap). A slot is held at most

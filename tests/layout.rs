@@ -1,0 +1,115 @@
+//! The release binary's code layout: the functions a server runs
+//! (`host/hot-functions.txt`, written by `bench/hot_functions.py`) are
+//! linked first in `.text`, together, so a server touches few pages of
+//! its code (BENCHMARKS.md, idle memory; `host/build.rs`).
+
+use object::read::elf::ElfFile64;
+use object::{Endianness, Object, ObjectSection, ObjectSymbol};
+use std::collections::{HashMap, HashSet};
+
+/// The share of the listed functions the binary must still define (by
+/// name, whatever its crates' hashes), in percent. Below it the list has
+/// gone stale with the code: run `bench/hot_functions.py` again.
+const HOT_LIST_MIN_PRESENT_PERCENT: usize = 90;
+
+/// Listed functions the binary must define under the very names listed,
+/// so the linker could place them. A build through `clippy-driver` (CI's
+/// `.ci/run`) gives the workspace's crates other hashes, so only the
+/// functions of the standard library, the dependencies and the C code
+/// keep their names there (about 1,500); a plain build keeps all.
+const HOT_LIST_MIN_EXACT: usize = 1000;
+
+/// How much larger than the placed functions' own bytes the stretch of
+/// `.text` they occupy may be, in percent (alignment padding between
+/// functions; scattered, they span most of the 20 MB of code).
+const HOT_SPAN_SLACK_PERCENT: u64 = 125;
+
+/// A mangled name without what depends on how its crate was built: the
+/// legacy scheme's `17h<16 hex digits>E` hash and LLVM's `.llvm.<n>`
+/// suffix of a function made global across codegen units.
+fn unhashed(name: &str) -> String {
+    let name = name.split(".llvm.").next().unwrap_or(name);
+    let bytes = name.as_bytes();
+    let mut out = String::with_capacity(name.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hash = bytes.get(i..i + 20).is_some_and(|h| {
+            h.starts_with(b"17h") && h[3..19].iter().all(u8::is_ascii_hexdigit) && h[19] == b'E'
+        });
+        if hash {
+            i += 20;
+        } else {
+            out.push(bytes[i] as char);
+            i += 1;
+        }
+    }
+    out
+}
+
+#[test]
+fn the_functions_a_server_runs_are_linked_first_and_together() {
+    let list =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/hot-functions.txt")).unwrap();
+    let listed: Vec<&str> = list
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    assert!(
+        listed.len() > 1000,
+        "host/hot-functions.txt lists {} functions",
+        listed.len()
+    );
+
+    let data = std::fs::read(env!("CARGO_BIN_EXE_redeploy")).unwrap();
+    let elf = ElfFile64::<Endianness>::parse(&*data).unwrap();
+    let text = elf.section_by_name(".text").expect("the binary has .text");
+    let text_start = text.address();
+    let text_index = text.index();
+    let mut defined: HashMap<&str, (u64, u64)> = HashMap::new();
+    let mut defined_unhashed: HashSet<String> = HashSet::new();
+    for symbol in elf.symbols() {
+        if symbol.section_index() == Some(text_index) && symbol.size() > 0 {
+            if let Ok(name) = symbol.name() {
+                defined.insert(name, (symbol.address(), symbol.size()));
+                defined_unhashed.insert(unhashed(name));
+            }
+        }
+    }
+    assert!(
+        defined.len() > 10_000,
+        "only {} functions in .text: stripped?",
+        defined.len()
+    );
+
+    let by_name = listed
+        .iter()
+        .filter(|n| defined_unhashed.contains(&unhashed(n)))
+        .count();
+    assert!(
+        by_name * 100 >= listed.len() * HOT_LIST_MIN_PRESENT_PERCENT,
+        "{by_name} of the {} functions in host/hot-functions.txt are in the binary: the list is stale, run bench/hot_functions.py",
+        listed.len()
+    );
+    let mut placed: Vec<(u64, u64)> = listed
+        .iter()
+        .filter_map(|n| defined.get(n).copied())
+        .collect();
+    assert!(
+        placed.len() >= HOT_LIST_MIN_EXACT,
+        "only {} listed functions keep their listed names in this binary",
+        placed.len()
+    );
+    // Symbols of folded identical functions share an address: count each
+    // stretch of code once.
+    placed.sort_unstable();
+    placed.dedup_by_key(|(address, _)| *address);
+    let own_bytes: u64 = placed.iter().map(|(_, size)| size).sum();
+    let span_end = placed.iter().map(|(a, s)| a + s).max().unwrap();
+    let span = span_end - text_start;
+    assert!(
+        span * 100 <= own_bytes * HOT_SPAN_SLACK_PERCENT,
+        "the listed functions' {own_bytes} bytes spread over the first {span} bytes of .text (of {}): the symbol ordering was not applied",
+        text.size()
+    );
+}
