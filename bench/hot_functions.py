@@ -11,8 +11,9 @@ The functions are those callgrind (valgrind) sees run, in a binary built
 with REDEPLOY_POOLED_INSTANCES=2: the pool of the default 64 slots
 reserves more address space than valgrind can map. The build only changes
 that constant, so the binary's symbol names are a plain release build's
-(a build through `clippy-driver`, as in `.ci/run`, hashes the workspace's
-crates apart, so only the other names match there: tests/layout.rs).
+(`cargo build --release`, `cargo run --release`, `cargo deb`; a test
+build unifies dev-dependency features and rehashes the crates above them,
+so only about 40% of the names match there: tests/layout.rs).
 The traced server starts from the compiled component its binary cached
 in an untraced first start (under valgrind, the compile's child would be
 valgrind itself: `/proc/self/exe`), answers pushes that deploy and pushes
@@ -22,9 +23,13 @@ after the list: what only a first start runs (the child's launch, the
 cache's write), and what valgrind's CPU lacks or refuses (SHA
 instructions; `pidfd_open`, so the runner's fallback is traced instead).
 
-Run it after a change to the request path or the start, and commit the
-file. Needs valgrind (`apt-get install valgrind`). The next plain build
-rebuilds the host crate with the default pool.
+Run it after a change to the request path or the start, or with a new
+Rust toolchain (the names carry hashes of the compiler's version; the
+list's header records the `rustc -V` that wrote it, and host/build.rs
+leaves a list of another toolchain out), and commit the file. Needs
+valgrind (`apt-get install valgrind`). The traced binary is built in a
+target directory of its own (`target/hot-functions`: a first run compiles
+everything once), so `target/release` keeps the default pool.
 """
 
 import hashlib
@@ -48,17 +53,22 @@ FIXTURE = os.path.join(ROOT, "tests", "fixtures", "github", "goscm-push.json")
 VALGRIND_START_SECONDS = 300
 # How long a traced server idles before it is stopped (its timers run).
 IDLE_SECONDS = 5
+# Fewer functions than this from a trace means it did not see the server
+# (say, the profile names the binary by another path).
+MIN_FUNCTIONS = 1000
 OTHER_TOKEN = "otherotherotherotherotherother"
 
 
 def build():
     env = dict(os.environ, REDEPLOY_POOLED_INSTANCES="2")
+    target = os.path.join(ROOT, "target", "hot-functions")
     subprocess.run(
-        ["cargo", "build", "--release", "-p", "redeploy-host", "--bin", "redeploy"],
+        ["cargo", "build", "--release", "-p", "redeploy-host", "--bin", "redeploy",
+         "--target-dir", target],
         cwd=ROOT, env=env, check=True,
     )
     traced = os.path.join(tempfile.mkdtemp(prefix="hot-"), "redeploy")
-    shutil.copy2(os.path.join(ROOT, "target", "release", "redeploy"), traced)
+    shutil.copy2(os.path.join(target, "release", "redeploy"), traced)
     return traced
 
 
@@ -210,11 +220,16 @@ def main():
     if "compil" in open(log).read():
         sys.exit(f"the traced server did not start from the cached component (see {log})")
     cost = functions(binary, profile)
-    ran = [name for name, _ in cost.most_common() if name not in ("(below main)", "0x0")]
+    # Callgrind names code without a symbol by its address.
+    ran = [n for n, _ in cost.most_common() if n != "(below main)" and not n.startswith("0x")]
+    if len(ran) < MIN_FUNCTIONS:
+        sys.exit(f"only {len(ran)} functions of {binary} in {profile}")
+    rustc = subprocess.run(["rustc", "-V"], cwd=ROOT, capture_output=True, text=True, check=True)
     with open(OUT, "w") as f:
         f.write("# The functions `redeploy serve` runs to start, answer the common\n")
         f.write("# deliveries and idle, busiest first: the linker's symbol ordering file\n")
         f.write("# (host/build.rs). Written by bench/hot_functions.py; do not edit.\n")
+        f.write(f"# {rustc.stdout.strip()}\n")
         for name in ran:
             f.write(name + "\n")
     print(f"{len(ran)} functions written to {OUT}")

@@ -38,6 +38,12 @@ fn main() {
         println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
     }
     hot_functions_first(&workspace);
+    // `plugin::POOLED_INSTANCES` reads it at compile time: say so loudly,
+    // it is meant for bench/hot_functions.py's traced binary only.
+    println!("cargo:rerun-if-env-changed=REDEPLOY_POOLED_INSTANCES");
+    if let Ok(n) = env::var("REDEPLOY_POOLED_INSTANCES") {
+        println!("cargo:warning=REDEPLOY_POOLED_INSTANCES={n}: this build's server pools {n} instances instead of 64");
+    }
 
     golden_case_tests(&workspace);
     ensure_wasm_target();
@@ -101,30 +107,96 @@ fn main() {
 
 /// Has the linker put the functions a server runs (`host/hot-functions.txt`,
 /// written by `bench/hot_functions.py`) first in `.text`, together: a
-/// started server then touches about 100 of the code's 64 KiB fault-around
-/// windows instead of 220, 6 MiB of resident code instead of 13
-/// (BENCHMARKS.md, idle memory). Symbol ordering is an LLD option, and LLD
-/// is Rust's default linker on `x86_64-unknown-linux-gnu` (from 1.90; the
-/// workspace needs 1.95); elsewhere, or with a linker of one's own
-/// (Cargo's `target.<triple>.linker`, or `linker` in the flags), the binary
-/// links as before. A name the binary lacks is skipped in silence: the file
-/// goes stale by degrees as the code changes, never breaks the link.
+/// started server then touches about 80 of the code's 64 KiB fault-around
+/// windows instead of 220, 4-5 MiB of resident code instead of 13
+/// (BENCHMARKS.md part 5, fifth pass). Says what it did to the crate's
+/// targets in `REDEPLOY_HOT_FUNCTIONS` (`applied`, or why not), which
+/// `tests/layout.rs` checks against the binary.
 fn hot_functions_first(workspace: &Path) {
     let list = workspace.join("host").join("hot-functions.txt");
     println!("cargo:rerun-if-changed={}", list.display());
-    let lld_default = env::var("TARGET").as_deref() == Ok("x86_64-unknown-linux-gnu");
-    // Cargo names the target's configured linker to build scripts.
-    let own_linker = env::var_os("RUSTC_LINKER").is_some()
-        || env::var("CARGO_ENCODED_RUSTFLAGS")
-            .unwrap_or_default()
-            .split('\x1f')
-            .any(|flag| flag.contains("linker"));
-    if lld_default && !own_linker && list.exists() {
-        println!(
-            "cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}",
-            list.display()
+    println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
+    let outcome = match ordering_refusal(&list) {
+        None => {
+            // Two arguments, not `-Wl,...`, which would split the path at
+            // its commas.
+            println!("cargo:rustc-link-arg-bins=-Xlinker");
+            println!(
+                "cargo:rustc-link-arg-bins=--symbol-ordering-file={}",
+                list.display()
+            );
+            println!("cargo:rustc-link-arg-bins=-Xlinker");
+            println!("cargo:rustc-link-arg-bins=--no-warn-symbol-ordering");
+            "applied".to_owned()
+        }
+        Some(why) => why,
+    };
+    println!("cargo:rustc-env=REDEPLOY_HOT_FUNCTIONS={outcome}");
+}
+
+/// Why the list is not handed to the linker, if it is not: not a release
+/// build (whose names the list holds); a list another compiler wrote (the
+/// names carry hashes of the compiler's version, so almost none would
+/// match: a warning says to write it again); or a linker that does not
+/// take `--symbol-ordering-file`. That is LLD's option, and a rustup
+/// toolchain links `x86_64-unknown-linux-gnu` with LLD by default, but
+/// another target, a configured linker or flags, or a compiler built
+/// without LLD may use GNU ld: so a trivial program is linked first with
+/// the very flags, linker and list, and the list is used only if that
+/// works. A name the binary lacks is skipped in silence: the list goes
+/// stale by degrees as the code changes, never breaks the link.
+fn ordering_refusal(list: &Path) -> Option<String> {
+    if env::var("PROFILE").as_deref() != Ok("release") {
+        return Some("not a release build".to_owned());
+    }
+    let Ok(text) = std::fs::read_to_string(list) else {
+        return Some("host/hot-functions.txt cannot be read".to_owned());
+    };
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let current = Command::new(&rustc)
+        .arg("-V")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let written_by = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# rustc "))
+        .map(|v| format!("rustc {}", v.trim()));
+    if written_by.as_deref() != Some(current.as_str()) {
+        let why = format!(
+            "host/hot-functions.txt was written by {}, this is {current}: run bench/hot_functions.py",
+            written_by.as_deref().unwrap_or("an unnamed compiler")
         );
-        println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
+        println!("cargo:warning={why}");
+        return Some(why);
+    }
+    let out = PathBuf::from(env::var("OUT_DIR").unwrap());
+    let probe = out.join("ordering_probe.rs");
+    std::fs::write(&probe, "fn main() {}\n").expect("writing the link probe");
+    let mut cmd = Command::new(&rustc);
+    cmd.arg(&probe)
+        .args(["--crate-type", "bin", "--edition", "2021", "--target"])
+        .arg(env::var("TARGET").unwrap())
+        .args(["-C", "link-arg=-Xlinker", "-C"])
+        .arg(format!(
+            "link-arg=--symbol-ordering-file={}",
+            list.display()
+        ))
+        .arg("-o")
+        .arg(out.join("ordering_probe"));
+    if let Some(linker) = env::var_os("RUSTC_LINKER") {
+        cmd.arg("-C").arg({
+            let mut arg = std::ffi::OsString::from("linker=");
+            arg.push(linker);
+            arg
+        });
+    }
+    let flags = env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
+    cmd.args(flags.split('\x1f').filter(|f| !f.is_empty()));
+    match cmd.output() {
+        Ok(o) if o.status.success() => None,
+        _ => Some("the linker does not take --symbol-ordering-file (LLD does)".to_owned()),
     }
 }
 

@@ -12,44 +12,37 @@ use std::collections::{HashMap, HashSet};
 /// gone stale with the code: run `bench/hot_functions.py` again.
 const HOT_LIST_MIN_PRESENT_PERCENT: usize = 90;
 
-/// Listed functions the binary must define under the very names listed,
-/// so the linker could place them. A build through `clippy-driver` (CI's
-/// `.ci/run`) gives the workspace's crates other hashes, so only the
-/// functions of the standard library, the dependencies and the C code
-/// keep their names there (about 1,500); a plain build keeps all.
+/// Listed functions this binary must define under the very names listed,
+/// so the linker could place them. The list holds the names of a plain
+/// `cargo build --release` (what `cargo install`, `cargo deb` and the
+/// README's run command link); a test build unifies the dev-dependencies'
+/// features into the crates they share with the binary (`hyper-util`,
+/// `object`, ...), which changes those crates' hashes and the hashes of
+/// every crate above them, the workspace's included. What keeps its name
+/// there is the standard library's, the untouched dependencies' and the
+/// C code's: about 1,570 of the 3,900.
 const HOT_LIST_MIN_EXACT: usize = 1000;
 
 /// How much larger than the placed functions' own bytes the stretch of
 /// `.text` they occupy may be, in percent (alignment padding between
-/// functions; scattered, they span most of the 20 MB of code).
+/// functions; scattered, they span most of the 22 MB of code).
 const HOT_SPAN_SLACK_PERCENT: u64 = 125;
 
-/// A mangled name without what depends on how its crate was built: the
-/// legacy scheme's `17h<16 hex digits>E` hash and LLVM's `.llvm.<n>`
-/// suffix of a function made global across codegen units.
+/// A symbol's name without what depends on how its crate was built: the
+/// hashes of both mangling schemes and LLVM's `.llvm.<n>` suffix.
 fn unhashed(name: &str) -> String {
-    let name = name.split(".llvm.").next().unwrap_or(name);
-    let bytes = name.as_bytes();
-    let mut out = String::with_capacity(name.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hash = bytes.get(i..i + 20).is_some_and(|h| {
-            h.starts_with(b"17h") && h[3..19].iter().all(u8::is_ascii_hexdigit) && h[19] == b'E'
-        });
-        if hash {
-            i += 20;
-        } else {
-            out.push(bytes[i] as char);
-            i += 1;
-        }
-    }
-    out
+    format!("{:#}", rustc_demangle::demangle(name))
 }
 
 #[test]
 fn the_functions_a_server_runs_are_linked_first_and_together() {
     let list =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/hot-functions.txt")).unwrap();
+    assert_eq!(
+        env!("REDEPLOY_HOT_FUNCTIONS"),
+        "applied",
+        "host/build.rs did not hand the list to the linker"
+    );
     let listed: Vec<&str> = list
         .lines()
         .map(str::trim)
@@ -97,8 +90,9 @@ fn the_functions_a_server_runs_are_linked_first_and_together() {
         .collect();
     assert!(
         placed.len() >= HOT_LIST_MIN_EXACT,
-        "only {} listed functions keep their listed names in this binary",
-        placed.len()
+        "only {} of the {} listed functions keep their listed names in this binary (at least {HOT_LIST_MIN_EXACT} must): run bench/hot_functions.py",
+        placed.len(),
+        listed.len()
     );
     // Symbols of folded identical functions share an address: count each
     // stretch of code once.
