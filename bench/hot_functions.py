@@ -224,7 +224,9 @@ def main():
     ran = [n for n, _ in cost.most_common() if n != "(below main)" and not n.startswith("0x")]
     if len(ran) < MIN_FUNCTIONS:
         sys.exit(f"only {len(ran)} functions of {binary} in {profile}")
-    rustc = subprocess.run(["rustc", "-V"], cwd=ROOT, capture_output=True, text=True, check=True)
+    # The compiler cargo builds with, as host/build.rs asks it.
+    rustc = subprocess.run([os.environ.get("RUSTC", "rustc"), "-V"], cwd=ROOT,
+                           capture_output=True, text=True, check=True)
     with open(OUT, "w") as f:
         f.write("# The functions `redeploy serve` runs to start, answer the common\n")
         f.write("# deliveries and idle, busiest first: the linker's symbol ordering file\n")

@@ -115,7 +115,15 @@ fn main() {
 fn hot_functions_first(workspace: &Path) {
     let list = workspace.join("host").join("hot-functions.txt");
     println!("cargo:rerun-if-changed={}", list.display());
-    println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
+    // Cargo reruns this script when the flags or the compiler change, not
+    // when the linker does: the environment's choice of it is watched
+    // here, a config file's is not (after changing the linker there,
+    // `cargo clean -p redeploy-host`).
+    let target = env::var("TARGET").unwrap();
+    println!(
+        "cargo:rerun-if-env-changed=CARGO_TARGET_{}_LINKER",
+        target.to_uppercase().replace(['-', '.'], "_")
+    );
     let outcome = match ordering_refusal(&list) {
         None => {
             // Two arguments, not `-Wl,...`, which would split the path at
@@ -149,6 +157,10 @@ fn ordering_refusal(list: &Path) -> Option<String> {
     if env::var("PROFILE").as_deref() != Ok("release") {
         return Some("not a release build".to_owned());
     }
+    // The names also carry hashes of the profile's settings, the features
+    // and the dependencies' versions: a build that changes those (a
+    // profile of one's own, `--target` given, `cargo install` without
+    // `--locked`) gets the list applied to the names that still match.
     let Ok(text) = std::fs::read_to_string(list) else {
         return Some("host/hot-functions.txt cannot be read".to_owned());
     };
@@ -174,6 +186,8 @@ fn ordering_refusal(list: &Path) -> Option<String> {
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
     let probe = out.join("ordering_probe.rs");
     std::fs::write(&probe, "fn main() {}\n").expect("writing the link probe");
+    let linked = out.join("ordering_probe");
+    let _ = std::fs::remove_file(&linked);
     let mut cmd = Command::new(&rustc);
     cmd.arg(&probe)
         .args(["--crate-type", "bin", "--edition", "2021", "--target"])
@@ -183,8 +197,8 @@ fn ordering_refusal(list: &Path) -> Option<String> {
             "link-arg=--symbol-ordering-file={}",
             list.display()
         ))
-        .arg("-o")
-        .arg(out.join("ordering_probe"));
+        .args(["-C", "link-arg=-Xlinker", "-C"])
+        .arg("link-arg=--no-warn-symbol-ordering");
     if let Some(linker) = env::var_os("RUSTC_LINKER") {
         cmd.arg("-C").arg({
             let mut arg = std::ffi::OsString::from("linker=");
@@ -194,9 +208,19 @@ fn ordering_refusal(list: &Path) -> Option<String> {
     }
     let flags = env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
     cmd.args(flags.split('\x1f').filter(|f| !f.is_empty()));
+    // Last, so the flags cannot turn the link off.
+    cmd.arg("--emit=link").arg("-o").arg(&linked);
     match cmd.output() {
-        Ok(o) if o.status.success() => None,
-        _ => Some("the linker does not take --symbol-ordering-file (LLD does)".to_owned()),
+        Ok(o) if o.status.success() && linked.exists() => None,
+        Ok(o) => Some(format!(
+            "a trivial program does not link with --symbol-ordering-file (an LLD option): {}",
+            String::from_utf8_lossy(&o.stderr)
+                .lines()
+                .find(|l| l.contains("error") || l.contains("unrecognized"))
+                .unwrap_or("no error shown")
+                .trim()
+        )),
+        Err(e) => Some(format!("cannot run {rustc} for the link probe: {e}")),
     }
 }
 
