@@ -45,7 +45,7 @@ import urllib.error
 import urllib.request
 from collections import Counter
 
-from benchlib import ROOT, SECRET, TOKEN, REPOSITORY, free_port, post_push
+from benchlib import ROOT, SECRET, TOKEN, REPOSITORY, free_port, post_push, wait_port
 
 OUT = os.path.join(ROOT, "host", "hot-functions.txt")
 FIXTURE = os.path.join(ROOT, "tests", "fixtures", "github", "goscm-push.json")
@@ -134,10 +134,9 @@ def deliveries(port):
     return statuses
 
 
-def trace(binary, cfg, out, log):
-    """Runs the server under callgrind until it answered the deliveries,
-    idled and stopped."""
-    port = int(open(cfg).read().split("127.0.0.1:")[1].split('"')[0])
+def trace(binary, cfg, port, out, log):
+    """Runs the server of `cfg` (on `port`) under callgrind until it
+    answered the deliveries, idled and stopped."""
     proc = subprocess.Popen(
         ["valgrind", "--tool=callgrind", "--demangle=no", f"--callgrind-out-file={out}",
          binary, "serve", "--config", cfg],
@@ -208,15 +207,12 @@ def main():
         [binary, "serve", "--config", cfg],
         stdout=open(os.path.join(work, "first-start.log"), "w"), stderr=subprocess.STDOUT,
     )
-    while get_or_none(f"http://127.0.0.1:{port}/healthz") is None:
-        if first.poll() is not None:
-            sys.exit(f"the first start failed (see {work}/first-start.log)")
-        time.sleep(0.1)
+    wait_port(port, first, "the untraced first start")
     first.terminate()
     first.wait()
     profile = os.path.join(work, "server.callgrind")
     log = os.path.join(work, "server.log")
-    trace(binary, cfg, profile, log)
+    trace(binary, cfg, port, profile, log)
     if "compil" in open(log).read():
         sys.exit(f"the traced server did not start from the cached component (see {log})")
     cost = functions(binary, profile)

@@ -124,7 +124,7 @@ fn hot_functions_first(workspace: &Path) {
         "cargo:rerun-if-env-changed=CARGO_TARGET_{}_LINKER",
         target.to_uppercase().replace(['-', '.'], "_")
     );
-    let outcome = match ordering_refusal(&list) {
+    let outcome = match ordering_refusal(&list, &target) {
         None => {
             // Two arguments, not `-Wl,...`, which would split the path at
             // its commas.
@@ -153,7 +153,7 @@ fn hot_functions_first(workspace: &Path) {
 /// the very flags, linker and list, and the list is used only if that
 /// works. A name the binary lacks is skipped in silence: the list goes
 /// stale by degrees as the code changes, never breaks the link.
-fn ordering_refusal(list: &Path) -> Option<String> {
+fn ordering_refusal(list: &Path, target: &str) -> Option<String> {
     if env::var("PROFILE").as_deref() != Ok("release") {
         return Some("not a release build".to_owned());
     }
@@ -164,7 +164,7 @@ fn ordering_refusal(list: &Path) -> Option<String> {
     let Ok(text) = std::fs::read_to_string(list) else {
         return Some("host/hot-functions.txt cannot be read".to_owned());
     };
-    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let rustc = rustc();
     let current = Command::new(&rustc)
         .arg("-V")
         .output()
@@ -190,8 +190,14 @@ fn ordering_refusal(list: &Path) -> Option<String> {
     let _ = std::fs::remove_file(&linked);
     let mut cmd = Command::new(&rustc);
     cmd.arg(&probe)
-        .args(["--crate-type", "bin", "--edition", "2021", "--target"])
-        .arg(env::var("TARGET").unwrap())
+        .args([
+            "--crate-type",
+            "bin",
+            "--edition",
+            "2021",
+            "--target",
+            target,
+        ])
         .args(["-C", "link-arg=-Xlinker", "-C"])
         .arg(format!(
             "link-arg=--symbol-ordering-file={}",
@@ -224,10 +230,14 @@ fn ordering_refusal(list: &Path) -> Option<String> {
     }
 }
 
+/// The compiler cargo builds with.
+fn rustc() -> String {
+    env::var("RUSTC").unwrap_or_else(|_| "rustc".into())
+}
+
 /// Installs the wasm target with rustup when the toolchain lacks it.
 fn ensure_wasm_target() {
-    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let sysroot = Command::new(&rustc)
+    let sysroot = Command::new(rustc())
         .args(["--print", "sysroot"])
         .output()
         .ok()

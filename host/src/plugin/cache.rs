@@ -262,7 +262,7 @@ impl Verified {
     }
 
     /// Bytes of compiled code in the file (its length without the tag).
-    pub fn code_len(&self) -> u64 {
+    fn code_len(&self) -> u64 {
         self.identity.len - CACHE_TAG_BYTES as u64
     }
 
@@ -333,19 +333,14 @@ pub fn verify(path: &Path, key: &[u8]) -> Result<Option<Verified>, anyhow::Error
         }
         .into());
     }
-    // A file that grew while it was read is not the file checked.
-    let identity = FileIdentity::of(&meta);
-    if FileIdentity::of(&file.metadata()?) != identity {
-        return Err(CacheRefusal::Changed {
-            path: path.display().to_string(),
-        }
-        .into());
-    }
-    Ok(Some(Verified {
+    let verified = Verified {
         path: path.to_path_buf(),
         file,
-        identity,
-    }))
+        identity: FileIdentity::of(&meta),
+    };
+    // A file that grew while it was read is not the file checked.
+    verified.unchanged()?;
+    Ok(Some(verified))
 }
 
 fn file_name(path: &Path) -> String {
