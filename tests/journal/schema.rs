@@ -94,7 +94,57 @@ fn an_export_holds_every_column_of_each_table_it_moves(store: &Store) {
     }
 }
 
+/// A journal's foreign keys (SQLite: `deploys.superseded_by`, the tables
+/// that hang off a deploy or a notice; PostgreSQL has them all and more),
+/// at least.
+const MIN_FOREIGN_KEYS: i64 = 8;
+
+/// Every column that references a row (a foreign key) leads an index of
+/// its table: deleting the row it references (a prune deletes thousands)
+/// makes the database look for the rows that name it, and without an index
+/// each look is a scan of the whole table, under the journal's write lock.
+fn every_foreign_key_leads_an_index(store: &Store) {
+    drop(store.open());
+    let (keys, unindexed) = match store {
+        Store::Sqlite(_) => (
+            store.query_i64(
+                "SELECT COUNT(*) FROM sqlite_master m JOIN pragma_foreign_key_list(m.name) f
+                 WHERE m.type = 'table'",
+            ),
+            store.query_i64(
+                "SELECT COUNT(*) FROM sqlite_master m JOIN pragma_foreign_key_list(m.name) f
+                 WHERE m.type = 'table' AND NOT EXISTS (
+                     SELECT 1 FROM pragma_index_list(m.name) il
+                     JOIN pragma_index_info(il.name) ii
+                     WHERE ii.seqno = 0 AND ii.name = f.\"from\")",
+            ),
+        ),
+        Store::Postgres(_) => (
+            store.query_i64(
+                "SELECT COUNT(*) FROM pg_constraint c
+                 WHERE c.contype = 'f' AND c.connamespace = current_schema()::regnamespace",
+            ),
+            store.query_i64(
+                "SELECT COUNT(*) FROM pg_constraint c
+                 WHERE c.contype = 'f' AND c.connamespace = current_schema()::regnamespace
+                   AND NOT EXISTS (
+                       SELECT 1 FROM pg_index i
+                       WHERE i.indrelid = c.conrelid AND i.indkey[0] = c.conkey[1])",
+            ),
+        ),
+    };
+    assert!(
+        keys >= MIN_FOREIGN_KEYS,
+        "the query found {keys} foreign keys"
+    );
+    assert_eq!(
+        unindexed, 0,
+        "{unindexed} of the journal's {keys} foreign keys lead no index"
+    );
+}
+
 super::on_both_backends!(
+    every_foreign_key_leads_an_index,
     replicas_opening_a_new_journal_at_once_migrate_it_once,
     a_journal_a_newer_redeploy_migrated_is_refused,
     an_export_holds_every_column_of_each_table_it_moves,

@@ -47,6 +47,7 @@ pub const SQLITE: &[Migration] = &[
     migration!("sqlite", 15, "0015_github_request_fallback"),
     migration!("sqlite", 16, "0016_stack_images"),
     migration!("sqlite", 17, "0017_notifications"),
+    migration!("sqlite", 18, "0018_deploys_superseded_by_index"),
 ];
 
 /// The PostgreSQL journal's migrations; the versions applied are rows of
