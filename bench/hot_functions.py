@@ -13,7 +13,7 @@ reserves more address space than valgrind can map. The build only changes
 that constant, so the binary's symbol names are a plain release build's
 (`cargo build --release`, `cargo run --release`, `cargo deb`; a test
 build unifies dev-dependency features and rehashes the crates above them,
-so only about 40% of the names match there: tests/layout.rs).
+so only about 45% of the names match there: tests/layout.rs).
 The traced server starts from the compiled component its binary cached
 in an untraced first start (under valgrind, the compile's child would be
 valgrind itself: `/proc/self/exe`), answers pushes that deploy and pushes
