@@ -134,8 +134,9 @@ fn open_under_a_regular_file_fails_clearly() {
 
 /// What schemas 7 (runners, leases), 8 (the outbox), 9 (an index), 10
 /// (the dashboard's sessions), 11 (delivery requests), 12 (cancel
-/// requests), 13 (polled sources), 14 (GitHub catch-up) and 15 (what a
-/// failed deployment request fell back to) added, undone.
+/// requests), 13 (polled sources), 14 (GitHub catch-up), 15 (what a
+/// failed deployment request fell back to), 16 (stacks' images), 17
+/// (notifications) and 18 (an index) added, undone.
 const AFTER_SCHEMA_6: &str = "DROP TABLE outbox; DROP TABLE leases; \
      ALTER TABLE deploys DROP COLUMN runner; ALTER TABLE deploys DROP COLUMN pgid_host; \
      DROP INDEX deploys_stack_state_id; DROP TABLE ui_sessions; \
@@ -150,7 +151,8 @@ const AFTER_SCHEMA_6: &str = "DROP TABLE outbox; DROP TABLE leases; \
      ALTER TABLE github_deployment_requests DROP COLUMN fallback_deploy_id; \
      ALTER TABLE github_deployment_requests DROP COLUMN fallback_at_ms; \
      ALTER TABLE github_deployment_requests DROP COLUMN event_seen_at_ms; \
-     DROP TABLE stack_images; DROP TABLE notifications; DROP TABLE notices;";
+     DROP TABLE stack_images; DROP TABLE notifications; DROP TABLE notices; \
+     DROP INDEX deploys_superseded_by;";
 
 #[test]
 fn a_deploy_keeps_its_pusher_and_a_schema_5_journal_reads_without_one() {
