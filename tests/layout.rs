@@ -58,16 +58,11 @@ fn the_functions_a_server_runs_are_linked_first_and_together() {
     let elf = ElfFile64::<Endianness>::parse(&*data).unwrap();
     let text = elf.section_by_name(".text").expect("the binary has .text");
     let text_start = text.address();
-    let text_index = text.index();
     let mut defined: HashMap<&str, (u64, u64)> = HashMap::new();
     let mut defined_unhashed: HashSet<String> = HashSet::new();
-    for symbol in elf.symbols() {
-        if symbol.section_index() == Some(text_index) && symbol.size() > 0 {
-            if let Ok(name) = symbol.name() {
-                defined.insert(name, (symbol.address(), symbol.size()));
-                defined_unhashed.insert(unhashed(name));
-            }
-        }
+    for (name, address, size) in text_functions(&elf) {
+        defined.insert(name, (address, size));
+        defined_unhashed.insert(unhashed(name));
     }
     assert!(
         defined.len() > 10_000,
@@ -106,6 +101,20 @@ fn the_functions_a_server_runs_are_linked_first_and_together() {
         "the listed functions' {own_bytes} bytes spread over the first {span} bytes of .text (of {}): the symbol ordering was not applied",
         text.size()
     );
+}
+
+/// The functions of the binary `elf`: each named symbol of `.text` with a
+/// size, with its address and size.
+fn text_functions<'data, 'file>(
+    elf: &'file ElfFile64<'data, Endianness>,
+) -> impl Iterator<Item = (&'data str, u64, u64)> + 'file {
+    let text = elf.section_by_name(".text").expect("the binary has .text");
+    let text_index = text.index();
+    elf.symbols().filter_map(move |symbol| {
+        let in_text = symbol.section_index() == Some(text_index) && symbol.size() > 0;
+        let name = symbol.name().ok().filter(|_| in_text)?;
+        Some((name, symbol.address(), symbol.size()))
+    })
 }
 
 /// A function of the host crate ([`is_host_crates`]) by its demangled
@@ -148,14 +157,9 @@ fn the_host_crates_function_names_do_not_depend_on_its_code() {
     );
     let data = std::fs::read(env!("CARGO_BIN_EXE_redeploy")).unwrap();
     let elf = ElfFile64::<Endianness>::parse(&*data).unwrap();
-    let text = elf.section_by_name(".text").expect("the binary has .text");
     let mut host_functions = 0;
     let mut renamed = Vec::new();
-    for symbol in elf.symbols() {
-        let Ok(name) = symbol.name() else { continue };
-        if symbol.section_index() != Some(text.index()) || symbol.size() == 0 {
-            continue;
-        }
+    for (name, _, _) in text_functions(&elf) {
         if is_host_crates(&unhashed(name)) {
             host_functions += 1;
         }
