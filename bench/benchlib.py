@@ -4,6 +4,7 @@ a signed GitHub push delivery."""
 
 import os
 import socket
+import subprocess
 import sys
 import time
 import urllib.error
@@ -22,6 +23,22 @@ REPOSITORY = "Codertocat/Hello-World"
 # The binary under test: the release build, or another (an earlier build, to
 # compare) named by REDEPLOY_BIN.
 REDEPLOY = os.environ.get("REDEPLOY_BIN") or os.path.join(ROOT, "target", "release", "redeploy")
+# The build that ships (`cargo build --release`, `cargo run --release`,
+# `cargo deb`) and that host/hot-functions.txt is written for.
+RELEASE_BUILD = ["cargo", "build", "--release", "-p", "redeploy-host", "--bin", "redeploy"]
+
+
+def build_release_binary():
+    """Makes target/release/redeploy the binary that ships, unless
+    REDEPLOY_BIN names another. That path is whichever build of the binary
+    cargo made last: `cargo test --release` and `cargo bench` (the plugin
+    part of bench/run.sh) leave one with the dev-dependencies' features
+    unified in, 1 MB larger and 5-7 MiB more resident when idle
+    (BENCHMARKS.md, part 5, seventh pass). When the plain build is
+    up to date, cargo only links it back in place (well under a second)."""
+    if os.environ.get("REDEPLOY_BIN"):
+        return
+    subprocess.run(RELEASE_BUILD, cwd=ROOT, check=True)
 
 
 def write_redeploy_config(path, port, state_dir, branch, command, journal_url=None):

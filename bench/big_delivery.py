@@ -3,7 +3,8 @@
 deliveries sent meanwhile: checks that a maximal delivery neither crashes nor
 holds the server, and reports its latencies and peak RSS.
 
-Run after `cargo build --release` (bench/run.sh does): python3 bench/big_delivery.py
+Run with `python3 bench/big_delivery.py` (it builds the release binary
+first: benchlib.build_release_binary).
 """
 
 import hashlib
@@ -16,7 +17,17 @@ import tempfile
 import threading
 import time
 
-from benchlib import FIXTURE, REDEPLOY, SECRET, TOKEN, free_port, post_push, wait_port, write_redeploy_config
+from benchlib import (
+    FIXTURE,
+    REDEPLOY,
+    SECRET,
+    TOKEN,
+    build_release_binary,
+    free_port,
+    post_push,
+    wait_port,
+    write_redeploy_config,
+)
 
 MAX_BODY = 25 * 1024 * 1024
 
@@ -26,6 +37,7 @@ def sign(body):
 
 
 def main():
+    build_release_binary()
     payload = json.load(open(FIXTURE))
     commit = payload["commits"][0]
     one = len(json.dumps(commit)) + 40

@@ -3,8 +3,9 @@
 SQLite file (the default) against a PostgreSQL database on the same
 machine, with one replica and with three replicas sharing that database.
 
-Run by bench/run.sh (`bash bench/run.sh journal`); by hand, after
-`cargo build --release`, as root or as a user who may run initdb:
+Run by bench/run.sh (`bash bench/run.sh journal`); by hand, as root or as
+a user who may run initdb (the script builds the release binary first:
+benchlib.build_release_binary):
 
     python3 bench/journal_backends.py [--duration 10] [--rounds 3] [--connections 1,16,64]
 
@@ -50,7 +51,7 @@ import tempfile
 import threading
 import time
 
-from benchlib import FIXTURE, REDEPLOY, SECRET, TOKEN, free_port, write_redeploy_config
+from benchlib import FIXTURE, REDEPLOY, SECRET, TOKEN, build_release_binary, free_port, write_redeploy_config
 from serve_vs_webhook import TRUE, Server, fmt_ms, run_wrk
 
 
@@ -213,6 +214,7 @@ def main():
     )
     args = ap.parse_args()
     connections = [int(c) for c in args.connections.split(",")]
+    build_release_binary()
 
     with open(FIXTURE, "rb") as f:
         body = f.read()

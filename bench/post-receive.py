@@ -3,13 +3,15 @@
 a baseline hook that only reads stdin. Medians over N runs, measured side by
 side in one run (these machines are noisy).
 
-Run with:  cargo build --release && python3 bench/post-receive.py [N]
+Run with:  python3 bench/post-receive.py [N]
+(it builds the release binary first; REDEPLOY_BIN names another to time).
 """
 import os, shutil, statistics, subprocess, sys, tempfile, time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REDEPLOY = os.path.join(ROOT, "target", "release", "redeploy")
+from benchlib import REDEPLOY, build_release_binary
+
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 200
+build_release_binary()
 
 work = tempfile.mkdtemp(prefix="redeploy-bench-")
 config = os.path.join(work, "redeploy.toml")

@@ -50,6 +50,10 @@ echo "rustc: $(rustc --version)"
 command -v webhook >/dev/null && echo "webhook: $(webhook -version)"
 command -v wrk >/dev/null && echo "wrk: $(wrk -v 2>&1 | head -1)"
 
+# Everything, for the plugin part; each server part then builds (links
+# back in place) the binary that ships, since `cargo bench` leaves
+# target/release/redeploy built with the dev-dependencies' features
+# (bench/benchlib.py, build_release_binary).
 cargo build --release
 if $need_floor; then
     # Offline: its Cargo.lock pins only crates (and versions) of the root

@@ -3,10 +3,10 @@
 adnanh/webhook, side by side in one run, and both against the floor: the
 most a webhook server reaches on this machine.
 
-Run by bench/run.sh (which installs webhook and wrk and builds the release
-binary and the floor server); by hand, after `cargo build --release` and
-`cargo build --release --offline --manifest-path bench/floor/Cargo.toml
---target-dir target/floor`:
+Run by bench/run.sh (which installs webhook and wrk and builds the floor
+server); by hand, after `cargo build --release --offline --manifest-path
+bench/floor/Cargo.toml --target-dir target/floor` (the script builds the
+release binary itself: benchlib.build_release_binary):
 
     python3 bench/serve_vs_webhook.py [--duration 10] [--rounds 3] [--connections 1,16,64]
 
@@ -61,6 +61,7 @@ from benchlib import (
     ROOT,
     SECRET,
     TOKEN,
+    build_release_binary,
     free_port,
     post_push,
     wait_port,
@@ -240,6 +241,7 @@ def main():
     ap.add_argument("--scenarios", default="decision,deploy")
     args = ap.parse_args()
     connections = [int(c) for c in args.connections.split(",")]
+    build_release_binary()
     if not os.access(FLOOR, os.X_OK):
         sys.exit(f"no floor server at {FLOOR}; build it with\n    {FLOOR_BUILD}")
 
