@@ -59,7 +59,8 @@ pub struct Db {
     /// The thread that checkpoints the log off the commit path (none on a
     /// read-only journal). Dropped after the connection above, so that the
     /// last connection to close, its own, leaves the journal checkpointed.
-    _checkpointer: Option<Checkpointer>,
+    /// Told of every commit, so that a burst after a quiet spell wakes it.
+    checkpointer: Option<Checkpointer>,
 }
 
 impl Db {
@@ -164,7 +165,7 @@ impl Db {
             group,
             path: path_buf,
             conn: Mutex::new(conn),
-            _checkpointer: Some(checkpointer),
+            checkpointer: Some(checkpointer),
         })
     }
 
@@ -214,7 +215,7 @@ impl Db {
             group: None,
             path: path_buf,
             conn: Mutex::new(conn),
-            _checkpointer: None,
+            checkpointer: None,
         })
     }
 
@@ -247,6 +248,9 @@ impl Db {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let value = f(&mut Tx { conn: &tx })?;
         tx.commit()?;
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.written();
+        }
         // Numbered before the connection is released, so the numbers
         // follow the log's order.
         let ticket = match &self.group {

@@ -13,13 +13,23 @@
 //! ([`WRITER_AUTOCHECKPOINT_PAGES`]), so the log still stays bounded should
 //! this thread fall behind or fail.
 //!
+//! While nothing is written the thread looks only once a second
+//! ([`IDLE_CHECKPOINT_INTERVAL`]); the first commit after a quiet spell
+//! wakes it ([`Checkpointer::written`]), so a burst of writes is copied
+//! from its first [`CHECKPOINT_INTERVAL`] on. Left to sleep out its second,
+//! the thread found a burst's log already at [`WRITER_AUTOCHECKPOINT_PAGES`]
+//! (some 2,000 deliveries a second fill it), and the writer copied all of
+//! it while every request waited: 90-117 ms (BENCHMARKS.md, part 5).
+//!
 //! Durability is unchanged: a checkpoint syncs the log before it copies
 //! anything and syncs the database file before it marks the pages copied,
 //! and only then may a writer start the log over; a commit waiting for its
 //! group sync ([`super::group_commit`]) is on the disk either way.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -35,7 +45,9 @@ pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(50);
 
 /// How often the thread looks while nothing is being written (no commit
 /// since the last look, and the log copied in full): an idle server wakes
-/// once a second for it, not twenty times.
+/// once a second for it, not twenty times. A commit by this process ends
+/// the wait at once ([`Checkpointer::written`]); one by another process is
+/// seen at the next look.
 pub const IDLE_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The log's size, in pages, at which the writing connection checkpoints
@@ -46,14 +58,32 @@ pub const WRITER_AUTOCHECKPOINT_PAGES: i64 = 10_000;
 /// The checkpoint thread; stopped and joined when dropped, so its
 /// connection is closed when the journal is.
 pub struct Checkpointer {
-    stop: Option<mpsc::Sender<()>>,
+    signals: Option<mpsc::Sender<Signal>>,
+    /// Whether the thread is waiting out an [`IDLE_CHECKPOINT_INTERVAL`]:
+    /// set by the thread, cleared by the first commit that finds it set.
+    idle: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// What the thread is told between its looks.
+enum Signal {
+    /// A commit was made while it was idle: look again after
+    /// [`CHECKPOINT_INTERVAL`], not after the rest of the idle interval.
+    Written,
+    /// Stop (as does dropping the sender).
+    Stop,
 }
 
 impl Checkpointer {
     /// Opens a connection to the journal at `path` (SQLite's resolved name)
     /// and starts checkpointing it.
     pub fn start(path: &Path) -> Result<Checkpointer, rusqlite::Error> {
+        Self::start_with(path, IDLE_CHECKPOINT_INTERVAL)
+    }
+
+    /// [`Checkpointer::start`] with another idle interval (a test's, long
+    /// enough that only [`Checkpointer::written`] can end it).
+    fn start_with(path: &Path, idle_interval: Duration) -> Result<Checkpointer, rusqlite::Error> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
@@ -61,21 +91,46 @@ impl Checkpointer {
         // before marking the pages copied only when its connection syncs:
         // stated here rather than left to SQLite's default.
         conn.pragma_update(None, "synchronous", "FULL")?;
-        let (stop, stopped) = mpsc::channel();
+        let (signals, received) = mpsc::channel();
+        let idle = Arc::new(AtomicBool::new(false));
+        let thread_idle = Arc::clone(&idle);
         let thread = std::thread::Builder::new()
             .name("journal-checkpoint".to_owned())
-            .spawn(move || checkpoint_until_stopped(&conn, &stopped))
+            .spawn(move || checkpoint_until_stopped(&conn, &received, &thread_idle, idle_interval))
             .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
         Ok(Checkpointer {
-            stop: Some(stop),
+            signals: Some(signals),
+            idle,
             thread: Some(thread),
         })
+    }
+
+    /// Tells the thread that this process committed: if it is waiting out
+    /// an idle interval, it looks again after [`CHECKPOINT_INTERVAL`]. Called
+    /// after every commit; while the thread is not idle this is one atomic
+    /// load. (A commit made while the thread is deciding to go idle is
+    /// missed; the next one wakes it, and the idle look sees both.)
+    pub fn written(&self) {
+        if self.idle.load(Ordering::Relaxed) && self.idle.swap(false, Ordering::AcqRel) {
+            if let Some(signals) = &self.signals {
+                // A stopped thread has nothing left to wake.
+                let _ = signals.send(Signal::Written);
+            }
+        }
+    }
+
+    /// Whether the thread is waiting out an idle interval.
+    #[cfg(test)]
+    fn is_idle(&self) -> bool {
+        self.idle.load(Ordering::Acquire)
     }
 }
 
 impl Drop for Checkpointer {
     fn drop(&mut self) {
-        drop(self.stop.take());
+        if let Some(signals) = self.signals.take() {
+            let _ = signals.send(Signal::Stop);
+        }
         if let Some(thread) = self.thread.take() {
             // The thread stops at its next wake-up, after at most one
             // checkpoint; a panic in it has nothing left to clean up.
@@ -84,29 +139,40 @@ impl Drop for Checkpointer {
     }
 }
 
-/// Checkpoints every [`CHECKPOINT_INTERVAL`] (every
-/// [`IDLE_CHECKPOINT_INTERVAL`] while nothing is written) until `stopped`
-/// is told or dropped. A failure is logged when it starts and when it
-/// ends, not on every attempt.
-fn checkpoint_until_stopped(conn: &Connection, stopped: &mpsc::Receiver<()>) {
+/// Checkpoints every [`CHECKPOINT_INTERVAL`] (every `idle_interval`
+/// while nothing is written, with `idle` set, until a commit clears it and
+/// says so) until told to stop or the sender is dropped. A failure is
+/// logged when it starts and when it ends, not on every attempt.
+fn checkpoint_until_stopped(
+    conn: &Connection,
+    signals: &mpsc::Receiver<Signal>,
+    idle: &AtomicBool,
+    idle_interval: Duration,
+) {
     let mut failing = false;
     let mut last_version = None;
     let mut interval = CHECKPOINT_INTERVAL;
     loop {
-        match stopped.recv_timeout(interval) {
+        match signals.recv_timeout(interval) {
             Err(RecvTimeoutError::Timeout) => {}
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+            Ok(Signal::Written) => {
+                interval = CHECKPOINT_INTERVAL;
+                continue;
+            }
+            Ok(Signal::Stop) | Err(RecvTimeoutError::Disconnected) => return,
         }
         let copied = data_version(conn).and_then(|version| Ok((version, checkpoint(conn)?)));
         match copied {
             Ok((version, (log, done))) => {
                 // Idle only when no other connection committed since the
                 // last look and the log is copied in full.
-                interval = if last_version == Some(version) && log == done {
-                    IDLE_CHECKPOINT_INTERVAL
+                let quiet = last_version == Some(version) && log == done;
+                interval = if quiet {
+                    idle_interval
                 } else {
                     CHECKPOINT_INTERVAL
                 };
+                idle.store(quiet, Ordering::Release);
                 last_version = Some(version);
                 if failing {
                     failing = false;
@@ -186,6 +252,50 @@ mod tests {
         }
         std::thread::sleep(CHECKPOINT_INTERVAL * 3);
         assert_eq!(file_size(&path), copied);
+        drop(writer);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_commit_wakes_the_thread_from_its_idle_interval() {
+        let dir =
+            std::env::temp_dir().join(format!("redeploy-checkpoint-wake-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("journal.sqlite3");
+        let writer = Connection::open(&path).unwrap();
+        writer.pragma_update(None, "journal_mode", "WAL").unwrap();
+        writer.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+        writer
+            .execute_batch("CREATE TABLE t (x TEXT); INSERT INTO t VALUES ('a');")
+            .unwrap();
+        // An idle interval no test waits out: only `written` can end it.
+        let checkpointer = Checkpointer::start_with(&path, Duration::from_secs(3600)).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !checkpointer.is_idle() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the thread never went idle"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let before = file_size(&path);
+        // A row over several pages: copied, it grows the file.
+        writer
+            .execute("INSERT INTO t VALUES (printf('%.20000c', 'y'))", [])
+            .unwrap();
+        // Not told, the idle thread copies nothing.
+        std::thread::sleep(CHECKPOINT_INTERVAL * 3);
+        assert_eq!(file_size(&path), before);
+        checkpointer.written();
+        while file_size(&path) <= before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the commit did not wake the thread"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(checkpointer);
         drop(writer);
         let _ = std::fs::remove_dir_all(&dir);
     }
