@@ -45,7 +45,7 @@ import urllib.error
 import urllib.request
 from collections import Counter
 
-from benchlib import ROOT, SECRET, TOKEN, REPOSITORY, free_port, post_push, wait_port
+from benchlib import RELEASE_BUILD, ROOT, SECRET, TOKEN, REPOSITORY, free_port, post_push, wait_port
 
 OUT = os.path.join(ROOT, "host", "hot-functions.txt")
 FIXTURE = os.path.join(ROOT, "tests", "fixtures", "github", "goscm-push.json")
@@ -63,8 +63,7 @@ def build():
     env = dict(os.environ, REDEPLOY_POOLED_INSTANCES="2")
     target = os.path.join(ROOT, "target", "hot-functions")
     subprocess.run(
-        ["cargo", "build", "--release", "-p", "redeploy-host", "--bin", "redeploy",
-         "--target-dir", target],
+        [*RELEASE_BUILD, "--target-dir", target],
         cwd=ROOT, env=env, check=True,
     )
     traced = os.path.join(tempfile.mkdtemp(prefix="hot-"), "redeploy")

@@ -83,7 +83,7 @@ for p in "${parts[@]}"; do
             python3 bench/journal_backends.py ${JOURNAL_ARGS:-}
             ;;
         *)
-            echo "unknown part \"$p\" (plugin, http, post-receive)" >&2
+            echo "unknown part \"$p\" (plugin, http, post-receive, journal)" >&2
             exit 2
             ;;
     esac

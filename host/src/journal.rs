@@ -231,6 +231,16 @@ impl Journal {
         }
     }
 
+    /// Whether the SQLite journal's checkpoint thread is waiting out an
+    /// idle interval.
+    #[cfg(test)]
+    fn sqlite_checkpoint_idle(&self) -> Option<bool> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.checkpoint_idle(),
+            Backend::Postgres(_) => None,
+        }
+    }
+
     /// Runs `f` in one write transaction, serialized against every other
     /// writer of the journal (any process, any replica).
     fn write<R: Send>(

@@ -280,6 +280,13 @@ impl Db {
         self.group.as_ref().map_or((0, 0, 0), GroupCommit::counts)
     }
 
+    /// Whether the checkpoint thread is waiting out an idle interval (none
+    /// on a read-only journal).
+    #[cfg(test)]
+    pub fn checkpoint_idle(&self) -> Option<bool> {
+        self.checkpointer.as_ref().map(Checkpointer::is_idle)
+    }
+
     /// Locks the connection. A poisoned lock is taken anyway: a panic while
     /// holding it cannot leave a transaction open (dropping a rusqlite
     /// `Transaction` rolls it back), so the connection is still consistent.

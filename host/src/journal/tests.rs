@@ -102,6 +102,36 @@ fn a_relaxed_delivery_waits_for_no_sync_and_a_durable_one_does() {
     assert_eq!(journal.sqlite_group_counts().unwrap(), (1, 1, 1));
 }
 
+/// Every commit tells the checkpoint thread (`sqlite::checkpoint`), so
+/// that the first one after a quiet spell wakes it: `Checkpointer::written`
+/// clears the idle flag in the commit's own call, so the check below
+/// needs no wait.
+#[test]
+fn a_commit_wakes_the_idle_checkpoint_thread() {
+    let dir = TempDir::new("wake");
+    let journal = Journal::open(&dir.journal_path()).unwrap();
+    // Two looks without a commit between them: the thread goes idle.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while journal.sqlite_checkpoint_idle() != Some(true) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the checkpoint thread never went idle"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let skipped = NewDelivery {
+        received_at_ms: 30,
+        stack: Some("app".to_owned()),
+        provider: Some("github".to_owned()),
+        event: Some("push".to_owned()),
+        delivery_id: Some("d-wake".to_owned()),
+        status: 200,
+        summary: "push to another branch".to_owned(),
+    };
+    journal.record_delivery_relaxed(&skipped).unwrap();
+    assert_eq!(journal.sqlite_checkpoint_idle(), Some(false));
+}
+
 /// Group commit keeps the write-ahead log open: a journal closed cleanly
 /// (SQLite deletes its log then) opens again, up to date, and its durable
 /// writes are synced.

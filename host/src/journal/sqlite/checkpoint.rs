@@ -17,9 +17,11 @@
 //! ([`IDLE_CHECKPOINT_INTERVAL`]); the first commit after a quiet spell
 //! wakes it ([`Checkpointer::written`]), so a burst of writes is copied
 //! from its first [`CHECKPOINT_INTERVAL`] on. Left to sleep out its second,
-//! the thread found a burst's log already at [`WRITER_AUTOCHECKPOINT_PAGES`]
-//! (some 2,000 deliveries a second fill it), and the writer copied all of
-//! it while every request waited: 90-117 ms (BENCHMARKS.md, part 5).
+//! the thread could find a burst's log already at
+//! [`WRITER_AUTOCHECKPOINT_PAGES`] with nothing copied (some 2,000
+//! deliveries fill it: 0.7-0.85 s at 2,500 a second), and the writer then
+//! copied and synced all of it while every request waited: 73-117 ms
+//! in the measured runs (BENCHMARKS.md, part 5, seventh pass).
 //!
 //! Durability is unchanged: a checkpoint syncs the log before it copies
 //! anything and syncs the database file before it marks the pages copied,
@@ -45,9 +47,10 @@ pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(50);
 
 /// How often the thread looks while nothing is being written (no commit
 /// since the last look, and the log copied in full): an idle server wakes
-/// once a second for it, not twenty times. A commit by this process ends
-/// the wait at once ([`Checkpointer::written`]); one by another process is
-/// seen at the next look.
+/// once a second for it, not twenty times. A commit through this
+/// process's journal cuts the wait short to [`CHECKPOINT_INTERVAL`]
+/// ([`Checkpointer::written`]); one by another process is seen at the next
+/// look.
 pub const IDLE_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The log's size, in pages, at which the writing connection checkpoints
@@ -58,20 +61,15 @@ pub const WRITER_AUTOCHECKPOINT_PAGES: i64 = 10_000;
 /// The checkpoint thread; stopped and joined when dropped, so its
 /// connection is closed when the journal is.
 pub struct Checkpointer {
-    signals: Option<mpsc::Sender<Signal>>,
-    /// Whether the thread is waiting out an [`IDLE_CHECKPOINT_INTERVAL`]:
-    /// set by the thread, cleared by the first commit that finds it set.
+    /// Tells the thread that a commit was made while it was idle (look
+    /// again after [`CHECKPOINT_INTERVAL`], not after the rest of its idle
+    /// interval); dropped, it stops the thread.
+    written: Option<mpsc::Sender<()>>,
+    /// Whether the thread is waiting out its idle interval: set by the
+    /// thread after a look that found nothing new, cleared by the thread
+    /// after any other look and by the first commit that finds it set.
     idle: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
-}
-
-/// What the thread is told between its looks.
-enum Signal {
-    /// A commit was made while it was idle: look again after
-    /// [`CHECKPOINT_INTERVAL`], not after the rest of the idle interval.
-    Written,
-    /// Stop (as does dropping the sender).
-    Stop,
 }
 
 impl Checkpointer {
@@ -91,7 +89,7 @@ impl Checkpointer {
         // before marking the pages copied only when its connection syncs:
         // stated here rather than left to SQLite's default.
         conn.pragma_update(None, "synchronous", "FULL")?;
-        let (signals, received) = mpsc::channel();
+        let (written, received) = mpsc::channel();
         let idle = Arc::new(AtomicBool::new(false));
         let thread_idle = Arc::clone(&idle);
         let thread = std::thread::Builder::new()
@@ -99,7 +97,7 @@ impl Checkpointer {
             .spawn(move || checkpoint_until_stopped(&conn, &received, &thread_idle, idle_interval))
             .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
         Ok(Checkpointer {
-            signals: Some(signals),
+            written: Some(written),
             idle,
             thread: Some(thread),
         })
@@ -112,28 +110,26 @@ impl Checkpointer {
     /// missed; the next one wakes it, and the idle look sees both.)
     pub fn written(&self) {
         if self.idle.load(Ordering::Relaxed) && self.idle.swap(false, Ordering::AcqRel) {
-            if let Some(signals) = &self.signals {
+            if let Some(written) = &self.written {
                 // A stopped thread has nothing left to wake.
-                let _ = signals.send(Signal::Written);
+                let _ = written.send(());
             }
         }
     }
 
     /// Whether the thread is waiting out an idle interval.
     #[cfg(test)]
-    fn is_idle(&self) -> bool {
+    pub fn is_idle(&self) -> bool {
         self.idle.load(Ordering::Acquire)
     }
 }
 
 impl Drop for Checkpointer {
     fn drop(&mut self) {
-        if let Some(signals) = self.signals.take() {
-            let _ = signals.send(Signal::Stop);
-        }
+        drop(self.written.take());
         if let Some(thread) = self.thread.take() {
-            // The thread stops at its next wake-up, after at most one
-            // checkpoint; a panic in it has nothing left to clean up.
+            // The thread stops at once, or after the checkpoint it is in;
+            // a panic in it has nothing left to clean up.
             let _ = thread.join();
         }
     }
@@ -141,11 +137,11 @@ impl Drop for Checkpointer {
 
 /// Checkpoints every [`CHECKPOINT_INTERVAL`] (every `idle_interval`
 /// while nothing is written, with `idle` set, until a commit clears it and
-/// says so) until told to stop or the sender is dropped. A failure is
+/// says so) until the sender is dropped. A failure is
 /// logged when it starts and when it ends, not on every attempt.
 fn checkpoint_until_stopped(
     conn: &Connection,
-    signals: &mpsc::Receiver<Signal>,
+    written: &mpsc::Receiver<()>,
     idle: &AtomicBool,
     idle_interval: Duration,
 ) {
@@ -153,13 +149,13 @@ fn checkpoint_until_stopped(
     let mut last_version = None;
     let mut interval = CHECKPOINT_INTERVAL;
     loop {
-        match signals.recv_timeout(interval) {
+        match written.recv_timeout(interval) {
             Err(RecvTimeoutError::Timeout) => {}
-            Ok(Signal::Written) => {
+            Ok(()) => {
                 interval = CHECKPOINT_INTERVAL;
                 continue;
             }
-            Ok(Signal::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Disconnected) => return,
         }
         let copied = data_version(conn).and_then(|version| Ok((version, checkpoint(conn)?)));
         match copied {
