@@ -204,6 +204,7 @@ fn checkpoint(conn: &Connection) -> Result<(i64, i64), rusqlite::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     /// The database file's size: it grows only when a checkpoint copies
     /// pages from the log into it.
@@ -211,29 +212,43 @@ mod tests {
         std::fs::metadata(path).unwrap().len()
     }
 
-    #[test]
-    fn the_thread_copies_what_the_writer_commits_and_stops_when_dropped() {
-        let dir = std::env::temp_dir().join(format!("redeploy-checkpoint-{}", std::process::id()));
+    /// A fresh journal file in WAL mode in a directory of its own (named
+    /// by `tag`), holding one small table, whose writer never checkpoints
+    /// (only the thread may copy pages into the file): the directory, the
+    /// file and the writer.
+    fn wal_journal(tag: &str) -> (PathBuf, PathBuf, Connection) {
+        let dir =
+            std::env::temp_dir().join(format!("redeploy-checkpoint-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("journal.sqlite3");
         let writer = Connection::open(&path).unwrap();
         writer.pragma_update(None, "journal_mode", "WAL").unwrap();
-        // Only the thread may copy pages into the file.
         writer.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
         writer
             .execute_batch("CREATE TABLE t (x TEXT); INSERT INTO t VALUES ('a');")
             .unwrap();
+        (dir, path, writer)
+    }
+
+    /// Waits, polling, until `done` holds, failing with `what` after
+    /// `deadline`.
+    fn wait_until(deadline: std::time::Instant, what: &str, done: impl Fn() -> bool) {
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn the_thread_copies_what_the_writer_commits_and_stops_when_dropped() {
+        let (dir, path, writer) = wal_journal("copies");
         let before = file_size(&path);
         let checkpointer = Checkpointer::start(&path).unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while file_size(&path) <= before {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "nothing was checkpointed"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until(deadline, "nothing was checkpointed", || {
+            file_size(&path) > before
+        });
         drop(checkpointer);
         // Stopped: pages committed now stay in the log.
         let copied = file_size(&path);
@@ -254,27 +269,13 @@ mod tests {
 
     #[test]
     fn a_commit_wakes_the_thread_from_its_idle_interval() {
-        let dir =
-            std::env::temp_dir().join(format!("redeploy-checkpoint-wake-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("journal.sqlite3");
-        let writer = Connection::open(&path).unwrap();
-        writer.pragma_update(None, "journal_mode", "WAL").unwrap();
-        writer.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
-        writer
-            .execute_batch("CREATE TABLE t (x TEXT); INSERT INTO t VALUES ('a');")
-            .unwrap();
+        let (dir, path, writer) = wal_journal("wake");
         // An idle interval no test waits out: only `written` can end it.
         let checkpointer = Checkpointer::start_with(&path, Duration::from_secs(3600)).unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !checkpointer.is_idle() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the thread never went idle"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_until(deadline, "the thread never went idle", || {
+            checkpointer.is_idle()
+        });
         let before = file_size(&path);
         // A row over several pages: copied, it grows the file.
         writer
@@ -284,13 +285,9 @@ mod tests {
         std::thread::sleep(CHECKPOINT_INTERVAL * 3);
         assert_eq!(file_size(&path), before);
         checkpointer.written();
-        while file_size(&path) <= before {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the commit did not wake the thread"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_until(deadline, "the commit did not wake the thread", || {
+            file_size(&path) > before
+        });
         drop(checkpointer);
         drop(writer);
         let _ = std::fs::remove_dir_all(&dir);
