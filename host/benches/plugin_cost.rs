@@ -12,6 +12,13 @@
 //!    alternates native and component batches and prints the median of the
 //!    per-round ratio, which is the figure the budget is stated in.
 //!
+//! Every input is evaluated through the component once before anything is
+//! timed (`check_agreement`), the 25 MiB push included, on this one thread
+//! and so in the same pooled slot: each small delivery is timed in a slot a
+//! large one has used, whose reset then zeroes every page the large one
+//! wrote in the initial memory (`LINEAR_MEMORY_KEEP_RESIDENT`). That is the
+//! case a long-running server reaches, and the worse one.
+//!
 //! Under `cargo test --benches` criterion runs every benchmark once, so the
 //! test suite checks that the harness builds and runs without timing anything.
 

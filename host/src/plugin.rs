@@ -41,12 +41,16 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub const PLUGIN_MEMORY_LIMIT: usize = 256 * 1024 * 1024;
 
 /// Bytes of a pooled instance's linear memory kept resident between
-/// instances: reset in place (the pages ever written, zeroed or copied from
-/// the image, on every reuse) rather than decommitted and faulted in again.
-/// It covers the component's initial memory (its 1 MiB stack, static data
-/// and the allocator's arena, about 1.9 MiB), so a delivery that fits the
-/// arena never faults; it is also what every reuse of a slot may have to
-/// zero after one large delivery, so it is not larger.
+/// instances. When an instance is dropped, wasmtime finds the pages of its
+/// memory ever written since the slot was mapped (not only by this
+/// instance: it does not write-protect them again) and resets the first of
+/// them, in address order, up to this many bytes, in place (zeroed or
+/// copied from the image); the rest it decommits, to be faulted in again
+/// when next used. It covers the component's whole initial memory (its
+/// 1 MiB stack, static data and the allocator's arena, about 1.25 MiB), so
+/// a delivery that fits the arena never faults. What a small delivery pays
+/// at its reset is every page ever written within that initial memory, in
+/// practice the arena's (the guest's `ARENA_BYTES` bounds it), not this.
 pub const LINEAR_MEMORY_KEEP_RESIDENT: usize = 2 * 1024 * 1024;
 
 /// Instances the pooling allocator keeps slots for (the server's

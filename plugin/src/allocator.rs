@@ -22,11 +22,17 @@ use talc::source::Source;
 use talc::wasm::WasmBinning;
 
 /// Bytes of the arena in static memory: a delivery that allocates no more
-/// than this (a push of a few hundred KiB) never grows linear memory. With
-/// the 1 MiB stack and the static data the module starts at about 1.9 MiB,
-/// inside what the host keeps resident between instances
-/// (`LINEAR_MEMORY_KEEP_RESIDENT`, 2 MiB).
-pub const ARENA_BYTES: usize = 768 * 1024;
+/// than this never grows linear memory. A push body is copied in whole and
+/// parsed beside it, about 1.4 times its size in all (an 8.5 KiB GitHub push
+/// touches 8 pages of memory, a 257 KiB one 95), so pushes up to about
+/// 80 KiB fit. It is no larger because every page of it a delivery ever
+/// writes is reset on every later use of the same pooled slot: the host's
+/// reset finds the pages written since the slot was mapped, not since its
+/// last instance, so one large delivery would make every small one after it
+/// zero the whole arena again (768 KiB of it cost a small push 25-30 µs,
+/// BENCHMARKS.md, part 5, eighth pass). Pages grown past the initial memory
+/// are out of a small delivery's reach and are not reset for it.
+pub const ARENA_BYTES: usize = 128 * 1024;
 
 /// WebAssembly's page: the unit of `memory.grow`.
 const WASM_PAGE_BYTES: usize = 64 * 1024;
