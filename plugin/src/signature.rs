@@ -102,8 +102,15 @@ impl std::fmt::Debug for BodyMac {
 }
 
 /// Whether `expected` is the MAC `algorithm` of `data` keyed with `secret`:
-/// taken from `macs` when the host computed it over exactly `data` (the
-/// body as sent, `raw`), else computed here. Compared in constant time.
+/// taken from `macs` when `data` is the body as sent, `raw` itself (the
+/// same bytes in memory, which is how callers pass it), over which the
+/// host computed them; else computed here. Compared in constant time.
+///
+/// Identity, not equal contents: comparing the bytes cost a pass over the
+/// whole body, byte by byte in the component (about 12 µs of an 8.5 KiB
+/// push, a quarter of a 1 MiB push's evaluation, BENCHMARKS.md part 5,
+/// eighth pass), and the only other `data` a caller passes, a form body's
+/// decoded `payload`, is never the raw body's bytes.
 fn mac_matches(
     algorithm: MacAlgorithm,
     secret: &str,
@@ -112,7 +119,7 @@ fn mac_matches(
     macs: &[BodyMac],
     expected: &[u8],
 ) -> Result<bool, PluginError> {
-    if data == raw {
+    if core::ptr::eq(data, raw) {
         // A MAC of the wrong length is no MAC of this algorithm: ignored.
         if let Some(given) = macs.iter().find(|m| {
             m.algorithm == algorithm && m.secret == secret && m.mac.len() == expected.len()
