@@ -17,7 +17,9 @@
 //! and so in the same pooled slot: each small delivery is timed in a slot a
 //! large one has used, whose reset then zeroes every page the large one
 //! wrote in the initial memory (`LINEAR_MEMORY_KEEP_RESIDENT`). That is the
-//! case a long-running server reaches, and the worse one.
+//! case a long-running server reaches, and the worse one; the side-by-side
+//! pass also times each delivery on a runtime that has evaluated nothing
+//! else, the better one.
 //!
 //! Under `cargo test --benches` criterion runs every benchmark once, so the
 //! test suite checks that the harness builds and runs without timing anything.
@@ -345,18 +347,23 @@ fn grown_github_push(size: usize) -> (Vec<(String, String)>, Vec<u8>) {
     (signed_github(headers, &body), body)
 }
 
+/// A runtime as `redeploy serve` loads it: the embedded component, the
+/// pooling allocator.
+fn new_runtime() -> PluginRuntime {
+    PluginRuntime::new(
+        &ComponentSource::Embedded,
+        RuntimeOptions {
+            allocation: Allocation::Pooling,
+            ..RuntimeOptions::default()
+        },
+    )
+    .expect("loading the embedded component")
+}
+
+/// The runtime every input goes through.
 fn runtime() -> &'static PluginRuntime {
     static RUNTIME: std::sync::OnceLock<PluginRuntime> = std::sync::OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        PluginRuntime::new(
-            &ComponentSource::Embedded,
-            RuntimeOptions {
-                allocation: Allocation::Pooling,
-                ..RuntimeOptions::default()
-            },
-        )
-        .expect("loading the embedded component")
-    })
+    RUNTIME.get_or_init(new_runtime)
 }
 
 fn run_native(input: &Input) {
@@ -369,7 +376,11 @@ fn run_native(input: &Input) {
 }
 
 fn run_component(input: &Input) {
-    let outcome = runtime().evaluate(&input.wit_stacks, &input.wit_delivery, &wit_context());
+    run_component_on(runtime(), input);
+}
+
+fn run_component_on(runtime: &PluginRuntime, input: &Input) {
+    let outcome = runtime.evaluate(&input.wit_stacks, &input.wit_delivery, &wit_context());
     std::hint::black_box(
         outcome
             .expect("component trapped")
@@ -449,38 +460,49 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Alternates native and component batches of the same delivery, so both
 /// see the same machine noise, and prints the medians and the median of the
-/// per-round ratio; and a third batch of the component computing the body's
-/// MACs itself (the host's native MACs are the difference).
+/// per-round ratio; a third batch of the component computing the body's
+/// MACs itself (the host's native MACs are the difference); and a fourth
+/// on a runtime of its own that evaluates only this delivery, so its pooled
+/// slot has seen no larger one (the shared runtime's slot has seen them
+/// all: the module's doc).
 fn side_by_side(inputs: &[Input]) {
     println!();
     println!("side by side ({SIDE_BY_SIDE_ROUNDS} rounds, alternating batches):");
     println!(
         "| delivery | body bytes | native median | component median | component / native (median of ratio) \
-         | component, MACs in the guest | that / native |"
+         | component, MACs in the guest | that / native \
+         | component, slot of its own | that / native |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for input in inputs {
+        let own = new_runtime();
         let (mut native, mut component, mut ratio) = (vec![], vec![], vec![]);
         let (mut guest, mut guest_ratio) = (vec![], vec![]);
+        let (mut alone, mut alone_ratio) = (vec![], vec![]);
         for _ in 0..SIDE_BY_SIDE_ROUNDS {
             let n = batch(|| run_native(input)).as_secs_f64();
             let w = batch(|| run_component(input)).as_secs_f64();
             let g = batch(|| run_component_guest_macs(input)).as_secs_f64();
+            let a = batch(|| run_component_on(&own, input)).as_secs_f64();
             native.push(n);
             component.push(w);
             ratio.push(w / n);
             guest.push(g);
             guest_ratio.push(g / n);
+            alone.push(a);
+            alone_ratio.push(a / n);
         }
         println!(
-            "| {} | {} | {} | {} | {:.2}x | {} | {:.2}x |",
+            "| {} | {} | {} | {} | {:.2}x | {} | {:.2}x | {} | {:.2}x |",
             input.name,
             input.body_len,
             human(median(native)),
             human(median(component)),
             median(ratio),
             human(median(guest)),
-            median(guest_ratio)
+            median(guest_ratio),
+            human(median(alone)),
+            median(alone_ratio)
         );
     }
 }
