@@ -31,7 +31,7 @@ use talc::wasm::WasmBinning;
 /// last instance, so one large delivery would make every small one after it
 /// zero the whole arena again (768 KiB of it cost a small push 25-30 µs,
 /// BENCHMARKS.md, part 5, eighth pass). Pages grown past the initial memory
-/// are out of a small delivery's reach and are not reset for it.
+/// are outside a small instance's reset.
 pub const ARENA_BYTES: usize = 128 * 1024;
 
 /// WebAssembly's page: the unit of `memory.grow`.

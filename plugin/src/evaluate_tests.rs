@@ -694,6 +694,54 @@ fn issue_12_signatures_are_checked_before_the_body_is_parsed() {
     assert_eq!(o.signature, SignatureScheme::GiteaSha256);
 }
 
+/// The host's MAC of the body is what the component checks a signature of
+/// the body as sent against (it computes none itself): a wrong one given
+/// for the right secret refuses a correctly signed push, and the right one
+/// accepts it. Gitea's JSON body (not a form) is checked as sent; its
+/// form's `payload` is not the body, so there the host's MAC is not used.
+#[test]
+fn the_hosts_body_mac_is_used_for_the_body_as_sent_and_only_for_it() {
+    let s = with_secret(stack("web", "acme/web", "main"));
+    let json = r#"{"ref":"refs/heads/main","after":"2222222222222222222222222222222222222222","repository":{"full_name":"acme/web"}}"#;
+    let sig = signature::hmac_sha256_hex(b"s3cret", json.as_bytes());
+    let right = hex::decode(&sig).unwrap();
+    let given = |mac: Vec<u8>| Context {
+        body_macs: vec![signature::BodyMac {
+            algorithm: signature::MacAlgorithm::HmacSha256,
+            secret: "s3cret".into(),
+            mac,
+        }],
+        ..Default::default()
+    };
+    let gitea = |content_type: &str, body: String| {
+        Delivery::Http(HttpRequest {
+            method: "POST".into(),
+            query: String::new(),
+            headers: Headers::new([
+                ("X-Gitea-Event", "push"),
+                ("Content-Type", content_type),
+                ("X-Gitea-Signature", sig.as_str()),
+            ]),
+            body: body.into_bytes(),
+        })
+    };
+    let as_sent = gitea("application/json", json.to_owned());
+    let stacks = std::slice::from_ref(&s);
+    let err = super::evaluate(stacks, &as_sent, &given(vec![0; 32])).unwrap_err();
+    assert!(matches!(err, PluginError::BadSignature(_)), "{err}");
+    let o = super::evaluate(stacks, &as_sent, &given(right)).unwrap();
+    assert_eq!(o.signature, SignatureScheme::GiteaSha256);
+    // The same JSON inside a form: the body's MAC does not cover it, so a
+    // wrong one given for the body changes nothing.
+    let form = format!(
+        "payload={}",
+        form_urlencoded::byte_serialize(json.as_bytes()).collect::<String>()
+    );
+    let in_form = gitea("application/x-www-form-urlencoded", form);
+    let o = super::evaluate(stacks, &in_form, &given(vec![0; 32])).unwrap();
+    assert_eq!(o.signature, SignatureScheme::GiteaSha256);
+}
+
 fn empty_post(headers: &[(&str, &str)]) -> Delivery {
     Delivery::Http(HttpRequest {
         method: "POST".into(),
