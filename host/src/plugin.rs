@@ -41,16 +41,22 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub const PLUGIN_MEMORY_LIMIT: usize = 256 * 1024 * 1024;
 
 /// Bytes of a pooled instance's linear memory kept resident between
-/// instances. When an instance is dropped, wasmtime finds the pages of its
-/// memory ever written since the slot was mapped (not only by this
-/// instance: it does not write-protect them again) and resets the first of
-/// them, in address order, up to this many bytes, in place (zeroed or
-/// copied from the image); the rest it decommits, to be faulted in again
-/// when next used. It covers the component's whole initial memory (its
-/// 1 MiB stack, static data and the allocator's arena, about 1.25 MiB), so
-/// a delivery that fits the arena never faults. What a small delivery pays
-/// at its reset is every page ever written within that initial memory, in
-/// practice the arena's (the guest's `ARENA_BYTES` bounds it), not this.
+/// instances. When an instance is dropped, wasmtime's `PAGEMAP_SCAN` reset
+/// finds the pages of its memory (up to its size at that moment) that are
+/// present and private: every page written since the slot was mapped or
+/// last decommitted, not only by this instance, since it does not
+/// write-protect them again. It resets the first of them in address order,
+/// up to this many bytes (and at most 32 separate runs of pages), in place:
+/// zeroed, or copied back from the image inside the static data. The rest it
+/// decommits, to be faulted in again when next written.
+///
+/// This covers the component's whole initial memory (its 1 MiB stack, its
+/// static data and the allocator's arena, about 1.25 MiB). A small
+/// delivery's reset therefore costs every page of that memory any earlier
+/// delivery in the slot wrote: the stack as deep as any went, the static
+/// data written, and the arena's pages, the largest part, which the guest's
+/// `ARENA_BYTES` bounds. Pages grown past the initial memory are outside
+/// a small instance's reset.
 pub const LINEAR_MEMORY_KEEP_RESIDENT: usize = 2 * 1024 * 1024;
 
 /// Instances the pooling allocator keeps slots for (the server's
