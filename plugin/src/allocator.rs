@@ -23,7 +23,7 @@ use talc::wasm::WasmBinning;
 
 /// Bytes of the arena in static memory: a delivery that allocates no more
 /// than this never grows linear memory. A push body is copied in whole and
-/// parsed beside it, about 1.4 times its size in all (an 8.5 KiB GitHub push
+/// parsed beside it, about 1.5 times its size in all (an 8.5 KiB GitHub push
 /// touches 8 pages of memory, a 257 KiB one 95), so pushes up to about
 /// 80 KiB fit. It is no larger because every page of it a delivery ever
 /// writes is reset on every later use of the same pooled slot: the host's

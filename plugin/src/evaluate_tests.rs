@@ -695,7 +695,7 @@ fn issue_12_signatures_are_checked_before_the_body_is_parsed() {
 }
 
 /// The host's MAC of the body is what the component checks a signature of
-/// the body as sent against (it computes none itself): a wrong one given
+/// the body as sent against, when the host gives one: a wrong one given
 /// for the right secret refuses a correctly signed push, and the right one
 /// accepts it. Gitea's JSON body (not a form) is checked as sent; its
 /// form's `payload` is not the body, so there the host's MAC is not used.

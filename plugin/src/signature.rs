@@ -108,7 +108,7 @@ impl std::fmt::Debug for BodyMac {
 ///
 /// Identity, not equal contents: comparing the bytes cost a pass over the
 /// whole body, byte by byte in the component (about 12 µs of an 8.5 KiB
-/// push, a quarter of a 1 MiB push's evaluation, BENCHMARKS.md part 5,
+/// push, about a fifth of a 1 MiB push's evaluation, BENCHMARKS.md part 5,
 /// eighth pass), and the only other `data` a caller passes, a form body's
 /// decoded `payload`, is never the raw body's bytes.
 fn mac_matches(
