@@ -71,19 +71,25 @@ fn state_names_round_trip() {
     }
 }
 
-#[test]
-fn a_relaxed_delivery_waits_for_no_sync_and_a_durable_one_does() {
-    let dir = TempDir::new("relaxed");
-    let journal = Journal::open(&dir.journal_path()).unwrap();
-    let skipped = NewDelivery {
+/// A GitHub push to the stack `app` with delivery id `id`, answered
+/// `status` and summed up as `summary`: what these tests record.
+fn github_push(id: &str, status: u16, summary: &str) -> NewDelivery {
+    NewDelivery {
         received_at_ms: 30,
         stack: Some("app".to_owned()),
         provider: Some("github".to_owned()),
         event: Some("push".to_owned()),
-        delivery_id: Some("d-2".to_owned()),
-        status: 200,
-        summary: "push to another branch".to_owned(),
-    };
+        delivery_id: Some(id.to_owned()),
+        status,
+        summary: summary.to_owned(),
+    }
+}
+
+#[test]
+fn a_relaxed_delivery_waits_for_no_sync_and_a_durable_one_does() {
+    let dir = TempDir::new("relaxed");
+    let journal = Journal::open(&dir.journal_path()).unwrap();
+    let skipped = github_push("d-2", 200, "push to another branch");
     let id = journal.record_delivery_relaxed(&skipped).unwrap();
     // Committed: another connection (`redeploy history`) sees it.
     let reader = Journal::open_read_only(&dir.journal_path()).unwrap();
@@ -119,15 +125,7 @@ fn a_commit_wakes_the_idle_checkpoint_thread() {
         );
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    let skipped = NewDelivery {
-        received_at_ms: 30,
-        stack: Some("app".to_owned()),
-        provider: Some("github".to_owned()),
-        event: Some("push".to_owned()),
-        delivery_id: Some("d-wake".to_owned()),
-        status: 200,
-        summary: "push to another branch".to_owned(),
-    };
+    let skipped = github_push("d-wake", 200, "push to another branch");
     journal.record_delivery_relaxed(&skipped).unwrap();
     assert_eq!(journal.sqlite_checkpoint_idle(), Some(false));
 }
@@ -138,15 +136,7 @@ fn a_commit_wakes_the_idle_checkpoint_thread() {
 #[test]
 fn a_journal_closed_cleanly_reopens_with_its_log_and_syncs() {
     let dir = TempDir::new("reopen");
-    let delivery = |id: &str| NewDelivery {
-        received_at_ms: 30,
-        stack: Some("app".to_owned()),
-        provider: Some("github".to_owned()),
-        event: Some("push".to_owned()),
-        delivery_id: Some(id.to_owned()),
-        status: 202,
-        summary: "push".to_owned(),
-    };
+    let delivery = |id: &str| github_push(id, 202, "push");
     let journal = Journal::open(&dir.journal_path()).unwrap();
     journal.record_delivery(&delivery("d-1")).unwrap();
     drop(journal);
