@@ -357,7 +357,7 @@ fn with_body_macs(
 static CACHE_WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Reports a compiled-component cache that cannot be written (so every
-/// start compiles the component again, about a third of a second): counted
+/// start compiles the component again, about two seconds of one core): counted
 /// in `redeploy_component_cache_unwritable_total`, and one warning line per
 /// process. A process without a log subscriber (the git hook, one-shot
 /// commands) prints the line on stderr, which git shows the pusher, so it
