@@ -310,7 +310,11 @@ fn precompile(options: &RuntimeOptions) -> anyhow::Result<Vec<u8>> {
 
 /// The cached artifact at `path`, mapped from its file, if it verifies
 /// ([`cache::verify`]); `Ok(None)` if there is none.
-fn map_verified(engine: &Engine, path: &Path, key: &[u8]) -> anyhow::Result<Option<Component>> {
+fn map_verified(
+    engine: &Engine,
+    path: &Path,
+    key: &cache::CacheKey,
+) -> anyhow::Result<Option<Component>> {
     let Some(verified) = cache::verify(path, key)? else {
         return Ok(None);
     };
@@ -400,7 +404,7 @@ impl PluginRuntime {
     /// wasmtime or a changed component never loads a stale artifact. A
     /// compiled artifact is native code, so it is loaded only from a `0700`
     /// directory of ours, from a file of ours that group and others cannot
-    /// write, and only when its HMAC tag verifies with the key in
+    /// write, and only when its keyed tag verifies with the key in
     /// `<state_dir>/cache.key` (see [`cache`]); anything else is ignored with
     /// a warning and compiled again (where [`RuntimeOptions::compile`]
     /// says). It is written to a unique temporary file and renamed into
