@@ -252,8 +252,8 @@ fn engine_config(allocation: Allocation, memory_limit: usize) -> Config {
 /// that compiled on its first start kept 7-9 MiB of it resident for good
 /// (BENCHMARKS.md, idle memory). It compiles on the calling thread: the
 /// thread pool a parallel compile starts would live on with the process,
-/// idle, holding its stacks and heap arenas (about 3 MiB), to save well
-/// under a second once per component build.
+/// idle, holding its stacks and heap arenas (about 3 MiB), to save about
+/// a second (of the two a compile takes) once per component build.
 pub fn precompile_apart(allocation: Allocation, memory_limit: usize) -> anyhow::Result<Vec<u8>> {
     let mut config = engine_config(allocation, memory_limit);
     // Not part of the compiled form's compatibility hash.

@@ -1,7 +1,7 @@
 //! A warm compiled-component cache for the servers the tests start.
 //!
 //! `redeploy serve` compiles its component with Cranelift on a state
-//! directory's first start (about 1.5 s of CPU) and caches the result in
+//! directory's first start (about 2 s of CPU) and caches the result in
 //! `<state_dir>/cache`, keyed and tagged as `host/src/plugin/cache.rs`
 //! says. Hundreds of tests each start a server on a fresh state directory,
 //! which made that compile a large share of the suite's CPU time on a
