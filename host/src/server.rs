@@ -4,7 +4,9 @@
 //!
 //! [`app`] builds the router from shared state so tests can drive it; the
 //! handler only reads the request within its limits, finds the stack by its
-//! token, and hands the delivery to the [`Dispatcher`] on a blocking thread.
+//! token, and hands the delivery to the [`Dispatcher`] off the runtime's
+//! workers: on its own thread in `block_in_place` when no other delivery is
+//! being dispatched, else on tokio's blocking pool.
 
 use std::sync::Arc;
 
@@ -41,6 +43,10 @@ pub struct AppState {
     pub body_budget: Arc<Capacity>,
     /// What `/healthz` and `/metrics` last read from the journal.
     pub probes: JournalProbes,
+    /// Deliveries being dispatched right now (evaluated, journaled,
+    /// queued): when none is, the next runs on the thread that read it
+    /// ([`dispatch_inline`]).
+    pub dispatching: std::sync::atomic::AtomicUsize,
 }
 
 /// The unit of [`AppState::body_budget`]'s permits: KiB, so a permit count
@@ -553,7 +559,7 @@ async fn redeploy(
     .await
 }
 
-/// Dispatches on a blocking thread; `token` is the hook token the path
+/// Dispatches off the runtime's workers; `token` is the hook token the path
 /// presented, `identity` what a forwarded post-receive push is
 /// deduplicated on.
 async fn dispatch_blocking(
@@ -575,8 +581,43 @@ async fn dispatch_blocking(
     .await
 }
 
+/// Whether a delivery is dispatched on the thread that read it rather than
+/// handed to tokio's blocking pool: when no other delivery is being
+/// dispatched (`others` is how many are), on a multi-threaded runtime.
+///
+/// Either way the dispatch blocks a thread, not the runtime: inline it
+/// runs in `block_in_place`, which hands this worker's other tasks to
+/// another thread. The hand-off to the blocking pool costs a request two
+/// wake-ups of sleeping threads, one there and one back (about 60-70 µs of
+/// a delivery's 400 at one connection, BENCHMARKS.md part 5, tenth pass);
+/// `block_in_place` wakes its replacement worker beside the dispatch
+/// instead of before it. Under concurrent deliveries it is the other way
+/// round: each `block_in_place` moves a worker's core to another thread,
+/// and the blocking pool answered more requests, with a lower p99.
+fn dispatch_inline(others: usize, flavor: Option<tokio::runtime::RuntimeFlavor>) -> bool {
+    others == 0 && flavor == Some(tokio::runtime::RuntimeFlavor::MultiThread)
+}
+
+/// Counts a delivery in [`AppState::dispatching`] until dropped.
+struct Dispatching<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Dispatching<'a> {
+    /// Counts one more delivery; returns how many others were counted.
+    fn enter(count: &'a std::sync::atomic::AtomicUsize) -> (Self, usize) {
+        let others = count.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        (Dispatching(count), others)
+    }
+}
+
+impl Drop for Dispatching<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 /// Runs `work` (evaluation, journal, runner: all blocking) for the stack
-/// named `stack_name` on a blocking thread, and answers with its result.
+/// named `stack_name` off the runtime's workers ([`dispatch_inline`] says
+/// which way), and answers with its result: a panic in it is a 500.
 async fn on_blocking_thread(
     state: Arc<AppState>,
     stack_name: String,
@@ -585,8 +626,8 @@ async fn on_blocking_thread(
         + 'static,
 ) -> Response {
     let dispatcher = state.dispatcher.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        let config = dispatcher.config().clone();
+    let run = move || {
+        let config = dispatcher.config();
         match config.stack(&stack_name) {
             Some(stack) => work(&dispatcher, stack),
             None => crate::dispatch::Dispatched {
@@ -594,8 +635,21 @@ async fn on_blocking_thread(
                 body: error_body("not-found", "no such hook"),
             },
         }
-    })
-    .await;
+    };
+    let (_counted, others) = Dispatching::enter(&state.dispatching);
+    let flavor = tokio::runtime::Handle::try_current()
+        .ok()
+        .map(|h| h.runtime_flavor());
+    let result = if dispatch_inline(others, flavor) {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            tokio::task::block_in_place(run)
+        }))
+        .map_err(|_| "the dispatch panicked".to_owned())
+    } else {
+        tokio::task::spawn_blocking(run)
+            .await
+            .map_err(|e| e.to_string())
+    };
     match result {
         Ok(d) => json_response(d.status, &d.body),
         Err(e) => {
@@ -807,5 +861,22 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteTimeout<T>
         let this = self.get_mut();
         let polled = std::pin::Pin::new(&mut this.io).poll_shutdown(cx);
         this.watch(cx, polled)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::runtime::RuntimeFlavor;
+
+    use super::dispatch_inline;
+
+    #[test]
+    fn a_delivery_is_dispatched_inline_only_alone_on_a_multi_threaded_runtime() {
+        assert!(dispatch_inline(0, Some(RuntimeFlavor::MultiThread)));
+        assert!(!dispatch_inline(1, Some(RuntimeFlavor::MultiThread)));
+        assert!(!dispatch_inline(63, Some(RuntimeFlavor::MultiThread)));
+        // `block_in_place` panics on a current-thread runtime.
+        assert!(!dispatch_inline(0, Some(RuntimeFlavor::CurrentThread)));
+        assert!(!dispatch_inline(0, None));
     }
 }

@@ -175,6 +175,7 @@ impl Serve {
             log_links,
             body_budget,
             probes: Default::default(),
+            dispatching: Default::default(),
         });
         let refused = state.dispatcher.refused().clone();
         let journal = state.dispatcher.journal().clone();
