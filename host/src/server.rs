@@ -588,8 +588,8 @@ async fn dispatch_blocking(
 /// Either way the dispatch blocks a thread, not the runtime: inline it
 /// runs in `block_in_place`, which hands this worker's other tasks to
 /// another thread. The hand-off to the blocking pool costs a request two
-/// wake-ups of sleeping threads, one there and one back (about 60-70 µs of
-/// a delivery's 400 at one connection, BENCHMARKS.md part 5, tenth pass);
+/// wake-ups of sleeping threads, one there and one back (about 45 µs of
+/// a delivery's 375 at one connection, BENCHMARKS.md part 5, tenth pass);
 /// `block_in_place` wakes its replacement worker beside the dispatch
 /// instead of before it. Under concurrent deliveries it is the other way
 /// round: each `block_in_place` moves a worker's core to another thread,
