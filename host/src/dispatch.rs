@@ -363,7 +363,8 @@ impl Dispatcher {
     }
 
     /// Evaluates one delivery for `stacks` and queues what deploys. Blocking:
-    /// call it from a blocking thread.
+    /// call it off the runtime's workers (a blocking thread, or inside
+    /// `block_in_place`).
     ///
     /// A delivery over HTTP whose sender gives no delivery id (other than a
     /// manual trigger with an empty body, a new trigger each time) is
@@ -715,7 +716,8 @@ impl Dispatcher {
     /// rollback, [`crate::rollback`]). A signed request deploys once per
     /// `signed` (what it signed) within `window`; an unsigned one (a stack
     /// without secrets) each time, as a manual trigger does. The caller has authorized it.
-    /// Blocking: call it from a blocking thread.
+    /// Blocking: call it off the runtime's workers (a blocking thread, or
+    /// inside `block_in_place`).
     pub fn redeploy(
         &self,
         stack: &StackConfig,

@@ -8,6 +8,7 @@
 //! workers: on its own thread in `block_in_place` when no other delivery is
 //! being dispatched, else on tokio's blocking pool.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -43,10 +44,12 @@ pub struct AppState {
     pub body_budget: Arc<Capacity>,
     /// What `/healthz` and `/metrics` last read from the journal.
     pub probes: JournalProbes,
-    /// Deliveries being dispatched right now (evaluated, journaled,
-    /// queued): when none is, the next runs on the thread that read it
-    /// ([`dispatch_inline`]).
-    pub dispatching: std::sync::atomic::AtomicUsize,
+    /// Deliveries to the hook routes being dispatched right now
+    /// (evaluated, journaled, queued), until their dispatch ends, whether
+    /// or not their client still waits: when none is, the next runs on the
+    /// thread that read it ([`dispatch_inline`]). The dashboard's triggers
+    /// are not counted; they only make a wrong guess now and then.
+    pub dispatching: Arc<AtomicUsize>,
 }
 
 /// The unit of [`AppState::body_budget`]'s permits: KiB, so a permit count
@@ -587,10 +590,11 @@ async fn dispatch_blocking(
 ///
 /// Either way the dispatch blocks a thread, not the runtime: inline it
 /// runs in `block_in_place`, which hands this worker's other tasks to
-/// another thread. The hand-off to the blocking pool costs a request two
-/// wake-ups of sleeping threads, one there and one back (about 45 µs of
-/// a delivery's 375 at one connection, BENCHMARKS.md part 5, tenth pass);
-/// `block_in_place` wakes its replacement worker beside the dispatch
+/// another thread. The hand-off to the blocking pool puts two wake-ups of
+/// sleeping threads on the request's path, one there and one back (about
+/// 45 µs of a delivery's 375 at one connection, BENCHMARKS.md part 5,
+/// tenth pass); `block_in_place` wakes (or, with none idle, starts) the
+/// thread that takes over the worker's other tasks beside the dispatch
 /// instead of before it. Under concurrent deliveries it is the other way
 /// round: each `block_in_place` moves a worker's core to another thread,
 /// and the blocking pool answered more requests, with a lower p99.
@@ -598,21 +602,34 @@ fn dispatch_inline(others: usize, flavor: Option<tokio::runtime::RuntimeFlavor>)
     others == 0 && flavor == Some(tokio::runtime::RuntimeFlavor::MultiThread)
 }
 
-/// Counts a delivery in [`AppState::dispatching`] until dropped.
-struct Dispatching<'a>(&'a std::sync::atomic::AtomicUsize);
+/// Counts a delivery in [`AppState::dispatching`] until dropped: moved
+/// into the dispatch, so it counts the dispatch, not the request.
+#[must_use]
+struct Dispatching(Arc<AtomicUsize>);
 
-impl<'a> Dispatching<'a> {
-    /// Counts one more delivery; returns how many others were counted.
-    fn enter(count: &'a std::sync::atomic::AtomicUsize) -> (Self, usize) {
-        let others = count.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        (Dispatching(count), others)
+impl Dispatching {
+    /// Counts one more delivery; returns how many others were counted. A
+    /// count only steers [`dispatch_inline`]'s guess, so no ordering with
+    /// other memory is needed.
+    fn enter(count: &Arc<AtomicUsize>) -> (Self, usize) {
+        let others = count.fetch_add(1, Ordering::Relaxed);
+        (Dispatching(count.clone()), others)
     }
 }
 
-impl Drop for Dispatching<'_> {
+impl Drop for Dispatching {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// The message of a caught panic, for the log.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message")
 }
 
 /// Runs `work` (evaluation, journal, runner: all blocking) for the stack
@@ -626,7 +643,9 @@ async fn on_blocking_thread(
         + 'static,
 ) -> Response {
     let dispatcher = state.dispatcher.clone();
+    let (counted, others) = Dispatching::enter(&state.dispatching);
     let run = move || {
+        let _counted = counted;
         let config = dispatcher.config();
         match config.stack(&stack_name) {
             Some(stack) => work(&dispatcher, stack),
@@ -636,15 +655,14 @@ async fn on_blocking_thread(
             },
         }
     };
-    let (_counted, others) = Dispatching::enter(&state.dispatching);
     let flavor = tokio::runtime::Handle::try_current()
         .ok()
         .map(|h| h.runtime_flavor());
     let result = if dispatch_inline(others, flavor) {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            tokio::task::block_in_place(run)
-        }))
-        .map_err(|_| "the dispatch panicked".to_owned())
+        tokio::task::block_in_place(|| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
+                .map_err(|payload| format!("the dispatch panicked: {}", panic_message(&*payload)))
+        })
     } else {
         tokio::task::spawn_blocking(run)
             .await
@@ -868,7 +886,10 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteTimeout<T>
 mod tests {
     use tokio::runtime::RuntimeFlavor;
 
-    use super::dispatch_inline;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::{dispatch_inline, panic_message, Dispatching};
 
     #[test]
     fn a_delivery_is_dispatched_inline_only_alone_on_a_multi_threaded_runtime() {
@@ -878,5 +899,27 @@ mod tests {
         // `block_in_place` panics on a current-thread runtime.
         assert!(!dispatch_inline(0, Some(RuntimeFlavor::CurrentThread)));
         assert!(!dispatch_inline(0, None));
+    }
+
+    #[test]
+    fn the_dispatch_count_comes_back_down_when_a_dispatch_ends_or_panics() {
+        let count = Arc::new(AtomicUsize::new(0));
+        let (first, others) = Dispatching::enter(&count);
+        assert_eq!(others, 0);
+        let (second, others) = Dispatching::enter(&count);
+        assert_eq!(others, 1);
+        drop(first);
+        assert_eq!(count.load(Ordering::Relaxed), 1);
+        // Moved into a dispatch that panics, as `on_blocking_thread` does.
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            let _counted = second;
+            panic!("a bug in the dispatch");
+        }))
+        .expect_err("the dispatch panicked");
+        assert_eq!(count.load(Ordering::Relaxed), 0);
+        assert_eq!(panic_message(&*caught), "a bug in the dispatch");
+        let formatted =
+            std::panic::catch_unwind(|| panic!("deploy {} failed", 7)).expect_err("it panicked");
+        assert_eq!(panic_message(&*formatted), "deploy 7 failed");
     }
 }

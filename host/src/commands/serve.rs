@@ -20,14 +20,16 @@ use crate::runner::Runner;
 use crate::server::{app, AppState};
 use crate::tokens::{ensure_tokens, TokenTable};
 
-/// The environment variables through which glibc's malloc takes its
-/// arena limit: set, they win over [`limit_malloc_arenas`].
+/// Where the environment sets glibc's arena limit itself, which then wins
+/// over [`limit_malloc_arenas`]: the variable, and the tunable (in
+/// `GLIBC_TUNABLES`).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-const MALLOC_ARENA_SETTINGS: &[&str] = &["MALLOC_ARENA_MAX", "GLIBC_TUNABLES"];
+const MALLOC_ARENA_SETTINGS: (&str, &str) = ("MALLOC_ARENA_MAX", "glibc.malloc.arena_max");
 
 /// Limits glibc's malloc to one arena per core the process may run on,
-/// unless the environment sets the limit or any glibc tunable
-/// ([`MALLOC_ARENA_SETTINGS`]).
+/// unless the environment sets the limit itself (`MALLOC_ARENA_MAX`, or
+/// `glibc.malloc.arena_max` in `GLIBC_TUNABLES`). To be called while the
+/// process has one thread.
 ///
 /// glibc's default is eight arenas per core, and a thread keeps using the
 /// arena it was given first, with the memory freed into it. The server
@@ -36,19 +38,26 @@ const MALLOC_ARENA_SETTINGS: &[&str] = &["MALLOC_ARENA_MAX", "GLIBC_TUNABLES"];
 /// up to sixteen arenas on two cores each held freed memory of their own:
 /// peak RSS on the decision path at 64 connections was 68-69 MiB with the
 /// default and 37-41 MiB with one arena per core, at 16 connections 36
-/// against 27 MiB, with throughput within the runs' noise (BENCHMARKS.md,
-/// part 5, tenth pass). No effect with another C library.
+/// against 27 MiB (BENCHMARKS.md, part 5, tenth pass). No effect with
+/// another C library.
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if MALLOC_ARENA_SETTINGS
-        .iter()
-        .all(|name| std::env::var_os(name).is_none())
     {
+        let (variable, tunable) = MALLOC_ARENA_SETTINGS;
+        let tuned = std::env::var(variable).is_ok()
+            || std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains(tunable));
+        if tuned {
+            tracing::debug!("malloc arenas: the environment sets the limit");
+            return;
+        }
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         let arenas = libc::c_int::try_from(cores).unwrap_or(libc::c_int::MAX);
-        // SAFETY: `mallopt` sets one of malloc's parameters; glibc takes
-        // its own lock for that, so any thread may call it at any time.
+        // SAFETY: glibc documents `mallopt` as not thread-safe: the code
+        // that creates an arena reads the limit without a lock. This runs
+        // before the process starts any thread (the caller's contract), so
+        // nothing allocates beside it.
         unsafe { libc::mallopt(libc::M_ARENA_MAX, arenas) };
+        tracing::debug!(arenas, "malloc arenas: at most one per core");
     }
 }
 
@@ -74,6 +83,7 @@ impl Serve {
     /// Starts everything and serves.
     pub fn execute(self) -> anyhow::Result<()> {
         init_logging();
+        // Before the runtime starts the process's first other thread.
         limit_malloc_arenas();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()

@@ -77,8 +77,9 @@ fn polled<'s>(
 }
 
 /// What the registry says `reference`'s tag points to now, asked on the
-/// server's runtime from a thread of its own (dispatch runs on a blocking
-/// thread, and may one day be called elsewhere); `None`, logged, when it
+/// server's runtime from a thread of its own (dispatch runs off the
+/// runtime's workers, on a blocking thread or inside `block_in_place`, and
+/// may one day be called elsewhere); `None`, logged, when it
 /// cannot say in time, or when there is no multi-threaded runtime to ask
 /// on (a command run once: nothing polls there).
 fn asked(
