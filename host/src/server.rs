@@ -633,8 +633,8 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
 }
 
 /// Runs `work` (evaluation, journal, runner: all blocking) for the stack
-/// named `stack_name` off the runtime's workers ([`dispatch_inline`] says
-/// which way), and answers with its result: a panic in it is a 500.
+/// named `stack_name` off the runtime's workers ([`off_the_workers`]), and
+/// answers with its result: a panic in it is a 500.
 async fn on_blocking_thread(
     state: Arc<AppState>,
     stack_name: String,
@@ -643,9 +643,7 @@ async fn on_blocking_thread(
         + 'static,
 ) -> Response {
     let dispatcher = state.dispatcher.clone();
-    let (counted, others) = Dispatching::enter(&state.dispatching);
-    let run = move || {
-        let _counted = counted;
+    let result = off_the_workers(&state.dispatching, move || {
         let config = dispatcher.config();
         match config.stack(&stack_name) {
             Some(stack) => work(&dispatcher, stack),
@@ -654,11 +652,35 @@ async fn on_blocking_thread(
                 body: error_body("not-found", "no such hook"),
             },
         }
+    })
+    .await;
+    match result {
+        Ok(d) => json_response(d.status, &d.body),
+        Err(e) => {
+            tracing::error!(error = %e, "delivery task failed");
+            reject(500, "internal-error", "the delivery could not be processed")
+        }
+    }
+}
+
+/// Runs the blocking `run`, counted in `count` until it ends, inline in
+/// `block_in_place` or on tokio's blocking pool as [`dispatch_inline`]
+/// says, and returns its result, or what became of a panic in it.
+async fn off_the_workers<T: Send + 'static>(
+    count: &Arc<AtomicUsize>,
+    run: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    let (counted, others) = Dispatching::enter(count);
+    let run = move || {
+        let _counted = counted;
+        run()
     };
     let flavor = tokio::runtime::Handle::try_current()
         .ok()
         .map(|h| h.runtime_flavor());
-    let result = if dispatch_inline(others, flavor) {
+    if dispatch_inline(others, flavor) {
+        // A multi-threaded runtime, so `block_in_place` itself does not
+        // panic; a panic is the dispatch's.
         tokio::task::block_in_place(|| {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
                 .map_err(|payload| format!("the dispatch panicked: {}", panic_message(&*payload)))
@@ -667,13 +689,6 @@ async fn on_blocking_thread(
         tokio::task::spawn_blocking(run)
             .await
             .map_err(|e| e.to_string())
-    };
-    match result {
-        Ok(d) => json_response(d.status, &d.body),
-        Err(e) => {
-            tracing::error!(error = %e, "delivery task failed");
-            reject(500, "internal-error", "the delivery could not be processed")
-        }
     }
 }
 
@@ -889,7 +904,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
-    use super::{dispatch_inline, panic_message, Dispatching};
+    use super::{dispatch_inline, off_the_workers, panic_message, Dispatching};
 
     #[test]
     fn a_delivery_is_dispatched_inline_only_alone_on_a_multi_threaded_runtime() {
@@ -901,25 +916,74 @@ mod tests {
         assert!(!dispatch_inline(0, None));
     }
 
-    #[test]
-    fn the_dispatch_count_comes_back_down_when_a_dispatch_ends_or_panics() {
+    /// Runs `run` through [`off_the_workers`] from a task on a worker of
+    /// the test's multi-threaded runtime, as a connection's handler runs:
+    /// its result, and whether it ran on the thread that called it.
+    async fn from_a_worker<T: Send + 'static>(
+        count: &Arc<AtomicUsize>,
+        run: impl FnOnce() -> T + Send + 'static,
+    ) -> (Result<T, String>, bool) {
+        let count = count.clone();
+        tokio::spawn(async move {
+            let caller = std::thread::current().id();
+            let result =
+                off_the_workers(&count, move || (run(), std::thread::current().id())).await;
+            match result {
+                Ok((value, ran_on)) => (Ok(value), ran_on == caller),
+                Err(e) => (Err(e), false),
+            }
+        })
+        .await
+        .expect("the handler task")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dispatch_alone_runs_inline_and_one_beside_another_on_the_pool() {
         let count = Arc::new(AtomicUsize::new(0));
-        let (first, others) = Dispatching::enter(&count);
-        assert_eq!(others, 0);
-        let (second, others) = Dispatching::enter(&count);
-        assert_eq!(others, 1);
-        drop(first);
-        assert_eq!(count.load(Ordering::Relaxed), 1);
-        // Moved into a dispatch that panics, as `on_blocking_thread` does.
-        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-            let _counted = second;
-            panic!("a bug in the dispatch");
-        }))
-        .expect_err("the dispatch panicked");
+        let (answer, inline) = from_a_worker(&count, || 7).await;
+        assert_eq!(answer, Ok(7));
+        assert!(inline, "alone, it runs on the thread that read it");
         assert_eq!(count.load(Ordering::Relaxed), 0);
-        assert_eq!(panic_message(&*caught), "a bug in the dispatch");
+
+        let (_another, others) = Dispatching::enter(&count);
+        assert_eq!(others, 0);
+        let (answer, inline) = from_a_worker(&count, || 8).await;
+        assert_eq!(answer, Ok(8));
+        assert!(!inline, "beside another, it runs on the blocking pool");
+        assert_eq!(count.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panic_in_a_dispatch_is_an_error_either_way_and_the_count_comes_back_down() {
+        let count = Arc::new(AtomicUsize::new(0));
+        let (answer, _) = from_a_worker(&count, || -> u8 { panic!("a bug in the dispatch") }).await;
+        assert_eq!(
+            answer,
+            Err("the dispatch panicked: a bug in the dispatch".to_owned())
+        );
+        assert_eq!(count.load(Ordering::Relaxed), 0);
+
+        let another = Dispatching::enter(&count).0;
+        let deploy = 7;
+        let (answer, _) =
+            from_a_worker(&count, move || -> u8 { panic!("deploy {deploy} failed") }).await;
+        let error = answer.expect_err("the pool's task panicked");
+        assert!(error.contains("panic"), "{error}");
+        drop(another);
+        assert_eq!(count.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_panic_message_is_read_from_either_payload() {
+        let literal = std::panic::catch_unwind(|| panic!("a bug")).expect_err("it panicked");
+        assert_eq!(panic_message(&*literal), "a bug");
         let formatted =
-            std::panic::catch_unwind(|| panic!("deploy {} failed", 7)).expect_err("it panicked");
-        assert_eq!(panic_message(&*formatted), "deploy 7 failed");
+            std::panic::catch_unwind(|| std::panic::panic_any(String::from("deploy 7")))
+                .expect_err("it panicked");
+        assert!(formatted.is::<String>());
+        assert_eq!(panic_message(&*formatted), "deploy 7");
+        let other =
+            std::panic::catch_unwind(|| std::panic::panic_any(7_u8)).expect_err("it panicked");
+        assert_eq!(panic_message(&*other), "a panic without a message");
     }
 }

@@ -20,11 +20,15 @@ use crate::runner::Runner;
 use crate::server::{app, AppState};
 use crate::tokens::{ensure_tokens, TokenTable};
 
-/// Where the environment sets glibc's arena limit itself, which then wins
-/// over [`limit_malloc_arenas`]: the variable, and the tunable (in
-/// `GLIBC_TUNABLES`).
+/// The environment variable that sets glibc's arena limit; set, it wins
+/// over [`limit_malloc_arenas`].
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-const MALLOC_ARENA_SETTINGS: (&str, &str) = ("MALLOC_ARENA_MAX", "glibc.malloc.arena_max");
+const MALLOC_ARENA_VARIABLE: &str = "MALLOC_ARENA_MAX";
+
+/// The glibc tunable (in `GLIBC_TUNABLES`) that sets the arena limit; set,
+/// it wins over [`limit_malloc_arenas`].
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const MALLOC_ARENA_TUNABLE: &str = "glibc.malloc.arena_max";
 
 /// Limits glibc's malloc to one arena per core the process may run on,
 /// unless the environment sets the limit itself (`MALLOC_ARENA_MAX`, or
@@ -36,16 +40,16 @@ const MALLOC_ARENA_SETTINGS: (&str, &str) = ("MALLOC_ARENA_MAX", "glibc.malloc.a
 /// evaluates deliveries on many threads in turn (tokio's blocking pool,
 /// and a worker in `block_in_place` for a delivery alone), so under load
 /// up to sixteen arenas on two cores each held freed memory of their own:
-/// peak RSS on the decision path at 64 connections was 68-69 MiB with the
-/// default and 37-41 MiB with one arena per core, at 16 connections 36
+/// peak RSS on the decision path at 64 connections was 68-74 MiB with the
+/// default and 37-41 MiB with one arena per core, at 16 connections 36-37
 /// against 27 MiB (BENCHMARKS.md, part 5, tenth pass). No effect with
 /// another C library.
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        let (variable, tunable) = MALLOC_ARENA_SETTINGS;
-        let tuned = std::env::var(variable).is_ok()
-            || std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains(tunable));
+        let tuned = std::env::var_os(MALLOC_ARENA_VARIABLE).is_some()
+            || std::env::var_os("GLIBC_TUNABLES")
+                .is_some_and(|t| t.to_string_lossy().contains(MALLOC_ARENA_TUNABLE));
         if tuned {
             tracing::debug!("malloc arenas: the environment sets the limit");
             return;
@@ -80,7 +84,9 @@ pub struct Serve {
 }
 
 impl Serve {
-    /// Starts everything and serves.
+    /// Starts everything and serves. Call it while the process has one
+    /// thread: it sets malloc's arena limit before starting any
+    /// ([`limit_malloc_arenas`]).
     pub fn execute(self) -> anyhow::Result<()> {
         init_logging();
         // Before the runtime starts the process's first other thread.
