@@ -244,7 +244,7 @@ fn image_to_wit(i: model::ImagePush) -> wit::ImagePush {
 }
 
 fn deploy_to_wit(e: outcome::DeployEvent) -> wit::DeployEvent {
-    let document = report::deploy_json(&e).to_string();
+    let document = report::deploy_document(&e);
     wit::DeployEvent {
         stack: e.stack,
         services: e.services,

@@ -69,21 +69,117 @@ fn decision_json(d: &Decision) -> Value {
 
 /// The JSON for a deploy event (also what deploy commands receive on stdin).
 pub fn deploy_json(e: &DeployEvent) -> Value {
-    json!({
-        "stack": e.stack,
-        "services": e.services,
-        "profile": e.profile,
-        "ref": e.git_ref,
-        "branch": e.branch,
-        "tag": e.tag,
-        "sha": e.sha,
-        "repository": e.repository,
-        "image": e.image,
-        "provider": e.provider.as_str(),
-        "delivery": e.delivery,
-        "reason": e.reason,
-        "github_deployment_request": e.github_deployment_request.as_deref().and_then(|s| serde_json::from_str::<Value>(s).ok()),
-        "github_deployment_id": e.github_deployment_id,
-        "callback_url": e.callback_url,
-    })
+    // A struct of strings, numbers and `Value`s always serializes.
+    serde_json::to_value(DeployDocument::of(e)).unwrap_or(Value::Null)
+}
+
+/// [`deploy_json`] as the text deploy commands read: the same document,
+/// written from the event's fields without building the map first.
+pub fn deploy_document(e: &DeployEvent) -> String {
+    // A struct of strings, numbers and `Value`s always serializes.
+    serde_json::to_string(&DeployDocument::of(e)).unwrap_or_default()
+}
+
+/// A deploy event's document. The fields are declared in the order a
+/// `serde_json` map (a `BTreeMap`) writes its keys, alphabetical, so that
+/// the text is the same whether written from this struct or from the map
+/// [`deploy_json`] gives.
+#[derive(serde::Serialize)]
+struct DeployDocument<'a> {
+    branch: &'a Option<String>,
+    callback_url: &'a Option<String>,
+    delivery: &'a Option<String>,
+    github_deployment_id: Option<u64>,
+    /// The request body, parsed back into JSON (`null` if it is not).
+    github_deployment_request: Option<Value>,
+    image: &'a Option<String>,
+    profile: &'a Option<String>,
+    provider: &'a str,
+    reason: &'a str,
+    #[serde(rename = "ref")]
+    git_ref: &'a Option<String>,
+    repository: &'a Option<String>,
+    services: &'a [String],
+    sha: &'a Option<String>,
+    stack: &'a str,
+    tag: &'a Option<String>,
+}
+
+impl<'a> DeployDocument<'a> {
+    fn of(e: &'a DeployEvent) -> Self {
+        DeployDocument {
+            branch: &e.branch,
+            callback_url: &e.callback_url,
+            delivery: &e.delivery,
+            github_deployment_id: e.github_deployment_id,
+            github_deployment_request: e
+                .github_deployment_request
+                .as_deref()
+                .and_then(|s| serde_json::from_str::<Value>(s).ok()),
+            image: &e.image,
+            profile: &e.profile,
+            provider: e.provider.as_str(),
+            reason: &e.reason,
+            git_ref: &e.git_ref,
+            repository: &e.repository,
+            services: &e.services,
+            sha: &e.sha,
+            stack: &e.stack,
+            tag: &e.tag,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{deploy_document, deploy_json};
+    use crate::model::Provider;
+    use crate::outcome::DeployEvent;
+
+    fn event(github: bool) -> DeployEvent {
+        DeployEvent {
+            stack: "web".into(),
+            services: vec!["api".into(), "worker \"2\"".into()],
+            profile: github.then(|| "staging".into()),
+            git_ref: Some("refs/heads/main".into()),
+            branch: Some("main".into()),
+            tag: None,
+            sha: Some("0123456789abcdef0123456789abcdef01234567".into()),
+            repository: Some("octo/web".into()),
+            image: None,
+            provider: Provider::Github,
+            delivery: Some("d-1".into()),
+            reason: "push to \"main\"".into(),
+            github_deployment_request: github
+                .then(|| r#"{"ref":"main","auto_merge":false}"#.into()),
+            github_deployment_id: github.then_some(42),
+            callback_url: None,
+        }
+    }
+
+    #[test]
+    fn the_deploy_document_is_the_map_it_replaced_key_for_key() {
+        for github in [false, true] {
+            let e = event(github);
+            let text = deploy_document(&e);
+            // A map's text, keys sorted: the struct's field order must be.
+            assert_eq!(text, deploy_json(&e).to_string());
+            let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(parsed["ref"], "refs/heads/main");
+            assert_eq!(parsed["provider"], "github");
+            assert_eq!(parsed["services"][1], "worker \"2\"");
+            let keys: Vec<_> = parsed.as_object().unwrap().keys().cloned().collect();
+            assert_eq!(keys.len(), 15);
+        }
+        let with_request: serde_json::Value =
+            serde_json::from_str(&deploy_document(&event(true))).unwrap();
+        assert_eq!(
+            with_request["github_deployment_request"]["auto_merge"],
+            false
+        );
+        assert_eq!(with_request["github_deployment_id"], 42);
+        let without: serde_json::Value =
+            serde_json::from_str(&deploy_document(&event(false))).unwrap();
+        assert!(without["github_deployment_request"].is_null());
+    }
 }
