@@ -19,6 +19,7 @@ use wasmtime::{
 
 pub mod body_macs;
 pub mod cache;
+mod evaluate_export;
 
 wasmtime::component::bindgen!({ world: "redeployer", path: "../wit" });
 
@@ -162,6 +163,9 @@ struct StoreData {
 pub struct PluginRuntime {
     engine: Engine,
     pre: RedeployerPre<StoreData>,
+    /// `evaluate`, called on each delivery's instance without the
+    /// bindings' checks of every export's type.
+    evaluate: evaluate_export::EvaluateExport,
     options: RuntimeOptions,
     cache_status: Option<cache::CacheStatus>,
     slots: Option<Arc<InstanceSlots>>,
@@ -516,6 +520,7 @@ impl PluginRuntime {
     ) -> anyhow::Result<Self> {
         let linker: Linker<StoreData> = Linker::new(&engine);
         let pre = RedeployerPre::new(linker.instantiate_pre(&component)?)?;
+        let evaluate = evaluate_export::EvaluateExport::find(&engine, &component)?;
         let pooling = options.allocation == Allocation::Pooling;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let weak = engine.weak();
@@ -535,6 +540,7 @@ impl PluginRuntime {
         Ok(PluginRuntime {
             engine,
             pre,
+            evaluate,
             options,
             cache_status: None,
             slots: pooling.then(|| {
@@ -557,7 +563,17 @@ impl PluginRuntime {
         Ok(Engine::new(&engine_config(allocation, memory_limit))?)
     }
 
+    /// A fresh instance, loaded through the generated bindings (which check
+    /// every export's type).
     fn instantiate(&self) -> Result<(Call, Redeployer), PluginTrap> {
+        let mut call = self.new_call()?;
+        let instance = self.pre.instantiate(&mut call.store).map_err(PluginTrap)?;
+        Ok((call, instance))
+    }
+
+    /// A store for one call, in a pooled slot where the runtime pools: its
+    /// memory limit and its deadline set, no instance yet.
+    fn new_call(&self) -> Result<Call, PluginTrap> {
         let slot = match &self.slots {
             Some(slots) => Some(slots.take(INSTANCE_WAIT).ok_or_else(|| {
                 PluginTrap(wasmtime::Error::msg(format!(
@@ -578,8 +594,7 @@ impl PluginRuntime {
         store.limiter(|d| &mut d.limits);
         let ticks = (self.options.deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
         store.set_epoch_deadline(ticks);
-        let instance = self.pre.instantiate(&mut store).map_err(PluginTrap)?;
-        Ok((Call { store, _slot: slot }, instance))
+        Ok(Call { store, _slot: slot })
     }
 
     /// Evaluates one delivery in a fresh instance, with what the host knows
@@ -593,11 +608,17 @@ impl PluginRuntime {
         context: &wit::EvaluationContext,
     ) -> Result<Result<wit::Outcome, wit::Error>, PluginTrap> {
         let context = with_body_macs(stacks, delivery, context);
-        let (mut call, instance) = self.instantiate()?;
-        instance
-            .redeploy_plugin_evaluator()
-            .call_evaluate(&mut call.store, stacks, delivery, &context)
-            .map_err(PluginTrap)
+        let mut call = self.new_call()?;
+        let instance = (self.pre.instance_pre())
+            .instantiate(&mut call.store)
+            .map_err(PluginTrap)?;
+        let evaluate = (self.evaluate)
+            .typed(&mut call.store, &instance)
+            .map_err(PluginTrap)?;
+        let (outcome,) = evaluate
+            .call(&mut call.store, (stacks, delivery, &context))
+            .map_err(PluginTrap)?;
+        Ok(outcome)
     }
 
     /// Checks stacks by the component's own rules (`validate-stacks`), as
