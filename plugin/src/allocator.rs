@@ -1,6 +1,6 @@
 //! The component's memory allocator (wasm32 only): a bump allocator
-//! ([`crate::bump`]), first over an arena in the module's own static
-//! memory, then over pages from `memory.grow`.
+//! ([`crate::bump`]) over an arena in the module's own static memory, and
+//! talc over pages from `memory.grow` for what does not fit there.
 //!
 //! Rust's default wasm allocator (dlmalloc) takes its first bytes from
 //! `memory.grow`, never from the linear memory the module starts with, so
@@ -8,24 +8,30 @@
 //! growth is an `mprotect` (and the slot's shrink back at the next
 //! instance another), each a TLB shootdown on every core of the host
 //! (BENCHMARKS.md, part 5). The arena is part of the module's initial
-//! memory, so a typical delivery allocates without growing it; what does
-//! not fit grows memory, up to the host's memory limit, and an allocation
-//! past that limit fails (the component traps).
+//! memory, so a typical delivery allocates without growing it.
 //!
-//! An instance evaluates one delivery and is thrown away, so blocks are
-//! handed out one after another and only the last one is taken back
-//! ([`crate::bump`] says why that is enough). It replaced talc, which
-//! reused freed blocks at a cost of about 7 µs per small delivery
-//! (BENCHMARKS.md, part 5, eleventh pass).
+//! In the arena, blocks are handed out one after another and only the last
+//! one is taken back: an instance evaluates one delivery and is thrown
+//! away, so reusing freed blocks buys a small delivery nothing, and talc's
+//! bookkeeping for it cost about 7 µs of a small push's 48 (BENCHMARKS.md,
+//! part 5, eleventh pass). Once the arena is used up, every block comes
+//! from talc, which reuses what is freed: a delivery whose parsers free
+//! many blocks out of order (per stack, per service) loses at most the
+//! arena to them, and otherwise uses as much memory as with talc alone, up
+//! to the host's memory limit, past which an allocation fails (the
+//! component traps).
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
 
+use talc::wasm::{new_wasm_dynamic_allocator, WasmDynamicTalc};
+
 use crate::bump::Bump;
 
 // The allocator's state has no lock: it relies on the component having
-// one thread, which wasm32 without the `atomics` feature guarantees.
+// one thread, which wasm32 without the `atomics` feature guarantees (and
+// talc's `new_wasm` checks too).
 #[cfg(target_feature = "atomics")]
 compile_error!("the component's allocator assumes one thread: build without the atomics feature");
 
@@ -42,135 +48,146 @@ compile_error!("the component's allocator assumes one thread: build without the 
 /// are outside a small instance's reset.
 pub const ARENA_BYTES: usize = 128 * 1024;
 
-/// WebAssembly's page: the unit of `memory.grow`.
-const WASM_PAGE_BYTES: usize = 64 * 1024;
-
 /// The arena: zero-initialized static memory (`.bss`), so it costs the
 /// module no bytes and the instance no copy, only the pages it touches.
 static mut ARENA: [MaybeUninit<u8>; ARENA_BYTES] = [MaybeUninit::uninit(); ARENA_BYTES];
 
-/// The global allocator: the bump allocator's state, touched by nothing
-/// but the [`GlobalAlloc`] methods below.
-struct Allocator(UnsafeCell<Bump>);
+/// The global allocator: the arena's bump allocator, touched by nothing
+/// but the [`GlobalAlloc`] methods below, and talc for the grown pages.
+struct Allocator {
+    arena: UnsafeCell<Bump>,
+    grown: WasmDynamicTalc,
+}
 
 // SAFETY: the component has one thread (wasm32 without atomics, checked
-// above), and no method below calls another allocator method while it
-// holds the state, so no two references to it are ever live at once.
+// above), and no method below holds a reference to the arena's state
+// across a call to another allocator method, so no two references to it
+// are ever live at once.
 unsafe impl Sync for Allocator {}
 
 #[global_allocator]
-static ALLOCATOR: Allocator = Allocator(UnsafeCell::new(Bump::empty()));
-
-/// Grows linear memory by enough pages for `bytes` more and hands them to
-/// `bump`, which extends its range when they follow it. `false` when
-/// memory cannot grow (the host's memory limit) or the sizes overflow.
-fn grow(bump: &mut Bump, bytes: usize) -> bool {
-    let pages = bytes.div_ceil(WASM_PAGE_BYTES);
-    let previous_pages = core::arch::wasm32::memory_grow::<0>(pages);
-    if previous_pages == usize::MAX {
-        return false;
-    }
-    // Unreachable under the host's memory limit, but checked: the end of
-    // a 4 GiB memory does not fit a wasm32 address.
-    let range = previous_pages
-        .checked_mul(WASM_PAGE_BYTES)
-        .and_then(|base| Some((base, base.checked_add(pages.checked_mul(WASM_PAGE_BYTES)?)?)));
-    match range {
-        Some((base, end)) => {
-            bump.add_range(base, end);
-            true
-        }
-        None => false,
-    }
-}
-
-/// Where linear memory ends now: where the pages grown next begin.
-fn memory_end() -> usize {
-    core::arch::wasm32::memory_size::<0>().saturating_mul(WASM_PAGE_BYTES)
-}
+static ALLOCATOR: Allocator = Allocator {
+    arena: UnsafeCell::new(Bump::empty()),
+    grown: new_wasm_dynamic_allocator(),
+};
 
 impl Allocator {
-    /// The state, for the one method call that uses it.
+    /// The arena's state, for one step of one method. Its range is set by
+    /// the first allocation ([`Self::alloc_slow`]); until then it holds
+    /// nothing, so a block freed before is talc's.
     ///
     /// # Safety
     /// No other reference to the state may be live: the caller is a
     /// [`GlobalAlloc`] method, which the component's one thread never
-    /// enters twice at once.
+    /// enters twice at once, and drops the reference before it calls
+    /// another.
     #[allow(clippy::mut_from_ref)]
-    unsafe fn bump(&self) -> &mut Bump {
+    unsafe fn arena(&self) -> &mut Bump {
         // SAFETY: as the caller promises.
-        unsafe { &mut *self.0.get() }
+        unsafe { &mut *self.arena.get() }
+    }
+
+    /// [`GlobalAlloc::alloc`] when the arena has no room: the first call
+    /// gives the arena its range and tries again; after that, talc. Out of
+    /// line, so that the arena's path, the one a small delivery takes,
+    /// stays small where it is inlined.
+    ///
+    /// # Safety
+    /// As [`GlobalAlloc::alloc`].
+    #[cold]
+    #[inline(never)]
+    unsafe fn alloc_slow(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: a `GlobalAlloc` method; the reference ends before talc's call.
+        let arena = unsafe { self.arena() };
+        if !arena.has_range() {
+            let start = (&raw mut ARENA) as usize;
+            arena.set_range(start, start + ARENA_BYTES);
+            if let Some(block) = arena.take(layout.size(), layout.align()) {
+                return block as *mut u8;
+            }
+        }
+        // SAFETY: as the caller promises.
+        unsafe { self.grown.alloc(layout) }
+    }
+
+    /// [`GlobalAlloc::dealloc`] to talc, out of line like [`Self::alloc_grown`].
+    ///
+    /// # Safety
+    /// As [`GlobalAlloc::dealloc`], for a block talc handed out.
+    #[cold]
+    #[inline(never)]
+    unsafe fn dealloc_grown(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as the caller promises.
+        unsafe { self.grown.dealloc(ptr, layout) }
+    }
+
+    /// [`GlobalAlloc::realloc`] in talc, out of line like [`Self::alloc_grown`].
+    ///
+    /// # Safety
+    /// As [`GlobalAlloc::realloc`], for a block talc handed out.
+    #[cold]
+    #[inline(never)]
+    unsafe fn realloc_grown(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: as the caller promises.
+        unsafe { self.grown.realloc(ptr, layout, new_size) }
     }
 }
 
-/// A block of `size` bytes aligned to `align` from `bump`: from its range,
-/// else from pages grown for it; null when memory cannot grow.
-fn take(bump: &mut Bump, size: usize, align: usize) -> *mut u8 {
-    if bump.end() == 0 {
-        let arena = (&raw mut ARENA) as usize;
-        bump.add_range(arena, arena + ARENA_BYTES);
-    }
-    if let Some(block) = bump.take(size, align) {
-        return block as *mut u8;
-    }
-    // Enough for the block wherever the new pages start, aligned, and a
-    // page to spare so that small blocks after it do not grow memory again
-    // at once (each growth is an `mprotect` in the host).
-    let needed = size
-        .checked_add(align)
-        .and_then(|n| n.checked_add(WASM_PAGE_BYTES));
-    match needed {
-        Some(needed) if grow(bump, needed) => bump
-            .take(size, align)
-            .map_or(core::ptr::null_mut(), |block| block as *mut u8),
-        _ => core::ptr::null_mut(),
-    }
-}
-
-// SAFETY: every block handed out lies in the arena or in pages grown for
-// this allocator (nothing else grows memory or names the arena), within
-// one range, aligned as asked, and no block overlaps another still taken:
-// a block is handed out again only once the last block was given back or
-// resized (`Bump`).
+// SAFETY: a block comes either from the arena, whose bump allocator hands
+// out aligned blocks of the arena that overlap no block still taken (one is
+// handed out again only once the last block was given back or shrunk), or
+// from talc, over pages nothing else uses; a block is given back to the
+// allocator whose range holds it.
 unsafe impl GlobalAlloc for Allocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: a `GlobalAlloc` method, the state's only user now.
-        let bump = unsafe { self.bump() };
-        take(bump, layout.size(), layout.align())
+        // SAFETY: a `GlobalAlloc` method; the reference ends here.
+        let taken = unsafe { self.arena() }.take(layout.size(), layout.align());
+        match taken {
+            Some(block) => block as *mut u8,
+            // SAFETY: `layout` is the caller's, as `alloc` requires.
+            None => unsafe { self.alloc_slow(layout) },
+        }
     }
 
-    unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
-        // SAFETY: a `GlobalAlloc` method, the state's only user now.
-        let bump = unsafe { self.bump() };
-        bump.give_back(ptr as usize);
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: a `GlobalAlloc` method; the reference ends here.
+        let arena = unsafe { self.arena() };
+        if arena.contains(ptr as usize) {
+            arena.give_back(ptr as usize);
+        } else {
+            // SAFETY: a block outside the arena came from talc, with this
+            // layout, as the caller promises.
+            unsafe { self.dealloc_grown(ptr, layout) }
+        }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: a `GlobalAlloc` method, the state's only user now.
-        let bump = unsafe { self.bump() };
         let address = ptr as usize;
-        if bump.resize_in_place(address, layout.size(), new_size) {
-            return ptr;
-        }
-        // The last block, at the end of memory: pages grown now follow
-        // it, so it grows where it stands (a body or a buffer growing).
-        if let Some(shortfall) = bump.shortfall(address, new_size) {
-            if bump.end() == memory_end()
-                && grow(bump, shortfall)
-                && bump.resize_in_place(address, layout.size(), new_size)
-            {
+        {
+            // SAFETY: a `GlobalAlloc` method; the reference ends with this block.
+            let arena = unsafe { self.arena() };
+            if !arena.contains(address) {
+                // SAFETY: a block outside the arena came from talc, with
+                // this layout, as the caller promises.
+                return unsafe { self.realloc_grown(ptr, layout, new_size) };
+            }
+            if arena.resize_in_place(address, layout.size(), new_size) {
                 return ptr;
             }
         }
         let Ok(new_layout) = Layout::from_size_align(new_size, layout.align()) else {
             return core::ptr::null_mut();
         };
-        let new = take(bump, new_layout.size(), new_layout.align());
+        // SAFETY: `new_layout` has a non-zero size (`realloc`'s caller
+        // promises `new_size > 0`).
+        let new = unsafe { self.alloc(new_layout) };
         if !new.is_null() {
-            // SAFETY: `ptr` holds `layout.size()` bytes the caller owns,
-            // `new` at least `new_size` freshly handed out after every
-            // block still taken, so the two do not overlap.
+            // SAFETY: `ptr` holds `layout.size()` bytes the caller owns;
+            // `new` is a block just handed out, so it overlaps no block
+            // still taken, `ptr`'s included.
             unsafe { core::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size)) };
+            // SAFETY: a `GlobalAlloc` method; the reference ends here.
+            unsafe { self.arena() }.give_back(address);
         }
         new
     }

@@ -11,8 +11,8 @@
 //! - [`github`]: GitHub Deployments API request bodies;
 //! - [`report`]: the stable JSON form of an outcome;
 //! - `component` (wasm32 only): the WIT bindings, converting WIT types to domain types and back.
-//! - `allocator` (wasm32 only): the component's allocator, a bump allocator over an arena in its initial memory first;
-//! - `bump`: that allocator's bookkeeping, pure, tested natively.
+//! - `allocator` (wasm32 only): the component's allocator, a bump allocator over an arena in its initial memory, then talc;
+//! - `bump`: the arena's bookkeeping, pure, tested natively.
 
 // The component's logic has no use for `unsafe` (only the generated WIT
 // bindings in `component` and the allocator's arena in `allocator` need
@@ -44,7 +44,8 @@ pub mod signature;
 mod component;
 
 // The component's allocator: a bump allocator over an arena in its initial
-// memory, then grown pages, so a typical delivery never grows memory.
+// memory, so a typical delivery never grows memory, then talc over grown
+// pages.
 #[cfg(target_arch = "wasm32")]
 #[allow(unsafe_code)]
 mod allocator;

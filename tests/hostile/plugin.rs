@@ -320,3 +320,97 @@ fn query_services_on_a_stack_that_forbids_them_is_400() {
     query_refused(&server, "services=web", "s-1", 4, "query_services = false");
     assert!(world.deploys().is_empty());
 }
+
+// ------------------------------------------------ the component's memory
+
+/// A stack of `services` services, each following `main` of a repository
+/// of its own, without secrets.
+fn many_services_stack(name: &str, services: usize) -> redeploy_host::plugin::wit::Stack {
+    use redeploy_host::plugin::wit;
+    wit::Stack {
+        name: name.into(),
+        repository: None,
+        branch: None,
+        tags: None,
+        image: None,
+        services: (0..services)
+            .map(|i| wit::Service {
+                name: format!("svc{i}"),
+                repository: Some(format!("https://github.com/acme/web-{i}.git")),
+                branch: Some("main".into()),
+                tags: None,
+                image: None,
+            })
+            .collect(),
+        secrets: Vec::new(),
+        ping: wit::PingAction::Deploy,
+        paths: Vec::new(),
+        skip_markers: Vec::new(),
+        profiles: Vec::new(),
+        unselectable_profiles: Vec::new(),
+        unselectable_services: Vec::new(),
+        refuse_query_services: false,
+        manual: wit::ManualPolicy::Allow,
+        github: None,
+    }
+}
+
+/// The component matches a push's repository once per stack and service,
+/// and each match copies (lowercases) the push's name and every URL: a
+/// body of a few huge URLs makes every match allocate, and free, about
+/// twice the body. The component must reuse that memory: keeping each
+/// match's copies until the instance ends (as a bump allocator over all of
+/// memory would) passes the 256 MiB limit after a few matches and traps.
+#[test]
+fn a_push_of_huge_urls_against_many_stacks_and_services_fits_the_memory_limit() {
+    use redeploy_host::plugin::wit;
+    const FIELD_BYTES: usize = 4 * 1024 * 1024;
+    let name = "x".repeat(FIELD_BYTES);
+    let body = json!({
+        "ref": "refs/heads/main",
+        "before": sha(1),
+        "after": sha(2),
+        "repository": {
+            "full_name": format!("ACME/{name}"),
+            "clone_url": format!("https://github.com/ACME/{name}.git"),
+            "git_url": format!("git://github.com/ACME/{name}-git.git"),
+            "ssh_url": format!("git@github.com:ACME/{name}-ssh.git"),
+            "html_url": format!("https://github.com/ACME/{name}-html"),
+            "url": format!("https://api.github.com/repos/ACME/{name}"),
+        },
+        "commits": [],
+        "pusher": {"name": "mallory"},
+    })
+    .to_string()
+    .into_bytes();
+    assert!(body.len() > 24 * 1024 * 1024 && body.len() < 25 * 1024 * 1024);
+    let stacks: Vec<wit::Stack> = (0..4)
+        .map(|i| many_services_stack(&format!("web{i}"), 2))
+        .collect();
+    let delivery = wit::Delivery::Http(wit::HttpRequest {
+        method: "POST".into(),
+        query: String::new(),
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("x-github-event".into(), "push".into()),
+        ],
+        body,
+    });
+    let context = wit::EvaluationContext {
+        now_ms: Some(now_secs() * 1000),
+        deployment_key: None,
+        max_event_age_ms: redeploy_plugin::evaluate::DEFAULT_MAX_EVENT_AGE_MS,
+        body_macs: None,
+    };
+    let outcome = crate::support::runtime()
+        .evaluate(&stacks, &delivery, &context)
+        .expect("the component evaluates it without trapping")
+        .expect("a well-formed push");
+    assert_eq!(outcome.decisions.len(), 4);
+    for decision in &outcome.decisions {
+        let wit::Action::Skip(code) = &decision.action else {
+            panic!("{} deploys a push of another repository", decision.stack);
+        };
+        assert_eq!(*code, wit::SkipCode::OtherRepository, "{}", decision.stack);
+    }
+}
