@@ -182,4 +182,49 @@ mod tests {
             serde_json::from_str(&deploy_document(&event(false))).unwrap();
         assert!(without["github_deployment_request"].is_null());
     }
+
+    /// The text the `json!` map wrote before the struct, key for key, read
+    /// off the event: every field named as deploy commands read it.
+    #[test]
+    fn the_deploy_document_names_every_field_as_before() {
+        assert_eq!(
+            deploy_document(&event(false)),
+            concat!(
+                r#"{"branch":"main","callback_url":null,"delivery":"d-1","#,
+                r#""github_deployment_id":null,"github_deployment_request":null,"#,
+                r#""image":null,"profile":null,"provider":"github","#,
+                r#""reason":"push to \"main\"","ref":"refs/heads/main","#,
+                r#""repository":"octo/web","services":["api","worker \"2\""],"#,
+                r#""sha":"0123456789abcdef0123456789abcdef01234567","stack":"web","tag":null}"#
+            )
+        );
+        let image = DeployEvent {
+            stack: "app".into(),
+            services: Vec::new(),
+            profile: None,
+            git_ref: None,
+            branch: None,
+            tag: Some("v2".into()),
+            sha: None,
+            repository: None,
+            image: Some("docker.io/acme/app:v2".into()),
+            provider: Provider::DockerHub,
+            delivery: None,
+            reason: "image pushed".into(),
+            // Not JSON: written as null, as the map did.
+            github_deployment_request: Some("{not json".into()),
+            github_deployment_id: None,
+            callback_url: Some("https://registry.hub.docker.com/u/acme/app/hook/1/".into()),
+        };
+        assert_eq!(
+            deploy_document(&image),
+            concat!(
+                r#"{"branch":null,"callback_url":"https://registry.hub.docker.com/u/acme/app/hook/1/","#,
+                r#""delivery":null,"github_deployment_id":null,"github_deployment_request":null,"#,
+                r#""image":"docker.io/acme/app:v2","profile":null,"provider":"docker-hub","#,
+                r#""reason":"image pushed","ref":null,"repository":null,"services":[],"#,
+                r#""sha":null,"stack":"app","tag":"v2"}"#
+            )
+        );
+    }
 }
