@@ -14,8 +14,8 @@
 //! one is taken back: an instance evaluates one delivery and is thrown
 //! away, so reusing freed blocks buys a small delivery nothing, and talc's
 //! bookkeeping for it cost about 7 µs of a small push's 48 (BENCHMARKS.md,
-//! part 5, eleventh pass). Once the arena is used up, every block comes
-//! from talc, which reuses what is freed: a delivery whose parsers free
+//! part 5, eleventh pass). A block that does not fit in what is left of
+//! the arena comes from talc, which reuses what is freed: a delivery whose parsers free
 //! many blocks out of order (per stack, per service) loses at most the
 //! arena to them, and otherwise uses as much memory as with talc alone, up
 //! to the host's memory limit, past which an allocation fails (the
@@ -110,7 +110,7 @@ impl Allocator {
         unsafe { self.grown.alloc(layout) }
     }
 
-    /// [`GlobalAlloc::dealloc`] to talc, out of line like [`Self::alloc_grown`].
+    /// [`GlobalAlloc::dealloc`] to talc, out of line like [`Self::alloc_slow`].
     ///
     /// # Safety
     /// As [`GlobalAlloc::dealloc`], for a block talc handed out.
@@ -121,7 +121,7 @@ impl Allocator {
         unsafe { self.grown.dealloc(ptr, layout) }
     }
 
-    /// [`GlobalAlloc::realloc`] in talc, out of line like [`Self::alloc_grown`].
+    /// [`GlobalAlloc::realloc`] in talc, out of line like [`Self::alloc_slow`].
     ///
     /// # Safety
     /// As [`GlobalAlloc::realloc`], for a block talc handed out.
@@ -150,10 +150,11 @@ unsafe impl GlobalAlloc for Allocator {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: a `GlobalAlloc` method; the reference ends here.
-        let arena = unsafe { self.arena() };
-        if arena.contains(ptr as usize) {
-            arena.give_back(ptr as usize);
+        // SAFETY: a `GlobalAlloc` method; each reference to the arena's
+        // state ends with its statement, before talc is called.
+        if unsafe { self.arena() }.contains(ptr as usize) {
+            // SAFETY: as above.
+            unsafe { self.arena() }.give_back(ptr as usize);
         } else {
             // SAFETY: a block outside the arena came from talc, with this
             // layout, as the caller promises.
@@ -163,17 +164,16 @@ unsafe impl GlobalAlloc for Allocator {
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let address = ptr as usize;
-        {
-            // SAFETY: a `GlobalAlloc` method; the reference ends with this block.
-            let arena = unsafe { self.arena() };
-            if !arena.contains(address) {
-                // SAFETY: a block outside the arena came from talc, with
-                // this layout, as the caller promises.
-                return unsafe { self.realloc_grown(ptr, layout, new_size) };
-            }
-            if arena.resize_in_place(address, layout.size(), new_size) {
-                return ptr;
-            }
+        // SAFETY: a `GlobalAlloc` method; each reference to the arena's
+        // state ends with its statement, before another method is called.
+        if !unsafe { self.arena() }.contains(address) {
+            // SAFETY: a block outside the arena came from talc, with this
+            // layout, as the caller promises.
+            return unsafe { self.realloc_grown(ptr, layout, new_size) };
+        }
+        // SAFETY: as above.
+        if unsafe { self.arena() }.resize_in_place(address, layout.size(), new_size) {
+            return ptr;
         }
         let Ok(new_layout) = Layout::from_size_align(new_size, layout.align()) else {
             return core::ptr::null_mut();
