@@ -292,7 +292,8 @@ struct GithubIn {
     wait_for_event: Option<bool>,
 }
 
-fn wit_stack(v: &Value) -> wit::Stack {
+/// A stack in `evaluate-json`'s format, as the WIT type.
+pub(crate) fn wit_stack(v: &Value) -> wit::Stack {
     let s: StackIn = serde_json::from_value(v.clone()).expect("case stack");
     wit::Stack {
         name: s.name,

@@ -609,10 +609,13 @@ impl PluginRuntime {
     ) -> Result<Result<wit::Outcome, wit::Error>, PluginTrap> {
         let context = with_body_macs(stacks, delivery, context);
         let mut call = self.new_call()?;
-        let instance = (self.pre.instance_pre())
+        let instance = self
+            .pre
+            .instance_pre()
             .instantiate(&mut call.store)
             .map_err(PluginTrap)?;
-        let evaluate = (self.evaluate)
+        let evaluate = self
+            .evaluate
             .typed(&mut call.store, &instance)
             .map_err(PluginTrap)?;
         let (outcome,) = evaluate

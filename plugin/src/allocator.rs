@@ -15,11 +15,11 @@
 //! away, so reusing freed blocks buys a small delivery nothing, and talc's
 //! bookkeeping for it cost about 7 µs of a small push's 48 (BENCHMARKS.md,
 //! part 5, eleventh pass). A block that does not fit in what is left of
-//! the arena comes from talc, which reuses what is freed: a delivery whose parsers free
-//! many blocks out of order (per stack, per service) loses at most the
-//! arena to them, and otherwise uses as much memory as with talc alone, up
-//! to the host's memory limit, past which an allocation fails (the
-//! component traps).
+//! the arena comes from talc, which reuses what is freed: a delivery whose
+//! parsers free many blocks out of order (per stack, per service) loses at
+//! most the arena to them, and otherwise uses as much memory as with talc
+//! alone, up to the host's memory limit, past which an allocation fails
+//! (the component traps).
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;

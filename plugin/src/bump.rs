@@ -13,7 +13,7 @@
 //! bounded by the arena's size, whatever a delivery does.
 
 /// An address range handed out from its start, block after block.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) struct Bump {
     /// The range's start.
     start: usize,

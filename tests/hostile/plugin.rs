@@ -326,33 +326,16 @@ fn query_services_on_a_stack_that_forbids_them_is_400() {
 /// A stack of `services` services, each following `main` of a repository
 /// of its own, without secrets.
 fn many_services_stack(name: &str, services: usize) -> redeploy_host::plugin::wit::Stack {
-    use redeploy_host::plugin::wit;
-    wit::Stack {
-        name: name.into(),
-        repository: None,
-        branch: None,
-        tags: None,
-        image: None,
-        services: (0..services)
-            .map(|i| wit::Service {
-                name: format!("svc{i}"),
-                repository: Some(format!("https://github.com/acme/web-{i}.git")),
-                branch: Some("main".into()),
-                tags: None,
-                image: None,
+    let services: Vec<_> = (0..services)
+        .map(|i| {
+            json!({
+                "name": format!("svc{i}"),
+                "repository": format!("https://github.com/acme/web-{i}.git"),
+                "branch": "main",
             })
-            .collect(),
-        secrets: Vec::new(),
-        ping: wit::PingAction::Deploy,
-        paths: Vec::new(),
-        skip_markers: Vec::new(),
-        profiles: Vec::new(),
-        unselectable_profiles: Vec::new(),
-        unselectable_services: Vec::new(),
-        refuse_query_services: false,
-        manual: wit::ManualPolicy::Allow,
-        github: None,
-    }
+        })
+        .collect();
+    crate::golden::wit_stack(&json!({"name": name, "services": services}))
 }
 
 /// The component matches a push's repository once per stack and service,
