@@ -21,13 +21,18 @@ pub struct Glob {
 }
 
 impl Glob {
-    /// Compiles `text`; `what` names it in the error (`stack "web": branch pattern`).
-    pub fn new(text: &str, what: &str) -> Result<Glob, PluginError> {
+    /// Compiles `text`; `what` names it in the error (`stack "web": branch
+    /// pattern`), written only when there is one.
+    pub fn new(text: &str, what: impl FnOnce() -> String) -> Result<Glob, PluginError> {
         if text.trim().is_empty() {
-            return Err(PluginError::InvalidStack(format!("{what} is empty")));
+            return Err(PluginError::InvalidStack(format!("{} is empty", what())));
         }
         let pattern = Pattern::new(text).map_err(|e| {
-            PluginError::InvalidStack(format!("{what} \"{text}\" is not a valid glob: {}", e.msg))
+            PluginError::InvalidStack(format!(
+                "{} \"{text}\" is not a valid glob: {}",
+                what(),
+                e.msg
+            ))
         })?;
         Ok(Glob {
             text: text.to_string(),
@@ -419,7 +424,7 @@ mod tests {
     use super::*;
 
     fn glob(p: &str) -> Glob {
-        Glob::new(p, "branch pattern").unwrap()
+        Glob::new(p, || "branch pattern".into()).unwrap()
     }
 
     #[test]
@@ -443,13 +448,13 @@ mod tests {
 
     #[test]
     fn invalid_glob_names_the_pattern() {
-        let err = Glob::new("release/[", "stack \"web\": branch pattern").unwrap_err();
+        let err = Glob::new("release/[", || "stack \"web\": branch pattern".into()).unwrap_err();
         assert!(
             err.to_string()
                 .contains("stack \"web\": branch pattern \"release/[\" is not a valid glob"),
             "{err}"
         );
-        assert!(Glob::new("", "branch pattern").is_err());
+        assert!(Glob::new("", || "branch pattern".into()).is_err());
     }
 
     #[test]
@@ -460,10 +465,10 @@ mod tests {
 
     #[test]
     fn path_filters() {
-        let g = Glob::new("docs/", "path").unwrap();
+        let g = Glob::new("docs/", || "path".into()).unwrap();
         assert!(path_matches(&g, "docs/index.md"));
         assert!(!path_matches(&g, "docsite/x"));
-        let g = Glob::new("src/**/*.rs", "path").unwrap();
+        let g = Glob::new("src/**/*.rs", || "path".into()).unwrap();
         assert!(path_matches(&g, "src/a/b.rs"));
         assert!(!path_matches(&g, "tests/a.rs"));
     }

@@ -22,8 +22,8 @@ mod prepare;
 
 use decide::{decide, skip};
 pub use poll::{GitPoll, ImagePoll, PollChange};
-use prepare::prepare;
 pub use prepare::{parse_modifiers, stack_services, validate_stacks, Modifiers};
+use prepare::{prepare, PreparedStack};
 
 /// The longest hook-URL query the plugin parses. Real modifiers are a few
 /// dozen bytes; anything longer is a mistake or an attack.
@@ -180,10 +180,12 @@ pub fn evaluate(
     delivery: &Delivery,
     ctx: &Context,
 ) -> Result<Outcome, PluginError> {
-    let (normalized, signature, query) = match delivery {
+    // An HTTP delivery's stacks are prepared, with its modifiers, before
+    // its payload is parsed, and decide as prepared then.
+    let (normalized, signature, query, prepared) = match delivery {
         Delivery::Http(req) => {
-            let (n, scheme) = evaluate_http(stacks, req, ctx)?;
-            (n, scheme, req.query.as_str())
+            let (n, scheme, prepared) = evaluate_http(stacks, req, ctx)?;
+            (n, scheme, req.query.as_str(), Some(prepared))
         }
         Delivery::PostReceive {
             repository,
@@ -196,6 +198,7 @@ pub fn evaluate(
                 post_receive_event(pushes),
                 SignatureScheme::NotRequired,
                 query.as_str(),
+                None,
             )
         }
         Delivery::ForwardedPostReceive(req) => {
@@ -204,7 +207,7 @@ pub fn evaluate(
             let push = forwarding::parse(&req.body)?;
             let pushes =
                 post_receive_pushes(&push.repository, &push.updates, push.pusher.as_deref())?;
-            (post_receive_event(pushes), scheme, req.query.as_str())
+            (post_receive_event(pushes), scheme, req.query.as_str(), None)
         }
         Delivery::Manual { stack, query } => {
             require_stack(stacks, stack)?;
@@ -214,7 +217,7 @@ pub fn evaluate(
                 delivery: None,
                 event: Event::Manual,
             };
-            (n, SignatureScheme::NotRequired, query.as_str())
+            (n, SignatureScheme::NotRequired, query.as_str(), None)
         }
         Delivery::Poll {
             stack,
@@ -223,7 +226,7 @@ pub fn evaluate(
         } => {
             require_stack(stacks, stack)?;
             let n = poll::normalize(change)?;
-            (n, SignatureScheme::NotRequired, query.as_str())
+            (n, SignatureScheme::NotRequired, query.as_str(), None)
         }
     };
     let sent_at_ms = match &normalized.event {
@@ -240,13 +243,18 @@ pub fn evaluate(
         _ => modifiers.clone(),
     };
     let mut decisions = Vec::with_capacity(stacks.len());
-    for stack in stacks {
-        match target {
-            Some((name, why)) if name != stack.name => {
-                prepare(stack, &others_modifiers, ctx)?;
-                decisions.push(skip(stack, SkipCode::OtherStack, why));
+    match prepared {
+        Some(prepared) => decisions.extend(prepared.iter().map(|p| decide(p, &normalized))),
+        None => {
+            for stack in stacks {
+                match target {
+                    Some((name, why)) if name != stack.name => {
+                        prepare(stack, &others_modifiers, ctx)?;
+                        decisions.push(skip(stack, SkipCode::OtherStack, why));
+                    }
+                    _ => decisions.push(decide(&prepare(stack, &modifiers, ctx)?, &normalized)),
+                }
             }
-            _ => decisions.push(decide(&prepare(stack, &modifiers, ctx)?, &normalized)),
         }
     }
     let (pushes, images) = match normalized.event {
@@ -302,11 +310,11 @@ fn check_event_age(
 /// 401. Only senders without a provider header are detected from the body,
 /// and only for stacks without secrets; an empty body is a manual trigger,
 /// judged by each stack's manual policy.
-fn evaluate_http(
-    stacks: &[Stack],
+fn evaluate_http<'s>(
+    stacks: &'s [Stack],
     req: &HttpRequest,
-    ctx: &Context,
-) -> Result<(Normalized, SignatureScheme), PluginError> {
+    ctx: &'s Context,
+) -> Result<(Normalized, SignatureScheme, Vec<PreparedStack<'s>>), PluginError> {
     require_post(req, "deliver a webhook")?;
     let (mut detected, json, scheme) = match providers::detect_by_headers(&req.headers) {
         Some(detected) => {
@@ -360,11 +368,12 @@ fn evaluate_http(
     let modifiers = parse_modifiers(&req.query)?;
     // Check modifiers against every stack before parsing the payload,
     // so a bad modifier is a 400 whatever the event is.
-    for stack in stacks {
-        prepare(stack, &modifiers, ctx)?;
-    }
+    let prepared = stacks
+        .iter()
+        .map(|stack| prepare(stack, &modifiers, ctx))
+        .collect::<Result<Vec<_>, _>>()?;
     let event = providers::parse(&mut detected, &json)?;
-    Ok((normalize(detected, event), scheme))
+    Ok((normalize(detected, event), scheme, prepared))
 }
 
 /// Whether each stack takes a manual trigger over HTTP: by default the hook

@@ -115,12 +115,12 @@ pub(super) fn prepare<'s>(
             branch: service
                 .branch
                 .as_deref()
-                .map(|b| Glob::new(b, &what("branch")))
+                .map(|b| Glob::new(b, || what("branch")))
                 .transpose()?,
             tags: service
                 .tags
                 .as_deref()
-                .map(|t| Glob::new(t, &what("tags")))
+                .map(|t| Glob::new(t, || what("tags")))
                 .transpose()?,
             image,
         });
@@ -128,7 +128,7 @@ pub(super) fn prepare<'s>(
     let paths = stack
         .paths
         .iter()
-        .map(|p| Glob::new(p, &format!("stack \"{name}\": paths")))
+        .map(|p| Glob::new(p, || format!("stack \"{name}\": paths")))
         .collect::<Result<Vec<_>, _>>()?;
     if let Some(wanted) = &modifiers.services {
         // No forge signs the query: whoever replays one signed delivery
