@@ -63,6 +63,7 @@ fn main() {
             // call it natively), and cargo applies no LTO to a package that
             // builds an `rlib` beside its `cdylib`: the component alone is
             // asked for, so the LTO below applies.
+            "--lib",
             "--crate-type",
             "cdylib",
         ])

@@ -26,7 +26,8 @@ pub fn chaos_component() -> PathBuf {
             .env_remove("CARGO_ENCODED_RUSTFLAGS")
             .env_remove("RUSTFLAGS")
             // CI lints the test build through clippy-driver (.ci/run); the
-            // component is built by plain rustc, as host/build.rs builds it.
+            // component is built by plain rustc, as host/build.rs builds the
+            // shipped one (without its LTO: nothing measures this one).
             .env_remove("RUSTC_WORKSPACE_WRAPPER")
             .env_remove("CLIPPY_ARGS")
             .status()

@@ -234,18 +234,18 @@ pub fn evaluate(
         _ => None,
     };
     check_event_age(&normalized, sent_at_ms, ctx)?;
-    let modifiers = parse_modifiers(query)?;
-    let target = delivery.target();
-    // A poll's modifiers are the polled stack's own: another stack, which
-    // skips it, is checked without them.
-    let others_modifiers = match delivery {
-        Delivery::Poll { .. } => Modifiers::default(),
-        _ => modifiers.clone(),
-    };
     let mut decisions = Vec::with_capacity(stacks.len());
     match prepared {
         Some(prepared) => decisions.extend(prepared.iter().map(|p| decide(p, &normalized))),
         None => {
+            let modifiers = parse_modifiers(query)?;
+            let target = delivery.target();
+            // A poll's modifiers are the polled stack's own: another stack,
+            // which skips it, is checked without them.
+            let others_modifiers = match delivery {
+                Delivery::Poll { .. } => Modifiers::default(),
+                _ => modifiers.clone(),
+            };
             for stack in stacks {
                 match target {
                     Some((name, why)) if name != stack.name => {
