@@ -23,12 +23,24 @@
 //!
 //! Under `cargo test --benches` criterion runs every benchmark once, so the
 //! test suite checks that the harness builds and runs without timing anything.
+//!
+//! With [`LOOP_VAR`] set it runs none of that, only a loop: one input
+//! evaluated over and over on one side, the time per evaluation printed,
+//! for a profiler to attach to (BENCHMARKS.md part 5, the tenth to
+//! thirteenth passes). [`COMPONENT_FILE_VAR`] loads another build of the
+//! component, so that two builds are compared under one benchmark binary:
+//!
+//! ```text
+//! PLUGIN_COST_LOOP=github-push-small PLUGIN_COST_SIDE=own-slot \
+//!     cargo bench -p redeploy-host --bench plugin_cost
+//! ```
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use hmac::{Hmac, Mac};
+use redeploy_host::plugin::body_macs::body_macs;
 use redeploy_host::plugin::{wit, Allocation, ComponentSource, PluginRuntime, RuntimeOptions};
 use redeploy_plugin::evaluate::{self as native, Delivery, HttpRequest};
 use redeploy_plugin::model::{Headers, PingAction, Service, Stack};
@@ -54,6 +66,64 @@ const SIDE_BY_SIDE_ROUNDS: usize = 41;
 
 /// How long each batch of the side-by-side pass runs, at least.
 const SIDE_BY_SIDE_BATCH: Duration = Duration::from_millis(40);
+
+/// Environment variable that runs the loop instead of the benchmarks:
+/// `NAME` or `NAME,COUNT`, an input's name (`github-push-small`,
+/// `github-push-1024`, ...) and how many evaluations each timed loop makes
+/// (default [`LOOP_DEFAULT_COUNT`]).
+const LOOP_VAR: &str = "PLUGIN_COST_LOOP";
+
+/// Environment variable naming what the loop times ([`LoopSide`]):
+/// `component` (the default), `own-slot`, `native`, `guest-macs`,
+/// `host-macs` or `version`.
+const LOOP_SIDE_VAR: &str = "PLUGIN_COST_SIDE";
+
+/// Environment variable naming a component file to load instead of the
+/// embedded one (`--plugin` of `redeploy serve`).
+const COMPONENT_FILE_VAR: &str = "PLUGIN_COST_COMPONENT";
+
+/// Evaluations per timed loop unless [`LOOP_VAR`] says otherwise: about a
+/// second for a small push.
+const LOOP_DEFAULT_COUNT: usize = 20_000;
+
+/// Timed loops per run; the first also warms the caches up.
+const LOOP_REPEATS: usize = 3;
+
+/// What the loop of [`LOOP_VAR`] times, per evaluation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LoopSide {
+    /// The component on the shared runtime, whose pooled slot has seen every
+    /// input (the `component` column).
+    Component,
+    /// The component on a runtime that evaluates only this input (the
+    /// `slot of its own` column).
+    OwnSlot,
+    /// The plugin crate linked natively (the `native` column).
+    Native,
+    /// The component computing the body's MACs itself (the `MACs in the
+    /// guest` column).
+    GuestMacs,
+    /// Only the body's MACs, as the host computes them for the component.
+    HostMacs,
+    /// An instance made and dropped around a call of `version`, which does
+    /// nothing: what a fresh instance costs apart from the evaluation.
+    Version,
+}
+
+impl LoopSide {
+    /// The side named `name`, the value of [`LOOP_SIDE_VAR`].
+    fn parse(name: &str) -> Option<LoopSide> {
+        Some(match name {
+            "component" => LoopSide::Component,
+            "own-slot" => LoopSide::OwnSlot,
+            "native" => LoopSide::Native,
+            "guest-macs" => LoopSide::GuestMacs,
+            "host-macs" => LoopSide::HostMacs,
+            "version" => LoopSide::Version,
+            _ => return None,
+        })
+    }
+}
 
 /// One benchmark input, in both the native and the WIT form.
 struct Input {
@@ -347,17 +417,21 @@ fn grown_github_push(size: usize) -> (Vec<(String, String)>, Vec<u8>) {
     (signed_github(headers, &body), body)
 }
 
-/// A runtime as `redeploy serve` loads it: the embedded component, the
-/// pooling allocator.
+/// A runtime as `redeploy serve` loads it: the embedded component (or the
+/// file [`COMPONENT_FILE_VAR`] names), the pooling allocator.
 fn new_runtime() -> PluginRuntime {
+    let source = match std::env::var_os(COMPONENT_FILE_VAR) {
+        Some(file) => ComponentSource::File(PathBuf::from(file)),
+        None => ComponentSource::Embedded,
+    };
     PluginRuntime::new(
-        &ComponentSource::Embedded,
+        &source,
         RuntimeOptions {
             allocation: Allocation::Pooling,
             ..RuntimeOptions::default()
         },
     )
-    .expect("loading the embedded component")
+    .unwrap_or_else(|e| exit_usage(&format!("loading the component: {e:#}")))
 }
 
 /// The runtime every input goes through.
@@ -515,11 +589,54 @@ fn human(seconds: f64) -> String {
     }
 }
 
-fn main() {
-    let benching = std::env::args().any(|a| a == "--bench");
-    let mut c = Criterion::default().configure_from_args();
-    let fixtures = fixture_inputs();
-    let curve: Vec<Input> = CURVE_SIZES
+/// The loop of [`LOOP_VAR`] (`spec`): the input it names, among
+/// `inputs`, evaluated [`LOOP_REPEATS`] times over on the side
+/// [`LOOP_SIDE_VAR`] names, the mean time of each pass printed.
+fn run_loop(spec: &str, inputs: &[Input]) {
+    let (name, count) = match spec.split_once(',') {
+        Some((name, count)) => match count.parse::<usize>() {
+            Ok(count) if count > 0 => (name, count),
+            _ => exit_usage(&format!("{LOOP_VAR}: {count:?} is not a positive count")),
+        },
+        None => (spec, LOOP_DEFAULT_COUNT),
+    };
+    let Some(input) = inputs.iter().find(|i| i.name == name) else {
+        let names: Vec<&str> = inputs.iter().map(|i| i.name.as_str()).collect();
+        exit_usage(&format!(
+            "{LOOP_VAR}: no input {name:?}; the inputs are {}",
+            names.join(", ")
+        ));
+    };
+    let side_name = std::env::var(LOOP_SIDE_VAR).unwrap_or_else(|_| "component".into());
+    let side = LoopSide::parse(&side_name)
+        .unwrap_or_else(|| exit_usage(&format!("{LOOP_SIDE_VAR}: no side {side_name:?}")));
+    let own = (side == LoopSide::OwnSlot).then(new_runtime);
+    let once = || match side {
+        LoopSide::Component => run_component(input),
+        LoopSide::OwnSlot => run_component_on(own.as_ref().expect("made above"), input),
+        LoopSide::Native => run_native(input),
+        LoopSide::GuestMacs => run_component_guest_macs(input),
+        LoopSide::HostMacs => {
+            std::hint::black_box(body_macs(&input.wit_stacks, &input.wit_delivery));
+        }
+        LoopSide::Version => {
+            std::hint::black_box(runtime().version().expect("component trapped"));
+        }
+    };
+    for _ in 0..LOOP_REPEATS {
+        let started = Instant::now();
+        for _ in 0..count {
+            once();
+        }
+        let each = started.elapsed().as_secs_f64() / count as f64;
+        println!("{name} {side_name}: {} per evaluation", human(each));
+    }
+}
+
+/// The inputs of the cost curve: a signed GitHub push grown to each of
+/// [`CURVE_SIZES`].
+fn curve_inputs() -> Vec<Input> {
+    CURVE_SIZES
         .iter()
         .map(|&size| {
             let (h, b) = grown_github_push(size);
@@ -532,7 +649,26 @@ fn main() {
             };
             input(&format!("github-push-{size}"), &[hello], h, b)
         })
-        .collect();
+        .collect()
+}
+
+/// Says what is wrong with the loop's settings, and exits with status 2.
+fn exit_usage(message: &str) -> ! {
+    eprintln!("{message}");
+    std::process::exit(2)
+}
+
+fn main() {
+    let benching = std::env::args().any(|a| a == "--bench");
+    let mut c = Criterion::default().configure_from_args();
+    let fixtures = fixture_inputs();
+    if let Ok(spec) = std::env::var(LOOP_VAR) {
+        let mut inputs = fixtures;
+        inputs.extend(curve_inputs());
+        run_loop(&spec, &inputs);
+        return;
+    }
+    let curve = curve_inputs();
     bench_fixtures(&mut c, &fixtures);
     bench_curve(&mut c, &curve);
     c.final_summary();
