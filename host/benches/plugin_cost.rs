@@ -24,11 +24,13 @@
 //! Under `cargo test --benches` criterion runs every benchmark once, so the
 //! test suite checks that the harness builds and runs without timing anything.
 //!
-//! With [`LOOP_VAR`] set it runs none of that, only a loop: one input
-//! evaluated over and over on one side, the time per evaluation printed,
-//! for a profiler to attach to (BENCHMARKS.md part 5, the tenth to
-//! thirteenth passes). [`COMPONENT_FILE_VAR`] loads another build of the
-//! component, so that two builds are compared under one benchmark binary:
+//! With [`LOOP_VAR`] set it times none of that: it builds and checks every
+//! input as above (so the shared runtime's slot has seen them all), then
+//! runs a loop, one input evaluated over and over on one side, the time per
+//! evaluation printed, for a profiler to attach to (BENCHMARKS.md part 5,
+//! the tenth to thirteenth passes). [`COMPONENT_FILE_VAR`] loads another
+//! build of the component for everything the binary runs, loop or
+//! benchmarks, so that two builds are compared under one benchmark binary:
 //!
 //! ```text
 //! PLUGIN_COST_LOOP=github-push-small PLUGIN_COST_SIDE=own-slot \
@@ -82,12 +84,18 @@ const LOOP_SIDE_VAR: &str = "PLUGIN_COST_SIDE";
 /// embedded one (`--plugin` of `redeploy serve`).
 const COMPONENT_FILE_VAR: &str = "PLUGIN_COST_COMPONENT";
 
-/// Evaluations per timed loop unless [`LOOP_VAR`] says otherwise: about a
-/// second for a small push.
+/// Evaluations per timed loop unless [`LOOP_VAR`] says otherwise: about
+/// two thirds of a second for a small push in the component. A large
+/// input needs a count of its own (`github-push-26214400,10`): at this
+/// count its loop would take over twenty minutes.
 const LOOP_DEFAULT_COUNT: usize = 20_000;
 
 /// Timed loops per run; the first also warms the caches up.
 const LOOP_REPEATS: usize = 3;
+
+/// The exit status when the loop's settings, or the component file
+/// [`COMPONENT_FILE_VAR`] names, are wrong.
+const USAGE_EXIT_STATUS: i32 = 2;
 
 /// What the loop of [`LOOP_VAR`] times, per evaluation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,8 +113,9 @@ enum LoopSide {
     GuestMacs,
     /// Only the body's MACs, as the host computes them for the component.
     HostMacs,
-    /// An instance made and dropped around a call of `version`, which does
-    /// nothing: what a fresh instance costs apart from the evaluation.
+    /// An instance made and dropped around one call of `version`, which
+    /// returns a constant: what a fresh instance and one call cost, without
+    /// an evaluation.
     Version,
 }
 
@@ -420,18 +429,16 @@ fn grown_github_push(size: usize) -> (Vec<(String, String)>, Vec<u8>) {
 /// A runtime as `redeploy serve` loads it: the embedded component (or the
 /// file [`COMPONENT_FILE_VAR`] names), the pooling allocator.
 fn new_runtime() -> PluginRuntime {
-    let source = match std::env::var_os(COMPONENT_FILE_VAR) {
-        Some(file) => ComponentSource::File(PathBuf::from(file)),
-        None => ComponentSource::Embedded,
+    let options = RuntimeOptions {
+        allocation: Allocation::Pooling,
+        ..RuntimeOptions::default()
     };
-    PluginRuntime::new(
-        &source,
-        RuntimeOptions {
-            allocation: Allocation::Pooling,
-            ..RuntimeOptions::default()
-        },
-    )
-    .unwrap_or_else(|e| exit_usage(&format!("loading the component: {e:#}")))
+    match std::env::var_os(COMPONENT_FILE_VAR) {
+        Some(file) => PluginRuntime::new(&ComponentSource::File(PathBuf::from(file)), options)
+            .unwrap_or_else(|e| exit_usage(&format!("{COMPONENT_FILE_VAR}: {e:#}"))),
+        None => PluginRuntime::new(&ComponentSource::Embedded, options)
+            .expect("loading the embedded component"),
+    }
 }
 
 /// The runtime every input goes through.
@@ -607,7 +614,13 @@ fn run_loop(spec: &str, inputs: &[Input]) {
             names.join(", ")
         ));
     };
-    let side_name = std::env::var(LOOP_SIDE_VAR).unwrap_or_else(|_| "component".into());
+    let side_name = match std::env::var(LOOP_SIDE_VAR) {
+        Ok(name) => name,
+        Err(std::env::VarError::NotPresent) => "component".into(),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            exit_usage(&format!("{LOOP_SIDE_VAR} is not UTF-8"))
+        }
+    };
     let side = LoopSide::parse(&side_name)
         .unwrap_or_else(|| exit_usage(&format!("{LOOP_SIDE_VAR}: no side {side_name:?}")));
     let own = (side == LoopSide::OwnSlot).then(new_runtime);
@@ -652,21 +665,26 @@ fn curve_inputs() -> Vec<Input> {
         .collect()
 }
 
-/// Says what is wrong with the loop's settings, and exits with status 2.
+/// Says what is wrong with the loop's settings (or the component file's),
+/// and exits with [`USAGE_EXIT_STATUS`].
 fn exit_usage(message: &str) -> ! {
     eprintln!("{message}");
-    std::process::exit(2)
+    std::process::exit(USAGE_EXIT_STATUS)
 }
 
 fn main() {
     let benching = std::env::args().any(|a| a == "--bench");
     let mut c = Criterion::default().configure_from_args();
     let fixtures = fixture_inputs();
-    if let Ok(spec) = std::env::var(LOOP_VAR) {
-        let mut inputs = fixtures;
-        inputs.extend(curve_inputs());
-        run_loop(&spec, &inputs);
-        return;
+    match std::env::var(LOOP_VAR) {
+        Ok(spec) => {
+            let mut inputs = fixtures;
+            inputs.extend(curve_inputs());
+            run_loop(&spec, &inputs);
+            return;
+        }
+        Err(std::env::VarError::NotUnicode(_)) => exit_usage(&format!("{LOOP_VAR} is not UTF-8")),
+        Err(std::env::VarError::NotPresent) => {}
     }
     let curve = curve_inputs();
     bench_fixtures(&mut c, &fixtures);
