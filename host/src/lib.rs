@@ -39,3 +39,4 @@ pub mod supervise;
 pub mod text;
 pub mod tokens;
 pub mod ui;
+pub mod wakes;

@@ -358,12 +358,15 @@ impl Sender {
             }
             // Every process sums its refused deliveries up, holder or not.
             write_probes(&self.shared, self.shared.probes.take_finished(now_ms()));
+            let began = Instant::now();
             let pause = match self.step(true) {
                 Some(pause) => pause,
                 None => LEASE_POLL,
             };
             tokio::select! {
-                () = self.shared.wake.notified() => {}
+                () = self.shared.wake.notified() => {
+                    crate::wakes::after_wake(began, &mut stop).await;
+                }
                 () = tokio::time::sleep(pause) => {}
                 Some(done) = self.sends.join_next_with_id(), if !self.sends.is_empty() => self.ended(done),
                 changed = stop.changed() => if changed.is_err() { break Instant::now() },

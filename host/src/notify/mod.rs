@@ -362,6 +362,7 @@ impl Outbox {
                     }
                 }
             }
+            let began = Instant::now();
             let pause = match self.pass().await {
                 Pass::Progress => continue,
                 Pass::Lost => {
@@ -373,7 +374,9 @@ impl Outbox {
             };
             let until = (Instant::now() + pause).min(self.renew_at);
             tokio::select! {
-                () = self.shared.wake.notified() => {}
+                () = self.shared.wake.notified() => {
+                    crate::wakes::after_wake(began, &mut stop).await;
+                }
                 () = tokio::time::sleep_until(until) => {}
                 changed = stop.changed() => if changed.is_err() { break Instant::now() },
             }
