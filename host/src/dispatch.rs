@@ -509,95 +509,108 @@ impl Dispatcher {
                     event,
                     new,
                     mut admission,
-                } => match self.journal.admit_deploy(&new, {
-                    // A stack that polls sees each push twice (the webhook
-                    // and the poll): its head commit deploys once. A GitHub
-                    // deployment's event always runs (GitHub waits for
-                    // its statuses).
-                    let polls = polls(stacks, &event.stack) && event.github_deployment_id.is_none();
-                    // And an image it polls arrives twice too: by its
-                    // registry's webhook and by the poll.
-                    // (A delivery admitted before is a duplicate whatever
-                    // its digest: no registry is asked about it.)
-                    admission.image = stacks
-                        .iter()
-                        .find(|s| polls && s.name == event.stack && event.image.is_some())
-                        .filter(|_| {
-                            !self
-                                .journal
-                                .admitted_before(&new, &admission)
-                                .unwrap_or(false)
+                } => {
+                    let mut to_run = None;
+                    match self
+                        .journal
+                        .admit_deploy_to_run(&new, {
+                            // A stack that polls sees each push twice (the webhook
+                            // and the poll): its head commit deploys once. A GitHub
+                            // deployment's event always runs (GitHub waits for
+                            // its statuses).
+                            let polls =
+                                polls(stacks, &event.stack) && event.github_deployment_id.is_none();
+                            // And an image it polls arrives twice too: by its
+                            // registry's webhook and by the poll.
+                            // (A delivery admitted before is a duplicate whatever
+                            // its digest: no registry is asked about it.)
+                            admission.image = stacks
+                                .iter()
+                                .find(|s| polls && s.name == event.stack && event.image.is_some())
+                                .filter(|_| {
+                                    !self
+                                        .journal
+                                        .admitted_before(&new, &admission)
+                                        .unwrap_or(false)
+                                })
+                                .and_then(|s| image::claim(s, event, delivery, seen_at_ms));
+                            if let Some(commit) = admission.commit.as_mut() {
+                                commit.once = polls;
+                                // A deployment's event carries no push: its commit
+                                // is ordered by the push kept with its request.
+                                if let (None, Some(d)) =
+                                    (&commit.before, event.github_deployment_id)
+                                {
+                                    self.order_by_kept_push(&event.stack, d, commit);
+                                }
+                            }
+                            &admission
                         })
-                        .and_then(|s| image::claim(s, event, delivery, seen_at_ms));
-                    if let Some(commit) = admission.commit.as_mut() {
-                        commit.once = polls;
-                        // A deployment's event carries no push: its commit
-                        // is ordered by the push kept with its request.
-                        if let (None, Some(d)) = (&commit.before, event.github_deployment_id) {
-                            self.order_by_kept_push(&event.stack, d, commit);
+                        .map(|(admitted, queued)| {
+                            to_run = queued;
+                            admitted
+                        }) {
+                        Ok(Admitted::Inserted(Inserted::New(id))) => {
+                            match self.queue_new(id, to_run.take(), &mut entry) {
+                                Some(queued) => accepted |= queued,
+                                None => return self.unavailable(label, &outcome, seen),
+                            }
                         }
-                    }
-                    &admission
-                }) {
-                    Ok(Admitted::Inserted(Inserted::New(id))) => {
-                        match self.queue_new(id, &mut entry) {
-                            Some(queued) => accepted |= queued,
-                            None => return self.unavailable(label, &outcome, seen),
+                        // Deploys now; statuses go to the deployment the request
+                        // creates, recorded in the same transaction.
+                        Ok(Admitted::Requested { deploy_id, request }) => {
+                            if let (Inserted::New(request_id), Some(n)) = (request, &self.notifier)
+                            {
+                                n.create_deployment(request_id);
+                            }
+                            match self.queue_new(deploy_id, to_run.take(), &mut entry) {
+                                Some(queued) => accepted |= queued,
+                                None => return self.unavailable(label, &outcome, seen),
+                            }
                         }
-                    }
-                    // Deploys now; statuses go to the deployment the request
-                    // creates, recorded in the same transaction.
-                    Ok(Admitted::Requested { deploy_id, request }) => {
-                        if let (Inserted::New(request_id), Some(n)) = (request, &self.notifier) {
-                            n.create_deployment(request_id);
-                        }
-                        match self.queue_new(deploy_id, &mut entry) {
-                            Some(queued) => accepted |= queued,
-                            None => return self.unavailable(label, &outcome, seen),
-                        }
-                    }
-                    Ok(Admitted::Replayed {
-                        first_seen_ms,
-                        deploy_id,
-                    }) => {
-                        entry["deploy_id"] = json!(deploy_id);
-                        entry["state"] = json!("duplicate");
-                        let ago = Duration::from_secs(
-                            u64::try_from(now_ms().saturating_sub(first_seen_ms) / 1000)
-                                .unwrap_or(0),
-                        );
-                        entry["reason"] = json!(format!(
-                            "this exact {} delivery was already accepted {} ago{}; a sender \
-                             without delivery ids is deduplicated on its body for {}",
-                            outcome.provider.as_str(),
-                            humantime::format_duration(ago),
-                            deploy_id.map_or_else(String::new, |id| format!(" as deploy #{id}")),
-                            humantime::format_duration(
-                                identity.map_or(Duration::ZERO, |i| i.window)
-                            ),
-                        ));
-                    }
-                    Ok(Admitted::Older { deploy_id, reason }) => {
-                        self.metrics
-                            .deploy_state(crate::journal::DeployState::Queued);
-                        self.metrics
-                            .deploy_state(crate::journal::DeployState::Cancelled);
-                        if let Some(n) = &self.notifier {
-                            use crate::journal::DeployObserver as _;
-                            n.changed(
-                                deploy_id,
-                                crate::journal::DeployState::Cancelled,
-                                Some(&reason),
+                        Ok(Admitted::Replayed {
+                            first_seen_ms,
+                            deploy_id,
+                        }) => {
+                            entry["deploy_id"] = json!(deploy_id);
+                            entry["state"] = json!("duplicate");
+                            let ago = Duration::from_secs(
+                                u64::try_from(now_ms().saturating_sub(first_seen_ms) / 1000)
+                                    .unwrap_or(0),
                             );
+                            entry["reason"] = json!(format!(
+                                "this exact {} delivery was already accepted {} ago{}; a sender \
+                             without delivery ids is deduplicated on its body for {}",
+                                outcome.provider.as_str(),
+                                humantime::format_duration(ago),
+                                deploy_id
+                                    .map_or_else(String::new, |id| format!(" as deploy #{id}")),
+                                humantime::format_duration(
+                                    identity.map_or(Duration::ZERO, |i| i.window)
+                                ),
+                            ));
                         }
-                        entry["deploy_id"] = json!(deploy_id);
-                        entry["state"] = json!("cancelled");
-                        entry["reason"] = json!(reason);
-                    }
-                    Ok(Admitted::SameCommit { deploy_id }) => {
-                        entry["deploy_id"] = json!(deploy_id);
-                        entry["state"] = json!("duplicate");
-                        entry["reason"] = json!(match (&event.sha, &admission.image) {
+                        Ok(Admitted::Older { deploy_id, reason }) => {
+                            self.metrics
+                                .deploy_state(crate::journal::DeployState::Queued);
+                            self.metrics
+                                .deploy_state(crate::journal::DeployState::Cancelled);
+                            if let Some(n) = &self.notifier {
+                                use crate::journal::DeployObserver as _;
+                                n.changed(
+                                    deploy_id,
+                                    crate::journal::DeployState::Cancelled,
+                                    Some(&reason),
+                                );
+                            }
+                            entry["deploy_id"] = json!(deploy_id);
+                            entry["state"] = json!("cancelled");
+                            entry["reason"] = json!(reason);
+                        }
+                        Ok(Admitted::SameCommit { deploy_id }) => {
+                            entry["deploy_id"] = json!(deploy_id);
+                            entry["state"] = json!("duplicate");
+                            entry["reason"] = json!(match (&event.sha, &admission.image) {
                             (None, Some(claim)) => format!(
                                 "image {} at {} is already deploy #{deploy_id} (for that digest or one seen after it): the stack polls the image and its registry calls the hook, and each digest deploys once",
                                 claim.image, claim.digest
@@ -608,25 +621,26 @@ impl Dispatcher {
                                 event.ref_.as_deref().unwrap_or("")
                             ),
                         });
+                        }
+                        Ok(Admitted::Inserted(Inserted::Duplicate(id))) => {
+                            entry["deploy_id"] = json!(id);
+                            entry["state"] = json!("duplicate");
+                            entry["reason"] = json!(match event.github_deployment_id {
+                                Some(d) => format!(
+                                    "GitHub deployment {d} was already accepted as deploy #{id}"
+                                ),
+                                None => format!(
+                                    "delivery {} was already accepted as deploy #{id}",
+                                    event.delivery.as_deref().unwrap_or("")
+                                ),
+                            });
+                        }
+                        Err(e) => {
+                            tracing::error!(stack = %event.stack, error = %e, "journal: cannot record a deploy");
+                            return self.unavailable(label, &outcome, seen);
+                        }
                     }
-                    Ok(Admitted::Inserted(Inserted::Duplicate(id))) => {
-                        entry["deploy_id"] = json!(id);
-                        entry["state"] = json!("duplicate");
-                        entry["reason"] = json!(match event.github_deployment_id {
-                            Some(d) => format!(
-                                "GitHub deployment {d} was already accepted as deploy #{id}"
-                            ),
-                            None => format!(
-                                "delivery {} was already accepted as deploy #{id}",
-                                event.delivery.as_deref().unwrap_or("")
-                            ),
-                        });
-                    }
-                    Err(e) => {
-                        tracing::error!(stack = %event.stack, error = %e, "journal: cannot record a deploy");
-                        return self.unavailable(label, &outcome, seen);
-                    }
-                },
+                }
             }
             decisions.push(entry);
         }
@@ -654,21 +668,29 @@ impl Dispatcher {
     }
 
     /// Counts the deploy `id` the journal just admitted as queued, names it
-    /// in `entry` and hands it to the runner ([`Dispatcher::hand_to_runner`]).
-    fn queue_new(&self, id: i64, entry: &mut Value) -> Option<bool> {
+    /// in `entry` and hands it (`queued`, as the admission read it,
+    /// [`Journal::admit_deploy_to_run`]) to the runner
+    /// ([`Dispatcher::hand_to_runner`]).
+    fn queue_new(&self, id: i64, queued: Option<DeployRecord>, entry: &mut Value) -> Option<bool> {
         self.metrics
             .deploy_state(crate::journal::DeployState::Queued);
         entry["deploy_id"] = json!(id);
-        self.hand_to_runner(id, entry)
+        self.hand_to_runner(id, queued, entry)
     }
 
-    /// Reads back the deploy `id` the journal just admitted and hands it to
-    /// the sink, recording in `entry` whether it was queued or cancelled at
-    /// once (and why). `Some(true)` when it will run; `None` when the
-    /// journal cannot give it back (the caller answers 503).
-    fn hand_to_runner(&self, id: i64, entry: &mut Value) -> Option<bool> {
-        match self.journal.deploy(id) {
-            Ok(Some(record)) => Some(match self.sink.accept(&record) {
+    /// Hands the deploy `id` the journal just admitted (`queued`, as the
+    /// admission read it) to the sink, recording in `entry` whether it was
+    /// queued or cancelled at once (and why). `Some(true)` when it will
+    /// run; `None` when the admission could not read it (the caller answers
+    /// 503).
+    fn hand_to_runner(
+        &self,
+        id: i64,
+        queued: Option<DeployRecord>,
+        entry: &mut Value,
+    ) -> Option<bool> {
+        match queued {
+            Some(record) => Some(match self.sink.accept(&record) {
                 Enqueued::Queued => {
                     entry["state"] = json!("queued");
                     true
@@ -679,8 +701,11 @@ impl Dispatcher {
                     false
                 }
             }),
-            other => {
-                tracing::error!(deploy = id, result = ?other.map(|r| r.map(|r| r.id)), "journal: cannot read back a deploy");
+            None => {
+                tracing::error!(
+                    deploy = id,
+                    "journal: the admission did not read back the deploy it queued"
+                );
                 None
             }
         }
@@ -791,11 +816,19 @@ impl Dispatcher {
             "redeploy_of": deploy_id,
         });
         let mut accepted = false;
-        match self.journal.admit_deploy(&new, &admission) {
+        let mut to_run = None;
+        let admitted =
+            self.journal
+                .admit_deploy_to_run(&new, &admission)
+                .map(|(admitted, queued)| {
+                    to_run = queued;
+                    admitted
+                });
+        match admitted {
             // A redeploy asks GitHub for no deployment: never `Requested`.
             Ok(
                 Admitted::Inserted(Inserted::New(id)) | Admitted::Requested { deploy_id: id, .. },
-            ) => match self.queue_new(id, &mut entry) {
+            ) => match self.queue_new(id, to_run.take(), &mut entry) {
                 Some(queued) => accepted = queued,
                 None => {
                     return refuse(

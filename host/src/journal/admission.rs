@@ -14,7 +14,7 @@ use super::claim::Superseded;
 use super::github::{insert_request_in, DeploymentRequestClaim};
 use super::sql::{args, DbError, Sql};
 use super::{apply_transition, insert_deploy_in, DeployState, Inserted, Journal, JournalError};
-use super::{NewDeploy, TransitionDetail};
+use super::{select_deploy, DeployRecord, NewDeploy, TransitionDetail};
 use crate::commit_order::{self, Candidate, Head, Known, Verdict};
 
 /// A delivery's replay key, to claim with its deploy.
@@ -150,6 +150,29 @@ impl Journal {
         admission: &Admission,
     ) -> Result<Admitted, JournalError> {
         self.write("admit deploy", |sql| admit(sql, d, admission))
+    }
+
+    /// [`Journal::admit_deploy`], and the deploy it queued as the journal
+    /// then holds it, read in the same transaction: what the runner is
+    /// handed. `None` with anything but a new queued deploy
+    /// ([`Admitted::Inserted`] with [`Inserted::New`], or
+    /// [`Admitted::Requested`]). Reading it back afterwards would take the
+    /// journal's lock once more per deploy, behind every writer waiting for
+    /// it.
+    pub fn admit_deploy_to_run(
+        &self,
+        d: &NewDeploy,
+        admission: &Admission,
+    ) -> Result<(Admitted, Option<DeployRecord>), JournalError> {
+        self.write("admit deploy", |sql| {
+            let admitted = admit(sql, d, admission)?;
+            let queued = match admitted {
+                Admitted::Inserted(Inserted::New(id))
+                | Admitted::Requested { deploy_id: id, .. } => select_deploy(sql, id)?,
+                _ => None,
+            };
+            Ok((admitted, queued))
+        })
     }
 
     /// Whether `d`'s delivery was admitted before (its delivery id has a
