@@ -55,7 +55,8 @@ mod logs;
 pub use logs::StoredDeployLog;
 mod notices;
 pub use notices::{
-    Notification, NotificationOutcome, NotificationRecord, NOTIFICATIONS_LEASE, TIMED_OUT_REASON,
+    Notification, NotificationOutcome, NotificationRecord, FAN_OUT_MARK_IDS, NOTIFICATIONS_LEASE,
+    TIMED_OUT_REASON,
 };
 mod outbox;
 pub use outbox::{

@@ -101,6 +101,61 @@ fn notices_are_fanned_out_once_to_the_channels_that_want_them(store: &Store) {
     );
 }
 
+/// More notices than one marking statement holds
+/// ([`FAN_OUT_MARK_IDS`]), fanned out in passes cut by the limit: each is
+/// fanned out once, none is skipped, none is marked that a pass did not
+/// read.
+fn many_notices_are_fanned_out_once_across_marking_statements_and_passes(store: &Store) {
+    use DeployState::*;
+    let j = store.open();
+    let mut deploys = Vec::new();
+    for n in 0..FAN_OUT_MARK_IDS + 5 {
+        let delivery = format!("a{n}");
+        let id = new_id(
+            j.insert_deploy(&new_deploy("api", Some(&delivery), 1))
+                .unwrap(),
+        );
+        to(&j, id, Cancelled, "superseded");
+        deploys.push(id);
+    }
+    let notices = i64::try_from(deploys.len() * 2).unwrap();
+    assert_eq!(store.query_i64("SELECT COUNT(*) FROM notices"), notices);
+    assert!(j.take_lease(NOTIFICATIONS_LEASE, "a", LONG).unwrap());
+    // A first pass cut by its limit after more than one statement's ids,
+    // and not on a multiple of it.
+    let first = FAN_OUT_MARK_IDS + 7;
+    assert_eq!(
+        j.fan_out_notices("a", &route, 5, first).unwrap(),
+        Some(first)
+    );
+    assert_eq!(
+        store.query_i64("SELECT COUNT(*) FROM notices WHERE fanned_out_at_ms IS NULL"),
+        notices - i64::try_from(first).unwrap(),
+        "exactly the notices the pass read are marked"
+    );
+    assert_eq!(
+        store.query_i64(
+            "SELECT COUNT(*) FROM notices a, notices b \
+             WHERE a.fanned_out_at_ms IS NULL AND b.fanned_out_at_ms IS NOT NULL AND a.id < b.id"
+        ),
+        0,
+        "the oldest notices first"
+    );
+    let rest = usize::try_from(notices).unwrap() - first;
+    assert_eq!(j.fan_out_notices("a", &route, 6, 1000).unwrap(), Some(rest));
+    assert_eq!(j.fan_out_notices("a", &route, 7, 1000).unwrap(), Some(0));
+    // One notification per notice (every event of stack "api" goes to
+    // "api-team"), each made once.
+    assert_eq!(
+        store.query_i64("SELECT COUNT(*) FROM notifications WHERE channel = 'api-team'"),
+        notices
+    );
+    assert_eq!(
+        store.query_i64("SELECT COUNT(DISTINCT notice_id) FROM notifications"),
+        notices
+    );
+}
+
 fn a_deferred_notification_holds_back_its_successors_until_settled(store: &Store) {
     use DeployState::*;
     let j = store.open();
@@ -215,6 +270,7 @@ fn old_notifications_are_given_up_and_unsent_ones_keep_their_deploy(store: &Stor
 super::on_both_backends!(
     old_notifications_are_given_up_and_unsent_ones_keep_their_deploy,
     notices_are_fanned_out_once_to_the_channels_that_want_them,
+    many_notices_are_fanned_out_once_across_marking_statements_and_passes,
     a_deferred_notification_holds_back_its_successors_until_settled,
     settled_notices_are_pruned_with_their_notifications,
 );

@@ -21,7 +21,7 @@
 //! delivery id and the mail's `Message-ID` stay the same, so a receiver
 //! can drop the second.
 
-use super::sql::{args, Commit, DbError, Rec, Sql};
+use super::sql::{args, Commit, DbError, Rec, Sql, Value};
 use super::{Claim, DeployState, Journal, JournalError};
 
 /// The lease whose holder sends the notifications (one process per journal).
@@ -30,6 +30,23 @@ pub const NOTIFICATIONS_LEASE: &str = "notifications";
 /// How a deploy that its stack's `timeout` killed is described: the
 /// runner's reason starts with it, and its notice is `timed_out`.
 pub const TIMED_OUT_REASON: &str = "timed out after ";
+
+/// Notices one statement marks fanned out ([`Journal::fan_out_notices`]).
+/// Always this many ids (the last repeated to fill it), so the statement's
+/// text is one, and each connection's statement cache holds it once; one
+/// statement per notice cost a round trip each under the write lock, on
+/// PostgreSQL.
+pub const FAN_OUT_MARK_IDS: usize = 32;
+
+/// `UPDATE notices ... WHERE id IN (...)` with [`FAN_OUT_MARK_IDS`] ids
+/// from `?2` on, and the time at `?1`.
+static FAN_OUT_MARK: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let ids: Vec<String> = (2..FAN_OUT_MARK_IDS + 2).map(|n| format!("?{n}")).collect();
+    format!(
+        "UPDATE notices SET fanned_out_at_ms = ?1 WHERE id IN ({})",
+        ids.join(", ")
+    )
+});
 
 /// What a notice tells of, as the journal stores it (the config's event
 /// names: a deploy state, `timed_out`, or `refused`).
@@ -218,6 +235,7 @@ impl Journal {
                  ORDER BY id LIMIT ?1",
                 args![limit],
             )?;
+            let mut fanned_out = Vec::with_capacity(notices.len());
             for row in &notices {
                 let id: i64 = row.get(0)?;
                 let stack: String = row.get(1)?;
@@ -229,10 +247,18 @@ impl Journal {
                         args![id, channel, stack, at_ms],
                     )?;
                 }
-                sql.execute(
-                    "UPDATE notices SET fanned_out_at_ms = ?2 WHERE id = ?1",
-                    args![id, at_ms],
-                )?;
+                fanned_out.push(id);
+            }
+            // Exactly the notices read above: one written meanwhile by a
+            // transaction that holds no write lock is left for the next pass.
+            for ids in fanned_out.chunks(FAN_OUT_MARK_IDS) {
+                let last = ids[ids.len() - 1];
+                let mut values = Vec::with_capacity(FAN_OUT_MARK_IDS + 1);
+                values.push(Value::Int(at_ms));
+                values.extend(
+                    (0..FAN_OUT_MARK_IDS).map(|i| Value::Int(*ids.get(i).unwrap_or(&last))),
+                );
+                sql.execute(&FAN_OUT_MARK, &values)?;
             }
             Ok(Some(notices.len()))
         })
