@@ -4,14 +4,17 @@
 //! ([`crate::notifications`]) are woken by every deploy transition this
 //! process journals, so that what a transition wrote is sent at once. Under
 //! load that is thousands of wakes a second, and every pass a wake starts
-//! costs journal work of its own (the notifications' pass is a write
-//! transaction, the outbox's a read), on the connection the deliveries
-//! being answered wait for, even when there is nothing to send. So a sender
-//! whose last pass began less than [`WAKE_COALESCE`] ago waits out the rest
-//! of it before it answers a wake ([`after_wake`]): the wakes that arrive
-//! meanwhile make one pass, not one each. A pass that sent something is
-//! followed by the next at once, as before; only the reaction to news is
-//! delayed, by at most [`WAKE_COALESCE`].
+//! costs journal work of its own (the outbox's reads its rows; the
+//! notifications' reads the notices, and fans out those waiting in a write
+//! transaction), on the connection the deliveries being answered wait for
+//! on SQLite, under the write lock on PostgreSQL. So a sender that is idle
+//! (the outbox's last pass sent nothing; the notifications' has no send
+//! under way) and whose last pass began less than [`WAKE_COALESCE`] ago
+//! waits out the rest of it before it answers a wake ([`after_wake`]): the
+//! wakes that arrive meanwhile make one pass, not one each. A pass that
+//! sent something is followed by the next at once, and a sender with sends
+//! under way answers a wake at once, as before; only an idle sender's
+//! reaction to news is delayed, by at most [`WAKE_COALESCE`].
 
 use std::time::Duration;
 
@@ -26,10 +29,11 @@ use tokio::time::Instant;
 /// millisecond).
 pub const WAKE_COALESCE: Duration = Duration::from_millis(20);
 
-/// Called when a sender is woken: returns [`WAKE_COALESCE`] after `began`
-/// (when its last pass began), at once if that is past, or as soon as
-/// `stop` changes or its sender is gone (the caller then sees why on its
-/// next look at `stop`).
+/// Called when an idle sender is woken: returns [`WAKE_COALESCE`] after
+/// `began` (when its last pass began), at once if that is past, or as soon
+/// as `stop` changes or its sender is gone. The caller stops as it would
+/// without the wait: a new value is seen at its next look at `stop`, a
+/// sender gone at its next wait on it.
 pub async fn after_wake(began: Instant, stop: &mut watch::Receiver<Option<Instant>>) {
     let until = began + WAKE_COALESCE;
     if Instant::now() >= until {

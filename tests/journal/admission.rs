@@ -362,7 +362,74 @@ fn a_late_older_commit_leaves_its_services_to_the_newer_deploy_waiting(store: &S
     );
 }
 
+/// `admit_deploy_to_run` hands over the deploy it queued exactly as the
+/// journal then holds it (read back apart, after the admission), for a new
+/// deploy with and without a deployment request, and nothing for a
+/// duplicate, an older commit or a replay.
+fn the_admission_hands_over_exactly_the_deploy_it_queued(store: &Store) {
+    let j = store.open();
+    let (admitted, queued) = j
+        .admit_deploy_to_run(&deploy(Some("a"), "d1", 1), &commit("a", "x", false))
+        .unwrap();
+    let a = new_id(admitted);
+    let queued = queued.expect("a new deploy is handed over");
+    assert_eq!(queued.state, DeployState::Queued);
+    assert_eq!(Some(queued), j.deploy(a).unwrap());
+    // The same delivery id again: a duplicate, nothing to run.
+    let (admitted, queued) = j
+        .admit_deploy_to_run(&deploy(Some("a"), "d1", 2), &commit("a", "x", false))
+        .unwrap();
+    assert_eq!(admitted, Admitted::Inserted(Inserted::Duplicate(a)));
+    assert_eq!(queued, None);
+    // A newer commit with its deployment request.
+    let request = Admission {
+        deployment_request: Some(DeploymentRequestClaim {
+            delivery_id: Some("d2".into()),
+            git_ref: Some("refs/heads/main".into()),
+            sha: Some("b".into()),
+            request_json: "{}".into(),
+            created_at_ms: 3,
+        }),
+        ..commit("b", "a", false)
+    };
+    let (admitted, queued) = j
+        .admit_deploy_to_run(&deploy(Some("b"), "d2", 3), &request)
+        .unwrap();
+    let Admitted::Requested { deploy_id: b, .. } = admitted else {
+        panic!("{admitted:?}")
+    };
+    assert_eq!(queued.as_ref().map(|r| r.id), Some(b));
+    assert_eq!(queued, j.deploy(b).unwrap());
+    // The older commit again: recorded cancelled at once, nothing to run.
+    let (admitted, queued) = j
+        .admit_deploy_to_run(&deploy(Some("a"), "d3", 4), &commit("a", "x", false))
+        .unwrap();
+    assert!(matches!(admitted, Admitted::Older { .. }), "{admitted:?}");
+    assert_eq!(queued, None);
+    // A replayed delivery without an id: nothing to run the second time.
+    let replay = |now: i64| Admission {
+        replay: Some(ReplayClaim {
+            key: "k".into(),
+            now_ms: now,
+            expires_at_ms: now + 1000,
+        }),
+        ..Admission::default()
+    };
+    let mut registry = deploy(None, "", 5);
+    registry.delivery_id = None;
+    let (admitted, queued) = j.admit_deploy_to_run(&registry, &replay(5)).unwrap();
+    let first = new_id(admitted);
+    assert_eq!(queued, j.deploy(first).unwrap());
+    let (admitted, queued) = j.admit_deploy_to_run(&registry, &replay(6)).unwrap();
+    assert!(
+        matches!(admitted, Admitted::Replayed { .. }),
+        "{admitted:?}"
+    );
+    assert_eq!(queued, None);
+}
+
 super::on_both_backends!(
+    the_admission_hands_over_exactly_the_deploy_it_queued,
     an_older_commit_is_recorded_cancelled_with_the_reason_across_reopening,
     a_replay_key_deduplicates_until_it_expires_and_is_then_pruned,
     a_stack_that_polls_deploys_its_head_commit_once,

@@ -156,9 +156,12 @@ impl Journal {
     /// then holds it, read in the same transaction: what the runner is
     /// handed. `None` with anything but a new queued deploy
     /// ([`Admitted::Inserted`] with [`Inserted::New`], or
-    /// [`Admitted::Requested`]). Reading it back afterwards would take the
-    /// journal's lock once more per deploy, behind every writer waiting for
-    /// it.
+    /// [`Admitted::Requested`]). On SQLite, reading it back afterwards
+    /// would take the journal's one connection once more per deploy, behind
+    /// every writer waiting for it; on PostgreSQL the read is one more round
+    /// trip inside the write lock instead of one on a pooled connection
+    /// after it (the deploy path measured the same either way: BENCHMARKS.md,
+    /// part 5, fourteenth pass).
     pub fn admit_deploy_to_run(
         &self,
         d: &NewDeploy,

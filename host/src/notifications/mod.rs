@@ -225,7 +225,9 @@ impl Notifications {
         let _ = self.shared.metrics.set(metrics);
     }
 
-    /// This process wrote notices: send them now if it holds the lease.
+    /// This process wrote notices: send them if it holds the lease, at once,
+    /// or within [`crate::wakes::WAKE_COALESCE`] of its last look when it
+    /// is idle.
     pub fn wake(&self) {
         self.shared.wake.notify_one();
     }
@@ -363,9 +365,16 @@ impl Sender {
                 Some(pause) => pause,
                 None => LEASE_POLL,
             };
+            // With no send under way, a wake soon after this look waits
+            // out the rest of `WAKE_COALESCE`; with sends under way it is
+            // answered at once, so a lane's next message follows its last
+            // without a pause.
+            let coalesce = self.sends.is_empty().then_some(began);
             tokio::select! {
                 () = self.shared.wake.notified() => {
-                    crate::wakes::after_wake(began, &mut stop).await;
+                    if let Some(began) = coalesce {
+                        crate::wakes::after_wake(began, &mut stop).await;
+                    }
                 }
                 () = tokio::time::sleep(pause) => {}
                 Some(done) = self.sends.join_next_with_id(), if !self.sends.is_empty() => self.ended(done),

@@ -237,7 +237,9 @@ impl Notifier {
     }
 
     /// Deployment request `id` was journaled (with its outbox row): send it
-    /// now if this process holds the lease.
+    /// if this process holds the lease, at once, or within
+    /// [`crate::wakes::WAKE_COALESCE`] of its last pass when that sent
+    /// nothing.
     pub fn create_deployment(&self, _id: i64) {
         self.shared.wake.notify_one();
     }
