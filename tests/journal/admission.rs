@@ -84,27 +84,31 @@ fn an_older_commit_is_recorded_cancelled_with_the_reason_across_reopening(store:
     );
 }
 
-fn a_replay_key_deduplicates_until_it_expires_and_is_then_pruned(store: &Store) {
-    let j = store.open();
-    let claim = |now: i64| Admission {
+/// Claims replay key "k" at `now`, for 1 s.
+fn replay(now: i64) -> Admission {
+    Admission {
         replay: Some(ReplayClaim {
             key: "k".into(),
             now_ms: now,
             expires_at_ms: now + 1000,
         }),
         ..Admission::default()
-    };
+    }
+}
+
+fn a_replay_key_deduplicates_until_it_expires_and_is_then_pruned(store: &Store) {
+    let j = store.open();
     let mut registry = deploy(None, "", 0);
     registry.delivery_id = None;
-    let first = new_id(j.admit_deploy(&registry, &claim(0)).unwrap());
+    let first = new_id(j.admit_deploy(&registry, &replay(0)).unwrap());
     assert_eq!(
-        j.admit_deploy(&registry, &claim(999)).unwrap(),
+        j.admit_deploy(&registry, &replay(999)).unwrap(),
         Admitted::Replayed {
             first_seen_ms: 0,
             deploy_id: Some(first)
         }
     );
-    let second = new_id(j.admit_deploy(&registry, &claim(1000)).unwrap());
+    let second = new_id(j.admit_deploy(&registry, &replay(1000)).unwrap());
     assert!(second > first);
     // The expired key was pruned when the new one was claimed.
     let keys = store.query_i64("SELECT COUNT(*) FROM replay_keys");
@@ -407,14 +411,6 @@ fn the_admission_hands_over_exactly_the_deploy_it_queued(store: &Store) {
     assert!(matches!(admitted, Admitted::Older { .. }), "{admitted:?}");
     assert_eq!(queued, None);
     // A replayed delivery without an id: nothing to run the second time.
-    let replay = |now: i64| Admission {
-        replay: Some(ReplayClaim {
-            key: "k".into(),
-            now_ms: now,
-            expires_at_ms: now + 1000,
-        }),
-        ..Admission::default()
-    };
     let mut registry = deploy(None, "", 5);
     registry.delivery_id = None;
     let (admitted, queued) = j.admit_deploy_to_run(&registry, &replay(5)).unwrap();
