@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use crate::config::{Config, LiveConfig, StackConfig};
 use crate::journal::now_ms;
 use crate::journal::DeployRecord;
-use crate::journal::{Admission, Admitted, CommitClaim, ReplayClaim};
+use crate::journal::{Admitted, CommitClaim};
 use crate::journal::{Inserted, Journal, NewDelivery, NewDeploymentRequest};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
@@ -21,6 +21,7 @@ use crate::stacks::wit_stack;
 
 mod image;
 mod plan;
+mod redeploy;
 use plan::{plan, Planned, Step};
 
 /// The HTTP status and JSON body a delivery is answered with.
@@ -509,108 +510,98 @@ impl Dispatcher {
                     event,
                     new,
                     mut admission,
-                } => {
-                    let mut to_run = None;
-                    match self
-                        .journal
-                        .admit_deploy_to_run(&new, {
-                            // A stack that polls sees each push twice (the webhook
-                            // and the poll): its head commit deploys once. A GitHub
-                            // deployment's event always runs (GitHub waits for
-                            // its statuses).
-                            let polls =
-                                polls(stacks, &event.stack) && event.github_deployment_id.is_none();
-                            // And an image it polls arrives twice too: by its
-                            // registry's webhook and by the poll.
-                            // (A delivery admitted before is a duplicate whatever
-                            // its digest: no registry is asked about it.)
-                            admission.image = stacks
-                                .iter()
-                                .find(|s| polls && s.name == event.stack && event.image.is_some())
-                                .filter(|_| {
-                                    !self
-                                        .journal
-                                        .admitted_before(&new, &admission)
-                                        .unwrap_or(false)
-                                })
-                                .and_then(|s| image::claim(s, event, delivery, seen_at_ms));
-                            if let Some(commit) = admission.commit.as_mut() {
-                                commit.once = polls;
-                                // A deployment's event carries no push: its commit
-                                // is ordered by the push kept with its request.
-                                if let (None, Some(d)) =
-                                    (&commit.before, event.github_deployment_id)
-                                {
-                                    self.order_by_kept_push(&event.stack, d, commit);
-                                }
-                            }
-                            &admission
+                } => match self.journal.admit_deploy_to_run(&new, {
+                    // A stack that polls sees each push twice (the webhook
+                    // and the poll): its head commit deploys once. A GitHub
+                    // deployment's event always runs (GitHub waits for
+                    // its statuses).
+                    let polls = polls(stacks, &event.stack) && event.github_deployment_id.is_none();
+                    // And an image it polls arrives twice too: by its
+                    // registry's webhook and by the poll.
+                    // (A delivery admitted before is a duplicate whatever
+                    // its digest: no registry is asked about it.)
+                    admission.image = stacks
+                        .iter()
+                        .find(|s| polls && s.name == event.stack && event.image.is_some())
+                        .filter(|_| {
+                            !self
+                                .journal
+                                .admitted_before(&new, &admission)
+                                .unwrap_or(false)
                         })
-                        .map(|(admitted, queued)| {
-                            to_run = queued;
-                            admitted
-                        }) {
-                        Ok(Admitted::Inserted(Inserted::New(id))) => {
-                            match self.queue_new(id, to_run.take(), &mut entry) {
-                                Some(queued) => accepted |= queued,
-                                None => return self.unavailable(label, &outcome, seen),
-                            }
+                        .and_then(|s| image::claim(s, event, delivery, seen_at_ms));
+                    if let Some(commit) = admission.commit.as_mut() {
+                        commit.once = polls;
+                        // A deployment's event carries no push: its commit
+                        // is ordered by the push kept with its request.
+                        if let (None, Some(d)) = (&commit.before, event.github_deployment_id) {
+                            self.order_by_kept_push(&event.stack, d, commit);
                         }
-                        // Deploys now; statuses go to the deployment the request
-                        // creates, recorded in the same transaction.
-                        Ok(Admitted::Requested { deploy_id, request }) => {
-                            if let (Inserted::New(request_id), Some(n)) = (request, &self.notifier)
-                            {
-                                n.create_deployment(request_id);
-                            }
-                            match self.queue_new(deploy_id, to_run.take(), &mut entry) {
-                                Some(queued) => accepted |= queued,
-                                None => return self.unavailable(label, &outcome, seen),
-                            }
+                    }
+                    &admission
+                }) {
+                    Ok((Admitted::Inserted(Inserted::New(id)), queued)) => {
+                        match self.queue_new(id, queued, &mut entry) {
+                            Some(queued) => accepted |= queued,
+                            None => return self.unavailable(label, &outcome, seen),
                         }
-                        Ok(Admitted::Replayed {
+                    }
+                    // Deploys now; statuses go to the deployment the request
+                    // creates, recorded in the same transaction.
+                    Ok((Admitted::Requested { deploy_id, request }, queued)) => {
+                        if let (Inserted::New(request_id), Some(n)) = (request, &self.notifier) {
+                            n.create_deployment(request_id);
+                        }
+                        match self.queue_new(deploy_id, queued, &mut entry) {
+                            Some(queued) => accepted |= queued,
+                            None => return self.unavailable(label, &outcome, seen),
+                        }
+                    }
+                    Ok((
+                        Admitted::Replayed {
                             first_seen_ms,
                             deploy_id,
-                        }) => {
-                            entry["deploy_id"] = json!(deploy_id);
-                            entry["state"] = json!("duplicate");
-                            let ago = Duration::from_secs(
-                                u64::try_from(now_ms().saturating_sub(first_seen_ms) / 1000)
-                                    .unwrap_or(0),
-                            );
-                            entry["reason"] = json!(format!(
-                                "this exact {} delivery was already accepted {} ago{}; a sender \
+                        },
+                        _,
+                    )) => {
+                        entry["deploy_id"] = json!(deploy_id);
+                        entry["state"] = json!("duplicate");
+                        let ago = Duration::from_secs(
+                            u64::try_from(now_ms().saturating_sub(first_seen_ms) / 1000)
+                                .unwrap_or(0),
+                        );
+                        entry["reason"] = json!(format!(
+                            "this exact {} delivery was already accepted {} ago{}; a sender \
                              without delivery ids is deduplicated on its body for {}",
-                                outcome.provider.as_str(),
-                                humantime::format_duration(ago),
-                                deploy_id
-                                    .map_or_else(String::new, |id| format!(" as deploy #{id}")),
-                                humantime::format_duration(
-                                    identity.map_or(Duration::ZERO, |i| i.window)
-                                ),
-                            ));
+                            outcome.provider.as_str(),
+                            humantime::format_duration(ago),
+                            deploy_id.map_or_else(String::new, |id| format!(" as deploy #{id}")),
+                            humantime::format_duration(
+                                identity.map_or(Duration::ZERO, |i| i.window)
+                            ),
+                        ));
+                    }
+                    Ok((Admitted::Older { deploy_id, reason }, _)) => {
+                        self.metrics
+                            .deploy_state(crate::journal::DeployState::Queued);
+                        self.metrics
+                            .deploy_state(crate::journal::DeployState::Cancelled);
+                        if let Some(n) = &self.notifier {
+                            use crate::journal::DeployObserver as _;
+                            n.changed(
+                                deploy_id,
+                                crate::journal::DeployState::Cancelled,
+                                Some(&reason),
+                            );
                         }
-                        Ok(Admitted::Older { deploy_id, reason }) => {
-                            self.metrics
-                                .deploy_state(crate::journal::DeployState::Queued);
-                            self.metrics
-                                .deploy_state(crate::journal::DeployState::Cancelled);
-                            if let Some(n) = &self.notifier {
-                                use crate::journal::DeployObserver as _;
-                                n.changed(
-                                    deploy_id,
-                                    crate::journal::DeployState::Cancelled,
-                                    Some(&reason),
-                                );
-                            }
-                            entry["deploy_id"] = json!(deploy_id);
-                            entry["state"] = json!("cancelled");
-                            entry["reason"] = json!(reason);
-                        }
-                        Ok(Admitted::SameCommit { deploy_id }) => {
-                            entry["deploy_id"] = json!(deploy_id);
-                            entry["state"] = json!("duplicate");
-                            entry["reason"] = json!(match (&event.sha, &admission.image) {
+                        entry["deploy_id"] = json!(deploy_id);
+                        entry["state"] = json!("cancelled");
+                        entry["reason"] = json!(reason);
+                    }
+                    Ok((Admitted::SameCommit { deploy_id }, _)) => {
+                        entry["deploy_id"] = json!(deploy_id);
+                        entry["state"] = json!("duplicate");
+                        entry["reason"] = json!(match (&event.sha, &admission.image) {
                             (None, Some(claim)) => format!(
                                 "image {} at {} is already deploy #{deploy_id} (for that digest or one seen after it): the stack polls the image and its registry calls the hook, and each digest deploys once",
                                 claim.image, claim.digest
@@ -621,26 +612,25 @@ impl Dispatcher {
                                 event.ref_.as_deref().unwrap_or("")
                             ),
                         });
-                        }
-                        Ok(Admitted::Inserted(Inserted::Duplicate(id))) => {
-                            entry["deploy_id"] = json!(id);
-                            entry["state"] = json!("duplicate");
-                            entry["reason"] = json!(match event.github_deployment_id {
-                                Some(d) => format!(
-                                    "GitHub deployment {d} was already accepted as deploy #{id}"
-                                ),
-                                None => format!(
-                                    "delivery {} was already accepted as deploy #{id}",
-                                    event.delivery.as_deref().unwrap_or("")
-                                ),
-                            });
-                        }
-                        Err(e) => {
-                            tracing::error!(stack = %event.stack, error = %e, "journal: cannot record a deploy");
-                            return self.unavailable(label, &outcome, seen);
-                        }
                     }
-                }
+                    Ok((Admitted::Inserted(Inserted::Duplicate(id)), _)) => {
+                        entry["deploy_id"] = json!(id);
+                        entry["state"] = json!("duplicate");
+                        entry["reason"] = json!(match event.github_deployment_id {
+                            Some(d) => format!(
+                                "GitHub deployment {d} was already accepted as deploy #{id}"
+                            ),
+                            None => format!(
+                                "delivery {} was already accepted as deploy #{id}",
+                                event.delivery.as_deref().unwrap_or("")
+                            ),
+                        });
+                    }
+                    Err(e) => {
+                        tracing::error!(stack = %event.stack, error = %e, "journal: cannot record a deploy");
+                        return self.unavailable(label, &outcome, seen);
+                    }
+                },
             }
             decisions.push(entry);
         }
@@ -735,158 +725,6 @@ impl Dispatcher {
             CancelOutcome::AlreadyOver(_) | CancelOutcome::NotFound => {}
         }
         Ok(outcome)
-    }
-
-    /// Queues a redeploy of deploy `deploy_id` of `stack` (an operator's
-    /// rollback, [`crate::rollback`]). A signed request deploys once per
-    /// `signed` (what it signed) within `window`; an unsigned one (a stack
-    /// without secrets) each time, as a manual trigger does. The caller has authorized it.
-    /// Blocking: call it off the runtime's workers (a blocking thread, or
-    /// inside `block_in_place`).
-    pub fn redeploy(
-        &self,
-        stack: &StackConfig,
-        deploy_id: i64,
-        signed: Option<&[u8]>,
-        window: Duration,
-    ) -> Dispatched {
-        let label = Some(stack.name.as_str());
-        let provider = crate::rollback::PROVIDER;
-        // A redeploy is recorded as a delivery of its own, with no request.
-        let record = |status: u16, body: &Value| {
-            self.record(
-                label,
-                Some(provider),
-                Some("redeploy"),
-                None,
-                status,
-                body,
-                None,
-            )
-        };
-        let refuse = |status: u16, kind: &str, message: String| {
-            let body = error_body(kind, &message);
-            record(status, &body);
-            Dispatched { status, body }
-        };
-        let earlier = match self.journal.deploy(deploy_id) {
-            Ok(Some(d)) if d.queued.stack == stack.name => d,
-            Ok(_) => {
-                return refuse(
-                    404,
-                    "not-found",
-                    format!(
-                        "stack \"{}\" has no deploy #{deploy_id} in the journal (never, or pruned)",
-                        stack.name
-                    ),
-                )
-            }
-            Err(e) => {
-                tracing::error!(stack = %stack.name, error = %e, "journal: cannot read a deploy");
-                return refuse(
-                    503,
-                    "journal-unavailable",
-                    "the journal cannot be read; retry later".into(),
-                );
-            }
-        };
-        let now = now_ms();
-        let new = crate::rollback::new_deploy(&earlier, now);
-        let admission = Admission {
-            replay: signed.map(|signed| {
-                ReplayClaim::new(replay_key(&stack.name, "redeploy", signed), now, window)
-            }),
-            commit: new.sha.clone().map(|sha| CommitClaim {
-                sha,
-                before: None,
-                forced: false,
-                sender_reports_forced: false,
-                requested: true,
-                once: false,
-            }),
-            deployment_request: None,
-            image: None,
-        };
-        let mut entry = json!({
-            "stack": stack.name,
-            "action": "deploy",
-            "skip": null,
-            "services": new.services,
-            "reason": new.reason,
-            "redeploy_of": deploy_id,
-        });
-        let mut accepted = false;
-        let mut to_run = None;
-        let admitted =
-            self.journal
-                .admit_deploy_to_run(&new, &admission)
-                .map(|(admitted, queued)| {
-                    to_run = queued;
-                    admitted
-                });
-        match admitted {
-            // A redeploy asks GitHub for no deployment: never `Requested`.
-            Ok(
-                Admitted::Inserted(Inserted::New(id)) | Admitted::Requested { deploy_id: id, .. },
-            ) => match self.queue_new(id, to_run.take(), &mut entry) {
-                Some(queued) => accepted = queued,
-                None => {
-                    return refuse(
-                        503,
-                        "journal-unavailable",
-                        "the journal cannot record this deploy; retry later".into(),
-                    )
-                }
-            },
-            Ok(Admitted::Replayed {
-                deploy_id: first, ..
-            }) => {
-                entry["state"] = json!("duplicate");
-                entry["deploy_id"] = json!(first);
-                entry["reason"] = json!(format!(
-                    "this signed redeploy request was already accepted{}; each one deploys once",
-                    first.map_or_else(String::new, |id| format!(" as deploy #{id}"))
-                ));
-            }
-            // A requested commit is never judged older, and a deploy
-            // without a delivery id is never a duplicate; should either
-            // happen, the answer says what the journal did.
-            Ok(Admitted::Older {
-                deploy_id: id,
-                reason,
-                ..
-            }) => {
-                entry["deploy_id"] = json!(id);
-                entry["state"] = json!("cancelled");
-                entry["reason"] = json!(reason);
-            }
-            Ok(
-                Admitted::Inserted(Inserted::Duplicate(id))
-                | Admitted::SameCommit { deploy_id: id },
-            ) => {
-                entry["deploy_id"] = json!(id);
-                entry["state"] = json!("duplicate");
-            }
-            Err(e) => {
-                tracing::error!(stack = %stack.name, error = %e, "journal: cannot record a deploy");
-                return refuse(
-                    503,
-                    "journal-unavailable",
-                    "the journal cannot record this deploy; retry later".into(),
-                );
-            }
-        }
-        let status = if accepted { 202 } else { 200 };
-        let body = json!({
-            "provider": provider,
-            "event": "redeploy",
-            "delivery": null,
-            "decisions": [entry],
-        });
-        self.metrics
-            .delivery(provider, if accepted { "deploy" } else { "skip" });
-        record(status, &body);
-        Dispatched { status, body }
     }
 
     fn unavailable(
