@@ -252,6 +252,57 @@ fn one_running_one_queued(world: &World, server: &ServerProcess) {
 }
 
 #[test]
+fn a_push_is_answered_with_what_the_queue_made_of_it_already_journaled() {
+    let (world, server) = World::serving("serve-placed", "", &[web_stack(1, "web", "3")]);
+    one_running_one_queued(&world, &server);
+    let second = world.deploys()[1].id;
+    let state = |id: i64| {
+        let d = world.journal().deploy(id).unwrap().unwrap();
+        (d.state, d.detail, d.superseded_by)
+    };
+    // Commit 3 supersedes commit 2, queued behind commit 1: by the time
+    // the push is answered, the journal says so.
+    let r = signed_push(&server, &hook(1), WEB_SECRET, &sha(3), "d3");
+    let decision = r.assert_status(202).decision();
+    assert_eq!(decision["state"], "queued", "{decision}");
+    let third = decision["deploy_id"].as_i64().unwrap();
+    let superseded = format!("superseded by commit {} (#{third})", sha(3));
+    assert_eq!(
+        state(second),
+        (
+            DeployState::Cancelled,
+            Some(superseded.clone()),
+            Some(third)
+        )
+    );
+    // Commit 3 again, another delivery: cancelled at once for the one
+    // pending, answered and journaled as such.
+    let r = signed_push(&server, &hook(1), WEB_SECRET, &sha(3), "d3-again");
+    let decision = r.assert_status(200).decision();
+    let duplicate = format!("the same commit is already queued (#{third})");
+    assert_eq!(decision["state"], "cancelled", "{decision}");
+    assert_eq!(decision["reason"], duplicate);
+    let fourth = decision["deploy_id"].as_i64().unwrap();
+    assert_eq!(
+        state(fourth),
+        (DeployState::Cancelled, Some(duplicate.clone()), Some(third))
+    );
+    let deploys = world.settle(30);
+    let states: Vec<DeployState> = deploys.iter().map(|d| d.state).collect();
+    use DeployState::{Cancelled, Succeeded};
+    assert_eq!(states, [Succeeded, Cancelled, Succeeded, Cancelled]);
+    assert_eq!(world.ran("web").len(), 2, "commits 1 and 3 ran, once each");
+    // A restart finds nothing left to run, and changes nothing.
+    server.terminate();
+    let server = world.start(&[]);
+    let after = world.settle(30);
+    assert_eq!(after, deploys);
+    assert_eq!(world.ran("web").len(), 2);
+    assert_eq!(state(fourth).1, Some(duplicate));
+    server.terminate();
+}
+
+#[test]
 fn a_sigkilled_server_marks_the_running_deploy_interrupted_and_runs_the_queued_one() {
     let (world, server) = World::serving("serve-restart", "", &[web_stack(1, "web", "3")]);
     one_running_one_queued(&world, &server);

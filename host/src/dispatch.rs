@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 
 use crate::config::{Config, LiveConfig, StackConfig};
 use crate::journal::now_ms;
-use crate::journal::DeployRecord;
 use crate::journal::{Admitted, CommitClaim};
+use crate::journal::{DeployRecord, Placed, Placer, ToRun};
 use crate::journal::{Inserted, Journal, NewDelivery, NewDeploymentRequest};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
@@ -60,6 +60,18 @@ pub trait DeploySink: Send + Sync {
     /// Takes a deploy the journal holds as queued.
     fn accept(&self, record: &DeployRecord) -> Enqueued;
 
+    /// The queue policy that places a delivery's deploy inside the
+    /// transaction that admits it ([`Placer`]), if this sink has one.
+    fn placer(&self) -> Option<&dyn Placer> {
+        None
+    }
+
+    /// Takes a deploy the journal queued and this sink's [`Placer`] placed
+    /// in that transaction (`placed`).
+    fn placed(&self, record: &DeployRecord, _placed: Placed) -> Enqueued {
+        self.accept(record)
+    }
+
     /// Hears that an operator cancelled deploy `id` (`queued`: it was
     /// queued and is cancelled; else it runs and is being stopped), to
     /// forget it and tell whoever watches deploys.
@@ -69,6 +81,14 @@ pub trait DeploySink: Send + Sync {
 impl DeploySink for Runner {
     fn accept(&self, record: &DeployRecord) -> Enqueued {
         self.enqueue(record)
+    }
+
+    fn placer(&self) -> Option<&dyn Placer> {
+        Some(self)
+    }
+
+    fn placed(&self, record: &DeployRecord, placed: Placed) -> Enqueued {
+        Runner::placed(self, record, placed)
     }
 
     fn cancelled(&self, id: i64, reason: &str, queued: bool) {
@@ -510,36 +530,41 @@ impl Dispatcher {
                     event,
                     new,
                     mut admission,
-                } => match self.journal.admit_deploy_to_run(&new, {
-                    // A stack that polls sees each push twice (the webhook
-                    // and the poll): its head commit deploys once. A GitHub
-                    // deployment's event always runs (GitHub waits for
-                    // its statuses).
-                    let polls = polls(stacks, &event.stack) && event.github_deployment_id.is_none();
-                    // And an image it polls arrives twice too: by its
-                    // registry's webhook and by the poll.
-                    // (A delivery admitted before is a duplicate whatever
-                    // its digest: no registry is asked about it.)
-                    admission.image = stacks
-                        .iter()
-                        .find(|s| polls && s.name == event.stack && event.image.is_some())
-                        .filter(|_| {
-                            !self
-                                .journal
-                                .admitted_before(&new, &admission)
-                                .unwrap_or(false)
-                        })
-                        .and_then(|s| image::claim(s, event, delivery, seen_at_ms));
-                    if let Some(commit) = admission.commit.as_mut() {
-                        commit.once = polls;
-                        // A deployment's event carries no push: its commit
-                        // is ordered by the push kept with its request.
-                        if let (None, Some(d)) = (&commit.before, event.github_deployment_id) {
-                            self.order_by_kept_push(&event.stack, d, commit);
+                } => match self.journal.admit_deploy_to_run(
+                    &new,
+                    {
+                        // A stack that polls sees each push twice (the webhook
+                        // and the poll): its head commit deploys once. A GitHub
+                        // deployment's event always runs (GitHub waits for
+                        // its statuses).
+                        let polls =
+                            polls(stacks, &event.stack) && event.github_deployment_id.is_none();
+                        // And an image it polls arrives twice too: by its
+                        // registry's webhook and by the poll.
+                        // (A delivery admitted before is a duplicate whatever
+                        // its digest: no registry is asked about it.)
+                        admission.image = stacks
+                            .iter()
+                            .find(|s| polls && s.name == event.stack && event.image.is_some())
+                            .filter(|_| {
+                                !self
+                                    .journal
+                                    .admitted_before(&new, &admission)
+                                    .unwrap_or(false)
+                            })
+                            .and_then(|s| image::claim(s, event, delivery, seen_at_ms));
+                        if let Some(commit) = admission.commit.as_mut() {
+                            commit.once = polls;
+                            // A deployment's event carries no push: its commit
+                            // is ordered by the push kept with its request.
+                            if let (None, Some(d)) = (&commit.before, event.github_deployment_id) {
+                                self.order_by_kept_push(&event.stack, d, commit);
+                            }
                         }
-                    }
-                    &admission
-                }) {
+                        &admission
+                    },
+                    self.sink.placer(),
+                ) {
                     Ok((Admitted::Inserted(Inserted::New(id)), queued)) => {
                         match self.queue_new(id, queued, &mut entry) {
                             Some(queued) => accepted |= queued,
@@ -658,10 +683,10 @@ impl Dispatcher {
     }
 
     /// Counts the deploy `id` the journal just admitted as queued, names it
-    /// in `entry` and hands it (`queued`, as the admission read it,
-    /// [`Journal::admit_deploy_to_run`]) to the runner
+    /// in `entry` and hands it (`queued`, as the admission read and maybe
+    /// placed it, [`Journal::admit_deploy_to_run`]) to the runner
     /// ([`Dispatcher::hand_to_runner`]).
-    fn queue_new(&self, id: i64, queued: Option<DeployRecord>, entry: &mut Value) -> Option<bool> {
+    fn queue_new(&self, id: i64, queued: Option<ToRun>, entry: &mut Value) -> Option<bool> {
         self.metrics
             .deploy_state(crate::journal::DeployState::Queued);
         entry["deploy_id"] = json!(id);
@@ -669,18 +694,17 @@ impl Dispatcher {
     }
 
     /// Hands the deploy `id` the journal just admitted (`queued`, as the
-    /// admission read it) to the sink, recording in `entry` whether it was
-    /// queued or cancelled at once (and why). `Some(true)` when it will
-    /// run; `None` when the admission could not read it (the caller answers
-    /// 503).
-    fn hand_to_runner(
-        &self,
-        id: i64,
-        queued: Option<DeployRecord>,
-        entry: &mut Value,
-    ) -> Option<bool> {
-        match queued {
-            Some(record) => Some(match self.sink.accept(&record) {
+    /// admission read and maybe placed it) to the sink, recording in
+    /// `entry` whether it was queued or cancelled at once (and why).
+    /// `Some(true)` when it will run; `None` when the admission could not
+    /// read it (the caller answers 503).
+    fn hand_to_runner(&self, id: i64, queued: Option<ToRun>, entry: &mut Value) -> Option<bool> {
+        let enqueued = queued.map(|q| match q.placed {
+            Some(placed) => self.sink.placed(&q.record, placed),
+            None => self.sink.accept(&q.record),
+        });
+        match enqueued {
+            Some(enqueued) => Some(match enqueued {
                 Enqueued::Queued => {
                     entry["state"] = json!("queued");
                     true

@@ -82,7 +82,9 @@ mod ui_sessions;
 pub use cancel::CancelOutcome;
 
 mod admission;
-pub use admission::{Admission, Admitted, CommitClaim, ImageClaim, ReplayClaim};
+pub use admission::{
+    Admission, Admitted, CommitClaim, ImageClaim, Placed, Placer, ReplayClaim, ToRun,
+};
 mod claim;
 pub use claim::Start;
 mod records;

@@ -114,6 +114,23 @@ pub enum Admit {
     },
 }
 
+/// A deploy admitted to its stack's queue inside the journal transaction
+/// that queues it (`crate::journal::Placer`), so that what the queue
+/// decides is journaled in that transaction: the decision, and the queue
+/// just before and after it, to undo it should the transaction not commit
+/// ([`StackQueue::undo`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placement {
+    /// The deploy's stack.
+    pub stack: String,
+    /// The deploy.
+    pub id: i64,
+    /// What the queue decided.
+    pub admit: Admit,
+    before: StackQueue,
+    after: StackQueue,
+}
+
 /// One stack's queue.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StackQueue {
@@ -226,6 +243,68 @@ impl StackQueue {
     /// Whether nothing runs, waits or is being served.
     pub fn is_idle(&self) -> bool {
         self.running.is_none() && self.pending.is_none() && !self.worker_active
+    }
+
+    /// [`StackQueue::admit`] for `stack`'s deploy `slot`, keeping the
+    /// queue as it was before and after, to undo it
+    /// ([`StackQueue::undo`]).
+    pub fn place(&mut self, stack: &str, slot: Slot) -> Placement {
+        let before = self.clone();
+        let id = slot.id;
+        let admit = self.admit(slot);
+        Placement {
+            stack: stack.to_owned(),
+            id,
+            admit,
+            before,
+            after: self.clone(),
+        }
+    }
+
+    /// Undoes `placement`, whose deploy the journal does not hold after
+    /// all (its transaction did not commit). Unchanged since, the queue is
+    /// as it was before. Changed since (a worker took the deploy, or
+    /// another was admitted behind it), the deploy is dropped, pending or
+    /// running (a worker that took it finds nothing to run), and the
+    /// deploy it superseded is admitted again, so that it still runs.
+    /// True when the caller must start a worker for the stack: this
+    /// placement was to start one, or the superseded deploy's admission
+    /// is.
+    pub fn undo(&mut self, placement: &Placement) -> bool {
+        if *self == placement.after {
+            *self = placement.before.clone();
+            return false;
+        }
+        let is_it = |held: &Option<Slot>| held.as_ref().is_some_and(|h| h.id == placement.id);
+        if is_it(&self.pending) {
+            self.pending = None;
+        }
+        if is_it(&self.running) {
+            self.running = None;
+        }
+        let Admit::Pending {
+            superseded,
+            start_worker,
+        } = &placement.admit
+        else {
+            return false;
+        };
+        let superseded = superseded.as_ref().and_then(|(id, _)| {
+            placement
+                .before
+                .pending
+                .clone()
+                .filter(|slot| slot.id == *id)
+        });
+        let again = superseded.map(|slot| self.admit(slot));
+        *start_worker
+            || matches!(
+                again,
+                Some(Admit::Pending {
+                    start_worker: true,
+                    ..
+                })
+            )
     }
 }
 
@@ -434,6 +513,73 @@ mod tests {
         q.abandon();
         assert!(q.is_idle());
         assert_eq!(q.admit(slot(2, Some("b"))), pending(None, true));
+    }
+
+    #[test]
+    fn a_placement_undone_at_once_leaves_the_queue_as_it_was() {
+        let mut q = StackQueue::default();
+        q.admit(slot(1, Some("a")));
+        q.next(false);
+        q.admit(slot(2, Some("b")));
+        let before = q.clone();
+        let superseding = q.place("s", slot(3, Some("c")));
+        assert_eq!(
+            superseding.admit,
+            pending(Some((2, "superseded by commit c (#3)")), false)
+        );
+        assert!(!q.undo(&superseding), "the worker runs already");
+        assert_eq!(q, before);
+        // A duplicate of the pending commit widens its services: undone too.
+        let duplicate = q.place("s", of(4, Some("b"), &["x"]));
+        assert_eq!(
+            duplicate.admit,
+            cancel("the same commit is already queued (#2)", 2)
+        );
+        assert!(!q.undo(&duplicate));
+        assert_eq!(q, before);
+        // The first deploy of an idle stack starts no worker once undone.
+        let mut idle = StackQueue::default();
+        let first = idle.place("s", slot(1, Some("a")));
+        assert!(!idle.undo(&first));
+        assert!(idle.is_idle());
+    }
+
+    #[test]
+    fn a_placement_undone_after_the_queue_moved_keeps_the_superseded_deploy() {
+        // The worker took the deploy before its transaction failed: it is
+        // forgotten, and the one it superseded is pending again.
+        let mut q = StackQueue::default();
+        q.admit(slot(1, Some("a")));
+        q.next(false);
+        q.admit(slot(2, Some("b")));
+        let placed = q.place("s", slot(3, Some("c")));
+        q.finished();
+        assert_eq!(q.next(false), Some(slot(3, Some("c"))));
+        assert!(!q.undo(&placed), "the worker is still serving the stack");
+        q.finished();
+        assert_eq!(q.next(false), Some(slot(2, Some("b"))));
+        // A placement that was to start the stack's worker, undone after
+        // another deploy was admitted behind it (which started none): the
+        // caller starts the worker.
+        let mut q = StackQueue::default();
+        let first = q.place("s", slot(1, Some("a")));
+        assert_eq!(first.admit, pending(None, true));
+        assert_eq!(
+            q.admit(slot(2, Some("b"))),
+            pending(Some((1, "superseded by commit b (#2)")), false)
+        );
+        assert!(q.undo(&first));
+        assert_eq!(q.next(false), Some(slot(2, Some("b"))));
+        // A superseded deploy admitted again to a queue whose worker ended
+        // starts one.
+        let mut q = StackQueue::default();
+        q.admit(slot(1, Some("a")));
+        let placed = q.place("s", slot(2, Some("b")));
+        assert_eq!(q.next(false), Some(slot(2, Some("b"))));
+        q.finished();
+        assert_eq!(q.next(false), None);
+        assert!(q.undo(&placed));
+        assert_eq!(q.next(false), Some(slot(1, Some("a"))));
     }
 
     #[test]

@@ -17,7 +17,11 @@
 //! its own.
 //!
 //! Every state change goes to the journal first; the in-memory queues are
-//! only a cache of it, rebuilt by [`Runner::recover`] at start.
+//! only a cache of it, rebuilt by [`Runner::recover`] at start. A deploy a
+//! delivery queues is placed in its stack's queue inside the journal
+//! transaction that queues it ([`place`]), so that what the queue cancels
+//! is journaled in that transaction; the placement is undone if it does
+//! not commit.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -43,6 +47,7 @@ mod stop;
 pub use stop::{Stop, CANCELLED_REASON, CANCEL_POLL, SHUTDOWN_REASON};
 mod http_action;
 pub use http_action::HTTP_ACTION_CONNECT_TIMEOUT;
+mod place;
 
 /// The parts of a journaled deploy event that the journal's own columns do
 /// not hold (stack, ref, sha, services... are columns of the deploy row).
@@ -65,6 +70,16 @@ enum Outcome {
     Done,
     /// Shutdown closed the permits before it could start: it stays queued.
     Abandoned,
+}
+
+/// The queue's view of `record`.
+fn slot_of(record: &DeployRecord) -> Slot {
+    Slot {
+        id: record.id,
+        sha: record.queued.sha.clone(),
+        services: record.queued.services.clone(),
+        profile: record.queued.profile.clone(),
+    }
 }
 
 /// What happened to a deploy handed to [`Runner::enqueue`].
@@ -288,8 +303,7 @@ impl Runner {
         };
         match self.inner.journal.cancel_queued(id, now_ms(), &detail) {
             Ok(true) => {
-                self.inner.metrics.deploy_state(DeployState::Cancelled);
-                self.notify(id, DeployState::Cancelled, detail.reason.as_deref());
+                self.report_cancel(id, detail.reason.as_deref());
                 true
             }
             Ok(false) => {
@@ -321,12 +335,7 @@ impl Runner {
             self.notify(record.id, DeployState::Queued, None);
             return Enqueued::Queued;
         }
-        let slot = Slot {
-            id: record.id,
-            sha: record.queued.sha.clone(),
-            services: record.queued.services.clone(),
-            profile: record.queued.profile.clone(),
-        };
+        let slot = slot_of(record);
         let admit = |slot: Slot| {
             let mut queues = self.inner.queues.lock().unwrap();
             queues
@@ -641,9 +650,14 @@ impl Runner {
     /// Tells of deploys a claim cancelled.
     fn report_cancelled(&self, cancelled: &[(i64, String)]) {
         for (id, reason) in cancelled {
-            self.inner.metrics.deploy_state(DeployState::Cancelled);
-            self.notify(*id, DeployState::Cancelled, Some(reason));
+            self.report_cancel(*id, Some(reason));
         }
+    }
+
+    /// Tells of queued deploy `id`, journaled `cancelled` for `reason`.
+    fn report_cancel(&self, id: i64, reason: Option<&str>) {
+        self.inner.metrics.deploy_state(DeployState::Cancelled);
+        self.notify(id, DeployState::Cancelled, reason);
     }
 
     /// A stack this runner is handed that its configuration no longer has:

@@ -373,15 +373,16 @@ fn a_late_older_commit_leaves_its_services_to_the_newer_deploy_waiting(store: &S
 fn the_admission_hands_over_exactly_the_deploy_it_queued(store: &Store) {
     let j = store.open();
     let (admitted, queued) = j
-        .admit_deploy_to_run(&deploy(Some("a"), "d1", 1), &commit("a", "x", false))
+        .admit_deploy_to_run(&deploy(Some("a"), "d1", 1), &commit("a", "x", false), None)
         .unwrap();
     let a = new_id(admitted);
     let queued = queued.expect("a new deploy is handed over");
-    assert_eq!(queued.state, DeployState::Queued);
-    assert_eq!(Some(queued), j.deploy(a).unwrap());
+    assert_eq!(queued.placed, None, "no placer, nothing placed");
+    assert_eq!(queued.record.state, DeployState::Queued);
+    assert_eq!(Some(queued.record), j.deploy(a).unwrap());
     // The same delivery id again: a duplicate, nothing to run.
     let (admitted, queued) = j
-        .admit_deploy_to_run(&deploy(Some("a"), "d1", 2), &commit("a", "x", false))
+        .admit_deploy_to_run(&deploy(Some("a"), "d1", 2), &commit("a", "x", false), None)
         .unwrap();
     assert_eq!(admitted, Admitted::Inserted(Inserted::Duplicate(a)));
     assert_eq!(queued, None);
@@ -397,26 +398,27 @@ fn the_admission_hands_over_exactly_the_deploy_it_queued(store: &Store) {
         ..commit("b", "a", false)
     };
     let (admitted, queued) = j
-        .admit_deploy_to_run(&deploy(Some("b"), "d2", 3), &request)
+        .admit_deploy_to_run(&deploy(Some("b"), "d2", 3), &request, None)
         .unwrap();
     let Admitted::Requested { deploy_id: b, .. } = admitted else {
         panic!("{admitted:?}")
     };
+    let queued = queued.map(|q| q.record);
     assert_eq!(queued.as_ref().map(|r| r.id), Some(b));
     assert_eq!(queued, j.deploy(b).unwrap());
     // The older commit again: recorded cancelled at once, nothing to run.
     let (admitted, queued) = j
-        .admit_deploy_to_run(&deploy(Some("a"), "d3", 4), &commit("a", "x", false))
+        .admit_deploy_to_run(&deploy(Some("a"), "d3", 4), &commit("a", "x", false), None)
         .unwrap();
     assert!(matches!(admitted, Admitted::Older { .. }), "{admitted:?}");
     assert_eq!(queued, None);
     // A replayed delivery without an id: nothing to run the second time.
     let mut registry = deploy(None, "", 5);
     registry.delivery_id = None;
-    let (admitted, queued) = j.admit_deploy_to_run(&registry, &replay(5)).unwrap();
+    let (admitted, queued) = j.admit_deploy_to_run(&registry, &replay(5), None).unwrap();
     let first = new_id(admitted);
-    assert_eq!(queued, j.deploy(first).unwrap());
-    let (admitted, queued) = j.admit_deploy_to_run(&registry, &replay(6)).unwrap();
+    assert_eq!(queued.map(|q| q.record), j.deploy(first).unwrap());
+    let (admitted, queued) = j.admit_deploy_to_run(&registry, &replay(6), None).unwrap();
     assert!(
         matches!(admitted, Admitted::Replayed { .. }),
         "{admitted:?}"

@@ -16,6 +16,7 @@ mod leases;
 mod logs;
 mod notices;
 mod outbox;
+mod placement;
 mod request_fallback;
 mod retention;
 mod schema;

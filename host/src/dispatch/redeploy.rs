@@ -91,7 +91,10 @@ impl Dispatcher {
             "redeploy_of": deploy_id,
         });
         let mut accepted = false;
-        match self.journal.admit_deploy_to_run(&new, &admission) {
+        match self
+            .journal
+            .admit_deploy_to_run(&new, &admission, self.sink.placer())
+        {
             // A redeploy asks GitHub for no deployment: never `Requested`.
             Ok((
                 Admitted::Inserted(Inserted::New(id)) | Admitted::Requested { deploy_id: id, .. },

@@ -10,12 +10,13 @@
 //! it reports to (a stack with `wait_for_event = false`), so a deploy that
 //! runs is always reported.
 
-use super::claim::Superseded;
+use super::claim::{cancel_one, Superseded};
 use super::github::{insert_request_in, DeploymentRequestClaim};
 use super::sql::{args, DbError, Sql};
 use super::{apply_transition, insert_deploy_in, DeployState, Inserted, Journal, JournalError};
 use super::{select_deploy, DeployRecord, NewDeploy, TransitionDetail};
 use crate::commit_order::{self, Candidate, Head, Known, Verdict};
+use crate::queue::{Admit, Placement};
 
 /// A delivery's replay key, to claim with its deploy.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -135,6 +136,57 @@ pub enum Admitted {
     },
 }
 
+/// The runner's queue policy ([`crate::queue`]), asked inside the
+/// transaction of [`Journal::admit_deploy_to_run`] what becomes of the
+/// deploy it just queued, so that a cancellation the policy decides (the
+/// deploy itself, a duplicate of one pending or running; or the deploy
+/// pending before it, which it supersedes) is journaled with the
+/// admission, in one commit that waits for the disk once, rather than in a
+/// second transaction of its own after it. It runs with the journal's
+/// write lock held: it may lock the runner's queues, which no code holds
+/// while it calls the journal, and nothing else.
+pub trait Placer: Sync {
+    /// Admits `record` (just queued) to its stack's queue, and returns
+    /// what the queue decided; `None` when this placer does not place it
+    /// here (the caller hands it over after the commit, as any deploy:
+    /// [`crate::runner::Runner::enqueue`]), and then the queue is as it
+    /// was. `cancelled(id)`: whether deploy `id` is cancelled, or being
+    /// cancelled, as the transaction sees the journal.
+    fn place(
+        &self,
+        record: &DeployRecord,
+        cancelled: &mut dyn FnMut(i64) -> bool,
+    ) -> Option<Placement>;
+
+    /// Undoes `placement`, whose transaction did not commit
+    /// ([`crate::queue::StackQueue::undo`]).
+    fn unplace(&self, placement: Placement);
+}
+
+/// A deploy [`Journal::admit_deploy_to_run`] queued, for the runner.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ToRun {
+    /// The deploy as the admission's transaction left it (before what
+    /// [`ToRun::placed`] cancelled).
+    pub record: DeployRecord,
+    /// What its stack's queue decided in that transaction, if a
+    /// [`Placer`] placed it.
+    pub placed: Option<Placed>,
+}
+
+/// What a [`Placer`] decided in an admission's transaction, and what the
+/// journal did of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placed {
+    /// The queue's decision ([`Admit::Cancel`]: the deploy is journaled
+    /// `cancelled`).
+    pub placement: Placement,
+    /// With [`Admit::Pending`], whether the deploy it superseded was still
+    /// queued, and is now journaled `cancelled` (an operator may have
+    /// cancelled it first).
+    pub superseded_cancelled: bool,
+}
+
 impl Journal {
     /// Inserts a queued deploy unless its delivery was seen before (same
     /// delivery id, or same replay key within its window) or its commit is
@@ -162,20 +214,42 @@ impl Journal {
     /// trip inside the write lock instead of one on a pooled connection
     /// after it (the deploy path measured the same either way: BENCHMARKS.md,
     /// part 5, fourteenth pass).
+    ///
+    /// With a `placer`, the deploy is also placed in its stack's queue in
+    /// that transaction, and what the queue cancels is journaled there
+    /// ([`Placer`]); should the transaction not commit, the placement is
+    /// undone.
     pub fn admit_deploy_to_run(
         &self,
         d: &NewDeploy,
         admission: &Admission,
-    ) -> Result<(Admitted, Option<DeployRecord>), JournalError> {
-        self.write("admit deploy", |sql| {
+        placer: Option<&dyn Placer>,
+    ) -> Result<(Admitted, Option<ToRun>), JournalError> {
+        // What the placer did, to undo should the transaction not commit.
+        let placing = std::sync::Mutex::new(None);
+        let outcome = self.write("admit deploy", |sql| {
             let admitted = admit(sql, d, admission)?;
-            let queued = match admitted {
+            let record = match admitted {
                 Admitted::Inserted(Inserted::New(id))
                 | Admitted::Requested { deploy_id: id, .. } => select_deploy(sql, id)?,
                 _ => None,
             };
-            Ok((admitted, queued))
-        })
+            let Some(record) = record else {
+                return Ok((admitted, None));
+            };
+            let placed = match placer {
+                Some(placer) => place(sql, placer, &record, &placing)?,
+                None => None,
+            };
+            Ok((admitted, Some(ToRun { record, placed })))
+        });
+        if outcome.is_err() {
+            let placed = placing.into_inner().unwrap_or_else(|e| e.into_inner());
+            if let (Some(placer), Some(placement)) = (placer, placed) {
+                placer.unplace(placement);
+            }
+        }
+        outcome
     }
 
     /// Whether `d`'s delivery was admitted before (its delivery id has a
@@ -214,6 +288,72 @@ impl Journal {
     pub fn head_commit(&self, stack: &str) -> Result<Option<Head>, JournalError> {
         self.read("read head commit", |sql| head(sql, stack))
     }
+}
+
+/// Asks `placer` to place `record` (just queued) in its stack's queue, and
+/// journals what the queue cancels, in the caller's transaction; the
+/// placement is kept in `placing` as soon as it is made, for the caller to
+/// undo should the transaction not commit.
+fn place(
+    sql: &mut dyn Sql,
+    placer: &dyn Placer,
+    record: &DeployRecord,
+    placing: &std::sync::Mutex<Option<Placement>>,
+) -> Result<Option<Placed>, DbError> {
+    let mut failed = None;
+    let placement = placer.place(record, &mut |id| {
+        // A read that fails counts as cancelled: the queue then places
+        // nothing, and the error fails the transaction.
+        super::cancel::cancelled_or_cancelling(sql, id).unwrap_or_else(|e| {
+            failed.get_or_insert(e);
+            true
+        })
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let Some(placement) = placement else {
+        return Ok(None);
+    };
+    *placing.lock().unwrap_or_else(|e| e.into_inner()) = Some(placement.clone());
+    let at_ms = super::now_ms();
+    let superseded_cancelled = match &placement.admit {
+        Admit::Cancel { reason, because_of } => {
+            let detail = TransitionDetail {
+                reason: Some(reason.clone()),
+                superseded_by: Some(*because_of),
+                ..TransitionDetail::default()
+            };
+            // Queued by this very transaction, as `record` says: the deploy
+            // it is cancelled for, still queued, redeploys its services.
+            apply_transition(sql, record.id, DeployState::Cancelled, at_ms, &detail)?;
+            let superseded = Superseded {
+                services: record.queued.services.clone(),
+                profile: record.queued.profile.clone(),
+            };
+            super::claim::widen_services(sql, *because_of, &[superseded])?;
+            false
+        }
+        Admit::Pending {
+            superseded: Some((pending, reason)),
+            ..
+        } => {
+            let detail = TransitionDetail {
+                reason: Some(reason.clone()),
+                superseded_by: Some(record.id),
+                ..TransitionDetail::default()
+            };
+            cancel_one(sql, *pending, at_ms, &detail)?
+        }
+        Admit::Pending {
+            superseded: None, ..
+        }
+        | Admit::Known => false,
+    };
+    Ok(Some(Placed {
+        placement,
+        superseded_cancelled,
+    }))
 }
 
 /// [`Journal::admit_deploy`] inside its transaction.

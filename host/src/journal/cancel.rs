@@ -4,7 +4,7 @@
 //! it while the deploy runs ([`crate::runner`]), stops its processes and
 //! records it `cancelled`.
 
-use super::sql::args;
+use super::sql::{args, DbError, Sql};
 use super::{apply_transition, DeployState, Journal, JournalError, TransitionDetail};
 
 /// What [`Journal::cancel_deploy`] did.
@@ -65,13 +65,7 @@ impl Journal {
     /// to cancel it (it may still be stopping).
     pub fn cancelled_or_cancelling(&self, id: i64) -> Result<bool, JournalError> {
         self.read("read a cancel request", |sql| {
-            Ok(sql
-                .query_opt(
-                    "SELECT 1 FROM deploys WHERE id = ?1
-                     AND (state = ?2 OR (state = ?3 AND cancel_requested IS NOT NULL))",
-                    args![id, DeployState::Cancelled, DeployState::Started],
-                )?
-                .is_some())
+            cancelled_or_cancelling(sql, id)
         })
     }
 
@@ -88,4 +82,15 @@ impl Journal {
                 .flatten())
         })
     }
+}
+
+/// [`Journal::cancelled_or_cancelling`] in the caller's transaction.
+pub(super) fn cancelled_or_cancelling(sql: &mut dyn Sql, id: i64) -> Result<bool, DbError> {
+    Ok(sql
+        .query_opt(
+            "SELECT 1 FROM deploys WHERE id = ?1
+             AND (state = ?2 OR (state = ?3 AND cancel_requested IS NOT NULL))",
+            args![id, DeployState::Cancelled, DeployState::Started],
+        )?
+        .is_some())
 }
