@@ -271,11 +271,26 @@ impl Journal {
         op: &'static str,
         f: impl FnOnce(&mut dyn Sql) -> Result<R, DbError> + Send,
     ) -> Result<R, JournalError> {
+        self.commit_or_undo(commit, op, f, || {})
+    }
+
+    /// [`Journal::commit`], running `undo` if the transaction does not
+    /// commit: on SQLite before any other write can begin
+    /// ([`sqlite::Db::write_or_undo`]); on PostgreSQL after a call that
+    /// failed (which, its `COMMIT` sent, may have committed after all: no
+    /// caller passes an `undo` there).
+    fn commit_or_undo<R: Send>(
+        &self,
+        commit: Commit,
+        op: &'static str,
+        f: impl FnOnce(&mut dyn Sql) -> Result<R, DbError> + Send,
+        undo: impl FnOnce() + Send,
+    ) -> Result<R, JournalError> {
         tracing::trace!(op, ?commit, "journal write");
         let started = std::time::Instant::now();
         let outcome = match &self.backend {
-            Backend::Sqlite(db) => db.write(commit, f),
-            Backend::Postgres(db) => db.write(commit, f),
+            Backend::Sqlite(db) => db.write_or_undo(commit, f, undo),
+            Backend::Postgres(db) => db.write(commit, f).inspect_err(|_| undo()),
         };
         self.timed("write", started);
         outcome.map_err(|source| JournalError::database(&self.location, op, source))

@@ -265,11 +265,13 @@ impl StackQueue {
     /// all (its transaction did not commit). Unchanged since, the queue is
     /// as it was before. Changed since (a worker took the deploy, or
     /// another was admitted behind it), the deploy is dropped, pending or
-    /// running (a worker that took it finds nothing to run), and the
-    /// deploy it superseded is admitted again, so that it still runs.
-    /// True when the caller must start a worker for the stack: this
-    /// placement was to start one, or the superseded deploy's admission
-    /// is.
+    /// running (a worker that took it finds nothing to run); the deploy it
+    /// was cancelled for gets back the services it had before; and the
+    /// deploy it superseded is admitted again, so that it runs unless the
+    /// queue now holds a newer one (whose claim then cancels it in the
+    /// journal). True when the caller must start a worker for the stack:
+    /// this placement was to start one, or the superseded deploy's
+    /// admission is.
     pub fn undo(&mut self, placement: &Placement) -> bool {
         if *self == placement.after {
             *self = placement.before.clone();
@@ -282,12 +284,29 @@ impl StackQueue {
         if is_it(&self.running) {
             self.running = None;
         }
-        let Admit::Pending {
-            superseded,
-            start_worker,
-        } = &placement.admit
-        else {
-            return false;
+        let (superseded, start_worker) = match &placement.admit {
+            Admit::Pending {
+                superseded,
+                start_worker,
+            } => (superseded, *start_worker),
+            Admit::Cancel { because_of, .. } => {
+                let find = |q: &StackQueue| {
+                    [&q.running, &q.pending]
+                        .into_iter()
+                        .flatten()
+                        .find(|slot| slot.id == *because_of)
+                        .map(|slot| slot.services.clone())
+                };
+                let widened = [&mut self.running, &mut self.pending]
+                    .into_iter()
+                    .flatten()
+                    .find(|slot| slot.id == *because_of);
+                if let (Some(slot), Some(services)) = (widened, find(&placement.before)) {
+                    slot.services = services;
+                }
+                return false;
+            }
+            Admit::Known => return false,
         };
         let superseded = superseded.as_ref().and_then(|(id, _)| {
             placement
@@ -297,7 +316,7 @@ impl StackQueue {
                 .filter(|slot| slot.id == *id)
         });
         let again = superseded.map(|slot| self.admit(slot));
-        *start_worker
+        start_worker
             || matches!(
                 again,
                 Some(Admit::Pending {
@@ -580,6 +599,26 @@ mod tests {
         assert_eq!(q.next(false), None);
         assert!(q.undo(&placed));
         assert_eq!(q.next(false), Some(slot(1, Some("a"))));
+    }
+
+    #[test]
+    fn a_duplicate_undone_after_the_queue_moved_takes_back_its_services() {
+        let mut q = StackQueue::default();
+        q.admit(slot(1, Some("a")));
+        q.next(false);
+        q.admit(of(2, Some("b"), &["web"]));
+        let duplicate = q.place("s", of(3, Some("b"), &["cron"]));
+        assert_eq!(
+            duplicate.admit,
+            cancel("the same commit is already queued (#2)", 2)
+        );
+        // The worker takes #2, widened, before the transaction fails.
+        q.finished();
+        assert_eq!(q.next(false), Some(of(2, Some("b"), &["web", "cron"])));
+        assert!(!q.undo(&duplicate));
+        // #2 no longer counts as deploying "cron": that commit again, for
+        // it, is no duplicate.
+        assert_eq!(q.admit(of(4, Some("b"), &["cron"])), pending(None, false));
     }
 
     #[test]

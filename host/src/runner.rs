@@ -19,9 +19,9 @@
 //! Every state change goes to the journal first; the in-memory queues are
 //! only a cache of it, rebuilt by [`Runner::recover`] at start. A deploy a
 //! delivery queues is placed in its stack's queue inside the journal
-//! transaction that queues it ([`place`]), so that what the queue cancels
-//! is journaled in that transaction; the placement is undone if it does
-//! not commit.
+//! transaction that queues it, on SQLite ([`place`]), so that what the
+//! queue cancels is journaled in that transaction; the placement is undone
+//! if it does not commit.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -346,15 +346,18 @@ impl Runner {
         let mut admitted = admit(slot.clone());
         // The deploy this one would be cancelled for may have been
         // cancelled meanwhile (by an operator, maybe through another
-        // replica, whose queue forgot it while this one's did not): then
-        // it is no reason. Both the pending and the running one may be.
+        // replica, whose queue forgot it while this one's did not), or
+        // be one whose admission did not commit (placed in the queue inside
+        // that transaction, `place`, and not yet undone when this queue
+        // was asked): then it is no reason. Both the pending and the
+        // running one may be.
         for _ in 0..2 {
             let Admit::Cancel { because_of, .. } = admitted else {
                 break;
             };
             let left_to_claim = self.shares_journal() && because_of > record.id;
             let journal = &self.inner.journal;
-            if left_to_claim || !journal.cancelled_or_cancelling(because_of).unwrap_or(false) {
+            if left_to_claim || !journal.gone_or_cancelling(because_of).unwrap_or(false) {
                 break;
             }
             for queue in self.inner.queues.lock().unwrap().values_mut() {

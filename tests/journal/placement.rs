@@ -138,7 +138,52 @@ fn the_admission_journals_what_the_queue_cancels(store: &Store) {
         j.deploy(fourth).unwrap().unwrap().state,
         DeployState::Queued
     );
+    // A newer commit supersedes it in the queue, and finds it already
+    // cancelled in the journal: nothing more is cancelled.
+    let (fifth, p) = admit(&j, &placer, &deploy(Some("c"), "d5", 6), "b");
+    let reason = format!("superseded by commit c (#{fifth})");
+    let superseding = Admit::Pending {
+        superseded: Some((second, reason)),
+        start_worker: false,
+    };
+    assert_eq!(decided(p), (superseding, false));
+    let operator = j.deploy(second).unwrap().unwrap();
+    assert_eq!(operator.detail.as_deref(), Some("by an operator"));
+    assert_eq!(operator.superseded_by, None);
     assert!(placer.undone.lock().unwrap().is_empty());
+}
+
+/// Nothing is placed on PostgreSQL: a pooled reader could look for a
+/// placed deploy before its transaction commits.
+fn nothing_is_placed(store: &Store) {
+    let j = store.open();
+    let placer = OneQueue::default();
+    let d = deploy(Some("a"), "d1", 1);
+    let (_, queued) = j
+        .admit_deploy_to_run(&d, &commit("a", "x", false), Some(&placer))
+        .unwrap();
+    assert_eq!(queued.unwrap().placed, None);
+    assert_eq!(*placer.queue.lock().unwrap(), StackQueue::default());
+}
+
+/// A deploy the journal does not hold, or holds cancelled or being
+/// cancelled, is no reason to cancel another for; one queued or running is.
+fn a_deploy_gone_or_cancelled_is_no_reason_to_cancel_for(store: &Store) {
+    let j = store.open();
+    let (_, queued) = j
+        .admit_deploy_to_run(&deploy(Some("a"), "d1", 1), &commit("a", "x", false), None)
+        .unwrap();
+    let id = queued.unwrap().record.id;
+    assert!(!j.gone_or_cancelling(id).unwrap(), "queued");
+    assert!(j.gone_or_cancelling(id + 1).unwrap(), "never admitted");
+    j.transition(id, DeployState::Started, 2, &TransitionDetail::default())
+        .unwrap();
+    assert!(!j.gone_or_cancelling(id).unwrap(), "running");
+    assert_eq!(
+        j.cancel_deploy(id, "stop", 3).unwrap(),
+        CancelOutcome::Requested
+    );
+    assert!(j.gone_or_cancelling(id).unwrap(), "being cancelled");
 }
 
 /// An admission whose transaction fails after its deploy was placed (a
@@ -170,7 +215,24 @@ fn a_placement_whose_admission_fails_is_undone(store: &Store) {
     );
 }
 
-super::on_both_backends!(
-    the_admission_journals_what_the_queue_cancels,
-    a_placement_whose_admission_fails_is_undone,
-);
+/// Placement is SQLite's alone.
+mod sqlite {
+    use super::super::Store;
+
+    #[test]
+    fn the_admission_journals_what_the_queue_cancels() {
+        super::the_admission_journals_what_the_queue_cancels(&Store::sqlite("placed"));
+    }
+
+    #[test]
+    fn a_placement_whose_admission_fails_is_undone() {
+        super::a_placement_whose_admission_fails_is_undone(&Store::sqlite("unplaced"));
+    }
+}
+
+#[test]
+fn nothing_is_placed_on_postgres() {
+    nothing_is_placed(&Store::postgres("not-placed"));
+}
+
+super::on_both_backends!(a_deploy_gone_or_cancelled_is_no_reason_to_cancel_for);

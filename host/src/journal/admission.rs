@@ -12,8 +12,10 @@
 
 use super::claim::{cancel_one, Superseded};
 use super::github::{insert_request_in, DeploymentRequestClaim};
-use super::sql::{args, DbError, Sql};
-use super::{apply_transition, insert_deploy_in, DeployState, Inserted, Journal, JournalError};
+use super::sql::{args, Commit, DbError, Sql};
+use super::{
+    apply_transition, insert_deploy_in, Backend, DeployState, Inserted, Journal, JournalError,
+};
 use super::{select_deploy, DeployRecord, NewDeploy, TransitionDetail};
 use crate::commit_order::{self, Candidate, Head, Known, Verdict};
 use crate::queue::{Admit, Placement};
@@ -137,8 +139,8 @@ pub enum Admitted {
 }
 
 /// The runner's queue policy ([`crate::queue`]), asked inside the
-/// transaction of [`Journal::admit_deploy_to_run`] what becomes of the
-/// deploy it just queued, so that a cancellation the policy decides (the
+/// transaction of [`Journal::admit_deploy_to_run`] (on SQLite only) what
+/// becomes of the deploy it just queued, so that a cancellation the policy decides (the
 /// deploy itself, a duplicate of one pending or running; or the deploy
 /// pending before it, which it supersedes) is journaled with the
 /// admission, in one commit that waits for the disk once, rather than in a
@@ -159,7 +161,8 @@ pub trait Placer: Sync {
     ) -> Option<Placement>;
 
     /// Undoes `placement`, whose transaction did not commit
-    /// ([`crate::queue::StackQueue::undo`]).
+    /// ([`crate::queue::StackQueue::undo`]); called with the journal's
+    /// connection still held, maybe while a panic unwinds.
     fn unplace(&self, placement: Placement);
 }
 
@@ -215,41 +218,53 @@ impl Journal {
     /// after it (the deploy path measured the same either way: BENCHMARKS.md,
     /// part 5, fourteenth pass).
     ///
-    /// With a `placer`, the deploy is also placed in its stack's queue in
-    /// that transaction, and what the queue cancels is journaled there
-    /// ([`Placer`]); should the transaction not commit, the placement is
-    /// undone.
+    /// With a `placer`, on SQLite, the deploy is also placed in its stack's
+    /// queue in that transaction, and what the queue cancels is journaled
+    /// there ([`Placer`]); should the transaction not commit, the placement
+    /// is undone before the journal's connection is released. On
+    /// PostgreSQL nothing is placed.
     pub fn admit_deploy_to_run(
         &self,
         d: &NewDeploy,
         admission: &Admission,
         placer: Option<&dyn Placer>,
     ) -> Result<(Admitted, Option<ToRun>), JournalError> {
+        // Only where a reader of the journal shares the writer's one
+        // connection, so that a worker that takes the deploy from its queue
+        // before the commit cannot look for it in the journal until the
+        // transaction has ended, and then finds it queued (or, if it rolled
+        // back, absent, its placement undone before anything else was
+        // written).
+        let placer = placer.filter(|_| matches!(self.backend, Backend::Sqlite(_)));
         // What the placer did, to undo should the transaction not commit.
         let placing = std::sync::Mutex::new(None);
-        let outcome = self.write("admit deploy", |sql| {
-            let admitted = admit(sql, d, admission)?;
-            let record = match admitted {
-                Admitted::Inserted(Inserted::New(id))
-                | Admitted::Requested { deploy_id: id, .. } => select_deploy(sql, id)?,
-                _ => None,
-            };
-            let Some(record) = record else {
-                return Ok((admitted, None));
-            };
-            let placed = match placer {
-                Some(placer) => place(sql, placer, &record, &placing)?,
-                None => None,
-            };
-            Ok((admitted, Some(ToRun { record, placed })))
-        });
-        if outcome.is_err() {
-            let placed = placing.into_inner().unwrap_or_else(|e| e.into_inner());
+        let undo = || {
+            let placed = placing.lock().unwrap_or_else(|e| e.into_inner()).take();
             if let (Some(placer), Some(placement)) = (placer, placed) {
                 placer.unplace(placement);
             }
-        }
-        outcome
+        };
+        self.commit_or_undo(
+            Commit::Exclusive,
+            "admit deploy",
+            |sql| {
+                let admitted = admit(sql, d, admission)?;
+                let record = match admitted {
+                    Admitted::Inserted(Inserted::New(id))
+                    | Admitted::Requested { deploy_id: id, .. } => select_deploy(sql, id)?,
+                    _ => None,
+                };
+                let Some(record) = record else {
+                    return Ok((admitted, None));
+                };
+                let placed = match placer {
+                    Some(placer) => place(sql, placer, &record, &placing)?,
+                    None => None,
+                };
+                Ok((admitted, Some(ToRun { record, placed })))
+            },
+            undo,
+        )
     }
 
     /// Whether `d`'s delivery was admitted before (its delivery id has a
@@ -304,18 +319,19 @@ fn place(
     let placement = placer.place(record, &mut |id| {
         // A read that fails counts as cancelled: the queue then places
         // nothing, and the error fails the transaction.
-        super::cancel::cancelled_or_cancelling(sql, id).unwrap_or_else(|e| {
+        super::cancel::gone_or_cancelling(sql, id).unwrap_or_else(|e| {
             failed.get_or_insert(e);
             true
         })
     });
+    // Kept first, so that whatever fails after is undone.
+    *placing.lock().unwrap_or_else(|e| e.into_inner()) = placement.clone();
     if let Some(e) = failed {
         return Err(e);
     }
     let Some(placement) = placement else {
         return Ok(None);
     };
-    *placing.lock().unwrap_or_else(|e| e.into_inner()) = Some(placement.clone());
     let at_ms = super::now_ms();
     let superseded_cancelled = match &placement.admit {
         Admit::Cancel { reason, because_of } => {

@@ -61,12 +61,13 @@ impl Journal {
         })
     }
 
-    /// Whether deploy `id` is cancelled, or runs with an operator's request
-    /// to cancel it (it may still be stopping).
-    pub fn cancelled_or_cancelling(&self, id: i64) -> Result<bool, JournalError> {
-        self.read("read a cancel request", |sql| {
-            cancelled_or_cancelling(sql, id)
-        })
+    /// Whether deploy `id` is no reason to cancel another for: it is
+    /// cancelled, or runs with an operator's request to cancel it (it may
+    /// still be stopping), or the journal holds no such deploy (a queue
+    /// may hold one whose admission did not commit, until it is undone:
+    /// [`crate::queue::StackQueue::undo`]).
+    pub fn gone_or_cancelling(&self, id: i64) -> Result<bool, JournalError> {
+        self.read("read a cancel request", |sql| gone_or_cancelling(sql, id))
     }
 
     /// Why deploy `id` is to be cancelled, if an operator asked.
@@ -84,13 +85,13 @@ impl Journal {
     }
 }
 
-/// [`Journal::cancelled_or_cancelling`] in the caller's transaction.
-pub(super) fn cancelled_or_cancelling(sql: &mut dyn Sql, id: i64) -> Result<bool, DbError> {
+/// [`Journal::gone_or_cancelling`] in the caller's transaction.
+pub(super) fn gone_or_cancelling(sql: &mut dyn Sql, id: i64) -> Result<bool, DbError> {
     Ok(sql
         .query_opt(
             "SELECT 1 FROM deploys WHERE id = ?1
-             AND (state = ?2 OR (state = ?3 AND cancel_requested IS NOT NULL))",
+             AND state <> ?2 AND NOT (state = ?3 AND cancel_requested IS NOT NULL)",
             args![id, DeployState::Cancelled, DeployState::Started],
         )?
-        .is_some())
+        .is_none())
 }

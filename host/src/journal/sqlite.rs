@@ -231,10 +231,23 @@ impl Db {
         commit: Commit,
         f: impl FnOnce(&mut dyn Sql) -> Result<R, DbError>,
     ) -> Result<R, DbError> {
+        self.write_or_undo(commit, f, || {})
+    }
+
+    /// [`Db::write`], running `undo` if the transaction does not commit
+    /// (`f` fails or panics, or the commit fails), after its rollback and
+    /// before the connection is released: no other write (which could be
+    /// given the rolled-back rows' ids again) sees the journal in between.
+    pub fn write_or_undo<R>(
+        &self,
+        commit: Commit,
+        f: impl FnOnce(&mut dyn Sql) -> Result<R, DbError>,
+        undo: impl FnOnce(),
+    ) -> Result<R, DbError> {
         if commit.waits_for_disk() {
-            off_worker(|| self.write_here(commit, f))
+            off_worker(|| self.write_here(commit, f, undo))
         } else {
-            self.write_here(commit, f)
+            self.write_here(commit, f, undo)
         }
     }
 
@@ -242,12 +255,17 @@ impl Db {
         &self,
         commit: Commit,
         f: impl FnOnce(&mut dyn Sql) -> Result<R, DbError>,
+        undo: impl FnOnce(),
     ) -> Result<R, DbError> {
         let mut conn = self.lock();
+        // Dropped after the transaction and before the connection: an
+        // early return or a panic rolls back, then undoes.
+        let mut undo = OnDrop(Some(undo));
         // A panic in `f` drops the transaction, which rolls it back.
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let value = f(&mut Tx { conn: &tx })?;
         tx.commit()?;
+        undo.0 = None;
         if let Some(checkpointer) = &self.checkpointer {
             checkpointer.written();
         }
@@ -306,6 +324,17 @@ fn off_worker<R>(f: impl FnOnce() -> R) -> R {
     match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
         _ => f(),
+    }
+}
+
+/// Runs its function when dropped, unless taken out first.
+struct OnDrop<F: FnOnce()>(Option<F>);
+
+impl<F: FnOnce()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
     }
 }
 

@@ -5,10 +5,13 @@
 //! waits for the disk once instead of twice (BENCHMARKS.md, part 5,
 //! fifteenth pass).
 //!
-//! On a journal replicas share (PostgreSQL) nothing is placed there: the stack's next
-//! claim cancels superseded deploys ([`crate::journal::Journal::claim_and_start`]),
-//! and a deploy handed over after the commit ([`Runner::enqueue`]) is
-//! judged by a queue that may not hold every replica's deploys.
+//! On PostgreSQL nothing is placed there: a deploy is handed over after
+//! the commit ([`Runner::enqueue`]), judged by a queue that may not hold
+//! every replica's deploys, and the stack's next claim cancels the deploys
+//! a newer one superseded
+//! ([`crate::journal::Journal::claim_and_start`]). Deploys handed over
+//! otherwise (recovery at start, the GitHub deployment fallback) go
+//! through [`Runner::enqueue`] on SQLite too.
 
 use super::{slot_of, Enqueued, Runner};
 use crate::journal::{DeployRecord, DeployState, Placed, Placer};
@@ -20,16 +23,10 @@ impl Placer for Runner {
         record: &DeployRecord,
         cancelled: &mut dyn FnMut(i64) -> bool,
     ) -> Option<Placement> {
-        // Only on a journal of one machine (SQLite), whose readers share
-        // the writer's one connection: a worker that takes the deploy from
-        // the queue before the transaction commits cannot read the journal
-        // until it has (and then finds the deploy queued, or none at all
-        // if it rolled back, which `unplace` mends).
-        let one_machine = matches!(
-            self.inner.locks.get(),
-            Some(crate::supervise::Locks::Files(_))
-        );
-        if !one_machine || !self.runs_deploys() {
+        // The journal asks only on SQLite (whose readers share the
+        // writer's one connection: see `Journal::admit_deploy_to_run`);
+        // stack locks that are leases would mean replicas share it.
+        if self.shares_journal() || !self.runs_deploys() {
             return None;
         }
         let stack = &record.queued.stack;
@@ -52,11 +49,13 @@ impl Placer for Runner {
     }
 
     fn unplace(&self, placement: Placement) {
+        // Maybe while a panic unwinds: a poisoned lock is taken anyway (the
+        // queues are plain data, each change made whole under the lock).
         let start_worker = self
             .inner
             .queues
             .lock()
-            .unwrap()
+            .unwrap_or_else(|e| e.into_inner())
             .get_mut(&placement.stack)
             .is_some_and(|queue| queue.undo(&placement));
         if start_worker {
