@@ -140,9 +140,9 @@ pub enum Admitted {
 
 /// The runner's queue policy ([`crate::queue`]), asked inside the
 /// transaction of [`Journal::admit_deploy_to_run`] (on SQLite only) what
-/// becomes of the deploy it just queued, so that a cancellation the policy decides (the
-/// deploy itself, a duplicate of one pending or running; or the deploy
-/// pending before it, which it supersedes) is journaled with the
+/// becomes of the deploy it just queued, so that a cancellation the policy
+/// decides (the deploy itself, a duplicate of one pending or running; or
+/// the deploy pending before it, which it supersedes) is journaled with the
 /// admission, in one commit that waits for the disk once, rather than in a
 /// second transaction of its own after it. It runs with the journal's
 /// write lock held: it may lock the runner's queues, which no code holds
@@ -152,8 +152,9 @@ pub trait Placer: Sync {
     /// what the queue decided; `None` when this placer does not place it
     /// here (the caller hands it over after the commit, as any deploy:
     /// [`crate::runner::Runner::enqueue`]), and then the queue is as it
-    /// was. `cancelled(id)`: whether deploy `id` is cancelled, or being
-    /// cancelled, as the transaction sees the journal.
+    /// was. `cancelled(id)`: whether deploy `id` is no reason to cancel
+    /// another for, as the transaction sees the journal: cancelled, being
+    /// cancelled, or not there at all ([`Journal::gone_or_cancelling`]).
     fn place(
         &self,
         record: &DeployRecord,
