@@ -38,6 +38,19 @@ pub const TIMED_OUT_REASON: &str = "timed out after ";
 /// PostgreSQL.
 pub const FAN_OUT_MARK_IDS: usize = 32;
 
+/// Notifications being sent that one clause of
+/// [`Journal::give_up_notifications`] spares (`id NOT IN (...)`, one clause
+/// per this many): always this many ids, the last repeated to fill it, so
+/// that the statement's text depends only on how many clauses it has, and
+/// a connection's statement cache (unbounded on PostgreSQL) holds few.
+pub const SPARED_IDS_PER_CLAUSE: usize = 32;
+
+/// `ids` (not empty) as `width` values: the last repeated to fill them.
+fn padded(ids: &[i64], width: usize) -> impl Iterator<Item = Value> + '_ {
+    let last = ids.last().copied().unwrap_or_default();
+    (0..width).map(move |i| Value::Int(ids.get(i).copied().unwrap_or(last)))
+}
+
 /// `UPDATE notices ... WHERE id IN (...)` with [`FAN_OUT_MARK_IDS`] ids
 /// from `?2` on, and the time at `?1`.
 static FAN_OUT_MARK: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
@@ -252,12 +265,9 @@ impl Journal {
             // Exactly the notices read above: one written meanwhile by a
             // transaction that holds no write lock is left for the next pass.
             for ids in fanned_out.chunks(FAN_OUT_MARK_IDS) {
-                let last = ids[ids.len() - 1];
                 let mut values = Vec::with_capacity(FAN_OUT_MARK_IDS + 1);
                 values.push(Value::Int(at_ms));
-                values.extend(
-                    (0..FAN_OUT_MARK_IDS).map(|i| Value::Int(*ids.get(i).unwrap_or(&last))),
-                );
+                values.extend(padded(ids, FAN_OUT_MARK_IDS));
                 sql.execute(&FAN_OUT_MARK, &values)?;
             }
             Ok(Some(notices.len()))
@@ -419,13 +429,18 @@ impl Journal {
         sending: &[i64],
         at_ms: i64,
     ) -> Result<u64, JournalError> {
-        // The ids are numbers this process holds, written in the text.
-        let spared = if sending.is_empty() {
-            String::new()
-        } else {
-            let ids: Vec<String> = sending.iter().map(i64::to_string).collect();
-            format!(" AND id NOT IN ({})", ids.join(", "))
-        };
+        // The ids are parameters from `?4` on, a clause per
+        // SPARED_IDS_PER_CLAUSE: one statement text per number of clauses.
+        let mut values = args![channel, before_ms, at_ms].to_vec();
+        let mut spared = String::new();
+        for ids in sending.chunks(SPARED_IDS_PER_CLAUSE) {
+            let from = values.len() + 1;
+            let marks: Vec<String> = (from..from + SPARED_IDS_PER_CLAUSE)
+                .map(|n| format!("?{n}"))
+                .collect();
+            spared.push_str(&format!(" AND id NOT IN ({})", marks.join(", ")));
+            values.extend(padded(ids, SPARED_IDS_PER_CLAUSE));
+        }
         let statement = format!(
             "UPDATE notifications
              SET outcome = 'failed', settled_at_ms = ?3,
@@ -435,7 +450,7 @@ impl Journal {
                AND notice_id IN (SELECT id FROM notices WHERE created_at_ms < ?2)"
         );
         self.append("give up old notifications", |sql| {
-            sql.execute(&statement, args![channel, before_ms, at_ms])
+            sql.execute(&statement, &values)
         })
     }
 
