@@ -699,30 +699,28 @@ impl Dispatcher {
     /// `Some(true)` when it will run; `None` when the admission could not
     /// read it (the caller answers 503).
     fn hand_to_runner(&self, id: i64, queued: Option<ToRun>, entry: &mut Value) -> Option<bool> {
-        let enqueued = queued.map(|q| match q.placed {
-            Some(placed) => self.sink.placed(&q.record, placed),
-            None => self.sink.accept(&q.record),
-        });
-        match enqueued {
-            Some(enqueued) => Some(match enqueued {
-                Enqueued::Queued => {
-                    entry["state"] = json!("queued");
-                    true
-                }
-                Enqueued::Cancelled(reason) => {
-                    entry["state"] = json!("cancelled");
-                    entry["reason"] = json!(reason);
-                    false
-                }
-            }),
-            None => {
-                tracing::error!(
-                    deploy = id,
-                    "journal: the admission did not read back the deploy it queued"
-                );
-                None
+        let Some(queued) = queued else {
+            tracing::error!(
+                deploy = id,
+                "journal: the admission did not read back the deploy it queued"
+            );
+            return None;
+        };
+        let enqueued = match queued.placed {
+            Some(placed) => self.sink.placed(&queued.record, placed),
+            None => self.sink.accept(&queued.record),
+        };
+        Some(match enqueued {
+            Enqueued::Queued => {
+                entry["state"] = json!("queued");
+                true
             }
-        }
+            Enqueued::Cancelled(reason) => {
+                entry["state"] = json!("cancelled");
+                entry["reason"] = json!(reason);
+                false
+            }
+        })
     }
 
     /// Cancels deploy `id` for `reason` (an operator's "Cancel"; the caller

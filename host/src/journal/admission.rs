@@ -10,12 +10,10 @@
 //! it reports to (a stack with `wait_for_event = false`), so a deploy that
 //! runs is always reported.
 
-use super::claim::{cancel_one, Superseded};
+use super::claim::{cancel_for, cancel_one, Superseded};
 use super::github::{insert_request_in, DeploymentRequestClaim};
 use super::sql::{args, Commit, DbError, Sql};
-use super::{
-    apply_transition, insert_deploy_in, Backend, DeployState, Inserted, Journal, JournalError,
-};
+use super::{insert_deploy_in, Backend, Inserted, Journal, JournalError};
 use super::{select_deploy, DeployRecord, NewDeploy, TransitionDetail};
 use crate::commit_order::{self, Candidate, Head, Known, Verdict};
 use crate::queue::{Admit, Placement};
@@ -343,12 +341,11 @@ fn place(
             };
             // Queued by this very transaction, as `record` says: the deploy
             // it is cancelled for, still queued, redeploys its services.
-            apply_transition(sql, record.id, DeployState::Cancelled, at_ms, &detail)?;
             let superseded = Superseded {
                 services: record.queued.services.clone(),
                 profile: record.queued.profile.clone(),
             };
-            super::claim::widen_services(sql, *because_of, &[superseded])?;
+            cancel_for(sql, record.id, superseded, at_ms, &detail)?;
             false
         }
         Admit::Pending {
@@ -454,13 +451,12 @@ pub(super) fn admit(
                     superseded_by: exists.then_some(newer_deploy),
                     ..TransitionDetail::default()
                 };
-                apply_transition(sql, id, DeployState::Cancelled, d.created_at_ms, &detail)?;
                 // The newer deploy, still queued, redeploys its services.
                 let superseded = Superseded {
                     services: d.services.clone(),
                     profile: d.profile.clone(),
                 };
-                super::claim::widen_services(sql, newer_deploy, &[superseded])?;
+                cancel_for(sql, id, superseded, d.created_at_ms, &detail)?;
                 admitted = Admitted::Older {
                     deploy_id: id,
                     reason,

@@ -293,9 +293,24 @@ pub(super) fn cancel_one(
         services: services_of(&row.get::<String>(0)?)?,
         profile: row.get(1)?,
     };
+    cancel_for(sql, id, superseded, at_ms, detail)?;
+    Ok(true)
+}
+
+/// Cancels deploy `id`, queued (which redeployed what `superseded` says),
+/// with `detail`, in the caller's transaction: the deploy it is cancelled
+/// for (`detail.superseded_by`), if still queued, takes its services
+/// ([`widen_services`]).
+pub(super) fn cancel_for(
+    sql: &mut dyn Sql,
+    id: i64,
+    superseded: Superseded,
+    at_ms: i64,
+    detail: &TransitionDetail,
+) -> Result<(), DbError> {
     apply_transition(sql, id, DeployState::Cancelled, at_ms, detail)?;
     if let Some(into) = detail.superseded_by {
         widen_services(sql, into, &[superseded])?;
     }
-    Ok(true)
+    Ok(())
 }
