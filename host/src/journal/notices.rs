@@ -21,7 +21,7 @@
 //! delivery id and the mail's `Message-ID` stay the same, so a receiver
 //! can drop the second.
 
-use super::sql::{args, Commit, DbError, Rec, Sql, Value};
+use super::sql::{args, placeholders, Commit, DbError, Rec, Sql, Value};
 use super::{Claim, DeployState, Journal, JournalError};
 
 /// The lease whose holder sends the notifications (one process per journal).
@@ -54,10 +54,9 @@ fn padded(ids: &[i64], width: usize) -> impl Iterator<Item = Value> + '_ {
 /// `UPDATE notices ... WHERE id IN (...)` with [`FAN_OUT_MARK_IDS`] ids
 /// from `?2` on, and the time at `?1`.
 static FAN_OUT_MARK: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    let ids: Vec<String> = (2..FAN_OUT_MARK_IDS + 2).map(|n| format!("?{n}")).collect();
     format!(
         "UPDATE notices SET fanned_out_at_ms = ?1 WHERE id IN ({})",
-        ids.join(", ")
+        placeholders(2, FAN_OUT_MARK_IDS)
     )
 });
 
@@ -434,11 +433,8 @@ impl Journal {
         let mut values = args![channel, before_ms, at_ms].to_vec();
         let mut spared = String::new();
         for ids in sending.chunks(SPARED_IDS_PER_CLAUSE) {
-            let from = values.len() + 1;
-            let marks: Vec<String> = (from..from + SPARED_IDS_PER_CLAUSE)
-                .map(|n| format!("?{n}"))
-                .collect();
-            spared.push_str(&format!(" AND id NOT IN ({})", marks.join(", ")));
+            let marks = placeholders(values.len() + 1, SPARED_IDS_PER_CLAUSE);
+            spared.push_str(&format!(" AND id NOT IN ({marks})"));
             values.extend(padded(ids, SPARED_IDS_PER_CLAUSE));
         }
         let statement = format!(

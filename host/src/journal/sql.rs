@@ -262,6 +262,13 @@ pub trait Sql {
     }
 }
 
+/// `count` placeholders numbered from `?from` on, comma-separated
+/// (`?3, ?4, ?5`): a list of values to bind in a statement.
+pub fn placeholders(from: usize, count: usize) -> String {
+    let marks: Vec<String> = (from..from + count).map(|n| format!("?{n}")).collect();
+    marks.join(", ")
+}
+
 /// `sql` with each `?N` placeholder written `$N`, as PostgreSQL spells it.
 /// The journal's statements hold no `?` anywhere else.
 pub fn dollar_placeholders(sql: &str) -> String {
@@ -288,6 +295,8 @@ mod tests {
             dollar_placeholders("SELECT a FROM t WHERE ?1 IS NULL OR b = ?1 LIMIT ?2"),
             "SELECT a FROM t WHERE $1 IS NULL OR b = $1 LIMIT $2"
         );
+        assert_eq!(placeholders(3, 3), "?3, ?4, ?5");
+        assert_eq!(placeholders(1, 0), "");
         let rec = Rec(vec![
             Value::Int(7),
             Value::Null,

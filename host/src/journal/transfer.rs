@@ -416,12 +416,11 @@ fn import_in(
                 values.push(value);
             }
         }
-        let placeholders: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
         sql.execute(
             &format!(
                 "INSERT INTO {table} ({}) VALUES ({})",
                 columns.join(", "),
-                placeholders.join(", ")
+                super::sql::placeholders(1, columns.len())
             ),
             &values,
         )
