@@ -73,6 +73,12 @@ fn decided(placed: Option<Placed>) -> (Admit, bool) {
     (placed.placement.admit, placed.superseded_cancelled)
 }
 
+/// Deploy `id`'s state, reason and the deploy it was cancelled for.
+fn cancelled_for(j: &Journal, id: i64) -> (DeployState, Option<String>, Option<i64>) {
+    let d = j.deploy(id).unwrap().unwrap();
+    (d.state, d.detail, d.superseded_by)
+}
+
 /// The queue's cancellations are journaled by the admission that decides
 /// them: the pending deploy a newer one supersedes, and a duplicate of the
 /// pending commit, each with its reason and the deploy it was cancelled
@@ -98,10 +104,10 @@ fn the_admission_journals_what_the_queue_cancels(store: &Store) {
         start_worker: false,
     };
     assert_eq!(decided(p), (superseding, true));
-    let cancelled = j.deploy(first).unwrap().unwrap();
-    assert_eq!(cancelled.state, DeployState::Cancelled);
-    assert_eq!(cancelled.detail.as_deref(), Some(reason.as_str()));
-    assert_eq!(cancelled.superseded_by, Some(second));
+    assert_eq!(
+        cancelled_for(&j, first),
+        (DeployState::Cancelled, Some(reason), Some(second))
+    );
     let pending = j.deploy(second).unwrap().unwrap();
     assert_eq!(pending.state, DeployState::Queued);
     assert_eq!(pending.queued.services, ["worker", "web"]);
@@ -115,10 +121,10 @@ fn the_admission_journals_what_the_queue_cancels(store: &Store) {
         because_of: second,
     };
     assert_eq!(decided(p), (duplicate, false));
-    let cancelled = j.deploy(third).unwrap().unwrap();
-    assert_eq!(cancelled.state, DeployState::Cancelled);
-    assert_eq!(cancelled.detail.as_deref(), Some(reason.as_str()));
-    assert_eq!(cancelled.superseded_by, Some(second));
+    assert_eq!(
+        cancelled_for(&j, third),
+        (DeployState::Cancelled, Some(reason), Some(second))
+    );
     let pending = j.deploy(second).unwrap().unwrap();
     assert_eq!(pending.state, DeployState::Queued);
     assert_eq!(pending.queued.services, ["worker", "web", "cron"]);
@@ -147,9 +153,8 @@ fn the_admission_journals_what_the_queue_cancels(store: &Store) {
         start_worker: false,
     };
     assert_eq!(decided(p), (superseding, false));
-    let operator = j.deploy(second).unwrap().unwrap();
-    assert_eq!(operator.detail.as_deref(), Some("by an operator"));
-    assert_eq!(operator.superseded_by, None);
+    let by_operator = (DeployState::Cancelled, Some("by an operator".into()), None);
+    assert_eq!(cancelled_for(&j, second), by_operator);
     assert!(placer.undone.lock().unwrap().is_empty());
 }
 
