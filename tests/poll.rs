@@ -8,8 +8,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use redeploy_host::journal::DeployState;
+use redeploy_host::poll::tips::{next_wait, MAX_BACKOFF_DOUBLINGS};
 
 use crate::support::cli::{stderr, stdout};
 use crate::support::deliveries::{decision, polled, signed_push};
@@ -18,6 +20,10 @@ use crate::support::stacks::toml;
 use crate::support::{free_port, hook, wait_for, Stack, World};
 
 const SECRET: &str = "poll-s3cret";
+
+/// How long a test gives one look at a repository, beyond the wait before
+/// it, on a machine loaded by the rest of the suite.
+const LOOK_MARGIN_SECS: u64 = 20;
 
 /// `[stacks.poll]` asking `url` every second.
 fn polling(url: &str) -> String {
@@ -61,7 +67,12 @@ fn commit(work: &Path, branch: &str, what: &str) -> String {
 /// Waits until the journal remembers a successful look at `source` of
 /// `stack` that saw `sha` somewhere.
 fn seen(world: &World, stack: &str, source: &str, sha: &str) {
-    wait_for(30, &format!("a poll of {source} seeing {sha}"), || {
+    seen_within(world, stack, source, sha, 30);
+}
+
+/// [`seen`], waiting up to `secs` seconds.
+fn seen_within(world: &World, stack: &str, source: &str, sha: &str, secs: u64) {
+    wait_for(secs, &format!("a poll of {source} seeing {sha}"), || {
         let s = world.journal().poll_source(stack, source).unwrap()?;
         s.tips_json.filter(|t| t.contains(sha)).map(|_| ())
     });
@@ -188,7 +199,7 @@ fn polling_deploys_each_new_tip_of_the_branch_once_and_nothing_at_start() {
     );
 
     // Looks that see nothing new make nothing.
-    std::thread::sleep(std::time::Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(3));
     assert_eq!(polled(&world).len(), 3);
     server.terminate();
 
@@ -246,7 +257,11 @@ fn a_push_seen_by_the_webhook_and_by_polling_deploys_once() {
 fn an_unreachable_repository_is_logged_once_counted_and_polled_again_once_it_answers() {
     let port = free_port();
     let url = format!("git://127.0.0.1:{port}/app.git");
-    let stacks = [Stack::repo("web", &url, "main", 1).table("[stacks.poll]\nevery = \"1s\"\n")];
+    let every = Duration::from_secs(1);
+    let stacks = [Stack::repo("web", &url, "main", 1).table(&format!(
+        "[stacks.poll]\nevery = \"{}s\"\n",
+        every.as_secs()
+    ))];
     let (world, server) = World::serving("poll-unreachable", "", &stacks);
     wait_for(30, "three failed looks", || {
         let s = world.journal().poll_source("web", &url).unwrap()?;
@@ -281,7 +296,17 @@ fn an_unreachable_repository_is_logged_once_counted_and_polled_again_once_it_ans
     let (_bare, work) = repository(&world.dir.0, "app");
     let first = git(&work, &["rev-parse", "HEAD"]).trim().to_owned();
     let _daemon = git_daemon(&world.dir.0, port);
-    seen(&world, "web", &url, &first);
+    // By now the server may have failed again and backed off as far as it
+    // goes: the wait is that longest back-off (jittered up), plus the time
+    // a look takes on a loaded machine.
+    let longest_backoff = next_wait(every, MAX_BACKOFF_DOUBLINGS, 1.0);
+    seen_within(
+        &world,
+        "web",
+        &url,
+        &first,
+        longest_backoff.as_secs() + LOOK_MARGIN_SECS,
+    );
     wait_for(10, "the log saying polling works again", || {
         server
             .log_text()
