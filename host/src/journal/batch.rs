@@ -9,10 +9,18 @@
 //! transaction of its own costs its `BEGIN`, its locks and its log frames,
 //! about a quarter of the server's CPU per request under load
 //! (BENCHMARKS.md, part 5). Rows written together share them.
+//!
+//! A caller that waits sleeps until it is woken by name: when its row is
+//! written, or when it is the oldest caller waiting and the batch before
+//! it is done (it writes the next one). So each caller is woken at most
+//! once, where a wake-up of every sleeper at the end of each batch would
+//! wake those whose rows wait for the next batch only to put them to sleep
+//! again (BENCHMARKS.md, part 5, sixteenth pass).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
+use std::thread::Thread;
 
 /// The most rows one batch writes: a bound on one transaction's size, and
 /// so on how long the rows behind it wait.
@@ -22,7 +30,6 @@ pub const MAX_BATCH_ROWS: usize = 64;
 /// those written, until their callers take them.
 pub struct Batcher<In, Out> {
     state: Mutex<State<In, Out>>,
-    written: Condvar,
 }
 
 struct State<In, Out> {
@@ -30,6 +37,9 @@ struct State<In, Out> {
     waiting: VecDeque<(u64, In)>,
     /// Outcomes of rows written, by ticket, until their callers take them.
     outcomes: HashMap<u64, Out>,
+    /// The callers asleep until their row is written or they are to write
+    /// the next batch, by ticket (the oldest first).
+    asleep: BTreeMap<u64, Thread>,
     next_ticket: u64,
     /// Whether a caller is writing a batch now.
     writing: bool,
@@ -41,10 +51,10 @@ impl<In, Out> Default for Batcher<In, Out> {
             state: Mutex::new(State {
                 waiting: VecDeque::new(),
                 outcomes: HashMap::new(),
+                asleep: BTreeMap::new(),
                 next_ticket: 0,
                 writing: false,
             }),
-            written: Condvar::new(),
         }
     }
 }
@@ -74,7 +84,14 @@ impl<In, Out> Batcher<In, Out> {
                 return outcome;
             }
             if state.writing {
-                state = self.written.wait(state).unwrap_or_else(|e| e.into_inner());
+                // Woken by the writer (or spuriously: the loop checks
+                // again). A wake-up given before this caller parks is
+                // kept by `park`, so none is lost in between.
+                state.asleep.insert(ticket, std::thread::current());
+                drop(state);
+                std::thread::park();
+                state = self.lock();
+                state.asleep.remove(&ticket);
                 continue;
             }
             // This caller's row is still waiting and no batch is being
@@ -88,19 +105,38 @@ impl<In, Out> Batcher<In, Out> {
             state.writing = false;
             match outcomes {
                 Ok(outcomes) if outcomes.len() == tickets.len() => {
-                    state.outcomes.extend(tickets.into_iter().zip(outcomes));
+                    state.outcomes.extend(tickets.iter().copied().zip(outcomes));
                 }
                 _ => {
                     tracing::error!(
                         rows = tickets.len(),
                         "journal: writing a batch of rows failed unexpectedly; each is reported not recorded, though some may be"
                     );
-                    for ticket in tickets {
-                        state.outcomes.insert(ticket, failed());
+                    for ticket in &tickets {
+                        state.outcomes.insert(*ticket, failed());
                     }
                 }
             }
-            self.written.notify_all();
+            // Wake the callers whose rows this batch wrote; and, when this
+            // caller's own row is written (it leaves), the oldest still
+            // asleep, to write the next batch. Otherwise this caller
+            // writes it.
+            let mut wake: Vec<Thread> = tickets
+                .iter()
+                .filter_map(|t| state.asleep.remove(t))
+                .collect();
+            let mine = state.outcomes.remove(&ticket);
+            if mine.is_some() {
+                wake.extend(state.asleep.pop_first().map(|(_, thread)| thread));
+            }
+            drop(state);
+            for thread in wake {
+                thread.unpark();
+            }
+            if let Some(outcome) = mine {
+                return outcome;
+            }
+            state = self.lock();
         }
     }
 
@@ -147,7 +183,12 @@ mod tests {
         }
         assert!(batches.load(Ordering::Relaxed) > 0);
         let state = batcher.lock();
-        assert!(state.waiting.is_empty() && state.outcomes.is_empty() && !state.writing);
+        assert!(
+            state.waiting.is_empty()
+                && state.outcomes.is_empty()
+                && state.asleep.is_empty()
+                && !state.writing
+        );
     }
 
     #[test]
@@ -221,7 +262,12 @@ mod tests {
         );
         assert_eq!(out, Ok(9));
         let state = batcher.lock();
-        assert!(state.waiting.is_empty() && state.outcomes.is_empty() && !state.writing);
+        assert!(
+            state.waiting.is_empty()
+                && state.outcomes.is_empty()
+                && state.asleep.is_empty()
+                && !state.writing
+        );
     }
 
     #[test]

@@ -13,6 +13,13 @@
 //! the call returns) at one sync per batch instead of one per commit, with
 //! the connection's lock released during the sync.
 //!
+//! A writer that waits sleeps until it is woken by name: when a sync has
+//! covered its commit, or when it is the oldest writer waiting and the
+//! sync before it is done (it runs the next). So each writer is woken at
+//! most once; a wake-up of every waiter at the end of each sync would wake
+//! those whose commits came after the sync began only to put them to sleep
+//! again (BENCHMARKS.md, part 5, sixteenth pass).
+//!
 //! The log is opened once, with the journal, and kept open: Linux reports a
 //! write-back error to every descriptor open when it happened, so a failure
 //! that SQLite's own checkpoint sync met (and ignores) is still reported to
@@ -28,10 +35,12 @@
 //! the journal from what the disk holds, so nothing that was answered as
 //! accepted was lost and nothing refused runs.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
+use std::thread::Thread;
 
 use crate::journal::JournalError;
 
@@ -48,6 +57,10 @@ struct State {
     syncs: u64,
     /// The directory's entry for the log has been synced once.
     dir_synced: bool,
+    /// The writers asleep until a sync covers their commit or they are to
+    /// run the next, by their commit's number. Two writers never share a
+    /// number.
+    asleep: BTreeMap<u64, Thread>,
 }
 
 /// The group-commit state of one open journal.
@@ -57,7 +70,6 @@ pub struct GroupCommit {
     /// The log, open since the journal was.
     log: File,
     state: Mutex<State>,
-    synced: Condvar,
     /// What a failed sync does: stop the process (tests observe it instead).
     on_failure: fn(&Path, &io::Error) -> !,
 }
@@ -89,7 +101,6 @@ impl GroupCommit {
             wal,
             log,
             state: Mutex::new(State::default()),
-            synced: Condvar::new(),
             on_failure,
         })
     }
@@ -113,7 +124,14 @@ impl GroupCommit {
                 return;
             }
             if state.syncing {
-                state = self.synced.wait(state).unwrap_or_else(|e| e.into_inner());
+                // Woken by the syncing writer (or spuriously: the loop
+                // checks again). A wake-up given before this writer parks
+                // is kept by `park`, so none is lost in between.
+                state.asleep.insert(ticket.0, std::thread::current());
+                drop(state);
+                std::thread::park();
+                state = self.lock();
+                state.asleep.remove(&ticket.0);
                 continue;
             }
             // This writer syncs for every commit made so far.
@@ -129,7 +147,29 @@ impl GroupCommit {
             state.synced = state.synced.max(upto);
             state.syncs += 1;
             state.dir_synced = true;
-            self.synced.notify_all();
+            // Wake the writers this sync covered; and, when it covered
+            // this one's commit (it leaves), the oldest still asleep, to
+            // run the next sync. Otherwise this writer runs it.
+            let synced = state.synced;
+            let mut wake = Vec::new();
+            while let Some(entry) = state.asleep.first_entry() {
+                if *entry.key() > synced {
+                    break;
+                }
+                wake.push(entry.remove());
+            }
+            let covered = state.synced >= ticket.0;
+            if covered {
+                wake.extend(state.asleep.pop_first().map(|(_, thread)| thread));
+            }
+            drop(state);
+            for thread in wake {
+                thread.unpark();
+            }
+            if covered {
+                return;
+            }
+            state = self.lock();
         }
     }
 
