@@ -19,6 +19,7 @@ use wasmtime::{
 
 pub mod body_macs;
 pub mod cache;
+mod child;
 mod evaluate_export;
 
 wasmtime::component::bindgen!({ world: "redeployer", path: "../wit" });
@@ -114,14 +115,21 @@ pub enum CompileIn {
     /// which prints the compiled artifact: for the long-running server,
     /// which then never runs Cranelift, so none of Cranelift's code or
     /// working memory stays resident in it (BENCHMARKS.md, idle memory).
-    /// A child that cannot be started or fails is reported in a warning and
-    /// the component is compiled in this process instead.
+    /// A child that cannot be started, fails, prints more than a cache
+    /// file may hold or runs past [`COMPILE_CHILD_LIMIT`] is reported in a
+    /// warning and the component is compiled in this process instead.
     Child,
 }
 
 /// The hidden subcommand that compiles the embedded component and writes
 /// the compiled artifact to its standard output ([`CompileIn::Child`]).
 pub const COMPILE_SUBCOMMAND: &str = "compile-component";
+
+/// How long the compiling child ([`CompileIn::Child`]) may take before it
+/// is killed and the component compiled in this process instead: a compile
+/// takes about two seconds on the machine of record, so this is far past
+/// a slow machine's and short of a start that never ends.
+pub const COMPILE_CHILD_LIMIT: Duration = Duration::from_secs(300);
 
 /// Runtime options.
 #[derive(Clone, Debug)]
@@ -273,28 +281,18 @@ pub fn precompile_apart(allocation: Allocation, memory_limit: usize) -> anyhow::
 fn precompile_in_child(options: &RuntimeOptions) -> anyhow::Result<Vec<u8>> {
     let allocation = clap::ValueEnum::to_possible_value(&options.allocation)
         .context("an allocation without a command-line name")?;
-    let out = std::process::Command::new("/proc/self/exe")
+    let mut command = std::process::Command::new("/proc/self/exe");
+    command
         .arg(COMPILE_SUBCOMMAND)
         .args(["--allocation", allocation.get_name()])
         .args(["--memory-limit", &options.memory_limit.to_string()])
-        .env_clear()
-        .stdin(std::process::Stdio::null())
-        .output()
-        .context("starting /proc/self/exe to compile the component")?;
-    if !out.status.success() {
-        anyhow::bail!(
-            "the compiling process failed ({}): {}",
-            out.status,
-            crate::text::one_line(&String::from_utf8_lossy(&out.stderr))
-        );
+        .env_clear();
+    let compiled = child::output_within(command, COMPILE_CHILD_LIMIT, cache::MAX_CACHE_FILE_BYTES)
+        .context("compiling the component in /proc/self/exe")?;
+    if compiled.is_empty() {
+        anyhow::bail!("the compiling process printed nothing, not a compiled component");
     }
-    if out.stdout.is_empty() || out.stdout.len() as u64 > cache::MAX_CACHE_FILE_BYTES {
-        anyhow::bail!(
-            "the compiling process printed {} bytes, not a compiled component",
-            out.stdout.len()
-        );
-    }
-    Ok(out.stdout)
+    Ok(compiled)
 }
 
 /// Compiles the embedded component where `options` says
