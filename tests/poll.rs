@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use redeploy_host::journal::DeployState;
 use redeploy_host::poll::tips::{next_wait, MAX_BACKOFF_DOUBLINGS};
+use redeploy_host::poll::POLL_TICK;
 
 use crate::support::cli::{stderr, stdout};
 use crate::support::deliveries::{decision, polled, signed_push};
@@ -21,9 +22,9 @@ use crate::support::{free_port, hook, wait_for, Stack, World};
 
 const SECRET: &str = "poll-s3cret";
 
-/// How long a test gives one look at a repository, beyond the wait before
-/// it, on a machine loaded by the rest of the suite.
-const LOOK_MARGIN_SECS: u64 = 20;
+/// What a test allows, beyond a look's own time limit, for a look to be
+/// recorded in the journal on a machine loaded by the rest of the suite.
+const LOOK_MARGIN: Duration = Duration::from_secs(20);
 
 /// `[stacks.poll]` asking `url` every second.
 fn polling(url: &str) -> String {
@@ -257,10 +258,11 @@ fn a_push_seen_by_the_webhook_and_by_polling_deploys_once() {
 fn an_unreachable_repository_is_logged_once_counted_and_polled_again_once_it_answers() {
     let port = free_port();
     let url = format!("git://127.0.0.1:{port}/app.git");
-    let every = Duration::from_secs(1);
+    let (every, timeout) = (Duration::from_secs(1), Duration::from_secs(5));
     let stacks = [Stack::repo("web", &url, "main", 1).table(&format!(
-        "[stacks.poll]\nevery = \"{}s\"\n",
-        every.as_secs()
+        "[stacks.poll]\nevery = \"{}s\"\ntimeout = \"{}s\"\n",
+        every.as_secs(),
+        timeout.as_secs()
     ))];
     let (world, server) = World::serving("poll-unreachable", "", &stacks);
     wait_for(30, "three failed looks", || {
@@ -297,15 +299,15 @@ fn an_unreachable_repository_is_logged_once_counted_and_polled_again_once_it_ans
     let first = git(&work, &["rev-parse", "HEAD"]).trim().to_owned();
     let _daemon = git_daemon(&world.dir.0, port);
     // By now the server may have failed again and backed off as far as it
-    // goes: the wait is that longest back-off (jittered up), plus the time
-    // a look takes on a loaded machine.
-    let longest_backoff = next_wait(every, MAX_BACKOFF_DOUBLINGS, 1.0);
+    // goes. The next look comes within that longest back-off (jittered
+    // up) and the poller's tick, and ends within its own time limit.
+    let bound = next_wait(every, MAX_BACKOFF_DOUBLINGS, 1.0) + POLL_TICK + timeout + LOOK_MARGIN;
     seen_within(
         &world,
         "web",
         &url,
         &first,
-        longest_backoff.as_secs() + LOOK_MARGIN_SECS,
+        bound.as_secs_f64().ceil() as u64,
     );
     wait_for(10, "the log saying polling works again", || {
         server
