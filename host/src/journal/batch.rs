@@ -12,10 +12,11 @@
 //!
 //! A caller that waits sleeps until it is woken by name: when its row is
 //! written, or when it is the oldest caller waiting and the batch before
-//! it is done (it writes the next one). So each caller is woken at most
-//! once, where a wake-up of every sleeper at the end of each batch would
-//! wake those whose rows wait for the next batch only to put them to sleep
-//! again (BENCHMARKS.md, part 5, sixteenth pass).
+//! it is done (it writes the next one). A wake-up of every sleeper at the
+//! end of each batch woke those whose rows wait for the next batch only to
+//! put them to sleep again (BENCHMARKS.md, part 5, sixteenth pass); now a
+//! caller sleeps again only when a newcomer started the next batch before
+//! the caller woken to write it could.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};

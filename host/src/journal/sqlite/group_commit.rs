@@ -15,10 +15,11 @@
 //!
 //! A writer that waits sleeps until it is woken by name: when a sync has
 //! covered its commit, or when it is the oldest writer waiting and the
-//! sync before it is done (it runs the next). So each writer is woken at
-//! most once; a wake-up of every waiter at the end of each sync would wake
-//! those whose commits came after the sync began only to put them to sleep
-//! again (BENCHMARKS.md, part 5, sixteenth pass).
+//! sync before it is done (it runs the next). A wake-up of every waiter at
+//! the end of each sync woke those whose commits came after the sync
+//! began only to put them to sleep again (BENCHMARKS.md, part 5, sixteenth
+//! pass); now a writer sleeps again only when a newcomer started the next
+//! sync before the writer woken to run it could.
 //!
 //! The log is opened once, with the journal, and kept open: Linux reports a
 //! write-back error to every descriptor open when it happened, so a failure
@@ -147,9 +148,10 @@ impl GroupCommit {
             state.synced = state.synced.max(upto);
             state.syncs += 1;
             state.dir_synced = true;
-            // Wake the writers this sync covered; and, when it covered
-            // this one's commit (it leaves), the oldest still asleep, to
-            // run the next sync. Otherwise this writer runs it.
+            // This sync covered this writer's own commit (`upto` was
+            // counted after it), which leaves: wake the writers it covered
+            // too, and the oldest still asleep, to run the next sync.
+            debug_assert!(state.synced >= ticket.0);
             let synced = state.synced;
             let mut wake = Vec::new();
             while let Some(entry) = state.asleep.first_entry() {
@@ -158,18 +160,12 @@ impl GroupCommit {
                 }
                 wake.push(entry.remove());
             }
-            let covered = state.synced >= ticket.0;
-            if covered {
-                wake.extend(state.asleep.pop_first().map(|(_, thread)| thread));
-            }
+            wake.extend(state.asleep.pop_first().map(|(_, thread)| thread));
             drop(state);
             for thread in wake {
                 thread.unpark();
             }
-            if covered {
-                return;
-            }
-            state = self.lock();
+            return;
         }
     }
 
