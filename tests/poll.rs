@@ -258,7 +258,7 @@ fn a_push_seen_by_the_webhook_and_by_polling_deploys_once() {
 fn an_unreachable_repository_is_logged_once_counted_and_polled_again_once_it_answers() {
     let port = free_port();
     let url = format!("git://127.0.0.1:{port}/app.git");
-    let (every, timeout) = (Duration::from_secs(1), Duration::from_secs(5));
+    let (every, timeout) = (Duration::from_secs(1), Duration::from_secs(30));
     let stacks = [Stack::repo("web", &url, "main", 1).table(&format!(
         "[stacks.poll]\nevery = \"{}s\"\ntimeout = \"{}s\"\n",
         every.as_secs(),

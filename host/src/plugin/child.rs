@@ -64,9 +64,12 @@ pub fn output_within(
         match read.recv_timeout(left) {
             Ok((true, result)) => printed = Some(result.context("reading the child's output")?),
             Ok((false, result)) => errors = result.context("reading the child's error output")?,
-            Err(_) => anyhow::bail!(
+            Err(mpsc::RecvTimeoutError::Timeout) => anyhow::bail!(
                 "the child process's output stayed open after it ended: a process it started left its process group"
             ),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                anyhow::bail!("reading the child process's output failed unexpectedly")
+            }
         }
     }
     let printed = printed.context("the child's output was not read")?;
@@ -120,8 +123,20 @@ fn end_group(child: &mut Child, deadline: Instant) -> anyhow::Result<Option<Exit
             Err(e) => break Err(e),
         }
     };
-    // The group may already be empty (ESRCH): nothing to kill.
-    let _ = rustix::process::kill_process_group(pid, Signal::KILL);
+    match ended {
+        // The group may already be empty (ESRCH): nothing to kill. At the
+        // deadline the child itself too, should it have left its group.
+        Ok(true) => {
+            let _ = rustix::process::kill_process_group(pid, Signal::KILL);
+        }
+        Ok(false) => {
+            let _ = rustix::process::kill_process_group(pid, Signal::KILL);
+            let _ = rustix::process::kill_process(pid, Signal::KILL);
+        }
+        // Without `waitid`'s word the child may have been reaped elsewhere,
+        // its pid reused: nothing is killed by it.
+        Err(_) => {}
+    }
     let status = child.wait().context("waiting for the child")?;
     match ended {
         Ok(true) => Ok(Some(status)),
@@ -131,7 +146,7 @@ fn end_group(child: &mut Child, deadline: Instant) -> anyhow::Result<Option<Exit
 }
 
 /// Reads `from` and keeps its first `keep` bytes: to its end if `stop` is
-/// false, else only until it has read more than that.
+/// false, else only until it has read that many.
 fn read_start(mut from: impl Read, keep: u64, stop: bool) -> std::io::Result<Vec<u8>> {
     let mut kept = Vec::new();
     let mut chunk = [0u8; 64 * 1024];
@@ -144,7 +159,7 @@ fn read_start(mut from: impl Read, keep: u64, stop: bool) -> std::io::Result<Vec
         };
         let room = usize::try_from(keep.saturating_sub(kept.len() as u64)).unwrap_or(usize::MAX);
         kept.extend_from_slice(&chunk[..n.min(room)]);
-        if stop && n > room {
+        if stop && kept.len() as u64 >= keep {
             return Ok(kept);
         }
     }
