@@ -62,7 +62,7 @@ pub trait DeploySink: Send + Sync {
 
     /// The queue policy that places a delivery's deploy inside the
     /// transaction that admits it ([`Placer`]), if this sink has one.
-    fn placer(&self) -> Option<&dyn Placer> {
+    fn placer(&self) -> Option<Arc<dyn Placer>> {
         None
     }
 
@@ -83,8 +83,8 @@ impl DeploySink for Runner {
         self.enqueue(record)
     }
 
-    fn placer(&self) -> Option<&dyn Placer> {
-        Some(self)
+    fn placer(&self) -> Option<Arc<dyn Placer>> {
+        Some(Arc::new(self.clone()))
     }
 
     fn placed(&self, record: &DeployRecord, placed: Placed) -> Enqueued {

@@ -83,7 +83,8 @@ pub use cancel::CancelOutcome;
 
 mod admission;
 pub use admission::{
-    Admission, Admitted, CommitClaim, ImageClaim, Placed, Placer, ReplayClaim, ToRun,
+    Admission, AdmissionOutcome, Admitted, CommitClaim, ImageClaim, Placed, Placer, ReplayClaim,
+    ToRun,
 };
 mod claim;
 pub use claim::Start;
@@ -128,6 +129,8 @@ pub struct Journal {
     backend: Backend,
     /// Relaxed delivery rows, written together ([`batch`]).
     relaxed_deliveries: batch::Batcher<deliveries::DeliveryRow, Result<i64, JournalError>>,
+    /// Admissions on SQLite, written together ([`batch`]).
+    admissions: batch::Batcher<admission::AdmissionRow, admission::AdmissionOutcome>,
 }
 
 /// Where the journal lives.
@@ -172,6 +175,7 @@ impl Journal {
             location: path.display().to_string(),
             backend: Backend::Sqlite(db),
             relaxed_deliveries: Default::default(),
+            admissions: Default::default(),
         })
     }
 
@@ -185,6 +189,7 @@ impl Journal {
             location: path.display().to_string(),
             backend: Backend::Sqlite(db),
             relaxed_deliveries: Default::default(),
+            admissions: Default::default(),
         })
     }
 
@@ -208,6 +213,7 @@ impl Journal {
             location: db.location().to_owned(),
             backend: Backend::Postgres(db),
             relaxed_deliveries: Default::default(),
+            admissions: Default::default(),
         }
     }
 

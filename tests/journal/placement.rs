@@ -3,7 +3,7 @@
 //! queue cancels is journaled in that transaction, and a transaction that
 //! does not commit leaves neither the journal nor the queue changed.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use redeploy_host::journal::*;
 use redeploy_host::queue::{Admit, Placement, Slot, StackQueue};
@@ -57,10 +57,15 @@ fn with_services(sha: &str, delivery: &str, at: i64, services: &[&str]) -> NewDe
 
 /// Admits `d` (commit `sha` after `before`) through `placer`: the deploy
 /// and what was placed.
-fn admit(j: &Journal, placer: &OneQueue, d: &NewDeploy, before: &str) -> (i64, Option<Placed>) {
+fn admit(
+    j: &Journal,
+    placer: &Arc<OneQueue>,
+    d: &NewDeploy,
+    before: &str,
+) -> (i64, Option<Placed>) {
     let sha = d.sha.as_deref().unwrap();
     let (admitted, queued) = j
-        .admit_deploy_to_run(d, &commit(sha, before, false), Some(placer))
+        .admit_deploy_to_run(d, &commit(sha, before, false), Some(placer.clone()))
         .unwrap();
     let queued = queued.unwrap_or_else(|| panic!("{admitted:?} queued nothing"));
     (queued.record.id, queued.placed)
@@ -87,7 +92,7 @@ fn cancelled_for(j: &Journal, id: i64) -> (DeployState, Option<String>, Option<i
 /// commit).
 fn the_admission_journals_what_the_queue_cancels(store: &Store) {
     let j = store.open();
-    let placer = OneQueue::default();
+    let placer = Arc::new(OneQueue::default());
     let (first, p) = admit(&j, &placer, &with_services("a", "d1", 1, &["web"]), "x");
     let pending = Admit::Pending {
         superseded: None,
@@ -162,10 +167,10 @@ fn the_admission_journals_what_the_queue_cancels(store: &Store) {
 /// placed deploy before its transaction commits.
 fn nothing_is_placed(store: &Store) {
     let j = store.open();
-    let placer = OneQueue::default();
+    let placer = Arc::new(OneQueue::default());
     let d = deploy(Some("a"), "d1", 1);
     let (_, queued) = j
-        .admit_deploy_to_run(&d, &commit("a", "x", false), Some(&placer))
+        .admit_deploy_to_run(&d, &commit("a", "x", false), Some(placer.clone()))
         .unwrap();
     assert_eq!(queued.unwrap().placed, None);
     assert_eq!(*placer.queue.lock().unwrap(), StackQueue::default());
@@ -196,7 +201,7 @@ fn a_deploy_gone_or_cancelled_is_no_reason_to_cancel_for(store: &Store) {
 /// and the placement is undone: the queue is as it was.
 fn a_placement_whose_admission_fails_is_undone(store: &Store) {
     let j = store.open();
-    let placer = OneQueue::default();
+    let placer = Arc::new(OneQueue::default());
     let (first, _) = admit(&j, &placer, &deploy(Some("a"), "d1", 1), "x");
     store.execute(&format!(
         "UPDATE deploys SET services = 'not json' WHERE id = {first}"
@@ -206,7 +211,7 @@ fn a_placement_whose_admission_fails_is_undone(store: &Store) {
     // cancelling a duplicate of it for it.
     for (n, sha) in [(2, "b"), (3, "a")] {
         let d = deploy(Some(sha), &format!("d{n}"), n);
-        let outcome = j.admit_deploy_to_run(&d, &commit(sha, "a", false), Some(&placer));
+        let outcome = j.admit_deploy_to_run(&d, &commit(sha, "a", false), Some(placer.clone()));
         assert!(outcome.is_err(), "{outcome:?}");
         assert_eq!(*placer.queue.lock().unwrap(), queue, "undone");
     }

@@ -8,7 +8,9 @@
 //! that deploys nothing) that row is most of a request's journal work: a
 //! transaction of its own costs its `BEGIN`, its locks and its log frames,
 //! about a quarter of the server's CPU per request under load
-//! (BENCHMARKS.md, part 5). Rows written together share them.
+//! (BENCHMARKS.md, part 5). Rows written together share them. So do the
+//! admissions of deploys on SQLite ([`super::Journal::admit_deploy_to_run`]),
+//! which also share their wait for the disk.
 //!
 //! A caller that waits sleeps until it is woken by name: when its row is
 //! written, or when it is the oldest caller waiting and the batch before

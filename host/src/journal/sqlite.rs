@@ -320,7 +320,7 @@ impl Db {
 /// CLI) it runs here. A deploy's runner records its claim and its end from
 /// async code: without this, each of those waits held one of the (on two
 /// cores, two) worker threads for a sync of the log.
-fn off_worker<R>(f: impl FnOnce() -> R) -> R {
+pub(super) fn off_worker<R>(f: impl FnOnce() -> R) -> R {
     match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
         _ => f(),

@@ -4,6 +4,7 @@
 
 use super::*;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
 /// A fresh, unique, empty directory under the system temp dir, removed on
 /// drop.
@@ -150,4 +151,236 @@ fn a_journal_closed_cleanly_reopens_with_its_log_and_syncs() {
     journal.record_delivery(&delivery("d-2")).unwrap();
     assert_eq!(journal.sqlite_group_counts().unwrap(), (1, 1, 1));
     assert_eq!(journal.deliveries(10).unwrap().len(), 2);
+}
+
+/// Each stack's queue ([`crate::queue::StackQueue`]) as the placer of
+/// admissions written together, recording what it undoes; it panics
+/// placing a deploy of `panics_on`.
+#[derive(Default)]
+struct Queues {
+    queues: std::sync::Mutex<BTreeMap<String, crate::queue::StackQueue>>,
+    undone: std::sync::Mutex<Vec<i64>>,
+    panics_on: Option<&'static str>,
+}
+
+impl Placer for Queues {
+    fn place(
+        &self,
+        record: &DeployRecord,
+        _cancelled: &mut dyn FnMut(i64) -> bool,
+    ) -> Option<crate::queue::Placement> {
+        let stack = &record.queued.stack;
+        assert_ne!(self.panics_on, Some(stack.as_str()), "placing a deploy");
+        let slot = crate::queue::Slot {
+            id: record.id,
+            sha: record.queued.sha.clone(),
+            services: record.queued.services.clone(),
+            profile: record.queued.profile.clone(),
+        };
+        let mut queues = self.queues.lock().unwrap();
+        Some(queues.entry(stack.clone()).or_default().place(stack, slot))
+    }
+
+    fn unplace(&self, placement: crate::queue::Placement) {
+        let mut queues = self.queues.lock().unwrap();
+        queues.get_mut(&placement.stack).unwrap().undo(&placement);
+        self.undone.lock().unwrap().push(placement.id);
+    }
+}
+
+/// Commit `sha`, pushed on top of `before`, to `stack`'s `main`.
+fn push_row(stack: &str, sha: &str, before: &str, placer: &Arc<Queues>) -> admission::AdmissionRow {
+    admission::AdmissionRow {
+        deploy: NewDeploy {
+            stack: stack.to_owned(),
+            delivery_id: Some(format!("{stack}-{sha}")),
+            provider: "github".to_owned(),
+            git_ref: Some("refs/heads/main".to_owned()),
+            sha: Some(sha.to_owned()),
+            services: vec![],
+            profile: None,
+            reason: "push".to_owned(),
+            event_json: "{}".to_owned(),
+            created_at_ms: 1,
+            pusher: None,
+        },
+        admission: Admission {
+            commit: Some(CommitClaim {
+                sha: sha.to_owned(),
+                before: Some(before.to_owned()),
+                forced: false,
+                sender_reports_forced: true,
+                requested: false,
+                once: false,
+            }),
+            ..Admission::default()
+        },
+        placer: Some(placer.clone()),
+    }
+}
+
+/// The deploys of `stack` in the journal, with their states, oldest first.
+fn deploys_of(journal: &Journal, stack: &str) -> Vec<(String, String)> {
+    journal
+        .read("read deploys", |sql| {
+            sql.query(
+                "SELECT sha, state FROM deploys WHERE stack = ?1 ORDER BY id",
+                args![stack],
+            )?
+            .iter()
+            .map(|row| Ok((row.get(0)?, row.get(1)?)))
+            .collect()
+        })
+        .unwrap()
+}
+
+/// A deploy of `stack` queued by `outcome`, with what its placement
+/// decided.
+fn queued(outcome: &AdmissionOutcome) -> (i64, Option<Placed>) {
+    match outcome {
+        Ok((Admitted::Inserted(Inserted::New(id)), Some(to_run))) => (*id, to_run.placed.clone()),
+        other => panic!("not a new queued deploy: {other:?}"),
+    }
+}
+
+/// Admissions written together commit once and are judged one after the
+/// other: the third supersedes the first, written in the same
+/// transaction, and cancels it there.
+#[test]
+fn admissions_written_together_commit_once_and_are_judged_in_order() {
+    let dir = TempDir::new("admit-together");
+    let journal = Journal::open(&dir.journal_path()).unwrap();
+    let placer = Arc::new(Queues::default());
+    let outcomes = journal.admit_rows(&[
+        push_row("a", "a1", "a0", &placer),
+        push_row("b", "b1", "b0", &placer),
+        push_row("a", "a2", "a1", &placer),
+    ]);
+    assert_eq!(journal.sqlite_group_counts().unwrap().0, 1, "one commit");
+    let (a1, first) = queued(&outcomes[0]);
+    assert_eq!(first.map(|p| p.superseded_cancelled), Some(false));
+    queued(&outcomes[1]);
+    let (a2, third) = queued(&outcomes[2]);
+    let third = third.unwrap();
+    assert!(third.superseded_cancelled, "{third:?}");
+    match third.placement.admit {
+        crate::queue::Admit::Pending {
+            superseded: Some((superseded, _)),
+            ..
+        } => assert_eq!(superseded, a1),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        deploys_of(&journal, "a"),
+        [
+            ("a1".to_owned(), "cancelled".to_owned()),
+            ("a2".to_owned(), "queued".to_owned())
+        ]
+    );
+    assert_eq!(
+        deploys_of(&journal, "b"),
+        [("b1".to_owned(), "queued".to_owned())]
+    );
+    assert!(placer.undone.lock().unwrap().is_empty());
+    assert!(a2 > a1);
+}
+
+/// An admission the database refuses among others written together is
+/// refused alone, with its own error: its transaction's placements are
+/// undone, the latest first, and the rows before and after it are
+/// admitted as they would have been without it.
+#[test]
+fn an_admission_refused_among_others_is_refused_alone() {
+    let dir = TempDir::new("admit-refused");
+    let journal = Journal::open(&dir.journal_path()).unwrap();
+    let placer = Arc::new(Queues::default());
+    let first_b = push_row("b", "b1", "b0", &placer);
+    let (_, queued_b) = journal
+        .admit_deploy_to_run(&first_b.deploy, &first_b.admission, first_b.placer)
+        .unwrap();
+    let pending_b = queued_b.unwrap().record.id;
+    // Superseding the pending deploy of `b` reads its services: unreadable,
+    // the admission that supersedes it fails there, after its placement.
+    journal
+        .write("break a deploy", |sql| {
+            sql.execute(
+                "UPDATE deploys SET services = 'not json' WHERE id = ?1",
+                args![pending_b],
+            )
+        })
+        .unwrap();
+    let queues_before = placer.queues.lock().unwrap().clone();
+    let commits_before = journal.sqlite_group_counts().unwrap().0;
+    let outcomes = journal.admit_rows(&[
+        push_row("a", "a1", "a0", &placer),
+        push_row("b", "b2", "b1", &placer),
+        push_row("a", "a2", "a1", &placer),
+    ]);
+    assert_eq!(outcomes.len(), 3);
+    let (a1, _) = queued(&outcomes[0]);
+    let error = outcomes[1].as_ref().unwrap_err().to_string();
+    assert!(error.contains("admit deploy"), "{error}");
+    // Its own: the pending deploy's services did not parse as JSON.
+    assert!(error.contains("expected ident"), "{error}");
+    let (a2, third) = queued(&outcomes[2]);
+    assert!(third.unwrap().superseded_cancelled);
+    // The rows before the refused one, then the rows after it.
+    assert_eq!(journal.sqlite_group_counts().unwrap().0, commits_before + 2);
+    // The failed transaction's placements, `b2` (given the id after `a1`)
+    // then `a1`, were undone; nothing else was.
+    assert_eq!(*placer.undone.lock().unwrap(), [a1 + 1, a1]);
+    assert_eq!(
+        deploys_of(&journal, "a"),
+        [
+            ("a1".to_owned(), "cancelled".to_owned()),
+            ("a2".to_owned(), "queued".to_owned())
+        ]
+    );
+    assert_eq!(
+        deploys_of(&journal, "b"),
+        [("b1".to_owned(), "queued".to_owned())]
+    );
+    let queues = placer.queues.lock().unwrap();
+    assert_eq!(queues["b"], queues_before["b"]);
+    let mut alone = crate::queue::StackQueue::default();
+    for (id, sha) in [(a1, "a1"), (a2, "a2")] {
+        let slot = crate::queue::Slot {
+            id,
+            sha: Some(sha.to_owned()),
+            services: vec![],
+            profile: None,
+        };
+        alone.place("a", slot);
+    }
+    assert_eq!(queues["a"], alone);
+}
+
+/// An admission that panics among others written together (here its
+/// placer) is refused alone: the transaction is rolled back, every
+/// placement made in it undone, the latest first, and the rows before it
+/// are admitted again.
+#[test]
+fn an_admission_that_panics_among_others_is_refused_alone() {
+    let dir = TempDir::new("admit-panic");
+    let journal = Journal::open(&dir.journal_path()).unwrap();
+    let placer = Arc::new(Queues {
+        panics_on: Some("c"),
+        ..Queues::default()
+    });
+    let outcomes = journal.admit_rows(&[
+        push_row("a", "a1", "a0", &placer),
+        push_row("b", "b1", "b0", &placer),
+        push_row("c", "c1", "c0", &placer),
+    ]);
+    let (a1, _) = queued(&outcomes[0]);
+    let (b1, _) = queued(&outcomes[1]);
+    let error = outcomes[2].as_ref().unwrap_err().to_string();
+    assert!(error.contains("failed unexpectedly"), "{error}");
+    assert_eq!(*placer.undone.lock().unwrap(), [b1, a1], "the latest first");
+    assert_eq!(deploys_of(&journal, "a").len(), 1);
+    assert_eq!(deploys_of(&journal, "b").len(), 1);
+    assert!(deploys_of(&journal, "c").is_empty());
+    let queues = placer.queues.lock().unwrap();
+    assert!(!queues.contains_key("c"));
+    assert_ne!(queues["a"], crate::queue::StackQueue::default());
 }
