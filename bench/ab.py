@@ -39,7 +39,6 @@ loudly, keeping its directory and server log.
 
 import argparse
 import hashlib
-import hmac
 import os
 import re
 import shutil
@@ -57,7 +56,7 @@ sys.path.insert(0, BENCH)
 
 import benchlib  # noqa: E402
 import serve_vs_webhook as svw  # noqa: E402
-from benchlib import FIXTURE, SECRET, TOKEN, free_port, post_push, wait_port, write_redeploy_config  # noqa: E402
+from benchlib import FIXTURE, TOKEN, free_port, post_push, wait_port, write_load_files, write_redeploy_config  # noqa: E402
 
 # The branch each scenario's stack follows (serve_vs_webhook.main); the
 # fixture's push is to `master`.
@@ -293,17 +292,8 @@ def main():
     benchlib.LISTEN_TIMEOUT_SECONDS = args.listen_timeout
 
     # The body and signature files bench/http.lua reads (serve_vs_webhook.main).
-    with open(FIXTURE, "rb") as f:
-        body = f.read()
-    signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     shared = tempfile.mkdtemp(prefix="redeploy-ab-")
-    body_path = os.path.join(shared, "body.json")
-    sig_path = os.path.join(shared, "signature.txt")
-    with open(body_path, "wb") as f:
-        f.write(body)
-    with open(sig_path, "w") as f:
-        f.write(signature)
-    env = dict(os.environ, BENCH_BODY=body_path, BENCH_SIGNATURE=sig_path)
+    body, signature, env = write_load_files(shared)
 
     for label, b in bins.items():
         print(f"{label}: {b} (sha256 {sha256_file(b)[:16]})")

@@ -2,6 +2,8 @@
 finding a free loopback port, waiting for a server to listen, and posting
 a signed GitHub push delivery."""
 
+import hashlib
+import hmac
 import os
 import socket
 import subprocess
@@ -61,6 +63,23 @@ hook_token = "{TOKEN}"
 command = ["{command}"]
 """
         )
+
+
+def write_load_files(work):
+    """Writes the bench's push (FIXTURE) and its signature into `work`,
+    where bench/http.lua reads them; returns the body, its signature
+    header's value and the environment for wrk (BENCH_BODY,
+    BENCH_SIGNATURE)."""
+    with open(FIXTURE, "rb") as f:
+        body = f.read()
+    signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    body_path = os.path.join(work, "body.json")
+    sig_path = os.path.join(work, "signature.txt")
+    with open(body_path, "wb") as f:
+        f.write(body)
+    with open(sig_path, "w") as f:
+        f.write(signature)
+    return body, signature, dict(os.environ, BENCH_BODY=body_path, BENCH_SIGNATURE=sig_path)
 
 
 def free_port():

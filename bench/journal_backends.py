@@ -41,8 +41,6 @@ deploy path.
 
 import argparse
 import glob
-import hashlib
-import hmac
 import os
 import shutil
 import statistics
@@ -51,7 +49,15 @@ import tempfile
 import threading
 import time
 
-from benchlib import FIXTURE, REDEPLOY, SECRET, TOKEN, build_release_binary, free_port, write_redeploy_config
+from benchlib import (
+    FIXTURE,
+    REDEPLOY,
+    TOKEN,
+    build_release_binary,
+    free_port,
+    write_load_files,
+    write_redeploy_config,
+)
 from serve_vs_webhook import TRUE, Server, fmt_ms, run_wrk
 
 
@@ -216,18 +222,9 @@ def main():
     connections = [int(c) for c in args.connections.split(",")]
     build_release_binary()
 
-    with open(FIXTURE, "rb") as f:
-        body = f.read()
-    signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     work = tempfile.mkdtemp(prefix="redeploy-journal-bench-")
     os.chmod(work, 0o755)
-    body_path = os.path.join(work, "body.json")
-    sig_path = os.path.join(work, "signature.txt")
-    with open(body_path, "wb") as f:
-        f.write(body)
-    with open(sig_path, "w") as f:
-        f.write(signature)
-    env = dict(os.environ, BENCH_BODY=body_path, BENCH_SIGNATURE=sig_path)
+    body, signature, env = write_load_files(work)
 
     prefix = ()
     if args.flush_delay_ms:

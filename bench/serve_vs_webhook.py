@@ -42,8 +42,6 @@ webhook / floor). Peak RSS is VmHWM, reset before each load with
 """
 
 import argparse
-import hashlib
-import hmac
 import os
 import re
 import shutil
@@ -65,6 +63,7 @@ from benchlib import (
     free_port,
     post_push,
     wait_port,
+    write_load_files,
     write_redeploy_config,
 )
 
@@ -245,17 +244,8 @@ def main():
     if not os.access(FLOOR, os.X_OK):
         sys.exit(f"no floor server at {FLOOR}; build it with\n    {FLOOR_BUILD}")
 
-    with open(FIXTURE, "rb") as f:
-        body = f.read()
-    signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     work = tempfile.mkdtemp(prefix="redeploy-http-bench-")
-    body_path = os.path.join(work, "body.json")
-    sig_path = os.path.join(work, "signature.txt")
-    with open(body_path, "wb") as f:
-        f.write(body)
-    with open(sig_path, "w") as f:
-        f.write(signature)
-    env = dict(os.environ, BENCH_BODY=body_path, BENCH_SIGNATURE=sig_path)
+    body, signature, env = write_load_files(work)
 
     branches = {"decision": "production", "deploy": "master"}
     print(f"payload: {FIXTURE} ({len(body)} bytes), {args.rounds} rounds of {args.duration} s")

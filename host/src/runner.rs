@@ -278,12 +278,20 @@ impl Runner {
     /// stack's queue forgets it ([`StackQueue::forget`]), and the observer
     /// hears of a queued one's end (a running one's comes when it stops).
     pub fn cancelled_by_operator(&self, id: i64, reason: &str, queued: bool) {
-        for queue in self.inner.queues.lock().unwrap().values_mut() {
+        for queue in self.queues().values_mut() {
             queue.forget(id);
         }
         if queued {
             self.notify(id, DeployState::Cancelled, Some(reason));
         }
+    }
+
+    /// Locks the stacks' queues. A poisoned lock is taken anyway (a panic
+    /// while one was held, maybe placing a deploy in an admission's
+    /// transaction): the queues are plain data, each change made whole
+    /// under the lock.
+    fn queues(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, StackQueue>> {
+        self.inner.queues.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn notify(&self, id: i64, state: DeployState, detail: Option<&str>) {
@@ -337,7 +345,7 @@ impl Runner {
         }
         let slot = slot_of(record);
         let admit = |slot: Slot| {
-            let mut queues = self.inner.queues.lock().unwrap();
+            let mut queues = self.queues();
             queues
                 .entry(record.queued.stack.clone())
                 .or_default()
@@ -360,7 +368,7 @@ impl Runner {
             if left_to_claim || !journal.gone_or_cancelling(because_of).unwrap_or(false) {
                 break;
             }
-            for queue in self.inner.queues.lock().unwrap().values_mut() {
+            for queue in self.queues().values_mut() {
                 queue.forget(because_of);
             }
             admitted = admit(slot.clone());
@@ -430,12 +438,12 @@ impl Runner {
                 .stopping
                 .load(std::sync::atomic::Ordering::SeqCst);
             let next = {
-                let mut queues = self.inner.queues.lock().unwrap();
+                let mut queues = self.queues();
                 queues.entry(stack.clone()).or_default().next(stopping)
             };
             let Some(slot) = next else { return };
-            let outcome = self.run_one(slot.id).await;
-            if let Some(q) = self.inner.queues.lock().unwrap().get_mut(&stack) {
+            let outcome = self.run_one(&stack, slot.id).await;
+            if let Some(q) = self.queues().get_mut(&stack) {
                 match outcome {
                     Outcome::Done => q.finished(),
                     Outcome::Abandoned => {
@@ -447,13 +455,20 @@ impl Runner {
         }
     }
 
-    /// Runs the newest queued deploy of slot `id`'s stack (`id` itself
-    /// unless a newer one was queued, maybe by another replica), under the
-    /// stack's lock and one of the `max_concurrent_deploys` permits.
-    async fn run_one(&self, id: i64) -> Outcome {
+    /// Runs the newest queued deploy of `stack`, whose slot `id` this
+    /// worker took (`id` itself unless a newer one was queued, maybe by
+    /// another replica), under the stack's lock and one of the
+    /// `max_concurrent_deploys` permits; nothing unless `id` is a queued
+    /// deploy of `stack`.
+    async fn run_one(&self, stack: &str, id: i64) -> Outcome {
         let journal = &self.inner.journal;
         let stack_name = match journal.deploy(id) {
-            Ok(Some(r)) if r.state == DeployState::Queued => r.queued.stack,
+            // Of this worker's stack only: a deploy whose admission did not
+            // commit, taken before its placement was undone, may have left
+            // its id to another stack's deploy admitted since.
+            Ok(Some(r)) if r.state == DeployState::Queued && r.queued.stack == stack => {
+                r.queued.stack
+            }
             Ok(_) => return Outcome::Done,
             Err(e) => {
                 tracing::error!(deploy = id, error = %e, "journal: cannot read a queued deploy");
@@ -857,7 +872,7 @@ impl Runner {
     pub async fn idle(&self) {
         loop {
             let busy = {
-                let queues = self.inner.queues.lock().unwrap();
+                let queues = self.queues();
                 queues.values().any(|q| !q.is_idle())
             };
             if !busy {

@@ -173,8 +173,37 @@ enum RowsFailed {
     /// Admitting the row at this index failed (the rows before it did
     /// not).
     Row(usize, Box<JournalError>),
-    /// Something outside any row failed (`BEGIN`, the commit).
+    /// Something outside any row failed (`BEGIN`, the commit), or the
+    /// database as a whole did ([`whole_database`]).
     All(Box<JournalError>),
+}
+
+/// Whether `e` is the database's failure as a whole (its disk, space,
+/// file, lock or memory) rather than one admission's: every row of a
+/// batch fails with it, none is admitted again.
+fn whole_database(e: &JournalError) -> bool {
+    use rusqlite::ErrorCode as Code;
+    let JournalError::Database {
+        source: DbError::Sqlite(rusqlite::Error::SqliteFailure(failure, _)),
+        ..
+    } = e
+    else {
+        return false;
+    };
+    matches!(
+        failure.code,
+        Code::SystemIoFailure
+            | Code::DiskFull
+            | Code::ReadOnly
+            | Code::DatabaseCorrupt
+            | Code::NotADatabase
+            | Code::OutOfMemory
+            | Code::DatabaseBusy
+            | Code::DatabaseLocked
+            | Code::CannotOpen
+            | Code::FileLockingProtocolFailed
+            | Code::PermissionDenied
+    )
 }
 
 /// What [`Journal::admit_deploy_to_run`] returns.
@@ -297,7 +326,9 @@ impl Journal {
     /// in it undone, the latest first, before the journal's connection is
     /// released; then the rows before it are admitted again together, and
     /// the rows after it likewise. An error outside any row (`BEGIN`, the
-    /// commit) fails every row. No savepoint per row: they refused a row
+    /// commit), or one of the database as a whole (a full disk, an I/O
+    /// error, the write lock not had in time), fails every row, without
+    /// another try. No savepoint per row: they refused a row
     /// alone without admitting the others again, at a cost to every
     /// deploy (one connection's deploy path measured 0.91x with them, in
     /// three alternating pairs, against 1.00x without: BENCHMARKS.md, part
@@ -342,10 +373,18 @@ impl Journal {
         // undo should the transaction not commit (or a panic unwind it).
         let placed: Mutex<Vec<(Arc<dyn Placer>, Placement)>> = Mutex::new(Vec::new());
         let placed_now = || placed.lock().unwrap_or_else(|e| e.into_inner());
+        // Each placement undone even if another's undo panics (a panic
+        // out of the undo while one unwinds would abort the process).
         let undo = || {
             let undone = std::mem::take(&mut *placed_now());
             for (placer, placement) in undone.into_iter().rev() {
-                placer.unplace(placement);
+                let id = placement.id;
+                if catch_unwind(AssertUnwindSafe(|| placer.unplace(placement))).is_err() {
+                    tracing::error!(
+                        deploy = id,
+                        "journal: undoing a deploy's place in its queue failed unexpectedly"
+                    );
+                }
             }
         };
         // The row being admitted, while one is.
@@ -382,7 +421,8 @@ impl Journal {
         let at = *current.lock().unwrap_or_else(|e| e.into_inner());
         match (written, at) {
             (Ok(Ok(outcomes)), _) => Ok(outcomes),
-            (Ok(Err(e)), Some(at)) => Err(RowsFailed::Row(at, Box::new(e))),
+            (Ok(Err(e)), Some(at)) if !whole_database(&e) => Err(RowsFailed::Row(at, Box::new(e))),
+            (Ok(Err(e)), Some(_)) => Err(RowsFailed::All(Box::new(e))),
             (Ok(Err(e)), None) => Err(RowsFailed::All(Box::new(e))),
             (Err(_), at) => {
                 tracing::error!(

@@ -161,6 +161,8 @@ struct Queues {
     queues: std::sync::Mutex<BTreeMap<String, crate::queue::StackQueue>>,
     undone: std::sync::Mutex<Vec<i64>>,
     panics_on: Option<&'static str>,
+    /// Undoing a placement panics (after recording it).
+    unplace_panics: bool,
 }
 
 impl Placer for Queues {
@@ -185,6 +187,7 @@ impl Placer for Queues {
         let mut queues = self.queues.lock().unwrap();
         queues.get_mut(&placement.stack).unwrap().undo(&placement);
         self.undone.lock().unwrap().push(placement.id);
+        assert!(!self.unplace_panics, "undoing a placement");
     }
 }
 
@@ -383,4 +386,26 @@ fn an_admission_that_panics_among_others_is_refused_alone() {
     let queues = placer.queues.lock().unwrap();
     assert!(!queues.contains_key("c"));
     assert_ne!(queues["a"], crate::queue::StackQueue::default());
+}
+
+/// Undoing placements that panics, while a row's panic unwinds, neither
+/// aborts the process nor keeps the other placements from being undone.
+#[test]
+fn an_undo_that_panics_while_a_row_panics_undoes_the_rest() {
+    let dir = TempDir::new("admit-unplace-panic");
+    let journal = Journal::open(&dir.journal_path()).unwrap();
+    let placer = Arc::new(Queues {
+        panics_on: Some("c"),
+        unplace_panics: true,
+        ..Queues::default()
+    });
+    let outcomes = journal.admit_rows(&[
+        push_row("a", "a1", "a0", &placer),
+        push_row("b", "b1", "b0", &placer),
+        push_row("c", "c1", "c0", &placer),
+    ]);
+    let (a1, _) = queued(&outcomes[0]);
+    let (b1, _) = queued(&outcomes[1]);
+    assert!(outcomes[2].is_err());
+    assert_eq!(*placer.undone.lock().unwrap(), [b1, a1], "both undone");
 }

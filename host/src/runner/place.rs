@@ -32,7 +32,7 @@ impl Placer for Runner {
         let stack = &record.queued.stack;
         // Held until the placement is decided: `cancelled` reads in the
         // caller's transaction and takes no lock.
-        let mut queues = self.inner.queues.lock().unwrap();
+        let mut queues = self.queues();
         let queue = queues.entry(stack.clone()).or_default();
         let placement = queue.place(stack, slot_of(record));
         // The deploy it would be cancelled for may have been cancelled
@@ -49,13 +49,9 @@ impl Placer for Runner {
     }
 
     fn unplace(&self, placement: Placement) {
-        // Maybe while a panic unwinds: a poisoned lock is taken anyway (the
-        // queues are plain data, each change made whole under the lock).
+        // Maybe while a panic unwinds: a poisoned lock is taken anyway.
         let start_worker = self
-            .inner
-            .queues
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .queues()
             .get_mut(&placement.stack)
             .is_some_and(|queue| queue.undo(&placement));
         if start_worker {
