@@ -237,8 +237,16 @@ fn deploys_of(journal: &Journal, stack: &str) -> Vec<(String, String)> {
         .unwrap()
 }
 
-/// A deploy of `stack` queued by `outcome`, with what its placement
-/// decided.
+/// What admitting `a1`, `b1` and then `a2` (on top of `a1`) leaves in the
+/// journal: `a1` cancelled for `a2`, which is queued, and `b1` queued.
+fn a2_superseded_a1_and_b1_is_queued(journal: &Journal) {
+    let states = |stack| -> Vec<(String, String)> { deploys_of(journal, stack) };
+    let row = |sha: &str, state: &str| (sha.to_owned(), state.to_owned());
+    assert_eq!(states("a"), [row("a1", "cancelled"), row("a2", "queued")]);
+    assert_eq!(states("b"), [row("b1", "queued")]);
+}
+
+/// The deploy `outcome` queued, with what its placement decided.
 fn queued(outcome: &AdmissionOutcome) -> (i64, Option<Placed>) {
     match outcome {
         Ok((Admitted::Inserted(Inserted::New(id)), Some(to_run))) => (*id, to_run.placed.clone()),
@@ -273,17 +281,7 @@ fn admissions_written_together_commit_once_and_are_judged_in_order() {
         } => assert_eq!(superseded, a1),
         other => panic!("{other:?}"),
     }
-    assert_eq!(
-        deploys_of(&journal, "a"),
-        [
-            ("a1".to_owned(), "cancelled".to_owned()),
-            ("a2".to_owned(), "queued".to_owned())
-        ]
-    );
-    assert_eq!(
-        deploys_of(&journal, "b"),
-        [("b1".to_owned(), "queued".to_owned())]
-    );
+    a2_superseded_a1_and_b1_is_queued(&journal);
     assert!(placer.undone.lock().unwrap().is_empty());
     assert!(a2 > a1);
 }
@@ -332,17 +330,7 @@ fn an_admission_refused_among_others_is_refused_alone() {
     // The failed transaction's placements, `b2` (given the id after `a1`)
     // then `a1`, were undone; nothing else was.
     assert_eq!(*placer.undone.lock().unwrap(), [a1 + 1, a1]);
-    assert_eq!(
-        deploys_of(&journal, "a"),
-        [
-            ("a1".to_owned(), "cancelled".to_owned()),
-            ("a2".to_owned(), "queued".to_owned())
-        ]
-    );
-    assert_eq!(
-        deploys_of(&journal, "b"),
-        [("b1".to_owned(), "queued".to_owned())]
-    );
+    a2_superseded_a1_and_b1_is_queued(&journal);
     let queues = placer.queues.lock().unwrap();
     assert_eq!(queues["b"], queues_before["b"]);
     let mut alone = crate::queue::StackQueue::default();
@@ -364,10 +352,24 @@ fn an_admission_refused_among_others_is_refused_alone() {
 /// are admitted again.
 #[test]
 fn an_admission_that_panics_among_others_is_refused_alone() {
+    a_row_that_panics_is_refused_alone(false);
+}
+
+/// Undoing placements that panics, while a row's panic unwinds, neither
+/// aborts the process nor keeps the other placements from being undone.
+#[test]
+fn an_undo_that_panics_while_a_row_panics_undoes_the_rest() {
+    a_row_that_panics_is_refused_alone(true);
+}
+
+/// Admits `a1`, `b1` and `c1` together, placing `c1` panicking (and each
+/// undo, if `unplace_panics`).
+fn a_row_that_panics_is_refused_alone(unplace_panics: bool) {
     let dir = TempDir::new("admit-panic");
     let journal = Journal::open(&dir.journal_path()).unwrap();
     let placer = Arc::new(Queues {
         panics_on: Some("c"),
+        unplace_panics,
         ..Queues::default()
     });
     let outcomes = journal.admit_rows(&[
@@ -386,26 +388,4 @@ fn an_admission_that_panics_among_others_is_refused_alone() {
     let queues = placer.queues.lock().unwrap();
     assert!(!queues.contains_key("c"));
     assert_ne!(queues["a"], crate::queue::StackQueue::default());
-}
-
-/// Undoing placements that panics, while a row's panic unwinds, neither
-/// aborts the process nor keeps the other placements from being undone.
-#[test]
-fn an_undo_that_panics_while_a_row_panics_undoes_the_rest() {
-    let dir = TempDir::new("admit-unplace-panic");
-    let journal = Journal::open(&dir.journal_path()).unwrap();
-    let placer = Arc::new(Queues {
-        panics_on: Some("c"),
-        unplace_panics: true,
-        ..Queues::default()
-    });
-    let outcomes = journal.admit_rows(&[
-        push_row("a", "a1", "a0", &placer),
-        push_row("b", "b1", "b0", &placer),
-        push_row("c", "c1", "c0", &placer),
-    ]);
-    let (a1, _) = queued(&outcomes[0]);
-    let (b1, _) = queued(&outcomes[1]);
-    assert!(outcomes[2].is_err());
-    assert_eq!(*placer.undone.lock().unwrap(), [b1, a1], "both undone");
 }
