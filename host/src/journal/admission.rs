@@ -10,11 +10,11 @@
 //! it reports to (a stack with `wait_for_event = false`), so a deploy that
 //! runs is always reported.
 
-use super::claim::{cancel_for, cancel_one, Superseded};
-use super::github::{insert_request_in, DeploymentRequestClaim};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 
+use super::claim::{cancel_for, cancel_one, Superseded};
+use super::github::{insert_request_in, DeploymentRequestClaim};
 use super::sql::{args, Commit, DbError, Sql};
 use super::{insert_deploy_in, Backend, Inserted, Journal, JournalError};
 use super::{select_deploy, DeployRecord, NewDeploy, TransitionDetail};
@@ -287,6 +287,13 @@ impl Journal {
         admission: &Admission,
         placer: Option<Arc<dyn Placer>>,
     ) -> AdmissionOutcome {
+        // Placed only where a reader of the journal shares the writer's one
+        // connection, so that a worker that takes the deploy from its queue
+        // before the commit cannot look for it in the journal until the
+        // transaction has ended, and then finds it queued (or, if it rolled
+        // back, absent, its placement undone before anything else was
+        // written, or another stack's deploy given its id since, which it
+        // leaves: `Runner::run_one`).
         if !matches!(self.backend, Backend::Sqlite(_)) {
             return self.write("admit deploy", |sql| {
                 admit_to_run(sql, d, admission, None, &|_| {})
