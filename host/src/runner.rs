@@ -462,19 +462,17 @@ impl Runner {
     /// deploy of `stack`.
     async fn run_one(&self, stack: &str, id: i64) -> Outcome {
         let journal = &self.inner.journal;
-        let stack_name = match journal.deploy(id) {
+        match journal.deploy(id) {
             // Of this worker's stack only: a deploy whose admission did not
             // commit, taken before its placement was undone, may have left
             // its id to another stack's deploy admitted since.
-            Ok(Some(r)) if r.state == DeployState::Queued && r.queued.stack == stack => {
-                r.queued.stack
-            }
+            Ok(Some(r)) if r.state == DeployState::Queued && r.queued.stack == stack => {}
             Ok(_) => return Outcome::Done,
             Err(e) => {
                 tracing::error!(deploy = id, error = %e, "journal: cannot read a queued deploy");
                 return Outcome::Done;
             }
-        };
+        }
         let semaphore = self.inner.global.semaphore();
         // One deploy per stack across every runner on the journal: the lock
         // is held until the deploy's end is journaled.
@@ -490,7 +488,7 @@ impl Runner {
             let lost = self.inner.callers_lock_lost.get().cloned();
             let lease = self.inner.callers_lease.get();
             let lease = lease.map(|(name, holder)| (name.as_str(), holder.as_str()));
-            self.run_claimed(&stack_name, lease, lost).await;
+            self.run_claimed(stack, lease, lost).await;
             return Outcome::Done;
         }
         // A runner never holds a permit while it waits for a stack's lock
@@ -501,7 +499,7 @@ impl Runner {
         // for a permit and, holding it, takes the lock only if it is free
         // at once, else gives the permit back and starts over.
         loop {
-            let Some(lock) = self.lock_and_recover(&stack_name, true).await else {
+            let Some(lock) = self.lock_and_recover(stack, true).await else {
                 return Outcome::Done;
             };
             let (lock, permit) = match semaphore.clone().try_acquire_owned() {
@@ -515,7 +513,7 @@ impl Runner {
                     let Ok(permit) = semaphore.clone().acquire_owned().await else {
                         return Outcome::Abandoned;
                     };
-                    match self.lock_and_recover(&stack_name, false).await {
+                    match self.lock_and_recover(stack, false).await {
                         Some(lock) => (lock, permit),
                         None => {
                             drop(permit);
@@ -524,8 +522,7 @@ impl Runner {
                     }
                 }
             };
-            self.run_claimed(&stack_name, lock.lease(), lock.lost())
-                .await;
+            self.run_claimed(stack, lock.lease(), lock.lost()).await;
             drop(permit);
             lock.release().await;
             return Outcome::Done;

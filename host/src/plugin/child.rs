@@ -149,20 +149,11 @@ fn end_group(child: &mut Child, deadline: Instant) -> anyhow::Result<Option<Exit
 /// false, else only until it has read that many.
 fn read_start(mut from: impl Read, keep: u64, stop: bool) -> std::io::Result<Vec<u8>> {
     let mut kept = Vec::new();
-    let mut chunk = [0u8; 64 * 1024];
-    loop {
-        let n = match from.read(&mut chunk) {
-            Ok(0) => return Ok(kept),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        let room = usize::try_from(keep.saturating_sub(kept.len() as u64)).unwrap_or(usize::MAX);
-        kept.extend_from_slice(&chunk[..n.min(room)]);
-        if stop && kept.len() as u64 >= keep {
-            return Ok(kept);
-        }
+    (&mut from).take(keep).read_to_end(&mut kept)?;
+    if !stop {
+        std::io::copy(&mut from, &mut std::io::sink())?;
     }
+    Ok(kept)
 }
 
 #[cfg(test)]
