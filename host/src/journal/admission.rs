@@ -13,6 +13,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 
+use super::batch::RowsInOrder;
 use super::claim::{cancel_for, cancel_one, Superseded};
 use super::github::{insert_request_in, DeploymentRequestClaim};
 use super::sql::{args, Commit, DbError, Sql};
@@ -168,44 +169,6 @@ pub trait Placer: Send + Sync {
     fn unplace(&self, placement: Placement);
 }
 
-/// Why [`Journal::admit_rows`]'s transaction did not commit.
-enum RowsFailed {
-    /// Admitting the row at this index failed (the rows before it did
-    /// not).
-    Row(usize, Box<JournalError>),
-    /// Something outside any row failed (`BEGIN`, the commit), or the
-    /// database as a whole did ([`whole_database`]).
-    All(Box<JournalError>),
-}
-
-/// Whether `e` is the database's failure as a whole (its disk, space,
-/// file, lock or memory) rather than one admission's: every row of a
-/// batch fails with it, none is admitted again.
-fn whole_database(e: &JournalError) -> bool {
-    use rusqlite::ErrorCode as Code;
-    let JournalError::Database {
-        source: DbError::Sqlite(rusqlite::Error::SqliteFailure(failure, _)),
-        ..
-    } = e
-    else {
-        return false;
-    };
-    matches!(
-        failure.code,
-        Code::SystemIoFailure
-            | Code::DiskFull
-            | Code::ReadOnly
-            | Code::DatabaseCorrupt
-            | Code::NotADatabase
-            | Code::OutOfMemory
-            | Code::DatabaseBusy
-            | Code::DatabaseLocked
-            | Code::CannotOpen
-            | Code::FileLockingProtocolFailed
-            | Code::PermissionDenied
-    )
-}
-
 /// What [`Journal::admit_deploy_to_run`] returns.
 pub type AdmissionOutcome = Result<(Admitted, Option<ToRun>), JournalError>;
 
@@ -325,57 +288,20 @@ impl Journal {
 
     /// Admits `rows` in one transaction that waits for the disk once, in
     /// order: each sees the journal, and its stack's queue, as the rows
-    /// before it left them, as if admitted alone one after the other.
-    ///
-    /// A row whose admission fails (an error, or a panic) is refused alone,
-    /// with its own error, as it would have been admitted alone after the
-    /// rows before it: the transaction is rolled back, every placement made
-    /// in it undone, the latest first, before the journal's connection is
-    /// released; then the rows before it are admitted again together, and
-    /// the rows after it likewise. An error outside any row (`BEGIN`, the
-    /// commit), or one of the database as a whole (a full disk, an I/O
-    /// error, the write lock not had in time), fails every row, without
-    /// another try. No savepoint per row: they refused a row
-    /// alone without admitting the others again, at a cost to every
-    /// deploy (one connection's deploy path measured 0.91x with them, in
-    /// three alternating pairs, against 1.00x without: BENCHMARKS.md, part
-    /// 5, seventeenth pass). One outcome per row, in order.
+    /// before it left them, as if admitted alone one after the other. A
+    /// row whose admission fails is refused alone ([`Journal::write_rows`]):
+    /// every placement made in its transaction is undone, the latest first,
+    /// before the journal's connection is released. One outcome per row,
+    /// in order.
     pub(super) fn admit_rows(&self, rows: &[AdmissionRow]) -> Vec<AdmissionOutcome> {
-        if rows.is_empty() {
-            return Vec::new();
-        }
-        match self.admit_together(rows) {
-            Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
-            Err(RowsFailed::Row(at, e)) => {
-                let mut outcomes = self.admit_rows(&rows[..at]);
-                outcomes.push(Err(*e));
-                outcomes.extend(self.admit_rows(&rows[at + 1..]));
-                outcomes
-            }
-            Err(RowsFailed::All(e)) => {
-                let reason = match *e {
-                    JournalError::Database { source, .. } => source.to_string(),
-                    other => other.to_string(),
-                };
-                rows.iter()
-                    .map(|_| {
-                        Err(JournalError::database(
-                            &self.location,
-                            "admit deploy",
-                            DbError::Unavailable(reason.clone()),
-                        ))
-                    })
-                    .collect()
-            }
-        }
+        self.write_rows("admit deploy", rows, &|rows| self.admit_together(rows))
     }
 
-    /// [`Journal::admit_rows`]'s transaction: every row or none. A panic
-    /// in it is caught here, after the transaction's rollback and undo.
+    /// [`Journal::admit_rows`]'s transaction: every row or none.
     fn admit_together(
         &self,
-        rows: &[AdmissionRow],
-    ) -> Result<Vec<(Admitted, Option<ToRun>)>, RowsFailed> {
+        rows: RowsInOrder<'_, AdmissionRow>,
+    ) -> Result<Vec<(Admitted, Option<ToRun>)>, JournalError> {
         // Every placement, kept as soon as it is made, with its placer: to
         // undo should the transaction not commit (or a panic unwind it).
         let placed: Mutex<Vec<(Arc<dyn Placer>, Placement)>> = Mutex::new(Vec::new());
@@ -394,59 +320,27 @@ impl Journal {
                 }
             }
         };
-        // The row being admitted, while one is.
-        let current = Mutex::new(None);
-        let set_current = |at| *current.lock().unwrap_or_else(|e| e.into_inner()) = at;
-        let written = catch_unwind(AssertUnwindSafe(|| {
-            self.commit_or_undo(
-                Commit::Exclusive,
-                "admit deploy",
-                |sql| {
-                    let mut outcomes = Vec::with_capacity(rows.len());
-                    for (at, row) in rows.iter().enumerate() {
-                        set_current(Some(at));
-                        let keep = |placement| {
-                            if let Some(placer) = &row.placer {
-                                placed_now().push((placer.clone(), placement));
-                            }
-                        };
-                        let placer = row.placer.as_deref();
-                        outcomes.push(admit_to_run(
-                            sql,
-                            &row.deploy,
-                            &row.admission,
-                            placer,
-                            &keep,
-                        )?);
-                    }
-                    set_current(None);
-                    Ok(outcomes)
-                },
-                undo,
-            )
-        }));
-        let at = *current.lock().unwrap_or_else(|e| e.into_inner());
-        match (written, at) {
-            (Ok(Ok(outcomes)), _) => Ok(outcomes),
-            (Ok(Err(e)), Some(at)) if !whole_database(&e) => Err(RowsFailed::Row(at, Box::new(e))),
-            (Ok(Err(e)), Some(_)) => Err(RowsFailed::All(Box::new(e))),
-            (Ok(Err(e)), None) => Err(RowsFailed::All(Box::new(e))),
-            (Err(_), at) => {
-                tracing::error!(
-                    row = ?at,
-                    "journal: admitting a deploy failed unexpectedly; nothing of its transaction was recorded"
-                );
-                let e = Box::new(JournalError::database(
-                    &self.location,
-                    "admit deploy",
-                    DbError::Unavailable("admitting this deploy failed unexpectedly".to_owned()),
-                ));
-                Err(match at {
-                    Some(at) => RowsFailed::Row(at, e),
-                    None => RowsFailed::All(e),
+        self.commit_or_undo(
+            Commit::Exclusive,
+            "admit deploy",
+            |sql| {
+                rows.each(|row| {
+                    let keep = |placement| {
+                        if let Some(placer) = &row.placer {
+                            placed_now().push((placer.clone(), placement));
+                        }
+                    };
+                    admit_to_run(
+                        sql,
+                        &row.deploy,
+                        &row.admission,
+                        row.placer.as_deref(),
+                        &keep,
+                    )
                 })
-            }
-        }
+            },
+            undo,
+        )
     }
 
     /// Whether `d`'s delivery was admitted before (its delivery id has a

@@ -62,52 +62,25 @@ impl Journal {
         )
     }
 
-    /// Records relaxed delivery rows in one transaction, each in a
-    /// savepoint of its own, so that a row the database refuses is refused
-    /// alone. One outcome per row, in order.
-    fn record_relaxed_rows(&self, rows: Vec<DeliveryRow>) -> Vec<Result<i64, JournalError>> {
-        let count = rows.len();
-        let written = self.commit(Commit::Relaxed, "record deliveries", |sql| {
-            let mut outcomes = Vec::with_capacity(count);
-            for row in &rows {
-                sql.execute("SAVEPOINT delivery_row", args![])?;
-                let inserted = insert_delivery(
-                    sql,
-                    &row.delivery,
-                    row.request_json.as_deref(),
-                    row.kept_json.as_deref(),
-                );
-                if inserted.is_err() {
-                    sql.execute("ROLLBACK TO delivery_row", args![])?;
-                }
-                sql.execute("RELEASE delivery_row", args![])?;
-                outcomes.push(inserted);
-            }
-            Ok(outcomes)
-        });
-        match written {
-            Ok(outcomes) => outcomes
-                .into_iter()
-                .map(|outcome| {
-                    outcome.map_err(|source| {
-                        JournalError::database(&self.location, "record delivery", source)
-                    })
+    /// Records relaxed delivery rows in one transaction, in order; a row
+    /// the database refuses is refused alone ([`Journal::write_rows`]).
+    /// One outcome per row, in order.
+    pub(super) fn record_relaxed_rows(
+        &self,
+        rows: Vec<DeliveryRow>,
+    ) -> Vec<Result<i64, JournalError>> {
+        self.write_rows("record delivery", &rows, &|rows| {
+            self.commit(Commit::Relaxed, "record delivery", |sql| {
+                rows.each(|row| {
+                    insert_delivery(
+                        sql,
+                        &row.delivery,
+                        row.request_json.as_deref(),
+                        row.kept_json.as_deref(),
+                    )
                 })
-                .collect(),
-            Err(e) => {
-                // The whole transaction failed: every row with it.
-                let reason = e.to_string();
-                (0..count)
-                    .map(|_| {
-                        Err(JournalError::database(
-                            &self.location,
-                            "record delivery",
-                            DbError::Unavailable(reason.clone()),
-                        ))
-                    })
-                    .collect()
-            }
-        }
+            })
+        })
     }
 
     /// Delivery `id` with what its request looked like (when it was a
@@ -203,9 +176,9 @@ fn insert_delivery(
 /// A relaxed delivery row waiting to be written with others
 /// ([`super::batch`]): the delivery and its request's JSON columns.
 pub(super) struct DeliveryRow {
-    delivery: NewDelivery,
-    request_json: Option<String>,
-    kept_json: Option<String>,
+    pub(super) delivery: NewDelivery,
+    pub(super) request_json: Option<String>,
+    pub(super) kept_json: Option<String>,
 }
 
 /// `value` as the JSON text column `column` stores.

@@ -109,6 +109,127 @@ fn a_relaxed_delivery_waits_for_no_sync_and_a_durable_one_does() {
     assert_eq!(journal.sqlite_group_counts().unwrap(), (1, 1, 1));
 }
 
+/// A relaxed delivery row the database refuses among others written
+/// together is refused alone, with its own error; the rows before and
+/// after it are recorded, in order.
+#[test]
+fn a_delivery_row_refused_among_others_is_refused_alone() {
+    let dir = TempDir::new("delivery-refused");
+    let journal = Journal::open(&dir.journal_path()).unwrap();
+    journal
+        .write("refuse one delivery", |sql| {
+            sql.execute(
+                "CREATE TRIGGER refuse_bad BEFORE INSERT ON deliveries
+                 WHEN NEW.delivery_id = 'bad'
+                 BEGIN SELECT RAISE(ABORT, 'this delivery is refused'); END",
+                args![],
+            )
+        })
+        .unwrap();
+    let row = |id: &str| deliveries::DeliveryRow {
+        delivery: github_push(id, 200, id),
+        request_json: None,
+        kept_json: None,
+    };
+    let outcomes =
+        journal.record_relaxed_rows(vec![row("d-1"), row("d-2"), row("bad"), row("d-4")]);
+    assert_eq!(outcomes.len(), 4);
+    let error = outcomes[2].as_ref().unwrap_err().to_string();
+    assert!(error.contains("record delivery"), "{error}");
+    assert!(error.contains("this delivery is refused"), "{error}");
+    let ids: Vec<i64> = [0, 1, 3]
+        .iter()
+        .map(|&at| *outcomes[at].as_ref().unwrap())
+        .collect();
+    let recorded: Vec<(i64, Option<String>)> = journal
+        .deliveries(10)
+        .unwrap()
+        .into_iter()
+        .rev()
+        .map(|d| (d.id, d.recorded.delivery_id))
+        .collect();
+    let expected: Vec<(i64, Option<String>)> = ids
+        .iter()
+        .zip(["d-1", "d-2", "d-4"])
+        .map(|(id, delivery)| (*id, Some(delivery.to_owned())))
+        .collect();
+    assert_eq!(recorded, expected);
+    assert!(ids[0] < ids[1] && ids[1] < ids[2], "{ids:?}");
+}
+
+/// Rows written together ([`Journal::write_rows`]): an error of the
+/// database as a whole fails every row without another transaction; a
+/// row's own error fails it alone, the rows around it written again; a
+/// transaction that reports fewer outcomes than rows fails them all.
+#[test]
+fn rows_written_together_fail_alone_or_all_as_the_error_says() {
+    let dir = TempDir::new("write-rows");
+    let journal = Journal::open(&dir.journal_path()).unwrap();
+    let error = |code, at: &str| {
+        JournalError::database(
+            "test",
+            "write",
+            DbError::Sqlite(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(code),
+                Some(at.to_owned()),
+            )),
+        )
+    };
+    // Each transaction, as the rows it was given; row 2 fails with `code`.
+    let run = |code| {
+        let transactions = std::sync::Mutex::new(Vec::new());
+        let outcomes = journal.write_rows("write", &[0, 1, 2, 3], &|rows| {
+            let mut given = Vec::new();
+            let written = rows.each(|&row: &i32| {
+                given.push(row);
+                if row == 2 {
+                    Err(error(code, "row 2"))
+                } else {
+                    Ok(row * 10)
+                }
+            });
+            transactions.lock().unwrap().push(given);
+            written
+        });
+        let outcomes: Vec<Result<i32, String>> = outcomes
+            .into_iter()
+            .map(|o| o.map_err(|e| e.to_string()))
+            .collect();
+        (outcomes, transactions.into_inner().unwrap())
+    };
+    // A constraint refuses the row alone.
+    let (outcomes, transactions) = run(rusqlite::ffi::SQLITE_CONSTRAINT);
+    assert_eq!(outcomes[0], Ok(0));
+    assert_eq!(outcomes[1], Ok(10));
+    assert!(outcomes[2].as_ref().unwrap_err().contains("row 2"));
+    assert_eq!(outcomes[3], Ok(30));
+    assert_eq!(transactions, [vec![0, 1, 2], vec![0, 1], vec![3]]);
+    // A full disk fails them all, in one try.
+    let (outcomes, transactions) = run(rusqlite::ffi::SQLITE_FULL);
+    assert_eq!(outcomes.len(), 4);
+    for outcome in &outcomes {
+        assert!(
+            outcome.as_ref().unwrap_err().contains("row 2"),
+            "{outcome:?}"
+        );
+    }
+    assert_eq!(transactions, [vec![0, 1, 2]]);
+    // Rows without a failure, but one outcome short: all fail.
+    let transactions = std::sync::Mutex::new(0);
+    let outcomes = journal.write_rows("write", &[0, 1], &|rows| {
+        *transactions.lock().unwrap() += 1;
+        rows.each(|&row: &i32| Ok::<_, JournalError>(row))
+            .map(|mut w| {
+                w.pop();
+                w
+            })
+    });
+    assert!(outcomes.iter().all(|o| o
+        .as_ref()
+        .is_err_and(|e| e.to_string().contains("too few outcomes"))));
+    assert_eq!(*transactions.lock().unwrap(), 1);
+}
+
 /// Every commit tells the checkpoint thread (`sqlite::checkpoint`), so
 /// that the first one after a quiet spell wakes it: `Checkpointer::written`
 /// clears the idle flag in the commit's own call, so the check below
