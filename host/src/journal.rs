@@ -633,13 +633,12 @@ fn insert_deploy_in(sql: &mut dyn Sql, d: &NewDeploy) -> Result<Inserted, DbErro
         problem: e.to_string(),
     })?;
     // One statement whether or not the delivery was seen: a (stack,
-    // delivery id) pair already there inserts nothing and returns no row.
-    let inserted = sql.query_opt(
+    // delivery id) pair already there inserts nothing, and has no new id.
+    let inserted = sql.insert_id(
         "INSERT INTO deploys (stack, delivery_id, provider, git_ref, sha, services,
              profile, reason, event_json, state, created_at_ms, pusher)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-         ON CONFLICT (stack, delivery_id) WHERE delivery_id IS NOT NULL DO NOTHING
-         RETURNING id",
+         ON CONFLICT (stack, delivery_id) WHERE delivery_id IS NOT NULL DO NOTHING",
         args![
             d.stack,
             d.delivery_id,
@@ -655,14 +654,13 @@ fn insert_deploy_in(sql: &mut dyn Sql, d: &NewDeploy) -> Result<Inserted, DbErro
             d.pusher
         ],
     )?;
-    let Some(row) = inserted else {
+    let Some(id) = inserted else {
         let existing = sql.query_one(
             "SELECT id FROM deploys WHERE stack = ?1 AND delivery_id = ?2",
             args![d.stack, d.delivery_id],
         )?;
         return Ok(Inserted::Duplicate(existing.get(0)?));
     };
-    let id: i64 = row.get(0)?;
     insert_transition_row(
         sql,
         id,

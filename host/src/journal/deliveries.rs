@@ -153,11 +153,11 @@ fn insert_delivery(
     request_json: Option<&str>,
     kept_json: Option<&str>,
 ) -> Result<i64, DbError> {
-    sql.query_one(
+    sql.insert_one_id(
         "INSERT INTO deliveries
              (received_at_ms, stack, provider, event, delivery_id, status, summary,
               request_json, kept_json)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         args![
             d.received_at_ms,
             d.stack,
@@ -169,8 +169,7 @@ fn insert_delivery(
             request_json,
             kept_json
         ],
-    )?
-    .get(0)
+    )
 }
 
 /// A relaxed delivery row waiting to be written with others

@@ -192,23 +192,21 @@ pub(super) fn insert_request_in(
             return Ok(Inserted::Duplicate(row.get(0)?));
         }
     }
-    let id = sql
-        .query_one(
-            "INSERT INTO github_deployment_requests
-                 (stack, delivery_id, deploy_id, git_ref, sha, request_json, state,
-                  created_at_ms, updated_at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7) RETURNING id",
-            args![
-                r.stack,
-                r.delivery_id,
-                r.deploy_id,
-                r.git_ref,
-                r.sha,
-                r.request_json,
-                r.created_at_ms
-            ],
-        )?
-        .get(0)?;
+    let id = sql.insert_one_id(
+        "INSERT INTO github_deployment_requests
+             (stack, delivery_id, deploy_id, git_ref, sha, request_json, state,
+              created_at_ms, updated_at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)",
+        args![
+            r.stack,
+            r.delivery_id,
+            r.deploy_id,
+            r.git_ref,
+            r.sha,
+            r.request_json,
+            r.created_at_ms
+        ],
+    )?;
     super::outbox::queue_for_request(sql, id, r)?;
     Ok(Inserted::New(id))
 }

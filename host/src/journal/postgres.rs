@@ -617,6 +617,12 @@ impl Sql for Tx<'_> {
         Ok(())
     }
 
+    fn insert_id(&mut self, sql: &str, args: &[Value]) -> Result<Option<i64>, DbError> {
+        self.query_opt(&format!("{sql} RETURNING id"), args)?
+            .map(|row| row.get(0))
+            .transpose()
+    }
+
     fn query(&mut self, sql: &str, args: &[Value]) -> Result<Vec<Rec>, DbError> {
         let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|v| v as _).collect();
         let rows = runtime().block_on(async {

@@ -231,15 +231,34 @@ impl Commit {
 }
 
 /// A transaction (or a single-statement read) on either backend. SQL is
-/// written once, for both: `?N` placeholders, `INSERT ... RETURNING`,
-/// `ON CONFLICT`, and nothing else that SQLite and PostgreSQL spell
-/// differently.
+/// written once, for both: `?N` placeholders, `ON CONFLICT`, and nothing
+/// else that SQLite and PostgreSQL spell differently; a new row's id is
+/// had through [`Sql::insert_id`].
 pub trait Sql {
     /// Runs a statement; returns how many rows it changed.
     fn execute(&mut self, sql: &str, args: &[Value]) -> Result<u64, DbError>;
 
     /// Runs a query; returns every row.
     fn query(&mut self, sql: &str, args: &[Value]) -> Result<Vec<Rec>, DbError>;
+
+    /// Runs an `INSERT` of at most one row into a table keyed by its `id`
+    /// column (SQLite's `INTEGER PRIMARY KEY`, PostgreSQL's `BIGSERIAL`),
+    /// written without a `RETURNING` clause; returns the new row's id, or
+    /// `None` when it inserted none (`ON CONFLICT ... DO NOTHING`).
+    ///
+    /// SQLite runs an `INSERT ... RETURNING` through a temporary table of
+    /// its own, opened and closed on every run of the statement (a B-tree,
+    /// its pager and its page cache): asked for the connection's last
+    /// inserted row id instead, it opens none.
+    fn insert_id(&mut self, sql: &str, args: &[Value]) -> Result<Option<i64>, DbError>;
+
+    /// [`Sql::insert_id`] of an `INSERT` that always adds its row.
+    fn insert_one_id(&mut self, sql: &str, args: &[Value]) -> Result<i64, DbError> {
+        self.insert_id(sql, args)?.ok_or_else(|| DbError::Decode {
+            column: 0,
+            problem: "the insert added no row".to_owned(),
+        })
+    }
 
     /// Runs a query that returns at most one row.
     fn query_opt(&mut self, sql: &str, args: &[Value]) -> Result<Option<Rec>, DbError> {

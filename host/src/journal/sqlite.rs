@@ -349,6 +349,13 @@ impl Sql for Tx<'_> {
         Ok(stmt.execute(rusqlite::params_from_iter(args))? as u64)
     }
 
+    fn insert_id(&mut self, sql: &str, args: &[Value]) -> Result<Option<i64>, DbError> {
+        // The journal has no triggers: the rows the statement changed are
+        // its own, and the last row it inserted is the one it inserted.
+        let inserted = self.execute(sql, args)?;
+        Ok((inserted > 0).then(|| self.conn.last_insert_rowid()))
+    }
+
     fn query(&mut self, sql: &str, args: &[Value]) -> Result<Vec<Rec>, DbError> {
         let mut stmt = self.conn.prepare_cached(sql)?;
         let columns = stmt.column_count();
