@@ -48,6 +48,7 @@ pub const SQLITE: &[Migration] = &[
     migration!("sqlite", 16, "0016_stack_images"),
     migration!("sqlite", 17, "0017_notifications"),
     migration!("sqlite", 18, "0018_deploys_superseded_by_index"),
+    migration!("sqlite", 19, "0019_checks_without_in_lists"),
 ];
 
 /// The PostgreSQL journal's migrations; the versions applied are rows of

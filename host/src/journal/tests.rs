@@ -230,6 +230,130 @@ fn rows_written_together_fail_alone_or_all_as_the_error_says() {
     assert_eq!(*transactions.lock().unwrap(), 1);
 }
 
+/// The statements that write a column a CHECK constraint lists the values
+/// of: each runs with none of SQLite's temporary B-trees (an `IN` list of
+/// more than two constants in a CHECK builds one on every run, schema 19).
+const CHECKED_WRITES: [&str; 6] = [
+    "INSERT INTO deploys (stack, provider, reason, event_json, state, created_at_ms)
+     VALUES ('web', 'manual', 'r', '{}', 'queued', 1)",
+    "INSERT INTO deploy_transitions (deploy_id, state, at_ms) VALUES (1, 'queued', 1)",
+    "UPDATE deploys SET state = 'cancelled' WHERE id = 1",
+    "INSERT INTO notices (stack, event, deploy_id, created_at_ms) VALUES ('web', 'queued', 1, 1)",
+    "UPDATE outbox SET outcome = 'sent' WHERE id = 1",
+    "UPDATE github_deployment_requests SET state = 'created' WHERE id = 1",
+];
+
+/// How many temporary B-trees `statement`'s program opens, compiled on
+/// `sql`'s connection.
+fn temporary_trees(sql: &mut dyn Sql, statement: &str) -> usize {
+    let program = sql.query(&format!("EXPLAIN {statement}"), args![]).unwrap();
+    program
+        .iter()
+        .filter(|op| op.get::<String>(1).unwrap() == "OpenEphemeral")
+        .count()
+}
+
+/// A schema-18 journal, whose CHECK constraints list values with `IN`,
+/// migrated to schema 19: its rows kept, its constraints the same (a
+/// value outside the list refused), its schema as a new journal's, and
+/// no CHECK that builds a temporary B-tree, on the migrating (writing)
+/// connection and on one opened before the migration.
+#[test]
+fn a_schema_18_journal_checks_values_without_temporary_trees_once_migrated() {
+    let dir = TempDir::new("migrate-18");
+    let path = dir.journal_path();
+    let schema_of = |conn: &rusqlite::Connection| -> Vec<(String, String, Option<String>)> {
+        let mut statement = conn
+            .prepare("SELECT type, name, sql FROM sqlite_schema ORDER BY type, name")
+            .unwrap();
+        let rows = statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .unwrap();
+        rows.map(Result::unwrap).collect()
+    };
+    let old = rusqlite::Connection::open(&path).unwrap();
+    for migration in &schema::SQLITE[..18] {
+        old.execute_batch(migration.sql).unwrap();
+    }
+    old.execute_batch(
+        "PRAGMA user_version = 18;
+         INSERT INTO deploys (stack, provider, reason, event_json, state, created_at_ms)
+         VALUES ('web', 'manual', 'r', '{}', 'queued', 1);",
+    )
+    .unwrap();
+    let in_lists = |schema: &[(String, String, Option<String>)]| {
+        schema
+            .iter()
+            .filter(|(_, _, sql)| {
+                sql.as_deref()
+                    .is_some_and(|sql| sql.contains(" IN (") || sql.contains(" IN\n"))
+            })
+            .count()
+    };
+    assert_eq!(in_lists(&schema_of(&old)), 6, "the tables schema 18 left");
+    let explain = |conn: &rusqlite::Connection, statement: &str| -> usize {
+        let mut program = conn.prepare(&format!("EXPLAIN {statement}")).unwrap();
+        let ops = program
+            .query_map([], |row| row.get::<_, String>(1))
+            .unwrap();
+        ops.filter(|op| op.as_deref().unwrap() == "OpenEphemeral")
+            .count()
+    };
+    assert_eq!(
+        explain(&old, CHECKED_WRITES[1]),
+        1,
+        "an IN list builds a tree"
+    );
+
+    let journal = Journal::open(&path).unwrap();
+    let migrated = journal
+        .write("explain", |sql| {
+            Ok(CHECKED_WRITES.map(|statement| temporary_trees(sql, statement)))
+        })
+        .unwrap();
+    assert_eq!(migrated, [0; 6], "the migrating connection");
+    // The connection opened before reads the schema again at its next
+    // statement (the migration moved the schema cookie on).
+    let deploys: i64 = old
+        .query_row("SELECT COUNT(*) FROM deploys", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(deploys, 1);
+    for statement in CHECKED_WRITES {
+        assert_eq!(explain(&old, statement), 0, "{statement}");
+    }
+    let schema = schema_of(&old);
+    assert_eq!(in_lists(&schema), 0);
+    let new_dir = TempDir::new("new-19");
+    drop(Journal::open(&new_dir.journal_path()).unwrap());
+    let new = rusqlite::Connection::open(new_dir.journal_path()).unwrap();
+    assert_eq!(
+        schema,
+        schema_of(&new),
+        "a migrated journal's schema is a new one's"
+    );
+    let integrity: String = old
+        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(integrity, "ok");
+    let refused = old
+        .execute("UPDATE deploys SET state = 'deployed' WHERE id = 1", [])
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("CHECK constraint failed"), "{refused}");
+    let refused = old
+        .execute(
+            "INSERT INTO deploy_transitions (deploy_id, state, at_ms) VALUES (1, 'done', 1)",
+            [],
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("CHECK constraint failed"), "{refused}");
+    assert_eq!(
+        journal.deploy(1).unwrap().map(|d| d.state),
+        Some(DeployState::Queued)
+    );
+}
+
 /// Every commit tells the checkpoint thread (`sqlite::checkpoint`), so
 /// that the first one after a quiet spell wakes it: `Checkpointer::written`
 /// clears the idle flag in the commit's own call, so the check below
