@@ -162,7 +162,7 @@ impl Journal {
     /// A row whose writing fails (an error, or a panic) is refused alone,
     /// with its own error, as it would have been written alone after the
     /// rows before it: its transaction rolled back, the rows before it are
-    /// written again together, and the rows after it likewise. An error
+    /// written again together, then the rows after it together. An error
     /// outside any row (`BEGIN`, the commit), or one of the database as a
     /// whole ([`whole_database`]: a full disk, an I/O error, the write lock
     /// not had in time), fails every row, without another try.
@@ -201,7 +201,10 @@ impl Journal {
             (Ok(Ok(outcomes)), _) if outcomes.len() == rows.len() => {
                 return outcomes.into_iter().map(Ok).collect()
             }
-            (Ok(Ok(_)), _) => (None, failed("a batch was written with too few outcomes")),
+            (Ok(Ok(_)), _) => (
+                None,
+                failed("a batch was written with a wrong number of outcomes"),
+            ),
             (Ok(Err(e)), at) if !whole_database(&e) => (at, e),
             (Ok(Err(e)), _) => (None, e),
             (Err(_), at) => {

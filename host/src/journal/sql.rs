@@ -244,7 +244,9 @@ pub trait Sql {
     /// Runs an `INSERT` of at most one row into a table keyed by its `id`
     /// column (SQLite's `INTEGER PRIMARY KEY`, PostgreSQL's `BIGSERIAL`),
     /// written without a `RETURNING` clause; returns the new row's id, or
-    /// `None` when it inserted none (`ON CONFLICT ... DO NOTHING`).
+    /// `None` when it inserted none (`ON CONFLICT ... DO NOTHING`). Not for
+    /// `ON CONFLICT ... DO UPDATE`: SQLite would count the update as a
+    /// change but leave the last inserted row id as it was.
     ///
     /// SQLite runs an `INSERT ... RETURNING` through a temporary table of
     /// its own, opened and closed on every run of the statement (a B-tree,

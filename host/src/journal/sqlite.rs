@@ -350,8 +350,10 @@ impl Sql for Tx<'_> {
     }
 
     fn insert_id(&mut self, sql: &str, args: &[Value]) -> Result<Option<i64>, DbError> {
-        // The journal has no triggers: the rows the statement changed are
-        // its own, and the last row it inserted is the one it inserted.
+        // The statement's own count of rows changed (a trigger's are not
+        // counted), and the last row id inserted on this connection, which
+        // is locked for the transaction (a trigger's insert does not
+        // change it once the trigger ends).
         let inserted = self.execute(sql, args)?;
         Ok((inserted > 0).then(|| self.conn.last_insert_rowid()))
     }

@@ -226,7 +226,7 @@ fn rows_written_together_fail_alone_or_all_as_the_error_says() {
     });
     assert!(outcomes.iter().all(|o| o
         .as_ref()
-        .is_err_and(|e| e.to_string().contains("too few outcomes"))));
+        .is_err_and(|e| e.to_string().contains("wrong number of outcomes"))));
     assert_eq!(*transactions.lock().unwrap(), 1);
 }
 
