@@ -15,13 +15,15 @@ that constant, so the binary's symbol names are a plain release build's
 build unifies dev-dependency features and rehashes the crates above them,
 so only about 45% of the names match there: tests/layout.rs).
 The traced server starts from the compiled component its binary cached
-in an untraced first start (under valgrind, the compile's child would be
-valgrind itself: `/proc/self/exe`), answers pushes that deploy and pushes
-to another branch, a ping, a delivery with a wrong signature, the health
-and metrics endpoints, idles and stops on SIGTERM. Not traced, so linked
-after the list: what only a first start runs (the child's launch, the
-cache's write), and what valgrind's CPU lacks or refuses (SHA
-instructions; `pidfd_open`, so the runner's fallback is traced instead).
+in an untraced first start, itself under valgrind (whose CPU the cached
+code must fit; the compile's child would be valgrind itself,
+`/proc/self/exe`, so the first start compiles in its own process),
+answers pushes that deploy and pushes to another branch, a ping, a
+delivery with a wrong signature, the health and metrics endpoints, idles
+and stops on SIGTERM. Not traced, so linked after the list: what only a
+first start runs (the child's launch, the cache's write), and what
+valgrind's CPU lacks or refuses (SHA instructions; `pidfd_open`, so the
+runner's fallback is traced instead).
 
 Run it after a change to the request path or the start, or with a new
 Rust toolchain (the names carry hashes of the compiler's version; the
@@ -45,7 +47,7 @@ import urllib.error
 import urllib.request
 from collections import Counter
 
-from benchlib import RELEASE_BUILD, ROOT, SECRET, TOKEN, REPOSITORY, free_port, post_push, wait_port
+from benchlib import RELEASE_BUILD, ROOT, SECRET, TOKEN, REPOSITORY, free_port, post_push
 
 OUT = os.path.join(ROOT, "host", "hot-functions.txt")
 FIXTURE = os.path.join(ROOT, "tests", "fixtures", "github", "goscm-push.json")
@@ -141,17 +143,23 @@ def trace(binary, cfg, port, out, log):
          binary, "serve", "--config", cfg],
         stdout=open(log, "w"), stderr=subprocess.STDOUT,
     )
-    deadline = time.time() + VALGRIND_START_SECONDS
-    while get_or_none(f"http://127.0.0.1:{port}/healthz") is None:
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            sys.exit(f"the traced server did not answer (see {log})")
-        time.sleep(0.5)
+    wait_answer(proc, port, "the traced server", log)
     print("statuses", deliveries(port), flush=True)
     time.sleep(IDLE_SECONDS)
     proc.send_signal(signal.SIGTERM)
     if proc.wait(timeout=VALGRIND_START_SECONDS) != 0:
         sys.exit(f"the traced server exited with {proc.returncode} (see {log})")
+
+
+def wait_answer(proc, port, what, log):
+    """Waits until `proc` (`what`, under valgrind, logging to `log`)
+    answers `/healthz` on `port`; exits otherwise."""
+    deadline = time.time() + VALGRIND_START_SECONDS
+    while get_or_none(f"http://127.0.0.1:{port}/healthz") is None:
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            sys.exit(f"{what} did not answer (see {log})")
+        time.sleep(0.5)
 
 
 def get_or_none(url):
@@ -202,11 +210,17 @@ def main():
     port = free_port()
     cfg = os.path.join(work, "redeploy.toml")
     config(cfg, port, os.path.join(work, "state"))
+    # Under valgrind too (untraced): the compiled component is cached for
+    # the CPU features wasmtime detects, and valgrind's CPU lacks some a
+    # host may have (AVX-512), so a first start on the host itself would
+    # cache code the traced start cannot use. The compile runs in the
+    # server's own process (valgrind cannot run `/proc/self/exe`).
+    first_log = os.path.join(work, "first-start.log")
     first = subprocess.Popen(
-        [binary, "serve", "--config", cfg],
-        stdout=open(os.path.join(work, "first-start.log"), "w"), stderr=subprocess.STDOUT,
+        ["valgrind", "--tool=none", binary, "serve", "--config", cfg],
+        stdout=open(first_log, "w"), stderr=subprocess.STDOUT,
     )
-    wait_port(port, first, "the untraced first start")
+    wait_answer(first, port, "the untraced first start", first_log)
     first.terminate()
     first.wait()
     profile = os.path.join(work, "server.callgrind")
