@@ -3,6 +3,22 @@
 use clap::Parser as _;
 use redeploy_host::cli::{exit_code, Cli};
 
+/// The binary's allocator: jemalloc, whose per-thread caches spare the
+/// server's many threads glibc's arena locks (BENCHMARKS.md, part 5,
+/// nineteenth pass). C code (SQLite) still allocates with the C library's
+/// `malloc`.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, read before `main` (its documented `malloc_conf`
+/// global; `_RJEM_MALLOC_CONF` in the environment overrides them):
+/// freed pages go back to the system within about a second of going
+/// unused, and no longer after a further delay, so an idle server holds
+/// little more than it uses; each thread caches freed blocks of up to
+/// 1 KiB only, so a hundred threads under load cache little between them.
+#[export_name = "_rjem_malloc_conf"]
+pub static ALLOCATOR_OPTIONS: &[u8; 53] = b"dirty_decay_ms:1000,muzzy_decay_ms:0,tcache_max:1024\0";
+
 fn main() {
     let cli = Cli::parse();
     if let Err(err) = cli.run() {

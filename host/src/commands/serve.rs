@@ -35,6 +35,11 @@ const MALLOC_ARENA_TUNABLE: &str = "glibc.malloc.arena_max";
 /// `glibc.malloc.arena_max` in `GLIBC_TUNABLES`). To be called while the
 /// process has one thread.
 ///
+/// The `redeploy` binary's Rust code allocates with jemalloc (`main.rs`);
+/// glibc's malloc serves the C code, SQLite's page cache and statements
+/// above all, on the same threads. (Before jemalloc it served everything;
+/// the figures below are from then.)
+///
 /// glibc's default is eight arenas per core, and a thread keeps using the
 /// arena it was given first, with the memory freed into it. The server
 /// evaluates deliveries on many threads in turn (tokio's blocking pool,
