@@ -1,7 +1,8 @@
 //! The release binary's code layout: the functions a server runs
 //! (`host/hot-functions.txt`, written by `bench/hot_functions.py`) are
 //! linked first in `.text`, together, so a server touches few pages of
-//! its code (BENCHMARKS.md, idle memory; `host/build.rs`).
+//! its code (BENCHMARKS.md, idle memory; `host/build.rs`); and its
+//! allocator.
 
 use object::read::elf::ElfFile64;
 use object::{Endianness, Object, ObjectSection, ObjectSymbol};
@@ -175,4 +176,32 @@ fn the_host_crates_function_names_do_not_depend_on_its_code() {
         renamed.len(),
         &renamed[..renamed.len().min(5)]
     );
+}
+
+/// The binary allocates with jemalloc, under the options `host/src/main.rs`
+/// gives it in jemalloc's `malloc_conf` global (BENCHMARKS.md, part 5,
+/// nineteenth pass): asked to confirm its configuration, the allocator
+/// that starts with the process names that global as a source and sets
+/// each option from it. (Were the C library's `malloc` the allocator,
+/// jemalloc would never start and say nothing; were the global misnamed,
+/// jemalloc would read an empty one.)
+#[test]
+fn the_binary_allocates_with_jemalloc_under_its_options() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_redeploy"))
+        .arg("--version")
+        .env("_RJEM_MALLOC_CONF", "confirm_conf:true")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stderr);
+    let global = said
+        .split("<jemalloc>: malloc_conf #")
+        .find(|source| source.contains("global variable malloc_conf)"))
+        .unwrap_or_else(|| panic!("jemalloc did not confirm its configuration:\n{said}"));
+    for option in ["dirty_decay_ms:1000", "muzzy_decay_ms:0", "tcache_max:1024"] {
+        assert!(
+            global.contains(&format!("-- Set conf value: {option}\n")),
+            "jemalloc did not set {option} from the binary's global:\n{said}"
+        );
+    }
 }

@@ -16,7 +16,8 @@
 //!   its owner (real throwaway users).
 //! - `component`: the built component's imports (none) and exports.
 //! - `layout`: the release binary links the functions a server runs
-//!   (`host/hot-functions.txt`) first in its code, together.
+//!   (`host/hot-functions.txt`) first in its code, together, and
+//!   allocates with jemalloc under its options.
 //! - `serve`: `redeploy serve` on loopback with a stand-in deploy program.
 //! - `poll`: `[stacks.poll]` against real bare repositories (`file://`,
 //!   `git daemon`), a restart, the webhook and the poll seeing one push,

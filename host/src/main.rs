@@ -11,11 +11,13 @@ use redeploy_host::cli::{exit_code, Cli};
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// jemalloc's options, read before `main` (its documented `malloc_conf`
-/// global; `_RJEM_MALLOC_CONF` in the environment overrides them):
-/// freed pages go back to the system within about a second of going
-/// unused, and no longer after a further delay, so an idle server holds
-/// little more than it uses; each thread caches freed blocks of up to
-/// 1 KiB only, so a hundred threads under load cache little between them.
+/// global, under the crate's `_rjem_` prefix; `_RJEM_MALLOC_CONF` in the
+/// environment overrides them). Pages unused for a second go back to the
+/// system the next time jemalloc runs its decay, as threads allocate (an
+/// idle server's timers do), at once rather than first marked reusable
+/// (`muzzy_decay_ms:0`, jemalloc 5.3's default, stated); each thread
+/// caches freed blocks of up to 1 KiB only, so the hundred threads of a
+/// loaded server cache little between them.
 #[export_name = "_rjem_malloc_conf"]
 pub static ALLOCATOR_OPTIONS: &[u8; 53] = b"dirty_decay_ms:1000,muzzy_decay_ms:0,tcache_max:1024\0";
 

@@ -309,9 +309,11 @@ impl Serve {
     }
 }
 
-/// Hands the heap that start-up freed (config parsing, and on a cold cache
-/// the compilation of the component) back to the OS, so the idle server's
-/// resident memory is what it uses, not what it once used.
+/// Hands the heap that start-up freed in glibc's allocator (the C code's:
+/// SQLite) back to the OS, so the idle server's resident memory is what it
+/// uses, not what it once used. What the Rust code freed (config parsing,
+/// and on a cold cache a compile in this process) jemalloc hands back by
+/// its own decay (`main.rs`).
 fn release_free_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases free memory held by glibc's allocator.
