@@ -699,3 +699,109 @@ fn a_write_under_the_journal_lock_is_durable_when_it_returns() {
         );
     }
 }
+
+/// Text arguments of a statement.
+fn texts(values: &[&str]) -> Vec<redeploy_host::journal::sql::Value> {
+    values
+        .iter()
+        .map(|v| redeploy_host::journal::sql::Value::Text((*v).to_owned()))
+        .collect()
+}
+
+/// A journal database of its own, opened (and migrated) directly, for
+/// statements written by the test.
+fn database_for(name: &str) -> redeploy_host::journal::postgres::Db {
+    let url = crate::support::postgres::shared().database(name);
+    let options = redeploy_host::journal::PostgresOptions::new(&url);
+    redeploy_host::journal::postgres::Db::open(&options, true).unwrap()
+}
+
+/// The value of server key `name`, read after every transaction ended.
+fn server_key(db: &redeploy_host::journal::postgres::Db, name: &str) -> Option<String> {
+    db.read(|sql| {
+        sql.query_opt(
+            "SELECT value FROM server_keys WHERE name = ?1",
+            &texts(&[name]),
+        )?
+        .map(|row| row.get::<String>(0))
+        .transpose()
+    })
+    .unwrap()
+}
+
+#[test]
+fn statements_sent_ahead_run_in_order_before_the_next_and_commit_with_their_transaction() {
+    use redeploy_host::journal::sql::Commit;
+    let db = database_for("ahead_in_order");
+    let read_back = db
+        .write(Commit::Exclusive, |sql| {
+            // Sent with the query below, in one round trip, in this order:
+            // the query sees both, the update after the insert.
+            sql.execute_pipelined(
+                "INSERT INTO server_keys (name, value) VALUES (?1, ?2)",
+                &texts(&["first", "inserted"]),
+            )?;
+            sql.execute_pipelined(
+                "UPDATE server_keys SET value = ?2 WHERE name = ?1",
+                &texts(&["first", "updated"]),
+            )?;
+            let seen: String = sql
+                .query_one(
+                    "SELECT value FROM server_keys WHERE name = ?1",
+                    &texts(&["first"]),
+                )?
+                .get(0)?;
+            // The transaction's last statement: sent with its end.
+            sql.execute_pipelined(
+                "INSERT INTO server_keys (name, value) VALUES (?1, ?2)",
+                &texts(&["last", "sent with the commit"]),
+            )?;
+            Ok(seen)
+        })
+        .unwrap();
+    assert_eq!(read_back, "updated");
+    assert_eq!(server_key(&db, "first").as_deref(), Some("updated"));
+    assert_eq!(
+        server_key(&db, "last").as_deref(),
+        Some("sent with the commit")
+    );
+}
+
+#[test]
+fn a_statement_sent_ahead_that_fails_fails_its_transaction_with_its_own_error() {
+    use redeploy_host::journal::sql::Commit;
+    let db = database_for("ahead_fails");
+    let insert = "INSERT INTO server_keys (name, value) VALUES (?1, ?2)";
+    // Failing before a query: the query's call returns the insert's error
+    // (not the "transaction is aborted" of the query itself), and nothing
+    // of the transaction is kept.
+    let err = db
+        .write(Commit::Exclusive, |sql| {
+            sql.execute_pipelined(insert, &texts(&["kept?", "no"]))?;
+            sql.execute_pipelined(insert, &texts(&["twice", "1"]))?;
+            sql.execute_pipelined(insert, &texts(&["twice", "2"]))?;
+            sql.query_one("SELECT COUNT(*) FROM server_keys", &[])?;
+            Ok(())
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("duplicate key"), "{err}");
+    assert!(!err.contains("aborted"), "{err}");
+    assert_eq!(server_key(&db, "kept?"), None);
+    assert_eq!(server_key(&db, "twice"), None);
+    // Failing as the last statement, sent with the commit: the commit
+    // reports it, and nothing is kept either.
+    for commit in [Commit::Exclusive, Commit::Append, Commit::Relaxed] {
+        let err = db
+            .write(commit, |sql| {
+                sql.execute_pipelined(insert, &texts(&["kept?", "no"]))?;
+                sql.execute_pipelined(insert, &texts(&["again", "1"]))?;
+                sql.execute_pipelined(insert, &texts(&["again", "2"]))
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("duplicate key"), "{commit:?}: {err}");
+        assert_eq!(server_key(&db, "kept?"), None, "{commit:?}");
+        assert_eq!(server_key(&db, "again"), None, "{commit:?}");
+    }
+}

@@ -415,6 +415,20 @@ impl Journal {
         at_ms: i64,
         detail: &TransitionDetail,
     ) -> Result<bool, JournalError> {
+        // A deploy that left `queued` never comes back to it: found so
+        // without the write lock, the answer is already false. (The queue
+        // asks to cancel deploys a runner's claim often cancelled first;
+        // each such ask was a transaction under the lock that every writer
+        // of every replica waits for.)
+        let queued = self.read("read whether a deploy is queued", |sql| {
+            sql.query_opt(
+                "SELECT 1 FROM deploys WHERE id = ?1 AND state = ?2",
+                args![id, DeployState::Queued],
+            )
+        })?;
+        if queued.is_none() {
+            return Ok(false);
+        }
         self.write("cancel deploy", |sql| {
             claim::cancel_one(sql, id, at_ms, detail)
         })
@@ -703,7 +717,7 @@ fn insert_transition_row(
     at_ms: i64,
     detail: Option<&str>,
 ) -> Result<(), DbError> {
-    sql.execute(
+    sql.execute_pipelined(
         "INSERT INTO deploy_transitions (deploy_id, state, at_ms, detail)
          VALUES (?1, ?2, ?3, ?4)",
         args![id, state, at_ms, detail],
@@ -722,7 +736,7 @@ fn apply_transition(
 ) -> Result<(), DbError> {
     let started_at = (to == DeployState::Started).then_some(at_ms);
     let finished_at = to.is_final().then_some(at_ms);
-    sql.execute(
+    sql.execute_pipelined(
         "UPDATE deploys SET
              state          = ?2,
              started_at_ms  = COALESCE(?3, started_at_ms),

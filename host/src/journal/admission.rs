@@ -482,7 +482,7 @@ pub(super) fn admit(
     admission: &Admission,
 ) -> Result<Admitted, DbError> {
     if let Some(claim) = &admission.replay {
-        sql.execute(
+        sql.execute_pipelined(
             "DELETE FROM replay_keys WHERE expires_at_ms <= ?1",
             args![claim.now_ms],
         )?;
@@ -568,7 +568,7 @@ pub(super) fn admit(
                 };
             }
             Verdict::Newer | Verdict::Head | Verdict::Rollback => {
-                sql.execute(
+                sql.execute_pipelined(
                     "INSERT INTO stack_commits (stack, sha, before_sha, deploy_id, seen_at_ms)
                      VALUES (?1, ?2, ?3, ?4, ?5)
                      ON CONFLICT (stack, sha) DO UPDATE SET
@@ -580,7 +580,7 @@ pub(super) fn admit(
         }
     }
     if let (Some(image), false) = (&admission.image, matches!(admitted, Admitted::Older { .. })) {
-        sql.execute(
+        sql.execute_pipelined(
             "INSERT INTO stack_images (stack, image, digest, deploy_id, seen_at_ms)
              VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (stack, image) DO UPDATE SET
@@ -592,7 +592,7 @@ pub(super) fn admit(
         )?;
     }
     if let Some(claim) = &admission.replay {
-        sql.execute(
+        sql.execute_pipelined(
             "INSERT INTO replay_keys (key, stack, first_seen_ms, expires_at_ms, deploy_id)
              VALUES (?1, ?2, ?3, ?4, ?5)",
             args![claim.key, d.stack, claim.now_ms, claim.expires_at_ms, id],

@@ -193,7 +193,7 @@ pub(super) fn cancel_older(
             reason.to_value(),
         ];
         params.extend(chunk.iter().map(ToValue::to_value));
-        sql.execute(
+        sql.execute_pipelined(
             &format!(
                 "INSERT INTO deploy_transitions (deploy_id, state, at_ms, detail) VALUES {}",
                 values.join(", ")
@@ -261,7 +261,7 @@ pub(super) fn widen_services(
     if let Some(event) = event.as_object_mut() {
         event.insert("services".to_owned(), serde_json::json!(widened));
     }
-    sql.execute(
+    sql.execute_pipelined(
         "UPDATE deploys SET services = ?2, event_json = ?3 WHERE id = ?1",
         args![
             into,

@@ -80,7 +80,7 @@ pub(super) fn queue_notice(
     at_ms: i64,
     reason: Option<&str>,
 ) -> Result<(), DbError> {
-    sql.execute(
+    sql.execute_pipelined(
         "INSERT INTO notices (stack, event, deploy_id, detail, created_at_ms)
          VALUES (?1, ?2, ?3, ?4, ?5)",
         args![stack, notice_event(state, reason), deploy_id, reason, at_ms],

@@ -340,7 +340,7 @@ fn insert_report_row(
     detail: Option<&str>,
     at_ms: i64,
 ) -> Result<(), DbError> {
-    sql.execute(
+    sql.execute_pipelined(
         "INSERT INTO outbox (kind, stack, deploy_id, state, detail, created_at_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         args![kind.as_str(), stack, deploy_id, state, detail, at_ms],
@@ -358,7 +358,7 @@ pub(super) fn queue_for_request(
     request_id: i64,
     r: &NewDeploymentRequest,
 ) -> Result<(), DbError> {
-    sql.execute(
+    sql.execute_pipelined(
         "INSERT INTO outbox (kind, stack, request_id, created_at_ms) VALUES ('deployment', ?1, ?2, ?3)",
         args![r.stack, request_id, r.created_at_ms],
     )?;

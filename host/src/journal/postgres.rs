@@ -33,6 +33,8 @@ use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 mod connect;
 pub use connect::check_url;
 use connect::ConnectConfig;
+mod pipeline;
+use pipeline::{in_one_round_trip, Ahead};
 
 use super::schema::{self, Migration};
 use super::sql::{dollar_placeholders, Commit, DbError, Rec, Sql, Value};
@@ -295,20 +297,25 @@ impl Db {
             let mut tx = Tx {
                 client: conn.client(),
                 begin: Some(begin),
+                ahead: Vec::new(),
                 announced: Vec::new(),
             };
             let outcome = f(&mut tx);
             let announced = std::mem::take(&mut tx.announced);
+            let ahead = std::mem::take(&mut tx.ahead);
             match (tx.begin.take(), &outcome) {
                 // Nothing was sent: there is no transaction to end, unless
-                // there is something to announce.
-                (Some(_), Ok(_)) if announced.is_empty() => {}
+                // there is something to write or to announce.
+                (Some(_), Ok(_)) if ahead.is_empty() && announced.is_empty() => {}
+                // Nothing was sent, nor will be.
                 (Some(_), Err(_)) => {}
-                (Some(begin), Ok(_)) => {
-                    rt.block_on(conn.client().batch_execute(&begin))?;
-                    rt.block_on(commit_announcing(conn.client(), &announced, end))?;
-                }
-                (None, Ok(_)) => rt.block_on(commit_announcing(conn.client(), &announced, end))?,
+                (begin, Ok(_)) => rt.block_on(commit_announcing(
+                    conn.client(),
+                    begin.as_deref(),
+                    &ahead,
+                    &announced,
+                    end,
+                ))?,
                 (None, Err(_)) => rt.block_on(conn.client().batch_execute("ROLLBACK"))?,
             }
             conn.release();
@@ -324,11 +331,20 @@ impl Db {
         blocking(|| {
             let rt = runtime();
             let mut conn = Checkout::new(rt.block_on(self.pool.get()).map_err(unavailable)?);
-            let outcome = f(&mut Tx {
+            let mut tx = Tx {
                 client: conn.client(),
                 begin: None,
+                ahead: Vec::new(),
                 announced: Vec::new(),
-            });
+            };
+            let outcome = f(&mut tx);
+            // Outside a transaction, a statement sent ahead runs on its own;
+            // a read that sent one still gets its answer.
+            let ahead = std::mem::take(&mut tx.ahead);
+            if outcome.is_ok() && !ahead.is_empty() {
+                let done = async { Ok(()) };
+                rt.block_on(in_one_round_trip(conn.client(), None, &ahead, done))?;
+            }
             conn.release();
             outcome
         })
@@ -525,38 +541,39 @@ impl Drop for Checkout {
     }
 }
 
-/// Sends the transaction's `pg_notify`s and its end (`end`: `COMMIT`, or
-/// [`COMMIT_THEN_FLUSH`]) together, in one round trip (tokio-postgres
-/// pipelines requests polled together): a notification is only delivered
-/// if the transaction commits. A notify that fails aborts the transaction,
-/// and PostgreSQL then answers the `COMMIT` with a rollback rather than an
-/// error, so that failure is the transaction's.
+/// Sends what the transaction has left to send (its `begin`, if nothing
+/// was sent yet, and the statements sent `ahead`), its `pg_notify`s and its
+/// end (`end`: `COMMIT`, or [`COMMIT_THEN_FLUSH`]) together, in one round
+/// trip ([`in_one_round_trip`]): a notification is only delivered if the
+/// transaction commits. A statement or a notify that fails aborts the
+/// transaction, and PostgreSQL then answers the `COMMIT` with a rollback
+/// rather than an error, so that failure is the transaction's.
 async fn commit_announcing(
     client: &Object,
+    begin: Option<&str>,
+    ahead: &[Ahead],
     announced: &[(String, String)],
     end: &str,
 ) -> Result<(), DbError> {
     if announced.is_empty() {
-        return Ok(client.batch_execute(end).await?);
+        return in_one_round_trip(client, begin, ahead, client.batch_execute(end)).await;
     }
     let calls: Vec<String> = (0..announced.len())
         .map(|i| format!("pg_notify(${}, ${})", 2 * i + 1, 2 * i + 2))
         .collect();
-    let notify = client
-        .prepare_cached(&format!("SELECT {}", calls.join(", ")))
-        .await?;
-    let params: Vec<&(dyn ToSql + Sync)> = announced
-        .iter()
-        .flat_map(|(channel, payload)| [channel as _, payload as _])
-        .collect();
-    // Biased: sent in this order, the notifies inside the transaction.
-    let (notified, committed) = tokio::join!(
-        biased;
-        client.execute(&notify, &params),
-        client.batch_execute(end)
-    );
-    notified?;
-    Ok(committed?)
+    let notify = Ahead {
+        statement: client
+            .prepare_cached(&format!("SELECT {}", calls.join(", ")))
+            .await?,
+        args: announced
+            .iter()
+            .flat_map(|(channel, payload)| {
+                [Value::Text(channel.clone()), Value::Text(payload.clone())]
+            })
+            .collect(),
+    };
+    let ahead = ahead.iter().chain([&notify]);
+    in_one_round_trip(client, begin, ahead, client.batch_execute(end)).await
 }
 
 /// Statements on one pooled connection, each prepared once per connection
@@ -564,15 +581,24 @@ async fn commit_announcing(
 struct Tx<'a> {
     client: &'a Object,
     /// The transaction's `BEGIN` (and lock), until it is sent, pipelined
-    /// with the first statement ([`Tx::begun`]): the lock is taken and the
-    /// statement run in one round trip.
+    /// with the first statement ([`in_one_round_trip`]): the lock is taken
+    /// and the statement run in one round trip.
     begin: Option<String>,
+    /// Statements run with [`Sql::execute_pipelined`], to send ahead of the
+    /// transaction's next statement, or its end, in the same round trip.
+    ahead: Vec<Ahead>,
     /// What [`Sql::announce`] was asked to tell, sent with the `COMMIT`
     /// ([`commit_announcing`]), each (channel, payload) once.
     announced: Vec<(String, String)>,
 }
 
 impl Tx<'_> {
+    /// What is still to be sent ahead of the next statement: the `BEGIN`,
+    /// if not sent yet, and the statements sent ahead.
+    fn unsent(&mut self) -> (Option<String>, Vec<Ahead>) {
+        (self.begin.take(), std::mem::take(&mut self.ahead))
+    }
+
     async fn prepared(&self, sql: &str) -> Result<tokio_postgres::Statement, DbError> {
         Ok(self
             .client
@@ -581,32 +607,24 @@ impl Tx<'_> {
     }
 }
 
-/// Runs `statement`, after `begin` if it is given, in one round trip
-/// (biased: sent in that order). A `BEGIN` that fails (the lock not taken in
-/// time) fails the statement with it, and its error is the one returned.
-async fn begun<T>(
-    client: &Object,
-    begin: Option<String>,
-    statement: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
-) -> Result<T, DbError> {
-    match begin {
-        None => Ok(statement.await?),
-        Some(begin) => {
-            let (begun, done) = tokio::join!(biased; client.batch_execute(&begin), statement);
-            begun?;
-            Ok(done?)
-        }
-    }
-}
-
 impl Sql for Tx<'_> {
     fn execute(&mut self, sql: &str, args: &[Value]) -> Result<u64, DbError> {
         let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|v| v as _).collect();
         runtime().block_on(async {
             let statement = self.prepared(sql).await?;
-            let begin = self.begin.take();
-            begun(self.client, begin, self.client.execute(&statement, &params)).await
+            let (begin, ahead) = self.unsent();
+            let done = self.client.execute(&statement, &params);
+            in_one_round_trip(self.client, begin.as_deref(), &ahead, done).await
         })
+    }
+
+    fn execute_pipelined(&mut self, sql: &str, args: &[Value]) -> Result<(), DbError> {
+        let statement = runtime().block_on(self.prepared(sql))?;
+        self.ahead.push(Ahead {
+            statement,
+            args: args.to_vec(),
+        });
+        Ok(())
     }
 
     fn announce(&mut self, channel: &str, payload: &str) -> Result<(), DbError> {
@@ -627,8 +645,9 @@ impl Sql for Tx<'_> {
         let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|v| v as _).collect();
         let rows = runtime().block_on(async {
             let statement = self.prepared(sql).await?;
-            let begin = self.begin.take();
-            begun(self.client, begin, self.client.query(&statement, &params)).await
+            let (begin, ahead) = self.unsent();
+            let done = self.client.query(&statement, &params);
+            in_one_round_trip(self.client, begin.as_deref(), &ahead, done).await
         })?;
         rows.iter().map(rec).collect()
     }

@@ -238,6 +238,17 @@ pub trait Sql {
     /// Runs a statement; returns how many rows it changed.
     fn execute(&mut self, sql: &str, args: &[Value]) -> Result<u64, DbError>;
 
+    /// Runs a statement whose answer the caller does not need, not even
+    /// how many rows it changed. On PostgreSQL it is sent with the
+    /// transaction's next statement, or its end, in the same round trip,
+    /// and its error is that statement's (the transaction then fails); the
+    /// next statement sees what it wrote. On SQLite it runs now
+    /// ([`Sql::execute`]). For a write whose failure only ever fails the
+    /// whole transaction, never one a caller inspects and goes on from.
+    fn execute_pipelined(&mut self, sql: &str, args: &[Value]) -> Result<(), DbError> {
+        self.execute(sql, args).map(drop)
+    }
+
     /// Runs a query; returns every row.
     fn query(&mut self, sql: &str, args: &[Value]) -> Result<Vec<Rec>, DbError>;
 
