@@ -69,6 +69,23 @@ fn serve_on_postgres_deploys_dedupes_and_recovers_after_a_sigkill() {
     assert_eq!(h[1]["state"], "interrupted");
     let deliveries = world.redeploy(&["deliveries", "web"]);
     assert!(deliveries.status.success(), "{deliveries:?}");
+    // Every delivery has its row, with what its request looked like (each
+    // row's insert was sent with its transaction's `COMMIT`).
+    let journal = world.journal();
+    let rows = journal.deliveries(10).unwrap();
+    let seen: Vec<(u16, Option<&str>)> = rows
+        .iter()
+        .rev()
+        .map(|d| (d.recorded.status, d.recorded.delivery_id.as_deref()))
+        .collect();
+    assert_eq!(
+        seen,
+        [(202, Some("d1")), (200, Some("d1")), (202, Some("d2"))]
+    );
+    for row in &rows {
+        let stored = journal.delivery(row.id).unwrap().unwrap();
+        assert!(stored.request.is_some(), "{row:?}");
+    }
     server.terminate();
     // The log-link key the server stored: never in its log.
     let key = world
@@ -779,6 +796,7 @@ fn a_statement_sent_ahead_that_fails_fails_its_transaction_with_its_own_error() 
         .write(Commit::Exclusive, |sql| {
             sql.execute_pipelined(insert, &texts(&["kept?", "no"]))?;
             sql.execute_pipelined(insert, &texts(&["twice", "1"]))?;
+            // Not sent yet: no error here.
             sql.execute_pipelined(insert, &texts(&["twice", "2"]))?;
             sql.query_one("SELECT COUNT(*) FROM server_keys", &[])?;
             Ok(())
@@ -791,11 +809,19 @@ fn a_statement_sent_ahead_that_fails_fails_its_transaction_with_its_own_error() 
     assert_eq!(server_key(&db, "twice"), None);
     // Failing as the last statement, sent with the commit: the commit
     // reports it, and nothing is kept either.
-    for commit in [Commit::Exclusive, Commit::Append, Commit::Relaxed] {
+    let kinds = [
+        Commit::Exclusive,
+        Commit::ExclusiveRelaxed,
+        Commit::Snapshot,
+        Commit::Append,
+        Commit::Relaxed,
+    ];
+    for commit in kinds {
         let err = db
             .write(commit, |sql| {
                 sql.execute_pipelined(insert, &texts(&["kept?", "no"]))?;
                 sql.execute_pipelined(insert, &texts(&["again", "1"]))?;
+                sql.announce("redeploy_test", "announced")?;
                 sql.execute_pipelined(insert, &texts(&["again", "2"]))
             })
             .unwrap_err()
@@ -803,5 +829,30 @@ fn a_statement_sent_ahead_that_fails_fails_its_transaction_with_its_own_error() 
         assert!(err.contains("duplicate key"), "{commit:?}: {err}");
         assert_eq!(server_key(&db, "kept?"), None, "{commit:?}");
         assert_eq!(server_key(&db, "again"), None, "{commit:?}");
+    }
+    // Refused before it was sent (one argument for two parameters): the
+    // commit is not sent after it either, and nothing is kept.
+    for commit in kinds {
+        let err = db
+            .write(commit, |sql| {
+                sql.execute_pipelined(insert, &texts(&["kept?", "no"]))?;
+                sql.execute_pipelined(insert, &texts(&["one argument"]))
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("parameters"), "{commit:?}: {err}");
+        assert_eq!(server_key(&db, "kept?"), None, "{commit:?}");
+        // The same before a query.
+        let err = db
+            .write(commit, |sql| {
+                sql.execute_pipelined(insert, &texts(&["kept?", "no"]))?;
+                sql.execute_pipelined(insert, &texts(&["one argument"]))?;
+                sql.query_one("SELECT COUNT(*) FROM server_keys", &[])?;
+                Ok(())
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("parameters"), "{commit:?}: {err}");
+        assert_eq!(server_key(&db, "kept?"), None, "{commit:?}");
     }
 }

@@ -337,7 +337,7 @@ impl Dispatcher {
         // delivery id that deduplicates a redelivery), so losing the row
         // to a power loss loses neither a deploy nor runs one twice.
         let request = request.and_then(|made| made(status));
-        let recorded = self.journal.record_received(&d, request.as_ref(), false);
+        let recorded = self.journal.record_received_relaxed(&d, request.as_ref());
         if let Err(e) = recorded {
             tracing::error!(error = %e, "journal: cannot record a delivery");
         }

@@ -167,6 +167,11 @@ impl Journal {
     /// whole ([`whole_database`]: a full disk, an I/O error, the write lock
     /// not had in time), fails every row, without another try.
     ///
+    /// Rows are written together on SQLite only, where
+    /// [`super::sql::Sql::execute_pipelined`] runs at once: on PostgreSQL a
+    /// statement sent ahead fails at the next row's first statement (or at
+    /// the commit), and its failure would be blamed on that row.
+    ///
     /// No savepoint per row: a savepoint refuses a row alone without
     /// writing the others again, but costs every row of every batch, where
     /// a row that fails is rare (SQLite copies each page about to change

@@ -20,14 +20,7 @@ impl Journal {
         request: Option<&(Received, Option<KeptRequest>)>,
         durable: bool,
     ) -> Result<i64, JournalError> {
-        let json = || -> Result<_, DbError> {
-            let request_json = request.map(|(view, _)| to_json(8, view)).transpose()?;
-            let kept_json = request
-                .and_then(|(_, kept)| kept.as_ref())
-                .map(|kept| to_json(9, kept))
-                .transpose()?;
-            Ok((request_json, kept_json))
-        };
+        let json = || request_columns(request);
         // PostgreSQL writes each row in a transaction of its own, on the
         // pool's connections side by side: a batch there would send its
         // statements one round trip after another on one connection.
@@ -60,6 +53,27 @@ impl Journal {
                 ))
             },
         )
+    }
+
+    /// Records a delivery that started no deploy, as
+    /// [`Journal::record_received`] does without waiting for the disk, for
+    /// a caller that needs no id (a webhook's own row). On PostgreSQL the
+    /// row's transaction is then one round trip: its `INSERT` is sent with
+    /// its `COMMIT` ([`Sql::execute_pipelined`]), where an `INSERT` that
+    /// answers with the new id needs a round trip of its own before it.
+    pub fn record_received_relaxed(
+        &self,
+        d: &NewDelivery,
+        request: Option<&(Received, Option<KeptRequest>)>,
+    ) -> Result<(), JournalError> {
+        if !matches!(self.backend, super::Backend::Postgres(_)) {
+            return self.record_received(d, request, false).map(drop);
+        }
+        self.commit(Commit::Relaxed, "record delivery", |sql| {
+            let (request_json, kept_json) = request_columns(request)?;
+            let args = delivery_args(d, request_json.as_deref(), kept_json.as_deref());
+            sql.execute_pipelined(INSERT_DELIVERY, &args)
+        })
     }
 
     /// Records relaxed delivery rows in one transaction, in order; a row
@@ -147,29 +161,52 @@ impl Journal {
 
 /// Inserts one delivery row, with its request's JSON columns; returns its
 /// id.
+/// The statement that records a delivery, its arguments [`delivery_args`].
+const INSERT_DELIVERY: &str = "INSERT INTO deliveries
+     (received_at_ms, stack, provider, event, delivery_id, status, summary,
+      request_json, kept_json)
+ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+
+/// [`INSERT_DELIVERY`]'s arguments.
+fn delivery_args(
+    d: &NewDelivery,
+    request_json: Option<&str>,
+    kept_json: Option<&str>,
+) -> Vec<super::sql::Value> {
+    args![
+        d.received_at_ms,
+        d.stack,
+        d.provider,
+        d.event,
+        d.delivery_id,
+        d.status,
+        d.summary,
+        request_json,
+        kept_json
+    ]
+    .to_vec()
+}
+
 fn insert_delivery(
     sql: &mut dyn Sql,
     d: &NewDelivery,
     request_json: Option<&str>,
     kept_json: Option<&str>,
 ) -> Result<i64, DbError> {
-    sql.insert_one_id(
-        "INSERT INTO deliveries
-             (received_at_ms, stack, provider, event, delivery_id, status, summary,
-              request_json, kept_json)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        args![
-            d.received_at_ms,
-            d.stack,
-            d.provider,
-            d.event,
-            d.delivery_id,
-            d.status,
-            d.summary,
-            request_json,
-            kept_json
-        ],
-    )
+    sql.insert_one_id(INSERT_DELIVERY, &delivery_args(d, request_json, kept_json))
+}
+
+/// The JSON columns of what a delivery's request looked like: the redacted
+/// view, and the request itself where it is kept.
+fn request_columns(
+    request: Option<&(Received, Option<KeptRequest>)>,
+) -> Result<(Option<String>, Option<String>), DbError> {
+    let request_json = request.map(|(view, _)| to_json(8, view)).transpose()?;
+    let kept_json = request
+        .and_then(|(_, kept)| kept.as_ref())
+        .map(|kept| to_json(9, kept))
+        .transpose()?;
+    Ok((request_json, kept_json))
 }
 
 /// A relaxed delivery row waiting to be written with others

@@ -38,6 +38,11 @@ type Answer<'a> = Pin<Box<dyn Future<Output = Result<(), tokio_postgres::Error>>
 /// the database refuses every later one of the transaction, and answers
 /// its `COMMIT` with a rollback rather than an error: the first error is
 /// the one that says what happened.)
+///
+/// A request that fails before it is sent (its arguments do not fit its
+/// statement, or the connection is closed: tokio-postgres checks both
+/// before it sends) sends nothing after it, `last` included: the database
+/// would otherwise run, and maybe commit, the transaction without it.
 pub(super) async fn in_one_round_trip<'a, T>(
     client: &'a Object,
     begin: Option<&'a str>,
@@ -62,21 +67,33 @@ pub(super) async fn in_one_round_trip<'a, T>(
         first.iter().map(|_| None).collect();
     let mut last = std::pin::pin!(last);
     let mut answer = None;
+    // How many of `first` were polled (and so sent, unless refused).
+    let mut polled = 0;
+    // One of them failed at its first poll: it was never sent.
+    let mut refused = false;
     let answer = std::future::poll_fn(|cx| {
-        for (future, slot) in first.iter_mut().zip(answers.iter_mut()) {
+        for (i, (future, slot)) in first.iter_mut().zip(answers.iter_mut()).enumerate() {
+            if refused && i >= polled {
+                break;
+            }
             if slot.is_none() {
+                let fresh = i >= polled;
+                polled = polled.max(i + 1);
                 if let Poll::Ready(done) = future.as_mut().poll(cx) {
+                    refused |= fresh && done.is_err();
                     *slot = Some(done);
                 }
             }
         }
-        if answer.is_none() {
+        if !refused && answer.is_none() {
             if let Poll::Ready(done) = last.as_mut().poll(cx) {
                 answer = Some(done);
             }
         }
+        let sent_answered = answers[..polled].iter().all(Option::is_some);
         match answer.take() {
-            Some(done) if answers.iter().all(Option::is_some) => Poll::Ready(done),
+            _ if refused && sent_answered => Poll::Ready(None),
+            Some(done) if sent_answered && polled == answers.len() => Poll::Ready(Some(done)),
             kept => {
                 answer = kept;
                 Poll::Pending
@@ -87,5 +104,11 @@ pub(super) async fn in_one_round_trip<'a, T>(
     for earlier in answers.into_iter().flatten() {
         earlier?;
     }
-    Ok(answer?)
+    match answer {
+        Some(answer) => Ok(answer?),
+        // A refused request's error was returned above.
+        None => Err(DbError::Unavailable(
+            "a statement was not sent to the database".to_owned(),
+        )),
+    }
 }
