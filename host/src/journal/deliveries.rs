@@ -159,8 +159,6 @@ impl Journal {
     }
 }
 
-/// Inserts one delivery row, with its request's JSON columns; returns its
-/// id.
 /// The statement that records a delivery, its arguments [`delivery_args`].
 const INSERT_DELIVERY: &str = "INSERT INTO deliveries
      (received_at_ms, stack, provider, event, delivery_id, status, summary,
@@ -187,6 +185,8 @@ fn delivery_args(
     .to_vec()
 }
 
+/// Inserts one delivery row, with its request's JSON columns; returns its
+/// id.
 fn insert_delivery(
     sql: &mut dyn Sql,
     d: &NewDelivery,
