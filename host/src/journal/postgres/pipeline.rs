@@ -4,8 +4,9 @@
 //! in one round trip to the database.
 //!
 //! Under [`super::WRITE_LOCK`] a round trip is what every other writer of
-//! every replica waits for: a deploy's admission, start and end were about
-//! 25 of them, one after the other (BENCHMARKS.md, part 5, twentieth pass).
+//! every replica waits for: a deploy's admission, the claim that starts it
+//! and its end were 7, up to 13 and 6 of them, one after the other
+//! (BENCHMARKS.md, part 5, twentieth pass).
 //!
 //! tokio-postgres sends a request when its future is first polled, and
 //! pipelines the requests of futures polled together; the database runs
