@@ -22,8 +22,10 @@ impl Journal {
     ) -> Result<i64, JournalError> {
         let json = || request_columns(request);
         // PostgreSQL writes each row in a transaction of its own, on the
-        // pool's connections side by side: a batch there would send its
-        // statements one round trip after another on one connection.
+        // pool's connections side by side: a batch there would hold one
+        // connection for every row's insert, each answering with its id
+        // (one round trip after another), and `write_rows` would blame a
+        // failure of a write sent ahead on the row after it.
         if durable || matches!(self.backend, super::Backend::Postgres(_)) {
             let commit = if durable {
                 Commit::Append
