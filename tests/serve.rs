@@ -243,6 +243,43 @@ fn fifty_deliveries_over_ten_commits_run_one_at_a_time_and_the_newest_last() {
     server.terminate();
 }
 
+#[test]
+fn each_of_many_concurrent_deliveries_is_journaled_before_it_is_answered() {
+    // A stack following `production`: each push to `main` is answered 200
+    // (nothing deploys) once its delivery row is in the journal, whether
+    // its caller wrote the row or waited for a batch another wrote.
+    let stack = Stack::repo("web", "acme/web", "production", 1).secret(WEB_SECRET);
+    let (world, server) = World::serving("serve-rows", "", &[stack]);
+    const THREADS: usize = 8;
+    const EACH: usize = 25;
+    std::thread::scope(|scope| {
+        for t in 0..THREADS {
+            let (world, server) = (&world, &server);
+            scope.spawn(move || {
+                let journal = world.journal();
+                for i in 0..EACH {
+                    let delivery = format!("t{t}-{i}");
+                    let r = signed_push(server, &hook(1), WEB_SECRET, &sha(i + 1), &delivery);
+                    r.assert_status(200);
+                    assert_eq!(r.decision()["skip"], "branch-mismatch", "{}", r.text());
+                    let journaled = journal.deliveries(THREADS * EACH + 1).unwrap();
+                    let row = journaled
+                        .iter()
+                        .find(|d| d.recorded.delivery_id.as_deref() == Some(&delivery))
+                        .unwrap_or_else(|| {
+                            panic!("delivery {delivery} was answered before it was journaled")
+                        });
+                    assert_eq!(row.recorded.status, 200);
+                }
+            });
+        }
+    });
+    let all = world.journal().deliveries(THREADS * EACH + 1).unwrap();
+    assert_eq!(all.len(), THREADS * EACH, "one row per delivery");
+    assert!(world.deploys().is_empty());
+    server.terminate();
+}
+
 /// Pushes commit 1 to [`web_stack`] 1, waits for its deploy to start, and
 /// pushes commit 2 to queue behind it.
 fn one_running_one_queued(world: &World, server: &ServerProcess) {

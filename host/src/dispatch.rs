@@ -11,7 +11,7 @@ use crate::config::{Config, LiveConfig, StackConfig};
 use crate::journal::now_ms;
 use crate::journal::{Admitted, CommitClaim};
 use crate::journal::{DeployRecord, Placed, Placer, ToRun};
-use crate::journal::{Inserted, Journal, NewDelivery, NewDeploymentRequest};
+use crate::journal::{Inserted, Journal, NewDelivery, NewDeploymentRequest, Recording};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::plugin::{wit, PluginRuntime};
@@ -24,13 +24,48 @@ mod plan;
 mod redeploy;
 use plan::{plan, Planned, Step};
 
-/// The HTTP status and JSON body a delivery is answered with.
-#[derive(Clone, Debug)]
+/// The HTTP status and JSON body a delivery is answered with, and its
+/// row in the journal being written: answer only once it is
+/// ([`Dispatched::recorded`]).
 pub struct Dispatched {
     /// 200 (nothing deploys), 202 (a deploy was accepted), or an error status.
     pub status: u16,
     /// The per-stack decisions, or `{"error": kind, "message": ...}`.
     pub body: Value,
+    recording: Recording,
+}
+
+impl Dispatched {
+    /// An answer whose delivery has no row to write (or had it written).
+    pub fn unrecorded(status: u16, body: Value) -> Dispatched {
+        Dispatched {
+            status,
+            body,
+            recording: Recording::nothing(),
+        }
+    }
+
+    /// This answer once its delivery's row is written (or its failure
+    /// logged: a row the journal refuses is not the delivery's failure),
+    /// waited for without a thread.
+    pub async fn recorded(self) -> Dispatched {
+        log_unrecorded(self.recording.written().await);
+        Dispatched::unrecorded(self.status, self.body)
+    }
+
+    /// [`Dispatched::recorded`], waited for on this thread. Blocking: call
+    /// it off the runtime's workers.
+    fn recorded_here(self) -> Dispatched {
+        log_unrecorded(self.recording.wait());
+        Dispatched::unrecorded(self.status, self.body)
+    }
+}
+
+/// Logs a delivery row the journal did not write.
+fn log_unrecorded(written: Result<Option<i64>, crate::journal::JournalError>) {
+    if let Err(e) = written {
+        tracing::error!(error = %e, "journal: cannot record a delivery");
+    }
 }
 
 /// The HTTP status for each expected plugin error.
@@ -308,7 +343,7 @@ impl Dispatcher {
         status: u16,
         summary: &Value,
         request: Option<&dyn Fn(u16) -> Option<RequestRecord>>,
-    ) {
+    ) -> Recording {
         // Refused deliveries are cheap to record: beyond a rate per stack
         // they are counted, and summed up in one row (retention.rs).
         if status >= 400 {
@@ -320,7 +355,7 @@ impl Dispatcher {
             }
             if !own_row {
                 self.metrics.refused_unrecorded();
-                return;
+                return Recording::nothing();
             }
         }
         let d = NewDelivery {
@@ -337,10 +372,7 @@ impl Dispatcher {
         // delivery id that deduplicates a redelivery), so losing the row
         // to a power loss loses neither a deploy nor runs one twice.
         let request = request.and_then(|made| made(status));
-        let recorded = self.journal.record_received_relaxed(&d, request.as_ref());
-        if let Err(e) = recorded {
-            tracing::error!(error = %e, "journal: cannot record a delivery");
-        }
+        self.journal.record_received_relaxed(&d, request.as_ref())
     }
 
     /// Records that a GitHub `deployment` event the component evaluated
@@ -390,8 +422,11 @@ impl Dispatcher {
     /// A delivery over HTTP whose sender gives no delivery id (other than a
     /// manual trigger with an empty body, a new trigger each time) is
     /// deduplicated on its exact body for [`replay_window`].
+    ///
+    /// It returns once the delivery's row is written.
     pub fn dispatch(&self, stacks: &[&StackConfig], delivery: &wit::Delivery) -> Dispatched {
         self.dispatch_identified(stacks, delivery, None, None)
+            .recorded_here()
     }
 
     /// [`Dispatcher::dispatch`] of a poll's delivery, whose change the poll
@@ -404,12 +439,17 @@ impl Dispatcher {
         seen_at_ms: i64,
     ) -> Dispatched {
         self.evaluate_and_admit(stacks, delivery, None, None, Some(seen_at_ms))
+            .recorded_here()
     }
 
     /// [`Dispatcher::dispatch`], deduplicating on `identity` instead of the
     /// body (a forwarded post-receive push: its signed timestamp and body),
     /// for a delivery to the hook URL with `hook_token` (redacted from its
     /// recorded request, with the stacks' secrets).
+    ///
+    /// It may return before the delivery's row is written: a webhook is
+    /// answered once [`Dispatched::recorded`] has waited for it, without
+    /// holding a thread.
     pub fn dispatch_identified(
         &self,
         stacks: &[&StackConfig],
@@ -455,22 +495,30 @@ impl Dispatcher {
                     "plugin-failure",
                     "the plugin failed on this delivery; see the server log",
                 );
-                self.record(label, None, None, None, 500, &body, seen);
-                return Dispatched { status: 500, body };
+                let recording = self.record(label, None, None, None, 500, &body, seen);
+                return Dispatched {
+                    status: 500,
+                    body,
+                    recording,
+                };
             }
             Ok(Err(e)) => {
                 let status = error_status(&e);
                 tracing::warn!(stack = ?label, status, kind = e.kind(), "delivery rejected: {}", crate::text::one_line(e.message()));
                 self.metrics.delivery("unknown", e.kind());
                 let body = error_body(e.kind(), e.message());
-                self.record(label, None, None, None, status, &body, seen);
+                let recording = self.record(label, None, None, None, status, &body, seen);
                 if let (401, Some(stack), Some(notifier)) = (status, label, &self.notifier) {
                     notifier.refused(
                         stack,
                         &format!("{}: {}", e.kind(), crate::text::one_line(e.message())),
                     );
                 }
-                return Dispatched { status, body };
+                return Dispatched {
+                    status,
+                    body,
+                    recording,
+                };
             }
             Ok(Ok(o)) => o,
         };
@@ -670,7 +718,7 @@ impl Dispatcher {
             outcome.provider.as_str(),
             if accepted { "deploy" } else { "skip" },
         );
-        self.record(
+        let recording = self.record(
             label,
             Some(outcome.provider.as_str()),
             Some(&outcome.event),
@@ -679,7 +727,11 @@ impl Dispatcher {
             &body,
             seen,
         );
-        Dispatched { status, body }
+        Dispatched {
+            status,
+            body,
+            recording,
+        }
     }
 
     /// Counts the deploy `id` the journal just admitted as queued, names it
@@ -761,7 +813,7 @@ impl Dispatcher {
             "journal-unavailable",
             "the journal cannot record this deploy; retry later",
         );
-        self.record(
+        let recording = self.record(
             label,
             Some(outcome.provider.as_str()),
             Some(&outcome.event),
@@ -770,6 +822,10 @@ impl Dispatcher {
             &body,
             request,
         );
-        Dispatched { status: 503, body }
+        Dispatched {
+            status: 503,
+            body,
+            recording,
+        }
     }
 }

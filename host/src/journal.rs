@@ -75,9 +75,11 @@ pub use catch_up::{GithubHook, NewRedelivery, RedeliveryClaim, RedeliveryState};
 mod retention;
 pub use retention::{PrunePolicy, Pruned};
 mod cancel;
-// Rows written together by concurrent callers (relaxed delivery rows).
+// Admissions written together by concurrent callers.
 mod batch;
 mod deliveries;
+pub use deliveries::Recording;
+mod row_queue;
 mod ui_sessions;
 pub use cancel::CancelOutcome;
 
@@ -127,8 +129,9 @@ pub struct Journal {
     /// name.
     location: String,
     backend: Backend,
-    /// Relaxed delivery rows, written together ([`batch`]).
-    relaxed_deliveries: batch::Batcher<deliveries::DeliveryRow, Result<i64, JournalError>>,
+    /// Relaxed delivery rows on SQLite, written together, their callers
+    /// waiting without a thread ([`row_queue`]).
+    relaxed_deliveries: row_queue::RowQueue<deliveries::DeliveryRow, Result<i64, JournalError>>,
     /// Admissions on SQLite, written together ([`batch`]).
     admissions: batch::Batcher<admission::AdmissionRow, admission::AdmissionOutcome>,
 }

@@ -216,7 +216,7 @@ impl RefusedLimiter {
     }
 
     /// Writes the summaries of windows over at `now_ms` to the journal.
-    pub fn flush(&self, journal: &Journal, now_ms: i64) {
+    pub fn flush(&self, journal: &Arc<Journal>, now_ms: i64) {
         for summary in self.take_finished(now_ms) {
             if let Err(e) = journal.record_delivery_relaxed(&summary.row()) {
                 tracing::error!(error = %e, "journal: cannot record refused deliveries' summary");

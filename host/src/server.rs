@@ -602,15 +602,18 @@ async fn on_blocking_thread(
         let config = dispatcher.config();
         match config.stack(&stack_name) {
             Some(stack) => work(&dispatcher, stack),
-            None => crate::dispatch::Dispatched {
-                status: 404,
-                body: error_body("not-found", "no such hook"),
-            },
+            None => crate::dispatch::Dispatched::unrecorded(
+                404,
+                error_body("not-found", "no such hook"),
+            ),
         }
     })
     .await;
     match result {
-        Ok(d) => json_response(d.status, &d.body),
+        Ok(d) => {
+            let d = d.recorded().await;
+            json_response(d.status, &d.body)
+        }
         Err(e) => {
             tracing::error!(error = %e, "delivery task failed");
             reject(500, "internal-error", "the delivery could not be processed")

@@ -231,7 +231,7 @@ fn deliveries_are_recorded_most_recent_first(store: &Store) {
 }
 
 fn relaxed_delivery_is_recorded_and_seen_by_another_connection(store: &Store) {
-    let journal = store.open();
+    let journal = std::sync::Arc::new(store.open());
     let skipped = push_delivery(30, "d-2", 200, "push to another branch");
     let id = journal.record_delivery_relaxed(&skipped).unwrap();
     // Committed: another connection (`redeploy history`) sees it.

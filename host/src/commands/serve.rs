@@ -299,7 +299,9 @@ impl Serve {
         for task in following {
             task.abort();
         }
-        refused.flush(&journal, i64::MAX);
+        // Off the workers: a summary row may wait for the batch before it.
+        let flushed = journal.clone();
+        let _ = tokio::task::spawn_blocking(move || refused.flush(&flushed, i64::MAX)).await;
         let grace = live.current().server.shutdown_grace;
         tracing::info!(?grace, "shutting down: letting running deploys finish");
         runner.shutdown(grace).await;

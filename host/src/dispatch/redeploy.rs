@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::{error_body, replay_key, Dispatched, Dispatcher};
+use super::{error_body, log_unrecorded, replay_key, Dispatched, Dispatcher};
 use crate::config::StackConfig;
 use crate::journal::{now_ms, Admission, Admitted, CommitClaim, Inserted, ReplayClaim};
 
@@ -27,22 +27,26 @@ impl Dispatcher {
     ) -> Dispatched {
         let label = Some(stack.name.as_str());
         let provider = crate::rollback::PROVIDER;
-        // A redeploy is recorded as a delivery of its own, with no request.
+        // A redeploy is recorded as a delivery of its own, with no request,
+        // before its answer.
         let record = |status: u16, body: &Value| {
-            self.record(
-                label,
-                Some(provider),
-                Some("redeploy"),
-                None,
-                status,
-                body,
-                None,
+            log_unrecorded(
+                self.record(
+                    label,
+                    Some(provider),
+                    Some("redeploy"),
+                    None,
+                    status,
+                    body,
+                    None,
+                )
+                .wait(),
             )
         };
         let refuse = |status: u16, kind: &str, message: String| {
             let body = error_body(kind, &message);
             record(status, &body);
-            Dispatched { status, body }
+            Dispatched::unrecorded(status, body)
         };
         let earlier = match self.journal.deploy(deploy_id) {
             Ok(Some(d)) if d.queued.stack == stack.name => d,
@@ -164,6 +168,6 @@ impl Dispatcher {
         self.metrics
             .delivery(provider, if accepted { "deploy" } else { "skip" });
         record(status, &body);
-        Dispatched { status, body }
+        Dispatched::unrecorded(status, body)
     }
 }

@@ -4,13 +4,14 @@
 //! them (flat combining). Each caller still returns only once its own row
 //! is written, with its own outcome.
 //!
-//! The journal records every delivery, and on the decision path (a push
-//! that deploys nothing) that row is most of a request's journal work: a
-//! transaction of its own costs its `BEGIN`, its locks and its log frames,
-//! about a quarter of the server's CPU per request under load
-//! (BENCHMARKS.md, part 5). Rows written together share them. So do the
-//! admissions of deploys on SQLite ([`super::Journal::admit_deploy_to_run`]),
-//! which also share their wait for the disk.
+//! The admissions of deploys on SQLite
+//! ([`super::Journal::admit_deploy_to_run`]) are written so: a transaction
+//! of its own would cost each its `BEGIN`, its locks, its log frames and
+//! its wait for the disk; written together they share them. A webhook's
+//! delivery row is written together with others too, by
+//! [`super::row_queue`], whose callers wait without a thread: a dispatch
+//! needs its admission's outcome to go on, but answers only after its
+//! delivery row is written.
 //!
 //! A caller that waits sleeps until it is woken by name: when its row is
 //! written, or when it is the oldest caller waiting and the batch before

@@ -1,81 +1,142 @@
 //! Delivery rows: every delivery recorded, whatever its outcome, with what
 //! its request looked like ([`crate::received`]) where it was one.
 
+use std::sync::Arc;
+
+use super::row_queue::{self, Pending, RowQueue, Rows};
 use super::sql::{args, Commit, DbError, Rec, Sql};
 use super::{DeliveryRecord, Journal, JournalError, NewDelivery, StoredDelivery};
 use crate::received::{KeptRequest, Received};
 
+/// A delivery's row being written ([`Journal::record_received_relaxed`]):
+/// its outcome, known at once or once its batch is written.
+#[must_use = "a delivery is answered only once its row is written"]
+pub struct Recording(Written);
+
+enum Written {
+    /// Written, with its id where one is known (SQLite's), or refused.
+    Now(Result<Option<i64>, JournalError>),
+    /// Waiting for its batch on SQLite.
+    Queued(Pending<Result<i64, JournalError>>),
+}
+
+impl Recording {
+    /// A recording with nothing to write: no row was asked for (a refused
+    /// delivery over its stack's rate, summed up instead).
+    pub fn nothing() -> Recording {
+        Recording(Written::Now(Ok(None)))
+    }
+
+    /// Waits, without holding a thread, until the row is written; its id
+    /// where one is known (SQLite's), or why it was not written.
+    pub async fn written(self) -> Result<Option<i64>, JournalError> {
+        match self.0 {
+            Written::Now(out) => out,
+            Written::Queued(pending) => pending.outcome(gone).await.map(Some),
+        }
+    }
+
+    /// [`Recording::written`], waited for on this thread. Blocking: call it
+    /// off the runtime's workers ([`Pending::wait`]).
+    pub fn wait(self) -> Result<Option<i64>, JournalError> {
+        match self.0 {
+            Written::Now(out) => out,
+            Written::Queued(pending) => pending.wait(gone).map(Some),
+        }
+    }
+}
+
+/// The outcome of a row whose writer went away without one (it should
+/// not: a writing that ends unfinished fails every row waiting).
+fn gone<T>() -> Result<T, JournalError> {
+    Err(JournalError::database(
+        "journal",
+        "record delivery",
+        DbError::Unavailable("the delivery's row was never written".to_owned()),
+    ))
+}
+
+/// The journal's relaxed delivery rows on SQLite, as [`row_queue`] writes
+/// them.
+struct DeliveryRows(Arc<Journal>);
+
+impl Rows for DeliveryRows {
+    type Row = DeliveryRow;
+    type Out = Result<i64, JournalError>;
+
+    fn queue(&self) -> &RowQueue<DeliveryRow, Result<i64, JournalError>> {
+        &self.0.relaxed_deliveries
+    }
+
+    fn write(&self, rows: Vec<DeliveryRow>) -> Vec<Result<i64, JournalError>> {
+        self.0.record_relaxed_rows(rows)
+    }
+
+    fn failed(&self) -> Result<i64, JournalError> {
+        Err(self.0.unrecorded())
+    }
+}
+
 impl Journal {
     /// Records a delivery; returns its id.
     pub fn record_delivery(&self, d: &NewDelivery) -> Result<i64, JournalError> {
-        self.record_received(d, None, true)
-    }
-
-    /// Records a delivery with what its request looked like (redacted, and
-    /// the request itself where it is kept): durably, or as
-    /// [`Journal::record_delivery_relaxed`] does. Returns its id.
-    pub fn record_received(
-        &self,
-        d: &NewDelivery,
-        request: Option<&(Received, Option<KeptRequest>)>,
-        durable: bool,
-    ) -> Result<i64, JournalError> {
-        let json = || request_columns(request);
-        // PostgreSQL writes each row in a transaction of its own, on the
-        // pool's connections side by side: a batch there would hold one
-        // connection for every row's insert, each answering with its id
-        // (one round trip after another), and `write_rows` would blame a
-        // failure of a write sent ahead on the row after it.
-        if durable || matches!(self.backend, super::Backend::Postgres(_)) {
-            let commit = if durable {
-                Commit::Append
-            } else {
-                Commit::Relaxed
-            };
-            return self.commit(commit, "record delivery", |sql| {
-                let (request_json, kept_json) = json()?;
-                insert_delivery(sql, d, request_json.as_deref(), kept_json.as_deref())
-            });
-        }
-        let (request_json, kept_json) = json()
-            .map_err(|source| JournalError::database(&self.location, "record delivery", source))?;
-        let row = DeliveryRow {
-            delivery: d.clone(),
-            request_json,
-            kept_json,
-        };
-        self.relaxed_deliveries.write(
-            row,
-            |rows| self.record_relaxed_rows(rows),
-            || {
-                Err(JournalError::database(
-                    &self.location,
-                    "record delivery",
-                    DbError::Unavailable("recording a batch of deliveries failed".to_owned()),
-                ))
-            },
-        )
+        self.commit(Commit::Append, "record delivery", |sql| {
+            insert_delivery(sql, d, None, None)
+        })
     }
 
     /// Records a delivery that started no deploy, as
-    /// [`Journal::record_received`] does without waiting for the disk, for
-    /// a caller that needs no id (a webhook's own row). On PostgreSQL the
-    /// row's transaction is then one round trip: its `INSERT` is sent with
-    /// its `COMMIT` ([`Sql::execute_pipelined`]), where an `INSERT` that
-    /// answers with the new id needs a round trip of its own before it.
+    /// [`Journal::record_delivery_relaxed`] does, with what its request
+    /// looked like (redacted, and the request itself where it is kept),
+    /// for a caller that needs no id (a webhook's own row).
+    ///
+    /// On SQLite the row is written with the rows of other deliveries
+    /// ([`row_queue`](super::row_queue)): at once on this thread when no
+    /// batch is being written, else with the next batch, and the
+    /// [`Recording`] is awaited without a thread. On PostgreSQL it is written
+    /// here, in a transaction of its own that is one round trip: its
+    /// `INSERT` is sent with its `COMMIT` ([`Sql::execute_pipelined`]).
+    /// PostgreSQL writes each row on the pool's connections side by side: a
+    /// batch there would hold one connection for every row, and
+    /// [`Journal::write_rows`] would blame a failure of a write sent ahead on
+    /// the row after it.
     pub fn record_received_relaxed(
-        &self,
+        self: &Arc<Self>,
         d: &NewDelivery,
         request: Option<&(Received, Option<KeptRequest>)>,
-    ) -> Result<(), JournalError> {
-        if !matches!(self.backend, super::Backend::Postgres(_)) {
-            return self.record_received(d, request, false).map(drop);
+    ) -> Recording {
+        if matches!(self.backend, super::Backend::Postgres(_)) {
+            return Recording(Written::Now(
+                self.commit(Commit::Relaxed, "record delivery", |sql| {
+                    let (request_json, kept_json) = request_columns(request)?;
+                    let args = delivery_args(d, request_json.as_deref(), kept_json.as_deref());
+                    sql.execute_pipelined(INSERT_DELIVERY, &args)
+                })
+                .map(|()| None),
+            ));
         }
-        self.commit(Commit::Relaxed, "record delivery", |sql| {
-            let (request_json, kept_json) = request_columns(request)?;
-            let args = delivery_args(d, request_json.as_deref(), kept_json.as_deref());
-            sql.execute_pipelined(INSERT_DELIVERY, &args)
-        })
+        Recording(Written::Queued(self.queue_relaxed(d, request)))
+    }
+
+    /// Queues a relaxed delivery row on SQLite ([`row_queue`](super::row_queue)).
+    fn queue_relaxed(
+        self: &Arc<Self>,
+        d: &NewDelivery,
+        request: Option<&(Received, Option<KeptRequest>)>,
+    ) -> Pending<Result<i64, JournalError>> {
+        let row = request_columns(request).map(|(request_json, kept_json)| DeliveryRow {
+            delivery: d.clone(),
+            request_json,
+            kept_json,
+        });
+        match row {
+            Ok(row) => row_queue::submit(DeliveryRows(Arc::clone(self)), row),
+            Err(source) => Pending::Now(Err(JournalError::database(
+                &self.location,
+                "record delivery",
+                source,
+            ))),
+        }
     }
 
     /// Records relaxed delivery rows in one transaction, in order; a row
@@ -97,6 +158,15 @@ impl Journal {
                 })
             })
         })
+    }
+
+    /// The failure of a relaxed row whose batch was not written.
+    fn unrecorded(&self) -> JournalError {
+        JournalError::database(
+            &self.location,
+            "record delivery",
+            DbError::Unavailable("recording a batch of deliveries failed".to_owned()),
+        )
     }
 
     /// Delivery `id` with what its request looked like (when it was a
@@ -131,8 +201,16 @@ impl Journal {
     /// deploy never depends on a relaxed row, and this keeps a disk flush
     /// off the path of every delivery (a 202's deploy row is written
     /// durably before its delivery row).
-    pub fn record_delivery_relaxed(&self, d: &NewDelivery) -> Result<i64, JournalError> {
-        self.record_received(d, None, false)
+    ///
+    /// Blocking: call it off the runtime's workers (on SQLite it may wait
+    /// for the batch its row is written with, [`Pending::wait`]).
+    pub fn record_delivery_relaxed(self: &Arc<Self>, d: &NewDelivery) -> Result<i64, JournalError> {
+        if matches!(self.backend, super::Backend::Postgres(_)) {
+            return self.commit(Commit::Relaxed, "record delivery", |sql| {
+                insert_delivery(sql, d, None, None)
+            });
+        }
+        self.queue_relaxed(d, None).wait(|| Err(self.unrecorded()))
     }
 
     /// The most recent `limit` deliveries, most recent first.
@@ -212,7 +290,7 @@ fn request_columns(
 }
 
 /// A relaxed delivery row waiting to be written with others
-/// ([`super::batch`]): the delivery and its request's JSON columns.
+/// ([`super::row_queue`]): the delivery and its request's JSON columns.
 pub(super) struct DeliveryRow {
     pub(super) delivery: NewDelivery,
     pub(super) request_json: Option<String>,

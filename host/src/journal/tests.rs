@@ -89,7 +89,7 @@ fn github_push(id: &str, status: u16, summary: &str) -> NewDelivery {
 #[test]
 fn a_relaxed_delivery_waits_for_no_sync_and_a_durable_one_does() {
     let dir = TempDir::new("relaxed");
-    let journal = Journal::open(&dir.journal_path()).unwrap();
+    let journal = Arc::new(Journal::open(&dir.journal_path()).unwrap());
     let skipped = github_push("d-2", 200, "push to another branch");
     let id = journal.record_delivery_relaxed(&skipped).unwrap();
     // Committed: another connection (`redeploy history`) sees it.
@@ -361,7 +361,7 @@ fn a_schema_18_journal_checks_values_without_temporary_trees_once_migrated() {
 #[test]
 fn a_commit_wakes_the_idle_checkpoint_thread() {
     let dir = TempDir::new("wake");
-    let journal = Journal::open(&dir.journal_path()).unwrap();
+    let journal = Arc::new(Journal::open(&dir.journal_path()).unwrap());
     // Two looks without a commit between them: the thread goes idle.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while journal.sqlite_checkpoint_idle() != Some(true) {
