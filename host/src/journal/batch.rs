@@ -9,9 +9,9 @@
 //! of its own would cost each its `BEGIN`, its locks, its log frames and
 //! its wait for the disk; written together they share them. A webhook's
 //! delivery row is written together with others too, by
-//! [`super::row_queue`], whose callers wait without a thread: a dispatch
-//! needs its admission's outcome to go on, but answers only after its
-//! delivery row is written.
+//! [`super::row_queue`], where the server awaits it without a thread: a
+//! dispatch needs its admission's outcome to go on, but only its answer
+//! waits for its delivery row.
 //!
 //! A caller that waits sleeps until it is woken by name: when its row is
 //! written, or when it is the oldest caller waiting and the batch before

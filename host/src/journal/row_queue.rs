@@ -122,13 +122,18 @@ impl<Out> Pending<Out> {
         }
     }
 
-    /// [`Pending::outcome`], waited for on this thread. Blocking: call it
-    /// off the runtime's workers (a blocking thread, inside
-    /// `block_in_place`, or off any runtime); tokio refuses it on a worker.
+    /// [`Pending::outcome`], waited for on this thread. Blocking: meant
+    /// for callers off the runtime's workers. Called on a worker of a
+    /// multi-threaded runtime, it hands the worker's other tasks over first
+    /// ([`super::sqlite::off_worker`]), as a journal call that waits for
+    /// the disk does, rather than have tokio refuse the wait (a panic, and
+    /// only when the row had to wait: under load).
     pub fn wait(self, gone: impl FnOnce() -> Out) -> Out {
         match self {
             Pending::Now(out) => out,
-            Pending::Later(rx) => rx.blocking_recv().unwrap_or_else(|_| gone()),
+            Pending::Later(rx) => {
+                super::sqlite::off_worker(|| rx.blocking_recv()).unwrap_or_else(|_| gone())
+            }
         }
     }
 }
@@ -428,6 +433,39 @@ mod tests {
     }
 
     #[test]
+    fn a_row_waited_for_on_a_runtimes_worker_is_waited_for_without_a_panic() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        let n = numbers();
+        let let_go = held(&n);
+        let first = submit_apart(&n, 1);
+        until_writes(&n, 1);
+        // A task on a worker queues its row and waits for it on its thread.
+        let waiter = {
+            let n = n.clone();
+            runtime.spawn(async move { submit(n, 2).wait(|| FAILED) })
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while n.0.queue.lock().waiting.is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the row was never queued"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let_go.send(()).unwrap();
+        let_go.send(()).unwrap();
+        assert!(matches!(first.join().unwrap().0, Pending::Now(2)));
+        assert_eq!(
+            runtime.block_on(waiter).expect("the waiting task panicked"),
+            4
+        );
+        until_idle(&n);
+    }
+
+    #[test]
     fn a_batch_of_rows_waiting_whose_writing_panics_fails_those_rows_alone() {
         let n = numbers();
         let let_go = held(&n);
@@ -459,7 +497,7 @@ mod tests {
         n.0.queue.lock().writing = true;
         let waiting = [submit(n.clone(), 1), submit(n.clone(), 2)];
         assert!(waiting.iter().all(|p| matches!(p, Pending::Later(_))));
-        // As a runtime shutting down drops the blocking task it will not run.
+        // As a writing that ends with a panic outside its batches' writes.
         drop(Writing {
             owner: n.clone(),
             done: false,
