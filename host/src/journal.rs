@@ -129,8 +129,8 @@ pub struct Journal {
     /// name.
     location: String,
     backend: Backend,
-    /// Relaxed delivery rows on SQLite, written together, their callers
-    /// waiting without a thread ([`row_queue`]).
+    /// Relaxed delivery rows on SQLite, written together; a webhook's
+    /// answer awaits its row without a thread ([`row_queue`]).
     relaxed_deliveries: row_queue::RowQueue<deliveries::DeliveryRow, Result<i64, JournalError>>,
     /// Admissions on SQLite, written together ([`batch`]).
     admissions: batch::Batcher<admission::AdmissionRow, admission::AdmissionOutcome>,
