@@ -313,9 +313,16 @@ mod tests {
 
     /// Waits until `n` has started `writes` writes.
     fn until_writes(n: &Numbers, writes: usize) {
+        until("no write started", || {
+            n.0.writes.load(Ordering::SeqCst) >= writes
+        });
+    }
+
+    /// Waits until `done()`, failing with `never` after 10 s.
+    fn until(never: &str, done: impl Fn() -> bool) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while n.0.writes.load(Ordering::SeqCst) < writes {
-            assert!(std::time::Instant::now() < deadline, "no write started");
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "{never}");
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
     }
@@ -376,14 +383,7 @@ mod tests {
 
     /// Waits until `n` is idle.
     fn until_idle(n: &Numbers) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !idle(n) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the writing never ended"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
+        until("the writing never ended", || idle(n));
     }
 
     #[test]
@@ -447,14 +447,9 @@ mod tests {
             let n = n.clone();
             runtime.spawn(async move { submit(n, 2).wait(|| FAILED) })
         };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while n.0.queue.lock().waiting.is_empty() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the row was never queued"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
+        until("the row was never queued", || {
+            !n.0.queue.lock().waiting.is_empty()
+        });
         let_go.send(()).unwrap();
         let_go.send(()).unwrap();
         assert!(matches!(first.join().unwrap().0, Pending::Now(2)));
