@@ -257,13 +257,13 @@ impl Db {
         f: impl FnOnce(&mut dyn Sql) -> Result<R, DbError>,
         undo: impl FnOnce(),
     ) -> Result<R, DbError> {
-        let mut conn = self.lock();
+        let conn = self.lock();
         // Dropped after the transaction and before the connection: an
         // early return or a panic rolls back, then undoes.
         let mut undo = OnDrop(Some(undo));
         // A panic in `f` drops the transaction, which rolls it back.
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let value = f(&mut Tx { conn: &tx })?;
+        let tx = Immediate::begin(&conn)?;
+        let value = f(&mut Tx { conn: tx.conn })?;
         tx.commit()?;
         undo.0 = None;
         if let Some(checkpointer) = &self.checkpointer {
@@ -306,8 +306,8 @@ impl Db {
     }
 
     /// Locks the connection. A poisoned lock is taken anyway: a panic while
-    /// holding it cannot leave a transaction open (dropping a rusqlite
-    /// `Transaction` rolls it back), so the connection is still consistent.
+    /// holding it cannot leave a transaction open (dropping an
+    /// [`Immediate`] rolls it back), so the connection is still consistent.
     fn lock(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -335,6 +335,46 @@ impl<F: FnOnce()> Drop for OnDrop<F> {
         if let Some(f) = self.0.take() {
             f();
         }
+    }
+}
+
+/// A `BEGIN IMMEDIATE` transaction on the locked connection, rolled back
+/// when dropped uncommitted (an error, a panic, a failed `COMMIT`). Its
+/// three statements are prepared once and kept in the connection's cache:
+/// rusqlite's own `Transaction` parses `BEGIN IMMEDIATE` and `COMMIT` again
+/// on every write (BENCHMARKS.md part 5, twenty-second pass).
+struct Immediate<'a> {
+    conn: &'a Connection,
+}
+
+impl<'a> Immediate<'a> {
+    /// Begins the transaction, waiting up to [`BUSY_TIMEOUT`] for another
+    /// connection's write lock.
+    fn begin(conn: &'a Connection) -> rusqlite::Result<Immediate<'a>> {
+        conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        Ok(Immediate { conn })
+    }
+
+    /// Commits; on failure the transaction is rolled back as it is dropped.
+    fn commit(self) -> rusqlite::Result<()> {
+        self.conn.prepare_cached("COMMIT")?.execute([])?;
+        Ok(())
+    }
+}
+
+impl Drop for Immediate<'_> {
+    fn drop(&mut self) {
+        // Committed, or ended by SQLite itself (some errors roll back on
+        // their own): nothing to undo.
+        if self.conn.is_autocommit() {
+            return;
+        }
+        // As rusqlite's `Transaction` does, a rollback that fails is not
+        // reported: the next `BEGIN` on this connection then fails loudly.
+        let _ = self
+            .conn
+            .prepare_cached("ROLLBACK")
+            .and_then(|mut rollback| rollback.execute([]));
     }
 }
 
@@ -507,4 +547,93 @@ fn migrate(
             .map_err(err)?;
     }
     tx.commit().map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::sql::args;
+
+    /// A fresh journal in a directory of its own (named by `tag`), with a
+    /// parent and a child table whose foreign key is checked at `COMMIT`
+    /// (deferred), so that a commit can be made to fail.
+    fn journal(tag: &str) -> Db {
+        let dir =
+            std::env::temp_dir().join(format!("redeploy-sqlite-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let db = Db::open(&dir.join("journal.sqlite3")).unwrap();
+        db.write(Commit::Append, |sql| {
+            sql.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)", &[])?;
+            sql.execute(
+                "CREATE TABLE child (parent INTEGER REFERENCES parent (id)
+                     DEFERRABLE INITIALLY DEFERRED)",
+                &[],
+            )
+        })
+        .unwrap();
+        db
+    }
+
+    /// The parents' ids, in order.
+    fn parents(db: &Db) -> Vec<i64> {
+        db.read(|sql| {
+            sql.query("SELECT id FROM parent ORDER BY id", &[])?
+                .iter()
+                .map(|row| row.get(0))
+                .collect()
+        })
+        .unwrap()
+    }
+
+    /// Writes parent `id` in a transaction of its own.
+    fn add_parent(db: &Db, id: i64) {
+        db.write(Commit::Append, |sql| {
+            sql.execute("INSERT INTO parent (id) VALUES (?1)", args![id])
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn a_write_that_fails_or_panics_leaves_nothing_and_the_next_one_commits() {
+        let db = journal("fails");
+        let failed = db.write(Commit::Relaxed, |sql| {
+            sql.execute("INSERT INTO parent (id) VALUES (1)", &[])?;
+            sql.execute("INSERT INTO parent (id) VALUES (1)", &[])
+        });
+        assert!(failed.is_err(), "the second insert breaks the primary key");
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            db.write(Commit::Relaxed, |sql| -> Result<(), DbError> {
+                sql.execute("INSERT INTO parent (id) VALUES (2)", &[])?;
+                panic!("a bug in the write");
+            })
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(parents(&db), Vec::<i64>::new(), "both rolled back");
+        add_parent(&db, 3);
+        add_parent(&db, 4);
+        assert_eq!(parents(&db), [3, 4]);
+    }
+
+    #[test]
+    fn a_commit_that_fails_is_rolled_back_and_the_next_write_begins_afresh() {
+        let db = journal("commit");
+        // The child's parent is checked at COMMIT, which fails and, in
+        // SQLite, leaves the transaction open: only the rollback ends it.
+        let failed = db.write(Commit::Append, |sql| {
+            sql.execute("INSERT INTO parent (id) VALUES (5)", &[])?;
+            sql.execute("INSERT INTO child (parent) VALUES (99)", &[])
+        });
+        let error = failed.expect_err("the deferred foreign key fails the commit");
+        assert!(error.to_string().contains("FOREIGN KEY"), "{error}");
+        assert_eq!(parents(&db), Vec::<i64>::new(), "the parent went with it");
+        // A transaction left open would make this BEGIN fail ("cannot
+        // start a transaction within a transaction"), and the parent above
+        // commit with it.
+        add_parent(&db, 6);
+        assert_eq!(parents(&db), [6]);
+        let children = db
+            .read(|sql| sql.query("SELECT parent FROM child", &[]))
+            .unwrap();
+        assert!(children.is_empty());
+    }
 }
