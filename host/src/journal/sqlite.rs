@@ -340,9 +340,11 @@ impl<F: FnOnce()> Drop for OnDrop<F> {
 
 /// A `BEGIN IMMEDIATE` transaction on the locked connection, rolled back
 /// when dropped uncommitted (an error, a panic, a failed `COMMIT`). Its
-/// three statements are prepared once and kept in the connection's cache:
-/// rusqlite's own `Transaction` parses `BEGIN IMMEDIATE` and `COMMIT` again
-/// on every write (BENCHMARKS.md part 5, twenty-second pass).
+/// three statements are kept prepared in the connection's statement cache
+/// (parsed again only once pushed out of it): rusqlite's own `Transaction`
+/// parses `BEGIN IMMEDIATE` and `COMMIT` again on every write
+/// (BENCHMARKS.md part 5, twenty-second pass). The migrations still use
+/// rusqlite's.
 struct Immediate<'a> {
     conn: &'a Connection,
 }
