@@ -555,15 +555,15 @@ fn migrate(
 mod tests {
     use super::*;
     use crate::journal::sql::args;
+    use crate::journal::tests::TempDir;
 
-    /// A fresh journal in a directory of its own (named by `tag`), with a
-    /// parent and a child table whose foreign key is checked at `COMMIT`
-    /// (deferred), so that a commit can be made to fail.
-    fn journal(tag: &str) -> Db {
-        let dir =
-            std::env::temp_dir().join(format!("redeploy-sqlite-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let db = Db::open(&dir.join("journal.sqlite3")).unwrap();
+    /// A fresh journal in a directory of its own (named by `tag`, removed
+    /// when the first value is dropped), with a parent and a child table
+    /// whose foreign key is checked at `COMMIT` (deferred), so that a
+    /// commit can be made to fail.
+    fn journal(tag: &str) -> (TempDir, Db) {
+        let dir = TempDir::new(tag);
+        let db = Db::open(&dir.journal_path()).unwrap();
         db.write(Commit::Append, |sql| {
             sql.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)", &[])?;
             sql.execute(
@@ -573,7 +573,7 @@ mod tests {
             )
         })
         .unwrap();
-        db
+        (dir, db)
     }
 
     /// The parents' ids, in order.
@@ -597,7 +597,7 @@ mod tests {
 
     #[test]
     fn a_write_that_fails_or_panics_leaves_nothing_and_the_next_one_commits() {
-        let db = journal("fails");
+        let (_dir, db) = journal("sqlite-fails");
         let failed = db.write(Commit::Relaxed, |sql| {
             sql.execute("INSERT INTO parent (id) VALUES (1)", &[])?;
             sql.execute("INSERT INTO parent (id) VALUES (1)", &[])
@@ -618,7 +618,7 @@ mod tests {
 
     #[test]
     fn a_commit_that_fails_is_rolled_back_and_the_next_write_begins_afresh() {
-        let db = journal("commit");
+        let (_dir, db) = journal("sqlite-commit");
         // The child's parent is checked at COMMIT, which fails and, in
         // SQLite, leaves the transaction open: only the rollback ends it.
         let failed = db.write(Commit::Append, |sql| {

@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 /// A fresh, unique, empty directory under the system temp dir, removed on
 /// drop.
-struct TempDir(PathBuf);
+pub(super) struct TempDir(PathBuf);
 
 impl TempDir {
-    fn new(tag: &str) -> TempDir {
+    pub(super) fn new(tag: &str) -> TempDir {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -26,7 +26,7 @@ impl TempDir {
         TempDir(dir)
     }
 
-    fn journal_path(&self) -> PathBuf {
+    pub(super) fn journal_path(&self) -> PathBuf {
         Journal::path_in(&self.0)
     }
 }
