@@ -33,6 +33,28 @@ use super::{Journal, JournalError};
 /// so on how long the rows behind it wait.
 pub const MAX_BATCH_ROWS: usize = 64;
 
+/// `write`'s outcomes for a batch of `rows`, one per row in order; or, when
+/// it panics or gives a wrong number of outcomes, `failed()` for every row
+/// (a row is never reported written that was not). The one rule of
+/// [`Batcher`] and [`super::row_queue`].
+pub(super) fn write_batch<In, Out>(
+    rows: Vec<In>,
+    write: impl FnOnce(Vec<In>) -> Vec<Out>,
+    failed: impl Fn() -> Out,
+) -> Vec<Out> {
+    let count = rows.len();
+    match catch_unwind(AssertUnwindSafe(|| write(rows))) {
+        Ok(outcomes) if outcomes.len() == count => outcomes,
+        _ => {
+            tracing::error!(
+                rows = count,
+                "journal: writing a batch of rows failed unexpectedly; each is reported not recorded, though some may be"
+            );
+            (0..count).map(|_| failed()).collect()
+        }
+    }
+}
+
 /// Rows of type `In` waiting to be written, and the outcomes (`Out`) of
 /// those written, until their callers take them.
 pub struct Batcher<In, Out> {
@@ -107,23 +129,10 @@ impl<In, Out> Batcher<In, Out> {
             let take = state.waiting.len().min(MAX_BATCH_ROWS);
             let (tickets, rows): (Vec<u64>, Vec<In>) = state.waiting.drain(..take).unzip();
             drop(state);
-            let outcomes = catch_unwind(AssertUnwindSafe(|| write(rows)));
+            let outcomes = write_batch(rows, &mut write, &failed);
             state = self.lock();
             state.writing = false;
-            match outcomes {
-                Ok(outcomes) if outcomes.len() == tickets.len() => {
-                    state.outcomes.extend(tickets.iter().copied().zip(outcomes));
-                }
-                _ => {
-                    tracing::error!(
-                        rows = tickets.len(),
-                        "journal: writing a batch of rows failed unexpectedly; each is reported not recorded, though some may be"
-                    );
-                    for ticket in &tickets {
-                        state.outcomes.insert(*ticket, failed());
-                    }
-                }
-            }
+            state.outcomes.extend(tickets.iter().copied().zip(outcomes));
             // Wake the callers whose rows this batch wrote; and, when this
             // caller's own row is written (it leaves), the oldest still
             // asleep, to write the next batch. Otherwise this caller

@@ -19,7 +19,6 @@
 //! only after its row is committed, as before.
 
 use std::collections::VecDeque;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{mpsc, Mutex, MutexGuard};
 
 use tokio::sync::oneshot;
@@ -235,20 +234,10 @@ impl<R: Rows> Drop for Writing<R> {
 }
 
 /// `owner`'s writing of `rows`, or its failure for each row when the
-/// writing panics or gives a wrong number of outcomes (a row is never
-/// reported written that was not).
+/// writing panics or gives a wrong number of outcomes
+/// ([`super::batch::write_batch`]).
 fn write_batch<R: Rows>(owner: &R, rows: Vec<R::Row>) -> Vec<R::Out> {
-    let count = rows.len();
-    match catch_unwind(AssertUnwindSafe(|| owner.write(rows))) {
-        Ok(outcomes) if outcomes.len() == count => outcomes,
-        _ => {
-            tracing::error!(
-                rows = count,
-                "journal: writing a batch of rows failed unexpectedly; each is reported not recorded, though some may be"
-            );
-            (0..count).map(|_| owner.failed()).collect()
-        }
-    }
+    super::batch::write_batch(rows, |rows| owner.write(rows), || owner.failed())
 }
 
 #[cfg(test)]
