@@ -113,12 +113,9 @@ impl RepoKey {
         if let Some(stripped) = path.strip_suffix(".git") {
             path = stripped.to_string();
         }
-        // Bitbucket Server clones over HTTP from /scm/PROJECT/slug.
-        if host.is_some() {
-            if let Some(stripped) = path.strip_prefix("scm/") {
-                path = stripped.to_string();
-            }
-        }
+        // Bitbucket Server's HTTP clone URLs, under /scm/, are read by
+        // its provider alone (`providers/bitbucket_server.rs`): on other
+        // forges `scm` is an owner like any other.
         if path.is_empty() {
             return None;
         }
@@ -515,17 +512,24 @@ mod tests {
     }
 
     #[test]
-    fn bitbucket_server_clone_urls_drop_scm() {
+    fn a_group_named_scm_is_not_dropped_from_another_forges_path() {
+        // A GitLab project `scm/acme/web` (a group `scm`, a subgroup
+        // `acme`) is not the repository `acme/web` on any host.
         let r = repo(
-            "PRJ/repo",
+            "scm/acme/web",
             &[
-                "https://bitbucket.example.com/scm/prj/repo.git",
-                "ssh://git@bitbucket.example.com:7999/prj/repo.git",
+                "https://gitlab.example.com/scm/acme/web",
+                "https://gitlab.example.com/scm/acme/web.git",
             ],
         );
-        assert!(repository_matches(&RepoKey::parse("prj/repo").unwrap(), &r));
+        for wanted in ["acme/web", "https://gitlab.example.com/acme/web.git"] {
+            assert!(
+                !repository_matches(&RepoKey::parse(wanted).unwrap(), &r),
+                "{wanted}"
+            );
+        }
         assert!(repository_matches(
-            &RepoKey::parse("ssh://git@bitbucket.example.com:7999/PRJ/repo.git").unwrap(),
+            &RepoKey::parse("https://gitlab.example.com/scm/acme/web").unwrap(),
             &r
         ));
     }

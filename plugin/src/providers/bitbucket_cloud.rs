@@ -213,16 +213,16 @@ fn target_hash<'r>(state: &'r RefState<'_>) -> Option<&'r str> {
     state.target.as_ref().and_then(|t| t.hash.as_deref())
 }
 
-/// Builds the full ref from Bitbucket's `type` and short `name`. Types other
-/// than branches and tags keep the bare name, which no branch or tag matches.
+/// Builds the full ref from Bitbucket's `type` and short `name`, always
+/// under the namespace `type` names: a tag (or branch) whose own name is
+/// `refs/heads/main`, which git allows, is `refs/tags/refs/heads/main`, not
+/// the branch `main`. Other types keep the bare name, which no branch or tag
+/// matches ([`super::common::untyped_ref`]).
 fn full_ref(kind: Option<&str>, name: &str) -> String {
-    if name.starts_with("refs/") {
-        return name.to_string();
-    }
     match kind {
         Some("branch" | "named_branch" | "bookmark") => format!("refs/heads/{name}"),
         Some("tag" | "annotated_tag") => format!("refs/tags/{name}"),
-        _ => name.to_string(),
+        _ => super::common::untyped_ref(kind, name),
     }
 }
 
@@ -275,6 +275,37 @@ mod tests {
                 changed_files: ChangedFiles::Unknown,
             }]
         );
+    }
+
+    /// `goscm-push.json` with its change's `new` ref given `kind` and
+    /// `name`.
+    fn push_renamed(kind: &str, name: &str) -> Vec<Push> {
+        let mut body: serde_json::Value =
+            serde_json::from_slice(&CLOUD.read("goscm-push.json")).unwrap();
+        let new = &mut body["push"]["changes"][0]["new"];
+        assert_eq!(new["type"], "branch");
+        assert_eq!(new["name"], "master");
+        new["type"] = kind.into();
+        new["name"] = name.into();
+        let body = serde_json::to_vec(&body).unwrap();
+        crate::providers::test_support::pushes("renamed", parse("repo:push", &body))
+    }
+
+    #[test]
+    fn a_ref_named_like_a_full_ref_stays_in_the_namespace_its_type_names() {
+        // git allows a tag, or a branch, whose own name is `refs/heads/...`.
+        assert_eq!(
+            push_renamed("tag", "refs/heads/master")[0].git_ref,
+            "refs/tags/refs/heads/master"
+        );
+        assert_eq!(
+            push_renamed("branch", "refs/heads/master")[0].git_ref,
+            "refs/heads/refs/heads/master"
+        );
+        // A type it does not know names no branch, whatever the name says.
+        let unknown = push_renamed("pull-request", "refs/heads/master");
+        assert!(!unknown[0].git_ref.starts_with("refs/"), "{unknown:?}");
+        assert_eq!(push_renamed("tag", "master")[0].git_ref, "refs/tags/master");
     }
 
     #[test]

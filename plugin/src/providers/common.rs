@@ -100,6 +100,19 @@ pub fn push_url(urls: &mut Vec<String>, url: &str) {
     }
 }
 
+/// A ref a sender names by a `type` that is neither a branch nor a tag
+/// (`kind`, when it gives one): its bare name, which no branch or tag
+/// pattern matches, since those match `refs/heads/...` and `refs/tags/...`.
+/// A name that itself reads `refs/...` (a name git allows) is kept behind
+/// its type, `KIND:refs/...`, so that it cannot pass for a full ref.
+pub fn untyped_ref(kind: Option<&str>, name: &str) -> String {
+    if name.starts_with("refs/") {
+        format!("{}:{name}", kind.unwrap_or("untyped"))
+    } else {
+        name.to_string()
+    }
+}
+
 /// A repository named `full_name`, with every non-empty URL of `urls`
 /// (trimmed, in order, each once).
 pub fn repository<'s, I>(full_name: &str, urls: I) -> Repository

@@ -35,7 +35,7 @@ pub mod gitlab;
 pub mod harness;
 pub mod registries;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 
 /// A provider and event name found in a delivery's headers or body.
 #[derive(Clone, Debug, PartialEq, Eq)]
