@@ -504,6 +504,34 @@ fn ping_deploys_the_branch_by_default_or_is_acknowledged() {
 }
 
 #[test]
+fn a_ping_deploys_only_a_stack_that_takes_manual_triggers_from_its_url_alone() {
+    let s = stack("web", "bradrydzewski/drone-test-go", "master");
+    // Any signed body sent again as a `ping` (the event header is not
+    // signed): here a real GitHub `pull_request` delivery's body, of the
+    // stack's repository.
+    let relabelled = Delivery::Http(HttpRequest {
+        method: "POST".into(),
+        query: String::new(),
+        headers: Headers::new([("X-GitHub-Event", "ping")]),
+        body: crate::providers::test_support::fixture("github/goscm-pr_opened.json"),
+    });
+    for policy in [ManualPolicy::Refuse, ManualPolicy::Signed] {
+        let mut guarded = s.clone();
+        guarded.manual = policy;
+        for delivery in [ping("bradrydzewski/drone-test-go"), relabelled.clone()] {
+            let d = decision(std::slice::from_ref(&guarded), &delivery);
+            assert!(d.deploy().is_none(), "{policy:?}: {}", d.reason);
+            assert_eq!(d.skip(), Some(SkipCode::PingAcknowledged), "{}", d.reason);
+            assert!(d.reason.contains("manual = \""), "{}", d.reason);
+        }
+    }
+    // Where the URL alone may trigger a deploy, a ping still does.
+    assert!(decision(std::slice::from_ref(&s), &relabelled)
+        .deploy()
+        .is_some());
+}
+
+#[test]
 fn github_cd_stacks_get_a_deployment_request() {
     let mut s = with_github_cd(stack("web", "acme/web", "main"));
     let push = github_push(&push_body(&["a"], &["x"]));

@@ -280,7 +280,9 @@ pub struct Normalized {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PingAction {
-    /// Deploy the stack's branch, as adding the hook should.
+    /// Deploy the stack's branch, as adding the hook should, on a stack
+    /// whose [`ManualPolicy`] is `Allow` (acknowledged only otherwise: a
+    /// ping is a manual trigger whose event header is not signed).
     #[default]
     Deploy,
     /// Only acknowledge the ping.

@@ -6,8 +6,8 @@ use super::prepare::{PreparedService, PreparedStack};
 use crate::github;
 use crate::matching::{image_reference, path_matches, repository_matches, Glob, ImageMismatch};
 use crate::model::{
-    ref_kind, Deployment, Event, ImagePush, Normalized, PingAction, Provider, Push, RefKind,
-    Repository, Stack,
+    ref_kind, Deployment, Event, ImagePush, ManualPolicy, Normalized, PingAction, Provider, Push,
+    RefKind, Repository, Stack,
 };
 use crate::outcome::{Action, Decision, DeployEvent, Skip, SkipCode};
 
@@ -538,6 +538,25 @@ pub(super) fn decide_ping(
             stack.stack,
             SkipCode::PingAcknowledged,
             "ping acknowledged; this stack does not deploy on pings (ping = \"acknowledge\")",
+        );
+    }
+    // A ping names no commit: deploying on one is a manual trigger. Its
+    // event header is not signed (a signature covers the body alone), so
+    // any signed body sent again as a `ping` would be one, and a stack
+    // that takes no manual trigger from the hook URL alone takes none
+    // this way either.
+    let policy = match stack.stack.manual {
+        ManualPolicy::Allow => None,
+        ManualPolicy::Refuse => Some("refuse"),
+        ManualPolicy::Signed => Some("signed"),
+    };
+    if let Some(policy) = policy {
+        return skip(
+            stack.stack,
+            SkipCode::PingAcknowledged,
+            format!(
+                "ping acknowledged; a ping names no commit, and this stack takes no manual trigger from its hook URL alone (manual = \"{policy}\")"
+            ),
         );
     }
     let git_services = stack.git_services();
