@@ -47,7 +47,7 @@ pub struct Trigger {
     #[arg(long)]
     pub server: Option<String>,
     /// How long to wait for the server's answer (default: 30s).
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = crate::config::parse_duration)]
     pub timeout: Option<Duration>,
     /// Deploy on this host, without a server (a hook-only installation):
     /// the trigger is decided by the component and journaled as the

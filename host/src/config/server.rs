@@ -22,7 +22,21 @@ pub(super) fn validate_hook(raw: RawHook) -> Result<HookConfig> {
     let err = |message: String| ConfigError::invalid(format!("hook: {message}"));
     let server = match raw.server {
         Some(url) => {
+            // git shows the hook's messages, this URL among them, to whoever
+            // pushes (so it is not even quoted here); and what the hook sends
+            // there (the stack's hook token, the push) must not cross a
+            // network in the clear.
+            if has_credentials(&url) {
+                return Err(err(
+                    "server must not hold a user or password: git shows it to whoever pushes (the hook authenticates with each stack's hook token)".to_owned(),
+                ));
+            }
             check_http_url(&url, false).map_err(|why| err(format!("server {url:?} {why}")))?;
+            if !is_https_or_loopback_http(&url) {
+                return Err(err(format!(
+                    "server {url:?} must be https, or http to this host (127.0.0.1, ::1, localhost): the hook sends each stack's hook token to it"
+                )));
+            }
             Some(url.trim_end_matches('/').to_string())
         }
         None => None,
@@ -230,7 +244,26 @@ pub(super) fn resolve(base_dir: &Path, path: &Path) -> PathBuf {
     std::path::absolute(&joined).unwrap_or(joined)
 }
 
-/// Parses an optional humantime duration (`"10m"`, `"1h 30m"`).
+/// The longest duration any setting takes: 100 years (humantime's `100y`,
+/// of 365.25 days each). Longer than any
+/// setting needs, and short enough that a deadline counted from now cannot
+/// overflow the clock (hyper adds `header_timeout` to the time each
+/// request starts: a larger one panicked on every connection).
+pub const MAX_DURATION: Duration = Duration::from_secs(3_155_760_000);
+
+/// Parses a humantime duration (`"10m"`, `"1h 30m"`), refusing one longer
+/// than [`MAX_DURATION`].
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let parsed = humantime::parse_duration(text.trim())
+        .map_err(|_| format!("{text:?} is not a duration (like \"30s\" or \"10m\")"))?;
+    if parsed > MAX_DURATION {
+        return Err(format!("{text:?} is longer than 100 years"));
+    }
+    Ok(parsed)
+}
+
+/// Parses an optional humantime duration ([`parse_duration`]), naming
+/// `key` in the error.
 pub(super) fn duration(
     key: &str,
     value: Option<String>,
@@ -238,8 +271,7 @@ pub(super) fn duration(
 ) -> Result<Duration, String> {
     match value {
         None => Ok(default),
-        Some(text) => humantime::parse_duration(text.trim())
-            .map_err(|_| format!("{key} {text:?} is not a duration (like \"30s\" or \"10m\")")),
+        Some(text) => parse_duration(&text).map_err(|e| format!("{key} {e}")),
     }
 }
 
@@ -271,6 +303,14 @@ pub fn is_https_or_loopback_http(url: &str) -> bool {
         },
         _ => false,
     }
+}
+
+/// Whether the URL `url` names a user or a password before its host
+/// (`http://user:password@host`).
+fn has_credentials(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    rest[..authority_end].contains('@')
 }
 
 /// Checks that `url` is an absolute http or https URL with a host, no

@@ -331,6 +331,16 @@ fn server_validation_errors() {
         "[server]\nheader_timeout = \"0s\"",
         &["server: header_timeout must be greater than zero"],
     );
+    // A duration a deadline cannot be counted from: refused, not a panic on
+    // every connection (hyper adds it to the time each request starts).
+    assert_err(
+        "[server]\nheader_timeout = \"18446744073709551615s\"",
+        &["server: header_timeout \"18446744073709551615s\" is longer than 100 years"],
+    );
+    assert_err(
+        "[server]\nwrite_timeout = \"101years\"",
+        &["server: write_timeout \"101years\" is longer than 100 years"],
+    );
     assert_err(
         "[server]\nbody_timeout = \"0s\"",
         &["server: body_timeout must be greater than zero"],
@@ -449,6 +459,34 @@ fn hook_table() {
             .contains("hook: repositories: \"relative.git\" is not an absolute path"),
         "{err}"
     );
+    // git shows the hook's messages to whoever pushes, and the hook sends
+    // each stack's hook token to the server.
+    let err = parse(
+        "[hook]\nserver = \"http://bob:S3CRETPW@127.0.0.1:8080\"\n",
+        Path::new("/"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("hook: server must not hold a user or password"),
+        "{err}"
+    );
+    assert!(!err.contains("S3CRETPW"), "{err}");
+    let err = parse(
+        "[hook]\nserver = \"http://deploy.example.com:8080\"\n",
+        Path::new("/"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("must be https, or http to this host"), "{err}");
+    for good in [
+        "https://deploy.example.com",
+        "http://[::1]:8080",
+        "http://localhost:8080",
+    ] {
+        let toml = format!("[hook]\nserver = {good:?}\n");
+        assert!(parse(&toml, Path::new("/")).is_ok(), "{good}");
+    }
     assert!(parse("[hook]\nservr = \"x\"\n", Path::new("/"))
         .unwrap_err()
         .to_string()
