@@ -226,6 +226,27 @@ fn install_hook_keeps_and_chains_an_existing_hook_and_refuses_non_repositories()
 }
 
 #[test]
+fn install_hook_refuses_a_config_the_hook_would_refuse_at_every_push() {
+    // The host reads `acme//web` as a string; the component's rules, which
+    // the hook applies at every push, refuse it.
+    let stacks = toml(&[
+        Stack::bare_repo("web", "main"),
+        Stack::new("img").key("image", "acme//web").standin(),
+    ]);
+    let world = World::new("post-receive-invalid", "", &stacks);
+    let bare = init_bare(&world, &[]);
+    let out = install_hook(&world, &bare);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.starts_with("redeploy: nothing was installed: "),
+        "{said}"
+    );
+    assert!(said.contains("\"acme//web\""), "{said}");
+    assert!(!bare.join("hooks/post-receive").exists());
+}
+
+#[test]
 fn without_a_server_a_github_cd_stack_creates_its_deployment_and_reports_each_phase() {
     use crate::github_standin::GithubStandin;
     const GH_TOKEN: &str = "ghp_post_receive_standin_token";

@@ -192,6 +192,16 @@ impl InstallHook {
             .to_string();
         let hooks = self.repo_dir.join(hooks_rel);
         let config = self.config.load()?;
+        // The component's rules too, as the hook applies them: a config it
+        // would refuse at every push is refused here.
+        let runtime = super::one_shot_component(&config)?;
+        crate::stacks::validate(
+            &runtime,
+            &crate::stacks::wit_stacks(&config),
+            &self.config.path,
+        )
+        .context("nothing was installed: the hook would refuse every push with this config")?;
+        drop(runtime);
         let config_path = self
             .config
             .path
