@@ -663,6 +663,42 @@ fn a_second_serve_on_the_same_state_directory_refuses_to_start() {
 }
 
 #[test]
+fn a_listing_whose_reader_stops_early_ends_quietly_without_a_panic() {
+    use std::os::unix::process::ExitStatusExt;
+    let world = World::new(
+        "listing-closed-pipe",
+        "",
+        &crate::support::stacks::toml(&[Stack::new("web").key("image", "acme/web").standin()]),
+    );
+    assert_success(&world.redeploy(&["hook-url", "web"]));
+    for args in [
+        &["history", "web"][..],
+        &["deliveries", "--json"],
+        &["config", "check"],
+    ] {
+        // The pipe's reader is gone before the command writes its first line,
+        // as `| head -0` leaves it.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = std::process::Command::new(crate::support::redeploy_bin())
+            .args(args)
+            .arg("--config")
+            .arg(&world.config)
+            .stdout(writer)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGPIPE),
+            "{args:?}: {:?}, {}",
+            out.status,
+            stderr(&out)
+        );
+        assert_eq!(stderr(&out), "", "{args:?}");
+    }
+}
+
+#[test]
 fn history_of_a_stack_that_is_neither_configured_nor_journaled_lists_the_stacks() {
     let stacks = [
         Stack::new("web").key("image", "acme/web").standin(),

@@ -69,6 +69,18 @@ pub enum Command {
 impl Cli {
     /// Runs the chosen subcommand.
     pub fn run(self) -> anyhow::Result<()> {
+        if matches!(
+            self.command,
+            Command::HookUrl(_)
+                | Command::History(_)
+                | Command::Deliveries(_)
+                | Command::Logs(_)
+                | Command::Config(_)
+                | Command::Completions(_)
+                | Command::Man(_)
+        ) {
+            end_quietly_on_a_closed_pipe();
+        }
         match self.command {
             Command::Check(c) => c.execute(),
             Command::Serve(c) => c.execute(),
@@ -92,6 +104,20 @@ impl Cli {
             Command::Completions(c) => c.execute(),
             Command::Man(c) => c.execute(),
         }
+    }
+}
+
+/// Lets a command whose output is read through a pipe end quietly when the
+/// reader stops early (`redeploy deliveries | head`), as `ls` or `git log`
+/// do: `SIGPIPE` back to its default disposition, which ends the process.
+/// Rust ignores it, so the next `println!` to the closed pipe panicked.
+/// Only for the commands that write to standard output and to no pipe,
+/// child or server of their own, before any thread is started.
+fn end_quietly_on_a_closed_pipe() {
+    // SAFETY: `signal` with `SIG_DFL` installs no handler, and is called
+    // before this process starts a thread.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
