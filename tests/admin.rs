@@ -510,6 +510,30 @@ fn admin_trigger_local_deploys_through_the_journal_without_a_server() {
 }
 
 #[test]
+fn admin_a_deploy_whose_working_directory_is_missing_says_so() {
+    let world = World::new(
+        "admin-missing-workdir",
+        "",
+        &Stack::repo("web", "acme/web", "main", 1)
+            .key("workdir", "/nonexistent/redeploy-workdir")
+            .toml(),
+    );
+    let out = run(
+        &["trigger", "web", "--local", "--config", config_arg(&world)],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    // Not "no such file" about the command, which is there.
+    assert!(
+        stdout(&out).contains(
+            "its working directory /nonexistent/redeploy-workdir is not there (No such file or directory"
+        ),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
 fn admin_history_before_anything_ran_says_what_creates_the_journal() {
     let world = World::new(
         "admin-history-fresh",

@@ -144,7 +144,23 @@ pub async fn run(
     // This process's own write end: dropped now, the log sees the end of
     // output when the child's close.
     drop(output_writer);
-    let mut child = spawned.map_err(|e| fail(format!("cannot start {:?}: {e}", argv[0])))?;
+    let mut child = spawned.map_err(|e| {
+        // The start fails the same way when the working directory is
+        // missing: say which it is.
+        match std::fs::metadata(spec.workdir) {
+            Err(w) => fail(format!(
+                "cannot start {:?}: its working directory {} is not there ({w})",
+                argv[0],
+                spec.workdir.display()
+            )),
+            Ok(m) if !m.is_dir() => fail(format!(
+                "cannot start {:?}: its working directory {} is not a directory",
+                argv[0],
+                spec.workdir.display()
+            )),
+            Ok(_) => fail(format!("cannot start {:?}: {e}", argv[0])),
+        }
+    })?;
     let pid = child.id();
     // It dies with this process ([`super::reaper`]) until it was waited
     // for (or this run is given up); a command that would not is not run.
