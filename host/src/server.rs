@@ -51,7 +51,9 @@ pub struct AppState {
     /// (evaluated, journaled, queued), until their dispatch ends, whether
     /// or not their client still waits: when none is, the next runs on the
     /// thread that read it ([`off_the_workers`]). The dashboard's triggers
-    /// are not counted; they only make a wrong guess now and then.
+    /// are not counted; they only make a wrong guess now and then. `serve`
+    /// shares it with the journal as the delivery rows on their way
+    /// ([`crate::journal::Journal::deliveries_coming`]).
     pub dispatching: Arc<AtomicUsize>,
 }
 

@@ -222,6 +222,7 @@ impl Serve {
             dispatcher.journal().clone(),
             dispatcher.metrics().clone(),
         );
+        let dispatching = dispatcher.journal().deliveries_coming();
         let state = Arc::new(AppState {
             dispatcher,
             tokens,
@@ -229,7 +230,7 @@ impl Serve {
             log_links,
             body_budget,
             probes: Default::default(),
-            dispatching: Default::default(),
+            dispatching,
         });
         let refused = state.dispatcher.refused().clone();
         let journal = state.dispatcher.journal().clone();

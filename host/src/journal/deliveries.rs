@@ -160,6 +160,17 @@ impl Journal {
         })
     }
 
+    /// The count of relaxed delivery rows on their way, for whoever makes
+    /// them to keep (the server counts each webhook's delivery while it is
+    /// dispatched, [`crate::server::AppState::dispatching`]): with enough
+    /// coming, the rows waiting on SQLite are written a moment later, in
+    /// one transaction with those ([`row_queue`](super::row_queue)'s
+    /// commit delay). A count nobody keeps stays at zero, and rows are
+    /// written as soon as they can be.
+    pub fn deliveries_coming(&self) -> Arc<std::sync::atomic::AtomicUsize> {
+        self.relaxed_deliveries.coming().clone()
+    }
+
     /// The failure of a relaxed row whose batch was not written.
     fn unrecorded(&self) -> JournalError {
         JournalError::database(

@@ -17,9 +17,18 @@
 //!
 //! Either way a caller that answers only after its row's outcome answers
 //! only after its row is committed, as before.
+//!
+//! Under load the writer thread waits a moment ([`COMMIT_DELAY`]) before it
+//! takes a batch, when enough rows are on their way ([`COMMIT_SIBLINGS`],
+//! counted by their callers: [`RowQueue::coming`]) to be written in it
+//! rather than in transactions of their own; as PostgreSQL's `commit_delay`
+//! with its `commit_siblings`. One connection's rows never wait for it,
+//! nor those of fewer connections than [`COMMIT_SIBLINGS`].
 
 use std::collections::VecDeque;
-use std::sync::{mpsc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 
@@ -49,6 +58,11 @@ pub(super) struct RowQueue<Row, Out> {
     /// Hands the writing to the queue's writer thread, started at the first
     /// hand-over; the thread ends when the queue is dropped.
     writer: Mutex<Option<mpsc::Sender<Job>>>,
+    /// Rows on their way: how many callers will submit one soon, counted
+    /// by them ([`RowQueue::coming`]); steers [`delay_before_batch`] only.
+    coming: Arc<AtomicUsize>,
+    /// [`COMMIT_DELAY`] (a test's own, longer one in this module's tests).
+    delay: Duration,
 }
 
 /// A writing handed to the writer thread.
@@ -70,11 +84,43 @@ impl<Row, Out> Default for RowQueue<Row, Out> {
                 writing: false,
             }),
             writer: Mutex::new(None),
+            coming: Default::default(),
+            delay: COMMIT_DELAY,
         }
     }
 }
 
+/// How long the writer thread waits before it takes a batch when enough
+/// rows are on their way ([`COMMIT_SIBLINGS`]), so that they are written
+/// in it rather than each in a transaction of its own: PostgreSQL's
+/// `commit_delay`. Measured in BENCHMARKS.md part 5, twenty-third pass.
+pub(super) const COMMIT_DELAY: Duration = Duration::from_micros(300);
+
+/// How many rows must be on their way ([`RowQueue::coming`]) for the
+/// writer thread to wait [`COMMIT_DELAY`] before a batch: PostgreSQL's
+/// `commit_siblings`. With fewer, a batch's rows would wait the delay for
+/// few others to share it (a fixed delay cost four connections 12-13%,
+/// twenty-second pass).
+pub(super) const COMMIT_SIBLINGS: usize = 4;
+
+/// Whether the writer thread waits [`COMMIT_DELAY`] before it takes a
+/// batch of the `waiting` rows while `coming` more are on their way: only
+/// when there is a batch to take, it is not full, and enough rows are
+/// coming to fill more of it.
+fn delay_before_batch(waiting: usize, coming: usize) -> bool {
+    waiting > 0 && waiting < MAX_BATCH_ROWS && coming >= COMMIT_SIBLINGS
+}
+
 impl<Row, Out> RowQueue<Row, Out> {
+    /// The count of rows on their way, for the callers to keep: each adds
+    /// one while it makes a row it will submit (a webhook's delivery being
+    /// dispatched), and takes it off after. Only a hint for the writer
+    /// thread's [`COMMIT_DELAY`]; a count that is off makes a batch wait
+    /// when it need not, or not when it could have, and nothing else.
+    pub(super) fn coming(&self) -> &Arc<AtomicUsize> {
+        &self.coming
+    }
+
     /// Locks the state. A poisoned lock is taken anyway: nothing panics
     /// while holding it (rows are written outside it).
     fn lock(&self) -> MutexGuard<'_, State<Row, Out>> {
@@ -192,6 +238,11 @@ impl<R: Rows> Writing<R> {
     /// Writes batches of the rows waiting, oldest first, until none waits.
     fn write_waiting(mut self) {
         loop {
+            let queue = self.owner.queue();
+            let waiting = queue.lock().waiting.len();
+            if delay_before_batch(waiting, queue.coming.load(Ordering::Relaxed)) {
+                std::thread::sleep(queue.delay);
+            }
             let mut state = self.owner.queue().lock();
             if state.waiting.is_empty() {
                 state.writing = false;
@@ -447,6 +498,68 @@ mod tests {
             4
         );
         until_idle(&n);
+    }
+
+    #[test]
+    fn the_writer_waits_before_a_batch_only_when_enough_rows_are_coming_to_share_it() {
+        // Nothing waiting: nothing to write, whatever is coming.
+        assert!(!delay_before_batch(0, COMMIT_SIBLINGS));
+        // Too few coming: the rows waiting are written at once.
+        assert!(!delay_before_batch(1, 0));
+        assert!(!delay_before_batch(1, COMMIT_SIBLINGS - 1));
+        assert!(!delay_before_batch(MAX_BATCH_ROWS - 1, COMMIT_SIBLINGS - 1));
+        // Enough coming, and room in the batch: it waits for them.
+        assert!(delay_before_batch(1, COMMIT_SIBLINGS));
+        assert!(delay_before_batch(MAX_BATCH_ROWS - 1, 1000));
+        // A full batch is written at once.
+        assert!(!delay_before_batch(MAX_BATCH_ROWS, 1000));
+        assert!(!delay_before_batch(MAX_BATCH_ROWS + 1, COMMIT_SIBLINGS));
+    }
+
+    /// Rows 1 (written on its caller's thread, held), then 2 (waiting for
+    /// it), with `coming` rows on their way and a writer's delay of 400
+    /// ms; once row 1 is written and row 2 handed to the writer thread,
+    /// rows 3 and 4 are submitted 50 ms later. The batches written.
+    fn batches_with_rows_coming(coming: usize) -> Vec<Vec<u64>> {
+        let mut shared = Shared::default();
+        shared.queue.delay = std::time::Duration::from_millis(400);
+        shared.queue.coming.store(coming, Ordering::Relaxed);
+        let n = Numbers(Arc::new(shared));
+        let let_go = held(&n);
+        let first = submit_apart(&n, 1);
+        until_writes(&n, 1);
+        let second = submit(n.clone(), 2);
+        let_go.send(()).unwrap();
+        assert!(matches!(first.join().unwrap().0, Pending::Now(2)));
+        // Without a delay the writer thread has taken row 2 by now.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let later = [submit(n.clone(), 3), submit(n.clone(), 4)];
+        for _ in 0..3 {
+            let_go.send(()).unwrap();
+        }
+        assert_eq!(second.wait(|| FAILED), 4);
+        for (pending, row) in later.into_iter().zip([3, 4]) {
+            assert_eq!(pending.wait(|| FAILED), row * 2);
+        }
+        until_idle(&n);
+        let batches = n.0.batches.lock().unwrap().clone();
+        batches.into_iter().map(|(rows, _)| rows).collect()
+    }
+
+    #[test]
+    fn with_enough_rows_coming_the_writer_waits_and_writes_them_in_one_batch() {
+        assert_eq!(
+            batches_with_rows_coming(COMMIT_SIBLINGS),
+            [vec![1], vec![2, 3, 4]]
+        );
+    }
+
+    #[test]
+    fn with_too_few_rows_coming_the_writer_writes_the_rows_waiting_at_once() {
+        assert_eq!(
+            batches_with_rows_coming(COMMIT_SIBLINGS - 1),
+            [vec![1], vec![2], vec![3, 4]]
+        );
     }
 
     #[test]
