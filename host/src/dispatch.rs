@@ -84,6 +84,34 @@ pub fn error_status(e: &wit::Error) -> u16 {
     }
 }
 
+/// How many bytes of the plugin's memory one byte of a delivery's body may
+/// take at most while it is evaluated: JSON of tiny elements (`"",` three
+/// bytes, a string of 24 and its share of the list's) takes about 40. A
+/// body at least the memory cap's 64th part can therefore need the whole
+/// cap by its shape alone; a smaller one that does points at the plugin.
+pub const MEMORY_PER_BODY_BYTE: usize = 64;
+
+/// Whether a delivery of `body_len` bytes that needed more than the
+/// plugin's `limit` of memory did so by its size: it is refused as too
+/// large (413), where a smaller one is the plugin's failure (500).
+pub fn sized_to_need(body_len: usize, limit: usize) -> bool {
+    body_len.saturating_mul(MEMORY_PER_BODY_BYTE) >= limit
+}
+
+/// The bytes of `delivery`'s body (a post-receive push's: its input lines,
+/// `old new name`).
+fn body_len(delivery: &wit::Delivery) -> usize {
+    match delivery {
+        wit::Delivery::Http(r) | wit::Delivery::ForwardedPostReceive(r) => r.body.len(),
+        wit::Delivery::PostReceive(p) => p
+            .updates
+            .iter()
+            .map(|u| u.old.len() + u.new.len() + u.name.len() + 3)
+            .sum(),
+        wit::Delivery::Manual(_) | wit::Delivery::Poll(_) => 0,
+    }
+}
+
 /// An error answer: `{"error": kind, "message": message}`.
 pub fn error_body(kind: &str, message: &str) -> Value {
     json!({ "error": kind, "message": message })
@@ -489,7 +517,22 @@ impl Dispatcher {
         self.metrics.plugin_time(started.elapsed().as_secs_f64());
         let outcome = match result {
             Err(trap) => {
-                tracing::error!(stack = ?label, error = %trap, "plugin failed on a delivery");
+                if let Some(over) = trap
+                    .over_memory_limit()
+                    .filter(|over| sized_to_need(body_len(delivery), over.limit))
+                {
+                    let message = over.to_string();
+                    tracing::warn!(stack = ?label, status = 413, "delivery refused: {message}");
+                    self.metrics.delivery("unknown", "payload-too-large");
+                    let body = error_body("payload-too-large", &message);
+                    let recording = self.record(label, None, None, None, 413, &body, seen);
+                    return Dispatched {
+                        status: 413,
+                        body,
+                        recording,
+                    };
+                }
+                tracing::error!(stack = ?label, error = %crate::text::one_line(&trap.to_string()), "plugin failed on a delivery");
                 self.metrics.delivery("unknown", "trap");
                 let body = error_body(
                     "plugin-failure",

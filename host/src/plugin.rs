@@ -163,8 +163,83 @@ impl Default for RuntimeOptions {
 #[error("plugin trapped: {0:#}")]
 pub struct PluginTrap(pub wasmtime::Error);
 
+impl PluginTrap {
+    /// The evaluation's memory cap, when that is what stopped it.
+    pub fn over_memory_limit(&self) -> Option<&OverMemoryLimit> {
+        self.0.downcast_ref()
+    }
+}
+
+/// An evaluation stopped because its linear memory could not grow past its
+/// cap ([`RuntimeOptions::memory_limit`]).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "evaluating the delivery needed more than the plugin's {} MiB of memory (it asked for {} bytes)",
+    .limit / (1024 * 1024),
+    .desired
+)]
+pub struct OverMemoryLimit {
+    /// The cap, in bytes.
+    pub limit: usize,
+    /// The size the memory was to grow to.
+    pub desired: usize,
+}
+
 struct StoreData {
-    limits: StoreLimits,
+    limits: Limits,
+}
+
+/// A store's limits ([`StoreLimits`]), noting a growth of memory they
+/// refused, so that an evaluation stopped by its memory cap is told apart
+/// from other traps ([`OverMemoryLimit`]).
+struct Limits {
+    inner: StoreLimits,
+    /// The size memory was refused growing to, if it was.
+    refused: Option<usize>,
+}
+
+impl wasmtime::ResourceLimiter for Limits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let grows = self.inner.memory_growing(current, desired, maximum);
+        if !matches!(grows, Ok(true)) {
+            self.refused = Some(desired);
+        }
+        grows
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
 }
 
 /// The loaded component, ready to instantiate per call.
@@ -588,6 +663,10 @@ impl PluginRuntime {
             .memories(4)
             .trap_on_grow_failure(true)
             .build();
+        let limits = Limits {
+            inner: limits,
+            refused: None,
+        };
         let mut store = Store::new(&self.engine, StoreData { limits });
         store.limiter(|d| &mut d.limits);
         let ticks = (self.options.deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
@@ -616,10 +695,16 @@ impl PluginRuntime {
             .evaluate
             .typed(&mut call.store, &instance)
             .map_err(PluginTrap)?;
-        let (outcome,) = evaluate
-            .call(&mut call.store, (stacks, delivery, &context))
-            .map_err(PluginTrap)?;
-        Ok(outcome)
+        match evaluate.call(&mut call.store, (stacks, delivery, &context)) {
+            Ok((outcome,)) => Ok(outcome),
+            Err(trap) => Err(PluginTrap(match call.store.data().limits.refused {
+                Some(desired) => wasmtime::Error::new(OverMemoryLimit {
+                    limit: self.options.memory_limit,
+                    desired,
+                }),
+                None => trap,
+            })),
+        }
     }
 
     /// Checks stacks by the component's own rules (`validate-stacks`), as

@@ -64,6 +64,26 @@ fn huge_push() -> Vec<u8> {
     huge
 }
 
+/// A push to main, just under the default 25 MiB body limit, whose one
+/// commit adds 8.7 million files with empty names: parsed, their list
+/// (24 bytes a name, grown by doubling past 2^23 names) takes more than
+/// the plugin's 256 MiB of memory.
+fn a_push_of_empty_file_names() -> Vec<u8> {
+    let names = vec!["\"\""; 8_700_000].join(",");
+    let body = format!(
+        r#"{{"ref": "refs/heads/main", "before": "{}", "after": "{}", "repository": {{"full_name": "acme/web"}}, "commits": [{{"id": "{}", "message": "x", "added": [{names}], "removed": [], "modified": []}}]}}"#,
+        "1".repeat(40),
+        main_sha(),
+        main_sha()
+    );
+    assert!(
+        body.len() > 26_000_000 && body.len() < 25 * 1024 * 1024,
+        "{}",
+        body.len()
+    );
+    body.into_bytes()
+}
+
 /// 26 MiB of spaces, over the default 25 MiB body limit.
 fn big() -> Vec<u8> {
     vec![b' '; 26 * 1024 * 1024]
@@ -292,6 +312,10 @@ matrix! {
 
     // Sizes.
     a_26_mib_body => |t| expect(github(t, "push", big(), &[]), 413, Some("payload-too-large"));
+    /// A signed body under the limit whose shape needs more than the
+    /// plugin's memory: too large for it, not the plugin's failure.
+    a_push_under_the_limit_whose_parse_needs_more_than_the_plugins_memory => |t| expect(
+        github(t, "push", a_push_of_empty_file_names(), &[]), 413, Some("payload-too-large"));
     a_26_mib_chunked_body_without_content_length => |t| {
         let mut chunked = Vec::new();
         for chunk in big().chunks(1024 * 1024) {
