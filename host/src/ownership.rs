@@ -89,6 +89,13 @@ pub enum OwnershipError {
         /// The user this process runs as.
         me: User,
     },
+    /// A component of the path to it is not a directory (a file where the
+    /// state directory should be): no permission would help.
+    #[error("{} is not a directory", path.display())]
+    NotADirectory {
+        /// The component that is not a directory.
+        path: PathBuf,
+    },
 }
 
 /// This process's effective uid.
@@ -175,8 +182,9 @@ fn may_access(path: &Path, mode: libc::c_int) -> bool {
 /// Explains why this process cannot open `path` (for writing too when
 /// `write`): the first directory on the way it may not enter, or the file
 /// (or, for a file still to be created, its directory) it may not read or
-/// write, with its owner. `None` when the permissions allow it (the failure
-/// is something else).
+/// write, with its owner; or the component on the way that is a file, not
+/// a directory. `None` when the permissions allow it (the failure is
+/// something else).
 pub fn permission_problem(path: &Path, write: bool) -> Option<OwnershipError> {
     let denied = |blocker: &Path| {
         let meta = std::fs::metadata(blocker).ok()?;
@@ -189,6 +197,11 @@ pub fn permission_problem(path: &Path, write: bool) -> Option<OwnershipError> {
     };
     let dirs: Vec<&Path> = path.ancestors().skip(1).collect();
     for dir in dirs.iter().rev().filter(|d| !d.as_os_str().is_empty()) {
+        if std::fs::metadata(dir).is_ok_and(|m| !m.is_dir()) {
+            return Some(OwnershipError::NotADirectory {
+                path: dir.to_path_buf(),
+            });
+        }
         if !may_access(dir, libc::X_OK) {
             return denied(dir);
         }
@@ -284,6 +297,24 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         assert_eq!(check_state_dir(&dir), Ok(()));
         assert_eq!(permission_problem(&dir.join("journal.sqlite3"), true), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_where_the_state_directory_should_be_is_not_a_directory_not_a_permission() {
+        let dir = std::env::temp_dir().join(format!("redeploy-not-a-dir-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("state");
+        std::fs::write(&file, b"").unwrap();
+        let problem = permission_problem(&file.join("journal.sqlite3"), true);
+        assert_eq!(
+            problem,
+            Some(OwnershipError::NotADirectory { path: file.clone() })
+        );
+        assert_eq!(
+            problem.unwrap().to_string(),
+            format!("{} is not a directory", file.display())
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
