@@ -440,9 +440,17 @@ fn an_https_token_reaches_git_and_nothing_else_and_a_wrong_one_deploys_nothing()
     let deploys = world.settle(30);
     let stacks: Vec<&str> = deploys.iter().map(|d| d.queued.stack.as_str()).collect();
     assert_eq!(stacks, ["web"], "only the stack whose token works deploys");
-    for stack in ["denied", "elsewhere"] {
+    for (stack, why) in [
+        ("denied", "the server refused the credentials"),
+        (
+            "elsewhere",
+            "the server asks for credentials and none were sent",
+        ),
+    ] {
         let refused = world.journal().poll_source(stack, &url).unwrap().unwrap();
         assert_eq!(refused.tips_json, None, "{stack}");
+        let error = refused.error.unwrap_or_default();
+        assert!(error.contains(why), "{stack}: {error}");
     }
     let log = server.log_text();
     assert_eq!(

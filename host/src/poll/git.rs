@@ -55,6 +55,29 @@ fn shell_quoted(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// Whether `poll`'s token, if it has one, goes to `target`: only to a host
+/// `poll.token_hosts` lists (over https, or http to a loopback host); an
+/// ssh repository uses its key.
+fn token_listed(target: &PollTarget, poll: &PollConfig) -> bool {
+    url::Url::parse(&target.url)
+        .is_ok_and(|url| matches!(url.scheme(), "https" | "http") && poll.sends_token_to(&url))
+}
+
+/// What git's `message` means for a poll: git asks for a username when the
+/// server refuses the request without one, and, its prompts disabled, says
+/// only that it "could not read Username"; that is the server refusing the
+/// credentials sent, or asking for some.
+fn explained(message: String, target: &PollTarget, poll: &PollConfig) -> String {
+    if !message.contains("terminal prompts disabled") {
+        return message;
+    }
+    if poll.token.is_some() && token_listed(target, poll) {
+        "the server refused the credentials (poll.username and the token): check both".to_owned()
+    } else {
+        "the server asks for credentials and none were sent: set poll.token_file or poll.token_env (and poll.token_hosts for another host)".to_owned()
+    }
+}
+
 /// The `git ls-remote` command for `target`, with `poll`'s credentials.
 fn command(target: &PollTarget, poll: &PollConfig) -> tokio::process::Command {
     let mut git = tokio::process::Command::new("git");
@@ -75,11 +98,7 @@ fn command(target: &PollTarget, poll: &PollConfig) -> tokio::process::Command {
     .process_group(0)
     .kill_on_drop(true);
     let mut settings: Vec<(&str, String)> = vec![("http.followRedirects", "false".into())];
-    // The token goes only to a host `poll.token_hosts` lists (over https,
-    // or http to a loopback host); an ssh repository uses its key.
-    let listed = url::Url::parse(&target.url)
-        .is_ok_and(|url| matches!(url.scheme(), "https" | "http") && poll.sends_token_to(&url));
-    if let Some(token) = poll.token.as_ref().filter(|_| listed) {
+    if let Some(token) = poll.token.as_ref().filter(|_| token_listed(target, poll)) {
         let basic = base64::engine::general_purpose::STANDARD.encode(format!(
             "{}:{}",
             poll.username,
@@ -149,7 +168,7 @@ pub async fn ls_remote(target: &PollTarget, poll: &PollConfig) -> Result<Tips, P
                 .to_owned();
             return Err(PollError::Failed {
                 status: status.to_string(),
-                message: crate::text::one_line(&message).to_string(),
+                message: explained(crate::text::one_line(&message).to_string(), target, poll),
             });
         }
         let text = std::str::from_utf8(&out).map_err(|_| {
