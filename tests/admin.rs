@@ -510,6 +510,39 @@ fn admin_trigger_local_deploys_through_the_journal_without_a_server() {
 }
 
 #[test]
+fn admin_hook_url_warns_of_an_address_no_sender_can_reach() {
+    let stacks = Stack::repo("web", "acme/web", "main", 1).toml();
+    let world = World::new("admin-hook-url-any", "listen = \"0.0.0.0:8080\"", &stacks);
+    let out = run(&["hook-url", "web", "--config", config_arg(&world)], &[]);
+    assert_success(&out);
+    assert!(
+        stdout(&out).starts_with("http://0.0.0.0:8080/hooks/"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("warning: this URL names 0.0.0.0")
+            && stderr(&out).contains("set server.public_url"),
+        "{}",
+        stderr(&out)
+    );
+    // With the address senders use, nothing to warn of.
+    let world = World::new(
+        "admin-hook-url-public",
+        "listen = \"0.0.0.0:8080\"\npublic_url = \"https://deploy.example.com\"",
+        &stacks,
+    );
+    let out = run(&["hook-url", "web", "--config", config_arg(&world)], &[]);
+    assert_success(&out);
+    assert!(
+        stdout(&out).starts_with("https://deploy.example.com/hooks/"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(stderr(&out), "");
+}
+
+#[test]
 fn admin_a_deploy_whose_working_directory_is_missing_says_so() {
     let world = World::new(
         "admin-missing-workdir",

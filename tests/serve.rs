@@ -663,6 +663,15 @@ fn a_second_serve_on_the_same_state_directory_refuses_to_start() {
 }
 
 #[test]
+fn a_server_with_no_stacks_says_so_in_its_log() {
+    let world = World::new("serve-no-stacks", "", "");
+    let server = world.start(&[]);
+    let log = server.log_text();
+    server.terminate();
+    assert!(log.contains("no stacks in the config"), "{log}");
+}
+
+#[test]
 fn a_listing_whose_reader_stops_early_ends_quietly_without_a_panic() {
     use std::os::unix::process::ExitStatusExt;
     let world = World::new(

@@ -23,6 +23,12 @@ impl HookUrl {
         let journal = super::open_state(&config)?;
         let token = token_for(&config, &journal, &self.stack)?;
         println!("{}", hook_url(&hook_base(&config), &token));
+        if config.server.public_url.is_none() && config.server.listen.ip().is_unspecified() {
+            eprintln!(
+                "redeploy: warning: this URL names {}, where the server listens on every address; no sender can reach that: set server.public_url to the address senders use",
+                config.server.listen.ip()
+            );
+        }
         Ok(())
     }
 }

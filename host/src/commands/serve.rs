@@ -237,6 +237,9 @@ impl Serve {
         let pruning =
             crate::retention::spawn_periodic(live.clone(), journal.clone(), refused.clone());
         tracing::info!(addr = %listener.local_addr()?, stacks = config.stacks.len(), "redeploy listening; `redeploy hook-url STACK` prints each hook URL");
+        if config.stacks.is_empty() {
+            tracing::warn!("no stacks in the config: every hook URL answers 404 until one is added (then `redeploy reload`)");
+        }
         let limits = live.clone();
         let ui = Arc::new(crate::ui::UiState::new(
             state.clone(),
