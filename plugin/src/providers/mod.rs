@@ -288,9 +288,17 @@ pub fn detect_by_body(headers: &Headers, json: &[u8]) -> Result<Detected, Plugin
         return Ok(Detected::new(Provider::Manual, "manual", None));
     }
     let shape: BodyShape = serde_json::from_slice(json).map_err(|e| {
-        if e.is_data() {
+        let object = json.trim_ascii_start().starts_with(b"{");
+        if e.is_data() && !object {
             PluginError::UnknownProvider(
                 "the body is JSON but not an object and no provider header is present".into(),
+            )
+        } else if e.is_data() {
+            // An object whose fields do not read as any sender's (a field
+            // twice, a field of the wrong type): say which.
+            malformed(
+                "the body, sent with no provider header, reads as no sender's",
+                e,
             )
         } else {
             malformed("body is not JSON and no provider header is present", e)
@@ -435,6 +443,25 @@ mod tests {
     }
     fn by_headers(pairs: &[(&str, &str)]) -> Option<(Provider, Option<String>)> {
         detect_by_headers(&Headers::new(pairs.iter().copied())).map(|d| (d.provider, d.delivery))
+    }
+
+    #[test]
+    fn a_headerless_object_that_reads_as_no_sender_says_why_and_a_non_object_says_so() {
+        let none = Headers::default();
+        match detect_by_body(&none, br#"{"push_data": {}, "push_data": {}}"#) {
+            Err(PluginError::MalformedPayload(m)) => {
+                assert!(m.contains("duplicate field `push_data`"), "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
+        for body in [&b"[1, 2]"[..], b"\"text\"", b"42"] {
+            match detect_by_body(&none, body) {
+                Err(PluginError::UnknownProvider(m)) => {
+                    assert!(m.contains("JSON but not an object"), "{m}")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[test]
