@@ -113,9 +113,10 @@ impl RepoKey {
         if let Some(stripped) = path.strip_suffix(".git") {
             path = stripped.to_string();
         }
-        // Bitbucket Server's HTTP clone URLs, under /scm/, are read by
-        // its provider alone (`providers/bitbucket_server.rs`): on other
-        // forges `scm` is an owner like any other.
+        // Bitbucket Server's HTTP clone URLs name the repository under
+        // /scm/: read so only where what follows is the repository's own
+        // name (`RepoKey::without_scm`); on other forges `scm` is an owner
+        // like any other.
         if path.is_empty() {
             return None;
         }
@@ -136,6 +137,21 @@ impl RepoKey {
         named.then_some(key)
     }
 
+    /// This key of one of `full_name`'s URLs without the `scm/` that
+    /// Bitbucket Server's HTTP clone URLs put before the repository
+    /// (`https://host/scm/PRJ/repo.git` is also `https://host/PRJ/repo`),
+    /// when what follows it is `full_name` itself. A GitLab project
+    /// `scm/acme/web` has none: its URL's path is its full name, not `scm/`
+    /// and its full name.
+    fn without_scm(&self, full_name: &str) -> Option<RepoKey> {
+        let rest = self.path.strip_prefix("scm/")?;
+        let own = RepoKey::parse(full_name)?;
+        (self.host.is_some() && own.path == rest).then(|| RepoKey {
+            host: self.host.clone(),
+            path: rest.to_string(),
+        })
+    }
+
     fn matches(&self, other: &RepoKey) -> bool {
         let hosts_agree = match (&self.host, &other.host) {
             (Some(a), Some(b)) => a == b,
@@ -152,9 +168,13 @@ impl RepoKey {
 /// hosts, only those URLs count, so `https://gitlab.com/o/r` does not match
 /// GitHub's `o/r`.
 pub fn repository_matches(wanted: &RepoKey, repo: &Repository) -> bool {
-    let candidates: Vec<RepoKey> = std::iter::once(repo.full_name.as_str())
-        .chain(repo.urls.iter().map(String::as_str))
-        .filter_map(RepoKey::parse)
+    let urls = repo.urls.iter().filter_map(|url| RepoKey::parse(url));
+    let candidates: Vec<RepoKey> = RepoKey::parse(&repo.full_name)
+        .into_iter()
+        .chain(urls.flat_map(|key| {
+            let bare = key.without_scm(&repo.full_name);
+            std::iter::once(key).chain(bare)
+        }))
         .collect();
     let hosted = wanted.host.is_some() && candidates.iter().any(|c| c.host.is_some());
     candidates

@@ -156,14 +156,9 @@ fn parse_refs_changed(event: &str, json: &[u8]) -> Result<Event, PluginError> {
     let links = repo.links.as_ref();
     let clone = links.and_then(|l| l.clone.as_ref()).into_iter().flatten();
     let web = links.and_then(|l| l.web.as_ref()).into_iter().flatten();
-    let urls: Vec<String> = clone
-        .chain(web)
-        .filter_map(|l| l.href.as_deref())
-        .flat_map(|url| std::iter::once(url.to_owned()).chain(without_scm(url)))
-        .collect();
     let repository = repository(
         &format!("{}/{}", repo.project.key, repo.slug),
-        urls.iter().map(String::as_str),
+        clone.chain(web).filter_map(|l| l.href.as_deref()),
     );
     let pusher = payload
         .actor
@@ -225,19 +220,6 @@ fn parse_refs_changed(event: &str, json: &[u8]) -> Result<Event, PluginError> {
         ));
     }
     Ok(Event::Push(pushes))
-}
-
-/// Bitbucket Server's HTTP clone URL, `https://host/scm/PRJ/repo.git`,
-/// without its `scm/`: the repository as its SSH URL and a stack's
-/// `PRJ/repo` name it. Only Bitbucket Server's own URLs are read so: on any
-/// other forge `scm` is a name like any other (a GitLab group `scm` holding
-/// `acme/web` is not `acme/web`).
-fn without_scm(url: &str) -> Option<String> {
-    let (scheme, rest) = url.trim().split_once("://")?;
-    let (authority, path) = rest.split_once('/')?;
-    let (scm, repo) = path.split_at_checked(4)?;
-    (scm.eq_ignore_ascii_case("scm/") && !repo.trim_matches('/').is_empty())
-        .then(|| format!("{scheme}://{authority}/{repo}"))
 }
 
 /// The change's full ref: `ref.id`, else `refId`, else built from
@@ -408,25 +390,7 @@ mod tests {
     }
 
     #[test]
-    fn an_http_clone_url_under_scm_also_names_the_repository_without_it() {
-        assert_eq!(
-            without_scm("https://bitbucket.example.com/scm/prj/repo.git").as_deref(),
-            Some("https://bitbucket.example.com/prj/repo.git")
-        );
-        assert_eq!(
-            without_scm("http://host:7990/SCM/prj/repo.git").as_deref(),
-            Some("http://host:7990/prj/repo.git")
-        );
-        // Under a context path, no SSH URL, nothing after `scm/`: as given.
-        for url in [
-            "https://gts-it.fnb.co.za/stash/scm/tsg/nova-ui.git",
-            "ssh://git@bitbucket.example.com:7999/prj/repo.git",
-            "https://host/scm/",
-            "https://host/scmx/prj/repo.git",
-            "https://host",
-        ] {
-            assert_eq!(without_scm(url), None, "{url}");
-        }
+    fn its_http_clone_url_under_scm_names_the_repository_with_or_without_it() {
         // A stack's `prj/repo`, host or not, is the delivery's repository.
         let p = &pushes("woodpecker-HookPush.json")[0];
         for wanted in [
@@ -452,7 +416,6 @@ mod tests {
                     full_name: "DEV/deployment-automation".into(),
                     urls: vec![
                         "https://bitbucket.example.com/scm/dev/deployment-automation.git".into(),
-                        "https://bitbucket.example.com/dev/deployment-automation.git".into(),
                         "ssh://git@bitbucket.example.com:7999/dev/deployment-automation.git".into(),
                         "https://bitbucket.example.com/projects/DEV/repos/deployment-automation/browse"
                             .into(),
