@@ -543,6 +543,43 @@ fn admin_hook_url_warns_of_an_address_no_sender_can_reach() {
 }
 
 #[test]
+fn admin_a_server_url_given_on_the_command_line_is_checked_as_hook_server_is() {
+    let world = World::new(
+        "admin-server-url",
+        "",
+        &Stack::repo("web", "acme/web", "main", 1).toml(),
+    );
+    let config = config_arg(&world);
+    for (command, url, says) in [
+        (
+            "trigger",
+            "http://bob:S3CRETPW@127.0.0.1:9",
+            "--server must not hold a user or password",
+        ),
+        (
+            "trigger",
+            "http://deploy.example.com:8080",
+            "must be https, or http to this host",
+        ),
+        (
+            "post-receive",
+            "http://bob:S3CRETPW@127.0.0.1:9",
+            "--server must not hold a user or password",
+        ),
+    ] {
+        let mut args = vec![command];
+        if command == "trigger" {
+            args.push("web");
+        }
+        args.extend(["--server", url, "--config", config]);
+        let out = run(&args, &[]);
+        assert_eq!(out.status.code(), Some(2), "{command}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{command}: {}", stderr(&out));
+        assert!(!stderr(&out).contains("S3CRETPW"), "{}", stderr(&out));
+    }
+}
+
+#[test]
 fn admin_a_deploy_whose_working_directory_is_missing_says_so() {
     let world = World::new(
         "admin-missing-workdir",

@@ -291,6 +291,13 @@ impl PostReceive {
             .path
             .canonicalize()
             .with_context(|| format!("config {}", self.config.path.display()))?;
+        // Checked before anything is read, as `[hook] server` is.
+        let server = match &self.server {
+            Some(url) => Some(
+                crate::config::server_url(url).map_err(|why| anyhow::anyhow!("--server {why}"))?,
+            ),
+            None => config.hook.server.clone(),
+        };
         // A refusal goes to stderr as `redeploy: push refused: ...` (git
         // shows it to the pusher as a `remote:` line) with a non-zero exit.
         let input = read_input(std::io::stdin().lock())?;
@@ -342,7 +349,6 @@ impl PostReceive {
             })?;
             decisions.extend(outcome.decisions.into_iter().map(|d| (d.stack.clone(), d)));
         }
-        let server = self.server.clone().or_else(|| config.hook.server.clone());
         let mut deploying: Vec<&crate::config::StackConfig> = Vec::new();
         let mut out = Vec::new();
         for stack in &config.stacks {

@@ -78,10 +78,12 @@ impl Trigger {
             );
         }
         let token = token_for(&config, &journal, &self.stack)?;
-        let base = self
-            .server
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", config.server.listen));
+        let base = match &self.server {
+            Some(url) => {
+                crate::config::server_url(url).map_err(|why| anyhow::anyhow!("--server {why}"))?
+            }
+            None => format!("http://{}", config.server.listen),
+        };
         let timeout = self.timeout.unwrap_or(TRIGGER_REQUEST_TIMEOUT);
         let client = reqwest::Client::builder()
             .timeout(timeout)

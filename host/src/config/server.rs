@@ -21,24 +21,7 @@ use super::{
 pub(super) fn validate_hook(raw: RawHook) -> Result<HookConfig> {
     let err = |message: String| ConfigError::invalid(format!("hook: {message}"));
     let server = match raw.server {
-        Some(url) => {
-            // git shows the hook's messages, this URL among them, to whoever
-            // pushes (so it is not even quoted here); and what the hook sends
-            // there (the stack's hook token, the push) must not cross a
-            // network in the clear.
-            if has_credentials(&url) {
-                return Err(err(
-                    "server must not hold a user or password: git shows it to whoever pushes (the hook authenticates with each stack's hook token)".to_owned(),
-                ));
-            }
-            check_http_url(&url, false).map_err(|why| err(format!("server {url:?} {why}")))?;
-            if !is_https_or_loopback_http(&url) {
-                return Err(err(format!(
-                    "server {url:?} must be https, or http to this host (127.0.0.1, ::1, localhost): the hook sends each stack's hook token to it"
-                )));
-            }
-            Some(url.trim_end_matches('/').to_string())
-        }
+        Some(url) => Some(server_url(&url).map_err(|why| err(format!("server {why}")))?),
         None => None,
     };
     for (path, name) in &raw.repositories {
@@ -303,6 +286,28 @@ pub fn is_https_or_loopback_http(url: &str) -> bool {
         },
         _ => false,
     }
+}
+
+/// Checks the URL of a running `redeploy serve` that hook tokens are sent
+/// to (`[hook] server`, `post-receive --server`, `trigger --server`) and
+/// returns it without a trailing `/`; the reason follows the key naming
+/// it. git shows the hook's messages, this URL among them, to whoever
+/// pushes, so it may hold no user or password (and one that does is not
+/// quoted); and what is sent there (a stack's hook token, a push) must not
+/// cross a network in the clear: `https`, or `http` to a loopback host.
+pub fn server_url(url: &str) -> std::result::Result<String, String> {
+    if has_credentials(url) {
+        return Err(
+            "must not hold a user or password: git shows it to whoever pushes (the hook authenticates with each stack's hook token)".to_owned(),
+        );
+    }
+    check_http_url(url, false).map_err(|why| format!("{url:?} {why}"))?;
+    if !is_https_or_loopback_http(url) {
+        return Err(format!(
+            "{url:?} must be https, or http to this host (127.0.0.1, ::1, localhost): each stack's hook token is sent to it"
+        ));
+    }
+    Ok(url.trim_end_matches('/').to_string())
 }
 
 /// Whether the URL `url` names a user or a password before its host
