@@ -517,12 +517,14 @@ mod tests {
     }
 
     /// Rows 1 (written on its caller's thread, held), then 2 (waiting for
-    /// it), with `coming` rows on their way and a writer's delay of 400
-    /// ms; once row 1 is written and row 2 handed to the writer thread,
-    /// rows 3 and 4 are submitted 50 ms later. The batches written.
+    /// it), with `coming` rows on their way and a writer's delay of a
+    /// second; once row 1 is written and row 2 handed to the writer thread,
+    /// rows 3 and 4 are submitted: at once with enough rows coming (the
+    /// writer is then waiting out its delay), else once the writer has
+    /// taken row 2 (which it does at once). The batches written.
     fn batches_with_rows_coming(coming: usize) -> Vec<Vec<u64>> {
         let mut shared = Shared::default();
-        shared.queue.delay = std::time::Duration::from_millis(400);
+        shared.queue.delay = std::time::Duration::from_secs(1);
         shared.queue.coming.store(coming, Ordering::Relaxed);
         let n = Numbers(Arc::new(shared));
         let let_go = held(&n);
@@ -531,8 +533,9 @@ mod tests {
         let second = submit(n.clone(), 2);
         let_go.send(()).unwrap();
         assert!(matches!(first.join().unwrap().0, Pending::Now(2)));
-        // Without a delay the writer thread has taken row 2 by now.
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        if !delay_before_batch(1, coming) {
+            until_writes(&n, 2);
+        }
         let later = [submit(n.clone(), 3), submit(n.clone(), 4)];
         for _ in 0..3 {
             let_go.send(()).unwrap();

@@ -148,8 +148,13 @@ pub async fn run(
         // The start fails the same way when the working directory is
         // missing: say which it is.
         match std::fs::metadata(spec.workdir) {
-            Err(w) => fail(format!(
+            Err(w) if w.kind() == std::io::ErrorKind::NotFound => fail(format!(
                 "cannot start {:?}: its working directory {} is not there ({w})",
+                argv[0],
+                spec.workdir.display()
+            )),
+            Err(w) => fail(format!(
+                "cannot start {:?}: its working directory {} cannot be reached ({w})",
                 argv[0],
                 spec.workdir.display()
             )),

@@ -30,8 +30,9 @@ struct Dispatching(Arc<AtomicUsize>);
 
 impl Dispatching {
     /// Counts one more delivery; returns how many others were counted. A
-    /// count only steers [`dispatch_inline`]'s guess, so no ordering with
-    /// other memory is needed.
+    /// count only steers guesses ([`dispatch_inline`]'s, and whether the
+    /// journal's row queue waits for rows on their way before a batch), so
+    /// no ordering with other memory is needed.
     fn enter(count: &Arc<AtomicUsize>) -> (Self, usize) {
         let others = count.fetch_add(1, Ordering::Relaxed);
         (Dispatching(count.clone()), others)
