@@ -673,17 +673,20 @@ fn a_server_with_no_stacks_says_so_in_its_log() {
 
 #[test]
 fn a_listing_whose_reader_stops_early_ends_quietly_without_a_panic() {
-    use std::os::unix::process::ExitStatusExt;
     let world = World::new(
         "listing-closed-pipe",
         "",
         &crate::support::stacks::toml(&[Stack::new("web").key("image", "acme/web").standin()]),
     );
     assert_success(&world.redeploy(&["hook-url", "web"]));
+    let config = world.config.to_str().unwrap();
     for args in [
-        &["history", "web"][..],
-        &["deliveries", "--json"],
-        &["config", "check"],
+        &["history", "web", "--config", config][..],
+        &["deliveries", "--json", "--config", config],
+        &["config", "check", "--config", config],
+        &["hook-url", "web", "--config", config],
+        &["completions", "bash"],
+        &["man"],
     ] {
         // The pipe's reader is gone before the command writes its first line,
         // as `| head -0` leaves it.
@@ -691,18 +694,10 @@ fn a_listing_whose_reader_stops_early_ends_quietly_without_a_panic() {
         drop(reader);
         let out = std::process::Command::new(crate::support::redeploy_bin())
             .args(args)
-            .arg("--config")
-            .arg(&world.config)
             .stdout(writer)
             .output()
             .unwrap();
-        assert_eq!(
-            out.status.signal(),
-            Some(libc::SIGPIPE),
-            "{args:?}: {:?}, {}",
-            out.status,
-            stderr(&out)
-        );
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
         assert_eq!(stderr(&out), "", "{args:?}");
     }
 }

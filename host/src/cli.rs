@@ -69,18 +69,6 @@ pub enum Command {
 impl Cli {
     /// Runs the chosen subcommand.
     pub fn run(self) -> anyhow::Result<()> {
-        if matches!(
-            self.command,
-            Command::HookUrl(_)
-                | Command::History(_)
-                | Command::Deliveries(_)
-                | Command::Logs(_)
-                | Command::Config(_)
-                | Command::Completions(_)
-                | Command::Man(_)
-        ) {
-            end_quietly_on_a_closed_pipe();
-        }
         match self.command {
             Command::Check(c) => c.execute(),
             Command::Serve(c) => c.execute(),
@@ -107,17 +95,34 @@ impl Cli {
     }
 }
 
-/// Lets a command whose output is read through a pipe end quietly when the
-/// reader stops early (`redeploy deliveries | head`), as `ls` or `git log`
-/// do: `SIGPIPE` back to its default disposition, which ends the process.
-/// Rust ignores it, so the next `println!` to the closed pipe panicked.
-/// Only for the commands that write to standard output and to no pipe,
-/// child or server of their own, before any thread is started.
-fn end_quietly_on_a_closed_pipe() {
-    // SAFETY: `signal` with `SIG_DFL` installs no handler, and is called
-    // before this process starts a thread.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+/// Standard output was closed by its reader (`redeploy deliveries |
+/// head`): the output was cut short on purpose, so the command ends
+/// quietly and successfully, as `ls` or `git log` do ([`exit_code`]).
+/// Rust ignores `SIGPIPE` (and this binary keeps it ignored: it would also
+/// end a command whose socket to PostgreSQL or a server broke), so a write
+/// to the closed pipe fails, and `println!` would panic.
+#[derive(Debug, thiserror::Error)]
+#[error("standard output was closed")]
+pub struct StdoutClosed;
+
+/// Writes `text` to standard output; a reader that stopped early is
+/// [`StdoutClosed`], any other failure the I/O error. What every command
+/// that prints a listing prints with.
+pub fn print_out(text: impl AsRef<[u8]>) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_ref())
+        .and_then(|()| out.flush())
+        .map_err(stdout_error)
+}
+
+/// A failed write to standard output: [`StdoutClosed`] when its reader
+/// stopped early, else the I/O error.
+pub fn stdout_error(e: std::io::Error) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        StdoutClosed.into()
+    } else {
+        anyhow::Error::new(e).context("writing to standard output")
     }
 }
 
@@ -134,9 +139,12 @@ pub mod exit {
     pub const TRAP: i32 = 3;
 }
 
-/// The exit code for an error chain.
+/// The exit code for an error chain: [`exit::OK`] for output whose reader
+/// stopped early ([`StdoutClosed`]).
 pub fn exit_code(err: &anyhow::Error) -> i32 {
-    if err.downcast_ref::<commands::check::Rejected>().is_some()
+    if err.downcast_ref::<StdoutClosed>().is_some() {
+        exit::OK
+    } else if err.downcast_ref::<commands::check::Rejected>().is_some()
         || err.downcast_ref::<commands::notify::NotTaken>().is_some()
     {
         exit::REJECTED

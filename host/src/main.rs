@@ -24,7 +24,13 @@ pub static ALLOCATOR_OPTIONS: &[u8; 53] = b"dirty_decay_ms:1000,muzzy_decay_ms:0
 fn main() {
     let cli = Cli::parse();
     if let Err(err) = cli.run() {
-        eprintln!("redeploy: {err:#}");
+        // Output whose reader stopped early (`| head`) ends quietly.
+        if err
+            .downcast_ref::<redeploy_host::cli::StdoutClosed>()
+            .is_none()
+        {
+            eprintln!("redeploy: {err:#}");
+        }
         std::process::exit(exit_code(&err));
     }
 }

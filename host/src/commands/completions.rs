@@ -16,7 +16,9 @@ impl Completions {
     pub fn execute(self) -> anyhow::Result<()> {
         let mut command = crate::cli::Cli::command();
         let name = command.get_name().to_string();
-        clap_complete::generate(self.shell, &mut command, name, &mut std::io::stdout());
-        Ok(())
+        // Made whole first: the generator panics on a write that fails.
+        let mut script = Vec::new();
+        clap_complete::generate(self.shell, &mut command, name, &mut script);
+        crate::cli::print_out(script)
     }
 }

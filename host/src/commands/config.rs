@@ -60,7 +60,7 @@ impl ConfigCheck {
             &crate::stacks::wit_stacks(&config),
             &self.config.path,
         )?;
-        print!("{}", summary(&config, &self.config.path));
+        crate::cli::print_out(summary(&config, &self.config.path))?;
         Ok(())
     }
 }

@@ -6,6 +6,7 @@
 
 use serde_json::{json, Value};
 
+use crate::cli::print_out;
 use crate::config;
 use crate::journal::DeliveryRecord;
 use crate::text::{one_line, rfc3339_ms};
@@ -43,12 +44,12 @@ impl Deliveries {
         }
         if self.json {
             let all: Vec<Value> = deliveries.iter().map(delivery_json).collect();
-            println!("{}", serde_json::to_string_pretty(&all)?);
+            print_out(serde_json::to_string_pretty(&all)? + "\n")?;
             return Ok(());
         }
         for d in &deliveries {
             for line in describe(d) {
-                println!("{}", one_line(&line));
+                print_out(format!("{}\n", one_line(&line)))?;
             }
         }
         Ok(())

@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 
+use crate::cli::print_out;
 use crate::config;
 use crate::journal::DeployRecord;
 use crate::text::one_line;
@@ -47,7 +48,7 @@ impl History {
         }
         if self.json {
             let entries: Vec<Entry<'_>> = deploys.iter().map(Entry::of).collect();
-            println!("{}", serde_json::to_string_pretty(&entries)?);
+            print_out(serde_json::to_string_pretty(&entries)? + "\n")?;
             return Ok(());
         }
         print_row(
@@ -55,7 +56,7 @@ impl History {
             [
                 "ID", "STACK", "STATE", "CREATED", "TOOK", "SHA", "REF", "IMAGE", "DETAIL",
             ],
-        );
+        )?;
         for d in &deploys {
             let detail = d
                 .detail
@@ -78,15 +79,14 @@ impl History {
                     image.unwrap_or_else(|| "-".into()),
                     one_line(&detail).into_owned(),
                 ],
-            );
+            )?;
         }
         // A journal from before GitHub deployments (schema 1) has no requests.
         let requests = journal
             .deployment_requests(self.stack.as_deref(), self.limit)
             .unwrap_or_default();
         if !requests.is_empty() {
-            println!();
-            println!("GitHub deployment requests:");
+            print_out("\nGitHub deployment requests:\n")?;
             print_row(
                 &REQUEST_COLUMNS,
                 [
@@ -98,7 +98,7 @@ impl History {
                     "DEPLOYMENT",
                     "DETAIL",
                 ],
-            );
+            )?;
             for r in requests {
                 let deployment = r
                     .deployment_id
@@ -122,7 +122,7 @@ impl History {
                         deployment,
                         one_line(&detail).into_owned(),
                     ],
-                );
+                )?;
             }
         }
         // A journal from before polling (SQLite 13, PostgreSQL 9) has none.
@@ -130,8 +130,7 @@ impl History {
             .poll_sources(self.stack.as_deref())
             .unwrap_or_default();
         if !polled.is_empty() {
-            println!();
-            println!("Polled repositories:");
+            print_out("\nPolled repositories:\n")?;
             print_row(
                 &POLL_COLUMNS,
                 [
@@ -142,7 +141,7 @@ impl History {
                     "SOURCE",
                     "LAST ERROR",
                 ],
-            );
+            )?;
             for p in polled {
                 print_row(
                     &POLL_COLUMNS,
@@ -154,7 +153,7 @@ impl History {
                         one_line(&p.source).into_owned(),
                         one_line(p.error.as_deref().unwrap_or("-")).into_owned(),
                     ],
-                );
+                )?;
             }
         }
         let hooks = journal.github_hooks().unwrap_or_default();
@@ -163,8 +162,7 @@ impl History {
             .filter(|h| self.stack.as_deref().is_none_or(|s| s == h.stack))
             .collect();
         if !hooks.is_empty() {
-            println!();
-            println!("GitHub webhooks (catch-up of deliveries that did not arrive):");
+            print_out("\nGitHub webhooks (catch-up of deliveries that did not arrive):\n")?;
             print_row(
                 &POLL_COLUMNS,
                 [
@@ -175,7 +173,7 @@ impl History {
                     "WEBHOOK",
                     "LAST ERROR",
                 ],
-            );
+            )?;
             for h in hooks {
                 print_row(
                     &POLL_COLUMNS,
@@ -187,7 +185,7 @@ impl History {
                         format!("{} hook {}", one_line(&h.repository), h.hook_id),
                         one_line(h.error.as_deref().unwrap_or("-")).into_owned(),
                     ],
-                );
+                )?;
             }
         }
         Ok(())
@@ -208,7 +206,7 @@ const REQUEST_COLUMNS: [usize; 6] = [6, 16, 9, 20, 12, 12];
 fn print_row<const N: usize>(
     widths: &[usize; N],
     cells: impl IntoIterator<Item = impl AsRef<str>>,
-) {
+) -> anyhow::Result<()> {
     let mut cells = cells.into_iter();
     let first = cells
         .next()
@@ -226,7 +224,7 @@ fn print_row<const N: usize>(
         .next()
         .map(|c| c.as_ref().to_string())
         .unwrap_or_default();
-    println!("{line} {last}");
+    print_out(format!("{line} {last}\n"))
 }
 
 /// The deploy event a deploy was queued with, as its JSON object (the

@@ -22,7 +22,7 @@ impl HookUrl {
         super::stack(&config, &self.stack, &self.config.path)?;
         let journal = super::open_state(&config)?;
         let token = token_for(&config, &journal, &self.stack)?;
-        println!("{}", hook_url(&hook_base(&config), &token));
+        crate::cli::print_out(hook_url(&hook_base(&config), &token) + "\n")?;
         if config.server.public_url.is_none() && config.server.listen.ip().is_unspecified() {
             eprintln!(
                 "redeploy: warning: this URL names {}, where the server listens on every address; no sender can reach that: set server.public_url to the address senders use",

@@ -49,8 +49,9 @@ impl Logs {
             }
             if let Some(source) = &source {
                 let bytes = source.read_from(&journal, id, printed, u64::MAX)?;
-                out.write_all(&bytes)?;
-                out.flush()?;
+                out.write_all(&bytes)
+                    .and_then(|()| out.flush())
+                    .map_err(crate::cli::stdout_error)?;
                 printed += bytes.len() as u64;
             }
             if !self.follow || deploy.state.is_final() {
@@ -59,7 +60,8 @@ impl Logs {
                         out,
                         "deploy #{id} is {} and has no log yet",
                         deploy.state.as_str()
-                    )?;
+                    )
+                    .map_err(crate::cli::stdout_error)?;
                 }
                 return Ok(());
             }

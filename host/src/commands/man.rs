@@ -4,7 +4,6 @@
 
 use anyhow::Context as _;
 use clap::CommandFactory as _;
-use std::io::Write as _;
 
 /// The roff request that opens a man page with its title.
 pub const TITLE_REQUEST: &str = ".TH ";
@@ -17,8 +16,7 @@ impl Man {
     /// Writes the roff page to standard output
     /// (`redeploy man > /usr/local/share/man/man1/redeploy.1`).
     pub fn execute(self) -> anyhow::Result<()> {
-        std::io::stdout().lock().write_all(page()?.as_bytes())?;
-        Ok(())
+        crate::cli::print_out(page()?)
     }
 }
 
