@@ -819,8 +819,13 @@ fn a_channel_down_for_the_whole_test_holds_up_no_deploy() {
         (told(&m, "ops", "retried") >= 1.0 && failing(&m, "ops") == Some(1.0)).then_some(m)
     });
     assert_eq!(told(&metrics, "ops", "sent"), 0.0, "{metrics}");
-    // Nothing settled: every notification still waits, in order.
-    let rows = rows(&world);
+    // Nothing settled: every notification still waits, in order, once the
+    // sender has fanned the third deploy's notice out (it may not have
+    // when the first one's retry already shows).
+    let rows = wait_for(WAIT_SECS, "the three notifications fanned out", || {
+        let rows = rows(&world);
+        (rows.len() >= 3).then_some(rows)
+    });
     assert_eq!(rows.len(), 3, "{rows:#?}");
     assert!(rows.iter().all(|r| r.outcome.is_none()), "{rows:#?}");
     assert!(rows[0].attempts >= 1, "{rows:#?}");
