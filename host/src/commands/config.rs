@@ -8,7 +8,6 @@
 use std::fmt::Write as _;
 
 use crate::config::{Config, ServiceConfig, StackConfig};
-use crate::plugin::{PluginRuntime, RuntimeOptions};
 use crate::tokens::{hook_base, hook_url};
 
 /// What `config check` shows in a hook URL instead of the stack's token.
@@ -51,15 +50,7 @@ impl ConfigCheck {
     /// Validates the configuration and prints its summary.
     pub fn execute(self) -> anyhow::Result<()> {
         let config = self.config.load_for(crate::config::SecretScope::Server)?;
-        let runtime = PluginRuntime::new(
-            &crate::plugin::component_source(None),
-            RuntimeOptions::default(),
-        )?;
-        crate::stacks::validate(
-            &runtime,
-            &crate::stacks::wit_stacks(&config),
-            &self.config.path,
-        )?;
+        super::validate_stacks_here(&config, &self.config.path)?;
         crate::cli::print_out(summary(&config, &self.config.path))?;
         Ok(())
     }

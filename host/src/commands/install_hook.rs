@@ -16,7 +16,6 @@ use std::process::Command;
 use anyhow::{bail, Context as _};
 
 use crate::journal::Journal;
-use crate::plugin::{PluginRuntime, RuntimeOptions};
 
 /// The line that marks a hook as redeploy's own.
 pub const HOOK_MARKER: &str = "# redeploy-hook: installed by `redeploy install-hook`";
@@ -211,20 +210,10 @@ impl InstallHook {
             );
         }
         // The component's rules too, as the hook applies them: a config it
-        // would refuse at every push is refused here. Compiled here, as
-        // `config check` does: the state directory's cache is the hook's
-        // user's, and nothing is written there.
-        let runtime = PluginRuntime::new(
-            &crate::plugin::component_source(None),
-            RuntimeOptions::default(),
-        )?;
-        crate::stacks::validate(
-            &runtime,
-            &crate::stacks::wit_stacks(&config),
-            &self.config.path,
-        )
-        .context("nothing was installed: the hook would refuse every push with this config")?;
-        drop(runtime);
+        // would refuse at every push is refused here (compiled here: the
+        // state directory's cache is the hook's user's).
+        super::validate_stacks_here(&config, &self.config.path)
+            .context("nothing was installed: the hook would refuse every push with this config")?;
         drop(config);
         std::fs::create_dir_all(&hooks).with_context(|| format!("creating {}", hooks.display()))?;
         let hook = hooks.join("post-receive");

@@ -95,6 +95,18 @@ pub fn one_shot_component(config: &Config) -> anyhow::Result<crate::plugin::Plug
     )
 }
 
+/// Checks `config`'s stacks (loaded from `path`) by the component's own
+/// rules, with the embedded component compiled in this process: nothing is
+/// read from or written to the state directory's cache (`config check`,
+/// and `install-hook`, run as a user the state directory may not be).
+pub fn validate_stacks_here(config: &Config, path: &Path) -> anyhow::Result<()> {
+    let runtime = crate::plugin::PluginRuntime::new(
+        &crate::plugin::component_source(None),
+        crate::plugin::RuntimeOptions::default(),
+    )?;
+    crate::stacks::validate(&runtime, &crate::stacks::wit_stacks(config), path)
+}
+
 /// The stack `name` of `config` (loaded from `path`), or an error naming
 /// both and listing the stacks there are.
 pub fn stack<'c>(config: &'c Config, name: &str, path: &Path) -> anyhow::Result<&'c StackConfig> {
