@@ -210,6 +210,16 @@ pub fn replay_window(config: &Config, outcome: &wit::Outcome) -> Duration {
     }
 }
 
+/// The timestamp a signed manual trigger carries
+/// ([`crate::manual::MANUAL_TIMESTAMP_HEADER`]), which its signature covers
+/// with its stack.
+fn signed_trigger_time(http: &wit::HttpRequest) -> Option<&[u8]> {
+    http.headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(crate::manual::MANUAL_TIMESTAMP_HEADER))
+        .map(|(_, value)| value.as_bytes())
+}
+
 /// What identifies a delivery that has no delivery id, for replay
 /// deduplication: its bytes (hashed with the stack and provider into the
 /// journal's replay key) and how long it is remembered.
@@ -573,10 +583,23 @@ impl Dispatcher {
             wit::Delivery::Http(http) if outcome.delivery.is_none() => {
                 let empty_trigger = outcome.provider == wit::Provider::Manual
                     && http.body.iter().all(u8::is_ascii_whitespace);
-                (!empty_trigger).then(|| ReplayIdentity {
-                    bytes: &http.body,
-                    window: replay_window(&config, &outcome),
-                })
+                if !empty_trigger {
+                    Some(ReplayIdentity {
+                        bytes: &http.body,
+                        window: replay_window(&config, &outcome),
+                    })
+                } else if outcome.signature == wit::SignatureScheme::RedeploySha256 {
+                    // A signed manual trigger deploys once per signature, as
+                    // a signed redeploy from history does: its stack and
+                    // timestamp are what was signed, and a replay of it is
+                    // refused for twice the time the signature is accepted.
+                    signed_trigger_time(http).map(|bytes| ReplayIdentity {
+                        bytes,
+                        window: crate::rollback::MAX_SKEW * 2,
+                    })
+                } else {
+                    None
+                }
             }
             _ => None,
         });

@@ -1,6 +1,8 @@
 //! Unit tests of senders whose rules span parsing and matching, through
 //! `evaluate`: the Distribution registry (envelopes, digests, hosts, event
-//! age) and Bitbucket Server's personal repositories.
+//! age), Bitbucket Server's personal repositories, and what the headers a
+//! sender does not sign (the content type, the event) may not change of a
+//! signed body.
 
 use super::*;
 
@@ -189,4 +191,190 @@ fn a_bitbucket_server_personal_repository_deploys_its_stack() {
     assert_eq!(event.git_ref.as_deref(), Some("refs/heads/master"));
     let other = stack("other", "gopher/webhook-test", "master");
     assert!(decision(&[other], &delivery).deploy().is_none());
+}
+
+/// A header-signed delivery of `body` with `headers` (name, value).
+fn signed_post(headers: &[(&str, &str)], body: Vec<u8>) -> Delivery {
+    Delivery::Http(HttpRequest {
+        method: "POST".into(),
+        query: String::new(),
+        headers: Headers::new(headers.iter().copied()),
+        body,
+    })
+}
+
+#[test]
+fn a_signed_json_push_sent_again_as_a_form_is_not_read_as_a_payload_inside_it() {
+    // The real push to `master`, its head commit's message written by an
+    // attacker: `&payload=` and, percent-encoded, a push of another commit.
+    let mut push: serde_json::Value = serde_json::from_slice(
+        &crate::providers::test_support::fixture("github/goscm-push.json"),
+    )
+    .unwrap();
+    let mut forged = push.clone();
+    forged["after"] = "3".repeat(40).into();
+    let forged: String = form_urlencoded::byte_serialize(forged.to_string().as_bytes()).collect();
+    push["ref"] = "refs/heads/feature".into();
+    push["head_commit"]["message"] = format!("x &payload={forged}& y").into();
+    let body = push.to_string().into_bytes();
+    let signature = format!("sha256={}", signature::hmac_sha256_hex(b"s3cret", &body));
+    let s = with_secret(stack("web", "Codertocat/Hello-World", "master"));
+    let stacks = std::slice::from_ref(&s);
+    let sent = |content_type: &str| {
+        signed_post(
+            &[
+                ("X-GitHub-Event", "push"),
+                ("Content-Type", content_type),
+                ("X-Hub-Signature-256", &signature),
+            ],
+            body.clone(),
+        )
+    };
+    // As GitHub sent it: a push to `feature`, skipped.
+    let o = evaluate(stacks, &sent("application/json")).unwrap();
+    assert_eq!(
+        o.decisions[0].skip(),
+        Some(SkipCode::BranchMismatch),
+        "{o:?}"
+    );
+    // Sent again as a form: its signature still holds (it covers the body
+    // as sent), and the body is refused, not read as the forged push.
+    let err = evaluate(stacks, &sent("application/x-www-form-urlencoded")).unwrap_err();
+    assert!(
+        matches!(&err, PluginError::MalformedPayload(m) if m.contains("one payload field")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_create_or_delete_event_sent_again_as_a_push_is_refused_not_deployed() {
+    // Real `delete` and `create` events of a branch, relabelled `push` (the
+    // event header is not signed): they name a ref and no `after`.
+    let cases = [
+        (
+            "github/goscm-branch_delete.json",
+            "X-GitHub-Event",
+            "Codertocat/Hello-World",
+            "feature-branch",
+        ),
+        (
+            "github/goscm-branch_create.json",
+            "X-GitHub-Event",
+            "Codertocat/Hello-World",
+            "feature-branch",
+        ),
+        (
+            "gitea/goscm-branch_delete.json",
+            "X-Gitea-Event",
+            "gogits/hello-world",
+            "feature",
+        ),
+        (
+            "gitea/goscm-branch_create.json",
+            "X-Gitea-Event",
+            "gogits/hello-world",
+            "feature",
+        ),
+    ];
+    for (path, event_header, repository, branch) in cases {
+        let body = crate::providers::test_support::fixture(path);
+        let event: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(event["ref"], branch, "{path}");
+        assert!(event.get("after").is_none(), "{path}");
+        let s = stack("web", repository, branch);
+        let relabelled = signed_post(&[(event_header, "push")], body);
+        let err = evaluate(std::slice::from_ref(&s), &relabelled).unwrap_err();
+        assert!(
+            matches!(&err, PluginError::MalformedPayload(m) if m.ends_with("missing after")),
+            "{path}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_form_with_an_empty_payload_is_a_manual_trigger_under_the_stacks_policy() {
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let mut refuse = stack("web", "acme/web", "main");
+    refuse.manual = ManualPolicy::Refuse;
+    for body in ["payload=", "payload=%20%0A"] {
+        let d = signed_post(&form, body.as_bytes().to_vec());
+        let err = evaluate(std::slice::from_ref(&refuse), &d).unwrap_err();
+        assert!(matches!(err, PluginError::Refused(_)), "{body}: {err}");
+        let allow = stack("web", "acme/web", "main");
+        let o = evaluate(std::slice::from_ref(&allow), &d).unwrap();
+        assert_eq!(o.provider, Provider::Manual, "{body}");
+    }
+}
+
+#[test]
+fn redeploys_own_deployment_of_a_commit_deploys_only_that_commit() {
+    let key = "deployment-key";
+    let mut s = with_github_cd(stack("web", "Codertocat/Hello-World", "master"));
+    if let Some(gh) = s.github.as_mut() {
+        gh.repository = "Codertocat/Hello-World".into();
+    }
+    let body = |sha: &str| {
+        let mut event: serde_json::Value = serde_json::from_slice(
+            &crate::providers::test_support::fixture("github/goscm-deployment.json"),
+        )
+        .unwrap();
+        let asked = "199eddf46df50de8d02e99bf1c5fdb4101338224";
+        let mac = crate::github::deployment_mac(
+            key,
+            &crate::github::MacInput {
+                stack: "web",
+                git_ref: asked,
+                environment: "production",
+                services: &[],
+                profile: None,
+            },
+        );
+        let d = &mut event["deployment"];
+        d["ref"] = asked.into();
+        d["sha"] = sha.into();
+        d["environment"] = "production".into();
+        d["task"] = "deploy".into();
+        d["payload"] = serde_json::json!({ "stack": "web", "redeploy-mac": mac });
+        event.to_string().into_bytes()
+    };
+    let ctx = Context {
+        deployment_key: Some(key.into()),
+        ..Default::default()
+    };
+    let deployment = |sha: &str| signed_post(&[("X-GitHub-Event", "deployment")], body(sha));
+    let stacks = std::slice::from_ref(&s);
+    let asked = "199eddf46df50de8d02e99bf1c5fdb4101338224";
+    let o = crate::evaluate::evaluate(stacks, &deployment(asked), &ctx).unwrap();
+    assert_eq!(o.decisions[0].deploy().unwrap().sha.as_deref(), Some(asked));
+    let other = "e".repeat(40);
+    let o = crate::evaluate::evaluate(stacks, &deployment(&other), &ctx).unwrap();
+    assert_eq!(
+        o.decisions[0].skip(),
+        Some(SkipCode::ForeignDeployment),
+        "{o:?}"
+    );
+    assert!(
+        o.decisions[0].reason.contains("redeploy asked for commit"),
+        "{o:?}"
+    );
+}
+
+#[test]
+fn a_reason_quotes_a_repository_url_without_its_credentials() {
+    let setting = "https://deploybot:glpat-s3cret@git.example.com/acme/open.git";
+    let s = stack("web", setting, "master");
+    let push = signed_post(
+        &[("X-GitHub-Event", "push")],
+        crate::providers::test_support::fixture("github/goscm-push.json"),
+    );
+    let o = evaluate(std::slice::from_ref(&s), &push).unwrap();
+    let d = &o.decisions[0];
+    assert_eq!(d.skip(), Some(SkipCode::OtherRepository), "{d:?}");
+    assert!(
+        d.reason
+            .ends_with("\"https://<redacted>@git.example.com/acme/open.git\""),
+        "{}",
+        d.reason
+    );
+    assert!(!d.reason.contains("glpat"), "{}", d.reason);
 }

@@ -161,6 +161,27 @@ impl RepoKey {
     }
 }
 
+/// A `repository` setting as a reason may quote it: the credentials of a
+/// URL (`https://user:token@host/...`, or a token written as the user of
+/// an `http(s)` URL) replaced by `<redacted>`. An SSH URL's user alone
+/// (`ssh://git@host/...`) and every other setting are quoted as written.
+/// Reasons reach the sender of a delivery and the journal.
+pub fn shown_setting(text: &str) -> std::borrow::Cow<'_, str> {
+    use std::borrow::Cow;
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return Cow::Borrowed(text);
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return Cow::Borrowed(text);
+    };
+    let web = scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https");
+    if !web && !rest[..at].contains(':') {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(format!("{scheme}://<redacted>{}", &rest[at..]))
+}
+
 /// Whether a stack's `repository` setting names the repository of a delivery:
 /// its full name or any of its URLs, case-insensitive.
 ///
@@ -439,6 +460,39 @@ pub fn image_reference(push: &ImagePush) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_setting_is_quoted_without_the_credentials_of_its_url() {
+        for (setting, shown) in [
+            (
+                "https://bot:glpat-s3cret@git.example.com/acme/app.git",
+                "https://<redacted>@git.example.com/acme/app.git",
+            ),
+            (
+                "https://ghp_t0ken@github.com/acme/app",
+                "https://<redacted>@github.com/acme/app",
+            ),
+            (
+                "HTTP://t0ken:x-oauth-basic@host/a/b",
+                "HTTP://<redacted>@host/a/b",
+            ),
+            (
+                "ssh://git:pw@host/acme/app.git",
+                "ssh://<redacted>@host/acme/app.git",
+            ),
+        ] {
+            assert_eq!(shown_setting(setting), shown, "{setting}");
+        }
+        for kept in [
+            "acme/app",
+            "git@github.com:acme/app.git",
+            "ssh://git@host:2222/acme/app.git",
+            "https://host/a@b",
+            "/srv/git/app.git",
+        ] {
+            assert_eq!(shown_setting(kept), kept);
+        }
+    }
 
     fn glob(p: &str) -> Glob {
         Glob::new(p, || "branch pattern".into()).unwrap()

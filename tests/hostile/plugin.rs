@@ -54,6 +54,34 @@ fn form_encoded_github_push_with_a_bad_signature_is_401_not_a_parse_error() {
 }
 
 #[test]
+fn a_signed_push_to_another_branch_sent_again_as_a_form_deploys_nothing() {
+    let (world, server) = start("plugin-form-relabel", &[web_stack(1, "web", "")]);
+    // A push to `feature` whose commit message holds `&payload=` and a
+    // push to `main`, percent-encoded; signed by the sender as JSON.
+    let forged: String = form_urlencoded::byte_serialize(&push_body(&sha(7))).collect();
+    let mut push = crate::support::deliveries::push_json("refs/heads/feature", &sha(5), &sha(6));
+    push["head_commit"] = json!({"id": sha(6), "message": format!("x &payload={forged}& y")});
+    let body = push.to_string().into_bytes();
+    let signature = format!("sha256={}", hmac_sha256_hex(SECRET, &body));
+    let send = |content_type: &str| {
+        let headers = [
+            ("X-GitHub-Event", "push"),
+            ("X-GitHub-Delivery", "relabel-1"),
+            ("X-Hub-Signature-256", signature.as_str()),
+            ("Content-Type", content_type),
+        ];
+        server.post(&hook(1), &headers, &body)
+    };
+    let as_sent = send("application/json");
+    assert_eq!(
+        as_sent.assert_status(200).decision()["skip"],
+        "branch-mismatch"
+    );
+    send("application/x-www-form-urlencoded").assert_error(400, "malformed-payload");
+    assert!(world.deploys().is_empty());
+}
+
+#[test]
 fn unsigned_registry_shaped_garbage_on_a_stack_with_secrets_is_401() {
     let (world, server) = start("plugin-unsigned-garbage", &[web_stack(1, "web", "")]);
     let json_type = [("Content-Type", "application/json")];
@@ -119,6 +147,10 @@ fn signed_manual_trigger_needs_a_fresh_signature_of_its_stack() {
     }
     assert!(world.deploys().is_empty());
     signed(&now, &sign("web", &now)).assert_status(202);
+    // The same signed request again, as a replay of it would be: it
+    // deploys once.
+    let again = signed(&now, &sign("web", &now));
+    assert_eq!(again.assert_status(200).decision()["state"], "duplicate");
     assert_eq!(world.settle(20).len(), 1);
 }
 

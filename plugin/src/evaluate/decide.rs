@@ -4,7 +4,9 @@
 use super::deployment::decide_deployment;
 use super::prepare::{PreparedService, PreparedStack};
 use crate::github;
-use crate::matching::{image_reference, path_matches, repository_matches, Glob, ImageMismatch};
+use crate::matching::{
+    image_reference, path_matches, repository_matches, shown_setting, Glob, ImageMismatch,
+};
 use crate::model::{
     ref_kind, Deployment, Event, ImagePush, ManualPolicy, Normalized, PingAction, Provider, Push,
     RefKind, Repository, Stack,
@@ -349,6 +351,17 @@ pub(super) fn quote_list(items: &[&str]) -> String {
         .join(", ")
 }
 
+/// The `repository` settings of `services`, quoted for a reason, without
+/// the credentials a URL may hold ([`shown_setting`]).
+fn wanted_repositories(services: &[&PreparedService<'_>]) -> String {
+    let shown: Vec<_> = services
+        .iter()
+        .filter_map(|s| s.service.repository.as_deref())
+        .map(shown_setting)
+        .collect();
+    quote_list(&shown.iter().map(AsRef::as_ref).collect::<Vec<_>>())
+}
+
 /// The services one push deploys, or why none.
 pub(super) fn match_push<'a, 's>(
     services: &[&'a PreparedService<'s>],
@@ -365,10 +378,6 @@ pub(super) fn match_push<'a, 's>(
         })
         .collect();
     if in_repo.is_empty() {
-        let wanted: Vec<&str> = services
-            .iter()
-            .filter_map(|s| s.service.repository.as_deref())
-            .collect();
         return Err(Skip::new(
             SkipCode::OtherRepository,
             format!(
@@ -378,7 +387,7 @@ pub(super) fn match_push<'a, 's>(
                     Seen::Polled => "polled",
                 },
                 push.repository.full_name,
-                quote_list(&wanted)
+                wanted_repositories(services)
             ),
         ));
     }
@@ -572,17 +581,13 @@ pub(super) fn decide_ping(
                 })
                 .collect();
             if m.is_empty() {
-                let wanted: Vec<&str> = git_services
-                    .iter()
-                    .filter_map(|s| s.service.repository.as_deref())
-                    .collect();
                 return skip(
                     stack.stack,
                     SkipCode::OtherRepository,
                     format!(
                         "ping from repository \"{}\" does not match repository {}",
                         repo.full_name,
-                        quote_list(&wanted)
+                        wanted_repositories(&git_services)
                     ),
                 );
             }

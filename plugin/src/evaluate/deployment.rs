@@ -72,6 +72,19 @@ pub(super) fn decide_deployment(
         .deployment_key
         .as_deref()
         .is_some_and(|key| github::deployment_mac_valid(key, &stack.stack.name, d));
+    // redeploy asks for a pushed commit by its id: the deployment GitHub
+    // made of it names that commit. The MAC covers the ref asked for, so a
+    // deployment that carries it with another commit was not made from it.
+    if created_here && is_object_id(&d.git_ref) && !d.git_ref.eq_ignore_ascii_case(&d.sha) {
+        return skip(
+            stack.stack,
+            SkipCode::ForeignDeployment,
+            format!(
+                "deployment {} is of commit {}, but redeploy asked for commit {}",
+                d.id, d.sha, d.git_ref
+            ),
+        );
+    }
     let in_repo: Vec<&PreparedService> = stack
         .services
         .iter()

@@ -155,6 +155,13 @@ fn require_stack(stacks: &[Stack], stack: &str) -> Result<(), PluginError> {
 }
 
 /// Decodes the body: the `payload` field of a form-encoded body, else the body.
+///
+/// A form must be that one field and nothing else, as every sender of one
+/// writes it (`payload=` and the JSON percent-encoded, so with no `&` of
+/// its own). The content type is not signed: were a `payload` field found
+/// anywhere among others, a JSON body signed as sent, whose strings hold
+/// `&payload=...&` (a commit message, a branch name), could be sent again
+/// as a form and be read as the JSON the attacker put there.
 fn decode_body<'b>(headers: &Headers, body: &'b [u8]) -> Result<Cow<'b, [u8]>, PluginError> {
     let content_type = headers
         .get("content-type")
@@ -166,12 +173,18 @@ fn decode_body<'b>(headers: &Headers, body: &'b [u8]) -> Result<Cow<'b, [u8]>, P
     if !form || body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Cow::Borrowed(body));
     }
-    form_urlencoded::parse(body)
-        .find(|(k, _)| k == "payload")
-        .map(|(_, v)| Cow::Owned(v.into_owned().into_bytes()))
-        .ok_or_else(|| {
-            PluginError::MalformedPayload("form-encoded body has no payload field".into())
-        })
+    let mut fields = form_urlencoded::parse(body);
+    match (fields.next(), fields.next()) {
+        (Some((key, value)), None) if key == "payload" => {
+            Ok(Cow::Owned(value.into_owned().into_bytes()))
+        }
+        (Some(_), Some(_)) => Err(PluginError::MalformedPayload(
+            "a form-encoded body must be one payload field, and this one has more fields".into(),
+        )),
+        _ => Err(PluginError::MalformedPayload(
+            "form-encoded body has no payload field".into(),
+        )),
+    }
 }
 
 /// Evaluates one delivery against `stacks`, with what the host knows (`ctx`).
@@ -361,8 +374,16 @@ fn evaluate_http<'s>(
                 )));
             }
             let json = decode_body(&req.headers, &req.body)?;
-            let detected = providers::detect_by_body(&req.headers, &json)?;
-            (detected, json, SignatureScheme::NotRequired)
+            if json.iter().all(u8::is_ascii_whitespace) {
+                // A form whose payload is empty names nothing either: a
+                // manual trigger, under the stacks' policy like any other.
+                let scheme = manual_authorization(stacks, &req.headers, ctx)?;
+                let detected = Detected::new(Provider::Manual, "manual", None);
+                (detected, json, scheme)
+            } else {
+                let detected = providers::detect_by_body(&req.headers, &json)?;
+                (detected, json, SignatureScheme::NotRequired)
+            }
         }
     };
     let modifiers = parse_modifiers(&req.query)?;

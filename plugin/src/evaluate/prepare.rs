@@ -4,7 +4,7 @@
 
 use super::{Context, MAX_QUERY_BYTES};
 use crate::error::PluginError;
-use crate::matching::{Glob, ImageKey, RepoKey};
+use crate::matching::{shown_setting, Glob, ImageKey, RepoKey};
 use crate::model::{Service, Stack};
 
 /// Turns a stack's top-level `repository`/`branch`/`tags`/`image` into its
@@ -84,7 +84,8 @@ pub(super) fn prepare<'s>(
         let repository = match &service.repository {
             Some(r) => Some(RepoKey::setting(r).ok_or_else(|| {
                 invalid(format!(
-                    "repository \"{r}\" is not a repository: write owner/name, a clone URL or an absolute path"
+                    "repository \"{}\" is not a repository: write owner/name, a clone URL or an absolute path",
+                    shown_setting(r)
                 ))
             })?),
             None => None,

@@ -67,6 +67,15 @@ pub fn required(s: &Option<Str<'_>>, what: &str, field: &str) -> Result<String, 
         .ok_or_else(|| missing(what, field))
 }
 
+/// The commit a forge's push moved its ref to (`after`: the zero id for a
+/// deletion), which every forge's push names. Required: the event header is
+/// not signed, and a create or delete event, which names a ref but no
+/// `after`, sent again under the `push` event must not read as a push of
+/// that ref naming no commit.
+pub fn pushed_after<'s>(after: &'s Option<Str<'_>>, what: &str) -> Result<&'s str, PluginError> {
+    non_empty(after).ok_or_else(|| missing(what, "after"))
+}
+
 /// Whether `sha` is git's zero object id (40 or 64 zeros), which forges use
 /// for "no commit" on creation and deletion.
 pub fn is_zero_sha(sha: &str) -> bool {

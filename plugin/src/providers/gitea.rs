@@ -17,8 +17,8 @@
 //!   [`Event::Ignored`].
 
 use super::common::{
-    first_non_empty, message_of, missing, named_repository, non_empty, required, ForgePush,
-    PushPayload, RefChange,
+    first_non_empty, message_of, missing, named_repository, non_empty, pushed_after, required,
+    ForgePush, PushPayload, RefChange,
 };
 use crate::error::{malformed, PluginError};
 use crate::model::{Event, Headers, Provider};
@@ -60,8 +60,9 @@ fn parse_push(provider: Provider, json: &[u8]) -> Result<Event, PluginError> {
         });
     }
     let git_ref = required(&p.git_ref, &what, "ref")?;
+    let after = pushed_after(&p.after, &what)?;
     // None of the three sends `created` / `deleted` / `forced` flags.
-    let change = RefChange::new(before_raw, after_raw, None, None);
+    let change = RefChange::new(before_raw, Some(after), None, None);
     let pusher = [&p.pusher, &p.sender]
         .into_iter()
         .flatten()

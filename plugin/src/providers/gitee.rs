@@ -13,8 +13,8 @@
 //!   [`Event::Ignored`].
 
 use super::common::{
-    first_non_empty, message_of, missing, non_empty, repository, required, ForgePush, ForgeRepo,
-    PushPayload, RefChange, Str, User,
+    first_non_empty, message_of, missing, non_empty, pushed_after, repository, required, ForgePush,
+    ForgeRepo, PushPayload, RefChange, Str, User,
 };
 use crate::error::{malformed, PluginError};
 use crate::model::{Event, Provider};
@@ -65,7 +65,7 @@ fn parse_push(event: &str, json: &[u8]) -> Result<Event, PluginError> {
     // Gitee sends `created` and `deleted`, but no `forced`.
     let change = RefChange::new(
         non_empty(&p.before),
-        non_empty(&p.after),
+        Some(pushed_after(&p.after, &what)?),
         p.created,
         p.deleted,
     );

@@ -17,8 +17,8 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 use super::common::{
-    first_non_empty, message_of, missing, named_repository, non_empty, required, Commit, ForgePush,
-    ForgeRepo, PushPayload, RefChange, Str, User,
+    first_non_empty, message_of, missing, named_repository, non_empty, pushed_after, required,
+    Commit, ForgePush, ForgeRepo, PushPayload, RefChange, Str, User,
 };
 use crate::error::{malformed, PluginError};
 use crate::model::{Deployment, Event, Headers, ImagePush, Provider, Repository};
@@ -81,7 +81,7 @@ fn parse_push(json: &[u8]) -> Result<Event, PluginError> {
         .and_then(|r| to_model(r, WHAT))?;
     let change = RefChange::new(
         p.before.as_ref().map(Str::as_str),
-        p.after.as_ref().map(Str::as_str),
+        Some(pushed_after(&p.after, WHAT)?),
         p.created,
         p.deleted,
     );

@@ -17,8 +17,8 @@
 use serde::Deserialize;
 
 use super::common::{
-    first_non_empty, message_of, missing, non_empty, real_sha, repository, required, ForgePush,
-    PushPayload, RefChange, Str,
+    first_non_empty, message_of, missing, non_empty, pushed_after, real_sha, repository, required,
+    ForgePush, PushPayload, RefChange, Str,
 };
 use crate::error::{malformed, PluginError};
 use crate::model::{Event, Provider, Repository};
@@ -121,7 +121,8 @@ fn parse_push(event: &str, json: &[u8]) -> Result<Event, PluginError> {
     let repository = push_repository(&p, &what)?;
     let git_ref = required(&p.git_ref, &what, "ref")?;
     // GitLab sends no `created` / `deleted` / `forced` flags.
-    let mut change = RefChange::new(non_empty(&p.before), non_empty(&p.after), None, None);
+    let after = pushed_after(&p.after, &what)?;
+    let mut change = RefChange::new(non_empty(&p.before), Some(after), None, None);
     let pusher = first_non_empty(&[&p.user_username, &p.user_name]).map(str::to_string);
 
     let commits = p.commits();
