@@ -314,7 +314,7 @@ fn config_check_prints_each_stack_and_its_hook_url_forms_and_no_secret() {
             "https://deploy.example.com/hooks/<token>?services=proxy\n",
             "https://deploy.example.com/hooks/<token>?deployment_profile=fast\n",
             "stack \"web\"",
-            "follows: repository https://bot:<redacted>@git.example.com/acme/web.git, branch main, tags v*",
+            "follows: repository https://<redacted>@git.example.com/acme/web.git, branch main, tags v*",
         ],
     );
     assert!(!text.contains("deployment_profile=hidden"), "{text}");

@@ -216,49 +216,12 @@ fn sources(
     .filter_map(|(key, value)| {
         value
             .as_ref()
-            .map(|v| format!("{key} {}", without_password(v)))
+            .map(|v| format!("{key} {}", crate::config::shown_setting(v)))
     })
     .collect();
     if parts.is_empty() {
         "nothing".to_string()
     } else {
         parts.join(", ")
-    }
-}
-
-/// A repository URL with any password in it replaced by `<redacted>`
-/// (`https://user:<redacted>@host/acme/app`); other text as it is.
-fn without_password(text: &str) -> String {
-    let Some((scheme, rest)) = text.split_once("://") else {
-        return text.to_string();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return text.to_string();
-    };
-    match rest[..at].split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:<redacted>{}", &rest[at..]),
-        None => text.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_repository_url_is_shown_without_its_password() {
-        assert_eq!(
-            without_password("https://bot:s3cret@git.example.com/acme/app.git"),
-            "https://bot:<redacted>@git.example.com/acme/app.git"
-        );
-        for kept in [
-            "acme/app",
-            "git@github.com:acme/app.git",
-            "ssh://git@host/acme/app",
-            "https://host/a@b",
-        ] {
-            assert_eq!(without_password(kept), kept);
-        }
     }
 }

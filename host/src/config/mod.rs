@@ -76,7 +76,7 @@ pub use journal::{JournalConfig, PostgresConfig, MAX_POOL_SIZE};
 pub use live::{merge_reload, Live, LiveConfig, Reloaded};
 pub use secrets::{ProcessSecrets, Secret, SecretSource};
 pub use server::{is_https_or_loopback_http, parse_duration, server_url, MAX_DURATION};
-pub use stack::is_stack_name;
+pub use stack::{is_stack_name, shown_setting};
 pub use ui::{
     Role, TrustedProxy, UiConfig, UiUser, DEFAULT_SESSION_TTL, MAX_SESSION_TTL, MAX_USER_NAME_BYTES,
 };

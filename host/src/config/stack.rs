@@ -378,3 +378,58 @@ fn check_env(key: &str, env: &BTreeMap<String, String>) -> Result<(), String> {
 fn is_header_name_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
+
+/// A `repository` setting as redeploy shows it (`config check`, the
+/// dashboard): the credentials of a URL (`https://user:token@host/...`, or
+/// a token written as the user of an `http(s)` URL) replaced by
+/// `<redacted>`; an SSH URL's user alone (`ssh://git@host/...`) and every
+/// other setting as written. The component quotes settings in its reasons
+/// by the same rule.
+pub fn shown_setting(text: &str) -> std::borrow::Cow<'_, str> {
+    use std::borrow::Cow;
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return Cow::Borrowed(text);
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return Cow::Borrowed(text);
+    };
+    let web = scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https");
+    if !web && !rest[..at].contains(':') {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(format!("{scheme}://<redacted>{}", &rest[at..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown_setting;
+
+    #[test]
+    fn a_repository_url_is_shown_without_its_credentials() {
+        for (setting, shown) in [
+            (
+                "https://bot:s3cret@git.example.com/acme/app.git",
+                "https://<redacted>@git.example.com/acme/app.git",
+            ),
+            (
+                "https://ghp_t0ken@github.com/acme/app",
+                "https://<redacted>@github.com/acme/app",
+            ),
+            (
+                "ssh://git:pw@host/acme/app.git",
+                "ssh://<redacted>@host/acme/app.git",
+            ),
+        ] {
+            assert_eq!(shown_setting(setting), shown);
+        }
+        for kept in [
+            "acme/app",
+            "git@github.com:acme/app.git",
+            "ssh://git@host/acme/app",
+            "https://host/a@b",
+        ] {
+            assert_eq!(shown_setting(kept), kept);
+        }
+    }
+}

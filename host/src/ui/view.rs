@@ -288,7 +288,7 @@ pub fn follows(stack: &StackConfig) -> String {
                   image: &Option<String>| {
         let mut what = Vec::new();
         if let Some(repository) = repository {
-            what.push(repository.clone());
+            what.push(crate::config::shown_setting(repository).into_owned());
         }
         if let Some(branch) = branch {
             what.push(format!("branch {branch}"));
