@@ -535,6 +535,36 @@ fn a_failed_deploy_is_told_once_to_each_channel_that_wants_it_and_to_no_other() 
 }
 
 #[test]
+fn a_private_dashboards_notifications_carry_no_link_to_the_log() {
+    // The dashboard on an address of its own: the signed log link, which
+    // reads the log on the hook's listener with no sign-in, is not sent.
+    let hooks = Receiver::start(vec![]);
+    let ui = ui_table(&format!("listen = \"127.0.0.1:{}\"", free_port()));
+    let (world, port) = world(
+        "notify-private-ui",
+        &[stack(1, "web").env("EXIT_CODE", "3")],
+        &[webhook("hooks", &[]), ui],
+    );
+    url_file(&world, "hooks", &hooks.url("/redeploy"));
+    let server = world.start_on(port, &[], &[]);
+    push(&server, 1, 1);
+    let deploy = deploy_of(&world, "web");
+    assert_eq!(deploy.state, DeployState::Failed);
+    let rows = settled(&world);
+    assert_eq!(
+        of_channel(&rows, "hooks"),
+        sent_once(&[("failed", deploy.id)]),
+        "{rows:#?}"
+    );
+    let requests = hooks.requests();
+    assert_eq!(requests.len(), 1, "{requests:#?}");
+    let doc = webhook_document(&requests[0]);
+    assert_eq!(doc["deploy"]["id"], deploy.id, "{doc:#}");
+    assert!(doc["deploy"]["log_url"].is_null(), "{doc:#}");
+    server.terminate();
+}
+
+#[test]
 fn a_superseded_deploy_is_told_as_cancelled_in_order() {
     let hooks = Receiver::start(vec![]);
     let ops = Receiver::start(vec![]);

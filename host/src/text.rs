@@ -2,18 +2,42 @@
 //! safe for one-line output: server log lines, `remote:` lines shown to a
 //! pusher, deploy log headers; and journal times as RFC 3339.
 
+/// Whether `c` changes the order in which the text around it is shown:
+/// Unicode's bidirectional embeddings, overrides and isolates (U+202A to
+/// U+202E, U+2066 to U+2069) and its direction marks (U+200E, U+200F,
+/// U+061C). A ref name holding U+202E can be shown as another name.
+pub fn is_reordering(c: char) -> bool {
+    matches!(
+        c,
+        '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}'
+    )
+}
+
 /// `text` with every control character (newline, carriage return, escape,
-/// NUL...) written as its Rust escape (`\n`, `\r`, `\u{1b}`), so text from a
-/// sender can never start a line of its own or move the terminal's cursor:
-/// a ref name `main\n... INFO deploy succeeded` cannot forge a log line.
-/// Printable text, quotes included, is left as it is.
+/// NUL...) and every reordering character ([`is_reordering`]) written as
+/// its Rust escape (`\n`, `\r`, `\u{1b}`, `\u{202e}`), so text from a
+/// sender can never start a line of its own, move the terminal's cursor or
+/// show itself in another order: a ref name
+/// `main\n... INFO deploy succeeded` cannot forge a log line. Printable
+/// text, quotes included, is left as it is.
 pub fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
+    escape(text, |c| c.is_control() || is_reordering(c))
+}
+
+/// `text` with every reordering character ([`is_reordering`]) written as
+/// its Rust escape, and nothing else changed: for a whole page, whose own
+/// line breaks stay.
+pub fn without_reordering(text: &str) -> std::borrow::Cow<'_, str> {
+    escape(text, is_reordering)
+}
+
+fn escape(text: &str, unsafe_char: impl Fn(char) -> bool) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(&unsafe_char) {
         return std::borrow::Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
-        if c.is_control() {
+        if unsafe_char(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
@@ -38,7 +62,7 @@ pub fn rfc3339_millis(ms: i64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::one_line;
+    use super::{one_line, without_reordering};
 
     #[test]
     fn control_characters_are_escaped_and_the_rest_kept() {
@@ -49,5 +73,17 @@ mod tests {
         );
         assert_eq!(one_line("tab\there"), "tab\\there");
         assert_eq!(one_line("ünïcode ✓"), "ünïcode ✓");
+    }
+
+    #[test]
+    fn reordering_characters_are_escaped_and_line_breaks_kept_on_a_page() {
+        let name = "refs/heads/main\u{202E}nimda\u{2066}x\u{2069}\u{200F}";
+        let shown = "refs/heads/main\\u{202e}nimda\\u{2066}x\\u{2069}\\u{200f}";
+        assert_eq!(one_line(name), shown);
+        assert_eq!(
+            without_reordering(&format!("<td>\n{name}</td>\n")),
+            format!("<td>\n{shown}</td>\n")
+        );
+        assert_eq!(without_reordering("עברית ✓\n"), "עברית ✓\n");
     }
 }

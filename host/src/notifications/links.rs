@@ -68,33 +68,24 @@ pub fn commit_url(
     Some(format!("{base}/{path}/{sha}"))
 }
 
-/// The dashboard's page of deploy `id`, when the dashboard is on the
-/// server's own listener and the server has a `public_url`.
-pub fn deploy_page(config: &Config, id: i64) -> Option<String> {
-    let ui = config.ui.as_ref()?;
-    if ui.listen.is_some() {
-        return None;
-    }
-    let base = config.server.public_url.as_ref()?;
-    Some(format!("{base}/ui/deploys/{id}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_repository_url_loses_its_credentials_and_git_suffix() {
-        assert_eq!(
-            web_base("https://user:pw@git.example.com/acme/app.git", "gitea").as_deref(),
-            Some("https://git.example.com/acme/app")
-        );
-        assert_eq!(web_base("git@github.com:acme/app.git", "github"), None);
-        assert_eq!(
-            web_base("acme/app", "gitlab").as_deref(),
-            Some("https://gitlab.com/acme/app")
-        );
-        assert_eq!(web_base("acme/app", "gitea"), None);
-        assert_eq!(web_base("/srv/git/app.git", "post-receive"), None);
+/// Where a notification of deploy `id` points for its log: the dashboard's
+/// page of it, when the dashboard is on the server's own listener and the
+/// server has a `public_url`; with no dashboard, the signed link to its log
+/// (`signed_log`, `None` when `log_links` is off or there is no
+/// `public_url`). A dashboard on an address of its own (`[ui] listen`) is
+/// private by choice: its notifications point nowhere, rather than at a
+/// link that reads the log with no sign-in.
+pub fn deploy_link(
+    config: &Config,
+    id: i64,
+    signed_log: impl FnOnce(i64) -> Option<String>,
+) -> Option<String> {
+    match &config.ui {
+        Some(ui) if ui.listen.is_some() => None,
+        Some(_) => {
+            let base = config.server.public_url.as_ref()?;
+            Some(format!("{base}/ui/deploys/{id}"))
+        }
+        None => signed_log(id),
     }
 }

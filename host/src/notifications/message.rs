@@ -425,8 +425,7 @@ fn human_ms(ms: i64) -> String {
 /// character, a Unicode line or paragraph separator, or a bidirectional
 /// override or isolate.
 fn is_unsafe_char(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') || crate::text::is_reordering(c)
 }
 
 /// `text` on one line: every control character, line separator and

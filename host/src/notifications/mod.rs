@@ -816,7 +816,7 @@ fn deploy_facts(config: &Config, log_url: &LogUrl, d: &DeployRecord) -> DeployFa
         }
         _ => None,
     };
-    let log_url = links::deploy_page(config, d.id).or_else(|| log_url(d.id));
+    let log_url = links::deploy_link(config, d.id, |id| log_url(id));
     DeployFacts {
         id: d.id,
         provider: d.queued.provider.clone(),
