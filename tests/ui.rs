@@ -498,6 +498,31 @@ fn the_stack_page_shows_each_delivery_with_its_decision_and_reason_and_the_deplo
 }
 
 #[test]
+fn a_ref_that_would_show_itself_reversed_is_shown_escaped() {
+    let (_world, server) = dashboard("ui-reordering", "", "");
+    // GitHub's documented push, its branch named with a right-to-left
+    // override: shown as is, `develop` would read as the branch.
+    let mut push: serde_json::Value =
+        serde_json::from_slice(&crate::support::fixture("github/goscm-push.json")).unwrap();
+    push["ref"] = "refs/heads/\u{202E}poleved".into();
+    let body = push.to_string().into_bytes();
+    let r = crate::support::deliveries::signed_github(
+        &server,
+        &hook(2),
+        FIXTURE_SECRET,
+        ("push", "reordering-1"),
+        &body,
+    );
+    assert_eq!(r.assert_status(200).decision()["skip"], "branch-mismatch");
+    let mut browser = Browser::new(&server);
+    browser.sign_in("victor", PASSWORD);
+    let page = browser.get("/ui/stacks/other").text();
+    assert!(!page.contains('\u{202E}'), "{page}");
+    assert!(page.contains("\\u{202e}poleved"), "{page}");
+    server.terminate();
+}
+
+#[test]
 fn a_hook_url_is_shown_only_to_an_operator_who_asks() {
     let (_world, server) = dashboard("ui-hook-url", "", "");
     let secret = token(1);
@@ -505,7 +530,12 @@ fn a_hook_url_is_shown_only_to_an_operator_who_asks() {
     viewer.sign_in("victor", PASSWORD);
     let page = viewer.get("/ui/stacks/hello").text();
     assert!(!page.contains(&secret), "hidden until asked for");
-    assert!(page.contains("Show hook URL"));
+    // A viewer is offered no form it may not use; the route refuses anyway.
+    assert!(!page.contains("Show hook URL"), "{page}");
+    assert!(
+        page.contains("Only an operator can see this stack's hook URL"),
+        "{page}"
+    );
     let refused = viewer.post("/ui/stacks/hello/hook-url", &[("csrf", &csrf(&page))]);
     assert_eq!(refused.status, 403);
     assert!(!refused.text().contains(&secret));
@@ -514,6 +544,7 @@ fn a_hook_url_is_shown_only_to_an_operator_who_asks() {
     operator.sign_in("alice", PASSWORD);
     let page = operator.get("/ui/stacks/hello").text();
     assert!(!page.contains(&secret));
+    assert!(page.contains("Show hook URL"), "{page}");
     let forged = operator.post("/ui/stacks/hello/hook-url", &[]);
     assert_eq!(forged.status, 403);
     assert!(!forged.text().contains(&secret));
@@ -590,6 +621,40 @@ fn a_changed_password_ends_the_sessions_signed_in_with_the_old_one() {
         (browser.get("/ui/").status == 303).then_some(())
     });
     assert_eq!(browser.sign_in("alice", "a new password").status, 303);
+    assert_eq!(browser.get("/ui/").status, 200);
+    server.terminate();
+}
+
+#[test]
+fn a_user_removed_then_put_back_is_not_signed_in_again_by_an_old_cookie() {
+    let (world, server) = dashboard("ui-removed-user", "", "");
+    let mut browser = Browser::new(&server);
+    browser.sign_in("victor", PASSWORD);
+    assert_eq!(browser.get("/ui/").status, 200);
+    let reloads = |n: usize| {
+        unsafe { libc::kill(server.child.id() as i32, libc::SIGHUP) };
+        wait_for(10, "the reload in the log", || {
+            (world.server_log().matches("configuration reloaded").count() >= n).then_some(())
+        });
+    };
+    // victor leaves the config (no request of his comes meanwhile), then
+    // the same line is put back.
+    let config = std::fs::read_to_string(&world.config).unwrap();
+    let line = config
+        .lines()
+        .find(|l| l.contains("\"victor\""))
+        .unwrap()
+        .to_owned();
+    std::fs::write(&world.config, config.replace(&format!("{line}\n"), "")).unwrap();
+    reloads(1);
+    std::fs::write(&world.config, &config).unwrap();
+    reloads(2);
+    assert_eq!(
+        browser.get("/ui/").status,
+        303,
+        "the old cookie is signed out"
+    );
+    assert_eq!(browser.sign_in("victor", PASSWORD).status, 303);
     assert_eq!(browser.get("/ui/").status, 200);
     server.terminate();
 }

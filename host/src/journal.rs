@@ -82,6 +82,7 @@ pub use deliveries::Recording;
 mod row_queue;
 mod ui_sessions;
 pub use cancel::CancelOutcome;
+pub use ui_sessions::UiSession;
 
 mod admission;
 pub use admission::{

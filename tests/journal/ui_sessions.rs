@@ -4,7 +4,13 @@ use super::Store;
 
 fn a_session_holds_until_it_expires_or_ends(store: &Store) {
     let j = store.open();
-    let session = |user: &str| Some((user.to_owned(), format!("cred-{user}")));
+    let session = |user: &str, created_at_ms: i64| {
+        Some(redeploy_host::journal::UiSession {
+            user: user.to_owned(),
+            credential: format!("cred-{user}"),
+            created_at_ms,
+        })
+    };
     j.create_ui_session("hash-a", "alice", "cred-alice", 1_000, 5_000)
         .unwrap();
     j.create_ui_session("hash-v", "victor", "cred-victor", 1_000, 9_000)
@@ -13,7 +19,7 @@ fn a_session_holds_until_it_expires_or_ends(store: &Store) {
     let reader = store.open();
     assert_eq!(
         reader.ui_session_user("hash-a", 4_999).unwrap(),
-        session("alice")
+        session("alice", 1_000)
     );
     assert_eq!(
         reader.ui_session_user("hash-a", 5_000).unwrap(),
@@ -31,8 +37,33 @@ fn a_session_holds_until_it_expires_or_ends(store: &Store) {
     assert_eq!(reader.ui_session_user("hash-v", 6_000).unwrap(), None);
     assert_eq!(
         reader.ui_session_user("hash-a2", 6_000).unwrap(),
-        session("alice")
+        session("alice", 6_000)
     );
 }
 
-super::on_both_backends!(a_session_holds_until_it_expires_or_ends);
+fn the_sessions_of_users_no_longer_kept_end(store: &Store) {
+    let j = store.open();
+    j.create_ui_session("hash-a", "alice", "cred-alice", 1_000, 9_000)
+        .unwrap();
+    j.create_ui_session("hash-b", "bob", "cred-bob", 1_000, 9_000)
+        .unwrap();
+    j.create_ui_session("hash-c", "carol", "cred-old", 1_000, 9_000)
+        .unwrap();
+    // bob was removed; carol's password changed.
+    let kept = |user: &str, credential: &str| {
+        matches!(
+            (user, credential),
+            ("alice", "cred-alice") | ("carol", "cred-new")
+        )
+    };
+    assert_eq!(j.end_ui_sessions_unless(&kept).unwrap(), 2);
+    assert!(j.ui_session_user("hash-a", 2_000).unwrap().is_some());
+    assert_eq!(j.ui_session_user("hash-b", 2_000).unwrap(), None);
+    assert_eq!(j.ui_session_user("hash-c", 2_000).unwrap(), None);
+    assert_eq!(j.end_ui_sessions_unless(&kept).unwrap(), 0);
+}
+
+super::on_both_backends!(
+    a_session_holds_until_it_expires_or_ends,
+    the_sessions_of_users_no_longer_kept_end
+);

@@ -208,9 +208,12 @@ impl LoginLimiter {
         }
     }
 
-    /// Forgets the failures of `keys` (a successful sign-in).
+    /// Forgets the failures of the user name among `keys` (a successful
+    /// sign-in as that user). The client address's failures stay counted:
+    /// one account's password must not buy an address more guesses at
+    /// other names.
     pub fn succeeded(&mut self, keys: &[LoginKey]) {
-        for key in keys {
+        for key in keys.iter().filter(|k| matches!(k, LoginKey::Name(_))) {
             self.failures.remove(key);
         }
     }
@@ -289,10 +292,15 @@ mod tests {
             limiter.wait(&[elsewhere, LoginKey::Name("bob".into())], now),
             None
         );
+        // A success forgets the name's failures, not the address's.
+        limiter.succeeded(&keys);
+        let other_address = LoginKey::Client("192.0.2.3".parse().unwrap());
+        assert_eq!(limiter.wait(&[other_address, name.clone()], now), None);
+        assert!(limiter
+            .wait(&[ip.clone(), LoginKey::Name("carol".into())], now)
+            .is_some());
         // Once the oldest failure ages out, one more try is allowed.
         assert_eq!(limiter.wait(&keys, 1_000 + window), None);
-        limiter.succeeded(&keys);
-        assert_eq!(limiter.wait(&keys, now), None);
     }
 
     #[test]

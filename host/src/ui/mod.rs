@@ -87,8 +87,10 @@ pub const MAX_FOLLOW_EVENT_BYTES: u64 = 64 * 1024;
 pub const MAX_LOG_FOLLOWERS: usize = 64;
 
 /// How long one stream follows a log before it ends (the browser
-/// reconnects, resuming where it was): no stream outlives a stuck deploy.
-pub const MAX_FOLLOW: Duration = Duration::from_secs(60 * 60);
+/// reconnects, resuming where it was): no stream outlives a stuck deploy,
+/// and since each reconnect is signed in again, a user signed out or
+/// removed from the config stops receiving the log within this time.
+pub const MAX_FOLLOW: Duration = Duration::from_secs(60);
 
 /// The name of the server key the CSRF tokens are made with.
 const CSRF_KEY_NAME: &str = "ui-csrf";
@@ -325,7 +327,14 @@ fn html(status: StatusCode, page: impl askama::Template) -> Response {
         Ok(body) => (
             status,
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            body,
+            // Text from senders (a ref, a message, a log) may hold Unicode's
+            // reordering characters; the templates hold none, so each one
+            // on the page is shown as its escape, not obeyed.
+            if body.chars().any(crate::text::is_reordering) {
+                crate::text::without_reordering(&body).into_owned()
+            } else {
+                body
+            },
         )
             .into_response(),
         Err(e) => {
@@ -442,18 +451,40 @@ async fn signed_in(
     };
     let hash = auth::session_hash(&id);
     let journal = state.clone();
-    let name = blocking(move || Ok(journal.journal().ui_session_user(&hash, now_ms())?)).await?;
+    let now = now_ms();
+    let session = blocking(move || Ok(journal.journal().ui_session_user(&hash, now)?)).await?;
     // A user removed from the config, or whose password changed since, is
-    // signed out.
-    Ok(name.and_then(|(name, credential)| {
-        ui.user(&name)
-            .filter(|user| auth::credential(&user.password_hash) == credential)
+    // signed out; so is a session older than the config's `session_ttl`
+    // now is (it may have been shortened since the sign-in).
+    Ok(session.and_then(|session| {
+        let ttl = i64::try_from(ui.session_ttl.as_millis()).unwrap_or(i64::MAX);
+        if session.created_at_ms.saturating_add(ttl) <= now {
+            return None;
+        }
+        ui.user(&session.user)
+            .filter(|user| auth::credential(&user.password_hash) == session.credential)
             .map(|user| User {
                 name: user.name.clone(),
                 role: user.role,
                 session: Some(id),
             })
     }))
+}
+
+/// Ends the sessions of users `config` no longer has, or whose password it
+/// changed (all of them without a dashboard), so that putting a user back
+/// does not sign in an old cookie again. A reload calls it.
+pub fn end_sessions_of_removed_users(
+    journal: &crate::journal::Journal,
+    config: &Config,
+) -> Result<usize, crate::journal::JournalError> {
+    journal.end_ui_sessions_unless(&|name, credential| {
+        config
+            .ui
+            .as_ref()
+            .and_then(|ui| ui.user(name))
+            .is_some_and(|user| auth::credential(&user.password_hash) == credential)
+    })
 }
 
 /// The CSRF token of `user`, bound to their session (or, for a user a proxy

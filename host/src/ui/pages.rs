@@ -79,6 +79,8 @@ pub struct Stack {
     pub services: Vec<String>,
     /// The stack's deploy profiles.
     pub profiles: Vec<String>,
+    /// The signed-in user may ask for the hook URL (an operator).
+    pub can_reveal: bool,
     /// The hook URL, once an operator asked for it.
     pub hook_url: Option<String>,
     /// Its `?services=` and `?deployment_profile=` variants: (label, URL).

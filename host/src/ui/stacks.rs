@@ -170,6 +170,7 @@ async fn render_stack(state: &Arc<UiState>, signed: &Signed, name: &str, reveal:
             operator: signed.user.role >= Role::Operator
                 && stack.manual != crate::config::ManualSetting::Refuse,
             can_cancel: signed.user.role >= Role::Operator,
+            can_reveal: signed.user.role >= Role::Operator,
             services: if stack.query_services {
                 stack
                     .services
