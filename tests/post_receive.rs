@@ -226,6 +226,47 @@ fn install_hook_keeps_and_chains_an_existing_hook_and_refuses_non_repositories()
 }
 
 #[test]
+fn install_hook_names_the_stacks_that_follow_the_repository_or_warns_of_none() {
+    let world = World::new("post-receive-followers", "", &stacks());
+    let bare = init_bare(&world, &[]);
+    let out = install_hook(&world, &bare);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    let seen_as = bare.canonicalize().unwrap();
+    assert!(
+        said.contains(&format!(
+            "pushes to it (seen as {:?}) are evaluated for: web, rel",
+            seen_as.display().to_string()
+        )),
+        "{said}"
+    );
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+
+    // A repository no stack names: installed, with a warning.
+    let other = world.dir.join("other.git");
+    git(
+        &world.dir.0,
+        &["init", "--quiet", "--bare", other.to_str().unwrap()],
+    );
+    let out = install_hook(&world, &other);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(other.join("hooks/post-receive").exists());
+    let warned = stderr(&out);
+    assert!(
+        warned.starts_with("warning: no stack in ") && warned.contains("follows this repository"),
+        "{warned}"
+    );
+    assert!(
+        warned.contains(&format!(
+            "{:?}",
+            other.canonicalize().unwrap().display().to_string()
+        )),
+        "{warned}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("evaluated for"));
+}
+
+#[test]
 fn install_hook_refuses_a_config_the_hook_would_refuse_at_every_push() {
     // The host reads `acme//web` as a string; the component's rules, which
     // the hook applies at every push, refuse it.

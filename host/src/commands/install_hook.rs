@@ -154,7 +154,7 @@ impl InstallHook {
         let bare = lines.next() == Some("true");
         let git_dir = lines.next().map(PathBuf::from);
         let own = if bare {
-            git_dir
+            git_dir.clone()
         } else {
             let top = git(&["rev-parse", "--show-toplevel"])?;
             top.status
@@ -212,9 +212,17 @@ impl InstallHook {
         // The component's rules too, as the hook applies them: a config it
         // would refuse at every push is refused here (compiled here: the
         // state directory's cache is the hook's user's).
-        super::validate_stacks_here(&config, &self.config.path)
+        let runtime = super::validate_stacks_here(&config, &self.config.path)
             .context("nothing was installed: the hook would refuse every push with this config")?;
-        drop(config);
+        // The names the hook will see this repository by (git runs it with
+        // `$GIT_DIR` set to this directory), and the stacks that follow it.
+        let git_dir = git_dir
+            .and_then(|d| d.canonicalize().ok())
+            .with_context(|| format!("finding the git directory of {}", dir.display()))?;
+        let names = super::post_receive::repository_names_at(&config, git_dir, None, None);
+        let following = super::post_receive::stacks_following(&runtime, &config, &names)?;
+        let seen_as = names.fixed.clone().unwrap_or_else(|| names.path.clone());
+        drop((runtime, config));
         std::fs::create_dir_all(&hooks).with_context(|| format!("creating {}", hooks.display()))?;
         let hook = hooks.join("post-receive");
         let chained = hooks.join(CHAINED_HOOK);
@@ -252,6 +260,19 @@ impl InstallHook {
             hook.display(),
             config_path.display()
         );
+        if following.is_empty() {
+            eprintln!(
+                "warning: no stack in {} follows this repository (the hook sees it as {seen_as:?}): \
+                 a push to it will deploy nothing; name it in a stack's `repository`, \
+                 or map this path to the stack's name in [hook] repositories",
+                config_path.display()
+            );
+        } else {
+            println!(
+                "pushes to it (seen as {seen_as:?}) are evaluated for: {}",
+                following.join(", ")
+            );
+        }
         Ok(())
     }
 }

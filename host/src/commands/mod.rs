@@ -99,12 +99,17 @@ pub fn one_shot_component(config: &Config) -> anyhow::Result<crate::plugin::Plug
 /// rules, with the embedded component compiled in this process: nothing is
 /// read from or written to the state directory's cache (`config check`,
 /// and `install-hook`, run as a user the state directory may not be).
-pub fn validate_stacks_here(config: &Config, path: &Path) -> anyhow::Result<()> {
+/// Returns the runtime, for a caller with more to ask the component.
+pub fn validate_stacks_here(
+    config: &Config,
+    path: &Path,
+) -> anyhow::Result<crate::plugin::PluginRuntime> {
     let runtime = crate::plugin::PluginRuntime::new(
         &crate::plugin::component_source(None),
         crate::plugin::RuntimeOptions::default(),
     )?;
-    crate::stacks::validate(&runtime, &crate::stacks::wit_stacks(config), path)
+    crate::stacks::validate(&runtime, &crate::stacks::wit_stacks(config), path)?;
+    Ok(runtime)
 }
 
 /// The stack `name` of `config` (loaded from `path`), or an error naming

@@ -140,19 +140,34 @@ fn repository_names(
     explicit: Option<&str>,
     gitolite: Option<String>,
 ) -> anyhow::Result<RepositoryNames> {
-    let dir = repository_dir()?;
+    Ok(repository_names_at(
+        config,
+        repository_dir()?,
+        explicit,
+        gitolite,
+    ))
+}
+
+/// [`repository_names`] of the repository at `dir` (resolved through
+/// symbolic links).
+pub fn repository_names_at(
+    config: &Config,
+    dir: PathBuf,
+    explicit: Option<&str>,
+    gitolite: Option<String>,
+) -> RepositoryNames {
     let mapped = config.hook.repositories.iter().find(|(path, _)| {
         path.canonicalize()
             .map(|p| p == dir)
             .unwrap_or(*path == &dir)
     });
-    Ok(RepositoryNames {
+    RepositoryNames {
         fixed: explicit
             .map(str::to_string)
             .or_else(|| mapped.map(|(_, name)| name.clone())),
         path: dir.display().to_string(),
         gitolite: gitolite.filter(|g| !g.trim().is_empty()),
-    })
+    }
 }
 
 /// The repository the hook runs in (`$GIT_DIR`, else the current
@@ -235,6 +250,76 @@ pub fn parse_updates(input: &str) -> anyhow::Result<Vec<wit::RefUpdate>> {
             }
         })
         .collect()
+}
+
+/// Each stack's decision on `updates`, evaluated by the component with the
+/// stacks that see the repository under one name together, as the hook
+/// evaluates a push. `stacks` are `config`'s, in its order.
+fn evaluate_by_name(
+    runtime: &crate::plugin::PluginRuntime,
+    config: &Config,
+    stacks: Vec<wit::Stack>,
+    names: &RepositoryNames,
+    updates: &[wit::RefUpdate],
+    pusher: &Option<String>,
+) -> anyhow::Result<BTreeMap<String, wit::Decision>> {
+    let context = crate::stacks::evaluation_context(config, None);
+    let mut groups: BTreeMap<String, Vec<wit::Stack>> = BTreeMap::new();
+    for (stack, wit_stack) in config.stacks.iter().zip(stacks) {
+        groups
+            .entry(names.for_stack(repository_settings(stack)).to_string())
+            .or_default()
+            .push(wit_stack);
+    }
+    let mut decisions: BTreeMap<String, wit::Decision> = BTreeMap::new();
+    for (repository, group) in &groups {
+        let delivery = wit::Delivery::PostReceive(wit::PostReceive {
+            repository: repository.clone(),
+            updates: updates.to_vec(),
+            pusher: pusher.clone(),
+            query: String::new(),
+        });
+        let outcome = runtime.evaluate(group, &delivery, &context)?.map_err(|e| {
+            anyhow::anyhow!(
+                "push not evaluated: {}",
+                crate::text::one_line(&e.describe())
+            )
+        })?;
+        decisions.extend(outcome.decisions.into_iter().map(|d| (d.stack.clone(), d)));
+    }
+    Ok(decisions)
+}
+
+/// The branch a follower probe deletes ([`stacks_following`]); any name
+/// does, since no deletion deploys.
+const PROBE_BRANCH: &str = "refs/heads/redeploy-install-hook-probe";
+
+/// The names of `config`'s stacks that follow the repository `names`
+/// names, by the component's own matching: each is shown the deletion of a
+/// branch of it, which never deploys, and follows it when it answers that
+/// the ref was deleted, not that the repository is another.
+pub fn stacks_following(
+    runtime: &crate::plugin::PluginRuntime,
+    config: &Config,
+    names: &RepositoryNames,
+) -> anyhow::Result<Vec<String>> {
+    let probe = wit::RefUpdate {
+        old: "1".repeat(40),
+        new: "0".repeat(40),
+        name: PROBE_BRANCH.to_string(),
+    };
+    let stacks = crate::stacks::wit_stacks(config);
+    let decisions = evaluate_by_name(runtime, config, stacks, names, &[probe], &None)?;
+    Ok(config
+        .stacks
+        .iter()
+        .filter(|s| {
+            decisions
+                .get(&s.name)
+                .is_some_and(|d| matches!(d.action, wit::Action::Skip(wit::SkipCode::RefDeleted)))
+        })
+        .map(|s| s.name.clone())
+        .collect())
 }
 
 /// Starts `redeploy run-queued` detached for each stack that got a deploy,
@@ -325,30 +410,7 @@ impl PostReceive {
         // journal; the dispatcher below (or the server) evaluates it for real,
         // with the deployment key. Stacks that see the push under one name
         // are evaluated together.
-        let context = crate::stacks::evaluation_context(&config, None);
-        let mut groups: BTreeMap<String, Vec<wit::Stack>> = BTreeMap::new();
-        for (stack, wit_stack) in config.stacks.iter().zip(stacks) {
-            groups
-                .entry(names.for_stack(repository_settings(stack)).to_string())
-                .or_default()
-                .push(wit_stack);
-        }
-        let mut decisions: BTreeMap<String, wit::Decision> = BTreeMap::new();
-        for (repository, group) in &groups {
-            let delivery = wit::Delivery::PostReceive(wit::PostReceive {
-                repository: repository.clone(),
-                updates: updates.clone(),
-                pusher: pusher.clone(),
-                query: String::new(),
-            });
-            let outcome = runtime.evaluate(group, &delivery, &context)?.map_err(|e| {
-                anyhow::anyhow!(
-                    "push not evaluated: {}",
-                    crate::text::one_line(&e.describe())
-                )
-            })?;
-            decisions.extend(outcome.decisions.into_iter().map(|d| (d.stack.clone(), d)));
-        }
+        let decisions = evaluate_by_name(&runtime, &config, stacks, &names, &updates, &pusher)?;
         let mut deploying: Vec<&crate::config::StackConfig> = Vec::new();
         let mut out = Vec::new();
         for stack in &config.stacks {
