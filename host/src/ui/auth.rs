@@ -208,13 +208,25 @@ impl LoginLimiter {
         }
     }
 
-    /// Forgets the failures of the user name among `keys` (a successful
-    /// sign-in as that user). The client address's failures stay counted:
-    /// one account's password must not buy an address more guesses at
-    /// other names.
-    pub fn succeeded(&mut self, keys: &[LoginKey]) {
-        for key in keys.iter().filter(|k| matches!(k, LoginKey::Name(_))) {
-            self.failures.remove(key);
+    /// A sign-in counted as failed at `attempt_ms` ([`LoginLimiter::failed`])
+    /// succeeded: forgets every failure of its user name, and of the other
+    /// keys (the client address) only the one this attempt counted. The
+    /// address's earlier failures stay: one account's password must not
+    /// buy an address more guesses at other names.
+    pub fn succeeded(&mut self, keys: &[LoginKey], attempt_ms: i64) {
+        for key in keys {
+            if matches!(key, LoginKey::Name(_)) {
+                self.failures.remove(key);
+                continue;
+            }
+            if let Some(times) = self.failures.get_mut(key) {
+                if let Some(at) = times.iter().rposition(|&t| t == attempt_ms) {
+                    times.remove(at);
+                }
+                if times.is_empty() {
+                    self.failures.remove(key);
+                }
+            }
         }
     }
 }
@@ -292,15 +304,30 @@ mod tests {
             limiter.wait(&[elsewhere, LoginKey::Name("bob".into())], now),
             None
         );
-        // A success forgets the name's failures, not the address's.
-        limiter.succeeded(&keys);
+        // A success forgets the name's failures, and of the address's only
+        // the one its own attempt counted.
+        limiter.succeeded(&keys, 1_000 + MAX_LOGIN_FAILURES as i64 - 1);
         let other_address = LoginKey::Client("192.0.2.3".parse().unwrap());
         assert_eq!(limiter.wait(&[other_address, name.clone()], now), None);
-        assert!(limiter
-            .wait(&[ip.clone(), LoginKey::Name("carol".into())], now)
-            .is_some());
+        let carol = LoginKey::Name("carol".into());
+        assert_eq!(limiter.wait(&[ip.clone(), carol.clone()], now), None);
+        limiter.failed(&[ip.clone(), carol.clone()], now);
+        assert!(limiter.wait(&[ip.clone(), carol], now).is_some());
         // Once the oldest failure ages out, one more try is allowed.
         assert_eq!(limiter.wait(&keys, 1_000 + window), None);
+    }
+
+    #[test]
+    fn successful_sign_ins_from_one_address_never_lock_it() {
+        let mut limiter = LoginLimiter::default();
+        let ip = LoginKey::Client("192.0.2.1".parse().unwrap());
+        let keys = [LoginKey::Name("alice".into()), ip.clone()];
+        for at in 0..(3 * MAX_LOGIN_FAILURES as i64) {
+            assert_eq!(limiter.wait(&keys, at), None, "sign-in {at}");
+            limiter.failed(&keys, at);
+            limiter.succeeded(&keys, at);
+        }
+        assert!(!limiter.failures.contains_key(&ip));
     }
 
     #[test]

@@ -142,12 +142,12 @@ pub(super) async fn login(
     // The attempt counts as failed from now on (a success clears it), so
     // sign-ins sent at once, or dropped while their password is checked,
     // cannot get past the limit.
+    let attempt_ms = now_ms();
     let wait = {
         let mut limiter = state.limiter.lock().unwrap();
-        let now = now_ms();
-        let wait = limiter.wait(&keys, now);
+        let wait = limiter.wait(&keys, attempt_ms);
         if wait.is_none() {
-            limiter.failed(&keys, now);
+            limiter.failed(&keys, attempt_ms);
         }
         wait
     };
@@ -218,7 +218,7 @@ pub(super) async fn login(
         )
         .await;
     };
-    state.limiter.lock().unwrap().succeeded(&keys);
+    state.limiter.lock().unwrap().succeeded(&keys, attempt_ms);
     let mut random = [0u8; auth::SESSION_ID_BYTES];
     let id = match getrandom::fill(&mut random) {
         Ok(()) => auth::session_id(&random),
