@@ -210,14 +210,17 @@ pub fn replay_window(config: &Config, outcome: &wit::Outcome) -> Duration {
     }
 }
 
-/// The timestamp a signed manual trigger carries
-/// ([`crate::manual::MANUAL_TIMESTAMP_HEADER`]), which its signature covers
-/// with its stack.
-fn signed_trigger_time(http: &wit::HttpRequest) -> Option<&[u8]> {
-    http.headers
+/// What a signed manual trigger is deduplicated on: the timestamp its
+/// signature covers with its stack
+/// ([`crate::manual::MANUAL_TIMESTAMP_HEADER`]), and its query (two
+/// triggers of other services in one second are two; a replay may vary the
+/// query only among what the stack lets a query choose).
+fn signed_trigger_identity(http: &wit::HttpRequest) -> Option<Vec<u8>> {
+    let (_, time) = http
+        .headers
         .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case(crate::manual::MANUAL_TIMESTAMP_HEADER))
-        .map(|(_, value)| value.as_bytes())
+        .find(|(name, _)| name.eq_ignore_ascii_case(crate::manual::MANUAL_TIMESTAMP_HEADER))?;
+    Some([time.as_bytes(), b"\n", http.query.as_bytes()].concat())
 }
 
 /// What identifies a delivery that has no delivery id, for replay
@@ -229,6 +232,8 @@ pub struct ReplayIdentity<'a> {
     pub bytes: &'a [u8],
     /// How long a replay is refused.
     pub window: Duration,
+    /// What the bytes are, for the answer to a replay ("its body").
+    pub on: &'static str,
 }
 
 /// The journal's replay key: hex SHA-256 over the stack, the provider and
@@ -579,6 +584,21 @@ impl Dispatcher {
             self.note_deployment_event(stacks, delivery);
         }
 
+        // A signed manual trigger sent to the hook URL deploys once per
+        // signed time and query, as a signed redeploy from history does: a
+        // replay of it is refused for twice the time its signature is
+        // accepted. (The dashboard's and `trigger --local`'s, made in this
+        // process, cannot be replayed.)
+        let signed_trigger = match delivery {
+            wit::Delivery::Http(http)
+                if hook_token.is_some()
+                    && outcome.provider == wit::Provider::Manual
+                    && outcome.signature == wit::SignatureScheme::RedeploySha256 =>
+            {
+                signed_trigger_identity(http)
+            }
+            _ => None,
+        };
         let identity = identity.or_else(|| match delivery {
             wit::Delivery::Http(http) if outcome.delivery.is_none() => {
                 let empty_trigger = outcome.provider == wit::Provider::Manual
@@ -587,18 +607,14 @@ impl Dispatcher {
                     Some(ReplayIdentity {
                         bytes: &http.body,
                         window: replay_window(&config, &outcome),
-                    })
-                } else if outcome.signature == wit::SignatureScheme::RedeploySha256 {
-                    // A signed manual trigger deploys once per signature, as
-                    // a signed redeploy from history does: its stack and
-                    // timestamp are what was signed, and a replay of it is
-                    // refused for twice the time the signature is accepted.
-                    signed_trigger_time(http).map(|bytes| ReplayIdentity {
-                        bytes,
-                        window: crate::rollback::MAX_SKEW * 2,
+                        on: "its body (its sender gives no delivery id)",
                     })
                 } else {
-                    None
+                    signed_trigger.as_deref().map(|bytes| ReplayIdentity {
+                        bytes,
+                        window: crate::rollback::MAX_SKEW * 2,
+                        on: "its signed time and its query",
+                    })
                 }
             }
             _ => None,
@@ -710,11 +726,12 @@ impl Dispatcher {
                                 .unwrap_or(0),
                         );
                         entry["reason"] = json!(format!(
-                            "this exact {} delivery was already accepted {} ago{}; a sender \
-                             without delivery ids is deduplicated on its body for {}",
+                            "this exact {} delivery was already accepted {} ago{}; it is \
+                             deduplicated on {} for {}",
                             outcome.provider.as_str(),
                             humantime::format_duration(ago),
                             deploy_id.map_or_else(String::new, |id| format!(" as deploy #{id}")),
+                            identity.map_or("what it signed", |i| i.on),
                             humantime::format_duration(
                                 identity.map_or(Duration::ZERO, |i| i.window)
                             ),

@@ -583,6 +583,7 @@ async fn dispatch_blocking(
             .map(|bytes| crate::dispatch::ReplayIdentity {
                 bytes,
                 window: POST_RECEIVE_MAX_SKEW * 2,
+                on: "its signed time and body",
             });
         dispatcher.dispatch_identified(&[stack], &delivery, identity, Some(&token))
     })

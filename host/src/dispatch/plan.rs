@@ -347,6 +347,7 @@ mod tests {
         let identity = ReplayIdentity {
             bytes: &body,
             window: Duration::from_secs(60),
+            on: "its body",
         };
         let planned = plan(&outcome, Some(identity), NOW);
         let Step::Deploy { new, admission, .. } = &planned[0].step else {
