@@ -368,6 +368,42 @@ fn signing_out_needs_the_csrf_token_and_ends_the_session_everywhere() {
 }
 
 #[test]
+fn a_followed_log_stops_soon_after_its_user_signs_out() {
+    let hello = "Codertocat/Hello-World";
+    let stacks = crate::support::stacks::toml(&[Stack::new("live")
+        .follows(hello, "master")
+        .token(1)
+        .secret(FIXTURE_SECRET)
+        .line("command = [\"sh\", \"-c\", \"echo started; sleep 60\"]")]);
+    let world = World::new("ui-live-sign-out", "", &(stacks + &ui_table("")));
+    let server = world.start(&[]);
+    let mut browser = Browser::new(&server);
+    browser.sign_in("victor", PASSWORD);
+    let pushed = post_fixture(&server, &hook(1), "github/goscm-push");
+    let id = pushed.assert_status(202).decision()["deploy_id"]
+        .as_i64()
+        .unwrap();
+    let page = browser.get(&format!("/ui/deploys/{id}")).text();
+    // The stream, on a copy of the signed-in browser.
+    let mut follower = Browser::at(&server.addr);
+    follower.cookies = browser.cookies.clone();
+    let started = std::time::Instant::now();
+    let stream = std::thread::spawn(move || {
+        let text = follower.get(&format!("/ui/deploys/{id}/events")).text();
+        (text, started.elapsed())
+    });
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let out = browser.post("/ui/logout", &[("csrf", &csrf(&page))]);
+    assert_eq!(out.status, 303);
+    let (text, took) = stream.join().unwrap();
+    // Ended by the check every 10 s, long before the deploy's 60 s.
+    assert!(took < std::time::Duration::from_secs(30), "{took:?}");
+    let events = sse_events(&text);
+    assert!(events.iter().all(|(e, _, _)| e != "end"), "{events:?}");
+    server.terminate();
+}
+
+#[test]
 fn a_session_ends_when_its_time_is_up() {
     let (_world, server) = dashboard("ui-expiry", "", "session_ttl = \"2s\"");
     let mut browser = Browser::new(&server);

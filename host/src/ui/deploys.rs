@@ -13,7 +13,8 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 
 use super::view::{self, DeployView};
 use super::{
-    FOLLOW_POLL, MAX_FOLLOW, MAX_FOLLOW_EVENT_BYTES, MAX_LOG_SHOWN_BYTES, MAX_NOTIFICATIONS_SHOWN,
+    FOLLOW_POLL, FOLLOW_RECHECK, MAX_FOLLOW, MAX_FOLLOW_EVENT_BYTES, MAX_LOG_SHOWN_BYTES,
+    MAX_NOTIFICATIONS_SHOWN,
 };
 
 /// Looks at a followed log that may fail in a row (the journal is down, the
@@ -142,6 +143,11 @@ struct Following {
     /// Looks that failed in a row.
     failures: u32,
     until: tokio::time::Instant,
+    /// The request's headers and client, to check its session again.
+    headers: HeaderMap,
+    peer: Option<std::net::IpAddr>,
+    /// When the session was last found signed in.
+    checked: tokio::time::Instant,
     _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
@@ -196,6 +202,9 @@ pub(super) async fn follow_log(
         again: true,
         failures: 0,
         until: tokio::time::Instant::now() + MAX_FOLLOW,
+        headers,
+        peer,
+        checked: tokio::time::Instant::now(),
         _slot: slot,
     };
     let events = futures_util::stream::unfold(following, |mut f| async move {
@@ -209,6 +218,15 @@ pub(super) async fn follow_log(
             }
             if !f.again {
                 tokio::time::sleep(FOLLOW_POLL).await;
+            }
+            if f.checked.elapsed() >= FOLLOW_RECHECK {
+                if require(&f.state, &f.headers, f.peer, Need::Page)
+                    .await
+                    .is_err()
+                {
+                    return None;
+                }
+                f.checked = tokio::time::Instant::now();
             }
             f.look().await;
         }
@@ -294,9 +312,11 @@ impl Following {
             self.offset += keep as u64;
             // An event's data is lines: a CR LF is one line break, and a
             // lone CR (a progress bar's) becomes one.
+            // Reordering characters shown escaped, as on the page.
             let text = String::from_utf8_lossy(&look.bytes[..keep])
                 .replace("\r\n", "\n")
                 .replace('\r', "\n");
+            let text = crate::text::without_reordering(&text).into_owned();
             self.pending.push_back(
                 Event::default()
                     .event("log")

@@ -87,10 +87,13 @@ pub const MAX_FOLLOW_EVENT_BYTES: u64 = 64 * 1024;
 pub const MAX_LOG_FOLLOWERS: usize = 64;
 
 /// How long one stream follows a log before it ends (the browser
-/// reconnects, resuming where it was): no stream outlives a stuck deploy,
-/// and since each reconnect is signed in again, a user signed out or
-/// removed from the config stops receiving the log within this time.
-pub const MAX_FOLLOW: Duration = Duration::from_secs(60);
+/// reconnects, resuming where it was): no stream outlives a stuck deploy.
+pub const MAX_FOLLOW: Duration = Duration::from_secs(60 * 60);
+
+/// How often a followed log's stream checks that its user is still signed
+/// in (not signed out, removed from the config or given another
+/// password), and ends if not.
+pub const FOLLOW_RECHECK: Duration = Duration::from_secs(10);
 
 /// The name of the server key the CSRF tokens are made with.
 const CSRF_KEY_NAME: &str = "ui-csrf";
@@ -471,18 +474,20 @@ async fn signed_in(
     }))
 }
 
-/// Ends the sessions of users `config` no longer has, or whose password it
-/// changed (all of them without a dashboard), so that putting a user back
-/// does not sign in an old cookie again. A reload calls it.
+/// Ends the sessions of users `config`'s dashboard no longer has, or whose
+/// password it changed, so that putting a user back does not sign in an
+/// old cookie again; the server's start and each reload call it. A config
+/// without a dashboard ends none: a replica that serves only hooks does
+/// not speak for the dashboard of the others on the journal.
 pub fn end_sessions_of_removed_users(
     journal: &crate::journal::Journal,
     config: &Config,
 ) -> Result<usize, crate::journal::JournalError> {
+    let Some(ui) = &config.ui else {
+        return Ok(0);
+    };
     journal.end_ui_sessions_unless(&|name, credential| {
-        config
-            .ui
-            .as_ref()
-            .and_then(|ui| ui.user(name))
+        ui.user(name)
             .is_some_and(|user| auth::credential(&user.password_hash) == credential)
     })
 }
