@@ -163,7 +163,7 @@ impl RepoKey {
 
 /// A `repository` setting as a reason may quote it: the credentials of a
 /// URL (`https://user:token@host/...`, or a token written as the user of
-/// an `http(s)` URL) replaced by `<redacted>`. An SSH URL's user alone
+/// an `http(s)` URL, `git+https` too) replaced by `<redacted>`. An SSH URL's user alone
 /// (`ssh://git@host/...`) and every other setting are quoted as written.
 /// Reasons reach the sender of a delivery and the journal.
 pub fn shown_setting(text: &str) -> std::borrow::Cow<'_, str> {
@@ -175,7 +175,9 @@ pub fn shown_setting(text: &str) -> std::borrow::Cow<'_, str> {
     let Some(at) = rest[..authority_end].rfind('@') else {
         return Cow::Borrowed(text);
     };
-    let web = scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https");
+    // `git+https://` and the like are web URLs too.
+    let transport = scheme.rsplit('+').next().unwrap_or(scheme);
+    let web = transport.eq_ignore_ascii_case("http") || transport.eq_ignore_ascii_case("https");
     if !web && !rest[..at].contains(':') {
         return Cow::Borrowed(text);
     }
@@ -479,6 +481,10 @@ mod tests {
             (
                 "ssh://git:pw@host/acme/app.git",
                 "ssh://<redacted>@host/acme/app.git",
+            ),
+            (
+                "git+https://ghp_t0ken@github.com/acme/app",
+                "git+https://<redacted>@github.com/acme/app",
             ),
         ] {
             assert_eq!(shown_setting(setting), shown, "{setting}");

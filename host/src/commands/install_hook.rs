@@ -221,7 +221,8 @@ impl InstallHook {
             .with_context(|| format!("finding the git directory of {}", dir.display()))?;
         let names = super::post_receive::repository_names_at(&config, git_dir, None, None);
         let following = super::post_receive::stacks_following(&runtime, &config, &names)?;
-        let seen_as = names.fixed.clone().unwrap_or_else(|| names.path.clone());
+        let seen_as = crate::config::shown_setting(names.fixed.as_deref().unwrap_or(&names.path))
+            .into_owned();
         drop((runtime, config));
         std::fs::create_dir_all(&hooks).with_context(|| format!("creating {}", hooks.display()))?;
         let hook = hooks.join("post-receive");

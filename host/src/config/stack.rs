@@ -394,7 +394,9 @@ pub fn shown_setting(text: &str) -> std::borrow::Cow<'_, str> {
     let Some(at) = rest[..authority_end].rfind('@') else {
         return Cow::Borrowed(text);
     };
-    let web = scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https");
+    // `git+https://` and the like are web URLs too.
+    let transport = scheme.rsplit('+').next().unwrap_or(scheme);
+    let web = transport.eq_ignore_ascii_case("http") || transport.eq_ignore_ascii_case("https");
     if !web && !rest[..at].contains(':') {
         return Cow::Borrowed(text);
     }
@@ -419,6 +421,10 @@ mod tests {
             (
                 "ssh://git:pw@host/acme/app.git",
                 "ssh://<redacted>@host/acme/app.git",
+            ),
+            (
+                "git+https://t0ken@host/a/b",
+                "git+https://<redacted>@host/a/b",
             ),
         ] {
             assert_eq!(shown_setting(setting), shown);

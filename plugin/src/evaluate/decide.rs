@@ -386,7 +386,7 @@ pub(super) fn match_push<'a, 's>(
                     Seen::Pushed => "push to",
                     Seen::Polled => "polled",
                 },
-                push.repository.full_name,
+                shown_setting(&push.repository.full_name),
                 wanted_repositories(services)
             ),
         ));
@@ -586,7 +586,7 @@ pub(super) fn decide_ping(
                     SkipCode::OtherRepository,
                     format!(
                         "ping from repository \"{}\" does not match repository {}",
-                        repo.full_name,
+                        shown_setting(&repo.full_name),
                         wanted_repositories(&git_services)
                     ),
                 );
