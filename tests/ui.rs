@@ -367,15 +367,16 @@ fn signing_out_needs_the_csrf_token_and_ends_the_session_everywhere() {
     server.terminate();
 }
 
-#[test]
-fn a_followed_log_stops_soon_after_its_user_signs_out() {
-    let hello = "Codertocat/Hello-World";
+/// A world whose stack `live` (hook 1) runs `sh -c script`, its server, a
+/// browser signed in as the viewer, and the deploy GitHub's documented
+/// push started.
+fn live_deploy(name: &str, script: &str) -> (World, ServerProcess, Browser, i64) {
     let stacks = crate::support::stacks::toml(&[Stack::new("live")
-        .follows(hello, "master")
+        .follows("Codertocat/Hello-World", "master")
         .token(1)
         .secret(FIXTURE_SECRET)
-        .line("command = [\"sh\", \"-c\", \"echo started; sleep 60\"]")]);
-    let world = World::new("ui-live-sign-out", "", &(stacks + &ui_table("")));
+        .line(&format!("command = [\"sh\", \"-c\", {script:?}]"))]);
+    let world = World::new(name, "", &(stacks + &ui_table("")));
     let server = world.start(&[]);
     let mut browser = Browser::new(&server);
     browser.sign_in("victor", PASSWORD);
@@ -383,6 +384,13 @@ fn a_followed_log_stops_soon_after_its_user_signs_out() {
     let id = pushed.assert_status(202).decision()["deploy_id"]
         .as_i64()
         .unwrap();
+    (world, server, browser, id)
+}
+
+#[test]
+fn a_followed_log_stops_soon_after_its_user_signs_out() {
+    let (_world, server, mut browser, id) =
+        live_deploy("ui-live-sign-out", "echo started; sleep 60");
     let page = browser.get(&format!("/ui/deploys/{id}")).text();
     // The stream, on a copy of the signed-in browser.
     let mut follower = Browser::at(&server.addr);
@@ -790,22 +798,10 @@ fn sse_events(stream: &str) -> Vec<(String, String, Option<String>)> {
 
 #[test]
 fn the_deploy_page_follows_a_running_deploys_log_until_it_ends() {
-    let hello = "Codertocat/Hello-World";
-    let stacks = crate::support::stacks::toml(&[Stack::new("live")
-        .follows(hello, "master")
-        .token(1)
-        .secret(FIXTURE_SECRET)
-        .line(
-            "command = [\"sh\", \"-c\", \"echo first line; sleep 1; printf 'second\\\\r\\\\nthird'; sleep 1; echo ' and more'; echo done\"]",
-        )]);
-    let world = World::new("ui-live", "", &(stacks + &ui_table("")));
-    let server = world.start(&[]);
-    let mut browser = Browser::new(&server);
-    browser.sign_in("victor", PASSWORD);
-    let pushed = post_fixture(&server, &hook(1), "github/goscm-push");
-    let id = pushed.assert_status(202).decision()["deploy_id"]
-        .as_i64()
-        .unwrap();
+    let (world, server, mut browser, id) = live_deploy(
+        "ui-live",
+        "echo first line; sleep 1; printf 'second\\r\\nthird'; sleep 1; echo ' and more'; echo done",
+    );
     let page = browser.get(&format!("/ui/deploys/{id}")).text();
     assert!(page.contains("data-follow"), "{page}");
     let from = {
