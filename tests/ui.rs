@@ -397,16 +397,24 @@ fn a_followed_log_stops_soon_after_its_user_signs_out() {
     follower.cookies = browser.cookies.clone();
     let started = std::time::Instant::now();
     let stream = std::thread::spawn(move || {
-        let text = follower.get(&format!("/ui/deploys/{id}/events")).text();
-        (text, started.elapsed())
+        let response = follower.get(&format!("/ui/deploys/{id}/events"));
+        (response, started.elapsed())
     });
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    std::thread::sleep(std::time::Duration::from_secs(3));
     let out = browser.post("/ui/logout", &[("csrf", &csrf(&page))]);
     assert_eq!(out.status, 303);
-    let (text, took) = stream.join().unwrap();
-    // Ended by the check every 10 s, long before the deploy's 60 s.
+    let (stream, took) = stream.join().unwrap();
+    // The stream was served, and sent the log, until the check every 10 s
+    // ended it, long before the deploy's 60 s.
+    assert_eq!(stream.status, 200);
     assert!(took < std::time::Duration::from_secs(30), "{took:?}");
-    let events = sse_events(&text);
+    let events = sse_events(&stream.text());
+    assert!(
+        events
+            .iter()
+            .any(|(e, d, _)| e == "log" && d.contains("started")),
+        "{events:?}"
+    );
     assert!(events.iter().all(|(e, _, _)| e != "end"), "{events:?}");
     server.terminate();
 }

@@ -212,15 +212,18 @@ pub fn replay_window(config: &Config, outcome: &wit::Outcome) -> Duration {
 
 /// What a signed manual trigger is deduplicated on: the timestamp its
 /// signature covers with its stack
-/// ([`crate::manual::MANUAL_TIMESTAMP_HEADER`]), and its query (two
-/// triggers of other services in one second are two; a replay may vary the
-/// query only among what the stack lets a query choose).
+/// ([`crate::manual::MANUAL_TIMESTAMP_HEADER`]), as the component reads it
+/// (trimmed of whitespace, Unicode's included), so that no spelling of one
+/// signed time is a new trigger. The query is not part of it: no sender
+/// signs a query, and the component ignores keys it does not know, so a
+/// replay could make new queries without end. Two signed triggers of one
+/// stack in the same second are therefore one.
 fn signed_trigger_identity(http: &wit::HttpRequest) -> Option<Vec<u8>> {
     let (_, time) = http
         .headers
         .iter()
         .find(|(name, _)| name.eq_ignore_ascii_case(crate::manual::MANUAL_TIMESTAMP_HEADER))?;
-    Some([time.as_bytes(), b"\n", http.query.as_bytes()].concat())
+    Some(time.trim().as_bytes().to_vec())
 }
 
 /// What identifies a delivery that has no delivery id, for replay
@@ -585,7 +588,7 @@ impl Dispatcher {
         }
 
         // A signed manual trigger sent to the hook URL deploys once per
-        // signed time and query, as a signed redeploy from history does: a
+        // signed time, as a signed redeploy from history does: a
         // replay of it is refused for twice the time its signature is
         // accepted. (The dashboard's and `trigger --local`'s, made in this
         // process, cannot be replayed.)
@@ -613,7 +616,7 @@ impl Dispatcher {
                     signed_trigger.as_deref().map(|bytes| ReplayIdentity {
                         bytes,
                         window: crate::rollback::MAX_SKEW * 2,
-                        on: "its signed time and its query",
+                        on: "its stack and signed time",
                     })
                 }
             }

@@ -471,9 +471,16 @@ async fn post_receive(State(state): State<Arc<AppState>>, admitted: Admitted) ->
     } = admitted;
     // Deduplicated on what was signed: the same push forwarded twice (or
     // replayed within the window) deploys once.
+    // The timestamp as the component reads it (trimmed of whitespace,
+    // Unicode's included): no other spelling of it is a new push.
     let mut identity = headers
         .get(REDEPLOY_TIMESTAMP_HEADER)
-        .map(|v| v.as_bytes().to_vec())
+        .map(|v| {
+            String::from_utf8_lossy(v.as_bytes())
+                .trim()
+                .as_bytes()
+                .to_vec()
+        })
         .unwrap_or_default();
     identity.push(b'\n');
     identity.extend_from_slice(&request.body);

@@ -378,3 +378,27 @@ fn a_reason_quotes_a_repository_url_without_its_credentials() {
     );
     assert!(!d.reason.contains("glpat"), "{}", d.reason);
 }
+
+#[test]
+fn a_post_receive_push_under_a_url_with_credentials_is_quoted_without_them() {
+    // `[hook] repositories` may name the repository by a URL that holds a
+    // token: the pushed repository's name in a reason goes through the
+    // same filter as a setting.
+    let url = "https://deploybot:glpat-s3cret@git.example.com/acme/app.git";
+    let s = stack("app", url, "main");
+    let a = "a".repeat(40);
+    let push = post_receive(
+        url,
+        &[("0".repeat(40).as_str(), a.as_str(), "refs/heads/main")],
+        "",
+    );
+    let d = decision(std::slice::from_ref(&s), &push);
+    assert!(d.deploy().is_some(), "{d:?}");
+    assert!(
+        d.reason
+            .contains("of https://<redacted>@git.example.com/acme/app.git"),
+        "{}",
+        d.reason
+    );
+    assert!(!d.reason.contains("glpat"), "{}", d.reason);
+}

@@ -148,9 +148,29 @@ fn signed_manual_trigger_needs_a_fresh_signature_of_its_stack() {
     assert!(world.deploys().is_empty());
     signed(&now, &sign("web", &now)).assert_status(202);
     // The same signed request again, as a replay of it would be: it
-    // deploys once.
+    // deploys once, whatever query it is given (no sender signs one) and
+    // however its time is spelled around what was signed (the component
+    // trims Unicode's whitespace too).
     let again = signed(&now, &sign("web", &now));
     assert_eq!(again.assert_status(200).decision()["state"], "duplicate");
+    let with_query = server.post(
+        &format!("{}?cache-buster=1", hook(1)),
+        &[
+            ("X-Redeploy-Timestamp", now.as_str()),
+            ("X-Redeploy-Signature-256", sign("web", &now).as_str()),
+        ],
+        b"",
+    );
+    assert_eq!(
+        with_query.assert_status(200).decision()["state"],
+        "duplicate"
+    );
+    let spaced = format!("{now}\u{a0}");
+    let respelled = signed(&spaced, &sign("web", &now));
+    assert_eq!(
+        respelled.assert_status(200).decision()["state"],
+        "duplicate"
+    );
     assert_eq!(world.settle(20).len(), 1);
 }
 

@@ -311,7 +311,9 @@ pub(super) fn decide_push(stack: &PreparedStack<'_>, n: &Normalized, pushes: &[P
         _ => ("branch", services.first().and_then(|s| s.branch.as_ref())),
     };
     let pat = pat.map(Glob::as_str).unwrap_or("");
-    let repository = &push.repository.full_name;
+    // The name a post-receive push or a poll gives is a setting, which may
+    // be a URL holding credentials.
+    let repository = shown_setting(&push.repository.full_name);
     let reason = match (seen, kind) {
         (Seen::Polled, _) => {
             let after = short_id(push.after.as_deref().unwrap_or(""));
