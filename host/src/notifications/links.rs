@@ -89,3 +89,23 @@ pub fn deploy_link(
         None => signed_log(id),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repository_url_loses_its_credentials_and_git_suffix() {
+        assert_eq!(
+            web_base("https://user:pw@git.example.com/acme/app.git", "gitea").as_deref(),
+            Some("https://git.example.com/acme/app")
+        );
+        assert_eq!(web_base("git@github.com:acme/app.git", "github"), None);
+        assert_eq!(
+            web_base("acme/app", "gitlab").as_deref(),
+            Some("https://gitlab.com/acme/app")
+        );
+        assert_eq!(web_base("acme/app", "gitea"), None);
+        assert_eq!(web_base("/srv/git/app.git", "post-receive"), None);
+    }
+}
