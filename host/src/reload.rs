@@ -142,13 +142,7 @@ impl Reloader {
         self.tokens.replace(Arc::new(tokens));
         self.config.replace(config.clone());
         self.capacities.resize(&config.server);
-        match crate::ui::end_sessions_of_removed_users(&self.journal, &config) {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(sessions = n, "dashboard sessions of removed users ended"),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot end the dashboard sessions of removed users")
-            }
-        }
+        crate::ui::end_sessions_of_removed_users(&self.journal, &config);
         let mut message = stack_changes(running, &config);
         if !merged.need_restart.is_empty() {
             let names = merged.need_restart.join(", ");

@@ -132,9 +132,7 @@ impl Serve {
         };
         let tokens = Live::new(Arc::new(TokenTable::new(ensure_tokens(&config, &journal)?)));
         // Users removed while the server was stopped: as a reload does.
-        if let Err(e) = crate::ui::end_sessions_of_removed_users(&journal, &config) {
-            tracing::warn!(error = %e, "cannot end the dashboard sessions of removed users");
-        }
+        crate::ui::end_sessions_of_removed_users(&journal, &config);
         let options = RuntimeOptions {
             allocation: Allocation::Pooling,
             compile: CompileIn::Child,

@@ -476,20 +476,23 @@ async fn signed_in(
 
 /// Ends the sessions of users `config`'s dashboard no longer has, or whose
 /// password it changed, so that putting a user back does not sign in an
-/// old cookie again; the server's start and each reload call it. A config
-/// without a dashboard ends none: a replica that serves only hooks does
-/// not speak for the dashboard of the others on the journal.
-pub fn end_sessions_of_removed_users(
-    journal: &crate::journal::Journal,
-    config: &Config,
-) -> Result<usize, crate::journal::JournalError> {
+/// old cookie again; the server's start and each reload call it, and it
+/// logs what it did. A config without a dashboard ends none: a replica
+/// that serves only hooks does not speak for the dashboard of the others
+/// on the journal.
+pub fn end_sessions_of_removed_users(journal: &crate::journal::Journal, config: &Config) {
     let Some(ui) = &config.ui else {
-        return Ok(0);
+        return;
     };
-    journal.end_ui_sessions_unless(&|name, credential| {
+    let ended = journal.end_ui_sessions_unless(&|name, credential| {
         ui.user(name)
             .is_some_and(|user| auth::credential(&user.password_hash) == credential)
-    })
+    });
+    match ended {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(sessions = n, "dashboard sessions of removed users ended"),
+        Err(e) => tracing::warn!(error = %e, "cannot end the dashboard sessions of removed users"),
+    }
 }
 
 /// The CSRF token of `user`, bound to their session (or, for a user a proxy
