@@ -267,6 +267,51 @@ fn install_hook_names_the_stacks_that_follow_the_repository_or_warns_of_none() {
 }
 
 #[test]
+fn install_hook_names_only_the_stacks_that_follow_the_name_the_hook_sees() {
+    // web names the repository's path; api the forge name a `[hook]
+    // repositories` entry may give it; lib another repository.
+    let config = toml(&[
+        Stack::bare_repo("web", "main"),
+        Stack::new("api").follows("acme/app", "main").standin(),
+        Stack::new("lib")
+            .follows("@DIR@/other.git", "main")
+            .standin(),
+    ]);
+    let world = World::new("post-receive-names", "", &config);
+    let bare = init_bare(&world, &[]);
+    let out = install_hook(&world, &bare);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    let path = bare.canonicalize().unwrap().display().to_string();
+    assert!(
+        said.contains(&format!(
+            "pushes to it (seen as {path:?}) are evaluated for: web\n"
+        )),
+        "{said}"
+    );
+    // Mapped to `acme/app`, every stack sees that name: api follows it,
+    // web's path no longer matches.
+    let mut text = std::fs::read_to_string(&world.config).unwrap();
+    text.push_str(&format!(
+        "\n[hook]\nrepositories = {{ {:?} = \"acme/app\" }}\n",
+        bare.display().to_string()
+    ));
+    std::fs::write(&world.config, text).unwrap();
+    let out = install_hook(&world, &bare);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        said.contains("redeploy's hook was already installed; updated it"),
+        "{said}"
+    );
+    assert!(
+        said.contains("pushes to it (seen as \"acme/app\") are evaluated for: api\n"),
+        "{said}"
+    );
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+}
+
+#[test]
 fn install_hook_refuses_a_config_the_hook_would_refuse_at_every_push() {
     // The host reads `acme//web` as a string; the component's rules, which
     // the hook applies at every push, refuse it.

@@ -712,6 +712,46 @@ fn a_user_removed_then_put_back_is_not_signed_in_again_by_an_old_cookie() {
 }
 
 #[test]
+fn a_user_removed_while_the_server_was_stopped_is_signed_out_for_good_at_its_start() {
+    let (world, server) = dashboard("ui-removed-stopped", "", "");
+    let mut browser = Browser::new(&server);
+    assert_eq!(browser.sign_in("victor", PASSWORD).status, 303);
+    assert_eq!(browser.get("/ui/").status, 200);
+    server.terminate();
+    // victor leaves the file while no server runs; one starts, and stops.
+    let config = std::fs::read_to_string(&world.config).unwrap();
+    let line = config
+        .lines()
+        .find(|l| l.contains("\"victor\""))
+        .unwrap()
+        .to_owned();
+    std::fs::write(&world.config, config.replace(&format!("{line}\n"), "")).unwrap();
+    let server = world.start(&[]);
+    wait_for(10, "the start's sign-outs in the log", || {
+        world
+            .server_log()
+            .contains("dashboard sessions of removed users ended")
+            .then_some(())
+    });
+    server.terminate();
+    // Put back, the same line: his old cookie signs nobody in.
+    std::fs::write(&world.config, &config).unwrap();
+    let server = world.start(&[]);
+    let mut browser = Browser {
+        addr: server.addr.clone(),
+        cookies: browser.cookies,
+    };
+    assert_eq!(
+        browser.get("/ui/").status,
+        303,
+        "the old cookie is signed out"
+    );
+    assert_eq!(browser.sign_in("victor", PASSWORD).status, 303);
+    assert_eq!(browser.get("/ui/").status, 200);
+    server.terminate();
+}
+
+#[test]
 fn an_operator_redeploys_now_and_redeploys_a_commit_through_the_dispatcher() {
     let (world, server) = dashboard("ui-actions", "", "");
     let pushed = post_fixture(&server, &hook(1), "github/goscm-push");

@@ -365,9 +365,11 @@ fn a_reload_that_gives_the_dashboard_its_own_address_takes_it_off_the_hook_port(
     });
     // The reload warns once it has applied the file, just after the swap
     // the wait above saw.
-    wait_for(10, "the log to name the setting that needs a restart", || {
-        world.server_log().contains("ui.listen").then_some(())
-    });
+    wait_for(
+        10,
+        "the log to name the setting that needs a restart",
+        || world.server_log().contains("ui.listen").then_some(()),
+    );
     post_fixture(&server, &hook(1), "github/goscm-push").assert_status(202);
     server.terminate();
 }
