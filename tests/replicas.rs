@@ -316,3 +316,54 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// Was a defect: the runner ran the newest queued deploy of a stack as any
+/// replica had decided it, so a replica whose file said another branch (a
+/// rolling change, a mistake) decided what every runner deployed. The
+/// runner now checks the deploy's ref against its own configuration.
+#[test]
+fn a_deploy_queued_by_a_replica_following_another_branch_is_not_run_by_one_that_does_not() {
+    let dir = TempDir::new("replicas-branch");
+    let url = crate::support::postgres::shared().database("replicas-branch");
+    let stacks = [("s0", 1, "0.05")];
+    let runner = replica(&dir, "runner", &url, "", "lease = \"2s\"", &stacks);
+    let queuer = replica(
+        &dir,
+        "queuer",
+        &url,
+        "",
+        "runner = false\nlease = \"2s\"",
+        &stacks,
+    );
+    // The runner's file follows `release`; the queuer's, `main`.
+    let text = std::fs::read_to_string(&runner.config).unwrap();
+    let moved = text.replace("branch = \"main\"", "branch = \"release\"");
+    assert_ne!(moved, text);
+    std::fs::write(&runner.config, moved).unwrap();
+    let (pr, pq) = (runner.start(), queuer.start());
+    assert_eq!(
+        push(&queuer.addr(), 1, 1, "b-1"),
+        202,
+        "main, as the queuer follows it"
+    );
+    let journal = journal(&url);
+    let deploy = wait_for(20, "the deploy to end", || {
+        journal
+            .deploys(Some("s0"), 10)
+            .unwrap()
+            .into_iter()
+            .find(|d| d.state.is_final())
+    });
+    pr.terminate();
+    pq.terminate();
+    assert_eq!(deploy.state, DeployState::Cancelled);
+    assert_eq!(
+        deploy.detail.as_deref(),
+        Some("not run: stack \"s0\" as configured here does not follow refs/heads/main: push to \"main\" does not match branch \"release\"")
+    );
+    assert_eq!(deploy.started_at_ms, None);
+    assert!(
+        started(&dir.join("record"), "s0").is_empty(),
+        "the command never ran"
+    );
+}

@@ -8,7 +8,9 @@ use std::path::Path;
 use redeploy_host::journal::{DeployRecord, DeployState, Journal};
 
 use crate::support::cli::{assert_fails_saying, assert_success, stderr, stdout};
-use crate::support::deliveries::{post_fixture, post_fixture_with, sha, signed_push};
+use crate::support::deliveries::{
+    post_fixture, post_fixture_with, push_json, sha, signed_github, signed_push,
+};
 use crate::support::http::{serve_once, Received};
 use crate::support::server::{example_config, example_server};
 use crate::support::world::assert_all_succeeded;
@@ -336,6 +338,94 @@ fn a_push_is_answered_with_what_the_queue_made_of_it_already_journaled() {
     assert_eq!(after, deploys);
     assert_eq!(world.ran("web").len(), 2);
     assert_eq!(state(fourth).1, Some(duplicate));
+    server.terminate();
+}
+
+/// The stack's `branch` in the world's config moved from `main` to
+/// `release`.
+fn follow_release_instead(world: &World) {
+    let text = std::fs::read_to_string(&world.config).unwrap();
+    let moved = text.replace("branch = \"main\"", "branch = \"release\"");
+    assert_ne!(moved, text);
+    std::fs::write(&world.config, moved).unwrap();
+}
+
+/// The reason a deploy of `main` is not run once the stack follows
+/// `release`.
+const NOT_MAIN_ANY_MORE: &str = "not run: stack \"web\" as configured here does not follow refs/heads/main: push to \"main\" does not match branch \"release\"";
+
+#[test]
+fn a_deploy_queued_for_a_branch_a_reload_stopped_following_is_cancelled_and_never_runs() {
+    let (world, server) = World::serving("serve-reload-branch", "", &[web_stack(1, "web", "3")]);
+    one_running_one_queued(&world, &server);
+    follow_release_instead(&world);
+    send_signal(&server, libc::SIGHUP);
+    wait_for(10, "the reload in the log", || {
+        world
+            .server_log()
+            .contains("configuration reloaded")
+            .then_some(())
+    });
+    let deploys = world.settle(30);
+    let states: Vec<DeployState> = deploys.iter().map(|d| d.state).collect();
+    assert_eq!(states, [DeployState::Succeeded, DeployState::Cancelled]);
+    assert_eq!(deploys[1].detail.as_deref(), Some(NOT_MAIN_ANY_MORE));
+    assert_eq!(
+        world.ran("web").len(),
+        1,
+        "only the deploy running then ran"
+    );
+    // A redeploy of the deploy that ran, a commit of `main`, is not run
+    // either: the rollback is queued, and cancelled for the same reason.
+    let first = deploys[0].id.to_string();
+    let out = world.redeploy(&[
+        "trigger",
+        "web",
+        "--redeploy",
+        &first,
+        "--server",
+        &server.url(),
+    ]);
+    assert_success(&out);
+    let deploys = world.settle(30);
+    assert_eq!(deploys.len(), 3);
+    assert_eq!(deploys[2].state, DeployState::Cancelled);
+    assert_eq!(deploys[2].detail.as_deref(), Some(NOT_MAIN_ANY_MORE));
+    assert_eq!(world.ran("web").len(), 1);
+    server.terminate();
+}
+
+#[test]
+fn a_deploy_queued_for_a_branch_the_restarted_server_does_not_follow_is_cancelled() {
+    let (world, server) = World::serving("serve-restart-branch", "", &[web_stack(1, "web", "3")]);
+    one_running_one_queued(&world, &server);
+    server.kill();
+    let _ = std::fs::remove_dir(world.record("web").join("running.lock"));
+    follow_release_instead(&world);
+    let server = world.start(&[]);
+    let deploys = world.settle(30);
+    let states: Vec<DeployState> = deploys.iter().map(|d| d.state).collect();
+    assert_eq!(states, [DeployState::Interrupted, DeployState::Cancelled]);
+    assert_eq!(deploys[1].detail.as_deref(), Some(NOT_MAIN_ANY_MORE));
+    assert_eq!(
+        world.ran("web").len(),
+        1,
+        "only the deploy killed with the server ran"
+    );
+    // A push to `release` deploys.
+    let r = signed_github(
+        &server,
+        &hook(1),
+        WEB_SECRET,
+        ("push", "d-release"),
+        push_json("refs/heads/release", &sha(2), &sha(3))
+            .to_string()
+            .as_bytes(),
+    );
+    r.assert_status(202);
+    let deploys = world.settle(30);
+    assert_eq!(deploys.last().unwrap().state, DeployState::Succeeded);
+    assert_eq!(world.ran("web").len(), 2);
     server.terminate();
 }
 

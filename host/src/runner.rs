@@ -43,6 +43,7 @@ mod command;
 pub mod reaper;
 pub use command::{deploy_env, event_file_env, CommandSpec, INHERITED_ENV, LEASE_LOST_REASON};
 mod follow;
+pub mod follows;
 mod stop;
 pub use stop::{Stop, CANCELLED_REASON, CANCEL_POLL, SHUTDOWN_REASON};
 mod http_action;
@@ -119,6 +120,9 @@ struct Inner {
     locks: std::sync::OnceLock<crate::supervise::Locks>,
     /// False on a replica that only queues deploys (`server.runner = false`).
     runs_deploys: std::sync::atomic::AtomicBool,
+    /// The component, which checks each deploy against this process's
+    /// configuration before it runs ([`follows`]).
+    runtime: Arc<crate::plugin::PluginRuntime>,
 }
 
 /// The deploy runner. Cheap to clone.
@@ -128,11 +132,13 @@ pub struct Runner {
 }
 
 impl Runner {
-    /// A runner for `config`'s stacks, writing to `journal`.
+    /// A runner for `config`'s stacks, writing to `journal`, checking each
+    /// deploy with `runtime` before it runs ([`follows`]).
     pub fn new(
         config: impl Into<LiveConfig>,
         journal: Arc<Journal>,
         metrics: Arc<Metrics>,
+        runtime: Arc<crate::plugin::PluginRuntime>,
     ) -> anyhow::Result<Runner> {
         let config = config.into();
         let (kill, _) = watch::channel(false);
@@ -154,6 +160,7 @@ impl Runner {
                 callers_lease: std::sync::OnceLock::new(),
                 locks: std::sync::OnceLock::new(),
                 runs_deploys: std::sync::atomic::AtomicBool::new(true),
+                runtime,
             }),
         })
     }
@@ -545,7 +552,8 @@ impl Runner {
         if is_lost() {
             return;
         }
-        let Some(stack) = self.inner.config.current().stack(stack_name).cloned() else {
+        let config = self.inner.config.current();
+        let Some(stack) = config.stack(stack_name).cloned() else {
             self.claim_unconfigured(stack_name);
             return;
         };
@@ -556,10 +564,13 @@ impl Runner {
             runner: Some(runner.clone()),
             ..Default::default()
         };
+        let refusal =
+            |record: &DeployRecord| follows::refusal(&self.inner.runtime, &config, &stack, record);
         let start = crate::journal::Start {
             lease,
             lost: &is_lost,
             detail: &detail,
+            refusal: &refusal,
         };
         let claimed = match journal.claim_and_start(stack_name, now_ms(), &start) {
             Ok(claimed) => claimed,

@@ -664,7 +664,62 @@ fn claiming_takes_the_newest_queued_deploy_and_cancels_older_ones(store: &Store)
     );
 }
 
+/// A claim whose refusal refuses the newest queued deploy (the claimer's
+/// configuration does not follow its ref) cancels it with that reason and
+/// claims the next newest: a refused deploy never supersedes the older.
+fn a_refused_deploy_is_cancelled_alone_and_the_next_newest_is_claimed(store: &Store) {
+    let (a, b) = (store.open(), store.open());
+    let first = new_id(a.insert_deploy(&new_deploy("app", Some("d1"), 1)).unwrap());
+    let second = new_id(a.insert_deploy(&new_deploy("app", Some("d2"), 2)).unwrap());
+    let evil = NewDeploy {
+        git_ref: Some("refs/heads/evil".to_owned()),
+        ..new_deploy("app", Some("d3"), 3)
+    };
+    let third = new_id(b.insert_deploy(&evil).unwrap());
+    let refusal = |d: &DeployRecord| {
+        (d.queued.git_ref.as_deref() == Some("refs/heads/evil")).then(|| "not main".to_owned())
+    };
+    let start = Start {
+        lease: None,
+        lost: &|| false,
+        detail: &|_| TransitionDetail::default(),
+        refusal: &refusal,
+    };
+    let claimed = a.claim_and_start("app", 10, &start).unwrap();
+    assert_eq!(claimed.next.as_ref().map(|d| d.id), Some(second));
+    assert_eq!(claimed.next.unwrap().state, DeployState::Started);
+    let superseded = format!("superseded by deploy #{second}");
+    assert_eq!(
+        claimed.cancelled,
+        vec![(third, "not main".to_owned()), (first, superseded)]
+    );
+    let refused = b.deploy(third).unwrap().unwrap();
+    assert_eq!(refused.state, DeployState::Cancelled);
+    assert_eq!(refused.detail.as_deref(), Some("not main"));
+    assert_eq!(refused.superseded_by, None);
+    assert_eq!(refused.started_at_ms, None);
+    // Refusing every one leaves nothing to run, and each says why.
+    let fourth = new_id(
+        b.insert_deploy(&NewDeploy {
+            git_ref: Some("refs/heads/evil".to_owned()),
+            ..new_deploy("app", Some("d4"), 4)
+        })
+        .unwrap(),
+    );
+    a.transition(
+        second,
+        DeployState::Succeeded,
+        11,
+        &TransitionDetail::default(),
+    )
+    .unwrap();
+    let claimed = a.claim_and_start("app", 12, &start).unwrap();
+    assert_eq!(claimed.next, None);
+    assert_eq!(claimed.cancelled, vec![(fourth, "not main".to_owned())]);
+}
+
 super::on_both_backends!(
+    a_refused_deploy_is_cancelled_alone_and_the_next_newest_is_claimed,
     claiming_takes_the_newest_queued_deploy_and_cancels_older_ones,
     a_superseded_deploy_leaves_its_services_to_the_deploy_it_is_cancelled_for,
     insert_transition_and_read_back,

@@ -81,16 +81,15 @@ async fn run_queued_until<S>(
     // this process, as the server would.
     let reports =
         config.stack(stack).is_some_and(|s| s.github.is_some()) || !config.notifications.is_empty();
+    // The runner checks each deploy with it before it runs.
+    let runtime = Arc::new(super::one_shot_component(&config)?);
     let notifier = match reports {
-        true => {
-            let runtime = Arc::new(super::one_shot_component(&config)?);
-            Some(crate::notify::Notifier::start(
-                config.clone(),
-                journal.clone(),
-                runtime,
-                Some(stack),
-            )?)
-        }
+        true => Some(crate::notify::Notifier::start(
+            config.clone(),
+            journal.clone(),
+            runtime.clone(),
+            Some(stack),
+        )?),
         false => None,
     };
     let observer = notifier
@@ -112,7 +111,12 @@ async fn run_queued_until<S>(
             break;
         }
         queued.reverse();
-        let runner = crate::runner::Runner::new(config.clone(), journal.clone(), metrics.clone())?;
+        let runner = crate::runner::Runner::new(
+            config.clone(),
+            journal.clone(),
+            metrics.clone(),
+            runtime.clone(),
+        )?;
         runner.caller_holds_stack_locks(&lock);
         if let Some(n) = &notifier {
             runner.observe(n.clone());

@@ -155,7 +155,12 @@ impl Serve {
         )?;
         release_free_heap();
         let metrics = Arc::new(Metrics::new());
-        let runner = Runner::new(live.clone(), journal.clone(), metrics.clone())?;
+        let runner = Runner::new(
+            live.clone(),
+            journal.clone(),
+            metrics.clone(),
+            runtime.clone(),
+        )?;
         let notifier = Notifier::start(config.clone(), journal.clone(), runtime.clone(), None)?;
         runner.observe(notifier.clone());
         let locks = super::stack_locks(&config, &journal);

@@ -13,8 +13,8 @@ use super::leases::clock;
 use super::outbox::{self, Change};
 use super::sql::{args, DbError, Sql, ToValue, Value};
 use super::{
-    apply_transition, select_deploy, Backend, Claimed, DeployState, Journal, JournalError,
-    TransitionDetail,
+    apply_transition, select_deploy, Backend, Claimed, DeployRecord, DeployState, Journal,
+    JournalError, TransitionDetail,
 };
 
 /// History rows one `INSERT` adds at most (one statement per chunk).
@@ -33,6 +33,13 @@ pub struct Start<'a> {
     pub lost: &'a (dyn Fn() -> bool + Sync),
     /// The `started` transition's detail, given the deploy's id.
     pub detail: &'a (dyn Fn(i64) -> TransitionDetail + Sync),
+    /// Why a queued deploy must not run after all (the claimer's own
+    /// configuration does not follow its ref: `crate::runner::follows`),
+    /// or `None` to run it. Asked of the newest queued deploy before it
+    /// supersedes the older ones: one it refuses is cancelled with that
+    /// reason, and the next newest is asked, so a refused deploy never
+    /// takes an older one with it.
+    pub refusal: &'a (dyn Fn(&DeployRecord) -> Option<String> + Sync),
 }
 
 impl Journal {
@@ -46,7 +53,7 @@ impl Journal {
     /// ([`Journal::claim_and_start`] starts it in the same transaction).
     pub fn claim_next(&self, stack: &str, at_ms: i64) -> Result<Claimed, JournalError> {
         self.write("claim the next deploy", |sql| {
-            claim(sql, stack, at_ms, None)
+            claim(sql, stack, at_ms, None, &|_| None)
         })
     }
 
@@ -79,29 +86,47 @@ impl Journal {
                     });
                 }
             }
-            claim(sql, stack, at_ms, Some(start.detail))
+            claim(sql, stack, at_ms, Some(start.detail), start.refusal)
         })
     }
 }
 
 /// [`Journal::claim_next`] inside its transaction, starting the deploy it
-/// claims with `started` if given.
+/// claims with `started` if given; a queued deploy `refusal` gives a
+/// reason for is cancelled with it, newest first, before any supersedes
+/// the older ones ([`Start::refusal`]).
 fn claim(
     sql: &mut dyn Sql,
     stack: &str,
     at_ms: i64,
     started: Option<&(dyn Fn(i64) -> TransitionDetail + Sync)>,
+    refusal: &(dyn Fn(&DeployRecord) -> Option<String> + Sync),
 ) -> Result<Claimed, DbError> {
-    let newest: Option<i64> = sql
-        .query_one(
-            "SELECT MAX(id) FROM deploys WHERE stack = ?1 AND state = ?2",
-            args![stack, DeployState::Queued],
-        )?
-        .get(0)?;
-    let Some(newest) = newest else {
-        return Ok(Claimed::default());
+    let mut cancelled = Vec::new();
+    let newest = loop {
+        let newest: Option<i64> = sql
+            .query_one(
+                "SELECT MAX(id) FROM deploys WHERE stack = ?1 AND state = ?2",
+                args![stack, DeployState::Queued],
+            )?
+            .get(0)?;
+        let Some(newest) = newest else {
+            return Ok(Claimed {
+                cancelled,
+                ..Claimed::default()
+            });
+        };
+        let Some(reason) = select_deploy(sql, newest)?.and_then(|d| refusal(&d)) else {
+            break newest;
+        };
+        let refused = TransitionDetail {
+            reason: Some(reason.clone()),
+            ..TransitionDetail::default()
+        };
+        apply_transition(sql, newest, DeployState::Cancelled, at_ms, &refused)?;
+        cancelled.push((newest, reason));
     };
-    let mut cancelled = cancel_older(sql, stack, newest, at_ms)?;
+    cancelled.extend(cancel_older(sql, stack, newest, at_ms)?);
     // Only deploys newer than the claimed one: a range of the (stack, id)
     // index, usually empty. Unbounded, the search reads back through every
     // deploy of the stack since the last one that started (the cancelled

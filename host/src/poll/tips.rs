@@ -37,7 +37,7 @@ pub struct RefChange {
 
 /// Whether `id` is a git object id: 40 (SHA-1) or 64 (SHA-256) lowercase
 /// hex digits.
-fn is_object_id(id: &str) -> bool {
+pub fn is_object_id(id: &str) -> bool {
     matches!(id.len(), 40 | 64) && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
