@@ -276,9 +276,10 @@ fn three_refs_in_one_push_pick_the_matching_one() {
         Some(SHA1_A)
     );
     assert!(o.decisions[1].deploy().is_none());
+    // The first ref's reason, and how many more the push updated.
     assert_eq!(
         o.decisions[1].reason,
-        "push to \"feature\" does not match branch \"gh-pages\""
+        "push to \"feature\" does not match branch \"gh-pages\" (the push's 2 other refs deploy nothing either)"
     );
 }
 
@@ -900,4 +901,56 @@ fn issue_12_registry_events_older_than_the_window_are_refused() {
     // Without a clock (a dry run) the time is reported, not judged.
     let old = evaluate(std::slice::from_ref(&s), &push(1)).unwrap();
     assert_eq!(old.sent_at_ms, Some(1000));
+}
+
+#[test]
+fn a_registry_event_time_that_is_not_unix_seconds_is_refused_not_read_as_none() {
+    let mut s = stack("web", "acme/web", "main");
+    s.services[0].image = Some("acme/web".into());
+    let push = |pushed_at: serde_json::Value| {
+        Delivery::Http(HttpRequest {
+            method: "POST".into(),
+            query: String::new(),
+            headers: Headers::new([("Content-Type", "application/json")]),
+            body: serde_json::json!({
+                "callback_url": "https://registry.hub.docker.com/u/acme/web/hook/x/",
+                "push_data": {"pushed_at": pushed_at, "pusher": "ci", "tag": "latest"},
+                "repository": {"repo_name": "acme/web"},
+            })
+            .to_string()
+            .into_bytes(),
+        })
+    };
+    let now_s: u64 = 1_700_000_000;
+    let ctx = Context {
+        now_ms: Some(now_s * 1000),
+        ..Context::default()
+    };
+    // Each would have taken a replayed event past the age check.
+    let unreadable = [
+        serde_json::json!(1e300),
+        serde_json::json!(-5),
+        serde_json::json!("1700000000"),
+        serde_json::json!(now_s * 1000),
+    ];
+    for pushed_at in unreadable {
+        let err =
+            super::evaluate(std::slice::from_ref(&s), &push(pushed_at.clone()), &ctx).unwrap_err();
+        assert_eq!(
+            err,
+            PluginError::MalformedPayload(
+                "docker-hub push: push_data.pushed_at is not a Unix time in seconds".into()
+            ),
+            "{pushed_at}"
+        );
+    }
+    // Absent, or `null`, is no time: nothing to judge.
+    let none = super::evaluate(
+        std::slice::from_ref(&s),
+        &push(serde_json::Value::Null),
+        &ctx,
+    )
+    .unwrap();
+    assert_eq!(none.sent_at_ms, None);
+    assert!(none.decisions[0].deploy().is_some());
 }

@@ -254,7 +254,18 @@ pub(super) fn decide_push(stack: &PreparedStack<'_>, n: &Normalized, pushes: &[P
     }
     let Some((push, services)) = chosen else {
         // `pushes` is not empty, so a push that did not match left its reason.
-        let why = first_skip.unwrap_or_else(|| Skip::new(SkipCode::NoRef, "no push matches"));
+        let mut why = first_skip.unwrap_or_else(|| Skip::new(SkipCode::NoRef, "no push matches"));
+        // The first ref's reason stands for all: say there were others.
+        if let Some(others) = pushes.len().checked_sub(1).filter(|&n| n > 0) {
+            let refs = if others == 1 {
+                "ref deploys"
+            } else {
+                "refs deploy"
+            };
+            why.reason.push_str(&format!(
+                " (the push's {others} other {refs} nothing either)"
+            ));
+        }
         return skip_services(stack.stack, vec![], why);
     };
     let names = service_names(&services);

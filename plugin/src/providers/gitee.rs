@@ -36,8 +36,10 @@ fn user_name<'u>(user: &'u User<'_>) -> Option<&'u str> {
     first_non_empty(&[&user.username, &user.user_name, &user.login, &user.name])
 }
 
-/// A repository's URLs as Gitee gives them, in the order they are trusted.
-fn urls<'r, 'a>(repo: &'r ForgeRepo<'a>) -> [&'r Option<Str<'a>>; 8] {
+/// A repository's URLs as Gitee gives them, in the order they are trusted:
+/// those Gitee derives from its path. Not `homepage`, the website its owner
+/// types in, which may name any repository.
+fn urls<'r, 'a>(repo: &'r ForgeRepo<'a>) -> [&'r Option<Str<'a>>; 7] {
     [
         &repo.clone_url,
         &repo.git_http_url,
@@ -46,7 +48,6 @@ fn urls<'r, 'a>(repo: &'r ForgeRepo<'a>) -> [&'r Option<Str<'a>>; 8] {
         &repo.git_url,
         &repo.html_url,
         &repo.url,
-        &repo.homepage,
     ]
 }
 
@@ -112,6 +113,36 @@ mod tests {
     const GITEE: Fixtures = Fixtures::new("gitee", parse);
 
     const REPO: &str = "kit101/drone-yml-test";
+
+    /// The real push with every field of its repository renamed to
+    /// another but `homepage`, the website its owner may set to anything:
+    /// the push is of the other repository, and no URL of it names this one.
+    #[test]
+    fn a_homepage_naming_another_repository_is_not_one_of_its_urls() {
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&GITEE.read("goscm-push.json")).unwrap();
+        for part in ["repository", "project"] {
+            for (key, value) in v[part].as_object_mut().unwrap() {
+                if let (false, Some(text)) = (key == "homepage", value.as_str()) {
+                    *value = text.replace(REPO, "attacker/other").into();
+                }
+            }
+            assert_eq!(
+                v[part]["homepage"],
+                "https://gitee.com/kit101/drone-yml-test"
+            );
+        }
+        let p = crate::providers::test_support::one_push(
+            "renamed",
+            parse("Push Hook", &serde_json::to_vec(&v).unwrap()),
+        );
+        assert_eq!(p.repository.full_name, "attacker/other");
+        assert!(
+            p.repository.urls.iter().all(|u| !u.contains(REPO)),
+            "{:?}",
+            p.repository.urls
+        );
+    }
 
     #[test]
     fn push_branch_update() {

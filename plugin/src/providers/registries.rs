@@ -92,15 +92,34 @@ fn registry_host(reference: &str) -> Option<String> {
 }
 
 /// The latest Unix time in seconds a registry's event time may hold
-/// (year 2286); a larger number is not a time, and is ignored.
+/// (year 2286); a larger number is not a time in seconds.
 const MAX_EPOCH_SECONDS: f64 = 1e10;
 
-/// A registry's event time (Unix seconds, an integer or a fraction) in
-/// milliseconds; `None` when absent or not a plausible time.
-fn epoch_ms(value: Option<&serde_json::Value>) -> Option<u64> {
-    let seconds = value?.as_f64()?;
-    (seconds.is_finite() && (0.0..MAX_EPOCH_SECONDS).contains(&seconds))
-        .then_some((seconds * 1000.0) as u64)
+/// A registry's event time `field` (Unix seconds, an integer or a
+/// fraction) in milliseconds; `None` when absent or `null`.
+///
+/// # Errors
+///
+/// [`PluginError::MalformedPayload`] for a time that is there but is not a
+/// number of seconds from the epoch to [`MAX_EPOCH_SECONDS`] (a string, a
+/// negative number, milliseconds): read as no time, it would take a
+/// replayed event past the age check.
+fn epoch_ms(
+    value: Option<&serde_json::Value>,
+    what: &str,
+    field: &str,
+) -> Result<Option<u64>, PluginError> {
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    match value.as_f64() {
+        Some(seconds) if seconds.is_finite() && (0.0..MAX_EPOCH_SECONDS).contains(&seconds) => {
+            Ok(Some((seconds * 1000.0) as u64))
+        }
+        _ => Err(PluginError::MalformedPayload(format!(
+            "{what}: {field} is not a Unix time in seconds"
+        ))),
+    }
 }
 
 // ---------------------------------------------------------------- Docker Hub
@@ -150,6 +169,11 @@ fn docker_hub(event: &str, json: &[u8]) -> Result<Event, PluginError> {
         )
         .ok_or_else(|| missing(&what, "repository.repo_name"))?;
     let data = p.push_data.as_ref();
+    let sent_at_ms = epoch_ms(
+        data.and_then(|d| d.pushed_at.as_ref()),
+        &what,
+        "push_data.pushed_at",
+    )?;
     Ok(Event::ImagePush(vec![ImagePush {
         registry: Some("docker.io".into()),
         repository,
@@ -157,7 +181,7 @@ fn docker_hub(event: &str, json: &[u8]) -> Result<Event, PluginError> {
         digest: None,
         pusher: data.and_then(|d| text(&d.pusher)),
         callback_url: text(&p.callback_url),
-        sent_at_ms: data.and_then(|d| epoch_ms(d.pushed_at.as_ref())),
+        sent_at_ms,
     }]))
 }
 
@@ -215,7 +239,7 @@ fn harbor(event: &str, json: &[u8]) -> Result<Event, PluginError> {
         })
         .ok_or_else(|| missing(&what, "event_data.repository.repo_full_name"))?;
     let pusher = text(&e.operator);
-    let sent_at_ms = epoch_ms(e.occur_at.as_ref());
+    let sent_at_ms = epoch_ms(e.occur_at.as_ref(), &what, "occur_at")?;
     let images: Vec<ImagePush> = e
         .event_data
         .resources
