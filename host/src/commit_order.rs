@@ -63,8 +63,10 @@ pub struct Candidate<'a> {
 pub enum Verdict {
     /// A commit the stack has not seen, or the stack has no head: deploy.
     Newer,
-    /// The stack's head itself (a second push of the same commit): deploy;
-    /// the runner still refuses to run it twice at once.
+    /// The stack's head itself, by another push (another ref, services or
+    /// profile; the same push again is a duplicate before it is judged,
+    /// `journal::Admitted::SameCommit`): deploy; the runner still refuses
+    /// to run it twice at once.
     Head,
     /// A commit seen before, pushed on top of the head by a forced push:
     /// an intentional rollback, deploy.

@@ -606,7 +606,7 @@ impl Dispatcher {
                             })
                             .and_then(|s| image::claim(s, event, delivery, seen_at_ms));
                         if let Some(commit) = admission.commit.as_mut() {
-                            commit.once = polls;
+                            commit.once |= polls;
                             // A deployment's event carries no push: its commit
                             // is ordered by the push kept with its request.
                             if let (None, Some(d)) = (&commit.before, event.github_deployment_id) {
@@ -685,7 +685,7 @@ impl Dispatcher {
                                 claim.image, claim.digest
                             ),
                             _ => format!(
-                                "commit {} of {} is already deploy #{deploy_id}: the stack polls and is pushed to, and each push deploys once",
+                                "commit {} of {} is already deploy #{deploy_id}: each push deploys once (the same push delivered again, by another delivery id, another webhook or a poll, deploys nothing; `redeploy trigger` redeploys)",
                                 event.sha.as_deref().unwrap_or(""),
                                 event.ref_.as_deref().unwrap_or("")
                             ),

@@ -156,7 +156,9 @@ fn admission(
             forced: push.is_some_and(|p| p.forced),
             sender_reports_forced: SENDERS_REPORTING_FORCED.contains(&outcome.provider),
             requested: false,
-            once: false,
+            // A push brought it: the same push seen again (another delivery
+            // id, a second webhook, a replay) deploys nothing.
+            once: push.is_some(),
         }
     });
     let deployment_request =

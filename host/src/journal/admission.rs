@@ -59,10 +59,11 @@ pub struct CommitClaim {
     pub sender_reports_forced: bool,
     /// An operator asked for this commit (a redeploy from `history`).
     pub requested: bool,
-    /// The stack both polls and is pushed to (`[stacks.poll]`): its head
-    /// commit arriving again for the same ref, services and profile is the
-    /// same push seen the other way, and deploys nothing
-    /// ([`Admitted::SameCommit`]).
+    /// A push brought the commit (a forge's, git's, or a poll's): the
+    /// stack's head commit arriving again for the same ref, services and
+    /// profile is the same push seen again (under another delivery id, by a
+    /// second webhook, by the poll of a stack that is also pushed to, or
+    /// replayed), and deploys nothing ([`Admitted::SameCommit`]).
     pub once: bool,
 }
 
@@ -501,7 +502,8 @@ pub(super) fn admit(
         if let Some(head) = head(sql, &d.stack)?.filter(|h| h.sha == commit.sha) {
             // The same push only: the same ref, services and profile (a tag
             // on the head commit that a service follows still deploys it).
-            if same_push(sql, head.deploy_id, d)? {
+            // A delivery seen before is answered as that below.
+            if same_push(sql, head.deploy_id, d)? && !delivery_seen(sql, d)? {
                 return Ok(Admitted::SameCommit {
                     deploy_id: head.deploy_id,
                 });
@@ -628,6 +630,19 @@ fn same_push(sql: &mut dyn Sql, deploy_id: i64, d: &NewDeploy) -> Result<bool, D
             Ok(crate::queue::covers(&services, &d.services))
         }
     }
+}
+
+/// Whether `d`'s stack already has a deploy of `d`'s delivery id.
+fn delivery_seen(sql: &mut dyn Sql, d: &NewDeploy) -> Result<bool, DbError> {
+    let Some(delivery) = &d.delivery_id else {
+        return Ok(false);
+    };
+    Ok(sql
+        .query_opt(
+            "SELECT 1 FROM deploys WHERE stack = ?1 AND delivery_id = ?2",
+            args![d.stack, delivery],
+        )?
+        .is_some())
 }
 
 fn head(sql: &mut dyn Sql, stack: &str) -> Result<Option<Head>, DbError> {
