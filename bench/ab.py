@@ -172,12 +172,15 @@ def run_wrk(url, connections, duration, env):
     """serve_vs_webhook.run_wrk, keeping wrk's own output (its "Non-2xx or
     3xx responses" and "Socket errors" lines)."""
     threads = min(connections, 2)
-    env = dict(env, BENCH_RUN=uuid.uuid4().hex)
-    p = subprocess.run(
-        ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s",
-         "--timeout", "10s", "-s", HTTP_LUA, url],
-        env=env, capture_output=True, text=True,
-    )
+    env = benchlib.wrk_env(env, uuid.uuid4().hex, threads)
+    try:
+        p = subprocess.run(
+            ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s",
+             "--timeout", "10s", "-s", HTTP_LUA, url],
+            env=env, capture_output=True, text=True,
+        )
+    finally:
+        benchlib.remove_commit_files(env)
     if p.returncode != 0:
         raise RuntimeError(f"wrk exited with {p.returncode}:\n{p.stdout}\n{p.stderr}")
     m = re.search(r"^BENCH (.*)$", p.stdout, re.M)
@@ -294,6 +297,9 @@ def main():
     # The body and signature files bench/http.lua reads (serve_vs_webhook.main).
     shared = tempfile.mkdtemp(prefix="redeploy-ab-")
     body, signature, env = write_load_files(shared)
+    if args.scenario == "deploy":
+        # A new commit per request (serve_vs_webhook.main).
+        env = dict(env, BENCH_FRESH_COMMITS="1")
 
     for label, b in bins.items():
         print(f"{label}: {b} (sha256 {sha256_file(b)[:16]})")

@@ -2,8 +2,10 @@
 finding a free loopback port, waiting for a server to listen, and posting
 a signed GitHub push delivery."""
 
+import glob
 import hashlib
 import hmac
+import json
 import os
 import socket
 import subprocess
@@ -80,6 +82,55 @@ def write_load_files(work):
     with open(sig_path, "w") as f:
         f.write(signature)
     return body, signature, dict(os.environ, BENCH_BODY=body_path, BENCH_SIGNATURE=sig_path)
+
+
+# Requests one wrk thread sends before its commits come round again
+# (bench/http.lua starts its file over): more than the deploy path answers
+# per thread in one load here (about 6k req/s over two threads, for 10 s).
+COMMITS_PER_THREAD = 60000
+
+
+def with_fresh_commits(env, body, run, threads):
+    """For the deploy path: `env` for wrk plus, per wrk thread, a file of
+    COMMITS_PER_THREAD lines `<commit> <signature>`, each `body` with its
+    `after` commit replaced by a random one, and that body's signature
+    (bench/http.lua builds the body). Every request is then a new push:
+    redeploy deploys each push once, and the same push under another
+    delivery id is a duplicate that deploys nothing. Files are named after
+    `run` (wrk's BENCH_RUN), so concurrent loads never share a commit."""
+    after = json.loads(body)["after"]
+    prefix, suffix = body.split(after.encode(), 1)
+    inner = hmac.new(SECRET.encode(), prefix, hashlib.sha256)
+    base = os.path.join(os.path.dirname(env["BENCH_BODY"]), f"commits-{run}")
+    for thread in range(threads):
+        with open(f"{base}.{thread}", "w") as f:
+            for _ in range(COMMITS_PER_THREAD):
+                commit = os.urandom(20).hex()
+                mac = inner.copy()
+                mac.update(commit.encode() + suffix)
+                f.write(f"{commit} sha256={mac.hexdigest()}\n")
+    return dict(env, BENCH_COMMITS=base, BENCH_AFTER=after)
+
+
+def wrk_env(env, run, threads):
+    """The environment of one wrk load of `threads` threads: `env` with
+    BENCH_RUN = `run` and, when `env` asks for fresh commits
+    (BENCH_FRESH_COMMITS, the deploy path), their files
+    ([`with_fresh_commits`]); remove them after with `remove_commit_files`."""
+    env = dict(env, BENCH_RUN=run)
+    if not env.get("BENCH_FRESH_COMMITS"):
+        return env
+    with open(env["BENCH_BODY"], "rb") as f:
+        body = f.read()
+    return with_fresh_commits(env, body, run, threads)
+
+
+def remove_commit_files(env):
+    """Removes the files `with_fresh_commits` wrote for `env`, if any."""
+    base = env.get("BENCH_COMMITS")
+    if base:
+        for path in glob.glob(glob.escape(base) + ".*"):
+            os.remove(path)
 
 
 def free_port():

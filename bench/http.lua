@@ -1,6 +1,7 @@
 -- wrk script: POSTs one signed GitHub push, with a fresh X-GitHub-Delivery
 -- per request (so redeploy's redelivery deduplication never short-cuts a
--- request). The body and its signature are read from the files named by
+-- request) and, with BENCH_COMMITS, a fresh commit too (the deploy path:
+-- the same push again deploys nothing). The body and its signature are read from the files named by
 -- BENCH_BODY and BENCH_SIGNATURE; bench/serve_vs_webhook.py writes them.
 -- Run by bench/serve_vs_webhook.py; by hand:
 --   BENCH_BODY=body.json BENCH_SIGNATURE=sig.txt BENCH_RUN=$(date +%s%N) wrk -s bench/http.lua URL
@@ -13,6 +14,18 @@ local function slurp(path)
 end
 
 local body = slurp(os.getenv("BENCH_BODY"))
+-- The deploy path (bench/benchlib.py's with_fresh_commits): each request is
+-- a new push, `body` with its `after` commit replaced by the next line of
+-- this thread's file `<commit> <signature>`; without it, every request
+-- sends `body` as it is.
+local commits_base = os.getenv("BENCH_COMMITS")
+local head, tail, commits
+if commits_base then
+  local after = assert(os.getenv("BENCH_AFTER"), "BENCH_AFTER is not set")
+  local at = assert(string.find(body, after, 1, true), "the body has no BENCH_AFTER")
+  head = string.sub(body, 1, at - 1)
+  tail = string.sub(body, at + #after)
+end
 -- Unique to this wrk run (bench/serve_vs_webhook.py's run_wrk sets it):
 -- wrk's math.random starts from the same seed in every run, so without it
 -- a second run against the same server (the next round, the next
@@ -31,15 +44,35 @@ function setup(thread)
   threads = threads + 1
 end
 
+-- The next `<commit> <signature>` of this thread's file, from its start
+-- again once it ends.
+local function next_commit()
+  if not commits then
+    commits = assert(io.open(commits_base .. "." .. tostring(thread_id), "r"))
+  end
+  local line = commits:read("*l")
+  if not line then
+    commits:seek("set")
+    line = assert(commits:read("*l"), "the commit file is empty")
+  end
+  return string.match(line, "^(%x+) (%S+)$")
+end
+
 function request()
   counter = counter + 1
+  local sent, signed = body, signature
+  if commits_base then
+    local commit
+    commit, signed = next_commit()
+    sent = head .. commit .. tail
+  end
   local headers = {
     ["Content-Type"] = "application/json",
     ["X-GitHub-Event"] = "push",
     ["X-GitHub-Delivery"] = string.format("bench-%s-%s-%d", run, tostring(thread_id), counter),
-    ["X-Hub-Signature-256"] = signature,
+    ["X-Hub-Signature-256"] = signed,
   }
-  return wrk.format("POST", nil, headers, body)
+  return wrk.format("POST", nil, headers, sent)
 end
 
 function done(summary, latency, requests)

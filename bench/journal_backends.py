@@ -245,6 +245,9 @@ def main():
         branches = {"decision": "production", "deploy": "master"}
         for scenario in args.scenarios.split(","):
             branch = branches[scenario]
+            # The deploy path: a new commit per request
+            # (serve_vs_webhook.main).
+            load_env = dict(env, BENCH_FRESH_COMMITS="1") if scenario == "deploy" else env
             one = pg.database(f"bench_{scenario}")
             three = pg.database(f"bench_{scenario}_3")
             servers = [
@@ -261,7 +264,7 @@ def main():
                     for r in range(args.rounds):
                         order = servers if r % 2 == 0 else list(reversed(servers))
                         for s in order:
-                            res = s.load(c, args.duration, env)
+                            res = s.load(c, args.duration, load_env)
                             per[s.name].append(res)
                             print(
                                 f"  {scenario} c={c} round {r + 1} {s.name}: {res['rps']:.0f} req/s "

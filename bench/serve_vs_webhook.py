@@ -26,7 +26,10 @@ answers a small JSON; no journal, no sandbox, no deploys. Two scenarios:
   answers 200 "Hook rules were not satisfied."; the floor answers 200
   `"action":"skip"`.
 - deploy: all three follow `master`; redeploy and webhook run
-  `/usr/bin/true`. redeploy journals the deploy durably, answers 202 and runs
+  `/usr/bin/true`. Each request is a new push: the fixture with a fresh
+  random `after` commit, signed for it (benchlib.with_fresh_commits; the
+  same push delivered again is a duplicate redeploy deploys nothing for).
+  redeploy journals the deploy durably, answers 202 and runs
   the queued deploys one at a time per stack (a newer deploy supersedes a
   queued one); webhook answers 200 and spawns `true` for every request. For
   the floor this is the same work as a decision: it answers 200
@@ -62,9 +65,11 @@ from benchlib import (
     build_release_binary,
     free_port,
     post_push,
+    remove_commit_files,
     wait_port,
     write_load_files,
     write_redeploy_config,
+    wrk_env,
 )
 
 TRUE = shutil.which("true") or "/usr/bin/true"
@@ -196,9 +201,25 @@ def wait_for_idle_machine():
 
 def run_wrk(url, connections, duration, env):
     threads = min(connections, 2)
-    # Delivery ids unique to this run (bench/http.lua).
-    env = dict(env, BENCH_RUN=uuid.uuid4().hex)
-    out = subprocess.run(
+    # Delivery ids (and, on the deploy path, commits) unique to this run
+    # (bench/http.lua).
+    env = wrk_env(env, uuid.uuid4().hex, threads)
+    try:
+        out = wrk(url, threads, connections, duration, env)
+    finally:
+        remove_commit_files(env)
+    m = re.search(r"^BENCH (.*)$", out, re.M)
+    if not m:
+        sys.exit(f"wrk printed no BENCH line:\n{out}")
+    fields = dict(kv.split("=") for kv in m.group(1).split())
+    fields = {k: int(v) for k, v in fields.items()}
+    fields["rps"] = fields["requests"] / (fields["duration_us"] / 1e6)
+    return fields
+
+
+def wrk(url, threads, connections, duration, env):
+    """wrk's output for one load with bench/http.lua."""
+    return subprocess.run(
         [
             "wrk",
             "-t", str(threads),
@@ -213,13 +234,6 @@ def run_wrk(url, connections, duration, env):
         text=True,
         check=True,
     ).stdout
-    m = re.search(r"^BENCH (.*)$", out, re.M)
-    if not m:
-        sys.exit(f"wrk printed no BENCH line:\n{out}")
-    fields = dict(kv.split("=") for kv in m.group(1).split())
-    fields = {k: int(v) for k, v in fields.items()}
-    fields["rps"] = fields["requests"] / (fields["duration_us"] / 1e6)
-    return fields
 
 
 def fmt_ms(us):
@@ -252,6 +266,9 @@ def main():
     results = []
     for scenario in args.scenarios.split(","):
         branch = branches[scenario]
+        # The deploy path: a new commit per request (redeploy deploys each
+        # push once).
+        load_env = dict(env, BENCH_FRESH_COMMITS="1") if scenario == "deploy" else env
         servers = [start_redeploy(work, branch), start_webhook(work, branch), start_floor(work, branch)]
         try:
             idle = {}
@@ -269,7 +286,7 @@ def main():
                         if waited >= 1:
                             print(f"  (waited {waited:.1f} s for the machine to be idle)", flush=True)
                         reset_peak(s.proc.pid)
-                        res = run_wrk(s.url, c, args.duration, env)
+                        res = run_wrk(s.url, c, args.duration, load_env)
                         res["peak_kb"] = status_kb(s.proc.pid, "VmHWM")
                         per[s.name].append(res)
                         print(
