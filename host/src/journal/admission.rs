@@ -660,22 +660,24 @@ fn head(sql: &mut dyn Sql, stack: &str) -> Result<Option<Head>, DbError> {
     .transpose()
 }
 
+/// [`known_commits`]'s statement (`?1` the stack, `?2` the commit): one
+/// statement (one round trip to a database server) for the candidate's
+/// newest deploy, the newest commit pushed on top of it, and the head,
+/// each read from an index (`stack_commits_before_newest`, schema 20, for
+/// the second: the table keeps every commit a stack ever deployed).
+pub(super) const KNOWN_COMMITS: &str = "SELECT
+         (SELECT deploy_id FROM stack_commits WHERE stack = ?1 AND sha = ?2),
+         p.sha, p.deploy_id, h.sha, h.deploy_id
+     FROM (SELECT 1) AS one
+     LEFT JOIN (SELECT sha, deploy_id FROM stack_commits
+                WHERE stack = ?1 AND before_sha = ?2
+                ORDER BY deploy_id DESC LIMIT 1) AS p ON TRUE
+     LEFT JOIN (SELECT sha, deploy_id FROM stack_commits WHERE stack = ?1
+                ORDER BY deploy_id DESC LIMIT 1) AS h ON TRUE";
+
 /// What the journal knows of `stack`'s commits as far as `sha` goes.
 fn known_commits(sql: &mut dyn Sql, stack: &str, sha: &str) -> Result<Known, DbError> {
-    // One statement (one round trip to a database server): the candidate's
-    // newest deploy, the newest commit pushed on top of it, the head.
-    let row = sql.query_one(
-        "SELECT
-             (SELECT deploy_id FROM stack_commits WHERE stack = ?1 AND sha = ?2),
-             p.sha, p.deploy_id, h.sha, h.deploy_id
-         FROM (SELECT 1) AS one
-         LEFT JOIN (SELECT sha, deploy_id FROM stack_commits
-                    WHERE stack = ?1 AND before_sha = ?2
-                    ORDER BY deploy_id DESC LIMIT 1) AS p ON TRUE
-         LEFT JOIN (SELECT sha, deploy_id FROM stack_commits WHERE stack = ?1
-                    ORDER BY deploy_id DESC LIMIT 1) AS h ON TRUE",
-        args![stack, sha],
-    )?;
+    let row = sql.query_one(KNOWN_COMMITS, args![stack, sha])?;
     let pair = |at: usize| -> Result<Option<(String, i64)>, DbError> {
         let sha: Option<String> = row.get(at)?;
         let deploy: Option<i64> = row.get(at + 1)?;

@@ -49,6 +49,7 @@ pub const SQLITE: &[Migration] = &[
     migration!("sqlite", 17, "0017_notifications"),
     migration!("sqlite", 18, "0018_deploys_superseded_by_index"),
     migration!("sqlite", 19, "0019_checks_without_in_lists"),
+    migration!("sqlite", 20, "0020_stack_commits_before_newest"),
 ];
 
 /// The PostgreSQL journal's migrations; the versions applied are rows of
@@ -67,6 +68,7 @@ pub const POSTGRES: &[Migration] = &[
     migration!("postgres", 11, "0011_github_request_fallback"),
     migration!("postgres", 12, "0012_stack_images"),
     migration!("postgres", 13, "0013_notifications"),
+    migration!("postgres", 14, "0014_stack_commits_before_newest"),
 ];
 
 /// The newest version in `migrations`.

@@ -243,6 +243,38 @@ const CHECKED_WRITES: [&str; 6] = [
     "UPDATE github_deployment_requests SET state = 'created' WHERE id = 1",
 ];
 
+/// The commit-order query finds the newest commit pushed on top of a
+/// candidate by one index search (schema 20): with only (stack,
+/// before_sha) indexed, SQLite walked the stack's every commit by its
+/// (stack, deploy_id) index for the order, on every push's admission.
+#[test]
+fn the_commit_order_query_searches_its_indexes_and_walks_no_commits() {
+    let dir = TempDir::new("known-commits");
+    let journal = Journal::open(&dir.journal_path()).unwrap();
+    let plan: Vec<String> = journal
+        .write("explain", |sql| {
+            let rows = sql.query(
+                &format!("EXPLAIN QUERY PLAN {}", admission::KNOWN_COMMITS),
+                args!["web", "abc"],
+            )?;
+            rows.iter().map(|row| row.get::<String>(3)).collect()
+        })
+        .unwrap();
+    let searches: Vec<&String> = plan
+        .iter()
+        .filter(|d| d.contains("stack_commits"))
+        .collect();
+    assert_eq!(
+        searches,
+        [
+            "SEARCH stack_commits USING INDEX stack_commits_before_newest (stack=? AND before_sha=?)",
+            "SEARCH stack_commits USING INDEX stack_commits_head (stack=?)",
+            "SEARCH stack_commits USING INDEX sqlite_autoindex_stack_commits_1 (stack=? AND sha=?)",
+        ],
+        "{plan:#?}"
+    );
+}
+
 /// How many temporary B-trees `statement`'s program opens, compiled on
 /// `sql`'s connection.
 fn temporary_trees(sql: &mut dyn Sql, statement: &str) -> usize {
