@@ -954,3 +954,34 @@ fn a_registry_event_time_that_is_not_unix_seconds_is_refused_not_read_as_none() 
     assert_eq!(none.sent_at_ms, None);
     assert!(none.decisions[0].deploy().is_some());
 }
+
+#[test]
+fn a_pushed_ref_name_git_takes_with_a_no_break_space_is_evaluated_and_ascii_whitespace_refused() {
+    let stacks = [stack("web", "acme/web", "*")];
+    let o = evaluate(
+        &stacks,
+        &post_receive(
+            "acme/web",
+            &[(SHA1_A, SHA1_B, "refs/heads/feat\u{a0}x")],
+            "",
+        ),
+    )
+    .unwrap();
+    let deploy = o.decisions[0].deploy().cloned().unwrap();
+    assert_eq!(deploy.branch.as_deref(), Some("feat\u{a0}x"));
+    for name in [
+        "refs/heads/feat x",
+        "refs/heads/feat\tx",
+        "refs/heads/feat\nx",
+    ] {
+        let err = evaluate(
+            &stacks,
+            &post_receive("acme/web", &[(SHA1_A, SHA1_B, name)], ""),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, PluginError::MalformedPayload(ref m) if m.contains("bad ref name")),
+            "{name:?}: {err}"
+        );
+    }
+}

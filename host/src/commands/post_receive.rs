@@ -239,7 +239,9 @@ pub fn parse_updates(input: &str) -> anyhow::Result<Vec<wit::RefUpdate>> {
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|line| {
-            let mut parts = line.split_whitespace();
+            // git separates the fields with one space; a ref name may hold
+            // other Unicode whitespace (a no-break space), never ASCII.
+            let mut parts = line.split_ascii_whitespace();
             match (parts.next(), parts.next(), parts.next(), parts.next()) {
                 (Some(old), Some(new), Some(name), None) => Ok(wit::RefUpdate {
                     old: old.to_string(),
@@ -656,6 +658,16 @@ mod tests {
             path: "/var/lib/gitolite3/repositories/team/app.git".into(),
             gitolite: gitolite.map(str::to_string),
         }
+    }
+
+    #[test]
+    fn a_ref_name_holding_a_no_break_space_is_one_field_of_its_line() {
+        let a = "a".repeat(40);
+        let b = "b".repeat(40);
+        let updates = parse_updates(&format!("{a} {b} refs/heads/feat\u{a0}x\n")).unwrap();
+        assert_eq!(updates.len(), 1);
+        assert_eq!(updates[0].name, "refs/heads/feat\u{a0}x");
+        assert!(parse_updates(&format!("{a} {b} refs/heads/feat x\n")).is_err());
     }
 
     #[test]

@@ -495,7 +495,7 @@ fn require_repository(source: &str, repository: &str) -> Result<(), PluginError>
 
 /// One ref update (a post-receive line, a polled ref) as a push of
 /// `repository`: object ids of 40 or 64 hex digits, both of one length, and
-/// a ref name without whitespace; `source` names the delivery kind in errors.
+/// a ref name without ASCII whitespace; `source` names the delivery kind in errors.
 fn ref_update_push(
     source: &str,
     repository: &str,
@@ -508,7 +508,10 @@ fn ref_update_push(
             u.old, u.new, u.name
         )));
     }
-    if u.name.is_empty() || u.name.contains(char::is_whitespace) {
+    // ASCII whitespace, which git refuses in a ref name and which separates
+    // the fields of its lines. Other Unicode whitespace (a no-break space)
+    // is a name git takes: one pushed is evaluated, not refused.
+    if u.name.is_empty() || u.name.contains(|c: char| c.is_ascii_whitespace()) {
         return Err(PluginError::MalformedPayload(format!(
             "{source}: bad ref name \"{}\"",
             u.name

@@ -57,7 +57,7 @@ pub enum PollChange {
 ///
 /// [`PluginError::MalformedPayload`] for a change no source reports: object
 /// ids that are not 40 or 64 hex digits of one length, a ref name that is
-/// empty or holds whitespace, an empty repository or tag, an image name
+/// empty or holds ASCII whitespace, an empty repository or tag, an image name
 /// outside the reference grammar, or a digest that is not `sha256:` and 64
 /// lowercase hex digits or `sha512:` and 128.
 pub(super) fn normalize(change: &PollChange) -> Result<Normalized, PluginError> {
