@@ -196,6 +196,31 @@ fn post_receive_hands_deploys_to_a_running_server() {
 }
 
 #[test]
+fn a_tag_deleted_and_pushed_again_at_its_commit_deploys_again() {
+    // Deleting a release tag and pushing it again is how a release is
+    // tried again: git's own hook, which nobody can replay, deploys it.
+    let world = World::new("post-receive-tag-again", "", &stacks());
+    let repo = setup(&world, "sha1");
+    let sha = commit(&repo, "release");
+    git(&repo.work, &["tag", "v1"]);
+    let out = push(&repo, &["v1"]);
+    assert!(out.contains("remote: redeploy: rel: deploying"), "{out}");
+    world.settle(30);
+    let out = push(&repo, &[":refs/tags/v1"]);
+    assert!(out.contains("deletions never deploy"), "{out}");
+    let out = push(&repo, &["v1"]);
+    assert!(out.contains("remote: redeploy: rel: deploying"), "{out}");
+    let deploys = world.settle(30);
+    let rel: Vec<_> = deploys.iter().filter(|d| d.queued.stack == "rel").collect();
+    assert_eq!(rel.len(), 2, "{deploys:#?}");
+    for d in rel {
+        assert_eq!(d.state, DeployState::Succeeded);
+        assert_eq!(d.queued.sha.as_deref(), Some(sha.as_str()));
+        assert_eq!(d.queued.git_ref.as_deref(), Some("refs/tags/v1"));
+    }
+}
+
+#[test]
 fn install_hook_keeps_and_chains_an_existing_hook_and_refuses_non_repositories() {
     let world = World::new("post-receive-chain", "", &stacks());
     let bare = init_bare(&world, &[]);

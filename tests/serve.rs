@@ -445,6 +445,113 @@ fn a_deploy_queued_for_a_branch_the_restarted_server_does_not_follow_is_cancelle
 }
 
 #[test]
+fn a_push_sent_again_with_its_unsigned_query_changed_back_and_forth_deploys_once_per_query() {
+    let web = web_stack(1, "web", "0").table("[stacks.profiles.fast]\nenv = { FAST = \"1\" }");
+    let (world, server) = World::serving("serve-once-query", "", &[web]);
+    let fast = format!("{}?deployment_profile=fast", hook(1));
+    for (n, path) in [&hook(1), &fast, &hook(1), &fast, &hook(1)]
+        .into_iter()
+        .enumerate()
+    {
+        let r = signed_push(&server, path, WEB_SECRET, &sha(1), &format!("q-{n}"));
+        let decision = r.decision();
+        match n {
+            0 | 1 => assert_eq!(decision["state"], "queued", "{n}: {decision}"),
+            _ => assert_eq!(decision["state"], "duplicate", "{n}: {decision}"),
+        }
+        world.settle(30);
+    }
+    assert_eq!(
+        world.ran("web").len(),
+        2,
+        "once without the profile, once with it"
+    );
+    server.terminate();
+}
+
+#[test]
+fn a_push_whose_deploy_was_not_run_deploys_when_it_arrives_again() {
+    let (world, server) = World::serving("serve-not-run-again", "", &[web_stack(1, "web", "3")]);
+    one_running_one_queued(&world, &server);
+    let original = std::fs::read_to_string(&world.config).unwrap();
+    follow_release_instead(&world);
+    send_signal(&server, libc::SIGHUP);
+    wait_for(10, "the reload in the log", || {
+        world
+            .server_log()
+            .contains("configuration reloaded")
+            .then_some(())
+    });
+    let deploys = world.settle(30);
+    assert_eq!(deploys[1].detail.as_deref(), Some(NOT_MAIN_ANY_MORE));
+    // The file put back: the same push of commit 2, under a new delivery
+    // id, is no duplicate of a deploy that never ran.
+    std::fs::write(&world.config, original).unwrap();
+    send_signal(&server, libc::SIGHUP);
+    wait_for(10, "the second reload in the log", || {
+        (world.server_log().matches("configuration reloaded").count() >= 2).then_some(())
+    });
+    assert_eq!(push(&server, 2, "d2-again"), 202);
+    let deploys = world.settle(30);
+    assert_eq!(deploys.len(), 3);
+    assert_eq!(deploys[2].state, DeployState::Succeeded);
+    assert_eq!(deploys[2].queued.sha.as_deref(), Some(sha(2).as_str()));
+    server.terminate();
+}
+
+#[test]
+fn a_queued_deploy_of_a_service_a_reload_moved_to_another_branch_is_not_run() {
+    let duo = Stack::new("duo")
+        .token(1)
+        .secret(WEB_SECRET)
+        .line("command = [\"@STANDIN@\"]")
+        .timeout("1m")
+        .env("RECORD_DIR", "@RECORD:duo@")
+        .env("SLEEP", "3")
+        .table(
+            "[[stacks.services]]\nname = \"web\"\nrepository = \"acme/web\"\nbranch = \"develop\"\n\n\
+             [[stacks.services]]\nname = \"worker\"\nrepository = \"acme/web\"\nbranch = \"develop\"",
+        );
+    let (world, server) = World::serving("serve-reload-service", "", &[duo]);
+    let develop = |n: usize| push_json("refs/heads/develop", &sha(n - 1), &sha(n)).to_string();
+    let send = |path: &str, n: usize, delivery: &str| {
+        signed_github(
+            &server,
+            path,
+            WEB_SECRET,
+            ("push", delivery),
+            develop(n).as_bytes(),
+        )
+    };
+    send(&hook(1), 1, "s-1").assert_status(202);
+    world.wait_ran_more_than("duo", 0, 10);
+    let only_web = format!("{}?services=web", hook(1));
+    send(&only_web, 2, "s-2").assert_status(202);
+    // web now follows main; worker still develop.
+    let text = std::fs::read_to_string(&world.config).unwrap();
+    let moved = text.replacen("branch = \"develop\"", "branch = \"main\"", 1);
+    assert_ne!(moved, text);
+    std::fs::write(&world.config, moved).unwrap();
+    send_signal(&server, libc::SIGHUP);
+    wait_for(10, "the reload in the log", || {
+        world
+            .server_log()
+            .contains("configuration reloaded")
+            .then_some(())
+    });
+    let deploys = world.settle(30);
+    assert_eq!(deploys.len(), 2);
+    assert_eq!(deploys[1].queued.services, ["web"]);
+    assert_eq!(deploys[1].state, DeployState::Cancelled);
+    assert_eq!(
+        deploys[1].detail.as_deref(),
+        Some("not run: stack \"duo\" as configured here does not follow refs/heads/develop: push to \"develop\" does not match branch \"main\"")
+    );
+    assert_eq!(world.ran("duo").len(), 1);
+    server.terminate();
+}
+
+#[test]
 fn a_sigkilled_server_marks_the_running_deploy_interrupted_and_runs_the_queued_one() {
     let (world, server) = World::serving("serve-restart", "", &[web_stack(1, "web", "3")]);
     one_running_one_queued(&world, &server);

@@ -157,8 +157,11 @@ fn admission(
             sender_reports_forced: SENDERS_REPORTING_FORCED.contains(&outcome.provider),
             requested: false,
             // A push brought it: the same push seen again (another delivery
-            // id, a second webhook, a replay) deploys nothing.
-            once: push.is_some(),
+            // id, a second webhook, a replay) deploys nothing. Not git's own
+            // post-receive, which no one can replay (run in place by git; a
+            // forwarded one is signed over its time and seen once), and
+            // where a ref deleted and pushed again is a push to retry.
+            once: push.is_some() && outcome.provider != wit::Provider::PostReceive,
         }
     });
     let deployment_request =

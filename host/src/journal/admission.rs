@@ -18,7 +18,7 @@ use super::claim::{cancel_for, cancel_one, Superseded};
 use super::github::{insert_request_in, DeploymentRequestClaim};
 use super::sql::{args, Commit, DbError, Sql};
 use super::{insert_deploy_in, Backend, Inserted, Journal, JournalError};
-use super::{select_deploy, DeployRecord, NewDeploy, TransitionDetail};
+use super::{select_deploy, DeployRecord, DeployState, NewDeploy, TransitionDetail};
 use crate::commit_order::{self, Candidate, Head, Known, Verdict};
 use crate::queue::{Admit, Placement};
 
@@ -499,14 +499,11 @@ pub(super) fn admit(
         }
     }
     if let Some(commit) = admission.commit.as_ref().filter(|c| c.once && !c.requested) {
-        if let Some(head) = head(sql, &d.stack)?.filter(|h| h.sha == commit.sha) {
-            // The same push only: the same ref, services and profile (a tag
-            // on the head commit that a service follows still deploys it).
-            // A delivery seen before is answered as that below.
-            if same_push(sql, head.deploy_id, d)? && !delivery_seen(sql, d)? {
-                return Ok(Admitted::SameCommit {
-                    deploy_id: head.deploy_id,
-                });
+        let is_head = head(sql, &d.stack)?.is_some_and(|h| h.sha == commit.sha);
+        // A delivery seen before is answered as that below.
+        if is_head && !delivery_seen(sql, d)? {
+            if let Some(deploy_id) = same_push_deployed(sql, &commit.sha, d)? {
+                return Ok(Admitted::SameCommit { deploy_id });
             }
         }
     }
@@ -630,6 +627,28 @@ fn same_push(sql: &mut dyn Sql, deploy_id: i64, d: &NewDeploy) -> Result<bool, D
             Ok(crate::queue::covers(&services, &d.services))
         }
     }
+}
+
+/// The newest deploy of commit `sha` that was `d`'s push: the same ref and
+/// profile, and every service `d` names ([`same_push`]), any one of them,
+/// not only the newest (a push sent again with the unsigned query changed
+/// back and forth is the same push each time). A deploy cancelled for no
+/// other deploy (by an operator, or not run because the configuration
+/// running it did not follow its ref) never ran, and is not one.
+fn same_push_deployed(sql: &mut dyn Sql, sha: &str, d: &NewDeploy) -> Result<Option<i64>, DbError> {
+    let rows = sql.query(
+        "SELECT id FROM deploys WHERE stack = ?1 AND sha = ?2
+             AND NOT (state = ?3 AND superseded_by IS NULL)
+         ORDER BY id DESC",
+        args![d.stack, sha, DeployState::Cancelled],
+    )?;
+    for row in &rows {
+        let id: i64 = row.get(0)?;
+        if same_push(sql, id, d)? {
+            return Ok(Some(id));
+        }
+    }
+    Ok(None)
 }
 
 /// Whether `d`'s stack already has a deploy of `d`'s delivery id.

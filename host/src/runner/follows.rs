@@ -12,12 +12,14 @@
 //! follow is cancelled, saying why, and never runs
 //! ([`crate::journal::Start::refusal`]).
 //!
-//! Only the ref is checked, as a push to each of the stack's own git
-//! repositories: which repository a forge's push was of is settled at
-//! admission, in the forge's own words (a full name, URLs), which the
-//! journal does not keep. A deploy naming no branch or tag (an image push,
-//! a GitHub deployment of a bare commit, a manual trigger of a stack whose
-//! services follow several branches) has nothing to check here.
+//! Only the ref is checked, as a push to each git repository of the
+//! deploy's services (of the stack, when it names none): one of them must
+//! follow it. Which repository a forge's push was of is settled at
+//! admission, in the forge's own words (a full name and URLs, of which the
+//! journal keeps the full name alone: a check by it could refuse a deploy
+//! its admission matched by URL). A deploy naming no branch or tag (an
+//! image push, a GitHub deployment of a bare commit, a manual trigger of a
+//! stack whose services follow several branches) has nothing to check here.
 
 use std::collections::BTreeSet;
 
@@ -55,7 +57,21 @@ pub fn refusal(
         new: commit.to_owned(),
         name: git_ref.to_owned(),
     };
-    let wit_stack = crate::stacks::wit_stack(stack);
+    let mut wit_stack = crate::stacks::wit_stack(stack);
+    // The deploy's own services: one of them must follow the ref (a
+    // service that follows another branch now does not carry it).
+    let named = &record.queued.services;
+    if !wit_stack.services.is_empty() && !named.is_empty() {
+        wit_stack.services.retain(|s| named.contains(&s.name));
+        if wit_stack.services.is_empty() {
+            let reason = format!(
+                "not run: stack \"{}\" as configured here has none of the services {}",
+                stack.name,
+                named.join(", ")
+            );
+            return Some(crate::text::one_line(&reason).into_owned());
+        }
+    }
     // Resolved as the component compares them (`stacks::wit_stack`).
     let repositories: BTreeSet<&String> = wit_stack
         .repository
