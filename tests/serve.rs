@@ -356,6 +356,15 @@ fn a_push_is_answered_with_what_the_queue_made_of_it_already_journaled() {
     server.terminate();
 }
 
+/// Sends the server SIGHUP and waits for its log to tell of its `n`th
+/// reload since it started.
+fn reload(world: &World, server: &ServerProcess, n: usize) {
+    send_signal(server, libc::SIGHUP);
+    wait_for(10, "the reload in the log", || {
+        (world.server_log().matches("configuration reloaded").count() >= n).then_some(())
+    });
+}
+
 /// The stack's `branch` in the world's config moved from `main` to
 /// `release`.
 fn follow_release_instead(world: &World) {
@@ -374,13 +383,7 @@ fn a_deploy_queued_for_a_branch_a_reload_stopped_following_is_cancelled_and_neve
     let (world, server) = World::serving("serve-reload-branch", "", &[web_stack(1, "web", "3")]);
     one_running_one_queued(&world, &server);
     follow_release_instead(&world);
-    send_signal(&server, libc::SIGHUP);
-    wait_for(10, "the reload in the log", || {
-        world
-            .server_log()
-            .contains("configuration reloaded")
-            .then_some(())
-    });
+    reload(&world, &server, 1);
     let deploys = world.settle(30);
     let states: Vec<DeployState> = deploys.iter().map(|d| d.state).collect();
     assert_eq!(states, [DeployState::Succeeded, DeployState::Cancelled]);
@@ -475,22 +478,13 @@ fn a_push_whose_deploy_was_not_run_deploys_when_it_arrives_again() {
     one_running_one_queued(&world, &server);
     let original = std::fs::read_to_string(&world.config).unwrap();
     follow_release_instead(&world);
-    send_signal(&server, libc::SIGHUP);
-    wait_for(10, "the reload in the log", || {
-        world
-            .server_log()
-            .contains("configuration reloaded")
-            .then_some(())
-    });
+    reload(&world, &server, 1);
     let deploys = world.settle(30);
     assert_eq!(deploys[1].detail.as_deref(), Some(NOT_MAIN_ANY_MORE));
     // The file put back: the same push of commit 2, under a new delivery
     // id, is no duplicate of a deploy that never ran.
     std::fs::write(&world.config, original).unwrap();
-    send_signal(&server, libc::SIGHUP);
-    wait_for(10, "the second reload in the log", || {
-        (world.server_log().matches("configuration reloaded").count() >= 2).then_some(())
-    });
+    reload(&world, &server, 2);
     assert_eq!(push(&server, 2, "d2-again"), 202);
     let deploys = world.settle(30);
     assert_eq!(deploys.len(), 3);
@@ -532,13 +526,7 @@ fn a_queued_deploy_of_a_service_a_reload_moved_to_another_branch_is_not_run() {
     let moved = text.replacen("branch = \"develop\"", "branch = \"main\"", 1);
     assert_ne!(moved, text);
     std::fs::write(&world.config, moved).unwrap();
-    send_signal(&server, libc::SIGHUP);
-    wait_for(10, "the reload in the log", || {
-        world
-            .server_log()
-            .contains("configuration reloaded")
-            .then_some(())
-    });
+    reload(&world, &server, 1);
     let deploys = world.settle(30);
     assert_eq!(deploys.len(), 2);
     assert_eq!(deploys[1].queued.services, ["web"]);

@@ -677,6 +677,18 @@ fn a_changed_password_ends_the_sessions_signed_in_with_the_old_one() {
     server.terminate();
 }
 
+/// Takes victor's line out of the world's config; the config as it was.
+fn remove_victor(world: &World) -> String {
+    let config = std::fs::read_to_string(&world.config).unwrap();
+    let line = config
+        .lines()
+        .find(|l| l.contains("\"victor\""))
+        .unwrap()
+        .to_owned();
+    std::fs::write(&world.config, config.replace(&format!("{line}\n"), "")).unwrap();
+    config
+}
+
 #[test]
 fn a_user_removed_then_put_back_is_not_signed_in_again_by_an_old_cookie() {
     let (world, server) = dashboard("ui-removed-user", "", "");
@@ -691,13 +703,7 @@ fn a_user_removed_then_put_back_is_not_signed_in_again_by_an_old_cookie() {
     };
     // victor leaves the config (no request of his comes meanwhile), then
     // the same line is put back.
-    let config = std::fs::read_to_string(&world.config).unwrap();
-    let line = config
-        .lines()
-        .find(|l| l.contains("\"victor\""))
-        .unwrap()
-        .to_owned();
-    std::fs::write(&world.config, config.replace(&format!("{line}\n"), "")).unwrap();
+    let config = remove_victor(&world);
     reloads(1);
     std::fs::write(&world.config, &config).unwrap();
     reloads(2);
@@ -719,13 +725,7 @@ fn a_user_removed_while_the_server_was_stopped_is_signed_out_for_good_at_its_sta
     assert_eq!(browser.get("/ui/").status, 200);
     server.terminate();
     // victor leaves the file while no server runs; one starts, and stops.
-    let config = std::fs::read_to_string(&world.config).unwrap();
-    let line = config
-        .lines()
-        .find(|l| l.contains("\"victor\""))
-        .unwrap()
-        .to_owned();
-    std::fs::write(&world.config, config.replace(&format!("{line}\n"), "")).unwrap();
+    let config = remove_victor(&world);
     let server = world.start(&[]);
     wait_for(10, "the start's sign-outs in the log", || {
         world

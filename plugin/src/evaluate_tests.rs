@@ -865,24 +865,28 @@ fn issue_12_unselectable_profiles_and_services_are_refused_from_the_query() {
     );
 }
 
+/// A Docker Hub push of `acme/web:latest` whose `push_data.pushed_at` is
+/// `pushed_at`.
+fn docker_hub_push(pushed_at: serde_json::Value) -> Delivery {
+    Delivery::Http(HttpRequest {
+        method: "POST".into(),
+        query: String::new(),
+        headers: Headers::new([("Content-Type", "application/json")]),
+        body: serde_json::json!({
+            "callback_url": "https://registry.hub.docker.com/u/acme/web/hook/x/",
+            "push_data": {"pushed_at": pushed_at, "pusher": "ci", "tag": "latest"},
+            "repository": {"repo_name": "acme/web"},
+        })
+        .to_string()
+        .into_bytes(),
+    })
+}
+
 #[test]
 fn issue_12_registry_events_older_than_the_window_are_refused() {
     let mut s = stack("web", "acme/web", "main");
     s.services[0].image = Some("acme/web".into());
-    let push = |pushed_at: u64| {
-        Delivery::Http(HttpRequest {
-            method: "POST".into(),
-            query: String::new(),
-            headers: Headers::new([("Content-Type", "application/json")]),
-            body: serde_json::json!({
-                "callback_url": "https://registry.hub.docker.com/u/acme/web/hook/x/",
-                "push_data": {"pushed_at": pushed_at, "pusher": "ci", "tag": "latest"},
-                "repository": {"repo_name": "acme/web"},
-            })
-            .to_string()
-            .into_bytes(),
-        })
-    };
+    let push = |pushed_at: u64| docker_hub_push(serde_json::json!(pushed_at));
     let now_s = 1_700_000_000;
     let ctx = Context {
         now_ms: Some(now_s * 1000),
@@ -907,20 +911,7 @@ fn issue_12_registry_events_older_than_the_window_are_refused() {
 fn a_registry_event_time_that_is_not_unix_seconds_is_refused_not_read_as_none() {
     let mut s = stack("web", "acme/web", "main");
     s.services[0].image = Some("acme/web".into());
-    let push = |pushed_at: serde_json::Value| {
-        Delivery::Http(HttpRequest {
-            method: "POST".into(),
-            query: String::new(),
-            headers: Headers::new([("Content-Type", "application/json")]),
-            body: serde_json::json!({
-                "callback_url": "https://registry.hub.docker.com/u/acme/web/hook/x/",
-                "push_data": {"pushed_at": pushed_at, "pusher": "ci", "tag": "latest"},
-                "repository": {"repo_name": "acme/web"},
-            })
-            .to_string()
-            .into_bytes(),
-        })
-    };
+    let push = docker_hub_push;
     let now_s: u64 = 1_700_000_000;
     let ctx = Context {
         now_ms: Some(now_s * 1000),

@@ -649,7 +649,7 @@ fn print_lines(lines: &[String]) {
 
 #[cfg(test)]
 mod tests {
-    use super::{describe_answer, forced_note, RepositoryNames};
+    use super::{describe_answer, forced_note, parse_updates, RepositoryNames};
     use crate::plugin::wit;
 
     fn names(fixed: Option<&str>, gitolite: Option<&str>) -> RepositoryNames {
