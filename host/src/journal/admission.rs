@@ -632,15 +632,17 @@ fn same_push(sql: &mut dyn Sql, deploy_id: i64, d: &NewDeploy) -> Result<bool, D
 /// The newest deploy of commit `sha` that was `d`'s push: the same ref and
 /// profile, and every service `d` names ([`same_push`]), any one of them,
 /// not only the newest (a push sent again with the unsigned query changed
-/// back and forth is the same push each time). A deploy cancelled for no
-/// other deploy (by an operator, or not run because the configuration
-/// running it did not follow its ref) never ran, and is not one.
+/// back and forth is the same push each time). A deploy the configuration
+/// running it refused (`crate::runner::follows`, cancelled with a reason
+/// beginning [`crate::runner::follows::REFUSED_PREFIX`]) never ran, and is
+/// not one; a deploy an operator cancelled is.
 fn same_push_deployed(sql: &mut dyn Sql, sha: &str, d: &NewDeploy) -> Result<Option<i64>, DbError> {
+    let refused = format!("{}%", crate::runner::follows::REFUSED_PREFIX);
     let rows = sql.query(
         "SELECT id FROM deploys WHERE stack = ?1 AND sha = ?2
-             AND NOT (state = ?3 AND superseded_by IS NULL)
+             AND NOT (state = ?3 AND superseded_by IS NULL AND detail LIKE ?4)
          ORDER BY id DESC",
-        args![d.stack, sha, DeployState::Cancelled],
+        args![d.stack, sha, DeployState::Cancelled, refused],
     )?;
     for row in &rows {
         let id: i64 = row.get(0)?;

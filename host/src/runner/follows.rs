@@ -27,6 +27,11 @@ use crate::config::{Config, StackConfig};
 use crate::journal::DeployRecord;
 use crate::plugin::{wit, PluginRuntime};
 
+/// How the reason of a deploy this check refused begins: the journal tells
+/// such a deploy (cancelled, never run) from the others by it
+/// (`journal::admission`'s once-per-push rule does not count it).
+pub const REFUSED_PREFIX: &str = "not run: ";
+
 /// The commit a checked deploy is shown as pushing when it names none (a
 /// manual trigger's branch): the decision reads the ref, not the commit,
 /// and a push must name one.
@@ -34,7 +39,9 @@ const UNNAMED_COMMIT: &str = "1111111111111111111111111111111111111111";
 
 /// Why `record` must not run as `stack` of `config` is now, or `None` when
 /// the stack follows its ref (or it names no branch or tag). An evaluation
-/// the component cannot finish refuses too: an unchecked deploy never runs.
+/// the component cannot finish (no instance free in time, a trap) is no
+/// answer: the deploy, which a component's decision admitted, runs, and the
+/// failure is logged; cancelling it would lose it for good.
 pub fn refusal(
     runtime: &PluginRuntime,
     config: &Config,
@@ -65,7 +72,7 @@ pub fn refusal(
         wit_stack.services.retain(|s| named.contains(&s.name));
         if wit_stack.services.is_empty() {
             let reason = format!(
-                "not run: stack \"{}\" as configured here has none of the services {}",
+                "{REFUSED_PREFIX}stack \"{}\" as configured here has none of the services {}",
                 stack.name,
                 named.join(", ")
             );
@@ -100,14 +107,17 @@ pub fn refusal(
                 None => why.push("no decision".to_owned()),
             },
             Ok(Err(e)) => why.push(e.describe()),
-            Err(trap) => why.push(format!("the component failed: {}", trap.0)),
+            Err(trap) => {
+                tracing::warn!(deploy = record.id, stack = %stack.name, error = %trap.0, "the component could not check that the configuration follows the deploy's ref; running it as admitted");
+                return None;
+            }
         }
     }
     if repositories.is_empty() {
         why.push("it follows no git repository".to_owned());
     }
     let reason = format!(
-        "not run: stack \"{}\" as configured here does not follow {}: {}",
+        "{REFUSED_PREFIX}stack \"{}\" as configured here does not follow {}: {}",
         stack.name,
         crate::config::shown_setting(git_ref),
         why.join("; ")
