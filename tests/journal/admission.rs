@@ -122,12 +122,16 @@ fn a_stack_that_polls_deploys_its_head_commit_once(store: &Store) {
         admission.commit.as_mut().unwrap().once = true;
         admission
     };
+    let of = |delivery: &str, services: &[&str], at: i64| NewDeploy {
+        services: services.iter().map(|s| s.to_string()).collect(),
+        ..deploy(Some("a"), delivery, at)
+    };
     let a = new_id(
-        j.admit_deploy(&deploy(Some("a"), "hook-1", 1), &once("a", "x"))
+        j.admit_deploy(&of("hook-1", &["web"], 1), &once("a", "x"))
             .unwrap(),
     );
     // The poll sees the same commit (no delivery id of its own).
-    let mut polled = deploy(Some("a"), "", 2);
+    let mut polled = of("", &["web"], 2);
     polled.delivery_id = None;
     assert_eq!(
         j.admit_deploy(&polled, &once("a", "x")).unwrap(),
@@ -136,12 +140,21 @@ fn a_stack_that_polls_deploys_its_head_commit_once(store: &Store) {
     assert_eq!(j.deploys(Some("web"), 10).unwrap().len(), 1);
     // The head commit under another ref (a tag a service follows) or for
     // other services is another push: it deploys.
-    let mut tagged = deploy(Some("a"), "tag-1", 3);
+    let mut tagged = of("tag-1", &["web"], 3);
     tagged.git_ref = Some("refs/tags/v1".into());
     new_id(j.admit_deploy(&tagged, &once("a", "x")).unwrap());
-    let mut api = deploy(Some("a"), "hook-api", 3);
-    api.services = vec!["api".into()];
-    new_id(j.admit_deploy(&api, &once("a", "x")).unwrap());
+    let api = new_id(
+        j.admit_deploy(&of("hook-api", &["api"], 3), &once("a", "x"))
+            .unwrap(),
+    );
+    // Any deploy of the head commit counts, not only the newest: web's push
+    // again, after the tag's and api's, is still the first one.
+    assert_eq!(
+        j.admit_deploy(&of("hook-1-again", &["web"], 3), &once("a", "x"))
+            .unwrap(),
+        Admitted::SameCommit { deploy_id: a }
+    );
+    assert!(api > a);
     // A new commit deploys; without `once` the head deploys again.
     let mut next = deploy(Some("b"), "", 3);
     next.delivery_id = None;
