@@ -539,6 +539,90 @@ fn a_queued_deploy_of_a_service_a_reload_moved_to_another_branch_is_not_run() {
     server.terminate();
 }
 
+/// Two services of one stack on two branches of one repository: a push of
+/// one branch never cancels the other's waiting deploy, nor hands it its
+/// service to run at its own commit; each branch's newest push runs, the
+/// oldest first, each with its own services, ref and commit.
+#[test]
+fn a_push_of_one_services_branch_never_supersedes_the_other_branchs_waiting_deploy() {
+    let shop = Stack::new("shop")
+        .token(1)
+        .secret(WEB_SECRET)
+        .line("command = [\"@STANDIN@\"]")
+        .timeout("1m")
+        .env("RECORD_DIR", "@RECORD:shop@")
+        .env("SLEEP", "3")
+        .table(
+            "[[stacks.services]]\nname = \"web\"\nrepository = \"acme/web\"\nbranch = \"main\"\n\n\
+             [[stacks.services]]\nname = \"worker\"\nrepository = \"acme/web\"\nbranch = \"develop\"",
+        );
+    let (world, server) = World::serving("serve-two-branches", "", &[shop]);
+    let push = |branch: &str, n: usize, delivery: &str| {
+        let body = push_json(&format!("refs/heads/{branch}"), &sha(n - 1), &sha(n)).to_string();
+        signed_github(
+            &server,
+            &hook(1),
+            WEB_SECRET,
+            ("push", delivery),
+            body.as_bytes(),
+        )
+        .assert_status(202);
+    };
+    push("main", 1, "b-1");
+    world.wait_ran_more_than("shop", 0, 10);
+    // While main's first deploy runs: develop, main, develop again.
+    push("develop", 11, "b-2");
+    push("main", 2, "b-3");
+    push("develop", 12, "b-4");
+    let deploys = world.settle(30);
+    let shown = |d: &DeployRecord| {
+        (
+            d.state,
+            d.queued.git_ref.clone().unwrap_or_default(),
+            d.queued.services.join(","),
+        )
+    };
+    let (main, develop) = (
+        "refs/heads/main".to_owned(),
+        "refs/heads/develop".to_owned(),
+    );
+    assert_eq!(
+        deploys.iter().map(shown).collect::<Vec<_>>(),
+        [
+            (DeployState::Succeeded, main.clone(), "web".to_owned()),
+            (DeployState::Cancelled, develop.clone(), "worker".to_owned()),
+            (DeployState::Succeeded, main, "web".to_owned()),
+            (DeployState::Succeeded, develop, "worker".to_owned()),
+        ]
+    );
+    let ids: Vec<i64> = deploys.iter().map(|d| d.id).collect();
+    assert_eq!(
+        deploys[1].superseded_by,
+        Some(ids[3]),
+        "develop's by develop's"
+    );
+    // main's waiting deploy was the older of the two: it ran first.
+    let order: Vec<i64> = deploys
+        .iter()
+        .filter(|d| d.state == DeployState::Succeeded)
+        .map(|d| d.id)
+        .collect();
+    let started = |id: i64| deploys.iter().find(|d| d.id == id).unwrap().started_at_ms;
+    assert!(started(order[1]) < started(order[2]), "{deploys:#?}");
+    for (at, services, branch, n) in [(2, "web", "main", 2), (3, "worker", "develop", 12)] {
+        world.assert_env(
+            "shop",
+            ids[at],
+            &[
+                ("REDEPLOY_SERVICES", services),
+                ("REDEPLOY_REF", &format!("refs/heads/{branch}")),
+                ("REDEPLOY_SHA", &sha(n)),
+            ],
+        );
+    }
+    server.terminate();
+}
+
 #[test]
 fn a_sigkilled_server_marks_the_running_deploy_interrupted_and_runs_the_queued_one() {
     let (world, server) = World::serving("serve-restart", "", &[web_stack(1, "web", "3")]);

@@ -1,15 +1,26 @@
 //! The runner's queue policy, as a plain state machine with no I/O: one
-//! deploy at a time per stack, at most one pending behind it, and the
-//! newest wins.
+//! deploy at a time per stack and, behind it, at most one pending per ref
+//! (branch or tag; deploys that name none, manual triggers and image
+//! pushes, share one), the newest of that ref winning.
 //!
-//! A stack's queue holds the deploy running and the one pending. A deploy
+//! A stack's queue holds the deploy running and the ones pending. A deploy
 //! handed to it ([`StackQueue::admit`]) is:
-//! - cancelled at once when it is older than the one running, or names the
-//!   commit already running with nothing pending;
-//! - cancelled at once when it is older than the one pending, or names the
-//!   pending commit;
-//! - otherwise pending, and the deploy pending before it (if any) is
-//!   superseded.
+//! - cancelled at once when it is older than the one running of its ref,
+//!   or names the commit already running for its ref with nothing of that
+//!   ref pending;
+//! - cancelled at once when it is older than the one pending of its ref,
+//!   or names that deploy's commit;
+//! - otherwise pending, and the deploy of its ref pending before it (if
+//!   any) is superseded.
+//!
+//! The pending deploys run oldest first ([`StackQueue::next`]): a ref
+//! pushed again and again supersedes its own pending deploy, and never
+//! keeps another ref's from running.
+//!
+//! A deploy only ever gives way to one of its own ref ([`Slot::lane`]).
+//! Services of one stack may follow different branches: a push of `main`
+//! for `web` must not cancel the pending `develop` deploy of `worker`,
+//! nor run `worker` at `main`'s commit by taking its services.
 //!
 //! A deploy cancelled for another one never takes a service with it: the
 //! other one must redeploy every service it names ([`covers`]). The same
@@ -22,7 +33,9 @@
 //! admits deploys newest last ([`crate::commit_order`]), so a larger id is
 //! newer. The caller ([`crate::runner::Runner`]) journals what the machine
 //! decides, runs the deploys, and bounds how many stacks run at once with
-//! a semaphore (`server.max_concurrent_deploys`).
+//! a semaphore (`server.max_concurrent_deploys`). The journal's claim
+//! applies the same rule to what every process queued
+//! (`crate::journal::Journal::claim_and_start`).
 
 /// A deploy in a stack's queue. Its id is its place in the order of
 /// newness: the journal admits deploys newest last.
@@ -37,6 +50,9 @@ pub struct Slot {
     /// Its compose profile: services are only merged, and a deploy only a
     /// duplicate of another, within one profile.
     pub profile: Option<String>,
+    /// Its ref (`refs/heads/main`), or `None` when it names none: a deploy
+    /// gives way only to deploys of the same ref.
+    pub lane: Option<String>,
 }
 
 impl Slot {
@@ -135,18 +151,26 @@ pub struct Placement {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StackQueue {
     running: Option<Slot>,
-    pending: Option<Slot>,
+    /// At most one per lane ([`Slot::lane`]), in the order admitted.
+    pending: Vec<Slot>,
     worker_active: bool,
 }
 
 impl StackQueue {
+    /// The deploy pending for `lane`, if any.
+    fn pending_of(&mut self, lane: &Option<String>) -> Option<&mut Slot> {
+        self.pending.iter_mut().find(|p| &p.lane == lane)
+    }
+
     /// Hands a deploy (already journaled as queued) to the queue.
     pub fn admit(&mut self, slot: Slot) -> Admit {
-        let holds = |held: &Option<Slot>| held.as_ref().is_some_and(|h| h.id == slot.id);
-        if holds(&self.running) || holds(&self.pending) {
+        let running = self.running.as_ref();
+        if running.is_some_and(|r| r.id == slot.id) || self.pending.iter().any(|p| p.id == slot.id)
+        {
             return Admit::Known;
         }
-        if let (Some(sha), Some(running)) = (&slot.sha, &self.running) {
+        let lane_pending = self.pending.iter().any(|p| p.lane == slot.lane);
+        if let (Some(sha), Some(running)) = (&slot.sha, running.filter(|r| r.lane == slot.lane)) {
             if running.id > slot.id {
                 return Admit::Cancel {
                     reason: format!(
@@ -156,8 +180,7 @@ impl StackQueue {
                     because_of: running.id,
                 };
             }
-            if running.sha.as_ref() == Some(sha) && self.pending.is_none() && running.covers(&slot)
-            {
+            if running.sha.as_ref() == Some(sha) && !lane_pending && running.covers(&slot) {
                 return Admit::Cancel {
                     reason: format!("commit {sha} is already deploying (#{})", running.id),
                     because_of: running.id,
@@ -165,7 +188,7 @@ impl StackQueue {
             }
         }
         let mut slot = slot;
-        let superseded = match &mut self.pending {
+        let superseded = match self.pending_of(&slot.lane) {
             // Cancelled for the pending deploy, which takes its services.
             Some(pending) if pending.sha.is_some() && pending.sha == slot.sha => {
                 pending.take_services_of(&slot);
@@ -191,7 +214,10 @@ impl StackQueue {
             }
             None => None,
         };
-        self.pending = Some(slot);
+        if let Some((id, _)) = &superseded {
+            self.pending.retain(|p| p.id != *id);
+        }
+        self.pending.push(slot);
         let start_worker = !self.worker_active;
         self.worker_active = true;
         Admit::Pending {
@@ -200,17 +226,23 @@ impl StackQueue {
         }
     }
 
-    /// The worker asks for the next deploy: the pending one, which becomes
-    /// the running one. `None` when nothing is pending or the server is
-    /// `stopping` (what is pending then stays queued in the journal); the
-    /// worker then ends and the next admitted deploy starts a new one.
+    /// The worker asks for the next deploy: the oldest pending one, which
+    /// becomes the running one. `None` when nothing is pending or the
+    /// server is `stopping` (what is pending then stays queued in the
+    /// journal); the worker then ends and the next admitted deploy starts a
+    /// new one.
     pub fn next(&mut self, stopping: bool) -> Option<Slot> {
-        let next = if stopping { None } else { self.pending.take() };
-        match &next {
+        let oldest = (!stopping)
+            .then(|| {
+                let at = (0..self.pending.len()).min_by_key(|&i| self.pending[i].id)?;
+                Some(self.pending.remove(at))
+            })
+            .flatten();
+        match &oldest {
             Some(slot) => self.running = Some(slot.clone()),
             None => self.worker_active = false,
         }
-        next
+        oldest
     }
 
     /// The running deploy ended (or never started: the server stopped
@@ -232,9 +264,7 @@ impl StackQueue {
     /// running, it is being stopped, and its commit no longer counts as
     /// deploying. It stays the running one until it ends: one at a time.
     pub fn forget(&mut self, id: i64) {
-        if self.pending.as_ref().is_some_and(|p| p.id == id) {
-            self.pending = None;
-        }
+        self.pending.retain(|p| p.id != id);
         if let Some(running) = self.running.as_mut().filter(|r| r.id == id) {
             running.sha = None;
         }
@@ -242,7 +272,7 @@ impl StackQueue {
 
     /// Whether nothing runs, waits or is being served.
     pub fn is_idle(&self) -> bool {
-        self.running.is_none() && self.pending.is_none() && !self.worker_active
+        self.running.is_none() && self.pending.is_empty() && !self.worker_active
     }
 
     /// [`StackQueue::admit`] for `stack`'s deploy `slot`, keeping the
@@ -277,11 +307,8 @@ impl StackQueue {
             *self = placement.before.clone();
             return false;
         }
-        let is_it = |held: &Option<Slot>| held.as_ref().is_some_and(|h| h.id == placement.id);
-        if is_it(&self.pending) {
-            self.pending = None;
-        }
-        if is_it(&self.running) {
+        self.pending.retain(|p| p.id != placement.id);
+        if self.running.as_ref().is_some_and(|r| r.id == placement.id) {
             self.running = None;
         }
         let (superseded, start_worker) = match &placement.admit {
@@ -291,15 +318,16 @@ impl StackQueue {
             } => (superseded, *start_worker),
             Admit::Cancel { because_of, .. } => {
                 let find = |q: &StackQueue| {
-                    [&q.running, &q.pending]
-                        .into_iter()
-                        .flatten()
+                    q.running
+                        .iter()
+                        .chain(&q.pending)
                         .find(|slot| slot.id == *because_of)
                         .map(|slot| slot.services.clone())
                 };
-                let widened = [&mut self.running, &mut self.pending]
-                    .into_iter()
-                    .flatten()
+                let widened = self
+                    .running
+                    .iter_mut()
+                    .chain(&mut self.pending)
                     .find(|slot| slot.id == *because_of);
                 if let (Some(slot), Some(services)) = (widened, find(&placement.before)) {
                     slot.services = services;
@@ -312,8 +340,9 @@ impl StackQueue {
             placement
                 .before
                 .pending
-                .clone()
-                .filter(|slot| slot.id == *id)
+                .iter()
+                .find(|slot| slot.id == *id)
+                .cloned()
         });
         let again = superseded.map(|slot| self.admit(slot));
         start_worker
@@ -337,6 +366,7 @@ mod tests {
             sha: sha.map(str::to_string),
             services: vec![],
             profile: None,
+            lane: None,
         }
     }
 
@@ -408,6 +438,89 @@ mod tests {
             reason: reason.to_string(),
             because_of,
         }
+    }
+
+    fn on(lane: &str, slot: Slot) -> Slot {
+        Slot {
+            lane: Some(lane.to_string()),
+            ..slot
+        }
+    }
+
+    #[test]
+    fn a_deploy_gives_way_only_to_deploys_of_its_own_ref_and_refs_run_oldest_first() {
+        let (main, develop) = ("refs/heads/main", "refs/heads/develop");
+        let mut q = StackQueue::default();
+        assert_eq!(
+            q.admit(on(main, of(1, Some("m1"), &["web"]))),
+            pending(None, true)
+        );
+        assert_eq!(q.next(false), Some(on(main, of(1, Some("m1"), &["web"]))));
+        // develop's deploy of worker waits behind main's running one: older
+        // or not, another ref's deploy is no reason to cancel it.
+        let worker = on(develop, of(2, Some("d1"), &["worker"]));
+        assert_eq!(q.admit(worker.clone()), pending(None, false));
+        // A newer push of main supersedes nothing of develop's, and takes
+        // none of its services.
+        assert_eq!(
+            q.admit(on(main, of(3, Some("m2"), &["web"]))),
+            pending(None, false)
+        );
+        assert_eq!(
+            q.admit(on(main, of(4, Some("m3"), &["web"]))),
+            pending(Some((3, "superseded by commit m3 (#4)")), false)
+        );
+        // An older deploy of develop than the one running of main is no
+        // older than develop's: it is pending (main's running one is not
+        // its ref's), and the newer one of develop supersedes it.
+        q.finished();
+        assert_eq!(q.next(false), Some(worker), "the oldest pending ref first");
+        assert_eq!(
+            q.admit(on(main, of(5, Some("m3"), &["web"]))),
+            cancel("the same commit is already queued (#4)", 4)
+        );
+        // The commit running on develop, pushed to main: no duplicate.
+        assert_eq!(
+            q.admit(on(develop, of(6, Some("d1"), &["worker"]))),
+            cancel("commit d1 is already deploying (#2)", 2)
+        );
+        q.finished();
+        assert_eq!(q.next(false), Some(on(main, of(4, Some("m3"), &["web"]))));
+        // Deploys naming no ref share a lane of their own.
+        assert_eq!(q.admit(of(7, None, &["proxy"])), pending(None, false));
+        assert_eq!(
+            q.admit(of(8, None, &["web"])),
+            pending(Some((7, "superseded by deploy #8")), false)
+        );
+        assert_eq!(
+            q.admit(on(develop, of(9, Some("d2"), &["worker"]))),
+            pending(None, false)
+        );
+        q.finished();
+        assert_eq!(q.next(false), Some(of(8, None, &["web", "proxy"])));
+        q.finished();
+        assert_eq!(
+            q.next(false),
+            Some(on(develop, of(9, Some("d2"), &["worker"])))
+        );
+        q.finished();
+        assert_eq!(q.next(false), None);
+        assert!(q.is_idle());
+    }
+
+    #[test]
+    fn an_older_deploy_of_a_ref_than_its_running_one_is_cancelled_not_of_another_ref() {
+        let mut q = StackQueue::default();
+        q.admit(on("refs/heads/main", slot(5, Some("new"))));
+        q.next(false);
+        assert_eq!(
+            q.admit(on("refs/heads/main", slot(4, Some("old")))),
+            cancel("commit old is older than the deploy running (#5)", 5)
+        );
+        assert_eq!(
+            q.admit(on("refs/tags/v1", slot(3, Some("old")))),
+            pending(None, false)
+        );
     }
 
     #[test]

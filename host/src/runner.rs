@@ -73,16 +73,6 @@ enum Outcome {
     Abandoned,
 }
 
-/// The queue's view of `record`.
-fn slot_of(record: &DeployRecord) -> Slot {
-    Slot {
-        id: record.id,
-        sha: record.queued.sha.clone(),
-        services: record.queued.services.clone(),
-        profile: record.queued.profile.clone(),
-    }
-}
-
 /// What happened to a deploy handed to [`Runner::enqueue`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Enqueued {
@@ -350,7 +340,7 @@ impl Runner {
             self.notify(record.id, DeployState::Queued, None);
             return Enqueued::Queued;
         }
-        let slot = slot_of(record);
+        let slot = record.slot();
         let admit = |slot: Slot| {
             let mut queues = self.queues();
             queues

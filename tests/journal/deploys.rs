@@ -664,20 +664,23 @@ fn claiming_takes_the_newest_queued_deploy_and_cancels_older_ones(store: &Store)
     );
 }
 
-/// A claim whose refusal refuses the newest queued deploy (the claimer's
-/// configuration does not follow its ref) cancels it with that reason and
-/// claims the next newest: a refused deploy never supersedes the older.
+/// A claim whose refusal refuses the newest queued deploy of a ref (the
+/// claimer's configuration no longer gives that ref one of its services)
+/// cancels it with that reason and claims the next newest of the ref: a
+/// refused deploy never supersedes the older. A deploy of a ref it does
+/// not follow at all is refused when its turn comes.
 fn a_refused_deploy_is_cancelled_alone_and_the_next_newest_is_claimed(store: &Store) {
     let (a, b) = (store.open(), store.open());
     let first = new_id(a.insert_deploy(&new_deploy("app", Some("d1"), 1)).unwrap());
     let second = new_id(a.insert_deploy(&new_deploy("app", Some("d2"), 2)).unwrap());
-    let evil = NewDeploy {
-        git_ref: Some("refs/heads/evil".to_owned()),
+    let moved = NewDeploy {
+        services: vec!["api".to_owned()],
         ..new_deploy("app", Some("d3"), 3)
     };
-    let third = new_id(b.insert_deploy(&evil).unwrap());
+    let third = new_id(b.insert_deploy(&moved).unwrap());
     let refusal = |d: &DeployRecord| {
-        (d.queued.git_ref.as_deref() == Some("refs/heads/evil")).then(|| "not main".to_owned())
+        let evil = d.queued.git_ref.as_deref() == Some("refs/heads/evil");
+        (evil || d.queued.services == ["api"]).then(|| "not main".to_owned())
     };
     let start = Start {
         lease: None,
@@ -687,7 +690,13 @@ fn a_refused_deploy_is_cancelled_alone_and_the_next_newest_is_claimed(store: &St
     };
     let claimed = a.claim_and_start("app", 10, &start).unwrap();
     assert_eq!(claimed.next.as_ref().map(|d| d.id), Some(second));
-    assert_eq!(claimed.next.unwrap().state, DeployState::Started);
+    let next = claimed.next.unwrap();
+    assert_eq!(next.state, DeployState::Started);
+    assert_eq!(
+        next.queued.services,
+        ["web", "worker"],
+        "not widened to api"
+    );
     let superseded = format!("superseded by deploy #{second}");
     assert_eq!(
         claimed.cancelled,
@@ -698,7 +707,7 @@ fn a_refused_deploy_is_cancelled_alone_and_the_next_newest_is_claimed(store: &St
     assert_eq!(refused.detail.as_deref(), Some("not main"));
     assert_eq!(refused.superseded_by, None);
     assert_eq!(refused.started_at_ms, None);
-    // Refusing every one leaves nothing to run, and each says why.
+    // A ref not followed: nothing to run, and it says why.
     let fourth = new_id(
         b.insert_deploy(&NewDeploy {
             git_ref: Some("refs/heads/evil".to_owned()),
@@ -718,8 +727,98 @@ fn a_refused_deploy_is_cancelled_alone_and_the_next_newest_is_claimed(store: &St
     assert_eq!(claimed.cancelled, vec![(fourth, "not main".to_owned())]);
 }
 
+/// Services of one stack on two branches: a deploy gives way only to a
+/// newer one of its own ref, is widened only by its own ref's, and of each
+/// ref's newest the oldest runs first; an operator's cancel takes only its
+/// own ref's older deploys with it.
+fn deploys_of_two_refs_of_a_stack_never_supersede_each_other(store: &Store) {
+    let (a, b) = (store.open(), store.open());
+    let of = |services: &str, git_ref: &str, sha: char, delivery: &str, at: i64| NewDeploy {
+        services: vec![services.to_owned()],
+        git_ref: Some(git_ref.to_owned()),
+        sha: Some(sha.to_string().repeat(40)),
+        ..new_deploy("app", Some(delivery), at)
+    };
+    let (main, develop) = ("refs/heads/main", "refs/heads/develop");
+    let worker = new_id(
+        a.insert_deploy(&of("worker", develop, 'd', "d1", 1))
+            .unwrap(),
+    );
+    let web1 = new_id(b.insert_deploy(&of("web", main, 'a', "d2", 2)).unwrap());
+    let web2 = new_id(a.insert_deploy(&of("web", main, 'b', "d3", 3)).unwrap());
+    let claimed = a.claim_next("app", 10).unwrap();
+    assert_eq!(claimed.next.as_ref().map(|d| d.id), Some(worker));
+    assert_eq!(claimed.cancelled, vec![], "main's deploys wait their turn");
+    a.transition(
+        worker,
+        DeployState::Started,
+        10,
+        &TransitionDetail::default(),
+    )
+    .unwrap();
+    a.transition(
+        worker,
+        DeployState::Succeeded,
+        11,
+        &TransitionDetail::default(),
+    )
+    .unwrap();
+    let claimed = b.claim_next("app", 12).unwrap();
+    let next = claimed.next.unwrap();
+    assert_eq!(next.id, web2);
+    assert_eq!(
+        next.queued.services,
+        ["web"],
+        "worker's branch is not main's"
+    );
+    assert_eq!(
+        claimed.cancelled,
+        vec![(web1, format!("superseded by deploy #{web2}"))]
+    );
+    b.transition(web2, DeployState::Started, 12, &TransitionDetail::default())
+        .unwrap();
+    // An older deploy of develop than main's started one still runs (an
+    // import, a hand edit put it back in the queue); an older one of main
+    // never does.
+    store.execute(&format!(
+        "UPDATE deploys SET state = 'queued', superseded_by = NULL WHERE id IN ({worker}, {web1})"
+    ));
+    let claimed = a.claim_next("app", 13).unwrap();
+    assert_eq!(claimed.next.map(|d| d.id), Some(worker));
+    assert_eq!(claimed.cancelled, vec![]);
+    store.execute(&format!(
+        "UPDATE deploys SET state = 'cancelled' WHERE id = {worker}"
+    ));
+    let claimed = a.claim_next("app", 14).unwrap();
+    assert_eq!(claimed.next, None);
+    assert_eq!(
+        claimed.cancelled,
+        vec![(
+            web1,
+            format!("deploy #{web2}, newer, already ran: an older commit never runs after it")
+        )]
+    );
+    // Cancelling a queued deploy of main takes main's older ones with it,
+    // and leaves develop's queued.
+    let worker2 = new_id(
+        a.insert_deploy(&of("worker", develop, 'e', "d5", 15))
+            .unwrap(),
+    );
+    let web3 = new_id(b.insert_deploy(&of("web", main, 'c', "d6", 16)).unwrap());
+    let web4 = new_id(a.insert_deploy(&of("web", main, 'f', "d7", 17)).unwrap());
+    assert_eq!(
+        b.cancel_deploy(web4, "operator", 18).unwrap(),
+        CancelOutcome::Cancelled(vec![(web3, format!("superseded by deploy #{web4}"))])
+    );
+    assert_eq!(
+        a.deploy(worker2).unwrap().unwrap().state,
+        DeployState::Queued
+    );
+}
+
 super::on_both_backends!(
     a_refused_deploy_is_cancelled_alone_and_the_next_newest_is_claimed,
+    deploys_of_two_refs_of_a_stack_never_supersede_each_other,
     claiming_takes_the_newest_queued_deploy_and_cancels_older_ones,
     a_superseded_deploy_leaves_its_services_to_the_deploy_it_is_cancelled_for,
     insert_transition_and_read_back,

@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 
 use redeploy_host::journal::*;
-use redeploy_host::queue::{Admit, Placement, Slot, StackQueue};
+use redeploy_host::queue::{Admit, Placement, StackQueue};
 
 use super::admission::{commit, deploy};
 use super::Store;
@@ -26,13 +26,7 @@ impl Placer for OneQueue {
         cancelled: &mut dyn FnMut(i64) -> bool,
     ) -> Option<Placement> {
         let mut queue = self.queue.lock().unwrap();
-        let slot = Slot {
-            id: record.id,
-            sha: record.queued.sha.clone(),
-            services: record.queued.services.clone(),
-            profile: record.queued.profile.clone(),
-        };
-        let placement = queue.place(&record.queued.stack, slot);
+        let placement = queue.place(&record.queued.stack, record.slot());
         match placement.admit {
             Admit::Cancel { because_of, .. } if cancelled(because_of) => {
                 queue.undo(&placement);

@@ -450,6 +450,7 @@ fn place(
             let superseded = Superseded {
                 services: record.queued.services.clone(),
                 profile: record.queued.profile.clone(),
+                lane: record.queued.git_ref.clone(),
             };
             cancel_for(sql, record.id, superseded, at_ms, &detail)?;
             false
@@ -559,6 +560,7 @@ pub(super) fn admit(
                 let superseded = Superseded {
                     services: d.services.clone(),
                     profile: d.profile.clone(),
+                    lane: d.git_ref.clone(),
                 };
                 cancel_for(sql, id, superseded, d.created_at_ms, &detail)?;
                 admitted = Admitted::Older {

@@ -33,8 +33,10 @@ impl Journal {
         at_ms: i64,
     ) -> Result<CancelOutcome, JournalError> {
         self.write("cancel a deploy", |sql| {
-            let Some(row) =
-                sql.query_opt("SELECT state, stack FROM deploys WHERE id = ?1", args![id])?
+            let Some(row) = sql.query_opt(
+                "SELECT state, stack, git_ref FROM deploys WHERE id = ?1",
+                args![id],
+            )?
             else {
                 return Ok(CancelOutcome::NotFound);
             };
@@ -46,7 +48,9 @@ impl Journal {
                     };
                     apply_transition(sql, id, DeployState::Cancelled, at_ms, &detail)?;
                     let stack: String = row.get(1)?;
-                    let superseded = super::claim::cancel_older(sql, &stack, id, at_ms)?;
+                    let lane: Option<String> = row.get(2)?;
+                    let superseded =
+                        super::claim::cancel_older(sql, &stack, id, lane.as_deref(), at_ms)?;
                     Ok(CancelOutcome::Cancelled(superseded))
                 }
                 DeployState::Started => {

@@ -1,8 +1,13 @@
 //! Claiming a stack's next deploy: with the stack's lock held, a runner
-//! takes the stack's newest queued deploy (whichever process queued it),
-//! cancels the older ones as superseded by it and, in the same
-//! transaction, records it started ([`Journal::claim_and_start`]), after
-//! checking on the database that it still holds the stack's lease.
+//! takes the newest queued deploy of one of the stack's refs (whichever
+//! process queued it), cancels the older ones of that ref as superseded by
+//! it and, in the same transaction, records it started
+//! ([`Journal::claim_and_start`]), after checking on the database that it
+//! still holds the stack's lease.
+//!
+//! As in the runner's queue ([`crate::queue`]), a deploy gives way only to
+//! deploys of its own ref (`git_ref`; those naming none share one): of
+//! each ref's newest queued deploy, the oldest runs first.
 //!
 //! It is on every deploy's path, under the journal's write lock, so it
 //! costs few statements whatever the queue holds: the older deploys are
@@ -43,10 +48,11 @@ pub struct Start<'a> {
 }
 
 impl Journal {
-    /// With `stack`'s lock held: the stack's newest queued deploy, to run
-    /// next, after cancelling (superseded by it) every older one still
+    /// With `stack`'s lock held: the deploy to run next, the newest
+    /// queued of its ref (of each ref's newest, the oldest), after
+    /// cancelling (superseded by it) every older one of its ref still
     /// queued, whichever process queued them, in one transaction; also
-    /// cancels, instead, a queued deploy older than a deploy of the stack
+    /// cancels, instead, a queued deploy older than a deploy of its ref
     /// that already started, so that an older commit never runs after a
     /// newer one. Returns the deploy to run (if any) and the ids cancelled,
     /// each with its reason. The deploy stays `queued`
@@ -103,21 +109,29 @@ fn claim(
     refusal: &(dyn Fn(&DeployRecord) -> Option<String> + Sync),
 ) -> Result<Claimed, DbError> {
     let mut cancelled = Vec::new();
-    let newest = loop {
+    let (newest, lane) = loop {
+        // Each ref's newest queued deploy; the oldest of them.
         let newest: Option<i64> = sql
             .query_one(
-                "SELECT MAX(id) FROM deploys WHERE stack = ?1 AND state = ?2",
+                "SELECT MIN(newest) FROM
+                     (SELECT MAX(id) AS newest FROM deploys
+                      WHERE stack = ?1 AND state = ?2 GROUP BY git_ref) AS lanes",
                 args![stack, DeployState::Queued],
             )?
             .get(0)?;
-        let Some(newest) = newest else {
+        let record = match newest {
+            Some(newest) => select_deploy(sql, newest)?,
+            None => None,
+        };
+        let Some(record) = record else {
             return Ok(Claimed {
                 cancelled,
                 ..Claimed::default()
             });
         };
-        let Some(reason) = select_deploy(sql, newest)?.and_then(|d| refusal(&d)) else {
-            break newest;
+        let newest = record.id;
+        let Some(reason) = refusal(&record) else {
+            break (newest, record.queued.git_ref);
         };
         let refused = TransitionDetail {
             reason: Some(reason.clone()),
@@ -126,15 +140,16 @@ fn claim(
         apply_transition(sql, newest, DeployState::Cancelled, at_ms, &refused)?;
         cancelled.push((newest, reason));
     };
-    cancelled.extend(cancel_older(sql, stack, newest, at_ms)?);
+    cancelled.extend(cancel_older(sql, stack, newest, lane.as_deref(), at_ms)?);
     // Only deploys newer than the claimed one: a range of the (stack, id)
     // index, usually empty. Unbounded, the search reads back through every
     // deploy of the stack since the last one that started (the cancelled
     // ones), with the write lock held.
     let latest_started: Option<i64> = sql
         .query_one(
-            "SELECT MAX(id) FROM deploys WHERE stack = ?1 AND id > ?2 AND started_at_ms IS NOT NULL",
-            args![stack, newest],
+            "SELECT MAX(id) FROM deploys WHERE stack = ?1 AND id > ?2
+             AND started_at_ms IS NOT NULL AND git_ref IS NOT DISTINCT FROM ?3",
+            args![stack, newest, lane],
         )?
         .get(0)?;
     if let Some(latest) = latest_started {
@@ -162,29 +177,31 @@ fn claim(
     })
 }
 
-/// Cancels every queued deploy of `stack` older than `newest`, superseded
-/// by it, with their history and outbox rows: the ids, newest first, each
-/// with its reason.
+/// Cancels every queued deploy of `stack` and ref `lane` (`git_ref`)
+/// older than `newest`, superseded by it, with their history and outbox
+/// rows: the ids, newest first, each with its reason.
 pub(super) fn cancel_older(
     sql: &mut dyn Sql,
     stack: &str,
     newest: i64,
+    lane: Option<&str>,
     at_ms: i64,
 ) -> Result<Vec<(i64, String)>, DbError> {
     let reason = format!("superseded by deploy #{newest}");
     let mut rows = sql.query(
         "UPDATE deploys SET state = ?3, finished_at_ms = ?4, detail = ?5, superseded_by = ?6
-         WHERE stack = ?1 AND state = ?2 AND id < ?6
+         WHERE stack = ?1 AND state = ?2 AND id < ?6 AND git_ref IS NOT DISTINCT FROM ?7
          RETURNING id, event_json,
              (SELECT COUNT(*) FROM github_deployment_requests r WHERE r.deploy_id = deploys.id),
-             services, profile",
+             services, profile, git_ref",
         args![
             stack,
             DeployState::Queued,
             DeployState::Cancelled,
             at_ms,
             reason,
-            newest
+            newest,
+            lane
         ],
     )?;
     rows.sort_by_key(|row| std::cmp::Reverse(row.get::<i64>(0).unwrap_or_default()));
@@ -194,6 +211,7 @@ pub(super) fn cancel_older(
         services.push(Superseded {
             services: services_of(&row.get::<String>(3)?)?,
             profile: row.get(4)?,
+            lane: row.get(5)?,
         });
         let id: i64 = row.get(0)?;
         let event_json: String = row.get(1)?;
@@ -245,14 +263,19 @@ pub(super) struct Superseded {
     pub services: Vec<String>,
     /// Its compose profile.
     pub profile: Option<String>,
+    /// Its ref (`git_ref`).
+    pub lane: Option<String>,
 }
 
 /// Widens queued deploy `into`'s services to cover each of `superseded`
-/// (deploys cancelled for it) of the same profile, so a service only a
-/// superseded deploy named still deploys ([`crate::queue::union`]): its
-/// `services` column and the event the deploy is handed (`event_json`'s
-/// `services`), as one. Nothing changes when `into` is not queued any more
-/// (it started, or ended), nor for a deploy of another profile.
+/// (deploys cancelled for it) of the same profile and ref, so a service
+/// only a superseded deploy named still deploys ([`crate::queue::union`]):
+/// its `services` column and the event the deploy is handed
+/// (`event_json`'s `services`), as one. Nothing changes when `into` is not
+/// queued any more (it started, or ended), nor for a deploy of another
+/// profile or ref: a service never deploys another branch's commit because
+/// a deploy of its own branch was cancelled for it (an older commit by the
+/// stack's commit order, `super::admission`).
 pub(super) fn widen_services(
     sql: &mut dyn Sql,
     into: i64,
@@ -262,7 +285,7 @@ pub(super) fn widen_services(
         return Ok(());
     }
     let Some(row) = sql.query_opt(
-        "SELECT services, profile, event_json FROM deploys WHERE id = ?1 AND state = ?2",
+        "SELECT services, profile, event_json, git_ref FROM deploys WHERE id = ?1 AND state = ?2",
         args![into, DeployState::Queued],
     )?
     else {
@@ -270,9 +293,10 @@ pub(super) fn widen_services(
     };
     let mine = services_of(&row.get::<String>(0)?)?;
     let profile: Option<String> = row.get(1)?;
+    let lane: Option<String> = row.get(3)?;
     let others = superseded
         .iter()
-        .filter(|s| s.profile == profile)
+        .filter(|s| s.profile == profile && s.lane == lane)
         .map(|s| s.services.as_slice());
     let Some(widened) = crate::queue::union(&mine, others) else {
         return Ok(());
@@ -308,7 +332,7 @@ pub(super) fn cancel_one(
     detail: &TransitionDetail,
 ) -> Result<bool, DbError> {
     let Some(row) = sql.query_opt(
-        "SELECT services, profile FROM deploys WHERE id = ?1 AND state = ?2",
+        "SELECT services, profile, git_ref FROM deploys WHERE id = ?1 AND state = ?2",
         args![id, DeployState::Queued],
     )?
     else {
@@ -317,6 +341,7 @@ pub(super) fn cancel_one(
     let superseded = Superseded {
         services: services_of(&row.get::<String>(0)?)?,
         profile: row.get(1)?,
+        lane: row.get(2)?,
     };
     cancel_for(sql, id, superseded, at_ms, detail)?;
     Ok(true)

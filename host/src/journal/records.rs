@@ -328,6 +328,19 @@ pub struct DeployRecord {
     pub superseded_by: Option<i64>,
 }
 
+impl DeployRecord {
+    /// The runner's queue's view of it ([`crate::queue`]).
+    pub fn slot(&self) -> crate::queue::Slot {
+        crate::queue::Slot {
+            id: self.id,
+            sha: self.queued.sha.clone(),
+            services: self.queued.services.clone(),
+            profile: self.queued.profile.clone(),
+            lane: self.queued.git_ref.clone(),
+        }
+    }
+}
+
 /// The result of [`Journal::recover`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recovery {

@@ -450,12 +450,7 @@ impl Placer for Queues {
     ) -> Option<crate::queue::Placement> {
         let stack = &record.queued.stack;
         assert_ne!(self.panics_on, Some(stack.as_str()), "placing a deploy");
-        let slot = crate::queue::Slot {
-            id: record.id,
-            sha: record.queued.sha.clone(),
-            services: record.queued.services.clone(),
-            profile: record.queued.profile.clone(),
-        };
+        let slot = record.slot();
         let mut queues = self.queues.lock().unwrap();
         Some(queues.entry(stack.clone()).or_default().place(stack, slot))
     }
@@ -617,6 +612,7 @@ fn an_admission_refused_among_others_is_refused_alone() {
             sha: Some(sha.to_owned()),
             services: vec![],
             profile: None,
+            lane: Some("refs/heads/main".to_owned()),
         };
         alone.place("a", slot);
     }

@@ -13,7 +13,7 @@
 //! otherwise (recovery at start, the GitHub deployment fallback) go
 //! through [`Runner::enqueue`] on SQLite too.
 
-use super::{slot_of, Enqueued, Runner};
+use super::{Enqueued, Runner};
 use crate::journal::{DeployRecord, DeployState, Placed, Placer};
 use crate::queue::{Admit, Placement};
 
@@ -34,7 +34,7 @@ impl Placer for Runner {
         // caller's transaction and takes no lock.
         let mut queues = self.queues();
         let queue = queues.entry(stack.clone()).or_default();
-        let placement = queue.place(stack, slot_of(record));
+        let placement = queue.place(stack, record.slot());
         // The deploy it would be cancelled for may have been cancelled
         // meanwhile (by an operator, through another process): then it is
         // no reason, and the queue, which has not forgotten it, must
