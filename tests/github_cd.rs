@@ -151,6 +151,14 @@ fn a_push_creates_a_deployment_whose_event_deploys_and_reports_each_phase() {
     assert_eq!(deploys[0].queued.sha.as_deref(), Some(sha(1).as_str()));
     let env = cd.world.recorded_env("web", deploys[0].id);
     assert_eq!(env["REDEPLOY_SHA"], sha(1));
+    // The deployment names the commit alone; the branch is its push's.
+    assert_eq!(env["REDEPLOY_REF"], "refs/heads/main");
+    assert_eq!(env["REDEPLOY_BRANCH"], "main");
+    assert_eq!(
+        deploys[0].queued.git_ref.as_deref(),
+        Some("refs/heads/main")
+    );
+    assert_eq!(deploys[0].queued.provider, "github");
     let bodies = status_bodies(&standin, 1000);
     let last = bodies.last().unwrap();
     assert_eq!(last["environment"], "web-env");

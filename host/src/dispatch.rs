@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::config::{Config, LiveConfig, StackConfig};
 use crate::journal::now_ms;
-use crate::journal::{Admitted, CommitClaim};
+use crate::journal::{Admitted, RequestedDeploy};
 use crate::journal::{DeployRecord, Placed, Placer, ToRun};
 use crate::journal::{Inserted, Journal, NewDelivery, NewDeploymentRequest, Recording};
 use crate::metrics::Metrics;
@@ -249,7 +249,7 @@ impl Dispatcher {
         &self,
         event: &wit::DeployEvent,
         body: &str,
-        deploy: &crate::journal::RequestedDeploy,
+        deploy: &RequestedDeploy,
         once_per_commit: bool,
     ) -> Result<Inserted, crate::journal::JournalError> {
         let inserted = self.journal.insert_deployment_request_keeping(
@@ -363,19 +363,20 @@ impl Dispatcher {
         }
     }
 
-    /// Takes `commit`'s `before` (and forced) from the push kept with the
-    /// request that created GitHub deployment `deployment` of `stack`, when
-    /// it is the same commit; else leaves it.
-    fn order_by_kept_push(&self, stack: &str, deployment: u64, commit: &mut CommitClaim) {
+    /// The push kept with the request that created GitHub deployment
+    /// `deployment` of `stack`, when it pushed `sha`.
+    fn kept_push(
+        &self,
+        stack: &str,
+        deployment: u64,
+        sha: Option<&str>,
+    ) -> Option<RequestedDeploy> {
         match self.journal.kept_push_of_deployment(stack, deployment) {
-            Ok(Some(kept)) if kept.deploy.sha.as_deref() == Some(commit.sha.as_str()) => {
-                commit.before = kept.before;
-                commit.forced = kept.forced;
-                commit.sender_reports_forced = kept.sender_reports_forced;
-            }
-            Ok(_) => {}
+            Ok(Some(kept)) if sha.is_some() && kept.deploy.sha.as_deref() == sha => Some(kept),
+            Ok(_) => None,
             Err(e) => {
-                tracing::warn!(%stack, deployment, error = %e, "journal: cannot read the push of a deployment")
+                tracing::warn!(%stack, deployment, error = %e, "journal: cannot read the push of a deployment");
+                None
             }
         }
     }
@@ -580,106 +581,118 @@ impl Dispatcher {
                 }
                 Step::Deploy {
                     event,
-                    new,
+                    mut new,
                     mut admission,
-                } => match self.journal.admit_deploy_to_run(
-                    &new,
-                    {
-                        // A stack that polls sees each push twice (the webhook
-                        // and the poll): its head commit deploys once. A GitHub
-                        // deployment's event always runs (GitHub waits for
-                        // its statuses).
-                        let polls =
-                            polls(stacks, &event.stack) && event.github_deployment_id.is_none();
-                        // And an image it polls arrives twice too: by its
-                        // registry's webhook and by the poll.
-                        // (A delivery admitted before is a duplicate whatever
-                        // its digest: no registry is asked about it.)
-                        admission.image = stacks
-                            .iter()
-                            .find(|s| polls && s.name == event.stack && event.image.is_some())
-                            .filter(|_| {
-                                !self
-                                    .journal
-                                    .admitted_before(&new, &admission)
-                                    .unwrap_or(false)
-                            })
-                            .and_then(|s| image::claim(s, event, delivery, seen_at_ms));
-                        if let Some(commit) = admission.commit.as_mut() {
-                            commit.once |= polls;
-                            // A deployment's event carries no push: its commit
-                            // is ordered by the push kept with its request.
-                            if let (None, Some(d)) = (&commit.before, event.github_deployment_id) {
-                                self.order_by_kept_push(&event.stack, d, commit);
+                } => {
+                    // A deployment's event carries no push: its commit is
+                    // ordered by the push kept with its request, and deployed
+                    // as of that push's branch or tag.
+                    let kept = event
+                        .github_deployment_id
+                        .and_then(|d| self.kept_push(&event.stack, d, new.sha.as_deref()));
+                    if let Some(kept) = &kept {
+                        plan::take_ref_of_push(&mut new, &kept.deploy);
+                    }
+                    match self.journal.admit_deploy_to_run(
+                        &new,
+                        {
+                            // A stack that polls sees each push twice (the webhook
+                            // and the poll): its head commit deploys once. A GitHub
+                            // deployment's event always runs (GitHub waits for
+                            // its statuses).
+                            let polls =
+                                polls(stacks, &event.stack) && event.github_deployment_id.is_none();
+                            // And an image it polls arrives twice too: by its
+                            // registry's webhook and by the poll.
+                            // (A delivery admitted before is a duplicate whatever
+                            // its digest: no registry is asked about it.)
+                            admission.image = stacks
+                                .iter()
+                                .find(|s| polls && s.name == event.stack && event.image.is_some())
+                                .filter(|_| {
+                                    !self
+                                        .journal
+                                        .admitted_before(&new, &admission)
+                                        .unwrap_or(false)
+                                })
+                                .and_then(|s| image::claim(s, event, delivery, seen_at_ms));
+                            if let Some(commit) = admission.commit.as_mut() {
+                                commit.once |= polls;
+                                if let (None, Some(kept)) = (&commit.before, &kept) {
+                                    commit.before = kept.before.clone();
+                                    commit.forced = kept.forced;
+                                    commit.sender_reports_forced = kept.sender_reports_forced;
+                                }
+                            }
+                            &admission
+                        },
+                        self.sink.placer(),
+                    ) {
+                        Ok((Admitted::Inserted(Inserted::New(id)), queued)) => {
+                            match self.queue_new(id, queued, &mut entry) {
+                                Some(queued) => accepted |= queued,
+                                None => return self.unavailable(label, &outcome, seen),
                             }
                         }
-                        &admission
-                    },
-                    self.sink.placer(),
-                ) {
-                    Ok((Admitted::Inserted(Inserted::New(id)), queued)) => {
-                        match self.queue_new(id, queued, &mut entry) {
-                            Some(queued) => accepted |= queued,
-                            None => return self.unavailable(label, &outcome, seen),
+                        // Deploys now; statuses go to the deployment the request
+                        // creates, recorded in the same transaction.
+                        Ok((Admitted::Requested { deploy_id, request }, queued)) => {
+                            if let (Inserted::New(request_id), Some(n)) = (request, &self.notifier)
+                            {
+                                n.create_deployment(request_id);
+                            }
+                            match self.queue_new(deploy_id, queued, &mut entry) {
+                                Some(queued) => accepted |= queued,
+                                None => return self.unavailable(label, &outcome, seen),
+                            }
                         }
-                    }
-                    // Deploys now; statuses go to the deployment the request
-                    // creates, recorded in the same transaction.
-                    Ok((Admitted::Requested { deploy_id, request }, queued)) => {
-                        if let (Inserted::New(request_id), Some(n)) = (request, &self.notifier) {
-                            n.create_deployment(request_id);
-                        }
-                        match self.queue_new(deploy_id, queued, &mut entry) {
-                            Some(queued) => accepted |= queued,
-                            None => return self.unavailable(label, &outcome, seen),
-                        }
-                    }
-                    Ok((
-                        Admitted::Replayed {
-                            first_seen_ms,
-                            deploy_id,
-                        },
-                        _,
-                    )) => {
-                        entry["deploy_id"] = json!(deploy_id);
-                        entry["state"] = json!("duplicate");
-                        let ago = Duration::from_secs(
-                            u64::try_from(now_ms().saturating_sub(first_seen_ms) / 1000)
-                                .unwrap_or(0),
-                        );
-                        entry["reason"] = json!(format!(
-                            "this exact {} delivery was already accepted {} ago{}; it is \
-                             deduplicated on {} for {}",
-                            outcome.provider.as_str(),
-                            humantime::format_duration(ago),
-                            deploy_id.map_or_else(String::new, |id| format!(" as deploy #{id}")),
-                            identity.map_or("what it signed", |i| i.on),
-                            humantime::format_duration(
-                                identity.map_or(Duration::ZERO, |i| i.window)
-                            ),
-                        ));
-                    }
-                    Ok((Admitted::Older { deploy_id, reason }, _)) => {
-                        self.metrics
-                            .deploy_state(crate::journal::DeployState::Queued);
-                        self.metrics
-                            .deploy_state(crate::journal::DeployState::Cancelled);
-                        if let Some(n) = &self.notifier {
-                            use crate::journal::DeployObserver as _;
-                            n.changed(
+                        Ok((
+                            Admitted::Replayed {
+                                first_seen_ms,
                                 deploy_id,
-                                crate::journal::DeployState::Cancelled,
-                                Some(&reason),
+                            },
+                            _,
+                        )) => {
+                            entry["deploy_id"] = json!(deploy_id);
+                            entry["state"] = json!("duplicate");
+                            let ago = Duration::from_secs(
+                                u64::try_from(now_ms().saturating_sub(first_seen_ms) / 1000)
+                                    .unwrap_or(0),
                             );
+                            entry["reason"] = json!(format!(
+                                "this exact {} delivery was already accepted {} ago{}; it is \
+                             deduplicated on {} for {}",
+                                outcome.provider.as_str(),
+                                humantime::format_duration(ago),
+                                deploy_id
+                                    .map_or_else(String::new, |id| format!(" as deploy #{id}")),
+                                identity.map_or("what it signed", |i| i.on),
+                                humantime::format_duration(
+                                    identity.map_or(Duration::ZERO, |i| i.window)
+                                ),
+                            ));
                         }
-                        entry["deploy_id"] = json!(deploy_id);
-                        entry["state"] = json!("cancelled");
-                        entry["reason"] = json!(reason);
-                    }
-                    Ok((Admitted::SameCommit { deploy_id }, _)) => {
-                        entry["deploy_id"] = json!(deploy_id);
-                        entry["state"] = json!("duplicate");
-                        entry["reason"] = json!(match (&event.sha, &admission.image) {
+                        Ok((Admitted::Older { deploy_id, reason }, _)) => {
+                            self.metrics
+                                .deploy_state(crate::journal::DeployState::Queued);
+                            self.metrics
+                                .deploy_state(crate::journal::DeployState::Cancelled);
+                            if let Some(n) = &self.notifier {
+                                use crate::journal::DeployObserver as _;
+                                n.changed(
+                                    deploy_id,
+                                    crate::journal::DeployState::Cancelled,
+                                    Some(&reason),
+                                );
+                            }
+                            entry["deploy_id"] = json!(deploy_id);
+                            entry["state"] = json!("cancelled");
+                            entry["reason"] = json!(reason);
+                        }
+                        Ok((Admitted::SameCommit { deploy_id }, _)) => {
+                            entry["deploy_id"] = json!(deploy_id);
+                            entry["state"] = json!("duplicate");
+                            entry["reason"] = json!(match (&event.sha, &admission.image) {
                             (None, Some(claim)) => format!(
                                 "image {} at {} is already deploy #{deploy_id} (for that digest or one seen after it): the stack polls the image and its registry calls the hook, and each digest deploys once",
                                 claim.image, claim.digest
@@ -690,25 +703,26 @@ impl Dispatcher {
                                 event.ref_.as_deref().unwrap_or("")
                             ),
                         });
+                        }
+                        Ok((Admitted::Inserted(Inserted::Duplicate(id)), _)) => {
+                            entry["deploy_id"] = json!(id);
+                            entry["state"] = json!("duplicate");
+                            entry["reason"] = json!(match event.github_deployment_id {
+                                Some(d) => format!(
+                                    "GitHub deployment {d} was already accepted as deploy #{id}"
+                                ),
+                                None => format!(
+                                    "delivery {} was already accepted as deploy #{id}",
+                                    event.delivery.as_deref().unwrap_or("")
+                                ),
+                            });
+                        }
+                        Err(e) => {
+                            tracing::error!(stack = %event.stack, error = %e, "journal: cannot record a deploy");
+                            return self.unavailable(label, &outcome, seen);
+                        }
                     }
-                    Ok((Admitted::Inserted(Inserted::Duplicate(id)), _)) => {
-                        entry["deploy_id"] = json!(id);
-                        entry["state"] = json!("duplicate");
-                        entry["reason"] = json!(match event.github_deployment_id {
-                            Some(d) => format!(
-                                "GitHub deployment {d} was already accepted as deploy #{id}"
-                            ),
-                            None => format!(
-                                "delivery {} was already accepted as deploy #{id}",
-                                event.delivery.as_deref().unwrap_or("")
-                            ),
-                        });
-                    }
-                    Err(e) => {
-                        tracing::error!(stack = %event.stack, error = %e, "journal: cannot record a deploy");
-                        return self.unavailable(label, &outcome, seen);
-                    }
-                },
+                }
             }
             decisions.push(entry);
         }

@@ -183,6 +183,39 @@ fn admission(
     }
 }
 
+/// Gives `new`, a deploy run by the `deployment` event of a deployment
+/// redeploy asked for, the branch or tag of the push that asked (`kept`,
+/// journaled with the request): redeploy names the pushed commit in its
+/// request, so that GitHub deploys exactly it, and the event names no ref.
+/// Taken only when `new` names none and is of the kept push's commit; its
+/// document's `ref`, `branch` and `tag` with it, so the command's
+/// `REDEPLOY_REF` and `REDEPLOY_BRANCH` say it, the runner's last check
+/// (`crate::runner::follows`) asks about it, and it gives way only to
+/// deploys of its ref ([`crate::queue`]). True when it took them.
+pub(super) fn take_ref_of_push(new: &mut NewDeploy, kept: &NewDeploy) -> bool {
+    if new.git_ref.is_some() || kept.git_ref.is_none() || new.sha.is_none() || new.sha != kept.sha {
+        return false;
+    }
+    let (Ok(mut document), Ok(pushed)) = (
+        serde_json::from_str::<Value>(&new.event_json),
+        serde_json::from_str::<Value>(&kept.event_json),
+    ) else {
+        return false;
+    };
+    let Some(fields) = document.as_object_mut() else {
+        return false;
+    };
+    for key in ["ref", "branch", "tag"] {
+        let named = fields.get(key).is_some_and(|v| !v.is_null());
+        if let (false, Some(value)) = (named, pushed.get(key)) {
+            fields.insert(key.to_owned(), value.clone());
+        }
+    }
+    new.git_ref = kept.git_ref.clone();
+    new.event_json = document.to_string();
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,6 +374,57 @@ mod tests {
             (request.sha.as_deref(), request.created_at_ms),
             (Some("199eddf46df50de8d02e99bf1c5fdb4101338224"), NOW)
         );
+    }
+
+    #[test]
+    fn a_deployment_of_a_bare_commit_takes_the_branch_of_the_push_that_asked_for_it() {
+        // go-scm's GitHub push of refs/heads/master, 199eddf4, for a stack
+        // that waits for the deployment event: the push's deploy is kept.
+        let github =
+            "[stacks.github]\nrepository = \"Codertocat/Hello-World\"\ntoken_env = \"TOKEN_ENV\"";
+        let (outcome, _) = evaluate(
+            &stack("waits", "Codertocat/Hello-World", "master", github),
+            "goscm-push",
+        );
+        let planned = plan(&outcome, None, NOW);
+        let Step::RequestDeployment { deploy, .. } = &planned[0].step else {
+            panic!("waits asks GitHub for a deployment: {:?}", planned[0]);
+        };
+        let kept = &deploy.deploy;
+        // The deployment's event names the commit alone, as the request did.
+        let mut document: Value = serde_json::from_str(&kept.event_json).unwrap();
+        for key in ["ref", "branch", "tag"] {
+            document[key] = Value::Null;
+        }
+        document["github_deployment_id"] = json!(42);
+        let bare = NewDeploy {
+            git_ref: None,
+            event_json: document.to_string(),
+            ..kept.clone()
+        };
+        let mut new = bare.clone();
+        assert!(take_ref_of_push(&mut new, kept));
+        assert_eq!(new.git_ref.as_deref(), Some("refs/heads/master"));
+        let taken: Value = serde_json::from_str(&new.event_json).unwrap();
+        assert_eq!(taken["ref"], "refs/heads/master");
+        assert_eq!(taken["branch"], "master");
+        assert_eq!(taken["tag"], Value::Null);
+        assert_eq!(taken["github_deployment_id"], 42);
+        assert_eq!(taken["sha"], "199eddf46df50de8d02e99bf1c5fdb4101338224");
+        // Another commit's push, or a deployment that names its ref (one
+        // not redeploy's), takes nothing.
+        let mut other = NewDeploy {
+            sha: Some("a10867b14bb761a232cd80139fbd4c0d33264240".into()),
+            ..bare.clone()
+        };
+        assert!(!take_ref_of_push(&mut other, kept));
+        assert_eq!(other.git_ref, None);
+        let mut named = NewDeploy {
+            git_ref: Some("refs/heads/release".into()),
+            ..bare
+        };
+        assert!(!take_ref_of_push(&mut named, kept));
+        assert_eq!(named.git_ref.as_deref(), Some("refs/heads/release"));
     }
 
     #[test]
