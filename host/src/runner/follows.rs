@@ -18,8 +18,10 @@
 //! admission, in the forge's own words (a full name and URLs, of which the
 //! journal keeps the full name alone: a check by it could refuse a deploy
 //! its admission matched by URL). A deploy naming no branch or tag (an
-//! image push, a GitHub deployment of a bare commit, a manual trigger of a
-//! stack whose services follow several branches) has nothing to check here.
+//! image push, a GitHub deployment of a bare commit redeploy did not ask
+//! for, a manual trigger of a stack whose services follow several
+//! branches) has nothing to check here; a deployment redeploy asked for
+//! names the branch or tag of the push that asked (`dispatch::plan`).
 
 use std::collections::BTreeSet;
 
