@@ -640,16 +640,26 @@ fn same_push(sql: &mut dyn Sql, deploy_id: i64, d: &NewDeploy) -> Result<bool, D
 /// not one; a deploy an operator cancelled is.
 fn same_push_deployed(sql: &mut dyn Sql, sha: &str, d: &NewDeploy) -> Result<Option<i64>, DbError> {
     let refused = format!("{}%", crate::runner::follows::REFUSED_PREFIX);
+    // One statement (one round trip to a database server), whatever the
+    // number of the commit's deploys.
     let rows = sql.query(
-        "SELECT id FROM deploys WHERE stack = ?1 AND sha = ?2
+        "SELECT id, services FROM deploys WHERE stack = ?1 AND sha = ?2
+             AND git_ref IS NOT DISTINCT FROM ?5 AND profile IS NOT DISTINCT FROM ?6
              AND NOT (state = ?3 AND superseded_by IS NULL AND detail LIKE ?4)
          ORDER BY id DESC",
-        args![d.stack, sha, DeployState::Cancelled, refused],
+        args![
+            d.stack,
+            sha,
+            DeployState::Cancelled,
+            refused,
+            d.git_ref,
+            d.profile
+        ],
     )?;
     for row in &rows {
-        let id: i64 = row.get(0)?;
-        if same_push(sql, id, d)? {
-            return Ok(Some(id));
+        let services = super::claim::services_of(&row.get::<String>(1)?)?;
+        if crate::queue::covers(&services, &d.services) {
+            return Ok(Some(row.get(0)?));
         }
     }
     Ok(None)
