@@ -207,7 +207,15 @@ impl Sender for HeaderSender {
         (self.proof)(headers)
     }
 
+    /// A blank event header names no event: refused, rather than read as
+    /// an event called "" that never deploys.
     fn parse(&self, detected: &mut Detected, json: &[u8]) -> Result<Event, PluginError> {
+        if detected.event_name.trim().is_empty() {
+            return Err(PluginError::MalformedPayload(format!(
+                "the {} header is blank: it names no event",
+                self.event_header
+            )));
+        }
         (self.parse)(&detected.event_name, json)
     }
 }
@@ -342,6 +350,29 @@ mod tests {
 
     fn provider(headers: &Headers, json: &[u8]) -> Result<Provider, PluginError> {
         detect(headers, json).map(|d| d.provider)
+    }
+
+    #[test]
+    fn a_blank_event_header_is_refused_naming_the_header() {
+        // go-scm's GitHub push body, under a blank event header (header
+        // names are told in lower case).
+        let body = shared_fixture("github/goscm-push.json");
+        for (header, value) in [
+            ("X-GitHub-Event", ""),
+            ("X-GitHub-Event", "  "),
+            ("X-Gitlab-Event", "\t"),
+            ("X-Gitea-Event", " "),
+        ] {
+            let mut detected = detect(&Headers::new([(header, value)]), &body).unwrap();
+            assert_eq!(
+                parse(&mut detected, &body),
+                Err(PluginError::MalformedPayload(format!(
+                    "the {} header is blank: it names no event",
+                    header.to_ascii_lowercase()
+                ))),
+                "{header}: {value:?}"
+            );
+        }
     }
 
     #[test]
