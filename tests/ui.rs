@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::support::cli::{assert_success, stdout};
 use crate::support::deliveries::post_fixture;
 use crate::support::http::{self, Response};
 use crate::support::{hook, token, wait_for, ServerProcess, Stack, World};
@@ -550,27 +551,39 @@ fn the_stack_page_shows_each_delivery_with_its_decision_and_reason_and_the_deplo
 }
 
 #[test]
-fn a_ref_that_would_show_itself_reversed_is_shown_escaped() {
-    let (_world, server) = dashboard("ui-reordering", "", "");
+fn a_ref_that_would_show_itself_reversed_or_hidden_is_shown_escaped() {
+    let (world, server) = dashboard("ui-reordering", "", "");
     // GitHub's documented push, its branch named with a right-to-left
-    // override: shown as is, `develop` would read as the branch.
+    // override (shown as is, `develop` would read as the branch), then with
+    // a zero-width space after `master` (shown as is, "push to master does
+    // not match branch master" would read as a lie).
     let mut push: serde_json::Value =
         serde_json::from_slice(&crate::support::fixture("github/goscm-push.json")).unwrap();
-    push["ref"] = "refs/heads/\u{202E}poleved".into();
-    let body = push.to_string().into_bytes();
-    let r = crate::support::deliveries::signed_github(
-        &server,
-        &hook(2),
-        FIXTURE_SECRET,
-        ("push", "reordering-1"),
-        &body,
-    );
-    assert_eq!(r.assert_status(200).decision()["skip"], "branch-mismatch");
+    for (n, name) in ["\u{202E}poleved", "master\u{200B}"]
+        .into_iter()
+        .enumerate()
+    {
+        push["ref"] = format!("refs/heads/{name}").into();
+        let body = push.to_string().into_bytes();
+        let r = crate::support::deliveries::signed_github(
+            &server,
+            &hook(2),
+            FIXTURE_SECRET,
+            ("push", &format!("reordering-{n}")),
+            &body,
+        );
+        assert_eq!(r.assert_status(200).decision()["skip"], "branch-mismatch");
+    }
     let mut browser = Browser::new(&server);
     browser.sign_in("victor", PASSWORD);
     let page = browser.get("/ui/stacks/other").text();
-    assert!(!page.contains('\u{202E}'), "{page}");
-    assert!(page.contains("\\u{202e}poleved"), "{page}");
+    let cli = world.redeploy(&["deliveries", "other"]);
+    assert_success(&cli);
+    for shown in [page, stdout(&cli)] {
+        assert!(!shown.contains(['\u{202E}', '\u{200B}']), "{shown}");
+        assert!(shown.contains("\\u{202e}poleved"), "{shown}");
+        assert!(shown.contains("master\\u{200b}"), "{shown}");
+    }
     server.terminate();
 }
 

@@ -11,22 +11,43 @@ pub fn is_reordering(c: char) -> bool {
     matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
+/// Whether `c` is a format character shown as nothing at all: the soft
+/// hyphen, the Mongolian vowel separator, the zero-width space, the word
+/// joiner and the invisible operators (U+2060 to U+2064), and the
+/// zero-width no-break space (U+FEFF). A branch `main\u{200B}` would be
+/// shown as `main`, and a skip saying it does not match `main` would read as
+/// a lie. The zero-width joiner and non-joiner (U+200C, U+200D), which
+/// Persian, Indic scripts and emoji sequences need, are kept.
+pub fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}' | '\u{180E}' | '\u{200B}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}'
+    )
+}
+
+/// Whether `c` is shown other than as itself: [`is_reordering`] or
+/// [`is_invisible`].
+pub fn is_deceptive(c: char) -> bool {
+    is_reordering(c) || is_invisible(c)
+}
+
 /// `text` with every control character (newline, carriage return, escape,
-/// NUL...) and every reordering character ([`is_reordering`]) written as
-/// its Rust escape (`\n`, `\r`, `\u{1b}`, `\u{202e}`), so text from a
-/// sender can never start a line of its own, move the terminal's cursor or
-/// show itself in another order: a ref name
+/// NUL...), every reordering character ([`is_reordering`]) and every
+/// invisible one ([`is_invisible`]) written as its Rust escape (`\n`, `\r`,
+/// `\u{1b}`, `\u{202e}`, `\u{200b}`), so text from a sender can never
+/// start a line of its own, move the terminal's cursor, show itself in
+/// another order or hide part of itself: a ref name
 /// `main\n... INFO deploy succeeded` cannot forge a log line. Printable
 /// text, quotes included, is left as it is.
 pub fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
-    escape(text, |c| c.is_control() || is_reordering(c))
+    escape(text, |c| c.is_control() || is_deceptive(c))
 }
 
-/// `text` with every reordering character ([`is_reordering`]) written as
-/// its Rust escape, and nothing else changed: for a whole page, whose own
-/// line breaks stay.
+/// `text` with every reordering ([`is_reordering`]) and invisible
+/// ([`is_invisible`]) character written as its Rust escape, and nothing
+/// else changed: for a whole page, whose own line breaks stay.
 pub fn without_reordering(text: &str) -> std::borrow::Cow<'_, str> {
-    escape(text, is_reordering)
+    escape(text, is_deceptive)
 }
 
 fn escape(text: &str, unsafe_char: impl Fn(char) -> bool) -> std::borrow::Cow<'_, str> {
@@ -83,5 +104,17 @@ mod tests {
             format!("<td>\n{shown}</td>\n")
         );
         assert_eq!(without_reordering("עברית\u{200F} ✓\n"), "עברית\u{200F} ✓\n");
+    }
+
+    #[test]
+    fn invisible_characters_are_escaped_and_joiners_kept() {
+        let name = "refs/heads/main\u{200B}\u{FEFF}\u{2060}\u{AD}";
+        let shown = "refs/heads/main\\u{200b}\\u{feff}\\u{2060}\\u{ad}";
+        assert_eq!(one_line(name), shown);
+        assert_eq!(without_reordering(name), shown);
+        // Persian's non-joiner and an emoji's joiner are text.
+        for kept in ["می\u{200C}خواهم", "👩\u{200D}💻"] {
+            assert_eq!(one_line(kept), kept);
+        }
     }
 }

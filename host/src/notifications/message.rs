@@ -421,15 +421,16 @@ fn human_ms(ms: i64) -> String {
     humantime::format_duration(Duration::from_secs(secs)).to_string()
 }
 
-/// Whether `c` could break a line or reorder what is shown: a control
-/// character, a Unicode line or paragraph separator, or a bidirectional
-/// override or isolate.
+/// Whether `c` could break a line, reorder what is shown or hide: a
+/// control character, a Unicode line or paragraph separator, a
+/// bidirectional override or isolate, or an invisible character
+/// ([`crate::text::is_deceptive`]).
 fn is_unsafe_char(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') || crate::text::is_reordering(c)
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') || crate::text::is_deceptive(c)
 }
 
-/// `text` on one line: every control character, line separator and
-/// bidirectional override a space.
+/// `text` on one line: every control character, line separator,
+/// bidirectional override and invisible character a space.
 fn clean(text: &str) -> String {
     text.chars()
         .map(|c| if is_unsafe_char(c) { ' ' } else { c })

@@ -331,9 +331,9 @@ fn html(status: StatusCode, page: impl askama::Template) -> Response {
             status,
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
             // Text from senders (a ref, a message, a log) may hold Unicode's
-            // reordering characters; the templates hold none, so each one
-            // on the page is shown as its escape, not obeyed.
-            if body.chars().any(crate::text::is_reordering) {
+            // reordering or invisible characters; the templates hold none,
+            // so each one on the page is shown as its escape, not obeyed.
+            if body.chars().any(crate::text::is_deceptive) {
                 crate::text::without_reordering(&body).into_owned()
             } else {
                 body
