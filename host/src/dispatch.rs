@@ -370,15 +370,11 @@ impl Dispatcher {
         stack: &str,
         deployment: u64,
         sha: Option<&str>,
-    ) -> Option<RequestedDeploy> {
-        match self.journal.kept_push_of_deployment(stack, deployment) {
-            Ok(Some(kept)) if sha.is_some() && kept.deploy.sha.as_deref() == sha => Some(kept),
-            Ok(_) => None,
-            Err(e) => {
-                tracing::warn!(%stack, deployment, error = %e, "journal: cannot read the push of a deployment");
-                None
-            }
-        }
+    ) -> Result<Option<RequestedDeploy>, crate::journal::JournalError> {
+        Ok(self
+            .journal
+            .kept_push_of_deployment(stack, deployment)?
+            .filter(|kept| sha.is_some() && kept.deploy.sha.as_deref() == sha))
     }
 
     /// Evaluates one delivery for `stacks` and queues what deploys. Blocking:
@@ -587,9 +583,20 @@ impl Dispatcher {
                     // A deployment's event carries no push: its commit is
                     // ordered by the push kept with its request, and deployed
                     // as of that push's branch or tag.
-                    let kept = event
+                    // Unread, the deploy would run as of no ref (unchecked by
+                    // the runner, in the lane of manual triggers): answered
+                    // 503, for GitHub's redelivery or the catch-up to retry.
+                    let kept = match event
                         .github_deployment_id
-                        .and_then(|d| self.kept_push(&event.stack, d, new.sha.as_deref()));
+                        .map(|d| self.kept_push(&event.stack, d, new.sha.as_deref()))
+                    {
+                        None => None,
+                        Some(Ok(kept)) => kept,
+                        Some(Err(e)) => {
+                            tracing::error!(stack = %event.stack, error = %e, "journal: cannot read the push of a deployment");
+                            return self.unavailable(label, &outcome, seen);
+                        }
+                    };
                     if let Some(kept) = &kept {
                         plan::take_ref_of_push(&mut new, &kept.deploy);
                     }

@@ -789,8 +789,13 @@ fn deploys_of_two_refs_of_a_stack_never_supersede_each_other(store: &Store) {
     store.execute(&format!(
         "UPDATE deploys SET state = 'cancelled' WHERE id = {worker}"
     ));
+    // main's older one is cancelled, and the claim goes on to develop's.
+    let worker1 = new_id(
+        a.insert_deploy(&of("worker", develop, 'g', "d4", 14))
+            .unwrap(),
+    );
     let claimed = a.claim_next("app", 14).unwrap();
-    assert_eq!(claimed.next, None);
+    assert_eq!(claimed.next.map(|d| d.id), Some(worker1));
     assert_eq!(
         claimed.cancelled,
         vec![(
@@ -798,6 +803,9 @@ fn deploys_of_two_refs_of_a_stack_never_supersede_each_other(store: &Store) {
             format!("deploy #{web2}, newer, already ran: an older commit never runs after it")
         )]
     );
+    store.execute(&format!(
+        "UPDATE deploys SET state = 'cancelled' WHERE id = {worker1}"
+    ));
     // Cancelling a queued deploy of main takes main's older ones with it,
     // and leaves develop's queued.
     let worker2 = new_id(

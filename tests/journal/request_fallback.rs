@@ -351,6 +351,43 @@ fn a_later_push_that_deployed_supersedes_an_older_request(store: &Store) {
     assert_eq!(j.deploys(None, 10).unwrap().len(), 1);
 }
 
+/// A later push of another branch of the stack (another service's) is no
+/// later push of the request's: its fallback still runs. And a stack that
+/// sees each push twice asks once per commit and branch.
+fn a_later_push_of_another_branch_never_supersedes_a_request(store: &Store) {
+    let j = store.open();
+    let a = answered_at(&j, "push-a", 5, RequestState::Created, Some(1000));
+    let develop = NewDeploy {
+        git_ref: Some("refs/heads/develop".into()),
+        ..deploy(Some(&"6".repeat(40)), "push-develop", 15)
+    };
+    assert!(matches!(
+        j.admit_deploy(&develop, &Admission::default()).unwrap(),
+        Admitted::Inserted(Inserted::New(_))
+    ));
+    let key = deployment_delivery_key(1000);
+    assert!(matches!(
+        run_kept(&j, a, RequestFallback::RanWithoutEvent, &key, true),
+        FellBack::Recorded(Some(_))
+    ));
+    let once = |delivery: &str, git_ref: &str| {
+        let asked = NewDeploymentRequest {
+            git_ref: Some(git_ref.into()),
+            ..request(delivery)
+        };
+        j.insert_deployment_request_for(&asked, true).unwrap()
+    };
+    // push-a asked about SHA on main.
+    assert_eq!(once("poll-main", "refs/heads/main"), Inserted::Duplicate(a));
+    let Inserted::New(develop) = once("hook-develop", "refs/heads/develop") else {
+        panic!("the same commit on another branch is asked about again")
+    };
+    assert_eq!(
+        once("poll-develop", "refs/heads/develop"),
+        Inserted::Duplicate(develop)
+    );
+}
+
 fn an_older_push_deployed_late_never_supersedes_a_newer_request(store: &Store) {
     let j = store.open();
     // A's event arrives late (after B was requested); B's never does: B
@@ -471,6 +508,7 @@ fn a_pending_request_nothing_will_answer_fails_after_its_bound(store: &Store) {
 
 super::on_both_backends!(
     a_later_push_that_deployed_supersedes_an_older_request,
+    a_later_push_of_another_branch_never_supersedes_a_request,
     an_older_push_deployed_late_never_supersedes_a_newer_request,
     a_late_older_push_cancelled_as_older_never_supersedes_a_newer_request,
     a_deployment_whose_event_was_seen_is_never_awaited,

@@ -51,10 +51,10 @@ impl Journal {
     /// With `stack`'s lock held: the deploy to run next, the newest
     /// queued of its ref (of each ref's newest, the oldest), after
     /// cancelling (superseded by it) every older one of its ref still
-    /// queued, whichever process queued them, in one transaction; also
-    /// cancels, instead, a queued deploy older than a deploy of its ref
-    /// that already started, so that an older commit never runs after a
-    /// newer one. Returns the deploy to run (if any) and the ids cancelled,
+    /// queued, whichever process queued them, in one transaction. A
+    /// queued deploy older than a deploy of its ref that already started is
+    /// cancelled instead, so that an older commit never runs after a newer
+    /// one, and the next ref's is taken. Returns the deploy to run (if any) and the ids cancelled,
     /// each with its reason. The deploy stays `queued`
     /// ([`Journal::claim_and_start`] starts it in the same transaction).
     pub fn claim_next(&self, stack: &str, at_ms: i64) -> Result<Claimed, JournalError> {
@@ -100,7 +100,8 @@ impl Journal {
 /// [`Journal::claim_next`] inside its transaction, starting the deploy it
 /// claims with `started` if given; a queued deploy `refusal` gives a
 /// reason for is cancelled with it, newest first, before any supersedes
-/// the older ones ([`Start::refusal`]).
+/// the older ones ([`Start::refusal`]); one older than a started deploy of
+/// its ref is cancelled; either way the claim goes on to the next.
 fn claim(
     sql: &mut dyn Sql,
     stack: &str,
@@ -109,7 +110,7 @@ fn claim(
     refusal: &(dyn Fn(&DeployRecord) -> Option<String> + Sync),
 ) -> Result<Claimed, DbError> {
     let mut cancelled = Vec::new();
-    let (newest, lane) = loop {
+    loop {
         // Each ref's newest queued deploy; the oldest of them.
         let newest: Option<i64> = sql
             .query_one(
@@ -130,51 +131,52 @@ fn claim(
             });
         };
         let newest = record.id;
-        let Some(reason) = refusal(&record) else {
-            break (newest, record.queued.git_ref);
-        };
-        let refused = TransitionDetail {
-            reason: Some(reason.clone()),
-            ..TransitionDetail::default()
-        };
-        apply_transition(sql, newest, DeployState::Cancelled, at_ms, &refused)?;
-        cancelled.push((newest, reason));
-    };
-    cancelled.extend(cancel_older(sql, stack, newest, lane.as_deref(), at_ms)?);
-    // Only deploys newer than the claimed one: a range of the (stack, id)
-    // index, usually empty. Unbounded, the search reads back through every
-    // deploy of the stack since the last one that started (the cancelled
-    // ones), with the write lock held.
-    let latest_started: Option<i64> = sql
-        .query_one(
-            "SELECT MAX(id) FROM deploys WHERE stack = ?1 AND id > ?2
-             AND started_at_ms IS NOT NULL AND git_ref IS NOT DISTINCT FROM ?3",
-            args![stack, newest, lane],
-        )?
-        .get(0)?;
-    if let Some(latest) = latest_started {
-        let reason =
-            format!("deploy #{latest}, newer, already ran: an older commit never runs after it");
-        let older_than_run = TransitionDetail {
-            reason: Some(reason.clone()),
-            superseded_by: Some(latest),
-            ..TransitionDetail::default()
-        };
-        apply_transition(sql, newest, DeployState::Cancelled, at_ms, &older_than_run)?;
-        cancelled.push((newest, reason));
+        let lane = record.queued.git_ref.clone();
+        if let Some(reason) = refusal(&record) {
+            let refused = TransitionDetail {
+                reason: Some(reason.clone()),
+                ..TransitionDetail::default()
+            };
+            apply_transition(sql, newest, DeployState::Cancelled, at_ms, &refused)?;
+            cancelled.push((newest, reason));
+            continue;
+        }
+        cancelled.extend(cancel_older(sql, stack, newest, lane.as_deref(), at_ms)?);
+        // Only deploys of its ref newer than the claimed one: a range of
+        // the (stack, id) index, holding the stack's other refs' newer
+        // deploys too. Unbounded, the search reads back through every
+        // deploy of the stack since the last one that started (the
+        // cancelled ones), with the write lock held.
+        let latest_started: Option<i64> = sql
+            .query_one(
+                "SELECT MAX(id) FROM deploys WHERE stack = ?1 AND id > ?2
+                 AND started_at_ms IS NOT NULL AND git_ref IS NOT DISTINCT FROM ?3",
+                args![stack, newest, lane],
+            )?
+            .get(0)?;
+        if let Some(latest) = latest_started {
+            let reason = format!(
+                "deploy #{latest}, newer, already ran: an older commit never runs after it"
+            );
+            let older_than_run = TransitionDetail {
+                reason: Some(reason.clone()),
+                superseded_by: Some(latest),
+                ..TransitionDetail::default()
+            };
+            apply_transition(sql, newest, DeployState::Cancelled, at_ms, &older_than_run)?;
+            cancelled.push((newest, reason));
+            // Another ref's deploy may still run.
+            continue;
+        }
+        if let Some(detail) = started {
+            apply_transition(sql, newest, DeployState::Started, at_ms, &detail(newest))?;
+        }
         return Ok(Claimed {
+            next: select_deploy(sql, newest)?,
             cancelled,
-            ..Claimed::default()
+            lease_lost: false,
         });
     }
-    if let Some(detail) = started {
-        apply_transition(sql, newest, DeployState::Started, at_ms, &detail(newest))?;
-    }
-    Ok(Claimed {
-        next: select_deploy(sql, newest)?,
-        cancelled,
-        lease_lost: false,
-    })
 }
 
 /// Cancels every queued deploy of `stack` and ref `lane` (`git_ref`)

@@ -225,8 +225,8 @@ impl Journal {
 
     /// [`Journal::insert_deployment_request`], and with `once_per_commit`
     /// (a stack that polls and is pushed to, which sees each push twice) a
-    /// request for a commit the stack already asked about is also
-    /// [`Inserted::Duplicate`] (of the first).
+    /// request for a commit the stack already asked about for the same ref
+    /// is also [`Inserted::Duplicate`] (of the first).
     pub fn insert_deployment_request_for(
         &self,
         r: &NewDeploymentRequest,
@@ -276,8 +276,9 @@ fn insert_once(
     if let (true, Some(sha)) = (once_per_commit, &r.sha) {
         let asked = sql.query_opt(
             "SELECT id FROM github_deployment_requests
-             WHERE stack = ?1 AND sha = ?2 ORDER BY id LIMIT 1",
-            args![r.stack, sha],
+             WHERE stack = ?1 AND sha = ?2 AND git_ref IS NOT DISTINCT FROM ?3
+             ORDER BY id LIMIT 1",
+            args![r.stack, sha, r.git_ref],
         )?;
         if let Some(row) = asked {
             return Ok(Inserted::Duplicate(row.get(0)?));

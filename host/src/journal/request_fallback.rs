@@ -236,8 +236,10 @@ fn open_requests(
     Ok(open)
 }
 
-/// Whether a later push of request `request_id`'s stack deployed or is
-/// queued: a deploy of the stack queued after the request was recorded,
+/// Whether a later push of request `request_id`'s stack and ref deployed or
+/// is queued (another ref's deploys never supersede it, as in the queue,
+/// [`crate::queue`]): a deploy of the stack and ref queued after the
+/// request was recorded,
 /// other than the one its own deployment's event queued and those of older
 /// requests (their event's deploy or their fallback's), and those recorded
 /// cancelled at once as an older commit (cancelled for an earlier deploy:
@@ -248,6 +250,7 @@ fn superseded(sql: &mut dyn Sql, request_id: i64) -> Result<bool, DbError> {
         .query_opt(
             "SELECT 1 FROM github_deployment_requests r JOIN deploys d
                  ON d.stack = r.stack AND d.created_at_ms > r.created_at_ms
+                    AND d.git_ref IS NOT DISTINCT FROM r.git_ref
              WHERE r.id = ?1
                AND NOT (d.superseded_by IS NOT NULL AND d.superseded_by < d.id)
                AND (d.delivery_id IS NULL OR r.deployment_id IS NULL
