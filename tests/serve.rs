@@ -541,8 +541,9 @@ fn a_queued_deploy_of_a_service_a_reload_moved_to_another_branch_is_not_run() {
 
 /// Two services of one stack on two branches of one repository: a push of
 /// one branch never cancels the other's waiting deploy, nor hands it its
-/// service to run at its own commit; each branch's newest push runs, the
-/// oldest first, each with its own services, ref and commit.
+/// service to run at its own commit; each branch's newest push runs, in the
+/// order the branches began to wait, each with its own services, ref and
+/// commit.
 #[test]
 fn a_push_of_one_services_branch_never_supersedes_the_other_branchs_waiting_deploy() {
     let shop = Stack::new("shop")
@@ -601,14 +602,10 @@ fn a_push_of_one_services_branch_never_supersedes_the_other_branchs_waiting_depl
         Some(ids[3]),
         "develop's by develop's"
     );
-    // main's waiting deploy was the older of the two: it ran first.
-    let order: Vec<i64> = deploys
-        .iter()
-        .filter(|d| d.state == DeployState::Succeeded)
-        .map(|d| d.id)
-        .collect();
-    let started = |id: i64| deploys.iter().find(|d| d.id == id).unwrap().started_at_ms;
-    assert!(started(order[1]) < started(order[2]), "{deploys:#?}");
+    // develop began to wait first (its newer push took the first one's
+    // place in line): it ran first.
+    let started = |at: usize| deploys[at].started_at_ms.unwrap();
+    assert!(started(3) < started(2), "{deploys:#?}");
     for (at, services, branch, n) in [(2, "web", "main", 2), (3, "worker", "develop", 12)] {
         world.assert_env(
             "shop",

@@ -10,8 +10,9 @@
 //! - A process takes a stack's lease before it starts a deploy of the
 //!   stack and gives it back once the deploy's end is journaled. Holding
 //!   it, it first recovers what a runner that lost the lease left
-//!   ([`crate::supervise::recover_stack`]), then claims the stack's newest
-//!   queued deploy, whichever replica queued it, cancelling older ones
+//!   ([`crate::supervise::recover_stack`]), then claims the newest queued
+//!   deploy of one of the stack's refs, whichever replica queued it,
+//!   cancelling that ref's older ones
 //!   ([`crate::journal::Journal::claim_next`]).
 //! - The holder renews the lease every [`renew_every`] of its time to live.
 //!   If it has not renewed it for [`fence_after`] (half the time to live) by

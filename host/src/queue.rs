@@ -13,9 +13,11 @@
 //! - otherwise pending, and the deploy of its ref pending before it (if
 //!   any) is superseded.
 //!
-//! The pending deploys run oldest first ([`StackQueue::next`]): a ref
-//! pushed again and again supersedes its own pending deploy, and never
-//! keeps another ref's from running.
+//! The pending deploys run in the order their refs began to wait
+//! ([`StackQueue::next`]): a newer deploy of a ref takes the place in line
+//! of the one it supersedes, so a ref pushed again and again neither
+//! keeps another ref's deploy from running nor is kept from running by
+//! the others.
 //!
 //! A deploy only ever gives way to one of its own ref ([`Slot::lane`]).
 //! Services of one stack may follow different branches: a push of `main`
@@ -151,7 +153,8 @@ pub struct Placement {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StackQueue {
     running: Option<Slot>,
-    /// At most one per lane ([`Slot::lane`]), in the order admitted.
+    /// At most one per lane ([`Slot::lane`]), in the order their lanes
+    /// began to wait: the next to run first.
     pending: Vec<Slot>,
     worker_active: bool,
 }
@@ -214,10 +217,14 @@ impl StackQueue {
             }
             None => None,
         };
-        if let Some((id, _)) = &superseded {
-            self.pending.retain(|p| p.id != *id);
+        match superseded
+            .as_ref()
+            .and_then(|(id, _)| self.pending.iter().position(|p| p.id == *id))
+        {
+            // In the superseded one's place in line.
+            Some(at) => self.pending[at] = slot,
+            None => self.pending.push(slot),
         }
-        self.pending.push(slot);
         let start_worker = !self.worker_active;
         self.worker_active = true;
         Admit::Pending {
@@ -226,23 +233,28 @@ impl StackQueue {
         }
     }
 
-    /// The worker asks for the next deploy: the oldest pending one, which
-    /// becomes the running one. `None` when nothing is pending or the
-    /// server is `stopping` (what is pending then stays queued in the
-    /// journal); the worker then ends and the next admitted deploy starts a
-    /// new one.
+    /// The worker asks for the next deploy: the first pending one (whose
+    /// ref waits longest), which becomes the running one. `None` when
+    /// nothing is pending or the server is `stopping` (what is pending then
+    /// stays queued in the journal); the worker then ends and the next
+    /// admitted deploy starts a new one.
     pub fn next(&mut self, stopping: bool) -> Option<Slot> {
-        let oldest = (!stopping)
-            .then(|| {
-                let at = (0..self.pending.len()).min_by_key(|&i| self.pending[i].id)?;
-                Some(self.pending.remove(at))
-            })
-            .flatten();
-        match &oldest {
+        let next = (!stopping && !self.pending.is_empty()).then(|| self.pending.remove(0));
+        match &next {
             Some(slot) => self.running = Some(slot.clone()),
             None => self.worker_active = false,
         }
-        oldest
+        next
+    }
+
+    /// The journal's claim started `slot`, for the deploy the worker took
+    /// ([`StackQueue::next`]): another one when a newer deploy of its ref
+    /// was queued elsewhere (by a replica) or the taken one was cancelled.
+    /// It is the running one, with the services and commit the journal
+    /// gave it, and no longer pending.
+    pub fn started(&mut self, slot: Slot) {
+        self.pending.retain(|p| p.id != slot.id);
+        self.running = Some(slot);
     }
 
     /// The running deploy ended (or never started: the server stopped
@@ -470,16 +482,14 @@ mod tests {
             q.admit(on(main, of(4, Some("m3"), &["web"]))),
             pending(Some((3, "superseded by commit m3 (#4)")), false)
         );
-        // An older deploy of develop than the one running of main is no
-        // older than develop's: it is pending (main's running one is not
-        // its ref's), and the newer one of develop supersedes it.
         q.finished();
-        assert_eq!(q.next(false), Some(worker), "the oldest pending ref first");
+        assert_eq!(q.next(false), Some(worker), "the ref waiting longest first");
         assert_eq!(
             q.admit(on(main, of(5, Some("m3"), &["web"]))),
             cancel("the same commit is already queued (#4)", 4)
         );
-        // The commit running on develop, pushed to main: no duplicate.
+        // The commit running on develop, pushed to develop again: a
+        // duplicate.
         assert_eq!(
             q.admit(on(develop, of(6, Some("d1"), &["worker"]))),
             cancel("commit d1 is already deploying (#2)", 2)
@@ -506,6 +516,59 @@ mod tests {
         q.finished();
         assert_eq!(q.next(false), None);
         assert!(q.is_idle());
+    }
+
+    #[test]
+    fn a_ref_pushed_again_and_again_keeps_its_place_in_line() {
+        let (main, develop) = ("refs/heads/main", "refs/heads/develop");
+        let mut q = StackQueue::default();
+        q.admit(on(develop, slot(1, Some("d0"))));
+        q.next(false);
+        q.admit(on(main, slot(2, Some("m1"))));
+        q.admit(on(develop, slot(3, Some("d1"))));
+        for n in 4..10 {
+            let sha = format!("m{n}");
+            assert!(matches!(
+                q.admit(on(main, slot(n, Some(&sha)))),
+                Admit::Pending {
+                    superseded: Some(_),
+                    ..
+                }
+            ));
+        }
+        q.finished();
+        assert_eq!(
+            q.next(false),
+            Some(on(main, slot(9, Some("m9")))),
+            "main waited first"
+        );
+        q.admit(on(main, slot(10, Some("m10"))));
+        q.finished();
+        assert_eq!(q.next(false), Some(on(develop, slot(3, Some("d1")))));
+        q.finished();
+        assert_eq!(q.next(false), Some(on(main, slot(10, Some("m10")))));
+    }
+
+    #[test]
+    fn what_the_claim_started_is_the_running_deploy() {
+        let main = "refs/heads/main";
+        let mut q = StackQueue::default();
+        q.admit(on(main, of(1, Some("a"), &["web"])));
+        assert_eq!(q.next(false).map(|s| s.id), Some(1));
+        // A replica queued #2, newer, which the claim started instead.
+        q.admit(on("refs/heads/develop", of(3, Some("d"), &["worker"])));
+        q.started(on(main, of(2, Some("b"), &["web"])));
+        // The commit it runs with other services is no duplicate of it.
+        assert_eq!(
+            q.admit(on(main, of(4, Some("b"), &["cron"]))),
+            pending(None, false)
+        );
+        assert_eq!(
+            q.admit(on(main, of(5, Some("b"), &["web"]))),
+            cancel("the same commit is already queued (#4)", 4)
+        );
+        q.finished();
+        assert_eq!(q.next(false).map(|s| s.id), Some(3));
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! The deploy runner: one deploy at a time per stack, stacks in parallel up
-//! to a global cap, and the newest commit wins.
+//! to a global cap, and the newest commit of each ref wins.
 //!
-//! Per stack there is at most one running deploy and one pending deploy. A
-//! newer deploy replaces the pending one, which is recorded `cancelled` and
-//! never runs; a deploy older than the one pending or running is cancelled
-//! at once, so an older commit never runs after a newer one. That policy is
+//! Per stack there is at most one running deploy and, per ref, one pending
+//! deploy. A newer deploy of a ref replaces its pending one, which is
+//! recorded `cancelled` and never runs; a deploy older than its ref's
+//! pending or running one is cancelled at once, so an older commit never
+//! runs after a newer one. That policy is
 //! a pure state machine of its own ([`crate::queue`]); this module journals
 //! what it decides and runs the deploys: a command ([`command`]) or an
 //! HTTP request ([`http_action`]).
@@ -452,9 +453,9 @@ impl Runner {
         }
     }
 
-    /// Runs the newest queued deploy of `stack`, whose slot `id` this
-    /// worker took (`id` itself unless a newer one was queued, maybe by
-    /// another replica), under the stack's lock and one of the
+    /// Runs the newest queued deploy of the ref of `stack`'s slot `id`,
+    /// which this worker took (`id` itself unless a newer one of its ref
+    /// was queued, maybe by another replica), under the stack's lock and one of the
     /// `max_concurrent_deploys` permits; nothing unless `id` is a queued
     /// deploy of `stack`.
     async fn run_one(&self, stack: &str, id: i64) -> Outcome {
@@ -485,7 +486,7 @@ impl Runner {
             let lost = self.inner.callers_lock_lost.get().cloned();
             let lease = self.inner.callers_lease.get();
             let lease = lease.map(|(name, holder)| (name.as_str(), holder.as_str()));
-            self.run_claimed(stack, lease, lost).await;
+            self.run_claimed(stack, id, lease, lost).await;
             return Outcome::Done;
         }
         // A runner never holds a permit while it waits for a stack's lock
@@ -519,21 +520,24 @@ impl Runner {
                     }
                 }
             };
-            self.run_claimed(stack, lock.lease(), lock.lost()).await;
+            self.run_claimed(stack, id, lock.lease(), lock.lost()).await;
             drop(permit);
             lock.release().await;
             return Outcome::Done;
         }
     }
 
-    /// With the stack's lock held: claims the stack's newest queued deploy
-    /// (another runner may have run or cancelled the one this runner was
-    /// handed meanwhile, or queued a newer one) and runs it; `lease` is the
-    /// lock's lease, which the journal checks as it records the deploy
-    /// started, and `lost` turns true when the lock may be lost.
+    /// With the stack's lock held: claims the newest queued deploy of the
+    /// ref of deploy `taken`, the one this runner's queue handed it
+    /// (another runner may have run or cancelled it meanwhile, or queued a
+    /// newer one; with none of its ref queued, the journal's next), tells
+    /// the queue which one started, and runs it; `lease` is the lock's
+    /// lease, which the journal checks as it records the deploy started,
+    /// and `lost` turns true when the lock may be lost.
     async fn run_claimed(
         &self,
         stack_name: &str,
+        taken: i64,
         lease: Option<(&str, &str)>,
         lost: Option<watch::Receiver<bool>>,
     ) {
@@ -561,6 +565,7 @@ impl Runner {
             lost: &is_lost,
             detail: &detail,
             refusal: &refusal,
+            taken: Some(taken),
         };
         let claimed = match journal.claim_and_start(stack_name, now_ms(), &start) {
             Ok(claimed) => claimed,
@@ -577,6 +582,11 @@ impl Runner {
         }
         self.report_cancelled(&claimed.cancelled);
         let Some(record) = claimed.next else { return };
+        // What runs is what later deliveries are compared with: its commit
+        // and services, even if not the deploy this worker took.
+        if let Some(queue) = self.queues().get_mut(stack_name) {
+            queue.started(record.slot());
+        }
         let id = record.id;
         let log_path = log_path(id);
         self.inner.metrics.deploy_state(DeployState::Started);

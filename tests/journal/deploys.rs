@@ -687,6 +687,7 @@ fn a_refused_deploy_is_cancelled_alone_and_the_next_newest_is_claimed(store: &St
         lost: &|| false,
         detail: &|_| TransitionDetail::default(),
         refusal: &refusal,
+        taken: None,
     };
     let claimed = a.claim_and_start("app", 10, &start).unwrap();
     assert_eq!(claimed.next.as_ref().map(|d| d.id), Some(second));
@@ -822,6 +823,20 @@ fn deploys_of_two_refs_of_a_stack_never_supersede_each_other(store: &Store) {
         a.deploy(worker2).unwrap().unwrap().state,
         DeployState::Queued
     );
+    // The claimer's queue took main's deploy: main's newest is claimed,
+    // though develop's waits longer in the journal.
+    let web5 = new_id(b.insert_deploy(&of("web", main, '9', "d8", 19)).unwrap());
+    let start = Start {
+        lease: None,
+        lost: &|| false,
+        detail: &|_| TransitionDetail::default(),
+        refusal: &|_| None,
+        taken: Some(web5),
+    };
+    let claimed = a.claim_and_start("app", 20, &start).unwrap();
+    assert_eq!(claimed.next.map(|d| d.id), Some(web5));
+    let claimed = a.claim_next("app", 21).unwrap();
+    assert_eq!(claimed.next.map(|d| d.id), Some(worker2));
 }
 
 super::on_both_backends!(

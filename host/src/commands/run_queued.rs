@@ -37,8 +37,8 @@ impl RunQueued {
     }
 }
 
-/// Runs every queued deploy of `stack` in the journal, newest commit first
-/// cancelling older ones, in this process. Used where no `redeploy serve`
+/// Runs every queued deploy of `stack` in the journal, each ref's newest
+/// commit cancelling that ref's older ones, in this process. Used where no `redeploy serve`
 /// runs (a post-receive hook). Holds the stack's lock
 /// (`<state_dir>/locks/<stack>.lock`, or its lease on a PostgreSQL journal,
 /// [`crate::supervise`]) while it works,

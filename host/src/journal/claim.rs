@@ -6,8 +6,9 @@
 //! still holds the stack's lease.
 //!
 //! As in the runner's queue ([`crate::queue`]), a deploy gives way only to
-//! deploys of its own ref (`git_ref`; those naming none share one): of
-//! each ref's newest queued deploy, the oldest runs first.
+//! deploys of its own ref (`git_ref`; those naming none share one): the
+//! ref's newest queued deploy runs, the ref the claimer's queue took
+//! first, else the ref waiting longest.
 //!
 //! It is on every deploy's path, under the journal's write lock, so it
 //! costs few statements whatever the queue holds: the older deploys are
@@ -45,11 +46,15 @@ pub struct Start<'a> {
     /// reason, and the next newest is asked, so a refused deploy never
     /// takes an older one with it.
     pub refusal: &'a (dyn Fn(&DeployRecord) -> Option<String> + Sync),
+    /// The deploy the claimer's queue handed it (`crate::queue`), whose
+    /// ref's newest queued deploy is claimed first, so that the queue's
+    /// order of refs holds; `None` for the journal's own order.
+    pub taken: Option<i64>,
 }
 
 impl Journal {
     /// With `stack`'s lock held: the deploy to run next, the newest
-    /// queued of its ref (of each ref's newest, the oldest), after
+    /// queued of its ref (the ref waiting longest), after
     /// cancelling (superseded by it) every older one of its ref still
     /// queued, whichever process queued them, in one transaction. A
     /// queued deploy older than a deploy of its ref that already started is
@@ -59,7 +64,7 @@ impl Journal {
     /// ([`Journal::claim_and_start`] starts it in the same transaction).
     pub fn claim_next(&self, stack: &str, at_ms: i64) -> Result<Claimed, JournalError> {
         self.write("claim the next deploy", |sql| {
-            claim(sql, stack, at_ms, None, &|_| None)
+            claim(sql, stack, at_ms, None, &|_| None, None)
         })
     }
 
@@ -92,7 +97,14 @@ impl Journal {
                     });
                 }
             }
-            claim(sql, stack, at_ms, Some(start.detail), start.refusal)
+            claim(
+                sql,
+                stack,
+                at_ms,
+                Some(start.detail),
+                start.refusal,
+                start.taken,
+            )
         })
     }
 }
@@ -108,17 +120,15 @@ fn claim(
     at_ms: i64,
     started: Option<&(dyn Fn(i64) -> TransitionDetail + Sync)>,
     refusal: &(dyn Fn(&DeployRecord) -> Option<String> + Sync),
+    taken: Option<i64>,
 ) -> Result<Claimed, DbError> {
     let mut cancelled = Vec::new();
     loop {
-        // Each ref's newest queued deploy; the oldest of them.
+        // The newest queued deploy of the taken deploy's ref or, with none,
+        // of the ref waiting longest (its oldest queued deploy is the
+        // stack's oldest; a ref pushed again keeps its place in line).
         let newest: Option<i64> = sql
-            .query_one(
-                "SELECT MIN(newest) FROM
-                     (SELECT MAX(id) AS newest FROM deploys
-                      WHERE stack = ?1 AND state = ?2 GROUP BY git_ref) AS lanes",
-                args![stack, DeployState::Queued],
-            )?
+            .query_one(NEXT_TO_CLAIM, args![stack, DeployState::Queued, taken])?
             .get(0)?;
         let record = match newest {
             Some(newest) => select_deploy(sql, newest)?,
@@ -178,6 +188,18 @@ fn claim(
         });
     }
 }
+
+/// [`claim`]'s choice (`?1` the stack, `?2` `queued`, `?3` the deploy the
+/// claimer took, or `NULL`): the newest queued deploy of `?3`'s ref, else
+/// of the ref of the stack's oldest queued deploy. Each a range of the
+/// (stack, state, id) index.
+const NEXT_TO_CLAIM: &str = "SELECT COALESCE(
+     (SELECT MAX(id) FROM deploys WHERE stack = ?1 AND state = ?2
+          AND git_ref IS NOT DISTINCT FROM (SELECT git_ref FROM deploys WHERE id = ?3)
+          AND ?3 IS NOT NULL),
+     (SELECT MAX(id) FROM deploys WHERE stack = ?1 AND state = ?2
+          AND git_ref IS NOT DISTINCT FROM (SELECT git_ref FROM deploys
+              WHERE stack = ?1 AND state = ?2 ORDER BY id LIMIT 1)))";
 
 /// Cancels every queued deploy of `stack` and ref `lane` (`git_ref`)
 /// older than `newest`, superseded by it, with their history and outbox
