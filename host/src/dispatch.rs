@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::config::{Config, LiveConfig, StackConfig};
 use crate::journal::now_ms;
-use crate::journal::{Admitted, RequestedDeploy};
+use crate::journal::{Admitted, NewDeploy, RequestedDeploy};
 use crate::journal::{DeployRecord, Placed, Placer, ToRun};
 use crate::journal::{Inserted, Journal, NewDelivery, NewDeploymentRequest, Recording};
 use crate::metrics::Metrics;
@@ -364,17 +364,16 @@ impl Dispatcher {
     }
 
     /// The push kept with the request that created GitHub deployment
-    /// `deployment` of `stack`, when it pushed `sha`.
+    /// `deployment` of `new`'s stack, when it pushed `new`'s commit.
     fn kept_push(
         &self,
-        stack: &str,
         deployment: u64,
-        sha: Option<&str>,
+        new: &NewDeploy,
     ) -> Result<Option<RequestedDeploy>, crate::journal::JournalError> {
         Ok(self
             .journal
-            .kept_push_of_deployment(stack, deployment)?
-            .filter(|kept| sha.is_some() && kept.deploy.sha.as_deref() == sha))
+            .kept_push_of_deployment(&new.stack, deployment, new)?
+            .filter(|kept| new.sha.is_some() && kept.deploy.sha == new.sha))
     }
 
     /// Evaluates one delivery for `stacks` and queues what deploys. Blocking:
@@ -586,10 +585,7 @@ impl Dispatcher {
                     // Unread, the deploy would run as of no ref (unchecked by
                     // the runner, in the lane of manual triggers): answered
                     // 503, for GitHub's redelivery or the catch-up to retry.
-                    let kept = match event
-                        .github_deployment_id
-                        .map(|d| self.kept_push(&event.stack, d, new.sha.as_deref()))
-                    {
+                    let kept = match event.github_deployment_id.map(|d| self.kept_push(d, &new)) {
                         None => None,
                         Some(Ok(kept)) => kept,
                         Some(Err(e)) => {

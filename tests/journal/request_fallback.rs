@@ -388,6 +388,58 @@ fn a_later_push_of_another_branch_never_supersedes_a_request(store: &Store) {
     );
 }
 
+/// A deployment's event that comes before GitHub's answer to its request
+/// is recorded finds its push by commit, services and profile among the
+/// requests not answered yet, when they are all of one ref.
+fn a_deployment_event_before_its_answer_finds_its_push_by_commit(store: &Store) {
+    let j = store.open();
+    let event = NewDeploy {
+        git_ref: None,
+        delivery_id: Some(deployment_delivery_key(1000)),
+        ..deploy(Some(SHA), "event", 9)
+    };
+    let ask = |delivery: &str, git_ref: &str| {
+        let asked = NewDeploymentRequest {
+            git_ref: Some(git_ref.into()),
+            ..request(delivery)
+        };
+        let pushed = RequestedDeploy {
+            deploy: NewDeploy {
+                git_ref: Some(git_ref.into()),
+                ..kept(delivery).deploy
+            },
+            ..kept(delivery)
+        };
+        j.insert_deployment_request_keeping(&asked, false, Some(&pushed))
+            .unwrap();
+    };
+    assert_eq!(
+        j.kept_push_of_deployment("web", 1000, &event).unwrap(),
+        None
+    );
+    ask("push-main", "refs/heads/main");
+    let found = j
+        .kept_push_of_deployment("web", 1000, &event)
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.deploy.git_ref.as_deref(), Some("refs/heads/main"));
+    // Other services: not its push.
+    let other = NewDeploy {
+        services: vec!["api".into()],
+        ..event.clone()
+    };
+    assert_eq!(
+        j.kept_push_of_deployment("web", 1000, &other).unwrap(),
+        None
+    );
+    // The same commit pushed to develop too: which one is not known.
+    ask("push-develop", "refs/heads/develop");
+    assert_eq!(
+        j.kept_push_of_deployment("web", 1000, &event).unwrap(),
+        None
+    );
+}
+
 fn an_older_push_deployed_late_never_supersedes_a_newer_request(store: &Store) {
     let j = store.open();
     // A's event arrives late (after B was requested); B's never does: B
@@ -509,6 +561,7 @@ fn a_pending_request_nothing_will_answer_fails_after_its_bound(store: &Store) {
 super::on_both_backends!(
     a_later_push_that_deployed_supersedes_an_older_request,
     a_later_push_of_another_branch_never_supersedes_a_request,
+    a_deployment_event_before_its_answer_finds_its_push_by_commit,
     an_older_push_deployed_late_never_supersedes_a_newer_request,
     a_late_older_push_cancelled_as_older_never_supersedes_a_newer_request,
     a_deployment_whose_event_was_seen_is_never_awaited,

@@ -336,30 +336,57 @@ impl Journal {
 
     /// The push kept with the request of `stack` that created GitHub
     /// deployment `deployment_id`, if one is kept: what its `deployment`
-    /// event's deploy is admitted in commit order by.
+    /// event's deploy (`deploy`) is admitted in commit order by, and takes
+    /// its ref from. The event may come before GitHub's answer to the
+    /// request is recorded (it is sent as the deployment is made): then the
+    /// push kept with a request not yet answered, of the deploy's commit,
+    /// services and profile, when every such request is of one ref.
     pub fn kept_push_of_deployment(
         &self,
         stack: &str,
         deployment_id: u64,
+        deploy: &NewDeploy,
     ) -> Result<Option<RequestedDeploy>, JournalError> {
         let deployment = i64::try_from(deployment_id).unwrap_or(i64::MAX);
         self.read("read the push of a deployment", |sql| {
-            let Some(row) = sql.query_opt(
+            let decode = |json: String| -> Result<RequestedDeploy, DbError> {
+                serde_json::from_str(&json).map_err(|e| DbError::Decode {
+                    column: 0,
+                    problem: format!("the kept deploy: {e}"),
+                })
+            };
+            if let Some(row) = sql.query_opt(
                 "SELECT deploy_json FROM github_deployment_requests
                  WHERE stack = ?1 AND deployment_id = ?2 AND deploy_json IS NOT NULL
                  ORDER BY id LIMIT 1",
                 args![stack, deployment],
-            )?
-            else {
+            )? {
+                return decode(row.get(0)?).map(Some);
+            }
+            let Some(sha) = &deploy.sha else {
                 return Ok(None);
             };
-            let json: String = row.get(0)?;
-            serde_json::from_str(&json)
-                .map(Some)
-                .map_err(|e| DbError::Decode {
-                    column: 0,
-                    problem: format!("the kept deploy: {e}"),
-                })
+            let rows = sql.query(
+                "SELECT deploy_json FROM github_deployment_requests
+                 WHERE stack = ?1 AND sha = ?2 AND deployment_id IS NULL
+                   AND state = 'pending' AND deploy_json IS NOT NULL
+                 ORDER BY id",
+                args![stack, sha],
+            )?;
+            let mut found: Option<RequestedDeploy> = None;
+            for row in &rows {
+                let kept = decode(row.get(0)?)?;
+                let same = kept.deploy.services == deploy.services
+                    && kept.deploy.profile == deploy.profile;
+                match &found {
+                    _ if !same => {}
+                    None => found = Some(kept),
+                    Some(first) if first.deploy.git_ref == kept.deploy.git_ref => {}
+                    // Two refs pushed the commit: which one is not known.
+                    Some(_) => return Ok(None),
+                }
+            }
+            Ok(found)
         })
     }
 
