@@ -594,7 +594,9 @@ impl Dispatcher {
                         }
                     };
                     if let Some(kept) = &kept {
-                        plan::take_ref_of_push(&mut new, &kept.deploy);
+                        if plan::take_ref_of_push(&mut new, &kept.deploy) {
+                            tracing::debug!(stack = %event.stack, git_ref = ?new.git_ref, "a deployment's deploy takes the ref of its push");
+                        }
                     }
                     match self.journal.admit_deploy_to_run(
                         &new,

@@ -550,6 +550,34 @@ mod tests {
     }
 
     #[test]
+    fn a_placement_undone_with_several_refs_pending_restores_its_own_ref_alone() {
+        let (main, develop) = ("refs/heads/main", "refs/heads/develop");
+        let mut q = StackQueue::default();
+        q.admit(on(main, slot(1, Some("m1"))));
+        q.next(false);
+        q.admit(on(develop, slot(2, Some("d1"))));
+        q.admit(on(main, slot(3, Some("m2"))));
+        let before = q.clone();
+        let placed = q.place("s", on(main, slot(4, Some("m3"))));
+        assert_eq!(
+            placed.admit,
+            pending(Some((3, "superseded by commit m3 (#4)")), false)
+        );
+        assert!(!q.undo(&placed));
+        assert_eq!(q, before, "undone at once: as it was");
+        // Undone after the worker took develop's: main's superseded deploy
+        // is pending again, in line after develop's.
+        let placed = q.place("s", on(main, slot(5, Some("m4"))));
+        q.finished();
+        assert_eq!(q.next(false), Some(on(develop, slot(2, Some("d1")))));
+        assert!(!q.undo(&placed));
+        q.finished();
+        assert_eq!(q.next(false), Some(on(main, slot(3, Some("m2")))));
+        q.finished();
+        assert_eq!(q.next(false), None);
+    }
+
+    #[test]
     fn what_the_claim_started_is_the_running_deploy() {
         let main = "refs/heads/main";
         let mut q = StackQueue::default();

@@ -613,52 +613,60 @@ pub(super) fn admit(
     Ok(admitted)
 }
 
-/// Whether deploy `deploy_id` is `d`'s push: the same ref and profile, and
-/// it redeploys every service `d` names (it may name more: a deploy that
-/// superseded another took its services, [`super::claim::widen_services`]).
+/// The deploys that are `d`'s push, in SQL (`?1` its ref, `?2` its
+/// profile): the same ref and profile. [`is_same_push`] adds the services.
+const SAME_REF_AND_PROFILE: &str =
+    "git_ref IS NOT DISTINCT FROM ?1 AND profile IS NOT DISTINCT FROM ?2";
+
+/// Whether a deploy of [`SAME_REF_AND_PROFILE`], whose `services` column
+/// is `services`, is `d`'s push: it redeploys every service `d` names (it
+/// may name more: a deploy that superseded another took its services,
+/// [`super::claim::widen_services`]).
+fn is_same_push(services: &str, d: &NewDeploy) -> Result<bool, DbError> {
+    let services = super::claim::services_of(services)?;
+    Ok(crate::queue::covers(&services, &d.services))
+}
+
+/// Whether deploy `deploy_id` is `d`'s push ([`is_same_push`]).
 fn same_push(sql: &mut dyn Sql, deploy_id: i64, d: &NewDeploy) -> Result<bool, DbError> {
     let row = sql.query_opt(
-        "SELECT services FROM deploys WHERE id = ?1
-             AND git_ref IS NOT DISTINCT FROM ?2 AND profile IS NOT DISTINCT FROM ?3",
-        args![deploy_id, d.git_ref, d.profile],
+        &format!("SELECT services FROM deploys WHERE {SAME_REF_AND_PROFILE} AND id = ?3"),
+        args![d.git_ref, d.profile, deploy_id],
     )?;
     match row {
         None => Ok(false),
-        Some(row) => {
-            let services = super::claim::services_of(&row.get::<String>(0)?)?;
-            Ok(crate::queue::covers(&services, &d.services))
-        }
+        Some(row) => is_same_push(&row.get::<String>(0)?, d),
     }
 }
 
-/// The newest deploy of commit `sha` that was `d`'s push: the same ref and
-/// profile, and every service `d` names ([`same_push`]), any one of them,
-/// not only the newest (a push sent again with the unsigned query changed
-/// back and forth is the same push each time). A deploy the configuration
-/// running it refused (`crate::runner::follows`, cancelled with a reason
-/// beginning [`crate::runner::follows::REFUSED_PREFIX`]) never ran, and is
-/// not one; a deploy an operator cancelled is.
+/// The newest deploy of commit `sha` that was `d`'s push ([`is_same_push`]),
+/// any one of them, not only the newest (a push sent again with the
+/// unsigned query changed back and forth is the same push each time). A
+/// deploy the configuration running it refused (`crate::runner::follows`,
+/// cancelled with a reason beginning
+/// [`crate::runner::follows::REFUSED_PREFIX`]) never ran, and is not one; a
+/// deploy an operator cancelled is. One statement (one round trip to a
+/// database server), whatever the number of the commit's deploys.
 fn same_push_deployed(sql: &mut dyn Sql, sha: &str, d: &NewDeploy) -> Result<Option<i64>, DbError> {
     let refused = format!("{}%", crate::runner::follows::REFUSED_PREFIX);
-    // One statement (one round trip to a database server), whatever the
-    // number of the commit's deploys.
     let rows = sql.query(
-        "SELECT id, services FROM deploys WHERE stack = ?1 AND sha = ?2
-             AND git_ref IS NOT DISTINCT FROM ?5 AND profile IS NOT DISTINCT FROM ?6
-             AND NOT (state = ?3 AND superseded_by IS NULL AND detail LIKE ?4)
-         ORDER BY id DESC",
+        &format!(
+            "SELECT id, services FROM deploys WHERE {SAME_REF_AND_PROFILE}
+                 AND stack = ?3 AND sha = ?4
+                 AND NOT (state = ?5 AND superseded_by IS NULL AND detail LIKE ?6)
+             ORDER BY id DESC"
+        ),
         args![
+            d.git_ref,
+            d.profile,
             d.stack,
             sha,
             DeployState::Cancelled,
-            refused,
-            d.git_ref,
-            d.profile
+            refused
         ],
     )?;
     for row in &rows {
-        let services = super::claim::services_of(&row.get::<String>(1)?)?;
-        if crate::queue::covers(&services, &d.services) {
+        if is_same_push(&row.get::<String>(1)?, d)? {
             return Ok(Some(row.get(0)?));
         }
     }
