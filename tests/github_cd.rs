@@ -155,6 +155,10 @@ fn a_push_creates_a_deployment_whose_event_deploys_and_reports_each_phase() {
     assert_eq!(env["REDEPLOY_REF"], "refs/heads/main");
     assert_eq!(env["REDEPLOY_BRANCH"], "main");
     assert_eq!(
+        env["REDEPLOY_PUSHER"], "alice",
+        "who pushed, as the push said"
+    );
+    assert_eq!(
         deploys[0].queued.git_ref.as_deref(),
         Some("refs/heads/main")
     );

@@ -493,19 +493,26 @@ fn a_push_whose_deploy_was_not_run_deploys_when_it_arrives_again() {
     server.terminate();
 }
 
-#[test]
-fn a_queued_deploy_of_a_service_a_reload_moved_to_another_branch_is_not_run() {
-    let duo = Stack::new("duo")
+/// Stack `name` (hook 1, [`WEB_SECRET`]) of services `web` and `worker` of
+/// acme/web, following `web_branch` and `worker_branch`, whose stand-in
+/// deploys take 3 s.
+fn web_and_worker(name: &str, web_branch: &str, worker_branch: &str) -> Stack {
+    Stack::new(name)
         .token(1)
         .secret(WEB_SECRET)
         .line("command = [\"@STANDIN@\"]")
         .timeout("1m")
-        .env("RECORD_DIR", "@RECORD:duo@")
+        .env("RECORD_DIR", &format!("@RECORD:{name}@"))
         .env("SLEEP", "3")
-        .table(
-            "[[stacks.services]]\nname = \"web\"\nrepository = \"acme/web\"\nbranch = \"develop\"\n\n\
-             [[stacks.services]]\nname = \"worker\"\nrepository = \"acme/web\"\nbranch = \"develop\"",
-        );
+        .table(&format!(
+            "[[stacks.services]]\nname = \"web\"\nrepository = \"acme/web\"\nbranch = \"{web_branch}\"\n\n\
+             [[stacks.services]]\nname = \"worker\"\nrepository = \"acme/web\"\nbranch = \"{worker_branch}\""
+        ))
+}
+
+#[test]
+fn a_queued_deploy_of_a_service_a_reload_moved_to_another_branch_is_not_run() {
+    let duo = web_and_worker("duo", "develop", "develop");
     let (world, server) = World::serving("serve-reload-service", "", &[duo]);
     let develop = |n: usize| push_json("refs/heads/develop", &sha(n - 1), &sha(n)).to_string();
     let send = |path: &str, n: usize, delivery: &str| {
@@ -546,17 +553,7 @@ fn a_queued_deploy_of_a_service_a_reload_moved_to_another_branch_is_not_run() {
 /// commit.
 #[test]
 fn a_push_of_one_services_branch_never_supersedes_the_other_branchs_waiting_deploy() {
-    let shop = Stack::new("shop")
-        .token(1)
-        .secret(WEB_SECRET)
-        .line("command = [\"@STANDIN@\"]")
-        .timeout("1m")
-        .env("RECORD_DIR", "@RECORD:shop@")
-        .env("SLEEP", "3")
-        .table(
-            "[[stacks.services]]\nname = \"web\"\nrepository = \"acme/web\"\nbranch = \"main\"\n\n\
-             [[stacks.services]]\nname = \"worker\"\nrepository = \"acme/web\"\nbranch = \"develop\"",
-        );
+    let shop = web_and_worker("shop", "main", "develop");
     let (world, server) = World::serving("serve-two-branches", "", &[shop]);
     let push = |branch: &str, n: usize, delivery: &str| {
         let body = push_json(&format!("refs/heads/{branch}"), &sha(n - 1), &sha(n)).to_string();

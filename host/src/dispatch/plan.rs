@@ -188,8 +188,9 @@ fn admission(
 /// journaled with the request): redeploy names the pushed commit in its
 /// request, so that GitHub deploys exactly it, and the event names no ref.
 /// Taken only when `new` names none and is of the kept push's commit; its
-/// document's `ref`, `branch` and `tag` with it, so the command's
-/// `REDEPLOY_REF` and `REDEPLOY_BRANCH` say it, the runner's last check
+/// document's `ref`, `branch` and `tag` with it (and who pushed, which the
+/// event does not say), so the command's `REDEPLOY_REF`, `REDEPLOY_BRANCH`
+/// and `REDEPLOY_PUSHER` say them, the runner's last check
 /// (`crate::runner::follows`) asks about it, and it gives way only to
 /// deploys of its ref ([`crate::queue`]). True when it took them.
 pub(super) fn take_ref_of_push(new: &mut NewDeploy, kept: &NewDeploy) -> bool {
@@ -213,6 +214,9 @@ pub(super) fn take_ref_of_push(new: &mut NewDeploy, kept: &NewDeploy) -> bool {
     }
     new.git_ref = kept.git_ref.clone();
     new.event_json = document.to_string();
+    if new.pusher.is_none() {
+        new.pusher = kept.pusher.clone();
+    }
     true
 }
 
@@ -400,11 +404,14 @@ mod tests {
         let bare = NewDeploy {
             git_ref: None,
             event_json: document.to_string(),
+            pusher: None,
             ..kept.clone()
         };
         let mut new = bare.clone();
         assert!(take_ref_of_push(&mut new, kept));
         assert_eq!(new.git_ref.as_deref(), Some("refs/heads/master"));
+        // go-scm's push names its pusher, Codertocat.
+        assert_eq!(new.pusher.as_deref(), Some("Codertocat"));
         let taken: Value = serde_json::from_str(&new.event_json).unwrap();
         assert_eq!(taken["ref"], "refs/heads/master");
         assert_eq!(taken["branch"], "master");
