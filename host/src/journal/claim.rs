@@ -53,13 +53,13 @@ pub struct Start<'a> {
 }
 
 impl Journal {
-    /// With `stack`'s lock held: the deploy to run next, the newest
-    /// queued of its ref (the ref waiting longest), after
-    /// cancelling (superseded by it) every older one of its ref still
-    /// queued, whichever process queued them, in one transaction. A
-    /// queued deploy older than a deploy of its ref that already started is
-    /// cancelled instead, so that an older commit never runs after a newer
-    /// one, and the next ref's is taken. Returns the deploy to run (if any) and the ids cancelled,
+    /// With `stack`'s lock held: the deploy to run next, the newest queued
+    /// of its ref (the ref waiting longest), after cancelling (superseded
+    /// by it) every older one of its ref still queued, whichever process
+    /// queued them, in one transaction. A queued deploy older than a deploy
+    /// of its ref that already started is cancelled instead, so that an
+    /// older commit never runs after a newer one, and the next ref's is
+    /// taken. Returns the deploy to run (if any) and the ids cancelled,
     /// each with its reason. The deploy stays `queued`
     /// ([`Journal::claim_and_start`] starts it in the same transaction).
     pub fn claim_next(&self, stack: &str, at_ms: i64) -> Result<Claimed, JournalError> {
