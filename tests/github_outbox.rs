@@ -429,6 +429,7 @@ fn deploy_on(replica: &Replica, n: usize) -> i64 {
             event_json: r#"{"kind":"push"}"#.into(),
             created_at_ms: 1,
             pusher: None,
+            repository: None,
         })
         .unwrap()
         .id();
@@ -445,6 +446,7 @@ fn deploy_on(replica: &Replica, n: usize) -> i64 {
             sha: Some(sha(n)),
             request_json: body.to_string(),
             created_at_ms: 1,
+            repository: None,
         })
         .unwrap();
     assert!(matches!(request, Inserted::New(_)));

@@ -493,10 +493,9 @@ fn a_push_whose_deploy_was_not_run_deploys_when_it_arrives_again() {
     server.terminate();
 }
 
-/// Stack `name` (hook 1, [`WEB_SECRET`]) of services `web` and `worker` of
-/// acme/web, following `web_branch` and `worker_branch`, whose stand-in
-/// deploys take 3 s.
-fn web_and_worker(name: &str, web_branch: &str, worker_branch: &str) -> Stack {
+/// Stack `name` (hook 1, [`WEB_SECRET`]) of services `web` and `worker`,
+/// each following a (repository, branch), whose stand-in deploys take 3 s.
+fn web_and_worker(name: &str, web: (&str, &str), worker: (&str, &str)) -> Stack {
     Stack::new(name)
         .token(1)
         .secret(WEB_SECRET)
@@ -505,14 +504,15 @@ fn web_and_worker(name: &str, web_branch: &str, worker_branch: &str) -> Stack {
         .env("RECORD_DIR", &format!("@RECORD:{name}@"))
         .env("SLEEP", "3")
         .table(&format!(
-            "[[stacks.services]]\nname = \"web\"\nrepository = \"acme/web\"\nbranch = \"{web_branch}\"\n\n\
-             [[stacks.services]]\nname = \"worker\"\nrepository = \"acme/web\"\nbranch = \"{worker_branch}\""
+            "[[stacks.services]]\nname = \"web\"\nrepository = \"{}\"\nbranch = \"{}\"\n\n\
+             [[stacks.services]]\nname = \"worker\"\nrepository = \"{}\"\nbranch = \"{}\"",
+            web.0, web.1, worker.0, worker.1
         ))
 }
 
 #[test]
 fn a_queued_deploy_of_a_service_a_reload_moved_to_another_branch_is_not_run() {
-    let duo = web_and_worker("duo", "develop", "develop");
+    let duo = web_and_worker("duo", ("acme/web", "develop"), ("acme/web", "develop"));
     let (world, server) = World::serving("serve-reload-service", "", &[duo]);
     let develop = |n: usize| push_json("refs/heads/develop", &sha(n - 1), &sha(n)).to_string();
     let send = |path: &str, n: usize, delivery: &str| {
@@ -553,7 +553,7 @@ fn a_queued_deploy_of_a_service_a_reload_moved_to_another_branch_is_not_run() {
 /// commit.
 #[test]
 fn a_push_of_one_services_branch_never_supersedes_the_other_branchs_waiting_deploy() {
-    let shop = web_and_worker("shop", "main", "develop");
+    let shop = web_and_worker("shop", ("acme/web", "main"), ("acme/web", "develop"));
     let (world, server) = World::serving("serve-two-branches", "", &[shop]);
     let push = |branch: &str, n: usize, delivery: &str| {
         let body = push_json(&format!("refs/heads/{branch}"), &sha(n - 1), &sha(n)).to_string();
@@ -610,6 +610,124 @@ fn a_push_of_one_services_branch_never_supersedes_the_other_branchs_waiting_depl
             &[
                 ("REDEPLOY_SERVICES", services),
                 ("REDEPLOY_REF", &format!("refs/heads/{branch}")),
+                ("REDEPLOY_SHA", &sha(n)),
+            ],
+        );
+    }
+    server.terminate();
+}
+
+/// The commit order is each service's: `main` fast-forwarded to a commit
+/// `develop` already deployed to `worker` deploys `web` at it (the stack as
+/// a whole had seen the commit, and called it older).
+#[test]
+fn a_commit_another_services_branch_deployed_still_deploys_this_ones() {
+    let shop = web_and_worker("shop", ("acme/web", "main"), ("acme/web", "develop"));
+    let (world, server) = World::serving("serve-merged-branch", "", &[shop]);
+    let push = |branch: &str, before: usize, after: usize, delivery: &str| {
+        let body = push_json(&format!("refs/heads/{branch}"), &sha(before), &sha(after));
+        signed_github(
+            &server,
+            &hook(1),
+            WEB_SECRET,
+            ("push", delivery),
+            body.to_string().as_bytes(),
+        )
+        .assert_status(202);
+    };
+    push("develop", 10, 11, "f-1");
+    push("develop", 11, 12, "f-2");
+    world.settle(30);
+    push("main", 1, 11, "f-3");
+    let deploys = world.settle(30);
+    let shown = |d: &DeployRecord| {
+        (
+            d.state,
+            d.queued.services.join(","),
+            d.queued.sha.clone().unwrap_or_default(),
+        )
+    };
+    assert_eq!(
+        deploys.iter().map(shown).skip(2).collect::<Vec<_>>(),
+        [(DeployState::Succeeded, "web".to_owned(), sha(11))],
+        "{deploys:#?}"
+    );
+    world.assert_env(
+        "shop",
+        deploys[2].id,
+        &[("REDEPLOY_SERVICES", "web"), ("REDEPLOY_SHA", &sha(11))],
+    );
+    server.terminate();
+}
+
+/// Two services of one stack on the same branch name of two repositories
+/// (the README's `shop`): a push of one repository's `main` never cancels
+/// the other's waiting deploy, nor hands it its service to run at a commit
+/// of another repository; each repository's newest push runs, with its own
+/// services, repository and commit.
+#[test]
+fn a_push_of_one_repositorys_branch_never_supersedes_another_repositorys_of_the_same_name() {
+    let shop = web_and_worker(
+        "shop",
+        ("acme/shop-web", "main"),
+        ("acme/shop-worker", "main"),
+    );
+    let (world, server) = World::serving("serve-two-repositories", "", &[shop]);
+    let push = |repository: &str, n: usize, delivery: &str| {
+        let mut body = push_json("refs/heads/main", &sha(n - 1), &sha(n));
+        body["repository"] = serde_json::json!({
+            "full_name": repository,
+            "clone_url": format!("https://github.com/{repository}.git"),
+        });
+        signed_github(
+            &server,
+            &hook(1),
+            WEB_SECRET,
+            ("push", delivery),
+            body.to_string().as_bytes(),
+        )
+        .assert_status(202);
+    };
+    push("acme/shop-web", 1, "r-1");
+    world.wait_ran_more_than("shop", 0, 10);
+    // While web's first deploy runs: worker, web, worker again.
+    push("acme/shop-worker", 11, "r-2");
+    push("acme/shop-web", 2, "r-3");
+    push("acme/shop-worker", 12, "r-4");
+    let deploys = world.settle(30);
+    let shown = |d: &DeployRecord| {
+        (
+            d.state,
+            d.queued.repository.clone().unwrap_or_default(),
+            d.queued.services.join(","),
+        )
+    };
+    let (web, worker) = ("acme/shop-web".to_owned(), "acme/shop-worker".to_owned());
+    assert_eq!(
+        deploys.iter().map(shown).collect::<Vec<_>>(),
+        [
+            (DeployState::Succeeded, web.clone(), "web".to_owned()),
+            (DeployState::Cancelled, worker.clone(), "worker".to_owned()),
+            (DeployState::Succeeded, web.clone(), "web".to_owned()),
+            (DeployState::Succeeded, worker.clone(), "worker".to_owned()),
+        ]
+    );
+    let ids: Vec<i64> = deploys.iter().map(|d| d.id).collect();
+    assert_eq!(
+        deploys[1].superseded_by,
+        Some(ids[3]),
+        "the worker's by the worker's"
+    );
+    let started = |at: usize| deploys[at].started_at_ms.unwrap();
+    assert!(started(3) < started(2), "{deploys:#?}");
+    for (at, services, repository, n) in [(2, "web", &web, 2), (3, "worker", &worker, 12)] {
+        world.assert_env(
+            "shop",
+            ids[at],
+            &[
+                ("REDEPLOY_SERVICES", services),
+                ("REDEPLOY_REPOSITORY", repository),
+                ("REDEPLOY_REF", "refs/heads/main"),
                 ("REDEPLOY_SHA", &sha(n)),
             ],
         );

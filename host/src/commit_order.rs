@@ -2,10 +2,14 @@
 //! remembers: the rule that keeps an older commit from deploying after a
 //! newer one, across restarts.
 //!
-//! The journal keeps, per stack, every commit it accepted a deploy of (the
-//! commits "seen", whether they ran or were superseded) with the `before` of
-//! the push that brought each, and which one is the stack's head (the commit
-//! of the newest accepted deploy). [`judge`] is a pure function of those
+//! The journal keeps, per stack and scope, every commit it accepted a
+//! deploy of (the commits "seen", whether they ran or were superseded) with
+//! the `before` of the push that brought each, and which one is the head
+//! (the commit of the newest accepted deploy). A deploy is judged by the
+//! commits of its own services, of the whole stack and of its lane
+//! ([`Scopes`]): services following different branches, or different
+//! repositories, each have their own order, and a stack deployed as a
+//! whole has one. [`judge`] is a pure function of those
 //! facts and the candidate push: no clock, no I/O, unit-tested here.
 //!
 //! A candidate is **older** when the stack has seen it before (it was
@@ -17,6 +21,77 @@
 //! a deploy that names no commit (a manual trigger), which is never judged
 //! here, and an operator's redeploy of an earlier deploy from `history`
 //! ([`Candidate::requested`]), which names its commit on purpose.
+
+/// The scope of the commits deployed to a whole stack (by a deploy that
+/// names no service): they count for every service.
+pub const WHOLE_STACK: &str = "";
+
+/// The scopes a deploy's commit is judged in and recorded under
+/// (`stack_commits.scope`): the commit order is per service, so a commit
+/// one service deployed (from its branch, or its repository) is not older
+/// for another; and per lane (a ref of a repository, [`crate::queue::Lane`]),
+/// so that within a lane, whose deploys the queue orders by their ids, a
+/// commit admitted later is never an older one.
+///
+/// A scope is a string: [`WHOLE_STACK`], `service NAME`, or `ref REF
+/// REPOSITORY` (a git ref has no space, so no two scopes are equal by
+/// accident).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scopes {
+    /// `service NAME` of each service the deploy names (without repeats);
+    /// none for a deploy of the whole stack.
+    services: Vec<String>,
+    /// `ref REF REPOSITORY`, when the deploy names a ref.
+    lane: Option<String>,
+}
+
+impl Scopes {
+    /// The scopes of a deploy of `services` (empty means all) of `lane`.
+    pub fn of(services: &[String], lane: &crate::queue::Lane) -> Scopes {
+        let mut named: Vec<String> = Vec::with_capacity(services.len());
+        for service in services {
+            let scope = format!("service {service}");
+            if !named.contains(&scope) {
+                named.push(scope);
+            }
+        }
+        let lane = lane.git_ref.as_ref().map(|git_ref| match &lane.repository {
+            Some(repository) => format!("ref {git_ref} {repository}"),
+            None => format!("ref {git_ref}"),
+        });
+        Scopes {
+            services: named,
+            lane,
+        }
+    }
+
+    /// The scopes whose commits judge the deploy: its services', the whole
+    /// stack's and its lane's; `None` for a deploy of the whole stack,
+    /// judged by every scope's.
+    pub fn judged_by(&self) -> Option<Vec<&str>> {
+        if self.services.is_empty() {
+            return None;
+        }
+        Some(
+            self.services
+                .iter()
+                .map(String::as_str)
+                .chain([WHOLE_STACK])
+                .chain(self.lane.as_deref())
+                .collect(),
+        )
+    }
+
+    /// The scopes the deploy's commit is recorded under: its services' (the
+    /// whole stack's, for a deploy of all of them) and its lane's.
+    pub fn recorded_as(&self) -> Vec<&str> {
+        let services: Vec<&str> = match self.services.is_empty() {
+            true => vec![WHOLE_STACK],
+            false => self.services.iter().map(String::as_str).collect(),
+        };
+        services.into_iter().chain(self.lane.as_deref()).collect()
+    }
+}
 
 /// The stack's head: the commit of its newest accepted deploy.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -138,6 +213,40 @@ pub fn judge(candidate: &Candidate<'_>, known: &Known) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_deploy_is_judged_by_its_services_its_lane_and_the_whole_stacks_commits() {
+        let lane = crate::queue::Lane {
+            git_ref: Some("refs/heads/main".into()),
+            repository: Some("acme/web".into()),
+        };
+        let main = "ref refs/heads/main acme/web";
+        let whole = Scopes::of(&[], &lane);
+        assert_eq!(whole.judged_by(), None, "every scope's");
+        assert_eq!(whole.recorded_as(), [WHOLE_STACK, main]);
+        let named: Vec<String> = ["web", "worker", "web"].map(String::from).into();
+        let scopes = Scopes::of(&named, &lane);
+        assert_eq!(
+            scopes.judged_by(),
+            Some(vec!["service web", "service worker", WHOLE_STACK, main])
+        );
+        assert_eq!(
+            scopes.recorded_as(),
+            ["service web", "service worker", main]
+        );
+        // A deploy naming no ref has no lane's; one naming no repository a
+        // lane of the ref alone.
+        let manual = Scopes::of(&named[..1], &crate::queue::Lane::default());
+        assert_eq!(manual.recorded_as(), ["service web"]);
+        let bare = crate::queue::Lane {
+            repository: None,
+            ..lane
+        };
+        assert_eq!(
+            Scopes::of(&named[..1], &bare).recorded_as(),
+            ["service web", "ref refs/heads/main"]
+        );
+    }
 
     /// Asserts `v` refuses the commit as older than deploy `newer`, saying `why`.
     #[track_caller]

@@ -258,6 +258,7 @@ impl Dispatcher {
                 delivery_id: event.delivery.clone(),
                 deploy_id: None,
                 git_ref: event.ref_.clone(),
+                repository: event.repository.clone(),
                 sha: event.sha.clone(),
                 request_json: body.to_string(),
                 created_at_ms: now_ms(),

@@ -154,7 +154,7 @@ impl fmt::Debug for Journal {
 /// The columns of `deploys`, in the order [`deploy_from_row`] reads them.
 const DEPLOY_COLUMNS: &str = "id, stack, delivery_id, provider, git_ref, sha, services, profile, \
      reason, event_json, state, created_at_ms, started_at_ms, finished_at_ms, exit_code, \
-     log_path, detail, superseded_by, pusher";
+     log_path, detail, superseded_by, pusher, repository";
 
 impl Journal {
     /// The journal's path inside a state directory:
@@ -654,8 +654,8 @@ fn insert_deploy_in(sql: &mut dyn Sql, d: &NewDeploy) -> Result<Inserted, DbErro
     // delivery id) pair already there inserts nothing, and has no new id.
     let inserted = sql.insert_id(
         "INSERT INTO deploys (stack, delivery_id, provider, git_ref, sha, services,
-             profile, reason, event_json, state, created_at_ms, pusher)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+             profile, reason, event_json, state, created_at_ms, pusher, repository)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
          ON CONFLICT (stack, delivery_id) WHERE delivery_id IS NOT NULL DO NOTHING",
         args![
             d.stack,
@@ -669,7 +669,8 @@ fn insert_deploy_in(sql: &mut dyn Sql, d: &NewDeploy) -> Result<Inserted, DbErro
             d.event_json,
             DeployState::Queued,
             d.created_at_ms,
-            d.pusher
+            d.pusher,
+            d.repository
         ],
     )?;
     let Some(id) = inserted else {
@@ -811,6 +812,7 @@ fn deploy_from_row(row: &Rec) -> Result<DeployRecord, DbError> {
             event_json: row.get(9)?,
             created_at_ms: row.get(11)?,
             pusher: row.get(18)?,
+            repository: row.get(19)?,
         },
         state: row.get(10)?,
         started_at_ms: row.get(12)?,

@@ -1,28 +1,31 @@
 //! The runner's queue policy, as a plain state machine with no I/O: one
-//! deploy at a time per stack and, behind it, at most one pending per ref
-//! (branch or tag; deploys that name none, manual triggers and image
-//! pushes, share one), the newest of that ref winning.
+//! deploy at a time per stack and, behind it, at most one pending per
+//! lane, a ref (branch or tag) of a repository ([`Lane`]; deploys that name
+//! none, manual triggers and image pushes, share one), the newest of that
+//! lane winning.
 //!
 //! A stack's queue holds the deploy running and the ones pending. A deploy
 //! handed to it ([`StackQueue::admit`]) is:
-//! - cancelled at once when it is older than the one running of its ref,
-//!   or names the commit already running for its ref with nothing of that
-//!   ref pending;
-//! - cancelled at once when it is older than the one pending of its ref,
+//! - cancelled at once when it is older than the one running of its lane,
+//!   or names the commit already running for its lane with nothing of
+//!   that lane pending;
+//! - cancelled at once when it is older than the one pending of its lane,
 //!   or names that deploy's commit;
-//! - otherwise pending, and the deploy of its ref pending before it (if
+//! - otherwise pending, and the deploy of its lane pending before it (if
 //!   any) is superseded.
 //!
-//! The pending deploys run in the order their refs began to wait
-//! ([`StackQueue::next`]): a newer deploy of a ref takes the place in line
-//! of the one it supersedes, so a ref pushed again and again neither
-//! keeps another ref's deploy from running nor is kept from running by
+//! The pending deploys run in the order their lanes began to wait
+//! ([`StackQueue::next`]): a newer deploy of a lane takes the place in
+//! line of the one it supersedes, so a ref pushed again and again neither
+//! keeps another lane's deploy from running nor is kept from running by
 //! the others.
 //!
-//! A deploy only ever gives way to one of its own ref ([`Slot::lane`]).
-//! Services of one stack may follow different branches: a push of `main`
-//! for `web` must not cancel the pending `develop` deploy of `worker`,
-//! nor run `worker` at `main`'s commit by taking its services.
+//! A deploy only ever gives way to one of its own lane ([`Slot::lane`]).
+//! Services of one stack may follow different branches, or the same
+//! branch of different repositories: a push of `main` for `web` must not
+//! cancel the pending `develop` deploy of `worker`, nor the pending `main`
+//! deploy of `worker` when `worker` follows another repository's `main`,
+//! nor run `worker` at `web`'s commit by taking its services.
 //!
 //! A deploy cancelled for another one never takes a service with it: the
 //! other one must redeploy every service it names ([`covers`]). The same
@@ -52,9 +55,23 @@ pub struct Slot {
     /// Its compose profile: services are only merged, and a deploy only a
     /// duplicate of another, within one profile.
     pub profile: Option<String>,
-    /// Its ref (`refs/heads/main`), or `None` when it names none: a deploy
-    /// gives way only to deploys of the same ref.
-    pub lane: Option<String>,
+    /// Its ref and repository: a deploy gives way only to deploys of the
+    /// same lane.
+    pub lane: Lane,
+}
+
+/// The deploys a deploy may give way to (be superseded by, be cancelled
+/// for, take services from): those of its ref of its repository. Both are
+/// compared as the senders wrote them, so the same repository named two
+/// ways (a forge's `owner/name` and a polled clone URL) makes two lanes,
+/// whose deploys both run, in turn; never one lane of two repositories.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Lane {
+    /// The ref (`refs/heads/main`), or `None` when the deploy names none.
+    pub git_ref: Option<String>,
+    /// The repository the ref is of, as its sender named it, or `None`
+    /// when the deploy names none.
+    pub repository: Option<String>,
 }
 
 impl Slot {
@@ -161,7 +178,7 @@ pub struct StackQueue {
 
 impl StackQueue {
     /// The deploy pending for `lane`, if any.
-    fn pending_of(&mut self, lane: &Option<String>) -> Option<&mut Slot> {
+    fn pending_of(&mut self, lane: &Lane) -> Option<&mut Slot> {
         self.pending.iter_mut().find(|p| &p.lane == lane)
     }
 
@@ -234,7 +251,7 @@ impl StackQueue {
     }
 
     /// The worker asks for the next deploy: the first pending one (whose
-    /// ref waits longest), which becomes the running one. `None` when
+    /// lane waits longest), which becomes the running one. `None` when
     /// nothing is pending or the server is `stopping` (what is pending then
     /// stays queued in the journal); the worker then ends and the next
     /// admitted deploy starts a new one.
@@ -248,7 +265,7 @@ impl StackQueue {
     }
 
     /// The journal's claim started `slot`, for the deploy the worker took
-    /// ([`StackQueue::next`]): another one when a newer deploy of its ref
+    /// ([`StackQueue::next`]): another one when a newer deploy of its lane
     /// was queued elsewhere (by a replica) or the taken one was cancelled.
     /// It is the running one, with the services and commit the journal
     /// gave it, and no longer pending.
@@ -378,7 +395,7 @@ mod tests {
             sha: sha.map(str::to_string),
             services: vec![],
             profile: None,
-            lane: None,
+            lane: Lane::default(),
         }
     }
 
@@ -452,9 +469,22 @@ mod tests {
         }
     }
 
-    fn on(lane: &str, slot: Slot) -> Slot {
+    fn on(git_ref: &str, slot: Slot) -> Slot {
         Slot {
-            lane: Some(lane.to_string()),
+            lane: Lane {
+                git_ref: Some(git_ref.to_string()),
+                repository: None,
+            },
+            ..slot
+        }
+    }
+
+    fn of_repository(repository: &str, slot: Slot) -> Slot {
+        Slot {
+            lane: Lane {
+                repository: Some(repository.to_string()),
+                ..slot.lane
+            },
             ..slot
         }
     }
@@ -612,6 +642,40 @@ mod tests {
             q.admit(on("refs/tags/v1", slot(3, Some("old")))),
             pending(None, false)
         );
+    }
+
+    #[test]
+    fn the_same_branch_of_two_repositories_makes_two_lanes() {
+        let main = "refs/heads/main";
+        let web = |id, sha| of_repository("acme/shop-web", on(main, of(id, Some(sha), &["web"])));
+        let worker =
+            |id, sha| of_repository("acme/shop-worker", on(main, of(id, Some(sha), &["worker"])));
+        let mut q = StackQueue::default();
+        q.admit(web(1, "w1"));
+        q.next(false);
+        // The worker's push waits; web's next push neither supersedes it
+        // nor takes its service; web's push after supersedes web's own.
+        assert_eq!(q.admit(worker(2, "k1")), pending(None, false));
+        assert_eq!(q.admit(web(3, "w2")), pending(None, false));
+        assert_eq!(
+            q.admit(web(4, "w3")),
+            pending(Some((3, "superseded by commit w3 (#4)")), false)
+        );
+        // The same commit running in web's lane is no duplicate for the
+        // worker's lane, and an older worker deploy is only older than the
+        // worker's.
+        assert_eq!(
+            q.admit(worker(5, "w1")),
+            pending(Some((2, "superseded by commit w1 (#5)")), false)
+        );
+        q.finished();
+        assert_eq!(
+            q.next(false),
+            Some(worker(5, "w1")),
+            "the lane waiting longest"
+        );
+        q.finished();
+        assert_eq!(q.next(false), Some(web(4, "w3")), "web's services alone");
     }
 
     #[test]

@@ -87,7 +87,7 @@ pub fn verify<'a>(
 }
 
 /// The new deploy that redeploys `earlier`: the same stack, commit, ref,
-/// services and profile, no delivery id, and an event without what belonged
+/// repository, services and profile, no delivery id, and an event without what belonged
 /// to the earlier delivery alone (its GitHub deployment, its registry
 /// callback), so no status goes to a deployment or callback of the past.
 pub fn new_deploy(earlier: &DeployRecord, now_ms: i64) -> NewDeploy {
@@ -120,6 +120,7 @@ pub fn new_deploy(earlier: &DeployRecord, now_ms: i64) -> NewDeploy {
         created_at_ms: now_ms,
         // The operator asked for it; nobody pushed.
         pusher: None,
+        repository: earlier.queued.repository.clone(),
     }
 }
 
@@ -142,6 +143,7 @@ mod tests {
                 event_json: event_json.into(),
                 created_at_ms: 1,
                 pusher: Some("alice".into()),
+                repository: None,
             },
             id: 7,
             state: DeployState::Succeeded,

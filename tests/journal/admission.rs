@@ -18,6 +18,7 @@ pub(super) fn deploy(sha: Option<&str>, delivery: &str, at: i64) -> NewDeploy {
         event_json: "{}".into(),
         created_at_ms: at,
         pusher: None,
+        repository: None,
     }
 }
 
@@ -407,6 +408,7 @@ fn the_admission_hands_over_exactly_the_deploy_it_queued(store: &Store) {
             sha: Some("b".into()),
             request_json: "{}".into(),
             created_at_ms: 3,
+            repository: None,
         }),
         ..commit("b", "a", false)
     };
@@ -439,8 +441,152 @@ fn the_admission_hands_over_exactly_the_deploy_it_queued(store: &Store) {
     assert_eq!(queued, None);
 }
 
+/// The commit order is per service: a commit one service's branch
+/// deployed is not older for a service of another branch (`main`
+/// fast-forwarded to a commit `develop` deployed to `worker` deploys `web`);
+/// within a service an older commit still never deploys after a newer one;
+/// a commit deployed to the whole stack counts for every service, and a
+/// deploy of the whole stack is judged by every service's commits.
+fn a_commit_one_services_branch_deployed_is_not_older_for_another_service(store: &Store) {
+    let j = store.open();
+    let sha = |c: char| c.to_string().repeat(40);
+    let of = |service: &str, git_ref: &str, c: char, delivery: &str, at: i64| NewDeploy {
+        services: vec![service.to_owned()],
+        git_ref: Some(git_ref.to_owned()),
+        ..deploy(Some(&sha(c)), delivery, at)
+    };
+    let (main, develop) = ("refs/heads/main", "refs/heads/develop");
+    // worker follows develop: d1, then d2 on top of it.
+    new_id(
+        j.admit_deploy(
+            &of("worker", develop, '1', "w1", 1),
+            &commit(&sha('1'), &sha('0'), false),
+        )
+        .unwrap(),
+    );
+    new_id(
+        j.admit_deploy(
+            &of("worker", develop, '2', "w2", 2),
+            &commit(&sha('2'), &sha('1'), false),
+        )
+        .unwrap(),
+    );
+    // main fast-forwards to d1: worker deployed it and moved past it, web
+    // never had it.
+    let web_d1 = new_id(
+        j.admit_deploy(
+            &of("web", main, '1', "m1", 3),
+            &commit(&sha('1'), &sha('9'), false),
+        )
+        .unwrap(),
+    );
+    // main moves on to d2; d1 pushed late again is older, for web.
+    new_id(
+        j.admit_deploy(
+            &of("web", main, '2', "m2", 4),
+            &commit(&sha('2'), &sha('1'), false),
+        )
+        .unwrap(),
+    );
+    let late = j
+        .admit_deploy(
+            &of("web", main, '1', "m3", 5),
+            &commit(&sha('1'), &sha('9'), false),
+        )
+        .unwrap();
+    let Admitted::Older { reason, .. } = late else {
+        panic!("{late:?}")
+    };
+    assert!(
+        reason.contains(&format!("commit {} is older", sha('1'))),
+        "{reason}"
+    );
+    assert!(web_d1 > 0);
+    // A commit deployed to the whole stack is older for each service once
+    // one moved past it; a deploy of the whole stack is judged by every
+    // service's commits: d1 is older than worker's d2.
+    let whole = |c: char, before: char, delivery: &str, at: i64| {
+        j.admit_deploy(
+            &deploy(Some(&sha(c)), delivery, at),
+            &commit(&sha(c), &sha(before), false),
+        )
+        .unwrap()
+    };
+    assert!(matches!(whole('1', '9', "s1", 6), Admitted::Older { .. }));
+    new_id(whole('5', '2', "s2", 7));
+    let proxy = j
+        .admit_deploy(
+            &of("proxy", main, '2', "p1", 8),
+            &commit(&sha('2'), &sha('1'), false),
+        )
+        .unwrap();
+    assert!(
+        matches!(proxy, Admitted::Older { .. }),
+        "the whole stack moved past d2: {proxy:?}"
+    );
+    // The whole stack's: d5, and d2, whose waiting deploy took the whole
+    // stack's d1 deploy's services (all of them).
+    assert_eq!(
+        store.query_i64("SELECT COUNT(*) FROM stack_commits WHERE scope = ''"),
+        2
+    );
+}
+
+/// A deploy that took a superseded one's services deployed its commit to
+/// them: for those services, the superseded commit is older from then on,
+/// and is not deployed again by a later push naming only them, of another
+/// branch they follow too.
+fn a_deploy_that_took_another_ones_services_is_their_newest_commit(store: &Store) {
+    let j = store.open();
+    let sha = |c: char| c.to_string().repeat(40);
+    let of = |services: &[&str], c: char, delivery: &str, at: i64| NewDeploy {
+        services: services.iter().map(|s| s.to_string()).collect(),
+        ..deploy(Some(&sha(c)), delivery, at)
+    };
+    let both = new_id(
+        j.admit_deploy(
+            &of(&["web", "worker"], '1', "a1", 1),
+            &commit(&sha('1'), &sha('0'), false),
+        )
+        .unwrap(),
+    );
+    let web = new_id(
+        j.admit_deploy(
+            &of(&["web"], '2', "a2", 2),
+            &commit(&sha('2'), &sha('1'), false),
+        )
+        .unwrap(),
+    );
+    let claimed = j.claim_next("web", 3).unwrap();
+    let next = claimed.next.unwrap();
+    assert_eq!(
+        (next.id, next.queued.services.clone()),
+        (web, vec!["web".to_owned(), "worker".to_owned()])
+    );
+    assert_eq!(
+        claimed.cancelled,
+        vec![(both, format!("superseded by deploy #{web}"))]
+    );
+    // worker also follows develop: commit 1 pushed there later is older
+    // for worker, which runs commit 2 now (another lane's push: its own
+    // lane knows nothing of either).
+    let develop = NewDeploy {
+        git_ref: Some("refs/heads/develop".into()),
+        ..of(&["worker"], '1', "a3", 4)
+    };
+    let late = j
+        .admit_deploy(&develop, &commit(&sha('1'), &sha('0'), false))
+        .unwrap();
+    assert!(
+        matches!(late, Admitted::Older { .. }),
+        "worker runs commit 2 now: {late:?}"
+    );
+}
+
 super::on_both_backends!(
     the_admission_hands_over_exactly_the_deploy_it_queued,
+    a_deploy_that_took_another_ones_services_is_their_newest_commit,
+    a_commit_one_services_branch_deployed_is_not_older_for_another_service,
     an_older_commit_is_recorded_cancelled_with_the_reason_across_reopening,
     a_replay_key_deduplicates_until_it_expires_and_is_then_pruned,
     a_stack_that_polls_deploys_its_head_commit_once,

@@ -17,6 +17,7 @@ pub(super) fn new_deploy(stack: &str, delivery_id: Option<&str>, created_at_ms: 
         event_json: r#"{"kind":"push"}"#.to_owned(),
         created_at_ms,
         pusher: Some("alice".to_owned()),
+        repository: None,
     }
 }
 
@@ -839,9 +840,93 @@ fn deploys_of_two_refs_of_a_stack_never_supersede_each_other(store: &Store) {
     assert_eq!(claimed.next.map(|d| d.id), Some(worker2));
 }
 
+/// Services of one stack on the same branch name of two repositories: a
+/// deploy gives way only to a newer one of its own ref *and repository*,
+/// is widened only by its own lane's, is older only than its own lane's
+/// started one, and an operator's cancel takes only its own lane's older
+/// deploys with it.
+fn deploys_of_one_branch_of_two_repositories_never_supersede_each_other(store: &Store) {
+    let (a, b) = (store.open(), store.open());
+    let of = |services: &str, repository: &str, sha: char, delivery: &str, at: i64| NewDeploy {
+        services: vec![services.to_owned()],
+        git_ref: Some("refs/heads/main".to_owned()),
+        repository: Some(repository.to_owned()),
+        sha: Some(sha.to_string().repeat(40)),
+        ..new_deploy("shop", Some(delivery), at)
+    };
+    let (web, worker) = ("acme/shop-web", "acme/shop-worker");
+    let worker1 = new_id(
+        a.insert_deploy(&of("worker", worker, 'd', "r1", 1))
+            .unwrap(),
+    );
+    let web1 = new_id(b.insert_deploy(&of("web", web, 'a', "r2", 2)).unwrap());
+    let web2 = new_id(a.insert_deploy(&of("web", web, 'b', "r3", 3)).unwrap());
+    let claimed = a.claim_next("shop", 10).unwrap();
+    let next = claimed.next.unwrap();
+    assert_eq!(next.id, worker1, "the lane waiting longest");
+    assert_eq!(next.queued.services, ["worker"]);
+    assert_eq!(claimed.cancelled, vec![], "web's deploys wait their turn");
+    for (state, at) in [(DeployState::Started, 10), (DeployState::Succeeded, 11)] {
+        a.transition(worker1, state, at, &TransitionDetail::default())
+            .unwrap();
+    }
+    let claimed = b.claim_next("shop", 12).unwrap();
+    let next = claimed.next.unwrap();
+    assert_eq!(next.id, web2);
+    assert_eq!(
+        next.queued.services,
+        ["web"],
+        "worker's repository is not web's"
+    );
+    assert_eq!(
+        claimed.cancelled,
+        vec![(web1, format!("superseded by deploy #{web2}"))]
+    );
+    b.transition(web2, DeployState::Started, 12, &TransitionDetail::default())
+        .unwrap();
+    // An older deploy of the worker's repository than web's started one
+    // still runs; an older one of web's never does.
+    store.execute(&format!(
+        "UPDATE deploys SET state = 'queued', superseded_by = NULL WHERE id IN ({worker1}, {web1})"
+    ));
+    let claimed = a.claim_next("shop", 13).unwrap();
+    assert_eq!(claimed.next.map(|d| d.id), Some(worker1));
+    assert_eq!(claimed.cancelled, vec![]);
+    store.execute(&format!(
+        "UPDATE deploys SET state = 'cancelled' WHERE id = {worker1}"
+    ));
+    let claimed = a.claim_next("shop", 13).unwrap();
+    assert_eq!(claimed.next.map(|d| d.id), None);
+    assert_eq!(
+        claimed.cancelled,
+        vec![(
+            web1,
+            format!("deploy #{web2}, newer, already ran: an older commit never runs after it")
+        )]
+    );
+    // Cancelling web's newest queued deploy takes web's older one with it,
+    // and leaves the worker's queued.
+    let worker2 = new_id(
+        a.insert_deploy(&of("worker", worker, 'e', "r4", 14))
+            .unwrap(),
+    );
+    let web3 = new_id(b.insert_deploy(&of("web", web, 'c', "r5", 15)).unwrap());
+    let web4 = new_id(a.insert_deploy(&of("web", web, 'f', "r6", 16)).unwrap());
+    assert_eq!(
+        b.cancel_deploy(web4, "operator", 17).unwrap(),
+        CancelOutcome::Cancelled(vec![(web3, format!("superseded by deploy #{web4}"))])
+    );
+    let left = a.deploy(worker2).unwrap().unwrap();
+    assert_eq!(
+        (left.state, left.queued.repository.as_deref()),
+        (DeployState::Queued, Some(worker))
+    );
+}
+
 super::on_both_backends!(
     a_refused_deploy_is_cancelled_alone_and_the_next_newest_is_claimed,
     deploys_of_two_refs_of_a_stack_never_supersede_each_other,
+    deploys_of_one_branch_of_two_repositories_never_supersede_each_other,
     claiming_takes_the_newest_queued_deploy_and_cancels_older_ones,
     a_superseded_deploy_leaves_its_services_to_the_deploy_it_is_cancelled_for,
     insert_transition_and_read_back,

@@ -14,6 +14,7 @@ fn request(delivery: Option<&str>) -> NewDeploymentRequest {
         sha: Some("a".repeat(40)),
         request_json: "{}".into(),
         created_at_ms: 5,
+        repository: None,
     }
 }
 
@@ -61,6 +62,7 @@ fn claim(delivery: &str) -> DeploymentRequestClaim {
         sha: Some("a".into()),
         request_json: "{}".into(),
         created_at_ms: 5,
+        repository: None,
     }
 }
 

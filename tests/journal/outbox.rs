@@ -35,6 +35,7 @@ fn request_for(stack: &str, delivery: &str, deploy_id: Option<i64>) -> NewDeploy
         sha: Some("a".repeat(40)),
         request_json: "{}".into(),
         created_at_ms: 2,
+        repository: None,
     }
 }
 

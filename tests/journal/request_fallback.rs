@@ -21,6 +21,7 @@ fn request(delivery: &str) -> NewDeploymentRequest {
         sha: Some(SHA.into()),
         request_json: "{}".into(),
         created_at_ms: 5,
+        repository: None,
     }
 }
 
@@ -351,10 +352,11 @@ fn a_later_push_that_deployed_supersedes_an_older_request(store: &Store) {
     assert_eq!(j.deploys(None, 10).unwrap().len(), 1);
 }
 
-/// A later push of another branch of the stack (another service's) is no
-/// later push of the request's: its fallback still runs. And a stack that
+/// A later push of another branch of the stack (another service's), or of
+/// its branch in another repository, is no later push of the request's:
+/// its fallback still runs. And a stack that
 /// sees each push twice asks once per commit and branch.
-fn a_later_push_of_another_branch_never_supersedes_a_request(store: &Store) {
+fn a_later_push_of_another_branch_or_repository_never_supersedes_a_request(store: &Store) {
     let j = store.open();
     let a = answered_at(&j, "push-a", 5, RequestState::Created, Some(1000));
     let develop = NewDeploy {
@@ -363,6 +365,16 @@ fn a_later_push_of_another_branch_never_supersedes_a_request(store: &Store) {
     };
     assert!(matches!(
         j.admit_deploy(&develop, &Admission::default()).unwrap(),
+        Admitted::Inserted(Inserted::New(_))
+    ));
+    // Nor a later push of the same branch of another repository.
+    let other_repository = NewDeploy {
+        repository: Some("acme/other".into()),
+        ..deploy(Some(&"7".repeat(40)), "push-other", 16)
+    };
+    assert!(matches!(
+        j.admit_deploy(&other_repository, &Admission::default())
+            .unwrap(),
         Admitted::Inserted(Inserted::New(_))
     ));
     let key = deployment_delivery_key(1000);
@@ -560,7 +572,7 @@ fn a_pending_request_nothing_will_answer_fails_after_its_bound(store: &Store) {
 
 super::on_both_backends!(
     a_later_push_that_deployed_supersedes_an_older_request,
-    a_later_push_of_another_branch_never_supersedes_a_request,
+    a_later_push_of_another_branch_or_repository_never_supersedes_a_request,
     a_deployment_event_before_its_answer_finds_its_push_by_commit,
     an_older_push_deployed_late_never_supersedes_a_newer_request,
     a_late_older_push_cancelled_as_older_never_supersedes_a_newer_request,

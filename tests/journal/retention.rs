@@ -32,6 +32,7 @@ pub(super) fn deploy(at: i64) -> NewDeploy {
         event_json: "{}".to_owned(),
         created_at_ms: at,
         pusher: None,
+        repository: None,
     }
 }
 
@@ -69,6 +70,7 @@ fn old_rows_go_and_unfinished_or_still_needed_ones_stay(store: &Store) {
         sha: None,
         request_json: "{}".to_owned(),
         created_at_ms: 3,
+        repository: None,
     })
     .unwrap();
     // d2's final status still waits in the outbox: it stays until sent.

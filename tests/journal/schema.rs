@@ -94,6 +94,32 @@ fn an_export_holds_every_column_of_each_table_it_moves(store: &Store) {
     }
 }
 
+/// An export written before the commit order was per scope (its
+/// `stack_commits` rows have no `scope`) imports each commit as the whole
+/// stack's, as the migration made them; one of this build keeps its scope.
+fn an_older_exports_commits_import_as_the_whole_stacks(store: &Store) {
+    let j = store.open();
+    let sha = "a".repeat(40);
+    let lines = [
+        r#"{"format":"redeploy-journal-export","version":1}"#.to_owned(),
+        format!(
+            r#"{{"table":"stack_commits","row":{{"stack":"web","sha":"{sha}","before_sha":null,"deploy_id":7,"seen_at_ms":1}}}}"#
+        ),
+        format!(
+            r#"{{"table":"stack_commits","row":{{"stack":"web","sha":"{sha}","before_sha":null,"deploy_id":7,"seen_at_ms":1,"scope":"service web"}}}}"#
+        ),
+    ];
+    assert_eq!(j.import(lines.into_iter().map(Ok)).unwrap(), 2);
+    assert_eq!(
+        store.query_i64("SELECT COUNT(*) FROM stack_commits WHERE scope = ''"),
+        1
+    );
+    assert_eq!(
+        store.query_i64("SELECT COUNT(*) FROM stack_commits WHERE scope = 'service web'"),
+        1
+    );
+}
+
 /// A journal's foreign keys at least (SQLite has 8: `deploys.superseded_by`,
 /// and the columns of the tables that hang off a deploy, a GitHub
 /// deployment request or a notice; PostgreSQL has those and more).
@@ -156,9 +182,143 @@ fn every_foreign_key_leads_an_index(store: &Store) {
     );
 }
 
+/// A journal from before lanes (SQLite schema 20, PostgreSQL 14),
+/// upgraded: each deploy learns the repository of its ref from the event it
+/// journaled, each deployment request from its deploy or the push it
+/// keeps, and the commits it knows become the whole stack's, so that a deploy queued before the upgrade gives way only to its
+/// own lane's after it. A row whose event is not JSON (no writer of
+/// redeploy's makes one) is left without, and does not stop the upgrade.
+/// Before the upgrade, a read-only reader (SQLite) reads the rows without
+/// a repository.
+fn a_journal_from_before_lanes_learns_each_deploys_repository(store: &Store) {
+    /// The schemas before lanes and the commit order per service.
+    const LANES_SQLITE: i64 = 20;
+    const LANES_POSTGRES: i64 = 14;
+    let event = r#"{"repository":"acme/shop-worker","ref":"refs/heads/main"}"#;
+    let pushed = NewDeploy {
+        stack: "shop".into(),
+        delivery_id: Some("p1".into()),
+        provider: "github".into(),
+        git_ref: Some("refs/heads/main".into()),
+        sha: Some("a".repeat(40)),
+        services: vec!["worker".into()],
+        profile: None,
+        reason: "push".into(),
+        event_json: event.into(),
+        created_at_ms: 1,
+        pusher: None,
+        repository: Some("acme/shop-worker".into()),
+    };
+    let (queued, broken, request) = {
+        let j = store.open();
+        let id = |inserted| match inserted {
+            Inserted::New(id) => id,
+            Inserted::Duplicate(id) => panic!("#{id} was new"),
+        };
+        let admission = Admission {
+            commit: Some(CommitClaim {
+                sha: "a".repeat(40),
+                before: None,
+                forced: false,
+                sender_reports_forced: true,
+                requested: false,
+                once: false,
+            }),
+            ..Admission::default()
+        };
+        let queued = match j.admit_deploy(&pushed, &admission).unwrap() {
+            Admitted::Inserted(inserted) => id(inserted),
+            other => panic!("{other:?}"),
+        };
+        let broken = id(j
+            .insert_deploy(&NewDeploy {
+                delivery_id: Some("p2".into()),
+                ..pushed.clone()
+            })
+            .unwrap());
+        let asked = NewDeploymentRequest {
+            stack: "shop".into(),
+            delivery_id: Some("p3".into()),
+            deploy_id: None,
+            git_ref: pushed.git_ref.clone(),
+            repository: pushed.repository.clone(),
+            sha: pushed.sha.clone(),
+            request_json: "{}".into(),
+            created_at_ms: 2,
+        };
+        let kept = RequestedDeploy {
+            deploy: pushed.clone(),
+            before: None,
+            forced: false,
+            sender_reports_forced: true,
+        };
+        let request = id(j
+            .insert_deployment_request_keeping(&asked, false, Some(&kept))
+            .unwrap());
+        (queued, broken, request)
+    };
+    // Back to the schema before: no repository columns, an event that is
+    // not JSON, the commits of the whole stack (one row per commit).
+    let back = format!(
+        "ALTER TABLE deploys DROP COLUMN repository;
+         ALTER TABLE github_deployment_requests DROP COLUMN repository;
+         UPDATE deploys SET event_json = 'not json' WHERE id = {broken};"
+    );
+    match store {
+        Store::Sqlite(_) => store.execute(&format!(
+            "{back}
+             CREATE TABLE commits_before (stack TEXT NOT NULL, sha TEXT NOT NULL,
+                 before_sha TEXT, deploy_id INTEGER NOT NULL, seen_at_ms INTEGER NOT NULL,
+                 PRIMARY KEY (stack, sha));
+             INSERT INTO commits_before
+                 SELECT stack, sha, MIN(before_sha), MAX(deploy_id), MIN(seen_at_ms)
+                 FROM stack_commits GROUP BY stack, sha;
+             DROP TABLE stack_commits;
+             ALTER TABLE commits_before RENAME TO stack_commits;
+             CREATE INDEX stack_commits_head ON stack_commits (stack, deploy_id);
+             CREATE INDEX stack_commits_before_newest
+                 ON stack_commits (stack, before_sha, deploy_id);
+             PRAGMA user_version = {LANES_SQLITE};"
+        )),
+        Store::Postgres(_) => store.execute(&format!(
+            "{back}
+             ALTER TABLE stack_commits DROP CONSTRAINT stack_commits_pkey;
+             DROP INDEX stack_commits_scope_head;
+             DELETE FROM stack_commits a USING stack_commits b
+                 WHERE a.stack = b.stack AND a.sha = b.sha AND a.ctid < b.ctid;
+             ALTER TABLE stack_commits DROP COLUMN scope;
+             ALTER TABLE stack_commits ADD PRIMARY KEY (stack, sha);
+             DELETE FROM schema_migrations WHERE version > {LANES_POSTGRES};"
+        )),
+    }
+    assert_eq!(store.query_i64("SELECT COUNT(*) FROM stack_commits"), 1);
+    // A newer redeploy's reader (`history`) reads it before the server's
+    // restart migrates it, each repository unknown.
+    if let Store::Sqlite(dir) = store {
+        let old = Journal::open_read_only(&Journal::path_in(&dir.0)).unwrap();
+        assert_eq!(old.deploy(queued).unwrap().unwrap().queued.repository, None);
+        let asked = old.deployment_request(request).unwrap().unwrap().asked;
+        assert_eq!(asked.repository, None);
+    }
+    let j = store.open();
+    let repository_of = |id| j.deploy(id).unwrap().unwrap().queued.repository;
+    assert_eq!(repository_of(queued).as_deref(), Some("acme/shop-worker"));
+    assert_eq!(repository_of(broken), None);
+    let asked = j.deployment_request(request).unwrap().unwrap().asked;
+    assert_eq!(asked.repository.as_deref(), Some("acme/shop-worker"));
+    // The commit worker deployed counts for the whole stack: older, for
+    // web too, once the stack moved past it.
+    assert_eq!(
+        store.query_i64("SELECT COUNT(*) FROM stack_commits WHERE scope = ''"),
+        1
+    );
+}
+
 super::on_both_backends!(
     every_foreign_key_leads_an_index,
+    a_journal_from_before_lanes_learns_each_deploys_repository,
     replicas_opening_a_new_journal_at_once_migrate_it_once,
     a_journal_a_newer_redeploy_migrated_is_refused,
     an_export_holds_every_column_of_each_table_it_moves,
+    an_older_exports_commits_import_as_the_whole_stacks,
 );

@@ -152,7 +152,9 @@ const AFTER_SCHEMA_6: &str = "DROP TABLE outbox; DROP TABLE leases; \
      ALTER TABLE github_deployment_requests DROP COLUMN fallback_at_ms; \
      ALTER TABLE github_deployment_requests DROP COLUMN event_seen_at_ms; \
      DROP TABLE stack_images; DROP TABLE notifications; DROP TABLE notices; \
-     DROP INDEX deploys_superseded_by;";
+     DROP INDEX deploys_superseded_by; \
+     ALTER TABLE deploys DROP COLUMN repository; \
+     ALTER TABLE github_deployment_requests DROP COLUMN repository;";
 
 #[test]
 fn a_deploy_keeps_its_pusher_and_a_schema_5_journal_reads_without_one() {

@@ -118,6 +118,7 @@ fn new_deploy(event: &wit::DeployEvent, outcome: &wit::Outcome, now_ms: i64) -> 
         event_json: event.document.clone(),
         created_at_ms: now_ms,
         pusher: pushed_by(event, outcome).and_then(|p| p.pusher.clone()),
+        repository: event.repository.clone(),
     }
 }
 
@@ -171,6 +172,7 @@ fn admission(
             .map(|body| DeploymentRequestClaim {
                 delivery_id: event.delivery.clone(),
                 git_ref: event.ref_.clone(),
+                repository: event.repository.clone(),
                 sha: event.sha.clone(),
                 request_json: body.clone(),
                 created_at_ms: now,
@@ -192,7 +194,11 @@ fn admission(
 /// event does not say), so the command's `REDEPLOY_REF`, `REDEPLOY_BRANCH`
 /// and `REDEPLOY_PUSHER` say them, the runner's last check
 /// (`crate::runner::follows`) asks about it, and it gives way only to
-/// deploys of its ref ([`crate::queue`]). True when it took them.
+/// deploys of its lane ([`crate::queue::Lane`]). The push's repository
+/// too (`REDEPLOY_REPOSITORY`): the deployment is made in the stack's
+/// GitHub repository whichever repository the push was of, and a push of
+/// another repository's branch of the same name is another lane. True
+/// when it took them.
 pub(super) fn take_ref_of_push(new: &mut NewDeploy, kept: &NewDeploy) -> bool {
     if new.git_ref.is_some() || kept.git_ref.is_none() || new.sha.is_none() || new.sha != kept.sha {
         return false;
@@ -211,6 +217,10 @@ pub(super) fn take_ref_of_push(new: &mut NewDeploy, kept: &NewDeploy) -> bool {
         if let (false, Some(value)) = (named, pushed.get(key)) {
             fields.insert(key.to_owned(), value.clone());
         }
+    }
+    if let (Some(repository), Some(value)) = (&kept.repository, pushed.get("repository")) {
+        fields.insert("repository".to_owned(), value.clone());
+        new.repository = Some(repository.clone());
     }
     new.git_ref = kept.git_ref.clone();
     new.event_json = document.to_string();
@@ -401,10 +411,14 @@ mod tests {
             document[key] = Value::Null;
         }
         document["github_deployment_id"] = json!(42);
+        // And the repository the deployment was made in, which may be
+        // another than the push's (one stack, two repositories).
+        document["repository"] = json!("acme/deployments");
         let bare = NewDeploy {
             git_ref: None,
             event_json: document.to_string(),
             pusher: None,
+            repository: Some("acme/deployments".into()),
             ..kept.clone()
         };
         let mut new = bare.clone();
@@ -418,6 +432,9 @@ mod tests {
         assert_eq!(taken["tag"], Value::Null);
         assert_eq!(taken["github_deployment_id"], 42);
         assert_eq!(taken["sha"], "199eddf46df50de8d02e99bf1c5fdb4101338224");
+        // Its lane is the push's: go-scm's push is of Codertocat/Hello-World.
+        assert_eq!(new.repository.as_deref(), Some("Codertocat/Hello-World"));
+        assert_eq!(taken["repository"], "Codertocat/Hello-World");
         // Another commit's push, or a deployment that names its ref (one
         // not redeploy's), takes nothing.
         let mut other = NewDeploy {

@@ -16,10 +16,10 @@ use std::sync::{Arc, Mutex};
 use super::batch::RowsInOrder;
 use super::claim::{cancel_for, cancel_one, Superseded};
 use super::github::{insert_request_in, DeploymentRequestClaim};
-use super::sql::{args, Commit, DbError, Sql};
+use super::sql::{args, Commit, DbError, Sql, ToValue, Value};
 use super::{insert_deploy_in, Backend, Inserted, Journal, JournalError};
 use super::{select_deploy, DeployRecord, DeployState, NewDeploy, TransitionDetail};
-use crate::commit_order::{self, Candidate, Head, Known, Verdict};
+use crate::commit_order::{self, Candidate, Head, Known, Scopes, Verdict};
 use crate::queue::{Admit, Placement};
 
 /// A delivery's replay key, to claim with its deploy.
@@ -376,9 +376,10 @@ impl Journal {
         })
     }
 
-    /// The stack's head commit, if it ever deployed one.
+    /// The stack's head commit (of any of its services), if it ever
+    /// deployed one.
     pub fn head_commit(&self, stack: &str) -> Result<Option<Head>, JournalError> {
-        self.read("read head commit", |sql| head(sql, stack))
+        self.read("read head commit", |sql| head(sql, stack, None))
     }
 }
 
@@ -450,7 +451,7 @@ fn place(
             let superseded = Superseded {
                 services: record.queued.services.clone(),
                 profile: record.queued.profile.clone(),
-                lane: record.queued.git_ref.clone(),
+                lane: record.queued.lane(),
             };
             cancel_for(sql, record.id, superseded, at_ms, &detail)?;
             false
@@ -500,7 +501,9 @@ pub(super) fn admit(
         }
     }
     if let Some(commit) = admission.commit.as_ref().filter(|c| c.once && !c.requested) {
-        let is_head = head(sql, &d.stack)?.is_some_and(|h| h.sha == commit.sha);
+        let scopes = Scopes::of(&d.services, &d.lane());
+        let is_head = head(sql, &d.stack, scopes.judged_by().as_deref())?
+            .is_some_and(|h| h.sha == commit.sha);
         // A delivery seen before is answered as that below.
         if is_head && !delivery_seen(sql, d)? {
             if let Some(deploy_id) = same_push_deployed(sql, &commit.sha, d)? {
@@ -539,7 +542,8 @@ pub(super) fn admit(
             sender_reports_forced: commit.sender_reports_forced,
             requested: commit.requested,
         };
-        let known = known_commits(sql, &d.stack, &commit.sha)?;
+        let scopes = Scopes::of(&d.services, &d.lane());
+        let known = known_commits(sql, &d.stack, &commit.sha, scopes.judged_by().as_deref())?;
         match commit_order::judge(&candidate, &known) {
             Verdict::Older {
                 reason,
@@ -560,7 +564,7 @@ pub(super) fn admit(
                 let superseded = Superseded {
                     services: d.services.clone(),
                     profile: d.profile.clone(),
-                    lane: d.git_ref.clone(),
+                    lane: d.lane(),
                 };
                 cancel_for(sql, id, superseded, d.created_at_ms, &detail)?;
                 admitted = Admitted::Older {
@@ -569,13 +573,24 @@ pub(super) fn admit(
                 };
             }
             Verdict::Newer | Verdict::Head | Verdict::Rollback => {
+                let recorded = scopes.recorded_as();
+                let rows: Vec<String> = (0..recorded.len())
+                    .map(|i| format!("(?1, ?2, ?3, ?4, ?5, ?{})", i + 6))
+                    .collect();
+                let mut params: Vec<Value> =
+                    args![d.stack, commit.sha, commit.before, id, d.created_at_ms].to_vec();
+                params.extend(recorded.iter().map(ToValue::to_value));
                 sql.execute_pipelined(
-                    "INSERT INTO stack_commits (stack, sha, before_sha, deploy_id, seen_at_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (stack, sha) DO UPDATE SET
-                         deploy_id  = excluded.deploy_id,
-                         before_sha = COALESCE(stack_commits.before_sha, excluded.before_sha)",
-                    args![d.stack, commit.sha, commit.before, id, d.created_at_ms],
+                    &format!(
+                        "INSERT INTO stack_commits
+                             (stack, sha, before_sha, deploy_id, seen_at_ms, scope)
+                         VALUES {}
+                         ON CONFLICT (stack, sha, scope) DO UPDATE SET
+                             deploy_id  = excluded.deploy_id,
+                             before_sha = COALESCE(stack_commits.before_sha, excluded.before_sha)",
+                        rows.join(", ")
+                    ),
+                    &params,
                 )?;
             }
         }
@@ -686,28 +701,61 @@ fn delivery_seen(sql: &mut dyn Sql, d: &NewDeploy) -> Result<bool, DbError> {
         .is_some())
 }
 
-fn head(sql: &mut dyn Sql, stack: &str) -> Result<Option<Head>, DbError> {
-    sql.query_opt(
-        "SELECT sha, deploy_id FROM stack_commits WHERE stack = ?1
-         ORDER BY deploy_id DESC LIMIT 1",
-        args![stack],
-    )?
-    .map(|row| {
-        Ok(Head {
-            sha: row.get(0)?,
-            deploy_id: row.get(1)?,
+/// The head of `stack` as far as the scopes `judged_by` go
+/// ([`Scopes::judged_by`]; `None`: every scope's).
+fn head(
+    sql: &mut dyn Sql,
+    stack: &str,
+    judged_by: Option<&[&str]>,
+) -> Result<Option<Head>, DbError> {
+    let statement = match judged_by {
+        None => "SELECT sha, deploy_id FROM stack_commits WHERE stack = ?1
+                 ORDER BY deploy_id DESC LIMIT 1"
+            .to_owned(),
+        Some(scopes) => format!(
+            "SELECT sha, deploy_id FROM {} ORDER BY deploy_id DESC LIMIT 1",
+            newest_of_each(scopes.len(), 2)
+        ),
+    };
+    let mut params = vec![stack.to_value()];
+    params.extend(judged_by.into_iter().flatten().map(ToValue::to_value));
+    sql.query_opt(&statement, &params)?
+        .map(|row| {
+            Ok(Head {
+                sha: row.get(0)?,
+                deploy_id: row.get(1)?,
+            })
         })
-    })
-    .transpose()
+        .transpose()
+}
+
+/// A derived table (`AS heads`) of the newest commit of each of `count`
+/// scopes of stack `?1`, the scopes bound from `?{first}` on: one search of
+/// the (stack, scope, deploy_id) index each, where one search of them all
+/// would read every commit they ever deployed to sort them.
+fn newest_of_each(count: usize, first: usize) -> String {
+    let each: Vec<String> = (first..first + count)
+        .map(|at| {
+            format!(
+                "SELECT sha, deploy_id FROM (SELECT sha, deploy_id FROM stack_commits
+                     WHERE stack = ?1 AND scope = ?{at}
+                     ORDER BY deploy_id DESC LIMIT 1) AS k{at}"
+            )
+        })
+        .collect();
+    format!("({}) AS heads", each.join(" UNION ALL "))
 }
 
 /// [`known_commits`]'s statement (`?1` the stack, `?2` the commit): one
 /// statement (one round trip to a database server) for the candidate's
 /// newest deploy, the newest commit pushed on top of it, and the head,
 /// each read from an index (`stack_commits_before_newest`, schema 20, for
-/// the second: the table keeps every commit a stack ever deployed).
+/// the second: the table keeps every commit a stack ever deployed). Of
+/// every scope's commits: for a deploy of the whole stack. (`+deploy_id`:
+/// the candidate's rows are found by (stack, sha), not by walking the
+/// stack's commits newest first for them.)
 pub(super) const KNOWN_COMMITS: &str = "SELECT
-         (SELECT deploy_id FROM stack_commits WHERE stack = ?1 AND sha = ?2),
+         (SELECT MAX(+deploy_id) FROM stack_commits WHERE stack = ?1 AND sha = ?2),
          p.sha, p.deploy_id, h.sha, h.deploy_id
      FROM (SELECT 1) AS one
      LEFT JOIN (SELECT sha, deploy_id FROM stack_commits
@@ -716,9 +764,42 @@ pub(super) const KNOWN_COMMITS: &str = "SELECT
      LEFT JOIN (SELECT sha, deploy_id FROM stack_commits WHERE stack = ?1
                 ORDER BY deploy_id DESC LIMIT 1) AS h ON TRUE";
 
-/// What the journal knows of `stack`'s commits as far as `sha` goes.
-fn known_commits(sql: &mut dyn Sql, stack: &str, sha: &str) -> Result<Known, DbError> {
-    let row = sql.query_one(KNOWN_COMMITS, args![stack, sha])?;
+/// [`KNOWN_COMMITS`] of the commits of `count` scopes (bound from `?3` on,
+/// [`Scopes::judged_by`]), for a deploy of some services.
+pub(super) fn known_commits_of(count: usize) -> String {
+    let scopes: Vec<String> = (3..3 + count).map(|at| format!("?{at}")).collect();
+    let scopes = scopes.join(", ");
+    format!(
+        "SELECT
+             (SELECT MAX(+deploy_id) FROM stack_commits
+                  WHERE stack = ?1 AND sha = ?2 AND scope IN ({scopes})),
+             p.sha, p.deploy_id, h.sha, h.deploy_id
+         FROM (SELECT 1) AS one
+         LEFT JOIN (SELECT sha, deploy_id FROM stack_commits
+                    WHERE stack = ?1 AND before_sha = ?2 AND scope IN ({scopes})
+                    ORDER BY deploy_id DESC LIMIT 1) AS p ON TRUE
+         LEFT JOIN (SELECT sha, deploy_id FROM {}
+                    ORDER BY deploy_id DESC LIMIT 1) AS h ON TRUE",
+        newest_of_each(count, 3)
+    )
+}
+
+/// What the journal knows of `stack`'s commits as far as `sha` goes, of
+/// the scopes `judged_by` ([`head`]).
+fn known_commits(
+    sql: &mut dyn Sql,
+    stack: &str,
+    sha: &str,
+    judged_by: Option<&[&str]>,
+) -> Result<Known, DbError> {
+    let row = match judged_by {
+        None => sql.query_one(KNOWN_COMMITS, args![stack, sha])?,
+        Some(scopes) => {
+            let mut params = args![stack, sha].to_vec();
+            params.extend(scopes.iter().map(ToValue::to_value));
+            sql.query_one(&known_commits_of(scopes.len()), &params)?
+        }
+    };
     let pair = |at: usize| -> Result<Option<(String, i64)>, DbError> {
         let sha: Option<String> = row.get(at)?;
         let deploy: Option<i64> = row.get(at + 1)?;

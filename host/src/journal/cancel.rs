@@ -34,7 +34,7 @@ impl Journal {
     ) -> Result<CancelOutcome, JournalError> {
         self.write("cancel a deploy", |sql| {
             let Some(row) = sql.query_opt(
-                "SELECT state, stack, git_ref FROM deploys WHERE id = ?1",
+                "SELECT state, stack, git_ref, repository FROM deploys WHERE id = ?1",
                 args![id],
             )?
             else {
@@ -48,9 +48,11 @@ impl Journal {
                     };
                     apply_transition(sql, id, DeployState::Cancelled, at_ms, &detail)?;
                     let stack: String = row.get(1)?;
-                    let lane: Option<String> = row.get(2)?;
-                    let superseded =
-                        super::claim::cancel_older(sql, &stack, id, lane.as_deref(), at_ms)?;
+                    let lane = crate::queue::Lane {
+                        git_ref: row.get(2)?,
+                        repository: row.get(3)?,
+                    };
+                    let superseded = super::claim::cancel_older(sql, &stack, id, &lane, at_ms)?;
                     Ok(CancelOutcome::Cancelled(superseded))
                 }
                 DeployState::Started => {

@@ -1,14 +1,15 @@
 //! Claiming a stack's next deploy: with the stack's lock held, a runner
-//! takes the newest queued deploy of one of the stack's refs (whichever
-//! process queued it), cancels the older ones of that ref as superseded by
+//! takes the newest queued deploy of one of the stack's lanes (whichever
+//! process queued it), cancels the older ones of that lane as superseded by
 //! it and, in the same transaction, records it started
 //! ([`Journal::claim_and_start`]), after checking on the database that it
 //! still holds the stack's lease.
 //!
 //! As in the runner's queue ([`crate::queue`]), a deploy gives way only to
-//! deploys of its own ref (`git_ref`; those naming none share one): the
-//! ref's newest queued deploy runs, the ref the claimer's queue took
-//! first, else the ref waiting longest.
+//! deploys of its own lane, its ref of its repository (`git_ref` and
+//! `repository`, [`crate::queue::Lane`]; those naming none share one): the
+//! lane's newest queued deploy runs, the lane the claimer's queue took
+//! first, else the lane waiting longest.
 //!
 //! It is on every deploy's path, under the journal's write lock, so it
 //! costs few statements whatever the queue holds: the older deploys are
@@ -22,6 +23,7 @@ use super::{
     apply_transition, select_deploy, Backend, Claimed, DeployRecord, DeployState, Journal,
     JournalError, TransitionDetail,
 };
+use crate::commit_order::Scopes;
 
 /// History rows one `INSERT` adds at most (one statement per chunk).
 pub const ROWS_PER_INSERT: usize = 32;
@@ -47,18 +49,18 @@ pub struct Start<'a> {
     /// takes an older one with it.
     pub refusal: &'a (dyn Fn(&DeployRecord) -> Option<String> + Sync),
     /// The deploy the claimer's queue handed it (`crate::queue`), whose
-    /// ref's newest queued deploy is claimed first, so that the queue's
-    /// order of refs holds; `None` for the journal's own order.
+    /// lane's newest queued deploy is claimed first, so that the queue's
+    /// order of lanes holds; `None` for the journal's own order.
     pub taken: Option<i64>,
 }
 
 impl Journal {
     /// With `stack`'s lock held: the deploy to run next, the newest queued
-    /// of its ref (the ref waiting longest), after cancelling (superseded
-    /// by it) every older one of its ref still queued, whichever process
+    /// of its lane (the lane waiting longest), after cancelling (superseded
+    /// by it) every older one of its lane still queued, whichever process
     /// queued them, in one transaction. A queued deploy older than a deploy
-    /// of its ref that already started is cancelled instead, so that an
-    /// older commit never runs after a newer one, and the next ref's is
+    /// of its lane that already started is cancelled instead, so that an
+    /// older commit never runs after a newer one, and the next lane's is
     /// taken. Returns the deploy to run (if any) and the ids cancelled,
     /// each with its reason. The deploy stays `queued`
     /// ([`Journal::claim_and_start`] starts it in the same transaction).
@@ -113,7 +115,7 @@ impl Journal {
 /// claims with `started` if given; a queued deploy `refusal` gives a
 /// reason for is cancelled with it, newest first, before any supersedes
 /// the older ones ([`Start::refusal`]); one older than a started deploy of
-/// its ref is cancelled; either way the claim goes on to the next.
+/// its lane is cancelled; either way the claim goes on to the next.
 fn claim(
     sql: &mut dyn Sql,
     stack: &str,
@@ -124,8 +126,8 @@ fn claim(
 ) -> Result<Claimed, DbError> {
     let mut cancelled = Vec::new();
     loop {
-        // The newest queued deploy of the taken deploy's ref or, with none,
-        // of the ref waiting longest (its oldest queued deploy is the
+        // The newest queued deploy of the taken deploy's lane or, with
+        // none, of the lane waiting longest (its oldest queued deploy is the
         // stack's oldest; a ref pushed again keeps its place in line).
         let newest: Option<i64> = sql
             .query_one(NEXT_TO_CLAIM, args![stack, DeployState::Queued, taken])?
@@ -141,7 +143,7 @@ fn claim(
             });
         };
         let newest = record.id;
-        let lane = record.queued.git_ref.clone();
+        let lane = record.queued.lane();
         if let Some(reason) = refusal(&record) {
             let refused = TransitionDetail {
                 reason: Some(reason.clone()),
@@ -151,17 +153,18 @@ fn claim(
             cancelled.push((newest, reason));
             continue;
         }
-        cancelled.extend(cancel_older(sql, stack, newest, lane.as_deref(), at_ms)?);
-        // Only deploys of its ref newer than the claimed one: a range of
-        // the (stack, id) index, holding the stack's other refs' newer
+        cancelled.extend(cancel_older(sql, stack, newest, &lane, at_ms)?);
+        // Only deploys of its lane newer than the claimed one: a range of
+        // the (stack, id) index, holding the stack's other lanes' newer
         // deploys too. Unbounded, the search reads back through every
         // deploy of the stack since the last one that started (the
         // cancelled ones), with the write lock held.
         let latest_started: Option<i64> = sql
             .query_one(
                 "SELECT MAX(id) FROM deploys WHERE stack = ?1 AND id > ?2
-                 AND started_at_ms IS NOT NULL AND git_ref IS NOT DISTINCT FROM ?3",
-                args![stack, newest, lane],
+                 AND started_at_ms IS NOT NULL AND git_ref IS NOT DISTINCT FROM ?3
+                 AND repository IS NOT DISTINCT FROM ?4",
+                args![stack, newest, lane.git_ref, lane.repository],
             )?
             .get(0)?;
         if let Some(latest) = latest_started {
@@ -175,7 +178,7 @@ fn claim(
             };
             apply_transition(sql, newest, DeployState::Cancelled, at_ms, &older_than_run)?;
             cancelled.push((newest, reason));
-            // Another ref's deploy may still run.
+            // Another lane's deploy may still run.
             continue;
         }
         if let Some(detail) = started {
@@ -190,34 +193,40 @@ fn claim(
 }
 
 /// [`claim`]'s choice (`?1` the stack, `?2` `queued`, `?3` the deploy the
-/// claimer took, or `NULL`): the newest queued deploy of `?3`'s ref, else
-/// of the ref of the stack's oldest queued deploy. Each a range of the
-/// (stack, state, id) index.
+/// claimer took, or `NULL`): the newest queued deploy of `?3`'s lane (ref
+/// and repository, [`crate::queue::Lane`]), else of the lane of the
+/// stack's oldest queued deploy. Each a range of the (stack, state, id)
+/// index.
 const NEXT_TO_CLAIM: &str = "SELECT COALESCE(
-     (SELECT MAX(id) FROM deploys WHERE stack = ?1 AND state = ?2
-          AND git_ref IS NOT DISTINCT FROM (SELECT git_ref FROM deploys WHERE id = ?3)
-          AND ?3 IS NOT NULL),
-     (SELECT MAX(id) FROM deploys WHERE stack = ?1 AND state = ?2
-          AND git_ref IS NOT DISTINCT FROM (SELECT git_ref FROM deploys
-              WHERE stack = ?1 AND state = ?2 ORDER BY id LIMIT 1)))";
+     (SELECT MAX(d.id) FROM deploys d, deploys taken
+          WHERE taken.id = ?3 AND d.stack = ?1 AND d.state = ?2
+          AND d.git_ref IS NOT DISTINCT FROM taken.git_ref
+          AND d.repository IS NOT DISTINCT FROM taken.repository),
+     (SELECT MAX(d.id) FROM deploys d,
+          (SELECT git_ref, repository FROM deploys
+               WHERE stack = ?1 AND state = ?2 ORDER BY id LIMIT 1) oldest
+          WHERE d.stack = ?1 AND d.state = ?2
+          AND d.git_ref IS NOT DISTINCT FROM oldest.git_ref
+          AND d.repository IS NOT DISTINCT FROM oldest.repository))";
 
-/// Cancels every queued deploy of `stack` and ref `lane` (`git_ref`)
-/// older than `newest`, superseded by it, with their history and outbox
+/// Cancels every queued deploy of `stack` and `lane` (`git_ref` and
+/// `repository`) older than `newest`, superseded by it, with their history and outbox
 /// rows: the ids, newest first, each with its reason.
 pub(super) fn cancel_older(
     sql: &mut dyn Sql,
     stack: &str,
     newest: i64,
-    lane: Option<&str>,
+    lane: &crate::queue::Lane,
     at_ms: i64,
 ) -> Result<Vec<(i64, String)>, DbError> {
     let reason = format!("superseded by deploy #{newest}");
     let mut rows = sql.query(
         "UPDATE deploys SET state = ?3, finished_at_ms = ?4, detail = ?5, superseded_by = ?6
          WHERE stack = ?1 AND state = ?2 AND id < ?6 AND git_ref IS NOT DISTINCT FROM ?7
+             AND repository IS NOT DISTINCT FROM ?8
          RETURNING id, event_json,
              (SELECT COUNT(*) FROM github_deployment_requests r WHERE r.deploy_id = deploys.id),
-             services, profile, git_ref",
+             services, profile, git_ref, repository",
         args![
             stack,
             DeployState::Queued,
@@ -225,7 +234,8 @@ pub(super) fn cancel_older(
             at_ms,
             reason,
             newest,
-            lane
+            lane.git_ref,
+            lane.repository
         ],
     )?;
     rows.sort_by_key(|row| std::cmp::Reverse(row.get::<i64>(0).unwrap_or_default()));
@@ -235,7 +245,10 @@ pub(super) fn cancel_older(
         services.push(Superseded {
             services: services_of(&row.get::<String>(3)?)?,
             profile: row.get(4)?,
-            lane: row.get(5)?,
+            lane: crate::queue::Lane {
+                git_ref: row.get(5)?,
+                repository: row.get(6)?,
+            },
         });
         let id: i64 = row.get(0)?;
         let event_json: String = row.get(1)?;
@@ -287,19 +300,20 @@ pub(super) struct Superseded {
     pub services: Vec<String>,
     /// Its compose profile.
     pub profile: Option<String>,
-    /// Its ref (`git_ref`).
-    pub lane: Option<String>,
+    /// Its ref and repository.
+    pub lane: crate::queue::Lane,
 }
 
 /// Widens queued deploy `into`'s services to cover each of `superseded`
-/// (deploys cancelled for it) of the same profile and ref, so a service
+/// (deploys cancelled for it) of the same profile and lane, so a service
 /// only a superseded deploy named still deploys ([`crate::queue::union`]):
 /// its `services` column and the event the deploy is handed
 /// (`event_json`'s `services`), as one. Nothing changes when `into` is not
 /// queued any more (it started, or ended), nor for a deploy of another
-/// profile or ref: a service never deploys another branch's commit because
+/// profile or lane: a service never deploys another branch's commit because
 /// a deploy of its own branch was cancelled for it (an older commit by the
-/// stack's commit order, `super::admission`).
+/// stack's commit order, `super::admission`). The services it takes have
+/// its commit recorded as theirs too, in the commit order per service.
 pub(super) fn widen_services(
     sql: &mut dyn Sql,
     into: i64,
@@ -309,7 +323,8 @@ pub(super) fn widen_services(
         return Ok(());
     }
     let Some(row) = sql.query_opt(
-        "SELECT services, profile, event_json, git_ref FROM deploys WHERE id = ?1 AND state = ?2",
+        "SELECT services, profile, event_json, git_ref, repository, stack
+         FROM deploys WHERE id = ?1 AND state = ?2",
         args![into, DeployState::Queued],
     )?
     else {
@@ -317,7 +332,10 @@ pub(super) fn widen_services(
     };
     let mine = services_of(&row.get::<String>(0)?)?;
     let profile: Option<String> = row.get(1)?;
-    let lane: Option<String> = row.get(3)?;
+    let lane = crate::queue::Lane {
+        git_ref: row.get(3)?,
+        repository: row.get(4)?,
+    };
     let others = superseded
         .iter()
         .filter(|s| s.profile == profile && s.lane == lane)
@@ -342,6 +360,26 @@ pub(super) fn widen_services(
             event.to_string()
         ],
     )?;
+    // Its commit is now deployed to the services it took too: in their
+    // commit order (`commit_order::Scopes`) a commit older than it is
+    // older, and its own commit, pushed again later, is no head of theirs
+    // to deploy again. Copied from its own row of the commit.
+    let had = Scopes::of(&mine, &lane);
+    let had = had.recorded_as();
+    let stack: String = row.get(5)?;
+    for scope in Scopes::of(&widened, &lane).recorded_as() {
+        if had.contains(&scope) {
+            continue;
+        }
+        sql.execute_pipelined(
+            "INSERT INTO stack_commits (stack, sha, before_sha, deploy_id, seen_at_ms, scope)
+             SELECT stack, sha, before_sha, deploy_id, seen_at_ms, ?3 FROM stack_commits
+             WHERE stack = ?1 AND deploy_id = ?2 LIMIT 1
+             ON CONFLICT (stack, sha, scope) DO UPDATE SET deploy_id = excluded.deploy_id
+             WHERE excluded.deploy_id > stack_commits.deploy_id",
+            args![stack, into, scope],
+        )?;
+    }
     Ok(())
 }
 
@@ -356,7 +394,7 @@ pub(super) fn cancel_one(
     detail: &TransitionDetail,
 ) -> Result<bool, DbError> {
     let Some(row) = sql.query_opt(
-        "SELECT services, profile, git_ref FROM deploys WHERE id = ?1 AND state = ?2",
+        "SELECT services, profile, git_ref, repository FROM deploys WHERE id = ?1 AND state = ?2",
         args![id, DeployState::Queued],
     )?
     else {
@@ -365,7 +403,10 @@ pub(super) fn cancel_one(
     let superseded = Superseded {
         services: services_of(&row.get::<String>(0)?)?,
         profile: row.get(1)?,
-        lane: row.get(2)?,
+        lane: crate::queue::Lane {
+            git_ref: row.get(2)?,
+            repository: row.get(3)?,
+        },
     };
     cancel_for(sql, id, superseded, at_ms, detail)?;
     Ok(true)

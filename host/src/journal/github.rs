@@ -70,6 +70,10 @@ pub struct NewDeploymentRequest {
     pub deploy_id: Option<i64>,
     /// The ref pushed.
     pub git_ref: Option<String>,
+    /// The repository of the ref pushed, as the push named it: with the
+    /// ref, the lane whose later pushes supersede the request
+    /// ([`crate::queue::Lane`]).
+    pub repository: Option<String>,
     /// The commit pushed.
     pub sha: Option<String>,
     /// The request body the plugin generated.
@@ -106,7 +110,11 @@ pub struct DeploymentRequest {
 
 pub(super) const REQUEST_COLUMNS: &str = "id, stack, delivery_id, deploy_id, git_ref, sha, \
      request_json, state, deployment_id, http_status, detail, created_at_ms, updated_at_ms, \
-     fallback, fallback_deploy_id";
+     fallback, fallback_deploy_id, repository";
+
+/// How many columns [`REQUEST_COLUMNS`] names: a query that selects more
+/// after them reads those from this index on.
+pub(super) const REQUEST_COLUMN_COUNT: usize = 16;
 
 pub(super) fn request_from_row(row: &Rec) -> Result<DeploymentRequest, DbError> {
     let state: String = row.get(7)?;
@@ -118,6 +126,7 @@ pub(super) fn request_from_row(row: &Rec) -> Result<DeploymentRequest, DbError> 
             delivery_id: row.get(2)?,
             deploy_id: row.get(3)?,
             git_ref: row.get(4)?,
+            repository: row.get(15)?,
             sha: row.get(5)?,
             request_json: row.get(6)?,
             created_at_ms: row.get(11)?,
@@ -153,6 +162,8 @@ pub struct DeploymentRequestClaim {
     pub delivery_id: Option<String>,
     /// The ref pushed.
     pub git_ref: Option<String>,
+    /// The repository of the ref pushed.
+    pub repository: Option<String>,
     /// The commit pushed.
     pub sha: Option<String>,
     /// The request body the plugin generated.
@@ -169,6 +180,7 @@ impl DeploymentRequestClaim {
             delivery_id: self.delivery_id.clone(),
             deploy_id: Some(deploy_id),
             git_ref: self.git_ref.clone(),
+            repository: self.repository.clone(),
             sha: self.sha.clone(),
             request_json: self.request_json.clone(),
             created_at_ms: self.created_at_ms,
@@ -195,8 +207,8 @@ pub(super) fn insert_request_in(
     let id = sql.insert_one_id(
         "INSERT INTO github_deployment_requests
              (stack, delivery_id, deploy_id, git_ref, sha, request_json, state,
-              created_at_ms, updated_at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)",
+              created_at_ms, updated_at_ms, repository)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7, ?8)",
         args![
             r.stack,
             r.delivery_id,
@@ -204,7 +216,8 @@ pub(super) fn insert_request_in(
             r.git_ref,
             r.sha,
             r.request_json,
-            r.created_at_ms
+            r.created_at_ms,
+            r.repository
         ],
     )?;
     super::outbox::queue_for_request(sql, id, r)?;
@@ -226,7 +239,9 @@ impl Journal {
     /// [`Journal::insert_deployment_request`], and with `once_per_commit`
     /// (a stack that polls and is pushed to, which sees each push twice) a
     /// request for a commit the stack already asked about for the same ref
-    /// is also [`Inserted::Duplicate`] (of the first).
+    /// is also [`Inserted::Duplicate`] (of the first), whichever repository
+    /// it names (a poll names the repository as the stack does, a forge's
+    /// push as the forge does).
     pub fn insert_deployment_request_for(
         &self,
         r: &NewDeploymentRequest,

@@ -202,6 +202,23 @@ pub struct NewDeploy {
     /// Who pushed, when the delivery says (schema 6; absent before).
     #[serde(default)]
     pub pusher: Option<String>,
+    /// The repository `git_ref` is of, as its sender named it (the event's
+    /// `repository`; for a `deployment` event redeploy asked for, the
+    /// push's that asked), if any: with the ref, the deploy's lane
+    /// ([`crate::queue::Lane`]). SQLite schema 21, PostgreSQL 15; absent
+    /// before.
+    #[serde(default)]
+    pub repository: Option<String>,
+}
+
+impl NewDeploy {
+    /// The deploys it may give way to: those of its ref of its repository.
+    pub fn lane(&self) -> crate::queue::Lane {
+        crate::queue::Lane {
+            git_ref: self.git_ref.clone(),
+            repository: self.repository.clone(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -221,6 +238,7 @@ impl NewDeploy {
             event_json: "{}".into(),
             created_at_ms: 1,
             pusher: None,
+            repository: None,
         }
     }
 }
@@ -336,7 +354,7 @@ impl DeployRecord {
             sha: self.queued.sha.clone(),
             services: self.queued.services.clone(),
             profile: self.queued.profile.clone(),
-            lane: self.queued.git_ref.clone(),
+            lane: self.queued.lane(),
         }
     }
 }

@@ -23,7 +23,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::admission::admit;
-use super::github::{request_from_row, DeploymentRequest, REQUEST_COLUMNS};
+use super::github::{request_from_row, DeploymentRequest, REQUEST_COLUMNS, REQUEST_COLUMN_COUNT};
 use super::outbox::queue_statuses_so_far;
 use super::sql::{args, DbError, Sql};
 use super::{Admission, Admitted, CommitClaim, Inserted, Journal, JournalError, NewDeploy};
@@ -222,24 +222,24 @@ fn open_requests(
     )?;
     let mut open = Vec::with_capacity(rows.len());
     for row in &rows {
-        let json: String = row.get(15)?;
+        let json: String = row.get(REQUEST_COLUMN_COUNT)?;
         let deploy = serde_json::from_str(&json).map_err(|e| DbError::Decode {
-            column: 15,
+            column: REQUEST_COLUMN_COUNT,
             problem: format!("the kept deploy: {e}"),
         })?;
         open.push(OpenRequest {
             request: request_from_row(row)?,
             deploy,
-            attempts: row.get(16)?,
+            attempts: row.get(REQUEST_COLUMN_COUNT + 1)?,
         });
     }
     Ok(open)
 }
 
-/// Whether a later push of request `request_id`'s stack and ref deployed or
-/// is queued (another ref's deploys never supersede it, as in the queue,
-/// [`crate::queue`]): a deploy of the stack and ref queued after the
-/// request was recorded,
+/// Whether a later push of request `request_id`'s stack and lane (its ref
+/// of its repository) deployed or is queued (another lane's deploys never
+/// supersede it, as in the queue, [`crate::queue::Lane`]): a deploy of the
+/// stack and lane queued after the request was recorded,
 /// other than the one its own deployment's event queued and those of older
 /// requests (their event's deploy or their fallback's), and those recorded
 /// cancelled at once as an older commit (cancelled for an earlier deploy:
@@ -251,6 +251,7 @@ fn superseded(sql: &mut dyn Sql, request_id: i64) -> Result<bool, DbError> {
             "SELECT 1 FROM github_deployment_requests r JOIN deploys d
                  ON d.stack = r.stack AND d.created_at_ms > r.created_at_ms
                     AND d.git_ref IS NOT DISTINCT FROM r.git_ref
+                    AND d.repository IS NOT DISTINCT FROM r.repository
              WHERE r.id = ?1
                AND NOT (d.superseded_by IS NOT NULL AND d.superseded_by < d.id)
                AND (d.delivery_id IS NULL OR r.deployment_id IS NULL
@@ -340,7 +341,8 @@ impl Journal {
     /// its ref from. The event may come before GitHub's answer to the
     /// request is recorded (it is sent as the deployment is made): then the
     /// push kept with a request not yet answered, of the deploy's commit,
-    /// services and profile, when every such request is of one ref.
+    /// services and profile, when every such request is of one lane (ref
+    /// and repository).
     pub fn kept_push_of_deployment(
         &self,
         stack: &str,
@@ -381,8 +383,8 @@ impl Journal {
                 match &found {
                     _ if !same => {}
                     None => found = Some(kept),
-                    Some(first) if first.deploy.git_ref == kept.deploy.git_ref => {}
-                    // Two refs pushed the commit: which one is not known.
+                    Some(first) if first.deploy.lane() == kept.deploy.lane() => {}
+                    // Two lanes pushed the commit: which one is not known.
                     Some(_) => return Ok(None),
                 }
             }
@@ -573,6 +575,7 @@ mod tests {
                 event_json: "{}".into(),
                 created_at_ms: 5,
                 pusher: None,
+                repository: None,
             },
             before: None,
             forced: false,
@@ -592,6 +595,7 @@ mod tests {
             sha: Some("1".repeat(40)),
             request_json: "{}".into(),
             created_at_ms: 5,
+            repository: None,
         };
         let Inserted::New(id) = j
             .insert_deployment_request_keeping(&asked, false, Some(&kept()))

@@ -50,6 +50,8 @@ pub const SQLITE: &[Migration] = &[
     migration!("sqlite", 18, "0018_deploys_superseded_by_index"),
     migration!("sqlite", 19, "0019_checks_without_in_lists"),
     migration!("sqlite", 20, "0020_stack_commits_before_newest"),
+    migration!("sqlite", 21, "0021_deploy_repository"),
+    migration!("sqlite", 22, "0022_stack_commits_per_scope"),
 ];
 
 /// The PostgreSQL journal's migrations; the versions applied are rows of
@@ -69,6 +71,8 @@ pub const POSTGRES: &[Migration] = &[
     migration!("postgres", 12, "0012_stack_images"),
     migration!("postgres", 13, "0013_notifications"),
     migration!("postgres", 14, "0014_stack_commits_before_newest"),
+    migration!("postgres", 15, "0015_deploy_repository"),
+    migration!("postgres", 16, "0016_stack_commits_per_scope"),
 ];
 
 /// The newest version in `migrations`.

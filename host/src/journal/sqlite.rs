@@ -49,6 +49,14 @@ const STATEMENT_CACHE_CAPACITY: usize = 256;
 /// (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = schema::latest(schema::SQLITE);
 
+/// The schema that added `github_deployment_requests`.
+const GITHUB_SCHEMA: i64 = 2;
+/// The schema that added `deploys.pusher`.
+const PUSHER_SCHEMA: i64 = 6;
+/// The schema that added the `repository` of deploys and deployment
+/// requests (their lane, `crate::queue::Lane`).
+const REPOSITORY_SCHEMA: i64 = 21;
+
 /// An open SQLite journal.
 pub struct Db {
     path: PathBuf,
@@ -201,15 +209,33 @@ impl Db {
                 supported: SCHEMA_VERSION,
             });
         }
-        if version < 6 {
-            // A journal older than schema 6 has no `pusher` column, and a
-            // read-only connection cannot add it: a temporary view (temp
-            // names are found before main ones) lends every query the
-            // column, empty.
-            conn.execute_batch(
-                "CREATE TEMP VIEW deploys AS SELECT *, NULL AS pusher FROM main.deploys",
-            )
-            .map_err(sqlite("read a journal older than schema 6"))?;
+        // Columns a later schema added, which a read-only connection cannot
+        // add: a temporary view (temp names are found before main ones)
+        // lends every query the column, empty. The deploy's `pusher`
+        // (schema 6) and the repository of a deploy's or request's ref
+        // (schema 21; a newer `redeploy` reads the journal an older server
+        // still writes, before its restart migrates it).
+        let lent: Vec<&str> = [
+            (PUSHER_SCHEMA, "NULL AS pusher"),
+            (REPOSITORY_SCHEMA, "NULL AS repository"),
+        ]
+        .into_iter()
+        .filter(|(added, _)| version < *added)
+        .map(|(_, column)| column)
+        .collect();
+        if !lent.is_empty() {
+            let mut views = format!(
+                "CREATE TEMP VIEW deploys AS SELECT *, {} FROM main.deploys;",
+                lent.join(", ")
+            );
+            if (GITHUB_SCHEMA..REPOSITORY_SCHEMA).contains(&version) {
+                views.push_str(
+                    "CREATE TEMP VIEW github_deployment_requests AS \
+                     SELECT *, NULL AS repository FROM main.github_deployment_requests;",
+                );
+            }
+            conn.execute_batch(&views)
+                .map_err(sqlite("read a journal of an older schema"))?;
         }
         Ok(Db {
             group: None,

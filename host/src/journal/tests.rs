@@ -275,6 +275,40 @@ fn the_commit_order_query_searches_its_indexes_and_walks_no_commits() {
     );
 }
 
+/// The commit-order query of a deploy of some services (per scope,
+/// schema 22) searches an index for each part too: the candidate among
+/// its scopes' commits, the commit pushed on top of it, and each scope's
+/// newest commit (one search of the (stack, scope, deploy_id) index each,
+/// never a walk through every commit of the scopes).
+#[test]
+fn the_commit_order_query_of_some_services_searches_its_indexes_and_walks_no_commits() {
+    let dir = TempDir::new("known-commits-of-services");
+    let journal = Journal::open(&dir.journal_path()).unwrap();
+    let plan: Vec<String> = journal
+        .write("explain", |sql| {
+            let rows = sql.query(
+                &format!("EXPLAIN QUERY PLAN {}", admission::known_commits_of(2)),
+                args!["web", "abc", "service web", ""],
+            )?;
+            rows.iter().map(|row| row.get::<String>(3)).collect()
+        })
+        .unwrap();
+    let searches: Vec<&String> = plan
+        .iter()
+        .filter(|d| d.contains("stack_commits"))
+        .collect();
+    assert_eq!(
+        searches,
+        [
+            "SEARCH stack_commits USING INDEX stack_commits_before_newest (stack=? AND before_sha=?)",
+            "SEARCH stack_commits USING INDEX stack_commits_scope_head (stack=? AND scope=?)",
+            "SEARCH stack_commits USING INDEX stack_commits_scope_head (stack=? AND scope=?)",
+            "SEARCH stack_commits USING INDEX sqlite_autoindex_stack_commits_1 (stack=? AND sha=? AND scope=?)",
+        ],
+        "{plan:#?}"
+    );
+}
+
 /// How many temporary B-trees `statement`'s program opens, compiled on
 /// `sql`'s connection.
 fn temporary_trees(sql: &mut dyn Sql, statement: &str) -> usize {
@@ -478,6 +512,7 @@ fn push_row(stack: &str, sha: &str, before: &str, placer: &Arc<Queues>) -> admis
             event_json: "{}".to_owned(),
             created_at_ms: 1,
             pusher: None,
+            repository: None,
         },
         admission: Admission {
             commit: Some(CommitClaim {
@@ -612,7 +647,10 @@ fn an_admission_refused_among_others_is_refused_alone() {
             sha: Some(sha.to_owned()),
             services: vec![],
             profile: None,
-            lane: Some("refs/heads/main".to_owned()),
+            lane: crate::queue::Lane {
+                git_ref: Some("refs/heads/main".to_owned()),
+                repository: None,
+            },
         };
         alone.place("a", slot);
     }

@@ -63,6 +63,7 @@ pub const TABLES: &[(&str, &[&str])] = &[
             "runner",
             "pgid_host",
             "cancel_requested",
+            "repository",
         ],
     ),
     (
@@ -91,6 +92,7 @@ pub const TABLES: &[(&str, &[&str])] = &[
             "fallback_deploy_id",
             "fallback_at_ms",
             "event_seen_at_ms",
+            "repository",
         ],
     ),
     (
@@ -139,7 +141,14 @@ pub const TABLES: &[(&str, &[&str])] = &[
     ),
     (
         "stack_commits",
-        &["stack", "sha", "before_sha", "deploy_id", "seen_at_ms"],
+        &[
+            "stack",
+            "sha",
+            "before_sha",
+            "deploy_id",
+            "seen_at_ms",
+            "scope",
+        ],
     ),
     (
         "stack_images",
@@ -222,6 +231,14 @@ fn is_integer_column(column: &str) -> bool {
 /// A deploy may name a later deploy in `superseded_by`: that column is
 /// filled in once every deploy is there.
 const DEFERRED: (&str, &str) = ("deploys", "superseded_by");
+
+/// Columns that must hold a value, added after exports of this format
+/// were first written, with what a row of an older export that has no
+/// such key holds: a commit an older journal knew is the whole stack's
+/// (`commit_order::WHOLE_STACK`), as the migration that added the column
+/// made it.
+const ABSENT_IN_OLDER_EXPORTS: &[(&str, &str, &str)] =
+    &[("stack_commits", "scope", crate::commit_order::WHOLE_STACK)];
 
 /// What went wrong reading an export.
 #[derive(Debug, thiserror::Error)]
@@ -390,9 +407,13 @@ fn import_in(
         }
         let mut values: Vec<Value> = Vec::with_capacity(columns.len());
         for column in *columns {
+            let absent = ABSENT_IN_OLDER_EXPORTS
+                .iter()
+                .find(|(t, c, _)| t == table && c == column && !row.contains_key(*column))
+                .map(|(_, _, value)| Json::String((*value).to_owned()));
             let value =
                 match (
-                    row.get(*column).unwrap_or(&Json::Null),
+                    absent.as_ref().or(row.get(*column)).unwrap_or(&Json::Null),
                     is_integer_column(column),
                 ) {
                     (Json::Null, _) => Value::Null,

@@ -583,6 +583,7 @@ mod tests {
                 sha: None,
                 request_json: "{}".into(),
                 created_at_ms: 1,
+                repository: None,
             },
             state,
             deployment_id: None,

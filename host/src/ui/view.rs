@@ -545,6 +545,7 @@ mod tests {
                 sha: None,
                 request_json: "{}".into(),
                 created_at_ms: 0,
+                repository: None,
             },
             state,
             deployment_id,
