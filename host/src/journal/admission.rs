@@ -379,7 +379,7 @@ impl Journal {
     /// The stack's head commit (of any of its services), if it ever
     /// deployed one.
     pub fn head_commit(&self, stack: &str) -> Result<Option<Head>, JournalError> {
-        self.read("read head commit", |sql| head(sql, stack, None))
+        self.read("read head commit", |sql| head(sql, stack))
     }
 }
 
@@ -500,9 +500,23 @@ pub(super) fn admit(
             });
         }
     }
+    // What the journal knows of the commit, in the deploy's scopes (the
+    // deploy inserted below changes nothing of it): for the same-push
+    // search first, then for the commit order.
+    let scopes = Scopes::of(&d.services, &d.lane());
+    let known = match &admission.commit {
+        Some(commit) => Some(known_commits(
+            sql,
+            &d.stack,
+            &commit.sha,
+            scopes.judged_by().as_deref(),
+        )?),
+        None => None,
+    };
     if let Some(commit) = admission.commit.as_ref().filter(|c| c.once && !c.requested) {
-        let scopes = Scopes::of(&d.services, &d.lane());
-        let is_head = head(sql, &d.stack, scopes.judged_by().as_deref())?
+        let is_head = known
+            .as_ref()
+            .and_then(|k| k.head.as_ref())
             .is_some_and(|h| h.sha == commit.sha);
         // A delivery seen before is answered as that below.
         if is_head && !delivery_seen(sql, d)? {
@@ -534,7 +548,7 @@ pub(super) fn admit(
         duplicate @ Inserted::Duplicate(_) => return Ok(Admitted::Inserted(duplicate)),
     };
     let mut admitted = Admitted::Inserted(Inserted::New(id));
-    if let Some(commit) = &admission.commit {
+    if let (Some(commit), Some(known)) = (&admission.commit, &known) {
         let candidate = Candidate {
             sha: &commit.sha,
             before: commit.before.as_deref(),
@@ -542,9 +556,7 @@ pub(super) fn admit(
             sender_reports_forced: commit.sender_reports_forced,
             requested: commit.requested,
         };
-        let scopes = Scopes::of(&d.services, &d.lane());
-        let known = known_commits(sql, &d.stack, &commit.sha, scopes.judged_by().as_deref())?;
-        match commit_order::judge(&candidate, &known) {
+        match commit_order::judge(&candidate, known) {
             Verdict::Older {
                 reason,
                 newer_deploy,
@@ -701,32 +713,21 @@ fn delivery_seen(sql: &mut dyn Sql, d: &NewDeploy) -> Result<bool, DbError> {
         .is_some())
 }
 
-/// The head of `stack` as far as the scopes `judged_by` go
-/// ([`Scopes::judged_by`]; `None`: every scope's).
-fn head(
-    sql: &mut dyn Sql,
-    stack: &str,
-    judged_by: Option<&[&str]>,
-) -> Result<Option<Head>, DbError> {
-    let statement = match judged_by {
-        None => "SELECT sha, deploy_id FROM stack_commits WHERE stack = ?1
-                 ORDER BY deploy_id DESC LIMIT 1"
-            .to_owned(),
-        Some(scopes) => format!(
-            "SELECT sha, deploy_id FROM {} ORDER BY deploy_id DESC LIMIT 1",
-            newest_of_each(scopes.len(), 2)
-        ),
-    };
-    let mut params = vec![stack.to_value()];
-    params.extend(judged_by.into_iter().flatten().map(ToValue::to_value));
-    sql.query_opt(&statement, &params)?
-        .map(|row| {
-            Ok(Head {
-                sha: row.get(0)?,
-                deploy_id: row.get(1)?,
-            })
+/// The head of `stack`: the commit of its newest accepted deploy, of any
+/// scope.
+fn head(sql: &mut dyn Sql, stack: &str) -> Result<Option<Head>, DbError> {
+    sql.query_opt(
+        "SELECT sha, deploy_id FROM stack_commits WHERE stack = ?1
+         ORDER BY deploy_id DESC LIMIT 1",
+        args![stack],
+    )?
+    .map(|row| {
+        Ok(Head {
+            sha: row.get(0)?,
+            deploy_id: row.get(1)?,
         })
-        .transpose()
+    })
+    .transpose()
 }
 
 /// A derived table (`AS heads`) of the newest commit of each of `count`
@@ -785,7 +786,7 @@ pub(super) fn known_commits_of(count: usize) -> String {
 }
 
 /// What the journal knows of `stack`'s commits as far as `sha` goes, of
-/// the scopes `judged_by` ([`head`]).
+/// the scopes `judged_by` ([`Scopes::judged_by`]; `None`: every scope's).
 fn known_commits(
     sql: &mut dyn Sql,
     stack: &str,

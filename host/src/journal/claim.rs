@@ -196,18 +196,19 @@ fn claim(
 /// claimer took, or `NULL`): the newest queued deploy of `?3`'s lane (ref
 /// and repository, [`crate::queue::Lane`]), else of the lane of the
 /// stack's oldest queued deploy. Each a range of the (stack, state, id)
-/// index.
+/// index read from its newest end (scalar subqueries, not a join, which
+/// would read every queued deploy of the stack for its `MAX`). `?3 IS NOT
+/// NULL` after `id = ?3`, whose type PostgreSQL takes for it.
 const NEXT_TO_CLAIM: &str = "SELECT COALESCE(
-     (SELECT MAX(d.id) FROM deploys d, deploys taken
-          WHERE taken.id = ?3 AND d.stack = ?1 AND d.state = ?2
-          AND d.git_ref IS NOT DISTINCT FROM taken.git_ref
-          AND d.repository IS NOT DISTINCT FROM taken.repository),
-     (SELECT MAX(d.id) FROM deploys d,
-          (SELECT git_ref, repository FROM deploys
-               WHERE stack = ?1 AND state = ?2 ORDER BY id LIMIT 1) oldest
-          WHERE d.stack = ?1 AND d.state = ?2
-          AND d.git_ref IS NOT DISTINCT FROM oldest.git_ref
-          AND d.repository IS NOT DISTINCT FROM oldest.repository))";
+     (SELECT MAX(id) FROM deploys WHERE stack = ?1 AND state = ?2
+          AND git_ref IS NOT DISTINCT FROM (SELECT git_ref FROM deploys WHERE id = ?3)
+          AND repository IS NOT DISTINCT FROM (SELECT repository FROM deploys WHERE id = ?3)
+          AND ?3 IS NOT NULL),
+     (SELECT MAX(id) FROM deploys WHERE stack = ?1 AND state = ?2
+          AND git_ref IS NOT DISTINCT FROM (SELECT git_ref FROM deploys
+              WHERE stack = ?1 AND state = ?2 ORDER BY id LIMIT 1)
+          AND repository IS NOT DISTINCT FROM (SELECT repository FROM deploys
+              WHERE stack = ?1 AND state = ?2 ORDER BY id LIMIT 1)))";
 
 /// Cancels every queued deploy of `stack` and `lane` (`git_ref` and
 /// `repository`) older than `newest`, superseded by it, with their history and outbox
