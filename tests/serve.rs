@@ -549,8 +549,7 @@ fn a_queued_deploy_of_a_service_a_reload_moved_to_another_branch_is_not_run() {
 /// Two services of one stack on two branches of one repository: a push of
 /// one branch never cancels the other's waiting deploy, nor hands it its
 /// service to run at its own commit; each branch's newest push runs, in the
-/// order the branches began to wait, each with its own services, ref and
-/// commit.
+/// order they were admitted, each with its own services, ref and commit.
 #[test]
 fn a_push_of_one_services_branch_never_supersedes_the_other_branchs_waiting_deploy() {
     let shop = web_and_worker("shop", ("acme/web", "main"), ("acme/web", "develop"));
@@ -599,10 +598,10 @@ fn a_push_of_one_services_branch_never_supersedes_the_other_branchs_waiting_depl
         Some(ids[3]),
         "develop's by develop's"
     );
-    // develop began to wait first (its newer push took the first one's
-    // place in line): it ran first.
+    // main's push was admitted before develop's newer one (which does not
+    // take its first push's place in line): it ran first.
     let started = |at: usize| deploys[at].started_at_ms.unwrap();
-    assert!(started(3) < started(2), "{deploys:#?}");
+    assert!(started(2) < started(3), "{deploys:#?}");
     for (at, services, branch, n) in [(2, "web", "main", 2), (3, "worker", "develop", 12)] {
         world.assert_env(
             "shop",
@@ -614,6 +613,66 @@ fn a_push_of_one_services_branch_never_supersedes_the_other_branchs_waiting_depl
             ],
         );
     }
+    server.terminate();
+}
+
+/// A service following a branch and tags: main's `2`, a tag at `20` and
+/// main's `3` pushed while main's first deploy runs. `3`, pushed last, runs
+/// last: a branch's newer push goes behind the tag's pushed before it (not
+/// into the place in line of the push it supersedes), so the service ends
+/// on the newest push, never rolled back to the tag's commit after it.
+#[test]
+fn a_branchs_newer_push_runs_after_a_tag_pushed_before_it() {
+    let app = Stack::new("app")
+        .token(1)
+        .secret(WEB_SECRET)
+        .line("command = [\"@STANDIN@\"]")
+        .timeout("1m")
+        .env("RECORD_DIR", "@RECORD:app@")
+        .env("SLEEP", "3")
+        .table(
+            "[[stacks.services]]\nname = \"web\"\nrepository = \"acme/web\"\n\
+             branch = \"main\"\ntags = \"v*\"",
+        );
+    let (world, server) = World::serving("serve-branch-and-tag", "", &[app]);
+    let push = |git_ref: &str, before: &str, after: usize, delivery: &str| {
+        let body = push_json(git_ref, before, &sha(after)).to_string();
+        signed_github(
+            &server,
+            &hook(1),
+            WEB_SECRET,
+            ("push", delivery),
+            body.as_bytes(),
+        )
+        .assert_status(202);
+    };
+    let main = "refs/heads/main";
+    push(main, &sha(0), 1, "t-1");
+    world.wait_ran_more_than("app", 0, 10);
+    push(main, &sha(1), 2, "t-2");
+    push("refs/tags/v2", &"0".repeat(40), 20, "t-3");
+    push(main, &sha(2), 3, "t-4");
+    let deploys = world.settle(30);
+    let shown = |d: &DeployRecord| {
+        (
+            d.state,
+            d.queued.git_ref.clone().unwrap_or_default(),
+            d.queued.sha.clone().unwrap_or_default(),
+        )
+    };
+    assert_eq!(
+        deploys.iter().map(shown).collect::<Vec<_>>(),
+        [
+            (DeployState::Succeeded, main.to_owned(), sha(1)),
+            (DeployState::Cancelled, main.to_owned(), sha(2)),
+            (DeployState::Succeeded, "refs/tags/v2".to_owned(), sha(20)),
+            (DeployState::Succeeded, main.to_owned(), sha(3)),
+        ]
+    );
+    assert_eq!(deploys[1].superseded_by, Some(deploys[3].id));
+    let started = |at: usize| deploys[at].started_at_ms.unwrap();
+    assert!(started(2) < started(3), "{deploys:#?}");
+    world.assert_env("app", deploys[3].id, &[("REDEPLOY_SHA", &sha(3))]);
     server.terminate();
 }
 
@@ -663,8 +722,8 @@ fn a_commit_another_services_branch_deployed_still_deploys_this_ones() {
 /// Two services of one stack on the same branch name of two repositories
 /// (the README's `shop`): a push of one repository's `main` never cancels
 /// the other's waiting deploy, nor hands it its service to run at a commit
-/// of another repository; each repository's newest push runs, with its own
-/// services, repository and commit.
+/// of another repository; each repository's newest push runs, in the order
+/// they were admitted, with its own services, repository and commit.
 #[test]
 fn a_push_of_one_repositorys_branch_never_supersedes_another_repositorys_of_the_same_name() {
     let shop = web_and_worker(
@@ -718,8 +777,9 @@ fn a_push_of_one_repositorys_branch_never_supersedes_another_repositorys_of_the_
         Some(ids[3]),
         "the worker's by the worker's"
     );
+    // In the order they were admitted.
     let started = |at: usize| deploys[at].started_at_ms.unwrap();
-    assert!(started(3) < started(2), "{deploys:#?}");
+    assert!(started(2) < started(3), "{deploys:#?}");
     for (at, services, repository, n) in [(2, "web", &web, 2), (3, "worker", &worker, 12)] {
         world.assert_env(
             "shop",

@@ -440,7 +440,7 @@ impl Runner {
                 queues.entry(stack.clone()).or_default().next(stopping)
             };
             let Some(slot) = next else { return };
-            let outcome = self.run_one(&stack, slot.id).await;
+            let outcome = self.run_one(&stack, slot).await;
             if let Some(q) = self.queues().get_mut(&stack) {
                 match outcome {
                     Outcome::Done => q.finished(),
@@ -453,13 +453,14 @@ impl Runner {
         }
     }
 
-    /// Runs the newest queued deploy of the ref of `stack`'s slot `id`,
-    /// which this worker took (`id` itself unless a newer one of its ref
-    /// was queued, maybe by another replica), under the stack's lock and one of the
-    /// `max_concurrent_deploys` permits; nothing unless `id` is a queued
-    /// deploy of `stack`.
-    async fn run_one(&self, stack: &str, id: i64) -> Outcome {
+    /// Runs the journal's next deploy of `stack` for the slot `taken`,
+    /// which this worker took (`taken` itself unless another was queued
+    /// that runs first, maybe by another replica), under the stack's lock
+    /// and one of the `max_concurrent_deploys` permits; nothing unless
+    /// `taken` is a queued deploy of `stack`.
+    async fn run_one(&self, stack: &str, taken: Slot) -> Outcome {
         let journal = &self.inner.journal;
+        let id = taken.id;
         match journal.deploy(id) {
             // Of this worker's stack only: a deploy whose admission did not
             // commit, taken before its placement was undone, may have left
@@ -486,7 +487,7 @@ impl Runner {
             let lost = self.inner.callers_lock_lost.get().cloned();
             let lease = self.inner.callers_lease.get();
             let lease = lease.map(|(name, holder)| (name.as_str(), holder.as_str()));
-            self.run_claimed(stack, id, lease, lost).await;
+            self.run_claimed(stack, taken, lease, lost).await;
             return Outcome::Done;
         }
         // A runner never holds a permit while it waits for a stack's lock
@@ -520,24 +521,25 @@ impl Runner {
                     }
                 }
             };
-            self.run_claimed(stack, id, lock.lease(), lock.lost()).await;
+            self.run_claimed(stack, taken.clone(), lock.lease(), lock.lost())
+                .await;
             drop(permit);
             lock.release().await;
             return Outcome::Done;
         }
     }
 
-    /// With the stack's lock held: claims the newest queued deploy of the
-    /// ref of deploy `taken`, the one this runner's queue handed it
-    /// (another runner may have run or cancelled it meanwhile, or queued a
-    /// newer one; with none of its ref queued, the journal's next), tells
-    /// the queue which one started, and runs it; `lease` is the lock's
-    /// lease, which the journal checks as it records the deploy started,
-    /// and `lost` turns true when the lock may be lost.
+    /// With the stack's lock held: claims the journal's next deploy of the
+    /// stack, for `taken`, the one this runner's queue handed it (another
+    /// runner may have run or cancelled it meanwhile, or queued a newer one
+    /// of its lane, or an older one of another), tells the queue which one
+    /// started, and runs it; `lease` is the lock's lease, which the journal
+    /// checks as it records the deploy started, and `lost` turns true when
+    /// the lock may be lost.
     async fn run_claimed(
         &self,
         stack_name: &str,
-        taken: i64,
+        taken: Slot,
         lease: Option<(&str, &str)>,
         lost: Option<watch::Receiver<bool>>,
     ) {
@@ -565,7 +567,6 @@ impl Runner {
             lost: &is_lost,
             detail: &detail,
             refusal: &refusal,
-            taken: Some(taken),
         };
         let claimed = match journal.claim_and_start(stack_name, now_ms(), &start) {
             Ok(claimed) => claimed,
@@ -585,7 +586,7 @@ impl Runner {
         // What runs is what later deliveries are compared with: its commit
         // and services, even if not the deploy this worker took.
         if let Some(queue) = self.queues().get_mut(stack_name) {
-            queue.started(record.slot());
+            queue.started(record.slot(), taken);
         }
         let id = record.id;
         let log_path = log_path(id);

@@ -688,7 +688,6 @@ fn a_refused_deploy_is_cancelled_alone_and_the_next_newest_is_claimed(store: &St
         lost: &|| false,
         detail: &|_| TransitionDetail::default(),
         refusal: &refusal,
-        taken: None,
     };
     let claimed = a.claim_and_start("app", 10, &start).unwrap();
     assert_eq!(claimed.next.as_ref().map(|d| d.id), Some(second));
@@ -824,20 +823,53 @@ fn deploys_of_two_refs_of_a_stack_never_supersede_each_other(store: &Store) {
         a.deploy(worker2).unwrap().unwrap().state,
         DeployState::Queued
     );
-    // The claimer's queue took main's deploy: main's newest is claimed,
-    // though develop's waits longer in the journal.
+    // main's newer deploy was admitted after develop's: develop's runs
+    // first, whichever deploy the claimer's own queue took.
     let web5 = new_id(b.insert_deploy(&of("web", main, '9', "d8", 19)).unwrap());
-    let start = Start {
-        lease: None,
-        lost: &|| false,
-        detail: &|_| TransitionDetail::default(),
-        refusal: &|_| None,
-        taken: Some(web5),
-    };
-    let claimed = a.claim_and_start("app", 20, &start).unwrap();
-    assert_eq!(claimed.next.map(|d| d.id), Some(web5));
-    let claimed = a.claim_next("app", 21).unwrap();
+    let claimed = a.claim_next("app", 20).unwrap();
     assert_eq!(claimed.next.map(|d| d.id), Some(worker2));
+    for (state, at) in [(DeployState::Started, 20), (DeployState::Succeeded, 21)] {
+        a.transition(worker2, state, at, &TransitionDetail::default())
+            .unwrap();
+    }
+    let claimed = a.claim_next("app", 22).unwrap();
+    assert_eq!(claimed.next.map(|d| d.id), Some(web5));
+}
+
+/// A service following a branch and tags, whose branch's second push is
+/// admitted after a tag's: of each lane's newest deploy the oldest runs
+/// first, so the tag's commit runs before the branch's newer one and never
+/// after it (the branch's newer push does not take its first push's place
+/// in line). The claims start ever larger ids, whichever process claims.
+fn a_lanes_newer_deploy_runs_after_another_lanes_admitted_before_it(store: &Store) {
+    let (a, b) = (store.open(), store.open());
+    let of = |git_ref: &str, sha: char, delivery: &str, at: i64| NewDeploy {
+        services: vec!["web".to_owned()],
+        git_ref: Some(git_ref.to_owned()),
+        sha: Some(sha.to_string().repeat(40)),
+        ..new_deploy("app", Some(delivery), at)
+    };
+    let (main, tag) = ("refs/heads/main", "refs/tags/v2");
+    let d = new_id(a.insert_deploy(&of(main, 'd', "t1", 1)).unwrap());
+    let e = new_id(b.insert_deploy(&of(tag, 'e', "t2", 2)).unwrap());
+    let f = new_id(a.insert_deploy(&of(main, 'f', "t3", 3)).unwrap());
+    let claimed = b.claim_next("app", 10).unwrap();
+    assert_eq!(
+        claimed.next.map(|d| d.id),
+        Some(e),
+        "the tag's, admitted before f"
+    );
+    assert_eq!(claimed.cancelled, vec![], "main's wait their turn");
+    for (state, at) in [(DeployState::Started, 10), (DeployState::Succeeded, 11)] {
+        b.transition(e, state, at, &TransitionDetail::default())
+            .unwrap();
+    }
+    let claimed = a.claim_next("app", 12).unwrap();
+    assert_eq!(claimed.next.map(|d| d.id), Some(f));
+    assert_eq!(
+        claimed.cancelled,
+        vec![(d, format!("superseded by deploy #{f}"))]
+    );
 }
 
 /// Services of one stack on the same branch name of two repositories: a
@@ -926,6 +958,7 @@ fn deploys_of_one_branch_of_two_repositories_never_supersede_each_other(store: &
 super::on_both_backends!(
     a_refused_deploy_is_cancelled_alone_and_the_next_newest_is_claimed,
     deploys_of_two_refs_of_a_stack_never_supersede_each_other,
+    a_lanes_newer_deploy_runs_after_another_lanes_admitted_before_it,
     deploys_of_one_branch_of_two_repositories_never_supersede_each_other,
     claiming_takes_the_newest_queued_deploy_and_cancels_older_ones,
     a_superseded_deploy_leaves_its_services_to_the_deploy_it_is_cancelled_for,

@@ -7,9 +7,14 @@
 //!
 //! As in the runner's queue ([`crate::queue`]), a deploy gives way only to
 //! deploys of its own lane, its ref of its repository (`git_ref` and
-//! `repository`, [`crate::queue::Lane`]; those naming none share one): the
-//! lane's newest queued deploy runs, the lane the claimer's queue took
-//! first, else the lane waiting longest.
+//! `repository`, [`crate::queue::Lane`]; those naming none share one), and
+//! the deploys run in the order they were admitted: the lane's newest
+//! queued deploy runs, of the lane whose newest is the oldest
+//! ([`NEXT_TO_CLAIM`]). Every claimer, on every replica, takes the same one,
+//! so the deploys a stack starts have ever larger ids: one admitted later
+//! (the newer, [`crate::commit_order`]) never runs before one of another
+//! lane admitted earlier, which would then undo it for the services both
+//! redeploy.
 //!
 //! It is on every deploy's path, under the journal's write lock, so it
 //! costs few statements whatever the queue holds: the older deploys are
@@ -48,15 +53,11 @@ pub struct Start<'a> {
     /// reason, and the next newest is asked, so a refused deploy never
     /// takes an older one with it.
     pub refusal: &'a (dyn Fn(&DeployRecord) -> Option<String> + Sync),
-    /// The deploy the claimer's queue handed it (`crate::queue`), whose
-    /// lane's newest queued deploy is claimed first, so that the queue's
-    /// order of lanes holds; `None` for the journal's own order.
-    pub taken: Option<i64>,
 }
 
 impl Journal {
     /// With `stack`'s lock held: the deploy to run next, the newest queued
-    /// of its lane (the lane waiting longest), after cancelling (superseded
+    /// of its lane (of the lane whose newest is the oldest), after cancelling (superseded
     /// by it) every older one of its lane still queued, whichever process
     /// queued them, in one transaction. A queued deploy older than a deploy
     /// of its lane that already started is cancelled instead, so that an
@@ -66,7 +67,7 @@ impl Journal {
     /// ([`Journal::claim_and_start`] starts it in the same transaction).
     pub fn claim_next(&self, stack: &str, at_ms: i64) -> Result<Claimed, JournalError> {
         self.write("claim the next deploy", |sql| {
-            claim(sql, stack, at_ms, None, &|_| None, None)
+            claim(sql, stack, at_ms, None, &|_| None)
         })
     }
 
@@ -99,14 +100,7 @@ impl Journal {
                     });
                 }
             }
-            claim(
-                sql,
-                stack,
-                at_ms,
-                Some(start.detail),
-                start.refusal,
-                start.taken,
-            )
+            claim(sql, stack, at_ms, Some(start.detail), start.refusal)
         })
     }
 }
@@ -122,15 +116,11 @@ fn claim(
     at_ms: i64,
     started: Option<&(dyn Fn(i64) -> TransitionDetail + Sync)>,
     refusal: &(dyn Fn(&DeployRecord) -> Option<String> + Sync),
-    taken: Option<i64>,
 ) -> Result<Claimed, DbError> {
     let mut cancelled = Vec::new();
     loop {
-        // The newest queued deploy of the taken deploy's lane or, with
-        // none, of the lane waiting longest (its oldest queued deploy is the
-        // stack's oldest; a ref pushed again keeps its place in line).
         let newest: Option<i64> = sql
-            .query_one(NEXT_TO_CLAIM, args![stack, DeployState::Queued, taken])?
+            .query_one(NEXT_TO_CLAIM, args![stack, DeployState::Queued])?
             .get(0)?;
         let record = match newest {
             Some(newest) => select_deploy(sql, newest)?,
@@ -192,23 +182,15 @@ fn claim(
     }
 }
 
-/// [`claim`]'s choice (`?1` the stack, `?2` `queued`, `?3` the deploy the
-/// claimer took, or `NULL`): the newest queued deploy of `?3`'s lane (ref
-/// and repository, [`crate::queue::Lane`]), else of the lane of the
-/// stack's oldest queued deploy. Each a range of the (stack, state, id)
-/// index read from its newest end (scalar subqueries, not a join, which
-/// would read every queued deploy of the stack for its `MAX`). `?3 IS NOT
-/// NULL` after `id = ?3`, whose type PostgreSQL takes for it.
-const NEXT_TO_CLAIM: &str = "SELECT COALESCE(
-     (SELECT MAX(id) FROM deploys WHERE stack = ?1 AND state = ?2
-          AND git_ref IS NOT DISTINCT FROM (SELECT git_ref FROM deploys WHERE id = ?3)
-          AND repository IS NOT DISTINCT FROM (SELECT repository FROM deploys WHERE id = ?3)
-          AND ?3 IS NOT NULL),
-     (SELECT MAX(id) FROM deploys WHERE stack = ?1 AND state = ?2
-          AND git_ref IS NOT DISTINCT FROM (SELECT git_ref FROM deploys
-              WHERE stack = ?1 AND state = ?2 ORDER BY id LIMIT 1)
-          AND repository IS NOT DISTINCT FROM (SELECT repository FROM deploys
-              WHERE stack = ?1 AND state = ?2 ORDER BY id LIMIT 1)))";
+/// [`claim`]'s choice (`?1` the stack, `?2` `queued`): of the newest queued
+/// deploy of each lane (ref and repository, [`crate::queue::Lane`]; `GROUP
+/// BY` takes `NULL`s as equal), the oldest. It reads every queued deploy
+/// of the stack (one range of the (stack, state, id) index): a few, since
+/// an admission cancels its lane's pending one, or many only when deploys
+/// were queued without a runner's queue (a git hook's, a replica's) while
+/// one ran, and this claim cancels them.
+const NEXT_TO_CLAIM: &str = "SELECT MIN(newest) FROM (SELECT MAX(id) AS newest FROM deploys
+     WHERE stack = ?1 AND state = ?2 GROUP BY git_ref, repository) AS lanes";
 
 /// Cancels every queued deploy of `stack` and `lane` (`git_ref` and
 /// `repository`) older than `newest`, superseded by it, with their history and outbox
