@@ -583,7 +583,86 @@ fn a_deploy_that_took_another_ones_services_is_their_newest_commit(store: &Store
     );
 }
 
+/// `web` follows `main` and tags, `worker` `main` alone. Tags deployed
+/// `5` and then `6` to web; `main` then moves to `5`: older for web (its
+/// tag moved past it), not for worker, which deploys it alone, and says
+/// why web was left out. The same push once more is the same push (worker's
+/// head), and a commit older for both is older.
+fn a_commit_older_for_one_of_its_services_deploys_the_others(store: &Store) {
+    let j = store.open();
+    let sha = |c: char| c.to_string().repeat(40);
+    let of = |services: &[&str], git_ref: &str, c: char, delivery: &str, at: i64| NewDeploy {
+        services: services.iter().map(|s| s.to_string()).collect(),
+        git_ref: Some(git_ref.to_owned()),
+        ..deploy(Some(&sha(c)), delivery, at)
+    };
+    let zero = "0".repeat(40);
+    let main = "refs/heads/main";
+    new_id(
+        j.admit_deploy(
+            &of(&["web", "worker"], main, 'a', "m1", 1),
+            &commit(&sha('a'), &zero, false),
+        )
+        .unwrap(),
+    );
+    for (tag, c, delivery, at) in [
+        ("refs/tags/v1", '5', "t1", 2),
+        ("refs/tags/v2", '6', "t2", 3),
+    ] {
+        new_id(
+            j.admit_deploy(
+                &of(&["web"], tag, c, delivery, at),
+                &commit(&sha(c), &zero, false),
+            )
+            .unwrap(),
+        );
+    }
+    let both = of(&["web", "worker"], main, '5', "m2", 4);
+    let id = new_id(
+        j.admit_deploy(&both, &commit(&sha('5'), &sha('a'), false))
+            .unwrap(),
+    );
+    let narrowed = j.deploy(id).unwrap().unwrap();
+    assert_eq!(narrowed.state, DeployState::Queued);
+    assert_eq!(narrowed.queued.services, ["worker"]);
+    assert_eq!(
+        narrowed.queued.reason,
+        format!(
+            "push; not web: commit {} is older than commit {} (deploy #3): this stack \
+             already deployed or superseded it (deploy #2), and this push does not start from it",
+            sha('5'),
+            sha('6')
+        )
+    );
+    // The same push again, once: worker's head, the same push.
+    let once = |mut admission: Admission| {
+        admission.commit.as_mut().unwrap().once = true;
+        admission
+    };
+    let again = j
+        .admit_deploy(
+            &of(&["web", "worker"], main, '5', "m3", 5),
+            &once(commit(&sha('5'), &sha('a'), false)),
+        )
+        .unwrap();
+    assert_eq!(again, Admitted::SameCommit { deploy_id: id });
+    // `a`, older for both: older, cancelled whole.
+    let late = j
+        .admit_deploy(
+            &of(&["web", "worker"], main, 'a', "m4", 6),
+            &commit(&sha('a'), &zero, false),
+        )
+        .unwrap();
+    let Admitted::Older { deploy_id, .. } = late else {
+        panic!("{late:?}")
+    };
+    let cancelled = j.deploy(deploy_id).unwrap().unwrap();
+    assert_eq!(cancelled.state, DeployState::Cancelled);
+    assert_eq!(cancelled.queued.services, ["web", "worker"]);
+}
+
 super::on_both_backends!(
+    a_commit_older_for_one_of_its_services_deploys_the_others,
     the_admission_hands_over_exactly_the_deploy_it_queued,
     a_deploy_that_took_another_ones_services_is_their_newest_commit,
     a_commit_one_services_branch_deployed_is_not_older_for_another_service,
