@@ -35,6 +35,26 @@ fn push(server: &ServerProcess, n: usize, delivery: &str) -> u16 {
     signed_push(server, &hook(1), WEB_SECRET, &sha(n), delivery).status
 }
 
+/// A signed push of `git_ref` from `before` to `after` (`push_json`) to
+/// hook 1, answered 202.
+fn push_accepted(
+    server: &ServerProcess,
+    git_ref: &str,
+    (before, after): (&str, &str),
+    delivery: &str,
+) -> crate::support::http::Response {
+    let body = push_json(git_ref, before, after).to_string();
+    let answer = signed_github(
+        server,
+        &hook(1),
+        WEB_SECRET,
+        ("push", delivery),
+        body.as_bytes(),
+    );
+    answer.assert_status(202);
+    answer
+}
+
 #[test]
 fn serve_deploys_exactly_what_it_should() {
     let hello = "Codertocat/Hello-World";
@@ -555,15 +575,8 @@ fn a_push_of_one_services_branch_never_supersedes_the_other_branchs_waiting_depl
     let shop = web_and_worker("shop", ("acme/web", "main"), ("acme/web", "develop"));
     let (world, server) = World::serving("serve-two-branches", "", &[shop]);
     let push = |branch: &str, n: usize, delivery: &str| {
-        let body = push_json(&format!("refs/heads/{branch}"), &sha(n - 1), &sha(n)).to_string();
-        signed_github(
-            &server,
-            &hook(1),
-            WEB_SECRET,
-            ("push", delivery),
-            body.as_bytes(),
-        )
-        .assert_status(202);
+        let git_ref = format!("refs/heads/{branch}");
+        push_accepted(&server, &git_ref, (&sha(n - 1), &sha(n)), delivery);
     };
     push("main", 1, "b-1");
     world.wait_ran_more_than("shop", 0, 10);
@@ -636,15 +649,7 @@ fn a_branchs_newer_push_runs_after_a_tag_pushed_before_it() {
         );
     let (world, server) = World::serving("serve-branch-and-tag", "", &[app]);
     let push = |git_ref: &str, before: &str, after: usize, delivery: &str| {
-        let body = push_json(git_ref, before, &sha(after)).to_string();
-        signed_github(
-            &server,
-            &hook(1),
-            WEB_SECRET,
-            ("push", delivery),
-            body.as_bytes(),
-        )
-        .assert_status(202);
+        push_accepted(&server, git_ref, (before, &sha(after)), delivery);
     };
     let main = "refs/heads/main";
     push(main, &sha(0), 1, "t-1");
@@ -697,15 +702,7 @@ fn a_push_older_for_one_service_still_deploys_the_others() {
         );
     let (world, server) = World::serving("serve-older-for-one", "", &[shop]);
     let push = |git_ref: &str, before: &str, after: usize, delivery: &str| {
-        let body = push_json(git_ref, before, &sha(after)).to_string();
-        let answer = signed_github(
-            &server,
-            &hook(1),
-            WEB_SECRET,
-            ("push", delivery),
-            body.as_bytes(),
-        );
-        answer.assert_status(202);
+        let answer = push_accepted(&server, git_ref, (before, &sha(after)), delivery);
         world.settle(30);
         answer.json()["decisions"][0].clone()
     };
@@ -753,15 +750,8 @@ fn a_commit_another_services_branch_deployed_still_deploys_this_ones() {
     let shop = web_and_worker("shop", ("acme/web", "main"), ("acme/web", "develop"));
     let (world, server) = World::serving("serve-merged-branch", "", &[shop]);
     let push = |branch: &str, before: usize, after: usize, delivery: &str| {
-        let body = push_json(&format!("refs/heads/{branch}"), &sha(before), &sha(after));
-        signed_github(
-            &server,
-            &hook(1),
-            WEB_SECRET,
-            ("push", delivery),
-            body.to_string().as_bytes(),
-        )
-        .assert_status(202);
+        let git_ref = format!("refs/heads/{branch}");
+        push_accepted(&server, &git_ref, (&sha(before), &sha(after)), delivery);
     };
     push("develop", 10, 11, "f-1");
     push("develop", 11, 12, "f-2");
