@@ -120,6 +120,68 @@ fn an_older_exports_commits_import_as_the_whole_stacks(store: &Store) {
     );
 }
 
+/// An export written before lanes (no `repository`) imports each deploy's
+/// repository from the event it journaled, and a GitHub deployment
+/// request's from its deploy, else from the push it kept, as the upgrade
+/// of a journal does: an imported queued deploy is in its repository's
+/// lane, not one of its own.
+fn an_older_exports_deploys_and_requests_learn_their_repository(store: &Store) {
+    let j = store.open();
+    let event = |repository: &str| {
+        serde_json::json!(serde_json::json!({"repository": repository}).to_string())
+    };
+    let deploy = |id: i64, event_json: serde_json::Value| {
+        serde_json::json!({"table": "deploys", "row": {
+            "id": id, "stack": "web", "delivery_id": format!("d{id}"), "provider": "github",
+            "git_ref": "refs/heads/main", "sha": "a".repeat(40), "services": "[\"web\"]",
+            "profile": null, "reason": "push", "event_json": event_json, "state": "queued",
+            "created_at_ms": id}})
+    };
+    let request = |id: i64, deploy_id: Option<i64>, kept: &str| {
+        let kept = serde_json::json!({"deploy": {"event_json": event(kept)}}).to_string();
+        serde_json::json!({"table": "github_deployment_requests", "row": {
+            "id": id, "stack": "web", "delivery_id": format!("r{id}"), "deploy_id": deploy_id,
+            "git_ref": "refs/heads/main", "sha": "a".repeat(40), "request_json": "{}",
+            "state": "pending", "created_at_ms": 1, "updated_at_ms": 1, "deploy_json": kept}})
+    };
+    let lines = [
+        serde_json::json!({"format": "redeploy-journal-export", "version": 1}),
+        deploy(1, event("acme/web")),
+        deploy(2, serde_json::json!("not JSON")),
+        request(1, Some(1), "acme/kept"),
+        request(2, None, "acme/kept"),
+        request(3, Some(2), "acme/kept"),
+    ];
+    let count = lines.len() - 1;
+    let imported = j.import(lines.into_iter().map(|line| Ok(line.to_string())));
+    assert_eq!(imported.unwrap(), count);
+    let repository = |table: &str, id: i64| {
+        let is = |condition: &str| {
+            store.query_i64(&format!(
+                "SELECT COUNT(*) FROM {table} WHERE id = {id} AND repository {condition}"
+            )) == 1
+        };
+        ["acme/web", "acme/kept"]
+            .into_iter()
+            .find(|r| is(&format!("= '{r}'")))
+            .or(is("IS NULL").then_some("NULL"))
+            .unwrap_or("something else")
+    };
+    assert_eq!(repository("deploys", 1), "acme/web");
+    assert_eq!(repository("deploys", 2), "NULL", "nothing to learn it from");
+    assert_eq!(
+        repository("github_deployment_requests", 1),
+        "acme/web",
+        "its deploy's"
+    );
+    assert_eq!(
+        repository("github_deployment_requests", 2),
+        "acme/kept",
+        "its push's"
+    );
+    assert_eq!(repository("github_deployment_requests", 3), "acme/kept");
+}
+
 /// A journal's foreign keys at least (SQLite has 8: `deploys.superseded_by`,
 /// and the columns of the tables that hang off a deploy, a GitHub
 /// deployment request or a notice; PostgreSQL has those and more).
@@ -321,4 +383,5 @@ super::on_both_backends!(
     a_journal_a_newer_redeploy_migrated_is_refused,
     an_export_holds_every_column_of_each_table_it_moves,
     an_older_exports_commits_import_as_the_whole_stacks,
+    an_older_exports_deploys_and_requests_learn_their_repository,
 );

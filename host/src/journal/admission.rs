@@ -848,9 +848,13 @@ fn known_commits(
         Some(scopes) => {
             let mut params = args![stack, sha].to_vec();
             params.extend(scopes.iter().map(ToValue::to_value));
-            let mut rows = sql.query(&known_commits_of(scopes.len()), &params)?;
-            rows.sort_by_key(|row| row.get::<i64>(0).unwrap_or_default());
-            (rows, 1)
+            let mut placed = sql
+                .query(&known_commits_of(scopes.len()), &params)?
+                .into_iter()
+                .map(|row| Ok((row.get::<i64>(0)?, row)))
+                .collect::<Result<Vec<_>, DbError>>()?;
+            placed.sort_by_key(|(at, _)| *at);
+            (placed.into_iter().map(|(_, row)| row).collect(), 1)
         }
     };
     rows.iter()

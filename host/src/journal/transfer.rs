@@ -8,6 +8,8 @@
 //! columns in [`TABLES`] are read or written: an import builds its SQL from
 //! that list, never from the file.
 
+use std::collections::HashMap;
+
 use serde_json::{json, Map, Value as Json};
 
 use super::sql::{Rec, Sql, Value};
@@ -240,6 +242,41 @@ const DEFERRED: (&str, &str) = ("deploys", "superseded_by");
 const ABSENT_IN_OLDER_EXPORTS: &[(&str, &str, &str)] =
     &[("stack_commits", "scope", crate::commit_order::WHOLE_STACK)];
 
+/// The value a row of an export written before a column was added takes
+/// for it, derived from the row as the migration that added the column
+/// derived it (SQLite schema 21, PostgreSQL 15): a deploy's `repository`
+/// from the event it journaled; a GitHub deployment request's from its
+/// deploy (`repositories`, by the deploys imported so far), else from the
+/// event of the push it kept. `None`: not such a column, or nothing to
+/// derive it from.
+fn derived_in_older_exports(
+    table: &str,
+    column: &str,
+    row: &Map<String, Json>,
+    repositories: &HashMap<i64, String>,
+) -> Option<Json> {
+    if column != "repository" || row.contains_key(column) {
+        return None;
+    }
+    let of_event = |event_json: Option<&Json>| {
+        let event: Json = serde_json::from_str(event_json?.as_str()?).ok()?;
+        event["repository"].as_str().map(str::to_owned)
+    };
+    let repository = match table {
+        "deploys" => of_event(row.get("event_json")),
+        "github_deployment_requests" => row
+            .get("deploy_id")
+            .and_then(Json::as_i64)
+            .and_then(|id| repositories.get(&id).cloned())
+            .or_else(|| {
+                let kept: Json = serde_json::from_str(row.get("deploy_json")?.as_str()?).ok()?;
+                of_event(kept["deploy"].get("event_json"))
+            }),
+        _ => None,
+    }?;
+    Some(Json::String(repository))
+}
+
 /// What went wrong reading an export.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
@@ -375,6 +412,8 @@ fn import_in(
     }
     let mut imported = 0;
     let mut deferred = Vec::new();
+    // Each imported deploy's repository ([`derived_in_older_exports`]).
+    let mut repositories: HashMap<i64, String> = HashMap::new();
     for (index, line) in lines.enumerate() {
         let number = index + 1;
         let bad = |problem: String| ImportError::Format {
@@ -410,7 +449,8 @@ fn import_in(
             let absent = ABSENT_IN_OLDER_EXPORTS
                 .iter()
                 .find(|(t, c, _)| t == table && c == column && !row.contains_key(*column))
-                .map(|(_, _, value)| Json::String((*value).to_owned()));
+                .map(|(_, _, value)| Json::String((*value).to_owned()))
+                .or_else(|| derived_in_older_exports(table, column, row, &repositories));
             let value =
                 match (
                     absent.as_ref().or(row.get(*column)).unwrap_or(&Json::Null),
@@ -430,6 +470,14 @@ fn import_in(
                         return Err(bad(format!("{table}.{column} must be text, not {other}")))
                     }
                 };
+            if let ("deploys", "repository", Value::Text(repository), Value::Int(id)) = (
+                *table,
+                *column,
+                &value,
+                values.first().unwrap_or(&Value::Null),
+            ) {
+                repositories.insert(*id, repository.clone());
+            }
             if (*table, *column) == DEFERRED && value != Value::Null {
                 deferred.push((values[0].clone(), value));
                 values.push(Value::Null);
