@@ -681,67 +681,6 @@ fn a_branchs_newer_push_runs_after_a_tag_pushed_before_it() {
     server.terminate();
 }
 
-/// `web` follows `main` and tags, `worker` `main` alone: tags deploy `5`
-/// then `6` to web, and `main` then moves to `5`. The commit is older for
-/// web (its tag moved past it), not for worker, which deploys it alone
-/// (answered 202, the reason saying why web was left out) instead of losing
-/// it with web's.
-#[test]
-fn a_push_older_for_one_service_still_deploys_the_others() {
-    let shop = Stack::new("shop")
-        .token(1)
-        .secret(WEB_SECRET)
-        .line("command = [\"@STANDIN@\"]")
-        .timeout("1m")
-        .env("RECORD_DIR", "@RECORD:shop@")
-        .table(
-            "[[stacks.services]]\nname = \"web\"\nrepository = \"acme/web\"\n\
-             branch = \"main\"\ntags = \"v*\"\n\n\
-             [[stacks.services]]\nname = \"worker\"\nrepository = \"acme/web\"\n\
-             branch = \"main\"",
-        );
-    let (world, server) = World::serving("serve-older-for-one", "", &[shop]);
-    let push = |git_ref: &str, before: &str, after: usize, delivery: &str| {
-        let answer = push_accepted(&server, git_ref, (before, &sha(after)), delivery);
-        world.settle(30);
-        answer.json()["decisions"][0].clone()
-    };
-    let zero = "0".repeat(40);
-    push("refs/heads/main", &zero, 1, "o-1");
-    push("refs/tags/v1", &zero, 5, "o-2");
-    push("refs/tags/v2", &zero, 6, "o-3");
-    let answer = push("refs/heads/main", &sha(1), 5, "o-4");
-    let deploys = world.settle(30);
-    let last = deploys.last().unwrap();
-    assert_eq!(last.state, DeployState::Succeeded);
-    assert_eq!(last.queued.services, ["worker"]);
-    let left_out = format!(
-        "; not web: commit {} is older than commit {} (deploy #{}): this stack already \
-         deployed or superseded it (deploy #{})",
-        sha(5),
-        sha(6),
-        deploys[2].id,
-        deploys[1].id
-    );
-    assert!(
-        last.queued.reason.contains(&left_out),
-        "{}",
-        last.queued.reason
-    );
-    assert_eq!(
-        answer["services"],
-        serde_json::json!(["worker"]),
-        "{answer}"
-    );
-    assert_eq!(answer["reason"], serde_json::json!(last.queued.reason));
-    world.assert_env(
-        "shop",
-        last.id,
-        &[("REDEPLOY_SERVICES", "worker"), ("REDEPLOY_SHA", &sha(5))],
-    );
-    server.terminate();
-}
-
 /// The commit order is each service's: `main` fast-forwarded to a commit
 /// `develop` already deployed to `worker` deploys `web` at it (the stack as
 /// a whole had seen the commit, and called it older).

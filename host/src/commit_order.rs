@@ -26,9 +26,6 @@
 /// names no service): they count for every service.
 pub const WHOLE_STACK: &str = "";
 
-/// What a service's scope begins with, before its name.
-const SERVICE_PREFIX: &str = "service ";
-
 /// The scopes a deploy's commit is judged in and recorded under
 /// (`stack_commits.scope`): the commit order is per service, so a commit
 /// one service deployed (from its branch, or its repository) is not older
@@ -53,7 +50,7 @@ impl Scopes {
     pub fn of(services: &[String], lane: &crate::queue::Lane) -> Scopes {
         let mut named: Vec<String> = Vec::with_capacity(services.len());
         for service in services {
-            let scope = format!("{SERVICE_PREFIX}{service}");
+            let scope = format!("service {service}");
             if !named.contains(&scope) {
                 named.push(scope);
             }
@@ -68,25 +65,21 @@ impl Scopes {
         }
     }
 
-    /// The scopes whose commits judge the deploy, one judgment per service
-    /// ([`combine`]), each with the service's name: the service's, the
-    /// whole stack's and the lane's; one `(None, None)` for a deploy of the
-    /// whole stack, judged by every scope's.
-    pub fn judged_by(&self) -> Vec<(Option<&str>, Option<Vec<&str>>)> {
+    /// The scopes whose commits judge the deploy: its services', the whole
+    /// stack's and its lane's; `None` for a deploy of the whole stack,
+    /// judged by every scope's.
+    pub fn judged_by(&self) -> Option<Vec<&str>> {
         if self.services.is_empty() {
-            return vec![(None, None)];
+            return None;
         }
-        self.services
-            .iter()
-            .map(|scope| {
-                let name = scope.strip_prefix(SERVICE_PREFIX).unwrap_or(scope);
-                let scopes = [scope.as_str(), WHOLE_STACK]
-                    .into_iter()
-                    .chain(self.lane.as_deref())
-                    .collect();
-                (Some(name), Some(scopes))
-            })
-            .collect()
+        Some(
+            self.services
+                .iter()
+                .map(String::as_str)
+                .chain([WHOLE_STACK])
+                .chain(self.lane.as_deref())
+                .collect(),
+        )
     }
 
     /// The scopes the deploy's commit is recorded under: its services' (the
@@ -97,62 +90,6 @@ impl Scopes {
             false => self.services.iter().map(String::as_str).collect(),
         };
         services.into_iter().chain(self.lane.as_deref()).collect()
-    }
-}
-
-/// A deploy's verdicts, one per service it names (or one for the whole
-/// stack), combined by [`combine`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Combined {
-    /// Deploy, maybe not every service.
-    Deploy {
-        /// The services to deploy, when some were left out (`None`: every
-        /// one the deploy named).
-        narrowed: Option<Vec<String>>,
-        /// Each service left out, with why: its commit is older for it.
-        left_out: Vec<(String, String)>,
-    },
-    /// Older for every service: the first one's verdict.
-    Older {
-        /// Why.
-        reason: String,
-        /// The newer deploy.
-        newer_deploy: i64,
-    },
-}
-
-/// Combines the verdicts of a deploy's services (`(Some(name), verdict)`
-/// in the deploy's order; `(None, verdict)` for the whole stack): the
-/// commit order is each service's, so a commit older for one service (its
-/// other branch, or tags, deployed a newer one) still deploys the others,
-/// and the deploy is older, cancelled, only when it is older for all.
-pub fn combine(verdicts: Vec<(Option<&str>, Verdict)>) -> Combined {
-    let mut kept = Vec::with_capacity(verdicts.len());
-    let mut left_out = Vec::new();
-    let mut first_older = None;
-    for (service, verdict) in verdicts {
-        match verdict {
-            Verdict::Older {
-                reason,
-                newer_deploy,
-            } => {
-                if let Some(service) = service {
-                    left_out.push((service.to_owned(), reason.clone()));
-                }
-                first_older.get_or_insert((reason, newer_deploy));
-            }
-            _ => kept.extend(service.map(str::to_owned)),
-        }
-    }
-    match first_older {
-        Some((reason, newer_deploy)) if kept.is_empty() => Combined::Older {
-            reason,
-            newer_deploy,
-        },
-        _ => Combined::Deploy {
-            narrowed: (!left_out.is_empty()).then_some(kept),
-            left_out,
-        },
     }
 }
 
@@ -273,27 +210,6 @@ pub fn judge(candidate: &Candidate<'_>, known: &Known) -> Verdict {
     Verdict::Newer
 }
 
-/// [`judge`] in each of the scopes that judge a deploy of one service
-/// (each its own order, [`Scopes::judged_by`]), combined: older in any of
-/// them is older (the first such verdict), else a rollback in any is one,
-/// else the head of any is the head, else newer. Not the order of their
-/// commits together: the newest of them may be the head of the lane,
-/// deployed for another service, while this service's own commits moved
-/// past the candidate.
-pub fn judge_in_each(candidate: &Candidate<'_>, known: &[Known]) -> Verdict {
-    let verdicts: Vec<Verdict> = known.iter().map(|k| judge(candidate, k)).collect();
-    let rank = |v: &Verdict| match v {
-        Verdict::Older { .. } => 0,
-        Verdict::Rollback => 1,
-        Verdict::Head => 2,
-        Verdict::Newer => 3,
-    };
-    verdicts
-        .into_iter()
-        .min_by_key(rank)
-        .unwrap_or(Verdict::Newer)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,20 +222,13 @@ mod tests {
         };
         let main = "ref refs/heads/main acme/web";
         let whole = Scopes::of(&[], &lane);
-        assert_eq!(whole.judged_by(), [(None, None)], "every scope's");
+        assert_eq!(whole.judged_by(), None, "every scope's");
         assert_eq!(whole.recorded_as(), [WHOLE_STACK, main]);
         let named: Vec<String> = ["web", "worker", "web"].map(String::from).into();
         let scopes = Scopes::of(&named, &lane);
         assert_eq!(
             scopes.judged_by(),
-            [
-                (Some("web"), Some(vec!["service web", WHOLE_STACK, main])),
-                (
-                    Some("worker"),
-                    Some(vec!["service worker", WHOLE_STACK, main])
-                )
-            ],
-            "each service by its own commits"
+            Some(vec!["service web", "service worker", WHOLE_STACK, main])
         );
         assert_eq!(
             scopes.recorded_as(),
@@ -340,95 +249,6 @@ mod tests {
     }
 
     /// Asserts `v` refuses the commit as older than deploy `newer`, saying `why`.
-    #[test]
-    fn a_commit_older_in_any_of_its_scopes_is_older_whatever_the_newest_of_them_says() {
-        // web's own commits: 5 (#2), then 6 (#3); the lane's: 5 again
-        // (#4, deployed for another service). 5 is the newest of them
-        // together, and older for web.
-        let own = Known {
-            head: head("6", 3),
-            seen: Some(2),
-            precedes: None,
-        };
-        let lane = Known {
-            head: head("5", 4),
-            seen: Some(4),
-            precedes: None,
-        };
-        let five = push("5", Some("a"), false);
-        assert_older(
-            &judge_in_each(&five, &[own.clone(), Known::default(), lane.clone()]),
-            3,
-            "already deployed or superseded it (deploy #2)",
-        );
-        assert_eq!(
-            judge_in_each(&five, &[lane.clone(), Known::default()]),
-            Verdict::Head
-        );
-        let rollback = Candidate {
-            requested: true,
-            ..five
-        };
-        assert_eq!(judge_in_each(&rollback, &[own, lane]), Verdict::Rollback);
-        assert_eq!(
-            judge_in_each(&push("7", Some("6"), false), &[]),
-            Verdict::Newer
-        );
-    }
-
-    #[test]
-    fn a_deploy_older_for_some_services_deploys_the_others_and_is_older_only_for_all() {
-        let older = |reason: &str, newer_deploy| Verdict::Older {
-            reason: reason.into(),
-            newer_deploy,
-        };
-        assert_eq!(
-            combine(vec![
-                (Some("web"), older("web's tag", 3)),
-                (Some("worker"), Verdict::Newer),
-                (Some("cron"), Verdict::Head),
-            ]),
-            Combined::Deploy {
-                narrowed: Some(vec!["worker".into(), "cron".into()]),
-                left_out: vec![("web".into(), "web's tag".into())],
-            }
-        );
-        assert_eq!(
-            combine(vec![
-                (Some("web"), Verdict::Newer),
-                (Some("worker"), Verdict::Rollback)
-            ]),
-            Combined::Deploy {
-                narrowed: None,
-                left_out: vec![],
-            }
-        );
-        assert_eq!(
-            combine(vec![
-                (Some("web"), older("first", 3)),
-                (Some("worker"), older("second", 4))
-            ]),
-            Combined::Older {
-                reason: "first".into(),
-                newer_deploy: 3
-            }
-        );
-        assert_eq!(
-            combine(vec![(None, older("whole", 5))]),
-            Combined::Older {
-                reason: "whole".into(),
-                newer_deploy: 5
-            }
-        );
-        assert_eq!(
-            combine(vec![(None, Verdict::Newer)]),
-            Combined::Deploy {
-                narrowed: None,
-                left_out: vec![],
-            }
-        );
-    }
-
     #[track_caller]
     fn assert_older(v: &Verdict, newer: i64, why: &str) {
         let Verdict::Older {

@@ -635,7 +635,6 @@ impl Dispatcher {
                         self.sink.placer(),
                     ) {
                         Ok((Admitted::Inserted(Inserted::New(id)), queued)) => {
-                            say_if_narrowed(&new, queued.as_ref(), &mut entry);
                             match self.queue_new(id, queued, &mut entry) {
                                 Some(queued) => accepted |= queued,
                                 None => return self.unavailable(label, &outcome, seen),
@@ -648,7 +647,6 @@ impl Dispatcher {
                             {
                                 n.create_deployment(request_id);
                             }
-                            say_if_narrowed(&new, queued.as_ref(), &mut entry);
                             match self.queue_new(deploy_id, queued, &mut entry) {
                                 Some(queued) => accepted |= queued,
                                 None => return self.unavailable(label, &outcome, seen),
@@ -854,19 +852,5 @@ impl Dispatcher {
             body,
             recording,
         }
-    }
-}
-
-/// Tells the sender, in its decision's `entry`, that the journal queued
-/// `new` for fewer services (its commit is older for the others,
-/// `commit_order::combine`), and why: the services that run and the
-/// deploy's reason, which names the ones left out.
-fn say_if_narrowed(new: &NewDeploy, queued: Option<&ToRun>, entry: &mut Value) {
-    if let Some(record) = queued
-        .map(|q| &q.record.queued)
-        .filter(|r| r.services != new.services)
-    {
-        entry["services"] = json!(record.services);
-        entry["reason"] = json!(record.reason);
     }
 }

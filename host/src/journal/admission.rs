@@ -19,7 +19,7 @@ use super::github::{insert_request_in, DeploymentRequestClaim};
 use super::sql::{args, Commit, DbError, Sql, ToValue, Value};
 use super::{insert_deploy_in, Backend, Inserted, Journal, JournalError};
 use super::{select_deploy, DeployRecord, DeployState, NewDeploy, TransitionDetail};
-use crate::commit_order::{self, Candidate, Combined, Head, Known, Scopes, Verdict};
+use crate::commit_order::{self, Candidate, Head, Known, Scopes, Verdict};
 use crate::queue::{Admit, Placement};
 
 /// A delivery's replay key, to claim with its deploy.
@@ -500,31 +500,24 @@ pub(super) fn admit(
             });
         }
     }
-    // What the journal knows of the commit, for each of the deploy's
-    // services (the deploy inserted below changes nothing of it), and what
-    // the commit order makes of it: a commit older for some of the services
-    // still deploys the others ([`commit_order::combine`]).
-    let judged = match &admission.commit {
-        Some(commit) => Some(judge_each(sql, d, commit)?),
+    // What the journal knows of the commit, in the deploy's scopes (the
+    // deploy inserted below changes nothing of it): for the same-push
+    // search first, then for the commit order.
+    let scopes = Scopes::of(&d.services, &d.lane());
+    let known = match &admission.commit {
+        Some(commit) => Some(known_commits(
+            sql,
+            &d.stack,
+            &commit.sha,
+            scopes.judged_by().as_deref(),
+        )?),
         None => None,
     };
-    let narrowed;
-    let d = match judged.as_ref().map(|j| &j.combined) {
-        Some(Combined::Deploy {
-            narrowed: Some(services),
-            left_out,
-        }) => {
-            narrowed = NewDeploy {
-                services: services.clone(),
-                reason: with_left_out(&d.reason, left_out),
-                ..d.clone()
-            };
-            &narrowed
-        }
-        _ => d,
-    };
     if let Some(commit) = admission.commit.as_ref().filter(|c| c.once && !c.requested) {
-        let is_head = judged.as_ref().is_some_and(Judged::is_head);
+        let is_head = known
+            .as_ref()
+            .and_then(|k| k.head.as_ref())
+            .is_some_and(|h| h.sha == commit.sha);
         // A delivery seen before is answered as that below.
         if is_head && !delivery_seen(sql, d)? {
             if let Some(deploy_id) = same_push_deployed(sql, &commit.sha, d)? {
@@ -555,9 +548,16 @@ pub(super) fn admit(
         duplicate @ Inserted::Duplicate(_) => return Ok(Admitted::Inserted(duplicate)),
     };
     let mut admitted = Admitted::Inserted(Inserted::New(id));
-    if let (Some(commit), Some(judged)) = (&admission.commit, judged) {
-        match judged.combined {
-            Combined::Older {
+    if let (Some(commit), Some(known)) = (&admission.commit, &known) {
+        let candidate = Candidate {
+            sha: &commit.sha,
+            before: commit.before.as_deref(),
+            forced: commit.forced,
+            sender_reports_forced: commit.sender_reports_forced,
+            requested: commit.requested,
+        };
+        match commit_order::judge(&candidate, known) {
+            Verdict::Older {
                 reason,
                 newer_deploy,
             } => {
@@ -584,8 +584,7 @@ pub(super) fn admit(
                     reason,
                 };
             }
-            Combined::Deploy { .. } => {
-                let scopes = Scopes::of(&d.services, &d.lane());
+            Verdict::Newer | Verdict::Head | Verdict::Rollback => {
                 let recorded = scopes.recorded_as();
                 let rows: Vec<String> = (0..recorded.len())
                     .map(|i| format!("(?1, ?2, ?3, ?4, ?5, ?{})", i + 6))
@@ -639,62 +638,6 @@ pub(super) fn admit(
         };
     }
     Ok(admitted)
-}
-
-/// A deploy's commit judged for each of its services ([`judge_each`]).
-struct Judged {
-    /// For each judgment that lets the commit deploy (each service kept;
-    /// the whole stack): whether it is that judgment's head
-    /// ([`Verdict::Head`]).
-    heads: Vec<bool>,
-    /// The verdicts combined.
-    combined: Combined,
-}
-
-impl Judged {
-    /// Whether the commit is the head of every judgment that deploys it
-    /// (and one does): the deploy may be the same push seen again.
-    fn is_head(&self) -> bool {
-        !self.heads.is_empty() && self.heads.iter().all(|&head| head)
-    }
-}
-
-/// Judges `commit`, `d`'s, for each of `d`'s services (by its own commits,
-/// the whole stack's and the lane's), or for the whole stack (by every
-/// scope's): one query each ([`known_commits`]).
-fn judge_each(sql: &mut dyn Sql, d: &NewDeploy, commit: &CommitClaim) -> Result<Judged, DbError> {
-    let candidate = Candidate {
-        sha: &commit.sha,
-        before: commit.before.as_deref(),
-        forced: commit.forced,
-        sender_reports_forced: commit.sender_reports_forced,
-        requested: commit.requested,
-    };
-    let scopes = Scopes::of(&d.services, &d.lane());
-    let mut heads = Vec::new();
-    let mut verdicts = Vec::new();
-    for (service, judged_by) in scopes.judged_by() {
-        let known = known_commits(sql, &d.stack, &commit.sha, judged_by.as_deref())?;
-        let verdict = commit_order::judge_in_each(&candidate, &known);
-        if verdict.deploys() {
-            heads.push(verdict == Verdict::Head);
-        }
-        verdicts.push((service, verdict));
-    }
-    Ok(Judged {
-        heads,
-        combined: commit_order::combine(verdicts),
-    })
-}
-
-/// A deploy's `reason` with the services its commit is older for, left
-/// out, and why.
-fn with_left_out(reason: &str, left_out: &[(String, String)]) -> String {
-    let mut reason = reason.to_owned();
-    for (service, why) in left_out {
-        reason.push_str(&format!("; not {service}: {why}"));
-    }
-    reason
 }
 
 /// The deploys that are `d`'s push, in SQL (`?1` its ref, `?2` its
@@ -787,6 +730,23 @@ fn head(sql: &mut dyn Sql, stack: &str) -> Result<Option<Head>, DbError> {
     .transpose()
 }
 
+/// A derived table (`AS heads`) of the newest commit of each of `count`
+/// scopes of stack `?1`, the scopes bound from `?{first}` on: one search of
+/// the (stack, scope, deploy_id) index each, where one search of them all
+/// would read every commit they ever deployed to sort them.
+fn newest_of_each(count: usize, first: usize) -> String {
+    let each: Vec<String> = (first..first + count)
+        .map(|at| {
+            format!(
+                "SELECT sha, deploy_id FROM (SELECT sha, deploy_id FROM stack_commits
+                     WHERE stack = ?1 AND scope = ?{at}
+                     ORDER BY deploy_id DESC LIMIT 1) AS k{at}"
+            )
+        })
+        .collect();
+    format!("({}) AS heads", each.join(" UNION ALL "))
+}
+
 /// [`known_commits`]'s statement (`?1` the stack, `?2` the commit): one
 /// statement (one round trip to a database server) for the candidate's
 /// newest deploy, the newest commit pushed on top of it, and the head,
@@ -805,70 +765,50 @@ pub(super) const KNOWN_COMMITS: &str = "SELECT
      LEFT JOIN (SELECT sha, deploy_id FROM stack_commits WHERE stack = ?1
                 ORDER BY deploy_id DESC LIMIT 1) AS h ON TRUE";
 
-/// [`KNOWN_COMMITS`] of each of `count` scopes alone (bound from `?3` on),
-/// one row each, the scope's place first: for one service of a deploy, judged in
-/// each of its scopes ([`Scopes::judged_by`]). Each part a search of an
-/// index: the candidate by the primary key, the commit pushed on top of it
-/// by `stack_commits_before_newest`, the scope's newest by
-/// `stack_commits_scope_head`.
+/// [`KNOWN_COMMITS`] of the commits of `count` scopes (bound from `?3` on,
+/// [`Scopes::judged_by`]), for a deploy of some services.
 pub(super) fn known_commits_of(count: usize) -> String {
-    let each: Vec<String> = (3..3 + count)
-        .map(|at| {
-            format!(
-                "SELECT {at},
-                     (SELECT MAX(+deploy_id) FROM stack_commits
-                          WHERE stack = ?1 AND sha = ?2 AND scope = ?{at}),
-                     p.sha, p.deploy_id, h.sha, h.deploy_id
-                 FROM (SELECT 1) AS one
-                 LEFT JOIN (SELECT sha, deploy_id FROM stack_commits
-                            WHERE stack = ?1 AND before_sha = ?2 AND scope = ?{at}
-                            ORDER BY deploy_id DESC LIMIT 1) AS p ON TRUE
-                 LEFT JOIN (SELECT sha, deploy_id FROM stack_commits
-                            WHERE stack = ?1 AND scope = ?{at}
-                            ORDER BY deploy_id DESC LIMIT 1) AS h ON TRUE"
-            )
-        })
-        .collect();
-    each.join(" UNION ALL ")
+    let scopes: Vec<String> = (3..3 + count).map(|at| format!("?{at}")).collect();
+    let scopes = scopes.join(", ");
+    format!(
+        "SELECT
+             (SELECT MAX(+deploy_id) FROM stack_commits
+                  WHERE stack = ?1 AND sha = ?2 AND scope IN ({scopes})),
+             p.sha, p.deploy_id, h.sha, h.deploy_id
+         FROM (SELECT 1) AS one
+         LEFT JOIN (SELECT sha, deploy_id FROM stack_commits
+                    WHERE stack = ?1 AND before_sha = ?2 AND scope IN ({scopes})
+                    ORDER BY deploy_id DESC LIMIT 1) AS p ON TRUE
+         LEFT JOIN (SELECT sha, deploy_id FROM {}
+                    ORDER BY deploy_id DESC LIMIT 1) AS h ON TRUE",
+        newest_of_each(count, 3)
+    )
 }
 
-/// What the journal knows of `stack`'s commits as far as `sha` goes: in
-/// each of the scopes `judged_by` ([`Scopes::judged_by`]), one [`Known`]
-/// each, in their order; `None`: in every scope's together, one.
+/// What the journal knows of `stack`'s commits as far as `sha` goes, of
+/// the scopes `judged_by` ([`Scopes::judged_by`]; `None`: every scope's).
 fn known_commits(
     sql: &mut dyn Sql,
     stack: &str,
     sha: &str,
     judged_by: Option<&[&str]>,
-) -> Result<Vec<Known>, DbError> {
-    // The first column is the scope's place (of each scope's rows, put in
-    // order here: no sort in the statement), or none.
-    let (rows, first) = match judged_by {
-        None => (vec![sql.query_one(KNOWN_COMMITS, args![stack, sha])?], 0),
+) -> Result<Known, DbError> {
+    let row = match judged_by {
+        None => sql.query_one(KNOWN_COMMITS, args![stack, sha])?,
         Some(scopes) => {
             let mut params = args![stack, sha].to_vec();
             params.extend(scopes.iter().map(ToValue::to_value));
-            let mut placed = sql
-                .query(&known_commits_of(scopes.len()), &params)?
-                .into_iter()
-                .map(|row| Ok((row.get::<i64>(0)?, row)))
-                .collect::<Result<Vec<_>, DbError>>()?;
-            placed.sort_by_key(|(at, _)| *at);
-            (placed.into_iter().map(|(_, row)| row).collect(), 1)
+            sql.query_one(&known_commits_of(scopes.len()), &params)?
         }
     };
-    rows.iter()
-        .map(|row| {
-            let pair = |at: usize| -> Result<Option<(String, i64)>, DbError> {
-                let sha: Option<String> = row.get(first + at)?;
-                let deploy: Option<i64> = row.get(first + at + 1)?;
-                Ok(sha.zip(deploy))
-            };
-            Ok(Known {
-                seen: row.get(first)?,
-                precedes: pair(1)?,
-                head: pair(3)?.map(|(sha, deploy_id)| Head { sha, deploy_id }),
-            })
-        })
-        .collect()
+    let pair = |at: usize| -> Result<Option<(String, i64)>, DbError> {
+        let sha: Option<String> = row.get(at)?;
+        let deploy: Option<i64> = row.get(at + 1)?;
+        Ok(sha.zip(deploy))
+    };
+    Ok(Known {
+        seen: row.get(0)?,
+        precedes: pair(1)?,
+        head: pair(3)?.map(|(sha, deploy_id)| Head { sha, deploy_id }),
+    })
 }

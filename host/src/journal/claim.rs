@@ -14,7 +14,10 @@
 //! so the deploys a stack starts have ever larger ids: one admitted later
 //! (the newer, [`crate::commit_order`]) never runs before one of another
 //! lane admitted earlier, which would then undo it for the services both
-//! redeploy.
+//! redeploy. (Save where the claimer refuses a lane's newest deploy,
+//! [`Start::refusal`], and that lane's next newest, older than a deploy of
+//! another lane that already started, runs: the "newer already ran" check
+//! is within a lane.)
 //!
 //! It is on every deploy's path, under the journal's write lock, so it
 //! costs few statements whatever the queue holds: the older deploys are

@@ -275,11 +275,11 @@ fn the_commit_order_query_searches_its_indexes_and_walks_no_commits() {
     );
 }
 
-/// The commit-order query of a service of a deploy (per scope, schema 22)
-/// searches an index for each part of each scope, and sorts nothing: the
-/// candidate among the scope's commits, the commit pushed on top of it,
-/// and the scope's newest commit (a search of the (stack, scope,
-/// deploy_id) index, never a walk through every commit of the scope).
+/// The commit-order query of a deploy of some services (per scope,
+/// schema 22) searches an index for each part too: the candidate among
+/// its scopes' commits, the commit pushed on top of it, and each scope's
+/// newest commit (one search of the (stack, scope, deploy_id) index each,
+/// never a walk through every commit of the scopes).
 #[test]
 fn the_commit_order_query_of_some_services_searches_its_indexes_and_walks_no_commits() {
     let dir = TempDir::new("known-commits-of-services");
@@ -302,12 +302,11 @@ fn the_commit_order_query_of_some_services_searches_its_indexes_and_walks_no_com
         [
             "SEARCH stack_commits USING INDEX stack_commits_before_newest (stack=? AND before_sha=?)",
             "SEARCH stack_commits USING INDEX stack_commits_scope_head (stack=? AND scope=?)",
+            "SEARCH stack_commits USING INDEX stack_commits_scope_head (stack=? AND scope=?)",
             "SEARCH stack_commits USING INDEX sqlite_autoindex_stack_commits_1 (stack=? AND sha=? AND scope=?)",
-        ]
-        .repeat(2),
+        ],
         "{plan:#?}"
     );
-    assert!(!plan.iter().any(|d| d.contains("TEMP B-TREE")), "{plan:#?}");
 }
 
 /// How many temporary B-trees `statement`'s program opens, compiled on
