@@ -281,9 +281,7 @@ impl StackQueue {
     /// it may still be queued.
     pub fn started(&mut self, slot: Slot, taken: Slot) {
         self.pending.retain(|p| p.id != slot.id);
-        if taken.id != slot.id
-            && taken.lane != slot.lane
-            && self.pending.iter().all(|p| p.lane != taken.lane)
+        if taken.id != slot.id && taken.lane != slot.lane && self.pending_of(&taken.lane).is_none()
         {
             self.wait(taken);
         }

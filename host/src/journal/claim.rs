@@ -60,12 +60,12 @@ pub struct Start<'a> {
 
 impl Journal {
     /// With `stack`'s lock held: the deploy to run next, the newest queued
-    /// of its lane (of the lane whose newest is the oldest), after cancelling (superseded
-    /// by it) every older one of its lane still queued, whichever process
-    /// queued them, in one transaction. A queued deploy older than a deploy
-    /// of its lane that already started is cancelled instead, so that an
-    /// older commit never runs after a newer one, and the next lane's is
-    /// taken. Returns the deploy to run (if any) and the ids cancelled,
+    /// of its lane (of the lane whose newest is the oldest), after
+    /// cancelling (superseded by it) every older one of its lane still
+    /// queued, whichever process queued them, in one transaction. A queued
+    /// deploy older than a deploy of its lane that already started is
+    /// cancelled instead, so that an older commit never runs after a newer
+    /// one, and the next lane's is taken. Returns the deploy to run (if any) and the ids cancelled,
     /// each with its reason. The deploy stays `queued`
     /// ([`Journal::claim_and_start`] starts it in the same transaction).
     pub fn claim_next(&self, stack: &str, at_ms: i64) -> Result<Claimed, JournalError> {
