@@ -9,8 +9,12 @@
 //! commits of its own services, of the whole stack and of its lane
 //! ([`Scopes`]): services following different branches, or different
 //! repositories, each have their own order, and a stack deployed as a
-//! whole has one. [`judge`] is a pure function of those
-//! facts and the candidate push: no clock, no I/O, unit-tested here.
+//! whole has one. Where those scopes together make the candidate the head
+//! or a rollback, it is judged again by each service's commits (with the
+//! whole stack's) and by its lane's alone ([`judge_each`]): the newest
+//! commit of them all may be one another service or lane deployed last.
+//! [`judge`] and [`judge_each`] are pure functions of those facts and the
+//! candidate push: no clock, no I/O, unit-tested here.
 //!
 //! A candidate is **older** when the stack has seen it before (it was
 //! deployed or superseded), or when the chain shows it precedes a commit
@@ -80,6 +84,25 @@ impl Scopes {
                 .chain(self.lane.as_deref())
                 .collect(),
         )
+    }
+
+    /// The groups of scopes the deploy is judged by again, one at a time,
+    /// when all of them together let it deploy as the head or a rollback
+    /// ([`judge_each`]): each service's with the whole stack's (the whole
+    /// stack's alone, for a deploy of the whole stack), and its lane's.
+    pub fn each(&self) -> Vec<Vec<&str>> {
+        let services = match self.services.is_empty() {
+            true => vec![vec![WHOLE_STACK]],
+            false => self
+                .services
+                .iter()
+                .map(|service| vec![service.as_str(), WHOLE_STACK])
+                .collect(),
+        };
+        services
+            .into_iter()
+            .chain(self.lane.as_deref().map(|lane| vec![lane]))
+            .collect()
     }
 
     /// The scopes the deploy's commit is recorded under: its services' (the
@@ -210,6 +233,44 @@ pub fn judge(candidate: &Candidate<'_>, known: &Known) -> Verdict {
     Verdict::Newer
 }
 
+/// Judges whether `candidate` may deploy: by what the journal `known`s of
+/// all its scopes together ([`Scopes::judged_by`]), then, when that says
+/// it is the head or a rollback, by each group of [`Scopes::each`] alone,
+/// what `known_of` reads of one. The head of all scopes together is the
+/// newest commit any of them deployed, which may be another service's or
+/// another lane's: a commit one service deployed last is no head for a
+/// service that moved past it, nor for a lane that did, and a push on top
+/// of it is no rollback for them. A commit none of the scopes knows is
+/// newer for each, and one older for all together stays older.
+pub fn judge_each<E>(
+    candidate: &Candidate<'_>,
+    known: &Known,
+    each: &[Vec<&str>],
+    mut known_of: impl FnMut(&[&str]) -> Result<Known, E>,
+) -> Result<Verdict, E> {
+    let verdict = judge(candidate, known);
+    if !matches!(verdict, Verdict::Head | Verdict::Rollback) {
+        return Ok(verdict);
+    }
+    for scopes in each {
+        if let Verdict::Older {
+            reason,
+            newer_deploy,
+        } = judge(candidate, &known_of(scopes)?)
+        {
+            let of = match scopes.first().copied() {
+                Some(WHOLE_STACK) | None => "the whole stack".to_owned(),
+                Some(scope) => scope.to_owned(),
+            };
+            return Ok(Verdict::Older {
+                reason: format!("{reason} (judged for {of})"),
+                newer_deploy,
+            });
+        }
+    }
+    Ok(verdict)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,6 +295,15 @@ mod tests {
             scopes.recorded_as(),
             ["service web", "service worker", main]
         );
+        assert_eq!(
+            scopes.each(),
+            [
+                vec!["service web", WHOLE_STACK],
+                vec!["service worker", WHOLE_STACK],
+                vec![main]
+            ]
+        );
+        assert_eq!(whole.each(), [vec![WHOLE_STACK], vec![main]]);
         // A deploy naming no ref has no lane's; one naming no repository a
         // lane of the ref alone.
         let manual = Scopes::of(&named[..1], &crate::queue::Lane::default());
@@ -394,5 +464,112 @@ mod tests {
             ..push("b", None, false)
         };
         assert_eq!(judge(&head_again, &known), Verdict::Head);
+    }
+
+    /// What [`judge_each`] is given: the scopes' `known`, and each group's.
+    fn judged_each(candidate: &Candidate<'_>, known: &Known, each: &[(&str, Known)]) -> Verdict {
+        let groups: Vec<Vec<&str>> = each.iter().map(|(scope, _)| vec![*scope]).collect();
+        let mut asked = Vec::new();
+        let verdict = judge_each(candidate, known, &groups, |scopes| {
+            asked.push(scopes[0].to_owned());
+            let (_, known) = each.iter().find(|(s, _)| *s == scopes[0]).unwrap();
+            Ok::<_, ()>(known.clone())
+        })
+        .unwrap();
+        // A newer or older commit asks no group.
+        if matches!(verdict, Verdict::Newer) || !judge(candidate, known).deploys() {
+            assert!(asked.is_empty(), "{asked:?}");
+        }
+        verdict
+    }
+
+    #[test]
+    fn a_head_another_service_deployed_is_older_for_a_service_that_moved_past_it() {
+        // web had 5 (#2) then 6 (#3); worker then deployed 5 alone (#5),
+        // which is the head of all of web's and worker's scopes together.
+        let together = Known {
+            head: head("5", 5),
+            seen: Some(5),
+            ..Known::default()
+        };
+        let web = Known {
+            head: head("6", 3),
+            seen: Some(2),
+            ..Known::default()
+        };
+        let worker = Known {
+            head: head("5", 5),
+            seen: Some(5),
+            ..Known::default()
+        };
+        let v = judged_each(
+            &push("5", Some("a"), false),
+            &together,
+            &[
+                ("service worker", worker.clone()),
+                ("service web", web.clone()),
+            ],
+        );
+        assert_older(&v, 3, "commit 5 is older than commit 6 (deploy #3)");
+        let Verdict::Older { reason, .. } = v else {
+            unreachable!()
+        };
+        assert!(reason.ends_with("(judged for service web)"), "{reason}");
+        // A forced push on top of worker's 5 is no rollback for web either.
+        let forced = push("4", Some("5"), true);
+        let together_4 = Known {
+            seen: Some(1),
+            ..together.clone()
+        };
+        let web_4 = Known {
+            seen: Some(1),
+            ..web.clone()
+        };
+        assert_eq!(judge(&forced, &together_4), Verdict::Rollback);
+        assert!(!judged_each(&forced, &together_4, &[("service web", web_4)]).deploys());
+        // For worker alone, both deploy.
+        assert_eq!(
+            judged_each(
+                &push("5", Some("a"), false),
+                &together,
+                &[("service worker", worker)]
+            ),
+            Verdict::Head
+        );
+        // A commit web never had is newer for it, though another service
+        // deployed it last.
+        let fresh = Known { seen: None, ..web };
+        assert_eq!(
+            judged_each(
+                &push("5", Some("a"), false),
+                &together,
+                &[("service web", fresh)]
+            ),
+            Verdict::Head
+        );
+    }
+
+    #[test]
+    fn newer_and_older_commits_are_judged_once() {
+        let known = Known {
+            head: head("b", 2),
+            seen: Some(1),
+            ..Known::default()
+        };
+        let any = Known {
+            head: head("z", 9),
+            ..Known::default()
+        };
+        assert!(
+            !judged_each(&push("a", Some("x"), false), &known, &[("g", any.clone())]).deploys()
+        );
+        assert_eq!(
+            judged_each(
+                &push("c", Some("b"), false),
+                &Known::default(),
+                &[("g", any)]
+            ),
+            Verdict::Newer
+        );
     }
 }

@@ -583,7 +583,83 @@ fn a_deploy_that_took_another_ones_services_is_their_newest_commit(store: &Store
     );
 }
 
+/// The newest commit of all a deploy's scopes together may be one another
+/// service or another lane deployed last: it is no head, and a push on
+/// top of it no rollback, for a service or a lane that moved past it.
+fn a_commit_another_service_deployed_last_is_still_older_for_a_service_past_it(store: &Store) {
+    let j = store.open();
+    let sha = |c: char| c.to_string().repeat(40);
+    let of = |services: &[&str], git_ref: &str, c: char, delivery: &str, at: i64| NewDeploy {
+        services: services.iter().map(|s| s.to_string()).collect(),
+        git_ref: Some(git_ref.to_owned()),
+        ..deploy(Some(&sha(c)), delivery, at)
+    };
+    let admit = |d: &NewDeploy, c: char, before: char, forced: bool| {
+        j.admit_deploy(d, &commit(&sha(c), &sha(before), forced))
+            .unwrap()
+    };
+    let (main, v1, v2) = ("refs/heads/main", "refs/tags/v1", "refs/tags/v2");
+    // web follows main and tags, worker main: main at a, tag v1 at 5,
+    // tag v2 at 6.
+    new_id(admit(
+        &of(&["web", "worker"], main, 'a', "m1", 1),
+        'a',
+        '0',
+        false,
+    ));
+    new_id(admit(&of(&["web"], v1, '5', "t1", 2), '5', '0', false));
+    let six = new_id(admit(&of(&["web"], v2, '6', "t2", 3), '6', '0', false));
+    // main moves a→5: older for web, which had 5 before 6.
+    let both = admit(&of(&["web", "worker"], main, '5', "m2", 4), '5', 'a', false);
+    assert!(matches!(both, Admitted::Older { .. }), "{both:?}");
+    // worker alone deploys it: 5 is new to worker and to main.
+    let worker = new_id(admit(&of(&["worker"], main, '5', "m3", 5), '5', 'a', false));
+    assert_eq!(j.head_commit("web").unwrap().unwrap().deploy_id, worker);
+    // 5 is now the newest commit of web's scopes together (main's), and
+    // still older than 6 for web.
+    let web = admit(&of(&["web"], main, '5', "m4", 6), '5', 'a', false);
+    let Admitted::Older { deploy_id, reason } = web else {
+        panic!("web must stay on 6: {web:?}")
+    };
+    assert!(
+        reason.contains(&format!(
+            "commit {} is older than commit {}",
+            sha('5'),
+            sha('6')
+        )),
+        "{reason}"
+    );
+    assert!(reason.ends_with("(judged for service web)"), "{reason}");
+    assert_eq!(
+        j.deploy(deploy_id).unwrap().unwrap().superseded_by,
+        Some(six)
+    );
+    // A forced push on top of 5 back to a, which web had, is no rollback
+    // for web: its head is 6.
+    let forced = admit(&of(&["web"], main, 'a', "m5", 7), 'a', '5', true);
+    assert!(matches!(forced, Admitted::Older { .. }), "{forced:?}");
+    // For worker it is one.
+    new_id(admit(&of(&["worker"], main, 'a', "m6", 8), 'a', '5', true));
+
+    // A lane: main had 7 then 8 (web); worker's tag v2 then deployed 7,
+    // the newest of worker's scopes and main's together. A push of main
+    // at 7, not on top of 8, is older in main, though worker's head.
+    let seven = new_id(admit(&of(&["web"], main, '7', "n1", 9), '7', 'a', false));
+    let eight = new_id(admit(&of(&["web"], main, '8', "n2", 10), '8', '7', false));
+    new_id(admit(&of(&["worker"], v2, '7', "n3", 11), '7', '6', false));
+    let late = admit(&of(&["worker"], main, '7', "n4", 12), '7', 'a', false);
+    let Admitted::Older { reason, .. } = late else {
+        panic!("main is at 8: {late:?}")
+    };
+    assert!(
+        reason.ends_with("(judged for ref refs/heads/main)"),
+        "{reason}"
+    );
+    assert!(seven < eight);
+}
+
 super::on_both_backends!(
+    a_commit_another_service_deployed_last_is_still_older_for_a_service_past_it,
     the_admission_hands_over_exactly_the_deploy_it_queued,
     a_deploy_that_took_another_ones_services_is_their_newest_commit,
     a_commit_one_services_branch_deployed_is_not_older_for_another_service,

@@ -209,7 +209,7 @@ impl Journal {
     /// Inserts a queued deploy unless its delivery was seen before (same
     /// delivery id, or same replay key within its window) or its commit is
     /// older than one the stack already deployed or superseded
-    /// ([`commit_order::judge`]); an older commit is recorded as a deploy
+    /// ([`commit_order::judge_each`]); an older commit is recorded as a deploy
     /// `cancelled` at once with the reason, so the journal says why it did
     /// not run. A queued deploy is recorded with the admission's deployment
     /// request, if any, and its outbox rows. One transaction: on an error
@@ -556,7 +556,11 @@ pub(super) fn admit(
             sender_reports_forced: commit.sender_reports_forced,
             requested: commit.requested,
         };
-        match commit_order::judge(&candidate, known) {
+        let each = scopes.each();
+        let verdict = commit_order::judge_each(&candidate, known, &each, |scopes| {
+            known_commits(sql, &d.stack, &commit.sha, Some(scopes))
+        })?;
+        match verdict {
             Verdict::Older {
                 reason,
                 newer_deploy,
