@@ -504,15 +504,33 @@ fn report(id: i64, outcome: Result<(), CopyError>, failing: bool) -> bool {
     }
 }
 
+/// The file deploy `id` of `stack` writes its log to on a machine whose
+/// state directory is `state_dir`: `<state_dir>/logs/<stack>/<id>.log`.
+pub fn file_path(state_dir: &Path, stack: &str, id: i64) -> PathBuf {
+    state_dir.join("logs").join(stack).join(format!("{id}.log"))
+}
+
+/// The file on this machine that may hold `deploy`'s log, once it has one
+/// (its `log_path` is set): where this machine's runner writes it
+/// ([`file_path`]), never the path the row names, which an imported export
+/// or anyone writing to a shared database chooses; `None` for a stack
+/// name no stack may have (such as `..`).
+pub fn local_file(state_dir: &Path, deploy: &DeployRecord) -> Option<PathBuf> {
+    let stack = &deploy.queued.stack;
+    (deploy.log_path.is_some() && crate::config::is_stack_name(stack))
+        .then(|| file_path(state_dir, stack, deploy.id))
+}
+
 /// The marker a log served from its end starts with.
 pub const EARLIER_OUTPUT_CUT: &str = "[... earlier output cut ...]\n";
 
 /// The last `max` bytes of deploy `id`'s log (after [`EARLIER_OUTPUT_CUT`]
-/// if there was more): the file, if this machine has it, else the
-/// journal's copy. `None` for an unknown deploy, or a log neither has.
-pub fn read_tail(journal: &Journal, id: i64, max: u64) -> Option<String> {
+/// if there was more): the file, if this machine (state directory
+/// `state_dir`) has it ([`local_file`]), else the journal's copy. `None`
+/// for an unknown deploy, or a log neither has.
+pub fn read_tail(journal: &Journal, state_dir: &Path, id: i64, max: u64) -> Option<String> {
     let deploy = journal.deploy(id).ok()??;
-    if let Some(text) = deploy.log_path.as_deref().and_then(|p| file_tail(p, max)) {
+    if let Some(text) = local_file(state_dir, &deploy).and_then(|p| file_tail(&p, max)) {
         return Some(text);
     }
     let stored = journal.deploy_log(id).ok()??;
@@ -526,7 +544,7 @@ pub fn read_tail(journal: &Journal, id: i64, max: u64) -> Option<String> {
 }
 
 /// The last `max` bytes of the log file at `path`, as text.
-fn file_tail(path: &str, max: u64) -> Option<String> {
+fn file_tail(path: &Path, max: u64) -> Option<String> {
     let mut file = std::fs::File::open(path).ok()?;
     let len = file.metadata().ok()?.len();
     let mut buf = Vec::new();
@@ -548,17 +566,26 @@ pub enum LogSource {
 }
 
 impl LogSource {
-    /// Where to read `deploy`'s log: its file if this machine has it; the
-    /// journal's copy if the journal keeps logs and holds some of it, or
-    /// the deploy has ended; `None` while neither has anything yet (a
-    /// deploy not started, or just starting). On a journal that keeps no
-    /// logs, the file, as soon as the deploy has one.
-    pub fn of(journal: &Journal, deploy: &DeployRecord) -> Result<Option<LogSource>, JournalError> {
-        let Some(path) = deploy.log_path.as_deref().map(PathBuf::from) else {
+    /// Where to read `deploy`'s log: its file if this machine (state
+    /// directory `state_dir`) has it ([`local_file`]); the journal's copy
+    /// if the journal keeps logs and holds some of it, or the deploy has
+    /// ended; `None` while neither has anything yet (a deploy not started,
+    /// or just starting). On a journal that keeps no logs, the file, as
+    /// soon as the deploy has one.
+    pub fn of(
+        journal: &Journal,
+        state_dir: &Path,
+        deploy: &DeployRecord,
+    ) -> Result<Option<LogSource>, JournalError> {
+        if deploy.log_path.is_none() {
             return Ok(None);
-        };
-        if !journal.keeps_deploy_logs() || path.exists() {
+        }
+        let file = local_file(state_dir, deploy);
+        if let Some(path) = file.filter(|p| !journal.keeps_deploy_logs() || p.exists()) {
             return Ok(Some(LogSource::File(path)));
+        }
+        if !journal.keeps_deploy_logs() {
+            return Ok(None);
         }
         let started = journal
             .deploy_log_size(deploy.id)?

@@ -664,14 +664,8 @@ impl Runner {
     }
 
     fn log_path(&self, stack: &str, id: i64) -> PathBuf {
-        self.inner
-            .config
-            .current()
-            .server
-            .state_dir
-            .join("logs")
-            .join(stack)
-            .join(format!("{id}.log"))
+        let config = self.inner.config.current();
+        crate::deploy_log::file_path(&config.server.state_dir, stack, id)
     }
 
     /// Tells of deploys a claim cancelled.

@@ -154,10 +154,12 @@ async fn deploy_log(
         return gone();
     }
     let journal = state.dispatcher.journal().clone();
+    let config = state.dispatcher.config();
     // This machine's file, else the journal's copy (a PostgreSQL journal
     // shared with the replica that ran the deploy).
     let text = tokio::task::spawn_blocking(move || {
-        crate::deploy_log::read_tail(&journal, id, MAX_LOG_SERVED_BYTES)
+        let state_dir = &config.server.state_dir;
+        crate::deploy_log::read_tail(&journal, state_dir, id, MAX_LOG_SERVED_BYTES)
     })
     .await
     .ok()

@@ -45,7 +45,7 @@ impl Logs {
                 format!("no deploy #{id} in the journal (see redeploy history)")
             })?;
             if source.is_none() {
-                source = LogSource::of(&journal, &deploy)?;
+                source = LogSource::of(&journal, &config.server.state_dir, &deploy)?;
             }
             if let Some(source) = &source {
                 let bytes = source.read_from(&journal, id, printed, u64::MAX)?;

@@ -189,3 +189,50 @@ fn files_of_deploys_the_journal_no_longer_holds_are_swept() {
     );
     let _ = std::fs::remove_dir_all(&base);
 }
+
+#[test]
+fn a_deploys_log_is_read_where_its_runner_writes_it_never_where_its_row_says() {
+    let base = std::env::temp_dir().join(format!("redeploy-log-path-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let journal = Journal::open(&base.join("journal.sqlite3")).unwrap();
+    let id = journal.insert_manual_deploy("web");
+    // A row naming another file (an imported export's, a database write's).
+    let secret = base.join("config.toml");
+    std::fs::write(&secret, "secrets = [\"hunter2\"]\n").unwrap();
+    let named = crate::journal::TransitionDetail {
+        log_path: Some(secret.display().to_string()),
+        ..Default::default()
+    };
+    journal
+        .transition(id, crate::journal::DeployState::Started, 1, &named)
+        .unwrap();
+    let deploy = journal.deploy(id).unwrap().unwrap();
+    let own = file_path(&base, "web", id);
+    assert_eq!(own, base.join("logs").join("web").join(format!("{id}.log")));
+    assert_eq!(local_file(&base, &deploy), Some(own.clone()));
+    // Nothing there yet: nothing to read (a SQLite journal keeps no copy).
+    assert_eq!(read_tail(&journal, &base, id, 1000), None);
+    assert_eq!(
+        LogSource::of(&journal, &base, &deploy).unwrap(),
+        Some(LogSource::File(own.clone()))
+    );
+    let source = LogSource::of(&journal, &base, &deploy).unwrap().unwrap();
+    assert_eq!(source.read_from(&journal, id, 0, 1000).unwrap(), b"");
+    // The runner's file is the log.
+    std::fs::create_dir_all(own.parent().unwrap()).unwrap();
+    std::fs::write(&own, "ran\n").unwrap();
+    assert_eq!(
+        read_tail(&journal, &base, id, 1000).as_deref(),
+        Some("ran\n")
+    );
+    assert_eq!(source.read_from(&journal, id, 0, 1000).unwrap(), b"ran\n");
+    // A stack name no stack may have names no file; no log yet, none.
+    let mut escaping = deploy.clone();
+    escaping.queued.stack = "..".into();
+    assert_eq!(local_file(&base, &escaping), None);
+    assert_eq!(LogSource::of(&journal, &base, &escaping).unwrap(), None);
+    let mut unstarted = deploy;
+    unstarted.log_path = None;
+    assert_eq!(local_file(&base, &unstarted), None);
+    let _ = std::fs::remove_dir_all(&base);
+}

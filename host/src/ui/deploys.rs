@@ -45,6 +45,7 @@ pub(super) async fn deploy_page(
         return missing(&signed);
     };
     let journal = state.clone();
+    let state_dir = state.state_dir();
     let found = blocking(move || {
         let journal = journal.journal();
         let Some(deploy) = journal.deploy(id)? else {
@@ -69,7 +70,7 @@ pub(super) async fn deploy_page(
         );
         // Its size first, then what it held up to there: the live log
         // goes on from exactly that byte, so nothing shows twice or never.
-        let Some(source) = LogSource::of(journal, &deploy)? else {
+        let Some(source) = LogSource::of(journal, &state_dir, &deploy)? else {
             return Ok(Some((deploy, github, None, 0)));
         };
         let (start, size, text) = match &source {
@@ -253,12 +254,13 @@ impl Following {
         );
         let looked = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<Look>> {
             let journal = state.journal();
+            let state_dir = state.state_dir();
             let Some(deploy) = journal.deploy(id)? else {
                 return Ok(None);
             };
             let source = match source {
                 Some(source) => Some(source),
-                None => LogSource::of(journal, &deploy)?,
+                None => LogSource::of(journal, &state_dir, &deploy)?,
             };
             let bytes = match &source {
                 Some(source) => source.read_from(journal, id, offset, MAX_FOLLOW_EVENT_BYTES)?,

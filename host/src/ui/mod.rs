@@ -162,6 +162,11 @@ impl UiState {
         self.app.dispatcher.journal()
     }
 
+    /// This machine's state directory, under which its deploy logs are.
+    fn state_dir(&self) -> std::path::PathBuf {
+        self.app.dispatcher.config().server.state_dir.clone()
+    }
+
     /// The CSRF key: the journal's server key [`CSRF_KEY_NAME`] (one for
     /// every replica), stored on first use.
     async fn key(self: &Arc<Self>) -> Result<Vec<u8>, Response> {
