@@ -229,6 +229,24 @@ fn issue_12_foreign_deployments_deploy_only_a_followed_ref_when_accepted() {
         ),
         (SHA1_B, "deploy", serde_json::json!({}), "bare commit"),
         (
+            "main ",
+            "deploy",
+            serde_json::json!({}),
+            "not a name git allows",
+        ),
+        (
+            "refs/heads/ma..in",
+            "deploy",
+            serde_json::json!({}),
+            "not a name git allows",
+        ),
+        (
+            "refs/tags/v1\u{0}",
+            "deploy",
+            serde_json::json!({}),
+            "not a name git allows",
+        ),
+        (
             "main",
             "deploy:migrations",
             serde_json::json!({}),

@@ -120,6 +120,69 @@ fn other_branches_skip_and_say_why() {
 }
 
 #[test]
+fn a_ref_git_would_never_make_matches_no_pattern() {
+    // A forge's JSON may hold any ref (git's own post-receive lines are
+    // refused whole for a space or a control character, as malformed).
+    let ref_push = |git_ref: &str| {
+        serde_json::json!({
+            "ref": git_ref, "before": SHA1_A, "after": SHA1_B, "forced": false,
+            "created": false, "deleted": false, "commits": [],
+            "repository": {"full_name": "acme/web"}, "pusher": {"name": "alice"},
+        })
+        .to_string()
+    };
+    let release = stack("web", "acme/web", "release/*");
+    let tags = Stack {
+        services: vec![Service {
+            tags: Some("v*".into()),
+            branch: None,
+            ..release.services[0].clone()
+        }],
+        ..release.clone()
+    };
+    for (s, git_ref) in [
+        (&release, "refs/heads/release/.."),
+        (&release, "refs/heads/release/"),
+        (&release, "refs/heads/release//x"),
+        (&release, "refs/heads/release/a b"),
+        (&release, "refs/heads/release/.hidden"),
+        (&release, "refs/heads/release/x.lock"),
+        (&release, "refs/heads/release/x."),
+        (&release, "refs/heads/release/\u{1}"),
+        (&release, "refs/heads/release/x\\..\\main"),
+        (&release, "refs/heads/release/a~1"),
+        (&release, "refs/heads/release/a^"),
+        (&release, "refs/heads/release/a:b"),
+        (&release, "refs/heads/release/a?"),
+        (&release, "refs/heads/release/a[b"),
+        (&release, "refs/heads/release/a@{1}"),
+        (&release, "refs/heads/release/a\u{7f}"),
+        (&tags, "refs/tags/v1 "),
+        (&tags, "refs/tags/v*"),
+    ] {
+        let d = decision(std::slice::from_ref(s), &github_push(&ref_push(git_ref)));
+        assert_eq!(
+            d.skip(),
+            Some(SkipCode::NotABranchOrTag),
+            "{git_ref:?}: {}",
+            d.reason
+        );
+        assert!(d.reason.contains("not a name git allows"), "{}", d.reason);
+    }
+    // Names git allows still deploy, non-ASCII ones too.
+    for (s, git_ref) in [
+        (&release, "refs/heads/release/1.2"),
+        (&release, "refs/heads/release/y-z_w.2"),
+        (&release, "refs/heads/release/été"),
+        (&release, "refs/heads/release/a@b"),
+        (&tags, "refs/tags/v1.0.0-rc.1"),
+    ] {
+        let d = decision(std::slice::from_ref(s), &github_push(&ref_push(git_ref)));
+        assert!(d.deploy().is_some(), "{git_ref:?}: {}", d.reason);
+    }
+}
+
+#[test]
 fn repository_matching_is_case_insensitive_and_exact_otherwise() {
     let s = [stack("web", "Acme/Web", "main")];
     assert!(decision(

@@ -188,6 +188,27 @@ pub fn ref_kind(git_ref: &str) -> (RefKind, &str) {
     }
 }
 
+/// Whether `git_ref` is a full ref name git allows, by `git
+/// check-ref-format`'s rules: no component empty, starting with `.` or
+/// ending with `.lock`; no `..`, `@{`, control character, space, `~`, `^`,
+/// `:`, `?`, `*`, `[` or `\\`; not ending with `.` or `/`; not `@`. A
+/// sender may put anything in a payload's ref: one git would never make
+/// (`refs/heads/release/..`, `refs/tags/v1 `) names no branch or tag, and
+/// must not reach a pattern, nor a deploy command's `REDEPLOY_BRANCH`.
+pub fn is_git_ref_name(git_ref: &str) -> bool {
+    let forbidden = |b: u8| {
+        b < 0x20 || b == 0x7f || matches!(b, b' ' | b'~' | b'^' | b':' | b'?' | b'*' | b'[' | b'\\')
+    };
+    git_ref != "@"
+        && !git_ref.ends_with('.')
+        && !git_ref.contains("..")
+        && !git_ref.contains("@{")
+        && !git_ref.bytes().any(forbidden)
+        && git_ref
+            .split('/')
+            .all(|c| !c.is_empty() && !c.starts_with('.') && !c.ends_with(".lock"))
+}
+
 /// A container image pushed to a registry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ImagePush {

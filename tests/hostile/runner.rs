@@ -196,7 +196,8 @@ fn post_receive_remote_lines_escape_control_characters_of_ref_names() {
     let all = format!("{stdout}{stderr}");
     assert!(
         stdout.contains(
-            "redeploy: web: not deploying: push to \"x\\u{1b}[2K\\u{8}\\u{8}remote:-forged\""
+            "redeploy: web: not deploying: ref \"refs/heads/x\\u{1b}[2K\\u{8}\\u{8}remote:-forged\" \
+             is not a name git allows for a branch or tag"
         ),
         "{all:?}"
     );

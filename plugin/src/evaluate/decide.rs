@@ -8,8 +8,8 @@ use crate::matching::{
     image_reference, path_matches, repository_matches, shown_setting, Glob, ImageMismatch,
 };
 use crate::model::{
-    ref_kind, Deployment, Event, ImagePush, ManualPolicy, Normalized, PingAction, Provider, Push,
-    RefKind, Repository, Stack,
+    is_git_ref_name, ref_kind, Deployment, Event, ImagePush, ManualPolicy, Normalized, PingAction,
+    Provider, Push, RefKind, Repository, Stack,
 };
 use crate::outcome::{Action, Decision, DeployEvent, Skip, SkipCode};
 
@@ -414,6 +414,15 @@ pub(super) fn match_push<'a, 's>(
         return Err(Skip::new(
             SkipCode::RefDeleted,
             format!("{what} \"{short}\" was deleted; deletions never deploy"),
+        ));
+    }
+    if kind != RefKind::Other && !is_git_ref_name(&push.git_ref) {
+        return Err(Skip::new(
+            SkipCode::NotABranchOrTag,
+            format!(
+                "ref {:?} is not a name git allows for a branch or tag",
+                push.git_ref
+            ),
         ));
     }
     let matched: Vec<&PreparedService> = match kind {

@@ -6,7 +6,7 @@ use super::is_object_id;
 use super::prepare::{PreparedService, PreparedStack};
 use crate::github;
 use crate::matching::{repository_matches, Glob};
-use crate::model::{ref_kind, Deployment, Normalized, RefKind, Stack};
+use crate::model::{is_git_ref_name, ref_kind, Deployment, Normalized, RefKind, Stack};
 use crate::outcome::{Action, Decision, Skip, SkipCode};
 
 pub(super) fn decide_deployment(
@@ -197,6 +197,19 @@ pub(super) fn foreign_deployment_services<'a, 's>(
         RefKind::Other => (RefKind::Branch, short),
         other => (other, short),
     };
+    let full = match kind {
+        RefKind::Branch if short == d.git_ref => format!("refs/heads/{short}"),
+        _ => d.git_ref.clone(),
+    };
+    if !is_git_ref_name(&full) {
+        return Err(Skip::new(
+            SkipCode::NotABranchOrTag,
+            format!(
+                "deployment {} names the ref {:?}, not a name git allows for a branch or tag",
+                d.id, d.git_ref
+            ),
+        ));
+    }
     let matched: Vec<&PreparedService> = in_repo
         .iter()
         .copied()
