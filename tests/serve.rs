@@ -681,6 +681,78 @@ fn a_branchs_newer_push_runs_after_a_tag_pushed_before_it() {
     server.terminate();
 }
 
+/// A push whose commit is older for a service of a waiting deploy of its
+/// branch, which it would take over, is cancelled; the waiting deploy runs
+/// its own, newer commit, for its services and the cancelled push's. worker
+/// had k1 (tag v1) and k2 (tag v2); its push of main k2→k3 waits; web's
+/// push of main k0→k1 would have run worker back at k1, and k3 never.
+#[test]
+fn a_push_never_takes_a_waiting_deploy_of_its_branch_back_to_an_older_commit() {
+    let both = "repository = \"acme/web\"\nbranch = \"main\"\ntags = \"v*\"";
+    let shop = Stack::new("shop")
+        .token(1)
+        .secret(WEB_SECRET)
+        .line("command = [\"@STANDIN@\"]")
+        .timeout("1m")
+        .env("RECORD_DIR", "@RECORD:shop@")
+        .env("SLEEP", "2")
+        .table(&format!(
+            "[[stacks.services]]\nname = \"web\"\n{both}\n\n\
+             [[stacks.services]]\nname = \"worker\"\n{both}"
+        ));
+    let (world, server) = World::serving("serve-waiting-older", "", &[shop]);
+    let zeros = "0".repeat(40);
+    let send = |services: &str, git_ref: &str, (before, after): (&str, usize), delivery: &str| {
+        let body = push_json(git_ref, before, &sha(after)).to_string();
+        let path = format!("{}?services={services}", hook(1));
+        signed_github(
+            &server,
+            &path,
+            WEB_SECRET,
+            ("push", delivery),
+            body.as_bytes(),
+        )
+    };
+    send("worker", "refs/tags/v1", (&zeros, 1), "o-1").assert_status(202);
+    world.settle(30);
+    send("worker", "refs/tags/v2", (&zeros, 2), "o-2").assert_status(202);
+    world.settle(30);
+    // web's tag v3 runs for 2 s: main's two pushes wait behind it.
+    send("web", "refs/tags/v3", (&zeros, 9), "o-3").assert_status(202);
+    let main = "refs/heads/main";
+    send("worker", main, (&sha(2), 3), "o-4").assert_status(202);
+    let older = send("web", main, (&sha(0), 1), "o-5");
+    older.assert_status(200);
+    assert!(older.text().contains("is older than"), "{}", older.text());
+    let deploys = world.settle(30);
+    let shown = |d: &DeployRecord| {
+        (
+            d.state,
+            d.queued.services.join(","),
+            d.queued.sha.clone().unwrap_or_default(),
+        )
+    };
+    assert_eq!(
+        deploys.iter().map(shown).skip(2).collect::<Vec<_>>(),
+        [
+            (DeployState::Succeeded, "web".to_owned(), sha(9)),
+            (DeployState::Succeeded, "worker,web".to_owned(), sha(3)),
+            (DeployState::Cancelled, "web".to_owned(), sha(1)),
+        ],
+        "{deploys:#?}"
+    );
+    assert_eq!(deploys[4].superseded_by, Some(deploys[3].id));
+    world.assert_env(
+        "shop",
+        deploys[3].id,
+        &[
+            ("REDEPLOY_SERVICES", "worker,web"),
+            ("REDEPLOY_SHA", &sha(3)),
+        ],
+    );
+    server.terminate();
+}
+
 /// The commit order is each service's: `main` fast-forwarded to a commit
 /// `develop` already deployed to `worker` deploys `web` at it (the stack as
 /// a whole had seen the commit, and called it older).

@@ -9,10 +9,10 @@
 //! commits of its own services, of the whole stack and of its lane
 //! ([`Scopes`]): services following different branches, or different
 //! repositories, each have their own order, and a stack deployed as a
-//! whole has one. Where those scopes together make the candidate the head
-//! or a rollback, it is judged again by each service's commits (with the
-//! whole stack's) and by its lane's alone ([`judge_each`]): the newest
-//! commit of them all may be one another service or lane deployed last.
+//! whole has one. Where those scopes together make the candidate the
+//! head, it is judged again by each service's commits (with the whole
+//! stack's) and by its lane's alone ([`judge_each`]): the newest commit of
+//! them all may be one another service or lane deployed last.
 //! [`judge`] and [`judge_each`] are pure functions of those facts and the
 //! candidate push: no clock, no I/O, unit-tested here.
 //!
@@ -29,6 +29,15 @@
 /// The scope of the commits deployed to a whole stack (by a deploy that
 /// names no service): they count for every service.
 pub const WHOLE_STACK: &str = "";
+
+/// The scope of the commits deployed to `service` (`service NAME`), or to
+/// the whole stack ([`WHOLE_STACK`]) for `None`.
+pub fn service_scope(service: Option<&str>) -> String {
+    match service {
+        Some(service) => format!("service {service}"),
+        None => WHOLE_STACK.to_owned(),
+    }
+}
 
 /// The scopes a deploy's commit is judged in and recorded under
 /// (`stack_commits.scope`): the commit order is per service, so a commit
@@ -54,7 +63,7 @@ impl Scopes {
     pub fn of(services: &[String], lane: &crate::queue::Lane) -> Scopes {
         let mut named: Vec<String> = Vec::with_capacity(services.len());
         for service in services {
-            let scope = format!("service {service}");
+            let scope = service_scope(Some(service));
             if !named.contains(&scope) {
                 named.push(scope);
             }
@@ -87,7 +96,7 @@ impl Scopes {
     }
 
     /// The groups of scopes the deploy is judged by again, one at a time,
-    /// when all of them together let it deploy as the head or a rollback
+    /// when all of them together make it the head
     /// ([`judge_each`]): each service's with the whole stack's (the whole
     /// stack's alone, for a deploy of the whole stack), and its lane's.
     pub fn each(&self) -> Vec<Vec<&str>> {
@@ -103,6 +112,11 @@ impl Scopes {
             .into_iter()
             .chain(self.lane.as_deref().map(|lane| vec![lane]))
             .collect()
+    }
+
+    /// Its lane's scope, when it names a ref.
+    pub fn lane(&self) -> Option<&str> {
+        self.lane.as_deref()
     }
 
     /// The scopes the deploy's commit is recorded under: its services' (the
@@ -235,13 +249,15 @@ pub fn judge(candidate: &Candidate<'_>, known: &Known) -> Verdict {
 
 /// Judges whether `candidate` may deploy: by what the journal `known`s of
 /// all its scopes together ([`Scopes::judged_by`]), then, when that says
-/// it is the head or a rollback, by each group of [`Scopes::each`] alone,
-/// what `known_of` reads of one. The head of all scopes together is the
-/// newest commit any of them deployed, which may be another service's or
-/// another lane's: a commit one service deployed last is no head for a
-/// service that moved past it, nor for a lane that did, and a push on top
-/// of it is no rollback for them. A commit none of the scopes knows is
-/// newer for each, and one older for all together stays older.
+/// it is the head, by each group of [`Scopes::each`] alone, what
+/// `known_of` reads of one. The head of all scopes together is the newest
+/// commit any of them deployed, which may be another service's or another
+/// lane's: a commit one service deployed last is no head for a service
+/// that moved past it, nor for a lane that did. A rollback is not judged
+/// again: a forced push from the newest commit of them all is the latest
+/// move of its ref, whatever commit a service deployed alone last (which
+/// may be older than that newest one). A commit none of the scopes knows
+/// is newer for each, and one older for all together stays older.
 pub fn judge_each<E>(
     candidate: &Candidate<'_>,
     known: &Known,
@@ -249,7 +265,7 @@ pub fn judge_each<E>(
     mut known_of: impl FnMut(&[&str]) -> Result<Known, E>,
 ) -> Result<Verdict, E> {
     let verdict = judge(candidate, known);
-    if !matches!(verdict, Verdict::Head | Verdict::Rollback) {
+    if verdict != Verdict::Head {
         return Ok(verdict);
     }
     for scopes in each {
@@ -476,8 +492,8 @@ mod tests {
             Ok::<_, ()>(known.clone())
         })
         .unwrap();
-        // A newer or older commit asks no group.
-        if matches!(verdict, Verdict::Newer) || !judge(candidate, known).deploys() {
+        // Only the head asks the groups.
+        if judge(candidate, known) != Verdict::Head {
             assert!(asked.is_empty(), "{asked:?}");
         }
         verdict
@@ -515,7 +531,8 @@ mod tests {
             unreachable!()
         };
         assert!(reason.ends_with("(judged for service web)"), "{reason}");
-        // A forced push on top of worker's 5 is no rollback for web either.
+        // A forced push from 5, the newest commit of them all, is a
+        // rollback, for web too: the latest move of its ref.
         let forced = push("4", Some("5"), true);
         let together_4 = Known {
             seen: Some(1),
@@ -525,8 +542,10 @@ mod tests {
             seen: Some(1),
             ..web.clone()
         };
-        assert_eq!(judge(&forced, &together_4), Verdict::Rollback);
-        assert!(!judged_each(&forced, &together_4, &[("service web", web_4)]).deploys());
+        assert_eq!(
+            judged_each(&forced, &together_4, &[("service web", web_4)]),
+            Verdict::Rollback
+        );
         // For worker alone, both deploy.
         assert_eq!(
             judged_each(
@@ -550,7 +569,7 @@ mod tests {
     }
 
     #[test]
-    fn newer_and_older_commits_are_judged_once() {
+    fn newer_older_and_rolled_back_commits_are_judged_once() {
         let known = Known {
             head: head("b", 2),
             seen: Some(1),
@@ -570,6 +589,16 @@ mod tests {
                 &[("g", any)]
             ),
             Verdict::Newer
+        );
+        // A group that would call it older is not asked about a rollback.
+        let stale = Known {
+            head: head("z", 1),
+            seen: Some(1),
+            ..Known::default()
+        };
+        assert_eq!(
+            judged_each(&push("a", Some("b"), true), &known, &[("g", stale)]),
+            Verdict::Rollback
         );
     }
 }

@@ -36,7 +36,9 @@
 //! commit running with other services is no duplicate; a deploy that
 //! supersedes a pending one, or is cancelled for one pending, leaves that
 //! deploy with both's services ([`union`]; the journal widens the row the
-//! same way as it cancels, `Journal::cancel_queued`).
+//! same way as it cancels, `Journal::cancel_queued`, but for a service the
+//! deploy's commit is older for by the commit order, which this queue does
+//! not know).
 //!
 //! "Older" is the journal's judgment, carried by deploy ids: the journal
 //! admits deploys newest last ([`crate::commit_order`]), so a larger id is

@@ -37,6 +37,35 @@ pub(super) fn commit(sha: &str, before: &str, forced: bool) -> Admission {
     }
 }
 
+/// Commit `c` (one character) as a 40-character id.
+fn sha(c: char) -> String {
+    c.to_string().repeat(40)
+}
+
+/// A push's deploy of `services` of `git_ref` at commit `c`.
+fn deploy_of(services: &[&str], git_ref: &str, c: char, delivery: &str, at: i64) -> NewDeploy {
+    NewDeploy {
+        services: services.iter().map(|s| s.to_string()).collect(),
+        git_ref: Some(git_ref.to_owned()),
+        ..deploy(Some(&sha(c)), delivery, at)
+    }
+}
+
+/// Admits `d`, the deploy of a push of commit `c` from `before`.
+fn admit_push(j: &Journal, d: &NewDeploy, c: char, before: char, forced: bool) -> Admitted {
+    j.admit_deploy(d, &commit(&sha(c), &sha(before), forced))
+        .unwrap()
+}
+
+/// Records deploy `id` started, then succeeded: it ran.
+fn ran(j: &Journal, id: i64) -> i64 {
+    for state in [DeployState::Started, DeployState::Succeeded] {
+        j.transition(id, state, 0, &TransitionDetail::default())
+            .unwrap();
+    }
+    id
+}
+
 fn new_id(a: Admitted) -> i64 {
     match a {
         Admitted::Inserted(Inserted::New(id)) => id,
@@ -449,7 +478,6 @@ fn the_admission_hands_over_exactly_the_deploy_it_queued(store: &Store) {
 /// deploy of the whole stack is judged by every service's commits.
 fn a_commit_one_services_branch_deployed_is_not_older_for_another_service(store: &Store) {
     let j = store.open();
-    let sha = |c: char| c.to_string().repeat(40);
     let of = |service: &str, git_ref: &str, c: char, delivery: &str, at: i64| NewDeploy {
         services: vec![service.to_owned()],
         git_ref: Some(git_ref.to_owned()),
@@ -538,7 +566,6 @@ fn a_commit_one_services_branch_deployed_is_not_older_for_another_service(store:
 /// branch they follow too.
 fn a_deploy_that_took_another_ones_services_is_their_newest_commit(store: &Store) {
     let j = store.open();
-    let sha = |c: char| c.to_string().repeat(40);
     let of = |services: &[&str], c: char, delivery: &str, at: i64| NewDeploy {
         services: services.iter().map(|s| s.to_string()).collect(),
         ..deploy(Some(&sha(c)), delivery, at)
@@ -588,36 +615,70 @@ fn a_deploy_that_took_another_ones_services_is_their_newest_commit(store: &Store
 /// top of it no rollback, for a service or a lane that moved past it.
 fn a_commit_another_service_deployed_last_is_still_older_for_a_service_past_it(store: &Store) {
     let j = store.open();
-    let sha = |c: char| c.to_string().repeat(40);
-    let of = |services: &[&str], git_ref: &str, c: char, delivery: &str, at: i64| NewDeploy {
-        services: services.iter().map(|s| s.to_string()).collect(),
-        git_ref: Some(git_ref.to_owned()),
-        ..deploy(Some(&sha(c)), delivery, at)
-    };
-    let admit = |d: &NewDeploy, c: char, before: char, forced: bool| {
-        j.admit_deploy(d, &commit(&sha(c), &sha(before), forced))
-            .unwrap()
-    };
+    // Each deploy admitted runs at once: nothing waits.
     let (main, v1, v2) = ("refs/heads/main", "refs/tags/v1", "refs/tags/v2");
     // web follows main and tags, worker main: main at a, tag v1 at 5,
     // tag v2 at 6.
-    new_id(admit(
-        &of(&["web", "worker"], main, 'a', "m1", 1),
-        'a',
-        '0',
-        false,
-    ));
-    new_id(admit(&of(&["web"], v1, '5', "t1", 2), '5', '0', false));
-    let six = new_id(admit(&of(&["web"], v2, '6', "t2", 3), '6', '0', false));
+    ran(
+        &j,
+        new_id(admit_push(
+            &j,
+            &deploy_of(&["web", "worker"], main, 'a', "m1", 1),
+            'a',
+            '0',
+            false,
+        )),
+    );
+    ran(
+        &j,
+        new_id(admit_push(
+            &j,
+            &deploy_of(&["web"], v1, '5', "t1", 2),
+            '5',
+            '0',
+            false,
+        )),
+    );
+    let six = ran(
+        &j,
+        new_id(admit_push(
+            &j,
+            &deploy_of(&["web"], v2, '6', "t2", 3),
+            '6',
+            '0',
+            false,
+        )),
+    );
     // main moves a→5: older for web, which had 5 before 6.
-    let both = admit(&of(&["web", "worker"], main, '5', "m2", 4), '5', 'a', false);
+    let both = admit_push(
+        &j,
+        &deploy_of(&["web", "worker"], main, '5', "m2", 4),
+        '5',
+        'a',
+        false,
+    );
     assert!(matches!(both, Admitted::Older { .. }), "{both:?}");
     // worker alone deploys it: 5 is new to worker and to main.
-    let worker = new_id(admit(&of(&["worker"], main, '5', "m3", 5), '5', 'a', false));
+    let worker = ran(
+        &j,
+        new_id(admit_push(
+            &j,
+            &deploy_of(&["worker"], main, '5', "m3", 5),
+            '5',
+            'a',
+            false,
+        )),
+    );
     assert_eq!(j.head_commit("web").unwrap().unwrap().deploy_id, worker);
     // 5 is now the newest commit of web's scopes together (main's), and
     // still older than 6 for web.
-    let web = admit(&of(&["web"], main, '5', "m4", 6), '5', 'a', false);
+    let web = admit_push(
+        &j,
+        &deploy_of(&["web"], main, '5', "m4", 6),
+        '5',
+        'a',
+        false,
+    );
     let Admitted::Older { deploy_id, reason } = web else {
         panic!("web must stay on 6: {web:?}")
     };
@@ -634,20 +695,69 @@ fn a_commit_another_service_deployed_last_is_still_older_for_a_service_past_it(s
         j.deploy(deploy_id).unwrap().unwrap().superseded_by,
         Some(six)
     );
-    // A forced push on top of 5 back to a, which web had, is no rollback
-    // for web: its head is 6.
-    let forced = admit(&of(&["web"], main, 'a', "m5", 7), 'a', '5', true);
-    assert!(matches!(forced, Admitted::Older { .. }), "{forced:?}");
-    // For worker it is one.
-    new_id(admit(&of(&["worker"], main, 'a', "m6", 8), 'a', '5', true));
+    // A forced push from 5, main's newest commit, back to a is a rollback,
+    // for web too (the latest move of its branch), and for worker.
+    ran(
+        &j,
+        new_id(admit_push(
+            &j,
+            &deploy_of(&["web"], main, 'a', "m5", 7),
+            'a',
+            '5',
+            true,
+        )),
+    );
+    ran(
+        &j,
+        new_id(admit_push(
+            &j,
+            &deploy_of(&["worker"], main, 'a', "m6", 8),
+            'a',
+            '5',
+            true,
+        )),
+    );
 
     // A lane: main had 7 then 8 (web); worker's tag v2 then deployed 7,
     // the newest of worker's scopes and main's together. A push of main
     // at 7, not on top of 8, is older in main, though worker's head.
-    let seven = new_id(admit(&of(&["web"], main, '7', "n1", 9), '7', 'a', false));
-    let eight = new_id(admit(&of(&["web"], main, '8', "n2", 10), '8', '7', false));
-    new_id(admit(&of(&["worker"], v2, '7', "n3", 11), '7', '6', false));
-    let late = admit(&of(&["worker"], main, '7', "n4", 12), '7', 'a', false);
+    let seven = ran(
+        &j,
+        new_id(admit_push(
+            &j,
+            &deploy_of(&["web"], main, '7', "n1", 9),
+            '7',
+            'a',
+            false,
+        )),
+    );
+    let eight = ran(
+        &j,
+        new_id(admit_push(
+            &j,
+            &deploy_of(&["web"], main, '8', "n2", 10),
+            '8',
+            '7',
+            false,
+        )),
+    );
+    ran(
+        &j,
+        new_id(admit_push(
+            &j,
+            &deploy_of(&["worker"], v2, '7', "n3", 11),
+            '7',
+            '6',
+            false,
+        )),
+    );
+    let late = admit_push(
+        &j,
+        &deploy_of(&["worker"], main, '7', "n4", 12),
+        '7',
+        'a',
+        false,
+    );
     let Admitted::Older { reason, .. } = late else {
         panic!("main is at 8: {late:?}")
     };
@@ -658,7 +768,176 @@ fn a_commit_another_service_deployed_last_is_still_older_for_a_service_past_it(s
     assert!(seven < eight);
 }
 
+/// A deploy takes over the services of its lane's waiting deploys (at its
+/// claim, or when an older push is cancelled for it): it is judged for
+/// them too, and never takes a service its commit is older for. worker
+/// follows main and tags, and had k1 (tag v1) then k2 (tag v2), then its
+/// push of main k2→k3 waits.
+fn a_deploy_never_takes_over_a_service_its_commit_is_older_for(store: &Store) {
+    let j = store.open();
+    let (main, v1, v2) = ("refs/heads/main", "refs/tags/v1", "refs/tags/v2");
+    new_id(admit_push(
+        &j,
+        &deploy_of(&["worker"], v1, '1', "t1", 1),
+        '1',
+        '0',
+        false,
+    ));
+    new_id(admit_push(
+        &j,
+        &deploy_of(&["worker"], v2, '2', "t2", 2),
+        '2',
+        '0',
+        false,
+    ));
+    // worker's main push of k3 waits; web's main push of k1 (new to web
+    // and to main) would take worker over at k1, older than k2 and k3 for it.
+    let k3 = new_id(admit_push(
+        &j,
+        &deploy_of(&["worker"], main, '3', "m1", 3),
+        '3',
+        '2',
+        false,
+    ));
+    let web = admit_push(
+        &j,
+        &deploy_of(&["web"], main, '1', "m2", 4),
+        '1',
+        '0',
+        false,
+    );
+    let Admitted::Older { deploy_id, reason } = web else {
+        panic!("worker must not go back to k1: {web:?}")
+    };
+    assert!(
+        reason.contains(&format!("commit {} is older", sha('1'))),
+        "{reason}"
+    );
+    assert!(
+        reason.contains(&format!(
+            "; deploy #{k3}, waiting in the same branch or tag, deploys that service"
+        )),
+        "{reason}"
+    );
+    assert_eq!(
+        j.deploy(deploy_id).unwrap().unwrap().state,
+        DeployState::Cancelled
+    );
+    // worker's deploy still waits, to run k3, and takes web's push over
+    // as main's newer commit (k3 is new to web).
+    let waiting = j.deploy(k3).unwrap().unwrap();
+    assert_eq!(waiting.state, DeployState::Queued);
+    assert_eq!(waiting.queued.services, ["worker", "web"]);
+    assert_eq!(
+        j.deploy(deploy_id).unwrap().unwrap().superseded_by,
+        Some(k3)
+    );
+    // On develop nothing waits: web's push of k1 deploys web. A late push
+    // of k0 for worker, older, is cancelled for it, and leaves worker out
+    // (k1 is older than k2 for worker).
+    let develop = "refs/heads/develop";
+    let web = new_id(admit_push(
+        &j,
+        &deploy_of(&["web"], develop, '1', "d1", 5),
+        '1',
+        '0',
+        false,
+    ));
+    let late = admit_push(
+        &j,
+        &deploy_of(&["worker"], develop, '0', "d2", 6),
+        '0',
+        '9',
+        false,
+    );
+    let Admitted::Older { deploy_id, .. } = late else {
+        panic!("{late:?}")
+    };
+    assert_eq!(
+        j.deploy(deploy_id).unwrap().unwrap().superseded_by,
+        Some(web)
+    );
+    let web = j.deploy(web).unwrap().unwrap();
+    assert_eq!(web.queued.services, ["web"]);
+    assert_eq!(web.queued.event_json, "{}");
+}
+
+/// A push that starts from its branch's newest commit (the waiting
+/// deploy's) is that branch's latest move: it supersedes the deploys
+/// waiting there, takes over each service its commit is not older for, and
+/// leaves out one that already has it. worker had k2 from tag v2 (cut ahead
+/// of main); main moved 1→c for worker, then c→k2 for web: worker keeps
+/// k2, which it runs, and never goes back to c.
+fn a_push_from_its_branchs_newest_commit_supersedes_the_deploys_waiting_there(store: &Store) {
+    let j = store.open();
+    let main = "refs/heads/main";
+    ran(
+        &j,
+        new_id(admit_push(
+            &j,
+            &deploy_of(&["worker"], "refs/tags/v2", '2', "t2", 1),
+            '2',
+            '0',
+            false,
+        )),
+    );
+    let waiting = new_id(admit_push(
+        &j,
+        &deploy_of(&["worker", "cron"], main, 'c', "m1", 2),
+        'c',
+        '1',
+        false,
+    ));
+    let web = new_id(admit_push(
+        &j,
+        &deploy_of(&["web"], main, '2', "m2", 3),
+        '2',
+        'c',
+        false,
+    ));
+    let claimed = j.claim_next("web", 4).unwrap();
+    let next = claimed.next.unwrap();
+    // cron never had k2: it is taken over.
+    assert_eq!(
+        (next.id, next.queued.services),
+        (web, vec!["web".to_owned(), "cron".to_owned()])
+    );
+    assert_eq!(
+        claimed.cancelled,
+        vec![(waiting, format!("superseded by deploy #{web}"))]
+    );
+    ran(&j, web);
+    // A forced push back from k2 to c is a rollback, for every service it
+    // takes over from a deploy waiting there.
+    let waiting = new_id(admit_push(
+        &j,
+        &deploy_of(&["worker"], main, '3', "m3", 5),
+        '3',
+        '2',
+        false,
+    ));
+    let back = new_id(admit_push(
+        &j,
+        &deploy_of(&["web"], main, 'c', "m4", 6),
+        'c',
+        '3',
+        true,
+    ));
+    let claimed = j.claim_next("web", 7).unwrap();
+    let next = claimed.next.unwrap();
+    assert_eq!(
+        (next.id, next.queued.services),
+        (back, vec!["web".to_owned(), "worker".to_owned()])
+    );
+    assert_eq!(
+        claimed.cancelled,
+        vec![(waiting, format!("superseded by deploy #{back}"))]
+    );
+}
+
 super::on_both_backends!(
+    a_push_from_its_branchs_newest_commit_supersedes_the_deploys_waiting_there,
+    a_deploy_never_takes_over_a_service_its_commit_is_older_for,
     a_commit_another_service_deployed_last_is_still_older_for_a_service_past_it,
     the_admission_hands_over_exactly_the_deploy_it_queued,
     a_deploy_that_took_another_ones_services_is_their_newest_commit,

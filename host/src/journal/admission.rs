@@ -557,9 +557,56 @@ pub(super) fn admit(
             requested: commit.requested,
         };
         let each = scopes.each();
-        let verdict = commit_order::judge_each(&candidate, known, &each, |scopes| {
-            known_commits(sql, &d.stack, &commit.sha, Some(scopes))
+        let mut verdict = commit_order::judge_each(&candidate, known, &each, |group| {
+            known_commits(sql, &d.stack, &commit.sha, Some(group))
         })?;
+        // It will take over the services of its lane's waiting deploys, each
+        // one its commit is not older for (`claim::widen_services`). Each is
+        // judged here with the push's own `before` and flags, by that
+        // service's commits alone: its commit is recorded as theirs where
+        // it is not older. Where it is older, a push that does not start
+        // from its lane's newest commit (late, or another sender's) is
+        // cancelled for the newest waiting deploy, which takes its services
+        // over; one that does is the lane's latest move, and the claim
+        // leaves that service out.
+        let mut taken_over: Vec<String> = Vec::new();
+        let waiting = match verdict.deploys() && !d.services.is_empty() {
+            true => lane_waiting(sql, d, id)?,
+            false => None,
+        };
+        if let Some((services, newest)) = &waiting {
+            let added: Vec<Option<&str>> = match services.is_empty() {
+                true => vec![None],
+                false => services
+                    .iter()
+                    .filter(|s| !d.services.contains(s))
+                    .map(|s| Some(s.as_str()))
+                    .collect(),
+            };
+            let mut follows = None;
+            for service in added {
+                match older_for(sql, &d.stack, &candidate, service)? {
+                    None => taken_over.push(commit_order::service_scope(service)),
+                    Some(reason) => {
+                        let follows = match follows {
+                            Some(follows) => follows,
+                            None => *follows.insert(follows_lane(sql, d, &scopes, commit)?),
+                        };
+                        if !follows {
+                            verdict = Verdict::Older {
+                                reason: format!(
+                                    "{reason}; deploy #{newest}, waiting in the same branch or \
+                                     tag, deploys that service, and this push would have taken \
+                                     it over"
+                                ),
+                                newer_deploy: *newest,
+                            };
+                            break;
+                        }
+                    }
+                }
+            }
+        }
         match verdict {
             Verdict::Older {
                 reason,
@@ -589,7 +636,12 @@ pub(super) fn admit(
                 };
             }
             Verdict::Newer | Verdict::Head | Verdict::Rollback => {
-                let recorded = scopes.recorded_as();
+                let mut recorded = scopes.recorded_as();
+                for scope in &taken_over {
+                    if !recorded.contains(&scope.as_str()) {
+                        recorded.push(scope);
+                    }
+                }
                 let rows: Vec<String> = (0..recorded.len())
                     .map(|i| format!("(?1, ?2, ?3, ?4, ?5, ?{})", i + 6))
                     .collect();
@@ -702,6 +754,81 @@ fn same_push_deployed(sql: &mut dyn Sql, sha: &str, d: &NewDeploy) -> Result<Opt
         }
     }
     Ok(None)
+}
+
+/// Why `candidate` is older for `service` (`None`: the whole stack), if
+/// it is: judged by that service's commits and the whole stack's alone
+/// ([`commit_order::judge`]), neither its lane's nor another service's,
+/// whose newest commit is no head of this one's.
+pub(super) fn older_for(
+    sql: &mut dyn Sql,
+    stack: &str,
+    candidate: &Candidate<'_>,
+    service: Option<&str>,
+) -> Result<Option<String>, DbError> {
+    let scope = commit_order::service_scope(service);
+    let group: Vec<&str> = match service {
+        Some(_) => vec![scope.as_str(), commit_order::WHOLE_STACK],
+        None => vec![commit_order::WHOLE_STACK],
+    };
+    let known = known_commits(sql, stack, candidate.sha, Some(&group))?;
+    Ok(match commit_order::judge(candidate, &known) {
+        Verdict::Older { reason, .. } => Some(match service {
+            Some(service) => format!("{reason} (judged for service {service})"),
+            None => format!("{reason} (judged for the whole stack)"),
+        }),
+        _ => None,
+    })
+}
+
+/// Whether `d`'s push (of `commit`) starts from its lane's newest commit:
+/// the latest move of its ref, and no late delivery.
+fn follows_lane(
+    sql: &mut dyn Sql,
+    d: &NewDeploy,
+    scopes: &Scopes,
+    commit: &CommitClaim,
+) -> Result<bool, DbError> {
+    let Some(lane) = scopes.lane() else {
+        return Ok(false);
+    };
+    let lane = known_commits(sql, &d.stack, &commit.sha, Some(&[lane]))?;
+    Ok(lane
+        .head
+        .is_some_and(|head| commit.before.as_deref() == Some(&head.sha)))
+}
+
+/// The services deploy `id` (`d`, of some services) deploys once it takes
+/// over those of the deploys of its lane and profile waiting before it
+/// ([`super::claim::widen_services`]), with the newest of those deploys;
+/// `None` when it names them all already.
+fn lane_waiting(
+    sql: &mut dyn Sql,
+    d: &NewDeploy,
+    id: i64,
+) -> Result<Option<(Vec<String>, i64)>, DbError> {
+    let lane = d.lane();
+    let rows = sql.query(
+        "SELECT services, id FROM deploys WHERE stack = ?1 AND state = ?2 AND id < ?3
+         AND git_ref IS NOT DISTINCT FROM ?4 AND repository IS NOT DISTINCT FROM ?5
+         AND profile IS NOT DISTINCT FROM ?6",
+        args![
+            d.stack,
+            DeployState::Queued,
+            id,
+            lane.git_ref,
+            lane.repository,
+            d.profile
+        ],
+    )?;
+    let mut waiting = Vec::with_capacity(rows.len());
+    let mut newest = 0;
+    for row in &rows {
+        waiting.push(super::claim::services_of(&row.get::<String>(0)?)?);
+        newest = newest.max(row.get::<i64>(1)?);
+    }
+    let widened = crate::queue::union(&d.services, waiting.iter().map(Vec::as_slice));
+    Ok(widened.map(|services| (services, newest)))
 }
 
 /// Whether `d`'s stack already has a deploy of `d`'s delivery id.

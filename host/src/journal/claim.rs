@@ -22,7 +22,9 @@
 //! It is on every deploy's path, under the journal's write lock, so it
 //! costs few statements whatever the queue holds: the older deploys are
 //! cancelled by one `UPDATE`, and their history rows added a chunk of
-//! [`ROWS_PER_INSERT`] per statement.
+//! [`ROWS_PER_INSERT`] per statement; the services the claimed deploy
+//! takes over are judged once each (a few statements per service of the
+//! stack, [`widen_services`]), however many deploys it supersedes.
 
 use super::leases::clock;
 use super::outbox::{self, Change};
@@ -31,7 +33,7 @@ use super::{
     apply_transition, select_deploy, Backend, Claimed, DeployRecord, DeployState, Journal,
     JournalError, TransitionDetail,
 };
-use crate::commit_order::Scopes;
+use crate::commit_order::{Candidate, Scopes};
 
 /// History rows one `INSERT` adds at most (one statement per chunk).
 pub const ROWS_PER_INSERT: usize = 32;
@@ -298,8 +300,10 @@ pub(super) struct Superseded {
 /// queued any more (it started, or ended), nor for a deploy of another
 /// profile or lane: a service never deploys another branch's commit because
 /// a deploy of its own branch was cancelled for it (an older commit by the
-/// stack's commit order, `super::admission`). The services it takes have
-/// its commit recorded as theirs too, in the commit order per service.
+/// stack's commit order, `super::admission`), nor with a service `into`'s
+/// commit is older for by that order ([`takes`]): that service keeps the
+/// newer commit it has. The services it takes have its commit recorded as
+/// theirs too, in the commit order per service.
 pub(super) fn widen_services(
     sql: &mut dyn Sql,
     into: i64,
@@ -309,7 +313,7 @@ pub(super) fn widen_services(
         return Ok(());
     }
     let Some(row) = sql.query_opt(
-        "SELECT services, profile, event_json, git_ref, repository, stack
+        "SELECT services, profile, event_json, git_ref, repository, stack, sha
          FROM deploys WHERE id = ?1 AND state = ?2",
         args![into, DeployState::Queued],
     )?
@@ -322,11 +326,44 @@ pub(super) fn widen_services(
         git_ref: row.get(3)?,
         repository: row.get(4)?,
     };
-    let others = superseded
+    let stack: String = row.get(5)?;
+    let others: Vec<&[String]> = superseded
         .iter()
         .filter(|s| s.profile == profile && s.lane == lane)
-        .map(|s| s.services.as_slice());
-    let Some(widened) = crate::queue::union(&mine, others) else {
+        .map(|s| s.services.as_slice())
+        .collect();
+    if crate::queue::union(&mine, others.iter().copied()).is_none() {
+        return Ok(());
+    }
+    // Of the services it would take, those for which its commit is older
+    // than one they already have stay out: each judged once, however many
+    // deploys it supersedes.
+    let sha: Option<String> = row.get(6)?;
+    let mut judged: Vec<(&[String], bool)> = Vec::new();
+    let mut taken = Vec::with_capacity(others.len());
+    for services in others {
+        let services: Vec<&[String]> = match services.is_empty() {
+            true => vec![services],
+            false => services
+                .chunks(1)
+                .filter(|s| !mine.contains(&s[0]))
+                .collect(),
+        };
+        for service in services {
+            let yes = match judged.iter().find(|(s, _)| *s == service) {
+                Some((_, yes)) => *yes,
+                None => {
+                    let yes = takes(sql, &stack, sha.as_deref(), service)?;
+                    judged.push((service, yes));
+                    yes
+                }
+            };
+            if yes {
+                taken.push(service);
+            }
+        }
+    }
+    let Some(widened) = crate::queue::union(&mine, taken) else {
         return Ok(());
     };
     let decode = |e: serde_json::Error| DbError::Decode {
@@ -352,7 +389,6 @@ pub(super) fn widen_services(
     // to deploy again. Copied from its own row of the commit.
     let had = Scopes::of(&mine, &lane);
     let had = had.recorded_as();
-    let stack: String = row.get(5)?;
     for scope in Scopes::of(&widened, &lane).recorded_as() {
         if had.contains(&scope) {
             continue;
@@ -367,6 +403,40 @@ pub(super) fn widen_services(
         )?;
     }
     Ok(())
+}
+
+/// Whether a deploy of commit `sha` may take over `services` (one, or all
+/// when empty): it names no commit the stack's commit order knows, or its
+/// commit is not older for them by their own commits
+/// ([`super::admission::older_for`], as a push that is no rollback: its
+/// admission judged it for its lane's waiting deploys' services with the
+/// push's own `before` and flags, and recorded its commit as theirs where
+/// it was not older, their head then).
+fn takes(
+    sql: &mut dyn Sql,
+    stack: &str,
+    sha: Option<&str>,
+    services: &[String],
+) -> Result<bool, DbError> {
+    let Some(sha) = sha else {
+        return Ok(true);
+    };
+    let known = sql.query_opt(
+        "SELECT 1 FROM stack_commits WHERE stack = ?1 AND sha = ?2 LIMIT 1",
+        args![stack, sha],
+    )?;
+    if known.is_none() {
+        return Ok(true);
+    }
+    let candidate = Candidate {
+        sha,
+        before: None,
+        forced: false,
+        sender_reports_forced: true,
+        requested: false,
+    };
+    let service = services.first().map(String::as_str);
+    Ok(super::admission::older_for(sql, stack, &candidate, service)?.is_none())
 }
 
 /// Cancels queued deploy `id` with `detail`, in the caller's transaction:
