@@ -253,38 +253,59 @@ pub fn judge(candidate: &Candidate<'_>, known: &Known) -> Verdict {
 /// `known_of` reads of one. The head of all scopes together is the newest
 /// commit any of them deployed, which may be another service's or another
 /// lane's: a commit one service deployed last is no head for a service
-/// that moved past it, nor for a lane that did. A rollback is not judged
-/// again: a forced push from the newest commit of them all is the latest
-/// move of its ref, whatever commit a service deployed alone last (which
-/// may be older than that newest one). A commit none of the scopes knows
-/// is newer for each, and one older for all together stays older.
+/// that moved past it, nor for a lane that did. When `each` covers every
+/// scope the deploy is judged by (`older_too`: a deploy of some services),
+/// an older commit of them all together is judged again too, and stays
+/// older only if one group calls it so: together, "seen" may come from
+/// one service's or the lane's commits and the head from another's, which
+/// makes it older for none of them. A rollback is not judged again: a
+/// forced push from the newest commit of them all is the latest move of
+/// its ref, whatever commit a service deployed alone last. A commit none
+/// of the scopes knows is newer for each.
 pub fn judge_each<E>(
     candidate: &Candidate<'_>,
     known: &Known,
     each: &[Vec<&str>],
+    older_too: bool,
     mut known_of: impl FnMut(&[&str]) -> Result<Known, E>,
 ) -> Result<Verdict, E> {
     let verdict = judge(candidate, known);
-    if verdict != Verdict::Head {
+    let again = match verdict {
+        Verdict::Head => true,
+        Verdict::Older { .. } => older_too,
+        Verdict::Newer | Verdict::Rollback => false,
+    };
+    if !again {
         return Ok(verdict);
     }
+    let mut by_groups = Verdict::Newer;
     for scopes in each {
-        if let Verdict::Older {
-            reason,
-            newer_deploy,
-        } = judge(candidate, &known_of(scopes)?)
-        {
-            let of = match scopes.first().copied() {
-                Some(WHOLE_STACK) | None => "the whole stack".to_owned(),
-                Some(scope) => scope.to_owned(),
-            };
-            return Ok(Verdict::Older {
-                reason: format!("{reason} (judged for {of})"),
+        match judge(candidate, &known_of(scopes)?) {
+            Verdict::Older {
+                reason,
                 newer_deploy,
-            });
+            } => {
+                let of = match scopes.first().copied() {
+                    Some(WHOLE_STACK) | None => "the whole stack".to_owned(),
+                    Some(scope) => scope.to_owned(),
+                };
+                return Ok(Verdict::Older {
+                    reason: format!("{reason} (judged for {of})"),
+                    newer_deploy,
+                });
+            }
+            Verdict::Newer => {}
+            other => {
+                if by_groups == Verdict::Newer {
+                    by_groups = other;
+                }
+            }
         }
     }
-    Ok(verdict)
+    Ok(match verdict {
+        Verdict::Head => verdict,
+        _ => by_groups,
+    })
 }
 
 #[cfg(test)]
@@ -486,7 +507,7 @@ mod tests {
     fn judged_each(candidate: &Candidate<'_>, known: &Known, each: &[(&str, Known)]) -> Verdict {
         let groups: Vec<Vec<&str>> = each.iter().map(|(scope, _)| vec![*scope]).collect();
         let mut asked = Vec::new();
-        let verdict = judge_each(candidate, known, &groups, |scopes| {
+        let verdict = judge_each(candidate, known, &groups, false, |scopes| {
             asked.push(scopes[0].to_owned());
             let (_, known) = each.iter().find(|(s, _)| *s == scopes[0]).unwrap();
             Ok::<_, ()>(known.clone())
@@ -591,6 +612,8 @@ mod tests {
             Verdict::Newer
         );
         // A group that would call it older is not asked about a rollback.
+        // (An older commit is, for a deploy whose groups cover its scopes:
+        // `an_older_commit_of_the_scopes_together_is_judged_again_by_each_group`.)
         let stale = Known {
             head: head("z", 1),
             seen: Some(1),
@@ -600,5 +623,57 @@ mod tests {
             judged_each(&push("a", Some("b"), true), &known, &[("g", stale)]),
             Verdict::Rollback
         );
+    }
+
+    #[test]
+    fn an_older_commit_of_the_scopes_together_is_judged_again_by_each_group() {
+        // worker deployed X on main (#2, seen in main's scope); web deployed
+        // D on develop (#3, the head of web's scopes). Together X is older
+        // than D; for web alone X is new, for main X is its head.
+        let together = Known {
+            head: head("D", 3),
+            seen: Some(2),
+            ..Known::default()
+        };
+        let web = Known {
+            head: head("D", 3),
+            ..Known::default()
+        };
+        let main = Known {
+            head: head("X", 2),
+            seen: Some(2),
+            ..Known::default()
+        };
+        let groups = [vec!["service web"], vec!["ref main"]];
+        let known_of = |scopes: &[&str]| {
+            Ok::<_, ()>(match scopes[0] {
+                "service web" => web.clone(),
+                _ => main.clone(),
+            })
+        };
+        let candidate = push("X", Some("G"), false);
+        assert_eq!(
+            judge_each(&candidate, &together, &groups, true, known_of).unwrap(),
+            Verdict::Head
+        );
+        // Without groups covering every scope (a deploy of the whole
+        // stack), older together stays older.
+        assert!(!judge_each(&candidate, &together, &groups, false, known_of)
+            .unwrap()
+            .deploys());
+        // Older for one group stays older.
+        let older_main = Known {
+            head: head("Y", 4),
+            seen: Some(2),
+            ..Known::default()
+        };
+        let v = judge_each(&candidate, &together, &groups, true, |scopes| {
+            Ok::<_, ()>(match scopes[0] {
+                "service web" => web.clone(),
+                _ => older_main.clone(),
+            })
+        })
+        .unwrap();
+        assert_older(&v, 4, "(judged for ref main)");
     }
 }

@@ -780,14 +780,14 @@ fn a_deploy_never_takes_over_a_service_its_commit_is_older_for(store: &Store) {
         &j,
         &deploy_of(&["worker"], v1, '1', "t1", 1),
         '1',
-        '0',
+        'z',
         false,
     ));
     new_id(admit_push(
         &j,
         &deploy_of(&["worker"], v2, '2', "t2", 2),
         '2',
-        '0',
+        'z',
         false,
     ));
     // worker's main push of k3 waits; web's main push of k1 (new to web
@@ -834,7 +834,7 @@ fn a_deploy_never_takes_over_a_service_its_commit_is_older_for(store: &Store) {
     );
     // On develop nothing waits: web's push of k1 deploys web. A late push
     // of k0 for worker, older, is cancelled for it, and leaves worker out
-    // (k1 is older than k2 for worker).
+    // (k1 is older than k2 and k3 for worker).
     let develop = "refs/heads/develop";
     let web = new_id(admit_push(
         &j,
@@ -907,8 +907,8 @@ fn a_push_from_its_branchs_newest_commit_supersedes_the_deploys_waiting_there(st
         vec![(waiting, format!("superseded by deploy #{web}"))]
     );
     ran(&j, web);
-    // A forced push back from k2 to c is a rollback, for every service it
-    // takes over from a deploy waiting there.
+    // worker's push k2→3 waits; web's forced push from 3 back to c is a
+    // rollback, for every service it takes over from a deploy waiting there.
     let waiting = new_id(admit_push(
         &j,
         &deploy_of(&["worker"], main, '3', "m3", 5),
@@ -935,7 +935,82 @@ fn a_push_from_its_branchs_newest_commit_supersedes_the_deploys_waiting_there(st
     );
 }
 
+/// Judged by all its scopes together, a commit may look older though it
+/// is older for none of them: "seen" from the lane's commits (another
+/// service deployed it on that branch), the head from the service's own
+/// (another branch). Judged by each, it deploys. web follows main and
+/// develop, worker main, and each gets its own webhook of a push.
+fn a_commit_older_only_for_the_scopes_together_deploys(store: &Store) {
+    let j = store.open();
+    let (main, develop) = ("refs/heads/main", "refs/heads/develop");
+    let both = deploy_of(&["web", "worker"], main, 'g', "m1", 1);
+    ran(&j, new_id(admit_push(&j, &both, 'g', '0', false)));
+    let worker = deploy_of(&["worker"], main, 'x', "m2w", 2);
+    ran(&j, new_id(admit_push(&j, &worker, 'x', 'g', false)));
+    let web = deploy_of(&["web"], develop, 'd', "d1", 3);
+    ran(&j, new_id(admit_push(&j, &web, 'd', '0', false)));
+    let web = deploy_of(&["web"], main, 'x', "m2web", 4);
+    let admitted = admit_push(&j, &web, 'x', 'g', false);
+    assert!(
+        matches!(admitted, Admitted::Inserted(Inserted::New(_))),
+        "x is new to web and main's head: {admitted:?}"
+    );
+    // Still older where one group says so: g, which web had, on main.
+    let late = deploy_of(&["web"], main, 'g', "m3", 5);
+    let late = admit_push(&j, &late, 'g', '0', false);
+    assert!(matches!(late, Admitted::Older { .. }), "{late:?}");
+}
+
+/// An operator's redeploy of one service's earlier deploy rolls back that
+/// service alone: a deploy of another service waiting in its branch is
+/// superseded, and that service is not taken back to the redeployed commit.
+fn an_operators_redeploy_rolls_back_only_the_services_it_names(store: &Store) {
+    let j = store.open();
+    let main = "refs/heads/main";
+    ran(
+        &j,
+        new_id(admit_push(
+            &j,
+            &deploy_of(&["web"], main, 'a', "w1", 1),
+            'a',
+            '0',
+            false,
+        )),
+    );
+    let worker = |c: char, before: char, delivery: &str, at: i64| {
+        admit_push(
+            &j,
+            &deploy_of(&["worker"], main, c, delivery, at),
+            c,
+            before,
+            false,
+        )
+    };
+    ran(&j, new_id(worker('a', '0', "k1", 2)));
+    ran(&j, new_id(worker('b', 'a', "k2", 3)));
+    let waiting = new_id(worker('c', 'b', "k3", 4));
+    let mut redeploy = commit(&sha('a'), &sha('0'), false);
+    if let Some(claim) = redeploy.commit.as_mut() {
+        claim.requested = true;
+        claim.before = None;
+    }
+    let again = deploy_of(&["web"], main, 'a', "r1", 5);
+    let again = new_id(j.admit_deploy(&again, &redeploy).unwrap());
+    let claimed = j.claim_next("web", 6).unwrap();
+    let next = claimed.next.unwrap();
+    assert_eq!(
+        (next.id, next.queued.services),
+        (again, vec!["web".to_owned()])
+    );
+    assert_eq!(
+        claimed.cancelled,
+        vec![(waiting, format!("superseded by deploy #{again}"))]
+    );
+}
+
 super::on_both_backends!(
+    a_commit_older_only_for_the_scopes_together_deploys,
+    an_operators_redeploy_rolls_back_only_the_services_it_names,
     a_push_from_its_branchs_newest_commit_supersedes_the_deploys_waiting_there,
     a_deploy_never_takes_over_a_service_its_commit_is_older_for,
     a_commit_another_service_deployed_last_is_still_older_for_a_service_past_it,

@@ -557,7 +557,8 @@ pub(super) fn admit(
             requested: commit.requested,
         };
         let each = scopes.each();
-        let mut verdict = commit_order::judge_each(&candidate, known, &each, |group| {
+        let older_too = !d.services.is_empty();
+        let mut verdict = commit_order::judge_each(&candidate, known, &each, older_too, |group| {
             known_commits(sql, &d.stack, &commit.sha, Some(group))
         })?;
         // It will take over the services of its lane's waiting deploys, each
@@ -567,8 +568,8 @@ pub(super) fn admit(
         // it is not older. Where it is older, a push that does not start
         // from its lane's newest commit (late, or another sender's) is
         // cancelled for the newest waiting deploy, which takes its services
-        // over; one that does is the lane's latest move, and the claim
-        // leaves that service out.
+        // over; one that does is the lane's latest move, as is an
+        // operator's redeploy, and the claim leaves that service out.
         let mut taken_over: Vec<String> = Vec::new();
         let waiting = match verdict.deploys() && !d.services.is_empty() {
             true => lane_waiting(sql, d, id)?,
@@ -584,13 +585,20 @@ pub(super) fn admit(
                     .collect(),
             };
             let mut follows = None;
+            // An operator's redeploy rolls back only the services it names:
+            // for the others it is judged as a push, and never cancelled.
+            let as_push = Candidate {
+                requested: false,
+                ..candidate
+            };
             for service in added {
-                match older_for(sql, &d.stack, &candidate, service)? {
+                match older_for(sql, &d.stack, &as_push, service)? {
                     None => taken_over.push(commit_order::service_scope(service)),
                     Some(reason) => {
                         let follows = match follows {
                             Some(follows) => follows,
-                            None => *follows.insert(follows_lane(sql, d, &scopes, commit)?),
+                            None => *follows
+                                .insert(commit.requested || follows_lane(sql, d, &scopes, commit)?),
                         };
                         if !follows {
                             verdict = Verdict::Older {
