@@ -85,6 +85,7 @@ pub use cancel::CancelOutcome;
 pub use ui_sessions::UiSession;
 
 mod admission;
+mod commits;
 pub use admission::{
     Admission, AdmissionOutcome, Admitted, CommitClaim, ImageClaim, Placed, Placer, ReplayClaim,
     ToRun,

@@ -408,7 +408,7 @@ pub(super) fn widen_services(
 /// Whether a deploy of commit `sha` may take over `services` (one, or all
 /// when empty): it names no commit the stack's commit order knows, or its
 /// commit is not older for them by their own commits
-/// ([`super::admission::older_for`], as a push that is no rollback: its
+/// ([`super::commits::older_for`], as a push that is no rollback: its
 /// admission judged it for its lane's waiting deploys' services with the
 /// push's own `before` and flags, and recorded its commit as theirs where
 /// it was not older, their head then).
@@ -436,7 +436,7 @@ fn takes(
         requested: false,
     };
     let service = services.first().map(String::as_str);
-    Ok(super::admission::older_for(sql, stack, &candidate, service)?.is_none())
+    Ok(super::commits::older_for(sql, stack, &candidate, service)?.is_none())
 }
 
 /// Cancels queued deploy `id` with `detail`, in the caller's transaction:

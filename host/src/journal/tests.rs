@@ -254,7 +254,7 @@ fn the_commit_order_query_searches_its_indexes_and_walks_no_commits() {
     let plan: Vec<String> = journal
         .write("explain", |sql| {
             let rows = sql.query(
-                &format!("EXPLAIN QUERY PLAN {}", admission::KNOWN_COMMITS),
+                &format!("EXPLAIN QUERY PLAN {}", commits::KNOWN_COMMITS),
                 args!["web", "abc"],
             )?;
             rows.iter().map(|row| row.get::<String>(3)).collect()
@@ -287,7 +287,7 @@ fn the_commit_order_query_of_some_services_searches_its_indexes_and_walks_no_com
     let plan: Vec<String> = journal
         .write("explain", |sql| {
             let rows = sql.query(
-                &format!("EXPLAIN QUERY PLAN {}", admission::known_commits_of(2)),
+                &format!("EXPLAIN QUERY PLAN {}", commits::known_commits_of(2)),
                 args!["web", "abc", "service web", ""],
             )?;
             rows.iter().map(|row| row.get::<String>(3)).collect()
