@@ -73,7 +73,7 @@ pub use request_fallback::{
 mod catch_up;
 pub use catch_up::{GithubHook, NewRedelivery, RedeliveryClaim, RedeliveryState};
 mod retention;
-pub use retention::{PrunePolicy, Pruned};
+pub use retention::{PrunePolicy, Pruned, PrunedLog};
 mod cancel;
 // Admissions written together by concurrent callers.
 mod batch;

@@ -9,7 +9,6 @@
 //! stack and minute they are counted, and summed up in one row.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -41,25 +40,22 @@ pub fn policy(retention: &Retention, now_ms: i64) -> PrunePolicy {
 }
 
 /// Prunes the journal by `config`'s retention at `now_ms`, then deletes the
-/// log and event files of the deploys it deleted (only files under
-/// `<state_dir>/logs`, whatever a row says).
+/// log and event files of the deploys it deleted: where this machine's
+/// runner wrote them ([`crate::deploy_log::file_path`]), whatever path a
+/// row says.
 pub fn prune(config: &Config, journal: &Journal, now_ms: i64) -> Result<Pruned, JournalError> {
     let policy = policy(&config.server.retention, now_ms);
     let pruned = journal.prune(&policy)?;
     // Notices whose notifications are all settled, as old as the
     // deliveries pruned (a pruned deploy's went with it).
     journal.prune_notices(policy.deliveries_before_ms)?;
-    let logs = config.server.state_dir.join("logs");
-    for path in &pruned.log_paths {
-        let path = Path::new(path);
-        if !path.starts_with(&logs)
-            || path
-                .components()
-                .any(|c| c == std::path::Component::ParentDir)
-        {
+    let state_dir = &config.server.state_dir;
+    for deploy in &pruned.logged {
+        if !crate::config::is_stack_name(&deploy.stack) {
             continue;
         }
-        for file in [path.to_path_buf(), path.with_extension("event.json")] {
+        let log = crate::deploy_log::file_path(state_dir, &deploy.stack, deploy.id);
+        for file in [crate::runner::event_file(&log), log] {
             if let Err(e) = std::fs::remove_file(&file) {
                 if e.kind() != std::io::ErrorKind::NotFound {
                     tracing::warn!(file = %file.display(), error = %e, "retention: cannot delete a pruned deploy's file");
@@ -67,6 +63,7 @@ pub fn prune(config: &Config, journal: &Journal, now_ms: i64) -> Result<Pruned, 
             }
         }
     }
+    let logs = state_dir.join("logs");
     // Another machine on a shared journal may have pruned this one's deploys.
     if journal.keeps_deploy_logs() {
         crate::deploy_log::remove_orphan_files(journal, &logs)?;

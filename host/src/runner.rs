@@ -42,7 +42,9 @@ use crate::queue::{Admit, Slot, StackQueue};
 
 mod command;
 pub mod reaper;
-pub use command::{deploy_env, event_file_env, CommandSpec, INHERITED_ENV, LEASE_LOST_REASON};
+pub use command::{
+    deploy_env, event_file, event_file_env, CommandSpec, INHERITED_ENV, LEASE_LOST_REASON,
+};
 mod follow;
 pub mod follows;
 mod stop;

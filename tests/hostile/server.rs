@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use redeploy_host::journal::DeployState;
+use redeploy_host::journal::{DeployState, Journal};
 use redeploy_host::notify::LogLinks;
 use redeploy_host::plugin::cache::CacheStatus;
 use redeploy_host::plugin::{wit, PluginRuntime, RuntimeOptions};
@@ -510,6 +510,18 @@ fn old_deploys_and_deliveries_are_pruned_with_their_files_at_start() {
         assert!(logs.join(format!("{}.log", d.id)).exists());
     }
     assert!(!world.journal().deliveries(100).unwrap().is_empty());
+    // A row naming another deploy's log (an imported export, a writer of
+    // the database) deletes its own deploy's files, never the one named.
+    let kept_log = logs.join(format!("{}.log", deploys[2].id));
+    let db = rusqlite::Connection::open(Journal::path_in(&world.dir.join("state"))).unwrap();
+    let forged = db
+        .execute(
+            "UPDATE deploys SET log_path = ?1 WHERE id = ?2",
+            rusqlite::params![kept_log.display().to_string(), deploys[0].id],
+        )
+        .unwrap();
+    assert_eq!(forged, 1);
+    drop(db);
     std::thread::sleep(Duration::from_millis(1100));
     let server = world.start(&[]);
     let kept = world.deploys();

@@ -105,14 +105,17 @@ fn old_rows_go_and_unfinished_or_still_needed_ones_stay(store: &Store) {
     // and old, but d3 and d2 are still needed.
     assert_eq!(pruned.deliveries, 2);
     assert_eq!(pruned.deploys, 2);
-    let mut logs = pruned.log_paths.clone();
-    logs.sort();
-    let mut expected: Vec<String> = [d1, d4]
+    let mut logged = pruned.logged.clone();
+    logged.sort();
+    let mut expected: Vec<PrunedLog> = [d1, d4]
         .iter()
-        .map(|id| format!("/state/logs/{id}.log"))
+        .map(|&id| PrunedLog {
+            stack: "app".to_owned(),
+            id,
+        })
         .collect();
     expected.sort();
-    assert_eq!(logs, expected);
+    assert_eq!(logged, expected);
     let left: Vec<i64> = j.deploys(None, 100).unwrap().iter().map(|d| d.id).collect();
     assert_eq!(left, [started, queued, d5, d3, d2]);
     assert!(j.transitions(d1).unwrap().is_empty());

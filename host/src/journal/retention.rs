@@ -56,9 +56,19 @@ pub struct Pruned {
     pub deliveries: usize,
     /// Deploy rows deleted (with their transitions and reports).
     pub deploys: usize,
-    /// The log files of the deleted deploys (their event files sit beside
-    /// them as `<id>.event.json`).
-    pub log_paths: Vec<String>,
+    /// The deleted deploys that had a log, whose files go with them.
+    pub logged: Vec<PrunedLog>,
+}
+
+/// A deleted deploy that had a log: its stack and id, which name its files
+/// (`crate::deploy_log::file_path`), never the path its row gave, which an
+/// imported export or a writer of a shared database chooses.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PrunedLog {
+    /// The deploy's stack.
+    pub stack: String,
+    /// The deploy's id.
+    pub id: i64,
 }
 
 impl Journal {
@@ -89,12 +99,15 @@ fn prune(sql: &mut dyn Sql, policy: &PrunePolicy) -> Result<Pruned, DbError> {
     ];
     for row in sql.query(
         &format!(
-            "SELECT log_path FROM deploys
+            "SELECT stack, id FROM deploys
              WHERE id IN ({PRUNED_DEPLOYS}) AND log_path IS NOT NULL"
         ),
         set,
     )? {
-        pruned.log_paths.push(row.get(0)?);
+        pruned.logged.push(PrunedLog {
+            stack: row.get(0)?,
+            id: row.get(1)?,
+        });
     }
     sql.execute(
         &format!(
