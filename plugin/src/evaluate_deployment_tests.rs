@@ -91,17 +91,59 @@ fn a_deployment_event_restores_the_services_and_profile_of_its_push() {
     assert_eq!(chosen.services, vec!["worker"]);
     assert_eq!(chosen.profile.as_deref(), Some("fast"));
 
-    // Names the stack does not have are not trusted: all services, no profile.
+    // A profile the stack does not have any more is dropped.
     let unknown = keyed_decision(
-        &[s],
-        &deployment_event(signed_payload("shop", &["db"], Some("slow"))),
+        std::slice::from_ref(&s),
+        &deployment_event(signed_payload("shop", &["worker"], Some("slow"))),
         &keyed(),
     )
     .deploy()
     .cloned()
     .unwrap();
-    assert_eq!(unknown.services, vec!["web", "worker"]);
+    assert_eq!(unknown.services, vec!["worker"]);
     assert_eq!(unknown.profile, None);
+    // Services it no longer has deploy nothing, never every service.
+    let gone = keyed_decision(
+        &[s],
+        &deployment_event(signed_payload("shop", &["db"], None)),
+        &keyed(),
+    );
+    assert_eq!(gone.action, Action::Skip(SkipCode::OtherStack));
+    assert_eq!(
+        gone.reason,
+        "deployment 42 chooses services [\"db\"], none of which this stack deploys from it"
+    );
+}
+
+#[test]
+fn a_deployment_deploys_the_services_its_push_chose_whatever_repository_they_follow() {
+    // worker follows acme/worker; continuous deployment makes deployments
+    // in acme/web. A push of acme/worker asked for worker's deployment
+    // there: its event deploys worker, never web instead.
+    let s = with_github_cd(multi_service_stack());
+    let d = keyed_decision(
+        std::slice::from_ref(&s),
+        &deployment_event(signed_payload("shop", &["worker"], None)),
+        &keyed(),
+    );
+    assert_eq!(
+        d.deploy().cloned().unwrap().services,
+        vec!["worker"],
+        "{}",
+        d.reason
+    );
+    // Without services in its payload, those of its repository.
+    let d = keyed_decision(
+        &[s],
+        &deployment_event(signed_payload("shop", &[], None)),
+        &keyed(),
+    );
+    assert_eq!(
+        d.deploy().cloned().unwrap().services,
+        vec!["web"],
+        "{}",
+        d.reason
+    );
 }
 
 #[test]

@@ -95,7 +95,11 @@ pub(super) fn decide_deployment(
         })
         .collect();
     let mut services: Vec<&PreparedService> = if created_here {
-        if in_repo.is_empty() {
+        // The services the push chose are in the payload, under the MAC:
+        // chosen from every service, whichever repository each follows (a
+        // push of one service's repository may make a deployment in the
+        // repository continuous deployment names).
+        if in_repo.is_empty() || !d.payload_services.is_empty() {
             stack.services.iter().collect()
         } else {
             in_repo
@@ -125,13 +129,23 @@ pub(super) fn decide_deployment(
         }
     }
     if !d.payload_services.is_empty() {
-        let chosen: Vec<&PreparedService> = services
-            .iter()
-            .copied()
-            .filter(|s| d.payload_services.contains(&s.service.name))
-            .collect();
-        if !chosen.is_empty() {
-            services = chosen;
+        services.retain(|s| d.payload_services.contains(&s.service.name));
+        // Services redeploy chose that this stack no longer has, or that a
+        // deployment made elsewhere chose off its ref: never every service
+        // instead.
+        if services.is_empty() {
+            let code = match created_here {
+                true => SkipCode::OtherStack,
+                false => SkipCode::ForeignDeployment,
+            };
+            return skip(
+                stack.stack,
+                code,
+                format!(
+                    "deployment {} chooses services {:?}, none of which this stack deploys from it",
+                    d.id, d.payload_services
+                ),
+            );
         }
     }
     let reason = if created_here {
