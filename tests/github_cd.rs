@@ -266,6 +266,84 @@ fn a_push_creates_a_deployment_whose_event_deploys_and_reports_each_phase() {
 }
 
 #[test]
+fn a_copied_redeploy_mac_deploys_nothing_on_a_deployment_redeploy_never_asked_for() {
+    // Anyone who may create deployments copies the payload of one of
+    // redeploy's (its MAC covers stack, ref, environment, services and
+    // profile, never the id GitHub gives) onto a deployment of their own:
+    // GitHub signs and sends it like any other.
+    let standin = GithubStandin::start(TOKEN);
+    let base = standin.base_url();
+    let stacks = [
+        cd_stack(1, "web", &base, ""),
+        cd_stack(2, "open", &base, "accept_foreign_deployments = true"),
+    ];
+    let cd = start("github-cd-copied-mac", &stacks);
+    standin.forward_deployments_to(&format!("{}{}", cd.public, hook(1)), SECRET);
+    let r = signed_push(&cd.server, &hook(1), SECRET, &sha(1), "push-1");
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(
+        statuses_of(&standin, 1000, 3),
+        ["queued", "in_progress", "success"]
+    );
+    let payload = wait_for(20, "the deployment request", || {
+        standin
+            .requests()
+            .into_iter()
+            .find(|q| q.operation == DEPLOYMENTS)
+    })
+    .body
+    .unwrap()["payload"]
+        .clone();
+    assert!(payload["redeploy-mac"].is_string(), "{payload}");
+    let deploys = cd.world.settle(20);
+    assert_eq!(deploys.len(), 1);
+
+    // The copy, as deployment 1500: a valid MAC, but no request of the
+    // stack made it. Judged as made elsewhere, which this stack refuses.
+    let copy = deployment_event(1500, &sha(1), "web-env", payload.clone());
+    let r = deliver(&cd, "deployment", "copy-1", &copy);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let decision = &r.json()["decisions"][0];
+    assert_eq!(decision["action"], "skip", "{decision}");
+    assert_eq!(decision["skip"], "foreign-deployment", "{decision}");
+    let reason = decision["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("redeploy never asked GitHub for deployment 1500, whose redeploy-mac is copied from one it did: judged as a deployment created elsewhere: deployment 1500 was not created by redeploy"),
+        "{reason}"
+    );
+    // Again, under another delivery id: still nothing.
+    let r = deliver(&cd, "deployment", "copy-2", &copy);
+    assert_eq!(r.json()["decisions"][0]["action"], "skip", "{}", r.text());
+    assert_eq!(cd.world.settle(20).len(), 1, "the copies deployed nothing");
+
+    // A stack that accepts foreign deployments judges the copy by their
+    // rules: its ref is a bare commit, which names no branch it follows.
+    let mut open_payload = payload.clone();
+    open_payload["stack"] = json!("open");
+    let copy = deployment_event(1501, &sha(1), "open-env", open_payload);
+    let r = signed_github(
+        &cd.server,
+        &hook(2),
+        SECRET,
+        ("deployment", "copy-3"),
+        &copy,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let decision = &r.json()["decisions"][0];
+    assert_eq!(decision["action"], "skip", "{decision}");
+    assert!(
+        decision["reason"]
+            .as_str()
+            .unwrap()
+            .contains("names the bare commit"),
+        "{decision}"
+    );
+    assert_eq!(cd.world.settle(20).len(), 1);
+    assert_eq!(standin.violations(), Vec::<String>::new());
+    cd.server.terminate();
+}
+
+#[test]
 fn every_documented_github_answer_is_journaled_and_deploys_nothing() {
     let standin = GithubStandin::start(TOKEN);
     let base = standin.base_url();

@@ -556,6 +556,31 @@ fn a_continuous_deployment_stack_that_polls_asks_github_once_per_commit() {
         .expect("the second sighting's decision");
     let reason = duplicate["reason"].as_str().unwrap();
     assert!(reason.contains("each commit is asked for once"), "{reason}");
+
+    // The branch moves on, then is forced back to the second commit: the
+    // poll sees it move back from the deployed head, and asks again.
+    let third = commit(&work, "main", "third");
+    seen(&world, "web", &url, &third);
+    let deploys = wait_for(30, "the third commit deployed", || {
+        let d = world.settle(30);
+        (d.len() == 2).then_some(d)
+    });
+    assert_eq!(deploys[1].queued.sha.as_deref(), Some(third.as_str()));
+    git(
+        &work,
+        &["push", "-q", "-f", "origin", &format!("{second}:main")],
+    );
+    let deploys = wait_for(30, "the second commit deployed again", || {
+        let d = world.settle(30);
+        (d.len() == 3).then_some(d)
+    });
+    assert_eq!(deploys[2].state, DeployState::Succeeded, "{deploys:?}");
+    assert_eq!(deploys[2].queued.sha.as_deref(), Some(second.as_str()));
+    let requests = world
+        .journal()
+        .deployment_requests(Some("web"), 10)
+        .unwrap();
+    assert_eq!(requests.len(), 3, "{requests:?}");
     assert_eq!(standin.violations(), Vec::<String>::new());
     server.terminate();
 }

@@ -19,6 +19,7 @@ use crate::received::RequestRecord;
 use crate::runner::{Enqueued, Runner};
 use crate::stacks::wit_stack;
 
+mod copied_mac;
 mod image;
 mod plan;
 mod redeploy;
@@ -499,6 +500,18 @@ impl Dispatcher {
             }
             Ok(Ok(o)) => o,
         };
+        let mut outcome = outcome;
+        if let Err(e) = copied_mac::judge_unrequested(
+            &self.runtime,
+            &self.journal,
+            &config,
+            &wit_stacks,
+            delivery,
+            &mut outcome,
+        ) {
+            tracing::error!(stack = ?label, error = %e, "journal: cannot read whether redeploy asked for a deployment");
+            return self.unavailable(label, &outcome, seen);
+        }
         if outcome.provider == wit::Provider::Github && outcome.event == "deployment" {
             self.note_deployment_event(stacks, delivery);
         }

@@ -238,10 +238,12 @@ impl Journal {
 
     /// [`Journal::insert_deployment_request`], and with `once_per_commit`
     /// (a stack that polls and is pushed to, which sees each push twice) a
-    /// request for a commit the stack already asked about for the same ref
-    /// is also [`Inserted::Duplicate`] (of the first), whichever repository
-    /// it names (a poll names the repository as the stack does, a forge's
-    /// push as the forge does).
+    /// request for the commit the stack last asked about for the same ref
+    /// is also [`Inserted::Duplicate`] (of that request), whichever
+    /// repository it names (a poll names the repository as the stack does,
+    /// a forge's push as the forge does). A commit asked about before
+    /// another one of the ref is asked about again: the ref moved back to
+    /// it (a forced push), and the commit order judges its deploy.
     pub fn insert_deployment_request_for(
         &self,
         r: &NewDeploymentRequest,
@@ -289,14 +291,16 @@ fn insert_once(
     once_per_commit: bool,
 ) -> Result<Inserted, DbError> {
     if let (true, Some(sha)) = (once_per_commit, &r.sha) {
-        let asked = sql.query_opt(
-            "SELECT id FROM github_deployment_requests
-             WHERE stack = ?1 AND sha = ?2 AND git_ref IS NOT DISTINCT FROM ?3
-             ORDER BY id LIMIT 1",
-            args![r.stack, sha, r.git_ref],
+        let last = sql.query_opt(
+            "SELECT id, sha FROM github_deployment_requests
+             WHERE stack = ?1 AND git_ref IS NOT DISTINCT FROM ?2
+             ORDER BY id DESC LIMIT 1",
+            args![r.stack, r.git_ref],
         )?;
-        if let Some(row) = asked {
-            return Ok(Inserted::Duplicate(row.get(0)?));
+        if let Some(row) = last {
+            if row.get::<Option<String>>(1)?.as_deref() == Some(sha.as_str()) {
+                return Ok(Inserted::Duplicate(row.get(0)?));
+            }
         }
     }
     insert_request_in(sql, r)

@@ -422,6 +422,34 @@ impl Journal {
         })
     }
 
+    /// Whether a request of `stack` made GitHub deployment
+    /// `deployment_id`: one GitHub answered with it, or, should its event
+    /// come before the answer is recorded, one not answered yet of its
+    /// commit `sha` (or of none: a manual trigger asks for a branch). A
+    /// `deployment` event's MAC cannot cover the id GitHub gives the
+    /// deployment, so a copy of a payload redeploy made, onto a deployment
+    /// someone else creates, carries a valid MAC: only this says the
+    /// deployment is redeploy's own.
+    pub fn deployment_requested(
+        &self,
+        stack: &str,
+        deployment_id: u64,
+        sha: Option<&str>,
+    ) -> Result<bool, JournalError> {
+        let deployment = i64::try_from(deployment_id).unwrap_or(i64::MAX);
+        self.read("read whether a deployment was requested", |sql| {
+            sql.query_one(
+                "SELECT EXISTS (SELECT 1 FROM github_deployment_requests
+                     WHERE stack = ?1 AND deployment_id = ?2)
+                 OR EXISTS (SELECT 1 FROM github_deployment_requests
+                     WHERE stack = ?1 AND deployment_id IS NULL AND state = 'pending'
+                     AND (sha IS NULL OR sha = ?3))",
+                args![stack, deployment, sha],
+            )?
+            .get(0)
+        })
+    }
+
     /// Records that a `deployment` event of GitHub deployment
     /// `deployment_id` of `stack` reached the dispatcher at `at_ms`,
     /// whatever the component decided: `event_wait` never runs it then.
