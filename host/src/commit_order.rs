@@ -19,7 +19,10 @@
 //! A candidate is **older** when the stack has seen it before (it was
 //! deployed or superseded), or when the chain shows it precedes a commit
 //! the stack has seen (some push had `before` = this commit). An unknown
-//! commit is newer. Two ways through remain for an intentional rollback: a
+//! commit is newer, unless its push started from a commit its lane (one
+//! ref) had before the lane's head, without force ([`started_behind`]: a
+//! late delivery, such as a redelivery after an outage that comes after
+//! the live push). Two ways through remain for an intentional rollback: a
 //! push whose `before` is the head itself, forced (or from a sender that
 //! never says whether a push was forced, where the chain is all there is),
 //! a deploy that names no commit (a manual trigger), which is never judged
@@ -119,6 +122,14 @@ impl Scopes {
         self.lane.as_deref()
     }
 
+    /// The scope its lane's commits found behind the lane's head are
+    /// recorded under ([`started_behind`]), when it names a ref: `behind
+    /// ref REF REPOSITORY`, no scope a deploy is judged by or a head is
+    /// read from.
+    pub fn behind(&self) -> Option<String> {
+        self.lane.as_deref().map(|lane| format!("{BEHIND}{lane}"))
+    }
+
     /// The scopes the deploy's commit is recorded under: its services' (the
     /// whole stack's, for a deploy of all of them) and its lane's.
     pub fn recorded_as(&self) -> Vec<&str> {
@@ -129,6 +140,11 @@ impl Scopes {
         services.into_iter().chain(self.lane.as_deref()).collect()
     }
 }
+
+/// The prefix of the scopes of commits found behind their lane's head
+/// ([`Scopes::behind`]): those rows are read only by [`started_behind`]'s
+/// question, never as a head or a commit that precedes another.
+pub const BEHIND: &str = "behind ";
 
 /// The stack's head: the commit of its newest accepted deploy.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -245,6 +261,43 @@ pub fn judge(candidate: &Candidate<'_>, known: &Known) -> Verdict {
         };
     }
     Verdict::Newer
+}
+
+/// Whether a push of a commit none of its scopes knows ([`Verdict::Newer`]
+/// by [`judge`]) is still older, by where it starts: from a commit its
+/// lane (one ref of one repository) deployed or superseded before the
+/// lane's head (`before_seen`, that commit's newest deploy of the lane; or
+/// a commit found behind the lane's head the same way, [`Scopes::behind`]),
+/// by a push its sender says was not forced. A ref moves off a commit
+/// without force only to a descendant, so the ref passed through this
+/// commit on its way to the head: a late delivery (a redelivery after an
+/// outage comes after the live pushes), or a replay. Only for senders that
+/// report forced pushes, and never for an operator's redeploy.
+pub fn started_behind(
+    candidate: &Candidate<'_>,
+    before_seen: Option<i64>,
+    lane_head: Option<&Head>,
+) -> Option<Verdict> {
+    let before = candidate.before?;
+    let head = lane_head?;
+    let deploy = before_seen?;
+    if candidate.requested
+        || candidate.forced
+        || !candidate.sender_reports_forced
+        || before == head.sha
+        || candidate.sha == head.sha
+    {
+        return None;
+    }
+    Some(Verdict::Older {
+        reason: format!(
+            "commit {} is older than commit {} (deploy #{}): the push that brought it \
+             started from commit {before}, which its branch or tag had before that \
+             (deploy #{deploy}), and was not forced, so the ref passed through it first",
+            candidate.sha, head.sha, head.deploy_id
+        ),
+        newer_deploy: head.deploy_id,
+    })
 }
 
 /// Judges whether `candidate` may deploy: by what the journal `known`s of
@@ -675,5 +728,57 @@ mod tests {
         })
         .unwrap();
         assert_older(&v, 4, "(judged for ref main)");
+    }
+
+    #[test]
+    fn a_push_that_started_behind_its_lanes_head_without_force_is_older() {
+        let head = Head {
+            sha: "e".into(),
+            deploy_id: 5,
+        };
+        let push = |before: &'static str| Candidate {
+            sha: "c",
+            before: Some(before),
+            forced: false,
+            sender_reports_forced: true,
+            requested: false,
+        };
+        // From a commit the lane had before its head (deploy 1): older.
+        let v = started_behind(&push("a"), Some(1), Some(&head)).unwrap();
+        let Verdict::Older {
+            reason,
+            newer_deploy,
+        } = v
+        else {
+            panic!("{v:?}")
+        };
+        assert_eq!(newer_deploy, 5);
+        assert_eq!(
+            reason,
+            "commit c is older than commit e (deploy #5): the push that brought it started \
+             from commit a, which its branch or tag had before that (deploy #1), and was not \
+             forced, so the ref passed through it first"
+        );
+        // From the head, from a commit the lane never had, with no head.
+        assert_eq!(started_behind(&push("e"), Some(5), Some(&head)), None);
+        assert_eq!(started_behind(&push("a"), None, Some(&head)), None);
+        assert_eq!(started_behind(&push("a"), Some(1), None), None);
+        // Forced, from a sender that never says, an operator's redeploy.
+        for c in [
+            Candidate {
+                forced: true,
+                ..push("a")
+            },
+            Candidate {
+                sender_reports_forced: false,
+                ..push("a")
+            },
+            Candidate {
+                requested: true,
+                ..push("a")
+            },
+        ] {
+            assert_eq!(started_behind(&c, Some(1), Some(&head)), None, "{c:?}");
+        }
     }
 }

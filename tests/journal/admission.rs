@@ -1008,7 +1008,91 @@ fn an_operators_redeploy_rolls_back_only_the_services_it_names(store: &Store) {
     );
 }
 
+/// Pushes missed while redeploy was down come back (a forge's redelivery,
+/// the catch-up) after the live push that followed them: none deploys,
+/// however many there were, since each starts from a commit the branch had
+/// before its head and was not forced.
+fn pushes_redelivered_after_the_live_one_deploy_nothing(store: &Store) {
+    let j = store.open();
+    let main = "refs/heads/main";
+    let push = |c: char, before: char, delivery: &str, at: i64| {
+        admit_push(&j, &deploy_of(&[], main, c, delivery, at), c, before, false)
+    };
+    ran(&j, new_id(push('a', '0', "p1", 1)));
+    // a→b, b→c and c→d are missed; the live d→e deploys.
+    let live = ran(&j, new_id(push('e', 'd', "p5", 2)));
+    for (c, before, delivery) in [('b', 'a', "p2"), ('c', 'b', "p3"), ('d', 'c', "p4")] {
+        let Admitted::Older { reason, .. } = push(c, before, delivery, 3) else {
+            panic!("{delivery} deployed after the live push");
+        };
+        assert!(
+            reason.contains(&format!("older than commit {} (deploy #{live})", sha('e'))),
+            "{delivery}: {reason}"
+        );
+    }
+    // A push from one of those commits is older too.
+    let Admitted::Older { reason, .. } = push('g', 'c', "p4b", 4) else {
+        panic!("a push from a commit found behind the head deployed");
+    };
+    assert!(
+        reason.contains(&format!("started from commit {}", sha('c'))),
+        "{reason}"
+    );
+    // The branch's next push deploys; so does the same push for another
+    // service (the head, by another webhook).
+    let next = new_id(admit_push(
+        &j,
+        &deploy_of(&["web"], main, 'f', "p6", 5),
+        'f',
+        'e',
+        false,
+    ));
+    let other = admit_push(
+        &j,
+        &deploy_of(&["worker"], main, 'f', "p6-worker", 6),
+        'f',
+        'e',
+        false,
+    );
+    assert!(
+        matches!(other, Admitted::Inserted(Inserted::New(_))),
+        "{other:?}"
+    );
+    ran(&j, next);
+    // A late push from an earlier commit that its sender says was forced,
+    // or whose sender never says, is not known to be older: it deploys.
+    let forced = admit_push(&j, &deploy_of(&[], main, 'x', "p7", 7), 'x', 'a', true);
+    assert!(
+        matches!(forced, Admitted::Inserted(Inserted::New(_))),
+        "{forced:?}"
+    );
+    let mut unsaid = commit(&sha('y'), &sha('b'), false);
+    if let Some(claim) = unsaid.commit.as_mut() {
+        claim.sender_reports_forced = false;
+    }
+    let unsaid = j
+        .admit_deploy(&deploy_of(&[], main, 'y', "p8", 8), &unsaid)
+        .unwrap();
+    assert!(
+        matches!(unsaid, Admitted::Inserted(Inserted::New(_))),
+        "{unsaid:?}"
+    );
+    // Another branch's push from a commit main had is no late push of main.
+    let develop = admit_push(
+        &j,
+        &deploy_of(&[], "refs/heads/develop", 'z', "p9", 9),
+        'z',
+        'a',
+        false,
+    );
+    assert!(
+        matches!(develop, Admitted::Inserted(Inserted::New(_))),
+        "{develop:?}"
+    );
+}
+
 super::on_both_backends!(
+    pushes_redelivered_after_the_live_one_deploy_nothing,
     a_commit_older_only_for_the_scopes_together_deploys,
     an_operators_redeploy_rolls_back_only_the_services_it_names,
     a_push_from_its_branchs_newest_commit_supersedes_the_deploys_waiting_there,

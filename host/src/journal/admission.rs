@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use super::batch::RowsInOrder;
 use super::claim::{cancel_for, cancel_one, Superseded};
-use super::commits::{follows_lane, head, known_commits, lane_waiting, older_for};
+use super::commits::{follows_lane, head, known_commits, lane_start, lane_waiting, older_for};
 use super::github::{insert_request_in, DeploymentRequestClaim};
 use super::sql::{args, Commit, DbError, Sql, ToValue, Value};
 use super::{insert_deploy_in, Backend, Inserted, Journal, JournalError};
@@ -562,6 +562,29 @@ pub(super) fn admit(
         let mut verdict = commit_order::judge_each(&candidate, known, &each, older_too, |group| {
             known_commits(sql, &d.stack, &commit.sha, Some(group))
         })?;
+        // A commit none of its scopes knows may still come from behind its
+        // lane's head: a push that started from an earlier commit of the
+        // lane, not forced (`commit_order::started_behind`). Asked only of
+        // a push that does not start from the head (never of the next
+        // push of a branch).
+        let mut behind = false;
+        let asks = verdict == Verdict::Newer
+            && commit.sender_reports_forced
+            && !commit.forced
+            && !commit.requested;
+        if let (true, Some(before)) = (asks, commit.before.as_deref()) {
+            let from_head = known.head.as_ref().is_some_and(|h| h.sha == before);
+            if let (false, Some((seen, lane_head))) =
+                (from_head, lane_start(sql, &d.stack, before, &scopes)?)
+            {
+                if let Some(older) =
+                    commit_order::started_behind(&candidate, seen, lane_head.as_ref())
+                {
+                    verdict = older;
+                    behind = true;
+                }
+            }
+        }
         // It will take over the services of its lane's waiting deploys, each
         // one its commit is not older for (`claim::widen_services`). Each is
         // judged here with the push's own `before` and flags, by that
@@ -639,6 +662,23 @@ pub(super) fn admit(
                     lane: d.lane(),
                 };
                 cancel_for(sql, id, superseded, d.created_at_ms, &detail)?;
+                // Found behind its lane's head: so is a push from it.
+                if let (true, Some(scope)) = (behind, scopes.behind()) {
+                    sql.execute_pipelined(
+                        "INSERT INTO stack_commits
+                             (stack, sha, before_sha, deploy_id, seen_at_ms, scope)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                         ON CONFLICT (stack, sha, scope) DO NOTHING",
+                        args![
+                            d.stack,
+                            commit.sha,
+                            commit.before,
+                            id,
+                            d.created_at_ms,
+                            scope
+                        ],
+                    )?;
+                }
                 admitted = Admitted::Older {
                     deploy_id: id,
                     reason,

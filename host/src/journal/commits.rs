@@ -52,6 +52,39 @@ pub(super) fn follows_lane(
         .is_some_and(|head| commit.before.as_deref() == Some(&head.sha)))
 }
 
+/// What [`commit_order::started_behind`] asks of `d`'s lane (`scopes`'s)
+/// about `before`, the commit its push started from: that commit's newest
+/// deploy of the lane, or of the commits found behind the lane's head,
+/// and the lane's head. `None` when `d` names no ref.
+pub(super) fn lane_start(
+    sql: &mut dyn Sql,
+    stack: &str,
+    before: &str,
+    scopes: &Scopes,
+) -> Result<Option<(Option<i64>, Option<Head>)>, DbError> {
+    let (Some(lane), Some(behind)) = (scopes.lane(), scopes.behind()) else {
+        return Ok(None);
+    };
+    let row = sql.query_one(
+        "SELECT
+             (SELECT MAX(+deploy_id) FROM stack_commits
+                  WHERE stack = ?1 AND sha = ?2 AND scope IN (?3, ?4)),
+             h.sha, h.deploy_id
+         FROM (SELECT 1) AS one
+         LEFT JOIN (SELECT sha, deploy_id FROM stack_commits WHERE stack = ?1 AND scope = ?3
+                    ORDER BY deploy_id DESC LIMIT 1) AS h ON TRUE",
+        args![stack, before, lane, behind],
+    )?;
+    let head_sha: Option<String> = row.get(1)?;
+    let head_deploy: Option<i64> = row.get(2)?;
+    Ok(Some((
+        row.get(0)?,
+        head_sha
+            .zip(head_deploy)
+            .map(|(sha, deploy_id)| Head { sha, deploy_id }),
+    )))
+}
+
 /// The services deploy `id` (`d`, of some services) deploys once it takes
 /// over those of the deploys of its lane and profile waiting before it
 /// ([`super::claim::widen_services`]), with the newest of those deploys;
@@ -86,10 +119,11 @@ pub(super) fn lane_waiting(
 }
 
 /// The head of `stack`: the commit of its newest accepted deploy, of any
-/// scope.
+/// scope (but the commits found behind a lane's head, [`commit_order::BEHIND`]).
 pub(super) fn head(sql: &mut dyn Sql, stack: &str) -> Result<Option<Head>, DbError> {
     sql.query_opt(
         "SELECT sha, deploy_id FROM stack_commits WHERE stack = ?1
+         AND scope NOT LIKE 'behind %'
          ORDER BY deploy_id DESC LIMIT 1",
         args![stack],
     )?
@@ -124,7 +158,9 @@ fn newest_of_each(count: usize, first: usize) -> String {
 /// newest deploy, the newest commit pushed on top of it, and the head,
 /// each read from an index (`stack_commits_before_newest`, schema 20, for
 /// the second: the table keeps every commit a stack ever deployed). Of
-/// every scope's commits: for a deploy of the whole stack. (`+deploy_id`:
+/// every scope's commits (but those found behind a lane's head, which say
+/// only that a commit is older: [`commit_order::BEHIND`]), for a deploy of
+/// the whole stack. (`+deploy_id`:
 /// the candidate's rows are found by (stack, sha), not by walking the
 /// stack's commits newest first for them.)
 pub(super) const KNOWN_COMMITS: &str = "SELECT
@@ -132,9 +168,10 @@ pub(super) const KNOWN_COMMITS: &str = "SELECT
          p.sha, p.deploy_id, h.sha, h.deploy_id
      FROM (SELECT 1) AS one
      LEFT JOIN (SELECT sha, deploy_id FROM stack_commits
-                WHERE stack = ?1 AND before_sha = ?2
+                WHERE stack = ?1 AND before_sha = ?2 AND scope NOT LIKE 'behind %'
                 ORDER BY deploy_id DESC LIMIT 1) AS p ON TRUE
-     LEFT JOIN (SELECT sha, deploy_id FROM stack_commits WHERE stack = ?1
+     LEFT JOIN (SELECT sha, deploy_id FROM stack_commits
+                WHERE stack = ?1 AND scope NOT LIKE 'behind %'
                 ORDER BY deploy_id DESC LIMIT 1) AS h ON TRUE";
 
 /// [`KNOWN_COMMITS`] of the commits of `count` scopes (bound from `?3` on,
