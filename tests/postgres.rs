@@ -246,6 +246,43 @@ fn a_runner_that_cannot_renew_its_lease_stops_its_deploy_before_the_lease_runs_o
 }
 
 #[test]
+fn a_deploy_that_ends_while_the_database_is_down_is_recorded_as_it_ended() {
+    let cluster = Cluster::start("end-retry");
+    let url = cluster.database("end_retry");
+    // A command that starts, then ends when the test says.
+    let stack = Stack::new("web")
+        .follows("acme/web", "main")
+        .token(1)
+        .secret(SECRET)
+        .timeout("5m")
+        .line(r#"command = ["sh", "-c", "touch @DIR@/started; while [ ! -e @DIR@/go ]; do sleep 0.05; done; echo ended"]"#);
+    let world = replica("pg-end-retry", &url, "lease = \"15s\"", &stack.toml());
+    let server = world.start(&[]);
+    assert_eq!(push(&server, 1, "e-1"), 202);
+    wait_for(10, "the deploy to start", || {
+        world.dir.join("started").exists().then_some(())
+    });
+    cluster.pg_ctl_stop();
+    std::fs::write(world.dir.join("go"), "").unwrap();
+    wait_for(15, "a try to record the deploy's end", || {
+        server
+            .log_text()
+            .contains("cannot record the end of a deploy yet; retrying")
+            .then_some(())
+    });
+    cluster.pg_ctl_start();
+    let deploys = world.settle(30);
+    assert_eq!(
+        deploys[0].state,
+        DeployState::Succeeded,
+        "{:?}",
+        deploys[0].detail
+    );
+    assert_eq!(deploys[0].exit_code, Some(0));
+    server.terminate();
+}
+
+#[test]
 fn while_the_database_is_down_deliveries_get_503_and_nothing_accepted_is_lost() {
     let cluster = Cluster::start("down");
     let url = cluster.database("down");

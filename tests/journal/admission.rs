@@ -1059,6 +1059,23 @@ fn pushes_redelivered_after_the_live_one_deploy_nothing(store: &Store) {
         "{other:?}"
     );
     ran(&j, next);
+    // An operator redeploys a: the branch stays at f, and its next push
+    // from there deploys.
+    let mut redeploy = commit(&sha('a'), &sha('0'), false);
+    if let Some(claim) = redeploy.commit.as_mut() {
+        claim.requested = true;
+        claim.before = None;
+    }
+    let again = NewDeploy {
+        provider: redeploy_host::rollback::PROVIDER.into(),
+        ..deploy_of(&[], main, 'a', "r1", 6)
+    };
+    ran(&j, new_id(j.admit_deploy(&again, &redeploy).unwrap()));
+    let after = push('h', 'f', "p6b", 6);
+    assert!(
+        matches!(after, Admitted::Inserted(Inserted::New(_))),
+        "{after:?}"
+    );
     // A late push from an earlier commit that its sender says was forced,
     // or whose sender never says, is not known to be older: it deploys.
     let forced = admit_push(&j, &deploy_of(&[], main, 'x', "p7", 7), 'x', 'a', true);

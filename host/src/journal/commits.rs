@@ -55,7 +55,10 @@ pub(super) fn follows_lane(
 /// What [`commit_order::started_behind`] asks of `d`'s lane (`scopes`'s)
 /// about `before`, the commit its push started from: that commit's newest
 /// deploy of the lane, or of the commits found behind the lane's head,
-/// and the lane's head. `None` when `d` names no ref.
+/// and the lane's head: where its ref last moved to, so an operator's
+/// redeploy of an earlier commit (provider [`crate::rollback::PROVIDER`],
+/// the only deploys of that provider that name a commit), which moves no
+/// ref, is none. `None` when `d` names no ref.
 pub(super) fn lane_start(
     sql: &mut dyn Sql,
     stack: &str,
@@ -71,9 +74,11 @@ pub(super) fn lane_start(
                   WHERE stack = ?1 AND sha = ?2 AND scope IN (?3, ?4)),
              h.sha, h.deploy_id
          FROM (SELECT 1) AS one
-         LEFT JOIN (SELECT sha, deploy_id FROM stack_commits WHERE stack = ?1 AND scope = ?3
+         LEFT JOIN (SELECT sha, deploy_id FROM stack_commits c WHERE stack = ?1 AND scope = ?3
+                    AND NOT EXISTS (SELECT 1 FROM deploys d
+                                    WHERE d.id = c.deploy_id AND d.provider = ?5)
                     ORDER BY deploy_id DESC LIMIT 1) AS h ON TRUE",
-        args![stack, before, lane, behind],
+        args![stack, before, lane, behind, crate::rollback::PROVIDER],
     )?;
     let head_sha: Option<String> = row.get(1)?;
     let head_deploy: Option<i64> = row.get(2)?;
