@@ -2,6 +2,8 @@
 //! loopback port, a throwaway PostgreSQL cluster (tests/support/postgres.rs)
 //! and real signed deliveries.
 
+use std::time::Duration;
+
 use redeploy_host::journal::DeployState;
 
 use crate::support::deliveries::{sha, signed_push};
@@ -279,6 +281,109 @@ fn a_deploy_that_ends_while_the_database_is_down_is_recorded_as_it_ended() {
         deploys[0].detail
     );
     assert_eq!(deploys[0].exit_code, Some(0));
+    server.terminate();
+}
+
+/// A TCP relay to a local port that can be frozen: it then forwards
+/// nothing either way and closes nothing, as a stalled network does.
+struct Relay {
+    port: u16,
+    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Relay {
+    fn start(upstream: u16) -> Relay {
+        use std::io::{Read as _, Write as _};
+        use std::sync::atomic::Ordering::SeqCst;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let frozen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let shared = frozen.clone();
+        std::thread::spawn(move || {
+            for down in listener.incoming().flatten() {
+                let Ok(up) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let ways = [
+                    (down.try_clone().unwrap(), up.try_clone().unwrap()),
+                    (up, down),
+                ];
+                for (mut from, mut to) in ways {
+                    let frozen = shared.clone();
+                    let thaw = move || {
+                        while frozen.load(SeqCst) {
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                    };
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 16 * 1024];
+                        loop {
+                            thaw();
+                            let n = match from.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            // What was read as the relay froze waits too.
+                            thaw();
+                            if to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+            }
+        });
+        Relay { port, frozen }
+    }
+
+    fn freeze(&self, frozen: bool) {
+        self.frozen
+            .store(frozen, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_database_that_stops_answering_gets_a_webhook_503_not_a_hang() {
+    let cluster = Cluster::start("stall");
+    let url = cluster.database("stall");
+    // The same database, through the relay.
+    let (head, tail) = url.split_once("127.0.0.1:").unwrap();
+    let (port, name) = tail.split_once('/').unwrap();
+    let relay = Relay::start(port.parse().unwrap());
+    let relayed = format!("{head}127.0.0.1:{}/{name}", relay.port);
+    let world = replica(
+        "pg-stall",
+        &relayed,
+        "answer_timeout = \"2s\"\nacquire_timeout = \"2s\"\nconnect_timeout = \"2s\"",
+        &web("0"),
+    );
+    let server = world.start(&[]);
+    assert_eq!(push(&server, 1, "s-1"), 202);
+    assert_all_succeeded(&world.settle(30));
+
+    // The network stalls: connections stay open, nothing comes back.
+    relay.freeze(true);
+    let asked = std::time::Instant::now();
+    let refused = signed_push(&server, &hook(1), SECRET, &sha(2), "s-2");
+    let took = asked.elapsed();
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    // A few tries of 2 s each, not the stall's length (or http's 30 s).
+    assert!(took < Duration::from_secs(20), "answered after {took:?}");
+    assert!(
+        server.log_text().contains("did not answer within 2s"),
+        "{}",
+        server.log_text()
+    );
+
+    relay.freeze(false);
+    wait_for(30, "the server to reach the database again", || {
+        (server.get("/healthz").status == 200).then_some(())
+    });
+    assert_eq!(push(&server, 2, "s-2"), 202);
+    let deploys = world.settle(30);
+    assert_all_succeeded(&deploys);
+    assert_eq!(deploys.len(), 2, "{deploys:?}");
     server.terminate();
 }
 

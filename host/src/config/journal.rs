@@ -12,7 +12,7 @@ use super::secrets::{read_env, read_secret_file};
 use super::server::{duration, non_zero, resolve};
 use super::{ConfigError, Result, Secret, SecretSource};
 use crate::journal::postgres::{
-    DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_POOL_SIZE,
+    DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_ANSWER_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_POOL_SIZE,
 };
 
 /// The most connections one replica may keep to the database.
@@ -38,6 +38,9 @@ pub struct PostgresConfig {
     /// How long a call waits for a free connection before the request it
     /// serves fails with 503 (`acquire_timeout`).
     pub acquire_timeout: Duration,
+    /// How long one round trip to the database may take before the
+    /// connection is given up and the call fails (`answer_timeout`).
+    pub answer_timeout: Duration,
     /// How long a stack's lease lives unless renewed (`lease`, at least
     /// [`crate::cluster::MIN_LEASE_TTL`]): how soon another replica
     /// recovers the deploy of a replica that died ([`crate::cluster`]).
@@ -55,6 +58,7 @@ impl PostgresConfig {
             pool_size: self.pool_size,
             connect_timeout: self.connect_timeout,
             acquire_timeout: self.acquire_timeout,
+            answer_timeout: self.answer_timeout,
         }
     }
 }
@@ -75,6 +79,7 @@ pub(super) fn validate_journal(
             let tuning = raw.pool_size.is_some()
                 || raw.connect_timeout.is_some()
                 || raw.acquire_timeout.is_some()
+                || raw.answer_timeout.is_some()
                 || raw.lease.is_some()
                 || raw.runner.is_some();
             if tuning {
@@ -121,6 +126,9 @@ pub(super) fn validate_journal(
     )
     .and_then(|d| non_zero("acquire_timeout", d))
     .map_err(err)?;
+    let answer_timeout = duration("answer_timeout", raw.answer_timeout, DEFAULT_ANSWER_TIMEOUT)
+        .and_then(|d| non_zero("answer_timeout", d))
+        .map_err(err)?;
     let lease = duration("lease", raw.lease, crate::cluster::DEFAULT_LEASE_TTL).map_err(err)?;
     if lease < crate::cluster::MIN_LEASE_TTL {
         return Err(err(format!(
@@ -135,6 +143,7 @@ pub(super) fn validate_journal(
             pool_size,
             connect_timeout,
             acquire_timeout,
+            answer_timeout,
             lease,
             runner: raw.runner.unwrap_or(true),
         }),

@@ -90,6 +90,7 @@ pub(super) struct RawJournal {
     pub(super) pool_size: Option<usize>,
     pub(super) connect_timeout: Option<String>,
     pub(super) acquire_timeout: Option<String>,
+    pub(super) answer_timeout: Option<String>,
     pub(super) lease: Option<String>,
     pub(super) runner: Option<bool>,
 }

@@ -50,6 +50,13 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// (and a webhook is answered `503`).
 pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long one round trip to the database may take by default before the
+/// connection is given up and the call fails (`[journal] answer_timeout`):
+/// a connection that is open but silent (a stalled network, a frozen
+/// proxy) answers nothing and resets nothing, so without it a webhook
+/// would wait for as long as the stall lasts.
+pub const DEFAULT_ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The advisory lock migrations run under ("redeploy" in ASCII, minus one).
 pub const MIGRATION_LOCK: i64 = 0x7265_6465_706c_6f78;
 
@@ -92,7 +99,7 @@ const KEEPALIVE_RETRIES: u32 = 3;
 /// How long a transaction may sit idle on the server before the server
 /// ends it: a replica cut off mid-transaction never holds [`WRITE_LOCK`]
 /// (and so every other replica's writes) for longer.
-const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
+const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long the listening connection waits between attempts to connect
 /// again after it was lost.
@@ -124,6 +131,8 @@ pub struct PostgresOptions {
     pub connect_timeout: Duration,
     /// How long a call waits for a free connection.
     pub acquire_timeout: Duration,
+    /// How long one round trip may take before the connection is given up.
+    pub answer_timeout: Duration,
 }
 
 impl PostgresOptions {
@@ -134,6 +143,7 @@ impl PostgresOptions {
             pool_size: DEFAULT_POOL_SIZE,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
+            answer_timeout: DEFAULT_ANSWER_TIMEOUT,
         }
     }
 }
@@ -145,6 +155,7 @@ impl fmt::Debug for PostgresOptions {
             .field("pool_size", &self.pool_size)
             .field("connect_timeout", &self.connect_timeout)
             .field("acquire_timeout", &self.acquire_timeout)
+            .field("answer_timeout", &self.answer_timeout)
             .finish()
     }
 }
@@ -158,6 +169,8 @@ pub struct Db {
     /// How long a transaction waits for [`WRITE_LOCK`] (the pool's acquire
     /// timeout): past it the call fails, and the webhook it serves gets 503.
     lock_timeout: Duration,
+    /// How long one round trip may take ([`PostgresOptions::answer_timeout`]).
+    answer_timeout: Duration,
     tls: tokio_postgres_rustls::MakeRustlsConnect,
 }
 
@@ -243,6 +256,7 @@ impl Db {
             connect: pg,
             tls: parsed.tls,
             lock_timeout: options.acquire_timeout,
+            answer_timeout: options.answer_timeout,
         };
         if migrate {
             db.migrate(schema::POSTGRES)?;
@@ -299,8 +313,14 @@ impl Db {
                 begin: Some(begin),
                 ahead: Vec::new(),
                 announced: Vec::new(),
+                answer_timeout: self.answer_timeout,
+                silent: false,
             };
             let outcome = f(&mut tx);
+            if tx.silent {
+                // Never a success: what was sent may not have run.
+                return outcome.and(Err(no_answer(self.answer_timeout)));
+            }
             let announced = std::mem::take(&mut tx.announced);
             let ahead = std::mem::take(&mut tx.ahead);
             match (tx.begin.take(), &outcome) {
@@ -309,14 +329,13 @@ impl Db {
                 (Some(_), Ok(_)) if ahead.is_empty() && announced.is_empty() => {}
                 // Nothing was sent, nor will be.
                 (Some(_), Err(_)) => {}
-                (begin, Ok(_)) => rt.block_on(commit_announcing(
-                    conn.client(),
-                    begin.as_deref(),
-                    &ahead,
-                    &announced,
-                    end,
-                ))?,
-                (None, Err(_)) => rt.block_on(conn.client().batch_execute("ROLLBACK"))?,
+                (begin, Ok(_)) => answered(
+                    self.answer_timeout,
+                    commit_announcing(conn.client(), begin.as_deref(), &ahead, &announced, end),
+                )??,
+                (None, Err(_)) => answered(self.answer_timeout, async {
+                    Ok(conn.client().batch_execute("ROLLBACK").await?)
+                })??,
             }
             conn.release();
             outcome
@@ -336,14 +355,23 @@ impl Db {
                 begin: None,
                 ahead: Vec::new(),
                 announced: Vec::new(),
+                answer_timeout: self.answer_timeout,
+                silent: false,
             };
             let outcome = f(&mut tx);
+            if tx.silent {
+                // Never a success: what was sent may not have run.
+                return outcome.and(Err(no_answer(self.answer_timeout)));
+            }
             // Outside a transaction, a statement sent ahead runs on its own;
             // a read that sent one still gets its answer.
             let ahead = std::mem::take(&mut tx.ahead);
             if outcome.is_ok() && !ahead.is_empty() {
                 let done = async { Ok(()) };
-                rt.block_on(in_one_round_trip(conn.client(), None, &ahead, done))?;
+                answered(
+                    self.answer_timeout,
+                    in_one_round_trip(conn.client(), None, &ahead, done),
+                )??;
             }
             conn.release();
             outcome
@@ -590,6 +618,35 @@ struct Tx<'a> {
     /// What [`Sql::announce`] was asked to tell, sent with the `COMMIT`
     /// ([`commit_announcing`]), each (channel, payload) once.
     announced: Vec<(String, String)>,
+    /// How long one round trip may take ([`answered`]).
+    answer_timeout: Duration,
+    /// A round trip went unanswered: nothing more is sent on the
+    /// connection, not even a `ROLLBACK`.
+    silent: bool,
+}
+
+/// Runs `round_trip` on [`runtime`]: its outcome, or, once `timeout` has
+/// passed without an answer, the outer error. The caller then sends
+/// nothing more on the connection and drops it (a checkout not released is
+/// taken out of the pool, `Checkout`), so the next call connects again
+/// instead of waiting on a silent one.
+fn answered<T>(
+    timeout: Duration,
+    round_trip: impl std::future::Future<Output = Result<T, DbError>>,
+) -> Result<Result<T, DbError>, DbError> {
+    runtime().block_on(async {
+        tokio::time::timeout(timeout, round_trip)
+            .await
+            .map_err(|_| no_answer(timeout))
+    })
+}
+
+/// The error of a round trip [`answered`] gave up on after `timeout`.
+fn no_answer(timeout: Duration) -> DbError {
+    DbError::Unavailable(format!(
+        "the database did not answer within {} ([journal] answer_timeout); the connection is given up",
+        humantime::format_duration(timeout)
+    ))
 }
 
 impl Tx<'_> {
@@ -610,16 +667,20 @@ impl Tx<'_> {
 impl Sql for Tx<'_> {
     fn execute(&mut self, sql: &str, args: &[Value]) -> Result<u64, DbError> {
         let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|v| v as _).collect();
-        runtime().block_on(async {
+        let outcome = answered(self.answer_timeout, async {
             let statement = self.prepared(sql).await?;
             let (begin, ahead) = self.unsent();
             let done = self.client.execute(&statement, &params);
             in_one_round_trip(self.client, begin.as_deref(), &ahead, done).await
-        })
+        });
+        self.silent |= outcome.is_err();
+        outcome?
     }
 
     fn execute_pipelined(&mut self, sql: &str, args: &[Value]) -> Result<(), DbError> {
-        let statement = runtime().block_on(self.prepared(sql))?;
+        let statement = answered(self.answer_timeout, self.prepared(sql));
+        self.silent |= statement.is_err();
+        let statement = statement??;
         self.ahead.push(Ahead {
             statement,
             args: args.to_vec(),
@@ -643,12 +704,14 @@ impl Sql for Tx<'_> {
 
     fn query(&mut self, sql: &str, args: &[Value]) -> Result<Vec<Rec>, DbError> {
         let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|v| v as _).collect();
-        let rows = runtime().block_on(async {
+        let rows = answered(self.answer_timeout, async {
             let statement = self.prepared(sql).await?;
             let (begin, ahead) = self.unsent();
             let done = self.client.query(&statement, &params);
             in_one_round_trip(self.client, begin.as_deref(), &ahead, done).await
-        })?;
+        });
+        self.silent |= rows.is_err();
+        let rows = rows??;
         rows.iter().map(rec).collect()
     }
 }
