@@ -19,10 +19,10 @@
 //! A candidate is **older** when the stack has seen it before (it was
 //! deployed or superseded), or when the chain shows it precedes a commit
 //! the stack has seen (some push had `before` = this commit). An unknown
-//! commit is newer, unless its push started from a commit its lane (one
-//! ref) had before the lane's head, without force ([`started_behind`]: a
-//! late delivery, such as a redelivery after an outage that comes after
-//! the live push). Two ways through remain for an intentional rollback: a
+//! commit is newer, unless its push, redelivered late by the catch-up
+//! (after the live push that followed it), started from a commit its lane
+//! (one ref) had before the lane's head, without force
+//! ([`started_behind`]). Two ways through remain for an intentional rollback: a
 //! push whose `before` is the head itself, forced (or from a sender that
 //! never says whether a push was forced, where the chain is all there is),
 //! a deploy that names no commit (a manual trigger), which is never judged
@@ -264,15 +264,19 @@ pub fn judge(candidate: &Candidate<'_>, known: &Known) -> Verdict {
 }
 
 /// Whether a push of a commit none of its scopes knows ([`Verdict::Newer`]
-/// by [`judge`]) is still older, by where it starts: from a commit its
-/// lane (one ref of one repository) deployed or superseded before the
-/// lane's head (`before_seen`, that commit's newest deploy of the lane; or
-/// a commit found behind the lane's head the same way, [`Scopes::behind`]),
-/// by a push its sender says was not forced. A ref moves off a commit
-/// without force only to a descendant, so the ref passed through this
-/// commit on its way to the head: a late delivery (a redelivery after an
-/// outage comes after the live pushes), or a replay. Only for senders that
-/// report forced pushes, and never for an operator's redeploy.
+/// by [`judge`]), delivered late, is still older, by where it starts: from
+/// a commit its lane (one ref of one repository) deployed or superseded
+/// before the lane's head (`before_seen`, that commit's newest deploy of
+/// the lane; or a commit found behind the lane's head the same way,
+/// [`Scopes::behind`]), by a push its sender says was not forced. A ref
+/// moves off a commit without force only to a descendant, so the ref
+/// passed through this commit on its way to the head. Only for senders
+/// that report forced pushes, never for an operator's redeploy, and asked
+/// by the journal only of a delivery the catch-up asked for again (missed
+/// in an outage, it comes after the live pushes that followed it): a live
+/// push after a forced one that GitHub delivered out of order, or after a
+/// branch was recreated at an earlier commit, starts from such a commit
+/// too, and must deploy.
 pub fn started_behind(
     candidate: &Candidate<'_>,
     before_seen: Option<i64>,

@@ -1008,10 +1008,10 @@ fn an_operators_redeploy_rolls_back_only_the_services_it_names(store: &Store) {
     );
 }
 
-/// Pushes missed while redeploy was down come back (a forge's redelivery,
-/// the catch-up) after the live push that followed them: none deploys,
-/// however many there were, since each starts from a commit the branch had
-/// before its head and was not forced.
+/// Pushes missed while redeploy was down come back (the catch-up asks GitHub
+/// to deliver them again) after the live push that followed them: none
+/// deploys, however many there were, since each starts from a commit the
+/// branch had before its head and was not forced.
 fn pushes_redelivered_after_the_live_one_deploy_nothing(store: &Store) {
     let j = store.open();
     let main = "refs/heads/main";
@@ -1021,6 +1021,18 @@ fn pushes_redelivered_after_the_live_one_deploy_nothing(store: &Store) {
     ran(&j, new_id(push('a', '0', "p1", 1)));
     // a→b, b→c and c→d are missed; the live d→e deploys.
     let live = ran(&j, new_id(push('e', 'd', "p5", 2)));
+    // The catch-up asks GitHub for the missed ones again.
+    for (n, guid) in ["p2", "p3", "p4", "p4b"].into_iter().enumerate() {
+        let asked = NewRedelivery {
+            stack: "web".into(),
+            guid: guid.into(),
+            hook_id: 1,
+            github_delivery_id: n as u64 + 1,
+            event: "push".into(),
+            at_ms: 3,
+        };
+        assert!(j.claim_redelivery(&asked, false).unwrap());
+    }
     for (c, before, delivery) in [('b', 'a', "p2"), ('c', 'b', "p3"), ('d', 'c', "p4")] {
         let Admitted::Older { reason, .. } = push(c, before, delivery, 3) else {
             panic!("{delivery} deployed after the live push");
@@ -1093,6 +1105,14 @@ fn pushes_redelivered_after_the_live_one_deploy_nothing(store: &Store) {
     assert!(
         matches!(unsaid, Admitted::Inserted(Inserted::New(_))),
         "{unsaid:?}"
+    );
+    // A live push from a commit main had before its head (GitHub delivered
+    // a forced push back after it, or the branch was recreated there) is
+    // not known to be late: it deploys.
+    let live = push('k', 'c', "p10", 10);
+    assert!(
+        matches!(live, Admitted::Inserted(Inserted::New(_))),
+        "{live:?}"
     );
     // Another branch's push from a commit main had is no late push of main.
     let develop = admit_push(

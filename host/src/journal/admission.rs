@@ -563,10 +563,13 @@ pub(super) fn admit(
             known_commits(sql, &d.stack, &commit.sha, Some(group))
         })?;
         // A commit none of its scopes knows may still come from behind its
-        // lane's head: a push that started from an earlier commit of the
-        // lane, not forced (`commit_order::started_behind`). Asked only of
-        // a push that does not start from the head (never of the next
-        // push of a branch).
+        // lane's head: a push the catch-up asked GitHub to deliver again
+        // (missed in an outage, so it arrives after the live pushes that
+        // followed it) that started from an earlier commit of the lane,
+        // not forced (`commit_order::started_behind`). Asked only of such a
+        // redelivery that does not start from the head: never of a live
+        // push, whose order GitHub keeps but for a rare race, and which a
+        // wrong "older" would leave undeployed.
         let mut behind = false;
         let asks = verdict == Verdict::Newer
             && commit.sender_reports_forced
@@ -574,9 +577,11 @@ pub(super) fn admit(
             && !commit.requested;
         if let (true, Some(before)) = (asks, commit.before.as_deref()) {
             let from_head = known.head.as_ref().is_some_and(|h| h.sha == before);
-            if let (false, Some((seen, lane_head))) =
-                (from_head, lane_start(sql, &d.stack, before, &scopes)?)
-            {
+            let lane = match !from_head && redelivered(sql, d)? {
+                true => lane_start(sql, &d.stack, before, &scopes)?,
+                false => None,
+            };
+            if let Some((seen, lane_head)) = lane {
                 if let Some(older) =
                     commit_order::started_behind(&candidate, seen, lane_head.as_ref())
                 {
@@ -743,6 +748,20 @@ pub(super) fn admit(
         };
     }
     Ok(admitted)
+}
+
+/// Whether `d`'s delivery is one the catch-up asked GitHub to deliver again
+/// (`github_redeliveries`, `crate::catch_up`): missed when it was sent.
+fn redelivered(sql: &mut dyn Sql, d: &NewDeploy) -> Result<bool, DbError> {
+    let Some(guid) = &d.delivery_id else {
+        return Ok(false);
+    };
+    Ok(sql
+        .query_opt(
+            "SELECT 1 FROM github_redeliveries WHERE stack = ?1 AND guid = ?2",
+            args![d.stack, guid],
+        )?
+        .is_some())
 }
 
 /// The deploys that are `d`'s push, in SQL (`?1` its ref, `?2` its
