@@ -57,6 +57,8 @@ pub(super) fn judge_unrequested(
         );
         let decision = &mut outcome.decisions[at];
         *decision = match &again {
+            // Made elsewhere, and judged so already (no MAC): as it was.
+            Some(again) if again.decisions[at].reason == decision.reason => continue,
             Some(again) => {
                 let mut judged = again.decisions[at].clone();
                 judged.reason = format!("{said}: {}", judged.reason);

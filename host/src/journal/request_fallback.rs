@@ -424,8 +424,11 @@ impl Journal {
 
     /// Whether a request of `stack` made GitHub deployment
     /// `deployment_id`: one GitHub answered with it, or, should its event
-    /// come before the answer is recorded, one not answered yet of its
-    /// commit `sha` (or of none: a manual trigger asks for a branch). A
+    /// come before the answer is recorded, one of its commit `sha` not
+    /// answered yet (nor fallen back). A manual trigger asks for a branch,
+    /// whose commit the request does not know: an event of its deployment
+    /// that comes before the answer is judged as foreign, and the answer's
+    /// deployment is run by the journal once `event_wait` has passed. A
     /// `deployment` event's MAC cannot cover the id GitHub gives the
     /// deployment, so a copy of a payload redeploy made, onto a deployment
     /// someone else creates, carries a valid MAC: only this says the
@@ -443,7 +446,7 @@ impl Journal {
                      WHERE stack = ?1 AND deployment_id = ?2)
                  OR EXISTS (SELECT 1 FROM github_deployment_requests
                      WHERE stack = ?1 AND deployment_id IS NULL AND state = 'pending'
-                     AND (sha IS NULL OR sha = ?3))",
+                     AND fallback IS NULL AND sha = ?3)",
                 args![stack, deployment, sha],
             )?
             .get(0)
