@@ -4,10 +4,15 @@
 use super::*;
 
 fn deployment_event(payload: serde_json::Value) -> Delivery {
+    deployment_event_of("main", payload)
+}
+
+/// A `deployment` event of commit `SHA1_B` asked for as `git_ref`.
+fn deployment_event_of(git_ref: &str, payload: serde_json::Value) -> Delivery {
     let body = serde_json::json!({
         "action": "created",
         "deployment": {
-            "id": 42, "sha": SHA1_B, "ref": "main", "task": "deploy",
+            "id": 42, "sha": SHA1_B, "ref": git_ref, "task": "deploy",
             "environment": "production", "payload": payload,
         },
         "repository": {"full_name": "acme/web", "name": "web", "owner": {"login": "acme"}},
@@ -35,12 +40,22 @@ fn keyed() -> Context {
 /// A deployment payload as redeploy makes it, with its MAC for ref `main`
 /// and environment `production`.
 fn signed_payload(stack: &str, services: &[&str], profile: Option<&str>) -> serde_json::Value {
+    signed_payload_of("main", stack, services, profile)
+}
+
+/// [`signed_payload`] for a deployment asked for as `git_ref`.
+fn signed_payload_of(
+    git_ref: &str,
+    stack: &str,
+    services: &[&str],
+    profile: Option<&str>,
+) -> serde_json::Value {
     let services: Vec<String> = services.iter().map(|s| s.to_string()).collect();
     let mac = github::deployment_mac(
         DEPLOYMENT_KEY,
         &github::MacInput {
             stack,
-            git_ref: "main",
+            git_ref,
             environment: "production",
             services: &services,
             profile,
@@ -118,32 +133,22 @@ fn a_deployment_event_restores_the_services_and_profile_of_its_push() {
 #[test]
 fn a_deployment_deploys_the_services_its_push_chose_whatever_repository_they_follow() {
     // worker follows acme/worker; continuous deployment makes deployments
-    // in acme/web. A push of acme/worker asked for worker's deployment
-    // there: its event deploys worker, never web instead.
+    // in acme/web. A push of acme/worker asked for a deployment of its
+    // commit there: its event deploys worker, never web instead.
     let s = with_github_cd(multi_service_stack());
-    let d = keyed_decision(
-        std::slice::from_ref(&s),
-        &deployment_event(signed_payload("shop", &["worker"], None)),
-        &keyed(),
-    );
-    assert_eq!(
-        d.deploy().cloned().unwrap().services,
-        vec!["worker"],
-        "{}",
-        d.reason
-    );
+    let services = |git_ref: &str, chosen: &[&str]| {
+        let event = deployment_event_of(git_ref, signed_payload_of(git_ref, "shop", chosen, None));
+        let d = keyed_decision(std::slice::from_ref(&s), &event, &keyed());
+        d.deploy()
+            .map(|e| e.services.clone())
+            .unwrap_or_else(|| panic!("{}", d.reason))
+    };
+    assert_eq!(services(SHA1_B, &["worker"]), ["worker"]);
+    // A deployment of a branch (a manual trigger's) is of acme/web's
+    // commit: only its services, whatever the payload names.
+    assert_eq!(services("main", &["web", "worker"]), ["web"]);
     // Without services in its payload, those of its repository.
-    let d = keyed_decision(
-        &[s],
-        &deployment_event(signed_payload("shop", &[], None)),
-        &keyed(),
-    );
-    assert_eq!(
-        d.deploy().cloned().unwrap().services,
-        vec!["web"],
-        "{}",
-        d.reason
-    );
+    assert_eq!(services(SHA1_B, &[]), ["web"]);
 }
 
 #[test]

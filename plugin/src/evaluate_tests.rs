@@ -469,6 +469,28 @@ fn unknown_service_or_profile_is_an_error_naming_it() {
         "stack \"shop\" has no deploy profile \"slow\" (it has none that deployment_profile= may choose)"
     );
     assert!(parse_modifiers("services=").is_err());
+    // Either key misspelled is refused, never ignored (which would deploy
+    // every service); other keys are.
+    for key in [
+        "Services",
+        "service",
+        "SERVICES",
+        "deployment-profile",
+        "profile",
+        "Deployment_Profile",
+    ] {
+        let refused = parse_modifiers(&format!("{key}=web")).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            format!("bad request: query key \"{key}\" is not one redeploy reads: it reads services= and deployment_profile= (lower case, with an underscore)"),
+        );
+    }
+    assert_eq!(
+        parse_modifiers("cachebust=123&services=web")
+            .unwrap()
+            .services,
+        Some(vec!["web".to_owned()])
+    );
 }
 
 fn github_push(body: &str) -> Delivery {

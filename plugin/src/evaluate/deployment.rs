@@ -95,11 +95,14 @@ pub(super) fn decide_deployment(
         })
         .collect();
     let mut services: Vec<&PreparedService> = if created_here {
-        // The services the push chose are in the payload, under the MAC:
+        // The services a push chose are in the payload, under the MAC:
         // chosen from every service, whichever repository each follows (a
-        // push of one service's repository may make a deployment in the
-        // repository continuous deployment names).
-        if in_repo.is_empty() || !d.payload_services.is_empty() {
+        // push of one service's repository may make a deployment of its
+        // commit in the repository continuous deployment names). A
+        // deployment of a branch (a manual trigger's) is of that
+        // repository's commit: only its services.
+        let of_a_push = is_object_id(&d.git_ref) && !d.payload_services.is_empty();
+        if in_repo.is_empty() || of_a_push {
             stack.services.iter().collect()
         } else {
             in_repo

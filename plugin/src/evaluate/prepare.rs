@@ -213,7 +213,10 @@ pub struct Modifiers {
 }
 
 /// Parses `services=web,api&deployment_profile=fast`. Other keys are ignored
-/// (users add cache-busters; forges add nothing).
+/// (users add cache-busters; forges add nothing), but for one that is
+/// either key misspelled (`Services`, `service`, `deployment-profile`,
+/// `profile`): refused, since ignored it would deploy every service, or
+/// the default profile.
 pub fn parse_modifiers(query: &str) -> Result<Modifiers, PluginError> {
     if query.len() > MAX_QUERY_BYTES {
         return Err(PluginError::BadRequest(format!(
@@ -248,8 +251,29 @@ pub fn parse_modifiers(query: &str) -> Result<Modifiers, PluginError> {
                 }
                 m.profile = Some(v.to_string());
             }
+            other if is_misspelled_modifier(other) => {
+                return Err(PluginError::BadRequest(format!(
+                    "query key {other:?} is not one redeploy reads: it reads services= and \
+                     deployment_profile= (lower case, with an underscore)"
+                )));
+            }
             _ => {}
         }
     }
     Ok(m)
+}
+
+/// Whether query key `key` is `services` or `deployment_profile` written
+/// another way: another case, singular, `-` for `_`, or `profile` alone.
+fn is_misspelled_modifier(key: &str) -> bool {
+    let key = key.trim().to_ascii_lowercase().replace('-', "_");
+    [
+        "services",
+        "service",
+        "deployment_profile",
+        "deploymentprofile",
+        "deploy_profile",
+        "profile",
+    ]
+    .contains(&key.as_str())
 }
