@@ -678,8 +678,25 @@ impl Runner {
                         .deploy_finished(&record.queued.stack, state, finished_ms);
                     self.notify(id, state, detail.reason.as_deref());
                 }
+                // A try whose commit went through, its answer lost.
+                Err(JournalError::IllegalTransition { from, .. }) if from == state => {
+                    self.inner
+                        .metrics
+                        .deploy_finished(&record.queued.stack, state, finished_ms);
+                    self.notify(id, state, detail.reason.as_deref());
+                }
                 Err(JournalError::IllegalTransition { from, .. }) if from.is_final() => {
-                    tracing::warn!(deploy = id, recorded = from.as_str(), "journal: the deploy's end was recorded already (a try whose answer was lost, or recovery)");
+                    tracing::warn!(
+                        deploy = id,
+                        recorded = from.as_str(),
+                        "journal: the deploy's end was recorded already, by recovery"
+                    );
+                }
+                Err(
+                    e @ (JournalError::IllegalTransition { .. }
+                    | JournalError::UnknownDeploy { .. }),
+                ) => {
+                    tracing::error!(deploy = id, error = %e, "journal: cannot record the end of a deploy")
                 }
                 Err(e) if !is_lost() && std::time::Instant::now() + wait < gave_up_at => {
                     tracing::warn!(deploy = id, error = %e, retry_in = ?wait, "journal: cannot record the end of a deploy yet; retrying");
