@@ -129,6 +129,15 @@ pub(super) fn validate_journal(
     let answer_timeout = duration("answer_timeout", raw.answer_timeout, DEFAULT_ANSWER_TIMEOUT)
         .and_then(|d| non_zero("answer_timeout", d))
         .map_err(err)?;
+    // A write's first round trip waits for the journal's lock, for up to
+    // acquire_timeout.
+    if answer_timeout <= acquire_timeout {
+        return Err(err(format!(
+            "answer_timeout {} must be longer than acquire_timeout {} (a write's first round trip waits for the journal's lock)",
+            humantime::format_duration(answer_timeout),
+            humantime::format_duration(acquire_timeout)
+        )));
+    }
     let lease = duration("lease", raw.lease, crate::cluster::DEFAULT_LEASE_TTL).map_err(err)?;
     if lease < crate::cluster::MIN_LEASE_TTL {
         return Err(err(format!(

@@ -98,8 +98,17 @@ const KEEPALIVE_RETRIES: u32 = 3;
 
 /// How long a transaction may sit idle on the server before the server
 /// ends it: a replica cut off mid-transaction never holds [`WRITE_LOCK`]
-/// (and so every other replica's writes) for longer.
-const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
+/// (and so every other replica's writes) for longer. Longer than the
+/// longest a transaction waits on this side between two statements: a
+/// claim asks the component whether a queued deploy may still run
+/// (`runner::follows::refusal`), which may wait
+/// [`crate::plugin::INSTANCE_WAIT`] for an instance and run for
+/// [`crate::plugin::PLUGIN_DEADLINE`].
+const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(20);
+const _: () = assert!(
+    IDLE_IN_TRANSACTION_TIMEOUT.as_millis()
+        > crate::plugin::INSTANCE_WAIT.as_millis() + crate::plugin::PLUGIN_DEADLINE.as_millis()
+);
 
 /// How long the listening connection waits between attempts to connect
 /// again after it was lost.

@@ -80,6 +80,14 @@ fn a_bad_journal_table_is_refused_without_quoting_the_url() {
             &["journal: acquire_timeout must be greater than zero"],
         ),
         (
+            format!("[journal]\nurl = \"{URL}\"\nanswer_timeout = \"5s\"\n"),
+            &["journal: answer_timeout 5s must be longer than acquire_timeout 5s"],
+        ),
+        (
+            "[journal]\nanswer_timeout = \"1m\"\n".into(),
+            &["journal: pool_size, the timeouts, lease and runner are PostgreSQL settings"],
+        ),
+        (
             "[journal]\npool_size = 4\n".into(),
             &["journal: pool_size, the timeouts, lease and runner are PostgreSQL settings"],
         ),
