@@ -98,11 +98,25 @@ impl Export {
             .open(&self.output)
             .with_context(|| format!("cannot create {}", self.output.display()))?;
         let mut out = std::io::BufWriter::new(file);
-        let rows = journal.export(&mut |line| writeln!(out, "{line}"))?;
-        out.into_inner()
-            .map_err(|e| e.into_error())
-            .and_then(|file| file.sync_all())
-            .with_context(|| format!("cannot write {}", self.output.display()))?;
+        let written = journal
+            .export(&mut |line| writeln!(out, "{line}"))
+            .map_err(anyhow::Error::from)
+            .and_then(|rows| {
+                out.into_inner()
+                    .map_err(|e| e.into_error())
+                    .and_then(|file| file.sync_all())
+                    .with_context(|| format!("cannot write {}", self.output.display()))?;
+                Ok(rows)
+            });
+        // An export that failed midway is no export: a file of whole lines
+        // it left would import as if it were one.
+        let rows = match written {
+            Ok(rows) => rows,
+            Err(e) => {
+                let _ = std::fs::remove_file(&self.output);
+                return Err(e);
+            }
+        };
         println!(
             "exported {rows} rows of journal {} to {}",
             journal.location(),

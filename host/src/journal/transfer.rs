@@ -411,6 +411,7 @@ fn import_in(
         }
     }
     let mut imported = 0;
+    let mut headed = false;
     let mut deferred = Vec::new();
     // Each imported deploy's repository ([`derived_in_older_exports`]).
     let mut repositories: HashMap<i64, String> = HashMap::new();
@@ -429,6 +430,7 @@ fn import_in(
                     "is not a redeploy journal export of version {VERSION} (its first line is {{\"format\": \"{FORMAT}\", \"version\": {VERSION}}})"
                 )));
             }
+            headed = true;
             continue;
         }
         let table = parsed["table"].as_str().unwrap_or_default();
@@ -495,6 +497,15 @@ fn import_in(
         )
         .map_err(|e| bad(format!("{table}: {}", db(e))))?;
         imported += 1;
+    }
+    // An empty file is no export (every export starts with its format).
+    if !headed {
+        return Err(ImportError::Format {
+            line: 1,
+            problem: format!(
+                "is missing: an export's first line is {{\"format\": \"{FORMAT}\", \"version\": {VERSION}}}"
+            ),
+        });
     }
     for (id, superseded_by) in deferred {
         sql.execute(
