@@ -501,7 +501,7 @@ impl Dispatcher {
             Ok(Ok(o)) => o,
         };
         let mut outcome = outcome;
-        if let Err(e) = copied_mac::judge_unrequested(
+        let judged_foreign = match copied_mac::judge_unrequested(
             &self.runtime,
             &self.journal,
             &config,
@@ -509,11 +509,19 @@ impl Dispatcher {
             delivery,
             &mut outcome,
         ) {
-            tracing::error!(stack = ?label, error = %e, "journal: cannot read whether redeploy asked for a deployment");
-            return self.unavailable(label, &outcome, seen);
-        }
+            Ok(judged_foreign) => judged_foreign,
+            Err(e) => {
+                tracing::error!(stack = ?label, error = %e, "journal: cannot read whether redeploy asked for a deployment");
+                return self.unavailable(label, &outcome, seen);
+            }
+        };
         if outcome.provider == wit::Provider::Github && outcome.event == "deployment" {
-            self.note_deployment_event(stacks, delivery);
+            let noted: Vec<&StackConfig> = stacks
+                .iter()
+                .copied()
+                .filter(|s| !judged_foreign.contains(&s.name))
+                .collect();
+            self.note_deployment_event(&noted, delivery);
         }
 
         // A signed manual trigger sent to the hook URL deploys once per

@@ -678,8 +678,11 @@ impl Runner {
                         .deploy_finished(&record.queued.stack, state, finished_ms);
                     self.notify(id, state, detail.reason.as_deref());
                 }
-                // A try whose commit went through, its answer lost.
-                Err(JournalError::IllegalTransition { from, .. }) if from == state => {
+                // A try whose commit went through, its answer lost (not
+                // `interrupted`: recovery records that too, and tells).
+                Err(JournalError::IllegalTransition { from, .. })
+                    if from == state && state != DeployState::Interrupted =>
+                {
                     self.inner
                         .metrics
                         .deploy_finished(&record.queued.stack, state, finished_ms);

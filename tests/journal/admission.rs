@@ -1022,7 +1022,7 @@ fn pushes_redelivered_after_the_live_one_deploy_nothing(store: &Store) {
     // a→b, b→c and c→d are missed; the live d→e deploys.
     let live = ran(&j, new_id(push('e', 'd', "p5", 2)));
     // The catch-up asks GitHub for the missed ones again.
-    for (n, guid) in ["p2", "p3", "p4", "p4b"].into_iter().enumerate() {
+    for (n, guid) in ["p2", "p3", "p4", "p4b", "p11"].into_iter().enumerate() {
         let asked = NewRedelivery {
             stack: "web".into(),
             guid: guid.into(),
@@ -1048,6 +1048,44 @@ fn pushes_redelivered_after_the_live_one_deploy_nothing(store: &Store) {
     };
     assert!(
         reason.contains(&format!("started from commit {}", sha('c'))),
+        "{reason}"
+    );
+    // Through continuous deployment: the deploy of the deployment that a
+    // redelivered push asked for is judged by that push.
+    let request = NewDeploymentRequest {
+        stack: "web".into(),
+        delivery_id: Some("p11".into()),
+        deploy_id: None,
+        git_ref: Some(main.into()),
+        repository: None,
+        sha: Some(sha('m')),
+        request_json: "{}".into(),
+        created_at_ms: 4,
+    };
+    let Inserted::New(request) = j.insert_deployment_request(&request).unwrap() else {
+        panic!("a new request")
+    };
+    j.settle_deployment_request(
+        request,
+        RequestState::Created,
+        Some(1000),
+        Some(201),
+        None,
+        4,
+    )
+    .unwrap();
+    let event = NewDeploy {
+        delivery_id: Some(deployment_delivery_key(1000)),
+        ..deploy_of(&[], main, 'm', "unused", 4)
+    };
+    let Admitted::Older { reason, .. } = j
+        .admit_deploy(&event, &commit(&sha('m'), &sha('a'), false))
+        .unwrap()
+    else {
+        panic!("the deployment of a redelivered push deployed");
+    };
+    assert!(
+        reason.contains(&format!("started from commit {}", sha('a'))),
         "{reason}"
     );
     // The branch's next push deploys; so does the same push for another

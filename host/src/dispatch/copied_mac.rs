@@ -18,7 +18,10 @@ use crate::plugin::{wit, PluginRuntime};
 /// Replaces, in `outcome` of `delivery` for `stacks`, the decision of each
 /// stack whose deploy is of a GitHub deployment none of its requests made
 /// ([`Journal::deployment_requested`]) by the component's decision without
-/// the deployment key, saying why.
+/// the deployment key, saying why; returns those stacks. (Such an event is
+/// not noted as its deployment's: should a request's answer name that
+/// deployment after all, recorded meanwhile, the journal runs it once
+/// `event_wait` has passed.)
 pub(super) fn judge_unrequested(
     runtime: &PluginRuntime,
     journal: &Journal,
@@ -26,9 +29,9 @@ pub(super) fn judge_unrequested(
     stacks: &[wit::Stack],
     delivery: &wit::Delivery,
     outcome: &mut wit::Outcome,
-) -> Result<(), JournalError> {
+) -> Result<Vec<String>, JournalError> {
     if outcome.provider != wit::Provider::Github || outcome.event != "deployment" {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let mut unrequested: Vec<(usize, u64)> = Vec::new();
     for (at, decision) in outcome.decisions.iter().enumerate() {
@@ -43,19 +46,21 @@ pub(super) fn judge_unrequested(
         }
     }
     if unrequested.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let context = crate::stacks::evaluation_context(config, None);
     let again = match runtime.evaluate(stacks, delivery, &context) {
         Ok(Ok(again)) if again.decisions.len() == outcome.decisions.len() => Some(again),
         _ => None,
     };
+    let mut judged_foreign = Vec::with_capacity(unrequested.len());
     for (at, id) in unrequested {
         let said = format!(
             "redeploy never asked GitHub for deployment {id}, whose redeploy-mac is copied \
              from one it did: judged as a deployment created elsewhere"
         );
         let decision = &mut outcome.decisions[at];
+        judged_foreign.push(decision.stack.clone());
         *decision = match &again {
             // Made elsewhere, and judged so already (no MAC): as it was.
             Some(again) if again.decisions[at].reason == decision.reason => continue,
@@ -72,5 +77,5 @@ pub(super) fn judge_unrequested(
             },
         };
     }
-    Ok(())
+    Ok(judged_foreign)
 }

@@ -581,9 +581,9 @@ pub(super) fn admit(
                 true => lane_start(sql, &d.stack, before, &scopes)?,
                 false => None,
             };
-            if let Some((seen, lane_head)) = lane {
+            if let Some(lane) = lane {
                 if let Some(older) =
-                    commit_order::started_behind(&candidate, seen, lane_head.as_ref())
+                    commit_order::started_behind(&candidate, lane.before_seen, lane.head.as_ref())
                 {
                     verdict = older;
                     behind = true;
@@ -751,17 +751,32 @@ pub(super) fn admit(
 }
 
 /// Whether `d`'s delivery is one the catch-up asked GitHub to deliver again
-/// (`github_redeliveries`, `crate::catch_up`): missed when it was sent.
+/// (`github_redeliveries`, `crate::catch_up`): missed when it was sent. For
+/// the deploy of a GitHub deployment, whose delivery is the deployment's,
+/// the push's delivery kept with the request that made it (or, its answer
+/// not recorded yet, with the one unanswered request of its commit).
 fn redelivered(sql: &mut dyn Sql, d: &NewDeploy) -> Result<bool, DbError> {
     let Some(guid) = &d.delivery_id else {
         return Ok(false);
     };
-    Ok(sql
-        .query_opt(
+    let deployment = guid
+        .strip_prefix(super::request_fallback::DEPLOYMENT_KEY_PREFIX)
+        .and_then(|id| id.parse::<i64>().ok());
+    let found = match deployment {
+        None => sql.query_opt(
             "SELECT 1 FROM github_redeliveries WHERE stack = ?1 AND guid = ?2",
             args![d.stack, guid],
-        )?
-        .is_some())
+        )?,
+        Some(deployment) => sql.query_opt(
+            "SELECT 1 FROM github_redeliveries WHERE stack = ?1 AND guid IN
+                 (SELECT delivery_id FROM github_deployment_requests
+                  WHERE stack = ?1 AND delivery_id IS NOT NULL
+                  AND (deployment_id = ?2
+                       OR (deployment_id IS NULL AND state = 'pending' AND sha = ?3)))",
+            args![d.stack, deployment, d.sha],
+        )?,
+    };
+    Ok(found.is_some())
 }
 
 /// The deploys that are `d`'s push, in SQL (`?1` its ref, `?2` its

@@ -64,7 +64,7 @@ pub(super) fn lane_start(
     stack: &str,
     before: &str,
     scopes: &Scopes,
-) -> Result<Option<(Option<i64>, Option<Head>)>, DbError> {
+) -> Result<Option<LaneStart>, DbError> {
     let (Some(lane), Some(behind)) = (scopes.lane(), scopes.behind()) else {
         return Ok(None);
     };
@@ -82,12 +82,21 @@ pub(super) fn lane_start(
     )?;
     let head_sha: Option<String> = row.get(1)?;
     let head_deploy: Option<i64> = row.get(2)?;
-    Ok(Some((
-        row.get(0)?,
-        head_sha
+    Ok(Some(LaneStart {
+        before_seen: row.get(0)?,
+        head: head_sha
             .zip(head_deploy)
             .map(|(sha, deploy_id)| Head { sha, deploy_id }),
-    )))
+    }))
+}
+
+/// What [`lane_start`] read of a lane.
+pub(super) struct LaneStart {
+    /// The newest deploy of the push's `before` in the lane (or found
+    /// behind its head).
+    pub before_seen: Option<i64>,
+    /// Where the lane's ref last moved to.
+    pub head: Option<Head>,
 }
 
 /// The services deploy `id` (`d`, of some services) deploys once it takes

@@ -35,8 +35,11 @@ pub const OPEN_REQUESTS_BATCH: usize = 64;
 /// `deployment_id`: one deploy per deployment, whether its `deployment`
 /// event ran it or the journal did.
 pub fn deployment_delivery_key(deployment_id: u64) -> String {
-    format!("github-deployment-{deployment_id}")
+    format!("{DEPLOYMENT_KEY_PREFIX}{deployment_id}")
 }
+
+/// What [`deployment_delivery_key`] puts before the deployment's id.
+pub const DEPLOYMENT_KEY_PREFIX: &str = "github-deployment-";
 
 /// The deploy a push stands for, kept with its deployment request: what
 /// the journal needs to queue it (the row) and to admit it in commit order
