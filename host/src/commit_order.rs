@@ -749,19 +749,12 @@ mod tests {
         };
         // From a commit the lane had before its head (deploy 1): older.
         let v = started_behind(&push("a"), Some(1), Some(&head)).unwrap();
-        let Verdict::Older {
-            reason,
-            newer_deploy,
-        } = v
-        else {
-            panic!("{v:?}")
-        };
-        assert_eq!(newer_deploy, 5);
-        assert_eq!(
-            reason,
+        assert_older(
+            &v,
+            5,
             "commit c is older than commit e (deploy #5): the push that brought it started \
              from commit a, which its branch or tag had before that (deploy #1), and was not \
-             forced, so the ref passed through it first"
+             forced, so the ref passed through it first",
         );
         // From the head, from a commit the lane never had, with no head.
         assert_eq!(started_behind(&push("e"), Some(5), Some(&head)), None);
