@@ -35,7 +35,7 @@ use tokio::sync::watch;
 use crate::capacity::Capacity;
 use crate::config::{DeployAction, LiveConfig, StackConfig};
 use crate::journal::{
-    now_ms, DeployObserver, DeployRecord, DeployState, Journal, JournalError, TransitionDetail,
+    now_ms, DeployObserver, DeployRecord, DeployState, Journal, TransitionDetail,
 };
 use crate::metrics::Metrics;
 use crate::queue::{Admit, Slot, StackQueue};
@@ -51,19 +51,9 @@ mod stop;
 pub use stop::{Stop, CANCELLED_REASON, CANCEL_POLL, SHUTDOWN_REASON};
 mod http_action;
 pub use http_action::HTTP_ACTION_CONNECT_TIMEOUT;
+mod end;
 mod place;
-
-/// How long a runner retries recording a deploy's end while the journal
-/// cannot be written (the stack's lease, if any, still held): a database
-/// restart or a dropped connection, not an outage.
-pub const END_RETRY_FOR: Duration = Duration::from_secs(60);
-
-/// The first wait between tries to record a deploy's end, doubled after
-/// each failed try up to [`END_RETRY_MAX_WAIT`].
-pub const END_RETRY_FIRST_WAIT: Duration = Duration::from_millis(250);
-
-/// The longest wait between tries to record a deploy's end.
-pub const END_RETRY_MAX_WAIT: Duration = Duration::from_secs(5);
+pub use end::{END_RETRY_FIRST_WAIT, END_RETRY_FOR, END_RETRY_MAX_WAIT};
 
 /// The parts of a journaled deploy event that the journal's own columns do
 /// not hold (stack, ref, sha, services... are columns of the deploy row).
@@ -662,57 +652,7 @@ impl Runner {
             tracing::warn!(deploy = id, error = %e, "cannot write the deploy log's last line");
         }
         mirror.finish().await;
-        let finished_ms = now_ms();
-        // The end is retried while the database is away (a restart, a
-        // dropped connection) and the stack is still this runner's: left
-        // unrecorded, recovery would call the deploy interrupted. A try
-        // whose commit went through before its answer was lost finds the
-        // deploy ended already.
-        let mut wait = END_RETRY_FIRST_WAIT;
-        let gave_up_at = std::time::Instant::now() + END_RETRY_FOR;
-        loop {
-            match journal.transition(id, state, finished_ms, &detail) {
-                Ok(()) => {
-                    self.inner
-                        .metrics
-                        .deploy_finished(&record.queued.stack, state, finished_ms);
-                    self.notify(id, state, detail.reason.as_deref());
-                }
-                // A try whose commit went through, its answer lost (not
-                // `interrupted`: recovery records that too, and tells).
-                Err(JournalError::IllegalTransition { from, .. })
-                    if from == state && state != DeployState::Interrupted =>
-                {
-                    self.inner
-                        .metrics
-                        .deploy_finished(&record.queued.stack, state, finished_ms);
-                    self.notify(id, state, detail.reason.as_deref());
-                }
-                Err(JournalError::IllegalTransition { from, .. }) if from.is_final() => {
-                    tracing::warn!(
-                        deploy = id,
-                        recorded = from.as_str(),
-                        "journal: the deploy's end was recorded already, by recovery"
-                    );
-                }
-                Err(
-                    e @ (JournalError::IllegalTransition { .. }
-                    | JournalError::UnknownDeploy { .. }),
-                ) => {
-                    tracing::error!(deploy = id, error = %e, "journal: cannot record the end of a deploy")
-                }
-                Err(e) if !is_lost() && std::time::Instant::now() + wait < gave_up_at => {
-                    tracing::warn!(deploy = id, error = %e, retry_in = ?wait, "journal: cannot record the end of a deploy yet; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(END_RETRY_MAX_WAIT);
-                    continue;
-                }
-                Err(e) => {
-                    tracing::error!(deploy = id, error = %e, "journal: cannot record the end of a deploy")
-                }
-            }
-            break;
-        }
+        self.record_end(&record, state, &detail, &is_lost).await;
         tracing::info!(deploy = id, stack = %record.queued.stack, state = state.as_str(), reason = ?detail.reason, "deploy finished");
     }
 
