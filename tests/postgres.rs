@@ -285,31 +285,44 @@ fn a_deploy_that_ends_while_the_database_is_down_is_recorded_as_it_ended() {
 }
 
 /// A TCP relay to a local port that can be frozen: it then forwards
-/// nothing either way and closes nothing, as a stalled network does.
+/// nothing either way and closes nothing, as a stalled network does. It
+/// can also lose one transaction's answers from its `COMMIT` on
+/// ([`Relay::lose_commit_answer`]).
 struct Relay {
     port: u16,
     frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    trap: std::sync::Arc<std::sync::Mutex<Option<&'static [u8]>>>,
+}
+
+/// Whether `needle` is in `haystack`.
+fn holds(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 impl Relay {
     fn start(upstream: u16) -> Relay {
         use std::io::{Read as _, Write as _};
-        use std::sync::atomic::Ordering::SeqCst;
+        use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+        use std::sync::Arc;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let frozen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let shared = frozen.clone();
+        let frozen = Arc::new(AtomicBool::new(false));
+        let trap: Arc<std::sync::Mutex<Option<&'static [u8]>>> = Arc::default();
+        let (shared, traps) = (frozen.clone(), trap.clone());
         std::thread::spawn(move || {
             for down in listener.incoming().flatten() {
                 let Ok(up) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
                     continue;
                 };
+                // Set once this connection's client sent the trap's marker
+                // and then `COMMIT`: nothing more comes back to it.
+                let deaf = Arc::new(AtomicBool::new(false));
                 let ways = [
-                    (down.try_clone().unwrap(), up.try_clone().unwrap()),
-                    (up, down),
+                    (down.try_clone().unwrap(), up.try_clone().unwrap(), true),
+                    (up, down, false),
                 ];
-                for (mut from, mut to) in ways {
-                    let frozen = shared.clone();
+                for (mut from, mut to, asks) in ways {
+                    let (frozen, deaf, traps) = (shared.clone(), deaf.clone(), traps.clone());
                     let thaw = move || {
                         while frozen.load(SeqCst) {
                             std::thread::sleep(Duration::from_millis(10));
@@ -317,12 +330,32 @@ impl Relay {
                     };
                     std::thread::spawn(move || {
                         let mut buf = [0u8; 16 * 1024];
+                        // The last bytes asked, so a word split across two
+                        // reads is seen; and whether the marker was.
+                        let (mut tail, mut marked) = (Vec::new(), false);
                         loop {
                             thaw();
                             let n = match from.read(&mut buf) {
                                 Ok(0) | Err(_) => break,
                                 Ok(n) => n,
                             };
+                            if asks {
+                                tail.extend_from_slice(&buf[..n]);
+                                if !marked {
+                                    let mut trap = traps.lock().unwrap();
+                                    if trap.is_some_and(|marker| holds(&tail, marker)) {
+                                        *trap = None;
+                                        marked = true;
+                                        tail.clear();
+                                    }
+                                } else if holds(&tail, b"COMMIT") {
+                                    deaf.store(true, SeqCst);
+                                }
+                                let keep = tail.len().saturating_sub(256);
+                                tail.drain(..keep);
+                            } else if deaf.load(SeqCst) {
+                                continue;
+                            }
                             // What was read as the relay froze waits too.
                             thaw();
                             if to.write_all(&buf[..n]).is_err() {
@@ -334,30 +367,43 @@ impl Relay {
                 }
             }
         });
-        Relay { port, frozen }
+        Relay { port, frozen, trap }
     }
 
     fn freeze(&self, frozen: bool) {
         self.frozen
             .store(frozen, std::sync::atomic::Ordering::SeqCst);
     }
+
+    /// The first connection to ask something holding `marker` gets no
+    /// answer from the `COMMIT` that follows on: the transaction commits
+    /// and its client never hears so.
+    fn lose_commit_answer(&self, marker: &'static [u8]) {
+        *self.trap.lock().unwrap() = Some(marker);
+    }
+}
+
+/// A replica of [`web`] whose journal is `cluster`'s database `name`
+/// through a [`Relay`], which answers within 2 s or not at all.
+fn relayed(cluster: &Cluster, name: &str) -> (Relay, World) {
+    let url = cluster.database(name);
+    let (head, tail) = url.split_once("127.0.0.1:").unwrap();
+    let (port, database) = tail.split_once('/').unwrap();
+    let relay = Relay::start(port.parse().unwrap());
+    let relayed = format!("{head}127.0.0.1:{}/{database}", relay.port);
+    let world = replica(
+        &format!("pg-{name}"),
+        &relayed,
+        "answer_timeout = \"2s\"\nacquire_timeout = \"1s\"\nconnect_timeout = \"2s\"",
+        &web("0"),
+    );
+    (relay, world)
 }
 
 #[test]
 fn a_database_that_stops_answering_gets_a_webhook_503_not_a_hang() {
     let cluster = Cluster::start("stall");
-    let url = cluster.database("stall");
-    // The same database, through the relay.
-    let (head, tail) = url.split_once("127.0.0.1:").unwrap();
-    let (port, name) = tail.split_once('/').unwrap();
-    let relay = Relay::start(port.parse().unwrap());
-    let relayed = format!("{head}127.0.0.1:{}/{name}", relay.port);
-    let world = replica(
-        "pg-stall",
-        &relayed,
-        "answer_timeout = \"2s\"\nacquire_timeout = \"1s\"\nconnect_timeout = \"2s\"",
-        &web("0"),
-    );
+    let (relay, world) = relayed(&cluster, "stall");
     let server = world.start(&[]);
     assert_eq!(push(&server, 1, "s-1"), 202);
     assert_all_succeeded(&world.settle(30));
@@ -384,6 +430,38 @@ fn a_database_that_stops_answering_gets_a_webhook_503_not_a_hang() {
     let deploys = world.settle(30);
     assert_all_succeeded(&deploys);
     assert_eq!(deploys.len(), 2, "{deploys:?}");
+    server.terminate();
+}
+
+#[test]
+fn a_claim_whose_commit_answer_is_lost_runs_the_deploy_it_started() {
+    let cluster = Cluster::start("lost-claim");
+    let (relay, world) = relayed(&cluster, "lost_claim");
+    // The claim of the first deploy (the only statement that reads the
+    // stack's lease by holder and locks it) commits, and its answer is lost.
+    relay.lose_commit_answer(b"SELECT holder FROM leases WHERE name = $1 AND holder = $2");
+    let server = world.start(&[]);
+    assert_eq!(push(&server, 1, "c-1"), 202);
+    wait_for(30, "the claim's lost commit to be found", || {
+        server
+            .log_text()
+            .contains("the claim's commit went through, its answer lost")
+            .then_some(())
+    });
+    let deploys = world.settle(30);
+    assert_eq!(deploys.len(), 1, "{deploys:?}");
+    assert_eq!(
+        deploys[0].state,
+        DeployState::Succeeded,
+        "{:?}",
+        deploys[0].detail
+    );
+    assert_eq!(world.ran("web").len(), 1, "the command ran once");
+    assert!(
+        server.log_text().contains("did not answer within 2s"),
+        "the answer was lost: {}",
+        server.log_text()
+    );
     server.terminate();
 }
 

@@ -51,9 +51,11 @@ mod stop;
 pub use stop::{Stop, CANCELLED_REASON, CANCEL_POLL, SHUTDOWN_REASON};
 mod http_action;
 pub use http_action::HTTP_ACTION_CONNECT_TIMEOUT;
+mod claim;
 mod end;
 mod place;
-pub use end::{END_RETRY_FIRST_WAIT, END_RETRY_FOR, END_RETRY_MAX_WAIT};
+mod retry;
+pub use retry::{JOURNAL_RETRY_FIRST_WAIT, JOURNAL_RETRY_FOR, JOURNAL_RETRY_MAX_WAIT};
 
 /// The parts of a journaled deploy event that the journal's own columns do
 /// not hold (stack, ref, sha, services... are columns of the deploy row).
@@ -572,12 +574,11 @@ impl Runner {
             detail: &detail,
             refusal: &refusal,
         };
-        let claimed = match journal.claim_and_start(stack_name, now_ms(), &start) {
-            Ok(claimed) => claimed,
-            Err(e) => {
-                tracing::error!(stack = stack_name, error = %e, "journal: cannot claim and start the stack's next deploy; not running it");
-                return;
-            }
+        let Some(claimed) = self
+            .claim_retried(stack_name, runner, &start, &is_lost)
+            .await
+        else {
+            return;
         };
         if claimed.lease_lost {
             tracing::warn!(

@@ -108,6 +108,34 @@ impl Journal {
             claim(sql, stack, at_ms, Some(start.detail), start.refusal)
         })
     }
+
+    /// The deploy of `stack` that `runner` recorded `started` at `at_ms`:
+    /// what a [`Journal::claim_and_start`] at `at_ms` that returned an
+    /// error started all the same (its commit went through, its answer was
+    /// lost). Asked in a write transaction, so that the try's own, which
+    /// holds the journal's write lock from before its commit is sent, has
+    /// ended one way or the other: the answer is final.
+    pub fn started_by(
+        &self,
+        stack: &str,
+        runner: &str,
+        at_ms: i64,
+    ) -> Result<Option<DeployRecord>, JournalError> {
+        self.write("find a claim whose answer was lost", |sql| {
+            let found: Option<i64> = sql
+                .query_opt(
+                    "SELECT id FROM deploys WHERE stack = ?1 AND state = ?2 AND runner = ?3
+                     AND started_at_ms = ?4",
+                    args![stack, DeployState::Started, runner, at_ms],
+                )?
+                .map(|row| row.get(0))
+                .transpose()?;
+            match found {
+                Some(id) => select_deploy(sql, id),
+                None => Ok(None),
+            }
+        })
+    }
 }
 
 /// [`Journal::claim_next`] inside its transaction, starting the deploy it

@@ -2,26 +2,13 @@
 //! (a database restart, a dropped connection) and the stack is still this
 //! runner's: left unrecorded, recovery would call the deploy interrupted.
 
-use std::time::Duration;
-
+use super::retry::Backoff;
 use super::Runner;
 use crate::journal::{now_ms, DeployRecord, DeployState, JournalError, TransitionDetail};
 
-/// How long a runner retries recording a deploy's end while the journal
-/// cannot be written (the stack's lease, if any, still held): a database
-/// restart or a dropped connection, not an outage.
-pub const END_RETRY_FOR: Duration = Duration::from_secs(60);
-
-/// The first wait between tries to record a deploy's end, doubled after
-/// each failed try up to [`END_RETRY_MAX_WAIT`].
-pub const END_RETRY_FIRST_WAIT: Duration = Duration::from_millis(250);
-
-/// The longest wait between tries to record a deploy's end.
-pub const END_RETRY_MAX_WAIT: Duration = Duration::from_secs(5);
-
 impl Runner {
     /// Records that `record` ended in `state` with `detail`, then counts and
-    /// tells of it; retried for up to [`END_RETRY_FOR`] while the journal
+    /// tells of it; retried for up to [`super::JOURNAL_RETRY_FOR`] while the journal
     /// cannot be written and `is_lost` says the stack is still this
     /// runner's. A try whose commit went through before its answer was lost
     /// finds the deploy ended already.
@@ -34,8 +21,7 @@ impl Runner {
     ) {
         let id = record.id;
         let finished_ms = now_ms();
-        let mut wait = END_RETRY_FIRST_WAIT;
-        let gave_up_at = std::time::Instant::now() + END_RETRY_FOR;
+        let mut backoff = Backoff::new();
         let recorded = loop {
             match self
                 .inner
@@ -65,10 +51,9 @@ impl Runner {
                     tracing::error!(deploy = id, error = %e, "journal: cannot record the end of a deploy");
                     break false;
                 }
-                Err(e) if !is_lost() && std::time::Instant::now() + wait < gave_up_at => {
-                    tracing::warn!(deploy = id, error = %e, retry_in = ?wait, "journal: cannot record the end of a deploy yet; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(END_RETRY_MAX_WAIT);
+                Err(e) if !is_lost() && backoff.next_wait().is_some() => {
+                    tracing::warn!(deploy = id, error = %e, retry_in = ?backoff.next_wait(), "journal: cannot record the end of a deploy yet; retrying");
+                    backoff.sleep().await;
                 }
                 Err(e) => {
                     tracing::error!(deploy = id, error = %e, "journal: cannot record the end of a deploy");
