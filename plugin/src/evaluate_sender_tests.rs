@@ -247,6 +247,47 @@ fn a_signed_json_push_sent_again_as_a_form_is_not_read_as_a_payload_inside_it() 
 }
 
 #[test]
+fn a_signed_github_push_sent_again_under_a_gitea_label_is_refused() {
+    // GitHub's real push to `master`: Gitea, Forgejo and Gogs sign alike
+    // (the same HMAC-SHA256 of the body, as `X-Hub-Signature-256` or bare
+    // hex), but their rules are looser (no forced flag, a commit list never
+    // known whole), so the same bytes must not be judged by them.
+    let body = crate::providers::test_support::fixture("github/goscm-push.json");
+    let event: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(event["ref"], "refs/heads/master");
+    assert_eq!(event["forced"], false);
+    let hex = signature::hmac_sha256_hex(b"s3cret", &body);
+    let prefixed = format!("sha256={hex}");
+    let s = with_secret(stack("web", "Codertocat/Hello-World", "master"));
+    let stacks = std::slice::from_ref(&s);
+    let github = signed_post(
+        &[
+            ("X-GitHub-Event", "push"),
+            ("X-Hub-Signature-256", &prefixed),
+        ],
+        body.clone(),
+    );
+    let o = evaluate(stacks, &github).unwrap();
+    assert!(o.decisions[0].deploy().is_some(), "{o:?}");
+    for (event_header, signature_header, value) in [
+        ("X-Gitea-Event", "X-Hub-Signature-256", prefixed.as_str()),
+        ("X-Gitea-Event", "X-Gitea-Signature", hex.as_str()),
+        ("X-Forgejo-Event", "X-Forgejo-Signature", hex.as_str()),
+        ("X-Gogs-Event", "X-Gogs-Signature", hex.as_str()),
+    ] {
+        let relabelled = signed_post(
+            &[(event_header, "push"), (signature_header, value)],
+            body.clone(),
+        );
+        let err = evaluate(stacks, &relabelled).unwrap_err();
+        assert!(
+            matches!(&err, PluginError::MalformedPayload(m) if m.contains("GitHub's created/deleted/forced flags")),
+            "{event_header}: {err}"
+        );
+    }
+}
+
+#[test]
 fn a_create_or_delete_event_sent_again_as_a_push_is_refused_not_deployed() {
     // Real `delete` and `create` events of a branch, relabelled `push` (the
     // event header is not signed): they name a ref and no `after`.

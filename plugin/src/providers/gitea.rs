@@ -6,7 +6,8 @@
 //! shape (no `total_commits`, older versions no `head_commit`):
 //! - `push` → [`Event::Push`]. None of the three sends `created`, `deleted` or
 //!   `forced`: creation and deletion come from the zero ids, and a push is
-//!   never reported as forced. The commit list is capped by the server's
+//!   never reported as forced. A body that has them is refused: it is
+//!   GitHub's, which signs alike, sent again under a looser label. The commit list is capped by the server's
 //!   `FEED_MAX_COMMIT_NUM`, so it counts as whole only when `total_commits`
 //!   (Gitea ≥ 1.18, Forgejo) says so.
 //! - a `push` whose `before` equals `after` → [`Event::Ping`]: that is the
@@ -45,6 +46,15 @@ pub fn parse(provider: Provider, event: &str, json: &[u8]) -> Result<Event, Plug
 fn parse_push(provider: Provider, json: &[u8]) -> Result<Event, PluginError> {
     let what = format!("{} push", provider.as_str());
     let p: PushPayload = serde_json::from_slice(json).map_err(|e| malformed(&what, e))?;
+    // GitHub signs alike (`X-Hub-Signature-256`, or its hex as a Gitea
+    // signature), and none of the three sends GitHub's flags: a body with
+    // them is GitHub's push under another label, which would be judged by
+    // looser rules (no forced flag, a commit list never known whole).
+    if p.created.is_some() || p.deleted.is_some() || p.forced.is_some() {
+        return Err(PluginError::MalformedPayload(format!(
+            "{what}: it has GitHub's created/deleted/forced flags, which no Gitea, Forgejo or Gogs push has: another sender's body, refused"
+        )));
+    }
     let repo = p
         .repository
         .as_ref()
