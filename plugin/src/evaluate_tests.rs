@@ -478,6 +478,9 @@ fn unknown_service_or_profile_is_an_error_naming_it() {
         "deployment-profile",
         "profile",
         "Deployment_Profile",
+        "services[]",
+        "services[0]",
+        "deployment_profile[]",
     ] {
         let refused = parse_modifiers(&format!("{key}=web")).unwrap_err();
         assert_eq!(

@@ -264,8 +264,11 @@ pub fn parse_modifiers(query: &str) -> Result<Modifiers, PluginError> {
 }
 
 /// Whether query key `key` is `services` or `deployment_profile` written
-/// another way: another case, singular, `-` for `_`, or `profile` alone.
+/// another way: another case, singular, `-` for `_`, `profile` alone, or
+/// with the brackets some frameworks give lists (`services[]`,
+/// `services[0]`).
 fn is_misspelled_modifier(key: &str) -> bool {
+    let key = key.split('[').next().unwrap_or(key);
     let key = key.trim().to_ascii_lowercase().replace('-', "_");
     [
         "services",
