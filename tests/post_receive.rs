@@ -543,6 +543,44 @@ fn post_receive_matches_a_stack_naming_the_repository_by_a_symlinked_path() {
 }
 
 #[test]
+fn a_push_of_a_ref_name_that_is_not_utf8_still_deploys_the_branch_a_stack_follows() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let world = World::new("post-receive-not-utf8", "", &stacks());
+    let repo = setup(&world, "sha1");
+    let head = commit(&repo, "first");
+    // git takes any bytes in a ref name but a few: 0xff is not UTF-8.
+    let odd = std::ffi::OsStr::from_bytes(b"odd\xff");
+    let git_bytes = |args: &[&std::ffi::OsStr]| {
+        Command::new("git")
+            .current_dir(&repo.work)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert!(git_bytes(&["branch".as_ref(), odd]).status.success());
+    let out = git_bytes(&["push".as_ref(), "origin".as_ref(), "main".as_ref(), odd]);
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains(
+            "remote: redeploy: ref \"refs/heads/odd\\xff\" is not UTF-8, so no stack follows it: not deploying it"
+        ),
+        "{said}"
+    );
+    assert!(said.contains("remote: redeploy: web: deploying"), "{said}");
+    let deploys = world.settle(30);
+    assert_eq!(deploys.len(), 1, "{deploys:#?}");
+    assert_eq!(deploys[0].state, DeployState::Succeeded);
+    assert_eq!(deploys[0].queued.sha.as_deref(), Some(head.as_str()));
+    assert_eq!(
+        deploys[0].queued.git_ref.as_deref(),
+        Some("refs/heads/main")
+    );
+}
+
+#[test]
 fn post_receive_says_when_a_push_was_forced() {
     let world = World::new("post-receive-rewritten", "", &stacks());
     let repo = setup(&world, "sha1");

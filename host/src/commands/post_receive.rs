@@ -48,24 +48,20 @@ pub enum InputError {
          (a push of this many refs is a mirror, not a deploy); nothing was evaluated or deployed"
     )]
     TooLarge,
-    /// The input is not UTF-8.
-    #[error("push refused: the post-receive input is not valid UTF-8; nothing was deployed")]
-    NotUtf8,
     /// Reading stdin failed.
     #[error("reading post-receive input: {0}")]
     Read(std::io::Error),
 }
 
-/// Reads all of the hook's input, or refuses it whole: over
-/// [`MAX_INPUT_BYTES`], or not UTF-8. Never returns a prefix.
-pub fn read_input(reader: impl std::io::Read) -> Result<String, InputError> {
-    let bytes = crate::bounded::read_all(reader, MAX_INPUT_BYTES, "post-receive input").map_err(
-        |e| match e.kind() {
+/// Reads all of the hook's input, or refuses it whole over
+/// [`MAX_INPUT_BYTES`]. Never returns a prefix.
+pub fn read_input(reader: impl std::io::Read) -> Result<Vec<u8>, InputError> {
+    crate::bounded::read_all(reader, MAX_INPUT_BYTES, "post-receive input").map_err(|e| {
+        match e.kind() {
             std::io::ErrorKind::FileTooLarge => InputError::TooLarge,
             _ => InputError::Read(e),
-        },
-    )?;
-    String::from_utf8(bytes).map_err(|_| InputError::NotUtf8)
+        }
+    })
 }
 
 /// Environment variables git servers use for the pusher's name, in order:
@@ -232,26 +228,55 @@ fn is_ancestor(git_dir: &Path, old: &str, new: &str) -> Option<bool> {
 }
 
 /// Splits post-receive input into its `<old> <new> <ref>` lines (blank
-/// lines skipped); a line of any other shape is an error quoting it. The
+/// lines skipped); a line of any other shape is an error quoting it, and
+/// a ref name that is not UTF-8 is left out ([`Updates::not_utf8`]). The
 /// object ids and ref names are checked by the component.
-pub fn parse_updates(input: &str) -> anyhow::Result<Vec<wit::RefUpdate>> {
-    input
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|line| {
-            // git separates the fields with one space; a ref name may hold
-            // other Unicode whitespace (a no-break space), never ASCII.
-            let mut parts = line.split_ascii_whitespace();
-            match (parts.next(), parts.next(), parts.next(), parts.next()) {
-                (Some(old), Some(new), Some(name), None) => Ok(wit::RefUpdate {
-                    old: old.to_string(),
-                    new: new.to_string(),
-                    name: name.to_string(),
-                }),
-                _ => bail!("post-receive input line {line:?} is not \"<old> <new> <ref>\""),
-            }
-        })
-        .collect()
+pub fn parse_updates(input: &[u8]) -> anyhow::Result<Updates> {
+    let mut parsed = Updates::default();
+    for line in input.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        // git separates the fields with one space; a ref name may hold
+        // other Unicode whitespace (a no-break space), never ASCII.
+        let mut parts = line
+            .split(u8::is_ascii_whitespace)
+            .filter(|part| !part.is_empty());
+        let fields = (parts.next(), parts.next(), parts.next(), parts.next());
+        let (Some(old), Some(new), Some(name), None) = fields else {
+            bail!(
+                "post-receive input line \"{}\" is not \"<old> <new> <ref>\"",
+                line.escape_ascii()
+            );
+        };
+        let (Ok(old), Ok(new)) = (std::str::from_utf8(old), std::str::from_utf8(new)) else {
+            bail!(
+                "post-receive input line \"{}\" is not \"<old> <new> <ref>\"",
+                line.escape_ascii()
+            );
+        };
+        match std::str::from_utf8(name) {
+            Ok(name) => parsed.updates.push(wit::RefUpdate {
+                old: old.to_string(),
+                new: new.to_string(),
+                name: name.to_string(),
+            }),
+            Err(_) => parsed.not_utf8.push(name.escape_ascii().to_string()),
+        }
+    }
+    Ok(parsed)
+}
+
+/// The ref updates of a hook's input ([`parse_updates`]).
+#[derive(Debug, Default)]
+pub struct Updates {
+    /// One per line, in git's order.
+    pub updates: Vec<wit::RefUpdate>,
+    /// The names, escaped, of the refs left out because they are not UTF-8:
+    /// git allows them, but every stack's branch and tag patterns are
+    /// UTF-8, so no stack follows one, and the component takes only UTF-8.
+    pub not_utf8: Vec<String>,
 }
 
 /// Each stack's decision on `updates`, evaluated by the component with the
@@ -388,7 +413,7 @@ impl PostReceive {
         // A refusal goes to stderr as `redeploy: push refused: ...` (git
         // shows it to the pusher as a `remote:` line) with a non-zero exit.
         let input = read_input(std::io::stdin().lock())?;
-        let updates = parse_updates(&input)?;
+        let Updates { updates, not_utf8 } = parse_updates(&input)?;
         let names = repository_names(
             &config,
             self.repository.as_deref(),
@@ -414,7 +439,12 @@ impl PostReceive {
         // are evaluated together.
         let decisions = evaluate_by_name(&runtime, &config, stacks, &names, &updates, &pusher)?;
         let mut deploying: Vec<&crate::config::StackConfig> = Vec::new();
-        let mut out = Vec::new();
+        let mut out: Vec<String> = not_utf8
+            .iter()
+            .map(|name| {
+                format!("redeploy: ref \"{name}\" is not UTF-8, so no stack follows it: not deploying it")
+            })
+            .collect();
         for stack in &config.stacks {
             let Some(d) = decisions.get(&stack.name) else {
                 continue;
@@ -664,10 +694,32 @@ mod tests {
     fn a_ref_name_holding_a_no_break_space_is_one_field_of_its_line() {
         let a = "a".repeat(40);
         let b = "b".repeat(40);
-        let updates = parse_updates(&format!("{a} {b} refs/heads/feat\u{a0}x\n")).unwrap();
+        let updates = parse_updates(format!("{a} {b} refs/heads/feat\u{a0}x\n").as_bytes())
+            .unwrap()
+            .updates;
         assert_eq!(updates.len(), 1);
         assert_eq!(updates[0].name, "refs/heads/feat\u{a0}x");
-        assert!(parse_updates(&format!("{a} {b} refs/heads/feat x\n")).is_err());
+        assert!(parse_updates(format!("{a} {b} refs/heads/feat x\n").as_bytes()).is_err());
+    }
+
+    #[test]
+    fn a_ref_name_that_is_not_utf8_is_left_out_and_the_others_kept() {
+        let (a, b) = ("a".repeat(40), "b".repeat(40));
+        let mut input = format!("{a} {b} refs/heads/bad").into_bytes();
+        input.extend_from_slice(b"\xff\n");
+        input.extend_from_slice(format!("{a} {b} refs/heads/main\r\n\n").as_bytes());
+        let parsed = parse_updates(&input).unwrap();
+        assert_eq!(parsed.not_utf8, ["refs/heads/bad\\xff"]);
+        assert_eq!(parsed.updates.len(), 1);
+        assert_eq!(parsed.updates[0].name, "refs/heads/main");
+        assert_eq!(
+            (&*parsed.updates[0].old, &*parsed.updates[0].new),
+            (&*a, &*b)
+        );
+        // Object ids that are not UTF-8 are no update at all.
+        let mut bad_id = b"\xff".to_vec();
+        bad_id.extend_from_slice(format!(" {b} refs/heads/main\n").as_bytes());
+        assert!(parse_updates(&bad_id).is_err());
     }
 
     #[test]
