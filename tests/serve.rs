@@ -203,6 +203,46 @@ fn serve_deploys_exactly_what_it_should() {
 }
 
 #[test]
+fn a_deploy_whose_claim_fails_longer_than_its_retries_runs_once_the_journal_can_be_written() {
+    let world = World::new("claim-fails", "", &web_stack(1, "web", "0").toml());
+    let server = world.start(&[]);
+    // The journal refuses to record any deploy started, as a full disk
+    // would (the database file itself stays writable for the admission).
+    let journal = rusqlite::Connection::open(Journal::path_in(&world.dir.join("state"))).unwrap();
+    journal
+        .busy_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    journal
+        .execute_batch(
+            "CREATE TRIGGER no_start BEFORE UPDATE OF state ON deploys
+             WHEN NEW.state = 'started' BEGIN SELECT RAISE(ABORT, 'no space left (test)'); END",
+        )
+        .unwrap();
+    assert_eq!(push(&server, 1, "c-1"), 202);
+    wait_for(30, "a claim to be tried again", || {
+        server
+            .log_text()
+            .contains("cannot claim and start the stack's next deploy yet; retrying")
+            .then_some(())
+    });
+    // Past the claim's retries (a minute), the deploy is left queued.
+    wait_for(90, "the claim to give up", || {
+        server
+            .log_text()
+            .contains("cannot claim and start the stack's next deploy; not running it")
+            .then_some(())
+    });
+    assert_eq!(world.deploys()[0].state, DeployState::Queued);
+    journal.execute_batch("DROP TRIGGER no_start").unwrap();
+    // Nothing else arrives: the server's own sweep finds it.
+    let deploys = world.settle(30);
+    assert_eq!(deploys.len(), 1, "{deploys:#?}");
+    assert_eq!(deploys[0].state, DeployState::Succeeded);
+    assert_eq!(world.ran("web").len(), 1);
+    server.terminate();
+}
+
+#[test]
 fn fifty_deliveries_over_ten_commits_run_one_at_a_time_and_the_newest_last() {
     let (world, server) = World::serving("serve-concurrency", "", &[web_stack(1, "web", "0.3")]);
     // A slow deploy is running...

@@ -174,9 +174,12 @@ impl Serve {
             // another replica) holds.
             let interrupted = crate::supervise::recover_free_stacks(&journal, &locks, None).await?;
             notifier.interrupted(&interrupted);
-            if let crate::supervise::Locks::Leases(cluster) = &locks {
-                following.extend(cluster.listen());
-                following.push(runner.follow(cluster.clone(), Some(notifier.clone())));
+            match &locks {
+                crate::supervise::Locks::Leases(cluster) => {
+                    following.extend(cluster.listen());
+                    following.push(runner.follow(cluster.clone(), Some(notifier.clone())));
+                }
+                crate::supervise::Locks::Files(_) => following.push(runner.sweep()),
             }
             let queued = journal.queued_deploys()?;
             if !queued.is_empty() {

@@ -44,14 +44,34 @@ impl Runner {
                 if recover {
                     runner.recover_dead(&cluster, observer.as_deref()).await;
                 }
-                runner.take_queued(&cluster);
+                runner.take_queued();
+            }
+        })
+    }
+
+    /// Until aborted: every [`SWEEP_EVERY`], hands every queued deploy of
+    /// the journal to this runner, as [`Runner::follow`] does on a journal
+    /// replicas share. A deploy whose claim failed (the journal could not
+    /// be written, a full disk, for longer than the claim's retries) stays
+    /// queued: it runs once the journal can be written again, not only
+    /// when the stack's next delivery comes, or a restart.
+    pub fn sweep(&self) -> tokio::task::JoinHandle<()> {
+        let runner = self.clone();
+        tokio::spawn(async move {
+            let mut sweep = tokio::time::interval(SWEEP_EVERY);
+            sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // The first tick is at once: the queued deploys were just resumed.
+            sweep.tick().await;
+            loop {
+                sweep.tick().await;
+                runner.take_queued();
             }
         })
     }
 
     /// Hands every queued deploy of the journal to this runner.
-    fn take_queued(&self, cluster: &Cluster) {
-        match cluster.journal().queued_deploys() {
+    fn take_queued(&self) {
+        match self.inner.journal.queued_deploys() {
             Ok(queued) => {
                 for record in &queued {
                     self.enqueue(record);
