@@ -288,6 +288,79 @@ fn a_signed_github_push_sent_again_under_a_gitea_label_is_refused() {
 }
 
 #[test]
+fn commit_ids_tags_and_digests_that_git_and_registries_never_make_are_refused() {
+    // A stack without secrets takes a push from whoever has its URL: the
+    // fields that reach the command's environment must be what they say.
+    let refused = |body: Vec<u8>, headers: &[(&str, &str)], s: Stack| {
+        let err = evaluate(std::slice::from_ref(&s), &signed_post(headers, body)).unwrap_err();
+        match err {
+            PluginError::MalformedPayload(m) => m,
+            other => panic!("{other}"),
+        }
+    };
+    let github = || -> serde_json::Value {
+        serde_json::from_slice(&crate::providers::test_support::fixture(
+            "github/goscm-push.json",
+        ))
+        .unwrap()
+    };
+    let web = || stack("web", "Codertocat/Hello-World", "master");
+    let as_github = [("X-GitHub-Event", "push")];
+    // The real push deploys as it is.
+    let real = signed_post(&as_github, github().to_string().into_bytes());
+    assert!(evaluate(&[web()], &real).unwrap().decisions[0]
+        .deploy()
+        .is_some());
+    for (field, value) in [
+        ("after", "--orphan=x"),
+        ("after", "199eddf"),
+        ("before", "$(touch pwned)"),
+        ("after", &"g".repeat(40)),
+    ] {
+        let mut push = github();
+        push[field] = value.into();
+        let m = refused(push.to_string().into_bytes(), &as_github, web());
+        assert!(
+            m.starts_with(&format!("the push's {field} "))
+                && m.ends_with("is not a commit id (40 or 64 hex digits)"),
+            "{m}"
+        );
+    }
+    // Docker Hub's example push of `latest`: a tag never starts with `-`.
+    let hub = || -> serde_json::Value {
+        serde_json::from_slice(&crate::providers::test_support::fixture(
+            "dockerhub/dockerdocs-webhook-example.json",
+        ))
+        .unwrap()
+    };
+    let testhook = || image_stack("img", "svendowideit/testhook");
+    let real = signed_post(&[], hub().to_string().into_bytes());
+    assert!(evaluate(&[testhook()], &real).unwrap().decisions[0]
+        .deploy()
+        .is_some());
+    for tag in ["--rm", ".hidden", "a b", &"t".repeat(129)] {
+        let mut push = hub();
+        push["push_data"]["tag"] = tag.into();
+        let m = refused(push.to_string().into_bytes(), &[], testhook());
+        assert!(m.starts_with("the image's tag "), "{tag}: {m}");
+    }
+    assert!(super::is_digest("sha256:0123abcdef"));
+    assert!(super::is_digest(
+        "multihash+base58:QmRZxt2b1FVZPNqd8hsiykDL3TdBDeTSPX9Kv46HmX4Gx8"
+    ));
+    for digest in [
+        "sha256",
+        "sha256:",
+        "SHA256:ab",
+        ":ab",
+        "sha256:a b",
+        "sha256:-x;y",
+    ] {
+        assert!(!super::is_digest(digest), "{digest}");
+    }
+}
+
+#[test]
 fn a_create_or_delete_event_sent_again_as_a_push_is_refused_not_deployed() {
     // Real `delete` and `create` events of a branch, relabelled `push` (the
     // event header is not signed): they name a ref and no `after`.

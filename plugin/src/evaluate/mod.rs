@@ -394,6 +394,7 @@ fn evaluate_http<'s>(
         .map(|stack| prepare(stack, &modifiers, ctx))
         .collect::<Result<Vec<_>, _>>()?;
     let event = providers::parse(&mut detected, &json)?;
+    check_names(&event)?;
     Ok((normalize(detected, event), scheme, prepared))
 }
 
@@ -461,6 +462,83 @@ fn post_receive_event(pushes: Vec<Push>) -> Normalized {
 
 fn is_object_id(s: &str) -> bool {
     (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The longest image tag a registry takes (the distribution spec's).
+const MAX_IMAGE_TAG_CHARS: usize = 128;
+
+/// Whether `tag` is an image tag by the distribution spec's grammar,
+/// `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`: never starting with `-` or `.`.
+fn is_image_tag(tag: &str) -> bool {
+    let ok = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    tag.len() <= MAX_IMAGE_TAG_CHARS
+        && tag.bytes().next().is_some_and(ok)
+        && tag.bytes().all(|b| ok(b) || b == b'.' || b == b'-')
+}
+
+/// Whether `digest` is a content digest by the OCI grammar,
+/// `algorithm:encoded`: lower-case algorithm components joined by one of
+/// `+._-`, and an encoded part of `[A-Za-z0-9=_-]`.
+fn is_digest(digest: &str) -> bool {
+    let Some((algorithm, encoded)) = digest.split_once(':') else {
+        return false;
+    };
+    let component = |c: &str| {
+        !c.is_empty()
+            && c.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    };
+    algorithm.split(['+', '.', '_', '-']).all(component)
+        && !encoded.is_empty()
+        && encoded
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'=' || b == b'_' || b == b'-')
+}
+
+/// Refuses an event whose commit ids, image tags or digests are not what
+/// git and registries make: they reach the deploy command's environment
+/// (`REDEPLOY_SHA`, `REDEPLOY_IMAGE`), where a value such as `--orphan=x`
+/// would be an option to the `git` or `docker` it is handed to. A stack
+/// without secrets takes a push from whoever has its URL, so its fields
+/// are anyone's.
+fn check_names(event: &Event) -> Result<(), PluginError> {
+    let refuse = |what: &str, value: &str, want: &str| {
+        let shown: String = value.chars().take(80).collect();
+        Err(PluginError::MalformedPayload(format!(
+            "{what} {shown:?} is not {want}"
+        )))
+    };
+    const COMMIT: &str = "a commit id (40 or 64 hex digits)";
+    match event {
+        Event::Push(pushes) => {
+            for push in pushes {
+                for (what, id) in [("before", &push.before), ("after", &push.after)] {
+                    if let Some(id) = id.as_deref().filter(|id| !is_object_id(id)) {
+                        return refuse(&format!("the push's {what}"), id, COMMIT);
+                    }
+                }
+            }
+        }
+        Event::ImagePush(images) => {
+            for image in images {
+                if let Some(tag) = image.tag.as_deref().filter(|t| !is_image_tag(t)) {
+                    return refuse(
+                        "the image's tag",
+                        tag,
+                        "an image tag ([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})",
+                    );
+                }
+                if let Some(digest) = image.digest.as_deref().filter(|d| !is_digest(d)) {
+                    return refuse("the image's digest", digest, "a digest (algorithm:hex)");
+                }
+            }
+        }
+        Event::Deployment(d) if !is_object_id(&d.sha) => {
+            return refuse("the deployment's sha", &d.sha, COMMIT);
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Turns post-receive lines into pushes. Both SHA-1 (40) and SHA-256 (64)
