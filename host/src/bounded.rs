@@ -35,11 +35,25 @@ pub fn read_all(reader: impl Read, limit: u64, what: &str) -> io::Result<Vec<u8>
     Ok(buf)
 }
 
-/// Reads the whole file at `path` as UTF-8 text, refusing one over `limit`
-/// bytes (checked by reading, not by the file's stated size, so a FIFO or a
-/// growing file is bounded too).
+/// Reads the whole regular file at `path` (a symbolic link to one is
+/// followed) as UTF-8 text, refusing one over `limit` bytes (checked by
+/// reading, not by the file's stated size, so a growing file is bounded
+/// too). Anything else is refused as it is opened, without waiting: a FIFO
+/// would hold the reader until something writes to it, and a device could
+/// answer forever.
 pub fn read_file_to_string(path: &Path, limit: u64) -> io::Result<String> {
-    let file = std::fs::File::open(path)?;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    // Opening a FIFO for reading waits for a writer, unless non-blocking.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "it is not a regular file (a FIFO, a device, a socket or a directory)",
+        ));
+    }
     let bytes = read_all(file, limit, "the file")?;
     String::from_utf8(bytes)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "the file is not valid UTF-8"))
@@ -97,6 +111,23 @@ mod tests {
         let err = read_all(&data[..], 100, "post-receive input").unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::FileTooLarge);
         assert_eq!(err.to_string(), "post-receive input is over 100 bytes");
+    }
+
+    #[test]
+    fn a_fifo_or_a_device_is_refused_at_once_not_waited_on() {
+        let dir = std::env::temp_dir().join(format!("bounded-fifo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("secret");
+        let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path; mkfifo only creates a node.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        // No writer ever comes: a blocking open would wait forever.
+        for path in [fifo.as_path(), Path::new("/dev/zero"), dir.as_path()] {
+            let err = read_file_to_string(path, 1024).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{path:?}: {err}");
+            assert!(err.to_string().contains("not a regular file"), "{err}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
