@@ -19,9 +19,30 @@ pub fn parse_headers(text: &str) -> anyhow::Result<Vec<(String, String)>> {
         if name.is_empty() || name.contains(char::is_whitespace) {
             bail!("line {}: {:?} is not a header name", i + 1, name);
         }
+        let lower = name.to_ascii_lowercase();
+        if must_not_repeat(&lower)
+            && out
+                .iter()
+                .any(|(n, _): &(String, _)| n.eq_ignore_ascii_case(name))
+        {
+            bail!(
+                "line {}: header {lower} appears more than once, which the server refuses (400)",
+                i + 1
+            );
+        }
         out.push((name.to_string(), value.trim().to_string()));
     }
     Ok(out)
+}
+
+/// Whether header `name` (lower case) may appear at most once in a
+/// delivery: the content type and every `X-` header (event names, delivery
+/// ids, signatures and tokens are all `X-` headers), except the
+/// `X-Forwarded-*` headers proxies may repeat. Two values would leave it to
+/// chance which event or which signature counts, so the server refuses such
+/// a request, and `redeploy check` such a headers file.
+pub fn must_not_repeat(name: &str) -> bool {
+    name == "content-type" || (name.starts_with("x-") && !name.starts_with("x-forwarded-"))
 }
 
 /// The largest headers file read (1 MiB): a real request's headers are a
@@ -57,6 +78,19 @@ pub fn retry_after(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_headers_file_repeating_a_header_the_server_refuses_twice_is_refused() {
+        let err = parse_headers("X-GitHub-Event: ping\nx-github-event: push\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "line 2: header x-github-event appears more than once, which the server refuses (400)"
+        );
+        assert!(parse_headers("Content-Type: a\ncontent-type: b").is_err());
+        // Proxies may repeat these, and others may repeat.
+        let fine = "X-Forwarded-For: 1\nX-Forwarded-For: 2\nAccept: a\nAccept: b\n";
+        assert_eq!(parse_headers(fine).unwrap().len(), 4);
+    }
 
     #[test]
     fn retry_after_is_seconds_or_an_http_date_and_bounded() {

@@ -448,15 +448,11 @@ fn request(method: &Method, uri: &Uri, headers: &HeaderMap, body: Vec<u8>) -> wi
     }
 }
 
-/// The first header that appears more than once and must not: the content
-/// type and every `X-` header (event names, delivery ids, signatures and
-/// tokens are all `X-` headers), except the `X-Forwarded-*` headers proxies
-/// may repeat. Two values would leave it to chance which event or which
-/// signature counts, so such a request is refused.
+/// The first header that appears more than once and must not
+/// ([`crate::headers::must_not_repeat`]).
 fn repeated_header(headers: &HeaderMap) -> Option<&str> {
     headers.keys().map(|name| name.as_str()).find(|&name| {
-        (name == "content-type" || (name.starts_with("x-") && !name.starts_with("x-forwarded-")))
-            && headers.get_all(name).iter().nth(1).is_some()
+        crate::headers::must_not_repeat(name) && headers.get_all(name).iter().nth(1).is_some()
     })
 }
 
