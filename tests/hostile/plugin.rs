@@ -227,8 +227,18 @@ fn redeploy_trigger_gives_up_on_a_server_that_never_answers() {
     let (out, took) = trigger(&world, &format!("http://{addr}"), &["--timeout", "1s"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("no answer within"), "{stderr}");
+    assert!(stderr.contains("no answer within 1s"), "{stderr}");
+    assert!(
+        stderr.contains("the deploy may have been queued all the same; see `redeploy history"),
+        "{stderr}"
+    );
     assert!(took < Duration::from_secs(6), "took {took:?}");
+    let (out, _) = trigger(&world, &format!("http://{addr}"), &["--timeout", "0s"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--timeout 0s would never wait"),
+        "{out:?}"
+    );
     let _ = held.join();
 }
 

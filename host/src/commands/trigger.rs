@@ -85,6 +85,10 @@ impl Trigger {
             None => format!("http://{}", config.server.listen),
         };
         let timeout = self.timeout.unwrap_or(TRIGGER_REQUEST_TIMEOUT);
+        if timeout.is_zero() {
+            bail!("--timeout 0s would never wait for the answer; give a wait, or leave the default ({})",
+                humantime::format_duration(TRIGGER_REQUEST_TIMEOUT));
+        }
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
@@ -128,8 +132,9 @@ impl Trigger {
         let (status, body) = match answer {
             Ok(answer) => answer,
             Err(e) if e.is_timeout() => bail!(
-                "no answer within {} from redeploy serve at {base}",
-                humantime::format_duration(timeout)
+                "no answer within {} from redeploy serve at {base}: the deploy may have been queued all the same; see `redeploy history {}` before triggering again",
+                humantime::format_duration(timeout),
+                self.stack
             ),
             Err(e) => {
                 return Err(e).with_context(|| {
