@@ -1415,6 +1415,23 @@ fn logs_prints_a_deploys_log_and_follows_it_until_the_deploy_ends() {
         "{}",
         stderr(&missing)
     );
+    // Its file removed (by hand, or an import that brought no logs): said
+    // so, not an empty log and success.
+    let file = world
+        .dir
+        .join("state")
+        .join("logs")
+        .join("web")
+        .join("1.log");
+    std::fs::remove_file(&file).unwrap();
+    let gone = world.redeploy(&["logs", "1"]);
+    assert_eq!(gone.status.code(), Some(2), "{gone:?}");
+    assert!(
+        stderr(&gone).contains("deploy #1's log file ")
+            && stderr(&gone).contains("/logs/web/1.log is gone"),
+        "{}",
+        stderr(&gone)
+    );
     server.terminate();
 }
 

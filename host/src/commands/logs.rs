@@ -55,6 +55,18 @@ impl Logs {
                 printed += bytes.len() as u64;
             }
             if !self.follow || deploy.state.is_final() {
+                if printed == 0 && deploy.log_path.is_some() && deploy.state.is_final() {
+                    match &source {
+                        None => anyhow::bail!(
+                            "deploy #{id}'s log is not on this machine: it ran on another, or its file was removed"
+                        ),
+                        Some(LogSource::File(path)) if !path.exists() => anyhow::bail!(
+                            "deploy #{id}'s log file {} is gone: removed by retention or by hand, or the journal was imported without its logs",
+                            path.display()
+                        ),
+                        Some(_) => {}
+                    }
+                }
                 if deploy.log_path.is_none() {
                     writeln!(
                         out,
