@@ -13,7 +13,7 @@ impl Runner {
     /// The claim of `stack`'s next deploy, by `runner` (this process's
     /// replica name), as `start` says; `None` when no try got an answer
     /// within [`super::JOURNAL_RETRY_FOR`], or `is_lost` says the stack's
-    /// lease may be lost. A try found to have committed after all returns
+    /// lease may be lost, or the runner is stopping. A try found to have committed after all returns
     /// the deploy it started, without the deploys it cancelled (they are
     /// journaled, but not told of).
     pub(super) async fn claim_retried(
@@ -34,7 +34,13 @@ impl Runner {
             // Whether the try committed all the same, asked until the
             // journal answers; a try that did not is made again.
             loop {
-                let wait = backoff.next_wait().filter(|_| !is_lost());
+                // At shutdown the deploy stays queued, for the next start:
+                // claimed then, it would be interrupted, never run again.
+                let stopping = self
+                    .inner
+                    .stopping
+                    .load(std::sync::atomic::Ordering::SeqCst);
+                let wait = backoff.next_wait().filter(|_| !is_lost() && !stopping);
                 let Some(wait) = wait else {
                     tracing::error!(stack, error = %error, "journal: cannot claim and start the stack's next deploy; not running it");
                     return None;

@@ -51,13 +51,13 @@ impl Runner {
                     tracing::error!(deploy = id, error = %e, "journal: cannot record the end of a deploy");
                     break false;
                 }
-                Err(e) if !is_lost() && backoff.next_wait().is_some() => {
-                    tracing::warn!(deploy = id, error = %e, retry_in = ?backoff.next_wait(), "journal: cannot record the end of a deploy yet; retrying");
-                    backoff.sleep().await;
-                }
                 Err(e) => {
-                    tracing::error!(deploy = id, error = %e, "journal: cannot record the end of a deploy");
-                    break false;
+                    let Some(wait) = backoff.next_wait().filter(|_| !is_lost()) else {
+                        tracing::error!(deploy = id, error = %e, "journal: cannot record the end of a deploy");
+                        break false;
+                    };
+                    tracing::warn!(deploy = id, error = %e, retry_in = ?wait, "journal: cannot record the end of a deploy yet; retrying");
+                    backoff.sleep().await;
                 }
             }
         };

@@ -49,9 +49,9 @@ impl Runner {
         })
     }
 
-    /// Until aborted: every [`SWEEP_EVERY`], hands every queued deploy of
-    /// the journal to this runner, as [`Runner::follow`] does on a journal
-    /// replicas share. A deploy whose claim failed (the journal could not
+    /// Until aborted: every [`SWEEP_EVERY`], hands the queued deploys of
+    /// the journal nobody runs to this runner ([`Runner::take_left_queued`]),
+    /// as [`Runner::follow`] does on a journal replicas share. A deploy whose claim failed (the journal could not
     /// be written, a full disk, for longer than the claim's retries) stays
     /// queued: it runs once the journal can be written again, not only
     /// when the stack's next delivery comes, or a restart.
@@ -64,9 +64,32 @@ impl Runner {
             sweep.tick().await;
             loop {
                 sweep.tick().await;
-                runner.take_queued();
+                runner.take_left_queued();
             }
         })
+    }
+
+    /// Hands this runner the queued deploys of the journal that were
+    /// queued at least [`SWEEP_EVERY`] ago, of stacks its configuration
+    /// has: on SQLite, another process on the state directory (a git
+    /// hook's `run-queued`, `trigger --local`) runs what it queued, and
+    /// this one must not take a deploy of a stack it does not have (its
+    /// claim would cancel it as no longer configured) nor race that
+    /// runner for one it just queued. What is left is a deploy nobody
+    /// runs: one whose claim failed.
+    fn take_left_queued(&self) {
+        let config = self.inner.config.current();
+        let left_before = now_ms() - SWEEP_EVERY.as_millis() as i64;
+        match self.inner.journal.queued_deploys() {
+            Ok(queued) => {
+                for record in queued.iter().filter(|r| {
+                    r.queued.created_at_ms <= left_before && config.stack(&r.queued.stack).is_some()
+                }) {
+                    self.enqueue(record);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "journal: cannot read the queued deploys"),
+        }
     }
 
     /// Hands every queued deploy of the journal to this runner.

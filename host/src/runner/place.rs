@@ -10,8 +10,9 @@
 //! every replica's deploys, and the stack's next claim cancels the deploys
 //! a newer one superseded
 //! ([`crate::journal::Journal::claim_and_start`]). Deploys handed over
-//! otherwise (recovery at start, the GitHub deployment fallback) go
-//! through [`Runner::enqueue`] on SQLite too.
+//! otherwise (recovery at start, the GitHub deployment fallback, the
+//! sweep of deploys nobody runs, [`Runner::sweep`]) go through
+//! [`Runner::enqueue`] on SQLite too.
 
 use super::{Enqueued, Runner};
 use crate::journal::{DeployRecord, DeployState, Placed, Placer};
