@@ -313,19 +313,41 @@ fn commit_ids_tags_and_digests_that_git_and_registries_never_make_are_refused() 
         .is_some());
     for (field, value) in [
         ("after", "--orphan=x"),
-        ("after", "199eddf"),
+        ("after", "199edd"),
         ("before", "$(touch pwned)"),
         ("after", &"g".repeat(40)),
+        ("after", &"a".repeat(65)),
     ] {
         let mut push = github();
         push[field] = value.into();
         let m = refused(push.to_string().into_bytes(), &as_github, web());
         assert!(
             m.starts_with(&format!("the push's {field} "))
-                && m.ends_with("is not a commit id (40 or 64 hex digits)"),
+                && m.ends_with("is not a commit id (7 to 64 hex digits)"),
             "{m}"
         );
     }
+    // The legacy Bitbucket service's commit named by its 12-digit `node`
+    // alone (no `raw_node`): an abbreviated id, taken.
+    let mut legacy: serde_json::Value = serde_json::from_slice(
+        &crate::providers::test_support::fixture("bitbucket-legacy-post/zulip-bitbucket_push.json"),
+    )
+    .unwrap();
+    let commit = legacy["commits"][0].as_object_mut().unwrap();
+    let raw = commit.remove("raw_node").unwrap();
+    commit.insert("node".into(), raw.as_str().unwrap()[..12].into());
+    let form: String = form_urlencoded::byte_serialize(legacy.to_string().as_bytes()).collect();
+    let posted = signed_post(
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        format!("payload={form}").into_bytes(),
+    );
+    let o = evaluate(
+        &[stack("web", "kolaszek/repository-name", "master")],
+        &posted,
+    )
+    .unwrap();
+    let deployed = o.decisions[0].deploy().unwrap_or_else(|| panic!("{o:?}"));
+    assert_eq!(deployed.sha.as_deref(), Some("25f93d22b719"));
     // Docker Hub's example push of `latest`: a tag never starts with `-`.
     let hub = || -> serde_json::Value {
         serde_json::from_slice(&crate::providers::test_support::fixture(

@@ -464,6 +464,16 @@ fn is_object_id(s: &str) -> bool {
     (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// The fewest hex digits a sender abbreviates a commit id to (git's
+/// `core.abbrev` default; the legacy Bitbucket service's `node` is 12).
+const MIN_ABBREVIATED_ID: usize = 7;
+
+/// Whether `s` is a commit id, whole (40 or 64 hex digits) or abbreviated
+/// to at least [`MIN_ABBREVIATED_ID`].
+fn is_commit_id(s: &str) -> bool {
+    (MIN_ABBREVIATED_ID..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// The longest image tag a registry takes (the distribution spec's).
 const MAX_IMAGE_TAG_CHARS: usize = 128;
 
@@ -508,12 +518,12 @@ fn check_names(event: &Event) -> Result<(), PluginError> {
             "{what} {shown:?} is not {want}"
         )))
     };
-    const COMMIT: &str = "a commit id (40 or 64 hex digits)";
+    const COMMIT: &str = "a commit id (7 to 64 hex digits)";
     match event {
         Event::Push(pushes) => {
             for push in pushes {
                 for (what, id) in [("before", &push.before), ("after", &push.after)] {
-                    if let Some(id) = id.as_deref().filter(|id| !is_object_id(id)) {
+                    if let Some(id) = id.as_deref().filter(|id| !is_commit_id(id)) {
                         return refuse(&format!("the push's {what}"), id, COMMIT);
                     }
                 }
@@ -533,7 +543,7 @@ fn check_names(event: &Event) -> Result<(), PluginError> {
                 }
             }
         }
-        Event::Deployment(d) if !is_object_id(&d.sha) => {
+        Event::Deployment(d) if !is_commit_id(&d.sha) => {
             return refuse("the deployment's sha", &d.sha, COMMIT);
         }
         _ => {}
