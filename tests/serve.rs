@@ -1428,7 +1428,7 @@ fn logs_prints_a_deploys_log_and_follows_it_until_the_deploy_ends() {
     assert_eq!(gone.status.code(), Some(2), "{gone:?}");
     assert!(
         stderr(&gone).contains("deploy #1's log file ")
-            && stderr(&gone).contains("/logs/web/1.log is gone"),
+            && stderr(&gone).contains("/logs/web/1.log is not there: never written"),
         "{}",
         stderr(&gone)
     );

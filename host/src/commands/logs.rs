@@ -61,7 +61,7 @@ impl Logs {
                             "deploy #{id}'s log is not on this machine: it ran on another, or its file was removed"
                         ),
                         Some(LogSource::File(path)) if !path.exists() => anyhow::bail!(
-                            "deploy #{id}'s log file {} is gone: removed by retention or by hand, or the journal was imported without its logs",
+                            "deploy #{id}'s log file {} is not there: never written (the deploy's reason in `redeploy history` may say why), removed by retention or by hand, or the journal was imported without its logs",
                             path.display()
                         ),
                         Some(_) => {}
