@@ -557,7 +557,13 @@ fn a_sqlite_journal_moves_to_postgres_with_its_history_and_hook_urls() {
     let text = std::fs::read_to_string(&export).unwrap();
     assert_eq!(
         text.lines().next().unwrap(),
-        r#"{"format":"redeploy-journal-export","version":1}"#
+        r#"{"format":"redeploy-journal-export","version":2}"#
+    );
+    // The last line counts the rows between: an export cut short is known.
+    let rows = text.lines().count() - 2;
+    assert_eq!(
+        text.lines().last().unwrap(),
+        format!(r#"{{"rows":{rows}}}"#)
     );
     // An existing file is never overwritten.
     let again = redeploy_with(
@@ -616,6 +622,7 @@ fn a_damaged_export_imports_nothing_and_says_which_line() {
     let world = World::with_journal("pg-damaged", "", &web("0"), Some(url));
     let export = world.dir.join("bad.jsonl");
     let header = r#"{"format":"redeploy-journal-export","version":1}"#;
+    let v2 = r#"{"format":"redeploy-journal-export","version":2}"#;
     let token = r#"{"table":"hook_tokens","row":{"stack":"web","token":"abcdefghijklmnopqrstuvwxyz012345"}}"#;
     for (body, problem) in [
         (
@@ -639,6 +646,20 @@ fn a_damaged_export_imports_nothing_and_says_which_line() {
         ),
         // An empty file (/dev/null) is no export.
         (String::new(), "line 1: is missing"),
+        // Version 2 ends with its row count: cut before it, or counting
+        // other rows, or with more after it, it is refused whole.
+        (
+            format!("{v2}\n{token}\n"),
+            "line 3: is missing: the export's last line is {\"rows\": N}",
+        ),
+        (
+            format!("{v2}\n{token}\n{{\"rows\":2}}\n"),
+            "line 3: says the export has 2 rows, and 1 came before it",
+        ),
+        (
+            format!("{v2}\n{token}\n{{\"rows\":1}}\n{token}\n"),
+            "line 4: follows the export's last line",
+        ),
     ] {
         std::fs::write(&export, body).unwrap();
         let out = world.redeploy(&["journal", "import", export.to_str().unwrap()]);

@@ -18,8 +18,15 @@ use super::{Backend, DbError, Journal, JournalError};
 /// The first line's `format`.
 pub const FORMAT: &str = "redeploy-journal-export";
 
-/// The first line's `version`: what this build writes and reads.
-pub const VERSION: i64 = 1;
+/// The first line's `version`: what this build writes. Version 2 ends with
+/// a last line, `{"rows": N}`, the number of rows before it, so an export
+/// cut at a line boundary (copied in part, or left by an export that
+/// failed midway) is refused whole, not imported in part.
+pub const VERSION: i64 = 2;
+
+/// The oldest `version` this build reads: version 1 is version 2 without
+/// the last line.
+pub const OLDEST_VERSION: i64 = 1;
 
 /// Every table a journal export holds, with its columns, parents before
 /// children (the order an import inserts in).
@@ -307,7 +314,8 @@ pub enum ImportError {
 }
 
 impl Journal {
-    /// Writes every row of every table to `out`, the format line first, in
+    /// Writes every row of every table to `out`, the format line first and
+    /// the row count last (`{"rows": N}`, [`VERSION`]), in
     /// one transaction that sees one state of the journal (SQLite: `BEGIN
     /// IMMEDIATE`; PostgreSQL: repeatable read under the write lock);
     /// returns the number of rows.
@@ -337,6 +345,7 @@ impl Journal {
                     rows += 1;
                 }
             }
+            emit(json!({"rows": rows}));
             Ok(rows)
         })?;
         match failed {
@@ -412,6 +421,9 @@ fn import_in(
     }
     let mut imported = 0;
     let mut headed = false;
+    // The version read, and, once read, the last line's count.
+    let mut version = VERSION;
+    let mut ended: Option<usize> = None;
     let mut deferred = Vec::new();
     // Each imported deploy's repository ([`derived_in_older_exports`]).
     let mut repositories: HashMap<i64, String> = HashMap::new();
@@ -422,16 +434,42 @@ fn import_in(
             problem,
         };
         let line = line.map_err(|e| bad(format!("cannot be read: {e}")))?;
+        if let Some(rows) = ended {
+            return Err(bad(format!(
+                "follows the export's last line (line {}, {{\"rows\": {rows}}})",
+                number - 1
+            )));
+        }
         let parsed: Json =
             serde_json::from_str(&line).map_err(|e| bad(format!("is not JSON: {e}")))?;
         if number == 1 {
-            if parsed["format"] != FORMAT || parsed["version"] != VERSION {
+            version = parsed["version"].as_i64().unwrap_or_default();
+            if parsed["format"] != FORMAT || !(OLDEST_VERSION..=VERSION).contains(&version) {
                 return Err(bad(format!(
-                    "is not a redeploy journal export of version {VERSION} (its first line is {{\"format\": \"{FORMAT}\", \"version\": {VERSION}}})"
+                    "is not a redeploy journal export of version {OLDEST_VERSION} to {VERSION} (its first line is {{\"format\": \"{FORMAT}\", \"version\": {VERSION}}})"
                 )));
             }
             headed = true;
             continue;
+        }
+        if version >= 2 && parsed.get("table").is_none() {
+            let rows = parsed["rows"]
+                .as_u64()
+                .and_then(|n| usize::try_from(n).ok());
+            match rows {
+                Some(rows)
+                    if rows == imported && parsed.as_object().is_some_and(|o| o.len() == 1) =>
+                {
+                    ended = Some(rows);
+                    continue;
+                }
+                Some(rows) => {
+                    return Err(bad(format!(
+                        "says the export has {rows} rows, and {imported} came before it"
+                    )))
+                }
+                None => return Err(bad("names no table, nor the export's row count".to_owned())),
+            }
         }
         let table = parsed["table"].as_str().unwrap_or_default();
         let Some((table, columns)) = TABLES.iter().find(|(name, _)| *name == table) else {
@@ -504,6 +542,14 @@ fn import_in(
             line: 1,
             problem: format!(
                 "is missing: an export's first line is {{\"format\": \"{FORMAT}\", \"version\": {VERSION}}}"
+            ),
+        });
+    }
+    if version >= 2 && ended.is_none() {
+        return Err(ImportError::Format {
+            line: imported + 2,
+            problem: format!(
+                "is missing: the export's last line is {{\"rows\": N}}, the number of rows before it; this one was cut (copied in part, or left by an export that failed) after {imported} rows"
             ),
         });
     }
