@@ -481,11 +481,25 @@ fn unknown_service_or_profile_is_an_error_naming_it() {
         "services[]",
         "services[0]",
         "deployment_profile[]",
+        "services;",
+        "services.",
     ] {
         let refused = parse_modifiers(&format!("{key}=web")).unwrap_err();
         assert_eq!(
             refused.to_string(),
             format!("bad request: query key \"{key}\" is not one redeploy reads: it reads services= and deployment_profile= (lower case, with an underscore)"),
+        );
+    }
+    // A NUL or a zero-width space, percent-encoded, around the name.
+    for key in [
+        "services%00",
+        "services%E2%80%8B",
+        "%E2%80%8Bdeployment_profile",
+    ] {
+        let refused = parse_modifiers(&format!("{key}=web")).unwrap_err();
+        assert!(
+            refused.to_string().contains("is not one redeploy reads"),
+            "{key}: {refused}"
         );
     }
     assert_eq!(

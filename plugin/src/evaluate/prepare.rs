@@ -264,12 +264,19 @@ pub fn parse_modifiers(query: &str) -> Result<Modifiers, PluginError> {
 }
 
 /// Whether query key `key` is `services` or `deployment_profile` written
-/// another way: another case, singular, `-` for `_`, `profile` alone, or
+/// another way: another case, singular, `-` for `_`, `profile` alone,
 /// with the brackets some frameworks give lists (`services[]`,
-/// `services[0]`).
+/// `services[0]`), or with other characters around its letters
+/// (`services;`, a zero-width space).
 fn is_misspelled_modifier(key: &str) -> bool {
     let key = key.split('[').next().unwrap_or(key);
-    let key = key.trim().to_ascii_lowercase().replace('-', "_");
+    // Punctuation, NUL, invisible characters copied along with a URL...
+    // around the name are no other key.
+    let key: String = key
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+        .collect();
+    let key = key.to_ascii_lowercase().replace('-', "_");
     [
         "services",
         "service",
