@@ -439,12 +439,17 @@ impl PostReceive {
         // are evaluated together.
         let decisions = evaluate_by_name(&runtime, &config, stacks, &names, &updates, &pusher)?;
         let mut deploying: Vec<&crate::config::StackConfig> = Vec::new();
-        let mut out: Vec<String> = not_utf8
-            .iter()
-            .map(|name| {
-                format!("redeploy: ref \"{name}\" is not UTF-8, so no stack follows it: not deploying it")
-            })
-            .collect();
+        // One line, however many: the pusher chose them.
+        let mut out: Vec<String> = match not_utf8.as_slice() {
+            [] => vec![],
+            [name] => vec![format!(
+                "redeploy: ref \"{name}\" is not UTF-8, so no stack follows it: not deploying it"
+            )],
+            [name, rest @ ..] => vec![format!(
+                "redeploy: ref \"{name}\" and {} more are not UTF-8, so no stack follows them: not deploying them",
+                rest.len()
+            )],
+        };
         for stack in &config.stacks {
             let Some(d) = decisions.get(&stack.name) else {
                 continue;
