@@ -366,6 +366,54 @@ fn commit_ids_tags_and_digests_that_git_and_registries_never_make_are_refused() 
         let m = refused(push.to_string().into_bytes(), &[], testhook());
         assert!(m.starts_with("the image's tag "), "{tag}: {m}");
     }
+    // Distribution's docs push, its `request.host` written by the pusher.
+    for host in ["--orphan=x", "-v /:/host"] {
+        let mut envelope: serde_json::Value =
+            serde_json::from_slice(&distribution_fixture("distdocs-push-envelope.json")).unwrap();
+        envelope["events"][0]["request"]["host"] = host.into();
+        let m = refused(
+            envelope.to_string().into_bytes(),
+            &[(
+                "Content-Type",
+                "application/vnd.docker.distribution.events.v2+json",
+            )],
+            image_stack("test", "library/test"),
+        );
+        assert!(m.starts_with("the image's registry "), "{host}: {m}");
+    }
+    // A branch never starts with `-`: on a stack following every branch,
+    // such a push deploys nothing.
+    let mut dash = github();
+    dash["ref"] = "refs/heads/--upload-pack=touch${IFS}x".into();
+    let any = stack("web", "Codertocat/Hello-World", "*");
+    let o = evaluate(
+        std::slice::from_ref(&any),
+        &signed_post(&as_github, dash.to_string().into_bytes()),
+    )
+    .unwrap();
+    assert!(o.decisions[0].deploy().is_none(), "{o:?}");
+    for host in [
+        "registry.example.com:5000",
+        "localhost",
+        "10.0.0.1:443",
+        "[::1]:5000",
+        "my-registry.azurecr.io",
+    ] {
+        assert!(super::is_registry_host(host), "{host}");
+    }
+    for host in [
+        "--orphan=x",
+        "-v /:/host",
+        "a b",
+        "host:",
+        "host:x",
+        "-a.example.com",
+        "a..b",
+        "[]",
+        "h/x",
+    ] {
+        assert!(!super::is_registry_host(host), "{host}");
+    }
     assert!(super::is_digest("sha256:0123abcdef"));
     assert!(super::is_digest(
         "multihash+base58:QmRZxt2b1FVZPNqd8hsiykDL3TdBDeTSPX9Kv46HmX4Gx8"

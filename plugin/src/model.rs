@@ -199,7 +199,13 @@ pub fn is_git_ref_name(git_ref: &str) -> bool {
     let forbidden = |b: u8| {
         b < 0x20 || b == 0x7f || matches!(b, b' ' | b'~' | b'^' | b':' | b'?' | b'*' | b'[' | b'\\')
     };
+    // A branch or tag name never starts with `-` (`git check-ref-format
+    // --branch`): handed to git as `REDEPLOY_BRANCH`, it would be an option.
+    let short = git_ref
+        .strip_prefix("refs/heads/")
+        .or_else(|| git_ref.strip_prefix("refs/tags/"));
     git_ref != "@"
+        && !short.is_some_and(|name| name.starts_with('-'))
         && !git_ref.ends_with('.')
         && !git_ref.contains("..")
         && !git_ref.contains("@{")

@@ -486,6 +486,34 @@ fn is_image_tag(tag: &str) -> bool {
         && tag.bytes().all(|b| ok(b) || b == b'.' || b == b'-')
 }
 
+/// Whether `host` is a registry host by the distribution reference
+/// grammar: a domain (components of letters, digits and inner `-`, joined
+/// by `.`) or a bracketed IPv6 address, then an optional `:port`.
+fn is_registry_host(host: &str) -> bool {
+    let (name, port) = match host.rsplit_once(':') {
+        Some((name, port)) if !name.ends_with(':') && !port.contains(']') => (name, Some(port)),
+        _ => (host, None),
+    };
+    let port_ok =
+        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    let component = |c: &str| {
+        !c.is_empty()
+            && !c.starts_with('-')
+            && !c.ends_with('-')
+            && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    let name_ok = match name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+        Some(v6) => {
+            !v6.is_empty()
+                && v6
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        }
+        None => name.split('.').all(component),
+    };
+    port_ok && name_ok
+}
+
 /// Whether `digest` is a content digest by the OCI grammar,
 /// `algorithm:encoded`: lower-case algorithm components joined by one of
 /// `+._-`, and an encoded part of `[A-Za-z0-9=_-]`.
@@ -505,7 +533,7 @@ fn is_digest(digest: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'=' || b == b'_' || b == b'-')
 }
 
-/// Refuses an event whose commit ids, image tags or digests are not what
+/// Refuses an event whose commit ids, image registries, tags or digests are not what
 /// git and registries make: they reach the deploy command's environment
 /// (`REDEPLOY_SHA`, `REDEPLOY_IMAGE`), where a value such as `--orphan=x`
 /// would be an option to the `git` or `docker` it is handed to. A stack
@@ -531,6 +559,13 @@ fn check_names(event: &Event) -> Result<(), PluginError> {
         }
         Event::ImagePush(images) => {
             for image in images {
+                if let Some(host) = image.registry.as_deref().filter(|h| !is_registry_host(h)) {
+                    return refuse(
+                        "the image's registry",
+                        host,
+                        "a registry host (a domain or address, then an optional :port)",
+                    );
+                }
                 if let Some(tag) = image.tag.as_deref().filter(|t| !is_image_tag(t)) {
                     return refuse(
                         "the image's tag",
