@@ -399,7 +399,7 @@ fn commit_ids_tags_and_digests_that_git_and_registries_never_make_are_refused() 
         "[::1]:5000",
         "my-registry.azurecr.io",
     ] {
-        assert!(super::is_registry_host(host), "{host}");
+        assert!(crate::matching::is_registry_host(host), "{host}");
     }
     for host in [
         "--orphan=x",
@@ -412,10 +412,10 @@ fn commit_ids_tags_and_digests_that_git_and_registries_never_make_are_refused() 
         "[]",
         "h/x",
     ] {
-        assert!(!super::is_registry_host(host), "{host}");
+        assert!(!crate::matching::is_registry_host(host), "{host}");
     }
-    assert!(super::is_digest("sha256:0123abcdef"));
-    assert!(super::is_digest(
+    assert!(crate::matching::is_digest("sha256:0123abcdef"));
+    assert!(crate::matching::is_digest(
         "multihash+base58:QmRZxt2b1FVZPNqd8hsiykDL3TdBDeTSPX9Kv46HmX4Gx8"
     ));
     for digest in [
@@ -426,7 +426,7 @@ fn commit_ids_tags_and_digests_that_git_and_registries_never_make_are_refused() 
         "sha256:a b",
         "sha256:-x;y",
     ] {
-        assert!(!super::is_digest(digest), "{digest}");
+        assert!(!crate::matching::is_digest(digest), "{digest}");
     }
 }
 

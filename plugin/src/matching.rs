@@ -266,13 +266,14 @@ fn canonical_path(registry: Option<&str>, path: &str) -> String {
 const MAX_TAG_CHARS: usize = 128;
 
 /// A registry host: DNS labels of letters, digits and inner `-` joined by
-/// `.`, or a bracketed IPv6 address, with an optional numeric port.
-fn is_registry_host(text: &str) -> bool {
+/// `.`, or a bracketed IPv6 address, with an optional numeric port of at
+/// most five digits.
+pub(crate) fn is_registry_host(text: &str) -> bool {
     let (host, port) = match text.rsplit_once(':') {
         Some((host, port)) if !host.ends_with(':') && !port.contains(']') => (host, Some(port)),
         _ => (text, None),
     };
-    if port.is_some_and(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit())) {
+    if port.is_some_and(|p| p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit())) {
         return false;
     }
     if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
@@ -306,7 +307,7 @@ fn is_path_component(text: &str) -> bool {
 }
 
 /// A tag: a word character, then up to 127 word characters, `.` or `-`.
-fn is_tag(text: &str) -> bool {
+pub(crate) fn is_tag(text: &str) -> bool {
     let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
     let b = text.as_bytes();
     b.len() <= MAX_TAG_CHARS
@@ -317,7 +318,7 @@ fn is_tag(text: &str) -> bool {
 /// A digest as the OCI image specification writes it: `algorithm:encoded`,
 /// the algorithm `[a-z0-9]+` parts joined by `+`, `.`, `_` or `-`, the
 /// encoded part `[a-zA-Z0-9=_-]+`.
-fn is_digest(text: &str) -> bool {
+pub(crate) fn is_digest(text: &str) -> bool {
     let Some((algorithm, encoded)) = text.split_once(':') else {
         return false;
     };

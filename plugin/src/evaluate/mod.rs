@@ -474,65 +474,6 @@ fn is_commit_id(s: &str) -> bool {
     (MIN_ABBREVIATED_ID..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// The longest image tag a registry takes (the distribution spec's).
-const MAX_IMAGE_TAG_CHARS: usize = 128;
-
-/// Whether `tag` is an image tag by the distribution spec's grammar,
-/// `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`: never starting with `-` or `.`.
-fn is_image_tag(tag: &str) -> bool {
-    let ok = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
-    tag.len() <= MAX_IMAGE_TAG_CHARS
-        && tag.bytes().next().is_some_and(ok)
-        && tag.bytes().all(|b| ok(b) || b == b'.' || b == b'-')
-}
-
-/// Whether `host` is a registry host by the distribution reference
-/// grammar: a domain (components of letters, digits and inner `-`, joined
-/// by `.`) or a bracketed IPv6 address, then an optional `:port`.
-fn is_registry_host(host: &str) -> bool {
-    let (name, port) = match host.rsplit_once(':') {
-        Some((name, port)) if !name.ends_with(':') && !port.contains(']') => (name, Some(port)),
-        _ => (host, None),
-    };
-    let port_ok =
-        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
-    let component = |c: &str| {
-        !c.is_empty()
-            && !c.starts_with('-')
-            && !c.ends_with('-')
-            && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    };
-    let name_ok = match name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
-        Some(v6) => {
-            !v6.is_empty()
-                && v6
-                    .bytes()
-                    .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
-        }
-        None => name.split('.').all(component),
-    };
-    port_ok && name_ok
-}
-
-/// Whether `digest` is a content digest by the OCI grammar,
-/// `algorithm:encoded`: lower-case algorithm components joined by one of
-/// `+._-`, and an encoded part of `[A-Za-z0-9=_-]`.
-fn is_digest(digest: &str) -> bool {
-    let Some((algorithm, encoded)) = digest.split_once(':') else {
-        return false;
-    };
-    let component = |c: &str| {
-        !c.is_empty()
-            && c.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-    };
-    algorithm.split(['+', '.', '_', '-']).all(component)
-        && !encoded.is_empty()
-        && encoded
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'=' || b == b'_' || b == b'-')
-}
-
 /// Refuses an event whose commit ids, image registries, tags or digests are not what
 /// git and registries make: they reach the deploy command's environment
 /// (`REDEPLOY_SHA`, `REDEPLOY_IMAGE`), where a value such as `--orphan=x`
@@ -559,21 +500,29 @@ fn check_names(event: &Event) -> Result<(), PluginError> {
         }
         Event::ImagePush(images) => {
             for image in images {
-                if let Some(host) = image.registry.as_deref().filter(|h| !is_registry_host(h)) {
+                if let Some(host) = image
+                    .registry
+                    .as_deref()
+                    .filter(|h| !crate::matching::is_registry_host(h))
+                {
                     return refuse(
                         "the image's registry",
                         host,
                         "a registry host (a domain or address, then an optional :port)",
                     );
                 }
-                if let Some(tag) = image.tag.as_deref().filter(|t| !is_image_tag(t)) {
+                if let Some(tag) = image.tag.as_deref().filter(|t| !crate::matching::is_tag(t)) {
                     return refuse(
                         "the image's tag",
                         tag,
                         "an image tag ([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})",
                     );
                 }
-                if let Some(digest) = image.digest.as_deref().filter(|d| !is_digest(d)) {
+                if let Some(digest) = image
+                    .digest
+                    .as_deref()
+                    .filter(|d| !crate::matching::is_digest(d))
+                {
                     return refuse("the image's digest", digest, "a digest (algorithm:hex)");
                 }
             }
