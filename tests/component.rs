@@ -25,11 +25,11 @@ fn the_component_imports_nothing_and_exports_the_contract() {
     assert_eq!(
         exports,
         vec![
-            "redeploy:plugin/evaluator@0.6.0",
-            "redeploy:plugin/forwarding@0.6.0",
-            "redeploy:plugin/github@0.6.0",
-            "redeploy:plugin/json@0.6.0",
-            "redeploy:plugin/types@0.6.0",
+            "redeploy:plugin/evaluator@0.7.0",
+            "redeploy:plugin/forwarding@0.7.0",
+            "redeploy:plugin/github@0.7.0",
+            "redeploy:plugin/json@0.7.0",
+            "redeploy:plugin/types@0.7.0",
         ]
     );
 }
@@ -106,11 +106,11 @@ fn wasm_tools_shows_only_the_exports_architecture_md_allows() {
     assert_eq!(
         world,
         [
-            "export redeploy:plugin/types@0.6.0;",
-            "export redeploy:plugin/evaluator@0.6.0;",
-            "export redeploy:plugin/json@0.6.0;",
-            "export redeploy:plugin/github@0.6.0;",
-            "export redeploy:plugin/forwarding@0.6.0;",
+            "export redeploy:plugin/types@0.7.0;",
+            "export redeploy:plugin/evaluator@0.7.0;",
+            "export redeploy:plugin/json@0.7.0;",
+            "export redeploy:plugin/github@0.7.0;",
+            "export redeploy:plugin/forwarding@0.7.0;",
         ],
         "{wit}"
     );

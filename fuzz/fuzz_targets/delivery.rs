@@ -18,7 +18,8 @@
 //! with secrets (so the signature paths run; the placeholders `{sha256}`,
 //! `{sha256-json}`, `{sha1}` and `{secret}` in header values are replaced by
 //! the right HMAC or token). Beyond "no panic", it checks that an outcome has
-//! one decision per stack, in order, that a deploy names its stack and only
+//! one decision per stack, in order (or one per ref its services take of
+//! several, never more than its services), that a deploy names its stack and only
 //! that stack's services, that secrets never change a decision (they can only
 //! reject), and that `evaluate_json` agrees with `evaluate`.
 

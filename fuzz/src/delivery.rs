@@ -301,13 +301,65 @@ pub fn native_stack(v: &Value, secrets: &[String]) -> Stack {
 
 /// Checks the invariants of one outcome against the stacks it was for.
 fn check_outcome(outcome: &Outcome, stacks: &[Stack]) {
+    // One decision per stack, in stack order; or one per ref (image) its
+    // services take of a push moving several: never more than it has
+    // services, no service in two of them, each deploy of another ref.
+    let mut of_stack = Vec::with_capacity(outcome.decisions.len());
+    let mut at = 0;
+    for stack in stacks {
+        let first = at;
+        while outcome
+            .decisions
+            .get(at)
+            .is_some_and(|d| d.stack == stack.name)
+        {
+            of_stack.push(stack);
+            at += 1;
+        }
+        let n = at - first;
+        assert!(n >= 1, "a decision for every stack, in stack order");
+        if n == 1 {
+            continue;
+        }
+        assert!(
+            n <= stack.services.len(),
+            "at most one decision per service"
+        );
+        let mut services: Vec<&str> = outcome.decisions[first..at]
+            .iter()
+            .flat_map(|d| d.services.iter().map(String::as_str))
+            .collect();
+        let named = services.len();
+        services.sort_unstable();
+        services.dedup();
+        assert_eq!(services.len(), named, "a service in one decision only");
+        let mut lanes: Vec<(Option<&str>, Option<&str>, Option<&str>)> = outcome.decisions
+            [first..at]
+            .iter()
+            .filter_map(|d| d.deploy())
+            .map(|e| {
+                (
+                    e.repository.as_deref(),
+                    e.git_ref.as_deref(),
+                    e.image.as_deref(),
+                )
+            })
+            .collect();
+        let deploys = lanes.len();
+        lanes.sort_unstable();
+        lanes.dedup();
+        assert_eq!(
+            lanes.len(),
+            deploys,
+            "one deploy per ref or image of a stack"
+        );
+    }
     assert_eq!(
+        at,
         outcome.decisions.len(),
-        stacks.len(),
-        "one decision per stack"
+        "decisions only for the stacks given"
     );
-    for (decision, stack) in outcome.decisions.iter().zip(stacks) {
-        assert_eq!(decision.stack, stack.name, "decisions in stack order");
+    for (decision, stack) in outcome.decisions.iter().zip(of_stack) {
         for s in &decision.services {
             assert!(
                 stack.services.iter().any(|x| &x.name == s),

@@ -43,17 +43,22 @@ pub fn stacks() -> Vec<Stack> {
 /// invariant does not hold.
 pub fn check_post_receive(input: &str) {
     let lines = input.lines().filter(|l| !l.trim().is_empty()).count();
-    let updates = match parse_updates(input) {
-        Ok(updates) => updates,
+    let parsed = match parse_updates(input.as_bytes()) {
+        Ok(parsed) => parsed,
         Err(e) => {
             assert!(e.to_string().starts_with("post-receive input line "));
             return;
         }
     };
+    // Text is UTF-8: no ref is left out for not being so.
+    assert!(parsed.not_utf8.is_empty());
+    let updates = parsed.updates;
     assert_eq!(updates.len(), lines, "one update per non-blank line");
     for u in &updates {
+        // git separates the fields with ASCII whitespace; a ref name may
+        // hold other Unicode whitespace (a no-break space).
         for part in [&u.old, &u.new, &u.name] {
-            assert!(!part.is_empty() && !part.contains(char::is_whitespace));
+            assert!(!part.is_empty() && !part.contains(|c: char| c.is_ascii_whitespace()));
         }
     }
     let updates: Vec<RefUpdate> = updates

@@ -586,3 +586,59 @@ fn a_post_receive_push_under_a_url_with_credentials_is_quoted_without_them() {
     );
     assert!(!d.reason.contains("glpat"), "{}", d.reason);
 }
+
+#[test]
+fn an_envelope_of_two_images_a_stack_follows_deploys_each() {
+    // Distribution's documented envelope, its manifest event sent again for
+    // a second repository (library/worker), as a registry batching two
+    // pushes does; the layer events deploy nothing.
+    let mut envelope: serde_json::Value =
+        serde_json::from_slice(&distribution_fixture("distdocs-push-envelope.json")).unwrap();
+    let events = envelope["events"].as_array_mut().unwrap();
+    let mut worker = events[0].clone();
+    worker["id"] = "asdf-asdf-asdf-asdf-3".into();
+    worker["target"]["repository"] = "library/worker".into();
+    events.push(worker);
+    let shop = Stack {
+        name: "shop".into(),
+        services: ["test", "worker"]
+            .iter()
+            .map(|name| Service {
+                name: (*name).into(),
+                image: Some(format!("registrycluster.local/library/{name}")),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let outcome = evaluate(
+        &[shop, image_stack("test-only", "library/test")],
+        &registry_post(
+            "application/vnd.docker.distribution.events.v2+json",
+            serde_json::to_vec(&envelope).unwrap(),
+        ),
+    )
+    .unwrap();
+    assert_eq!(outcome.images.len(), 2, "{:?}", outcome.images);
+    let deploys: Vec<(&str, Vec<String>, Option<String>)> = outcome
+        .decisions
+        .iter()
+        .map(|d| {
+            let e = d.deploy().unwrap_or_else(|| panic!("{d:?}"));
+            (d.stack.as_str(), e.services.clone(), e.image.clone())
+        })
+        .collect();
+    let image = |repo: &str| {
+        Some(format!(
+            "registrycluster.local/library/{repo}@{DOCS_DIGEST}"
+        ))
+    };
+    assert_eq!(
+        deploys,
+        [
+            ("shop", vec!["test".to_string()], image("test")),
+            ("shop", vec!["worker".to_string()], image("worker")),
+            ("test-only", vec!["test-only".to_string()], image("test")),
+        ]
+    );
+}

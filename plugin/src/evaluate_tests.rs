@@ -346,6 +346,257 @@ fn three_refs_in_one_push_pick_the_matching_one() {
     );
 }
 
+/// Stack `shop`: service `web` on acme/shop's `main`, `worker` on its
+/// `develop`, and `all` on every branch (`*`) when `with_all`.
+fn two_branch_stack(with_all: bool) -> Stack {
+    let service = |name: &str, branch: &str| Service {
+        name: name.into(),
+        repository: Some("acme/shop".into()),
+        branch: Some(branch.into()),
+        ..Default::default()
+    };
+    let mut services = vec![service("web", "main"), service("worker", "develop")];
+    if with_all {
+        services.push(service("all", "*"));
+    }
+    Stack {
+        name: "shop".into(),
+        services,
+        ..Default::default()
+    }
+}
+
+/// A decision as [`deploys_of`] shows it: (stack, ref, sha, services), or
+/// (stack, none, none, [reason]) for a skip.
+type Shown = (String, Option<String>, Option<String>, Vec<String>);
+
+/// Each decision of `o`, shown.
+fn deploys_of(o: &Outcome) -> Vec<Shown> {
+    o.decisions
+        .iter()
+        .map(|d| match d.deploy() {
+            Some(e) => (
+                d.stack.clone(),
+                e.git_ref.clone(),
+                e.sha.clone(),
+                e.services.clone(),
+            ),
+            None => (d.stack.clone(), None, None, vec![d.reason.clone()]),
+        })
+        .collect()
+}
+
+#[test]
+fn a_push_moving_refs_followed_by_different_services_deploys_each_ref() {
+    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    // `git push origin main develop feature`: web follows main, worker
+    // develop, none feature; `other` follows neither and skips once.
+    let push = post_receive(
+        "acme/shop",
+        &[
+            (SHA1_A, SHA1_B, "refs/heads/main"),
+            (ZERO1, SHA1_A, "refs/heads/develop"),
+            (SHA1_A, SHA1_B, "refs/heads/feature"),
+        ],
+        "",
+    );
+    let o = evaluate(
+        &[
+            two_branch_stack(false),
+            stack("other", "acme/shop", "release"),
+        ],
+        &push,
+    )
+    .unwrap();
+    assert_eq!(
+        deploys_of(&o),
+        [
+            ("shop".into(), Some("refs/heads/main".into()), Some(SHA1_B.into()), strings(&["web"])),
+            ("shop".into(), Some("refs/heads/develop".into()), Some(SHA1_A.into()), strings(&["worker"])),
+            ("other".into(), None, None, strings(&["push to \"main\" does not match branch \"release\" (the push's 2 other refs deploy nothing either)"])),
+        ]
+    );
+    // A service following several of the refs deploys once, at the last
+    // it follows; each ref some service takes deploys those services.
+    let o = evaluate(&[two_branch_stack(true)], &push).unwrap();
+    let lane = |git_ref: &str, sha: &str, services: &[&str]| {
+        (
+            "shop".to_string(),
+            Some(git_ref.to_string()),
+            Some(sha.to_string()),
+            strings(services),
+        )
+    };
+    assert_eq!(
+        deploys_of(&o),
+        [
+            lane("refs/heads/main", SHA1_B, &["web"]),
+            lane("refs/heads/develop", SHA1_A, &["worker"]),
+            lane("refs/heads/feature", SHA1_B, &["all"]),
+        ]
+    );
+    // So `git push --tags` deploys a stack following tags once, at the
+    // last tag: never more often than it has services.
+    let mut tags = stack("rel", "acme/shop", "main");
+    tags.services[0].tags = Some("v*".into());
+    let o = evaluate(
+        &[tags],
+        &post_receive(
+            "acme/shop",
+            &[
+                (ZERO1, SHA1_A, "refs/tags/v1"),
+                (ZERO1, SHA1_B, "refs/tags/v2"),
+                (SHA1_A, SHA1_B, "refs/heads/main"),
+                (ZERO1, SHA1_A, "refs/tags/v3"),
+            ],
+            "",
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        deploys_of(&o),
+        [(
+            "rel".to_string(),
+            Some("refs/tags/v3".to_string()),
+            Some(SHA1_A.to_string()),
+            strings(&["rel"])
+        )]
+    );
+    // A ref listed twice counts once, at its last update (and in its place).
+    let twice = post_receive(
+        "acme/shop",
+        &[
+            (SHA1_A, SHA1_B, "refs/heads/main"),
+            (ZERO1, SHA1_A, "refs/heads/develop"),
+            (SHA1_B, SHA1_A, "refs/heads/main"),
+        ],
+        "",
+    );
+    let o = evaluate(&[two_branch_stack(false)], &twice).unwrap();
+    assert_eq!(
+        deploys_of(&o),
+        [
+            (
+                "shop".into(),
+                Some("refs/heads/develop".into()),
+                Some(SHA1_A.into()),
+                strings(&["worker"])
+            ),
+            (
+                "shop".into(),
+                Some("refs/heads/main".into()),
+                Some(SHA1_A.into()),
+                strings(&["web"])
+            ),
+        ]
+    );
+    // A ref the stack follows that is deleted deploys nothing, beside one
+    // that deploys.
+    let deleted = post_receive(
+        "acme/shop",
+        &[
+            (SHA1_A, ZERO1, "refs/heads/develop"),
+            (SHA1_A, SHA1_B, "refs/heads/main"),
+        ],
+        "",
+    );
+    let o = evaluate(&[two_branch_stack(false)], &deleted).unwrap();
+    assert_eq!(
+        deploys_of(&o),
+        [(
+            "shop".into(),
+            Some("refs/heads/main".into()),
+            Some(SHA1_B.into()),
+            strings(&["web"])
+        )]
+    );
+}
+
+#[test]
+fn a_skip_marker_skips_only_the_ref_whose_commits_carry_it() {
+    // Bitbucket Cloud's push as go-scm recorded it (brydzewski/foo's
+    // `master`), with a second change added: the same `changes` entry for
+    // `develop`, whose commits' messages carry the stack's skip marker.
+    let body = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/bitbucket-cloud/goscm-push.json"
+    ))
+    .unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let repo = v["repository"]["full_name"].as_str().unwrap().to_string();
+    let first = v["push"]["changes"][0].clone();
+    let branch = first["new"]["name"].as_str().unwrap().to_string();
+    let mut second = first.clone();
+    second["new"]["name"] = "develop".into();
+    for commit in second["commits"].as_array_mut().unwrap() {
+        commit["message"] = "docs only [skip deploy]".into();
+    }
+    second["new"]["target"]["message"] = "docs only [skip deploy]".into();
+    v["push"]["changes"].as_array_mut().unwrap().push(second);
+    let headers = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/bitbucket-cloud/goscm-push.headers"
+    ))
+    .unwrap();
+    let delivery = Delivery::Http(HttpRequest {
+        method: "POST".into(),
+        query: String::new(),
+        headers: Headers::new(headers.lines().filter_map(|l| l.split_once(": "))),
+        body: v.to_string().into_bytes(),
+    });
+    let mut shop = two_branch_stack(false);
+    for s in &mut shop.services {
+        s.repository = Some(repo.clone());
+    }
+    shop.services[0].branch = Some(branch.clone());
+    shop.skip_markers = vec!["[skip deploy]".into()];
+    let o = evaluate(&[shop], &delivery).unwrap();
+    assert_eq!(o.pushes.len(), 2);
+    assert_eq!(o.decisions.len(), 2, "{:?}", o.decisions);
+    let web = o.decisions[0]
+        .deploy()
+        .expect("the fixture's own branch deploys");
+    assert_eq!(web.services, ["web"]);
+    assert_eq!(web.branch.as_deref(), Some(branch.as_str()));
+    assert_eq!(web.sha, o.pushes[0].after);
+    assert_eq!(o.decisions[1].action, Action::Skip(SkipCode::SkipMarker));
+    assert_eq!(o.decisions[1].services, ["worker"]);
+}
+
+#[test]
+fn a_delivery_id_holding_whitespace_or_a_control_character_is_not_taken_as_one() {
+    // go-scm's GitHub push (refs/heads/master of Codertocat/Hello-World),
+    // its unsigned delivery header set by hand.
+    let body = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/github/goscm-push.json"
+    ))
+    .unwrap();
+    let with_id = |id: &str| {
+        let d = Delivery::Http(HttpRequest {
+            method: "POST".into(),
+            query: String::new(),
+            headers: Headers::new([("X-GitHub-Event", "push"), ("X-GitHub-Delivery", id)]),
+            body: body.clone(),
+        });
+        let o = evaluate(&[stack("web", "Codertocat/Hello-World", "master")], &d).unwrap();
+        let deployed = o.decisions[0]
+            .deploy()
+            .expect("master deploys")
+            .delivery
+            .clone();
+        assert_eq!(deployed, o.delivery, "the deploy names the outcome's id");
+        o.delivery
+    };
+    assert_eq!(
+        with_id("72d3162e-cc78-11e3-81ab-4c9367dc0958").as_deref(),
+        Some("72d3162e-cc78-11e3-81ab-4c9367dc0958")
+    );
+    for odd in ["zz refs/heads/q1", "a\tb", "a\u{7f}b", "a\u{a0}b", " "] {
+        assert_eq!(with_id(odd), None, "{odd:?}");
+    }
+}
+
 fn multi_service_stack() -> Stack {
     Stack {
         name: "shop".into(),

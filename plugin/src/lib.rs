@@ -3,7 +3,7 @@
 //!
 //! Start at [`evaluate::evaluate`]: a delivery (HTTP request, post-receive
 //! lines or manual trigger) and the stacks go in; the provider, the normalized
-//! pushes and one decision per stack come out. The modules:
+//! pushes and one decision per stack (per ref it follows of several) come out. The modules:
 //! - [`providers`]: one `Sender` per provider (detection, proof, parsing), listed in one registry;
 //! - [`signature`]: HMAC and token verification;
 //! - [`forwarding`]: post-receive pushes a hook forwards to a server, signed and checked;

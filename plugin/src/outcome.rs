@@ -1,4 +1,5 @@
-//! What an evaluation returns: the normalized delivery and one decision per stack.
+//! What an evaluation returns: the normalized delivery and the decisions,
+//! one per stack (or per ref it follows of a push moving several).
 
 use crate::model::{ImagePush, Provider, Push};
 

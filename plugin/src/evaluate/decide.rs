@@ -1,5 +1,11 @@
-//! One decision per stack: what a push, an image push, a ping or a manual
-//! trigger deploys of a prepared stack, or why nothing.
+//! A prepared stack's decisions: what a push, an image push, a ping or a
+//! manual trigger deploys of it, or why nothing. One decision per stack,
+//! save that a push moving several refs followed by different services of
+//! it (or a registry event naming several images they follow) gives one
+//! per ref (image) some service takes, each deploying it alone: a deploy
+//! is of one ref (`DeployEvent::git_ref`), and the host queues each ref's
+//! deploys in a lane of their own. A service takes the last ref (image) it
+//! follows, so a stack never has more decisions than services.
 
 use super::deployment::decide_deployment;
 use super::prepare::{PreparedService, PreparedStack};
@@ -81,10 +87,12 @@ pub(super) fn service_names(services: &[&PreparedService<'_>]) -> Vec<String> {
     services.iter().map(|s| s.service.name.clone()).collect()
 }
 
-pub(super) fn decide(stack: &PreparedStack<'_>, n: &Normalized) -> Decision {
-    match &n.event {
-        Event::Push(pushes) => decide_push(stack, n, pushes),
-        Event::ImagePush(images) => decide_image(stack, n, images),
+/// Adds `stack`'s decisions on `n` to `out`: one, or one per ref (image)
+/// of `n` the stack follows (the module's doc).
+pub(super) fn decide(stack: &PreparedStack<'_>, n: &Normalized, out: &mut Vec<Decision>) {
+    let one = match &n.event {
+        Event::Push(pushes) => return decide_push(stack, n, pushes, out),
+        Event::ImagePush(images) => return decide_image(stack, n, images, out),
         Event::Ping { repository } => decide_ping(stack, n, repository.as_ref()),
         Event::Deployment(d) => decide_deployment(stack, n, d),
         Event::Manual => {
@@ -94,7 +102,8 @@ pub(super) fn decide(stack: &PreparedStack<'_>, n: &Normalized) -> Decision {
             })
         }
         Event::Ignored { reason } => skip(stack.stack, SkipCode::NotADeployEvent, reason.clone()),
-    }
+    };
+    out.push(one);
 }
 
 /// What a deploy is of, for the deploy event.
@@ -232,27 +241,48 @@ pub(super) fn deploy(
     }
 }
 
-pub(super) fn decide_push(stack: &PreparedStack<'_>, n: &Normalized, pushes: &[Push]) -> Decision {
+/// Adds `stack`'s decisions on the ref updates `pushes` to `out`. Each
+/// service deploys the last ref it follows that the push moved (forges and
+/// git list updates in order), and the services taking one ref deploy it
+/// together: one decision per ref that some service takes, in the push's
+/// order, deploying or skipping that ref alone. So a push of `main` and
+/// `develop` deploys `web` (on `main`) and `worker` (on `develop`) each,
+/// while a service following both, or every tag of `git push --tags`,
+/// deploys once, at the last: never more decisions than services. A stack
+/// following none of the refs has one skip, with the first ref's reason.
+pub(super) fn decide_push(
+    stack: &PreparedStack<'_>,
+    n: &Normalized,
+    pushes: &[Push],
+    out: &mut Vec<Decision>,
+) {
     let git_services = stack.git_services();
     if git_services.is_empty() {
-        return not_followed(stack, "a git repository");
+        return out.push(not_followed(stack, "a git repository"));
     }
     if pushes.is_empty() {
-        return skip(stack.stack, SkipCode::NoRef, "the push names no ref");
+        return out.push(skip(stack.stack, SkipCode::NoRef, "the push names no ref"));
     }
     let seen = Seen::of(n);
-    // The last push that matches wins: forges and git list ref updates in order.
-    let mut chosen: Option<(&Push, Vec<&PreparedService>)> = None;
+    // For each git service, the index in `pushes` of the last ref it follows.
+    let mut taken: Vec<Option<usize>> = vec![None; git_services.len()];
     let mut first_skip: Option<Skip> = None;
-    for push in pushes {
+    for (at, push) in pushes.iter().enumerate() {
         match match_push(&git_services, push, seen) {
-            Ok(services) => chosen = Some((push, services)),
+            Ok(services) => {
+                for (slot, service) in taken.iter_mut().zip(&git_services) {
+                    if services.iter().any(|s| std::ptr::eq(*s, *service)) {
+                        *slot = Some(at);
+                    }
+                }
+            }
             Err(why) => {
                 first_skip.get_or_insert(why);
             }
         }
     }
-    let Some((push, services)) = chosen else {
+    let mut refs: Vec<usize> = taken.iter().flatten().copied().collect();
+    if refs.is_empty() {
         // `pushes` is not empty, so a push that did not match left its reason.
         let mut why = first_skip.unwrap_or_else(|| Skip::new(SkipCode::NoRef, "no push matches"));
         // The first ref's reason stands for all: say there were others.
@@ -266,9 +296,32 @@ pub(super) fn decide_push(stack: &PreparedStack<'_>, n: &Normalized, pushes: &[P
                 " (the push's {others} other {refs} nothing either)"
             ));
         }
-        return skip_services(stack.stack, vec![], why);
-    };
-    let names = service_names(&services);
+        return out.push(skip_services(stack.stack, vec![], why));
+    }
+    refs.sort_unstable();
+    refs.dedup();
+    for at in refs {
+        let services: Vec<&PreparedService> = git_services
+            .iter()
+            .zip(&taken)
+            .filter(|(_, slot)| **slot == Some(at))
+            .map(|(service, _)| *service)
+            .collect();
+        out.push(decide_ref(stack, n, &pushes[at], &services, seen));
+    }
+}
+
+/// `stack`'s decision on `push`, a ref update `services` follow: it
+/// deploys them, unless every commit carries a skip marker or no changed
+/// file matches the stack's `paths`.
+fn decide_ref(
+    stack: &PreparedStack<'_>,
+    n: &Normalized,
+    push: &Push,
+    services: &[&PreparedService<'_>],
+    seen: Seen,
+) -> Decision {
+    let names = service_names(services);
     let (kind, short) = push.ref_kind();
     let what = match kind {
         RefKind::Tag => format!("tag \"{short}\""),
@@ -347,7 +400,7 @@ pub(super) fn decide_push(stack: &PreparedStack<'_>, n: &Normalized, pushes: &[P
     deploy(
         stack,
         n,
-        &services,
+        services,
         DeployTarget {
             push: Some(push),
             ..Default::default()
@@ -478,45 +531,61 @@ pub(super) fn match_push<'a, 's>(
     })
 }
 
+/// Adds `stack`'s decisions on the pushed `images` to `out`: each image
+/// service deploys the last image of the event it follows, and the
+/// services taking one image deploy it together, in the event's order; or
+/// one skip says why none.
 pub(super) fn decide_image(
     stack: &PreparedStack<'_>,
     n: &Normalized,
     images: &[ImagePush],
-) -> Decision {
+    out: &mut Vec<Decision>,
+) {
     let image_services: Vec<&PreparedService> = stack
         .services
         .iter()
         .filter(|s| s.image.is_some())
         .collect();
     if image_services.is_empty() {
-        return not_followed(stack, "an image");
+        return out.push(not_followed(stack, "an image"));
     }
-    for image in images {
-        let matched: Vec<&PreparedService> = image_services
-            .iter()
-            .copied()
-            .filter(|s| s.image.as_ref().is_some_and(|k| k.matches(image)))
-            .collect();
-        if !matched.is_empty() {
+    // For each image service, the index in `images` of the last it follows.
+    let mut taken: Vec<Option<usize>> = vec![None; image_services.len()];
+    for (at, image) in images.iter().enumerate() {
+        for (slot, service) in taken.iter_mut().zip(&image_services) {
+            if service.image.as_ref().is_some_and(|k| k.matches(image)) {
+                *slot = Some(at);
+            }
+        }
+    }
+    let mut chosen: Vec<usize> = taken.iter().flatten().copied().collect();
+    if !chosen.is_empty() {
+        chosen.sort_unstable();
+        chosen.dedup();
+        for at in chosen {
+            let image = &images[at];
+            let matched: Vec<&PreparedService> = image_services
+                .iter()
+                .zip(&taken)
+                .filter(|(_, slot)| **slot == Some(at))
+                .map(|(service, _)| *service)
+                .collect();
             let followers = quote_list(
                 &matched
                     .iter()
                     .map(|s| s.service.name.as_str())
                     .collect::<Vec<_>>(),
             );
+            let reference = image_reference(image);
             let reason = match (Seen::of(n), &image.digest) {
                 // The deploy event names the image by its tag: the reason
                 // keeps the digest the poll saw.
-                (Seen::Polled, Some(digest)) => format!(
-                    "poll saw image {} now at {digest}; followed by {followers}",
-                    image_reference(image)
-                ),
-                _ => format!(
-                    "image {} pushed; followed by {followers}",
-                    image_reference(image)
-                ),
+                (Seen::Polled, Some(digest)) => {
+                    format!("poll saw image {reference} now at {digest}; followed by {followers}")
+                }
+                _ => format!("image {reference} pushed; followed by {followers}"),
             };
-            return deploy(
+            out.push(deploy(
                 stack,
                 n,
                 &matched,
@@ -525,8 +594,9 @@ pub(super) fn decide_image(
                     ..Default::default()
                 },
                 reason,
-            );
+            ));
         }
+        return;
     }
     // A push by digest alone (no tag) of a followed image cannot show it is
     // the followed tag: say so, rather than that the images differ.
@@ -537,10 +607,10 @@ pub(super) fn decide_image(
                 .then(|| (s.service.image.as_deref().unwrap_or(""), key.tag()))
         });
         if let Some((wanted, Some(tag))) = untagged {
-            return skip(stack.stack, SkipCode::ImageUntagged, format!(
+            return out.push(skip(stack.stack, SkipCode::ImageUntagged, format!(
                         "image \"{}\" was pushed without a tag (by digest only); image \"{wanted}\" follows tag \"{tag}\", and a digest alone does not say which tag points at it",
                         image_reference(image)
-                    ));
+                    )));
         }
     }
     let pushed: Vec<String> = images.iter().map(image_reference).collect();
@@ -548,7 +618,7 @@ pub(super) fn decide_image(
         .iter()
         .filter_map(|s| s.service.image.as_deref())
         .collect();
-    skip(
+    out.push(skip(
         stack.stack,
         SkipCode::ImageMismatch,
         format!(
@@ -556,7 +626,7 @@ pub(super) fn decide_image(
             quote_list(&pushed.iter().map(String::as_str).collect::<Vec<_>>()),
             quote_list(&wanted)
         ),
-    )
+    ));
 }
 
 pub(super) fn decide_ping(

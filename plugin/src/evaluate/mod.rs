@@ -1,8 +1,9 @@
 //! The evaluation pipeline: method → body decoding → provider detection →
-//! signature → modifiers → normalization → one decision per stack.
+//! signature → modifiers → normalization → decisions (one per stack, or
+//! per ref or image it follows of a push moving several).
 //!
 //! The steps live in submodules: delivery routing and the HTTP checks here,
-//! stack preparation in `prepare`, one decision per stack in `decide`,
+//! stack preparation in `prepare`, each stack's decisions in `decide`,
 //! GitHub deployment events in `deployment`, and poll deliveries, turned
 //! into the pushes they stand for, in `poll`.
 
@@ -242,6 +243,13 @@ pub fn evaluate(
             (n, SignatureScheme::NotRequired, query.as_str(), None)
         }
     };
+    // A delivery id is a token: one holding whitespace or a control
+    // character (no sender makes one; the header is unsigned) is not taken
+    // as one, and the delivery is deduplicated as one without an id. So no
+    // id can be made to read as another's with a ref after it (a host keys
+    // each ref's deploy of a push of several as `<id> <ref>`).
+    let mut normalized = normalized;
+    normalized.delivery = normalized.delivery.filter(|d| is_delivery_id(d));
     let sent_at_ms = match &normalized.event {
         Event::ImagePush(images) => images.iter().filter_map(|i| i.sent_at_ms).max(),
         _ => None,
@@ -249,7 +257,11 @@ pub fn evaluate(
     check_event_age(&normalized, sent_at_ms, ctx)?;
     let mut decisions = Vec::with_capacity(stacks.len());
     match prepared {
-        Some(prepared) => decisions.extend(prepared.iter().map(|p| decide(p, &normalized))),
+        Some(prepared) => {
+            for p in &prepared {
+                decide(p, &normalized, &mut decisions);
+            }
+        }
         None => {
             let modifiers = parse_modifiers(query)?;
             let target = delivery.target();
@@ -265,7 +277,11 @@ pub fn evaluate(
                         prepare(stack, &others_modifiers, ctx)?;
                         decisions.push(skip(stack, SkipCode::OtherStack, why));
                     }
-                    _ => decisions.push(decide(&prepare(stack, &modifiers, ctx)?, &normalized)),
+                    _ => decide(
+                        &prepare(stack, &modifiers, ctx)?,
+                        &normalized,
+                        &mut decisions,
+                    ),
                 }
             }
         }
@@ -608,6 +624,12 @@ fn ref_update_push(
         commits_complete: false,
         changed_files: crate::model::ChangedFiles::Unknown,
     })
+}
+
+/// Whether `id`, a sender's delivery id, is a token: not empty, and no
+/// whitespace or control character in it.
+fn is_delivery_id(id: &str) -> bool {
+    !id.is_empty() && !id.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 #[cfg(test)]
