@@ -75,6 +75,41 @@ fn recorded(record: &Path, stacks: usize) -> (BTreeMap<(usize, i64), Run>, Vec<S
     (runs, overlaps)
 }
 
+/// For each overlap (`s1 #7 overlaps deploy 5 (pid 123)`), both deploys'
+/// recorded runs and every line each replica logged of them: what a
+/// failure needs to be explained.
+fn said_of_overlaps(
+    overlaps: &[String],
+    runs: &BTreeMap<(usize, i64), Run>,
+    replicas: &[Replica],
+) -> Vec<String> {
+    let mut said = Vec::new();
+    for overlap in overlaps {
+        let words: Vec<&str> = overlap.split_whitespace().collect();
+        let stack: usize = words[0].trim_start_matches('s').parse().unwrap_or(0);
+        let ids: Vec<i64> = [words.get(1), words.get(4)]
+            .into_iter()
+            .flatten()
+            .filter_map(|w| w.trim_start_matches('#').parse().ok())
+            .collect();
+        for id in ids {
+            said.push(format!("s{stack} #{id}: {:?}", runs.get(&(stack, id))));
+            for (r, replica) in replicas.iter().enumerate() {
+                let log = std::fs::read_to_string(&replica.log).unwrap_or_default();
+                said.extend(
+                    log.lines()
+                        .filter(|l| {
+                            l.split(|c: char| c.is_whitespace() || ",:)".contains(c))
+                                .any(|w| w == format!("deploy={id}") || w == format!("#{id}"))
+                        })
+                        .map(|l| format!("replica-{r}: {l}")),
+                );
+            }
+        }
+    }
+    said
+}
+
 /// Three replicas, four stacks, 1,600 deliveries (one in five sent again,
 /// to another replica, with the same delivery id) from four threads, and a
 /// replica SIGKILLed and restarted every few hundred milliseconds.
@@ -258,8 +293,9 @@ fn three_replicas_with_sigkills_keep_every_promise_of_one_server() {
     eprintln!("{} fenced deploys: {fenced:#?}", fenced.len());
     assert!(
         overlaps.is_empty(),
-        "deploys overlapped: {overlaps:?}\nerrors: {:#?}",
-        logged("ERROR")
+        "deploys overlapped: {overlaps:?}\nerrors: {:#?}\nwhat the replicas said of them: {:#?}",
+        logged("ERROR"),
+        said_of_overlaps(&overlaps, &runs, &replicas[..])
     );
 
     let mut states: BTreeMap<DeployState, usize> = BTreeMap::new();

@@ -18,33 +18,42 @@ pub const SECRET: &str = "replicas-s3cret";
 /// The deploy command: records its start and end (nanoseconds, this
 /// machine's clock) in `$RECORD_DIR/<stack>/timeline`, and an overlap with
 /// another live deploy of its stack in `overlaps`. Its lock is a symbolic
-/// link naming its process id, made atomically: a link left by a command
-/// that was SIGKILLed (a fenced deploy) names a dead process and is taken
-/// over, one naming a live process is an overlap. A SIGTERM (its replica
-/// died: the parent-death signal; or recovery stopping it) ends it at once,
-/// recorded as `term`.
+/// link naming its process id, that process's start time (so a process id
+/// reused by another process is told apart) and its deploy id, made
+/// atomically: a link left by a command that was SIGKILLed (a fenced
+/// deploy) names a dead process and is taken over, one naming a live
+/// process is an overlap, recorded with the holder's deploy id. A SIGTERM
+/// (its replica died: the parent-death signal; or recovery stopping it)
+/// ends it at once, recorded as `term`, and leaves no link of its own.
 pub const STAND_IN: &str = r#"#!/bin/sh
 set -u
 dir="$RECORD_DIR/$REDEPLOY_STACK"
 id="$REDEPLOY_DEPLOY_ID"
+# The start time of process $1 (field 22 of its stat; a shell's name has
+# no space), or nothing when it is gone.
+started() { cut -d' ' -f22 "/proc/$1/stat" 2>/dev/null; }
+me="$$:$(started $$):$id"
 locked=0
 finish() {
   trap '' TERM
-  # Stopped before it started its work: nothing to record.
+  # Stopped before it started its work: nothing to record, but no link
+  # of its own left behind either.
   if [ "$locked" = 1 ]; then
     echo "end $id $(date +%s%N) $1" >> "$dir/timeline"
-    rm -f "$dir/running"
   fi
+  [ "$(readlink "$dir/running")" = "$me" ] && rm -f "$dir/running"
   exit "$2"
 }
 trap 'finish term 143' TERM
-if ! ln -s "$$" "$dir/running" 2>/dev/null; then
+if ! ln -s "$me" "$dir/running" 2>/dev/null; then
   holder=$(readlink "$dir/running")
-  if [ -n "$holder" ] && kill -0 "$holder" 2>/dev/null; then
-    echo "$id overlaps pid $holder" >> "$dir/overlaps"
+  hpid=${holder%%:*}
+  rest=${holder#*:}
+  if [ -n "$hpid" ] && [ -n "$rest" ] && [ "$(started "$hpid")" = "${rest%%:*}" ]; then
+    echo "$id overlaps deploy ${rest#*:} (pid $hpid)" >> "$dir/overlaps"
   else
     rm -f "$dir/running"
-    ln -s "$$" "$dir/running" 2>/dev/null || echo "$id overlaps a new holder" >> "$dir/overlaps"
+    ln -s "$me" "$dir/running" 2>/dev/null || echo "$id overlaps a new holder" >> "$dir/overlaps"
   fi
 fi
 echo "start $id $(date +%s%N)" >> "$dir/timeline"
