@@ -458,6 +458,61 @@ fn with_hook_wait_the_push_shows_the_deploy_and_a_failed_deploy_fails_the_hook()
     );
 }
 
+#[test]
+fn with_hook_wait_a_push_of_two_followed_branches_shows_and_fails_on_each_deploy() {
+    // web follows main, worker develop; every deploy fails.
+    let shop = Stack::new("shop").standin().env("EXIT_CODE", "3").table(
+        "[[stacks.services]]\nname = \"web\"\nrepository = \"@DIR@/app.git\"\nbranch = \"main\"\n\n\
+         [[stacks.services]]\nname = \"worker\"\nrepository = \"@DIR@/app.git\"\nbranch = \"develop\"",
+    );
+    let world = World::new(
+        "post-receive-wait-two-lanes",
+        "",
+        &format!("[hook]\nwait = true\n{}", toml(&[shop])),
+    );
+    let repo = setup(&world, "sha1");
+    let old = commit(&repo, "first");
+    git(&repo.work, &["branch", "develop"]);
+    // Both branches pushed with the hook set aside, then the hook run by
+    // hand with both lines, so its exit code is seen.
+    let hook_path = repo.bare.join("hooks/post-receive");
+    let aside = repo.bare.join("hooks/post-receive.aside");
+    std::fs::rename(&hook_path, &aside).unwrap();
+    git(
+        &repo.work,
+        &["push", "--quiet", "origin", "main", "develop"],
+    );
+    std::fs::rename(&aside, &hook_path).unwrap();
+    let zero = "0".repeat(40);
+    let mut hook = Command::new(&hook_path)
+        .current_dir(&repo.bare)
+        .env("GIT_DIR", &repo.bare)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    write!(
+        hook.stdin.take().unwrap(),
+        "{zero} {old} refs/heads/main\n{zero} {old} refs/heads/develop\n"
+    )
+    .unwrap();
+    let run = hook.wait_with_output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&run.stdout), stderr(&run));
+    assert_eq!(run.status.code(), Some(2), "{said}");
+    for line in [
+        "redeploy: shop: deploy #1 failed",
+        "redeploy: shop: deploy #2 failed",
+        "deploy #1 of shop failed, #2 of shop failed (the push itself is kept)",
+    ] {
+        assert!(said.contains(line), "{line:?} in {said}");
+    }
+    let deploys = world.deploys();
+    assert_eq!(deploys.len(), 2, "{deploys:#?}");
+    assert!(deploys.iter().all(|d| d.state == DeployState::Failed));
+}
+
 /// Runs the installed hook of `bare` by hand, as git would, with `env`
 /// added, for one update line; returns its output.
 fn run_hook(bare: &Path, line: &str, env: &[(&str, &str)]) -> std::process::Output {
@@ -577,6 +632,67 @@ fn a_push_of_a_ref_name_that_is_not_utf8_still_deploys_the_branch_a_stack_follow
     assert_eq!(
         deploys[0].queued.git_ref.as_deref(),
         Some("refs/heads/main")
+    );
+}
+
+#[test]
+fn a_push_of_two_branches_followed_by_different_services_deploys_both() {
+    // `web` follows main, `worker` develop, of the one repository.
+    let shop = Stack::new("shop").standin().table(
+        "[[stacks.services]]\nname = \"web\"\nrepository = \"@DIR@/app.git\"\nbranch = \"main\"\n\n\
+         [[stacks.services]]\nname = \"worker\"\nrepository = \"@DIR@/app.git\"\nbranch = \"develop\"",
+    );
+    let world = World::new("post-receive-two-lanes", "", &toml(&[shop]));
+    let repo = setup(&world, "sha1");
+    let main = commit(&repo, "first");
+    git(&repo.work, &["checkout", "--quiet", "-b", "develop"]);
+    let develop = commit(&repo, "on develop");
+    let out = push(&repo, &["main", "develop"]);
+    assert!(
+        out.contains("remote: redeploy: shop: deploying (push to \"main\" of "),
+        "{out}"
+    );
+    assert!(
+        out.contains("remote: redeploy: shop: deploying (push to \"develop\" of "),
+        "{out}"
+    );
+    let deploys = world.settle(30);
+    let shown: Vec<_> = deploys
+        .iter()
+        .map(|d| {
+            (
+                d.state,
+                d.queued.git_ref.clone().unwrap_or_default(),
+                d.queued.sha.clone().unwrap_or_default(),
+                d.queued.services.join(","),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            (
+                DeployState::Succeeded,
+                "refs/heads/main".to_owned(),
+                main,
+                "web".to_owned()
+            ),
+            (
+                DeployState::Succeeded,
+                "refs/heads/develop".to_owned(),
+                develop.clone(),
+                "worker".to_owned()
+            ),
+        ]
+    );
+    world.assert_env(
+        "shop",
+        deploys[1].id,
+        &[
+            ("REDEPLOY_SHA", &develop),
+            ("REDEPLOY_BRANCH", "develop"),
+            ("REDEPLOY_SERVICES", "worker"),
+        ],
     );
 }
 

@@ -450,3 +450,131 @@ fn a_forwarded_post_receive_push_signed_for_another_stack_is_refused() {
     let r = forward(&server, 2, "web", now_secs());
     refused(world, server, r, "bad-signature");
 }
+
+/// Stack `web` (hook token 1) of Bitbucket Server's PENGINE/product-engine:
+/// service `web` on `main`, `worker` on `develop`.
+fn two_branch_world(name: &str) -> World {
+    let stack = Stack::new("web").token(1).standin().table(
+        "[[stacks.services]]\nname = \"web\"\nrepository = \"PENGINE/product-engine\"\nbranch = \"main\"\n\n\
+         [[stacks.services]]\nname = \"worker\"\nrepository = \"PENGINE/product-engine\"\nbranch = \"develop\"",
+    );
+    World::new(name, "", &stack.toml())
+}
+
+/// go-scm's Bitbucket Server push of `develop`, with a second change, of
+/// `main`, as a push of both branches sends it.
+fn push_of_main_and_develop() -> Vec<u8> {
+    let mut body: Value =
+        serde_json::from_slice(&fixture("bitbucket-server/goscm-fnb_push_update.json")).unwrap();
+    let changes = body["changes"].as_array_mut().unwrap();
+    let mut main = changes[0].clone();
+    main["ref"]["id"] = json!("refs/heads/main");
+    main["ref"]["displayId"] = json!("main");
+    main["refId"] = json!("refs/heads/main");
+    main["fromHash"] = json!(sha(1));
+    main["toHash"] = json!(sha(2));
+    changes.insert(0, main);
+    body.to_string().into_bytes()
+}
+
+/// (state, ref, services, deploy id) of each decision of `answer`.
+fn deploys_said(answer: &http::Response) -> Vec<(String, String, String, i64)> {
+    answer.json()["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["state"].as_str().unwrap_or_default().to_owned(),
+                d["ref"].as_str().unwrap_or_default().to_owned(),
+                d["services"][0].as_str().unwrap_or_default().to_owned(),
+                d["deploy_id"].as_i64().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_push_of_two_followed_branches_deploys_each_once_however_often_it_is_sent() {
+    let world = two_branch_world("replay-two-lanes");
+    let server = world.start(&[]);
+    let body = push_of_main_and_develop();
+    let with_id = [
+        ("X-Event-Key", "repo:refs_changed"),
+        ("X-Request-Id", "r-1"),
+    ];
+    let first = server.post(&hook(1), &with_id, &body);
+    first.assert_status(202);
+    let said = deploys_said(&first);
+    let (main, develop) = ("refs/heads/main", "refs/heads/develop");
+    assert_eq!(
+        said.iter()
+            .map(|(state, r, service, _)| (state.as_str(), r.as_str(), service.as_str()))
+            .collect::<Vec<_>>(),
+        [("queued", main, "web"), ("queued", develop, "worker")],
+        "{}",
+        first.text()
+    );
+    // Sent again with its delivery id: each ref is a duplicate of its own
+    // deploy.
+    let again = server.post(&hook(1), &with_id, &body);
+    again.assert_status(200);
+    let ids: Vec<i64> = said.iter().map(|d| d.3).collect();
+    assert_eq!(
+        deploys_said(&again)
+            .iter()
+            .map(|(state, r, _, id)| (state.as_str(), r.as_str(), *id))
+            .collect::<Vec<_>>(),
+        [("duplicate", main, ids[0]), ("duplicate", develop, ids[1])],
+        "{}",
+        again.text()
+    );
+    let deploys = world.settle(30);
+    assert_eq!(deploys.len(), 2, "{deploys:#?}");
+    assert!(deploys.iter().all(|d| d.state == DeployState::Succeeded));
+    // Each deploy's delivery key names its ref; the command's event keeps
+    // the sender's id.
+    world.assert_env(
+        "web",
+        ids[0],
+        &[("REDEPLOY_DELIVERY", "r-1 refs/heads/main")],
+    );
+    world.assert_env(
+        "web",
+        ids[1],
+        &[
+            ("REDEPLOY_DELIVERY", "r-1 refs/heads/develop"),
+            ("REDEPLOY_SERVICES", "worker"),
+        ],
+    );
+    server.terminate();
+
+    // Without a delivery id, each ref's deploy is deduplicated on the body.
+    let world = two_branch_world("replay-two-lanes-no-id");
+    let server = world.start(&[]);
+    let without_id = [("X-Event-Key", "repo:refs_changed")];
+    let first = server.post(&hook(1), &without_id, &body);
+    first.assert_status(202);
+    assert_eq!(
+        deploys_said(&first)
+            .iter()
+            .map(|d| d.0.as_str())
+            .collect::<Vec<_>>(),
+        ["queued", "queued"],
+        "{}",
+        first.text()
+    );
+    let again = server.post(&hook(1), &without_id, &body);
+    again.assert_status(200);
+    assert_eq!(
+        deploys_said(&again)
+            .iter()
+            .map(|d| d.0.as_str())
+            .collect::<Vec<_>>(),
+        ["duplicate", "duplicate"],
+        "{}",
+        again.text()
+    );
+    assert_eq!(world.settle(30).len(), 2);
+    server.terminate();
+}

@@ -279,9 +279,10 @@ pub struct Updates {
     pub not_utf8: Vec<String>,
 }
 
-/// Each stack's decision on `updates`, evaluated by the component with the
-/// stacks that see the repository under one name together, as the hook
-/// evaluates a push. `stacks` are `config`'s, in its order.
+/// Each stack's decisions on `updates` (one, or one per ref it follows of
+/// several), evaluated by the component with the stacks that see the
+/// repository under one name together, as the hook evaluates a push.
+/// `stacks` are `config`'s, in its order.
 fn evaluate_by_name(
     runtime: &crate::plugin::PluginRuntime,
     config: &Config,
@@ -289,7 +290,7 @@ fn evaluate_by_name(
     names: &RepositoryNames,
     updates: &[wit::RefUpdate],
     pusher: &Option<String>,
-) -> anyhow::Result<BTreeMap<String, wit::Decision>> {
+) -> anyhow::Result<BTreeMap<String, Vec<wit::Decision>>> {
     let context = crate::stacks::evaluation_context(config, None);
     let mut groups: BTreeMap<String, Vec<wit::Stack>> = BTreeMap::new();
     for (stack, wit_stack) in config.stacks.iter().zip(stacks) {
@@ -298,7 +299,7 @@ fn evaluate_by_name(
             .or_default()
             .push(wit_stack);
     }
-    let mut decisions: BTreeMap<String, wit::Decision> = BTreeMap::new();
+    let mut decisions: BTreeMap<String, Vec<wit::Decision>> = BTreeMap::new();
     for (repository, group) in &groups {
         let delivery = wit::Delivery::PostReceive(wit::PostReceive {
             repository: repository.clone(),
@@ -312,7 +313,9 @@ fn evaluate_by_name(
                 crate::text::one_line(&e.describe())
             )
         })?;
-        decisions.extend(outcome.decisions.into_iter().map(|d| (d.stack.clone(), d)));
+        for d in outcome.decisions {
+            decisions.entry(d.stack.clone()).or_default().push(d);
+        }
     }
     Ok(decisions)
 }
@@ -341,9 +344,10 @@ pub fn stacks_following(
         .stacks
         .iter()
         .filter(|s| {
-            decisions
-                .get(&s.name)
-                .is_some_and(|d| matches!(d.action, wit::Action::Skip(wit::SkipCode::RefDeleted)))
+            decisions.get(&s.name).is_some_and(|d| {
+                d.iter()
+                    .any(|d| matches!(d.action, wit::Action::Skip(wit::SkipCode::RefDeleted)))
+            })
         })
         .map(|s| s.name.clone())
         .collect())
@@ -451,42 +455,41 @@ impl PostReceive {
             )],
         };
         for stack in &config.stacks {
-            let Some(d) = decisions.get(&stack.name) else {
+            let Some(of_stack) = decisions.get(&stack.name) else {
                 continue;
             };
-            match &d.action {
-                wit::Action::Skip(_) => out.push(format!(
-                    "redeploy: {}: not deploying: {}",
-                    d.stack, d.reason
-                )),
-                _ if d.action.event().is_some() => deploying.push(stack),
-                _ => {}
+            // A stack that deploys one ref and skips another says both,
+            // the skip here and the deploy with the answer below.
+            for d in of_stack {
+                if let wit::Action::Skip(_) = d.action {
+                    out.push(format!(
+                        "redeploy: {}: not deploying: {}",
+                        d.stack, d.reason
+                    ));
+                }
+            }
+            if of_stack.iter().any(|d| d.action.event().is_some()) {
+                deploying.push(stack);
             }
         }
         if deploying.is_empty() {
             print_lines(&out);
             return Ok(());
         }
-        // Whether each deploying stack's ref was forced, asked of git once
-        // per ref (only now: a push that deploys nothing asks nothing).
-        let mut forced: BTreeMap<String, Option<String>> = BTreeMap::new();
-        let forced_note_for = |stack: &str, forced: &mut BTreeMap<String, Option<String>>| {
-            let git_ref = decisions
-                .get(stack)
-                .and_then(|d| d.action.event())
-                .and_then(|e| e.ref_.clone())?;
+        // Whether each deploying ref was forced, asked of git once per ref
+        // (only now: a push that deploys nothing asks nothing).
+        let forced: Mutex<BTreeMap<String, Option<String>>> = Mutex::new(BTreeMap::new());
+        let forced_note_for = |git_ref: &str| -> Option<String> {
             forced
-                .entry(git_ref.clone())
+                .lock()
+                .unwrap()
+                .entry(git_ref.to_string())
                 .or_insert_with(|| {
                     let update = updates.iter().find(|u| u.name == git_ref)?;
                     let dir = Path::new(&names.path);
                     forced_note(update, is_ancestor(dir, &update.old, &update.new))
                 })
                 .clone()
-        };
-        let with_note = |line: String, note: Option<String>| match note {
-            Some(note) => format!("{line} ({note})"),
-            None => line,
         };
         if server.is_none() && config.journal.postgres.is_some() {
             // Deploys run here would take turns with a `serve` only through
@@ -544,15 +547,18 @@ impl PostReceive {
                             });
                         Ok::<_, reqwest::Error>((status, body))
                     });
-                    let line = match answer {
-                        Ok((status, body)) => {
-                            describe_answer(stack, status.as_u16(), &body, &server)
-                        }
-                        Err(e) => {
-                            format!("redeploy: {stack}: NOT deployed: cannot reach {server}: {e}")
-                        }
-                    };
-                    out.push(with_note(line, forced_note_for(stack, &mut forced)));
+                    match answer {
+                        Ok((status, body)) => out.extend(describe_answer(
+                            stack,
+                            status.as_u16(),
+                            &body,
+                            &server,
+                            &forced_note_for,
+                        )),
+                        Err(e) => out.push(format!(
+                            "redeploy: {stack}: NOT deployed: cannot reach {server}: {e}"
+                        )),
+                    }
                 }
             }
             None => {
@@ -568,10 +574,22 @@ impl PostReceive {
                     config.clone(),
                     Arc::new(Metrics::new()),
                 );
+                // Each stack's deploys this push queued, as answered: a
+                // stack whose services follow several of the refs has one
+                // per ref.
+                let mut queued: BTreeMap<String, Vec<i64>> = BTreeMap::new();
                 for stack_config in &deploying {
                     let stack = stack_config.name.as_str();
                     let delivery = wit::Delivery::PostReceive(push_for(stack_config));
                     let answer = dispatcher.dispatch(&[stack_config], &delivery);
+                    queued.entry(stack.to_string()).or_default().extend(
+                        answer.body["decisions"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter(|d| d["state"] == "queued")
+                            .filter_map(|d| d["deploy_id"].as_i64()),
+                    );
                     // A GitHub deployment request waits for a runner to send it.
                     let requested = journal
                         .pending_deployment_requests(Some(stack))
@@ -584,13 +602,13 @@ impl PostReceive {
                             out.push(format!("redeploy: {stack}: cannot start the runner that sends the GitHub deployment request: {e:#}"));
                         }
                     }
-                    let line = describe_answer(
+                    out.extend(describe_answer(
                         stack,
                         answer.status,
                         &answer.body.to_string(),
                         "this host",
-                    );
-                    out.push(with_note(line, forced_note_for(stack, &mut forced)));
+                        &forced_note_for,
+                    ));
                 }
                 if config.hook.wait {
                     print_lines(&out);
@@ -606,7 +624,17 @@ impl PostReceive {
                             journal.clone(),
                             &stack,
                         ))?;
-                        for d in journal.deploys(Some(&stack), 1)? {
+                        let ran = match queued.get(&stack).filter(|ids| !ids.is_empty()) {
+                            Some(ids) => ids
+                                .iter()
+                                .map(|&id| journal.deploy(id))
+                                .filter_map(Result::transpose)
+                                .collect::<Result<Vec<_>, _>>()?,
+                            // Queued otherwise (the fallback of a GitHub
+                            // deployment request): its newest deploy.
+                            None => journal.deploys(Some(&stack), 1)?,
+                        };
+                        for d in ran {
                             if let Some(log) = d.log_path.as_deref() {
                                 for line in std::fs::read_to_string(log).unwrap_or_default().lines()
                                 {
@@ -638,39 +666,62 @@ impl PostReceive {
     }
 }
 
-fn describe_answer(stack: &str, status: u16, body: &str, place: &str) -> String {
+/// The lines telling the pusher what the answer to `stack`'s push (a
+/// server's, or this host's dispatcher's) says: one per decision (a push
+/// moving several refs the stack follows has one per ref), the deploying
+/// ones with the note `forced_note_for` gives their ref, if any. When one
+/// deploys, the skips beside it are left out: the hook said them already,
+/// from its first look.
+fn describe_answer(
+    stack: &str,
+    status: u16,
+    body: &str,
+    place: &str,
+    forced_note_for: &dyn Fn(&str) -> Option<String>,
+) -> Vec<String> {
     let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
     if let Some(kind) = v["error"].as_str() {
-        return format!(
+        return vec![format!(
             "redeploy: {stack}: NOT deployed ({status} {kind}): {}",
             v["message"].as_str().unwrap_or("")
-        );
+        )];
     }
-    let d = &v["decisions"][0];
-    match (d["action"].as_str(), d["state"].as_str()) {
-        (Some("request-deployment"), _) => format!(
-            "redeploy: {stack}: asked GitHub for a deployment ({}); its deployment event deploys",
-            d["reason"].as_str().unwrap_or("")
-        ),
-        (Some("deploy"), Some("queued")) => {
-            format!(
-                "redeploy: {stack}: deploying ({}), deploy #{} on {place}",
-                d["reason"].as_str().unwrap_or(""),
-                d["deploy_id"]
-            )
-        }
-        (Some("deploy"), Some(state)) => {
-            format!(
-                "redeploy: {stack}: deploy #{} {state}: {}",
-                d["deploy_id"],
-                d["reason"].as_str().unwrap_or("")
-            )
-        }
-        _ => format!(
-            "redeploy: {stack}: not deploying: {}",
-            d["reason"].as_str().unwrap_or("")
-        ),
+    let none = Vec::new();
+    let decisions = match v["decisions"].as_array() {
+        Some(all) if !all.is_empty() => all,
+        _ => &none,
+    };
+    if decisions.is_empty() {
+        return vec![format!(
+            "redeploy: {stack}: not deploying: the answer ({status}) has no decision"
+        )];
     }
+    let deploys = |d: &&serde_json::Value| d["action"].as_str() != Some("skip");
+    let any_deploys = decisions.iter().any(|d| deploys(&d));
+    decisions
+        .iter()
+        .filter(|d| !any_deploys || deploys(d))
+        .map(|d| {
+            let reason = d["reason"].as_str().unwrap_or("");
+            let line = match (d["action"].as_str(), d["state"].as_str()) {
+                (Some("request-deployment"), _) => format!(
+                    "redeploy: {stack}: asked GitHub for a deployment ({reason}); its deployment event deploys"
+                ),
+                (Some("deploy"), Some("queued")) => format!(
+                    "redeploy: {stack}: deploying ({reason}), deploy #{} on {place}",
+                    d["deploy_id"]
+                ),
+                (Some("deploy"), Some(state)) => {
+                    format!("redeploy: {stack}: deploy #{} {state}: {reason}", d["deploy_id"])
+                }
+                _ => return format!("redeploy: {stack}: not deploying: {reason}"),
+            };
+            match d["ref"].as_str().and_then(forced_note_for) {
+                Some(note) => format!("{line} ({note})"),
+                None => line,
+            }
+        })
+        .collect()
 }
 
 /// Prints the lines git shows the pusher as `remote: ...`, each kept on
@@ -782,22 +833,48 @@ mod tests {
             }]})
             .to_string()
         };
+        let no_note = |_: &str| None;
         assert_eq!(
-            describe_answer("web", 202, &answer("deploy", "queued"), "this host"),
-            "redeploy: web: deploying (push to \"main\" of acme/web matches branch \"main\"), deploy #4 on this host"
+            describe_answer("web", 202, &answer("deploy", "queued"), "this host", &no_note),
+            ["redeploy: web: deploying (push to \"main\" of acme/web matches branch \"main\"), deploy #4 on this host"]
         );
         // A stack waiting for GitHub's deployment event deploys nothing yet.
         assert_eq!(
-            describe_answer("web", 202, &answer("request-deployment", "deployment-requested"), "this host"),
-            "redeploy: web: asked GitHub for a deployment (push to \"main\" of acme/web matches branch \"main\"); its deployment event deploys"
+            describe_answer("web", 202, &answer("request-deployment", "deployment-requested"), "this host", &no_note),
+            ["redeploy: web: asked GitHub for a deployment (push to \"main\" of acme/web matches branch \"main\"); its deployment event deploys"]
         );
         let skipped = serde_json::json!({"decisions": [{
             "stack": "web", "action": "skip", "skip": "branch-mismatch",
             "reason": "push to \"x\" does not match branch \"main\"",
         }]});
         assert_eq!(
-            describe_answer("web", 200, &skipped.to_string(), "this host"),
-            "redeploy: web: not deploying: push to \"x\" does not match branch \"main\""
+            describe_answer("web", 200, &skipped.to_string(), "this host", &no_note),
+            ["redeploy: web: not deploying: push to \"x\" does not match branch \"main\""]
+        );
+    }
+
+    #[test]
+    fn an_answer_deploying_two_refs_of_a_stack_says_each_with_its_own_forced_note() {
+        let answer = serde_json::json!({"decisions": [
+            {"stack": "web", "action": "deploy", "state": "queued", "deploy_id": 4,
+             "ref": "refs/heads/main", "reason": "push to \"main\" matches"},
+            {"stack": "web", "action": "skip", "skip": "skip-marker",
+             "reason": "push to \"docs\": every commit carries a skip marker"},
+            {"stack": "web", "action": "deploy", "state": "queued", "deploy_id": 5,
+             "ref": "refs/heads/develop", "reason": "push to \"develop\" matches"},
+        ]});
+        let note =
+            |git_ref: &str| (git_ref == "refs/heads/develop").then(|| "forced push".to_string());
+        assert_eq!(
+            describe_answer("web", 202, &answer.to_string(), "this host", &note),
+            [
+                "redeploy: web: deploying (push to \"main\" matches), deploy #4 on this host",
+                "redeploy: web: deploying (push to \"develop\" matches), deploy #5 on this host (forced push)",
+            ]
+        );
+        assert_eq!(
+            describe_answer("web", 200, r#"{"decisions": []}"#, "this host", &note),
+            ["redeploy: web: not deploying: the answer (200) has no decision"]
         );
     }
 }

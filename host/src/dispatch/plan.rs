@@ -22,6 +22,8 @@ pub(super) enum Step<'o> {
         event: &'o wit::DeployEvent,
         /// The request's JSON body, as the component wrote it.
         body: &'o str,
+        /// The journal's key of its delivery ([`delivery_key`]).
+        delivery_key: Option<String>,
         /// The deploy the push stands for, kept with the request so the
         /// journal can run it should the request fail or its event never
         /// come.
@@ -59,13 +61,23 @@ pub(super) fn plan<'o>(
         .decisions
         .iter()
         .map(|d| {
-            let entry = json!({
+            let mut entry = json!({
                 "stack": d.stack,
                 "action": d.action.name(),
                 "skip": d.action.skip_code().map(wit::SkipCode::as_str),
                 "services": d.services,
                 "reason": d.reason,
             });
+            // Which ref (image) deploys, when one does: a push moving
+            // several refs its services follow has one decision per ref.
+            if let Some(event) = d.action.event() {
+                if let Some(git_ref) = &event.ref_ {
+                    entry["ref"] = json!(git_ref);
+                }
+                if let Some(image) = &event.image {
+                    entry["image"] = json!(image);
+                }
+            }
             let step = match &d.action {
                 wit::Action::Skip(_) => Step::Skip,
                 // The component asks for a deployment only with its request
@@ -78,6 +90,7 @@ pub(super) fn plan<'o>(
                             Step::RequestDeployment {
                                 event,
                                 body,
+                                delivery_key: delivery_key(event, outcome),
                                 deploy: Box::new(RequestedDeploy {
                                     deploy: new_deploy(event, outcome, now_ms),
                                     before: push.and_then(|p| p.before.clone()),
@@ -101,14 +114,47 @@ pub(super) fn plan<'o>(
         .collect()
 }
 
+/// What `event` deploys of its delivery, when the delivery moved several
+/// refs or named several images: its ref, or its image. A stack may then
+/// deploy several of them (the component decides per ref it follows), each
+/// its own deploy, journaled under its own delivery key
+/// ([`delivery_key`]) and replay key. None for a delivery of one ref or
+/// image, or of none: whatever the configuration, the same delivery
+/// always gets the same keys, so a redelivery after a reload is still
+/// known.
+fn lane_in_delivery<'o>(event: &'o wit::DeployEvent, outcome: &wit::Outcome) -> Option<&'o str> {
+    if outcome.pushes.len() > 1 || outcome.images.len() > 1 {
+        event.ref_.as_deref().or(event.image.as_deref())
+    } else {
+        None
+    }
+}
+
+/// The journal's key of `event`'s delivery, which deduplicates it (one
+/// deploy per stack and key): the GitHub deployment's key for the deploy
+/// of a deployment; otherwise the provider's delivery id, followed by a
+/// space and the ref or image deployed when the delivery moved several
+/// ([`lane_in_delivery`]). No bare id can read as such a key: the
+/// component takes no id holding whitespace, and a delivery is of one
+/// repository, so its ref (image) names the lane. The deploy's command
+/// reads it as `REDEPLOY_DELIVERY`; its event document keeps the
+/// provider's id alone.
+pub(super) fn delivery_key(event: &wit::DeployEvent, outcome: &wit::Outcome) -> Option<String> {
+    if let Some(id) = event.github_deployment_id {
+        return Some(deployment_delivery_key(id));
+    }
+    let delivery = event.delivery.as_deref()?;
+    Some(match lane_in_delivery(event, outcome) {
+        Some(lane) => format!("{delivery} {lane}"),
+        None => delivery.to_string(),
+    })
+}
+
 /// The journal row of `event`'s deploy, queued at `now_ms`.
 fn new_deploy(event: &wit::DeployEvent, outcome: &wit::Outcome, now_ms: i64) -> NewDeploy {
     NewDeploy {
         stack: event.stack.clone(),
-        delivery_id: match event.github_deployment_id {
-            Some(id) => Some(deployment_delivery_key(id)),
-            None => event.delivery.clone(),
-        },
+        delivery_id: delivery_key(event, outcome),
         provider: event.provider.as_str().to_string(),
         git_ref: event.ref_.clone(),
         sha: event.sha.clone(),
@@ -144,7 +190,12 @@ fn admission(
 ) -> Admission {
     let replay = identity.map(|i| {
         ReplayClaim::new(
-            replay_key(&event.stack, outcome.provider.as_str(), i.bytes),
+            replay_key(
+                &event.stack,
+                lane_in_delivery(event, outcome),
+                outcome.provider.as_str(),
+                i.bytes,
+            ),
             now,
             i.window,
         )
@@ -170,7 +221,7 @@ fn admission(
             .github_deployment_request
             .as_ref()
             .map(|body| DeploymentRequestClaim {
-                delivery_id: event.delivery.clone(),
+                delivery_id: delivery_key(event, outcome),
                 git_ref: event.ref_.clone(),
                 repository: event.repository.clone(),
                 sha: event.sha.clone(),
@@ -352,6 +403,7 @@ mod tests {
         let Step::RequestDeployment {
             event,
             body,
+            delivery_key,
             deploy,
         } = &planned[2].step
         else {
@@ -365,6 +417,10 @@ mod tests {
         assert_eq!(deploy.deploy.stack, "waits");
         assert_eq!(deploy.deploy.event_json, event.document);
         assert_eq!(deploy.deploy.delivery_id, event.delivery);
+        assert_eq!(
+            *delivery_key, event.delivery,
+            "a push of one ref: its id alone"
+        );
         assert_eq!(deploy.deploy.sha, event.sha);
         assert!(deploy.sender_reports_forced);
 
@@ -468,7 +524,7 @@ mod tests {
         };
         assert_eq!(new.delivery_id, None);
         let replay = admission.replay.as_ref().unwrap();
-        assert_eq!(replay.key, replay_key("web", "github", &body));
+        assert_eq!(replay.key, replay_key("web", None, "github", &body));
         assert_eq!(replay.now_ms, NOW);
         assert_eq!(replay.expires_at_ms, NOW + 60_000);
         let commit = admission.commit.as_ref().unwrap();

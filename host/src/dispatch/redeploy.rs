@@ -73,7 +73,11 @@ impl Dispatcher {
         let new = crate::rollback::new_deploy(&earlier, now);
         let admission = Admission {
             replay: signed.map(|signed| {
-                ReplayClaim::new(replay_key(&stack.name, "redeploy", signed), now, window)
+                ReplayClaim::new(
+                    replay_key(&stack.name, None, "redeploy", signed),
+                    now,
+                    window,
+                )
             }),
             commit: new.sha.clone().map(|sha| CommitClaim {
                 sha,

@@ -86,11 +86,17 @@ pub struct ReplayIdentity<'a> {
 }
 
 /// The journal's replay key: hex SHA-256 over the stack, the provider and
-/// the delivery's bytes, each length-prefixed so no two triples collide.
-pub fn replay_key(stack: &str, provider: &str, bytes: &[u8]) -> String {
+/// the delivery's bytes, each length-prefixed so no two triples collide;
+/// and, for one of several deploys of one delivery, the ref or image it
+/// deploys (`lane`, after them, so the key of a delivery of one ref is the
+/// same as before lanes had one).
+pub fn replay_key(stack: &str, lane: Option<&str>, provider: &str, bytes: &[u8]) -> String {
     use sha2::Digest as _;
     let mut h = sha2::Sha256::new();
-    for part in [stack.as_bytes(), provider.as_bytes(), bytes] {
+    for part in [stack.as_bytes(), provider.as_bytes(), bytes]
+        .into_iter()
+        .chain(lane.map(str::as_bytes))
+    {
         h.update((part.len() as u64).to_be_bytes());
         h.update(part);
     }

@@ -362,7 +362,8 @@ impl DeliveryView {
     }
 }
 
-/// The decision for `stack` and its reason, read from a delivery's
+/// The decision for `stack` and its reason (its decisions and reasons,
+/// each joined by `; `, when it has several), read from a delivery's
 /// recorded answer (`{"decisions": [{"stack", "action", "reason"}...]}`,
 /// or `{"error", "message"}` when it was refused before any decision).
 pub fn decision_for(summary: &str, stack: &str) -> (String, String) {
@@ -372,15 +373,21 @@ pub fn decision_for(summary: &str, stack: &str) -> (String, String) {
     if let Some(refused) = refusal(&answer) {
         return refused;
     }
-    let decisions = answer.get("decisions").and_then(Value::as_array);
-    let mine = decisions.and_then(|all| {
-        all.iter()
-            .find(|d| d.get("stack").and_then(Value::as_str) == Some(stack))
-    });
-    match mine {
-        Some(d) => describe(d),
-        None => ("none".to_owned(), "no decision for this stack".to_owned()),
+    // A push moving several refs the stack follows has one decision per
+    // ref: each is said, in order.
+    let mine: Vec<(String, String)> = answer
+        .get("decisions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|d| d.get("stack").and_then(Value::as_str) == Some(stack))
+        .map(describe)
+        .collect();
+    if mine.is_empty() {
+        return ("none".to_owned(), "no decision for this stack".to_owned());
     }
+    let (actions, reasons): (Vec<String>, Vec<String>) = mine.into_iter().unzip();
+    (actions.join("; "), reasons.join("; "))
 }
 
 /// One stack's decision on a delivery, as the delivery page lists it.
@@ -639,6 +646,17 @@ mod tests {
         assert_eq!(
             decision_for(answer, "db"),
             ("none".into(), "no decision for this stack".into())
+        );
+        // A push of two refs the stack follows: one decision per ref.
+        let two = r#"{"decisions":[
+            {"stack":"api","action":"deploy","reason":"push to main","deploy_id":7,"state":"queued"},
+            {"stack":"api","action":"deploy","reason":"push to develop","deploy_id":8,"state":"queued"}]}"#;
+        assert_eq!(
+            decision_for(two, "api"),
+            (
+                "deploy: queued (#7); deploy: queued (#8)".into(),
+                "push to main; push to develop".into()
+            )
         );
         assert_eq!(
             decision_for(
