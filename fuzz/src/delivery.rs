@@ -325,6 +325,12 @@ fn check_outcome(outcome: &Outcome, stacks: &[Stack]) {
             n <= stack.services.len(),
             "at most one decision per service"
         );
+        // What a host keys each one's deploy by: the delivery moved several
+        // refs (images), and each deploy is of another ref alone (image).
+        assert!(
+            outcome.pushes.len() > 1 || outcome.images.len() > 1,
+            "several decisions only for a delivery of several refs or images"
+        );
         let mut services: Vec<&str> = outcome.decisions[first..at]
             .iter()
             .flat_map(|d| d.services.iter().map(String::as_str))
@@ -333,17 +339,10 @@ fn check_outcome(outcome: &Outcome, stacks: &[Stack]) {
         services.sort_unstable();
         services.dedup();
         assert_eq!(services.len(), named, "a service in one decision only");
-        let mut lanes: Vec<(Option<&str>, Option<&str>, Option<&str>)> = outcome.decisions
-            [first..at]
+        let mut lanes: Vec<Option<&str>> = outcome.decisions[first..at]
             .iter()
             .filter_map(|d| d.deploy())
-            .map(|e| {
-                (
-                    e.repository.as_deref(),
-                    e.git_ref.as_deref(),
-                    e.image.as_deref(),
-                )
-            })
+            .map(|e| e.git_ref.as_deref().or(e.image.as_deref()))
             .collect();
         let deploys = lanes.len();
         lanes.sort_unstable();

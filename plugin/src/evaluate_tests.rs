@@ -510,6 +510,28 @@ fn a_push_moving_refs_followed_by_different_services_deploys_each_ref() {
             strings(&["web"])
         )]
     );
+    // A ref updated and then deleted in one delivery is deleted: it
+    // deploys nothing, and a service on every branch takes the last ref
+    // that still stands.
+    let gone = post_receive(
+        "acme/shop",
+        &[
+            (ZERO1, SHA1_A, "refs/heads/develop"),
+            (SHA1_A, SHA1_B, "refs/heads/main"),
+            (SHA1_B, ZERO1, "refs/heads/main"),
+        ],
+        "",
+    );
+    let o = evaluate(&[two_branch_stack(true)], &gone).unwrap();
+    assert_eq!(
+        deploys_of(&o),
+        [(
+            "shop".into(),
+            Some("refs/heads/develop".into()),
+            Some(SHA1_A.into()),
+            strings(&["worker", "all"])
+        )]
+    );
 }
 
 #[test]
@@ -592,7 +614,18 @@ fn a_delivery_id_holding_whitespace_or_a_control_character_is_not_taken_as_one()
         with_id("72d3162e-cc78-11e3-81ab-4c9367dc0958").as_deref(),
         Some("72d3162e-cc78-11e3-81ab-4c9367dc0958")
     );
-    for odd in ["zz refs/heads/q1", "a\tb", "a\u{7f}b", "a\u{a0}b", " "] {
+    let longest = "d".repeat(MAX_DELIVERY_ID_BYTES);
+    assert_eq!(with_id(&longest), Some(longest.clone()));
+    let too_long = format!("{longest}d");
+    for odd in [
+        "zz refs/heads/q1",
+        "a\tb",
+        "a\u{7f}b",
+        "a\u{a0}b",
+        " ",
+        "github-deployment-7",
+        &too_long,
+    ] {
         assert_eq!(with_id(odd), None, "{odd:?}");
     }
 }

@@ -7,6 +7,8 @@
 //! deploys in a lane of their own. A service takes the last ref (image) it
 //! follows, so a stack never has more decisions than services.
 
+use std::collections::BTreeMap;
+
 use super::deployment::decide_deployment;
 use super::prepare::{PreparedService, PreparedStack};
 use crate::github;
@@ -243,8 +245,9 @@ pub(super) fn deploy(
 
 /// Adds `stack`'s decisions on the ref updates `pushes` to `out`. Each
 /// service deploys the last ref it follows that the push moved (forges and
-/// git list updates in order), and the services taking one ref deploy it
-/// together: one decision per ref that some service takes, in the push's
+/// git list updates in order; a ref listed twice is judged by its last
+/// entry, so one updated and then deleted deploys nothing), and the
+/// services taking one ref deploy it together: one decision per ref that some service takes, in the push's
 /// order, deploying or skipping that ref alone. So a push of `main` and
 /// `develop` deploys `web` (on `main`) and `worker` (on `develop`) each,
 /// while a service following both, or every tag of `git push --tags`,
@@ -265,9 +268,20 @@ pub(super) fn decide_push(
     }
     let seen = Seen::of(n);
     // For each git service, the index in `pushes` of the last ref it follows.
+    // A ref listed more than once is where its last entry leaves it: an
+    // update followed by the ref's deletion deploys nothing.
+    let last_entry: BTreeMap<(&str, &str), usize> = pushes
+        .iter()
+        .enumerate()
+        .map(|(at, p)| ((p.repository.full_name.as_str(), p.git_ref.as_str()), at))
+        .collect();
     let mut taken: Vec<Option<usize>> = vec![None; git_services.len()];
     let mut first_skip: Option<Skip> = None;
     for (at, push) in pushes.iter().enumerate() {
+        let key = (push.repository.full_name.as_str(), push.git_ref.as_str());
+        if last_entry.get(&key) != Some(&at) {
+            continue;
+        }
         match match_push(&git_services, push, seen) {
             Ok(services) => {
                 for (slot, service) in taken.iter_mut().zip(&git_services) {

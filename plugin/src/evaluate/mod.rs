@@ -244,10 +244,11 @@ pub fn evaluate(
         }
     };
     // A delivery id is a token: one holding whitespace or a control
-    // character (no sender makes one; the header is unsigned) is not taken
-    // as one, and the delivery is deduplicated as one without an id. So no
-    // id can be made to read as another's with a ref after it (a host keys
-    // each ref's deploy of a push of several as `<id> <ref>`).
+    // character, one too long, or one taking the key of a GitHub
+    // deployment's deploy (no sender makes one; the header is unsigned) is
+    // not taken as one, and the delivery is deduplicated as one without an
+    // id. So no id can be made to read as another's with a ref after it (a
+    // host keys each ref's deploy of a push of several as `<id> <ref>`).
     let mut normalized = normalized;
     normalized.delivery = normalized.delivery.filter(|d| is_delivery_id(d));
     let sent_at_ms = match &normalized.event {
@@ -626,10 +627,23 @@ fn ref_update_push(
     })
 }
 
-/// Whether `id`, a sender's delivery id, is a token: not empty, and no
-/// whitespace or control character in it.
+/// The longest delivery id taken, in bytes: senders' ids are UUIDs, GUIDs
+/// and counters, far shorter; a longer one would not fit a deploy
+/// command's environment (`REDEPLOY_DELIVERY`) once a host adds a ref.
+pub const MAX_DELIVERY_ID_BYTES: usize = 256;
+
+/// The start of the journal key hosts give the deploy of a GitHub
+/// deployment (`github-deployment-<id>`): no sender's id may take it.
+pub const DEPLOYMENT_KEY_PREFIX: &str = "github-deployment-";
+
+/// Whether `id`, a sender's delivery id, is taken as one: a token (not
+/// empty, no whitespace or control character) of at most
+/// [`MAX_DELIVERY_ID_BYTES`], not starting with [`DEPLOYMENT_KEY_PREFIX`].
 fn is_delivery_id(id: &str) -> bool {
-    !id.is_empty() && !id.chars().any(|c| c.is_whitespace() || c.is_control())
+    !id.is_empty()
+        && id.len() <= MAX_DELIVERY_ID_BYTES
+        && !id.starts_with(DEPLOYMENT_KEY_PREFIX)
+        && !id.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 #[cfg(test)]
