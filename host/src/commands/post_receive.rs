@@ -574,10 +574,11 @@ impl PostReceive {
                     config.clone(),
                     Arc::new(Metrics::new()),
                 );
-                // Each stack's deploys this push queued, as answered: a
+                // Each stack's deploys this push queued, as answered (a
                 // stack whose services follow several of the refs has one
-                // per ref.
+                // per ref), and whether it asked GitHub for a deployment.
                 let mut queued: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+                let mut asked: BTreeSet<String> = BTreeSet::new();
                 for stack_config in &deploying {
                     let stack = stack_config.name.as_str();
                     let delivery = wit::Delivery::PostReceive(push_for(stack_config));
@@ -590,6 +591,14 @@ impl PostReceive {
                             .filter(|d| d["state"] == "queued")
                             .filter_map(|d| d["deploy_id"].as_i64()),
                     );
+                    if answer.body["decisions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|d| d["state"] == "deployment-requested")
+                    {
+                        asked.insert(stack.to_string());
+                    }
                     // A GitHub deployment request waits for a runner to send it.
                     let requested = journal
                         .pending_deployment_requests(Some(stack))
@@ -624,16 +633,23 @@ impl PostReceive {
                             journal.clone(),
                             &stack,
                         ))?;
-                        let ran = match queued.get(&stack).filter(|ids| !ids.is_empty()) {
-                            Some(ids) => ids
-                                .iter()
-                                .map(|&id| journal.deploy(id))
-                                .filter_map(Result::transpose)
-                                .collect::<Result<Vec<_>, _>>()?,
-                            // Queued otherwise (the fallback of a GitHub
-                            // deployment request): its newest deploy.
-                            None => journal.deploys(Some(&stack), 1)?,
-                        };
+                        let mut ran = queued
+                            .get(&stack)
+                            .into_iter()
+                            .flatten()
+                            .map(|&id| journal.deploy(id))
+                            .filter_map(Result::transpose)
+                            .collect::<Result<Vec<_>, _>>()?;
+                        // A GitHub deployment request's deploy (its
+                        // fallback, run when the request failed) is queued
+                        // by the runner: the stack's newest, if not shown.
+                        if asked.contains(&stack) {
+                            for d in journal.deploys(Some(&stack), 1)? {
+                                if !ran.iter().any(|r| r.id == d.id) {
+                                    ran.push(d);
+                                }
+                            }
+                        }
                         for d in ran {
                             if let Some(log) = d.log_path.as_deref() {
                                 for line in std::fs::read_to_string(log).unwrap_or_default().lines()

@@ -38,7 +38,10 @@ pub fn deployment_delivery_key(deployment_id: u64) -> String {
     format!("{DEPLOYMENT_KEY_PREFIX}{deployment_id}")
 }
 
-/// What [`deployment_delivery_key`] puts before the deployment's id.
+/// What [`deployment_delivery_key`] puts before the deployment's id. The
+/// contract reserves it: the component takes no sender's delivery id
+/// starting with it (`outcome.delivery`), so no push can take a
+/// deployment's key.
 pub const DEPLOYMENT_KEY_PREFIX: &str = "github-deployment-";
 
 /// The deploy a push stands for, kept with its deployment request: what
@@ -699,5 +702,13 @@ mod tests {
         assert_eq!(awaiting.len(), 1);
         assert_eq!(awaiting[0].request.id, id);
         assert_eq!(j.request_of_deployment(1000).unwrap(), Some(id));
+    }
+
+    #[test]
+    fn the_deployment_key_prefix_is_the_one_the_component_refuses_as_a_delivery_id() {
+        assert_eq!(
+            DEPLOYMENT_KEY_PREFIX,
+            redeploy_plugin::evaluate::DEPLOYMENT_KEY_PREFIX
+        );
     }
 }
