@@ -434,22 +434,8 @@ fn with_hook_wait_the_push_shows_the_deploy_and_a_failed_deploy_fails_the_hook()
     // by hand for a second push made with the hook set aside.
     let old = head.trim().to_string();
     let new = commit(&repo, "second");
-    let hook_path = repo.bare.join("hooks/post-receive");
-    let aside = repo.bare.join("hooks/post-receive.aside");
-    std::fs::rename(&hook_path, &aside).unwrap();
-    git(&repo.work, &["push", "--quiet", "origin", "main"]);
-    std::fs::rename(&aside, &hook_path).unwrap();
-    let mut hook = Command::new(&hook_path)
-        .current_dir(&repo.bare)
-        .env("GIT_DIR", &repo.bare)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write as _;
-    writeln!(hook.stdin.take().unwrap(), "{old} {new} refs/heads/main").unwrap();
-    let run = hook.wait_with_output().unwrap();
+    push_without_hook(&repo, &["main"]);
+    let run = run_hook(&repo.bare, &format!("{old} {new} refs/heads/main"), &[]);
     assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
     assert!(
         stderr(&run).contains("failed (the push itself is kept)"),
@@ -475,30 +461,13 @@ fn with_hook_wait_a_push_of_two_followed_branches_shows_and_fails_on_each_deploy
     git(&repo.work, &["branch", "develop"]);
     // Both branches pushed with the hook set aside, then the hook run by
     // hand with both lines, so its exit code is seen.
-    let hook_path = repo.bare.join("hooks/post-receive");
-    let aside = repo.bare.join("hooks/post-receive.aside");
-    std::fs::rename(&hook_path, &aside).unwrap();
-    git(
-        &repo.work,
-        &["push", "--quiet", "origin", "main", "develop"],
-    );
-    std::fs::rename(&aside, &hook_path).unwrap();
+    push_without_hook(&repo, &["main", "develop"]);
     let zero = "0".repeat(40);
-    let mut hook = Command::new(&hook_path)
-        .current_dir(&repo.bare)
-        .env("GIT_DIR", &repo.bare)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write as _;
-    write!(
-        hook.stdin.take().unwrap(),
-        "{zero} {old} refs/heads/main\n{zero} {old} refs/heads/develop\n"
-    )
-    .unwrap();
-    let run = hook.wait_with_output().unwrap();
+    let run = run_hook(
+        &repo.bare,
+        &format!("{zero} {old} refs/heads/main\n{zero} {old} refs/heads/develop"),
+        &[],
+    );
     let said = format!("{}{}", String::from_utf8_lossy(&run.stdout), stderr(&run));
     assert_eq!(run.status.code(), Some(2), "{said}");
     for line in [
@@ -513,9 +482,21 @@ fn with_hook_wait_a_push_of_two_followed_branches_shows_and_fails_on_each_deploy
     assert!(deploys.iter().all(|d| d.state == DeployState::Failed));
 }
 
+/// Pushes `refs` of `repo` with its post-receive hook set aside, for a
+/// test to run the hook by hand ([`run_hook`]) and see its exit code.
+fn push_without_hook(repo: &Repo, refs: &[&str]) {
+    let hook_path = repo.bare.join("hooks/post-receive");
+    let aside = repo.bare.join("hooks/post-receive.aside");
+    std::fs::rename(&hook_path, &aside).unwrap();
+    let mut args = vec!["push", "--quiet", "origin"];
+    args.extend_from_slice(refs);
+    git(&repo.work, &args);
+    std::fs::rename(&aside, &hook_path).unwrap();
+}
+
 /// Runs the installed hook of `bare` by hand, as git would, with `env`
-/// added, for one update line; returns its output.
-fn run_hook(bare: &Path, line: &str, env: &[(&str, &str)]) -> std::process::Output {
+/// added, for `lines` (update lines, one per line); returns its output.
+fn run_hook(bare: &Path, lines: &str, env: &[(&str, &str)]) -> std::process::Output {
     use std::io::Write as _;
     let mut hook = Command::new(bare.join("hooks/post-receive"))
         .current_dir(bare)
@@ -526,7 +507,7 @@ fn run_hook(bare: &Path, line: &str, env: &[(&str, &str)]) -> std::process::Outp
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    writeln!(hook.stdin.take().unwrap(), "{line}").unwrap();
+    writeln!(hook.stdin.take().unwrap(), "{lines}").unwrap();
     hook.wait_with_output().unwrap()
 }
 

@@ -295,8 +295,8 @@ pub(super) fn decide_push(
             }
         }
     }
-    let mut refs: Vec<usize> = taken.iter().flatten().copied().collect();
-    if refs.is_empty() {
+    let groups = taken_together(&git_services, &taken);
+    if groups.is_empty() {
         // `pushes` is not empty, so a push that did not match left its reason.
         let mut why = first_skip.unwrap_or_else(|| Skip::new(SkipCode::NoRef, "no push matches"));
         // The first ref's reason stands for all: say there were others.
@@ -312,17 +312,33 @@ pub(super) fn decide_push(
         }
         return out.push(skip_services(stack.stack, vec![], why));
     }
-    refs.sort_unstable();
-    refs.dedup();
-    for at in refs {
-        let services: Vec<&PreparedService> = git_services
-            .iter()
-            .zip(&taken)
-            .filter(|(_, slot)| **slot == Some(at))
-            .map(|(service, _)| *service)
-            .collect();
+    for (at, services) in groups {
         out.push(decide_ref(stack, n, &pushes[at], &services, seen));
     }
+}
+
+/// The services taking each entry of a delivery (a ref update, an image),
+/// by `taken`, each service's entry (`taken[i]` of `services[i]`): one
+/// group per entry some service takes, in the delivery's order.
+fn taken_together<'a, 's>(
+    services: &[&'a PreparedService<'s>],
+    taken: &[Option<usize>],
+) -> Vec<(usize, Vec<&'a PreparedService<'s>>)> {
+    let mut entries: Vec<usize> = taken.iter().flatten().copied().collect();
+    entries.sort_unstable();
+    entries.dedup();
+    entries
+        .into_iter()
+        .map(|at| {
+            let together = services
+                .iter()
+                .zip(taken)
+                .filter(|(_, slot)| **slot == Some(at))
+                .map(|(service, _)| *service)
+                .collect();
+            (at, together)
+        })
+        .collect()
 }
 
 /// `stack`'s decision on `push`, a ref update `services` follow: it
@@ -572,18 +588,10 @@ pub(super) fn decide_image(
             }
         }
     }
-    let mut chosen: Vec<usize> = taken.iter().flatten().copied().collect();
-    if !chosen.is_empty() {
-        chosen.sort_unstable();
-        chosen.dedup();
-        for at in chosen {
+    let groups = taken_together(&image_services, &taken);
+    if !groups.is_empty() {
+        for (at, matched) in groups {
             let image = &images[at];
-            let matched: Vec<&PreparedService> = image_services
-                .iter()
-                .zip(&taken)
-                .filter(|(_, slot)| **slot == Some(at))
-                .map(|(service, _)| *service)
-                .collect();
             let followers = quote_list(
                 &matched
                     .iter()
