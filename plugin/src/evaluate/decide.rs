@@ -247,8 +247,9 @@ pub(super) fn deploy(
 /// service deploys the last ref it follows that the push moved (forges and
 /// git list updates in order; a ref listed twice is judged by its last
 /// entry, so one updated and then deleted deploys nothing), and the
-/// services taking one ref deploy it together: one decision per ref that some service takes, in the push's
-/// order, deploying or skipping that ref alone. So a push of `main` and
+/// services taking one ref deploy it together: one decision per ref that
+/// some service takes, in the push's order, deploying or skipping that ref
+/// alone. So a push of `main` and
 /// `develop` deploys `web` (on `main`) and `worker` (on `develop`) each,
 /// while a service following both, or every tag of `git push --tags`,
 /// deploys once, at the last: never more decisions than services. A stack
