@@ -249,7 +249,6 @@ impl Dispatcher {
     fn request_deployment(
         &self,
         event: &wit::DeployEvent,
-        delivery_key: Option<String>,
         body: &str,
         deploy: &RequestedDeploy,
         once_per_commit: bool,
@@ -257,7 +256,9 @@ impl Dispatcher {
         let inserted = self.journal.insert_deployment_request_keeping(
             &NewDeploymentRequest {
                 stack: event.stack.clone(),
-                delivery_id: delivery_key,
+                // Its delivery's journal key, as the deploy it stands for
+                // has it (`plan::delivery_key`).
+                delivery_id: deploy.deploy.delivery_id.clone(),
                 deploy_id: None,
                 git_ref: event.ref_.clone(),
                 repository: event.repository.clone(),
@@ -568,17 +569,10 @@ impl Dispatcher {
                 Step::RequestDeployment {
                     event,
                     body,
-                    delivery_key,
                     deploy,
                 } => {
                     let once_per_commit = polls(stacks, &event.stack);
-                    match self.request_deployment(
-                        event,
-                        delivery_key,
-                        body,
-                        &deploy,
-                        once_per_commit,
-                    ) {
+                    match self.request_deployment(event, body, &deploy, once_per_commit) {
                         Ok(Inserted::New(id)) => {
                             accepted = true;
                             entry["state"] = json!("deployment-requested");

@@ -4,6 +4,7 @@
 //! pusher as `remote: ...`), and hands the deploys to a running server or
 //! runs them itself.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -478,11 +479,10 @@ impl PostReceive {
         }
         // Whether each deploying ref was forced, asked of git once per ref
         // (only now: a push that deploys nothing asks nothing).
-        let forced: Mutex<BTreeMap<String, Option<String>>> = Mutex::new(BTreeMap::new());
+        let forced: RefCell<BTreeMap<String, Option<String>>> = RefCell::new(BTreeMap::new());
         let forced_note_for = |git_ref: &str| -> Option<String> {
             forced
-                .lock()
-                .unwrap()
+                .borrow_mut()
                 .entry(git_ref.to_string())
                 .or_insert_with(|| {
                     let update = updates.iter().find(|u| u.name == git_ref)?;
@@ -583,21 +583,16 @@ impl PostReceive {
                     let stack = stack_config.name.as_str();
                     let delivery = wit::Delivery::PostReceive(push_for(stack_config));
                     let answer = dispatcher.dispatch(&[stack_config], &delivery);
-                    queued.entry(stack.to_string()).or_default().extend(
-                        answer.body["decisions"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .filter(|d| d["state"] == "queued")
-                            .filter_map(|d| d["deploy_id"].as_i64()),
-                    );
-                    if answer.body["decisions"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .any(|d| d["state"] == "deployment-requested")
-                    {
-                        asked.insert(stack.to_string());
+                    for d in answer.body["decisions"].as_array().into_iter().flatten() {
+                        match (d["state"].as_str(), d["deploy_id"].as_i64()) {
+                            (Some("queued"), Some(id)) => {
+                                queued.entry(stack.to_string()).or_default().push(id)
+                            }
+                            (Some("deployment-requested"), _) => {
+                                asked.insert(stack.to_string());
+                            }
+                            _ => {}
+                        }
                     }
                     // A GitHub deployment request waits for a runner to send it.
                     let requested = journal
@@ -702,16 +697,14 @@ fn describe_answer(
             v["message"].as_str().unwrap_or("")
         )];
     }
-    let none = Vec::new();
     let decisions = match v["decisions"].as_array() {
         Some(all) if !all.is_empty() => all,
-        _ => &none,
+        _ => {
+            return vec![format!(
+                "redeploy: {stack}: not deploying: the answer ({status}) has no decision"
+            )]
+        }
     };
-    if decisions.is_empty() {
-        return vec![format!(
-            "redeploy: {stack}: not deploying: the answer ({status}) has no decision"
-        )];
-    }
     let deploys = |d: &&serde_json::Value| d["action"].as_str() != Some("skip");
     let any_deploys = decisions.iter().any(|d| deploys(&d));
     decisions

@@ -22,8 +22,6 @@ pub(super) enum Step<'o> {
         event: &'o wit::DeployEvent,
         /// The request's JSON body, as the component wrote it.
         body: &'o str,
-        /// The journal's key of its delivery ([`delivery_key`]).
-        delivery_key: Option<String>,
         /// The deploy the push stands for, kept with the request so the
         /// journal can run it should the request fail or its event never
         /// come.
@@ -90,7 +88,6 @@ pub(super) fn plan<'o>(
                             Step::RequestDeployment {
                                 event,
                                 body,
-                                delivery_key: delivery_key(event, outcome),
                                 deploy: Box::new(RequestedDeploy {
                                     deploy: new_deploy(event, outcome, now_ms),
                                     before: push.and_then(|p| p.before.clone()),
@@ -403,7 +400,6 @@ mod tests {
         let Step::RequestDeployment {
             event,
             body,
-            delivery_key,
             deploy,
         } = &planned[2].step
         else {
@@ -417,10 +413,6 @@ mod tests {
         assert_eq!(deploy.deploy.stack, "waits");
         assert_eq!(deploy.deploy.event_json, event.document);
         assert_eq!(deploy.deploy.delivery_id, event.delivery);
-        assert_eq!(
-            *delivery_key, event.delivery,
-            "a push of one ref: its id alone"
-        );
         assert_eq!(deploy.deploy.sha, event.sha);
         assert!(deploy.sender_reports_forced);
 
