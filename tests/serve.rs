@@ -669,6 +669,108 @@ fn a_push_of_one_services_branch_never_supersedes_the_other_branchs_waiting_depl
     server.terminate();
 }
 
+/// Distribution's documented push envelope, its manifest event (the one
+/// of its events that deploys) pushing `digest` to each of `repositories`
+/// of registrycluster.local, stamped now (the fixture's 2006 is past the
+/// server's `max_event_age`); the layer events stay.
+fn distribution_push(repositories: &[&str], digest: &str) -> Vec<u8> {
+    let mut envelope: serde_json::Value =
+        serde_json::from_slice(&fixture("distribution/distdocs-push-envelope.json")).unwrap();
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let events = envelope["events"].as_array_mut().unwrap();
+    for event in events.iter_mut() {
+        event["timestamp"] = now.clone().into();
+    }
+    let manifest = events[0].clone();
+    events.retain(|e| {
+        !e["target"]["mediaType"]
+            .as_str()
+            .unwrap()
+            .contains("manifest")
+    });
+    for (n, repository) in repositories.iter().enumerate() {
+        let mut pushed = manifest.clone();
+        pushed["id"] = format!("{digest}-{n}").into();
+        pushed["target"]["repository"] = (*repository).into();
+        pushed["target"]["digest"] = digest.into();
+        events.push(pushed);
+    }
+    envelope.to_string().into_bytes()
+}
+
+/// A registry envelope of two images followed by two services of one
+/// stack, sent while a manual deploy runs: each image is its own deploy
+/// of its own services, and neither supersedes the other (each image
+/// repository is a lane). A later push of one of them supersedes that
+/// image's deploy alone: one repository's pushes share its lane, whatever
+/// their tag or digest.
+#[test]
+fn the_images_of_two_repositories_never_supersede_each_others_waiting_deploy() {
+    let shop = Stack::new("shop")
+        .token(1)
+        .standin()
+        .timeout("1m")
+        .env("SLEEP", "3")
+        .table(
+            "[[stacks.services]]\nname = \"test\"\nimage = \"registrycluster.local/library/test\"\n\n\
+             [[stacks.services]]\nname = \"worker\"\nimage = \"registrycluster.local/library/worker\"",
+        );
+    let (world, server) = World::serving("serve-two-images", "", &[shop]);
+    server.post(&hook(1), &[], b"").assert_status(202);
+    world.wait_ran_more_than("shop", 0, 10);
+    let distribution = [(
+        "Content-Type",
+        "application/vnd.docker.distribution.events.v2+json",
+    )];
+    let (first, second) = (
+        format!("sha256:{}", "a1".repeat(32)),
+        format!("sha256:{}", "b2".repeat(32)),
+    );
+    // While it runs: an envelope of both images, then test's again.
+    let both = distribution_push(&["library/test", "library/worker"], &first);
+    let answer = server.post(&hook(1), &distribution, &both);
+    answer.assert_status(202);
+    let queued: Vec<String> = answer.json()["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["state"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(queued, ["queued", "queued"], "{}", answer.text());
+    let again = distribution_push(&["library/test"], &second);
+    server
+        .post(&hook(1), &distribution, &again)
+        .assert_status(202);
+    let deploys = world.settle(30);
+    let shown = |d: &DeployRecord| (d.state, d.queued.services.join(","));
+    assert_eq!(
+        deploys.iter().map(shown).collect::<Vec<_>>(),
+        [
+            (DeployState::Succeeded, "test,worker".to_owned()),
+            (DeployState::Cancelled, "test".to_owned()),
+            (DeployState::Succeeded, "worker".to_owned()),
+            (DeployState::Succeeded, "test".to_owned()),
+        ],
+        "{deploys:#?}"
+    );
+    let ids: Vec<i64> = deploys.iter().map(|d| d.id).collect();
+    assert_eq!(deploys[1].superseded_by, Some(ids[3]), "test's by test's");
+    let image = |repository: &str, digest: &str| {
+        format!("registrycluster.local/library/{repository}@{digest}")
+    };
+    for (at, services, pushed) in [
+        (2, "worker", image("worker", &first)),
+        (3, "test", image("test", &second)),
+    ] {
+        world.assert_env(
+            "shop",
+            ids[at],
+            &[("REDEPLOY_SERVICES", services), ("REDEPLOY_IMAGE", &pushed)],
+        );
+    }
+    server.terminate();
+}
+
 /// A service following a branch and tags: main's `2`, a tag at `20` and
 /// main's `3` pushed while main's first deploy runs. `3`, pushed last, runs
 /// last: a branch's newer push goes behind the tag's pushed before it (not

@@ -5,6 +5,7 @@
 use serde_json::{json, Value};
 
 use super::{deployment_delivery_key, replay_key, ReplayIdentity, SENDERS_REPORTING_FORCED};
+use crate::config::ImageReference;
 use crate::journal::{
     Admission, CommitClaim, DeploymentRequestClaim, NewDeploy, ReplayClaim, RequestedDeploy,
 };
@@ -161,7 +162,39 @@ fn new_deploy(event: &wit::DeployEvent, outcome: &wit::Outcome, now_ms: i64) -> 
         event_json: event.document.clone(),
         created_at_ms: now_ms,
         pusher: pushed_by(event, outcome).and_then(|p| p.pusher.clone()),
-        repository: event.repository.clone(),
+        repository: lane_repository(event),
+    }
+}
+
+/// The repository of `event`'s lane ([`crate::queue::Lane`]): the
+/// repository its ref is of; for an image push, which names no ref, the
+/// image's repository ([`image_lane`]).
+fn lane_repository(event: &wit::DeployEvent) -> Option<String> {
+    match (&event.repository, &event.image) {
+        (Some(repository), _) => Some(repository.clone()),
+        (None, Some(image)) => Some(image_lane(image)),
+        (None, None) => None,
+    }
+}
+
+/// The lane of a deploy of `image` (`registry/repository:tag` or
+/// `registry/repository@digest`): its repository, `registry/name` read by
+/// polling's rules ([`ImageReference::parse`]), without its tag or digest.
+/// Pushes of one image repository give way to each other, the newest
+/// winning, as pushes of one branch do (a registry pushed a tag per build
+/// keeps one deploy waiting, not one per tag); the images of two
+/// repositories, in one envelope or in two deliveries, are two lanes, and
+/// each deploys. A name those rules do not read is taken as written, less
+/// its tag or digest.
+fn image_lane(image: &str) -> String {
+    let named = image.split_once('@').map_or(image, |(name, _)| name);
+    match ImageReference::parse(named) {
+        Ok(reference) => format!("{}/{}", reference.registry, reference.name),
+        Err(_) => named
+            .rsplit_once(':')
+            .filter(|(_, tag)| !tag.contains('/'))
+            .map_or(named, |(name, _)| name)
+            .to_owned(),
     }
 }
 
@@ -526,5 +559,28 @@ mod tests {
             Some("5ea737297f2e2e88f4cdf796e72cbcb12d40fd9c")
         );
         assert!(commit.forced && commit.sender_reports_forced);
+    }
+
+    #[test]
+    fn an_image_deploys_lane_is_its_repository_without_tag_or_digest() {
+        // As deploy events name images: Distribution's push by digest,
+        // Docker Hub's and a poll's by tag, a loopback registry's.
+        for (image, lane) in [
+            (
+                "registrycluster.local/library/test@sha256:fea8895f450959fa676bcc1df0611ea93823a735a01205fd8622846041d0c7cf",
+                "registrycluster.local/library/test",
+            ),
+            ("registrycluster.local/library/test:v2", "registrycluster.local/library/test"),
+            ("docker.io/svendowideit/testhook:latest", "registry-1.docker.io/svendowideit/testhook"),
+            ("svendowideit/testhook:1.0", "registry-1.docker.io/svendowideit/testhook"),
+            ("nginx", "registry-1.docker.io/library/nginx"),
+            ("127.0.0.1:5000/Acme/App:v1", "127.0.0.1:5000/acme/app"),
+            // Not read by polling's rules (a tag past the grammar's 128
+            // characters): as written, less the tag.
+            (&format!("ghcr.io/acme/api:{}", "t".repeat(129)), "ghcr.io/acme/api"),
+            (&format!("localhost:5000/api:{}", "t".repeat(129)), "localhost:5000/api"),
+        ] {
+            assert_eq!(image_lane(image), lane, "{image}");
+        }
     }
 }
