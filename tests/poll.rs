@@ -162,11 +162,12 @@ fn polling_deploys_each_new_tip_of_the_branch_once_and_nothing_at_start() {
     assert_eq!(world.deploys().len(), 0, "nothing deploys at start");
     assert_eq!(polled(&world).len(), 0, "no delivery at start");
 
-    // A new tip of main deploys, once; a push to another branch does not.
+    // A new tip of main deploys, once; a push to another branch is never
+    // asked for.
+    let feature = commit(&work, "feature/x", "feature");
     let second = commit(&work, "main", "second");
     let served_second = commit(&daemon_work, "main", "second");
-    let feature = commit(&work, "feature/x", "feature");
-    seen(&world, "web", &file_url, &feature);
+    seen(&world, "web", &file_url, &second);
     seen(&world, "api", &git_url, &served_second);
     let deploys = world.settle(30);
     let by = |stack: &str| -> Vec<(String, DeployState)> {
@@ -185,23 +186,20 @@ fn polling_deploys_each_new_tip_of_the_branch_once_and_nothing_at_start() {
     assert_eq!(web["REDEPLOY_SHA"], second);
     assert_eq!(web["REDEPLOY_REF"], "refs/heads/main");
     let deliveries = polled(&world);
-    assert_eq!(deliveries.len(), 3, "{deliveries:?}");
-    let feature_delivery = deliveries
-        .iter()
-        .find(|d| decision(d)["action"] == "skip")
-        .unwrap_or_else(|| panic!("no skipped delivery: {deliveries:?}"));
-    let reason = decision(feature_delivery)["reason"]
-        .as_str()
+    assert_eq!(deliveries.len(), 2, "{deliveries:?}");
+    let tips = world
+        .journal()
+        .poll_source("web", &file_url)
         .unwrap()
-        .to_owned();
-    assert!(
-        reason.contains("feature/x") && reason.contains("main"),
-        "{reason}"
-    );
+        .unwrap()
+        .tips_json
+        .unwrap();
+    assert_eq!(tips, format!(r#"{{"refs/heads/main":"{second}"}}"#));
+    assert!(!tips.contains(&feature));
 
     // Looks that see nothing new make nothing.
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(polled(&world).len(), 3);
+    assert_eq!(polled(&world).len(), 2);
     server.terminate();
 
     // Pushed while the server was down: seen at the first look after the
@@ -216,6 +214,110 @@ fn polling_deploys_each_new_tip_of_the_branch_once_and_nothing_at_start() {
         .map(|d| d.queued.sha.clone().unwrap())
         .collect();
     assert_eq!(web, [second, third]);
+    crate::support::world::assert_all_succeeded(&deploys);
+    server.terminate();
+}
+
+/// Fills the bare repository `bare` with `count` branches
+/// `refs/heads/noise/<n>` at `commit`, written as git packs refs (one
+/// `packed-refs` file): what whoever may push to a repository can create.
+fn noise_branches(bare: &Path, commit: &str, count: usize) {
+    let mut packed = String::from("# pack-refs with: peeled fully-peeled sorted \n");
+    let mut names: Vec<String> = (0..count)
+        .map(|n| format!("refs/heads/noise/{n}"))
+        .collect();
+    names.sort();
+    for name in names {
+        packed.push_str(&format!("{commit} {name}\n"));
+    }
+    std::fs::write(bare.join("packed-refs"), packed).unwrap();
+}
+
+/// A repository of 300,000 other branches (more than polling lists, and
+/// more than 16 MiB of `git ls-remote`) is polled for the refs the stack
+/// follows alone: a push to them deploys, and one to a ref the patterns'
+/// literal start takes but the glob does not is journaled as a skip. A
+/// change of the patterns deploys nothing by itself: the refs newly
+/// followed are taken as they are, and one created after deploys.
+#[test]
+fn a_repository_of_many_other_branches_is_polled_for_the_refs_followed() {
+    let stacks =
+        [Stack::repo("web", "acme/web", "release/*", 1).table(&polling("file://@DIR@/app.git"))];
+    let world = World::new("poll-many-refs", "", &toml(&stacks));
+    let (bare, work) = repository(&world.dir.0, "app");
+    let url = format!("file://{}", bare.display());
+    let first = git(&work, &["rev-parse", "HEAD"]).trim().to_owned();
+    git(&work, &["tag", "v1"]);
+    git(&work, &["push", "-q", "origin", "v1"]);
+    noise_branches(&bare, &first, 300_000);
+    let all = git(&work, &["ls-remote", "--heads", "--", &url]);
+    assert!(all.len() > 16 * 1024 * 1024, "{} bytes", all.len());
+    let release = commit(&work, "release/1.0", "release");
+    let server = world.start(&[]);
+    seen(&world, "web", &url, &release);
+    assert_eq!(
+        world.deploys().len(),
+        0,
+        "nothing deploys at the first look"
+    );
+
+    let second = commit(&work, "release/1.0", "second");
+    let nested = commit(&work, "release/next/hotfix", "nested");
+    seen(&world, "web", &url, &nested);
+    let deploys = world.settle(30);
+    assert_eq!(
+        deploys
+            .iter()
+            .map(|d| d.queued.sha.clone().unwrap())
+            .collect::<Vec<_>>(),
+        [second.clone()]
+    );
+    let skipped = polled(&world)
+        .into_iter()
+        .find(|d| decision(d)["action"] == "skip")
+        .unwrap_or_else(|| panic!("no skipped delivery"));
+    let reason = decision(&skipped)["reason"].as_str().unwrap().to_owned();
+    assert!(reason.contains("release/next/hotfix"), "{reason}");
+    let source = world.journal().poll_source("web", &url).unwrap().unwrap();
+    assert_eq!(
+        source.ref_filter.as_deref(),
+        Some(r#"["refs/heads/release/*"]"#)
+    );
+    assert!(!source.tips_json.unwrap().contains("noise"));
+    server.terminate();
+
+    // Tags followed too, from the next start: v1, there all along, does
+    // not deploy; v2, pushed after, does.
+    let text = std::fs::read_to_string(&world.config).unwrap();
+    let tags = text.replace(
+        "branch = \"release/*\"",
+        "branch = \"release/*\"\ntags = \"v*\"",
+    );
+    assert_ne!(tags, text);
+    std::fs::write(&world.config, tags).unwrap();
+    let server = world.start(&[]);
+    seen(&world, "web", &url, "refs/tags/v1");
+    let third = commit(&work, "main", "third");
+    git(&work, &["tag", "v2"]);
+    git(&work, &["push", "-q", "origin", "v2"]);
+    seen(&world, "web", &url, &third);
+    let deploys = world.settle(30);
+    let shown: Vec<(String, String)> = deploys
+        .iter()
+        .map(|d| {
+            (
+                d.queued.git_ref.clone().unwrap(),
+                d.queued.sha.clone().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("refs/heads/release/1.0".to_owned(), second),
+            ("refs/tags/v2".to_owned(), third),
+        ]
+    );
     crate::support::world::assert_all_succeeded(&deploys);
     server.terminate();
 }
@@ -335,7 +437,10 @@ fn redeploy_poll_prints_what_moved_and_what_the_component_decides() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.contains(&format!("{url} (acme/web)")), "{text}");
-    assert!(text.contains("1 branches and tags"), "{text}");
+    assert!(
+        text.contains("1 branches and tags followed (asked for: refs/heads/main)"),
+        "{text}"
+    );
     assert!(text.contains("never polled"), "{text}");
 
     // After the server's first look, a push: what would deploy.
@@ -363,8 +468,9 @@ fn redeploy_poll_prints_what_moved_and_what_the_component_decides() {
         )),
         "{text}"
     );
+    // Another branch is not asked for.
     assert!(
-        line("refs/heads/feature/x ").contains(&format!("-> {}: skip", &feature[..12])),
+        !text.contains("feature/x") && !text.contains(&feature[..12]),
         "{text}"
     );
     // A dry run: nothing deployed, nothing recorded.

@@ -222,20 +222,22 @@ fn the_journal_remembers_each_polled_source(store: &Store) {
         ),
         (None, None, Some("still"), 2)
     );
+    let main = r#"["refs/heads/main"]"#;
     j.record_poll_success(
         "web",
         "file:///srv/app.git",
-        Some(r#"{"refs/heads/main":"a"}"#),
+        Some((r#"{"refs/heads/main":"a"}"#, Some(main))),
         3,
     )
     .unwrap();
-    j.record_poll_success("api", "git://h/api.git", Some("{}"), 4)
+    j.record_poll_success("api", "git://h/api.git", Some(("{}", None)), 4)
         .unwrap();
     let ok = j
         .poll_source("web", "file:///srv/app.git")
         .unwrap()
         .unwrap();
     assert_eq!(ok.tips_json.as_deref(), Some(r#"{"refs/heads/main":"a"}"#));
+    assert_eq!(ok.ref_filter.as_deref(), Some(main));
     assert_eq!(
         (ok.polled_at_ms, ok.ok_at_ms, ok.error, ok.failures),
         (3, Some(3), None, 0)
@@ -267,8 +269,8 @@ fn the_journal_remembers_each_polled_source(store: &Store) {
         .unwrap()
         .unwrap();
     assert_eq!(
-        same.tips_json.as_deref(),
-        Some(r#"{"refs/heads/main":"a"}"#)
+        (same.tips_json.as_deref(), same.ref_filter.as_deref()),
+        (Some(r#"{"refs/heads/main":"a"}"#), Some(main))
     );
     assert_eq!(
         (same.polled_at_ms, same.ok_at_ms, same.failures),

@@ -253,7 +253,8 @@ fn every_foreign_key_leads_an_index(store: &Store) {
 /// Before the upgrade, a read-only reader (SQLite) reads the rows without
 /// a repository.
 fn a_journal_from_before_lanes_learns_each_deploys_repository(store: &Store) {
-    /// The schemas before lanes and the commit order per service.
+    /// The schemas before lanes and the commit order per service (and the
+    /// refs a poll keeps).
     const LANES_SQLITE: i64 = 20;
     const LANES_POSTGRES: i64 = 14;
     let event = r#"{"repository":"acme/shop-worker","ref":"refs/heads/main"}"#;
@@ -317,6 +318,13 @@ fn a_journal_from_before_lanes_learns_each_deploys_repository(store: &Store) {
         let request = id(j
             .insert_deployment_request_keeping(&asked, false, Some(&kept))
             .unwrap());
+        j.record_poll_success(
+            "shop",
+            "file:///srv/shop.git",
+            Some((r#"{"refs/heads/main":"a"}"#, Some(r#"["refs/heads/main"]"#))),
+            3,
+        )
+        .unwrap();
         (queued, broken, request)
     };
     // Back to the schema before: no repository columns, an event that is
@@ -324,6 +332,7 @@ fn a_journal_from_before_lanes_learns_each_deploys_repository(store: &Store) {
     let back = format!(
         "ALTER TABLE deploys DROP COLUMN repository;
          ALTER TABLE github_deployment_requests DROP COLUMN repository;
+         ALTER TABLE poll_sources DROP COLUMN ref_filter;
          UPDATE deploys SET event_json = 'not json' WHERE id = {broken};"
     );
     match store {
@@ -361,6 +370,10 @@ fn a_journal_from_before_lanes_learns_each_deploys_repository(store: &Store) {
         assert_eq!(old.deploy(queued).unwrap().unwrap().queued.repository, None);
         let asked = old.deployment_request(request).unwrap().unwrap().asked;
         assert_eq!(asked.repository, None);
+        // Nor the refs a poll kept (schema 23): every ref, as then.
+        let polled = old.poll_sources(None).unwrap();
+        assert_eq!(polled.len(), 1);
+        assert_eq!(polled[0].ref_filter, None);
     }
     let j = store.open();
     let repository_of = |id| j.deploy(id).unwrap().unwrap().queued.repository;
@@ -368,6 +381,14 @@ fn a_journal_from_before_lanes_learns_each_deploys_repository(store: &Store) {
     assert_eq!(repository_of(broken), None);
     let asked = j.deployment_request(request).unwrap().unwrap().asked;
     assert_eq!(asked.repository.as_deref(), Some("acme/shop-worker"));
+    let polled = j
+        .poll_source("shop", "file:///srv/shop.git")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (polled.tips_json.as_deref(), polled.ref_filter),
+        (Some(r#"{"refs/heads/main":"a"}"#), None)
+    );
     // The commit worker deployed counts for the whole stack: older, for
     // web too, once the stack moved past it.
     assert_eq!(

@@ -86,7 +86,14 @@ impl Poll {
                     }
                 }
             } else {
-                writeln!(out, "  {} branches and tags", report.refs)?;
+                let followed = poll::followed_refs(&stack);
+                let patterns: Vec<&str> = followed.patterns().collect();
+                writeln!(
+                    out,
+                    "  {} branches and tags followed (asked for: {})",
+                    report.refs,
+                    patterns.join(" ")
+                )?;
             }
             if report.first {
                 let what = if image { "this digest" } else { "these tips" };

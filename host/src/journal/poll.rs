@@ -1,6 +1,6 @@
-//! What polling saw (schema: SQLite 13, PostgreSQL 9): per stack and
-//! source, the tips the last successful poll saw and how the last poll
-//! went. A poller compares a new look with the tips stored here, so a
+//! What polling saw (schema: SQLite 13, PostgreSQL 9; the refs followed:
+//! 23, 17): per stack and source, the tips the last successful poll saw,
+//! the refs it kept, and how the last poll went. A poller compares a new look with the tips stored here, so a
 //! restart neither deploys again what was seen nor misses what moved while
 //! the server was down.
 
@@ -17,6 +17,11 @@ pub struct PollSource {
     /// What the last successful poll saw (a JSON object, ref -> object
     /// id); `None` until one succeeded.
     pub tips_json: Option<String>,
+    /// The refs of a git repository those tips were kept through, the
+    /// patterns of `crate::poll::tips::RefFilter` (a JSON array); `None`
+    /// for an image, or tips a look recorded of every ref (before SQLite
+    /// schema 23, PostgreSQL 17).
+    pub ref_filter: Option<String>,
     /// When the last poll ended (ms since the epoch).
     pub polled_at_ms: i64,
     /// When the last successful poll ended.
@@ -27,7 +32,8 @@ pub struct PollSource {
     pub failures: i64,
 }
 
-const COLUMNS: &str = "stack, source, tips_json, polled_at_ms, ok_at_ms, error, failures";
+const COLUMNS: &str =
+    "stack, source, tips_json, polled_at_ms, ok_at_ms, error, failures, ref_filter";
 
 fn from_row(row: &Rec) -> Result<PollSource, DbError> {
     Ok(PollSource {
@@ -38,6 +44,7 @@ fn from_row(row: &Rec) -> Result<PollSource, DbError> {
         ok_at_ms: row.get(4)?,
         error: row.get(5)?,
         failures: row.get(6)?,
+        ref_filter: row.get(7)?,
     })
 }
 
@@ -76,25 +83,30 @@ impl Journal {
         })
     }
 
-    /// Records a successful poll of `stack`'s `source` that saw
-    /// `tips_json` (`None`: the tips it remembers, unchanged).
+    /// Records a successful poll of `stack`'s `source` that saw `tips`:
+    /// their JSON and the JSON of the filter it kept them through
+    /// ([`PollSource::ref_filter`]); `None`: the tips (and filter) it
+    /// remembers, unchanged.
     pub fn record_poll_success(
         &self,
         stack: &str,
         source: &str,
-        tips_json: Option<&str>,
+        tips: Option<(&str, Option<&str>)>,
         at_ms: i64,
     ) -> Result<(), JournalError> {
+        let (tips_json, ref_filter) = tips.map_or((None, None), |(t, f)| (Some(t), f));
         self.append("record a poll", |sql| {
             sql.execute(
                 "INSERT INTO poll_sources
-                     (stack, source, tips_json, polled_at_ms, ok_at_ms, error, failures)
-                 VALUES (?1, ?2, ?3, ?4, ?4, NULL, 0)
+                     (stack, source, tips_json, polled_at_ms, ok_at_ms, error, failures, ref_filter)
+                 VALUES (?1, ?2, ?3, ?4, ?4, NULL, 0, ?5)
                  ON CONFLICT (stack, source) DO UPDATE SET
+                     ref_filter = CASE WHEN excluded.tips_json IS NULL
+                         THEN poll_sources.ref_filter ELSE excluded.ref_filter END,
                      tips_json = COALESCE(excluded.tips_json, poll_sources.tips_json),
                      polled_at_ms = excluded.polled_at_ms,
                      ok_at_ms = excluded.ok_at_ms, error = NULL, failures = 0",
-                args![stack, source, tips_json, at_ms],
+                args![stack, source, tips_json, at_ms, ref_filter],
             )?;
             Ok(())
         })

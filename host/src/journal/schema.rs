@@ -52,6 +52,7 @@ pub const SQLITE: &[Migration] = &[
     migration!("sqlite", 20, "0020_stack_commits_before_newest"),
     migration!("sqlite", 21, "0021_deploy_repository"),
     migration!("sqlite", 22, "0022_stack_commits_per_scope"),
+    migration!("sqlite", 23, "0023_poll_ref_filter"),
 ];
 
 /// The PostgreSQL journal's migrations; the versions applied are rows of
@@ -73,6 +74,7 @@ pub const POSTGRES: &[Migration] = &[
     migration!("postgres", 14, "0014_stack_commits_before_newest"),
     migration!("postgres", 15, "0015_deploy_repository"),
     migration!("postgres", 16, "0016_stack_commits_per_scope"),
+    migration!("postgres", 17, "0017_poll_ref_filter"),
 ];
 
 /// The newest version in `migrations`.

@@ -56,6 +56,10 @@ const PUSHER_SCHEMA: i64 = 6;
 /// The schema that added the `repository` of deploys and deployment
 /// requests (their lane, `crate::queue::Lane`).
 const REPOSITORY_SCHEMA: i64 = 21;
+/// The schema that added `poll_sources`.
+const POLL_SCHEMA: i64 = 13;
+/// The schema that added the refs a poll keeps (`poll_sources.ref_filter`).
+const REF_FILTER_SCHEMA: i64 = 23;
 
 /// An open SQLite journal.
 pub struct Db {
@@ -236,6 +240,14 @@ impl Db {
             }
             conn.execute_batch(&views)
                 .map_err(sqlite("read a journal of an older schema"))?;
+        }
+        // The refs a poll kept (schema 23): none recorded, every ref.
+        if (POLL_SCHEMA..REF_FILTER_SCHEMA).contains(&version) {
+            conn.execute_batch(
+                "CREATE TEMP VIEW poll_sources AS \
+                 SELECT *, NULL AS ref_filter FROM main.poll_sources;",
+            )
+            .map_err(sqlite("read a journal of an older schema"))?;
         }
         Ok(Db {
             group: None,

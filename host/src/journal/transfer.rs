@@ -119,6 +119,7 @@ pub const TABLES: &[(&str, &[&str])] = &[
             "ok_at_ms",
             "error",
             "failures",
+            "ref_filter",
         ],
     ),
     (

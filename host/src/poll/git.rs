@@ -16,7 +16,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use tokio::io::AsyncReadExt as _;
 
-use super::tips::{parse_ls_remote, Tips};
+use super::tips::{parse_ls_remote, RefFilter, Tips};
 use crate::config::{PollConfig, PollTarget};
 
 /// The most `git ls-remote` may print: more is refused whole.
@@ -78,8 +78,9 @@ fn explained(message: String, target: &PollTarget, poll: &PollConfig) -> String 
     }
 }
 
-/// The `git ls-remote` command for `target`, with `poll`'s credentials.
-fn command(target: &PollTarget, poll: &PollConfig) -> tokio::process::Command {
+/// The `git ls-remote` command for `target`'s refs that `filter` keeps,
+/// with `poll`'s credentials.
+fn command(target: &PollTarget, poll: &PollConfig, filter: &RefFilter) -> tokio::process::Command {
     let mut git = tokio::process::Command::new("git");
     git.args([
         "ls-remote",
@@ -89,6 +90,7 @@ fn command(target: &PollTarget, poll: &PollConfig) -> tokio::process::Command {
         "--",
         &target.url,
     ])
+    .args(filter.patterns())
     .env("GIT_TERMINAL_PROMPT", "0")
     .env("GIT_ALLOW_PROTOCOL", ALLOWED_PROTOCOLS)
     .env("LC_ALL", "C")
@@ -120,9 +122,20 @@ fn command(target: &PollTarget, poll: &PollConfig) -> tokio::process::Command {
     git
 }
 
-/// The branches and tags of `target`, as `git ls-remote` lists them now.
-pub async fn ls_remote(target: &PollTarget, poll: &PollConfig) -> Result<Tips, PollError> {
-    let mut child = command(target, poll).spawn().map_err(PollError::Spawn)?;
+/// The branches and tags of `target` that `filter` keeps, as `git
+/// ls-remote` lists them now.
+pub async fn ls_remote(
+    target: &PollTarget,
+    poll: &PollConfig,
+    filter: &RefFilter,
+) -> Result<Tips, PollError> {
+    if filter.patterns().next().is_none() {
+        // No pattern would ask for every ref: none is followed.
+        return Ok(Tips::new());
+    }
+    let mut child = command(target, poll, filter)
+        .spawn()
+        .map_err(PollError::Spawn)?;
     let group = child.id().map(|pid| pid as i32);
     let mut stdout = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
@@ -174,7 +187,7 @@ pub async fn ls_remote(target: &PollTarget, poll: &PollConfig) -> Result<Tips, P
         let text = std::str::from_utf8(&out).map_err(|_| {
             PollError::Answer("git ls-remote printed bytes that are not UTF-8".into())
         })?;
-        parse_ls_remote(text).map_err(PollError::Answer)
+        parse_ls_remote(text, filter).map_err(PollError::Answer)
     };
     match tokio::time::timeout(poll.timeout, run).await {
         Ok(result) => result,

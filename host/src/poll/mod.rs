@@ -45,7 +45,7 @@ use crate::journal::{now_ms, Journal};
 use crate::plugin::wit;
 use git::PollError;
 use registry::RegistryError;
-use tips::{changes, next_wait, RefChange, Tips};
+use tips::{changes, changes_through, next_wait, RefChange, RefFilter, Tips};
 
 /// How often the scheduler looks at which sources are due.
 pub const POLL_TICK: Duration = Duration::from_secs(1);
@@ -133,24 +133,48 @@ pub fn token_key(stack: &str, target: &PollTarget) -> String {
     format!("{stack}\n{}", target.url)
 }
 
-/// The tips the journal remembers for `target` of `stack`, if any.
+/// What the journal remembers of `target` of `stack`: the tips the last
+/// successful look saw, if one did, and the filter it kept them through
+/// (`None`: every ref, as looks recorded them before filters, or an image
+/// source).
 fn remembered(
     journal: &Journal,
     stack: &str,
     target: &PollTarget,
-) -> Result<Option<Tips>, PollFailure> {
+) -> Result<Option<(Tips, Option<RefFilter>)>, PollFailure> {
     let source = journal
         .poll_source(stack, &target.url)
         .map_err(|e| PollFailure::Journal(e.to_string()))?;
-    match source.and_then(|s| s.tips_json) {
-        None => Ok(None),
-        Some(json) => serde_json::from_str(&json).map(Some).map_err(|e| {
-            PollFailure::Journal(format!(
-                "the journal's tips of {} are not readable: {e}",
-                target.url
-            ))
-        }),
-    }
+    let Some((json, filter)) = source.and_then(|s| Some((s.tips_json?, s.ref_filter))) else {
+        return Ok(None);
+    };
+    let unreadable = |what: &str| {
+        PollFailure::Journal(format!(
+            "the journal's {what} of {} are not readable",
+            target.url
+        ))
+    };
+    let tips = serde_json::from_str(&json).map_err(|_| unreadable("tips"))?;
+    let filter = match filter {
+        Some(json) => Some(RefFilter::from_json(&json).ok_or_else(|| unreadable("followed refs"))?),
+        None => None,
+    };
+    Ok(Some((tips, filter)))
+}
+
+/// The refs of a git repository `stack` follows ([`RefFilter`]): its and
+/// its services' `branch` and `tags` patterns, whichever repository they
+/// name (never fewer refs than the component may deploy from this one).
+pub fn followed_refs(stack: &StackConfig) -> RefFilter {
+    let branches = stack
+        .branch
+        .iter()
+        .chain(stack.services.iter().filter_map(|s| s.branch.as_ref()));
+    let tags = stack
+        .tags
+        .iter()
+        .chain(stack.services.iter().filter_map(|s| s.tags.as_ref()));
+    RefFilter::of(branches.map(String::as_str), tags.map(String::as_str))
 }
 
 /// Looks at `target` of `stack` once: asks git, compares with the tips the
@@ -164,12 +188,23 @@ pub async fn poll_once(
     target: &PollTarget,
 ) -> Result<PollReport, PollFailure> {
     let looked_at = now_ms();
-    let now = match &target.kind {
-        PollKind::Git => git::ls_remote(target, poll).await?,
-        PollKind::Image(image) => {
+    let filter = match &target.kind {
+        PollKind::Git => Some(followed_refs(stack)),
+        PollKind::Image(_) => None,
+    };
+    let now = match (&target.kind, &filter) {
+        (PollKind::Image(image), _) => {
             let key = token_key(&stack.name, target);
             let digest = registry::manifest_digest(image, poll, &key).await?;
             Tips::from([(image.tag.clone(), digest)])
+        }
+        (PollKind::Git, filter) => {
+            git::ls_remote(
+                target,
+                poll,
+                filter.as_ref().unwrap_or(&RefFilter::default()),
+            )
+            .await?
         }
     };
     let (j, name, t) = (journal.clone(), stack.name.clone(), target.clone());
@@ -177,15 +212,23 @@ pub async fn poll_once(
         .await
         .map_err(|e| PollFailure::Journal(e.to_string()))??;
     let first = seen.is_none();
-    let mut moved = seen
-        .as_ref()
-        .map(|seen| changes(seen, &now))
-        .unwrap_or_default();
+    let mut moved = match (&seen, &filter) {
+        (None, _) => Vec::new(),
+        (Some((seen, seen_filter)), Some(filter)) => {
+            changes_through(seen, seen_filter.as_ref(), &now, filter)
+        }
+        (Some((seen, _)), None) => changes(seen, &now),
+    };
     if let PollKind::Image(_) = &target.kind {
         // A tag is never gone (a registry without it answers 404, a
         // failure): only a new digest is a change.
         moved.retain(|c| now.get(&c.name) == Some(&c.new));
     }
+    // The tips are written again when they, or the refs followed, changed
+    // (otherwise only the look's time is).
+    let refilter = seen
+        .as_ref()
+        .is_some_and(|(_, seen_filter)| *seen_filter != filter);
     let Some(dispatcher) = dispatcher else {
         return Ok(PollReport {
             refs: now.len(),
@@ -194,10 +237,12 @@ pub async fn poll_once(
             moved: moved.into_iter().map(|c| (c, None)).collect(),
         });
     };
-    // Tips that did not change are not written again (only the look's
-    // time is).
-    let json =
-        (first || !moved.is_empty()).then(|| serde_json::to_string(&now).expect("tips serialize"));
+    let json = (first || refilter || !moved.is_empty()).then(|| {
+        (
+            serde_json::to_string(&now).expect("tips serialize"),
+            filter.as_ref().map(RefFilter::to_json),
+        )
+    });
     let (d, s, t) = (dispatcher.clone(), stack.clone(), target.clone());
     let journal = journal.clone();
     tokio::task::spawn_blocking(move || {
@@ -219,7 +264,13 @@ pub async fn poll_once(
             answered.push((change, Some((done.status, done.body))));
         }
         journal
-            .record_poll_success(&s.name, &t.url, json.as_deref(), now_ms())
+            .record_poll_success(
+                &s.name,
+                &t.url,
+                json.as_ref()
+                    .map(|(tips, filter)| (tips.as_str(), filter.as_deref())),
+                now_ms(),
+            )
             .map_err(|e| PollFailure::Journal(e.to_string()))?;
         Ok(PollReport {
             refs: now.len(),

@@ -2,7 +2,7 @@
 //! since the tips seen last, and when to look again. No I/O, no clock, no
 //! randomness: the caller passes them in.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// Refs a repository may have for polling to follow it (branches and
@@ -35,17 +35,102 @@ pub struct RefChange {
     pub new: String,
 }
 
+/// The refs a look at a git repository keeps: those the stack's `branch`
+/// and `tags` patterns could match, written as `git ls-remote` patterns.
+/// Each is a full ref name (`refs/heads/main`), matched exactly, or the
+/// literal start of a glob followed by `*` (`refs/heads/release/*` for
+/// `release/**`, `refs/tags/v*` for `v[0-9]*`), matched as a prefix. That
+/// is never less than the component's globs match: a ref name holds none
+/// of `*`, `?`, `[` and `\`, so what a matching ref shares with a glob is
+/// its literal start. The component still judges each ref it is shown.
+///
+/// Refs the stack does not follow are not asked for, kept or counted
+/// against [`MAX_POLLED_REFS`]: whoever may create branches in a polled
+/// repository cannot stop its poll by creating many.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RefFilter(BTreeSet<String>);
+
+/// Characters no ref name holds (`git check-ref-format`), besides control
+/// characters: a glob's literal start stops at the first of them (the
+/// glob's own `*`, `?` and `[` among them), and a literal holding one
+/// could match no ref.
+const NOT_IN_REF_NAMES: &[char] = &[' ', '~', '^', ':', '?', '*', '[', '\\'];
+
+impl RefFilter {
+    /// The filter of a stack whose services follow `branches` and `tags`
+    /// (the globs as configured).
+    pub fn of<'a>(
+        branches: impl IntoIterator<Item = &'a str>,
+        tags: impl IntoIterator<Item = &'a str>,
+    ) -> RefFilter {
+        let namespaced = |namespace: &'static str| {
+            move |glob: &'a str| {
+                let literal = glob
+                    .find(|c: char| NOT_IN_REF_NAMES.contains(&c) || c.is_control())
+                    .map_or(glob, |at| &glob[..at]);
+                if literal.len() == glob.len() {
+                    Some(format!("{namespace}{glob}"))
+                } else if matches!(glob[literal.len()..].chars().next(), Some('*' | '?' | '[')) {
+                    Some(format!("{namespace}{literal}*"))
+                } else {
+                    // A character no ref holds, outside any glob syntax: it
+                    // matches nothing.
+                    None
+                }
+            }
+        };
+        RefFilter(
+            branches
+                .into_iter()
+                .filter_map(namespaced("refs/heads/"))
+                .chain(tags.into_iter().filter_map(namespaced("refs/tags/")))
+                .collect(),
+        )
+    }
+
+    /// Whether the ref `name` (`refs/heads/main`) is kept.
+    pub fn covers(&self, name: &str) -> bool {
+        self.0
+            .iter()
+            .any(|pattern| match pattern.strip_suffix('*') {
+                Some(prefix) => name.starts_with(prefix),
+                None => name == pattern,
+            })
+    }
+
+    /// The patterns, for `git ls-remote` (which matches each against the
+    /// tail of a ref name, `*` crossing `/`: never less than [`covers`]).
+    ///
+    /// [`covers`]: RefFilter::covers
+    pub fn patterns(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+
+    /// The filter as the journal keeps it: a JSON array of the patterns.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&self.0).expect("strings serialize")
+    }
+
+    /// A filter the journal kept ([`RefFilter::to_json`]); `None` when it
+    /// is not one.
+    pub fn from_json(json: &str) -> Option<RefFilter> {
+        let patterns: BTreeSet<String> = serde_json::from_str(json).ok()?;
+        Some(RefFilter(patterns))
+    }
+}
+
 /// Whether `id` is a git object id: 40 (SHA-1) or 64 (SHA-256) lowercase
 /// hex digits.
 pub fn is_object_id(id: &str) -> bool {
     matches!(id.len(), 40 | 64) && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// The tips in `git ls-remote --heads --tags --refs` output: one
+/// The tips in `git ls-remote --heads --tags --refs` output that `filter`
+/// keeps ([`RefFilter::covers`]): one
 /// `<object id>\t<ref>` line per ref. Anything else (another ref
-/// namespace, a malformed line, more than [`MAX_POLLED_REFS`]) refuses the
-/// whole answer, with why.
-pub fn parse_ls_remote(out: &str) -> Result<Tips, String> {
+/// namespace, a malformed line, more than [`MAX_POLLED_REFS`] kept) refuses
+/// the whole answer, with why.
+pub fn parse_ls_remote(out: &str, filter: &RefFilter) -> Result<Tips, String> {
     let mut tips = Tips::new();
     for (n, line) in out.lines().enumerate() {
         if line.is_empty() {
@@ -68,9 +153,12 @@ pub fn parse_ls_remote(out: &str) -> Result<Tips, String> {
                 n + 1
             ));
         }
+        if !filter.covers(name) {
+            continue;
+        }
         if tips.len() == MAX_POLLED_REFS {
             return Err(format!(
-                "the repository has more than {MAX_POLLED_REFS} branches and tags"
+                "the repository has more than {MAX_POLLED_REFS} branches and tags the stack follows"
             ));
         }
         tips.insert(name.to_owned(), id.to_owned());
@@ -104,6 +192,33 @@ pub fn changes(seen: &Tips, now: &Tips) -> Vec<RefChange> {
     moved
 }
 
+/// What moved from `seen`, kept through `seen_filter` (`None`: every ref,
+/// as a look recorded them before filters), to `now`, kept through
+/// `filter`: [`changes`], less what only the filters made differ. A ref
+/// `filter` no longer keeps is forgotten, not gone; a ref only `filter`
+/// keeps, which `seen` could not hold, is taken as it is, as a new
+/// source's refs are at its first look (a change of `branch` or `tags`
+/// deploys nothing by itself), not as new.
+pub fn changes_through(
+    seen: &Tips,
+    seen_filter: Option<&RefFilter>,
+    now: &Tips,
+    filter: &RefFilter,
+) -> Vec<RefChange> {
+    let seen: Tips = seen
+        .iter()
+        .filter(|(name, _)| filter.covers(name))
+        .map(|(name, id)| (name.clone(), id.clone()))
+        .collect();
+    let now: Tips = now
+        .iter()
+        .filter(|(name, _)| filter.covers(name))
+        .filter(|(name, _)| seen_filter.is_none_or(|f| f.covers(name)) || seen.contains_key(*name))
+        .map(|(name, id)| (name.clone(), id.clone()))
+        .collect();
+    changes(&seen, &now)
+}
+
 /// How long to wait before the next look at a source polled `every`,
 /// after `failures` failures in a row: `every`, doubled for each failure
 /// up to [`MAX_BACKOFF_DOUBLINGS`] (never past [`MAX_POLL_BACKOFF`] unless
@@ -134,16 +249,21 @@ mod tests {
             .collect()
     }
 
+    /// A filter following every branch and tag.
+    fn every_ref() -> RefFilter {
+        RefFilter::of(["**"], ["**"])
+    }
+
     #[test]
     fn ls_remote_output_is_read_whole_or_refused() {
         let out = format!("{A}\trefs/heads/main\n{B}\trefs/tags/v1.0\n");
         assert_eq!(
-            parse_ls_remote(&out).unwrap(),
+            parse_ls_remote(&out, &every_ref()).unwrap(),
             tips(&[("refs/heads/main", A), ("refs/tags/v1.0", B)])
         );
         let sha256 = "a".repeat(64);
-        assert!(parse_ls_remote(&format!("{sha256}\trefs/heads/main\n")).is_ok());
-        assert_eq!(parse_ls_remote("").unwrap(), Tips::new());
+        assert!(parse_ls_remote(&format!("{sha256}\trefs/heads/main\n"), &every_ref()).is_ok());
+        assert_eq!(parse_ls_remote("", &every_ref()).unwrap(), Tips::new());
         for bad in [
             format!("{A} refs/heads/main"),
             format!("{A}\tHEAD"),
@@ -153,13 +273,134 @@ mod tests {
             format!("{}\trefs/heads/main", A.to_uppercase().replace('1', "A")),
             format!("{A}\trefs/heads/"),
         ] {
-            assert!(parse_ls_remote(&bad).is_err(), "{bad:?}");
+            assert!(parse_ls_remote(&bad, &every_ref()).is_err(), "{bad:?}");
         }
         let many: String = (0..=MAX_POLLED_REFS)
             .map(|n| format!("{A}\trefs/tags/t{n}\n"))
             .collect();
-        let refused = parse_ls_remote(&many).unwrap_err();
+        let refused = parse_ls_remote(&many, &every_ref()).unwrap_err();
         assert!(refused.contains("more than 20000"), "{refused}");
+        // Refs the stack does not follow are neither kept nor counted.
+        let main = RefFilter::of(["main"], []);
+        let others = format!("{many}{B}\trefs/heads/main\n");
+        assert_eq!(
+            parse_ls_remote(&others, &main).unwrap(),
+            tips(&[("refs/heads/main", B)])
+        );
+    }
+
+    #[test]
+    fn a_filter_keeps_every_ref_a_branch_or_tag_glob_could_match() {
+        let filter = RefFilter::of(
+            [
+                "main",
+                "release/**",
+                "hotfix-[0-9]*",
+                "feature/?x",
+                "bad name",
+                "x~1*",
+            ],
+            ["v*", "**"],
+        );
+        assert_eq!(
+            filter.patterns().collect::<Vec<_>>(),
+            [
+                "refs/heads/feature/*",
+                "refs/heads/hotfix-*",
+                "refs/heads/main",
+                "refs/heads/release/*",
+                "refs/tags/*",
+                "refs/tags/v*",
+            ]
+        );
+        for kept in [
+            "refs/heads/main",
+            "refs/heads/release/1.0",
+            "refs/heads/release/a/b",
+            "refs/heads/hotfix-1",
+            "refs/heads/hotfix-x",
+            "refs/heads/feature/ax",
+            "refs/tags/anything",
+        ] {
+            assert!(filter.covers(kept), "{kept}");
+        }
+        for dropped in [
+            "refs/heads/mainline",
+            "refs/heads/develop",
+            "refs/heads/release",
+            "refs/heads/bad name",
+        ] {
+            assert!(!filter.covers(dropped), "{dropped}");
+        }
+        assert!(!RefFilter::of(["main"], ["v*"]).covers("refs/tags/main"));
+        assert_eq!(RefFilter::from_json(&filter.to_json()), Some(filter));
+        assert_eq!(RefFilter::from_json("{}"), None);
+        assert!(RefFilter::of(["a b"], []).patterns().next().is_none());
+    }
+
+    #[test]
+    fn a_change_of_the_refs_followed_is_no_push() {
+        let main_only = RefFilter::of(["main"], []);
+        let main_and_tags = RefFilter::of(["main"], ["v*"]);
+        let seen = tips(&[("refs/heads/main", A)]);
+        let now = tips(&[
+            ("refs/heads/main", A),
+            ("refs/tags/v1", A),
+            ("refs/tags/v2", B),
+        ]);
+        // Tags newly followed are taken as they are.
+        assert_eq!(
+            changes_through(&seen, Some(&main_only), &now, &main_and_tags),
+            []
+        );
+        // Once followed, a new tag is new.
+        let later = tips(&[
+            ("refs/heads/main", B),
+            ("refs/tags/v1", A),
+            ("refs/tags/v2", B),
+            ("refs/tags/v3", B),
+        ]);
+        let change = |name: &str, old: &str, new: &str| RefChange {
+            name: name.into(),
+            old: old.into(),
+            new: new.into(),
+        };
+        assert_eq!(
+            changes_through(&now, Some(&main_and_tags), &later, &main_and_tags),
+            [
+                change("refs/heads/main", A, B),
+                change("refs/tags/v3", ZERO, B)
+            ]
+        );
+        // Tags no longer followed are forgotten, not gone.
+        assert_eq!(
+            changes_through(
+                &later,
+                Some(&main_and_tags),
+                &tips(&[("refs/heads/main", B)]),
+                &main_only
+            ),
+            []
+        );
+        // Tips recorded of every ref, before filters: compared where kept.
+        let all = tips(&[("refs/heads/main", A), ("refs/heads/develop", A)]);
+        assert_eq!(
+            changes_through(
+                &all,
+                None,
+                &tips(&[("refs/heads/main", B), ("refs/tags/v1", A)]),
+                &main_and_tags
+            ),
+            [
+                change("refs/heads/main", A, B),
+                change("refs/tags/v1", ZERO, A)
+            ]
+        );
+        // A followed branch deleted is gone.
+        assert_eq!(
+            changes_through(&seen, Some(&main_only), &Tips::new(), &main_only),
+            [change("refs/heads/main", A, ZERO)]
+        );
     }
 
     #[test]

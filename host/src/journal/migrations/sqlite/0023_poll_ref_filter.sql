@@ -1,0 +1,13 @@
+-- Schema version 23: the refs a poll of a git repository keeps.
+--
+-- A look asks `git ls-remote` only for the branches and tags the stack's
+-- `branch` and `tags` patterns could match (`poll::tips::RefFilter`), so
+-- that whoever may create branches in a polled repository cannot stop its
+-- poll by creating more than it may list. The tips kept are then only
+-- those refs, and a change of the patterns must not make refs newly
+-- followed look new (a push) or refs no longer followed look deleted.
+--
+-- * `poll_sources.ref_filter`: the patterns the stored `tips_json` was
+--   kept through, a JSON array; null for an image source, and for tips
+--   recorded before this version, of every ref.
+ALTER TABLE poll_sources ADD COLUMN ref_filter TEXT;
