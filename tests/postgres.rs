@@ -433,6 +433,47 @@ fn a_database_that_stops_answering_gets_a_webhook_503_not_a_hang() {
     server.terminate();
 }
 
+/// A writing statement the server gave up on (past `answer_timeout`) is
+/// stopped by the database too: its locks do not outlive the call. The
+/// statement is made slow by a trigger that sleeps far longer than the
+/// answer timeout, as a disk or a lock behind another session would.
+#[test]
+fn a_statement_the_server_gave_up_on_is_stopped_by_the_database_too() {
+    let cluster = Cluster::start("statement-timeout");
+    let url = cluster.database("slow");
+    let name = url.rsplit('/').next().unwrap().to_owned();
+    let world = replica(
+        "pg-statement-timeout",
+        &url,
+        "answer_timeout = \"2s\"\nacquire_timeout = \"1s\"",
+        &web("0"),
+    );
+    let server = world.start(&[]);
+    assert_eq!(push(&server, 1, "t-1"), 202);
+    assert_all_succeeded(&world.settle(30));
+    cluster.psql(
+        &name,
+        "CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql AS
+             $$ BEGIN PERFORM pg_sleep(60); RETURN NEW; END $$;
+         CREATE TRIGGER slow_insert BEFORE INSERT ON deploys
+             FOR EACH ROW EXECUTE FUNCTION slow_insert();",
+    );
+    let refused = signed_push(&server, &hook(1), SECRET, &sha(2), "t-2");
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    let sleeping = "SELECT count(*) FROM pg_stat_activity
+                    WHERE datname = current_database() AND state = 'active'
+                      AND pid <> pg_backend_pid() AND query LIKE '%INSERT INTO deploys%'";
+    wait_for(5, "the database to stop the statements given up on", || {
+        (cluster.psql(&name, sleeping) == "0").then_some(())
+    });
+    cluster.psql(&name, "DROP TRIGGER slow_insert ON deploys");
+    assert_eq!(push(&server, 2, "t-2"), 202);
+    let deploys = world.settle(30);
+    assert_all_succeeded(&deploys);
+    assert_eq!(deploys.len(), 2, "{deploys:?}");
+    server.terminate();
+}
+
 #[test]
 fn a_claim_whose_commit_answer_is_lost_runs_the_deploy_it_started() {
     let cluster = Cluster::start("lost-claim");

@@ -294,9 +294,15 @@ impl Db {
         blocking(|| {
             let rt = runtime();
             let mut conn = Checkout::new(rt.block_on(self.pool.get()).map_err(unavailable)?);
+            // A statement runs no longer than this call waits for its
+            // answer: once the call gives the connection up, the server
+            // stops the statement too, and its locks go with it, instead
+            // of holding them for as long as it would have run.
             let idle = format!(
-                "SET LOCAL idle_in_transaction_session_timeout = {}",
-                IDLE_IN_TRANSACTION_TIMEOUT.as_millis()
+                "SET LOCAL idle_in_transaction_session_timeout = {}; \
+                 SET LOCAL statement_timeout = {}",
+                IDLE_IN_TRANSACTION_TIMEOUT.as_millis(),
+                self.answer_timeout.as_millis().max(1)
             );
             let wait = format!(
                 "{idle}; SET LOCAL synchronous_commit TO OFF; \
