@@ -671,8 +671,9 @@ fn a_push_of_one_services_branch_never_supersedes_the_other_branchs_waiting_depl
 
 /// Distribution's documented push envelope, its manifest event (the one
 /// of its events that deploys) pushing `digest` to each of `repositories`
-/// of registrycluster.local, stamped now (the fixture's 2006 is past the
-/// server's `max_event_age`); the layer events stay.
+/// of registrycluster.local (`name` or `name:tag`), stamped now (the
+/// fixture's 2006 is past the server's `max_event_age`); the layer events
+/// stay.
 fn distribution_push(repositories: &[&str], digest: &str) -> Vec<u8> {
     let mut envelope: serde_json::Value =
         serde_json::from_slice(&fixture("distribution/distdocs-push-envelope.json")).unwrap();
@@ -691,8 +692,14 @@ fn distribution_push(repositories: &[&str], digest: &str) -> Vec<u8> {
     for (n, repository) in repositories.iter().enumerate() {
         let mut pushed = manifest.clone();
         pushed["id"] = format!("{digest}-{n}").into();
-        pushed["target"]["repository"] = (*repository).into();
+        let (name, tag) = repository
+            .split_once(':')
+            .map_or((*repository, None), |(n, t)| (n, Some(t)));
+        pushed["target"]["repository"] = name.into();
         pushed["target"]["digest"] = digest.into();
+        if let Some(tag) = tag {
+            pushed["target"]["tag"] = tag.into();
+        }
         events.push(pushed);
     }
     envelope.to_string().into_bytes()
@@ -766,6 +773,60 @@ fn the_images_of_two_repositories_never_supersede_each_others_waiting_deploy() {
             "shop",
             ids[at],
             &[("REDEPLOY_SERVICES", services), ("REDEPLOY_IMAGE", &pushed)],
+        );
+    }
+    server.terminate();
+}
+
+/// Services following two tags of one image (`stable`, `canary`), both
+/// pushed in one envelope while a manual deploy runs: each tag's deploy
+/// runs its own service at its own image. Neither supersedes the other nor
+/// takes its service: the lane is the image each follows, as configured.
+#[test]
+fn services_following_two_tags_of_one_image_each_deploy_their_own() {
+    let app = Stack::new("app")
+        .token(1)
+        .standin()
+        .timeout("1m")
+        .env("SLEEP", "3")
+        .table(
+            "[[stacks.services]]\nname = \"stable\"\nimage = \"registrycluster.local/acme/app:stable\"\n\n\
+             [[stacks.services]]\nname = \"canary\"\nimage = \"registrycluster.local/acme/app:canary\"",
+        );
+    let (world, server) = World::serving("serve-two-tags", "", &[app]);
+    server.post(&hook(1), &[], b"").assert_status(202);
+    world.wait_ran_more_than("app", 0, 10);
+    let distribution = [(
+        "Content-Type",
+        "application/vnd.docker.distribution.events.v2+json",
+    )];
+    let digest = format!("sha256:{}", "c3".repeat(32));
+    let both = distribution_push(&["acme/app:stable", "acme/app:canary"], &digest);
+    server
+        .post(&hook(1), &distribution, &both)
+        .assert_status(202);
+    let deploys = world.settle(30);
+    let shown = |d: &DeployRecord| (d.state, d.queued.services.join(","));
+    assert_eq!(
+        deploys.iter().map(shown).collect::<Vec<_>>(),
+        [
+            (DeployState::Succeeded, "stable,canary".to_owned()),
+            (DeployState::Succeeded, "stable".to_owned()),
+            (DeployState::Succeeded, "canary".to_owned()),
+        ],
+        "{deploys:#?}"
+    );
+    for (at, service) in [(1, "stable"), (2, "canary")] {
+        world.assert_env(
+            "app",
+            deploys[at].id,
+            &[
+                ("REDEPLOY_SERVICES", service),
+                (
+                    "REDEPLOY_IMAGE",
+                    &format!("registrycluster.local/acme/app:{service}"),
+                ),
+            ],
         );
     }
     server.terminate();

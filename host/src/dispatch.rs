@@ -563,7 +563,7 @@ impl Dispatcher {
         });
         let mut accepted = false;
         let mut decisions = Vec::with_capacity(outcome.decisions.len());
-        for Planned { mut entry, step } in plan(&outcome, identity, now_ms()) {
+        for Planned { mut entry, step } in plan(&outcome, stacks, identity, now_ms()) {
             match step {
                 Step::Skip => {}
                 Step::RequestDeployment {

@@ -1,8 +1,8 @@
 //! The runner's queue policy, as a plain state machine with no I/O: one
 //! deploy at a time per stack and, behind it, at most one pending per
-//! lane, a ref (branch or tag) of a repository or an image's repository
-//! ([`Lane`]; deploys that name neither, manual triggers, share one), the
-//! newest of that lane winning.
+//! lane, a ref (branch or tag) of a repository or the images an image
+//! push's services follow ([`Lane`]; deploys that name neither, manual
+//! triggers, share one), the newest of that lane winning.
 //!
 //! A stack's queue holds the deploy running and the ones pending. A deploy
 //! handed to it ([`StackQueue::admit`]) is:
@@ -76,8 +76,8 @@ pub struct Lane {
     /// The ref (`refs/heads/main`), or `None` when the deploy names none.
     pub git_ref: Option<String>,
     /// The repository the ref is of, as its sender named it; for an image
-    /// push, which names no ref, the image's repository without its tag
-    /// (`registry/name`); `None` when the deploy names neither.
+    /// push, which names no ref, the images its services follow, as
+    /// configured; `None` when the deploy names neither.
     pub repository: Option<String>,
 }
 

@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 
 use super::{deployment_delivery_key, replay_key, ReplayIdentity, SENDERS_REPORTING_FORCED};
-use crate::config::ImageReference;
+use crate::config::{ImageReference, StackConfig};
 use crate::journal::{
     Admission, CommitClaim, DeploymentRequestClaim, NewDeploy, ReplayClaim, RequestedDeploy,
 };
@@ -49,10 +49,12 @@ pub(super) struct Planned<'o> {
 }
 
 /// What each of `outcome`'s decisions does: pure, from the outcome (whose
-/// actions the component decided), the delivery's replay identity and the
-/// time. [`Dispatcher::dispatch_identified`] then applies the steps.
+/// actions the component decided), the `stacks` it was decided for, the
+/// delivery's replay identity and the time.
+/// [`Dispatcher::dispatch_identified`] then applies the steps.
 pub(super) fn plan<'o>(
     outcome: &'o wit::Outcome,
+    stacks: &[&StackConfig],
     identity: Option<ReplayIdentity<'_>>,
     now_ms: i64,
 ) -> Vec<Planned<'o>> {
@@ -90,7 +92,7 @@ pub(super) fn plan<'o>(
                                 event,
                                 body,
                                 deploy: Box::new(RequestedDeploy {
-                                    deploy: new_deploy(event, outcome, now_ms),
+                                    deploy: new_deploy(event, outcome, stacks, now_ms),
                                     before: push.and_then(|p| p.before.clone()),
                                     forced: push.is_some_and(|p| p.forced),
                                     sender_reports_forced: SENDERS_REPORTING_FORCED
@@ -103,7 +105,7 @@ pub(super) fn plan<'o>(
                 }
                 wit::Action::Deploy(event) => Step::Deploy {
                     event,
-                    new: Box::new(new_deploy(event, outcome, now_ms)),
+                    new: Box::new(new_deploy(event, outcome, stacks, now_ms)),
                     admission: Box::new(admission(event, outcome, identity, now_ms)),
                 },
             };
@@ -148,8 +150,14 @@ pub(super) fn delivery_key(event: &wit::DeployEvent, outcome: &wit::Outcome) -> 
     })
 }
 
-/// The journal row of `event`'s deploy, queued at `now_ms`.
-fn new_deploy(event: &wit::DeployEvent, outcome: &wit::Outcome, now_ms: i64) -> NewDeploy {
+/// The journal row of `event`'s deploy, decided for `stacks`, queued at
+/// `now_ms`.
+fn new_deploy(
+    event: &wit::DeployEvent,
+    outcome: &wit::Outcome,
+    stacks: &[&StackConfig],
+    now_ms: i64,
+) -> NewDeploy {
     NewDeploy {
         stack: event.stack.clone(),
         delivery_id: delivery_key(event, outcome),
@@ -162,30 +170,59 @@ fn new_deploy(event: &wit::DeployEvent, outcome: &wit::Outcome, now_ms: i64) -> 
         event_json: event.document.clone(),
         created_at_ms: now_ms,
         pusher: pushed_by(event, outcome).and_then(|p| p.pusher.clone()),
-        repository: lane_repository(event),
+        repository: lane_repository(event, stacks),
     }
 }
 
 /// The repository of `event`'s lane ([`crate::queue::Lane`]): the
 /// repository its ref is of; for an image push, which names no ref, the
+/// images its services follow as `stacks` configure them
+/// ([`images_followed`]), or, for a stack not among them, the pushed
 /// image's repository ([`image_lane`]).
-fn lane_repository(event: &wit::DeployEvent) -> Option<String> {
+fn lane_repository(event: &wit::DeployEvent, stacks: &[&StackConfig]) -> Option<String> {
     match (&event.repository, &event.image) {
         (Some(repository), _) => Some(repository.clone()),
-        (None, Some(image)) => Some(image_lane(image)),
+        (None, Some(image)) => {
+            Some(images_followed(stacks, event).unwrap_or_else(|| image_lane(image)))
+        }
         (None, None) => None,
     }
 }
 
+/// The images the services of `event`, an image push, follow, as its
+/// stack configures them (`acme/app`, `ghcr.io/acme/app:stable`), each
+/// once, sorted, joined by spaces: the lane of its deploy. Deploys of
+/// services following one image (`acme/app`, any tag) give way to each
+/// other, the newest winning, whatever tag or registry each push named (a
+/// registry pushed a tag per build keeps one deploy waiting, not one per
+/// tag); services following two tags of one repository, or two
+/// repositories, are two lanes, and neither deploy takes the other's
+/// services. Bounded by the configuration, never by what senders name.
+/// `None` when the stack is not in `stacks` or its services follow none.
+fn images_followed(stacks: &[&StackConfig], event: &wit::DeployEvent) -> Option<String> {
+    let stack = stacks.iter().find(|s| s.name == event.stack)?;
+    let named =
+        |service: &str| event.services.is_empty() || event.services.iter().any(|s| s == service);
+    let mut images: Vec<&str> = if stack.services.is_empty() {
+        stack.image.as_deref().into_iter().collect()
+    } else {
+        stack
+            .services
+            .iter()
+            .filter(|s| named(&s.name))
+            .filter_map(|s| s.image.as_deref())
+            .collect()
+    };
+    images.sort_unstable();
+    images.dedup();
+    (!images.is_empty()).then(|| images.join(" "))
+}
+
 /// The lane of a deploy of `image` (`registry/repository:tag` or
-/// `registry/repository@digest`): its repository, `registry/name` read by
-/// polling's rules ([`ImageReference::parse`]), without its tag or digest.
-/// Pushes of one image repository give way to each other, the newest
-/// winning, as pushes of one branch do (a registry pushed a tag per build
-/// keeps one deploy waiting, not one per tag); the images of two
-/// repositories, in one envelope or in two deliveries, are two lanes, and
-/// each deploys. A name those rules do not read is taken as written, less
-/// its tag or digest.
+/// `registry/repository@digest`) whose stack's configuration is not at
+/// hand: its repository, `registry/name` read by polling's rules
+/// ([`ImageReference::parse`]), without its tag or digest. A name those
+/// rules do not read is taken as written, less its tag or digest.
 fn image_lane(image: &str) -> String {
     let named = image.split_once('@').map_or(image, |(name, _)| name);
     match ImageReference::parse(named) {
@@ -387,7 +424,7 @@ mod tests {
         ]
         .concat();
         let (outcome, _) = evaluate(&stacks, "goscm-push");
-        let planned = plan(&outcome, None, NOW);
+        let planned = plan(&outcome, &[], None, NOW);
         assert_eq!(planned.len(), 4, "one step per stack");
 
         let Step::Deploy {
@@ -481,7 +518,7 @@ mod tests {
             &stack("waits", "Codertocat/Hello-World", "master", github),
             "goscm-push",
         );
-        let planned = plan(&outcome, None, NOW);
+        let planned = plan(&outcome, &[], None, NOW);
         let Step::RequestDeployment { deploy, .. } = &planned[0].step else {
             panic!("waits asks GitHub for a deployment: {:?}", planned[0]);
         };
@@ -543,7 +580,7 @@ mod tests {
             window: Duration::from_secs(60),
             on: "its body",
         };
-        let planned = plan(&outcome, Some(identity), NOW);
+        let planned = plan(&outcome, &[], Some(identity), NOW);
         let Step::Deploy { new, admission, .. } = &planned[0].step else {
             panic!("web deploys: {:?}", planned[0]);
         };

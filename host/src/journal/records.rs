@@ -204,9 +204,10 @@ pub struct NewDeploy {
     pub pusher: Option<String>,
     /// The repository `git_ref` is of, as its sender named it (the event's
     /// `repository`; for a `deployment` event redeploy asked for, the
-    /// push's that asked), if any; for an image push, the image's
-    /// repository without its tag (`registry/name`): with the ref, the
-    /// deploy's lane ([`crate::queue::Lane`]). SQLite schema 21, PostgreSQL 15; absent
+    /// push's that asked), if any; for an image push, the images its
+    /// services follow, as configured (`dispatch::plan`'s
+    /// `images_followed`): with the ref, the deploy's lane
+    /// ([`crate::queue::Lane`]). SQLite schema 21, PostgreSQL 15; absent
     /// before.
     #[serde(default)]
     pub repository: Option<String>,
