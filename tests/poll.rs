@@ -219,23 +219,35 @@ fn polling_deploys_each_new_tip_of_the_branch_once_and_nothing_at_start() {
 }
 
 /// Fills the bare repository `bare` with `count` branches
-/// `refs/heads/noise/<n>` at `commit`, written as git packs refs (one
+/// `refs/heads/noise/<n>/refs/heads/release/x` at `commit` (which git's
+/// `ls-remote` prints for a pattern `refs/heads/release/*`: it matches the
+/// tail of a name), and two such names no answer may hold (a no-break
+/// space, a byte that is not UTF-8), written as git packs refs (one
 /// `packed-refs` file): what whoever may push to a repository can create.
 fn noise_branches(bare: &Path, commit: &str, count: usize) {
-    let mut packed = String::from("# pack-refs with: peeled fully-peeled sorted \n");
-    let mut names: Vec<String> = (0..count)
-        .map(|n| format!("refs/heads/noise/{n}"))
+    let mut names: Vec<Vec<u8>> = (0..count)
+        .map(|n| format!("refs/heads/noise/{n}/refs/heads/release/x").into_bytes())
+        .chain([
+            "refs/heads/a\u{a0}b/refs/heads/release/x"
+                .as_bytes()
+                .to_vec(),
+            b"refs/heads/\xff/refs/heads/release/x".to_vec(),
+        ])
         .collect();
     names.sort();
+    let mut packed = b"# pack-refs with: peeled fully-peeled sorted \n".to_vec();
     for name in names {
-        packed.push_str(&format!("{commit} {name}\n"));
+        packed.extend_from_slice(format!("{commit} ").as_bytes());
+        packed.extend_from_slice(&name);
+        packed.push(b'\n');
     }
     std::fs::write(bare.join("packed-refs"), packed).unwrap();
 }
 
 /// A repository of 300,000 other branches (more than polling lists, and
-/// more than 16 MiB of `git ls-remote`) is polled for the refs the stack
-/// follows alone: a push to them deploys, and one to a ref the patterns'
+/// more than 16 MiB of `git ls-remote` even for the stack's pattern, whose
+/// tail they match), two of them with names no answer may hold, is polled
+/// for the refs the stack follows alone: a push to them deploys, and one to a ref the patterns'
 /// literal start takes but the glob does not is journaled as a skip. A
 /// change of the patterns deploys nothing by itself: the refs newly
 /// followed are taken as they are, and one created after deploys.
@@ -250,8 +262,17 @@ fn a_repository_of_many_other_branches_is_polled_for_the_refs_followed() {
     git(&work, &["tag", "v1"]);
     git(&work, &["push", "-q", "origin", "v1"]);
     noise_branches(&bare, &first, 300_000);
-    let all = git(&work, &["ls-remote", "--heads", "--", &url]);
-    assert!(all.len() > 16 * 1024 * 1024, "{} bytes", all.len());
+    // What git prints for the stack's pattern: more than 16 MiB.
+    let printed = std::process::Command::new("git")
+        .args(["ls-remote", "--heads", "--", &url, "refs/heads/release/*"])
+        .output()
+        .unwrap();
+    assert!(printed.status.success());
+    assert!(
+        printed.stdout.len() > 16 * 1024 * 1024,
+        "{} bytes",
+        printed.stdout.len()
+    );
     let release = commit(&work, "release/1.0", "release");
     let server = world.start(&[]);
     seen(&world, "web", &url, &release);

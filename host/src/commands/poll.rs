@@ -86,7 +86,7 @@ impl Poll {
                     }
                 }
             } else {
-                let followed = poll::followed_refs(&stack);
+                let followed = poll::followed_refs(&stack, target).unwrap_or_default();
                 let patterns: Vec<&str> = followed.patterns().collect();
                 writeln!(
                     out,

@@ -14,13 +14,20 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use base64::Engine as _;
-use tokio::io::AsyncReadExt as _;
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _};
 
 use super::tips::{parse_ls_remote, RefFilter, Tips};
 use crate::config::{PollConfig, PollTarget};
 
-/// The most `git ls-remote` may print: more is refused whole.
+/// The most `git ls-remote` may print of the refs a stack follows: more is
+/// refused whole. Lines of other refs (git prints refs that only end like
+/// a followed one) are read and dropped, and not counted.
 pub const MAX_LS_REMOTE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The longest line of `git ls-remote`'s answer read whole: a longer one
+/// is judged by its start (dropped when it is of a ref not followed,
+/// refused otherwise).
+const MAX_LS_REMOTE_LINE_BYTES: u64 = 64 * 1024;
 
 /// The most of git's error output kept for the message.
 const MAX_GIT_STDERR_BYTES: u64 = 16 * 1024;
@@ -142,12 +149,7 @@ pub async fn ls_remote(
     let run = async {
         let mut out = Vec::new();
         let mut err = Vec::new();
-        let reading = async {
-            (&mut stdout)
-                .take(MAX_LS_REMOTE_BYTES + 1)
-                .read_to_end(&mut out)
-                .await
-        };
+        let reading = kept_lines(&mut stdout, filter, &mut out);
         // All of it is read (git must never block writing it), the start
         // kept.
         let erring = async {
@@ -157,12 +159,24 @@ pub async fn ls_remote(
                 err.extend_from_slice(&chunk[..n.min(room)]);
             }
         };
-        let (read, ()) = tokio::join!(reading, erring);
-        read.map_err(PollError::Spawn)?;
-        if out.len() as u64 > MAX_LS_REMOTE_BYTES {
-            return Err(PollError::Answer(format!(
-                "git ls-remote printed more than {MAX_LS_REMOTE_BYTES} bytes"
-            )));
+        {
+            let (mut reading, mut erring) = (std::pin::pin!(reading), std::pin::pin!(erring));
+            let mut erred = false;
+            let read = loop {
+                tokio::select! {
+                    read = &mut reading => break read,
+                    () = &mut erring, if !erred => erred = true,
+                }
+            };
+            if let Err(refused) = read {
+                // Refused unread: git (and what it started) is stopped,
+                // not waited for.
+                kill_group(group);
+                return Err(refused);
+            }
+            if !erred {
+                erring.await;
+            }
         }
         let status = child.wait().await.map_err(PollError::Spawn)?;
         if !status.success() {
@@ -192,14 +206,76 @@ pub async fn ls_remote(
     match tokio::time::timeout(poll.timeout, run).await {
         Ok(result) => result,
         Err(_) => {
-            // git and what it started (ssh, a remote helper) are one group.
-            if let Some(group) = group {
-                // SAFETY: kill(2) of the process group git leads.
-                unsafe {
-                    libc::kill(-group, libc::SIGKILL);
+            kill_group(group);
+            Err(PollError::Timeout(poll.timeout))
+        }
+    }
+}
+
+/// Kills git's process group: git and what it started (ssh, a remote
+/// helper). git is not waited for yet, so its pid, the group's id, is not
+/// reused meanwhile.
+fn kill_group(group: Option<i32>) {
+    if let Some(group) = group {
+        // SAFETY: kill(2) of the process group git leads.
+        unsafe {
+            libc::kill(-group, libc::SIGKILL);
+        }
+    }
+}
+
+/// Reads all of git's answer from `stdout` (git must never block writing
+/// it), keeping in `out` the lines of refs `filter` keeps
+/// ([`RefFilter::keeps_line`]); more than [`MAX_LS_REMOTE_BYTES`] of them,
+/// or a kept line longer than [`MAX_LS_REMOTE_LINE_BYTES`], refuses the
+/// answer at once.
+async fn kept_lines(
+    stdout: &mut (impl tokio::io::AsyncRead + Unpin),
+    filter: &RefFilter,
+    out: &mut Vec<u8>,
+) -> Result<(), PollError> {
+    let mut reader = tokio::io::BufReader::new(stdout);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let read = (&mut reader)
+            .take(MAX_LS_REMOTE_LINE_BYTES)
+            .read_until(b'\n', &mut line)
+            .await
+            .map_err(PollError::Spawn)?;
+        if read == 0 {
+            return Ok(());
+        }
+        let whole = line.ends_with(b"\n") || (read as u64) < MAX_LS_REMOTE_LINE_BYTES;
+        let kept = filter.keeps_line(&line);
+        if !whole {
+            if kept {
+                return Err(PollError::Answer(format!(
+                    "git ls-remote printed a line of a followed ref longer than {MAX_LS_REMOTE_LINE_BYTES} bytes"
+                )));
+            }
+            // The rest of a dropped line.
+            let mut rest = Vec::new();
+            loop {
+                rest.clear();
+                let more = (&mut reader)
+                    .take(MAX_LS_REMOTE_LINE_BYTES)
+                    .read_until(b'\n', &mut rest)
+                    .await
+                    .map_err(PollError::Spawn)?;
+                if more == 0 || rest.ends_with(b"\n") {
+                    break;
                 }
             }
-            Err(PollError::Timeout(poll.timeout))
+            continue;
+        }
+        if kept {
+            if (out.len() + line.len()) as u64 > MAX_LS_REMOTE_BYTES {
+                return Err(PollError::Answer(format!(
+                    "git ls-remote printed more than {MAX_LS_REMOTE_BYTES} bytes of refs the stack follows"
+                )));
+            }
+            out.extend_from_slice(&line);
         }
     }
 }

@@ -45,7 +45,7 @@ use crate::journal::{now_ms, Journal};
 use crate::plugin::wit;
 use git::PollError;
 use registry::RegistryError;
-use tips::{changes, changes_through, next_wait, RefChange, RefFilter, Tips};
+use tips::{changes, next_wait, rebased, RefChange, RefFilter, Tips};
 
 /// How often the scheduler looks at which sources are due.
 pub const POLL_TICK: Duration = Duration::from_secs(1);
@@ -162,19 +162,28 @@ fn remembered(
     Ok(Some((tips, filter)))
 }
 
-/// The refs of a git repository `stack` follows ([`RefFilter`]): its and
-/// its services' `branch` and `tags` patterns, whichever repository they
-/// name (never fewer refs than the component may deploy from this one).
-pub fn followed_refs(stack: &StackConfig) -> RefFilter {
-    let branches = stack
-        .branch
+/// The refs of `target`, a git repository, that `stack` follows
+/// ([`RefFilter`]): the `branch` and `tags` patterns of the stack, or of
+/// its services, that name that repository (as `target.repository` is
+/// written: each way a repository is named is a source of its own); none
+/// for an image source.
+pub fn followed_refs(stack: &StackConfig, target: &PollTarget) -> Option<RefFilter> {
+    if !matches!(target.kind, PollKind::Git) {
+        return None;
+    }
+    let of =
+        |repository: &Option<String>| repository.as_deref() == Some(target.repository.as_str());
+    let top = of(&stack.repository).then_some((&stack.branch, &stack.tags));
+    let services = stack
+        .services
         .iter()
-        .chain(stack.services.iter().filter_map(|s| s.branch.as_ref()));
-    let tags = stack
-        .tags
-        .iter()
-        .chain(stack.services.iter().filter_map(|s| s.tags.as_ref()));
-    RefFilter::of(branches.map(String::as_str), tags.map(String::as_str))
+        .filter(|s| of(&s.repository))
+        .map(|s| (&s.branch, &s.tags));
+    let patterns: Vec<_> = top.into_iter().chain(services).collect();
+    Some(RefFilter::of(
+        patterns.iter().filter_map(|(branch, _)| branch.as_deref()),
+        patterns.iter().filter_map(|(_, tags)| tags.as_deref()),
+    ))
 }
 
 /// Looks at `target` of `stack` once: asks git, compares with the tips the
@@ -188,10 +197,7 @@ pub async fn poll_once(
     target: &PollTarget,
 ) -> Result<PollReport, PollFailure> {
     let looked_at = now_ms();
-    let filter = match &target.kind {
-        PollKind::Git => Some(followed_refs(stack)),
-        PollKind::Image(_) => None,
-    };
+    let filter = followed_refs(stack, target);
     let now = match (&target.kind, &filter) {
         (PollKind::Image(image), _) => {
             let key = token_key(&stack.name, target);
@@ -212,23 +218,30 @@ pub async fn poll_once(
         .await
         .map_err(|e| PollFailure::Journal(e.to_string()))??;
     let first = seen.is_none();
-    let mut moved = match (&seen, &filter) {
-        (None, _) => Vec::new(),
+    // What to compare with. When the refs followed changed since the last
+    // look: the tips of the refs still followed, and the refs newly
+    // followed as they are now, recorded so before anything is dispatched
+    // (below), so that a look failing after it compares with them too, and
+    // a push to a newly followed ref after this look deploys.
+    let refilter = seen
+        .as_ref()
+        .is_some_and(|(_, seen_filter)| *seen_filter != filter);
+    let base = match (&seen, &filter) {
         (Some((seen, seen_filter)), Some(filter)) => {
-            changes_through(seen, seen_filter.as_ref(), &now, filter)
+            Some(rebased(seen, seen_filter.as_ref(), &now, filter))
         }
-        (Some((seen, _)), None) => changes(seen, &now),
+        (Some((seen, _)), None) => Some(seen.clone()),
+        (None, _) => None,
     };
+    let mut moved = base
+        .as_ref()
+        .map(|base| changes(base, &now))
+        .unwrap_or_default();
     if let PollKind::Image(_) = &target.kind {
         // A tag is never gone (a registry without it answers 404, a
         // failure): only a new digest is a change.
         moved.retain(|c| now.get(&c.name) == Some(&c.new));
     }
-    // The tips are written again when they, or the refs followed, changed
-    // (otherwise only the look's time is).
-    let refilter = seen
-        .as_ref()
-        .is_some_and(|(_, seen_filter)| *seen_filter != filter);
     let Some(dispatcher) = dispatcher else {
         return Ok(PollReport {
             refs: now.len(),
@@ -237,15 +250,28 @@ pub async fn poll_once(
             moved: moved.into_iter().map(|c| (c, None)).collect(),
         });
     };
-    let json = (first || refilter || !moved.is_empty()).then(|| {
-        (
-            serde_json::to_string(&now).expect("tips serialize"),
-            filter.as_ref().map(RefFilter::to_json),
-        )
-    });
+    let tips_json = |tips: &Tips| serde_json::to_string(tips).expect("tips serialize");
+    let rebase = base.filter(|_| refilter).map(|base| tips_json(&base));
+    // The tips are written again when they, or the refs followed, changed
+    // (otherwise only the look's time is).
+    let json = (first || refilter || !moved.is_empty()).then(|| tips_json(&now));
+    let filter_json = filter.as_ref().map(RefFilter::to_json);
     let (d, s, t) = (dispatcher.clone(), stack.clone(), target.clone());
     let journal = journal.clone();
     tokio::task::spawn_blocking(move || {
+        let record = |tips: Option<&str>| {
+            journal
+                .record_poll_success(
+                    &s.name,
+                    &t.url,
+                    tips.map(|tips| (tips, filter_json.as_deref())),
+                    now_ms(),
+                )
+                .map_err(|e| PollFailure::Journal(e.to_string()))
+        };
+        if let Some(rebase) = &rebase {
+            record(Some(rebase))?;
+        }
         let mut answered = Vec::with_capacity(moved.len());
         for change in moved {
             let done = d.dispatch_seen(&[&s], &delivery(&s.name, &t, &change), looked_at);
@@ -263,15 +289,7 @@ pub async fn poll_once(
             }
             answered.push((change, Some((done.status, done.body))));
         }
-        journal
-            .record_poll_success(
-                &s.name,
-                &t.url,
-                json.as_ref()
-                    .map(|(tips, filter)| (tips.as_str(), filter.as_deref())),
-                now_ms(),
-            )
-            .map_err(|e| PollFailure::Journal(e.to_string()))?;
+        record(json.as_deref())?;
         Ok(PollReport {
             refs: now.len(),
             now,
@@ -289,6 +307,10 @@ struct Due {
     /// The `every` it was scheduled with: a reload that changes it
     /// reschedules the source at once.
     every: Duration,
+    /// The refs of a git source it was scheduled to follow: a reload that
+    /// changes them looks at once, so that the refs newly followed are
+    /// taken as they are as soon as they are followed ([`rebased`]).
+    refs: Option<RefFilter>,
     /// Failures in a row (the wait doubles with them).
     failures: u32,
     /// A look is under way.
@@ -362,27 +384,32 @@ pub fn spawn(config: LiveConfig, dispatcher: Dispatcher) -> tokio::task::JoinHan
             let mut due = Vec::new();
             {
                 let mut schedule = schedule.lock().expect("poll schedule");
-                let wanted: Vec<((String, String), Duration)> = live
+                let wanted: Vec<((String, String), Duration, Option<RefFilter>)> = live
                     .stacks
                     .iter()
                     .filter_map(|s| s.poll.as_ref().map(|p| (s, p)))
                     .flat_map(|(s, p)| {
-                        p.sources
-                            .iter()
-                            .map(|t| ((s.name.clone(), t.url.clone()), p.every))
+                        p.sources.iter().map(|t| {
+                            let key = (s.name.clone(), t.url.clone());
+                            (key, p.every, followed_refs(s, t))
+                        })
                     })
                     .collect();
-                schedule.retain(|key, _| wanted.iter().any(|(k, _)| k == key));
+                schedule.retain(|key, _| wanted.iter().any(|(k, _, _)| k == key));
                 let now = Instant::now();
-                for (key, every) in wanted {
+                for (key, every, refs) in wanted {
                     let entry = schedule.entry(key.clone()).or_insert(Due {
                         at: now,
                         every,
+                        refs: refs.clone(),
                         failures: 0,
                         running: false,
                     });
                     if entry.every != every {
                         (entry.every, entry.at) = (every, now);
+                    }
+                    if entry.refs != refs {
+                        (entry.refs, entry.at) = (refs, now);
                     }
                     if !entry.running && entry.at <= now {
                         entry.running = true;

@@ -90,12 +90,34 @@ impl RefFilter {
 
     /// Whether the ref `name` (`refs/heads/main`) is kept.
     pub fn covers(&self, name: &str) -> bool {
+        self.covers_bytes(name.as_bytes())
+    }
+
+    /// [`RefFilter::covers`] of a name as git printed it, which need not
+    /// be UTF-8.
+    fn covers_bytes(&self, name: &[u8]) -> bool {
         self.0
             .iter()
             .any(|pattern| match pattern.strip_suffix('*') {
-                Some(prefix) => name.starts_with(prefix),
-                None => name == pattern,
+                Some(prefix) => name.starts_with(prefix.as_bytes()),
+                None => name == pattern.as_bytes(),
             })
+    }
+
+    /// Whether `line` of `git ls-remote`'s answer (`<object id>\t<ref>`,
+    /// or the start of a longer line) is of a ref this filter keeps. git
+    /// matches its patterns against the tail of each name, so it also
+    /// prints refs that only end like a kept one
+    /// (`refs/heads/x/refs/heads/main`); those lines are dropped unread,
+    /// whatever they hold, so that no ref the stack does not follow can
+    /// make the answer unreadable. A line without a tab is kept, for
+    /// [`parse_ls_remote`] to refuse.
+    pub fn keeps_line(&self, line: &[u8]) -> bool {
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        match line.iter().position(|b| *b == b'\t') {
+            Some(tab) => self.covers_bytes(&line[tab + 1..]),
+            None => true,
+        }
     }
 
     /// The patterns, for `git ls-remote` (which matches each against the
@@ -192,31 +214,32 @@ pub fn changes(seen: &Tips, now: &Tips) -> Vec<RefChange> {
     moved
 }
 
-/// What moved from `seen`, kept through `seen_filter` (`None`: every ref,
-/// as a look recorded them before filters), to `now`, kept through
-/// `filter`: [`changes`], less what only the filters made differ. A ref
-/// `filter` no longer keeps is forgotten, not gone; a ref only `filter`
-/// keeps, which `seen` could not hold, is taken as it is, as a new
-/// source's refs are at its first look (a change of `branch` or `tags`
-/// deploys nothing by itself), not as new.
-pub fn changes_through(
+/// The tips to compare a look kept through `filter` with, from `seen`,
+/// kept through `seen_filter` (`None`: every ref, as looks recorded them
+/// before filters): `seen`'s refs that `filter` keeps, and the refs of
+/// `now` that only `filter` keeps, which `seen` could not hold, as they
+/// are now. A ref `filter` no longer keeps is forgotten, not gone; a ref
+/// newly kept is taken as it is, as a new source's refs are at its first
+/// look (a change of `branch` or `tags` deploys nothing by itself), not
+/// as new.
+pub fn rebased(
     seen: &Tips,
     seen_filter: Option<&RefFilter>,
     now: &Tips,
     filter: &RefFilter,
-) -> Vec<RefChange> {
-    let seen: Tips = seen
+) -> Tips {
+    let mut base: Tips = seen
         .iter()
         .filter(|(name, _)| filter.covers(name))
         .map(|(name, id)| (name.clone(), id.clone()))
         .collect();
-    let now: Tips = now
-        .iter()
-        .filter(|(name, _)| filter.covers(name))
-        .filter(|(name, _)| seen_filter.is_none_or(|f| f.covers(name)) || seen.contains_key(*name))
-        .map(|(name, id)| (name.clone(), id.clone()))
-        .collect();
-    changes(&seen, &now)
+    for (name, id) in now {
+        let newly_kept = filter.covers(name) && seen_filter.is_some_and(|f| !f.covers(name));
+        if newly_kept && !base.contains_key(name) {
+            base.insert(name.clone(), id.clone());
+        }
+    }
+    base
 }
 
 /// How long to wait before the next look at a source polled `every`,
@@ -336,6 +359,59 @@ mod tests {
         assert_eq!(RefFilter::from_json(&filter.to_json()), Some(filter));
         assert_eq!(RefFilter::from_json("{}"), None);
         assert!(RefFilter::of(["a b"], []).patterns().next().is_none());
+    }
+
+    /// What moved from `seen` (kept through `seen_filter`) to `now` (kept
+    /// through `filter`): [`changes`] from the [`rebased`] tips, less what
+    /// only the filters made differ.
+    fn changes_through(
+        seen: &Tips,
+        seen_filter: Option<&RefFilter>,
+        now: &Tips,
+        filter: &RefFilter,
+    ) -> Vec<RefChange> {
+        let kept: Tips = now
+            .iter()
+            .filter(|(name, _)| filter.covers(name))
+            .map(|(name, id)| (name.clone(), id.clone()))
+            .collect();
+        changes(&rebased(seen, seen_filter, now, filter), &kept)
+    }
+
+    #[test]
+    fn lines_of_refs_not_followed_are_dropped_unread() {
+        let main = RefFilter::of(["main"], ["v*"]);
+        for (line, kept) in [
+            (format!("{A}\trefs/heads/main\n").into_bytes(), true),
+            (format!("{A}\trefs/tags/v1").into_bytes(), true),
+            // What git's tail match also prints.
+            (
+                format!("{A}\trefs/heads/x/refs/heads/main\n").into_bytes(),
+                false,
+            ),
+            (
+                format!("{A}\trefs/heads/a\u{a0}b/refs/heads/main\n").into_bytes(),
+                false,
+            ),
+            (
+                [
+                    format!("{A}\trefs/heads/").as_bytes(),
+                    b"\xff/refs/heads/main\n",
+                ]
+                .concat(),
+                false,
+            ),
+            (format!("{A}\trefs/heads/mainline\n").into_bytes(), false),
+            // No tab: kept, for the parse to refuse.
+            (b"garbage\n".to_vec(), true),
+        ] {
+            assert_eq!(
+                main.keeps_line(&line),
+                kept,
+                "{}",
+                String::from_utf8_lossy(&line)
+            );
+        }
     }
 
     #[test]
