@@ -291,7 +291,7 @@ fn a_repository_of_many_other_branches_is_polled_for_the_refs_followed() {
             .iter()
             .map(|d| d.queued.sha.clone().unwrap())
             .collect::<Vec<_>>(),
-        [second.clone()]
+        std::slice::from_ref(&second)
     );
     let skipped = polled(&world)
         .into_iter()

@@ -198,10 +198,7 @@ pub async fn ls_remote(
                 message: explained(crate::text::one_line(&message).to_string(), target, poll),
             });
         }
-        let text = std::str::from_utf8(&out).map_err(|_| {
-            PollError::Answer("git ls-remote printed bytes that are not UTF-8".into())
-        })?;
-        parse_ls_remote(text, filter).map_err(PollError::Answer)
+        parse_ls_remote(&out, filter).map_err(PollError::Answer)
     };
     match tokio::time::timeout(poll.timeout, run).await {
         Ok(result) => result,
@@ -224,6 +221,21 @@ fn kill_group(group: Option<i32>) {
     }
 }
 
+/// Reads into `buf` (emptied first) the next line of `reader`, or its next
+/// [`MAX_LS_REMOTE_LINE_BYTES`] when it is longer; how many bytes were
+/// read (none at the end).
+async fn line_part(
+    reader: &mut (impl tokio::io::AsyncBufRead + Unpin),
+    buf: &mut Vec<u8>,
+) -> Result<usize, PollError> {
+    buf.clear();
+    reader
+        .take(MAX_LS_REMOTE_LINE_BYTES)
+        .read_until(b'\n', buf)
+        .await
+        .map_err(PollError::Spawn)
+}
+
 /// Reads all of git's answer from `stdout` (git must never block writing
 /// it), keeping in `out` the lines of refs `filter` keeps
 /// ([`RefFilter::keeps_line`]); more than [`MAX_LS_REMOTE_BYTES`] of them,
@@ -237,12 +249,7 @@ async fn kept_lines(
     let mut reader = tokio::io::BufReader::new(stdout);
     let mut line = Vec::new();
     loop {
-        line.clear();
-        let read = (&mut reader)
-            .take(MAX_LS_REMOTE_LINE_BYTES)
-            .read_until(b'\n', &mut line)
-            .await
-            .map_err(PollError::Spawn)?;
+        let read = line_part(&mut reader, &mut line).await?;
         if read == 0 {
             return Ok(());
         }
@@ -255,18 +262,7 @@ async fn kept_lines(
                 )));
             }
             // The rest of a dropped line.
-            let mut rest = Vec::new();
-            loop {
-                rest.clear();
-                let more = (&mut reader)
-                    .take(MAX_LS_REMOTE_LINE_BYTES)
-                    .read_until(b'\n', &mut rest)
-                    .await
-                    .map_err(PollError::Spawn)?;
-                if more == 0 || rest.ends_with(b"\n") {
-                    break;
-                }
-            }
+            while line_part(&mut reader, &mut line).await? > 0 && !line.ends_with(b"\n") {}
             continue;
         }
         if kept {

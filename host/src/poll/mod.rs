@@ -429,7 +429,14 @@ pub fn spawn(config: LiveConfig, dispatcher: Dispatcher) -> tokio::task::JoinHan
                     let Ok(_slot) = slots.acquire_owned().await else {
                         return;
                     };
-                    let outcome = match current(&config, &key) {
+                    let followed = |found: &Option<(StackConfig, PollTarget)>| {
+                        found
+                            .as_ref()
+                            .and_then(|(stack, target)| followed_refs(stack, target))
+                    };
+                    let found = current(&config, &key);
+                    let looked_for = followed(&found);
+                    let outcome = match found {
                         Some((stack, target)) => {
                             look(&dispatcher, &holder, &stack, &target, before).await
                         }
@@ -438,6 +445,13 @@ pub fn spawn(config: LiveConfig, dispatcher: Dispatcher) -> tokio::task::JoinHan
                     let mut schedule = schedule.lock().expect("poll schedule");
                     if let Some(entry) = schedule.get_mut(&key) {
                         entry.running = false;
+                        // A reload changed the refs followed while it
+                        // looked: look again at once, to take the refs
+                        // newly followed as they are now.
+                        if followed(&current(&config, &key)) != looked_for {
+                            entry.at = Instant::now();
+                            return;
+                        }
                         // Another process looked (it holds the lease): look
                         // again after `every`, as after a success.
                         let (failures, asked) = outcome.unwrap_or((entry.failures, None));

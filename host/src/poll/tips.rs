@@ -148,35 +148,40 @@ pub fn is_object_id(id: &str) -> bool {
 }
 
 /// The tips in `git ls-remote --heads --tags --refs` output that `filter`
-/// keeps ([`RefFilter::covers`]): one
-/// `<object id>\t<ref>` line per ref. Anything else (another ref
-/// namespace, a malformed line, more than [`MAX_POLLED_REFS`] kept) refuses
-/// the whole answer, with why.
-pub fn parse_ls_remote(out: &str, filter: &RefFilter) -> Result<Tips, String> {
+/// keeps ([`RefFilter::covers`]): one `<object id>\t<ref>` line per ref.
+/// A kept name that is not UTF-8 is no ref a delivery can name (git allows
+/// any bytes but a few; the contract's strings are UTF-8), so its line is
+/// left out; other characters git allows (a no-break space) are taken.
+/// Anything git never prints (another ref namespace, a malformed line, a
+/// name with ASCII whitespace or a control character) or more than
+/// [`MAX_POLLED_REFS`] kept refuses the whole answer, with why.
+pub fn parse_ls_remote(out: &[u8], filter: &RefFilter) -> Result<Tips, String> {
     let mut tips = Tips::new();
-    for (n, line) in out.lines().enumerate() {
-        if line.is_empty() {
+    for (n, line) in out.split(|b| *b == b'\n').enumerate() {
+        if line.is_empty() || !filter.keeps_line(line) {
             continue;
         }
-        let Some((id, name)) = line.split_once('\t') else {
+        let Some(tab) = line.iter().position(|b| *b == b'\t') else {
             return Err(format!(
                 "line {} of git ls-remote's answer has no tab",
                 n + 1
             ));
         };
-        let namespace = name.starts_with("refs/heads/") || name.starts_with("refs/tags/");
-        if !is_object_id(id)
-            || !namespace
-            || name.ends_with('/')
-            || name.chars().any(|c| c.is_whitespace() || c.is_control())
-        {
-            return Err(format!(
-                "line {} of git ls-remote's answer is not \"<object id>\\t<branch or tag>\"",
-                n + 1
-            ));
-        }
-        if !filter.covers(name) {
+        let (id, name) = (&line[..tab], &line[tab + 1..]);
+        let Ok(name) = std::str::from_utf8(name) else {
             continue;
+        };
+        let namespace = name.starts_with("refs/heads/") || name.starts_with("refs/tags/");
+        let id = std::str::from_utf8(id).ok().filter(|id| is_object_id(id));
+        let (Some(id), true) = (id, namespace) else {
+            return Err(not_a_ref_line(n));
+        };
+        if name.ends_with('/')
+            || name
+                .bytes()
+                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        {
+            return Err(not_a_ref_line(n));
         }
         if tips.len() == MAX_POLLED_REFS {
             return Err(format!(
@@ -186,6 +191,14 @@ pub fn parse_ls_remote(out: &str, filter: &RefFilter) -> Result<Tips, String> {
         tips.insert(name.to_owned(), id.to_owned());
     }
     Ok(tips)
+}
+
+/// The refusal of line `n` (from 0) of `git ls-remote`'s answer.
+fn not_a_ref_line(n: usize) -> String {
+    format!(
+        "line {} of git ls-remote's answer is not \"<object id>\\t<branch or tag>\"",
+        n + 1
+    )
 }
 
 /// What moved from `seen` to `now`, by ref name: new refs, refs that
@@ -281,33 +294,50 @@ mod tests {
     fn ls_remote_output_is_read_whole_or_refused() {
         let out = format!("{A}\trefs/heads/main\n{B}\trefs/tags/v1.0\n");
         assert_eq!(
-            parse_ls_remote(&out, &every_ref()).unwrap(),
+            parse_ls_remote(out.as_bytes(), &every_ref()).unwrap(),
             tips(&[("refs/heads/main", A), ("refs/tags/v1.0", B)])
         );
         let sha256 = "a".repeat(64);
-        assert!(parse_ls_remote(&format!("{sha256}\trefs/heads/main\n"), &every_ref()).is_ok());
-        assert_eq!(parse_ls_remote("", &every_ref()).unwrap(), Tips::new());
+        assert!(parse_ls_remote(
+            format!("{sha256}\trefs/heads/main\n").as_bytes(),
+            &every_ref()
+        )
+        .is_ok());
+        assert_eq!(parse_ls_remote(b"", &every_ref()).unwrap(), Tips::new());
         for bad in [
             format!("{A} refs/heads/main"),
-            format!("{A}\tHEAD"),
-            format!("{A}\trefs/pull/1/head"),
             format!("{A}\trefs/tags/v1^{{}}x y"),
             format!("{}\trefs/heads/main", &A[..39]),
             format!("{}\trefs/heads/main", A.to_uppercase().replace('1', "A")),
             format!("{A}\trefs/heads/"),
         ] {
-            assert!(parse_ls_remote(&bad, &every_ref()).is_err(), "{bad:?}");
+            assert!(
+                parse_ls_remote(bad.as_bytes(), &every_ref()).is_err(),
+                "{bad:?}"
+            );
         }
+        // Refs outside the patterns are dropped unread; a kept name git
+        // allows is taken, one no delivery can name (not UTF-8) left out.
+        let odd = [
+            format!("{A}\tHEAD\n{A}\trefs/pull/1/head\n").into_bytes(),
+            format!("{A}\trefs/heads/a\u{a0}b\n").into_bytes(),
+            [format!("{B}\trefs/heads/").as_bytes(), b"\xff\n"].concat(),
+        ]
+        .concat();
+        assert_eq!(
+            parse_ls_remote(&odd, &every_ref()).unwrap(),
+            tips(&[("refs/heads/a\u{a0}b", A)])
+        );
         let many: String = (0..=MAX_POLLED_REFS)
             .map(|n| format!("{A}\trefs/tags/t{n}\n"))
             .collect();
-        let refused = parse_ls_remote(&many, &every_ref()).unwrap_err();
+        let refused = parse_ls_remote(many.as_bytes(), &every_ref()).unwrap_err();
         assert!(refused.contains("more than 20000"), "{refused}");
         // Refs the stack does not follow are neither kept nor counted.
         let main = RefFilter::of(["main"], []);
         let others = format!("{many}{B}\trefs/heads/main\n");
         assert_eq!(
-            parse_ls_remote(&others, &main).unwrap(),
+            parse_ls_remote(others.as_bytes(), &main).unwrap(),
             tips(&[("refs/heads/main", B)])
         );
     }
