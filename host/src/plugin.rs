@@ -19,6 +19,7 @@ use wasmtime::{
 
 pub mod body_macs;
 pub mod cache;
+mod cached;
 mod child;
 mod evaluate_export;
 mod limits;
@@ -321,40 +322,6 @@ fn precompile(options: &RuntimeOptions) -> anyhow::Result<Vec<u8>> {
     precompile_apart(options.allocation, options.memory_limit)
 }
 
-/// The cached artifact at `path`, mapped from its file, if it verifies
-/// ([`cache::verify`]); `Ok(None)` if there is none.
-fn map_verified(
-    engine: &Engine,
-    path: &Path,
-    key: &cache::CacheKey,
-) -> anyhow::Result<Option<Component>> {
-    let Some(verified) = cache::verify(path, key)? else {
-        return Ok(None);
-    };
-    let component = match verified.mapping_path() {
-        // SAFETY: the file's tag, made with a key only this user can read,
-        // verifies, so this program wrote it for an engine like this one
-        // (wasmtime checks the compatibility hash); the path opens the
-        // descriptor that was checked, and `unchanged` below refuses a file
-        // written since. The tag after the code is past the artifact's last
-        // section, which wasmtime does not read.
-        Some(mapping) => unsafe { Component::deserialize_file(engine, &mapping) },
-        // Without /proc: the checked file read again through its
-        // descriptor, and copied in.
-        None => {
-            let code = verified
-                .read_code()
-                .with_context(|| format!("reading {}", path.display()))?;
-            // SAFETY: as above.
-            unsafe { Component::deserialize(engine, code) }
-        }
-    }
-    .map_err(anyhow::Error::from)
-    .with_context(|| format!("{} did not deserialize", path.display()))?;
-    verified.unchanged()?;
-    Ok(Some(component))
-}
-
 /// `context` with the body MACs of `delivery` to `stacks` the host computes
 /// natively ([`body_macs::body_macs`]), unless it already has some.
 fn with_body_macs(
@@ -369,32 +336,6 @@ fn with_body_macs(
     context
 }
 
-/// Set once this process has warned that the compiled-component cache
-/// cannot be written: one line per process, however often it loads.
-static CACHE_WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Reports a compiled-component cache that cannot be written (so every
-/// start compiles the component again, about two seconds of one core): counted
-/// in `redeploy_component_cache_unwritable_total`, and one warning line per
-/// process. A process without a log subscriber (the git hook, one-shot
-/// commands) prints the line on stderr, which git shows the pusher, so it
-/// is never silent.
-fn cache_unwritable(reason: &str) {
-    crate::metrics::process::component_cache_unwritable();
-    if CACHE_WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
-        tracing::debug!(reason = %reason, "compiled-component cache still not written");
-        return;
-    }
-    if tracing::dispatcher::has_been_set() {
-        tracing::warn!(reason = %reason, "compiled-component cache not written; every start compiles the component again");
-    } else {
-        eprintln!(
-            "redeploy: warning: compiled-component cache not written ({}); every run compiles the component again",
-            crate::text::one_line(reason)
-        );
-    }
-}
-
 impl PluginRuntime {
     /// Loads and pre-instantiates the component.
     pub fn new(source: &ComponentSource, options: RuntimeOptions) -> anyhow::Result<Self> {
@@ -406,119 +347,6 @@ impl PluginRuntime {
                 .with_context(|| format!("loading plugin component {}", path.display()))?,
         };
         Self::from_component(engine, component, options)
-    }
-
-    /// Loads the embedded component through an on-disk cache of its
-    /// compiled form, for processes that must not pay for compiling it on
-    /// every start (the post-receive hook, and `serve` across restarts).
-    ///
-    /// The cache file is keyed by the component's SHA-256 and the engine's
-    /// compatibility hash (wasmtime version and settings), so a different
-    /// wasmtime or a changed component never loads a stale artifact. A
-    /// compiled artifact is native code, so it is loaded only from a `0700`
-    /// directory of ours, from a file of ours that group and others cannot
-    /// write, and only when its keyed tag verifies with the key in
-    /// `<state_dir>/cache.key` (see [`cache`]); anything else is ignored with
-    /// a warning and compiled again (where [`RuntimeOptions::compile`]
-    /// says). It is written to a unique temporary file and renamed into
-    /// place, so two racing processes each see either no file or a whole
-    /// one, and loaded by mapping the file, checked and then mapped
-    /// ([`cache::Verified::unchanged`]), so only the pages that run are
-    /// resident.
-    pub fn cached(cache_dir: &Path, options: RuntimeOptions) -> anyhow::Result<Self> {
-        use std::hash::{Hash, Hasher};
-        let engine = Engine::new(&engine_config(options.allocation, options.memory_limit))?;
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut hasher);
-        let name = format!(
-            "plugin-{}-{:016x}.cwasm",
-            &EMBEDDED_COMPONENT_SHA256[..32],
-            hasher.finish()
-        );
-        let path = cache_dir.join(name);
-        let key_path = cache_dir
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join(cache::CACHE_KEY_FILE);
-        // A state directory of another user's gets nothing created in it
-        // (a cache directory or key its owner could not use); the command
-        // is refused by the journal's own check of the same directory.
-        let state_dir = cache_dir.parent().unwrap_or(Path::new("."));
-        let key = crate::ownership::check_state_dir(state_dir)
-            .map_err(anyhow::Error::from)
-            .and_then(|()| cache::ensure_private_dir(cache_dir))
-            .and_then(|()| cache::load_or_create_key(&key_path));
-        let key = match key {
-            Ok(key) => key,
-            Err(e) => {
-                let reason = format!("{e:#}");
-                cache_unwritable(&reason);
-                let compiled = precompile(&options)?;
-                // SAFETY: the bytes were just compiled for this engine's settings.
-                let component = unsafe { Component::deserialize(&engine, &compiled)? };
-                drop(compiled);
-                let mut runtime = Self::from_component(engine, component, options)?;
-                runtime.cache_status = Some(cache::CacheStatus::Unusable(reason));
-                return Ok(runtime);
-            }
-        };
-        let status = match map_verified(&engine, &path, &key) {
-            Ok(Some(component)) => {
-                let mut runtime = Self::from_component(engine, component, options)?;
-                runtime.cache_status = Some(cache::CacheStatus::Loaded);
-                return Ok(runtime);
-            }
-            Ok(None) => cache::CacheStatus::Compiled,
-            // Written in place while it was checked (only this user can):
-            // compiled again below, and the file left to whoever wrote it.
-            Err(e)
-                if e.downcast_ref::<cache::CacheRefusal>()
-                    .is_some_and(|r| matches!(r, cache::CacheRefusal::Changed { .. })) =>
-            {
-                cache::CacheStatus::Refused(format!("{e:#}"))
-            }
-            Err(e) => {
-                let reason = format!("{e:#}");
-                tracing::warn!(reason = %reason, "compiled-component cache file ignored; compiling the component again");
-                // A refused file is replaced below; one we cannot replace
-                // (not ours) stays refused on every start.
-                let _ = std::fs::remove_file(&path);
-                cache::CacheStatus::Refused(reason)
-            }
-        };
-        let compiled = precompile(&options)?;
-        // The cache only saves time: a full or read-only disk costs
-        // a compile per start, not the start itself.
-        let written = cache::write_tagged(&path, &key, &compiled);
-        let mapped = match written {
-            // Loaded as a later start will load it: mapped from the file.
-            Ok(()) => match map_verified(&engine, &path, &key) {
-                Ok(mapped) => mapped,
-                Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), "the compiled component just cached could not be mapped; loading a copy");
-                    None
-                }
-            },
-            Err(e) => {
-                cache_unwritable(&format!("{e:#}"));
-                None
-            }
-        };
-        let component = match mapped {
-            Some(component) => component,
-            // SAFETY: the bytes were just compiled for this engine's settings.
-            None => unsafe { Component::deserialize(&engine, &compiled)? },
-        };
-        drop(compiled);
-        let mut runtime = Self::from_component(engine, component, options)?;
-        runtime.cache_status = Some(status);
-        Ok(runtime)
-    }
-
-    /// What became of the compiled-component cache, for a runtime loaded
-    /// with [`PluginRuntime::cached`] (`None` otherwise).
-    pub fn cache_status(&self) -> Option<&cache::CacheStatus> {
-        self.cache_status.as_ref()
     }
 
     /// Loads a component already compiled for `engine`.

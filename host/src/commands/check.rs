@@ -65,10 +65,13 @@ impl Check {
             )?)],
             None => stacks::wit_stacks(&config),
         };
-        let runtime = PluginRuntime::new(
-            &crate::plugin::component_source(self.plugin.as_deref()),
-            RuntimeOptions::default(),
-        )?;
+        let runtime = match &self.plugin {
+            Some(path) => PluginRuntime::new(
+                &crate::plugin::component_source(Some(path)),
+                RuntimeOptions::default(),
+            )?,
+            None => super::read_only_component(&config)?,
+        };
         stacks::validate(&runtime, &stacks::wit_stacks(&config), &self.config.path)?;
         let delivery = wit::Delivery::Http(wit::HttpRequest {
             method: self.method,

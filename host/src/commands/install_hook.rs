@@ -210,8 +210,9 @@ impl InstallHook {
             );
         }
         // The component's rules too, as the hook applies them: a config it
-        // would refuse at every push is refused here (compiled here: the
-        // state directory's cache is the hook's user's).
+        // would refuse at every push is refused here (the state directory's
+        // cache is the hook's user's: read if it is this user's too, never
+        // written).
         let runtime = super::validate_stacks_here(&config, &self.config.path)
             .context("nothing was installed: the hook would refuse every push with this config")?;
         // The names the hook will see this repository by (git runs it with

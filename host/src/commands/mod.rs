@@ -95,19 +95,26 @@ pub fn one_shot_component(config: &Config) -> anyhow::Result<crate::plugin::Plug
     )
 }
 
+/// The embedded component for a command that only reads `config`'s state
+/// directory: loaded from the compiled cache `serve` and the hook keep
+/// there when it is this user's and verifies, else compiled in this
+/// process; nothing is written (`config check`, `install-hook`, run as a
+/// user the state directory may not be; `check`).
+pub fn read_only_component(config: &Config) -> anyhow::Result<crate::plugin::PluginRuntime> {
+    crate::plugin::PluginRuntime::cached_read_only(
+        &config.server.state_dir.join("cache"),
+        crate::plugin::RuntimeOptions::default(),
+    )
+}
+
 /// Checks `config`'s stacks (loaded from `path`) by the component's own
-/// rules, with the embedded component compiled in this process: nothing is
-/// read from or written to the state directory's cache (`config check`,
-/// and `install-hook`, run as a user the state directory may not be).
-/// Returns the runtime, for a caller with more to ask the component.
+/// rules, with the component of [`read_only_component`]. Returns the
+/// runtime, for a caller with more to ask the component.
 pub fn validate_stacks_here(
     config: &Config,
     path: &Path,
 ) -> anyhow::Result<crate::plugin::PluginRuntime> {
-    let runtime = crate::plugin::PluginRuntime::new(
-        &crate::plugin::component_source(None),
-        crate::plugin::RuntimeOptions::default(),
-    )?;
+    let runtime = read_only_component(config)?;
     crate::stacks::validate(&runtime, &crate::stacks::wit_stacks(config), path)?;
     Ok(runtime)
 }

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use anyhow::{bail, Context as _};
 
 use crate::config::{self, PollKind};
-use crate::plugin::{PluginRuntime, RuntimeOptions};
 use crate::poll::{self, PollFailure};
 use crate::stacks;
 
@@ -37,10 +36,7 @@ impl Poll {
             bail!("stack \"{}\" has no [stacks.poll] table", stack.name);
         };
         let journal = Arc::new(super::open_state(&config)?);
-        let runtime = PluginRuntime::new(
-            &crate::plugin::component_source(None),
-            RuntimeOptions::default(),
-        )?;
+        let runtime = super::one_shot_component(&config)?;
         let wit_stack = stacks::wit_stack(&stack);
         let context = stacks::dry_run_context(&config);
         let rt = tokio::runtime::Builder::new_current_thread()

@@ -4,7 +4,8 @@
 //! A cached artifact is loaded only when all of these hold:
 //!
 //! - the cache directory is owned by the current user (it is created `0700`,
-//!   and tightened to `0700` if it was looser);
+//!   and tightened to `0700` if it was looser; a command that only reads
+//!   the cache refuses one group or others may write, and changes nothing);
 //! - the artifact file is owned by the current user and not writable by
 //!   group or others;
 //! - its trailing tag, a keyed BLAKE3 hash, verifies with the cache key, a
@@ -14,7 +15,9 @@
 //!   0.86 ms against 3.06 ms here (BENCHMARKS.md part 5, ninth pass).
 //!
 //! Anything else is ignored with one warning log line, and the component is
-//! compiled again (and the cache rewritten when the directory is ours).
+//! compiled again (and the cache rewritten when the directory is ours); a
+//! command that only reads the cache compiles without a word, and the next
+//! `serve` or hook warns of the file and replaces it.
 //!
 //! A verified artifact is then mapped from its file, not copied into the
 //! heap, so only the pages a delivery runs are resident (BENCHMARKS.md,
@@ -172,6 +175,23 @@ pub fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether `dir` is a cache directory this user may load artifacts from
+/// without changing it: `Ok(false)` if it does not exist, an error if it is
+/// not a directory, not ours, or group or others may write it
+/// ([`ensure_private_dir`] is the writer's check, which also tightens it).
+pub fn check_private_dir_read_only(dir: &Path) -> anyhow::Result<bool> {
+    let meta = match std::fs::symlink_metadata(dir) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    if !meta.is_dir() {
+        anyhow::bail!("{} is not a directory", dir.display());
+    }
+    check_owner_mode(dir, &meta, 0o022)?;
+    Ok(true)
+}
+
 /// The cache key at `path`: read if it is a safe file of ours (`0600`, our
 /// user), created (`0600`, exclusive) if missing.
 pub fn load_or_create_key(path: &Path) -> anyhow::Result<CacheKey> {
@@ -191,7 +211,17 @@ pub fn load_or_create_key(path: &Path) -> anyhow::Result<CacheKey> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
     }
-    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    read_key(path)?.ok_or_else(|| anyhow::anyhow!("{} vanished as it was read", path.display()))
+}
+
+/// The cache key at `path`, read only: `None` if there is none, an error if
+/// it is not a safe file of ours (`0600`, our user) or holds no key.
+pub fn read_key(path: &Path) -> anyhow::Result<Option<CacheKey>> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
+    };
     let meta = file.metadata()?;
     check_owner_mode(path, &meta, 0o077)?;
     let mut text = String::new();
@@ -201,7 +231,7 @@ pub fn load_or_create_key(path: &Path) -> anyhow::Result<CacheKey> {
     let key = hex::decode(text.trim())
         .ok()
         .and_then(|k| CacheKey::try_from(k).ok());
-    key.ok_or_else(|| {
+    key.map(Some).ok_or_else(|| {
         anyhow::anyhow!(
             "{} does not hold a {CACHE_KEY_BYTES}-byte hex key",
             path.display()
