@@ -20,8 +20,11 @@ struct Repo {
     work: PathBuf,
 }
 
-/// Runs `redeploy install-hook` for the repository at `path`.
+/// Runs `redeploy install-hook` for the repository at `path`, the world's
+/// state directory warmed first, as a server that ran would leave it (the
+/// hook, and `install-hook`'s check, then load the compiled component).
 fn install_hook(world: &World, path: &Path) -> std::process::Output {
+    world.warm();
     world.redeploy(&["install-hook", path.to_str().unwrap()])
 }
 

@@ -99,10 +99,18 @@ impl World {
         self.start_on(free_port(), extra, env)
     }
 
+    /// Gives the world's state directory, if it does not exist yet, the
+    /// warm compiled-component cache a first server start gives it
+    /// ([`super::warm::prime`]): for a world whose hook or read-only
+    /// commands (`install-hook`, `check`) run before any server does.
+    pub fn warm(&self) {
+        super::warm::prime(&self.dir.join("state"));
+    }
+
     /// Starts the server on `port` with extra environment variables.
     pub fn start_on(&self, port: u16, extra: &[&str], env: &[(&str, &str)]) -> ServerProcess {
         let log = self.dir.join("server.log");
-        super::warm::prime(&self.dir.join("state"));
+        self.warm();
         ServerProcess::start_env(&self.config, port, extra, log, env)
     }
 
