@@ -113,6 +113,12 @@ pub enum CacheRefusal {
         /// The file.
         path: String,
     },
+    /// Not a regular file (a FIFO, a device, a directory...).
+    #[error("{path} is not a regular file")]
+    NotAFile {
+        /// The path.
+        path: String,
+    },
     /// Larger than [`MAX_CACHE_FILE_BYTES`], or shorter than a tag.
     #[error("{path} has an implausible size ({len} bytes)")]
     BadSize {
@@ -126,6 +132,29 @@ pub enum CacheRefusal {
 fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
+}
+
+/// Opens `path` for reading without waiting on it: `O_NONBLOCK`, so a FIFO
+/// put in the key's or an artifact's place (where the state directory lets
+/// another user) opens at once, and is then refused as not a regular file
+/// ([`CacheRefusal::NotAFile`]) instead of holding the process for ever.
+/// The flag changes nothing for a regular file's reads.
+fn open_without_waiting(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+}
+
+/// Refuses what `meta` describes unless it is a regular file.
+fn check_regular_file(path: &Path, meta: &std::fs::Metadata) -> Result<(), CacheRefusal> {
+    if meta.is_file() {
+        return Ok(());
+    }
+    Err(CacheRefusal::NotAFile {
+        path: path.display().to_string(),
+    })
 }
 
 /// Refuses `meta` unless it belongs to this user and none of `forbidden`
@@ -217,12 +246,13 @@ pub fn load_or_create_key(path: &Path) -> anyhow::Result<CacheKey> {
 /// The cache key at `path`, read only: `None` if there is none, an error if
 /// it is not a safe file of ours (`0600`, our user) or holds no key.
 pub fn read_key(path: &Path) -> anyhow::Result<Option<CacheKey>> {
-    let file = match File::open(path) {
+    let file = match open_without_waiting(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
     };
     let meta = file.metadata()?;
+    check_regular_file(path, &meta)?;
     check_owner_mode(path, &meta, 0o077)?;
     let mut text = String::new();
     file.take(4 * CACHE_KEY_BYTES as u64)
@@ -330,13 +360,14 @@ impl Verified {
 /// authentic, `Ok(None)` if there is no file. The file is read through one
 /// descriptor in chunks of [`VERIFY_CHUNK_BYTES`] (nothing of it is kept).
 pub fn verify(path: &Path, key: &CacheKey) -> Result<Option<Verified>, anyhow::Error> {
-    let mut file = match File::open(path) {
+    let mut file = match open_without_waiting(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
     };
     // fstat of the opened file: the checks are about the bytes we read.
     let meta = file.metadata()?;
+    check_regular_file(path, &meta)?;
     check_owner_mode(path, &meta, 0o022)?;
     let len = meta.len();
     if !(CACHE_TAG_BYTES as u64..=MAX_CACHE_FILE_BYTES).contains(&len) {
@@ -417,6 +448,39 @@ mod tests {
             std::env::temp_dir().join(format!("redeploy-cache-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         dir
+    }
+
+    #[test]
+    fn a_fifo_in_the_keys_or_an_artifacts_place_is_refused_at_once() {
+        let dir = temp("fifo");
+        ensure_private_dir(&dir).unwrap();
+        let key = load_or_create_key(&dir.join("k")).unwrap();
+        let (key_fifo, artifact_fifo) = (dir.join("fifo.key"), dir.join("fifo.cwasm"));
+        for fifo in [&key_fifo, &artifact_fifo] {
+            let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+            // SAFETY: a valid NUL-terminated path for the call's duration.
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        }
+        // Opened with no writer, a FIFO would block for ever: asked on a
+        // thread, so a regression fails here instead of hanging.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let key_answer = read_key(&key_fifo)
+                .map(|_| ())
+                .map_err(|e| format!("{e:#}"));
+            let artifact_answer = verify(&artifact_fifo, &key)
+                .map(|_| ())
+                .map_err(|e| format!("{e:#}"));
+            let _ = tx.send((key_answer, artifact_answer));
+        });
+        let (key_answer, artifact_answer) = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("opening a FIFO in the cache waited for a writer");
+        for answer in [key_answer, artifact_answer] {
+            let e = answer.expect_err("a FIFO was taken for a cache file");
+            assert!(e.contains("is not a regular file"), "{e}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
