@@ -1,16 +1,17 @@
 //! Builds the plugin component (`plugin/`, target `wasm32-unknown-unknown`,
 //! linked as a component by `wasm-component-ld`) so the host can embed it.
 //!
-//! The nested cargo uses its own target directory, so it never waits on the
-//! lock of the outer build, and drops the outer build's flags (the pattern
-//! of wasmtime's `crates/test-programs/artifacts/build.rs`). A missing wasm
-//! target is installed with rustup, so a fresh machine needs no manual step.
+//! The nested cargo is `component_build.rs`'s (shared with the tests'
+//! chaos component). A missing wasm target is installed with rustup, so a
+//! fresh machine needs no manual step.
 
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const WASM_TARGET: &str = "wasm32-unknown-unknown";
+#[path = "component_build.rs"]
+mod component_build;
+use component_build::WASM_TARGET;
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
@@ -50,56 +51,13 @@ fn main() {
 
     let target_dir = workspace.join("target").join("plugin-wasm");
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(&workspace)
-        .args([
-            "rustc",
-            "--release",
-            "-p",
-            "redeploy-plugin",
-            "--target",
-            WASM_TARGET,
-            // The plugin is also an `rlib` (the host's tests and benchmark
-            // call it natively), and cargo applies no LTO to a package that
-            // builds an `rlib` beside its `cdylib`: the component alone is
-            // asked for, so the LTO below applies.
-            "--lib",
-            "--crate-type",
-            "cdylib",
-        ])
-        .arg("--target-dir")
-        .arg(&target_dir);
-    for var in [
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTFLAGS",
-        "CARGO_BUILD_RUSTFLAGS",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-        "RUSTC_WRAPPER",
-        // `cargo clippy` lints the plugin as a workspace member; the
-        // component itself is built by plain rustc.
-        "RUSTC_WORKSPACE_WRAPPER",
-        "CLIPPY_ARGS",
-        "CLIPPY_CONF_DIR",
-    ] {
-        cmd.env_remove(var);
-    }
-    // The component is small, so whole-program (fat) LTO into one codegen
-    // unit costs seconds, and it evaluates a small push about 10% faster
-    // and a 1 MiB push about 7% (BENCHMARKS.md part 5, twelfth pass); the
-    // workspace's release profile (the host's) goes without LTO.
-    cmd.env("CARGO_PROFILE_RELEASE_LTO", "fat");
-    cmd.env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1");
-    let status = cmd
+    let status = component_build::component_build(&cargo, &workspace, &target_dir, &[])
         .status()
         .expect("failed to run cargo for the plugin component");
     if !status.success() {
         panic!("building the plugin component failed: {status}");
     }
-    let wasm = target_dir
-        .join(WASM_TARGET)
-        .join("release")
-        .join("redeploy_plugin.wasm");
+    let wasm = component_build::component_path(&target_dir);
     assert!(
         wasm.exists(),
         "plugin component not found at {}",

@@ -9,33 +9,43 @@ use std::sync::OnceLock;
 
 use crate::support::{hook, workspace, Stack, World};
 
-/// The target the component is built for.
-const WASM_TARGET: &str = "wasm32-unknown-unknown";
+#[path = "../host/component_build.rs"]
+mod component_build;
 
-/// Builds the chaos component once per test run.
+/// Builds the chaos component once per test run: as the shipped one is
+/// built (`host/component_build.rs`), with the `chaos` feature, in a
+/// target directory of its own (the shipped component's path is what the
+/// host embeds). That directory starts as a copy of the shipped
+/// component's (`host/build.rs` built it before any test ran), so only
+/// the plugin itself compiles, not its dependencies; later runs keep it,
+/// and cargo rebuilds what is stale.
 pub fn chaos_component() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
-        let target_dir = workspace().join("target").join("plugin-chaos");
-        let status = Command::new(env!("CARGO"))
-            .current_dir(workspace())
-            .args(["build", "--release", "--features", "chaos"])
-            .args(["-p", "redeploy-plugin", "--target", WASM_TARGET])
-            .arg("--target-dir")
-            .arg(&target_dir)
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .env_remove("RUSTFLAGS")
-            // CI lints the test build through clippy-driver (.ci/run); the
-            // component is built by plain rustc, as host/build.rs builds the
-            // shipped one (without its LTO: nothing measures this one).
-            .env_remove("RUSTC_WORKSPACE_WRAPPER")
-            .env_remove("CLIPPY_ARGS")
-            .status()
-            .expect("running cargo to build the chaos component");
+        let target = workspace().join("target");
+        let shipped = target.join("plugin-wasm");
+        let target_dir = target.join("plugin-chaos");
+        if !target_dir.exists() && shipped.is_dir() {
+            // Times kept, so that cargo finds the dependencies up to date;
+            // into a name of its own first, so that an interrupted copy is
+            // never taken for a build.
+            let copying = target.join(format!("plugin-chaos.copying-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&copying);
+            let copied = Command::new("cp")
+                .arg("-a")
+                .arg(&shipped)
+                .arg(&copying)
+                .status()
+                .expect("running cp");
+            assert!(copied.success(), "copying {}", shipped.display());
+            std::fs::rename(&copying, &target_dir).unwrap();
+        }
+        let status =
+            component_build::component_build(env!("CARGO"), &workspace(), &target_dir, &["chaos"])
+                .status()
+                .expect("running cargo to build the chaos component");
         assert!(status.success(), "building the chaos component failed");
-        target_dir
-            .join(WASM_TARGET)
-            .join("release/redeploy_plugin.wasm")
+        component_build::component_path(&target_dir)
     })
     .clone()
 }
