@@ -236,8 +236,8 @@ pub struct ImagePush {
     /// Docker Hub's `callback_url`, to report the deploy's result to.
     pub callback_url: Option<String>,
     /// When the registry says the push happened (Unix milliseconds): Docker
-    /// Hub `push_data.pushed_at`, Harbor `occur_at`, Distribution's event
-    /// `timestamp`.
+    /// Hub `push_data.pushed_at`, Harbor `occur_at`, Distribution's and
+    /// ACR's event `timestamp`.
     pub sent_at_ms: Option<u64>,
 }
 

@@ -473,3 +473,23 @@ fn a_push_of_huge_urls_against_many_stacks_and_services_fits_the_memory_limit() 
         assert_eq!(*code, wit::SkipCode::OtherRepository, "{}", decision.stack);
     }
 }
+
+/// ACR's own sample event (2018) is a replay today: refused as stale, as
+/// Distribution's and Docker Hub's are; the same event sent now deploys.
+#[test]
+fn acr_push_older_than_the_window_is_refused() {
+    let stack = Stack::image("hello", "myregistry.azurecr.io/hello-world", 8).timeout("1m");
+    let (world, server) = start("plugin-stale-acr", &[stack]);
+    let json_type = [("Content-Type", "application/json")];
+    let sample = crate::support::fixture("acr/jenkins-acr-payload-valid.json");
+    server
+        .post(&hook(8), &json_type, &sample)
+        .assert_error(400, "stale-event");
+    assert!(world.deploys().is_empty());
+    let mut fresh: serde_json::Value = serde_json::from_slice(&sample).unwrap();
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+    fresh["timestamp"] = json!(now.to_string());
+    fresh["id"] = json!("acr-fresh-1");
+    let r = server.post(&hook(8), &json_type, fresh.to_string().as_bytes());
+    r.assert_status(202);
+}

@@ -233,7 +233,8 @@ pub const DEFAULT_AUTO_MERGE: bool = false;
 pub const DEFAULT_WAIT_FOR_EVENT: bool = true;
 
 /// Default `server.max_event_age`: a registry delivery whose own event time
-/// (Docker Hub `pushed_at`, Harbor `occur_at`) is older than this is refused.
+/// (Docker Hub `pushed_at`, Harbor `occur_at`, Distribution's and ACR's
+/// `timestamp`) is older than this is refused.
 /// Registries deliver within seconds and retry for a few minutes; ten
 /// minutes covers that and bounds how long a captured delivery replays.
 pub const DEFAULT_MAX_EVENT_AGE: Duration = Duration::from_secs(10 * 60);

@@ -99,8 +99,15 @@ pub(super) fn decide(stack: &PreparedStack<'_>, n: &Normalized, out: &mut Vec<De
         Event::Deployment(d) => decide_deployment(stack, n, d),
         Event::Manual => {
             let services: Vec<&PreparedService> = stack.services.iter().collect();
-            deploy_without_push(stack, n, &services, |_| {
-                "manual trigger deploys every service".to_string()
+            // `services=` in the query narrowed them (`prepare`).
+            let chosen = services.len() < stack.stack.services.len();
+            let names = service_names(&services);
+            deploy_without_push(stack, n, &services, |_| match chosen {
+                true => format!(
+                    "manual trigger deploys the services chosen: {}",
+                    names.join(", ")
+                ),
+                false => "manual trigger deploys every service".to_string(),
             })
         }
         Event::Ignored { reason } => skip(stack.stack, SkipCode::NotADeployEvent, reason.clone()),

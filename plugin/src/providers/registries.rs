@@ -16,8 +16,9 @@
 //!   entry. Old Quay sent `updated_tags` as an object of tag to image id; its
 //!   keys are the tags (the ids are not manifest digests).
 //! - Azure Container Registry ("webhook reference"): `action` `push` deploys
-//!   `target.repository` / `target.tag` / `target.digest` on `request.host`;
-//!   `delete`, `chart_push`, `chart_delete`, `quarantine`... are ignored.
+//!   `target.repository` / `target.tag` / `target.digest` on `request.host`,
+//!   sent at `timestamp`; `delete`, `chart_push`, `chart_delete`,
+//!   `quarantine`... are ignored.
 //! - The CNCF Distribution registry ("Work with notifications"): ACR's event
 //!   shape, several events in an envelope `{"events": [...]}` sent as
 //!   `application/vnd.docker.distribution.events.v1+json` (2.x) or `v2+json`
@@ -322,6 +323,10 @@ fn quay(event: &str, json: &[u8]) -> Result<Event, PluginError> {
 
 #[derive(Deserialize)]
 struct AcrEvent<'a> {
+    /// When the registry sent it (RFC 3339), which `server.max_event_age`
+    /// judges, as Distribution's own `timestamp`.
+    #[serde(borrow, default)]
+    timestamp: Option<Cow<'a, str>>,
     #[serde(borrow)]
     target: AcrTarget<'a>,
     #[serde(borrow, default)]
@@ -368,7 +373,7 @@ fn acr(event: &str, json: &[u8]) -> Result<Event, PluginError> {
         digest: text(&e.target.digest),
         pusher: None,
         callback_url: None,
-        sent_at_ms: None,
+        sent_at_ms: e.timestamp.as_deref().and_then(rfc3339_ms),
     }]))
 }
 

@@ -143,6 +143,8 @@ fn acr_push() {
             digest: Some(
                 "sha256:f5233545e43561214ca4891fd1157e1c3c563316ed8e237750d59bde73361e77".into()
             ),
+            // "timestamp": "2018-06-04T09:04:00.000000000Z"
+            sent_at_ms: Some(1_528_103_040_000),
             ..image("myregistry.azurecr.io", "hello-world", "v1")
         }]))
     );
@@ -390,8 +392,8 @@ fn rfc3339_times() {
 
 #[test]
 fn acr_docs_push_and_delete() {
-    // The ACR reference's examples: one event, no envelope; the time is
-    // not read for ACR.
+    // The ACR reference's examples: one event, no envelope; its time is
+    // read as Distribution's.
     let json = distribution_fixture("azuredocs-acr-push.json");
     assert_eq!(
         parse(Provider::Acr, "push", &json),
@@ -399,6 +401,8 @@ fn acr_docs_push_and_delete() {
             digest: Some(
                 "sha256:xxxxd5c8786bb9e621a45ece0dbxxxx1cdc624ad20da9fe62e9d25490f33xxxx".into()
             ),
+            // "timestamp": "2023-11-17T16:52:01.343145347Z"
+            sent_at_ms: Some(1_700_239_921_343),
             ..image("myregistry.azurecr.io", "hello-world", "v1")
         }]))
     );
