@@ -116,6 +116,21 @@ pub fn print_out(text: impl AsRef<[u8]>) -> anyhow::Result<()> {
         .map_err(stdout_error)
 }
 
+/// [`print_out`] of `args` and a newline: `println!` without its panic on
+/// a closed standard output.
+pub fn print_line(args: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
+    print_out(format!("{args}\n"))
+}
+
+/// Writes `args` and a newline to standard error, letting a failure go:
+/// what a command says on the side never stops it (the git hook's output
+/// closes when the pusher's connection drops), where `eprintln!` would
+/// panic.
+pub fn say(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr().lock(), "{args}");
+}
+
 /// A failed write to standard output: [`StdoutClosed`] when its reader
 /// stopped early, else the I/O error.
 pub fn stdout_error(e: std::io::Error) -> anyhow::Error {

@@ -29,7 +29,7 @@ fn main() {
             .downcast_ref::<redeploy_host::cli::StdoutClosed>()
             .is_none()
         {
-            eprintln!("redeploy: {err:#}");
+            redeploy_host::cli::say(format_args!("redeploy: {err:#}"));
         }
         std::process::exit(exit_code(&err));
     }

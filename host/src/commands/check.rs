@@ -1,7 +1,6 @@
 //! `redeploy check`: a dry run that evaluates one delivery through the
 //! component and prints the outcome, deploying nothing.
 
-use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
@@ -86,9 +85,8 @@ impl Check {
             .map_err(Rejected)?;
         let document: serde_json::Value = serde_json::from_str(&document)
             .context("the component's outcome document is not JSON")?;
-        let mut out = std::io::stdout().lock();
-        serde_json::to_writer_pretty(&mut out, &document)?;
-        writeln!(out)?;
-        Ok(())
+        let mut text = serde_json::to_string_pretty(&document)?;
+        text.push('\n');
+        crate::cli::print_out(text)
     }
 }

@@ -88,21 +88,21 @@ impl Connect {
             .record_github_hook(&stack.name, &gh.api_url, repo, id, crate::journal::now_ms())
             .context("recording the webhook in the journal")?;
         match done {
-            Connected::Created(id) => println!(
+            Connected::Created(id) => crate::cli::print_line(format_args!(
                 "created webhook {id} on {repo}: events push, deployment; content type json{}",
                 if stack.secrets.is_empty() {
                     "; no secret (the stack has none)"
                 } else {
                     "; signed with the stack's secret"
                 }
-            ),
-            Connected::Updated(id, added) => println!(
+            ))?,
+            Connected::Updated(id, added) => crate::cli::print_line(format_args!(
                 "updated webhook {id} on {repo}: added events {}",
                 added.join(", ")
-            ),
-            Connected::Unchanged(id) => println!(
+            ))?,
+            Connected::Unchanged(id) => crate::cli::print_line(format_args!(
                 "webhook {id} on {repo} already sends push and deployment events; nothing changed"
-            ),
+            ))?,
         }
         Ok(())
     }

@@ -24,10 +24,10 @@ impl HookUrl {
         let token = token_for(&config, &journal, &self.stack)?;
         crate::cli::print_out(hook_url(&hook_base(&config), &token) + "\n")?;
         if config.server.public_url.is_none() && config.server.listen.ip().is_unspecified() {
-            eprintln!(
+            crate::cli::say(format_args!(
                 "redeploy: warning: this URL names {}, where the server listens on every address; no sender can reach that: set server.public_url to the address senders use",
                 config.server.listen.ip()
-            );
+            ));
         }
         Ok(())
     }

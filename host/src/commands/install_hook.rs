@@ -231,10 +231,10 @@ impl InstallHook {
         if hook.exists() {
             let existing = std::fs::read_to_string(&hook).unwrap_or_default();
             if existing.contains(HOOK_MARKER) {
-                println!(
+                crate::cli::print_line(format_args!(
                     "{}: redeploy's hook was already installed; updated it",
                     hook.display()
-                );
+                ))?;
             } else if chained.exists() {
                 bail!(
                     "{} exists and so does {}: merge them by hand, then run install-hook again",
@@ -245,10 +245,10 @@ impl InstallHook {
                 std::fs::rename(&hook, &chained).with_context(|| {
                     format!("keeping the existing hook as {}", chained.display())
                 })?;
-                println!(
+                crate::cli::print_line(format_args!(
                     "kept the existing post-receive hook as {}; it runs before redeploy",
                     chained.display()
-                );
+                ))?;
             }
         }
         let tmp = hooks.join(".post-receive.redeploy.tmp");
@@ -257,23 +257,23 @@ impl InstallHook {
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
         std::fs::rename(&tmp, &hook).with_context(|| format!("installing {}", hook.display()))?;
-        println!(
+        crate::cli::print_line(format_args!(
             "installed {} (config {})",
             hook.display(),
             config_path.display()
-        );
+        ))?;
         if following.is_empty() {
-            eprintln!(
+            crate::cli::say(format_args!(
                 "warning: no stack in {} follows this repository (the hook sees it as {seen_as:?}): \
                  a push to it will deploy nothing; name it in a stack's `repository`, \
                  or map this path to the stack's name in [hook] repositories",
                 config_path.display()
-            );
+            ));
         } else {
-            println!(
+            crate::cli::print_line(format_args!(
                 "pushes to it (seen as {seen_as:?}) are evaluated for: {}",
                 following.join(", ")
-            );
+            ))?;
         }
         Ok(())
     }

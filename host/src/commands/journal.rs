@@ -77,11 +77,11 @@ impl Migrate {
     pub fn execute(self) -> anyhow::Result<()> {
         let config = self.config.load_for(SecretScope::NoStack)?;
         let journal = super::open_state(&config)?;
-        println!(
+        crate::cli::print_line(format_args!(
             "journal {}: schema version {}",
             journal.location(),
             journal.schema_version()?
-        );
+        ))?;
         Ok(())
     }
 }
@@ -117,11 +117,11 @@ impl Export {
                 return Err(e);
             }
         };
-        println!(
+        crate::cli::print_line(format_args!(
             "exported {rows} rows of journal {} to {}",
             journal.location(),
             self.output.display()
-        );
+        ))?;
         Ok(())
     }
 }
@@ -136,11 +136,11 @@ impl Import {
         let rows = journal
             .import(std::io::BufReader::new(file).lines())
             .with_context(|| format!("{}: nothing was imported", self.file.display()))?;
-        println!(
+        crate::cli::print_line(format_args!(
             "imported {rows} rows from {} into journal {}",
             self.file.display(),
             journal.location()
-        );
+        ))?;
         Ok(())
     }
 }

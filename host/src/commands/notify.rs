@@ -78,7 +78,7 @@ impl Test {
         let at_ms = crate::journal::now_ms();
         match rt.block_on(crate::notifications::send_test(channel, at_ms))? {
             Ok(answer) => {
-                println!("{}: {}", channel.name, answer.detail);
+                crate::cli::print_line(format_args!("{}: {}", channel.name, answer.detail))?;
                 Ok(())
             }
             Err(failure) => Err(NotTaken {

@@ -45,7 +45,8 @@ impl Poll {
         let mut failed = 0;
         let mut out = std::io::stdout().lock();
         for target in &polling.sources {
-            writeln!(out, "{} ({})", target.url, target.repository)?;
+            writeln!(out, "{} ({})", target.url, target.repository)
+                .map_err(crate::cli::stdout_error)?;
             let remembered = journal.poll_source(&stack.name, &target.url)?;
             if let Some(s) = &remembered {
                 let when = crate::text::rfc3339_ms;
@@ -55,8 +56,10 @@ impl Poll {
                         "  last poll {}: failed ({} in a row): {e}",
                         when(s.polled_at_ms),
                         s.failures
-                    )?,
-                    None => writeln!(out, "  last poll {}: ok", when(s.polled_at_ms))?,
+                    )
+                    .map_err(crate::cli::stdout_error)?,
+                    None => writeln!(out, "  last poll {}: ok", when(s.polled_at_ms))
+                        .map_err(crate::cli::stdout_error)?,
                 }
             }
             let found = rt.block_on(poll::poll_once(&journal, None, &stack, &polling, target));
@@ -64,7 +67,7 @@ impl Poll {
                 Ok(report) => report,
                 Err(e @ (PollFailure::Source(_) | PollFailure::Registry(_))) => {
                     failed += 1;
-                    writeln!(out, "  cannot poll: {e}")?;
+                    writeln!(out, "  cannot poll: {e}").map_err(crate::cli::stdout_error)?;
                     continue;
                 }
                 Err(e) => return Err(e).context("reading what the journal remembers"),
@@ -72,13 +75,15 @@ impl Poll {
             let image = matches!(target.kind, PollKind::Image(_));
             if image {
                 for (tag, digest) in &report.now {
-                    writeln!(out, "  {tag}: digest now {digest}")?;
+                    writeln!(out, "  {tag}: digest now {digest}")
+                        .map_err(crate::cli::stdout_error)?;
                 }
                 if let Some(tips) = remembered.as_ref().and_then(|s| s.tips_json.as_deref()) {
                     let tips: poll::tips::Tips = serde_json::from_str(tips)
                         .context("the journal's remembered digest is not readable")?;
                     for (tag, digest) in &tips {
-                        writeln!(out, "  {tag}: remembered {digest}")?;
+                        writeln!(out, "  {tag}: remembered {digest}")
+                            .map_err(crate::cli::stdout_error)?;
                     }
                 }
             } else {
@@ -89,14 +94,16 @@ impl Poll {
                     "  {} branches and tags followed (asked for: {})",
                     report.refs,
                     patterns.join(" ")
-                )?;
+                )
+                .map_err(crate::cli::stdout_error)?;
             }
             if report.first {
                 let what = if image { "this digest" } else { "these tips" };
                 writeln!(
                     out,
                     "  never polled: the server's first poll records {what} and deploys nothing"
-                )?;
+                )
+                .map_err(crate::cli::stdout_error)?;
                 continue;
             }
             if report.moved.is_empty() {
@@ -105,7 +112,7 @@ impl Poll {
                 } else {
                     "nothing moved"
                 };
-                writeln!(out, "  {what} since the last poll")?;
+                writeln!(out, "  {what} since the last poll").map_err(crate::cli::stdout_error)?;
             }
             for (change, _) in &report.moved {
                 let delivery = poll::delivery(&stack.name, target, change);
@@ -130,7 +137,8 @@ impl Poll {
                     change.name,
                     short(&change.old),
                     short(&change.new)
-                )?;
+                )
+                .map_err(crate::cli::stdout_error)?;
             }
         }
         if failed > 0 {

@@ -434,9 +434,13 @@ fn init_logging() {
         filter = filter.add_directive(quiet);
     }
     // Colours only for a terminal: log files and journald get plain text.
+    // A log line that cannot be written (stderr a pipe whose reader went
+    // away) is let go: the layer's own fallback, `eprintln!`, would panic
+    // the thread that logged it, a deploy's runner among them.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
+        .log_internal_errors(false)
         .try_init();
 }

@@ -142,7 +142,7 @@ impl Trigger {
                 })
             }
         };
-        print!("{body}");
+        crate::cli::print_out(&body)?;
         if !status.is_success() {
             bail!("the server answered {status}");
         }
@@ -235,10 +235,11 @@ fn run_local(
                 .unwrap_or("no deploy was queued")
         );
     };
-    println!(
+    // A reader that stopped early does not stop the deploy.
+    let _ = crate::cli::print_line(format_args!(
         "{stack}: deploy #{id} queued ({})",
         decision["reason"].as_str().unwrap_or("")
-    );
+    ));
     // Two threads, as `run-queued`'s: a blocked journal call never stalls
     // the lease's keeper.
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -256,8 +257,14 @@ fn run_local(
     if let Some(log) = deploy.log_path.as_deref() {
         let mut file = std::fs::File::open(log)
             .with_context(|| format!("opening the log of deploy #{id}, {log}"))?;
-        std::io::copy(&mut file, &mut std::io::stdout().lock())
-            .with_context(|| format!("printing the log of deploy #{id}"))?;
+        match std::io::copy(&mut file, &mut std::io::stdout().lock()) {
+            // A reader that stopped early: the deploy's outcome still
+            // decides the exit status.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            copied => {
+                copied.with_context(|| format!("printing the log of deploy #{id}"))?;
+            }
+        }
     }
     match deploy.state {
         DeployState::Succeeded => Ok(()),

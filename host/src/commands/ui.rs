@@ -52,7 +52,10 @@ fn passwd() -> anyhow::Result<()> {
         line.trim_end_matches(['\n', '\r']).to_owned()
     };
     check_password(&password)?;
-    println!("{}", crate::ui::auth::hash_password(password.as_bytes())?);
+    crate::cli::print_line(format_args!(
+        "{}",
+        crate::ui::auth::hash_password(password.as_bytes())?
+    ))?;
     Ok(())
 }
 

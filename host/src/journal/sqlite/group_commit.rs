@@ -203,7 +203,7 @@ fn stop(wal: &Path, error: &io::Error) -> ! {
         wal.display()
     );
     tracing::error!("{line}");
-    eprintln!("redeploy: {line}");
+    crate::cli::say(format_args!("redeploy: {line}"));
     std::process::abort()
 }
 
