@@ -415,6 +415,12 @@ impl PostReceive {
             ),
             None => config.hook.server.clone(),
         };
+        if server.is_some() && config.hook.wait {
+            // As the config's own check refuses `[hook] server` with it.
+            anyhow::bail!(
+                "--server with [hook] wait = true: the hook hands each deploy to the server and returns; remove one of the two"
+            );
+        }
         // A refusal goes to stderr as `redeploy: push refused: ...` (git
         // shows it to the pusher as a `remote:` line) with a non-zero exit.
         let input = read_input(std::io::stdin().lock())?;

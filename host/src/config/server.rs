@@ -34,9 +34,18 @@ pub(super) fn validate_hook(raw: RawHook) -> Result<HookConfig> {
             return Err(err(format!("repositories: {path:?} maps to an empty name")));
         }
     }
+    let wait = raw.wait.unwrap_or(false);
+    if wait && server.is_some() {
+        return Err(err(
+            "wait = true with server: the hook hands each deploy to the server and returns \
+             (the server runs it, and its log and `redeploy history` show it); wait applies only \
+             to deploys the hook runs itself: remove one of the two"
+                .into(),
+        ));
+    }
     Ok(HookConfig {
         server,
-        wait: raw.wait.unwrap_or(false),
+        wait,
         repositories: raw.repositories,
     })
 }

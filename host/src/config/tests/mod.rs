@@ -435,12 +435,37 @@ fn load_names_the_file() {
 #[test]
 fn hook_table() {
     let config = parse(
-        "[hook]\nserver = \"http://127.0.0.1:8080/\"\nwait = true\nrepositories = { \"/srv/git/app.git\" = \"acme/app\" }\n",
+        "[hook]\nserver = \"http://127.0.0.1:8080/\"\nrepositories = { \"/srv/git/app.git\" = \"acme/app\" }\n",
         Path::new("/etc/redeploy"),
     )
     .unwrap();
     assert_eq!(config.hook.server.as_deref(), Some("http://127.0.0.1:8080"));
-    assert!(config.hook.wait);
+    assert!(!config.hook.wait);
+    assert!(
+        parse("[hook]\nwait = true\n", Path::new("/"))
+            .unwrap()
+            .hook
+            .wait
+    );
+    // With a server the hook runs nothing itself, so nothing to wait for:
+    // refused, not ignored.
+    let err = parse(
+        "[hook]\nserver = \"http://127.0.0.1:8080\"\nwait = true\n",
+        Path::new("/"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains(
+            "hook: wait = true with server: the hook hands each deploy to the server and returns"
+        ),
+        "{err}"
+    );
+    assert!(parse(
+        "[hook]\nserver = \"http://127.0.0.1:8080\"\nwait = false\n",
+        Path::new("/")
+    )
+    .is_ok());
     assert_eq!(
         config
             .hook
