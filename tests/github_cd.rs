@@ -716,6 +716,8 @@ fn a_failed_docker_hub_callback_is_logged_and_counted() {
         ),
         "{log}"
     );
+    // Which host, never the secret path.
+    assert!(log.contains("host=127.0.0.1"), "{log}");
     assert!(!log.contains(secret_path), "{log}");
     server.terminate();
 }

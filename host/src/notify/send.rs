@@ -641,6 +641,8 @@ async fn callback(
     callback_state: &str,
     body: &serde_json::Value,
 ) -> Settlement {
+    // The host, not the URL: Docker Hub's path carries a secret.
+    let host = url.host_str().unwrap_or_default().to_string();
     let (words, failure) = match http.post(url).json(body).send().await {
         Ok(r) if r.status().is_success() => (format!("{callback_state}: sent"), None),
         Ok(r) => (
@@ -654,10 +656,10 @@ async fn callback(
     };
     let outcome = if let Some(failure) = failure {
         crate::metrics::process::callback_failed(failure);
-        // The URL is left out: Docker Hub's carries a secret path.
         tracing::warn!(
             deploy = deploy_id,
-            "registry callback not delivered: {}",
+            host = %host,
+            "registry callback not delivered: {} (server.callback_hosts lists the hosts called)",
             crate::text::one_line(&words)
         );
         OutboxOutcome::Failed
