@@ -147,7 +147,7 @@ fn gitolite_world(name: &str, tag: &str) -> (World, Gitolite, PathBuf) {
     let gitolite = Gitolite::new(&world, tag);
     // The hook runs as the hosting user: the state and the stand-in's
     // records are its to write.
-    std::fs::create_dir_all(world.dir.join("state")).unwrap();
+    crate::support::create_state_dir(&world.dir.join("state"));
     gitolite.host.own(&world.dir.join("state"));
     gitolite.host.own(&world.record("web"));
     gitolite.install_redeploy_hook(&world.config);
@@ -374,13 +374,16 @@ fn install_hook_says_the_repositorys_owner_cannot_write_the_state_directory() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
         err.contains(&format!(
-            "{} is owned by root, and redeploy uses a state directory only as its owner",
+            "{} is owned by root, and redeploy uses a state directory only as its owner; \
+             state directory {} has mode 0777: its group or others may write it",
+            state.display(),
             state.display()
         )),
         "{err}"
     );
     assert!(!bare.join("hooks/post-receive").exists());
-    // Given to the owner, the same command installs the hook.
+    // Given to the owner, and private again, the same command installs the hook.
+    std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     owner.own(&state);
     let out = owner.run(
         &redeploy_bin(),

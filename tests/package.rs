@@ -267,8 +267,9 @@ fn the_debian_package_installs_a_working_service_and_purges_cleanly() {
     assert!(status.success(), "{status}: {log}");
 
     // An upgrade (here the same package again) keeps what the
-    // administrator chose for the state directory and the config.
-    std::fs::set_permissions("/var/lib/redeploy", PermissionsExt::from_mode(0o770)).unwrap();
+    // administrator chose for the state directory (private to its user;
+    // one its group may write is refused) and the config.
+    std::fs::set_permissions("/var/lib/redeploy", PermissionsExt::from_mode(0o700)).unwrap();
     std::fs::set_permissions(
         "/etc/redeploy/redeploy.toml",
         PermissionsExt::from_mode(0o600),
@@ -277,7 +278,7 @@ fn the_debian_package_installs_a_working_service_and_purges_cleanly() {
     ok(run("dpkg", &["-i", deb.to_str().unwrap()]));
     assert_eq!(
         owner_mode("/var/lib/redeploy"),
-        (USER.into(), USER.into(), 0o770)
+        (USER.into(), USER.into(), 0o700)
     );
     assert_eq!(
         owner_mode("/etc/redeploy/redeploy.toml"),

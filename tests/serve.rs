@@ -1798,7 +1798,7 @@ fn history_shows_each_deploys_image_and_duration_and_its_json_the_event_as_an_ob
 #[test]
 fn a_compiled_component_cache_that_cannot_be_written_is_logged_once_and_counted() {
     let world = World::new("cache-unwritable", "", &web_stack(1, "web", "0").toml());
-    std::fs::create_dir_all(world.dir.join("state")).unwrap();
+    crate::support::create_state_dir(&world.dir.join("state"));
     std::fs::write(world.dir.join("state/cache"), "not a directory").unwrap();
     let server = world.start(&[]);
     assert_eq!(push(&server, 1, "d-1"), 202);
@@ -1864,7 +1864,7 @@ fn a_one_shot_command_that_cannot_write_the_compiled_component_cache_says_so_on_
         &format!("listen = \"127.0.0.1:{}\"", crate::support::free_port()),
         &stack.toml(),
     );
-    std::fs::create_dir_all(world.dir.join("state")).unwrap();
+    crate::support::create_state_dir(&world.dir.join("state"));
     std::fs::write(world.dir.join("state/cache"), "not a directory").unwrap();
     // No server listens at `listen`: the trigger fails after signing.
     let out = world.redeploy(&["trigger", "web"]);

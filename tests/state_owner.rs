@@ -3,7 +3,8 @@
 //! before it creates anything there, and a journal this user cannot open
 //! says who owns it and who is running, never SQLite's "unable to open
 //! database file". With a real throwaway system user, created and deleted
-//! by each test; the tests run as root (CI does).
+//! by each test; the tests run as root (CI does). And a state directory
+//! its group or others may write is refused, whoever runs.
 
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::Path;
@@ -130,5 +131,143 @@ fn a_state_directory_this_user_cannot_enter_names_its_owner_and_who_is_running()
             state.display(),
             user.name
         ),
+    );
+}
+
+#[test]
+fn a_state_directory_its_group_or_others_may_write_is_refused_by_every_writing_command() {
+    let world = world("state-open-to-others");
+    let state = world.dir.join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let message = format!(
+        "state directory {d} has mode 0777: its group or others may write it, and so replace \
+         the journal and the files it keeps; run chmod go-w {d}",
+        d = state.display()
+    );
+    for args in [
+        &["hook-url", "web"][..],
+        &["trigger", "web"][..],
+        &["run-queued", "--stack", "web"][..],
+        &["post-receive"][..],
+    ] {
+        let out = world.redeploy(args);
+        let err = stderr(&out);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}{err}",
+            stdout(&out)
+        );
+        assert!(err.contains(&message), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: one line: {err}");
+        assert_eq!(entries(&state), Vec::<String>::new(), "{args:?}");
+    }
+    // The server refuses before it listens, recovers or runs anything.
+    let mut serve = std::process::Command::new(redeploy_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&world.config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = serve.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            serve.kill().unwrap();
+            panic!("serve kept running on a state directory others may write");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut serve.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains(&message), "{err}");
+    assert_eq!(entries(&state), Vec::<String>::new());
+    // Refused, never tightened behind the administrator's back.
+    assert_eq!(std::fs::metadata(&state).unwrap().mode() & 0o7777, 0o777);
+
+    // Once private, the same command runs.
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o750)).unwrap();
+    let out = world.redeploy(&["hook-url", "web"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn a_state_directory_in_a_directory_others_may_write_is_refused_and_a_reload_after_a_chmod_too() {
+    let world = World::new(
+        "state-swappable",
+        &format!("listen = \"127.0.0.1:{}\"", crate::support::free_port()),
+        &crate::support::stacks::toml(&[Stack::image("web", "acme/web", 1)]),
+    );
+    // The world's config names `state`: a link into an open directory,
+    // where whoever may write could rename the real one away.
+    let open = world.dir.join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    crate::support::create_state_dir(&open.join("state"));
+    std::os::unix::fs::symlink(open.join("state"), world.dir.join("state")).unwrap();
+    let message = format!(
+        "lies in {}, which has mode 0777: its group or others may rename the state directory",
+        open.display()
+    );
+    for args in [&["hook-url", "web"][..], &["history"][..]] {
+        let out = world.redeploy(args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(&message), "{args:?}: {err}");
+        assert_eq!(
+            entries(&open.join("state")),
+            Vec::<String>::new(),
+            "{args:?}"
+        );
+    }
+
+    // Private all the way: the server starts. A chmod behind its back is
+    // refused by the next reload, which `redeploy reload` reports.
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let server = world.start(&[]);
+    let state = open.join("state");
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o770)).unwrap();
+    let out = world.redeploy(&["reload"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{}{err}", stdout(&out));
+    assert!(
+        err.contains("refused") && err.contains("has mode 0770: its group or others may write it"),
+        "{err}"
+    );
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let out = world.redeploy(&["reload"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    server.terminate();
+}
+
+#[test]
+fn serve_warns_of_a_state_directory_in_a_directory_another_user_owns() {
+    let user = SystemUser::new("fanc");
+    let world = World::new(
+        "state-foreign-ancestor",
+        &format!("listen = \"127.0.0.1:{}\"", crate::support::free_port()),
+        &crate::support::stacks::toml(&[Stack::image("web", "acme/web", 1)]),
+    );
+    // Root's server, its state directory in the user's directory (as a
+    // checkout in a home run by root): not refused, but said.
+    let home = world.dir.join("home");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).unwrap();
+    chown(&home, user.uid);
+    crate::support::create_state_dir(&home.join("state"));
+    std::os::unix::fs::symlink(home.join("state"), world.dir.join("state")).unwrap();
+    let server = world.start(&[]);
+    server.terminate();
+    let log = world.server_log();
+    assert!(
+        log.contains("the state directory lies in a directory another user owns")
+            && log.contains(&format!("ancestor={}", home.display()))
+            && log.contains(&format!("owner={}", user.name)),
+        "{log}"
     );
 }

@@ -7,7 +7,13 @@
 //! [`check_state_dir`] refuses before anything is created; the journal
 //! calls it when it opens for writing, the first thing every writing
 //! command does, and the compiled-component cache before it creates its
-//! directory. [`permission_problem`] explains a file this user may not
+//! directory. A state directory its group or others may write, or one in a
+//! directory they may write (without the sticky bit), is refused too, by
+//! every command that opens it, to write or to read, and by a reload
+//! ([`check_state_dir_private`], whichever the journal): whoever may write
+//! it could put a journal of their own, with deploys queued, or links to
+//! other files, in the place of this user's.
+//! [`permission_problem`] explains a file this user may not
 //! open, so a refusal says who owns what instead of SQLite's bare "unable
 //! to open database file".
 
@@ -96,6 +102,29 @@ pub enum OwnershipError {
         /// The component that is not a directory.
         path: PathBuf,
     },
+    /// The state directory's group or others may write it, and so put
+    /// their own journal, cache, lock or log in the place of this user's
+    /// (a journal's queued deploy runs at the next start).
+    #[error("state directory {} has mode {mode:04o}: its group or others may write it, and so replace the journal and the files it keeps; run chmod go-w {}", dir.display(), dir.display())]
+    OpenToOthers {
+        /// The state directory.
+        dir: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A directory on the way to the state directory that its group or
+    /// others may write, without the sticky bit: they may rename the state
+    /// directory (or a directory on the way) away and put their own, or a
+    /// symbolic link, in its place, while a server writes there.
+    #[error("state directory {} lies in {}, which has mode {mode:04o}: its group or others may rename the state directory and put their own in its place; run chmod go-w {}, or keep the state directory elsewhere", dir.display(), ancestor.display(), ancestor.display())]
+    SwappableAncestor {
+        /// The state directory.
+        dir: PathBuf,
+        /// The directory on the way to it.
+        ancestor: PathBuf,
+        /// The ancestor's permission bits.
+        mode: u32,
+    },
 }
 
 /// This process's effective uid.
@@ -145,28 +174,167 @@ pub fn passwd_entry(uid: u32) -> Option<(String, libc::gid_t)> {
     }
 }
 
+/// The permission bits by which a file's group or others may write it.
+pub const GROUP_OR_OTHER_WRITE: u32 = 0o022;
+
+/// The sticky bit: in a directory that has it, only an entry's owner (or
+/// the directory's) may rename or remove the entry (`/tmp`).
+pub const STICKY: u32 = 0o1000;
+
 /// The ownership rule, without I/O: a state directory owned by `owner`
 /// may be written by `me` only if they are the same user.
 pub fn may_write_state(owner: u32, me: u32) -> bool {
     owner == me
 }
 
-/// Refuses a state directory `dir` that exists and belongs to another user
-/// than this process's. A missing directory is fine: whoever creates it
-/// owns it.
+/// The privacy rule, without I/O: whether permission bits `mode` let a
+/// directory's group or others write it (create, rename or remove what
+/// is in it; a sticky bit still lets them create).
+pub fn others_may_write(mode: u32) -> bool {
+    mode & GROUP_OR_OTHER_WRITE != 0
+}
+
+/// The rule for a directory on the way to the state directory, without
+/// I/O: whether permission bits `mode` let its group or others rename what
+/// it holds (write, without the sticky bit).
+pub fn others_may_swap_entries(mode: u32) -> bool {
+    others_may_write(mode) && mode & STICKY == 0
+}
+
+/// Refuses a state directory `dir` that belongs to another user than this
+/// process's, that its group or others may write, or that lies in a
+/// directory they may rename it in ([`check_state_dir_private`]). A
+/// missing directory is fine: whoever creates it owns it (`0700`).
 pub fn check_state_dir(dir: &Path) -> Result<(), OwnershipError> {
     let Ok(meta) = std::fs::metadata(dir) else {
-        return Ok(());
+        return refuse_swappable_ancestors(dir);
     };
     let me = euid();
-    if may_write_state(meta.uid(), me) {
-        return Ok(());
+    if !may_write_state(meta.uid(), me) {
+        return Err(OwnershipError::NotOwner {
+            dir: dir.to_path_buf(),
+            owner: User::from_uid(meta.uid()),
+            me: User::from_uid(me),
+        });
     }
-    Err(OwnershipError::NotOwner {
-        dir: dir.to_path_buf(),
-        owner: User::from_uid(meta.uid()),
-        me: User::from_uid(me),
-    })
+    refuse_open_to_others(dir, &meta)?;
+    refuse_swappable_ancestors(dir)
+}
+
+/// Refuses a state directory `dir` that its group or others may write, or
+/// that lies in a directory (on its path as written, or as its symbolic
+/// links resolve) they may rename it in, whoever owns it: the part of
+/// [`check_state_dir`] every command that opens the state applies first,
+/// whichever the journal (a PostgreSQL journal is elsewhere, but deploy
+/// logs, the serve lock and the compiled-component cache are here).
+pub fn check_state_dir_private(dir: &Path) -> Result<(), OwnershipError> {
+    if let Ok(meta) = std::fs::metadata(dir) {
+        refuse_open_to_others(dir, &meta)?;
+    }
+    refuse_swappable_ancestors(dir)
+}
+
+/// The most symbolic links followed on the way to a state directory, as
+/// the kernel's own limit (`ELOOP`); a longer chain is left to the open
+/// that follows, which fails on it.
+const MAX_LINKS_FOLLOWED: usize = 40;
+
+/// Refuses `dir` if a directory in which any name on the way to it is
+/// looked up ([`containers`]) is one its group or others may rename
+/// entries in: they could swap that name for their own directory or link,
+/// while a server writes there. The state directory's own mode is judged
+/// apart.
+fn refuse_swappable_ancestors(dir: &Path) -> Result<(), OwnershipError> {
+    match containers(dir, |meta| others_may_swap_entries(meta.mode())) {
+        Some((ancestor, meta)) => Err(OwnershipError::SwappableAncestor {
+            dir: dir.to_path_buf(),
+            ancestor,
+            mode: meta.mode() & 0o7777,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The first directory on the way to `dir` that another user than root
+/// and this process's owns: that user may rename the state directory away
+/// and put their own in its place. Not refused (a checkout in a user's
+/// home run by root is one), but `serve` warns of it.
+pub fn foreign_ancestor(dir: &Path) -> Option<(PathBuf, User)> {
+    let me = euid();
+    containers(dir, |meta| meta.uid() != 0 && meta.uid() != me)
+        .map(|(ancestor, meta)| (ancestor, User::from_uid(meta.uid())))
+}
+
+/// The first directory in which a name on the way to `dir` is looked up,
+/// as the kernel resolves the path (each symbolic link's target followed
+/// in turn, wherever the link lies), for which `found` holds. A part that
+/// does not exist yet is one a command creates (`0700`, this user's), and
+/// `..` after it leads back to what holds it; `..` names a parent no one
+/// can swap.
+fn containers(
+    dir: &Path,
+    mut found: impl FnMut(&std::fs::Metadata) -> bool,
+) -> Option<(PathBuf, std::fs::Metadata)> {
+    use std::path::Component;
+    let written = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let mut pending: std::collections::VecDeque<std::ffi::OsString> = written
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(name) => Some(name.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    let mut current = PathBuf::from("/");
+    let mut links = 0;
+    while let Some(name) = pending.pop_front() {
+        if name == ".." {
+            current.pop();
+            continue;
+        }
+        // `current` holds `name`.
+        if let Ok(meta) = std::fs::metadata(&current) {
+            if meta.is_dir() && found(&meta) {
+                return Some((current, meta));
+            }
+        }
+        let next = current.join(&name);
+        match std::fs::symlink_metadata(&next) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                links += 1;
+                let target = std::fs::read_link(&next).ok()?;
+                if links > MAX_LINKS_FOLLOWED {
+                    return None;
+                }
+                if target.is_absolute() {
+                    current = PathBuf::from("/");
+                }
+                for part in target.components().rev() {
+                    match part {
+                        Component::Normal(n) => pending.push_front(n.to_os_string()),
+                        Component::ParentDir => pending.push_front("..".into()),
+                        _ => {}
+                    }
+                }
+            }
+            // A name not there yet is created (`0700`, this user's): what
+            // follows is looked up in it, or, after `..`, in what holds it.
+            Ok(_) | Err(_) => current = next,
+        }
+    }
+    None
+}
+
+/// A file where the directory should be is left to the caller's own
+/// "not a directory" error.
+fn refuse_open_to_others(dir: &Path, meta: &std::fs::Metadata) -> Result<(), OwnershipError> {
+    if meta.is_dir() && others_may_write(meta.mode()) {
+        return Err(OwnershipError::OpenToOthers {
+            dir: dir.to_path_buf(),
+            mode: meta.mode() & 0o7777,
+        });
+    }
+    Ok(())
 }
 
 /// Whether this process (by its effective ids) may access `path` with
@@ -298,6 +466,150 @@ mod tests {
         assert_eq!(check_state_dir(&dir), Ok(()));
         assert_eq!(permission_problem(&dir.join("journal.sqlite3"), true), None);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_state_directory_its_group_or_others_may_write_is_refused_as_is() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("redeploy-open-state-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (mode, refused) in [
+            (0o700, false),
+            (0o750, false),
+            (0o755, false),
+            (0o770, true),
+            (0o702, true),
+            (0o1777, true),
+            (0o2775, true),
+        ] {
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+            let checked = check_state_dir(&dir);
+            if refused {
+                assert_eq!(
+                    checked,
+                    Err(OwnershipError::OpenToOthers {
+                        dir: dir.clone(),
+                        mode
+                    }),
+                    "{mode:o}"
+                );
+            } else {
+                assert_eq!(checked, Ok(()), "{mode:o}");
+            }
+            // Refused, not tightened.
+            let left = std::fs::metadata(&dir).unwrap().mode() & 0o7777;
+            assert_eq!(left, mode, "{mode:o}");
+        }
+        assert_eq!(
+            check_state_dir(&dir).unwrap_err().to_string(),
+            format!(
+                "state directory {d} has mode 2775: its group or others may write it, and so \
+                 replace the journal and the files it keeps; run chmod go-w {d}",
+                d = dir.display()
+            )
+        );
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_state_directory_in_a_directory_others_may_write_is_refused_unless_sticky() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let base = std::env::temp_dir().join(format!("redeploy-swappable-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let open = base.join("open");
+        let state = open.join("state");
+        std::fs::create_dir_all(&state).unwrap();
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let swappable = |ancestor: &Path, mode| OwnershipError::SwappableAncestor {
+            dir: state.clone(),
+            ancestor: ancestor.to_path_buf(),
+            mode,
+        };
+        for (mode, refused) in [
+            (0o777, true),
+            (0o775, true),
+            (0o1777, false),
+            (0o755, false),
+        ] {
+            std::fs::set_permissions(&open, std::fs::Permissions::from_mode(mode)).unwrap();
+            let expected = if refused {
+                Err(swappable(&open, mode))
+            } else {
+                Ok(())
+            };
+            assert_eq!(check_state_dir(&state), expected, "{mode:o}");
+            assert_eq!(check_state_dir_private(&state), expected, "{mode:o}");
+            // Not there yet: refused all the same, before it is created.
+            let missing = open.join("missing");
+            assert_eq!(
+                check_state_dir_private(&missing).is_err(),
+                refused,
+                "{mode:o}"
+            );
+        }
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert_eq!(
+            check_state_dir_private(&state).unwrap_err().to_string(),
+            format!(
+                "state directory {s} lies in {o}, which has mode 0777: its group or others may \
+                 rename the state directory and put their own in its place; run chmod go-w {o}, \
+                 or keep the state directory elsewhere",
+                s = state.display(),
+                o = open.display()
+            )
+        );
+        // Reached through a link from a private directory, the open one it
+        // resolves into is found.
+        let private = base.join("private");
+        std::fs::create_dir(&private).unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let link = private.join("state");
+        std::os::unix::fs::symlink(&state, &link).unwrap();
+        assert_eq!(
+            check_state_dir(&link),
+            Err(OwnershipError::SwappableAncestor {
+                dir: link.clone(),
+                ancestor: open.clone(),
+                mode: 0o777
+            })
+        );
+        // A link in the open directory on the way, to a private directory
+        // elsewhere: whoever may write there may point it anywhere.
+        let real = base.join("real");
+        std::fs::create_dir_all(real.join("state")).unwrap();
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(real.join("state"), std::fs::Permissions::from_mode(0o700))
+            .unwrap();
+        std::os::unix::fs::symlink(&real, open.join("hop")).unwrap();
+        let chained = private.join("chained");
+        std::os::unix::fs::symlink(open.join("hop"), &chained).unwrap();
+        assert_eq!(
+            check_state_dir(&chained.join("state")),
+            Err(OwnershipError::SwappableAncestor {
+                dir: chained.join("state"),
+                ancestor: open.clone(),
+                mode: 0o777
+            })
+        );
+        // Passing through it by `..` looks nothing up in it.
+        assert_eq!(check_state_dir(&open.join("../real/state")), Ok(()));
+        // Through a name not there yet and back by `..`: the creation
+        // would look `state` up in the open directory.
+        let around = private.join("missing/../../open/new");
+        assert_eq!(
+            check_state_dir_private(&around),
+            Err(OwnershipError::SwappableAncestor {
+                dir: around.clone(),
+                ancestor: open.clone(),
+                mode: 0o777
+            })
+        );
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(check_state_dir(&link), Ok(()));
+        assert_eq!(check_state_dir(&chained.join("state")), Ok(()));
+        std::fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]

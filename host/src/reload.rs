@@ -126,6 +126,9 @@ impl Reloader {
 
     /// Loads, checks and applies the file; the summary of what changed.
     fn apply(&self, running: &Config) -> anyhow::Result<String> {
+        // As every command refuses it (`redeploy reload` hears why): a
+        // state directory others may write, since the server started.
+        crate::ownership::check_state_dir_private(&running.server.state_dir)?;
         let new = crate::config::load(&self.path)?;
         let merged = crate::config::merge_reload(running, new);
         let config = Arc::new(merged.config);

@@ -26,7 +26,7 @@
 //! - [`browser`]: headless Chromium through chromedriver, and what a page
 //!   shows.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -131,6 +131,11 @@ impl TempDir {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        // As under umask 022 whatever this one is: a state directory its
+        // group or others may write is refused, and other users the tests
+        // run as may still enter.
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
         TempDir(dir)
     }
 
@@ -138,6 +143,13 @@ impl TempDir {
     pub fn join(&self, p: &str) -> PathBuf {
         self.0.join(p)
     }
+}
+
+/// Creates the state directory `path` as a command would (`0700`, whatever
+/// the umask: one its group or others may write is refused).
+pub fn create_state_dir(path: &Path) {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new().mode(0o700).create(path).unwrap();
 }
 
 impl Drop for TempDir {

@@ -73,8 +73,10 @@ fn hook_access_problems(
         })
         .filter_map(|(path, want)| access::problem(owner, path, *want))
         .collect();
-    // The rule the hook itself applies (`ownership::check_state_dir`): a
-    // state directory is used only by its owner, whatever the mode allows.
+    // The rules the hook itself applies (`ownership::check_state_dir`): a
+    // state directory is used only by its owner, whatever the mode allows,
+    // and not at all while its group or others may write it or the
+    // directory it lies in.
     if let Ok(meta) = std::fs::metadata(state_dir) {
         if !crate::ownership::may_write_state(meta.uid(), owner.uid) {
             problems.push(format!(
@@ -83,6 +85,9 @@ fn hook_access_problems(
                 crate::ownership::User::from_uid(meta.uid())
             ));
         }
+    }
+    if let Err(refusal) = crate::ownership::check_state_dir_private(state_dir) {
+        problems.push(refusal.to_string());
     }
     problems
 }

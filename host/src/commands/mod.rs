@@ -134,10 +134,12 @@ pub fn stack<'c>(config: &'c Config, name: &str, path: &Path) -> anyhow::Result<
 
 /// Creates `config`'s state directory, `0700` when created here (it holds
 /// the SQLite journal, keys, logs and the compiled-component cache; an
-/// existing one is left as it is), and opens the journal: the SQLite file
-/// in it, or the PostgreSQL database of `[journal]`.
+/// existing one is left as it is, and refused if its group or others may
+/// write it or the directory it lies in), and opens the journal: the SQLite file in it, or the
+/// PostgreSQL database of `[journal]`.
 pub fn open_state(config: &Config) -> anyhow::Result<Journal> {
     let state_dir = &config.server.state_dir;
+    crate::ownership::check_state_dir_private(state_dir)?;
     std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
         .create(state_dir)
         .with_context(|| format!("state directory {} cannot be created", state_dir.display()))?;
@@ -164,6 +166,8 @@ pub fn stack_locks(config: &Config, journal: &Arc<Journal>) -> crate::supervise:
 /// creating and migrating nothing: the SQLite file read-only, beside a
 /// running server, or the PostgreSQL database.
 pub fn open_for_reading(config: &Config) -> anyhow::Result<Journal> {
+    // A journal, or a log, others may have put there is not read either.
+    crate::ownership::check_state_dir_private(&config.server.state_dir)?;
     Ok(match &config.journal.postgres {
         Some(postgres) => Journal::open_postgres_for_reading(&postgres.options())?,
         None => Journal::open_read_only(&Journal::path_in(&config.server.state_dir))?,

@@ -441,6 +441,9 @@ impl PostReceive {
             pusher: pusher.clone(),
             query: String::new(),
         };
+        // Before the component's cache is read or written there, and whether
+        // or not the push deploys: the pusher sees why and the admin learns.
+        crate::ownership::check_state_dir_private(&config.server.state_dir)?;
         let runtime = Arc::new(super::one_shot_component(&config)?);
         let stacks = crate::stacks::wit_stacks(&config);
         crate::stacks::validate(&runtime, &stacks, &self.config.path)?;

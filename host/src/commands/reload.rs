@@ -80,11 +80,11 @@ impl Reload {
                 read_status(state_dir).filter(|s| s.pid == pid && s.generation > before)
             {
                 if status.applied {
-                    println!(
+                    crate::cli::print_line(format_args!(
                         "reloaded {}: {}",
                         self.config.path.display(),
                         status.message
-                    );
+                    ))?;
                     return Ok(());
                 }
                 bail!(

@@ -110,6 +110,14 @@ impl Serve {
         // The journal first, so that a state directory that cannot be
         // written is named as such before anything else fails on it.
         let journal = Arc::new(super::open_state(&config)?);
+        if let Some((ancestor, owner)) = crate::ownership::foreign_ancestor(state_dir) {
+            tracing::warn!(
+                state_dir = %state_dir.display(),
+                ancestor = %ancestor.display(),
+                owner = %owner,
+                "the state directory lies in a directory another user owns, who may rename it away and put their own in its place: keep it where only root and this user may write (/var/lib/redeploy)"
+            );
+        }
         // One server per state directory: a second one would recover the
         // first one's deploys as its own. (Replicas on one PostgreSQL
         // journal each have their own state directory, and share deploys

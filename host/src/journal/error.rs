@@ -109,8 +109,9 @@ pub enum JournalError {
         /// The underlying error.
         source: DbError,
     },
-    /// The state directory belongs to another user
-    /// ([`crate::ownership::check_state_dir`]): nothing was created.
+    /// The state directory belongs to another user, or its group or others
+    /// may write it ([`crate::ownership::check_state_dir`]): nothing was
+    /// created.
     #[error(transparent)]
     NotOwner(crate::ownership::OwnershipError),
     /// The file system refuses this user the journal (or a directory on the

@@ -588,6 +588,10 @@ mod tests {
             ));
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).unwrap();
+            // Private whatever the umask: a state directory its group or
+            // others may write is refused.
+            std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                .unwrap();
             TempDir(dir)
         }
     }

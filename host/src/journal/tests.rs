@@ -23,6 +23,10 @@ impl TempDir {
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).unwrap();
+        // Private whatever the umask: a state directory its group or
+        // others may write is refused.
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
         TempDir(dir)
     }
 

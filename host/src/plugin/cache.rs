@@ -217,7 +217,7 @@ pub fn check_private_dir_read_only(dir: &Path) -> anyhow::Result<bool> {
     if !meta.is_dir() {
         anyhow::bail!("{} is not a directory", dir.display());
     }
-    check_owner_mode(dir, &meta, 0o022)?;
+    check_owner_mode(dir, &meta, crate::ownership::GROUP_OR_OTHER_WRITE)?;
     Ok(true)
 }
 
@@ -368,7 +368,7 @@ pub fn verify(path: &Path, key: &CacheKey) -> Result<Option<Verified>, anyhow::E
     // fstat of the opened file: the checks are about the bytes we read.
     let meta = file.metadata()?;
     check_regular_file(path, &meta)?;
-    check_owner_mode(path, &meta, 0o022)?;
+    check_owner_mode(path, &meta, crate::ownership::GROUP_OR_OTHER_WRITE)?;
     let len = meta.len();
     if !(CACHE_TAG_BYTES as u64..=MAX_CACHE_FILE_BYTES).contains(&len) {
         return Err(CacheRefusal::BadSize {

@@ -9,7 +9,7 @@ use wasmtime::component::Component;
 use wasmtime::Engine;
 
 use super::{
-    cache, engine_config, precompile, ComponentSource, PluginRuntime, RuntimeOptions,
+    cache, engine_config, precompile, PluginRuntime, RuntimeOptions, EMBEDDED_COMPONENT,
     EMBEDDED_COMPONENT_SHA256,
 };
 
@@ -89,10 +89,10 @@ fn cache_unwritable(reason: &str) {
     if tracing::dispatcher::has_been_set() {
         tracing::warn!(reason = %reason, "compiled-component cache not written; every start compiles the component again");
     } else {
-        eprintln!(
+        crate::cli::say(format_args!(
             "redeploy: warning: compiled-component cache not written ({}); every run compiles the component again",
             crate::text::one_line(reason)
-        );
+        ));
     }
 }
 
@@ -200,7 +200,8 @@ impl PluginRuntime {
     /// others may write is refused, where `cached` would tighten it), and
     /// otherwise compiled in this process as [`PluginRuntime::new`]
     /// does, with nothing created or written (no cache yet, a state
-    /// directory of another user's, a file that does not verify: `serve`
+    /// directory of another user's or one its group or others may write,
+    /// a file that does not verify: `serve`
     /// warns of and replaces such a file at its next start). A compile
     /// costs seconds of CPU; a cached load, milliseconds.
     pub fn cached_read_only(cache_dir: &Path, options: RuntimeOptions) -> anyhow::Result<Self> {
@@ -224,12 +225,19 @@ impl PluginRuntime {
                 runtime.cache_status = Some(cache::CacheStatus::Loaded);
                 Ok(runtime)
             }
-            Ok(None) => Self::new(&ComponentSource::Embedded, options),
+            Ok(None) => Self::compiled_here(engine, options),
             Err(e) => {
                 tracing::debug!(reason = %format!("{e:#}"), "compiled-component cache not read; compiling the component");
-                Self::new(&ComponentSource::Embedded, options)
+                Self::compiled_here(engine, options)
             }
         }
+    }
+
+    /// The embedded component compiled in this process for `engine`,
+    /// nothing written: the read-only load's fallback.
+    fn compiled_here(engine: Engine, options: RuntimeOptions) -> anyhow::Result<Self> {
+        let component = Component::new(&engine, EMBEDDED_COMPONENT)?;
+        Self::from_component(engine, component, options)
     }
 
     /// What became of the compiled-component cache, for a runtime loaded
