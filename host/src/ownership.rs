@@ -204,7 +204,8 @@ pub fn others_may_swap_entries(mode: u32) -> bool {
 /// Refuses a state directory `dir` that belongs to another user than this
 /// process's, that its group or others may write, or that lies in a
 /// directory they may rename it in ([`check_state_dir_private`]). A
-/// missing directory is fine: whoever creates it owns it (`0700`).
+/// missing directory is fine if its path is: whoever creates it owns it
+/// (`0700`).
 pub fn check_state_dir(dir: &Path) -> Result<(), OwnershipError> {
     let Ok(meta) = std::fs::metadata(dir) else {
         return refuse_swappable_ancestors(dir);

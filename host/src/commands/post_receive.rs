@@ -745,9 +745,9 @@ fn describe_answer(
 /// Prints the lines git shows the pusher as `remote: ...`, each kept on
 /// one line: ref names, reasons quoting them and deploy output cannot start
 /// a forged `remote:` line or move the pusher's cursor.
-/// Prints the hook's lines for git to show the pusher. A pusher whose
-/// connection dropped closes the hook's output; that never stops a deploy,
-/// so a failed write is let go.
+///
+/// A pusher whose connection dropped closes the hook's output; that never
+/// stops a deploy, so a failed write is let go.
 fn print_lines(lines: &[String]) {
     for l in lines {
         let _ = crate::cli::print_line(format_args!("{}", crate::text::one_line(l)));

@@ -18,7 +18,8 @@ use crate::plugin::wit;
 /// only credential.
 pub const TIMELESS_REPLAY_WINDOW: Duration = Duration::from_secs(60);
 
-/// Senders without a delivery id whose bodies carry a time of their own, so
+/// Senders that may come without a delivery id (ACR and Azure DevOps give
+/// their event's `id` when the body has one) whose bodies carry a time of their own, so
 /// that two real pushes never send the same bytes: Docker Hub
 /// (`push_data.pushed_at`), Harbor (`occur_at`), ACR (`timestamp`), Azure
 /// DevOps (`createdDate`) and the legacy Bitbucket POST service (commit

@@ -110,8 +110,8 @@ pub enum JournalError {
         source: DbError,
     },
     /// The state directory belongs to another user, or its group or others
-    /// may write it ([`crate::ownership::check_state_dir`]): nothing was
-    /// created.
+    /// may write it or a directory on its path
+    /// ([`crate::ownership::check_state_dir`]): nothing was created.
     #[error(transparent)]
     NotOwner(crate::ownership::OwnershipError),
     /// The file system refuses this user the journal (or a directory on the
