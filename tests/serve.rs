@@ -1350,29 +1350,8 @@ fn a_client_that_never_finishes_its_headers_is_dropped() {
 fn a_second_serve_on_the_same_state_directory_refuses_to_start() {
     let world = World::new("two-serves", "", &web_stack(1, "web", "0").toml());
     let first = world.start(&[]);
-    let port = crate::support::free_port().to_string();
-    let mut second = std::process::Command::new(crate::support::redeploy_bin())
-        .args(["serve", "--config", world.config.to_str().unwrap()])
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Without the lock it would serve on: give it the time a start takes,
-    // then stop it, so that a failure leaves no server behind.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = second.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = second.kill();
-            panic!("a second serve on the same state directory kept running");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut stderr).unwrap();
+    // Without the lock it would serve on: given the time a start takes.
+    let (status, stderr) = world.serve_refused(std::time::Duration::from_secs(30));
     assert!(!status.success(), "the second serve exited 0: {stderr}");
     assert!(
         stderr.contains(&format!(

@@ -164,26 +164,7 @@ fn a_state_directory_its_group_or_others_may_write_is_refused_by_every_writing_c
         assert_eq!(entries(&state), Vec::<String>::new(), "{args:?}");
     }
     // The server refuses before it listens, recovers or runs anything.
-    let mut serve = std::process::Command::new(redeploy_bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&world.config)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = serve.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            serve.kill().unwrap();
-            panic!("serve kept running on a state directory others may write");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut serve.stderr.take().unwrap(), &mut err).unwrap();
+    let (status, err) = world.serve_refused(std::time::Duration::from_secs(60));
     assert_eq!(status.code(), Some(2), "{err}");
     assert!(err.contains(&message), "{err}");
     assert_eq!(entries(&state), Vec::<String>::new());

@@ -11,6 +11,35 @@ pub fn redeploy(args: &[&str]) -> Output {
 }
 
 impl World {
+    /// Starts `redeploy serve` on this world (on a free loopback port) where
+    /// it must refuse to start: its exit status and standard error. One
+    /// still running after `within` is killed, and the test fails, so that
+    /// a failure leaves no server behind.
+    pub fn serve_refused(&self, within: std::time::Duration) -> (std::process::ExitStatus, String) {
+        let mut serve = Command::new(redeploy_bin())
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .args(["--listen", &format!("127.0.0.1:{}", super::free_port())])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + within;
+        let status = loop {
+            if let Some(status) = serve.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = serve.kill();
+                panic!("serve kept running for {within:?} where it should have refused to start");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut serve.stderr.take().unwrap(), &mut err).unwrap();
+        (status, err)
+    }
+
     /// Runs `redeploy ARGS... --config <this world's config>`.
     pub fn redeploy(&self, args: &[&str]) -> Output {
         Command::new(redeploy_bin())
