@@ -198,6 +198,30 @@ fn post_receive_hands_deploys_to_a_running_server() {
     server.terminate();
 }
 
+/// `post-receive --server` with `[hook] wait = true` is refused before the
+/// hook reads anything or opens the journal: with a server, the hook runs
+/// nothing itself, so it could not wait.
+#[test]
+fn post_receive_with_a_server_refuses_a_configuration_that_waits() {
+    let config = format!("[hook]\nwait = true\n{}", stacks());
+    let world = World::new("post-receive-server-wait", "", &config);
+    let server = format!("http://127.0.0.1:{}", free_port());
+    let out = world.redeploy(&["post-receive", "--server", &server]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        "redeploy: --server with [hook] wait = true: the hook hands each deploy to the server and returns; remove one of the two\n"
+    );
+    assert!(
+        !world
+            .dir
+            .join("state")
+            .join(redeploy_host::journal::FILE_NAME)
+            .exists(),
+        "nothing was journaled"
+    );
+}
+
 #[test]
 fn a_tag_deleted_and_pushed_again_at_its_commit_deploys_again() {
     // Deleting a release tag and pushing it again is how a release is
