@@ -631,20 +631,25 @@ impl Dispatcher {
                             // its statuses).
                             let polls =
                                 polls(stacks, &event.stack) && event.github_deployment_id.is_none();
-                            // And an image it polls arrives twice too: by its
-                            // registry's webhook and by the poll.
+                            // And an image deploys each digest once: one it
+                            // polls arrives twice, by its registry's webhook
+                            // and by the poll, and any may be sent again.
                             // (A delivery admitted before is a duplicate whatever
                             // its digest: no registry is asked about it.)
                             admission.image = stacks
                                 .iter()
-                                .find(|s| polls && s.name == event.stack && event.image.is_some())
+                                .find(|s| s.name == event.stack && event.image.is_some())
+                                .filter(|_| event.github_deployment_id.is_none())
                                 .filter(|_| {
-                                    !self
-                                        .journal
-                                        .admitted_before(&new, &admission)
-                                        .unwrap_or(false)
+                                    !polls
+                                        || !self
+                                            .journal
+                                            .admitted_before(&new, &admission)
+                                            .unwrap_or(false)
                                 })
-                                .and_then(|s| image::claim(s, event, delivery, seen_at_ms));
+                                .and_then(|s| {
+                                    image::claim(s, event, delivery, &outcome.images, seen_at_ms)
+                                });
                             if let Some(commit) = admission.commit.as_mut() {
                                 commit.once |= polls;
                                 if let (None, Some(kept)) = (&commit.before, &kept) {
@@ -722,8 +727,12 @@ impl Dispatcher {
                             entry["deploy_id"] = json!(deploy_id);
                             entry["state"] = json!("duplicate");
                             entry["reason"] = json!(match (&event.sha, &admission.image) {
-                            (None, Some(claim)) => format!(
+                            (None, Some(claim)) if !claim.from_payload => format!(
                                 "image {} at {} is already deploy #{deploy_id} (for that digest or one seen after it): the stack polls the image and its registry calls the hook, and each digest deploys once",
+                                claim.image, claim.digest
+                            ),
+                            (None, Some(claim)) => format!(
+                                "image {} at {} is already deploy #{deploy_id}: each digest of an image deploys once (the same push delivered again, by another delivery id or another webhook, deploys nothing; `redeploy trigger` redeploys)",
                                 claim.image, claim.digest
                             ),
                             _ => format!(

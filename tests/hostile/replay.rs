@@ -578,3 +578,170 @@ fn a_push_of_two_followed_branches_deploys_each_once_however_often_it_is_sent() 
     assert_eq!(world.settle(30).len(), 2);
     server.terminate();
 }
+
+const GHCR_SECRET: &str = "ghcr-webhook-s3cret";
+
+/// The digest the octokit GitHub Packages fixtures name (as its
+/// `package_version.version`: a short placeholder, 40 hex digits).
+const GHCR_DIGEST: &str = "6c62fb45fe66bfb1ea9a66abc38f6a0cc974292b";
+
+/// The octokit `event` fixture (`package` or `registry_package`, published,
+/// ghcr.io/codertocat/hello-world pushed by digest alone), its digest
+/// replaced by `digest`, signed with [`GHCR_SECRET`] and sent as delivery
+/// `delivery`.
+fn ghcr(server: &ServerProcess, event: &str, digest: &str, delivery: &str) -> http::Response {
+    let body = String::from_utf8(fixture(&format!(
+        "github/octokit-{event}-published-docker.json"
+    )))
+    .unwrap()
+    .replace(GHCR_DIGEST, digest);
+    server.post(
+        &hook(1),
+        &[
+            ("X-GitHub-Event", event),
+            ("X-GitHub-Delivery", delivery),
+            ("X-Hub-Signature-256", &sig(GHCR_SECRET, body.as_bytes())),
+            ("Content-Type", "application/json"),
+        ],
+        body.as_bytes(),
+    )
+}
+
+/// A captured signed GitHub Packages delivery sent again under new delivery
+/// ids (the header is not signed), or as the other of the two events GitHub
+/// sends for one publish, deploys nothing; nor does an earlier version's,
+/// once a newer one deployed: a push by digest alone deploys exactly that
+/// digest, so it would roll the stack back. Before and after a restart.
+#[test]
+fn a_signed_image_push_replayed_under_new_delivery_ids_deploys_once_and_never_rolls_back() {
+    let stack = Stack::image("web", "ghcr.io/Codertocat/hello-world", 1).secret(GHCR_SECRET);
+    let (world, server) = World::serving("replay-ghcr", "", &[stack]);
+    let first = ghcr(&server, "registry_package", GHCR_DIGEST, "g-1");
+    let first_id = first.assert_status(202).decision()["deploy_id"]
+        .as_i64()
+        .unwrap();
+    let image = format!("ghcr.io/codertocat/hello-world@sha256:{GHCR_DIGEST}");
+    let duplicate = |r: http::Response, of: i64, digest: &str| {
+        let decision = r.assert_status(200).decision();
+        assert_eq!(decision["state"], "duplicate", "{decision}");
+        assert_eq!(decision["deploy_id"].as_i64(), Some(of), "{decision}");
+        assert_eq!(
+            decision["reason"],
+            format!(
+                "image ghcr.io/codertocat/hello-world@sha256:{digest} at sha256:{digest} is already deploy #{of}: each digest of an image deploys once (the same push delivered again, by another delivery id or another webhook, deploys nothing; `redeploy trigger` redeploys)"
+            )
+        );
+    };
+    duplicate(
+        ghcr(&server, "registry_package", GHCR_DIGEST, "g-1-replayed"),
+        first_id,
+        GHCR_DIGEST,
+    );
+    duplicate(
+        ghcr(&server, "package", GHCR_DIGEST, "g-1-package"),
+        first_id,
+        GHCR_DIGEST,
+    );
+    // The same delivery id again is that delivery.
+    let again = ghcr(&server, "registry_package", GHCR_DIGEST, "g-1");
+    let decision = again.assert_status(200).decision();
+    assert_eq!(
+        decision["reason"],
+        format!("delivery g-1 was already accepted as deploy #{first_id}")
+    );
+    // A newer version deploys.
+    let newer = "7".repeat(40);
+    let second = ghcr(&server, "registry_package", &newer, "g-2");
+    let second_id = second.assert_status(202).decision()["deploy_id"]
+        .as_i64()
+        .unwrap();
+    world.settle(20);
+    // The first version's delivery again, after the newer one ran, and
+    // after a restart: nothing deploys.
+    duplicate(
+        ghcr(&server, "registry_package", GHCR_DIGEST, "g-1-late"),
+        first_id,
+        GHCR_DIGEST,
+    );
+    server.terminate();
+    let server = world.start(&[]);
+    duplicate(
+        ghcr(&server, "package", GHCR_DIGEST, "g-1-restart"),
+        first_id,
+        GHCR_DIGEST,
+    );
+    duplicate(
+        ghcr(&server, "registry_package", &newer, "g-2-restart"),
+        second_id,
+        &newer,
+    );
+    let deploys = world.settle(20);
+    assert_eq!(deploys.len(), 2, "{deploys:#?}");
+    let ran = world.ran("web");
+    assert_eq!(ran.len(), 2, "{ran:?}");
+    let images: Vec<Value> = deploys
+        .iter()
+        .map(|d| serde_json::from_str::<Value>(&d.queued.event_json).unwrap()["image"].clone())
+        .collect();
+    assert_eq!(
+        images,
+        [
+            json!(image),
+            json!(format!("ghcr.io/codertocat/hello-world@sha256:{newer}"))
+        ]
+    );
+    server.terminate();
+}
+
+/// Harbor's documented push of `test-webhook/debian:latest`, at `digest`,
+/// stamped `at` (Unix seconds; the fixture's 2020 is past the server's
+/// `max_event_age`). Harbor sends no delivery id: each time makes another
+/// body, and so another replay key.
+fn harbor_push(digest: &str, at: u64) -> Vec<u8> {
+    let mut body: Value =
+        serde_json::from_slice(&fixture("harbor/harbordocs-push-artifact.json")).unwrap();
+    body["occur_at"] = json!(at);
+    body["event_data"]["resources"][0]["digest"] = json!(digest);
+    body.to_string().into_bytes()
+}
+
+/// A tag's push at the digest the stack last deployed for it deploys
+/// nothing, whatever its time; at another digest it deploys, and the tag
+/// moved back to a digest it had before (a rollback by retagging) deploys
+/// again: a tag's deploy pulls the tag, so only its last digest is kept.
+#[test]
+fn a_tag_pushed_again_at_its_last_digest_deploys_nothing_and_moved_back_deploys() {
+    let world = image_world(
+        "replay-harbor-tag",
+        "hub.harbor.com/test-webhook/debian",
+        "",
+    );
+    let server = world.start(&[]);
+    let (a, b) = (
+        format!("sha256:{}", "a".repeat(64)),
+        format!("sha256:{}", "b".repeat(64)),
+    );
+    let now = now_secs();
+    let first = server.post(&hook(1), &JSON, &harbor_push(&a, now));
+    let first_id = first.assert_status(202).decision()["deploy_id"]
+        .as_i64()
+        .unwrap();
+    let again = server.post(&hook(1), &JSON, &harbor_push(&a, now - 1));
+    let decision = again.assert_status(200).decision();
+    assert_eq!(decision["state"], "duplicate", "{decision}");
+    assert_eq!(
+        decision["reason"],
+        format!(
+            "image hub.harbor.com/test-webhook/debian:latest at {a} is already deploy #{first_id}: each digest of an image deploys once (the same push delivered again, by another delivery id or another webhook, deploys nothing; `redeploy trigger` redeploys)"
+        )
+    );
+    server
+        .post(&hook(1), &JSON, &harbor_push(&b, now))
+        .assert_status(202);
+    server
+        .post(&hook(1), &JSON, &harbor_push(&a, now - 2))
+        .assert_status(202);
+    let deploys = world.settle(20);
+    assert_eq!(deploys.len(), 3, "{deploys:#?}");
+    server.terminate();
+}

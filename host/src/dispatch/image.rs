@@ -1,22 +1,29 @@
-//! Which image digest a deploy is for, when its stack both polls the image
-//! (`[stacks.poll]`) and receives its registry's webhook: whichever sees a
-//! digest first deploys it, and the other is answered `duplicate`
-//! ([`ImageClaim`], checked by the journal as the deploy is admitted).
+//! Which image digest a deploy is for, so that each digest of an image
+//! deploys once ([`ImageClaim`], checked by the journal as the deploy is
+//! admitted): the same digest arriving again (another delivery id, a
+//! second webhook, a captured delivery replayed) is answered `duplicate`.
 //!
-//! A poll's deploy is for the digest the poll saw, when it looked. A
-//! webhook's is for the digest the registry says the tag points to when
-//! the webhook comes, asked as the poll asks it
-//! ([`crate::poll::registry::manifest_digest`], the same credentials and
-//! kept token) within [`WEBHOOK_DIGEST_TIMEOUT`], timed when the question
-//! was asked: the deploy runs after that, so it pulls that digest or a
-//! newer one, and a poll that then sees the same digest has nothing to add.
-//! The payload's own digest is never used: a registry may name a
-//! platform's manifest where the tag names an index, or be slow to show
-//! it. A webhook whose registry cannot say (unreachable, slow, its
-//! `Retry-After` running, no multi-threaded runtime to ask on) claims
-//! nothing and deploys, and the poll may deploy once more (never once
-//! less). A delivery the journal admitted before (its delivery id, its
-//! replay key) asks nothing.
+//! When the deploy's stack both polls the image (`[stacks.poll]`) and
+//! receives its registry's webhook, whichever sees a digest first deploys
+//! it, and the other is answered `duplicate`. A poll's deploy is for the
+//! digest the poll saw, when it looked. A webhook's is for the digest the
+//! registry says the tag points to when the webhook comes, asked as the
+//! poll asks it ([`crate::poll::registry::manifest_digest`], the same
+//! credentials and kept token) within [`WEBHOOK_DIGEST_TIMEOUT`], timed
+//! when the question was asked: the deploy runs after that, so it pulls
+//! that digest or a newer one, and a poll that then sees the same digest
+//! has nothing to add. The payload's own digest is not used there: a
+//! registry may name a platform's manifest where the tag names an index,
+//! or be slow to show it. A webhook whose registry cannot say
+//! (unreachable, slow, its `Retry-After` running, no multi-threaded
+//! runtime to ask on) claims nothing and deploys, and the poll may deploy
+//! once more (never once less). A delivery the journal admitted before
+//! (its delivery id, its replay key) asks nothing.
+//!
+//! Any other image deploy claims the digest its webhook's payload names
+//! ([`from_payload`]), judged by that digest alone. A sender naming no
+//! digest (Docker Hub, Quay) claims nothing, and each of its deliveries
+//! deploys.
 
 use std::time::Duration;
 
@@ -29,15 +36,20 @@ use crate::plugin::wit;
 /// poll's `timeout` may be ten minutes).
 pub const WEBHOOK_DIGEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The digest claim of `event`'s deploy, when `stack` polls the image it
-/// deploys; `delivery` brought it, a poll's seen at `seen_at_ms`.
+/// The digest claim of `event`'s deploy, which `delivery` brought (a
+/// poll's seen at `seen_at_ms`), when `stack` polls the image it deploys;
+/// else [`from_payload`].
 pub(super) fn claim(
     stack: &StackConfig,
     event: &wit::DeployEvent,
     delivery: &wit::Delivery,
+    images: &[wit::ImagePush],
     seen_at_ms: Option<i64>,
 ) -> Option<ImageClaim> {
-    let (poll, target, reference) = polled(stack, event.image.as_deref()?)?;
+    let image = event.image.as_deref()?;
+    let Some((poll, target, reference)) = polled(stack, image) else {
+        return from_payload(image, images);
+    };
     let (digest, seen_at_ms) = match delivery {
         wit::Delivery::Poll(wit::PollObservation {
             change: wit::PollChange::Image(seen),
@@ -59,7 +71,53 @@ pub(super) fn claim(
         image: reference.source(),
         digest,
         seen_at_ms,
+        from_payload: false,
     })
+}
+
+/// The claim of a deploy of `image` (its deploy event's `image`) that no
+/// poll of its stack follows: the digest its delivery's payload names for
+/// that image (`images`, the outcome's image pushes, read by the
+/// component), when every push of the delivery named so names the same one.
+/// A push by digest alone is named by its digest, and claims it under that
+/// name; a tag's claim is the tag's, under the name polling gives it.
+pub(super) fn from_payload(image: &str, images: &[wit::ImagePush]) -> Option<ImageClaim> {
+    let mut digests = images
+        .iter()
+        .filter(|push| reference(push) == image)
+        .map(|push| push.digest.as_deref());
+    let digest = digests.next()??;
+    if !digests.all(|other| other == Some(digest)) {
+        return None;
+    }
+    let name = match image.contains('@') {
+        true => image.to_owned(),
+        false => ImageReference::parse(image).map_or_else(|_| image.to_owned(), |r| r.source()),
+    };
+    Some(ImageClaim {
+        image: name,
+        digest: digest.to_owned(),
+        seen_at_ms: now_ms(),
+        from_payload: true,
+    })
+}
+
+/// The name a deploy event gives the image `push` pushed: the component's
+/// rule (`matching::image_reference` in the plugin), `registry/repository:tag`,
+/// or `registry/repository@digest` for a push without a tag. A name that
+/// differs from the event's only makes [`from_payload`] claim nothing.
+fn reference(push: &wit::ImagePush) -> String {
+    let registry = push.registry.as_deref().map(|r| format!("{r}/"));
+    let suffix = match (&push.tag, &push.digest) {
+        (Some(tag), _) => format!(":{tag}"),
+        (None, Some(digest)) => format!("@{digest}"),
+        (None, None) => String::new(),
+    };
+    format!(
+        "{}{}{suffix}",
+        registry.unwrap_or_default(),
+        push.repository
+    )
 }
 
 /// The image source of `stack`'s polling that `image` (a deploy event's

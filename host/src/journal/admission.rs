@@ -68,23 +68,33 @@ pub struct CommitClaim {
     pub once: bool,
 }
 
-/// The image digest a deploy is for, claimed for a stack that both polls
-/// the image (`[stacks.poll]`) and receives its registry's webhook: the
-/// same digest arriving again for the same services and profile is the
-/// same push seen the other way, and deploys nothing
-/// ([`Admitted::SameCommit`]). A different digest deploys, and becomes the
-/// image's claim (schema 16, `stack_images`).
+/// The image digest a deploy is for: the same digest arriving again for
+/// the same services and profile is the same push seen again (the poll's
+/// and the registry's webhook of a stack that polls the image, a second
+/// webhook, a delivery sent again under another delivery id), and deploys
+/// nothing ([`Admitted::SameCommit`]). A different digest deploys, and
+/// becomes the image's claim (schema 16, `stack_images`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ImageClaim {
-    /// The image as polling names it: `registry/name:tag`.
+    /// The image as polling names it: `registry/name:tag`; for a push by
+    /// digest alone, the deploy event's `registry/repository@digest`
+    /// (every digest so pushed then keeps a claim of its own: such a
+    /// deploy runs exactly that digest, so an earlier one sent again
+    /// would roll the stack back).
     pub image: String,
     /// The manifest digest (`sha256:...`) the deploy is for.
     pub digest: String,
-    /// When the digest was seen (ms since the epoch): one seen before the
-    /// image's claim was is covered by the claimed deploy, which pulls the
-    /// tag later (a poll admitted after a webhook that saw a newer digest),
-    /// and never replaces the claim.
+    /// When the digest was seen (ms since the epoch): for a claim that is
+    /// not [`ImageClaim::from_payload`], one seen before the image's claim
+    /// was is covered by the claimed deploy, which pulls the tag later (a
+    /// poll admitted after a webhook that saw a newer digest). A claim
+    /// seen before the image's claim never replaces it.
     pub seen_at_ms: i64,
+    /// The digest is the one the webhook's own payload names, not one
+    /// asked of the registry or seen by a poll: when the registry held it
+    /// is unknown (a delivery may come late, or again), so only the same
+    /// digest is covered by the image's claim, never an earlier sighting.
+    pub from_payload: bool,
 }
 
 /// What [`Journal::admit_deploy`] checks besides the delivery id.
@@ -538,8 +548,10 @@ pub(super) fn admit(
             let seen_at_ms: i64 = row.get(2)?;
             // The same digest, or one seen after this one: the claimed
             // deploy pulls the tag later, at that digest or a newer one.
-            let covered = digest == image.digest || seen_at_ms > image.seen_at_ms;
-            if covered && same_push(sql, deploy_id, d)? {
+            // A delivery seen before is answered as that below.
+            let covered =
+                digest == image.digest || (!image.from_payload && seen_at_ms > image.seen_at_ms);
+            if covered && !delivery_seen(sql, d)? && same_push(sql, deploy_id, d)? {
                 return Ok(Admitted::SameCommit { deploy_id });
             }
         }
@@ -784,6 +796,20 @@ fn redelivered(sql: &mut dyn Sql, d: &NewDeploy) -> Result<bool, DbError> {
 const SAME_REF_AND_PROFILE: &str =
     "git_ref IS NOT DISTINCT FROM ?1 AND profile IS NOT DISTINCT FROM ?2";
 
+/// The deploys the configuration running them did not refuse, in SQL, with
+/// `cancelled` and [`refused_pattern`] as its two parameters (numbered
+/// 4 and 5, or 5 and 6): a deploy refused (`crate::runner::follows`,
+/// cancelled with a reason beginning
+/// [`crate::runner::follows::REFUSED_PREFIX`]) never ran.
+const NOT_REFUSED_4_5: &str = "NOT (state = ?4 AND superseded_by IS NULL AND detail LIKE ?5)";
+/// [`NOT_REFUSED_4_5`] with its parameters numbered 5 and 6.
+const NOT_REFUSED_5_6: &str = "NOT (state = ?5 AND superseded_by IS NULL AND detail LIKE ?6)";
+
+/// The `LIKE` pattern of a refused deploy's reason.
+fn refused_pattern() -> String {
+    format!("{}%", crate::runner::follows::REFUSED_PREFIX)
+}
+
 /// Whether a deploy of [`SAME_REF_AND_PROFILE`], whose `services` column
 /// is `services`, is `d`'s push: it redeploys every service `d` names (it
 /// may name more: a deploy that superseded another took its services,
@@ -793,11 +819,21 @@ fn is_same_push(services: &str, d: &NewDeploy) -> Result<bool, DbError> {
     Ok(crate::queue::covers(&services, &d.services))
 }
 
-/// Whether deploy `deploy_id` is `d`'s push ([`is_same_push`]).
+/// Whether deploy `deploy_id` is `d`'s push ([`is_same_push`]) and was not
+/// refused by the configuration running it (as [`same_push_deployed`]).
 fn same_push(sql: &mut dyn Sql, deploy_id: i64, d: &NewDeploy) -> Result<bool, DbError> {
     let row = sql.query_opt(
-        &format!("SELECT services FROM deploys WHERE {SAME_REF_AND_PROFILE} AND id = ?3"),
-        args![d.git_ref, d.profile, deploy_id],
+        &format!(
+            "SELECT services FROM deploys WHERE {SAME_REF_AND_PROFILE} AND id = ?3
+                 AND {NOT_REFUSED_4_5}"
+        ),
+        args![
+            d.git_ref,
+            d.profile,
+            deploy_id,
+            DeployState::Cancelled,
+            refused_pattern()
+        ],
     )?;
     match row {
         None => Ok(false),
@@ -814,12 +850,10 @@ fn same_push(sql: &mut dyn Sql, deploy_id: i64, d: &NewDeploy) -> Result<bool, D
 /// deploy an operator cancelled is. One statement (one round trip to a
 /// database server), whatever the number of the commit's deploys.
 fn same_push_deployed(sql: &mut dyn Sql, sha: &str, d: &NewDeploy) -> Result<Option<i64>, DbError> {
-    let refused = format!("{}%", crate::runner::follows::REFUSED_PREFIX);
     let rows = sql.query(
         &format!(
             "SELECT id, services FROM deploys WHERE {SAME_REF_AND_PROFILE}
-                 AND stack = ?3 AND sha = ?4
-                 AND NOT (state = ?5 AND superseded_by IS NULL AND detail LIKE ?6)
+                 AND stack = ?3 AND sha = ?4 AND {NOT_REFUSED_5_6}
              ORDER BY id DESC"
         ),
         args![
@@ -828,7 +862,7 @@ fn same_push_deployed(sql: &mut dyn Sql, sha: &str, d: &NewDeploy) -> Result<Opt
             d.stack,
             sha,
             DeployState::Cancelled,
-            refused
+            refused_pattern()
         ],
     )?;
     for row in &rows {
