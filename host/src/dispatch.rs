@@ -631,9 +631,9 @@ impl Dispatcher {
                             // its statuses).
                             let polls =
                                 polls(stacks, &event.stack) && event.github_deployment_id.is_none();
-                            // And an image deploys each digest once: one it
-                            // polls arrives twice, by its registry's webhook
-                            // and by the poll, and any may be sent again.
+                            // And an image it polls arrives twice too: by its
+                            // registry's webhook and by the poll; an image
+                            // pushed by digest alone deploys each digest once.
                             // (A delivery admitted before is a duplicate whatever
                             // its digest: no registry is asked about it.)
                             admission.image = stacks
@@ -732,8 +732,8 @@ impl Dispatcher {
                                 claim.image, claim.digest
                             ),
                             (None, Some(claim)) => format!(
-                                "image {} at {} is already deploy #{deploy_id}: each digest of an image deploys once (the same push delivered again, by another delivery id or another webhook, deploys nothing; `redeploy trigger` redeploys)",
-                                claim.image, claim.digest
+                                "image {} is already deploy #{deploy_id}: an image pushed by digest deploys each digest once (the same push delivered again, by another delivery id or another webhook, deploys nothing; `redeploy trigger` redeploys)",
+                                claim.image
                             ),
                             _ => format!(
                                 "commit {} of {} is already deploy #{deploy_id}: each push deploys once (the same push delivered again, by another delivery id, another webhook or a poll, deploys nothing; `redeploy trigger` redeploys)",

@@ -373,52 +373,85 @@ fn a_stack_that_polls_an_image_deploys_each_digest_once(store: &Store) {
     assert_eq!(j.deploys(Some("web"), 100).unwrap().len(), 7);
 }
 
-/// An image digest a webhook's payload named deploys once for the services
-/// and profile it deployed, whatever the delivery's time (a late or replayed
-/// delivery): only the same digest is covered, never an earlier sighting. A
-/// deploy the configuration running it refused never ran and covers
-/// nothing; one an operator cancelled does. The delivery id seen before is
-/// answered as that delivery.
-fn an_image_digest_its_payload_named_deploys_once_whatever_the_delivery_time(store: &Store) {
-    const IMAGE: &str = "ghcr.io/acme/web:latest";
+/// An image pushed by digest alone (its deploy runs that digest) deploys
+/// each digest once per query (services and profile), whatever the
+/// delivery's time: sent again, or after a newer digest deployed (a
+/// rollback), it deploys nothing. A deploy the configuration running it
+/// refused never ran and covers nothing; one an operator cancelled does.
+/// The delivery id seen before is answered as that delivery.
+fn an_image_pushed_by_digest_deploys_each_digest_once_per_query(store: &Store) {
+    let digest = |n: char| format!("sha256:{}", n.to_string().repeat(64));
+    let (d1, d2, d3) = (digest('1'), digest('2'), digest('3'));
     let image = |digest: &str, seen_at_ms: i64| Admission {
         image: Some(ImageClaim {
-            image: IMAGE.into(),
+            image: format!("ghcr.io/acme/web@{digest}"),
             digest: digest.into(),
             seen_at_ms,
             from_payload: true,
         }),
         ..Admission::default()
     };
-    let pushed = |delivery: &str| NewDeploy {
+    let pushed = |delivery: &str, profile: Option<&str>| NewDeploy {
         git_ref: None,
         provider: "ghcr".into(),
         services: vec!["web".into()],
+        profile: profile.map(str::to_string),
         ..deploy(None, delivery, 1)
     };
-    let digest = |n: char| format!("sha256:{}", n.to_string().repeat(64));
-    let (d1, d2, d3) = (digest('1'), digest('2'), digest('3'));
     let first = {
         let j = store.open();
-        new_id(j.admit_deploy(&pushed("p-1"), &image(&d1, 100)).unwrap())
+        new_id(
+            j.admit_deploy(&pushed("p-1", None), &image(&d1, 100))
+                .unwrap(),
+        )
     };
     let j = store.open();
     // The same digest under another delivery id, sighted before or after.
     for (delivery, at) in [("p-1-again", 200), ("p-1-early", 50)] {
         assert_eq!(
-            j.admit_deploy(&pushed(delivery), &image(&d1, at)).unwrap(),
+            j.admit_deploy(&pushed(delivery, None), &image(&d1, at))
+                .unwrap(),
             Admitted::SameCommit { deploy_id: first }
         );
     }
     // The same delivery id again is that delivery.
     assert_eq!(
-        j.admit_deploy(&pushed("p-1"), &image(&d1, 300)).unwrap(),
+        j.admit_deploy(&pushed("p-1", None), &image(&d1, 300))
+            .unwrap(),
         Admitted::Inserted(Inserted::Duplicate(first))
     );
-    // Another digest sighted earlier than the claim still deploys.
-    let second = new_id(j.admit_deploy(&pushed("p-2"), &image(&d2, 10)).unwrap());
+    // Another profile deploys it once too, and the first query stays a
+    // duplicate of its own deploy.
+    let canary = new_id(
+        j.admit_deploy(&pushed("p-1-canary", Some("canary")), &image(&d1, 301))
+            .unwrap(),
+    );
+    for (delivery, profile, of) in [
+        ("p-1-canary-again", Some("canary"), canary),
+        ("p-1-plain-again", None, first),
+        ("p-1-canary-third", Some("canary"), canary),
+    ] {
+        assert_eq!(
+            j.admit_deploy(&pushed(delivery, profile), &image(&d1, 302))
+                .unwrap(),
+            Admitted::SameCommit { deploy_id: of }
+        );
+    }
+    // A newer digest deploys, and the first one again is still a duplicate.
+    new_id(
+        j.admit_deploy(&pushed("p-2", None), &image(&d2, 10))
+            .unwrap(),
+    );
+    assert_eq!(
+        j.admit_deploy(&pushed("p-1-late", None), &image(&d1, 400))
+            .unwrap(),
+        Admitted::SameCommit { deploy_id: first }
+    );
     // A deploy refused by the configuration running it covers nothing.
-    let refused = new_id(j.admit_deploy(&pushed("p-3"), &image(&d3, 400)).unwrap());
+    let refused = new_id(
+        j.admit_deploy(&pushed("p-3", None), &image(&d3, 400))
+            .unwrap(),
+    );
     let refusal = format!(
         "{}stack \"web\" as configured here has none of the services \"web\"",
         redeploy_host::runner::follows::REFUSED_PREFIX
@@ -428,25 +461,18 @@ fn an_image_digest_its_payload_named_deploys_once_whatever_the_delivery_time(sto
         CancelOutcome::Cancelled(_)
     ));
     let again = new_id(
-        j.admit_deploy(&pushed("p-3-again"), &image(&d3, 402))
+        j.admit_deploy(&pushed("p-3-again", None), &image(&d3, 402))
             .unwrap(),
     );
     // One an operator cancelled does.
     j.cancel_deploy(again, "cancelled by an operator", 403)
         .unwrap();
     assert_eq!(
-        j.admit_deploy(&pushed("p-3-third"), &image(&d3, 404))
+        j.admit_deploy(&pushed("p-3-third", None), &image(&d3, 404))
             .unwrap(),
         Admitted::SameCommit { deploy_id: again }
     );
-    let ids: Vec<i64> = j
-        .deploys(Some("web"), 100)
-        .unwrap()
-        .iter()
-        .map(|d| d.id)
-        .collect();
-    assert_eq!(ids.len(), 4, "{ids:?}");
-    assert!(ids.contains(&second));
+    assert_eq!(j.deploys(Some("web"), 100).unwrap().len(), 5);
 }
 
 /// A commit delivered after a newer one was queued (a late or redelivered
@@ -1259,7 +1285,7 @@ super::on_both_backends!(
     a_replay_key_deduplicates_until_it_expires_and_is_then_pruned,
     a_stack_that_polls_deploys_its_head_commit_once,
     a_stack_that_polls_an_image_deploys_each_digest_once,
-    an_image_digest_its_payload_named_deploys_once_whatever_the_delivery_time,
+    an_image_pushed_by_digest_deploys_each_digest_once_per_query,
     a_late_older_commit_leaves_its_services_to_the_newer_deploy_waiting,
     the_journal_remembers_each_polled_source,
 );

@@ -20,10 +20,15 @@
 //! once more (never once less). A delivery the journal admitted before
 //! (its delivery id, its replay key) asks nothing.
 //!
-//! Any other image deploy claims the digest its webhook's payload names
-//! ([`from_payload`]), judged by that digest alone. A sender naming no
-//! digest (Docker Hub, Quay) claims nothing, and each of its deliveries
-//! deploys.
+//! A stack that does not poll the image claims the digest of an image
+//! pushed by digest alone ([`from_payload`]): its deploy runs exactly the
+//! digest its payload names, so the same push sent again (a second
+//! webhook, a captured delivery replayed under a new delivery id) would
+//! redeploy it, or roll the stack back once a newer one deployed. A push
+//! of a tag claims nothing there: its deploy pulls the tag, at whatever
+//! digest the tag points to by then, so the payload's digest says nothing
+//! of what the stack runs (a late delivery, a deploy in between that
+//! claimed nothing), and a claim of it could refuse the tag's next move.
 
 use std::time::Duration;
 
@@ -76,48 +81,39 @@ pub(super) fn claim(
 }
 
 /// The claim of a deploy of `image` (its deploy event's `image`) that no
-/// poll of its stack follows: the digest its delivery's payload names for
-/// that image (`images`, the outcome's image pushes, read by the
-/// component), when every push of the delivery named so names the same one.
-/// A push by digest alone is named by its digest, and claims it under that
-/// name; a tag's claim is the tag's, under the name polling gives it.
+/// poll of its stack follows, when it is a push by digest alone
+/// (`registry/repository@digest`): the digest its delivery's payload names
+/// for that image (`images`, the outcome's image pushes, read by the
+/// component), which the deploy runs.
 pub(super) fn from_payload(image: &str, images: &[wit::ImagePush]) -> Option<ImageClaim> {
-    let mut digests = images
+    let (_, pinned) = image.split_once('@')?;
+    let push = images
         .iter()
-        .filter(|push| reference(push) == image)
-        .map(|push| push.digest.as_deref());
-    let digest = digests.next()??;
-    if !digests.all(|other| other == Some(digest)) {
-        return None;
-    }
-    let name = match image.contains('@') {
-        true => image.to_owned(),
-        false => ImageReference::parse(image).map_or_else(|_| image.to_owned(), |r| r.source()),
-    };
+        .find(|push| pinned_reference(push).as_deref() == Some(image))?;
+    let digest = push.digest.as_deref().filter(|d| *d == pinned)?;
     Some(ImageClaim {
-        image: name,
+        image: image.to_owned(),
         digest: digest.to_owned(),
         seen_at_ms: now_ms(),
         from_payload: true,
     })
 }
 
-/// The name a deploy event gives the image `push` pushed: the component's
-/// rule (`matching::image_reference` in the plugin), `registry/repository:tag`,
-/// or `registry/repository@digest` for a push without a tag. A name that
+/// The name a deploy event gives the image `push` pushed by digest alone:
+/// the component's rule (`matching::image_reference` in the plugin),
+/// `registry/repository@digest`; `None` for a push of a tag. A name that
 /// differs from the event's only makes [`from_payload`] claim nothing.
-fn reference(push: &wit::ImagePush) -> String {
-    let registry = push.registry.as_deref().map(|r| format!("{r}/"));
-    let suffix = match (&push.tag, &push.digest) {
-        (Some(tag), _) => format!(":{tag}"),
-        (None, Some(digest)) => format!("@{digest}"),
-        (None, None) => String::new(),
+fn pinned_reference(push: &wit::ImagePush) -> Option<String> {
+    let digest = match (&push.tag, &push.digest) {
+        (None, Some(digest)) => digest,
+        _ => return None,
     };
-    format!(
-        "{}{}{suffix}",
+    let registry = push.registry.as_deref().map(|r| format!("{r}/"));
+    Some(format!(
+        "{}{}@{digest}",
         registry.unwrap_or_default(),
         push.repository
-    )
+    ))
 }
 
 /// The image source of `stack`'s polling that `image` (a deploy event's

@@ -68,33 +68,56 @@ pub struct CommitClaim {
     pub once: bool,
 }
 
-/// The image digest a deploy is for: the same digest arriving again for
-/// the same services and profile is the same push seen again (the poll's
-/// and the registry's webhook of a stack that polls the image, a second
-/// webhook, a delivery sent again under another delivery id), and deploys
-/// nothing ([`Admitted::SameCommit`]). A different digest deploys, and
-/// becomes the image's claim (schema 16, `stack_images`).
+/// The image digest a deploy is for: the same digest arriving again is
+/// the same push seen again, and deploys nothing
+/// ([`Admitted::SameCommit`]); a different digest deploys, and becomes the
+/// image's claim (schema 16, `stack_images`). Two kinds:
+///
+/// - a stack that both polls the image (`[stacks.poll]`) and receives its
+///   registry's webhook claims the digest the poll saw or the registry
+///   said its tag points to: the same digest arriving again for services
+///   and a profile the claimed deploy covers is the same push seen the
+///   other way;
+/// - an image pushed by digest alone, whose deploy runs exactly that digest
+///   ([`ImageClaim::from_payload`]), claims it for the deploy's services
+///   and profile, so that the same push sent again (under another delivery
+///   id, by a second webhook, replayed) neither redeploys nor, once a newer
+///   digest deployed, rolls the stack back.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ImageClaim {
-    /// The image as polling names it: `registry/name:tag`; for a push by
-    /// digest alone, the deploy event's `registry/repository@digest`
-    /// (every digest so pushed then keeps a claim of its own: such a
-    /// deploy runs exactly that digest, so an earlier one sent again
-    /// would roll the stack back).
+    /// The image as polling names it, `registry/name:tag`; for a push by
+    /// digest alone, the deploy event's `registry/repository@digest`.
     pub image: String,
     /// The manifest digest (`sha256:...`) the deploy is for.
     pub digest: String,
-    /// When the digest was seen (ms since the epoch): for a claim that is
-    /// not [`ImageClaim::from_payload`], one seen before the image's claim
-    /// was is covered by the claimed deploy, which pulls the tag later (a
-    /// poll admitted after a webhook that saw a newer digest). A claim
-    /// seen before the image's claim never replaces it.
+    /// When the digest was seen (ms since the epoch): for a polled image,
+    /// one seen before the image's claim was is covered by the claimed
+    /// deploy, which pulls the tag later (a poll admitted after a webhook
+    /// that saw a newer digest). A claim seen before the image's claim
+    /// never replaces it.
     pub seen_at_ms: i64,
-    /// The digest is the one the webhook's own payload names, not one
-    /// asked of the registry or seen by a poll: when the registry held it
-    /// is unknown (a delivery may come late, or again), so only the same
-    /// digest is covered by the image's claim, never an earlier sighting.
+    /// The digest is the one the payload of a push by digest alone names,
+    /// which its deploy runs: claimed under its name and the deploy's
+    /// query ([`ImageClaim::row_name`]), each digest once per query (as a
+    /// commit deploys once per query), kept when the deploy is pruned.
     pub from_payload: bool,
+}
+
+impl ImageClaim {
+    /// The claim's `stack_images.image`: [`ImageClaim::image`], followed,
+    /// for a claim [`ImageClaim::from_payload`], by `d`'s profile and
+    /// services (the query the deploy was for).
+    pub fn row_name(&self, d: &NewDeploy) -> String {
+        match self.from_payload {
+            false => self.image.clone(),
+            true => format!(
+                "{} profile={} services={}",
+                self.image,
+                d.profile.as_deref().unwrap_or(""),
+                d.services.join(",")
+            ),
+        }
+    }
 }
 
 /// What [`Journal::admit_deploy`] checks besides the delivery id.
@@ -540,7 +563,7 @@ pub(super) fn admit(
         let claimed = sql.query_opt(
             "SELECT deploy_id, digest, seen_at_ms FROM stack_images
              WHERE stack = ?1 AND image = ?2",
-            args![d.stack, image.image],
+            args![d.stack, image.row_name(d)],
         )?;
         if let Some(row) = claimed {
             let deploy_id: i64 = row.get(0)?;
@@ -551,7 +574,13 @@ pub(super) fn admit(
             // A delivery seen before is answered as that below.
             let covered =
                 digest == image.digest || (!image.from_payload && seen_at_ms > image.seen_at_ms);
-            if covered && !delivery_seen(sql, d)? && same_push(sql, deploy_id, d)? {
+            // A push by digest alone deployed that digest even if its
+            // deploy was pruned since (but not if it was refused).
+            if covered
+                && !delivery_seen(sql, d)?
+                && (same_push(sql, deploy_id, d)?
+                    || (image.from_payload && !deploy_kept(sql, deploy_id)?))
+            {
                 return Ok(Admitted::SameCommit { deploy_id });
             }
         }
@@ -738,7 +767,13 @@ pub(super) fn admit(
                  deploy_id  = excluded.deploy_id,
                  seen_at_ms = excluded.seen_at_ms
              WHERE excluded.seen_at_ms >= stack_images.seen_at_ms",
-            args![d.stack, image.image, image.digest, id, image.seen_at_ms],
+            args![
+                d.stack,
+                image.row_name(d),
+                image.digest,
+                id,
+                image.seen_at_ms
+            ],
         )?;
     }
     if let Some(claim) = &admission.replay {
@@ -871,6 +906,13 @@ fn same_push_deployed(sql: &mut dyn Sql, sha: &str, d: &NewDeploy) -> Result<Opt
         }
     }
     Ok(None)
+}
+
+/// Whether deploy `id` is still in the journal (retention prunes deploys).
+fn deploy_kept(sql: &mut dyn Sql, id: i64) -> Result<bool, DbError> {
+    Ok(sql
+        .query_opt("SELECT 1 FROM deploys WHERE id = ?1", args![id])?
+        .is_some())
 }
 
 /// Whether `d`'s stack already has a deploy of `d`'s delivery id.
