@@ -732,8 +732,8 @@ impl Dispatcher {
                                 claim.image, claim.digest
                             ),
                             (None, Some(claim)) => format!(
-                                "image {} is already deploy #{deploy_id}: an image pushed by digest deploys each digest once (the same push delivered again, by another delivery id or another webhook, deploys nothing; `redeploy trigger` redeploys)",
-                                claim.image
+                                "image {} is already deploy #{deploy_id}: an image pushed by digest deploys each digest once for the services and profile it deployed, and never again once a later digest deployed (the same push delivered again, by another delivery id or another webhook, deploys nothing; `redeploy trigger {} --redeploy ID` redeploys a deploy of `redeploy history`)",
+                                claim.image, event.stack
                             ),
                             _ => format!(
                                 "commit {} of {} is already deploy #{deploy_id}: each push deploys once (the same push delivered again, by another delivery id, another webhook or a poll, deploys nothing; `redeploy trigger` redeploys)",

@@ -582,21 +582,30 @@ fn a_push_of_two_followed_branches_deploys_each_once_however_often_it_is_sent() 
 const GHCR_SECRET: &str = "ghcr-webhook-s3cret";
 
 /// The digest the octokit GitHub Packages fixtures name (as its
-/// `package_version.version`: a short placeholder, 40 hex digits).
+/// `package_version.version`): a placeholder of 40 hex digits, where a
+/// real SHA-256 digest has 64.
 const GHCR_DIGEST: &str = "6c62fb45fe66bfb1ea9a66abc38f6a0cc974292b";
+
+/// [`GHCR_DIGEST`] made a digest of the real length.
+const FIRST: &str = "6c62fb45fe66bfb1ea9a66abc38f6a0cc974292b0123456789abcdef01234567";
 
 /// The octokit `event` fixture (`package` or `registry_package`, published,
 /// ghcr.io/codertocat/hello-world pushed by digest alone), its digest
 /// replaced by `digest`, signed with [`GHCR_SECRET`] and sent as delivery
-/// `delivery`.
-fn ghcr(server: &ServerProcess, event: &str, digest: &str, delivery: &str) -> http::Response {
+/// `delivery` to hook 1 with `query`.
+fn ghcr_with(
+    server: &ServerProcess,
+    query: &str,
+    (event, delivery): (&str, &str),
+    digest: &str,
+) -> http::Response {
     let body = String::from_utf8(fixture(&format!(
         "github/octokit-{event}-published-docker.json"
     )))
     .unwrap()
     .replace(GHCR_DIGEST, digest);
     server.post(
-        &hook(1),
+        &format!("{}{query}", hook(1)),
         &[
             ("X-GitHub-Event", event),
             ("X-GitHub-Delivery", delivery),
@@ -607,6 +616,11 @@ fn ghcr(server: &ServerProcess, event: &str, digest: &str, delivery: &str) -> ht
     )
 }
 
+/// [`ghcr_with`] without a query.
+fn ghcr(server: &ServerProcess, event: &str, digest: &str, delivery: &str) -> http::Response {
+    ghcr_with(server, "", (event, delivery), digest)
+}
+
 /// A captured signed GitHub Packages delivery sent again under new delivery
 /// ids (the header is not signed), or as the other of the two events GitHub
 /// sends for one publish, deploys nothing; nor does an earlier version's,
@@ -614,7 +628,9 @@ fn ghcr(server: &ServerProcess, event: &str, digest: &str, delivery: &str) -> ht
 /// digest, so it would roll the stack back. Before and after a restart.
 #[test]
 fn a_signed_image_push_replayed_under_new_delivery_ids_deploys_once_and_never_rolls_back() {
-    let stack = Stack::image("web", "ghcr.io/Codertocat/hello-world", 1).secret(GHCR_SECRET);
+    let stack = Stack::image("web", "ghcr.io/Codertocat/hello-world", 1)
+        .secret(GHCR_SECRET)
+        .table("[stacks.profiles.fast]\nenv = { FAST = \"1\" }");
     // Deploys are kept a second (but the newest), so that the first is
     // pruned at the restart.
     let (world, server) = World::serving(
@@ -622,11 +638,11 @@ fn a_signed_image_push_replayed_under_new_delivery_ids_deploys_once_and_never_ro
         "keep_deploys = \"1s\"\nkeep_deploys_min = 1",
         &[stack],
     );
-    let first = ghcr(&server, "registry_package", GHCR_DIGEST, "g-1");
+    let first = ghcr(&server, "registry_package", FIRST, "g-1");
     let first_id = first.assert_status(202).decision()["deploy_id"]
         .as_i64()
         .unwrap();
-    let image = format!("ghcr.io/codertocat/hello-world@sha256:{GHCR_DIGEST}");
+    let image = format!("ghcr.io/codertocat/hello-world@sha256:{FIRST}");
     let duplicate = |r: http::Response, of: i64, digest: &str| {
         let decision = r.assert_status(200).decision();
         assert_eq!(decision["state"], "duplicate", "{decision}");
@@ -634,29 +650,29 @@ fn a_signed_image_push_replayed_under_new_delivery_ids_deploys_once_and_never_ro
         assert_eq!(
             decision["reason"],
             format!(
-                "image ghcr.io/codertocat/hello-world@sha256:{digest} is already deploy #{of}: an image pushed by digest deploys each digest once (the same push delivered again, by another delivery id or another webhook, deploys nothing; `redeploy trigger` redeploys)"
+                "image ghcr.io/codertocat/hello-world@sha256:{digest} is already deploy #{of}: an image pushed by digest deploys each digest once for the services and profile it deployed, and never again once a later digest deployed (the same push delivered again, by another delivery id or another webhook, deploys nothing; `redeploy trigger web --redeploy ID` redeploys a deploy of `redeploy history`)"
             )
         );
     };
     duplicate(
-        ghcr(&server, "registry_package", GHCR_DIGEST, "g-1-replayed"),
+        ghcr(&server, "registry_package", FIRST, "g-1-replayed"),
         first_id,
-        GHCR_DIGEST,
+        FIRST,
     );
     duplicate(
-        ghcr(&server, "package", GHCR_DIGEST, "g-1-package"),
+        ghcr(&server, "package", FIRST, "g-1-package"),
         first_id,
-        GHCR_DIGEST,
+        FIRST,
     );
     // The same delivery id again is that delivery.
-    let again = ghcr(&server, "registry_package", GHCR_DIGEST, "g-1");
+    let again = ghcr(&server, "registry_package", FIRST, "g-1");
     let decision = again.assert_status(200).decision();
     assert_eq!(
         decision["reason"],
         format!("delivery g-1 was already accepted as deploy #{first_id}")
     );
     // A newer version deploys.
-    let newer = "7".repeat(40);
+    let newer = "7".repeat(64);
     let second = ghcr(&server, "registry_package", &newer, "g-2");
     let second_id = second.assert_status(202).decision()["deploy_id"]
         .as_i64()
@@ -665,9 +681,20 @@ fn a_signed_image_push_replayed_under_new_delivery_ids_deploys_once_and_never_ro
     // The first version's delivery again, after the newer one ran, and
     // after a restart: nothing deploys.
     duplicate(
-        ghcr(&server, "registry_package", GHCR_DIGEST, "g-1-late"),
+        ghcr(&server, "registry_package", FIRST, "g-1-late"),
         first_id,
-        GHCR_DIGEST,
+        FIRST,
+    );
+    // Nor with the unsigned query changed: a later digest deployed.
+    duplicate(
+        ghcr_with(
+            &server,
+            "?deployment_profile=fast",
+            ("registry_package", "g-1-fast"),
+            FIRST,
+        ),
+        first_id,
+        FIRST,
     );
     let deploys = world.deploys();
     let images: Vec<Value> = deploys
@@ -689,9 +716,9 @@ fn a_signed_image_push_replayed_under_new_delivery_ids_deploys_once_and_never_ro
     let kept: Vec<i64> = world.deploys().iter().map(|d| d.id).collect();
     assert_eq!(kept, [second_id], "the first deploy was pruned");
     duplicate(
-        ghcr(&server, "package", GHCR_DIGEST, "g-1-restart"),
+        ghcr(&server, "package", FIRST, "g-1-restart"),
         first_id,
-        GHCR_DIGEST,
+        FIRST,
     );
     duplicate(
         ghcr(&server, "registry_package", &newer, "g-2-restart"),
@@ -701,6 +728,21 @@ fn a_signed_image_push_replayed_under_new_delivery_ids_deploys_once_and_never_ro
     assert_eq!(world.settle(20).len(), 1);
     let ran = world.ran("web");
     assert_eq!(ran.len(), 2, "{ran:?}");
+    server.terminate();
+}
+
+/// A GitHub Packages delivery whose digest is not one a registry gives
+/// (the octokit fixture's placeholder, 40 hex digits) claims nothing: each
+/// delivery of it deploys, as a tag's does.
+#[test]
+fn a_signed_image_push_whose_digest_is_no_real_digest_deploys_each_time() {
+    let stack = Stack::image("web", "ghcr.io/Codertocat/hello-world", 1).secret(GHCR_SECRET);
+    let (world, server) = World::serving("replay-ghcr-placeholder", "", &[stack]);
+    for delivery in ["p-1", "p-2"] {
+        let answer = ghcr(&server, "registry_package", GHCR_DIGEST, delivery);
+        assert_eq!(answer.assert_status(202).decision()["state"], "queued");
+    }
+    assert_eq!(world.settle(20).len(), 2);
     server.terminate();
 }
 

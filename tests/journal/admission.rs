@@ -374,12 +374,12 @@ fn a_stack_that_polls_an_image_deploys_each_digest_once(store: &Store) {
 }
 
 /// An image pushed by digest alone (its deploy runs that digest) deploys
-/// each digest once per query (services and profile), whatever the
-/// delivery's time: sent again, or after a newer digest deployed (a
-/// rollback), it deploys nothing. A deploy the configuration running it
-/// refused never ran and covers nothing; one an operator cancelled does.
-/// The delivery id seen before is answered as that delivery.
-fn an_image_pushed_by_digest_deploys_each_digest_once_per_query(store: &Store) {
+/// each digest once for the services and profile it deployed, whatever
+/// the delivery's time, and, once a later digest deployed, never again for
+/// any query (a rollback by delivery). A deploy the configuration running
+/// it refused never ran and covers nothing; one an operator cancelled
+/// does. The delivery id seen before is answered as that delivery.
+fn an_image_pushed_by_digest_deploys_each_digest_once_and_never_an_earlier_one(store: &Store) {
     let digest = |n: char| format!("sha256:{}", n.to_string().repeat(64));
     let (d1, d2, d3) = (digest('1'), digest('2'), digest('3'));
     let image = |digest: &str, seen_at_ms: i64| Admission {
@@ -420,33 +420,37 @@ fn an_image_pushed_by_digest_deploys_each_digest_once_per_query(store: &Store) {
             .unwrap(),
         Admitted::Inserted(Inserted::Duplicate(first))
     );
-    // Another profile deploys it once too, and the first query stays a
-    // duplicate of its own deploy.
+    // Another profile deploys the latest digest once more.
     let canary = new_id(
         j.admit_deploy(&pushed("p-1-canary", Some("canary")), &image(&d1, 301))
             .unwrap(),
     );
-    for (delivery, profile, of) in [
-        ("p-1-canary-again", Some("canary"), canary),
-        ("p-1-plain-again", None, first),
-        ("p-1-canary-third", Some("canary"), canary),
-    ] {
-        assert_eq!(
-            j.admit_deploy(&pushed(delivery, profile), &image(&d1, 302))
-                .unwrap(),
-            Admitted::SameCommit { deploy_id: of }
-        );
-    }
-    // A newer digest deploys, and the first one again is still a duplicate.
+    assert_eq!(
+        j.admit_deploy(
+            &pushed("p-1-canary-again", Some("canary")),
+            &image(&d1, 302)
+        )
+        .unwrap(),
+        Admitted::SameCommit { deploy_id: canary }
+    );
+    // A later digest deploys; the first one again is then a duplicate for
+    // any query.
     new_id(
         j.admit_deploy(&pushed("p-2", None), &image(&d2, 10))
             .unwrap(),
     );
-    assert_eq!(
-        j.admit_deploy(&pushed("p-1-late", None), &image(&d1, 400))
-            .unwrap(),
-        Admitted::SameCommit { deploy_id: first }
-    );
+    for (delivery, profile) in [
+        ("p-1-late", None),
+        ("p-1-late-canary", Some("canary")),
+        ("p-1-late-other", Some("other")),
+    ] {
+        assert_eq!(
+            j.admit_deploy(&pushed(delivery, profile), &image(&d1, 400))
+                .unwrap(),
+            Admitted::SameCommit { deploy_id: canary },
+            "{delivery}"
+        );
+    }
     // A deploy refused by the configuration running it covers nothing.
     let refused = new_id(
         j.admit_deploy(&pushed("p-3", None), &image(&d3, 400))
@@ -1285,7 +1289,7 @@ super::on_both_backends!(
     a_replay_key_deduplicates_until_it_expires_and_is_then_pruned,
     a_stack_that_polls_deploys_its_head_commit_once,
     a_stack_that_polls_an_image_deploys_each_digest_once,
-    an_image_pushed_by_digest_deploys_each_digest_once_per_query,
+    an_image_pushed_by_digest_deploys_each_digest_once_and_never_an_earlier_one,
     a_late_older_commit_leaves_its_services_to_the_newer_deploy_waiting,
     the_journal_remembers_each_polled_source,
 );

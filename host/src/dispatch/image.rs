@@ -87,6 +87,13 @@ pub(super) fn claim(
 /// component), which the deploy runs.
 pub(super) fn from_payload(image: &str, images: &[wit::ImagePush]) -> Option<ImageClaim> {
     let (_, pinned) = image.split_once('@')?;
+    // A claim is a row of the journal's, named by the image: kept to a
+    // size every index takes (PostgreSQL's B-tree refuses rows over 2704
+    // bytes, and the deploy would then be lost), of a digest as registries
+    // give them. Any other deploys, claiming nothing.
+    if image.len() > MAX_CLAIMED_IMAGE_BYTES || !is_manifest_digest(pinned) {
+        return None;
+    }
     let push = images
         .iter()
         .find(|push| pinned_reference(push).as_deref() == Some(image))?;
@@ -97,6 +104,22 @@ pub(super) fn from_payload(image: &str, images: &[wit::ImagePush]) -> Option<Ima
         seen_at_ms: now_ms(),
         from_payload: true,
     })
+}
+
+/// The longest image name (`registry/repository@digest`) whose digest a
+/// push by digest alone claims ([`from_payload`]): Docker's references
+/// allow 255 bytes of name, and a SHA-512 digest takes 135.
+pub const MAX_CLAIMED_IMAGE_BYTES: usize = 1024;
+
+/// A manifest digest as registries give them: `sha256:` and 64 lowercase
+/// hex digits, or `sha512:` and 128.
+fn is_manifest_digest(digest: &str) -> bool {
+    let hex = match digest.split_once(':') {
+        Some(("sha256", hex)) if hex.len() == 64 => hex,
+        Some(("sha512", hex)) if hex.len() == 128 => hex,
+        _ => return false,
+    };
+    hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// The name a deploy event gives the image `push` pushed by digest alone:

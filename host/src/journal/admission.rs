@@ -79,10 +79,10 @@ pub struct CommitClaim {
 ///   and a profile the claimed deploy covers is the same push seen the
 ///   other way;
 /// - an image pushed by digest alone, whose deploy runs exactly that digest
-///   ([`ImageClaim::from_payload`]), claims it for the deploy's services
-///   and profile, so that the same push sent again (under another delivery
-///   id, by a second webhook, replayed) neither redeploys nor, once a newer
-///   digest deployed, rolls the stack back.
+///   ([`ImageClaim::from_payload`]), claims it: sent again (under another
+///   delivery id, by a second webhook, replayed) it deploys nothing for
+///   services and a profile its deploy covered, nor, once a later digest
+///   of the image deployed, for any query (a rollback by delivery).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ImageClaim {
     /// The image as polling names it, `registry/name:tag`; for a push by
@@ -97,26 +97,18 @@ pub struct ImageClaim {
     /// never replaces it.
     pub seen_at_ms: i64,
     /// The digest is the one the payload of a push by digest alone names,
-    /// which its deploy runs: claimed under its name and the deploy's
-    /// query ([`ImageClaim::row_name`]), each digest once per query (as a
-    /// commit deploys once per query), kept when the deploy is pruned.
+    /// which its deploy runs: its row (named [`ImageClaim::image`]) is
+    /// kept when the deploy is pruned, and the image's latest digest is
+    /// kept beside it ([`ImageClaim::latest_name`]).
     pub from_payload: bool,
 }
 
 impl ImageClaim {
-    /// The claim's `stack_images.image`: [`ImageClaim::image`], followed,
-    /// for a claim [`ImageClaim::from_payload`], by `d`'s profile and
-    /// services (the query the deploy was for).
-    pub fn row_name(&self, d: &NewDeploy) -> String {
-        match self.from_payload {
-            false => self.image.clone(),
-            true => format!(
-                "{} profile={} services={}",
-                self.image,
-                d.profile.as_deref().unwrap_or(""),
-                d.services.join(",")
-            ),
-        }
+    /// The `stack_images.image` of the latest digest of an image pushed
+    /// by digest alone: `registry/repository@`, with no digest.
+    pub fn latest_name(&self) -> String {
+        let repository = self.image.split_once('@').map_or(&*self.image, |(r, _)| r);
+        format!("{repository}@")
     }
 }
 
@@ -560,29 +552,12 @@ pub(super) fn admit(
         }
     }
     if let Some(image) = &admission.image {
-        let claimed = sql.query_opt(
-            "SELECT deploy_id, digest, seen_at_ms FROM stack_images
-             WHERE stack = ?1 AND image = ?2",
-            args![d.stack, image.row_name(d)],
-        )?;
-        if let Some(row) = claimed {
-            let deploy_id: i64 = row.get(0)?;
-            let digest: String = row.get(1)?;
-            let seen_at_ms: i64 = row.get(2)?;
-            // The same digest, or one seen after this one: the claimed
-            // deploy pulls the tag later, at that digest or a newer one.
-            // A delivery seen before is answered as that below.
-            let covered =
-                digest == image.digest || (!image.from_payload && seen_at_ms > image.seen_at_ms);
-            // A push by digest alone deployed that digest even if its
-            // deploy was pruned since (but not if it was refused).
-            if covered
-                && !delivery_seen(sql, d)?
-                && (same_push(sql, deploy_id, d)?
-                    || (image.from_payload && !deploy_kept(sql, deploy_id)?))
-            {
-                return Ok(Admitted::SameCommit { deploy_id });
-            }
+        let repeated = match image.from_payload {
+            true => pinned_image_deployed(sql, d, image)?,
+            false => polled_image_deployed(sql, d, image)?,
+        };
+        if let Some(deploy_id) = repeated {
+            return Ok(Admitted::SameCommit { deploy_id });
         }
     }
     let id = match insert_deploy_in(sql, d)? {
@@ -759,22 +734,7 @@ pub(super) fn admit(
         }
     }
     if let (Some(image), false) = (&admission.image, matches!(admitted, Admitted::Older { .. })) {
-        sql.execute_pipelined(
-            "INSERT INTO stack_images (stack, image, digest, deploy_id, seen_at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (stack, image) DO UPDATE SET
-                 digest     = excluded.digest,
-                 deploy_id  = excluded.deploy_id,
-                 seen_at_ms = excluded.seen_at_ms
-             WHERE excluded.seen_at_ms >= stack_images.seen_at_ms",
-            args![
-                d.stack,
-                image.row_name(d),
-                image.digest,
-                id,
-                image.seen_at_ms
-            ],
-        )?;
+        record_image(sql, d, image, id)?;
     }
     if let Some(claim) = &admission.replay {
         sql.execute_pipelined(
@@ -906,6 +866,104 @@ fn same_push_deployed(sql: &mut dyn Sql, sha: &str, d: &NewDeploy) -> Result<Opt
         }
     }
     Ok(None)
+}
+
+/// The deploy a polled image's claim says `d` repeats: the image's claimed
+/// digest, or one seen after this one (the claimed deploy pulls the tag
+/// later, at that digest or a newer one), by a deploy that was `d`'s push
+/// ([`same_push`]). A delivery seen before is answered as that instead.
+fn polled_image_deployed(
+    sql: &mut dyn Sql,
+    d: &NewDeploy,
+    image: &ImageClaim,
+) -> Result<Option<i64>, DbError> {
+    let Some(row) = sql.query_opt(
+        "SELECT deploy_id, digest, seen_at_ms FROM stack_images
+         WHERE stack = ?1 AND image = ?2",
+        args![d.stack, image.image],
+    )?
+    else {
+        return Ok(None);
+    };
+    let deploy_id: i64 = row.get(0)?;
+    let digest: String = row.get(1)?;
+    let seen_at_ms: i64 = row.get(2)?;
+    let covered = digest == image.digest || seen_at_ms > image.seen_at_ms;
+    Ok((covered && !delivery_seen(sql, d)? && same_push(sql, deploy_id, d)?).then_some(deploy_id))
+}
+
+/// The deploy a push by digest alone ([`ImageClaim::from_payload`])
+/// repeats: the digest's last deploy, when the image deployed a later
+/// digest since (whatever `d`'s query: a delivery never rolls the stack
+/// back), or when that deploy was `d`'s push ([`same_push`]) or has been
+/// pruned (a pruned deploy ran, or was refused and is behind the image's
+/// later deploys). A delivery seen before is answered as that instead.
+fn pinned_image_deployed(
+    sql: &mut dyn Sql,
+    d: &NewDeploy,
+    image: &ImageClaim,
+) -> Result<Option<i64>, DbError> {
+    let latest_name = image.latest_name();
+    let rows = sql.query(
+        "SELECT image, digest, deploy_id FROM stack_images
+         WHERE stack = ?1 AND image IN (?2, ?3)",
+        args![d.stack, image.image, latest_name],
+    )?;
+    let (mut this, mut latest) = (None, None);
+    for row in &rows {
+        match row.get::<String>(0)? == latest_name {
+            true => latest = Some(row.get::<String>(1)?),
+            false => this = Some(row.get::<i64>(2)?),
+        }
+    }
+    let Some(deploy_id) = this else {
+        return Ok(None);
+    };
+    if delivery_seen(sql, d)? {
+        return Ok(None);
+    }
+    let earlier = latest.is_some_and(|digest| digest != image.digest);
+    let repeated = earlier || same_push(sql, deploy_id, d)? || !deploy_kept(sql, deploy_id)?;
+    Ok(repeated.then_some(deploy_id))
+}
+
+/// Records `image` as claimed by deploy `id` of `d`: a polled image's
+/// claim unless one seen later holds it; a push by digest alone's digest
+/// and, as the image's latest, beside it.
+fn record_image(
+    sql: &mut dyn Sql,
+    d: &NewDeploy,
+    image: &ImageClaim,
+    id: i64,
+) -> Result<(), DbError> {
+    if !image.from_payload {
+        return sql.execute_pipelined(
+            "INSERT INTO stack_images (stack, image, digest, deploy_id, seen_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (stack, image) DO UPDATE SET
+                 digest     = excluded.digest,
+                 deploy_id  = excluded.deploy_id,
+                 seen_at_ms = excluded.seen_at_ms
+             WHERE excluded.seen_at_ms >= stack_images.seen_at_ms",
+            args![d.stack, image.image, image.digest, id, image.seen_at_ms],
+        );
+    }
+    sql.execute_pipelined(
+        "INSERT INTO stack_images (stack, image, digest, deploy_id, seen_at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5), (?1, ?6, ?3, ?4, ?5)
+         ON CONFLICT (stack, image) DO UPDATE SET
+             digest     = excluded.digest,
+             deploy_id  = excluded.deploy_id,
+             seen_at_ms = excluded.seen_at_ms",
+        args![
+            d.stack,
+            image.image,
+            image.digest,
+            id,
+            image.seen_at_ms,
+            image.latest_name()
+        ],
+    )
 }
 
 /// Whether deploy `id` is still in the journal (retention prunes deploys).
