@@ -727,12 +727,12 @@ impl Dispatcher {
                             entry["deploy_id"] = json!(deploy_id);
                             entry["state"] = json!("duplicate");
                             entry["reason"] = json!(match (&event.sha, &admission.image) {
-                            (None, Some(claim)) if !claim.from_payload => format!(
+                            (None, Some(claim)) if claim.kind == crate::journal::ImageClaimKind::Polled => format!(
                                 "image {} at {} is already deploy #{deploy_id} (for that digest or one seen after it): the stack polls the image and its registry calls the hook, and each digest deploys once",
                                 claim.image, claim.digest
                             ),
                             (None, Some(claim)) => format!(
-                                "image {} is already deploy #{deploy_id}: an image pushed by digest deploys each digest once for the services and profile it deployed, and never again once a later digest deployed (the same push delivered again, by another delivery id or another webhook, deploys nothing; `redeploy trigger {} --redeploy ID` redeploys a deploy of `redeploy history`)",
+                                "image {} is already deploy #{deploy_id}: an image pushed by digest deploys each digest once per services and profile, and never again once the image moved on to a later digest or a tag (the same push delivered again, by another delivery id or another webhook, deploys nothing; `redeploy trigger {} --redeploy ID` redeploys a deploy of `redeploy history`)",
                                 claim.image, event.stack
                             ),
                             _ => format!(

@@ -87,8 +87,8 @@ pub use ui_sessions::UiSession;
 mod admission;
 mod commits;
 pub use admission::{
-    Admission, AdmissionOutcome, Admitted, CommitClaim, ImageClaim, Placed, Placer, ReplayClaim,
-    ToRun,
+    Admission, AdmissionOutcome, Admitted, CommitClaim, ImageClaim, ImageClaimKind, Placed, Placer,
+    ReplayClaim, ToRun,
 };
 mod claim;
 pub use claim::Start;

@@ -650,7 +650,7 @@ fn a_signed_image_push_replayed_under_new_delivery_ids_deploys_once_and_never_ro
         assert_eq!(
             decision["reason"],
             format!(
-                "image ghcr.io/codertocat/hello-world@sha256:{digest} is already deploy #{of}: an image pushed by digest deploys each digest once for the services and profile it deployed, and never again once a later digest deployed (the same push delivered again, by another delivery id or another webhook, deploys nothing; `redeploy trigger web --redeploy ID` redeploys a deploy of `redeploy history`)"
+                "image ghcr.io/codertocat/hello-world@sha256:{digest} is already deploy #{of}: an image pushed by digest deploys each digest once per services and profile, and never again once the image moved on to a later digest or a tag (the same push delivered again, by another delivery id or another webhook, deploys nothing; `redeploy trigger web --redeploy ID` redeploys a deploy of `redeploy history`)"
             )
         );
     };
@@ -728,7 +728,46 @@ fn a_signed_image_push_replayed_under_new_delivery_ids_deploys_once_and_never_ro
     assert_eq!(world.settle(20).len(), 1);
     let ran = world.ran("web");
     assert_eq!(ran.len(), 2, "{ran:?}");
+    // A push of a tag of the image deploys (it pulls the tag) and moves the
+    // image on: the newer digest, the latest before it, is then a
+    // duplicate too, whatever the query.
+    let tagged = ghcr_tagged(&server, "latest", "g-tag");
+    assert_eq!(tagged.assert_status(202).decision()["state"], "queued");
+    world.settle(20);
+    duplicate(
+        ghcr_with(
+            &server,
+            "?deployment_profile=fast",
+            ("registry_package", "g-2-fast"),
+            &newer,
+        ),
+        second_id,
+        &newer,
+    );
+    assert_eq!(world.ran("web").len(), 3);
     server.terminate();
+}
+
+/// The octokit `registry_package` fixture with its version tagged `tag`
+/// (`container_metadata.tag.name`, empty in the fixture), signed with
+/// [`GHCR_SECRET`] and sent to hook 1 as delivery `delivery`.
+fn ghcr_tagged(server: &ServerProcess, tag: &str, delivery: &str) -> http::Response {
+    let mut body: Value = serde_json::from_slice(&fixture(
+        "github/octokit-registry_package-published-docker.json",
+    ))
+    .unwrap();
+    body["registry_package"]["package_version"]["container_metadata"]["tag"]["name"] = json!(tag);
+    let body = body.to_string();
+    server.post(
+        &hook(1),
+        &[
+            ("X-GitHub-Event", "registry_package"),
+            ("X-GitHub-Delivery", delivery),
+            ("X-Hub-Signature-256", &sig(GHCR_SECRET, body.as_bytes())),
+            ("Content-Type", "application/json"),
+        ],
+        body.as_bytes(),
+    )
 }
 
 /// A GitHub Packages delivery whose digest is not one a registry gives

@@ -290,7 +290,7 @@ fn a_stack_that_polls_an_image_deploys_each_digest_once(store: &Store) {
             image: IMAGE.into(),
             digest: digest.into(),
             seen_at_ms,
-            from_payload: false,
+            kind: ImageClaimKind::Polled,
         }),
         ..Admission::default()
     };
@@ -374,9 +374,10 @@ fn a_stack_that_polls_an_image_deploys_each_digest_once(store: &Store) {
 }
 
 /// An image pushed by digest alone (its deploy runs that digest) deploys
-/// each digest once for the services and profile it deployed, whatever
-/// the delivery's time, and, once a later digest deployed, never again for
-/// any query (a rollback by delivery). A deploy the configuration running
+/// each digest once per services and profile, whatever
+/// the delivery's time, and, once a later digest or a push of a tag
+/// deployed, never again for any query (a rollback by delivery); a tag's
+/// push always deploys. A deploy the configuration running
 /// it refused never ran and covers nothing; one an operator cancelled
 /// does. The delivery id seen before is answered as that delivery.
 fn an_image_pushed_by_digest_deploys_each_digest_once_and_never_an_earlier_one(store: &Store) {
@@ -387,7 +388,7 @@ fn an_image_pushed_by_digest_deploys_each_digest_once_and_never_an_earlier_one(s
             image: format!("ghcr.io/acme/web@{digest}"),
             digest: digest.into(),
             seen_at_ms,
-            from_payload: true,
+            kind: ImageClaimKind::Pinned,
         }),
         ..Admission::default()
     };
@@ -433,9 +434,15 @@ fn an_image_pushed_by_digest_deploys_each_digest_once_and_never_an_earlier_one(s
         .unwrap(),
         Admitted::SameCommit { deploy_id: canary }
     );
-    // A later digest deploys; the first one again is then a duplicate for
-    // any query.
-    new_id(
+    // Switched back, each query stays a duplicate of its own deploy.
+    assert_eq!(
+        j.admit_deploy(&pushed("p-1-plain-again", None), &image(&d1, 303))
+            .unwrap(),
+        Admitted::SameCommit { deploy_id: first }
+    );
+    // A later digest deploys; the first one again is then a duplicate (of
+    // its first deploy) for any query.
+    let second = new_id(
         j.admit_deploy(&pushed("p-2", None), &image(&d2, 10))
             .unwrap(),
     );
@@ -447,10 +454,29 @@ fn an_image_pushed_by_digest_deploys_each_digest_once_and_never_an_earlier_one(s
         assert_eq!(
             j.admit_deploy(&pushed(delivery, profile), &image(&d1, 400))
                 .unwrap(),
-            Admitted::SameCommit { deploy_id: canary },
+            Admitted::SameCommit { deploy_id: first },
             "{delivery}"
         );
     }
+    // A push of the image's tag deploys, always, and moves the image on:
+    // the digest pushed by digest before it is then a duplicate for any
+    // query, as an earlier one is; a new digest deploys (below).
+    let tag = || Admission {
+        image: Some(ImageClaim {
+            image: "ghcr.io/acme/web:v1".into(),
+            digest: String::new(),
+            seen_at_ms: 500,
+            kind: ImageClaimKind::Tag,
+        }),
+        ..Admission::default()
+    };
+    new_id(j.admit_deploy(&pushed("t-1", None), &tag()).unwrap());
+    new_id(j.admit_deploy(&pushed("t-2", None), &tag()).unwrap());
+    assert_eq!(
+        j.admit_deploy(&pushed("p-2-canary", Some("canary")), &image(&d2, 501))
+            .unwrap(),
+        Admitted::SameCommit { deploy_id: second }
+    );
     // A deploy refused by the configuration running it covers nothing.
     let refused = new_id(
         j.admit_deploy(&pushed("p-3", None), &image(&d3, 400))
@@ -476,7 +502,7 @@ fn an_image_pushed_by_digest_deploys_each_digest_once_and_never_an_earlier_one(s
             .unwrap(),
         Admitted::SameCommit { deploy_id: again }
     );
-    assert_eq!(j.deploys(Some("web"), 100).unwrap().len(), 5);
+    assert_eq!(j.deploys(Some("web"), 100).unwrap().len(), 7);
 }
 
 /// A commit delivered after a newer one was queued (a late or redelivered

@@ -25,15 +25,17 @@
 //! digest its payload names, so the same push sent again (a second
 //! webhook, a captured delivery replayed under a new delivery id) would
 //! redeploy it, or roll the stack back once a newer one deployed. A push
-//! of a tag claims nothing there: its deploy pulls the tag, at whatever
+//! of a tag claims no digest there: its deploy pulls the tag, at whatever
 //! digest the tag points to by then, so the payload's digest says nothing
 //! of what the stack runs (a late delivery, a deploy in between that
-//! claimed nothing), and a claim of it could refuse the tag's next move.
+//! claimed nothing), and a claim of it could refuse the tag's next move. It
+//! always deploys, and moves the image on past every digest pushed by
+//! digest alone before it ([`ImageClaimKind::Tag`]).
 
 use std::time::Duration;
 
 use crate::config::{ImageReference, PollConfig, PollKind, PollTarget, StackConfig};
-use crate::journal::{now_ms, ImageClaim};
+use crate::journal::{now_ms, ImageClaim, ImageClaimKind};
 use crate::plugin::wit;
 
 /// How long a registry webhook's answer waits for the registry to say which
@@ -76,17 +78,26 @@ pub(super) fn claim(
         image: reference.source(),
         digest,
         seen_at_ms,
-        from_payload: false,
+        kind: ImageClaimKind::Polled,
     })
 }
 
 /// The claim of a deploy of `image` (its deploy event's `image`) that no
-/// poll of its stack follows, when it is a push by digest alone
-/// (`registry/repository@digest`): the digest its delivery's payload names
+/// poll of its stack follows: for a push by digest alone
+/// (`registry/repository@digest`), the digest its delivery's payload names
 /// for that image (`images`, the outcome's image pushes, read by the
-/// component), which the deploy runs.
+/// component), which the deploy runs; for a push of a tag, the image's
+/// move ([`ImageClaimKind::Tag`]).
 pub(super) fn from_payload(image: &str, images: &[wit::ImagePush]) -> Option<ImageClaim> {
-    let (_, pinned) = image.split_once('@')?;
+    let Some((_, pinned)) = image.split_once('@') else {
+        // A tag's push claims nothing, but moves the image on.
+        return (image.len() <= MAX_CLAIMED_IMAGE_BYTES).then(|| ImageClaim {
+            image: image.to_owned(),
+            digest: String::new(),
+            seen_at_ms: now_ms(),
+            kind: ImageClaimKind::Tag,
+        });
+    };
     // A claim is a row of the journal's, named by the image: kept to a
     // size every index takes (PostgreSQL's B-tree refuses rows over 2704
     // bytes, and the deploy would then be lost), of a digest as registries
@@ -102,7 +113,7 @@ pub(super) fn from_payload(image: &str, images: &[wit::ImagePush]) -> Option<Ima
         image: image.to_owned(),
         digest: digest.to_owned(),
         seen_at_ms: now_ms(),
-        from_payload: true,
+        kind: ImageClaimKind::Pinned,
     })
 }
 

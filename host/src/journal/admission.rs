@@ -71,24 +71,16 @@ pub struct CommitClaim {
 /// The image digest a deploy is for: the same digest arriving again is
 /// the same push seen again, and deploys nothing
 /// ([`Admitted::SameCommit`]); a different digest deploys, and becomes the
-/// image's claim (schema 16, `stack_images`). Two kinds:
-///
-/// - a stack that both polls the image (`[stacks.poll]`) and receives its
-///   registry's webhook claims the digest the poll saw or the registry
-///   said its tag points to: the same digest arriving again for services
-///   and a profile the claimed deploy covers is the same push seen the
-///   other way;
-/// - an image pushed by digest alone, whose deploy runs exactly that digest
-///   ([`ImageClaim::from_payload`]), claims it: sent again (under another
-///   delivery id, by a second webhook, replayed) it deploys nothing for
-///   services and a profile its deploy covered, nor, once a later digest
-///   of the image deployed, for any query (a rollback by delivery).
+/// image's claim (schema 16, `stack_images`). Of three kinds
+/// ([`ImageClaimKind`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ImageClaim {
-    /// The image as polling names it, `registry/name:tag`; for a push by
-    /// digest alone, the deploy event's `registry/repository@digest`.
+    /// The image as polling names it, `registry/name:tag`; as the deploy
+    /// event names it otherwise: `registry/repository@digest` for a push by
+    /// digest alone, `registry/repository:tag` for a push of a tag.
     pub image: String,
-    /// The manifest digest (`sha256:...`) the deploy is for.
+    /// The manifest digest (`sha256:...`) the deploy is for; empty for
+    /// [`ImageClaimKind::Tag`].
     pub digest: String,
     /// When the digest was seen (ms since the epoch): for a polled image,
     /// one seen before the image's claim was is covered by the claimed
@@ -96,18 +88,45 @@ pub struct ImageClaim {
     /// that saw a newer digest). A claim seen before the image's claim
     /// never replaces it.
     pub seen_at_ms: i64,
-    /// The digest is the one the payload of a push by digest alone names,
-    /// which its deploy runs: its row (named [`ImageClaim::image`]) is
-    /// kept when the deploy is pruned, and the image's latest digest is
-    /// kept beside it ([`ImageClaim::latest_name`]).
-    pub from_payload: bool,
+    /// Which kind of claim this is.
+    pub kind: ImageClaimKind,
+}
+
+/// The kinds of [`ImageClaim`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImageClaimKind {
+    /// A stack that both polls the image (`[stacks.poll]`) and receives its
+    /// registry's webhook claims the digest the poll saw or the registry
+    /// said its tag points to: the same digest arriving again for services
+    /// and a profile the claimed deploy covers is the same push seen the
+    /// other way.
+    Polled,
+    /// An image pushed by digest alone, whose deploy runs exactly that
+    /// digest, claims the digest its payload names: sent again (under
+    /// another delivery id, by a second webhook, replayed) it deploys
+    /// nothing for the services and profile of its last deploy, nor, once
+    /// the image moved on (a later digest, a tag: [`ImageClaim::latest_name`]),
+    /// for any query (a rollback by delivery). Its row is kept when the
+    /// deploy is pruned.
+    Pinned,
+    /// A push of a tag of the image, whose deploy pulls the tag: it claims
+    /// nothing and always deploys, but moves the image on, so that no digest
+    /// pushed by digest alone before it comes back by a delivery.
+    Tag,
 }
 
 impl ImageClaim {
-    /// The `stack_images.image` of the latest digest of an image pushed
-    /// by digest alone: `registry/repository@`, with no digest.
+    /// The `stack_images.image` of where the image last moved to by a push
+    /// that is not polled: `registry/repository@`, with no tag or digest.
     pub fn latest_name(&self) -> String {
-        let repository = self.image.split_once('@').map_or(&*self.image, |(r, _)| r);
+        let repository = match self.image.split_once('@') {
+            Some((repository, _)) => repository,
+            None => self
+                .image
+                .rsplit_once(':')
+                .filter(|(_, tag)| !tag.contains('/'))
+                .map_or(&*self.image, |(repository, _)| repository),
+        };
         format!("{repository}@")
     }
 }
@@ -552,9 +571,10 @@ pub(super) fn admit(
         }
     }
     if let Some(image) = &admission.image {
-        let repeated = match image.from_payload {
-            true => pinned_image_deployed(sql, d, image)?,
-            false => polled_image_deployed(sql, d, image)?,
+        let repeated = match image.kind {
+            ImageClaimKind::Pinned => pinned_image_deployed(sql, d, image)?,
+            ImageClaimKind::Polled => polled_image_deployed(sql, d, image)?,
+            ImageClaimKind::Tag => None,
         };
         if let Some(deploy_id) = repeated {
             return Ok(Admitted::SameCommit { deploy_id });
@@ -845,17 +865,29 @@ fn same_push(sql: &mut dyn Sql, deploy_id: i64, d: &NewDeploy) -> Result<bool, D
 /// deploy an operator cancelled is. One statement (one round trip to a
 /// database server), whatever the number of the commit's deploys.
 fn same_push_deployed(sql: &mut dyn Sql, sha: &str, d: &NewDeploy) -> Result<Option<i64>, DbError> {
+    newest_same_push(sql, d, "sha = ?4", &sha)
+}
+
+/// The newest of `d`'s stack's deploys that `condition` (SQL of `?4`,
+/// bound to `value`) selects that was `d`'s push ([`is_same_push`]) and
+/// was not refused by the configuration running it: one statement.
+fn newest_same_push(
+    sql: &mut dyn Sql,
+    d: &NewDeploy,
+    condition: &str,
+    value: &dyn ToValue,
+) -> Result<Option<i64>, DbError> {
     let rows = sql.query(
         &format!(
             "SELECT id, services FROM deploys WHERE {SAME_REF_AND_PROFILE}
-                 AND stack = ?3 AND sha = ?4 AND {NOT_REFUSED_5_6}
+                 AND stack = ?3 AND {condition} AND {NOT_REFUSED_5_6}
              ORDER BY id DESC"
         ),
         args![
             d.git_ref,
             d.profile,
             d.stack,
-            sha,
+            value,
             DeployState::Cancelled,
             refused_pattern()
         ],
@@ -892,12 +924,14 @@ fn polled_image_deployed(
     Ok((covered && !delivery_seen(sql, d)? && same_push(sql, deploy_id, d)?).then_some(deploy_id))
 }
 
-/// The deploy a push by digest alone ([`ImageClaim::from_payload`])
-/// repeats: the digest's last deploy, when the image deployed a later
-/// digest since (whatever `d`'s query: a delivery never rolls the stack
-/// back), or when that deploy was `d`'s push ([`same_push`]) or has been
-/// pruned (a pruned deploy ran, or was refused and is behind the image's
-/// later deploys). A delivery seen before is answered as that instead.
+/// The deploy a push by digest alone ([`ImageClaimKind::Pinned`])
+/// repeats. The digest's first deploy, when the image moved on since to a
+/// later digest or a tag, whatever `d`'s query (a delivery never rolls the
+/// stack back). While the image is still at that digest: any deploy of
+/// the stack since the image moved to it that was `d`'s push (same ref and
+/// profile, its services covered, not refused: each query deploys the
+/// digest once), or the digest's first deploy when it has been pruned. A
+/// delivery seen before is answered as that instead.
 fn pinned_image_deployed(
     sql: &mut dyn Sql,
     d: &NewDeploy,
@@ -912,7 +946,7 @@ fn pinned_image_deployed(
     let (mut this, mut latest) = (None, None);
     for row in &rows {
         match row.get::<String>(0)? == latest_name {
-            true => latest = Some(row.get::<String>(1)?),
+            true => latest = Some((row.get::<String>(1)?, row.get::<i64>(2)?)),
             false => this = Some(row.get::<i64>(2)?),
         }
     }
@@ -922,21 +956,47 @@ fn pinned_image_deployed(
     if delivery_seen(sql, d)? {
         return Ok(None);
     }
-    let earlier = latest.is_some_and(|digest| digest != image.digest);
-    let repeated = earlier || same_push(sql, deploy_id, d)? || !deploy_kept(sql, deploy_id)?;
-    Ok(repeated.then_some(deploy_id))
+    let since = match latest {
+        Some((digest, _)) if digest != image.digest => return Ok(Some(deploy_id)),
+        Some((_, moved)) => moved,
+        None => deploy_id,
+    };
+    if let Some(covering) = same_push_since(sql, since, d)? {
+        return Ok(Some(covering));
+    }
+    Ok((!deploy_kept(sql, deploy_id)?).then_some(deploy_id))
+}
+
+/// The newest deploy of `d`'s stack from deploy `since` on that was `d`'s
+/// push, not refused ([`newest_same_push`]; retention bounds the deploys
+/// read).
+fn same_push_since(sql: &mut dyn Sql, since: i64, d: &NewDeploy) -> Result<Option<i64>, DbError> {
+    newest_same_push(sql, d, "id >= ?4", &since)
 }
 
 /// Records `image` as claimed by deploy `id` of `d`: a polled image's
 /// claim unless one seen later holds it; a push by digest alone's digest
-/// and, as the image's latest, beside it.
+/// and, as where the image moved to, beside it (each by its first deploy);
+/// a tag's push as where the image moved to (an empty digest, which no
+/// digest is).
 fn record_image(
     sql: &mut dyn Sql,
     d: &NewDeploy,
     image: &ImageClaim,
     id: i64,
 ) -> Result<(), DbError> {
-    if !image.from_payload {
+    if image.kind == ImageClaimKind::Tag {
+        return sql.execute_pipelined(
+            "INSERT INTO stack_images (stack, image, digest, deploy_id, seen_at_ms)
+             VALUES (?1, ?2, '', ?3, ?4)
+             ON CONFLICT (stack, image) DO UPDATE SET
+                 digest     = excluded.digest,
+                 deploy_id  = excluded.deploy_id,
+                 seen_at_ms = excluded.seen_at_ms",
+            args![d.stack, image.latest_name(), id, image.seen_at_ms],
+        );
+    }
+    if image.kind == ImageClaimKind::Polled {
         return sql.execute_pipelined(
             "INSERT INTO stack_images (stack, image, digest, deploy_id, seen_at_ms)
              VALUES (?1, ?2, ?3, ?4, ?5)
@@ -948,13 +1008,17 @@ fn record_image(
             args![d.stack, image.image, image.digest, id, image.seen_at_ms],
         );
     }
+    // Each row keeps the first deploy that brought the image to the digest:
+    // the digest's own, and where the image moved to (replaced only when
+    // it moves again).
     sql.execute_pipelined(
         "INSERT INTO stack_images (stack, image, digest, deploy_id, seen_at_ms)
          VALUES (?1, ?2, ?3, ?4, ?5), (?1, ?6, ?3, ?4, ?5)
          ON CONFLICT (stack, image) DO UPDATE SET
              digest     = excluded.digest,
              deploy_id  = excluded.deploy_id,
-             seen_at_ms = excluded.seen_at_ms",
+             seen_at_ms = excluded.seen_at_ms
+         WHERE stack_images.digest <> excluded.digest",
         args![
             d.stack,
             image.image,
