@@ -86,10 +86,11 @@ pub use ui_sessions::UiSession;
 
 mod admission;
 mod commits;
+mod images;
 pub use admission::{
-    Admission, AdmissionOutcome, Admitted, CommitClaim, ImageClaim, ImageClaimKind, Placed, Placer,
-    ReplayClaim, ToRun,
+    Admission, AdmissionOutcome, Admitted, CommitClaim, Placed, Placer, ReplayClaim, ToRun,
 };
+pub use images::{ImageClaim, ImageClaimKind};
 mod claim;
 pub use claim::Start;
 mod records;

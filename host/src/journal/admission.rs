@@ -17,6 +17,7 @@ use super::batch::RowsInOrder;
 use super::claim::{cancel_for, cancel_one, Superseded};
 use super::commits::{follows_lane, head, known_commits, lane_start, lane_waiting, older_for};
 use super::github::{insert_request_in, DeploymentRequestClaim};
+use super::images::ImageClaim;
 use super::sql::{args, Commit, DbError, Sql, ToValue, Value};
 use super::{insert_deploy_in, Backend, Inserted, Journal, JournalError};
 use super::{select_deploy, DeployRecord, DeployState, NewDeploy, TransitionDetail};
@@ -66,69 +67,6 @@ pub struct CommitClaim {
     /// second webhook, by the poll of a stack that is also pushed to, or
     /// replayed), and deploys nothing ([`Admitted::SameCommit`]).
     pub once: bool,
-}
-
-/// The image digest a deploy is for: the same digest arriving again is
-/// the same push seen again, and deploys nothing
-/// ([`Admitted::SameCommit`]); a different digest deploys, and becomes the
-/// image's claim (schema 16, `stack_images`). Of three kinds
-/// ([`ImageClaimKind`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ImageClaim {
-    /// The image as polling names it, `registry/name:tag`; as the deploy
-    /// event names it otherwise: `registry/repository@digest` for a push by
-    /// digest alone, `registry/repository:tag` for a push of a tag.
-    pub image: String,
-    /// The manifest digest (`sha256:...`) the deploy is for; empty for
-    /// [`ImageClaimKind::Tag`].
-    pub digest: String,
-    /// When the digest was seen (ms since the epoch): for a polled image,
-    /// one seen before the image's claim was is covered by the claimed
-    /// deploy, which pulls the tag later (a poll admitted after a webhook
-    /// that saw a newer digest). A claim seen before the image's claim
-    /// never replaces it.
-    pub seen_at_ms: i64,
-    /// Which kind of claim this is.
-    pub kind: ImageClaimKind,
-}
-
-/// The kinds of [`ImageClaim`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ImageClaimKind {
-    /// A stack that both polls the image (`[stacks.poll]`) and receives its
-    /// registry's webhook claims the digest the poll saw or the registry
-    /// said its tag points to: the same digest arriving again for services
-    /// and a profile the claimed deploy covers is the same push seen the
-    /// other way.
-    Polled,
-    /// An image pushed by digest alone, whose deploy runs exactly that
-    /// digest, claims the digest its payload names: sent again (under
-    /// another delivery id, by a second webhook, replayed) it deploys
-    /// nothing for the services and profile of its last deploy, nor, once
-    /// the image moved on (a later digest, a tag: [`ImageClaim::latest_name`]),
-    /// for any query (a rollback by delivery). Its row is kept when the
-    /// deploy is pruned.
-    Pinned,
-    /// A push of a tag of the image, whose deploy pulls the tag: it claims
-    /// nothing and always deploys, but moves the image on, so that no digest
-    /// pushed by digest alone before it comes back by a delivery.
-    Tag,
-}
-
-impl ImageClaim {
-    /// The `stack_images.image` of where the image last moved to by a push
-    /// that is not polled: `registry/repository@`, with no tag or digest.
-    pub fn latest_name(&self) -> String {
-        let repository = match self.image.split_once('@') {
-            Some((repository, _)) => repository,
-            None => self
-                .image
-                .rsplit_once(':')
-                .filter(|(_, tag)| !tag.contains('/'))
-                .map_or(&*self.image, |(repository, _)| repository),
-        };
-        format!("{repository}@")
-    }
 }
 
 /// What [`Journal::admit_deploy`] checks besides the delivery id.
@@ -571,12 +509,7 @@ pub(super) fn admit(
         }
     }
     if let Some(image) = &admission.image {
-        let repeated = match image.kind {
-            ImageClaimKind::Pinned => pinned_image_deployed(sql, d, image)?,
-            ImageClaimKind::Polled => polled_image_deployed(sql, d, image)?,
-            ImageClaimKind::Tag => None,
-        };
-        if let Some(deploy_id) = repeated {
+        if let Some(deploy_id) = super::images::repeated(sql, d, image)? {
             return Ok(Admitted::SameCommit { deploy_id });
         }
     }
@@ -754,7 +687,7 @@ pub(super) fn admit(
         }
     }
     if let (Some(image), false) = (&admission.image, matches!(admitted, Admitted::Older { .. })) {
-        record_image(sql, d, image, id)?;
+        super::images::record(sql, d, image, id)?;
     }
     if let Some(claim) = &admission.replay {
         sql.execute_pipelined(
@@ -812,12 +745,9 @@ const SAME_REF_AND_PROFILE: &str =
     "git_ref IS NOT DISTINCT FROM ?1 AND profile IS NOT DISTINCT FROM ?2";
 
 /// The deploys the configuration running them did not refuse, in SQL, with
-/// `cancelled` and [`refused_pattern`] as its two parameters (numbered
-/// 4 and 5, or 5 and 6): a deploy refused (`crate::runner::follows`,
-/// cancelled with a reason beginning
+/// `cancelled` and [`refused_pattern`] as its parameters 5 and 6: a deploy
+/// refused (`crate::runner::follows`, cancelled with a reason beginning
 /// [`crate::runner::follows::REFUSED_PREFIX`]) never ran.
-const NOT_REFUSED_4_5: &str = "NOT (state = ?4 AND superseded_by IS NULL AND detail LIKE ?5)";
-/// [`NOT_REFUSED_4_5`] with its parameters numbered 5 and 6.
 const NOT_REFUSED_5_6: &str = "NOT (state = ?5 AND superseded_by IS NULL AND detail LIKE ?6)";
 
 /// The `LIKE` pattern of a refused deploy's reason.
@@ -834,26 +764,10 @@ fn is_same_push(services: &str, d: &NewDeploy) -> Result<bool, DbError> {
     Ok(crate::queue::covers(&services, &d.services))
 }
 
-/// Whether deploy `deploy_id` is `d`'s push ([`is_same_push`]) and was not
-/// refused by the configuration running it (as [`same_push_deployed`]).
-fn same_push(sql: &mut dyn Sql, deploy_id: i64, d: &NewDeploy) -> Result<bool, DbError> {
-    let row = sql.query_opt(
-        &format!(
-            "SELECT services FROM deploys WHERE {SAME_REF_AND_PROFILE} AND id = ?3
-                 AND {NOT_REFUSED_4_5}"
-        ),
-        args![
-            d.git_ref,
-            d.profile,
-            deploy_id,
-            DeployState::Cancelled,
-            refused_pattern()
-        ],
-    )?;
-    match row {
-        None => Ok(false),
-        Some(row) => is_same_push(&row.get::<String>(0)?, d),
-    }
+/// Whether deploy `deploy_id` of `d`'s stack is `d`'s push, not refused
+/// ([`newest_same_push`]).
+pub(super) fn same_push(sql: &mut dyn Sql, deploy_id: i64, d: &NewDeploy) -> Result<bool, DbError> {
+    Ok(newest_same_push(sql, d, "id = ?4", &deploy_id)?.is_some())
 }
 
 /// The newest deploy of commit `sha` that was `d`'s push ([`is_same_push`]),
@@ -871,7 +785,7 @@ fn same_push_deployed(sql: &mut dyn Sql, sha: &str, d: &NewDeploy) -> Result<Opt
 /// The newest of `d`'s stack's deploys that `condition` (SQL of `?4`,
 /// bound to `value`) selects that was `d`'s push ([`is_same_push`]) and
 /// was not refused by the configuration running it: one statement.
-fn newest_same_push(
+pub(super) fn newest_same_push(
     sql: &mut dyn Sql,
     d: &NewDeploy,
     condition: &str,
@@ -900,145 +814,8 @@ fn newest_same_push(
     Ok(None)
 }
 
-/// The deploy a polled image's claim says `d` repeats: the image's claimed
-/// digest, or one seen after this one (the claimed deploy pulls the tag
-/// later, at that digest or a newer one), by a deploy that was `d`'s push
-/// ([`same_push`]). A delivery seen before is answered as that instead.
-fn polled_image_deployed(
-    sql: &mut dyn Sql,
-    d: &NewDeploy,
-    image: &ImageClaim,
-) -> Result<Option<i64>, DbError> {
-    let Some(row) = sql.query_opt(
-        "SELECT deploy_id, digest, seen_at_ms FROM stack_images
-         WHERE stack = ?1 AND image = ?2",
-        args![d.stack, image.image],
-    )?
-    else {
-        return Ok(None);
-    };
-    let deploy_id: i64 = row.get(0)?;
-    let digest: String = row.get(1)?;
-    let seen_at_ms: i64 = row.get(2)?;
-    let covered = digest == image.digest || seen_at_ms > image.seen_at_ms;
-    Ok((covered && !delivery_seen(sql, d)? && same_push(sql, deploy_id, d)?).then_some(deploy_id))
-}
-
-/// The deploy a push by digest alone ([`ImageClaimKind::Pinned`])
-/// repeats. The digest's first deploy, when the image moved on since to a
-/// later digest or a tag, whatever `d`'s query (a delivery never rolls the
-/// stack back). While the image is still at that digest: any deploy of
-/// the stack since the image moved to it that was `d`'s push (same ref and
-/// profile, its services covered, not refused: each query deploys the
-/// digest once), or the digest's first deploy when it has been pruned. A
-/// delivery seen before is answered as that instead.
-fn pinned_image_deployed(
-    sql: &mut dyn Sql,
-    d: &NewDeploy,
-    image: &ImageClaim,
-) -> Result<Option<i64>, DbError> {
-    let latest_name = image.latest_name();
-    let rows = sql.query(
-        "SELECT image, digest, deploy_id FROM stack_images
-         WHERE stack = ?1 AND image IN (?2, ?3)",
-        args![d.stack, image.image, latest_name],
-    )?;
-    let (mut this, mut latest) = (None, None);
-    for row in &rows {
-        match row.get::<String>(0)? == latest_name {
-            true => latest = Some((row.get::<String>(1)?, row.get::<i64>(2)?)),
-            false => this = Some(row.get::<i64>(2)?),
-        }
-    }
-    let Some(deploy_id) = this else {
-        return Ok(None);
-    };
-    if delivery_seen(sql, d)? {
-        return Ok(None);
-    }
-    let since = match latest {
-        Some((digest, _)) if digest != image.digest => return Ok(Some(deploy_id)),
-        Some((_, moved)) => moved,
-        None => deploy_id,
-    };
-    if let Some(covering) = same_push_since(sql, since, d)? {
-        return Ok(Some(covering));
-    }
-    Ok((!deploy_kept(sql, deploy_id)?).then_some(deploy_id))
-}
-
-/// The newest deploy of `d`'s stack from deploy `since` on that was `d`'s
-/// push, not refused ([`newest_same_push`]; retention bounds the deploys
-/// read).
-fn same_push_since(sql: &mut dyn Sql, since: i64, d: &NewDeploy) -> Result<Option<i64>, DbError> {
-    newest_same_push(sql, d, "id >= ?4", &since)
-}
-
-/// Records `image` as claimed by deploy `id` of `d`: a polled image's
-/// claim unless one seen later holds it; a push by digest alone's digest
-/// and, as where the image moved to, beside it (each by its first deploy);
-/// a tag's push as where the image moved to (an empty digest, which no
-/// digest is).
-fn record_image(
-    sql: &mut dyn Sql,
-    d: &NewDeploy,
-    image: &ImageClaim,
-    id: i64,
-) -> Result<(), DbError> {
-    if image.kind == ImageClaimKind::Tag {
-        return sql.execute_pipelined(
-            "INSERT INTO stack_images (stack, image, digest, deploy_id, seen_at_ms)
-             VALUES (?1, ?2, '', ?3, ?4)
-             ON CONFLICT (stack, image) DO UPDATE SET
-                 digest     = excluded.digest,
-                 deploy_id  = excluded.deploy_id,
-                 seen_at_ms = excluded.seen_at_ms",
-            args![d.stack, image.latest_name(), id, image.seen_at_ms],
-        );
-    }
-    if image.kind == ImageClaimKind::Polled {
-        return sql.execute_pipelined(
-            "INSERT INTO stack_images (stack, image, digest, deploy_id, seen_at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (stack, image) DO UPDATE SET
-                 digest     = excluded.digest,
-                 deploy_id  = excluded.deploy_id,
-                 seen_at_ms = excluded.seen_at_ms
-             WHERE excluded.seen_at_ms >= stack_images.seen_at_ms",
-            args![d.stack, image.image, image.digest, id, image.seen_at_ms],
-        );
-    }
-    // Each row keeps the first deploy that brought the image to the digest:
-    // the digest's own, and where the image moved to (replaced only when
-    // it moves again).
-    sql.execute_pipelined(
-        "INSERT INTO stack_images (stack, image, digest, deploy_id, seen_at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5), (?1, ?6, ?3, ?4, ?5)
-         ON CONFLICT (stack, image) DO UPDATE SET
-             digest     = excluded.digest,
-             deploy_id  = excluded.deploy_id,
-             seen_at_ms = excluded.seen_at_ms
-         WHERE stack_images.digest <> excluded.digest",
-        args![
-            d.stack,
-            image.image,
-            image.digest,
-            id,
-            image.seen_at_ms,
-            image.latest_name()
-        ],
-    )
-}
-
-/// Whether deploy `id` is still in the journal (retention prunes deploys).
-fn deploy_kept(sql: &mut dyn Sql, id: i64) -> Result<bool, DbError> {
-    Ok(sql
-        .query_opt("SELECT 1 FROM deploys WHERE id = ?1", args![id])?
-        .is_some())
-}
-
 /// Whether `d`'s stack already has a deploy of `d`'s delivery id.
-fn delivery_seen(sql: &mut dyn Sql, d: &NewDeploy) -> Result<bool, DbError> {
+pub(super) fn delivery_seen(sql: &mut dyn Sql, d: &NewDeploy) -> Result<bool, DbError> {
     let Some(delivery) = &d.delivery_id else {
         return Ok(false);
     };
