@@ -632,6 +632,89 @@ fn an_image_seen_by_its_registrys_webhook_and_by_the_poll_deploys_once() {
     assert_eq!(registry.violations(), Vec::<String>::new());
 }
 
+/// [`acr_push`] of `hello-world` by digest alone (no `tag`): a
+/// Distribution registry's per-platform manifest, whose deploy runs
+/// exactly that digest.
+fn acr_push_by_digest(registry: &Registry, id: &str, digest: &str) -> Vec<u8> {
+    let mut body: serde_json::Value = serde_json::from_slice(&acr_push(registry, id)).unwrap();
+    body["target"]["digest"] = json!(digest);
+    body["target"].as_object_mut().unwrap().remove("tag");
+    body.to_string().into_bytes()
+}
+
+/// A stack following an image untagged and polling its `latest` tag: a
+/// push by digest alone deploys that digest, and a deploy of the polled
+/// tag (its webhook's, as the registry says the tag points to) moves the
+/// image on, so the earlier digest's push sent again deploys nothing, with
+/// the unsigned query changed too (a rollback by delivery).
+#[test]
+fn a_polled_tags_deploy_moves_an_image_pushed_by_digest_on() {
+    let registry = Registry::start(None);
+    let first = registry.push("hello-world", "latest", manifest(1));
+    let untagged = format!("127.0.0.1:{}/hello-world", registry.port);
+    let stacks = [Stack::image("web", &untagged, 1).table(&format!(
+        "{}[stacks.profiles.fast]\nenv = {{ FAST = \"1\" }}\n",
+        polling("")
+    ))];
+    let world = World::new("poll-tag-moves-pinned", "", &toml(&stacks));
+    let server = world.start(&[]);
+    let source = registry.image("hello-world", "latest");
+    seen(&world, "web", &source, &first);
+    let headers = fixture_headers("distribution/azuredocs-acr-push.headers");
+    let headers = crate::support::deliveries::borrowed(&headers);
+    let hook = crate::support::hook(1);
+
+    // A platform's manifest pushed by digest alone deploys that digest.
+    let pinned = digest(&manifest(2));
+    let r = server.post(
+        &hook,
+        &headers,
+        &acr_push_by_digest(&registry, "pin-1", &pinned),
+    );
+    let decision = r.assert_status(202).decision();
+    let pinned_id = decision["deploy_id"].as_i64().unwrap();
+    world.settle(30);
+
+    // The tag moves, and its webhook deploys it: the registry says which
+    // digest (the poll then has nothing to add).
+    let moved = registry.push("hello-world", "latest", manifest(3));
+    let mut tag_push: serde_json::Value =
+        serde_json::from_slice(&acr_push(&registry, "tag-1")).unwrap();
+    tag_push["target"]["tag"] = json!("latest");
+    let r = server.post(&hook, &headers, tag_push.to_string().as_bytes());
+    r.assert_status(202);
+    seen(&world, "web", &source, &moved);
+    let deploys = world.settle(30);
+    assert_eq!(deploys.len(), 2, "{deploys:?}\n{}", world.server_log());
+    let event: serde_json::Value = serde_json::from_str(&deploys[1].queued.event_json).unwrap();
+    assert_eq!(event["image"], format!("{source}"), "{event}");
+
+    // The digest pushed before, sent again under a new id with a profile
+    // none of its deploys had: a duplicate of its deploy, no rollback.
+    for (id, query) in [
+        ("pin-1-again", ""),
+        ("pin-1-fast", "?deployment_profile=fast"),
+    ] {
+        let r = server.post(
+            &format!("{hook}{query}"),
+            &headers,
+            &acr_push_by_digest(&registry, id, &pinned),
+        );
+        let decision = r.assert_status(200).decision();
+        assert_eq!(decision["state"], "duplicate", "{id}: {decision}");
+        assert_eq!(
+            decision["deploy_id"].as_i64(),
+            Some(pinned_id),
+            "{id}: {decision}"
+        );
+    }
+    let deploys = world.settle(30);
+    assert_eq!(deploys.len(), 2, "{deploys:?}");
+    crate::support::world::assert_all_succeeded(&deploys);
+    server.terminate();
+    assert_eq!(registry.violations(), Vec::<String>::new());
+}
+
 #[test]
 fn the_token_handshake_sends_the_credentials_and_nothing_else_holds_them() {
     const TOKEN: &str = "dckr_pat_poll-s3cret-registry-token";

@@ -288,6 +288,7 @@ fn a_stack_that_polls_an_image_deploys_each_digest_once(store: &Store) {
     let image = |digest: &str, seen_at_ms: i64| Admission {
         image: Some(ImageClaim {
             image: IMAGE.into(),
+            repository: "ghcr.io/acme/web".into(),
             digest: digest.into(),
             seen_at_ms,
             kind: ImageClaimKind::Polled,
@@ -377,28 +378,42 @@ fn a_stack_that_polls_an_image_deploys_each_digest_once(store: &Store) {
 /// each digest once per services and profile, whatever
 /// the delivery's time, and, once a later digest or a push of a tag
 /// deployed, never again for any query (a rollback by delivery); a tag's
-/// push always deploys. A deploy the configuration running
-/// it refused never ran and covers nothing; one an operator cancelled
-/// does. The delivery id seen before is answered as that delivery.
+/// push always deploys, and so does a poll's, each moving the image on. A
+/// deploy the configuration running it refused never ran and covers
+/// nothing; one an operator cancelled does; one that ran no digest (a
+/// manual trigger) covers nothing of it. The delivery id seen before is
+/// answered as that delivery.
 fn an_image_pushed_by_digest_deploys_each_digest_once_and_never_an_earlier_one(store: &Store) {
     let digest = |n: char| format!("sha256:{}", n.to_string().repeat(64));
     let (d1, d2, d3) = (digest('1'), digest('2'), digest('3'));
     let image = |digest: &str, seen_at_ms: i64| Admission {
         image: Some(ImageClaim {
             image: format!("ghcr.io/acme/web@{digest}"),
+            repository: "ghcr.io/acme/web".into(),
             digest: digest.into(),
             seen_at_ms,
             kind: ImageClaimKind::Pinned,
         }),
         ..Admission::default()
     };
-    let pushed = |delivery: &str, profile: Option<&str>| NewDeploy {
+    // A deploy of `image` (its event's, the command's REDEPLOY_IMAGE).
+    let of = |image: &str, delivery: &str, profile: Option<&str>| NewDeploy {
         git_ref: None,
         provider: "ghcr".into(),
         services: vec!["web".into()],
         profile: profile.map(str::to_string),
+        event_json: serde_json::json!({ "image": image }).to_string(),
         ..deploy(None, delivery, 1)
     };
+    let pushed = |delivery: &str, profile: Option<&str>| {
+        let digest = delivery.split('-').nth(1).unwrap();
+        of(
+            &format!("ghcr.io/acme/web@sha256:{}", digest.repeat(64)),
+            delivery,
+            profile,
+        )
+    };
+    let tagged = |delivery: &str| of("ghcr.io/acme/web:v1", delivery, None);
     let first = {
         let j = store.open();
         new_id(
@@ -464,14 +479,15 @@ fn an_image_pushed_by_digest_deploys_each_digest_once_and_never_an_earlier_one(s
     let tag = || Admission {
         image: Some(ImageClaim {
             image: "ghcr.io/acme/web:v1".into(),
+            repository: "ghcr.io/acme/web".into(),
             digest: String::new(),
             seen_at_ms: 500,
             kind: ImageClaimKind::Tag,
         }),
         ..Admission::default()
     };
-    new_id(j.admit_deploy(&pushed("t-1", None), &tag()).unwrap());
-    new_id(j.admit_deploy(&pushed("t-2", None), &tag()).unwrap());
+    new_id(j.admit_deploy(&tagged("t-1"), &tag()).unwrap());
+    new_id(j.admit_deploy(&tagged("t-2"), &tag()).unwrap());
     assert_eq!(
         j.admit_deploy(&pushed("p-2-canary", Some("canary")), &image(&d2, 501))
             .unwrap(),
@@ -502,7 +518,49 @@ fn an_image_pushed_by_digest_deploys_each_digest_once_and_never_an_earlier_one(s
             .unwrap(),
         Admitted::SameCommit { deploy_id: again }
     );
-    assert_eq!(j.deploys(Some("web"), 100).unwrap().len(), 7);
+    // A deploy that ran no digest (a manual trigger, whose command's
+    // REDEPLOY_IMAGE is empty) covers nothing of the digest, whatever its
+    // profile: a delivery of the digest for that profile deploys it once.
+    let trigger = NewDeploy {
+        delivery_id: None,
+        provider: "manual".into(),
+        event_json: "{}".into(),
+        ..pushed("m-3", Some("p1"))
+    };
+    new_id(j.admit_deploy(&trigger, &Admission::default()).unwrap());
+    let p1 = new_id(
+        j.admit_deploy(&pushed("p-3-p1", Some("p1")), &image(&d3, 405))
+            .unwrap(),
+    );
+    assert_eq!(
+        j.admit_deploy(&pushed("p-3-p1-again", Some("p1")), &image(&d3, 406))
+            .unwrap(),
+        Admitted::SameCommit { deploy_id: p1 }
+    );
+    // A deploy that pulls the image's tag as a poll follows it (the
+    // registry said the tag points to some digest) moves the image on, as
+    // a tag's push does: the digest pushed by digest before it is then a
+    // duplicate (of its first deploy) for a query none of its deploys had.
+    let polled = Admission {
+        image: Some(ImageClaim {
+            image: "ghcr.io/acme/web:latest".into(),
+            repository: "ghcr.io/acme/web".into(),
+            digest: d2.clone(),
+            seen_at_ms: 407,
+            kind: ImageClaimKind::Polled,
+        }),
+        ..Admission::default()
+    };
+    new_id(
+        j.admit_deploy(&of("ghcr.io/acme/web:latest", "w-1", None), &polled)
+            .unwrap(),
+    );
+    assert_eq!(
+        j.admit_deploy(&pushed("p-3-p2", Some("p2")), &image(&d3, 408))
+            .unwrap(),
+        Admitted::SameCommit { deploy_id: refused }
+    );
+    assert_eq!(j.deploys(Some("web"), 100).unwrap().len(), 10);
 }
 
 /// A commit delivered after a newer one was queued (a late or redelivered

@@ -16,9 +16,10 @@
 //! registry may name a platform's manifest where the tag names an index,
 //! or be slow to show it. A webhook whose registry cannot say
 //! (unreachable, slow, its `Retry-After` running, no multi-threaded
-//! runtime to ask on) claims nothing and deploys, and the poll may deploy
+//! runtime to ask on) claims no digest and deploys, and the poll may deploy
 //! once more (never once less). A delivery the journal admitted before
-//! (its delivery id, its replay key) asks nothing.
+//! (its delivery id, its replay key) asks nothing. Either way the deploy
+//! pulls the tag, and moves the image on, as a tag's push does (below).
 //!
 //! A stack that does not poll the image claims the digest of an image
 //! pushed by digest alone ([`from_payload`]): its deploy runs exactly the
@@ -57,25 +58,28 @@ pub(super) fn claim(
     let Some((poll, target, reference)) = polled(stack, image) else {
         return from_payload(image, images);
     };
-    let (digest, seen_at_ms) = match delivery {
+    let seen = match delivery {
         wit::Delivery::Poll(wit::PollObservation {
             change: wit::PollChange::Image(seen),
             ..
         }) => {
             let named = format!("{}:{}", seen.repository, seen.tag);
             let same = ImageReference::parse(&named).ok().as_ref() == Some(reference);
-            (
-                same.then(|| seen.digest.clone())?,
-                seen_at_ms.unwrap_or_else(now_ms),
-            )
+            same.then(|| (seen.digest.clone(), seen_at_ms.unwrap_or_else(now_ms)))
         }
         _ => {
             let asked_at = now_ms();
-            (asked(stack, poll, target, reference)?, asked_at)
+            asked(stack, poll, target, reference).map(|digest| (digest, asked_at))
         }
+    };
+    // A digest nobody could tell claims nothing, but the deploy pulls the
+    // tag all the same: the image moves on.
+    let Some((digest, seen_at_ms)) = seen else {
+        return tag_claim(image);
     };
     Some(ImageClaim {
         image: reference.source(),
+        repository: repository_of(image),
         digest,
         seen_at_ms,
         kind: ImageClaimKind::Polled,
@@ -90,13 +94,7 @@ pub(super) fn claim(
 /// move ([`ImageClaimKind::Tag`]).
 pub(super) fn from_payload(image: &str, images: &[wit::ImagePush]) -> Option<ImageClaim> {
     let Some((_, pinned)) = image.split_once('@') else {
-        // A tag's push claims nothing, but moves the image on.
-        return (image.len() <= MAX_CLAIMED_IMAGE_BYTES).then(|| ImageClaim {
-            image: image.to_owned(),
-            digest: String::new(),
-            seen_at_ms: now_ms(),
-            kind: ImageClaimKind::Tag,
-        });
+        return tag_claim(image);
     };
     // A claim is a row of the journal's, named by the image: kept to a
     // size every index takes (PostgreSQL's B-tree refuses rows over 2704
@@ -111,10 +109,44 @@ pub(super) fn from_payload(image: &str, images: &[wit::ImagePush]) -> Option<Ima
     let digest = push.digest.as_deref().filter(|d| *d == pinned)?;
     Some(ImageClaim {
         image: image.to_owned(),
+        repository: repository_of(image),
         digest: digest.to_owned(),
         seen_at_ms: now_ms(),
         kind: ImageClaimKind::Pinned,
     })
+}
+
+/// The claim of a deploy that pulls `image`'s tag, at whatever digest it
+/// points to when the deploy runs: it claims nothing, but moves the image
+/// on ([`ImageClaimKind::Tag`]).
+fn tag_claim(image: &str) -> Option<ImageClaim> {
+    (image.len() <= MAX_CLAIMED_IMAGE_BYTES).then(|| ImageClaim {
+        image: image.to_owned(),
+        repository: repository_of(image),
+        digest: String::new(),
+        seen_at_ms: now_ms(),
+        kind: ImageClaimKind::Tag,
+    })
+}
+
+/// The image `image` (`registry/repository:tag`, `registry/repository@digest`,
+/// or a polled source) names, without its tag or digest, read as polling
+/// reads it ([`ImageReference::parse`]: `nginx:1` and
+/// `docker.io/library/nginx@sha256:...` are both
+/// `registry-1.docker.io/library/nginx`), so that a webhook's push, a
+/// poll's and one by digest alone move the same image
+/// ([`ImageClaim::repository`]). A name polling cannot read is taken as
+/// written, less its tag or digest.
+pub fn repository_of(image: &str) -> String {
+    let named = image.split_once('@').map_or(image, |(named, _)| named);
+    if let Ok(reference) = ImageReference::parse(named) {
+        return format!("{}/{}", reference.registry, reference.name);
+    }
+    named
+        .rsplit_once(':')
+        .filter(|(_, tag)| !tag.contains('/'))
+        .map_or(named, |(repository, _)| repository)
+        .to_owned()
 }
 
 /// The longest image name (`registry/repository@digest`) whose digest a
@@ -197,4 +229,51 @@ fn asked(
     };
     tracing::warn!(stack = %stack.name, source = %target.url, "a registry push of a polled image: cannot ask the registry which digest its tag points to ({why}); the push deploys, and the poll may deploy the same image once more");
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::repository_of;
+
+    #[test]
+    fn an_images_repository_drops_its_tag_or_digest_and_reads_the_name_as_polling_does() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        for (image, repository) in [
+            (format!("ghcr.io/acme/web@{digest}"), "ghcr.io/acme/web"),
+            ("ghcr.io/acme/web:v1".to_owned(), "ghcr.io/acme/web"),
+            // A polled source's name, as `ImageReference::source` gives it.
+            ("ghcr.io/acme/web:latest".to_owned(), "ghcr.io/acme/web"),
+            ("GHCR.io/Acme/Web:v1".to_owned(), "ghcr.io/acme/web"),
+            (
+                "127.0.0.1:5000/acme/app:v9".to_owned(),
+                "127.0.0.1:5000/acme/app",
+            ),
+            (
+                format!("127.0.0.1:5000/acme/app@{digest}"),
+                "127.0.0.1:5000/acme/app",
+            ),
+            (
+                "127.0.0.1:5000/acme/app".to_owned(),
+                "127.0.0.1:5000/acme/app",
+            ),
+            // Docker Hub's names, short and long, are one image.
+            (
+                "nginx:1.27".to_owned(),
+                "registry-1.docker.io/library/nginx",
+            ),
+            (
+                format!("docker.io/library/nginx@{digest}"),
+                "registry-1.docker.io/library/nginx",
+            ),
+            (
+                "registry-1.docker.io/library/nginx:latest".to_owned(),
+                "registry-1.docker.io/library/nginx",
+            ),
+            // No reference polling reads: as written, less its tag or digest.
+            ("Not An/Image:v1".to_owned(), "Not An/Image"),
+            (format!("Not An/Image@{digest}"), "Not An/Image"),
+        ] {
+            assert_eq!(repository_of(&image), repository, "{image}");
+        }
+    }
 }

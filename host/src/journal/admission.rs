@@ -791,9 +791,23 @@ pub(super) fn newest_same_push(
     condition: &str,
     value: &dyn ToValue,
 ) -> Result<Option<i64>, DbError> {
+    newest_same_push_of(sql, d, condition, value, None)
+}
+
+/// [`newest_same_push`], of the deploys whose event names `image` as its
+/// image (the command's `REDEPLOY_IMAGE`) when one is given: an event the
+/// journal cannot read names none.
+pub(super) fn newest_same_push_of(
+    sql: &mut dyn Sql,
+    d: &NewDeploy,
+    condition: &str,
+    value: &dyn ToValue,
+    image: Option<&str>,
+) -> Result<Option<i64>, DbError> {
+    let event = if image.is_some() { ", event_json" } else { "" };
     let rows = sql.query(
         &format!(
-            "SELECT id, services FROM deploys WHERE {SAME_REF_AND_PROFILE}
+            "SELECT id, services{event} FROM deploys WHERE {SAME_REF_AND_PROFILE}
                  AND stack = ?3 AND {condition} AND {NOT_REFUSED_5_6}
              ORDER BY id DESC"
         ),
@@ -807,7 +821,13 @@ pub(super) fn newest_same_push(
         ],
     )?;
     for row in &rows {
-        if is_same_push(&row.get::<String>(1)?, d)? {
+        let ran_image = || -> Result<bool, DbError> {
+            let Some(image) = image else { return Ok(true) };
+            let event: Option<crate::runner::DeployEventJson> =
+                serde_json::from_str(&row.get::<String>(2)?).ok();
+            Ok(event.and_then(|e| e.image).as_deref() == Some(image))
+        };
+        if is_same_push(&row.get::<String>(1)?, d)? && ran_image()? {
             return Ok(Some(row.get(0)?));
         }
     }

@@ -3,7 +3,7 @@
 //! again deploys nothing ([`ImageClaim`]); checked and recorded inside the
 //! admission's transaction (`super::admission`).
 
-use super::admission::{delivery_seen, newest_same_push, same_push};
+use super::admission::{delivery_seen, newest_same_push_of, same_push};
 use super::sql::{args, DbError, Sql};
 use super::NewDeploy;
 
@@ -18,6 +18,12 @@ pub struct ImageClaim {
     /// event names it otherwise: `registry/repository@digest` for a push by
     /// digest alone, `registry/repository:tag` for a push of a tag.
     pub image: String,
+    /// The image with no tag or digest, as polling reads it
+    /// (`registry/name`, `crate::dispatch::image::repository_of`): where
+    /// the image last moved is kept under it ([`ImageClaim::latest_name`]),
+    /// whichever way the push came (a tag's webhook, a poll, a push by
+    /// digest alone).
+    pub repository: String,
     /// The manifest digest (`sha256:...`) the deploy is for; empty for
     /// [`ImageClaimKind::Tag`].
     pub digest: String,
@@ -55,18 +61,11 @@ pub enum ImageClaimKind {
 }
 
 impl ImageClaim {
-    /// The `stack_images.image` of where the image last moved to by a push
-    /// that is not polled: `registry/repository@`, with no tag or digest.
+    /// The `stack_images.image` of where the image last moved to:
+    /// `registry/name@` ([`ImageClaim::repository`]), which no claimed
+    /// image's own name is.
     pub fn latest_name(&self) -> String {
-        let repository = match self.image.split_once('@') {
-            Some((repository, _)) => repository,
-            None => self
-                .image
-                .rsplit_once(':')
-                .filter(|(_, tag)| !tag.contains('/'))
-                .map_or(&*self.image, |(repository, _)| repository),
-        };
-        format!("{repository}@")
+        format!("{}@", self.repository)
     }
 }
 
@@ -111,8 +110,8 @@ fn polled_image_deployed(
 /// repeats. The digest's first deploy, when the image moved on since to a
 /// later digest or a tag, whatever `d`'s query (a delivery never rolls the
 /// stack back). While the image is still at that digest: any deploy of
-/// the stack since the image moved to it that was `d`'s push (same ref and
-/// profile, its services covered, not refused: each query deploys the
+/// the digest since the image moved to it that was `d`'s push (same ref
+/// and profile, its services covered, not refused: each query deploys the
 /// digest once), or the digest's first deploy when it has been pruned. A
 /// delivery seen before is answered as that instead.
 fn pinned_image_deployed(
@@ -144,32 +143,40 @@ fn pinned_image_deployed(
         Some((_, moved)) => moved,
         None => deploy_id,
     };
-    if let Some(covering) = same_push_since(sql, since, d)? {
+    if let Some(covering) = same_push_since(sql, since, d, &image.image)? {
         return Ok(Some(covering));
     }
     Ok((!deploy_kept(sql, deploy_id)?).then_some(deploy_id))
 }
 
 /// The newest deploy of `d`'s stack from deploy `since` on that was `d`'s
-/// push, not refused ([`newest_same_push`]; retention bounds the deploys
-/// read).
-fn same_push_since(sql: &mut dyn Sql, since: i64, d: &NewDeploy) -> Result<Option<i64>, DbError> {
-    newest_same_push(sql, d, "id >= ?4", &since)
+/// push, not refused, and ran `image` (its event's `image`, the command's
+/// `REDEPLOY_IMAGE`): a deploy of another image, or of none (a manual
+/// trigger), never ran this digest ([`newest_same_push_of`]; retention
+/// bounds the deploys read).
+fn same_push_since(
+    sql: &mut dyn Sql,
+    since: i64,
+    d: &NewDeploy,
+    image: &str,
+) -> Result<Option<i64>, DbError> {
+    newest_same_push_of(sql, d, "id >= ?4", &since, Some(image))
 }
 
-/// Records `image` as claimed by deploy `id` of `d`: a polled image's
-/// claim unless one seen later holds it; a push by digest alone's digest
-/// and, as where the image moved to, beside it (each by its first deploy);
-/// a tag's push as where the image moved to (an empty digest, which no
-/// digest is).
+/// Records `image` as claimed by deploy `id` of `d`: a push by digest
+/// alone's digest and, as where the image moved to, beside it (each by its
+/// first deploy); a deploy that pulls a tag (a tag's push, a polled image)
+/// as where the image moved to (an empty digest, which no digest is), and
+/// a polled image's claim unless one seen later holds it.
 pub(super) fn record(
     sql: &mut dyn Sql,
     d: &NewDeploy,
     image: &ImageClaim,
     id: i64,
 ) -> Result<(), DbError> {
-    if image.kind == ImageClaimKind::Tag {
-        return sql.execute_pipelined(
+    if image.kind != ImageClaimKind::Pinned {
+        // The deploy pulls a tag: the image moves on, to no digest.
+        sql.execute_pipelined(
             "INSERT INTO stack_images (stack, image, digest, deploy_id, seen_at_ms)
              VALUES (?1, ?2, '', ?3, ?4)
              ON CONFLICT (stack, image) DO UPDATE SET
@@ -177,7 +184,10 @@ pub(super) fn record(
                  deploy_id  = excluded.deploy_id,
                  seen_at_ms = excluded.seen_at_ms",
             args![d.stack, image.latest_name(), id, image.seen_at_ms],
-        );
+        )?;
+    }
+    if image.kind == ImageClaimKind::Tag {
+        return Ok(());
     }
     if image.kind == ImageClaimKind::Polled {
         return sql.execute_pipelined(

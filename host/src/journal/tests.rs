@@ -704,32 +704,3 @@ fn a_row_that_panics_is_refused_alone(unplace_panics: bool) {
     assert!(!queues.contains_key("c"));
     assert_ne!(queues["a"], crate::queue::StackQueue::default());
 }
-
-#[test]
-fn an_images_latest_name_drops_its_tag_or_digest_and_keeps_a_registrys_port() {
-    let digest = format!("sha256:{}", "a".repeat(64));
-    for (image, latest) in [
-        (format!("ghcr.io/acme/web@{digest}"), "ghcr.io/acme/web@"),
-        ("ghcr.io/acme/web:v1".to_owned(), "ghcr.io/acme/web@"),
-        (
-            "127.0.0.1:5000/acme/app:v9".to_owned(),
-            "127.0.0.1:5000/acme/app@",
-        ),
-        (
-            format!("127.0.0.1:5000/acme/app@{digest}"),
-            "127.0.0.1:5000/acme/app@",
-        ),
-        (
-            "127.0.0.1:5000/acme/app".to_owned(),
-            "127.0.0.1:5000/acme/app@",
-        ),
-    ] {
-        let claim = ImageClaim {
-            image: image.clone(),
-            digest: String::new(),
-            seen_at_ms: 0,
-            kind: ImageClaimKind::Tag,
-        };
-        assert_eq!(claim.latest_name(), latest, "{image}");
-    }
-}
