@@ -774,16 +774,28 @@ fn unknown_service_or_profile_is_an_error_naming_it() {
             format!("bad request: query key \"{key}\" is not one redeploy reads: it reads services= and deployment_profile= (lower case, with an underscore)"),
         );
     }
-    // A NUL or a zero-width space, percent-encoded, around the name.
+    // A NUL or a zero-width space, percent-encoded, around the name; an
+    // `=` or `&` percent-encoded after it (the key is then `services=web`).
     for key in [
         "services%00",
         "services%E2%80%8B",
         "%E2%80%8Bdeployment_profile",
+        "services%3Dweb",
+        "services%26web",
+        "deployment_profile%3Dfast",
+        "%3Bservices",
     ] {
         let refused = parse_modifiers(&format!("{key}=web")).unwrap_err();
         assert!(
             refused.to_string().contains("is not one redeploy reads"),
             "{key}: {refused}"
+        );
+    }
+    for query in ["services%3Dweb", "deployment_profile%3Dfast", "services%3D"] {
+        let refused = parse_modifiers(query).unwrap_err();
+        assert!(
+            refused.to_string().contains("is not one redeploy reads"),
+            "{query}: {refused}"
         );
     }
     assert_eq!(

@@ -266,10 +266,14 @@ pub fn parse_modifiers(query: &str) -> Result<Modifiers, PluginError> {
 /// Whether query key `key` is `services` or `deployment_profile` written
 /// another way: another case, singular, `-` for `_`, `profile` alone,
 /// with the brackets some frameworks give lists (`services[]`,
-/// `services[0]`), or with other characters around its letters
-/// (`services;`, a zero-width space).
+/// `services[0]`), with other characters around its letters
+/// (`services;`, a zero-width space), or followed by punctuation and more
+/// (`services%3Dweb`, an `=` percent-encoded: the key `services=web`).
 fn is_misspelled_modifier(key: &str) -> bool {
-    let key = key.split('[').next().unwrap_or(key);
+    let key = key
+        .split(|c: char| c.is_ascii_punctuation() && !matches!(c, '_' | '-'))
+        .find(|part| !part.is_empty())
+        .unwrap_or_default();
     // Punctuation, NUL, invisible characters copied along with a URL...
     // around the name are no other key.
     let key: String = key
