@@ -233,17 +233,27 @@ pub fn judge(candidate: &Candidate<'_>, known: &Known) -> Verdict {
         if rollback {
             return Verdict::Rollback;
         }
-        let how = if on_head {
-            "and this push on top of it is not forced"
+        let reason = if on_head {
+            // A fast-forward back to a commit the stack moved away from (a
+            // forced push back to the head, since): the push that brought
+            // it the first time, sent again, looks the same.
+            format!(
+                "commit {} was deployed or superseded (deploy #{deploy}) before commit {} \
+                 (deploy #{}) replaced it: a push from {} back to it that is not forced \
+                 cannot be told from its first push sent again, so it deploys nothing \
+                 (push it forced, or `redeploy trigger` deploys the branch)",
+                candidate.sha, head.sha, head.deploy_id, head.sha
+            )
         } else {
-            "and this push does not start from it"
+            format!(
+                "commit {} is older than commit {} (deploy #{}): this stack already \
+                 deployed or superseded it (deploy #{deploy}), and this push does not \
+                 start from it",
+                candidate.sha, head.sha, head.deploy_id
+            )
         };
         return Verdict::Older {
-            reason: format!(
-                "commit {} is older than commit {} (deploy #{}): this stack already \
-                 deployed or superseded it (deploy #{deploy}), {how}",
-                candidate.sha, head.sha, head.deploy_id
-            ),
+            reason,
             newer_deploy: head.deploy_id,
         };
     }
@@ -511,8 +521,15 @@ mod tests {
             Verdict::Rollback
         );
         // The same push not forced, from a sender that says so, is a replay
-        // of an old push or a fast-forward to a commit already superseded.
-        assert!(!judge(&push("a", Some("b"), false), &known).deploys());
+        // of an old push or a fast-forward to a commit already superseded,
+        // and says so.
+        assert_older(
+            &judge(&push("a", Some("b"), false), &known),
+            2,
+            "commit a was deployed or superseded (deploy #1) before commit b (deploy #2) \
+             replaced it: a push from b back to it that is not forced cannot be told from \
+             its first push sent again",
+        );
     }
 
     #[test]
