@@ -824,3 +824,76 @@ fn a_tag_pushed_again_at_the_same_digest_deploys_again() {
     assert_eq!(deploys.len(), 4, "{deploys:#?}");
     server.terminate();
 }
+
+/// Azure Container Registry's documented push event (a Distribution-style
+/// notification) of `repository` at `digest` alone (no tag), from `host`,
+/// under the delivery id `id`, timed now.
+fn acr_push_by_digest(host: &str, repository: &str, digest: &str, id: &str) -> Vec<u8> {
+    let mut body: Value =
+        serde_json::from_slice(&fixture("distribution/azuredocs-acr-push.json")).unwrap();
+    body["id"] = json!(id);
+    body["timestamp"] =
+        json!(humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string());
+    body["request"]["host"] = json!(host);
+    body["target"]["repository"] = json!(repository);
+    body["target"]["digest"] = json!(digest);
+    body["target"].as_object_mut().unwrap().remove("tag");
+    body.to_string().into_bytes()
+}
+
+/// An image pushed by digest alone is one image however its sender spells
+/// it, as the stack follows it: Docker Hub's hosts, `library/`, letter
+/// case, `/` around the name. A digest sent again spelled another way
+/// deploys nothing, and an earlier one never rolls the stack back.
+#[test]
+fn an_image_pushed_by_digest_spelled_another_way_is_the_same_image() {
+    let world = image_world("replay-acr-spellings", "nginx", "");
+    let server = world.start(&[]);
+    let (a, b) = (
+        format!("sha256:{}", "a".repeat(64)),
+        format!("sha256:{}", "b".repeat(64)),
+    );
+    let push = |host: &str, repository: &str, digest: &str, id: &str| {
+        server.post(
+            &hook(1),
+            &JSON,
+            &acr_push_by_digest(host, repository, digest, id),
+        )
+    };
+    let first = push("docker.io", "library/nginx", &a, "a-1");
+    let first_id = first.assert_status(202).decision()["deploy_id"]
+        .as_i64()
+        .unwrap();
+    world.settle(20);
+    let second = push("docker.io", "library/nginx", &b, "b-1");
+    let second_id = second.assert_status(202).decision()["deploy_id"]
+        .as_i64()
+        .unwrap();
+    world.settle(20);
+    let spellings = [
+        ("docker.io", "nginx"),
+        ("index.docker.io", "library/nginx"),
+        ("registry-1.docker.io", "library/nginx"),
+        ("hub.docker.com", "Library/Nginx"),
+        ("docker.io", "/library/nginx/"),
+    ];
+    for (n, (host, repository)) in spellings.iter().enumerate() {
+        for (digest, of) in [(&a, first_id), (&b, second_id)] {
+            let answer = push(host, repository, digest, &format!("again-{n}-{of}"));
+            let decision = answer.assert_status(200).decision();
+            assert_eq!(
+                decision["state"], "duplicate",
+                "{host}/{repository}: {decision}"
+            );
+            assert_eq!(
+                decision["deploy_id"].as_i64(),
+                Some(of),
+                "{host}/{repository}: {decision}"
+            );
+        }
+    }
+    let deploys = world.settle(20);
+    assert_eq!(deploys.len(), 2, "{deploys:#?}");
+    assert_eq!(world.ran("web").len(), 2);
+    server.terminate();
+}

@@ -560,7 +560,80 @@ fn an_image_pushed_by_digest_deploys_each_digest_once_and_never_an_earlier_one(s
             .unwrap(),
         Admitted::SameCommit { deploy_id: refused }
     );
-    assert_eq!(j.deploys(Some("web"), 100).unwrap().len(), 10);
+    // A deploy superseded while it waited by one of another profile never
+    // ran the digest with its profile, and covers nothing.
+    let d4 = digest('4');
+    let fast = new_id(
+        j.admit_deploy(&pushed("p-4-fast", Some("fast")), &image(&d4, 500))
+            .unwrap(),
+    );
+    let plain = new_id(
+        j.admit_deploy(&pushed("p-4", None), &image(&d4, 501))
+            .unwrap(),
+    );
+    superseded(&j, fast, plain);
+    let again = new_id(
+        j.admit_deploy(&pushed("p-4-fast-again", Some("fast")), &image(&d4, 503))
+            .unwrap(),
+    );
+    assert_eq!(
+        j.admit_deploy(&pushed("p-4-fast-third", Some("fast")), &image(&d4, 504))
+            .unwrap(),
+        Admitted::SameCommit { deploy_id: again }
+    );
+    assert_eq!(j.deploys(Some("web"), 100).unwrap().len(), 13);
+}
+
+/// Records queued deploy `id` cancelled, superseded by deploy `by`.
+fn superseded(j: &Journal, id: i64, by: i64) {
+    j.transition(
+        id,
+        DeployState::Cancelled,
+        0,
+        &TransitionDetail {
+            reason: Some(format!("superseded by deploy #{by}")),
+            superseded_by: Some(by),
+            ..TransitionDetail::default()
+        },
+    )
+    .unwrap();
+}
+
+/// The same push again (the stack's head commit, another delivery id) is a
+/// duplicate of a deploy of it superseded while it waited only when every
+/// deploy that superseded it, one after the other, had its profile (and so
+/// took its services over): a deploy superseded by one of another profile
+/// never ran the push with its profile.
+fn a_push_superseded_by_a_deploy_of_another_profile_deploys_again(store: &Store) {
+    let j = store.open();
+    let admit = |delivery: &str, profile: Option<&str>, services: &[&str]| {
+        let d = NewDeploy {
+            profile: profile.map(str::to_string),
+            ..deploy_of(services, "refs/heads/main", 'c', delivery, 1)
+        };
+        // Each push deploys once (`once`: the dispatcher's for a webhook).
+        let mut push = commit(&sha('c'), &sha('b'), false);
+        push.commit.as_mut().unwrap().once = true;
+        j.admit_deploy(&d, &push).unwrap()
+    };
+    let fast = new_id(admit("c-fast", Some("fast"), &["web"]));
+    let worker = new_id(admit("c-fast-worker", Some("fast"), &["worker"]));
+    // Superseded by a deploy of its own profile: covered.
+    superseded(&j, fast, worker);
+    assert_eq!(
+        admit("c-fast-2", Some("fast"), &["web"]),
+        Admitted::SameCommit { deploy_id: fast }
+    );
+    // That one superseded in turn by a deploy of another profile: neither
+    // ran the push with its profile.
+    let canary = new_id(admit("c-canary", Some("canary"), &[]));
+    superseded(&j, worker, canary);
+    let rerun = new_id(admit("c-fast-3", Some("fast"), &["web"]));
+    assert_eq!(
+        admit("c-fast-4", Some("fast"), &["web"]),
+        Admitted::SameCommit { deploy_id: rerun }
+    );
+    assert_eq!(j.deploys(Some("web"), 100).unwrap().len(), 4);
 }
 
 /// A commit delivered after a newer one was queued (a late or redelivered
@@ -1374,6 +1447,7 @@ super::on_both_backends!(
     a_stack_that_polls_deploys_its_head_commit_once,
     a_stack_that_polls_an_image_deploys_each_digest_once,
     an_image_pushed_by_digest_deploys_each_digest_once_and_never_an_earlier_one,
+    a_push_superseded_by_a_deploy_of_another_profile_deploys_again,
     a_late_older_commit_leaves_its_services_to_the_newer_deploy_waiting,
     the_journal_remembers_each_polled_source,
 );

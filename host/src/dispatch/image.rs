@@ -107,9 +107,13 @@ pub(super) fn from_payload(image: &str, images: &[wit::ImagePush]) -> Option<Ima
         .iter()
         .find(|push| pinned_reference(push).as_deref() == Some(image))?;
     let digest = push.digest.as_deref().filter(|d| *d == pinned)?;
+    // Keyed by the image as polling reads it: a sender may spell one image
+    // several ways (Docker Hub's hosts, `library/`, letter case, slashes),
+    // each of which the stack follows.
+    let repository = repository_of(image);
     Some(ImageClaim {
-        image: image.to_owned(),
-        repository: repository_of(image),
+        image: format!("{repository}@{digest}"),
+        repository,
         digest: digest.to_owned(),
         seen_at_ms: now_ms(),
         kind: ImageClaimKind::Pinned,
@@ -133,21 +137,41 @@ fn tag_claim(image: &str) -> Option<ImageClaim> {
 /// or a polled source) names, without its tag or digest, read as polling
 /// reads it ([`ImageReference::parse`]: `nginx:1` and
 /// `docker.io/library/nginx@sha256:...` are both
-/// `registry-1.docker.io/library/nginx`), so that a webhook's push, a
-/// poll's and one by digest alone move the same image
-/// ([`ImageClaim::repository`]). A name polling cannot read is taken as
-/// written, less its tag or digest.
+/// `registry-1.docker.io/library/nginx`), after the spellings the
+/// component takes for one image (`plugin/src/matching.rs`, `ImageKey`):
+/// each of Docker Hub's hosts, letter case, and `/` around the repository.
+/// So a webhook's push, a poll's and one by digest alone move the same
+/// image ([`ImageClaim::repository`]), however its sender spelled it. A
+/// name polling cannot read is taken lower case, less its tag or digest.
 pub fn repository_of(image: &str) -> String {
-    let named = image.split_once('@').map_or(image, |(named, _)| named);
-    if let Ok(reference) = ImageReference::parse(named) {
-        return format!("{}/{}", reference.registry, reference.name);
-    }
-    named
+    let named = image
+        .split_once('@')
+        .map_or(image, |(named, _)| named)
+        .trim();
+    let named = named
         .rsplit_once(':')
         .filter(|(_, tag)| !tag.contains('/'))
-        .map_or(named, |(repository, _)| repository)
-        .to_owned()
+        .map_or(named, |(repository, _)| repository);
+    let named = match named.trim_start_matches('/').split_once('/') {
+        Some((host, path)) if host.contains(['.', ':']) || host == "localhost" => {
+            let host = host.to_ascii_lowercase();
+            let host = match DOCKER_HUB_ALIASES.contains(&host.as_str()) {
+                true => "docker.io",
+                false => &host,
+            };
+            format!("{host}/{}", path.trim_matches('/'))
+        }
+        _ => named.trim_matches('/').to_owned(),
+    };
+    match ImageReference::parse(&named) {
+        Ok(reference) => format!("{}/{}", reference.registry, reference.name),
+        Err(_) => named.to_ascii_lowercase(),
+    }
 }
+
+/// Docker Hub's names for itself that polling does not read as such (the
+/// component's `DOCKER_HUB_HOSTS` has them all).
+const DOCKER_HUB_ALIASES: [&str; 2] = ["registry.hub.docker.com", "hub.docker.com"];
 
 /// The longest image name (`registry/repository@digest`) whose digest a
 /// push by digest alone claims ([`from_payload`]): Docker's references
@@ -269,9 +293,39 @@ mod tests {
                 "registry-1.docker.io/library/nginx:latest".to_owned(),
                 "registry-1.docker.io/library/nginx",
             ),
-            // No reference polling reads: as written, less its tag or digest.
-            ("Not An/Image:v1".to_owned(), "Not An/Image"),
-            (format!("Not An/Image@{digest}"), "Not An/Image"),
+            (
+                format!("hub.docker.com/nginx@{digest}"),
+                "registry-1.docker.io/library/nginx",
+            ),
+            (
+                format!("Registry.Hub.Docker.com/library/nginx@{digest}"),
+                "registry-1.docker.io/library/nginx",
+            ),
+            (
+                format!("index.docker.io/library/nginx@{digest}"),
+                "registry-1.docker.io/library/nginx",
+            ),
+            // The `/` around a repository, and letter case, as the
+            // component takes them.
+            (
+                format!("reg.example:5000//acme/web/@{digest}"),
+                "reg.example:5000/acme/web",
+            ),
+            (
+                "reg.example:5000/acme/web/:v2".to_owned(),
+                "reg.example:5000/acme/web",
+            ),
+            (
+                format!("reg.example:5000/ACME/web@{digest}"),
+                "reg.example:5000/acme/web",
+            ),
+            (
+                format!("/acme/web/@{digest}"),
+                "registry-1.docker.io/acme/web",
+            ),
+            // No reference polling reads: lower case, less its tag or digest.
+            ("Not An/Image:v1".to_owned(), "not an/image"),
+            (format!("Not An/Image@{digest}"), "not an/image"),
         ] {
             assert_eq!(repository_of(&image), repository, "{image}");
         }

@@ -794,20 +794,21 @@ pub(super) fn newest_same_push(
     newest_same_push_of(sql, d, condition, value, None)
 }
 
-/// [`newest_same_push`], of the deploys whose event names `image` as its
-/// image (the command's `REDEPLOY_IMAGE`) when one is given: an event the
-/// journal cannot read names none.
+/// [`newest_same_push`], of the deploys whose event names an image pinned
+/// to `digest` (`registry/repository@digest`, the command's
+/// `REDEPLOY_IMAGE`; however the sender spelled the image) when one is
+/// given: an event the journal cannot read names none.
 pub(super) fn newest_same_push_of(
     sql: &mut dyn Sql,
     d: &NewDeploy,
     condition: &str,
     value: &dyn ToValue,
-    image: Option<&str>,
+    digest: Option<&str>,
 ) -> Result<Option<i64>, DbError> {
-    let event = if image.is_some() { ", event_json" } else { "" };
+    let event = if digest.is_some() { ", event_json" } else { "" };
     let rows = sql.query(
         &format!(
-            "SELECT id, services{event} FROM deploys WHERE {SAME_REF_AND_PROFILE}
+            "SELECT id, services, superseded_by{event} FROM deploys WHERE {SAME_REF_AND_PROFILE}
                  AND stack = ?3 AND {condition} AND {NOT_REFUSED_5_6}
              ORDER BY id DESC"
         ),
@@ -821,17 +822,57 @@ pub(super) fn newest_same_push_of(
         ],
     )?;
     for row in &rows {
-        let ran_image = || -> Result<bool, DbError> {
-            let Some(image) = image else { return Ok(true) };
+        let ran_digest = || -> Result<bool, DbError> {
+            let Some(digest) = digest else {
+                return Ok(true);
+            };
             let event: Option<crate::runner::DeployEventJson> =
-                serde_json::from_str(&row.get::<String>(2)?).ok();
-            Ok(event.and_then(|e| e.image).as_deref() == Some(image))
+                serde_json::from_str(&row.get::<String>(3)?).ok();
+            let image = event.and_then(|e| e.image);
+            Ok(image
+                .as_deref()
+                .and_then(|i| i.rsplit_once('@'))
+                .map(|(_, pinned)| pinned)
+                == Some(digest))
         };
-        if is_same_push(&row.get::<String>(1)?, d)? && ran_image()? {
+        if !is_same_push(&row.get::<String>(1)?, d)? || !ran_digest()? {
+            continue;
+        }
+        let superseded_by: Option<i64> = row.get(2)?;
+        let ran = match superseded_by {
+            None => true,
+            Some(by) => superseded_within_profile(sql, by, d)?,
+        };
+        if ran {
             return Ok(Some(row.get(0)?));
         }
     }
     Ok(None)
+}
+
+/// Whether the deploys that superseded a deploy of `d`'s profile, from
+/// `superseded_by` on (each superseded by the next, if it was), are all of
+/// that profile: only such a deploy takes a superseded one's services over
+/// ([`super::claim::widen_services`]). A deploy superseded by one of
+/// another profile never ran its push with its profile. One statement
+/// (`UNION`: a chain that came back on itself, as an import could make
+/// one, ends).
+fn superseded_within_profile(
+    sql: &mut dyn Sql,
+    superseded_by: i64,
+    d: &NewDeploy,
+) -> Result<bool, DbError> {
+    let other = sql.query_opt(
+        "WITH RECURSIVE chain (id, profile, next) AS (
+             SELECT id, profile, superseded_by FROM deploys WHERE id = ?1
+             UNION
+             SELECT s.id, s.profile, s.superseded_by FROM deploys s
+                 JOIN chain ON s.id = chain.next
+         )
+         SELECT 1 FROM chain WHERE profile IS DISTINCT FROM ?2 LIMIT 1",
+        args![superseded_by, d.profile],
+    )?;
+    Ok(other.is_none())
 }
 
 /// Whether `d`'s stack already has a deploy of `d`'s delivery id.

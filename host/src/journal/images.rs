@@ -143,24 +143,24 @@ fn pinned_image_deployed(
         Some((_, moved)) => moved,
         None => deploy_id,
     };
-    if let Some(covering) = same_push_since(sql, since, d, &image.image)? {
+    if let Some(covering) = same_push_since(sql, since, d, &image.digest)? {
         return Ok(Some(covering));
     }
     Ok((!deploy_kept(sql, deploy_id)?).then_some(deploy_id))
 }
 
 /// The newest deploy of `d`'s stack from deploy `since` on that was `d`'s
-/// push, not refused, and ran `image` (its event's `image`, the command's
-/// `REDEPLOY_IMAGE`): a deploy of another image, or of none (a manual
-/// trigger), never ran this digest ([`newest_same_push_of`]; retention
-/// bounds the deploys read).
+/// push, not refused, and ran `digest` (its event's image pinned to it, the
+/// command's `REDEPLOY_IMAGE`): a deploy of another digest, or of none (a
+/// manual trigger, a tag), never ran it ([`newest_same_push_of`];
+/// retention bounds the deploys read).
 fn same_push_since(
     sql: &mut dyn Sql,
     since: i64,
     d: &NewDeploy,
-    image: &str,
+    digest: &str,
 ) -> Result<Option<i64>, DbError> {
-    newest_same_push_of(sql, d, "id >= ?4", &since, Some(image))
+    newest_same_push_of(sql, d, "id >= ?4", &since, Some(digest))
 }
 
 /// Records `image` as claimed by deploy `id` of `d`: a push by digest
