@@ -784,6 +784,10 @@ fn unknown_service_or_profile_is_an_error_naming_it() {
         "services%26web",
         "deployment_profile%3Dfast",
         "%3Bservices",
+        "amp;services",
+        "services+web",
+        "services%EF%BC%9Dweb",
+        "ser%E2%80%8Bvices",
     ] {
         let refused = parse_modifiers(&format!("{key}=web")).unwrap_err();
         assert!(
@@ -797,6 +801,16 @@ fn unknown_service_or_profile_is_an_error_naming_it() {
             refused.to_string().contains("is not one redeploy reads"),
             "{query}: {refused}"
         );
+    }
+    // Keys a sender or proxy appends that only contain such a word in a
+    // longer one stay other keys.
+    for query in [
+        "utm_source=x",
+        "profile_id=7",
+        "Service-Name=x",
+        "servicesx=1",
+    ] {
+        assert!(parse_modifiers(query).is_ok(), "{query}");
     }
     assert_eq!(
         parse_modifiers("cachebust=123&services=web")

@@ -266,28 +266,35 @@ pub fn parse_modifiers(query: &str) -> Result<Modifiers, PluginError> {
 /// Whether query key `key` is `services` or `deployment_profile` written
 /// another way: another case, singular, `-` for `_`, `profile` alone,
 /// with the brackets some frameworks give lists (`services[]`,
-/// `services[0]`), with other characters around its letters
-/// (`services;`, a zero-width space), or followed by punctuation and more
-/// (`services%3Dweb`, an `=` percent-encoded: the key `services=web`).
+/// `services[0]`), with other characters around or inside its letters
+/// (`services;`, a zero-width space), or as one word of several
+/// (`services=web`, an `=` percent-encoded; `amp;services`, a URL copied
+/// out of HTML; `services web`, a `+`; a full-width `＝`).
 fn is_misspelled_modifier(key: &str) -> bool {
-    let key = key
-        .split(|c: char| c.is_ascii_punctuation() && !matches!(c, '_' | '-'))
-        .find(|part| !part.is_empty())
-        .unwrap_or_default();
-    // Punctuation, NUL, invisible characters copied along with a URL...
-    // around the name are no other key.
-    let key: String = key
+    let spelling = |word: &str| {
+        let word = word.to_ascii_lowercase().replace('-', "_");
+        MODIFIER_SPELLINGS.contains(&word.as_str())
+    };
+    // The key's words, split at anything but letters, digits, `_` and `-`.
+    let mut words = key
+        .split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-')))
+        .filter(|word| !word.is_empty());
+    // And the key with everything else left out (NUL, invisible characters
+    // copied along with a URL, inside the name).
+    let joined: String = key
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
         .collect();
-    let key = key.to_ascii_lowercase().replace('-', "_");
-    [
-        "services",
-        "service",
-        "deployment_profile",
-        "deploymentprofile",
-        "deploy_profile",
-        "profile",
-    ]
-    .contains(&key.as_str())
+    words.any(spelling) || spelling(&joined)
 }
+
+/// The ways of writing `services` or `deployment_profile` that
+/// [`is_misspelled_modifier`] refuses (lower case, `-` read as `_`).
+const MODIFIER_SPELLINGS: [&str; 6] = [
+    "services",
+    "service",
+    "deployment_profile",
+    "deploymentprofile",
+    "deploy_profile",
+    "profile",
+];
