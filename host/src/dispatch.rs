@@ -733,7 +733,7 @@ impl Dispatcher {
                             ),
                             (None, Some(claim)) => format!(
                                 "image {} is already deploy #{deploy_id}: an image pushed by digest deploys each digest once per services and profile, and never again once the image moved on to a later digest or a tag (the same push delivered again, by another delivery id or another webhook, deploys nothing; `redeploy trigger {} --redeploy ID` redeploys a deploy of `redeploy history`)",
-                                claim.image, event.stack
+                                event.image.as_deref().unwrap_or(&claim.image), event.stack
                             ),
                             _ => format!(
                                 "commit {} of {} is already deploy #{deploy_id}: each push deploys once (the same push delivered again, by another delivery id, another webhook or a poll, deploys nothing; `redeploy trigger` redeploys)",

@@ -843,8 +843,10 @@ fn acr_push_by_digest(host: &str, repository: &str, digest: &str, id: &str) -> V
 
 /// An image pushed by digest alone is one image however its sender spells
 /// it, as the stack follows it: Docker Hub's hosts, `library/`, letter
-/// case, `/` around the name. A digest sent again spelled another way
-/// deploys nothing, and an earlier one never rolls the stack back.
+/// case, `/` around the name, and, for an image the stack follows on any
+/// registry (no host in its `image`), another registry's host (a mirror's
+/// notifications). A digest sent again spelled another way deploys
+/// nothing, and an earlier one never rolls the stack back.
 #[test]
 fn an_image_pushed_by_digest_spelled_another_way_is_the_same_image() {
     let world = image_world("replay-acr-spellings", "nginx", "");
@@ -876,6 +878,7 @@ fn an_image_pushed_by_digest_spelled_another_way_is_the_same_image() {
         ("registry-1.docker.io", "library/nginx"),
         ("hub.docker.com", "Library/Nginx"),
         ("docker.io", "/library/nginx/"),
+        ("mirror.example:5000", "nginx"),
     ];
     for (n, (host, repository)) in spellings.iter().enumerate() {
         for (digest, of) in [(&a, first_id), (&b, second_id)] {
@@ -895,5 +898,59 @@ fn an_image_pushed_by_digest_spelled_another_way_is_the_same_image() {
     let deploys = world.settle(20);
     assert_eq!(deploys.len(), 2, "{deploys:#?}");
     assert_eq!(world.ran("web").len(), 2);
+    server.terminate();
+}
+
+/// Two images a stack's services follow under names one reading could
+/// merge (`acme/app` on any registry, and Docker Hub's `myreg/acme/app`)
+/// stay two: a push of `acme/app` from a registry whose host is `myreg`
+/// deploys the first service and moves nothing of the second's image, so
+/// the second's digest sent again with a profile it never ran deploys.
+#[test]
+fn images_a_stack_follows_under_two_names_are_two_images() {
+    let stack = Stack::new("merge").token(1).standin().table(
+        "[stacks.profiles.fast]\nenv = { FAST = \"1\" }\n\n\
+         [[stacks.services]]\nname = \"a\"\nimage = \"acme/app\"\n\n\
+         [[stacks.services]]\nname = \"b\"\nimage = \"myreg/acme/app\"",
+    );
+    let (world, server) = World::serving("replay-two-names", "", &[stack]);
+    let (three, four) = (
+        format!("sha256:{}", "3".repeat(64)),
+        format!("sha256:{}", "4".repeat(64)),
+    );
+    let push = |host: &str, repository: &str, digest: &str, id: &str, query: &str| {
+        server.post(
+            &format!("{}{query}", hook(1)),
+            &JSON,
+            &acr_push_by_digest(host, repository, digest, id),
+        )
+    };
+    let b = push("docker.io", "myreg/acme/app", &three, "b-3", "");
+    assert_eq!(b.assert_status(202).decision()["services"], json!(["b"]));
+    world.settle(20);
+    let a = push("myreg", "acme/app", &four, "a-4", "");
+    assert_eq!(a.assert_status(202).decision()["services"], json!(["a"]));
+    world.settle(20);
+    let fast = push(
+        "docker.io",
+        "myreg/acme/app",
+        &three,
+        "b-3-fast",
+        "?deployment_profile=fast",
+    );
+    let decision = fast.assert_status(202).decision();
+    assert_eq!(decision["services"], json!(["b"]), "{decision}");
+    // ... once.
+    let again = push(
+        "docker.io",
+        "myreg/acme/app",
+        &three,
+        "b-3-fast-2",
+        "?deployment_profile=fast",
+    );
+    let decision = again.assert_status(200).decision();
+    assert_eq!(decision["state"], "duplicate", "{decision}");
+    let deploys = world.settle(20);
+    assert_eq!(deploys.len(), 3, "{deploys:#?}");
     server.terminate();
 }

@@ -55,8 +55,9 @@ pub(super) fn claim(
     seen_at_ms: Option<i64>,
 ) -> Option<ImageClaim> {
     let image = event.image.as_deref()?;
+    let followed = followed(stack, event, image);
     let Some((poll, target, reference)) = polled(stack, image) else {
-        return from_payload(image, images);
+        return from_payload(image, followed, images);
     };
     let seen = match delivery {
         wit::Delivery::Poll(wit::PollObservation {
@@ -75,11 +76,11 @@ pub(super) fn claim(
     // A digest nobody could tell claims nothing, but the deploy pulls the
     // tag all the same: the image moves on.
     let Some((digest, seen_at_ms)) = seen else {
-        return tag_claim(image);
+        return tag_claim(image, followed);
     };
     Some(ImageClaim {
         image: reference.source(),
-        repository: repository_of(image),
+        repository: followed,
         digest,
         seen_at_ms,
         kind: ImageClaimKind::Polled,
@@ -92,9 +93,13 @@ pub(super) fn claim(
 /// for that image (`images`, the outcome's image pushes, read by the
 /// component), which the deploy runs; for a push of a tag, the image's
 /// move ([`ImageClaimKind::Tag`]).
-pub(super) fn from_payload(image: &str, images: &[wit::ImagePush]) -> Option<ImageClaim> {
+pub(super) fn from_payload(
+    image: &str,
+    followed: String,
+    images: &[wit::ImagePush],
+) -> Option<ImageClaim> {
     let Some((_, pinned)) = image.split_once('@') else {
-        return tag_claim(image);
+        return tag_claim(image, followed);
     };
     // A claim is a row of the journal's, named by the image: kept to a
     // size every index takes (PostgreSQL's B-tree refuses rows over 2704
@@ -107,13 +112,11 @@ pub(super) fn from_payload(image: &str, images: &[wit::ImagePush]) -> Option<Ima
         .iter()
         .find(|push| pinned_reference(push).as_deref() == Some(image))?;
     let digest = push.digest.as_deref().filter(|d| *d == pinned)?;
-    // Keyed by the image as polling reads it: a sender may spell one image
-    // several ways (Docker Hub's hosts, `library/`, letter case, slashes),
-    // each of which the stack follows.
-    let repository = repository_of(image);
+    // Keyed by the image the stack follows, not as the sender spelled it
+    // ([`followed`]).
     Some(ImageClaim {
-        image: format!("{repository}@{digest}"),
-        repository,
+        image: format!("{followed}@{digest}"),
+        repository: followed,
         digest: digest.to_owned(),
         seen_at_ms: now_ms(),
         kind: ImageClaimKind::Pinned,
@@ -123,15 +126,55 @@ pub(super) fn from_payload(image: &str, images: &[wit::ImagePush]) -> Option<Ima
 /// The claim of a deploy that pulls `image`'s tag, at whatever digest it
 /// points to when the deploy runs: it claims nothing, but moves the image
 /// on ([`ImageClaimKind::Tag`]).
-fn tag_claim(image: &str) -> Option<ImageClaim> {
+fn tag_claim(image: &str, followed: String) -> Option<ImageClaim> {
     (image.len() <= MAX_CLAIMED_IMAGE_BYTES).then(|| ImageClaim {
         image: image.to_owned(),
-        repository: repository_of(image),
+        repository: followed,
         digest: String::new(),
         seen_at_ms: now_ms(),
         kind: ImageClaimKind::Tag,
     })
 }
+
+/// The image a deploy of `event` (of `image`, as its sender named it) is
+/// of, as `stack` follows it ([`ImageClaim::repository`]): the images its
+/// services that the deploy names follow as the stack configures them,
+/// each read by [`repository_of`] (without its tag or digest), sorted, once
+/// each, joined by spaces; the pushed image's when they follow none. So a
+/// push is of one image however its sender spells it (another registry
+/// host, for an image followed on any registry; Docker Hub's hosts, letter
+/// case), and the same name pushed to an image the stack follows under
+/// another name (a single-label registry host such as `myreg`, read as a
+/// Docker Hub namespace) is not merged with it. Bounded by the
+/// configuration, never by what senders name.
+fn followed(stack: &StackConfig, event: &wit::DeployEvent, image: &str) -> String {
+    let mut images: Vec<String> = super::plan::followed_images(stack, event)
+        .into_iter()
+        .map(repository_of)
+        .collect();
+    images.sort_unstable();
+    images.dedup();
+    let followed = match images.is_empty() {
+        true => repository_of(image),
+        false => images.join(" "),
+    };
+    if followed.len() <= MAX_FOLLOWED_BYTES {
+        return followed;
+    }
+    // Kept by its digest: every row of the claim stays within every index's
+    // bound (PostgreSQL's B-tree refuses rows over 2704 bytes, and the
+    // deploy would then be lost).
+    use sha2::Digest as _;
+    format!(
+        "sha256 of {}",
+        hex::encode(sha2::Sha256::digest(followed.as_bytes()))
+    )
+}
+
+/// The longest [`followed`] name kept as it is in the journal's rows; a
+/// longer one (a stack whose services follow one image under many names,
+/// a pushed name that long) is kept by its SHA-256.
+pub const MAX_FOLLOWED_BYTES: usize = 512;
 
 /// The image `image` (`registry/repository:tag`, `registry/repository@digest`,
 /// or a polled source) names, without its tag or digest, read as polling

@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 
 use super::{deployment_delivery_key, replay_key, ReplayIdentity, SENDERS_REPORTING_FORCED};
-use crate::config::{ImageReference, StackConfig};
+use crate::config::StackConfig;
 use crate::journal::{
     Admission, CommitClaim, DeploymentRequestClaim, NewDeploy, ReplayClaim, RequestedDeploy,
 };
@@ -178,13 +178,14 @@ fn new_deploy(
 /// repository its ref is of; for an image push, which names no ref, the
 /// images its services follow as `stacks` configure them
 /// ([`images_followed`]), or, for a stack not among them, the pushed
-/// image's repository ([`image_lane`]).
+/// image's repository, without its tag or digest
+/// ([`super::image::repository_of`]).
 fn lane_repository(event: &wit::DeployEvent, stacks: &[&StackConfig]) -> Option<String> {
     match (&event.repository, &event.image) {
         (Some(repository), _) => Some(repository.clone()),
-        (None, Some(image)) => {
-            Some(images_followed(stacks, event).unwrap_or_else(|| image_lane(image)))
-        }
+        (None, Some(image)) => Some(
+            images_followed(stacks, event).unwrap_or_else(|| super::image::repository_of(image)),
+        ),
         (None, None) => None,
     }
 }
@@ -201,9 +202,22 @@ fn lane_repository(event: &wit::DeployEvent, stacks: &[&StackConfig]) -> Option<
 /// `None` when the stack is not in `stacks` or its services follow none.
 fn images_followed(stacks: &[&StackConfig], event: &wit::DeployEvent) -> Option<String> {
     let stack = stacks.iter().find(|s| s.name == event.stack)?;
+    let mut images = followed_images(stack, event);
+    images.sort_unstable();
+    images.dedup();
+    (!images.is_empty()).then(|| images.join(" "))
+}
+
+/// The images `stack`'s services that `event` deploys follow, as the
+/// stack configures them (the stack's own `image` for a stack without
+/// services), in the configuration's order.
+pub(super) fn followed_images<'s>(
+    stack: &'s StackConfig,
+    event: &wit::DeployEvent,
+) -> Vec<&'s str> {
     let named =
         |service: &str| event.services.is_empty() || event.services.iter().any(|s| s == service);
-    let mut images: Vec<&str> = if stack.services.is_empty() {
+    if stack.services.is_empty() {
         stack.image.as_deref().into_iter().collect()
     } else {
         stack
@@ -212,26 +226,6 @@ fn images_followed(stacks: &[&StackConfig], event: &wit::DeployEvent) -> Option<
             .filter(|s| named(&s.name))
             .filter_map(|s| s.image.as_deref())
             .collect()
-    };
-    images.sort_unstable();
-    images.dedup();
-    (!images.is_empty()).then(|| images.join(" "))
-}
-
-/// The lane of a deploy of `image` (`registry/repository:tag` or
-/// `registry/repository@digest`) whose stack's configuration is not at
-/// hand: its repository, `registry/name` read by polling's rules
-/// ([`ImageReference::parse`]), without its tag or digest. A name those
-/// rules do not read is taken as written, less its tag or digest.
-fn image_lane(image: &str) -> String {
-    let named = image.split_once('@').map_or(image, |(name, _)| name);
-    match ImageReference::parse(named) {
-        Ok(reference) => format!("{}/{}", reference.registry, reference.name),
-        Err(_) => named
-            .rsplit_once(':')
-            .filter(|(_, tag)| !tag.contains('/'))
-            .map_or(named, |(name, _)| name)
-            .to_owned(),
     }
 }
 
@@ -617,7 +611,7 @@ mod tests {
             (&format!("ghcr.io/acme/api:{}", "t".repeat(129)), "ghcr.io/acme/api"),
             (&format!("localhost:5000/api:{}", "t".repeat(129)), "localhost:5000/api"),
         ] {
-            assert_eq!(image_lane(image), lane, "{image}");
+            assert_eq!(super::super::image::repository_of(image), lane, "{image}");
         }
     }
 }
