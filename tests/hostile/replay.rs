@@ -843,10 +843,8 @@ fn acr_push_by_digest(host: &str, repository: &str, digest: &str, id: &str) -> V
 
 /// An image pushed by digest alone is one image however its sender spells
 /// it, as the stack follows it: Docker Hub's hosts, `library/`, letter
-/// case, `/` around the name, and, for an image the stack follows on any
-/// registry (no host in its `image`), another registry's host (a mirror's
-/// notifications). A digest sent again spelled another way deploys
-/// nothing, and an earlier one never rolls the stack back.
+/// case, `/` around the name. A digest sent again spelled another way
+/// deploys nothing, and an earlier one never rolls the stack back.
 #[test]
 fn an_image_pushed_by_digest_spelled_another_way_is_the_same_image() {
     let world = image_world("replay-acr-spellings", "nginx", "");
@@ -878,7 +876,6 @@ fn an_image_pushed_by_digest_spelled_another_way_is_the_same_image() {
         ("registry-1.docker.io", "library/nginx"),
         ("hub.docker.com", "Library/Nginx"),
         ("docker.io", "/library/nginx/"),
-        ("mirror.example:5000", "nginx"),
     ];
     for (n, (host, repository)) in spellings.iter().enumerate() {
         for (digest, of) in [(&a, first_id), (&b, second_id)] {
@@ -905,7 +902,8 @@ fn an_image_pushed_by_digest_spelled_another_way_is_the_same_image() {
 /// merge (`acme/app` on any registry, and Docker Hub's `myreg/acme/app`)
 /// stay two: a push of `acme/app` from a registry whose host is `myreg`
 /// deploys the first service and moves nothing of the second's image, so
-/// the second's digest sent again with a profile it never ran deploys.
+/// the second's digest sent again with a profile it never ran deploys. The
+/// first's image pushed from another registry is the same image.
 #[test]
 fn images_a_stack_follows_under_two_names_are_two_images() {
     let stack = Stack::new("merge").token(1).standin().table(
@@ -931,6 +929,15 @@ fn images_a_stack_follows_under_two_names_are_two_images() {
     let a = push("myreg", "acme/app", &four, "a-4", "");
     assert_eq!(a.assert_status(202).decision()["services"], json!(["a"]));
     world.settle(20);
+    // The first service's image, which it follows on any registry, from
+    // another registry (a mirror's notifications): the same image, the
+    // same digest, and neither it nor `?services=` narrowing deploys it
+    // again.
+    for (id, query) in [("a-4-mirror", ""), ("a-4-mirror-a", "?services=a")] {
+        let mirror = push("mirror.example:5000", "acme/app", &four, id, query);
+        let decision = mirror.assert_status(200).decision();
+        assert_eq!(decision["state"], "duplicate", "{id}: {decision}");
+    }
     let fast = push(
         "docker.io",
         "myreg/acme/app",

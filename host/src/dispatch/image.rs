@@ -55,9 +55,8 @@ pub(super) fn claim(
     seen_at_ms: Option<i64>,
 ) -> Option<ImageClaim> {
     let image = event.image.as_deref()?;
-    let followed = followed(stack, event, image);
     let Some((poll, target, reference)) = polled(stack, image) else {
-        return from_payload(image, followed, images);
+        return from_payload(image, images);
     };
     let seen = match delivery {
         wit::Delivery::Poll(wit::PollObservation {
@@ -76,11 +75,11 @@ pub(super) fn claim(
     // A digest nobody could tell claims nothing, but the deploy pulls the
     // tag all the same: the image moves on.
     let Some((digest, seen_at_ms)) = seen else {
-        return tag_claim(image, followed);
+        return tag_claim(image, images);
     };
     Some(ImageClaim {
         image: reference.source(),
-        repository: followed,
+        repository: image_of(Some(&reference.registry), &reference.name),
         digest,
         seen_at_ms,
         kind: ImageClaimKind::Polled,
@@ -93,13 +92,9 @@ pub(super) fn claim(
 /// for that image (`images`, the outcome's image pushes, read by the
 /// component), which the deploy runs; for a push of a tag, the image's
 /// move ([`ImageClaimKind::Tag`]).
-pub(super) fn from_payload(
-    image: &str,
-    followed: String,
-    images: &[wit::ImagePush],
-) -> Option<ImageClaim> {
+pub(super) fn from_payload(image: &str, images: &[wit::ImagePush]) -> Option<ImageClaim> {
     let Some((_, pinned)) = image.split_once('@') else {
-        return tag_claim(image, followed);
+        return tag_claim(image, images);
     };
     // A claim is a row of the journal's, named by the image: kept to a
     // size every index takes (PostgreSQL's B-tree refuses rows over 2704
@@ -108,15 +103,13 @@ pub(super) fn from_payload(
     if image.len() > MAX_CLAIMED_IMAGE_BYTES || !is_manifest_digest(pinned) {
         return None;
     }
-    let push = images
-        .iter()
-        .find(|push| pinned_reference(push).as_deref() == Some(image))?;
+    let push = pushed(images, image).filter(|push| push.tag.is_none())?;
     let digest = push.digest.as_deref().filter(|d| *d == pinned)?;
-    // Keyed by the image the stack follows, not as the sender spelled it
-    // ([`followed`]).
+    // Keyed by the image, not as the sender spelled it ([`image_of`]).
+    let repository = image_of(push.registry.as_deref(), &push.repository);
     Some(ImageClaim {
-        image: format!("{followed}@{digest}"),
-        repository: followed,
+        image: format!("{repository}@{digest}"),
+        repository,
         digest: digest.to_owned(),
         seen_at_ms: now_ms(),
         kind: ImageClaimKind::Pinned,
@@ -126,55 +119,78 @@ pub(super) fn from_payload(
 /// The claim of a deploy that pulls `image`'s tag, at whatever digest it
 /// points to when the deploy runs: it claims nothing, but moves the image
 /// on ([`ImageClaimKind::Tag`]).
-fn tag_claim(image: &str, followed: String) -> Option<ImageClaim> {
+fn tag_claim(image: &str, images: &[wit::ImagePush]) -> Option<ImageClaim> {
+    let repository = match pushed(images, image) {
+        Some(push) => image_of(push.registry.as_deref(), &push.repository),
+        None => image_of_name(image),
+    };
     (image.len() <= MAX_CLAIMED_IMAGE_BYTES).then(|| ImageClaim {
         image: image.to_owned(),
-        repository: followed,
+        repository,
         digest: String::new(),
         seen_at_ms: now_ms(),
         kind: ImageClaimKind::Tag,
     })
 }
 
-/// The image a deploy of `event` (of `image`, as its sender named it) is
-/// of, as `stack` follows it ([`ImageClaim::repository`]): the images its
-/// services that the deploy names follow as the stack configures them,
-/// each read by [`repository_of`] (without its tag or digest), sorted, once
-/// each, joined by spaces; the pushed image's when they follow none. So a
-/// push is of one image however its sender spells it (another registry
-/// host, for an image followed on any registry; Docker Hub's hosts, letter
-/// case), and the same name pushed to an image the stack follows under
-/// another name (a single-label registry host such as `myreg`, read as a
-/// Docker Hub namespace) is not merged with it. Bounded by the
-/// configuration, never by what senders name.
-fn followed(stack: &StackConfig, event: &wit::DeployEvent, image: &str) -> String {
-    let mut images: Vec<String> = super::plan::followed_images(stack, event)
-        .into_iter()
-        .map(repository_of)
-        .collect();
-    images.sort_unstable();
-    images.dedup();
-    let followed = match images.is_empty() {
-        true => repository_of(image),
-        false => images.join(" "),
-    };
-    if followed.len() <= MAX_FOLLOWED_BYTES {
-        return followed;
+/// The image a push of `repository` to `registry` is of: its repository
+/// path as the component reads a pushed image when it matches it against a
+/// stack's (`plugin/src/matching.rs`, `canonical_path`): in lower case,
+/// without the `/` around it, under `library/` for an official image of
+/// Docker Hub's (any of its host names, or none). Not its registry: a
+/// push is of one image however its sender spells it (Docker Hub's hosts,
+/// letter case, `/`) and from whichever registry (a mirror's notifications
+/// of an image a stack follows on any registry), and a registry host
+/// without a dot (`myreg/acme/app@...`, a registry named by its compose
+/// service) is never read as a Docker Hub namespace
+/// ([`ImageClaim::repository`]).
+pub fn image_of(registry: Option<&str>, repository: &str) -> String {
+    let docker_hub = registry.is_none_or(|r| DOCKER_HUB_HOSTS.contains(&&*r.to_ascii_lowercase()));
+    let path = repository.trim_matches('/').to_ascii_lowercase();
+    match docker_hub && !path.contains('/') {
+        true => format!("library/{path}"),
+        false => path,
     }
-    // Kept by its digest: every row of the claim stays within every index's
-    // bound (PostgreSQL's B-tree refuses rows over 2704 bytes, and the
-    // deploy would then be lost).
-    use sha2::Digest as _;
-    format!(
-        "sha256 of {}",
-        hex::encode(sha2::Sha256::digest(followed.as_bytes()))
-    )
 }
 
-/// The longest [`followed`] name kept as it is in the journal's rows; a
-/// longer one (a stack whose services follow one image under many names,
-/// a pushed name that long) is kept by its SHA-256.
-pub const MAX_FOLLOWED_BYTES: usize = 512;
+/// [`image_of`] an image named `registry/repository:tag` or
+/// `registry/repository@digest` (a deploy event's, of no push at hand),
+/// its first segment read as a registry host as Docker reads it (with a
+/// `.` or `:`, or `localhost`).
+fn image_of_name(image: &str) -> String {
+    let named = image
+        .split_once('@')
+        .map_or(image, |(named, _)| named)
+        .trim();
+    let named = named
+        .rsplit_once(':')
+        .filter(|(_, tag)| !tag.contains('/'))
+        .map_or(named, |(repository, _)| repository);
+    let named = named.trim_start_matches('/');
+    match named.split_once('/') {
+        Some((host, path)) if host.contains(['.', ':']) || host == "localhost" => {
+            image_of(Some(host), path)
+        }
+        _ => image_of(None, named),
+    }
+}
+
+/// Docker Hub's names for itself (the component's `DOCKER_HUB_HOSTS`).
+const DOCKER_HUB_HOSTS: [&str; 5] = [
+    "docker.io",
+    "index.docker.io",
+    "registry-1.docker.io",
+    "registry.hub.docker.com",
+    "hub.docker.com",
+];
+
+/// The push of `images` (the outcome's, read by the component) that a
+/// deploy event names `image`: the component's name for it
+/// (`matching::image_reference`: `registry/repository:tag`, or
+/// `registry/repository@digest` for a push by digest alone).
+fn pushed<'i>(images: &'i [wit::ImagePush], image: &str) -> Option<&'i wit::ImagePush> {
+    images.iter().find(|push| reference(push) == image)
+}
 
 /// The image `image` (`registry/repository:tag`, `registry/repository@digest`,
 /// or a polled source) names, without its tag or digest, read as polling
@@ -198,7 +214,7 @@ pub fn repository_of(image: &str) -> String {
     let named = match named.trim_start_matches('/').split_once('/') {
         Some((host, path)) if host.contains(['.', ':']) || host == "localhost" => {
             let host = host.to_ascii_lowercase();
-            let host = match DOCKER_HUB_ALIASES.contains(&host.as_str()) {
+            let host = match DOCKER_HUB_HOSTS.contains(&host.as_str()) {
                 true => "docker.io",
                 false => &host,
             };
@@ -211,10 +227,6 @@ pub fn repository_of(image: &str) -> String {
         Err(_) => named.to_ascii_lowercase(),
     }
 }
-
-/// Docker Hub's names for itself that polling does not read as such (the
-/// component's `DOCKER_HUB_HOSTS` has them all).
-const DOCKER_HUB_ALIASES: [&str; 2] = ["registry.hub.docker.com", "hub.docker.com"];
 
 /// The longest image name (`registry/repository@digest`) whose digest a
 /// push by digest alone claims ([`from_payload`]): Docker's references
@@ -232,21 +244,22 @@ fn is_manifest_digest(digest: &str) -> bool {
     hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// The name a deploy event gives the image `push` pushed by digest alone:
-/// the component's rule (`matching::image_reference` in the plugin),
-/// `registry/repository@digest`; `None` for a push of a tag. A name that
+/// The name a deploy event gives the image `push`: the component's rule
+/// (`matching::image_reference` in the plugin), `registry/repository:tag`,
+/// or `registry/repository@digest` for a push by digest alone. A name that
 /// differs from the event's only makes [`from_payload`] claim nothing.
-fn pinned_reference(push: &wit::ImagePush) -> Option<String> {
-    let digest = match (&push.tag, &push.digest) {
-        (None, Some(digest)) => digest,
-        _ => return None,
-    };
+fn reference(push: &wit::ImagePush) -> String {
     let registry = push.registry.as_deref().map(|r| format!("{r}/"));
-    Some(format!(
-        "{}{}@{digest}",
+    let pinned = match (&push.tag, &push.digest) {
+        (Some(tag), _) => format!(":{tag}"),
+        (None, Some(digest)) => format!("@{digest}"),
+        (None, None) => String::new(),
+    };
+    format!(
+        "{}{}{pinned}",
         registry.unwrap_or_default(),
         push.repository
-    ))
+    )
 }
 
 /// The image source of `stack`'s polling that `image` (a deploy event's
@@ -300,7 +313,51 @@ fn asked(
 
 #[cfg(test)]
 mod tests {
-    use super::repository_of;
+    use super::{image_of, image_of_name, repository_of};
+
+    #[test]
+    fn a_pushed_image_is_its_path_as_the_component_reads_it_whatever_its_registry() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        // As pushes name them: (registry, repository).
+        for (registry, repository, image) in [
+            (Some("docker.io"), "library/nginx", "library/nginx"),
+            (Some("docker.io"), "nginx", "library/nginx"),
+            (Some("Hub.Docker.com"), "Library/Nginx", "library/nginx"),
+            (Some("index.docker.io"), "/library/nginx/", "library/nginx"),
+            (None, "nginx", "library/nginx"),
+            // Off Docker Hub, `library/` is a namespace like any other.
+            (Some("mirror.example:5000"), "nginx", "nginx"),
+            (Some("ghcr.io"), "library/nginx", "library/nginx"),
+            (Some("ghcr.io"), "Acme/App/", "acme/app"),
+            (Some("quay.io"), "acme/app", "acme/app"),
+            // A registry host without a dot is a registry, not a namespace.
+            (Some("myreg"), "acme/app", "acme/app"),
+            (None, "myreg/acme/app", "myreg/acme/app"),
+        ] {
+            assert_eq!(
+                image_of(registry, repository),
+                image,
+                "{registry:?} {repository}"
+            );
+        }
+        // As deploy events name them, with no push at hand.
+        for (name, image) in [
+            (format!("docker.io/nginx@{digest}"), "library/nginx"),
+            ("nginx:1.27".to_owned(), "library/nginx"),
+            (
+                "registry-1.docker.io/library/nginx:latest".to_owned(),
+                "library/nginx",
+            ),
+            // A registry host without a dot is a registry only in a push.
+            (format!("myreg/acme/app@{digest}"), "myreg/acme/app"),
+            ("ghcr.io/acme/web:latest".to_owned(), "acme/web"),
+            (format!("127.0.0.1:5000/acme/app@{digest}"), "acme/app"),
+            ("localhost:5000/app:v1".to_owned(), "app"),
+            ("reg.example:5000/acme/web/:v2".to_owned(), "acme/web"),
+        ] {
+            assert_eq!(image_of_name(&name), image, "{name}");
+        }
+    }
 
     #[test]
     fn an_images_repository_drops_its_tag_or_digest_and_reads_the_name_as_polling_does() {

@@ -202,22 +202,9 @@ fn lane_repository(event: &wit::DeployEvent, stacks: &[&StackConfig]) -> Option<
 /// `None` when the stack is not in `stacks` or its services follow none.
 fn images_followed(stacks: &[&StackConfig], event: &wit::DeployEvent) -> Option<String> {
     let stack = stacks.iter().find(|s| s.name == event.stack)?;
-    let mut images = followed_images(stack, event);
-    images.sort_unstable();
-    images.dedup();
-    (!images.is_empty()).then(|| images.join(" "))
-}
-
-/// The images `stack`'s services that `event` deploys follow, as the
-/// stack configures them (the stack's own `image` for a stack without
-/// services), in the configuration's order.
-pub(super) fn followed_images<'s>(
-    stack: &'s StackConfig,
-    event: &wit::DeployEvent,
-) -> Vec<&'s str> {
     let named =
         |service: &str| event.services.is_empty() || event.services.iter().any(|s| s == service);
-    if stack.services.is_empty() {
+    let mut images: Vec<&str> = if stack.services.is_empty() {
         stack.image.as_deref().into_iter().collect()
     } else {
         stack
@@ -226,7 +213,10 @@ pub(super) fn followed_images<'s>(
             .filter(|s| named(&s.name))
             .filter_map(|s| s.image.as_deref())
             .collect()
-    }
+    };
+    images.sort_unstable();
+    images.dedup();
+    (!images.is_empty()).then(|| images.join(" "))
 }
 
 /// The push of `outcome` that brought `event`'s commit to its ref, if one did.

@@ -14,15 +14,18 @@ use super::NewDeploy;
 /// ([`ImageClaimKind`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ImageClaim {
-    /// The image as polling names it, `registry/name:tag`; as the deploy
-    /// event names it otherwise: `registry/repository@digest` for a push by
-    /// digest alone, `registry/repository:tag` for a push of a tag.
+    /// The image as polling names it, `registry/name:tag`; for a push by
+    /// digest alone, `path@digest` ([`ImageClaim::repository`]); for a push
+    /// of a tag, as the deploy event names it, `registry/repository:tag`.
     pub image: String,
-    /// The image with no tag or digest, as polling reads it
-    /// (`registry/name`, `crate::dispatch::image::repository_of`): where
-    /// the image last moved is kept under it ([`ImageClaim::latest_name`]),
-    /// whichever way the push came (a tag's webhook, a poll, a push by
-    /// digest alone).
+    /// The image, whatever its registry, tag or digest: its repository
+    /// path as the component reads a pushed image
+    /// (`crate::dispatch::image::image_of`, `acme/app`, `library/nginx`):
+    /// where the image last moved is kept under it
+    /// ([`ImageClaim::latest_name`]), and a digest pushed by digest alone
+    /// under it and the digest, whichever way the push came (a tag's
+    /// webhook, a poll, a push by digest alone) and however its sender
+    /// spelled it.
     pub repository: String,
     /// The manifest digest (`sha256:...`) the deploy is for; empty for
     /// [`ImageClaimKind::Tag`].
@@ -62,8 +65,8 @@ pub enum ImageClaimKind {
 
 impl ImageClaim {
     /// The `stack_images.image` of where the image last moved to:
-    /// `registry/name@` ([`ImageClaim::repository`]), which no claimed
-    /// image's own name is.
+    /// `path@` ([`ImageClaim::repository`]), which no claimed image's own
+    /// name is.
     pub fn latest_name(&self) -> String {
         format!("{}@", self.repository)
     }
