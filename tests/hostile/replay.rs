@@ -843,8 +843,9 @@ fn acr_push_by_digest(host: &str, repository: &str, digest: &str, id: &str) -> V
 
 /// An image pushed by digest alone is one image however its sender spells
 /// it, as the stack follows it: Docker Hub's hosts, `library/`, letter
-/// case, `/` around the name. A digest sent again spelled another way
-/// deploys nothing, and an earlier one never rolls the stack back.
+/// case, `/` around the name, and another registry (the stack's `nginx`
+/// names none). A digest sent again spelled another way deploys nothing,
+/// and an earlier one never rolls the stack back.
 #[test]
 fn an_image_pushed_by_digest_spelled_another_way_is_the_same_image() {
     let world = image_world("replay-acr-spellings", "nginx", "");
@@ -876,6 +877,10 @@ fn an_image_pushed_by_digest_spelled_another_way_is_the_same_image() {
         ("registry-1.docker.io", "library/nginx"),
         ("hub.docker.com", "Library/Nginx"),
         ("docker.io", "/library/nginx/"),
+        // The stack follows `nginx` on any registry: a mirror's is the
+        // same image.
+        ("mirror.example:5000", "nginx"),
+        ("mirror.example:5000", "Nginx/"),
     ];
     for (n, (host, repository)) in spellings.iter().enumerate() {
         for (digest, of) in [(&a, first_id), (&b, second_id)] {

@@ -79,7 +79,7 @@ pub(super) fn claim(
     };
     Some(ImageClaim {
         image: reference.source(),
-        repository: image_of(Some(&reference.registry), &reference.name),
+        repository: image_of(&reference.name),
         digest,
         seen_at_ms,
         kind: ImageClaimKind::Polled,
@@ -106,7 +106,7 @@ pub(super) fn from_payload(image: &str, images: &[wit::ImagePush]) -> Option<Ima
     let push = pushed(images, image).filter(|push| push.tag.is_none())?;
     let digest = push.digest.as_deref().filter(|d| *d == pinned)?;
     // Keyed by the image, not as the sender spelled it ([`image_of`]).
-    let repository = image_of(push.registry.as_deref(), &push.repository);
+    let repository = image_of(&push.repository);
     Some(ImageClaim {
         image: format!("{repository}@{digest}"),
         repository,
@@ -121,7 +121,7 @@ pub(super) fn from_payload(image: &str, images: &[wit::ImagePush]) -> Option<Ima
 /// on ([`ImageClaimKind::Tag`]).
 fn tag_claim(image: &str, images: &[wit::ImagePush]) -> Option<ImageClaim> {
     let repository = match pushed(images, image) {
-        Some(push) => image_of(push.registry.as_deref(), &push.repository),
+        Some(push) => image_of(&push.repository),
         None => image_of_name(image),
     };
     (image.len() <= MAX_CLAIMED_IMAGE_BYTES).then(|| ImageClaim {
@@ -133,23 +133,22 @@ fn tag_claim(image: &str, images: &[wit::ImagePush]) -> Option<ImageClaim> {
     })
 }
 
-/// The image a push of `repository` to `registry` is of: its repository
-/// path as the component reads a pushed image when it matches it against a
-/// stack's (`plugin/src/matching.rs`, `canonical_path`): in lower case,
-/// without the `/` around it, under `library/` for an official image of
-/// Docker Hub's (any of its host names, or none). Not its registry: a
-/// push is of one image however its sender spells it (Docker Hub's hosts,
-/// letter case, `/`) and from whichever registry (a mirror's notifications
-/// of an image a stack follows on any registry), and a registry host
-/// without a dot (`myreg/acme/app@...`, a registry named by its compose
-/// service) is never read as a Docker Hub namespace
+/// The image a push of `repository` is of, whatever its registry: its
+/// repository path as the component reads a stack's image that names no
+/// registry (`plugin/src/matching.rs`, `canonical_path`), in lower case,
+/// without the `/` around it, and a single name under `library/`
+/// (`nginx` is `library/nginx`, on every registry). So a push is of one
+/// image however its sender spells it (Docker Hub's hosts, letter case,
+/// `/`) and from whichever registry (a mirror's notifications of an image
+/// a stack follows on any registry: one service, one image), and a
+/// registry host without a dot (`myreg/acme/app@...`, a registry named by
+/// its compose service) is never read as a Docker Hub namespace
 /// ([`ImageClaim::repository`]).
-pub fn image_of(registry: Option<&str>, repository: &str) -> String {
-    let docker_hub = registry.is_none_or(|r| DOCKER_HUB_HOSTS.contains(&&*r.to_ascii_lowercase()));
+pub fn image_of(repository: &str) -> String {
     let path = repository.trim_matches('/').to_ascii_lowercase();
-    match docker_hub && !path.contains('/') {
-        true => format!("library/{path}"),
-        false => path,
+    match path.contains('/') {
+        true => path,
+        false => format!("library/{path}"),
     }
 }
 
@@ -158,21 +157,24 @@ pub fn image_of(registry: Option<&str>, repository: &str) -> String {
 /// its first segment read as a registry host as Docker reads it (with a
 /// `.` or `:`, or `localhost`).
 fn image_of_name(image: &str) -> String {
+    let named = untagged(image).trim_start_matches('/');
+    match named.split_once('/') {
+        Some((host, path)) if host.contains(['.', ':']) || host == "localhost" => image_of(path),
+        _ => image_of(named),
+    }
+}
+
+/// `image` (`registry/repository:tag`, `registry/repository@digest`, or
+/// neither) without its tag or digest.
+fn untagged(image: &str) -> &str {
     let named = image
         .split_once('@')
         .map_or(image, |(named, _)| named)
         .trim();
-    let named = named
+    named
         .rsplit_once(':')
         .filter(|(_, tag)| !tag.contains('/'))
-        .map_or(named, |(repository, _)| repository);
-    let named = named.trim_start_matches('/');
-    match named.split_once('/') {
-        Some((host, path)) if host.contains(['.', ':']) || host == "localhost" => {
-            image_of(Some(host), path)
-        }
-        _ => image_of(None, named),
-    }
+        .map_or(named, |(repository, _)| repository)
 }
 
 /// Docker Hub's names for itself (the component's `DOCKER_HUB_HOSTS`).
@@ -192,25 +194,18 @@ fn pushed<'i>(images: &'i [wit::ImagePush], image: &str) -> Option<&'i wit::Imag
     images.iter().find(|push| reference(push) == image)
 }
 
-/// The image `image` (`registry/repository:tag`, `registry/repository@digest`,
-/// or a polled source) names, without its tag or digest, read as polling
-/// reads it ([`ImageReference::parse`]: `nginx:1` and
+/// The image `image` (`registry/repository:tag`, `registry/repository@digest`)
+/// names, without its tag or digest, read as polling reads it
+/// ([`ImageReference::parse`]: `nginx:1` and
 /// `docker.io/library/nginx@sha256:...` are both
 /// `registry-1.docker.io/library/nginx`), after the spellings the
 /// component takes for one image (`plugin/src/matching.rs`, `ImageKey`):
 /// each of Docker Hub's hosts, letter case, and `/` around the repository.
-/// So a webhook's push, a poll's and one by digest alone move the same
-/// image ([`ImageClaim::repository`]), however its sender spelled it. A
-/// name polling cannot read is taken lower case, less its tag or digest.
+/// The lane of an image's deploy whose stack's configuration is not at hand
+/// (`super::plan`). A name polling cannot read is taken lower case, less
+/// its tag or digest.
 pub fn repository_of(image: &str) -> String {
-    let named = image
-        .split_once('@')
-        .map_or(image, |(named, _)| named)
-        .trim();
-    let named = named
-        .rsplit_once(':')
-        .filter(|(_, tag)| !tag.contains('/'))
-        .map_or(named, |(repository, _)| repository);
+    let named = untagged(image);
     let named = match named.trim_start_matches('/').split_once('/') {
         Some((host, path)) if host.contains(['.', ':']) || host == "localhost" => {
             let host = host.to_ascii_lowercase();
@@ -318,27 +313,20 @@ mod tests {
     #[test]
     fn a_pushed_image_is_its_path_as_the_component_reads_it_whatever_its_registry() {
         let digest = format!("sha256:{}", "a".repeat(64));
-        // As pushes name them: (registry, repository).
-        for (registry, repository, image) in [
-            (Some("docker.io"), "library/nginx", "library/nginx"),
-            (Some("docker.io"), "nginx", "library/nginx"),
-            (Some("Hub.Docker.com"), "Library/Nginx", "library/nginx"),
-            (Some("index.docker.io"), "/library/nginx/", "library/nginx"),
-            (None, "nginx", "library/nginx"),
-            // Off Docker Hub, `library/` is a namespace like any other.
-            (Some("mirror.example:5000"), "nginx", "nginx"),
-            (Some("ghcr.io"), "library/nginx", "library/nginx"),
-            (Some("ghcr.io"), "Acme/App/", "acme/app"),
-            (Some("quay.io"), "acme/app", "acme/app"),
-            // A registry host without a dot is a registry, not a namespace.
-            (Some("myreg"), "acme/app", "acme/app"),
-            (None, "myreg/acme/app", "myreg/acme/app"),
+        // As pushes name their repository, from any registry.
+        for (repository, image) in [
+            ("library/nginx", "library/nginx"),
+            ("nginx", "library/nginx"),
+            ("Library/Nginx", "library/nginx"),
+            ("/library/nginx/", "library/nginx"),
+            ("Nginx/", "library/nginx"),
+            ("Acme/App/", "acme/app"),
+            ("acme/app", "acme/app"),
+            // A registry host without a dot is a registry, not a namespace:
+            // the push names it apart.
+            ("myreg/acme/app", "myreg/acme/app"),
         ] {
-            assert_eq!(
-                image_of(registry, repository),
-                image,
-                "{registry:?} {repository}"
-            );
+            assert_eq!(image_of(repository), image, "{repository}");
         }
         // As deploy events name them, with no push at hand.
         for (name, image) in [
@@ -352,7 +340,7 @@ mod tests {
             (format!("myreg/acme/app@{digest}"), "myreg/acme/app"),
             ("ghcr.io/acme/web:latest".to_owned(), "acme/web"),
             (format!("127.0.0.1:5000/acme/app@{digest}"), "acme/app"),
-            ("localhost:5000/app:v1".to_owned(), "app"),
+            ("localhost:5000/app:v1".to_owned(), "library/app"),
             ("reg.example:5000/acme/web/:v2".to_owned(), "acme/web"),
         ] {
             assert_eq!(image_of_name(&name), image, "{name}");
